@@ -1,0 +1,198 @@
+/* libwhizbang: the C client library for whizbangd.
+ *
+ * One struct wb_client is one TCP connection to one server. It is not
+ * thread-safe: use one client per thread. Calls block until the server
+ * answers or the client's timeout passes.
+ *
+ * Errors: every call returns 0 or a code of enum wb_error (wb_error.h). A
+ * code from the server (WRONG_EXPECTED_VERSION, NOT_FOUND, ...) comes with the
+ * server's message, readable through wb_errmsg() until the next call on the
+ * same client. Local failures return WB_E_IO (the connection failed),
+ * WB_E_TIMEOUT, WB_E_CLOSED (the server closed the connection), WB_E_NOMEM
+ * or WB_E_INVAL (a bad argument), also with a message. After WB_E_IO,
+ * WB_E_TIMEOUT or WB_E_CLOSED the client is unusable; close it.
+ *
+ * A connection-level error from the server (a Response with id 0, such as
+ * FRAME_TOO_LARGE, after which the server closes the connection) is returned
+ * with its code and message and also leaves the client unusable. A request
+ * larger than the server's max_frame is refused locally with
+ * WB_FRAME_TOO_LARGE before anything is sent; the client stays usable. */
+#ifndef WB_CLIENT_H
+#define WB_CLIENT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wb_error.h"
+#include "whizbang.pb-c.h"
+
+#define WB_DEFAULT_ADDRESS "127.0.0.1:7411"
+/* Reads from WB_END backwards start at the end of a stream or of $all. */
+#define WB_END UINT64_MAX
+
+struct wb_client;
+
+struct wb_options {
+	/* Sent in Hello; shown in the server's log. NULL: "libwhizbang". */
+	const char *client_name;
+	/* Per-call timeout in milliseconds; 0 waits forever. */
+	int timeout_ms;
+	/* The largest response frame accepted; 0: 64 MiB. */
+	uint32_t max_response;
+};
+
+struct wb_server_info {
+	uint32_t protocol_version;
+	char server_version[32];
+	uint32_t max_frame;
+	uint32_t max_read_count;
+	uint32_t max_append_events;
+	uint32_t max_event_size;
+	bool auth_required;
+};
+
+/* Connects to address ("host:port", IPv4, IPv6 in brackets, or a name) and
+ * performs the Hello exchange. opts may be NULL for defaults. On success
+ * *out receives a client the caller closes with wb_close(). On failure *out is
+ * untouched and, when errmsg is not NULL, a description is written into
+ * errmsg[0..errlen). Keeps no reference to address or opts. address NULL
+ * means WB_DEFAULT_ADDRESS and a missing ":port" means 7411; the timeout
+ * covers the connect and the Hello exchange together. */
+int wb_connect(struct wb_client **out, const char *address, const struct wb_options *opts,
+	       char *errmsg, size_t errlen);
+
+/* Closes the connection and frees the client. NULL is allowed. */
+void wb_close(struct wb_client *c);
+
+/* The server's answer to Hello; owned by the client. */
+const struct wb_server_info *wb_server_info(const struct wb_client *c);
+
+/* The message that came with the last failure on c (never NULL; "" after
+ * success). Owned by the client, valid until the next call on c. */
+const char *wb_errmsg(const struct wb_client *c);
+
+/* After WRONG_EXPECTED_VERSION: the stream's actual version, -1 when the
+ * stream does not exist. */
+int64_t wb_actual_version(const struct wb_client *c);
+
+/* The socket's file descriptor, for poll() and for tests. */
+int wb_fd(const struct wb_client *c);
+
+int wb_ping(struct wb_client *c);
+
+enum wb_expected {
+	WB_EXPECT_ANY = 0,
+	WB_EXPECT_NO_STREAM = 1,
+	WB_EXPECT_EXISTS = 2,
+	WB_EXPECT_EXACT = 3,
+};
+
+struct wb_new_event {
+	const uint8_t *id; /* 16 bytes, or NULL for a server-generated UUIDv7 */
+	const char *type;
+	const void *data;
+	size_t data_len;
+	const void *metadata;
+	size_t metadata_len;
+};
+
+struct wb_append_result {
+	uint64_t first_position;
+	uint64_t last_position;
+	uint64_t stream_version;
+	bool idempotent_replay;
+};
+
+/* Appends events[0..n) to stream atomically. expected_version is read only
+ * with WB_EXPECT_EXACT. Keeps no reference to the arguments. */
+int wb_append(struct wb_client *c, const char *stream, enum wb_expected expected,
+	      uint64_t expected_version, const struct wb_new_event *events, size_t n,
+	      struct wb_append_result *out);
+
+/* A stored event. Its pointers point into the wb_page that holds it. */
+struct wb_event {
+	uint8_t id[16];
+	const char *stream;
+	uint64_t version;
+	uint64_t position;
+	uint64_t timestamp_us;
+	const char *type;
+	const uint8_t *data;
+	size_t data_len;
+	const uint8_t *metadata;
+	size_t metadata_len;
+};
+
+/* One page of a read. next continues the read (a version or a position);
+ * end is true when nothing lies beyond the page in its direction; last is
+ * the stream's last version or the log's last position. Free with
+ * wb_page_free(). */
+struct wb_page {
+	struct wb_event *events;
+	size_t count;
+	uint64_t next;
+	bool end;
+	uint64_t last;
+	void *priv_;
+};
+
+/* Reads up to max_count events of stream from from_version (inclusive).
+ * max_count 0 asks for the server's limit. */
+int wb_read_stream(struct wb_client *c, const char *stream, uint64_t from_version,
+		   bool backwards, uint32_t max_count, struct wb_page *out);
+
+/* Reads $all from from_position (inclusive), optionally filtered by stream
+ * prefix (NULL or "" for none) and by event types (types[0..ntypes)). */
+int wb_read_all(struct wb_client *c, uint64_t from_position, bool backwards, uint32_t max_count,
+		const char *stream_prefix, const char *const *types, size_t ntypes,
+		struct wb_page *out);
+
+/* Frees what a read put into page; the page may be reused. */
+void wb_page_free(struct wb_page *page);
+
+struct wb_stream_info {
+	uint64_t last_version;
+	uint64_t event_count;
+	uint64_t first_position;
+	uint64_t last_position;
+	uint64_t created_us;
+	uint64_t updated_us;
+};
+
+int wb_stream_info(struct wb_client *c, const char *stream, struct wb_stream_info *out);
+
+/* Asks the server for its figures (GetStats). On success *out receives the
+ * unpacked ServerStats message, which the caller owns and frees with
+ * wb_stats_free(); every field of the proto's ServerStats is there, including
+ * the group-commit figures batches, batch_requests, batch_events and
+ * commit_us_total. */
+int wb_stats(struct wb_client *c, Whizbang__V1__ServerStats **out);
+
+/* Frees what wb_stats() returned. NULL is allowed. */
+void wb_stats_free(Whizbang__V1__ServerStats *stats);
+
+/* Pipelining. wb_send() gives req a fresh id (written to req->id and *id)
+ * and queues its frame; wb_flush() writes everything queued; wb_recv() flushes
+ * and then blocks for the next response, in whatever order the server
+ * answers. *out is freed by the caller with
+ * whizbang__v1__response__free_unpacked(*out, NULL). Do not mix pipelined
+ * requests with the blocking calls above while responses are outstanding. */
+int wb_send(struct wb_client *c, Whizbang__V1__Request *req, uint64_t *id);
+int wb_flush(struct wb_client *c);
+int wb_recv(struct wb_client *c, Whizbang__V1__Response **out);
+
+/* Queues an AppendEvents like wb_append() does, without waiting. */
+int wb_append_send(struct wb_client *c, const char *stream, enum wb_expected expected,
+		   uint64_t expected_version, const struct wb_new_event *events, size_t n,
+		   uint64_t *id);
+
+/* Parses a UUID in its 36-character text form into out[16]: 0 or
+ * WB_E_INVAL. Only the canonical form is accepted: lower-case hex digits in
+ * groups of 8-4-4-4-12 separated by '-'. out is written only on success. */
+int wb_uuid_parse(const char *text, uint8_t out[16]);
+
+/* Formats id as 36 characters and a NUL into out. */
+void wb_uuid_format(const uint8_t id[16], char out[37]);
+
+#endif

@@ -1,0 +1,31 @@
+/* Helpers between frames and protobuf messages, shared by the server, the
+ * client library and the tools. */
+#ifndef WB_WIRE_H
+#define WB_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "whizbang.pb-c.h"
+
+/* The protocol version this code speaks. */
+#define WB_PROTOCOL_VERSION 1u
+
+/* Unpacks a Request from buf[0..len), allowing protobuf-c to allocate at most
+ * budget bytes in total, so that a small frame full of empty repeated
+ * elements cannot make the server allocate far more than it received.
+ * Returns NULL when the bytes do not decode or the budget is exceeded. The
+ * caller frees the result with whizbang__v1__request__free_unpacked(r, NULL).
+ * Keeps no reference to buf. */
+Whizbang__V1__Request *wire_unpack_request(const uint8_t *buf, size_t len, size_t budget);
+
+/* The same for a Response. */
+Whizbang__V1__Response *wire_unpack_response(const uint8_t *buf, size_t len, size_t budget);
+
+/* Packs msg into a new buffer holding the 4-byte length header and the
+ * payload; *out_len receives the whole length. Returns NULL when out of
+ * memory or when the payload would be longer than 2^32-1 bytes. The caller
+ * frees the buffer with free(). */
+uint8_t *wire_pack_frame(const ProtobufCMessage *msg, size_t *out_len);
+
+#endif

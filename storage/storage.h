@@ -1,0 +1,150 @@
+/* The storage engine interface.
+ *
+ * Everything above storage/ (lease/, projection/, server/) reaches the disk
+ * through these calls and never through an engine's own API, so that a second
+ * engine can be added beside LMDB (the one that ships, storage_lmdb.c).
+ *
+ * The model is LMDB's: one environment, a fixed set of named key/value
+ * databases with keys in byte order, many concurrent read transactions
+ * (snapshots) and one write transaction at a time, which may have nested
+ * child transactions. Values returned by get and cursors point into the
+ * engine's memory and are valid until the transaction ends or, in a write
+ * transaction, until the next write: copy them before that.
+ *
+ * Errors: 0, or WB_E_NOTFOUND (an answer, not a failure), WB_E_KEYEXIST,
+ * WB_E_MAPFULL (the writer grows the map with storage_grow() and retries),
+ * WB_E_NOMEM, WB_E_IO, WB_E_CORRUPT, WB_E_INVAL. Engine codes never pass
+ * this boundary. */
+#ifndef WB_STORAGE_H
+#define WB_STORAGE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "wb_error.h"
+
+/* The databases; all are opened (created) by storage_open(). */
+enum storage_db {
+	STORAGE_DB_META = 0,      /* string key -> small value: counters, format */
+	STORAGE_DB_EVENTS,        /* position u64be -> event record */
+	STORAGE_DB_STREAMS,       /* stream name -> stream record */
+	STORAGE_DB_STREAM_EVENTS, /* stream id u64be, version u64be -> position u64be */
+	STORAGE_DB_EVENT_IDS,     /* event id (16 bytes) -> position u64be */
+	STORAGE_DB_COUNT
+};
+
+struct storage;
+struct storage_txn;
+struct storage_cursor;
+
+struct storage_val {
+	const void *data;
+	size_t len;
+};
+
+struct storage_options {
+	/* The data directory; created (mode 0750) when it does not exist. */
+	const char *path;
+	/* Initial map size in bytes; the map grows from there. 0: 64 MiB. */
+	size_t map_size;
+	/* Maximum concurrent read transactions; 0: 126. */
+	unsigned max_readers;
+	/* Skip fsync at commit. Only for benchmarks that say so; never the
+	 * server. */
+	bool no_sync;
+};
+
+struct storage_stats {
+	uint64_t map_size;   /* bytes mapped */
+	uint64_t used_bytes; /* bytes of the map in use (last page) */
+	uint64_t page_size;
+	uint64_t last_txn_id;
+	uint64_t entries[STORAGE_DB_COUNT];
+	unsigned max_readers;
+	unsigned readers_used;
+	uint64_t grow_count; /* times the map grew since open */
+};
+
+/* Opens (creating when needed) the store at opts->path with every database
+ * of enum storage_db. On success *out receives the store, freed by
+ * storage_close(). On failure *out is untouched and errmsg[0..errlen) says
+ * why (errmsg may be NULL). Keeps no reference to opts. */
+int storage_open(struct storage **out, const struct storage_options *opts, char *errmsg,
+		 size_t errlen);
+
+/* Closes the store. No transaction may be open. NULL is allowed. */
+void storage_close(struct storage *s);
+
+#define STORAGE_RDONLY 0x1u
+
+/* Begins a transaction. With STORAGE_RDONLY: a read snapshot, which any
+ * thread may hold (briefly: a held snapshot delays storage_grow()). Without:
+ * the write transaction, only ever from the one writer thread; parent may be
+ * an open write transaction, making this a nested child whose effects vanish
+ * on abort and join the parent on commit. *out is written on success. */
+int storage_txn_begin(struct storage *s, struct storage_txn *parent, unsigned flags,
+		      struct storage_txn **out);
+
+/* Commits and frees txn, whatever the result. The commit of a top-level
+ * write transaction is durable (fsync) when it returns 0, unless the store
+ * was opened with no_sync. For read transactions, commit equals abort. */
+int storage_txn_commit(struct storage_txn *txn);
+
+/* Abandons and frees txn. Cursors of txn must be closed first. */
+void storage_txn_abort(struct storage_txn *txn);
+
+/* Looks key up. On success *val points at the value (see lifetimes above).
+ * WB_E_NOTFOUND when absent. */
+int storage_get(struct storage_txn *txn, enum storage_db db, struct storage_val key,
+		struct storage_val *val);
+
+#define STORAGE_NOOVERWRITE 0x1u /* WB_E_KEYEXIST when the key exists */
+#define STORAGE_APPEND 0x2u      /* key sorts after every key (fast path) */
+
+/* Stores val under key. */
+int storage_put(struct storage_txn *txn, enum storage_db db, struct storage_val key,
+		struct storage_val val, unsigned flags);
+
+/* Deletes key; WB_E_NOTFOUND when absent. */
+int storage_del(struct storage_txn *txn, enum storage_db db, struct storage_val key);
+
+enum storage_cursor_op {
+	STORAGE_FIRST,
+	STORAGE_LAST,
+	STORAGE_NEXT,
+	STORAGE_PREV,
+	STORAGE_SET_RANGE, /* the first key >= *key */
+	STORAGE_SET,       /* exactly *key */
+};
+
+/* Opens a cursor on db within txn; close it before txn ends. */
+int storage_cursor_open(struct storage_txn *txn, enum storage_db db,
+			struct storage_cursor **out);
+
+/* Positions the cursor and returns the key and value there. *key is read
+ * for SET and SET_RANGE and always written on success. WB_E_NOTFOUND when
+ * there is no such entry (past either end). */
+int storage_cursor_get(struct storage_cursor *cur, enum storage_cursor_op op,
+		       struct storage_val *key, struct storage_val *val);
+
+void storage_cursor_close(struct storage_cursor *cur);
+
+/* Fills *out. Callable from any thread. */
+int storage_stats(struct storage *s, struct storage_stats *out);
+
+/* Returns true when the map has less than want bytes (plus a safety margin
+ * of a quarter of the map) free, i.e. the writer should grow before its next
+ * transaction. */
+bool storage_needs_room(struct storage *s, size_t want);
+
+/* Grows the map so that at least want more bytes fit (at least doubling it).
+ * Only the writer thread calls it, with no write transaction open; it waits
+ * for open read transactions to end and blocks new ones meanwhile. */
+int storage_grow(struct storage *s, size_t want);
+
+/* Writes a consistent copy of the store into the empty directory path while
+ * the store stays in use; compact drops free pages. */
+int storage_backup(struct storage *s, const char *path, bool compact);
+
+#endif
