@@ -541,9 +541,11 @@ int ev_read_stream(struct storage_txn *txn, const char *stream, size_t stream_le
 			break;
 		}
 		page->count++;
-		page->next = backwards ? version - 1 : version + 1;
-		if (backwards && version == 0)
+		if (backwards && version == 0) {
+			page->next = 0;
 			break;
+		}
+		page->next = backwards ? version - 1 : version + 1;
 		rc = storage_cursor_get(cur, backwards ? STORAGE_PREV : STORAGE_NEXT, &k, &v);
 	}
 	storage_cursor_close(cur);

@@ -1,0 +1,1041 @@
+/* libwhizbang: a blocking client on one TCP connection.
+ *
+ * Happy path: wb_connect() resolves the address, connects within the timeout,
+ * sends Hello and keeps the server's limits. A blocking call then queues one
+ * Request frame in the write buffer, writes the buffer out, and decodes frames
+ * from the read buffer until the Response with that request's id is there.
+ * The socket stays a blocking socket for the caller; the library itself uses
+ * MSG_DONTWAIT and poll() so that every call honours the per-call deadline.
+ *
+ * Failure modes: a refused or timed-out connect, a peer that closes (EPIPE
+ * with MSG_NOSIGNAL, ECONNRESET or EOF), a frame above max_response, bytes
+ * that do not decode and a response with an unexpected id all leave the
+ * client "broken": every later call fails with WB_E_CLOSED until wb_close().
+ * Errors the server reports in Response.error are answers, not failures of
+ * the connection, and leave the client usable (except a connection-level
+ * error with id 0, after which the server closes). */
+#include "wb.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "wire.h"
+
+#define WB_DEFAULT_MAX_RESPONSE (64u << 20)
+#define WB_READ_CHUNK (64u << 10)
+#define WB_MAX_NAME 255u
+#define WB_DEFAULT_PORT "7411"
+
+struct wb_client {
+	int fd;
+	int timeout_ms;
+	uint32_t max_response;
+	/* Set after a failure of the connection itself; every later call fails. */
+	bool broken;
+	uint64_t next_id;
+	/* Requests queued by wb_send() whose responses wb_recv() has not returned. */
+	size_t outstanding;
+	/* Monotonic milliseconds at which the current call times out; -1: never. */
+	int64_t deadline_ms;
+	int64_t actual_version;
+	struct wb_server_info info;
+	uint8_t *wbuf;
+	size_t wlen;
+	size_t wcap;
+	/* Unconsumed input is rbuf[rpos..rlen). */
+	uint8_t *rbuf;
+	size_t rpos;
+	size_t rlen;
+	size_t rcap;
+	char errmsg[512];
+};
+
+static const uint8_t empty_bytes[1];
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Starts a public call: clears the last message and arms the deadline. */
+static void begin(struct wb_client *c)
+{
+	c->errmsg[0] = '\0';
+	c->actual_version = -1;
+	c->deadline_ms = c->timeout_ms > 0 ? now_ms() + c->timeout_ms : -1;
+}
+
+__attribute__((format(printf, 3, 4))) static int fail(struct wb_client *c, int code,
+                                                      const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
+	va_end(ap);
+	if (code == WB_E_IO || code == WB_E_TIMEOUT || code == WB_E_CLOSED)
+		c->broken = true;
+	return code;
+}
+
+static int check_usable(struct wb_client *c)
+{
+	if (c->broken)
+		return fail(c, WB_E_CLOSED,
+		            "the connection failed earlier; close this client and connect again");
+	return 0;
+}
+
+/* protobuf-c allocates more than a frame's size for its structs (an empty
+ * RecordedEvent is 2 bytes on the wire and about 120 in memory); the budget
+ * only stops a corrupt frame from asking for absurd amounts. */
+static size_t unpack_budget(uint32_t len)
+{
+	return (size_t)len * 128 + 65536;
+}
+
+/* The peer is gone. If it said why first (a connection-level error such as
+ * FRAME_TOO_LARGE, already in the read buffer), that goes into the message. */
+static int closed(struct wb_client *c)
+{
+	const uint8_t *payload;
+	uint32_t plen;
+	size_t used;
+	if (frame_decode(c->rbuf + c->rpos, c->rlen - c->rpos, c->max_response, &payload, &plen,
+	                 &used) == FRAME_OK) {
+		Whizbang__V1__Response *r =
+		    wire_unpack_response(payload, plen, unpack_budget(plen));
+		if (r != NULL && r->error != NULL &&
+		    r->error->code != WHIZBANG__V1__ERROR_CODE__OK) {
+			int rc = fail(c, WB_E_CLOSED, "the server closed the connection: %s: %s",
+			              wb_error_name((int)r->error->code), r->error->message);
+			whizbang__v1__response__free_unpacked(r, NULL);
+			return rc;
+		}
+		if (r != NULL)
+			whizbang__v1__response__free_unpacked(r, NULL);
+	}
+	return fail(c, WB_E_CLOSED, "the server closed the connection");
+}
+
+/* Waits until fd is ready for one of events or the deadline passes; the ready
+ * events go to *revents. */
+static int wait_fd(struct wb_client *c, short events, short *revents)
+{
+	for (;;) {
+		int wait = -1;
+		if (c->deadline_ms >= 0) {
+			int64_t left = c->deadline_ms - now_ms();
+			if (left <= 0)
+				return fail(c, WB_E_TIMEOUT,
+				            "no answer from the server within %d ms",
+				            c->timeout_ms);
+			wait = (int)left;
+		}
+		struct pollfd p = {.fd = c->fd, .events = events, .revents = 0};
+		int n = poll(&p, 1, wait);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return fail(c, WB_E_IO, "poll failed: %s", strerror(errno));
+		if (n == 0)
+			continue; /* the next turn reports the timeout */
+		/* POLLERR and POLLHUP surface as errors from the next send or recv. */
+		*revents = p.revents;
+		return 0;
+	}
+}
+
+/* Reads once from the socket into the read buffer: 0 when bytes arrived,
+ * WB_E_AGAIN when none are waiting, otherwise a failure. */
+static int read_some(struct wb_client *c)
+{
+	if (c->rpos > 0) {
+		memmove(c->rbuf, c->rbuf + c->rpos, c->rlen - c->rpos);
+		c->rlen -= c->rpos;
+		c->rpos = 0;
+	}
+	size_t want = c->rlen + WB_READ_CHUNK;
+	/* A large frame gets its whole room at once rather than by doubling; a
+	 * length above max_response is left for frame_decode() to refuse. */
+	if (c->rlen >= FRAME_HEADER) {
+		uint32_t announced = frame_get_header(c->rbuf);
+		size_t whole = FRAME_HEADER + (size_t)announced;
+		if (announced <= c->max_response && whole > want)
+			want = whole;
+	}
+	if (want > c->rcap) {
+		uint8_t *p = realloc(c->rbuf, want);
+		if (p == NULL)
+			return fail(c, WB_E_NOMEM, "no memory for a read buffer of %zu bytes",
+			            want);
+		c->rbuf = p;
+		c->rcap = want;
+	}
+	for (;;) {
+		ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
+		if (n > 0) {
+			c->rlen += (size_t)n;
+			return 0;
+		}
+		if (n == 0)
+			return closed(c);
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return WB_E_AGAIN;
+		if (errno == ECONNRESET)
+			return closed(c);
+		return fail(c, WB_E_IO, "reading from the server failed: %s", strerror(errno));
+	}
+}
+
+/* Writes the whole write buffer. While the socket is not writable it also
+ * reads what the server sends, so that a server which stops reading until its
+ * answers are read cannot deadlock a long pipeline. */
+static int flush_out(struct wb_client *c)
+{
+	size_t off = 0;
+	while (off < c->wlen) {
+		ssize_t n = send(c->fd, c->wbuf + off, c->wlen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n >= 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EPIPE || errno == ECONNRESET)
+			return closed(c);
+		if (errno != EAGAIN && errno != EWOULDBLOCK)
+			return fail(c, WB_E_IO, "sending to the server failed: %s",
+			            strerror(errno));
+		short revents = 0;
+		int rc = wait_fd(c, POLLOUT | POLLIN, &revents);
+		if (rc != 0)
+			return rc;
+		if (revents & POLLIN) {
+			rc = read_some(c);
+			if (rc != 0 && rc != WB_E_AGAIN)
+				return rc;
+		}
+	}
+	c->wlen = 0;
+	return 0;
+}
+
+/* Decodes the next Response, reading from the socket as needed. */
+static int recv_response(struct wb_client *c, Whizbang__V1__Response **out)
+{
+	for (;;) {
+		const uint8_t *payload = NULL;
+		uint32_t plen = 0;
+		size_t used = 0;
+		enum frame_status st = frame_decode(c->rbuf + c->rpos, c->rlen - c->rpos,
+		                                    c->max_response, &payload, &plen, &used);
+		if (st == FRAME_OK) {
+			Whizbang__V1__Response *r =
+			    wire_unpack_response(payload, plen, unpack_budget(plen));
+			c->rpos += used;
+			if (c->rpos == c->rlen)
+				c->rpos = c->rlen = 0;
+			if (r == NULL)
+				return fail(c, WB_E_IO,
+				            "a response of %u bytes could not be decoded "
+				            "(malformed, or out of memory)",
+				            plen);
+			*out = r;
+			return 0;
+		}
+		if (st == FRAME_ERROR)
+			return fail(c, WB_E_IO,
+			            "the server sent a frame of %u bytes, more than this client's "
+			            "max_response of %u",
+			            plen, c->max_response);
+		int rc = read_some(c);
+		if (rc == WB_E_AGAIN) {
+			short revents = 0;
+			rc = wait_fd(c, POLLIN, &revents);
+		}
+		if (rc != 0)
+			return rc;
+	}
+}
+
+/* Gives req the next id and appends its frame to the write buffer. */
+static int queue(struct wb_client *c, Whizbang__V1__Request *req, uint64_t *id)
+{
+	req->id = ++c->next_id;
+	size_t n = protobuf_c_message_get_packed_size(&req->base);
+	/* Sending a frame above the server's limit would make it close the
+	 * connection; refusing it here keeps the client usable. */
+	if (c->info.max_frame != 0 && n > c->info.max_frame)
+		return fail(c, WB_FRAME_TOO_LARGE,
+		            "the request is %zu bytes, more than the server's max_frame of %u", n,
+		            c->info.max_frame);
+	if (n > UINT32_MAX || n > SIZE_MAX - FRAME_HEADER - c->wlen)
+		return fail(c, WB_E_INVAL, "the request is too large to send (%zu bytes)", n);
+	size_t need = c->wlen + FRAME_HEADER + n;
+	if (need > c->wcap) {
+		size_t cap = c->wcap ? c->wcap : 4096;
+		while (cap < need)
+			cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+		uint8_t *p = realloc(c->wbuf, cap);
+		if (p == NULL)
+			return fail(c, WB_E_NOMEM, "no memory for a write buffer of %zu bytes",
+			            cap);
+		c->wbuf = p;
+		c->wcap = cap;
+	}
+	frame_put_header(c->wbuf + c->wlen, (uint32_t)n);
+	protobuf_c_message_pack(&req->base, c->wbuf + c->wlen + FRAME_HEADER);
+	c->wlen = need;
+	*id = req->id;
+	return 0;
+}
+
+static const char *body_name(Whizbang__V1__Response__BodyCase body)
+{
+	switch (body) {
+	case WHIZBANG__V1__RESPONSE__BODY_HELLO:
+		return "HelloResult";
+	case WHIZBANG__V1__RESPONSE__BODY_PONG:
+		return "Pong";
+	case WHIZBANG__V1__RESPONSE__BODY_APPEND_EVENTS:
+		return "AppendResult";
+	case WHIZBANG__V1__RESPONSE__BODY_READ_STREAM:
+		return "ReadStreamResult";
+	case WHIZBANG__V1__RESPONSE__BODY_READ_ALL:
+		return "ReadAllResult";
+	case WHIZBANG__V1__RESPONSE__BODY_STREAM_INFO:
+		return "StreamInfo";
+	case WHIZBANG__V1__RESPONSE__BODY_STATS:
+		return "ServerStats";
+	default:
+		return "body";
+	}
+}
+
+/* Turns Response.error into the return code and the message. */
+static int server_error(struct wb_client *c, const Whizbang__V1__Error *e)
+{
+	int code = (int)e->code;
+	/* A code this library does not know (from a newer server) must not be
+	 * mistaken for one of the local codes, nor go out unnamed. */
+	if (code <= 0 || code > WB_WIRE_MAX || strcmp(wb_error_name(code), "UNKNOWN") == 0)
+		return fail(c, WB_INTERNAL, "the server answered with unknown error code %d: %s",
+		            code, e->message);
+	if (code == WB_WRONG_EXPECTED_VERSION)
+		c->actual_version = e->actual_version;
+	snprintf(c->errmsg, sizeof(c->errmsg), "%s",
+	         e->message[0] != '\0' ? e->message : wb_strerror(code));
+	return code;
+}
+
+/* A blocking call may start: the connection works and no pipelined
+ * response is pending that could be mistaken for this call's answer. */
+static int ready_for_call(struct wb_client *c)
+{
+	int rc = check_usable(c);
+	if (rc != 0)
+		return rc;
+	if (c->outstanding != 0)
+		return fail(c, WB_E_INVAL,
+		            "%zu pipelined requests are still unanswered; wb_recv() them first",
+		            c->outstanding);
+	return 0;
+}
+
+/* Writes the queued request id out and waits for its response, which must
+ * carry that id and the body want. On success the caller frees *out. */
+static int round_trip(struct wb_client *c, uint64_t id, Whizbang__V1__Response__BodyCase want,
+                      Whizbang__V1__Response **out)
+{
+	int rc = flush_out(c);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Response *r;
+	rc = recv_response(c, &r);
+	if (rc != 0)
+		return rc;
+	if (r->id != id) {
+		if (r->id == 0 && r->error != NULL &&
+		    r->error->code != WHIZBANG__V1__ERROR_CODE__OK) {
+			/* A connection-level error: the server closes after it. */
+			rc = server_error(c, r->error);
+			c->broken = true;
+		} else {
+			rc = fail(c, WB_E_IO,
+			          "the server answered request %llu with a response for id %llu",
+			          (unsigned long long)id, (unsigned long long)r->id);
+		}
+		goto err_after_recv;
+	}
+	if (r->error != NULL && r->error->code != WHIZBANG__V1__ERROR_CODE__OK) {
+		rc = server_error(c, r->error);
+		goto err_after_recv;
+	}
+	if (r->body_case != want) {
+		rc = fail(c, WB_INTERNAL, "the server's response holds neither an error nor a %s",
+		          body_name(want));
+		goto err_after_recv;
+	}
+	*out = r;
+	return 0;
+
+err_after_recv:
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return rc;
+}
+
+/* One blocking call: queues req and waits for its answer. */
+static int call(struct wb_client *c, Whizbang__V1__Request *req,
+                Whizbang__V1__Response__BodyCase want, Whizbang__V1__Response **out)
+{
+	int rc = ready_for_call(c);
+	if (rc != 0)
+		return rc;
+	uint64_t id;
+	rc = queue(c, req, &id);
+	if (rc != 0)
+		return rc;
+	return round_trip(c, id, want, out);
+}
+
+/* Splits "host:port", "[v6]:port", "host" or "[v6]" into its parts. */
+static int split_address(const char *address, char *host, size_t hostlen, char *port,
+                         size_t portlen, char *errmsg, size_t errlen)
+{
+	const char *h = address, *h_end, *p = NULL;
+	if (address[0] == '[') {
+		h = address + 1;
+		h_end = strchr(h, ']');
+		if (h_end == NULL || (h_end[1] != '\0' && h_end[1] != ':'))
+			goto bad;
+		if (h_end[1] == ':')
+			p = h_end + 2;
+	} else {
+		h_end = strchr(address, ':');
+		if (h_end != NULL && strchr(h_end + 1, ':') != NULL) {
+			snprintf(errmsg, errlen,
+			         "address \"%s\": write an IPv6 address in brackets, as [::1]:7411",
+			         address);
+			return WB_E_INVAL;
+		}
+		if (h_end != NULL)
+			p = h_end + 1;
+		else
+			h_end = address + strlen(address);
+	}
+	size_t n = (size_t)(h_end - h);
+	if (n == 0 || n >= hostlen)
+		goto bad;
+	memcpy(host, h, n);
+	host[n] = '\0';
+	if (p == NULL)
+		p = WB_DEFAULT_PORT;
+	char *end;
+	errno = 0;
+	unsigned long v = strtoul(p, &end, 10);
+	if (p[0] < '0' || p[0] > '9' || *end != '\0' || errno != 0 || v == 0 || v > 65535)
+		goto bad;
+	snprintf(port, portlen, "%lu", v);
+	return 0;
+bad:
+	snprintf(errmsg, errlen, "address \"%s\" is not host:port", address);
+	return WB_E_INVAL;
+}
+
+/* Connects fd to ai within the deadline. */
+static int connect_one(struct wb_client *c, const struct addrinfo *ai)
+{
+	int flags = fcntl(c->fd, F_GETFL);
+	if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) < 0)
+		return fail(c, WB_E_IO, "fcntl failed: %s", strerror(errno));
+	int err = 0;
+	if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+		if (errno != EINPROGRESS && errno != EINTR) {
+			err = errno;
+		} else {
+			short revents = 0;
+			int rc = wait_fd(c, POLLOUT, &revents);
+			if (rc != 0)
+				return rc;
+			socklen_t len = sizeof(err);
+			if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0)
+				err = errno;
+		}
+	}
+	if (err == 0 && fcntl(c->fd, F_SETFL, flags) < 0)
+		err = errno;
+	if (err != 0)
+		return fail(c, WB_E_IO, "%s", strerror(err));
+	return 0;
+}
+
+static int dial(struct wb_client *c, const char *address)
+{
+	char host[256], port[8];
+	int rc = split_address(address, host, sizeof(host), port, sizeof(port), c->errmsg,
+	                       sizeof(c->errmsg));
+	if (rc != 0)
+		return rc;
+	struct addrinfo hints = {0}, *res;
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_NUMERICSERV;
+	int gai = getaddrinfo(host, port, &hints, &res);
+	if (gai != 0)
+		return fail(c, WB_E_IO, "cannot resolve \"%s\": %s", host, gai_strerror(gai));
+	rc = WB_E_IO;
+	for (const struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+		c->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC, ai->ai_protocol);
+		if (c->fd < 0) {
+			rc = fail(c, WB_E_IO, "socket failed: %s", strerror(errno));
+			continue;
+		}
+		rc = connect_one(c, ai);
+		if (rc == 0)
+			break;
+		close(c->fd);
+		c->fd = -1;
+		if (rc == WB_E_TIMEOUT)
+			break;
+	}
+	freeaddrinfo(res);
+	if (rc != 0) {
+		char why[sizeof(c->errmsg)];
+		memcpy(why, c->errmsg, sizeof(why));
+		return fail(c, rc, "cannot connect to %s: %s", address, why);
+	}
+	int one = 1;
+	setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->broken = false;
+	return 0;
+}
+
+static int hello(struct wb_client *c, const char *client_name)
+{
+	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
+	h.protocol_version = WB_PROTOCOL_VERSION;
+	h.client_name = (char *)(client_name != NULL ? client_name : "libwhizbang");
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_HELLO;
+	req.hello = &h;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_HELLO, &r);
+	if (rc != 0)
+		return rc;
+	const Whizbang__V1__HelloResult *hr = r->hello;
+	c->info.protocol_version = hr->protocol_version;
+	snprintf(c->info.server_version, sizeof(c->info.server_version), "%s", hr->server_version);
+	c->info.max_frame = hr->max_frame;
+	c->info.max_read_count = hr->max_read_count;
+	c->info.max_append_events = hr->max_append_events;
+	c->info.max_event_size = hr->max_event_size;
+	c->info.auth_required = hr->auth_required;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_connect(struct wb_client **out, const char *address, const struct wb_options *opts,
+               char *errmsg, size_t errlen)
+{
+	int rc;
+	if (out == NULL) {
+		rc = WB_E_INVAL;
+		if (errmsg != NULL && errlen > 0)
+			snprintf(errmsg, errlen, "wb_connect: out is NULL");
+		return rc;
+	}
+	struct wb_client *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		if (errmsg != NULL && errlen > 0)
+			snprintf(errmsg, errlen, "no memory for a client");
+		return WB_E_NOMEM;
+	}
+	c->fd = -1;
+	c->timeout_ms = opts != NULL && opts->timeout_ms > 0 ? opts->timeout_ms : 0;
+	c->max_response =
+	    opts != NULL && opts->max_response != 0 ? opts->max_response : WB_DEFAULT_MAX_RESPONSE;
+	begin(c);
+	c->rcap = WB_READ_CHUNK;
+	c->rbuf = malloc(c->rcap);
+	if (c->rbuf == NULL) {
+		rc = fail(c, WB_E_NOMEM, "no memory for a read buffer");
+		goto err_after_alloc;
+	}
+	rc = dial(c, address != NULL ? address : WB_DEFAULT_ADDRESS);
+	if (rc != 0)
+		goto err_after_alloc;
+	rc = hello(c, opts != NULL ? opts->client_name : NULL);
+	if (rc != 0)
+		goto err_after_dial;
+	c->errmsg[0] = '\0';
+	*out = c;
+	return 0;
+
+err_after_dial:
+	close(c->fd);
+	c->fd = -1;
+err_after_alloc:
+	if (errmsg != NULL && errlen > 0)
+		snprintf(errmsg, errlen, "%s", c->errmsg);
+	free(c->rbuf);
+	free(c->wbuf);
+	free(c);
+	return rc;
+}
+
+void wb_close(struct wb_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c->rbuf);
+	free(c->wbuf);
+	free(c);
+}
+
+const struct wb_server_info *wb_server_info(const struct wb_client *c)
+{
+	return &c->info;
+}
+
+const char *wb_errmsg(const struct wb_client *c)
+{
+	return c->errmsg;
+}
+
+int64_t wb_actual_version(const struct wb_client *c)
+{
+	return c->actual_version;
+}
+
+int wb_fd(const struct wb_client *c)
+{
+	return c->fd;
+}
+
+int wb_ping(struct wb_client *c)
+{
+	begin(c);
+	Whizbang__V1__Ping p = WHIZBANG__V1__PING__INIT;
+	p.nonce = (uint64_t)now_ms() ^ (c->next_id << 32);
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_PING;
+	req.ping = &p;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_PONG, &r);
+	if (rc != 0)
+		return rc;
+	if (r->pong->nonce != p.nonce)
+		rc = fail(c, WB_INTERNAL, "the server's Pong carries nonce %llu, not %llu",
+		          (unsigned long long)r->pong->nonce, (unsigned long long)p.nonce);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return rc;
+}
+
+static int check_name(struct wb_client *c, const char *what, const char *s)
+{
+	if (s == NULL || s[0] == '\0')
+		return fail(c, WB_E_INVAL, "%s is empty", what);
+	size_t n = strlen(s);
+	if (n > WB_MAX_NAME)
+		return fail(c, WB_E_INVAL, "%s is %zu bytes, more than %u", what, n, WB_MAX_NAME);
+	return 0;
+}
+
+/* Builds the AppendEvents of wb_append() and queues it. The NewEvents live
+ * only until the frame is packed. */
+static int queue_append(struct wb_client *c, const char *stream, enum wb_expected expected,
+                        uint64_t expected_version, const struct wb_new_event *events, size_t n,
+                        uint64_t *id)
+{
+	int rc = check_name(c, "the stream name", stream);
+	if (rc != 0)
+		return rc;
+	if (expected < WB_EXPECT_ANY || expected > WB_EXPECT_EXACT)
+		return fail(c, WB_E_INVAL, "expected is not a value of enum wb_expected");
+	if (events == NULL || n == 0)
+		return fail(c, WB_E_INVAL, "an append needs at least one event");
+	for (size_t i = 0; i < n; i++) {
+		const struct wb_new_event *e = &events[i];
+		rc = check_name(c, "the event type", e->type);
+		if (rc != 0)
+			return rc;
+		if ((e->data == NULL && e->data_len != 0) ||
+		    (e->metadata == NULL && e->metadata_len != 0))
+			return fail(c, WB_E_INVAL, "event %zu has a length without bytes", i);
+	}
+	Whizbang__V1__NewEvent *evs = calloc(n, sizeof(*evs));
+	if (evs == NULL)
+		return fail(c, WB_E_NOMEM, "no memory for %zu events", n);
+	Whizbang__V1__NewEvent **ptrs = calloc(n, sizeof(*ptrs));
+	if (ptrs == NULL) {
+		rc = fail(c, WB_E_NOMEM, "no memory for %zu events", n);
+		goto err_after_evs;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const struct wb_new_event *e = &events[i];
+		whizbang__v1__new_event__init(&evs[i]);
+		/* protobuf-c only reads these while packing. */
+		if (e->id != NULL) {
+			evs[i].id.data = (uint8_t *)e->id;
+			evs[i].id.len = 16;
+		}
+		evs[i].type = (char *)e->type;
+		evs[i].data.data = (uint8_t *)e->data;
+		evs[i].data.len = e->data_len;
+		evs[i].metadata.data = (uint8_t *)e->metadata;
+		evs[i].metadata.len = e->metadata_len;
+		ptrs[i] = &evs[i];
+	}
+	Whizbang__V1__AppendEvents a = WHIZBANG__V1__APPEND_EVENTS__INIT;
+	a.stream = (char *)stream;
+	a.expected = (Whizbang__V1__ExpectedVersion)expected;
+	a.expected_version = expected == WB_EXPECT_EXACT ? expected_version : 0;
+	a.n_events = n;
+	a.events = ptrs;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_APPEND_EVENTS;
+	req.append_events = &a;
+	rc = queue(c, &req, id);
+	free(ptrs);
+err_after_evs:
+	free(evs);
+	return rc;
+}
+
+int wb_append(struct wb_client *c, const char *stream, enum wb_expected expected,
+              uint64_t expected_version, const struct wb_new_event *events, size_t n,
+              struct wb_append_result *out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_append: out is NULL");
+	int rc = ready_for_call(c);
+	if (rc != 0)
+		return rc;
+	uint64_t id;
+	rc = queue_append(c, stream, expected, expected_version, events, n, &id);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Response *r;
+	rc = round_trip(c, id, WHIZBANG__V1__RESPONSE__BODY_APPEND_EVENTS, &r);
+	if (rc != 0)
+		return rc;
+	out->first_position = r->append_events->first_position;
+	out->last_position = r->append_events->last_position;
+	out->stream_version = r->append_events->stream_version;
+	out->idempotent_replay = r->append_events->idempotent_replay;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+/* Fills page from the events of r, which the page then owns. */
+static int make_page(struct wb_client *c, Whizbang__V1__Response *r,
+                     Whizbang__V1__RecordedEvent **rec, size_t n, struct wb_page *page)
+{
+	struct wb_event *ev = NULL;
+	if (n != 0) {
+		ev = calloc(n, sizeof(*ev));
+		if (ev == NULL)
+			return fail(c, WB_E_NOMEM, "no memory for %zu events", n);
+	}
+	for (size_t i = 0; i < n; i++) {
+		const Whizbang__V1__RecordedEvent *e = rec[i];
+		if (e->id.len != 16) {
+			free(ev);
+			return fail(c, WB_INTERNAL,
+			            "the server sent event %llu with an id of %zu bytes, not 16",
+			            (unsigned long long)e->position, e->id.len);
+		}
+		memcpy(ev[i].id, e->id.data, 16);
+		ev[i].stream = e->stream;
+		ev[i].version = e->version;
+		ev[i].position = e->position;
+		ev[i].timestamp_us = e->timestamp_us;
+		ev[i].type = e->type;
+		ev[i].data = e->data.len != 0 ? e->data.data : empty_bytes;
+		ev[i].data_len = e->data.len;
+		ev[i].metadata = e->metadata.len != 0 ? e->metadata.data : empty_bytes;
+		ev[i].metadata_len = e->metadata.len;
+	}
+	page->events = ev;
+	page->count = n;
+	page->priv_ = r;
+	return 0;
+}
+
+int wb_read_stream(struct wb_client *c, const char *stream, uint64_t from_version, bool backwards,
+                   uint32_t max_count, struct wb_page *out)
+{
+	begin(c);
+	int rc = check_name(c, "the stream name", stream);
+	if (rc != 0)
+		return rc;
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_read_stream: out is NULL");
+	Whizbang__V1__ReadStream rs = WHIZBANG__V1__READ_STREAM__INIT;
+	rs.stream = (char *)stream;
+	rs.from_version = from_version;
+	rs.direction =
+	    backwards ? WHIZBANG__V1__DIRECTION__BACKWARD : WHIZBANG__V1__DIRECTION__FORWARD;
+	rs.max_count = max_count;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_STREAM;
+	req.read_stream = &rs;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_READ_STREAM, &r);
+	if (rc != 0)
+		return rc;
+	struct wb_page page = {0};
+	const Whizbang__V1__ReadStreamResult *res = r->read_stream;
+	page.next = res->next_version;
+	page.end = res->end_of_stream;
+	page.last = res->last_version;
+	rc = make_page(c, r, res->events, res->n_events, &page);
+	if (rc != 0) {
+		whizbang__v1__response__free_unpacked(r, NULL);
+		return rc;
+	}
+	*out = page;
+	return 0;
+}
+
+int wb_read_all(struct wb_client *c, uint64_t from_position, bool backwards, uint32_t max_count,
+                const char *stream_prefix, const char *const *types, size_t ntypes,
+                struct wb_page *out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_read_all: out is NULL");
+	if (ntypes != 0 && types == NULL)
+		return fail(c, WB_E_INVAL, "wb_read_all: types is NULL");
+	for (size_t i = 0; i < ntypes; i++) {
+		int rc = check_name(c, "an event type filter", types[i]);
+		if (rc != 0)
+			return rc;
+	}
+	if (stream_prefix != NULL && strlen(stream_prefix) > WB_MAX_NAME)
+		return fail(c, WB_E_INVAL, "the stream prefix is longer than %u bytes",
+		            WB_MAX_NAME);
+	Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
+	ra.from_position = from_position;
+	ra.direction =
+	    backwards ? WHIZBANG__V1__DIRECTION__BACKWARD : WHIZBANG__V1__DIRECTION__FORWARD;
+	ra.max_count = max_count;
+	if (stream_prefix != NULL)
+		ra.stream_prefix = (char *)stream_prefix;
+	ra.n_event_types = ntypes;
+	ra.event_types = (char **)types;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_ALL;
+	req.read_all = &ra;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_READ_ALL, &r);
+	if (rc != 0)
+		return rc;
+	struct wb_page page = {0};
+	const Whizbang__V1__ReadAllResult *res = r->read_all;
+	page.next = res->next_position;
+	page.end = res->end_of_log;
+	page.last = res->last_position;
+	rc = make_page(c, r, res->events, res->n_events, &page);
+	if (rc != 0) {
+		whizbang__v1__response__free_unpacked(r, NULL);
+		return rc;
+	}
+	*out = page;
+	return 0;
+}
+
+void wb_page_free(struct wb_page *page)
+{
+	if (page == NULL)
+		return;
+	free(page->events);
+	if (page->priv_ != NULL)
+		whizbang__v1__response__free_unpacked(page->priv_, NULL);
+	memset(page, 0, sizeof(*page));
+}
+
+int wb_stream_info(struct wb_client *c, const char *stream, struct wb_stream_info *out)
+{
+	begin(c);
+	int rc = check_name(c, "the stream name", stream);
+	if (rc != 0)
+		return rc;
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_stream_info: out is NULL");
+	Whizbang__V1__GetStreamInfo g = WHIZBANG__V1__GET_STREAM_INFO__INIT;
+	g.stream = (char *)stream;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_STREAM_INFO;
+	req.get_stream_info = &g;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_STREAM_INFO, &r);
+	if (rc != 0)
+		return rc;
+	const Whizbang__V1__StreamInfo *si = r->stream_info;
+	out->last_version = si->last_version;
+	out->event_count = si->event_count;
+	out->first_position = si->first_position;
+	out->last_position = si->last_position;
+	out->created_us = si->created_us;
+	out->updated_us = si->updated_us;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_stats(struct wb_client *c, Whizbang__V1__ServerStats **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_stats: out is NULL");
+	Whizbang__V1__GetStats g = WHIZBANG__V1__GET_STATS__INIT;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_STATS;
+	req.get_stats = &g;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_STATS, &r);
+	if (rc != 0)
+		return rc;
+	/* Detach the stats from the response so that they can be freed alone. */
+	*out = r->stats;
+	r->stats = NULL;
+	r->body_case = WHIZBANG__V1__RESPONSE__BODY__NOT_SET;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+void wb_stats_free(Whizbang__V1__ServerStats *stats)
+{
+	if (stats != NULL)
+		whizbang__v1__server_stats__free_unpacked(stats, NULL);
+}
+
+int wb_send(struct wb_client *c, Whizbang__V1__Request *req, uint64_t *id)
+{
+	begin(c);
+	int rc = check_usable(c);
+	if (rc != 0)
+		return rc;
+	if (req == NULL)
+		return fail(c, WB_E_INVAL, "wb_send: req is NULL");
+	uint64_t sent;
+	rc = queue(c, req, &sent);
+	if (rc != 0)
+		return rc;
+	c->outstanding++;
+	if (id != NULL)
+		*id = sent;
+	return 0;
+}
+
+int wb_flush(struct wb_client *c)
+{
+	begin(c);
+	int rc = check_usable(c);
+	if (rc != 0)
+		return rc;
+	return flush_out(c);
+}
+
+int wb_recv(struct wb_client *c, Whizbang__V1__Response **out)
+{
+	begin(c);
+	int rc = check_usable(c);
+	if (rc != 0)
+		return rc;
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_recv: out is NULL");
+	rc = flush_out(c);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Response *r;
+	rc = recv_response(c, &r);
+	if (rc != 0)
+		return rc;
+	if (c->outstanding != 0)
+		c->outstanding--;
+	*out = r;
+	return 0;
+}
+
+int wb_append_send(struct wb_client *c, const char *stream, enum wb_expected expected,
+                   uint64_t expected_version, const struct wb_new_event *events, size_t n,
+                   uint64_t *id)
+{
+	begin(c);
+	int rc = check_usable(c);
+	if (rc != 0)
+		return rc;
+	uint64_t sent;
+	rc = queue_append(c, stream, expected, expected_version, events, n, &sent);
+	if (rc != 0)
+		return rc;
+	c->outstanding++;
+	if (id != NULL)
+		*id = sent;
+	return 0;
+}
+
+static int hex_value(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+int wb_uuid_parse(const char *text, uint8_t out[16])
+{
+	if (text == NULL || out == NULL || strlen(text) != 36)
+		return WB_E_INVAL;
+	uint8_t id[16];
+	size_t j = 0;
+	for (size_t i = 0; i < 36;) {
+		if (i == 8 || i == 13 || i == 18 || i == 23) {
+			if (text[i] != '-')
+				return WB_E_INVAL;
+			i++;
+			continue;
+		}
+		int hi = hex_value(text[i]), lo = hex_value(text[i + 1]);
+		if (hi < 0 || lo < 0)
+			return WB_E_INVAL;
+		id[j++] = (uint8_t)(hi << 4 | lo);
+		i += 2;
+	}
+	memcpy(out, id, 16);
+	return 0;
+}
+
+void wb_uuid_format(const uint8_t id[16], char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t j = 0;
+	for (size_t i = 0; i < 16; i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[j++] = '-';
+		out[j++] = hex[id[i] >> 4];
+		out[j++] = hex[id[i] & 15];
+	}
+	out[j] = '\0';
+}
