@@ -79,7 +79,11 @@ void storage_close(struct storage *s);
 #define STORAGE_RDONLY 0x1u
 
 /* Begins a transaction. With STORAGE_RDONLY: a read snapshot, which any
- * thread may hold (briefly: a held snapshot delays storage_grow()). Without:
+ * thread may hold (briefly: a held snapshot delays storage_grow()); the
+ * thread that began it ends it. While another thread may call
+ * storage_grow(), a thread holding a snapshot of s begins no second one and
+ * calls no storage_stats(), storage_needs_room() or storage_backup() on s:
+ * the second would wait behind the grow, which waits for the first. Without:
  * the write transaction, only ever from the one writer thread; parent may be
  * an open write transaction, making this a nested child whose effects vanish
  * on abort and join the parent on commit. *out is written on success. */

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs the Debian 12 packages Whizbang builds, runs and tests with.
+# Usage: deploy/install-deps.sh [--test]   (--test adds valgrind and clang)
+set -eu
+pkgs="build-essential meson ninja-build pkg-config libuv1-dev liblmdb-dev \
+libprotobuf-c-dev protobuf-c-compiler libcriterion-dev"
+if [ "${1:-}" = "--test" ]; then
+	pkgs="$pkgs valgrind clang libclang-rt-14-dev python3"
+fi
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "installing:$missing" >&2
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null

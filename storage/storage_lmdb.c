@@ -1,0 +1,821 @@
+/* The LMDB engine behind storage.h: one MDB_env per store.
+ *
+ * Happy path: storage_open() creates the directory and the environment, adopts
+ * the larger of the configured map size and the size recorded in the data file,
+ * and opens every database in one write transaction. Any thread takes read
+ * snapshots; the one writer thread runs a write transaction with a nested
+ * child per request and commits it. Before a batch the writer asks
+ * storage_needs_room() and, when told so, calls storage_grow().
+ *
+ * Failure modes: MDB_MAP_FULL inside a write (LMDB marks the transaction as
+ * failed, so the writer aborts it, grows and redoes the whole batch);
+ * MDB_MAP_RESIZED when another process grew the map (adopt its size, retry);
+ * a remap that fails after LMDB has dropped the old mapping (the environment
+ * is left without a map: the store is marked broken and everything after
+ * fails with WB_E_IO instead of touching unmapped memory).
+ *
+ * Resizing. LMDB requires that no transaction of this process is open while
+ * mdb_env_set_mapsize() remaps. Read transactions therefore hold the read side
+ * of map_lock for their lifetime and storage_grow() takes the write side. The
+ * write transaction takes no lock: only the writer thread grows, and never
+ * while its write transaction is open. The lock prefers writers so that a
+ * steady stream of readers cannot starve a grow. The price (see storage.h):
+ * a thread that holds a read transaction must not take the read side again
+ * (another read transaction, storage_stats(), storage_needs_room(),
+ * storage_backup()) while another thread may grow, because once the grow
+ * waits in between, the second request queues behind it and the thread
+ * deadlocks with itself. pthread also wants a lock released by the thread
+ * that took it, so a read transaction ends on the thread that began it.
+ *
+ * This is the only engine, so storage.h is implemented here directly rather
+ * than through a table of operations. A second engine would rename these
+ * functions behind a struct storage_engine_ops chosen by storage_open();
+ * nothing above storage/ would change, since no MDB type appears in storage.h.
+ */
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lmdb.h>
+
+#include "storage.h"
+
+#define MIB ((uint64_t)1 << 20)
+#define DEFAULT_MAP_SIZE (64 * MIB)
+#define DEFAULT_MAX_READERS 126u
+
+/* Reset read transactions kept for reuse. Under MDB_NOTLS each keeps its
+ * reader slot, so the pool is also capped by max_readers. */
+#define READ_POOL_MAX 16u
+
+/* Attempts to begin a transaction while another process keeps growing the
+ * map under us. */
+#define RESIZE_ATTEMPTS 8
+
+static const char *const db_names[STORAGE_DB_COUNT] = {
+    [STORAGE_DB_META] = "meta", /* the names are on disk: renaming one loses its data */
+    [STORAGE_DB_EVENTS] = "events",
+    [STORAGE_DB_STREAMS] = "streams",
+    [STORAGE_DB_STREAM_EVENTS] = "stream_events",
+    [STORAGE_DB_EVENT_IDS] = "event_ids",
+};
+
+struct storage {
+	MDB_env *env;
+	MDB_dbi dbi[STORAGE_DB_COUNT];
+	uint64_t page_size;
+	/* Read side: held by every read transaction for its lifetime, and
+	 * briefly by stats, needs_room and backup, which read the map too.
+	 * Write side: remapping. Prefers writers. */
+	pthread_rwlock_t map_lock;
+	/* Guards pool and pool_len. */
+	pthread_mutex_t pool_lock;
+	struct storage_txn *pool; /* reset read transactions, linked by next */
+	unsigned pool_len;
+	unsigned pool_max;
+	/* Changed only under the write side of map_lock. */
+	uint64_t grow_count;
+	/* Set when a remap lost the mapping; read without the lock by the
+	 * writer's begin. */
+	atomic_bool broken;
+};
+
+struct storage_txn {
+	struct storage *s;
+	MDB_txn *txn;
+	struct storage_txn *parent;
+	struct storage_txn *child; /* the open nested child, if any */
+	struct storage_txn *next;  /* in the pool, while reset */
+	unsigned cursors;          /* open cursors; all must close first */
+	bool rdonly;               /* holds the read side of map_lock */
+};
+
+struct storage_cursor {
+	struct storage_txn *txn;
+	MDB_cursor *cur;
+};
+
+/* Translates an LMDB (or errno) code into the project's codes. */
+static int from_mdb(int rc)
+{
+	switch (rc) {
+	case MDB_SUCCESS:
+		return WB_OK;
+	case MDB_NOTFOUND:
+		return WB_E_NOTFOUND;
+	case MDB_KEYEXIST:
+		return WB_E_KEYEXIST;
+	case MDB_MAP_FULL:
+	case MDB_TXN_FULL:
+		return WB_E_MAPFULL;
+	case ENOMEM:
+		return WB_E_NOMEM;
+	case MDB_CORRUPTED:
+	case MDB_PAGE_NOTFOUND:
+	case MDB_INVALID:
+	case MDB_VERSION_MISMATCH:
+		return WB_E_CORRUPT;
+	case EINVAL:
+	case MDB_BAD_RSLOT:
+	case MDB_BAD_TXN:
+	case MDB_BAD_VALSIZE:
+	case MDB_BAD_DBI:
+		return WB_E_INVAL;
+	default:
+		return WB_E_IO;
+	}
+}
+
+static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (errmsg == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(errmsg, errlen, fmt, ap);
+	va_end(ap);
+}
+
+static MDB_val to_mdb(struct storage_val v)
+{
+	return (MDB_val){.mv_size = v.len, .mv_data = (void *)v.data};
+}
+
+static struct storage_val from_val(MDB_val v)
+{
+	return (struct storage_val){.data = v.mv_data, .len = v.mv_size};
+}
+
+static bool valid_db(enum storage_db db)
+{
+	return (unsigned)db < STORAGE_DB_COUNT;
+}
+
+static uint64_t round_up(uint64_t n, uint64_t align)
+{
+	return (n + align - 1) / align * align;
+}
+
+static int init_map_lock(pthread_rwlock_t *lock)
+{
+	pthread_rwlockattr_t attr;
+	int rc;
+
+	rc = pthread_rwlockattr_init(&attr);
+	if (rc != 0)
+		return rc;
+	rc = pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	if (rc == 0)
+		rc = pthread_rwlock_init(lock, &attr);
+	pthread_rwlockattr_destroy(&attr);
+	return rc;
+}
+
+/* Remaps the environment at size bytes; 0 adopts the size recorded in the
+ * newest meta page. The caller holds the write side of map_lock (or is
+ * storage_open()), so no read transaction of this process is open, and no
+ * write transaction is open. Returns an LMDB or errno code. */
+static int remap(struct storage *s, uint64_t size)
+{
+	int rc;
+
+	if (size > SIZE_MAX)
+		return ENOMEM;
+	/* mdb_env_set_mapsize() unmaps before it maps again, and a failed
+	 * mapping leaves the environment without one. Reserving the address
+	 * space first turns the likely failure into a clean error. */
+	if (size != 0) {
+		void *probe = mmap(NULL, (size_t)size, PROT_NONE,
+		                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+		if (probe == MAP_FAILED)
+			return errno;
+		munmap(probe, (size_t)size);
+	}
+	rc = mdb_env_set_mapsize(s->env, (size_t)size);
+	/* EINVAL is LMDB refusing before it unmapped anything (a write
+	 * transaction is open); any other failure lost the mapping. */
+	if (rc != 0 && rc != EINVAL)
+		s->broken = true;
+	return rc;
+}
+
+/* Another process grew the map past ours: adopt its size. The caller holds no
+ * transaction. This never happens with one whizbangd per data directory; a
+ * tool writing to it concurrently (mdb_load) would cause it. If our write
+ * transaction is open meanwhile, LMDB refuses with EINVAL. */
+static int adopt_resize(struct storage *s)
+{
+	int rc;
+
+	rc = pthread_rwlock_wrlock(&s->map_lock);
+	if (rc != 0)
+		return rc;
+	rc = s->broken ? EIO : remap(s, 0);
+	pthread_rwlock_unlock(&s->map_lock);
+	return rc;
+}
+
+/* Adopts the larger of the configured map size and what the existing file
+ * needs: the size its last writer recorded (the map may have grown in an
+ * earlier run) and its length on disk. Called by storage_open() before any
+ * transaction exists. */
+static int adopt_map_size(struct storage *s, uint64_t want)
+{
+	MDB_envinfo info;
+	struct stat st;
+	uint64_t size;
+	int fd;
+	int rc;
+
+	rc = remap(s, 0);
+	if (rc != 0)
+		return rc;
+	rc = mdb_env_info(s->env, &info);
+	if (rc != 0)
+		return rc;
+	size = want > info.me_mapsize ? want : info.me_mapsize;
+	rc = mdb_env_get_fd(s->env, &fd);
+	if (rc != 0)
+		return rc;
+	if (fstat(fd, &st) != 0)
+		return errno;
+	if ((uint64_t)st.st_size > size)
+		size = round_up((uint64_t)st.st_size, s->page_size);
+	if (size == info.me_mapsize)
+		return 0;
+	return remap(s, size);
+}
+
+static int open_dbs(struct storage *s)
+{
+	MDB_txn *txn;
+	int rc;
+
+	rc = mdb_txn_begin(s->env, NULL, 0, &txn);
+	if (rc != 0)
+		return rc;
+	for (unsigned i = 0; i < STORAGE_DB_COUNT; i++) {
+		rc = mdb_dbi_open(txn, db_names[i], MDB_CREATE, &s->dbi[i]);
+		if (rc != 0) {
+			mdb_txn_abort(txn);
+			return rc;
+		}
+	}
+	return mdb_txn_commit(txn);
+}
+
+int storage_open(struct storage **out, const struct storage_options *opts, char *errmsg,
+                 size_t errlen)
+{
+	struct storage *s;
+	MDB_stat st;
+	const char *step;
+	uint64_t map_size;
+	unsigned max_readers;
+	unsigned flags;
+	int rc;
+
+	if (opts == NULL || opts->path == NULL || opts->path[0] == '\0') {
+		set_err(errmsg, errlen, "storage: no data directory given");
+		return WB_E_INVAL;
+	}
+	map_size = opts->map_size != 0 ? opts->map_size : DEFAULT_MAP_SIZE;
+	map_size = round_up(map_size, (uint64_t)sysconf(_SC_PAGESIZE));
+	if (map_size > SIZE_MAX) {
+		set_err(errmsg, errlen, "storage: map size %llu is too large",
+		        (unsigned long long)map_size);
+		return WB_E_INVAL;
+	}
+	max_readers = opts->max_readers != 0 ? opts->max_readers : DEFAULT_MAX_READERS;
+	flags = MDB_NOTLS | (opts->no_sync ? MDB_NOSYNC : 0u);
+
+	if (mkdir(opts->path, 0750) != 0 && errno != EEXIST) {
+		rc = errno;
+		set_err(errmsg, errlen, "storage: mkdir %s: %s", opts->path, strerror(rc));
+		return from_mdb(rc);
+	}
+
+	s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		set_err(errmsg, errlen, "storage: out of memory");
+		return WB_E_NOMEM;
+	}
+	s->pool_max = max_readers < READ_POOL_MAX ? max_readers : READ_POOL_MAX;
+
+	step = "rwlock init";
+	rc = init_map_lock(&s->map_lock);
+	if (rc != 0)
+		goto err_after_alloc;
+	step = "mutex init";
+	rc = pthread_mutex_init(&s->pool_lock, NULL);
+	if (rc != 0)
+		goto err_after_map_lock;
+	step = "mdb_env_create";
+	rc = mdb_env_create(&s->env);
+	if (rc != 0)
+		goto err_after_pool_lock;
+	step = "mdb_env_set_maxdbs";
+	rc = mdb_env_set_maxdbs(s->env, STORAGE_DB_COUNT);
+	if (rc != 0)
+		goto err_after_env;
+	step = "mdb_env_set_mapsize";
+	rc = mdb_env_set_mapsize(s->env, (size_t)map_size);
+	if (rc != 0)
+		goto err_after_env;
+	step = "mdb_env_set_maxreaders";
+	rc = mdb_env_set_maxreaders(s->env, max_readers);
+	if (rc != 0)
+		goto err_after_env;
+	/* No MDB_WRITEMAP: nested transactions need it off, and it would
+	 * also grow the file to the whole map. No MDB_NOMETASYNC: an
+	 * acknowledged commit must survive a power cut. */
+	step = "mdb_env_open";
+	rc = mdb_env_open(s->env, opts->path, flags, 0640);
+	if (rc != 0)
+		goto err_after_env;
+	step = "mdb_env_stat";
+	rc = mdb_env_stat(s->env, &st);
+	if (rc != 0)
+		goto err_after_env;
+	s->page_size = st.ms_psize;
+	step = "adopting the map size";
+	rc = adopt_map_size(s, map_size);
+	if (rc != 0)
+		goto err_after_env;
+	step = "opening the databases";
+	rc = open_dbs(s);
+	if (rc != 0)
+		goto err_after_env;
+
+	*out = s;
+	return 0;
+
+err_after_env:
+	mdb_env_close(s->env);
+err_after_pool_lock:
+	pthread_mutex_destroy(&s->pool_lock);
+err_after_map_lock:
+	pthread_rwlock_destroy(&s->map_lock);
+err_after_alloc:
+	free(s);
+	set_err(errmsg, errlen, "storage: %s: %s: %s", opts->path, step, mdb_strerror(rc));
+	return from_mdb(rc);
+}
+
+void storage_close(struct storage *s)
+{
+	if (s == NULL)
+		return;
+	while (s->pool != NULL) {
+		struct storage_txn *t = s->pool;
+
+		s->pool = t->next;
+		mdb_txn_abort(t->txn);
+		free(t);
+	}
+	mdb_env_close(s->env);
+	pthread_mutex_destroy(&s->pool_lock);
+	pthread_rwlock_destroy(&s->map_lock);
+	free(s);
+}
+
+/* Starts a read snapshot on a pooled handle, or on a new one when the pool is
+ * empty. The caller holds the read side of map_lock. Returns an LMDB code. */
+static int snapshot_open(struct storage *s, struct storage_txn **out)
+{
+	struct storage_txn *t;
+	int rc;
+
+	pthread_mutex_lock(&s->pool_lock);
+	t = s->pool;
+	if (t != NULL) {
+		s->pool = t->next;
+		s->pool_len--;
+	}
+	pthread_mutex_unlock(&s->pool_lock);
+
+	if (t != NULL) {
+		rc = mdb_txn_renew(t->txn);
+		if (rc != 0) {
+			mdb_txn_abort(t->txn);
+			free(t);
+			return rc;
+		}
+	} else {
+		t = malloc(sizeof(*t));
+		if (t == NULL)
+			return ENOMEM;
+		rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &t->txn);
+		if (rc != 0) {
+			free(t);
+			return rc;
+		}
+	}
+	t->s = s;
+	t->parent = NULL;
+	t->child = NULL;
+	t->next = NULL;
+	t->cursors = 0;
+	t->rdonly = true;
+	*out = t;
+	return 0;
+}
+
+/* Ends the snapshot and keeps the handle (and its reader slot) for reuse when
+ * the pool has room. The caller releases map_lock afterwards, so that no
+ * snapshot outlives its hold on the lock. */
+static void snapshot_close(struct storage_txn *t)
+{
+	struct storage *s = t->s;
+	bool keep;
+
+	mdb_txn_reset(t->txn);
+	pthread_mutex_lock(&s->pool_lock);
+	keep = s->pool_len < s->pool_max;
+	if (keep) {
+		t->next = s->pool;
+		s->pool = t;
+		s->pool_len++;
+	}
+	pthread_mutex_unlock(&s->pool_lock);
+	if (!keep) {
+		mdb_txn_abort(t->txn);
+		free(t);
+	}
+}
+
+static int begin_read(struct storage *s, struct storage_txn **out)
+{
+	int rc = MDB_MAP_RESIZED;
+
+	for (int i = 0; i < RESIZE_ATTEMPTS && rc == MDB_MAP_RESIZED; i++) {
+		rc = pthread_rwlock_rdlock(&s->map_lock);
+		if (rc != 0)
+			break;
+		rc = s->broken ? EIO : snapshot_open(s, out);
+		if (rc == 0)
+			return 0; /* the lock is held until end_read() */
+		pthread_rwlock_unlock(&s->map_lock);
+		if (rc == MDB_MAP_RESIZED) {
+			int err = adopt_resize(s);
+
+			if (err != 0)
+				rc = err;
+		}
+	}
+	return from_mdb(rc);
+}
+
+static void end_read(struct storage_txn *t)
+{
+	struct storage *s = t->s;
+
+	snapshot_close(t);
+	pthread_rwlock_unlock(&s->map_lock);
+}
+
+static int begin_write(struct storage *s, struct storage_txn *parent, struct storage_txn **out)
+{
+	struct storage_txn *t;
+	int rc = MDB_MAP_RESIZED;
+
+	if (parent != NULL && (parent->rdonly || parent->s != s || parent->child != NULL))
+		return WB_E_INVAL;
+	if (s->broken)
+		return WB_E_IO;
+	t = calloc(1, sizeof(*t));
+	if (t == NULL)
+		return WB_E_NOMEM;
+	/* Only a top-level transaction can meet MDB_MAP_RESIZED, and then the
+	 * writer has no transaction open, as adopting the size requires. */
+	for (int i = 0; i < RESIZE_ATTEMPTS && rc == MDB_MAP_RESIZED; i++) {
+		rc = mdb_txn_begin(s->env, parent != NULL ? parent->txn : NULL, 0, &t->txn);
+		if (rc == MDB_MAP_RESIZED) {
+			int err = adopt_resize(s);
+
+			if (err != 0)
+				rc = err;
+		}
+	}
+	if (rc != 0) {
+		free(t);
+		return from_mdb(rc);
+	}
+	t->s = s;
+	t->parent = parent;
+	if (parent != NULL)
+		parent->child = t;
+	*out = t;
+	return 0;
+}
+
+int storage_txn_begin(struct storage *s, struct storage_txn *parent, unsigned flags,
+                      struct storage_txn **out)
+{
+	if ((flags & ~STORAGE_RDONLY) != 0)
+		return WB_E_INVAL;
+	if ((flags & STORAGE_RDONLY) != 0)
+		return parent == NULL ? begin_read(s, out) : WB_E_INVAL;
+	return begin_write(s, parent, out);
+}
+
+int storage_txn_commit(struct storage_txn *txn)
+{
+	int rc;
+
+	assert(txn->cursors == 0);
+	if (txn->rdonly) {
+		end_read(txn);
+		return 0;
+	}
+	/* LMDB commits an open child along with its parent; do it here so
+	 * that the child's handle is freed as well. */
+	if (txn->child != NULL) {
+		rc = storage_txn_commit(txn->child);
+		if (rc != 0) {
+			storage_txn_abort(txn);
+			return rc;
+		}
+	}
+	/* mdb_txn_commit() frees the transaction whatever it returns. After
+	 * MDB_MAP_FULL the batch must be redone in full after storage_grow(). */
+	rc = mdb_txn_commit(txn->txn);
+	if (txn->parent != NULL)
+		txn->parent->child = NULL;
+	free(txn);
+	return from_mdb(rc);
+}
+
+void storage_txn_abort(struct storage_txn *txn)
+{
+	if (txn == NULL)
+		return;
+	assert(txn->cursors == 0);
+	if (txn->rdonly) {
+		end_read(txn);
+		return;
+	}
+	if (txn->child != NULL)
+		storage_txn_abort(txn->child);
+	mdb_txn_abort(txn->txn);
+	if (txn->parent != NULL)
+		txn->parent->child = NULL;
+	free(txn);
+}
+
+/* A note on WB_E_MAPFULL from put, del and commit: LMDB has marked the
+ * transaction in which it happened as failed, every later call on it fails,
+ * and the caller must abort it. Its parent is not marked, but the map is
+ * still full, so the writer aborts the whole batch, grows the map and redoes
+ * the batch. MDB_TXN_FULL (too many dirty pages in one transaction, far
+ * beyond any sane batch) arrives as WB_E_MAPFULL too, but growing does not
+ * cure it: the writer bounds its retries. */
+
+int storage_get(struct storage_txn *txn, enum storage_db db, struct storage_val key,
+                struct storage_val *val)
+{
+	MDB_val k = to_mdb(key);
+	MDB_val v;
+	int rc;
+
+	if (!valid_db(db))
+		return WB_E_INVAL;
+	rc = mdb_get(txn->txn, txn->s->dbi[db], &k, &v);
+	if (rc != 0)
+		return from_mdb(rc);
+	*val = from_val(v);
+	return 0;
+}
+
+int storage_put(struct storage_txn *txn, enum storage_db db, struct storage_val key,
+                struct storage_val val, unsigned flags)
+{
+	MDB_val k = to_mdb(key);
+	MDB_val v = to_mdb(val);
+	unsigned mdb_flags = 0;
+
+	if (!valid_db(db) || txn->rdonly || (flags & ~(STORAGE_NOOVERWRITE | STORAGE_APPEND)) != 0)
+		return WB_E_INVAL;
+	if ((flags & STORAGE_NOOVERWRITE) != 0)
+		mdb_flags |= MDB_NOOVERWRITE;
+	/* A key that does not sort after the last one fails with
+	 * WB_E_KEYEXIST, which is what LMDB answers. */
+	if ((flags & STORAGE_APPEND) != 0)
+		mdb_flags |= MDB_APPEND;
+	return from_mdb(mdb_put(txn->txn, txn->s->dbi[db], &k, &v, mdb_flags));
+}
+
+int storage_del(struct storage_txn *txn, enum storage_db db, struct storage_val key)
+{
+	MDB_val k = to_mdb(key);
+
+	if (!valid_db(db) || txn->rdonly)
+		return WB_E_INVAL;
+	return from_mdb(mdb_del(txn->txn, txn->s->dbi[db], &k, NULL));
+}
+
+int storage_cursor_open(struct storage_txn *txn, enum storage_db db, struct storage_cursor **out)
+{
+	struct storage_cursor *c;
+	int rc;
+
+	if (!valid_db(db))
+		return WB_E_INVAL;
+	c = malloc(sizeof(*c));
+	if (c == NULL)
+		return WB_E_NOMEM;
+	rc = mdb_cursor_open(txn->txn, txn->s->dbi[db], &c->cur);
+	if (rc != 0) {
+		free(c);
+		return from_mdb(rc);
+	}
+	c->txn = txn;
+	txn->cursors++;
+	*out = c;
+	return 0;
+}
+
+int storage_cursor_get(struct storage_cursor *cur, enum storage_cursor_op op,
+                       struct storage_val *key, struct storage_val *val)
+{
+	static const MDB_cursor_op ops[] = {
+	    [STORAGE_FIRST] = MDB_FIRST,         [STORAGE_LAST] = MDB_LAST,
+	    [STORAGE_NEXT] = MDB_NEXT,           [STORAGE_PREV] = MDB_PREV,
+	    [STORAGE_SET_RANGE] = MDB_SET_RANGE, [STORAGE_SET] = MDB_SET_KEY,
+	};
+	MDB_val k = {0, NULL};
+	MDB_val v;
+	int rc;
+
+	if ((unsigned)op >= sizeof(ops) / sizeof(ops[0]))
+		return WB_E_INVAL;
+	if (op == STORAGE_SET || op == STORAGE_SET_RANGE)
+		k = to_mdb(*key);
+	rc = mdb_cursor_get(cur->cur, &k, &v, ops[op]);
+	if (rc != 0)
+		return from_mdb(rc);
+	*key = from_val(k);
+	if (val != NULL)
+		*val = from_val(v);
+	return 0;
+}
+
+void storage_cursor_close(struct storage_cursor *cur)
+{
+	if (cur == NULL)
+		return;
+	mdb_cursor_close(cur->cur);
+	cur->txn->cursors--;
+	free(cur);
+}
+
+int storage_stats(struct storage *s, struct storage_stats *out)
+{
+	struct storage_stats st = {0};
+	struct storage_txn *t;
+	MDB_envinfo info;
+	MDB_stat ms;
+	int rc;
+
+	/* The read transaction also holds the map still while the environment
+	 * is inspected. */
+	rc = begin_read(s, &t);
+	if (rc != 0)
+		return rc;
+	rc = mdb_env_info(s->env, &info);
+	for (unsigned i = 0; rc == 0 && i < STORAGE_DB_COUNT; i++) {
+		rc = mdb_stat(t->txn, s->dbi[i], &ms);
+		if (rc == 0)
+			st.entries[i] = ms.ms_entries;
+	}
+	if (rc == 0) {
+		st.map_size = info.me_mapsize;
+		st.page_size = s->page_size;
+		st.used_bytes = ((uint64_t)info.me_last_pgno + 1) * s->page_size;
+		st.last_txn_id = info.me_last_txnid;
+		st.max_readers = info.me_maxreaders;
+		st.readers_used = info.me_numreaders;
+		st.grow_count = s->grow_count;
+	}
+	end_read(t);
+	if (rc != 0)
+		return from_mdb(rc);
+	*out = st;
+	return 0;
+}
+
+/* Reads the map size and the bytes in use. */
+static int map_usage(struct storage *s, uint64_t *map, uint64_t *used)
+{
+	MDB_envinfo info;
+	int rc;
+
+	rc = pthread_rwlock_rdlock(&s->map_lock);
+	if (rc != 0)
+		return rc;
+	rc = s->broken ? EIO : mdb_env_info(s->env, &info);
+	pthread_rwlock_unlock(&s->map_lock);
+	if (rc != 0)
+		return rc;
+	*map = info.me_mapsize;
+	*used = ((uint64_t)info.me_last_pgno + 1) * s->page_size;
+	return 0;
+}
+
+bool storage_needs_room(struct storage *s, size_t want)
+{
+	uint64_t map;
+	uint64_t used;
+	uint64_t avail;
+
+	/* When the map cannot even be inspected, let storage_grow() say why. */
+	if (map_usage(s, &map, &used) != 0)
+		return true;
+	avail = map > used ? map - used : 0;
+	if (avail < map / 4)
+		return true;
+	return avail - map / 4 < (uint64_t)want;
+}
+
+/* The size storage_grow() maps: at least double, enough for want more bytes
+ * plus a quarter of the old map, and enough that storage_needs_room(want)
+ * is false afterwards (want plus a quarter of the new map free), in whole
+ * megabytes and pages. EINVAL when that does not fit in 64 bits. */
+static int grow_target(uint64_t map, uint64_t used, uint64_t want, uint64_t page_size,
+                       uint64_t *out)
+{
+	uint64_t align = page_size > MIB ? page_size : MIB;
+	uint64_t need;
+	uint64_t size;
+
+	/* Both are powers of two, so the larger is a multiple of the other. */
+	assert(align % page_size == 0 && align % MIB == 0);
+	if (map > UINT64_MAX / 2 || used > UINT64_MAX / 4 || want > UINT64_MAX / 4 - used)
+		return EINVAL;
+	need = used + want;
+	size = 2 * map;
+	if (need + map / 4 > size)
+		size = need + map / 4;
+	/* size - size / 4 >= need */
+	if (need + (need + 2) / 3 > size)
+		size = need + (need + 2) / 3;
+	if (size > UINT64_MAX - align)
+		return EINVAL;
+	*out = round_up(size, align);
+	return 0;
+}
+
+int storage_grow(struct storage *s, size_t want)
+{
+	MDB_envinfo info;
+	uint64_t size;
+	int rc;
+
+	/* Waits for every read transaction to end and holds new ones off, as
+	 * LMDB requires around a remap. */
+	rc = pthread_rwlock_wrlock(&s->map_lock);
+	if (rc != 0)
+		return from_mdb(rc);
+	rc = s->broken ? EIO : mdb_env_info(s->env, &info);
+	if (rc == 0)
+		rc = grow_target(info.me_mapsize, ((uint64_t)info.me_last_pgno + 1) * s->page_size,
+		                 want, s->page_size, &size);
+	if (rc == 0)
+		rc = remap(s, size);
+	if (rc == 0)
+		s->grow_count++;
+	pthread_rwlock_unlock(&s->map_lock);
+	return from_mdb(rc);
+}
+
+int storage_backup(struct storage *s, const char *path, bool compact)
+{
+	int rc;
+
+	if (path == NULL || path[0] == '\0')
+		return WB_E_INVAL;
+	if (mkdir(path, 0750) != 0 && errno != EEXIST)
+		return from_mdb(errno);
+	/* The copy reads the map, so it holds the read side of map_lock
+	 * throughout: a grow waits for the copy, and so do readers that come
+	 * after the grow. The writer grows early (storage_needs_room()) to keep
+	 * that rare. LMDB refuses to overwrite an existing data.mdb. */
+	rc = pthread_rwlock_rdlock(&s->map_lock);
+	if (rc != 0)
+		return from_mdb(rc);
+	rc = s->broken ? EIO : mdb_env_copy2(s->env, path, compact ? MDB_CP_COMPACT : 0);
+	pthread_rwlock_unlock(&s->map_lock);
+	return from_mdb(rc);
+}

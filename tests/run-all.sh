@@ -1,0 +1,40 @@
+#!/bin/sh
+# README command 2: install what the tests need, then build and run the
+# whole suite three ways: a plain build (unit and end-to-end tests), the
+# unit tests under valgrind, and everything again built with
+# -Db_sanitize=address,undefined; then the fuzzer for a bounded time on its
+# corpus (clang/libFuzzer). Ends with the line "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+sh deploy/install-deps.sh --test || exit 1
+
+status=0
+logs=""
+run() { # run NAME BUILDDIR SETUP-ARGS...
+	name=$1 dir=$2
+	shift 2
+	echo "== $name" >&2
+	meson test -C "$dir" --print-errorlogs "$@" || status=1
+	logs="$logs $dir/meson-logs/testlog${SETUP:+-$SETUP}.json"
+}
+
+[ -f build/build.ninja ] || meson setup build >/dev/null || exit 1
+ninja -C build || exit 1
+SETUP="" run "unit and end-to-end tests" build
+SETUP=valgrind run "unit tests under valgrind" build --setup valgrind --suite unit
+
+[ -f build-asan/build.ninja ] ||
+	meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null || exit 1
+ninja -C build-asan || exit 1
+SETUP="" run "everything under ASan+UBSan" build-asan
+
+if [ -f tests/fuzz/meson.build ]; then
+	[ -f build-fuzz/build.ninja ] ||
+		CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
+			-Db_lundef=false >/dev/null || exit 1
+	ninja -C build-fuzz || exit 1
+	SETUP="" run "fuzzing (bounded)" build-fuzz --suite fuzz
+fi
+
+python3 tests/summarize.py $logs || status=1
+exit $status
