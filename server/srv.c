@@ -922,7 +922,9 @@ static void conn_process(struct conn *c)
 	struct srv *srv = c->srv;
 	size_t pos = 0;
 	bool progress = false;
-	enum frame_status st = FRAME_AGAIN;
+	/* Stays FRAME_OK when the loop stops because c is paused: buffered
+	 * whole frames waiting for the writer are not the client's delay. */
+	enum frame_status st = FRAME_OK;
 
 	while (!c->closing && !c->close_after_flush && !conn_paused(c)) {
 		const uint8_t *payload;
