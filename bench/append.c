@@ -1,0 +1,1297 @@
+/* whizbang-bench append: pipelined appends from many connections, measured
+ * against the raw-LMDB baseline.
+ *
+ * The happy path: spawn whizbangd on 127.0.0.1:0 with a fresh data directory
+ * (unless --server names a running one), read its port file, connect C client
+ * threads and a control connection, take ServerStats, release the clients
+ * (each keeps P appends in flight until N events are appended between them),
+ * take ServerStats again, stop the server with SIGTERM, then run the raw-LMDB
+ * baseline with the batch size the server reached and print both.
+ *
+ * Failure modes: a server that does not start, exits early or does not write
+ * its port file within 10 s ends the run before any load. A client whose
+ * connection fails stops every client from taking more work; the run then
+ * reports the first such failure and exits 1. Error responses are counted,
+ * the run goes on, and it exits 1 at the end. A server that does not exit
+ * within 20 s of SIGTERM is killed and reported; so is a nonzero exit. The
+ * first ^C during the load drains the appends in flight and ends the run
+ * cleanly; a spawned server also gets SIGTERM if this process dies. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "raw_lmdb.h"
+#include "wb.h"
+#include "wb_error.h"
+
+#define CLIENT_TIMEOUT_MS 60000
+#define START_TIMEOUT_MS 10000
+#define STOP_TIMEOUT_MS 20000
+
+struct append_opts {
+	uint32_t clients;
+	uint32_t pipeline;
+	uint64_t events;
+	uint32_t size;
+	uint32_t streams;
+	uint32_t batch_events;
+	uint32_t baseline_batch; /* 0: the server's mean batch */
+	uint32_t rounds;         /* load and baseline alternate in this many slices */
+	uint64_t map_size;       /* 0: estimated from events and size */
+	const char *server;
+	const char *whizbangd;
+	const char *data_dir;
+	const char *log_level;
+	bool json;
+	bool no_baseline;
+	bool server_extras; /* passed to the baseline */
+};
+
+/* The ServerStats fields the benchmark reports. */
+struct stats {
+	char server_version[32];
+	uint64_t requests_total;
+	uint64_t errors_total;
+	uint64_t batches;
+	uint64_t batch_requests;
+	uint64_t batch_events;
+	uint64_t commit_us_total;
+	uint64_t batch_requests_max;
+	uint64_t map_used;
+	uint64_t map_grow_count;
+};
+
+struct server {
+	pid_t pid; /* 0 when the server was not spawned by us */
+	char data[BENCH_PATH_MAX + 16];
+	char port_file[BENCH_PATH_MAX + 16];
+	char address[64];
+};
+
+struct shared {
+	const struct append_opts *o;
+	const char *address;
+	char (*names)[BENCH_STREAM_MAX];
+	uint64_t total_appends;
+	atomic_uint_fast64_t next_append;
+	atomic_bool abort;
+	/* The round gate. Clients connect and count themselves in ready; the
+	 * driver then takes the stats, sets limit, bumps round and starts the
+	 * clock; each client appends until next_append reaches limit, drains
+	 * what it has in flight and counts itself in done. finish ends the
+	 * threads. So stats and clock cover only the load, and with --rounds
+	 * the baseline can run between rounds while every client waits. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	uint32_t ready;
+	uint32_t round;
+	uint32_t done;
+	uint64_t limit; /* appends, counted from 0, that this round may reach */
+	bool finish;
+};
+
+/* Set by the first SIGINT during the load: the clients stop taking work,
+ * wait for what they have in flight, and the run ends without a baseline but
+ * with the server stopped and the temporary directory removed. */
+static atomic_bool interrupted; /* lock-free, so safe in a signal handler */
+
+static void interrupt_cb(int sig)
+{
+	(void)sig;
+	atomic_store(&interrupted, true);
+}
+
+struct slot {
+	uint64_t id;
+	uint64_t sent_ns;
+	uint32_t n;
+	bool busy;
+};
+
+struct worker {
+	pthread_t thread;
+	uint32_t index;
+	struct shared *sh;
+	struct wb_client *c;
+	uint64_t *lat; /* per-append latency in ns, in completion order */
+	size_t nlat;
+	size_t cap;
+	uint64_t appends;
+	uint64_t events;
+	uint64_t errors;
+	int rc; /* a failure that stopped this client */
+	char errmsg[256];
+	char first_error[256]; /* the first error response */
+	/* Kept across rounds: the stream rotation, ids and buffers. */
+	struct bench_rng rng;
+	uint64_t seq;
+	struct slot *slots;
+	uint32_t *free_slots;
+	struct wb_new_event *evs;
+	uint8_t *ids;
+	uint8_t *data;
+};
+
+/* ---------------------------------------------------------------- the server */
+
+static int default_whizbangd(char *out, size_t len)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return WB_E_IO;
+	self[n] = '\0';
+	char *slash = strrchr(self, '/');
+	if (slash == NULL)
+		return WB_E_IO;
+	*slash = '\0';
+	char guess[PATH_MAX + 32];
+	snprintf(guess, sizeof(guess), "%s/../server/whizbangd", self);
+	char resolved[PATH_MAX];
+	const char *path = realpath(guess, resolved) != NULL ? resolved : guess;
+	if ((size_t)snprintf(out, len, "%s", path) >= len)
+		return WB_E_INVAL;
+	return 0;
+}
+
+static void describe_status(int status, char *out, size_t len)
+{
+	if (WIFEXITED(status))
+		snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
+	else if (WIFSIGNALED(status))
+		snprintf(out, len, "was killed by signal %d (%s)", WTERMSIG(status),
+		         strsignal(WTERMSIG(status)));
+	else
+		snprintf(out, len, "ended with wait status %d", status);
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+	nanosleep(&ts, NULL);
+}
+
+/* Reads the port file; 0 with *port set once it holds a whole line. */
+static int read_port(const char *path, unsigned *port)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return WB_E_AGAIN;
+	char line[32];
+	bool ok = fgets(line, sizeof(line), f) != NULL;
+	fclose(f);
+	size_t n = ok ? strlen(line) : 0;
+	if (n < 2 || line[n - 1] != '\n')
+		return WB_E_AGAIN;
+	line[n - 1] = '\0';
+	uint64_t v;
+	if (bench_parse_u64(line, 1, 65535, &v) != 0)
+		return WB_E_INVAL;
+	*port = (unsigned)v;
+	return 0;
+}
+
+/* Starts whizbangd on 127.0.0.1:0 with its data under root and waits until
+ * it has written its port file. */
+static int server_start(struct server *s, const struct append_opts *o, const char *root,
+                        uint64_t map_size, char *errmsg, size_t errlen)
+{
+	char exe[BENCH_PATH_MAX];
+	if (o->whizbangd != NULL)
+		snprintf(exe, sizeof(exe), "%s", o->whizbangd);
+	else if (default_whizbangd(exe, sizeof(exe)) != 0) {
+		snprintf(errmsg, errlen,
+		         "cannot find whizbangd next to this program; use --whizbangd");
+		return WB_E_INVAL;
+	}
+	if (access(exe, X_OK) != 0) {
+		snprintf(errmsg, errlen,
+		         "%s: %s (build it with `meson compile -C build`, or pass "
+		         "--whizbangd PATH or --server HOST:PORT)",
+		         exe, strerror(errno));
+		return WB_E_INVAL;
+	}
+	snprintf(s->data, sizeof(s->data), "%s/server", root);
+	snprintf(s->port_file, sizeof(s->port_file), "%s/server.port", root);
+	if (mkdir(s->data, 0755) != 0) {
+		snprintf(errmsg, errlen, "mkdir %s: %s", s->data, strerror(errno));
+		return WB_E_IO;
+	}
+	char map_arg[32];
+	snprintf(map_arg, sizeof(map_arg), "%llu", (unsigned long long)map_size);
+	char *level = (char *)(o->log_level != NULL ? o->log_level : "warn");
+	/* clang-format off */
+	char *argv[] = {
+		exe,
+		"--listen", "127.0.0.1:0",
+		"--data-dir", s->data,
+		"--port-file", s->port_file,
+		"--log-level", level,
+		"--map-size", map_arg,
+		NULL,
+	};
+	/* clang-format on */
+
+	fflush(NULL);
+	pid_t parent = getpid();
+	pid_t pid = fork();
+	if (pid < 0) {
+		snprintf(errmsg, errlen, "fork: %s", strerror(errno));
+		return WB_E_IO;
+	}
+	if (pid == 0) {
+		/* A benchmark killed with ^C must not leave a server behind. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
+		if (getppid() != parent)
+			_exit(127);
+		execv(exe, argv);
+		fprintf(stderr, "whizbang-bench: exec %s: %s\n", exe, strerror(errno));
+		_exit(127);
+	}
+	s->pid = pid;
+
+	for (long waited = 0; waited < START_TIMEOUT_MS; waited += 10) {
+		unsigned port;
+		int rc = read_port(s->port_file, &port);
+		if (rc == 0) {
+			snprintf(s->address, sizeof(s->address), "127.0.0.1:%u", port);
+			return 0;
+		}
+		if (rc != WB_E_AGAIN) {
+			snprintf(errmsg, errlen, "%s does not hold a port number", s->port_file);
+			return rc;
+		}
+		int status;
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			s->pid = 0;
+			char how[96];
+			describe_status(status, how, sizeof(how));
+			snprintf(errmsg, errlen, "whizbangd %s before it listened", how);
+			return WB_E_IO;
+		}
+		sleep_ms(10);
+	}
+	snprintf(errmsg, errlen, "whizbangd wrote no port file within %d ms", START_TIMEOUT_MS);
+	return WB_E_TIMEOUT;
+}
+
+/* Stops a spawned server with SIGTERM; returns its wait status, or -1 when
+ * it had to be killed or could not be waited for. */
+static int server_stop(struct server *s)
+{
+	if (s->pid <= 0)
+		return 0;
+	kill(s->pid, SIGTERM);
+	int status = -1;
+	for (long waited = 0; waited < STOP_TIMEOUT_MS; waited += 10) {
+		pid_t r = waitpid(s->pid, &status, WNOHANG);
+		if (r == s->pid) {
+			s->pid = 0;
+			return status;
+		}
+		if (r < 0 && errno != EINTR) {
+			s->pid = 0;
+			return -1;
+		}
+		sleep_ms(10);
+	}
+	fprintf(stderr,
+	        "whizbang-bench: whizbangd did not exit within %d ms of SIGTERM; killing it\n",
+	        STOP_TIMEOUT_MS);
+	kill(s->pid, SIGKILL);
+	waitpid(s->pid, &status, 0);
+	s->pid = 0;
+	return -1;
+}
+
+/* ---------------------------------------------------------------- stats */
+
+static int fetch_stats(struct wb_client *c, struct stats *out, char *errmsg, size_t errlen)
+{
+	Whizbang__V1__ServerStats *st;
+	int rc = wb_stats(c, &st);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "GetStats: %s: %s", wb_error_name(rc), wb_errmsg(c));
+		return rc;
+	}
+	memset(out, 0, sizeof(*out));
+	snprintf(out->server_version, sizeof(out->server_version), "%s",
+	         st->server_version != NULL ? st->server_version : "");
+	out->requests_total = st->requests_total;
+	out->errors_total = st->errors_total;
+	out->batches = st->batches;
+	out->batch_requests = st->batch_requests;
+	out->batch_events = st->batch_events;
+	out->commit_us_total = st->commit_us_total;
+	out->batch_requests_max = st->batch_requests_max;
+	out->map_used = st->map_used;
+	out->map_grow_count = st->map_grow_count;
+	wb_stats_free(st);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- the clients */
+
+static int worker_fail(struct worker *w, int rc, const char *what)
+{
+	if (w->rc == 0) {
+		w->rc = rc;
+		snprintf(w->errmsg, sizeof(w->errmsg), "client %u: %s: %s: %s", w->index, what,
+		         wb_error_name(rc), w->c != NULL ? wb_errmsg(w->c) : "");
+	}
+	atomic_store(&w->sh->abort, true);
+	return rc;
+}
+
+static int push_latency(struct worker *w, uint64_t ns)
+{
+	if (w->nlat == w->cap) {
+		size_t cap = w->cap != 0 ? w->cap * 2 : 1024;
+		uint64_t *lat = realloc(w->lat, cap * sizeof(*lat));
+		if (lat == NULL)
+			return WB_E_NOMEM;
+		w->lat = lat;
+		w->cap = cap;
+	}
+	w->lat[w->nlat++] = ns;
+	return 0;
+}
+
+/* Checks one append's response; counts an error response and remembers the
+ * first. */
+static void check_response(struct worker *w, const Whizbang__V1__Response *resp, uint32_t n)
+{
+	const char *problem = NULL;
+	char buf[200];
+	if (resp->error != NULL && resp->error->code != WHIZBANG__V1__ERROR_CODE__OK) {
+		snprintf(buf, sizeof(buf), "%s: %s", wb_error_name((int)resp->error->code),
+		         resp->error->message != NULL ? resp->error->message : "");
+		problem = buf;
+	} else if (resp->body_case != WHIZBANG__V1__RESPONSE__BODY_APPEND_EVENTS) {
+		problem = "the response holds no AppendResult";
+	} else if (resp->append_events->last_position - resp->append_events->first_position + 1 !=
+	           n) {
+		problem = "the positions answered do not match the number of events";
+	} else if (resp->append_events->idempotent_replay) {
+		problem = "the server took fresh events for a replay";
+	}
+	if (problem == NULL) {
+		w->appends++;
+		w->events += n;
+		return;
+	}
+	if (w->errors++ == 0)
+		snprintf(w->first_error, sizeof(w->first_error), "%s", problem);
+}
+
+static int worker_setup(struct worker *w)
+{
+	const struct append_opts *o = w->sh->o;
+	uint32_t p = o->pipeline;
+	uint32_t k = o->batch_events;
+	bench_rng_seed(&w->rng, w->index + 1u);
+	w->slots = calloc(p, sizeof(*w->slots));
+	w->free_slots = calloc(p, sizeof(*w->free_slots));
+	w->evs = calloc(k, sizeof(*w->evs));
+	w->ids = malloc((size_t)k * 16u);
+	w->data = malloc(o->size > 0 ? o->size : 1);
+	w->cap = (size_t)(w->sh->total_appends / o->clients) + 1024u;
+	w->lat = malloc(w->cap * sizeof(*w->lat));
+	if (w->slots == NULL || w->free_slots == NULL || w->evs == NULL || w->ids == NULL ||
+	    w->data == NULL || w->lat == NULL)
+		return worker_fail(w, WB_E_NOMEM, "allocating");
+	bench_rng_fill(&w->rng, w->data, o->size);
+	for (uint32_t i = 0; i < k; i++) {
+		w->evs[i].id = w->ids + 16u * i;
+		w->evs[i].type = BENCH_EVENT_TYPE;
+		w->evs[i].data = w->data;
+		w->evs[i].data_len = o->size;
+	}
+	return 0;
+}
+
+static void worker_teardown(struct worker *w)
+{
+	free(w->data);
+	free(w->ids);
+	free(w->evs);
+	free(w->free_slots);
+	free(w->slots);
+	wb_close(w->c);
+	w->c = NULL;
+}
+
+/* One round: keeps P appends in flight until the shared counter reaches
+ * limit, then waits for the answers to those still in flight. */
+static int worker_round(struct worker *w, uint64_t limit)
+{
+	struct shared *sh = w->sh;
+	const struct append_opts *o = sh->o;
+	uint32_t p = o->pipeline;
+	uint32_t k = o->batch_events;
+	struct slot *slots = w->slots;
+	for (uint32_t i = 0; i < p; i++)
+		w->free_slots[i] = p - 1 - i;
+	uint32_t nfree = p;
+	bool more = true;
+	for (;;) {
+		while (more && nfree > 0) {
+			uint64_t a = atomic_fetch_add(&sh->next_append, 1);
+			if (a >= limit || atomic_load(&sh->abort) || atomic_load(&interrupted)) {
+				more = false;
+				break;
+			}
+			uint64_t left = o->events - a * k;
+			uint32_t n = left < k ? (uint32_t)left : k;
+			bench_rng_fill(&w->rng, w->ids, (size_t)n * 16u);
+			/* Each client walks the streams from its own offset, so
+			 * every stream is written by several clients at once. */
+			uint32_t stream = (uint32_t)((w->index + w->seq++) % o->streams);
+			struct slot *sl = &slots[w->free_slots[--nfree]];
+			sl->sent_ns = bench_now_ns();
+			int rc = wb_append_send(w->c, sh->names[stream], WB_EXPECT_ANY, 0, w->evs,
+			                        n, &sl->id);
+			if (rc != 0)
+				return worker_fail(w, rc, "wb_append_send");
+			sl->n = n;
+			sl->busy = true;
+		}
+		if (nfree == p)
+			return 0;
+		Whizbang__V1__Response *resp;
+		int rc = wb_recv(w->c, &resp);
+		uint64_t now = bench_now_ns();
+		if (rc != 0)
+			return worker_fail(w, rc, "wb_recv");
+		uint32_t j = 0;
+		while (j < p && !(slots[j].busy && slots[j].id == resp->id))
+			j++;
+		if (j == p) {
+			whizbang__v1__response__free_unpacked(resp, NULL);
+			return worker_fail(w, WB_INTERNAL, "a response to no request in flight");
+		}
+		check_response(w, resp, slots[j].n);
+		whizbang__v1__response__free_unpacked(resp, NULL);
+		slots[j].busy = false;
+		w->free_slots[nfree++] = j;
+		if (push_latency(w, now - slots[j].sent_ns) != 0)
+			return worker_fail(w, WB_E_NOMEM, "recording latency");
+	}
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *w = arg;
+	struct shared *sh = w->sh;
+	struct wb_options wo = {.client_name = "whizbang-bench", .timeout_ms = CLIENT_TIMEOUT_MS};
+	char errmsg[200];
+	int rc = wb_connect(&w->c, sh->address, &wo, errmsg, sizeof(errmsg));
+	if (rc != 0) {
+		w->c = NULL;
+		w->rc = rc;
+		snprintf(w->errmsg, sizeof(w->errmsg), "client %u: connect to %s: %s", w->index,
+		         sh->address, errmsg);
+		atomic_store(&sh->abort, true);
+	} else {
+		worker_setup(w);
+	}
+	pthread_mutex_lock(&sh->lock);
+	sh->ready++;
+	pthread_cond_broadcast(&sh->cond);
+	for (uint32_t round = 1;; round++) {
+		while (sh->round < round && !sh->finish)
+			pthread_cond_wait(&sh->cond, &sh->lock);
+		if (sh->finish)
+			break;
+		uint64_t limit = sh->limit;
+		pthread_mutex_unlock(&sh->lock);
+		if (w->c != NULL && w->rc == 0 && !atomic_load(&sh->abort))
+			worker_round(w, limit);
+		pthread_mutex_lock(&sh->lock);
+		sh->done++;
+		pthread_cond_broadcast(&sh->cond);
+	}
+	pthread_mutex_unlock(&sh->lock);
+	worker_teardown(w);
+	return NULL;
+}
+
+/* ---------------------------------------------------------------- figures */
+
+struct figures {
+	uint64_t events;
+	uint64_t appends;
+	uint64_t errors;
+	double secs;
+	double lat_us[5]; /* p50, p99, p99.9, max, mean */
+	bool have_stats;
+	struct stats before;
+	struct stats d; /* after - before, except the max and the version */
+	bool have_raw;
+	uint32_t raw_batch_min; /* the baseline's batch sizes over the rounds */
+	uint32_t raw_batch_max;
+	struct raw_result raw;
+	int server_status; /* wait status, -1 killed, 0 when not spawned */
+	bool spawned;
+	double client_cpu_s; /* this process's user + system time during the load */
+	double server_cpu_s; /* the spawned server's user + system time, start to exit */
+	long cores;
+};
+
+static double cpu_seconds(int who)
+{
+	struct rusage ru;
+	if (getrusage(who, &ru) != 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile of sorted[0..n). */
+static double pct_us(const uint64_t *sorted, size_t n, double q)
+{
+	if (n == 0)
+		return 0;
+	double rank = ceil(q * (double)n);
+	size_t i = rank < 1 ? 0 : (size_t)rank - 1;
+	if (i >= n)
+		i = n - 1;
+	return (double)sorted[i] / 1e3;
+}
+
+static int merge_latencies(struct worker *ws, uint32_t n, struct figures *f)
+{
+	size_t total = 0;
+	for (uint32_t i = 0; i < n; i++)
+		total += ws[i].nlat;
+	uint64_t *all = malloc((total > 0 ? total : 1) * sizeof(*all));
+	if (all == NULL)
+		return WB_E_NOMEM;
+	size_t at = 0;
+	double sum = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		memcpy(all + at, ws[i].lat, ws[i].nlat * sizeof(*all));
+		at += ws[i].nlat;
+	}
+	qsort(all, total, sizeof(*all), cmp_u64);
+	for (size_t i = 0; i < total; i++)
+		sum += (double)all[i];
+	f->lat_us[0] = pct_us(all, total, 0.50);
+	f->lat_us[1] = pct_us(all, total, 0.99);
+	f->lat_us[2] = pct_us(all, total, 0.999);
+	f->lat_us[3] = total > 0 ? (double)all[total - 1] / 1e3 : 0;
+	f->lat_us[4] = total > 0 ? sum / (double)total / 1e3 : 0;
+	free(all);
+	return 0;
+}
+
+static double per(uint64_t a, uint64_t b)
+{
+	return b != 0 ? (double)a / (double)b : 0;
+}
+
+static void print_human(const struct append_opts *o, const char *address, const char *root,
+                        const struct figures *f)
+{
+	double eps = (double)f->events / f->secs;
+	printf("whizbang-bench append: %llu events of %u B, %u per append, %u streams, "
+	       "%u clients x %u in flight, %u round%s\n",
+	       (unsigned long long)o->events, o->size, o->batch_events, o->streams, o->clients,
+	       o->pipeline, o->rounds, o->rounds == 1 ? "" : "s");
+	printf("server: whizbangd %s at %s (%s)\n", f->have_stats ? f->before.server_version : "?",
+	       address, f->spawned ? "spawned" : "given with --server");
+	printf("data under %s\n\n", root);
+	printf("load\n");
+	printf("  appended     %llu events in %llu appends, %llu errors, in %.3f s\n",
+	       (unsigned long long)f->events, (unsigned long long)f->appends,
+	       (unsigned long long)f->errors, f->secs);
+	printf("  throughput   %.0f events/s  %.0f appends/s  %.2f MB/s of event data\n", eps,
+	       (double)f->appends / f->secs, (double)f->events * o->size / f->secs / 1e6);
+	printf(
+	    "  latency      p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms  mean %.3f ms\n",
+	    f->lat_us[0] / 1e3, f->lat_us[1] / 1e3, f->lat_us[2] / 1e3, f->lat_us[3] / 1e3,
+	    f->lat_us[4] / 1e3);
+	if (f->have_stats) {
+		printf("server group commit (ServerStats, after minus before)\n");
+		printf("  batches      %llu, mean %.1f requests and %.1f events per batch, "
+		       "largest %llu requests\n",
+		       (unsigned long long)f->d.batches, per(f->d.batch_requests, f->d.batches),
+		       per(f->d.batch_events, f->d.batches),
+		       (unsigned long long)f->d.batch_requests_max);
+		printf("  per batch    mean %.3f ms from begin to durable (commit_us_total / "
+		       "batches)\n",
+		       per(f->d.commit_us_total, f->d.batches) / 1e3);
+		printf("  writer busy  %.0f %% of the load (batch time / elapsed)\n",
+		       (double)f->d.commit_us_total / 1e4 / f->secs);
+		printf("  map          %.1f MB used, %llu grows during the load\n",
+		       (double)f->d.map_used / 1e6, (unsigned long long)f->d.map_grow_count);
+	}
+	printf("cpu (user + system, of %.1f s on %ld cores)\n", f->secs * (double)f->cores,
+	       f->cores);
+	printf("  clients      %.2f s\n", f->client_cpu_s);
+	if (f->spawned)
+		printf("  whizbangd    %.2f s, from start to exit\n", f->server_cpu_s);
+	if (f->have_raw) {
+		double rsecs = (double)f->raw.elapsed_ns / 1e9;
+		double reps = (double)f->raw.events / rsecs;
+		if (f->raw_batch_min == f->raw_batch_max)
+			printf("baseline (raw LMDB, one thread, %u requests per fsync'd batch%s)\n",
+			       f->raw_batch_max,
+			       o->server_extras ? ", with the server's extras" : "");
+		else
+			printf("baseline (raw LMDB, one thread, %u to %u requests per fsync'd "
+			       "batch%s)\n",
+			       f->raw_batch_min, f->raw_batch_max,
+			       o->server_extras ? ", with the server's extras" : "");
+		printf("  throughput   %.0f events/s  %.0f appends/s  in %.3f s\n", reps,
+		       (double)f->raw.requests / rsecs, rsecs);
+		printf("  per batch    %llu batches, mean %.3f ms from begin to durable, of which "
+		       "commit %.3f ms\n",
+		       (unsigned long long)f->raw.batches,
+		       per(f->raw.batch_ns_total, f->raw.batches) / 1e6,
+		       per(f->raw.commit_ns_total, f->raw.batches) / 1e6);
+		printf("  map          %.1f MB used, %llu grows\n", (double)f->raw.map_used / 1e6,
+		       (unsigned long long)f->raw.map_grows);
+		printf("ratio          server / baseline = %.3f\n", eps / reps);
+	}
+}
+
+/* A minimal JSON writer: keys are fixed ASCII, strings go through
+ * bench_json_str(). first is true right after an opening brace. */
+struct jw {
+	bool first;
+};
+
+static void j_key(struct jw *j, const char *key)
+{
+	if (!j->first)
+		fputc(',', stdout);
+	j->first = false;
+	printf("\"%s\":", key);
+}
+
+static void j_open(struct jw *j, const char *key)
+{
+	if (key != NULL)
+		j_key(j, key);
+	fputc('{', stdout);
+	j->first = true;
+}
+
+static void j_close(struct jw *j)
+{
+	fputc('}', stdout);
+	j->first = false;
+}
+
+static void j_u64(struct jw *j, const char *key, uint64_t v)
+{
+	j_key(j, key);
+	printf("%llu", (unsigned long long)v);
+}
+
+static void j_num(struct jw *j, const char *key, double v)
+{
+	j_key(j, key);
+	if (isfinite(v))
+		printf("%.3f", v);
+	else
+		fputs("null", stdout);
+}
+
+static void j_str(struct jw *j, const char *key, const char *v)
+{
+	j_key(j, key);
+	bench_json_str(stdout, v);
+}
+
+static void j_lit(struct jw *j, const char *key, const char *literal)
+{
+	j_key(j, key);
+	fputs(literal, stdout);
+}
+
+static void print_json(const struct append_opts *o, const char *address, const char *root,
+                       const struct figures *f, bool ok)
+{
+	struct jw j = {true};
+	double eps = (double)f->events / f->secs;
+	j_open(&j, NULL);
+	j_open(&j, "params");
+	j_u64(&j, "clients", o->clients);
+	j_u64(&j, "pipeline", o->pipeline);
+	j_u64(&j, "events", o->events);
+	j_u64(&j, "size", o->size);
+	j_u64(&j, "streams", o->streams);
+	j_u64(&j, "batch_events", o->batch_events);
+	j_u64(&j, "rounds", o->rounds);
+	j_str(&j, "server", address);
+	j_lit(&j, "spawned", f->spawned ? "true" : "false");
+	j_str(&j, "data_dir", root);
+	j_close(&j);
+
+	j_open(&j, "load");
+	j_u64(&j, "events", f->events);
+	j_u64(&j, "appends", f->appends);
+	j_u64(&j, "errors", f->errors);
+	j_num(&j, "elapsed_s", f->secs);
+	j_num(&j, "events_per_s", eps);
+	j_num(&j, "appends_per_s", (double)f->appends / f->secs);
+	j_num(&j, "mb_per_s", (double)f->events * o->size / f->secs / 1e6);
+	j_open(&j, "latency_us");
+	j_num(&j, "p50", f->lat_us[0]);
+	j_num(&j, "p99", f->lat_us[1]);
+	j_num(&j, "p999", f->lat_us[2]);
+	j_num(&j, "max", f->lat_us[3]);
+	j_num(&j, "mean", f->lat_us[4]);
+	j_close(&j);
+	j_close(&j);
+
+	j_open(&j, "cpu_s");
+	j_u64(&j, "cores", (uint64_t)f->cores);
+	j_num(&j, "clients", f->client_cpu_s);
+	if (f->spawned)
+		j_num(&j, "whizbangd", f->server_cpu_s);
+	else
+		j_lit(&j, "whizbangd", "null");
+	j_close(&j);
+
+	if (f->have_stats) {
+		j_open(&j, "server_stats");
+		j_str(&j, "server_version", f->before.server_version);
+		j_u64(&j, "batches", f->d.batches);
+		j_u64(&j, "batch_requests", f->d.batch_requests);
+		j_u64(&j, "batch_events", f->d.batch_events);
+		j_u64(&j, "commit_us_total", f->d.commit_us_total);
+		j_num(&j, "mean_requests_per_batch", per(f->d.batch_requests, f->d.batches));
+		j_num(&j, "mean_events_per_batch", per(f->d.batch_events, f->d.batches));
+		j_num(&j, "mean_batch_ms", per(f->d.commit_us_total, f->d.batches) / 1e3);
+		j_num(&j, "writer_busy", (double)f->d.commit_us_total / 1e6 / f->secs);
+		j_u64(&j, "batch_requests_max", f->d.batch_requests_max);
+		j_u64(&j, "requests_total", f->d.requests_total);
+		j_u64(&j, "errors_total", f->d.errors_total);
+		j_u64(&j, "map_used", f->d.map_used);
+		j_u64(&j, "map_grow_count", f->d.map_grow_count);
+		j_close(&j);
+	} else {
+		j_lit(&j, "server_stats", "null");
+	}
+
+	if (f->have_raw) {
+		double rsecs = (double)f->raw.elapsed_ns / 1e9;
+		double reps = (double)f->raw.events / rsecs;
+		j_open(&j, "baseline");
+		j_u64(&j, "batch", f->raw_batch_max);
+		j_u64(&j, "batch_min", f->raw_batch_min);
+		j_lit(&j, "server_extras", o->server_extras ? "true" : "false");
+		j_u64(&j, "events", f->raw.events);
+		j_u64(&j, "requests", f->raw.requests);
+		j_u64(&j, "batches", f->raw.batches);
+		j_num(&j, "elapsed_s", rsecs);
+		j_num(&j, "events_per_s", reps);
+		j_num(&j, "appends_per_s", (double)f->raw.requests / rsecs);
+		j_num(&j, "mean_batch_ms", per(f->raw.batch_ns_total, f->raw.batches) / 1e6);
+		j_num(&j, "mean_commit_ms", per(f->raw.commit_ns_total, f->raw.batches) / 1e6);
+		j_num(&j, "max_commit_ms", (double)f->raw.commit_ns_max / 1e6);
+		j_u64(&j, "map_used", f->raw.map_used);
+		j_u64(&j, "map_grows", f->raw.map_grows);
+		j_close(&j);
+		j_num(&j, "ratio", eps / reps);
+	} else {
+		j_lit(&j, "baseline", "null");
+		j_lit(&j, "ratio", "null");
+	}
+
+	if (!f->spawned)
+		j_lit(&j, "server_exit_status", "null");
+	else if (f->server_status >= 0 && WIFEXITED(f->server_status))
+		j_u64(&j, "server_exit_status", (uint64_t)WEXITSTATUS(f->server_status));
+	else if (f->server_status >= 0 && WIFSIGNALED(f->server_status))
+		j_u64(&j, "server_exit_status", 128u + (uint64_t)WTERMSIG(f->server_status));
+	else
+		j_lit(&j, "server_exit_status", "-1");
+	j_lit(&j, "ok", ok ? "true" : "false");
+	j_close(&j);
+	fputc('\n', stdout);
+}
+
+/* ---------------------------------------------------------------- the subcommand */
+
+static void append_usage(FILE *f)
+{
+	fprintf(f, "usage: whizbang-bench append --clients C --pipeline P --events N --size B\n"
+	           "                             --streams S [--batch-events K]\n"
+	           "                             [--server HOST:PORT | --whizbangd PATH]\n"
+	           "                             [--data-dir DIR] [--map-size BYTES]\n"
+	           "                             [--log-level LEVEL] [--baseline-batch R]\n"
+	           "                             [--rounds M] [--server-extras]\n"
+	           "                             [--no-baseline] [--json]\n"
+	           "C connections keep P appends of K events (default 1) of B data bytes in\n"
+	           "flight, over streams bench-0..bench-(S-1), until N events are stored.\n"
+	           "Without --server, a whizbangd is spawned on 127.0.0.1:0 with a fresh data\n"
+	           "directory under DIR (default /tmp, or /var/tmp if /tmp is tmpfs). Then the\n"
+	           "raw-LMDB baseline does the same storage work with the server's mean batch\n"
+	           "size (or R) and the ratio server/baseline is printed. --rounds M splits\n"
+	           "both into M slices that alternate, so that both see the same disk.\n"
+	           "See docs/BENCHMARKS.md.\n");
+}
+
+static int parse_opts(int argc, char **argv, struct append_opts *o)
+{
+	static const struct option longopts[] = {
+	    {"clients", required_argument, NULL, 'c'},
+	    {"pipeline", required_argument, NULL, 'p'},
+	    {"events", required_argument, NULL, 'n'},
+	    {"size", required_argument, NULL, 'b'},
+	    {"streams", required_argument, NULL, 's'},
+	    {"batch-events", required_argument, NULL, 'k'},
+	    {"server", required_argument, NULL, 'S'},
+	    {"whizbangd", required_argument, NULL, 'W'},
+	    {"data-dir", required_argument, NULL, 'd'},
+	    {"map-size", required_argument, NULL, 'm'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"baseline-batch", required_argument, NULL, 'r'},
+	    {"rounds", required_argument, NULL, 'R'},
+	    {"no-baseline", no_argument, NULL, 'x'},
+	    {"server-extras", no_argument, NULL, 'e'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	unsigned seen = 0;
+	int opt;
+	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+		int rc = 0;
+		switch (opt) {
+		case 'c':
+			rc = bench_opt_u32("--clients", optarg, 1, 1024, &o->clients);
+			seen |= 1u;
+			break;
+		case 'p':
+			rc = bench_opt_u32("--pipeline", optarg, 1, 65536, &o->pipeline);
+			seen |= 2u;
+			break;
+		case 'n':
+			rc = bench_opt_u64("--events", optarg, 1, UINT64_MAX / 2, &o->events);
+			seen |= 4u;
+			break;
+		case 'b':
+			rc = bench_opt_u32("--size", optarg, 0, BENCH_SIZE_MAX, &o->size);
+			seen |= 8u;
+			break;
+		case 's':
+			rc = bench_opt_u32("--streams", optarg, 1, 1000000, &o->streams);
+			seen |= 16u;
+			break;
+		case 'k':
+			rc = bench_opt_u32("--batch-events", optarg, 1, 100000, &o->batch_events);
+			break;
+		case 'S':
+			o->server = optarg;
+			break;
+		case 'W':
+			o->whizbangd = optarg;
+			break;
+		case 'd':
+			o->data_dir = optarg;
+			break;
+		case 'm':
+			rc = bench_opt_size("--map-size", optarg, 1u << 20, UINT64_MAX / 4,
+			                    &o->map_size);
+			break;
+		case 'l':
+			o->log_level = optarg;
+			break;
+		case 'r':
+			rc = bench_opt_u32("--baseline-batch", optarg, 1, 1000000,
+			                   &o->baseline_batch);
+			break;
+		case 'R':
+			rc = bench_opt_u32("--rounds", optarg, 1, 1000, &o->rounds);
+			break;
+		case 'x':
+			o->no_baseline = true;
+			break;
+		case 'e':
+			o->server_extras = true;
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'h':
+			append_usage(stdout);
+			return 1;
+		default:
+			append_usage(stderr);
+			return 2;
+		}
+		if (rc != 0)
+			return 2;
+	}
+	if (optind != argc || seen != 31u) {
+		append_usage(stderr);
+		return 2;
+	}
+	return 0;
+}
+
+/* Checks the workload against the limits the server announced in Hello. */
+static int check_limits(const struct append_opts *o, const struct wb_server_info *info,
+                        char *errmsg, size_t errlen)
+{
+	char longest[BENCH_STREAM_MAX];
+	bench_stream_name(o->streams - 1, longest);
+	size_t event_size = o->size + (sizeof(BENCH_EVENT_TYPE) - 1) + strlen(longest);
+	if (info->max_append_events != 0 && o->batch_events > info->max_append_events) {
+		snprintf(errmsg, errlen, "--batch-events %u is above the server's limit of %u",
+		         o->batch_events, info->max_append_events);
+		return WB_E_INVAL;
+	}
+	if (info->max_event_size != 0 && event_size > info->max_event_size) {
+		snprintf(errmsg, errlen, "--size %u is above the server's event size limit of %u",
+		         o->size, info->max_event_size);
+		return WB_E_INVAL;
+	}
+	return 0;
+}
+
+/* Runs the load: starts the clients, takes the stats around it. */
+/* Adds the difference of two ServerStats to the running totals in f->d. */
+static void add_stats(struct figures *f, const struct stats *before, const struct stats *after)
+{
+	f->d.batches += after->batches - before->batches;
+	f->d.batch_requests += after->batch_requests - before->batch_requests;
+	f->d.batch_events += after->batch_events - before->batch_events;
+	f->d.commit_us_total += after->commit_us_total - before->commit_us_total;
+	f->d.requests_total += after->requests_total - before->requests_total;
+	f->d.errors_total += after->errors_total - before->errors_total;
+	f->d.map_grow_count += after->map_grow_count - before->map_grow_count;
+	f->d.batch_requests_max = after->batch_requests_max;
+	f->d.map_used = after->map_used;
+}
+
+/* The baseline's batch: --baseline-batch, or the server's mean requests per
+ * batch so far, rounded, at least 1; 0 when neither is known. */
+static uint32_t baseline_batch(const struct append_opts *o, const struct figures *f)
+{
+	if (o->baseline_batch != 0)
+		return o->baseline_batch;
+	if (!f->have_stats || f->d.batches == 0)
+		return 0;
+	double mean = per(f->d.batch_requests, f->d.batches);
+	return mean < 1.5 ? 1u : (uint32_t)llround(mean);
+}
+
+/* Runs one round of the baseline up to the events the server has stored. */
+static int baseline_round(const struct append_opts *o, struct raw_lmdb *raw, uint64_t upto,
+                          struct figures *f, char *errmsg, size_t errlen)
+{
+	uint32_t batch = baseline_batch(o, f);
+	if (batch == 0) {
+		snprintf(errmsg, errlen,
+		         "the server reported no batches, so the baseline has no batch size: "
+		         "give --baseline-batch R or --no-baseline");
+		return WB_E_INVAL;
+	}
+	if (!o->json)
+		fprintf(stderr,
+		        "whizbang-bench: raw LMDB baseline to %llu events, %u requests "
+		        "per batch ...\n",
+		        (unsigned long long)upto, batch);
+	if (f->raw_batch_min == 0 || batch < f->raw_batch_min)
+		f->raw_batch_min = batch;
+	if (batch > f->raw_batch_max)
+		f->raw_batch_max = batch;
+	return raw_lmdb_advance(raw, upto, batch, errmsg, errlen);
+}
+
+/* Runs the load in o->rounds rounds, each followed by its slice of the
+ * baseline when raw is not NULL, and takes the stats around every round. */
+static int run_rounds(const struct append_opts *o, struct shared *sh, uint32_t nthreads,
+                      struct wb_client *ctl, struct raw_lmdb *raw, struct figures *f, char *errmsg,
+                      size_t errlen)
+{
+	uint64_t prev = 0;
+	for (uint32_t r = 1; r <= o->rounds; r++) {
+		struct stats before, after;
+		int src = fetch_stats(ctl, &before, errmsg, errlen);
+		if (src != 0 && r == 1)
+			fprintf(stderr, "whizbang-bench: no server stats: %s\n", errmsg);
+		if (r == 1) {
+			f->have_stats = src == 0;
+			f->before = before;
+		}
+		uint64_t limit = sh->total_appends * r / o->rounds;
+		/* Claims past the last limit were refused; start from it. */
+		atomic_store(&sh->next_append, prev);
+		double cpu0 = cpu_seconds(RUSAGE_SELF);
+		uint64_t t0 = bench_now_ns();
+		pthread_mutex_lock(&sh->lock);
+		sh->limit = limit;
+		sh->done = 0;
+		sh->round = r;
+		pthread_cond_broadcast(&sh->cond);
+		while (sh->done < nthreads)
+			pthread_cond_wait(&sh->cond, &sh->lock);
+		pthread_mutex_unlock(&sh->lock);
+		f->secs += (double)(bench_now_ns() - t0) / 1e9;
+		f->client_cpu_s += cpu_seconds(RUSAGE_SELF) - cpu0;
+		prev = limit;
+
+		if (f->have_stats && src == 0 && fetch_stats(ctl, &after, errmsg, errlen) == 0) {
+			add_stats(f, &before, &after);
+		} else if (f->have_stats) {
+			fprintf(stderr, "whizbang-bench: no server stats after round %u: %s\n", r,
+			        errmsg);
+			f->have_stats = false;
+		}
+		if (atomic_load(&sh->abort) || atomic_load(&interrupted))
+			return 0;
+		if (raw != NULL) {
+			uint64_t upto = limit * o->batch_events;
+			int rc = baseline_round(o, raw, upto < o->events ? upto : o->events, f,
+			                        errmsg, errlen);
+			if (rc != 0)
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* Starts the clients, runs the rounds, stops the clients and collects their
+ * figures. raw may be NULL (no baseline). */
+static int run_load(const struct append_opts *o, const char *address, struct wb_client *ctl,
+                    struct raw_lmdb *raw, struct figures *f, char *errmsg, size_t errlen)
+{
+	int rc = 0;
+	char(*names)[BENCH_STREAM_MAX] = calloc(o->streams, sizeof(*names));
+	struct worker *ws = calloc(o->clients, sizeof(*ws));
+	if (names == NULL || ws == NULL) {
+		free(names);
+		free(ws);
+		snprintf(errmsg, errlen, "out of memory");
+		return WB_E_NOMEM;
+	}
+	for (uint32_t i = 0; i < o->streams; i++)
+		bench_stream_name(i, names[i]);
+
+	struct shared sh = {
+	    .o = o,
+	    .address = address,
+	    .names = names,
+	    .total_appends = (o->events + o->batch_events - 1) / o->batch_events,
+	};
+	atomic_init(&sh.next_append, 0);
+	atomic_init(&sh.abort, false);
+	pthread_mutex_init(&sh.lock, NULL);
+	pthread_cond_init(&sh.cond, NULL);
+
+	uint32_t started = 0;
+	for (; started < o->clients; started++) {
+		ws[started].index = started;
+		ws[started].sh = &sh;
+		if (pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]) != 0)
+			break;
+	}
+	if (started < o->clients) {
+		rc = WB_RESOURCE_EXHAUSTED;
+		snprintf(errmsg, errlen, "cannot start client thread %u", started);
+		atomic_store(&sh.abort, true);
+	}
+	pthread_mutex_lock(&sh.lock);
+	while (sh.ready < started)
+		pthread_cond_wait(&sh.cond, &sh.lock);
+	pthread_mutex_unlock(&sh.lock);
+
+	if (!atomic_load(&sh.abort))
+		rc = run_rounds(o, &sh, started, ctl, raw, f, errmsg, errlen);
+
+	pthread_mutex_lock(&sh.lock);
+	sh.finish = true;
+	pthread_cond_broadcast(&sh.cond);
+	pthread_mutex_unlock(&sh.lock);
+	for (uint32_t i = 0; i < started; i++)
+		pthread_join(ws[i].thread, NULL);
+
+	int crc = 0;
+	for (uint32_t i = 0; i < o->clients; i++) {
+		f->events += ws[i].events;
+		f->appends += ws[i].appends;
+		f->errors += ws[i].errors;
+		if (ws[i].rc != 0 && crc == 0) {
+			crc = ws[i].rc;
+			snprintf(errmsg, errlen, "%s", ws[i].errmsg);
+		}
+		if (ws[i].errors > 0)
+			fprintf(stderr,
+			        "whizbang-bench: client %u: %llu error responses, the first: %s\n",
+			        i, (unsigned long long)ws[i].errors, ws[i].first_error);
+	}
+	/* A client's failure explains the run better than what followed. */
+	if (crc != 0)
+		rc = crc;
+	if (rc == 0 && merge_latencies(ws, o->clients, f) != 0) {
+		rc = WB_E_NOMEM;
+		snprintf(errmsg, errlen, "out of memory");
+	}
+	for (uint32_t i = 0; i < o->clients; i++)
+		free(ws[i].lat);
+	pthread_cond_destroy(&sh.cond);
+	pthread_mutex_destroy(&sh.lock);
+	free(ws);
+	free(names);
+	return rc;
+}
+
+int bench_append_main(int argc, char **argv)
+{
+	struct append_opts o = {.batch_events = 1, .rounds = 1};
+	int prc = parse_opts(argc, argv, &o);
+	if (prc != 0)
+		return prc == 1 ? 0 : prc;
+	signal(SIGPIPE, SIG_IGN);
+
+	char errmsg[BENCH_ERRMSG_MAX] = "";
+	char parent[BENCH_PATH_MAX];
+	char root[BENCH_PATH_MAX];
+	char rdir[BENCH_PATH_MAX + 16];
+	struct server srv = {0};
+	struct figures f = {0};
+	struct wb_client *ctl = NULL;
+	struct raw_lmdb *raw = NULL;
+	uint64_t map_size = o.map_size != 0 ? o.map_size : bench_map_size(o.events, o.size);
+	f.cores = sysconf(_SC_NPROCESSORS_ONLN);
+
+	int rc = bench_pick_parent(o.data_dir, parent, sizeof(parent), errmsg, sizeof(errmsg));
+	if (rc == 0)
+		rc = bench_mkdtemp(parent, root, sizeof(root), errmsg, sizeof(errmsg));
+	if (rc != 0) {
+		fprintf(stderr, "whizbang-bench: %s\n", errmsg);
+		return 1;
+	}
+	const char *address = o.server;
+	if (address == NULL) {
+		rc = server_start(&srv, &o, root, map_size, errmsg, sizeof(errmsg));
+		if (rc != 0)
+			goto err_after_mkdtemp;
+		address = srv.address;
+		f.spawned = true;
+	}
+
+	struct wb_options wo = {.client_name = "whizbang-bench-control",
+	                        .timeout_ms = CLIENT_TIMEOUT_MS};
+	rc = wb_connect(&ctl, address, &wo, errmsg, sizeof(errmsg));
+	if (rc != 0)
+		goto err_after_server;
+	rc = check_limits(&o, wb_server_info(ctl), errmsg, sizeof(errmsg));
+	if (rc != 0)
+		goto err_after_connect;
+
+	if (!o.no_baseline) {
+		/* Opened before the load so that a failure here costs no
+		 * load; its first append waits for the first round's batch
+		 * size. */
+		snprintf(rdir, sizeof(rdir), "%s/raw", root);
+		struct raw_params rp = {
+		    .events = o.events,
+		    .size = o.size,
+		    .streams = o.streams,
+		    .batch_events = o.batch_events,
+		    .map_size = map_size,
+		    .server_extras = o.server_extras,
+		    .stop = &interrupted,
+		};
+		if (mkdir(rdir, 0755) != 0) {
+			snprintf(errmsg, sizeof(errmsg), "mkdir %s: %s", rdir, strerror(errno));
+			rc = WB_E_IO;
+			goto err_after_connect;
+		}
+		rc = raw_lmdb_open(&raw, rdir, &rp, errmsg, sizeof(errmsg));
+		if (rc != 0)
+			goto err_after_connect;
+	}
+
+	if (!o.json)
+		fprintf(stderr, "whizbang-bench: %u clients appending %llu events to %s ...\n",
+		        o.clients, (unsigned long long)o.events, address);
+	struct sigaction sa = {.sa_handler = interrupt_cb, .sa_flags = SA_RESETHAND};
+	struct sigaction old_sa;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, &old_sa);
+	rc = run_load(&o, address, ctl, raw, &f, errmsg, sizeof(errmsg));
+	sigaction(SIGINT, &old_sa, NULL);
+	if (rc == 0 && atomic_load(&interrupted)) {
+		rc = WB_E_AGAIN;
+		snprintf(errmsg, sizeof(errmsg), "interrupted after %llu of %llu events",
+		         (unsigned long long)f.events, (unsigned long long)o.events);
+	}
+	if (raw != NULL && rc == 0) {
+		raw_lmdb_result(raw, &f.raw);
+		f.have_raw = f.raw.events == o.events;
+	}
+	raw_lmdb_close(raw);
+	raw = NULL;
+	wb_close(ctl);
+	ctl = NULL;
+
+	if (f.spawned) {
+		f.server_status = server_stop(&srv);
+		/* The server is the only child this process waits for. */
+		f.server_cpu_s = cpu_seconds(RUSAGE_CHILDREN);
+		if (f.server_status != 0) {
+			char how[96] = "could not be stopped";
+			if (f.server_status > 0)
+				describe_status(f.server_status, how, sizeof(how));
+			fprintf(stderr, "whizbang-bench: whizbangd %s after SIGTERM\n", how);
+		}
+	}
+	if (rc != 0)
+		goto err_after_server;
+
+	bool ok = f.errors == 0 && f.server_status == 0 && f.events == o.events;
+	if (o.json)
+		print_json(&o, address, root, &f, ok);
+	else
+		print_human(&o, address, root, &f);
+	if (f.errors > 0)
+		fprintf(stderr,
+		        "whizbang-bench: FAILED: %llu appends were answered with an error\n",
+		        (unsigned long long)f.errors);
+	else if (f.events != o.events)
+		fprintf(stderr, "whizbang-bench: FAILED: %llu of %llu events were appended\n",
+		        (unsigned long long)f.events, (unsigned long long)o.events);
+	bench_rmtree(root);
+	return ok ? 0 : 1;
+
+err_after_connect:
+	raw_lmdb_close(raw);
+	wb_close(ctl);
+err_after_server:
+	if (srv.pid > 0)
+		server_stop(&srv);
+err_after_mkdtemp:
+	fprintf(stderr, "whizbang-bench: %s (%s)\n", errmsg, wb_error_name(rc));
+	bench_rmtree(root);
+	return 1;
+}

@@ -1,0 +1,219 @@
+#include "bench.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "wb_error.h"
+
+/* From <linux/magic.h>, spelled out so that the bench builds without kernel
+ * headers. */
+#define TMPFS_MAGIC_ 0x01021994L
+#define RAMFS_MAGIC_ 0x858458f6L
+
+uint64_t bench_now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t bench_wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void bench_rng_seed(struct bench_rng *r, uint64_t salt)
+{
+	uint64_t seed = 0;
+	/* Falling back to the clock is fine: the ids only have to differ
+	 * between runs against the same data directory, and each run starts
+	 * with a fresh one unless --server is given. */
+	if (getrandom(&seed, sizeof(seed), 0) != (ssize_t)sizeof(seed))
+		seed = bench_now_ns() ^ ((uint64_t)getpid() << 32);
+	r->s = seed ^ (salt * 0x9e3779b97f4a7c15u);
+}
+
+uint64_t bench_rng_next(struct bench_rng *r)
+{
+	uint64_t z = (r->s += 0x9e3779b97f4a7c15u);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
+void bench_rng_fill(struct bench_rng *r, uint8_t *buf, size_t len)
+{
+	while (len >= 8) {
+		uint64_t v = bench_rng_next(r);
+		memcpy(buf, &v, 8);
+		buf += 8;
+		len -= 8;
+	}
+	if (len > 0) {
+		uint64_t v = bench_rng_next(r);
+		memcpy(buf, &v, len);
+	}
+}
+
+static int parse_num(const char *text, bool binary, uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (text == NULL || *text < '0' || *text > '9')
+		return WB_E_INVAL;
+	errno = 0;
+	char *end;
+	unsigned long long v = strtoull(text, &end, 10);
+	if (errno != 0)
+		return WB_E_INVAL;
+	const char *units = binary ? "KMGT" : "kMG";
+	uint64_t mult = 1;
+	const char *u = *end != '\0' ? strchr(units, *end) : NULL;
+	if (u != NULL) {
+		for (const char *q = units; q <= u; q++)
+			mult *= binary ? 1024u : 1000u;
+		end++;
+	}
+	if (*end != '\0' || v > UINT64_MAX / mult)
+		return WB_E_INVAL;
+	uint64_t r = (uint64_t)v * mult;
+	if (r < min || r > max)
+		return WB_E_INVAL;
+	*out = r;
+	return 0;
+}
+
+int bench_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+	return parse_num(text, false, min, max, out);
+}
+
+int bench_opt_size(const char *what, const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (parse_num(text, true, min, max, out) != 0) {
+		fprintf(stderr,
+		        "whizbang-bench: %s: '%s' is not a size (bytes, or a number with K, M, G "
+		        "or T) in [%llu, %llu]\n",
+		        what, text, (unsigned long long)min, (unsigned long long)max);
+		return WB_E_INVAL;
+	}
+	return 0;
+}
+
+int bench_opt_u64(const char *what, const char *text, uint64_t min, uint64_t max, uint64_t *out)
+{
+	if (bench_parse_u64(text, min, max, out) != 0) {
+		fprintf(stderr, "whizbang-bench: %s: '%s' is not a number in [%llu, %llu]\n", what,
+		        text, (unsigned long long)min, (unsigned long long)max);
+		return WB_E_INVAL;
+	}
+	return 0;
+}
+
+int bench_opt_u32(const char *what, const char *text, uint32_t min, uint32_t max, uint32_t *out)
+{
+	uint64_t v;
+	int rc = bench_opt_u64(what, text, min, max, &v);
+	if (rc == 0)
+		*out = (uint32_t)v;
+	return rc;
+}
+
+bool bench_on_tmpfs(const char *path)
+{
+	struct statfs sf;
+	if (statfs(path, &sf) != 0)
+		return false;
+	return (long)sf.f_type == TMPFS_MAGIC_ || (long)sf.f_type == RAMFS_MAGIC_;
+}
+
+int bench_pick_parent(const char *parent, char *out, size_t len, char *errmsg, size_t errlen)
+{
+	const char *dir = parent;
+	if (dir == NULL)
+		dir = bench_on_tmpfs("/tmp") ? "/var/tmp" : "/tmp";
+	struct stat st;
+	if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
+		snprintf(errmsg, errlen, "%s is not a directory", dir);
+		return WB_E_INVAL;
+	}
+	if ((size_t)snprintf(out, len, "%s", dir) >= len) {
+		snprintf(errmsg, errlen, "the path %s is too long", dir);
+		return WB_E_INVAL;
+	}
+	if (bench_on_tmpfs(dir))
+		fprintf(stderr,
+		        "whizbang-bench: warning: %s is on tmpfs; fsync is free there and the "
+		        "figures say nothing about a disk\n",
+		        dir);
+	return 0;
+}
+
+int bench_mkdtemp(const char *parent, char *out, size_t len, char *errmsg, size_t errlen)
+{
+	if ((size_t)snprintf(out, len, "%s/whizbang-bench.XXXXXX", parent) >= len) {
+		snprintf(errmsg, errlen, "the path %s is too long", parent);
+		return WB_E_INVAL;
+	}
+	if (mkdtemp(out) == NULL) {
+		snprintf(errmsg, errlen, "cannot create a directory under %s: %s", parent,
+		         strerror(errno));
+		return WB_E_IO;
+	}
+	return 0;
+}
+
+static int rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)ftw;
+	int rc = (flag == FTW_DP) ? rmdir(path) : unlink(path);
+	return rc == 0 || errno == ENOENT ? 0 : -1;
+}
+
+int bench_rmtree(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) != 0)
+		return errno == ENOENT ? 0 : WB_E_IO;
+	return nftw(path, rm_cb, 16, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : WB_E_IO;
+}
+
+void bench_stream_name(uint32_t i, char out[BENCH_STREAM_MAX])
+{
+	snprintf(out, BENCH_STREAM_MAX, BENCH_STREAM_FMT, i);
+}
+
+uint64_t bench_map_size(uint64_t events, uint32_t size)
+{
+	/* Per event: a 44-byte header, the stream name and type and the data
+	 * in "events", 24 bytes of key and value in "stream_events" and in
+	 * "event_ids", and LMDB's node headers. Randomly keyed pages are about
+	 * two thirds full, and copy-on-write keeps up to two versions of the
+	 * tree alive, so the estimate is doubled and padded. */
+	uint64_t per_event = 44u + BENCH_STREAM_MAX + sizeof(BENCH_EVENT_TYPE) + size + 200u;
+	uint64_t bytes = events * per_event * 2u + (256u << 20);
+	return (bytes + (1u << 20) - 1) & ~(uint64_t)((1u << 20) - 1);
+}
+
+void bench_json_str(FILE *f, const char *s)
+{
+	fputc('"', f);
+	for (; *s != '\0'; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			fprintf(f, "\\%c", ch);
+		else if (ch < 0x20)
+			fprintf(f, "\\u%04x", ch);
+		else
+			fputc(ch, f);
+	}
+	fputc('"', f);
+}
