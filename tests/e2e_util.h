@@ -1,0 +1,163 @@
+/* The end-to-end harness: a real whizbangd in a child process, and raw
+ * sockets for the tests that must send what libwhizbang never would.
+ *
+ * Every wait here is bounded. The server child is started with a
+ * parent-death signal, so a test process that crashes takes its server with
+ * it. Nothing here asserts: functions return 0 or an error and say why on
+ * stderr, and the tests decide. */
+#ifndef WB_E2E_UTIL_H
+#define WB_E2E_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "wb.h"
+#include "whizbang.pb-c.h"
+
+#define E2E_MAX_EXTRA 16
+/* How long a server may take to write its port file, and to exit after
+ * SIGTERM, before the harness gives up (and kills it). */
+#define E2E_START_TIMEOUT_MS 15000
+#define E2E_STOP_TIMEOUT_MS 20000
+/* The per-call timeout of the clients the harness makes. */
+#define E2E_CLIENT_TIMEOUT_MS 15000
+
+struct e2e_server {
+	pid_t pid; /* 0 when not running */
+	int port;
+	char address[32]; /* "127.0.0.1:PORT" */
+	char dir[64];     /* the temporary directory; "" before e2e_start() */
+	char data_dir[96];
+	char port_file[96];
+	char log_file[96];
+	char *extra[E2E_MAX_EXTRA + 1]; /* copies of the extra arguments */
+};
+
+/* Makes a temporary directory under /tmp, starts $WHIZBANGD on 127.0.0.1
+ * port 0 with its data in it (plus extra_args, NULL-terminated, may be NULL)
+ * and waits for its port file. The server's stderr goes to DIR/server.log,
+ * whose tail is printed when the start fails. Returns 0, or -1 with the
+ * reason on stderr (the directory is then kept for e2e_cleanup()). */
+int e2e_start(struct e2e_server *s, const char *const *extra_args);
+
+/* Starts the server again on the same directory with the same arguments,
+ * after e2e_stop() or e2e_kill(). The port changes: s->address is updated. */
+int e2e_restart(struct e2e_server *s);
+
+/* Sends SIGTERM and waits for the server to exit. Returns its exit status
+ * (0..255), 128 + the signal when a signal ended it, -1 when it did not
+ * exit within E2E_STOP_TIMEOUT_MS (it is then killed, and that is
+ * reported), or -2 when it exited 0 but its log (all its runs so far) holds
+ * a sanitizer report. A non-zero result also prints the log's tail. */
+int e2e_stop(struct e2e_server *s);
+
+/* Waits for a server that was sent a stop signal by the test itself
+ * (SIGINT, or a SIGTERM in the middle of work) to exit, and reports as
+ * e2e_stop() does. A second signal could land after the server has
+ * restored the default action, so this one sends none. */
+int e2e_wait_exit(struct e2e_server *s);
+
+/* Sends SIGKILL and reaps the server. */
+void e2e_kill(struct e2e_server *s);
+
+/* Kills a server still running and removes the directory. Safe to call on
+ * a zeroed struct and more than once. */
+void e2e_cleanup(struct e2e_server *s);
+
+/* Prints the last lines of the server's log to stderr. */
+void e2e_log_tail(const struct e2e_server *s, size_t lines);
+
+/* Counts the log lines that contain needle. */
+size_t e2e_log_count(const struct e2e_server *s, const char *needle);
+
+/* Monotonic milliseconds. */
+int64_t e2e_now_ms(void);
+
+/* Wall clock microseconds since the epoch. */
+uint64_t e2e_wall_us(void);
+
+/* Sleeps ms milliseconds (for pacing, never for synchronisation). */
+void e2e_sleep_ms(int ms);
+
+/* Connects a libwhizbang client with name and the harness timeout. Returns
+ * NULL (with the reason on stderr) on failure. */
+struct wb_client *e2e_client(const struct e2e_server *s, const char *name);
+
+/* Fetches connections_current from GetStats over c: 0 or an error. */
+int e2e_connections(struct wb_client *c, uint64_t *out);
+
+/* ---------------------------------------------------------------- $all */
+
+/* A copy of one stored event. */
+struct e2e_event {
+	uint8_t id[16];
+	char stream[256];
+	char type[256];
+	uint64_t version;
+	uint64_t position;
+	uint64_t timestamp_us;
+	uint8_t *data;
+	size_t data_len;
+	uint8_t *metadata;
+	size_t metadata_len;
+};
+
+/* Reads $all forwards from position 1 to its end in pages of page_size
+ * (0: the server's limit), optionally filtered, and copies every event into
+ * a new array (*out, *n; free with e2e_events_free()). Returns 0 or the
+ * client's error. Also fails with WB_INTERNAL (and says why) when a page
+ * does not advance. */
+int e2e_read_all(struct wb_client *c, uint32_t page_size, const char *prefix,
+                 const char *const *types, size_t ntypes, struct e2e_event **out, size_t *n);
+
+/* Reads a whole stream forwards the same way. */
+int e2e_read_stream(struct wb_client *c, const char *stream, uint32_t page_size,
+                    struct e2e_event **out, size_t *n);
+
+void e2e_events_free(struct e2e_event *evs, size_t n);
+
+/* ---------------------------------------------------------------- raw sockets */
+
+/* Connects a blocking TCP socket to the server. Returns the fd or -1. */
+int e2e_raw_connect(const struct e2e_server *s);
+
+/* Sends all of buf within timeout_ms. Returns 0, or a negative errno
+ * (-ETIMEDOUT, -EPIPE, -ECONNRESET...). */
+int e2e_send_all(int fd, const void *buf, size_t len, int timeout_ms);
+
+/* Packs req into a frame (header included); free() it. */
+uint8_t *e2e_pack(const Whizbang__V1__Request *req, size_t *len);
+
+/* Packs and sends req. Returns 0 or a negative errno. */
+int e2e_send_request(int fd, const Whizbang__V1__Request *req);
+
+/* Reads exactly one frame and unpacks it as a Response within timeout_ms.
+ * Returns 0 (*out to free with whizbang__v1__response__free_unpacked()),
+ * WB_E_TIMEOUT, WB_E_CLOSED (EOF or reset) or WB_E_IO (bytes that do not
+ * decode, or a frame above 64 MiB). */
+int e2e_recv_response(int fd, int timeout_ms, Whizbang__V1__Response **out);
+
+/* Reads and discards until the peer closes (EOF or reset): true, or false
+ * when it is still open after timeout_ms. */
+bool e2e_wait_closed(int fd, int timeout_ms);
+
+/* Sends Hello (protocol version 1) with request id id and waits for a
+ * HelloResult. Returns 0 or an error (the server's code when it answered
+ * with one). */
+int e2e_raw_hello(int fd, uint64_t id);
+
+/* Fills req as a Ping with request id id and nonce; req points at ping,
+ * which the caller keeps alive while req is used. */
+void e2e_req_ping(Whizbang__V1__Request *req, Whizbang__V1__Ping *ping, uint64_t id,
+                  uint64_t nonce);
+
+/* Sends one request with id and returns the response to it (which must come
+ * next on this connection). Returns 0 or an e2e_recv_response() error. */
+int e2e_raw_call(int fd, Whizbang__V1__Request *req, Whizbang__V1__Response **out);
+
+/* Returns the error code of a response (0 when it carries none). */
+int e2e_error_code(const Whizbang__V1__Response *r);
+
+#endif
