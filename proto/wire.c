@@ -1,8 +1,15 @@
 #include "wire.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "frame.h"
+#include "utf8.h"
+#include "wb_error.h"
+
+/* Nesting deeper than this is refused (the contract nests a few levels). */
+#define MAX_DEPTH 32
 
 struct budget {
 	size_t used;
@@ -56,4 +63,90 @@ uint8_t *wire_pack_frame(const ProtobufCMessage *msg, size_t *out_len)
 	protobuf_c_message_pack(msg, buf + FRAME_HEADER);
 	*out_len = FRAME_HEADER + n;
 	return buf;
+}
+
+static int read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *out)
+{
+	uint64_t v = 0;
+	for (unsigned shift = 0; shift < 64 && *pos < len; shift += 7) {
+		uint8_t b = buf[(*pos)++];
+		v |= (uint64_t)(b & 0x7F) << shift;
+		if ((b & 0x80) == 0) {
+			*out = v;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+static int check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+			 int depth, char *errmsg, size_t errlen)
+{
+	size_t pos = 0;
+	if (depth > MAX_DEPTH) {
+		snprintf(errmsg, errlen, "messages are nested more than %d deep", MAX_DEPTH);
+		return WB_BAD_REQUEST;
+	}
+	while (pos < len) {
+		uint64_t tag;
+		uint64_t n;
+		if (read_varint(buf, len, &pos, &tag) != 0)
+			goto err_truncated;
+		switch (tag & 7) {
+		case 0:
+			if (read_varint(buf, len, &pos, &n) != 0)
+				goto err_truncated;
+			continue;
+		case 1:
+			n = 8;
+			break;
+		case 5:
+			n = 4;
+			break;
+		case 2:
+			if (read_varint(buf, len, &pos, &n) != 0)
+				goto err_truncated;
+			break;
+		default:
+			snprintf(errmsg, errlen, "%s: wire type %u is not supported", desc->name,
+				 (unsigned)(tag & 7));
+			return WB_BAD_REQUEST;
+		}
+		if (n > len - pos)
+			goto err_truncated;
+		const ProtobufCFieldDescriptor *f =
+			(tag & 7) == 2 && tag >> 3 <= UINT32_MAX
+				? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3))
+				: NULL;
+		if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING) {
+			const char *s = (const char *)buf + pos;
+			size_t bad;
+			if (memchr(s, 0, n) != NULL) {
+				snprintf(errmsg, errlen, "%s.%s holds a NUL byte", desc->name, f->name);
+				return WB_BAD_REQUEST;
+			}
+			if (!utf8_valid(s, n, &bad)) {
+				snprintf(errmsg, errlen, "%s.%s is not valid UTF-8 (at byte %zu)",
+					 desc->name, f->name, bad);
+				return WB_BAD_REQUEST;
+			}
+		} else if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
+			int rc = check_strings(f->descriptor, buf + pos, n, depth + 1, errmsg,
+					       errlen);
+			if (rc != 0)
+				return rc;
+		}
+		pos += n;
+	}
+	return 0;
+
+err_truncated:
+	snprintf(errmsg, errlen, "%s is truncated", desc->name);
+	return WB_BAD_REQUEST;
+}
+
+int wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+		       char *errmsg, size_t errlen)
+{
+	return check_strings(desc, buf, len, 0, errmsg, errlen);
 }

@@ -22,6 +22,15 @@ Whizbang__V1__Request *wire_unpack_request(const uint8_t *buf, size_t len, size_
 /* The same for a Response. */
 Whizbang__V1__Response *wire_unpack_response(const uint8_t *buf, size_t len, size_t budget);
 
+/* Checks every string field of the message encoded in buf[0..len), which
+ * has already unpacked with desc: no NUL byte and valid UTF-8 (proto3
+ * requires it; protobuf-c does not check). protobuf-c hands strings over
+ * NUL-terminated without their length, so a NUL inside one would otherwise
+ * cut it short unseen. Returns 0, or WB_BAD_REQUEST with the field's name
+ * and the problem in errmsg[0..errlen). */
+int wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+		       char *errmsg, size_t errlen);
+
 /* Packs msg into a new buffer holding the 4-byte length header and the
  * payload; *out_len receives the whole length. Returns NULL when out of
  * memory or when the payload would be longer than 2^32-1 bytes. The caller

@@ -872,6 +872,12 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 		return;
 	}
 	uint64_t id = req->id;
+	char why[256];
+	if (wire_check_strings(&whizbang__v1__request__descriptor, payload, len, why,
+			       sizeof(why)) != 0) {
+		send_error(c, id, WB_BAD_REQUEST, "%s", why);
+		goto done;
+	}
 	if (srv->shutting_down) {
 		send_error(c, id, WB_SHUTTING_DOWN, "the server is shutting down; reconnect later");
 		goto done;

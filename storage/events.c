@@ -6,48 +6,10 @@
 #include <sys/random.h>
 
 #include "codec.h"
+#include "utf8.h"
 
 static const char KEY_LAST_POSITION[] = "last_position";
 static const char KEY_NEXT_STREAM_ID[] = "next_stream_id";
-
-/* Returns the length of the valid UTF-8 sequence at s (at most n bytes), or
- * 0 when it is not valid (overlong forms, surrogates and values above
- * U+10FFFF included). */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0];
-	size_t len;
-	unsigned min;
-	unsigned cp;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xC2 && c <= 0xDF) {
-		len = 2;
-		min = 0x80;
-		cp = c & 0x1F;
-	} else if (c >= 0xE0 && c <= 0xEF) {
-		len = 3;
-		min = 0x800;
-		cp = c & 0x0F;
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		len = 4;
-		min = 0x10000;
-		cp = c & 0x07;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xC0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3Fu);
-	}
-	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-		return 0;
-	return len;
-}
 
 static int check_name(const char *what, const char *s, size_t len, size_t max, char *errmsg,
 		      size_t errlen)
