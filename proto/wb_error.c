@@ -26,8 +26,15 @@ const char *wb_error_name(int code)
 
 int wb_error_to_wire(int code)
 {
-	if (code >= 0 && code <= WB_WIRE_MAX)
-		return code;
+	switch (code) {
+#define WB_ERROR_WIRE(name, value, text)                                                           \
+	case value:                                                                                \
+		if (value <= WB_WIRE_MAX)                                                          \
+			return value;                                                              \
+		break;
+		WB_ERRORS(WB_ERROR_WIRE)
+#undef WB_ERROR_WIRE
+	}
 	switch (code) {
 	case WB_E_NOTFOUND:
 		return WB_NOT_FOUND;

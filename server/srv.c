@@ -178,8 +178,9 @@ static void send_response(struct conn *c, const Response *resp)
 	mark_dirty(c);
 }
 
-static void send_error_v(struct conn *c, uint64_t id, int code, int64_t actual_version,
-			 const char *fmt, va_list ap)
+__attribute__((format(printf, 5, 0))) static void
+send_error_v(struct conn *c, uint64_t id, int code, int64_t actual_version, const char *fmt,
+	     va_list ap)
 {
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);

@@ -32,6 +32,12 @@ static int check_name(const char *what, const char *s, size_t len, size_t max, c
 			return WB_BAD_REQUEST;
 		}
 		size_t k = utf8_seq(p + i, len - i);
+		if (k == 2 && p[i] == 0xC2 && p[i + 1] < 0xA0) {
+			snprintf(errmsg, errlen,
+				 "the %s holds a control character (U+%04X at offset %zu)", what,
+				 (unsigned)p[i + 1], i);
+			return WB_BAD_REQUEST;
+		}
 		if (k == 0) {
 			snprintf(errmsg, errlen, "the %s is not valid UTF-8 (at byte offset %zu)",
 				 what, i);

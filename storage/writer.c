@@ -82,11 +82,11 @@ static void process(struct writer *w, struct writer_op *batch, size_t nops, size
 	int grows = 0;
 
 	if (storage_needs_room(w->s, bytes * 2) && storage_grow(w->s, bytes * 2) == 0)
-		w->stats.grows++;
+		grows++;
 	uint64_t t0 = now_us();
 	for (;;) {
 		rc = run_batch(w, batch);
-		if (rc != WB_E_MAPFULL || grows == MAX_GROWS_PER_BATCH)
+		if (rc != WB_E_MAPFULL || grows > MAX_GROWS_PER_BATCH)
 			break;
 		if (storage_grow(w->s, bytes * 2 + ((size_t)1 << 20)) != 0)
 			break;
