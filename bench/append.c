@@ -628,10 +628,10 @@ static void print_human(const struct append_opts *o, const char *address, const 
 	       (unsigned long long)f->errors, f->secs);
 	printf("  throughput   %.0f events/s  %.0f appends/s  %.2f MB/s of event data\n", eps,
 	       (double)f->appends / f->secs, (double)f->events * o->size / f->secs / 1e6);
-	printf(
-	    "  latency      p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms  mean %.3f ms\n",
-	    f->lat_us[0] / 1e3, f->lat_us[1] / 1e3, f->lat_us[2] / 1e3, f->lat_us[3] / 1e3,
-	    f->lat_us[4] / 1e3);
+	printf("  latency      p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms  mean %.3f "
+	       "ms\n",
+	       f->lat_us[0] / 1e3, f->lat_us[1] / 1e3, f->lat_us[2] / 1e3, f->lat_us[3] / 1e3,
+	       f->lat_us[4] / 1e3);
 	if (f->have_stats) {
 		printf("server group commit (ServerStats, after minus before)\n");
 		printf("  batches      %llu, mean %.1f requests and %.1f events per batch, "
@@ -860,24 +860,24 @@ static void append_usage(FILE *f)
 static int parse_opts(int argc, char **argv, struct append_opts *o)
 {
 	static const struct option longopts[] = {
-	    {"clients", required_argument, NULL, 'c'},
-	    {"pipeline", required_argument, NULL, 'p'},
-	    {"events", required_argument, NULL, 'n'},
-	    {"size", required_argument, NULL, 'b'},
-	    {"streams", required_argument, NULL, 's'},
-	    {"batch-events", required_argument, NULL, 'k'},
-	    {"server", required_argument, NULL, 'S'},
-	    {"whizbangd", required_argument, NULL, 'W'},
-	    {"data-dir", required_argument, NULL, 'd'},
-	    {"map-size", required_argument, NULL, 'm'},
-	    {"log-level", required_argument, NULL, 'l'},
-	    {"baseline-batch", required_argument, NULL, 'r'},
-	    {"rounds", required_argument, NULL, 'R'},
-	    {"no-baseline", no_argument, NULL, 'x'},
-	    {"server-extras", no_argument, NULL, 'e'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	        {"clients", required_argument, NULL, 'c'},
+	        {"pipeline", required_argument, NULL, 'p'},
+	        {"events", required_argument, NULL, 'n'},
+	        {"size", required_argument, NULL, 'b'},
+	        {"streams", required_argument, NULL, 's'},
+	        {"batch-events", required_argument, NULL, 'k'},
+	        {"server", required_argument, NULL, 'S'},
+	        {"whizbangd", required_argument, NULL, 'W'},
+	        {"data-dir", required_argument, NULL, 'd'},
+	        {"map-size", required_argument, NULL, 'm'},
+	        {"log-level", required_argument, NULL, 'l'},
+	        {"baseline-batch", required_argument, NULL, 'r'},
+	        {"rounds", required_argument, NULL, 'R'},
+	        {"no-baseline", no_argument, NULL, 'x'},
+	        {"server-extras", no_argument, NULL, 'e'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	unsigned seen = 0;
 	int opt;
@@ -1097,10 +1097,10 @@ static int run_load(const struct append_opts *o, const char *address, struct wb_
 		bench_stream_name(i, names[i]);
 
 	struct shared sh = {
-	    .o = o,
-	    .address = address,
-	    .names = names,
-	    .total_appends = (o->events + o->batch_events - 1) / o->batch_events,
+	        .o = o,
+	        .address = address,
+	        .names = names,
+	        .total_appends = (o->events + o->batch_events - 1) / o->batch_events,
 	};
 	atomic_init(&sh.next_append, 0);
 	atomic_init(&sh.abort, false);
@@ -1214,13 +1214,13 @@ int bench_append_main(int argc, char **argv)
 		 * size. */
 		snprintf(rdir, sizeof(rdir), "%s/raw", root);
 		struct raw_params rp = {
-		    .events = o.events,
-		    .size = o.size,
-		    .streams = o.streams,
-		    .batch_events = o.batch_events,
-		    .map_size = map_size,
-		    .server_extras = o.server_extras,
-		    .stop = &interrupted,
+		        .events = o.events,
+		        .size = o.size,
+		        .streams = o.streams,
+		        .batch_events = o.batch_events,
+		        .map_size = map_size,
+		        .server_extras = o.server_extras,
+		        .stop = &interrupted,
 		};
 		if (mkdir(rdir, 0755) != 0) {
 			snprintf(errmsg, sizeof(errmsg), "mkdir %s: %s", rdir, strerror(errno));

@@ -132,9 +132,9 @@ static int env_open(struct raw_lmdb *r, const char *dir)
 		const char *name;
 		MDB_dbi *dbi;
 	} dbs[] = {
-	    {"meta", &r->meta},           {"events", &r->events},
-	    {"streams", &r->streams},     {"stream_events", &r->stream_events},
-	    {"event_ids", &r->event_ids},
+	        {"meta", &r->meta},           {"events", &r->events},
+	        {"streams", &r->streams},     {"stream_events", &r->stream_events},
+	        {"event_ids", &r->event_ids},
 	};
 	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
 		rc = mdb_dbi_open(txn, dbs[i].name, MDB_CREATE, dbs[i].dbi);
@@ -516,17 +516,17 @@ static void raw_usage(FILE *f)
 int bench_raw_main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
-	    {"events", required_argument, NULL, 'n'},
-	    {"size", required_argument, NULL, 'b'},
-	    {"streams", required_argument, NULL, 's'},
-	    {"batch", required_argument, NULL, 'r'},
-	    {"batch-events", required_argument, NULL, 'k'},
-	    {"data-dir", required_argument, NULL, 'd'},
-	    {"map-size", required_argument, NULL, 'm'},
-	    {"server-extras", no_argument, NULL, 'x'},
-	    {"json", no_argument, NULL, 'j'},
-	    {"help", no_argument, NULL, 'h'},
-	    {NULL, 0, NULL, 0},
+	        {"events", required_argument, NULL, 'n'},
+	        {"size", required_argument, NULL, 'b'},
+	        {"streams", required_argument, NULL, 's'},
+	        {"batch", required_argument, NULL, 'r'},
+	        {"batch-events", required_argument, NULL, 'k'},
+	        {"data-dir", required_argument, NULL, 'd'},
+	        {"map-size", required_argument, NULL, 'm'},
+	        {"server-extras", no_argument, NULL, 'x'},
+	        {"json", no_argument, NULL, 'j'},
+	        {"help", no_argument, NULL, 'h'},
+	        {NULL, 0, NULL, 0},
 	};
 	struct raw_params p = {.batch_events = 1};
 	bool have_n = false, have_b = false, have_s = false, have_r = false, json = false;

@@ -35,31 +35,31 @@ struct cli {
 };
 
 static const char usage_text[] =
-    "usage: whizbang [--server HOST:PORT] [--json] [--timeout-ms N] COMMAND [ARGS...]\n"
-    "\n"
-    "Commands:\n"
-    "  ping                    measure a round trip to the server\n"
-    "  append STREAM --type T --data STRING|@FILE [--metadata STRING|@FILE]\n"
-    "         [--expected-version any|no-stream|exists|N] [--id UUID]\n"
-    "                          append an event; repeat --data to append several\n"
-    "                          atomically (--type, --metadata and --id then once\n"
-    "                          for all or once per event)\n"
-    "  read STREAM [--from VERSION] [--backwards] [--limit N]\n"
-    "                          print a stream's events (all of them without --limit)\n"
-    "  read-all [--from POSITION] [--backwards] [--limit N] [--stream-prefix S]\n"
-    "           [--type T]...  print the global log, optionally filtered\n"
-    "  stream-info STREAM      print a stream's versions, positions and times\n"
-    "  stats                   print the server's figures\n"
-    "  help                    print this text\n"
-    "\n"
-    "Options (before or after the command):\n"
-    "  --server HOST:PORT      the server (default: $WHIZBANG_SERVER, else " WB_DEFAULT_ADDRESS
-    ")\n"
-    "  --json                  print one JSON object per line\n"
-    "  --timeout-ms N          per-call timeout (default 30000; 0 waits forever)\n"
-    "  --version               print the version\n"
-    "\n"
-    "@FILE reads a value from FILE, @- from standard input.\n";
+        "usage: whizbang [--server HOST:PORT] [--json] [--timeout-ms N] COMMAND [ARGS...]\n"
+        "\n"
+        "Commands:\n"
+        "  ping                    measure a round trip to the server\n"
+        "  append STREAM --type T --data STRING|@FILE [--metadata STRING|@FILE]\n"
+        "         [--expected-version any|no-stream|exists|N] [--id UUID]\n"
+        "                          append an event; repeat --data to append several\n"
+        "                          atomically (--type, --metadata and --id then once\n"
+        "                          for all or once per event)\n"
+        "  read STREAM [--from VERSION] [--backwards] [--limit N]\n"
+        "                          print a stream's events (all of them without --limit)\n"
+        "  read-all [--from POSITION] [--backwards] [--limit N] [--stream-prefix S]\n"
+        "           [--type T]...  print the global log, optionally filtered\n"
+        "  stream-info STREAM      print a stream's versions, positions and times\n"
+        "  stats                   print the server's figures\n"
+        "  help                    print this text\n"
+        "\n"
+        "Options (before or after the command):\n"
+        "  --server HOST:PORT      the server (default: $WHIZBANG_SERVER, else " WB_DEFAULT_ADDRESS
+        ")\n"
+        "  --json                  print one JSON object per line\n"
+        "  --timeout-ms N          per-call timeout (default 30000; 0 waits forever)\n"
+        "  --version               print the version\n"
+        "\n"
+        "@FILE reads a value from FILE, @- from standard input.\n";
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
@@ -251,7 +251,7 @@ static void json_cstr(const char *s)
 static void base64(const uint8_t *s, size_t n)
 {
 	static const char tab[] =
-	    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	size_t i = 0;
 	for (; i + 3 <= n; i += 3) {
 		uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
@@ -338,9 +338,9 @@ static int report_client(const struct cli *cli, int code)
 static int connect_server(struct cli *cli)
 {
 	struct wb_options opts = {
-	    .client_name = "whizbang-cli",
-	    .timeout_ms = cli->timeout_ms,
-	    .max_response = 0,
+	        .client_name = "whizbang-cli",
+	        .timeout_ms = cli->timeout_ms,
+	        .max_response = 0,
 	};
 	char msg[512] = "";
 	int rc = wb_connect(&cli->client, cli->server, &opts, msg, sizeof(msg));
@@ -686,7 +686,7 @@ static int cmd_append(struct cli *cli, int argc, char **argv, int i)
 		goto out;
 	}
 	uint64_t first_version =
-	    res.stream_version >= ndatas - 1 ? res.stream_version - (ndatas - 1) : 0;
+	        res.stream_version >= ndatas - 1 ? res.stream_version - (ndatas - 1) : 0;
 	if (cli->json) {
 		fputs("{\"stream\":", stdout);
 		json_cstr(stream);
@@ -1036,17 +1036,17 @@ static const struct command {
 	const char *name;
 	int (*run)(struct cli *cli, int argc, char **argv, int i);
 } commands[] = {
-    {"ping", cmd_ping},         {"append", cmd_append},           {"read", cmd_read},
-    {"read-all", cmd_read_all}, {"stream-info", cmd_stream_info}, {"stats", cmd_stats},
+        {"ping", cmd_ping},         {"append", cmd_append},           {"read", cmd_read},
+        {"read-all", cmd_read_all}, {"stream-info", cmd_stream_info}, {"stats", cmd_stats},
 };
 
 int main(int argc, char **argv)
 {
 	struct cli cli = {
-	    .server = getenv("WHIZBANG_SERVER"),
-	    .json = false,
-	    .timeout_ms = CLI_DEFAULT_TIMEOUT_MS,
-	    .client = NULL,
+	        .server = getenv("WHIZBANG_SERVER"),
+	        .json = false,
+	        .timeout_ms = CLI_DEFAULT_TIMEOUT_MS,
+	        .client = NULL,
 	};
 	if (cli.server == NULL || cli.server[0] == '\0')
 		cli.server = WB_DEFAULT_ADDRESS;

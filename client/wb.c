@@ -117,7 +117,7 @@ static int closed(struct wb_client *c)
 	if (frame_decode(c->rbuf + c->rpos, c->rlen - c->rpos, c->max_response, &payload, &plen,
 	                 &used) == FRAME_OK) {
 		Whizbang__V1__Response *r =
-		    wire_unpack_response(payload, plen, unpack_budget(plen));
+		        wire_unpack_response(payload, plen, unpack_budget(plen));
 		if (r != NULL && r->error != NULL &&
 		    r->error->code != WHIZBANG__V1__ERROR_CODE__OK) {
 			int rc = fail(c, WB_E_CLOSED, "the server closed the connection: %s: %s",
@@ -247,7 +247,7 @@ static int recv_response(struct wb_client *c, Whizbang__V1__Response **out)
 		                                    c->max_response, &payload, &plen, &used);
 		if (st == FRAME_OK) {
 			Whizbang__V1__Response *r =
-			    wire_unpack_response(payload, plen, unpack_budget(plen));
+			        wire_unpack_response(payload, plen, unpack_budget(plen));
 			c->rpos += used;
 			if (c->rpos == c->rlen)
 				c->rpos = c->rlen = 0;
@@ -568,8 +568,8 @@ int wb_connect(struct wb_client **out, const char *address, const struct wb_opti
 	}
 	c->fd = -1;
 	c->timeout_ms = opts != NULL && opts->timeout_ms > 0 ? opts->timeout_ms : 0;
-	c->max_response =
-	    opts != NULL && opts->max_response != 0 ? opts->max_response : WB_DEFAULT_MAX_RESPONSE;
+	c->max_response = opts != NULL && opts->max_response != 0 ? opts->max_response
+	                                                          : WB_DEFAULT_MAX_RESPONSE;
 	begin(c);
 	c->rcap = WB_READ_CHUNK;
 	c->rbuf = malloc(c->rcap);
@@ -794,7 +794,7 @@ int wb_read_stream(struct wb_client *c, const char *stream, uint64_t from_versio
 	rs.stream = (char *)stream;
 	rs.from_version = from_version;
 	rs.direction =
-	    backwards ? WHIZBANG__V1__DIRECTION__BACKWARD : WHIZBANG__V1__DIRECTION__FORWARD;
+	        backwards ? WHIZBANG__V1__DIRECTION__BACKWARD : WHIZBANG__V1__DIRECTION__FORWARD;
 	rs.max_count = max_count;
 	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
 	req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_STREAM;
@@ -837,7 +837,7 @@ int wb_read_all(struct wb_client *c, uint64_t from_position, bool backwards, uin
 	Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
 	ra.from_position = from_position;
 	ra.direction =
-	    backwards ? WHIZBANG__V1__DIRECTION__BACKWARD : WHIZBANG__V1__DIRECTION__FORWARD;
+	        backwards ? WHIZBANG__V1__DIRECTION__BACKWARD : WHIZBANG__V1__DIRECTION__FORWARD;
 	ra.max_count = max_count;
 	if (stream_prefix != NULL)
 		ra.stream_prefix = (char *)stream_prefix;

@@ -60,7 +60,7 @@ struct wb_server_info {
  * means WB_DEFAULT_ADDRESS and a missing ":port" means 7411; the timeout
  * covers the connect and the Hello exchange together. */
 int wb_connect(struct wb_client **out, const char *address, const struct wb_options *opts,
-	       char *errmsg, size_t errlen);
+               char *errmsg, size_t errlen);
 
 /* Closes the connection and frees the client. NULL is allowed. */
 void wb_close(struct wb_client *c);
@@ -107,8 +107,8 @@ struct wb_append_result {
 /* Appends events[0..n) to stream atomically. expected_version is read only
  * with WB_EXPECT_EXACT. Keeps no reference to the arguments. */
 int wb_append(struct wb_client *c, const char *stream, enum wb_expected expected,
-	      uint64_t expected_version, const struct wb_new_event *events, size_t n,
-	      struct wb_append_result *out);
+              uint64_t expected_version, const struct wb_new_event *events, size_t n,
+              struct wb_append_result *out);
 
 /* A stored event. Its pointers point into the wb_page that holds it. */
 struct wb_event {
@@ -139,14 +139,14 @@ struct wb_page {
 
 /* Reads up to max_count events of stream from from_version (inclusive).
  * max_count 0 asks for the server's limit. */
-int wb_read_stream(struct wb_client *c, const char *stream, uint64_t from_version,
-		   bool backwards, uint32_t max_count, struct wb_page *out);
+int wb_read_stream(struct wb_client *c, const char *stream, uint64_t from_version, bool backwards,
+                   uint32_t max_count, struct wb_page *out);
 
 /* Reads $all from from_position (inclusive), optionally filtered by stream
  * prefix (NULL or "" for none) and by event types (types[0..ntypes)). */
 int wb_read_all(struct wb_client *c, uint64_t from_position, bool backwards, uint32_t max_count,
-		const char *stream_prefix, const char *const *types, size_t ntypes,
-		struct wb_page *out);
+                const char *stream_prefix, const char *const *types, size_t ntypes,
+                struct wb_page *out);
 
 /* Frees what a read put into page; the page may be reused. */
 void wb_page_free(struct wb_page *page);
@@ -184,8 +184,8 @@ int wb_recv(struct wb_client *c, Whizbang__V1__Response **out);
 
 /* Queues an AppendEvents like wb_append() does, without waiting. */
 int wb_append_send(struct wb_client *c, const char *stream, enum wb_expected expected,
-		   uint64_t expected_version, const struct wb_new_event *events, size_t n,
-		   uint64_t *id);
+                   uint64_t expected_version, const struct wb_new_event *events, size_t n,
+                   uint64_t *id);
 
 /* Parses a UUID in its 36-character text form into out[16]: 0 or
  * WB_E_INVAL. Only the canonical form is accepted: lower-case hex digits in

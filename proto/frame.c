@@ -14,7 +14,7 @@ void frame_put_header(uint8_t out[FRAME_HEADER], uint32_t len)
 }
 
 enum frame_status frame_decode(const uint8_t *buf, size_t len, uint32_t max_payload,
-			       const uint8_t **payload, uint32_t *payload_len, size_t *consumed)
+                               const uint8_t **payload, uint32_t *payload_len, size_t *consumed)
 {
 	if (len < FRAME_HEADER)
 		return FRAME_AGAIN;

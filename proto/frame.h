@@ -24,7 +24,7 @@ enum frame_status {
  * length on FRAME_ERROR when at least the header is present. Keeps no
  * reference to buf. */
 enum frame_status frame_decode(const uint8_t *buf, size_t len, uint32_t max_payload,
-			       const uint8_t **payload, uint32_t *payload_len, size_t *consumed);
+                               const uint8_t **payload, uint32_t *payload_len, size_t *consumed);
 
 /* Writes the 4-byte header for a payload of len bytes into out. */
 void frame_put_header(uint8_t out[FRAME_HEADER], uint32_t len);

@@ -32,7 +32,7 @@ static void budget_free(void *data, void *ptr)
 }
 
 static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
-				size_t len, size_t budget)
+                                size_t len, size_t budget)
 {
 	struct budget b = {0, budget};
 	ProtobufCAllocator a = {budget_alloc, budget_free, &b};
@@ -42,13 +42,13 @@ static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *desc, const ui
 Whizbang__V1__Request *wire_unpack_request(const uint8_t *buf, size_t len, size_t budget)
 {
 	return (Whizbang__V1__Request *)unpack(&whizbang__v1__request__descriptor, buf, len,
-					       budget);
+	                                       budget);
 }
 
 Whizbang__V1__Response *wire_unpack_response(const uint8_t *buf, size_t len, size_t budget)
 {
 	return (Whizbang__V1__Response *)unpack(&whizbang__v1__response__descriptor, buf, len,
-						budget);
+	                                        budget);
 }
 
 uint8_t *wire_pack_frame(const ProtobufCMessage *msg, size_t *out_len)
@@ -80,7 +80,7 @@ static int read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *ou
 }
 
 static int check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-			 int depth, char *errmsg, size_t errlen)
+                         int depth, char *errmsg, size_t errlen)
 {
 	size_t pos = 0;
 	if (depth > MAX_DEPTH) {
@@ -109,30 +109,32 @@ static int check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *
 			break;
 		default:
 			snprintf(errmsg, errlen, "%s: wire type %u is not supported", desc->name,
-				 (unsigned)(tag & 7));
+			         (unsigned)(tag & 7));
 			return WB_BAD_REQUEST;
 		}
 		if (n > len - pos)
 			goto err_truncated;
 		const ProtobufCFieldDescriptor *f =
-			(tag & 7) == 2 && tag >> 3 <= UINT32_MAX
-				? protobuf_c_message_descriptor_get_field(desc, (unsigned)(tag >> 3))
-				: NULL;
+		        (tag & 7) == 2 && tag >> 3 <= UINT32_MAX
+		                ? protobuf_c_message_descriptor_get_field(desc,
+		                                                          (unsigned)(tag >> 3))
+		                : NULL;
 		if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING) {
 			const char *s = (const char *)buf + pos;
 			size_t bad;
 			if (memchr(s, 0, n) != NULL) {
-				snprintf(errmsg, errlen, "%s.%s holds a NUL byte", desc->name, f->name);
+				snprintf(errmsg, errlen, "%s.%s holds a NUL byte", desc->name,
+				         f->name);
 				return WB_BAD_REQUEST;
 			}
 			if (!utf8_valid(s, n, &bad)) {
 				snprintf(errmsg, errlen, "%s.%s is not valid UTF-8 (at byte %zu)",
-					 desc->name, f->name, bad);
+				         desc->name, f->name, bad);
 				return WB_BAD_REQUEST;
 			}
 		} else if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
 			int rc = check_strings(f->descriptor, buf + pos, n, depth + 1, errmsg,
-					       errlen);
+			                       errlen);
 			if (rc != 0)
 				return rc;
 		}
@@ -146,7 +148,7 @@ err_truncated:
 }
 
 int wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-		       char *errmsg, size_t errlen)
+                       char *errmsg, size_t errlen)
 {
 	return check_strings(desc, buf, len, 0, errmsg, errlen);
 }

@@ -29,7 +29,7 @@ Whizbang__V1__Response *wire_unpack_response(const uint8_t *buf, size_t len, siz
  * cut it short unseen. Returns 0, or WB_BAD_REQUEST with the field's name
  * and the problem in errmsg[0..errlen). */
 int wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-		       char *errmsg, size_t errlen);
+                       char *errmsg, size_t errlen);
 
 /* Packs msg into a new buffer holding the 4-byte length header and the
  * payload; *out_len receives the whole length. Returns NULL when out of

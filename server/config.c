@@ -26,24 +26,35 @@ struct opt {
 #define GIB (1024ull * MIB)
 #define TIB (1024ull * GIB)
 
-#define STR(field) OPT_STRING, offsetof(struct srv_config, field), sizeof(((struct srv_config *)0)->field)
+#define STR(field)                                                                                 \
+	OPT_STRING, offsetof(struct srv_config, field), sizeof(((struct srv_config *)0)->field)
 #define NUM(type, field) type, offsetof(struct srv_config, field), 0
 
 /* The one table of settings: name, type, bounds, default and meaning. */
 static const struct opt opts[] = {
-	{"listen", STR(listen), 0, 0, "127.0.0.1:7411", "address to listen on, HOST:PORT (port 0: any free port)"},
-	{"data-dir", STR(data_dir), 0, 0, "whizbang-data", "data directory, created when missing"},
-	{"port-file", STR(port_file), 0, 0, "", "write the bound port to this file once listening"},
-	{"map-size", NUM(OPT_SIZE, map_size), 1 * MIB, 16 * TIB, "64M", "initial LMDB map size; the map grows automatically"},
-	{"max-frame", NUM(OPT_SIZE, max_frame), 4 * KIB, 64 * MIB, "4M", "largest request frame accepted"},
-	{"max-connections", NUM(OPT_UINT, max_connections), 1, 100000, "1024", "concurrent client connections"},
-	{"max-read-count", NUM(OPT_UINT, max_read_count), 1, 100000, "1000", "most events one read answers"},
-	{"max-append-events", NUM(OPT_UINT, max_append_events), 1, 100000, "10000", "most events in one append"},
-	{"max-output-per-connection", NUM(OPT_SIZE, max_output), 64 * KIB, 4 * GIB, "16M", "queued response bytes before a client is paused"},
-	{"max-inflight", NUM(OPT_UINT, max_inflight), 1, 1000000, "1024", "writes in flight per connection before it is paused"},
-	{"frame-timeout-ms", NUM(OPT_UINT, frame_timeout_ms), 10, 3600000, "30000", "time a started frame may take to arrive"},
-	{"shutdown-timeout-ms", NUM(OPT_UINT, shutdown_timeout_ms), 10, 3600000, "10000", "time to finish in-flight work on SIGTERM"},
-	{"log-level", NUM(OPT_LEVEL, log_level), 0, 3, "info", "debug, info, warn or error"},
+        {"listen", STR(listen), 0, 0, "127.0.0.1:7411",
+         "address to listen on, HOST:PORT (port 0: any free port)"},
+        {"data-dir", STR(data_dir), 0, 0, "whizbang-data", "data directory, created when missing"},
+        {"port-file", STR(port_file), 0, 0, "", "write the bound port to this file once listening"},
+        {"map-size", NUM(OPT_SIZE, map_size), 1 * MIB, 16 * TIB, "64M",
+         "initial LMDB map size; the map grows automatically"},
+        {"max-frame", NUM(OPT_SIZE, max_frame), 4 * KIB, 64 * MIB, "4M",
+         "largest request frame accepted"},
+        {"max-connections", NUM(OPT_UINT, max_connections), 1, 100000, "1024",
+         "concurrent client connections"},
+        {"max-read-count", NUM(OPT_UINT, max_read_count), 1, 100000, "1000",
+         "most events one read answers"},
+        {"max-append-events", NUM(OPT_UINT, max_append_events), 1, 100000, "10000",
+         "most events in one append"},
+        {"max-output-per-connection", NUM(OPT_SIZE, max_output), 64 * KIB, 4 * GIB, "16M",
+         "queued response bytes before a client is paused"},
+        {"max-inflight", NUM(OPT_UINT, max_inflight), 1, 1000000, "1024",
+         "writes in flight per connection before it is paused"},
+        {"frame-timeout-ms", NUM(OPT_UINT, frame_timeout_ms), 10, 3600000, "30000",
+         "time a started frame may take to arrive"},
+        {"shutdown-timeout-ms", NUM(OPT_UINT, shutdown_timeout_ms), 10, 3600000, "10000",
+         "time to finish in-flight work on SIGTERM"},
+        {"log-level", NUM(OPT_LEVEL, log_level), 0, 3, "info", "debug, info, warn or error"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -63,10 +74,26 @@ static int parse_size(const char *s, uint64_t *out)
 	switch (*end) {
 	case '\0':
 		break;
-	case 'k': case 'K': mul = KIB; end++; break;
-	case 'm': case 'M': mul = MIB; end++; break;
-	case 'g': case 'G': mul = GIB; end++; break;
-	case 't': case 'T': mul = TIB; end++; break;
+	case 'k':
+	case 'K':
+		mul = KIB;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mul = MIB;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mul = GIB;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		mul = TIB;
+		end++;
+		break;
 	default:
 		return -1;
 	}
@@ -79,7 +106,7 @@ static int parse_size(const char *s, uint64_t *out)
 }
 
 static int set_opt(struct srv_config *cfg, const struct opt *o, const char *value, char *errmsg,
-		   size_t errlen)
+                   size_t errlen)
 {
 	char *base = (char *)cfg;
 	uint64_t v;
@@ -87,8 +114,8 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 	switch (o->type) {
 	case OPT_STRING:
 		if (strlen(value) >= o->size) {
-			snprintf(errmsg, errlen, "--%s: the value is longer than %zu bytes", o->name,
-				 o->size - 1);
+			snprintf(errmsg, errlen, "--%s: the value is longer than %zu bytes",
+			         o->name, o->size - 1);
 			return -1;
 		}
 		memcpy(base + o->offset, value, strlen(value) + 1);
@@ -96,8 +123,9 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 	case OPT_LEVEL: {
 		int level = log_parse_level(value);
 		if (level < 0) {
-			snprintf(errmsg, errlen, "--%s: '%s' is not one of debug, info, warn, error",
-				 o->name, value);
+			snprintf(errmsg, errlen,
+			         "--%s: '%s' is not one of debug, info, warn, error", o->name,
+			         value);
 			return -1;
 		}
 		*(int *)(void *)(base + o->offset) = level;
@@ -105,16 +133,17 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 	}
 	case OPT_SIZE:
 	case OPT_UINT:
-		if (parse_size(value, &v) != 0 || (o->type == OPT_UINT && strspn(value, "0123456789") != strlen(value))) {
+		if (parse_size(value, &v) != 0 ||
+		    (o->type == OPT_UINT && strspn(value, "0123456789") != strlen(value))) {
 			snprintf(errmsg, errlen, "--%s: '%s' is not a %s", o->name, value,
-				 o->type == OPT_SIZE ? "size (digits with an optional K, M, G or T)"
-						     : "whole number");
+			         o->type == OPT_SIZE ? "size (digits with an optional K, M, G or T)"
+			                             : "whole number");
 			return -1;
 		}
 		if (v < o->min || v > o->max) {
 			snprintf(errmsg, errlen, "--%s: %llu is outside %llu..%llu", o->name,
-				 (unsigned long long)v, (unsigned long long)o->min,
-				 (unsigned long long)o->max);
+			         (unsigned long long)v, (unsigned long long)o->min,
+			         (unsigned long long)o->max);
 			return -1;
 		}
 		*(uint64_t *)(void *)(base + o->offset) = v;
@@ -134,14 +163,15 @@ void config_defaults(struct srv_config *cfg)
 
 void config_usage(FILE *out)
 {
-	fprintf(out, "usage: whizbangd [--OPTION VALUE]...\n\n"
-		     "whizbangd %s: the Whizbang event-store server.\n\nOptions:\n",
-		WB_VERSION);
+	fprintf(out,
+	        "usage: whizbangd [--OPTION VALUE]...\n\n"
+	        "whizbangd %s: the Whizbang event-store server.\n\nOptions:\n",
+	        WB_VERSION);
 	for (size_t i = 0; i < NOPTS; i++)
 		fprintf(out, "  --%-27s %s (default: %s)\n", opts[i].name, opts[i].help,
-			opts[i].dflt[0] != '\0' ? opts[i].dflt : "none");
+		        opts[i].dflt[0] != '\0' ? opts[i].dflt : "none");
 	fprintf(out, "  --%-27s %s\n  --%-27s %s\n", "help", "print this text and exit", "version",
-		"print the version and exit");
+	        "print the version and exit");
 }
 
 int config_parse_args(struct srv_config *cfg, int argc, char **argv, char *errmsg, size_t errlen)
@@ -158,7 +188,7 @@ int config_parse_args(struct srv_config *cfg, int argc, char **argv, char *errms
 		}
 		if (strncmp(arg, "--", 2) != 0) {
 			snprintf(errmsg, errlen, "unexpected argument '%s' (options start with --)",
-				 arg);
+			         arg);
 			return -1;
 		}
 		const char *name = arg + 2;
@@ -170,7 +200,7 @@ int config_parse_args(struct srv_config *cfg, int argc, char **argv, char *errms
 				o = &opts[k];
 		if (o == NULL) {
 			snprintf(errmsg, errlen, "unknown option '--%.*s' (see --help)", (int)nlen,
-				 name);
+			         name);
 			return -1;
 		}
 		const char *value = eq != NULL ? eq + 1 : NULL;

@@ -23,7 +23,7 @@ int log_enabled(enum log_level level);
  * separated by spaces; may be NULL). Thread-safe: the line is written with
  * one write(2). */
 void srv_log(enum log_level level, const char *event, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* Writes s (len bytes) as a double-quoted value into out[0..outlen),
  * escaping quotes, backslashes and control bytes, truncating when needed.

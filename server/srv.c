@@ -53,8 +53,8 @@ struct conn {
 	uv_tcp_t tcp; /* first: the handle's data points back here anyway */
 	uv_timer_t timer;
 	struct srv *srv;
-	struct conn *prev, *next;       /* srv->conns */
-	struct conn *dirty_next;        /* srv->dirty, when dirty */
+	struct conn *prev, *next; /* srv->conns */
+	struct conn *dirty_next;  /* srv->dirty, when dirty */
 	uint64_t id;
 	char peer[64];
 	char name[64];
@@ -167,7 +167,7 @@ static void send_response(struct conn *c, const Response *resp)
 	size_t n = protobuf_c_message_get_packed_size(&resp->base);
 	if (n > UINT32_MAX || out_reserve(c, FRAME_HEADER + n) != 0) {
 		srv_log(LOG_ERROR, "response_dropped", "conn=%llu bytes=%zu reason=no_memory",
-			(unsigned long long)c->id, n);
+		        (unsigned long long)c->id, n);
 		conn_close(c);
 		return;
 	}
@@ -178,9 +178,9 @@ static void send_response(struct conn *c, const Response *resp)
 	mark_dirty(c);
 }
 
-__attribute__((format(printf, 5, 0))) static void
-send_error_v(struct conn *c, uint64_t id, int code, int64_t actual_version, const char *fmt,
-	     va_list ap)
+__attribute__((format(printf, 5, 0))) static void send_error_v(struct conn *c, uint64_t id,
+                                                               int code, int64_t actual_version,
+                                                               const char *fmt, va_list ap)
 {
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -195,14 +195,14 @@ send_error_v(struct conn *c, uint64_t id, int code, int64_t actual_version, cons
 	if (log_enabled(LOG_DEBUG)) {
 		char q[600];
 		srv_log(LOG_DEBUG, "request_error", "conn=%llu id=%llu code=%s message=%s",
-			(unsigned long long)c->id, (unsigned long long)id,
-			wb_error_name((int)err.code), log_quote(msg, strlen(msg), q, sizeof(q)));
+		        (unsigned long long)c->id, (unsigned long long)id,
+		        wb_error_name((int)err.code), log_quote(msg, strlen(msg), q, sizeof(q)));
 	}
 	send_response(c, &resp);
 }
 
 __attribute__((format(printf, 4, 5))) static void send_error(struct conn *c, uint64_t id, int code,
-							     const char *fmt, ...)
+                                                             const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -213,15 +213,14 @@ __attribute__((format(printf, 4, 5))) static void send_error(struct conn *c, uin
 static bool conn_paused(const struct conn *c)
 {
 	const struct srv_config *cfg = &c->srv->cfg;
-	return c->inflight >= cfg->max_inflight ||
-	       c->out_len + c->out_pending >= cfg->max_output;
+	return c->inflight >= cfg->max_inflight || c->out_len + c->out_pending >= cfg->max_output;
 }
 
 /* Reads from c exactly when it may make progress. */
 static void conn_update_reading(struct conn *c)
 {
-	bool want = !c->closing && !c->close_after_flush && !c->srv->shutting_down &&
-		    !conn_paused(c);
+	bool want =
+	        !c->closing && !c->close_after_flush && !c->srv->shutting_down && !conn_paused(c);
 	if (want == c->reading)
 		return;
 	c->reading = want;
@@ -243,7 +242,7 @@ static void write_cb(uv_write_t *req, int status)
 	}
 	if (status < 0) {
 		srv_log(LOG_INFO, "write_failed", "conn=%llu error=%s", (unsigned long long)c->id,
-			uv_err_name(status));
+		        uv_err_name(status));
 		conn_close(c);
 		return;
 	}
@@ -336,7 +335,7 @@ static void conn_close(struct conn *c)
 		c->next->prev = c->prev;
 	srv->nconns--;
 	srv_log(LOG_DEBUG, "disconnected", "conn=%llu inflight=%zu", (unsigned long long)c->id,
-		c->inflight);
+	        c->inflight);
 	uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
 	uv_close((uv_handle_t *)&c->tcp, conn_handle_closed_cb);
 	shutdown_check(srv);
@@ -348,8 +347,8 @@ static void frame_timeout_cb(uv_timer_t *t)
 	if (c->closing)
 		return;
 	srv_log(LOG_INFO, "frame_timeout", "conn=%llu peer=%s buffered=%zu timeout_ms=%llu",
-		(unsigned long long)c->id, c->peer, c->in_len,
-		(unsigned long long)c->srv->cfg.frame_timeout_ms);
+	        (unsigned long long)c->id, c->peer, c->in_len,
+	        (unsigned long long)c->srv->cfg.frame_timeout_ms);
 	conn_close(c);
 }
 
@@ -360,16 +359,16 @@ static void handle_hello(struct conn *c, uint64_t id, const Whizbang__V1__Hello 
 	struct srv *srv = c->srv;
 	if (h->protocol_version != WB_PROTOCOL_VERSION) {
 		send_error(c, id, WB_UNSUPPORTED_VERSION,
-			   "this server speaks protocol version %u; the client asked for %u: "
-			   "upgrade the client library",
-			   WB_PROTOCOL_VERSION, h->protocol_version);
+		           "this server speaks protocol version %u; the client asked for %u: "
+		           "upgrade the client library",
+		           WB_PROTOCOL_VERSION, h->protocol_version);
 		return;
 	}
 	c->hello_done = true;
 	snprintf(c->name, sizeof(c->name), "%s", h->client_name != NULL ? h->client_name : "");
 	char q[80];
 	srv_log(LOG_DEBUG, "hello", "conn=%llu client=%s", (unsigned long long)c->id,
-		log_quote(c->name, strlen(c->name), q, sizeof(q)));
+	        log_quote(c->name, strlen(c->name), q, sizeof(q)));
 	Whizbang__V1__HelloResult r = WHIZBANG__V1__HELLO_RESULT__INIT;
 	r.protocol_version = WB_PROTOCOL_VERSION;
 	r.server_version = (char *)WB_VERSION;
@@ -517,7 +516,7 @@ static uint32_t clamp_count(const struct srv *srv, uint32_t asked)
 static void send_storage_error(struct conn *c, uint64_t id, int rc, const char *what)
 {
 	srv_log(LOG_ERROR, "storage_error", "conn=%llu op=%s error=%s", (unsigned long long)c->id,
-		what, wb_error_name(rc));
+	        what, wb_error_name(rc));
 	send_error(c, id, rc, "%s failed in storage: %s", what, wb_strerror(rc));
 }
 
@@ -539,8 +538,8 @@ static void handle_read_stream(struct conn *c, uint64_t id, const Whizbang__V1__
 	struct collect col = {.budget = srv->cfg.max_frame - READ_ENVELOPE};
 	struct ev_page page;
 	rc = ev_read_stream(txn, r->stream, len, r->from_version,
-			    r->direction == WHIZBANG__V1__DIRECTION__BACKWARD,
-			    clamp_count(srv, r->max_count), collect_cb, &col, &page);
+	                    r->direction == WHIZBANG__V1__DIRECTION__BACKWARD,
+	                    clamp_count(srv, r->max_count), collect_cb, &col, &page);
 	Whizbang__V1__RecordedEvent **ptrs = NULL;
 	if (rc == 0 && !col.nomem)
 		ptrs = collect_finish(&col);
@@ -550,7 +549,7 @@ static void handle_read_stream(struct conn *c, uint64_t id, const Whizbang__V1__
 		send_storage_error(c, id, rc, "ReadStream");
 	} else if (ptrs == NULL) {
 		send_error(c, id, WB_RESOURCE_EXHAUSTED,
-			   "the server is out of memory; retry with a smaller max_count");
+		           "the server is out of memory; retry with a smaller max_count");
 	} else {
 		Whizbang__V1__ReadStreamResult res = WHIZBANG__V1__READ_STREAM_RESULT__INIT;
 		res.n_events = col.n;
@@ -578,7 +577,7 @@ static void handle_read_all(struct conn *c, uint64_t id, const Whizbang__V1__Rea
 
 	if (r->n_event_types > MAX_FILTER_TYPES) {
 		send_error(c, id, WB_BAD_REQUEST, "%zu event types given: at most %u may be",
-			   r->n_event_types, MAX_FILTER_TYPES);
+		           r->n_event_types, MAX_FILTER_TYPES);
 		return;
 	}
 	for (size_t i = 0; i < r->n_event_types; i++) {
@@ -589,16 +588,16 @@ static void handle_read_all(struct conn *c, uint64_t id, const Whizbang__V1__Rea
 		}
 	}
 	struct ev_filter filter = {
-		.prefix = r->stream_prefix,
-		.prefix_len = strlen(r->stream_prefix),
-		.types = (const char *const *)r->event_types,
-		.type_lens = type_lens,
-		.ntypes = r->n_event_types,
-		.max_examined = MAX_EXAMINED,
+	        .prefix = r->stream_prefix,
+	        .prefix_len = strlen(r->stream_prefix),
+	        .types = (const char *const *)r->event_types,
+	        .type_lens = type_lens,
+	        .ntypes = r->n_event_types,
+	        .max_examined = MAX_EXAMINED,
 	};
 	if (filter.prefix_len > EV_STREAM_MAX) {
 		send_error(c, id, WB_BAD_REQUEST, "the stream prefix is %zu bytes: at most %u",
-			   filter.prefix_len, EV_STREAM_MAX);
+		           filter.prefix_len, EV_STREAM_MAX);
 		return;
 	}
 	if (filter.prefix_len == 0 && filter.ntypes == 0)
@@ -612,7 +611,7 @@ static void handle_read_all(struct conn *c, uint64_t id, const Whizbang__V1__Rea
 	struct collect col = {.budget = srv->cfg.max_frame - READ_ENVELOPE};
 	struct ev_page page;
 	rc = ev_read_all(txn, r->from_position, r->direction == WHIZBANG__V1__DIRECTION__BACKWARD,
-			 clamp_count(srv, r->max_count), &filter, collect_cb, &col, &page);
+	                 clamp_count(srv, r->max_count), &filter, collect_cb, &col, &page);
 	Whizbang__V1__RecordedEvent **ptrs = NULL;
 	if (rc == 0 && !col.nomem)
 		ptrs = collect_finish(&col);
@@ -620,7 +619,7 @@ static void handle_read_all(struct conn *c, uint64_t id, const Whizbang__V1__Rea
 		send_storage_error(c, id, rc, "ReadAll");
 	} else if (ptrs == NULL) {
 		send_error(c, id, WB_RESOURCE_EXHAUSTED,
-			   "the server is out of memory; retry with a smaller max_count");
+		           "the server is out of memory; retry with a smaller max_count");
 	} else {
 		Whizbang__V1__ReadAllResult res = WHIZBANG__V1__READ_ALL_RESULT__INIT;
 		res.n_events = col.n;
@@ -685,7 +684,7 @@ static int append_apply(struct storage_txn *txn, struct writer_op *base)
 	const Whizbang__V1__AppendEvents *a = op->req->append_events;
 	uint64_t expected_version = a->expected_version;
 	return ev_append(txn, a->stream, strlen(a->stream), (enum ev_expected)a->expected,
-			 expected_version, op->evs, op->nevs, wall_us(), &op->result);
+	                 expected_version, op->evs, op->nevs, wall_us(), &op->result);
 }
 
 static void append_op_free(struct append_op *op)
@@ -715,14 +714,14 @@ static bool handle_append(struct conn *c, Request *req)
 	}
 	if (a->n_events > srv->cfg.max_append_events) {
 		send_error(c, id, WB_BAD_REQUEST,
-			   "the append holds %zu events: at most %llu are allowed "
-			   "(--max-append-events); split it",
-			   a->n_events, (unsigned long long)srv->cfg.max_append_events);
+		           "the append holds %zu events: at most %llu are allowed "
+		           "(--max-append-events); split it",
+		           a->n_events, (unsigned long long)srv->cfg.max_append_events);
 		return false;
 	}
 	if ((unsigned)a->expected > WHIZBANG__V1__EXPECTED_VERSION__EXACT) {
 		send_error(c, id, WB_BAD_REQUEST, "unknown expected-version kind %d",
-			   (int)a->expected);
+		           (int)a->expected);
 		return false;
 	}
 	struct append_op *op = calloc(1, sizeof(*op));
@@ -743,26 +742,26 @@ static bool handle_append(struct conn *c, Request *req)
 		}
 		if (e->id.len != 0 && e->id.len != EV_ID_LEN) {
 			send_error(c, id, WB_BAD_REQUEST,
-				   "event %zu: the id is %zu bytes: give 16 bytes or none", i,
-				   e->id.len);
+			           "event %zu: the id is %zu bytes: give 16 bytes or none", i,
+			           e->id.len);
 			goto err_after_alloc;
 		}
 		size_t size = slen + tlen + e->data.len + e->metadata.len;
 		if (size > srv->max_event_size) {
 			send_error(c, id, WB_BAD_REQUEST,
-				   "event %zu is %zu bytes (stream name, type, data and metadata): "
-				   "at most %u are allowed",
-				   i, size, srv->max_event_size);
+			           "event %zu is %zu bytes (stream name, type, data and metadata): "
+			           "at most %u are allowed",
+			           i, size, srv->max_event_size);
 			goto err_after_alloc;
 		}
 		evs[i] = (struct ev_new){
-			.id = e->id.len == EV_ID_LEN ? e->id.data : NULL,
-			.type = e->type,
-			.type_len = tlen,
-			.data = e->data.data,
-			.data_len = e->data.len,
-			.meta = e->metadata.data,
-			.meta_len = e->metadata.len,
+		        .id = e->id.len == EV_ID_LEN ? e->id.data : NULL,
+		        .type = e->type,
+		        .type_len = tlen,
+		        .data = e->data.data,
+		        .data_len = e->data.len,
+		        .meta = e->metadata.data,
+		        .meta_len = e->metadata.len,
 		};
 		bytes += size + EV_RECORD_HEADER + 64;
 	}
@@ -822,8 +821,8 @@ static void answer_append(struct srv *srv, struct append_op *op)
 		send_error(c, op->req_id, rc, "%s", op->result.errmsg);
 	} else if (rc == WB_E_MAPFULL) {
 		send_error(c, op->req_id, rc,
-			   "the data store is full and could not grow: free disk space or "
-			   "raise the limits, then retry");
+		           "the data store is full and could not grow: free disk space or "
+		           "raise the limits, then retry");
 	} else {
 		send_storage_error(c, op->req_id, rc, "AppendEvents");
 	}
@@ -867,15 +866,16 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 	size_t budget = (size_t)len * 16 + 65536;
 	Request *req = wire_unpack_request(payload, len, budget);
 	if (req == NULL) {
-		srv_log(LOG_INFO, "bad_frame", "conn=%llu bytes=%u", (unsigned long long)c->id, len);
+		srv_log(LOG_INFO, "bad_frame", "conn=%llu bytes=%u", (unsigned long long)c->id,
+		        len);
 		send_error(c, 0, WB_BAD_REQUEST,
-			   "the frame's %u bytes do not decode as a whizbang.v1.Request", len);
+		           "the frame's %u bytes do not decode as a whizbang.v1.Request", len);
 		return;
 	}
 	uint64_t id = req->id;
 	char why[256];
 	if (wire_check_strings(&whizbang__v1__request__descriptor, payload, len, why,
-			       sizeof(why)) != 0) {
+	                       sizeof(why)) != 0) {
 		send_error(c, id, WB_BAD_REQUEST, "%s", why);
 		goto done;
 	}
@@ -885,7 +885,7 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 	}
 	if (!c->hello_done && req->body_case != WHIZBANG__V1__REQUEST__BODY_HELLO) {
 		send_error(c, id, WB_BAD_REQUEST,
-			   "send Hello first: the first request on a connection must be Hello");
+		           "send Hello first: the first request on a connection must be Hello");
 		goto done;
 	}
 	switch (req->body_case) {
@@ -913,9 +913,9 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 		break;
 	default:
 		send_error(c, id, WB_BAD_REQUEST,
-			   "the request has no body this server knows (field %d): check the "
-			   "client's protocol version",
-			   (int)req->body_case);
+		           "the request has no body this server knows (field %d): check the "
+		           "client's protocol version",
+		           (int)req->body_case);
 		break;
 	}
 done:
@@ -938,17 +938,17 @@ static void conn_process(struct conn *c)
 		uint32_t plen = 0;
 		size_t used;
 		st = frame_decode(c->in + pos, c->in_len - pos, (uint32_t)srv->cfg.max_frame,
-				  &payload, &plen, &used);
+		                  &payload, &plen, &used);
 		if (st == FRAME_AGAIN)
 			break;
 		if (st == FRAME_ERROR) {
 			srv_log(LOG_WARN, "frame_too_large", "conn=%llu peer=%s bytes=%u max=%llu",
-				(unsigned long long)c->id, c->peer, plen,
-				(unsigned long long)srv->cfg.max_frame);
+			        (unsigned long long)c->id, c->peer, plen,
+			        (unsigned long long)srv->cfg.max_frame);
 			send_error(c, 0, WB_FRAME_TOO_LARGE,
-				   "a frame of %u bytes is larger than this server's limit of %llu "
-				   "bytes (--max-frame); the connection is closed",
-				   plen, (unsigned long long)srv->cfg.max_frame);
+			           "a frame of %u bytes is larger than this server's limit of %llu "
+			           "bytes (--max-frame); the connection is closed",
+			           plen, (unsigned long long)srv->cfg.max_frame);
 			c->close_after_flush = true;
 			c->in_len = 0;
 			pos = 0;
@@ -1005,7 +1005,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	if (nread < 0) {
 		if (nread != UV_EOF)
 			srv_log(LOG_INFO, "read_failed", "conn=%llu error=%s",
-				(unsigned long long)c->id, uv_err_name((int)nread));
+			        (unsigned long long)c->id, uv_err_name((int)nread));
 		conn_close(c);
 		return;
 	}
@@ -1045,11 +1045,11 @@ static void on_connection(uv_stream_t *server, int status)
 		if (ss.ss_family == AF_INET6) {
 			uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
 			snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host,
-				 ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+			         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
 		} else {
 			uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
 			snprintf(c->peer, sizeof(c->peer), "%s:%u", host,
-				 ntohs(((struct sockaddr_in *)&ss)->sin_port));
+			         ntohs(((struct sockaddr_in *)&ss)->sin_port));
 		}
 	}
 	c->next = srv->conns;
@@ -1061,11 +1061,11 @@ static void on_connection(uv_stream_t *server, int status)
 	uv_tcp_nodelay(&c->tcp, 1);
 	if (srv->nconns > srv->cfg.max_connections) {
 		srv_log(LOG_WARN, "connection_refused", "peer=%s reason=max_connections max=%llu",
-			c->peer, (unsigned long long)srv->cfg.max_connections);
+		        c->peer, (unsigned long long)srv->cfg.max_connections);
 		send_error(c, 0, WB_RESOURCE_EXHAUSTED,
-			   "the server has reached its connection limit (%llu, "
-			   "--max-connections); retry later",
-			   (unsigned long long)srv->cfg.max_connections);
+		           "the server has reached its connection limit (%llu, "
+		           "--max-connections); retry later",
+		           (unsigned long long)srv->cfg.max_connections);
 		c->close_after_flush = true;
 		flush_all(srv);
 		return;
@@ -1108,7 +1108,7 @@ static void shutdown_timeout_cb(uv_timer_t *t)
 {
 	struct srv *srv = t->data;
 	srv_log(LOG_WARN, "shutdown_timeout", "inflight=%zu connections=%zu", srv->inflight,
-		srv->nconns);
+	        srv->nconns);
 	/* Writes still queued are dropped; appends still with the writer
 	 * are finished by srv_close() before the store closes. */
 	for (struct conn *c = srv->conns; c != NULL; c = c->next) {
@@ -1125,7 +1125,7 @@ static void signal_cb(uv_signal_t *s, int signum)
 		return;
 	srv->shutting_down = true;
 	srv_log(LOG_INFO, "shutting_down", "signal=%d connections=%zu inflight=%zu", signum,
-		srv->nconns, srv->inflight);
+	        srv->nconns, srv->inflight);
 	if (srv->listener_open) {
 		uv_close((uv_handle_t *)&srv->listener, close_handle_cb);
 		srv->listener_open = false;
@@ -1139,8 +1139,7 @@ static void signal_cb(uv_signal_t *s, int signum)
 
 /* ------------------------------------------------------------ start, stop */
 
-static int parse_listen(const char *text, struct sockaddr_storage *ss, char *errmsg,
-			size_t errlen)
+static int parse_listen(const char *text, struct sockaddr_storage *ss, char *errmsg, size_t errlen)
 {
 	char host[256];
 	const char *colon = strrchr(text, ':');
@@ -1171,8 +1170,7 @@ static int parse_listen(const char *text, struct sockaddr_storage *ss, char *err
 	if (strcmp(host, "localhost") == 0 &&
 	    uv_ip4_addr("127.0.0.1", (int)port, (struct sockaddr_in *)ss) == 0)
 		return 0;
-	snprintf(errmsg, errlen, "--listen '%s': '%s' is not an IPv4 or IPv6 address", text,
-		 host);
+	snprintf(errmsg, errlen, "--listen '%s': '%s' is not an IPv4 or IPv6 address", text, host);
 	return -1;
 }
 
@@ -1183,10 +1181,9 @@ static int write_port_file(const char *path, int port, char *errmsg, size_t errl
 	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
 	int n = snprintf(text, sizeof(text), "%d\n", port);
 	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, text, (size_t)n) != n || close(fd) != 0 ||
-	    rename(tmp, path) != 0) {
+	if (fd < 0 || write(fd, text, (size_t)n) != n || close(fd) != 0 || rename(tmp, path) != 0) {
 		snprintf(errmsg, errlen, "cannot write the port file '%s': %s", path,
-			 strerror(errno));
+		         strerror(errno));
 		if (fd >= 0)
 			unlink(tmp);
 		return -1;
@@ -1195,7 +1192,7 @@ static int write_port_file(const char *path, int port, char *errmsg, size_t errl
 }
 
 int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, char *errmsg,
-	     size_t errlen)
+             size_t errlen)
 {
 	struct sockaddr_storage addr;
 	int rc;
@@ -1271,7 +1268,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	struct storage_stats ss;
 	storage_stats(srv->st, &ss);
 	srv_log(LOG_INFO, "listening", "addr=%s:%d data_dir=%s map_size=%llu version=%s", host,
-		port, cfg->data_dir, (unsigned long long)ss.map_size, WB_VERSION);
+	        port, cfg->data_dir, (unsigned long long)ss.map_size, WB_VERSION);
 	*out = srv;
 	return 0;
 

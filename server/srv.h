@@ -16,7 +16,7 @@ struct srv;
  * handlers that shut the server down cleanly. Keeps loop and cfg until
  * srv_close(). On failure nothing is left running and errmsg says why. */
 int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, char *errmsg,
-	     size_t errlen);
+             size_t errlen);
 
 /* Stops the writer, closes the store and frees srv. Call after uv_run()
  * has returned (the loop ends once a shutdown has closed every handle). */

@@ -12,7 +12,7 @@ static const char KEY_LAST_POSITION[] = "last_position";
 static const char KEY_NEXT_STREAM_ID[] = "next_stream_id";
 
 static int check_name(const char *what, const char *s, size_t len, size_t max, char *errmsg,
-		      size_t errlen)
+                      size_t errlen)
 {
 	if (len == 0) {
 		snprintf(errmsg, errlen, "the %s is empty: give 1 to %zu bytes", what, max);
@@ -20,27 +20,27 @@ static int check_name(const char *what, const char *s, size_t len, size_t max, c
 	}
 	if (len > max) {
 		snprintf(errmsg, errlen, "the %s is %zu bytes long: at most %zu are allowed", what,
-			 len, max);
+		         len, max);
 		return WB_BAD_REQUEST;
 	}
 	const unsigned char *p = (const unsigned char *)s;
 	for (size_t i = 0; i < len;) {
 		if (p[i] < 0x20 || p[i] == 0x7F) {
 			snprintf(errmsg, errlen,
-				 "the %s holds a control character (byte 0x%02x at offset %zu)",
-				 what, p[i], i);
+			         "the %s holds a control character (byte 0x%02x at offset %zu)",
+			         what, p[i], i);
 			return WB_BAD_REQUEST;
 		}
 		size_t k = utf8_seq(p + i, len - i);
 		if (k == 2 && p[i] == 0xC2 && p[i + 1] < 0xA0) {
 			snprintf(errmsg, errlen,
-				 "the %s holds a control character (U+%04X at offset %zu)", what,
-				 (unsigned)p[i + 1], i);
+			         "the %s holds a control character (U+%04X at offset %zu)", what,
+			         (unsigned)p[i + 1], i);
 			return WB_BAD_REQUEST;
 		}
 		if (k == 0) {
 			snprintf(errmsg, errlen, "the %s is not valid UTF-8 (at byte offset %zu)",
-				 what, i);
+			         what, i);
 			return WB_BAD_REQUEST;
 		}
 		i += k;
@@ -111,7 +111,7 @@ int ev_last_position(struct storage_txn *txn, uint64_t *out)
 }
 
 static int get_stream(struct storage_txn *txn, const char *stream, size_t len,
-		      struct ev_stream_info *out)
+                      struct ev_stream_info *out)
 {
 	struct storage_val k = {stream, len};
 	struct storage_val v;
@@ -131,7 +131,7 @@ static int get_stream(struct storage_txn *txn, const char *stream, size_t len,
 }
 
 static int put_stream(struct storage_txn *txn, const char *stream, size_t len,
-		      const struct ev_stream_info *in)
+                      const struct ev_stream_info *in)
 {
 	uint8_t p[EV_STREAM_RECORD] = {1};
 	put_u64(p + 8, in->stream_id);
@@ -146,7 +146,7 @@ static int put_stream(struct storage_txn *txn, const char *stream, size_t len,
 }
 
 int ev_stream_info(struct storage_txn *txn, const char *stream, size_t stream_len,
-		   struct ev_stream_info *out)
+                   struct ev_stream_info *out)
 {
 	return get_stream(txn, stream, stream_len, out);
 }
@@ -219,8 +219,8 @@ static int id_position(struct storage_txn *txn, const uint8_t *id, uint64_t *pos
 /* The first event's id is stored already: the append is a retry when every
  * event is stored, in this stream, at consecutive versions in order. */
 static int check_replay(struct storage_txn *txn, const char *stream, size_t stream_len,
-			const struct ev_new *evs, size_t n, uint64_t first_pos,
-			struct ev_append_result *out)
+                        const struct ev_new *evs, size_t n, uint64_t first_pos,
+                        struct ev_append_result *out)
 {
 	char idtext[33];
 	uint64_t version = 0;
@@ -230,9 +230,9 @@ static int check_replay(struct storage_txn *txn, const char *stream, size_t stre
 		int rc = 0;
 		if (evs[i].id == NULL) {
 			snprintf(out->errmsg, sizeof(out->errmsg),
-				 "event %zu has no id while event 0's id is already stored: "
-				 "a retry must carry the same ids",
-				 i);
+			         "event %zu has no id while event 0's id is already stored: "
+			         "a retry must carry the same ids",
+			         i);
 			return WB_IDEMPOTENCY_CONFLICT;
 		}
 		if (i > 0)
@@ -240,10 +240,10 @@ static int check_replay(struct storage_txn *txn, const char *stream, size_t stre
 		format_id(evs[i].id, idtext);
 		if (rc == WB_E_NOTFOUND) {
 			snprintf(out->errmsg, sizeof(out->errmsg),
-				 "the append mixes stored and new event ids (event %zu, id %s, "
-				 "is new; event 0 is stored): retry with exactly the original "
-				 "events or use new ids",
-				 i, idtext);
+			         "the append mixes stored and new event ids (event %zu, id %s, "
+			         "is new; event 0 is stored): retry with exactly the original "
+			         "events or use new ids",
+			         i, idtext);
 			return WB_IDEMPOTENCY_CONFLICT;
 		}
 		if (rc != 0)
@@ -254,8 +254,8 @@ static int check_replay(struct storage_txn *txn, const char *stream, size_t stre
 			return rc == WB_E_NOTFOUND ? WB_E_CORRUPT : rc;
 		if (rec.stream_len != stream_len || memcmp(rec.stream, stream, stream_len) != 0) {
 			snprintf(out->errmsg, sizeof(out->errmsg),
-				 "event id %s is already stored in stream '%.*s' at position %llu",
-				 idtext, (int)rec.stream_len, rec.stream, (unsigned long long)pos);
+			         "event id %s is already stored in stream '%.*s' at position %llu",
+			         idtext, (int)rec.stream_len, rec.stream, (unsigned long long)pos);
 			return WB_IDEMPOTENCY_CONFLICT;
 		}
 		if (i == 0) {
@@ -263,9 +263,9 @@ static int check_replay(struct storage_txn *txn, const char *stream, size_t stre
 			out->first_position = pos;
 		} else if (rec.version != version + i) {
 			snprintf(out->errmsg, sizeof(out->errmsg),
-				 "event id %s is stored in this stream but not in the order of "
-				 "this append (version %llu)",
-				 idtext, (unsigned long long)rec.version);
+			         "event id %s is stored in this stream but not in the order of "
+			         "this append (version %llu)",
+			         idtext, (unsigned long long)rec.version);
 			return WB_IDEMPOTENCY_CONFLICT;
 		}
 		out->last_position = pos;
@@ -275,9 +275,8 @@ static int check_replay(struct storage_txn *txn, const char *stream, size_t stre
 	return 0;
 }
 
-static int check_expected(bool exists, const struct ev_stream_info *info,
-			  enum ev_expected expected, uint64_t expected_version,
-			  struct ev_append_result *out)
+static int check_expected(bool exists, const struct ev_stream_info *info, enum ev_expected expected,
+                          uint64_t expected_version, struct ev_append_result *out)
 {
 	int64_t actual = exists ? (int64_t)(info->count - 1) : -1;
 	bool ok;
@@ -297,7 +296,7 @@ static int check_expected(bool exists, const struct ev_stream_info *info,
 		break;
 	default:
 		snprintf(out->errmsg, sizeof(out->errmsg), "unknown expected-version kind %d",
-			 (int)expected);
+		         (int)expected);
 		return WB_BAD_REQUEST;
 	}
 	if (ok)
@@ -305,19 +304,19 @@ static int check_expected(bool exists, const struct ev_stream_info *info,
 	out->actual_version = actual;
 	if (exists)
 		snprintf(out->errmsg, sizeof(out->errmsg),
-			 "the stream is at version %lld, not at the expected one: re-read it "
-			 "and decide again",
-			 (long long)actual);
+		         "the stream is at version %lld, not at the expected one: re-read it "
+		         "and decide again",
+		         (long long)actual);
 	else
 		snprintf(out->errmsg, sizeof(out->errmsg),
-			 "the stream does not exist but the append expected it to");
+		         "the stream does not exist but the append expected it to");
 	return WB_WRONG_EXPECTED_VERSION;
 }
 
 static int put_event(struct storage_txn *txn, const char *stream, size_t stream_len,
-		     const struct ev_new *ev, const uint8_t *id, uint64_t stream_id,
-		     uint64_t position, uint64_t version, uint64_t now_us, uint8_t *scratch,
-		     size_t scratch_len)
+                     const struct ev_new *ev, const uint8_t *id, uint64_t stream_id,
+                     uint64_t position, uint64_t version, uint64_t now_us, uint8_t *scratch,
+                     size_t scratch_len)
 {
 	size_t len = EV_RECORD_HEADER + stream_len + ev->type_len + ev->data_len + ev->meta_len;
 	uint8_t *rec = len <= scratch_len ? scratch : malloc(len);
@@ -366,8 +365,8 @@ static int put_event(struct storage_txn *txn, const char *stream, size_t stream_
 }
 
 int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
-	      enum ev_expected expected, uint64_t expected_version, const struct ev_new *evs,
-	      size_t n, uint64_t now_us, struct ev_append_result *out)
+              enum ev_expected expected, uint64_t expected_version, const struct ev_new *evs,
+              size_t n, uint64_t now_us, struct ev_append_result *out)
 {
 	struct ev_stream_info info = {0};
 	uint8_t scratch[1024];
@@ -419,17 +418,17 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 			ev_uuid7(gen, now_us / 1000);
 			id = gen;
 		}
-		rc = put_event(txn, stream, stream_len, &evs[i], id, info.stream_id,
-			       last + 1 + i, info.count + i, now_us, scratch, sizeof(scratch));
+		rc = put_event(txn, stream, stream_len, &evs[i], id, info.stream_id, last + 1 + i,
+		               info.count + i, now_us, scratch, sizeof(scratch));
 		if (rc == WB_E_KEYEXIST) {
 			char idtext[33];
 			format_id(id, idtext);
 			snprintf(out->errmsg, sizeof(out->errmsg),
-				 "event id %s (event %zu) is already stored, in another stream, "
-				 "earlier in this append, or by an append that did not carry "
-				 "all of these events: use new ids or retry the original append "
-				 "exactly",
-				 idtext, i);
+			         "event id %s (event %zu) is already stored, in another stream, "
+			         "earlier in this append, or by an append that did not carry "
+			         "all of these events: use new ids or retry the original append "
+			         "exactly",
+			         idtext, i);
 			return WB_IDEMPOTENCY_CONFLICT;
 		}
 		if (rc != 0)
@@ -449,8 +448,8 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 }
 
 int ev_read_stream(struct storage_txn *txn, const char *stream, size_t stream_len, uint64_t from,
-		   bool backwards, uint32_t max_count, ev_visit_fn visit, void *arg,
-		   struct ev_page *page)
+                   bool backwards, uint32_t max_count, ev_visit_fn visit, void *arg,
+                   struct ev_page *page)
 {
 	struct ev_stream_info info;
 	struct storage_cursor *cur;
@@ -539,8 +538,7 @@ static bool filter_match(const struct ev_filter *f, const struct ev_record *rec)
 }
 
 int ev_read_all(struct storage_txn *txn, uint64_t from, bool backwards, uint32_t max_count,
-		const struct ev_filter *filter, ev_visit_fn visit, void *arg,
-		struct ev_page *page)
+                const struct ev_filter *filter, ev_visit_fn visit, void *arg, struct ev_page *page)
 {
 	struct storage_cursor *cur;
 	uint8_t kb[8];
@@ -548,8 +546,8 @@ int ev_read_all(struct storage_txn *txn, uint64_t from, bool backwards, uint32_t
 	struct storage_val v;
 	uint64_t last;
 	uint32_t examined = 0;
-	uint32_t max_examined = filter != NULL && filter->max_examined > 0 ? filter->max_examined
-									    : UINT32_MAX;
+	uint32_t max_examined =
+	        filter != NULL && filter->max_examined > 0 ? filter->max_examined : UINT32_MAX;
 
 	int rc = ev_last_position(txn, &last);
 	if (rc != 0)

@@ -56,9 +56,9 @@ struct ev_append_result {
 	uint64_t first_position;
 	uint64_t last_position;
 	uint64_t stream_version;
-	bool replay;             /* all events were stored already: nothing written */
-	int64_t actual_version;  /* for WB_WRONG_EXPECTED_VERSION: -1 = no stream */
-	char errmsg[256];        /* for any error: a sentence for the client */
+	bool replay;            /* all events were stored already: nothing written */
+	int64_t actual_version; /* for WB_WRONG_EXPECTED_VERSION: -1 = no stream */
+	char errmsg[256];       /* for any error: a sentence for the client */
 };
 
 /* A stored event as decoded; pointers point into storage memory and are
@@ -105,12 +105,12 @@ int ev_check_type(const char *type, size_t len, char *errmsg, size_t errlen);
  * out->actual_version), WB_E_MAPFULL and storage errors. On any error the
  * caller aborts txn (which should be a nested transaction). */
 int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
-	      enum ev_expected expected, uint64_t expected_version, const struct ev_new *evs,
-	      size_t n, uint64_t now_us, struct ev_append_result *out);
+              enum ev_expected expected, uint64_t expected_version, const struct ev_new *evs,
+              size_t n, uint64_t now_us, struct ev_append_result *out);
 
 /* Fills *out for stream; WB_E_NOTFOUND when the stream does not exist. */
 int ev_stream_info(struct storage_txn *txn, const char *stream, size_t stream_len,
-		   struct ev_stream_info *out);
+                   struct ev_stream_info *out);
 
 /* The highest position ever written (0 for an empty log). */
 int ev_last_position(struct storage_txn *txn, uint64_t *out);
@@ -119,17 +119,17 @@ int ev_last_position(struct storage_txn *txn, uint64_t *out);
 typedef bool (*ev_visit_fn)(const struct ev_record *rec, void *arg);
 
 struct ev_page {
-	uint64_t next;  /* where the next page starts (version or position) */
-	bool end;       /* nothing lies beyond this page in its direction */
-	uint64_t last;  /* last version of the stream / last position of the log */
-	size_t count;   /* events visited */
+	uint64_t next; /* where the next page starts (version or position) */
+	bool end;      /* nothing lies beyond this page in its direction */
+	uint64_t last; /* last version of the stream / last position of the log */
+	size_t count;  /* events visited */
 };
 
 /* Visits at most max_count events of stream from version from (inclusive),
  * forwards or backwards, stopping early when visit returns false. */
 int ev_read_stream(struct storage_txn *txn, const char *stream, size_t stream_len, uint64_t from,
-		   bool backwards, uint32_t max_count, ev_visit_fn visit, void *arg,
-		   struct ev_page *page);
+                   bool backwards, uint32_t max_count, ev_visit_fn visit, void *arg,
+                   struct ev_page *page);
 
 struct ev_filter {
 	const char *prefix; /* NULL or "" for every stream */
@@ -143,8 +143,7 @@ struct ev_filter {
 /* Visits at most max_count events of $all matching filter from position
  * from (inclusive), forwards or backwards. */
 int ev_read_all(struct storage_txn *txn, uint64_t from, bool backwards, uint32_t max_count,
-		const struct ev_filter *filter, ev_visit_fn visit, void *arg,
-		struct ev_page *page);
+                const struct ev_filter *filter, ev_visit_fn visit, void *arg, struct ev_page *page);
 
 /* Decodes the event record stored at position from its value bytes. */
 int ev_decode(uint64_t position, const uint8_t *v, size_t len, struct ev_record *out);

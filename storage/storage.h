@@ -71,7 +71,7 @@ struct storage_stats {
  * storage_close(). On failure *out is untouched and errmsg[0..errlen) says
  * why (errmsg may be NULL). Keeps no reference to opts. */
 int storage_open(struct storage **out, const struct storage_options *opts, char *errmsg,
-		 size_t errlen);
+                 size_t errlen);
 
 /* Closes the store. No transaction may be open. NULL is allowed. */
 void storage_close(struct storage *s);
@@ -88,7 +88,7 @@ void storage_close(struct storage *s);
  * an open write transaction, making this a nested child whose effects vanish
  * on abort and join the parent on commit. *out is written on success. */
 int storage_txn_begin(struct storage *s, struct storage_txn *parent, unsigned flags,
-		      struct storage_txn **out);
+                      struct storage_txn **out);
 
 /* Commits and frees txn, whatever the result. The commit of a top-level
  * write transaction is durable (fsync) when it returns 0, unless the store
@@ -101,14 +101,14 @@ void storage_txn_abort(struct storage_txn *txn);
 /* Looks key up. On success *val points at the value (see lifetimes above).
  * WB_E_NOTFOUND when absent. */
 int storage_get(struct storage_txn *txn, enum storage_db db, struct storage_val key,
-		struct storage_val *val);
+                struct storage_val *val);
 
 #define STORAGE_NOOVERWRITE 0x1u /* WB_E_KEYEXIST when the key exists */
 #define STORAGE_APPEND 0x2u      /* key sorts after every key (fast path) */
 
 /* Stores val under key. */
 int storage_put(struct storage_txn *txn, enum storage_db db, struct storage_val key,
-		struct storage_val val, unsigned flags);
+                struct storage_val val, unsigned flags);
 
 /* Deletes key; WB_E_NOTFOUND when absent. */
 int storage_del(struct storage_txn *txn, enum storage_db db, struct storage_val key);
@@ -123,14 +123,13 @@ enum storage_cursor_op {
 };
 
 /* Opens a cursor on db within txn; close it before txn ends. */
-int storage_cursor_open(struct storage_txn *txn, enum storage_db db,
-			struct storage_cursor **out);
+int storage_cursor_open(struct storage_txn *txn, enum storage_db db, struct storage_cursor **out);
 
 /* Positions the cursor and returns the key and value there. *key is read
  * for SET and SET_RANGE and always written on success. WB_E_NOTFOUND when
  * there is no such entry (past either end). */
 int storage_cursor_get(struct storage_cursor *cur, enum storage_cursor_op op,
-		       struct storage_val *key, struct storage_val *val);
+                       struct storage_val *key, struct storage_val *val);
 
 void storage_cursor_close(struct storage_cursor *cur);
 

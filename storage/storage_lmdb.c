@@ -61,11 +61,11 @@
 #define RESIZE_ATTEMPTS 8
 
 static const char *const db_names[STORAGE_DB_COUNT] = {
-    [STORAGE_DB_META] = "meta", /* the names are on disk: renaming one loses its data */
-    [STORAGE_DB_EVENTS] = "events",
-    [STORAGE_DB_STREAMS] = "streams",
-    [STORAGE_DB_STREAM_EVENTS] = "stream_events",
-    [STORAGE_DB_EVENT_IDS] = "event_ids",
+        [STORAGE_DB_META] = "meta", /* the names are on disk: renaming one loses its data */
+        [STORAGE_DB_EVENTS] = "events",
+        [STORAGE_DB_STREAMS] = "streams",
+        [STORAGE_DB_STREAM_EVENTS] = "stream_events",
+        [STORAGE_DB_EVENT_IDS] = "event_ids",
 };
 
 struct storage {
@@ -135,7 +135,7 @@ static int from_mdb(int rc)
 }
 
 static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 static void set_err(char *errmsg, size_t errlen, const char *fmt, ...)
 {
@@ -651,9 +651,9 @@ int storage_cursor_get(struct storage_cursor *cur, enum storage_cursor_op op,
                        struct storage_val *key, struct storage_val *val)
 {
 	static const MDB_cursor_op ops[] = {
-	    [STORAGE_FIRST] = MDB_FIRST,         [STORAGE_LAST] = MDB_LAST,
-	    [STORAGE_NEXT] = MDB_NEXT,           [STORAGE_PREV] = MDB_PREV,
-	    [STORAGE_SET_RANGE] = MDB_SET_RANGE, [STORAGE_SET] = MDB_SET_KEY,
+	        [STORAGE_FIRST] = MDB_FIRST,         [STORAGE_LAST] = MDB_LAST,
+	        [STORAGE_NEXT] = MDB_NEXT,           [STORAGE_PREV] = MDB_PREV,
+	        [STORAGE_SET_RANGE] = MDB_SET_RANGE, [STORAGE_SET] = MDB_SET_KEY,
 	};
 	MDB_val k = {0, NULL};
 	MDB_val v;

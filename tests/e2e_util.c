@@ -331,9 +331,9 @@ void e2e_cleanup(struct e2e_server *s)
 struct wb_client *e2e_client(const struct e2e_server *s, const char *name)
 {
 	struct wb_options opts = {
-	    .client_name = name,
-	    .timeout_ms = E2E_CLIENT_TIMEOUT_MS,
-	    .max_response = 0,
+	        .client_name = name,
+	        .timeout_ms = E2E_CLIENT_TIMEOUT_MS,
+	        .max_response = 0,
 	};
 	struct wb_client *c = NULL;
 	char msg[512] = "";

@@ -46,8 +46,9 @@ static void start(const char *const *args)
 	struct wb_client *c = client();
 	struct wb_new_event evs[3];
 	for (int i = 0; i < 3; i++)
-		evs[i] = (struct wb_new_event){
-		    .type = "Canary", .data = canary_data[i], .data_len = strlen(canary_data[i])};
+		evs[i] = (struct wb_new_event){.type = "Canary",
+		                               .data = canary_data[i],
+		                               .data_len = strlen(canary_data[i])};
 	int rc = wb_append(c, "canary", WB_EXPECT_NO_STREAM, 0, evs, 3, &canary);
 	cr_assert_eq(rc, 0, "canary: %s", wb_errmsg(c));
 	wb_close(c);
@@ -539,21 +540,21 @@ Test(badinput, invalid_stream_names)
 		size_t len;
 		const char *what;
 	} bad[] = {
-	    {"", 0, "empty"},
-	    {long_name, 256, "256 bytes"},
-	    {"\xc3\x28", 2, "invalid continuation"},
-	    {"ab\xc3", 3, "truncated sequence"},
-	    {"\xc0\xaf", 2, "overlong"},
-	    {"\xed\xa0\x80", 3, "surrogate"},
-	    {"\xf4\x90\x80\x80", 4, "above U+10FFFF"},
-	    {"\xff", 1, "0xff"},
-	    {"a\x01"
-	     "b",
-	     3, "control U+0001"},
-	    {"a\nb", 3, "newline"},
-	    {"tab\there", 8, "tab"},
-	    {"del\x7f", 4, "DEL"},
-	    {"a\0b", 3, "NUL"},
+	        {"", 0, "empty"},
+	        {long_name, 256, "256 bytes"},
+	        {"\xc3\x28", 2, "invalid continuation"},
+	        {"ab\xc3", 3, "truncated sequence"},
+	        {"\xc0\xaf", 2, "overlong"},
+	        {"\xed\xa0\x80", 3, "surrogate"},
+	        {"\xf4\x90\x80\x80", 4, "above U+10FFFF"},
+	        {"\xff", 1, "0xff"},
+	        {"a\x01"
+	         "b",
+	         3, "control U+0001"},
+	        {"a\nb", 3, "newline"},
+	        {"tab\there", 8, "tab"},
+	        {"del\x7f", 4, "DEL"},
+	        {"a\0b", 3, "NUL"},
 	};
 	uint64_t id = 10;
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
@@ -626,13 +627,13 @@ Test(badinput, invalid_events)
 		size_t eid_len;
 		const char *what;
 	} bad[] = {
-	    {"", 0, NULL, 0, "empty type"},
-	    {long_type, 256, NULL, 0, "256-byte type"},
-	    {"a\x02", 2, NULL, 0, "control character in type"},
-	    {"\xc3\x28", 2, NULL, 0, "invalid UTF-8 type"},
-	    {"a\0b", 3, NULL, 0, "NUL in type"},
-	    {"T", 1, id5, 5, "5-byte id"},
-	    {"T", 1, id17, 17, "17-byte id"},
+	        {"", 0, NULL, 0, "empty type"},
+	        {long_type, 256, NULL, 0, "256-byte type"},
+	        {"a\x02", 2, NULL, 0, "control character in type"},
+	        {"\xc3\x28", 2, NULL, 0, "invalid UTF-8 type"},
+	        {"a\0b", 3, NULL, 0, "NUL in type"},
+	        {"T", 1, id5, 5, "5-byte id"},
+	        {"T", 1, id17, 17, "17-byte id"},
 	};
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
 		/* The bad event alone, and as the third of five. */
@@ -711,7 +712,7 @@ Test(badinput, read_count_is_clamped)
 	for (int i = 0; i < 12; i++) {
 		snprintf(text[i], sizeof(text[i]), "e%d", i);
 		evs[i] = (struct wb_new_event){
-		    .type = "E", .data = text[i], .data_len = strlen(text[i])};
+		        .type = "E", .data = text[i], .data_len = strlen(text[i])};
 	}
 	struct wb_append_result res;
 	cr_assert_eq(wb_append(c, "clamp", WB_EXPECT_ANY, 0, evs, 12, &res), 0);
@@ -967,7 +968,7 @@ Test(badinput, half_frame_stall_is_closed_after_timeout)
 			char text[16];
 			snprintf(text, sizeof(text), "during-%d", i);
 			struct wb_new_event e = {
-			    .type = "T", .data = text, .data_len = strlen(text)};
+			        .type = "T", .data = text, .data_len = strlen(text)};
 			struct wb_append_result r;
 			cr_assert_eq(wb_append(c, "during", WB_EXPECT_ANY, 0, &e, 1, &r), 0, "%s",
 			             wb_errmsg(c));

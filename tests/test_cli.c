@@ -353,9 +353,9 @@ struct spec {
 };
 
 static const struct spec specs[] = {
-    {"acct-1", "Opened", "alpha"},          {"acct-2", "Opened", "beta"},
-    {"user-1", "Joined", "gamma"},          {"acct-1", "Deposited", "delta"},
-    {"acct-2", "Closed", "say \"hi\"\\\n"}, {"user-1", "Left", "epsilon"},
+        {"acct-1", "Opened", "alpha"},          {"acct-2", "Opened", "beta"},
+        {"user-1", "Joined", "gamma"},          {"acct-1", "Deposited", "delta"},
+        {"acct-2", "Closed", "say \"hi\"\\\n"}, {"user-1", "Left", "epsilon"},
 };
 #define NSPECS (sizeof(specs) / sizeof(specs[0]))
 
@@ -449,7 +449,7 @@ Test(cli, read_all_json_and_filters)
 	expect_ok(&r, "read-all --type --type");
 	for (size_t i = 0; i < NSPECS; i++)
 		keep[i] =
-		    strcmp(specs[i].type, "Opened") == 0 || strcmp(specs[i].type, "Left") == 0;
+		        strcmp(specs[i].type, "Opened") == 0 || strcmp(specs[i].type, "Left") == 0;
 	check_json_selection(r.out, keep, false, SIZE_MAX);
 	run_free(&r);
 
@@ -574,7 +574,7 @@ Test(cli, reads_page_through_long_streams)
 		for (int i = 0; i < CHUNK; i++) {
 			snprintf(text[base + i], sizeof(text[0]), "n%05d", base + i);
 			evs[i] = (struct wb_new_event){
-			    .type = "Many", .data = text[base + i], .data_len = 6};
+			        .type = "Many", .data = text[base + i], .data_len = 6};
 		}
 		struct wb_append_result res;
 		cr_assert_eq(wb_append(c, "many", WB_EXPECT_ANY, 0, evs, CHUNK, &res), 0);

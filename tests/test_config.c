@@ -100,10 +100,10 @@ Test(config, size_suffixes)
 		const char *text;
 		uint64_t value;
 	} cases[] = {
-	    {"1048576", 1 * MIB}, {"1024k", 1 * MIB}, {"1024K", 1 * MIB}, {"5M", 5 * MIB},
-	    {"5m", 5 * MIB},      {"5MiB", 5 * MIB},  {"5MB", 5 * MIB},   {"5Mi", 5 * MIB},
-	    {"1G", GIB},          {"1g", GIB},        {"1GiB", GIB},      {"16T", 16 * TIB},
-	    {"2t", 2 * TIB},      {"0001M", 1 * MIB},
+	        {"1048576", 1 * MIB}, {"1024k", 1 * MIB}, {"1024K", 1 * MIB}, {"5M", 5 * MIB},
+	        {"5m", 5 * MIB},      {"5MiB", 5 * MIB},  {"5MB", 5 * MIB},   {"5Mi", 5 * MIB},
+	        {"1G", GIB},          {"1g", GIB},        {"1GiB", GIB},      {"16T", 16 * TIB},
+	        {"2t", 2 * TIB},      {"0001M", 1 * MIB},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct srv_config c;
@@ -135,11 +135,11 @@ Test(config, later_options_win)
 Test(config, bounds_are_inclusive)
 {
 	static const char *const ok[][2] = {
-	    {"--max-frame", "4K"},          {"--max-frame", "64M"},
-	    {"--map-size", "1M"},           {"--map-size", "16T"},
-	    {"--max-connections", "1"},     {"--max-connections", "100000"},
-	    {"--max-read-count", "100000"}, {"--frame-timeout-ms", "10"},
-	    {"--max-inflight", "1000000"},  {"--max-output-per-connection", "4G"},
+	        {"--max-frame", "4K"},          {"--max-frame", "64M"},
+	        {"--map-size", "1M"},           {"--map-size", "16T"},
+	        {"--max-connections", "1"},     {"--max-connections", "100000"},
+	        {"--max-read-count", "100000"}, {"--frame-timeout-ms", "10"},
+	        {"--max-inflight", "1000000"},  {"--max-output-per-connection", "4G"},
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		struct srv_config c;
@@ -178,21 +178,21 @@ static void check_refused(const struct bad_case *cases, size_t n)
 Test(config, out_of_bounds_values)
 {
 	static const struct bad_case cases[] = {
-	    {{"--max-frame", "4095"}, "--max-frame"},
-	    {{"--max-frame", "64M1"}, "--max-frame"},
-	    {{"--max-frame=67108865"}, "--max-frame"},
-	    {{"--max-frame", "1G"}, "--max-frame"},
-	    {{"--map-size", "1023K"}, "--map-size"},
-	    {{"--map-size", "0"}, "--map-size"},
-	    {{"--map-size", "17T"}, "--map-size"},
-	    {{"--max-connections", "0"}, "--max-connections"},
-	    {{"--max-connections", "100001"}, "--max-connections"},
-	    {{"--max-read-count", "0"}, "--max-read-count"},
-	    {{"--max-append-events", "100001"}, "--max-append-events"},
-	    {{"--frame-timeout-ms", "9"}, "--frame-timeout-ms"},
-	    {{"--shutdown-timeout-ms", "3600001"}, "--shutdown-timeout-ms"},
-	    {{"--max-output-per-connection", "63K"}, "--max-output-per-connection"},
-	    {{"--max-inflight", "1000001"}, "--max-inflight"},
+	        {{"--max-frame", "4095"}, "--max-frame"},
+	        {{"--max-frame", "64M1"}, "--max-frame"},
+	        {{"--max-frame=67108865"}, "--max-frame"},
+	        {{"--max-frame", "1G"}, "--max-frame"},
+	        {{"--map-size", "1023K"}, "--map-size"},
+	        {{"--map-size", "0"}, "--map-size"},
+	        {{"--map-size", "17T"}, "--map-size"},
+	        {{"--max-connections", "0"}, "--max-connections"},
+	        {{"--max-connections", "100001"}, "--max-connections"},
+	        {{"--max-read-count", "0"}, "--max-read-count"},
+	        {{"--max-append-events", "100001"}, "--max-append-events"},
+	        {{"--frame-timeout-ms", "9"}, "--frame-timeout-ms"},
+	        {{"--shutdown-timeout-ms", "3600001"}, "--shutdown-timeout-ms"},
+	        {{"--max-output-per-connection", "63K"}, "--max-output-per-connection"},
+	        {{"--max-inflight", "1000001"}, "--max-inflight"},
 	};
 	check_refused(cases, sizeof(cases) / sizeof(cases[0]));
 
@@ -208,29 +208,29 @@ Test(config, out_of_bounds_values)
 Test(config, values_that_are_not_numbers)
 {
 	static const struct bad_case cases[] = {
-	    {{"--map-size", "abc"}, "--map-size"},
-	    {{"--map-size", "12X"}, "--map-size"},
-	    {{"--map-size", ""}, "--map-size"},
-	    {{"--map-size="}, "--map-size"},
-	    {{"--map-size", "-5"}, "--map-size"},
-	    {{"--map-size", "+5M"}, "--map-size"},
-	    {{"--map-size", " 5M"}, "--map-size"},
-	    {{"--map-size", "5M "}, "--map-size"},
-	    {{"--map-size", "1.5G"}, "--map-size"},
-	    {{"--map-size", "5MM"}, "--map-size"},
-	    {{"--map-size", "0x100000"}, "--map-size"},
-	    {{"--map-size", "99999999999999999999"}, "--map-size"},
-	    {{"--map-size", "17179869184T"}, "--map-size"}, /* 2^34 TiB wraps 64 bits */
-	    {{"--map-size", "18446744073709551615K"}, "--map-size"},
-	    /* (2^54 + 2^10) KiB wraps to exactly 1 MiB, inside the bounds. */
-	    {{"--map-size", "18014398509483008K"}, "--map-size"},
-	    {{"--max-connections", "10K"}, "--max-connections"},
-	    {{"--max-connections", "1.5"}, "--max-connections"},
-	    {{"--max-connections", "ten"}, "--max-connections"},
-	    {{"--frame-timeout-ms", "5s"}, "--frame-timeout-ms"},
-	    {{"--log-level", "loud"}, "--log-level"},
-	    {{"--log-level", "INFO"}, "--log-level"},
-	    {{"--log-level="}, "--log-level"},
+	        {{"--map-size", "abc"}, "--map-size"},
+	        {{"--map-size", "12X"}, "--map-size"},
+	        {{"--map-size", ""}, "--map-size"},
+	        {{"--map-size="}, "--map-size"},
+	        {{"--map-size", "-5"}, "--map-size"},
+	        {{"--map-size", "+5M"}, "--map-size"},
+	        {{"--map-size", " 5M"}, "--map-size"},
+	        {{"--map-size", "5M "}, "--map-size"},
+	        {{"--map-size", "1.5G"}, "--map-size"},
+	        {{"--map-size", "5MM"}, "--map-size"},
+	        {{"--map-size", "0x100000"}, "--map-size"},
+	        {{"--map-size", "99999999999999999999"}, "--map-size"},
+	        {{"--map-size", "17179869184T"}, "--map-size"}, /* 2^34 TiB wraps 64 bits */
+	        {{"--map-size", "18446744073709551615K"}, "--map-size"},
+	        /* (2^54 + 2^10) KiB wraps to exactly 1 MiB, inside the bounds. */
+	        {{"--map-size", "18014398509483008K"}, "--map-size"},
+	        {{"--max-connections", "10K"}, "--max-connections"},
+	        {{"--max-connections", "1.5"}, "--max-connections"},
+	        {{"--max-connections", "ten"}, "--max-connections"},
+	        {{"--frame-timeout-ms", "5s"}, "--frame-timeout-ms"},
+	        {{"--log-level", "loud"}, "--log-level"},
+	        {{"--log-level", "INFO"}, "--log-level"},
+	        {{"--log-level="}, "--log-level"},
 	};
 	check_refused(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -238,14 +238,14 @@ Test(config, values_that_are_not_numbers)
 Test(config, unknown_options_and_arguments)
 {
 	static const struct bad_case cases[] = {
-	    {{"--bogus", "1"}, "--bogus"},
-	    {{"--bogus=1"}, "--bogus"},
-	    {{"--map"}, "--map"},
-	    {{"--map-size-x", "1G"}, "--map-size-x"},
-	    {{"--MAP-SIZE", "1G"}, "--MAP-SIZE"},
-	    {{"-m", "1G"}, "-m"},
-	    {{"stray"}, "stray"},
-	    {{"--max-frame", "8K", "extra"}, "extra"},
+	        {{"--bogus", "1"}, "--bogus"},
+	        {{"--bogus=1"}, "--bogus"},
+	        {{"--map"}, "--map"},
+	        {{"--map-size-x", "1G"}, "--map-size-x"},
+	        {{"--MAP-SIZE", "1G"}, "--MAP-SIZE"},
+	        {{"-m", "1G"}, "-m"},
+	        {{"stray"}, "stray"},
+	        {{"--max-frame", "8K", "extra"}, "extra"},
 	};
 	check_refused(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -253,15 +253,15 @@ Test(config, unknown_options_and_arguments)
 Test(config, missing_value)
 {
 	static const struct bad_case cases[] = {
-	    {{"--map-size"}, "--map-size"},
-	    {{"--listen"}, "--listen"},
-	    {{"--max-frame", "8K", "--log-level"}, "--log-level"},
+	        {{"--map-size"}, "--map-size"},
+	        {{"--listen"}, "--listen"},
+	        {{"--max-frame", "8K", "--log-level"}, "--log-level"},
 	};
 	check_refused(cases, sizeof(cases) / sizeof(cases[0]));
 	/* An option where the value belongs is taken as the value, and
 	 * refused as one. */
 	static const struct bad_case swallowed[] = {
-	    {{"--max-frame", "--map-size", "1G"}, "--max-frame"},
+	        {{"--max-frame", "--map-size", "1G"}, "--max-frame"},
 	};
 	check_refused(swallowed, 1);
 }
@@ -319,21 +319,21 @@ Test(config, usage_lists_every_option_with_its_default)
 	config_usage(f);
 	fclose(f);
 	static const char *const names[] = {
-	    "--listen",
-	    "--data-dir",
-	    "--port-file",
-	    "--map-size",
-	    "--max-frame",
-	    "--max-connections",
-	    "--max-read-count",
-	    "--max-append-events",
-	    "--max-output-per-connection",
-	    "--max-inflight",
-	    "--frame-timeout-ms",
-	    "--shutdown-timeout-ms",
-	    "--log-level",
-	    "--help",
-	    "--version",
+	        "--listen",
+	        "--data-dir",
+	        "--port-file",
+	        "--map-size",
+	        "--max-frame",
+	        "--max-connections",
+	        "--max-read-count",
+	        "--max-append-events",
+	        "--max-output-per-connection",
+	        "--max-inflight",
+	        "--frame-timeout-ms",
+	        "--shutdown-timeout-ms",
+	        "--log-level",
+	        "--help",
+	        "--version",
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		cr_assert_not_null(strstr(text, names[i]), "usage lacks %s", names[i]);

@@ -79,12 +79,12 @@ static void build(const struct append *a, uint8_t ids[MAX_BATCH][16], char texts
 		event_id(a, i, ids[i]);
 		event_data(a, i, texts[i], sizeof(texts[i]));
 		evs[i] = (struct wb_new_event){
-		    .id = ids[i],
-		    .type = "Load",
-		    .data = texts[i],
-		    .data_len = strlen(texts[i]),
-		    .metadata = texts[i],
-		    .metadata_len = 3,
+		        .id = ids[i],
+		        .type = "Load",
+		        .data = texts[i],
+		        .data_len = strlen(texts[i]),
+		        .metadata = texts[i],
+		        .metadata_len = 3,
 		};
 	}
 }
@@ -218,9 +218,9 @@ static void verify(struct wb_client *c, uint32_t upto_cycle)
 			continue;
 		}
 		unsigned y, t, s, i, k;
-		cr_assert_eq(
-		    sscanf((const char *)e->data, "c=%u t=%u s=%u i=%u n=%u", &y, &t, &s, &i, &k),
-		    5, "position %zu holds \"%s\"", p + 1, (const char *)e->data);
+		cr_assert_eq(sscanf((const char *)e->data, "c=%u t=%u s=%u i=%u n=%u", &y, &t, &s,
+		                    &i, &k),
+		             5, "position %zu holds \"%s\"", p + 1, (const char *)e->data);
 		struct append *a = lookup(y, t, s);
 		cr_assert_not_null(a, "position %zu holds an append never sent", p + 1);
 		cr_assert_eq(i, 0, "position %zu starts inside append c%u/t%u/s%u: half an append",

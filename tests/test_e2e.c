@@ -57,12 +57,12 @@ static void make_id(uint8_t id[16], uint8_t tag, uint32_t a, uint32_t b)
 static struct wb_new_event text_event(const char *type, const char *text, const uint8_t *id)
 {
 	struct wb_new_event e = {
-	    .id = id,
-	    .type = type,
-	    .data = text,
-	    .data_len = strlen(text),
-	    .metadata = NULL,
-	    .metadata_len = 0,
+	        .id = id,
+	        .type = type,
+	        .data = text,
+	        .data_len = strlen(text),
+	        .metadata = NULL,
+	        .metadata_len = 0,
 	};
 	return e;
 }
@@ -698,9 +698,9 @@ struct spec {
 };
 
 static const struct spec all_specs[] = {
-    {"order-1", "Created"}, {"order-2", "Created"},   {"user-1", "Created"},
-    {"order-1", "Updated"}, {"orderbook", "Created"}, {"order-2", "Deleted"},
-    {"user-1", "Renamed"},  {"order-1", "Updated"},   {"order-10", "Created"},
+        {"order-1", "Created"}, {"order-2", "Created"},   {"user-1", "Created"},
+        {"order-1", "Updated"}, {"orderbook", "Created"}, {"order-2", "Deleted"},
+        {"user-1", "Renamed"},  {"order-1", "Updated"},   {"order-10", "Created"},
 };
 #define NSPECS (sizeof(all_specs) / sizeof(all_specs[0]))
 enum { ALL_ROUNDS = 12 };
@@ -894,14 +894,22 @@ Test(e2e, data_and_metadata_round_trip)
 	for (int i = 0; i < 300; i++)
 		meta[i] = (uint8_t)(255 - i % 256);
 	struct wb_new_event evs[4] = {
-	    {.type = "Bin", .data = bin, .data_len = 256, .metadata = meta, .metadata_len = 300},
-	    {.type = "Empty", .data = NULL, .data_len = 0, .metadata = NULL, .metadata_len = 0},
-	    {.type = "Nul", .data = "\0\0\0", .data_len = 3, .metadata = "\0", .metadata_len = 1},
-	    {.type = "ünïcödé ✓",
-	     .data = "text",
-	     .data_len = 4,
-	     .metadata = "{\"k\":1}",
-	     .metadata_len = 7},
+	        {.type = "Bin",
+	         .data = bin,
+	         .data_len = 256,
+	         .metadata = meta,
+	         .metadata_len = 300},
+	        {.type = "Empty", .data = NULL, .data_len = 0, .metadata = NULL, .metadata_len = 0},
+	        {.type = "Nul",
+	         .data = "\0\0\0",
+	         .data_len = 3,
+	         .metadata = "\0",
+	         .metadata_len = 1},
+	        {.type = "ünïcödé ✓",
+	         .data = "text",
+	         .data_len = 4,
+	         .metadata = "{\"k\":1}",
+	         .metadata_len = 7},
 	};
 	struct wb_append_result r;
 	cr_assert_eq(wb_append(c, "bytes/ストリーム", WB_EXPECT_ANY, 0, evs, 4, &r), 0, "%s",
@@ -919,8 +927,8 @@ Test(e2e, data_and_metadata_round_trip)
 			             "event %zu data differs", i);
 		if (evs[i].metadata_len > 0)
 			cr_assert_eq(
-			    memcmp(p.events[i].metadata, evs[i].metadata, evs[i].metadata_len), 0,
-			    "event %zu metadata differs", i);
+			        memcmp(p.events[i].metadata, evs[i].metadata, evs[i].metadata_len),
+			        0, "event %zu metadata differs", i);
 	}
 	wb_page_free(&p);
 	wb_close(c);
@@ -1050,8 +1058,8 @@ static void *worker_main(void *arg)
 			char stream[16];
 			snprintf(stream, sizeof(stream), "shared-%u",
 			         (next * 7 + w->index) % SHARED);
-			rc =
-			    wb_append_send(c, stream, WB_EXPECT_ANY, 0, evs, n, &slot_id[inflight]);
+			rc = wb_append_send(c, stream, WB_EXPECT_ANY, 0, evs, n,
+			                    &slot_id[inflight]);
 			if (rc != 0) {
 				snprintf(w->err, sizeof(w->err), "send: %s", wb_errmsg(c));
 				goto out;
@@ -1245,8 +1253,8 @@ Test(e2e, tiny_map_grows)
 	struct wb_new_event evs[PER];
 	for (int a = 0; a < APPENDS; a++) {
 		for (int i = 0; i < PER; i++)
-			evs[i] =
-			    (struct wb_new_event){.type = "Fill", .data = data, .data_len = SIZE};
+			evs[i] = (struct wb_new_event){
+			        .type = "Fill", .data = data, .data_len = SIZE};
 		memset(data, a, sizeof(data));
 		struct wb_append_result r;
 		int rc = wb_append(c, "fill", WB_EXPECT_ANY, 0, evs, PER, &r);

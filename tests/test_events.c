@@ -49,11 +49,11 @@ static const uint64_t T0 = 1700000000000000ull; /* a wall clock in µs */
 static struct ev_new ev(const uint8_t *id, const char *type, const char *data)
 {
 	return (struct ev_new){
-	    .id = id,
-	    .type = type,
-	    .type_len = strlen(type),
-	    .data = (const uint8_t *)data,
-	    .data_len = data != NULL ? strlen(data) : 0,
+	        .id = id,
+	        .type = type,
+	        .type_len = strlen(type),
+	        .data = (const uint8_t *)data,
+	        .data_len = data != NULL ? strlen(data) : 0,
 	};
 }
 
@@ -215,42 +215,42 @@ static void check_table(const struct name_case *cases, size_t n)
 Test(events, check_name_and_type_table)
 {
 	static const struct name_case cases[] = {
-	    {"orders-42", 0, true, "plain ASCII"},
-	    {"a b/c:d$e", 0, true, "punctuation and space"},
-	    {"\xC3\xA9t\xC3\xA9", 0, true, "2-byte sequences"},
-	    {"\xE2\x82\xAC", 0, true, "3-byte sequence (euro sign)"},
-	    {"\xF0\x9F\x98\x80", 0, true, "4-byte sequence (emoji)"},
-	    {"\xF4\x8F\xBF\xBF", 0, true, "U+10FFFF"},
-	    {"\xED\x9F\xBF", 0, true, "U+D7FF, just below the surrogates"},
-	    {"\xEE\x80\x80", 0, true, "U+E000, just above the surrogates"},
-	    {"\xC2\xA0", 0, true, "U+00A0, no-break space"},
-	    {"\xC0\xAF", 0, false, "overlong 2-byte '/'"},
-	    {"\xC1\xBF", 0, false, "overlong 2-byte"},
-	    {"\xE0\x80\xAF", 0, false, "overlong 3-byte '/'"},
-	    {"\xE0\x9F\xBF", 0, false, "overlong 3-byte U+07FF"},
-	    {"\xF0\x80\x80\xAF", 0, false, "overlong 4-byte '/'"},
-	    {"\xF0\x8F\xBF\xBF", 0, false, "overlong 4-byte U+FFFF"},
-	    {"\xED\xA0\x80", 0, false, "high surrogate U+D800"},
-	    {"\xED\xBF\xBF", 0, false, "low surrogate U+DFFF"},
-	    {"\xF4\x90\x80\x80", 0, false, "U+110000"},
-	    {"\xF5\x80\x80\x80", 0, false, "lead byte F5"},
-	    {"\xF8\x88\x80\x80\x80", 0, false, "5-byte form"},
-	    {"\xFE", 0, false, "byte FE"},
-	    {"\xFF", 0, false, "byte FF"},
-	    {"\x80", 0, false, "lone continuation byte"},
-	    {"a\xBF", 0, false, "continuation byte after ASCII"},
-	    {"\xC3", 0, false, "truncated 2-byte sequence"},
-	    {"a\xE2\x82", 0, false, "truncated 3-byte sequence"},
-	    {"\xF0\x9F\x98", 0, false, "truncated 4-byte sequence"},
-	    {"\xC3(", 0, false, "bad continuation"},
-	    {"\xE2\x28\xA1", 0, false, "bad continuation in 3-byte"},
-	    {"a\x01z", 0, false, "control char 0x01"},
-	    {"\x1F", 0, false, "control char 0x1F"},
-	    {"tab\there", 0, false, "tab"},
-	    {"line\nbreak", 0, false, "newline"},
-	    {"del\x7F", 0, false, "DEL"},
-	    {"a\0b", 3, false, "embedded NUL"},
-	    {"\x1B[31m", 0, false, "terminal escape"},
+	        {"orders-42", 0, true, "plain ASCII"},
+	        {"a b/c:d$e", 0, true, "punctuation and space"},
+	        {"\xC3\xA9t\xC3\xA9", 0, true, "2-byte sequences"},
+	        {"\xE2\x82\xAC", 0, true, "3-byte sequence (euro sign)"},
+	        {"\xF0\x9F\x98\x80", 0, true, "4-byte sequence (emoji)"},
+	        {"\xF4\x8F\xBF\xBF", 0, true, "U+10FFFF"},
+	        {"\xED\x9F\xBF", 0, true, "U+D7FF, just below the surrogates"},
+	        {"\xEE\x80\x80", 0, true, "U+E000, just above the surrogates"},
+	        {"\xC2\xA0", 0, true, "U+00A0, no-break space"},
+	        {"\xC0\xAF", 0, false, "overlong 2-byte '/'"},
+	        {"\xC1\xBF", 0, false, "overlong 2-byte"},
+	        {"\xE0\x80\xAF", 0, false, "overlong 3-byte '/'"},
+	        {"\xE0\x9F\xBF", 0, false, "overlong 3-byte U+07FF"},
+	        {"\xF0\x80\x80\xAF", 0, false, "overlong 4-byte '/'"},
+	        {"\xF0\x8F\xBF\xBF", 0, false, "overlong 4-byte U+FFFF"},
+	        {"\xED\xA0\x80", 0, false, "high surrogate U+D800"},
+	        {"\xED\xBF\xBF", 0, false, "low surrogate U+DFFF"},
+	        {"\xF4\x90\x80\x80", 0, false, "U+110000"},
+	        {"\xF5\x80\x80\x80", 0, false, "lead byte F5"},
+	        {"\xF8\x88\x80\x80\x80", 0, false, "5-byte form"},
+	        {"\xFE", 0, false, "byte FE"},
+	        {"\xFF", 0, false, "byte FF"},
+	        {"\x80", 0, false, "lone continuation byte"},
+	        {"a\xBF", 0, false, "continuation byte after ASCII"},
+	        {"\xC3", 0, false, "truncated 2-byte sequence"},
+	        {"a\xE2\x82", 0, false, "truncated 3-byte sequence"},
+	        {"\xF0\x9F\x98", 0, false, "truncated 4-byte sequence"},
+	        {"\xC3(", 0, false, "bad continuation"},
+	        {"\xE2\x28\xA1", 0, false, "bad continuation in 3-byte"},
+	        {"a\x01z", 0, false, "control char 0x01"},
+	        {"\x1F", 0, false, "control char 0x1F"},
+	        {"tab\there", 0, false, "tab"},
+	        {"line\nbreak", 0, false, "newline"},
+	        {"del\x7F", 0, false, "DEL"},
+	        {"a\0b", 3, false, "embedded NUL"},
+	        {"\x1B[31m", 0, false, "terminal escape"},
 	};
 	check_table(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -261,10 +261,10 @@ Test(events, check_name_and_type_table)
 Test(events, check_rejects_c1_control_characters)
 {
 	static const struct name_case cases[] = {
-	    {"a\xC2\x80", 0, false, "U+0080"},
-	    {"a\xC2\x85z", 0, false, "U+0085 NEL"},
-	    {"\302\23331m", 0, false, "U+009B CSI (octal: the next byte is a digit)"},
-	    {"\xC2\x9F", 0, false, "U+009F"},
+	        {"a\xC2\x80", 0, false, "U+0080"},
+	        {"a\xC2\x85z", 0, false, "U+0085 NEL"},
+	        {"\302\23331m", 0, false, "U+009B CSI (octal: the next byte is a digit)"},
+	        {"\xC2\x9F", 0, false, "U+009F"},
 	};
 	check_table(cases, sizeof(cases) / sizeof(cases[0]));
 }
@@ -451,24 +451,24 @@ static void check_expected(const char *stream, const struct exp_case *cases, siz
 Test(events, expected_version_matrix)
 {
 	static const struct exp_case absent[] = {
-	    {EV_EXPECT_ANY, 0, 0, 0},
-	    {EV_EXPECT_NO_STREAM, 0, 0, 0},
-	    {EV_EXPECT_EXISTS, 0, WB_WRONG_EXPECTED_VERSION, -1},
-	    {EV_EXPECT_EXACT, 0, WB_WRONG_EXPECTED_VERSION, -1},
-	    {EV_EXPECT_EXACT, 5, WB_WRONG_EXPECTED_VERSION, -1},
-	    {EV_EXPECT_EXACT, UINT64_MAX, WB_WRONG_EXPECTED_VERSION, -1},
-	    {(enum ev_expected)7, 0, WB_BAD_REQUEST, 0},
+	        {EV_EXPECT_ANY, 0, 0, 0},
+	        {EV_EXPECT_NO_STREAM, 0, 0, 0},
+	        {EV_EXPECT_EXISTS, 0, WB_WRONG_EXPECTED_VERSION, -1},
+	        {EV_EXPECT_EXACT, 0, WB_WRONG_EXPECTED_VERSION, -1},
+	        {EV_EXPECT_EXACT, 5, WB_WRONG_EXPECTED_VERSION, -1},
+	        {EV_EXPECT_EXACT, UINT64_MAX, WB_WRONG_EXPECTED_VERSION, -1},
+	        {(enum ev_expected)7, 0, WB_BAD_REQUEST, 0},
 	};
 	static const struct exp_case at2[] = {
-	    {EV_EXPECT_ANY, 0, 0, 0},
-	    {EV_EXPECT_NO_STREAM, 0, WB_WRONG_EXPECTED_VERSION, 2},
-	    {EV_EXPECT_EXISTS, 0, 0, 0},
-	    {EV_EXPECT_EXACT, 2, 0, 0},
-	    {EV_EXPECT_EXACT, 1, WB_WRONG_EXPECTED_VERSION, 2},
-	    {EV_EXPECT_EXACT, 3, WB_WRONG_EXPECTED_VERSION, 2},
-	    {EV_EXPECT_EXACT, 0, WB_WRONG_EXPECTED_VERSION, 2},
-	    {EV_EXPECT_EXACT, UINT64_MAX, WB_WRONG_EXPECTED_VERSION, 2},
-	    {(enum ev_expected)7, 0, WB_BAD_REQUEST, 0},
+	        {EV_EXPECT_ANY, 0, 0, 0},
+	        {EV_EXPECT_NO_STREAM, 0, WB_WRONG_EXPECTED_VERSION, 2},
+	        {EV_EXPECT_EXISTS, 0, 0, 0},
+	        {EV_EXPECT_EXACT, 2, 0, 0},
+	        {EV_EXPECT_EXACT, 1, WB_WRONG_EXPECTED_VERSION, 2},
+	        {EV_EXPECT_EXACT, 3, WB_WRONG_EXPECTED_VERSION, 2},
+	        {EV_EXPECT_EXACT, 0, WB_WRONG_EXPECTED_VERSION, 2},
+	        {EV_EXPECT_EXACT, UINT64_MAX, WB_WRONG_EXPECTED_VERSION, 2},
+	        {(enum ev_expected)7, 0, WB_BAD_REQUEST, 0},
 	};
 	append_n("other", 1);
 	check_expected("s", absent, sizeof(absent) / sizeof(absent[0]));
@@ -594,9 +594,9 @@ Test(events, idempotency_conflicts)
 	struct storage_txn *t = rtxn();
 	struct storage_val v;
 	for (unsigned i = 5; i <= 8; i++)
-		cr_assert_eq(
-		    storage_get(t, STORAGE_DB_EVENT_IDS, (struct storage_val){ids[i].b, 16}, &v),
-		    WB_E_NOTFOUND, "id %u is indexed", i);
+		cr_assert_eq(storage_get(t, STORAGE_DB_EVENT_IDS,
+		                         (struct storage_val){ids[i].b, 16}, &v),
+		             WB_E_NOTFOUND, "id %u is indexed", i);
 	storage_txn_abort(t);
 }
 
@@ -1053,7 +1053,8 @@ Test(events, nested_abort_leaves_counters_unchanged)
 	cr_assert_eq(ev_stream_info(txn, "new", 3, &info), WB_E_NOTFOUND);
 	struct storage_val v;
 	cr_assert_eq(
-	    storage_get(txn, STORAGE_DB_META, (struct storage_val){"next_stream_id", 14}, &v), 0);
+	        storage_get(txn, STORAGE_DB_META, (struct storage_val){"next_stream_id", 14}, &v),
+	        0);
 	cr_assert_eq(v.len, 8);
 	cr_assert_eq(get_u64(v.data), 2, "the aborted stream's id was not given back");
 
@@ -1152,17 +1153,17 @@ Test(events, decode_rejects_bad_headers)
 		uint32_t value;
 		const char *what;
 	} cases[] = {
-	    {0, 1, 0, "format 0"},
-	    {0, 1, 2, "format 2"},
-	    {1, 1, 7, "stream length one short"},
-	    {1, 1, 9, "stream length one long"},
-	    {1, 1, 255, "stream length 255"},
-	    {2, 2, 0xFFFF, "type length 65535"},
-	    {2, 2, 0, "type length 0"},
-	    {4, 4, 0xFFFFFFFF, "data length 2^32-1"},
-	    {4, 4, 14, "data length one long"},
-	    {8, 4, 0xFFFFFFFF, "metadata length 2^32-1"},
-	    {8, 4, 0x80000000, "metadata length 2^31"},
+	        {0, 1, 0, "format 0"},
+	        {0, 1, 2, "format 2"},
+	        {1, 1, 7, "stream length one short"},
+	        {1, 1, 9, "stream length one long"},
+	        {1, 1, 255, "stream length 255"},
+	        {2, 2, 0xFFFF, "type length 65535"},
+	        {2, 2, 0, "type length 0"},
+	        {4, 4, 0xFFFFFFFF, "data length 2^32-1"},
+	        {4, 4, 14, "data length one long"},
+	        {8, 4, 0xFFFFFFFF, "metadata length 2^32-1"},
+	        {8, 4, 0x80000000, "metadata length 2^31"},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		memcpy(bad, rec, len);

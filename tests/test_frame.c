@@ -65,7 +65,7 @@ static size_t drain(const uint8_t *buf, size_t len, size_t *next)
 		uint32_t plen = 0xDEADBEEF;
 		size_t used = 0;
 		enum frame_status st =
-		    frame_decode(buf + pos, len - pos, LIMIT, &payload, &plen, &used);
+		        frame_decode(buf + pos, len - pos, LIMIT, &payload, &plen, &used);
 		if (st == FRAME_AGAIN)
 			return pos;
 		cr_assert_eq(st, FRAME_OK, "status %d at offset %zu of %zu", st, pos, len);
@@ -333,11 +333,11 @@ Test(wire, pack_frame_of_an_empty_message)
 Test(wire, unpack_rejects_garbage)
 {
 	static const uint8_t garbage[][8] = {
-	    {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}, /* endless varint */
-	    {0x22, 0x7F, 0, 0, 0, 0, 0, 0}, /* append_events longer than the buffer */
-	    {0x0F, 0, 0, 0, 0, 0, 0, 0},    /* wire type 7 */
-	    {0x0B, 0, 0, 0, 0, 0, 0, 0},    /* a start-group tag */
-	    {0x00, 0, 0, 0, 0, 0, 0, 0},    /* field number 0 */
+	        {0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF}, /* endless varint */
+	        {0x22, 0x7F, 0, 0, 0, 0, 0, 0}, /* append_events longer than the buffer */
+	        {0x0F, 0, 0, 0, 0, 0, 0, 0},    /* wire type 7 */
+	        {0x0B, 0, 0, 0, 0, 0, 0, 0},    /* a start-group tag */
+	        {0x00, 0, 0, 0, 0, 0, 0, 0},    /* field number 0 */
 	};
 
 	for (size_t i = 0; i < sizeof(garbage) / sizeof(garbage[0]); i++) {
@@ -435,7 +435,7 @@ Test(wire, unpack_response_round_trip)
 	uint8_t *buf = wire_pack_frame(&resp.base, &len);
 	cr_assert_not_null(buf);
 	Whizbang__V1__Response *r =
-	    wire_unpack_response(buf + FRAME_HEADER, len - FRAME_HEADER, BIG_BUDGET);
+	        wire_unpack_response(buf + FRAME_HEADER, len - FRAME_HEADER, BIG_BUDGET);
 	cr_assert_not_null(r);
 	cr_assert_eq(r->id, 9);
 	cr_assert_not_null(r->error);
@@ -457,39 +457,43 @@ struct raw_case {
 };
 
 static const struct raw_case raw_cases[] = {
-    /* append_events { stream: "a\0b" } */
-    {"NUL in AppendEvents.stream", {0x22, 5, 0x0A, 3, 'a', 0, 'b'}, 7, WB_BAD_REQUEST, "stream"},
-    /* append_events { events { type: C0 AF (overlong '/') } } */
-    {"overlong UTF-8 in NewEvent.type",
-     {0x22, 6, 0x22, 4, 0x12, 2, 0xC0, 0xAF},
-     8,
-     WB_BAD_REQUEST,
-     "type"},
-    /* append_events { events { type: "ok" data: 00 FF C0 } } */
-    {"NUL and bad UTF-8 in bytes are fine",
-     {0x22, 11, 0x22, 9, 0x12, 2, 'o', 'k', 0x1A, 3, 0x00, 0xFF, 0xC0},
-     13,
-     0,
-     NULL},
-    /* hello { client_name: ED A0 80 (a surrogate) } */
-    {"surrogate in Hello.client_name",
-     {0x12, 5, 0x12, 3, 0xED, 0xA0, 0x80},
-     7,
-     WB_BAD_REQUEST,
-     "client_name"},
-    /* read_all { event_types: "A" event_types: "\0" } */
-    {"NUL in the second ReadAll.event_types",
-     {0x32, 6, 0x2A, 1, 'A', 0x2A, 1, 0},
-     8,
-     WB_BAD_REQUEST,
-     "event_types"},
-    /* get_stream_info { stream: "\xC3\xA9" } */
-    {"valid 2-byte UTF-8", {0x3A, 4, 0x0A, 2, 0xC3, 0xA9}, 6, 0, NULL},
-    /* read_stream { stream: E2 82 (truncated 3-byte sequence) } */
-    {"truncated UTF-8 sequence", {0x2A, 4, 0x0A, 2, 0xE2, 0x82}, 6, WB_BAD_REQUEST, "UTF-8"},
-    /* field 15, length-delimited, unknown to Request: not looked into */
-    {"unknown field with NUL", {0x7A, 2, 0, 0xFF, 0x08, 1}, 6, 0, NULL},
-    {"empty message", {0}, 0, 0, NULL},
+        /* append_events { stream: "a\0b" } */
+        {"NUL in AppendEvents.stream",
+         {0x22, 5, 0x0A, 3, 'a', 0, 'b'},
+         7,
+         WB_BAD_REQUEST,
+         "stream"},
+        /* append_events { events { type: C0 AF (overlong '/') } } */
+        {"overlong UTF-8 in NewEvent.type",
+         {0x22, 6, 0x22, 4, 0x12, 2, 0xC0, 0xAF},
+         8,
+         WB_BAD_REQUEST,
+         "type"},
+        /* append_events { events { type: "ok" data: 00 FF C0 } } */
+        {"NUL and bad UTF-8 in bytes are fine",
+         {0x22, 11, 0x22, 9, 0x12, 2, 'o', 'k', 0x1A, 3, 0x00, 0xFF, 0xC0},
+         13,
+         0,
+         NULL},
+        /* hello { client_name: ED A0 80 (a surrogate) } */
+        {"surrogate in Hello.client_name",
+         {0x12, 5, 0x12, 3, 0xED, 0xA0, 0x80},
+         7,
+         WB_BAD_REQUEST,
+         "client_name"},
+        /* read_all { event_types: "A" event_types: "\0" } */
+        {"NUL in the second ReadAll.event_types",
+         {0x32, 6, 0x2A, 1, 'A', 0x2A, 1, 0},
+         8,
+         WB_BAD_REQUEST,
+         "event_types"},
+        /* get_stream_info { stream: "\xC3\xA9" } */
+        {"valid 2-byte UTF-8", {0x3A, 4, 0x0A, 2, 0xC3, 0xA9}, 6, 0, NULL},
+        /* read_stream { stream: E2 82 (truncated 3-byte sequence) } */
+        {"truncated UTF-8 sequence", {0x2A, 4, 0x0A, 2, 0xE2, 0x82}, 6, WB_BAD_REQUEST, "UTF-8"},
+        /* field 15, length-delimited, unknown to Request: not looked into */
+        {"unknown field with NUL", {0x7A, 2, 0, 0xFF, 0x08, 1}, 6, 0, NULL},
+        {"empty message", {0}, 0, 0, NULL},
 };
 
 Test(wire, check_strings_table)
@@ -540,9 +544,9 @@ Test(wire, check_strings_accepts_packed_requests_and_refuses_truncations)
 	cr_assert_not_null(frame);
 	const uint8_t *payload = frame + FRAME_HEADER;
 	size_t plen = len - FRAME_HEADER;
-	cr_assert_eq(
-	    wire_check_strings(&whizbang__v1__request__descriptor, payload, plen, msg, sizeof(msg)),
-	    0, "%s", msg);
+	cr_assert_eq(wire_check_strings(&whizbang__v1__request__descriptor, payload, plen, msg,
+	                                sizeof(msg)),
+	             0, "%s", msg);
 
 	Whizbang__V1__Request id_only = WHIZBANG__V1__REQUEST__INIT;
 	id_only.id = req.id;
@@ -574,7 +578,7 @@ struct code_row {
 
 static const struct code_row table[] = {
 #define ROW(name, value, text) {value, #name, text},
-    WB_ERRORS(ROW)
+        WB_ERRORS(ROW)
 #undef ROW
 };
 #define NCODES (sizeof(table) / sizeof(table[0]))
@@ -616,7 +620,7 @@ Test(wb_error, wire_codes_match_the_proto_enum)
 			continue;
 		wire++;
 		const ProtobufCEnumValue *v =
-		    protobuf_c_enum_descriptor_get_value(d, table[i].value);
+		        protobuf_c_enum_descriptor_get_value(d, table[i].value);
 		cr_assert_not_null(v, "%s (%d) is not in the .proto", table[i].name,
 		                   table[i].value);
 		cr_assert_str_eq(v->name, table[i].name);

@@ -402,8 +402,8 @@ Test(storage, misuse_is_inval)
 	static const uint8_t long_key[600];
 	wr = begin(s, NULL, 0);
 	cr_assert_eq(
-	    storage_put(wr, STORAGE_DB_META, span(long_key, sizeof(long_key)), str("x"), 0),
-	    WB_E_INVAL, "a key longer than LMDB's 511 bytes");
+	        storage_put(wr, STORAGE_DB_META, span(long_key, sizeof(long_key)), str("x"), 0),
+	        WB_E_INVAL, "a key longer than LMDB's 511 bytes");
 	cr_assert_eq(storage_put(wr, STORAGE_DB_META, span(long_key, 511), str("x"), 0), 0);
 	storage_txn_abort(wr);
 

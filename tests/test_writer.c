@@ -186,7 +186,7 @@ static bool op_stored(const struct test_op *op)
 		struct storage_val v;
 		key_of(op->id, j, key, sizeof(key));
 		int rc =
-		    storage_get(t, STORAGE_DB_META, (struct storage_val){key, strlen(key)}, &v);
+		        storage_get(t, STORAGE_DB_META, (struct storage_val){key, strlen(key)}, &v);
 		if (rc == WB_E_NOTFOUND)
 			continue;
 		cr_assert_eq(rc, 0);

@@ -50,13 +50,13 @@ static void check_append(const Whizbang__V1__AppendEvents *a)
 		if (e->id.len != 0 && e->id.len != EV_ID_LEN)
 			break;
 		evs[i] = (struct ev_new){
-		    .id = e->id.len == EV_ID_LEN ? e->id.data : NULL,
-		    .type = e->type,
-		    .type_len = tlen,
-		    .data = e->data.data,
-		    .data_len = e->data.len,
-		    .meta = e->metadata.data,
-		    .meta_len = e->metadata.len,
+		        .id = e->id.len == EV_ID_LEN ? e->id.data : NULL,
+		        .type = e->type,
+		        .type_len = tlen,
+		        .data = e->data.data,
+		        .data_len = e->data.len,
+		        .meta = e->metadata.data,
+		        .meta_len = e->metadata.len,
 		};
 		/* Touch every byte the writer would copy, so that a span that
 		 * lies about its length shows up under the sanitizers. */
@@ -95,15 +95,15 @@ static size_t ref_seq(const uint8_t *s, size_t n)
 		uint8_t hi[4];
 		size_t len;
 	} rows[] = {
-	    {{0x00}, {0x7F}, 1},
-	    {{0xC2, 0x80}, {0xDF, 0xBF}, 2},
-	    {{0xE0, 0xA0, 0x80}, {0xE0, 0xBF, 0xBF}, 3},
-	    {{0xE1, 0x80, 0x80}, {0xEC, 0xBF, 0xBF}, 3},
-	    {{0xED, 0x80, 0x80}, {0xED, 0x9F, 0xBF}, 3},
-	    {{0xEE, 0x80, 0x80}, {0xEF, 0xBF, 0xBF}, 3},
-	    {{0xF0, 0x90, 0x80, 0x80}, {0xF0, 0xBF, 0xBF, 0xBF}, 4},
-	    {{0xF1, 0x80, 0x80, 0x80}, {0xF3, 0xBF, 0xBF, 0xBF}, 4},
-	    {{0xF4, 0x80, 0x80, 0x80}, {0xF4, 0x8F, 0xBF, 0xBF}, 4},
+	        {{0x00}, {0x7F}, 1},
+	        {{0xC2, 0x80}, {0xDF, 0xBF}, 2},
+	        {{0xE0, 0xA0, 0x80}, {0xE0, 0xBF, 0xBF}, 3},
+	        {{0xE1, 0x80, 0x80}, {0xEC, 0xBF, 0xBF}, 3},
+	        {{0xED, 0x80, 0x80}, {0xED, 0x9F, 0xBF}, 3},
+	        {{0xEE, 0x80, 0x80}, {0xEF, 0xBF, 0xBF}, 3},
+	        {{0xF0, 0x90, 0x80, 0x80}, {0xF0, 0xBF, 0xBF, 0xBF}, 4},
+	        {{0xF1, 0x80, 0x80, 0x80}, {0xF3, 0xBF, 0xBF, 0xBF}, 4},
+	        {{0xF4, 0x80, 0x80, 0x80}, {0xF4, 0x8F, 0xBF, 0xBF}, 4},
 	};
 	for (size_t r = 0; r < sizeof(rows) / sizeof(rows[0]); r++) {
 		if (s[0] < rows[r].lo[0] || s[0] > rows[r].hi[0])
@@ -251,7 +251,7 @@ static size_t consume(const uint8_t *buf, size_t len, struct outcome *o, bool ha
 		uint32_t plen = 0;
 		size_t used;
 		enum frame_status st =
-		    frame_decode(buf + pos, len - pos, MAX_FRAME, &payload, &plen, &used);
+		        frame_decode(buf + pos, len - pos, MAX_FRAME, &payload, &plen, &used);
 		if (st == FRAME_AGAIN)
 			break;
 		if (st == FRAME_ERROR) {
