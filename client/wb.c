@@ -937,7 +937,7 @@ int wb_send(struct wb_client *c, Whizbang__V1__Request *req, uint64_t *id)
 		return rc;
 	if (req == NULL)
 		return fail(c, WB_E_INVAL, "wb_send: req is NULL");
-	uint64_t sent;
+	uint64_t sent = 0;
 	rc = queue(c, req, &sent);
 	if (rc != 0)
 		return rc;

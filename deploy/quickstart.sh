@@ -5,6 +5,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 sh deploy/install-deps.sh
-[ -f build/build.ninja ] || meson setup build --buildtype=release >/dev/null
-ninja -C build >/dev/null
+# The same build directory and build type (-O2 -g) the tests and the
+# benchmarks use; only the server and the CLI are built here.
+[ -f build/build.ninja ] || meson setup build >/dev/null
+ninja -C build server/whizbangd client/whizbang
 exec build/server/whizbangd --listen 127.0.0.1:7411 --data-dir ./whizbang-data "$@"
