@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "utf8.h"
 #include "wb.h"
 #include "wb_version.h"
 
@@ -75,59 +76,9 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 
 /* ---------------------------------------------------------------- text and JSON output */
 
-/* Decodes one UTF-8 code point from s[0..n): its length, or 0 when the bytes
- * there are not valid UTF-8 (overlong forms, surrogates and values above
- * U+10FFFF are invalid). */
-static size_t utf8_next(const uint8_t *s, size_t n, uint32_t *cp)
-{
-	static const uint32_t min_of[5] = {0, 0, 0x80, 0x800, 0x10000};
-	uint8_t b = s[0];
-	size_t len;
-	uint32_t v;
-	if (b < 0x80) {
-		*cp = b;
-		return 1;
-	}
-	if ((b & 0xe0) == 0xc0) {
-		len = 2;
-		v = b & 0x1fu;
-	} else if ((b & 0xf0) == 0xe0) {
-		len = 3;
-		v = b & 0x0fu;
-	} else if ((b & 0xf8) == 0xf0) {
-		len = 4;
-		v = b & 0x07u;
-	} else {
-		return 0;
-	}
-	if (n < len)
-		return 0;
-	for (size_t i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		v = v << 6 | (s[i] & 0x3fu);
-	}
-	if (v < min_of[len] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
-		return 0;
-	*cp = v;
-	return len;
-}
-
 static bool is_control(uint32_t cp)
 {
 	return cp < 0x20 || cp == 0x7f || (cp >= 0x80 && cp < 0xa0);
-}
-
-static bool utf8_valid(const uint8_t *s, size_t n)
-{
-	uint32_t cp;
-	for (size_t i = 0; i < n;) {
-		size_t k = utf8_next(s + i, n - i, &cp);
-		if (k == 0)
-			return false;
-		i += k;
-	}
-	return true;
 }
 
 /* Valid UTF-8 without control characters other than tab and line breaks. */
@@ -135,7 +86,7 @@ static bool printable(const uint8_t *s, size_t n)
 {
 	uint32_t cp;
 	for (size_t i = 0; i < n;) {
-		size_t k = utf8_next(s + i, n - i, &cp);
+		size_t k = utf8_decode(s + i, n - i, &cp);
 		if (k == 0 || (is_control(cp) && cp != '\t' && cp != '\n' && cp != '\r'))
 			return false;
 		i += k;
@@ -154,7 +105,7 @@ static void put_text(const uint8_t *s, size_t n, size_t max)
 			return;
 		}
 		uint32_t cp;
-		size_t k = utf8_next(s + i, n - i, &cp);
+		size_t k = utf8_decode(s + i, n - i, &cp);
 		if (k == 0) {
 			printf("\\x%02x", s[i]);
 			i++;
@@ -204,7 +155,7 @@ static void json_str(const uint8_t *s, size_t n)
 	putchar('"');
 	for (size_t i = 0; i < n;) {
 		uint32_t cp;
-		size_t k = utf8_next(s + i, n - i, &cp);
+		size_t k = utf8_decode(s + i, n - i, &cp);
 		if (k == 0) {
 			fputs("\\ufffd", stdout);
 			i++;
@@ -277,7 +228,7 @@ static void base64(const uint8_t *s, size_t n)
 /* ,"key":"text" when the bytes are UTF-8, else ,"key_base64":"..." */
 static void json_bytes(const char *key, const uint8_t *s, size_t n)
 {
-	if (utf8_valid(s, n)) {
+	if (utf8_valid((const char *)s, n, NULL)) {
 		printf(",\"%s\":", key);
 		json_str(s, n);
 	} else {

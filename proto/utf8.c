@@ -1,14 +1,16 @@
 #include "utf8.h"
 
-size_t utf8_seq(const unsigned char *s, size_t n)
+size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp_out)
 {
 	unsigned c = s[0];
 	size_t len;
-	unsigned min;
-	unsigned cp;
+	uint32_t min;
+	uint32_t cp;
 
-	if (c < 0x80)
+	if (c < 0x80) {
+		*cp_out = c;
 		return 1;
+	}
 	if (c >= 0xC2 && c <= 0xDF) {
 		len = 2;
 		min = 0x80;
@@ -33,7 +35,14 @@ size_t utf8_seq(const unsigned char *s, size_t n)
 	}
 	if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
 		return 0;
+	*cp_out = cp;
 	return len;
+}
+
+size_t utf8_seq(const unsigned char *s, size_t n)
+{
+	uint32_t cp;
+	return utf8_decode(s, n, &cp);
 }
 
 bool utf8_valid(const char *s, size_t n, size_t *bad)

@@ -5,9 +5,14 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-/* Returns the length (1-4) of the valid UTF-8 sequence at the start of
- * s[0..n), n >= 1, or 0 when it is not valid. */
+/* Decodes the UTF-8 sequence at the start of s[0..n), n >= 1: returns its
+ * length (1-4) and writes the code point to *cp, or returns 0 when the
+ * bytes there are not valid UTF-8. */
+size_t utf8_decode(const unsigned char *s, size_t n, uint32_t *cp);
+
+/* The length of the valid sequence at the start of s[0..n), or 0. */
 size_t utf8_seq(const unsigned char *s, size_t n);
 
 /* Returns true when s[0..n) is valid UTF-8; otherwise false, with the

@@ -35,6 +35,7 @@
 #include "frame.h"
 #include "log.h"
 #include "storage.h"
+#include "validate.h"
 #include "wb_version.h"
 #include "wire.h"
 #include "writer.h"
@@ -44,8 +45,6 @@ typedef Whizbang__V1__Response Response;
 
 /* Bytes of envelope allowed for around the events of a read answer. */
 #define READ_ENVELOPE 4096u
-/* Most event types one ReadAll may filter on. */
-#define MAX_FILTER_TYPES 64u
 /* Events a filtered ReadAll examines per page at most. */
 #define MAX_EXAMINED 10000u
 
@@ -572,34 +571,17 @@ static void handle_read_stream(struct conn *c, uint64_t id, const Whizbang__V1__
 static void handle_read_all(struct conn *c, uint64_t id, const Whizbang__V1__ReadAll *r)
 {
 	struct srv *srv = c->srv;
-	size_t type_lens[MAX_FILTER_TYPES];
+	size_t type_lens[VALIDATE_MAX_FILTER_TYPES];
+	struct ev_filter filter;
 	char why[256];
 
-	if (r->n_event_types > MAX_FILTER_TYPES) {
-		send_error(c, id, WB_BAD_REQUEST, "%zu event types given: at most %u may be",
-		           r->n_event_types, MAX_FILTER_TYPES);
+	if (validate_read_all(r, type_lens, &filter, why, sizeof(why)) != 0) {
+		send_error(c, id, WB_BAD_REQUEST, "%s", why);
 		return;
 	}
-	for (size_t i = 0; i < r->n_event_types; i++) {
-		type_lens[i] = strlen(r->event_types[i]);
-		if (ev_check_type(r->event_types[i], type_lens[i], why, sizeof(why)) != 0) {
-			send_error(c, id, WB_BAD_REQUEST, "event_types[%zu]: %s", i, why);
-			return;
-		}
-	}
-	struct ev_filter filter = {
-	        .prefix = r->stream_prefix,
-	        .prefix_len = strlen(r->stream_prefix),
-	        .types = (const char *const *)r->event_types,
-	        .type_lens = type_lens,
-	        .ntypes = r->n_event_types,
-	        .max_examined = MAX_EXAMINED,
-	};
-	if (filter.prefix_len > EV_STREAM_MAX) {
-		send_error(c, id, WB_BAD_REQUEST, "the stream prefix is %zu bytes: at most %u",
-		           filter.prefix_len, EV_STREAM_MAX);
-		return;
-	}
+	/* An unfiltered page examines exactly what it returns; a filtered one
+	 * is bounded so a selective filter cannot stall the loop. */
+	filter.max_examined = MAX_EXAMINED;
 	if (filter.prefix_len == 0 && filter.ntypes == 0)
 		filter.max_examined = 0;
 	struct storage_txn *txn;
@@ -702,68 +684,20 @@ static bool handle_append(struct conn *c, Request *req)
 	const Whizbang__V1__AppendEvents *a = req->append_events;
 	uint64_t id = req->id;
 	char why[256];
-	size_t slen = strlen(a->stream);
+	struct ev_new *evs;
+	size_t bytes;
 
-	if (ev_check_stream_name(a->stream, slen, why, sizeof(why)) != 0) {
-		send_error(c, id, WB_BAD_REQUEST, "%s", why);
-		return false;
-	}
-	if (a->n_events == 0) {
-		send_error(c, id, WB_BAD_REQUEST, "an append needs at least one event");
-		return false;
-	}
-	if (a->n_events > srv->cfg.max_append_events) {
-		send_error(c, id, WB_BAD_REQUEST,
-		           "the append holds %zu events: at most %llu are allowed "
-		           "(--max-append-events); split it",
-		           a->n_events, (unsigned long long)srv->cfg.max_append_events);
-		return false;
-	}
-	if ((unsigned)a->expected > WHIZBANG__V1__EXPECTED_VERSION__EXACT) {
-		send_error(c, id, WB_BAD_REQUEST, "unknown expected-version kind %d",
-		           (int)a->expected);
+	int rc = validate_append(a, srv->cfg.max_append_events, srv->max_event_size, &evs, &bytes,
+	                         why, sizeof(why));
+	if (rc != 0) {
+		send_error(c, id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc, "%s", why);
 		return false;
 	}
 	struct append_op *op = calloc(1, sizeof(*op));
-	struct ev_new *evs = calloc(a->n_events, sizeof(*evs));
-	if (op == NULL || evs == NULL) {
-		free(op);
+	if (op == NULL) {
 		free(evs);
 		send_error(c, id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return false;
-	}
-	size_t bytes = 0;
-	for (size_t i = 0; i < a->n_events; i++) {
-		const Whizbang__V1__NewEvent *e = a->events[i];
-		size_t tlen = strlen(e->type);
-		if (ev_check_type(e->type, tlen, why, sizeof(why)) != 0) {
-			send_error(c, id, WB_BAD_REQUEST, "event %zu: %s", i, why);
-			goto err_after_alloc;
-		}
-		if (e->id.len != 0 && e->id.len != EV_ID_LEN) {
-			send_error(c, id, WB_BAD_REQUEST,
-			           "event %zu: the id is %zu bytes: give 16 bytes or none", i,
-			           e->id.len);
-			goto err_after_alloc;
-		}
-		size_t size = slen + tlen + e->data.len + e->metadata.len;
-		if (size > srv->max_event_size) {
-			send_error(c, id, WB_BAD_REQUEST,
-			           "event %zu is %zu bytes (stream name, type, data and metadata): "
-			           "at most %u are allowed",
-			           i, size, srv->max_event_size);
-			goto err_after_alloc;
-		}
-		evs[i] = (struct ev_new){
-		        .id = e->id.len == EV_ID_LEN ? e->id.data : NULL,
-		        .type = e->type,
-		        .type_len = tlen,
-		        .data = e->data.data,
-		        .data_len = e->data.len,
-		        .meta = e->metadata.data,
-		        .meta_len = e->metadata.len,
-		};
-		bytes += size + EV_RECORD_HEADER + 64;
 	}
 	op->base.apply = append_apply;
 	op->base.size_hint = bytes;
@@ -776,11 +710,6 @@ static bool handle_append(struct conn *c, Request *req)
 	srv->inflight++;
 	writer_submit(srv->writer, &op->base);
 	return true;
-
-err_after_alloc:
-	free(evs);
-	free(op);
-	return false;
 }
 
 static void answer_append(struct srv *srv, struct append_op *op)

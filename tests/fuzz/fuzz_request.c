@@ -20,70 +20,53 @@
 #include "events.h"
 #include "frame.h"
 #include "utf8.h"
+#include "validate.h"
 #include "wire.h"
 
 /* The server's limit in this harness; larger inputs exercise FRAME_ERROR. */
 #define MAX_FRAME (64u * 1024u)
-/* The server refuses more filter types than this (server/srv.c). */
-#define MAX_FILTER_TYPES 64u
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* The checks srv.c makes before it accepts an append. */
+/* The checks the server makes before it accepts an append (validate.c),
+ * then a touch of every byte the writer would copy, so that a view that
+ * lies about its length shows up under the sanitizers. */
 static void check_append(const Whizbang__V1__AppendEvents *a)
 {
 	char why[256];
-	size_t slen = strlen(a->stream);
+	struct ev_new *evs;
+	size_t hint;
 
-	if (ev_check_stream_name(a->stream, slen, why, sizeof(why)) != 0)
+	if (validate_append(a, UINT64_MAX, MAX_FRAME - 1024, &evs, &hint, why, sizeof(why)) != 0)
 		return;
-	if (a->n_events == 0 || (unsigned)a->expected > WHIZBANG__V1__EXPECTED_VERSION__EXACT)
-		return;
-	struct ev_new *evs = calloc(a->n_events, sizeof(*evs));
-	if (evs == NULL)
-		return;
+	volatile uint8_t sink = 0;
 	for (size_t i = 0; i < a->n_events; i++) {
-		const Whizbang__V1__NewEvent *e = a->events[i];
-		size_t tlen = strlen(e->type);
-		if (ev_check_type(e->type, tlen, why, sizeof(why)) != 0)
-			break;
-		if (e->id.len != 0 && e->id.len != EV_ID_LEN)
-			break;
-		evs[i] = (struct ev_new){
-		        .id = e->id.len == EV_ID_LEN ? e->id.data : NULL,
-		        .type = e->type,
-		        .type_len = tlen,
-		        .data = e->data.data,
-		        .data_len = e->data.len,
-		        .meta = e->metadata.data,
-		        .meta_len = e->metadata.len,
-		};
-		/* Touch every byte the writer would copy, so that a span that
-		 * lies about its length shows up under the sanitizers. */
-		volatile uint8_t sink = 0;
 		for (size_t k = 0; k < evs[i].data_len; k++)
 			sink ^= evs[i].data[k];
 		for (size_t k = 0; k < evs[i].meta_len; k++)
 			sink ^= evs[i].meta[k];
+		for (size_t k = 0; k < evs[i].type_len; k++)
+			sink ^= (uint8_t)evs[i].type[k];
 		if (evs[i].id != NULL)
 			for (size_t k = 0; k < EV_ID_LEN; k++)
 				sink ^= evs[i].id[k];
-		(void)sink;
 	}
+	(void)sink;
 	free(evs);
 }
 
 static void check_read_all(const Whizbang__V1__ReadAll *r)
 {
 	char why[256];
+	size_t type_lens[VALIDATE_MAX_FILTER_TYPES];
+	struct ev_filter filter;
 
-	if (r->n_event_types > MAX_FILTER_TYPES)
+	if (validate_read_all(r, type_lens, &filter, why, sizeof(why)) != 0)
 		return;
-	for (size_t i = 0; i < r->n_event_types; i++)
-		if (ev_check_type(r->event_types[i], strlen(r->event_types[i]), why, sizeof(why)) !=
-		    0)
-			return;
-	(void)strlen(r->stream_prefix);
+	volatile size_t sink = filter.prefix_len;
+	for (size_t i = 0; i < filter.ntypes; i++)
+		sink ^= (size_t)filter.types[i][filter.type_lens[i] - 1];
+	(void)sink;
 }
 
 /* Unicode 15, table 3-7: the well-formed UTF-8 byte sequences. Returns the
