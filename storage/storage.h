@@ -31,6 +31,8 @@ enum storage_db {
 	STORAGE_DB_STREAMS,       /* stream name -> stream record */
 	STORAGE_DB_STREAM_EVENTS, /* stream id u64be, version u64be -> position u64be */
 	STORAGE_DB_EVENT_IDS,     /* event id (16 bytes) -> position u64be */
+	STORAGE_DB_LEDGER,        /* sequence u64be -> ledger entry (lease/ledger.h) */
+	STORAGE_DB_STAGED,        /* sequence u64be -> staged work of a lease */
 	STORAGE_DB_COUNT
 };
 

@@ -66,6 +66,8 @@ static const char *const db_names[STORAGE_DB_COUNT] = {
         [STORAGE_DB_STREAMS] = "streams",
         [STORAGE_DB_STREAM_EVENTS] = "stream_events",
         [STORAGE_DB_EVENT_IDS] = "event_ids",
+        [STORAGE_DB_LEDGER] = "ledger",
+        [STORAGE_DB_STAGED] = "staged",
 };
 
 struct storage {
