@@ -19,6 +19,7 @@ struct lease_projection {
 	unsigned history_len;
 	unsigned history_pos;
 	uint64_t outcomes[LEASE_OUTCOMES];
+	uint64_t active;
 };
 
 struct lease_table {
@@ -498,12 +499,18 @@ int lease_grant(struct lease_table *t, uint64_t now_ms, const struct lease_grant
 		if (args->owner != NULL)
 			owner_link(args->owner, l);
 		t->active++;
+		p->active++;
 	}
 	return 0;
 
 err_nomem:
 	snprintf(why, whylen, "the server is out of memory");
 	return WB_E_NOMEM;
+}
+
+const char *lease_projection_name(const struct lease *l)
+{
+	return l->proj->name;
 }
 
 struct lease *lease_lookup(struct lease_table *t, uint64_t seq)
@@ -566,6 +573,7 @@ static void to_finishing(struct lease_table *t, struct lease *l, enum lease_outc
 	owner_unlink(l);
 	l->state = LEASE_FINISHING;
 	l->outcome = o;
+	l->proj->active--;
 	t->active--;
 	t->finishing++;
 }
@@ -685,4 +693,18 @@ void lease_get_counts(const struct lease_table *t, struct lease_counts *out)
 	memcpy(out->outcomes, t->outcomes, sizeof(out->outcomes));
 	out->overrun = t->overrun;
 	out->cascade_level = t->cascade_level;
+}
+
+size_t lease_projection_stats(struct lease_table *t, struct lease_projection_stats *out, size_t max)
+{
+	size_t n = 0;
+	for (struct lease_projection *p = t->projs; p != NULL; p = p->next, n++) {
+		if (n >= max)
+			continue;
+		out[n].name = p->name;
+		out[n].active = p->active;
+		memcpy(out[n].outcomes, p->outcomes, sizeof(p->outcomes));
+		out[n].adaptive_ms = adaptive(t, p);
+	}
+	return n;
 }

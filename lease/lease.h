@@ -164,6 +164,9 @@ int lease_grant(struct lease_table *t, uint64_t now_ms, const struct lease_grant
 int lease_get(struct lease_table *t, uint64_t seq, uint64_t token, uint64_t now_ms,
               struct lease **out);
 
+/* The name of the projection l was granted for. */
+const char *lease_projection_name(const struct lease *l);
+
 /* Finds the lease of seq in any state, without checks; NULL when the table
  * holds none. */
 struct lease *lease_lookup(struct lease_table *t, uint64_t seq);
@@ -224,5 +227,18 @@ struct lease_counts {
 };
 
 void lease_get_counts(const struct lease_table *t, struct lease_counts *out);
+
+/* One projection's figures. */
+struct lease_projection_stats {
+	const char *name; /* owned by the table */
+	uint64_t active;
+	uint64_t outcomes[LEASE_OUTCOMES];
+	uint64_t adaptive_ms;
+};
+
+/* Writes up to max projections' figures into out; returns how many the
+ * table tracks (which may be more than max). */
+size_t lease_projection_stats(struct lease_table *t, struct lease_projection_stats *out,
+                              size_t max);
 
 #endif

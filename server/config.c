@@ -1,6 +1,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,7 +9,7 @@
 #include "log.h"
 #include "wb_version.h"
 
-enum opt_type { OPT_STRING, OPT_SIZE, OPT_UINT, OPT_LEVEL };
+enum opt_type { OPT_STRING, OPT_SIZE, OPT_UINT, OPT_DURATION, OPT_LEVEL };
 
 struct opt {
 	const char *name;
@@ -54,6 +55,24 @@ static const struct opt opts[] = {
          "time a started frame may take to arrive"},
         {"shutdown-timeout-ms", NUM(OPT_UINT, shutdown_timeout_ms), 10, 3600000, "10000",
          "time to finish in-flight work on SIGTERM"},
+        {"lease-max-lifetime", NUM(OPT_DURATION, lease_max_lifetime_ms), 1000, 86400000, "30m",
+         "longest a lease may live, extends included"},
+        {"lease-grace", NUM(OPT_DURATION, lease_grace_ms), 0, 3600000, "0",
+         "time past its expiry before a lease is finalised"},
+        {"lease-max", NUM(OPT_DURATION, lease_max_ms), 10, 86400000, "10m",
+         "longest duration one lease or extend gets (asked or adaptive)"},
+        {"lease-default", NUM(OPT_DURATION, lease_default_ms), 10, 86400000, "30s",
+         "adaptive duration for a projection with no history"},
+        {"cascade-threshold", NUM(OPT_UINT, cascade_threshold), 1, 100000000, "100",
+         "expiries within a minute that double adaptive durations"},
+        {"max-leases", NUM(OPT_UINT, max_leases), 1, 10000000, "100000",
+         "leases held at once (active and finishing)"},
+        {"max-leases-per-connection", NUM(OPT_UINT, max_leases_per_connection), 1, 10000000,
+         "10000", "active leases one connection may hold"},
+        {"max-lease-count", NUM(OPT_UINT, max_lease_count), 1, 1024, "1024",
+         "most sequences one Lease may ask for"},
+        {"lease-reserve-chunk", NUM(OPT_UINT, lease_reserve_chunk), 1, 1000000, "1000",
+         "sequences reserved ahead with each durable ceiling write"},
         {"log-level", NUM(OPT_LEVEL, log_level), 0, 3, "info", "debug, info, warn or error"},
 };
 
@@ -105,6 +124,34 @@ static int parse_size(const char *s, uint64_t *out)
 	return 0;
 }
 
+/* Parses a duration: digits with an optional unit ms, s, m or h; plain
+ * digits are milliseconds. */
+static int parse_duration(const char *s, uint64_t *out)
+{
+	char *end;
+	errno = 0;
+	if (*s < '0' || *s > '9')
+		return -1;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return -1;
+	uint64_t mul;
+	if (*end == '\0' || strcmp(end, "ms") == 0)
+		mul = 1;
+	else if (strcmp(end, "s") == 0)
+		mul = 1000;
+	else if (strcmp(end, "m") == 0)
+		mul = 60000;
+	else if (strcmp(end, "h") == 0)
+		mul = 3600000;
+	else
+		return -1;
+	if (v != 0 && mul > UINT64_MAX / v)
+		return -1;
+	*out = v * mul;
+	return 0;
+}
+
 static int set_opt(struct srv_config *cfg, const struct opt *o, const char *value, char *errmsg,
                    size_t errlen)
 {
@@ -131,13 +178,21 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 		*(int *)(void *)(base + o->offset) = level;
 		return 0;
 	}
+	case OPT_DURATION:
 	case OPT_SIZE:
-	case OPT_UINT:
-		if (parse_size(value, &v) != 0 ||
-		    (o->type == OPT_UINT && strspn(value, "0123456789") != strlen(value))) {
+	case OPT_UINT: {
+		bool bad = o->type == OPT_DURATION
+		                   ? parse_duration(value, &v) != 0
+		                   : parse_size(value, &v) != 0 ||
+		                             (o->type == OPT_UINT &&
+		                              strspn(value, "0123456789") != strlen(value));
+		if (bad) {
 			snprintf(errmsg, errlen, "--%s: '%s' is not a %s", o->name, value,
 			         o->type == OPT_SIZE ? "size (digits with an optional K, M, G or T)"
-			                             : "whole number");
+			         : o->type == OPT_DURATION
+			                 ? "duration (digits with an optional ms, s, m "
+			                   "or h)"
+			                 : "whole number");
 			return -1;
 		}
 		if (v < o->min || v > o->max) {
@@ -148,6 +203,7 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 		}
 		*(uint64_t *)(void *)(base + o->offset) = v;
 		return 0;
+	}
 	}
 	return -1;
 }

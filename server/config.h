@@ -21,6 +21,15 @@ struct srv_config {
 	uint64_t max_inflight;
 	uint64_t frame_timeout_ms;
 	uint64_t shutdown_timeout_ms;
+	uint64_t lease_max_lifetime_ms;
+	uint64_t lease_grace_ms;
+	uint64_t lease_max_ms;
+	uint64_t lease_default_ms;
+	uint64_t cascade_threshold;
+	uint64_t max_leases;
+	uint64_t max_leases_per_connection;
+	uint64_t max_lease_count;
+	uint64_t lease_reserve_chunk;
 	int log_level;
 };
 

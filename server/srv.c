@@ -38,39 +38,13 @@
 #include "validate.h"
 #include "wb_version.h"
 #include "wire.h"
+#include "srv_int.h"
 #include "writer.h"
-
-typedef Whizbang__V1__Request Request;
-typedef Whizbang__V1__Response Response;
 
 /* Bytes of envelope allowed for around the events of a read answer. */
 #define READ_ENVELOPE 4096u
 /* Events a filtered ReadAll examines per page at most. */
 #define MAX_EXAMINED 10000u
-
-struct conn {
-	uv_tcp_t tcp; /* first: the handle's data points back here anyway */
-	uv_timer_t timer;
-	struct srv *srv;
-	struct conn *prev, *next; /* srv->conns */
-	struct conn *dirty_next;  /* srv->dirty, when dirty */
-	uint64_t id;
-	char peer[64];
-	char name[64];
-	uint8_t *in;
-	size_t in_len, in_cap;
-	uint8_t *out;
-	size_t out_len, out_cap;
-	size_t out_pending; /* bytes in writes not yet completed */
-	size_t inflight;    /* appends with the writer */
-	int handles_open;
-	bool hello_done;
-	bool closing;
-	bool dirty;
-	bool reading;
-	bool close_after_flush;
-	bool timer_active;
-};
 
 struct write_req {
 	uv_write_t req;
@@ -80,41 +54,11 @@ struct write_req {
 };
 
 struct append_op {
-	struct writer_op base; /* first */
-	struct conn *conn;
-	uint64_t req_id;
+	struct srv_op base; /* first */
 	Request *req;
 	struct ev_new *evs;
 	size_t nevs;
 	struct ev_append_result result;
-};
-
-struct srv {
-	uv_loop_t *loop;
-	struct srv_config cfg;
-	struct storage *st;
-	struct writer *writer;
-	uv_tcp_t listener;
-	uv_async_t async;
-	pthread_mutex_t async_mu;
-	bool async_closed;
-	uv_signal_t sigterm;
-	uv_signal_t sigint;
-	uv_timer_t shutdown_timer;
-	struct conn *conns;
-	struct conn *dirty;
-	size_t nconns;
-	size_t inflight;
-	uint64_t next_conn_id;
-	uint64_t start_ms;
-	uint32_t max_event_size;
-	bool shutting_down;
-	bool listener_open;
-	/* figures for GetStats */
-	uint64_t connections_total;
-	uint64_t requests_total;
-	uint64_t errors_total;
-	uint64_t events_appended;
 };
 
 static void conn_close(struct conn *c);
@@ -123,8 +67,11 @@ static void shutdown_check(struct srv *srv);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 static void flush_all(struct srv *srv);
+static void append_done(struct srv *srv, struct srv_op *base);
+static void conn_maybe_free(struct conn *c);
+static bool conn_paused(const struct conn *c);
 
-static uint64_t wall_us(void)
+uint64_t srv_wall_us(void)
 {
 	struct timeval tv;
 	gettimeofday(&tv, NULL);
@@ -159,7 +106,7 @@ static void mark_dirty(struct conn *c)
 }
 
 /* Packs resp as one frame into c's output buffer. */
-static void send_response(struct conn *c, const Response *resp)
+void srv_send(struct conn *c, const Response *resp)
 {
 	if (c->closing)
 		return;
@@ -197,11 +144,10 @@ __attribute__((format(printf, 5, 0))) static void send_error_v(struct conn *c, u
 		        (unsigned long long)c->id, (unsigned long long)id,
 		        wb_error_name((int)err.code), log_quote(msg, strlen(msg), q, sizeof(q)));
 	}
-	send_response(c, &resp);
+	srv_send(c, &resp);
 }
 
-__attribute__((format(printf, 4, 5))) static void send_error(struct conn *c, uint64_t id, int code,
-                                                             const char *fmt, ...)
+void srv_send_error(struct conn *c, uint64_t id, int code, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
@@ -281,6 +227,11 @@ static void conn_flush(struct conn *c)
 	c->out_pending += wr->len;
 }
 
+void srv_flush(struct srv *srv)
+{
+	flush_all(srv);
+}
+
 /* Writes the output of every connection that has some. */
 static void flush_all(struct srv *srv)
 {
@@ -333,6 +284,7 @@ static void conn_close(struct conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	srv->nconns--;
+	lsrv_conn_closed(c);
 	srv_log(LOG_DEBUG, "disconnected", "conn=%llu inflight=%zu", (unsigned long long)c->id,
 	        c->inflight);
 	uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
@@ -357,10 +309,10 @@ static void handle_hello(struct conn *c, uint64_t id, const Whizbang__V1__Hello 
 {
 	struct srv *srv = c->srv;
 	if (h->protocol_version != WB_PROTOCOL_VERSION) {
-		send_error(c, id, WB_UNSUPPORTED_VERSION,
-		           "this server speaks protocol version %u; the client asked for %u: "
-		           "upgrade the client library",
-		           WB_PROTOCOL_VERSION, h->protocol_version);
+		srv_send_error(c, id, WB_UNSUPPORTED_VERSION,
+		               "this server speaks protocol version %u; the client asked for %u: "
+		               "upgrade the client library",
+		               WB_PROTOCOL_VERSION, h->protocol_version);
 		return;
 	}
 	c->hello_done = true;
@@ -380,7 +332,7 @@ static void handle_hello(struct conn *c, uint64_t id, const Whizbang__V1__Hello 
 	resp.id = id;
 	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_HELLO;
 	resp.hello = &r;
-	send_response(c, &resp);
+	srv_send(c, &resp);
 }
 
 static void handle_ping(struct conn *c, uint64_t id, const Whizbang__V1__Ping *p)
@@ -391,7 +343,7 @@ static void handle_ping(struct conn *c, uint64_t id, const Whizbang__V1__Ping *p
 	resp.id = id;
 	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_PONG;
 	resp.pong = &pong;
-	send_response(c, &resp);
+	srv_send(c, &resp);
 }
 
 static void handle_stats(struct conn *c, uint64_t id)
@@ -425,11 +377,12 @@ static void handle_stats(struct conn *c, uint64_t id)
 	s.map_size = ss.map_size;
 	s.map_used = ss.used_bytes;
 	s.map_grow_count = ss.grow_count;
+	lsrv_fill_stats(srv, &s);
 	Response resp = WHIZBANG__V1__RESPONSE__INIT;
 	resp.id = id;
 	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_STATS;
 	resp.stats = &s;
-	send_response(c, &resp);
+	srv_send(c, &resp);
 }
 
 /* Collects the events of a read into protobuf messages that point into the
@@ -512,11 +465,17 @@ static uint32_t clamp_count(const struct srv *srv, uint32_t asked)
 	return asked;
 }
 
-static void send_storage_error(struct conn *c, uint64_t id, int rc, const char *what)
+void srv_send_storage_error(struct conn *c, uint64_t id, int rc, const char *what)
 {
+	if (rc == WB_E_MAPFULL) {
+		srv_send_error(c, id, rc,
+		               "the data store is full and could not grow: free disk space or "
+		               "raise the limits, then retry");
+		return;
+	}
 	srv_log(LOG_ERROR, "storage_error", "conn=%llu op=%s error=%s", (unsigned long long)c->id,
 	        what, wb_error_name(rc));
-	send_error(c, id, rc, "%s failed in storage: %s", what, wb_strerror(rc));
+	srv_send_error(c, id, rc, "%s failed in storage: %s", what, wb_strerror(rc));
 }
 
 static void handle_read_stream(struct conn *c, uint64_t id, const Whizbang__V1__ReadStream *r)
@@ -525,13 +484,13 @@ static void handle_read_stream(struct conn *c, uint64_t id, const Whizbang__V1__
 	char why[256];
 	size_t len = strlen(r->stream);
 	if (ev_check_stream_name(r->stream, len, why, sizeof(why)) != 0) {
-		send_error(c, id, WB_BAD_REQUEST, "%s", why);
+		srv_send_error(c, id, WB_BAD_REQUEST, "%s", why);
 		return;
 	}
 	struct storage_txn *txn;
 	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
 	if (rc != 0) {
-		send_storage_error(c, id, rc, "ReadStream");
+		srv_send_storage_error(c, id, rc, "ReadStream");
 		return;
 	}
 	struct collect col = {.budget = srv->cfg.max_frame - READ_ENVELOPE};
@@ -543,12 +502,12 @@ static void handle_read_stream(struct conn *c, uint64_t id, const Whizbang__V1__
 	if (rc == 0 && !col.nomem)
 		ptrs = collect_finish(&col);
 	if (rc == WB_E_NOTFOUND) {
-		send_error(c, id, WB_NOT_FOUND, "stream '%s' does not exist", r->stream);
+		srv_send_error(c, id, WB_NOT_FOUND, "stream '%s' does not exist", r->stream);
 	} else if (rc != 0) {
-		send_storage_error(c, id, rc, "ReadStream");
+		srv_send_storage_error(c, id, rc, "ReadStream");
 	} else if (ptrs == NULL) {
-		send_error(c, id, WB_RESOURCE_EXHAUSTED,
-		           "the server is out of memory; retry with a smaller max_count");
+		srv_send_error(c, id, WB_RESOURCE_EXHAUSTED,
+		               "the server is out of memory; retry with a smaller max_count");
 	} else {
 		Whizbang__V1__ReadStreamResult res = WHIZBANG__V1__READ_STREAM_RESULT__INIT;
 		res.n_events = col.n;
@@ -560,7 +519,7 @@ static void handle_read_stream(struct conn *c, uint64_t id, const Whizbang__V1__
 		resp.id = id;
 		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_READ_STREAM;
 		resp.read_stream = &res;
-		send_response(c, &resp);
+		srv_send(c, &resp);
 	}
 	/* Packed above: only now may the snapshot go. */
 	storage_txn_abort(txn);
@@ -576,7 +535,7 @@ static void handle_read_all(struct conn *c, uint64_t id, const Whizbang__V1__Rea
 	char why[256];
 
 	if (validate_read_all(r, type_lens, &filter, why, sizeof(why)) != 0) {
-		send_error(c, id, WB_BAD_REQUEST, "%s", why);
+		srv_send_error(c, id, WB_BAD_REQUEST, "%s", why);
 		return;
 	}
 	/* An unfiltered page examines exactly what it returns; a filtered one
@@ -587,7 +546,7 @@ static void handle_read_all(struct conn *c, uint64_t id, const Whizbang__V1__Rea
 	struct storage_txn *txn;
 	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
 	if (rc != 0) {
-		send_storage_error(c, id, rc, "ReadAll");
+		srv_send_storage_error(c, id, rc, "ReadAll");
 		return;
 	}
 	struct collect col = {.budget = srv->cfg.max_frame - READ_ENVELOPE};
@@ -598,10 +557,10 @@ static void handle_read_all(struct conn *c, uint64_t id, const Whizbang__V1__Rea
 	if (rc == 0 && !col.nomem)
 		ptrs = collect_finish(&col);
 	if (rc != 0) {
-		send_storage_error(c, id, rc, "ReadAll");
+		srv_send_storage_error(c, id, rc, "ReadAll");
 	} else if (ptrs == NULL) {
-		send_error(c, id, WB_RESOURCE_EXHAUSTED,
-		           "the server is out of memory; retry with a smaller max_count");
+		srv_send_error(c, id, WB_RESOURCE_EXHAUSTED,
+		               "the server is out of memory; retry with a smaller max_count");
 	} else {
 		Whizbang__V1__ReadAllResult res = WHIZBANG__V1__READ_ALL_RESULT__INIT;
 		res.n_events = col.n;
@@ -613,7 +572,7 @@ static void handle_read_all(struct conn *c, uint64_t id, const Whizbang__V1__Rea
 		resp.id = id;
 		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_READ_ALL;
 		resp.read_all = &res;
-		send_response(c, &resp);
+		srv_send(c, &resp);
 	}
 	storage_txn_abort(txn);
 	free(ptrs);
@@ -626,7 +585,7 @@ static void handle_stream_info(struct conn *c, uint64_t id, const Whizbang__V1__
 	char why[256];
 	size_t len = strlen(r->stream);
 	if (ev_check_stream_name(r->stream, len, why, sizeof(why)) != 0) {
-		send_error(c, id, WB_BAD_REQUEST, "%s", why);
+		srv_send_error(c, id, WB_BAD_REQUEST, "%s", why);
 		return;
 	}
 	struct storage_txn *txn;
@@ -637,11 +596,11 @@ static void handle_stream_info(struct conn *c, uint64_t id, const Whizbang__V1__
 		storage_txn_abort(txn);
 	}
 	if (rc == WB_E_NOTFOUND) {
-		send_error(c, id, WB_NOT_FOUND, "stream '%s' does not exist", r->stream);
+		srv_send_error(c, id, WB_NOT_FOUND, "stream '%s' does not exist", r->stream);
 		return;
 	}
 	if (rc != 0) {
-		send_storage_error(c, id, rc, "GetStreamInfo");
+		srv_send_storage_error(c, id, rc, "GetStreamInfo");
 		return;
 	}
 	Whizbang__V1__StreamInfo si = WHIZBANG__V1__STREAM_INFO__INIT;
@@ -656,7 +615,7 @@ static void handle_stream_info(struct conn *c, uint64_t id, const Whizbang__V1__
 	resp.id = id;
 	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_STREAM_INFO;
 	resp.stream_info = &si;
-	send_response(c, &resp);
+	srv_send(c, &resp);
 }
 
 /* Runs on the writer thread. */
@@ -666,7 +625,7 @@ static int append_apply(struct storage_txn *txn, struct writer_op *base)
 	const Whizbang__V1__AppendEvents *a = op->req->append_events;
 	uint64_t expected_version = a->expected_version;
 	return ev_append(txn, a->stream, strlen(a->stream), (enum ev_expected)a->expected,
-	                 expected_version, op->evs, op->nevs, wall_us(), &op->result);
+	                 expected_version, op->evs, op->nevs, srv_wall_us(), &op->result);
 }
 
 static void append_op_free(struct append_op *op)
@@ -690,39 +649,44 @@ static bool handle_append(struct conn *c, Request *req)
 	int rc = validate_append(a, srv->cfg.max_append_events, srv->max_event_size, &evs, &bytes,
 	                         why, sizeof(why));
 	if (rc != 0) {
-		send_error(c, id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc, "%s", why);
+		srv_send_error(c, id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc, "%s", why);
 		return false;
 	}
 	struct append_op *op = calloc(1, sizeof(*op));
 	if (op == NULL) {
 		free(evs);
-		send_error(c, id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_send_error(c, id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return false;
 	}
-	op->base.apply = append_apply;
-	op->base.size_hint = bytes;
-	op->conn = c;
-	op->req_id = id;
+	op->base.base.apply = append_apply;
+	op->base.base.size_hint = bytes;
+	op->base.done = append_done;
+	op->base.conn = c;
+	op->base.req_id = id;
 	op->req = req;
 	op->evs = evs;
 	op->nevs = a->n_events;
-	c->inflight++;
-	srv->inflight++;
-	writer_submit(srv->writer, &op->base);
+	srv_submit(srv, &op->base);
 	return true;
 }
 
-static void answer_append(struct srv *srv, struct append_op *op)
+void srv_submit(struct srv *srv, struct srv_op *op)
 {
-	struct conn *c = op->conn;
-	c->inflight--;
-	srv->inflight--;
-	int rc = op->base.status;
+	if (op->conn != NULL)
+		op->conn->inflight++;
+	srv->inflight++;
+	writer_submit(srv->writer, &op->base);
+}
+
+static void append_done(struct srv *srv, struct srv_op *base)
+{
+	struct append_op *op = (struct append_op *)base;
+	struct conn *c = base->conn;
+	int rc = base->base.status;
 	if (rc == 0 && !op->result.replay)
 		srv->events_appended += op->nevs;
 	if (c->closing) {
 		append_op_free(op);
-		conn_maybe_free(c);
 		return;
 	}
 	if (rc == 0) {
@@ -732,32 +696,42 @@ static void answer_append(struct srv *srv, struct append_op *op)
 		r.stream_version = op->result.stream_version;
 		r.idempotent_replay = op->result.replay;
 		Response resp = WHIZBANG__V1__RESPONSE__INIT;
-		resp.id = op->req_id;
+		resp.id = base->req_id;
 		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_APPEND_EVENTS;
 		resp.append_events = &r;
-		send_response(c, &resp);
+		srv_send(c, &resp);
 	} else if (rc == WB_WRONG_EXPECTED_VERSION) {
 		Response resp = WHIZBANG__V1__RESPONSE__INIT;
 		Whizbang__V1__Error err = WHIZBANG__V1__ERROR__INIT;
 		err.code = WHIZBANG__V1__ERROR_CODE__WRONG_EXPECTED_VERSION;
 		err.message = op->result.errmsg;
 		err.actual_version = op->result.actual_version;
-		resp.id = op->req_id;
+		resp.id = base->req_id;
 		resp.error = &err;
 		srv->errors_total++;
-		send_response(c, &resp);
+		srv_send(c, &resp);
 	} else if (rc < 100 && op->result.errmsg[0] != '\0') {
-		send_error(c, op->req_id, rc, "%s", op->result.errmsg);
-	} else if (rc == WB_E_MAPFULL) {
-		send_error(c, op->req_id, rc,
-		           "the data store is full and could not grow: free disk space or "
-		           "raise the limits, then retry");
+		srv_send_error(c, base->req_id, rc, "%s", op->result.errmsg);
 	} else {
-		send_storage_error(c, op->req_id, rc, "AppendEvents");
+		srv_send_storage_error(c, base->req_id, rc, "AppendEvents");
 	}
 	append_op_free(op);
-	/* A paused connection may go on once its writes have come back. */
-	if (!conn_paused(c))
+}
+
+/* Answers an op that came back from the writer, then lets its connection
+ * go on (it may have been paused at --max-inflight) or be freed. */
+static void op_done(struct srv *srv, struct srv_op *op)
+{
+	struct conn *c = op->conn;
+	if (c != NULL)
+		c->inflight--;
+	srv->inflight--;
+	op->done(srv, op);
+	if (c == NULL)
+		return;
+	if (c->closing)
+		conn_maybe_free(c);
+	else if (!conn_paused(c))
 		conn_process(c);
 }
 
@@ -779,7 +753,7 @@ static void async_cb(uv_async_t *a)
 	struct writer_op *op = writer_take_done(srv->writer);
 	while (op != NULL) {
 		struct writer_op *next = op->next;
-		answer_append(srv, (struct append_op *)op);
+		op_done(srv, (struct srv_op *)op);
 		op = next;
 	}
 	flush_all(srv);
@@ -797,24 +771,25 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 	if (req == NULL) {
 		srv_log(LOG_INFO, "bad_frame", "conn=%llu bytes=%u", (unsigned long long)c->id,
 		        len);
-		send_error(c, 0, WB_BAD_REQUEST,
-		           "the frame's %u bytes do not decode as a whizbang.v1.Request", len);
+		srv_send_error(c, 0, WB_BAD_REQUEST,
+		               "the frame's %u bytes do not decode as a whizbang.v1.Request", len);
 		return;
 	}
 	uint64_t id = req->id;
 	char why[256];
 	if (wire_check_strings(&whizbang__v1__request__descriptor, payload, len, why,
 	                       sizeof(why)) != 0) {
-		send_error(c, id, WB_BAD_REQUEST, "%s", why);
+		srv_send_error(c, id, WB_BAD_REQUEST, "%s", why);
 		goto done;
 	}
 	if (srv->shutting_down) {
-		send_error(c, id, WB_SHUTTING_DOWN, "the server is shutting down; reconnect later");
+		srv_send_error(c, id, WB_SHUTTING_DOWN,
+		               "the server is shutting down; reconnect later");
 		goto done;
 	}
 	if (!c->hello_done && req->body_case != WHIZBANG__V1__REQUEST__BODY_HELLO) {
-		send_error(c, id, WB_BAD_REQUEST,
-		           "send Hello first: the first request on a connection must be Hello");
+		srv_send_error(c, id, WB_BAD_REQUEST,
+		               "send Hello first: the first request on a connection must be Hello");
 		goto done;
 	}
 	switch (req->body_case) {
@@ -840,11 +815,22 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 	case WHIZBANG__V1__REQUEST__BODY_GET_STATS:
 		handle_stats(c, id);
 		break;
+	case WHIZBANG__V1__REQUEST__BODY_LEASE:
+	case WHIZBANG__V1__REQUEST__BODY_EXTEND:
+	case WHIZBANG__V1__REQUEST__BODY_RELEASE:
+	case WHIZBANG__V1__REQUEST__BODY_STAGE:
+	case WHIZBANG__V1__REQUEST__BODY_COMMIT:
+	case WHIZBANG__V1__REQUEST__BODY_READ_LEDGER:
+	case WHIZBANG__V1__REQUEST__BODY_GET_WATERMARK:
+	case WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK:
+		if (lsrv_dispatch(c, req))
+			return; /* kept until its answer */
+		break;
 	default:
-		send_error(c, id, WB_BAD_REQUEST,
-		           "the request has no body this server knows (field %d): check the "
-		           "client's protocol version",
-		           (int)req->body_case);
+		srv_send_error(c, id, WB_BAD_REQUEST,
+		               "the request has no body this server knows (field %d): check the "
+		               "client's protocol version",
+		               (int)req->body_case);
 		break;
 	}
 done:
@@ -874,10 +860,11 @@ static void conn_process(struct conn *c)
 			srv_log(LOG_WARN, "frame_too_large", "conn=%llu peer=%s bytes=%u max=%llu",
 			        (unsigned long long)c->id, c->peer, plen,
 			        (unsigned long long)srv->cfg.max_frame);
-			send_error(c, 0, WB_FRAME_TOO_LARGE,
-			           "a frame of %u bytes is larger than this server's limit of %llu "
-			           "bytes (--max-frame); the connection is closed",
-			           plen, (unsigned long long)srv->cfg.max_frame);
+			srv_send_error(
+			        c, 0, WB_FRAME_TOO_LARGE,
+			        "a frame of %u bytes is larger than this server's limit of %llu "
+			        "bytes (--max-frame); the connection is closed",
+			        plen, (unsigned long long)srv->cfg.max_frame);
 			c->close_after_flush = true;
 			c->in_len = 0;
 			pos = 0;
@@ -991,10 +978,10 @@ static void on_connection(uv_stream_t *server, int status)
 	if (srv->nconns > srv->cfg.max_connections) {
 		srv_log(LOG_WARN, "connection_refused", "peer=%s reason=max_connections max=%llu",
 		        c->peer, (unsigned long long)srv->cfg.max_connections);
-		send_error(c, 0, WB_RESOURCE_EXHAUSTED,
-		           "the server has reached its connection limit (%llu, "
-		           "--max-connections); retry later",
-		           (unsigned long long)srv->cfg.max_connections);
+		srv_send_error(c, 0, WB_RESOURCE_EXHAUSTED,
+		               "the server has reached its connection limit (%llu, "
+		               "--max-connections); retry later",
+		               (unsigned long long)srv->cfg.max_connections);
 		c->close_after_flush = true;
 		flush_all(srv);
 		return;
@@ -1030,6 +1017,7 @@ static void shutdown_check(struct srv *srv)
 		uv_close((uv_handle_t *)&srv->sigterm, close_handle_cb);
 		uv_close((uv_handle_t *)&srv->sigint, close_handle_cb);
 		uv_close((uv_handle_t *)&srv->shutdown_timer, close_handle_cb);
+		lsrv_shutdown(srv);
 	}
 }
 
@@ -1061,6 +1049,7 @@ static void signal_cb(uv_signal_t *s, int signum)
 	}
 	for (struct conn *c = srv->conns; c != NULL; c = c->next)
 		conn_update_reading(c);
+	lsrv_shutdown(srv);
 	uv_timer_start(&srv->shutdown_timer, shutdown_timeout_cb, srv->cfg.shutdown_timeout_ms, 0);
 	flush_all(srv);
 	shutdown_check(srv);
@@ -1142,6 +1131,9 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	rc = storage_open(&srv->st, &so, errmsg, errlen);
 	if (rc != 0)
 		goto err_after_alloc;
+	rc = lsrv_init(srv, errmsg, errlen);
+	if (rc != 0)
+		goto err_after_storage;
 
 	rc = uv_async_init(loop, &srv->async, async_cb);
 	if (rc != 0)
@@ -1206,7 +1198,9 @@ err_after_listener:
 	writer_stop(srv->writer);
 err_after_async:
 	uv_close((uv_handle_t *)&srv->async, NULL);
+	lsrv_shutdown(srv);
 	uv_run(loop, UV_RUN_NOWAIT);
+	lsrv_close(srv);
 err_after_storage:
 	storage_close(srv->st);
 err_after_alloc:
@@ -1222,12 +1216,10 @@ void srv_close(struct srv *srv)
 	struct writer_op *op = writer_take_done(srv->writer);
 	while (op != NULL) {
 		struct writer_op *next = op->next;
-		struct conn *c = ((struct append_op *)op)->conn;
-		c->inflight--;
-		append_op_free((struct append_op *)op);
-		conn_maybe_free(c);
+		op_done(srv, (struct srv_op *)op); /* every connection is closed */
 		op = next;
 	}
+	lsrv_close(srv);
 	writer_stop(srv->writer);
 	pthread_mutex_destroy(&srv->async_mu);
 	storage_close(srv->st);

@@ -492,7 +492,7 @@ static const struct raw_case raw_cases[] = {
         /* read_stream { stream: E2 82 (truncated 3-byte sequence) } */
         {"truncated UTF-8 sequence", {0x2A, 4, 0x0A, 2, 0xE2, 0x82}, 6, WB_BAD_REQUEST, "UTF-8"},
         /* field 15, length-delimited, unknown to Request: not looked into */
-        {"unknown field with NUL", {0x7A, 2, 0, 0xFF, 0x08, 1}, 6, 0, NULL},
+        {"unknown field with NUL", {0xA2, 0x06, 2, 0, 0xFF, 0x08, 1}, 7, 0, NULL}, /* field 100 */
         {"empty message", {0}, 0, 0, NULL},
 };
 

@@ -1,0 +1,1442 @@
+/* Leases and the ledger on the loop (DESIGN.md §6).
+ *
+ * Happy path: Lease grants sequences from the in-memory table (nothing is
+ * written, unless the reservation ceiling must be raised first: then the
+ * request waits in a queue until the new ceiling is durable). Commit,
+ * Release and expiry move a lease to FINISHING and hand a final entry to
+ * the writer, which stores it and advances the watermark over the
+ * contiguous final entries, running the apply hook for each in order. When
+ * the batch is durable the lease settles, the watermark moves, and the
+ * answers go out: DURABLE commits at once, APPLIED commits and
+ * WaitForWatermark once the watermark has passed them.
+ *
+ * Failure modes: an expired lease answers LEASE_EXPIRED (or is resequenced
+ * when the client asked); a wrong token LEASE_TOKEN_MISMATCH; an unknown or
+ * finished sequence LEASE_NOT_FOUND. A final entry the writer could not make
+ * durable is retried a few times; if it still fails the watermark stalls at
+ * that sequence until a restart recovers it (logged). A connection that
+ * closes releases its RELEASE leases and drops its waiters; its KEEP leases
+ * run on. At start-up, every sequence between the watermark and the
+ * ceiling without a final entry becomes a restart gap or is recovered from
+ * its staged work, before the listener opens. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "ledger.h"
+#include "log.h"
+#include "srv_int.h"
+#include "wire.h"
+
+#define EXPIRY_BATCH 64u
+#define FINAL_RETRIES 3
+#define MAX_PROJECTION_STATS 256u
+/* Minute buckets for the health window (one hour). */
+#define HEALTH_MINUTES 60u
+
+enum lop_kind { LOP_RESERVE, LOP_STAGE, LOP_FINAL };
+
+/* A write of this module. */
+struct lop {
+	struct srv_op base; /* first */
+	enum lop_kind kind;
+	Request *req; /* kept for the answer; may be NULL */
+	uint64_t seq;
+	uint64_t token;
+	uint64_t ceiling;
+	/* LOP_FINAL: the entry; from_staged: recovered from staged work when
+	 * any is stored, otherwise a gap (expired) */
+	struct ledger_entry entry;
+	bool from_staged;
+	char projection[LEASE_NAME_MAX + 1];
+	char operation_id[LEASE_NAME_MAX + 1];
+	uint8_t *ops;
+	size_t ops_len;
+	int retries;
+	/* results, written by the writer thread */
+	uint64_t watermark;
+	bool recovered;
+	uint64_t applied;
+	uint64_t applied_gaps;
+	uint64_t wait_sum_ms;
+	uint64_t wait_max_ms;
+	uint64_t wait_count;
+};
+
+enum pend_kind { PEND_LEASE, PEND_RESEQ };
+
+/* A request waiting for a durable reservation ceiling. */
+struct pend {
+	struct pend *next;
+	enum pend_kind kind;
+	struct conn *conn;
+	Request *req;
+	/* PEND_RESEQ: what the expired lease was */
+	char projection[LEASE_NAME_MAX + 1];
+	char operation_id[LEASE_NAME_MAX + 1];
+	uint64_t source_position;
+	uint64_t orig_seq;
+	uint64_t orig_expiry_us;
+};
+
+enum waiter_kind { WAIT_WATERMARK, WAIT_COMMIT };
+
+struct waiter {
+	struct conn *conn;
+	uint64_t req_id;
+	uint64_t seq;
+	uint64_t deadline_ms; /* UINT64_MAX: none */
+	enum waiter_kind kind;
+	bool resequenced;
+	uint64_t orig_seq;
+};
+
+struct minute {
+	uint64_t minute;
+	uint64_t committed;
+	uint64_t expired;
+	uint64_t gaps;
+	uint64_t wait_sum_ms;
+	uint64_t wait_count;
+};
+
+struct lsrv {
+	struct srv *srv;
+	struct lease_table *t;
+	uv_timer_t expiry_timer;
+	uv_timer_t wait_timer;
+	bool timers_open;
+	uint64_t watermark;
+	uint64_t reserving; /* ceiling being written; 0 when none */
+	struct pend *pend_head, *pend_tail;
+	struct waiter *waiters;
+	size_t nwaiters, capwaiters;
+	uint64_t rand_buf[32];
+	size_t rand_left;
+	/* figures */
+	uint64_t gaps;
+	uint64_t entries_applied;
+	uint64_t wait_sum_ms, wait_count, wait_max_ms;
+	struct minute minutes[HEALTH_MINUTES];
+	char health_reason[256];
+	Whizbang__V1__ProjectionStats pstats[MAX_PROJECTION_STATS];
+	Whizbang__V1__ProjectionStats *pstats_ptrs[MAX_PROJECTION_STATS];
+};
+
+static uint64_t mono_ms(void)
+{
+	return uv_hrtime() / 1000000u;
+}
+
+static uint64_t rand64(void *arg)
+{
+	struct lsrv *ls = arg;
+	if (ls->rand_left == 0) {
+		size_t got = 0;
+		uint8_t *p = (uint8_t *)ls->rand_buf;
+		while (got < sizeof(ls->rand_buf)) {
+			ssize_t r = getrandom(p + got, sizeof(ls->rand_buf) - got, 0);
+			if (r > 0)
+				got += (size_t)r;
+		}
+		ls->rand_left = sizeof(ls->rand_buf) / sizeof(ls->rand_buf[0]);
+	}
+	return ls->rand_buf[--ls->rand_left];
+}
+
+static uint64_t wall_ms_at(uint64_t mono, uint64_t now_mono)
+{
+	uint64_t wall = srv_wall_us() / 1000;
+	return mono >= now_mono ? wall + (mono - now_mono) : wall - (now_mono - mono);
+}
+
+static struct minute *minute_now(struct lsrv *ls)
+{
+	uint64_t m = mono_ms() / 60000;
+	struct minute *b = &ls->minutes[m % HEALTH_MINUTES];
+	if (b->minute != m) {
+		memset(b, 0, sizeof(*b));
+		b->minute = m;
+	}
+	return b;
+}
+
+/* ------------------------------------------------------------ the writer side */
+
+/* The apply hook: runs on the writer thread for each entry the watermark
+ * passes, in sequence order. Applying ops to read models is the
+ * projections layer's; here it keeps the figures. */
+static int apply_hook(struct storage_txn *txn, const struct ledger_entry *e, void *arg)
+{
+	struct lop *op = arg;
+	(void)txn;
+	op->applied++;
+	if (e->kind == LEDGER_GAP) {
+		op->applied_gaps++;
+		return 0;
+	}
+	uint64_t now = srv_wall_us();
+	uint64_t wait = now > e->time_us ? (now - e->time_us) / 1000 : 0;
+	op->wait_sum_ms += wait;
+	op->wait_count++;
+	if (wait > op->wait_max_ms)
+		op->wait_max_ms = wait;
+	return 0;
+}
+
+/* Runs on the writer thread. */
+static int lop_apply(struct storage_txn *txn, struct writer_op *base)
+{
+	struct lop *op = (struct lop *)base;
+	int rc;
+
+	op->applied = op->applied_gaps = op->wait_sum_ms = op->wait_max_ms = op->wait_count = 0;
+	op->recovered = false;
+	switch (op->kind) {
+	case LOP_RESERVE:
+		return ledger_set_ceiling(txn, op->ceiling);
+	case LOP_STAGE:
+		return ledger_stage(txn, op->seq, op->token, op->ops, op->ops_len);
+	case LOP_FINAL:
+		break;
+	}
+	struct ledger_entry e = op->entry;
+	e.time_us = srv_wall_us();
+	uint8_t *copy = NULL;
+	if (op->from_staged) {
+		uint64_t token;
+		const uint8_t *ops;
+		size_t len;
+		rc = ledger_get_staged(txn, op->seq, &token, &ops, &len);
+		if (rc == 0) {
+			/* Copied: the put below may move the map's pages. */
+			copy = malloc(len > 0 ? len : 1);
+			if (copy == NULL)
+				return WB_E_NOMEM;
+			memcpy(copy, ops, len);
+			e.kind = LEDGER_RECOVERED;
+			e.reason = LEDGER_RECOVERED_STAGED;
+			e.ops = copy;
+			e.ops_len = len;
+			op->recovered = true;
+		} else if (rc != WB_E_NOTFOUND) {
+			return rc;
+		}
+	}
+	rc = ledger_put(txn, &e);
+	free(copy);
+	if (rc == 0)
+		rc = ledger_drop_staged(txn, op->seq);
+	if (rc == 0)
+		rc = ledger_advance(txn, UINT64_MAX, apply_hook, op, &op->watermark);
+	return rc;
+}
+
+static void lop_free(struct lop *op)
+{
+	if (op->req != NULL)
+		whizbang__v1__request__free_unpacked(op->req, NULL);
+	free(op->ops);
+	free(op);
+}
+
+static void lop_done(struct srv *srv, struct srv_op *base);
+
+static struct lop *lop_new(struct lsrv *ls, enum lop_kind kind, struct conn *c, Request *req)
+{
+	struct lop *op = calloc(1, sizeof(*op));
+	if (op == NULL)
+		return NULL;
+	(void)ls;
+	op->kind = kind;
+	op->req = req;
+	op->base.base.apply = lop_apply;
+	op->base.base.size_hint = 4096;
+	op->base.done = lop_done;
+	op->base.conn = c;
+	op->base.req_id = req != NULL ? req->id : 0;
+	return op;
+}
+
+/* ------------------------------------------------------------ answers */
+
+static void send_body(struct conn *c, uint64_t id, Whizbang__V1__Response__BodyCase body_case,
+                      void *body)
+{
+	Response resp = WHIZBANG__V1__RESPONSE__INIT;
+	resp.id = id;
+	resp.body_case = body_case;
+	switch (body_case) {
+	case WHIZBANG__V1__RESPONSE__BODY_LEASE:
+		resp.lease = body;
+		break;
+	case WHIZBANG__V1__RESPONSE__BODY_EXTEND:
+		resp.extend = body;
+		break;
+	case WHIZBANG__V1__RESPONSE__BODY_RELEASE:
+		resp.release = body;
+		break;
+	case WHIZBANG__V1__RESPONSE__BODY_STAGE:
+		resp.stage = body;
+		break;
+	case WHIZBANG__V1__RESPONSE__BODY_COMMIT:
+		resp.commit = body;
+		break;
+	case WHIZBANG__V1__RESPONSE__BODY_READ_LEDGER:
+		resp.read_ledger = body;
+		break;
+	case WHIZBANG__V1__RESPONSE__BODY_WATERMARK:
+		resp.watermark = body;
+		break;
+	default:
+		abort(); /* a body this file does not send */
+	}
+	srv_send(c, &resp);
+}
+
+static void answer_watermark(struct lsrv *ls, struct conn *c, uint64_t id, bool reached)
+{
+	Whizbang__V1__WatermarkResult r = WHIZBANG__V1__WATERMARK_RESULT__INIT;
+	r.watermark = ls->watermark;
+	r.reached = reached;
+	r.next_sequence = lease_next_seq(ls->t);
+	send_body(c, id, WHIZBANG__V1__RESPONSE__BODY_WATERMARK, &r);
+}
+
+static void answer_commit(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t seq,
+                          bool resequenced, uint64_t orig_seq)
+{
+	Whizbang__V1__CommitResult r = WHIZBANG__V1__COMMIT_RESULT__INIT;
+	r.sequence = seq;
+	r.resequenced = resequenced;
+	r.original_sequence = orig_seq;
+	r.watermark = ls->watermark;
+	send_body(c, id, WHIZBANG__V1__RESPONSE__BODY_COMMIT, &r);
+}
+
+static void arm_wait_timer(struct lsrv *ls);
+
+static int add_waiter(struct lsrv *ls, const struct waiter *w)
+{
+	if (ls->nwaiters == ls->capwaiters) {
+		size_t cap = ls->capwaiters > 0 ? ls->capwaiters * 2 : 64;
+		struct waiter *p = realloc(ls->waiters, cap * sizeof(*p));
+		if (p == NULL)
+			return WB_E_NOMEM;
+		ls->waiters = p;
+		ls->capwaiters = cap;
+	}
+	ls->waiters[ls->nwaiters++] = *w;
+	w->conn->waiting++;
+	arm_wait_timer(ls);
+	return 0;
+}
+
+static void drop_waiter(struct lsrv *ls, size_t i)
+{
+	ls->waiters[i].conn->waiting--;
+	ls->waiters[i] = ls->waiters[--ls->nwaiters];
+}
+
+/* Answers every waiter the watermark has reached or whose time is up. */
+static void check_waiters(struct lsrv *ls)
+{
+	uint64_t now = mono_ms();
+	for (size_t i = 0; i < ls->nwaiters;) {
+		struct waiter *w = &ls->waiters[i];
+		bool reached = w->seq <= ls->watermark;
+		if (!reached && w->deadline_ms > now) {
+			i++;
+			continue;
+		}
+		if (w->kind == WAIT_COMMIT)
+			answer_commit(ls, w->conn, w->req_id, w->seq, w->resequenced, w->orig_seq);
+		else
+			answer_watermark(ls, w->conn, w->req_id, reached);
+		drop_waiter(ls, i);
+	}
+	arm_wait_timer(ls);
+}
+
+static void wait_timer_cb(uv_timer_t *t)
+{
+	struct lsrv *ls = t->data;
+	check_waiters(ls);
+	srv_flush(ls->srv);
+}
+
+static void arm_wait_timer(struct lsrv *ls)
+{
+	if (!ls->timers_open)
+		return;
+	uint64_t next = UINT64_MAX;
+	for (size_t i = 0; i < ls->nwaiters; i++)
+		if (ls->waiters[i].deadline_ms < next)
+			next = ls->waiters[i].deadline_ms;
+	if (next == UINT64_MAX) {
+		uv_timer_stop(&ls->wait_timer);
+		return;
+	}
+	uint64_t now = mono_ms();
+	uv_timer_start(&ls->wait_timer, wait_timer_cb, next > now ? next - now : 0, 0);
+}
+
+/* ------------------------------------------------------------ final entries */
+
+static void arm_expiry_timer(struct lsrv *ls);
+
+struct final_args {
+	enum ledger_kind kind;
+	enum ledger_reason reason;
+	struct conn *conn; /* who is answered; NULL for none */
+	Request *req;      /* kept until the answer */
+	const uint8_t *ops;
+	size_t ops_len;
+	uint64_t orig_seq;
+	uint64_t orig_expiry_us;
+	bool from_staged; /* expiry: recovered when staged work is stored */
+};
+
+/* Hands the final entry of l to the writer. On failure (no memory) req is
+ * not kept. */
+static int submit_final(struct lsrv *ls, const struct lease *l, const struct final_args *a)
+{
+	struct lop *op = lop_new(ls, LOP_FINAL, a->conn, a->req);
+	if (op == NULL)
+		return WB_E_NOMEM;
+	if (a->ops_len > 0) {
+		op->ops = malloc(a->ops_len);
+		if (op->ops == NULL) {
+			op->req = NULL;
+			lop_free(op);
+			return WB_E_NOMEM;
+		}
+		memcpy(op->ops, a->ops, a->ops_len);
+		op->ops_len = a->ops_len;
+	}
+	const char *proj = lease_projection_name(l);
+	size_t plen = strlen(proj);
+	size_t olen = strlen(l->operation_id);
+	memcpy(op->projection, proj, plen + 1);
+	memcpy(op->operation_id, l->operation_id, olen + 1);
+	op->seq = l->seq;
+	op->token = l->token;
+	op->from_staged = a->from_staged;
+	op->entry = (struct ledger_entry){
+	        .seq = l->seq,
+	        .kind = a->kind,
+	        .reason = a->reason,
+	        .source_position = l->source_position,
+	        .original_expiry_us = a->orig_expiry_us,
+	        .original_seq = a->orig_seq,
+	        .token = l->token,
+	        .projection = op->projection,
+	        .projection_len = plen,
+	        .operation_id = op->operation_id,
+	        .operation_id_len = olen,
+	        .ops = op->ops,
+	        .ops_len = op->ops_len,
+	};
+	op->base.base.size_hint = 4096 + a->ops_len;
+	srv_submit(ls->srv, &op->base);
+	return 0;
+}
+
+/* Finishes due leases in ascending sequence order: each becomes a gap
+ * (expired), or a recovered entry when its staged work is stored. */
+static void run_expiry(struct lsrv *ls)
+{
+	struct lease *due[EXPIRY_BATCH];
+	uint64_t now = mono_ms();
+	size_t n;
+	do {
+		n = lease_collect_expired(ls->t, now, due, EXPIRY_BATCH);
+		for (size_t i = 0; i < n; i++) {
+			struct lease *l = due[i];
+			struct final_args a = {
+			        .kind = LEDGER_GAP,
+			        .reason = LEDGER_GAP_EXPIRED,
+			        .orig_expiry_us = wall_ms_at(l->expires_ms, now) * 1000,
+			        .from_staged = true,
+			};
+			minute_now(ls)->expired++;
+			if (submit_final(ls, l, &a) != 0)
+				srv_log(LOG_ERROR, "lease_expiry_failed",
+				        "seq=%llu reason=no_memory", (unsigned long long)l->seq);
+			else
+				srv_log(LOG_DEBUG, "lease_expired", "seq=%llu staged=%d",
+				        (unsigned long long)l->seq, (int)l->staged);
+		}
+	} while (n == EXPIRY_BATCH);
+	arm_expiry_timer(ls);
+}
+
+static void expiry_timer_cb(uv_timer_t *t)
+{
+	struct lsrv *ls = t->data;
+	run_expiry(ls);
+}
+
+static void arm_expiry_timer(struct lsrv *ls)
+{
+	if (!ls->timers_open)
+		return;
+	uint64_t next = lease_next_expiry(ls->t);
+	if (next == UINT64_MAX) {
+		uv_timer_stop(&ls->expiry_timer);
+		return;
+	}
+	uint64_t now = mono_ms();
+	uv_timer_start(&ls->expiry_timer, expiry_timer_cb, next > now ? next - now : 0, 0);
+}
+
+/* ------------------------------------------------------------ reservations */
+
+static void grant_and_answer(struct lsrv *ls, struct conn *c, Request *req);
+static void reseq_and_commit(struct lsrv *ls, struct pend *p);
+static void ensure_reservation(struct lsrv *ls, uint32_t count);
+
+static uint32_t pend_count(const struct pend *p)
+{
+	return p->kind == PEND_LEASE ? p->req->lease->count : 1;
+}
+
+/* Serves queued requests in order while the ceiling allows. */
+static void drain_pending(struct lsrv *ls)
+{
+	while (ls->pend_head != NULL) {
+		struct pend *p = ls->pend_head;
+		uint32_t count = pend_count(p);
+		if (lease_reservation_needed(ls->t, count) != 0) {
+			ensure_reservation(ls, count);
+			return;
+		}
+		ls->pend_head = p->next;
+		if (ls->pend_head == NULL)
+			ls->pend_tail = NULL;
+		if (p->kind == PEND_LEASE) {
+			grant_and_answer(ls, p->conn, p->req);
+			whizbang__v1__request__free_unpacked(p->req, NULL);
+			free(p);
+		} else {
+			reseq_and_commit(ls, p);
+		}
+	}
+}
+
+static void ensure_reservation(struct lsrv *ls, uint32_t count)
+{
+	if (ls->reserving != 0)
+		return;
+	uint64_t ceiling = lease_reservation_needed(ls->t, count);
+	if (ceiling == 0)
+		return;
+	struct lop *op = lop_new(ls, LOP_RESERVE, NULL, NULL);
+	if (op == NULL) {
+		srv_log(LOG_ERROR, "reservation_failed", "reason=no_memory");
+		return;
+	}
+	op->ceiling = ceiling;
+	ls->reserving = ceiling;
+	srv_submit(ls->srv, &op->base);
+}
+
+static void enqueue(struct lsrv *ls, struct pend *p)
+{
+	p->next = NULL;
+	if (ls->pend_tail != NULL)
+		ls->pend_tail->next = p;
+	else
+		ls->pend_head = p;
+	ls->pend_tail = p;
+	ensure_reservation(ls, pend_count(p));
+}
+
+/* ------------------------------------------------------------ writer results */
+
+static void record_applied(struct lsrv *ls, const struct lop *op)
+{
+	if (op->watermark > ls->watermark)
+		ls->watermark = op->watermark;
+	ls->entries_applied += op->applied;
+	ls->wait_sum_ms += op->wait_sum_ms;
+	ls->wait_count += op->wait_count;
+	if (op->wait_max_ms > ls->wait_max_ms)
+		ls->wait_max_ms = op->wait_max_ms;
+	struct minute *m = minute_now(ls);
+	m->wait_sum_ms += op->wait_sum_ms;
+	m->wait_count += op->wait_count;
+}
+
+static void lop_done(struct srv *srv, struct srv_op *base)
+{
+	struct lsrv *ls = srv->lsrv;
+	struct lop *op = (struct lop *)base;
+	struct conn *c = base->conn;
+	bool answer = c != NULL && !c->closing && op->req != NULL;
+	int rc = base->base.status;
+
+	switch (op->kind) {
+	case LOP_RESERVE:
+		ls->reserving = 0;
+		if (rc == 0) {
+			lease_set_ceiling(ls->t, op->ceiling);
+		} else {
+			srv_log(LOG_ERROR, "reservation_failed", "ceiling=%llu error=%s",
+			        (unsigned long long)op->ceiling, wb_error_name(rc));
+			/* Answer the queue rather than leave it waiting. */
+			while (ls->pend_head != NULL) {
+				struct pend *p = ls->pend_head;
+				ls->pend_head = p->next;
+				if (!p->conn->closing)
+					srv_send_storage_error(p->conn, p->req->id, rc, "Lease");
+				whizbang__v1__request__free_unpacked(p->req, NULL);
+				free(p);
+			}
+			ls->pend_tail = NULL;
+		}
+		lop_free(op);
+		drain_pending(ls);
+		return;
+	case LOP_STAGE:
+		if (answer && rc == 0)
+			send_body(c, base->req_id, WHIZBANG__V1__RESPONSE__BODY_STAGE,
+			          &(Whizbang__V1__StageResult)WHIZBANG__V1__STAGE_RESULT__INIT);
+		else if (answer)
+			srv_send_storage_error(c, base->req_id, rc, "Stage");
+		lop_free(op);
+		return;
+	case LOP_FINAL:
+		break;
+	}
+
+	if (rc != 0) {
+		/* Not durable. The lease stays FINISHING and holds the watermark
+		 * until the entry is written: retry, then leave it to restart
+		 * recovery. */
+		srv_log(op->retries < FINAL_RETRIES ? LOG_WARN : LOG_ERROR, "ledger_write_failed",
+		        "seq=%llu error=%s retry=%d", (unsigned long long)op->seq,
+		        wb_error_name(rc), op->retries);
+		if (op->retries < FINAL_RETRIES && !srv->shutting_down) {
+			op->retries++;
+			srv_submit(srv, &op->base);
+			return;
+		}
+		if (answer)
+			srv_send_storage_error(c, base->req_id, rc, "Commit");
+		lop_free(op);
+		return;
+	}
+	lease_settle(ls->t, op->seq);
+	if (op->entry.kind == LEDGER_GAP && !op->recovered) {
+		ls->gaps++;
+		minute_now(ls)->gaps++;
+	}
+	if (op->entry.kind != LEDGER_GAP)
+		minute_now(ls)->committed++;
+	record_applied(ls, op);
+
+	if (answer) {
+		const Request *req = op->req;
+		if (req->body_case == WHIZBANG__V1__REQUEST__BODY_RELEASE) {
+			send_body(c, base->req_id, WHIZBANG__V1__RESPONSE__BODY_RELEASE,
+			          &(Whizbang__V1__ReleaseResult)WHIZBANG__V1__RELEASE_RESULT__INIT);
+		} else {
+			bool reseq = op->entry.reason == LEDGER_RECOVERED_RESEQUENCED;
+			uint64_t orig = op->entry.original_seq;
+			if (req->commit->ack == WHIZBANG__V1__ACK__ACK_APPLIED &&
+			    ls->watermark < op->seq && srv->shutting_down) {
+				srv_send_error(
+				        c, base->req_id, WB_SHUTTING_DOWN,
+				        "the commit is durable, but the server is shutting down "
+				        "before the watermark reached it");
+			} else if (req->commit->ack == WHIZBANG__V1__ACK__ACK_APPLIED &&
+			           ls->watermark < op->seq) {
+				struct waiter w = {c,           base->req_id, op->seq, UINT64_MAX,
+				                   WAIT_COMMIT, reseq,        orig};
+				if (add_waiter(ls, &w) != 0)
+					srv_send_error(
+					        c, base->req_id, WB_RESOURCE_EXHAUSTED,
+					        "the commit is durable, but the server is out "
+					        "of memory to wait for the watermark");
+			} else {
+				answer_commit(ls, c, base->req_id, op->seq, reseq, orig);
+			}
+		}
+	}
+	lop_free(op);
+	check_waiters(ls);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static bool check_lease_rc(struct conn *c, uint64_t id, int rc, uint64_t seq)
+{
+	switch (rc) {
+	case 0:
+		return true;
+	case WB_LEASE_TOKEN_MISMATCH:
+		srv_send_error(c, id, rc,
+		               "the token does not match sequence %llu's lease: another worker "
+		               "holds it, or the token was mistyped",
+		               (unsigned long long)seq);
+		return false;
+	case WB_LEASE_EXPIRED:
+		srv_send_error(c, id, rc,
+		               "the lease of sequence %llu has expired and the sequence became a "
+		               "gap (expired): lease a new sequence, or commit with "
+		               "on_expired=RESEQUENCE",
+		               (unsigned long long)seq);
+		return false;
+	default:
+		srv_send_error(c, id, WB_LEASE_NOT_FOUND,
+		               "sequence %llu has no open lease: it was never handed out, or it is "
+		               "already committed or released",
+		               (unsigned long long)seq);
+		return false;
+	}
+}
+
+static void grant_and_answer(struct lsrv *ls, struct conn *c, Request *req)
+{
+	const Whizbang__V1__Lease *a = req->lease;
+	struct lease *got[LEASE_COUNT_MAX];
+	char why[256];
+	if (c->closing)
+		return;
+	struct lease_grant_args args = {
+	        .projection = a->projection,
+	        .duration_ms = a->duration_ms,
+	        .count = a->count,
+	        .operation_id = a->operation_id,
+	        .source_position = a->source_position,
+	        .on_disconnect =
+	                a->on_disconnect == WHIZBANG__V1__ON_DISCONNECT__ON_DISCONNECT_RELEASE
+	                        ? LEASE_RELEASE
+	                        : LEASE_KEEP,
+	        .owner = &c->leases,
+	};
+	uint64_t now = mono_ms();
+	int rc = lease_grant(ls->t, now, &args, got, why, sizeof(why));
+	if (rc != 0) {
+		srv_send_error(c, req->id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc, "%s",
+		               why);
+		return;
+	}
+	Whizbang__V1__LeaseGrant grants[LEASE_COUNT_MAX];
+	Whizbang__V1__LeaseGrant *ptrs[LEASE_COUNT_MAX];
+	for (uint32_t i = 0; i < a->count; i++) {
+		whizbang__v1__lease_grant__init(&grants[i]);
+		grants[i].sequence = got[i]->seq;
+		grants[i].token = got[i]->token;
+		grants[i].expires_at_ms = wall_ms_at(got[i]->expires_ms, now);
+		grants[i].duration_ms = got[i]->expires_ms - now;
+		ptrs[i] = &grants[i];
+	}
+	Whizbang__V1__LeaseResult r = WHIZBANG__V1__LEASE_RESULT__INIT;
+	r.n_leases = a->count;
+	r.leases = ptrs;
+	send_body(c, req->id, WHIZBANG__V1__RESPONSE__BODY_LEASE, &r);
+	arm_expiry_timer(ls);
+}
+
+static void handle_lease(struct lsrv *ls, struct conn *c, Request *req, bool *kept)
+{
+	const Whizbang__V1__Lease *a = req->lease;
+	if (a->count == 0 || a->count > ls->srv->cfg.max_lease_count) {
+		srv_send_error(c, req->id, WB_BAD_REQUEST,
+		               "count is %u: ask for 1 to %llu sequences", a->count,
+		               (unsigned long long)ls->srv->cfg.max_lease_count);
+		return;
+	}
+	if (ls->pend_head == NULL && lease_reservation_needed(ls->t, a->count) == 0) {
+		grant_and_answer(ls, c, req);
+		return;
+	}
+	struct pend *p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
+	p->kind = PEND_LEASE;
+	p->conn = c;
+	p->req = req;
+	*kept = true;
+	enqueue(ls, p);
+}
+
+/* Packs the ops of a request as the OpList bytes the ledger stores. */
+static uint8_t *pack_ops(Whizbang__V1__Op **ops, size_t n, size_t *len)
+{
+	Whizbang__V1__OpList list = WHIZBANG__V1__OP_LIST__INIT;
+	list.n_ops = n;
+	list.ops = ops;
+	*len = whizbang__v1__op_list__get_packed_size(&list);
+	uint8_t *buf = malloc(*len > 0 ? *len : 1);
+	if (buf != NULL)
+		whizbang__v1__op_list__pack(&list, buf);
+	return buf;
+}
+
+static void reseq_and_commit(struct lsrv *ls, struct pend *p)
+{
+	struct conn *c = p->conn;
+	Request *req = p->req;
+	struct lease *got[1];
+	char why[256];
+	struct lease_grant_args args = {
+	        .projection = p->projection,
+	        .count = 1,
+	        .operation_id = p->operation_id,
+	        .source_position = p->source_position,
+	};
+	int rc = lease_grant(ls->t, mono_ms(), &args, got, why, sizeof(why));
+	if (rc != 0) {
+		if (!c->closing)
+			srv_send_error(c, req->id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc,
+			               "resequencing failed: %s", why);
+		goto done;
+	}
+	lease_finish(ls->t, got[0], LEASE_COMMITTED, mono_ms());
+	size_t len;
+	uint8_t *ops = pack_ops(req->commit->ops, req->commit->n_ops, &len);
+	struct final_args a = {
+	        .kind = LEDGER_RECOVERED,
+	        .reason = LEDGER_RECOVERED_RESEQUENCED,
+	        .conn = c->closing ? NULL : c,
+	        .req = req,
+	        .ops = ops,
+	        .ops_len = len,
+	        .orig_seq = p->orig_seq,
+	        .orig_expiry_us = p->orig_expiry_us,
+	};
+	rc = ops == NULL ? WB_E_NOMEM : submit_final(ls, got[0], &a);
+	free(ops);
+	if (rc == 0) {
+		free(p);
+		return; /* the op keeps req */
+	}
+	/* The new sequence is handed out: it must still end final. */
+	struct final_args gap = {.kind = LEDGER_GAP, .reason = LEDGER_GAP_RELEASED};
+	submit_final(ls, got[0], &gap);
+	if (!c->closing)
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+done:
+	whizbang__v1__request__free_unpacked(req, NULL);
+	free(p);
+}
+
+/* A commit whose lease has expired, with on_expired = RESEQUENCE: queue a
+ * new sequence for it, remembering the expired lease. */
+static void resequence(struct lsrv *ls, struct conn *c, Request *req, const char *projection,
+                       const char *operation_id, uint64_t source_position, uint64_t orig_expiry_us,
+                       bool *kept)
+{
+	struct pend *p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
+	p->kind = PEND_RESEQ;
+	p->conn = c;
+	p->req = req;
+	snprintf(p->projection, sizeof(p->projection), "%s", projection);
+	snprintf(p->operation_id, sizeof(p->operation_id), "%s", operation_id);
+	p->source_position = source_position;
+	p->orig_seq = req->commit->sequence;
+	p->orig_expiry_us = orig_expiry_us;
+	*kept = true;
+	enqueue(ls, p);
+}
+
+/* A commit of a sequence the table no longer holds: the ledger says what
+ * became of it. Restart gaps carry no token (leases live in memory), so
+ * they cannot check it. */
+static void handle_finished(struct lsrv *ls, struct conn *c, Request *req, bool *kept)
+{
+	const Whizbang__V1__Commit *a = req->commit;
+	struct storage_txn *txn;
+	struct ledger_entry e;
+	int rc = storage_txn_begin(ls->srv->st, NULL, STORAGE_RDONLY, &txn);
+	if (rc != 0) {
+		srv_send_storage_error(c, req->id, rc, "Commit");
+		return;
+	}
+	rc = ledger_get(txn, a->sequence, &e);
+	bool expired =
+	        rc == 0 && (e.reason == LEDGER_GAP_EXPIRED || e.reason == LEDGER_GAP_RESTART ||
+	                    e.reason == LEDGER_RECOVERED_STAGED);
+	if (rc != 0 && rc != WB_E_NOTFOUND) {
+		srv_send_storage_error(c, req->id, rc, "Commit");
+	} else if (!expired) {
+		check_lease_rc(c, req->id, WB_LEASE_NOT_FOUND, a->sequence);
+	} else if (e.token != 0 && e.token != a->token) {
+		check_lease_rc(c, req->id, WB_LEASE_TOKEN_MISMATCH, a->sequence);
+	} else if (a->on_expired == WHIZBANG__V1__ON_EXPIRED__ON_EXPIRED_RESEQUENCE) {
+		char proj[LEASE_NAME_MAX + 1];
+		char opid[LEASE_NAME_MAX + 1];
+		snprintf(proj, sizeof(proj), "%.*s", (int)e.projection_len, e.projection);
+		snprintf(opid, sizeof(opid), "%.*s", (int)e.operation_id_len, e.operation_id);
+		if (proj[0] == '\0') /* a restart gap of a sequence never handed out */
+			snprintf(proj, sizeof(proj), "unknown");
+		uint64_t src = e.source_position;
+		uint64_t expiry = e.original_expiry_us;
+		storage_txn_abort(txn);
+		resequence(ls, c, req, proj, opid, src, expiry, kept);
+		return;
+	} else {
+		srv_send_error(
+		        c, req->id, WB_LEASE_EXPIRED,
+		        "the lease of sequence %llu expired; the sequence is now %s: lease a "
+		        "new sequence, or commit with on_expired=RESEQUENCE",
+		        (unsigned long long)a->sequence,
+		        e.reason == LEDGER_GAP_RESTART   ? "a gap (restart)"
+		        : e.reason == LEDGER_GAP_EXPIRED ? "a gap (expired)"
+		                                         : "recovered from its staged work");
+	}
+	storage_txn_abort(txn);
+}
+
+static void handle_commit(struct lsrv *ls, struct conn *c, Request *req, bool *kept)
+{
+	const Whizbang__V1__Commit *a = req->commit;
+	struct lease *l;
+	uint64_t now = mono_ms();
+	int rc = lease_get(ls->t, a->sequence, a->token, now, &l);
+	if (rc == WB_LEASE_EXPIRED) {
+		/* Finish what is due first, so gaps keep their order. */
+		run_expiry(ls);
+		l = lease_lookup(ls->t, a->sequence);
+		if (l != NULL && a->on_expired == WHIZBANG__V1__ON_EXPIRED__ON_EXPIRED_RESEQUENCE) {
+			resequence(ls, c, req, lease_projection_name(l), l->operation_id,
+			           l->source_position, wall_ms_at(l->expires_ms, now) * 1000, kept);
+			return;
+		}
+	}
+	if (rc == WB_LEASE_NOT_FOUND && a->sequence != 0 && a->sequence < lease_next_seq(ls->t) &&
+	    lease_lookup(ls->t, a->sequence) == NULL) {
+		handle_finished(ls, c, req, kept);
+		return;
+	}
+	if (!check_lease_rc(c, req->id, rc, a->sequence))
+		return;
+	size_t len;
+	uint8_t *ops = pack_ops(a->ops, a->n_ops, &len);
+	if (ops == NULL) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
+	lease_finish(ls->t, l, LEASE_COMMITTED, now);
+	struct final_args fa = {
+	        .kind = LEDGER_COMMITTED,
+	        .reason = LEDGER_REASON_NONE,
+	        .conn = c,
+	        .req = req,
+	        .ops = ops,
+	        .ops_len = len,
+	};
+	rc = submit_final(ls, l, &fa);
+	free(ops);
+	if (rc != 0) {
+		struct final_args gap = {.kind = LEDGER_GAP, .reason = LEDGER_GAP_RELEASED};
+		submit_final(ls, l, &gap);
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
+	*kept = true;
+	arm_expiry_timer(ls);
+}
+
+static void handle_release(struct lsrv *ls, struct conn *c, Request *req, bool *kept)
+{
+	const Whizbang__V1__Release *a = req->release;
+	struct lease *l;
+	uint64_t now = mono_ms();
+	int rc = lease_get(ls->t, a->sequence, a->token, now, &l);
+	if (rc == WB_LEASE_EXPIRED)
+		run_expiry(ls);
+	if (!check_lease_rc(c, req->id, rc, a->sequence))
+		return;
+	lease_finish(ls->t, l, LEASE_RELEASED, now);
+	struct final_args fa = {
+	        .kind = LEDGER_GAP,
+	        .reason = LEDGER_GAP_RELEASED,
+	        .conn = c,
+	        .req = req,
+	};
+	if (submit_final(ls, l, &fa) != 0) {
+		struct final_args gap = {.kind = LEDGER_GAP, .reason = LEDGER_GAP_RELEASED};
+		submit_final(ls, l, &gap);
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
+	*kept = true;
+	arm_expiry_timer(ls);
+}
+
+static void handle_extend(struct lsrv *ls, struct conn *c, Request *req)
+{
+	const Whizbang__V1__Extend *a = req->extend;
+	struct lease *l;
+	char why[256];
+	uint64_t now = mono_ms();
+	int rc = lease_get(ls->t, a->sequence, a->token, now, &l);
+	if (rc == WB_LEASE_EXPIRED)
+		run_expiry(ls);
+	if (!check_lease_rc(c, req->id, rc, a->sequence))
+		return;
+	rc = lease_extend(ls->t, l, a->duration_ms, now, why, sizeof(why));
+	if (rc != 0) {
+		srv_send_error(c, req->id, rc, "%s", why);
+		return;
+	}
+	Whizbang__V1__ExtendResult r = WHIZBANG__V1__EXTEND_RESULT__INIT;
+	r.expires_at_ms = wall_ms_at(l->expires_ms, now);
+	r.duration_ms = l->expires_ms - now;
+	send_body(c, req->id, WHIZBANG__V1__RESPONSE__BODY_EXTEND, &r);
+	arm_expiry_timer(ls);
+}
+
+static void handle_stage(struct lsrv *ls, struct conn *c, Request *req, bool *kept)
+{
+	const Whizbang__V1__Stage *a = req->stage;
+	struct lease *l;
+	int rc = lease_get(ls->t, a->sequence, a->token, mono_ms(), &l);
+	if (rc == WB_LEASE_EXPIRED)
+		run_expiry(ls);
+	if (!check_lease_rc(c, req->id, rc, a->sequence))
+		return;
+	struct lop *op = lop_new(ls, LOP_STAGE, c, req);
+	if (op == NULL) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
+	op->ops = pack_ops(a->ops, a->n_ops, &op->ops_len);
+	if (op->ops == NULL) {
+		op->req = NULL;
+		lop_free(op);
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
+	op->seq = l->seq;
+	op->token = l->token;
+	op->base.base.size_hint = 4096 + op->ops_len;
+	/* Marked now: if the lease expires before the write lands, the
+	 * expiry's entry is written after it and recovers the staged work. */
+	lease_stage(ls->t, l);
+	srv_submit(ls->srv, &op->base);
+	*kept = true;
+}
+
+/* Collects ledger entries for a ReadLedger answer. */
+struct ledger_collect {
+	Whizbang__V1__LedgerEntry *entries;
+	Whizbang__V1__OpList **lists;
+	char *names; /* 512 bytes per entry: projection, NUL, operation id, NUL */
+	size_t n, cap;
+	size_t bytes, budget;
+	uint64_t watermark;
+	bool nomem;
+	bool corrupt;
+};
+
+static bool ledger_collect_cb(const struct ledger_entry *e, void *arg)
+{
+	struct ledger_collect *col = arg;
+	if (e->seq > col->watermark)
+		return false;
+	size_t est = e->ops_len + e->projection_len + e->operation_id_len + 96;
+	if (col->n > 0 && col->bytes + est > col->budget)
+		return false;
+	if (col->n == col->cap) {
+		size_t cap = col->cap > 0 ? col->cap * 2 : 64;
+		Whizbang__V1__LedgerEntry *en = realloc(col->entries, cap * sizeof(*en));
+		if (en != NULL)
+			col->entries = en;
+		Whizbang__V1__OpList **li = realloc(col->lists, cap * sizeof(*li));
+		if (li != NULL)
+			col->lists = li;
+		char *na = realloc(col->names, cap * 512);
+		if (na != NULL)
+			col->names = na;
+		if (en == NULL || li == NULL || na == NULL) {
+			col->nomem = true;
+			return false;
+		}
+		col->cap = cap;
+	}
+	Whizbang__V1__OpList *list = NULL;
+	if (e->ops_len > 0) {
+		list = whizbang__v1__op_list__unpack(NULL, e->ops_len, e->ops);
+		if (list == NULL) {
+			col->corrupt = true;
+			return false;
+		}
+	}
+	Whizbang__V1__LedgerEntry *le = &col->entries[col->n];
+	whizbang__v1__ledger_entry__init(le);
+	char *name = col->names + col->n * 512;
+	memcpy(name, e->projection, e->projection_len);
+	name[e->projection_len] = '\0';
+	memcpy(name + 256, e->operation_id, e->operation_id_len);
+	name[256 + e->operation_id_len] = '\0';
+	le->sequence = e->seq;
+	le->kind = e->kind == LEDGER_COMMITTED ? WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED
+	           : e->kind == LEDGER_GAP     ? WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP
+	                                       : WHIZBANG__V1__ENTRY_KIND__ENTRY_RECOVERED;
+	le->reason = (Whizbang__V1__EntryReason)e->reason;
+	le->source_position = e->source_position;
+	le->time_us = e->time_us;
+	le->original_expiry_us = e->original_expiry_us;
+	le->original_sequence = e->original_seq;
+	if (list != NULL) {
+		le->n_ops = list->n_ops;
+		le->ops = list->ops;
+	}
+	col->lists[col->n] = list;
+	col->n++;
+	col->bytes += est;
+	return true;
+}
+
+static void handle_read_ledger(struct lsrv *ls, struct conn *c, Request *req)
+{
+	const Whizbang__V1__ReadLedger *a = req->read_ledger;
+	struct srv *srv = ls->srv;
+	uint32_t max = a->max_count == 0 || a->max_count > srv->cfg.max_read_count
+	                       ? (uint32_t)srv->cfg.max_read_count
+	                       : a->max_count;
+	struct storage_txn *txn;
+	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
+	if (rc != 0) {
+		srv_send_storage_error(c, req->id, rc, "ReadLedger");
+		return;
+	}
+	struct ledger_collect col = {.budget = srv->cfg.max_frame - 4096,
+	                             .watermark = ls->watermark};
+	uint64_t next;
+	rc = ledger_read(txn, a->from_sequence, max, ledger_collect_cb, &col, &next);
+	storage_txn_abort(txn); /* the entries hold copies: unpacked lists, names */
+	Whizbang__V1__LedgerEntry **ptrs = NULL;
+	if (rc == 0 && !col.nomem && !col.corrupt)
+		ptrs = malloc((col.n > 0 ? col.n : 1) * sizeof(*ptrs));
+	if (rc != 0 || col.corrupt) {
+		srv_send_storage_error(c, req->id, rc != 0 ? rc : WB_E_CORRUPT, "ReadLedger");
+	} else if (ptrs == NULL) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		               "the server is out of memory; retry with a smaller max_count");
+	} else {
+		for (size_t i = 0; i < col.n; i++) {
+			col.entries[i].projection = col.names + i * 512;
+			col.entries[i].operation_id = col.names + i * 512 + 256;
+			ptrs[i] = &col.entries[i];
+		}
+		Whizbang__V1__ReadLedgerResult r = WHIZBANG__V1__READ_LEDGER_RESULT__INIT;
+		r.n_entries = col.n;
+		r.entries = ptrs;
+		if (a->from_sequence > next)
+			next = a->from_sequence;
+		r.next_sequence = next;
+		r.watermark = ls->watermark;
+		r.end = next > ls->watermark;
+		send_body(c, req->id, WHIZBANG__V1__RESPONSE__BODY_READ_LEDGER, &r);
+	}
+	for (size_t i = 0; i < col.n; i++)
+		if (col.lists[i] != NULL)
+			whizbang__v1__op_list__free_unpacked(col.lists[i], NULL);
+	free(ptrs);
+	free(col.entries);
+	free(col.lists);
+	free(col.names);
+}
+
+static void handle_wait(struct lsrv *ls, struct conn *c, Request *req)
+{
+	const Whizbang__V1__WaitForWatermark *a = req->wait_for_watermark;
+	if (a->sequence <= ls->watermark || a->timeout_ms == 0) {
+		answer_watermark(ls, c, req->id, a->sequence <= ls->watermark);
+		return;
+	}
+	if (c->waiting >= ls->srv->cfg.max_inflight) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		               "this connection already has %zu requests waiting (--max-inflight)",
+		               c->waiting);
+		return;
+	}
+	uint64_t timeout = a->timeout_ms > 3600000u ? 3600000u : a->timeout_ms;
+	struct waiter w = {c, req->id, a->sequence, mono_ms() + timeout, WAIT_WATERMARK, false, 0};
+	if (add_waiter(ls, &w) != 0)
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+}
+
+bool lsrv_dispatch(struct conn *c, Request *req)
+{
+	struct lsrv *ls = c->srv->lsrv;
+	bool kept = false;
+	switch (req->body_case) {
+	case WHIZBANG__V1__REQUEST__BODY_LEASE:
+		handle_lease(ls, c, req, &kept);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_EXTEND:
+		handle_extend(ls, c, req);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_RELEASE:
+		handle_release(ls, c, req, &kept);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_STAGE:
+		handle_stage(ls, c, req, &kept);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_COMMIT:
+		handle_commit(ls, c, req, &kept);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_READ_LEDGER:
+		handle_read_ledger(ls, c, req);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_GET_WATERMARK:
+		answer_watermark(ls, c, req->id, true);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK:
+		handle_wait(ls, c, req);
+		break;
+	default:
+		srv_send_error(c, req->id, WB_BAD_REQUEST, "not a lease or ledger request");
+		break;
+	}
+	return kept;
+}
+
+void lsrv_conn_closed(struct conn *c)
+{
+	struct lsrv *ls = c->srv->lsrv;
+	struct lease *rel[EXPIRY_BATCH];
+	uint64_t now = mono_ms();
+	size_t n;
+	do {
+		n = lease_owner_detach(ls->t, &c->leases, rel, EXPIRY_BATCH);
+		for (size_t i = 0; i < n; i++) {
+			lease_finish(ls->t, rel[i], LEASE_RELEASED, now);
+			struct final_args fa = {.kind = LEDGER_GAP, .reason = LEDGER_GAP_RELEASED};
+			if (submit_final(ls, rel[i], &fa) != 0)
+				srv_log(LOG_ERROR, "release_failed", "seq=%llu reason=no_memory",
+				        (unsigned long long)rel[i]->seq);
+		}
+	} while (n == EXPIRY_BATCH);
+	for (size_t i = 0; i < ls->nwaiters;) {
+		if (ls->waiters[i].conn == c)
+			drop_waiter(ls, i);
+		else
+			i++;
+	}
+	struct pend **pp = &ls->pend_head;
+	ls->pend_tail = NULL;
+	while (*pp != NULL) {
+		struct pend *p = *pp;
+		if (p->conn == c) {
+			*pp = p->next;
+			whizbang__v1__request__free_unpacked(p->req, NULL);
+			free(p);
+		} else {
+			ls->pend_tail = p;
+			pp = &p->next;
+		}
+	}
+	arm_expiry_timer(ls);
+	arm_wait_timer(ls);
+}
+
+/* ------------------------------------------------------------ start, stop */
+
+static int init_apply(struct storage_txn *txn, const struct ledger_entry *e, void *arg)
+{
+	(void)txn;
+	(void)e;
+	(*(uint64_t *)arg)++;
+	return 0;
+}
+
+int lsrv_init(struct srv *srv, char *errmsg, size_t errlen)
+{
+	struct lsrv *ls = calloc(1, sizeof(*ls));
+	if (ls == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return WB_E_NOMEM;
+	}
+	ls->srv = srv;
+	struct storage_txn *txn;
+	struct ledger_recovery rec;
+	uint64_t applied = 0;
+	int rc = storage_txn_begin(srv->st, NULL, 0, &txn);
+	if (rc == 0) {
+		rc = ledger_recover(txn, srv_wall_us(), init_apply, &applied, &rec);
+		if (rc == 0)
+			rc = storage_txn_commit(txn);
+		else
+			storage_txn_abort(txn);
+	}
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "ledger recovery failed: %s", wb_strerror(rc));
+		free(ls);
+		return rc;
+	}
+	ls->watermark = rec.watermark;
+	ls->gaps = rec.gaps;
+	const struct srv_config *cfg = &srv->cfg;
+	struct lease_config lc = {
+	        .max_lifetime_ms = cfg->lease_max_lifetime_ms,
+	        .grace_ms = cfg->lease_grace_ms,
+	        .max_duration_ms = cfg->lease_max_ms,
+	        .default_duration_ms = cfg->lease_default_ms,
+	        .cascade_threshold = cfg->cascade_threshold,
+	        .max_leases = cfg->max_leases,
+	        .max_leases_per_owner = cfg->max_leases_per_connection,
+	        .max_count = (uint32_t)cfg->max_lease_count,
+	        .reserve_chunk = cfg->lease_reserve_chunk,
+	        .max_projections = MAX_PROJECTION_STATS,
+	};
+	rc = lease_table_new(&ls->t, &lc, rec.watermark + 1, rec.watermark, rand64, ls);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot create the lease table: %s", wb_strerror(rc));
+		free(ls);
+		return rc;
+	}
+	uv_timer_init(srv->loop, &ls->expiry_timer);
+	uv_timer_init(srv->loop, &ls->wait_timer);
+	ls->expiry_timer.data = ls;
+	ls->wait_timer.data = ls;
+	ls->timers_open = true;
+	srv->lsrv = ls;
+	srv_log(LOG_INFO, "ledger_recovered", "watermark=%llu restart_gaps=%llu recovered=%llu",
+	        (unsigned long long)rec.watermark, (unsigned long long)rec.gaps,
+	        (unsigned long long)rec.recovered);
+	return 0;
+}
+
+void lsrv_shutdown(struct srv *srv)
+{
+	struct lsrv *ls = srv->lsrv;
+	if (ls == NULL || !ls->timers_open)
+		return;
+	/* Waiters are answered: their commits are durable, but the watermark
+	 * will not move any more in this process. */
+	while (ls->nwaiters > 0) {
+		struct waiter *w = &ls->waiters[ls->nwaiters - 1];
+		if (!w->conn->closing)
+			srv_send_error(
+			        w->conn, w->req_id, WB_SHUTTING_DOWN,
+			        w->kind == WAIT_COMMIT
+			                ? "the commit is durable, but the server is shutting down "
+			                  "before the watermark reached it"
+			                : "the server is shutting down");
+		drop_waiter(ls, ls->nwaiters - 1);
+	}
+	ls->timers_open = false;
+	uv_close((uv_handle_t *)&ls->expiry_timer, NULL);
+	uv_close((uv_handle_t *)&ls->wait_timer, NULL);
+}
+
+void lsrv_close(struct srv *srv)
+{
+	struct lsrv *ls = srv->lsrv;
+	if (ls == NULL)
+		return;
+	while (ls->pend_head != NULL) {
+		struct pend *p = ls->pend_head;
+		ls->pend_head = p->next;
+		whizbang__v1__request__free_unpacked(p->req, NULL);
+		free(p);
+	}
+	lease_table_free(ls->t);
+	free(ls->waiters);
+	free(ls);
+	srv->lsrv = NULL;
+}
+
+/* ------------------------------------------------------------ figures */
+
+static double efficiency(uint64_t committed, uint64_t expired)
+{
+	return committed + expired == 0 ? 1.0 : (double)committed / (double)(committed + expired);
+}
+
+void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
+{
+	struct lsrv *ls = srv->lsrv;
+	struct lease_counts lc;
+	lease_get_counts(ls->t, &lc);
+	s->leases_active = lc.active;
+	s->leases_committed = lc.outcomes[LEASE_COMMITTED];
+	s->leases_released = lc.outcomes[LEASE_RELEASED];
+	s->leases_expired = lc.outcomes[LEASE_EXPIRED];
+	s->leases_recovered = lc.outcomes[LEASE_RECOVERED];
+	s->lease_efficiency = efficiency(lc.outcomes[LEASE_COMMITTED],
+	                                 lc.outcomes[LEASE_EXPIRED] + lc.outcomes[LEASE_RECOVERED]);
+	/* Every sequence above the watermark that was handed out is either in
+	 * the table or settled, waiting on a lower one. */
+	uint64_t above = lease_next_seq(ls->t) - 1 - ls->watermark;
+	s->entries_waiting = above - (lc.active + lc.finishing);
+	s->apply_wait_ms_mean =
+	        ls->wait_count > 0 ? (double)ls->wait_sum_ms / (double)ls->wait_count : 0.0;
+	s->apply_wait_ms_max = ls->wait_max_ms;
+	s->gaps = ls->gaps;
+	s->lease_overrun = lc.overrun;
+	s->watermark = ls->watermark;
+	s->next_sequence = lease_next_seq(ls->t);
+	s->lease_ceiling = lease_ceiling(ls->t);
+	s->cascade_level = lc.cascade_level;
+
+	/* Health over the last hour (the seed design's thresholds). */
+	uint64_t now_min = mono_ms() / 60000;
+	uint64_t committed = 0, expired = 0, gaps = 0, wsum = 0, wcount = 0;
+	for (size_t i = 0; i < HEALTH_MINUTES; i++) {
+		const struct minute *m = &ls->minutes[i];
+		if (m->minute + HEALTH_MINUTES <= now_min || m->minute > now_min)
+			continue;
+		committed += m->committed;
+		expired += m->expired;
+		gaps += m->gaps;
+		wsum += m->wait_sum_ms;
+		wcount += m->wait_count;
+	}
+	size_t o = 0;
+	ls->health_reason[0] = '\0';
+#define REASON(...)                                                                                \
+	o += (size_t)snprintf(ls->health_reason + o,                                               \
+	                      o < sizeof(ls->health_reason) ? sizeof(ls->health_reason) - o : 0,   \
+	                      __VA_ARGS__)
+	if (expired * 20 > committed + expired && expired > 0)
+		REASON("%sexpiry rate %.1f%% > 5%%", o ? "; " : "",
+		       100.0 * (double)expired / (double)(committed + expired));
+	if (wcount > 0 && wsum > 5000 * wcount)
+		REASON("%smean apply wait %.0f ms > 5000 ms", o ? "; " : "",
+		       (double)wsum / (double)wcount);
+	if (lc.active > 1000)
+		REASON("%s%llu active leases > 1000", o ? "; " : "", (unsigned long long)lc.active);
+	if (gaps > 100)
+		REASON("%s%llu gaps in the last hour > 100", o ? "; " : "",
+		       (unsigned long long)gaps);
+#undef REASON
+	s->health = o > 0 ? "degraded" : "ok";
+	s->health_reason = ls->health_reason;
+
+	struct lease_projection_stats ps[MAX_PROJECTION_STATS];
+	size_t n = lease_projection_stats(ls->t, ps, MAX_PROJECTION_STATS);
+	if (n > MAX_PROJECTION_STATS)
+		n = MAX_PROJECTION_STATS;
+	for (size_t i = 0; i < n; i++) {
+		Whizbang__V1__ProjectionStats *p = &ls->pstats[i];
+		whizbang__v1__projection_stats__init(p);
+		p->projection = (char *)ps[i].name;
+		p->leases_active = ps[i].active;
+		p->committed = ps[i].outcomes[LEASE_COMMITTED];
+		p->released = ps[i].outcomes[LEASE_RELEASED];
+		p->expired = ps[i].outcomes[LEASE_EXPIRED];
+		p->recovered = ps[i].outcomes[LEASE_RECOVERED];
+		p->efficiency = efficiency(p->committed, p->expired + p->recovered);
+		p->adaptive_duration_ms = ps[i].adaptive_ms;
+		ls->pstats_ptrs[i] = p;
+	}
+	s->n_projections = n;
+	s->projections = ls->pstats_ptrs;
+}

@@ -1,0 +1,139 @@
+/* whizbangd internals shared by the files of server/ (srv.c: connections
+ * and events; lease_srv.c: leases and the ledger). Loop thread only, except
+ * where a comment says otherwise. */
+#ifndef WB_SRV_INT_H
+#define WB_SRV_INT_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "lease.h"
+#include "storage.h"
+#include "whizbang.pb-c.h"
+#include "writer.h"
+
+typedef Whizbang__V1__Request Request;
+typedef Whizbang__V1__Response Response;
+
+struct lsrv;
+
+/* The most sequences one Lease may ask for (--max-lease-count's bound). */
+#define LEASE_COUNT_MAX 1024u
+
+struct conn {
+	uv_tcp_t tcp; /* first: the handle's data points back here anyway */
+	uv_timer_t timer;
+	struct srv *srv;
+	struct conn *prev, *next; /* srv->conns */
+	struct conn *dirty_next;  /* srv->dirty, when dirty */
+	uint64_t id;
+	char peer[64];
+	char name[64];
+	uint8_t *in;
+	size_t in_len, in_cap;
+	uint8_t *out;
+	size_t out_len, out_cap;
+	size_t out_pending; /* bytes in writes not yet completed */
+	size_t inflight;    /* ops of this connection with the writer */
+	size_t waiting;     /* answers waiting for the watermark */
+	struct lease_owner leases;
+	int handles_open;
+	bool hello_done;
+	bool closing;
+	bool dirty;
+	bool reading;
+	bool close_after_flush;
+	bool timer_active;
+};
+
+struct srv_op;
+
+/* Runs on the loop thread once the op's batch is durable (or failed: see
+ * op->base.status). It answers (when op->conn is set and not closing) and
+ * frees the op. The connection's in-flight count has been dropped already. */
+typedef void (*srv_done_fn)(struct srv *srv, struct srv_op *op);
+
+/* A write for the writer thread. Embed it first in the op's own struct. */
+struct srv_op {
+	struct writer_op base; /* first */
+	srv_done_fn done;
+	struct conn *conn; /* NULL for the server's own writes */
+	uint64_t req_id;
+};
+
+struct srv {
+	uv_loop_t *loop;
+	struct srv_config cfg;
+	struct storage *st;
+	struct writer *writer;
+	struct lsrv *lsrv;
+	uv_tcp_t listener;
+	uv_async_t async;
+	pthread_mutex_t async_mu;
+	bool async_closed;
+	uv_signal_t sigterm;
+	uv_signal_t sigint;
+	uv_timer_t shutdown_timer;
+	struct conn *conns;
+	struct conn *dirty;
+	size_t nconns;
+	size_t inflight;
+	uint64_t next_conn_id;
+	uint64_t start_ms;
+	uint32_t max_event_size;
+	bool shutting_down;
+	bool listener_open;
+	/* figures for GetStats */
+	uint64_t connections_total;
+	uint64_t requests_total;
+	uint64_t errors_total;
+	uint64_t events_appended;
+};
+
+/* Wall clock, microseconds since the epoch. Any thread. */
+uint64_t srv_wall_us(void);
+
+/* Packs resp into c's output (written at the end of the loop turn). */
+void srv_send(struct conn *c, const Response *resp);
+
+/* Answers request id on c with an error: code, and a message from fmt. */
+void srv_send_error(struct conn *c, uint64_t id, int code, const char *fmt, ...)
+        __attribute__((format(printf, 4, 5)));
+
+/* Answers a storage failure (rc) of the call named what. */
+void srv_send_storage_error(struct conn *c, uint64_t id, int rc, const char *what);
+
+/* Writes every connection's queued output (end of a callback). */
+void srv_flush(struct srv *srv);
+
+/* Hands op to the writer; op->done fires on the loop when it is durable. */
+void srv_submit(struct srv *srv, struct srv_op *op);
+
+/* ---- lease_srv.c ---- */
+
+/* Recovers the ledger (restart gaps, staged work) and builds the lease table.
+ * Runs before the listener opens. */
+int lsrv_init(struct srv *srv, char *errmsg, size_t errlen);
+
+/* Frees the lease state (after the writer has drained). */
+void lsrv_close(struct srv *srv);
+
+/* Handles a lease or ledger request. Returns true when it kept req (it is
+ * then freed by the op that answers it). */
+bool lsrv_dispatch(struct conn *c, Request *req);
+
+/* A connection is closing: release its RELEASE leases, drop its waiters. */
+void lsrv_conn_closed(struct conn *c);
+
+/* Stops the lease timers at shutdown. */
+void lsrv_shutdown(struct srv *srv);
+
+/* Adds the lease and ledger figures to s. Strings and arrays it sets stay
+ * valid until the next call. */
+void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s);
+
+#endif
