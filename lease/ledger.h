@@ -46,8 +46,9 @@ enum ledger_reason {
 	LEDGER_RECOVERED_RESEQUENCED = 5,
 };
 
-/* An entry; when decoded, its pointers point into storage memory and are
- * valid as long as the transaction. */
+/* An entry; when decoded, its pointers point into storage memory: valid
+ * until the transaction ends or, in a write transaction, until its next
+ * write (storage.h). */
 struct ledger_entry {
 	uint64_t seq;
 	enum ledger_kind kind;
@@ -107,7 +108,10 @@ typedef int (*ledger_apply_fn)(struct storage_txn *txn, const struct ledger_entr
 
 /* Moves the watermark forward over the contiguous final entries that
  * follow it, up to target at most, calling apply (may be NULL) for each in
- * order, and stores the new watermark. *watermark receives it. */
+ * order, and stores the new watermark. *watermark receives it. apply gets
+ * entries pointing into the store: it reads them before it writes. On an
+ * error the caller must abort the transaction (entries may have been
+ * applied without the watermark recording it). */
 int ledger_advance(struct storage_txn *txn, uint64_t target, ledger_apply_fn apply, void *arg,
                    uint64_t *watermark);
 

@@ -551,7 +551,9 @@ static void enqueue(struct lsrv *ls, struct pend *p)
 	else
 		ls->pend_head = p;
 	ls->pend_tail = p;
-	ensure_reservation(ls, pend_count(p));
+	/* Served now when the ceiling allows, else once it is raised. */
+	if (ls->reserving == 0)
+		drain_pending(ls);
 }
 
 /* ------------------------------------------------------------ writer results */
