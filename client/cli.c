@@ -13,11 +13,18 @@
 #include <string.h>
 #include <time.h>
 
+#include "optext.h"
 #include "utf8.h"
 #include "wb.h"
 #include "wb_version.h"
 
 #define CLI_DEFAULT_TIMEOUT_MS 30000
+/* watermark --wait without a timeout, when the per-call timeout is 0
+ * (forever): the server's own cap on a wait. */
+#define CLI_WAIT_FOREVER_MS 3600000u
+/* A sanity bound on lease --count; the server's --max-lease-count (at most
+ * 1024) is the real limit and answers BAD_REQUEST above it. */
+#define CLI_MAX_LEASE_COUNT 65536u
 /* Human output shortens data to this many characters, or bytes as hex. */
 #define CLI_TEXT_MAX 80u
 #define CLI_HEX_MAX 32u
@@ -50,7 +57,26 @@ static const char usage_text[] =
         "  read-all [--from POSITION] [--backwards] [--limit N] [--stream-prefix S]\n"
         "           [--type T]...  print the global log, optionally filtered\n"
         "  stream-info STREAM      print a stream's versions, positions and times\n"
-        "  stats                   print the server's figures\n"
+        "  stats                   print the server's figures, leases and the ledger's too\n"
+        "\n"
+        "Leases and the ledger:\n"
+        "  lease --projection P [--duration-ms N] [--count N] [--operation-id S]\n"
+        "        [--source-position N] [--release-on-disconnect]\n"
+        "                          lease sequences; prints SEQUENCE TOKEN EXPIRES_AT each\n"
+        "  extend SEQ --token T [--duration-ms N]\n"
+        "                          renew a lease (duration 0 or none: adaptive)\n"
+        "  release SEQ --token T [--reason TEXT]\n"
+        "                          give a lease up: the sequence becomes a gap\n"
+        "  stage SEQ --token T --op TEXT...\n"
+        "                          store finished work, committed if the lease expires\n"
+        "  commit SEQ --token T [--op TEXT]... [--ack durable|applied] [--reseq]\n"
+        "                          commit ops (none is valid); --reseq commits at a new\n"
+        "                          sequence when the lease has expired\n"
+        "  ledger [--from SEQ] [--limit N]\n"
+        "                          print ledger entries up to the watermark\n"
+        "  watermark [--wait SEQ [--timeout-ms MS]]\n"
+        "                          print the watermark, or wait until it reaches SEQ\n"
+        "                          (exit status 1 when the wait timed out)\n"
         "  help                    print this text\n"
         "\n"
         "Options (before or after the command):\n"
@@ -60,7 +86,11 @@ static const char usage_text[] =
         "  --timeout-ms N          per-call timeout (default 30000; 0 waits forever)\n"
         "  --version               print the version\n"
         "\n"
-        "@FILE reads a value from FILE, @- from standard input.\n";
+        "@FILE reads a value from FILE, @- from standard input. A token is the 16 hex\n"
+        "digits lease prints. --op takes operations in their text form, several\n"
+        "separated by ';', for example:\n"
+        "  --op 'upsert Order \"o-1\" {status: \"Paid\", total: 120}'\n"
+        "  --op 'update Order where customer_id == \"c-42\" set status = \"Cancelled\"'\n";
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
@@ -900,6 +930,47 @@ static int cmd_stream_info(struct cli *cli, int argc, char **argv, int i)
 	return 0;
 }
 
+/* Doubles: three decimals for people, JSON numbers (never NaN or infinite,
+ * which JSON cannot hold) for programs. */
+static void format_double(double v, bool json, char *out, size_t len)
+{
+	if (v != v || v > 1e300 || v < -1e300)
+		v = 0;
+	snprintf(out, len, json ? "%.6g" : "%.3f", v);
+}
+
+/* The per-projection lease figures: one line each, or a JSON array. */
+static void print_projection_stats(const struct cli *cli, const Whizbang__V1__ServerStats *s)
+{
+	if (cli->json)
+		fputs(",\"projections\":[", stdout);
+	for (size_t k = 0; k < s->n_projections; k++) {
+		const Whizbang__V1__ProjectionStats *p = s->projections[k];
+		char eff[32];
+		format_double(p->efficiency, cli->json, eff, sizeof(eff));
+		if (cli->json) {
+			fputs(k > 0 ? ",{\"projection\":" : "{\"projection\":", stdout);
+			json_cstr(p->projection);
+			printf(",\"leases_active\":%" PRIu64 ",\"committed\":%" PRIu64
+			       ",\"released\":%" PRIu64 ",\"expired\":%" PRIu64
+			       ",\"recovered\":%" PRIu64 ",\"efficiency\":%s"
+			       ",\"adaptive_duration_ms\":%" PRIu64 "}",
+			       p->leases_active, p->committed, p->released, p->expired,
+			       p->recovered, eff, p->adaptive_duration_ms);
+			continue;
+		}
+		fputs("projection ", stdout);
+		put_cstr(p->projection);
+		printf(": leases_active=%" PRIu64 " committed=%" PRIu64 " released=%" PRIu64
+		       " expired=%" PRIu64 " recovered=%" PRIu64 " efficiency=%s"
+		       " adaptive_duration_ms=%" PRIu64 "\n",
+		       p->leases_active, p->committed, p->released, p->expired, p->recovered, eff,
+		       p->adaptive_duration_ms);
+	}
+	if (cli->json)
+		putchar(']');
+}
+
 /* Prints every field of ServerStats from its descriptor, so that fields added
  * to the proto show up without a change here. */
 static void print_stats(const struct cli *cli, const Whizbang__V1__ServerStats *s)
@@ -934,6 +1005,12 @@ static void print_stats(const struct cli *cli, const Whizbang__V1__ServerStats *
 			snprintf(num, sizeof(num), "%s", v ? "true" : "false");
 			break;
 		}
+		case PROTOBUF_C_TYPE_DOUBLE: {
+			double v;
+			memcpy(&v, p, sizeof(v));
+			format_double(v, cli->json, num, sizeof(num));
+			break;
+		}
 		case PROTOBUF_C_TYPE_STRING:
 			memcpy(&text, p, sizeof(text));
 			if (text == NULL)
@@ -958,6 +1035,7 @@ static void print_stats(const struct cli *cli, const Whizbang__V1__ServerStats *
 		}
 		first = false;
 	}
+	print_projection_stats(cli, s);
 	if (cli->json)
 		fputs("}\n", stdout);
 }
@@ -983,12 +1061,589 @@ static int cmd_stats(struct cli *cli, int argc, char **argv, int i)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- leases and the ledger */
+
+/* ISO-8601 UTC with milliseconds: 2024-05-01T12:00:00.123Z. */
+static void format_time_ms(uint64_t ms, char out[40])
+{
+	time_t secs = (time_t)(ms / 1000);
+	struct tm tm;
+	if (gmtime_r(&secs, &tm) == NULL || strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+		snprintf(out, 40, "%" PRIu64 "ms", ms);
+		return;
+	}
+	size_t n = strlen(out);
+	snprintf(out + n, 40 - n, ".%03uZ", (unsigned)(ms % 1000));
+}
+
+/* A fencing token as lease prints it: exactly 16 hex digits. */
+static bool parse_token(const char *s, uint64_t *out)
+{
+	uint64_t v = 0;
+	size_t n = 0;
+	for (; s[n] != '\0'; n++) {
+		char ch = s[n];
+		unsigned d;
+		if (ch >= '0' && ch <= '9')
+			d = (unsigned)(ch - '0');
+		else if (ch >= 'a' && ch <= 'f')
+			d = (unsigned)(ch - 'a' + 10);
+		else if (ch >= 'A' && ch <= 'F')
+			d = (unsigned)(ch - 'A' + 10);
+		else
+			return false;
+		v = v << 4 | d;
+	}
+	if (n != 16)
+		return false;
+	*out = v;
+	return true;
+}
+
+/* The --op texts of one command, parsed into one OpList. */
+struct op_args {
+	const char **texts;
+	size_t n;
+	Whizbang__V1__OpList **lists;
+	Whizbang__V1__Op **all;
+	Whizbang__V1__OpList merged;
+};
+
+static void op_args_free(struct op_args *oa)
+{
+	if (oa->lists != NULL)
+		for (size_t k = 0; k < oa->n; k++)
+			optext_free_ops(oa->lists[k]);
+	free(oa->lists);
+	free(oa->all);
+	free(oa->texts);
+	memset(oa, 0, sizeof(*oa));
+}
+
+/* Parses every --op and joins their ops, in order, into oa->merged. A text
+ * that does not parse is reported as INVALID_EXPRESSION with its column. */
+static int op_args_parse(const struct cli *cli, struct op_args *oa)
+{
+	whizbang__v1__op_list__init(&oa->merged);
+	oa->lists = calloc(oa->n > 0 ? oa->n : 1, sizeof(*oa->lists));
+	if (oa->lists == NULL)
+		return report(cli, WB_E_NOMEM, "no memory for the operations");
+	size_t total = 0;
+	for (size_t k = 0; k < oa->n; k++) {
+		struct optext_error err = {0};
+		int rc = optext_parse_ops(oa->texts[k], &oa->lists[k], &err);
+		if (rc == WB_INVALID_EXPRESSION) {
+			char where[64] = "";
+			if (oa->n > 1)
+				snprintf(where, sizeof(where), " (in --op number %zu)", k + 1);
+			/* The message may already name its column. */
+			if (strncmp(err.message, "column ", 7) == 0)
+				return reportf(cli, rc, "%s%s", err.message, where);
+			return reportf(cli, rc, "column %zu: %s%s", err.column, err.message, where);
+		}
+		if (rc != 0)
+			return reportf(cli, rc, "cannot parse --op \"%s\"", oa->texts[k]);
+		total += oa->lists[k]->n_ops;
+	}
+	oa->all = calloc(total > 0 ? total : 1, sizeof(*oa->all));
+	if (oa->all == NULL)
+		return report(cli, WB_E_NOMEM, "no memory for the operations");
+	size_t j = 0;
+	for (size_t k = 0; k < oa->n; k++)
+		for (size_t m = 0; m < oa->lists[k]->n_ops; m++)
+			oa->all[j++] = oa->lists[k]->ops[m];
+	oa->merged.n_ops = total;
+	oa->merged.ops = oa->all;
+	return 0;
+}
+
+/* Options the lease commands take besides SEQ and --token. */
+enum {
+	LC_DURATION = 1 << 0,
+	LC_REASON = 1 << 1,
+	LC_OP = 1 << 2,
+	LC_ACK = 1 << 3,
+};
+
+struct lease_cmd {
+	bool have_seq;
+	uint64_t seq;
+	bool have_token;
+	uint64_t token;
+	uint64_t duration_ms;
+	const char *reason;
+	struct op_args ops;
+	bool applied;
+	bool reseq;
+};
+
+/* Parses "CMD SEQ --token T" and the options of allowed. The caller frees
+ * lc->ops with op_args_free() whatever this returns. */
+static int lease_cmd_args(struct cli *cli, const char *cmd, unsigned allowed, int argc, char **argv,
+                          int i, struct lease_cmd *lc)
+{
+	lc->ops.texts = calloc((size_t)argc, sizeof(*lc->ops.texts));
+	if (lc->ops.texts == NULL)
+		return report(cli, WB_E_NOMEM, "no memory for the arguments");
+	bool dashdash = false;
+	for (; i < argc; i++) {
+		const char *a = argv[i], *v;
+		if (!dashdash && strcmp(a, "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (!dashdash && is_option(a)) {
+			int r;
+			if ((r = match_value("--token", argc, argv, &i, &v)) == OPT_YES) {
+				if (!parse_token(v, &lc->token))
+					return usage_error("--token takes the 16 hex digits lease "
+					                   "printed, not \"%s\"",
+					                   v);
+				lc->have_token = true;
+			} else if (r == OPT_NO && (allowed & LC_DURATION) &&
+			           (r = match_value("--duration-ms", argc, argv, &i, &v)) ==
+			                   OPT_YES) {
+				if (!parse_u64(v, &lc->duration_ms))
+					return usage_error("--duration-ms needs a number of "
+					                   "milliseconds, not \"%s\"",
+					                   v);
+			} else if (r == OPT_NO && (allowed & LC_REASON) &&
+			           (r = match_value("--reason", argc, argv, &i, &v)) == OPT_YES) {
+				lc->reason = v;
+			} else if (r == OPT_NO && (allowed & LC_OP) &&
+			           (r = match_value("--op", argc, argv, &i, &v)) == OPT_YES) {
+				lc->ops.texts[lc->ops.n++] = v;
+			} else if (r == OPT_NO && (allowed & LC_ACK) &&
+			           (r = match_value("--ack", argc, argv, &i, &v)) == OPT_YES) {
+				if (strcmp(v, "durable") == 0)
+					lc->applied = false;
+				else if (strcmp(v, "applied") == 0)
+					lc->applied = true;
+				else
+					return usage_error(
+					        "--ack takes durable or applied, not \"%s\"", v);
+			} else if (r == OPT_NO && (allowed & LC_ACK) && strcmp(a, "--reseq") == 0) {
+				lc->reseq = true;
+				r = OPT_YES;
+			}
+			if (r == OPT_NO)
+				r = common_arg(cli, cmd, argc, argv, &i);
+			if (r == OPT_BAD)
+				return EXIT_USAGE;
+			continue;
+		}
+		if (lc->have_seq)
+			return usage_error("%s takes one sequence, not also \"%s\"", cmd, a);
+		if (!parse_u64(a, &lc->seq))
+			return usage_error("%s needs a sequence number, not \"%s\"", cmd, a);
+		lc->have_seq = true;
+	}
+	if (!lc->have_seq || !lc->have_token)
+		return usage_error("%s needs SEQ and --token T", cmd);
+	if (allowed & LC_OP)
+		return op_args_parse(cli, &lc->ops);
+	return 0;
+}
+
+static int cmd_lease(struct cli *cli, int argc, char **argv, int i)
+{
+	struct wb_lease_args args = {.count = 1};
+	uint64_t n;
+	for (; i < argc; i++) {
+		const char *a = argv[i], *v;
+		int r;
+		if ((r = match_value("--projection", argc, argv, &i, &v)) == OPT_YES) {
+			args.projection = v;
+		} else if (r == OPT_NO &&
+		           (r = match_value("--duration-ms", argc, argv, &i, &v)) == OPT_YES) {
+			if (!parse_u64(v, &args.duration_ms))
+				return usage_error(
+				        "--duration-ms needs a number of milliseconds, not \"%s\"",
+				        v);
+		} else if (r == OPT_NO &&
+		           (r = match_value("--count", argc, argv, &i, &v)) == OPT_YES) {
+			if (!parse_u64(v, &n) || n == 0 || n > CLI_MAX_LEASE_COUNT)
+				return usage_error(
+				        "--count needs a number from 1 to %u, not \"%s\"",
+				        CLI_MAX_LEASE_COUNT, v);
+			args.count = (uint32_t)n;
+		} else if (r == OPT_NO &&
+		           (r = match_value("--operation-id", argc, argv, &i, &v)) == OPT_YES) {
+			args.operation_id = v;
+		} else if (r == OPT_NO &&
+		           (r = match_value("--source-position", argc, argv, &i, &v)) == OPT_YES) {
+			if (!parse_u64(v, &args.source_position))
+				return usage_error("--source-position needs a number, not \"%s\"",
+				                   v);
+		} else if (r == OPT_NO && strcmp(a, "--release-on-disconnect") == 0) {
+			args.release_on_disconnect = true;
+			r = OPT_YES;
+		}
+		if (r == OPT_NO && (r = common_arg(cli, "lease", argc, argv, &i)) == OPT_NO)
+			return usage_error("lease takes no argument \"%s\"", a);
+		if (r == OPT_BAD)
+			return EXIT_USAGE;
+	}
+	if (args.projection == NULL)
+		return usage_error("lease needs --projection P");
+	struct wb_lease_grant *grants = calloc(args.count, sizeof(*grants));
+	if (grants == NULL)
+		return report(cli, WB_E_NOMEM, "no memory for the grants");
+	int rc = connect_server(cli);
+	if (rc != 0)
+		goto out;
+	size_t got = 0;
+	rc = wb_lease(cli->client, &args, grants, args.count, &got);
+	if (rc != 0) {
+		rc = report_client(cli, rc);
+		goto out;
+	}
+	for (size_t k = 0; k < got; k++) {
+		const struct wb_lease_grant *g = &grants[k];
+		char at[40];
+		format_time_ms(g->expires_at_ms, at);
+		if (cli->json)
+			printf("{\"sequence\":%" PRIu64 ",\"token\":\"%016" PRIx64
+			       "\",\"expires_at\":\"%s\",\"expires_at_ms\":%" PRIu64
+			       ",\"duration_ms\":%" PRIu64 "}\n",
+			       g->sequence, g->token, at, g->expires_at_ms, g->duration_ms);
+		else
+			printf("%" PRIu64 " %016" PRIx64 " %s\n", g->sequence, g->token, at);
+	}
+out:
+	free(grants);
+	return rc;
+}
+
+static int cmd_extend(struct cli *cli, int argc, char **argv, int i)
+{
+	struct lease_cmd lc = {0};
+	int rc = lease_cmd_args(cli, "extend", LC_DURATION, argc, argv, i, &lc);
+	op_args_free(&lc.ops);
+	if (rc != 0)
+		return rc;
+	rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	uint64_t until;
+	rc = wb_extend(cli->client, lc.seq, lc.token, lc.duration_ms, &until);
+	if (rc != 0)
+		return report_client(cli, rc);
+	char at[40];
+	format_time_ms(until, at);
+	if (cli->json)
+		printf("{\"sequence\":%" PRIu64 ",\"expires_at\":\"%s\",\"expires_at_ms\":%" PRIu64
+		       "}\n",
+		       lc.seq, at, until);
+	else
+		printf("extended %" PRIu64 " expires_at=%s\n", lc.seq, at);
+	return 0;
+}
+
+static int cmd_release(struct cli *cli, int argc, char **argv, int i)
+{
+	struct lease_cmd lc = {0};
+	int rc = lease_cmd_args(cli, "release", LC_REASON, argc, argv, i, &lc);
+	op_args_free(&lc.ops);
+	if (rc != 0)
+		return rc;
+	rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	rc = wb_release(cli->client, lc.seq, lc.token, lc.reason);
+	if (rc != 0)
+		return report_client(cli, rc);
+	if (cli->json)
+		printf("{\"sequence\":%" PRIu64 ",\"released\":true}\n", lc.seq);
+	else
+		printf("released %" PRIu64 "\n", lc.seq);
+	return 0;
+}
+
+static int cmd_stage(struct cli *cli, int argc, char **argv, int i)
+{
+	struct lease_cmd lc = {0};
+	int rc = lease_cmd_args(cli, "stage", LC_OP, argc, argv, i, &lc);
+	if (rc == 0 && lc.ops.n == 0)
+		rc = usage_error("stage needs at least one --op TEXT");
+	if (rc == 0)
+		rc = connect_server(cli);
+	if (rc == 0) {
+		rc = wb_stage(cli->client, lc.seq, lc.token, &lc.ops.merged);
+		if (rc != 0)
+			rc = report_client(cli, rc);
+	}
+	if (rc == 0) {
+		if (cli->json)
+			printf("{\"sequence\":%" PRIu64 ",\"staged\":true,\"ops\":%zu}\n", lc.seq,
+			       lc.ops.merged.n_ops);
+		else
+			printf("staged %" PRIu64 " ops=%zu\n", lc.seq, lc.ops.merged.n_ops);
+	}
+	op_args_free(&lc.ops);
+	return rc;
+}
+
+static int cmd_commit(struct cli *cli, int argc, char **argv, int i)
+{
+	struct lease_cmd lc = {0};
+	int rc = lease_cmd_args(cli, "commit", LC_OP | LC_ACK, argc, argv, i, &lc);
+	struct wb_commit_result res = {0};
+	if (rc == 0)
+		rc = connect_server(cli);
+	if (rc == 0) {
+		rc = wb_commit(cli->client, lc.seq, lc.token, &lc.ops.merged, lc.applied, lc.reseq,
+		               &res);
+		if (rc != 0)
+			rc = report_client(cli, rc);
+	}
+	if (rc == 0) {
+		if (cli->json) {
+			printf("{\"sequence\":%" PRIu64 ",\"watermark\":%" PRIu64
+			       ",\"resequenced\":%s",
+			       res.sequence, res.watermark, res.resequenced ? "true" : "false");
+			if (res.resequenced)
+				printf(",\"original_sequence\":%" PRIu64, res.original_sequence);
+			printf(",\"ack\":\"%s\",\"ops\":%zu}\n", lc.applied ? "applied" : "durable",
+			       lc.ops.merged.n_ops);
+		} else if (res.resequenced)
+			printf("committed %" PRIu64 " watermark=%" PRIu64
+			       " resequenced from %" PRIu64 "\n",
+			       res.sequence, res.watermark, res.original_sequence);
+		else
+			printf("committed %" PRIu64 " watermark=%" PRIu64 "\n", res.sequence,
+			       res.watermark);
+	}
+	op_args_free(&lc.ops);
+	return rc;
+}
+
+static const char *reason_name(Whizbang__V1__EntryReason r)
+{
+	switch (r) {
+	case WHIZBANG__V1__ENTRY_REASON__GAP_RELEASED:
+		return "released";
+	case WHIZBANG__V1__ENTRY_REASON__GAP_EXPIRED:
+		return "expired";
+	case WHIZBANG__V1__ENTRY_REASON__GAP_RESTART:
+		return "restart";
+	case WHIZBANG__V1__ENTRY_REASON__RECOVERED_STAGED:
+		return "staged";
+	case WHIZBANG__V1__ENTRY_REASON__RECOVERED_RESEQUENCED:
+		return "resequenced";
+	default:
+		return NULL;
+	}
+}
+
+static const char *kind_name(Whizbang__V1__EntryKind k)
+{
+	switch (k) {
+	case WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED:
+		return "committed";
+	case WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP:
+		return "gap";
+	case WHIZBANG__V1__ENTRY_KIND__ENTRY_RECOVERED:
+		return "recovered";
+	default:
+		return "unknown";
+	}
+}
+
+/* Formats op into *buf (grown as needed): its text form. */
+static const char *op_text(const Whizbang__V1__Op *op, char **buf, size_t *cap)
+{
+	if (*cap == 0) {
+		*buf = malloc(256);
+		if (*buf == NULL)
+			return "(no memory to format the operation)";
+		*cap = 256;
+	}
+	size_t need = optext_format_op(op, *buf, *cap) + 1;
+	if (need > *cap) {
+		char *p = realloc(*buf, need);
+		if (p == NULL)
+			return *buf != NULL ? *buf : "";
+		*buf = p;
+		*cap = need;
+		optext_format_op(op, *buf, *cap);
+	}
+	return *buf;
+}
+
+/* Prints one ledger entry: SEQ  KIND(REASON)  PROJECTION  OPERATION_ID  TIME
+ * OPS, or a JSON object. */
+static void print_entry(const struct cli *cli, const Whizbang__V1__LedgerEntry *e, char **buf,
+                        size_t *cap)
+{
+	char time[40], expiry[40];
+	format_time(e->time_us, time);
+	format_time(e->original_expiry_us, expiry);
+	const char *kind = kind_name(e->kind);
+	const char *reason = reason_name(e->reason);
+	if (cli->json) {
+		printf("{\"sequence\":%" PRIu64 ",\"kind\":\"%s\"", e->sequence, kind);
+		if (reason != NULL)
+			printf(",\"reason\":\"%s\"", reason);
+		fputs(",\"projection\":", stdout);
+		json_cstr(e->projection);
+		fputs(",\"operation_id\":", stdout);
+		json_cstr(e->operation_id);
+		printf(",\"source_position\":%" PRIu64 ",\"time\":\"%s\",\"time_us\":%" PRIu64,
+		       e->source_position, time, e->time_us);
+		if (e->original_expiry_us != 0)
+			printf(",\"original_expiry\":\"%s\",\"original_expiry_us\":%" PRIu64,
+			       expiry, e->original_expiry_us);
+		if (e->original_sequence != 0)
+			printf(",\"original_sequence\":%" PRIu64, e->original_sequence);
+		fputs(",\"ops\":[", stdout);
+		for (size_t k = 0; k < e->n_ops; k++) {
+			if (k > 0)
+				putchar(',');
+			json_cstr(op_text(e->ops[k], buf, cap));
+		}
+		fputs("]}\n", stdout);
+		return;
+	}
+	printf("%" PRIu64 "  %s", e->sequence, kind);
+	if (e->reason == WHIZBANG__V1__ENTRY_REASON__RECOVERED_RESEQUENCED)
+		printf("(resequenced from %" PRIu64 ")", e->original_sequence);
+	else if (reason != NULL)
+		printf("(%s)", reason);
+	fputs("  ", stdout);
+	put_cstr(e->projection[0] != '\0' ? e->projection : "-");
+	fputs("  ", stdout);
+	put_cstr(e->operation_id[0] != '\0' ? e->operation_id : "-");
+	printf("  %s", time);
+	for (size_t k = 0; k < e->n_ops; k++) {
+		fputs(k == 0 ? "  " : "; ", stdout);
+		put_cstr(op_text(e->ops[k], buf, cap));
+	}
+	putchar('\n');
+}
+
+static int cmd_ledger(struct cli *cli, int argc, char **argv, int i)
+{
+	struct read_args ra = {0};
+	for (; i < argc; i++) {
+		int r = strcmp(argv[i], "--backwards") == 0 ? OPT_NO
+		                                            : read_option(&ra, argc, argv, &i);
+		if (r == OPT_NO && (r = common_arg(cli, "ledger", argc, argv, &i)) == OPT_NO)
+			return usage_error("ledger takes no argument \"%s\"", argv[i]);
+		if (r == OPT_BAD)
+			return EXIT_USAGE;
+	}
+	int rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	uint64_t from = ra.from_set ? ra.from : 1;
+	uint64_t printed = 0;
+	char *buf = NULL;
+	size_t cap = 0;
+	for (;;) {
+		uint32_t want = 0;
+		if (ra.limit_set) {
+			uint64_t left = ra.limit - printed;
+			if (left == 0)
+				break;
+			want = left > UINT32_MAX ? UINT32_MAX : (uint32_t)left;
+		}
+		Whizbang__V1__ReadLedgerResult *res;
+		rc = wb_read_ledger(cli->client, from, want, &res);
+		if (rc != 0) {
+			rc = report_client(cli, rc);
+			break;
+		}
+		for (size_t k = 0; k < res->n_entries; k++) {
+			if (ra.limit_set && printed == ra.limit)
+				break;
+			print_entry(cli, res->entries[k], &buf, &cap);
+			printed++;
+		}
+		bool stuck = res->n_entries == 0 && !res->end && res->next_sequence <= from;
+		bool end = res->end;
+		from = res->next_sequence;
+		wb_ledger_free(res);
+		if (end)
+			break;
+		if (stuck) {
+			rc = reportf(
+			        cli, WB_INTERNAL,
+			        "the server answered an empty ledger page that does not advance "
+			        "(next is %" PRIu64 ")",
+			        from);
+			break;
+		}
+	}
+	free(buf);
+	return rc;
+}
+
+static int cmd_watermark(struct cli *cli, int argc, char **argv, int i)
+{
+	bool wait = false, timeout_set = false;
+	uint64_t seq = 0, timeout = 0;
+	for (; i < argc; i++) {
+		const char *v;
+		int r;
+		/* After this command --timeout-ms is the wait's (with --wait). */
+		if ((r = match_value("--wait", argc, argv, &i, &v)) == OPT_YES) {
+			if (!parse_u64(v, &seq))
+				return usage_error("--wait needs a sequence number, not \"%s\"", v);
+			wait = true;
+		} else if (r == OPT_NO &&
+		           (r = match_value("--timeout-ms", argc, argv, &i, &v)) == OPT_YES) {
+			if (!parse_u64(v, &timeout) || timeout > INT32_MAX)
+				return usage_error(
+				        "--timeout-ms needs a number of milliseconds, not \"%s\"",
+				        v);
+			timeout_set = true;
+		}
+		if (r == OPT_NO && (r = common_arg(cli, "watermark", argc, argv, &i)) == OPT_NO)
+			return usage_error("watermark takes no argument \"%s\"", argv[i]);
+		if (r == OPT_BAD)
+			return EXIT_USAGE;
+	}
+	if (timeout_set && !wait)
+		cli->timeout_ms = (int)timeout;
+	else if (!timeout_set)
+		timeout = cli->timeout_ms > 0 ? (uint64_t)cli->timeout_ms : CLI_WAIT_FOREVER_MS;
+	int rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	uint64_t w = 0, next = 0;
+	bool reached = true;
+	if (wait)
+		rc = wb_wait_watermark(cli->client, seq, timeout, &w, &reached);
+	else
+		rc = wb_watermark(cli->client, &w, &next);
+	if (rc != 0)
+		return report_client(cli, rc);
+	if (cli->json) {
+		printf("{\"watermark\":%" PRIu64, w);
+		if (wait)
+			printf(",\"sequence\":%" PRIu64 ",\"reached\":%s", seq,
+			       reached ? "true" : "false");
+		else
+			printf(",\"next_sequence\":%" PRIu64, next);
+		fputs("}\n", stdout);
+	} else if (wait) {
+		printf("watermark %" PRIu64 " %s\n", w, reached ? "reached" : "timed out");
+	} else {
+		printf("watermark %" PRIu64 "\n", w);
+	}
+	return reached ? 0 : EXIT_FAILURE;
+}
+
 static const struct command {
 	const char *name;
 	int (*run)(struct cli *cli, int argc, char **argv, int i);
 } commands[] = {
-        {"ping", cmd_ping},         {"append", cmd_append},           {"read", cmd_read},
-        {"read-all", cmd_read_all}, {"stream-info", cmd_stream_info}, {"stats", cmd_stats},
+        {"ping", cmd_ping},           {"append", cmd_append},           {"read", cmd_read},
+        {"read-all", cmd_read_all},   {"stream-info", cmd_stream_info}, {"stats", cmd_stats},
+        {"lease", cmd_lease},         {"extend", cmd_extend},           {"release", cmd_release},
+        {"stage", cmd_stage},         {"commit", cmd_commit},           {"ledger", cmd_ledger},
+        {"watermark", cmd_watermark},
 };
 
 int main(int argc, char **argv)
@@ -1015,7 +1670,9 @@ int main(int argc, char **argv)
 		}
 		/* Skip the value of an option that takes one. */
 		if (strncmp(argv[k], "--", 2) == 0 && strchr(argv[k], '=') == NULL &&
-		    strcmp(argv[k], "--json") != 0 && strcmp(argv[k], "--backwards") != 0)
+		    strcmp(argv[k], "--json") != 0 && strcmp(argv[k], "--backwards") != 0 &&
+		    strcmp(argv[k], "--reseq") != 0 &&
+		    strcmp(argv[k], "--release-on-disconnect") != 0)
 			k++;
 	}
 	int i = 1;

@@ -37,6 +37,10 @@
 #define WB_READ_CHUNK (64u << 10)
 #define WB_MAX_NAME 255u
 #define WB_DEFAULT_PORT "7411"
+/* The server caps a WaitForWatermark at an hour; the client waits this much
+ * longer than the wait for the answer to arrive. */
+#define WB_WAIT_MAX_MS 3600000u
+#define WB_WAIT_SLACK_MS 5000
 
 struct wb_client {
 	int fd;
@@ -49,6 +53,8 @@ struct wb_client {
 	size_t outstanding;
 	/* Monotonic milliseconds at which the current call times out; -1: never. */
 	int64_t deadline_ms;
+	/* The current call's timeout, for the message when it passes. */
+	int64_t call_timeout_ms;
 	int64_t actual_version;
 	struct wb_server_info info;
 	uint8_t *wbuf;
@@ -77,6 +83,7 @@ static void begin(struct wb_client *c)
 	c->errmsg[0] = '\0';
 	c->actual_version = -1;
 	c->deadline_ms = c->timeout_ms > 0 ? now_ms() + c->timeout_ms : -1;
+	c->call_timeout_ms = c->timeout_ms;
 }
 
 __attribute__((format(printf, 3, 4))) static int fail(struct wb_client *c, int code,
@@ -141,8 +148,8 @@ static int wait_fd(struct wb_client *c, short events, short *revents)
 			int64_t left = c->deadline_ms - now_ms();
 			if (left <= 0)
 				return fail(c, WB_E_TIMEOUT,
-				            "no answer from the server within %d ms",
-				            c->timeout_ms);
+				            "no answer from the server within %lld ms",
+				            (long long)c->call_timeout_ms);
 			wait = (int)left;
 		}
 		struct pollfd p = {.fd = c->fd, .events = events, .revents = 0};
@@ -323,6 +330,20 @@ static const char *body_name(Whizbang__V1__Response__BodyCase body)
 		return "StreamInfo";
 	case WHIZBANG__V1__RESPONSE__BODY_STATS:
 		return "ServerStats";
+	case WHIZBANG__V1__RESPONSE__BODY_LEASE:
+		return "LeaseResult";
+	case WHIZBANG__V1__RESPONSE__BODY_EXTEND:
+		return "ExtendResult";
+	case WHIZBANG__V1__RESPONSE__BODY_RELEASE:
+		return "ReleaseResult";
+	case WHIZBANG__V1__RESPONSE__BODY_STAGE:
+		return "StageResult";
+	case WHIZBANG__V1__RESPONSE__BODY_COMMIT:
+		return "CommitResult";
+	case WHIZBANG__V1__RESPONSE__BODY_READ_LEDGER:
+		return "ReadLedgerResult";
+	case WHIZBANG__V1__RESPONSE__BODY_WATERMARK:
+		return "WatermarkResult";
 	default:
 		return "body";
 	}
@@ -992,6 +1013,304 @@ int wb_append_send(struct wb_client *c, const char *stream, enum wb_expected exp
 	c->outstanding++;
 	if (id != NULL)
 		*id = sent;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- leases and the ledger */
+
+/* Builds the Lease of wb_lease() and queues it; *count receives the number
+ * of sequences asked for. */
+static int queue_lease(struct wb_client *c, const struct wb_lease_args *args, uint32_t *count,
+                       uint64_t *id)
+{
+	if (args == NULL)
+		return fail(c, WB_E_INVAL, "the lease arguments are NULL");
+	int rc = check_name(c, "the projection name", args->projection);
+	if (rc != 0)
+		return rc;
+	if (args->operation_id != NULL && strlen(args->operation_id) > WB_LEASE_NAME_MAX)
+		return fail(c, WB_E_INVAL, "the operation id is %zu bytes, more than %u",
+		            strlen(args->operation_id), WB_LEASE_NAME_MAX);
+	Whizbang__V1__Lease l = WHIZBANG__V1__LEASE__INIT;
+	l.projection = (char *)args->projection;
+	l.duration_ms = args->duration_ms;
+	l.count = args->count != 0 ? args->count : 1;
+	if (args->operation_id != NULL)
+		l.operation_id = (char *)args->operation_id;
+	l.source_position = args->source_position;
+	l.on_disconnect = args->release_on_disconnect
+	                          ? WHIZBANG__V1__ON_DISCONNECT__ON_DISCONNECT_RELEASE
+	                          : WHIZBANG__V1__ON_DISCONNECT__ON_DISCONNECT_KEEP;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_LEASE;
+	req.lease = &l;
+	*count = l.count;
+	return queue(c, &req, id);
+}
+
+int wb_lease(struct wb_client *c, const struct wb_lease_args *args, struct wb_lease_grant *out,
+             size_t max_out, size_t *n)
+{
+	begin(c);
+	if (out == NULL || n == NULL)
+		return fail(c, WB_E_INVAL, "wb_lease: out or n is NULL");
+	uint32_t want = args != NULL && args->count != 0 ? args->count : 1;
+	if (want > max_out)
+		return fail(c, WB_E_INVAL, "%u sequences asked for, room for %zu grants", want,
+		            max_out);
+	int rc = ready_for_call(c);
+	if (rc != 0)
+		return rc;
+	uint64_t id;
+	rc = queue_lease(c, args, &want, &id);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Response *r;
+	rc = round_trip(c, id, WHIZBANG__V1__RESPONSE__BODY_LEASE, &r);
+	if (rc != 0)
+		return rc;
+	const Whizbang__V1__LeaseResult *lr = r->lease;
+	if (lr->n_leases != want) {
+		rc = fail(c, WB_INTERNAL, "the server granted %zu sequences, not the %u asked for",
+		          lr->n_leases, want);
+		goto out;
+	}
+	for (size_t i = 0; i < lr->n_leases; i++) {
+		const Whizbang__V1__LeaseGrant *g = lr->leases[i];
+		out[i] = (struct wb_lease_grant){
+		        .sequence = g->sequence,
+		        .token = g->token,
+		        .expires_at_ms = g->expires_at_ms,
+		        .duration_ms = g->duration_ms,
+		};
+	}
+	*n = lr->n_leases;
+out:
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return rc;
+}
+
+int wb_lease_send(struct wb_client *c, const struct wb_lease_args *args, uint64_t *id)
+{
+	begin(c);
+	int rc = check_usable(c);
+	if (rc != 0)
+		return rc;
+	uint32_t count;
+	uint64_t sent;
+	rc = queue_lease(c, args, &count, &sent);
+	if (rc != 0)
+		return rc;
+	c->outstanding++;
+	if (id != NULL)
+		*id = sent;
+	return 0;
+}
+
+int wb_extend(struct wb_client *c, uint64_t seq, uint64_t token, uint64_t duration_ms,
+              uint64_t *expires_at_ms)
+{
+	begin(c);
+	Whizbang__V1__Extend e = WHIZBANG__V1__EXTEND__INIT;
+	e.sequence = seq;
+	e.token = token;
+	e.duration_ms = duration_ms;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_EXTEND;
+	req.extend = &e;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_EXTEND, &r);
+	if (rc != 0)
+		return rc;
+	if (expires_at_ms != NULL)
+		*expires_at_ms = r->extend->expires_at_ms;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_release(struct wb_client *c, uint64_t seq, uint64_t token, const char *reason)
+{
+	begin(c);
+	Whizbang__V1__Release rl = WHIZBANG__V1__RELEASE__INIT;
+	rl.sequence = seq;
+	rl.token = token;
+	if (reason != NULL)
+		rl.reason = (char *)reason;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_RELEASE;
+	req.release = &rl;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_RELEASE, &r);
+	if (rc != 0)
+		return rc;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_stage(struct wb_client *c, uint64_t seq, uint64_t token, const Whizbang__V1__OpList *ops)
+{
+	begin(c);
+	Whizbang__V1__Stage st = WHIZBANG__V1__STAGE__INIT;
+	st.sequence = seq;
+	st.token = token;
+	/* protobuf-c only reads the ops while packing. */
+	if (ops != NULL) {
+		st.n_ops = ops->n_ops;
+		st.ops = ops->ops;
+	}
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_STAGE;
+	req.stage = &st;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_STAGE, &r);
+	if (rc != 0)
+		return rc;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+/* Builds the Commit of wb_commit() and queues it. */
+static int queue_commit(struct wb_client *c, uint64_t seq, uint64_t token,
+                        const Whizbang__V1__OpList *ops, bool applied, bool resequence,
+                        uint64_t *id)
+{
+	Whizbang__V1__Commit cm = WHIZBANG__V1__COMMIT__INIT;
+	cm.sequence = seq;
+	cm.token = token;
+	if (ops != NULL) {
+		cm.n_ops = ops->n_ops;
+		cm.ops = ops->ops;
+	}
+	cm.ack = applied ? WHIZBANG__V1__ACK__ACK_APPLIED : WHIZBANG__V1__ACK__ACK_DURABLE;
+	cm.on_expired = resequence ? WHIZBANG__V1__ON_EXPIRED__ON_EXPIRED_RESEQUENCE
+	                           : WHIZBANG__V1__ON_EXPIRED__ON_EXPIRED_FAIL;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_COMMIT;
+	req.commit = &cm;
+	return queue(c, &req, id);
+}
+
+int wb_commit(struct wb_client *c, uint64_t seq, uint64_t token, const Whizbang__V1__OpList *ops,
+              bool applied, bool resequence, struct wb_commit_result *out)
+{
+	begin(c);
+	int rc = ready_for_call(c);
+	if (rc != 0)
+		return rc;
+	uint64_t id;
+	rc = queue_commit(c, seq, token, ops, applied, resequence, &id);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Response *r;
+	rc = round_trip(c, id, WHIZBANG__V1__RESPONSE__BODY_COMMIT, &r);
+	if (rc != 0)
+		return rc;
+	if (out != NULL) {
+		const Whizbang__V1__CommitResult *cr = r->commit;
+		out->sequence = cr->sequence;
+		out->resequenced = cr->resequenced;
+		out->original_sequence = cr->original_sequence;
+		out->watermark = cr->watermark;
+	}
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_commit_send(struct wb_client *c, uint64_t seq, uint64_t token,
+                   const Whizbang__V1__OpList *ops, bool applied, bool resequence, uint64_t *id)
+{
+	begin(c);
+	int rc = check_usable(c);
+	if (rc != 0)
+		return rc;
+	uint64_t sent;
+	rc = queue_commit(c, seq, token, ops, applied, resequence, &sent);
+	if (rc != 0)
+		return rc;
+	c->outstanding++;
+	if (id != NULL)
+		*id = sent;
+	return 0;
+}
+
+int wb_read_ledger(struct wb_client *c, uint64_t from, uint32_t max_count,
+                   Whizbang__V1__ReadLedgerResult **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_read_ledger: out is NULL");
+	Whizbang__V1__ReadLedger rl = WHIZBANG__V1__READ_LEDGER__INIT;
+	rl.from_sequence = from;
+	rl.max_count = max_count;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_LEDGER;
+	req.read_ledger = &rl;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_READ_LEDGER, &r);
+	if (rc != 0)
+		return rc;
+	/* Detached from the response so that it can be freed alone. */
+	*out = r->read_ledger;
+	r->read_ledger = NULL;
+	r->body_case = WHIZBANG__V1__RESPONSE__BODY__NOT_SET;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+void wb_ledger_free(Whizbang__V1__ReadLedgerResult *res)
+{
+	if (res != NULL)
+		whizbang__v1__read_ledger_result__free_unpacked(res, NULL);
+}
+
+int wb_watermark(struct wb_client *c, uint64_t *watermark, uint64_t *next_seq)
+{
+	begin(c);
+	Whizbang__V1__GetWatermark g = WHIZBANG__V1__GET_WATERMARK__INIT;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_WATERMARK;
+	req.get_watermark = &g;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_WATERMARK, &r);
+	if (rc != 0)
+		return rc;
+	if (watermark != NULL)
+		*watermark = r->watermark->watermark;
+	if (next_seq != NULL)
+		*next_seq = r->watermark->next_sequence;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_wait_watermark(struct wb_client *c, uint64_t seq, uint64_t timeout_ms, uint64_t *watermark,
+                      bool *reached)
+{
+	begin(c);
+	/* The server answers when the wait ends; the client must not give up
+	 * before it does. */
+	if (c->deadline_ms >= 0) {
+		uint64_t wait = timeout_ms < WB_WAIT_MAX_MS ? timeout_ms : WB_WAIT_MAX_MS;
+		int64_t need = (int64_t)wait + WB_WAIT_SLACK_MS;
+		if (need > c->call_timeout_ms) {
+			c->call_timeout_ms = need;
+			c->deadline_ms = now_ms() + need;
+		}
+	}
+	Whizbang__V1__WaitForWatermark w = WHIZBANG__V1__WAIT_FOR_WATERMARK__INIT;
+	w.sequence = seq;
+	w.timeout_ms = timeout_ms;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK;
+	req.wait_for_watermark = &w;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_WATERMARK, &r);
+	if (rc != 0)
+		return rc;
+	if (watermark != NULL)
+		*watermark = r->watermark->watermark;
+	if (reached != NULL)
+		*reached = r->watermark->reached;
+	whizbang__v1__response__free_unpacked(r, NULL);
 	return 0;
 }
 

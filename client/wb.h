@@ -187,6 +187,126 @@ int wb_append_send(struct wb_client *c, const char *stream, enum wb_expected exp
                    uint64_t expected_version, const struct wb_new_event *events, size_t n,
                    uint64_t *id);
 
+/* ---------------------------------------------------------------- leases and the ledger
+ *
+ * DESIGN.md section 6. A sequence is leased before slow work, then
+ * committed, staged, extended or released with the fencing token the lease
+ * came with. The server's errors for these calls: LEASE_EXPIRED (the lease
+ * ran out; the sequence is now a gap or was recovered from staged work),
+ * LEASE_TOKEN_MISMATCH (another token holds the sequence), LEASE_NOT_FOUND
+ * (never handed out, or already committed or released), RESOURCE_EXHAUSTED
+ * (--max-leases, --max-leases-per-connection, or an extend past
+ * --lease-max-lifetime) and BAD_REQUEST (a count above the server's
+ * --max-lease-count). Each comes with the server's sentence in wb_errmsg(). */
+
+/* The projection names and operation ids a lease carries: at most this many
+ * bytes. */
+#define WB_LEASE_NAME_MAX 255u
+
+struct wb_lease_args {
+	/* 1..WB_LEASE_NAME_MAX bytes of UTF-8. */
+	const char *projection;
+	/* 0: adaptive (twice the projection's recent lease-to-commit time). The
+	 * server caps it at its --lease-max. */
+	uint64_t duration_ms;
+	/* Consecutive sequences to lease; 0 asks for one. */
+	uint32_t count;
+	/* NULL or 0..WB_LEASE_NAME_MAX bytes, recorded in the ledger entry. */
+	const char *operation_id;
+	uint64_t source_position;
+	/* true: the server releases the lease when this connection closes;
+	 * false (KEEP): it runs to expiry and may be committed from another
+	 * connection with its token. */
+	bool release_on_disconnect;
+};
+
+struct wb_lease_grant {
+	uint64_t sequence;
+	/* The fencing token every later call on the lease must carry. */
+	uint64_t token;
+	/* Wall clock, milliseconds since the Unix epoch. */
+	uint64_t expires_at_ms;
+	/* The duration granted (the asked one after the server's cap, or the
+	 * adaptive one). */
+	uint64_t duration_ms;
+};
+
+/* Leases args->count consecutive sequences (one when count is 0). On success
+ * out[0..*n) receives the grants in ascending sequence order. max_out must
+ * hold the count (WB_E_INVAL otherwise, before anything is sent). Keeps no
+ * reference to args. */
+int wb_lease(struct wb_client *c, const struct wb_lease_args *args, struct wb_lease_grant *out,
+             size_t max_out, size_t *n);
+
+/* Renews the lease of seq to expire duration_ms from now (0: adaptive). On
+ * success *expires_at_ms (may be NULL) receives the new expiry, wall clock
+ * milliseconds. RESOURCE_EXHAUSTED when the lease would live past the
+ * server's --lease-max-lifetime; the lease keeps its old expiry then. */
+int wb_extend(struct wb_client *c, uint64_t seq, uint64_t token, uint64_t duration_ms,
+              uint64_t *expires_at_ms);
+
+/* Gives up the lease of seq: the sequence becomes a gap (released) in the
+ * ledger. reason may be NULL. Answers once the gap is durable. */
+int wb_release(struct wb_client *c, uint64_t seq, uint64_t token, const char *reason);
+
+/* Stores ops durably as the lease's staged work: should the lease expire
+ * before a commit, the server commits them at seq (recovered: staged).
+ * Staging again replaces them. ops may be NULL (no ops). Keeps no reference
+ * to ops. */
+int wb_stage(struct wb_client *c, uint64_t seq, uint64_t token, const Whizbang__V1__OpList *ops);
+
+struct wb_commit_result {
+	/* Where the ops were committed: seq, or a new sequence when the lease
+	 * had expired and resequence was asked. */
+	uint64_t sequence;
+	bool resequenced;
+	/* When resequenced: the expired lease's sequence. */
+	uint64_t original_sequence;
+	/* The watermark when the server answered. */
+	uint64_t watermark;
+};
+
+/* Commits ops (NULL: none) at seq. applied false answers once the entry is
+ * durable, even while a lower sequence is still leased; applied true
+ * answers once the watermark has passed it, which waits for every lower
+ * lease to end and is bounded only by the client's timeout. After expiry
+ * the server answers LEASE_EXPIRED, unless resequence is true: then it
+ * commits the ops at a new sequence and records seq as the original. *out
+ * (may be NULL) is written on success. Keeps no reference to ops. */
+int wb_commit(struct wb_client *c, uint64_t seq, uint64_t token, const Whizbang__V1__OpList *ops,
+              bool applied, bool resequence, struct wb_commit_result *out);
+
+/* Reads ledger entries from sequence from (inclusive), at most max_count
+ * (0: the server's limit), never past the watermark. On success *out
+ * receives the unpacked ReadLedgerResult (entries, next_sequence to continue
+ * from, watermark, end), which the caller owns and frees with
+ * wb_ledger_free(). */
+int wb_read_ledger(struct wb_client *c, uint64_t from, uint32_t max_count,
+                   Whizbang__V1__ReadLedgerResult **out);
+
+/* Frees what wb_read_ledger() returned. NULL is allowed. */
+void wb_ledger_free(Whizbang__V1__ReadLedgerResult *res);
+
+/* The watermark (every sequence up to it is final and applied) and the next
+ * sequence a lease would get. Either pointer may be NULL. */
+int wb_watermark(struct wb_client *c, uint64_t *watermark, uint64_t *next_seq);
+
+/* Waits until the watermark reaches seq or timeout_ms passes (the server
+ * caps the wait at one hour; 0 answers at once). *reached tells which;
+ * neither outcome is an error. For this call the client waits for the
+ * answer max(its timeout, timeout_ms + 5 s), so that a long wait does not
+ * end in WB_E_TIMEOUT (a client without a timeout still waits forever).
+ * Either pointer may be NULL. */
+int wb_wait_watermark(struct wb_client *c, uint64_t seq, uint64_t timeout_ms, uint64_t *watermark,
+                      bool *reached);
+
+/* Queues a Lease or a Commit like wb_lease() and wb_commit() do, without
+ * waiting; the answers (a LeaseResult, a CommitResult or an error) come
+ * through wb_recv(). *id (may be NULL) receives the request id. */
+int wb_lease_send(struct wb_client *c, const struct wb_lease_args *args, uint64_t *id);
+int wb_commit_send(struct wb_client *c, uint64_t seq, uint64_t token,
+                   const Whizbang__V1__OpList *ops, bool applied, bool resequence, uint64_t *id);
+
 /* Parses a UUID in its 36-character text form into out[16]: 0 or
  * WB_E_INVAL. Only the canonical form is accepted: lower-case hex digits in
  * groups of 8-4-4-4-12 separated by '-'. out is written only on success. */

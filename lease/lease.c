@@ -309,10 +309,10 @@ static uint64_t adaptive(const struct lease_table *t, const struct lease_project
 		d = t->cfg.default_duration_ms;
 	} else {
 		d = 2 * (p->history_sum / p->history_len);
-		if (d < LEASE_MIN_ADAPTIVE_MS)
-			d = LEASE_MIN_ADAPTIVE_MS;
 		for (uint64_t k = 0; k < t->cascade_level && d < t->cfg.max_duration_ms; k++)
 			d *= 2;
+		if (d < LEASE_MIN_ADAPTIVE_MS)
+			d = LEASE_MIN_ADAPTIVE_MS;
 	}
 	return d < t->cfg.max_duration_ms ? d : t->cfg.max_duration_ms;
 }
