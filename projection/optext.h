@@ -13,8 +13,12 @@
  * == != < <= > >=, `in (...)`, `not in (...)`, exists(f), starts_with(f, "p"),
  * and, or, not, parentheses; literals: strings with escapes (\" \\ \n \t \r
  * \uXXXX), int64, double, true, false, null. Field and type names are
- * identifiers ([A-Za-z_][A-Za-z0-9_.-]*) or backquoted. Keywords are
- * case-insensitive. */
+ * identifiers ([A-Za-z_][A-Za-z0-9_.-]*) or backquoted (`like this`, with
+ * the string escapes and \`). Keywords are case-insensitive and reserved
+ * everywhere (a field named `set` is backquoted; the formatter does so).
+ * Bytes literals are x"0a0b" (hex, even length). \u0000, raw control
+ * characters and invalid UTF-8 in strings are refused. Columns count code
+ * points from the start of the text. */
 #ifndef WB_OPTEXT_H
 #define WB_OPTEXT_H
 
@@ -47,7 +51,8 @@ void optext_free_expr(Whizbang__V1__Expr *expr);
 
 /* Writes op in the text form above into buf[0..len), NUL-terminated,
  * truncated with "..." when it does not fit; returns the length the full
- * text needs (like snprintf). Parsing the output gives back an equal op. */
+ * text needs (like snprintf). Parsing the output gives back an equal op,
+ * except that a Where's text is then the canonical clause. */
 size_t optext_format_op(const Whizbang__V1__Op *op, char *buf, size_t len);
 
 /* The same for a where-clause tree. */
