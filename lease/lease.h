@@ -110,7 +110,8 @@ typedef uint64_t (*lease_rand_fn)(void *arg);
 /* Creates a table that hands out sequences from next_seq, with ceiling the
  * highest sequence already durably reserved (next_seq - 1 <= ceiling). Keeps
  * cfg's values (copied) and rand/rand_arg. *out is written on success;
- * WB_E_NOMEM or WB_E_INVAL otherwise. */
+ * WB_E_NOMEM, or WB_E_INVAL for next_seq 0, next_seq - 1 > ceiling,
+ * cfg->max_count 0 or a NULL rand. */
 int lease_table_new(struct lease_table **out, const struct lease_config *cfg, uint64_t next_seq,
                     uint64_t ceiling, lease_rand_fn rand, void *rand_arg);
 
@@ -155,7 +156,8 @@ uint64_t lease_adaptive_duration(struct lease_table *t, const char *projection);
 int lease_grant(struct lease_table *t, uint64_t now_ms, const struct lease_grant_args *args,
                 struct lease **out, char *why, size_t whylen);
 
-/* Finds the lease of seq and checks its fencing token. 0 and *out for an
+/* Finds the lease of seq and checks its fencing token first (a wrong token
+ * answers WB_LEASE_TOKEN_MISMATCH whatever the state). 0 and *out for an
  * ACTIVE lease whose expiry (with grace) has not passed at now_ms;
  * WB_LEASE_TOKEN_MISMATCH; WB_LEASE_EXPIRED when it is due to expire or is
  * already FINISHING after expiring (call lease_collect_expired() to finish
@@ -189,9 +191,10 @@ void lease_finish(struct lease_table *t, struct lease *l, enum lease_outcome out
                   uint64_t now_ms);
 
 /* Moves every ACTIVE lease whose expires_ms + grace_ms <= now_ms to
- * FINISHING (outcome expired, or recovered when staged), and writes up to
- * max of them into out in ascending sequence order; returns how many. Call
- * again while it returns max. */
+ * FINISHING (outcome expired, or recovered when staged) at once, and writes
+ * up to max (>= 1) of them into out in ascending sequence order; returns
+ * how many. The rest stay queued in order: call again while it returns
+ * max. */
 size_t lease_collect_expired(struct lease_table *t, uint64_t now_ms, struct lease **out,
                              size_t max);
 
