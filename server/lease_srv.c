@@ -686,11 +686,12 @@ static bool check_lease_rc(struct conn *c, uint64_t id, int rc, uint64_t seq)
 		               (unsigned long long)seq);
 		return false;
 	case WB_LEASE_EXPIRED:
-		srv_send_error(c, id, rc,
-		               "the lease of sequence %llu has expired and the sequence became a "
-		               "gap (expired): lease a new sequence, or commit with "
-		               "on_expired=RESEQUENCE",
-		               (unsigned long long)seq);
+		srv_send_error(
+		        c, id, rc,
+		        "the lease of sequence %llu has expired: the sequence becomes a gap, "
+		        "or holds the lease's staged work if it had any; lease a new "
+		        "sequence, or commit with on_expired=RESEQUENCE",
+		        (unsigned long long)seq);
 		return false;
 	default:
 		srv_send_error(c, id, WB_LEASE_NOT_FOUND,
@@ -870,13 +871,17 @@ static void handle_finished(struct lsrv *ls, struct conn *c, Request *req, bool 
 	bool expired =
 	        rc == 0 && (e.reason == LEDGER_GAP_EXPIRED || e.reason == LEDGER_GAP_RESTART ||
 	                    e.reason == LEDGER_RECOVERED_STAGED);
+	/* Staged work that was recovered is the lease's result already:
+	 * resequencing would commit the work a second time. */
+	bool reseq = a->on_expired == WHIZBANG__V1__ON_EXPIRED__ON_EXPIRED_RESEQUENCE &&
+	             !(rc == 0 && e.reason == LEDGER_RECOVERED_STAGED);
 	if (rc != 0 && rc != WB_E_NOTFOUND) {
 		srv_send_storage_error(c, req->id, rc, "Commit");
 	} else if (!expired) {
 		check_lease_rc(c, req->id, WB_LEASE_NOT_FOUND, a->sequence);
 	} else if (e.token != 0 && e.token != a->token) {
 		check_lease_rc(c, req->id, WB_LEASE_TOKEN_MISMATCH, a->sequence);
-	} else if (a->on_expired == WHIZBANG__V1__ON_EXPIRED__ON_EXPIRED_RESEQUENCE) {
+	} else if (reseq) {
 		char proj[LEASE_NAME_MAX + 1];
 		char opid[LEASE_NAME_MAX + 1];
 		snprintf(proj, sizeof(proj), "%.*s", (int)e.projection_len, e.projection);
@@ -911,7 +916,10 @@ static void handle_commit(struct lsrv *ls, struct conn *c, Request *req, bool *k
 		/* Finish what is due first, so gaps keep their order. */
 		run_expiry(ls);
 		l = lease_lookup(ls->t, a->sequence);
-		if (l != NULL && a->on_expired == WHIZBANG__V1__ON_EXPIRED__ON_EXPIRED_RESEQUENCE) {
+		/* A staged lease is recovered at its own sequence: nothing to
+		 * resequence. */
+		if (l != NULL && !l->staged &&
+		    a->on_expired == WHIZBANG__V1__ON_EXPIRED__ON_EXPIRED_RESEQUENCE) {
 			resequence(ls, c, req, lease_projection_name(l), l->operation_id,
 			           l->source_position, wall_ms_at(l->expires_ms, now) * 1000, kept);
 			return;
@@ -1372,8 +1380,7 @@ void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 	s->leases_released = lc.outcomes[LEASE_RELEASED];
 	s->leases_expired = lc.outcomes[LEASE_EXPIRED];
 	s->leases_recovered = lc.outcomes[LEASE_RECOVERED];
-	s->lease_efficiency = efficiency(lc.outcomes[LEASE_COMMITTED],
-	                                 lc.outcomes[LEASE_EXPIRED] + lc.outcomes[LEASE_RECOVERED]);
+	s->lease_efficiency = efficiency(lc.outcomes[LEASE_COMMITTED], lc.outcomes[LEASE_EXPIRED]);
 	/* Every sequence above the watermark that was handed out is either in
 	 * the table or settled, waiting on a lower one. */
 	uint64_t above = lease_next_seq(ls->t) - 1 - ls->watermark;
@@ -1435,7 +1442,7 @@ void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 		p->released = ps[i].outcomes[LEASE_RELEASED];
 		p->expired = ps[i].outcomes[LEASE_EXPIRED];
 		p->recovered = ps[i].outcomes[LEASE_RECOVERED];
-		p->efficiency = efficiency(p->committed, p->expired + p->recovered);
+		p->efficiency = efficiency(p->committed, p->expired);
 		p->adaptive_duration_ms = ps[i].adaptive_ms;
 		ls->pstats_ptrs[i] = p;
 	}
