@@ -18,7 +18,6 @@
  * cleanly; a spawned server also gets SIGTERM if this process dies. */
 #include <errno.h>
 #include <getopt.h>
-#include <limits.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -27,11 +26,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
@@ -40,8 +36,6 @@
 #include "wb_error.h"
 
 #define CLIENT_TIMEOUT_MS 60000
-#define START_TIMEOUT_MS 10000
-#define STOP_TIMEOUT_MS 20000
 
 struct append_opts {
 	uint32_t clients;
@@ -74,13 +68,6 @@ struct stats {
 	uint64_t batch_requests_max;
 	uint64_t map_used;
 	uint64_t map_grow_count;
-};
-
-struct server {
-	pid_t pid; /* 0 when the server was not spawned by us */
-	char data[BENCH_PATH_MAX + 16];
-	char port_file[BENCH_PATH_MAX + 16];
-	char address[64];
 };
 
 struct shared {
@@ -146,178 +133,6 @@ struct worker {
 	uint8_t *ids;
 	uint8_t *data;
 };
-
-/* ---------------------------------------------------------------- the server */
-
-static int default_whizbangd(char *out, size_t len)
-{
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
-	if (n <= 0)
-		return WB_E_IO;
-	self[n] = '\0';
-	char *slash = strrchr(self, '/');
-	if (slash == NULL)
-		return WB_E_IO;
-	*slash = '\0';
-	char guess[PATH_MAX + 32];
-	snprintf(guess, sizeof(guess), "%s/../server/whizbangd", self);
-	char resolved[PATH_MAX];
-	const char *path = realpath(guess, resolved) != NULL ? resolved : guess;
-	if ((size_t)snprintf(out, len, "%s", path) >= len)
-		return WB_E_INVAL;
-	return 0;
-}
-
-static void describe_status(int status, char *out, size_t len)
-{
-	if (WIFEXITED(status))
-		snprintf(out, len, "exited with status %d", WEXITSTATUS(status));
-	else if (WIFSIGNALED(status))
-		snprintf(out, len, "was killed by signal %d (%s)", WTERMSIG(status),
-		         strsignal(WTERMSIG(status)));
-	else
-		snprintf(out, len, "ended with wait status %d", status);
-}
-
-static void sleep_ms(long ms)
-{
-	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-	nanosleep(&ts, NULL);
-}
-
-/* Reads the port file; 0 with *port set once it holds a whole line. */
-static int read_port(const char *path, unsigned *port)
-{
-	FILE *f = fopen(path, "r");
-	if (f == NULL)
-		return WB_E_AGAIN;
-	char line[32];
-	bool ok = fgets(line, sizeof(line), f) != NULL;
-	fclose(f);
-	size_t n = ok ? strlen(line) : 0;
-	if (n < 2 || line[n - 1] != '\n')
-		return WB_E_AGAIN;
-	line[n - 1] = '\0';
-	uint64_t v;
-	if (bench_parse_u64(line, 1, 65535, &v) != 0)
-		return WB_E_INVAL;
-	*port = (unsigned)v;
-	return 0;
-}
-
-/* Starts whizbangd on 127.0.0.1:0 with its data under root and waits until
- * it has written its port file. */
-static int server_start(struct server *s, const struct append_opts *o, const char *root,
-                        uint64_t map_size, char *errmsg, size_t errlen)
-{
-	char exe[BENCH_PATH_MAX];
-	if (o->whizbangd != NULL)
-		snprintf(exe, sizeof(exe), "%s", o->whizbangd);
-	else if (default_whizbangd(exe, sizeof(exe)) != 0) {
-		snprintf(errmsg, errlen,
-		         "cannot find whizbangd next to this program; use --whizbangd");
-		return WB_E_INVAL;
-	}
-	if (access(exe, X_OK) != 0) {
-		snprintf(errmsg, errlen,
-		         "%s: %s (build it with `meson compile -C build`, or pass "
-		         "--whizbangd PATH or --server HOST:PORT)",
-		         exe, strerror(errno));
-		return WB_E_INVAL;
-	}
-	snprintf(s->data, sizeof(s->data), "%s/server", root);
-	snprintf(s->port_file, sizeof(s->port_file), "%s/server.port", root);
-	if (mkdir(s->data, 0755) != 0) {
-		snprintf(errmsg, errlen, "mkdir %s: %s", s->data, strerror(errno));
-		return WB_E_IO;
-	}
-	char map_arg[32];
-	snprintf(map_arg, sizeof(map_arg), "%llu", (unsigned long long)map_size);
-	char *level = (char *)(o->log_level != NULL ? o->log_level : "warn");
-	/* clang-format off */
-	char *argv[] = {
-		exe,
-		"--listen", "127.0.0.1:0",
-		"--data-dir", s->data,
-		"--port-file", s->port_file,
-		"--log-level", level,
-		"--map-size", map_arg,
-		NULL,
-	};
-	/* clang-format on */
-
-	fflush(NULL);
-	pid_t parent = getpid();
-	pid_t pid = fork();
-	if (pid < 0) {
-		snprintf(errmsg, errlen, "fork: %s", strerror(errno));
-		return WB_E_IO;
-	}
-	if (pid == 0) {
-		/* A benchmark killed with ^C must not leave a server behind. */
-		prctl(PR_SET_PDEATHSIG, SIGTERM);
-		if (getppid() != parent)
-			_exit(127);
-		execv(exe, argv);
-		fprintf(stderr, "whizbang-bench: exec %s: %s\n", exe, strerror(errno));
-		_exit(127);
-	}
-	s->pid = pid;
-
-	for (long waited = 0; waited < START_TIMEOUT_MS; waited += 10) {
-		unsigned port;
-		int rc = read_port(s->port_file, &port);
-		if (rc == 0) {
-			snprintf(s->address, sizeof(s->address), "127.0.0.1:%u", port);
-			return 0;
-		}
-		if (rc != WB_E_AGAIN) {
-			snprintf(errmsg, errlen, "%s does not hold a port number", s->port_file);
-			return rc;
-		}
-		int status;
-		if (waitpid(pid, &status, WNOHANG) == pid) {
-			s->pid = 0;
-			char how[96];
-			describe_status(status, how, sizeof(how));
-			snprintf(errmsg, errlen, "whizbangd %s before it listened", how);
-			return WB_E_IO;
-		}
-		sleep_ms(10);
-	}
-	snprintf(errmsg, errlen, "whizbangd wrote no port file within %d ms", START_TIMEOUT_MS);
-	return WB_E_TIMEOUT;
-}
-
-/* Stops a spawned server with SIGTERM; returns its wait status, or -1 when
- * it had to be killed or could not be waited for. */
-static int server_stop(struct server *s)
-{
-	if (s->pid <= 0)
-		return 0;
-	kill(s->pid, SIGTERM);
-	int status = -1;
-	for (long waited = 0; waited < STOP_TIMEOUT_MS; waited += 10) {
-		pid_t r = waitpid(s->pid, &status, WNOHANG);
-		if (r == s->pid) {
-			s->pid = 0;
-			return status;
-		}
-		if (r < 0 && errno != EINTR) {
-			s->pid = 0;
-			return -1;
-		}
-		sleep_ms(10);
-	}
-	fprintf(stderr,
-	        "whizbang-bench: whizbangd did not exit within %d ms of SIGTERM; killing it\n",
-	        STOP_TIMEOUT_MS);
-	kill(s->pid, SIGKILL);
-	waitpid(s->pid, &status, 0);
-	s->pid = 0;
-	return -1;
-}
 
 /* ---------------------------------------------------------------- stats */
 
@@ -553,33 +368,6 @@ struct figures {
 	long cores;
 };
 
-static double cpu_seconds(int who)
-{
-	struct rusage ru;
-	if (getrusage(who, &ru) != 0)
-		return 0;
-	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
-	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
-}
-
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-	return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of sorted[0..n). */
-static double pct_us(const uint64_t *sorted, size_t n, double q)
-{
-	if (n == 0)
-		return 0;
-	double rank = ceil(q * (double)n);
-	size_t i = rank < 1 ? 0 : (size_t)rank - 1;
-	if (i >= n)
-		i = n - 1;
-	return (double)sorted[i] / 1e3;
-}
-
 static int merge_latencies(struct worker *ws, uint32_t n, struct figures *f)
 {
 	size_t total = 0;
@@ -594,12 +382,12 @@ static int merge_latencies(struct worker *ws, uint32_t n, struct figures *f)
 		memcpy(all + at, ws[i].lat, ws[i].nlat * sizeof(*all));
 		at += ws[i].nlat;
 	}
-	qsort(all, total, sizeof(*all), cmp_u64);
+	qsort(all, total, sizeof(*all), bench_cmp_u64);
 	for (size_t i = 0; i < total; i++)
 		sum += (double)all[i];
-	f->lat_us[0] = pct_us(all, total, 0.50);
-	f->lat_us[1] = pct_us(all, total, 0.99);
-	f->lat_us[2] = pct_us(all, total, 0.999);
+	f->lat_us[0] = bench_pct_us(all, total, 0.50);
+	f->lat_us[1] = bench_pct_us(all, total, 0.99);
+	f->lat_us[2] = bench_pct_us(all, total, 0.999);
 	f->lat_us[3] = total > 0 ? (double)all[total - 1] / 1e3 : 0;
 	f->lat_us[4] = total > 0 ? sum / (double)total / 1e3 : 0;
 	free(all);
@@ -677,162 +465,101 @@ static void print_human(const struct append_opts *o, const char *address, const 
 	}
 }
 
-/* A minimal JSON writer: keys are fixed ASCII, strings go through
- * bench_json_str(). first is true right after an opening brace. */
-struct jw {
-	bool first;
-};
-
-static void j_key(struct jw *j, const char *key)
-{
-	if (!j->first)
-		fputc(',', stdout);
-	j->first = false;
-	printf("\"%s\":", key);
-}
-
-static void j_open(struct jw *j, const char *key)
-{
-	if (key != NULL)
-		j_key(j, key);
-	fputc('{', stdout);
-	j->first = true;
-}
-
-static void j_close(struct jw *j)
-{
-	fputc('}', stdout);
-	j->first = false;
-}
-
-static void j_u64(struct jw *j, const char *key, uint64_t v)
-{
-	j_key(j, key);
-	printf("%llu", (unsigned long long)v);
-}
-
-static void j_num(struct jw *j, const char *key, double v)
-{
-	j_key(j, key);
-	if (isfinite(v))
-		printf("%.3f", v);
-	else
-		fputs("null", stdout);
-}
-
-static void j_str(struct jw *j, const char *key, const char *v)
-{
-	j_key(j, key);
-	bench_json_str(stdout, v);
-}
-
-static void j_lit(struct jw *j, const char *key, const char *literal)
-{
-	j_key(j, key);
-	fputs(literal, stdout);
-}
-
 static void print_json(const struct append_opts *o, const char *address, const char *root,
                        const struct figures *f, bool ok)
 {
-	struct jw j = {true};
+	struct bench_jw j = {true};
 	double eps = (double)f->events / f->secs;
-	j_open(&j, NULL);
-	j_open(&j, "params");
-	j_u64(&j, "clients", o->clients);
-	j_u64(&j, "pipeline", o->pipeline);
-	j_u64(&j, "events", o->events);
-	j_u64(&j, "size", o->size);
-	j_u64(&j, "streams", o->streams);
-	j_u64(&j, "batch_events", o->batch_events);
-	j_u64(&j, "rounds", o->rounds);
-	j_str(&j, "server", address);
-	j_lit(&j, "spawned", f->spawned ? "true" : "false");
-	j_str(&j, "data_dir", root);
-	j_close(&j);
+	bench_j_open(&j, NULL);
+	bench_j_open(&j, "params");
+	bench_j_u64(&j, "clients", o->clients);
+	bench_j_u64(&j, "pipeline", o->pipeline);
+	bench_j_u64(&j, "events", o->events);
+	bench_j_u64(&j, "size", o->size);
+	bench_j_u64(&j, "streams", o->streams);
+	bench_j_u64(&j, "batch_events", o->batch_events);
+	bench_j_u64(&j, "rounds", o->rounds);
+	bench_j_str(&j, "server", address);
+	bench_j_lit(&j, "spawned", f->spawned ? "true" : "false");
+	bench_j_str(&j, "data_dir", root);
+	bench_j_close(&j);
 
-	j_open(&j, "load");
-	j_u64(&j, "events", f->events);
-	j_u64(&j, "appends", f->appends);
-	j_u64(&j, "errors", f->errors);
-	j_num(&j, "elapsed_s", f->secs);
-	j_num(&j, "events_per_s", eps);
-	j_num(&j, "appends_per_s", (double)f->appends / f->secs);
-	j_num(&j, "mb_per_s", (double)f->events * o->size / f->secs / 1e6);
-	j_open(&j, "latency_us");
-	j_num(&j, "p50", f->lat_us[0]);
-	j_num(&j, "p99", f->lat_us[1]);
-	j_num(&j, "p999", f->lat_us[2]);
-	j_num(&j, "max", f->lat_us[3]);
-	j_num(&j, "mean", f->lat_us[4]);
-	j_close(&j);
-	j_close(&j);
+	bench_j_open(&j, "load");
+	bench_j_u64(&j, "events", f->events);
+	bench_j_u64(&j, "appends", f->appends);
+	bench_j_u64(&j, "errors", f->errors);
+	bench_j_num(&j, "elapsed_s", f->secs);
+	bench_j_num(&j, "events_per_s", eps);
+	bench_j_num(&j, "appends_per_s", (double)f->appends / f->secs);
+	bench_j_num(&j, "mb_per_s", (double)f->events * o->size / f->secs / 1e6);
+	bench_j_open(&j, "latency_us");
+	bench_j_num(&j, "p50", f->lat_us[0]);
+	bench_j_num(&j, "p99", f->lat_us[1]);
+	bench_j_num(&j, "p999", f->lat_us[2]);
+	bench_j_num(&j, "max", f->lat_us[3]);
+	bench_j_num(&j, "mean", f->lat_us[4]);
+	bench_j_close(&j);
+	bench_j_close(&j);
 
-	j_open(&j, "cpu_s");
-	j_u64(&j, "cores", (uint64_t)f->cores);
-	j_num(&j, "clients", f->client_cpu_s);
+	bench_j_open(&j, "cpu_s");
+	bench_j_u64(&j, "cores", (uint64_t)f->cores);
+	bench_j_num(&j, "clients", f->client_cpu_s);
 	if (f->spawned)
-		j_num(&j, "whizbangd", f->server_cpu_s);
+		bench_j_num(&j, "whizbangd", f->server_cpu_s);
 	else
-		j_lit(&j, "whizbangd", "null");
-	j_close(&j);
+		bench_j_lit(&j, "whizbangd", "null");
+	bench_j_close(&j);
 
 	if (f->have_stats) {
-		j_open(&j, "server_stats");
-		j_str(&j, "server_version", f->before.server_version);
-		j_u64(&j, "batches", f->d.batches);
-		j_u64(&j, "batch_requests", f->d.batch_requests);
-		j_u64(&j, "batch_events", f->d.batch_events);
-		j_u64(&j, "commit_us_total", f->d.commit_us_total);
-		j_num(&j, "mean_requests_per_batch", per(f->d.batch_requests, f->d.batches));
-		j_num(&j, "mean_events_per_batch", per(f->d.batch_events, f->d.batches));
-		j_num(&j, "mean_batch_ms", per(f->d.commit_us_total, f->d.batches) / 1e3);
-		j_num(&j, "writer_busy", (double)f->d.commit_us_total / 1e6 / f->secs);
-		j_u64(&j, "batch_requests_max", f->d.batch_requests_max);
-		j_u64(&j, "requests_total", f->d.requests_total);
-		j_u64(&j, "errors_total", f->d.errors_total);
-		j_u64(&j, "map_used", f->d.map_used);
-		j_u64(&j, "map_grow_count", f->d.map_grow_count);
-		j_close(&j);
+		bench_j_open(&j, "server_stats");
+		bench_j_str(&j, "server_version", f->before.server_version);
+		bench_j_u64(&j, "batches", f->d.batches);
+		bench_j_u64(&j, "batch_requests", f->d.batch_requests);
+		bench_j_u64(&j, "batch_events", f->d.batch_events);
+		bench_j_u64(&j, "commit_us_total", f->d.commit_us_total);
+		bench_j_num(&j, "mean_requests_per_batch", per(f->d.batch_requests, f->d.batches));
+		bench_j_num(&j, "mean_events_per_batch", per(f->d.batch_events, f->d.batches));
+		bench_j_num(&j, "mean_batch_ms", per(f->d.commit_us_total, f->d.batches) / 1e3);
+		bench_j_num(&j, "writer_busy", (double)f->d.commit_us_total / 1e6 / f->secs);
+		bench_j_u64(&j, "batch_requests_max", f->d.batch_requests_max);
+		bench_j_u64(&j, "requests_total", f->d.requests_total);
+		bench_j_u64(&j, "errors_total", f->d.errors_total);
+		bench_j_u64(&j, "map_used", f->d.map_used);
+		bench_j_u64(&j, "map_grow_count", f->d.map_grow_count);
+		bench_j_close(&j);
 	} else {
-		j_lit(&j, "server_stats", "null");
+		bench_j_lit(&j, "server_stats", "null");
 	}
 
 	if (f->have_raw) {
 		double rsecs = (double)f->raw.elapsed_ns / 1e9;
 		double reps = (double)f->raw.events / rsecs;
-		j_open(&j, "baseline");
-		j_u64(&j, "batch", f->raw_batch_max);
-		j_u64(&j, "batch_min", f->raw_batch_min);
-		j_lit(&j, "server_extras", o->server_extras ? "true" : "false");
-		j_u64(&j, "events", f->raw.events);
-		j_u64(&j, "requests", f->raw.requests);
-		j_u64(&j, "batches", f->raw.batches);
-		j_num(&j, "elapsed_s", rsecs);
-		j_num(&j, "events_per_s", reps);
-		j_num(&j, "appends_per_s", (double)f->raw.requests / rsecs);
-		j_num(&j, "mean_batch_ms", per(f->raw.batch_ns_total, f->raw.batches) / 1e6);
-		j_num(&j, "mean_commit_ms", per(f->raw.commit_ns_total, f->raw.batches) / 1e6);
-		j_num(&j, "max_commit_ms", (double)f->raw.commit_ns_max / 1e6);
-		j_u64(&j, "map_used", f->raw.map_used);
-		j_u64(&j, "map_grows", f->raw.map_grows);
-		j_close(&j);
-		j_num(&j, "ratio", eps / reps);
+		bench_j_open(&j, "baseline");
+		bench_j_u64(&j, "batch", f->raw_batch_max);
+		bench_j_u64(&j, "batch_min", f->raw_batch_min);
+		bench_j_lit(&j, "server_extras", o->server_extras ? "true" : "false");
+		bench_j_u64(&j, "events", f->raw.events);
+		bench_j_u64(&j, "requests", f->raw.requests);
+		bench_j_u64(&j, "batches", f->raw.batches);
+		bench_j_num(&j, "elapsed_s", rsecs);
+		bench_j_num(&j, "events_per_s", reps);
+		bench_j_num(&j, "appends_per_s", (double)f->raw.requests / rsecs);
+		bench_j_num(&j, "mean_batch_ms", per(f->raw.batch_ns_total, f->raw.batches) / 1e6);
+		bench_j_num(&j, "mean_commit_ms",
+		            per(f->raw.commit_ns_total, f->raw.batches) / 1e6);
+		bench_j_num(&j, "max_commit_ms", (double)f->raw.commit_ns_max / 1e6);
+		bench_j_u64(&j, "map_used", f->raw.map_used);
+		bench_j_u64(&j, "map_grows", f->raw.map_grows);
+		bench_j_close(&j);
+		bench_j_num(&j, "ratio", eps / reps);
 	} else {
-		j_lit(&j, "baseline", "null");
-		j_lit(&j, "ratio", "null");
+		bench_j_lit(&j, "baseline", "null");
+		bench_j_lit(&j, "ratio", "null");
 	}
 
-	if (!f->spawned)
-		j_lit(&j, "server_exit_status", "null");
-	else if (f->server_status >= 0 && WIFEXITED(f->server_status))
-		j_u64(&j, "server_exit_status", (uint64_t)WEXITSTATUS(f->server_status));
-	else if (f->server_status >= 0 && WIFSIGNALED(f->server_status))
-		j_u64(&j, "server_exit_status", 128u + (uint64_t)WTERMSIG(f->server_status));
-	else
-		j_lit(&j, "server_exit_status", "-1");
-	j_lit(&j, "ok", ok ? "true" : "false");
-	j_close(&j);
+	bench_json_exit_status(&j, "server_exit_status", f->spawned, f->server_status);
+	bench_j_lit(&j, "ok", ok ? "true" : "false");
+	bench_j_close(&j);
 	fputc('\n', stdout);
 }
 
@@ -1045,7 +772,7 @@ static int run_rounds(const struct append_opts *o, struct shared *sh, uint32_t n
 		uint64_t limit = sh->total_appends * r / o->rounds;
 		/* Claims past the last limit were refused; start from it. */
 		atomic_store(&sh->next_append, prev);
-		double cpu0 = cpu_seconds(RUSAGE_SELF);
+		double cpu0 = bench_cpu_seconds(RUSAGE_SELF);
 		uint64_t t0 = bench_now_ns();
 		pthread_mutex_lock(&sh->lock);
 		sh->limit = limit;
@@ -1056,7 +783,7 @@ static int run_rounds(const struct append_opts *o, struct shared *sh, uint32_t n
 			pthread_cond_wait(&sh->cond, &sh->lock);
 		pthread_mutex_unlock(&sh->lock);
 		f->secs += (double)(bench_now_ns() - t0) / 1e9;
-		f->client_cpu_s += cpu_seconds(RUSAGE_SELF) - cpu0;
+		f->client_cpu_s += bench_cpu_seconds(RUSAGE_SELF) - cpu0;
 		prev = limit;
 
 		if (f->have_stats && src == 0 && fetch_stats(ctl, &after, errmsg, errlen) == 0) {
@@ -1164,6 +891,60 @@ static int run_load(const struct append_opts *o, const char *address, struct wb_
 	return rc;
 }
 
+int bench_append_load(const char *address, const struct bench_append_params *p,
+                      struct bench_append_result *out, char *errmsg, size_t errlen)
+{
+	struct append_opts o = {
+	        .clients = p->clients,
+	        .pipeline = p->pipeline,
+	        .events = p->events,
+	        .size = p->size,
+	        .streams = p->streams,
+	        .batch_events = 1,
+	        .rounds = 1,
+	        .no_baseline = true,
+	};
+	struct figures f = {0};
+	struct wb_client *ctl = NULL;
+	struct wb_options wo = {.client_name = "whizbang-bench-control",
+	                        .timeout_ms = CLIENT_TIMEOUT_MS};
+	int rc = wb_connect(&ctl, address, &wo, errmsg, errlen);
+	if (rc != 0)
+		return rc;
+	rc = check_limits(&o, wb_server_info(ctl), errmsg, errlen);
+	if (rc == 0) {
+		struct sigaction sa = {.sa_handler = interrupt_cb, .sa_flags = SA_RESETHAND};
+		struct sigaction old_sa;
+		sigemptyset(&sa.sa_mask);
+		sigaction(SIGINT, &sa, &old_sa);
+		rc = run_load(&o, address, ctl, NULL, &f, errmsg, errlen);
+		sigaction(SIGINT, &old_sa, NULL);
+	}
+	wb_close(ctl);
+	if (rc == 0 && atomic_load(&interrupted)) {
+		rc = WB_E_AGAIN;
+		snprintf(errmsg, errlen, "interrupted after %llu of %llu events",
+		         (unsigned long long)f.events, (unsigned long long)o.events);
+	}
+	if (rc != 0)
+		return rc;
+	*out = (struct bench_append_result){
+	        .events = f.events,
+	        .errors = f.errors,
+	        .secs = f.secs,
+	        .events_per_s = f.secs > 0 ? (double)f.events / f.secs : 0,
+	        .lat = {.n = (size_t)f.appends,
+	                .p50 = f.lat_us[0],
+	                .p99 = f.lat_us[1],
+	                .p999 = f.lat_us[2],
+	                .max = f.lat_us[3],
+	                .mean = f.lat_us[4]},
+	        .mean_batch = f.have_stats ? per(f.d.batch_requests, f.d.batches) : 0,
+	        .mean_batch_ms = f.have_stats ? per(f.d.commit_us_total, f.d.batches) / 1e3 : 0,
+	};
+	return 0;
+}
+
 int bench_append_main(int argc, char **argv)
 {
 	struct append_opts o = {.batch_events = 1, .rounds = 1};
@@ -1176,7 +957,7 @@ int bench_append_main(int argc, char **argv)
 	char parent[BENCH_PATH_MAX];
 	char root[BENCH_PATH_MAX];
 	char rdir[BENCH_PATH_MAX + 16];
-	struct server srv = {0};
+	struct bench_server srv = {0};
 	struct figures f = {0};
 	struct wb_client *ctl = NULL;
 	struct raw_lmdb *raw = NULL;
@@ -1192,7 +973,8 @@ int bench_append_main(int argc, char **argv)
 	}
 	const char *address = o.server;
 	if (address == NULL) {
-		rc = server_start(&srv, &o, root, map_size, errmsg, sizeof(errmsg));
+		rc = bench_server_start(&srv, o.whizbangd, o.log_level, root, map_size, errmsg,
+		                        sizeof(errmsg));
 		if (rc != 0)
 			goto err_after_mkdtemp;
 		address = srv.address;
@@ -1256,13 +1038,13 @@ int bench_append_main(int argc, char **argv)
 	ctl = NULL;
 
 	if (f.spawned) {
-		f.server_status = server_stop(&srv);
+		f.server_status = bench_server_stop(&srv);
 		/* The server is the only child this process waits for. */
-		f.server_cpu_s = cpu_seconds(RUSAGE_CHILDREN);
+		f.server_cpu_s = bench_cpu_seconds(RUSAGE_CHILDREN);
 		if (f.server_status != 0) {
 			char how[96] = "could not be stopped";
 			if (f.server_status > 0)
-				describe_status(f.server_status, how, sizeof(how));
+				bench_describe_status(f.server_status, how, sizeof(how));
 			fprintf(stderr, "whizbang-bench: whizbangd %s after SIGTERM\n", how);
 		}
 	}
@@ -1289,7 +1071,7 @@ err_after_connect:
 	wb_close(ctl);
 err_after_server:
 	if (srv.pid > 0)
-		server_stop(&srv);
+		bench_server_stop(&srv);
 err_after_mkdtemp:
 	fprintf(stderr, "whizbang-bench: %s (%s)\n", errmsg, wb_error_name(rc));
 	bench_rmtree(root);

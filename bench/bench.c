@@ -1,5 +1,5 @@
-/* whizbang-bench: load generators for whizbangd and the raw-LMDB baseline they
- * are measured against. See docs/BENCHMARKS.md. */
+/* whizbang-bench: load generators for whizbangd (appends, lease cycles) and
+ * the raw-LMDB baseline they are measured against. See docs/BENCHMARKS.md. */
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +9,8 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: whizbang-bench append --clients C --pipeline P --events N --size B\n"
 	           "                             --streams S [options]\n"
+	           "       whizbang-bench lease --clients C --pipeline P --cycles N\n"
+	           "                            [--slow-fraction F --slow-ms M] [options]\n"
 	           "       whizbang-bench raw --events N --size B --streams S --batch R\n"
 	           "                          [options]\n"
 	           "       whizbang-bench SUBCOMMAND --help\n");
@@ -23,6 +25,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "append") == 0)
 		return bench_append_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "lease") == 0)
+		return bench_lease_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "raw") == 0)
 		return bench_raw_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

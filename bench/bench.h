@@ -1,6 +1,8 @@
 /* Helpers shared by the whizbang-bench subcommands: clocks, a fast random
  * generator for event ids, number parsing, temporary directories on a real
- * disk, and the workload's naming conventions.
+ * disk, the workload's naming conventions, latency samples and percentiles, a
+ * JSON writer, the spawned whizbangd (server.c) and the append load
+ * (append.c) that other subcommands run beside their own.
  *
  * Every function that can fail returns 0 or a code of enum wb_error and, when
  * it takes an errmsg buffer, writes a sentence there. */
@@ -11,6 +13,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 /* The event type every benchmark event carries, on the server and in the
  * baseline alike, so that both store the same bytes. */
@@ -89,9 +92,132 @@ uint64_t bench_map_size(uint64_t events, uint32_t size);
 /* Writes s to f as a JSON string literal, quotes included. */
 void bench_json_str(FILE *f, const char *s);
 
+/* user + system CPU seconds of who (RUSAGE_SELF or RUSAGE_CHILDREN). */
+double bench_cpu_seconds(int who);
+
+/* qsort() comparison of two uint64_t. */
+int bench_cmp_u64(const void *a, const void *b);
+
+/* The nearest-rank percentile q (0.5, 0.99, ...) of sorted[0..n) nanoseconds,
+ * in microseconds; 0 when n is 0. */
+double bench_pct_us(const uint64_t *sorted, size_t n, double q);
+
+/* A sample of durations in nanoseconds, kept whole so that its percentiles
+ * are exact. */
+struct bench_lat {
+	uint64_t *v;
+	size_t n;
+	size_t cap;
+};
+
+/* Appends ns to l, growing it: 0 or WB_E_NOMEM. */
+int bench_lat_push(struct bench_lat *l, uint64_t ns);
+
+/* Moves every sample of from into to (from is left empty, its memory freed):
+ * 0 or WB_E_NOMEM, with both untouched then. */
+int bench_lat_take(struct bench_lat *to, struct bench_lat *from);
+
+void bench_lat_free(struct bench_lat *l);
+
+/* Summary of a sample in microseconds: p50, p99, p99.9, max, mean. The sample
+ * is sorted in place. */
+struct bench_lat_summary {
+	size_t n;
+	double p50, p99, p999, max, mean;
+};
+void bench_lat_summarize(struct bench_lat *l, struct bench_lat_summary *out);
+
+/* A minimal JSON writer on stdout: keys are fixed ASCII, strings go through
+ * bench_json_str(). first is true right after an opening brace; start with
+ * {true}. */
+struct bench_jw {
+	bool first;
+};
+void bench_j_key(struct bench_jw *j, const char *key);
+/* Opens an object, as the value of key, or at the top when key is NULL. */
+void bench_j_open(struct bench_jw *j, const char *key);
+void bench_j_close(struct bench_jw *j);
+void bench_j_u64(struct bench_jw *j, const char *key, uint64_t v);
+/* A number with three decimals; NaN and infinities are written as null. */
+void bench_j_num(struct bench_jw *j, const char *key, double v);
+void bench_j_str(struct bench_jw *j, const char *key, const char *v);
+/* Writes literal as it is: true, false, null, -1. */
+void bench_j_lit(struct bench_jw *j, const char *key, const char *literal);
+/* An object {"n", "p50", "p99", "p999", "max", "mean"} of s, in µs. */
+void bench_j_lat(struct bench_jw *j, const char *key, const struct bench_lat_summary *s);
+
+/* ---------------------------------------------------------------- the server (server.c) */
+
+/* A whizbangd the benchmark talks to. pid is 0 when it was not spawned by
+ * this process (--server), or once it has been stopped. */
+struct bench_server {
+	pid_t pid;
+	char data[BENCH_PATH_MAX + 16];
+	char port_file[BENCH_PATH_MAX + 16];
+	char address[64];
+};
+
+/* Starts whizbangd (the binary whizbangd, or NULL for ../server/whizbangd
+ * next to this program) on 127.0.0.1:0 with its data directory
+ * "<root>/server", its port file "<root>/server.port", --log-level log_level
+ * (NULL: warn) and --map-size map_size, and waits up to 10 s until the port
+ * file names the port; s->address then holds "127.0.0.1:<port>". On failure,
+ * a server that was started is still in s->pid: stop it with
+ * bench_server_stop(). The child gets SIGTERM if this process dies. */
+int bench_server_start(struct bench_server *s, const char *whizbangd, const char *log_level,
+                       const char *root, uint64_t map_size, char *errmsg, size_t errlen);
+
+/* Stops a spawned server with SIGTERM, waiting up to 20 s before SIGKILL.
+ * Returns its wait status (0 when it was not spawned), or -1 when it had to
+ * be killed or could not be waited for. */
+int bench_server_stop(struct bench_server *s);
+
+/* Describes a wait status in words ("exited with status 1"). */
+void bench_describe_status(int status, char *out, size_t len);
+
+void bench_sleep_ms(long ms);
+
+/* Writes the exit status of a spawned server under key: its exit code,
+ * 128 + the signal that killed it, -1 when it had to be killed, or null when
+ * the server was not spawned. */
+void bench_json_exit_status(struct bench_jw *j, const char *key, bool spawned, int status);
+
+/* ---------------------------------------------------------------- the append load (append.c) */
+
+/* The append load of `whizbang-bench append`, callable from another
+ * subcommand against a server it already runs: C connections with P appends
+ * in flight, one event of size bytes per append, over streams bench-0..
+ * bench-(streams-1), until events events are appended. No baseline, one
+ * round. */
+struct bench_append_params {
+	uint32_t clients;
+	uint32_t pipeline;
+	uint64_t events;
+	uint32_t size;
+	uint32_t streams;
+};
+
+struct bench_append_result {
+	uint64_t events;
+	uint64_t errors; /* appends answered with an error; any fails the run */
+	double secs;
+	double events_per_s;
+	struct bench_lat_summary lat; /* per append, µs */
+	double mean_batch;            /* requests per group-commit batch; 0: no stats */
+	double mean_batch_ms;
+};
+
+/* Runs that load against the server at address, with its own connections,
+ * and fills *out (also when appends were answered with errors, which it
+ * counts and reports on stderr). Returns 0, or the failure that stopped the
+ * load with a sentence in errmsg. */
+int bench_append_load(const char *address, const struct bench_append_params *p,
+                      struct bench_append_result *out, char *errmsg, size_t errlen);
+
 /* The subcommands: argv[0] is the subcommand's name. They return the
  * process's exit status. */
 int bench_append_main(int argc, char **argv);
 int bench_raw_main(int argc, char **argv);
+int bench_lease_main(int argc, char **argv);
 
 #endif

@@ -2,9 +2,11 @@
 
 #include <errno.h>
 #include <ftw.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
 #include <time.h>
@@ -216,4 +218,142 @@ void bench_json_str(FILE *f, const char *s)
 			fputc(ch, f);
 	}
 	fputc('"', f);
+}
+
+double bench_cpu_seconds(int who)
+{
+	struct rusage ru;
+	if (getrusage(who, &ru) != 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+int bench_cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return (x > y) - (x < y);
+}
+
+double bench_pct_us(const uint64_t *sorted, size_t n, double q)
+{
+	if (n == 0)
+		return 0;
+	double rank = ceil(q * (double)n);
+	size_t i = rank < 1 ? 0 : (size_t)rank - 1;
+	if (i >= n)
+		i = n - 1;
+	return (double)sorted[i] / 1e3;
+}
+
+int bench_lat_push(struct bench_lat *l, uint64_t ns)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap != 0 ? l->cap * 2 : 1024;
+		uint64_t *v = realloc(l->v, cap * sizeof(*v));
+		if (v == NULL)
+			return WB_E_NOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = ns;
+	return 0;
+}
+
+int bench_lat_take(struct bench_lat *to, struct bench_lat *from)
+{
+	if (to->n + from->n > to->cap) {
+		size_t cap = to->n + from->n;
+		uint64_t *v = realloc(to->v, (cap > 0 ? cap : 1) * sizeof(*v));
+		if (v == NULL)
+			return WB_E_NOMEM;
+		to->v = v;
+		to->cap = cap;
+	}
+	if (from->n > 0)
+		memcpy(to->v + to->n, from->v, from->n * sizeof(*from->v));
+	to->n += from->n;
+	bench_lat_free(from);
+	return 0;
+}
+
+void bench_lat_free(struct bench_lat *l)
+{
+	free(l->v);
+	*l = (struct bench_lat){0};
+}
+
+void bench_lat_summarize(struct bench_lat *l, struct bench_lat_summary *out)
+{
+	qsort(l->v, l->n, sizeof(*l->v), bench_cmp_u64);
+	double sum = 0;
+	for (size_t i = 0; i < l->n; i++)
+		sum += (double)l->v[i];
+	out->n = l->n;
+	out->p50 = bench_pct_us(l->v, l->n, 0.50);
+	out->p99 = bench_pct_us(l->v, l->n, 0.99);
+	out->p999 = bench_pct_us(l->v, l->n, 0.999);
+	out->max = l->n > 0 ? (double)l->v[l->n - 1] / 1e3 : 0;
+	out->mean = l->n > 0 ? sum / (double)l->n / 1e3 : 0;
+}
+
+void bench_j_key(struct bench_jw *j, const char *key)
+{
+	if (!j->first)
+		fputc(',', stdout);
+	j->first = false;
+	printf("\"%s\":", key);
+}
+
+void bench_j_open(struct bench_jw *j, const char *key)
+{
+	if (key != NULL)
+		bench_j_key(j, key);
+	fputc('{', stdout);
+	j->first = true;
+}
+
+void bench_j_close(struct bench_jw *j)
+{
+	fputc('}', stdout);
+	j->first = false;
+}
+
+void bench_j_u64(struct bench_jw *j, const char *key, uint64_t v)
+{
+	bench_j_key(j, key);
+	printf("%llu", (unsigned long long)v);
+}
+
+void bench_j_num(struct bench_jw *j, const char *key, double v)
+{
+	bench_j_key(j, key);
+	if (isfinite(v))
+		printf("%.3f", v);
+	else
+		fputs("null", stdout);
+}
+
+void bench_j_str(struct bench_jw *j, const char *key, const char *v)
+{
+	bench_j_key(j, key);
+	bench_json_str(stdout, v);
+}
+
+void bench_j_lit(struct bench_jw *j, const char *key, const char *literal)
+{
+	bench_j_key(j, key);
+	fputs(literal, stdout);
+}
+
+void bench_j_lat(struct bench_jw *j, const char *key, const struct bench_lat_summary *s)
+{
+	bench_j_open(j, key);
+	bench_j_u64(j, "n", s->n);
+	bench_j_num(j, "p50", s->p50);
+	bench_j_num(j, "p99", s->p99);
+	bench_j_num(j, "p999", s->p999);
+	bench_j_num(j, "max", s->max);
+	bench_j_num(j, "mean", s->mean);
+	bench_j_close(j);
 }

@@ -1137,7 +1137,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 
 	rc = uv_async_init(loop, &srv->async, async_cb);
 	if (rc != 0)
-		goto err_after_storage;
+		goto err_after_lsrv;
 	srv->async.data = srv;
 	pthread_mutex_init(&srv->async_mu, NULL);
 	rc = writer_start(&srv->writer, srv->st, writer_notify, srv);
@@ -1198,6 +1198,7 @@ err_after_listener:
 	writer_stop(srv->writer);
 err_after_async:
 	uv_close((uv_handle_t *)&srv->async, NULL);
+err_after_lsrv:
 	lsrv_shutdown(srv);
 	uv_run(loop, UV_RUN_NOWAIT);
 	lsrv_close(srv);
