@@ -117,6 +117,7 @@ struct lsrv {
 	size_t rand_left;
 	/* figures */
 	uint64_t gaps;
+	uint64_t cascade_level; /* last logged */
 	uint64_t entries_applied;
 	uint64_t wait_sum_ms, wait_count, wait_max_ms;
 	struct minute minutes[HEALTH_MINUTES];
@@ -444,6 +445,20 @@ static int submit_final(struct lsrv *ls, const struct lease *l, const struct fin
 	return 0;
 }
 
+/* Logs a change of the cascade level (adaptive durations doubled). */
+static void note_cascade(struct lsrv *ls)
+{
+	struct lease_counts lc;
+	lease_get_counts(ls->t, &lc);
+	if (lc.cascade_level == ls->cascade_level)
+		return;
+	srv_log(lc.cascade_level > ls->cascade_level ? LOG_WARN : LOG_INFO, "lease_cascade",
+	        "level=%llu previous=%llu expired_total=%llu", (unsigned long long)lc.cascade_level,
+	        (unsigned long long)ls->cascade_level,
+	        (unsigned long long)(lc.outcomes[LEASE_EXPIRED] + lc.outcomes[LEASE_RECOVERED]));
+	ls->cascade_level = lc.cascade_level;
+}
+
 /* Finishes due leases in ascending sequence order: each becomes a gap
  * (expired), or a recovered entry when its staged work is stored. */
 static void run_expiry(struct lsrv *ls)
@@ -470,6 +485,7 @@ static void run_expiry(struct lsrv *ls)
 				        (unsigned long long)l->seq, (int)l->staged);
 		}
 	} while (n == EXPIRY_BATCH);
+	note_cascade(ls);
 	arm_expiry_timer(ls);
 }
 
@@ -939,6 +955,7 @@ static void handle_commit(struct lsrv *ls, struct conn *c, Request *req, bool *k
 		return;
 	}
 	lease_finish(ls->t, l, LEASE_COMMITTED, now);
+	note_cascade(ls);
 	struct final_args fa = {
 	        .kind = LEDGER_COMMITTED,
 	        .reason = LEDGER_REASON_NONE,
