@@ -947,25 +947,45 @@ static void print_projection_stats(const struct cli *cli, const Whizbang__V1__Se
 	for (size_t k = 0; k < s->n_projections; k++) {
 		const Whizbang__V1__ProjectionStats *p = s->projections[k];
 		char eff[32];
+		char wait[32];
 		format_double(p->efficiency, cli->json, eff, sizeof(eff));
+		format_double(p->apply_wait_ms_mean, cli->json, wait, sizeof(wait));
+		const char *health = p->health != NULL ? p->health : "";
+		const char *reason = p->health_reason != NULL ? p->health_reason : "";
 		if (cli->json) {
 			fputs(k > 0 ? ",{\"projection\":" : "{\"projection\":", stdout);
 			json_cstr(p->projection);
 			printf(",\"leases_active\":%" PRIu64 ",\"committed\":%" PRIu64
 			       ",\"released\":%" PRIu64 ",\"expired\":%" PRIu64
 			       ",\"recovered\":%" PRIu64 ",\"efficiency\":%s"
-			       ",\"adaptive_duration_ms\":%" PRIu64 "}",
+			       ",\"adaptive_duration_ms\":%" PRIu64 ",\"entries_waiting\":%" PRIu64
+			       ",\"apply_wait_ms_mean\":%s,\"apply_wait_ms_max\":%" PRIu64
+			       ",\"gaps\":%" PRIu64 ",\"lease_overrun\":%" PRIu64 ",\"health\":",
 			       p->leases_active, p->committed, p->released, p->expired,
-			       p->recovered, eff, p->adaptive_duration_ms);
+			       p->recovered, eff, p->adaptive_duration_ms, p->entries_waiting, wait,
+			       p->apply_wait_ms_max, p->gaps, p->lease_overrun);
+			json_cstr(health);
+			fputs(",\"health_reason\":", stdout);
+			json_cstr(reason);
+			putchar('}');
 			continue;
 		}
 		fputs("projection ", stdout);
 		put_cstr(p->projection);
 		printf(": leases_active=%" PRIu64 " committed=%" PRIu64 " released=%" PRIu64
 		       " expired=%" PRIu64 " recovered=%" PRIu64 " efficiency=%s"
-		       " adaptive_duration_ms=%" PRIu64 "\n",
+		       " adaptive_duration_ms=%" PRIu64 " entries_waiting=%" PRIu64
+		       " apply_wait_ms_mean=%s apply_wait_ms_max=%" PRIu64 " gaps=%" PRIu64
+		       " lease_overrun=%" PRIu64 " health=%s",
 		       p->leases_active, p->committed, p->released, p->expired, p->recovered, eff,
-		       p->adaptive_duration_ms);
+		       p->adaptive_duration_ms, p->entries_waiting, wait, p->apply_wait_ms_max,
+		       p->gaps, p->lease_overrun, health);
+		if (reason[0] != '\0') {
+			fputs(" (", stdout);
+			put_cstr(reason);
+			putchar(')');
+		}
+		putchar('\n');
 	}
 	if (cli->json)
 		putchar(']');

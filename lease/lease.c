@@ -20,6 +20,8 @@ struct lease_projection {
 	unsigned history_pos;
 	uint64_t outcomes[LEASE_OUTCOMES];
 	uint64_t active;
+	uint64_t overrun;
+	void *slot;
 };
 
 struct lease_table {
@@ -513,6 +515,11 @@ const char *lease_projection_name(const struct lease *l)
 	return l->proj->name;
 }
 
+void **lease_projection_slot(struct lease *l)
+{
+	return &l->proj->slot;
+}
+
 struct lease *lease_lookup(struct lease_table *t, uint64_t seq)
 {
 	return hash_find(t, seq);
@@ -545,6 +552,7 @@ int lease_extend(struct lease_table *t, struct lease *l, uint64_t duration_ms, u
 	uint64_t limit = l->granted_ms + t->cfg.max_lifetime_ms;
 	if (now_ms + d > limit) {
 		t->overrun++;
+		l->proj->overrun++;
 		snprintf(why, whylen,
 		         "the lease would live %llu ms, past its lifetime cap of %llu ms "
 		         "(--lease-max-lifetime): commit, stage or release the work",
@@ -705,6 +713,8 @@ size_t lease_projection_stats(struct lease_table *t, struct lease_projection_sta
 		out[n].active = p->active;
 		memcpy(out[n].outcomes, p->outcomes, sizeof(p->outcomes));
 		out[n].adaptive_ms = adaptive(t, p);
+		out[n].overrun = p->overrun;
+		out[n].slot = p->slot;
 	}
 	return n;
 }

@@ -169,6 +169,10 @@ int lease_get(struct lease_table *t, uint64_t seq, uint64_t token, uint64_t now_
 /* The name of the projection l was granted for. */
 const char *lease_projection_name(const struct lease *l);
 
+/* A pointer-sized slot per projection that the table keeps for its user
+ * (the server's own per-projection figures); NULL until set. */
+void **lease_projection_slot(struct lease *l);
+
 /* Finds the lease of seq in any state, without checks; NULL when the table
  * holds none. */
 struct lease *lease_lookup(struct lease_table *t, uint64_t seq);
@@ -237,6 +241,8 @@ struct lease_projection_stats {
 	uint64_t active;
 	uint64_t outcomes[LEASE_OUTCOMES];
 	uint64_t adaptive_ms;
+	uint64_t overrun; /* extends refused by the lifetime cap */
+	void *slot;       /* see lease_projection_slot() */
 };
 
 /* Writes up to max projections' figures into out; returns how many the

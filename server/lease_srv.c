@@ -59,10 +59,7 @@ struct lop {
 	uint64_t watermark;
 	bool recovered;
 	uint64_t applied;
-	uint64_t applied_gaps;
-	uint64_t wait_sum_ms;
-	uint64_t wait_max_ms;
-	uint64_t wait_count;
+	struct pstat *ps; /* the projection's figures */
 };
 
 enum pend_kind { PEND_LEASE, PEND_RESEQ };
@@ -102,6 +99,28 @@ struct minute {
 	uint64_t wait_count;
 };
 
+/* Figures of one scope: the whole server, or one projection. */
+struct figures {
+	uint64_t gaps;
+	uint64_t waiting; /* final entries above the watermark */
+	uint64_t wait_sum_ms, wait_count, wait_max_ms;
+	struct minute minutes[HEALTH_MINUTES];
+	char health_reason[256];
+};
+
+struct pstat {
+	struct pstat *next;
+	struct figures f;
+};
+
+/* A final entry above the watermark, waiting to be applied. */
+struct settled {
+	uint64_t seq;
+	uint64_t durable_ms;
+	struct pstat *ps;
+	bool gap;
+};
+
 struct lsrv {
 	struct srv *srv;
 	struct lease_table *t;
@@ -116,12 +135,13 @@ struct lsrv {
 	uint64_t rand_buf[32];
 	size_t rand_left;
 	/* figures */
-	uint64_t gaps;
 	uint64_t cascade_level; /* last logged */
 	uint64_t entries_applied;
-	uint64_t wait_sum_ms, wait_count, wait_max_ms;
-	struct minute minutes[HEALTH_MINUTES];
-	char health_reason[256];
+	struct figures all;
+	struct pstat *pstats_list;
+	/* final entries above the watermark: a min-heap by sequence */
+	struct settled *settled;
+	size_t nsettled, capsettled;
 	Whizbang__V1__ProjectionStats pstats[MAX_PROJECTION_STATS];
 	Whizbang__V1__ProjectionStats *pstats_ptrs[MAX_PROJECTION_STATS];
 };
@@ -153,10 +173,10 @@ static uint64_t wall_ms_at(uint64_t mono, uint64_t now_mono)
 	return mono >= now_mono ? wall + (mono - now_mono) : wall - (now_mono - mono);
 }
 
-static struct minute *minute_now(struct lsrv *ls)
+static struct minute *minute_now(struct figures *f)
 {
 	uint64_t m = mono_ms() / 60000;
-	struct minute *b = &ls->minutes[m % HEALTH_MINUTES];
+	struct minute *b = &f->minutes[m % HEALTH_MINUTES];
 	if (b->minute != m) {
 		memset(b, 0, sizeof(*b));
 		b->minute = m;
@@ -168,22 +188,13 @@ static struct minute *minute_now(struct lsrv *ls)
 
 /* The apply hook: runs on the writer thread for each entry the watermark
  * passes, in sequence order. Applying ops to read models is the
- * projections layer's; here it keeps the figures. */
+ * projections layer's; here it counts. */
 static int apply_hook(struct storage_txn *txn, const struct ledger_entry *e, void *arg)
 {
 	struct lop *op = arg;
 	(void)txn;
+	(void)e;
 	op->applied++;
-	if (e->kind == LEDGER_GAP) {
-		op->applied_gaps++;
-		return 0;
-	}
-	uint64_t now = srv_wall_us();
-	uint64_t wait = now > e->time_us ? (now - e->time_us) / 1000 : 0;
-	op->wait_sum_ms += wait;
-	op->wait_count++;
-	if (wait > op->wait_max_ms)
-		op->wait_max_ms = wait;
 	return 0;
 }
 
@@ -193,7 +204,7 @@ static int lop_apply(struct storage_txn *txn, struct writer_op *base)
 	struct lop *op = (struct lop *)base;
 	int rc;
 
-	op->applied = op->applied_gaps = op->wait_sum_ms = op->wait_max_ms = op->wait_count = 0;
+	op->applied = 0;
 	op->recovered = false;
 	switch (op->kind) {
 	case LOP_RESERVE:
@@ -384,6 +395,140 @@ static void arm_wait_timer(struct lsrv *ls)
 	uv_timer_start(&ls->wait_timer, wait_timer_cb, next > now ? next - now : 0, 0);
 }
 
+/* ------------------------------------------------------------ figures */
+
+/* The figures of l's projection, made on first use (NULL when out of
+ * memory: the projection then only counts in the totals). */
+static struct pstat *pstat_of(struct lsrv *ls, struct lease *l)
+{
+	void **slot = lease_projection_slot(l);
+	if (*slot == NULL) {
+		struct pstat *ps = calloc(1, sizeof(*ps));
+		if (ps == NULL)
+			return NULL;
+		ps->next = ls->pstats_list;
+		ls->pstats_list = ps;
+		*slot = ps;
+	}
+	return *slot;
+}
+
+static void note_expired(struct lsrv *ls, struct pstat *ps)
+{
+	minute_now(&ls->all)->expired++;
+	if (ps != NULL)
+		minute_now(&ps->f)->expired++;
+}
+
+static void settled_swap(struct lsrv *ls, size_t a, size_t b)
+{
+	struct settled t = ls->settled[a];
+	ls->settled[a] = ls->settled[b];
+	ls->settled[b] = t;
+}
+
+/* Remembers a final entry above the watermark until it is applied. */
+static void settled_push(struct lsrv *ls, const struct settled *e)
+{
+	if (ls->nsettled == ls->capsettled) {
+		size_t cap = ls->capsettled > 0 ? ls->capsettled * 2 : 256;
+		struct settled *p = realloc(ls->settled, cap * sizeof(*p));
+		if (p == NULL)
+			return; /* only the figures lose it */
+		ls->settled = p;
+		ls->capsettled = cap;
+	}
+	size_t i = ls->nsettled++;
+	ls->settled[i] = *e;
+	while (i > 0 && ls->settled[(i - 1) / 2].seq > ls->settled[i].seq) {
+		settled_swap(ls, i, (i - 1) / 2);
+		i = (i - 1) / 2;
+	}
+	ls->all.waiting++;
+	if (e->ps != NULL)
+		e->ps->f.waiting++;
+}
+
+static void note_wait(struct figures *f, uint64_t wait)
+{
+	f->waiting--;
+	f->wait_sum_ms += wait;
+	f->wait_count++;
+	if (wait > f->wait_max_ms)
+		f->wait_max_ms = wait;
+	struct minute *m = minute_now(f);
+	m->wait_sum_ms += wait;
+	m->wait_count++;
+}
+
+/* The watermark moved: the entries it passed are applied. Their
+ * commit-to-apply wait runs from the moment they were durable. */
+static void settled_apply(struct lsrv *ls)
+{
+	uint64_t now = mono_ms();
+	while (ls->nsettled > 0 && ls->settled[0].seq <= ls->watermark) {
+		struct settled e = ls->settled[0];
+		ls->settled[0] = ls->settled[--ls->nsettled];
+		size_t i = 0;
+		for (;;) {
+			size_t c = 2 * i + 1;
+			if (c >= ls->nsettled)
+				break;
+			if (c + 1 < ls->nsettled && ls->settled[c + 1].seq < ls->settled[c].seq)
+				c++;
+			if (ls->settled[i].seq <= ls->settled[c].seq)
+				break;
+			settled_swap(ls, i, c);
+			i = c;
+		}
+		if (e.gap) {
+			ls->all.waiting--;
+			if (e.ps != NULL)
+				e.ps->f.waiting--;
+			continue;
+		}
+		uint64_t wait = now - e.durable_ms;
+		note_wait(&ls->all, wait);
+		if (e.ps != NULL)
+			note_wait(&e.ps->f, wait);
+	}
+}
+
+/* Health over the last hour, by the seed design's thresholds; writes the
+ * reasons into f->health_reason and returns "ok" or "degraded". */
+static const char *health(struct figures *f, uint64_t active)
+{
+	uint64_t now_min = mono_ms() / 60000;
+	uint64_t committed = 0, expired = 0, gaps = 0, wsum = 0, wcount = 0;
+	for (size_t i = 0; i < HEALTH_MINUTES; i++) {
+		const struct minute *m = &f->minutes[i];
+		if (m->minute + HEALTH_MINUTES <= now_min || m->minute > now_min)
+			continue;
+		committed += m->committed;
+		expired += m->expired;
+		gaps += m->gaps;
+		wsum += m->wait_sum_ms;
+		wcount += m->wait_count;
+	}
+	char *r = f->health_reason;
+	size_t cap = sizeof(f->health_reason);
+	size_t o = 0;
+	r[0] = '\0';
+	if (expired > 0 && expired * 20 > committed + expired && o < cap)
+		o += (size_t)snprintf(r + o, cap - o, "%sexpiry rate %.1f%% > 5%%", o ? "; " : "",
+		                      100.0 * (double)expired / (double)(committed + expired));
+	if (wcount > 0 && wsum > 5000 * wcount && o < cap)
+		o += (size_t)snprintf(r + o, cap - o, "%smean apply wait %.0f ms > 5000 ms",
+		                      o ? "; " : "", (double)wsum / (double)wcount);
+	if (active > 1000 && o < cap)
+		o += (size_t)snprintf(r + o, cap - o, "%s%llu active leases > 1000", o ? "; " : "",
+		                      (unsigned long long)active);
+	if (gaps > 100 && o < cap)
+		o += (size_t)snprintf(r + o, cap - o, "%s%llu gaps in the last hour > 100",
+		                      o ? "; " : "", (unsigned long long)gaps);
+	return o > 0 ? "degraded" : "ok";
+}
+
 /* ------------------------------------------------------------ final entries */
 
 static void arm_expiry_timer(struct lsrv *ls);
@@ -425,6 +570,7 @@ static int submit_final(struct lsrv *ls, const struct lease *l, const struct fin
 	op->seq = l->seq;
 	op->token = l->token;
 	op->from_staged = a->from_staged;
+	op->ps = pstat_of(ls, (struct lease *)l);
 	op->entry = (struct ledger_entry){
 	        .seq = l->seq,
 	        .kind = a->kind,
@@ -476,7 +622,7 @@ static void run_expiry(struct lsrv *ls)
 			        .orig_expiry_us = wall_ms_at(l->expires_ms, now) * 1000,
 			        .from_staged = true,
 			};
-			minute_now(ls)->expired++;
+			note_expired(ls, pstat_of(ls, l));
 			if (submit_final(ls, l, &a) != 0)
 				srv_log(LOG_ERROR, "lease_expiry_failed",
 				        "seq=%llu reason=no_memory", (unsigned long long)l->seq);
@@ -574,18 +720,29 @@ static void enqueue(struct lsrv *ls, struct pend *p)
 
 /* ------------------------------------------------------------ writer results */
 
-static void record_applied(struct lsrv *ls, const struct lop *op)
+/* A final entry is durable: count it, and follow it until applied. */
+static void record_final(struct lsrv *ls, const struct lop *op)
 {
+	bool gap = op->entry.kind == LEDGER_GAP && !op->recovered;
+	struct pstat *ps = op->ps;
+	if (gap) {
+		ls->all.gaps++;
+		minute_now(&ls->all)->gaps++;
+		if (ps != NULL) {
+			ps->f.gaps++;
+			minute_now(&ps->f)->gaps++;
+		}
+	} else {
+		minute_now(&ls->all)->committed++;
+		if (ps != NULL)
+			minute_now(&ps->f)->committed++;
+	}
+	struct settled e = {op->seq, mono_ms(), ps, gap};
+	settled_push(ls, &e);
+	ls->entries_applied += op->applied;
 	if (op->watermark > ls->watermark)
 		ls->watermark = op->watermark;
-	ls->entries_applied += op->applied;
-	ls->wait_sum_ms += op->wait_sum_ms;
-	ls->wait_count += op->wait_count;
-	if (op->wait_max_ms > ls->wait_max_ms)
-		ls->wait_max_ms = op->wait_max_ms;
-	struct minute *m = minute_now(ls);
-	m->wait_sum_ms += op->wait_sum_ms;
-	m->wait_count += op->wait_count;
+	settled_apply(ls);
 }
 
 static void lop_done(struct srv *srv, struct srv_op *base)
@@ -648,13 +805,7 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 		return;
 	}
 	lease_settle(ls->t, op->seq);
-	if (op->entry.kind == LEDGER_GAP && !op->recovered) {
-		ls->gaps++;
-		minute_now(ls)->gaps++;
-	}
-	if (op->entry.kind != LEDGER_GAP)
-		minute_now(ls)->committed++;
-	record_applied(ls, op);
+	record_final(ls, op);
 
 	if (answer) {
 		const Request *req = op->req;
@@ -1308,7 +1459,7 @@ int lsrv_init(struct srv *srv, char *errmsg, size_t errlen)
 		return rc;
 	}
 	ls->watermark = rec.watermark;
-	ls->gaps = rec.gaps;
+	ls->all.gaps = rec.gaps;
 	const struct srv_config *cfg = &srv->cfg;
 	struct lease_config lc = {
 	        .max_lifetime_ms = cfg->lease_max_lifetime_ms,
@@ -1375,6 +1526,12 @@ void lsrv_close(struct srv *srv)
 		free(p);
 	}
 	lease_table_free(ls->t);
+	while (ls->pstats_list != NULL) {
+		struct pstat *ps = ls->pstats_list;
+		ls->pstats_list = ps->next;
+		free(ps);
+	}
+	free(ls->settled);
 	free(ls->waiters);
 	free(ls);
 	srv->lsrv = NULL;
@@ -1398,53 +1555,19 @@ void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 	s->leases_expired = lc.outcomes[LEASE_EXPIRED];
 	s->leases_recovered = lc.outcomes[LEASE_RECOVERED];
 	s->lease_efficiency = efficiency(lc.outcomes[LEASE_COMMITTED], lc.outcomes[LEASE_EXPIRED]);
-	/* Every sequence above the watermark that was handed out is either in
-	 * the table or settled, waiting on a lower one. */
-	uint64_t above = lease_next_seq(ls->t) - 1 - ls->watermark;
-	s->entries_waiting = above - (lc.active + lc.finishing);
-	s->apply_wait_ms_mean =
-	        ls->wait_count > 0 ? (double)ls->wait_sum_ms / (double)ls->wait_count : 0.0;
-	s->apply_wait_ms_max = ls->wait_max_ms;
-	s->gaps = ls->gaps;
+	s->entries_waiting = ls->all.waiting;
+	s->apply_wait_ms_mean = ls->all.wait_count > 0
+	                                ? (double)ls->all.wait_sum_ms / (double)ls->all.wait_count
+	                                : 0.0;
+	s->apply_wait_ms_max = ls->all.wait_max_ms;
+	s->gaps = ls->all.gaps;
 	s->lease_overrun = lc.overrun;
 	s->watermark = ls->watermark;
 	s->next_sequence = lease_next_seq(ls->t);
 	s->lease_ceiling = lease_ceiling(ls->t);
 	s->cascade_level = lc.cascade_level;
-
-	/* Health over the last hour (the seed design's thresholds). */
-	uint64_t now_min = mono_ms() / 60000;
-	uint64_t committed = 0, expired = 0, gaps = 0, wsum = 0, wcount = 0;
-	for (size_t i = 0; i < HEALTH_MINUTES; i++) {
-		const struct minute *m = &ls->minutes[i];
-		if (m->minute + HEALTH_MINUTES <= now_min || m->minute > now_min)
-			continue;
-		committed += m->committed;
-		expired += m->expired;
-		gaps += m->gaps;
-		wsum += m->wait_sum_ms;
-		wcount += m->wait_count;
-	}
-	size_t o = 0;
-	ls->health_reason[0] = '\0';
-#define REASON(...)                                                                                \
-	o += (size_t)snprintf(ls->health_reason + o,                                               \
-	                      o < sizeof(ls->health_reason) ? sizeof(ls->health_reason) - o : 0,   \
-	                      __VA_ARGS__)
-	if (expired * 20 > committed + expired && expired > 0)
-		REASON("%sexpiry rate %.1f%% > 5%%", o ? "; " : "",
-		       100.0 * (double)expired / (double)(committed + expired));
-	if (wcount > 0 && wsum > 5000 * wcount)
-		REASON("%smean apply wait %.0f ms > 5000 ms", o ? "; " : "",
-		       (double)wsum / (double)wcount);
-	if (lc.active > 1000)
-		REASON("%s%llu active leases > 1000", o ? "; " : "", (unsigned long long)lc.active);
-	if (gaps > 100)
-		REASON("%s%llu gaps in the last hour > 100", o ? "; " : "",
-		       (unsigned long long)gaps);
-#undef REASON
-	s->health = o > 0 ? "degraded" : "ok";
-	s->health_reason = ls->health_reason;
+	s->health = (char *)health(&ls->all, lc.active);
+	s->health_reason = ls->all.health_reason;
 
 	struct lease_projection_stats ps[MAX_PROJECTION_STATS];
 	size_t n = lease_projection_stats(ls->t, ps, MAX_PROJECTION_STATS);
@@ -1461,6 +1584,21 @@ void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 		p->recovered = ps[i].outcomes[LEASE_RECOVERED];
 		p->efficiency = efficiency(p->committed, p->expired);
 		p->adaptive_duration_ms = ps[i].adaptive_ms;
+		p->lease_overrun = ps[i].overrun;
+		struct pstat *st = ps[i].slot;
+		if (st != NULL) {
+			const struct figures *f = &st->f;
+			p->entries_waiting = f->waiting;
+			p->apply_wait_ms_mean =
+			        f->wait_count > 0 ? (double)f->wait_sum_ms / (double)f->wait_count
+			                          : 0.0;
+			p->apply_wait_ms_max = f->wait_max_ms;
+			p->gaps = f->gaps;
+			p->health = (char *)health(&st->f, ps[i].active);
+			p->health_reason = st->f.health_reason;
+		} else {
+			p->health = (char *)"ok";
+		}
 		ls->pstats_ptrs[i] = p;
 	}
 	s->n_projections = n;
