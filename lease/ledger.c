@@ -4,37 +4,12 @@
 #include <string.h>
 
 #include "codec.h"
+#include "meta.h"
 
 #define STAGED_HEADER 16u
 
 static const char KEY_CEILING[] = "lease_ceiling";
 static const char KEY_WATERMARK[] = "watermark";
-
-static int meta_get(struct storage_txn *txn, const char *key, uint64_t *out)
-{
-	struct storage_val k = {key, strlen(key)};
-	struct storage_val v;
-	int rc = storage_get(txn, STORAGE_DB_META, k, &v);
-	if (rc == WB_E_NOTFOUND) {
-		*out = 0;
-		return 0;
-	}
-	if (rc != 0)
-		return rc;
-	if (v.len != 8)
-		return WB_E_CORRUPT;
-	*out = get_u64(v.data);
-	return 0;
-}
-
-static int meta_put(struct storage_txn *txn, const char *key, uint64_t value)
-{
-	uint8_t b[8];
-	put_u64(b, value);
-	struct storage_val k = {key, strlen(key)};
-	struct storage_val v = {b, sizeof(b)};
-	return storage_put(txn, STORAGE_DB_META, k, v, 0);
-}
 
 static bool reason_fits(enum ledger_kind kind, enum ledger_reason reason)
 {
@@ -181,9 +156,9 @@ int ledger_drop_staged(struct storage_txn *txn, uint64_t seq)
 
 int ledger_get_state(struct storage_txn *txn, struct ledger_state *out)
 {
-	int rc = meta_get(txn, KEY_WATERMARK, &out->watermark);
+	int rc = meta_get_u64(txn, KEY_WATERMARK, 0, &out->watermark);
 	if (rc == 0)
-		rc = meta_get(txn, KEY_CEILING, &out->ceiling);
+		rc = meta_get_u64(txn, KEY_CEILING, 0, &out->ceiling);
 	if (rc == 0 && out->watermark > out->ceiling)
 		rc = WB_E_CORRUPT;
 	return rc;
@@ -192,19 +167,19 @@ int ledger_get_state(struct storage_txn *txn, struct ledger_state *out)
 int ledger_set_ceiling(struct storage_txn *txn, uint64_t ceiling)
 {
 	uint64_t old;
-	int rc = meta_get(txn, KEY_CEILING, &old);
+	int rc = meta_get_u64(txn, KEY_CEILING, 0, &old);
 	if (rc != 0)
 		return rc;
 	if (ceiling <= old)
 		return 0;
-	return meta_put(txn, KEY_CEILING, ceiling);
+	return meta_put_u64(txn, KEY_CEILING, ceiling);
 }
 
 int ledger_advance(struct storage_txn *txn, uint64_t target, ledger_apply_fn apply, void *arg,
                    uint64_t *watermark)
 {
 	uint64_t w;
-	int rc = meta_get(txn, KEY_WATERMARK, &w);
+	int rc = meta_get_u64(txn, KEY_WATERMARK, 0, &w);
 	if (rc != 0)
 		return rc;
 	uint64_t start = w;
@@ -222,7 +197,7 @@ int ledger_advance(struct storage_txn *txn, uint64_t target, ledger_apply_fn app
 		w++;
 	}
 	if (rc == 0 && w != start)
-		rc = meta_put(txn, KEY_WATERMARK, w);
+		rc = meta_put_u64(txn, KEY_WATERMARK, w);
 	if (rc == 0)
 		*watermark = w;
 	return rc;

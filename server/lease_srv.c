@@ -869,6 +869,18 @@ static bool check_lease_rc(struct conn *c, uint64_t id, int rc, uint64_t seq)
 	}
 }
 
+/* The ACTIVE lease of seq with token, or NULL after answering why not.
+ * Leases that are due are finished first, in order. */
+static struct lease *open_lease(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t seq,
+                                uint64_t token, uint64_t now)
+{
+	struct lease *l = NULL;
+	int rc = lease_get(ls->t, seq, token, now, &l);
+	if (rc == WB_LEASE_EXPIRED)
+		run_expiry(ls);
+	return check_lease_rc(c, id, rc, seq) ? l : NULL;
+}
+
 static void grant_and_answer(struct lsrv *ls, struct conn *c, Request *req)
 {
 	const Whizbang__V1__Lease *a = req->lease;
@@ -1130,12 +1142,9 @@ static void handle_commit(struct lsrv *ls, struct conn *c, Request *req, bool *k
 static void handle_release(struct lsrv *ls, struct conn *c, Request *req, bool *kept)
 {
 	const Whizbang__V1__Release *a = req->release;
-	struct lease *l;
 	uint64_t now = mono_ms();
-	int rc = lease_get(ls->t, a->sequence, a->token, now, &l);
-	if (rc == WB_LEASE_EXPIRED)
-		run_expiry(ls);
-	if (!check_lease_rc(c, req->id, rc, a->sequence))
+	struct lease *l = open_lease(ls, c, req->id, a->sequence, a->token, now);
+	if (l == NULL)
 		return;
 	lease_finish(ls->t, l, LEASE_RELEASED, now);
 	struct final_args fa = {
@@ -1157,15 +1166,12 @@ static void handle_release(struct lsrv *ls, struct conn *c, Request *req, bool *
 static void handle_extend(struct lsrv *ls, struct conn *c, Request *req)
 {
 	const Whizbang__V1__Extend *a = req->extend;
-	struct lease *l;
 	char why[256];
 	uint64_t now = mono_ms();
-	int rc = lease_get(ls->t, a->sequence, a->token, now, &l);
-	if (rc == WB_LEASE_EXPIRED)
-		run_expiry(ls);
-	if (!check_lease_rc(c, req->id, rc, a->sequence))
+	struct lease *l = open_lease(ls, c, req->id, a->sequence, a->token, now);
+	if (l == NULL)
 		return;
-	rc = lease_extend(ls->t, l, a->duration_ms, now, why, sizeof(why));
+	int rc = lease_extend(ls->t, l, a->duration_ms, now, why, sizeof(why));
 	if (rc != 0) {
 		srv_send_error(c, req->id, rc, "%s", why);
 		return;
@@ -1180,11 +1186,8 @@ static void handle_extend(struct lsrv *ls, struct conn *c, Request *req)
 static void handle_stage(struct lsrv *ls, struct conn *c, Request *req, bool *kept)
 {
 	const Whizbang__V1__Stage *a = req->stage;
-	struct lease *l;
-	int rc = lease_get(ls->t, a->sequence, a->token, mono_ms(), &l);
-	if (rc == WB_LEASE_EXPIRED)
-		run_expiry(ls);
-	if (!check_lease_rc(c, req->id, rc, a->sequence))
+	struct lease *l = open_lease(ls, c, req->id, a->sequence, a->token, mono_ms());
+	if (l == NULL)
 		return;
 	struct lop *op = lop_new(ls, LOP_STAGE, c, req);
 	if (op == NULL) {

@@ -6,6 +6,7 @@
 #include <sys/random.h>
 
 #include "codec.h"
+#include "meta.h"
 #include "utf8.h"
 
 static const char KEY_LAST_POSITION[] = "last_position";
@@ -77,32 +78,6 @@ void ev_uuid7(uint8_t out[EV_ID_LEN], uint64_t now_ms)
 	out[7] = rnd[1];
 	out[8] = (uint8_t)(0x80 | (rnd[2] & 0x3F));
 	memcpy(out + 9, rnd + 3, 7);
-}
-
-static int meta_get_u64(struct storage_txn *txn, const char *key, uint64_t dflt, uint64_t *out)
-{
-	struct storage_val k = {key, strlen(key)};
-	struct storage_val v;
-	int rc = storage_get(txn, STORAGE_DB_META, k, &v);
-	if (rc == WB_E_NOTFOUND) {
-		*out = dflt;
-		return 0;
-	}
-	if (rc != 0)
-		return rc;
-	if (v.len != 8)
-		return WB_E_CORRUPT;
-	*out = get_u64(v.data);
-	return 0;
-}
-
-static int meta_put_u64(struct storage_txn *txn, const char *key, uint64_t value)
-{
-	uint8_t buf[8];
-	put_u64(buf, value);
-	struct storage_val k = {key, strlen(key)};
-	struct storage_val v = {buf, sizeof(buf)};
-	return storage_put(txn, STORAGE_DB_META, k, v, 0);
 }
 
 int ev_last_position(struct storage_txn *txn, uint64_t *out)
