@@ -1,0 +1,2371 @@
+/* A randomized model-based test of sequence leases and the ledger as
+ * whizbangd composes them (server/lease_srv.c), on a real store in a
+ * temporary directory, without sockets or libuv.
+ *
+ * The "server" half below is lease_srv.c with the wire taken out, kept
+ * close to it function by function: the lease table (injected clock,
+ * deterministic tokens), the queue of lease and resequence requests that
+ * wait for a durable reservation ceiling, a FIFO writer queue of writes
+ * (reserve the ceiling, stage, final entry) flushed in random-sized batches,
+ * each write in a nested transaction of one write transaction as
+ * storage/writer.c runs them, and the done step that settles leases, moves
+ * the in-memory watermark and answers. A restart either crashes (every
+ * write not yet committed is lost, sometimes halfway through a batch) or
+ * stops cleanly (the writer drains, connections close), then recovers the
+ * ledger in a write transaction and builds a new table as lsrv_init() does.
+ *
+ * A seeded random walk acts as the clients: leases (count 1-4, some waiting
+ * for a reserve write), extends, releases, stages, commits (ack DURABLE or
+ * APPLIED, on_expired FAIL or RESEQUENCE, above pending lower leases, after
+ * expiry, at finished and random sequences, with wrong tokens),
+ * disconnects, clock steps (small, large, backwards, to the exact edge of a
+ * lease's life), expiry timer runs, flushes, answer delivery and restarts,
+ * with the reservation chunk and the grace varying by seed. A reference
+ * model built only from what the clients were told, the clock and which
+ * writes were committed predicts every answer and the one final entry each
+ * sequence must end with. After every step the ledger is read back from the
+ * store and checked:
+ *   1. no sequence is handed out twice, above the durable ceiling, or at or
+ *      below the ceiling of an earlier run;
+ *   2. every sequence <= the watermark has exactly one final entry;
+ *   3. the watermark never moves backwards and is exactly the contiguous
+ *      prefix of durable final entries;
+ *   4. the apply hook sees 1, 2, 3, ... once each, across restarts (applies
+ *      count only when their transaction commits);
+ *   5. an expired lease's sequence holds only a gap (expired) or its own
+ *      last staged ops; a committed entry holds the ops of the commit that
+ *      was accepted for that lease;
+ *   6. acknowledged commits are durable before the answer and survive
+ *      restarts; resequenced commits record the original sequence;
+ *   7. after a restart every unfinished sequence up to the old ceiling is a
+ *      restart gap or recovered from its durable staged ops, and grants
+ *      start right above the old ceiling.
+ * Besides: every answer matches the model's prediction; staged work that
+ * was recovered is never resequenced as well; gap records carry the
+ * original expiry; the table's settled frontier agrees with the ledger;
+ * and once the writer is idle no request is left unanswered (but APPLIED
+ * commits above the watermark) and no lease is left finishing.
+ *
+ * The store is opened with no_sync: a crash here is the loss of what the
+ * writer had not committed, which fsync does not change, and an fsync per
+ * batch would only make the walk several times slower.
+ *
+ * WB_SEED=<n> replays a run; otherwise the seed comes from the clock. Every
+ * failure message names the seed and the step. WB_STEPS=<n> walks longer
+ * (or shorter) than the default. */
+#include <criterion/criterion.h>
+#include <criterion/logging.h>
+
+#include <ftw.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "lease.h"
+#include "ledger.h"
+#include "storage.h"
+
+#define STEPS 12000 /* per seed; WB_STEPS overrides */
+#define OWNERS 3    /* client connections */
+#define PROJECTIONS 3
+#define MAX_COUNT 4u
+#define MAX_CHUNK 12u /* reserve_chunk is 1..MAX_CHUNK, per seed */
+#define MAX_DURATION 3000u
+#define DEFAULT_DURATION 1500u
+#define MAX_LIFETIME 4000u
+#define MAX_LIVE 40u    /* the clients stop leasing at this many open leases */
+#define EXPIRY_BATCH 3u /* lease_srv.c takes 64 at a time: fewer exercise the loop */
+#define OPS_MAX 40u     /* bytes of ops in one commit or stage */
+#define PICK_WINDOW 96u /* how far back the clients remember their leases */
+#define NO_OWNER (-1)
+#define NO_CONN (-1)
+#define PROJ_NONE (-1)    /* restart entries carry no projection */
+#define PROJ_UNKNOWN (-2) /* resequenced from a restart entry: "unknown" */
+#define T0_US 1700000000000000ull
+
+static const char *const projections[PROJECTIONS] = {"orders", "stock", "mail"};
+
+/* ------------------------------------------------------------ model types */
+
+enum mstate {
+	M_UNUSED = 0, /* never handed out, no final state */
+	M_ACTIVE,     /* leased, no final state yet */
+	M_DECIDED,    /* its final entry is known (maybe not written yet) */
+};
+
+/* One sequence number as the clients and the clock know it. */
+struct mseq {
+	enum mstate state;
+	bool granted;     /* handed out */
+	bool reseq_grant; /* handed out to a resequenced commit */
+	bool by_restart;  /* its final entry comes from start-up recovery */
+	bool durable;     /* its final entry is committed to the store */
+	bool acked;       /* a commit of it was answered */
+	bool od_release;
+	int owner;
+	int proj;
+	uint32_t opid;
+	uint64_t src;
+	uint64_t token;
+	uint64_t granted_ms, expires;
+	uint64_t stage_last; /* ops of the last accepted stage; 0: none */
+	uint64_t stage_dur;  /* ops of the last committed stage write; 0: none */
+	/* The final entry it must end with, once M_DECIDED. */
+	enum ledger_kind kind;
+	enum ledger_reason reason;
+	uint64_t ops; /* ops id; 0: no ops */
+	uint64_t orig_seq;
+	uint64_t e_orig_expiry; /* µs, on the test's wall clock */
+	uint64_t e_token;
+	int e_proj;
+	uint32_t e_opid;
+	uint64_t e_src;
+	unsigned reseqs; /* commits resequenced from it */
+};
+
+enum rkind { RQ_LEASE, RQ_EXTEND, RQ_RELEASE, RQ_STAGE, RQ_COMMIT };
+enum rstate { RS_OPEN, RS_DONE, RS_CANCELLED };
+enum predict {
+	PR_ACCEPT, /* answered once its write is done (extend: at once) */
+	PR_QUEUE,  /* waits for a grant: a lease, or a resequenced commit */
+	PR_ERROR,  /* answered at once with err (or err_alt) */
+};
+
+/* A client request: what went over the wire, and what the model expects. */
+struct req {
+	enum rkind kind;
+	enum rstate state;
+	int conn;
+	uint64_t seq, token;
+	uint32_t count;
+	uint64_t duration;
+	int proj;
+	uint32_t opid;
+	uint64_t src;
+	bool od_release;
+	uint64_t ops;
+	bool reseq; /* on_expired = RESEQUENCE */
+	bool ack_applied;
+	bool durable;   /* its write is committed */
+	uint64_t bound; /* a resequenced commit's new sequence */
+	enum predict pr;
+	int err, err_alt;
+};
+
+struct seqlist {
+	uint64_t *v;
+	size_t n, cap;
+};
+
+/* What the walk did, to show it reached the interesting paths. */
+enum event {
+	EV_GRANTED,
+	EV_WAITED, /* lease requests that waited for a reserve write */
+	EV_COMMITTED,
+	EV_ACK_ABOVE, /* DURABLE answers above the watermark */
+	EV_ACK_APPLIED,
+	EV_RELEASED,
+	EV_STAGED,
+	EV_OVERRUN,
+	EV_EXPIRED_GAP,
+	EV_EXPIRED_RECOVERED,
+	EV_FAIL_EXPIRED, /* commits answered LEASE_EXPIRED */
+	EV_RESEQ,
+	EV_RESEQ_RESTART,  /* resequenced from a restart entry */
+	EV_RESEQ_UNLEASED, /* ... of a sequence never handed out */
+	EV_RESEQ_AGAIN,    /* a second resequenced commit of one sequence */
+	EV_RESEQ_REFUSED,  /* RESEQUENCE refused: the staged work was recovered */
+	EV_MISMATCH,
+	EV_DETACHED,
+	EV_CRASH,
+	EV_CRASH_MID,
+	EV_CLEAN,
+	EV_RESTART_GAP,
+	EV_RESTART_RECOVERED,
+	EV_BACKJUMP,
+	EV_BATCHES,
+	EV_APPLIED,
+	EV_COUNT,
+};
+
+static struct {
+	uint64_t seed, seed_offset;
+	unsigned long step;
+	uint64_t rng;
+	uint64_t now; /* the server's monotonic clock, ms */
+	uint64_t grace;
+	struct mseq *seqs;
+	size_t cap;
+	struct req *reqs; /* by request id; 0 is unused */
+	size_t nreqs, capreqs;
+	uint64_t *fifo; /* requests waiting for grants, in order */
+	size_t fifo_head, fifo_len, fifo_cap;
+	uint64_t next;            /* the next sequence a grant must hand out */
+	uint64_t durable_ceiling; /* the highest committed reserve write */
+	uint64_t old_ceiling;     /* the durable ceiling at the last restart */
+	uint64_t prefix;          /* every sequence <= it has a durable final entry */
+	uint64_t applied_to;      /* the apply log is 1, 2, ..., applied_to */
+	uint64_t wm_seen;         /* the stored watermark at the last check */
+	uint64_t open_from;       /* no request below it is open */
+	uint64_t mem_wm_seen;     /* the server's watermark at the last check */
+	uint64_t next_ops;
+	uint64_t last_collected; /* within one expiry run: ascending */
+	uint64_t exp_gaps, exp_recovered;
+	bool stopping;
+	unsigned long ev[EV_COUNT];
+} m;
+
+/* ------------------------------------------------------------ server types */
+
+enum sop_kind { SOP_RESERVE, SOP_STAGE, SOP_FINAL };
+enum answer_kind { ANS_NONE, ANS_RELEASE, ANS_COMMIT };
+
+/* A write, as struct lop in lease_srv.c. */
+struct sop {
+	struct sop *next;
+	enum sop_kind kind;
+	uint64_t req; /* the request answered when done; 0: none */
+	int conn;
+	unsigned gen; /* of the connection, to tell a closed one */
+	enum answer_kind ans;
+	bool ack_applied;
+	uint64_t seq, token, ceiling;
+	struct ledger_entry entry;
+	bool from_staged;
+	char projection[LEASE_NAME_MAX + 1];
+	char operation_id[LEASE_NAME_MAX + 1];
+	uint8_t *ops;
+	size_t ops_len;
+	uint64_t ops_id; /* the model's name for a stage's ops */
+	int status;
+	/* results, written in the writer's transaction */
+	uint64_t watermark;
+	bool recovered;
+	struct seqlist applied;
+};
+
+/* A request waiting for a durable reservation ceiling. */
+struct spend {
+	struct spend *next;
+	bool reseq;
+	int conn;
+	uint64_t req;
+	char projection[LEASE_NAME_MAX + 1];
+	char operation_id[LEASE_NAME_MAX + 1];
+	uint64_t source_position, orig_seq, orig_expiry_us;
+};
+
+struct swaiter {
+	int conn;
+	uint64_t req;
+	uint64_t seq;
+	bool reseq;
+	uint64_t orig;
+};
+
+struct sconn {
+	struct lease_owner leases;
+	unsigned gen;
+};
+
+static struct {
+	char dir[64];
+	struct storage *st;
+	struct storage_txn *txn, *child; /* open write transactions */
+	struct lease_config cfg;
+	struct lease_table *t;
+	uint64_t token_rng;
+	uint64_t watermark;
+	uint64_t reserving;
+	struct spend *pend_head, *pend_tail;
+	struct swaiter *waiters;
+	size_t nwaiters, capwaiters;
+	struct sop *q_head, *q_tail; /* submitted, not yet written */
+	size_t q_len;
+	struct sop *d_head, *d_tail; /* written, not yet done */
+	struct sconn conns[OWNERS];
+	bool shutting_down;
+} sv;
+
+#define FAIL_CTX "seed %llu (replay: WB_SEED=%llu, test walk_seed_%llu) step %lu: "
+#define CTX                                                                                        \
+	(unsigned long long)m.seed, (unsigned long long)(m.seed - m.seed_offset),                  \
+	        (unsigned long long)m.seed_offset, m.step
+#define MCHECK(cond, fmt, ...) cr_assert((cond), FAIL_CTX fmt, CTX, __VA_ARGS__)
+#define ULL(x) ((unsigned long long)(x))
+
+/* ------------------------------------------------------------ helpers */
+
+static uint64_t splitmix(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+	return z ^ (z >> 31);
+}
+
+static uint64_t token_rand(void *arg)
+{
+	return splitmix(arg);
+}
+
+/* A value in [0, n). */
+static uint64_t rnd(uint64_t n)
+{
+	return splitmix(&m.rng) % n;
+}
+
+static bool chance(unsigned percent)
+{
+	return rnd(100) < percent;
+}
+
+static uint64_t wall_us(void)
+{
+	return T0_US + m.now * 1000u;
+}
+
+static uint64_t wall_ms_at(uint64_t mono, uint64_t now_mono)
+{
+	uint64_t wall = wall_us() / 1000;
+	return mono >= now_mono ? wall + (mono - now_mono) : wall - (now_mono - mono);
+}
+
+/* The ops of id: 0 to OPS_MAX bytes, distinct for distinct ids of 8 bytes
+ * or more. id 0 is no ops. */
+static size_t ops_bytes(uint64_t id, uint8_t *buf)
+{
+	if (id == 0)
+		return 0;
+	uint64_t s = id ^ 0x0b5e55edu;
+	size_t len = (size_t)(splitmix(&s) % (OPS_MAX + 1));
+	uint64_t x = id;
+	for (size_t i = 0; i < len; i++) {
+		if (i > 0 && i % 8 == 0)
+			x = splitmix(&s);
+		buf[i] = (uint8_t)(x >> (8 * (i % 8)));
+	}
+	return len;
+}
+
+static void opid_str(uint32_t n, char *buf, size_t len)
+{
+	if (n == 0)
+		buf[0] = '\0';
+	else
+		snprintf(buf, len, "op-%u", n);
+}
+
+static const char *proj_str(int p)
+{
+	return p >= 0 ? projections[p] : p == PROJ_UNKNOWN ? "unknown" : "";
+}
+
+static const char *reason_name(enum ledger_kind kind, enum ledger_reason reason)
+{
+	if (kind == LEDGER_COMMITTED)
+		return "committed";
+	switch (reason) {
+	case LEDGER_GAP_RELEASED:
+		return "gap (released)";
+	case LEDGER_GAP_EXPIRED:
+		return "gap (expired)";
+	case LEDGER_GAP_RESTART:
+		return "gap (restart)";
+	case LEDGER_RECOVERED_STAGED:
+		return "recovered (staged)";
+	case LEDGER_RECOVERED_RESEQUENCED:
+		return "recovered (resequenced)";
+	default:
+		return "?";
+	}
+}
+
+static void list_push(struct seqlist *l, uint64_t v)
+{
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		uint64_t *p = realloc(l->v, cap * sizeof(*p));
+		cr_assert_not_null(p);
+		l->v = p;
+		l->cap = cap;
+	}
+	l->v[l->n++] = v;
+}
+
+/* ------------------------------------------------------------ the model */
+
+static void model_reserve(uint64_t seq)
+{
+	if (seq < m.cap)
+		return;
+	size_t cap = m.cap ? m.cap : 1024;
+	while (cap <= seq)
+		cap *= 2;
+	struct mseq *s = realloc(m.seqs, cap * sizeof(*s));
+	cr_assert_not_null(s);
+	memset(s + m.cap, 0, (cap - m.cap) * sizeof(*s));
+	m.seqs = s;
+	m.cap = cap;
+}
+
+static struct mseq *ms(uint64_t seq)
+{
+	model_reserve(seq);
+	return &m.seqs[seq];
+}
+
+static struct req *req_get(uint64_t id)
+{
+	MCHECK(id > 0 && id < m.nreqs, "answer to unknown request %llu", ULL(id));
+	return &m.reqs[id];
+}
+
+static uint64_t req_new(enum rkind kind, int conn)
+{
+	if (m.nreqs == 0)
+		m.nreqs = 1;
+	if (m.nreqs >= m.capreqs) {
+		size_t cap = m.capreqs ? m.capreqs * 2 : 1024;
+		struct req *p = realloc(m.reqs, cap * sizeof(*p));
+		cr_assert_not_null(p);
+		m.reqs = p;
+		m.capreqs = cap;
+	}
+	uint64_t id = m.nreqs++;
+	m.reqs[id] = (struct req){.kind = kind, .state = RS_OPEN, .conn = conn};
+	return id;
+}
+
+static void fifo_push(uint64_t id)
+{
+	if (m.fifo_head + m.fifo_len == m.fifo_cap) {
+		if (m.fifo_head > 0) {
+			memmove(m.fifo, m.fifo + m.fifo_head, m.fifo_len * sizeof(*m.fifo));
+			m.fifo_head = 0;
+		} else {
+			size_t cap = m.fifo_cap ? m.fifo_cap * 2 : 64;
+			uint64_t *p = realloc(m.fifo, cap * sizeof(*p));
+			cr_assert_not_null(p);
+			m.fifo = p;
+			m.fifo_cap = cap;
+		}
+	}
+	m.fifo[m.fifo_head + m.fifo_len++] = id;
+}
+
+/* Grants come in request order: id must be the oldest request still
+ * waiting for one. */
+static void fifo_pop_expect(uint64_t id)
+{
+	while (m.fifo_len > 0 && m.reqs[m.fifo[m.fifo_head]].state == RS_CANCELLED) {
+		m.fifo_head++;
+		m.fifo_len--;
+	}
+	MCHECK(m.fifo_len > 0 && m.fifo[m.fifo_head] == id,
+	       "a grant for request %llu, but the oldest waiting request is %llu", ULL(id),
+	       ULL(m.fifo_len > 0 ? m.fifo[m.fifo_head] : 0));
+	m.fifo_head++;
+	m.fifo_len--;
+}
+
+/* Sequences asked for by lease requests that wait for their grant. */
+static uint64_t fifo_waiting(void)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < m.fifo_len; i++) {
+		const struct req *r = &m.reqs[m.fifo[m.fifo_head + i]];
+		if (r->state == RS_OPEN)
+			n += r->kind == RQ_LEASE ? r->count : 1;
+	}
+	return n;
+}
+
+static bool due(const struct mseq *s)
+{
+	return m.now >= s->expires + m.grace;
+}
+
+/* A sequence expired as far as the clients can tell: collected by the
+ * server as expired, or finished by a restart. */
+static bool expiredish(const struct mseq *s)
+{
+	return s->state == M_DECIDED && (s->by_restart || s->reason == LEDGER_GAP_EXPIRED ||
+	                                 s->reason == LEDGER_RECOVERED_STAGED);
+}
+
+/* A sequence handed out with a lease now ends with kind/reason. */
+static void decide(uint64_t seq, enum ledger_kind kind, enum ledger_reason reason, uint64_t ops)
+{
+	struct mseq *s = ms(seq);
+	MCHECK(s->state == M_ACTIVE, "seq %llu is given a second final state, %s, after %s",
+	       ULL(seq), reason_name(kind, reason),
+	       s->state == M_DECIDED ? reason_name(s->kind, s->reason) : "none");
+	s->state = M_DECIDED;
+	s->kind = kind;
+	s->reason = reason;
+	s->ops = ops;
+	s->orig_seq = 0;
+	s->e_orig_expiry = 0;
+	s->e_token = s->token;
+	s->e_proj = s->proj;
+	s->e_opid = s->opid;
+	s->e_src = s->src;
+}
+
+/* Checks a final entry read from the store (or handed to the apply hook)
+ * against the one final state the model gave its sequence. */
+static void check_entry(const struct ledger_entry *e, bool need_durable, const char *what)
+{
+	MCHECK(e->seq > 0 && e->seq < m.cap && e->seq <= m.durable_ceiling,
+	       "%s: an entry at seq %llu, above every durable reservation (%llu)", what,
+	       ULL(e->seq), ULL(m.durable_ceiling));
+	const struct mseq *s = &m.seqs[e->seq];
+	MCHECK(s->state == M_DECIDED, "%s: seq %llu holds %s, but it has no final state yet (%s)",
+	       what, ULL(e->seq), reason_name(e->kind, e->reason),
+	       s->state == M_ACTIVE ? "its lease is active" : "never handed out");
+	MCHECK(!need_durable || s->durable,
+	       "%s: seq %llu holds %s, but no committed write put it there", what, ULL(e->seq),
+	       reason_name(e->kind, e->reason));
+	MCHECK(e->kind == s->kind && e->reason == s->reason,
+	       "%s: seq %llu holds %s, the model expects %s (lease %s, restart %d)", what,
+	       ULL(e->seq), reason_name(e->kind, e->reason), reason_name(s->kind, s->reason),
+	       s->reseq_grant ? "resequenced"
+	       : s->granted   ? "granted"
+	                      : "never granted",
+	       s->by_restart);
+	uint8_t want[OPS_MAX];
+	size_t len = ops_bytes(s->ops, want);
+	MCHECK(e->ops_len == len && (len == 0 || memcmp(e->ops, want, len) == 0),
+	       "%s: seq %llu (%s) holds %zu bytes of ops that are not the %zu bytes of ops %llu "
+	       "the clients sent for it",
+	       what, ULL(e->seq), reason_name(e->kind, e->reason), e->ops_len, len, ULL(s->ops));
+	MCHECK(e->token == s->e_token, "%s: seq %llu (%s) holds token %llx, the lease's is %llx",
+	       what, ULL(e->seq), reason_name(e->kind, e->reason), ULL(e->token), ULL(s->e_token));
+	MCHECK(e->original_expiry_us == s->e_orig_expiry,
+	       "%s: seq %llu (%s) records original expiry %llu, the model %llu", what, ULL(e->seq),
+	       reason_name(e->kind, e->reason), ULL(e->original_expiry_us), ULL(s->e_orig_expiry));
+	MCHECK(e->original_seq == s->orig_seq,
+	       "%s: seq %llu (%s) records original sequence %llu, the model %llu", what,
+	       ULL(e->seq), reason_name(e->kind, e->reason), ULL(e->original_seq),
+	       ULL(s->orig_seq));
+	const char *p = proj_str(s->e_proj);
+	char o[32];
+	opid_str(s->e_opid, o, sizeof(o));
+	MCHECK(e->projection_len == strlen(p) && memcmp(e->projection, p, e->projection_len) == 0 &&
+	               e->operation_id_len == strlen(o) &&
+	               memcmp(e->operation_id, o, e->operation_id_len) == 0 &&
+	               e->source_position == s->e_src,
+	       "%s: seq %llu (%s) holds projection '%.*s' op '%.*s' source %llu, the model '%s' "
+	       "'%s' %llu",
+	       what, ULL(e->seq), reason_name(e->kind, e->reason), (int)e->projection_len,
+	       e->projection, (int)e->operation_id_len, e->operation_id, ULL(e->source_position), p,
+	       o, ULL(s->e_src));
+}
+
+/* The sequence a grant hands out must be the next one, fresh, and under a
+ * ceiling that is already durable. */
+static struct mseq *check_fresh(uint64_t seq)
+{
+	struct mseq *s = ms(seq);
+	MCHECK(s->state == M_UNUSED && !s->granted, "seq %llu is handed out twice (state %d)",
+	       ULL(seq), s->state);
+	MCHECK(seq > m.old_ceiling,
+	       "seq %llu is handed out at or below the last run's ceiling %llu", ULL(seq),
+	       ULL(m.old_ceiling));
+	MCHECK(seq == m.next, "seq %llu is handed out, the next unused is %llu", ULL(seq),
+	       ULL(m.next));
+	MCHECK(seq <= m.durable_ceiling, "seq %llu is handed out above the durable ceiling %llu",
+	       ULL(seq), ULL(m.durable_ceiling));
+	m.next++;
+	return s;
+}
+
+/* ---- what the server tells the clients */
+
+static void answer_grant(uint64_t id, struct lease **got, uint32_t n)
+{
+	struct req *r = req_get(id);
+	MCHECK(r->state == RS_OPEN && r->kind == RQ_LEASE,
+	       "a grant answers request %llu (state %d)", ULL(id), r->state);
+	fifo_pop_expect(id);
+	MCHECK(n == r->count, "request %llu asked for %u sequences, got %u", ULL(id), r->count, n);
+	uint64_t want = r->duration > MAX_DURATION ? MAX_DURATION : r->duration;
+	for (uint32_t i = 0; i < n; i++) {
+		struct lease *l = got[i];
+		struct mseq *s = check_fresh(l->seq);
+		if (r->duration != 0)
+			MCHECK(l->expires_ms == m.now + want,
+			       "seq %llu expires at %llu, asked %llu from %llu", ULL(l->seq),
+			       ULL(l->expires_ms), ULL(want), ULL(m.now));
+		else
+			MCHECK(l->expires_ms >= m.now + LEASE_MIN_ADAPTIVE_MS &&
+			               l->expires_ms <= m.now + MAX_DURATION,
+			       "seq %llu has an adaptive expiry %llu out of bounds at %llu",
+			       ULL(l->seq), ULL(l->expires_ms), ULL(m.now));
+		*s = (struct mseq){
+		        .state = M_ACTIVE,
+		        .granted = true,
+		        .od_release = r->od_release,
+		        .owner = r->conn,
+		        .proj = r->proj,
+		        .opid = r->opid,
+		        .src = r->src,
+		        .token = l->token,
+		        .granted_ms = m.now,
+		        .expires = l->expires_ms,
+		};
+	}
+	r->state = RS_DONE;
+	m.ev[EV_GRANTED]++;
+}
+
+static void answer_error(uint64_t id, int rc)
+{
+	struct req *r = req_get(id);
+	MCHECK(r->state == RS_OPEN, "request %llu answered %s, but it is %s", ULL(id),
+	       wb_error_name(rc), r->state == RS_DONE ? "answered already" : "cancelled");
+	r->state = RS_DONE;
+	if (rc == WB_SHUTTING_DOWN) {
+		MCHECK(m.stopping && r->kind == RQ_COMMIT && r->ack_applied && r->durable,
+		       "request %llu answered SHUTTING_DOWN (stopping %d, durable %d)", ULL(id),
+		       m.stopping, r->durable);
+		return;
+	}
+	MCHECK(r->pr == PR_ERROR && (rc == r->err || rc == r->err_alt),
+	       "request %llu (kind %d, seq %llu) answered %s; the model expects %s", ULL(id),
+	       r->kind, ULL(r->seq), wb_error_name(rc),
+	       r->pr == PR_ERROR ? wb_error_name(r->err) : "success");
+	if (rc == WB_LEASE_TOKEN_MISMATCH)
+		m.ev[EV_MISMATCH]++;
+	if (rc == WB_LEASE_EXPIRED && r->kind == RQ_COMMIT)
+		m.ev[EV_FAIL_EXPIRED]++;
+	if (rc == WB_LEASE_EXPIRED && r->kind == RQ_COMMIT && r->reseq)
+		m.ev[EV_RESEQ_REFUSED]++;
+}
+
+static void answer_extend(uint64_t id, uint64_t expires_ms)
+{
+	struct req *r = req_get(id);
+	MCHECK(r->state == RS_OPEN && r->kind == RQ_EXTEND && r->pr == PR_ACCEPT,
+	       "extend %llu of seq %llu accepted; the model expects %s", ULL(id), ULL(r->seq),
+	       wb_error_name(r->err));
+	uint64_t want = m.now + (r->duration > MAX_DURATION ? MAX_DURATION : r->duration);
+	MCHECK(expires_ms == want, "seq %llu extended to %llu, the model %llu", ULL(r->seq),
+	       ULL(expires_ms), ULL(want));
+	ms(r->seq)->expires = expires_ms;
+	r->state = RS_DONE;
+}
+
+/* Stage and release results. */
+static void answer_ok(uint64_t id, enum rkind kind)
+{
+	struct req *r = req_get(id);
+	MCHECK(r->state == RS_OPEN && r->kind == kind && r->pr == PR_ACCEPT,
+	       "request %llu answered success as kind %d (its kind %d, state %d)", ULL(id), kind,
+	       r->kind, r->state);
+	MCHECK(r->durable, "request %llu (kind %d, seq %llu) answered before its write committed",
+	       ULL(id), r->kind, ULL(r->seq));
+	r->state = RS_DONE;
+}
+
+static void answer_commit(uint64_t id, uint64_t seq, bool reseq, uint64_t orig)
+{
+	struct req *r = req_get(id);
+	MCHECK(r->state == RS_OPEN && r->kind == RQ_COMMIT,
+	       "a commit result answers request %llu (kind %d, state %d)", ULL(id), r->kind,
+	       r->state);
+	if (reseq)
+		MCHECK(r->pr == PR_QUEUE && r->bound == seq && orig == r->seq,
+		       "commit %llu of seq %llu answered resequenced at %llu from %llu; the model "
+		       "expects %s at %llu",
+		       ULL(id), ULL(r->seq), ULL(seq), ULL(orig),
+		       r->pr == PR_QUEUE ? "resequenced" : "no resequencing", ULL(r->bound));
+	else
+		MCHECK(r->pr == PR_ACCEPT && seq == r->seq && orig == 0,
+		       "commit %llu of seq %llu answered success at %llu (orig %llu); the model "
+		       "expects %s",
+		       ULL(id), ULL(r->seq), ULL(seq), ULL(orig),
+		       r->pr == PR_ERROR ? wb_error_name(r->err) : "resequencing");
+	MCHECK(r->durable, "commit %llu (seq %llu) answered before its entry committed", ULL(id),
+	       ULL(seq));
+	/* The entry is in the store, as the answer says. */
+	struct storage_txn *txn;
+	struct ledger_entry e;
+	MCHECK(storage_txn_begin(sv.st, NULL, STORAGE_RDONLY, &txn) == 0, "%s", "read txn");
+	int rc = ledger_get(txn, seq, &e);
+	MCHECK(rc == 0, "commit of seq %llu acknowledged, but the ledger has no entry: %s",
+	       ULL(seq), wb_error_name(rc));
+	check_entry(&e, true, "acknowledged commit");
+	storage_txn_abort(txn);
+	if (r->ack_applied) {
+		MCHECK(m.applied_to >= seq, "APPLIED answer for seq %llu; applied only to %llu",
+		       ULL(seq), ULL(m.applied_to));
+		m.ev[EV_ACK_APPLIED]++;
+	} else if (seq > m.applied_to) {
+		m.ev[EV_ACK_ABOVE]++;
+	}
+	ms(seq)->acked = true;
+	r->state = RS_DONE;
+}
+
+/* ---- what the server does on its own */
+
+static void seen_expired(const struct lease *l)
+{
+	struct mseq *s = ms(l->seq);
+	MCHECK(s->state == M_ACTIVE, "the server expired seq %llu, which is not active (state %d)",
+	       ULL(l->seq), s->state);
+	MCHECK(due(s), "the server expired seq %llu at %llu; it expires at %llu + grace %llu",
+	       ULL(l->seq), ULL(m.now), ULL(s->expires), ULL(m.grace));
+	MCHECK(l->seq > m.last_collected, "expiry finals out of order: seq %llu after %llu",
+	       ULL(l->seq), ULL(m.last_collected));
+	MCHECK(l->staged == (s->stage_last != 0), "seq %llu expired with staged %d, model %d",
+	       ULL(l->seq), l->staged, s->stage_last != 0);
+	m.last_collected = l->seq;
+	if (s->stage_last != 0) {
+		decide(l->seq, LEDGER_RECOVERED, LEDGER_RECOVERED_STAGED, s->stage_last);
+		m.ev[EV_EXPIRED_RECOVERED]++;
+	} else {
+		decide(l->seq, LEDGER_GAP, LEDGER_GAP_EXPIRED, 0);
+		m.ev[EV_EXPIRED_GAP]++;
+	}
+	s->e_orig_expiry = T0_US + s->expires * 1000u;
+}
+
+/* After an expiry run no due lease is left active. */
+static void check_none_due(void)
+{
+	for (uint64_t seq = m.prefix + 1; seq < m.next; seq++) {
+		const struct mseq *s = ms(seq);
+		MCHECK(s->state != M_ACTIVE || !due(s),
+		       "seq %llu is due (expires %llu + %llu, now %llu) but was not expired",
+		       ULL(seq), ULL(s->expires), ULL(m.grace), ULL(m.now));
+	}
+}
+
+static void seen_detach(int conn, const struct lease *l)
+{
+	struct mseq *s = ms(l->seq);
+	MCHECK(s->state == M_ACTIVE && s->owner == conn && s->od_release,
+	       "connection %d closed and seq %llu was released (state %d owner %d release %d)",
+	       conn, ULL(l->seq), s->state, s->owner, s->od_release);
+	decide(l->seq, LEDGER_GAP, LEDGER_GAP_RELEASED, 0);
+	m.ev[EV_DETACHED]++;
+}
+
+static void seen_reseq(uint64_t id, const struct lease *l)
+{
+	struct req *r = req_get(id);
+	MCHECK(r->state == RS_OPEN && r->kind == RQ_COMMIT && r->pr == PR_QUEUE,
+	       "request %llu (kind %d, seq %llu) resequenced; the model expects %s", ULL(id),
+	       r->kind, ULL(r->seq), r->pr == PR_ERROR ? wb_error_name(r->err) : "no resequencing");
+	fifo_pop_expect(id);
+	struct mseq *s = check_fresh(l->seq);
+	struct mseq *x = ms(r->seq);
+	*s = (struct mseq){
+	        .state = M_DECIDED,
+	        .granted = true,
+	        .reseq_grant = true,
+	        .owner = NO_OWNER,
+	        .token = l->token,
+	        .kind = LEDGER_RECOVERED,
+	        .reason = LEDGER_RECOVERED_RESEQUENCED,
+	        .ops = r->ops,
+	        .orig_seq = r->seq,
+	        .e_orig_expiry = x->e_orig_expiry,
+	        .e_token = l->token,
+	        .e_proj = x->by_restart ? PROJ_UNKNOWN : x->proj,
+	        .e_opid = x->by_restart ? 0 : x->opid,
+	        .e_src = x->by_restart ? 0 : x->src,
+	};
+	s->proj = s->e_proj;
+	s->opid = s->e_opid;
+	s->src = s->e_src;
+	r->bound = l->seq;
+	m.ev[EV_RESEQ]++;
+	if (x->by_restart)
+		m.ev[EV_RESEQ_RESTART]++;
+	if (!x->granted)
+		m.ev[EV_RESEQ_UNLEASED]++;
+	if (++x->reseqs > 1)
+		m.ev[EV_RESEQ_AGAIN]++;
+	MCHECK(x->reason != LEDGER_RECOVERED_STAGED,
+	       "seq %llu was recovered from its staged work and resequenced too: the work lands "
+	       "twice",
+	       ULL(r->seq));
+}
+
+/* The writer committed a batch: what it wrote is durable, and what it
+ * applied is applied. */
+static void model_batch(struct sop *batch)
+{
+	for (struct sop *op = batch; op != NULL; op = op->next) {
+		struct mseq *s = op->kind != SOP_RESERVE ? ms(op->seq) : NULL;
+		switch (op->kind) {
+		case SOP_RESERVE:
+			if (op->ceiling > m.durable_ceiling)
+				m.durable_ceiling = op->ceiling;
+			break;
+		case SOP_STAGE:
+			MCHECK(s->state != M_DECIDED || !s->durable,
+			       "staged work for seq %llu written after its final entry",
+			       ULL(op->seq));
+			s->stage_dur = op->ops_id;
+			break;
+		case SOP_FINAL:
+			MCHECK(s->state == M_DECIDED && !s->durable,
+			       "a final entry for seq %llu was written (state %d, durable %d)",
+			       ULL(op->seq), s->state, s->durable);
+			s->durable = true;
+			s->stage_dur = 0;
+			break;
+		}
+		if (op->req != 0)
+			req_get(op->req)->durable = true;
+		for (size_t i = 0; i < op->applied.n; i++) {
+			uint64_t seq = op->applied.v[i];
+			MCHECK(seq == m.applied_to + 1,
+			       "seq %llu applied after %llu: not once each, in order", ULL(seq),
+			       ULL(m.applied_to));
+			MCHECK(ms(seq)->durable, "seq %llu applied before its entry was written",
+			       ULL(seq));
+			m.applied_to = seq;
+			m.ev[EV_APPLIED]++;
+		}
+	}
+	while (m.prefix + 1 < m.cap && m.seqs[m.prefix + 1].durable)
+		m.prefix++;
+	MCHECK(m.applied_to == m.prefix,
+	       "applied to %llu, but every sequence up to %llu has a durable final entry",
+	       ULL(m.applied_to), ULL(m.prefix));
+	m.ev[EV_BATCHES]++;
+}
+
+/* The process ends: every request still open is never answered, and every
+ * sequence up to the durable ceiling without a durable final entry is
+ * finished by start-up recovery. */
+static void model_restart(bool clean)
+{
+	uint64_t ceil = m.durable_ceiling;
+	MCHECK(m.next - 1 <= ceil, "seq %llu was handed out above the durable ceiling %llu",
+	       ULL(m.next - 1), ULL(ceil));
+	m.exp_gaps = m.exp_recovered = 0;
+	for (uint64_t seq = m.prefix + 1; seq <= ceil; seq++) {
+		struct mseq *s = ms(seq);
+		if (s->durable)
+			continue;
+		MCHECK(!s->acked, "the acknowledged commit of seq %llu is not durable at restart",
+		       ULL(seq));
+		MCHECK(!clean || s->state != M_DECIDED,
+		       "a clean stop left the final entry of seq %llu (%s) unwritten", ULL(seq),
+		       reason_name(s->kind, s->reason));
+		s->state = M_DECIDED;
+		s->by_restart = true;
+		s->orig_seq = 0;
+		s->e_orig_expiry = 0;
+		s->e_proj = PROJ_NONE;
+		s->e_opid = 0;
+		s->e_src = 0;
+		if (s->stage_dur != 0) {
+			s->kind = LEDGER_RECOVERED;
+			s->reason = LEDGER_RECOVERED_STAGED;
+			s->ops = s->stage_dur;
+			s->e_token = s->token;
+			m.exp_recovered++;
+		} else {
+			s->kind = LEDGER_GAP;
+			s->reason = LEDGER_GAP_RESTART;
+			s->ops = 0;
+			s->e_token = 0;
+			m.exp_gaps++;
+		}
+	}
+	for (size_t i = 1; i < m.nreqs; i++)
+		if (m.reqs[i].state == RS_OPEN)
+			m.reqs[i].state = RS_CANCELLED;
+	m.fifo_head = m.fifo_len = 0;
+	m.ev[EV_RESTART_GAP] += m.exp_gaps;
+	m.ev[EV_RESTART_RECOVERED] += m.exp_recovered;
+}
+
+/* Start-up recovery committed: its entries are durable and applied. */
+static void model_recovered(const struct ledger_recovery *rec, const struct seqlist *applied)
+{
+	uint64_t ceil = m.durable_ceiling;
+	for (uint64_t seq = m.prefix + 1; seq <= ceil; seq++)
+		ms(seq)->durable = true;
+	for (size_t i = 0; i < applied->n; i++) {
+		MCHECK(applied->v[i] == m.applied_to + 1,
+		       "recovery applied seq %llu after %llu: not once each, in order",
+		       ULL(applied->v[i]), ULL(m.applied_to));
+		m.applied_to++;
+		m.ev[EV_APPLIED]++;
+	}
+	MCHECK(rec->watermark == ceil && m.applied_to == ceil,
+	       "recovery left the watermark at %llu (applied to %llu); the ceiling is %llu",
+	       ULL(rec->watermark), ULL(m.applied_to), ULL(ceil));
+	MCHECK(rec->gaps == m.exp_gaps && rec->recovered == m.exp_recovered,
+	       "recovery made %llu restart gaps and %llu recoveries; the model %llu and %llu",
+	       ULL(rec->gaps), ULL(rec->recovered), ULL(m.exp_gaps), ULL(m.exp_recovered));
+	m.prefix = ceil;
+	m.old_ceiling = ceil;
+	m.next = ceil + 1;
+}
+
+/* ------------------------------------------------------------ the server */
+
+/* The apply hook: runs in the writer's transaction for each entry the
+ * watermark passes; the model takes the list only once that transaction
+ * commits. */
+static int apply_cb(struct storage_txn *txn, const struct ledger_entry *e, void *arg)
+{
+	(void)txn;
+	check_entry(e, false, "apply hook");
+	list_push(arg, e->seq);
+	return 0;
+}
+
+static struct sop *sop_new(enum sop_kind kind, int conn, uint64_t req)
+{
+	struct sop *op = calloc(1, sizeof(*op));
+	cr_assert_not_null(op);
+	op->kind = kind;
+	op->conn = conn;
+	op->req = req;
+	op->gen = conn != NO_CONN ? sv.conns[conn].gen : 0;
+	return op;
+}
+
+static void sop_free(struct sop *op)
+{
+	free(op->ops);
+	free(op->applied.v);
+	free(op);
+}
+
+static void sop_free_list(struct sop *op)
+{
+	while (op != NULL) {
+		struct sop *next = op->next;
+		sop_free(op);
+		op = next;
+	}
+}
+
+/* srv_submit(): the writer queue. */
+static void sim_submit(struct sop *op)
+{
+	op->next = NULL;
+	if (sv.q_tail != NULL)
+		sv.q_tail->next = op;
+	else
+		sv.q_head = op;
+	sv.q_tail = op;
+	sv.q_len++;
+}
+
+/* lop_apply(): runs in a nested transaction of the writer's batch. */
+static int sop_apply(struct storage_txn *txn, struct sop *op)
+{
+	int rc;
+
+	op->applied.n = 0;
+	op->recovered = false;
+	switch (op->kind) {
+	case SOP_RESERVE:
+		return ledger_set_ceiling(txn, op->ceiling);
+	case SOP_STAGE:
+		return ledger_stage(txn, op->seq, op->token, op->ops, op->ops_len);
+	case SOP_FINAL:
+		break;
+	}
+	struct ledger_entry e = op->entry;
+	e.time_us = wall_us();
+	uint8_t *copy = NULL;
+	if (op->from_staged) {
+		uint64_t token;
+		const uint8_t *ops;
+		size_t len;
+		rc = ledger_get_staged(txn, op->seq, &token, &ops, &len);
+		if (rc == 0) {
+			copy = malloc(len > 0 ? len : 1);
+			if (copy == NULL)
+				return WB_E_NOMEM;
+			if (len > 0)
+				memcpy(copy, ops, len);
+			e.kind = LEDGER_RECOVERED;
+			e.reason = LEDGER_RECOVERED_STAGED;
+			e.ops = copy;
+			e.ops_len = len;
+			op->recovered = true;
+		} else if (rc != WB_E_NOTFOUND) {
+			return rc;
+		}
+	}
+	rc = ledger_put(txn, &e);
+	free(copy);
+	if (rc == 0)
+		rc = ledger_drop_staged(txn, op->seq);
+	if (rc == 0)
+		rc = ledger_advance(txn, UINT64_MAX, apply_cb, &op->applied, &op->watermark);
+	return rc;
+}
+
+static const char *sop_name(const struct sop *op)
+{
+	return op->kind == SOP_RESERVE ? "reserve" : op->kind == SOP_STAGE ? "stage" : "final";
+}
+
+/* storage/writer.c's run_batch() over the first n queued writes, without
+ * map growth (the map is large enough). When the process dies after
+ * crash_after writes (< n), the batch never commits: returns false. */
+static bool writer_batch(size_t n, size_t crash_after)
+{
+	struct sop *batch = sv.q_head, *last = batch;
+	for (size_t i = 1; i < n; i++)
+		last = last->next;
+	sv.q_head = last->next;
+	if (sv.q_head == NULL)
+		sv.q_tail = NULL;
+	sv.q_len -= n;
+	last->next = NULL;
+
+	int rc = storage_txn_begin(sv.st, NULL, 0, &sv.txn);
+	MCHECK(rc == 0, "begin batch: %s", wb_error_name(rc));
+	size_t i = 0;
+	for (struct sop *op = batch; op != NULL && i < crash_after; op = op->next, i++) {
+		rc = storage_txn_begin(sv.st, sv.txn, 0, &sv.child);
+		MCHECK(rc == 0, "begin nested: %s", wb_error_name(rc));
+		op->status = sop_apply(sv.child, op);
+		/* No failure is injected: a write that fails is a defect (the
+		 * server would retry it and then stall the watermark). */
+		MCHECK(op->status == 0, "the %s write of seq %llu failed: %s", sop_name(op),
+		       ULL(op->seq), wb_error_name(op->status));
+		rc = storage_txn_commit(sv.child);
+		sv.child = NULL;
+		MCHECK(rc == 0, "commit nested: %s", wb_error_name(rc));
+	}
+	if (i < n) {
+		storage_txn_abort(sv.txn);
+		sv.txn = NULL;
+		sop_free_list(batch);
+		return false;
+	}
+	rc = storage_txn_commit(sv.txn);
+	sv.txn = NULL;
+	MCHECK(rc == 0, "commit batch: %s", wb_error_name(rc));
+	model_batch(batch);
+	if (sv.d_tail != NULL)
+		sv.d_tail->next = batch;
+	else
+		sv.d_head = batch;
+	sv.d_tail = last;
+	return true;
+}
+
+static bool conn_live(int conn, unsigned gen)
+{
+	return conn != NO_CONN && sv.conns[conn].gen == gen;
+}
+
+/* ---- answers and waiters */
+
+static void add_waiter(const struct swaiter *w)
+{
+	if (sv.nwaiters == sv.capwaiters) {
+		size_t cap = sv.capwaiters ? sv.capwaiters * 2 : 16;
+		struct swaiter *p = realloc(sv.waiters, cap * sizeof(*p));
+		cr_assert_not_null(p);
+		sv.waiters = p;
+		sv.capwaiters = cap;
+	}
+	sv.waiters[sv.nwaiters++] = *w;
+}
+
+static void drop_waiter(size_t i)
+{
+	sv.waiters[i] = sv.waiters[--sv.nwaiters];
+}
+
+static void check_waiters(void)
+{
+	for (size_t i = 0; i < sv.nwaiters;) {
+		struct swaiter *w = &sv.waiters[i];
+		if (w->seq > sv.watermark) {
+			i++;
+			continue;
+		}
+		answer_commit(w->req, w->seq, w->reseq, w->orig);
+		drop_waiter(i);
+	}
+}
+
+/* ---- final entries */
+
+struct final_args {
+	enum ledger_kind kind;
+	enum ledger_reason reason;
+	int conn; /* who is answered; NO_CONN for none */
+	uint64_t req;
+	enum answer_kind ans;
+	bool ack_applied;
+	const uint8_t *ops;
+	size_t ops_len;
+	uint64_t orig_seq;
+	uint64_t orig_expiry_us;
+	bool from_staged;
+};
+
+static void submit_final(const struct lease *l, const struct final_args *a)
+{
+	struct sop *op = sop_new(SOP_FINAL, a->conn, a->req);
+	op->ans = a->ans;
+	op->ack_applied = a->ack_applied;
+	if (a->ops_len > 0) {
+		op->ops = malloc(a->ops_len);
+		cr_assert_not_null(op->ops);
+		memcpy(op->ops, a->ops, a->ops_len);
+		op->ops_len = a->ops_len;
+	}
+	const char *proj = lease_projection_name(l);
+	size_t plen = strlen(proj);
+	size_t olen = strlen(l->operation_id);
+	memcpy(op->projection, proj, plen + 1);
+	memcpy(op->operation_id, l->operation_id, olen + 1);
+	op->seq = l->seq;
+	op->token = l->token;
+	op->from_staged = a->from_staged;
+	op->entry = (struct ledger_entry){
+	        .seq = l->seq,
+	        .kind = a->kind,
+	        .reason = a->reason,
+	        .source_position = l->source_position,
+	        .original_expiry_us = a->orig_expiry_us,
+	        .original_seq = a->orig_seq,
+	        .token = l->token,
+	        .projection = op->projection,
+	        .projection_len = plen,
+	        .operation_id = op->operation_id,
+	        .operation_id_len = olen,
+	        .ops = op->ops,
+	        .ops_len = op->ops_len,
+	};
+	sim_submit(op);
+}
+
+/* run_expiry(): due leases finish in ascending sequence order. */
+static void run_expiry(void)
+{
+	struct lease *due_leases[EXPIRY_BATCH];
+	uint64_t now = m.now;
+	size_t n;
+	m.last_collected = 0;
+	do {
+		n = lease_collect_expired(sv.t, now, due_leases, EXPIRY_BATCH);
+		for (size_t i = 0; i < n; i++) {
+			struct lease *l = due_leases[i];
+			seen_expired(l);
+			struct final_args a = {
+			        .kind = LEDGER_GAP,
+			        .reason = LEDGER_GAP_EXPIRED,
+			        .conn = NO_CONN,
+			        .orig_expiry_us = wall_ms_at(l->expires_ms, now) * 1000,
+			        .from_staged = true,
+			};
+			submit_final(l, &a);
+		}
+	} while (n == EXPIRY_BATCH);
+	check_none_due();
+}
+
+/* ---- reservations and the pending queue */
+
+static void grant_and_answer(int conn, uint64_t id);
+static void reseq_and_commit(struct spend *p);
+static void ensure_reservation(uint32_t count);
+
+static uint32_t pend_count(const struct spend *p)
+{
+	return p->reseq ? 1 : m.reqs[p->req].count;
+}
+
+static void drain_pending(void)
+{
+	while (sv.pend_head != NULL) {
+		struct spend *p = sv.pend_head;
+		uint32_t count = pend_count(p);
+		if (lease_reservation_needed(sv.t, count) != 0) {
+			ensure_reservation(count);
+			return;
+		}
+		sv.pend_head = p->next;
+		if (sv.pend_head == NULL)
+			sv.pend_tail = NULL;
+		if (!p->reseq) {
+			grant_and_answer(p->conn, p->req);
+			free(p);
+		} else {
+			reseq_and_commit(p);
+		}
+	}
+}
+
+static void ensure_reservation(uint32_t count)
+{
+	if (sv.reserving != 0)
+		return;
+	uint64_t ceiling = lease_reservation_needed(sv.t, count);
+	if (ceiling == 0)
+		return;
+	struct sop *op = sop_new(SOP_RESERVE, NO_CONN, 0);
+	op->ceiling = ceiling;
+	sv.reserving = ceiling;
+	sim_submit(op);
+}
+
+static void enqueue(struct spend *p)
+{
+	p->next = NULL;
+	if (sv.pend_tail != NULL)
+		sv.pend_tail->next = p;
+	else
+		sv.pend_head = p;
+	sv.pend_tail = p;
+	if (sv.reserving == 0)
+		drain_pending();
+}
+
+/* lop_done(): the batch of op is durable. */
+static void sim_done(struct sop *op)
+{
+	bool answer = op->req != 0 && conn_live(op->conn, op->gen);
+
+	switch (op->kind) {
+	case SOP_RESERVE:
+		sv.reserving = 0;
+		lease_set_ceiling(sv.t, op->ceiling);
+		sop_free(op);
+		drain_pending();
+		return;
+	case SOP_STAGE:
+		if (answer)
+			answer_ok(op->req, RQ_STAGE);
+		sop_free(op);
+		return;
+	case SOP_FINAL:
+		break;
+	}
+	/* Writes never fail here (writer_batch), so there is no retry. */
+	lease_settle(sv.t, op->seq);
+	if (op->watermark > sv.watermark)
+		sv.watermark = op->watermark;
+	if (answer) {
+		if (op->ans == ANS_RELEASE) {
+			answer_ok(op->req, RQ_RELEASE);
+		} else {
+			bool reseq = op->entry.reason == LEDGER_RECOVERED_RESEQUENCED;
+			uint64_t orig = op->entry.original_seq;
+			if (op->ack_applied && sv.watermark < op->seq && sv.shutting_down) {
+				answer_error(op->req, WB_SHUTTING_DOWN);
+			} else if (op->ack_applied && sv.watermark < op->seq) {
+				struct swaiter w = {op->conn, op->req, op->seq, reseq, orig};
+				add_waiter(&w);
+			} else {
+				answer_commit(op->req, op->seq, reseq, orig);
+			}
+		}
+	}
+	sop_free(op);
+	check_waiters();
+}
+
+/* The loop takes every finished write (async_cb). */
+static void deliver_all(void)
+{
+	while (sv.d_head != NULL) {
+		struct sop *op = sv.d_head;
+		sv.d_head = op->next;
+		if (sv.d_head == NULL)
+			sv.d_tail = NULL;
+		op->next = NULL;
+		sim_done(op);
+	}
+}
+
+/* ---- requests */
+
+/* check_lease_rc(): the code a client gets for a lease_get() result. */
+static bool check_lease_rc(uint64_t id, int rc)
+{
+	if (rc == 0)
+		return true;
+	answer_error(id, rc == WB_LEASE_TOKEN_MISMATCH || rc == WB_LEASE_EXPIRED
+	                         ? rc
+	                         : WB_LEASE_NOT_FOUND);
+	return false;
+}
+
+static void grant_and_answer(int conn, uint64_t id)
+{
+	const struct req *a = &m.reqs[id];
+	struct lease *got[MAX_COUNT];
+	char why[256];
+	char opid[32];
+	opid_str(a->opid, opid, sizeof(opid));
+	struct lease_grant_args args = {
+	        .projection = projections[a->proj],
+	        .duration_ms = a->duration,
+	        .count = a->count,
+	        .operation_id = opid,
+	        .source_position = a->src,
+	        .on_disconnect = a->od_release ? LEASE_RELEASE : LEASE_KEEP,
+	        .owner = &sv.conns[conn].leases,
+	};
+	int rc = lease_grant(sv.t, m.now, &args, got, why, sizeof(why));
+	if (rc != 0) {
+		answer_error(id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc);
+		return;
+	}
+	answer_grant(id, got, a->count);
+}
+
+static void handle_lease(int conn, uint64_t id)
+{
+	const struct req *a = &m.reqs[id];
+	if (sv.pend_head == NULL && lease_reservation_needed(sv.t, a->count) == 0) {
+		grant_and_answer(conn, id);
+		return;
+	}
+	struct spend *p = calloc(1, sizeof(*p));
+	cr_assert_not_null(p);
+	p->conn = conn;
+	p->req = id;
+	enqueue(p);
+}
+
+static void reseq_and_commit(struct spend *p)
+{
+	const struct req *a = &m.reqs[p->req];
+	struct lease *got[1];
+	char why[256];
+	struct lease_grant_args args = {
+	        .projection = p->projection,
+	        .count = 1,
+	        .operation_id = p->operation_id,
+	        .source_position = p->source_position,
+	};
+	int rc = lease_grant(sv.t, m.now, &args, got, why, sizeof(why));
+	if (rc != 0) {
+		answer_error(p->req, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc);
+		free(p);
+		return;
+	}
+	seen_reseq(p->req, got[0]);
+	lease_finish(sv.t, got[0], LEASE_COMMITTED, m.now);
+	uint8_t ops[OPS_MAX];
+	size_t len = ops_bytes(a->ops, ops);
+	struct final_args fa = {
+	        .kind = LEDGER_RECOVERED,
+	        .reason = LEDGER_RECOVERED_RESEQUENCED,
+	        .conn = p->conn,
+	        .req = p->req,
+	        .ans = ANS_COMMIT,
+	        .ack_applied = a->ack_applied,
+	        .ops = ops,
+	        .ops_len = len,
+	        .orig_seq = p->orig_seq,
+	        .orig_expiry_us = p->orig_expiry_us,
+	};
+	submit_final(got[0], &fa);
+	free(p);
+}
+
+static void resequence(int conn, uint64_t id, const char *projection, const char *operation_id,
+                       uint64_t source_position, uint64_t orig_expiry_us)
+{
+	struct spend *p = calloc(1, sizeof(*p));
+	cr_assert_not_null(p);
+	p->reseq = true;
+	p->conn = conn;
+	p->req = id;
+	snprintf(p->projection, sizeof(p->projection), "%s", projection);
+	snprintf(p->operation_id, sizeof(p->operation_id), "%s", operation_id);
+	p->source_position = source_position;
+	p->orig_seq = m.reqs[id].seq;
+	p->orig_expiry_us = orig_expiry_us;
+	enqueue(p);
+}
+
+/* handle_finished(): a commit of a sequence the table no longer holds. */
+static void handle_finished(int conn, uint64_t id)
+{
+	const struct req *a = &m.reqs[id];
+	struct storage_txn *txn;
+	struct ledger_entry e;
+	int rc = storage_txn_begin(sv.st, NULL, STORAGE_RDONLY, &txn);
+	MCHECK(rc == 0, "read txn: %s", wb_error_name(rc));
+	rc = ledger_get(txn, a->seq, &e);
+	bool expired =
+	        rc == 0 && (e.reason == LEDGER_GAP_EXPIRED || e.reason == LEDGER_GAP_RESTART ||
+	                    e.reason == LEDGER_RECOVERED_STAGED);
+	bool reseq = a->reseq && !(rc == 0 && e.reason == LEDGER_RECOVERED_STAGED);
+	/* Handed out and settled, or recovered: it must have its entry. */
+	MCHECK(rc == 0, "seq %llu is neither in the table nor in the ledger: %s", ULL(a->seq),
+	       wb_error_name(rc));
+	if (!expired) {
+		check_lease_rc(id, WB_LEASE_NOT_FOUND);
+	} else if (e.token != 0 && e.token != a->token) {
+		check_lease_rc(id, WB_LEASE_TOKEN_MISMATCH);
+	} else if (reseq) {
+		char proj[LEASE_NAME_MAX + 1];
+		char opid[LEASE_NAME_MAX + 1];
+		snprintf(proj, sizeof(proj), "%.*s", (int)e.projection_len, e.projection);
+		snprintf(opid, sizeof(opid), "%.*s", (int)e.operation_id_len, e.operation_id);
+		if (proj[0] == '\0')
+			snprintf(proj, sizeof(proj), "unknown");
+		uint64_t src = e.source_position;
+		uint64_t expiry = e.original_expiry_us;
+		storage_txn_abort(txn);
+		resequence(conn, id, proj, opid, src, expiry);
+		return;
+	} else {
+		answer_error(id, WB_LEASE_EXPIRED);
+	}
+	storage_txn_abort(txn);
+}
+
+static void handle_commit(int conn, uint64_t id)
+{
+	const struct req *a = &m.reqs[id];
+	struct lease *l;
+	uint64_t now = m.now;
+	int rc = lease_get(sv.t, a->seq, a->token, now, &l);
+	if (rc == WB_LEASE_EXPIRED) {
+		run_expiry();
+		l = lease_lookup(sv.t, a->seq);
+		if (l != NULL && !l->staged && a->reseq) {
+			resequence(conn, id, lease_projection_name(l), l->operation_id,
+			           l->source_position, wall_ms_at(l->expires_ms, now) * 1000);
+			return;
+		}
+	}
+	if (rc == WB_LEASE_NOT_FOUND && a->seq != 0 && a->seq < lease_next_seq(sv.t) &&
+	    lease_lookup(sv.t, a->seq) == NULL) {
+		handle_finished(conn, id);
+		return;
+	}
+	if (!check_lease_rc(id, rc))
+		return;
+	uint8_t ops[OPS_MAX];
+	size_t len = ops_bytes(a->ops, ops);
+	lease_finish(sv.t, l, LEASE_COMMITTED, now);
+	struct final_args fa = {
+	        .kind = LEDGER_COMMITTED,
+	        .reason = LEDGER_REASON_NONE,
+	        .conn = conn,
+	        .req = id,
+	        .ans = ANS_COMMIT,
+	        .ack_applied = a->ack_applied,
+	        .ops = ops,
+	        .ops_len = len,
+	};
+	submit_final(l, &fa);
+}
+
+static void handle_release(int conn, uint64_t id)
+{
+	const struct req *a = &m.reqs[id];
+	struct lease *l;
+	int rc = lease_get(sv.t, a->seq, a->token, m.now, &l);
+	if (rc == WB_LEASE_EXPIRED)
+		run_expiry();
+	if (!check_lease_rc(id, rc))
+		return;
+	lease_finish(sv.t, l, LEASE_RELEASED, m.now);
+	struct final_args fa = {
+	        .kind = LEDGER_GAP,
+	        .reason = LEDGER_GAP_RELEASED,
+	        .conn = conn,
+	        .req = id,
+	        .ans = ANS_RELEASE,
+	};
+	submit_final(l, &fa);
+}
+
+static void handle_extend(uint64_t id)
+{
+	const struct req *a = &m.reqs[id];
+	struct lease *l;
+	char why[256];
+	int rc = lease_get(sv.t, a->seq, a->token, m.now, &l);
+	if (rc == WB_LEASE_EXPIRED)
+		run_expiry();
+	if (!check_lease_rc(id, rc))
+		return;
+	rc = lease_extend(sv.t, l, a->duration, m.now, why, sizeof(why));
+	if (rc != 0) {
+		answer_error(id, rc);
+		return;
+	}
+	answer_extend(id, l->expires_ms);
+}
+
+static void handle_stage(int conn, uint64_t id)
+{
+	const struct req *a = &m.reqs[id];
+	struct lease *l;
+	int rc = lease_get(sv.t, a->seq, a->token, m.now, &l);
+	if (rc == WB_LEASE_EXPIRED)
+		run_expiry();
+	if (!check_lease_rc(id, rc))
+		return;
+	struct sop *op = sop_new(SOP_STAGE, conn, id);
+	uint8_t ops[OPS_MAX];
+	op->ops_len = ops_bytes(a->ops, ops);
+	op->ops = malloc(op->ops_len > 0 ? op->ops_len : 1);
+	cr_assert_not_null(op->ops);
+	if (op->ops_len > 0)
+		memcpy(op->ops, ops, op->ops_len);
+	op->ops_id = a->ops;
+	op->seq = l->seq;
+	op->token = l->token;
+	lease_stage(sv.t, l);
+	sim_submit(op);
+}
+
+/* lsrv_conn_closed(). */
+static void conn_closed(int conn)
+{
+	struct lease *rel[EXPIRY_BATCH];
+	size_t n;
+	do {
+		n = lease_owner_detach(sv.t, &sv.conns[conn].leases, rel, EXPIRY_BATCH);
+		for (size_t i = 0; i < n; i++) {
+			seen_detach(conn, rel[i]);
+			lease_finish(sv.t, rel[i], LEASE_RELEASED, m.now);
+			struct final_args fa = {
+			        .kind = LEDGER_GAP,
+			        .reason = LEDGER_GAP_RELEASED,
+			        .conn = NO_CONN,
+			};
+			submit_final(rel[i], &fa);
+		}
+	} while (n == EXPIRY_BATCH);
+	for (size_t i = 0; i < sv.nwaiters;) {
+		if (sv.waiters[i].conn == conn)
+			drop_waiter(i);
+		else
+			i++;
+	}
+	struct spend **pp = &sv.pend_head;
+	sv.pend_tail = NULL;
+	while (*pp != NULL) {
+		struct spend *p = *pp;
+		if (p->conn == conn) {
+			*pp = p->next;
+			free(p);
+		} else {
+			sv.pend_tail = p;
+			pp = &p->next;
+		}
+	}
+	/* The client comes back on a new connection. */
+	sv.conns[conn].gen++;
+}
+
+/* ---- start and stop */
+
+/* lsrv_init(): recovery in a write transaction, then a table from the
+ * recovered watermark. */
+static void sim_start(void)
+{
+	struct ledger_recovery rec;
+	struct seqlist applied = {0};
+	int rc = storage_txn_begin(sv.st, NULL, 0, &sv.txn);
+	MCHECK(rc == 0, "begin recovery: %s", wb_error_name(rc));
+	rc = ledger_recover(sv.txn, wall_us(), apply_cb, &applied, &rec);
+	MCHECK(rc == 0, "ledger_recover: %s", wb_error_name(rc));
+	rc = storage_txn_commit(sv.txn);
+	sv.txn = NULL;
+	MCHECK(rc == 0, "commit recovery: %s", wb_error_name(rc));
+	model_recovered(&rec, &applied);
+	free(applied.v);
+	sv.watermark = rec.watermark;
+	rc = lease_table_new(&sv.t, &sv.cfg, rec.watermark + 1, rec.watermark, token_rand,
+	                     &sv.token_rng);
+	MCHECK(rc == 0, "lease_table_new: %s", wb_error_name(rc));
+	sv.reserving = 0;
+	sv.shutting_down = false;
+}
+
+/* lsrv_close(); the process's connections go with it. */
+static void sim_close(void)
+{
+	while (sv.pend_head != NULL) {
+		struct spend *p = sv.pend_head;
+		sv.pend_head = p->next;
+		free(p);
+	}
+	sv.pend_tail = NULL;
+	lease_table_free(sv.t);
+	sv.t = NULL;
+	sv.nwaiters = 0;
+	for (int c = 0; c < OWNERS; c++) {
+		memset(&sv.conns[c].leases, 0, sizeof(sv.conns[c].leases));
+		sv.conns[c].gen++;
+	}
+}
+
+/* Every write queued or in flight is committed and done. */
+static void drain_writer(void)
+{
+	while (sv.q_head != NULL || sv.d_head != NULL) {
+		if (sv.q_head != NULL)
+			writer_batch(sv.q_len, SIZE_MAX);
+		deliver_all();
+	}
+}
+
+static void check_answered(void);
+
+/* SIGTERM: waiters are told (lsrv_shutdown), the writer drains, the
+ * connections close (releasing their RELEASE leases), srv_close() runs
+ * what they queued. */
+static void sim_stop_clean(void)
+{
+	sv.shutting_down = true;
+	m.stopping = true;
+	while (sv.nwaiters > 0) {
+		answer_error(sv.waiters[sv.nwaiters - 1].req, WB_SHUTTING_DOWN);
+		drop_waiter(sv.nwaiters - 1);
+	}
+	drain_writer();
+	check_answered();
+	for (int c = 0; c < OWNERS; c++)
+		conn_closed(c);
+	drain_writer();
+	sim_close();
+	m.stopping = false;
+}
+
+/* SIGKILL: every write not committed is lost; with mid_batch the writer
+ * dies inside a batch. */
+static void sim_crash(bool mid_batch)
+{
+	if (mid_batch && sv.q_len > 0) {
+		size_t n = 1 + (size_t)rnd(sv.q_len);
+		writer_batch(n, (size_t)rnd(n));
+		m.ev[EV_CRASH_MID]++;
+	}
+	sop_free_list(sv.q_head);
+	sv.q_head = sv.q_tail = NULL;
+	sv.q_len = 0;
+	sop_free_list(sv.d_head);
+	sv.d_head = sv.d_tail = NULL;
+	sim_close();
+}
+
+/* ------------------------------------------------------------ checks */
+
+struct scan {
+	uint64_t expect; /* the next sequence at or below the watermark */
+	uint64_t watermark;
+	uint64_t above; /* entries above the watermark */
+	uint64_t last;
+};
+
+static bool scan_cb(const struct ledger_entry *e, void *arg)
+{
+	struct scan *sc = arg;
+	check_entry(e, true, "ledger");
+	if (e->seq <= sc->watermark) {
+		MCHECK(e->seq == sc->expect,
+		       "seq %llu <= watermark %llu has no final entry (next entry %llu)",
+		       ULL(sc->expect), ULL(sc->watermark), ULL(e->seq));
+		sc->expect++;
+	} else {
+		sc->above++;
+	}
+	sc->last = e->seq;
+	return true;
+}
+
+static void scan_ledger(struct storage_txn *txn, uint64_t from, struct scan *sc)
+{
+	uint64_t next = from;
+	for (;;) {
+		uint64_t before = sc->last;
+		int rc = ledger_read(txn, next, 4096, scan_cb, sc, &next);
+		MCHECK(rc == 0, "ledger_read: %s", wb_error_name(rc));
+		if (sc->last == before)
+			break;
+	}
+	MCHECK(sc->expect == sc->watermark + 1,
+	       "seq %llu <= watermark %llu has no final entry (ledger ends)", ULL(sc->expect),
+	       ULL(sc->watermark));
+}
+
+/* Every invariant, after every step, from the store. */
+static void check_all(void)
+{
+	struct storage_txn *txn;
+	int rc = storage_txn_begin(sv.st, NULL, STORAGE_RDONLY, &txn);
+	MCHECK(rc == 0, "read txn: %s", wb_error_name(rc));
+	struct ledger_state st;
+	rc = ledger_get_state(txn, &st);
+	MCHECK(rc == 0, "ledger_get_state: %s", wb_error_name(rc));
+	MCHECK(st.watermark >= m.wm_seen, "the watermark moved back from %llu to %llu",
+	       ULL(m.wm_seen), ULL(st.watermark));
+	MCHECK(st.watermark == m.prefix && st.watermark == m.applied_to,
+	       "stored watermark %llu; every sequence up to %llu is final and the apply log "
+	       "reaches %llu",
+	       ULL(st.watermark), ULL(m.prefix), ULL(m.applied_to));
+	MCHECK(st.ceiling == m.durable_ceiling, "stored ceiling %llu, committed reserves %llu",
+	       ULL(st.ceiling), ULL(m.durable_ceiling));
+	MCHECK(lease_next_seq(sv.t) == m.next, "the table hands out %llu next, the model %llu",
+	       ULL(lease_next_seq(sv.t)), ULL(m.next));
+	MCHECK(sv.watermark >= m.mem_wm_seen && sv.watermark <= st.watermark,
+	       "the server's watermark %llu (was %llu, stored %llu)", ULL(sv.watermark),
+	       ULL(m.mem_wm_seen), ULL(st.watermark));
+	MCHECK(sv.d_head != NULL || sv.watermark == st.watermark,
+	       "every write is done but the server's watermark %llu is not the stored %llu",
+	       ULL(sv.watermark), ULL(st.watermark));
+	/* The table's settled frontier and the ledger agree: the server's
+	 * watermark never passes a lease the table still holds, and once every
+	 * committed write is done the stored watermark is exactly the
+	 * frontier. */
+	uint64_t frontier = lease_frontier(sv.t);
+	MCHECK(sv.watermark <= frontier, "the server's watermark %llu passes the frontier %llu",
+	       ULL(sv.watermark), ULL(frontier));
+	MCHECK(sv.d_head != NULL || st.watermark == frontier,
+	       "every write is done, the stored watermark is %llu and the frontier %llu",
+	       ULL(st.watermark), ULL(frontier));
+
+	/* The ledger from the last checked watermark on: contiguous up to
+	 * the new one, and above it exactly the durable entries. */
+	struct scan sc = {.expect = m.wm_seen + 1, .watermark = st.watermark};
+	scan_ledger(txn, m.wm_seen + 1, &sc);
+	uint64_t above = 0;
+	for (uint64_t seq = st.watermark + 1; seq < m.next; seq++) {
+		const struct mseq *s = ms(seq);
+		if (s->durable)
+			above++;
+		/* Staged work: the last committed stage of a lease whose final
+		 * entry is not written; none once it is. */
+		uint64_t token;
+		const uint8_t *ops;
+		size_t len;
+		rc = ledger_get_staged(txn, seq, &token, &ops, &len);
+		if (s->stage_dur == 0) {
+			MCHECK(rc == WB_E_NOTFOUND, "seq %llu has staged work (%s); the model none",
+			       ULL(seq), wb_error_name(rc));
+		} else {
+			uint8_t want[OPS_MAX];
+			size_t wlen = ops_bytes(s->stage_dur, want);
+			MCHECK(rc == 0 && token == s->token && len == wlen &&
+			               (len == 0 || memcmp(ops, want, len) == 0),
+			       "seq %llu's staged work (%s) is not its last committed stage",
+			       ULL(seq), wb_error_name(rc));
+		}
+	}
+	MCHECK(sc.above == above, "%llu entries above the watermark %llu, the model %llu",
+	       ULL(sc.above), ULL(st.watermark), ULL(above));
+
+	/* Entries never change: look at two old ones again. */
+	for (int i = 0; i < 2 && st.watermark > 0; i++) {
+		struct ledger_entry e;
+		uint64_t seq = 1 + rnd(st.watermark);
+		rc = ledger_get(txn, seq, &e);
+		MCHECK(rc == 0, "seq %llu <= watermark has no entry: %s", ULL(seq),
+		       wb_error_name(rc));
+		check_entry(&e, true, "ledger (again)");
+	}
+	storage_txn_abort(txn);
+	m.wm_seen = st.watermark;
+	m.mem_wm_seen = sv.watermark;
+	check_answered();
+}
+
+/* Once every write is done and no reservation is pending, nothing may be
+ * left unanswered: grants made, stages and releases answered, commits
+ * answered unless they wait with ack APPLIED for a watermark that has not
+ * reached them (while stopping, not even those), and every finishing lease
+ * settled. */
+static void check_answered(void)
+{
+	if (sv.q_head != NULL || sv.d_head != NULL || sv.reserving != 0)
+		return;
+	MCHECK(sv.pend_head == NULL,
+	       "request %llu waits for a grant, but no reservation is pending",
+	       ULL(sv.pend_head->req));
+	struct lease_counts c;
+	lease_get_counts(sv.t, &c);
+	MCHECK(c.finishing == 0, "%llu leases are still finishing after every write was done",
+	       ULL(c.finishing));
+	while (m.open_from < m.nreqs && m.reqs[m.open_from].state != RS_OPEN)
+		m.open_from++;
+	for (uint64_t id = m.open_from; id < m.nreqs; id++) {
+		const struct req *r = &m.reqs[id];
+		if (r->state != RS_OPEN)
+			continue;
+		uint64_t seq = r->pr == PR_QUEUE ? r->bound : r->seq;
+		MCHECK(r->kind == RQ_COMMIT && r->ack_applied && !m.stopping && seq > sv.watermark,
+		       "request %llu (kind %d, seq %llu, applied-ack %d) was never answered "
+		       "(watermark %llu%s)",
+		       ULL(id), r->kind, ULL(seq), r->ack_applied, ULL(sv.watermark),
+		       m.stopping ? ", stopping" : "");
+	}
+}
+
+/* After recovery: the whole ledger is 1..ceiling, each as the model says,
+ * and no staged work is left. */
+static void full_scan(void)
+{
+	struct storage_txn *txn;
+	int rc = storage_txn_begin(sv.st, NULL, STORAGE_RDONLY, &txn);
+	MCHECK(rc == 0, "read txn: %s", wb_error_name(rc));
+	struct ledger_state st;
+	rc = ledger_get_state(txn, &st);
+	MCHECK(rc == 0 && st.watermark == m.old_ceiling && st.ceiling == m.old_ceiling,
+	       "after recovery the watermark is %llu and the ceiling %llu; the old ceiling %llu",
+	       ULL(st.watermark), ULL(st.ceiling), ULL(m.old_ceiling));
+	struct scan sc = {.expect = 1, .watermark = st.watermark};
+	scan_ledger(txn, 1, &sc);
+	MCHECK(sc.above == 0, "%llu entries above the ceiling after recovery", ULL(sc.above));
+	struct storage_cursor *cur;
+	struct storage_val k, v;
+	rc = storage_cursor_open(txn, STORAGE_DB_STAGED, &cur);
+	MCHECK(rc == 0, "cursor: %s", wb_error_name(rc));
+	rc = storage_cursor_get(cur, STORAGE_FIRST, &k, &v);
+	storage_cursor_close(cur);
+	MCHECK(rc == WB_E_NOTFOUND, "staged work left after recovery (%s)", wb_error_name(rc));
+	storage_txn_abort(txn);
+	m.wm_seen = st.watermark;
+	m.mem_wm_seen = sv.watermark;
+}
+
+/* ------------------------------------------------------------ the walk */
+
+/* A lease a client holds or held, as a client would pick one: mostly an
+ * active one; 0 when there is none. */
+static uint64_t pick_seq(bool prefer_active, bool prefer_expired)
+{
+	uint64_t c[PICK_WINDOW];
+	size_t n = 0;
+	uint64_t lo = m.next > PICK_WINDOW ? m.next - PICK_WINDOW : 1;
+	for (int pass = 0; pass < 2 && n == 0; pass++) {
+		for (uint64_t seq = lo; seq < m.next; seq++) {
+			const struct mseq *s = ms(seq);
+			if (!s->granted || s->reseq_grant)
+				continue;
+			if (pass == 0 && prefer_active && s->state != M_ACTIVE)
+				continue;
+			if (pass == 0 && prefer_expired && !expiredish(s) &&
+			    !(s->state == M_ACTIVE && due(s)))
+				continue;
+			c[n++] = seq;
+		}
+	}
+	return n > 0 ? c[rnd(n)] : 0;
+}
+
+static uint64_t token_for(uint64_t seq)
+{
+	uint64_t t = seq < m.cap ? m.seqs[seq].token : 0;
+	return chance(6) ? t ^ (1 + rnd(1000)) : t;
+}
+
+/* What lease_get() and handle_commit() make of a request for r->seq. */
+static void predict(struct req *r)
+{
+	r->pr = PR_ERROR;
+	r->err = r->err_alt = WB_LEASE_NOT_FOUND;
+	if (r->seq == 0 || r->seq >= m.cap || m.seqs[r->seq].state == M_UNUSED)
+		return;
+	const struct mseq *s = &m.seqs[r->seq];
+	bool right = r->token == s->token;
+	bool commit = r->kind == RQ_COMMIT;
+	bool expired_path = false;
+	if (s->state == M_ACTIVE) {
+		if (!right) {
+			r->err = r->err_alt = WB_LEASE_TOKEN_MISMATCH;
+		} else if (due(s)) {
+			expired_path = true;
+		} else if (r->kind == RQ_EXTEND &&
+		           m.now + (r->duration > MAX_DURATION ? MAX_DURATION : r->duration) >
+		                   s->granted_ms + MAX_LIFETIME) {
+			r->err = r->err_alt = WB_RESOURCE_EXHAUSTED;
+		} else {
+			r->pr = PR_ACCEPT;
+		}
+	} else if (commit) {
+		if (expiredish(s)) {
+			/* Restart gaps carry no token: any token passes. */
+			bool tokenless = s->by_restart && s->reason == LEDGER_GAP_RESTART;
+			if (right || tokenless)
+				expired_path = true;
+			else
+				r->err = r->err_alt = WB_LEASE_TOKEN_MISMATCH;
+		} else if (!right) {
+			r->err_alt = WB_LEASE_TOKEN_MISMATCH;
+		}
+	} else {
+		/* A finished lease: lease_get() while the table still holds it,
+		 * NOT_FOUND once it has settled. */
+		if (!right)
+			r->err = WB_LEASE_TOKEN_MISMATCH;
+		else if (expiredish(s))
+			r->err = WB_LEASE_EXPIRED;
+	}
+	/* Work recovered from its staging is the lease's result: it is not
+	 * resequenced, which would land it twice. */
+	bool recovered =
+	        s->state == M_ACTIVE ? s->stage_last != 0 : s->reason == LEDGER_RECOVERED_STAGED;
+	if (expired_path) {
+		if (commit && r->reseq && !recovered)
+			r->pr = PR_QUEUE;
+		else
+			r->err = r->err_alt = WB_LEASE_EXPIRED;
+	}
+}
+
+/* What a request's immediate handling must have done, and what the model
+ * learns from it. was_due: the target was an active lease past its expiry,
+ * asked for with its token. */
+static void after_request(uint64_t id, bool was_due)
+{
+	struct req *r = &m.reqs[id];
+	struct mseq *s = ms(r->seq);
+	if (r->pr == PR_ERROR)
+		MCHECK(r->state == RS_DONE,
+		       "request %llu (kind %d, seq %llu) was not refused; the "
+		       "model expects %s",
+		       ULL(id), r->kind, ULL(r->seq), wb_error_name(r->err));
+	else if (r->kind == RQ_EXTEND)
+		MCHECK(r->state == RS_DONE, "extend %llu of seq %llu was not answered", ULL(id),
+		       ULL(r->seq));
+	else
+		MCHECK(r->state == RS_OPEN,
+		       "request %llu (kind %d, seq %llu) answered before its write", ULL(id),
+		       r->kind, ULL(r->seq));
+	if (was_due)
+		MCHECK(s->state == M_DECIDED, "seq %llu was refused as expired but not finished",
+		       ULL(r->seq));
+	if (r->pr != PR_ACCEPT)
+		return;
+	switch (r->kind) {
+	case RQ_COMMIT:
+		decide(r->seq, LEDGER_COMMITTED, LEDGER_REASON_NONE, r->ops);
+		m.ev[EV_COMMITTED]++;
+		break;
+	case RQ_RELEASE:
+		decide(r->seq, LEDGER_GAP, LEDGER_GAP_RELEASED, 0);
+		m.ev[EV_RELEASED]++;
+		break;
+	case RQ_STAGE:
+		s->stage_last = r->ops;
+		m.ev[EV_STAGED]++;
+		break;
+	default:
+		break;
+	}
+}
+
+static bool is_due_target(const struct req *r)
+{
+	if (r->seq == 0 || r->seq >= m.cap)
+		return false;
+	const struct mseq *s = &m.seqs[r->seq];
+	return s->state == M_ACTIVE && r->token == s->token && due(s);
+}
+
+static void step_lease(void)
+{
+	struct lease_counts c;
+	lease_get_counts(sv.t, &c);
+	if (c.active + c.finishing + fifo_waiting() + MAX_COUNT > MAX_LIVE)
+		return;
+	int conn = (int)rnd(OWNERS);
+	uint64_t id = req_new(RQ_LEASE, conn);
+	struct req *r = &m.reqs[id];
+	r->count = (uint32_t)(1 + rnd(MAX_COUNT));
+	uint64_t pick = rnd(10);
+	r->duration = pick == 0  ? 0
+	              : pick < 9 ? 1 + rnd(MAX_DURATION)
+	                         : MAX_DURATION + 1 + rnd(MAX_DURATION);
+	r->proj = (int)rnd(PROJECTIONS);
+	r->opid = (uint32_t)rnd(6);
+	r->src = rnd(1000000);
+	r->od_release = chance(30);
+	r->pr = PR_QUEUE;
+	fifo_push(id);
+	handle_lease(conn, id);
+	if (m.reqs[id].state == RS_OPEN)
+		m.ev[EV_WAITED]++;
+}
+
+/* Extend, release or stage a lease the client holds (or held). */
+static void step_simple(enum rkind kind)
+{
+	uint64_t seq = pick_seq(chance(85), false);
+	if (seq == 0)
+		return;
+	int conn = (int)rnd(OWNERS);
+	uint64_t id = req_new(kind, conn);
+	struct req *r = &m.reqs[id];
+	r->seq = seq;
+	r->token = token_for(seq);
+	if (kind == RQ_EXTEND)
+		r->duration = chance(40) ? MAX_DURATION + rnd(100) : 1 + rnd(MAX_DURATION);
+	if (kind == RQ_STAGE)
+		r->ops = ++m.next_ops;
+	predict(r);
+	bool was_due = is_due_target(r);
+	if (kind == RQ_EXTEND && r->pr == PR_ERROR && r->err == WB_RESOURCE_EXHAUSTED)
+		m.ev[EV_OVERRUN]++;
+	switch (kind) {
+	case RQ_EXTEND:
+		handle_extend(id);
+		break;
+	case RQ_RELEASE:
+		handle_release(conn, id);
+		break;
+	default:
+		handle_stage(conn, id);
+		break;
+	}
+	after_request(id, was_due);
+}
+
+static void commit_request(uint64_t seq, uint64_t token)
+{
+	int conn = (int)rnd(OWNERS);
+	uint64_t id = req_new(RQ_COMMIT, conn);
+	struct req *r = &m.reqs[id];
+	r->seq = seq;
+	r->token = token;
+	r->ops = ++m.next_ops;
+	r->reseq = chance(50);
+	r->ack_applied = chance(35);
+	predict(r);
+	bool was_due = is_due_target(r);
+	if (r->pr == PR_QUEUE)
+		fifo_push(id);
+	handle_commit(conn, id);
+	after_request(id, was_due);
+}
+
+static void step_commit(void)
+{
+	uint64_t pick = rnd(100);
+	uint64_t seq = pick < 70   ? pick_seq(true, false)
+	               : pick < 90 ? pick_seq(false, true)
+	                           : pick_seq(false, false);
+	if (seq != 0)
+		commit_request(seq, token_for(seq));
+}
+
+/* A commit of any sequence, known or not, with its token or a guess. */
+static void step_probe(void)
+{
+	uint64_t seq = rnd(m.next + 3);
+	uint64_t token = chance(50) && seq < m.cap ? m.seqs[seq].token : splitmix(&m.rng);
+	commit_request(seq, token);
+}
+
+static void step_clock(void)
+{
+	uint64_t pick = rnd(100);
+	if (pick < 82) {
+		m.now += rnd(300);
+	} else if (pick < 94) {
+		m.now += 1000 + rnd(10000);
+	} else {
+		m.now -= 1 + rnd(10000); /* the clock jumps back */
+		m.ev[EV_BACKJUMP]++;
+	}
+}
+
+/* The earliest moment an active lease is due (expiry plus grace), as the
+ * model knows it; UINT64_MAX when none is active. */
+static uint64_t model_next_due(void)
+{
+	uint64_t next = UINT64_MAX;
+	for (uint64_t seq = m.prefix + 1; seq < m.next; seq++) {
+		const struct mseq *s = ms(seq);
+		if (s->state == M_ACTIVE && s->expires + m.grace < next)
+			next = s->expires + m.grace;
+	}
+	return next;
+}
+
+/* The expiry timer fires. lease_srv.c arms it for the next expiry, so
+ * usually the clock stands exactly there; sometimes it fires late. */
+static void step_timer(void)
+{
+	uint64_t next = model_next_due();
+	if (next != UINT64_MAX && next > m.now && chance(70))
+		m.now = next;
+	run_expiry();
+}
+
+/* The clock to the very edge of a lease's life: the last moment it is
+ * still usable, or the first at which it is due. */
+static void step_clock_edge(void)
+{
+	uint64_t seq = pick_seq(true, false);
+	if (seq == 0 || m.seqs[seq].state != M_ACTIVE)
+		return;
+	uint64_t due_at = m.seqs[seq].expires + m.grace;
+	uint64_t to = chance(50) ? due_at : due_at - 1;
+	if (to < m.now)
+		m.ev[EV_BACKJUMP]++;
+	m.now = to;
+}
+
+static void step_flush(void)
+{
+	if (sv.q_len == 0)
+		return;
+	size_t n = chance(30) ? sv.q_len : 1 + (size_t)rnd(sv.q_len);
+	writer_batch(n, SIZE_MAX);
+	if (chance(60))
+		deliver_all();
+}
+
+static void step_disconnect(void)
+{
+	int conn = (int)rnd(OWNERS);
+	conn_closed(conn);
+	for (size_t i = 1; i < m.nreqs; i++)
+		if (m.reqs[i].state == RS_OPEN && m.reqs[i].conn == conn)
+			m.reqs[i].state = RS_CANCELLED;
+	for (uint64_t seq = m.prefix + 1; seq < m.next; seq++) {
+		struct mseq *s = ms(seq);
+		if (s->state != M_ACTIVE || s->owner != conn)
+			continue;
+		MCHECK(!s->od_release,
+		       "connection %d closed, its RELEASE lease %llu is still active", conn,
+		       ULL(seq));
+		s->owner = NO_OWNER;
+	}
+}
+
+static void step_restart(void)
+{
+	bool clean = chance(40);
+	if (clean) {
+		sim_stop_clean();
+		m.ev[EV_CLEAN]++;
+	} else {
+		sim_crash(chance(40));
+		m.ev[EV_CRASH]++;
+	}
+	model_restart(clean);
+	sim_start();
+	full_scan();
+}
+
+static void step(void)
+{
+	uint64_t pick = rnd(1000);
+	if (pick < 170)
+		step_lease();
+	else if (pick < 215)
+		step_simple(RQ_EXTEND);
+	else if (pick < 255)
+		step_simple(RQ_RELEASE);
+	else if (pick < 335)
+		step_simple(RQ_STAGE);
+	else if (pick < 505)
+		step_commit();
+	else if (pick < 600)
+		step_clock();
+	else if (pick < 620)
+		step_clock_edge();
+	else if (pick < 680)
+		step_timer();
+	else if (pick < 830)
+		step_flush();
+	else if (pick < 900)
+		deliver_all();
+	else if (pick < 912)
+		step_disconnect();
+	else if (pick < 919)
+		step_restart();
+	else
+		step_probe();
+}
+
+static uint64_t base_seed(void)
+{
+	const char *env = getenv("WB_SEED");
+	if (env != NULL && *env != '\0')
+		return strtoull(env, NULL, 0);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
+}
+
+static unsigned long walk_steps(void)
+{
+	const char *env = getenv("WB_STEPS");
+	unsigned long n = env != NULL && *env != '\0' ? strtoul(env, NULL, 0) : 0;
+	return n > 0 ? n : STEPS;
+}
+
+static void run(uint64_t seed_offset)
+{
+	unsigned long steps = walk_steps();
+	m.seed_offset = seed_offset;
+	m.seed = base_seed() + seed_offset;
+	cr_log_info("ledger model: seed %llu (replay with WB_SEED=%llu)", ULL(m.seed),
+	            ULL(m.seed - seed_offset));
+	m.rng = m.seed;
+	sv.token_rng = m.seed ^ 0x5eedu;
+	/* The grace and the reservation chunk vary with the seed: a chunk of
+	 * 1 makes nearly every grant wait for a reserve write. */
+	static const uint64_t graces[] = {0, 50, 700};
+	m.grace = graces[rnd(3)];
+	sv.cfg = (struct lease_config){
+	        .max_lifetime_ms = MAX_LIFETIME,
+	        .grace_ms = m.grace,
+	        .max_duration_ms = MAX_DURATION,
+	        .default_duration_ms = DEFAULT_DURATION,
+	        .cascade_threshold = 6,
+	        .max_leases = 1024,
+	        .max_leases_per_owner = 1024,
+	        .max_count = MAX_COUNT,
+	        .reserve_chunk = 1 + rnd(MAX_CHUNK),
+	        .max_projections = 8,
+	};
+	m.now = 1000000000u;
+	m.next = 1;
+	m.open_from = 1;
+	sim_start();
+	check_all();
+	for (m.step = 1; m.step <= steps; m.step++) {
+		step();
+		check_all();
+	}
+	/* A last clean restart: everything handed out ends final. */
+	sim_stop_clean();
+	model_restart(true);
+	sim_start();
+	full_scan();
+	check_all();
+
+	cr_log_info("seed %llu (grace %llu, chunk %llu): granted %lu (%lu requests waited for a "
+	            "reserve write) committed %lu "
+	            "(acked above the "
+	            "watermark %lu, applied %lu) released %lu staged %lu overrun %lu expired "
+	            "%lu+%lu recovered, failed-expired %lu resequenced %lu (from restart %lu, "
+	            "never leased %lu, again %lu; refused as recovered %lu) mismatch %lu detached "
+	            "%lu crashes "
+	            "%lu (mid-batch %lu) clean %lu restart "
+	            "gaps %lu recovered %lu backjumps %lu batches %lu applied %lu",
+	            ULL(m.seed), ULL(m.grace), ULL(sv.cfg.reserve_chunk), m.ev[EV_GRANTED],
+	            m.ev[EV_WAITED], m.ev[EV_COMMITTED], m.ev[EV_ACK_ABOVE], m.ev[EV_ACK_APPLIED],
+	            m.ev[EV_RELEASED], m.ev[EV_STAGED], m.ev[EV_OVERRUN], m.ev[EV_EXPIRED_GAP],
+	            m.ev[EV_EXPIRED_RECOVERED], m.ev[EV_FAIL_EXPIRED], m.ev[EV_RESEQ],
+	            m.ev[EV_RESEQ_RESTART], m.ev[EV_RESEQ_UNLEASED], m.ev[EV_RESEQ_AGAIN],
+	            m.ev[EV_RESEQ_REFUSED], m.ev[EV_MISMATCH], m.ev[EV_DETACHED], m.ev[EV_CRASH],
+	            m.ev[EV_CRASH_MID], m.ev[EV_CLEAN], m.ev[EV_RESTART_GAP],
+	            m.ev[EV_RESTART_RECOVERED], m.ev[EV_BACKJUMP], m.ev[EV_BATCHES],
+	            m.ev[EV_APPLIED]);
+	/* The walk must have reached the interesting paths. */
+	static const enum event needed[] = {
+	        EV_WAITED,
+	        EV_COMMITTED,
+	        EV_ACK_ABOVE,
+	        EV_ACK_APPLIED,
+	        EV_RELEASED,
+	        EV_STAGED,
+	        EV_EXPIRED_GAP,
+	        EV_EXPIRED_RECOVERED,
+	        EV_FAIL_EXPIRED,
+	        EV_RESEQ,
+	        EV_RESEQ_REFUSED,
+	        EV_MISMATCH,
+	        EV_DETACHED,
+	        EV_CRASH,
+	        EV_CLEAN,
+	        EV_RESTART_GAP,
+	        EV_RESTART_RECOVERED,
+	        EV_BACKJUMP,
+	        EV_OVERRUN,
+	};
+	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
+		MCHECK(m.ev[needed[i]] > 0, "thin walk: event %d never happened", (int)needed[i]);
+}
+
+/* ------------------------------------------------------------ fixture */
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void setup(void)
+{
+	char errmsg[256] = "";
+	memset(&m, 0, sizeof(m));
+	memset(&sv, 0, sizeof(sv));
+	strcpy(sv.dir, "/tmp/wb-test-ledger-model-XXXXXX");
+	cr_assert_not_null(mkdtemp(sv.dir));
+	struct storage_options o = {.path = sv.dir, .map_size = 64u << 20, .no_sync = true};
+	cr_assert_eq(storage_open(&sv.st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
+}
+
+static void teardown(void)
+{
+	if (sv.child != NULL)
+		storage_txn_abort(sv.child);
+	if (sv.txn != NULL)
+		storage_txn_abort(sv.txn);
+	sop_free_list(sv.q_head);
+	sop_free_list(sv.d_head);
+	sim_close();
+	free(sv.waiters);
+	storage_close(sv.st);
+	nftw(sv.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(m.seqs);
+	free(m.reqs);
+	free(m.fifo);
+	memset(&m, 0, sizeof(m));
+	memset(&sv, 0, sizeof(sv));
+}
+
+TestSuite(ledger_model, .init = setup, .fini = teardown);
+
+Test(ledger_model, walk_seed_0)
+{
+	run(0);
+}
+
+Test(ledger_model, walk_seed_1)
+{
+	run(1);
+}
+
+Test(ledger_model, walk_seed_2)
+{
+	run(2);
+}
+
+Test(ledger_model, walk_seed_3)
+{
+	run(3);
+}
+
+Test(ledger_model, walk_seed_4)
+{
+	run(4);
+}
