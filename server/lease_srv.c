@@ -1054,19 +1054,26 @@ static void handle_finished(struct lsrv *ls, struct conn *c, Request *req, bool 
 	 * resequencing would commit the work a second time. */
 	bool reseq = a->on_expired == WHIZBANG__V1__ON_EXPIRED__ON_EXPIRED_RESEQUENCE &&
 	             !(rc == 0 && e.reason == LEDGER_RECOVERED_STAGED);
+	/* A restart gap knows neither the lease's projection nor its token
+	 * (leases live in memory): it cannot be resequenced faithfully. */
+	bool restart = rc == 0 && e.reason == LEDGER_GAP_RESTART;
 	if (rc != 0 && rc != WB_E_NOTFOUND) {
 		srv_send_storage_error(c, req->id, rc, "Commit");
 	} else if (!expired) {
 		check_lease_rc(c, req->id, WB_LEASE_NOT_FOUND, a->sequence);
 	} else if (e.token != 0 && e.token != a->token) {
 		check_lease_rc(c, req->id, WB_LEASE_TOKEN_MISMATCH, a->sequence);
+	} else if (restart) {
+		srv_send_error(c, req->id, WB_LEASE_EXPIRED,
+		               "sequence %llu was lost to a server restart and is now a gap "
+		               "(restart); it cannot be resequenced: lease a new sequence under "
+		               "your projection and commit there",
+		               (unsigned long long)a->sequence);
 	} else if (reseq) {
 		char proj[LEASE_NAME_MAX + 1];
 		char opid[LEASE_NAME_MAX + 1];
 		snprintf(proj, sizeof(proj), "%.*s", (int)e.projection_len, e.projection);
 		snprintf(opid, sizeof(opid), "%.*s", (int)e.operation_id_len, e.operation_id);
-		if (proj[0] == '\0') /* a restart gap of a sequence never handed out */
-			snprintf(proj, sizeof(proj), "unknown");
 		uint64_t src = e.source_position;
 		uint64_t expiry = e.original_expiry_us;
 		storage_txn_abort(txn);
