@@ -793,6 +793,9 @@ static void seen_reseq(uint64_t id, const struct lease *l)
 		m.ev[EV_RESEQ_UNLEASED]++;
 	if (++x->reseqs > 1)
 		m.ev[EV_RESEQ_AGAIN]++;
+	MCHECK(!(x->by_restart && x->reason == LEDGER_GAP_RESTART),
+	       "seq %llu was lost to a restart and resequenced: under which projection?",
+	       ULL(r->seq));
 	MCHECK(x->reason != LEDGER_RECOVERED_STAGED,
 	       "seq %llu was recovered from its staged work and resequenced too: the work lands "
 	       "twice",
@@ -1413,6 +1416,8 @@ static void handle_finished(int conn, uint64_t id)
 	        rc == 0 && (e.reason == LEDGER_GAP_EXPIRED || e.reason == LEDGER_GAP_RESTART ||
 	                    e.reason == LEDGER_RECOVERED_STAGED);
 	bool reseq = a->reseq && !(rc == 0 && e.reason == LEDGER_RECOVERED_STAGED);
+	/* A restart gap knows neither projection nor token: never resequenced. */
+	bool restart = rc == 0 && e.reason == LEDGER_GAP_RESTART;
 	/* Handed out and settled, or recovered: it must have its entry. */
 	MCHECK(rc == 0, "seq %llu is neither in the table nor in the ledger: %s", ULL(a->seq),
 	       wb_error_name(rc));
@@ -1420,13 +1425,13 @@ static void handle_finished(int conn, uint64_t id)
 		check_lease_rc(id, WB_LEASE_NOT_FOUND);
 	} else if (e.token != 0 && e.token != a->token) {
 		check_lease_rc(id, WB_LEASE_TOKEN_MISMATCH);
+	} else if (restart) {
+		answer_error(id, WB_LEASE_EXPIRED);
 	} else if (reseq) {
 		char proj[LEASE_NAME_MAX + 1];
 		char opid[LEASE_NAME_MAX + 1];
 		snprintf(proj, sizeof(proj), "%.*s", (int)e.projection_len, e.projection);
 		snprintf(opid, sizeof(opid), "%.*s", (int)e.operation_id_len, e.operation_id);
-		if (proj[0] == '\0')
-			snprintf(proj, sizeof(proj), "unknown");
 		uint64_t src = e.source_position;
 		uint64_t expiry = e.original_expiry_us;
 		storage_txn_abort(txn);
@@ -1925,8 +1930,11 @@ static void predict(struct req *r)
 	 * resequenced, which would land it twice. */
 	bool recovered =
 	        s->state == M_ACTIVE ? s->stage_last != 0 : s->reason == LEDGER_RECOVERED_STAGED;
+	/* A restart gap cannot say which projection to resequence under. */
+	bool restart_gap =
+	        s->state == M_DECIDED && s->by_restart && s->reason == LEDGER_GAP_RESTART;
 	if (expired_path) {
-		if (commit && r->reseq && !recovered)
+		if (commit && r->reseq && !recovered && !restart_gap)
 			r->pr = PR_QUEUE;
 		else
 			r->err = r->err_alt = WB_LEASE_EXPIRED;
