@@ -1293,16 +1293,14 @@ static void handle_read_ledger(struct lsrv *ls, struct conn *c, Request *req)
 {
 	const Whizbang__V1__ReadLedger *a = req->read_ledger;
 	struct srv *srv = ls->srv;
-	uint32_t max = a->max_count == 0 || a->max_count > srv->cfg.max_read_count
-	                       ? (uint32_t)srv->cfg.max_read_count
-	                       : a->max_count;
+	uint32_t max = srv_clamp_count(srv, a->max_count);
 	struct storage_txn *txn;
 	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
 	if (rc != 0) {
 		srv_send_storage_error(c, req->id, rc, "ReadLedger");
 		return;
 	}
-	struct ledger_collect col = {.budget = srv->cfg.max_frame - 4096,
+	struct ledger_collect col = {.budget = srv->cfg.max_frame - READ_ENVELOPE,
 	                             .watermark = ls->watermark};
 	uint64_t next;
 	rc = ledger_read(txn, a->from_sequence, max, ledger_collect_cb, &col, &next);

@@ -41,8 +41,6 @@
 #include "srv_int.h"
 #include "writer.h"
 
-/* Bytes of envelope allowed for around the events of a read answer. */
-#define READ_ENVELOPE 4096u
 /* Events a filtered ReadAll examines per page at most. */
 #define MAX_EXAMINED 10000u
 
@@ -458,7 +456,7 @@ static void collect_free(struct collect *col)
 	free(col->names);
 }
 
-static uint32_t clamp_count(const struct srv *srv, uint32_t asked)
+uint32_t srv_clamp_count(const struct srv *srv, uint32_t asked)
 {
 	if (asked == 0 || asked > srv->cfg.max_read_count)
 		return (uint32_t)srv->cfg.max_read_count;
@@ -497,7 +495,7 @@ static void handle_read_stream(struct conn *c, uint64_t id, const Whizbang__V1__
 	struct ev_page page;
 	rc = ev_read_stream(txn, r->stream, len, r->from_version,
 	                    r->direction == WHIZBANG__V1__DIRECTION__BACKWARD,
-	                    clamp_count(srv, r->max_count), collect_cb, &col, &page);
+	                    srv_clamp_count(srv, r->max_count), collect_cb, &col, &page);
 	Whizbang__V1__RecordedEvent **ptrs = NULL;
 	if (rc == 0 && !col.nomem)
 		ptrs = collect_finish(&col);
@@ -552,7 +550,7 @@ static void handle_read_all(struct conn *c, uint64_t id, const Whizbang__V1__Rea
 	struct collect col = {.budget = srv->cfg.max_frame - READ_ENVELOPE};
 	struct ev_page page;
 	rc = ev_read_all(txn, r->from_position, r->direction == WHIZBANG__V1__DIRECTION__BACKWARD,
-	                 clamp_count(srv, r->max_count), &filter, collect_cb, &col, &page);
+	                 srv_clamp_count(srv, r->max_count), &filter, collect_cb, &col, &page);
 	Whizbang__V1__RecordedEvent **ptrs = NULL;
 	if (rc == 0 && !col.nomem)
 		ptrs = collect_finish(&col);

@@ -94,6 +94,14 @@ struct srv {
 	uint64_t events_appended;
 };
 
+/* Bytes of envelope allowed for around the items of a read answer: a page
+ * of events or ledger entries fills at most max_frame minus this. */
+#define READ_ENVELOPE 4096u
+
+/* The max_count a read is served with: 0 or more than --max-read-count
+ * reads --max-read-count. */
+uint32_t srv_clamp_count(const struct srv *srv, uint32_t asked);
+
 /* Wall clock, microseconds since the epoch. Any thread. */
 uint64_t srv_wall_us(void);
 
