@@ -25,7 +25,31 @@ static bool reason_fits(enum ledger_kind kind, enum ledger_reason reason)
 	return false;
 }
 
+static int put_record(struct storage_txn *txn, const struct ledger_entry *e, unsigned flags);
+
 int ledger_put(struct storage_txn *txn, const struct ledger_entry *e)
+{
+	return put_record(txn, e, STORAGE_NOOVERWRITE);
+}
+
+int ledger_set_ops(struct storage_txn *txn, uint64_t seq, const uint8_t *ops, size_t ops_len)
+{
+	struct ledger_entry e;
+	int rc = ledger_get(txn, seq, &e);
+	if (rc != 0)
+		return rc;
+	/* e points into the store, which the put may change: copy the names. */
+	char names[512];
+	memcpy(names, e.projection, e.projection_len);
+	memcpy(names + e.projection_len, e.operation_id, e.operation_id_len);
+	e.projection = names;
+	e.operation_id = names + e.projection_len;
+	e.ops = ops;
+	e.ops_len = ops_len;
+	return put_record(txn, &e, 0);
+}
+
+static int put_record(struct storage_txn *txn, const struct ledger_entry *e, unsigned flags)
 {
 	if (!reason_fits(e->kind, e->reason) || e->projection_len > 255 ||
 	    e->operation_id_len > 255 || e->ops_len > UINT32_MAX || e->seq == 0)
@@ -60,7 +84,7 @@ int ledger_put(struct storage_txn *txn, const struct ledger_entry *e)
 	put_u64(kb, e->seq);
 	struct storage_val k = {kb, 8};
 	struct storage_val v = {rec, len};
-	int rc = storage_put(txn, STORAGE_DB_LEDGER, k, v, STORAGE_NOOVERWRITE);
+	int rc = storage_put(txn, STORAGE_DB_LEDGER, k, v, flags);
 	free(rec);
 	return rc;
 }

@@ -14,8 +14,9 @@
  * u32 ops length, then the projection, the operation id and the ops.
  *
  * The ops are opaque here: the packed protobuf operations (whizbang.v1.Op,
- * repeated) as the client sent them; the projections layer reads them when
- * an entry is applied. Pure: no libuv; every function takes the
+ * repeated) as the client sent them; when the entry is applied the
+ * projections layer replaces them (ledger_set_ops()) with the same ops plus
+ * what applying them found (an OpList with its outcome fields). Pure: no libuv; every function takes the
  * transaction it works in. Stored bytes are checked when decoded
  * (WB_E_CORRUPT, never an out-of-bounds read). */
 #ifndef WB_LEDGER_H
@@ -70,6 +71,11 @@ struct ledger_entry {
  * it has one already. WB_E_INVAL for a kind/reason that do not match or
  * names longer than 255 bytes. */
 int ledger_put(struct storage_txn *txn, const struct ledger_entry *e);
+
+/* Replaces the ops of the final entry of seq, keeping the rest: the apply
+ * hook stores the ops back with what applying them found (projection/
+ * proj.h). WB_E_NOTFOUND when seq has no entry. */
+int ledger_set_ops(struct storage_txn *txn, uint64_t seq, const uint8_t *ops, size_t ops_len);
 
 /* Reads the entry of seq; WB_E_NOTFOUND when it has none. */
 int ledger_get(struct storage_txn *txn, uint64_t seq, struct ledger_entry *out);

@@ -33,6 +33,10 @@ enum storage_db {
 	STORAGE_DB_EVENT_IDS,     /* event id (16 bytes) -> position u64be */
 	STORAGE_DB_LEDGER,        /* sequence u64be -> ledger entry (lease/ledger.h) */
 	STORAGE_DB_STAGED,        /* sequence u64be -> staged work of a lease */
+	/* Read models (projection/proj.h); derived from the ledger alone */
+	STORAGE_DB_ENTITIES,  /* type, 0x00, id -> entity record */
+	STORAGE_DB_INDEX,     /* index id u32be, value key, id -> empty */
+	STORAGE_DB_PROJ_META, /* index definitions and kept counts */
 	STORAGE_DB_COUNT
 };
 
@@ -92,6 +96,9 @@ void storage_close(struct storage *s);
 int storage_txn_begin(struct storage *s, struct storage_txn *parent, unsigned flags,
                       struct storage_txn **out);
 
+/* The store txn belongs to (to begin a nested child of it). */
+struct storage *storage_txn_store(struct storage_txn *txn);
+
 /* Commits and frees txn, whatever the result. The commit of a top-level
  * write transaction is durable (fsync) when it returns 0, unless the store
  * was opened with no_sync. For read transactions, commit equals abort. */
@@ -114,6 +121,9 @@ int storage_put(struct storage_txn *txn, enum storage_db db, struct storage_val 
 
 /* Deletes key; WB_E_NOTFOUND when absent. */
 int storage_del(struct storage_txn *txn, enum storage_db db, struct storage_val key);
+
+/* Deletes every entry of db (the database itself stays). */
+int storage_clear(struct storage_txn *txn, enum storage_db db);
 
 enum storage_cursor_op {
 	STORAGE_FIRST,

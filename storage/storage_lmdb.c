@@ -68,6 +68,9 @@ static const char *const db_names[STORAGE_DB_COUNT] = {
         [STORAGE_DB_EVENT_IDS] = "event_ids",
         [STORAGE_DB_LEDGER] = "ledger",
         [STORAGE_DB_STAGED] = "staged",
+        [STORAGE_DB_ENTITIES] = "entities",
+        [STORAGE_DB_INDEX] = "index",
+        [STORAGE_DB_PROJ_META] = "proj_meta",
 };
 
 struct storage {
@@ -533,6 +536,11 @@ int storage_txn_begin(struct storage *s, struct storage_txn *parent, unsigned fl
 	return begin_write(s, parent, out);
 }
 
+struct storage *storage_txn_store(struct storage_txn *txn)
+{
+	return txn->s;
+}
+
 int storage_txn_commit(struct storage_txn *txn)
 {
 	int rc;
@@ -626,6 +634,13 @@ int storage_del(struct storage_txn *txn, enum storage_db db, struct storage_val 
 	if (!valid_db(db) || txn->rdonly)
 		return WB_E_INVAL;
 	return from_mdb(mdb_del(txn->txn, txn->s->dbi[db], &k, NULL));
+}
+
+int storage_clear(struct storage_txn *txn, enum storage_db db)
+{
+	if (!valid_db(db) || txn->rdonly)
+		return WB_E_INVAL;
+	return from_mdb(mdb_drop(txn->txn, txn->s->dbi[db], 0));
 }
 
 int storage_cursor_open(struct storage_txn *txn, enum storage_db db, struct storage_cursor **out)
