@@ -1410,12 +1410,25 @@ static int record_explosion(struct applier *a, Explosion **slot, const struct pr
 	x->count = a->ids.n;
 	if (plan != NULL) {
 		x->strategy = plan->strategy;
+		/* One line: the steps joined by "; ". */
 		size_t tl = strnlen(plan->text, sizeof(plan->text));
 		while (tl > 0 && plan->text[tl - 1] == '\n')
 			tl--;
-		x->plan = strndup(plan->text, tl);
-		if (x->plan == NULL)
+		x->plan = malloc(2 * tl + 1);
+		if (x->plan == NULL) {
 			rc = WB_E_NOMEM;
+		} else {
+			size_t o = 0;
+			for (size_t i = 0; i < tl; i++) {
+				if (plan->text[i] == '\n') {
+					x->plan[o++] = ';';
+					x->plan[o++] = ' ';
+				} else if (plan->text[i] != ' ' || o == 0 || x->plan[o - 1] != ' ') {
+					x->plan[o++] = plan->text[i];
+				}
+			}
+			x->plan[o] = '\0';
+		}
 	} else {
 		x->strategy = WHIZBANG__V1__PLAN_STRATEGY__PLAN_ID;
 	}

@@ -73,6 +73,10 @@ static const struct opt opts[] = {
          "most sequences one Lease may ask for"},
         {"lease-reserve-chunk", NUM(OPT_UINT, lease_reserve_chunk), 1, 1000000, "1000",
          "sequences reserved ahead with each durable ceiling write"},
+        {"max-scan", NUM(OPT_UINT, max_scan), 0, 1000000000, "100000",
+         "most entities a where clause may scan without an index (QUERY_TOO_EXPENSIVE)"},
+        {"max-query-count", NUM(OPT_UINT, max_query_count), 1, 100000, "1000",
+         "most entities one QueryEntities answers"},
         {"log-level", NUM(OPT_LEVEL, log_level), 0, 3, "info", "debug, info, warn or error"},
 };
 

@@ -30,6 +30,8 @@ struct srv_config {
 	uint64_t max_leases_per_connection;
 	uint64_t max_lease_count;
 	uint64_t lease_reserve_chunk;
+	uint64_t max_scan;
+	uint64_t max_query_count;
 	int log_level;
 };
 

@@ -25,8 +25,12 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "eval.h"
 #include "ledger.h"
 #include "log.h"
+#include "meta.h"
+#include "proj.h"
+#include "replay.h"
 #include "srv_int.h"
 #include "wire.h"
 
@@ -37,6 +41,15 @@
 #define HEALTH_MINUTES 60u
 
 enum lop_kind { LOP_RESERVE, LOP_STAGE, LOP_FINAL };
+
+/* What applying entries did, summed (written by the writer thread). */
+struct apply_sums {
+	uint64_t entries; /* entries whose ops were applied (or failed) */
+	uint64_t failures;
+	uint64_t explosions;
+	uint64_t exploded_ids;
+	uint64_t explosion_us;
+};
 
 /* A write of this module. */
 struct lop {
@@ -58,11 +71,12 @@ struct lop {
 	/* results, written by the writer thread */
 	uint64_t watermark;
 	bool recovered;
-	uint64_t applied;
+	struct apply_sums sums;
+	const struct proj_config *pcfg;
 	struct pstat *ps; /* the projection's figures */
 };
 
-enum pend_kind { PEND_LEASE, PEND_RESEQ };
+enum pend_kind { PEND_LEASE, PEND_RESEQ, PEND_INDEX };
 
 /* A request waiting for a durable reservation ceiling. */
 struct pend {
@@ -78,7 +92,7 @@ struct pend {
 	uint64_t orig_expiry_us;
 };
 
-enum waiter_kind { WAIT_WATERMARK, WAIT_COMMIT };
+enum waiter_kind { WAIT_WATERMARK, WAIT_COMMIT, WAIT_INDEX };
 
 struct waiter {
 	struct conn *conn;
@@ -136,7 +150,8 @@ struct lsrv {
 	size_t rand_left;
 	/* figures */
 	uint64_t cascade_level; /* last logged */
-	uint64_t entries_applied;
+	struct apply_sums sums;
+	struct proj_config pcfg;
 	struct figures all;
 	struct pstat *pstats_list;
 	/* final entries above the watermark: a min-heap by sequence */
@@ -186,16 +201,35 @@ static struct minute *minute_now(struct figures *f)
 
 /* ------------------------------------------------------------ the writer side */
 
-/* The apply hook: runs on the writer thread for each entry the watermark
- * passes, in sequence order. Applying ops to read models is the
- * projections layer's; here it counts. */
+/* Applies the ops of entry e to the read models and stores them back with
+ * what applying found (explosions, outcome). Runs on the writer thread, in
+ * sequence order, inside the transaction that moves the watermark. */
+static int apply_entry(struct storage_txn *txn, const struct ledger_entry *e,
+                       const struct proj_config *pcfg, struct apply_sums *sums)
+{
+	if (e->ops_len == 0)
+		return 0;
+	uint64_t seq = e->seq; /* e points into the store: read it first */
+	struct proj_buf rw = {0};
+	struct proj_outcome o;
+	int rc = proj_apply(txn, seq, e->ops, e->ops_len, pcfg, PROJ_LIVE, &rw, &o);
+	if (rc == 0 && rw.len > 0)
+		rc = ledger_set_ops(txn, seq, rw.p, rw.len);
+	proj_buf_free(&rw);
+	if (rc == 0) {
+		sums->entries++;
+		sums->failures += o.error != 0;
+		sums->explosions += o.explosions;
+		sums->exploded_ids += o.exploded_ids;
+		sums->explosion_us += o.explosion_us;
+	}
+	return rc;
+}
+
 static int apply_hook(struct storage_txn *txn, const struct ledger_entry *e, void *arg)
 {
 	struct lop *op = arg;
-	(void)txn;
-	(void)e;
-	op->applied++;
-	return 0;
+	return apply_entry(txn, e, op->pcfg, &op->sums);
 }
 
 /* Runs on the writer thread. */
@@ -204,7 +238,7 @@ static int lop_apply(struct storage_txn *txn, struct writer_op *base)
 	struct lop *op = (struct lop *)base;
 	int rc;
 
-	op->applied = 0;
+	memset(&op->sums, 0, sizeof(op->sums));
 	op->recovered = false;
 	switch (op->kind) {
 	case LOP_RESERVE:
@@ -261,7 +295,7 @@ static struct lop *lop_new(struct lsrv *ls, enum lop_kind kind, struct conn *c, 
 	struct lop *op = calloc(1, sizeof(*op));
 	if (op == NULL)
 		return NULL;
-	(void)ls;
+	op->pcfg = &ls->pcfg;
 	op->kind = kind;
 	op->req = req;
 	op->base.base.apply = lop_apply;
@@ -317,15 +351,136 @@ static void answer_watermark(struct lsrv *ls, struct conn *c, uint64_t id, bool 
 	send_body(c, id, WHIZBANG__V1__RESPONSE__BODY_WATERMARK, &r);
 }
 
+/* Reads what applying the entry of seq recorded (its OpList), from a
+ * snapshot. NULL with *rc set when it cannot; NULL with *rc 0 when the
+ * entry has no ops. */
+static Whizbang__V1__OpList *read_outcome(struct lsrv *ls, uint64_t seq, int *rc)
+{
+	struct storage_txn *txn;
+	Whizbang__V1__OpList *l = NULL;
+	*rc = storage_txn_begin(ls->srv->st, NULL, STORAGE_RDONLY, &txn);
+	if (*rc != 0)
+		return NULL;
+	struct ledger_entry e;
+	*rc = ledger_get(txn, seq, &e);
+	if (*rc == 0 && e.ops_len > 0) {
+		l = whizbang__v1__op_list__unpack(NULL, e.ops_len, e.ops);
+		if (l == NULL)
+			*rc = WB_E_CORRUPT;
+	}
+	storage_txn_abort(txn);
+	return l;
+}
+
+static void explosion_result(const Whizbang__V1__Explosion *x, Whizbang__V1__OpResult *r)
+{
+	if (x == NULL)
+		return;
+	r->matched = x->count;
+	r->created = x->created;
+	r->affected = x->count + (x->created ? 1u : 0u);
+	r->strategy = x->strategy;
+	r->plan = x->plan;
+	r->examined = x->examined;
+	r->micros = x->micros;
+}
+
+/* Answers a commit; applied: with what applying its ops did (ACK_APPLIED
+ * once the watermark passed it). */
 static void answer_commit(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t seq,
-                          bool resequenced, uint64_t orig_seq)
+                          bool resequenced, uint64_t orig_seq, bool applied)
 {
 	Whizbang__V1__CommitResult r = WHIZBANG__V1__COMMIT_RESULT__INIT;
 	r.sequence = seq;
 	r.resequenced = resequenced;
 	r.original_sequence = orig_seq;
 	r.watermark = ls->watermark;
+	Whizbang__V1__OpList *l = NULL;
+	Whizbang__V1__OpResult *res = NULL, **ptrs = NULL;
+	if (applied && seq <= ls->watermark) {
+		int rc;
+		l = read_outcome(ls, seq, &rc);
+		if (rc != 0) {
+			srv_send_storage_error(c, id, rc, "Commit (reading the outcome)");
+			return;
+		}
+	}
+	if (l != NULL && l->error_code != 0) {
+		r.apply_error = l->error_code;
+		r.apply_error_message = l->error_message;
+		r.failed_op = l->failed_op;
+	} else if (l != NULL && l->n_ops > 0) {
+		res = calloc(l->n_ops, sizeof(*res));
+		ptrs = calloc(l->n_ops, sizeof(*ptrs));
+		if (res == NULL || ptrs == NULL) {
+			free(res);
+			free(ptrs);
+			whizbang__v1__op_list__free_unpacked(l, NULL);
+			srv_send_error(c, id, WB_RESOURCE_EXHAUSTED,
+			               "the commit is applied, but the server is out of memory to "
+			               "say how; read the ledger entry %llu",
+			               (unsigned long long)seq);
+			return;
+		}
+		for (size_t i = 0; i < l->n_ops; i++) {
+			Whizbang__V1__OpResult *o = &res[i];
+			const Whizbang__V1__Op *op = l->ops[i];
+			whizbang__v1__op_result__init(o);
+			if (op->kind_case == WHIZBANG__V1__OP__KIND_UPSERT)
+				o->affected = 1;
+			else if (op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE)
+				explosion_result(op->update->exploded, o);
+			else if (op->kind_case == WHIZBANG__V1__OP__KIND_DELETE)
+				explosion_result(op->delete_->exploded, o);
+			ptrs[i] = o;
+		}
+		r.n_results = l->n_ops;
+		r.results = ptrs;
+	}
 	send_body(c, id, WHIZBANG__V1__RESPONSE__BODY_COMMIT, &r);
+	free(res);
+	free(ptrs);
+	if (l != NULL)
+		whizbang__v1__op_list__free_unpacked(l, NULL);
+}
+
+/* Answers CreateIndex or DropIndex once the watermark passed its entry. */
+static void answer_index(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t seq)
+{
+	int rc;
+	Whizbang__V1__OpList *l = read_outcome(ls, seq, &rc);
+	if (l == NULL || l->n_ops != 1) {
+		srv_send_storage_error(c, id, rc != 0 ? rc : WB_E_CORRUPT, "index change");
+	} else if (l->error_code != 0) {
+		srv_send_error(c, id, (int)l->error_code, "%s", l->error_message);
+	} else {
+		const Whizbang__V1__Op *op = l->ops[0];
+		const Whizbang__V1__IndexSpec *spec =
+		        op->kind_case == WHIZBANG__V1__OP__KIND_CREATE_INDEX ? op->create_index
+		                                                             : op->drop_index;
+		Whizbang__V1__IndexInfo info = WHIZBANG__V1__INDEX_INFO__INIT;
+		Whizbang__V1__IndexResult r = WHIZBANG__V1__INDEX_RESULT__INIT;
+		struct proj_index_info pi;
+		info.type = spec->type;
+		info.field = spec->field;
+		if (op->kind_case == WHIZBANG__V1__OP__KIND_CREATE_INDEX) {
+			struct storage_txn *txn;
+			rc = storage_txn_begin(ls->srv->st, NULL, STORAGE_RDONLY, &txn);
+			if (rc == 0) {
+				/* A later entry may have dropped it again already. */
+				if (proj_index_get(txn, spec->type, spec->field, &pi) == 0) {
+					info.entries = pi.entries;
+					info.created_sequence = pi.created_seq;
+				}
+				storage_txn_abort(txn);
+			}
+		}
+		r.index = &info;
+		r.sequence = seq;
+		send_body(c, id, WHIZBANG__V1__RESPONSE__BODY_INDEX, &r);
+	}
+	if (l != NULL)
+		whizbang__v1__op_list__free_unpacked(l, NULL);
 }
 
 static void arm_wait_timer(struct lsrv *ls);
@@ -364,7 +519,14 @@ static void check_waiters(struct lsrv *ls)
 			continue;
 		}
 		if (w->kind == WAIT_COMMIT)
-			answer_commit(ls, w->conn, w->req_id, w->seq, w->resequenced, w->orig_seq);
+			answer_commit(ls, w->conn, w->req_id, w->seq, w->resequenced, w->orig_seq,
+			              reached);
+		else if (w->kind == WAIT_INDEX && reached)
+			answer_index(ls, w->conn, w->req_id, w->seq);
+		else if (w->kind == WAIT_INDEX)
+			srv_send_error(w->conn, w->req_id, WB_SHUTTING_DOWN,
+			               "the index change is durable, but the server is shutting "
+			               "down before applying it");
 		else
 			answer_watermark(ls, w->conn, w->req_id, reached);
 		drop_waiter(ls, i);
@@ -658,6 +820,7 @@ static void arm_expiry_timer(struct lsrv *ls)
 
 static void grant_and_answer(struct lsrv *ls, struct conn *c, Request *req);
 static void reseq_and_commit(struct lsrv *ls, struct pend *p);
+static void index_and_commit(struct lsrv *ls, struct pend *p);
 static void ensure_reservation(struct lsrv *ls, uint32_t count);
 
 static uint32_t pend_count(const struct pend *p)
@@ -682,8 +845,10 @@ static void drain_pending(struct lsrv *ls)
 			grant_and_answer(ls, p->conn, p->req);
 			whizbang__v1__request__free_unpacked(p->req, NULL);
 			free(p);
-		} else {
+		} else if (p->kind == PEND_RESEQ) {
 			reseq_and_commit(ls, p);
+		} else {
+			index_and_commit(ls, p);
 		}
 	}
 }
@@ -739,7 +904,14 @@ static void record_final(struct lsrv *ls, const struct lop *op)
 	}
 	struct settled e = {op->seq, mono_ms(), ps, gap};
 	settled_push(ls, &e);
-	ls->entries_applied += op->applied;
+	ls->sums.entries += op->sums.entries;
+	ls->sums.failures += op->sums.failures;
+	ls->sums.explosions += op->sums.explosions;
+	ls->sums.exploded_ids += op->sums.exploded_ids;
+	ls->sums.explosion_us += op->sums.explosion_us;
+	if (op->sums.failures > 0)
+		srv_log(LOG_INFO, "apply_failed", "entries=%llu watermark=%llu",
+		        (unsigned long long)op->sums.failures, (unsigned long long)op->watermark);
 	if (op->watermark > ls->watermark)
 		ls->watermark = op->watermark;
 	settled_apply(ls);
@@ -815,23 +987,27 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 		} else {
 			bool reseq = op->entry.reason == LEDGER_RECOVERED_RESEQUENCED;
 			uint64_t orig = op->entry.original_seq;
-			if (req->commit->ack == WHIZBANG__V1__ACK__ACK_APPLIED &&
-			    ls->watermark < op->seq && srv->shutting_down) {
+			bool index = req->body_case != WHIZBANG__V1__REQUEST__BODY_COMMIT;
+			bool applied = index || req->commit->ack == WHIZBANG__V1__ACK__ACK_APPLIED;
+			if (applied && ls->watermark < op->seq && srv->shutting_down) {
 				srv_send_error(
 				        c, base->req_id, WB_SHUTTING_DOWN,
-				        "the commit is durable, but the server is shutting down "
+				        "the change is durable, but the server is shutting down "
 				        "before the watermark reached it");
-			} else if (req->commit->ack == WHIZBANG__V1__ACK__ACK_APPLIED &&
-			           ls->watermark < op->seq) {
-				struct waiter w = {c,           base->req_id, op->seq, UINT64_MAX,
-				                   WAIT_COMMIT, reseq,        orig};
+			} else if (applied && ls->watermark < op->seq) {
+				struct waiter w = {c,     base->req_id,
+				                   op->seq, UINT64_MAX,
+				                   index ? WAIT_INDEX : WAIT_COMMIT,
+				                   reseq, orig};
 				if (add_waiter(ls, &w) != 0)
 					srv_send_error(
 					        c, base->req_id, WB_RESOURCE_EXHAUSTED,
-					        "the commit is durable, but the server is out "
+					        "the change is durable, but the server is out "
 					        "of memory to wait for the watermark");
+			} else if (index) {
+				answer_index(ls, c, base->req_id, op->seq);
 			} else {
-				answer_commit(ls, c, base->req_id, op->seq, reseq, orig);
+				answer_commit(ls, c, base->req_id, op->seq, reseq, orig, applied);
 			}
 		}
 	}
@@ -1029,6 +1205,84 @@ static void resequence(struct lsrv *ls, struct conn *c, Request *req, const char
 	p->source_position = source_position;
 	p->orig_seq = req->commit->sequence;
 	p->orig_expiry_us = orig_expiry_us;
+	*kept = true;
+	enqueue(ls, p);
+}
+
+/* CreateIndex and DropIndex are ledger operations of their own, so that
+ * replay rebuilds the indexes: a sequence of projection "$index" is leased
+ * and committed at once with the one op; the answer goes out once the
+ * watermark has passed it (answer_index()). */
+static void index_and_commit(struct lsrv *ls, struct pend *p)
+{
+	struct conn *c = p->conn;
+	Request *req = p->req;
+	struct lease *got[1];
+	char why[256];
+	struct lease_grant_args args = {.projection = "$index", .count = 1};
+	int rc = lease_grant(ls->t, mono_ms(), &args, got, why, sizeof(why));
+	if (rc != 0) {
+		if (!c->closing)
+			srv_send_error(c, req->id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc,
+			               "no sequence for the index change: %s", why);
+		goto done;
+	}
+	lease_finish(ls->t, got[0], LEASE_COMMITTED, mono_ms());
+	bool create = req->body_case == WHIZBANG__V1__REQUEST__BODY_CREATE_INDEX;
+	Whizbang__V1__IndexSpec spec = WHIZBANG__V1__INDEX_SPEC__INIT;
+	spec.type = create ? req->create_index->type : req->drop_index->type;
+	spec.field = create ? req->create_index->field : req->drop_index->field;
+	Whizbang__V1__Op op = WHIZBANG__V1__OP__INIT, *ops[1] = {&op};
+	op.kind_case = create ? WHIZBANG__V1__OP__KIND_CREATE_INDEX : WHIZBANG__V1__OP__KIND_DROP_INDEX;
+	if (create)
+		op.create_index = &spec;
+	else
+		op.drop_index = &spec;
+	size_t len;
+	uint8_t *packed = pack_ops(ops, 1, &len);
+	struct final_args a = {
+	        .kind = LEDGER_COMMITTED,
+	        .reason = LEDGER_REASON_NONE,
+	        .conn = c->closing ? NULL : c,
+	        .req = req,
+	        .ops = packed,
+	        .ops_len = len,
+	};
+	rc = packed == NULL ? WB_E_NOMEM : submit_final(ls, got[0], &a);
+	free(packed);
+	if (rc == 0) {
+		free(p);
+		return; /* the op keeps req */
+	}
+	struct final_args gap = {.kind = LEDGER_GAP, .reason = LEDGER_GAP_RELEASED};
+	submit_final(ls, got[0], &gap);
+	if (!c->closing)
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+done:
+	whizbang__v1__request__free_unpacked(req, NULL);
+	free(p);
+}
+
+static void handle_index(struct lsrv *ls, struct conn *c, Request *req, bool *kept)
+{
+	bool create = req->body_case == WHIZBANG__V1__REQUEST__BODY_CREATE_INDEX;
+	const char *type = create ? req->create_index->type : req->drop_index->type;
+	const char *field = create ? req->create_index->field : req->drop_index->field;
+	size_t tl = strlen(type), fl = strlen(field);
+	if (tl == 0 || tl > PROJ_NAME_MAX || fl == 0 || fl > PROJ_NAME_MAX) {
+		srv_send_error(c, req->id, WB_BAD_REQUEST,
+		               "%s: type and field must be 1..255 bytes each",
+		               create ? "CreateIndex" : "DropIndex");
+		return;
+	}
+	struct pend *p = calloc(1, sizeof(*p));
+	if (p == NULL) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
+	p->kind = PEND_INDEX;
+	p->conn = c;
+	p->req = req;
 	*kept = true;
 	enqueue(ls, p);
 }
@@ -1282,6 +1536,13 @@ static bool ledger_collect_cb(const struct ledger_entry *e, void *arg)
 	if (list != NULL) {
 		le->n_ops = list->n_ops;
 		le->ops = list->ops;
+		le->applied = list->applied;
+		le->apply_error = list->error_code;
+		le->apply_error_message = list->error_message;
+		le->failed_op = list->failed_op;
+	} else {
+		/* Nothing to apply: a gap, or an entry without ops. */
+		le->applied = true;
 	}
 	col->lists[col->n] = list;
 	col->n++;
@@ -1357,6 +1618,21 @@ static void handle_wait(struct lsrv *ls, struct conn *c, Request *req)
 		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 }
 
+/* Ops are checked before anything is leased or written: a bad clause or
+ * value is the client's to fix, answered at once with the op's position. */
+static bool check_ops(struct conn *c, uint64_t id, Whizbang__V1__Op **ops, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		char msg[256];
+		int rc = proj_check_op(ops[i], msg, sizeof(msg));
+		if (rc != 0) {
+			srv_send_error(c, id, rc, "op %zu: %s", i + 1, msg);
+			return false;
+		}
+	}
+	return true;
+}
+
 bool lsrv_dispatch(struct conn *c, Request *req)
 {
 	struct lsrv *ls = c->srv->lsrv;
@@ -1372,10 +1648,12 @@ bool lsrv_dispatch(struct conn *c, Request *req)
 		handle_release(ls, c, req, &kept);
 		break;
 	case WHIZBANG__V1__REQUEST__BODY_STAGE:
-		handle_stage(ls, c, req, &kept);
+		if (check_ops(c, req->id, req->stage->ops, req->stage->n_ops))
+			handle_stage(ls, c, req, &kept);
 		break;
 	case WHIZBANG__V1__REQUEST__BODY_COMMIT:
-		handle_commit(ls, c, req, &kept);
+		if (check_ops(c, req->id, req->commit->ops, req->commit->n_ops))
+			handle_commit(ls, c, req, &kept);
 		break;
 	case WHIZBANG__V1__REQUEST__BODY_READ_LEDGER:
 		handle_read_ledger(ls, c, req);
@@ -1385,6 +1663,10 @@ bool lsrv_dispatch(struct conn *c, Request *req)
 		break;
 	case WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK:
 		handle_wait(ls, c, req);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_CREATE_INDEX:
+	case WHIZBANG__V1__REQUEST__BODY_DROP_INDEX:
+		handle_index(ls, c, req, &kept);
 		break;
 	default:
 		srv_send_error(c, req->id, WB_BAD_REQUEST, "not a lease or ledger request");
@@ -1434,12 +1716,15 @@ void lsrv_conn_closed(struct conn *c)
 
 /* ------------------------------------------------------------ start, stop */
 
+struct init_apply_arg {
+	const struct proj_config *pcfg;
+	struct apply_sums sums;
+};
+
 static int init_apply(struct storage_txn *txn, const struct ledger_entry *e, void *arg)
 {
-	(void)txn;
-	(void)e;
-	(*(uint64_t *)arg)++;
-	return 0;
+	struct init_apply_arg *a = arg;
+	return apply_entry(txn, e, a->pcfg, &a->sums);
 }
 
 int lsrv_init(struct srv *srv, char *errmsg, size_t errlen)
@@ -1450,22 +1735,47 @@ int lsrv_init(struct srv *srv, char *errmsg, size_t errlen)
 		return WB_E_NOMEM;
 	}
 	ls->srv = srv;
+	ls->pcfg.max_scan = srv->cfg.max_scan;
 	struct storage_txn *txn;
 	struct ledger_recovery rec;
-	uint64_t applied = 0;
-	int rc = storage_txn_begin(srv->st, NULL, 0, &txn);
-	if (rc == 0) {
-		rc = ledger_recover(txn, srv_wall_us(), init_apply, &applied, &rec);
+	struct init_apply_arg ia = {.pcfg = &ls->pcfg};
+	uint64_t rebuilding = 0;
+	int rc = 0;
+	/* Recovery applies entries too, which may fill the map: grow and
+	 * run it again (nothing of a failed attempt stays). */
+	for (int attempt = 0; attempt < 8; attempt++) {
+		memset(&ia.sums, 0, sizeof(ia.sums));
+		rc = storage_txn_begin(srv->st, NULL, 0, &txn);
+		if (rc != 0)
+			break;
+		rc = meta_get_u64(txn, PROJ_REBUILD_KEY, 0, &rebuilding);
+		if (rc == 0 && rebuilding != 0) {
+			storage_txn_abort(txn);
+			snprintf(errmsg, errlen,
+			         "the read models were being rebuilt by a replay that did not "
+			         "finish: run `whizbangd replay --data-dir %s` again",
+			         srv->cfg.data_dir);
+			free(ls);
+			return WB_E_INVAL;
+		}
+		if (rc == 0)
+			rc = ledger_recover(txn, srv_wall_us(), init_apply, &ia, &rec);
 		if (rc == 0)
 			rc = storage_txn_commit(txn);
 		else
 			storage_txn_abort(txn);
+		if (rc != WB_E_MAPFULL)
+			break;
+		rc = storage_grow(srv->st, 64u << 20);
+		if (rc != 0)
+			break;
 	}
 	if (rc != 0) {
 		snprintf(errmsg, errlen, "ledger recovery failed: %s", wb_strerror(rc));
 		free(ls);
 		return rc;
 	}
+	ls->sums = ia.sums;
 	ls->watermark = rec.watermark;
 	ls->all.gaps = rec.gaps;
 	const struct srv_config *cfg = &srv->cfg;
@@ -1554,6 +1864,12 @@ static double efficiency(uint64_t committed, uint64_t expired)
 
 void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 {
+	s->entries_applied = srv->lsrv->sums.entries;
+	s->apply_failures = srv->lsrv->sums.failures;
+	s->explosions = srv->lsrv->sums.explosions;
+	s->exploded_ids = srv->lsrv->sums.exploded_ids;
+	s->explosion_us_total = srv->lsrv->sums.explosion_us;
+	s->queries = srv->queries;
 	struct lsrv *ls = srv->lsrv;
 	struct lease_counts lc;
 	lease_get_counts(ls->t, &lc);

@@ -122,6 +122,23 @@ void srv_send(struct conn *c, const Response *resp)
 	mark_dirty(c);
 }
 
+void srv_send_packed(struct conn *c, const uint8_t *resp, size_t n)
+{
+	if (c->closing)
+		return;
+	if (n > UINT32_MAX || out_reserve(c, FRAME_HEADER + n) != 0) {
+		srv_log(LOG_ERROR, "response_dropped", "conn=%llu bytes=%zu reason=no_memory",
+		        (unsigned long long)c->id, n);
+		conn_close(c);
+		return;
+	}
+	frame_put_header(c->out + c->out_len, (uint32_t)n);
+	memcpy(c->out + c->out_len + FRAME_HEADER, resp, n);
+	c->out_len += FRAME_HEADER + n;
+	c->srv->requests_total++;
+	mark_dirty(c);
+}
+
 __attribute__((format(printf, 5, 0))) static void send_error_v(struct conn *c, uint64_t id,
                                                                int code, int64_t actual_version,
                                                                const char *fmt, va_list ap)
@@ -716,8 +733,20 @@ static void append_done(struct srv *srv, struct srv_op *base)
 	append_op_free(op);
 }
 
+/* Lets a connection go on after work of it ended (it may have been paused
+ * at --max-inflight) or be freed. */
+static void conn_after_work(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->closing)
+		conn_maybe_free(c);
+	else if (!conn_paused(c))
+		conn_process(c);
+}
+
 /* Answers an op that came back from the writer, then lets its connection
- * go on (it may have been paused at --max-inflight) or be freed. */
+ * go on. */
 static void op_done(struct srv *srv, struct srv_op *op)
 {
 	struct conn *c = op->conn;
@@ -725,12 +754,24 @@ static void op_done(struct srv *srv, struct srv_op *op)
 		c->inflight--;
 	srv->inflight--;
 	op->done(srv, op);
-	if (c == NULL)
-		return;
-	if (c->closing)
-		conn_maybe_free(c);
-	else if (!conn_paused(c))
-		conn_process(c);
+	conn_after_work(c);
+}
+
+void srv_work_begin(struct srv *srv, struct conn *c)
+{
+	c->inflight++;
+	srv->inflight++;
+}
+
+void srv_work_done(struct srv *srv, struct conn *c)
+{
+	c->inflight--;
+	/* A shutdown that timed out has stopped counting. */
+	if (srv->inflight > 0)
+		srv->inflight--;
+	flush_all(srv);
+	conn_after_work(c);
+	shutdown_check(srv);
 }
 
 /* Runs on the writer thread. The async handle is closed at shutdown, after
@@ -821,7 +862,17 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 	case WHIZBANG__V1__REQUEST__BODY_READ_LEDGER:
 	case WHIZBANG__V1__REQUEST__BODY_GET_WATERMARK:
 	case WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK:
+	case WHIZBANG__V1__REQUEST__BODY_CREATE_INDEX:
+	case WHIZBANG__V1__REQUEST__BODY_DROP_INDEX:
 		if (lsrv_dispatch(c, req))
+			return; /* kept until its answer */
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_GET_ENTITY:
+	case WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES:
+	case WHIZBANG__V1__REQUEST__BODY_EXPLAIN:
+	case WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES:
+	case WHIZBANG__V1__REQUEST__BODY_VERIFY:
+		if (psrv_dispatch(c, req))
 			return; /* kept until its answer */
 		break;
 	default:

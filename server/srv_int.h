@@ -92,6 +92,8 @@ struct srv {
 	uint64_t requests_total;
 	uint64_t errors_total;
 	uint64_t events_appended;
+	uint64_t queries;
+	bool verifying;
 };
 
 /* Bytes of envelope allowed for around the items of a read answer: a page
@@ -107,6 +109,15 @@ uint64_t srv_wall_us(void);
 
 /* Packs resp into c's output (written at the end of the loop turn). */
 void srv_send(struct conn *c, const Response *resp);
+
+/* Queues an already packed Response (n bytes) on c, framed. */
+void srv_send_packed(struct conn *c, const uint8_t *resp, size_t n);
+
+/* Work off the loop (a libuv worker) for c: begin counts it in flight, so
+ * neither c nor the server goes away before it ends; done ends it (on the
+ * loop, after the answer). */
+void srv_work_begin(struct srv *srv, struct conn *c);
+void srv_work_done(struct srv *srv, struct conn *c);
 
 /* Answers request id on c with an error: code, and a message from fmt. */
 void srv_send_error(struct conn *c, uint64_t id, int code, const char *fmt, ...)
@@ -139,6 +150,12 @@ void lsrv_conn_closed(struct conn *c);
 
 /* Stops the lease timers at shutdown. */
 void lsrv_shutdown(struct srv *srv);
+
+/* ---- proj_srv.c ---- */
+
+/* Handles GetEntity, QueryEntities, Explain, ListIndexes and Verify on a
+ * worker thread. Returns true when it kept req (freed after the answer). */
+bool psrv_dispatch(struct conn *c, Request *req);
 
 /* Adds the lease and ledger figures to s. Strings and arrays it sets stay
  * valid until the next call. */

@@ -41,6 +41,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,6 +77,8 @@ static const char *const db_names[STORAGE_DB_COUNT] = {
 
 struct storage {
 	MDB_env *env;
+	/* whizbang.lock, held with flock(LOCK_EX): one process per store */
+	int lock_fd;
 	MDB_dbi dbi[STORAGE_DB_COUNT];
 	uint64_t page_size;
 	/* Read side: held by every read transaction for its lifetime, and
@@ -319,6 +323,27 @@ int storage_open(struct storage **out, const struct storage_options *opts, char 
 	}
 	s->pool_max = max_readers < READ_POOL_MAX ? max_readers : READ_POOL_MAX;
 
+	/* LMDB lets several processes share an environment, but a second
+	 * whizbangd (or an offline replay beside a server) would each keep
+	 * the ledger's state in memory and write over the other's. */
+	char lock_path[4096];
+	snprintf(lock_path, sizeof(lock_path), "%s/whizbang.lock", opts->path);
+	s->lock_fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+	if (s->lock_fd < 0) {
+		rc = errno;
+		set_err(errmsg, errlen, "storage: %s: %s", lock_path, strerror(rc));
+		free(s);
+		return WB_E_IO;
+	}
+	if (flock(s->lock_fd, LOCK_EX | LOCK_NB) != 0) {
+		rc = errno;
+		set_err(errmsg, errlen, "storage: %s is in use by another process (%s is locked)",
+		        opts->path, lock_path);
+		close(s->lock_fd);
+		free(s);
+		return rc == EWOULDBLOCK ? WB_E_AGAIN : WB_E_IO;
+	}
+
 	step = "rwlock init";
 	rc = init_map_lock(&s->map_lock);
 	if (rc != 0)
@@ -374,6 +399,7 @@ err_after_pool_lock:
 err_after_map_lock:
 	pthread_rwlock_destroy(&s->map_lock);
 err_after_alloc:
+	close(s->lock_fd);
 	free(s);
 	set_err(errmsg, errlen, "storage: %s: %s: %s", opts->path, step, mdb_strerror(rc));
 	return from_mdb(rc);
@@ -393,6 +419,7 @@ void storage_close(struct storage *s)
 	mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->pool_lock);
 	pthread_rwlock_destroy(&s->map_lock);
+	close(s->lock_fd);
 	free(s);
 }
 

@@ -1,0 +1,586 @@
+/* Read-model requests (DESIGN.md §7): GetEntity, QueryEntities, Explain,
+ * ListIndexes and Verify.
+ *
+ * Happy path: the request goes to a libuv worker thread, which reads from
+ * a snapshot (a read transaction of its own), builds the answer and packs
+ * it there; the loop only sends the packed bytes. A big query or a Verify
+ * therefore never stalls the loop, and the snapshot never outlives the
+ * work. The connection counts the work as in flight, so it is not freed
+ * before the answer comes back.
+ *
+ * Failure modes: a closed connection drops the answer; a storage failure
+ * answers the mapped error; a refused scan answers QUERY_TOO_EXPENSIVE with
+ * the counts; a second Verify while one runs answers RESOURCE_EXHAUSTED.
+ * Verify copies the store (compacting, from one snapshot) into a scratch
+ * directory inside the data directory, replays its ledger into another,
+ * compares the digests and removes both. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "eval.h"
+#include "ledger.h"
+#include "log.h"
+#include "proj.h"
+#include "replay.h"
+#include "srv_int.h"
+#include "wb_error.h"
+
+/* ------------------------------------------------------------ arena */
+
+/* Memory for building one answer, freed at once. */
+struct arena {
+	struct block *blocks;
+};
+
+struct block {
+	struct block *next;
+	size_t used, cap;
+	max_align_t data[];
+};
+
+static void *arena_alloc(struct arena *a, size_t n)
+{
+	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	struct block *b = a->blocks;
+	if (b == NULL || b->cap - b->used < n) {
+		size_t cap = n > 65536 ? n : 65536;
+		b = malloc(sizeof(*b) + cap);
+		if (b == NULL)
+			return NULL;
+		b->used = 0;
+		b->cap = cap;
+		b->next = a->blocks;
+		a->blocks = b;
+	}
+	void *p = (char *)b->data + b->used;
+	b->used += n;
+	memset(p, 0, n);
+	return p;
+}
+
+static char *arena_strndup(struct arena *a, const void *s, size_t n)
+{
+	char *p = arena_alloc(a, n + 1);
+	if (p != NULL) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+static void arena_free(struct arena *a)
+{
+	while (a->blocks != NULL) {
+		struct block *b = a->blocks;
+		a->blocks = b->next;
+		free(b);
+	}
+}
+
+/* ------------------------------------------------------------ work */
+
+struct pwork {
+	uv_work_t work;
+	struct srv *srv;
+	struct conn *conn;
+	Request *req;
+	struct proj_config pcfg;
+	/* the answer, built on the worker */
+	uint8_t *out;
+	size_t out_len;
+	int rc;
+	char msg[512];
+};
+
+static int work_fail(struct pwork *w, int rc, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static int work_fail(struct pwork *w, int rc, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(w->msg, sizeof(w->msg), fmt, ap);
+	va_end(ap);
+	w->rc = rc;
+	return rc;
+}
+
+/* Packs resp as the work's answer. */
+static int pack_answer(struct pwork *w, Response *resp)
+{
+	resp->id = w->req->id;
+	size_t n = whizbang__v1__response__get_packed_size(resp);
+	if (n > w->srv->cfg.max_frame)
+		return work_fail(w, WB_RESOURCE_EXHAUSTED,
+		                 "the answer would be %zu bytes, more than --max-frame", n);
+	w->out = malloc(n > 0 ? n : 1);
+	if (w->out == NULL)
+		return work_fail(w, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+	w->out_len = whizbang__v1__response__pack(resp, w->out);
+	return 0;
+}
+
+static Whizbang__V1__Value *value_pb(struct arena *a, const struct proj_value *v)
+{
+	Whizbang__V1__Value *pv = arena_alloc(a, sizeof(*pv));
+	if (pv == NULL)
+		return NULL;
+	whizbang__v1__value__init(pv);
+	switch (v->type) {
+	case PROJ_NULL:
+		pv->kind_case = WHIZBANG__V1__VALUE__KIND_NULL_VALUE;
+		pv->null_value = true;
+		break;
+	case PROJ_BOOL:
+		pv->kind_case = WHIZBANG__V1__VALUE__KIND_BOOL_VALUE;
+		pv->bool_value = v->u.b;
+		break;
+	case PROJ_INT:
+		pv->kind_case = WHIZBANG__V1__VALUE__KIND_INT_VALUE;
+		pv->int_value = v->u.i;
+		break;
+	case PROJ_DOUBLE:
+		pv->kind_case = WHIZBANG__V1__VALUE__KIND_DOUBLE_VALUE;
+		pv->double_value = v->u.d;
+		break;
+	case PROJ_STRING:
+		pv->kind_case = WHIZBANG__V1__VALUE__KIND_STRING_VALUE;
+		pv->string_value = arena_strndup(a, v->u.s.p, v->u.s.len);
+		if (pv->string_value == NULL)
+			return NULL;
+		break;
+	case PROJ_BYTES:
+		pv->kind_case = WHIZBANG__V1__VALUE__KIND_BYTES_VALUE;
+		/* Points into the snapshot: packed before it ends. */
+		pv->bytes_value.data = (uint8_t *)v->u.s.p;
+		pv->bytes_value.len = v->u.s.len;
+		break;
+	}
+	return pv;
+}
+
+static Whizbang__V1__Entity *entity_pb(struct arena *a, const char *type, const char *id,
+                                       size_t id_len, const struct proj_record *r)
+{
+	Whizbang__V1__Entity *e = arena_alloc(a, sizeof(*e));
+	if (e == NULL)
+		return NULL;
+	whizbang__v1__entity__init(e);
+	e->type = (char *)type;
+	e->id = arena_strndup(a, id, id_len);
+	e->version = r->version;
+	e->created_sequence = r->created_seq;
+	e->updated_sequence = r->updated_seq;
+	e->fields = arena_alloc(a, (r->nfields > 0 ? r->nfields : 1) * sizeof(*e->fields));
+	if (e->id == NULL || e->fields == NULL)
+		return NULL;
+	size_t off = 0;
+	struct proj_field f;
+	while (proj_record_next(r, &off, &f)) {
+		Whizbang__V1__Field *pf = arena_alloc(a, sizeof(*pf));
+		if (pf == NULL)
+			return NULL;
+		whizbang__v1__field__init(pf);
+		pf->name = arena_strndup(a, f.name, f.name_len);
+		pf->value = value_pb(a, &f.v);
+		if (pf->name == NULL || pf->value == NULL)
+			return NULL;
+		e->fields[e->n_fields++] = pf;
+	}
+	return e;
+}
+
+static const Whizbang__V1__Expr *where_expr(const Whizbang__V1__Where *w)
+{
+	return w != NULL ? w->expr : NULL;
+}
+
+/* Answers a refused scan or a storage failure of the work. */
+static int storage_fail(struct pwork *w, int rc, const char *type, const struct proj_plan *plan)
+{
+	if (rc == WB_QUERY_TOO_EXPENSIVE)
+		return work_fail(w, rc,
+		                 "a scan of %s would examine %llu entities, more than --max-scan "
+		                 "%llu: add an index on a field of the clause (see Explain)",
+		                 type, (unsigned long long)plan->type_entities,
+		                 (unsigned long long)w->pcfg.max_scan);
+	if (rc == WB_BAD_REQUEST)
+		return work_fail(w, rc, "type and id must be 1..255 bytes without NUL");
+	return work_fail(w, wb_error_to_wire(rc), "reading the read models: %s",
+	                 wb_strerror(rc));
+}
+
+static void do_get(struct pwork *w, struct storage_txn *txn)
+{
+	const Whizbang__V1__GetEntity *g = w->req->get_entity;
+	struct proj_record r;
+	int rc = proj_get(txn, g->type, strlen(g->type), g->id, strlen(g->id), &r);
+	if (rc == WB_E_NOTFOUND) {
+		work_fail(w, WB_NOT_FOUND, "no entity %s/%s", g->type, g->id);
+		return;
+	}
+	if (rc != 0) {
+		storage_fail(w, rc, g->type, NULL);
+		return;
+	}
+	struct arena a = {0};
+	Whizbang__V1__GetEntityResult res = WHIZBANG__V1__GET_ENTITY_RESULT__INIT;
+	res.entity = entity_pb(&a, g->type, g->id, strlen(g->id), &r);
+	if (res.entity == NULL) {
+		work_fail(w, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+	} else {
+		Response resp = WHIZBANG__V1__RESPONSE__INIT;
+		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_GET_ENTITY;
+		resp.get_entity = &res;
+		pack_answer(w, &resp);
+	}
+	arena_free(&a);
+}
+
+struct qcollect {
+	struct arena a;
+	const char *type;
+	Whizbang__V1__Entity **ents;
+	size_t n, cap;
+	size_t bytes, budget;
+	bool full;
+	bool nomem;
+};
+
+static int query_visit(const char *id, size_t id_len, const struct proj_record *r, void *arg)
+{
+	struct qcollect *q = arg;
+	Whizbang__V1__Entity *e = entity_pb(&q->a, q->type, id, id_len, r);
+	if (e == NULL) {
+		q->nomem = true;
+		return PROJ_STOP;
+	}
+	size_t sz = whizbang__v1__entity__get_packed_size(e) + 8;
+	if (q->n > 0 && q->bytes + sz > q->budget) {
+		q->full = true;
+		return PROJ_STOP;
+	}
+	if (q->n == q->cap) {
+		size_t cap = q->cap > 0 ? q->cap * 2 : 64;
+		Whizbang__V1__Entity **ne = realloc(q->ents, cap * sizeof(*ne));
+		if (ne == NULL) {
+			q->nomem = true;
+			return PROJ_STOP;
+		}
+		q->ents = ne;
+		q->cap = cap;
+	}
+	q->ents[q->n++] = e;
+	q->bytes += sz;
+	return 0;
+}
+
+static void do_query(struct pwork *w, struct storage_txn *txn)
+{
+	const Whizbang__V1__QueryEntities *qe = w->req->query_entities;
+	uint32_t limit = qe->limit;
+	if (limit == 0 || limit > w->srv->cfg.max_query_count)
+		limit = (uint32_t)w->srv->cfg.max_query_count;
+	struct qcollect q = {.type = qe->type, .budget = w->srv->cfg.max_frame - READ_ENVELOPE};
+	struct proj_query_info info;
+	int rc = proj_query(txn, qe->type, strlen(qe->type), where_expr(qe->where), qe->after,
+	                    strlen(qe->after), limit, &w->pcfg, query_visit, &q, &info);
+	if (rc == 0 && q.nomem)
+		work_fail(w, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+	else if (rc != 0)
+		storage_fail(w, rc, qe->type, &info.plan);
+	if (rc == 0 && !q.nomem) {
+		Whizbang__V1__QueryResult res = WHIZBANG__V1__QUERY_RESULT__INIT;
+		res.n_entities = q.n;
+		res.entities = q.ents;
+		res.next_after = q.n > 0 ? q.ents[q.n - 1]->id : (char *)qe->after;
+		res.end = info.end && !q.full;
+		res.strategy = info.plan.strategy;
+		res.plan = info.plan.text;
+		res.examined = info.examined;
+		struct ledger_state st;
+		if (ledger_get_state(txn, &st) == 0)
+			res.watermark = st.watermark;
+		Response resp = WHIZBANG__V1__RESPONSE__INIT;
+		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_QUERY;
+		resp.query = &res;
+		pack_answer(w, &resp);
+	}
+	free(q.ents);
+	arena_free(&q.a);
+}
+
+static void do_explain(struct pwork *w, struct storage_txn *txn)
+{
+	const Whizbang__V1__Explain *x = w->req->explain;
+	struct proj_plan plan;
+	int rc = proj_explain(txn, x->type, strlen(x->type), where_expr(x->where), &w->pcfg, &plan);
+	if (rc != 0) {
+		storage_fail(w, rc, x->type, &plan);
+		return;
+	}
+	Whizbang__V1__PlanResult res = WHIZBANG__V1__PLAN_RESULT__INIT;
+	res.strategy = plan.strategy;
+	res.plan = plan.text;
+	res.estimated_candidates = plan.estimate;
+	res.type_entities = plan.type_entities;
+	res.refused = plan.refused;
+	res.max_scan = w->pcfg.max_scan;
+	Response resp = WHIZBANG__V1__RESPONSE__INIT;
+	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_PLAN;
+	resp.plan = &res;
+	pack_answer(w, &resp);
+}
+
+struct icollect {
+	struct arena a;
+	Whizbang__V1__IndexInfo **list;
+	size_t n, cap;
+};
+
+static int index_visit(const struct proj_index_info *info, void *arg)
+{
+	struct icollect *ic = arg;
+	if (ic->n == ic->cap) {
+		size_t cap = ic->cap > 0 ? ic->cap * 2 : 16;
+		Whizbang__V1__IndexInfo **nl = realloc(ic->list, cap * sizeof(*nl));
+		if (nl == NULL)
+			return WB_E_NOMEM;
+		ic->list = nl;
+		ic->cap = cap;
+	}
+	Whizbang__V1__IndexInfo *ii = arena_alloc(&ic->a, sizeof(*ii));
+	if (ii == NULL)
+		return WB_E_NOMEM;
+	whizbang__v1__index_info__init(ii);
+	ii->type = arena_strndup(&ic->a, info->type, strlen(info->type));
+	ii->field = arena_strndup(&ic->a, info->field, strlen(info->field));
+	if (ii->type == NULL || ii->field == NULL)
+		return WB_E_NOMEM;
+	ii->entries = info->entries;
+	ii->created_sequence = info->created_seq;
+	ic->list[ic->n++] = ii;
+	return 0;
+}
+
+static void do_list_indexes(struct pwork *w, struct storage_txn *txn)
+{
+	struct icollect ic = {0};
+	int rc = proj_index_list(txn, w->req->list_indexes->type, index_visit, &ic);
+	if (rc != 0) {
+		storage_fail(w, rc, w->req->list_indexes->type, NULL);
+	} else {
+		Whizbang__V1__IndexList res = WHIZBANG__V1__INDEX_LIST__INIT;
+		res.n_indexes = ic.n;
+		res.indexes = ic.list;
+		Response resp = WHIZBANG__V1__RESPONSE__INIT;
+		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_INDEXES;
+		resp.indexes = &res;
+		pack_answer(w, &resp);
+	}
+	free(ic.list);
+	arena_free(&ic.a);
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+static void do_verify(struct pwork *w)
+{
+	uint64_t t0 = mono_us();
+	char snap[1100], scratch[1100];
+	snprintf(snap, sizeof(snap), "%s/.verify-snapshot-XXXXXX", w->srv->cfg.data_dir);
+	snprintf(scratch, sizeof(scratch), "%s/.verify-replay-XXXXXX", w->srv->cfg.data_dir);
+	if (mkdtemp(snap) == NULL) {
+		work_fail(w, WB_INTERNAL, "cannot make a scratch directory in the data directory");
+		return;
+	}
+	if (mkdtemp(scratch) == NULL || rmdir(scratch) != 0) {
+		rmdir(snap);
+		work_fail(w, WB_INTERNAL, "cannot make a scratch directory in the data directory");
+		return;
+	}
+	/* One consistent snapshot, copied: the server keeps writing. */
+	int rc = storage_backup(w->srv->st, snap, true);
+	struct storage *copy = NULL;
+	char err[256] = "";
+	if (rc == 0) {
+		struct storage_options so = {.path = snap, .no_sync = true};
+		rc = storage_open(&copy, &so, err, sizeof(err));
+	}
+	struct proj_verify_result vr;
+	if (rc == 0)
+		rc = proj_verify(copy, scratch, &w->pcfg, NULL, NULL, &vr, err, sizeof(err));
+	storage_close(copy);
+	proj_remove_store(snap);
+	if (rc != 0) {
+		work_fail(w, wb_error_to_wire(rc), "verify failed: %s%s%s", wb_strerror(rc),
+		          err[0] != '\0' ? ": " : "", err);
+		return;
+	}
+	Whizbang__V1__VerifyResult res = WHIZBANG__V1__VERIFY_RESULT__INIT;
+	res.match = vr.match;
+	res.live_digest.data = vr.live_digest;
+	res.live_digest.len = PROJ_DIGEST_LEN;
+	res.replay_digest.data = vr.replay_digest;
+	res.replay_digest.len = PROJ_DIGEST_LEN;
+	res.watermark = vr.replay.watermark;
+	res.entries_replayed = vr.replay.entries;
+	res.entities = vr.entities;
+	res.first_difference = vr.first_difference;
+	res.micros = mono_us() - t0;
+	Response resp = WHIZBANG__V1__RESPONSE__INIT;
+	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_VERIFY;
+	resp.verify = &res;
+	pack_answer(w, &resp);
+}
+
+static void work_cb(uv_work_t *req)
+{
+	struct pwork *w = req->data;
+	if (w->req->body_case == WHIZBANG__V1__REQUEST__BODY_VERIFY) {
+		do_verify(w);
+		return;
+	}
+	struct storage_txn *txn;
+	int rc = storage_txn_begin(w->srv->st, NULL, STORAGE_RDONLY, &txn);
+	if (rc != 0) {
+		storage_fail(w, rc, "", NULL);
+		return;
+	}
+	switch (w->req->body_case) {
+	case WHIZBANG__V1__REQUEST__BODY_GET_ENTITY:
+		do_get(w, txn);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES:
+		do_query(w, txn);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_EXPLAIN:
+		do_explain(w, txn);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES:
+		do_list_indexes(w, txn);
+		break;
+	default:
+		work_fail(w, WB_INTERNAL, "not a read-model request");
+		break;
+	}
+	storage_txn_abort(txn);
+}
+
+static void after_work_cb(uv_work_t *req, int status)
+{
+	struct pwork *w = req->data;
+	struct srv *srv = w->srv;
+	struct conn *c = w->conn;
+	if (w->req->body_case == WHIZBANG__V1__REQUEST__BODY_VERIFY)
+		srv->verifying = false;
+	srv->queries++;
+	if (!c->closing) {
+		if (status != 0)
+			srv_send_error(c, w->req->id, WB_INTERNAL, "the request was cancelled");
+		else if (w->rc != 0)
+			srv_send_error(c, w->req->id, w->rc, "%s", w->msg);
+		else
+			srv_send_packed(c, w->out, w->out_len);
+	}
+	free(w->out);
+	whizbang__v1__request__free_unpacked(w->req, NULL);
+	free(w);
+	srv_work_done(srv, c);
+}
+
+/* Checks what can be checked on the loop, before a thread is taken. */
+static bool check_request(struct conn *c, const Request *req)
+{
+	char msg[256];
+	const Whizbang__V1__Where *where = NULL;
+	const char *type = NULL;
+	switch (req->body_case) {
+	case WHIZBANG__V1__REQUEST__BODY_GET_ENTITY:
+		type = req->get_entity->type;
+		if (strlen(req->get_entity->id) == 0 || strlen(req->get_entity->id) > PROJ_ID_MAX) {
+			srv_send_error(c, req->id, WB_BAD_REQUEST, "id must be 1..255 bytes");
+			return false;
+		}
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES:
+		type = req->query_entities->type;
+		where = req->query_entities->where;
+		if (strlen(req->query_entities->after) > PROJ_ID_MAX) {
+			srv_send_error(c, req->id, WB_BAD_REQUEST, "after must be 0..255 bytes");
+			return false;
+		}
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_EXPLAIN:
+		type = req->explain->type;
+		where = req->explain->where;
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES:
+		if (strlen(req->list_indexes->type) > PROJ_NAME_MAX) {
+			srv_send_error(c, req->id, WB_BAD_REQUEST, "type must be 0..255 bytes");
+			return false;
+		}
+		return true;
+	default:
+		return true;
+	}
+	if (strlen(type) == 0 || strlen(type) > PROJ_NAME_MAX) {
+		srv_send_error(c, req->id, WB_BAD_REQUEST, "type must be 1..255 bytes");
+		return false;
+	}
+	if (where != NULL) {
+		if (where->expr == NULL) {
+			srv_send_error(c, req->id, WB_INVALID_EXPRESSION,
+			               "where has no expression (omit where to match all)");
+			return false;
+		}
+		int rc = proj_check_expr(where->expr, msg, sizeof(msg));
+		if (rc != 0) {
+			srv_send_error(c, req->id, rc, "%s", msg);
+			return false;
+		}
+	}
+	return true;
+}
+
+bool psrv_dispatch(struct conn *c, Request *req)
+{
+	struct srv *srv = c->srv;
+	if (!check_request(c, req))
+		return false;
+	bool verify = req->body_case == WHIZBANG__V1__REQUEST__BODY_VERIFY;
+	if (verify && srv->verifying) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		               "a Verify is already running: wait for its answer");
+		return false;
+	}
+	struct pwork *w = calloc(1, sizeof(*w));
+	if (w == NULL) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return false;
+	}
+	w->srv = srv;
+	w->conn = c;
+	w->req = req;
+	w->pcfg.max_scan = srv->cfg.max_scan;
+	w->work.data = w;
+	int rc = uv_queue_work(srv->loop, &w->work, work_cb, after_work_cb);
+	if (rc != 0) {
+		free(w);
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "cannot queue the request: %s",
+		               uv_strerror(rc));
+		return false;
+	}
+	if (verify)
+		srv->verifying = true;
+	srv_work_begin(srv, c);
+	return true;
+}
