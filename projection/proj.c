@@ -20,6 +20,9 @@
 #define ENT_KEY_MAX (PROJ_NAME_MAX + 1u + PROJ_ID_MAX)
 #define META_KEY_MAX (2u + 2u * PROJ_NAME_MAX)
 #define META_INDEX_LEN 20u
+/* LMDB's key limit: an index definition's key ("i", type, 0x00, field)
+ * must fit it. */
+#define META_KEY_LIMIT 511u
 /* Counting stops here when a plan's candidates are estimated; past it the
  * index's kept entry count stands in. */
 #define ESTIMATE_CAP 1024u
@@ -1246,6 +1249,10 @@ static int create_index(struct storage_txn *txn, const Whizbang__V1__IndexSpec *
                         struct opfail *fl, uint64_t *affected)
 {
 	size_t tl = strlen(spec->type), flen = strlen(spec->field);
+	if (tl + flen > META_KEY_LIMIT - 2)
+		return fail(fl, WB_BAD_REQUEST,
+		            "index %s.%s: type and field together must be at most %u bytes",
+		            spec->type, spec->field, META_KEY_LIMIT - 2);
 	struct proj_index_info info;
 	int rc = proj_index_get(txn, spec->type, spec->field, &info);
 	if (rc == 0)
@@ -1627,9 +1634,14 @@ static int apply_op(struct applier *a, Op *op)
 	}
 }
 
+/* A failure that follows from the ops and the state, and would recur on
+ * every run: recorded in the entry rather than stalling the watermark. A
+ * key or value the engine refuses (WB_E_INVAL) and a corrupt record are
+ * such failures too; only a transaction that cannot go on (map full, no
+ * memory, I/O) is not. */
 static bool is_outcome(int rc)
 {
-	return rc > 0 && rc <= WB_WIRE_MAX;
+	return (rc > 0 && rc <= WB_WIRE_MAX) || rc == WB_E_INVAL || rc == WB_E_CORRUPT;
 }
 
 static void drop_explosions(OpList *l)
@@ -1693,7 +1705,9 @@ int proj_apply(struct storage_txn *txn, uint64_t seq, const uint8_t *ops, size_t
 	}
 	if (rc != 0 && is_outcome(rc)) {
 		storage_txn_abort(a.txn);
-		out->error = a.fl.code != 0 ? a.fl.code : rc;
+		if (a.fl.code == 0)
+			snprintf(a.fl.msg, sizeof(a.fl.msg), "%s", wb_strerror(rc));
+		out->error = a.fl.code != 0 ? a.fl.code : wb_error_to_wire(rc);
 		out->failed_op = i;
 		snprintf(out->message, sizeof(out->message), "%s", a.fl.msg);
 		out->affected = 0;
