@@ -1,5 +1,6 @@
 #include "wire.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,8 +9,10 @@
 #include "utf8.h"
 #include "wb_error.h"
 
-/* Nesting deeper than this is refused (the contract nests a few levels). */
-#define MAX_DEPTH 32
+/* Nesting deeper than this is refused. A where clause nests two message
+ * levels per `and`/`or` and one per `not`: 64 levels of clause fit in
+ * well under this, and protobuf-c's recursive unpack stays shallow. */
+#define MAX_DEPTH 160
 
 struct budget {
 	size_t used;
@@ -31,11 +34,19 @@ static void budget_free(void *data, void *ptr)
 	free(ptr);
 }
 
+static int check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                         int depth, bool strings, char *errmsg, size_t errlen);
+
 static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
                                 size_t len, size_t budget)
 {
 	struct budget b = {0, budget};
 	ProtobufCAllocator a = {budget_alloc, budget_free, &b};
+	char why[128];
+	/* protobuf-c recurses once per nesting level: a frame of nested
+	 * where clauses could otherwise run the stack out before any check. */
+	if (check_strings(desc, buf, len, 0, false, why, sizeof(why)) != 0)
+		return NULL;
 	return protobuf_c_message_unpack(desc, &a, len, buf);
 }
 
@@ -79,8 +90,10 @@ static int read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *ou
 	return -1;
 }
 
+/* Walks the encoded message: checks its depth and, with strings, every
+ * string field. */
 static int check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
-                         int depth, char *errmsg, size_t errlen)
+                         int depth, bool strings, char *errmsg, size_t errlen)
 {
 	size_t pos = 0;
 	if (depth > MAX_DEPTH) {
@@ -119,7 +132,7 @@ static int check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *
 		                ? protobuf_c_message_descriptor_get_field(desc,
 		                                                          (unsigned)(tag >> 3))
 		                : NULL;
-		if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING) {
+		if (f != NULL && f->type == PROTOBUF_C_TYPE_STRING && strings) {
 			const char *s = (const char *)buf + pos;
 			size_t bad;
 			if (memchr(s, 0, n) != NULL) {
@@ -133,8 +146,8 @@ static int check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *
 				return WB_BAD_REQUEST;
 			}
 		} else if (f != NULL && f->type == PROTOBUF_C_TYPE_MESSAGE) {
-			int rc = check_strings(f->descriptor, buf + pos, n, depth + 1, errmsg,
-			                       errlen);
+			int rc = check_strings(f->descriptor, buf + pos, n, depth + 1, strings,
+			                       errmsg, errlen);
 			if (rc != 0)
 				return rc;
 		}
@@ -150,5 +163,5 @@ err_truncated:
 int wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
                        char *errmsg, size_t errlen)
 {
-	return check_strings(desc, buf, len, 0, errmsg, errlen);
+	return check_strings(desc, buf, len, 0, true, errmsg, errlen);
 }

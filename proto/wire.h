@@ -14,7 +14,8 @@
 /* Unpacks a Request from buf[0..len), allowing protobuf-c to allocate at most
  * budget bytes in total, so that a small frame full of empty repeated
  * elements cannot make the server allocate far more than it received.
- * Returns NULL when the bytes do not decode or the budget is exceeded. The
+ * Returns NULL when the bytes do not decode, nest messages more than 160 deep
+ * (checked before protobuf-c recurses into them) or the budget is exceeded. The
  * caller frees the result with whizbang__v1__request__free_unpacked(r, NULL).
  * Keeps no reference to buf. */
 Whizbang__V1__Request *wire_unpack_request(const uint8_t *buf, size_t len, size_t budget);

@@ -471,6 +471,47 @@ Test(badinput, undecodable_bytes_bad_request_and_connection_stays)
 	finish();
 }
 
+/* A where clause nested 200 000 deep (a chain of `not`) inside a Commit:
+ * refused before protobuf-c recurses into it, and the server lives on. */
+Test(badinput, deeply_nested_clause_is_refused_without_recursion)
+{
+	start(NULL);
+	int fd = raw_hello();
+	enum { LEVELS = 200000 };
+	struct pb inner = {0};
+	pb_bytes(&inner, 1, "f", 1); /* Exists.field */
+	struct pb e = {0};
+	pb_bytes(&e, 3, inner.buf, inner.len); /* Expr.exists */
+	for (int i = 0; i < LEVELS; i++) {
+		struct pb w = {0};
+		pb_bytes(&w, 7, e.buf, e.len); /* Expr.negate */
+		pb_free(&e);
+		e = w;
+	}
+	struct pb where = {0}, upd = {0}, op = {0}, commit = {0}, req = {0};
+	pb_bytes(&where, 1, e.buf, e.len);
+	pb_bytes(&upd, 1, "T", 1);
+	pb_bytes(&upd, 2, where.buf, where.len);
+	pb_bytes(&op, 2, upd.buf, upd.len);
+	pb_uint(&commit, 1, 1);
+	pb_bytes(&commit, 3, op.buf, op.len);
+	pb_uint(&req, 1, 9);
+	pb_bytes(&req, 13, commit.buf, commit.len);
+	cr_assert_lt(req.len, 4u << 20, "the frame fits --max-frame");
+	send_frame(fd, req.buf, req.len);
+	expect_error(fd, 0, WB_BAD_REQUEST, NULL);
+	expect_pong(fd, 1);
+	pb_free(&inner);
+	pb_free(&e);
+	pb_free(&where);
+	pb_free(&upd);
+	pb_free(&op);
+	pb_free(&commit);
+	pb_free(&req);
+	close(fd);
+	finish();
+}
+
 Test(badinput, request_before_hello)
 {
 	start(NULL);
