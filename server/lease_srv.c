@@ -336,6 +336,9 @@ static void send_body(struct conn *c, uint64_t id, Whizbang__V1__Response__BodyC
 	case WHIZBANG__V1__RESPONSE__BODY_WATERMARK:
 		resp.watermark = body;
 		break;
+	case WHIZBANG__V1__RESPONSE__BODY_INDEX:
+		resp.index = body;
+		break;
 	default:
 		abort(); /* a body this file does not send */
 	}
