@@ -336,9 +336,12 @@ size_t proj_key_encode(const struct proj_value *v, uint8_t *out)
 	case PROJ_STRING:
 	case PROJ_BYTES: {
 		out[n++] = proj_key_tag(v);
-		size_t len = v->u.s.len < PROJ_KEY_TEXT_MAX ? v->u.s.len : PROJ_KEY_TEXT_MAX;
-		for (size_t k = 0; k < len; k++) {
+		/* At most PROJ_KEY_TEXT_MAX encoded bytes: an escaped 0x00
+		 * that would not fit whole ends the text. */
+		for (size_t k = 0; k < v->u.s.len; k++) {
 			uint8_t c = v->u.s.p[k];
+			if (n - 1 + (c == 0 ? 2u : 1u) > PROJ_KEY_TEXT_MAX)
+				break;
 			out[n++] = c;
 			if (c == 0)
 				out[n++] = 0xFF;
@@ -376,7 +379,7 @@ size_t proj_key_len(const uint8_t *k, size_t len)
 			} else if (k[i + 1] == 0x01) {
 				return i + 2;
 			} else if (k[i + 1] == 0xFF) {
-				raw++;
+				raw += 2;
 				i++;
 			} else {
 				return 0;

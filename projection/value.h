@@ -23,10 +23,12 @@
  *            int64 above 2^53 is not always a double; the remainder is < 2048).
  *            So int 100 and double 100.0 share one key: they are equal.
  *   string, bytes: tag, the bytes with 0x00 written as 0x00 0xFF, then the
- *            terminator 0x00 0x01. Only the first PROJ_KEY_TEXT_MAX bytes
- *            of the value are encoded (then terminator): longer values share
+ *            terminator 0x00 0x01. At most PROJ_KEY_TEXT_MAX encoded bytes
+ *            of the value are written (an escaped 0x00 that would not fit
+ *            whole is left out), then the terminator: longer values share
  *            keys with others of the same prefix, so an index yields
- *            candidates that the full clause then filters.
+ *            candidates that the full clause then filters. With the id
+ *            after it, an index entry key stays within LMDB's 511 bytes.
  * Every encoding is self-delimiting, so an index entry key can be the value
  * key followed by the entity id. */
 #ifndef WB_PROJ_VALUE_H
@@ -107,7 +109,7 @@ bool proj_value_order(const struct proj_value *a, const struct proj_value *b, in
 #define PROJ_KEY_BYTES 0x50
 #define PROJ_KEY_TEXT_MAX 200u
 /* The longest key proj_key_encode() writes. */
-#define PROJ_KEY_MAX (1u + 2u * PROJ_KEY_TEXT_MAX + 2u)
+#define PROJ_KEY_MAX (1u + PROJ_KEY_TEXT_MAX + 2u)
 
 /* Writes the index key of v into out[0..PROJ_KEY_MAX) and returns its
  * length. */
