@@ -907,7 +907,10 @@ static int make_plan(struct storage_txn *txn, const struct tctx *t, const Expr *
 	} else {
 		plan->strategy = WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN;
 		plan->estimate = plan->type_entities;
-		plan->refused = plan->type_entities > cfg->max_scan;
+		/* Without a clause every entity read is one answered: a query
+		 * pages through them, bounded by its limit, so it is never
+		 * refused. */
+		plan->refused = where != NULL && plan->type_entities > cfg->max_scan;
 		o = (size_t)snprintf(plan->text, sizeof(plan->text),
 		                     "scan %s (%llu entities%s)\n", t->type,
 		                     (unsigned long long)plan->type_entities,

@@ -28,8 +28,9 @@
 #include "whizbang.pb-c.h"
 
 struct proj_config {
-	/* A scan over a type with more entities than this is refused with
-	 * WB_QUERY_TOO_EXPENSIVE before it starts. */
+	/* A scan that evaluates a clause over a type with more entities than
+	 * this is refused with WB_QUERY_TOO_EXPENSIVE before it starts (a
+	 * query without a clause is not: it reads no more than it answers). */
 	uint64_t max_scan;
 	/* Tests: plan every clause as a scan (to compare with index plans). */
 	bool force_scan;
