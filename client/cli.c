@@ -29,6 +29,11 @@
 #define CLI_TEXT_MAX 80u
 #define CLI_HEX_MAX 32u
 #define CLI_FALLBACK_EVENT_MAX (64u << 20)
+/* verify replays the whole ledger: without --timeout-ms it may take this
+ * long. */
+#define CLI_VERIFY_TIMEOUT_MS 600000
+/* ledger lists this many ids of an explosion, all of them with --ids. */
+#define CLI_LEDGER_IDS 8u
 
 enum { EXIT_USAGE = 2 };
 
@@ -39,10 +44,13 @@ struct cli {
 	const char *server;
 	bool json;
 	int timeout_ms;
+	/* --timeout-ms was given (verify has a longer default otherwise). */
+	bool timeout_set;
 	struct wb_client *client;
 };
 
-static const char usage_text[] =
+/* In parts: C11 compilers need only take string literals of 4095 bytes. */
+static const char usage_commands[] =
         "usage: whizbang [--server HOST:PORT] [--json] [--timeout-ms N] COMMAND [ARGS...]\n"
         "\n"
         "Commands:\n"
@@ -72,12 +80,37 @@ static const char usage_text[] =
         "  commit SEQ --token T [--op TEXT]... [--ack durable|applied] [--reseq]\n"
         "                          commit ops (none is valid); --reseq commits at a new\n"
         "                          sequence when the lease has expired\n"
-        "  ledger [--from SEQ] [--limit N]\n"
-        "                          print ledger entries up to the watermark\n"
+        "  ledger [--from SEQ] [--limit N] [--ids]\n"
+        "                          print ledger entries up to the watermark, with how\n"
+        "                          each was applied and the ids each where clause\n"
+        "                          matched (the first few; --ids: all of them)\n"
         "  watermark [--wait SEQ [--timeout-ms MS]]\n"
         "                          print the watermark, or wait until it reaches SEQ\n"
         "                          (exit status 1 when the wait timed out)\n"
-        "  help                    print this text\n"
+        "\n";
+
+static const char usage_projections[] =
+        "Projections (entities built from the ledger):\n"
+        "  apply --projection P [--operation-id S] 'OP[; OP...]'\n"
+        "                          lease one sequence, commit the ops and wait until they\n"
+        "                          are applied; prints what each op did (exit status 1\n"
+        "                          when applying failed: then no op took effect)\n"
+        "  get TYPE ID             print an entity: version, sequences, typed fields\n"
+        "  query TYPE ['WHERE'] [--limit N] [--after ID] [--all]\n"
+        "                          print the entities WHERE matches (all without it), by\n"
+        "                          id, N a page, after the cursor ID; --all follows the\n"
+        "                          cursor to the end; then the cursor and the plan used\n"
+        "  explain TYPE 'WHERE'    print how the server would evaluate WHERE: strategy,\n"
+        "                          plan, estimates, and whether it would be refused\n"
+        "  index create TYPE FIELD | index drop TYPE FIELD | index list [TYPE]\n"
+        "                          manage secondary indexes (changes go through the ledger)\n"
+        "  verify                  rebuild the entities from the ledger and compare with\n"
+        "                          the live state (exit status 1 on a mismatch; waits up\n"
+        "                          to 10 minutes unless --timeout-ms says otherwise)\n"
+        "\n"
+        "  help                    print this text\n";
+
+static const char usage_options[] =
         "\n"
         "Options (before or after the command):\n"
         "  --server HOST:PORT      the server (default: $WHIZBANG_SERVER, else " WB_DEFAULT_ADDRESS
@@ -90,7 +123,20 @@ static const char usage_text[] =
         "digits lease prints. --op takes operations in their text form, several\n"
         "separated by ';', for example:\n"
         "  --op 'upsert Order \"o-1\" {status: \"Paid\", total: 120}'\n"
-        "  --op 'update Order where customer_id == \"c-42\" set status = \"Cancelled\"'\n";
+        "  --op 'update Order where customer_id == \"c-42\" set status = \"Cancelled\"'\n"
+        "  --op 'create index Order customer_id'\n"
+        "Where clauses: == != < <= > >= in (...) not in (...) exists(f)\n"
+        "starts_with(f, \"p\") and or not ( ), for example\n"
+        "  'customer_id == \"c-42\" and status in (\"Pending\", \"OnHold\") and total >= 100'\n"
+        "A WHERE or OP that does not parse is refused before anything is sent, with the\n"
+        "column and what was expected there (exit status 2 for apply, query and explain).\n";
+
+static void put_usage(FILE *f)
+{
+	fputs(usage_commands, f);
+	fputs(usage_projections, f);
+	fputs(usage_options, f);
+}
 
 __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ...)
 {
@@ -100,7 +146,7 @@ __attribute__((format(printf, 1, 2))) static int usage_error(const char *fmt, ..
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fputs("\n\n", stderr);
-	fputs(usage_text, stderr);
+	put_usage(stderr);
 	return EXIT_USAGE;
 }
 
@@ -316,6 +362,45 @@ static int report_client(const struct cli *cli, int code)
 	return report(cli, code, wb_errmsg(cli->client));
 }
 
+/* Reports text that does not parse as INVALID_EXPRESSION with the column and
+ * what was expected there (suffix, e.g. "(in --op number 2)", follows), then,
+ * for people, the text with a caret under the column. Answers status. */
+static int report_parse(const struct cli *cli, const char *text, const struct optext_error *err,
+                        const char *suffix, int status)
+{
+	char msg[512];
+	/* The message names its column already. */
+	if (strncmp(err->message, "column ", 7) == 0)
+		snprintf(msg, sizeof(msg), "%s%s", err->message, suffix);
+	else
+		snprintf(msg, sizeof(msg), "column %zu: %s%s", err->column, err->message, suffix);
+	fflush(stdout);
+	fprintf(stderr, "error: %s: %s\n", wb_error_name(WB_INVALID_EXPRESSION), msg);
+	if (cli->json) {
+		printf("{\"error\":\"%s\",\"message\":", wb_error_name(WB_INVALID_EXPRESSION));
+		json_cstr(msg);
+		printf(",\"column\":%zu}\n", err->column);
+	}
+	/* The caret only lines up under one line of printable text. */
+	size_t n = strlen(text);
+	uint32_t cp;
+	for (size_t i = 0; i < n;) {
+		size_t k = utf8_decode((const uint8_t *)text + i, n - i, &cp);
+		if (k == 0 || (is_control(cp) && cp != '\t'))
+			return status;
+		i += k;
+	}
+	fprintf(stderr, "  %s\n  ", text);
+	size_t col = 1;
+	for (size_t i = 0; i < n && col < err->column; col++) {
+		size_t k = utf8_decode((const uint8_t *)text + i, n - i, &cp);
+		fputc(cp == '\t' ? '\t' : ' ', stderr);
+		i += k;
+	}
+	fputs("^\n", stderr);
+	return status;
+}
+
 static int connect_server(struct cli *cli)
 {
 	struct wb_options opts = {
@@ -390,6 +475,7 @@ static int global_option(struct cli *cli, int argc, char **argv, int *i)
 			return OPT_BAD;
 		}
 		cli->timeout_ms = (int)n;
+		cli->timeout_set = true;
 		return OPT_YES;
 	}
 	return OPT_NO;
@@ -1083,6 +1169,81 @@ static int cmd_stats(struct cli *cli, int argc, char **argv, int i)
 
 /* ---------------------------------------------------------------- leases and the ledger */
 
+/* A growing buffer for the text the optext formatters write. */
+struct tbuf {
+	char *p;
+	size_t cap;
+};
+
+/* Makes room for need bytes and a NUL; false when out of memory. */
+static bool tbuf_fit(struct tbuf *b, size_t need)
+{
+	if (need < b->cap)
+		return true;
+	size_t cap = need + 1 > 256 ? need + 1 : 256;
+	char *p = realloc(b->p, cap);
+	if (p == NULL)
+		return false;
+	b->p = p;
+	b->cap = cap;
+	return true;
+}
+
+static const char *value_text(const Whizbang__V1__Value *v, struct tbuf *b)
+{
+	size_t n = optext_format_value(v, b->p, b->cap);
+	if (n >= b->cap) {
+		if (!tbuf_fit(b, n))
+			return "(no memory to format the value)";
+		optext_format_value(v, b->p, b->cap);
+	}
+	return b->p;
+}
+
+static const char *explosion_text(const Whizbang__V1__Explosion *x, size_t max_ids, struct tbuf *b)
+{
+	size_t n = optext_format_explosion(x, max_ids, b->p, b->cap);
+	if (n >= b->cap) {
+		if (!tbuf_fit(b, n))
+			return "(no memory to format the explosion)";
+		optext_format_explosion(x, max_ids, b->p, b->cap);
+	}
+	return b->p;
+}
+
+/* Whether op evaluates a where clause (and so has an explosion). */
+static bool op_has_where(const Whizbang__V1__Op *op)
+{
+	return op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE ||
+	       (op->kind_case == WHIZBANG__V1__OP__KIND_DELETE && op->delete_ != NULL &&
+	        op->delete_->target_case == WHIZBANG__V1__DELETE__TARGET_WHERE);
+}
+
+static const char *op_kind(const Whizbang__V1__Op *op)
+{
+	switch (op->kind_case) {
+	case WHIZBANG__V1__OP__KIND_UPSERT:
+		return "upsert";
+	case WHIZBANG__V1__OP__KIND_UPDATE:
+		return "update";
+	case WHIZBANG__V1__OP__KIND_DELETE:
+		return "delete";
+	case WHIZBANG__V1__OP__KIND_CREATE_INDEX:
+		return "create index";
+	case WHIZBANG__V1__OP__KIND_DROP_INDEX:
+		return "drop index";
+	default:
+		return "op";
+	}
+}
+
+/* The error name of a code the server sent, which may be one this build
+ * does not know. */
+static const char *code_name(Whizbang__V1__ErrorCode code)
+{
+	return code == WHIZBANG__V1__ERROR_CODE__OK ? "OK" : wb_error_name((int)code);
+}
+
 /* ISO-8601 UTC with milliseconds: 2024-05-01T12:00:00.123Z. */
 static void format_time_ms(uint64_t ms, char out[40])
 {
@@ -1140,9 +1301,14 @@ static void op_args_free(struct op_args *oa)
 	memset(oa, 0, sizeof(*oa));
 }
 
+static int report_parse(const struct cli *cli, const char *text, const struct optext_error *err,
+                        const char *where, int status);
+
 /* Parses every --op and joins their ops, in order, into oa->merged. A text
- * that does not parse is reported as INVALID_EXPRESSION with its column. */
-static int op_args_parse(const struct cli *cli, struct op_args *oa)
+ * that does not parse is reported as INVALID_EXPRESSION with its column,
+ * and answered with bad_status. */
+static int op_args_parse(const struct cli *cli, struct op_args *oa, const char *what,
+                         int bad_status)
 {
 	whizbang__v1__op_list__init(&oa->merged);
 	oa->lists = calloc(oa->n > 0 ? oa->n : 1, sizeof(*oa->lists));
@@ -1155,14 +1321,11 @@ static int op_args_parse(const struct cli *cli, struct op_args *oa)
 		if (rc == WB_INVALID_EXPRESSION) {
 			char where[64] = "";
 			if (oa->n > 1)
-				snprintf(where, sizeof(where), " (in --op number %zu)", k + 1);
-			/* The message may already name its column. */
-			if (strncmp(err.message, "column ", 7) == 0)
-				return reportf(cli, rc, "%s%s", err.message, where);
-			return reportf(cli, rc, "column %zu: %s%s", err.column, err.message, where);
+				snprintf(where, sizeof(where), " (in %s number %zu)", what, k + 1);
+			return report_parse(cli, oa->texts[k], &err, where, bad_status);
 		}
 		if (rc != 0)
-			return reportf(cli, rc, "cannot parse --op \"%s\"", oa->texts[k]);
+			return reportf(cli, rc, "cannot parse %s \"%s\"", what, oa->texts[k]);
 		total += oa->lists[k]->n_ops;
 	}
 	oa->all = calloc(total > 0 ? total : 1, sizeof(*oa->all));
@@ -1261,7 +1424,7 @@ static int lease_cmd_args(struct cli *cli, const char *cmd, unsigned allowed, in
 	if (!lc->have_seq || !lc->have_token)
 		return usage_error("%s needs SEQ and --token T", cmd);
 	if (allowed & LC_OP)
-		return op_args_parse(cli, &lc->ops);
+		return op_args_parse(cli, &lc->ops, "--op", EXIT_FAILURE);
 	return 0;
 }
 
@@ -1404,36 +1567,25 @@ static int cmd_stage(struct cli *cli, int argc, char **argv, int i)
 	return rc;
 }
 
+static int print_commit(const struct cli *cli, const Whizbang__V1__CommitResult *res,
+                        const Whizbang__V1__OpList *ops, bool applied);
+
 static int cmd_commit(struct cli *cli, int argc, char **argv, int i)
 {
 	struct lease_cmd lc = {0};
 	int rc = lease_cmd_args(cli, "commit", LC_OP | LC_ACK, argc, argv, i, &lc);
-	struct wb_commit_result res = {0};
+	Whizbang__V1__CommitResult *res = NULL;
 	if (rc == 0)
 		rc = connect_server(cli);
 	if (rc == 0) {
-		rc = wb_commit(cli->client, lc.seq, lc.token, &lc.ops.merged, lc.applied, lc.reseq,
-		               &res);
+		rc = wb_commit_full(cli->client, lc.seq, lc.token, &lc.ops.merged, lc.applied,
+		                    lc.reseq, &res);
 		if (rc != 0)
 			rc = report_client(cli, rc);
 	}
-	if (rc == 0) {
-		if (cli->json) {
-			printf("{\"sequence\":%" PRIu64 ",\"watermark\":%" PRIu64
-			       ",\"resequenced\":%s",
-			       res.sequence, res.watermark, res.resequenced ? "true" : "false");
-			if (res.resequenced)
-				printf(",\"original_sequence\":%" PRIu64, res.original_sequence);
-			printf(",\"ack\":\"%s\",\"ops\":%zu}\n", lc.applied ? "applied" : "durable",
-			       lc.ops.merged.n_ops);
-		} else if (res.resequenced)
-			printf("committed %" PRIu64 " watermark=%" PRIu64
-			       " resequenced from %" PRIu64 "\n",
-			       res.sequence, res.watermark, res.original_sequence);
-		else
-			printf("committed %" PRIu64 " watermark=%" PRIu64 "\n", res.sequence,
-			       res.watermark);
-	}
+	if (rc == 0)
+		rc = print_commit(cli, res, &lc.ops.merged, lc.applied);
+	wb_commit_result_free(res);
 	op_args_free(&lc.ops);
 	return rc;
 }
@@ -1491,16 +1643,56 @@ static const char *op_text(const Whizbang__V1__Op *op, char **buf, size_t *cap)
 	return *buf;
 }
 
+/* The Explosion an applied op carries, or NULL. */
+static const Whizbang__V1__Explosion *op_explosion(const Whizbang__V1__Op *op)
+{
+	if (op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE && op->update != NULL)
+		return op->update->exploded;
+	if (op->kind_case == WHIZBANG__V1__OP__KIND_DELETE && op->delete_ != NULL)
+		return op->delete_->exploded;
+	return NULL;
+}
+
+/* An Explosion as a JSON object; at most max_ids ids, "more" counting the
+ * rest; a malformed id list as "ids_corrupt":true and no ids. */
+static void json_explosion(size_t op, const Whizbang__V1__Explosion *x, size_t max_ids)
+{
+	struct optext_ids it;
+	optext_ids_init(&it, x);
+	int rc;
+	while ((rc = optext_ids_next(&it)) > 0)
+		;
+	printf("{\"op\":%zu,\"count\":%" PRIu64 ",\"created\":%s,\"strategy\":\"%s\",\"plan\":", op,
+	       x->count, x->created ? "true" : "false", optext_strategy_name(x->strategy));
+	json_cstr(x->plan);
+	printf(",\"examined\":%" PRIu64 ",\"micros\":%" PRIu64, x->examined, x->micros);
+	if (rc < 0) {
+		fputs(",\"ids_corrupt\":true}", stdout);
+		return;
+	}
+	fputs(",\"ids\":[", stdout);
+	optext_ids_init(&it, x);
+	size_t k = 0;
+	for (; k < max_ids && optext_ids_next(&it) > 0; k++) {
+		if (k > 0)
+			putchar(',');
+		json_str((const uint8_t *)it.id, it.id_len);
+	}
+	printf("],\"more\":%" PRIu64 "}", x->count > k ? x->count - k : 0);
+}
+
 /* Prints one ledger entry: SEQ  KIND(REASON)  PROJECTION  OPERATION_ID  TIME
- * OPS, or a JSON object. */
-static void print_entry(const struct cli *cli, const Whizbang__V1__LedgerEntry *e, char **buf,
-                        size_t *cap)
+ * OPS, and once applied the outcome, then a line for each explosion; or a
+ * JSON object. */
+static void print_entry(const struct cli *cli, const Whizbang__V1__LedgerEntry *e, size_t max_ids,
+                        char **buf, size_t *cap, struct tbuf *xb)
 {
 	char time[40], expiry[40];
 	format_time(e->time_us, time);
 	format_time(e->original_expiry_us, expiry);
 	const char *kind = kind_name(e->kind);
 	const char *reason = reason_name(e->reason);
+	bool failed = e->apply_error != WHIZBANG__V1__ERROR_CODE__OK;
 	if (cli->json) {
 		printf("{\"sequence\":%" PRIu64 ",\"kind\":\"%s\"", e->sequence, kind);
 		if (reason != NULL)
@@ -1522,6 +1714,26 @@ static void print_entry(const struct cli *cli, const Whizbang__V1__LedgerEntry *
 				putchar(',');
 			json_cstr(op_text(e->ops[k], buf, cap));
 		}
+		putchar(']');
+		printf(",\"applied\":%s", e->applied ? "true" : "false");
+		if (e->applied || failed)
+			printf(",\"apply_error\":\"%s\"", code_name(e->apply_error));
+		if (failed) {
+			fputs(",\"apply_error_message\":", stdout);
+			json_cstr(e->apply_error_message);
+			printf(",\"failed_op\":%" PRIu32, e->failed_op);
+		}
+		fputs(",\"explosions\":[", stdout);
+		bool first = true;
+		for (size_t k = 0; k < e->n_ops; k++) {
+			const Whizbang__V1__Explosion *x = op_explosion(e->ops[k]);
+			if (x == NULL)
+				continue;
+			if (!first)
+				putchar(',');
+			first = false;
+			json_explosion(k + 1, x, max_ids);
+		}
 		fputs("]}\n", stdout);
 		return;
 	}
@@ -1539,15 +1751,37 @@ static void print_entry(const struct cli *cli, const Whizbang__V1__LedgerEntry *
 		fputs(k == 0 ? "  " : "; ", stdout);
 		put_cstr(op_text(e->ops[k], buf, cap));
 	}
+	/* Gaps have nothing to apply; their outcome is no news. */
+	if (failed) {
+		printf("  [failed at op %" PRIu32 ": %s: ", e->failed_op,
+		       code_name(e->apply_error));
+		put_cstr(e->apply_error_message);
+		putchar(']');
+	} else if (e->applied && e->n_ops > 0) {
+		fputs("  [applied ok]", stdout);
+	}
 	putchar('\n');
+	for (size_t k = 0; k < e->n_ops; k++) {
+		const Whizbang__V1__Explosion *x = op_explosion(e->ops[k]);
+		if (x == NULL)
+			continue;
+		printf("    op %zu: ", k + 1);
+		put_cstr(explosion_text(x, max_ids, xb));
+		putchar('\n');
+	}
 }
 
 static int cmd_ledger(struct cli *cli, int argc, char **argv, int i)
 {
 	struct read_args ra = {0};
+	size_t max_ids = CLI_LEDGER_IDS;
 	for (; i < argc; i++) {
 		int r = strcmp(argv[i], "--backwards") == 0 ? OPT_NO
 		                                            : read_option(&ra, argc, argv, &i);
+		if (r == OPT_NO && strcmp(argv[i], "--ids") == 0) {
+			max_ids = SIZE_MAX;
+			r = OPT_YES;
+		}
 		if (r == OPT_NO && (r = common_arg(cli, "ledger", argc, argv, &i)) == OPT_NO)
 			return usage_error("ledger takes no argument \"%s\"", argv[i]);
 		if (r == OPT_BAD)
@@ -1560,6 +1794,7 @@ static int cmd_ledger(struct cli *cli, int argc, char **argv, int i)
 	uint64_t printed = 0;
 	char *buf = NULL;
 	size_t cap = 0;
+	struct tbuf xb = {0};
 	for (;;) {
 		uint32_t want = 0;
 		if (ra.limit_set) {
@@ -1577,7 +1812,7 @@ static int cmd_ledger(struct cli *cli, int argc, char **argv, int i)
 		for (size_t k = 0; k < res->n_entries; k++) {
 			if (ra.limit_set && printed == ra.limit)
 				break;
-			print_entry(cli, res->entries[k], &buf, &cap);
+			print_entry(cli, res->entries[k], max_ids, &buf, &cap, &xb);
 			printed++;
 		}
 		bool stuck = res->n_entries == 0 && !res->end && res->next_sequence <= from;
@@ -1596,6 +1831,7 @@ static int cmd_ledger(struct cli *cli, int argc, char **argv, int i)
 		}
 	}
 	free(buf);
+	free(xb.p);
 	return rc;
 }
 
@@ -1655,15 +1891,692 @@ static int cmd_watermark(struct cli *cli, int argc, char **argv, int i)
 	return reached ? 0 : EXIT_FAILURE;
 }
 
+/* ---------------------------------------------------------------- entities, queries, indexes */
+
+/* A field value as JSON: strings, numbers, booleans and null as themselves
+ * (a double always with a '.' or an exponent, so that it reads back as one;
+ * NaN and the infinities, which JSON lacks, as the strings "nan", "inf",
+ * "-inf"), bytes as {"base64":"..."}. */
+static void json_value(const Whizbang__V1__Value *v, struct tbuf *b)
+{
+	switch (v == NULL ? WHIZBANG__V1__VALUE__KIND__NOT_SET : v->kind_case) {
+	case WHIZBANG__V1__VALUE__KIND_STRING_VALUE:
+		json_cstr(v->string_value);
+		break;
+	case WHIZBANG__V1__VALUE__KIND_INT_VALUE:
+		printf("%" PRId64, v->int_value);
+		break;
+	case WHIZBANG__V1__VALUE__KIND_DOUBLE_VALUE: {
+		const char *t = value_text(v, b);
+		if (strcmp(t, "nan") == 0 || strcmp(t, "inf") == 0 || strcmp(t, "-inf") == 0)
+			printf("\"%s\"", t);
+		else
+			fputs(t, stdout);
+		break;
+	}
+	case WHIZBANG__V1__VALUE__KIND_BOOL_VALUE:
+		fputs(v->bool_value ? "true" : "false", stdout);
+		break;
+	case WHIZBANG__V1__VALUE__KIND_BYTES_VALUE:
+		fputs("{\"base64\":\"", stdout);
+		base64(v->bytes_value.data, v->bytes_value.len);
+		fputs("\"}", stdout);
+		break;
+	default:
+		fputs("null", stdout);
+		break;
+	}
+}
+
+/* An entity as one JSON object, or for people: with one_line, ID
+ * version=N {fields} (query); otherwise a heading and one field a line
+ * (get). Values are literals of the operation text form, so their types
+ * show: "120" is a string, 120 an int, 120.0 a double. */
+static void print_entity(const struct cli *cli, const Whizbang__V1__Entity *e, bool one_line,
+                         struct tbuf *b)
+{
+	if (cli->json) {
+		fputs("{\"type\":", stdout);
+		json_cstr(e->type);
+		fputs(",\"id\":", stdout);
+		json_cstr(e->id);
+		printf(",\"version\":%" PRIu64 ",\"created_sequence\":%" PRIu64
+		       ",\"updated_sequence\":%" PRIu64 ",\"fields\":{",
+		       e->version, e->created_sequence, e->updated_sequence);
+		for (size_t k = 0; k < e->n_fields; k++) {
+			if (k > 0)
+				putchar(',');
+			json_cstr(e->fields[k]->name);
+			putchar(':');
+			json_value(e->fields[k]->value, b);
+		}
+		fputs("}}\n", stdout);
+		return;
+	}
+	if (one_line) {
+		put_cstr(e->id);
+		printf("  version=%" PRIu64 "  {", e->version);
+		for (size_t k = 0; k < e->n_fields; k++) {
+			if (k > 0)
+				fputs(", ", stdout);
+			put_cstr(e->fields[k]->name);
+			fputs(": ", stdout);
+			put_cstr(value_text(e->fields[k]->value, b));
+		}
+		fputs("}\n", stdout);
+		return;
+	}
+	put_cstr(e->type);
+	putchar(' ');
+	put_cstr(e->id);
+	printf("\nversion: %" PRIu64 "\ncreated_sequence: %" PRIu64 "\nupdated_sequence: %" PRIu64
+	       "\nfields:%s\n",
+	       e->version, e->created_sequence, e->updated_sequence,
+	       e->n_fields == 0 ? " (none)" : "");
+	for (size_t k = 0; k < e->n_fields; k++) {
+		fputs("  ", stdout);
+		put_cstr(e->fields[k]->name);
+		fputs(": ", stdout);
+		put_cstr(value_text(e->fields[k]->value, b));
+		putchar('\n');
+	}
+}
+
+/* The positional arguments of a command. */
+struct cmd_args {
+	const char *pos[4];
+	size_t npos;
+};
+
+static int cmd_get(struct cli *cli, int argc, char **argv, int i)
+{
+	struct cmd_args a = {0};
+	bool dashdash = false;
+	for (; i < argc; i++) {
+		if (!dashdash && strcmp(argv[i], "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (!dashdash && is_option(argv[i])) {
+			if (common_arg(cli, "get", argc, argv, &i) == OPT_BAD)
+				return EXIT_USAGE;
+			continue;
+		}
+		if (a.npos == 2)
+			return usage_error("get takes TYPE and ID, not also \"%s\"", argv[i]);
+		a.pos[a.npos++] = argv[i];
+	}
+	if (a.npos != 2)
+		return usage_error("get needs TYPE and ID");
+	int rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Entity *e;
+	rc = wb_get_entity(cli->client, a.pos[0], a.pos[1], &e);
+	if (rc != 0)
+		return report_client(cli, rc);
+	struct tbuf b = {0};
+	print_entity(cli, e, false, &b);
+	free(b.p);
+	wb_entity_free(e);
+	return 0;
+}
+
+/* Parses a where clause given on the command line: 0 with *out (NULL for
+ * an empty clause when allow_empty), or the usage status after reporting
+ * the column and what was expected. */
+static int parse_where_arg(const struct cli *cli, const char *text, bool allow_empty,
+                           Whizbang__V1__Expr **out)
+{
+	*out = NULL;
+	const char *p = text;
+	while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+		p++;
+	if (*p == '\0' && allow_empty)
+		return 0;
+	struct optext_error err = {0};
+	int rc = optext_parse_where(text, out, &err);
+	if (rc == WB_INVALID_EXPRESSION)
+		return report_parse(cli, text, &err, "", EXIT_USAGE);
+	if (rc != 0)
+		return report(cli, rc, "cannot parse the where clause");
+	return 0;
+}
+
+static bool parse_u32(const char *s, uint32_t *out)
+{
+	uint64_t v;
+	if (!parse_u64(s, &v) || v > UINT32_MAX)
+		return false;
+	*out = (uint32_t)v;
+	return true;
+}
+
+/* Prints text of several lines on one: its non-empty lines, stripped of
+ * their indent, joined with "; ". */
+static void put_one_line(const char *s)
+{
+	bool first = true;
+	while (*s != '\0') {
+		while (*s == ' ' || *s == '\t')
+			s++;
+		const char *nl = strchr(s, '\n');
+		size_t n = nl != NULL ? (size_t)(nl - s) : strlen(s);
+		if (n > 0) {
+			if (!first)
+				fputs("; ", stdout);
+			put_text((const uint8_t *)s, n, SIZE_MAX);
+			first = false;
+		}
+		s += n + (nl != NULL ? 1 : 0);
+	}
+}
+
+static void print_query_summary(const struct cli *cli, const Whizbang__V1__QueryResult *res,
+                                uint64_t entities, uint64_t examined, uint64_t pages)
+{
+	const char *strategy = optext_strategy_name(res->strategy);
+	if (cli->json) {
+		printf("{\"entities\":%" PRIu64 ",\"end\":%s", entities,
+		       res->end ? "true" : "false");
+		if (!res->end) {
+			fputs(",\"next_after\":", stdout);
+			json_cstr(res->next_after);
+		}
+		printf(",\"strategy\":\"%s\",\"plan\":", strategy);
+		json_cstr(res->plan);
+		printf(",\"examined\":%" PRIu64 ",\"watermark\":%" PRIu64 ",\"pages\":%" PRIu64
+		       "}\n",
+		       examined, res->watermark, pages);
+		return;
+	}
+	printf("-- %" PRIu64 " %s", entities, entities == 1 ? "entity" : "entities");
+	if (res->end) {
+		fputs(", end\n", stdout);
+	} else {
+		fputs(", more after ", stdout);
+		put_cstr(res->next_after);
+		fputs(" (--after ", stdout);
+		put_cstr(res->next_after);
+		fputs(")\n", stdout);
+	}
+	fputs("-- plan: ", stdout);
+	put_one_line(res->plan[0] != '\0' ? res->plan : strategy);
+	printf(" (%s, examined %" PRIu64, strategy, examined);
+	if (pages > 1)
+		printf(" over %" PRIu64 " pages", pages);
+	printf(", watermark %" PRIu64 ")\n", res->watermark);
+}
+
+static int cmd_query(struct cli *cli, int argc, char **argv, int i)
+{
+	struct cmd_args a = {0};
+	uint32_t limit = 0;
+	const char *after = NULL;
+	bool all = false, dashdash = false;
+	for (; i < argc; i++) {
+		const char *v;
+		int r = OPT_NO;
+		if (!dashdash && strcmp(argv[i], "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (!dashdash && is_option(argv[i])) {
+			if ((r = match_value("--limit", argc, argv, &i, &v)) == OPT_YES) {
+				if (!parse_u32(v, &limit))
+					return usage_error("--limit needs a number, not \"%s\"", v);
+			} else if (r == OPT_NO &&
+			           (r = match_value("--after", argc, argv, &i, &v)) == OPT_YES) {
+				after = v;
+			} else if (r == OPT_NO && strcmp(argv[i], "--all") == 0) {
+				all = true;
+				r = OPT_YES;
+			}
+			if (r == OPT_NO)
+				r = common_arg(cli, "query", argc, argv, &i);
+			if (r == OPT_BAD)
+				return EXIT_USAGE;
+			continue;
+		}
+		if (a.npos == 2)
+			return usage_error("query takes TYPE and one WHERE clause (quote it), not "
+			                   "also \"%s\"",
+			                   argv[i]);
+		a.pos[a.npos++] = argv[i];
+	}
+	if (a.npos == 0)
+		return usage_error("query needs a TYPE");
+	const char *text = a.npos == 2 ? a.pos[1] : "";
+	Whizbang__V1__Expr *where;
+	int rc = parse_where_arg(cli, text, true, &where);
+	if (rc != 0)
+		return rc;
+	rc = connect_server(cli);
+	char *cursor = NULL;
+	struct tbuf b = {0};
+	uint64_t entities = 0, examined = 0, pages = 0;
+	while (rc == 0) {
+		Whizbang__V1__QueryResult *res;
+		rc = wb_query(cli->client, a.pos[0], where, where != NULL ? text : NULL,
+		              cursor != NULL ? cursor : after, limit, &res);
+		if (rc != 0) {
+			rc = report_client(cli, rc);
+			break;
+		}
+		pages++;
+		for (size_t k = 0; k < res->n_entities; k++)
+			print_entity(cli, res->entities[k], true, &b);
+		entities += res->n_entities;
+		examined += res->examined;
+		bool more = all && !res->end;
+		if (more &&
+		    (res->n_entities == 0 || strcmp(res->next_after, cursor != NULL  ? cursor
+		                                                     : after != NULL ? after
+		                                                                     : "") == 0)) {
+			wb_query_free(res);
+			rc = report(cli, WB_INTERNAL,
+			            "the server answered a page that does not advance the cursor");
+			break;
+		}
+		if (!more) {
+			print_query_summary(cli, res, entities, examined, pages);
+			wb_query_free(res);
+			break;
+		}
+		free(cursor);
+		cursor = strdup(res->next_after);
+		wb_query_free(res);
+		if (cursor == NULL)
+			rc = report(cli, WB_E_NOMEM, "no memory for the cursor");
+	}
+	free(cursor);
+	free(b.p);
+	optext_free_expr(where);
+	return rc;
+}
+
+static void print_index(const struct cli *cli, const char *verb, const Whizbang__V1__IndexInfo *x,
+                        uint64_t sequence)
+{
+	if (cli->json) {
+		fputs("{\"type\":", stdout);
+		json_cstr(x->type);
+		fputs(",\"field\":", stdout);
+		json_cstr(x->field);
+		printf(",\"entries\":%" PRIu64 ",\"created_sequence\":%" PRIu64, x->entries,
+		       x->created_sequence);
+		if (verb != NULL)
+			printf(",\"%s\":true,\"sequence\":%" PRIu64, verb, sequence);
+		fputs("}\n", stdout);
+		return;
+	}
+	if (verb != NULL)
+		printf("%s index ", verb);
+	put_cstr(x->type);
+	putchar('.');
+	put_cstr(x->field);
+	if (verb != NULL && strcmp(verb, "dropped") == 0)
+		printf(" at sequence %" PRIu64 "\n", sequence);
+	else if (verb != NULL)
+		printf(" at sequence %" PRIu64 " entries=%" PRIu64 "\n", sequence, x->entries);
+	else
+		printf("  entries=%" PRIu64 "  created_sequence=%" PRIu64 "\n", x->entries,
+		       x->created_sequence);
+}
+
+static int cmd_index(struct cli *cli, int argc, char **argv, int i)
+{
+	struct cmd_args a = {0};
+	bool dashdash = false;
+	for (; i < argc; i++) {
+		if (!dashdash && strcmp(argv[i], "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (!dashdash && is_option(argv[i])) {
+			if (common_arg(cli, "index", argc, argv, &i) == OPT_BAD)
+				return EXIT_USAGE;
+			continue;
+		}
+		if (a.npos == 3)
+			return usage_error("index takes at most a subcommand, TYPE and FIELD, not "
+			                   "also \"%s\"",
+			                   argv[i]);
+		a.pos[a.npos++] = argv[i];
+	}
+	const char *sub = a.npos > 0 ? a.pos[0] : "";
+	bool create = strcmp(sub, "create") == 0, drop = strcmp(sub, "drop") == 0;
+	if (strcmp(sub, "list") == 0) {
+		if (a.npos > 2)
+			return usage_error("index list takes at most a TYPE");
+	} else if (create || drop) {
+		if (a.npos != 3)
+			return usage_error("index %s needs TYPE and FIELD", sub);
+	} else {
+		return usage_error("index needs create TYPE FIELD, drop TYPE FIELD or list [TYPE]");
+	}
+	int rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	if (create || drop) {
+		Whizbang__V1__IndexResult *res;
+		rc = create ? wb_create_index(cli->client, a.pos[1], a.pos[2], &res)
+		            : wb_drop_index(cli->client, a.pos[1], a.pos[2], &res);
+		if (rc != 0)
+			return report_client(cli, rc);
+		/* A server may leave the dropped index out of the answer. */
+		Whizbang__V1__IndexInfo spec = WHIZBANG__V1__INDEX_INFO__INIT;
+		spec.type = (char *)a.pos[1];
+		spec.field = (char *)a.pos[2];
+		print_index(cli, create ? "created" : "dropped",
+		            res->index != NULL ? res->index : &spec, res->sequence);
+		wb_index_result_free(res);
+		return 0;
+	}
+	Whizbang__V1__IndexList *list;
+	rc = wb_list_indexes(cli->client, a.npos == 2 ? a.pos[1] : NULL, &list);
+	if (rc != 0)
+		return report_client(cli, rc);
+	for (size_t k = 0; k < list->n_indexes; k++)
+		print_index(cli, NULL, list->indexes[k], 0);
+	if (list->n_indexes == 0 && !cli->json)
+		puts("(no indexes)");
+	wb_index_list_free(list);
+	return 0;
+}
+
+static int cmd_explain(struct cli *cli, int argc, char **argv, int i)
+{
+	struct cmd_args a = {0};
+	bool dashdash = false;
+	for (; i < argc; i++) {
+		if (!dashdash && strcmp(argv[i], "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (!dashdash && is_option(argv[i])) {
+			if (common_arg(cli, "explain", argc, argv, &i) == OPT_BAD)
+				return EXIT_USAGE;
+			continue;
+		}
+		if (a.npos == 2)
+			return usage_error(
+			        "explain takes TYPE and one WHERE clause (quote it), not "
+			        "also \"%s\"",
+			        argv[i]);
+		a.pos[a.npos++] = argv[i];
+	}
+	if (a.npos != 2)
+		return usage_error("explain needs TYPE and a WHERE clause");
+	Whizbang__V1__Expr *where;
+	int rc = parse_where_arg(cli, a.pos[1], false, &where);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__PlanResult *plan = NULL;
+	rc = connect_server(cli);
+	if (rc == 0) {
+		rc = wb_explain(cli->client, a.pos[0], where, a.pos[1], &plan);
+		if (rc != 0)
+			rc = report_client(cli, rc);
+	}
+	optext_free_expr(where);
+	if (rc != 0)
+		return rc;
+	const char *strategy = optext_strategy_name(plan->strategy);
+	if (cli->json) {
+		printf("{\"strategy\":\"%s\",\"plan\":", strategy);
+		json_cstr(plan->plan);
+		printf(",\"estimated_candidates\":%" PRIu64 ",\"type_entities\":%" PRIu64
+		       ",\"max_scan\":%" PRIu64 ",\"refused\":%s}\n",
+		       plan->estimated_candidates, plan->type_entities, plan->max_scan,
+		       plan->refused ? "true" : "false");
+		wb_plan_free(plan);
+		return 0;
+	}
+	printf("strategy: %s\nplan:\n", strategy);
+	/* The plan is indented text, one step a line. */
+	const char *p = plan->plan;
+	while (*p != '\0') {
+		const char *nl = strchr(p, '\n');
+		size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+		fputs("  ", stdout);
+		put_text((const uint8_t *)p, n, SIZE_MAX);
+		putchar('\n');
+		p += n + (nl != NULL ? 1 : 0);
+	}
+	printf("estimated_candidates: %" PRIu64 "\ntype_entities: %" PRIu64 "\nmax_scan: %" PRIu64
+	       "\n",
+	       plan->estimated_candidates, plan->type_entities, plan->max_scan);
+	if (plan->refused)
+		printf("refused: yes (a scan of more than max_scan entities answers "
+		       "QUERY_TOO_EXPENSIVE)\n");
+	else
+		puts("refused: no");
+	wb_plan_free(plan);
+	return 0;
+}
+
+/* Prints a CommitResult with the ops that were sent: the sequence and
+ * watermark, then (applied commits) what each op did or why none did.
+ * Answers 0, or EXIT_FAILURE after reporting an apply error. */
+static int print_commit(const struct cli *cli, const Whizbang__V1__CommitResult *res,
+                        const Whizbang__V1__OpList *ops, bool applied)
+{
+	bool failed = applied && res->apply_error != WHIZBANG__V1__ERROR_CODE__OK;
+	if (cli->json) {
+		printf("{\"sequence\":%" PRIu64 ",\"watermark\":%" PRIu64 ",\"resequenced\":%s",
+		       res->sequence, res->watermark, res->resequenced ? "true" : "false");
+		if (res->resequenced)
+			printf(",\"original_sequence\":%" PRIu64, res->original_sequence);
+		printf(",\"ack\":\"%s\",\"ops\":%zu", applied ? "applied" : "durable", ops->n_ops);
+		if (applied) {
+			printf(",\"applied\":%s,\"apply_error\":\"%s\"", failed ? "false" : "true",
+			       code_name(res->apply_error));
+			if (failed) {
+				fputs(",\"apply_error_message\":", stdout);
+				json_cstr(res->apply_error_message);
+				printf(",\"failed_op\":%" PRIu32, res->failed_op);
+			}
+			fputs(",\"results\":[", stdout);
+			for (size_t k = 0; k < res->n_results; k++) {
+				const Whizbang__V1__OpResult *o = res->results[k];
+				printf("%s{\"op\":%zu,\"kind\":\"%s\",\"affected\":%" PRIu64
+				       ",\"matched\":%" PRIu64
+				       ",\"created\":%s,\"strategy\":\"%s\","
+				       "\"plan\":",
+				       k > 0 ? "," : "", k + 1,
+				       k < ops->n_ops ? op_kind(ops->ops[k]) : "op", o->affected,
+				       o->matched, o->created ? "true" : "false",
+				       optext_strategy_name(o->strategy));
+				json_cstr(o->plan);
+				printf(",\"examined\":%" PRIu64 ",\"micros\":%" PRIu64 "}",
+				       o->examined, o->micros);
+			}
+			putchar(']');
+		}
+		fputs("}\n", stdout);
+	} else {
+		printf("committed %" PRIu64 " watermark=%" PRIu64, res->sequence, res->watermark);
+		if (res->resequenced)
+			printf(" resequenced from %" PRIu64, res->original_sequence);
+		putchar('\n');
+		for (size_t k = 0; applied && !failed && k < res->n_results; k++) {
+			const Whizbang__V1__OpResult *o = res->results[k];
+			bool where = k < ops->n_ops && op_has_where(ops->ops[k]);
+			printf("  op %zu %s: ", k + 1,
+			       k < ops->n_ops ? op_kind(ops->ops[k]) : "op");
+			if (where)
+				printf("matched %" PRIu64 ", ", o->matched);
+			printf("affected %" PRIu64 "%s", o->affected,
+			       o->created ? ", created" : "");
+			if (where) {
+				fputs(" via ", stdout);
+				put_one_line(o->plan[0] != '\0'
+				                     ? o->plan
+				                     : optext_strategy_name(o->strategy));
+				printf(" (examined %" PRIu64 ", %" PRIu64 " µs)", o->examined,
+				       o->micros);
+			}
+			putchar('\n');
+		}
+	}
+	if (!failed)
+		return 0;
+	fflush(stdout);
+	fprintf(stderr, "error: %s: not applied, no op took effect: failed at op %" PRIu32,
+	        code_name(res->apply_error), res->failed_op);
+	if (res->failed_op >= 1 && res->failed_op <= ops->n_ops)
+		fprintf(stderr, " (%s)", op_kind(ops->ops[res->failed_op - 1]));
+	fprintf(stderr, ": %s\n",
+	        res->apply_error_message[0] != '\0' ? res->apply_error_message
+	                                            : wb_strerror((int)res->apply_error));
+	return EXIT_FAILURE;
+}
+
+static int cmd_apply(struct cli *cli, int argc, char **argv, int i)
+{
+	struct op_args oa = {0};
+	struct wb_lease_args args = {.count = 1, .release_on_disconnect = true};
+	oa.texts = calloc((size_t)argc, sizeof(*oa.texts));
+	if (oa.texts == NULL)
+		return report(cli, WB_E_NOMEM, "no memory for the arguments");
+	int rc = 0;
+	bool dashdash = false;
+	for (; i < argc && rc == 0; i++) {
+		const char *v;
+		int r = OPT_NO;
+		if (!dashdash && strcmp(argv[i], "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (!dashdash && is_option(argv[i])) {
+			if ((r = match_value("--projection", argc, argv, &i, &v)) == OPT_YES)
+				args.projection = v;
+			else if (r == OPT_NO &&
+			         (r = match_value("--operation-id", argc, argv, &i, &v)) == OPT_YES)
+				args.operation_id = v;
+			if (r == OPT_NO)
+				r = common_arg(cli, "apply", argc, argv, &i);
+			if (r == OPT_BAD)
+				rc = EXIT_USAGE;
+			continue;
+		}
+		oa.texts[oa.n++] = argv[i];
+	}
+	if (rc == 0 && args.projection == NULL)
+		rc = usage_error("apply needs --projection P");
+	if (rc == 0 && oa.n == 0)
+		rc = usage_error("apply needs operations, e.g. 'upsert Order \"o-1\" {total: 5}'");
+	/* Every op parses before anything is leased. */
+	if (rc == 0)
+		rc = op_args_parse(cli, &oa, "argument", EXIT_USAGE);
+	if (rc == 0)
+		rc = connect_server(cli);
+	struct wb_lease_grant g;
+	size_t got = 0;
+	if (rc == 0) {
+		rc = wb_lease(cli->client, &args, &g, 1, &got);
+		if (rc != 0)
+			rc = report_client(cli, rc);
+	}
+	Whizbang__V1__CommitResult *res = NULL;
+	if (rc == 0) {
+		rc = wb_commit_full(cli->client, g.sequence, g.token, &oa.merged, true, false,
+		                    &res);
+		if (rc != 0)
+			rc = report_client(cli, rc);
+	}
+	if (rc == 0)
+		rc = print_commit(cli, res, &oa.merged, true);
+	wb_commit_result_free(res);
+	op_args_free(&oa);
+	return rc;
+}
+
+static void put_hex(const ProtobufCBinaryData *b)
+{
+	for (size_t k = 0; k < b->len; k++)
+		printf("%02x", b->data[k]);
+}
+
+static int cmd_verify(struct cli *cli, int argc, char **argv, int i)
+{
+	for (; i < argc; i++) {
+		int r = common_arg(cli, "verify", argc, argv, &i);
+		if (r == OPT_BAD)
+			return EXIT_USAGE;
+		if (r == OPT_NO)
+			return usage_error("verify takes no arguments");
+	}
+	if (!cli->timeout_set)
+		cli->timeout_ms = CLI_VERIFY_TIMEOUT_MS;
+	int rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__VerifyResult *v;
+	rc = wb_verify(cli->client, &v);
+	if (rc != 0)
+		return report_client(cli, rc);
+	if (cli->json) {
+		printf("{\"match\":%s,\"live_digest\":\"", v->match ? "true" : "false");
+		put_hex(&v->live_digest);
+		fputs("\",\"replay_digest\":\"", stdout);
+		put_hex(&v->replay_digest);
+		printf("\",\"watermark\":%" PRIu64 ",\"entries_replayed\":%" PRIu64
+		       ",\"entities\":%" PRIu64 ",\"micros\":%" PRIu64 ",\"first_difference\":",
+		       v->watermark, v->entries_replayed, v->entities, v->micros);
+		json_cstr(v->first_difference);
+		fputs("}\n", stdout);
+	} else {
+		printf("verify: %s\nlive_digest: ", v->match ? "match" : "MISMATCH");
+		put_hex(&v->live_digest);
+		fputs("\nreplay_digest: ", stdout);
+		put_hex(&v->replay_digest);
+		printf("\nwatermark: %" PRIu64 "\nentries_replayed: %" PRIu64 "\nentities: %" PRIu64
+		       "\nmicros: %" PRIu64 "\n",
+		       v->watermark, v->entries_replayed, v->entities, v->micros);
+		if (!v->match) {
+			fputs("first_difference: ", stdout);
+			put_cstr(v->first_difference);
+			putchar('\n');
+		}
+	}
+	rc = 0;
+	if (!v->match) {
+		fflush(stdout);
+		fprintf(stderr,
+		        "error: the state replayed from the ledger differs from the live "
+		        "state: %s\n",
+		        v->first_difference[0] != '\0' ? v->first_difference : "(no detail)");
+		rc = EXIT_FAILURE;
+	}
+	wb_verify_free(v);
+	return rc;
+}
+
 static const struct command {
 	const char *name;
 	int (*run)(struct cli *cli, int argc, char **argv, int i);
 } commands[] = {
-        {"ping", cmd_ping},           {"append", cmd_append},           {"read", cmd_read},
-        {"read-all", cmd_read_all},   {"stream-info", cmd_stream_info}, {"stats", cmd_stats},
-        {"lease", cmd_lease},         {"extend", cmd_extend},           {"release", cmd_release},
-        {"stage", cmd_stage},         {"commit", cmd_commit},           {"ledger", cmd_ledger},
+        {"ping", cmd_ping},
+        {"append", cmd_append},
+        {"read", cmd_read},
+        {"read-all", cmd_read_all},
+        {"stream-info", cmd_stream_info},
+        {"stats", cmd_stats},
+        {"lease", cmd_lease},
+        {"extend", cmd_extend},
+        {"release", cmd_release},
+        {"stage", cmd_stage},
+        {"commit", cmd_commit},
+        {"ledger", cmd_ledger},
         {"watermark", cmd_watermark},
+        {"get", cmd_get},
+        {"query", cmd_query},
+        {"index", cmd_index},
+        {"explain", cmd_explain},
+        {"apply", cmd_apply},
+        {"verify", cmd_verify},
 };
 
 int main(int argc, char **argv)
@@ -1681,7 +2594,7 @@ int main(int argc, char **argv)
 		if (strcmp(argv[k], "--") == 0)
 			break;
 		if (strcmp(argv[k], "--help") == 0 || strcmp(argv[k], "-h") == 0) {
-			fputs(usage_text, stdout);
+			put_usage(stdout);
 			return 0;
 		}
 		if (strcmp(argv[k], "--version") == 0) {
@@ -1691,7 +2604,8 @@ int main(int argc, char **argv)
 		/* Skip the value of an option that takes one. */
 		if (strncmp(argv[k], "--", 2) == 0 && strchr(argv[k], '=') == NULL &&
 		    strcmp(argv[k], "--json") != 0 && strcmp(argv[k], "--backwards") != 0 &&
-		    strcmp(argv[k], "--reseq") != 0 &&
+		    strcmp(argv[k], "--reseq") != 0 && strcmp(argv[k], "--all") != 0 &&
+		    strcmp(argv[k], "--ids") != 0 &&
 		    strcmp(argv[k], "--release-on-disconnect") != 0)
 			k++;
 	}
@@ -1707,7 +2621,7 @@ int main(int argc, char **argv)
 		return usage_error("no command given");
 	const char *name = argv[i++];
 	if (strcmp(name, "help") == 0) {
-		fputs(usage_text, stdout);
+		put_usage(stdout);
 		return 0;
 	}
 	const struct command *cmd = NULL;

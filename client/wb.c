@@ -344,6 +344,18 @@ static const char *body_name(Whizbang__V1__Response__BodyCase body)
 		return "ReadLedgerResult";
 	case WHIZBANG__V1__RESPONSE__BODY_WATERMARK:
 		return "WatermarkResult";
+	case WHIZBANG__V1__RESPONSE__BODY_GET_ENTITY:
+		return "GetEntityResult";
+	case WHIZBANG__V1__RESPONSE__BODY_QUERY:
+		return "QueryResult";
+	case WHIZBANG__V1__RESPONSE__BODY_INDEX:
+		return "IndexResult";
+	case WHIZBANG__V1__RESPONSE__BODY_INDEXES:
+		return "IndexList";
+	case WHIZBANG__V1__RESPONSE__BODY_PLAN:
+		return "PlanResult";
+	case WHIZBANG__V1__RESPONSE__BODY_VERIFY:
+		return "VerifyResult";
 	default:
 		return "body";
 	}
@@ -1190,10 +1202,11 @@ static int queue_commit(struct wb_client *c, uint64_t seq, uint64_t token,
 	return queue(c, &req, id);
 }
 
-int wb_commit(struct wb_client *c, uint64_t seq, uint64_t token, const Whizbang__V1__OpList *ops,
-              bool applied, bool resequence, struct wb_commit_result *out)
+/* The blocking Commit of wb_commit() and wb_commit_full(). */
+static int commit_call(struct wb_client *c, uint64_t seq, uint64_t token,
+                       const Whizbang__V1__OpList *ops, bool applied, bool resequence,
+                       Whizbang__V1__Response **out)
 {
-	begin(c);
 	int rc = ready_for_call(c);
 	if (rc != 0)
 		return rc;
@@ -1201,8 +1214,15 @@ int wb_commit(struct wb_client *c, uint64_t seq, uint64_t token, const Whizbang_
 	rc = queue_commit(c, seq, token, ops, applied, resequence, &id);
 	if (rc != 0)
 		return rc;
+	return round_trip(c, id, WHIZBANG__V1__RESPONSE__BODY_COMMIT, out);
+}
+
+int wb_commit(struct wb_client *c, uint64_t seq, uint64_t token, const Whizbang__V1__OpList *ops,
+              bool applied, bool resequence, struct wb_commit_result *out)
+{
+	begin(c);
 	Whizbang__V1__Response *r;
-	rc = round_trip(c, id, WHIZBANG__V1__RESPONSE__BODY_COMMIT, &r);
+	int rc = commit_call(c, seq, token, ops, applied, resequence, &r);
 	if (rc != 0)
 		return rc;
 	if (out != NULL) {
@@ -1214,6 +1234,30 @@ int wb_commit(struct wb_client *c, uint64_t seq, uint64_t token, const Whizbang_
 	}
 	whizbang__v1__response__free_unpacked(r, NULL);
 	return 0;
+}
+
+int wb_commit_full(struct wb_client *c, uint64_t seq, uint64_t token,
+                   const Whizbang__V1__OpList *ops, bool applied, bool resequence,
+                   Whizbang__V1__CommitResult **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_commit_full: out is NULL");
+	Whizbang__V1__Response *r;
+	int rc = commit_call(c, seq, token, ops, applied, resequence, &r);
+	if (rc != 0)
+		return rc;
+	*out = r->commit;
+	r->commit = NULL;
+	r->body_case = WHIZBANG__V1__RESPONSE__BODY__NOT_SET;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+void wb_commit_result_free(Whizbang__V1__CommitResult *res)
+{
+	if (res != NULL)
+		whizbang__v1__commit_result__free_unpacked(res, NULL);
 }
 
 int wb_commit_send(struct wb_client *c, uint64_t seq, uint64_t token,
@@ -1312,6 +1356,266 @@ int wb_wait_watermark(struct wb_client *c, uint64_t seq, uint64_t timeout_ms, ui
 		*reached = r->watermark->reached;
 	whizbang__v1__response__free_unpacked(r, NULL);
 	return 0;
+}
+
+/* ---------------------------------------------------------------- entities, queries, indexes */
+
+/* Every body below is detached from its Response the same way, so that the
+ * caller frees it alone with its own free_unpacked. */
+#define DETACH(r, member)                                                                          \
+	do {                                                                                       \
+		(r)->member = NULL;                                                                \
+		(r)->body_case = WHIZBANG__V1__RESPONSE__BODY__NOT_SET;                            \
+		whizbang__v1__response__free_unpacked((r), NULL);                                  \
+	} while (0)
+
+/* An entity id or a cursor: at most WB_MAX_NAME bytes (the front coding of
+ * stored id lists has one byte for a length); empty only when allowed. */
+static int check_id(struct wb_client *c, const char *what, const char *s, bool may_be_empty)
+{
+	if (s == NULL || (s[0] == '\0' && !may_be_empty))
+		return fail(c, WB_E_INVAL, "%s is empty", what);
+	size_t n = strlen(s);
+	if (n > WB_MAX_NAME)
+		return fail(c, WB_E_INVAL, "%s is %zu bytes, more than %u", what, n, WB_MAX_NAME);
+	return 0;
+}
+
+/* Fills w from a where tree and its text for a request; *wp receives w, or
+ * NULL when there is no clause. A text without a tree is refused: the tree
+ * is what the server evaluates. */
+static int where_arg(struct wb_client *c, const Whizbang__V1__Expr *where, const char *text,
+                     Whizbang__V1__Where *w, Whizbang__V1__Where **wp)
+{
+	*wp = NULL;
+	if (where == NULL) {
+		if (text != NULL && text[0] != '\0')
+			return fail(c, WB_E_INVAL,
+			            "a where text without its tree: parse it first "
+			            "(optext_parse_where)");
+		return 0;
+	}
+	whizbang__v1__where__init(w);
+	/* protobuf-c only reads these while packing. */
+	w->expr = (Whizbang__V1__Expr *)where;
+	if (text != NULL)
+		w->text = (char *)text;
+	*wp = w;
+	return 0;
+}
+
+int wb_get_entity(struct wb_client *c, const char *type, const char *id, Whizbang__V1__Entity **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_get_entity: out is NULL");
+	int rc = check_name(c, "the entity type", type);
+	if (rc == 0)
+		rc = check_id(c, "the entity id", id, false);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__GetEntity g = WHIZBANG__V1__GET_ENTITY__INIT;
+	g.type = (char *)type;
+	g.id = (char *)id;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_ENTITY;
+	req.get_entity = &g;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_GET_ENTITY, &r);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Entity *e = r->get_entity->entity;
+	if (e == NULL) {
+		whizbang__v1__response__free_unpacked(r, NULL);
+		return fail(c, WB_INTERNAL, "the server's GetEntityResult holds no entity");
+	}
+	r->get_entity->entity = NULL;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	*out = e;
+	return 0;
+}
+
+void wb_entity_free(Whizbang__V1__Entity *e)
+{
+	if (e != NULL)
+		whizbang__v1__entity__free_unpacked(e, NULL);
+}
+
+int wb_query(struct wb_client *c, const char *type, const Whizbang__V1__Expr *where,
+             const char *where_text, const char *after, uint32_t limit,
+             Whizbang__V1__QueryResult **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_query: out is NULL");
+	int rc = check_name(c, "the entity type", type);
+	if (rc == 0 && after != NULL)
+		rc = check_id(c, "the cursor (after)", after, true);
+	Whizbang__V1__Where w;
+	Whizbang__V1__QueryEntities q = WHIZBANG__V1__QUERY_ENTITIES__INIT;
+	if (rc == 0)
+		rc = where_arg(c, where, where_text, &w, &q.where);
+	if (rc != 0)
+		return rc;
+	q.type = (char *)type;
+	q.limit = limit;
+	if (after != NULL)
+		q.after = (char *)after;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES;
+	req.query_entities = &q;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_QUERY, &r);
+	if (rc != 0)
+		return rc;
+	*out = r->query;
+	DETACH(r, query);
+	return 0;
+}
+
+void wb_query_free(Whizbang__V1__QueryResult *res)
+{
+	if (res != NULL)
+		whizbang__v1__query_result__free_unpacked(res, NULL);
+}
+
+/* CreateIndex and DropIndex: the same request shape and the same answer. */
+static int index_call(struct wb_client *c, bool create, const char *type, const char *field,
+                      Whizbang__V1__IndexResult **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "%s: out is NULL",
+		            create ? "wb_create_index" : "wb_drop_index");
+	int rc = check_name(c, "the entity type", type);
+	if (rc == 0)
+		rc = check_name(c, "the field name", field);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__CreateIndex ci = WHIZBANG__V1__CREATE_INDEX__INIT;
+	Whizbang__V1__DropIndex di = WHIZBANG__V1__DROP_INDEX__INIT;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	if (create) {
+		ci.type = (char *)type;
+		ci.field = (char *)field;
+		req.body_case = WHIZBANG__V1__REQUEST__BODY_CREATE_INDEX;
+		req.create_index = &ci;
+	} else {
+		di.type = (char *)type;
+		di.field = (char *)field;
+		req.body_case = WHIZBANG__V1__REQUEST__BODY_DROP_INDEX;
+		req.drop_index = &di;
+	}
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_INDEX, &r);
+	if (rc != 0)
+		return rc;
+	*out = r->index;
+	DETACH(r, index);
+	return 0;
+}
+
+int wb_create_index(struct wb_client *c, const char *type, const char *field,
+                    Whizbang__V1__IndexResult **out)
+{
+	return index_call(c, true, type, field, out);
+}
+
+int wb_drop_index(struct wb_client *c, const char *type, const char *field,
+                  Whizbang__V1__IndexResult **out)
+{
+	return index_call(c, false, type, field, out);
+}
+
+void wb_index_result_free(Whizbang__V1__IndexResult *res)
+{
+	if (res != NULL)
+		whizbang__v1__index_result__free_unpacked(res, NULL);
+}
+
+int wb_list_indexes(struct wb_client *c, const char *type, Whizbang__V1__IndexList **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_list_indexes: out is NULL");
+	if (type != NULL && strlen(type) > WB_MAX_NAME)
+		return fail(c, WB_E_INVAL, "the entity type is %zu bytes, more than %u",
+		            strlen(type), WB_MAX_NAME);
+	Whizbang__V1__ListIndexes li = WHIZBANG__V1__LIST_INDEXES__INIT;
+	if (type != NULL)
+		li.type = (char *)type;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES;
+	req.list_indexes = &li;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_INDEXES, &r);
+	if (rc != 0)
+		return rc;
+	*out = r->indexes;
+	DETACH(r, indexes);
+	return 0;
+}
+
+void wb_index_list_free(Whizbang__V1__IndexList *list)
+{
+	if (list != NULL)
+		whizbang__v1__index_list__free_unpacked(list, NULL);
+}
+
+int wb_explain(struct wb_client *c, const char *type, const Whizbang__V1__Expr *where,
+               const char *where_text, Whizbang__V1__PlanResult **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_explain: out is NULL");
+	int rc = check_name(c, "the entity type", type);
+	Whizbang__V1__Where w;
+	Whizbang__V1__Explain ex = WHIZBANG__V1__EXPLAIN__INIT;
+	if (rc == 0)
+		rc = where_arg(c, where, where_text, &w, &ex.where);
+	if (rc != 0)
+		return rc;
+	ex.type = (char *)type;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_EXPLAIN;
+	req.explain = &ex;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_PLAN, &r);
+	if (rc != 0)
+		return rc;
+	*out = r->plan;
+	DETACH(r, plan);
+	return 0;
+}
+
+void wb_plan_free(Whizbang__V1__PlanResult *plan)
+{
+	if (plan != NULL)
+		whizbang__v1__plan_result__free_unpacked(plan, NULL);
+}
+
+int wb_verify(struct wb_client *c, Whizbang__V1__VerifyResult **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_verify: out is NULL");
+	Whizbang__V1__Verify v = WHIZBANG__V1__VERIFY__INIT;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_VERIFY;
+	req.verify = &v;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_VERIFY, &r);
+	if (rc != 0)
+		return rc;
+	*out = r->verify;
+	DETACH(r, verify);
+	return 0;
+}
+
+void wb_verify_free(Whizbang__V1__VerifyResult *res)
+{
+	if (res != NULL)
+		whizbang__v1__verify_result__free_unpacked(res, NULL);
 }
 
 static int hex_value(char ch)

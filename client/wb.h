@@ -272,9 +272,30 @@ struct wb_commit_result {
  * lease to end and is bounded only by the client's timeout. After expiry
  * the server answers LEASE_EXPIRED, unless resequence is true: then it
  * commits the ops at a new sequence and records seq as the original. *out
- * (may be NULL) is written on success. Keeps no reference to ops. */
+ * (may be NULL) is written on success. Keeps no reference to ops.
+ *
+ * With applied true, a commit whose ops failed to apply (a where clause
+ * refused with QUERY_TOO_EXPENSIVE, say) is still a success of this call:
+ * the entry is final and none of its ops took effect. wb_commit() does not
+ * say so; wb_commit_full() does. */
 int wb_commit(struct wb_client *c, uint64_t seq, uint64_t token, const Whizbang__V1__OpList *ops,
               bool applied, bool resequence, struct wb_commit_result *out);
+
+/* wb_commit() answering the whole CommitResult: besides the fields of
+ * struct wb_commit_result, with applied true the outcome of applying the
+ * ops: apply_error (OK, or the code that made the whole commit a no-op),
+ * apply_error_message, failed_op (1-based) and results, one OpResult per op
+ * (entities affected; for where clauses matched, created, the strategy,
+ * plan, candidates examined and time). The result of a durable commit
+ * carries no outcome. On success *out receives the unpacked message, which
+ * the caller owns and frees with wb_commit_result_free(); errors as for
+ * wb_commit(), and *out is then untouched. */
+int wb_commit_full(struct wb_client *c, uint64_t seq, uint64_t token,
+                   const Whizbang__V1__OpList *ops, bool applied, bool resequence,
+                   Whizbang__V1__CommitResult **out);
+
+/* Frees what wb_commit_full() returned. NULL is allowed. */
+void wb_commit_result_free(Whizbang__V1__CommitResult *res);
 
 /* Reads ledger entries from sequence from (inclusive), at most max_count
  * (0: the server's limit), never past the watermark. On success *out
@@ -306,6 +327,96 @@ int wb_wait_watermark(struct wb_client *c, uint64_t seq, uint64_t timeout_ms, ui
 int wb_lease_send(struct wb_client *c, const struct wb_lease_args *args, uint64_t *id);
 int wb_commit_send(struct wb_client *c, uint64_t seq, uint64_t token,
                    const Whizbang__V1__OpList *ops, bool applied, bool resequence, uint64_t *id);
+
+/* ---------------------------------------------------------------- entities, queries, indexes
+ *
+ * DESIGN.md section 7: the read models the server builds from the ledger.
+ * Every call below reads or changes them on the server; each answers an
+ * unpacked protobuf message that the caller owns and frees with the free
+ * function named, and writes *out only on success. Entity types and field
+ * names are 1..255 bytes; entity ids and cursors at most 255 bytes (the
+ * front coding of stored id lists gives a length one byte); a longer one is
+ * refused with WB_E_INVAL before anything is sent. Where clauses are
+ * passed as a tree (build it with optext_parse_where() or by hand) with,
+ * optionally, the text it was written as, which the server keeps for
+ * people; a text without a tree is WB_E_INVAL. The calls keep no reference
+ * to their arguments. */
+
+/* Reads one entity: its fields (sorted by name), version, and the sequences
+ * that created and last changed it. NOT_FOUND (the server's code and
+ * message) when the type has no entity with that id. Free with
+ * wb_entity_free(). */
+int wb_get_entity(struct wb_client *c, const char *type, const char *id,
+                  Whizbang__V1__Entity **out);
+
+/* Frees what wb_get_entity() returned. NULL is allowed. */
+void wb_entity_free(Whizbang__V1__Entity *e);
+
+/* Reads the entities of type that where matches (NULL: every entity of the
+ * type), ordered by id, only ids after the cursor after (exclusive; NULL or
+ * "" from the start), at most limit of them (0 or above the server's
+ * limit: the server's limit). The QueryResult holds the entities, the
+ * cursor next_after that continues the read (meaningless once end is set),
+ * the plan the server used (strategy, plan text, candidates examined) and
+ * the watermark of the snapshot it read. An unindexed clause over more
+ * entities than the server's --max-scan answers QUERY_TOO_EXPENSIVE; a
+ * clause the server cannot evaluate INVALID_EXPRESSION. Free with
+ * wb_query_free(). */
+int wb_query(struct wb_client *c, const char *type, const Whizbang__V1__Expr *where,
+             const char *where_text, const char *after, uint32_t limit,
+             Whizbang__V1__QueryResult **out);
+
+/* Frees what wb_query() returned. NULL is allowed. */
+void wb_query_free(Whizbang__V1__QueryResult *res);
+
+/* Creates a secondary index on field of type. Index changes go through the
+ * ledger at a sequence of their own, so this answers once the index is
+ * built and the watermark has passed it, which waits for every lower lease
+ * to end and is bounded only by the client's timeout. The IndexResult
+ * holds the index (entries, created_sequence) and the sequence. BAD_REQUEST
+ * when the index exists already. Free with wb_index_result_free(). */
+int wb_create_index(struct wb_client *c, const char *type, const char *field,
+                    Whizbang__V1__IndexResult **out);
+
+/* Drops the index on field of type, through the ledger like
+ * wb_create_index(). NOT_FOUND when there is no such index. Free with
+ * wb_index_result_free(). */
+int wb_drop_index(struct wb_client *c, const char *type, const char *field,
+                  Whizbang__V1__IndexResult **out);
+
+/* Frees what wb_create_index() and wb_drop_index() returned. NULL is
+ * allowed. */
+void wb_index_result_free(Whizbang__V1__IndexResult *res);
+
+/* Lists the indexes of type, or of every type when type is NULL or "".
+ * Free with wb_index_list_free(). */
+int wb_list_indexes(struct wb_client *c, const char *type, Whizbang__V1__IndexList **out);
+
+/* Frees what wb_list_indexes() returned. NULL is allowed. */
+void wb_index_list_free(Whizbang__V1__IndexList *list);
+
+/* Asks how the server would evaluate where (NULL: every entity) over type,
+ * without reading any entity: the strategy, the plan as indented text with
+ * the estimate of each step, the candidates it expects to examine, the
+ * entities of the type, and whether the clause would be refused as a scan
+ * over more than max_scan entities. A refused plan is an answer, not an
+ * error. Free with wb_plan_free(). */
+int wb_explain(struct wb_client *c, const char *type, const Whizbang__V1__Expr *where,
+               const char *where_text, Whizbang__V1__PlanResult **out);
+
+/* Frees what wb_explain() returned. NULL is allowed. */
+void wb_plan_free(Whizbang__V1__PlanResult *plan);
+
+/* Has the server rebuild the read models from the ledger alone into scratch
+ * space and compare a digest of them with the live state. This can take
+ * seconds or more on a large ledger: the client's timeout applies as to any
+ * call (WB_E_TIMEOUT leaves the client unusable; connect with a timeout
+ * that fits, or 0). A mismatch is an answer (match false, the first
+ * difference), not an error. Free with wb_verify_free(). */
+int wb_verify(struct wb_client *c, Whizbang__V1__VerifyResult **out);
+
+/* Frees what wb_verify() returned. NULL is allowed. */
+void wb_verify_free(Whizbang__V1__VerifyResult *res);
 
 /* Parses a UUID in its 36-character text form into out[16]: 0 or
  * WB_E_INVAL. Only the canonical form is accepted: lower-case hex digits in

@@ -105,6 +105,7 @@ DEFINE_NEW(update_new, Whizbang__V1__Update, whizbang__v1__update__init)
 DEFINE_NEW(delete_new, Whizbang__V1__Delete, whizbang__v1__delete__init)
 DEFINE_NEW(op_new, Op, whizbang__v1__op__init)
 DEFINE_NEW(op_list_new, OpList, whizbang__v1__op_list__init)
+DEFINE_NEW(index_spec_new, Whizbang__V1__IndexSpec, whizbang__v1__index_spec__init)
 
 /* Makes room for element n of a repeated field of n elements. Capacity is
  * implied by n (the next power of two), so the message needs no extra
@@ -1334,21 +1335,62 @@ static int parse_delete(struct parser *p, Op *op)
 	return rc;
 }
 
+/* The bare word w (any ASCII case) is current. `drop` and `index` are words
+ * of the index operations only, recognised where they stand there, not
+ * keywords: fields named index or drop are common and stay bare names. */
+static bool at_word(const struct parser *p, const char *w)
+{
+	const struct token *t = &p->tok;
+	size_t n = t->end - t->start;
+	if (t->kind != TOK_NAME || strlen(w) != n)
+		return false;
+	for (size_t k = 0; k < n; k++)
+		if (ascii_lower((unsigned char)p->text[t->start + k]) != w[k])
+			return false;
+	return true;
+}
+
+/* create index TYPE FIELD and drop index TYPE FIELD, the verb current. */
+static int parse_index(struct parser *p, Op *op, bool create)
+{
+	Whizbang__V1__IndexSpec *x = index_spec_new();
+	if (x == NULL)
+		return nomem(p);
+	if (create) {
+		op->kind_case = WHIZBANG__V1__OP__KIND_CREATE_INDEX;
+		op->create_index = x;
+	} else {
+		op->kind_case = WHIZBANG__V1__OP__KIND_DROP_INDEX;
+		op->drop_index = x;
+	}
+	int rc = advance(p);
+	if (rc == 0 && !at_word(p, "index"))
+		rc = fail_keyword(p, create ? "'index' after 'create'" : "'index' after 'drop'");
+	if (rc == 0)
+		rc = advance(p);
+	if (rc == 0)
+		rc = take_name(p, &x->type, "a type name after 'index'");
+	if (rc == 0)
+		rc = take_name(p, &x->field, "a field name after the type name");
+	return rc;
+}
+
+#define OPERATIONS "'upsert', 'update', 'delete', 'create index' or 'drop index'"
+
 static int parse_op_list(struct parser *p, OpList *list)
 {
 	int rc;
 	for (;;) {
 		const char *follow = "';' or the end of the input";
-		if (p->tok.kind != TOK_KEYWORD ||
-		    (p->tok.kw != KW_UPSERT && p->tok.kw != KW_UPDATE && p->tok.kw != KW_DELETE)) {
+		bool drop = at_word(p, "drop");
+		if (!drop && (p->tok.kind != TOK_KEYWORD ||
+		              (p->tok.kw != KW_UPSERT && p->tok.kw != KW_UPDATE &&
+		               p->tok.kw != KW_DELETE && p->tok.kw != KW_CREATE))) {
 			if (p->tok.kind == TOK_NAME)
-				return fail(
-				        p, p->tok.start,
-				        "unknown operation '%.*s'; expected 'upsert', 'update' or "
-				        "'delete'",
-				        quote_len(p, &p->tok), p->text + p->tok.start);
-			return fail(p, p->tok.start,
-			            "expected an operation: 'upsert', 'update' or 'delete'");
+				return fail(p, p->tok.start,
+				            "unknown operation '%.*s'; expected " OPERATIONS,
+				            quote_len(p, &p->tok), p->text + p->tok.start);
+			return fail(p, p->tok.start, "expected an operation: " OPERATIONS);
 		}
 		Op **ops = grow(list->ops, list->n_ops, sizeof(*ops));
 		if (ops == NULL)
@@ -1358,7 +1400,11 @@ static int parse_op_list(struct parser *p, OpList *list)
 		if (op == NULL)
 			return nomem(p);
 		ops[list->n_ops++] = op;
-		if (p->tok.kw == KW_UPSERT)
+		if (drop)
+			rc = parse_index(p, op, false);
+		else if (p->tok.kw == KW_CREATE)
+			rc = parse_index(p, op, true);
+		else if (p->tok.kw == KW_UPSERT)
 			rc = parse_upsert(p, op);
 		else if (p->tok.kw == KW_UPDATE)
 			rc = parse_update(p, op, &follow);
@@ -1798,16 +1844,42 @@ static void put_delete(struct out *o, const Whizbang__V1__Delete *d)
 	}
 }
 
+static void put_index(struct out *o, const char *verb, const Whizbang__V1__IndexSpec *x)
+{
+	put_str(o, verb);
+	put_str(o, " index ");
+	put_name(o, x->type);
+	put_str(o, " ");
+	put_name(o, x->field);
+}
+
 size_t optext_format_op(const Whizbang__V1__Op *op, char *buf, size_t len)
 {
 	struct out o = {buf, len, 0};
-	if (op != NULL && op->kind_case == WHIZBANG__V1__OP__KIND_UPSERT && op->upsert != NULL)
-		put_upsert(&o, op->upsert);
-	else if (op != NULL && op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE && op->update != NULL)
-		put_update(&o, op->update);
-	else if (op != NULL && op->kind_case == WHIZBANG__V1__OP__KIND_DELETE &&
-	         op->delete_ != NULL)
-		put_delete(&o, op->delete_);
+	switch (op == NULL ? WHIZBANG__V1__OP__KIND__NOT_SET : op->kind_case) {
+	case WHIZBANG__V1__OP__KIND_UPSERT:
+		if (op->upsert != NULL)
+			put_upsert(&o, op->upsert);
+		break;
+	case WHIZBANG__V1__OP__KIND_UPDATE:
+		if (op->update != NULL)
+			put_update(&o, op->update);
+		break;
+	case WHIZBANG__V1__OP__KIND_DELETE:
+		if (op->delete_ != NULL)
+			put_delete(&o, op->delete_);
+		break;
+	case WHIZBANG__V1__OP__KIND_CREATE_INDEX:
+		if (op->create_index != NULL)
+			put_index(&o, "create", op->create_index);
+		break;
+	case WHIZBANG__V1__OP__KIND_DROP_INDEX:
+		if (op->drop_index != NULL)
+			put_index(&o, "drop", op->drop_index);
+		break;
+	default:
+		break;
+	}
 	return finish(&o);
 }
 
@@ -1815,5 +1887,193 @@ size_t optext_format_expr(const Whizbang__V1__Expr *expr, char *buf, size_t len)
 {
 	struct out o = {buf, len, 0};
 	put_expr(&o, expr, PREC_TOP);
+	return finish(&o);
+}
+
+size_t optext_format_value(const Whizbang__V1__Value *v, char *buf, size_t len)
+{
+	struct out o = {buf, len, 0};
+	put_value(&o, v);
+	return finish(&o);
+}
+
+/* ---------------------------------------------------------------- explosions */
+
+const char *optext_strategy_name(Whizbang__V1__PlanStrategy s)
+{
+	switch (s) {
+	case WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN:
+		return "scan";
+	case WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX:
+		return "index";
+	case WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX_UNION:
+		return "index union";
+	case WHIZBANG__V1__PLAN_STRATEGY__PLAN_ID:
+		return "id";
+	default:
+		return "unknown";
+	}
+}
+
+void optext_ids_init(struct optext_ids *it, const Whizbang__V1__Explosion *x)
+{
+	memset(it, 0, sizeof(*it));
+	if (x != NULL) {
+		it->p = x->ids.data;
+		it->len = x->ids.data != NULL ? x->ids.len : 0;
+		it->count = x->count;
+	}
+}
+
+/* Each id is checked against the one before it: the shared prefix must
+ * exist, and the ids must ascend strictly, as the server writes them. A
+ * list whose length disagrees with count is malformed too, so a reader
+ * never shows a part of a list as if it were the whole. */
+int optext_ids_next(struct optext_ids *it)
+{
+	if (it->bad)
+		return -1;
+	if (it->pos == it->len) {
+		if (it->seen != it->count) {
+			it->bad = true;
+			return -1;
+		}
+		return 0;
+	}
+	if (it->len - it->pos < 2 || it->seen == it->count)
+		goto bad;
+	size_t shared = it->p[it->pos], rest = it->p[it->pos + 1];
+	const uint8_t *r = it->p + it->pos + 2;
+	if (it->len - it->pos - 2 < rest || shared > it->id_len || (it->seen == 0 && shared != 0))
+		goto bad;
+	if (it->seen > 0) {
+		/* new = prev[0..shared) + rest must sort after prev. */
+		size_t tail = it->id_len - shared, m = rest < tail ? rest : tail;
+		int cmp = memcmp(r, it->id + shared, m);
+		if (cmp < 0 || (cmp == 0 && rest <= tail))
+			goto bad;
+	}
+	memcpy(it->id + shared, r, rest);
+	it->id_len = shared + rest;
+	it->id[it->id_len] = '\0';
+	it->pos += 2 + rest;
+	it->seen++;
+	return 1;
+bad:
+	it->bad = true;
+	return -1;
+}
+
+/* An id bare when that cannot be misread in a list (printable, no space,
+ * quote, backslash, comma or bracket), else quoted with escapes; bytes that
+ * are not UTF-8 are written \xNN. */
+static void put_id(struct out *o, const char *s, size_t n)
+{
+	bool bare = n > 0;
+	for (size_t i = 0; bare && i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		uint32_t cp;
+		size_t k = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+		if (k == 0 || cp <= 0x20 || (cp >= 0x7F && cp < 0xA0) || c == '"' || c == '\\' ||
+		    c == ',' || c == '[' || c == ']')
+			bare = false;
+		i += k == 0 ? 1 : k;
+	}
+	if (bare) {
+		put(o, s, n);
+		return;
+	}
+	put_str(o, "\"");
+	for (size_t i = 0; i < n;) {
+		unsigned char c = (unsigned char)s[i];
+		uint32_t cp;
+		size_t k = utf8_decode((const unsigned char *)s + i, n - i, &cp);
+		char esc[12];
+		if (k == 0) {
+			snprintf(esc, sizeof(esc), "\\x%02x", c);
+			put_str(o, esc);
+			i++;
+			continue;
+		}
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			put(o, esc, 2);
+		} else if (cp == '\n') {
+			put_str(o, "\\n");
+		} else if (cp == '\t') {
+			put_str(o, "\\t");
+		} else if (cp == '\r') {
+			put_str(o, "\\r");
+		} else if (cp < 0x20 || (cp >= 0x7F && cp < 0xA0)) {
+			snprintf(esc, sizeof(esc), "\\u%04" PRIx32, cp);
+			put_str(o, esc);
+		} else {
+			put(o, s + i, k);
+		}
+		i += k;
+	}
+	put_str(o, "\"");
+}
+
+static void put_u64(struct out *o, uint64_t v)
+{
+	char tmp[24];
+	snprintf(tmp, sizeof(tmp), "%" PRIu64, v);
+	put_str(o, tmp);
+}
+
+size_t optext_format_explosion(const Whizbang__V1__Explosion *x, size_t max_ids, char *buf,
+                               size_t len)
+{
+	struct out o = {buf, len, 0};
+	if (x == NULL)
+		return finish(&o);
+	struct optext_ids it;
+	optext_ids_init(&it, x);
+	int rc;
+	while ((rc = optext_ids_next(&it)) > 0)
+		;
+	bool corrupt = rc < 0;
+	if (x->created) {
+		put_str(&o, "created");
+	} else if (x->count == 0) {
+		put_str(&o, "no-op");
+	} else {
+		put_str(&o, "matched ");
+		put_u64(&o, x->count);
+	}
+	if (corrupt) {
+		put_str(&o, " <corrupt id list>");
+	} else if (x->count > 0 && max_ids > 0) {
+		optext_ids_init(&it, x);
+		put_str(&o, " [");
+		for (size_t k = 0; k < max_ids && optext_ids_next(&it) > 0; k++) {
+			if (k > 0)
+				put_str(&o, ", ");
+			put_id(&o, it.id, it.id_len);
+		}
+		if (x->count > max_ids) {
+			put_str(&o, ", … ");
+			put_u64(&o, x->count - max_ids);
+			put_str(&o, " more");
+		}
+		put_str(&o, "]");
+	}
+	const char *plan =
+	        x->plan != NULL && x->plan[0] != '\0' ? x->plan : optext_strategy_name(x->strategy);
+	if (x->count > 0 && !x->created) {
+		put_str(&o, " via ");
+		put_str(&o, plan);
+		put_str(&o, " (examined ");
+	} else {
+		put_str(&o, " (matched 0, ");
+		put_str(&o, plan);
+		put_str(&o, ", examined ");
+	}
+	put_u64(&o, x->examined);
+	put_str(&o, ", ");
+	put_u64(&o, x->micros);
+	put_str(&o, " µs)");
 	return finish(&o);
 }

@@ -257,6 +257,15 @@ static const char *const valid_ops[] = {
         "delete Order where a in (1, 2.5, \"x\", true, null, x\"ab\")",
         "delete Order where a not in ()",
         "update Order.v2 where line-items.count > 3 unset `line items`",
+        /* Index operations; `drop` and `index` are names everywhere else. */
+        "create index Order customer_id",
+        "drop index Order customer_id",
+        "CREATE INDEX `Order Line` `set`",
+        "Drop Index Order `the total`",
+        "create index index drop; drop index drop index",
+        "update index where index == 1 and drop != 2 set index = 3, inc drop by 1",
+        "upsert A \"1\" {n: 1, index: 2}; create index A n; update A where n == 1 unset n; drop "
+        "index A n",
 };
 #define N_VALID_OPS (sizeof(valid_ops) / sizeof(valid_ops[0]))
 
@@ -417,6 +426,46 @@ Test(optext, header_examples_parse_to_the_written_ops)
 	cr_assert_eq(ops->ops[0]->delete_->target_case, WHIZBANG__V1__DELETE__TARGET_WHERE);
 	cr_assert_str_eq(ops->ops[0]->delete_->where->text, "status == \"Cancelled\"");
 	optext_free_ops(ops);
+
+	ops = ops_ok("create index Order customer_id");
+	cr_assert_eq(ops->ops[0]->kind_case, WHIZBANG__V1__OP__KIND_CREATE_INDEX);
+	cr_assert_str_eq(ops->ops[0]->create_index->type, "Order");
+	cr_assert_str_eq(ops->ops[0]->create_index->field, "customer_id");
+	optext_free_ops(ops);
+
+	ops = ops_ok("drop index Order customer_id");
+	cr_assert_eq(ops->ops[0]->kind_case, WHIZBANG__V1__OP__KIND_DROP_INDEX);
+	cr_assert_str_eq(ops->ops[0]->drop_index->type, "Order");
+	cr_assert_str_eq(ops->ops[0]->drop_index->field, "customer_id");
+	optext_free_ops(ops);
+}
+
+Test(optext, index_and_drop_are_names_outside_the_index_operations)
+{
+	OpList *ops = ops_ok("create index index drop; drop index drop index; update index where "
+	                     "index == 1 set drop = 2");
+	cr_assert_eq(ops->n_ops, 3);
+	cr_assert_eq(ops->ops[0]->kind_case, WHIZBANG__V1__OP__KIND_CREATE_INDEX);
+	cr_assert_str_eq(ops->ops[0]->create_index->type, "index");
+	cr_assert_str_eq(ops->ops[0]->create_index->field, "drop");
+	cr_assert_eq(ops->ops[1]->kind_case, WHIZBANG__V1__OP__KIND_DROP_INDEX);
+	cr_assert_str_eq(ops->ops[1]->drop_index->type, "drop");
+	cr_assert_str_eq(ops->ops[1]->drop_index->field, "index");
+	cr_assert_str_eq(ops->ops[2]->update->type, "index");
+	char *tree = dump(ops->ops[2]->update->where->expr);
+	cr_assert_str_eq(tree, "(== index 1)");
+	free(tree);
+	cr_assert_str_eq(ops->ops[2]->update->actions[0]->set->field, "drop");
+	/* The formatter leaves them bare, and `create` (a keyword) quoted. */
+	char *text = format_op(ops->ops[0]);
+	cr_assert_str_eq(text, "create index index drop");
+	free(text);
+	optext_free_ops(ops);
+	ops = ops_ok("create index `create` `drop`");
+	text = format_op(ops->ops[0]);
+	cr_assert_str_eq(text, "create index `create` drop");
+	free(text);
+	optext_free_ops(ops);
 }
 
 Test(optext, several_ops_apply_in_the_written_order)
@@ -572,12 +621,43 @@ static const struct {
         {false, "update A where a == 1 set b = 1 create \"x\" {} set", 47,
          "column 47: expected ';' or the end of the input"},
         {false, "delete A \"1\";;", 14,
-         "column 14: expected an operation: 'upsert', 'update' or 'delete'"},
+         "column 14: expected an operation: 'upsert', 'update', 'delete', 'create index' or "
+         "'drop index'"},
         /* Unknown keywords. */
         {false, "upsrt Order \"o-1\" {}", 1,
-         "column 1: unknown operation 'upsrt'; expected 'upsert', 'update' or 'delete'"},
-        {false, "", 1, "column 1: expected an operation: 'upsert', 'update' or 'delete'"},
-        {false, "  ;", 3, "column 3: expected an operation: 'upsert', 'update' or 'delete'"},
+         "column 1: unknown operation 'upsrt'; expected 'upsert', 'update', 'delete', 'create "
+         "index' or 'drop index'"},
+        {false, "", 1,
+         "column 1: expected an operation: 'upsert', 'update', 'delete', 'create index' or "
+         "'drop index'"},
+        {false, "  ;", 3,
+         "column 3: expected an operation: 'upsert', 'update', 'delete', 'create index' or "
+         "'drop index'"},
+        {false, "index Order a", 1,
+         "column 1: unknown operation 'index'; expected 'upsert', 'update', 'delete', 'create "
+         "index' or 'drop index'"},
+        {false, "`drop` index Order a", 1,
+         "column 1: expected an operation: 'upsert', 'update', 'delete', 'create index' or "
+         "'drop index'"},
+        /* Index operations. */
+        {false, "create Order customer_id", 8,
+         "column 8: unknown keyword 'Order'; expected 'index' after 'create'"},
+        {false, "create", 7, "column 7: expected 'index' after 'create'"},
+        {false, "drop indexes Order a", 6,
+         "column 6: unknown keyword 'indexes'; expected 'index' after 'drop'"},
+        {false, "drop `index` Order a", 6, "column 6: expected 'index' after 'drop'"},
+        {false, "create index", 13, "column 13: expected a type name after 'index'"},
+        {false, "create index Order", 19, "column 19: expected a field name after the type name"},
+        {false, "drop index Order \"status\"", 18,
+         "column 18: expected a field name after the type name; names are bare or in "
+         "`backquotes`, not in \"quotes\""},
+        {false, "create index Order where", 20,
+         "column 20: expected a field name after the type name; 'where' is a keyword, write "
+         "`where` to use it as a name"},
+        {false, "create index Order a b", 22,
+         "column 22: unknown keyword 'b'; expected ';' or the end of the input"},
+        {false, "create index Order a; drop index Order", 39,
+         "column 39: expected a field name after the type name"},
         {false, "upsert Order \"o-1\" merg {}", 20,
          "column 20: unknown keyword 'merg'; expected '{' or 'merge' after the id"},
         {false, "upsert Order \"o-1\" merge", 25, "column 25: expected '{' after 'merge'"},
@@ -856,6 +936,8 @@ Test(optext, formatting_is_canonical)
 	         "update T where a == 1 set b = 2, unset c, inc d by 1.0 create \"i\" {}"},
 	        {"delete T where  a==1", "delete T where a == 1"},
 	        {"delete T \"i\\u00e9\"", "delete T \"i\xC3\xA9\""},
+	        {"CREATE  INDEX `Order` `a b`", "create index Order `a b`"},
+	        {"drop\tIndex\nOrder x ;", "drop index Order x"},
 	};
 	for (size_t k = 0; k < sizeof(op_cases) / sizeof(op_cases[0]); k++) {
 		OpList *ops = ops_ok(op_cases[k].in);
@@ -1188,4 +1270,336 @@ Test(optext, every_allocation_failure_is_answered_and_leaks_nothing)
 		fail_each_allocation(valid_ops[k], false);
 	for (size_t k = 0; k < N_VALID_WHERE; k++)
 		fail_each_allocation(valid_where[k].text, true);
+}
+
+/* ------------------------------------------------ index ops, values, explosions */
+
+Test(optext, stored_explosions_leave_the_op_text_parseable)
+{
+	OpList *ops = ops_ok("update Order where status == \"Pending\" set status = \"Late\"; "
+	                     "delete Order where total < 0");
+	char *before[2] = {format_op(ops->ops[0]), format_op(ops->ops[1])};
+	static uint8_t ids[] = {0, 3, 'o', '-', '1'};
+	Whizbang__V1__Explosion x1 = WHIZBANG__V1__EXPLOSION__INIT,
+	                        x2 = WHIZBANG__V1__EXPLOSION__INIT;
+	x1.ids.data = ids;
+	x1.ids.len = sizeof(ids);
+	x1.count = 1;
+	x1.plan = "scan";
+	ops->ops[0]->update->exploded = &x1;
+	ops->ops[1]->delete_->exploded = &x2;
+	for (size_t k = 0; k < 2; k++) {
+		char *after = format_op(ops->ops[k]);
+		cr_assert_str_eq(after, before[k], "an Explosion changed the op's text");
+		free(after);
+		free(before[k]);
+	}
+	ops->ops[0]->update->exploded = NULL;
+	ops->ops[1]->delete_->exploded = NULL;
+	optext_free_ops(ops);
+}
+
+Test(optext, values_format_as_literals)
+{
+	Value v = WHIZBANG__V1__VALUE__INIT;
+	char buf[64];
+	cr_assert_eq(optext_format_value(&v, buf, sizeof(buf)), 4);
+	cr_assert_str_eq(buf, "null");
+	v.kind_case = WHIZBANG__V1__VALUE__KIND_STRING_VALUE;
+	v.string_value = "a\"b\n";
+	optext_format_value(&v, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "\"a\\\"b\\n\"");
+	v.kind_case = WHIZBANG__V1__VALUE__KIND_INT_VALUE;
+	v.int_value = -42;
+	optext_format_value(&v, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "-42");
+	v.kind_case = WHIZBANG__V1__VALUE__KIND_DOUBLE_VALUE;
+	v.double_value = 120;
+	optext_format_value(&v, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "120.0");
+	v.kind_case = WHIZBANG__V1__VALUE__KIND_BOOL_VALUE;
+	v.bool_value = 1;
+	optext_format_value(&v, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "true");
+	static uint8_t b[] = {0x0a, 0xff};
+	v.kind_case = WHIZBANG__V1__VALUE__KIND_BYTES_VALUE;
+	v.bytes_value.data = b;
+	v.bytes_value.len = 2;
+	optext_format_value(&v, buf, sizeof(buf));
+	cr_assert_str_eq(buf, "x\"0aff\"");
+	v.kind_case = WHIZBANG__V1__VALUE__KIND_NULL_VALUE;
+	v.null_value = 1;
+	cr_assert_eq(optext_format_value(&v, NULL, 0), 4);
+
+	cr_assert_str_eq(optext_strategy_name(WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN), "scan");
+	cr_assert_str_eq(optext_strategy_name(WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX), "index");
+	cr_assert_str_eq(optext_strategy_name(WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX_UNION),
+	                 "index union");
+	cr_assert_str_eq(optext_strategy_name(WHIZBANG__V1__PLAN_STRATEGY__PLAN_ID), "id");
+	cr_assert_str_eq(optext_strategy_name((Whizbang__V1__PlanStrategy)77), "unknown");
+}
+
+/* Front-codes ids[0..n) (the caller sorts them) into buf as the server
+ * does; lens[k] is the length of ids[k], or 0 to use strlen. */
+static size_t encode_ids(const char *const *ids, const size_t *lens, size_t n, uint8_t *buf)
+{
+	size_t len = 0, prev_len = 0;
+	const char *prev = "";
+	for (size_t k = 0; k < n; k++) {
+		size_t idl = lens != NULL ? lens[k] : strlen(ids[k]), shared = 0;
+		while (shared < prev_len && shared < idl && shared < 255 &&
+		       prev[shared] == ids[k][shared])
+			shared++;
+		size_t rest = idl - shared;
+		cr_assert_leq(rest, 255);
+		buf[len++] = (uint8_t)shared;
+		buf[len++] = (uint8_t)rest;
+		memcpy(buf + len, ids[k] + shared, rest);
+		len += rest;
+		prev = ids[k];
+		prev_len = idl;
+	}
+	return len;
+}
+
+static char *format_x(const Whizbang__V1__Explosion *x, size_t max_ids)
+{
+	size_t n = optext_format_explosion(x, max_ids, NULL, 0);
+	char *buf = malloc(n + 1);
+	cr_assert_not_null(buf);
+	cr_assert_eq(optext_format_explosion(x, max_ids, buf, n + 1), n);
+	cr_assert_eq(strlen(buf), n);
+	return buf;
+}
+
+static void expect_x(const Whizbang__V1__Explosion *x, size_t max_ids, const char *want)
+{
+	char *got = format_x(x, max_ids);
+	cr_expect_str_eq(got, want, "got %s", got);
+	free(got);
+}
+
+Test(optext, explosions_format_for_people)
+{
+	static const char *const ids[] = {"o-1", "o-2", "o-7"};
+	uint8_t buf[64];
+	Whizbang__V1__Explosion x = WHIZBANG__V1__EXPLOSION__INIT;
+	x.ids.data = buf;
+	x.ids.len = encode_ids(ids, NULL, 3, buf);
+	cr_assert_eq(x.ids.len, 2 + 3 + 2 + 1 + 2 + 1, "o-2 and o-7 share \"o-\" with o-1");
+	x.count = 3;
+	x.strategy = WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX;
+	x.plan = "index Order.customer_id == \"c-42\"";
+	x.examined = 3;
+	x.micros = 41;
+	expect_x(&x, 10,
+	         "matched 3 [o-1, o-2, o-7] via index Order.customer_id == \"c-42\" (examined 3, "
+	         "41 µs)");
+	expect_x(&x, SIZE_MAX,
+	         "matched 3 [o-1, o-2, o-7] via index Order.customer_id == \"c-42\" (examined 3, "
+	         "41 µs)");
+	expect_x(&x, 3,
+	         "matched 3 [o-1, o-2, o-7] via index Order.customer_id == \"c-42\" (examined 3, "
+	         "41 µs)");
+	expect_x(&x, 2,
+	         "matched 3 [o-1, o-2, … 1 more] via index Order.customer_id == \"c-42\" "
+	         "(examined 3, 41 µs)");
+	expect_x(&x, 0, "matched 3 via index Order.customer_id == \"c-42\" (examined 3, 41 µs)");
+
+	/* Without a plan text, the strategy's name. */
+	x.plan = "";
+	x.strategy = WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX_UNION;
+	expect_x(&x, 1, "matched 3 [o-1, … 2 more] via index union (examined 3, 41 µs)");
+
+	Whizbang__V1__Explosion none = WHIZBANG__V1__EXPLOSION__INIT;
+	none.examined = 1000;
+	none.micros = 812;
+	expect_x(&none, 5, "no-op (matched 0, scan, examined 1000, 812 µs)");
+	none.created = 1;
+	none.strategy = WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX;
+	none.plan = "index Order.id == \"o-9\"";
+	none.examined = 0;
+	none.micros = 6;
+	expect_x(&none, 5, "created (matched 0, index Order.id == \"o-9\", examined 0, 6 µs)");
+
+	cr_assert_eq(optext_format_explosion(NULL, 5, NULL, 0), 0);
+	char small[8];
+	cr_assert_eq(optext_format_explosion(NULL, 5, small, sizeof(small)), 0);
+	cr_assert_str_eq(small, "");
+}
+
+Test(optext, explosion_ids_that_could_be_misread_are_quoted)
+{
+	/* In byte order. The last is not UTF-8. */
+	static const char *const ids[] = {"",     "[x]", "a b",      "q\"",
+	                                  "t\tb", "x,y", "\xC3\xA9", "\xFF"};
+	uint8_t buf[128];
+	Whizbang__V1__Explosion x = WHIZBANG__V1__EXPLOSION__INIT;
+	x.ids.data = buf;
+	x.ids.len = encode_ids(ids, NULL, 8, buf);
+	x.count = 8;
+	x.examined = 8;
+	x.micros = 1;
+	expect_x(&x, SIZE_MAX,
+	         "matched 8 [\"\", \"[x]\", \"a b\", \"q\\\"\", \"t\\tb\", \"x,y\", \xC3\xA9, "
+	         "\"\\xff\"] via scan (examined 8, 1 µs)");
+
+	/* A NUL inside an id, and C1 controls. */
+	static const char nul[] = {'a', '\0', 'b'};
+	static const char *const ids2[] = {nul, "b\xC2\x85"};
+	static const size_t lens2[] = {3, 3};
+	x.ids.len = encode_ids(ids2, lens2, 2, buf);
+	x.count = 2;
+	expect_x(&x, SIZE_MAX,
+	         "matched 2 [\"a\\u0000b\", \"b\\u0085\"] via scan (examined 8, 1 µs)");
+}
+
+Test(optext, explosion_id_walk_decodes_every_id)
+{
+	/* A 510-byte id: the longest the coding carries. */
+	static char long_a[256], long_b[511];
+	memset(long_a, 'k', 255);
+	memset(long_b, 'k', 510);
+	long_b[509] = 'z';
+	static const char nul[] = {'a', '\0', 'b'};
+	const char *ids[] = {"", nul, "abc", "abd", long_a, long_b};
+	size_t lens[] = {0, 3, 3, 3, 255, 510};
+	uint8_t buf[2048];
+	Whizbang__V1__Explosion x = WHIZBANG__V1__EXPLOSION__INIT;
+	x.ids.data = buf;
+	x.ids.len = encode_ids(ids, lens, 6, buf);
+	x.count = 6;
+	struct optext_ids it;
+	optext_ids_init(&it, &x);
+	for (size_t k = 0; k < 6; k++) {
+		cr_assert_eq(optext_ids_next(&it), 1, "id %zu", k);
+		cr_assert_eq(it.id_len, lens[k], "id %zu", k);
+		cr_assert_eq(memcmp(it.id, ids[k], lens[k]), 0, "id %zu", k);
+		cr_assert_eq(it.id[it.id_len], '\0');
+	}
+	cr_assert_eq(optext_ids_next(&it), 0);
+	cr_assert_eq(optext_ids_next(&it), 0, "the end stays the end");
+
+	/* An empty list, and no Explosion at all. */
+	Whizbang__V1__Explosion empty = WHIZBANG__V1__EXPLOSION__INIT;
+	optext_ids_init(&it, &empty);
+	cr_assert_eq(optext_ids_next(&it), 0);
+	optext_ids_init(&it, NULL);
+	cr_assert_eq(optext_ids_next(&it), 0);
+}
+
+Test(optext, malformed_explosion_id_lists_show_as_corrupt)
+{
+	static const struct {
+		uint8_t bytes[16];
+		size_t len;
+		uint64_t count;
+		const char *why;
+	} bad[] = {
+	        {{0}, 1, 1, "a lone byte"},
+	        {{0, 3, 'a', 'b'}, 4, 1, "a rest past the end"},
+	        {{1, 1, 'a'}, 3, 1, "a first id that shares a prefix"},
+	        {{0, 1, 'a', 2, 1, 'b'}, 6, 2, "a prefix longer than the previous id"},
+	        {{0, 1, 'a', 1, 0}, 5, 2, "the same id twice"},
+	        {{0, 1, 'b', 0, 1, 'a'}, 6, 2, "descending ids"},
+	        {{0, 2, 'a', 'b', 1, 0}, 6, 2, "an id that is a prefix of the one before"},
+	        {{0, 1, 'a'}, 3, 2, "fewer ids than count"},
+	        {{0, 1, 'a', 0, 1, 'b'}, 6, 1, "more ids than count"},
+	        {{0}, 0, 4, "a count without ids"},
+	};
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		Whizbang__V1__Explosion x = WHIZBANG__V1__EXPLOSION__INIT;
+		x.ids.data = (uint8_t *)bad[k].bytes;
+		x.ids.len = bad[k].len;
+		x.count = bad[k].count;
+		x.examined = 2;
+		x.micros = 3;
+		char want[128];
+		snprintf(want, sizeof(want),
+		         "matched %llu <corrupt id list> via scan (examined 2, 3 µs)",
+		         (unsigned long long)bad[k].count);
+		for (size_t max = 0; max < 3; max++) {
+			char *got = format_x(&x, max);
+			cr_expect_str_eq(got, want, "%s (max_ids %zu): got %s", bad[k].why, max,
+			                 got);
+			free(got);
+		}
+		struct optext_ids it;
+		optext_ids_init(&it, &x);
+		int rc;
+		size_t steps = 0;
+		while ((rc = optext_ids_next(&it)) > 0)
+			cr_assert_lt(++steps, 10);
+		cr_expect_eq(rc, -1, "%s", bad[k].why);
+		cr_expect_eq(optext_ids_next(&it), -1, "%s: malformed stays malformed", bad[k].why);
+	}
+
+	/* Ids on a no-op. */
+	static uint8_t one[] = {0, 1, 'a'};
+	Whizbang__V1__Explosion x = WHIZBANG__V1__EXPLOSION__INIT;
+	x.ids.data = one;
+	x.ids.len = sizeof(one);
+	expect_x(&x, 5, "no-op <corrupt id list> (matched 0, scan, examined 0, 0 µs)");
+
+	/* Every strict prefix of a good list is malformed (count says 3). */
+	static const char *const ids[] = {"o-1", "o-2", "o-7"};
+	uint8_t buf[64];
+	size_t n = encode_ids(ids, NULL, 3, buf);
+	for (size_t len = 0; len < n; len++) {
+		x.ids.data = buf;
+		x.ids.len = len;
+		x.count = 3;
+		char *got = format_x(&x, 5);
+		cr_expect(strstr(got, "<corrupt id list>") != NULL, "prefix %zu: %s", len, got);
+		free(got);
+	}
+}
+
+/* Any bytes at all decode or are called corrupt, without reading outside
+ * the list (ASan and valgrind watch; each list is its own allocation). */
+Test(optext, random_id_lists_never_read_out_of_bounds)
+{
+	uint64_t state = 0x9E3779B97F4A7C15u;
+	for (int round = 0; round < 20000; round++) {
+		state ^= state << 13;
+		state ^= state >> 7;
+		state ^= state << 17;
+		size_t len = (size_t)(state % 24);
+		uint8_t *bytes = malloc(len + 1);
+		cr_assert_not_null(bytes);
+		uint64_t r = state;
+		for (size_t k = 0; k < len; k++) {
+			r = r * 6364136223846793005u + 1442695040888963407u;
+			uint8_t b = (uint8_t)(r >> 56);
+			/* Small lengths make well-formed lists likely too. */
+			bytes[k] = (r & 1) != 0 ? (uint8_t)(b % 4) : b;
+		}
+		Whizbang__V1__Explosion x = WHIZBANG__V1__EXPLOSION__INIT;
+		x.ids.data = len > 0 ? bytes : NULL;
+		x.ids.len = len;
+		x.count = (state >> 40) % 5;
+		char small[16];
+		size_t full = optext_format_explosion(&x, (size_t)(state >> 50) % 4, small,
+		                                      sizeof(small));
+		char *got = format_x(&x, (size_t)(state >> 50) % 4);
+		cr_assert_eq(strlen(got), full);
+		free(got);
+		free(bytes);
+	}
+}
+
+Test(optext, explosion_text_that_does_not_fit_is_truncated_like_snprintf)
+{
+	Whizbang__V1__Explosion x = WHIZBANG__V1__EXPLOSION__INIT;
+	x.examined = 1000;
+	x.micros = 812;
+	const char *full = "no-op (matched 0, scan, examined 1000, 812 µs)";
+	size_t n = strlen(full);
+	char buf[64];
+	memset(buf, 'Z', sizeof(buf));
+	cr_assert_eq(optext_format_explosion(&x, 3, buf, 12), n);
+	cr_assert_str_eq(buf, "no-op (m...");
+	cr_assert_eq(buf[12], 'Z', "wrote past len");
+	cr_assert_eq(optext_format_explosion(&x, 3, buf, n + 1), n);
+	cr_assert_str_eq(buf, full);
 }
