@@ -1104,6 +1104,47 @@ static int parse_or(struct parser *p, Expr **out)
 	return parse_chain(p, KW_OR, out);
 }
 
+/* The levels of a clause tree, counted as the server counts them
+ * (proj_check_expr(): every Expr node is one). */
+static int tree_depth(const Expr *e)
+{
+	int d = 0;
+	switch (e->node_case) {
+	case WHIZBANG__V1__EXPR__NODE_ALL_OF:
+		for (size_t i = 0; i < e->all_of->n_terms; i++) {
+			int t = tree_depth(e->all_of->terms[i]);
+			d = t > d ? t : d;
+		}
+		break;
+	case WHIZBANG__V1__EXPR__NODE_ANY_OF:
+		for (size_t i = 0; i < e->any_of->n_terms; i++) {
+			int t = tree_depth(e->any_of->terms[i]);
+			d = t > d ? t : d;
+		}
+		break;
+	case WHIZBANG__V1__EXPR__NODE_NEGATE:
+		d = tree_depth(e->negate);
+		break;
+	default:
+		break;
+	}
+	return d + 1;
+}
+
+/* parse_or() for a whole clause starting at start: the tree must also fit
+ * the server's nesting limit, which counts the and/or nodes that
+ * parentheses do not show. */
+static int parse_clause(struct parser *p, size_t start, Expr **out)
+{
+	int rc = parse_or(p, out);
+	if (rc == 0 && tree_depth(*out) > OPTEXT_MAX_DEPTH) {
+		msg_free(*out);
+		*out = NULL;
+		return fail(p, start, "the clause nests deeper than %d levels", OPTEXT_MAX_DEPTH);
+	}
+	return rc;
+}
+
 /* A where clause into a new Where holding the tree and the exact text. */
 static int parse_where_clause(struct parser *p, Whizbang__V1__Where **out)
 {
@@ -1111,7 +1152,7 @@ static int parse_where_clause(struct parser *p, Whizbang__V1__Where **out)
 	if (w == NULL)
 		return nomem(p);
 	size_t start = p->tok.start;
-	int rc = parse_or(p, &w->expr);
+	int rc = parse_clause(p, start, &w->expr);
 	if (rc == 0) {
 		w->text = xstrndup(p->text + start, p->prev_end - start);
 		if (w->text == NULL) {
@@ -1468,7 +1509,7 @@ int optext_parse_where(const char *text, Whizbang__V1__Expr **out, struct optext
 	if (rc != 0)
 		return rc;
 	Expr *e;
-	rc = parse_or(&p, &e);
+	rc = parse_clause(&p, p.tok.start, &e);
 	if (rc != 0)
 		return rc;
 	if (p.tok.kind != TOK_END) {

@@ -829,12 +829,19 @@ Test(optext, nesting_is_limited_to_max_depth)
 	                 "column 65: nested deeper than 64 levels of parentheses and 'not'");
 	free(s);
 
-	s = nested("not ", OPTEXT_MAX_DEPTH, "a == 1", "");
+	/* The tree's levels count too, as the server counts them: 63 nots
+	 * over a comparison are 64 levels, 64 nots are one too many. */
+	s = nested("not ", OPTEXT_MAX_DEPTH - 1, "a == 1", "");
 	e = where_ok(s);
 	char *text = format_expr(e);
 	cr_assert_str_eq(text, s);
 	free(text);
 	optext_free_expr(e);
+	free(s);
+	s = nested("not ", OPTEXT_MAX_DEPTH, "a == 1", "");
+	cr_assert_eq(optext_parse_where(s, &e, &err), WB_INVALID_EXPRESSION);
+	cr_assert_eq(err.column, 1);
+	cr_assert_str_eq(err.message, "column 1: the clause nests deeper than 64 levels");
 	free(s);
 
 	s = nested("not ", OPTEXT_MAX_DEPTH + 1, "a == 1", "");
