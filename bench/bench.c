@@ -1,5 +1,6 @@
-/* whizbang-bench: load generators for whizbangd (appends, lease cycles) and
- * the raw-LMDB baseline they are measured against. See docs/BENCHMARKS.md. */
+/* whizbang-bench: load generators for whizbangd (appends, lease cycles), the
+ * raw-LMDB baseline they are measured against, and the projections'
+ * explosion, scan and replay figures. See docs/BENCHMARKS.md. */
 #include <stdio.h>
 #include <string.h>
 
@@ -13,6 +14,7 @@ static void usage(FILE *f)
 	           "                            [--slow-fraction F --slow-ms M] [options]\n"
 	           "       whizbang-bench raw --events N --size B --streams S --batch R\n"
 	           "                          [options]\n"
+	           "       whizbang-bench explode [--entities N] [options]\n"
 	           "       whizbang-bench SUBCOMMAND --help\n");
 }
 
@@ -29,6 +31,8 @@ int main(int argc, char **argv)
 		return bench_lease_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "raw") == 0)
 		return bench_raw_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "explode") == 0)
+		return bench_explode_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
 		usage(stdout);
 		return 0;

@@ -219,5 +219,6 @@ int bench_append_load(const char *address, const struct bench_append_params *p,
 int bench_append_main(int argc, char **argv);
 int bench_raw_main(int argc, char **argv);
 int bench_lease_main(int argc, char **argv);
+int bench_explode_main(int argc, char **argv);
 
 #endif
