@@ -1428,13 +1428,18 @@ static int record_explosion(struct applier *a, Explosion **slot, const struct pr
 		if (x->plan == NULL) {
 			rc = WB_E_NOMEM;
 		} else {
+			/* Only the indentation of a step goes: spaces inside it
+			 * may be inside a string literal of the clause. */
 			size_t o = 0;
+			bool indent = true;
 			for (size_t i = 0; i < tl; i++) {
 				if (plan->text[i] == '\n') {
 					x->plan[o++] = ';';
 					x->plan[o++] = ' ';
-				} else if (plan->text[i] != ' ' || o == 0 || x->plan[o - 1] != ' ') {
+					indent = true;
+				} else if (plan->text[i] != ' ' || !indent) {
 					x->plan[o++] = plan->text[i];
+					indent = false;
 				}
 			}
 			x->plan[o] = '\0';
