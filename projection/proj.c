@@ -1718,7 +1718,11 @@ int proj_apply(struct storage_txn *txn, uint64_t seq, const uint8_t *ops, size_t
 		out->error = a.fl.code != 0 ? a.fl.code : wb_error_to_wire(rc);
 		out->failed_op = i;
 		snprintf(out->message, sizeof(out->message), "%s", a.fl.msg);
+		/* Nothing of the entry stays: neither do its figures. */
 		out->affected = 0;
+		out->explosions = 0;
+		out->exploded_ids = 0;
+		out->explosion_us = 0;
 		drop_explosions(l);
 		rc = 0;
 	} else if (rc != 0) {
