@@ -492,8 +492,9 @@ static int scan_number(struct parser *p, struct token *t)
 		double d = strtod(s + start, &endp);
 		if (endp != s + j)
 			return fail(p, start, "invalid number");
-		if (isinf(d))
-			return fail(p, start, "number out of range");
+		/* A magnitude past DBL_MAX reads as infinity, a value like any
+		 * other (it orders beyond every finite number); the formatter
+		 * writes infinities as 1e999 and -1e999. */
 		t->kind = TOK_DOUBLE;
 		t->d = d;
 		return 0;
@@ -1633,7 +1634,7 @@ static void put_double(struct out *o, double d)
 		return;
 	}
 	if (isinf(d)) {
-		put_str(o, d < 0 ? "-inf" : "inf");
+		put_str(o, d < 0 ? "-1e999" : "1e999");
 		return;
 	}
 	char tmp[40];

@@ -4,7 +4,7 @@
  *   upsert Order "o-1" {customer_id: "c-42", status: "Pending", total: 120}
  *   upsert Order "o-1" merge {status: "Paid"}
  *   update Order where customer_id == "c-42" set status = "Cancelled", inc revision by 1
- *   update Order where id == "o-9" set status = "New" create "o-9" {status: "New"}
+ *   update Order where order_no == "o-9" set status = "New" create "o-9" {order_no: "o-9", status: "New"}
  *   update Order where total < 0 unset discount
  *   delete Order "o-1"
  *   delete Order where status == "Cancelled"
@@ -14,7 +14,8 @@
  * Several operations are separated by ';'. Where clauses: comparisons
  * == != < <= > >=, `in (...)`, `not in (...)`, exists(f), starts_with(f, "p"),
  * and, or, not, parentheses; literals: strings with escapes (\" \\ \n \t \r
- * \uXXXX), int64, double, true, false, null. Field and type names are
+ * \uXXXX), int64, double (a magnitude past the largest double is infinity;
+ * infinities format as 1e999 and -1e999), true, false, null. Field and type names are
  * identifiers ([A-Za-z_][A-Za-z0-9_.-]*) or backquoted (`like this`, with
  * the string escapes and \`). Keywords are case-insensitive and reserved
  * everywhere (a field named `set` is backquoted; the formatter does so).

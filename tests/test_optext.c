@@ -399,14 +399,14 @@ Test(optext, header_examples_parse_to_the_written_ops)
 	optext_free_ops(ops);
 
 	ops = ops_ok(
-	        "update Order where id == \"o-9\" set status = \"New\" create \"o-9\" {status: "
-	        "\"New\"}");
+	        "update Order where order_no == \"o-9\" set status = \"New\" create \"o-9\" "
+	        "{order_no: \"o-9\", status: \"New\"}");
 	up = ops->ops[0]->update;
 	cr_assert_eq(up->n_actions, 1);
 	cr_assert_not_null(up->create_if_none);
 	cr_assert_str_eq(up->create_if_none->id, "o-9");
-	cr_assert_eq(up->create_if_none->n_fields, 1);
-	cr_assert_str_eq(up->create_if_none->fields[0]->value->string_value, "New");
+	cr_assert_eq(up->create_if_none->n_fields, 2);
+	cr_assert_str_eq(up->create_if_none->fields[1]->value->string_value, "New");
 	optext_free_ops(ops);
 
 	ops = ops_ok("update Order where total < 0 unset discount");
@@ -744,8 +744,6 @@ static const struct {
         {true, "a == 9223372036854775808", 6, "column 6: integer out of range (int64)"},
         {true, "a == -9223372036854775809", 6, "column 6: integer out of range (int64)"},
         {true, "a == 99999999999999999999999", 6, "column 6: integer out of range (int64)"},
-        {true, "a == 1e309", 6, "column 6: number out of range"},
-        {true, "a == -1e309", 6, "column 6: number out of range"},
         {true, "a == 1.", 8, "column 8: expected a digit after '.'"},
         {true, "a == 1.e5", 8, "column 8: expected a digit after '.'"},
         {true, "a == .5", 6, "column 6: unexpected character '.'"},
@@ -972,7 +970,10 @@ Test(optext, doubles_read_back_bit_for_bit)
 	                            1e16,
 	                            1e17,
 	                            2.2250738585072014e-308,
-	                            1.7976931348623157e308};
+	                            1.7976931348623157e308,
+	                            /* infinities are written 1e999 and -1e999 */
+	                            __builtin_inf(),
+	                            -__builtin_inf()};
 	for (size_t k = 0; k < sizeof(ds) / sizeof(ds[0]); k++) {
 		Value v = WHIZBANG__V1__VALUE__INIT;
 		v.kind_case = WHIZBANG__V1__VALUE__KIND_DOUBLE_VALUE;
@@ -990,6 +991,8 @@ Test(optext, doubles_read_back_bit_for_bit)
 		cr_assert_eq(memcmp(&back->compare->value->double_value, &ds[k], sizeof(double)), 0,
 		             "%.17g came back from %s as %.17g", ds[k], text,
 		             back->compare->value->double_value);
+		if (__builtin_isinf(ds[k]))
+			cr_assert_str_eq(text, ds[k] > 0 ? "a == 1e999" : "a == -1e999");
 		free(text);
 		optext_free_expr(back);
 	}
