@@ -1988,24 +1988,37 @@ struct cmd_args {
 	size_t npos;
 };
 
-static int cmd_get(struct cli *cli, int argc, char **argv, int i)
+/* Reads the arguments of a command that takes only the common options
+ * and at most max positionals (after "--" everything is positional).
+ * Returns 0, or EXIT_USAGE after saying why (too_many names what the
+ * command takes). */
+static int positionals(struct cli *cli, const char *cmd, int argc, char **argv, int i,
+                       size_t max, const char *too_many, struct cmd_args *a)
 {
-	struct cmd_args a = {0};
 	bool dashdash = false;
+	memset(a, 0, sizeof(*a));
 	for (; i < argc; i++) {
 		if (!dashdash && strcmp(argv[i], "--") == 0) {
 			dashdash = true;
 			continue;
 		}
 		if (!dashdash && is_option(argv[i])) {
-			if (common_arg(cli, "get", argc, argv, &i) == OPT_BAD)
+			if (common_arg(cli, cmd, argc, argv, &i) == OPT_BAD)
 				return EXIT_USAGE;
 			continue;
 		}
-		if (a.npos == 2)
-			return usage_error("get takes TYPE and ID, not also \"%s\"", argv[i]);
-		a.pos[a.npos++] = argv[i];
+		if (a->npos == max || a->npos == sizeof(a->pos) / sizeof(a->pos[0]))
+			return usage_error("%s takes %s, not also \"%s\"", cmd, too_many, argv[i]);
+		a->pos[a->npos++] = argv[i];
 	}
+	return 0;
+}
+
+static int cmd_get(struct cli *cli, int argc, char **argv, int i)
+{
+	struct cmd_args a;
+	if (positionals(cli, "get", argc, argv, i, 2, "TYPE and ID", &a) != 0)
+		return EXIT_USAGE;
 	if (a.npos != 2)
 		return usage_error("get needs TYPE and ID");
 	int rc = connect_server(cli);
@@ -2226,24 +2239,10 @@ static void print_index(const struct cli *cli, const char *verb, const Whizbang_
 
 static int cmd_index(struct cli *cli, int argc, char **argv, int i)
 {
-	struct cmd_args a = {0};
-	bool dashdash = false;
-	for (; i < argc; i++) {
-		if (!dashdash && strcmp(argv[i], "--") == 0) {
-			dashdash = true;
-			continue;
-		}
-		if (!dashdash && is_option(argv[i])) {
-			if (common_arg(cli, "index", argc, argv, &i) == OPT_BAD)
-				return EXIT_USAGE;
-			continue;
-		}
-		if (a.npos == 3)
-			return usage_error("index takes at most a subcommand, TYPE and FIELD, not "
-			                   "also \"%s\"",
-			                   argv[i]);
-		a.pos[a.npos++] = argv[i];
-	}
+	struct cmd_args a;
+	if (positionals(cli, "index", argc, argv, i, 3, "at most a subcommand, TYPE and FIELD",
+	                &a) != 0)
+		return EXIT_USAGE;
 	const char *sub = a.npos > 0 ? a.pos[0] : "";
 	bool create = strcmp(sub, "create") == 0, drop = strcmp(sub, "drop") == 0;
 	if (strcmp(sub, "list") == 0) {
@@ -2287,25 +2286,10 @@ static int cmd_index(struct cli *cli, int argc, char **argv, int i)
 
 static int cmd_explain(struct cli *cli, int argc, char **argv, int i)
 {
-	struct cmd_args a = {0};
-	bool dashdash = false;
-	for (; i < argc; i++) {
-		if (!dashdash && strcmp(argv[i], "--") == 0) {
-			dashdash = true;
-			continue;
-		}
-		if (!dashdash && is_option(argv[i])) {
-			if (common_arg(cli, "explain", argc, argv, &i) == OPT_BAD)
-				return EXIT_USAGE;
-			continue;
-		}
-		if (a.npos == 2)
-			return usage_error(
-			        "explain takes TYPE and one WHERE clause (quote it), not "
-			        "also \"%s\"",
-			        argv[i]);
-		a.pos[a.npos++] = argv[i];
-	}
+	struct cmd_args a;
+	if (positionals(cli, "explain", argc, argv, i, 2, "TYPE and one WHERE clause (quote it)",
+	                &a) != 0)
+		return EXIT_USAGE;
 	if (a.npos != 2)
 		return usage_error("explain needs TYPE and a WHERE clause");
 	Whizbang__V1__Expr *where;

@@ -1141,31 +1141,31 @@ static uint8_t *pack_ops(Whizbang__V1__Op **ops, size_t n, size_t *len)
 	return buf;
 }
 
-static void reseq_and_commit(struct lsrv *ls, struct pend *p)
+/* Leases one new sequence (args) for the queued request p and commits
+ * ops (packed; NULL when packing ran out of memory) there as a final entry
+ * of kind and reason; the op answers p's client. On a failure the client
+ * gets the error (what names the call). Frees p, and p's request unless an
+ * op keeps it. */
+static void commit_at_new_sequence(struct lsrv *ls, struct pend *p,
+                                   const struct lease_grant_args *args, enum ledger_kind kind,
+                                   enum ledger_reason reason, uint8_t *ops, size_t len,
+                                   const char *what)
 {
 	struct conn *c = p->conn;
 	Request *req = p->req;
 	struct lease *got[1];
-	char why[256];
-	struct lease_grant_args args = {
-	        .projection = p->projection,
-	        .count = 1,
-	        .operation_id = p->operation_id,
-	        .source_position = p->source_position,
-	};
-	int rc = lease_grant(ls->t, mono_ms(), &args, got, why, sizeof(why));
+	char why[256] = "the server is out of memory";
+	int rc = ops == NULL ? WB_E_NOMEM : lease_grant(ls->t, mono_ms(), args, got, why, sizeof(why));
 	if (rc != 0) {
 		if (!c->closing)
 			srv_send_error(c, req->id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc,
-			               "resequencing failed: %s", why);
+			               "%s: %s", what, why);
 		goto done;
 	}
 	lease_finish(ls->t, got[0], LEASE_COMMITTED, mono_ms());
-	size_t len;
-	uint8_t *ops = pack_ops(req->commit->ops, req->commit->n_ops, &len);
 	struct final_args a = {
-	        .kind = LEDGER_RECOVERED,
-	        .reason = LEDGER_RECOVERED_RESEQUENCED,
+	        .kind = kind,
+	        .reason = reason,
 	        .conn = c->closing ? NULL : c,
 	        .req = req,
 	        .ops = ops,
@@ -1173,9 +1173,9 @@ static void reseq_and_commit(struct lsrv *ls, struct pend *p)
 	        .orig_seq = p->orig_seq,
 	        .orig_expiry_us = p->orig_expiry_us,
 	};
-	rc = ops == NULL ? WB_E_NOMEM : submit_final(ls, got[0], &a);
-	free(ops);
+	rc = submit_final(ls, got[0], &a);
 	if (rc == 0) {
+		free(ops);
 		free(p);
 		return; /* the op keeps req */
 	}
@@ -1185,8 +1185,23 @@ static void reseq_and_commit(struct lsrv *ls, struct pend *p)
 	if (!c->closing)
 		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 done:
+	free(ops);
 	whizbang__v1__request__free_unpacked(req, NULL);
 	free(p);
+}
+
+static void reseq_and_commit(struct lsrv *ls, struct pend *p)
+{
+	struct lease_grant_args args = {
+	        .projection = p->projection,
+	        .count = 1,
+	        .operation_id = p->operation_id,
+	        .source_position = p->source_position,
+	};
+	size_t len;
+	uint8_t *ops = pack_ops(p->req->commit->ops, p->req->commit->n_ops, &len);
+	commit_at_new_sequence(ls, p, &args, LEDGER_RECOVERED, LEDGER_RECOVERED_RESEQUENCED, ops,
+	                       len, "resequencing failed");
 }
 
 /* A commit whose lease has expired, with on_expired = RESEQUENCE: queue a
@@ -1218,19 +1233,7 @@ static void resequence(struct lsrv *ls, struct conn *c, Request *req, const char
  * watermark has passed it (answer_index()). */
 static void index_and_commit(struct lsrv *ls, struct pend *p)
 {
-	struct conn *c = p->conn;
 	Request *req = p->req;
-	struct lease *got[1];
-	char why[256];
-	struct lease_grant_args args = {.projection = "$index", .count = 1};
-	int rc = lease_grant(ls->t, mono_ms(), &args, got, why, sizeof(why));
-	if (rc != 0) {
-		if (!c->closing)
-			srv_send_error(c, req->id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc,
-			               "no sequence for the index change: %s", why);
-		goto done;
-	}
-	lease_finish(ls->t, got[0], LEASE_COMMITTED, mono_ms());
 	bool create = req->body_case == WHIZBANG__V1__REQUEST__BODY_CREATE_INDEX;
 	Whizbang__V1__IndexSpec spec = WHIZBANG__V1__INDEX_SPEC__INIT;
 	spec.type = create ? req->create_index->type : req->drop_index->type;
@@ -1243,27 +1246,9 @@ static void index_and_commit(struct lsrv *ls, struct pend *p)
 		op.drop_index = &spec;
 	size_t len;
 	uint8_t *packed = pack_ops(ops, 1, &len);
-	struct final_args a = {
-	        .kind = LEDGER_COMMITTED,
-	        .reason = LEDGER_REASON_NONE,
-	        .conn = c->closing ? NULL : c,
-	        .req = req,
-	        .ops = packed,
-	        .ops_len = len,
-	};
-	rc = packed == NULL ? WB_E_NOMEM : submit_final(ls, got[0], &a);
-	free(packed);
-	if (rc == 0) {
-		free(p);
-		return; /* the op keeps req */
-	}
-	struct final_args gap = {.kind = LEDGER_GAP, .reason = LEDGER_GAP_RELEASED};
-	submit_final(ls, got[0], &gap);
-	if (!c->closing)
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
-done:
-	whizbang__v1__request__free_unpacked(req, NULL);
-	free(p);
+	struct lease_grant_args args = {.projection = "$index", .count = 1};
+	commit_at_new_sequence(ls, p, &args, LEDGER_COMMITTED, LEDGER_REASON_NONE, packed, len,
+	                       "no sequence for the index change");
 }
 
 static void handle_index(struct lsrv *ls, struct conn *c, Request *req, bool *kept)

@@ -104,39 +104,39 @@ static void mark_dirty(struct conn *c)
 }
 
 /* Packs resp as one frame into c's output buffer. */
-void srv_send(struct conn *c, const Response *resp)
+/* Appends a frame header for n bytes to c's output and returns where the
+ * n bytes go, or NULL (the connection is then closed) when they cannot be
+ * queued. The caller writes them at once. */
+static uint8_t *out_frame(struct conn *c, size_t n)
 {
 	if (c->closing)
-		return;
-	size_t n = protobuf_c_message_get_packed_size(&resp->base);
+		return NULL;
 	if (n > UINT32_MAX || out_reserve(c, FRAME_HEADER + n) != 0) {
 		srv_log(LOG_ERROR, "response_dropped", "conn=%llu bytes=%zu reason=no_memory",
 		        (unsigned long long)c->id, n);
 		conn_close(c);
-		return;
+		return NULL;
 	}
-	frame_put_header(c->out + c->out_len, (uint32_t)n);
-	protobuf_c_message_pack(&resp->base, c->out + c->out_len + FRAME_HEADER);
+	uint8_t *p = c->out + c->out_len;
+	frame_put_header(p, (uint32_t)n);
 	c->out_len += FRAME_HEADER + n;
 	c->srv->requests_total++;
 	mark_dirty(c);
+	return p + FRAME_HEADER;
+}
+
+void srv_send(struct conn *c, const Response *resp)
+{
+	uint8_t *p = out_frame(c, protobuf_c_message_get_packed_size(&resp->base));
+	if (p != NULL)
+		protobuf_c_message_pack(&resp->base, p);
 }
 
 void srv_send_packed(struct conn *c, const uint8_t *resp, size_t n)
 {
-	if (c->closing)
-		return;
-	if (n > UINT32_MAX || out_reserve(c, FRAME_HEADER + n) != 0) {
-		srv_log(LOG_ERROR, "response_dropped", "conn=%llu bytes=%zu reason=no_memory",
-		        (unsigned long long)c->id, n);
-		conn_close(c);
-		return;
-	}
-	frame_put_header(c->out + c->out_len, (uint32_t)n);
-	memcpy(c->out + c->out_len + FRAME_HEADER, resp, n);
-	c->out_len += FRAME_HEADER + n;
-	c->srv->requests_total++;
-	mark_dirty(c);
+	uint8_t *p = out_frame(c, n);
+	if (p != NULL)
+		memcpy(p, resp, n);
 }
 
 __attribute__((format(printf, 5, 0))) static void send_error_v(struct conn *c, uint64_t id,
