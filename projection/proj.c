@@ -1140,7 +1140,8 @@ int proj_query(struct storage_txn *txn, const char *type, size_t type_len, const
 		if (rc != 0)
 			goto out;
 		size_t plen = entity_key(k, type, type_len, "", 0);
-		memcpy(k + plen, after, after_len);
+		if (after_len > 0)
+			memcpy(k + plen, after, after_len);
 		struct storage_val key = sv(k, plen + after_len), v;
 		rc = storage_cursor_get(cur, STORAGE_SET_RANGE, &key, &v);
 		while (rc == 0 && key.len > plen && memcmp(key.data, k, plen) == 0) {
