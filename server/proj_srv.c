@@ -14,6 +14,7 @@
  * Verify copies the store (compacting, from one snapshot) into a scratch
  * directory inside the data directory, replays its ledger into another,
  * compares the digests and removes both. */
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -549,6 +550,23 @@ static bool check_request(struct conn *c, const Request *req)
 		}
 	}
 	return true;
+}
+
+void psrv_remove_leftovers(const char *data_dir)
+{
+	DIR *d = opendir(data_dir);
+	if (d == NULL)
+		return;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, ".verify-", 8) != 0)
+			continue;
+		char path[1400];
+		snprintf(path, sizeof(path), "%s/%s", data_dir, e->d_name);
+		proj_remove_store(path);
+		srv_log(LOG_INFO, "verify_leftover_removed", "path=%s", path);
+	}
+	closedir(d);
 }
 
 bool psrv_dispatch(struct conn *c, Request *req)

@@ -1183,6 +1183,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	rc = lsrv_init(srv, errmsg, errlen);
 	if (rc != 0)
 		goto err_after_storage;
+	psrv_remove_leftovers(cfg->data_dir);
 
 	rc = uv_async_init(loop, &srv->async, async_cb);
 	if (rc != 0)

@@ -157,6 +157,10 @@ void lsrv_shutdown(struct srv *srv);
  * worker thread. Returns true when it kept req (freed after the answer). */
 bool psrv_dispatch(struct conn *c, Request *req);
 
+/* Removes the scratch stores of a Verify that a crash interrupted
+ * (DATA_DIR/.verify-*), at start-up. */
+void psrv_remove_leftovers(const char *data_dir);
+
 /* Adds the lease and ledger figures to s. Strings and arrays it sets stay
  * valid until the next call. */
 void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s);
