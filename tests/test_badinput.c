@@ -478,18 +478,28 @@ Test(badinput, deeply_nested_clause_is_refused_without_recursion)
 	start(NULL);
 	int fd = raw_hello();
 	enum { LEVELS = 200000 };
-	struct pb inner = {0};
-	pb_bytes(&inner, 1, "f", 1); /* Exists.field */
-	struct pb e = {0};
-	pb_bytes(&e, 3, inner.buf, inner.len); /* Expr.exists */
+	/* Built from the inside out, back to front, in one buffer: each level
+	 * puts Expr.negate's tag and length before what it wraps. */
+	size_t cap = (size_t)LEVELS * 5 + 16, pos = cap;
+	uint8_t *e = malloc(cap);
+	cr_assert_not_null(e);
+	static const uint8_t exists[] = {0x1a, 0x03, 0x0a, 0x01, 'f'}; /* Expr.exists{field "f"} */
+	pos -= sizeof(exists);
+	memcpy(e + pos, exists, sizeof(exists));
 	for (int i = 0; i < LEVELS; i++) {
-		struct pb w = {0};
-		pb_bytes(&w, 7, e.buf, e.len); /* Expr.negate */
-		pb_free(&e);
-		e = w;
+		uint8_t v[10];
+		size_t n = 0;
+		for (uint64_t len = cap - pos; ; len >>= 7) {
+			v[n++] = (uint8_t)(len & 0x7f) | (len >= 0x80 ? 0x80 : 0);
+			if (len < 0x80)
+				break;
+		}
+		pos -= n;
+		memcpy(e + pos, v, n);
+		e[--pos] = 0x3a; /* field 7 (negate), wire type 2 */
 	}
 	struct pb where = {0}, upd = {0}, op = {0}, commit = {0}, req = {0};
-	pb_bytes(&where, 1, e.buf, e.len);
+	pb_bytes(&where, 1, e + pos, cap - pos);
 	pb_bytes(&upd, 1, "T", 1);
 	pb_bytes(&upd, 2, where.buf, where.len);
 	pb_bytes(&op, 2, upd.buf, upd.len);
@@ -501,8 +511,7 @@ Test(badinput, deeply_nested_clause_is_refused_without_recursion)
 	send_frame(fd, req.buf, req.len);
 	expect_error(fd, 0, WB_BAD_REQUEST, NULL);
 	expect_pong(fd, 1);
-	pb_free(&inner);
-	pb_free(&e);
+	free(e);
 	pb_free(&where);
 	pb_free(&upd);
 	pb_free(&op);
