@@ -210,8 +210,11 @@ static void write_cb(uv_write_t *req, int status)
 		conn_close(c);
 		return;
 	}
-	/* Output drained below the bound: take up buffered requests again. */
+	/* Output drained below the bound: take up buffered requests again,
+	 * and pushes that waited for room. */
 	conn_process(c);
+	ssrv_pump(c->srv);
+	csrv_pump(c->srv);
 	flush_all(c->srv);
 	shutdown_check(c->srv);
 }
@@ -300,6 +303,8 @@ static void conn_close(struct conn *c)
 		c->next->prev = c->prev;
 	srv->nconns--;
 	lsrv_conn_closed(c);
+	ssrv_conn_closed(c);
+	csrv_conn_closed(c);
 	srv_log(LOG_DEBUG, "disconnected", "conn=%llu inflight=%zu", (unsigned long long)c->id,
 	        c->inflight);
 	uv_close((uv_handle_t *)&c->timer, conn_handle_closed_cb);
@@ -795,6 +800,8 @@ static void async_cb(uv_async_t *a)
 		op_done(srv, (struct srv_op *)op);
 		op = next;
 	}
+	ssrv_pump(srv);
+	csrv_pump(srv);
 	flush_all(srv);
 	shutdown_check(srv);
 }
@@ -866,6 +873,40 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 	case WHIZBANG__V1__REQUEST__BODY_DROP_INDEX:
 		if (lsrv_dispatch(c, req))
 			return; /* kept until its answer */
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_SUBSCRIBE:
+		if (ssrv_dispatch(c, req))
+			return;
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_CREDIT:
+	case WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE: {
+		uint64_t sub = req->body_case == WHIZBANG__V1__REQUEST__BODY_CREDIT
+		                       ? req->credit->subscription
+		                       : req->unsubscribe->subscription;
+		bool kept = false;
+		if (ssrv_owns(c, sub))
+			kept = ssrv_dispatch(c, req);
+		else if (csrv_owns(c, sub))
+			kept = csrv_dispatch(c, req);
+		else
+			srv_send_error(c, id, WB_NOT_FOUND,
+			               "this connection has no subscription %llu (ended, or never "
+			               "started here)",
+			               (unsigned long long)sub);
+		if (kept)
+			return;
+		break;
+	}
+	case WHIZBANG__V1__REQUEST__BODY_CREATE_CONSUMER:
+	case WHIZBANG__V1__REQUEST__BODY_DELETE_CONSUMER:
+	case WHIZBANG__V1__REQUEST__BODY_LIST_CONSUMERS:
+	case WHIZBANG__V1__REQUEST__BODY_JOIN_CONSUMER:
+	case WHIZBANG__V1__REQUEST__BODY_ACK:
+	case WHIZBANG__V1__REQUEST__BODY_NACK:
+	case WHIZBANG__V1__REQUEST__BODY_LIST_PARKED:
+	case WHIZBANG__V1__REQUEST__BODY_REPLAY_PARKED:
+		if (csrv_dispatch(c, req))
+			return;
 		break;
 	case WHIZBANG__V1__REQUEST__BODY_GET_ENTITY:
 	case WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES:
@@ -1067,6 +1108,8 @@ static void shutdown_check(struct srv *srv)
 		uv_close((uv_handle_t *)&srv->sigint, close_handle_cb);
 		uv_close((uv_handle_t *)&srv->shutdown_timer, close_handle_cb);
 		lsrv_shutdown(srv);
+		ssrv_shutdown(srv);
+		csrv_shutdown(srv);
 	}
 }
 
@@ -1099,6 +1142,8 @@ static void signal_cb(uv_signal_t *s, int signum)
 	for (struct conn *c = srv->conns; c != NULL; c = c->next)
 		conn_update_reading(c);
 	lsrv_shutdown(srv);
+	ssrv_shutdown(srv);
+	csrv_shutdown(srv);
 	uv_timer_start(&srv->shutdown_timer, shutdown_timeout_cb, srv->cfg.shutdown_timeout_ms, 0);
 	flush_all(srv);
 	shutdown_check(srv);
@@ -1184,6 +1229,11 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	if (rc != 0)
 		goto err_after_storage;
 	psrv_remove_leftovers(cfg->data_dir);
+	rc = ssrv_init(srv, errmsg, errlen);
+	if (rc == 0)
+		rc = csrv_init(srv, errmsg, errlen);
+	if (rc != 0)
+		goto err_after_lsrv;
 
 	rc = uv_async_init(loop, &srv->async, async_cb);
 	if (rc != 0)
@@ -1249,8 +1299,12 @@ err_after_listener:
 err_after_async:
 	uv_close((uv_handle_t *)&srv->async, NULL);
 err_after_lsrv:
+	csrv_shutdown(srv);
+	ssrv_shutdown(srv);
 	lsrv_shutdown(srv);
 	uv_run(loop, UV_RUN_NOWAIT);
+	csrv_close(srv);
+	ssrv_close(srv);
 	lsrv_close(srv);
 err_after_storage:
 	storage_close(srv->st);
@@ -1270,6 +1324,8 @@ void srv_close(struct srv *srv)
 		op_done(srv, (struct srv_op *)op); /* every connection is closed */
 		op = next;
 	}
+	csrv_close(srv);
+	ssrv_close(srv);
 	lsrv_close(srv);
 	writer_stop(srv->writer);
 	pthread_mutex_destroy(&srv->async_mu);

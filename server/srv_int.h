@@ -20,6 +20,8 @@ typedef Whizbang__V1__Request Request;
 typedef Whizbang__V1__Response Response;
 
 struct lsrv;
+struct ssrv;
+struct csrv;
 
 /* The most sequences one Lease may ask for (--max-lease-count's bound). */
 #define LEASE_COUNT_MAX 1024u
@@ -94,6 +96,10 @@ struct srv {
 	uint64_t events_appended;
 	uint64_t queries;
 	bool verifying;
+	/* Subscription ids, shared by sub_srv.c and consumer_srv.c */
+	uint64_t next_subscription_id;
+	struct ssrv *ssrv;
+	struct csrv *csrv;
 };
 
 /* Bytes of envelope allowed for around the items of a read answer: a page
@@ -160,6 +166,40 @@ bool psrv_dispatch(struct conn *c, Request *req);
 /* Removes the scratch stores of a Verify that a crash interrupted
  * (DATA_DIR/.verify-*), at start-up. */
 void psrv_remove_leftovers(const char *data_dir);
+
+/* ---- sub_srv.c: catch-up subscriptions (Subscribe, Credit, Unsubscribe) ----
+ *
+ * The loop calls these hooks; the module keeps its state in srv->ssrv. */
+
+/* Sets srv->ssrv up (before the listener opens). */
+int ssrv_init(struct srv *srv, char *errmsg, size_t errlen);
+/* Frees it (after the writer has drained). */
+void ssrv_close(struct srv *srv);
+/* Handles Subscribe; Credit and Unsubscribe for subscriptions it owns
+ * (ssrv_owns()). Returns true when it kept req. */
+bool ssrv_dispatch(struct conn *c, Request *req);
+/* True when subscription id on c is one of this module's. */
+bool ssrv_owns(struct conn *c, uint64_t id);
+/* Something may be due: events committed (after every batch), the
+ * watermark moved, credits arrived or output drained. Pushes within
+ * credits and output bounds. */
+void ssrv_pump(struct srv *srv);
+/* c is closing: free its subscriptions. */
+void ssrv_conn_closed(struct conn *c);
+/* Shutdown began: stop timers, push nothing more. */
+void ssrv_shutdown(struct srv *srv);
+
+/* ---- consumer_srv.c: durable consumer groups ----
+ * The same hooks for CreateConsumer, DeleteConsumer, ListConsumers,
+ * JoinConsumer, Ack, Nack, ListParked, ReplayParked, and Credit and
+ * Unsubscribe of joined members. */
+int csrv_init(struct srv *srv, char *errmsg, size_t errlen);
+void csrv_close(struct srv *srv);
+bool csrv_dispatch(struct conn *c, Request *req);
+bool csrv_owns(struct conn *c, uint64_t id);
+void csrv_pump(struct srv *srv);
+void csrv_conn_closed(struct conn *c);
+void csrv_shutdown(struct srv *srv);
 
 /* Adds the lease and ledger figures to s. Strings and arrays it sets stay
  * valid until the next call. */

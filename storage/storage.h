@@ -37,6 +37,10 @@ enum storage_db {
 	STORAGE_DB_ENTITIES,  /* type, 0x00, id -> entity record */
 	STORAGE_DB_INDEX,     /* index id u32be, value key, id -> empty */
 	STORAGE_DB_PROJ_META, /* index definitions and kept counts */
+	/* The stream life cycle and durable consumers (DESIGN.md §5) */
+	STORAGE_DB_STREAM_META, /* stream id u64be -> metadata and delete state */
+	STORAGE_DB_CONSUMERS,   /* group name -> group config and checkpoint */
+	STORAGE_DB_PARKED,      /* group name, 0x00, position u64be -> parked event record */
 	STORAGE_DB_COUNT
 };
 

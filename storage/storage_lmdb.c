@@ -73,6 +73,9 @@ static const char *const db_names[STORAGE_DB_COUNT] = {
         [STORAGE_DB_ENTITIES] = "entities",
         [STORAGE_DB_INDEX] = "index",
         [STORAGE_DB_PROJ_META] = "proj_meta",
+        [STORAGE_DB_STREAM_META] = "stream_meta",
+        [STORAGE_DB_CONSUMERS] = "consumers",
+        [STORAGE_DB_PARKED] = "parked",
 };
 
 struct storage {
