@@ -522,7 +522,12 @@ static void handle_read_stream(struct conn *c, uint64_t id, const Whizbang__V1__
 	if (rc == 0 && !col.nomem)
 		ptrs = collect_finish(&col);
 	if (rc == WB_E_NOTFOUND) {
-		srv_send_error(c, id, WB_NOT_FOUND, "stream '%s' does not exist", r->stream);
+		srv_send_error(c, id, WB_NOT_FOUND,
+		               "stream '%s' does not exist or is soft-deleted (GetStreamInfo tells "
+		               "which)",
+		               r->stream);
+	} else if (rc == WB_STREAM_DELETED) {
+		srv_send_error(c, id, WB_STREAM_DELETED, "stream '%s' is hard-deleted", r->stream);
 	} else if (rc != 0) {
 		srv_send_storage_error(c, id, rc, "ReadStream");
 	} else if (ptrs == NULL) {
@@ -631,11 +636,297 @@ static void handle_stream_info(struct conn *c, uint64_t id, const Whizbang__V1__
 	si.last_position = info.last_position;
 	si.created_us = info.created_us;
 	si.updated_us = info.updated_us;
+	si.deleted = info.deleted;
+	si.tombstoned = info.tombstoned;
+	Whizbang__V1__StreamMetadata md = WHIZBANG__V1__STREAM_METADATA__INIT;
+	md.max_count = info.meta.max_count;
+	md.max_age_ms = info.meta.max_age_ms;
+	md.truncate_before = info.meta.truncate_before;
+	si.metadata = &md;
 	Response resp = WHIZBANG__V1__RESPONSE__INIT;
 	resp.id = id;
 	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_STREAM_INFO;
 	resp.stream_info = &si;
 	srv_send(c, &resp);
+}
+
+/* ------------------------------------------------------------ stream life cycle
+ *
+ * SetStreamMetadata and DeleteStream are writer ops answered once durable;
+ * GetStreamMetadata reads on the loop. Scavenge is a chain of writer ops,
+ * one bounded step each, so appends join the batches in between: each step
+ * that comes back pushes progress and submits the next, until the log as it
+ * was at the start has been walked; then the final answer. One scavenge at a
+ * time per process (the state is here rather than in struct srv, which
+ * other modules share). */
+
+/* Events one scavenge step examines at most. */
+#define SCAVENGE_STEP 1000u
+
+struct stream_op {
+	struct srv_op base; /* first */
+	Request *req;
+	struct ev_stream_meta meta;
+	uint64_t last_version;
+};
+
+static void send_stream_meta(struct conn *c, uint64_t id, const char *stream,
+                             const struct ev_stream_meta *m)
+{
+	Whizbang__V1__StreamMetadata md = WHIZBANG__V1__STREAM_METADATA__INIT;
+	md.max_count = m->max_count;
+	md.max_age_ms = m->max_age_ms;
+	md.truncate_before = m->truncate_before;
+	Whizbang__V1__StreamMetadataResult r = WHIZBANG__V1__STREAM_METADATA_RESULT__INIT;
+	r.stream = (char *)stream;
+	r.metadata = &md;
+	Response resp = WHIZBANG__V1__RESPONSE__INIT;
+	resp.id = id;
+	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_STREAM_METADATA;
+	resp.stream_metadata = &r;
+	srv_send(c, &resp);
+}
+
+static void send_stream_error(struct conn *c, uint64_t id, int rc, const char *stream,
+                              const char *what)
+{
+	if (rc == WB_E_NOTFOUND)
+		srv_send_error(c, id, WB_NOT_FOUND, "stream '%s' does not exist", stream);
+	else if (rc == WB_STREAM_DELETED)
+		srv_send_error(c, id, WB_STREAM_DELETED, "stream '%s' is hard-deleted", stream);
+	else
+		srv_send_storage_error(c, id, rc, what);
+}
+
+static void handle_get_stream_meta(struct conn *c, uint64_t id,
+                                   const Whizbang__V1__GetStreamMetadata *r)
+{
+	char why[256];
+	size_t len = strlen(r->stream);
+	if (ev_check_stream_name(r->stream, len, why, sizeof(why)) != 0) {
+		srv_send_error(c, id, WB_BAD_REQUEST, "%s", why);
+		return;
+	}
+	struct storage_txn *txn;
+	struct ev_stream_info info;
+	int rc = storage_txn_begin(c->srv->st, NULL, STORAGE_RDONLY, &txn);
+	if (rc == 0) {
+		rc = ev_stream_info(txn, r->stream, len, &info);
+		storage_txn_abort(txn);
+	}
+	if (rc == 0 && info.tombstoned)
+		rc = WB_STREAM_DELETED;
+	if (rc != 0) {
+		send_stream_error(c, id, rc, r->stream, "GetStreamMetadata");
+		return;
+	}
+	send_stream_meta(c, id, r->stream, &info.meta);
+}
+
+/* Runs on the writer thread. */
+static int stream_op_apply(struct storage_txn *txn, struct writer_op *base)
+{
+	struct stream_op *op = (struct stream_op *)base;
+	const Request *req = op->req;
+	if (req->body_case == WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA) {
+		const char *stream = req->set_stream_metadata->stream;
+		return ev_set_stream_meta(txn, stream, strlen(stream), &op->meta);
+	}
+	const char *stream = req->delete_stream->stream;
+	return ev_delete_stream(txn, stream, strlen(stream), req->delete_stream->hard,
+	                        &op->last_version);
+}
+
+static void stream_op_done(struct srv *srv, struct srv_op *base)
+{
+	struct stream_op *op = (struct stream_op *)base;
+	struct conn *c = base->conn;
+	int rc = base->base.status;
+	(void)srv;
+	if (!c->closing) {
+		bool set = op->req->body_case == WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA;
+		const char *stream =
+		        set ? op->req->set_stream_metadata->stream : op->req->delete_stream->stream;
+		if (rc != 0) {
+			send_stream_error(c, base->req_id, rc, stream,
+			                  set ? "SetStreamMetadata" : "DeleteStream");
+		} else if (set) {
+			send_stream_meta(c, base->req_id, stream, &op->meta);
+		} else {
+			Whizbang__V1__DeleteStreamResult r =
+			        WHIZBANG__V1__DELETE_STREAM_RESULT__INIT;
+			r.last_version = op->last_version;
+			Response resp = WHIZBANG__V1__RESPONSE__INIT;
+			resp.id = base->req_id;
+			resp.body_case = WHIZBANG__V1__RESPONSE__BODY_DELETE_STREAM;
+			resp.delete_stream = &r;
+			srv_send(c, &resp);
+		}
+	}
+	whizbang__v1__request__free_unpacked(op->req, NULL);
+	free(op);
+}
+
+/* Validates SetStreamMetadata or DeleteStream and hands it to the writer.
+ * Takes ownership of req when it returns true. */
+static bool handle_stream_write(struct conn *c, Request *req)
+{
+	bool set = req->body_case == WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA;
+	const char *stream = set ? req->set_stream_metadata->stream : req->delete_stream->stream;
+	char why[256];
+	if (ev_check_stream_name(stream, strlen(stream), why, sizeof(why)) != 0) {
+		srv_send_error(c, req->id, WB_BAD_REQUEST, "%s", why);
+		return false;
+	}
+	struct stream_op *op = calloc(1, sizeof(*op));
+	if (op == NULL) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return false;
+	}
+	if (set && req->set_stream_metadata->metadata != NULL) {
+		const Whizbang__V1__StreamMetadata *m = req->set_stream_metadata->metadata;
+		op->meta.max_count = m->max_count;
+		op->meta.max_age_ms = m->max_age_ms;
+		op->meta.truncate_before = m->truncate_before;
+	}
+	op->base.base.apply = stream_op_apply;
+	op->base.base.size_hint = 4096;
+	op->base.done = stream_op_done;
+	op->base.conn = c;
+	op->base.req_id = req->id;
+	op->req = req;
+	srv_submit(c->srv, &op->base);
+	return true;
+}
+
+struct scavenge {
+	struct srv_op base; /* first */
+	struct srv *srv;
+	uint64_t start_us;   /* removal is judged as of this time */
+	uint64_t start_ms;   /* uv_now at the start */
+	uint64_t upto;       /* the log's last position at the start */
+	uint64_t from;       /* where the next step starts */
+	uint64_t examined, removed, bytes;
+	struct ev_scavenge_step step; /* rewritten by every run of a step */
+};
+
+static struct scavenge *scavenge_running;
+
+/* Runs on the writer thread. */
+static int scavenge_apply(struct storage_txn *txn, struct writer_op *base)
+{
+	struct scavenge *sc = (struct scavenge *)base;
+	/* A wall clock that stepped back must not judge an event older than
+	 * it was at the start. */
+	uint64_t now = srv_wall_us();
+	if (now > sc->start_us)
+		now = sc->start_us;
+	return ev_scavenge_step(txn, sc->from, sc->upto, SCAVENGE_STEP, now, &sc->step);
+}
+
+static void send_scavenge(struct conn *c, const struct scavenge *sc, bool done)
+{
+	Whizbang__V1__ScavengeResult r = WHIZBANG__V1__SCAVENGE_RESULT__INIT;
+	r.events_examined = sc->examined;
+	r.events_removed = sc->removed;
+	r.bytes_reclaimed = sc->bytes;
+	r.micros = (uv_now(sc->srv->loop) - sc->start_ms) * 1000u;
+	r.position = done ? sc->upto : (sc->from > 0 ? sc->from - 1 : 0);
+	r.last_position = sc->upto;
+	r.done = done;
+	Response resp = WHIZBANG__V1__RESPONSE__INIT;
+	resp.id = sc->base.req_id;
+	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_SCAVENGE;
+	resp.scavenge = &r;
+	srv_send(c, &resp);
+}
+
+static void scavenge_done(struct srv *srv, struct srv_op *base)
+{
+	struct scavenge *sc = (struct scavenge *)base;
+	struct conn *c = base->conn;
+	int rc = base->base.status;
+
+	if (rc == 0) {
+		sc->examined += sc->step.examined;
+		sc->removed += sc->step.removed;
+		sc->bytes += sc->step.bytes;
+		sc->from = sc->step.next;
+	}
+	bool finished = rc != 0 || sc->step.done || c->closing || srv->shutting_down;
+	if (!finished) {
+		/* Progress is a courtesy: a client that does not read its
+		 * answers gets none rather than a growing buffer. */
+		if (!conn_paused(c))
+			send_scavenge(c, sc, false);
+		srv_submit(srv, &sc->base);
+		return;
+	}
+	srv_log(LOG_INFO, "scavenge_end",
+	        "conn=%llu examined=%llu removed=%llu bytes=%llu position=%llu "
+	        "last_position=%llu status=%s",
+	        (unsigned long long)c->id, (unsigned long long)sc->examined,
+	        (unsigned long long)sc->removed, (unsigned long long)sc->bytes,
+	        (unsigned long long)sc->from, (unsigned long long)sc->upto,
+	        rc == 0 ? (sc->step.done ? "done" : "stopped") : wb_error_name(rc));
+	if (!c->closing) {
+		if (rc != 0)
+			srv_send_storage_error(c, base->req_id, rc, "Scavenge");
+		else if (sc->step.done)
+			send_scavenge(c, sc, true);
+		else
+			srv_send_error(c, base->req_id, WB_SHUTTING_DOWN,
+			               "the server is shutting down: the scavenge stopped before "
+			               "position %llu of %llu after removing %llu events (%llu "
+			               "bytes), which stay removed; run it again after the restart",
+			               (unsigned long long)sc->from, (unsigned long long)sc->upto,
+			               (unsigned long long)sc->removed,
+			               (unsigned long long)sc->bytes);
+	}
+	scavenge_running = NULL;
+	free(sc);
+}
+
+static void handle_scavenge(struct conn *c, uint64_t id)
+{
+	struct srv *srv = c->srv;
+	if (scavenge_running != NULL) {
+		srv_send_error(c, id, WB_RESOURCE_EXHAUSTED,
+		               "a scavenge is running already (at position %llu of %llu): one "
+		               "at a time",
+		               (unsigned long long)scavenge_running->from,
+		               (unsigned long long)scavenge_running->upto);
+		return;
+	}
+	struct scavenge *sc = calloc(1, sizeof(*sc));
+	if (sc == NULL) {
+		srv_send_error(c, id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
+	struct storage_txn *txn;
+	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
+	if (rc == 0) {
+		rc = ev_last_position(txn, &sc->upto);
+		storage_txn_abort(txn);
+	}
+	if (rc != 0) {
+		free(sc);
+		srv_send_storage_error(c, id, rc, "Scavenge");
+		return;
+	}
+	sc->srv = srv;
+	sc->start_us = srv_wall_us();
+	sc->start_ms = uv_now(srv->loop);
+	sc->from = 1;
+	sc->base.base.apply = scavenge_apply;
+	sc->base.base.size_hint = 1u << 20;
+	sc->base.done = scavenge_done;
+	sc->base.conn = c;
+	sc->base.req_id = id;
+	scavenge_running = sc;
+	srv_log(LOG_INFO, "scavenge_start", "conn=%llu last_position=%llu",
+	        (unsigned long long)c->id, (unsigned long long)sc->upto);
+	srv_submit(srv, &sc->base);
 }
 
 /* Runs on the writer thread. */
@@ -860,6 +1151,17 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 		break;
 	case WHIZBANG__V1__REQUEST__BODY_GET_STATS:
 		handle_stats(c, id);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_GET_STREAM_METADATA:
+		handle_get_stream_meta(c, id, req->get_stream_metadata);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA:
+	case WHIZBANG__V1__REQUEST__BODY_DELETE_STREAM:
+		if (handle_stream_write(c, req))
+			return; /* the writer owns req now */
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_SCAVENGE:
+		handle_scavenge(c, id);
 		break;
 	case WHIZBANG__V1__REQUEST__BODY_LEASE:
 	case WHIZBANG__V1__REQUEST__BODY_EXTEND:

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <time.h>
 
 #include "codec.h"
 #include "meta.h"
@@ -85,6 +86,58 @@ int ev_last_position(struct storage_txn *txn, uint64_t *out)
 	return meta_get_u64(txn, KEY_LAST_POSITION, 0, out);
 }
 
+#define META_RECORD 48u
+#define META_HARD 0x1u
+
+/* Reads the stream metadata record of info->stream_id into info (zeros when
+ * there is none). */
+static int get_meta(struct storage_txn *txn, struct ev_stream_info *info)
+{
+	uint8_t kb[8];
+	put_u64(kb, info->stream_id);
+	struct storage_val k = {kb, 8};
+	struct storage_val v;
+	memset(&info->meta, 0, sizeof(info->meta));
+	info->deleted_before = 0;
+	info->tombstoned = false;
+	int rc = storage_get(txn, STORAGE_DB_STREAM_META, k, &v);
+	if (rc == WB_E_NOTFOUND)
+		rc = 0;
+	else if (rc == 0) {
+		const uint8_t *p = v.data;
+		if (v.len != META_RECORD || p[0] != 1 || (p[1] & ~META_HARD) != 0)
+			return WB_E_CORRUPT;
+		info->tombstoned = (p[1] & META_HARD) != 0;
+		info->meta.max_count = get_u64(p + 8);
+		info->meta.max_age_ms = get_u64(p + 16);
+		info->meta.truncate_before = get_u64(p + 24);
+		info->deleted_before = get_u64(p + 32);
+	}
+	info->deleted = !info->tombstoned && info->deleted_before > 0 &&
+	                info->deleted_before >= info->count;
+	return rc;
+}
+
+static int put_meta(struct storage_txn *txn, const struct ev_stream_info *info)
+{
+	uint8_t kb[8];
+	put_u64(kb, info->stream_id);
+	struct storage_val k = {kb, 8};
+	if (!info->tombstoned && info->deleted_before == 0 && info->meta.max_count == 0 &&
+	    info->meta.max_age_ms == 0 && info->meta.truncate_before == 0) {
+		int rc = storage_del(txn, STORAGE_DB_STREAM_META, k);
+		return rc == WB_E_NOTFOUND ? 0 : rc;
+	}
+	uint8_t p[META_RECORD] = {1};
+	p[1] = info->tombstoned ? META_HARD : 0;
+	put_u64(p + 8, info->meta.max_count);
+	put_u64(p + 16, info->meta.max_age_ms);
+	put_u64(p + 24, info->meta.truncate_before);
+	put_u64(p + 32, info->deleted_before);
+	struct storage_val v = {p, sizeof(p)};
+	return storage_put(txn, STORAGE_DB_STREAM_META, k, v, 0);
+}
+
 static int get_stream(struct storage_txn *txn, const char *stream, size_t len,
                       struct ev_stream_info *out)
 {
@@ -102,7 +155,36 @@ static int get_stream(struct storage_txn *txn, const char *stream, size_t len,
 	out->last_position = get_u64(p + 32);
 	out->created_us = get_u64(p + 40);
 	out->updated_us = get_u64(p + 48);
-	return 0;
+	return get_meta(txn, out);
+}
+
+uint64_t ev_visible_from(const struct ev_stream_info *info)
+{
+	uint64_t start = info->meta.truncate_before;
+	if (info->deleted_before > start)
+		start = info->deleted_before;
+	if (info->meta.max_count > 0 && info->count > info->meta.max_count &&
+	    info->count - info->meta.max_count > start)
+		start = info->count - info->meta.max_count;
+	return start;
+}
+
+static bool too_old(const struct ev_stream_info *info, uint64_t timestamp_us, uint64_t now_us)
+{
+	uint64_t max_age = info->meta.max_age_ms;
+	if (max_age == 0 || timestamp_us >= now_us)
+		return false;
+	/* Saturates: an age limit beyond the clock's range hides nothing. */
+	if (max_age > UINT64_MAX / 1000)
+		return false;
+	return now_us - timestamp_us > max_age * 1000;
+}
+
+bool ev_readable(const struct ev_stream_info *info, const struct ev_record *rec, uint64_t now_us)
+{
+	if (info->tombstoned || rec->version < ev_visible_from(info))
+		return false;
+	return !too_old(info, rec->timestamp_us, now_us);
 }
 
 static int put_stream(struct storage_txn *txn, const char *stream, size_t len,
@@ -253,7 +335,11 @@ static int check_replay(struct storage_txn *txn, const char *stream, size_t stre
 static int check_expected(bool exists, const struct ev_stream_info *info, enum ev_expected expected,
                           uint64_t expected_version, struct ev_append_result *out)
 {
-	int64_t actual = exists ? (int64_t)(info->count - 1) : -1;
+	/* A soft-deleted stream counts as absent, except that its last version
+	 * before the delete is still a valid exact expectation: versions
+	 * continue, and a client that knew them may go on. */
+	bool live = exists && !info->deleted;
+	int64_t actual = live ? (int64_t)(info->count - 1) : -1;
 	bool ok;
 
 	switch (expected) {
@@ -261,10 +347,10 @@ static int check_expected(bool exists, const struct ev_stream_info *info, enum e
 		ok = true;
 		break;
 	case EV_EXPECT_NO_STREAM:
-		ok = !exists;
+		ok = !live;
 		break;
 	case EV_EXPECT_EXISTS:
-		ok = exists;
+		ok = live;
 		break;
 	case EV_EXPECT_EXACT:
 		ok = exists && info->count - 1 == expected_version;
@@ -277,11 +363,16 @@ static int check_expected(bool exists, const struct ev_stream_info *info, enum e
 	if (ok)
 		return 0;
 	out->actual_version = actual;
-	if (exists)
+	if (live)
 		snprintf(out->errmsg, sizeof(out->errmsg),
 		         "the stream is at version %lld, not at the expected one: re-read it "
 		         "and decide again",
 		         (long long)actual);
+	else if (exists)
+		snprintf(out->errmsg, sizeof(out->errmsg),
+		         "the stream is soft-deleted (its last version was %llu): append with "
+		         "NO_STREAM, ANY or exactly that version to write it again",
+		         (unsigned long long)(info->count - 1));
 	else
 		snprintf(out->errmsg, sizeof(out->errmsg),
 		         "the stream does not exist but the append expected it to");
@@ -354,6 +445,16 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 		return WB_BAD_REQUEST;
 	}
 
+	rc = get_stream(txn, stream, stream_len, &info);
+	if (rc != 0 && rc != WB_E_NOTFOUND)
+		return rc;
+	bool exists = rc == 0;
+	if (exists && info.tombstoned) {
+		snprintf(out->errmsg, sizeof(out->errmsg),
+		         "the stream is hard-deleted: it can never be written again");
+		return WB_STREAM_DELETED;
+	}
+
 	if (evs[0].id != NULL) {
 		uint64_t pos;
 		rc = id_position(txn, evs[0].id, &pos);
@@ -363,10 +464,6 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 			return rc;
 	}
 
-	rc = get_stream(txn, stream, stream_len, &info);
-	if (rc != 0 && rc != WB_E_NOTFOUND)
-		return rc;
-	bool exists = rc == 0;
 	rc = check_expected(exists, &info, expected, expected_version, out);
 	if (rc != 0)
 		return rc;
@@ -422,9 +519,9 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 	return rc;
 }
 
-int ev_read_stream(struct storage_txn *txn, const char *stream, size_t stream_len, uint64_t from,
-                   bool backwards, uint32_t max_count, ev_visit_fn visit, void *arg,
-                   struct ev_page *page)
+int ev_read_stream_at(struct storage_txn *txn, const char *stream, size_t stream_len,
+                      uint64_t from, bool backwards, uint32_t max_count, uint64_t now_us,
+                      ev_visit_fn visit, void *arg, struct ev_page *page)
 {
 	struct ev_stream_info info;
 	struct storage_cursor *cur;
@@ -435,11 +532,19 @@ int ev_read_stream(struct storage_txn *txn, const char *stream, size_t stream_le
 	int rc = get_stream(txn, stream, stream_len, &info);
 	if (rc != 0)
 		return rc;
+	if (info.tombstoned)
+		return WB_STREAM_DELETED;
+	if (info.deleted)
+		return WB_E_NOTFOUND;
+	uint64_t first = ev_visible_from(&info);
 	page->count = 0;
 	page->last = info.count - 1;
 	page->next = from;
 	page->end = true;
-	if (info.count == 0 || max_count == 0 || (!backwards && from >= info.count))
+	if (!backwards && from < first)
+		from = page->next = first;
+	if (info.count == 0 || max_count == 0 || (!backwards && from >= info.count) ||
+	    (backwards && from < first))
 		return 0;
 
 	rc = storage_cursor_open(txn, STORAGE_DB_STREAM_EVENTS, &cur);
@@ -465,6 +570,10 @@ int ev_read_stream(struct storage_txn *txn, const char *stream, size_t stream_le
 		if (get_u64(k.data) != info.stream_id)
 			break;
 		uint64_t version = get_u64((const uint8_t *)k.data + 8);
+		/* Below the effective start (not yet scavenged): the stream
+		 * ends here for a backward read. */
+		if (version < first)
+			break;
 		if (page->count == max_count) {
 			page->end = false;
 			page->next = version;
@@ -477,12 +586,14 @@ int ev_read_stream(struct storage_txn *txn, const char *stream, size_t stream_le
 				rc = WB_E_CORRUPT;
 			break;
 		}
-		if (!visit(&rec, arg)) {
-			page->end = false;
-			page->next = version;
-			break;
+		if (!too_old(&info, rec.timestamp_us, now_us)) {
+			if (!visit(&rec, arg)) {
+				page->end = false;
+				page->next = version;
+				break;
+			}
+			page->count++;
 		}
-		page->count++;
 		if (backwards && version == 0) {
 			page->next = 0;
 			break;
@@ -493,6 +604,167 @@ int ev_read_stream(struct storage_txn *txn, const char *stream, size_t stream_le
 	storage_cursor_close(cur);
 	if (rc == WB_E_NOTFOUND)
 		rc = 0;
+	return rc;
+}
+
+static uint64_t wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+int ev_read_stream(struct storage_txn *txn, const char *stream, size_t stream_len, uint64_t from,
+                   bool backwards, uint32_t max_count, ev_visit_fn visit, void *arg,
+                   struct ev_page *page)
+{
+	return ev_read_stream_at(txn, stream, stream_len, from, backwards, max_count, wall_us(),
+	                         visit, arg, page);
+}
+
+int ev_set_stream_meta(struct storage_txn *txn, const char *stream, size_t stream_len,
+                       const struct ev_stream_meta *meta)
+{
+	struct ev_stream_info info;
+	int rc = get_stream(txn, stream, stream_len, &info);
+	if (rc != 0)
+		return rc;
+	if (info.tombstoned)
+		return WB_STREAM_DELETED;
+	info.meta = *meta;
+	return put_meta(txn, &info);
+}
+
+int ev_delete_stream(struct storage_txn *txn, const char *stream, size_t stream_len, bool hard,
+                     uint64_t *last_version)
+{
+	struct ev_stream_info info;
+	int rc = get_stream(txn, stream, stream_len, &info);
+	if (rc != 0)
+		return rc;
+	if (info.tombstoned)
+		return WB_STREAM_DELETED;
+	info.deleted_before = info.count;
+	info.tombstoned = hard;
+	rc = put_meta(txn, &info);
+	if (rc == 0)
+		*last_version = info.count - 1;
+	return rc;
+}
+
+/* The stream a scavenge step looked up last: events of one stream tend to
+ * come in runs. */
+struct scav_stream {
+	char name[EV_STREAM_MAX];
+	size_t len;
+	bool valid;
+	struct ev_stream_info info;
+};
+
+static int del_counted(struct storage_txn *txn, enum storage_db db, const void *key, size_t klen,
+                       uint64_t *bytes)
+{
+	struct storage_val k = {key, klen};
+	struct storage_val v;
+	int rc = storage_get(txn, db, k, &v);
+	if (rc != 0)
+		return rc;
+	*bytes += klen + v.len;
+	return storage_del(txn, db, k);
+}
+
+int ev_scavenge_step(struct storage_txn *txn, uint64_t from, uint64_t upto, uint32_t max_examined,
+                     uint64_t now_us, struct ev_scavenge_step *out)
+{
+	struct scav_stream cache = {.valid = false};
+	struct storage_cursor *cur;
+	uint8_t kb[8];
+	int rc = 0;
+
+	memset(out, 0, sizeof(*out));
+	out->next = from > 0 ? from : 1;
+	rc = storage_cursor_open(txn, STORAGE_DB_EVENTS, &cur);
+	if (rc != 0)
+		return rc;
+	while (out->examined < max_examined) {
+		if (out->next > upto) {
+			out->done = true;
+			break;
+		}
+		struct storage_val k = {kb, 8};
+		struct storage_val v;
+		put_u64(kb, out->next);
+		/* Seek afresh every time: the previous turn may have deleted
+		 * under the cursor. */
+		rc = storage_cursor_get(cur, STORAGE_SET_RANGE, &k, &v);
+		if (rc == WB_E_NOTFOUND) {
+			rc = 0;
+			out->done = true;
+			break;
+		}
+		if (rc != 0)
+			break;
+		if (k.len != 8) {
+			rc = WB_E_CORRUPT;
+			break;
+		}
+		uint64_t pos = get_u64(k.data);
+		if (pos > upto) {
+			out->done = true;
+			break;
+		}
+		struct ev_record rec;
+		rc = ev_decode(pos, v.data, v.len, &rec);
+		if (rc != 0)
+			break;
+		out->examined++;
+		out->next = pos + 1;
+		if (!cache.valid || cache.len != rec.stream_len ||
+		    memcmp(cache.name, rec.stream, rec.stream_len) != 0) {
+			memcpy(cache.name, rec.stream, rec.stream_len);
+			cache.len = rec.stream_len;
+			cache.valid = false;
+			rc = get_stream(txn, cache.name, cache.len, &cache.info);
+			if (rc != 0) {
+				if (rc == WB_E_NOTFOUND)
+					rc = WB_E_CORRUPT;
+				break;
+			}
+			cache.valid = true;
+		}
+		if (ev_readable(&cache.info, &rec, now_us))
+			continue;
+		/* Copy what the deletes need: rec points into the page they
+		 * may change. */
+		uint8_t id[EV_ID_LEN];
+		uint8_t kse[16];
+		memcpy(id, rec.id, EV_ID_LEN);
+		put_u64(kse, cache.info.stream_id);
+		put_u64(kse + 8, rec.version);
+		out->bytes += 8 + v.len;
+		rc = storage_del(txn, STORAGE_DB_EVENTS, (struct storage_val){kb, 8});
+		if (rc == 0)
+			rc = del_counted(txn, STORAGE_DB_STREAM_EVENTS, kse, 16, &out->bytes);
+		if (rc == 0) {
+			/* The id leaves the index only when it names this
+			 * event. */
+			struct storage_val ik = {id, EV_ID_LEN};
+			struct storage_val iv;
+			rc = storage_get(txn, STORAGE_DB_EVENT_IDS, ik, &iv);
+			if (rc == 0 && iv.len == 8 && get_u64(iv.data) == pos)
+				rc = del_counted(txn, STORAGE_DB_EVENT_IDS, id, EV_ID_LEN,
+				                 &out->bytes);
+			else if (rc == WB_E_NOTFOUND)
+				rc = 0;
+		}
+		if (rc != 0) {
+			if (rc == WB_E_NOTFOUND)
+				rc = WB_E_CORRUPT;
+			break;
+		}
+		out->removed++;
+	}
+	storage_cursor_close(cur);
 	return rc;
 }
 
