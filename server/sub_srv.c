@@ -1,44 +1,810 @@
-/* SCAFFOLDING (issue 5, being written): answers every request of this
- * module with an error until the module lands. */
+/* Catch-up subscriptions (DESIGN.md §5, docs/SUBSCRIPTIONS.md): Subscribe,
+ * Credit and Unsubscribe to $all, one stream, or the operation ledger.
+ *
+ * Happy path: a subscription is a cursor, never a buffer: the connection,
+ * the Subscribe's request id, the target and filters, the next position
+ * (a $all position, a stream version or a ledger sequence) and the credits
+ * left. The pump reads from each cursor in a short read transaction on the
+ * loop and packs one SubscriptionItem per event (entry) straight into the
+ * connection's output while the snapshot is open. Catch-up and live are
+ * the same read, so the switch-over has no gap and no duplicate by
+ * construction: whatever committed after the snapshot is read by a later
+ * pump, which srv.c runs after every answered writer batch (and so after
+ * every watermark move) and after a connection's output drained. The first
+ * time a cursor reaches the end of its snapshot it pushes caught_up, once.
+ *
+ * Bounds: one pump reads at most PUMP_ITEMS items (PUMP_BYTES bytes) and
+ * examines at most PUMP_EXAMINED events per subscription. When a
+ * subscription has more due after its share, an idle handle runs the pump
+ * again on the next loop turn (after I/O was polled) and stops when nothing
+ * is due. A subscription with no credits, or whose connection's output is
+ * over --max-output-per-connection, is skipped (paused): however far behind
+ * it falls, it costs its cursor.
+ *
+ * Failure modes: bad input is answered BAD_REQUEST (RESOURCE_EXHAUSTED past
+ * SSRV_MAX_PER_CONN subscriptions on one connection, SHUTTING_DOWN during
+ * shutdown) and nothing is kept. A storage error while pushing ends the
+ * subscription with an error Response tagged with its id. A closed
+ * connection frees its subscriptions at once; while the pump runs (a push
+ * may close a connection that ran out of memory) they are only marked and
+ * freed when the pump ends. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "events.h"
+#include "ledger.h"
+#include "log.h"
 #include "srv_int.h"
+#include "validate.h"
+
+/* Most subscriptions one connection may hold. */
+#define SSRV_MAX_PER_CONN 64u
+/* Per subscription and pump: items pushed, bytes pushed, events examined
+ * (a filter that matches nothing still costs examining). */
+#define PUMP_ITEMS 256u
+#define PUMP_BYTES (1u << 20)
+#define PUMP_EXAMINED 10000u
+/* Credits beyond this are capped (the sum cannot overflow). */
+#define SSRV_MAX_CREDITS (UINT64_C(1) << 62)
+
+struct sub {
+	struct sub *prev, *next; /* ssrv->subs */
+	struct conn *conn;
+	uint64_t id;     /* the subscription id */
+	uint64_t req_id; /* the Subscribe's request id: pushes carry it */
+	Whizbang__V1__SubscriptionTarget target;
+	char *stream; /* TARGET_STREAM */
+	size_t stream_len;
+	char *prefix; /* TARGET_ALL filters */
+	size_t prefix_len;
+	char **types;
+	size_t *type_lens;
+	size_t ntypes;
+	uint64_t pos; /* next position, version or sequence to deliver */
+	uint64_t credits;
+	bool caught_up_sent;
+	bool dead; /* its connection closed during a pump: freed after it */
+};
+
+struct ssrv {
+	struct srv *srv;
+	uv_idle_t idle;
+	struct sub *subs;
+	size_t nsubs;
+	bool idle_active;
+	bool idle_open;
+	bool pumping;
+	bool shut;
+	bool dead_pending;
+};
+
+/* ------------------------------------------------------------ life cycle */
+
+static void sub_free(struct sub *s)
+{
+	free(s->stream);
+	free(s->prefix);
+	for (size_t i = 0; i < s->ntypes; i++)
+		free(s->types[i]);
+	free(s->types);
+	free(s->type_lens);
+	free(s);
+}
+
+static void sub_unlink(struct ssrv *ss, struct sub *s)
+{
+	if (s->prev != NULL)
+		s->prev->next = s->next;
+	else
+		ss->subs = s->next;
+	if (s->next != NULL)
+		s->next->prev = s->prev;
+	ss->nsubs--;
+}
+
+static void idle_cb(uv_idle_t *h);
+
+static void idle_closed_cb(uv_handle_t *h)
+{
+	(void)h;
+}
 
 int ssrv_init(struct srv *srv, char *errmsg, size_t errlen)
 {
-	(void)srv;
-	(void)errmsg;
-	(void)errlen;
+	struct ssrv *ss = calloc(1, sizeof(*ss));
+	if (ss == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return WB_E_NOMEM;
+	}
+	ss->srv = srv;
+	int rc = uv_idle_init(srv->loop, &ss->idle);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot set the subscription pump up: %s",
+		         uv_strerror(rc));
+		free(ss);
+		return WB_E_IO;
+	}
+	ss->idle.data = ss;
+	ss->idle_open = true;
+	srv->ssrv = ss;
 	return 0;
-}
-
-void ssrv_close(struct srv *srv)
-{
-	(void)srv;
-}
-
-bool ssrv_dispatch(struct conn *c, Request *req)
-{
-	srv_send_error(c, req->id, WB_BAD_REQUEST, "not available yet");
-	return false;
-}
-
-bool ssrv_owns(struct conn *c, uint64_t id)
-{
-	(void)c;
-	(void)id;
-	return false;
-}
-
-void ssrv_pump(struct srv *srv)
-{
-	(void)srv;
-}
-
-void ssrv_conn_closed(struct conn *c)
-{
-	(void)c;
 }
 
 void ssrv_shutdown(struct srv *srv)
 {
-	(void)srv;
+	struct ssrv *ss = srv->ssrv;
+	if (ss == NULL)
+		return;
+	ss->shut = true;
+	if (ss->idle_open) {
+		ss->idle_open = false;
+		ss->idle_active = false;
+		uv_close((uv_handle_t *)&ss->idle, idle_closed_cb);
+	}
+}
+
+void ssrv_close(struct srv *srv)
+{
+	struct ssrv *ss = srv->ssrv;
+	if (ss == NULL)
+		return;
+	/* The loop has ended, so the idle handle's close has completed
+	 * (ssrv_shutdown always runs before this). */
+	while (ss->subs != NULL) {
+		struct sub *s = ss->subs;
+		sub_unlink(ss, s);
+		sub_free(s);
+	}
+	free(ss);
+	srv->ssrv = NULL;
+}
+
+void ssrv_conn_closed(struct conn *c)
+{
+	struct ssrv *ss = c->srv->ssrv;
+	if (ss == NULL)
+		return;
+	struct sub *s = ss->subs;
+	while (s != NULL) {
+		struct sub *next = s->next;
+		if (s->conn == c) {
+			if (ss->pumping) {
+				s->dead = true;
+				ss->dead_pending = true;
+			} else {
+				sub_unlink(ss, s);
+				sub_free(s);
+			}
+		}
+		s = next;
+	}
+}
+
+static struct sub *find_sub(struct ssrv *ss, struct conn *c, uint64_t id)
+{
+	for (struct sub *s = ss->subs; s != NULL; s = s->next)
+		if (s->id == id && s->conn == c && !s->dead)
+			return s;
+	return NULL;
+}
+
+bool ssrv_owns(struct conn *c, uint64_t id)
+{
+	struct ssrv *ss = c->srv->ssrv;
+	return ss != NULL && find_sub(ss, c, id) != NULL;
+}
+
+/* Runs the pump on the next loop turn. */
+static void kick(struct ssrv *ss)
+{
+	if (ss->shut || !ss->idle_open || ss->idle_active)
+		return;
+	if (uv_idle_start(&ss->idle, idle_cb) == 0)
+		ss->idle_active = true;
+}
+
+/* ------------------------------------------------------------ pushing */
+
+static bool conn_has_room(const struct conn *c)
+{
+	return !c->closing && !c->close_after_flush &&
+	       c->out_len + c->out_pending < c->srv->cfg.max_output;
+}
+
+static void push_item(struct sub *s, Whizbang__V1__SubscriptionItem *item)
+{
+	item->subscription = s->id;
+	Response resp = WHIZBANG__V1__RESPONSE__INIT;
+	resp.id = s->req_id;
+	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_SUBSCRIPTION_ITEM;
+	resp.subscription_item = item;
+	srv_send(s->conn, &resp);
+}
+
+static void push_caught_up(struct sub *s)
+{
+	Whizbang__V1__SubscriptionItem item = WHIZBANG__V1__SUBSCRIPTION_ITEM__INIT;
+	item.item_case = WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_CAUGHT_UP;
+	item.caught_up = true;
+	push_item(s, &item);
+	s->caught_up_sent = true;
+}
+
+/* One subscription's share of a pump. */
+struct push {
+	struct sub *s;
+	uint32_t items;
+	size_t bytes;
+	uint64_t watermark; /* ledger */
+	bool corrupt;
+};
+
+/* May one more item go out now? */
+static bool push_may(const struct push *p)
+{
+	return p->s->credits > 0 && p->items < PUMP_ITEMS && p->bytes < PUMP_BYTES &&
+	       conn_has_room(p->s->conn);
+}
+
+static bool push_event_cb(const struct ev_record *rec, void *arg)
+{
+	struct push *p = arg;
+	if (!push_may(p))
+		return false; /* stops before rec: the cursor stays on it */
+	char stream[EV_STREAM_MAX + 1];
+	char type[EV_TYPE_MAX + 1];
+	memcpy(stream, rec->stream, rec->stream_len);
+	stream[rec->stream_len] = '\0';
+	memcpy(type, rec->type, rec->type_len);
+	type[rec->type_len] = '\0';
+	Whizbang__V1__RecordedEvent e = WHIZBANG__V1__RECORDED_EVENT__INIT;
+	e.id.data = (uint8_t *)rec->id;
+	e.id.len = EV_ID_LEN;
+	e.stream = stream;
+	e.version = rec->version;
+	e.position = rec->position;
+	e.type = type;
+	e.data.data = (uint8_t *)rec->data;
+	e.data.len = rec->data_len;
+	e.metadata.data = (uint8_t *)rec->meta;
+	e.metadata.len = rec->meta_len;
+	e.timestamp_us = rec->timestamp_us;
+	Whizbang__V1__SubscriptionItem item = WHIZBANG__V1__SUBSCRIPTION_ITEM__INIT;
+	item.item_case = WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_EVENT;
+	item.event = &e;
+	push_item(p->s, &item);
+	p->s->credits--;
+	p->items++;
+	p->bytes += rec->data_len + rec->meta_len + rec->stream_len + rec->type_len + 64;
+	return true;
+}
+
+/* The ledger entry as ReadLedger shows it (lease_srv.c's reader). */
+static bool push_entry_cb(const struct ledger_entry *e, void *arg)
+{
+	struct push *p = arg;
+	if (e->seq > p->watermark || !push_may(p))
+		return false;
+	Whizbang__V1__OpList *list = NULL;
+	if (e->ops_len > 0) {
+		list = whizbang__v1__op_list__unpack(NULL, e->ops_len, e->ops);
+		if (list == NULL) {
+			p->corrupt = true;
+			return false;
+		}
+	}
+	char projection[256];
+	char operation_id[256];
+	memcpy(projection, e->projection, e->projection_len);
+	projection[e->projection_len] = '\0';
+	memcpy(operation_id, e->operation_id, e->operation_id_len);
+	operation_id[e->operation_id_len] = '\0';
+	Whizbang__V1__LedgerEntry le = WHIZBANG__V1__LEDGER_ENTRY__INIT;
+	le.sequence = e->seq;
+	le.kind = e->kind == LEDGER_COMMITTED ? WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED
+	          : e->kind == LEDGER_GAP     ? WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP
+	                                      : WHIZBANG__V1__ENTRY_KIND__ENTRY_RECOVERED;
+	le.reason = (Whizbang__V1__EntryReason)e->reason;
+	le.projection = projection;
+	le.operation_id = operation_id;
+	le.source_position = e->source_position;
+	le.time_us = e->time_us;
+	le.original_expiry_us = e->original_expiry_us;
+	le.original_sequence = e->original_seq;
+	if (list != NULL) {
+		le.n_ops = list->n_ops;
+		le.ops = list->ops;
+		le.applied = list->applied;
+		le.apply_error = list->error_code;
+		le.apply_error_message = list->error_message;
+		le.failed_op = list->failed_op;
+	} else {
+		le.applied = true; /* a gap, or an entry without ops */
+	}
+	Whizbang__V1__SubscriptionItem item = WHIZBANG__V1__SUBSCRIPTION_ITEM__INIT;
+	item.item_case = WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_ENTRY;
+	item.entry = &le;
+	push_item(p->s, &item);
+	if (list != NULL)
+		whizbang__v1__op_list__free_unpacked(list, NULL);
+	p->s->credits--;
+	p->items++;
+	p->bytes += e->ops_len + e->projection_len + e->operation_id_len + 96;
+	return true;
+}
+
+/* Ends s with an error tagged with its request id (it is then freed by
+ * the pump). */
+static void sub_fail(struct sub *s, int rc, const char *what)
+{
+	srv_log(LOG_ERROR, "subscription_failed", "conn=%llu subscription=%llu op=%s error=%s",
+	        (unsigned long long)s->conn->id, (unsigned long long)s->id, what,
+	        wb_error_name(rc));
+	srv_send_error(s->conn, s->req_id, rc,
+	               "subscription %llu ended: %s failed in storage: %s (subscribe again from "
+	               "the last position received)",
+	               (unsigned long long)s->id, what, wb_strerror(rc));
+	s->dead = true;
+}
+
+/* Pushes s's share from the snapshot txn. Returns true when more is due
+ * that this pump left (the pump must run again soon). */
+static bool pump_one(struct storage_txn *txn, struct sub *s, uint64_t last_position,
+                     uint64_t watermark)
+{
+	struct push p = {.s = s, .watermark = watermark};
+	struct ev_page page;
+	int rc = 0;
+	bool at_end = false;
+
+	switch (s->target) {
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL: {
+		if (s->pos > last_position) {
+			at_end = true;
+			break;
+		}
+		if (!push_may(&p))
+			return false;
+		struct ev_filter f = {
+		        .prefix = s->prefix,
+		        .prefix_len = s->prefix_len,
+		        .types = (const char *const *)s->types,
+		        .type_lens = s->type_lens,
+		        .ntypes = s->ntypes,
+		        .max_examined = PUMP_EXAMINED,
+		};
+		rc = ev_read_all(txn, s->pos, false, PUMP_ITEMS, &f, push_event_cb, &p, &page);
+		if (rc == 0) {
+			s->pos = page.next;
+			at_end = s->pos > page.last;
+		}
+		break;
+	}
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM: {
+		struct ev_stream_info info;
+		rc = ev_stream_info(txn, s->stream, s->stream_len, &info);
+		if (rc == WB_E_NOTFOUND) {
+			/* Not written yet: version 0 is the end. */
+			rc = 0;
+			at_end = true;
+			break;
+		}
+		if (rc != 0)
+			break;
+		if (s->pos >= info.count) {
+			at_end = true;
+			break;
+		}
+		if (!push_may(&p))
+			return false;
+		rc = ev_read_stream(txn, s->stream, s->stream_len, s->pos, false, PUMP_ITEMS,
+		                    push_event_cb, &p, &page);
+		if (rc == 0) {
+			s->pos = page.next;
+			at_end = s->pos >= info.count;
+		}
+		break;
+	}
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER: {
+		if (s->pos > watermark) {
+			at_end = true;
+			break;
+		}
+		if (!push_may(&p))
+			return false;
+		uint64_t next;
+		rc = ledger_read(txn, s->pos, PUMP_ITEMS, push_entry_cb, &p, &next);
+		if (rc == 0 && p.corrupt)
+			rc = WB_E_CORRUPT;
+		if (rc == 0) {
+			s->pos = next;
+			at_end = s->pos > watermark;
+		}
+		break;
+	}
+	default:
+		break;
+	}
+	if (rc != 0) {
+		sub_fail(s, rc,
+		         s->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER ? "ReadLedger"
+		                                                                       : "reading");
+		return false;
+	}
+	if (at_end) {
+		if (!s->caught_up_sent && conn_has_room(s->conn))
+			push_caught_up(s);
+		return false;
+	}
+	/* More is stored: due again soon if it may go out. */
+	return s->credits > 0 && conn_has_room(s->conn);
+}
+
+static void free_dead(struct ssrv *ss)
+{
+	if (!ss->dead_pending)
+		return;
+	ss->dead_pending = false;
+	struct sub *s = ss->subs;
+	while (s != NULL) {
+		struct sub *next = s->next;
+		if (s->dead) {
+			sub_unlink(ss, s);
+			sub_free(s);
+		}
+		s = next;
+	}
+}
+
+void ssrv_pump(struct srv *srv)
+{
+	struct ssrv *ss = srv->ssrv;
+	if (ss == NULL || ss->shut || ss->pumping)
+		return;
+	bool more = false;
+	if (ss->subs != NULL) {
+		struct storage_txn *txn;
+		int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
+		if (rc != 0) {
+			srv_log(LOG_ERROR, "subscription_pump", "error=%s", wb_error_name(rc));
+			kick(ss); /* retried on the next turn */
+			return;
+		}
+		uint64_t last = 0;
+		struct ledger_state ls = {0, 0};
+		rc = ev_last_position(txn, &last);
+		if (rc == 0)
+			rc = ledger_get_state(txn, &ls);
+		if (rc != 0) {
+			storage_txn_abort(txn);
+			srv_log(LOG_ERROR, "subscription_pump", "error=%s", wb_error_name(rc));
+			kick(ss);
+			return;
+		}
+		ss->pumping = true;
+		for (struct sub *s = ss->subs; s != NULL; s = s->next) {
+			if (s->dead || s->conn->closing)
+				continue;
+			if (pump_one(txn, s, last, ls.watermark))
+				more = true;
+			if (s->dead)
+				ss->dead_pending = true;
+		}
+		ss->pumping = false;
+		/* Everything pushed was packed: only now may the snapshot go. */
+		storage_txn_abort(txn);
+		free_dead(ss);
+	}
+	if (more) {
+		kick(ss);
+	} else if (ss->idle_active) {
+		uv_idle_stop(&ss->idle);
+		ss->idle_active = false;
+	}
+}
+
+static void idle_cb(uv_idle_t *h)
+{
+	struct ssrv *ss = h->data;
+	if (ss->shut)
+		return;
+	/* Stopped first: the pump starts it again when more is due. */
+	uv_idle_stop(&ss->idle);
+	ss->idle_active = false;
+	ssrv_pump(ss->srv);
+	srv_flush(ss->srv);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static char *dup_n(const char *s, size_t n)
+{
+	char *d = malloc(n + 1);
+	if (d != NULL) {
+		memcpy(d, s, n);
+		d[n] = '\0';
+	}
+	return d;
+}
+
+static uint64_t add_credits(uint64_t have, uint64_t n)
+{
+	return have >= SSRV_MAX_CREDITS - n ? SSRV_MAX_CREDITS : have + n;
+}
+
+/* Checks a Subscribe; fills the filter copies and target of s. */
+static int sub_setup(struct sub *s, const Whizbang__V1__Subscribe *r, char *why, size_t whylen)
+{
+	size_t stream_len = strlen(r->stream);
+	switch (r->target) {
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL: {
+		if (stream_len > 0) {
+			snprintf(why, whylen,
+			         "stream is for TARGET_STREAM only; a $all subscription filters "
+			         "with stream_prefix");
+			return WB_BAD_REQUEST;
+		}
+		/* The same filter checks as ReadAll. */
+		Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
+		ra.stream_prefix = r->stream_prefix;
+		ra.n_event_types = r->n_event_types;
+		ra.event_types = r->event_types;
+		size_t lens[VALIDATE_MAX_FILTER_TYPES];
+		struct ev_filter f;
+		if (validate_read_all(&ra, lens, &f, why, whylen) != 0)
+			return WB_BAD_REQUEST;
+		s->prefix_len = f.prefix_len;
+		s->prefix = dup_n(r->stream_prefix, f.prefix_len);
+		if (s->prefix == NULL)
+			return WB_E_NOMEM;
+		if (r->n_event_types > 0) {
+			s->types = calloc(r->n_event_types, sizeof(*s->types));
+			s->type_lens = calloc(r->n_event_types, sizeof(*s->type_lens));
+			if (s->types == NULL || s->type_lens == NULL)
+				return WB_E_NOMEM;
+			for (size_t i = 0; i < r->n_event_types; i++) {
+				s->types[i] = dup_n(r->event_types[i], lens[i]);
+				if (s->types[i] == NULL)
+					return WB_E_NOMEM;
+				s->type_lens[i] = lens[i];
+				s->ntypes = i + 1;
+			}
+		}
+		break;
+	}
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM: {
+		char sub[200];
+		if (ev_check_stream_name(r->stream, stream_len, sub, sizeof(sub)) != 0) {
+			snprintf(why, whylen, "stream: %s", sub);
+			return WB_BAD_REQUEST;
+		}
+		s->stream = dup_n(r->stream, stream_len);
+		if (s->stream == NULL)
+			return WB_E_NOMEM;
+		s->stream_len = stream_len;
+		break;
+	}
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER:
+		if (stream_len > 0) {
+			snprintf(why, whylen, "stream is for TARGET_STREAM only");
+			return WB_BAD_REQUEST;
+		}
+		break;
+	default:
+		snprintf(why, whylen,
+		         "unknown subscription target %d: TARGET_ALL, TARGET_STREAM or "
+		         "TARGET_LEDGER",
+		         (int)r->target);
+		return WB_BAD_REQUEST;
+	}
+	if (r->target != WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL &&
+	    (r->stream_prefix[0] != '\0' || r->n_event_types > 0)) {
+		snprintf(why, whylen, "stream_prefix and event_types filter TARGET_ALL only");
+		return WB_BAD_REQUEST;
+	}
+	switch (r->from) {
+	case WHIZBANG__V1__START_FROM__FROM_START:
+	case WHIZBANG__V1__START_FROM__FROM_END:
+		if (r->position != 0) {
+			snprintf(why, whylen, "position is for FROM_POSITION only");
+			return WB_BAD_REQUEST;
+		}
+		break;
+	case WHIZBANG__V1__START_FROM__FROM_POSITION:
+		break;
+	default:
+		snprintf(why, whylen, "unknown start %d: FROM_START, FROM_END or FROM_POSITION",
+		         (int)r->from);
+		return WB_BAD_REQUEST;
+	}
+	s->target = r->target;
+	return 0;
+}
+
+/* Where s starts, as of a snapshot taken now. */
+static int sub_start(struct srv *srv, struct sub *s, Whizbang__V1__StartFrom from,
+                     uint64_t position)
+{
+	struct storage_txn *txn;
+	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
+	if (rc != 0)
+		return rc;
+	uint64_t end = 0; /* the first item after the current end */
+	uint64_t first = 0;
+	switch (s->target) {
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL: {
+		uint64_t last;
+		rc = ev_last_position(txn, &last);
+		end = last + 1;
+		first = 1;
+		break;
+	}
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM: {
+		struct ev_stream_info info;
+		rc = ev_stream_info(txn, s->stream, s->stream_len, &info);
+		if (rc == WB_E_NOTFOUND) {
+			rc = 0;
+			info.count = 0;
+		}
+		end = info.count;
+		first = 0;
+		break;
+	}
+	default: {
+		struct ledger_state ls;
+		rc = ledger_get_state(txn, &ls);
+		end = ls.watermark + 1;
+		first = 1;
+		break;
+	}
+	}
+	storage_txn_abort(txn);
+	if (rc != 0)
+		return rc;
+	if (from == WHIZBANG__V1__START_FROM__FROM_END)
+		s->pos = end;
+	else if (from == WHIZBANG__V1__START_FROM__FROM_POSITION && position > first)
+		s->pos = position;
+	else
+		s->pos = first;
+	return 0;
+}
+
+static void handle_subscribe(struct conn *c, Request *req)
+{
+	struct srv *srv = c->srv;
+	struct ssrv *ss = srv->ssrv;
+	const Whizbang__V1__Subscribe *r = req->subscribe;
+	char why[300];
+
+	if (ss == NULL || ss->shut || srv->shutting_down) {
+		srv_send_error(c, req->id, WB_SHUTTING_DOWN,
+		               "the server is shutting down; subscribe again after it restarts");
+		return;
+	}
+	size_t mine = 0;
+	for (struct sub *s = ss->subs; s != NULL; s = s->next)
+		if (s->conn == c && !s->dead)
+			mine++;
+	if (mine >= SSRV_MAX_PER_CONN) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		               "this connection holds %zu subscriptions, the most one may: "
+		               "unsubscribe one or use another connection",
+		               mine);
+		return;
+	}
+	struct sub *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
+	int rc = sub_setup(s, r, why, sizeof(why));
+	if (rc == 0)
+		rc = sub_start(srv, s, r->from, r->position);
+	if (rc != 0) {
+		if (rc == WB_BAD_REQUEST)
+			srv_send_error(c, req->id, rc, "%s", why);
+		else if (rc == WB_E_NOMEM)
+			srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+			               "the server is out of memory");
+		else
+			srv_send_storage_error(c, req->id, rc, "Subscribe");
+		sub_free(s);
+		return;
+	}
+	s->conn = c;
+	s->req_id = req->id;
+	s->id = ++srv->next_subscription_id;
+	s->credits = r->credits;
+	s->caught_up_sent = false;
+	s->next = ss->subs;
+	if (ss->subs != NULL)
+		ss->subs->prev = s;
+	ss->subs = s;
+	ss->nsubs++;
+
+	Whizbang__V1__SubscribeResult res = WHIZBANG__V1__SUBSCRIBE_RESULT__INIT;
+	res.subscription = s->id;
+	res.start = s->pos;
+	Response resp = WHIZBANG__V1__RESPONSE__INIT;
+	resp.id = req->id;
+	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_SUBSCRIBE;
+	resp.subscribe = &res;
+	srv_send(c, &resp);
+	srv_log(LOG_DEBUG, "subscribed", "conn=%llu subscription=%llu target=%d start=%llu",
+	        (unsigned long long)c->id, (unsigned long long)s->id, (int)s->target,
+	        (unsigned long long)s->pos);
+	/* The first items (or caught_up) go out on the next loop turn, after
+	 * this answer. */
+	kick(ss);
+}
+
+static void handle_credit(struct conn *c, Request *req)
+{
+	struct ssrv *ss = c->srv->ssrv;
+	struct sub *s = find_sub(ss, c, req->credit->subscription);
+	if (s == NULL) {
+		srv_send_error(c, req->id, WB_NOT_FOUND, "this connection has no subscription %llu",
+		               (unsigned long long)req->credit->subscription);
+		return;
+	}
+	s->credits = add_credits(s->credits, req->credit->n);
+	Whizbang__V1__CreditResult res = WHIZBANG__V1__CREDIT_RESULT__INIT;
+	res.credits = s->credits;
+	Response resp = WHIZBANG__V1__RESPONSE__INIT;
+	resp.id = req->id;
+	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_CREDIT;
+	resp.credit = &res;
+	srv_send(c, &resp);
+	if (s->credits > 0)
+		kick(ss);
+}
+
+static void handle_unsubscribe(struct conn *c, Request *req)
+{
+	struct ssrv *ss = c->srv->ssrv;
+	struct sub *s = find_sub(ss, c, req->unsubscribe->subscription);
+	if (s == NULL) {
+		srv_send_error(c, req->id, WB_NOT_FOUND, "this connection has no subscription %llu",
+		               (unsigned long long)req->unsubscribe->subscription);
+		return;
+	}
+	if (ss->pumping) {
+		s->dead = true;
+		ss->dead_pending = true;
+	} else {
+		sub_unlink(ss, s);
+		sub_free(s);
+	}
+	Whizbang__V1__UnsubscribeResult res = WHIZBANG__V1__UNSUBSCRIBE_RESULT__INIT;
+	Response resp = WHIZBANG__V1__RESPONSE__INIT;
+	resp.id = req->id;
+	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_UNSUBSCRIBE;
+	resp.unsubscribe = &res;
+	srv_send(c, &resp);
+}
+
+bool ssrv_dispatch(struct conn *c, Request *req)
+{
+	struct ssrv *ss = c->srv->ssrv;
+	if (ss == NULL) {
+		srv_send_error(c, req->id, WB_SHUTTING_DOWN, "the server is shutting down");
+		return false;
+	}
+	switch (req->body_case) {
+	case WHIZBANG__V1__REQUEST__BODY_SUBSCRIBE:
+		handle_subscribe(c, req);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_CREDIT:
+		handle_credit(c, req);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE:
+		handle_unsubscribe(c, req);
+		break;
+	default:
+		srv_send_error(c, req->id, WB_BAD_REQUEST, "not a subscription request");
+		break;
+	}
+	return false;
 }
