@@ -1245,3 +1245,499 @@ Test(events, reads_report_a_corrupt_record)
 	struct seen s2 = {0};
 	cr_assert_eq(read_stream("s", 0, false, 10, &s2, &page), WB_E_CORRUPT);
 }
+
+/* ------------------------------------------------------ stream life cycle */
+
+static const uint64_t SEC = 1000000u;
+
+static int set_meta(const char *stream, uint64_t max_count, uint64_t max_age_ms, uint64_t tb)
+{
+	struct storage_txn *txn;
+	struct ev_stream_meta m = {max_count, max_age_ms, tb};
+	cr_assert_eq(storage_txn_begin(st, NULL, 0, &txn), 0);
+	int rc = ev_set_stream_meta(txn, stream, strlen(stream), &m);
+	if (rc == 0)
+		cr_assert_eq(storage_txn_commit(txn), 0);
+	else
+		storage_txn_abort(txn);
+	return rc;
+}
+
+static int del_stream(const char *stream, bool hard, uint64_t *last)
+{
+	struct storage_txn *txn;
+	uint64_t dummy;
+	cr_assert_eq(storage_txn_begin(st, NULL, 0, &txn), 0);
+	int rc = ev_delete_stream(txn, stream, strlen(stream), hard, last != NULL ? last : &dummy);
+	if (rc == 0)
+		cr_assert_eq(storage_txn_commit(txn), 0);
+	else
+		storage_txn_abort(txn);
+	return rc;
+}
+
+static struct ev_stream_info info_of(const char *stream)
+{
+	struct ev_stream_info info;
+	struct storage_txn *t = rtxn();
+	cr_assert_eq(ev_stream_info(t, stream, strlen(stream), &info), 0);
+	storage_txn_abort(t);
+	return info;
+}
+
+static int read_stream_at(const char *stream, uint64_t from, bool back, uint32_t max, uint64_t now,
+                          struct seen *s, struct ev_page *page)
+{
+	struct storage_txn *t = rtxn();
+	int rc = ev_read_stream_at(t, stream, strlen(stream), from, back, max, now, visit_cb, s,
+	                           page);
+	storage_txn_abort(t);
+	return rc;
+}
+
+/* Reads every page from from on; the versions seen go to s. */
+static int read_stream_pages(const char *stream, uint64_t from, bool back, uint32_t max,
+                             uint64_t now, struct seen *s)
+{
+	struct ev_page page;
+	for (int guard = 0; guard < 200; guard++) {
+		int rc = read_stream_at(stream, from, back, max, now, s, &page);
+		if (rc != 0)
+			return rc;
+		cr_assert_leq(page.count, max);
+		if (page.end)
+			return 0;
+		cr_assert(page.count > 0 || page.next != from, "a page that is not the end moves");
+		from = page.next;
+	}
+	cr_assert_fail("paging %s did not end", stream);
+	return -1;
+}
+
+/* Ten events, version v written at T0 + v seconds. */
+static void append_ten(const char *stream)
+{
+	for (uint64_t v = 0; v < 10; v++) {
+		struct ev_new e = ev(NULL, "T", "x");
+		struct ev_append_result r;
+		cr_assert_eq(append(stream, EV_EXPECT_ANY, 0, &e, 1, T0 + v * SEC, &r), 0);
+	}
+}
+
+struct meta_case {
+	uint64_t max_count, max_age_ms, tb;
+};
+
+static bool model_readable(const struct meta_case *m, uint64_t v, uint64_t now)
+{
+	if (v < m->tb)
+		return false;
+	if (m->max_count > 0 && m->max_count < 10 && v < 10 - m->max_count)
+		return false;
+	uint64_t ts = T0 + v * SEC;
+	if (m->max_age_ms > 0 && m->max_age_ms <= UINT64_MAX / 1000 &&
+	    now - ts > m->max_age_ms * 1000)
+		return false;
+	return true;
+}
+
+Test(events, metadata_matrix_over_read_directions)
+{
+	static const struct meta_case cases[] = {
+	        {0, 0, 0},
+	        {0, 0, 3},
+	        {4, 0, 0},
+	        {0, 3500, 0},
+	        {5, 0, 7},
+	        {6, 6500, 2},
+	        {1ull << 63, 0, 0},
+	        {UINT64_MAX, UINT64_MAX, 0},
+	        {0, 0, UINT64_MAX},
+	        {0, 1, 0},
+	        {10, 0, 10},
+	        {0, UINT64_MAX / 1000 + 1, 0},
+	};
+	static const uint64_t froms[] = {0, 3, 5, 9, 20, UINT64_MAX};
+	static const uint32_t maxes[] = {1, 3, 100};
+	const uint64_t now = T0 + 9 * SEC;
+
+	append_ten("m");
+	append_n("other", 2); /* a neighbour whose events must never show */
+	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
+		const struct meta_case *m = &cases[c];
+		cr_assert_eq(set_meta("m", m->max_count, m->max_age_ms, m->tb), 0);
+		struct ev_stream_info info = info_of("m");
+		cr_assert_eq(info.meta.max_count, m->max_count);
+		cr_assert_eq(info.meta.max_age_ms, m->max_age_ms);
+		cr_assert_eq(info.meta.truncate_before, m->tb);
+		cr_assert(!info.deleted && !info.tombstoned);
+		for (size_t f = 0; f < sizeof(froms) / sizeof(froms[0]); f++)
+			for (size_t x = 0; x < sizeof(maxes) / sizeof(maxes[0]); x++)
+				for (int back = 0; back < 2; back++) {
+					struct seen s = {0};
+					cr_assert_eq(read_stream_pages("m", froms[f], back,
+					                               maxes[x], now, &s),
+					             0);
+					uint64_t want[10];
+					size_t nwant = 0;
+					for (uint64_t i = 0; i < 10; i++) {
+						uint64_t v = back ? 9 - i : i;
+						bool in = back ? v <= froms[f] : v >= froms[f];
+						if (in && model_readable(m, v, now))
+							want[nwant++] = v;
+					}
+					cr_assert_eq(s.n, nwant,
+					             "case %zu from %llu max %u %s: %zu events, "
+					             "want %zu",
+					             c, (unsigned long long)froms[f], maxes[x],
+					             back ? "backwards" : "forwards", s.n, nwant);
+					for (size_t i = 0; i < nwant; i++) {
+						cr_assert_eq(s.version[i], want[i], "case %zu", c);
+						cr_assert_str_eq(s.stream[i], "m");
+					}
+				}
+	}
+	/* Clearing removes the record; reads show everything again. */
+	cr_assert_eq(set_meta("m", 0, 0, 0), 0);
+	struct seen s = {0};
+	cr_assert_eq(read_stream_pages("m", 0, false, 100, now, &s), 0);
+	cr_assert_eq(s.n, 10);
+	struct storage_stats ss;
+	cr_assert_eq(storage_stats(st, &ss), 0);
+	cr_assert_eq(ss.entries[STORAGE_DB_STREAM_META], 0);
+}
+
+Test(events, metadata_on_a_missing_stream_is_refused)
+{
+	cr_assert_eq(set_meta("ghost", 5, 0, 0), WB_E_NOTFOUND);
+	cr_assert_eq(del_stream("ghost", false, NULL), WB_E_NOTFOUND);
+	cr_assert_eq(del_stream("ghost", true, NULL), WB_E_NOTFOUND);
+	struct storage_stats ss;
+	cr_assert_eq(storage_stats(st, &ss), 0);
+	cr_assert_eq(ss.entries[STORAGE_DB_STREAMS], 0, "nothing was created");
+	cr_assert_eq(ss.entries[STORAGE_DB_STREAM_META], 0);
+}
+
+Test(events, soft_delete_then_append_again)
+{
+	struct id16 a = mkid(1), b = mkid(2), cid = mkid(3);
+	struct ev_new evs[3] = {ev(a.b, "T", "1"), ev(b.b, "T", "2"), ev(cid.b, "T", "3")};
+	struct ev_append_result r;
+	cr_assert_eq(append("s", EV_EXPECT_NO_STREAM, 0, evs, 3, T0, &r), 0);
+	append_n("other", 1);
+	uint64_t last = 99;
+	cr_assert_eq(set_meta("s", 0, 0, 1), 0);
+	cr_assert_eq(del_stream("s", false, &last), 0);
+	cr_assert_eq(last, 2);
+
+	struct seen s = {0};
+	struct ev_page page;
+	cr_assert_eq(read_stream_at("s", 0, false, 10, T0, &s, &page), WB_E_NOTFOUND);
+	cr_assert_eq(read_stream_at("s", 5, true, 10, T0, &s, &page), WB_E_NOTFOUND);
+	struct ev_stream_info info = info_of("s");
+	cr_assert(info.deleted);
+	cr_assert(!info.tombstoned);
+	cr_assert_eq(info.count, 3);
+	cr_assert_eq(info.meta.truncate_before, 1, "the delete keeps the metadata");
+
+	/* Deleting again changes nothing. */
+	cr_assert_eq(del_stream("s", false, &last), 0);
+	cr_assert_eq(last, 2);
+
+	/* A retry of the original append is a replay and un-deletes nothing. */
+	cr_assert_eq(append("s", EV_EXPECT_NO_STREAM, 0, evs, 3, T0, &r), 0);
+	cr_assert(r.replay);
+	cr_assert_eq(r.first_position, 1);
+	cr_assert(info_of("s").deleted);
+
+	/* Expected versions while deleted. */
+	struct ev_new e = ev(NULL, "T", "new");
+	cr_assert_eq(append("s", EV_EXPECT_EXISTS, 0, &e, 1, T0, &r), WB_WRONG_EXPECTED_VERSION);
+	cr_assert_eq(r.actual_version, -1);
+	cr_assert_eq(append("s", EV_EXPECT_EXACT, 1, &e, 1, T0, &r), WB_WRONG_EXPECTED_VERSION);
+	cr_assert_eq(r.actual_version, -1);
+	cr_assert_eq(append("s", EV_EXPECT_EXACT, 3, &e, 1, T0, &r), WB_WRONG_EXPECTED_VERSION);
+
+	cr_assert_eq(append("s", EV_EXPECT_NO_STREAM, 0, &e, 1, T0 + 1, &r), 0);
+	cr_assert(!r.replay);
+	cr_assert_eq(r.stream_version, 3, "versions continue");
+	cr_assert_eq(r.first_position, 5, "positions continue");
+	info = info_of("s");
+	cr_assert(!info.deleted);
+	cr_assert_eq(info.count, 4);
+
+	cr_assert_eq(append("s", EV_EXPECT_NO_STREAM, 0, &e, 1, T0, &r), WB_WRONG_EXPECTED_VERSION);
+	cr_assert_eq(r.actual_version, 3);
+	cr_assert_eq(append("s", EV_EXPECT_EXACT, 3, &e, 1, T0, &r), 0);
+	cr_assert_eq(r.stream_version, 4);
+
+	memset(&s, 0, sizeof(s));
+	cr_assert_eq(read_stream_at("s", 0, false, 10, T0, &s, &page), 0);
+	cr_assert_eq(s.n, 2);
+	cr_assert_eq(s.version[0], 3);
+	cr_assert_eq(s.version[1], 4);
+	cr_assert(page.end);
+	cr_assert_eq(page.last, 4);
+	memset(&s, 0, sizeof(s));
+	cr_assert_eq(read_stream_at("s", UINT64_MAX, true, 10, T0, &s, &page), 0);
+	cr_assert_eq(s.n, 2);
+	cr_assert_eq(s.version[0], 4);
+	cr_assert_eq(s.version[1], 3);
+	cr_assert(page.end);
+
+	/* The exact last version before a delete is also a valid expectation. */
+	struct ev_new e2[2] = {ev(NULL, "T", "a"), ev(NULL, "T", "b")};
+	cr_assert_eq(append("x", EV_EXPECT_ANY, 0, e2, 2, T0, &r), 0);
+	cr_assert_eq(del_stream("x", false, &last), 0);
+	cr_assert_eq(append("x", EV_EXPECT_EXACT, 1, &e, 1, T0, &r), 0);
+	cr_assert_eq(r.stream_version, 2);
+	/* ANY too. */
+	cr_assert_eq(del_stream("x", false, &last), 0);
+	cr_assert_eq(last, 2);
+	cr_assert_eq(append("x", EV_EXPECT_ANY, 0, &e, 1, T0, &r), 0);
+	cr_assert_eq(r.stream_version, 3);
+}
+
+Test(events, hard_delete_is_permanent)
+{
+	struct id16 a = mkid(1), b = mkid(2);
+	struct ev_new evs[2] = {ev(a.b, "T", "1"), ev(b.b, "T", "2")};
+	struct ev_append_result r;
+	cr_assert_eq(append("h", EV_EXPECT_ANY, 0, evs, 2, T0, &r), 0);
+	cr_assert_eq(append("soft-first", EV_EXPECT_ANY, 0, evs, 0, T0, &r), WB_BAD_REQUEST);
+	append_n("soft-first", 1);
+	uint64_t last = 99;
+	cr_assert_eq(del_stream("h", true, &last), 0);
+	cr_assert_eq(last, 1);
+
+	struct ev_new e = ev(NULL, "T", "x");
+	for (int exp = EV_EXPECT_ANY; exp <= EV_EXPECT_EXACT; exp++) {
+		cr_assert_eq(append("h", (enum ev_expected)exp, 1, &e, 1, T0, &r),
+		             WB_STREAM_DELETED);
+		cr_assert_gt(strlen(r.errmsg), 0);
+	}
+	cr_assert_eq(append("h", EV_EXPECT_ANY, 0, evs, 2, T0, &r), WB_STREAM_DELETED,
+	             "a retry of a stored append is refused too");
+	struct seen s = {0};
+	struct ev_page page;
+	cr_assert_eq(read_stream_at("h", 0, false, 10, T0, &s, &page), WB_STREAM_DELETED);
+	cr_assert_eq(read_stream_at("h", 9, true, 10, T0, &s, &page), WB_STREAM_DELETED);
+	cr_assert_eq(s.calls, 0);
+	cr_assert_eq(del_stream("h", true, NULL), WB_STREAM_DELETED);
+	cr_assert_eq(del_stream("h", false, NULL), WB_STREAM_DELETED);
+	cr_assert_eq(set_meta("h", 1, 0, 0), WB_STREAM_DELETED);
+	struct ev_stream_info info = info_of("h");
+	cr_assert(info.tombstoned);
+	cr_assert(!info.deleted);
+	cr_assert_eq(info.count, 2);
+
+	/* Soft first, then hard: tombstoned. */
+	cr_assert_eq(del_stream("soft-first", false, NULL), 0);
+	cr_assert_eq(del_stream("soft-first", true, &last), 0);
+	cr_assert_eq(last, 0);
+	info = info_of("soft-first");
+	cr_assert(info.tombstoned && !info.deleted);
+	cr_assert_eq(append("soft-first", EV_EXPECT_NO_STREAM, 0, &e, 1, T0, &r),
+	             WB_STREAM_DELETED);
+	/* The ids of a tombstoned stream's events still belong to it. */
+	cr_assert_eq(append("elsewhere", EV_EXPECT_ANY, 0, evs, 2, T0, &r),
+	             WB_IDEMPOTENCY_CONFLICT);
+}
+
+static struct ev_scavenge_step scavenge_all(uint32_t step, uint64_t upto, uint64_t now)
+{
+	struct ev_scavenge_step total = {0};
+	uint64_t from = 1;
+	for (int guard = 0; guard < 10000; guard++) {
+		struct storage_txn *txn, *child;
+		struct ev_scavenge_step out;
+		cr_assert_eq(storage_txn_begin(st, NULL, 0, &txn), 0);
+		cr_assert_eq(storage_txn_begin(st, txn, 0, &child), 0);
+		int rc = ev_scavenge_step(child, from, upto, step, now, &out);
+		cr_assert_eq(rc, 0, "%s", wb_error_name(rc));
+		cr_assert_eq(storage_txn_commit(child), 0);
+		cr_assert_eq(storage_txn_commit(txn), 0);
+		cr_assert_leq(out.examined, step);
+		total.examined += out.examined;
+		total.removed += out.removed;
+		total.bytes += out.bytes;
+		if (out.done) {
+			total.next = out.next;
+			total.done = true;
+			return total;
+		}
+		cr_assert_gt(out.next, from, "a step moves on");
+		from = out.next;
+	}
+	cr_assert_fail("the scavenge did not end");
+	return total;
+}
+
+static bool present(enum storage_db db, const void *key, size_t len)
+{
+	struct storage_txn *t = rtxn();
+	struct storage_val v;
+	int rc = storage_get(t, db, (struct storage_val){key, len}, &v);
+	storage_txn_abort(t);
+	cr_assert(rc == 0 || rc == WB_E_NOTFOUND);
+	return rc == 0;
+}
+
+Test(events, scavenge_removes_exactly_the_unreadable_events)
+{
+	/* Streams whose events interleave in $all. Per stream: events (each
+	 * 1 s apart, from T0), then what makes some unreadable. */
+	static const struct {
+		const char *name;
+		int n;
+	} streams[] = {{"keep", 5}, {"tb", 6},  {"mc", 6},   {"age", 6},
+	               {"soft", 3}, {"re", 3}, {"hard", 2}, {"late", 2}};
+	const size_t ns = sizeof(streams) / sizeof(streams[0]);
+	unsigned idn = 1;
+	for (int round = 0; round < 6; round++)
+		for (size_t i = 0; i < ns; i++)
+			if (round < streams[i].n) {
+				struct id16 id = mkid(idn++);
+				struct ev_new e = ev(id.b, "T", "payload");
+				struct ev_append_result r;
+				cr_assert_eq(append(streams[i].name, EV_EXPECT_ANY, 0, &e, 1,
+				                    T0 + (uint64_t)round * SEC, &r),
+				             0);
+			}
+	cr_assert_eq(set_meta("tb", 0, 0, 2), 0);
+	cr_assert_eq(set_meta("mc", 2, 0, 0), 0);
+	cr_assert_eq(set_meta("age", 0, 2500, 0), 0); /* now T0+5 s: versions 3..5 stay */
+	cr_assert_eq(del_stream("soft", false, NULL), 0);
+	cr_assert_eq(del_stream("re", false, NULL), 0);
+	struct ev_new e = ev(NULL, "T", "again");
+	struct ev_append_result r;
+	cr_assert_eq(append("re", EV_EXPECT_NO_STREAM, 0, &e, 1, T0 + 5 * SEC, &r), 0);
+	cr_assert_eq(del_stream("hard", true, NULL), 0);
+	const uint64_t now = T0 + 5 * SEC;
+	uint64_t last = last_position();
+	/* Events after the scavenge's limit are left alone even when hidden. */
+	cr_assert_eq(set_meta("late", 0, 0, 2), 0);
+	cr_assert_eq(append("late", EV_EXPECT_ANY, 0, &e, 1, now, &r), 0);
+	cr_assert_eq(append("late", EV_EXPECT_ANY, 0, &e, 1, now, &r), 0);
+	cr_assert_eq(set_meta("late", 0, 0, 4), 0); /* hides versions 2, 3 */
+	uint64_t upto = last;
+
+	/* Before: every event, and which should go. */
+	struct seen before = {0};
+	struct ev_page page;
+	cr_assert_eq(read_all(0, false, 1000, NULL, &before, &page), 0);
+	cr_assert_eq(before.n, last + 2);
+	bool gone[SEEN_MAX] = {false};
+	size_t want_removed = 0;
+	uint64_t want_bytes = 0;
+	for (size_t i = 0; i < before.n; i++) {
+		const char *sn = before.stream[i];
+		uint64_t v = before.version[i];
+		uint64_t age_s = (now - before.ts[i]) / SEC;
+		bool g = (strcmp(sn, "tb") == 0 && v < 2) || (strcmp(sn, "mc") == 0 && v < 4) ||
+		         (strcmp(sn, "age") == 0 && age_s * 1000 > 2500) ||
+		         strcmp(sn, "soft") == 0 || (strcmp(sn, "re") == 0 && v < 3) ||
+		         strcmp(sn, "hard") == 0 || (strcmp(sn, "late") == 0 && v < 2);
+		gone[i] = g;
+		if (g) {
+			want_removed++;
+			want_bytes += 8 + EV_RECORD_HEADER + strlen(sn) + 1 + strlen("payload");
+			want_bytes += 16 + 8 + EV_ID_LEN + 8;
+		}
+	}
+	cr_assert_eq(want_removed, 2 + 4 + 3 + 3 + 3 + 2 + 2);
+
+	struct ev_scavenge_step tot = scavenge_all(3, upto, now);
+	cr_assert(tot.done);
+	cr_assert_eq(tot.examined, last);
+	cr_assert_eq(tot.removed, want_removed);
+	cr_assert_eq(tot.bytes, want_bytes);
+	cr_assert_eq(last_position(), last + 2, "the position counter is untouched");
+
+	for (size_t i = 0; i < before.n; i++) {
+		uint8_t kpos[8];
+		put_u64(kpos, before.position[i]);
+		struct ev_stream_info info = info_of(before.stream[i]);
+		uint8_t kse[16];
+		put_u64(kse, info.stream_id);
+		put_u64(kse + 8, before.version[i]);
+		bool want = !gone[i];
+		cr_assert_eq(present(STORAGE_DB_EVENTS, kpos, 8), want, "position %llu (%s v%llu)",
+		             (unsigned long long)before.position[i], before.stream[i],
+		             (unsigned long long)before.version[i]);
+		cr_assert_eq(present(STORAGE_DB_STREAM_EVENTS, kse, 16), want);
+		cr_assert_eq(present(STORAGE_DB_EVENT_IDS, before.id[i], EV_ID_LEN), want);
+	}
+
+	/* $all now skips the holes, and paging over them ends, both ways. */
+	for (uint32_t max = 1; max <= 4; max++)
+		for (int back = 0; back < 2; back++) {
+			struct seen s = {0};
+			uint64_t from = back ? UINT64_MAX : 0;
+			for (int guard = 0;; guard++) {
+				cr_assert_lt(guard, 200);
+				cr_assert_eq(read_all(from, back, max, NULL, &s, &page), 0);
+				cr_assert_eq(page.last, last + 2);
+				if (page.end)
+					break;
+				from = page.next;
+			}
+			size_t k = 0;
+			for (size_t j = 0; j < before.n; j++) {
+				size_t i = back ? before.n - 1 - j : j;
+				if (gone[i])
+					continue;
+				cr_assert_lt(k, s.n);
+				cr_assert_eq(s.position[k], before.position[i]);
+				k++;
+			}
+			cr_assert_eq(k, s.n, "max %u %s", max, back ? "backwards" : "forwards");
+		}
+
+	/* Stream reads answer as before the scavenge. */
+	struct seen s = {0};
+	cr_assert_eq(read_stream_pages("mc", 0, false, 1, now, &s), 0);
+	cr_assert_eq(s.n, 2);
+	cr_assert_eq(s.version[0], 4);
+	memset(&s, 0, sizeof(s));
+	cr_assert_eq(read_stream_pages("late", 0, false, 10, now, &s), 0);
+	cr_assert_eq(s.n, 0, "late's hidden events past the limit stay hidden");
+	cr_assert(info_of("hard").tombstoned, "the tombstone outlives its events");
+	cr_assert(info_of("soft").deleted);
+
+	/* Idempotency: a kept id still answers a replay; a removed id is free
+	 * again (documented), and a retry appends it anew. */
+	struct id16 kept_id, removed_id;
+	for (size_t i = 0; i < before.n; i++) {
+		if (strcmp(before.stream[i], "keep") == 0)
+			memcpy(kept_id.b, before.id[i], EV_ID_LEN);
+		if (strcmp(before.stream[i], "tb") == 0 && before.version[i] == 0)
+			memcpy(removed_id.b, before.id[i], EV_ID_LEN);
+	}
+	struct ev_new ek = ev(kept_id.b, "T", "payload");
+	cr_assert_eq(append("keep", EV_EXPECT_ANY, 0, &ek, 1, now, &r), 0);
+	cr_assert(r.replay);
+	struct ev_new er = ev(removed_id.b, "T", "payload");
+	cr_assert_eq(append("tb", EV_EXPECT_ANY, 0, &er, 1, now, &r), 0);
+	cr_assert(!r.replay);
+	cr_assert_eq(r.stream_version, 6);
+	cr_assert_eq(r.first_position, last + 3, "positions are never reused");
+
+	/* A second scavenge finds nothing more (up to the same limit). */
+	tot = scavenge_all(1000, upto, now);
+	cr_assert_eq(tot.removed, 0);
+	cr_assert_eq(tot.examined, last - want_removed);
+}
+
+Test(events, scavenge_of_an_empty_log_and_past_the_end)
+{
+	struct ev_scavenge_step tot = scavenge_all(10, 0, T0);
+	cr_assert(tot.done);
+	cr_assert_eq(tot.examined, 0);
+	append_n("a", 3);
+	tot = scavenge_all(10, UINT64_MAX, T0);
+	cr_assert_eq(tot.examined, 3);
+	cr_assert_eq(tot.removed, 0);
+	tot = scavenge_all(1, 2, T0);
+	cr_assert_eq(tot.examined, 2, "the limit is inclusive");
+}
