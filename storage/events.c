@@ -742,6 +742,8 @@ int ev_scavenge_step(struct storage_txn *txn, uint64_t from, uint64_t upto, uint
 		put_u64(kse, cache.info.stream_id);
 		put_u64(kse + 8, rec.version);
 		out->bytes += 8 + v.len;
+		/* kb still holds the key sought, which a hole puts below pos. */
+		put_u64(kb, pos);
 		rc = storage_del(txn, STORAGE_DB_EVENTS, (struct storage_val){kb, 8});
 		if (rc == 0)
 			rc = del_counted(txn, STORAGE_DB_STREAM_EVENTS, kse, 16, &out->bytes);

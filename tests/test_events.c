@@ -1741,3 +1741,40 @@ Test(events, scavenge_of_an_empty_log_and_past_the_end)
 	tot = scavenge_all(1, 2, T0);
 	cr_assert_eq(tot.examined, 2, "the limit is inclusive");
 }
+
+Test(events, scavenge_of_a_large_deleted_stream)
+{
+	static struct ev_new evs[1000];
+	static char data[1000][8];
+	for (int i = 0; i < 1000; i++) {
+		snprintf(data[i], sizeof(data[i]), "d%d", i);
+		evs[i] = ev(NULL, "T", data[i]);
+	}
+	for (int i = 0; i < 5; i++)
+		append_ok("big", evs, 1000, NULL);
+	for (int i = 0; i < 100; i++)
+		append_n("small", 1);
+	cr_assert_eq(del_stream("big", false, NULL), 0);
+	/* Two steps, then the rest after a reopen. */
+	struct ev_scavenge_step tot = scavenge_all(1000, 2000, T0);
+	cr_assert_eq(tot.removed, 2000);
+	storage_close(st);
+	char errmsg[256] = "";
+	struct storage_options o = {.path = tmp_root, .map_size = 16u << 20};
+	cr_assert_eq(storage_open(&st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
+	tot = scavenge_all(1000, UINT64_MAX, T0);
+	tot.examined += 2000;
+	tot.removed += 2000;
+	cr_assert(tot.done);
+	cr_assert_eq(tot.examined, 5100);
+	cr_assert_eq(tot.removed, 5000);
+	struct seen s = {0};
+	struct ev_page page;
+	cr_assert_eq(read_all(0, false, 1000, NULL, &s, &page), 0);
+	cr_assert_eq(s.n, 100);
+	struct storage_stats ss;
+	cr_assert_eq(storage_stats(st, &ss), 0);
+	cr_assert_eq(ss.entries[STORAGE_DB_EVENTS], 100);
+	cr_assert_eq(ss.entries[STORAGE_DB_STREAM_EVENTS], 100);
+	cr_assert_eq(ss.entries[STORAGE_DB_EVENT_IDS], 100);
+}
