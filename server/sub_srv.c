@@ -392,6 +392,16 @@ static bool pump_one(struct storage_txn *txn, struct sub *s, uint64_t last_posit
 		}
 		if (rc != 0)
 			break;
+		if (info.tombstoned) {
+			rc = WB_STREAM_DELETED;
+			break;
+		}
+		/* Versions a delete, truncate_before or max_count hid are
+		 * skipped, as reads skip them (a soft-deleted stream hides
+		 * all it has: its cursor waits at the next version). */
+		uint64_t visible = ev_visible_from(&info);
+		if (s->pos < visible)
+			s->pos = visible;
 		if (s->pos >= info.count) {
 			at_end = true;
 			break;
@@ -400,7 +410,10 @@ static bool pump_one(struct storage_txn *txn, struct sub *s, uint64_t last_posit
 			return false;
 		rc = ev_read_stream(txn, s->stream, s->stream_len, s->pos, false, PUMP_ITEMS,
 		                    push_event_cb, &p, &page);
-		if (rc == 0) {
+		if (rc == WB_E_NOTFOUND) {
+			rc = 0;
+			at_end = true;
+		} else if (rc == 0) {
 			s->pos = page.next;
 			at_end = s->pos >= info.count;
 		}
@@ -425,6 +438,13 @@ static bool pump_one(struct storage_txn *txn, struct sub *s, uint64_t last_posit
 	}
 	default:
 		break;
+	}
+	if (rc == WB_STREAM_DELETED) {
+		srv_send_error(s->conn, s->req_id, WB_STREAM_DELETED,
+		               "subscription %llu ended: stream '%s' was hard-deleted",
+		               (unsigned long long)s->id, s->stream);
+		s->dead = true;
+		return false;
 	}
 	if (rc != 0) {
 		sub_fail(s, rc,
@@ -646,9 +666,13 @@ static int sub_start(struct srv *srv, struct sub *s, Whizbang__V1__StartFrom fro
 		if (rc == WB_E_NOTFOUND) {
 			rc = 0;
 			info.count = 0;
+			first = 0;
+		} else if (rc == 0 && info.tombstoned) {
+			rc = WB_STREAM_DELETED;
+		} else if (rc == 0) {
+			first = ev_visible_from(&info);
 		}
 		end = info.count;
-		first = 0;
 		break;
 	}
 	default: {
@@ -705,6 +729,10 @@ static void handle_subscribe(struct conn *c, Request *req)
 	if (rc != 0) {
 		if (rc == WB_BAD_REQUEST)
 			srv_send_error(c, req->id, rc, "%s", why);
+		else if (rc == WB_STREAM_DELETED)
+			srv_send_error(c, req->id, rc,
+			               "stream '%s' is hard-deleted: it has nothing to subscribe to",
+			               r->stream);
 		else if (rc == WB_E_NOMEM)
 			srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
 			               "the server is out of memory");
