@@ -828,8 +828,8 @@ static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 		rc = ev_read_stream(txn, g->cfg.stream, g->cfg.stream_len, g->next_read, false, want,
 		                    fill_cb, &f, &page);
 	}
-	if (rc == WB_E_NOTFOUND)
-		return; /* the stream does not exist (yet) */
+	if (rc == WB_E_NOTFOUND || rc == WB_STREAM_DELETED)
+		return; /* no stream (yet, or soft-deleted), or hard-deleted: nothing to read */
 	if (rc != 0 || f.rc != 0) {
 		srv_log(LOG_ERROR, "consumer_read_failed", "group=%s error=%s", g->cfg.name,
 		        wb_error_name(rc != 0 ? rc : f.rc));
