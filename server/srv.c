@@ -802,10 +802,10 @@ static bool handle_stream_write(struct conn *c, Request *req)
 struct scavenge {
 	struct srv_op base; /* first */
 	struct srv *srv;
-	uint64_t start_us;   /* removal is judged as of this time */
-	uint64_t start_ms;   /* uv_now at the start */
-	uint64_t upto;       /* the log's last position at the start */
-	uint64_t from;       /* where the next step starts */
+	uint64_t start_us; /* removal is judged as of this time */
+	uint64_t start_ms; /* uv_now at the start */
+	uint64_t upto;     /* the log's last position at the start */
+	uint64_t from;     /* where the next step starts */
 	uint64_t examined, removed, bytes;
 	struct ev_scavenge_step step; /* rewritten by every run of a step */
 };

@@ -519,9 +519,9 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 	return rc;
 }
 
-int ev_read_stream_at(struct storage_txn *txn, const char *stream, size_t stream_len,
-                      uint64_t from, bool backwards, uint32_t max_count, uint64_t now_us,
-                      ev_visit_fn visit, void *arg, struct ev_page *page)
+int ev_read_stream_at(struct storage_txn *txn, const char *stream, size_t stream_len, uint64_t from,
+                      bool backwards, uint32_t max_count, uint64_t now_us, ev_visit_fn visit,
+                      void *arg, struct ev_page *page)
 {
 	struct ev_stream_info info;
 	struct storage_cursor *cur;

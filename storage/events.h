@@ -168,9 +168,9 @@ struct ev_page {
  * max_age are skipped. WB_E_NOTFOUND for a missing or soft-deleted stream,
  * WB_STREAM_DELETED for a hard-deleted one. page->last is the stream's last
  * version, hidden or not. */
-int ev_read_stream_at(struct storage_txn *txn, const char *stream, size_t stream_len,
-                      uint64_t from, bool backwards, uint32_t max_count, uint64_t now_us,
-                      ev_visit_fn visit, void *arg, struct ev_page *page);
+int ev_read_stream_at(struct storage_txn *txn, const char *stream, size_t stream_len, uint64_t from,
+                      bool backwards, uint32_t max_count, uint64_t now_us, ev_visit_fn visit,
+                      void *arg, struct ev_page *page);
 
 /* ev_read_stream_at() with now_us from the wall clock. */
 int ev_read_stream(struct storage_txn *txn, const char *stream, size_t stream_len, uint64_t from,

@@ -1344,18 +1344,9 @@ static bool model_readable(const struct meta_case *m, uint64_t v, uint64_t now)
 Test(events, metadata_matrix_over_read_directions)
 {
 	static const struct meta_case cases[] = {
-	        {0, 0, 0},
-	        {0, 0, 3},
-	        {4, 0, 0},
-	        {0, 3500, 0},
-	        {5, 0, 7},
-	        {6, 6500, 2},
-	        {1ull << 63, 0, 0},
-	        {UINT64_MAX, UINT64_MAX, 0},
-	        {0, 0, UINT64_MAX},
-	        {0, 1, 0},
-	        {10, 0, 10},
-	        {0, UINT64_MAX / 1000 + 1, 0},
+	        {0, 0, 0},          {0, 0, 3},    {4, 0, 0},          {0, 3500, 0},
+	        {5, 0, 7},          {6, 6500, 2}, {1ull << 63, 0, 0}, {UINT64_MAX, UINT64_MAX, 0},
+	        {0, 0, UINT64_MAX}, {0, 1, 0},    {10, 0, 10},        {0, UINT64_MAX / 1000 + 1, 0},
 	};
 	static const uint64_t froms[] = {0, 3, 5, 9, 20, UINT64_MAX};
 	static const uint32_t maxes[] = {1, 3, 100};
@@ -1590,7 +1581,7 @@ Test(events, scavenge_removes_exactly_the_unreadable_events)
 	static const struct {
 		const char *name;
 		int n;
-	} streams[] = {{"keep", 5}, {"tb", 6},  {"mc", 6},   {"age", 6},
+	} streams[] = {{"keep", 5}, {"tb", 6}, {"mc", 6},   {"age", 6},
 	               {"soft", 3}, {"re", 3}, {"hard", 2}, {"late", 2}};
 	const size_t ns = sizeof(streams) / sizeof(streams[0]);
 	unsigned idn = 1;

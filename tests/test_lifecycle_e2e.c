@@ -51,8 +51,8 @@ static Response *call(int fd, Request *req)
 
 /* Appends n events (types "T", data "d<i>") with an expected version; ids
  * from id_base when non-zero. Returns the response. */
-static Response *append(int fd, const char *stream, Whizbang__V1__ExpectedVersion exp,
-                        uint64_t ver, size_t n, unsigned id_base)
+static Response *append(int fd, const char *stream, Whizbang__V1__ExpectedVersion exp, uint64_t ver,
+                        size_t n, unsigned id_base)
 {
 	Whizbang__V1__NewEvent *evs = calloc(n, sizeof(*evs));
 	Whizbang__V1__NewEvent **ptrs = calloc(n, sizeof(*ptrs));
@@ -116,8 +116,7 @@ static Response *read_stream(int fd, const char *stream, uint64_t from, bool bac
 
 /* Reads a stream forwards (or backwards) in one page and checks the
  * versions it answers. */
-static void expect_versions(int fd, const char *stream, bool back, const uint64_t *want,
-                            size_t n)
+static void expect_versions(int fd, const char *stream, bool back, const uint64_t *want, size_t n)
 {
 	Response *r = read_stream(fd, stream, back ? UINT64_MAX : 0, back, 1000);
 	cr_assert_eq(e2e_error_code(r), 0, "read %s: %s", stream,
