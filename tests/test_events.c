@@ -1344,9 +1344,21 @@ static bool model_readable(const struct meta_case *m, uint64_t v, uint64_t now)
 Test(events, metadata_matrix_over_read_directions)
 {
 	static const struct meta_case cases[] = {
-	        {0, 0, 0},          {0, 0, 3},    {4, 0, 0},          {0, 3500, 0},
-	        {5, 0, 7},          {6, 6500, 2}, {1ull << 63, 0, 0}, {UINT64_MAX, UINT64_MAX, 0},
-	        {0, 0, UINT64_MAX}, {0, 1, 0},    {10, 0, 10},        {0, UINT64_MAX / 1000 + 1, 0},
+	        {0, 0, 0},
+	        {0, 0, 3},
+	        {4, 0, 0},
+	        {0, 3500, 0},
+	        {5, 0, 7},
+	        {6, 6500, 2},
+	        {1ull << 63, 0, 0},
+	        {UINT64_MAX, UINT64_MAX, 0},
+	        {0, 0, UINT64_MAX},
+	        {0, 1, 0},
+	        {10, 0, 10},
+	        {0, UINT64_MAX / 1000 + 1, 0},
+	        /* Version 6 is exactly 3 s old: readable at 3000, not at 2999. */
+	        {0, 3000, 0},
+	        {0, 2999, 0},
 	};
 	static const uint64_t froms[] = {0, 3, 5, 9, 20, UINT64_MAX};
 	static const uint32_t maxes[] = {1, 3, 100};
@@ -1768,4 +1780,29 @@ Test(events, scavenge_of_a_large_deleted_stream)
 	cr_assert_eq(ss.entries[STORAGE_DB_EVENTS], 100);
 	cr_assert_eq(ss.entries[STORAGE_DB_STREAM_EVENTS], 100);
 	cr_assert_eq(ss.entries[STORAGE_DB_EVENT_IDS], 100);
+}
+
+Test(events, max_age_when_the_clock_jumps_back)
+{
+	/* Written at T0 + 10 s; the clock then reads T0: the events are from
+	 * the future, not old, and neither reads nor a scavenge drop them. */
+	struct ev_new e = ev(NULL, "T", "x");
+	struct ev_append_result r;
+	cr_assert_eq(append("j", EV_EXPECT_ANY, 0, &e, 1, T0 + 10 * SEC, &r), 0);
+	cr_assert_eq(append("j", EV_EXPECT_ANY, 0, &e, 1, T0 + 10 * SEC, &r), 0);
+	cr_assert_eq(set_meta("j", 0, 1, 0), 0);
+	struct seen s = {0};
+	cr_assert_eq(read_stream_pages("j", 0, false, 10, T0, &s), 0);
+	cr_assert_eq(s.n, 2);
+	struct ev_scavenge_step tot = scavenge_all(10, UINT64_MAX, T0);
+	cr_assert_eq(tot.removed, 0);
+	/* Once the clock passes them by more than 1 ms, they go. */
+	memset(&s, 0, sizeof(s));
+	cr_assert_eq(read_stream_pages("j", UINT64_MAX, true, 10, T0 + 10 * SEC + 1000, &s), 0);
+	cr_assert_eq(s.n, 2, "exactly 1 ms old is readable");
+	memset(&s, 0, sizeof(s));
+	cr_assert_eq(read_stream_pages("j", UINT64_MAX, true, 10, T0 + 10 * SEC + 1001, &s), 0);
+	cr_assert_eq(s.n, 0);
+	tot = scavenge_all(10, UINT64_MAX, T0 + 10 * SEC + 1001);
+	cr_assert_eq(tot.removed, 2);
 }
