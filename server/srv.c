@@ -803,7 +803,7 @@ struct scavenge {
 	struct srv_op base; /* first */
 	struct srv *srv;
 	uint64_t start_us; /* removal is judged as of this time */
-	uint64_t start_ms; /* uv_now at the start */
+	uint64_t start_ns; /* uv_hrtime() at the start */
 	uint64_t upto;     /* the log's last position at the start */
 	uint64_t from;     /* where the next step starts */
 	uint64_t examined, removed, bytes;
@@ -830,7 +830,7 @@ static void send_scavenge(struct conn *c, const struct scavenge *sc, bool done)
 	r.events_examined = sc->examined;
 	r.events_removed = sc->removed;
 	r.bytes_reclaimed = sc->bytes;
-	r.micros = (uv_now(sc->srv->loop) - sc->start_ms) * 1000u;
+	r.micros = (uv_hrtime() - sc->start_ns) / 1000u;
 	r.position = done ? sc->upto : (sc->from > 0 ? sc->from - 1 : 0);
 	r.last_position = sc->upto;
 	r.done = done;
@@ -916,7 +916,7 @@ static void handle_scavenge(struct conn *c, uint64_t id)
 	}
 	sc->srv = srv;
 	sc->start_us = srv_wall_us();
-	sc->start_ms = uv_now(srv->loop);
+	sc->start_ns = uv_hrtime();
 	sc->from = 1;
 	sc->base.base.apply = scavenge_apply;
 	sc->base.base.size_hint = 1u << 20;

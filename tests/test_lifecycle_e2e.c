@@ -525,6 +525,7 @@ Test(lifecycle_e2e, scavenge_under_concurrent_appends_then_restart)
 	cr_assert_geq(run.final.events_examined, 7000);
 	cr_assert_leq(run.final.events_examined, run.final.last_position);
 	cr_assert_eq(run.final.position, run.final.last_position);
+	cr_assert_gt(run.final.micros, 0);
 	/* Each removed event: its record and key (8 + 44 + name 6..7 + type 1 +
 	 * data 2..4) plus its stream_events and event_ids entries (24 each). */
 	cr_assert_geq(run.final.bytes_reclaimed, 5000ull * (8 + 44 + 6 + 1 + 2 + 48));
