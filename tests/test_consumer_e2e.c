@@ -13,7 +13,7 @@
 #include "e2e_util.h"
 
 #define RECV_MS 3000
-#define MAX_SEEN 4096
+#define MAX_SEEN 10400
 
 static struct e2e_server srv;
 
@@ -873,6 +873,42 @@ Test(consumer_e2e, hostile_requests)
 	sync_peer(p);
 	cr_assert_eq(p->nitems, 1);
 	peer_free(q);
+	peer_free(p);
+	wb_close(w);
+	cr_assert_eq(e2e_stop(&srv), 0);
+}
+
+Test(consumer_e2e, window_bounds_what_is_in_flight)
+{
+	start();
+	struct wb_client *w = writer_client();
+	struct peer *p = peer_new();
+	struct cons_args a = defaults;
+	a.name = "g";
+	a.ack_timeout_ms = 30000;
+	cr_assert_eq(create(p, a), 0);
+	cr_assert_eq(join(p, "g", UINT32_MAX), 0);
+	for (int i = 0; i < 160; i++)
+		append(w, "s", "T", 64); /* 10 240 events */
+	/* 10 000 in flight at most: the rest waits for the oldest to settle */
+	cr_assert_eq(wait_items(p, 10000, 10000), 10000);
+	e2e_sleep_ms(200);
+	sync_peer(p);
+	cr_assert_eq(p->nitems, 10000);
+	Whizbang__V1__ConsumerInfo in = info(p, "g");
+	cr_assert_eq(in.in_flight, 10000);
+	cr_assert_eq(in.checkpoint, 0);
+	/* acking one above the oldest frees nothing; acking the oldest frees two */
+	uint64_t cp = 99;
+	cr_assert_eq(settle(p, "g", p->items + 1, 1, -1, NULL, &cp), 0);
+	cr_assert_eq(cp, 0);
+	e2e_sleep_ms(100);
+	sync_peer(p);
+	cr_assert_eq(p->nitems, 10000);
+	cr_assert_eq(settle(p, "g", p->items, 1, -1, NULL, &cp), 0);
+	cr_assert_eq(cp, 2);
+	cr_assert_eq(wait_items(p, 10002, 3000), 10002);
+	cr_assert_eq(p->items[10001].position, 10002);
 	peer_free(p);
 	wb_close(w);
 	cr_assert_eq(e2e_stop(&srv), 0);
