@@ -152,8 +152,8 @@ struct cop {
 };
 
 static void arm_timer(struct csrv *cs, uint64_t due);
-static void csrv_pump_group(struct csrv *cs, struct group *g, struct storage_txn *txn,
-                            uint64_t now, bool *more);
+static void csrv_pump_group(struct csrv *cs, struct group *g, struct storage_txn *txn, uint64_t now,
+                            bool *more);
 
 /* ------------------------------------------------------------ writer side */
 
@@ -517,7 +517,8 @@ static bool submit_flush(struct csrv *cs, struct group *g, struct conn *c, uint6
 		return false;
 	struct cop *op = cop_new(COP_FLUSH, c, req_id, g->cfg.name, g->cfg.name_len);
 	if (op == NULL) {
-		srv_log(LOG_ERROR, "consumer_flush_failed", "group=%s error=no_memory", g->cfg.name);
+		srv_log(LOG_ERROR, "consumer_flush_failed", "group=%s error=no_memory",
+		        g->cfg.name);
 		return false;
 	}
 	op->answer = answer;
@@ -547,8 +548,9 @@ static void fill_info(const struct group *g, Whizbang__V1__ConsumerInfo *info,
 	whizbang__v1__consumer_info__init(info);
 	whizbang__v1__consumer_config__init(cfg);
 	cfg->name = (char *)g->cfg.name;
-	cfg->target = g->cfg.target == CONS_TARGET_ALL ? WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL
-	                                               : WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM;
+	cfg->target = g->cfg.target == CONS_TARGET_ALL
+	                      ? WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL
+	                      : WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM;
 	cfg->stream = (char *)g->cfg.stream;
 	cfg->stream_prefix = (char *)g->cfg.prefix;
 	cfg->n_event_types = g->cfg.ntypes;
@@ -633,7 +635,8 @@ static void cop_done(struct srv *srv, struct srv_op *base)
 		if (!answer)
 			break;
 		if (rc == 0) {
-			Whizbang__V1__DeleteConsumerResult d = WHIZBANG__V1__DELETE_CONSUMER_RESULT__INIT;
+			Whizbang__V1__DeleteConsumerResult d =
+			        WHIZBANG__V1__DELETE_CONSUMER_RESULT__INIT;
 			Response resp = WHIZBANG__V1__RESPONSE__INIT;
 			resp.id = base->req_id;
 			resp.body_case = WHIZBANG__V1__RESPONSE__BODY_DELETE_CONSUMER;
@@ -680,7 +683,8 @@ static void cop_done(struct srv *srv, struct srv_op *base)
 			               "consumer group '%s' was deleted", op->name);
 		else
 			srv_send_storage_error(c, base->req_id, rc,
-			                       op->answer == ANSWER_ACK ? "AckEvents" : "NackEvents");
+			                       op->answer == ANSWER_ACK ? "AckEvents"
+			                                                : "NackEvents");
 		break;
 	}
 	cop_free(op);
@@ -825,8 +829,8 @@ static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 		};
 		rc = ev_read_all(txn, g->next_read, false, want, &filter, fill_cb, &f, &page);
 	} else {
-		rc = ev_read_stream(txn, g->cfg.stream, g->cfg.stream_len, g->next_read, false, want,
-		                    fill_cb, &f, &page);
+		rc = ev_read_stream(txn, g->cfg.stream, g->cfg.stream_len, g->next_read, false,
+		                    want, fill_cb, &f, &page);
 	}
 	if (rc == WB_E_NOTFOUND || rc == WB_STREAM_DELETED)
 		return; /* no stream (yet, or soft-deleted), or hard-deleted: nothing to read */
@@ -841,8 +845,8 @@ static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 		*more = true;
 }
 
-static void csrv_pump_group(struct csrv *cs, struct group *g, struct storage_txn *txn,
-                            uint64_t now, bool *more)
+static void csrv_pump_group(struct csrv *cs, struct group *g, struct storage_txn *txn, uint64_t now,
+                            bool *more)
 {
 	if (!g->ready || g->nmembers == 0)
 		return;
@@ -1028,9 +1032,10 @@ static void handle_create(struct conn *c, Request *req)
 	if (in->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL) {
 		r.target = CONS_TARGET_ALL;
 		if (in->stream[0] != '\0') {
-			srv_send_error(c, req->id, WB_BAD_REQUEST,
-			               "a $all group (TARGET_ALL) takes no stream; use stream_prefix "
-			               "or TARGET_STREAM");
+			srv_send_error(
+			        c, req->id, WB_BAD_REQUEST,
+			        "a $all group (TARGET_ALL) takes no stream; use stream_prefix "
+			        "or TARGET_STREAM");
 			return;
 		}
 	} else if (in->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM) {
@@ -1055,8 +1060,8 @@ static void handle_create(struct conn *c, Request *req)
 	}
 	r.prefix_len = strlen(in->stream_prefix);
 	if (r.prefix_len > CONS_NAME_MAX) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST,
-		               "stream_prefix is %zu bytes; at most %u", r.prefix_len, CONS_NAME_MAX);
+		srv_send_error(c, req->id, WB_BAD_REQUEST, "stream_prefix is %zu bytes; at most %u",
+		               r.prefix_len, CONS_NAME_MAX);
 		return;
 	}
 	memcpy(r.prefix, in->stream_prefix, r.prefix_len);
@@ -1086,10 +1091,12 @@ static void handle_create(struct conn *c, Request *req)
 	r.ack_timeout_ms = in->ack_timeout_ms > 0 ? in->ack_timeout_ms : CSRV_ACK_TIMEOUT_DEFAULT;
 	if (r.ack_timeout_ms < CSRV_ACK_TIMEOUT_MIN || r.ack_timeout_ms > CSRV_ACK_TIMEOUT_MAX) {
 		srv_send_error(c, req->id, WB_BAD_REQUEST, "ack_timeout_ms must be %u..%u (0: %u)",
-		               CSRV_ACK_TIMEOUT_MIN, CSRV_ACK_TIMEOUT_MAX, CSRV_ACK_TIMEOUT_DEFAULT);
+		               CSRV_ACK_TIMEOUT_MIN, CSRV_ACK_TIMEOUT_MAX,
+		               CSRV_ACK_TIMEOUT_DEFAULT);
 		return;
 	}
-	r.max_deliveries = in->max_deliveries > 0 ? in->max_deliveries : CSRV_MAX_DELIVERIES_DEFAULT;
+	r.max_deliveries =
+	        in->max_deliveries > 0 ? in->max_deliveries : CSRV_MAX_DELIVERIES_DEFAULT;
 	if (r.max_deliveries > CSRV_MAX_DELIVERIES_MAX) {
 		srv_send_error(c, req->id, WB_BAD_REQUEST, "max_deliveries must be 1..%u (0: %u)",
 		               CSRV_MAX_DELIVERIES_MAX, CSRV_MAX_DELIVERIES_DEFAULT);
@@ -1199,7 +1206,7 @@ static void handle_join(struct conn *c, Request *req)
 	m->req_id = req->id;
 	m->sub_id = ++srv->next_subscription_id;
 	m->credits = req->join_consumer->credits < CSRV_CREDITS_MAX ? req->join_consumer->credits
-	                                                          : CSRV_CREDITS_MAX;
+	                                                            : CSRV_CREDITS_MAX;
 	/* at the end, so round-robin order is join order */
 	struct member **pp = &g->members;
 	while (*pp != NULL)
@@ -1261,8 +1268,8 @@ static bool resolve_ids(struct conn *c, uint64_t id, struct group *g, ProtobufCB
 	for (size_t i = 0; i < n; i++)
 		if (ids[i].len != EV_ID_LEN) {
 			srv_send_error(c, id, WB_BAD_REQUEST,
-			               "ids[%zu] is %zu bytes; an event id is %u bytes", i, ids[i].len,
-			               EV_ID_LEN);
+			               "ids[%zu] is %zu bytes; an event id is %u bytes", i,
+			               ids[i].len, EV_ID_LEN);
 			return false;
 		}
 	struct storage_txn *txn;
@@ -1294,8 +1301,8 @@ static bool resolve_ids(struct conn *c, uint64_t id, struct group *g, ProtobufCB
 		    pos[i] <= g->cp_mem)
 			continue;
 		srv_send_error(c, id, WB_BAD_REQUEST,
-		               "ids[%zu] (position %llu) was not delivered by consumer group '%s'", i,
-		               (unsigned long long)pos[i], g->cfg.name);
+		               "ids[%zu] (position %llu) was not delivered by consumer group '%s'",
+		               i, (unsigned long long)pos[i], g->cfg.name);
 		return false;
 	}
 	return true;
@@ -1321,7 +1328,8 @@ static void handle_ack_nack(struct conn *c, Request *req, bool ack)
 	struct group *g = ready_group(c, req->id, name);
 	if (g == NULL)
 		return;
-	Whizbang__V1__NackAction action = ack ? WHIZBANG__V1__NACK_ACTION__NACK_SKIP : req->nack->action;
+	Whizbang__V1__NackAction action =
+	        ack ? WHIZBANG__V1__NACK_ACTION__NACK_SKIP : req->nack->action;
 	const char *reason = ack ? "" : req->nack->reason;
 	size_t reason_len = strlen(reason);
 	if (!ack) {
@@ -1331,8 +1339,9 @@ static void handle_ack_nack(struct conn *c, Request *req, bool ack)
 			return;
 		}
 		if (reason_len > CONS_REASON_MAX) {
-			srv_send_error(c, req->id, WB_BAD_REQUEST, "reason is %zu bytes; at most %u",
-			               reason_len, CONS_REASON_MAX);
+			srv_send_error(c, req->id, WB_BAD_REQUEST,
+			               "reason is %zu bytes; at most %u", reason_len,
+			               CONS_REASON_MAX);
 			return;
 		}
 		if (action == WHIZBANG__V1__NACK_ACTION__NACK_PARK && reason_len == 0) {

@@ -248,8 +248,7 @@ static int parked_decode(uint64_t position, const uint8_t *v, size_t len, struct
 }
 
 int cons_parked_list(struct storage_txn *txn, const char *name, size_t name_len, uint64_t from,
-                     uint32_t max_count, cons_parked_fn visit, void *arg, uint64_t *next,
-                     bool *end)
+                     uint32_t max_count, cons_parked_fn visit, void *arg, uint64_t *next, bool *end)
 {
 	*next = from;
 	*end = true;

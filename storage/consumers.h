@@ -72,7 +72,8 @@ struct cons_parked {
 };
 
 /* The most bytes a group record takes. */
-#define CONS_RECORD_MAX (CONS_RECORD_HEADER + 2 * CONS_NAME_MAX + CONS_TYPES_MAX * (1 + CONS_NAME_MAX))
+#define CONS_RECORD_MAX                                                                            \
+	(CONS_RECORD_HEADER + 2 * CONS_NAME_MAX + CONS_TYPES_MAX * (1 + CONS_NAME_MAX))
 
 /* Encodes r (without its name, which is the key) into buf (at least
  * CONS_RECORD_MAX bytes) and returns the length. r's lengths must be within
@@ -129,7 +130,6 @@ int cons_parked_list(struct storage_txn *txn, const char *name, size_t name_len,
                      bool *end);
 
 /* Counts the parked events of group name. */
-int cons_parked_count(struct storage_txn *txn, const char *name, size_t name_len,
-                      uint64_t *out);
+int cons_parked_count(struct storage_txn *txn, const char *name, size_t name_len, uint64_t *out);
 
 #endif

@@ -561,9 +561,9 @@ Test(consumer_e2e, nack_retry_park_skip)
 	append(w, "s", "T", 3);
 	cr_assert_eq(wait_items(p, 3, 2000), 3);
 	uint64_t cp = 99;
-	cr_assert_eq(settle(p, "g", p->items + 0, 1, WHIZBANG__V1__NACK_ACTION__NACK_RETRY, NULL,
-	                    &cp),
-	             0);
+	cr_assert_eq(
+	        settle(p, "g", p->items + 0, 1, WHIZBANG__V1__NACK_ACTION__NACK_RETRY, NULL, &cp),
+	        0);
 	cr_assert_eq(cp, 0);
 	cr_assert_eq(wait_items(p, 4, 2000), 4, "a retried event comes back at once");
 	cr_assert_eq(p->items[3].position, 1);
@@ -571,9 +571,9 @@ Test(consumer_e2e, nack_retry_park_skip)
 	cr_assert_eq(settle(p, "g", p->items + 1, 1, WHIZBANG__V1__NACK_ACTION__NACK_PARK,
 	                    "bad payload", &cp),
 	             0);
-	cr_assert_eq(settle(p, "g", p->items + 2, 1, WHIZBANG__V1__NACK_ACTION__NACK_SKIP, NULL,
-	                    &cp),
-	             0);
+	cr_assert_eq(
+	        settle(p, "g", p->items + 2, 1, WHIZBANG__V1__NACK_ACTION__NACK_SKIP, NULL, &cp),
+	        0);
 	cr_assert_eq(cp, 0, "position 1 is still in flight");
 	cr_assert_eq(settle(p, "g", p->items + 3, 1, -1, NULL, &cp), 0);
 	cr_assert_eq(cp, 3);
@@ -703,9 +703,9 @@ Test(consumer_e2e, filters_and_parked_survive_restart)
 	cr_assert_eq(p->items[1].position, 5);
 	cr_assert_eq(p->items[2].position, 8);
 	uint64_t cp = 0;
-	cr_assert_eq(settle(p, "billing", p->items, 1, WHIZBANG__V1__NACK_ACTION__NACK_PARK, "x",
-	                    &cp),
-	             0);
+	cr_assert_eq(
+	        settle(p, "billing", p->items, 1, WHIZBANG__V1__NACK_ACTION__NACK_PARK, "x", &cp),
+	        0);
 	cr_assert_eq(cp, 4);
 	cr_assert_eq(settle(p, "billing", p->items + 1, 2, -1, NULL, &cp), 0);
 	cr_assert_eq(cp, 8);
@@ -859,7 +859,8 @@ Test(consumer_e2e, hostile_requests)
 	cr_assert_eq(cp, 1);
 	int code;
 	credit(q, p->sub, 1, &code);
-	cr_assert_eq(code, WHIZBANG__V1__ERROR_CODE__NOT_FOUND, "another connection's subscription");
+	cr_assert_eq(code, WHIZBANG__V1__ERROR_CODE__NOT_FOUND,
+	             "another connection's subscription");
 	/* unsubscribe: pushes end */
 	Whizbang__V1__Unsubscribe u = WHIZBANG__V1__UNSUBSCRIBE__INIT;
 	u.subscription = p->sub;
