@@ -448,8 +448,9 @@ static bool pump_one(struct storage_txn *txn, struct sub *s, uint64_t last_posit
 	}
 	if (rc != 0) {
 		sub_fail(s, rc,
-		         s->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER ? "ReadLedger"
-		                                                                       : "reading");
+		         s->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER
+		                 ? "ReadLedger"
+		                 : "reading");
 		return false;
 	}
 	if (at_end) {
@@ -730,9 +731,10 @@ static void handle_subscribe(struct conn *c, Request *req)
 		if (rc == WB_BAD_REQUEST)
 			srv_send_error(c, req->id, rc, "%s", why);
 		else if (rc == WB_STREAM_DELETED)
-			srv_send_error(c, req->id, rc,
-			               "stream '%s' is hard-deleted: it has nothing to subscribe to",
-			               r->stream);
+			srv_send_error(
+			        c, req->id, rc,
+			        "stream '%s' is hard-deleted: it has nothing to subscribe to",
+			        r->stream);
 		else if (rc == WB_E_NOMEM)
 			srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
 			               "the server is out of memory");

@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,7 +64,7 @@ struct rsub {
 	uint64_t id;    /* from the SubscribeResult */
 	uint64_t start; /* from the SubscribeResult */
 	bool answered;
-	int error; /* an error Response tagged with req_id */
+	int error;     /* an error Response tagged with req_id */
 	uint64_t *pos; /* positions (events) or sequences (entries) */
 	uint64_t *ver; /* versions (events) or kinds (entries) */
 	uint64_t *reason;
@@ -443,8 +444,8 @@ Test(sub_e2e, switch_over_while_appending_delivers_every_event_once_in_order)
 	cr_assert_gt(n, 300);
 	assert_exactly(&filt, evs, n, "filtered $all");
 	e2e_events_free(evs, n);
-	printf("switch-over: $all %zu events (caught_up after %zu), s-1 %zu, filtered %zu\n",
-	       all.n, all.caught_up_at, one.n, filt.n);
+	printf("switch-over: $all %zu events (caught_up after %zu), s-1 %zu, filtered %zu\n", all.n,
+	       all.caught_up_at, one.n, filt.n);
 
 	/* Live after the switch-over: one more append reaches all three it
 	 * matches, once. */
@@ -629,7 +630,8 @@ static void *bulk_main(void *arg)
 	memset(data, 'd', sizeof(data));
 	struct wb_new_event ev[100];
 	for (size_t i = 0; i < 100; i++)
-		ev[i] = (struct wb_new_event){.type = "Bulk", .data = data, .data_len = sizeof(data)};
+		ev[i] = (struct wb_new_event){
+		        .type = "Bulk", .data = data, .data_len = sizeof(data)};
 	char stream[32];
 	snprintf(stream, sizeof(stream), "bulk-%d", b->index);
 	for (size_t i = 0; i < SLOW_EVENTS / SLOW_THREADS / 100; i++) {
@@ -766,10 +768,12 @@ Test(sub_e2e, ledger_entries_in_sequence_order_up_to_the_watermark)
 	cr_assert_eq(wb_commit(c, g[5].sequence, g[5].token, NULL, true, false, NULL), 0);
 	w.n = 6;
 	recv_until(fd, subs, 1, have_n_items, &w);
-	const uint64_t kinds[6] = {
-	        WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED, WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
-	        WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED, WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED,
-	        WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,       WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED};
+	const uint64_t kinds[6] = {WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED,
+	                           WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
+	                           WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED,
+	                           WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED,
+	                           WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
+	                           WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED};
 	for (size_t i = 0; i < 6; i++) {
 		cr_assert_eq(s.pos[i], g[i].sequence, "entry %zu", i);
 		cr_assert_eq(s.ver[i], kinds[i], "entry %zu kind", i);
@@ -869,7 +873,8 @@ static int subscribe_code(int fd, uint64_t id, Whizbang__V1__Subscribe *sub, cha
 	cr_assert_eq(r->id, id);
 	int code = e2e_error_code(r);
 	if (msg != NULL)
-		snprintf(msg, msglen, "%s", code != 0 && r->error->message ? r->error->message : "");
+		snprintf(msg, msglen, "%s",
+		         code != 0 && r->error->message ? r->error->message : "");
 	whizbang__v1__response__free_unpacked(r, NULL);
 	return code;
 }
@@ -1032,4 +1037,72 @@ Test(sub_e2e, stream_subscriptions_follow_deletes)
 	close(fd);
 	wb_close(c);
 	stop_ok();
+}
+
+struct drainer {
+	pthread_t th;
+	int fd;
+	size_t frames;
+};
+
+/* Reads frames (slowly) until the server closes the connection. */
+static void *drain_main(void *arg)
+{
+	struct drainer *d = arg;
+	for (;;) {
+		Response *r = NULL;
+		if (e2e_recv_response(d->fd, 30000, &r) != 0)
+			break;
+		if (++d->frames % 100 == 0)
+			e2e_sleep_ms(2); /* slow enough to be mid-catch-up at the stop */
+		whizbang__v1__response__free_unpacked(r, NULL);
+	}
+	return NULL;
+}
+
+Test(sub_e2e, shutdown_with_subscriptions_mid_catch_up_is_clean)
+{
+	const char *args[] = {"--shutdown-timeout-ms", "3000", "--max-output-per-connection", "64K",
+	                      NULL};
+	start(args);
+	struct wb_client *c = client("w");
+	/* 20 MiB: more than loopback's socket buffers hold. */
+	static char data[4096];
+	memset(data, 'b', sizeof(data));
+	struct wb_new_event ev[50];
+	for (size_t i = 0; i < 50; i++)
+		ev[i] = (struct wb_new_event){.type = "T", .data = data, .data_len = sizeof(data)};
+	for (int i = 0; i < 100; i++) {
+		struct wb_append_result ar;
+		cr_assert_eq(wb_append(c, "big", WB_EXPECT_ANY, 0, ev, 50, &ar), 0);
+	}
+	wb_close(c);
+	/* One reads as fast as it can (the pump is busy for it), one does
+	 * not read at all (paused on its output), one waits at the end. */
+	int fds[3] = {raw(), raw(), raw()};
+	for (int i = 0; i < 3; i++) {
+		Whizbang__V1__Subscribe s = WHIZBANG__V1__SUBSCRIBE__INIT;
+		s.credits = 1000000;
+		if (i == 2)
+			s.from = WHIZBANG__V1__START_FROM__FROM_END;
+		send_subscribe(fds[i], 2, &s);
+	}
+	struct drainer d = {.fd = fds[0]};
+	cr_assert_eq(pthread_create(&d.th, NULL, drain_main, &d), 0);
+	e2e_sleep_ms(50);
+	cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+	/* The server waits for queued output to be written, and the client
+	 * that never reads would hold it past --shutdown-timeout-ms (srv.c
+	 * waits for writes in flight even after the timeout): it goes away
+	 * first. */
+	e2e_sleep_ms(200);
+	close(fds[1]);
+	fds[1] = -1;
+	cr_assert_eq(e2e_wait_exit(&srv), 0, "whizbangd did not stop cleanly");
+	pthread_join(d.th, NULL);
+	printf("shutdown: the reading subscriber had %zu frames when the server closed\n",
+	       d.frames);
+	cr_assert_gt(d.frames, 0);
+	close(fds[0]);
+	close(fds[2]);
 }
