@@ -810,8 +810,6 @@ struct scavenge {
 	struct ev_scavenge_step step; /* rewritten by every run of a step */
 };
 
-static struct scavenge *scavenge_running;
-
 /* Runs on the writer thread. */
 static int scavenge_apply(struct storage_txn *txn, struct writer_op *base)
 {
@@ -883,19 +881,19 @@ static void scavenge_done(struct srv *srv, struct srv_op *base)
 			               (unsigned long long)sc->removed,
 			               (unsigned long long)sc->bytes);
 	}
-	scavenge_running = NULL;
+	srv->scavenge = NULL;
 	free(sc);
 }
 
 static void handle_scavenge(struct conn *c, uint64_t id)
 {
 	struct srv *srv = c->srv;
-	if (scavenge_running != NULL) {
+	if (c->srv->scavenge != NULL) {
 		srv_send_error(c, id, WB_RESOURCE_EXHAUSTED,
 		               "a scavenge is running already (at position %llu of %llu): one "
 		               "at a time",
-		               (unsigned long long)scavenge_running->from,
-		               (unsigned long long)scavenge_running->upto);
+		               (unsigned long long)c->srv->scavenge->from,
+		               (unsigned long long)c->srv->scavenge->upto);
 		return;
 	}
 	struct scavenge *sc = calloc(1, sizeof(*sc));
@@ -923,7 +921,7 @@ static void handle_scavenge(struct conn *c, uint64_t id)
 	sc->base.done = scavenge_done;
 	sc->base.conn = c;
 	sc->base.req_id = id;
-	scavenge_running = sc;
+	c->srv->scavenge = sc;
 	srv_log(LOG_INFO, "scavenge_start", "conn=%llu last_position=%llu",
 	        (unsigned long long)c->id, (unsigned long long)sc->upto);
 	srv_submit(srv, &sc->base);

@@ -22,6 +22,7 @@ typedef Whizbang__V1__Response Response;
 struct lsrv;
 struct ssrv;
 struct csrv;
+struct scavenge;
 
 /* The most sequences one Lease may ask for (--max-lease-count's bound). */
 #define LEASE_COUNT_MAX 1024u
@@ -100,6 +101,8 @@ struct srv {
 	uint64_t next_subscription_id;
 	struct ssrv *ssrv;
 	struct csrv *csrv;
+	/* The Scavenge running, if any (one at a time) */
+	struct scavenge *scavenge;
 };
 
 /* Bytes of envelope allowed for around the items of a read answer: a page
