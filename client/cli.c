@@ -6,12 +6,14 @@
  * goes to stderr as "error: CODE: message"), 2 for a usage error. */
 #include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "optext.h"
 #include "utf8.h"
@@ -64,7 +66,8 @@ static const char usage_commands[] =
         "                          print a stream's events (all of them without --limit)\n"
         "  read-all [--from POSITION] [--backwards] [--limit N] [--stream-prefix S]\n"
         "           [--type T]...  print the global log, optionally filtered\n"
-        "  stream-info STREAM      print a stream's versions, positions and times\n"
+        "  stream-info STREAM      print a stream's versions, positions, times, whether\n"
+        "                          it is deleted, and its metadata\n"
         "  stats                   print the server's figures, leases and the ledger's too\n"
         "\n"
         "Leases and the ledger:\n"
@@ -107,6 +110,36 @@ static const char usage_projections[] =
         "  verify                  rebuild the entities from the ledger and compare with\n"
         "                          the live state (exit status 1 on a mismatch; waits up\n"
         "                          to 10 minutes unless --timeout-ms says otherwise)\n"
+        "\n";
+
+static const char usage_subscriptions[] =
+        "Subscriptions, consumer groups and the stream life cycle:\n"
+        "  subscribe (--all | --stream S | --ledger) [--from start|end|P]\n"
+        "            [--stream-prefix P] [--type T]... [--credits N] [--count N]\n"
+        "                          print stored items from P (default: start), a line when\n"
+        "                          caught up, then live items until interrupted (Ctrl-C\n"
+        "                          unsubscribes; exit status 0) or --count events; keeps\n"
+        "                          N items granted ahead (default 256)\n"
+        "  consumer create NAME (--all | --stream S) [--stream-prefix P] [--type T]...\n"
+        "           [--from start|end|P] [--ack-timeout DUR] [--max-deliveries N]\n"
+        "  consumer delete NAME | consumer list\n"
+        "  consumer read NAME [--count N] [--ack] [--wait-ms MS]\n"
+        "                          join the group, print up to N events (default 10) with\n"
+        "                          their delivery count, waiting MS (default 1000) for\n"
+        "                          each; --ack acknowledges them, else they return to the\n"
+        "                          group\n"
+        "  consumer ack NAME ID... | consumer nack NAME ID... --action retry|park|skip\n"
+        "           [--reason R]   settle events by id; prints the group's checkpoint\n"
+        "  consumer parked NAME | consumer replay-parked NAME\n"
+        "                          list the parked events, or hand them all back\n"
+        "  stream-meta STREAM [--max-count N] [--max-age DUR] [--truncate-before V]\n"
+        "                          print a stream's metadata, or change the fields given\n"
+        "                          (0 unsets one)\n"
+        "  delete STREAM [--hard]  soft-delete a stream (it may be written again) or,\n"
+        "                          with --hard, delete it for good\n"
+        "  scavenge                remove what metadata and deletes made unreadable;\n"
+        "                          progress on a terminal, then the figures\n"
+        "DUR is a number with ms, s, m, h or d (a bare number is milliseconds).\n"
         "\n"
         "  help                    print this text\n";
 
@@ -135,6 +168,7 @@ static void put_usage(FILE *f)
 {
 	fputs(usage_commands, f);
 	fputs(usage_projections, f);
+	fputs(usage_subscriptions, f);
 	fputs(usage_options, f);
 }
 
@@ -789,8 +823,15 @@ out:
 	return rc;
 }
 
-static void print_event(const struct cli *cli, const struct wb_event *e)
+/* Prints e; a delivery count above 0 (durable consumers) and, for a parked
+ * event (parked not NULL), when and why it was parked follow the event's
+ * own fields. */
+static void print_event_ex(const struct cli *cli, const struct wb_event *e, uint32_t delivery,
+                           const Whizbang__V1__ParkedEvent *parked)
 {
+	char when[40] = "";
+	if (parked != NULL)
+		format_time(parked->parked_at_us, when);
 	char id[37], ts[40];
 	wb_uuid_format(e->id, id);
 	format_time(e->timestamp_us, ts);
@@ -803,6 +844,12 @@ static void print_event(const struct cli *cli, const struct wb_event *e)
 		printf(",\"timestamp\":\"%s\"", ts);
 		json_bytes("data", e->data, e->data_len);
 		json_bytes("metadata", e->metadata, e->metadata_len);
+		if (delivery != 0)
+			printf(",\"delivery\":%u", delivery);
+		if (parked != NULL) {
+			printf(",\"parked_at\":\"%s\",\"reason\":", when);
+			json_cstr(parked->reason);
+		}
 		fputs("}\n", stdout);
 		return;
 	}
@@ -812,7 +859,21 @@ static void print_event(const struct cli *cli, const struct wb_event *e)
 	put_cstr(e->type);
 	printf("  %s  %s  ", id, ts);
 	put_data(e->data, e->data_len);
+	if (delivery != 0)
+		printf("  delivery=%u", delivery);
+	if (parked != NULL) {
+		printf("  parked %s", when);
+		if (parked->reason[0] != '\0') {
+			fputs(": ", stdout);
+			put_cstr(parked->reason);
+		}
+	}
 	putchar('\n');
+}
+
+static void print_event(const struct cli *cli, const struct wb_event *e)
+{
+	print_event_ex(cli, e, 0, NULL);
 }
 
 struct read_args {
@@ -980,6 +1041,9 @@ static int stream_arg(struct cli *cli, const char *cmd, int argc, char **argv, i
 	return 0;
 }
 
+static void print_metadata(const struct cli *cli, const struct wb_stream_metadata *md,
+                           bool as_fields);
+
 static int cmd_stream_info(struct cli *cli, int argc, char **argv, int i)
 {
 	const char *stream = NULL;
@@ -1002,9 +1066,13 @@ static int cmd_stream_info(struct cli *cli, int argc, char **argv, int i)
 		printf(",\"last_version\":%" PRIu64 ",\"event_count\":%" PRIu64
 		       ",\"first_position\":%" PRIu64 ",\"last_position\":%" PRIu64
 		       ",\"created_us\":%" PRIu64 ",\"updated_us\":%" PRIu64
-		       ",\"created\":\"%s\",\"updated\":\"%s\"}\n",
+		       ",\"created\":\"%s\",\"updated\":\"%s\",\"deleted\":%s,\"tombstoned\":%s,"
+		       "\"metadata\":",
 		       si.last_version, si.event_count, si.first_position, si.last_position,
-		       si.created_us, si.updated_us, created, updated);
+		       si.created_us, si.updated_us, created, updated,
+		       si.deleted ? "true" : "false", si.tombstoned ? "true" : "false");
+		print_metadata(cli, &si.metadata, false);
+		fputs("}\n", stdout);
 		return 0;
 	}
 	fputs("stream: ", stdout);
@@ -1013,6 +1081,9 @@ static int cmd_stream_info(struct cli *cli, int argc, char **argv, int i)
 	       "\nlast_position: %" PRIu64 "\ncreated: %s\nupdated: %s\n",
 	       si.last_version, si.event_count, si.first_position, si.last_position, created,
 	       updated);
+	printf("deleted: %s\ntombstoned: %s\n", si.deleted ? "yes" : "no",
+	       si.tombstoned ? "yes" : "no");
+	print_metadata(cli, &si.metadata, false);
 	return 0;
 }
 
@@ -1992,8 +2063,8 @@ struct cmd_args {
  * and at most max positionals (after "--" everything is positional).
  * Returns 0, or EXIT_USAGE after saying why (too_many names what the
  * command takes). */
-static int positionals(struct cli *cli, const char *cmd, int argc, char **argv, int i,
-                       size_t max, const char *too_many, struct cmd_args *a)
+static int positionals(struct cli *cli, const char *cmd, int argc, char **argv, int i, size_t max,
+                       const char *too_many, struct cmd_args *a)
 {
 	bool dashdash = false;
 	memset(a, 0, sizeof(*a));
@@ -2538,6 +2609,878 @@ static int cmd_verify(struct cli *cli, int argc, char **argv, int i)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- subscriptions and consumers */
+
+/* --credits without a value: items the server may push ahead of the
+ * printing. */
+#define CLI_DEFAULT_CREDITS 256u
+/* consumer read: events asked for without --count, and how long to wait for
+ * the next one before deciding the group has nothing more. */
+#define CLI_CONSUMER_COUNT 10u
+#define CLI_CONSUMER_WAIT_MS 1000
+/* How often a waiting subscribe looks at the interrupt flag. */
+#define CLI_POLL_MS 200
+
+static volatile sig_atomic_t interrupted;
+
+static void on_interrupt(int sig)
+{
+	(void)sig;
+	interrupted = 1;
+}
+
+/* Parses DUR: a number with ms, s, m, h or d; a bare number is milliseconds. */
+static bool parse_duration_ms(const char *s, uint64_t *out)
+{
+	if (s[0] < '0' || s[0] > '9')
+		return false;
+	char *end;
+	errno = 0;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno != 0)
+		return false;
+	uint64_t mult;
+	if (*end == '\0' || strcmp(end, "ms") == 0)
+		mult = 1;
+	else if (strcmp(end, "s") == 0)
+		mult = 1000;
+	else if (strcmp(end, "m") == 0)
+		mult = 60000;
+	else if (strcmp(end, "h") == 0)
+		mult = 3600000;
+	else if (strcmp(end, "d") == 0)
+		mult = 86400000;
+	else
+		return false;
+	if (v > UINT64_MAX / mult)
+		return false;
+	*out = (uint64_t)v * mult;
+	return true;
+}
+
+static void format_duration_ms(uint64_t ms, char out[40])
+{
+	if (ms != 0 && ms % 86400000 == 0)
+		snprintf(out, 40, "%" PRIu64 "d", ms / 86400000);
+	else if (ms != 0 && ms % 3600000 == 0)
+		snprintf(out, 40, "%" PRIu64 "h", ms / 3600000);
+	else if (ms != 0 && ms % 60000 == 0)
+		snprintf(out, 40, "%" PRIu64 "m", ms / 60000);
+	else if (ms != 0 && ms % 1000 == 0)
+		snprintf(out, 40, "%" PRIu64 "s", ms / 1000);
+	else
+		snprintf(out, 40, "%" PRIu64 "ms", ms);
+}
+
+/* Prints a pushed or parked event; delivery 0 prints no delivery count. */
+static void print_recorded(const struct cli *cli, const Whizbang__V1__RecordedEvent *r,
+                           uint32_t delivery, const Whizbang__V1__ParkedEvent *parked)
+{
+	struct wb_event e = {0};
+	if (r->id.len == 16)
+		memcpy(e.id, r->id.data, 16);
+	e.stream = r->stream;
+	e.version = r->version;
+	e.position = r->position;
+	e.timestamp_us = r->timestamp_us;
+	e.type = r->type;
+	e.data = r->data.data;
+	e.data_len = r->data.len;
+	e.metadata = r->metadata.data;
+	e.metadata_len = r->metadata.len;
+	print_event_ex(cli, &e, delivery, parked);
+}
+
+/* The options subscribe and consumer create share; OPT_NO for others. */
+struct target_args {
+	enum wb_target target;
+	bool target_set;
+	const char *stream;
+	enum wb_from from;
+	uint64_t position;
+	const char *prefix;
+	const char **types;
+	size_t ntypes;
+};
+
+static int target_option(struct target_args *t, bool ledger_ok, int argc, char **argv, int *i)
+{
+	const char *v;
+	int r;
+	const char *a = argv[*i];
+	if (strcmp(a, "--all") == 0 || (ledger_ok && strcmp(a, "--ledger") == 0)) {
+		if (t->target_set) {
+			usage_error("give one of --all, --stream%s",
+			            ledger_ok ? " and --ledger" : "");
+			return OPT_BAD;
+		}
+		t->target = a[2] == 'a' ? WB_TARGET_ALL : WB_TARGET_LEDGER;
+		t->target_set = true;
+		return OPT_YES;
+	}
+	if ((r = match_value("--stream-prefix", argc, argv, i, &v)) != OPT_NO) {
+		if (r == OPT_YES)
+			t->prefix = v;
+		return r;
+	}
+	if ((r = match_value("--stream", argc, argv, i, &v)) != OPT_NO) {
+		if (r == OPT_YES) {
+			if (t->target_set) {
+				usage_error("give one of --all, --stream%s",
+				            ledger_ok ? " and --ledger" : "");
+				return OPT_BAD;
+			}
+			t->target = WB_TARGET_STREAM;
+			t->target_set = true;
+			t->stream = v;
+		}
+		return r;
+	}
+	if ((r = match_value("--type", argc, argv, i, &v)) != OPT_NO) {
+		if (r == OPT_YES)
+			t->types[t->ntypes++] = v;
+		return r;
+	}
+	if ((r = match_value("--from", argc, argv, i, &v)) != OPT_NO) {
+		if (r == OPT_BAD)
+			return r;
+		if (strcmp(v, "start") == 0) {
+			t->from = WB_FROM_START;
+		} else if (strcmp(v, "end") == 0) {
+			t->from = WB_FROM_END;
+		} else if (parse_u64(v, &t->position)) {
+			t->from = WB_FROM_POSITION;
+		} else {
+			usage_error("--from takes start, end or a position, not \"%s\"", v);
+			return OPT_BAD;
+		}
+		return OPT_YES;
+	}
+	return OPT_NO;
+}
+
+static int target_check(const char *cmd, const struct target_args *t, bool ledger_ok)
+{
+	if (!t->target_set)
+		return usage_error("%s needs --all or --stream S%s", cmd,
+		                   ledger_ok ? " or --ledger" : "");
+	if (t->target != WB_TARGET_ALL && (t->prefix != NULL || t->ntypes != 0))
+		return usage_error("--stream-prefix and --type filter --all only");
+	return 0;
+}
+
+/* Prints one pushed item. Returns true when it used a credit (an event or
+ * an entry). */
+static bool print_item(const struct cli *cli, const Whizbang__V1__SubscriptionItem *it, char **buf,
+                       size_t *cap, struct tbuf *xb)
+{
+	switch (it->item_case) {
+	case WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_EVENT:
+		print_recorded(cli, it->event, it->delivery, NULL);
+		return true;
+	case WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_ENTRY:
+		print_entry(cli, it->entry, CLI_LEDGER_IDS, buf, cap, xb);
+		return true;
+	case WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_CAUGHT_UP:
+		if (cli->json)
+			printf("{\"caught_up\":true,\"subscription\":%" PRIu64 "}\n",
+			       it->subscription);
+		else
+			puts("-- caught up: live from here --");
+		return false;
+	default:
+		return false;
+	}
+}
+
+static int cmd_subscribe(struct cli *cli, int argc, char **argv, int i)
+{
+	struct target_args t = {0};
+	t.types = calloc((size_t)argc, sizeof(*t.types));
+	if (t.types == NULL)
+		return report(cli, WB_E_NOMEM, "no memory for the arguments");
+	uint32_t credits = CLI_DEFAULT_CREDITS;
+	uint64_t count = 0;
+	int rc = EXIT_USAGE;
+	for (; i < argc; i++) {
+		const char *v;
+		int r = target_option(&t, true, argc, argv, &i);
+		if (r == OPT_NO && (r = match_value("--credits", argc, argv, &i, &v)) == OPT_YES &&
+		    (!parse_u32(v, &credits) || credits == 0)) {
+			usage_error("--credits needs a number from 1, not \"%s\"", v);
+			goto out;
+		}
+		if (r == OPT_NO && (r = match_value("--count", argc, argv, &i, &v)) == OPT_YES &&
+		    !parse_u64(v, &count)) {
+			usage_error("--count needs a number, not \"%s\"", v);
+			goto out;
+		}
+		if (r == OPT_NO && (r = common_arg(cli, "subscribe", argc, argv, &i)) == OPT_NO) {
+			usage_error("subscribe takes no argument \"%s\"", argv[i]);
+			goto out;
+		}
+		if (r == OPT_BAD)
+			goto out;
+	}
+	rc = target_check("subscribe", &t, true);
+	if (rc != 0)
+		goto out;
+	rc = connect_server(cli);
+	if (rc != 0)
+		goto out;
+
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_interrupt;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+
+	struct wb_subscribe_args args = {
+	        .target = t.target,
+	        .stream = t.stream,
+	        .from = t.from,
+	        .position = t.position,
+	        .stream_prefix = t.prefix,
+	        .types = t.types,
+	        .ntypes = t.ntypes,
+	        .credits = credits,
+	};
+	uint64_t sub;
+	rc = wb_subscribe(cli->client, &args, &sub);
+	if (rc != 0) {
+		rc = report_client(cli, rc);
+		goto out;
+	}
+	/* The window: credits are given back in halves, so that the server
+	 * always has about credits items it may send. */
+	uint32_t used = 0, refill = credits / 2 != 0 ? credits / 2 : 1;
+	uint64_t printed = 0;
+	char *buf = NULL;
+	size_t cap = 0;
+	struct tbuf xb = {0};
+	while (!interrupted && (count == 0 || printed < count)) {
+		Whizbang__V1__SubscriptionItem *it;
+		rc = wb_next_item(cli->client, CLI_POLL_MS, &it);
+		if (rc == WB_E_TIMEOUT)
+			continue;
+		if (rc != 0)
+			break;
+		if (print_item(cli, it, &buf, &cap, &xb)) {
+			used++;
+			printed++;
+		}
+		wb_item_free(it);
+		fflush(stdout);
+		if (used >= refill && (count == 0 || printed < count)) {
+			rc = wb_credit(cli->client, sub, used);
+			if (rc != 0)
+				break;
+			used = 0;
+		}
+	}
+	free(buf);
+	free(xb.p);
+	if (rc == 0 || rc == WB_E_TIMEOUT)
+		rc = wb_unsubscribe(cli->client, sub);
+	rc = rc != 0 ? report_client(cli, rc) : 0;
+out:
+	free(t.types);
+	return rc;
+}
+
+static const char *target_name(Whizbang__V1__SubscriptionTarget t)
+{
+	switch (t) {
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL:
+		return "all";
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM:
+		return "stream";
+	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER:
+		return "ledger";
+	default:
+		return "unknown";
+	}
+}
+
+static void print_consumer(const struct cli *cli, const Whizbang__V1__ConsumerInfo *ci)
+{
+	static const Whizbang__V1__ConsumerConfig none = WHIZBANG__V1__CONSUMER_CONFIG__INIT;
+	const Whizbang__V1__ConsumerConfig *cfg = ci->config != NULL ? ci->config : &none;
+	if (cli->json) {
+		fputs("{\"name\":", stdout);
+		json_cstr(cfg->name);
+		printf(",\"target\":\"%s\"", target_name(cfg->target));
+		if (cfg->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM) {
+			fputs(",\"stream\":", stdout);
+			json_cstr(cfg->stream);
+		}
+		if (cfg->stream_prefix[0] != '\0') {
+			fputs(",\"stream_prefix\":", stdout);
+			json_cstr(cfg->stream_prefix);
+		}
+		fputs(",\"types\":[", stdout);
+		for (size_t k = 0; k < cfg->n_event_types; k++) {
+			if (k != 0)
+				putchar(',');
+			json_cstr(cfg->event_types[k]);
+		}
+		printf("],\"ack_timeout_ms\":%" PRIu64
+		       ",\"max_deliveries\":%u,\"checkpoint\":%" PRIu64 ",\"members\":%" PRIu64
+		       ",\"in_flight\":%" PRIu64 ",\"parked\":%" PRIu64 ",\"delivered\":%" PRIu64
+		       ",\"acked\":%" PRIu64 ",\"redelivered\":%" PRIu64 "}\n",
+		       cfg->ack_timeout_ms, cfg->max_deliveries, ci->checkpoint, ci->members,
+		       ci->in_flight, ci->parked, ci->delivered, ci->acked, ci->redelivered);
+		return;
+	}
+	put_cstr(cfg->name);
+	printf("  %s", target_name(cfg->target));
+	if (cfg->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM) {
+		putchar(' ');
+		put_cstr(cfg->stream);
+	}
+	if (cfg->stream_prefix[0] != '\0') {
+		fputs(" prefix=", stdout);
+		put_cstr(cfg->stream_prefix);
+	}
+	for (size_t k = 0; k < cfg->n_event_types; k++) {
+		fputs(k == 0 ? " types=" : ",", stdout);
+		put_cstr(cfg->event_types[k]);
+	}
+	char ack[40];
+	format_duration_ms(cfg->ack_timeout_ms, ack);
+	printf("  ack_timeout=%s max_deliveries=%u  checkpoint=%" PRIu64 " members=%" PRIu64
+	       " in_flight=%" PRIu64 " parked=%" PRIu64 " delivered=%" PRIu64 " acked=%" PRIu64
+	       " redelivered=%" PRIu64 "\n",
+	       ack, cfg->max_deliveries, ci->checkpoint, ci->members, ci->in_flight, ci->parked,
+	       ci->delivered, ci->acked, ci->redelivered);
+}
+
+static int consumer_create(struct cli *cli, int argc, char **argv, int i)
+{
+	struct target_args t = {0};
+	t.types = calloc((size_t)argc, sizeof(*t.types));
+	if (t.types == NULL)
+		return report(cli, WB_E_NOMEM, "no memory for the arguments");
+	const char *name = NULL;
+	uint64_t ack_ms = 0;
+	uint32_t max_del = 0;
+	int rc = EXIT_USAGE;
+	for (; i < argc; i++) {
+		const char *v;
+		if (!is_option(argv[i])) {
+			if (name != NULL) {
+				usage_error("consumer create takes one NAME, not also \"%s\"",
+				            argv[i]);
+				goto out;
+			}
+			name = argv[i];
+			continue;
+		}
+		int r = target_option(&t, false, argc, argv, &i);
+		if (r == OPT_NO &&
+		    (r = match_value("--ack-timeout", argc, argv, &i, &v)) == OPT_YES &&
+		    !parse_duration_ms(v, &ack_ms)) {
+			usage_error("--ack-timeout needs a duration (30s, 500ms, 2m), not \"%s\"",
+			            v);
+			goto out;
+		}
+		if (r == OPT_NO &&
+		    (r = match_value("--max-deliveries", argc, argv, &i, &v)) == OPT_YES &&
+		    (!parse_u32(v, &max_del) || max_del == 0)) {
+			usage_error("--max-deliveries needs a number from 1, not \"%s\"", v);
+			goto out;
+		}
+		if (r == OPT_NO &&
+		    (r = common_arg(cli, "consumer create", argc, argv, &i)) == OPT_NO)
+			r = OPT_BAD;
+		if (r == OPT_BAD)
+			goto out;
+	}
+	if (name == NULL) {
+		usage_error("consumer create needs a NAME");
+		goto out;
+	}
+	rc = target_check("consumer create", &t, false);
+	if (rc != 0)
+		goto out;
+	rc = connect_server(cli);
+	if (rc != 0)
+		goto out;
+	struct wb_consumer_args args = {
+	        .name = name,
+	        .target = t.target,
+	        .stream = t.stream,
+	        .stream_prefix = t.prefix,
+	        .types = t.types,
+	        .ntypes = t.ntypes,
+	        .from = t.from,
+	        .position = t.position,
+	        .ack_timeout_ms = ack_ms,
+	        .max_deliveries = max_del,
+	};
+	Whizbang__V1__ConsumerInfo *ci;
+	rc = wb_create_consumer(cli->client, &args, &ci);
+	if (rc != 0) {
+		rc = report_client(cli, rc);
+		goto out;
+	}
+	print_consumer(cli, ci);
+	wb_consumer_info_free(ci);
+out:
+	free(t.types);
+	return rc;
+}
+
+static int consumer_list(struct cli *cli)
+{
+	int rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__ConsumerList *list;
+	rc = wb_list_consumers(cli->client, &list);
+	if (rc != 0)
+		return report_client(cli, rc);
+	for (size_t k = 0; k < list->n_consumers; k++)
+		print_consumer(cli, list->consumers[k]);
+	if (list->n_consumers == 0 && !cli->json)
+		puts("(no consumer groups)");
+	wb_consumer_list_free(list);
+	return 0;
+}
+
+static int consumer_read(struct cli *cli, const char *name, int argc, char **argv, int i)
+{
+	uint64_t count = CLI_CONSUMER_COUNT;
+	uint64_t wait_ms = CLI_CONSUMER_WAIT_MS;
+	bool ack = false;
+	for (; i < argc; i++) {
+		const char *v;
+		int r = OPT_NO;
+		if (strcmp(argv[i], "--ack") == 0) {
+			ack = true;
+			continue;
+		}
+		if ((r = match_value("--count", argc, argv, &i, &v)) == OPT_YES &&
+		    (!parse_u64(v, &count) || count == 0 || count > UINT32_MAX))
+			return usage_error("--count needs a number from 1, not \"%s\"", v);
+		if (r == OPT_NO && (r = match_value("--wait-ms", argc, argv, &i, &v)) == OPT_YES &&
+		    (!parse_u64(v, &wait_ms) || wait_ms > INT32_MAX))
+			return usage_error("--wait-ms needs a number of milliseconds, not \"%s\"",
+			                   v);
+		if (r == OPT_NO && (r = common_arg(cli, "consumer read", argc, argv, &i)) == OPT_NO)
+			return usage_error("consumer read takes one NAME, not also \"%s\"",
+			                   argv[i]);
+		if (r == OPT_BAD)
+			return EXIT_USAGE;
+	}
+	int rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	uint8_t(*ids)[16] = calloc((size_t)count, 16);
+	if (ids == NULL)
+		return report(cli, WB_E_NOMEM, "no memory for the event ids");
+	uint64_t sub;
+	rc = wb_join_consumer(cli->client, name, (uint32_t)count, &sub);
+	if (rc != 0) {
+		rc = report_client(cli, rc);
+		goto out;
+	}
+	size_t n = 0;
+	while (n < count) {
+		Whizbang__V1__SubscriptionItem *it;
+		rc = wb_next_item(cli->client, (int)wait_ms, &it);
+		if (rc == WB_E_TIMEOUT) {
+			rc = 0;
+			break;
+		}
+		if (rc != 0)
+			break;
+		bool caught_up = it->item_case == WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_CAUGHT_UP;
+		if (it->item_case == WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_EVENT) {
+			print_recorded(cli, it->event, it->delivery != 0 ? it->delivery : 1, NULL);
+			if (it->event->id.len == 16)
+				memcpy(ids[n], it->event->id.data, 16);
+			n++;
+		}
+		wb_item_free(it);
+		if (caught_up)
+			break;
+	}
+	uint64_t checkpoint = 0;
+	if (rc == 0 && ack && n != 0)
+		rc = wb_ack(cli->client, name, (const uint8_t(*)[16])ids, n, &checkpoint);
+	/* Leaving hands unacked events back to the group at once. */
+	if (rc == 0)
+		rc = wb_unsubscribe(cli->client, sub);
+	if (rc != 0) {
+		rc = report_client(cli, rc);
+		goto out;
+	}
+	if (ack && n != 0) {
+		if (cli->json)
+			printf("{\"acked\":%zu,\"checkpoint\":%" PRIu64 "}\n", n, checkpoint);
+		else
+			printf("acked %zu, checkpoint %" PRIu64 "\n", n, checkpoint);
+	}
+out:
+	free(ids);
+	return rc;
+}
+
+/* consumer ack NAME ID... and consumer nack NAME ID... --action A. */
+static int consumer_ack(struct cli *cli, bool nack, const char *name, int argc, char **argv, int i)
+{
+	const char *cmd = nack ? "consumer nack" : "consumer ack";
+	uint8_t(*ids)[16] = calloc((size_t)argc, 16);
+	if (ids == NULL)
+		return report(cli, WB_E_NOMEM, "no memory for the event ids");
+	size_t n = 0;
+	const char *action = NULL, *reason = NULL;
+	int rc = EXIT_USAGE;
+	for (; i < argc; i++) {
+		const char *v;
+		if (!is_option(argv[i])) {
+			if (wb_uuid_parse(argv[i], ids[n]) != 0) {
+				usage_error("%s: \"%s\" is not an event id (a UUID)", cmd, argv[i]);
+				goto out;
+			}
+			n++;
+			continue;
+		}
+		int r = OPT_NO;
+		if (nack && (r = match_value("--action", argc, argv, &i, &v)) == OPT_YES)
+			action = v;
+		else if (nack && r == OPT_NO &&
+		         (r = match_value("--reason", argc, argv, &i, &v)) == OPT_YES)
+			reason = v;
+		if (r == OPT_NO && (r = common_arg(cli, cmd, argc, argv, &i)) == OPT_NO)
+			r = OPT_BAD;
+		if (r == OPT_BAD)
+			goto out;
+	}
+	if (n == 0) {
+		usage_error("%s needs at least one event ID", cmd);
+		goto out;
+	}
+	enum wb_nack_action act = WB_NACK_RETRY;
+	if (nack) {
+		if (action == NULL) {
+			usage_error("consumer nack needs --action retry|park|skip");
+			goto out;
+		} else if (strcmp(action, "retry") == 0) {
+			act = WB_NACK_RETRY;
+		} else if (strcmp(action, "park") == 0) {
+			act = WB_NACK_PARK;
+		} else if (strcmp(action, "skip") == 0) {
+			act = WB_NACK_SKIP;
+		} else {
+			usage_error("--action takes retry, park or skip, not \"%s\"", action);
+			goto out;
+		}
+	}
+	rc = connect_server(cli);
+	if (rc != 0)
+		goto out;
+	uint64_t checkpoint;
+	const uint8_t(*cids)[16] = (const uint8_t(*)[16])ids;
+	rc = nack ? wb_nack(cli->client, name, cids, n, act, reason, &checkpoint)
+	          : wb_ack(cli->client, name, cids, n, &checkpoint);
+	if (rc != 0) {
+		rc = report_client(cli, rc);
+		goto out;
+	}
+	if (cli->json)
+		printf("{\"%s\":%zu,\"checkpoint\":%" PRIu64 "}\n", nack ? "nacked" : "acked", n,
+		       checkpoint);
+	else
+		printf("%s %zu, checkpoint %" PRIu64 "\n", nack ? "nacked" : "acked", n,
+		       checkpoint);
+out:
+	free(ids);
+	return rc;
+}
+
+static int consumer_parked(struct cli *cli, const char *name)
+{
+	int rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	uint64_t from = 0;
+	size_t total = 0;
+	for (;;) {
+		Whizbang__V1__ParkedList *list;
+		rc = wb_list_parked(cli->client, name, from, 0, &list);
+		if (rc != 0)
+			return report_client(cli, rc);
+		for (size_t k = 0; k < list->n_events; k++) {
+			const Whizbang__V1__ParkedEvent *p = list->events[k];
+			if (p->event == NULL)
+				continue;
+			print_recorded(cli, p->event, p->deliveries != 0 ? p->deliveries : 1, p);
+			total++;
+		}
+		bool end = list->end || list->n_events == 0 || list->next_position <= from;
+		from = list->next_position;
+		wb_parked_free(list);
+		if (end)
+			break;
+	}
+	if (total == 0 && !cli->json)
+		puts("(no parked events)");
+	return 0;
+}
+
+static int cmd_consumer(struct cli *cli, int argc, char **argv, int i)
+{
+	static const char subs[] = "create, delete, list, read, ack, nack, parked or replay-parked";
+	if (i >= argc || is_option(argv[i]))
+		return usage_error("consumer needs a subcommand: %s", subs);
+	const char *sub = argv[i++];
+	if (strcmp(sub, "create") == 0)
+		return consumer_create(cli, argc, argv, i);
+	if (strcmp(sub, "list") == 0) {
+		struct cmd_args a;
+		int rc = positionals(cli, "consumer list", argc, argv, i, 0, "no arguments", &a);
+		return rc != 0 ? rc : consumer_list(cli);
+	}
+	bool known = strcmp(sub, "delete") == 0 || strcmp(sub, "read") == 0 ||
+	             strcmp(sub, "ack") == 0 || strcmp(sub, "nack") == 0 ||
+	             strcmp(sub, "parked") == 0 || strcmp(sub, "replay-parked") == 0;
+	if (!known)
+		return usage_error("consumer has no subcommand \"%s\" (%s)", sub, subs);
+	if (i >= argc || is_option(argv[i]))
+		return usage_error("consumer %s needs a NAME", sub);
+	const char *name = argv[i++];
+	if (strcmp(sub, "read") == 0)
+		return consumer_read(cli, name, argc, argv, i);
+	if (strcmp(sub, "ack") == 0 || strcmp(sub, "nack") == 0)
+		return consumer_ack(cli, sub[0] == 'n', name, argc, argv, i);
+	struct cmd_args a;
+	int rc = positionals(cli, sub, argc, argv, i, 0, "one NAME", &a);
+	if (rc != 0)
+		return rc;
+	if (strcmp(sub, "parked") == 0)
+		return consumer_parked(cli, name);
+	rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	if (strcmp(sub, "delete") == 0) {
+		rc = wb_delete_consumer(cli->client, name);
+		if (rc != 0)
+			return report_client(cli, rc);
+		if (cli->json) {
+			fputs("{\"deleted\":", stdout);
+			json_cstr(name);
+			fputs("}\n", stdout);
+		} else {
+			fputs("deleted ", stdout);
+			put_cstr(name);
+			putchar('\n');
+		}
+		return 0;
+	}
+	uint64_t replayed;
+	rc = wb_replay_parked(cli->client, name, &replayed);
+	if (rc != 0)
+		return report_client(cli, rc);
+	if (cli->json)
+		printf("{\"replayed\":%" PRIu64 "}\n", replayed);
+	else
+		printf("replayed %" PRIu64 "\n", replayed);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- stream life cycle */
+
+static void print_metadata(const struct cli *cli, const struct wb_stream_metadata *md,
+                           bool as_fields)
+{
+	if (cli->json) {
+		printf("%s\"max_count\":%" PRIu64 ",\"max_age_ms\":%" PRIu64
+		       ",\"truncate_before\":%" PRIu64 "%s",
+		       as_fields ? "," : "{", md->max_count, md->max_age_ms, md->truncate_before,
+		       as_fields ? "" : "}");
+		return;
+	}
+	char age[40];
+	format_duration_ms(md->max_age_ms, age);
+	if (md->max_count != 0)
+		printf("max_count: %" PRIu64 "\n", md->max_count);
+	else
+		puts("max_count: unset");
+	if (md->max_age_ms != 0)
+		printf("max_age: %s\n", age);
+	else
+		puts("max_age: unset");
+	if (md->truncate_before != 0)
+		printf("truncate_before: %" PRIu64 "\n", md->truncate_before);
+	else
+		puts("truncate_before: unset");
+}
+
+static int cmd_stream_meta(struct cli *cli, int argc, char **argv, int i)
+{
+	const char *stream = NULL;
+	struct wb_stream_metadata set = {0};
+	bool count_set = false, age_set = false, trunc_set = false;
+	bool dashdash = false;
+	for (; i < argc; i++) {
+		const char *v;
+		if (!dashdash && strcmp(argv[i], "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (dashdash || !is_option(argv[i])) {
+			if (stream != NULL)
+				return usage_error("stream-meta takes one stream, not also \"%s\"",
+				                   argv[i]);
+			stream = argv[i];
+			continue;
+		}
+		int r;
+		if ((r = match_value("--max-count", argc, argv, &i, &v)) == OPT_YES) {
+			if (!parse_u64(v, &set.max_count))
+				return usage_error("--max-count needs a number, not \"%s\"", v);
+			count_set = true;
+		} else if (r == OPT_NO &&
+		           (r = match_value("--max-age", argc, argv, &i, &v)) == OPT_YES) {
+			if (!parse_duration_ms(v, &set.max_age_ms))
+				return usage_error(
+				        "--max-age needs a duration (90s, 7d), not \"%s\"", v);
+			age_set = true;
+		} else if (r == OPT_NO &&
+		           (r = match_value("--truncate-before", argc, argv, &i, &v)) == OPT_YES) {
+			if (!parse_u64(v, &set.truncate_before))
+				return usage_error("--truncate-before needs a version, not \"%s\"",
+				                   v);
+			trunc_set = true;
+		}
+		if (r == OPT_NO)
+			r = common_arg(cli, "stream-meta", argc, argv, &i);
+		if (r == OPT_BAD)
+			return EXIT_USAGE;
+	}
+	if (stream == NULL)
+		return usage_error("stream-meta needs a STREAM");
+	int rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	struct wb_stream_metadata md;
+	rc = wb_get_stream_metadata(cli->client, stream, &md);
+	if (rc != 0)
+		return report_client(cli, rc);
+	if (count_set || age_set || trunc_set) {
+		/* Options not given keep their value: the request sets every field. */
+		if (count_set)
+			md.max_count = set.max_count;
+		if (age_set)
+			md.max_age_ms = set.max_age_ms;
+		if (trunc_set)
+			md.truncate_before = set.truncate_before;
+		rc = wb_set_stream_metadata(cli->client, stream, &md);
+		if (rc != 0)
+			return report_client(cli, rc);
+	}
+	if (cli->json) {
+		fputs("{\"stream\":", stdout);
+		json_cstr(stream);
+		print_metadata(cli, &md, true);
+		fputs("}\n", stdout);
+		return 0;
+	}
+	fputs("stream: ", stdout);
+	put_cstr(stream);
+	putchar('\n');
+	print_metadata(cli, &md, false);
+	return 0;
+}
+
+static int cmd_delete(struct cli *cli, int argc, char **argv, int i)
+{
+	const char *stream = NULL;
+	bool hard = false, dashdash = false;
+	for (; i < argc; i++) {
+		if (!dashdash && strcmp(argv[i], "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (!dashdash && strcmp(argv[i], "--hard") == 0) {
+			hard = true;
+			continue;
+		}
+		if (!dashdash && is_option(argv[i])) {
+			if (common_arg(cli, "delete", argc, argv, &i) == OPT_BAD)
+				return EXIT_USAGE;
+			continue;
+		}
+		if (stream != NULL)
+			return usage_error("delete takes one stream, not also \"%s\"", argv[i]);
+		stream = argv[i];
+	}
+	if (stream == NULL)
+		return usage_error("delete needs a STREAM");
+	int rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	uint64_t last;
+	rc = wb_delete_stream(cli->client, stream, hard, &last);
+	if (rc != 0)
+		return report_client(cli, rc);
+	if (cli->json) {
+		fputs("{\"stream\":", stdout);
+		json_cstr(stream);
+		printf(",\"hard\":%s,\"last_version\":%" PRIu64 "}\n", hard ? "true" : "false",
+		       last);
+		return 0;
+	}
+	fputs("deleted ", stdout);
+	put_cstr(stream);
+	printf(" (%s) at version %" PRIu64 "\n", hard ? "hard: for good" : "soft", last);
+	return 0;
+}
+
+static void scavenge_progress_cb(void *arg, const struct wb_scavenge_result *p)
+{
+	(void)arg;
+	double pct = p->last_position != 0 ? 100.0 * (double)p->position / (double)p->last_position
+	                                   : 100.0;
+	fprintf(stderr,
+	        "\rscavenging: position %" PRIu64 " of %" PRIu64 " (%.1f%%), %" PRIu64
+	        " removed, %" PRIu64 " bytes reclaimed ",
+	        p->position, p->last_position, pct, p->events_removed, p->bytes_reclaimed);
+	fflush(stderr);
+}
+
+static int cmd_scavenge(struct cli *cli, int argc, char **argv, int i)
+{
+	struct cmd_args a;
+	int rc = positionals(cli, "scavenge", argc, argv, i, 0, "no arguments", &a);
+	if (rc != 0)
+		return rc;
+	rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	bool tty = !cli->json && isatty(STDERR_FILENO);
+	struct wb_scavenge_result res;
+	rc = wb_scavenge(cli->client, tty ? scavenge_progress_cb : NULL, NULL, &res);
+	if (tty)
+		fputs("\r\033[K", stderr);
+	if (rc != 0)
+		return report_client(cli, rc);
+	if (cli->json) {
+		printf("{\"events_examined\":%" PRIu64 ",\"events_removed\":%" PRIu64
+		       ",\"bytes_reclaimed\":%" PRIu64 ",\"micros\":%" PRIu64 "}\n",
+		       res.events_examined, res.events_removed, res.bytes_reclaimed, res.micros);
+		return 0;
+	}
+	printf("events_examined: %" PRIu64 "\nevents_removed: %" PRIu64
+	       "\nbytes_reclaimed: %" PRIu64 "\ntime: %.3f s\n",
+	       res.events_examined, res.events_removed, res.bytes_reclaimed,
+	       (double)res.micros / 1e6);
+	return 0;
+}
+
 static const struct command {
 	const char *name;
 	int (*run)(struct cli *cli, int argc, char **argv, int i);
@@ -2561,6 +3504,11 @@ static const struct command {
         {"explain", cmd_explain},
         {"apply", cmd_apply},
         {"verify", cmd_verify},
+        {"subscribe", cmd_subscribe},
+        {"consumer", cmd_consumer},
+        {"stream-meta", cmd_stream_meta},
+        {"delete", cmd_delete},
+        {"scavenge", cmd_scavenge},
 };
 
 int main(int argc, char **argv)
@@ -2589,7 +3537,8 @@ int main(int argc, char **argv)
 		if (strncmp(argv[k], "--", 2) == 0 && strchr(argv[k], '=') == NULL &&
 		    strcmp(argv[k], "--json") != 0 && strcmp(argv[k], "--backwards") != 0 &&
 		    strcmp(argv[k], "--reseq") != 0 && strcmp(argv[k], "--all") != 0 &&
-		    strcmp(argv[k], "--ids") != 0 &&
+		    strcmp(argv[k], "--ids") != 0 && strcmp(argv[k], "--ledger") != 0 &&
+		    strcmp(argv[k], "--hard") != 0 && strcmp(argv[k], "--ack") != 0 &&
 		    strcmp(argv[k], "--release-on-disconnect") != 0)
 			k++;
 	}

@@ -66,6 +66,34 @@ struct wb_client {
 	size_t rlen;
 	size_t rcap;
 	char errmsg[512];
+	/* Responses that arrived while a call waited for another id, oldest
+	 * first: subscription pushes and answers to pipelined requests. */
+	struct queued *qhead;
+	struct queued *qtail;
+	size_t qcount;
+	size_t qbytes;
+	size_t max_queued;
+	size_t max_queued_bytes;
+	/* The size of the frame recv_response() decoded last. */
+	size_t last_frame_len;
+	/* Subscriptions started here: the request id their pushes carry. */
+	struct sub_entry *subs;
+	size_t nsubs;
+	size_t subs_cap;
+	/* While true, a timeout is an answer (wb_next_item()), not a failure:
+	 * reads are buffered, so nothing is lost by stopping. */
+	bool soft_timeout;
+};
+
+struct queued {
+	Whizbang__V1__Response *r;
+	size_t bytes;
+	struct queued *next;
+};
+
+struct sub_entry {
+	uint64_t request_id;
+	uint64_t subscription;
 };
 
 static const uint8_t empty_bytes[1];
@@ -93,7 +121,7 @@ __attribute__((format(printf, 3, 4))) static int fail(struct wb_client *c, int c
 	va_start(ap, fmt);
 	vsnprintf(c->errmsg, sizeof(c->errmsg), fmt, ap);
 	va_end(ap);
-	if (code == WB_E_IO || code == WB_E_TIMEOUT || code == WB_E_CLOSED)
+	if (code == WB_E_IO || code == WB_E_CLOSED || (code == WB_E_TIMEOUT && !c->soft_timeout))
 		c->broken = true;
 	return code;
 }
@@ -256,6 +284,7 @@ static int recv_response(struct wb_client *c, Whizbang__V1__Response **out)
 			Whizbang__V1__Response *r =
 			        wire_unpack_response(payload, plen, unpack_budget(plen));
 			c->rpos += used;
+			c->last_frame_len = plen;
 			if (c->rpos == c->rlen)
 				c->rpos = c->rlen = 0;
 			if (r == NULL)
@@ -356,6 +385,34 @@ static const char *body_name(Whizbang__V1__Response__BodyCase body)
 		return "PlanResult";
 	case WHIZBANG__V1__RESPONSE__BODY_VERIFY:
 		return "VerifyResult";
+	case WHIZBANG__V1__RESPONSE__BODY_SUBSCRIBE:
+		return "SubscribeResult";
+	case WHIZBANG__V1__RESPONSE__BODY_SUBSCRIPTION_ITEM:
+		return "SubscriptionItem";
+	case WHIZBANG__V1__RESPONSE__BODY_CREDIT:
+		return "CreditResult";
+	case WHIZBANG__V1__RESPONSE__BODY_UNSUBSCRIBE:
+		return "UnsubscribeResult";
+	case WHIZBANG__V1__RESPONSE__BODY_CONSUMER:
+		return "ConsumerInfo";
+	case WHIZBANG__V1__RESPONSE__BODY_DELETE_CONSUMER:
+		return "DeleteConsumerResult";
+	case WHIZBANG__V1__RESPONSE__BODY_CONSUMERS:
+		return "ConsumerList";
+	case WHIZBANG__V1__RESPONSE__BODY_ACK:
+		return "AckResult";
+	case WHIZBANG__V1__RESPONSE__BODY_NACK:
+		return "NackResult";
+	case WHIZBANG__V1__RESPONSE__BODY_PARKED:
+		return "ParkedList";
+	case WHIZBANG__V1__RESPONSE__BODY_REPLAY_PARKED:
+		return "ReplayParkedResult";
+	case WHIZBANG__V1__RESPONSE__BODY_STREAM_METADATA:
+		return "StreamMetadataResult";
+	case WHIZBANG__V1__RESPONSE__BODY_DELETE_STREAM:
+		return "DeleteStreamResult";
+	case WHIZBANG__V1__RESPONSE__BODY_SCAVENGE:
+		return "ScavengeResult";
 	default:
 		return "body";
 	}
@@ -391,46 +448,178 @@ static int ready_for_call(struct wb_client *c)
 	return 0;
 }
 
-/* Writes the queued request id out and waits for its response, which must
- * carry that id and the body want. On success the caller frees *out. */
-static int round_trip(struct wb_client *c, uint64_t id, Whizbang__V1__Response__BodyCase want,
-                      Whizbang__V1__Response **out)
+/* ---------------------------------------------------------------- the queue */
+
+static struct sub_entry *find_sub_by_request(struct wb_client *c, uint64_t request_id)
+{
+	for (size_t i = 0; i < c->nsubs; i++)
+		if (c->subs[i].request_id == request_id)
+			return &c->subs[i];
+	return NULL;
+}
+
+static struct sub_entry *find_sub(struct wb_client *c, uint64_t subscription)
+{
+	for (size_t i = 0; i < c->nsubs; i++)
+		if (c->subs[i].subscription == subscription)
+			return &c->subs[i];
+	return NULL;
+}
+
+static void forget_sub(struct wb_client *c, struct sub_entry *e)
+{
+	*e = c->subs[--c->nsubs];
+}
+
+/* A push belongs to wb_next_item(): an item of any subscription (also one
+ * that arrives before its SubscribeResult), or an error that ends a
+ * subscription started here. */
+static bool is_push(struct wb_client *c, const Whizbang__V1__Response *r)
+{
+	if (r->body_case == WHIZBANG__V1__RESPONSE__BODY_SUBSCRIPTION_ITEM)
+		return true;
+	return r->error != NULL && r->error->code != WHIZBANG__V1__ERROR_CODE__OK &&
+	       find_sub_by_request(c, r->id) != NULL;
+}
+
+/* Keeps r (size: its frame's bytes) for later, within the bound. Past the
+ * bound r is freed and the client broken: a dropped push would leave a gap
+ * in a subscription that no later call could explain. */
+static int enqueue(struct wb_client *c, Whizbang__V1__Response *r, size_t bytes)
+{
+	if (c->qcount >= c->max_queued || bytes > c->max_queued_bytes - c->qbytes) {
+		unsigned long long id = (unsigned long long)r->id;
+		whizbang__v1__response__free_unpacked(r, NULL);
+		int rc = fail(c, WB_RESOURCE_EXHAUSTED,
+		              "%zu responses (%zu bytes) are queued unread, the client's bound "
+		              "(max_queued %zu, max_queued_bytes %zu); response %llu was dropped: "
+		              "read pushes with wb_next_item() and keep outstanding credits below "
+		              "the bound",
+		              c->qcount, c->qbytes, c->max_queued, c->max_queued_bytes, id);
+		c->broken = true;
+		return rc;
+	}
+	struct queued *q = malloc(sizeof(*q));
+	if (q == NULL) {
+		whizbang__v1__response__free_unpacked(r, NULL);
+		c->broken = true;
+		return fail(c, WB_E_NOMEM, "no memory to queue a response");
+	}
+	q->r = r;
+	q->bytes = bytes;
+	q->next = NULL;
+	if (c->qtail != NULL)
+		c->qtail->next = q;
+	else
+		c->qhead = q;
+	c->qtail = q;
+	c->qcount++;
+	c->qbytes += bytes;
+	return 0;
+}
+
+/* Takes the oldest queued response for which want_push says whether it is a
+ * push; NULL when there is none. */
+static Whizbang__V1__Response *dequeue(struct wb_client *c, bool want_push)
+{
+	struct queued *prev = NULL;
+	for (struct queued *q = c->qhead; q != NULL; prev = q, q = q->next) {
+		if (is_push(c, q->r) != want_push)
+			continue;
+		if (prev != NULL)
+			prev->next = q->next;
+		else
+			c->qhead = q->next;
+		if (c->qtail == q)
+			c->qtail = prev;
+		c->qcount--;
+		c->qbytes -= q->bytes;
+		Whizbang__V1__Response *r = q->r;
+		free(q);
+		return r;
+	}
+	return NULL;
+}
+
+/* Frees the queued pushes of the subscription started by request_id. */
+static void drop_pushes(struct wb_client *c, uint64_t request_id)
+{
+	struct queued **link = &c->qhead;
+	c->qtail = NULL;
+	while (*link != NULL) {
+		struct queued *q = *link;
+		if (q->r->id == request_id &&
+		    q->r->body_case == WHIZBANG__V1__RESPONSE__BODY_SUBSCRIPTION_ITEM) {
+			*link = q->next;
+			c->qcount--;
+			c->qbytes -= q->bytes;
+			whizbang__v1__response__free_unpacked(q->r, NULL);
+			free(q);
+			continue;
+		}
+		c->qtail = q;
+		link = &q->next;
+	}
+}
+
+/* Writes the queued request id out and waits for its response, queueing
+ * every other response that arrives first. */
+static int await(struct wb_client *c, uint64_t id, Whizbang__V1__Response **out)
 {
 	int rc = flush_out(c);
 	if (rc != 0)
 		return rc;
-	Whizbang__V1__Response *r;
-	rc = recv_response(c, &r);
-	if (rc != 0)
-		return rc;
-	if (r->id != id) {
+	for (;;) {
+		Whizbang__V1__Response *r;
+		rc = recv_response(c, &r);
+		if (rc != 0)
+			return rc;
+		if (r->id == id && r->body_case != WHIZBANG__V1__RESPONSE__BODY_SUBSCRIPTION_ITEM) {
+			*out = r;
+			return 0;
+		}
 		if (r->id == 0 && r->error != NULL &&
 		    r->error->code != WHIZBANG__V1__ERROR_CODE__OK) {
 			/* A connection-level error: the server closes after it. */
 			rc = server_error(c, r->error);
 			c->broken = true;
-		} else {
-			rc = fail(c, WB_E_IO,
-			          "the server answered request %llu with a response for id %llu",
-			          (unsigned long long)id, (unsigned long long)r->id);
+			whizbang__v1__response__free_unpacked(r, NULL);
+			return rc;
 		}
-		goto err_after_recv;
+		rc = enqueue(c, r, c->last_frame_len);
+		if (rc != 0)
+			return rc;
 	}
-	if (r->error != NULL && r->error->code != WHIZBANG__V1__ERROR_CODE__OK) {
-		rc = server_error(c, r->error);
-		goto err_after_recv;
-	}
-	if (r->body_case != want) {
-		rc = fail(c, WB_INTERNAL, "the server's response holds neither an error nor a %s",
-		          body_name(want));
-		goto err_after_recv;
+}
+
+/* Checks that r answers with the body want (or carries the server's error). */
+static int check_answer(struct wb_client *c, Whizbang__V1__Response *r,
+                        Whizbang__V1__Response__BodyCase want)
+{
+	if (r->error != NULL && r->error->code != WHIZBANG__V1__ERROR_CODE__OK)
+		return server_error(c, r->error);
+	if (r->body_case != want)
+		return fail(c, WB_INTERNAL, "the server's response holds neither an error nor a %s",
+		            body_name(want));
+	return 0;
+}
+
+/* Writes the queued request id out and waits for its response, which must
+ * carry the body want. On success the caller frees *out. */
+static int round_trip(struct wb_client *c, uint64_t id, Whizbang__V1__Response__BodyCase want,
+                      Whizbang__V1__Response **out)
+{
+	Whizbang__V1__Response *r = NULL;
+	int rc = await(c, id, &r);
+	if (rc != 0)
+		return rc;
+	rc = check_answer(c, r, want);
+	if (rc != 0) {
+		whizbang__v1__response__free_unpacked(r, NULL);
+		return rc;
 	}
 	*out = r;
 	return 0;
-
-err_after_recv:
-	whizbang__v1__response__free_unpacked(r, NULL);
-	return rc;
 }
 
 /* One blocking call: queues req and waits for its answer. */
@@ -603,6 +792,11 @@ int wb_connect(struct wb_client **out, const char *address, const struct wb_opti
 	c->timeout_ms = opts != NULL && opts->timeout_ms > 0 ? opts->timeout_ms : 0;
 	c->max_response = opts != NULL && opts->max_response != 0 ? opts->max_response
 	                                                          : WB_DEFAULT_MAX_RESPONSE;
+	c->max_queued =
+	        opts != NULL && opts->max_queued != 0 ? opts->max_queued : WB_DEFAULT_MAX_QUEUED;
+	c->max_queued_bytes = opts != NULL && opts->max_queued_bytes != 0
+	                              ? opts->max_queued_bytes
+	                              : WB_DEFAULT_MAX_QUEUED_BYTES;
 	begin(c);
 	c->rcap = WB_READ_CHUNK;
 	c->rbuf = malloc(c->rcap);
@@ -638,6 +832,13 @@ void wb_close(struct wb_client *c)
 		return;
 	if (c->fd >= 0)
 		close(c->fd);
+	while (c->qhead != NULL) {
+		struct queued *q = c->qhead;
+		c->qhead = q->next;
+		whizbang__v1__response__free_unpacked(q->r, NULL);
+		free(q);
+	}
+	free(c->subs);
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c);
@@ -931,6 +1132,14 @@ int wb_stream_info(struct wb_client *c, const char *stream, struct wb_stream_inf
 	out->last_position = si->last_position;
 	out->created_us = si->created_us;
 	out->updated_us = si->updated_us;
+	out->deleted = si->deleted;
+	out->tombstoned = si->tombstoned;
+	memset(&out->metadata, 0, sizeof(out->metadata));
+	if (si->metadata != NULL) {
+		out->metadata.max_count = si->metadata->max_count;
+		out->metadata.max_age_ms = si->metadata->max_age_ms;
+		out->metadata.truncate_before = si->metadata->truncate_before;
+	}
 	whizbang__v1__response__free_unpacked(r, NULL);
 	return 0;
 }
@@ -1000,10 +1209,18 @@ int wb_recv(struct wb_client *c, Whizbang__V1__Response **out)
 	rc = flush_out(c);
 	if (rc != 0)
 		return rc;
-	Whizbang__V1__Response *r;
-	rc = recv_response(c, &r);
-	if (rc != 0)
-		return rc;
+	Whizbang__V1__Response *r = dequeue(c, false);
+	while (r == NULL) {
+		rc = recv_response(c, &r);
+		if (rc != 0)
+			return rc;
+		if (is_push(c, r)) {
+			rc = enqueue(c, r, c->last_frame_len);
+			if (rc != 0)
+				return rc;
+			r = NULL;
+		}
+	}
 	if (c->outstanding != 0)
 		c->outstanding--;
 	*out = r;
@@ -1661,4 +1878,605 @@ void wb_uuid_format(const uint8_t id[16], char out[37])
 		out[j++] = hex[id[i] & 15];
 	}
 	out[j] = '\0';
+}
+
+/* ---------------------------------------------------------------- subscriptions */
+
+static int check_filters(struct wb_client *c, const char *prefix, const char *const *types,
+                         size_t ntypes)
+{
+	if (ntypes != 0 && types == NULL)
+		return fail(c, WB_E_INVAL, "types is NULL with %zu types", ntypes);
+	for (size_t i = 0; i < ntypes; i++) {
+		int rc = check_name(c, "an event type filter", types[i]);
+		if (rc != 0)
+			return rc;
+	}
+	if (prefix != NULL && strlen(prefix) > WB_MAX_NAME)
+		return fail(c, WB_E_INVAL, "the stream prefix is longer than %u bytes",
+		            WB_MAX_NAME);
+	return 0;
+}
+
+static int check_target(struct wb_client *c, enum wb_target target, const char *stream,
+                        enum wb_from from, bool ledger_ok)
+{
+	if (target != WB_TARGET_ALL && target != WB_TARGET_STREAM &&
+	    !(ledger_ok && target == WB_TARGET_LEDGER))
+		return fail(c, WB_E_INVAL, "target is not a value of enum wb_target%s",
+		            ledger_ok ? "" : " that a consumer group takes (all or stream)");
+	if (from != WB_FROM_START && from != WB_FROM_END && from != WB_FROM_POSITION)
+		return fail(c, WB_E_INVAL, "from is not a value of enum wb_from");
+	if (target == WB_TARGET_STREAM)
+		return check_name(c, "the stream name", stream);
+	return 0;
+}
+
+/* Remembers that the pushes tagged request_id are subscription's. */
+static int remember_sub(struct wb_client *c, uint64_t request_id, uint64_t subscription)
+{
+	if (c->nsubs == c->subs_cap) {
+		size_t cap = c->subs_cap != 0 ? c->subs_cap * 2 : 4;
+		struct sub_entry *p = realloc(c->subs, cap * sizeof(*p));
+		if (p == NULL)
+			return fail(c, WB_E_NOMEM, "no memory to keep a subscription");
+		c->subs = p;
+		c->subs_cap = cap;
+	}
+	c->subs[c->nsubs].request_id = request_id;
+	c->subs[c->nsubs].subscription = subscription;
+	c->nsubs++;
+	return 0;
+}
+
+/* Sends a request that starts a subscription (Subscribe or JoinConsumer)
+ * and registers it once the SubscribeResult is there. */
+static int start_sub(struct wb_client *c, Whizbang__V1__Request *req, uint64_t *subscription,
+                     uint64_t *start)
+{
+	int rc = ready_for_call(c);
+	if (rc != 0)
+		return rc;
+	/* Room first, so that a failure cannot come after the server started
+	 * pushing. */
+	if (c->nsubs == c->subs_cap) {
+		rc = remember_sub(c, 0, 0);
+		if (rc != 0)
+			return rc;
+		c->nsubs--;
+	}
+	uint64_t id;
+	rc = queue(c, req, &id);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Response *r;
+	rc = round_trip(c, id, WHIZBANG__V1__RESPONSE__BODY_SUBSCRIBE, &r);
+	if (rc != 0) {
+		/* Items may have come before the refusal; nobody will ask for them. */
+		drop_pushes(c, id);
+		return rc;
+	}
+	uint64_t sub = r->subscribe->subscription;
+	if (start != NULL)
+		*start = r->subscribe->start;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	rc = remember_sub(c, id, sub);
+	if (rc != 0)
+		return rc;
+	*subscription = sub;
+	return 0;
+}
+
+int wb_subscribe_start(struct wb_client *c, const struct wb_subscribe_args *args,
+                       uint64_t *subscription, uint64_t *start)
+{
+	begin(c);
+	if (args == NULL || subscription == NULL)
+		return fail(c, WB_E_INVAL, "wb_subscribe: args or subscription is NULL");
+	int rc = check_target(c, args->target, args->stream, args->from, true);
+	if (rc == 0)
+		rc = check_filters(c, args->stream_prefix, args->types, args->ntypes);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Subscribe s = WHIZBANG__V1__SUBSCRIBE__INIT;
+	s.target = (Whizbang__V1__SubscriptionTarget)args->target;
+	if (args->target == WB_TARGET_STREAM)
+		s.stream = (char *)args->stream;
+	s.from = (Whizbang__V1__StartFrom)args->from;
+	s.position = args->from == WB_FROM_POSITION ? args->position : 0;
+	if (args->stream_prefix != NULL)
+		s.stream_prefix = (char *)args->stream_prefix;
+	s.n_event_types = args->ntypes;
+	s.event_types = (char **)args->types;
+	s.credits = args->credits;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_SUBSCRIBE;
+	req.subscribe = &s;
+	return start_sub(c, &req, subscription, start);
+}
+
+int wb_subscribe(struct wb_client *c, const struct wb_subscribe_args *args, uint64_t *subscription)
+{
+	return wb_subscribe_start(c, args, subscription, NULL);
+}
+
+int wb_next_item(struct wb_client *c, int timeout_ms, Whizbang__V1__SubscriptionItem **item)
+{
+	begin(c);
+	int rc = check_usable(c);
+	if (rc != 0)
+		return rc;
+	if (item == NULL)
+		return fail(c, WB_E_INVAL, "wb_next_item: item is NULL");
+	if (c->wlen != 0) {
+		rc = flush_out(c);
+		if (rc != 0)
+			return rc;
+	}
+	Whizbang__V1__Response *r = dequeue(c, true);
+	if (r == NULL) {
+		c->deadline_ms = timeout_ms >= 0 ? now_ms() + timeout_ms : -1;
+		c->call_timeout_ms = timeout_ms;
+		c->soft_timeout = true;
+		while (r == NULL) {
+			rc = recv_response(c, &r);
+			if (rc != 0)
+				break;
+			if (!is_push(c, r)) {
+				rc = enqueue(c, r, c->last_frame_len);
+				r = NULL;
+				if (rc != 0)
+					break;
+			}
+		}
+		c->soft_timeout = false;
+		if (rc == WB_E_TIMEOUT)
+			snprintf(c->errmsg, sizeof(c->errmsg),
+			         "no subscription item arrived within %d ms", timeout_ms);
+		if (rc != 0)
+			return rc;
+	}
+	if (r->error != NULL && r->error->code != WHIZBANG__V1__ERROR_CODE__OK) {
+		struct sub_entry *e = find_sub_by_request(c, r->id);
+		uint64_t sub = e != NULL ? e->subscription : 0;
+		if (e != NULL)
+			forget_sub(c, e);
+		rc = server_error(c, r->error);
+		char why[sizeof(c->errmsg)];
+		memcpy(why, c->errmsg, sizeof(why));
+		snprintf(c->errmsg, sizeof(c->errmsg), "subscription %llu ended: %.400s",
+		         (unsigned long long)sub, why);
+		whizbang__v1__response__free_unpacked(r, NULL);
+		return rc;
+	}
+	*item = r->subscription_item;
+	DETACH(r, subscription_item);
+	return 0;
+}
+
+void wb_item_free(Whizbang__V1__SubscriptionItem *item)
+{
+	if (item != NULL)
+		whizbang__v1__subscription_item__free_unpacked(item, NULL);
+}
+
+size_t wb_queued(const struct wb_client *c)
+{
+	return c->qcount;
+}
+
+int wb_credit_n(struct wb_client *c, uint64_t subscription, uint32_t n, uint64_t *credits)
+{
+	begin(c);
+	Whizbang__V1__Credit cr = WHIZBANG__V1__CREDIT__INIT;
+	cr.subscription = subscription;
+	cr.n = n;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_CREDIT;
+	req.credit = &cr;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_CREDIT, &r);
+	if (rc != 0)
+		return rc;
+	if (credits != NULL)
+		*credits = r->credit->credits;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_credit(struct wb_client *c, uint64_t subscription, uint32_t n)
+{
+	return wb_credit_n(c, subscription, n, NULL);
+}
+
+int wb_unsubscribe(struct wb_client *c, uint64_t subscription)
+{
+	begin(c);
+	Whizbang__V1__Unsubscribe u = WHIZBANG__V1__UNSUBSCRIBE__INIT;
+	u.subscription = subscription;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE;
+	req.unsubscribe = &u;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_UNSUBSCRIBE, &r);
+	if (rc != 0)
+		return rc;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	struct sub_entry *e = find_sub(c, subscription);
+	if (e != NULL) {
+		drop_pushes(c, e->request_id);
+		forget_sub(c, e);
+	}
+	return 0;
+}
+
+/* ---------------------------------------------------------------- durable consumers */
+
+int wb_create_consumer(struct wb_client *c, const struct wb_consumer_args *args,
+                       Whizbang__V1__ConsumerInfo **out)
+{
+	begin(c);
+	if (args == NULL)
+		return fail(c, WB_E_INVAL, "wb_create_consumer: args is NULL");
+	int rc = check_name(c, "the consumer name", args->name);
+	if (rc == 0)
+		rc = check_target(c, args->target, args->stream, args->from, false);
+	if (rc == 0)
+		rc = check_filters(c, args->stream_prefix, args->types, args->ntypes);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__ConsumerConfig cfg = WHIZBANG__V1__CONSUMER_CONFIG__INIT;
+	cfg.name = (char *)args->name;
+	cfg.target = (Whizbang__V1__SubscriptionTarget)args->target;
+	if (args->target == WB_TARGET_STREAM)
+		cfg.stream = (char *)args->stream;
+	if (args->stream_prefix != NULL)
+		cfg.stream_prefix = (char *)args->stream_prefix;
+	cfg.n_event_types = args->ntypes;
+	cfg.event_types = (char **)args->types;
+	cfg.from = (Whizbang__V1__StartFrom)args->from;
+	cfg.position = args->from == WB_FROM_POSITION ? args->position : 0;
+	cfg.ack_timeout_ms = args->ack_timeout_ms;
+	cfg.max_deliveries = args->max_deliveries;
+	Whizbang__V1__CreateConsumer cc = WHIZBANG__V1__CREATE_CONSUMER__INIT;
+	cc.config = &cfg;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_CREATE_CONSUMER;
+	req.create_consumer = &cc;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_CONSUMER, &r);
+	if (rc != 0)
+		return rc;
+	if (out == NULL) {
+		whizbang__v1__response__free_unpacked(r, NULL);
+		return 0;
+	}
+	*out = r->consumer;
+	DETACH(r, consumer);
+	return 0;
+}
+
+void wb_consumer_info_free(Whizbang__V1__ConsumerInfo *info)
+{
+	if (info != NULL)
+		whizbang__v1__consumer_info__free_unpacked(info, NULL);
+}
+
+int wb_delete_consumer(struct wb_client *c, const char *name)
+{
+	begin(c);
+	int rc = check_name(c, "the consumer name", name);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__DeleteConsumer d = WHIZBANG__V1__DELETE_CONSUMER__INIT;
+	d.name = (char *)name;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_DELETE_CONSUMER;
+	req.delete_consumer = &d;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_DELETE_CONSUMER, &r);
+	if (rc != 0)
+		return rc;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_list_consumers(struct wb_client *c, Whizbang__V1__ConsumerList **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_list_consumers: out is NULL");
+	Whizbang__V1__ListConsumers l = WHIZBANG__V1__LIST_CONSUMERS__INIT;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_LIST_CONSUMERS;
+	req.list_consumers = &l;
+	Whizbang__V1__Response *r;
+	int rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_CONSUMERS, &r);
+	if (rc != 0)
+		return rc;
+	*out = r->consumers;
+	DETACH(r, consumers);
+	return 0;
+}
+
+void wb_consumer_list_free(Whizbang__V1__ConsumerList *list)
+{
+	if (list != NULL)
+		whizbang__v1__consumer_list__free_unpacked(list, NULL);
+}
+
+int wb_join_consumer(struct wb_client *c, const char *name, uint32_t credits,
+                     uint64_t *subscription)
+{
+	begin(c);
+	if (subscription == NULL)
+		return fail(c, WB_E_INVAL, "wb_join_consumer: subscription is NULL");
+	int rc = check_name(c, "the consumer name", name);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__JoinConsumer j = WHIZBANG__V1__JOIN_CONSUMER__INIT;
+	j.name = (char *)name;
+	j.credits = credits;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_JOIN_CONSUMER;
+	req.join_consumer = &j;
+	return start_sub(c, &req, subscription, NULL);
+}
+
+/* Points bins[0..n) at ids for a request; protobuf-c only reads them while
+ * packing. *out is freed by the caller. */
+static int id_list(struct wb_client *c, const uint8_t (*ids)[16], size_t n,
+                   ProtobufCBinaryData **out)
+{
+	if (n == 0 || ids == NULL)
+		return fail(c, WB_E_INVAL, "no event ids given");
+	ProtobufCBinaryData *bins = calloc(n, sizeof(*bins));
+	if (bins == NULL)
+		return fail(c, WB_E_NOMEM, "no memory for %zu ids", n);
+	for (size_t i = 0; i < n; i++) {
+		bins[i].data = (uint8_t *)ids[i];
+		bins[i].len = 16;
+	}
+	*out = bins;
+	return 0;
+}
+
+int wb_ack(struct wb_client *c, const char *name, const uint8_t (*ids)[16], size_t n,
+           uint64_t *checkpoint)
+{
+	begin(c);
+	int rc = check_name(c, "the consumer name", name);
+	if (rc != 0)
+		return rc;
+	ProtobufCBinaryData *bins;
+	rc = id_list(c, ids, n, &bins);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__AckEvents a = WHIZBANG__V1__ACK_EVENTS__INIT;
+	a.name = (char *)name;
+	a.n_ids = n;
+	a.ids = bins;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_ACK;
+	req.ack = &a;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_ACK, &r);
+	free(bins);
+	if (rc != 0)
+		return rc;
+	if (checkpoint != NULL)
+		*checkpoint = r->ack->checkpoint;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_nack(struct wb_client *c, const char *name, const uint8_t (*ids)[16], size_t n,
+            enum wb_nack_action action, const char *reason, uint64_t *checkpoint)
+{
+	begin(c);
+	int rc = check_name(c, "the consumer name", name);
+	if (rc != 0)
+		return rc;
+	if (action != WB_NACK_RETRY && action != WB_NACK_PARK && action != WB_NACK_SKIP)
+		return fail(c, WB_E_INVAL, "action is not a value of enum wb_nack_action");
+	ProtobufCBinaryData *bins;
+	rc = id_list(c, ids, n, &bins);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__NackEvents a = WHIZBANG__V1__NACK_EVENTS__INIT;
+	a.name = (char *)name;
+	a.n_ids = n;
+	a.ids = bins;
+	a.action = (Whizbang__V1__NackAction)action;
+	if (reason != NULL)
+		a.reason = (char *)reason;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_NACK;
+	req.nack = &a;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_NACK, &r);
+	free(bins);
+	if (rc != 0)
+		return rc;
+	if (checkpoint != NULL)
+		*checkpoint = r->nack->checkpoint;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_list_parked(struct wb_client *c, const char *name, uint64_t from_position,
+                   uint32_t max_count, Whizbang__V1__ParkedList **out)
+{
+	begin(c);
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_list_parked: out is NULL");
+	int rc = check_name(c, "the consumer name", name);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__ListParked l = WHIZBANG__V1__LIST_PARKED__INIT;
+	l.name = (char *)name;
+	l.from_position = from_position;
+	l.max_count = max_count;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_LIST_PARKED;
+	req.list_parked = &l;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_PARKED, &r);
+	if (rc != 0)
+		return rc;
+	*out = r->parked;
+	DETACH(r, parked);
+	return 0;
+}
+
+void wb_parked_free(Whizbang__V1__ParkedList *list)
+{
+	if (list != NULL)
+		whizbang__v1__parked_list__free_unpacked(list, NULL);
+}
+
+int wb_replay_parked(struct wb_client *c, const char *name, uint64_t *replayed)
+{
+	begin(c);
+	int rc = check_name(c, "the consumer name", name);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__ReplayParked rp = WHIZBANG__V1__REPLAY_PARKED__INIT;
+	rp.name = (char *)name;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_REPLAY_PARKED;
+	req.replay_parked = &rp;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_REPLAY_PARKED, &r);
+	if (rc != 0)
+		return rc;
+	if (replayed != NULL)
+		*replayed = r->replay_parked->replayed;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- stream life cycle */
+
+int wb_set_stream_metadata(struct wb_client *c, const char *stream,
+                           const struct wb_stream_metadata *md)
+{
+	begin(c);
+	int rc = check_name(c, "the stream name", stream);
+	if (rc != 0)
+		return rc;
+	if (md == NULL)
+		return fail(c, WB_E_INVAL, "wb_set_stream_metadata: md is NULL");
+	Whizbang__V1__StreamMetadata m = WHIZBANG__V1__STREAM_METADATA__INIT;
+	m.max_count = md->max_count;
+	m.max_age_ms = md->max_age_ms;
+	m.truncate_before = md->truncate_before;
+	Whizbang__V1__SetStreamMetadata s = WHIZBANG__V1__SET_STREAM_METADATA__INIT;
+	s.stream = (char *)stream;
+	s.metadata = &m;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA;
+	req.set_stream_metadata = &s;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_STREAM_METADATA, &r);
+	if (rc != 0)
+		return rc;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_get_stream_metadata(struct wb_client *c, const char *stream, struct wb_stream_metadata *out)
+{
+	begin(c);
+	int rc = check_name(c, "the stream name", stream);
+	if (rc != 0)
+		return rc;
+	if (out == NULL)
+		return fail(c, WB_E_INVAL, "wb_get_stream_metadata: out is NULL");
+	Whizbang__V1__GetStreamMetadata g = WHIZBANG__V1__GET_STREAM_METADATA__INIT;
+	g.stream = (char *)stream;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_STREAM_METADATA;
+	req.get_stream_metadata = &g;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_STREAM_METADATA, &r);
+	if (rc != 0)
+		return rc;
+	const Whizbang__V1__StreamMetadata *m = r->stream_metadata->metadata;
+	struct wb_stream_metadata md = {0};
+	if (m != NULL) {
+		md.max_count = m->max_count;
+		md.max_age_ms = m->max_age_ms;
+		md.truncate_before = m->truncate_before;
+	}
+	*out = md;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+int wb_delete_stream(struct wb_client *c, const char *stream, bool hard, uint64_t *last_version)
+{
+	begin(c);
+	int rc = check_name(c, "the stream name", stream);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__DeleteStream d = WHIZBANG__V1__DELETE_STREAM__INIT;
+	d.stream = (char *)stream;
+	d.hard = hard;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_DELETE_STREAM;
+	req.delete_stream = &d;
+	Whizbang__V1__Response *r;
+	rc = call(c, &req, WHIZBANG__V1__RESPONSE__BODY_DELETE_STREAM, &r);
+	if (rc != 0)
+		return rc;
+	if (last_version != NULL)
+		*last_version = r->delete_stream->last_version;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return 0;
+}
+
+static void scavenge_figures(const Whizbang__V1__ScavengeResult *s, struct wb_scavenge_result *o)
+{
+	o->events_examined = s->events_examined;
+	o->events_removed = s->events_removed;
+	o->bytes_reclaimed = s->bytes_reclaimed;
+	o->micros = s->micros;
+	o->position = s->position;
+	o->last_position = s->last_position;
+}
+
+int wb_scavenge(struct wb_client *c, wb_scavenge_cb cb, void *arg, struct wb_scavenge_result *out)
+{
+	begin(c);
+	int rc = ready_for_call(c);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Scavenge sc = WHIZBANG__V1__SCAVENGE__INIT;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_SCAVENGE;
+	req.scavenge = &sc;
+	uint64_t id;
+	rc = queue(c, &req, &id);
+	if (rc != 0)
+		return rc;
+	for (;;) {
+		Whizbang__V1__Response *r;
+		rc = round_trip(c, id, WHIZBANG__V1__RESPONSE__BODY_SCAVENGE, &r);
+		if (rc != 0)
+			return rc;
+		struct wb_scavenge_result figures;
+		scavenge_figures(r->scavenge, &figures);
+		bool done = r->scavenge->done;
+		whizbang__v1__response__free_unpacked(r, NULL);
+		if (done) {
+			if (out != NULL)
+				*out = figures;
+			return 0;
+		}
+		if (cb != NULL)
+			cb(arg, &figures);
+		/* The timeout applies between two reports. */
+		c->deadline_ms = c->timeout_ms > 0 ? now_ms() + c->timeout_ms : -1;
+	}
 }

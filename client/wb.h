@@ -40,7 +40,17 @@ struct wb_options {
 	int timeout_ms;
 	/* The largest response frame accepted; 0: 64 MiB. */
 	uint32_t max_response;
+	/* The bound of the queue that keeps responses arriving while a call
+	 * waits for another one (subscription pushes, answers to pipelined
+	 * requests): at most max_queued responses (0: WB_DEFAULT_MAX_QUEUED)
+	 * and max_queued_bytes bytes of frames (0: WB_DEFAULT_MAX_QUEUED_BYTES).
+	 * See "Subscriptions" below for what happens past it. */
+	uint32_t max_queued;
+	size_t max_queued_bytes;
 };
+
+#define WB_DEFAULT_MAX_QUEUED 65536u
+#define WB_DEFAULT_MAX_QUEUED_BYTES ((size_t)256 << 20)
 
 struct wb_server_info {
 	uint32_t protocol_version;
@@ -151,6 +161,16 @@ int wb_read_all(struct wb_client *c, uint64_t from_position, bool backwards, uin
 /* Frees what a read put into page; the page may be reused. */
 void wb_page_free(struct wb_page *page);
 
+/* A stream's metadata; 0 in a field means "not set". */
+struct wb_stream_metadata {
+	/* Only the last max_count events are readable. */
+	uint64_t max_count;
+	/* Only events younger than this are readable. */
+	uint64_t max_age_ms;
+	/* Events below this version are not readable. */
+	uint64_t truncate_before;
+};
+
 struct wb_stream_info {
 	uint64_t last_version;
 	uint64_t event_count;
@@ -158,6 +178,11 @@ struct wb_stream_info {
 	uint64_t last_position;
 	uint64_t created_us;
 	uint64_t updated_us;
+	/* Soft-deleted and not written since (reads answer NOT_FOUND). */
+	bool deleted;
+	/* Hard-deleted: STREAM_DELETED from now on. */
+	bool tombstoned;
+	struct wb_stream_metadata metadata;
 };
 
 int wb_stream_info(struct wb_client *c, const char *stream, struct wb_stream_info *out);
@@ -177,7 +202,13 @@ void wb_stats_free(Whizbang__V1__ServerStats *stats);
  * and then blocks for the next response, in whatever order the server
  * answers. *out is freed by the caller with
  * whizbang__v1__response__free_unpacked(*out, NULL). Do not mix pipelined
- * requests with the blocking calls above while responses are outstanding. */
+ * requests with the blocking calls above while responses are outstanding.
+ *
+ * wb_recv() first hands out responses that the client queued while another
+ * call waited (oldest first), then reads the socket. It never returns a
+ * subscription push (a SubscriptionItem, or an error for a subscription
+ * started with wb_subscribe() or wb_join_consumer()): those stay queued for
+ * wb_next_item(). */
 int wb_send(struct wb_client *c, Whizbang__V1__Request *req, uint64_t *id);
 int wb_flush(struct wb_client *c);
 int wb_recv(struct wb_client *c, Whizbang__V1__Response **out);
@@ -417,6 +448,226 @@ int wb_verify(struct wb_client *c, Whizbang__V1__VerifyResult **out);
 
 /* Frees what wb_verify() returned. NULL is allowed. */
 void wb_verify_free(Whizbang__V1__VerifyResult *res);
+
+/* ---------------------------------------------------------------- subscriptions
+ *
+ * DESIGN.md section 5 and docs/SUBSCRIPTIONS.md. A subscription's items are
+ * pushed by the server as Responses tagged with the id of the request that
+ * started it, never more than the credits granted. Pushes break "the next
+ * response is the answer to my call": while any call waits for its answer,
+ * the client keeps every other response that arrives (pushes, and answers
+ * to other ids) in one bounded FIFO queue, and wb_next_item() hands the
+ * pushes out in the order they arrived.
+ *
+ * The bound (wb_options.max_queued and max_queued_bytes): a response that
+ * would take the queue past it fails the call that read it with
+ * RESOURCE_EXHAUSTED and a message naming the bound, and leaves the client
+ * unusable (a push was lost, so the subscription's order can no longer be
+ * kept). The server never pushes more than the credits granted, so a
+ * client that keeps its outstanding credits below the bound never meets it.
+ *
+ * A subscription ends when the server answers its request id with an error
+ * (a consumer group deleted, a hard-deleted stream): wb_next_item() returns
+ * that error once, in its place among the pushes, with the server's message;
+ * the client stays usable. */
+
+enum wb_target {
+	WB_TARGET_ALL = 0,
+	WB_TARGET_STREAM = 1,
+	WB_TARGET_LEDGER = 2,
+};
+
+enum wb_from {
+	WB_FROM_START = 0,
+	/* Only what commits after the subscription starts. */
+	WB_FROM_END = 1,
+	/* From position (inclusive): a $all position, a stream version or a
+	 * ledger sequence. */
+	WB_FROM_POSITION = 2,
+};
+
+struct wb_subscribe_args {
+	enum wb_target target;
+	/* WB_TARGET_STREAM: the stream (1..255 bytes); otherwise ignored. */
+	const char *stream;
+	enum wb_from from;
+	/* Read only with WB_FROM_POSITION. */
+	uint64_t position;
+	/* WB_TARGET_ALL filters: NULL or "" for no prefix; types[0..ntypes). */
+	const char *stream_prefix;
+	const char *const *types;
+	size_t ntypes;
+	/* Items the server may push before the first wb_credit(). */
+	uint32_t credits;
+};
+
+/* Starts a catch-up subscription and returns once the server has answered
+ * with its SubscribeResult: *subscription (written only on success)
+ * receives the id that wb_credit() and wb_unsubscribe() take; *start (may
+ * be NULL) the first position, version or sequence it will deliver. Items
+ * then arrive through wb_next_item(). Keeps no reference to args. Pushes of
+ * this subscription that arrive while any other call waits are queued (see
+ * the bound above). */
+int wb_subscribe(struct wb_client *c, const struct wb_subscribe_args *args, uint64_t *subscription);
+
+/* As wb_subscribe(), also answering the SubscribeResult's start. */
+int wb_subscribe_start(struct wb_client *c, const struct wb_subscribe_args *args,
+                       uint64_t *subscription, uint64_t *start);
+
+/* Returns the next push of any subscription on c (wb_subscribe() or
+ * wb_join_consumer()): the oldest queued one, else the next to arrive
+ * within timeout_ms (negative: wait forever; 0: only what has already
+ * arrived). On success *item receives the item (an event, a ledger entry,
+ * or caught_up; for consumer members, delivery says how many times the
+ * event has been delivered), which the caller owns and frees with
+ * wb_item_free(). WB_E_TIMEOUT when none arrived in time: unlike the other
+ * calls this leaves the client usable, and *item untouched. When the
+ * server ended a subscription, its error code is returned with the
+ * server's message and that subscription is forgotten. Other responses read
+ * meanwhile are queued for wb_recv(). */
+int wb_next_item(struct wb_client *c, int timeout_ms, Whizbang__V1__SubscriptionItem **item);
+
+/* Frees what wb_next_item() returned. NULL is allowed. */
+void wb_item_free(Whizbang__V1__SubscriptionItem *item);
+
+/* The number of responses the client has queued now (pushes and others). */
+size_t wb_queued(const struct wb_client *c);
+
+/* Grants subscription n more items. The server answers with the credits the
+ * subscription has now, which go to *credits (may be NULL). NOT_FOUND when
+ * the connection has no such subscription (ended, or never started). */
+int wb_credit_n(struct wb_client *c, uint64_t subscription, uint32_t n, uint64_t *credits);
+
+/* wb_credit_n() without the answer's figure. */
+int wb_credit(struct wb_client *c, uint64_t subscription, uint32_t n);
+
+/* Ends subscription (a catch-up subscription or a consumer membership). The
+ * server pushes nothing of it after its answer. Pushes of it that arrived
+ * before the answer and are still queued are DROPPED: once this returns 0,
+ * wb_next_item() returns nothing more of the subscription. A consumer
+ * member's unacked events go back to the group (redelivered after the ack
+ * timeout). */
+int wb_unsubscribe(struct wb_client *c, uint64_t subscription);
+
+/* ---------------------------------------------------------------- durable consumers
+ *
+ * Named consumer groups with a durable checkpoint. Names are 1..255 bytes.
+ * Event ids are 16 bytes each. The calls keep no reference to their
+ * arguments. */
+
+struct wb_consumer_args {
+	const char *name;
+	/* WB_TARGET_ALL or WB_TARGET_STREAM. */
+	enum wb_target target;
+	const char *stream;
+	const char *stream_prefix;
+	const char *const *types;
+	size_t ntypes;
+	enum wb_from from;
+	uint64_t position;
+	/* 0: the server's default (30 s). */
+	uint64_t ack_timeout_ms;
+	/* 0: the server's default (10). After this many deliveries without an
+	 * ack the event is parked. */
+	uint32_t max_deliveries;
+};
+
+/* Creates a consumer group. On success *out (may be NULL; then nothing is
+ * returned) receives the new group's ConsumerInfo, which the caller frees
+ * with wb_consumer_info_free(). BAD_REQUEST when the name is taken. */
+int wb_create_consumer(struct wb_client *c, const struct wb_consumer_args *args,
+                       Whizbang__V1__ConsumerInfo **out);
+
+/* Frees what wb_create_consumer() returned. NULL is allowed. */
+void wb_consumer_info_free(Whizbang__V1__ConsumerInfo *info);
+
+/* Deletes a group, its checkpoint and its parked events; its members'
+ * subscriptions end. NOT_FOUND when there is none by that name. */
+int wb_delete_consumer(struct wb_client *c, const char *name);
+
+/* Lists every group with its figures. Free *out with
+ * wb_consumer_list_free(). */
+int wb_list_consumers(struct wb_client *c, Whizbang__V1__ConsumerList **out);
+
+/* Frees what wb_list_consumers() returned. NULL is allowed. */
+void wb_consumer_list_free(Whizbang__V1__ConsumerList *list);
+
+/* Joins group name as a competing member with credits initial credits. On
+ * success *subscription receives the membership's id for wb_credit() and
+ * wb_unsubscribe(); events arrive through wb_next_item() with their
+ * delivery count, each to be acked or nacked. */
+int wb_join_consumer(struct wb_client *c, const char *name, uint32_t credits,
+                     uint64_t *subscription);
+
+/* Acks ids[0..n) of group name. *checkpoint (may be NULL) receives the
+ * group's checkpoint after the ack. */
+int wb_ack(struct wb_client *c, const char *name, const uint8_t (*ids)[16], size_t n,
+           uint64_t *checkpoint);
+
+enum wb_nack_action {
+	/* Deliver again (to any member). */
+	WB_NACK_RETRY = 0,
+	/* Park: kept aside until wb_replay_parked(). */
+	WB_NACK_PARK = 1,
+	/* Give up on the event: it counts as handled. */
+	WB_NACK_SKIP = 2,
+};
+
+/* Nacks ids[0..n) of group name with action; reason (may be NULL) is kept
+ * with a parked event. *checkpoint (may be NULL) as for wb_ack(). */
+int wb_nack(struct wb_client *c, const char *name, const uint8_t (*ids)[16], size_t n,
+            enum wb_nack_action action, const char *reason, uint64_t *checkpoint);
+
+/* Lists the parked events of group name from $all position from_position,
+ * at most max_count (0: the server's limit). Free *out with
+ * wb_parked_free(); next_position continues the list until end. */
+int wb_list_parked(struct wb_client *c, const char *name, uint64_t from_position,
+                   uint32_t max_count, Whizbang__V1__ParkedList **out);
+
+/* Frees what wb_list_parked() returned. NULL is allowed. */
+void wb_parked_free(Whizbang__V1__ParkedList *list);
+
+/* Hands every parked event of group name back for delivery. *replayed (may
+ * be NULL) receives how many. */
+int wb_replay_parked(struct wb_client *c, const char *name, uint64_t *replayed);
+
+/* ---------------------------------------------------------------- stream life cycle */
+
+/* Sets stream's metadata (every field; 0 clears one). Reads honour it at
+ * once; scavenge removes what it hides. */
+int wb_set_stream_metadata(struct wb_client *c, const char *stream,
+                           const struct wb_stream_metadata *md);
+
+/* Reads stream's metadata into *out (written only on success). */
+int wb_get_stream_metadata(struct wb_client *c, const char *stream, struct wb_stream_metadata *out);
+
+/* Deletes stream: soft (hard false: the events are hidden, the stream may
+ * be written again and its versions continue) or hard (permanent:
+ * STREAM_DELETED on later appends and reads). *last_version (may be NULL)
+ * receives the last version the stream had. */
+int wb_delete_stream(struct wb_client *c, const char *stream, bool hard, uint64_t *last_version);
+
+struct wb_scavenge_result {
+	uint64_t events_examined;
+	uint64_t events_removed;
+	uint64_t bytes_reclaimed;
+	uint64_t micros;
+	/* Progress: the $all position reached, of last_position. */
+	uint64_t position;
+	uint64_t last_position;
+};
+
+/* Called by wb_scavenge() for each progress report, from within the call,
+ * with the figures so far. */
+typedef void (*wb_scavenge_cb)(void *arg, const struct wb_scavenge_result *progress);
+
+/* Has the server remove the events that metadata and deletes made
+ * unreadable, and waits until it has. The server works in bounded chunks
+ * and reports progress; cb (may be NULL) is called with each report, before
+ * this returns, never after. The client's timeout applies between two
+ * reports, not to the whole scavenge. *out (may be NULL) receives the final
+ * figures. */
+int wb_scavenge(struct wb_client *c, wb_scavenge_cb cb, void *arg, struct wb_scavenge_result *out);
 
 /* Parses a UUID in its 36-character text form into out[16]: 0 or
  * WB_E_INVAL. Only the canonical form is accepted: lower-case hex digits in
