@@ -463,6 +463,12 @@ static int slot_settle(struct group *g, struct slot *s, bool park, const char *r
 		rc = add_park(g, s->pos, s->deliveries, !replay, reason, reason_len);
 	else
 		g->acked++;
+	if (rc != 0 && !replay) {
+		/* Unparked, it must not count as settled: the checkpoint would
+		 * pass an event that is nowhere. It is delivered again. */
+		slot_requeue(g, s, false);
+		return rc;
+	}
 	if (replay) {
 		if (!park && rc == 0)
 			rc = add_unpark(g, s->pos);
@@ -772,8 +778,19 @@ static int deliver(struct csrv *cs, struct group *g, struct member *m, struct sl
 
 struct fill {
 	struct group *g;
+	struct storage_txn *txn;
 	int rc;
 };
+
+/* True when the group parked pos durably (before a restart, above the
+ * checkpoint): it is settled, not to be delivered again. */
+static bool parked_on_disk(struct fill *f, uint64_t pos)
+{
+	const struct group *g = f->g;
+	struct cons_parked p;
+	return g->nparked > 0 &&
+	       cons_get_parked(f->txn, g->cfg.name, g->cfg.name_len, pos, &p) == 0;
+}
 
 static bool fill_cb(const struct ev_record *rec, void *arg)
 {
@@ -801,6 +818,10 @@ static bool fill_cb(const struct ev_record *rec, void *arg)
 	memset(s, 0, sizeof(*s));
 	s->pos = rec->position;
 	s->seq = g->cfg.target == CONS_TARGET_ALL ? rec->position : rec->version;
+	if (parked_on_disk(f, rec->position)) {
+		s->state = SLOT_DONE;
+		return true;
+	}
 	s->state = SLOT_QUEUED;
 	g->nqueued++;
 	return true;
@@ -815,7 +836,7 @@ static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 	uint32_t want = (uint32_t)(CSRV_WINDOW_MAX - used);
 	if (want > CSRV_READ_PER_PUMP)
 		want = CSRV_READ_PER_PUMP;
-	struct fill f = {g, 0};
+	struct fill f = {g, txn, 0};
 	struct ev_page page;
 	int rc;
 	if (g->cfg.target == CONS_TARGET_ALL) {
@@ -843,6 +864,7 @@ static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 		g->next_read = page.next;
 	if (!page.end)
 		*more = true;
+	advance(g); /* events parked before a restart may be settled already */
 }
 
 static void csrv_pump_group(struct csrv *cs, struct group *g, struct storage_txn *txn, uint64_t now,

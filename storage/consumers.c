@@ -247,6 +247,20 @@ static int parked_decode(uint64_t position, const uint8_t *v, size_t len, struct
 	return 0;
 }
 
+int cons_get_parked(struct storage_txn *txn, const char *name, size_t name_len, uint64_t position,
+                    struct cons_parked *out)
+{
+	if (name_len == 0 || name_len > CONS_NAME_MAX)
+		return WB_E_NOTFOUND;
+	uint8_t kb[PARKED_KEY_MAX];
+	struct storage_val k = {kb, parked_key(kb, name, name_len, position)};
+	struct storage_val v;
+	int rc = storage_get(txn, STORAGE_DB_PARKED, k, &v);
+	if (rc != 0)
+		return rc;
+	return parked_decode(position, v.data, v.len, out);
+}
+
 int cons_parked_list(struct storage_txn *txn, const char *name, size_t name_len, uint64_t from,
                      uint32_t max_count, cons_parked_fn visit, void *arg, uint64_t *next, bool *end)
 {

@@ -114,6 +114,11 @@ int cons_list(struct storage_txn *txn, cons_visit_fn visit, void *arg);
 int cons_park(struct storage_txn *txn, const char *name, size_t name_len, uint64_t position,
               uint32_t deliveries, uint64_t now_us, const char *reason, size_t reason_len);
 
+/* Reads the parked record of position into *out (its reason points into
+ * storage memory); WB_E_NOTFOUND when position is not parked. */
+int cons_get_parked(struct storage_txn *txn, const char *name, size_t name_len, uint64_t position,
+                    struct cons_parked *out);
+
 /* Removes a parked record; WB_E_NOTFOUND when it is not parked. */
 int cons_unpark(struct storage_txn *txn, const char *name, size_t name_len, uint64_t position);
 

@@ -914,3 +914,39 @@ Test(consumer_e2e, window_bounds_what_is_in_flight)
 	wb_close(w);
 	cr_assert_eq(e2e_stop(&srv), 0);
 }
+
+Test(consumer_e2e, parked_above_checkpoint_stays_parked_after_restart)
+{
+	start();
+	struct wb_client *w = writer_client();
+	struct peer *p = peer_new();
+	struct cons_args a = defaults;
+	a.name = "g";
+	a.ack_timeout_ms = 30000;
+	cr_assert_eq(create(p, a), 0);
+	cr_assert_eq(join(p, "g", 100), 0);
+	append(w, "s", "T", 3);
+	cr_assert_eq(wait_items(p, 3, 2000), 3);
+	uint64_t cp = 99;
+	cr_assert_eq(
+	        settle(p, "g", p->items + 1, 1, WHIZBANG__V1__NACK_ACTION__NACK_PARK, "p", &cp), 0);
+	cr_assert_eq(cp, 0, "position 1 is unsettled");
+	peer_free(p);
+	wb_close(w);
+	cr_assert_eq(e2e_stop(&srv), 0);
+	cr_assert_eq(e2e_restart(&srv), 0);
+	p = peer_new();
+	cr_assert_eq(join(p, "g", 100), 0);
+	cr_assert_eq(wait_items(p, 2, 2000), 2);
+	e2e_sleep_ms(100);
+	sync_peer(p);
+	cr_assert_eq(p->nitems, 2, "the parked event is not delivered again");
+	cr_assert_eq(p->items[0].position, 1);
+	cr_assert_eq(p->items[1].position, 3);
+	cr_assert_eq(ack_all(p, "g"), 3);
+	uint64_t pos[64];
+	cr_assert_eq(list_parked(p, "g", pos, NULL, NULL, 0), 1);
+	cr_assert_eq(pos[0], 2);
+	peer_free(p);
+	cr_assert_eq(e2e_stop(&srv), 0);
+}

@@ -221,6 +221,13 @@ Test(consumers, checkpoint_and_parked_survive_reopen)
 	cr_assert_eq(got[1], 12);
 	cr_assert_eq(cons_parked_count(t, "g10", 3, &n), 0);
 	cr_assert_eq(n, 1);
+	struct cons_parked one;
+	cr_assert_eq(cons_get_parked(t, "g1", 2, 12, &one), 0);
+	cr_assert_eq(one.deliveries, 3);
+	cr_assert_eq(one.parked_at_us, 99);
+	cr_assert_eq(one.reason_len, 14);
+	cr_assert_eq(memcmp(one.reason, "max deliveries", 14), 0);
+	cr_assert_eq(cons_get_parked(t, "g1", 2, 6, &one), WB_E_NOTFOUND);
 	storage_txn_abort(t);
 
 	t = wtxn();
