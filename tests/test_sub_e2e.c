@@ -1106,3 +1106,41 @@ Test(sub_e2e, shutdown_with_subscriptions_mid_catch_up_is_clean)
 	close(fds[0]);
 	close(fds[2]);
 }
+
+Test(sub_e2e, a_selective_filter_crosses_a_long_run_of_other_events)
+{
+	start(NULL);
+	struct wb_client *c = client("w");
+	/* 25 000 events the filter skips (more than one pump examines), then
+	 * one it matches. */
+	append_n(c, "noise", "T", 25000);
+	append_n(c, "wanted-1", "Hit", 1);
+	int fd = raw();
+	struct rsub s = {.req_id = 3};
+	struct rsub *subs[] = {&s};
+	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
+	char *types[] = {(char *)"Hit"};
+	sub.stream_prefix = (char *)"wanted-";
+	sub.n_event_types = 1;
+	sub.event_types = types;
+	sub.credits = 10;
+	send_subscribe(fd, s.req_id, &sub);
+	struct want w = {&s, 1};
+	recv_until(fd, subs, 1, have_n, &w);
+	cr_assert_eq(s.n, 1);
+	cr_assert_eq(s.pos[0], 25001);
+	cr_assert_eq(s.caught_up_at, 1);
+	/* And live: more noise, then a match. */
+	append_n(c, "noise", "Hit", 500);
+	append_n(c, "wanted-2", "Miss", 5);
+	append_n(c, "wanted-2", "Hit", 1);
+	w.n = 2;
+	recv_until(fd, subs, 1, have_n_items, &w);
+	cr_assert_eq(s.pos[1], 25507);
+	assert_quiet(fd, subs, 1, 4);
+	cr_assert_eq(s.caught_up, 1);
+	rsub_free(&s);
+	close(fd);
+	wb_close(c);
+	stop_ok();
+}
