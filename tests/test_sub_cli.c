@@ -561,11 +561,18 @@ Test(sub_cli, stream_meta_delete_scavenge)
 
 /* ---------------------------------------------------------------- the client's push queue */
 
-/* Waits until the server has queued what it will push: the pushes follow
- * the writer's batch, so a short pause lets them reach the socket. */
-static void settle(void)
+/* Pings c until at least n responses are queued (the pushes arrive while
+ * each ping waits for its Pong), for at most 10 s. Returns the last ping's
+ * result. */
+static int ping_until_queued(struct wb_client *c, size_t n)
 {
-	e2e_sleep_ms(200);
+	int64_t deadline = e2e_now_ms() + 10000;
+	int rc;
+	do {
+		e2e_sleep_ms(20);
+		rc = wb_ping(c);
+	} while (rc == 0 && wb_queued(c) < n && e2e_now_ms() < deadline);
+	return rc;
 }
 
 Test(sub_cli, queue_keeps_pushes_in_order_across_calls)
@@ -577,10 +584,9 @@ Test(sub_cli, queue_keeps_pushes_in_order_across_calls)
 	uint64_t id;
 	cr_assert_eq(wb_subscribe(sub, &a, &id), 0, "%s", wb_errmsg(sub));
 	append_n(w, "q", "E", 5);
-	settle();
-	/* The pushes arrive while the ping waits for its Pong. */
-	cr_assert_eq(wb_ping(sub), 0, "%s", wb_errmsg(sub));
-	cr_assert_geq(wb_queued(sub), 5, "queued %zu", wb_queued(sub));
+	/* The pushes arrive while the pings wait for their Pongs. */
+	cr_assert_eq(ping_until_queued(sub, 6), 0, "%s", wb_errmsg(sub));
+	cr_assert_eq(wb_queued(sub), 6, "queued %zu", wb_queued(sub));
 	uint64_t next = 1;
 	bool caught_up = false;
 	for (;;) {
@@ -625,8 +631,7 @@ Test(sub_cli, queue_bound_fails_the_call)
 	uint64_t id;
 	cr_assert_eq(wb_subscribe(sub, &a, &id), 0, "%s", wb_errmsg(sub));
 	append_n(w, "q", "E", 6);
-	settle();
-	int rc = wb_ping(sub);
+	int rc = ping_until_queued(sub, SIZE_MAX);
 	cr_assert_eq(rc, WB_RESOURCE_EXHAUSTED, "ping: %d %s", rc, wb_errmsg(sub));
 	cr_assert(strstr(wb_errmsg(sub), "max_queued 3") != NULL, "%s", wb_errmsg(sub));
 	cr_assert_eq(wb_ping(sub), WB_E_CLOSED, "unusable after a lost push");
@@ -642,9 +647,8 @@ Test(sub_cli, unsubscribe_drops_queued_pushes)
 	uint64_t id;
 	cr_assert_eq(wb_subscribe(sub, &a, &id), 0, "%s", wb_errmsg(sub));
 	append_n(w, "u", "E", 3);
-	settle();
-	cr_assert_eq(wb_ping(sub), 0, "%s", wb_errmsg(sub));
-	cr_assert_geq(wb_queued(sub), 3);
+	cr_assert_eq(ping_until_queued(sub, 4), 0, "%s", wb_errmsg(sub));
+	cr_assert_eq(wb_queued(sub), 4, "caught_up and 3 events, not %zu", wb_queued(sub));
 	cr_assert_eq(wb_unsubscribe(sub, id), 0, "%s", wb_errmsg(sub));
 	cr_assert_eq(wb_queued(sub), 0, "%zu left", wb_queued(sub));
 	append_n(w, "u", "E", 1);
