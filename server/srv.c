@@ -1418,12 +1418,15 @@ static void shutdown_timeout_cb(uv_timer_t *t)
 	struct srv *srv = t->data;
 	srv_log(LOG_WARN, "shutdown_timeout", "inflight=%zu connections=%zu", srv->inflight,
 	        srv->nconns);
-	/* Writes still queued are dropped; appends still with the writer
+	/* Writes still queued are dropped and every connection is closed:
+	 * a client that stopped reading would otherwise hold a write in
+	 * flight, and the loop, open for ever. Appends still with the writer
 	 * are finished by srv_close() before the store closes. */
-	for (struct conn *c = srv->conns; c != NULL; c = c->next) {
-		c->out_len = 0;
-	}
 	srv->inflight = 0;
+	while (srv->conns != NULL) {
+		srv->conns->out_len = 0;
+		conn_close(srv->conns);
+	}
 	shutdown_check(srv);
 }
 

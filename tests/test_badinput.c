@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -519,6 +520,42 @@ Test(badinput, deeply_nested_clause_is_refused_without_recursion)
 	pb_free(&req);
 	close(fd);
 	finish();
+}
+
+/* A client that asks for a lot and never reads its socket: after SIGTERM
+ * and --shutdown-timeout-ms the server closes it and exits, rather than
+ * wait for ever on a write that cannot finish. */
+Test(badinput, client_that_never_reads_does_not_hold_shutdown)
+{
+	const char *args[] = {"--shutdown-timeout-ms", "300", NULL};
+	start(args);
+	struct wb_client *c = client();
+	static uint8_t big[4000];
+	struct wb_new_event evs[100];
+	for (int i = 0; i < 100; i++)
+		evs[i] = (struct wb_new_event){.type = "Big", .data = big, .data_len = sizeof(big)};
+	struct wb_append_result res;
+	for (int k = 0; k < 10; k++)
+		cr_assert_eq(wb_append(c, "big", WB_EXPECT_ANY, 0, evs, 100, &res), 0);
+	wb_close(c);
+	int fd = raw_hello();
+	/* 200 reads of 4 MB each: far more than the socket buffers hold. */
+	for (uint64_t id = 1; id <= 200; id++) {
+		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+		Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
+		ra.from_position = 1;
+		ra.max_count = 1000;
+		req.id = id;
+		req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_ALL;
+		req.read_all = &ra;
+		cr_assert_eq(e2e_send_request(fd, &req), 0);
+	}
+	e2e_sleep_ms(300);
+	cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+	int st = e2e_wait_exit(&srv);
+	cr_assert_eq(st, 0, "whizbangd did not exit by itself (status %d)", st);
+	close(fd);
+	e2e_cleanup(&srv);
 }
 
 Test(badinput, request_before_hello)
