@@ -4,13 +4,18 @@
  * sends Hello and keeps the server's limits. A blocking call then queues one
  * Request frame in the write buffer, writes the buffer out, and decodes frames
  * from the read buffer until the Response with that request's id is there.
- * The socket stays a blocking socket for the caller; the library itself uses
- * MSG_DONTWAIT and poll() so that every call honours the per-call deadline.
+ * Every other response decoded meanwhile (a subscription push, a pipelined
+ * answer) goes to the end of one bounded FIFO queue, from which
+ * wb_next_item() takes the pushes and wb_recv() the rest. The socket stays a
+ * blocking socket for the caller; the library itself uses MSG_DONTWAIT and
+ * poll() so that every call honours the per-call deadline.
  *
  * Failure modes: a refused or timed-out connect, a peer that closes (EPIPE
  * with MSG_NOSIGNAL, ECONNRESET or EOF), a frame above max_response, bytes
- * that do not decode and a response with an unexpected id all leave the
- * client "broken": every later call fails with WB_E_CLOSED until wb_close().
+ * that do not decode and a response that would take the queue past its bound
+ * all leave the client "broken": every later call fails with WB_E_CLOSED
+ * until wb_close(). A timeout of wb_next_item() does not: reads are buffered,
+ * so a frame cut short by it is completed by the next call.
  * Errors the server reports in Response.error are answers, not failures of
  * the connection, and leave the client usable (except a connection-level
  * error with id 0, after which the server closes). */

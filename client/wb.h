@@ -10,7 +10,9 @@
  * same client. Local failures return WB_E_IO (the connection failed),
  * WB_E_TIMEOUT, WB_E_CLOSED (the server closed the connection), WB_E_NOMEM
  * or WB_E_INVAL (a bad argument), also with a message. After WB_E_IO,
- * WB_E_TIMEOUT or WB_E_CLOSED the client is unusable; close it.
+ * WB_E_TIMEOUT or WB_E_CLOSED the client is unusable; close it. The one
+ * exception is WB_E_TIMEOUT from wb_next_item(), which only says that no
+ * push arrived in time.
  *
  * A connection-level error from the server (a Response with id 0, such as
  * FRAME_TOO_LARGE, after which the server closes the connection) is returned
