@@ -39,6 +39,8 @@
 #define CSRV_CREDITS_MAX 100000u
 #define CSRV_GROUPS_MAX 1024u
 #define CSRV_MEMBERS_MAX 1024u
+/* Memberships in the whole server (a connection may join many groups). */
+#define CSRV_MEMBERS_TOTAL_MAX 65536u
 /* Work per group per pump; what is left is picked up by a zero timer. */
 #define CSRV_READ_PER_PUMP 512u
 #define CSRV_SEND_PER_PUMP 1024u
@@ -121,6 +123,7 @@ struct csrv {
 	struct srv *srv;
 	struct group *groups;
 	size_t ngroups;
+	size_t nmembers; /* in all groups */
 	uint64_t next_gid;
 	uv_timer_t timer;
 	uint64_t timer_due; /* UINT64_MAX: not armed */
@@ -347,6 +350,7 @@ static void group_free(struct csrv *cs, struct group *g, bool tell)
 	while (g->members != NULL) {
 		struct member *m = g->members;
 		g->members = m->next;
+		cs->nmembers--;
 		if (tell && !m->conn->closing)
 			srv_send_error(m->conn, m->req_id, WB_NOT_FOUND,
 			               "consumer group '%s' was deleted: subscription %llu ended",
@@ -1212,6 +1216,12 @@ static void handle_join(struct conn *c, Request *req)
 	struct group *g = ready_group(c, req->id, req->join_consumer->name);
 	if (g == NULL)
 		return;
+	if (srv->csrv->nmembers >= CSRV_MEMBERS_TOTAL_MAX) {
+		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		               "this server keeps at most %u consumer memberships",
+		               CSRV_MEMBERS_TOTAL_MAX);
+		return;
+	}
 	if (g->nmembers >= CSRV_MEMBERS_MAX) {
 		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
 		               "consumer group '%s' has %u members already", g->cfg.name,
@@ -1235,6 +1245,7 @@ static void handle_join(struct conn *c, Request *req)
 		pp = &(*pp)->next;
 	*pp = m;
 	g->nmembers++;
+	srv->csrv->nmembers++;
 	Whizbang__V1__SubscribeResult r = WHIZBANG__V1__SUBSCRIBE_RESULT__INIT;
 	r.subscription = m->sub_id;
 	r.start = g->cp_mem + 1;
@@ -1259,12 +1270,14 @@ static struct member *find_member(struct csrv *cs, const struct conn *c, uint64_
 /* Removes m from its group; its in-flight events go back to the queue. */
 static void member_remove(struct member *m)
 {
+	struct csrv *cs = m->conn->srv->csrv;
 	struct group *g = m->g;
 	struct member **pp = &g->members;
 	while (*pp != m)
 		pp = &(*pp)->next;
 	*pp = m->next;
 	g->nmembers--;
+	cs->nmembers--;
 	if (g->rr == m)
 		g->rr = m->next;
 	for (size_t i = g->head; i < g->len && m->inflight > 0; i++)
