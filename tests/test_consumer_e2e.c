@@ -1005,3 +1005,35 @@ Test(consumer_e2e, figures_four_members_ack_in_batches)
 	wb_close(w);
 	cr_assert_eq(e2e_stop(&srv), 0);
 }
+
+Test(consumer_e2e, acked_checkpoint_survives_sigkill)
+{
+	start();
+	struct wb_client *w = writer_client();
+	struct peer *p = peer_new();
+	struct cons_args a = defaults;
+	a.name = "g";
+	a.ack_timeout_ms = 30000;
+	cr_assert_eq(create(p, a), 0);
+	cr_assert_eq(join(p, "g", 1000), 0);
+	for (int i = 0; i < 8; i++)
+		append(w, "s", "T", 64);
+	cr_assert_eq(wait_items(p, 512, 3000), 512);
+	uint64_t cp = 0;
+	for (size_t i = 0; i < 300; i += 50)
+		cr_assert_eq(settle(p, "g", p->items + i, 50, -1, NULL, &cp), 0);
+	cr_assert_eq(cp, 300);
+	/* an answer names only what is durable: kill at once */
+	e2e_kill(&srv);
+	peer_free(p);
+	wb_close(w);
+	cr_assert_eq(e2e_restart(&srv), 0);
+	p = peer_new();
+	cr_assert_eq(info(p, "g").checkpoint, 300);
+	cr_assert_eq(join(p, "g", 1000), 0);
+	cr_assert_eq(wait_items(p, 212, 3000), 212);
+	cr_assert_eq(p->items[0].position, 301, "delivery resumes right above it");
+	cr_assert_eq(ack_all(p, "g"), 512);
+	peer_free(p);
+	cr_assert_eq(e2e_stop(&srv), 0);
+}
