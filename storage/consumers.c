@@ -289,17 +289,13 @@ int cons_parked_list(struct storage_txn *txn, const char *name, size_t name_len,
 		rc = parked_decode(pos, val.data, val.len, &p);
 		if (rc != 0)
 			break;
+		if (!visit(&p, arg)) {
+			/* not taken: the next page starts with it */
+			*end = false;
+			break;
+		}
 		n++;
 		*next = pos + 1;
-		if (!visit(&p, arg)) {
-			/* whether more lie beyond: look */
-			rc = storage_cursor_get(cur, STORAGE_NEXT, &key, &val);
-			*end = !(rc == 0 && key.len == name_len + 9 &&
-			         memcmp(key.data, kb, name_len + 1) == 0);
-			rc = rc == WB_E_NOTFOUND ? 0 : rc;
-			storage_cursor_close(cur);
-			return rc;
-		}
 		rc = storage_cursor_get(cur, STORAGE_NEXT, &key, &val);
 	}
 	storage_cursor_close(cur);

@@ -122,14 +122,15 @@ int cons_get_parked(struct storage_txn *txn, const char *name, size_t name_len, 
 /* Removes a parked record; WB_E_NOTFOUND when it is not parked. */
 int cons_unpark(struct storage_txn *txn, const char *name, size_t name_len, uint64_t position);
 
-/* Called for each parked event; return false to stop after it. */
+/* Called for each parked event; return false to stop before it (it is not
+ * counted as visited, and the next page starts with it). */
 typedef bool (*cons_parked_fn)(const struct cons_parked *p, void *arg);
 
 /* Visits the parked events of group name from position from (inclusive)
  * in position order, at most max_count of them (0: no limit), stopping
  * early when visit returns false. *next receives the position to continue
  * from (after the last one visited), *end whether no parked event of the
- * group lies beyond it. */
+ * group lies at or beyond it. */
 int cons_parked_list(struct storage_txn *txn, const char *name, size_t name_len, uint64_t from,
                      uint32_t max_count, cons_parked_fn visit, void *arg, uint64_t *next,
                      bool *end);

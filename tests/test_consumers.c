@@ -247,6 +247,40 @@ Test(consumers, checkpoint_and_parked_survive_reopen)
 	storage_txn_abort(t);
 }
 
+static bool take_one(const struct cons_parked *p, void *arg)
+{
+	uint64_t *taken = arg;
+	if (taken[0] == 1)
+		return false; /* full: stop before p */
+	taken[0] = 1;
+	taken[1] = p->position;
+	return true;
+}
+
+/* A visitor that stops (a page that is full) leaves the event it refused
+ * for the next page. */
+Test(consumers, refused_event_starts_the_next_page)
+{
+	struct storage_txn *t = wtxn();
+	for (uint64_t p = 10; p <= 12; p++)
+		cr_assert_eq(cons_park(t, "g", 1, p, 1, 1, "", 0), 0);
+	uint64_t taken[2] = {0, 0}, next = 0;
+	bool end = true;
+	cr_assert_eq(cons_parked_list(t, "g", 1, 0, 0, take_one, taken, &next, &end), 0);
+	cr_assert_eq(taken[1], 10);
+	cr_assert_eq(next, 11);
+	cr_assert(!end);
+	taken[0] = 0;
+	cr_assert_eq(cons_parked_list(t, "g", 1, next, 0, take_one, taken, &next, &end), 0);
+	cr_assert_eq(taken[1], 11);
+	taken[0] = 0;
+	cr_assert_eq(cons_parked_list(t, "g", 1, next, 0, take_one, taken, &next, &end), 0);
+	cr_assert_eq(taken[1], 12);
+	cr_assert(end);
+	cr_assert_eq(next, 13);
+	storage_txn_abort(t);
+}
+
 Test(consumers, delete_removes_many_parked)
 {
 	struct cons_record r;
