@@ -684,6 +684,82 @@ Test(sub_cli, ended_subscription_reports_its_error)
 	wb_close(w);
 }
 
+/* wb_recv() hands out answers and leaves the pushes to wb_next_item(). */
+Test(sub_cli, recv_skips_pushes)
+{
+	start();
+	struct wb_client *sub = client(), *w = client();
+	struct wb_subscribe_args a = {.target = WB_TARGET_ALL, .credits = 10};
+	uint64_t id;
+	cr_assert_eq(wb_subscribe(sub, &a, &id), 0, "%s", wb_errmsg(sub));
+	append_n(w, "r", "E", 3);
+	e2e_sleep_ms(100);
+	Whizbang__V1__Request req;
+	Whizbang__V1__Ping ping;
+	e2e_req_ping(&req, &ping, 0, 42);
+	uint64_t ping_id;
+	cr_assert_eq(wb_send(sub, &req, &ping_id), 0, "%s", wb_errmsg(sub));
+	Whizbang__V1__Response *r;
+	cr_assert_eq(wb_recv(sub, &r), 0, "%s", wb_errmsg(sub));
+	cr_assert_eq(r->id, ping_id);
+	cr_assert_eq(r->body_case, WHIZBANG__V1__RESPONSE__BODY_PONG);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	size_t events = 0;
+	while (events < 3) {
+		Whizbang__V1__SubscriptionItem *it;
+		int rc = wb_next_item(sub, 5000, &it);
+		cr_assert_eq(rc, 0, "%s", wb_errmsg(sub));
+		if (it->item_case == WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_EVENT) {
+			cr_assert_eq(it->event->position, events + 1);
+			events++;
+		}
+		wb_item_free(it);
+	}
+	wb_close(sub);
+	wb_close(w);
+}
+
+struct progress {
+	size_t calls;
+	uint64_t last_position;
+	bool increasing;
+};
+
+static void progress_cb(void *arg, const struct wb_scavenge_result *p)
+{
+	struct progress *pr = arg;
+	if (pr->calls != 0 && p->position <= pr->last_position)
+		pr->increasing = false;
+	pr->last_position = p->position;
+	pr->calls++;
+}
+
+/* 2 500 events: the server scavenges 1 000 per chunk and reports after each. */
+Test(sub_cli, scavenge_progress_reports)
+{
+	start();
+	struct wb_client *c = client();
+	static const char data[] = "{}";
+	struct wb_new_event evs[100];
+	for (size_t k = 0; k < 100; k++)
+		evs[k] = (struct wb_new_event){.type = "E", .data = data, .data_len = 2};
+	for (int k = 0; k < 25; k++) {
+		struct wb_append_result res;
+		cr_assert_eq(wb_append(c, "many", WB_EXPECT_ANY, 0, evs, 100, &res), 0, "%s",
+		             wb_errmsg(c));
+	}
+	cr_assert_eq(wb_delete_stream(c, "many", false, NULL), 0, "%s", wb_errmsg(c));
+	struct progress pr = {.increasing = true};
+	struct wb_scavenge_result res;
+	cr_assert_eq(wb_scavenge(c, progress_cb, &pr, &res), 0, "%s", wb_errmsg(c));
+	cr_assert_geq(pr.calls, 2, "%zu progress reports", pr.calls);
+	cr_assert(pr.increasing, "progress went backwards");
+	cr_assert_leq(pr.last_position, 2500);
+	cr_assert_eq(res.events_removed, 2500);
+	cr_assert_eq(res.last_position, 2500);
+	wb_close(c);
+}
+
 Test(sub_cli, scavenge_progress_callback)
 {
 	start();
