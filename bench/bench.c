@@ -15,6 +15,7 @@ static void usage(FILE *f)
 	           "       whizbang-bench raw --events N --size B --streams S --batch R\n"
 	           "                          [options]\n"
 	           "       whizbang-bench explode [--entities N] [options]\n"
+	           "       whizbang-bench subscribe [--events N] [--subscribers S] [options]\n"
 	           "       whizbang-bench SUBCOMMAND --help\n");
 }
 
@@ -33,6 +34,8 @@ int main(int argc, char **argv)
 		return bench_raw_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "explode") == 0)
 		return bench_explode_main(argc - 1, argv + 1);
+	if (strcmp(cmd, "subscribe") == 0)
+		return bench_subscribe_main(argc - 1, argv + 1);
 	if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
 		usage(stdout);
 		return 0;

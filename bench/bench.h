@@ -220,5 +220,6 @@ int bench_append_main(int argc, char **argv);
 int bench_raw_main(int argc, char **argv);
 int bench_lease_main(int argc, char **argv);
 int bench_explode_main(int argc, char **argv);
+int bench_subscribe_main(int argc, char **argv);
 
 #endif
