@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "e2e_util.h"
@@ -1035,5 +1036,48 @@ Test(consumer_e2e, acked_checkpoint_survives_sigkill)
 	cr_assert_eq(p->items[0].position, 301, "delivery resumes right above it");
 	cr_assert_eq(ack_all(p, "g"), 512);
 	peer_free(p);
+	cr_assert_eq(e2e_stop(&srv), 0);
+}
+
+/* A member that grants plenty but does not read its socket holds at most
+ * the output bound (plus the kernel's buffers) in flight, not every event:
+ * the rest stays queued for it, or for the others. */
+Test(consumer_e2e, output_bound_limits_a_member_that_does_not_read)
+{
+	const char *args[] = {"--max-output-per-connection", "64K", NULL};
+	cr_assert_eq(e2e_start(&srv, args), 0);
+	struct wb_client *w = writer_client();
+	struct peer *p = peer_new();
+	int small = 65536;
+	setsockopt(p->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+	struct cons_args a = defaults;
+	a.name = "g";
+	a.ack_timeout_ms = 30000;
+	cr_assert_eq(create(p, a), 0);
+	cr_assert_eq(join(p, "g", 100000), 0);
+	static char data[8192];
+	memset(data, 'd', sizeof(data));
+	struct wb_new_event evs[50];
+	for (int i = 0; i < 50; i++)
+		evs[i] = (struct wb_new_event){.type = "T", .data = data, .data_len = sizeof(data)};
+	struct wb_append_result ar;
+	for (int i = 0; i < 40; i++) /* 2000 events, 16 MiB */
+		cr_assert_eq(wb_append(w, "s", WB_EXPECT_ANY, 0, evs, 50, &ar), 0, "%s",
+		             wb_errmsg(w));
+	e2e_sleep_ms(300);
+	struct peer *ctl = peer_new();
+	Whizbang__V1__ConsumerInfo in = info(ctl, "g");
+	printf("consumer output bound: %llu of 2000 events in flight to a member that does not "
+	       "read\n",
+	       (unsigned long long)in.in_flight);
+	cr_assert_lt(in.in_flight, 1500, "in flight: %llu", (unsigned long long)in.in_flight);
+	cr_assert_gt(in.in_flight, 0);
+	/* once it reads, it gets them all */
+	cr_assert_eq(wait_items(p, 2000, 20000), 2000);
+	for (size_t i = 0; i < 2000; i++)
+		cr_assert_eq(p->items[i].position, i + 1);
+	peer_free(ctl);
+	peer_free(p);
+	wb_close(w);
 	cr_assert_eq(e2e_stop(&srv), 0);
 }
