@@ -946,8 +946,8 @@ void csrv_pump(struct srv *srv)
 		bool gmore = false;
 		csrv_pump_group(cs, g, txn, now, &gmore);
 		/* only worth coming back for when someone can take it */
-		if (gmore && pick_member(cs, g) != NULL)
-			more = true;
+		for (struct member *m = g->members; gmore && !more && m != NULL; m = m->next)
+			more = member_ready(cs, m);
 	}
 	storage_txn_abort(txn);
 	if (more)
