@@ -1047,8 +1047,8 @@ static void handle_create(struct conn *c, Request *req)
 		return;
 	}
 	size_t nlen = strlen(in->name);
-	if (ev_check_stream_name(in->name, nlen, why, sizeof(why)) != 0) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "consumer name: %s", why);
+	if (cons_check_name(in->name, nlen, why, sizeof(why)) != 0) {
+		srv_send_error(c, req->id, WB_BAD_REQUEST, "%s", why);
 		return;
 	}
 	struct cons_record r;

@@ -3,10 +3,37 @@
 
 #include <string.h>
 
+#include <stdio.h>
+
 #include "codec.h"
+#include "utf8.h"
 
 #define CONS_FORMAT 1u
 #define PARKED_KEY_MAX (CONS_NAME_MAX + 1 + 8)
+
+int cons_check_name(const char *name, size_t len, char *errmsg, size_t errlen)
+{
+	size_t bad;
+	if (len == 0 || len > CONS_NAME_MAX) {
+		snprintf(errmsg, errlen, "a consumer group name is 1..%u bytes, not %zu",
+		         CONS_NAME_MAX, len);
+		return WB_BAD_REQUEST;
+	}
+	if (!utf8_valid(name, len, &bad)) {
+		snprintf(errmsg, errlen, "the consumer group name is not valid UTF-8 (byte %zu)",
+		         bad);
+		return WB_BAD_REQUEST;
+	}
+	for (size_t i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+		if (ch < 0x20 || ch == 0x7f) {
+			snprintf(errmsg, errlen,
+			         "the consumer group name has a control character at byte %zu", i);
+			return WB_BAD_REQUEST;
+		}
+	}
+	return 0;
+}
 
 int cons_encode(const struct cons_record *r, uint8_t *buf, size_t *len)
 {

@@ -71,6 +71,11 @@ struct cons_parked {
 	size_t reason_len;
 };
 
+/* Checks a group name: 1..CONS_NAME_MAX bytes of valid UTF-8 without
+ * control characters. Returns 0 or WB_BAD_REQUEST with a sentence in
+ * errmsg. */
+int cons_check_name(const char *name, size_t len, char *errmsg, size_t errlen);
+
 /* The most bytes a group record takes. */
 #define CONS_RECORD_MAX                                                                            \
 	(CONS_RECORD_HEADER + 2 * CONS_NAME_MAX + CONS_TYPES_MAX * (1 + CONS_NAME_MAX))

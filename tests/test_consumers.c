@@ -310,3 +310,19 @@ Test(consumers, parked_reason_is_bounded)
 	cr_assert_eq(v.len, CONS_PARKED_HEADER + CONS_REASON_MAX);
 	storage_txn_abort(t);
 }
+
+Test(consumers, group_names)
+{
+	char why[128];
+	char name[300];
+	memset(name, 'n', sizeof(name));
+	cr_assert_eq(cons_check_name("billing", 7, why, sizeof(why)), 0);
+	cr_assert_eq(cons_check_name("gr\xc3\xbcn", 5, why, sizeof(why)), 0);
+	cr_assert_eq(cons_check_name(name, 255, why, sizeof(why)), 0);
+	cr_assert_eq(cons_check_name(name, 256, why, sizeof(why)), WB_BAD_REQUEST);
+	cr_assert_eq(cons_check_name("", 0, why, sizeof(why)), WB_BAD_REQUEST);
+	cr_assert_not_null(strstr(why, "consumer group name"));
+	cr_assert_eq(cons_check_name("a\tb", 3, why, sizeof(why)), WB_BAD_REQUEST);
+	cr_assert_eq(cons_check_name("a\0b", 3, why, sizeof(why)), WB_BAD_REQUEST);
+	cr_assert_eq(cons_check_name("\xff", 1, why, sizeof(why)), WB_BAD_REQUEST);
+}
