@@ -1081,3 +1081,32 @@ Test(consumer_e2e, output_bound_limits_a_member_that_does_not_read)
 	wb_close(w);
 	cr_assert_eq(e2e_stop(&srv), 0);
 }
+
+Test(consumer_e2e, timed_out_event_goes_to_a_member_with_credits)
+{
+	start();
+	struct wb_client *w = writer_client();
+	struct peer *a = peer_new();
+	cr_assert_eq(create_named(a, "g"), 0);
+	cr_assert_eq(join(a, "g", 1), 0);
+	append(w, "s", "T", 1);
+	cr_assert_eq(wait_items(a, 1, 2000), 1);
+	struct peer *b = peer_new();
+	cr_assert_eq(join(b, "g", 10), 0);
+	/* a has no credits left: after the timeout, b gets it */
+	cr_assert_eq(wait_items(b, 1, 3000), 1);
+	cr_assert_eq(b->items[0].position, 1);
+	cr_assert_eq(b->items[0].delivery, 2);
+	uint64_t cp = 0;
+	cr_assert_eq(settle(b, "g", b->items, 1, -1, NULL, &cp), 0);
+	cr_assert_eq(cp, 1);
+	/* a's late ack is harmless */
+	cr_assert_eq(settle(a, "g", a->items, 1, -1, NULL, &cp), 0);
+	cr_assert_eq(cp, 1);
+	sync_peer(a);
+	cr_assert_eq(a->nitems, 1);
+	peer_free(a);
+	peer_free(b);
+	wb_close(w);
+	cr_assert_eq(e2e_stop(&srv), 0);
+}
