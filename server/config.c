@@ -77,6 +77,14 @@ static const struct opt opts[] = {
          "most entities a where clause may scan without an index (QUERY_TOO_EXPENSIVE)"},
         {"max-query-count", NUM(OPT_UINT, max_query_count), 1, 100000, "1000",
          "most entities one QueryEntities answers"},
+        {"max-subscriptions-per-connection", NUM(OPT_UINT, max_subscriptions_per_connection), 1,
+         100000, "64", "catch-up subscriptions one connection may hold"},
+        {"max-consumer-groups", NUM(OPT_UINT, max_consumer_groups), 1, 1000000, "1024",
+         "durable consumer groups the server keeps"},
+        {"max-consumer-members", NUM(OPT_UINT, max_consumer_members), 1, 65536, "1024",
+         "members one consumer group may have at once"},
+        {"consumer-window", NUM(OPT_UINT, consumer_window), 16, 10000000, "10000",
+         "events a consumer group holds between its checkpoint and its reading position"},
         {"log-level", NUM(OPT_LEVEL, log_level), 0, 3, "info", "debug, info, warn or error"},
 };
 

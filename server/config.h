@@ -32,6 +32,10 @@ struct srv_config {
 	uint64_t lease_reserve_chunk;
 	uint64_t max_scan;
 	uint64_t max_query_count;
+	uint64_t max_subscriptions_per_connection;
+	uint64_t max_consumer_groups;
+	uint64_t max_consumer_members;
+	uint64_t consumer_window;
 	int log_level;
 };
 

@@ -17,7 +17,7 @@
  * max_deliveries deliveries it is parked instead. A member that leaves or
  * disconnects hands its in-flight events back to the queue. After a restart
  * reading resumes from the durable checkpoint, so events acked above it are
- * delivered again (at least once). A window of CSRV_WINDOW_MAX events bounds
+ * delivered again (at least once). A window of --consumer-window events bounds
  * the memory of a group whose oldest event is never settled: nothing beyond
  * it is read or delivered until that event is acked, skipped or parked. */
 #include <stdio.h>
@@ -32,13 +32,10 @@
 #include "codec.h"
 
 /* Events read and not yet below the checkpoint, per group. */
-#define CSRV_WINDOW_MAX 10000u
 /* Ids in one Ack or Nack. */
 #define CSRV_IDS_MAX 1000u
 /* Credits a member may hold. */
 #define CSRV_CREDITS_MAX 100000u
-#define CSRV_GROUPS_MAX 1024u
-#define CSRV_MEMBERS_MAX 1024u
 /* Memberships in the whole server (a connection may join many groups). */
 #define CSRV_MEMBERS_TOTAL_MAX 65536u
 /* Work per group per pump; what is left is picked up by a zero timer. */
@@ -114,6 +111,7 @@ struct group {
 	struct member *members;
 	size_t nmembers;
 	struct member *rr;
+	size_t window_max; /* --consumer-window */
 	/* figures */
 	uint64_t nparked;
 	uint64_t delivered, acked, redelivered;
@@ -312,6 +310,7 @@ static struct group *group_new(struct csrv *cs, const struct cons_record *r)
 		return NULL;
 	g->gid = ++cs->next_gid;
 	g->cfg = *r;
+	g->window_max = cs->srv->cfg.consumer_window;
 	for (size_t i = 0; i < r->ntypes; i++)
 		g->types[i] = g->cfg.types[i];
 	g->next = cs->groups;
@@ -835,11 +834,10 @@ static bool fill_cb(const struct ev_record *rec, void *arg)
 static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 {
 	size_t used = g->len - g->head;
-	if (used >= CSRV_WINDOW_MAX || g->nqueued >= CSRV_QUEUED_LOW)
+	if (used >= g->window_max || g->nqueued >= CSRV_QUEUED_LOW)
 		return;
-	uint32_t want = (uint32_t)(CSRV_WINDOW_MAX - used);
-	if (want > CSRV_READ_PER_PUMP)
-		want = CSRV_READ_PER_PUMP;
+	size_t room = g->window_max - used;
+	uint32_t want = room > CSRV_READ_PER_PUMP ? CSRV_READ_PER_PUMP : (uint32_t)room;
 	struct fill f = {g, txn, 0};
 	struct ev_page page;
 	int rc;
@@ -1134,9 +1132,10 @@ static void handle_create(struct conn *c, Request *req)
 		               r.name);
 		return;
 	}
-	if (cs->ngroups >= CSRV_GROUPS_MAX) {
+	if (cs->ngroups >= c->srv->cfg.max_consumer_groups) {
 		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		               "this server keeps at most %u consumer groups", CSRV_GROUPS_MAX);
+		               "this server keeps at most %llu consumer groups (--max-consumer-groups)",
+		               (unsigned long long)c->srv->cfg.max_consumer_groups);
 		return;
 	}
 	struct cop *op = cop_new(COP_CREATE, c, req->id, r.name, r.name_len);
@@ -1222,10 +1221,10 @@ static void handle_join(struct conn *c, Request *req)
 		               CSRV_MEMBERS_TOTAL_MAX);
 		return;
 	}
-	if (g->nmembers >= CSRV_MEMBERS_MAX) {
+	if (g->nmembers >= srv->cfg.max_consumer_members) {
 		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		               "consumer group '%s' has %u members already", g->cfg.name,
-		               CSRV_MEMBERS_MAX);
+		               "consumer group '%s' has %zu members already (--max-consumer-members)",
+		               g->cfg.name, g->nmembers);
 		return;
 	}
 	struct member *m = calloc(1, sizeof(*m));
@@ -1573,7 +1572,7 @@ static void handle_replay(struct conn *c, Request *req)
 	struct group *g = ready_group(c, req->id, req->replay_parked->name);
 	if (g == NULL)
 		return;
-	struct replay r = {.g = g, .cap = CSRV_WINDOW_MAX - g->nrp};
+	struct replay r = {.g = g, .cap = g->window_max > g->nrp ? g->window_max - g->nrp : 0};
 	r.pos = malloc((r.cap > 0 ? r.cap : 1) * sizeof(*r.pos));
 	struct slot *rp = realloc(g->rp, (g->nrp + r.cap + 1) * sizeof(*rp));
 	if (r.pos == NULL || rp == NULL) {

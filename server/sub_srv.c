@@ -22,7 +22,7 @@
  * it falls, it costs its cursor.
  *
  * Failure modes: bad input is answered BAD_REQUEST (RESOURCE_EXHAUSTED past
- * SSRV_MAX_PER_CONN subscriptions on one connection, SHUTTING_DOWN during
+ * --max-subscriptions-per-connection subscriptions on one connection, SHUTTING_DOWN during
  * shutdown) and nothing is kept. A storage error while pushing ends the
  * subscription with an error Response tagged with its id. A closed
  * connection frees its subscriptions at once; while the pump runs (a push
@@ -39,7 +39,6 @@
 #include "validate.h"
 
 /* Most subscriptions one connection may hold. */
-#define SSRV_MAX_PER_CONN 64u
 /* Per subscription and pump: items pushed, bytes pushed, events examined
  * (a filter that matches nothing still costs examining). */
 #define PUMP_ITEMS 256u
@@ -712,7 +711,7 @@ static void handle_subscribe(struct conn *c, Request *req)
 	for (struct sub *s = ss->subs; s != NULL; s = s->next)
 		if (s->conn == c && !s->dead)
 			mine++;
-	if (mine >= SSRV_MAX_PER_CONN) {
+	if (mine >= c->srv->cfg.max_subscriptions_per_connection) {
 		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
 		               "this connection holds %zu subscriptions, the most one may: "
 		               "unsubscribe one or use another connection",
