@@ -37,6 +37,8 @@ static const struct opt opts[] = {
          "address to listen on, HOST:PORT (port 0: any free port)"},
         {"data-dir", STR(data_dir), 0, 0, "whizbang-data", "data directory, created when missing"},
         {"port-file", STR(port_file), 0, 0, "", "write the bound port to this file once listening"},
+        {"metrics-listen", STR(metrics_listen), 0, 0, "127.0.0.1:7412",
+         "HTTP address of /metrics and /health (\"off\": none; port 0: any free port)"},
         {"map-size", NUM(OPT_SIZE, map_size), 1 * MIB, 16 * TIB, "64M",
          "initial LMDB map size; the map grows automatically"},
         {"max-frame", NUM(OPT_SIZE, max_frame), 4 * KIB, 64 * MIB, "4M",

@@ -12,6 +12,7 @@ struct srv_config {
 	char listen[256];
 	char data_dir[1024];
 	char port_file[1024];
+	char metrics_listen[256];
 	uint64_t map_size;
 	uint64_t max_frame;
 	uint64_t max_connections;

@@ -153,6 +153,7 @@ __attribute__((format(printf, 5, 0))) static void send_error_v(struct conn *c, u
 	resp.id = id;
 	resp.error = &err;
 	c->srv->errors_total++;
+	c->srv->errors_by_code[(size_t)err.code % 32]++;
 	if (log_enabled(LOG_DEBUG)) {
 		char q[600];
 		srv_log(LOG_DEBUG, "request_error", "conn=%llu id=%llu code=%s message=%s",
@@ -951,6 +952,7 @@ static bool handle_append(struct conn *c, Request *req)
 	struct srv *srv = c->srv;
 	const Whizbang__V1__AppendEvents *a = req->append_events;
 	uint64_t id = req->id;
+	srv->requests_by_body[(size_t)req->body_case % 64]++;
 	char why[256];
 	struct ev_new *evs;
 	size_t bytes;
@@ -1111,6 +1113,7 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 		return;
 	}
 	uint64_t id = req->id;
+	srv->requests_by_body[(size_t)req->body_case % 64]++;
 	char why[256];
 	if (wire_check_strings(&whizbang__v1__request__descriptor, payload, len, why,
 	                       sizeof(why)) != 0) {
@@ -1206,6 +1209,10 @@ static void dispatch(struct conn *c, const uint8_t *payload, uint32_t len)
 	case WHIZBANG__V1__REQUEST__BODY_LIST_PARKED:
 	case WHIZBANG__V1__REQUEST__BODY_REPLAY_PARKED:
 		if (csrv_dispatch(c, req))
+			return;
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_BACKUP:
+		if (bsrv_dispatch(c, req))
 			return;
 		break;
 	case WHIZBANG__V1__REQUEST__BODY_GET_ENTITY:
@@ -1444,6 +1451,9 @@ static void signal_cb(uv_signal_t *s, int signum)
 	}
 	for (struct conn *c = srv->conns; c != NULL; c = c->next)
 		conn_update_reading(c);
+	srv->ready = false;
+	sysd_stopping(srv);
+	msrv_shutdown(srv);
 	lsrv_shutdown(srv);
 	ssrv_shutdown(srv);
 	csrv_shutdown(srv);
@@ -1551,7 +1561,12 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 
 	uv_tcp_init(loop, &srv->listener);
 	srv->listener.data = srv;
-	rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&addr, 0);
+	/* Socket activation: systemd's socket, else our own. */
+	int passed = sysd_listen_fd();
+	if (passed >= 0)
+		rc = uv_tcp_open(&srv->listener, passed);
+	else
+		rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)&addr, 0);
 	if (rc == 0)
 		rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
 	if (rc != 0) {
@@ -1593,8 +1608,18 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	storage_stats(srv->st, &ss);
 	srv_log(LOG_INFO, "listening", "addr=%s:%d data_dir=%s map_size=%llu version=%s", host,
 	        port, cfg->data_dir, (unsigned long long)ss.map_size, WB_VERSION);
+	rc = msrv_init(srv, errmsg, errlen);
+	if (rc != 0)
+		goto err_after_signals;
+	srv->ready = true;
+	sysd_ready(srv);
 	*out = srv;
 	return 0;
+
+err_after_signals:
+	uv_close((uv_handle_t *)&srv->sigterm, NULL);
+	uv_close((uv_handle_t *)&srv->sigint, NULL);
+	uv_close((uv_handle_t *)&srv->shutdown_timer, NULL);
 
 err_after_listener:
 	uv_close((uv_handle_t *)&srv->listener, NULL);
@@ -1627,6 +1652,7 @@ void srv_close(struct srv *srv)
 		op_done(srv, (struct srv_op *)op); /* every connection is closed */
 		op = next;
 	}
+	msrv_close(srv);
 	csrv_close(srv);
 	ssrv_close(srv);
 	lsrv_close(srv);

@@ -23,6 +23,7 @@ struct lsrv;
 struct ssrv;
 struct csrv;
 struct scavenge;
+struct msrv;
 
 /* The most sequences one Lease may ask for (--max-lease-count's bound). */
 #define LEASE_COUNT_MAX 1024u
@@ -103,6 +104,13 @@ struct srv {
 	struct csrv *csrv;
 	/* The Scavenge running, if any (one at a time) */
 	struct scavenge *scavenge;
+	/* Production (issue 6) */
+	struct msrv *msrv;     /* metrics and health over HTTP */
+	bool ready;            /* recovered and listening, not shutting down */
+	bool backing_up;       /* a Backup is running (one at a time) */
+	/* Figures by request body and by error code, for the metrics. */
+	uint64_t requests_by_body[64];
+	uint64_t errors_by_code[32];
 };
 
 /* Bytes of envelope allowed for around the items of a read answer: a page
@@ -203,6 +211,28 @@ bool csrv_owns(struct conn *c, uint64_t id);
 void csrv_pump(struct srv *srv);
 void csrv_conn_closed(struct conn *c);
 void csrv_shutdown(struct srv *srv);
+
+/* ---- systemd.c: readiness, watchdog and socket activation (libsystemd,
+ * optional at build time: without it these do nothing and return -1) ---- */
+
+/* A listening socket passed by systemd (LISTEN_FDS), or -1. */
+int sysd_listen_fd(void);
+/* The data directory is recovered and the listener open: READY=1, and
+ * the watchdog keep-alives start from the loop when WATCHDOG_USEC asks. */
+void sysd_ready(struct srv *srv);
+/* Shutdown began: STOPPING=1; the keep-alive timer is closed. */
+void sysd_stopping(struct srv *srv);
+
+/* ---- metrics.c: Prometheus /metrics, /health/live, /health/ready over
+ * libmicrohttpd on --metrics-listen, served from its own thread ---- */
+int msrv_init(struct srv *srv, char *errmsg, size_t errlen);
+/* Shutdown began: /health/ready answers 503 from now on. */
+void msrv_shutdown(struct srv *srv);
+/* Stops the HTTP thread and frees (after the loop ended). NULL state ok. */
+void msrv_close(struct srv *srv);
+
+/* ---- backup_srv.c: Backup {path} ---- */
+bool bsrv_dispatch(struct conn *c, Request *req);
 
 /* Adds the lease and ledger figures to s. Strings and arrays it sets stay
  * valid until the next call. */
