@@ -418,6 +418,8 @@ static const char *body_name(Whizbang__V1__Response__BodyCase body)
 		return "DeleteStreamResult";
 	case WHIZBANG__V1__RESPONSE__BODY_SCAVENGE:
 		return "ScavengeResult";
+	case WHIZBANG__V1__RESPONSE__BODY_BACKUP:
+		return "BackupResult";
 	default:
 		return "body";
 	}
@@ -2473,6 +2475,53 @@ int wb_scavenge(struct wb_client *c, wb_scavenge_cb cb, void *arg, struct wb_sca
 		struct wb_scavenge_result figures;
 		scavenge_figures(r->scavenge, &figures);
 		bool done = r->scavenge->done;
+		whizbang__v1__response__free_unpacked(r, NULL);
+		if (done) {
+			if (out != NULL)
+				*out = figures;
+			return 0;
+		}
+		if (cb != NULL)
+			cb(arg, &figures);
+		/* The timeout applies between two reports. */
+		c->deadline_ms = c->timeout_ms > 0 ? now_ms() + c->timeout_ms : -1;
+	}
+}
+
+static void backup_figures(const Whizbang__V1__BackupResult *b, struct wb_backup_result *o)
+{
+	o->bytes = b->bytes;
+	o->micros = b->micros;
+	o->watermark = b->watermark;
+	o->last_position = b->last_position;
+}
+
+int wb_backup(struct wb_client *c, const char *path, wb_backup_cb cb, void *arg,
+              struct wb_backup_result *out)
+{
+	begin(c);
+	if (path == NULL || path[0] == '\0')
+		return fail(c, WB_E_INVAL, "the backup path is empty");
+	int rc = ready_for_call(c);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__Backup b = WHIZBANG__V1__BACKUP__INIT;
+	b.path = (char *)path;
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_BACKUP;
+	req.backup = &b;
+	uint64_t id;
+	rc = queue(c, &req, &id);
+	if (rc != 0)
+		return rc;
+	for (;;) {
+		Whizbang__V1__Response *r;
+		rc = round_trip(c, id, WHIZBANG__V1__RESPONSE__BODY_BACKUP, &r);
+		if (rc != 0)
+			return rc;
+		struct wb_backup_result figures;
+		backup_figures(r->backup, &figures);
+		bool done = r->backup->done;
 		whizbang__v1__response__free_unpacked(r, NULL);
 		if (done) {
 			if (out != NULL)

@@ -671,6 +671,32 @@ typedef void (*wb_scavenge_cb)(void *arg, const struct wb_scavenge_result *progr
  * figures. */
 int wb_scavenge(struct wb_client *c, wb_scavenge_cb cb, void *arg, struct wb_scavenge_result *out);
 
+/* ---------------------------------------------------------------- backup */
+
+struct wb_backup_result {
+	uint64_t bytes;  /* bytes of the copy's data.mdb written so far */
+	uint64_t micros; /* time since the server took the request */
+	/* The ledger watermark and the last $all position the copy holds at
+	 * least (the copy may hold more: what committed meanwhile). */
+	uint64_t watermark;
+	uint64_t last_position;
+};
+
+/* Called by wb_backup() for each progress report, from within the call. */
+typedef void (*wb_backup_cb)(void *arg, const struct wb_backup_result *progress);
+
+/* Has the server copy the whole store, consistent and compacted, into path
+ * (an absolute directory on the server's machine that must not exist, or be
+ * empty, and must not be inside the data directory), while it keeps serving.
+ * An admin call: the server has no authentication yet, so anyone who can
+ * connect can ask for it. cb (may be NULL) is called with each progress
+ * report before this returns, never after. The client's timeout applies
+ * between two reports, not to the whole copy. *out (may be NULL) receives
+ * the final figures. RESOURCE_EXHAUSTED when a Backup is already running;
+ * BAD_REQUEST, with the reason in wb_errmsg(), for a path refused. */
+int wb_backup(struct wb_client *c, const char *path, wb_backup_cb cb, void *arg,
+              struct wb_backup_result *out);
+
 /* Parses a UUID in its 36-character text form into out[16]: 0 or
  * WB_E_INVAL. Only the canonical form is accepted: lower-case hex digits in
  * groups of 8-4-4-4-12 separated by '-'. out is written only on success. */

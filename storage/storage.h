@@ -166,4 +166,22 @@ int storage_grow(struct storage *s, size_t want);
  * the store stays in use; compact drops free pages. */
 int storage_backup(struct storage *s, const char *path, bool compact);
 
+/* Called by storage_backup_progress() on the calling thread, after each
+ * piece of the copy is written, with the bytes written so far. */
+typedef void (*storage_progress_fn)(void *arg, uint64_t bytes);
+
+/* storage_backup() with progress and a reason: writes path/data.mdb (mode
+ * 0640; path is created 0750 when it does not exist; an existing data.mdb
+ * is never overwritten: WB_E_IO) from one read snapshot, which LMDB takes
+ * when the copy starts, while the store stays in use. The copy is made by a
+ * thread of its own into a pipe that the calling thread drains into the
+ * file, calling cb (may be NULL) with arg as it goes; cb must not call into
+ * s. The file and the directory are fsynced before 0 is returned. On
+ * failure the partial file is removed (path itself stays) and
+ * errmsg[0..errlen) says why (errmsg may be NULL). The same rules as for
+ * storage_backup() hold: the caller holds no read snapshot of s. Keeps no
+ * reference to path or arg after it returns. */
+int storage_backup_progress(struct storage *s, const char *path, bool compact,
+                            storage_progress_fn cb, void *arg, char *errmsg, size_t errlen);
+
 #endif

@@ -866,3 +866,139 @@ int storage_backup(struct storage *s, const char *path, bool compact)
 	pthread_rwlock_unlock(&s->map_lock);
 	return from_mdb(rc);
 }
+
+/* The copy side of storage_backup_progress(): LMDB writes the copy into the
+ * pipe from this thread while the caller reads the other end. */
+struct copy_pipe {
+	MDB_env *env;
+	int fd;
+	unsigned flags;
+	int rc;
+};
+
+static void *copy_pipe_main(void *arg)
+{
+	struct copy_pipe *cp = arg;
+	cp->rc = mdb_env_copyfd2(cp->env, cp->fd, cp->flags);
+	close(cp->fd); /* the reader sees the end of the copy */
+	return NULL;
+}
+
+int storage_backup_progress(struct storage *s, const char *path, bool compact,
+                            storage_progress_fn cb, void *arg, char *errmsg, size_t errlen)
+{
+	char file[4096];
+	if (path == NULL || path[0] == '\0' ||
+	    (size_t)snprintf(file, sizeof(file), "%s/data.mdb", path) >= sizeof(file)) {
+		set_err(errmsg, errlen, "the backup path is empty or too long");
+		return WB_E_INVAL;
+	}
+	if (mkdir(path, 0750) != 0 && errno != EEXIST) {
+		set_err(errmsg, errlen, "cannot create %s: %s", path, strerror(errno));
+		return from_mdb(errno);
+	}
+	/* O_EXCL: a backup never overwrites another. */
+	int out = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (out < 0) {
+		int e = errno;
+		set_err(errmsg, errlen, "cannot create %s: %s", file, strerror(e));
+		return from_mdb(e);
+	}
+	int pfd[2];
+	if (pipe2(pfd, O_CLOEXEC) != 0) {
+		int e = errno;
+		set_err(errmsg, errlen, "cannot make a pipe: %s", strerror(e));
+		close(out);
+		unlink(file);
+		return from_mdb(e);
+	}
+	uint8_t *buf = malloc(MIB);
+	if (buf == NULL) {
+		set_err(errmsg, errlen, "out of memory");
+		close(pfd[0]);
+		close(pfd[1]);
+		close(out);
+		unlink(file);
+		return WB_E_NOMEM;
+	}
+	/* As in storage_backup(): the copy reads the map, so the read side of
+	 * map_lock is held until it ends. */
+	int rc = pthread_rwlock_rdlock(&s->map_lock);
+	if (rc != 0) {
+		set_err(errmsg, errlen, "cannot lock the map: %s", strerror(rc));
+		free(buf);
+		close(pfd[0]);
+		close(pfd[1]);
+		close(out);
+		unlink(file);
+		return from_mdb(rc);
+	}
+	struct copy_pipe cp = {
+	        .env = s->env, .fd = pfd[1], .flags = compact ? MDB_CP_COMPACT : 0, .rc = 0};
+	pthread_t th;
+	if (s->broken)
+		rc = EIO;
+	else
+		rc = pthread_create(&th, NULL, copy_pipe_main, &cp);
+	if (rc != 0) {
+		pthread_rwlock_unlock(&s->map_lock);
+		set_err(errmsg, errlen, "cannot start the copy: %s", strerror(rc));
+		free(buf);
+		close(pfd[0]);
+		close(pfd[1]);
+		close(out);
+		unlink(file);
+		return from_mdb(rc);
+	}
+	/* Read until the copy ends. After a failed write the rest is still
+	 * read (and dropped) so that the copy thread never blocks on a full
+	 * pipe and never meets a closed one. */
+	uint64_t total = 0;
+	int werr = 0;
+	for (;;) {
+		ssize_t n = read(pfd[0], buf, MIB);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			werr = errno;
+			break; /* not expected of a pipe; the copy then meets EPIPE */
+		}
+		if (n == 0)
+			break;
+		for (ssize_t done = 0; werr == 0 && done < n;) {
+			ssize_t w = write(out, buf + done, (size_t)(n - done));
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w < 0)
+				werr = errno;
+			else
+				done += w;
+		}
+		total += (uint64_t)n;
+		if (werr == 0 && cb != NULL)
+			cb(arg, total);
+	}
+	close(pfd[0]);
+	pthread_join(th, NULL);
+	pthread_rwlock_unlock(&s->map_lock);
+	free(buf);
+	if (cp.rc == 0 && werr == 0 && fsync(out) != 0)
+		werr = errno;
+	if (close(out) != 0 && werr == 0 && cp.rc == 0)
+		werr = errno;
+	if (cp.rc != 0 || werr != 0) {
+		if (cp.rc != 0)
+			set_err(errmsg, errlen, "the copy failed: %s", mdb_strerror(cp.rc));
+		else
+			set_err(errmsg, errlen, "writing %s failed: %s", file, strerror(werr));
+		unlink(file);
+		return from_mdb(cp.rc != 0 ? cp.rc : werr);
+	}
+	/* The new name is durable too. */
+	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
