@@ -69,6 +69,10 @@ static const char usage_commands[] =
         "  stream-info STREAM      print a stream's versions, positions, times, whether\n"
         "                          it is deleted, and its metadata\n"
         "  stats                   print the server's figures, leases and the ledger's too\n"
+        "  backup PATH             copy the whole store, consistent and compacted, into\n"
+        "                          PATH (absolute, on the server's machine, absent or an\n"
+        "                          empty directory) while the server keeps serving;\n"
+        "                          progress on a terminal, then the figures\n"
         "\n"
         "Leases and the ledger:\n"
         "  lease --projection P [--duration-ms N] [--count N] [--operation-id S]\n"
@@ -3481,6 +3485,48 @@ static int cmd_scavenge(struct cli *cli, int argc, char **argv, int i)
 	return 0;
 }
 
+static void backup_progress_cb(void *arg, const struct wb_backup_result *p)
+{
+	(void)arg;
+	fprintf(stderr, "\rbacking up: %.1f MiB written in %.1f s ", (double)p->bytes / 1048576.0,
+	        (double)p->micros / 1e6);
+	fflush(stderr);
+}
+
+static int cmd_backup(struct cli *cli, int argc, char **argv, int i)
+{
+	struct cmd_args a;
+	int rc = positionals(cli, "backup", argc, argv, i, 1, "one PATH", &a);
+	if (rc != 0)
+		return rc;
+	if (a.npos != 1)
+		return usage_error("backup needs a PATH: a directory on the server's machine");
+	rc = connect_server(cli);
+	if (rc != 0)
+		return rc;
+	bool tty = !cli->json && isatty(STDERR_FILENO);
+	struct wb_backup_result res;
+	rc = wb_backup(cli->client, a.pos[0], tty ? backup_progress_cb : NULL, NULL, &res);
+	if (tty)
+		fputs("\r\033[K", stderr);
+	if (rc != 0)
+		return report_client(cli, rc);
+	if (cli->json) {
+		fputs("{\"path\":", stdout);
+		json_cstr(a.pos[0]);
+		printf(",\"bytes\":%" PRIu64 ",\"micros\":%" PRIu64 ",\"watermark\":%" PRIu64
+		       ",\"last_position\":%" PRIu64 "}\n",
+		       res.bytes, res.micros, res.watermark, res.last_position);
+		return 0;
+	}
+	fputs("path: ", stdout);
+	put_cstr(a.pos[0]);
+	printf("/data.mdb\nbytes: %" PRIu64 "\ntime: %.3f s\nwatermark: %" PRIu64
+	       "\nlast_position: %" PRIu64 "\n",
+	       res.bytes, (double)res.micros / 1e6, res.watermark, res.last_position);
+	return 0;
+}
+
 static const struct command {
 	const char *name;
 	int (*run)(struct cli *cli, int argc, char **argv, int i);
@@ -3509,6 +3555,7 @@ static const struct command {
         {"stream-meta", cmd_stream_meta},
         {"delete", cmd_delete},
         {"scavenge", cmd_scavenge},
+        {"backup", cmd_backup},
 };
 
 int main(int argc, char **argv)
