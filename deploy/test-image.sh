@@ -13,6 +13,11 @@
 # timeout(1), the whole run by WB_IMAGE_TEST_BUDGET seconds (default 600).
 # Exits non-zero with a message naming the step on any failure.
 set -u
+# One run at a time on a machine (they share the image tag and the cache).
+if [ -z "${WB_IMAGE_TEST_LOCKED:-}" ] && command -v flock >/dev/null; then
+	WB_IMAGE_TEST_LOCKED=1 exec flock -w "${WB_IMAGE_TEST_BUDGET:-600}" \
+		/tmp/whizbang-image-test.lock sh "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 BASE=docker.io/library/debian:bookworm-slim
