@@ -337,8 +337,9 @@ Test(backup, bad_paths_are_refused_with_their_reason)
 		int rc = wb_backup(c, cases[i].path, NULL, NULL, NULL);
 		cr_assert_eq(rc, WB_BAD_REQUEST, "%s: %s (%s)", cases[i].path, wb_error_name(rc),
 		             wb_errmsg(c));
-		cr_assert_not_null(strstr(wb_errmsg(c), cases[i].says), "%s: '%s' does not say '%s'",
-		                   cases[i].path, wb_errmsg(c), cases[i].says);
+		cr_assert_not_null(strstr(wb_errmsg(c), cases[i].says),
+		                   "%s: '%s' does not say '%s'", cases[i].path, wb_errmsg(c),
+		                   cases[i].says);
 	}
 	struct stat st;
 	cr_assert_neq(stat(p, &st), 0, "a refused path inside the data directory was created");
@@ -375,8 +376,9 @@ Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 	/* Enough data that the copy takes a while, and some read models. */
 	struct wb_client *c = client(&srv, "backup-main");
 	for (size_t done = 0; done < PRELOAD_BYTES / PRELOAD_EVENT_SIZE; done += PRELOAD_BATCH)
-		cr_assert_eq(append_batch(c, "preload", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &next_seed),
-		             0, "%s", wb_errmsg(c));
+		cr_assert_eq(
+		        append_batch(c, "preload", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &next_seed),
+		        0, "%s", wb_errmsg(c));
 	for (size_t k = 0; k < 20; k++)
 		cr_assert_eq(commit_one(c, k), 0);
 	Whizbang__V1__IndexResult *ir;
@@ -548,8 +550,9 @@ Test(backup, a_shutdown_waits_for_the_copy)
 	cr_assert_not_null(load.events);
 	struct wb_client *c = client(&srv, "backup-sigterm");
 	for (size_t done = 0; done < PRELOAD_BYTES / PRELOAD_EVENT_SIZE; done += PRELOAD_BATCH)
-		cr_assert_eq(append_batch(c, "preload", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &next_seed),
-		             0, "%s", wb_errmsg(c));
+		cr_assert_eq(
+		        append_batch(c, "preload", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &next_seed),
+		        0, "%s", wb_errmsg(c));
 	char path[128];
 	snprintf(path, sizeof(path), "%s/copy", srv.dir);
 	int sent = 0;
