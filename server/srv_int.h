@@ -106,6 +106,7 @@ struct srv {
 	struct scavenge *scavenge;
 	/* Production (issue 6) */
 	struct msrv *msrv;     /* metrics and health over HTTP */
+	struct sysd *sysd;     /* systemd keep-alives, after READY=1 (systemd.c) */
 	bool ready;            /* recovered and listening, not shutting down */
 	bool backing_up;       /* a Backup is running (one at a time) */
 	/* Figures by request body and by error code, for the metrics. */
