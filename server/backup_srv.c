@@ -110,8 +110,8 @@ static void progress_cb(void *arg, uint64_t bytes)
 	uv_async_send(&b->async);
 }
 
-__attribute__((format(printf, 3, 4))) static void fail(struct backup *b, int code,
-                                                       const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void fail(struct backup *b, int code, const char *fmt,
+                                                       ...)
 {
 	va_list ap;
 	b->rc = code;
@@ -181,8 +181,8 @@ static bool prepare_path(struct backup *b)
 	}
 	if (!exists) {
 		if (mkdir(b->path, 0750) != 0) {
-			fail(b, WB_BAD_REQUEST, "cannot create the backup directory %s: %s", b->path,
-			     strerror(errno));
+			fail(b, WB_BAD_REQUEST, "cannot create the backup directory %s: %s",
+			     b->path, strerror(errno));
 			return false;
 		}
 		b->created = true;

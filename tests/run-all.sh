@@ -3,7 +3,8 @@
 # whole suite three ways: a plain build (unit and end-to-end tests), the
 # unit tests under valgrind, and everything again built with
 # -Db_sanitize=address,undefined; then the fuzzer for a bounded time on its
-# corpus (clang/libFuzzer). Ends with the line "N passed, N failed".
+# corpus (clang/libFuzzer); then the Docker image with podman
+# (deploy/test-image.sh). Ends with the line "N passed, N failed".
 set -u
 cd "$(dirname "$0")/.."
 sh deploy/install-deps.sh --test || exit 1
@@ -35,6 +36,19 @@ if [ -f tests/fuzz/meson.build ]; then
 	ninja -C build-fuzz || exit 1
 	SETUP="" run "fuzzing (bounded)" build-fuzz --suite fuzz
 fi
+
+# The Docker image, built and run with podman (deploy/test-image.sh: a few
+# minutes the first time, bounded by WB_IMAGE_TEST_BUDGET), counted as one
+# test through a meson-style log line.
+echo "== the Docker image (deploy/test-image.sh)" >&2
+mkdir -p build/meson-logs
+if sh deploy/test-image.sh >build/meson-logs/image-test.txt 2>&1; then res=OK; else res=FAIL; fi
+cat build/meson-logs/image-test.txt >&2
+python3 -c 'import json, sys
+print(json.dumps({"name": "docker image (deploy/test-image.sh)", "result": sys.argv[1],
+                  "stdout": open(sys.argv[2], errors="replace").read()[-4000:]}))' \
+	"$res" build/meson-logs/image-test.txt >build/meson-logs/image-test.json || status=1
+logs="$logs build/meson-logs/image-test.json"
 
 python3 tests/summarize.py $logs || status=1
 exit $status

@@ -9,6 +9,7 @@
 #include <criterion/criterion.h>
 #include <dirent.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -336,8 +337,9 @@ Test(backup, bad_paths_are_refused_with_their_reason)
 		int rc = wb_backup(c, cases[i].path, NULL, NULL, NULL);
 		cr_assert_eq(rc, WB_BAD_REQUEST, "%s: %s (%s)", cases[i].path, wb_error_name(rc),
 		             wb_errmsg(c));
-		cr_assert_not_null(strstr(wb_errmsg(c), cases[i].says), "%s: '%s' does not say '%s'",
-		                   cases[i].path, wb_errmsg(c), cases[i].says);
+		cr_assert_not_null(strstr(wb_errmsg(c), cases[i].says),
+		                   "%s: '%s' does not say '%s'", cases[i].path, wb_errmsg(c),
+		                   cases[i].says);
 	}
 	struct stat st;
 	cr_assert_neq(stat(p, &st), 0, "a refused path inside the data directory was created");
@@ -374,8 +376,9 @@ Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 	/* Enough data that the copy takes a while, and some read models. */
 	struct wb_client *c = client(&srv, "backup-main");
 	for (size_t done = 0; done < PRELOAD_BYTES / PRELOAD_EVENT_SIZE; done += PRELOAD_BATCH)
-		cr_assert_eq(append_batch(c, "preload", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &next_seed),
-		             0, "%s", wb_errmsg(c));
+		cr_assert_eq(
+		        append_batch(c, "preload", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &next_seed),
+		        0, "%s", wb_errmsg(c));
 	for (size_t k = 0; k < 20; k++)
 		cr_assert_eq(commit_one(c, k), 0);
 	Whizbang__V1__IndexResult *ir;
@@ -528,4 +531,56 @@ Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 	wb_close(c);
 	cr_assert_eq(e2e_stop(&srv2), 0);
 	cr_assert_eq(e2e_stop(&srv), 0);
+}
+
+static void sigterm_cb(void *arg, const struct wb_backup_result *p)
+{
+	(void)p;
+	int *sent = arg;
+	if ((*sent)++ == 0)
+		kill(srv.pid, SIGTERM);
+}
+
+/* A SIGTERM while the copy runs: the server stops taking requests, lets
+ * the copy complete, answers it, and exits 0; the copy restores. */
+Test(backup, a_shutdown_waits_for_the_copy)
+{
+	cr_assert_eq(e2e_start(&srv, NULL), 0);
+	load.events = calloc(PRELOAD_BYTES / PRELOAD_EVENT_SIZE + 16, sizeof(*load.events));
+	cr_assert_not_null(load.events);
+	struct wb_client *c = client(&srv, "backup-sigterm");
+	for (size_t done = 0; done < PRELOAD_BYTES / PRELOAD_EVENT_SIZE; done += PRELOAD_BATCH)
+		cr_assert_eq(
+		        append_batch(c, "preload", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &next_seed),
+		        0, "%s", wb_errmsg(c));
+	char path[128];
+	snprintf(path, sizeof(path), "%s/copy", srv.dir);
+	int sent = 0;
+	struct wb_backup_result res;
+	int rc = wb_backup(c, path, sigterm_cb, &sent, &res);
+	cr_assert_eq(sent >= 1, true, "no progress push arrived");
+	cr_assert_eq(rc, 0, "backup: %s (%s)", wb_error_name(rc), wb_errmsg(c));
+	cr_assert_eq(res.last_position, load.nevents);
+	wb_close(c);
+	cr_assert_eq(e2e_wait_exit(&srv), 0, "whizbangd did not exit cleanly");
+	cr_assert_eq(e2e_log_count(&srv, "event=backup_done"), 1);
+
+	cr_assert_eq(e2e_start(&srv2, NULL), 0);
+	cr_assert_eq(e2e_stop(&srv2), 0);
+	empty_dir(srv2.data_dir);
+	char from[256], to[256];
+	snprintf(from, sizeof(from), "%s/data.mdb", path);
+	snprintf(to, sizeof(to), "%s/data.mdb", srv2.data_dir);
+	copy_file(from, to);
+	cr_assert_eq(e2e_restart(&srv2), 0);
+	struct wb_client *r = client(&srv2, "backup-restored");
+	struct e2e_event *evs;
+	size_t nev;
+	cr_assert_eq(e2e_read_all(r, 0, NULL, NULL, 0, &evs, &nev), 0, "%s", wb_errmsg(r));
+	cr_assert_eq(nev, load.nevents);
+	for (size_t i = 0; i < nev; i++)
+		cr_assert_eq(memcmp(evs[i].id, load.events[i].id, 16), 0, "position %zu", i + 1);
+	e2e_events_free(evs, nev);
+	wb_close(r);
+	cr_assert_eq(e2e_stop(&srv2), 0);
 }
