@@ -1,20 +1,624 @@
-/* SCAFFOLDING (issue 6, being written): no metrics endpoint yet. */
+/* Metrics and health over HTTP (Prometheus text format 0.0.4), served by
+ * libmicrohttpd from its own thread on --metrics-listen.
+ *
+ * Happy path: msrv_init() starts the HTTP daemon and a loop timer. Every
+ * SNAPSHOT_MS the timer reads the figures on the loop (the server's
+ * counters, the writer's histograms, GetStats' lease and watermark
+ * figures, the subscriptions' lag, the store's map) and renders the whole
+ * /metrics text into a fresh buffer, which it swaps in under the mutex,
+ * together with the readiness flag. The HTTP thread never reads loop
+ * state: it copies the latest text (or flag) out under the mutex.
+ * msrv_shutdown() marks the server not ready at once and closes the timer
+ * (the last text keeps being served); msrv_close() stops the daemon after
+ * the loop has ended.
+ *
+ * Failure modes: an address that does not parse fails start-up. One that
+ * cannot be bound (in use) is logged (metrics_listen_failed) and the server
+ * runs without metrics: every test server and every instance on a host
+ * would otherwise fight for the default port. A snapshot that cannot be
+ * allocated keeps the previous one. The text is bounded (MAX_TEXT): the
+ * series come from fixed tables and at most MAX_PROJECTION_STATS
+ * projections. */
+#include <microhttpd.h>
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "events.h"
+#include "log.h"
 #include "srv_int.h"
+#include "wb_error.h"
+
+#define SNAPSHOT_MS 500
+#define MAX_TEXT (1u << 20)
+#define MAX_HTTP_CONNECTIONS 32
+#define HTTP_TIMEOUT_S 10
+
+struct msrv {
+	struct srv *srv;
+	uv_timer_t timer;
+	bool timer_open;
+	struct MHD_Daemon *daemon;
+	int port;
+	pthread_mutex_t mu; /* guards text, text_len and ready */
+	char *text;
+	size_t text_len;
+	bool ready;
+};
+
+/* ------------------------------------------------------------ rendering */
+
+struct buf {
+	char *p;
+	size_t len, cap;
+	bool failed; /* out of memory or above MAX_TEXT: the snapshot is dropped */
+};
+
+__attribute__((format(printf, 2, 3))) static void put(struct buf *b, const char *fmt, ...)
+{
+	if (b->failed)
+		return;
+	for (;;) {
+		va_list ap;
+		va_start(ap, fmt);
+		int n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+		va_end(ap);
+		if (n < 0) {
+			b->failed = true;
+			return;
+		}
+		if ((size_t)n < b->cap - b->len) {
+			b->len += (size_t)n;
+			return;
+		}
+		size_t cap = b->cap * 2;
+		while (cap - b->len <= (size_t)n)
+			cap *= 2;
+		char *p = cap <= MAX_TEXT ? realloc(b->p, cap) : NULL;
+		if (p == NULL) {
+			b->failed = true;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+}
+
+static void head(struct buf *b, const char *name, const char *type, const char *help)
+{
+	put(b, "# HELP whizbang_%s %s\n# TYPE whizbang_%s %s\n", name, help, name, type);
+}
+
+/* Writes s as a label value: backslash, double quote and newline escaped,
+ * other control bytes dropped, at most 200 bytes. */
+static void put_label(struct buf *b, const char *s)
+{
+	char out[512];
+	size_t o = 0;
+	for (size_t i = 0; s[i] != '\0' && i < 200; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch == '\\' || ch == '"') {
+			out[o++] = '\\';
+			out[o++] = (char)ch;
+		} else if (ch == '\n') {
+			out[o++] = '\\';
+			out[o++] = 'n';
+		} else if (ch >= 0x20) {
+			out[o++] = (char)ch;
+		}
+	}
+	out[o] = '\0';
+	put(b, "%s", out);
+}
+
+/* The GetStats fields that count up (exported as counters, named _total);
+ * every other numeric field is a gauge. */
+static const char *const counter_fields[] = {
+        "connections_total",
+        "requests_total",
+        "errors_total",
+        "batches",
+        "batch_requests",
+        "batch_events",
+        "commit_us_total",
+        "map_grow_count",
+        "leases_committed",
+        "leases_released",
+        "leases_expired",
+        "leases_recovered",
+        "gaps",
+        "lease_overrun",
+        "entries_applied",
+        "apply_failures",
+        "explosions",
+        "exploded_ids",
+        "explosion_us_total",
+        "queries",
+        "committed",
+        "released",
+        "expired",
+        "recovered",
+};
+
+static bool is_counter(const char *field)
+{
+	for (size_t i = 0; i < sizeof(counter_fields) / sizeof(counter_fields[0]); i++)
+		if (strcmp(counter_fields[i], field) == 0)
+			return true;
+	return false;
+}
+
+/* The metric name of a GetStats field: counters end in _total. */
+static void field_name(char *out, size_t outlen, const char *prefix, const char *field)
+{
+	size_t n = strlen(field);
+	bool total = n >= 6 && strcmp(field + n - 6, "_total") == 0;
+	snprintf(out, outlen, "%s%s%s", prefix, field, is_counter(field) && !total ? "_total" : "");
+}
+
+/* Returns false when f is not a number (strings, messages, repeated). */
+static bool field_value(const ProtobufCFieldDescriptor *f, const void *msg, double *out)
+{
+	const char *p = (const char *)msg + f->offset;
+	if (f->label == PROTOBUF_C_LABEL_REPEATED)
+		return false;
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_UINT64:
+	case PROTOBUF_C_TYPE_FIXED64: {
+		uint64_t v;
+		memcpy(&v, p, sizeof(v));
+		*out = (double)v;
+		return true;
+	}
+	case PROTOBUF_C_TYPE_INT64:
+	case PROTOBUF_C_TYPE_SINT64: {
+		int64_t v;
+		memcpy(&v, p, sizeof(v));
+		*out = (double)v;
+		return true;
+	}
+	case PROTOBUF_C_TYPE_UINT32: {
+		uint32_t v;
+		memcpy(&v, p, sizeof(v));
+		*out = (double)v;
+		return true;
+	}
+	case PROTOBUF_C_TYPE_INT32: {
+		int32_t v;
+		memcpy(&v, p, sizeof(v));
+		*out = (double)v;
+		return true;
+	}
+	case PROTOBUF_C_TYPE_DOUBLE: {
+		double v;
+		memcpy(&v, p, sizeof(v));
+		*out = v;
+		return true;
+	}
+	case PROTOBUF_C_TYPE_BOOL: {
+		protobuf_c_boolean v;
+		memcpy(&v, p, sizeof(v));
+		*out = v ? 1.0 : 0.0;
+		return true;
+	}
+	default:
+		return false;
+	}
+}
+
+/* Every numeric field of GetStats' ServerStats, named after the field, so
+ * that a field added to Stats appears here too. */
+static void render_stats(struct buf *b, const Whizbang__V1__ServerStats *s)
+{
+	const ProtobufCMessageDescriptor *d = &whizbang__v1__server_stats__descriptor;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		double v;
+		char name[128];
+		if (!field_value(f, s, &v))
+			continue;
+		field_name(name, sizeof(name), "", f->name);
+		char help[160];
+		snprintf(help, sizeof(help), "GetStats field %s.", f->name);
+		head(b, name, is_counter(f->name) ? "counter" : "gauge", help);
+		put(b, "whizbang_%s %.17g\n", name, v);
+	}
+	head(b, "degraded", "gauge",
+	     "1 when GetStats' health is not ok (see health_reason there).");
+	put(b, "whizbang_degraded %d\n", s->health != NULL && strcmp(s->health, "ok") != 0);
+
+	/* Per projection: one family per field, one series per projection. */
+	d = &whizbang__v1__projection_stats__descriptor;
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		double v;
+		char name[128];
+		if (s->n_projections == 0 || !field_value(f, s->projections[0], &v))
+			continue;
+		field_name(name, sizeof(name), "projection_", f->name);
+		char help[160];
+		snprintf(help, sizeof(help), "GetStats projection field %s.", f->name);
+		head(b, name, is_counter(f->name) ? "counter" : "gauge", help);
+		for (size_t j = 0; j < s->n_projections; j++) {
+			const Whizbang__V1__ProjectionStats *p = s->projections[j];
+			field_value(f, p, &v);
+			put(b, "whizbang_%s{projection=\"", name);
+			put_label(b, p->projection != NULL ? p->projection : "");
+			put(b, "\"} %.17g\n", v);
+		}
+	}
+	head(b, "projection_degraded", "gauge", "1 when a projection's health is not ok.");
+	for (size_t j = 0; j < s->n_projections; j++) {
+		const Whizbang__V1__ProjectionStats *p = s->projections[j];
+		put(b, "whizbang_projection_degraded{projection=\"");
+		put_label(b, p->projection != NULL ? p->projection : "");
+		put(b, "\"} %d\n", p->health != NULL && strcmp(p->health, "ok") != 0);
+	}
+}
+
+static void render_histogram(struct buf *b, const char *name, const char *help,
+                             const uint64_t *bounds, size_t nbounds, const uint64_t *counts,
+                             double scale, double sum)
+{
+	uint64_t cum = 0;
+	head(b, name, "histogram", help);
+	for (size_t i = 0; i < nbounds; i++) {
+		cum += counts[i];
+		put(b, "whizbang_%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[i] * scale,
+		    (unsigned long long)cum);
+	}
+	cum += counts[nbounds];
+	put(b, "whizbang_%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+	put(b, "whizbang_%s_sum %.17g\n", name, sum);
+	put(b, "whizbang_%s_count %llu\n", name, (unsigned long long)cum);
+}
+
+static void render(struct srv *srv, struct buf *b)
+{
+	struct writer_stats ws;
+	struct storage_stats ss;
+	uint64_t last = 0;
+	struct storage_txn *txn;
+
+	writer_get_stats(srv->writer, &ws);
+	memset(&ss, 0, sizeof(ss));
+	storage_stats(srv->st, &ss);
+	if (storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn) == 0) {
+		ev_last_position(txn, &last);
+		storage_txn_abort(txn);
+	}
+
+	/* The same figures as handle_stats() answers GetStats with. */
+	Whizbang__V1__ServerStats s = WHIZBANG__V1__SERVER_STATS__INIT;
+	s.uptime_ms = uv_now(srv->loop) - srv->start_ms;
+	s.connections_current = srv->nconns;
+	s.connections_total = srv->connections_total;
+	s.requests_total = srv->requests_total;
+	s.errors_total = srv->errors_total;
+	s.batches = ws.batches;
+	s.batch_requests = ws.ops;
+	s.batch_events = srv->events_appended;
+	s.commit_us_total = ws.commit_us_total;
+	s.batch_requests_max = ws.ops_max;
+	s.last_position = last;
+	s.map_size = ss.map_size;
+	s.map_used = ss.used_bytes;
+	s.map_grow_count = ss.grow_count;
+	lsrv_fill_stats(srv, &s);
+	render_stats(b, &s);
+
+	head(b, "requests_by_type_total", "counter", "Requests received, by body type.");
+	const ProtobufCMessageDescriptor *rd = &whizbang__v1__request__descriptor;
+	for (unsigned i = 0; i < rd->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &rd->fields[i];
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) == 0 || f->id >= 64)
+			continue;
+		put(b, "whizbang_requests_by_type_total{type=\"%s\"} %llu\n", f->name,
+		    (unsigned long long)srv->requests_by_body[f->id]);
+	}
+
+	head(b, "errors_by_code_total", "counter", "Error responses sent, by code.");
+#define PUT_ERROR(name, value, text)                                                               \
+	if ((value) > 0 && (value) < 32)                                                           \
+		put(b, "whizbang_errors_by_code_total{code=\"%s\"} %llu\n", #name,                 \
+		    (unsigned long long)srv->errors_by_code[(value) % 32]);
+	WB_ERRORS(PUT_ERROR)
+#undef PUT_ERROR
+
+	head(b, "append_events_total", "counter", "Events appended (acknowledged durable).");
+	put(b, "whizbang_append_events_total %llu\n", (unsigned long long)srv->events_appended);
+	head(b, "batch_bytes_total", "counter",
+	     "Bytes of writes handed to the writer, as estimated at submission (events, "
+	     "ledger entries and their indexes).");
+	put(b, "whizbang_batch_bytes_total %llu\n", (unsigned long long)ws.bytes);
+
+	render_histogram(b, "batch_size", "Group-commit batches by the requests in them.",
+	                 writer_ops_bounds, WRITER_OPS_BUCKETS, ws.ops_hist, 1.0, (double)ws.ops);
+	render_histogram(b, "batch_commit_seconds",
+	                 "Time a batch's write transaction took, its apply, commit and fsync.",
+	                 writer_commit_bounds, WRITER_COMMIT_BUCKETS, ws.commit_hist, 1e-6,
+	                 (double)ws.commit_us_total * 1e-6);
+
+	size_t nsubs = 0;
+	uint64_t lag_total = 0, lag_max = 0;
+	ssrv_figures(srv, last, s.watermark, &nsubs, &lag_total, &lag_max);
+	head(b, "subscriptions", "gauge", "Catch-up subscriptions open.");
+	put(b, "whizbang_subscriptions %zu\n", nsubs);
+	head(b, "subscription_lag_events", "gauge",
+	     "Positions of $all and ledger sequences stored but not yet pushed, summed over "
+	     "subscriptions (stream subscriptions not counted).");
+	put(b, "whizbang_subscription_lag_events %llu\n", (unsigned long long)lag_total);
+	head(b, "subscription_lag_events_max", "gauge", "The largest lag of one subscription.");
+	put(b, "whizbang_subscription_lag_events_max %llu\n", (unsigned long long)lag_max);
+
+	head(b, "lmdb_readers_used", "gauge", "LMDB reader slots in use.");
+	put(b, "whizbang_lmdb_readers_used %u\n", ss.readers_used);
+	head(b, "lmdb_readers_max", "gauge", "LMDB reader slots.");
+	put(b, "whizbang_lmdb_readers_max %u\n", ss.max_readers);
+	head(b, "lmdb_page_size_bytes", "gauge", "LMDB page size.");
+	put(b, "whizbang_lmdb_page_size_bytes %llu\n", (unsigned long long)ss.page_size);
+	head(b, "ready", "gauge", "1 when /health/ready answers 200.");
+	put(b, "whizbang_ready %d\n", srv->ready);
+}
+
+/* Renders on the loop and publishes the text and the readiness flag. */
+static void snapshot(struct msrv *m)
+{
+	struct buf b = {.p = malloc(16384), .cap = 16384};
+	if (b.p == NULL)
+		return;
+	render(m->srv, &b);
+	if (b.failed) {
+		free(b.p);
+		b.p = NULL;
+	}
+	pthread_mutex_lock(&m->mu);
+	m->ready = m->srv->ready && !m->srv->shutting_down;
+	if (b.p != NULL) {
+		char *old = m->text;
+		m->text = b.p;
+		m->text_len = b.len;
+		b.p = old;
+	}
+	pthread_mutex_unlock(&m->mu);
+	free(b.p);
+}
+
+static void timer_cb(uv_timer_t *t)
+{
+	struct msrv *m = t->data;
+	if (!m->timer_open)
+		return;
+	snapshot(m);
+}
+
+/* ------------------------------------------------------------ HTTP thread */
+
+static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const char *type,
+                             char *body, size_t len)
+{
+	struct MHD_Response *r = MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE);
+	if (r == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	enum MHD_Result rc = MHD_queue_response(conn, status, r);
+	MHD_destroy_response(r);
+	return rc;
+}
+
+static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, const char *text)
+{
+	char *body = strdup(text);
+	if (body == NULL)
+		return MHD_NO;
+	return reply(conn, status, "text/plain; charset=utf-8", body, strlen(body));
+}
+
+static enum MHD_Result handler_cb(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls)
+{
+	struct msrv *m = cls;
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	(void)con_cls;
+
+	if (strcmp(method, MHD_HTTP_METHOD_GET) != 0 && strcmp(method, MHD_HTTP_METHOD_HEAD) != 0)
+		return reply_text(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "method not allowed\n");
+	if (strcmp(url, "/health/live") == 0)
+		return reply_text(conn, MHD_HTTP_OK, "live\n");
+	if (strcmp(url, "/health/ready") == 0) {
+		pthread_mutex_lock(&m->mu);
+		bool ready = m->ready;
+		pthread_mutex_unlock(&m->mu);
+		return ready ? reply_text(conn, MHD_HTTP_OK, "ready\n")
+		             : reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
+	}
+	if (strcmp(url, "/metrics") == 0) {
+		pthread_mutex_lock(&m->mu);
+		size_t len = m->text_len;
+		char *body = malloc(len > 0 ? len : 1);
+		if (body != NULL && len > 0)
+			memcpy(body, m->text, len);
+		pthread_mutex_unlock(&m->mu);
+		if (body == NULL)
+			return MHD_NO;
+		return reply(conn, MHD_HTTP_OK, "text/plain; version=0.0.4; charset=utf-8", body,
+		             len);
+	}
+	return reply_text(conn, MHD_HTTP_NOT_FOUND,
+	                  "not found: /metrics, /health/live, "
+	                  "/health/ready\n");
+}
+
+/* ------------------------------------------------------------ life cycle */
+
+static int parse_addr(const char *text, struct sockaddr_storage *ss, char *errmsg, size_t errlen)
+{
+	char host[256];
+	const char *colon = strrchr(text, ':');
+	if (colon == NULL || colon == text || colon[1] == '\0') {
+		snprintf(errmsg, errlen, "--metrics-listen '%s' is not HOST:PORT or off", text);
+		return -1;
+	}
+	size_t hlen = (size_t)(colon - text);
+	if (text[0] == '[' && hlen >= 2 && text[hlen - 1] == ']') {
+		memcpy(host, text + 1, hlen - 2);
+		host[hlen - 2] = '\0';
+	} else {
+		if (hlen >= sizeof(host))
+			hlen = sizeof(host) - 1;
+		memcpy(host, text, hlen);
+		host[hlen] = '\0';
+	}
+	char *end;
+	long port = strtol(colon + 1, &end, 10);
+	if (*end != '\0' || port < 0 || port > 65535) {
+		snprintf(errmsg, errlen, "--metrics-listen '%s': the port must be 0..65535", text);
+		return -1;
+	}
+	memset(ss, 0, sizeof(*ss));
+	if (strcmp(host, "localhost") == 0)
+		snprintf(host, sizeof(host), "127.0.0.1");
+	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
+		return 0;
+	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
+		return 0;
+	snprintf(errmsg, errlen, "--metrics-listen '%s': '%s' is not an IPv4 or IPv6 address", text,
+	         host);
+	return -1;
+}
+
+/* Writes the bound port to PORTFILE.metrics (atomically), for tests and
+ * scripts that ask for port 0. */
+static int write_port(const char *port_file, int port)
+{
+	char path[1100], tmp[1110], text[16];
+	snprintf(path, sizeof(path), "%s.metrics", port_file);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int n = snprintf(text, sizeof(text), "%d\n", port);
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return -1;
+	bool ok = write(fd, text, (size_t)n) == n;
+	if (close(fd) != 0 || !ok || rename(tmp, path) != 0) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
+}
+
+static void timer_closed_cb(uv_handle_t *h)
+{
+	(void)h;
+}
 
 int msrv_init(struct srv *srv, char *errmsg, size_t errlen)
 {
-	(void)srv;
-	(void)errmsg;
-	(void)errlen;
+	struct sockaddr_storage addr;
+	const char *listen = srv->cfg.metrics_listen;
+	if (listen[0] == '\0' || strcmp(listen, "off") == 0)
+		return 0;
+	if (parse_addr(listen, &addr, errmsg, errlen) != 0)
+		return WB_E_INVAL;
+
+	struct msrv *m = calloc(1, sizeof(*m));
+	if (m == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return WB_E_NOMEM;
+	}
+	m->srv = srv;
+	if (pthread_mutex_init(&m->mu, NULL) != 0) {
+		snprintf(errmsg, errlen, "cannot create the metrics mutex");
+		goto err_after_alloc;
+	}
+	/* The first text exists before the first request can arrive. */
+	snapshot(m);
+
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
+	if (addr.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler_cb, m, MHD_OPTION_SOCK_ADDR,
+	                             (const struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
+	                             (unsigned)MAX_HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
+	                             (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_END);
+	if (m->daemon == NULL) {
+		srv_log(LOG_WARN, "metrics_listen_failed",
+		        "addr=%s reason=\"cannot listen (in use?)\" metrics=off", listen);
+		pthread_mutex_destroy(&m->mu);
+		free(m->text);
+		free(m);
+		return 0;
+	}
+	const union MHD_DaemonInfo *info =
+	        MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
+	m->port = info != NULL ? info->port : 0;
+	if (srv->cfg.port_file[0] != '\0' && write_port(srv->cfg.port_file, m->port) != 0) {
+		snprintf(errmsg, errlen, "cannot write the port file '%s.metrics'",
+		         srv->cfg.port_file);
+		goto err_after_daemon;
+	}
+
+	/* uv_timer_init() and uv_timer_start() with a callback cannot fail. */
+	uv_timer_init(srv->loop, &m->timer);
+	m->timer.data = m;
+	m->timer_open = true;
+	/* First tick on the first loop turn, once srv->ready is set. */
+	uv_timer_start(&m->timer, timer_cb, 0, SNAPSHOT_MS);
+	uv_unref((uv_handle_t *)&m->timer);
+	srv_log(LOG_INFO, "metrics_listening", "addr=%s port=%d", listen, m->port);
+	srv->msrv = m;
 	return 0;
+
+err_after_daemon:
+	MHD_stop_daemon(m->daemon);
+	pthread_mutex_destroy(&m->mu);
+	free(m->text);
+err_after_alloc:
+	free(m);
+	return WB_E_IO;
 }
 
 void msrv_shutdown(struct srv *srv)
 {
-	(void)srv;
+	struct msrv *m = srv->msrv;
+	if (m == NULL)
+		return;
+	pthread_mutex_lock(&m->mu);
+	m->ready = false;
+	pthread_mutex_unlock(&m->mu);
+	if (m->timer_open) {
+		m->timer_open = false;
+		uv_close((uv_handle_t *)&m->timer, timer_closed_cb);
+	}
 }
 
 void msrv_close(struct srv *srv)
 {
-	(void)srv;
+	struct msrv *m = srv != NULL ? srv->msrv : NULL;
+	if (m == NULL)
+		return;
+	/* The timer was closed by msrv_shutdown() unless the loop ended some
+	 * other way: then close it here, before m goes. */
+	if (m->timer_open) {
+		m->timer_open = false;
+		uv_close((uv_handle_t *)&m->timer, timer_closed_cb);
+		uv_run(srv->loop, UV_RUN_NOWAIT);
+	}
+	/* Stopping the daemon joins its thread: no handler runs after it. */
+	MHD_stop_daemon(m->daemon);
+	pthread_mutex_destroy(&m->mu);
+	free(m->text);
+	free(m);
+	srv->msrv = NULL;
 }

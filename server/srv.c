@@ -952,7 +952,6 @@ static bool handle_append(struct conn *c, Request *req)
 	struct srv *srv = c->srv;
 	const Whizbang__V1__AppendEvents *a = req->append_events;
 	uint64_t id = req->id;
-	srv->requests_by_body[(size_t)req->body_case % 64]++;
 	char why[256];
 	struct ev_new *evs;
 	size_t bytes;
@@ -1020,6 +1019,7 @@ static void append_done(struct srv *srv, struct srv_op *base)
 		resp.id = base->req_id;
 		resp.error = &err;
 		srv->errors_total++;
+		srv->errors_by_code[WB_WRONG_EXPECTED_VERSION]++;
 		srv_send(c, &resp);
 	} else if (rc < 100 && op->result.errmsg[0] != '\0') {
 		srv_send_error(c, base->req_id, rc, "%s", op->result.errmsg);

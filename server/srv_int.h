@@ -200,6 +200,12 @@ void ssrv_pump(struct srv *srv);
 void ssrv_conn_closed(struct conn *c);
 /* Shutdown began: stop timers, push nothing more. */
 void ssrv_shutdown(struct srv *srv);
+/* For the metrics, on the loop: *count live subscriptions, and how far
+ * behind they are: positions of $all up to last_position and ledger
+ * sequences up to watermark not yet pushed (a $all subscription's filters
+ * are not applied; stream subscriptions count no lag). */
+void ssrv_figures(struct srv *srv, uint64_t last_position, uint64_t watermark, size_t *count,
+                  uint64_t *lag_total, uint64_t *lag_max);
 
 /* ---- consumer_srv.c: durable consumer groups ----
  * The same hooks for CreateConsumer, DeleteConsumer, ListConsumers,

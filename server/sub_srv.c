@@ -837,3 +837,33 @@ bool ssrv_dispatch(struct conn *c, Request *req)
 	}
 	return false;
 }
+
+/* ------------------------------------------------------------ figures */
+
+void ssrv_figures(struct srv *srv, uint64_t last_position, uint64_t watermark, size_t *count,
+                  uint64_t *lag_total, uint64_t *lag_max)
+{
+	struct ssrv *ss = srv->ssrv;
+	*count = 0;
+	*lag_total = 0;
+	*lag_max = 0;
+	if (ss == NULL)
+		return;
+	for (const struct sub *s = ss->subs; s != NULL; s = s->next) {
+		uint64_t head = 0, lag = 0;
+		if (s->dead)
+			continue;
+		(*count)++;
+		if (s->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL)
+			head = last_position;
+		else if (s->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER)
+			head = watermark;
+		else
+			continue; /* a stream's head would need a read: not counted */
+		if (s->pos <= head)
+			lag = head - s->pos + 1;
+		*lag_total += lag;
+		if (lag > *lag_max)
+			*lag_max = lag;
+	}
+}

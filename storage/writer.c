@@ -35,6 +35,20 @@ struct writer {
  * it: the batch then fails with WB_E_MAPFULL (RESOURCE_EXHAUSTED). */
 #define MAX_GROWS_PER_BATCH 8
 
+const uint64_t writer_ops_bounds[WRITER_OPS_BUCKETS] = {1,  2,   4,   8,   16,   32,
+                                                        64, 128, 256, 512, 1024, 4096};
+const uint64_t writer_commit_bounds[WRITER_COMMIT_BUCKETS] = {
+        100,   250,   500,    1000,   2500,   5000,    10000,
+        25000, 50000, 100000, 250000, 500000, 1000000, 5000000};
+
+static size_t bucket_of(const uint64_t *bounds, size_t n, uint64_t v)
+{
+	size_t i = 0;
+	while (i < n && v > bounds[i])
+		i++;
+	return i;
+}
+
 static uint64_t now_us(void)
 {
 	struct timespec ts;
@@ -103,6 +117,9 @@ static void process(struct writer *w, struct writer_op *batch, size_t nops, size
 	if (nops > w->stats.ops_max)
 		w->stats.ops_max = nops;
 	w->stats.commit_us_total += t1 - t0;
+	w->stats.bytes += bytes;
+	w->stats.ops_hist[bucket_of(writer_ops_bounds, WRITER_OPS_BUCKETS, nops)]++;
+	w->stats.commit_hist[bucket_of(writer_commit_bounds, WRITER_COMMIT_BUCKETS, t1 - t0)]++;
 	w->stats.grows += (uint64_t)grows;
 	struct writer_op *last = batch;
 	while (last->next != NULL)

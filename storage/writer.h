@@ -44,12 +44,25 @@ struct writer;
  * failed); it must only wake the loop (uv_async_send). */
 typedef void (*writer_notify_fn)(void *arg);
 
+/* Histogram buckets of the figures (for the metrics): bucket i counts the
+ * batches whose value was at most the bound i and above bound i-1; the last
+ * bucket (index WRITER_*_BUCKETS) counts those above every bound. */
+#define WRITER_OPS_BUCKETS 12
+#define WRITER_COMMIT_BUCKETS 14
+extern const uint64_t writer_ops_bounds[WRITER_OPS_BUCKETS];       /* ops per batch */
+extern const uint64_t writer_commit_bounds[WRITER_COMMIT_BUCKETS]; /* microseconds */
+
 struct writer_stats {
 	uint64_t batches;
 	uint64_t ops;
 	uint64_t ops_max; /* the largest batch */
 	uint64_t commit_us_total;
 	uint64_t grows;
+	uint64_t bytes; /* the ops' size hints, summed */
+	/* Batches by size (ops), and by the time their transaction took from
+	 * the first apply to the end of the commit and its fsync. */
+	uint64_t ops_hist[WRITER_OPS_BUCKETS + 1];
+	uint64_t commit_hist[WRITER_COMMIT_BUCKETS + 1];
 };
 
 /* Limits on one batch; what is above them waits for the next batch. */
