@@ -1,15 +1,19 @@
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <ini.h>
+
 #include "log.h"
 #include "wb_version.h"
 
-enum opt_type { OPT_STRING, OPT_SIZE, OPT_UINT, OPT_DURATION, OPT_LEVEL };
+enum opt_type { OPT_STRING, OPT_SIZE, OPT_UINT, OPT_DURATION, OPT_LEVEL, OPT_BOOL };
 
 struct opt {
 	const char *name;
@@ -88,6 +92,9 @@ static const struct opt opts[] = {
         {"consumer-window", NUM(OPT_UINT, consumer_window), 16, 10000000, "10000",
          "events a consumer group holds between its checkpoint and its reading position"},
         {"log-level", NUM(OPT_LEVEL, log_level), 0, 3, "info", "debug, info, warn or error"},
+        {"allow-unauthenticated-remote", NUM(OPT_BOOL, allow_unauthenticated_remote), 0, 1, "false",
+         "allow a listen address other than loopback although whizbangd has no "
+         "authentication (anyone who reaches the port can read and write)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -166,8 +173,28 @@ static int parse_duration(const char *s, uint64_t *out)
 	return 0;
 }
 
-static int set_opt(struct srv_config *cfg, const struct opt *o, const char *value, char *errmsg,
-                   size_t errlen)
+/* Parses a boolean: true, yes, on, 1 or false, no, off, 0. */
+static int parse_bool(const char *s, bool *out)
+{
+	static const char *const yes[] = {"true", "yes", "on", "1"};
+	static const char *const no[] = {"false", "no", "off", "0"};
+	for (size_t i = 0; i < 4; i++) {
+		if (strcmp(s, yes[i]) == 0) {
+			*out = true;
+			return 0;
+		}
+		if (strcmp(s, no[i]) == 0) {
+			*out = false;
+			return 0;
+		}
+	}
+	return -1;
+}
+
+/* Sets o from its text. who names the setting in a message: "--max-frame"
+ * for a flag, "FILE:LINE: max-frame" for a file's key. */
+static int set_opt(struct srv_config *cfg, const struct opt *o, const char *value, const char *who,
+                   char *errmsg, size_t errlen)
 {
 	char *base = (char *)cfg;
 	uint64_t v;
@@ -175,8 +202,8 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 	switch (o->type) {
 	case OPT_STRING:
 		if (strlen(value) >= o->size) {
-			snprintf(errmsg, errlen, "--%s: the value is longer than %zu bytes",
-			         o->name, o->size - 1);
+			snprintf(errmsg, errlen, "%s: the value is longer than %zu bytes", who,
+			         o->size - 1);
 			return -1;
 		}
 		memcpy(base + o->offset, value, strlen(value) + 1);
@@ -184,12 +211,22 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 	case OPT_LEVEL: {
 		int level = log_parse_level(value);
 		if (level < 0) {
-			snprintf(errmsg, errlen,
-			         "--%s: '%s' is not one of debug, info, warn, error", o->name,
-			         value);
+			snprintf(errmsg, errlen, "%s: '%s' is not one of debug, info, warn, error",
+			         who, value);
 			return -1;
 		}
 		*(int *)(void *)(base + o->offset) = level;
+		return 0;
+	}
+	case OPT_BOOL: {
+		bool b;
+		if (parse_bool(value, &b) != 0) {
+			snprintf(errmsg, errlen,
+			         "%s: '%s' is not a boolean (true, false, yes, no, on, off, 1, 0)",
+			         who, value);
+			return -1;
+		}
+		*(bool *)(void *)(base + o->offset) = b;
 		return 0;
 	}
 	case OPT_DURATION:
@@ -201,7 +238,7 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 		                             (o->type == OPT_UINT &&
 		                              strspn(value, "0123456789") != strlen(value));
 		if (bad) {
-			snprintf(errmsg, errlen, "--%s: '%s' is not a %s", o->name, value,
+			snprintf(errmsg, errlen, "%s: '%s' is not a %s", who, value,
 			         o->type == OPT_SIZE ? "size (digits with an optional K, M, G or T)"
 			         : o->type == OPT_DURATION
 			                 ? "duration (digits with an optional ms, s, m "
@@ -210,7 +247,7 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 			return -1;
 		}
 		if (v < o->min || v > o->max) {
-			snprintf(errmsg, errlen, "--%s: %llu is outside %llu..%llu", o->name,
+			snprintf(errmsg, errlen, "%s: %llu is outside %llu..%llu", who,
 			         (unsigned long long)v, (unsigned long long)o->min,
 			         (unsigned long long)o->max);
 			return -1;
@@ -222,67 +259,397 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 	return -1;
 }
 
+static const struct opt *find_opt(const char *name, size_t nlen)
+{
+	for (size_t k = 0; k < NOPTS; k++)
+		if (strlen(opts[k].name) == nlen && strncmp(opts[k].name, name, nlen) == 0)
+			return &opts[k];
+	return NULL;
+}
+
 void config_defaults(struct srv_config *cfg)
 {
 	char errmsg[256];
 	memset(cfg, 0, sizeof(*cfg));
 	for (size_t i = 0; i < NOPTS; i++)
-		if (set_opt(cfg, &opts[i], opts[i].dflt, errmsg, sizeof(errmsg)) != 0)
+		if (set_opt(cfg, &opts[i], opts[i].dflt, opts[i].name, errmsg, sizeof(errmsg)) != 0)
 			abort(); /* a default outside its own bounds is a bug */
 }
 
 void config_usage(FILE *out)
 {
 	fprintf(out,
-	        "usage: whizbangd [--OPTION VALUE]...\n\n"
+	        "usage: whizbangd [--config FILE] [--check-config] [--OPTION VALUE]...\n"
+	        "       whizbangd replay --data-dir DIR [--verify]\n\n"
 	        "whizbangd %s: the Whizbang event-store server.\n\nOptions:\n",
 	        WB_VERSION);
 	for (size_t i = 0; i < NOPTS; i++)
 		fprintf(out, "  --%-27s %s (default: %s)\n", opts[i].name, opts[i].help,
 		        opts[i].dflt[0] != '\0' ? opts[i].dflt : "none");
-	fprintf(out, "  --%-27s %s\n  --%-27s %s\n", "help", "print this text and exit", "version",
-	        "print the version and exit");
+	fprintf(out, "  --%-27s %s\n  --%-27s %s\n  --%-27s %s\n  --%-27s %s\n", "config FILE",
+	        "read settings from this INI file first (flags win; none is read otherwise)",
+	        "check-config", "validate, print the effective settings and exit (2 on errors)",
+	        "help", "print this text and exit", "version", "print the version and exit");
+}
+
+/* Appends a line to a newline-separated list of messages, truncating at
+ * errlen. */
+static void append_line(char *errmsg, size_t errlen, const char *line)
+{
+	size_t used = strnlen(errmsg, errlen);
+	if (errlen == 0 || used + 1 >= errlen)
+		return;
+	snprintf(errmsg + used, errlen - used, "%s%s", used > 0 ? "\n" : "", line);
+}
+
+struct file_ctx {
+	struct srv_config *cfg;
+	const char *path;
+	FILE *f;
+	int line;
+	bool at_line_start;
+	int first_handler_error; /* 0: none */
+	char *errmsg;
+	size_t errlen;
+};
+
+/* inih's line reader: counts lines so that the handler can name the line of
+ * each key (Debian's libinih is built without INI_HANDLER_LINENO). A line
+ * longer than the buffer arrives in pieces; only the first one counts. */
+static char *file_reader(char *str, int num, void *stream)
+{
+	struct file_ctx *ctx = stream;
+	char *got = fgets(str, num, ctx->f);
+	if (got == NULL)
+		return NULL;
+	if (ctx->at_line_start)
+		ctx->line++;
+	size_t n = strlen(got);
+	ctx->at_line_start = n > 0 && got[n - 1] == '\n';
+	return got;
+}
+
+static int file_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct file_ctx *ctx = user;
+	char who[1400];
+	char msg[2048];
+	if (name == NULL)
+		return 1;
+	snprintf(who, sizeof(who), "%s:%d: %s", ctx->path, ctx->line, name);
+	const struct opt *o = find_opt(name, strlen(name));
+	if (section[0] != '\0' && strcmp(section, "whizbangd") != 0)
+		snprintf(msg, sizeof(msg),
+		         "%s: the key is in section [%s]; keys go before any section or in "
+		         "[whizbangd]",
+		         who, section);
+	else if (o == NULL)
+		snprintf(msg, sizeof(msg), "%s: unknown key (see whizbangd --help)", who);
+	else if (set_opt(ctx->cfg, o, value, who, msg, sizeof(msg)) == 0)
+		return 1;
+	append_line(ctx->errmsg, ctx->errlen, msg);
+	if (ctx->first_handler_error == 0)
+		ctx->first_handler_error = ctx->line;
+	return 0;
+}
+
+int config_load_file(struct srv_config *cfg, const char *path, char *errmsg, size_t errlen)
+{
+	if (errlen > 0)
+		errmsg[0] = '\0';
+	FILE *f = fopen(path, "r");
+	if (f == NULL) {
+		snprintf(errmsg, errlen, "%s: cannot read the config file: %s", path,
+		         strerror(errno));
+		return -1;
+	}
+	struct file_ctx ctx = {.cfg = cfg,
+	                       .path = path,
+	                       .f = f,
+	                       .at_line_start = true,
+	                       .errmsg = errmsg,
+	                       .errlen = errlen};
+	/* A line that starts with white space would otherwise continue the
+	 * previous key's value (Python's configparser style), so that an
+	 * indented key became part of a number. Debian's libinih makes this
+	 * a run-time switch; whizbangd is its only user in the process. */
+	ini_allow_multiline = false;
+	int rc = ini_parse_stream(file_reader, &ctx, file_handler, &ctx);
+	bool read_error = ferror(f) != 0;
+	fclose(f);
+	if (rc < 0 || read_error) {
+		char msg[1400];
+		snprintf(msg, sizeof(msg), "%s: cannot read the config file", path);
+		append_line(errmsg, errlen, msg);
+		return -1;
+	}
+	/* inih returns the first line in error; one before the handler's
+	 * first is a line that is neither a section nor key = value. */
+	if (rc > 0 && (ctx.first_handler_error == 0 || rc < ctx.first_handler_error)) {
+		char msg[1400];
+		snprintf(msg, sizeof(msg), "%s:%d: not a 'key = value' line or a [section]", path,
+		         rc);
+		append_line(errmsg, errlen, msg);
+	}
+	return rc == 0 ? 0 : -1;
+}
+
+/* Whether the option name of length nlen is the command-line-only meta. */
+static bool is_meta(const char *name, size_t nlen, const char *meta)
+{
+	return strlen(meta) == nlen && strncmp(meta, name, nlen) == 0;
 }
 
 int config_parse_args(struct srv_config *cfg, int argc, char **argv, char *errmsg, size_t errlen)
 {
-	for (int i = 1; i < argc; i++) {
-		const char *arg = argv[i];
-		if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-			config_usage(stdout);
-			return 1;
-		}
-		if (strcmp(arg, "--version") == 0) {
-			printf("whizbangd %s\n", WB_VERSION);
-			return 1;
-		}
-		if (strncmp(arg, "--", 2) != 0) {
-			snprintf(errmsg, errlen, "unexpected argument '%s' (options start with --)",
-			         arg);
+	if (errlen > 0)
+		errmsg[0] = '\0';
+	/* Two passes, so that the file comes before every flag wherever
+	 * --config stands: the first finds --config, --check-config, --help
+	 * and --version; the second applies the other options. */
+	for (int pass = 0; pass < 2; pass++) {
+		if (pass == 1 && cfg->config_file[0] != '\0' &&
+		    config_load_file(cfg, cfg->config_file, errmsg, errlen) != 0)
 			return -1;
-		}
-		const char *name = arg + 2;
-		const char *eq = strchr(name, '=');
-		size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
-		const struct opt *o = NULL;
-		for (size_t k = 0; k < NOPTS; k++)
-			if (strlen(opts[k].name) == nlen && strncmp(opts[k].name, name, nlen) == 0)
-				o = &opts[k];
-		if (o == NULL) {
-			snprintf(errmsg, errlen, "unknown option '--%.*s' (see --help)", (int)nlen,
-			         name);
-			return -1;
-		}
-		const char *value = eq != NULL ? eq + 1 : NULL;
-		if (value == NULL) {
-			if (i + 1 >= argc) {
-				snprintf(errmsg, errlen, "--%s needs a value", o->name);
+		for (int i = 1; i < argc; i++) {
+			const char *arg = argv[i];
+			if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
+				config_usage(stdout);
+				return 1;
+			}
+			if (strcmp(arg, "--version") == 0) {
+				printf("whizbangd %s\n", WB_VERSION);
+				return 1;
+			}
+			if (strncmp(arg, "--", 2) != 0) {
+				if (pass == 0)
+					continue;
+				snprintf(errmsg, errlen,
+				         "unexpected argument '%s' (options start with --)", arg);
 				return -1;
 			}
-			value = argv[++i];
+			const char *name = arg + 2;
+			const char *eq = strchr(name, '=');
+			size_t nlen = eq != NULL ? (size_t)(eq - name) : strlen(name);
+			const char *value = eq != NULL ? eq + 1 : NULL;
+			const struct opt *o = find_opt(name, nlen);
+			bool takes_value =
+			        is_meta(name, nlen, "config") || (o != NULL && o->type != OPT_BOOL);
+			if (is_meta(name, nlen, "check-config")) {
+				if (value != NULL) {
+					snprintf(errmsg, errlen, "--check-config takes no value");
+					return -1;
+				}
+				cfg->check_config = true;
+				continue;
+			}
+			if (o == NULL && !takes_value) {
+				if (pass == 0)
+					continue;
+				snprintf(errmsg, errlen, "unknown option '--%.*s' (see --help)",
+				         (int)nlen, name);
+				return -1;
+			}
+			if (value == NULL && takes_value) {
+				if (i + 1 >= argc) {
+					snprintf(errmsg, errlen, "--%.*s needs a value", (int)nlen,
+					         name);
+					return -1;
+				}
+				value = argv[++i];
+			}
+			if (o == NULL) { /* --config */
+				if (pass == 1)
+					continue;
+				if (strlen(value) >= sizeof(cfg->config_file)) {
+					snprintf(errmsg, errlen,
+					         "--config: the path is longer than %zu bytes",
+					         sizeof(cfg->config_file) - 1);
+					return -1;
+				}
+				memcpy(cfg->config_file, value, strlen(value) + 1);
+				continue;
+			}
+			char who[80];
+			snprintf(who, sizeof(who), "--%s", o->name);
+			if (pass == 1 && set_opt(cfg, o, value != NULL ? value : "true", who,
+			                         errmsg, errlen) != 0)
+				return -1;
 		}
-		if (set_opt(cfg, o, value, errmsg, errlen) != 0)
-			return -1;
 	}
 	return 0;
+}
+
+/* Whether HOST of HOST:PORT or [HOST]:PORT is a loopback address. */
+static bool listen_is_loopback(const char *listen)
+{
+	char host[256];
+	const char *colon = strrchr(listen, ':');
+	size_t hlen = colon != NULL ? (size_t)(colon - listen) : strlen(listen);
+	if (hlen >= 2 && listen[0] == '[' && listen[hlen - 1] == ']') {
+		listen++;
+		hlen -= 2;
+	}
+	if (hlen >= sizeof(host))
+		return false;
+	memcpy(host, listen, hlen);
+	host[hlen] = '\0';
+	if (strcmp(host, "localhost") == 0)
+		return true;
+	unsigned char a[16];
+	if (inet_pton(AF_INET, host, a) == 1)
+		return a[0] == 127;
+	if (inet_pton(AF_INET6, host, a) == 1) {
+		static const unsigned char one[16] = {[15] = 1};
+		static const unsigned char v4mapped[12] = {[10] = 0xff, [11] = 0xff};
+		return memcmp(a, one, 16) == 0 || (memcmp(a, v4mapped, 12) == 0 && a[12] == 127);
+	}
+	return false;
+}
+
+int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
+{
+	if (!cfg->allow_unauthenticated_remote && !listen_is_loopback(cfg->listen)) {
+		snprintf(errmsg, errlen,
+		         "listen = %s is not a loopback address, and whizbangd has no "
+		         "authentication: anyone who reaches the port could read and write every "
+		         "stream. Listen on 127.0.0.1 or ::1, or make it an explicit choice with "
+		         "--allow-unauthenticated-remote (allow-unauthenticated-remote = true in "
+		         "the config file)",
+		         cfg->listen);
+		return -1;
+	}
+	return 0;
+}
+
+/* Formats v with the largest unit that divides it exactly. */
+static void format_number(const struct opt *o, uint64_t v, char *buf, size_t len)
+{
+	static const struct {
+		uint64_t mul;
+		const char *unit;
+	} sizes[] = {{TIB, "T"}, {GIB, "G"}, {MIB, "M"}, {KIB, "K"}},
+	  durations[] = {{3600000, "h"}, {60000, "m"}, {1000, "s"}};
+	size_t n = o->type == OPT_SIZE ? 4 : o->type == OPT_DURATION ? 3 : 0;
+	for (size_t i = 0; i < n && v != 0; i++) {
+		uint64_t mul = o->type == OPT_SIZE ? sizes[i].mul : durations[i].mul;
+		const char *unit = o->type == OPT_SIZE ? sizes[i].unit : durations[i].unit;
+		if (v % mul == 0) {
+			snprintf(buf, len, "%llu%s", (unsigned long long)(v / mul), unit);
+			return;
+		}
+	}
+	snprintf(buf, len, "%llu%s", (unsigned long long)v,
+	         o->type == OPT_DURATION && v != 0 ? "ms" : "");
+}
+
+static void format_value(const struct srv_config *cfg, const struct opt *o, char *buf, size_t len)
+{
+	const char *base = (const char *)cfg;
+	static const char *const levels[] = {"debug", "info", "warn", "error"};
+	switch (o->type) {
+	case OPT_STRING:
+		snprintf(buf, len, "%s", base + o->offset);
+		return;
+	case OPT_LEVEL: {
+		int level = *(const int *)(const void *)(base + o->offset);
+		snprintf(buf, len, "%s", level >= 0 && level <= 3 ? levels[level] : "?");
+		return;
+	}
+	case OPT_BOOL:
+		snprintf(buf, len, "%s",
+		         *(const bool *)(const void *)(base + o->offset) ? "true" : "false");
+		return;
+	case OPT_SIZE:
+	case OPT_UINT:
+	case OPT_DURATION:
+		format_number(o, *(const uint64_t *)(const void *)(base + o->offset), buf, len);
+		return;
+	}
+}
+
+void config_print(const struct srv_config *cfg, FILE *out)
+{
+	char buf[1100];
+	for (size_t i = 0; i < NOPTS; i++) {
+		format_value(cfg, &opts[i], buf, sizeof(buf));
+		fprintf(out, "%s =%s%s\n", opts[i].name, buf[0] != '\0' ? " " : "", buf);
+	}
+}
+
+static void format_bounds(const struct opt *o, char *buf, size_t len)
+{
+	char lo[32], hi[32];
+	switch (o->type) {
+	case OPT_STRING:
+		snprintf(buf, len, "at most %zu bytes", o->size - 1);
+		return;
+	case OPT_LEVEL:
+		snprintf(buf, len, "debug, info, warn or error");
+		return;
+	case OPT_BOOL:
+		snprintf(buf, len, "true or false");
+		return;
+	case OPT_SIZE:
+	case OPT_UINT:
+	case OPT_DURATION:
+		format_number(o, o->min, lo, sizeof(lo));
+		format_number(o, o->max, hi, sizeof(hi));
+		snprintf(buf, len, "%s..%s", lo, hi);
+		return;
+	}
+}
+
+void config_example(FILE *out)
+{
+	char bounds[80];
+	fputs("# whizbangd's configuration file: the annotated example.\n"
+	      "#\n"
+	      "# Use it with `whizbangd --config FILE`; no file is read without --config.\n"
+	      "# Keys are the long command-line options without \"--\"; settings given as\n"
+	      "# flags win over the file, which wins over the defaults. Every key below is\n"
+	      "# commented out and shows its default: remove the '#' to change one.\n"
+	      "# Sizes take K, M, G or T (powers of 1024); durations take ms, s, m or h\n"
+	      "# (plain digits are milliseconds). A line starting with '#' or ';' is a\n"
+	      "# comment. Check a file with `whizbangd --config FILE --check-config`.\n"
+	      "#\n"
+	      "# This file is generated from the table in server/config.c (config_example);\n"
+	      "# tests/test_config.c fails when they differ.\n"
+	      "\n"
+	      "[whizbangd]\n",
+	      out);
+	for (size_t i = 0; i < NOPTS; i++) {
+		format_bounds(&opts[i], bounds, sizeof(bounds));
+		/* The meaning, wrapped at 76 columns. */
+		const char *h = opts[i].help;
+		fputc('\n', out);
+		while (*h != '\0') {
+			size_t n = strlen(h);
+			if (n > 74) {
+				n = 74;
+				while (n > 0 && h[n] != ' ')
+					n--;
+			}
+			fprintf(out, "# %.*s%s\n", (int)n, h, h[n] == '\0' ? "." : "");
+			h += n + (h[n] == ' ');
+		}
+		fprintf(out, "# Default: %s. Bounds: %s.\n#%s =%s%s\n",
+		        opts[i].dflt[0] != '\0' ? opts[i].dflt : "none", bounds, opts[i].name,
+		        opts[i].dflt[0] != '\0' ? " " : "", opts[i].dflt);
+	}
+}
+
+size_t config_option_count(void)
+{
+	return NOPTS;
+}
+
+const char *config_option_name(size_t i)
+{
+	return i < NOPTS ? opts[i].name : NULL;
+}
+
+const char *config_option_default(size_t i)
+{
+	return i < NOPTS ? opts[i].dflt : NULL;
 }

@@ -1,9 +1,12 @@
 /* whizbangd's configuration: one table of settings with their defaults and
- * checked bounds (server/config.c), filled from defaults and then from the
- * command line. */
+ * checked bounds (server/config.c), filled from the defaults, then from the
+ * config file (--config FILE, INI, parsed by libinih), then from the command
+ * line. The file and the flags go through the same table and the same value
+ * parsers. */
 #ifndef WB_CONFIG_H
 #define WB_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,15 +41,56 @@ struct srv_config {
 	uint64_t max_consumer_members;
 	uint64_t consumer_window;
 	int log_level;
+	/* Listening on a non-loopback address without authentication is
+	 * refused unless this is set (config_validate). */
+	bool allow_unauthenticated_remote;
+
+	/* Command-line only, not settings of the table: the file --config
+	 * named ("" when none) and whether --check-config was given. */
+	char config_file[1024];
+	bool check_config;
 };
 
 /* Fills cfg with every default. */
 void config_defaults(struct srv_config *cfg);
 
-/* Applies the command-line options argv[1..argc) to cfg. Returns 0, 1 when
- * the process should exit 0 (--help, --version; the text is printed), or -1
- * with a sentence in errmsg for a bad option or value. */
+/* Applies the command line argv[1..argc) to cfg: first the file named by
+ * `--config FILE` (when given; no file is read otherwise), then every other
+ * option, so flags win over the file. Records --config and --check-config in
+ * cfg. Returns 0, 1 when the process should exit 0 (--help, --version; the
+ * text is printed), or -1 with the errors in errmsg (one per line; a file's
+ * errors name the file, the line and the key). Does not apply
+ * config_validate. */
 int config_parse_args(struct srv_config *cfg, int argc, char **argv, char *errmsg, size_t errlen);
+
+/* Applies the INI file at path to cfg. Keys are the long option names
+ * without "--", either before any section or in a [whizbangd] section; other
+ * sections, unknown keys, bad and out-of-bounds values are errors. Every
+ * error is reported as "PATH:LINE: KEY: reason", one per line, in errmsg
+ * (truncated to errlen). Returns 0, or -1 when the file cannot be read or
+ * holds any error; cfg may then hold some of the file's values. */
+int config_load_file(struct srv_config *cfg, const char *path, char *errmsg, size_t errlen);
+
+/* Checks the rules that span settings: listening on an address other than
+ * loopback (127.0.0.0/8, ::1, localhost) needs allow-unauthenticated-remote,
+ * since whizbangd has no authentication yet. Returns 0, or -1 with a
+ * sentence in errmsg. */
+int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen);
+
+/* Prints every setting of the table as "key = value", one a line, in the
+ * table's order; the output is itself a valid config file. */
+void config_print(const struct srv_config *cfg, FILE *out);
+
+/* Prints the annotated example config file (deploy/whizbangd.conf): every
+ * key commented out with its default, bounds and meaning. */
+void config_example(FILE *out);
+
+/* The table, for tests and docs: how many settings, and the long name (no
+ * "--") and default text of setting i < config_option_count(). The strings
+ * are static. */
+size_t config_option_count(void);
+const char *config_option_name(size_t i);
+const char *config_option_default(size_t i);
 
 /* Prints the usage text, with every option, its bounds and its default. */
 void config_usage(FILE *out);

@@ -124,22 +124,41 @@ static int replay_main(int argc, char **argv)
 	return status;
 }
 
+/* Prints each line of a newline-separated list of configuration errors. */
+static void print_errors(const char *errmsg)
+{
+	const char *p = errmsg;
+	while (*p != '\0') {
+		size_t n = strcspn(p, "\n");
+		fprintf(stderr, "whizbangd: %.*s\n", (int)n, p);
+		p += n + (p[n] == '\n');
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc > 1 && strcmp(argv[1], "replay") == 0)
 		return replay_main(argc, argv);
 
 	struct srv_config cfg;
-	char errmsg[512];
+	char errmsg[8192];
 	struct srv *srv;
 
 	config_defaults(&cfg);
 	int rc = config_parse_args(&cfg, argc, argv, errmsg, sizeof(errmsg));
 	if (rc == 1)
 		return 0;
+	if (rc == 0)
+		rc = config_validate(&cfg, errmsg, sizeof(errmsg));
 	if (rc != 0) {
-		fprintf(stderr, "whizbangd: %s\n", errmsg);
+		print_errors(errmsg);
 		return 2;
+	}
+	/* --check-config stops here: the data directory and the port are
+	 * never opened. */
+	if (cfg.check_config) {
+		config_print(&cfg, stdout);
+		return 0;
 	}
 	log_set_level((enum log_level)cfg.log_level);
 	signal(SIGPIPE, SIG_IGN);

@@ -1,11 +1,14 @@
 /* Tests of whizbangd's configuration (server/config.h): defaults, option
- * forms, bounds and the messages of refused options. */
+ * forms, bounds and the messages of refused options; the config file, its
+ * precedence under the flags, --check-config, the remote rule, and that the
+ * example file and docs/OPERATIONS.md list exactly the table. */
 #include <criterion/criterion.h>
 #include <criterion/redirect.h>
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "log.h"
@@ -337,7 +340,532 @@ Test(config, usage_lists_every_option_with_its_default)
 	};
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		cr_assert_not_null(strstr(text, names[i]), "usage lacks %s", names[i]);
+	for (size_t i = 0; i < config_option_count(); i++) {
+		char flag[80];
+		snprintf(flag, sizeof(flag), "--%s ", config_option_name(i));
+		cr_assert_not_null(strstr(text, flag), "usage lacks %s", flag);
+	}
+	cr_assert_not_null(strstr(text, "--config FILE"));
+	cr_assert_not_null(strstr(text, "--check-config"));
 	cr_assert_not_null(strstr(text, "127.0.0.1:7411"));
 	cr_assert_not_null(strstr(text, "4M"));
+	free(text);
+}
+
+/* ------------------------------------------------------------ the file */
+
+/* Writes text to a new temporary file and returns its path (static). */
+static const char *write_conf(const char *text)
+{
+	static char path[64];
+	snprintf(path, sizeof(path), "/tmp/wb-test-config-XXXXXX");
+	int fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	FILE *f = fdopen(fd, "w");
+	cr_assert_not_null(f);
+	fputs(text, f);
+	fclose(f);
+	return path;
+}
+
+/* Loads text as a config file over the defaults; returns config_load_file's
+ * answer, with the messages in msg. */
+static int load_text(struct srv_config *c, const char *text, char *msg, size_t msglen,
+                     char *path_out)
+{
+	const char *path = write_conf(text);
+	if (path_out != NULL)
+		strcpy(path_out, path);
+	config_defaults(c);
+	int rc = config_load_file(c, path, msg, msglen);
+	unlink(path);
+	return rc;
+}
+
+Test(config, file_with_comments_sections_and_spacing)
+{
+	struct srv_config c;
+	char msg[1024];
+	int rc = load_text(&c,
+	                   "# a comment\n"
+	                   "; another comment\n"
+	                   "\n"
+	                   "max-frame = 8K\n"
+	                   "  map-size=1G\n"
+	                   "[whizbangd]\n"
+	                   "listen   =   127.0.0.1:9000   \n"
+	                   "log-level = debug ; an inline comment\n"
+	                   "lease-max = 5m\n"
+	                   "data-dir = /var/lib/whizbang\n"
+	                   "allow-unauthenticated-remote = yes\n"
+	                   "port-file =\n",
+	                   msg, sizeof(msg), NULL);
+	cr_assert_eq(rc, 0, "%s", msg);
+	cr_assert_eq(c.max_frame, 8 * KIB);
+	cr_assert_eq(c.map_size, 1 * GIB);
+	cr_assert_str_eq(c.listen, "127.0.0.1:9000");
+	cr_assert_eq(c.log_level, LOG_DEBUG);
+	cr_assert_eq(c.lease_max_ms, 5 * 60000);
+	cr_assert_str_eq(c.data_dir, "/var/lib/whizbang");
+	cr_assert(c.allow_unauthenticated_remote);
+	cr_assert_str_eq(c.port_file, "");
+	/* Keys the file does not name keep their defaults. */
+	cr_assert_eq(c.max_connections, 1024);
+}
+
+Test(config, an_empty_file_keeps_the_defaults)
+{
+	struct srv_config c, d;
+	char msg[256];
+	cr_assert_eq(load_text(&c, "", msg, sizeof(msg), NULL), 0, "%s", msg);
+	config_defaults(&d);
+	cr_assert_eq(memcmp(&c, &d, sizeof(c)), 0);
+}
+
+/* Each case: a file, and what the one error message must hold (the file's
+ * path is checked separately, with the line number and the key). */
+struct file_case {
+	const char *text;
+	const char *where; /* ":LINE: KEY" */
+	const char *also;  /* a further part of the message, or NULL */
+};
+
+static void check_file_refused(const struct file_case *cases, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		struct srv_config c;
+		char msg[1024], path[64], want[256];
+		int rc = load_text(&c, cases[i].text, msg, sizeof(msg), path);
+		cr_assert_eq(rc, -1, "case %zu was accepted", i);
+		snprintf(want, sizeof(want), "%s%s", path, cases[i].where);
+		cr_assert_not_null(strstr(msg, want), "case %zu: '%s' lacks '%s'", i, msg, want);
+		if (cases[i].also != NULL)
+			cr_assert_not_null(strstr(msg, cases[i].also), "case %zu: '%s' lacks '%s'",
+			                   i, msg, cases[i].also);
+	}
+}
+
+Test(config, file_unknown_key_names_file_line_and_key)
+{
+	static const struct file_case cases[] = {
+	        {"max-frame = 8K\n\n# comment\nbogus = 1\n", ":4: bogus", "unknown key"},
+	        {"--max-frame = 8K\n", ":1: --max-frame", "unknown key"},
+	        {"MAX-FRAME = 8K\n", ":1: MAX-FRAME", "unknown key"},
+	        /* The command-line-only options are not keys. */
+	        {"config = /etc/other.conf\n", ":1: config", "unknown key"},
+	        {"check-config = true\n", ":1: check-config", "unknown key"},
+	};
+	check_file_refused(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+Test(config, file_bad_and_out_of_bounds_values)
+{
+	static const struct file_case cases[] = {
+	        {"[whizbangd]\nmax-frame = lots\n", ":2: max-frame", "'lots' is not a size"},
+	        {"max-frame = 1K\n", ":1: max-frame", "outside 4096..67108864"},
+	        {"max-connections = 0\n", ":1: max-connections", "outside"},
+	        {"map-size = 17T\n", ":1: map-size", "outside"},
+	        {"lease-max = 5 minutes\n", ":1: lease-max", "duration"},
+	        {"log-level = loud\n", ":1: log-level", "debug, info"},
+	        {"allow-unauthenticated-remote = maybe\n", ":1: allow-unauthenticated-remote",
+	         "boolean"},
+	        {"max-frame =\n", ":1: max-frame", "not a size"},
+	        /* A '#' after a value is not a comment (only ';' is, after a space). */
+	        {"max-frame = 8K # eight\n", ":1: max-frame", "not a size"},
+	};
+	check_file_refused(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+Test(config, file_keys_in_another_section_are_refused)
+{
+	static const struct file_case cases[] = {
+	        {"max-frame = 8K\n[server]\nmax-frame = 16K\n", ":3: max-frame", "[server]"},
+	        {"[whizbangd]\nmax-frame = 8K\n[Whizbangd]\nmap-size = 1G\n", ":4: map-size",
+	         "[Whizbangd]"},
+	};
+	check_file_refused(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+Test(config, file_line_that_is_not_a_setting)
+{
+	static const struct file_case cases[] = {
+	        {"max-frame = 8K\njust some words\n", ":2:", "not a 'key = value' line"},
+	        {"[whizbangd\nmax-frame = 8K\n", ":1:", "not a 'key = value' line"},
+	};
+	check_file_refused(cases, sizeof(cases) / sizeof(cases[0]));
+}
+
+Test(config, file_reports_every_error_on_its_own_line)
+{
+	struct srv_config c;
+	char msg[2048], path[64], want[128];
+	int rc = load_text(&c, "bogus = 1\nmax-frame = 8K\nmax-frame = 1\nlog-level = x\n", msg,
+	                   sizeof(msg), path);
+	cr_assert_eq(rc, -1);
+	static const char *const wants[] = {":1: bogus", ":3: max-frame", ":4: log-level"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(want, sizeof(want), "%s%s", path, wants[i]);
+		cr_assert_not_null(strstr(msg, want), "'%s' lacks '%s'", msg, want);
+	}
+	size_t lines = 1;
+	for (const char *p = msg; *p != '\0'; p++)
+		lines += *p == '\n';
+	cr_assert_eq(lines, 3, "%s", msg);
+	/* The good key between them is still applied. */
+	cr_assert_eq(c.max_frame, 8 * KIB);
+}
+
+Test(config, file_a_later_key_wins)
+{
+	struct srv_config c;
+	char msg[256];
+	cr_assert_eq(load_text(&c, "max-frame = 8K\n[whizbangd]\nmax-frame = 16K\n", msg,
+	                       sizeof(msg), NULL),
+	             0, "%s", msg);
+	cr_assert_eq(c.max_frame, 16 * KIB);
+}
+
+Test(config, file_that_cannot_be_read)
+{
+	struct srv_config c;
+	char msg[512];
+	config_defaults(&c);
+	cr_assert_eq(config_load_file(&c, "/nonexistent/whizbangd.conf", msg, sizeof(msg)), -1);
+	cr_assert_not_null(strstr(msg, "/nonexistent/whizbangd.conf"), "%s", msg);
+	cr_assert_not_null(strstr(msg, "No such file"), "%s", msg);
+	/* Through the command line, too. */
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--config", "/nonexistent/whizbangd.conf"), -1);
+	cr_assert_not_null(strstr(msg, "/nonexistent/whizbangd.conf"), "%s", msg);
+}
+
+/* ------------------------------------------------------------ precedence */
+
+Test(config, flags_win_over_the_file_wherever_config_stands)
+{
+	const char *path = write_conf("max-frame = 8K\nmap-size = 1G\nlog-level = warn\n");
+	char p[64];
+	strcpy(p, path);
+	for (int order = 0; order < 2; order++) {
+		struct srv_config c;
+		char msg[512];
+		config_defaults(&c);
+		int rc = order == 0 ? PARSE(&c, msg, "--config", p, "--max-frame", "16K")
+		                    : PARSE(&c, msg, "--max-frame=16K", "--config=", p);
+		if (order == 1) {
+			/* "--config=" with an empty path is its own mistake. */
+			cr_assert_eq(rc, -1);
+			config_defaults(&c);
+			rc = PARSE(&c, msg, "--max-frame=16K", "--config", p);
+		}
+		cr_assert_eq(rc, 0, "order %d: %s", order, msg);
+		cr_assert_eq(c.max_frame, 16 * KIB, "order %d", order); /* the flag */
+		cr_assert_eq(c.map_size, 1 * GIB, "order %d", order);   /* the file */
+		cr_assert_eq(c.log_level, LOG_WARN, "order %d", order);
+		cr_assert_eq(c.max_connections, 1024, "order %d", order); /* the default */
+		cr_assert_str_eq(c.config_file, p);
+		cr_assert(!c.check_config);
+	}
+	unlink(p);
+}
+
+Test(config, no_file_is_read_without_config)
+{
+	struct srv_config c;
+	char msg[256];
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--max-frame", "8K"), 0, "%s", msg);
+	cr_assert_str_eq(c.config_file, "");
+}
+
+Test(config, a_bad_file_stops_before_the_flags)
+{
+	const char *path = write_conf("max-frame = huge\n");
+	char p[64];
+	strcpy(p, path);
+	struct srv_config c;
+	char msg[512];
+	config_defaults(&c);
+	/* The flag would set a good value; the file's error still stops. */
+	cr_assert_eq(PARSE(&c, msg, "--config", p, "--max-frame", "8K"), -1);
+	cr_assert_not_null(strstr(msg, ":1: max-frame"), "%s", msg);
+	unlink(p);
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--config"), -1);
+	cr_assert_not_null(strstr(msg, "--config"), "%s", msg);
+}
+
+/* ------------------------------------------------------------ --check-config */
+
+Test(config, check_config_is_recorded_and_takes_no_value)
+{
+	struct srv_config c;
+	char msg[256];
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--check-config", "--max-frame", "8K"), 0, "%s", msg);
+	cr_assert(c.check_config);
+	cr_assert_eq(c.max_frame, 8 * KIB);
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--check-config=yes"), -1);
+	cr_assert_not_null(strstr(msg, "--check-config"), "%s", msg);
+}
+
+static char *print_to_string(const struct srv_config *c)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&text, &len);
+	cr_assert_not_null(f);
+	config_print(c, f);
+	fclose(f);
+	return text;
+}
+
+Test(config, check_config_prints_every_key_once_and_reads_back)
+{
+	struct srv_config c, back;
+	char msg[512];
+	config_defaults(&c);
+	int rc = PARSE(&c, msg, "--max-frame", "12K", "--map-size", "3G", "--lease-max", "90s",
+	               "--lease-grace", "1500", "--max-scan", "0", "--log-level", "error",
+	               "--listen", "0.0.0.0:7411", "--allow-unauthenticated-remote", "--port-file",
+	               "/run/wb.port");
+	cr_assert_eq(rc, 0, "%s", msg);
+	char *text = print_to_string(&c);
+	cr_assert_not_null(strstr(text, "max-frame = 12K\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "map-size = 3G\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "lease-max = 90s\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "lease-grace = 1500ms\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "log-level = error\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "allow-unauthenticated-remote = true\n"), "%s", text);
+	/* One line per setting of the table, each key once. */
+	size_t lines = 0;
+	for (const char *p = text; *p != '\0'; p++)
+		lines += *p == '\n';
+	cr_assert_eq(lines, config_option_count(), "%s", text);
+	for (size_t i = 0; i < config_option_count(); i++) {
+		char key[80];
+		snprintf(key, sizeof(key), "\n%s =", config_option_name(i));
+		const char *at = i == 0 ? text : strstr(text, key);
+		cr_assert_not_null(at, "no %s", key);
+	}
+	/* The printed configuration is a config file that gives the same
+	 * settings back. */
+	cr_assert_eq(load_text(&back, text, msg, sizeof(msg), NULL), 0, "%s", msg);
+	back.check_config = c.check_config;
+	memcpy(back.config_file, c.config_file, sizeof(c.config_file));
+	cr_assert_eq(memcmp(&back, &c, sizeof(c)), 0, "%s", text);
+	free(text);
+}
+
+/* ------------------------------------------------------------ remote rule */
+
+Test(config, loopback_listen_addresses_need_no_flag)
+{
+	static const char *const ok[] = {
+	        "127.0.0.1:7411", "127.0.0.1:0",    "127.8.9.10:7411",
+	        "[::1]:7411",     "localhost:7411", "[::ffff:127.0.0.1]:1",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		struct srv_config c;
+		char msg[512];
+		config_defaults(&c);
+		cr_assert_eq(PARSE(&c, msg, "--listen", ok[i]), 0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s: %s", ok[i], msg);
+	}
+	struct srv_config d;
+	char msg[512];
+	config_defaults(&d);
+	cr_assert_eq(config_validate(&d, msg, sizeof(msg)), 0, "the defaults: %s", msg);
+}
+
+Test(config, remote_listen_is_refused_without_the_flag)
+{
+	static const char *const remote[] = {
+	        "0.0.0.0:7411",       "[::]:7411",      "10.0.0.5:7411",    "192.168.1.1:0",
+	        "[2001:db8::1]:7411", "128.0.0.1:7411", "example.com:7411",
+	};
+	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++) {
+		struct srv_config c;
+		char msg[512];
+		config_defaults(&c);
+		cr_assert_eq(PARSE(&c, msg, "--listen", remote[i]), 0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1, "%s was allowed",
+		             remote[i]);
+		cr_assert_not_null(strstr(msg, remote[i]), "%s", msg);
+		cr_assert_not_null(strstr(msg, "--allow-unauthenticated-remote"), "%s", msg);
+		cr_assert_not_null(strstr(msg, "no authentication"), "%s", msg);
+
+		/* The flag makes it an explicit choice... */
+		config_defaults(&c);
+		cr_assert_eq(
+		        PARSE(&c, msg, "--listen", remote[i], "--allow-unauthenticated-remote"), 0,
+		        "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s: %s", remote[i], msg);
+		/* ...and =false takes it back. */
+		config_defaults(&c);
+		cr_assert_eq(PARSE(&c, msg, "--listen", remote[i], "--allow-unauthenticated-remote",
+		                   "--allow-unauthenticated-remote=false"),
+		             0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1);
+	}
+}
+
+Test(config, remote_rule_through_the_file)
+{
+	struct srv_config c;
+	char msg[512];
+	cr_assert_eq(load_text(&c, "listen = 0.0.0.0:7411\n", msg, sizeof(msg), NULL), 0, "%s",
+	             msg);
+	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1);
+	cr_assert_eq(load_text(&c, "listen = 0.0.0.0:7411\nallow-unauthenticated-remote = true\n",
+	                       msg, sizeof(msg), NULL),
+	             0, "%s", msg);
+	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s", msg);
+	/* The flag allows what the file listens on. */
+	const char *path = write_conf("listen = [::]:7411\n");
+	char p[64];
+	strcpy(p, path);
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--config", p, "--allow-unauthenticated-remote"), 0, "%s", msg);
+	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s", msg);
+	unlink(p);
+}
+
+Test(config, a_boolean_flag_does_not_take_the_next_argument)
+{
+	struct srv_config c;
+	char msg[256];
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--allow-unauthenticated-remote", "true"), -1);
+	cr_assert_not_null(strstr(msg, "'true'"), "%s", msg);
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--allow-unauthenticated-remote=on"), 0, "%s", msg);
+	cr_assert(c.allow_unauthenticated_remote);
+	cr_assert_eq(PARSE(&c, msg, "--allow-unauthenticated-remote=sure"), -1);
+	cr_assert_not_null(strstr(msg, "--allow-unauthenticated-remote"), "%s", msg);
+}
+
+/* ------------------------------------------------------------ example, docs */
+
+/* The repository's root, from this file's path as the compiler saw it
+ * (meson gives it relative to the build directory, where tests run). */
+static void repo_path(char *out, size_t len, const char *rel)
+{
+	const char *me = __FILE__;
+	const char *slash = strrchr(me, '/');
+	int dir = slash != NULL ? (int)(slash - me) : 0;
+	snprintf(out, len, "%.*s%s../%s", dir, me, slash != NULL ? "/" : "", rel);
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f, "cannot open %s (cwd must be the build directory)", path);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, m);
+	fclose(f);
+	fclose(m);
+	return text;
+}
+
+Test(config, example_file_is_the_generated_one)
+{
+	char path[1024];
+	repo_path(path, sizeof(path), "deploy/whizbangd.conf");
+	char *file = slurp(path);
+	char *gen = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&gen, &len);
+	config_example(f);
+	fclose(f);
+	cr_assert_str_eq(file, gen,
+	                 "deploy/whizbangd.conf differs from config_example(): regenerate it");
+	free(file);
+	free(gen);
+}
+
+Test(config, example_file_parses_and_uncommented_gives_every_default)
+{
+	char path[1024];
+	repo_path(path, sizeof(path), "deploy/whizbangd.conf");
+	struct srv_config c, d;
+	char msg[2048];
+	config_defaults(&c);
+	cr_assert_eq(config_load_file(&c, path, msg, sizeof(msg)), 0, "%s", msg);
+	config_defaults(&d);
+	cr_assert_eq(memcmp(&c, &d, sizeof(c)), 0, "the example, as shipped, changes nothing");
+
+	/* Uncomment every "#key =" line: each key of the table is there once,
+	 * and with its default. */
+	char *text = slurp(path);
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+	size_t found = 0;
+	for (char *line = strtok(text, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+		if (line[0] == '#' && line[1] != ' ' && line[1] != '\0' && strchr(line, '=')) {
+			fprintf(f, "%s\n", line + 1);
+			found++;
+		}
+	}
+	fclose(f);
+	cr_assert_eq(found, config_option_count(), "%s", out);
+	for (size_t i = 0; i < config_option_count(); i++) {
+		char key[80];
+		snprintf(key, sizeof(key), "%s =", config_option_name(i));
+		cr_assert_not_null(strstr(out, key), "the example lacks %s", key);
+	}
+	memset(&c, 0x5A, sizeof(c));
+	cr_assert_eq(load_text(&c, out, msg, sizeof(msg), NULL), 0, "%s", msg);
+	cr_assert_eq(memcmp(&c, &d, sizeof(c)), 0);
+	free(text);
+	free(out);
+}
+
+/* Strips backticks and spaces around a table cell. */
+static void cell(const char *from, const char *to, char *out, size_t len)
+{
+	size_t n = 0;
+	for (const char *p = from; p < to && n + 1 < len; p++)
+		if (*p != '`' && *p != ' ')
+			out[n++] = *p;
+	out[n] = '\0';
+}
+
+Test(config, operations_md_lists_exactly_the_table)
+{
+	char path[1024];
+	repo_path(path, sizeof(path), "docs/OPERATIONS.md");
+	char *text = slurp(path);
+	char *start = strstr(text, "## Options\n");
+	cr_assert_not_null(start);
+	char *end = strstr(start + 1, "\n## ");
+	if (end != NULL)
+		*end = '\0';
+	size_t rows = 0;
+	for (char *line = strtok(start, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+		if (strncmp(line, "| `--", 5) != 0)
+			continue;
+		char *c1 = strchr(line + 1, '|');
+		cr_assert_not_null(c1);
+		char *c2 = strchr(c1 + 1, '|');
+		cr_assert_not_null(c2);
+		char name[80], dflt[80];
+		cell(line + 1, c1, name, sizeof(name));
+		cell(c1 + 1, c2, dflt, sizeof(dflt));
+		cr_assert_lt(rows, config_option_count(), "extra row %s", name);
+		cr_assert_str_eq(name + 2, config_option_name(rows), "row %zu", rows);
+		const char *want = config_option_default(rows);
+		cr_assert_str_eq(dflt, want[0] != '\0' ? want : "none", "default of %s", name);
+		rows++;
+	}
+	cr_assert_eq(rows, config_option_count(), "OPERATIONS.md has %zu of %zu options", rows,
+	             config_option_count());
 	free(text);
 }
