@@ -133,6 +133,13 @@ before=$("$CLI" --server "$SERVER" --json read image-test) || fail "read"
 [ "$(echo "$before" | grep -c '"stream":"image-test"')" -eq 2 ] ||
 	fail "read did not return the 2 events appended: $before"
 
+# The metrics port, published like the protocol's.
+python3 -c 'import sys, urllib.request
+for p in ("/health/ready", "/metrics"):
+    r = urllib.request.urlopen("http://127.0.0.1:" + sys.argv[1] + p, timeout=5)
+    assert r.status == 200, (p, r.status)' "$MPORT" ||
+	fail "GET /health/ready or /metrics on 127.0.0.1:$MPORT (the container's 7412)"
+
 # 4. Restart (SIGTERM, then a new whizbangd on the same volume): same events.
 bounded 60 podman restart -t 20 "$NAME" >/dev/null 2>>"$ERRS" ||
 	{ cat "$ERRS" >&2; fail "podman restart"; }
@@ -151,4 +158,4 @@ bounded 60 podman stop -t 20 "$NAME" >/dev/null 2>>"$ERRS" || fail "podman stop"
 code=$(podman inspect -f '{{.State.ExitCode}}' "$NAME") || fail "podman inspect"
 [ "$code" = 0 ] || { podman logs "$NAME" 2>&1 | tail -20 >&2; fail "whizbangd exited $code on SIGTERM, not 0"; }
 
-log "ok in $(($(date +%s) - START))s: ping, append, read, restart, read, healthcheck, uid $uid, clean stop"
+log "ok in $(($(date +%s) - START))s: ping, append, read, metrics, restart, read, healthcheck, uid $uid, clean stop"
