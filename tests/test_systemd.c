@@ -110,9 +110,9 @@ static void spawn(const struct spawn_opts *o)
 {
 	const char *bin = getenv("WHIZBANGD");
 	cr_assert(bin != NULL && bin[0] != '\0', "WHIZBANGD is not set (run through meson test)");
-	const char *argv[] = {bin,           "--listen",    "127.0.0.1:0",     "--data-dir",
-	                      srv.data_dir,  "--port-file", srv.port_file,     "--log-level",
-	                      "info",        "--metrics-listen", "off", NULL};
+	const char *argv[] = {bin,          "--listen",         "127.0.0.1:0", "--data-dir",
+	                      srv.data_dir, "--port-file",      srv.port_file, "--log-level",
+	                      "info",       "--metrics-listen", "off",         NULL};
 
 	/* The child's environment is made here: after fork only
 	 * async-signal-safe work is done. */
@@ -354,7 +354,8 @@ Test(systemd, units_verify)
 	cr_assert(type_notify, "the service is not Type=notify");
 
 	char cmd[2048];
-	snprintf(cmd, sizeof(cmd), "cp '%s/deploy/whizbangd.socket' '%s/' && "
+	snprintf(cmd, sizeof(cmd),
+	         "cp '%s/deploy/whizbangd.socket' '%s/' && "
 	         "systemd-analyze verify --man=no '%s' '%s/whizbangd.socket' >'%s/verify.log' 2>&1",
 	         build, srv.dir, out_path, srv.dir, srv.dir);
 	int rc = system(cmd);
@@ -371,14 +372,12 @@ Test(systemd, ready_watchdog_stopping)
 {
 	require_systemd();
 	make_dir();
-	struct spawn_opts o = {.notify_path = open_notify(),
-	                       .watchdog_usec = WATCHDOG_USEC,
-	                       .listen_fd = -1};
+	struct spawn_opts o = {
+	        .notify_path = open_notify(), .watchdog_usec = WATCHDOG_USEC, .listen_fd = -1};
 	spawn(&o);
 
 	char msg[512];
-	cr_assert(recv_notify(msg, sizeof(msg), WAIT_MS), "no notification within %d ms",
-	          WAIT_MS);
+	cr_assert(recv_notify(msg, sizeof(msg), WAIT_MS), "no notification within %d ms", WAIT_MS);
 	cr_assert(has_line(msg, "READY=1"), "the first notification is not READY=1: '%s'", msg);
 	int64_t ready_ms = e2e_now_ms();
 	/* The listener was open before READY=1 was sent: the port file is there
