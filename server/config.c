@@ -307,25 +307,34 @@ struct file_ctx {
 	const char *path;
 	FILE *f;
 	int line;
-	bool at_line_start;
+	int line_max;            /* the longest line inih takes */
 	int first_handler_error; /* 0: none */
 	char *errmsg;
 	size_t errlen;
 };
 
+/* The key the reader puts in place of a line longer than inih's buffer, so
+ * that the handler reports it instead of inih applying a cut value. */
+#define TOO_LONG_KEY "\x01"
+
 /* inih's line reader: counts lines so that the handler can name the line of
- * each key (Debian's libinih is built without INI_HANDLER_LINENO). A line
- * longer than the buffer arrives in pieces; only the first one counts. */
+ * each key (Debian's libinih is built without INI_HANDLER_LINENO), and turns
+ * a line longer than inih's buffer into an error rather than two lines. */
 static char *file_reader(char *str, int num, void *stream)
 {
 	struct file_ctx *ctx = stream;
 	char *got = fgets(str, num, ctx->f);
 	if (got == NULL)
 		return NULL;
-	if (ctx->at_line_start)
-		ctx->line++;
+	ctx->line++;
 	size_t n = strlen(got);
-	ctx->at_line_start = n > 0 && got[n - 1] == '\n';
+	if (n > 0 && got[n - 1] != '\n' && !feof(ctx->f)) {
+		int ch;
+		while ((ch = getc(ctx->f)) != EOF && ch != '\n')
+			;
+		ctx->line_max = num - 2;
+		snprintf(str, (size_t)num, "%s = \n", TOO_LONG_KEY);
+	}
 	return got;
 }
 
@@ -338,7 +347,10 @@ static int file_handler(void *user, const char *section, const char *name, const
 		return 1;
 	snprintf(who, sizeof(who), "%s:%d: %s", ctx->path, ctx->line, name);
 	const struct opt *o = find_opt(name, strlen(name));
-	if (section[0] != '\0' && strcmp(section, "whizbangd") != 0)
+	if (strcmp(name, TOO_LONG_KEY) == 0)
+		snprintf(msg, sizeof(msg), "%s:%d: the line is longer than %d bytes", ctx->path,
+		         ctx->line, ctx->line_max);
+	else if (section[0] != '\0' && strcmp(section, "whizbangd") != 0)
 		snprintf(msg, sizeof(msg),
 		         "%s: the key is in section [%s]; keys go before any section or in "
 		         "[whizbangd]",
@@ -363,12 +375,8 @@ int config_load_file(struct srv_config *cfg, const char *path, char *errmsg, siz
 		         strerror(errno));
 		return -1;
 	}
-	struct file_ctx ctx = {.cfg = cfg,
-	                       .path = path,
-	                       .f = f,
-	                       .at_line_start = true,
-	                       .errmsg = errmsg,
-	                       .errlen = errlen};
+	struct file_ctx ctx = {
+	        .cfg = cfg, .path = path, .f = f, .errmsg = errmsg, .errlen = errlen};
 	/* A line that starts with white space would otherwise continue the
 	 * previous key's value (Python's configparser style), so that an
 	 * indented key became part of a number. Debian's libinih makes this

@@ -65,7 +65,8 @@ int config_parse_args(struct srv_config *cfg, int argc, char **argv, char *errms
 
 /* Applies the INI file at path to cfg. Keys are the long option names
  * without "--", either before any section or in a [whizbangd] section; other
- * sections, unknown keys, bad and out-of-bounds values are errors. Every
+ * sections, unknown keys, bad and out-of-bounds values, lines that are not
+ * key = value and lines longer than libinih's buffer are errors. Every
  * error is reported as "PATH:LINE: KEY: reason", one per line, in errmsg
  * (truncated to errlen). Returns 0, or -1 when the file cannot be read or
  * holds any error; cfg may then hold some of the file's values. */

@@ -495,6 +495,22 @@ Test(config, file_line_that_is_not_a_setting)
 	check_file_refused(cases, sizeof(cases) / sizeof(cases[0]));
 }
 
+Test(config, file_line_too_long_is_an_error_not_a_cut_value)
+{
+	struct srv_config c;
+	char text[600], msg[1024], path[64], want[128];
+	int n = snprintf(text, sizeof(text), "data-dir = /");
+	memset(text + n, 'a', 300);
+	snprintf(text + n + 300, sizeof(text) - (size_t)n - 300, "\nbogus = 1\n");
+	cr_assert_eq(load_text(&c, text, msg, sizeof(msg), path), -1);
+	snprintf(want, sizeof(want), "%s:1: the line is longer than", path);
+	cr_assert_not_null(strstr(msg, want), "%s", msg);
+	/* The next line keeps its own number. */
+	snprintf(want, sizeof(want), "%s:2: bogus", path);
+	cr_assert_not_null(strstr(msg, want), "%s", msg);
+	cr_assert_str_eq(c.data_dir, "whizbang-data");
+}
+
 Test(config, file_reports_every_error_on_its_own_line)
 {
 	struct srv_config c;
