@@ -152,6 +152,63 @@ static bool is_counter(const char *field)
 	return false;
 }
 
+/* Help for the GetStats fields (PROTOCOL.md's Stats); a field missing here
+ * is still exported, with a generic help. */
+static const struct {
+	const char *field, *help;
+} field_help[] = {
+        {"uptime_ms", "Milliseconds since the server started (when the figures were taken)"},
+        {"connections_current", "Client connections open"},
+        {"connections_total", "Client connections accepted"},
+        {"requests_total", "Requests received"},
+        {"errors_total", "Error answers sent"},
+        {"batches", "Group-commit batches committed"},
+        {"batch_requests", "Requests in the committed batches"},
+        {"batch_events", "Events appended (acknowledged)"},
+        {"commit_us_total", "Microseconds spent in batch transactions, commit and fsync included"},
+        {"batch_requests_max", "The largest batch, in requests"},
+        {"last_position", "The position of the last event stored"},
+        {"map_size", "LMDB map size, bytes"},
+        {"map_used", "LMDB map in use, bytes"},
+        {"map_grow_count", "Times the LMDB map grew since start"},
+        {"leases_active", "Leases held"},
+        {"leases_committed", "Leases committed"},
+        {"leases_released", "Leases released (gaps)"},
+        {"leases_expired", "Leases that expired"},
+        {"leases_recovered", "Leases recovered at start (staged work or a gap)"},
+        {"lease_efficiency", "committed / (committed + expired); 1 with no history"},
+        {"entries_waiting",
+         "Final ledger entries above the watermark, waiting on a lower sequence"},
+        {"apply_wait_ms_mean", "Mean commit-to-apply wait of committed entries, ms"},
+        {"apply_wait_ms_max", "Longest commit-to-apply wait of a committed entry, ms"},
+        {"gaps", "Gap entries written (released, expired, restart)"},
+        {"lease_overrun", "Extends refused by the lease lifetime cap"},
+        {"watermark", "The ledger's watermark"},
+        {"next_sequence", "The next sequence a lease gets"},
+        {"lease_ceiling", "The durable reservation ceiling of sequences"},
+        {"cascade_level", "0, or how many times adaptive lease durations were doubled"},
+        {"entries_applied", "Ledger entries applied to the read models"},
+        {"apply_failures", "Ledger entries whose ops failed to apply"},
+        {"explosions", "Where clauses exploded into id lists (of entries that applied)"},
+        {"exploded_ids", "The ids those where clauses matched"},
+        {"explosion_us_total", "Microseconds spent exploding where clauses"},
+        {"queries", "Entity queries served"},
+        {"committed", "Leases committed"},
+        {"released", "Leases released (gaps)"},
+        {"expired", "Leases that expired"},
+        {"recovered", "Leases recovered at start"},
+        {"efficiency", "committed / (committed + expired); 1 with no history"},
+        {"adaptive_duration_ms", "The adaptive lease duration, ms"},
+};
+
+static const char *help_of(const char *field)
+{
+	for (size_t i = 0; i < sizeof(field_help) / sizeof(field_help[0]); i++)
+		if (strcmp(field_help[i].field, field) == 0)
+			return field_help[i].help;
+	return NULL;
+}
+
 /* The metric name of a GetStats field: counters end in _total. */
 static void field_name(char *out, size_t outlen, const char *prefix, const char *field)
 {
@@ -223,7 +280,9 @@ static void render_stats(struct buf *b, const Whizbang__V1__ServerStats *s)
 			continue;
 		field_name(name, sizeof(name), "", f->name);
 		char help[160];
-		snprintf(help, sizeof(help), "GetStats field %s.", f->name);
+		const char *h = help_of(f->name);
+		snprintf(help, sizeof(help), "%s (GetStats %s)", h != NULL ? h : "GetStats field",
+		         f->name);
 		head(b, name, is_counter(f->name) ? "counter" : "gauge", help);
 		put(b, "whizbang_%s %.17g\n", name, v);
 	}
@@ -241,7 +300,9 @@ static void render_stats(struct buf *b, const Whizbang__V1__ServerStats *s)
 			continue;
 		field_name(name, sizeof(name), "projection_", f->name);
 		char help[160];
-		snprintf(help, sizeof(help), "GetStats projection field %s.", f->name);
+		const char *h = help_of(f->name);
+		snprintf(help, sizeof(help), "Per projection: %s (GetStats %s)",
+		         h != NULL ? h : "GetStats field", f->name);
 		head(b, name, is_counter(f->name) ? "counter" : "gauge", help);
 		for (size_t j = 0; j < s->n_projections; j++) {
 			const Whizbang__V1__ProjectionStats *p = s->projections[j];
