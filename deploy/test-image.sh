@@ -95,6 +95,15 @@ bounded 1200 podman build --format docker --network host -f deploy/Dockerfile -t
 	{ tail -40 /tmp/wb-image-build.$$.log >&2; rm -f /tmp/wb-image-build.$$.log; fail "podman build"; }
 rm -f /tmp/wb-image-build.$$.log
 log "image built in $(($(date +%s) - t))s"
+# Keep the build stage's cached layers under a tag too, then drop the layers
+# of earlier builds (untagged leaves of this Dockerfile's stages), so the
+# cache does not grow with every run.
+bounded 300 podman build --format docker --network host --target build -f deploy/Dockerfile \
+	-t "$IMAGE-build" . >/dev/null 2>&1 || fail "tagging the build stage"
+for title in whizbang whizbang-build; do
+	bounded 120 podman image prune -f --filter "label=org.opencontainers.image.title=$title" \
+		>/dev/null 2>&1 || log "warning: podman image prune failed (old layers kept)"
+done
 
 # 3. Run it: the volume, the ports on loopback only.
 ports=$(python3 -c 'import socket
