@@ -2255,7 +2255,7 @@ int wb_ack(struct wb_client *c, const char *name, const uint8_t (*ids)[16], size
 	int rc = check_name(c, "the consumer name", name);
 	if (rc != 0)
 		return rc;
-	ProtobufCBinaryData *bins;
+	ProtobufCBinaryData *bins = NULL;
 	rc = id_list(c, ids, n, &bins);
 	if (rc != 0)
 		return rc;
@@ -2286,7 +2286,7 @@ int wb_nack(struct wb_client *c, const char *name, const uint8_t (*ids)[16], siz
 		return rc;
 	if (action != WB_NACK_RETRY && action != WB_NACK_PARK && action != WB_NACK_SKIP)
 		return fail(c, WB_E_INVAL, "action is not a value of enum wb_nack_action");
-	ProtobufCBinaryData *bins;
+	ProtobufCBinaryData *bins = NULL;
 	rc = id_list(c, ids, n, &bins);
 	if (rc != 0)
 		return rc;
