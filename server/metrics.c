@@ -524,61 +524,6 @@ static enum MHD_Result handler_cb(void *cls, struct MHD_Connection *conn, const 
 
 /* ------------------------------------------------------------ life cycle */
 
-static int parse_addr(const char *text, struct sockaddr_storage *ss, char *errmsg, size_t errlen)
-{
-	char host[256];
-	const char *colon = strrchr(text, ':');
-	if (colon == NULL || colon == text || colon[1] == '\0') {
-		snprintf(errmsg, errlen, "--metrics-listen '%s' is not HOST:PORT or off", text);
-		return -1;
-	}
-	size_t hlen = (size_t)(colon - text);
-	if (text[0] == '[' && hlen >= 2 && text[hlen - 1] == ']') {
-		memcpy(host, text + 1, hlen - 2);
-		host[hlen - 2] = '\0';
-	} else {
-		if (hlen >= sizeof(host))
-			hlen = sizeof(host) - 1;
-		memcpy(host, text, hlen);
-		host[hlen] = '\0';
-	}
-	char *end;
-	long port = strtol(colon + 1, &end, 10);
-	if (*end != '\0' || port < 0 || port > 65535) {
-		snprintf(errmsg, errlen, "--metrics-listen '%s': the port must be 0..65535", text);
-		return -1;
-	}
-	memset(ss, 0, sizeof(*ss));
-	if (strcmp(host, "localhost") == 0)
-		snprintf(host, sizeof(host), "127.0.0.1");
-	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
-		return 0;
-	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
-		return 0;
-	snprintf(errmsg, errlen, "--metrics-listen '%s': '%s' is not an IPv4 or IPv6 address", text,
-	         host);
-	return -1;
-}
-
-/* Writes the bound port to PORTFILE.metrics (atomically), for tests and
- * scripts that ask for port 0. */
-static int write_port(const char *port_file, int port)
-{
-	char path[1100], tmp[1110], text[16];
-	snprintf(path, sizeof(path), "%s.metrics", port_file);
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
-	int n = snprintf(text, sizeof(text), "%d\n", port);
-	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return -1;
-	bool ok = write(fd, text, (size_t)n) == n;
-	if (close(fd) != 0 || !ok || rename(tmp, path) != 0) {
-		unlink(tmp);
-		return -1;
-	}
-	return 0;
-}
-
 static void timer_closed_cb(uv_handle_t *h)
 {
 	(void)h;
@@ -590,7 +535,7 @@ int msrv_init(struct srv *srv, char *errmsg, size_t errlen)
 	const char *listen = srv->cfg.metrics_listen;
 	if (listen[0] == '\0' || strcmp(listen, "off") == 0)
 		return 0;
-	if (parse_addr(listen, &addr, errmsg, errlen) != 0)
+	if (srv_parse_addr("metrics-listen", listen, &addr, errmsg, errlen) != 0)
 		return WB_E_INVAL;
 
 	struct msrv *m = calloc(1, sizeof(*m));
@@ -624,10 +569,11 @@ int msrv_init(struct srv *srv, char *errmsg, size_t errlen)
 	const union MHD_DaemonInfo *info =
 	        MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	m->port = info != NULL ? info->port : 0;
-	if (srv->cfg.port_file[0] != '\0' && write_port(srv->cfg.port_file, m->port) != 0) {
-		snprintf(errmsg, errlen, "cannot write the port file '%s.metrics'",
-		         srv->cfg.port_file);
-		goto err_after_daemon;
+	if (srv->cfg.port_file[0] != '\0') {
+		char path[1100];
+		snprintf(path, sizeof(path), "%s.metrics", srv->cfg.port_file);
+		if (srv_write_port_file(path, m->port, errmsg, errlen) != 0)
+			goto err_after_daemon;
 	}
 
 	/* uv_timer_init() and uv_timer_start() with a callback cannot fail. */

@@ -1464,12 +1464,13 @@ static void signal_cb(uv_signal_t *s, int signum)
 
 /* ------------------------------------------------------------ start, stop */
 
-static int parse_listen(const char *text, struct sockaddr_storage *ss, char *errmsg, size_t errlen)
+int srv_parse_addr(const char *option, const char *text, struct sockaddr_storage *ss,
+                   char *errmsg, size_t errlen)
 {
 	char host[256];
 	const char *colon = strrchr(text, ':');
 	if (colon == NULL || colon == text || colon[1] == '\0') {
-		snprintf(errmsg, errlen, "--listen '%s' is not HOST:PORT", text);
+		snprintf(errmsg, errlen, "--%s '%s' is not HOST:PORT", option, text);
 		return -1;
 	}
 	size_t hlen = (size_t)(colon - text);
@@ -1485,9 +1486,10 @@ static int parse_listen(const char *text, struct sockaddr_storage *ss, char *err
 	char *end;
 	long port = strtol(colon + 1, &end, 10);
 	if (*end != '\0' || port < 0 || port > 65535) {
-		snprintf(errmsg, errlen, "--listen '%s': the port must be 0..65535", text);
+		snprintf(errmsg, errlen, "--%s '%s': the port must be 0..65535", option, text);
 		return -1;
 	}
+	memset(ss, 0, sizeof(*ss));
 	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)ss) == 0)
 		return 0;
 	if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)ss) == 0)
@@ -1495,11 +1497,12 @@ static int parse_listen(const char *text, struct sockaddr_storage *ss, char *err
 	if (strcmp(host, "localhost") == 0 &&
 	    uv_ip4_addr("127.0.0.1", (int)port, (struct sockaddr_in *)ss) == 0)
 		return 0;
-	snprintf(errmsg, errlen, "--listen '%s': '%s' is not an IPv4 or IPv6 address", text, host);
+	snprintf(errmsg, errlen, "--%s '%s': '%s' is not an IPv4 or IPv6 address", option, text,
+	         host);
 	return -1;
 }
 
-static int write_port_file(const char *path, int port, char *errmsg, size_t errlen)
+int srv_write_port_file(const char *path, int port, char *errmsg, size_t errlen)
 {
 	char tmp[1100];
 	char text[16];
@@ -1522,7 +1525,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	struct sockaddr_storage addr;
 	int rc;
 
-	if (parse_listen(cfg->listen, &addr, errmsg, errlen) != 0)
+	if (srv_parse_addr("listen", cfg->listen, &addr, errmsg, errlen) != 0)
 		return WB_E_INVAL;
 	struct srv *srv = calloc(1, sizeof(*srv));
 	if (srv == NULL) {
@@ -1589,7 +1592,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 		}
 	}
 	if (cfg->port_file[0] != '\0' &&
-	    write_port_file(cfg->port_file, port, errmsg, errlen) != 0) {
+	    srv_write_port_file(cfg->port_file, port, errmsg, errlen) != 0) {
 		rc = WB_E_IO;
 		goto err_after_listener;
 	}

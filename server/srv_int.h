@@ -125,6 +125,15 @@ uint32_t srv_clamp_count(const struct srv *srv, uint32_t asked);
 /* Wall clock, microseconds since the epoch. Any thread. */
 uint64_t srv_wall_us(void);
 
+/* Parses "HOST:PORT" (IPv4, [IPv6], or localhost) of the option named
+ * option into *ss. 0, or -1 with a sentence naming the option in errmsg. */
+int srv_parse_addr(const char *option, const char *text, struct sockaddr_storage *ss,
+                   char *errmsg, size_t errlen);
+
+/* Writes port (decimal, newline) to path atomically (a temporary file,
+ * then rename). 0, or -1 with the reason in errmsg. */
+int srv_write_port_file(const char *path, int port, char *errmsg, size_t errlen);
+
 /* Packs resp into c's output (written at the end of the loop turn). */
 void srv_send(struct conn *c, const Response *resp);
 
