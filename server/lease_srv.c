@@ -1472,6 +1472,45 @@ struct ledger_collect {
 	bool corrupt;
 };
 
+int lsrv_ledger_entry_pb(const struct ledger_entry *e, char names[512],
+                         Whizbang__V1__LedgerEntry *le, Whizbang__V1__OpList **list)
+{
+	*list = NULL;
+	if (e->ops_len > 0) {
+		*list = whizbang__v1__op_list__unpack(NULL, e->ops_len, e->ops);
+		if (*list == NULL)
+			return WB_E_CORRUPT;
+	}
+	whizbang__v1__ledger_entry__init(le);
+	memcpy(names, e->projection, e->projection_len);
+	names[e->projection_len] = '\0';
+	memcpy(names + 256, e->operation_id, e->operation_id_len);
+	names[256 + e->operation_id_len] = '\0';
+	le->projection = names;
+	le->operation_id = names + 256;
+	le->sequence = e->seq;
+	le->kind = e->kind == LEDGER_COMMITTED ? WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED
+	           : e->kind == LEDGER_GAP     ? WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP
+	                                       : WHIZBANG__V1__ENTRY_KIND__ENTRY_RECOVERED;
+	le->reason = (Whizbang__V1__EntryReason)e->reason;
+	le->source_position = e->source_position;
+	le->time_us = e->time_us;
+	le->original_expiry_us = e->original_expiry_us;
+	le->original_sequence = e->original_seq;
+	if (*list != NULL) {
+		le->n_ops = (*list)->n_ops;
+		le->ops = (*list)->ops;
+		le->applied = (*list)->applied;
+		le->apply_error = (*list)->error_code;
+		le->apply_error_message = (*list)->error_message;
+		le->failed_op = (*list)->failed_op;
+	} else {
+		/* Nothing to apply: a gap, or an entry without ops. */
+		le->applied = true;
+	}
+	return 0;
+}
+
 static bool ledger_collect_cb(const struct ledger_entry *e, void *arg)
 {
 	struct ledger_collect *col = arg;
@@ -1497,40 +1536,10 @@ static bool ledger_collect_cb(const struct ledger_entry *e, void *arg)
 		}
 		col->cap = cap;
 	}
-	Whizbang__V1__OpList *list = NULL;
-	if (e->ops_len > 0) {
-		list = whizbang__v1__op_list__unpack(NULL, e->ops_len, e->ops);
-		if (list == NULL) {
-			col->corrupt = true;
-			return false;
-		}
-	}
-	Whizbang__V1__LedgerEntry *le = &col->entries[col->n];
-	whizbang__v1__ledger_entry__init(le);
-	char *name = col->names + col->n * 512;
-	memcpy(name, e->projection, e->projection_len);
-	name[e->projection_len] = '\0';
-	memcpy(name + 256, e->operation_id, e->operation_id_len);
-	name[256 + e->operation_id_len] = '\0';
-	le->sequence = e->seq;
-	le->kind = e->kind == LEDGER_COMMITTED ? WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED
-	           : e->kind == LEDGER_GAP     ? WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP
-	                                       : WHIZBANG__V1__ENTRY_KIND__ENTRY_RECOVERED;
-	le->reason = (Whizbang__V1__EntryReason)e->reason;
-	le->source_position = e->source_position;
-	le->time_us = e->time_us;
-	le->original_expiry_us = e->original_expiry_us;
-	le->original_sequence = e->original_seq;
-	if (list != NULL) {
-		le->n_ops = list->n_ops;
-		le->ops = list->ops;
-		le->applied = list->applied;
-		le->apply_error = list->error_code;
-		le->apply_error_message = list->error_message;
-		le->failed_op = list->failed_op;
-	} else {
-		/* Nothing to apply: a gap, or an entry without ops. */
-		le->applied = true;
+	Whizbang__V1__OpList *list;
+	if (lsrv_ledger_entry_pb(e, col->names + col->n * 512, &col->entries[col->n], &list) != 0) {
+		col->corrupt = true;
+		return false;
 	}
 	col->lists[col->n] = list;
 	col->n++;

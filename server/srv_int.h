@@ -250,6 +250,16 @@ void msrv_close(struct srv *srv);
 /* ---- backup_srv.c: Backup {path} ---- */
 bool bsrv_dispatch(struct conn *c, Request *req);
 
+/* Fills le from the ledger entry e as ReadLedger and ledger subscriptions
+ * show it. names (512 bytes) receives the projection (at 0) and the
+ * operation id (at 256), NUL-terminated, and le points into it; *list the
+ * unpacked ops, which le points into (the caller frees *list with
+ * whizbang__v1__op_list__free_unpacked(); NULL when the entry has none).
+ * WB_E_CORRUPT when the stored ops do not decode. */
+struct ledger_entry;
+int lsrv_ledger_entry_pb(const struct ledger_entry *e, char names[512],
+                         Whizbang__V1__LedgerEntry *le, Whizbang__V1__OpList **list);
+
 /* Adds the lease and ledger figures to s. Strings and arrays it sets stay
  * valid until the next call. */
 void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s);

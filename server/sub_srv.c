@@ -279,47 +279,18 @@ static bool push_event_cb(const struct ev_record *rec, void *arg)
 	return true;
 }
 
-/* The ledger entry as ReadLedger shows it (lease_srv.c's reader). */
+/* The ledger entry as ReadLedger shows it (lsrv_ledger_entry_pb()). */
 static bool push_entry_cb(const struct ledger_entry *e, void *arg)
 {
 	struct push *p = arg;
 	if (e->seq > p->watermark || !push_may(p))
 		return false;
-	Whizbang__V1__OpList *list = NULL;
-	if (e->ops_len > 0) {
-		list = whizbang__v1__op_list__unpack(NULL, e->ops_len, e->ops);
-		if (list == NULL) {
-			p->corrupt = true;
-			return false;
-		}
-	}
-	char projection[256];
-	char operation_id[256];
-	memcpy(projection, e->projection, e->projection_len);
-	projection[e->projection_len] = '\0';
-	memcpy(operation_id, e->operation_id, e->operation_id_len);
-	operation_id[e->operation_id_len] = '\0';
-	Whizbang__V1__LedgerEntry le = WHIZBANG__V1__LEDGER_ENTRY__INIT;
-	le.sequence = e->seq;
-	le.kind = e->kind == LEDGER_COMMITTED ? WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED
-	          : e->kind == LEDGER_GAP     ? WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP
-	                                      : WHIZBANG__V1__ENTRY_KIND__ENTRY_RECOVERED;
-	le.reason = (Whizbang__V1__EntryReason)e->reason;
-	le.projection = projection;
-	le.operation_id = operation_id;
-	le.source_position = e->source_position;
-	le.time_us = e->time_us;
-	le.original_expiry_us = e->original_expiry_us;
-	le.original_sequence = e->original_seq;
-	if (list != NULL) {
-		le.n_ops = list->n_ops;
-		le.ops = list->ops;
-		le.applied = list->applied;
-		le.apply_error = list->error_code;
-		le.apply_error_message = list->error_message;
-		le.failed_op = list->failed_op;
-	} else {
-		le.applied = true; /* a gap, or an entry without ops */
+	Whizbang__V1__OpList *list;
+	Whizbang__V1__LedgerEntry le;
+	char names[512];
+	if (lsrv_ledger_entry_pb(e, names, &le, &list) != 0) {
+		p->corrupt = true;
+		return false;
 	}
 	Whizbang__V1__SubscriptionItem item = WHIZBANG__V1__SUBSCRIPTION_ITEM__INIT;
 	item.item_case = WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_ENTRY;
