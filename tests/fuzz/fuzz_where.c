@@ -13,8 +13,8 @@
  *     NUL-terminated prefix ending in "..." without touching a byte past the
  *     buffer (the buffer is malloc'd to its exact size, so ASan sees it).
  *
- * When the build has the evaluator (projection/eval.c and value.c, compiled
- * in with FUZZ_WHERE_EVAL), a clause that passes proj_check_expr() is also
+ * The evaluator (projection/eval.c and value.c) is compiled in too: a
+ * clause that passes proj_check_expr() is also
  * evaluated against entity records built from its own literals and their
  * neighbours (int +-1, the double next to it, an int as a double, a string
  * one byte longer or shorter), and must give what a reference evaluator
@@ -34,12 +34,10 @@
 
 #include "optext.h"
 #include "wb_error.h"
-#ifdef FUZZ_WHERE_EVAL
 #include <math.h>
 
 #include "eval.h"
 #include "value.h"
-#endif
 
 typedef Whizbang__V1__Expr Expr;
 typedef Whizbang__V1__Op Op;
@@ -169,7 +167,6 @@ static char *format(format_fn fn, const void *m, size_t short_len)
 	return full;
 }
 
-#ifdef FUZZ_WHERE_EVAL
 /* ------------------------------------------------------------ evaluation */
 
 typedef Whizbang__V1__Value Value;
@@ -678,7 +675,6 @@ static void check_semantics(const Expr *e1, const Expr *e2, const char *text, ui
 	}
 	check_eval(e1, text, seed);
 }
-#endif
 
 /* ------------------------------------------------------------ where clauses */
 
@@ -710,11 +706,7 @@ static void check_where(const char *text, size_t short_len, uint64_t seed)
 	char *f2 = format(format_expr, e2, short_len / 3);
 	if (strcmp(f1, f2) != 0)
 		broken("the canonical text of a clause is not a fixed point", f1, f2);
-#ifdef FUZZ_WHERE_EVAL
 	check_semantics(e1, e2, text, seed);
-#else
-	(void)seed;
-#endif
 	free(f2);
 	free(f1);
 	optext_free_expr(e2);
