@@ -7,7 +7,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level min_level = LOG_INFO;
+static enum log_level min_level = WB_LOG_INFO;
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
 
 void log_set_level(enum log_level level)

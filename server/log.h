@@ -7,7 +7,7 @@
 
 #include <stddef.h>
 
-enum log_level { LOG_DEBUG = 0, LOG_INFO = 1, LOG_WARN = 2, LOG_ERROR = 3 };
+enum log_level { WB_LOG_DEBUG = 0, WB_LOG_INFO = 1, WB_LOG_WARN = 2, WB_LOG_ERROR = 3 };
 
 /* Messages below level are dropped. Not thread-safe against log calls: set
  * it before threads start. */

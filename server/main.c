@@ -12,14 +12,15 @@
 #include "config.h"
 #include "log.h"
 #include "replay.h"
-#include "srv.h"
+#include "server.h"
 #include "storage.h"
 
 static void progress_cb(uint64_t done, uint64_t total, void *arg)
 {
 	(void)arg;
 	fprintf(stderr, "\rreplayed %llu / %llu entries (%3.0f%%)", (unsigned long long)done,
-	        (unsigned long long)total, total > 0 ? 100.0 * (double)done / (double)total : 100.0);
+	        (unsigned long long)total,
+	        total > 0 ? 100.0 * (double)done / (double)total : 100.0);
 	if (done == total)
 		fputc('\n', stderr);
 	fflush(stderr);
@@ -88,7 +89,8 @@ static int replay_main(int argc, char **argv)
 		rc = proj_replay(st, st, &pcfg, tty ? progress_cb : NULL, NULL, &rs, err,
 		                 sizeof(err));
 		if (rc == 0)
-			printf("replayed %llu entries (%llu ops, %llu recorded failures skipped) up "
+			printf("replayed %llu entries (%llu ops, %llu recorded failures skipped) "
+			       "up "
 			       "to watermark %llu in %.3f s\n",
 			       (unsigned long long)rs.entries, (unsigned long long)rs.ops,
 			       (unsigned long long)rs.failed, (unsigned long long)rs.watermark,
@@ -165,12 +167,12 @@ int main(int argc, char **argv)
 
 	uv_loop_t *loop = uv_default_loop();
 	if (srv_init(&srv, loop, &cfg, errmsg, sizeof(errmsg)) != 0) {
-		srv_log(LOG_ERROR, "startup_failed", "reason=\"%s\"", errmsg);
+		srv_log(WB_LOG_ERROR, "startup_failed", "reason=\"%s\"", errmsg);
 		return 1;
 	}
 	uv_run(loop, UV_RUN_DEFAULT);
 	srv_close(srv);
 	uv_loop_close(loop);
-	srv_log(LOG_INFO, "stopped", NULL);
+	srv_log(WB_LOG_INFO, "stopped", NULL);
 	return 0;
 }

@@ -1,15 +1,15 @@
 /* Metrics and health over HTTP (Prometheus text format 0.0.4), served by
  * libmicrohttpd from its own thread on --metrics-listen.
  *
- * Happy path: msrv_init() starts the HTTP daemon and a loop timer. Every
+ * Happy path: the module's init starts the HTTP daemon and a loop timer. Every
  * SNAPSHOT_MS the timer reads the figures on the loop (the server's
  * counters, the writer's histograms, GetStats' lease and watermark
  * figures, the subscriptions' lag, the store's map) and renders the whole
  * /metrics text into a fresh buffer, which it swaps in under the mutex,
  * together with the readiness flag. The HTTP thread never reads loop
  * state: it copies the latest text (or flag) out under the mutex.
- * msrv_shutdown() marks the server not ready at once and closes the timer
- * (the last text keeps being served); msrv_close() stops the daemon after
+ * Its shutdown hook marks the server not ready at once and closes the timer
+ * (the last text keeps being served); its close hook stops the daemon after
  * the loop has ended.
  *
  * Failure modes: an address that does not parse fails start-up. One that
@@ -30,7 +30,8 @@
 
 #include "events.h"
 #include "log.h"
-#include "srv_int.h"
+#include "netaddr.h"
+#include "server.h"
 #include "wb_error.h"
 
 #define SNAPSHOT_MS 500
@@ -38,7 +39,7 @@
 #define MAX_HTTP_CONNECTIONS 32
 #define HTTP_TIMEOUT_S 10
 
-struct msrv {
+struct metrics {
 	struct srv *srv;
 	uv_timer_t timer;
 	bool timer_open;
@@ -340,36 +341,17 @@ static void render_histogram(struct buf *b, const char *name, const char *help,
 
 static void render(struct srv *srv, struct buf *b)
 {
+	const struct srv_counters *n = srv_counters(srv);
 	struct writer_stats ws;
 	struct storage_stats ss;
-	uint64_t last = 0;
-	struct storage_txn *txn;
 
-	writer_get_stats(srv->writer, &ws);
+	srv_writer_stats(srv, &ws);
 	memset(&ss, 0, sizeof(ss));
-	storage_stats(srv->st, &ss);
-	if (storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn) == 0) {
-		ev_last_position(txn, &last);
-		storage_txn_abort(txn);
-	}
+	storage_stats(srv_storage(srv), &ss);
 
-	/* The same figures as handle_stats() answers GetStats with. */
+	/* The same figures as GetStats answers. */
 	Whizbang__V1__ServerStats s = WHIZBANG__V1__SERVER_STATS__INIT;
-	s.uptime_ms = uv_now(srv->loop) - srv->start_ms;
-	s.connections_current = srv->nconns;
-	s.connections_total = srv->connections_total;
-	s.requests_total = srv->requests_total;
-	s.errors_total = srv->errors_total;
-	s.batches = ws.batches;
-	s.batch_requests = ws.ops;
-	s.batch_events = srv->events_appended;
-	s.commit_us_total = ws.commit_us_total;
-	s.batch_requests_max = ws.ops_max;
-	s.last_position = last;
-	s.map_size = ss.map_size;
-	s.map_used = ss.used_bytes;
-	s.map_grow_count = ss.grow_count;
-	lsrv_fill_stats(srv, &s);
+	srv_fill_stats(srv, &s);
 	render_stats(b, &s);
 
 	head(b, "requests_by_type_total", "counter", "Requests received, by body type.");
@@ -379,19 +361,19 @@ static void render(struct srv *srv, struct buf *b)
 		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) == 0 || f->id >= 64)
 			continue;
 		put(b, "whizbang_requests_by_type_total{type=\"%s\"} %llu\n", f->name,
-		    (unsigned long long)srv->requests_by_body[f->id]);
+		    (unsigned long long)n->requests_by_body[f->id]);
 	}
 
 	head(b, "errors_by_code_total", "counter", "Error responses sent, by code.");
 #define PUT_ERROR(name, value, text)                                                               \
 	if ((value) > 0 && (value) < 32)                                                           \
 		put(b, "whizbang_errors_by_code_total{code=\"%s\"} %llu\n", #name,                 \
-		    (unsigned long long)srv->errors_by_code[(value) % 32]);
+		    (unsigned long long)n->errors_by_code[(value) % 32]);
 	WB_ERRORS(PUT_ERROR)
 #undef PUT_ERROR
 
 	head(b, "append_events_total", "counter", "Events appended (acknowledged durable).");
-	put(b, "whizbang_append_events_total %llu\n", (unsigned long long)srv->events_appended);
+	put(b, "whizbang_append_events_total %llu\n", (unsigned long long)s.batch_events);
 	head(b, "batch_bytes_total", "counter",
 	     "Bytes of writes handed to the writer, as estimated at submission (events, "
 	     "ledger entries and their indexes).");
@@ -406,7 +388,7 @@ static void render(struct srv *srv, struct buf *b)
 
 	size_t nsubs = 0;
 	uint64_t lag_total = 0, lag_max = 0;
-	ssrv_figures(srv, last, s.watermark, &nsubs, &lag_total, &lag_max);
+	srv_sub_figures(srv, s.last_position, s.watermark, &nsubs, &lag_total, &lag_max);
 	head(b, "subscriptions", "gauge", "Catch-up subscriptions open.");
 	put(b, "whizbang_subscriptions %zu\n", nsubs);
 	head(b, "subscription_lag_events", "gauge",
@@ -423,11 +405,11 @@ static void render(struct srv *srv, struct buf *b)
 	head(b, "lmdb_page_size_bytes", "gauge", "LMDB page size.");
 	put(b, "whizbang_lmdb_page_size_bytes %llu\n", (unsigned long long)ss.page_size);
 	head(b, "ready", "gauge", "1 when /health/ready answers 200.");
-	put(b, "whizbang_ready %d\n", srv->ready);
+	put(b, "whizbang_ready %d\n", srv_ready(srv));
 }
 
 /* Renders on the loop and publishes the text and the readiness flag. */
-static void snapshot(struct msrv *m)
+static void snapshot(struct metrics *m)
 {
 	struct buf b = {.p = malloc(16384), .cap = 16384};
 	if (b.p == NULL)
@@ -438,7 +420,7 @@ static void snapshot(struct msrv *m)
 		b.p = NULL;
 	}
 	pthread_mutex_lock(&m->mu);
-	m->ready = m->srv->ready && !m->srv->shutting_down;
+	m->ready = srv_ready(m->srv);
 	if (b.p != NULL) {
 		char *old = m->text;
 		m->text = b.p;
@@ -451,7 +433,7 @@ static void snapshot(struct msrv *m)
 
 static void timer_cb(uv_timer_t *t)
 {
-	struct msrv *m = t->data;
+	struct metrics *m = t->data;
 	if (!m->timer_open)
 		return;
 	snapshot(m);
@@ -488,7 +470,7 @@ static enum MHD_Result handler_cb(void *cls, struct MHD_Connection *conn, const 
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls)
 {
-	struct msrv *m = cls;
+	struct metrics *m = cls;
 	(void)version;
 	(void)upload_data;
 	(void)upload_data_size;
@@ -529,16 +511,19 @@ static void timer_closed_cb(uv_handle_t *h)
 	(void)h;
 }
 
-int msrv_init(struct srv *srv, char *errmsg, size_t errlen)
+static int metrics_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
 {
 	struct sockaddr_storage addr;
-	const char *listen = srv->cfg.metrics_listen;
+	const struct srv_config *cfg = srv_config(srv);
+	const char *listen = cfg->metrics_listen;
+	(void)slot;
+	*state = NULL;
 	if (listen[0] == '\0' || strcmp(listen, "off") == 0)
 		return 0;
-	if (srv_parse_addr("metrics-listen", listen, &addr, errmsg, errlen) != 0)
+	if (netaddr_parse("metrics-listen", listen, &addr, errmsg, errlen) != 0)
 		return WB_E_INVAL;
 
-	struct msrv *m = calloc(1, sizeof(*m));
+	struct metrics *m = calloc(1, sizeof(*m));
 	if (m == NULL) {
 		snprintf(errmsg, errlen, "out of memory");
 		return WB_E_NOMEM;
@@ -559,7 +544,7 @@ int msrv_init(struct srv *srv, char *errmsg, size_t errlen)
 	                             (unsigned)MAX_HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
 	                             (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_END);
 	if (m->daemon == NULL) {
-		srv_log(LOG_WARN, "metrics_listen_failed",
+		srv_log(WB_LOG_WARN, "metrics_listen_failed",
 		        "addr=%s reason=\"cannot listen (in use?)\" metrics=off", listen);
 		pthread_mutex_destroy(&m->mu);
 		free(m->text);
@@ -569,22 +554,26 @@ int msrv_init(struct srv *srv, char *errmsg, size_t errlen)
 	const union MHD_DaemonInfo *info =
 	        MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
 	m->port = info != NULL ? info->port : 0;
-	if (srv->cfg.port_file[0] != '\0') {
+	if (cfg->port_file[0] != '\0') {
 		char path[1100];
-		snprintf(path, sizeof(path), "%s.metrics", srv->cfg.port_file);
-		if (srv_write_port_file(path, m->port, errmsg, errlen) != 0)
+		snprintf(path, sizeof(path), "%s.metrics", cfg->port_file);
+		if (netaddr_write_port_file(path, m->port, errmsg, errlen) != 0)
 			goto err_after_daemon;
 	}
 
-	/* uv_timer_init() and uv_timer_start() with a callback cannot fail. */
-	uv_timer_init(srv->loop, &m->timer);
+	int rc = uv_timer_init(srv_loop(srv), &m->timer);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot make the metrics timer: %s", uv_strerror(rc));
+		goto err_after_daemon;
+	}
 	m->timer.data = m;
 	m->timer_open = true;
-	/* First tick on the first loop turn, once srv->ready is set. */
+	/* First tick on the first loop turn, once the server is ready. uv_timer_start()
+	 * with a callback cannot fail. */
 	uv_timer_start(&m->timer, timer_cb, 0, SNAPSHOT_MS);
 	uv_unref((uv_handle_t *)&m->timer);
-	srv_log(LOG_INFO, "metrics_listening", "addr=%s port=%d", listen, m->port);
-	srv->msrv = m;
+	srv_log(WB_LOG_INFO, "metrics_listening", "addr=%s port=%d", listen, m->port);
+	*state = m;
 	return 0;
 
 err_after_daemon:
@@ -596,9 +585,9 @@ err_after_alloc:
 	return WB_E_IO;
 }
 
-void msrv_shutdown(struct srv *srv)
+static void metrics_shutdown(void *state)
 {
-	struct msrv *m = srv->msrv;
+	struct metrics *m = state;
 	if (m == NULL)
 		return;
 	pthread_mutex_lock(&m->mu);
@@ -610,22 +599,28 @@ void msrv_shutdown(struct srv *srv)
 	}
 }
 
-void msrv_close(struct srv *srv)
+static void metrics_close(void *state)
 {
-	struct msrv *m = srv != NULL ? srv->msrv : NULL;
+	struct metrics *m = state;
 	if (m == NULL)
 		return;
-	/* The timer was closed by msrv_shutdown() unless the loop ended some
+	/* The timer was closed by the shutdown hook unless the loop ended some
 	 * other way: then close it here, before m goes. */
 	if (m->timer_open) {
 		m->timer_open = false;
 		uv_close((uv_handle_t *)&m->timer, timer_closed_cb);
-		uv_run(srv->loop, UV_RUN_NOWAIT);
+		uv_run(srv_loop(m->srv), UV_RUN_NOWAIT);
 	}
 	/* Stopping the daemon joins its thread: no handler runs after it. */
 	MHD_stop_daemon(m->daemon);
 	pthread_mutex_destroy(&m->mu);
 	free(m->text);
 	free(m);
-	srv->msrv = NULL;
 }
+
+const struct srv_module srv_metrics_module = {
+        .name = "metrics",
+        .init = metrics_init,
+        .shutdown = metrics_shutdown,
+        .close = metrics_close,
+};

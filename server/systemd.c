@@ -17,12 +17,13 @@
  * not a listening stream socket is logged and ignored, and --listen is bound
  * instead. Without libsystemd at build time every function here does
  * nothing and sysd_listen_fd() returns -1. */
-#include "srv_int.h"
+#include "systemd.h"
 #include "wb_systemd.h"
 
 #ifdef WB_HAVE_SYSTEMD
 
-#include <arpa/inet.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,10 +35,9 @@
 
 /* What sysd_ready() sets up once READY=1 is sent: the keep-alive timer
  * (started only when the watchdog is on). Freed by the timer's close
- * callback; srv->sysd is NULL again once STOPPING=1 is sent. */
+ * callback; the caller's pointer is NULL again once STOPPING=1 is sent. */
 struct sysd {
-	uv_timer_t timer; /* first: data points back here anyway */
-	struct srv *srv;
+	uv_timer_t timer;     /* first: data points back here anyway */
 	uint64_t interval_ms; /* 0: no watchdog */
 	bool closing;
 	bool warned; /* a failed keep-alive was logged */
@@ -49,21 +49,21 @@ int sysd_listen_fd(void)
 	 * mistakes the socket for its own. */
 	int n = sd_listen_fds(1);
 	if (n < 0) {
-		srv_log(LOG_WARN, "socket_activation_failed", "reason=\"%s\"", strerror(-n));
+		srv_log(WB_LOG_WARN, "socket_activation_failed", "reason=\"%s\"", strerror(-n));
 		return -1;
 	}
 	if (n == 0)
 		return -1;
 	int fd = SD_LISTEN_FDS_START;
 	if (sd_is_socket(fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) {
-		srv_log(LOG_WARN, "socket_activation_ignored",
+		srv_log(WB_LOG_WARN, "socket_activation_ignored",
 		        "fd=%d reason=\"not a listening stream socket\"", fd);
 		return -1;
 	}
 	if (n > 1)
-		srv_log(LOG_WARN, "socket_activation_extra",
+		srv_log(WB_LOG_WARN, "socket_activation_extra",
 		        "fds=%d reason=\"only the first socket is used\"", n);
-	srv_log(LOG_INFO, "socket_activation", "fd=%d", fd);
+	srv_log(WB_LOG_INFO, "socket_activation", "fd=%d", fd);
 	return fd;
 }
 
@@ -75,7 +75,7 @@ static void keepalive_cb(uv_timer_t *t)
 	int rc = sd_notify(0, "WATCHDOG=1");
 	if (rc < 0 && !sd->warned) {
 		sd->warned = true;
-		srv_log(LOG_WARN, "watchdog_notify_failed", "reason=\"%s\"", strerror(-rc));
+		srv_log(WB_LOG_WARN, "watchdog_notify_failed", "reason=\"%s\"", strerror(-rc));
 	}
 }
 
@@ -84,38 +84,15 @@ static void sysd_closed_cb(uv_handle_t *h)
 	free(h->data);
 }
 
-/* Writes "host:port" of the listener into out, or "" when unknown. */
-static void listener_name(struct srv *srv, char *out, size_t len)
+void sysd_ready(struct sysd **out, uv_loop_t *loop, const char *listen_name)
 {
-	struct sockaddr_storage ss;
-	int slen = sizeof(ss);
-	char host[64];
-	int port;
-	out[0] = '\0';
-	if (uv_tcp_getsockname(&srv->listener, (struct sockaddr *)&ss, &slen) != 0)
-		return;
-	if (ss.ss_family == AF_INET6) {
-		uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
-		port = ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-		snprintf(out, len, "[%s]:%d", host, port);
-	} else {
-		uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
-		port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
-		snprintf(out, len, "%s:%d", host, port);
-	}
-}
-
-void sysd_ready(struct srv *srv)
-{
-	char addr[96];
 	char msg[160];
-	if (srv->sysd != NULL || getenv("NOTIFY_SOCKET") == NULL)
+	if (*out != NULL || getenv("NOTIFY_SOCKET") == NULL)
 		return;
-	listener_name(srv, addr, sizeof(addr));
-	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=Listening on %s", addr);
+	snprintf(msg, sizeof(msg), "READY=1\nSTATUS=Listening on %s", listen_name);
 	int rc = sd_notify(0, msg);
 	if (rc < 0) {
-		srv_log(LOG_WARN, "ready_notify_failed", "reason=\"%s\"", strerror(-rc));
+		srv_log(WB_LOG_WARN, "ready_notify_failed", "reason=\"%s\"", strerror(-rc));
 		return;
 	}
 
@@ -123,38 +100,42 @@ void sysd_ready(struct srv *srv)
 	if (sd == NULL) {
 		/* systemd restarts the service when keep-alives it asked for
 		 * miss: say why first. */
-		srv_log(LOG_ERROR, "sysd_failed", "reason=\"out of memory\"");
+		srv_log(WB_LOG_ERROR, "sysd_failed", "reason=\"out of memory\"");
 		return;
 	}
-	sd->srv = srv;
-	uv_timer_init(srv->loop, &sd->timer);
+	int err = uv_timer_init(loop, &sd->timer);
+	if (err != 0) {
+		srv_log(WB_LOG_ERROR, "sysd_failed", "reason=\"%s\"", uv_strerror(err));
+		free(sd);
+		return;
+	}
 	sd->timer.data = sd;
 	/* Only the signal handlers end the loop, and they close this timer;
 	 * unreferenced, it could not hold the loop open even if they did not. */
 	uv_unref((uv_handle_t *)&sd->timer);
-	srv->sysd = sd;
+	*out = sd;
 
 	uint64_t usec = 0;
 	rc = sd_watchdog_enabled(0, &usec);
 	if (rc < 0)
-		srv_log(LOG_WARN, "watchdog_ignored", "reason=\"%s\"", strerror(-rc));
+		srv_log(WB_LOG_WARN, "watchdog_ignored", "reason=\"%s\"", strerror(-rc));
 	if (rc <= 0)
 		return; /* no WatchdogSec=, or meant for another pid */
 	sd->interval_ms = usec / 2000u > 0 ? usec / 2000u : 1;
 	uv_timer_start(&sd->timer, keepalive_cb, sd->interval_ms, sd->interval_ms);
-	srv_log(LOG_INFO, "watchdog", "interval_ms=%llu timeout_ms=%llu",
+	srv_log(WB_LOG_INFO, "watchdog", "interval_ms=%llu timeout_ms=%llu",
 	        (unsigned long long)sd->interval_ms, (unsigned long long)(usec / 1000u));
 }
 
-void sysd_stopping(struct srv *srv)
+void sysd_stopping(struct sysd **sdp)
 {
-	struct sysd *sd = srv->sysd;
+	struct sysd *sd = *sdp;
 	if (sd == NULL)
 		return; /* never READY, or STOPPING sent already */
-	srv->sysd = NULL;
+	*sdp = NULL;
 	int rc = sd_notify(0, "STOPPING=1\nSTATUS=Shutting down");
 	if (rc < 0)
-		srv_log(LOG_WARN, "stopping_notify_failed", "reason=\"%s\"", strerror(-rc));
+		srv_log(WB_LOG_WARN, "stopping_notify_failed", "reason=\"%s\"", strerror(-rc));
 	sd->closing = true;
 	uv_timer_stop(&sd->timer);
 	uv_close((uv_handle_t *)&sd->timer, sysd_closed_cb);
@@ -167,14 +148,16 @@ int sysd_listen_fd(void)
 	return -1;
 }
 
-void sysd_ready(struct srv *srv)
+void sysd_ready(struct sysd **out, uv_loop_t *loop, const char *listen_name)
 {
-	(void)srv;
+	(void)out;
+	(void)loop;
+	(void)listen_name;
 }
 
-void sysd_stopping(struct srv *srv)
+void sysd_stopping(struct sysd **sd)
 {
-	(void)srv;
+	(void)sd;
 }
 
 #endif

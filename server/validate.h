@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "consumers.h"
 #include "events.h"
 #include "whizbang.pb-c.h"
 
@@ -26,5 +27,34 @@ int validate_append(const Whizbang__V1__AppendEvents *a, uint64_t max_events,
  * type_lens (VALIDATE_MAX_FILTER_TYPES entries) for the types' lengths. */
 int validate_read_all(const Whizbang__V1__ReadAll *r, size_t *type_lens, struct ev_filter *filter,
                       char *why, size_t whylen);
+
+/* Checks a Subscribe: its target, the filters that go with it (a $all
+ * target's with the same checks as ReadAll, filling *filter and type_lens
+ * as validate_read_all() does; a stream target's name) and its start. */
+int validate_subscribe(const Whizbang__V1__Subscribe *r, size_t *type_lens,
+                       struct ev_filter *filter, char *why, size_t whylen);
+
+/* Most ids one Ack or Nack may name. */
+#define VALIDATE_MAX_ACK_IDS 1000u
+/* A consumer group's bounds, and what 0 means. */
+#define VALIDATE_ACK_TIMEOUT_DEFAULT 30000u
+#define VALIDATE_ACK_TIMEOUT_MIN 10u
+#define VALIDATE_ACK_TIMEOUT_MAX 86400000u
+#define VALIDATE_MAX_DELIVERIES_DEFAULT 10u
+#define VALIDATE_MAX_DELIVERIES_MAX 1000u
+
+/* Checks a CreateConsumer's config (in may be NULL) and fills *r from it,
+ * defaults applied (the checkpoint and resume are the writer's to set). */
+int validate_consumer(const Whizbang__V1__ConsumerConfig *in, struct cons_record *r, char *why,
+                      size_t whylen);
+
+/* Checks the ids and reason of an Ack (nack NULL) or a Nack. */
+int validate_ack(const ProtobufCBinaryData *ids, size_t n, const Whizbang__V1__NackEvents *nack,
+                 char *why, size_t whylen);
+
+/* Checks a read-model request (GetEntity, QueryEntities, Explain,
+ * ListIndexes; anything else passes): the names' sizes and the where
+ * clause. Returns 0, WB_BAD_REQUEST or WB_INVALID_EXPRESSION. */
+int validate_read_model(const Whizbang__V1__Request *req, char *why, size_t whylen);
 
 #endif

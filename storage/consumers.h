@@ -1,6 +1,6 @@
 /* Durable consumer groups (DESIGN.md §5) on the storage engine: the group
  * records and the parked events. The in-memory side (members, the window of
- * events in flight, redelivery) is server/consumer_srv.c's.
+ * events in flight, redelivery) is server/srv_consumer.c's.
  *
  * Layout (integers big-endian):
  *   consumers  group name                      -> group record (below)

@@ -238,7 +238,7 @@ int ev_decode(uint64_t position, const uint8_t *v, size_t len, struct ev_record 
 	return 0;
 }
 
-static int get_event(struct storage_txn *txn, uint64_t position, struct ev_record *out)
+int ev_get(struct storage_txn *txn, uint64_t position, struct ev_record *out)
 {
 	uint8_t kb[8];
 	put_u64(kb, position);
@@ -248,6 +248,36 @@ static int get_event(struct storage_txn *txn, uint64_t position, struct ev_recor
 	if (rc != 0)
 		return rc;
 	return ev_decode(position, v.data, v.len, out);
+}
+
+int ev_position_of_id(struct storage_txn *txn, const uint8_t id[EV_ID_LEN], uint64_t *position)
+{
+	struct storage_val k = {id, EV_ID_LEN};
+	struct storage_val v;
+	int rc = storage_get(txn, STORAGE_DB_EVENT_IDS, k, &v);
+	if (rc != 0)
+		return rc;
+	if (v.len != 8)
+		return WB_E_CORRUPT;
+	*position = get_u64(v.data);
+	return 0;
+}
+
+int ev_position_at(struct storage_txn *txn, uint64_t stream_id, uint64_t version,
+                   uint64_t *position)
+{
+	uint8_t kb[16];
+	put_u64(kb, stream_id);
+	put_u64(kb + 8, version);
+	struct storage_val k = {kb, 16};
+	struct storage_val v;
+	int rc = storage_get(txn, STORAGE_DB_STREAM_EVENTS, k, &v);
+	if (rc != 0)
+		return rc;
+	if (v.len != 8)
+		return WB_E_CORRUPT;
+	*position = get_u64(v.data);
+	return 0;
 }
 
 static void format_id(const uint8_t id[EV_ID_LEN], char out[33])
@@ -306,7 +336,7 @@ static int check_replay(struct storage_txn *txn, const char *stream, size_t stre
 		if (rc != 0)
 			return rc;
 		struct ev_record rec;
-		rc = get_event(txn, pos, &rec);
+		rc = ev_get(txn, pos, &rec);
 		if (rc != 0)
 			return rc == WB_E_NOTFOUND ? WB_E_CORRUPT : rc;
 		if (rec.stream_len != stream_len || memcmp(rec.stream, stream, stream_len) != 0) {
@@ -580,7 +610,7 @@ int ev_read_stream_at(struct storage_txn *txn, const char *stream, size_t stream
 			break;
 		}
 		struct ev_record rec;
-		rc = get_event(txn, get_u64(v.data), &rec);
+		rc = ev_get(txn, get_u64(v.data), &rec);
 		if (rc != 0) {
 			if (rc == WB_E_NOTFOUND)
 				rc = WB_E_CORRUPT;

@@ -234,6 +234,20 @@ struct ev_filter {
 int ev_read_all(struct storage_txn *txn, uint64_t from, bool backwards, uint32_t max_count,
                 const struct ev_filter *filter, ev_visit_fn visit, void *arg, struct ev_page *page);
 
+/* Reads the event stored at position into *out, whose pointers point into
+ * txn's snapshot (valid until it ends). WB_E_NOTFOUND when no event is
+ * stored there (never written, or scavenged). */
+int ev_get(struct storage_txn *txn, uint64_t position, struct ev_record *out);
+
+/* The position of the event with id; WB_E_NOTFOUND when no stored event
+ * has it. */
+int ev_position_of_id(struct storage_txn *txn, const uint8_t id[EV_ID_LEN], uint64_t *position);
+
+/* The position of version of the stream with stream_id (from
+ * ev_stream_info()); WB_E_NOTFOUND when that version is not stored. */
+int ev_position_at(struct storage_txn *txn, uint64_t stream_id, uint64_t version,
+                   uint64_t *position);
+
 /* Decodes the event record stored at position from its value bytes. */
 int ev_decode(uint64_t position, const uint8_t *v, size_t len, struct ev_record *out);
 

@@ -62,7 +62,7 @@ Test(config, defaults_match_the_table)
 	cr_assert_eq(c.max_inflight, 1024);
 	cr_assert_eq(c.frame_timeout_ms, 30000);
 	cr_assert_eq(c.shutdown_timeout_ms, 10000);
-	cr_assert_eq(c.log_level, LOG_INFO);
+	cr_assert_eq(c.log_level, WB_LOG_INFO);
 }
 
 Test(config, no_options_keeps_the_defaults)
@@ -91,7 +91,7 @@ Test(config, value_as_next_argument_and_after_equals)
 	cr_assert_str_eq(c.listen, "0.0.0.0:0");
 	cr_assert_str_eq(c.data_dir, "/var/lib/wb");
 	cr_assert_eq(c.max_connections, 7);
-	cr_assert_eq(c.log_level, LOG_DEBUG);
+	cr_assert_eq(c.log_level, WB_LOG_DEBUG);
 	cr_assert_str_eq(c.port_file, "/tmp/port");
 	/* Untouched settings keep their defaults. */
 	cr_assert_eq(c.max_read_count, 1000);
@@ -404,7 +404,7 @@ Test(config, file_with_comments_sections_and_spacing)
 	cr_assert_eq(c.max_frame, 8 * KIB);
 	cr_assert_eq(c.map_size, 1 * GIB);
 	cr_assert_str_eq(c.listen, "127.0.0.1:9000");
-	cr_assert_eq(c.log_level, LOG_DEBUG);
+	cr_assert_eq(c.log_level, WB_LOG_DEBUG);
 	cr_assert_eq(c.lease_max_ms, 5 * 60000);
 	cr_assert_str_eq(c.data_dir, "/var/lib/whizbang");
 	cr_assert(c.allow_unauthenticated_remote);
@@ -577,7 +577,7 @@ Test(config, flags_win_over_the_file_wherever_config_stands)
 		cr_assert_eq(rc, 0, "order %d: %s", order, msg);
 		cr_assert_eq(c.max_frame, 16 * KIB, "order %d", order); /* the flag */
 		cr_assert_eq(c.map_size, 1 * GIB, "order %d", order);   /* the file */
-		cr_assert_eq(c.log_level, LOG_WARN, "order %d", order);
+		cr_assert_eq(c.log_level, WB_LOG_WARN, "order %d", order);
 		cr_assert_eq(c.max_connections, 1024, "order %d", order); /* the default */
 		cr_assert_str_eq(c.config_file, p);
 		cr_assert(!c.check_config);

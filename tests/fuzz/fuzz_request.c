@@ -1,7 +1,9 @@
 /* libFuzzer harness for what a connection does with the bytes a client
  * sends: frame decoding, Request unpacking under the server's allocation
- * budget, the wire-level string check, and the checks an append, a read or
- * a stream-info request passes before the server acts on it.
+ * budget, the wire-level string check, and the checks (server/validate.c)
+ * an append, a read, a stream-info, a subscription, a consumer group, an
+ * ack or nack and a read-model request pass before the server acts on
+ * them.
  *
  * The input is decoded twice: once as if it had all arrived in one read, and
  * once as a stream split at an offset derived from the input, through a
@@ -17,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "consumers.h"
 #include "events.h"
 #include "frame.h"
 #include "utf8.h"
@@ -67,6 +70,37 @@ static void check_read_all(const Whizbang__V1__ReadAll *r)
 	for (size_t i = 0; i < filter.ntypes; i++)
 		sink ^= (size_t)filter.types[i][filter.type_lens[i] - 1];
 	(void)sink;
+}
+
+/* A Subscribe the server accepts has filters whose views cover what they
+ * claim. */
+static void check_subscribe(const Whizbang__V1__Subscribe *s)
+{
+	char why[256];
+	size_t type_lens[VALIDATE_MAX_FILTER_TYPES];
+	struct ev_filter filter;
+
+	if (validate_subscribe(s, type_lens, &filter, why, sizeof(why)) != 0)
+		return;
+	volatile size_t sink = filter.prefix_len;
+	for (size_t i = 0; i < filter.ntypes; i++)
+		sink ^= (size_t)filter.types[i][filter.type_lens[i] - 1];
+	(void)sink;
+}
+
+/* A consumer config the server accepts fills a record within the limits
+ * the record's encoder checks. */
+static void check_consumer(const Whizbang__V1__ConsumerConfig *in)
+{
+	char why[256];
+	struct cons_record r;
+	uint8_t buf[CONS_RECORD_MAX];
+	size_t len;
+
+	if (validate_consumer(in, &r, why, sizeof(why)) != 0)
+		return;
+	if (cons_encode(&r, buf, &len) != 0)
+		abort();
 }
 
 /* Unicode 15, table 3-7: the well-formed UTF-8 byte sequences. Returns the
@@ -191,6 +225,24 @@ static void handle_payload(const uint8_t *payload, uint32_t len)
 	case WHIZBANG__V1__REQUEST__BODY_GET_STREAM_INFO:
 		(void)ev_check_stream_name(r->get_stream_info->stream,
 		                           strlen(r->get_stream_info->stream), why, sizeof(why));
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_SUBSCRIBE:
+		check_subscribe(r->subscribe);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_CREATE_CONSUMER:
+		check_consumer(r->create_consumer->config);
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_ACK:
+		(void)validate_ack(r->ack->ids, r->ack->n_ids, NULL, why, sizeof(why));
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_NACK:
+		(void)validate_ack(r->nack->ids, r->nack->n_ids, r->nack, why, sizeof(why));
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_GET_ENTITY:
+	case WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES:
+	case WHIZBANG__V1__REQUEST__BODY_EXPLAIN:
+	case WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES:
+		(void)validate_read_model(r, why, sizeof(why));
 		break;
 	default:
 		break;

@@ -26,12 +26,15 @@
 #include <sys/random.h>
 
 #include "eval.h"
+#include "lease.h"
 #include "ledger.h"
 #include "log.h"
 #include "meta.h"
 #include "proj.h"
 #include "replay.h"
-#include "srv_int.h"
+#include "pb.h"
+#include "server.h"
+#include "wb_error.h"
 #include "wire.h"
 
 #define EXPIRY_BATCH 64u
@@ -54,6 +57,7 @@ struct apply_sums {
 /* A write of this module. */
 struct lop {
 	struct srv_op base; /* first */
+	struct lsrv *ls;
 	enum lop_kind kind;
 	Request *req; /* kept for the answer; may be NULL */
 	uint64_t seq;
@@ -135,8 +139,19 @@ struct settled {
 	bool gap;
 };
 
+/* What the module keeps per connection (its conn slot), made on first use:
+ * the connection's leases, and how many of its requests wait. */
+struct lconn {
+	struct lease_owner owner;
+	size_t waiting;
+};
+
+/* The most sequences one Lease may ask for (--max-lease-count's bound). */
+#define LEASE_COUNT_MAX 1024u
+
 struct lsrv {
 	struct srv *srv;
+	unsigned slot;
 	struct lease_table *t;
 	uv_timer_t expiry_timer;
 	uv_timer_t wait_timer;
@@ -160,6 +175,18 @@ struct lsrv {
 	Whizbang__V1__ProjectionStats pstats[MAX_PROJECTION_STATS];
 	Whizbang__V1__ProjectionStats *pstats_ptrs[MAX_PROJECTION_STATS];
 };
+
+/* c's lease state, made on first use; NULL when out of memory. */
+static struct lconn *lconn_of(struct lsrv *ls, struct conn *c)
+{
+	struct lconn *lc = conn_slot(c, ls->slot);
+	if (lc == NULL) {
+		lc = calloc(1, sizeof(*lc));
+		if (lc != NULL)
+			conn_set_slot(c, ls->slot, lc);
+	}
+	return lc;
+}
 
 static uint64_t mono_ms(void)
 {
@@ -295,6 +322,7 @@ static struct lop *lop_new(struct lsrv *ls, enum lop_kind kind, struct conn *c, 
 	struct lop *op = calloc(1, sizeof(*op));
 	if (op == NULL)
 		return NULL;
+	op->ls = ls;
 	op->pcfg = &ls->pcfg;
 	op->kind = kind;
 	op->req = req;
@@ -308,50 +336,13 @@ static struct lop *lop_new(struct lsrv *ls, enum lop_kind kind, struct conn *c, 
 
 /* ------------------------------------------------------------ answers */
 
-static void send_body(struct conn *c, uint64_t id, Whizbang__V1__Response__BodyCase body_case,
-                      void *body)
-{
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = id;
-	resp.body_case = body_case;
-	switch (body_case) {
-	case WHIZBANG__V1__RESPONSE__BODY_LEASE:
-		resp.lease = body;
-		break;
-	case WHIZBANG__V1__RESPONSE__BODY_EXTEND:
-		resp.extend = body;
-		break;
-	case WHIZBANG__V1__RESPONSE__BODY_RELEASE:
-		resp.release = body;
-		break;
-	case WHIZBANG__V1__RESPONSE__BODY_STAGE:
-		resp.stage = body;
-		break;
-	case WHIZBANG__V1__RESPONSE__BODY_COMMIT:
-		resp.commit = body;
-		break;
-	case WHIZBANG__V1__RESPONSE__BODY_READ_LEDGER:
-		resp.read_ledger = body;
-		break;
-	case WHIZBANG__V1__RESPONSE__BODY_WATERMARK:
-		resp.watermark = body;
-		break;
-	case WHIZBANG__V1__RESPONSE__BODY_INDEX:
-		resp.index = body;
-		break;
-	default:
-		abort(); /* a body this file does not send */
-	}
-	srv_send(c, &resp);
-}
-
 static void answer_watermark(struct lsrv *ls, struct conn *c, uint64_t id, bool reached)
 {
 	Whizbang__V1__WatermarkResult r = WHIZBANG__V1__WATERMARK_RESULT__INIT;
 	r.watermark = ls->watermark;
 	r.reached = reached;
 	r.next_sequence = lease_next_seq(ls->t);
-	send_body(c, id, WHIZBANG__V1__RESPONSE__BODY_WATERMARK, &r);
+	SRV_REPLY(c, id, WATERMARK, watermark, &r);
 }
 
 /* Reads what applying the entry of seq recorded (its OpList), from a
@@ -361,7 +352,7 @@ static Whizbang__V1__OpList *read_outcome(struct lsrv *ls, uint64_t seq, int *rc
 {
 	struct storage_txn *txn;
 	Whizbang__V1__OpList *l = NULL;
-	*rc = storage_txn_begin(ls->srv->st, NULL, STORAGE_RDONLY, &txn);
+	*rc = storage_txn_begin(srv_storage(ls->srv), NULL, STORAGE_RDONLY, &txn);
 	if (*rc != 0)
 		return NULL;
 	struct ledger_entry e;
@@ -404,7 +395,7 @@ static void answer_commit(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t
 		int rc;
 		l = read_outcome(ls, seq, &rc);
 		if (rc != 0) {
-			srv_send_storage_error(c, id, rc, "Commit (reading the outcome)");
+			srv_storage_error(c, id, rc, "Commit (reading the outcome)");
 			return;
 		}
 	}
@@ -419,10 +410,10 @@ static void answer_commit(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t
 			free(res);
 			free(ptrs);
 			whizbang__v1__op_list__free_unpacked(l, NULL);
-			srv_send_error(c, id, WB_RESOURCE_EXHAUSTED,
-			               "the commit is applied, but the server is out of memory to "
-			               "say how; read the ledger entry %llu",
-			               (unsigned long long)seq);
+			srv_error(c, id, WB_RESOURCE_EXHAUSTED,
+			          "the commit is applied, but the server is out of memory to "
+			          "say how; read the ledger entry %llu",
+			          (unsigned long long)seq);
 			return;
 		}
 		for (size_t i = 0; i < l->n_ops; i++) {
@@ -440,7 +431,7 @@ static void answer_commit(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t
 		r.n_results = l->n_ops;
 		r.results = ptrs;
 	}
-	send_body(c, id, WHIZBANG__V1__RESPONSE__BODY_COMMIT, &r);
+	SRV_REPLY(c, id, COMMIT, commit, &r);
 	free(res);
 	free(ptrs);
 	if (l != NULL)
@@ -453,9 +444,9 @@ static void answer_index(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t 
 	int rc;
 	Whizbang__V1__OpList *l = read_outcome(ls, seq, &rc);
 	if (l == NULL || l->n_ops != 1) {
-		srv_send_storage_error(c, id, rc != 0 ? rc : WB_E_CORRUPT, "index change");
+		srv_storage_error(c, id, rc != 0 ? rc : WB_E_CORRUPT, "index change");
 	} else if (l->error_code != 0) {
-		srv_send_error(c, id, (int)l->error_code, "%s", l->error_message);
+		srv_error(c, id, (int)l->error_code, "%s", l->error_message);
 	} else {
 		const Whizbang__V1__Op *op = l->ops[0];
 		const Whizbang__V1__IndexSpec *spec =
@@ -468,7 +459,7 @@ static void answer_index(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t 
 		info.field = spec->field;
 		if (op->kind_case == WHIZBANG__V1__OP__KIND_CREATE_INDEX) {
 			struct storage_txn *txn;
-			rc = storage_txn_begin(ls->srv->st, NULL, STORAGE_RDONLY, &txn);
+			rc = storage_txn_begin(srv_storage(ls->srv), NULL, STORAGE_RDONLY, &txn);
 			if (rc == 0) {
 				/* A later entry may have dropped it again already. */
 				if (proj_index_get(txn, spec->type, spec->field, &pi) == 0) {
@@ -480,7 +471,7 @@ static void answer_index(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t 
 		}
 		r.index = &info;
 		r.sequence = seq;
-		send_body(c, id, WHIZBANG__V1__RESPONSE__BODY_INDEX, &r);
+		SRV_REPLY(c, id, INDEX, index, &r);
 	}
 	if (l != NULL)
 		whizbang__v1__op_list__free_unpacked(l, NULL);
@@ -490,6 +481,9 @@ static void arm_wait_timer(struct lsrv *ls);
 
 static int add_waiter(struct lsrv *ls, const struct waiter *w)
 {
+	struct lconn *lc = lconn_of(ls, w->conn);
+	if (lc == NULL)
+		return WB_E_NOMEM;
 	if (ls->nwaiters == ls->capwaiters) {
 		size_t cap = ls->capwaiters > 0 ? ls->capwaiters * 2 : 64;
 		struct waiter *p = realloc(ls->waiters, cap * sizeof(*p));
@@ -499,14 +493,15 @@ static int add_waiter(struct lsrv *ls, const struct waiter *w)
 		ls->capwaiters = cap;
 	}
 	ls->waiters[ls->nwaiters++] = *w;
-	w->conn->waiting++;
+	lc->waiting++;
 	arm_wait_timer(ls);
 	return 0;
 }
 
 static void drop_waiter(struct lsrv *ls, size_t i)
 {
-	ls->waiters[i].conn->waiting--;
+	struct lconn *lc = conn_slot(ls->waiters[i].conn, ls->slot);
+	lc->waiting--;
 	ls->waiters[i] = ls->waiters[--ls->nwaiters];
 }
 
@@ -527,9 +522,9 @@ static void check_waiters(struct lsrv *ls)
 		else if (w->kind == WAIT_INDEX && reached)
 			answer_index(ls, w->conn, w->req_id, w->seq);
 		else if (w->kind == WAIT_INDEX)
-			srv_send_error(w->conn, w->req_id, WB_SHUTTING_DOWN,
-			               "the index change is durable, but the server is shutting "
-			               "down before applying it");
+			srv_error(w->conn, w->req_id, WB_SHUTTING_DOWN,
+			          "the index change is durable, but the server is shutting "
+			          "down before applying it");
 		else
 			answer_watermark(ls, w->conn, w->req_id, reached);
 		drop_waiter(ls, i);
@@ -763,7 +758,7 @@ static void note_cascade(struct lsrv *ls)
 	lease_get_counts(ls->t, &lc);
 	if (lc.cascade_level == ls->cascade_level)
 		return;
-	srv_log(lc.cascade_level > ls->cascade_level ? LOG_WARN : LOG_INFO, "lease_cascade",
+	srv_log(lc.cascade_level > ls->cascade_level ? WB_LOG_WARN : WB_LOG_INFO, "lease_cascade",
 	        "level=%llu previous=%llu expired_total=%llu", (unsigned long long)lc.cascade_level,
 	        (unsigned long long)ls->cascade_level,
 	        (unsigned long long)(lc.outcomes[LEASE_EXPIRED] + lc.outcomes[LEASE_RECOVERED]));
@@ -789,10 +784,10 @@ static void run_expiry(struct lsrv *ls)
 			};
 			note_expired(ls, pstat_of(ls, l));
 			if (submit_final(ls, l, &a) != 0)
-				srv_log(LOG_ERROR, "lease_expiry_failed",
+				srv_log(WB_LOG_ERROR, "lease_expiry_failed",
 				        "seq=%llu reason=no_memory", (unsigned long long)l->seq);
 			else
-				srv_log(LOG_DEBUG, "lease_expired", "seq=%llu staged=%d",
+				srv_log(WB_LOG_DEBUG, "lease_expired", "seq=%llu staged=%d",
 				        (unsigned long long)l->seq, (int)l->staged);
 		}
 	} while (n == EXPIRY_BATCH);
@@ -865,7 +860,7 @@ static void ensure_reservation(struct lsrv *ls, uint32_t count)
 		return;
 	struct lop *op = lop_new(ls, LOP_RESERVE, NULL, NULL);
 	if (op == NULL) {
-		srv_log(LOG_ERROR, "reservation_failed", "reason=no_memory");
+		srv_log(WB_LOG_ERROR, "reservation_failed", "reason=no_memory");
 		return;
 	}
 	op->ceiling = ceiling;
@@ -913,7 +908,7 @@ static void record_final(struct lsrv *ls, const struct lop *op)
 	ls->sums.exploded_ids += op->sums.exploded_ids;
 	ls->sums.explosion_us += op->sums.explosion_us;
 	if (op->sums.failures > 0)
-		srv_log(LOG_INFO, "apply_failed", "entries=%llu watermark=%llu",
+		srv_log(WB_LOG_INFO, "apply_failed", "entries=%llu watermark=%llu",
 		        (unsigned long long)op->sums.failures, (unsigned long long)op->watermark);
 	if (op->watermark > ls->watermark)
 		ls->watermark = op->watermark;
@@ -922,10 +917,10 @@ static void record_final(struct lsrv *ls, const struct lop *op)
 
 static void lop_done(struct srv *srv, struct srv_op *base)
 {
-	struct lsrv *ls = srv->lsrv;
 	struct lop *op = (struct lop *)base;
+	struct lsrv *ls = op->ls;
 	struct conn *c = base->conn;
-	bool answer = c != NULL && !c->closing && op->req != NULL;
+	bool answer = c != NULL && !conn_is_closing(c) && op->req != NULL;
 	int rc = base->base.status;
 
 	switch (op->kind) {
@@ -934,14 +929,14 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 		if (rc == 0) {
 			lease_set_ceiling(ls->t, op->ceiling);
 		} else {
-			srv_log(LOG_ERROR, "reservation_failed", "ceiling=%llu error=%s",
+			srv_log(WB_LOG_ERROR, "reservation_failed", "ceiling=%llu error=%s",
 			        (unsigned long long)op->ceiling, wb_error_name(rc));
 			/* Answer the queue rather than leave it waiting. */
 			while (ls->pend_head != NULL) {
 				struct pend *p = ls->pend_head;
 				ls->pend_head = p->next;
-				if (!p->conn->closing)
-					srv_send_storage_error(p->conn, p->req->id, rc, "Lease");
+				if (!conn_is_closing(p->conn))
+					srv_storage_error(p->conn, p->req->id, rc, "Lease");
 				whizbang__v1__request__free_unpacked(p->req, NULL);
 				free(p);
 			}
@@ -952,10 +947,10 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 		return;
 	case LOP_STAGE:
 		if (answer && rc == 0)
-			send_body(c, base->req_id, WHIZBANG__V1__RESPONSE__BODY_STAGE,
+			SRV_REPLY(c, base->req_id, STAGE, stage,
 			          &(Whizbang__V1__StageResult)WHIZBANG__V1__STAGE_RESULT__INIT);
 		else if (answer)
-			srv_send_storage_error(c, base->req_id, rc, "Stage");
+			srv_storage_error(c, base->req_id, rc, "Stage");
 		lop_free(op);
 		return;
 	case LOP_FINAL:
@@ -966,16 +961,16 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 		/* Not durable. The lease stays FINISHING and holds the watermark
 		 * until the entry is written: retry, then leave it to restart
 		 * recovery. */
-		srv_log(op->retries < FINAL_RETRIES ? LOG_WARN : LOG_ERROR, "ledger_write_failed",
-		        "seq=%llu error=%s retry=%d", (unsigned long long)op->seq,
-		        wb_error_name(rc), op->retries);
-		if (op->retries < FINAL_RETRIES && !srv->shutting_down) {
+		srv_log(op->retries < FINAL_RETRIES ? WB_LOG_WARN : WB_LOG_ERROR,
+		        "ledger_write_failed", "seq=%llu error=%s retry=%d",
+		        (unsigned long long)op->seq, wb_error_name(rc), op->retries);
+		if (op->retries < FINAL_RETRIES && !srv_shutting_down(srv)) {
 			op->retries++;
 			srv_submit(srv, &op->base);
 			return;
 		}
 		if (answer)
-			srv_send_storage_error(c, base->req_id, rc, "Commit");
+			srv_storage_error(c, base->req_id, rc, "Commit");
 		lop_free(op);
 		return;
 	}
@@ -985,28 +980,29 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 	if (answer) {
 		const Request *req = op->req;
 		if (req->body_case == WHIZBANG__V1__REQUEST__BODY_RELEASE) {
-			send_body(c, base->req_id, WHIZBANG__V1__RESPONSE__BODY_RELEASE,
+			SRV_REPLY(c, base->req_id, RELEASE, release,
 			          &(Whizbang__V1__ReleaseResult)WHIZBANG__V1__RELEASE_RESULT__INIT);
 		} else {
 			bool reseq = op->entry.reason == LEDGER_RECOVERED_RESEQUENCED;
 			uint64_t orig = op->entry.original_seq;
 			bool index = req->body_case != WHIZBANG__V1__REQUEST__BODY_COMMIT;
 			bool applied = index || req->commit->ack == WHIZBANG__V1__ACK__ACK_APPLIED;
-			if (applied && ls->watermark < op->seq && srv->shutting_down) {
-				srv_send_error(
-				        c, base->req_id, WB_SHUTTING_DOWN,
-				        "the change is durable, but the server is shutting down "
-				        "before the watermark reached it");
+			if (applied && ls->watermark < op->seq && srv_shutting_down(srv)) {
+				srv_error(c, base->req_id, WB_SHUTTING_DOWN,
+				          "the change is durable, but the server is shutting down "
+				          "before the watermark reached it");
 			} else if (applied && ls->watermark < op->seq) {
-				struct waiter w = {c,     base->req_id,
-				                   op->seq, UINT64_MAX,
+				struct waiter w = {c,
+				                   base->req_id,
+				                   op->seq,
+				                   UINT64_MAX,
 				                   index ? WAIT_INDEX : WAIT_COMMIT,
-				                   reseq, orig};
+				                   reseq,
+				                   orig};
 				if (add_waiter(ls, &w) != 0)
-					srv_send_error(
-					        c, base->req_id, WB_RESOURCE_EXHAUSTED,
-					        "the change is durable, but the server is out "
-					        "of memory to wait for the watermark");
+					srv_error(c, base->req_id, WB_RESOURCE_EXHAUSTED,
+					          "the change is durable, but the server is out "
+					          "of memory to wait for the watermark");
 			} else if (index) {
 				answer_index(ls, c, base->req_id, op->seq);
 			} else {
@@ -1026,24 +1022,23 @@ static bool check_lease_rc(struct conn *c, uint64_t id, int rc, uint64_t seq)
 	case 0:
 		return true;
 	case WB_LEASE_TOKEN_MISMATCH:
-		srv_send_error(c, id, rc,
-		               "the token does not match sequence %llu's lease: another worker "
-		               "holds it, or the token was mistyped",
-		               (unsigned long long)seq);
+		srv_error(c, id, rc,
+		          "the token does not match sequence %llu's lease: another worker "
+		          "holds it, or the token was mistyped",
+		          (unsigned long long)seq);
 		return false;
 	case WB_LEASE_EXPIRED:
-		srv_send_error(
-		        c, id, rc,
-		        "the lease of sequence %llu has expired: the sequence becomes a gap, "
-		        "or holds the lease's staged work if it had any; lease a new "
-		        "sequence, or commit with on_expired=RESEQUENCE",
-		        (unsigned long long)seq);
+		srv_error(c, id, rc,
+		          "the lease of sequence %llu has expired: the sequence becomes a gap, "
+		          "or holds the lease's staged work if it had any; lease a new "
+		          "sequence, or commit with on_expired=RESEQUENCE",
+		          (unsigned long long)seq);
 		return false;
 	default:
-		srv_send_error(c, id, WB_LEASE_NOT_FOUND,
-		               "sequence %llu has no open lease: it was never handed out, or it is "
-		               "already committed or released",
-		               (unsigned long long)seq);
+		srv_error(c, id, WB_LEASE_NOT_FOUND,
+		          "sequence %llu has no open lease: it was never handed out, or it is "
+		          "already committed or released",
+		          (unsigned long long)seq);
 		return false;
 	}
 }
@@ -1065,8 +1060,13 @@ static void grant_and_answer(struct lsrv *ls, struct conn *c, Request *req)
 	const Whizbang__V1__Lease *a = req->lease;
 	struct lease *got[LEASE_COUNT_MAX];
 	char why[256];
-	if (c->closing)
+	if (conn_is_closing(c))
 		return;
+	struct lconn *lc = lconn_of(ls, c);
+	if (lc == NULL) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return;
+	}
 	struct lease_grant_args args = {
 	        .projection = a->projection,
 	        .duration_ms = a->duration_ms,
@@ -1077,13 +1077,12 @@ static void grant_and_answer(struct lsrv *ls, struct conn *c, Request *req)
 	                a->on_disconnect == WHIZBANG__V1__ON_DISCONNECT__ON_DISCONNECT_RELEASE
 	                        ? LEASE_RELEASE
 	                        : LEASE_KEEP,
-	        .owner = &c->leases,
+	        .owner = &lc->owner,
 	};
 	uint64_t now = mono_ms();
 	int rc = lease_grant(ls->t, now, &args, got, why, sizeof(why));
 	if (rc != 0) {
-		srv_send_error(c, req->id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc, "%s",
-		               why);
+		srv_error(c, req->id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc, "%s", why);
 		return;
 	}
 	Whizbang__V1__LeaseGrant grants[LEASE_COUNT_MAX];
@@ -1099,17 +1098,16 @@ static void grant_and_answer(struct lsrv *ls, struct conn *c, Request *req)
 	Whizbang__V1__LeaseResult r = WHIZBANG__V1__LEASE_RESULT__INIT;
 	r.n_leases = a->count;
 	r.leases = ptrs;
-	send_body(c, req->id, WHIZBANG__V1__RESPONSE__BODY_LEASE, &r);
+	SRV_REPLY(c, req->id, LEASE, lease, &r);
 	arm_expiry_timer(ls);
 }
 
 static void handle_lease(struct lsrv *ls, struct conn *c, Request *req, bool *kept)
 {
 	const Whizbang__V1__Lease *a = req->lease;
-	if (a->count == 0 || a->count > ls->srv->cfg.max_lease_count) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST,
-		               "count is %u: ask for 1 to %llu sequences", a->count,
-		               (unsigned long long)ls->srv->cfg.max_lease_count);
+	if (a->count == 0 || a->count > srv_config(ls->srv)->max_lease_count) {
+		srv_error(c, req->id, WB_BAD_REQUEST, "count is %u: ask for 1 to %llu sequences",
+		          a->count, (unsigned long long)srv_config(ls->srv)->max_lease_count);
 		return;
 	}
 	if (ls->pend_head == NULL && lease_reservation_needed(ls->t, a->count) == 0) {
@@ -1118,7 +1116,7 @@ static void handle_lease(struct lsrv *ls, struct conn *c, Request *req, bool *ke
 	}
 	struct pend *p = calloc(1, sizeof(*p));
 	if (p == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return;
 	}
 	p->kind = PEND_LEASE;
@@ -1155,18 +1153,19 @@ static void commit_at_new_sequence(struct lsrv *ls, struct pend *p,
 	Request *req = p->req;
 	struct lease *got[1];
 	char why[256] = "the server is out of memory";
-	int rc = ops == NULL ? WB_E_NOMEM : lease_grant(ls->t, mono_ms(), args, got, why, sizeof(why));
+	int rc = ops == NULL ? WB_E_NOMEM
+	                     : lease_grant(ls->t, mono_ms(), args, got, why, sizeof(why));
 	if (rc != 0) {
-		if (!c->closing)
-			srv_send_error(c, req->id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc,
-			               "%s: %s", what, why);
+		if (!conn_is_closing(c))
+			srv_error(c, req->id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc,
+			          "%s: %s", what, why);
 		goto done;
 	}
 	lease_finish(ls->t, got[0], LEASE_COMMITTED, mono_ms());
 	struct final_args a = {
 	        .kind = kind,
 	        .reason = reason,
-	        .conn = c->closing ? NULL : c,
+	        .conn = conn_is_closing(c) ? NULL : c,
 	        .req = req,
 	        .ops = ops,
 	        .ops_len = len,
@@ -1182,8 +1181,8 @@ static void commit_at_new_sequence(struct lsrv *ls, struct pend *p,
 	/* The new sequence is handed out: it must still end final. */
 	struct final_args gap = {.kind = LEDGER_GAP, .reason = LEDGER_GAP_RELEASED};
 	submit_final(ls, got[0], &gap);
-	if (!c->closing)
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+	if (!conn_is_closing(c))
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 done:
 	free(ops);
 	whizbang__v1__request__free_unpacked(req, NULL);
@@ -1212,7 +1211,7 @@ static void resequence(struct lsrv *ls, struct conn *c, Request *req, const char
 {
 	struct pend *p = calloc(1, sizeof(*p));
 	if (p == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return;
 	}
 	p->kind = PEND_RESEQ;
@@ -1239,7 +1238,8 @@ static void index_and_commit(struct lsrv *ls, struct pend *p)
 	spec.type = create ? req->create_index->type : req->drop_index->type;
 	spec.field = create ? req->create_index->field : req->drop_index->field;
 	Whizbang__V1__Op op = WHIZBANG__V1__OP__INIT, *ops[1] = {&op};
-	op.kind_case = create ? WHIZBANG__V1__OP__KIND_CREATE_INDEX : WHIZBANG__V1__OP__KIND_DROP_INDEX;
+	op.kind_case =
+	        create ? WHIZBANG__V1__OP__KIND_CREATE_INDEX : WHIZBANG__V1__OP__KIND_DROP_INDEX;
 	if (create)
 		op.create_index = &spec;
 	else
@@ -1258,14 +1258,14 @@ static void handle_index(struct lsrv *ls, struct conn *c, Request *req, bool *ke
 	const char *field = create ? req->create_index->field : req->drop_index->field;
 	size_t tl = strlen(type), fl = strlen(field);
 	if (tl == 0 || tl > PROJ_NAME_MAX || fl == 0 || fl > PROJ_NAME_MAX) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST,
-		               "%s: type and field must be 1..255 bytes each",
-		               create ? "CreateIndex" : "DropIndex");
+		srv_error(c, req->id, WB_BAD_REQUEST,
+		          "%s: type and field must be 1..255 bytes each",
+		          create ? "CreateIndex" : "DropIndex");
 		return;
 	}
 	struct pend *p = calloc(1, sizeof(*p));
 	if (p == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return;
 	}
 	p->kind = PEND_INDEX;
@@ -1283,9 +1283,9 @@ static void handle_finished(struct lsrv *ls, struct conn *c, Request *req, bool 
 	const Whizbang__V1__Commit *a = req->commit;
 	struct storage_txn *txn;
 	struct ledger_entry e;
-	int rc = storage_txn_begin(ls->srv->st, NULL, STORAGE_RDONLY, &txn);
+	int rc = storage_txn_begin(srv_storage(ls->srv), NULL, STORAGE_RDONLY, &txn);
 	if (rc != 0) {
-		srv_send_storage_error(c, req->id, rc, "Commit");
+		srv_storage_error(c, req->id, rc, "Commit");
 		return;
 	}
 	rc = ledger_get(txn, a->sequence, &e);
@@ -1300,17 +1300,17 @@ static void handle_finished(struct lsrv *ls, struct conn *c, Request *req, bool 
 	 * (leases live in memory): it cannot be resequenced faithfully. */
 	bool restart = rc == 0 && e.reason == LEDGER_GAP_RESTART;
 	if (rc != 0 && rc != WB_E_NOTFOUND) {
-		srv_send_storage_error(c, req->id, rc, "Commit");
+		srv_storage_error(c, req->id, rc, "Commit");
 	} else if (!expired) {
 		check_lease_rc(c, req->id, WB_LEASE_NOT_FOUND, a->sequence);
 	} else if (e.token != 0 && e.token != a->token) {
 		check_lease_rc(c, req->id, WB_LEASE_TOKEN_MISMATCH, a->sequence);
 	} else if (restart) {
-		srv_send_error(c, req->id, WB_LEASE_EXPIRED,
-		               "sequence %llu was lost to a server restart and is now a gap "
-		               "(restart); it cannot be resequenced: lease a new sequence under "
-		               "your projection and commit there",
-		               (unsigned long long)a->sequence);
+		srv_error(c, req->id, WB_LEASE_EXPIRED,
+		          "sequence %llu was lost to a server restart and is now a gap "
+		          "(restart); it cannot be resequenced: lease a new sequence under "
+		          "your projection and commit there",
+		          (unsigned long long)a->sequence);
 	} else if (reseq) {
 		char proj[LEASE_NAME_MAX + 1];
 		char opid[LEASE_NAME_MAX + 1];
@@ -1322,14 +1322,13 @@ static void handle_finished(struct lsrv *ls, struct conn *c, Request *req, bool 
 		resequence(ls, c, req, proj, opid, src, expiry, kept);
 		return;
 	} else {
-		srv_send_error(
-		        c, req->id, WB_LEASE_EXPIRED,
-		        "the lease of sequence %llu expired; the sequence is now %s: lease a "
-		        "new sequence, or commit with on_expired=RESEQUENCE",
-		        (unsigned long long)a->sequence,
-		        e.reason == LEDGER_GAP_RESTART   ? "a gap (restart)"
-		        : e.reason == LEDGER_GAP_EXPIRED ? "a gap (expired)"
-		                                         : "recovered from its staged work");
+		srv_error(c, req->id, WB_LEASE_EXPIRED,
+		          "the lease of sequence %llu expired; the sequence is now %s: lease a "
+		          "new sequence, or commit with on_expired=RESEQUENCE",
+		          (unsigned long long)a->sequence,
+		          e.reason == LEDGER_GAP_RESTART   ? "a gap (restart)"
+		          : e.reason == LEDGER_GAP_EXPIRED ? "a gap (expired)"
+		                                           : "recovered from its staged work");
 	}
 	storage_txn_abort(txn);
 }
@@ -1363,7 +1362,7 @@ static void handle_commit(struct lsrv *ls, struct conn *c, Request *req, bool *k
 	size_t len;
 	uint8_t *ops = pack_ops(a->ops, a->n_ops, &len);
 	if (ops == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return;
 	}
 	lease_finish(ls->t, l, LEASE_COMMITTED, now);
@@ -1381,7 +1380,7 @@ static void handle_commit(struct lsrv *ls, struct conn *c, Request *req, bool *k
 	if (rc != 0) {
 		struct final_args gap = {.kind = LEDGER_GAP, .reason = LEDGER_GAP_RELEASED};
 		submit_final(ls, l, &gap);
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return;
 	}
 	*kept = true;
@@ -1405,7 +1404,7 @@ static void handle_release(struct lsrv *ls, struct conn *c, Request *req, bool *
 	if (submit_final(ls, l, &fa) != 0) {
 		struct final_args gap = {.kind = LEDGER_GAP, .reason = LEDGER_GAP_RELEASED};
 		submit_final(ls, l, &gap);
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return;
 	}
 	*kept = true;
@@ -1422,13 +1421,13 @@ static void handle_extend(struct lsrv *ls, struct conn *c, Request *req)
 		return;
 	int rc = lease_extend(ls->t, l, a->duration_ms, now, why, sizeof(why));
 	if (rc != 0) {
-		srv_send_error(c, req->id, rc, "%s", why);
+		srv_error(c, req->id, rc, "%s", why);
 		return;
 	}
 	Whizbang__V1__ExtendResult r = WHIZBANG__V1__EXTEND_RESULT__INIT;
 	r.expires_at_ms = wall_ms_at(l->expires_ms, now);
 	r.duration_ms = l->expires_ms - now;
-	send_body(c, req->id, WHIZBANG__V1__RESPONSE__BODY_EXTEND, &r);
+	SRV_REPLY(c, req->id, EXTEND, extend, &r);
 	arm_expiry_timer(ls);
 }
 
@@ -1440,14 +1439,14 @@ static void handle_stage(struct lsrv *ls, struct conn *c, Request *req, bool *ke
 		return;
 	struct lop *op = lop_new(ls, LOP_STAGE, c, req);
 	if (op == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return;
 	}
 	op->ops = pack_ops(a->ops, a->n_ops, &op->ops_len);
 	if (op->ops == NULL) {
 		op->req = NULL;
 		lop_free(op);
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return;
 	}
 	op->seq = l->seq;
@@ -1460,159 +1459,102 @@ static void handle_stage(struct lsrv *ls, struct conn *c, Request *req, bool *ke
 	*kept = true;
 }
 
-/* Collects ledger entries for a ReadLedger answer. */
-struct ledger_collect {
-	Whizbang__V1__LedgerEntry *entries;
+/* One page of ReadLedger, up to the watermark. Each entry's unpacked ops
+ * are kept in lists until the answer is packed. */
+struct ledger_page {
+	struct page page;
 	Whizbang__V1__OpList **lists;
-	char *names; /* 512 bytes per entry: projection, NUL, operation id, NUL */
-	size_t n, cap;
-	size_t bytes, budget;
+	size_t nlists;
 	uint64_t watermark;
-	bool nomem;
 	bool corrupt;
 };
 
-int lsrv_ledger_entry_pb(const struct ledger_entry *e, char names[512],
-                         Whizbang__V1__LedgerEntry *le, Whizbang__V1__OpList **list)
+static bool ledger_page_cb(const struct ledger_entry *e, void *arg)
 {
-	*list = NULL;
-	if (e->ops_len > 0) {
-		*list = whizbang__v1__op_list__unpack(NULL, e->ops_len, e->ops);
-		if (*list == NULL)
-			return WB_E_CORRUPT;
-	}
-	whizbang__v1__ledger_entry__init(le);
-	memcpy(names, e->projection, e->projection_len);
-	names[e->projection_len] = '\0';
-	memcpy(names + 256, e->operation_id, e->operation_id_len);
-	names[256 + e->operation_id_len] = '\0';
-	le->projection = names;
-	le->operation_id = names + 256;
-	le->sequence = e->seq;
-	le->kind = e->kind == LEDGER_COMMITTED ? WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED
-	           : e->kind == LEDGER_GAP     ? WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP
-	                                       : WHIZBANG__V1__ENTRY_KIND__ENTRY_RECOVERED;
-	le->reason = (Whizbang__V1__EntryReason)e->reason;
-	le->source_position = e->source_position;
-	le->time_us = e->time_us;
-	le->original_expiry_us = e->original_expiry_us;
-	le->original_sequence = e->original_seq;
-	if (*list != NULL) {
-		le->n_ops = (*list)->n_ops;
-		le->ops = (*list)->ops;
-		le->applied = (*list)->applied;
-		le->apply_error = (*list)->error_code;
-		le->apply_error_message = (*list)->error_message;
-		le->failed_op = (*list)->failed_op;
-	} else {
-		/* Nothing to apply: a gap, or an entry without ops. */
-		le->applied = true;
-	}
-	return 0;
-}
-
-static bool ledger_collect_cb(const struct ledger_entry *e, void *arg)
-{
-	struct ledger_collect *col = arg;
-	if (e->seq > col->watermark)
+	struct ledger_page *lp = arg;
+	struct page *p = &lp->page;
+	size_t est = pb_ledger_size(e);
+	if (e->seq > lp->watermark || !page_fits(p, est))
 		return false;
-	size_t est = e->ops_len + e->projection_len + e->operation_id_len + 96;
-	if (col->n > 0 && col->bytes + est > col->budget)
+	Whizbang__V1__OpList **lists = realloc(lp->lists, (lp->nlists + 1) * sizeof(*lists));
+	Whizbang__V1__LedgerEntry *le = arena_alloc(&p->a, sizeof(*le));
+	struct pb_ledger_names *names = arena_alloc(&p->a, sizeof(*names));
+	if (lists != NULL)
+		lp->lists = lists;
+	if (lists == NULL || le == NULL || names == NULL) {
+		p->nomem = true;
 		return false;
-	if (col->n == col->cap) {
-		size_t cap = col->cap > 0 ? col->cap * 2 : 64;
-		Whizbang__V1__LedgerEntry *en = realloc(col->entries, cap * sizeof(*en));
-		if (en != NULL)
-			col->entries = en;
-		Whizbang__V1__OpList **li = realloc(col->lists, cap * sizeof(*li));
-		if (li != NULL)
-			col->lists = li;
-		char *na = realloc(col->names, cap * 512);
-		if (na != NULL)
-			col->names = na;
-		if (en == NULL || li == NULL || na == NULL) {
-			col->nomem = true;
-			return false;
-		}
-		col->cap = cap;
 	}
 	Whizbang__V1__OpList *list;
-	if (lsrv_ledger_entry_pb(e, col->names + col->n * 512, &col->entries[col->n], &list) != 0) {
-		col->corrupt = true;
+	if (pb_ledger_view(e, names, le, &list) != 0) {
+		lp->corrupt = true;
 		return false;
 	}
-	col->lists[col->n] = list;
-	col->n++;
-	col->bytes += est;
-	return true;
+	lp->lists[lp->nlists++] = list;
+	return page_add(p, le, est);
 }
 
-static void handle_read_ledger(struct lsrv *ls, struct conn *c, Request *req)
+static bool read_ledger(void *state, struct conn *c, Request *req)
 {
+	struct lsrv *ls = state;
 	const Whizbang__V1__ReadLedger *a = req->read_ledger;
-	struct srv *srv = ls->srv;
-	uint32_t max = srv_clamp_count(srv, a->max_count);
+	uint32_t max = srv_clamp_count(ls->srv, a->max_count);
 	struct storage_txn *txn;
-	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
+	int rc = storage_txn_begin(srv_storage(ls->srv), NULL, STORAGE_RDONLY, &txn);
 	if (rc != 0) {
-		srv_send_storage_error(c, req->id, rc, "ReadLedger");
-		return;
+		srv_storage_error(c, req->id, rc, "ReadLedger");
+		return false;
 	}
-	struct ledger_collect col = {.budget = srv->cfg.max_frame - READ_ENVELOPE,
-	                             .watermark = ls->watermark};
+	struct ledger_page lp = {.page = {.budget = srv_page_budget(ls->srv)},
+	                         .watermark = ls->watermark};
 	uint64_t next;
-	rc = ledger_read(txn, a->from_sequence, max, ledger_collect_cb, &col, &next);
+	rc = ledger_read(txn, a->from_sequence, max, ledger_page_cb, &lp, &next);
 	storage_txn_abort(txn); /* the entries hold copies: unpacked lists, names */
-	Whizbang__V1__LedgerEntry **ptrs = NULL;
-	if (rc == 0 && !col.nomem && !col.corrupt)
-		ptrs = malloc((col.n > 0 ? col.n : 1) * sizeof(*ptrs));
-	if (rc != 0 || col.corrupt) {
-		srv_send_storage_error(c, req->id, rc != 0 ? rc : WB_E_CORRUPT, "ReadLedger");
-	} else if (ptrs == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		               "the server is out of memory; retry with a smaller max_count");
+	if (rc != 0 || lp.corrupt) {
+		srv_storage_error(c, req->id, rc != 0 ? rc : WB_E_CORRUPT, "ReadLedger");
+	} else if (lp.page.nomem) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "the server is out of memory; retry with a smaller max_count");
 	} else {
-		for (size_t i = 0; i < col.n; i++) {
-			col.entries[i].projection = col.names + i * 512;
-			col.entries[i].operation_id = col.names + i * 512 + 256;
-			ptrs[i] = &col.entries[i];
-		}
 		Whizbang__V1__ReadLedgerResult r = WHIZBANG__V1__READ_LEDGER_RESULT__INIT;
-		r.n_entries = col.n;
-		r.entries = ptrs;
+		r.n_entries = lp.page.n;
+		r.entries = (Whizbang__V1__LedgerEntry **)lp.page.items;
 		if (a->from_sequence > next)
 			next = a->from_sequence;
 		r.next_sequence = next;
 		r.watermark = ls->watermark;
 		r.end = next > ls->watermark;
-		send_body(c, req->id, WHIZBANG__V1__RESPONSE__BODY_READ_LEDGER, &r);
+		SRV_REPLY(c, req->id, READ_LEDGER, read_ledger, &r);
 	}
-	for (size_t i = 0; i < col.n; i++)
-		if (col.lists[i] != NULL)
-			whizbang__v1__op_list__free_unpacked(col.lists[i], NULL);
-	free(ptrs);
-	free(col.entries);
-	free(col.lists);
-	free(col.names);
+	for (size_t i = 0; i < lp.nlists; i++)
+		if (lp.lists[i] != NULL)
+			whizbang__v1__op_list__free_unpacked(lp.lists[i], NULL);
+	free(lp.lists);
+	page_free(&lp.page);
+	return false;
 }
 
-static void handle_wait(struct lsrv *ls, struct conn *c, Request *req)
+static bool wait_for_watermark(void *state, struct conn *c, Request *req)
 {
+	struct lsrv *ls = state;
 	const Whizbang__V1__WaitForWatermark *a = req->wait_for_watermark;
 	if (a->sequence <= ls->watermark || a->timeout_ms == 0) {
 		answer_watermark(ls, c, req->id, a->sequence <= ls->watermark);
-		return;
+		return false;
 	}
-	if (c->waiting >= ls->srv->cfg.max_inflight) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		               "this connection already has %zu requests waiting (--max-inflight)",
-		               c->waiting);
-		return;
+	const struct lconn *lc = conn_slot(c, ls->slot);
+	size_t waiting = lc != NULL ? lc->waiting : 0;
+	if (waiting >= srv_config(ls->srv)->max_inflight) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "this connection already has %zu requests waiting (--max-inflight)",
+		          waiting);
+		return false;
 	}
 	uint64_t timeout = a->timeout_ms > 3600000u ? 3600000u : a->timeout_ms;
 	struct waiter w = {c, req->id, a->sequence, mono_ms() + timeout, WAIT_WATERMARK, false, 0};
 	if (add_waiter(ls, &w) != 0)
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+	return false;
 }
 
 /* Ops are checked before anything is leased or written: a bad clause or
@@ -1623,68 +1565,78 @@ static bool check_ops(struct conn *c, uint64_t id, Whizbang__V1__Op **ops, size_
 		char msg[256];
 		int rc = proj_check_op(ops[i], msg, sizeof(msg));
 		if (rc != 0) {
-			srv_send_error(c, id, rc, "op %zu: %s", i + 1, msg);
+			srv_error(c, id, rc, "op %zu: %s", i + 1, msg);
 			return false;
 		}
 	}
 	return true;
 }
 
-bool lsrv_dispatch(struct conn *c, Request *req)
+static bool lease(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = c->srv->lsrv;
 	bool kept = false;
-	switch (req->body_case) {
-	case WHIZBANG__V1__REQUEST__BODY_LEASE:
-		handle_lease(ls, c, req, &kept);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_EXTEND:
-		handle_extend(ls, c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_RELEASE:
-		handle_release(ls, c, req, &kept);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_STAGE:
-		if (check_ops(c, req->id, req->stage->ops, req->stage->n_ops))
-			handle_stage(ls, c, req, &kept);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_COMMIT:
-		if (check_ops(c, req->id, req->commit->ops, req->commit->n_ops))
-			handle_commit(ls, c, req, &kept);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_READ_LEDGER:
-		handle_read_ledger(ls, c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_GET_WATERMARK:
-		answer_watermark(ls, c, req->id, true);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK:
-		handle_wait(ls, c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_CREATE_INDEX:
-	case WHIZBANG__V1__REQUEST__BODY_DROP_INDEX:
-		handle_index(ls, c, req, &kept);
-		break;
-	default:
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "not a lease or ledger request");
-		break;
-	}
+	handle_lease(state, c, req, &kept);
 	return kept;
 }
 
-void lsrv_conn_closed(struct conn *c)
+static bool extend(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = c->srv->lsrv;
+	handle_extend(state, c, req);
+	return false;
+}
+
+static bool release(void *state, struct conn *c, Request *req)
+{
+	bool kept = false;
+	handle_release(state, c, req, &kept);
+	return kept;
+}
+
+static bool stage(void *state, struct conn *c, Request *req)
+{
+	bool kept = false;
+	if (check_ops(c, req->id, req->stage->ops, req->stage->n_ops))
+		handle_stage(state, c, req, &kept);
+	return kept;
+}
+
+static bool commit(void *state, struct conn *c, Request *req)
+{
+	bool kept = false;
+	if (check_ops(c, req->id, req->commit->ops, req->commit->n_ops))
+		handle_commit(state, c, req, &kept);
+	return kept;
+}
+
+static bool get_watermark(void *state, struct conn *c, Request *req)
+{
+	answer_watermark(state, c, req->id, true);
+	return false;
+}
+
+static bool index_change(void *state, struct conn *c, Request *req)
+{
+	bool kept = false;
+	handle_index(state, c, req, &kept);
+	return kept;
+}
+
+static void leases_conn_closed(void *state, struct conn *c)
+{
+	struct lsrv *ls = state;
+	struct lconn *lc = conn_slot(c, ls->slot);
 	struct lease *rel[EXPIRY_BATCH];
 	uint64_t now = mono_ms();
 	size_t n;
+	if (lc == NULL)
+		return; /* it never leased nor waited */
 	do {
-		n = lease_owner_detach(ls->t, &c->leases, rel, EXPIRY_BATCH);
+		n = lease_owner_detach(ls->t, &lc->owner, rel, EXPIRY_BATCH);
 		for (size_t i = 0; i < n; i++) {
 			lease_finish(ls->t, rel[i], LEASE_RELEASED, now);
 			struct final_args fa = {.kind = LEDGER_GAP, .reason = LEDGER_GAP_RELEASED};
 			if (submit_final(ls, rel[i], &fa) != 0)
-				srv_log(LOG_ERROR, "release_failed", "seq=%llu reason=no_memory",
+				srv_log(WB_LOG_ERROR, "release_failed", "seq=%llu reason=no_memory",
 				        (unsigned long long)rel[i]->seq);
 		}
 	} while (n == EXPIRY_BATCH);
@@ -1707,6 +1659,8 @@ void lsrv_conn_closed(struct conn *c)
 			pp = &p->next;
 		}
 	}
+	conn_set_slot(c, ls->slot, NULL);
+	free(lc);
 	arm_expiry_timer(ls);
 	arm_wait_timer(ls);
 }
@@ -1724,15 +1678,18 @@ static int init_apply(struct storage_txn *txn, const struct ledger_entry *e, voi
 	return apply_entry(txn, e, a->pcfg, &a->sums);
 }
 
-int lsrv_init(struct srv *srv, char *errmsg, size_t errlen)
+static int leases_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
 {
+	struct storage *st = srv_storage(srv);
+	const struct srv_config *cfg = srv_config(srv);
 	struct lsrv *ls = calloc(1, sizeof(*ls));
 	if (ls == NULL) {
 		snprintf(errmsg, errlen, "out of memory");
 		return WB_E_NOMEM;
 	}
 	ls->srv = srv;
-	ls->pcfg.max_scan = srv->cfg.max_scan;
+	ls->slot = slot;
+	ls->pcfg.max_scan = cfg->max_scan;
 	struct storage_txn *txn;
 	struct ledger_recovery rec;
 	struct init_apply_arg ia = {.pcfg = &ls->pcfg};
@@ -1742,7 +1699,7 @@ int lsrv_init(struct srv *srv, char *errmsg, size_t errlen)
 	 * run it again (nothing of a failed attempt stays). */
 	for (int attempt = 0; attempt < 8; attempt++) {
 		memset(&ia.sums, 0, sizeof(ia.sums));
-		rc = storage_txn_begin(srv->st, NULL, 0, &txn);
+		rc = storage_txn_begin(st, NULL, 0, &txn);
 		if (rc != 0)
 			break;
 		rc = meta_get_u64(txn, PROJ_REBUILD_KEY, 0, &rebuilding);
@@ -1751,7 +1708,7 @@ int lsrv_init(struct srv *srv, char *errmsg, size_t errlen)
 			snprintf(errmsg, errlen,
 			         "the read models were being rebuilt by a replay that did not "
 			         "finish: run `whizbangd replay --data-dir %s` again",
-			         srv->cfg.data_dir);
+			         cfg->data_dir);
 			free(ls);
 			return WB_E_INVAL;
 		}
@@ -1763,7 +1720,7 @@ int lsrv_init(struct srv *srv, char *errmsg, size_t errlen)
 			storage_txn_abort(txn);
 		if (rc != WB_E_MAPFULL)
 			break;
-		rc = storage_grow(srv->st, 64u << 20);
+		rc = storage_grow(st, 64u << 20);
 		if (rc != 0)
 			break;
 	}
@@ -1775,7 +1732,6 @@ int lsrv_init(struct srv *srv, char *errmsg, size_t errlen)
 	ls->sums = ia.sums;
 	ls->watermark = rec.watermark;
 	ls->all.gaps = rec.gaps;
-	const struct srv_config *cfg = &srv->cfg;
 	struct lease_config lc = {
 	        .max_lifetime_ms = cfg->lease_max_lifetime_ms,
 	        .grace_ms = cfg->lease_grace_ms,
@@ -1794,29 +1750,39 @@ int lsrv_init(struct srv *srv, char *errmsg, size_t errlen)
 		free(ls);
 		return rc;
 	}
-	uv_timer_init(srv->loop, &ls->expiry_timer);
-	uv_timer_init(srv->loop, &ls->wait_timer);
+	rc = uv_timer_init(srv_loop(srv), &ls->expiry_timer);
+	if (rc == 0) {
+		rc = uv_timer_init(srv_loop(srv), &ls->wait_timer);
+		if (rc != 0)
+			uv_close((uv_handle_t *)&ls->expiry_timer, NULL);
+	}
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot make the lease timers: %s", uv_strerror(rc));
+		lease_table_free(ls->t);
+		free(ls);
+		return WB_E_IO;
+	}
 	ls->expiry_timer.data = ls;
 	ls->wait_timer.data = ls;
 	ls->timers_open = true;
-	srv->lsrv = ls;
-	srv_log(LOG_INFO, "ledger_recovered", "watermark=%llu restart_gaps=%llu recovered=%llu",
+	*state = ls;
+	srv_log(WB_LOG_INFO, "ledger_recovered", "watermark=%llu restart_gaps=%llu recovered=%llu",
 	        (unsigned long long)rec.watermark, (unsigned long long)rec.gaps,
 	        (unsigned long long)rec.recovered);
 	return 0;
 }
 
-void lsrv_shutdown(struct srv *srv)
+static void leases_shutdown(void *state)
 {
-	struct lsrv *ls = srv->lsrv;
-	if (ls == NULL || !ls->timers_open)
+	struct lsrv *ls = state;
+	if (!ls->timers_open)
 		return;
 	/* Waiters are answered: their commits are durable, but the watermark
 	 * will not move any more in this process. */
 	while (ls->nwaiters > 0) {
 		struct waiter *w = &ls->waiters[ls->nwaiters - 1];
-		if (!w->conn->closing)
-			srv_send_error(
+		if (!conn_is_closing(w->conn))
+			srv_error(
 			        w->conn, w->req_id, WB_SHUTTING_DOWN,
 			        w->kind == WAIT_COMMIT
 			                ? "the commit is durable, but the server is shutting down "
@@ -1829,11 +1795,9 @@ void lsrv_shutdown(struct srv *srv)
 	uv_close((uv_handle_t *)&ls->wait_timer, NULL);
 }
 
-void lsrv_close(struct srv *srv)
+static void leases_close(void *state)
 {
-	struct lsrv *ls = srv->lsrv;
-	if (ls == NULL)
-		return;
+	struct lsrv *ls = state;
 	while (ls->pend_head != NULL) {
 		struct pend *p = ls->pend_head;
 		ls->pend_head = p->next;
@@ -1849,7 +1813,6 @@ void lsrv_close(struct srv *srv)
 	free(ls->settled);
 	free(ls->waiters);
 	free(ls);
-	srv->lsrv = NULL;
 }
 
 /* ------------------------------------------------------------ figures */
@@ -1859,15 +1822,14 @@ static double efficiency(uint64_t committed, uint64_t expired)
 	return committed + expired == 0 ? 1.0 : (double)committed / (double)(committed + expired);
 }
 
-void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
+static void leases_stats(void *state, Whizbang__V1__ServerStats *s)
 {
-	s->entries_applied = srv->lsrv->sums.entries;
-	s->apply_failures = srv->lsrv->sums.failures;
-	s->explosions = srv->lsrv->sums.explosions;
-	s->exploded_ids = srv->lsrv->sums.exploded_ids;
-	s->explosion_us_total = srv->lsrv->sums.explosion_us;
-	s->queries = srv->queries;
-	struct lsrv *ls = srv->lsrv;
+	struct lsrv *ls = state;
+	s->entries_applied = ls->sums.entries;
+	s->apply_failures = ls->sums.failures;
+	s->explosions = ls->sums.explosions;
+	s->exploded_ids = ls->sums.exploded_ids;
+	s->explosion_us_total = ls->sums.explosion_us;
 	struct lease_counts lc;
 	lease_get_counts(ls->t, &lc);
 	s->leases_active = lc.active;
@@ -1925,3 +1887,27 @@ void lsrv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 	s->n_projections = n;
 	s->projections = ls->pstats_ptrs;
 }
+
+static const struct srv_handler lease_handlers[] = {
+        {WHIZBANG__V1__REQUEST__BODY_LEASE, lease},
+        {WHIZBANG__V1__REQUEST__BODY_EXTEND, extend},
+        {WHIZBANG__V1__REQUEST__BODY_RELEASE, release},
+        {WHIZBANG__V1__REQUEST__BODY_STAGE, stage},
+        {WHIZBANG__V1__REQUEST__BODY_COMMIT, commit},
+        {WHIZBANG__V1__REQUEST__BODY_READ_LEDGER, read_ledger},
+        {WHIZBANG__V1__REQUEST__BODY_GET_WATERMARK, get_watermark},
+        {WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK, wait_for_watermark},
+        {WHIZBANG__V1__REQUEST__BODY_CREATE_INDEX, index_change},
+        {WHIZBANG__V1__REQUEST__BODY_DROP_INDEX, index_change},
+};
+
+const struct srv_module srv_lease_module = {
+        .name = "leases",
+        .init = leases_init,
+        .conn_closed = leases_conn_closed,
+        .shutdown = leases_shutdown,
+        .close = leases_close,
+        .stats = leases_stats,
+        .handlers = lease_handlers,
+        .nhandlers = sizeof(lease_handlers) / sizeof(lease_handlers[0]),
+};

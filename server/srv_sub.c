@@ -9,8 +9,8 @@
  * connection's output while the snapshot is open. Catch-up and live are
  * the same read, so the switch-over has no gap and no duplicate by
  * construction: whatever committed after the snapshot is read by a later
- * pump, which srv.c runs after every answered writer batch (and so after
- * every watermark move) and after a connection's output drained. The first
+ * pump, which the server runs after every answered writer batch (and so
+ * after every watermark move) and after a connection's output drained. The first
  * time a cursor reaches the end of its snapshot it pushes caught_up, once.
  *
  * Bounds: one pump reads at most PUMP_ITEMS items (PUMP_BYTES bytes) and
@@ -35,20 +35,21 @@
 #include "events.h"
 #include "ledger.h"
 #include "log.h"
-#include "srv_int.h"
+#include "pb.h"
+#include "server.h"
 #include "validate.h"
+#include "wb_error.h"
 
-/* Most subscriptions one connection may hold. */
 /* Per subscription and pump: items pushed, bytes pushed, events examined
  * (a filter that matches nothing still costs examining). */
 #define PUMP_ITEMS 256u
 #define PUMP_BYTES (1u << 20)
 #define PUMP_EXAMINED 10000u
 /* Credits beyond this are capped (the sum cannot overflow). */
-#define SSRV_MAX_CREDITS (UINT64_C(1) << 62)
+#define SUB_MAX_CREDITS (UINT64_C(1) << 62)
 
 struct sub {
-	struct sub *prev, *next; /* ssrv->subs */
+	struct sub *prev, *next; /* ss->subs */
 	struct conn *conn;
 	uint64_t id;     /* the subscription id */
 	uint64_t req_id; /* the Subscribe's request id: pushes carry it */
@@ -66,7 +67,7 @@ struct sub {
 	bool dead; /* its connection closed during a pump: freed after it */
 };
 
-struct ssrv {
+struct subs {
 	struct srv *srv;
 	uv_idle_t idle;
 	struct sub *subs;
@@ -91,7 +92,7 @@ static void sub_free(struct sub *s)
 	free(s);
 }
 
-static void sub_unlink(struct ssrv *ss, struct sub *s)
+static void sub_unlink(struct subs *ss, struct sub *s)
 {
 	if (s->prev != NULL)
 		s->prev->next = s->next;
@@ -109,15 +110,16 @@ static void idle_closed_cb(uv_handle_t *h)
 	(void)h;
 }
 
-int ssrv_init(struct srv *srv, char *errmsg, size_t errlen)
+static int sub_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
 {
-	struct ssrv *ss = calloc(1, sizeof(*ss));
+	(void)slot;
+	struct subs *ss = calloc(1, sizeof(*ss));
 	if (ss == NULL) {
 		snprintf(errmsg, errlen, "out of memory");
 		return WB_E_NOMEM;
 	}
 	ss->srv = srv;
-	int rc = uv_idle_init(srv->loop, &ss->idle);
+	int rc = uv_idle_init(srv_loop(srv), &ss->idle);
 	if (rc != 0) {
 		snprintf(errmsg, errlen, "cannot set the subscription pump up: %s",
 		         uv_strerror(rc));
@@ -126,15 +128,13 @@ int ssrv_init(struct srv *srv, char *errmsg, size_t errlen)
 	}
 	ss->idle.data = ss;
 	ss->idle_open = true;
-	srv->ssrv = ss;
+	*state = ss;
 	return 0;
 }
 
-void ssrv_shutdown(struct srv *srv)
+static void sub_shutdown(void *state)
 {
-	struct ssrv *ss = srv->ssrv;
-	if (ss == NULL)
-		return;
+	struct subs *ss = state;
 	ss->shut = true;
 	if (ss->idle_open) {
 		ss->idle_open = false;
@@ -143,27 +143,22 @@ void ssrv_shutdown(struct srv *srv)
 	}
 }
 
-void ssrv_close(struct srv *srv)
+static void sub_close(void *state)
 {
-	struct ssrv *ss = srv->ssrv;
-	if (ss == NULL)
-		return;
+	struct subs *ss = state;
 	/* The loop has ended, so the idle handle's close has completed
-	 * (ssrv_shutdown always runs before this). */
+	 * (sub_shutdown always runs before this). */
 	while (ss->subs != NULL) {
 		struct sub *s = ss->subs;
 		sub_unlink(ss, s);
 		sub_free(s);
 	}
 	free(ss);
-	srv->ssrv = NULL;
 }
 
-void ssrv_conn_closed(struct conn *c)
+static void sub_conn_closed(void *state, struct conn *c)
 {
-	struct ssrv *ss = c->srv->ssrv;
-	if (ss == NULL)
-		return;
+	struct subs *ss = state;
 	struct sub *s = ss->subs;
 	while (s != NULL) {
 		struct sub *next = s->next;
@@ -180,7 +175,7 @@ void ssrv_conn_closed(struct conn *c)
 	}
 }
 
-static struct sub *find_sub(struct ssrv *ss, struct conn *c, uint64_t id)
+static struct sub *find_sub(struct subs *ss, const struct conn *c, uint64_t id)
 {
 	for (struct sub *s = ss->subs; s != NULL; s = s->next)
 		if (s->id == id && s->conn == c && !s->dead)
@@ -188,14 +183,13 @@ static struct sub *find_sub(struct ssrv *ss, struct conn *c, uint64_t id)
 	return NULL;
 }
 
-bool ssrv_owns(struct conn *c, uint64_t id)
+static bool sub_owns(void *state, const struct conn *c, uint64_t id)
 {
-	struct ssrv *ss = c->srv->ssrv;
-	return ss != NULL && find_sub(ss, c, id) != NULL;
+	return find_sub(state, c, id) != NULL;
 }
 
 /* Runs the pump on the next loop turn. */
-static void kick(struct ssrv *ss)
+static void kick(struct subs *ss)
 {
 	if (ss->shut || !ss->idle_open || ss->idle_active)
 		return;
@@ -205,20 +199,10 @@ static void kick(struct ssrv *ss)
 
 /* ------------------------------------------------------------ pushing */
 
-static bool conn_has_room(const struct conn *c)
-{
-	return !c->closing && !c->close_after_flush &&
-	       c->out_len + c->out_pending < c->srv->cfg.max_output;
-}
-
 static void push_item(struct sub *s, Whizbang__V1__SubscriptionItem *item)
 {
 	item->subscription = s->id;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = s->req_id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_SUBSCRIPTION_ITEM;
-	resp.subscription_item = item;
-	srv_send(s->conn, &resp);
+	SRV_REPLY(s->conn, s->req_id, SUBSCRIPTION_ITEM, subscription_item, item);
 }
 
 static void push_caught_up(struct sub *s)
@@ -243,7 +227,7 @@ struct push {
 static bool push_may(const struct push *p)
 {
 	return p->s->credits > 0 && p->items < PUMP_ITEMS && p->bytes < PUMP_BYTES &&
-	       conn_has_room(p->s->conn);
+	       conn_can_take_more(p->s->conn);
 }
 
 static bool push_event_cb(const struct ev_record *rec, void *arg)
@@ -251,35 +235,20 @@ static bool push_event_cb(const struct ev_record *rec, void *arg)
 	struct push *p = arg;
 	if (!push_may(p))
 		return false; /* stops before rec: the cursor stays on it */
-	char stream[EV_STREAM_MAX + 1];
-	char type[EV_TYPE_MAX + 1];
-	memcpy(stream, rec->stream, rec->stream_len);
-	stream[rec->stream_len] = '\0';
-	memcpy(type, rec->type, rec->type_len);
-	type[rec->type_len] = '\0';
-	Whizbang__V1__RecordedEvent e = WHIZBANG__V1__RECORDED_EVENT__INIT;
-	e.id.data = (uint8_t *)rec->id;
-	e.id.len = EV_ID_LEN;
-	e.stream = stream;
-	e.version = rec->version;
-	e.position = rec->position;
-	e.type = type;
-	e.data.data = (uint8_t *)rec->data;
-	e.data.len = rec->data_len;
-	e.metadata.data = (uint8_t *)rec->meta;
-	e.metadata.len = rec->meta_len;
-	e.timestamp_us = rec->timestamp_us;
+	struct pb_event_names names;
+	Whizbang__V1__RecordedEvent e;
+	pb_event_view(rec, &names, &e);
 	Whizbang__V1__SubscriptionItem item = WHIZBANG__V1__SUBSCRIPTION_ITEM__INIT;
 	item.item_case = WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_EVENT;
 	item.event = &e;
 	push_item(p->s, &item);
 	p->s->credits--;
 	p->items++;
-	p->bytes += rec->data_len + rec->meta_len + rec->stream_len + rec->type_len + 64;
+	p->bytes += pb_event_size(rec);
 	return true;
 }
 
-/* The ledger entry as ReadLedger shows it (lsrv_ledger_entry_pb()). */
+/* The ledger entry as ReadLedger shows it. */
 static bool push_entry_cb(const struct ledger_entry *e, void *arg)
 {
 	struct push *p = arg;
@@ -287,8 +256,8 @@ static bool push_entry_cb(const struct ledger_entry *e, void *arg)
 		return false;
 	Whizbang__V1__OpList *list;
 	Whizbang__V1__LedgerEntry le;
-	char names[512];
-	if (lsrv_ledger_entry_pb(e, names, &le, &list) != 0) {
+	struct pb_ledger_names names;
+	if (pb_ledger_view(e, &names, &le, &list) != 0) {
 		p->corrupt = true;
 		return false;
 	}
@@ -300,7 +269,7 @@ static bool push_entry_cb(const struct ledger_entry *e, void *arg)
 		whizbang__v1__op_list__free_unpacked(list, NULL);
 	p->s->credits--;
 	p->items++;
-	p->bytes += e->ops_len + e->projection_len + e->operation_id_len + 96;
+	p->bytes += pb_ledger_size(e);
 	return true;
 }
 
@@ -308,13 +277,13 @@ static bool push_entry_cb(const struct ledger_entry *e, void *arg)
  * the pump). */
 static void sub_fail(struct sub *s, int rc, const char *what)
 {
-	srv_log(LOG_ERROR, "subscription_failed", "conn=%llu subscription=%llu op=%s error=%s",
-	        (unsigned long long)s->conn->id, (unsigned long long)s->id, what,
+	srv_log(WB_LOG_ERROR, "subscription_failed", "conn=%llu subscription=%llu op=%s error=%s",
+	        (unsigned long long)conn_id(s->conn), (unsigned long long)s->id, what,
 	        wb_error_name(rc));
-	srv_send_error(s->conn, s->req_id, rc,
-	               "subscription %llu ended: %s failed in storage: %s (subscribe again from "
-	               "the last position received)",
-	               (unsigned long long)s->id, what, wb_strerror(rc));
+	srv_error(s->conn, s->req_id, rc,
+	          "subscription %llu ended: %s failed in storage: %s (subscribe again from "
+	          "the last position received)",
+	          (unsigned long long)s->id, what, wb_strerror(rc));
 	s->dead = true;
 }
 
@@ -410,9 +379,9 @@ static bool pump_one(struct storage_txn *txn, struct sub *s, uint64_t last_posit
 		break;
 	}
 	if (rc == WB_STREAM_DELETED) {
-		srv_send_error(s->conn, s->req_id, WB_STREAM_DELETED,
-		               "subscription %llu ended: stream '%s' was hard-deleted",
-		               (unsigned long long)s->id, s->stream);
+		srv_error(s->conn, s->req_id, WB_STREAM_DELETED,
+		          "subscription %llu ended: stream '%s' was hard-deleted",
+		          (unsigned long long)s->id, s->stream);
 		s->dead = true;
 		return false;
 	}
@@ -424,15 +393,15 @@ static bool pump_one(struct storage_txn *txn, struct sub *s, uint64_t last_posit
 		return false;
 	}
 	if (at_end) {
-		if (!s->caught_up_sent && conn_has_room(s->conn))
+		if (!s->caught_up_sent && conn_can_take_more(s->conn))
 			push_caught_up(s);
 		return false;
 	}
 	/* More is stored: due again soon if it may go out. */
-	return s->credits > 0 && conn_has_room(s->conn);
+	return s->credits > 0 && conn_can_take_more(s->conn);
 }
 
-static void free_dead(struct ssrv *ss)
+static void free_dead(struct subs *ss)
 {
 	if (!ss->dead_pending)
 		return;
@@ -448,17 +417,17 @@ static void free_dead(struct ssrv *ss)
 	}
 }
 
-void ssrv_pump(struct srv *srv)
+static void sub_pump(void *state)
 {
-	struct ssrv *ss = srv->ssrv;
-	if (ss == NULL || ss->shut || ss->pumping)
+	struct subs *ss = state;
+	if (ss->shut || ss->pumping)
 		return;
 	bool more = false;
 	if (ss->subs != NULL) {
 		struct storage_txn *txn;
-		int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
+		int rc = storage_txn_begin(srv_storage(ss->srv), NULL, STORAGE_RDONLY, &txn);
 		if (rc != 0) {
-			srv_log(LOG_ERROR, "subscription_pump", "error=%s", wb_error_name(rc));
+			srv_log(WB_LOG_ERROR, "subscription_pump", "error=%s", wb_error_name(rc));
 			kick(ss); /* retried on the next turn */
 			return;
 		}
@@ -469,13 +438,13 @@ void ssrv_pump(struct srv *srv)
 			rc = ledger_get_state(txn, &ls);
 		if (rc != 0) {
 			storage_txn_abort(txn);
-			srv_log(LOG_ERROR, "subscription_pump", "error=%s", wb_error_name(rc));
+			srv_log(WB_LOG_ERROR, "subscription_pump", "error=%s", wb_error_name(rc));
 			kick(ss);
 			return;
 		}
 		ss->pumping = true;
 		for (struct sub *s = ss->subs; s != NULL; s = s->next) {
-			if (s->dead || s->conn->closing)
+			if (s->dead || conn_is_closing(s->conn))
 				continue;
 			if (pump_one(txn, s, last, ls.watermark))
 				more = true;
@@ -497,13 +466,13 @@ void ssrv_pump(struct srv *srv)
 
 static void idle_cb(uv_idle_t *h)
 {
-	struct ssrv *ss = h->data;
+	struct subs *ss = h->data;
 	if (ss->shut)
 		return;
 	/* Stopped first: the pump starts it again when more is due. */
 	uv_idle_stop(&ss->idle);
 	ss->idle_active = false;
-	ssrv_pump(ss->srv);
+	sub_pump(ss);
 	srv_flush(ss->srv);
 }
 
@@ -521,95 +490,43 @@ static char *dup_n(const char *s, size_t n)
 
 static uint64_t add_credits(uint64_t have, uint64_t n)
 {
-	return have >= SSRV_MAX_CREDITS - n ? SSRV_MAX_CREDITS : have + n;
+	return have >= SUB_MAX_CREDITS - n ? SUB_MAX_CREDITS : have + n;
 }
 
-/* Checks a Subscribe; fills the filter copies and target of s. */
+/* Checks a Subscribe (validate.c) and copies its target and filters into
+ * s. */
 static int sub_setup(struct sub *s, const Whizbang__V1__Subscribe *r, char *why, size_t whylen)
 {
-	size_t stream_len = strlen(r->stream);
-	switch (r->target) {
-	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL: {
-		if (stream_len > 0) {
-			snprintf(why, whylen,
-			         "stream is for TARGET_STREAM only; a $all subscription filters "
-			         "with stream_prefix");
-			return WB_BAD_REQUEST;
-		}
-		/* The same filter checks as ReadAll. */
-		Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
-		ra.stream_prefix = r->stream_prefix;
-		ra.n_event_types = r->n_event_types;
-		ra.event_types = r->event_types;
-		size_t lens[VALIDATE_MAX_FILTER_TYPES];
-		struct ev_filter f;
-		if (validate_read_all(&ra, lens, &f, why, whylen) != 0)
-			return WB_BAD_REQUEST;
-		s->prefix_len = f.prefix_len;
-		s->prefix = dup_n(r->stream_prefix, f.prefix_len);
-		if (s->prefix == NULL)
-			return WB_E_NOMEM;
-		if (r->n_event_types > 0) {
-			s->types = calloc(r->n_event_types, sizeof(*s->types));
-			s->type_lens = calloc(r->n_event_types, sizeof(*s->type_lens));
-			if (s->types == NULL || s->type_lens == NULL)
-				return WB_E_NOMEM;
-			for (size_t i = 0; i < r->n_event_types; i++) {
-				s->types[i] = dup_n(r->event_types[i], lens[i]);
-				if (s->types[i] == NULL)
-					return WB_E_NOMEM;
-				s->type_lens[i] = lens[i];
-				s->ntypes = i + 1;
-			}
-		}
-		break;
-	}
-	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM: {
-		char sub[200];
-		if (ev_check_stream_name(r->stream, stream_len, sub, sizeof(sub)) != 0) {
-			snprintf(why, whylen, "stream: %s", sub);
-			return WB_BAD_REQUEST;
-		}
-		s->stream = dup_n(r->stream, stream_len);
-		if (s->stream == NULL)
-			return WB_E_NOMEM;
-		s->stream_len = stream_len;
-		break;
-	}
-	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER:
-		if (stream_len > 0) {
-			snprintf(why, whylen, "stream is for TARGET_STREAM only");
-			return WB_BAD_REQUEST;
-		}
-		break;
-	default:
-		snprintf(why, whylen,
-		         "unknown subscription target %d: TARGET_ALL, TARGET_STREAM or "
-		         "TARGET_LEDGER",
-		         (int)r->target);
-		return WB_BAD_REQUEST;
-	}
-	if (r->target != WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL &&
-	    (r->stream_prefix[0] != '\0' || r->n_event_types > 0)) {
-		snprintf(why, whylen, "stream_prefix and event_types filter TARGET_ALL only");
-		return WB_BAD_REQUEST;
-	}
-	switch (r->from) {
-	case WHIZBANG__V1__START_FROM__FROM_START:
-	case WHIZBANG__V1__START_FROM__FROM_END:
-		if (r->position != 0) {
-			snprintf(why, whylen, "position is for FROM_POSITION only");
-			return WB_BAD_REQUEST;
-		}
-		break;
-	case WHIZBANG__V1__START_FROM__FROM_POSITION:
-		break;
-	default:
-		snprintf(why, whylen, "unknown start %d: FROM_START, FROM_END or FROM_POSITION",
-		         (int)r->from);
-		return WB_BAD_REQUEST;
-	}
+	size_t lens[VALIDATE_MAX_FILTER_TYPES];
+	struct ev_filter f;
+	int rc = validate_subscribe(r, lens, &f, why, whylen);
+	if (rc != 0)
+		return rc;
 	s->target = r->target;
+	if (r->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM) {
+		s->stream_len = strlen(r->stream);
+		s->stream = dup_n(r->stream, s->stream_len);
+		return s->stream != NULL ? 0 : WB_E_NOMEM;
+	}
+	if (r->target != WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL)
+		return 0;
+	s->prefix_len = f.prefix_len;
+	s->prefix = dup_n(r->stream_prefix, f.prefix_len);
+	if (s->prefix == NULL)
+		return WB_E_NOMEM;
+	if (r->n_event_types == 0)
+		return 0;
+	s->types = calloc(r->n_event_types, sizeof(*s->types));
+	s->type_lens = calloc(r->n_event_types, sizeof(*s->type_lens));
+	if (s->types == NULL || s->type_lens == NULL)
+		return WB_E_NOMEM;
+	for (size_t i = 0; i < r->n_event_types; i++) {
+		s->types[i] = dup_n(r->event_types[i], lens[i]);
+		if (s->types[i] == NULL)
+			return WB_E_NOMEM;
+		s->type_lens[i] = lens[i];
+		s->ntypes = i + 1;
+	}
 	return 0;
 }
 
@@ -618,7 +535,7 @@ static int sub_start(struct srv *srv, struct sub *s, Whizbang__V1__StartFrom fro
                      uint64_t position)
 {
 	struct storage_txn *txn;
-	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
+	int rc = storage_txn_begin(srv_storage(srv), NULL, STORAGE_RDONLY, &txn);
 	if (rc != 0)
 		return rc;
 	uint64_t end = 0; /* the first item after the current end */
@@ -666,56 +583,54 @@ static int sub_start(struct srv *srv, struct sub *s, Whizbang__V1__StartFrom fro
 	return 0;
 }
 
-static void handle_subscribe(struct conn *c, Request *req)
+static bool subscribe(void *state, struct conn *c, Request *req)
 {
-	struct srv *srv = c->srv;
-	struct ssrv *ss = srv->ssrv;
+	struct subs *ss = state;
+	struct srv *srv = ss->srv;
 	const Whizbang__V1__Subscribe *r = req->subscribe;
 	char why[300];
 
-	if (ss == NULL || ss->shut || srv->shutting_down) {
-		srv_send_error(c, req->id, WB_SHUTTING_DOWN,
-		               "the server is shutting down; subscribe again after it restarts");
-		return;
+	if (ss->shut || srv_shutting_down(srv)) {
+		srv_error(c, req->id, WB_SHUTTING_DOWN,
+		          "the server is shutting down; subscribe again after it restarts");
+		return false;
 	}
 	size_t mine = 0;
 	for (struct sub *s = ss->subs; s != NULL; s = s->next)
 		if (s->conn == c && !s->dead)
 			mine++;
-	if (mine >= c->srv->cfg.max_subscriptions_per_connection) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		               "this connection holds %zu subscriptions, the most one may: "
-		               "unsubscribe one or use another connection",
-		               mine);
-		return;
+	if (mine >= srv_config(srv)->max_subscriptions_per_connection) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "this connection holds %zu subscriptions, the most one may: unsubscribe "
+		          "one or use another connection",
+		          mine);
+		return false;
 	}
 	struct sub *s = calloc(1, sizeof(*s));
 	if (s == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
-		return;
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return false;
 	}
 	int rc = sub_setup(s, r, why, sizeof(why));
 	if (rc == 0)
 		rc = sub_start(srv, s, r->from, r->position);
 	if (rc != 0) {
 		if (rc == WB_BAD_REQUEST)
-			srv_send_error(c, req->id, rc, "%s", why);
+			srv_error(c, req->id, rc, "%s", why);
 		else if (rc == WB_STREAM_DELETED)
-			srv_send_error(
-			        c, req->id, rc,
-			        "stream '%s' is hard-deleted: it has nothing to subscribe to",
-			        r->stream);
+			srv_error(c, req->id, rc,
+			          "stream '%s' is hard-deleted: it has nothing to subscribe to",
+			          r->stream);
 		else if (rc == WB_E_NOMEM)
-			srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-			               "the server is out of memory");
+			srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		else
-			srv_send_storage_error(c, req->id, rc, "Subscribe");
+			srv_storage_error(c, req->id, rc, "Subscribe");
 		sub_free(s);
-		return;
+		return false;
 	}
 	s->conn = c;
 	s->req_id = req->id;
-	s->id = ++srv->next_subscription_id;
+	s->id = srv_new_subscription_id(srv);
 	s->credits = r->credits;
 	s->caught_up_sent = false;
 	s->next = ss->subs;
@@ -727,48 +642,42 @@ static void handle_subscribe(struct conn *c, Request *req)
 	Whizbang__V1__SubscribeResult res = WHIZBANG__V1__SUBSCRIBE_RESULT__INIT;
 	res.subscription = s->id;
 	res.start = s->pos;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = req->id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_SUBSCRIBE;
-	resp.subscribe = &res;
-	srv_send(c, &resp);
-	srv_log(LOG_DEBUG, "subscribed", "conn=%llu subscription=%llu target=%d start=%llu",
-	        (unsigned long long)c->id, (unsigned long long)s->id, (int)s->target,
+	SRV_REPLY(c, req->id, SUBSCRIBE, subscribe, &res);
+	srv_log(WB_LOG_DEBUG, "subscribed", "conn=%llu subscription=%llu target=%d start=%llu",
+	        (unsigned long long)conn_id(c), (unsigned long long)s->id, (int)s->target,
 	        (unsigned long long)s->pos);
 	/* The first items (or caught_up) go out on the next loop turn, after
 	 * this answer. */
 	kick(ss);
+	return false;
 }
 
-static void handle_credit(struct conn *c, Request *req)
+static bool credit(void *state, struct conn *c, Request *req)
 {
-	struct ssrv *ss = c->srv->ssrv;
+	struct subs *ss = state;
 	struct sub *s = find_sub(ss, c, req->credit->subscription);
 	if (s == NULL) {
-		srv_send_error(c, req->id, WB_NOT_FOUND, "this connection has no subscription %llu",
-		               (unsigned long long)req->credit->subscription);
-		return;
+		srv_error(c, req->id, WB_NOT_FOUND, "this connection has no subscription %llu",
+		          (unsigned long long)req->credit->subscription);
+		return false;
 	}
 	s->credits = add_credits(s->credits, req->credit->n);
 	Whizbang__V1__CreditResult res = WHIZBANG__V1__CREDIT_RESULT__INIT;
 	res.credits = s->credits;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = req->id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_CREDIT;
-	resp.credit = &res;
-	srv_send(c, &resp);
+	SRV_REPLY(c, req->id, CREDIT, credit, &res);
 	if (s->credits > 0)
 		kick(ss);
+	return false;
 }
 
-static void handle_unsubscribe(struct conn *c, Request *req)
+static bool unsubscribe(void *state, struct conn *c, Request *req)
 {
-	struct ssrv *ss = c->srv->ssrv;
+	struct subs *ss = state;
 	struct sub *s = find_sub(ss, c, req->unsubscribe->subscription);
 	if (s == NULL) {
-		srv_send_error(c, req->id, WB_NOT_FOUND, "this connection has no subscription %llu",
-		               (unsigned long long)req->unsubscribe->subscription);
-		return;
+		srv_error(c, req->id, WB_NOT_FOUND, "this connection has no subscription %llu",
+		          (unsigned long long)req->unsubscribe->subscription);
+		return false;
 	}
 	if (ss->pumping) {
 		s->dead = true;
@@ -778,43 +687,16 @@ static void handle_unsubscribe(struct conn *c, Request *req)
 		sub_free(s);
 	}
 	Whizbang__V1__UnsubscribeResult res = WHIZBANG__V1__UNSUBSCRIBE_RESULT__INIT;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = req->id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_UNSUBSCRIBE;
-	resp.unsubscribe = &res;
-	srv_send(c, &resp);
-}
-
-bool ssrv_dispatch(struct conn *c, Request *req)
-{
-	struct ssrv *ss = c->srv->ssrv;
-	if (ss == NULL) {
-		srv_send_error(c, req->id, WB_SHUTTING_DOWN, "the server is shutting down");
-		return false;
-	}
-	switch (req->body_case) {
-	case WHIZBANG__V1__REQUEST__BODY_SUBSCRIBE:
-		handle_subscribe(c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_CREDIT:
-		handle_credit(c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE:
-		handle_unsubscribe(c, req);
-		break;
-	default:
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "not a subscription request");
-		break;
-	}
+	SRV_REPLY(c, req->id, UNSUBSCRIBE, unsubscribe, &res);
 	return false;
 }
 
 /* ------------------------------------------------------------ figures */
 
-void ssrv_figures(struct srv *srv, uint64_t last_position, uint64_t watermark, size_t *count,
-                  uint64_t *lag_total, uint64_t *lag_max)
+void srv_sub_figures(const struct srv *srv, uint64_t last_position, uint64_t watermark,
+                     size_t *count, uint64_t *lag_total, uint64_t *lag_max)
 {
-	struct ssrv *ss = srv->ssrv;
+	const struct subs *ss = srv_module_state(srv, &srv_sub_module);
 	*count = 0;
 	*lag_total = 0;
 	*lag_max = 0;
@@ -838,3 +720,23 @@ void ssrv_figures(struct srv *srv, uint64_t last_position, uint64_t watermark, s
 			*lag_max = lag;
 	}
 }
+
+/* ------------------------------------------------------------ the module */
+
+static const struct srv_handler sub_handlers[] = {
+        {WHIZBANG__V1__REQUEST__BODY_SUBSCRIBE, subscribe},
+        {WHIZBANG__V1__REQUEST__BODY_CREDIT, credit},
+        {WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE, unsubscribe},
+};
+
+const struct srv_module srv_sub_module = {
+        .name = "subscriptions",
+        .init = sub_init,
+        .conn_closed = sub_conn_closed,
+        .pump = sub_pump,
+        .shutdown = sub_shutdown,
+        .close = sub_close,
+        .owns_subscription = sub_owns,
+        .handlers = sub_handlers,
+        .nhandlers = sizeof(sub_handlers) / sizeof(sub_handlers[0]),
+};

@@ -4,7 +4,7 @@
  * Happy path: CreateConsumer stores the group's record (through the writer:
  * answered once durable). Members JoinConsumer and grant credits; after
  * every writer batch, every drained output and every request of this
- * module, csrv_pump() reads the group's next matching events into its
+ * module, the pump reads the group's next matching events into its
  * window (a short read transaction, bounded per pump) and pushes each
  * queued one to one member that has credits and output room, round-robin.
  * Ack and Nack settle events; the done prefix of the window becomes the
@@ -27,29 +27,22 @@
 #include "consumers.h"
 #include "events.h"
 #include "log.h"
-#include "srv_int.h"
+#include "pb.h"
+#include "server.h"
+#include "validate.h"
+#include "wb_error.h"
 
-#include "codec.h"
-
-/* Events read and not yet below the checkpoint, per group. */
-/* Ids in one Ack or Nack. */
-#define CSRV_IDS_MAX 1000u
 /* Credits a member may hold. */
-#define CSRV_CREDITS_MAX 100000u
+#define GROUP_CREDITS_MAX 100000u
 /* Memberships in the whole server (a connection may join many groups). */
-#define CSRV_MEMBERS_TOTAL_MAX 65536u
+#define GROUP_MEMBERS_TOTAL_MAX 65536u
 /* Work per group per pump; what is left is picked up by a zero timer. */
-#define CSRV_READ_PER_PUMP 512u
-#define CSRV_SEND_PER_PUMP 1024u
+#define GROUP_READ_PER_PUMP 512u
+#define GROUP_SEND_PER_PUMP 1024u
 /* Reading stops filling the window while this many events are queued. */
-#define CSRV_QUEUED_LOW 1024u
-#define CSRV_ACK_TIMEOUT_DEFAULT 30000u
-#define CSRV_ACK_TIMEOUT_MIN 10u
-#define CSRV_ACK_TIMEOUT_MAX 86400000u
-#define CSRV_MAX_DELIVERIES_DEFAULT 10u
-#define CSRV_MAX_DELIVERIES_MAX 1000u
+#define GROUP_QUEUED_LOW 1024u
 /* Expiry scans are at least this far apart. */
-#define CSRV_TIMER_SLACK_MS 10u
+#define GROUP_TIMER_SLACK_MS 10u
 
 enum slot_state { SLOT_QUEUED, SLOT_INFLIGHT, SLOT_DONE };
 
@@ -117,7 +110,7 @@ struct group {
 	uint64_t delivered, acked, redelivered;
 };
 
-struct csrv {
+struct cgroups {
 	struct srv *srv;
 	struct group *groups;
 	size_t ngroups;
@@ -135,6 +128,7 @@ enum cop_answer { ANSWER_NONE, ANSWER_ACK, ANSWER_NACK };
 /* A write of this module. */
 struct cop {
 	struct srv_op base; /* first */
+	struct cgroups *cs;
 	enum cop_kind kind;
 	enum cop_answer answer;
 	uint64_t gid;
@@ -152,9 +146,9 @@ struct cop {
 	uint64_t out_removed;
 };
 
-static void arm_timer(struct csrv *cs, uint64_t due);
-static void csrv_pump_group(struct csrv *cs, struct group *g, struct storage_txn *txn, uint64_t now,
-                            bool *more);
+static void arm_timer(struct cgroups *cs, uint64_t due);
+static void pump_group(struct cgroups *cs, struct group *g, struct storage_txn *txn, uint64_t now,
+                       bool *more);
 
 /* ------------------------------------------------------------ writer side */
 
@@ -193,16 +187,10 @@ static int resolve_start(struct storage_txn *txn, struct cons_record *r)
 	if (r->resume > 0 && info.count > 0) {
 		/* below the first version it reads: settled by definition */
 		uint64_t v = r->resume - 1 < info.count - 1 ? r->resume - 1 : info.count - 1;
-		struct storage_val k, val;
-		uint8_t kb[16];
-		put_u64(kb, info.stream_id);
-		put_u64(kb + 8, v);
-		k.data = kb;
-		k.len = 16;
-		rc = storage_get(txn, STORAGE_DB_STREAM_EVENTS, k, &val);
-		if (rc == 0 && val.len == 8)
-			r->checkpoint = get_u64(val.data);
-		else if (rc != 0 && rc != WB_E_NOTFOUND)
+		rc = ev_position_at(txn, info.stream_id, v, &r->checkpoint);
+		if (rc == WB_E_NOTFOUND)
+			r->checkpoint = 0;
+		else if (rc != 0)
 			return rc;
 	}
 	return 0;
@@ -268,12 +256,13 @@ static void cop_free(struct cop *op)
 
 static void cop_done(struct srv *srv, struct srv_op *base);
 
-static struct cop *cop_new(enum cop_kind kind, struct conn *c, uint64_t req_id, const char *name,
-                           size_t name_len)
+static struct cop *cop_new(struct cgroups *cs, enum cop_kind kind, struct conn *c, uint64_t req_id,
+                           const char *name, size_t name_len)
 {
 	struct cop *op = calloc(1, sizeof(*op));
 	if (op == NULL)
 		return NULL;
+	op->cs = cs;
 	op->kind = kind;
 	op->base.base.apply = cop_apply;
 	op->base.base.size_hint = 4096;
@@ -287,7 +276,7 @@ static struct cop *cop_new(enum cop_kind kind, struct conn *c, uint64_t req_id, 
 
 /* ------------------------------------------------------------ groups */
 
-static struct group *find_group(struct csrv *cs, const char *name, size_t len)
+static struct group *find_group(struct cgroups *cs, const char *name, size_t len)
 {
 	for (struct group *g = cs->groups; g != NULL; g = g->next)
 		if (g->cfg.name_len == len && memcmp(g->cfg.name, name, len) == 0)
@@ -295,7 +284,7 @@ static struct group *find_group(struct csrv *cs, const char *name, size_t len)
 	return NULL;
 }
 
-static struct group *find_gid(struct csrv *cs, uint64_t gid)
+static struct group *find_gid(struct cgroups *cs, uint64_t gid)
 {
 	for (struct group *g = cs->groups; g != NULL; g = g->next)
 		if (g->gid == gid)
@@ -303,14 +292,14 @@ static struct group *find_gid(struct csrv *cs, uint64_t gid)
 	return NULL;
 }
 
-static struct group *group_new(struct csrv *cs, const struct cons_record *r)
+static struct group *group_new(struct cgroups *cs, const struct cons_record *r)
 {
 	struct group *g = calloc(1, sizeof(*g));
 	if (g == NULL)
 		return NULL;
 	g->gid = ++cs->next_gid;
 	g->cfg = *r;
-	g->window_max = cs->srv->cfg.consumer_window;
+	g->window_max = srv_config(cs->srv)->consumer_window;
 	for (size_t i = 0; i < r->ntypes; i++)
 		g->types[i] = g->cfg.types[i];
 	g->next = cs->groups;
@@ -337,7 +326,7 @@ static void parks_clear(struct group *g)
 }
 
 /* Unlinks and frees g; its members are told the group is gone. */
-static void group_free(struct csrv *cs, struct group *g, bool tell)
+static void group_free(struct cgroups *cs, struct group *g, bool tell)
 {
 	struct group **pp = &cs->groups;
 	while (*pp != NULL && *pp != g)
@@ -350,10 +339,10 @@ static void group_free(struct csrv *cs, struct group *g, bool tell)
 		struct member *m = g->members;
 		g->members = m->next;
 		cs->nmembers--;
-		if (tell && !m->conn->closing)
-			srv_send_error(m->conn, m->req_id, WB_NOT_FOUND,
-			               "consumer group '%s' was deleted: subscription %llu ended",
-			               g->cfg.name, (unsigned long long)m->sub_id);
+		if (tell && !conn_is_closing(m->conn))
+			srv_error(m->conn, m->req_id, WB_NOT_FOUND,
+			          "consumer group '%s' was deleted: subscription %llu ended",
+			          g->cfg.name, (unsigned long long)m->sub_id);
 		free(m);
 	}
 	parks_clear(g);
@@ -518,15 +507,15 @@ static void advance(struct group *g)
  * anything to write, answering req_id on c (may be NULL) once durable.
  * Returns true when an op was submitted (it answers), false when nothing
  * needed writing (the caller answers). */
-static bool submit_flush(struct csrv *cs, struct group *g, struct conn *c, uint64_t req_id,
+static bool submit_flush(struct cgroups *cs, struct group *g, struct conn *c, uint64_t req_id,
                          enum cop_answer answer)
 {
 	advance(g);
 	if (g->cp_mem <= g->cp_submitted && g->nparks == 0 && g->nunparks == 0)
 		return false;
-	struct cop *op = cop_new(COP_FLUSH, c, req_id, g->cfg.name, g->cfg.name_len);
+	struct cop *op = cop_new(cs, COP_FLUSH, c, req_id, g->cfg.name, g->cfg.name_len);
 	if (op == NULL) {
-		srv_log(LOG_ERROR, "consumer_flush_failed", "group=%s error=no_memory",
+		srv_log(WB_LOG_ERROR, "consumer_flush_failed", "group=%s error=no_memory",
 		        g->cfg.name);
 		return false;
 	}
@@ -585,30 +574,25 @@ static void fill_info(const struct group *g, Whizbang__V1__ConsumerInfo *info,
 
 static void send_checkpoint(struct conn *c, uint64_t id, enum cop_answer answer, uint64_t cp)
 {
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	Whizbang__V1__AckResult a = WHIZBANG__V1__ACK_RESULT__INIT;
-	Whizbang__V1__NackResult n = WHIZBANG__V1__NACK_RESULT__INIT;
-	resp.id = id;
 	if (answer == ANSWER_ACK) {
+		Whizbang__V1__AckResult a = WHIZBANG__V1__ACK_RESULT__INIT;
 		a.checkpoint = cp;
-		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_ACK;
-		resp.ack = &a;
+		SRV_REPLY(c, id, ACK, ack, &a);
 	} else {
+		Whizbang__V1__NackResult n = WHIZBANG__V1__NACK_RESULT__INIT;
 		n.checkpoint = cp;
-		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_NACK;
-		resp.nack = &n;
+		SRV_REPLY(c, id, NACK, nack, &n);
 	}
-	srv_send(c, &resp);
 }
 
 static void cop_done(struct srv *srv, struct srv_op *base)
 {
 	struct cop *op = (struct cop *)base;
-	struct csrv *cs = srv->csrv;
+	struct cgroups *cs = op->cs;
 	struct conn *c = base->conn;
 	int rc = base->base.status;
-	struct group *g = cs != NULL ? find_gid(cs, op->gid) : NULL;
-	bool answer = c != NULL && !c->closing;
+	struct group *g = find_gid(cs, op->gid);
+	bool answer = c != NULL && !conn_is_closing(c);
 
 	switch (op->kind) {
 	case COP_CREATE:
@@ -618,26 +602,22 @@ static void cop_done(struct srv *srv, struct srv_op *base)
 			if (!answer)
 				break;
 			if (rc == WB_E_KEYEXIST)
-				srv_send_error(c, base->req_id, WB_BAD_REQUEST,
-				               "consumer group '%s' already exists", op->name);
+				srv_error(c, base->req_id, WB_BAD_REQUEST,
+				          "consumer group '%s' already exists", op->name);
 			else
-				srv_send_storage_error(c, base->req_id, rc, "CreateConsumer");
+				srv_storage_error(c, base->req_id, rc, "CreateConsumer");
 			break;
 		}
 		if (g != NULL) {
 			group_load(g, &op->rec);
-			srv_log(LOG_INFO, "consumer_created", "group=%s checkpoint=%llu", op->name,
-			        (unsigned long long)g->cp_durable);
+			srv_log(WB_LOG_INFO, "consumer_created", "group=%s checkpoint=%llu",
+			        op->name, (unsigned long long)g->cp_durable);
 		}
 		if (answer && g != NULL) {
 			Whizbang__V1__ConsumerInfo info;
 			Whizbang__V1__ConsumerConfig cfg;
 			fill_info(g, &info, &cfg);
-			Response resp = WHIZBANG__V1__RESPONSE__INIT;
-			resp.id = base->req_id;
-			resp.body_case = WHIZBANG__V1__RESPONSE__BODY_CONSUMER;
-			resp.consumer = &info;
-			srv_send(c, &resp);
+			SRV_REPLY(c, base->req_id, CONSUMER, consumer, &info);
 		}
 		break;
 	case COP_DELETE:
@@ -646,22 +626,18 @@ static void cop_done(struct srv *srv, struct srv_op *base)
 		if (rc == 0) {
 			Whizbang__V1__DeleteConsumerResult d =
 			        WHIZBANG__V1__DELETE_CONSUMER_RESULT__INIT;
-			Response resp = WHIZBANG__V1__RESPONSE__INIT;
-			resp.id = base->req_id;
-			resp.body_case = WHIZBANG__V1__RESPONSE__BODY_DELETE_CONSUMER;
-			resp.delete_consumer = &d;
-			srv_send(c, &resp);
+			SRV_REPLY(c, base->req_id, DELETE_CONSUMER, delete_consumer, &d);
 		} else if (rc == WB_E_NOTFOUND) {
-			srv_send_error(c, base->req_id, WB_NOT_FOUND, "no consumer group '%s'",
-			               op->name);
+			srv_error(c, base->req_id, WB_NOT_FOUND, "no consumer group '%s'",
+			          op->name);
 		} else {
-			srv_send_storage_error(c, base->req_id, rc, "DeleteConsumer");
+			srv_storage_error(c, base->req_id, rc, "DeleteConsumer");
 		}
 		break;
 	case COP_FLUSH:
 		if (rc != 0 && rc != WB_E_NOTFOUND)
-			srv_log(LOG_ERROR, "consumer_flush_failed", "group=%s error=%s", op->name,
-			        wb_error_name(rc));
+			srv_log(WB_LOG_ERROR, "consumer_flush_failed", "group=%s error=%s",
+			        op->name, wb_error_name(rc));
 		if (g != NULL && rc == 0) {
 			if (op->out_checkpoint > g->cp_durable)
 				g->cp_durable = op->out_checkpoint;
@@ -681,19 +657,18 @@ static void cop_done(struct srv *srv, struct srv_op *base)
 			for (size_t i = 0; i < op->nunparks; i++)
 				add_unpark(g, op->unparks[i]);
 			if (op->nparks > 0 || op->nunparks > 0)
-				arm_timer(cs, uv_now(srv->loop) + 1000);
+				arm_timer(cs, uv_now(srv_loop(srv)) + 1000);
 		}
 		if (!answer || op->answer == ANSWER_NONE)
 			break;
 		if (rc == 0)
 			send_checkpoint(c, base->req_id, op->answer, op->out_checkpoint);
 		else if (rc == WB_E_NOTFOUND)
-			srv_send_error(c, base->req_id, WB_NOT_FOUND,
-			               "consumer group '%s' was deleted", op->name);
+			srv_error(c, base->req_id, WB_NOT_FOUND, "consumer group '%s' was deleted",
+			          op->name);
 		else
-			srv_send_storage_error(c, base->req_id, rc,
-			                       op->answer == ANSWER_ACK ? "AckEvents"
-			                                                : "NackEvents");
+			srv_storage_error(c, base->req_id, rc,
+			                  op->answer == ANSWER_ACK ? "AckEvents" : "NackEvents");
 		break;
 	}
 	cop_free(op);
@@ -701,19 +676,17 @@ static void cop_done(struct srv *srv, struct srv_op *base)
 
 /* ------------------------------------------------------------ delivery */
 
-static bool member_ready(const struct csrv *cs, const struct member *m)
+static bool member_ready(const struct member *m)
 {
-	const struct conn *c = m->conn;
-	return m->credits > 0 && !c->closing && !c->close_after_flush &&
-	       c->out_len + c->out_pending < cs->srv->cfg.max_output;
+	return m->credits > 0 && conn_can_take_more(m->conn);
 }
 
 /* The next member (round-robin) that can take an event, or NULL. */
-static struct member *pick_member(struct csrv *cs, struct group *g)
+static struct member *pick_member(struct group *g)
 {
 	struct member *m = g->rr != NULL ? g->rr : g->members;
 	for (size_t i = 0; i < g->nmembers && m != NULL; i++) {
-		if (member_ready(cs, m)) {
+		if (member_ready(m)) {
 			g->rr = m->next;
 			return m;
 		}
@@ -724,45 +697,22 @@ static struct member *pick_member(struct csrv *cs, struct group *g)
 
 /* Sends the event of s to m. Returns 0, or WB_E_NOTFOUND when the event is
  * no longer stored (it is then settled as skipped). */
-static int deliver(struct csrv *cs, struct group *g, struct member *m, struct slot *s,
+static int deliver(struct cgroups *cs, struct group *g, struct member *m, struct slot *s,
                    struct storage_txn *txn, uint64_t now)
 {
-	uint8_t kb[8];
-	put_u64(kb, s->pos);
-	struct storage_val k = {kb, 8}, v;
 	struct ev_record rec;
-	int rc = storage_get(txn, STORAGE_DB_EVENTS, k, &v);
-	if (rc == 0)
-		rc = ev_decode(s->pos, v.data, v.len, &rec);
+	int rc = ev_get(txn, s->pos, &rec);
 	if (rc != 0)
 		return rc;
-	char stream[EV_STREAM_MAX + 1], type[EV_TYPE_MAX + 1];
-	memcpy(stream, rec.stream, rec.stream_len);
-	stream[rec.stream_len] = '\0';
-	memcpy(type, rec.type, rec.type_len);
-	type[rec.type_len] = '\0';
-	Whizbang__V1__RecordedEvent e = WHIZBANG__V1__RECORDED_EVENT__INIT;
-	e.id.data = (uint8_t *)rec.id;
-	e.id.len = EV_ID_LEN;
-	e.stream = stream;
-	e.type = type;
-	e.version = rec.version;
-	e.position = rec.position;
-	e.timestamp_us = rec.timestamp_us;
-	e.data.data = (uint8_t *)rec.data;
-	e.data.len = rec.data_len;
-	e.metadata.data = (uint8_t *)rec.meta;
-	e.metadata.len = rec.meta_len;
+	struct pb_event_names names;
+	Whizbang__V1__RecordedEvent e;
+	pb_event_view(&rec, &names, &e);
 	s->deliveries++;
 	Whizbang__V1__SubscriptionItem item = WHIZBANG__V1__SUBSCRIPTION_ITEM__INIT;
 	item.subscription = m->sub_id;
 	item.item_case = WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_EVENT;
 	item.event = &e;
 	item.delivery = s->deliveries;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = m->req_id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_SUBSCRIPTION_ITEM;
-	resp.subscription_item = &item;
 	s->state = SLOT_INFLIGHT;
 	s->owner = m;
 	s->deadline_ms = now + g->cfg.ack_timeout_ms;
@@ -775,7 +725,7 @@ static int deliver(struct csrv *cs, struct group *g, struct member *m, struct sl
 	arm_timer(cs, s->deadline_ms);
 	/* Last: when the output cannot take it the connection closes, which
 	 * frees m and hands s back to the queue. */
-	srv_send(m->conn, &resp);
+	SRV_REPLY(m->conn, m->req_id, SUBSCRIPTION_ITEM, subscription_item, &item);
 	return 0;
 }
 
@@ -834,10 +784,10 @@ static bool fill_cb(const struct ev_record *rec, void *arg)
 static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 {
 	size_t used = g->len - g->head;
-	if (used >= g->window_max || g->nqueued >= CSRV_QUEUED_LOW)
+	if (used >= g->window_max || g->nqueued >= GROUP_QUEUED_LOW)
 		return;
 	size_t room = g->window_max - used;
-	uint32_t want = room > CSRV_READ_PER_PUMP ? CSRV_READ_PER_PUMP : (uint32_t)room;
+	uint32_t want = room > GROUP_READ_PER_PUMP ? GROUP_READ_PER_PUMP : (uint32_t)room;
 	struct fill f = {g, txn, 0};
 	struct ev_page page;
 	int rc;
@@ -848,7 +798,7 @@ static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 		        .types = g->types,
 		        .type_lens = g->cfg.type_lens,
 		        .ntypes = g->cfg.ntypes,
-		        .max_examined = CSRV_READ_PER_PUMP * 8,
+		        .max_examined = GROUP_READ_PER_PUMP * 8,
 		};
 		rc = ev_read_all(txn, g->next_read, false, want, &filter, fill_cb, &f, &page);
 	} else {
@@ -858,7 +808,7 @@ static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 	if (rc == WB_E_NOTFOUND || rc == WB_STREAM_DELETED)
 		return; /* no stream (yet, or soft-deleted), or hard-deleted: nothing to read */
 	if (rc != 0 || f.rc != 0) {
-		srv_log(LOG_ERROR, "consumer_read_failed", "group=%s error=%s", g->cfg.name,
+		srv_log(WB_LOG_ERROR, "consumer_read_failed", "group=%s error=%s", g->cfg.name,
 		        wb_error_name(rc != 0 ? rc : f.rc));
 		return;
 	}
@@ -869,8 +819,8 @@ static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 	advance(g); /* events parked before a restart may be settled already */
 }
 
-static void csrv_pump_group(struct csrv *cs, struct group *g, struct storage_txn *txn, uint64_t now,
-                            bool *more)
+static void pump_group(struct cgroups *cs, struct group *g, struct storage_txn *txn, uint64_t now,
+                       bool *more)
 {
 	if (!g->ready || g->nmembers == 0)
 		return;
@@ -881,11 +831,11 @@ static void csrv_pump_group(struct csrv *cs, struct group *g, struct storage_txn
 		struct slot *s = &g->rp[i];
 		if (s->state != SLOT_QUEUED)
 			continue;
-		if (sent == CSRV_SEND_PER_PUMP) {
+		if (sent == GROUP_SEND_PER_PUMP) {
 			*more = true;
 			return;
 		}
-		struct member *m = pick_member(cs, g);
+		struct member *m = pick_member(g);
 		if (m == NULL)
 			return;
 		int rc = deliver(cs, g, m, s, txn, now);
@@ -904,11 +854,11 @@ static void csrv_pump_group(struct csrv *cs, struct group *g, struct storage_txn
 				g->qhint++;
 			continue;
 		}
-		if (sent == CSRV_SEND_PER_PUMP) {
+		if (sent == GROUP_SEND_PER_PUMP) {
 			*more = true;
 			return;
 		}
-		struct member *m = pick_member(cs, g);
+		struct member *m = pick_member(g);
 		if (m == NULL)
 			return;
 		int rc = deliver(cs, g, m, s, txn, now);
@@ -922,10 +872,10 @@ static void csrv_pump_group(struct csrv *cs, struct group *g, struct storage_txn
 	}
 }
 
-void csrv_pump(struct srv *srv)
+static void groups_pump(void *state)
 {
-	struct csrv *cs = srv->csrv;
-	if (cs == NULL || cs->closing || cs->groups == NULL)
+	struct cgroups *cs = state;
+	if (cs->closing || cs->groups == NULL)
 		return;
 	bool any = false;
 	for (struct group *g = cs->groups; g != NULL && !any; g = g->next)
@@ -933,19 +883,19 @@ void csrv_pump(struct srv *srv)
 	if (!any)
 		return;
 	struct storage_txn *txn;
-	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
+	int rc = storage_txn_begin(srv_storage(cs->srv), NULL, STORAGE_RDONLY, &txn);
 	if (rc != 0) {
-		srv_log(LOG_ERROR, "consumer_read_failed", "error=%s", wb_error_name(rc));
+		srv_log(WB_LOG_ERROR, "consumer_read_failed", "error=%s", wb_error_name(rc));
 		return;
 	}
-	uint64_t now = uv_now(srv->loop);
+	uint64_t now = uv_now(srv_loop(cs->srv));
 	bool more = false;
 	for (struct group *g = cs->groups; g != NULL; g = g->next) {
 		bool gmore = false;
-		csrv_pump_group(cs, g, txn, now, &gmore);
+		pump_group(cs, g, txn, now, &gmore);
 		/* only worth coming back for when someone can take it */
 		for (struct member *m = g->members; gmore && !more && m != NULL; m = m->next)
-			more = member_ready(cs, m);
+			more = member_ready(m);
 	}
 	storage_txn_abort(txn);
 	if (more)
@@ -956,7 +906,7 @@ void csrv_pump(struct srv *srv)
 
 /* Requeues (or parks) g's events whose ack timeout passed; returns the
  * earliest deadline still ahead. */
-static uint64_t expire_slots(struct csrv *cs, struct group *g, struct slot *slots, size_t from,
+static uint64_t expire_slots(struct cgroups *cs, struct group *g, struct slot *slots, size_t from,
                              size_t to, bool replay, uint64_t now)
 {
 	uint64_t next = UINT64_MAX;
@@ -989,11 +939,11 @@ static uint64_t expire_slots(struct csrv *cs, struct group *g, struct slot *slot
 
 static void timer_cb(uv_timer_t *t)
 {
-	struct csrv *cs = t->data;
+	struct cgroups *cs = t->data;
 	if (cs->closing)
 		return;
 	cs->timer_due = UINT64_MAX;
-	uint64_t now = uv_now(cs->srv->loop);
+	uint64_t now = uv_now(srv_loop(cs->srv));
 	uint64_t next = UINT64_MAX;
 	for (struct group *g = cs->groups; g != NULL; g = g->next) {
 		if (!g->ready)
@@ -1009,169 +959,84 @@ static void timer_cb(uv_timer_t *t)
 	}
 	/* Deadlines close together are served by one scan. */
 	if (next != UINT64_MAX)
-		arm_timer(cs, next > now + CSRV_TIMER_SLACK_MS ? next : now + CSRV_TIMER_SLACK_MS);
-	csrv_pump(cs->srv);
+		arm_timer(cs,
+		          next > now + GROUP_TIMER_SLACK_MS ? next : now + GROUP_TIMER_SLACK_MS);
+	groups_pump(cs);
 	srv_flush(cs->srv);
 }
 
-static void arm_timer(struct csrv *cs, uint64_t due)
+static void arm_timer(struct cgroups *cs, uint64_t due)
 {
 	if (!cs->timer_open || cs->closing || due >= cs->timer_due)
 		return;
-	uint64_t now = uv_now(cs->srv->loop);
+	uint64_t now = uv_now(srv_loop(cs->srv));
 	cs->timer_due = due;
 	uv_timer_start(&cs->timer, timer_cb, due > now ? due - now : 0, 0);
 }
 
 /* ------------------------------------------------------------ requests */
 
-static struct group *ready_group(struct conn *c, uint64_t id, const char *name)
+static struct group *ready_group(struct cgroups *cs, struct conn *c, uint64_t id, const char *name)
 {
-	struct group *g = find_group(c->srv->csrv, name, strlen(name));
+	struct group *g = find_group(cs, name, strlen(name));
 	if (g == NULL || !g->ready) {
-		srv_send_error(c, id, WB_NOT_FOUND, "no consumer group '%s'", name);
+		srv_error(c, id, WB_NOT_FOUND, "no consumer group '%s'", name);
 		return NULL;
 	}
 	return g;
 }
 
-static void handle_create(struct conn *c, Request *req)
+static void create(struct cgroups *cs, struct conn *c, Request *req)
 {
-	struct csrv *cs = c->srv->csrv;
-	const Whizbang__V1__ConsumerConfig *in = req->create_consumer->config;
-	char why[256];
-	if (in == NULL) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "CreateConsumer needs a config");
-		return;
-	}
-	size_t nlen = strlen(in->name);
-	if (cons_check_name(in->name, nlen, why, sizeof(why)) != 0) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "%s", why);
-		return;
-	}
+	const struct srv_config *cfg = srv_config(cs->srv);
 	struct cons_record r;
-	memset(&r, 0, sizeof(r));
-	memcpy(r.name, in->name, nlen);
-	r.name_len = nlen;
-	if (in->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL) {
-		r.target = CONS_TARGET_ALL;
-		if (in->stream[0] != '\0') {
-			srv_send_error(
-			        c, req->id, WB_BAD_REQUEST,
-			        "a $all group (TARGET_ALL) takes no stream; use stream_prefix "
-			        "or TARGET_STREAM");
-			return;
-		}
-	} else if (in->target == WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM) {
-		r.target = CONS_TARGET_STREAM;
-		r.stream_len = strlen(in->stream);
-		if (ev_check_stream_name(in->stream, r.stream_len, why, sizeof(why)) != 0) {
-			srv_send_error(c, req->id, WB_BAD_REQUEST, "stream: %s", why);
-			return;
-		}
-		if (in->stream_prefix[0] != '\0') {
-			srv_send_error(c, req->id, WB_BAD_REQUEST,
-			               "stream_prefix applies to $all groups only");
-			return;
-		}
-		memcpy(r.stream, in->stream, r.stream_len);
-	} else {
-		srv_send_error(c, req->id, WB_BAD_REQUEST,
-		               "a consumer group follows $all (TARGET_ALL) or one stream "
-		               "(TARGET_STREAM), not target %d",
-		               (int)in->target);
-		return;
-	}
-	r.prefix_len = strlen(in->stream_prefix);
-	if (r.prefix_len > CONS_NAME_MAX) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "stream_prefix is %zu bytes; at most %u",
-		               r.prefix_len, CONS_NAME_MAX);
-		return;
-	}
-	memcpy(r.prefix, in->stream_prefix, r.prefix_len);
-	if (in->n_event_types > CONS_TYPES_MAX) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST,
-		               "%zu event types; a group filters on at most %u", in->n_event_types,
-		               CONS_TYPES_MAX);
-		return;
-	}
-	for (size_t i = 0; i < in->n_event_types; i++) {
-		size_t tl = strlen(in->event_types[i]);
-		if (ev_check_type(in->event_types[i], tl, why, sizeof(why)) != 0) {
-			srv_send_error(c, req->id, WB_BAD_REQUEST, "event_types[%zu]: %s", i, why);
-			return;
-		}
-		memcpy(r.types[i], in->event_types[i], tl);
-		r.type_lens[i] = tl;
-	}
-	r.ntypes = in->n_event_types;
-	if (in->from > WHIZBANG__V1__START_FROM__FROM_POSITION) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "from %d is not a StartFrom",
-		               (int)in->from);
-		return;
-	}
-	r.from = (uint8_t)in->from;
-	r.position = in->position;
-	r.ack_timeout_ms = in->ack_timeout_ms > 0 ? in->ack_timeout_ms : CSRV_ACK_TIMEOUT_DEFAULT;
-	if (r.ack_timeout_ms < CSRV_ACK_TIMEOUT_MIN || r.ack_timeout_ms > CSRV_ACK_TIMEOUT_MAX) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "ack_timeout_ms must be %u..%u (0: %u)",
-		               CSRV_ACK_TIMEOUT_MIN, CSRV_ACK_TIMEOUT_MAX,
-		               CSRV_ACK_TIMEOUT_DEFAULT);
-		return;
-	}
-	r.max_deliveries =
-	        in->max_deliveries > 0 ? in->max_deliveries : CSRV_MAX_DELIVERIES_DEFAULT;
-	if (r.max_deliveries > CSRV_MAX_DELIVERIES_MAX) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "max_deliveries must be 1..%u (0: %u)",
-		               CSRV_MAX_DELIVERIES_MAX, CSRV_MAX_DELIVERIES_DEFAULT);
+	char why[256];
+	if (validate_consumer(req->create_consumer->config, &r, why, sizeof(why)) != 0) {
+		srv_error(c, req->id, WB_BAD_REQUEST, "%s", why);
 		return;
 	}
 	r.created_us = srv_wall_us();
 	if (find_group(cs, r.name, r.name_len) != NULL) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "consumer group '%s' already exists",
-		               r.name);
+		srv_error(c, req->id, WB_BAD_REQUEST, "consumer group '%s' already exists", r.name);
 		return;
 	}
-	if (cs->ngroups >= c->srv->cfg.max_consumer_groups) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		               "this server keeps at most %llu consumer groups (--max-consumer-groups)",
-		               (unsigned long long)c->srv->cfg.max_consumer_groups);
+	if (cs->ngroups >= cfg->max_consumer_groups) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "this server keeps at most %llu consumer groups (--max-consumer-groups)",
+		          (unsigned long long)cfg->max_consumer_groups);
 		return;
 	}
-	struct cop *op = cop_new(COP_CREATE, c, req->id, r.name, r.name_len);
+	struct cop *op = cop_new(cs, COP_CREATE, c, req->id, r.name, r.name_len);
 	struct group *g = op != NULL ? group_new(cs, &r) : NULL;
 	if (g == NULL) {
 		free(op);
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	op->gid = g->gid;
 	op->rec = r;
-	srv_submit(c->srv, &op->base);
+	srv_submit(cs->srv, &op->base);
 }
 
-static void handle_delete(struct conn *c, Request *req)
+static void delete (struct cgroups *cs, struct conn *c, Request *req)
 {
-	struct csrv *cs = c->srv->csrv;
-	const char *name = req->delete_consumer->name;
-	struct group *g = ready_group(c, req->id, name);
+	struct group *g = ready_group(cs, c, req->id, req->delete_consumer->name);
 	if (g == NULL)
 		return;
-	struct cop *op = cop_new(COP_DELETE, c, req->id, g->cfg.name, g->cfg.name_len);
+	struct cop *op = cop_new(cs, COP_DELETE, c, req->id, g->cfg.name, g->cfg.name_len);
 	if (op == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
-	srv_log(LOG_INFO, "consumer_deleted", "group=%s members=%zu", g->cfg.name, g->nmembers);
-	/* Gone from memory at once: no more pushes, joins or acks; the
-	 * writes it still has in flight find no record and write nothing. */
+	srv_log(WB_LOG_INFO, "consumer_deleted", "group=%s members=%zu", g->cfg.name, g->nmembers);
+	/* Gone from memory at once: no more pushes, joins or acks; the writes
+	 * it still has in flight find no record and write nothing. */
 	group_free(cs, g, true);
-	srv_submit(c->srv, &op->base);
+	srv_submit(cs->srv, &op->base);
 }
 
-static void handle_list(struct conn *c, Request *req)
+static void list(struct cgroups *cs, struct conn *c, Request *req)
 {
-	struct csrv *cs = c->srv->csrv;
 	size_t n = 0;
 	for (struct group *g = cs->groups; g != NULL; g = g->next)
 		n += g->ready;
@@ -1179,7 +1044,7 @@ static void handle_list(struct conn *c, Request *req)
 	Whizbang__V1__ConsumerConfig *cfgs = calloc(n > 0 ? n : 1, sizeof(*cfgs));
 	Whizbang__V1__ConsumerInfo **ptrs = calloc(n > 0 ? n : 1, sizeof(*ptrs));
 	if (infos == NULL || cfgs == NULL || ptrs == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
 		goto out;
 	}
 	/* in name order, as stored */
@@ -1195,69 +1060,60 @@ static void handle_list(struct conn *c, Request *req)
 		fill_info(g, &infos[i - 1], &cfgs[i - 1]);
 		ptrs[at] = &infos[i - 1];
 	}
-	Whizbang__V1__ConsumerList list = WHIZBANG__V1__CONSUMER_LIST__INIT;
-	list.n_consumers = n;
-	list.consumers = ptrs;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = req->id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_CONSUMERS;
-	resp.consumers = &list;
-	srv_send(c, &resp);
+	Whizbang__V1__ConsumerList l = WHIZBANG__V1__CONSUMER_LIST__INIT;
+	l.n_consumers = n;
+	l.consumers = ptrs;
+	SRV_REPLY(c, req->id, CONSUMERS, consumers, &l);
 out:
 	free(infos);
 	free(cfgs);
 	free(ptrs);
 }
 
-static void handle_join(struct conn *c, Request *req)
+static void join(struct cgroups *cs, struct conn *c, Request *req)
 {
-	struct srv *srv = c->srv;
-	struct group *g = ready_group(c, req->id, req->join_consumer->name);
+	struct group *g = ready_group(cs, c, req->id, req->join_consumer->name);
 	if (g == NULL)
 		return;
-	if (srv->csrv->nmembers >= CSRV_MEMBERS_TOTAL_MAX) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		               "this server keeps at most %u consumer memberships",
-		               CSRV_MEMBERS_TOTAL_MAX);
+	if (cs->nmembers >= GROUP_MEMBERS_TOTAL_MAX) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "this server keeps at most %u consumer memberships",
+		          GROUP_MEMBERS_TOTAL_MAX);
 		return;
 	}
-	if (g->nmembers >= srv->cfg.max_consumer_members) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		               "consumer group '%s' has %zu members already (--max-consumer-members)",
-		               g->cfg.name, g->nmembers);
+	if (g->nmembers >= srv_config(cs->srv)->max_consumer_members) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "consumer group '%s' has %zu members already (--max-consumer-members)",
+		          g->cfg.name, g->nmembers);
 		return;
 	}
 	struct member *m = calloc(1, sizeof(*m));
 	if (m == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	m->g = g;
 	m->conn = c;
 	m->req_id = req->id;
-	m->sub_id = ++srv->next_subscription_id;
-	m->credits = req->join_consumer->credits < CSRV_CREDITS_MAX ? req->join_consumer->credits
-	                                                            : CSRV_CREDITS_MAX;
+	m->sub_id = srv_new_subscription_id(cs->srv);
+	m->credits = req->join_consumer->credits < GROUP_CREDITS_MAX ? req->join_consumer->credits
+	                                                             : GROUP_CREDITS_MAX;
 	/* at the end, so round-robin order is join order */
 	struct member **pp = &g->members;
 	while (*pp != NULL)
 		pp = &(*pp)->next;
 	*pp = m;
 	g->nmembers++;
-	srv->csrv->nmembers++;
+	cs->nmembers++;
 	Whizbang__V1__SubscribeResult r = WHIZBANG__V1__SUBSCRIBE_RESULT__INIT;
 	r.subscription = m->sub_id;
 	r.start = g->cp_mem + 1;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = req->id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_SUBSCRIBE;
-	resp.subscribe = &r;
-	srv_send(c, &resp);
-	srv_log(LOG_DEBUG, "consumer_joined", "group=%s conn=%llu subscription=%llu", g->cfg.name,
-	        (unsigned long long)c->id, (unsigned long long)m->sub_id);
+	SRV_REPLY(c, req->id, SUBSCRIBE, subscribe, &r);
+	srv_log(WB_LOG_DEBUG, "consumer_joined", "group=%s conn=%llu subscription=%llu",
+	        g->cfg.name, (unsigned long long)conn_id(c), (unsigned long long)m->sub_id);
 }
 
-static struct member *find_member(struct csrv *cs, const struct conn *c, uint64_t sub)
+static struct member *find_member(struct cgroups *cs, const struct conn *c, uint64_t sub)
 {
 	for (struct group *g = cs->groups; g != NULL; g = g->next)
 		for (struct member *m = g->members; m != NULL; m = m->next)
@@ -1267,9 +1123,8 @@ static struct member *find_member(struct csrv *cs, const struct conn *c, uint64_
 }
 
 /* Removes m from its group; its in-flight events go back to the queue. */
-static void member_remove(struct member *m)
+static void member_remove(struct cgroups *cs, struct member *m)
 {
-	struct csrv *cs = m->conn->srv->csrv;
 	struct group *g = m->g;
 	struct member **pp = &g->members;
 	while (*pp != m)
@@ -1288,55 +1143,35 @@ static void member_remove(struct member *m)
 	free(m);
 }
 
-/* Resolves ids to slots of g: settled[i] is true for an event already
- * below the checkpoint (nothing to do), else slots[i] is its slot.
- * Answers the request and returns false when one id does not belong. */
-static bool resolve_ids(struct conn *c, uint64_t id, struct group *g, ProtobufCBinaryData *ids,
-                        size_t n, uint64_t *pos)
+/* Resolves the event ids to positions (pos[i]); answers the request and
+ * returns false when one is not stored or not delivered by g. */
+static bool resolve_ids(struct cgroups *cs, struct conn *c, uint64_t id, struct group *g,
+                        const ProtobufCBinaryData *ids, size_t n, uint64_t *pos)
 {
-	if (n > CSRV_IDS_MAX) {
-		srv_send_error(c, id, WB_BAD_REQUEST, "%zu ids in one request; at most %u", n,
-		               CSRV_IDS_MAX);
-		return false;
-	}
-	for (size_t i = 0; i < n; i++)
-		if (ids[i].len != EV_ID_LEN) {
-			srv_send_error(c, id, WB_BAD_REQUEST,
-			               "ids[%zu] is %zu bytes; an event id is %u bytes", i,
-			               ids[i].len, EV_ID_LEN);
-			return false;
-		}
 	struct storage_txn *txn;
-	int rc = storage_txn_begin(c->srv->st, NULL, STORAGE_RDONLY, &txn);
+	int rc = storage_txn_begin(srv_storage(cs->srv), NULL, STORAGE_RDONLY, &txn);
 	if (rc != 0) {
-		srv_send_storage_error(c, id, rc, "reading event ids");
+		srv_storage_error(c, id, rc, "reading event ids");
 		return false;
 	}
-	for (size_t i = 0; i < n; i++) {
-		struct storage_val k = {ids[i].data, EV_ID_LEN}, v;
-		rc = storage_get(txn, STORAGE_DB_EVENT_IDS, k, &v);
-		if (rc == 0 && v.len != 8)
-			rc = WB_E_CORRUPT;
-		if (rc != 0)
-			break;
-		pos[i] = get_u64(v.data);
-	}
+	for (size_t i = 0; i < n && rc == 0; i++)
+		rc = ev_position_of_id(txn, ids[i].data, &pos[i]);
 	storage_txn_abort(txn);
 	if (rc == WB_E_NOTFOUND) {
-		srv_send_error(c, id, WB_NOT_FOUND, "an id is not the id of a stored event");
+		srv_error(c, id, WB_NOT_FOUND, "an id is not the id of a stored event");
 		return false;
 	}
 	if (rc != 0) {
-		srv_send_storage_error(c, id, rc, "reading event ids");
+		srv_storage_error(c, id, rc, "reading event ids");
 		return false;
 	}
 	for (size_t i = 0; i < n; i++) {
 		if (rp_find(g, pos[i]) != NULL || win_find(g, pos[i]) != NULL ||
 		    pos[i] <= g->cp_mem)
 			continue;
-		srv_send_error(c, id, WB_BAD_REQUEST,
-		               "ids[%zu] (position %llu) was not delivered by consumer group '%s'",
-		               i, (unsigned long long)pos[i], g->cfg.name);
+		srv_error(c, id, WB_BAD_REQUEST,
+		          "ids[%zu] (position %llu) was not delivered by consumer group '%s'", i,
+		          (unsigned long long)pos[i], g->cfg.name);
 		return false;
 	}
 	return true;
@@ -1353,42 +1188,34 @@ static struct slot *target_slot(struct group *g, uint64_t pos)
 	return s != NULL && s->state != SLOT_DONE ? s : NULL;
 }
 
-static void handle_ack_nack(struct conn *c, Request *req, bool ack)
+static void ack_nack(struct cgroups *cs, struct conn *c, Request *req)
 {
-	struct csrv *cs = c->srv->csrv;
-	const char *name = ack ? req->ack->name : req->nack->name;
-	ProtobufCBinaryData *ids = ack ? req->ack->ids : req->nack->ids;
-	size_t n = ack ? req->ack->n_ids : req->nack->n_ids;
-	struct group *g = ready_group(c, req->id, name);
+	bool ack = req->body_case == WHIZBANG__V1__REQUEST__BODY_ACK;
+	const Whizbang__V1__NackEvents *nack = ack ? NULL : req->nack;
+	const char *name = ack ? req->ack->name : nack->name;
+	const ProtobufCBinaryData *ids = ack ? req->ack->ids : nack->ids;
+	size_t n = ack ? req->ack->n_ids : nack->n_ids;
+	char why[256];
+	struct group *g = ready_group(cs, c, req->id, name);
 	if (g == NULL)
 		return;
-	Whizbang__V1__NackAction action =
-	        ack ? WHIZBANG__V1__NACK_ACTION__NACK_SKIP : req->nack->action;
-	const char *reason = ack ? "" : req->nack->reason;
+	if (validate_ack(ids, n, nack, why, sizeof(why)) != 0) {
+		srv_error(c, req->id, WB_BAD_REQUEST, "%s", why);
+		return;
+	}
+	Whizbang__V1__NackAction action = ack ? WHIZBANG__V1__NACK_ACTION__NACK_SKIP : nack->action;
+	const char *reason = ack ? "" : nack->reason;
 	size_t reason_len = strlen(reason);
-	if (!ack) {
-		if (action > WHIZBANG__V1__NACK_ACTION__NACK_SKIP) {
-			srv_send_error(c, req->id, WB_BAD_REQUEST, "action %d is not a NackAction",
-			               (int)action);
-			return;
-		}
-		if (reason_len > CONS_REASON_MAX) {
-			srv_send_error(c, req->id, WB_BAD_REQUEST,
-			               "reason is %zu bytes; at most %u", reason_len,
-			               CONS_REASON_MAX);
-			return;
-		}
-		if (action == WHIZBANG__V1__NACK_ACTION__NACK_PARK && reason_len == 0) {
-			reason = "parked by a nack";
-			reason_len = strlen(reason);
-		}
+	if (action == WHIZBANG__V1__NACK_ACTION__NACK_PARK && reason_len == 0) {
+		reason = "parked by a nack";
+		reason_len = strlen(reason);
 	}
 	uint64_t *pos = malloc((n > 0 ? n : 1) * sizeof(*pos));
 	if (pos == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
-	if (!resolve_ids(c, req->id, g, ids, n, pos)) {
+	if (!resolve_ids(cs, c, req->id, g, ids, n, pos)) {
 		free(pos);
 		return;
 	}
@@ -1402,11 +1229,11 @@ static void handle_ack_nack(struct conn *c, Request *req, bool ack)
 			if (s->state != SLOT_INFLIGHT)
 				break;
 			if (s->deliveries >= g->cfg.max_deliveries) {
-				char why[96];
-				int k = snprintf(why, sizeof(why),
+				char r[96];
+				int k = snprintf(r, sizeof(r),
 				                 "nacked after %u deliveries (max_deliveries)",
 				                 s->deliveries);
-				slot_settle(g, s, true, why, (size_t)k);
+				slot_settle(g, s, true, r, (size_t)k);
 			} else {
 				slot_requeue(g, s, replay);
 			}
@@ -1425,31 +1252,21 @@ static void handle_ack_nack(struct conn *c, Request *req, bool ack)
 		send_checkpoint(c, req->id, answer, g->cp_durable);
 }
 
+/* One page of parked events, built on an arena. */
 struct plist {
 	struct group *g;
 	struct storage_txn *txn;
-	Whizbang__V1__ParkedEvent *pe;
-	Whizbang__V1__RecordedEvent *re;
-	char *strings; /* per event: stream 256, type 256, reason 1025 */
-	size_t n, cap;
-	size_t bytes, budget;
+	struct page page;
 	int rc;
 };
-
-#define PLIST_STRINGS (256u + 256u + CONS_REASON_MAX + 1u)
 
 static bool plist_cb(const struct cons_parked *p, void *arg)
 {
 	struct plist *l = arg;
 	if (rp_find(l->g, p->position) != NULL)
 		return true; /* being replayed */
-	uint8_t kb[8];
-	put_u64(kb, p->position);
-	struct storage_val k = {kb, 8}, v;
 	struct ev_record rec;
-	int rc = storage_get(l->txn, STORAGE_DB_EVENTS, k, &v);
-	if (rc == 0)
-		rc = ev_decode(p->position, v.data, v.len, &rec);
+	int rc = ev_get(l->txn, p->position, &rec);
 	if (rc == WB_E_NOTFOUND)
 		return true; /* removed since */
 	if (rc != 0) {
@@ -1457,66 +1274,39 @@ static bool plist_cb(const struct cons_parked *p, void *arg)
 		return false;
 	}
 	size_t est = rec.data_len + rec.meta_len + p->reason_len + 600;
-	if (l->n > 0 && l->bytes + est > l->budget)
+	if (!page_fits(&l->page, est))
 		return false;
-	if (l->n == l->cap) {
+	Whizbang__V1__ParkedEvent *pe = arena_alloc(&l->page.a, sizeof(*pe));
+	if (pe != NULL) {
+		whizbang__v1__parked_event__init(pe);
+		pe->event = pb_event_new(&l->page.a, &rec);
+		pe->reason = arena_strndup(&l->page.a, p->reason, p->reason_len);
+		pe->deliveries = p->deliveries;
+		pe->parked_at_us = p->parked_at_us;
+		if (pe->event == NULL || pe->reason == NULL)
+			pe = NULL;
+	}
+	if (!page_add(&l->page, pe, est)) {
 		l->rc = WB_E_NOMEM;
 		return false;
 	}
-	char *str = l->strings + l->n * PLIST_STRINGS;
-	memcpy(str, rec.stream, rec.stream_len);
-	str[rec.stream_len] = '\0';
-	memcpy(str + 256, rec.type, rec.type_len);
-	str[256 + rec.type_len] = '\0';
-	memcpy(str + 512, p->reason, p->reason_len);
-	str[512 + p->reason_len] = '\0';
-	Whizbang__V1__RecordedEvent *e = &l->re[l->n];
-	whizbang__v1__recorded_event__init(e);
-	e->id.data = (uint8_t *)rec.id;
-	e->id.len = EV_ID_LEN;
-	e->stream = str;
-	e->type = str + 256;
-	e->version = rec.version;
-	e->position = rec.position;
-	e->timestamp_us = rec.timestamp_us;
-	e->data.data = (uint8_t *)rec.data;
-	e->data.len = rec.data_len;
-	e->metadata.data = (uint8_t *)rec.meta;
-	e->metadata.len = rec.meta_len;
-	Whizbang__V1__ParkedEvent *pe = &l->pe[l->n];
-	whizbang__v1__parked_event__init(pe);
-	pe->event = e;
-	pe->deliveries = p->deliveries;
-	pe->reason = str + 512;
-	pe->parked_at_us = p->parked_at_us;
-	l->n++;
-	l->bytes += est;
 	return true;
 }
 
-static void handle_list_parked(struct conn *c, Request *req)
+static void list_parked(struct cgroups *cs, struct conn *c, Request *req)
 {
-	struct srv *srv = c->srv;
 	const Whizbang__V1__ListParked *lp = req->list_parked;
-	struct group *g = ready_group(c, req->id, lp->name);
+	struct group *g = ready_group(cs, c, req->id, lp->name);
 	if (g == NULL)
 		return;
-	uint32_t max = srv_clamp_count(srv, lp->max_count);
+	uint32_t max = srv_clamp_count(cs->srv, lp->max_count);
 	if (max > 256)
 		max = 256;
-	struct plist l = {.g = g, .cap = max, .budget = srv->cfg.max_frame - READ_ENVELOPE};
-	l.pe = calloc(max, sizeof(*l.pe));
-	l.re = calloc(max, sizeof(*l.re));
-	l.strings = malloc((size_t)max * PLIST_STRINGS);
-	Whizbang__V1__ParkedEvent **ptrs = calloc(max, sizeof(*ptrs));
-	if (l.pe == NULL || l.re == NULL || l.strings == NULL || ptrs == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
-		goto out;
-	}
-	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &l.txn);
+	struct plist l = {.g = g, .page = {.budget = srv_page_budget(cs->srv)}};
+	int rc = storage_txn_begin(srv_storage(cs->srv), NULL, STORAGE_RDONLY, &l.txn);
 	if (rc != 0) {
-		srv_send_storage_error(c, req->id, rc, "ListParked");
-		goto out;
+		srv_storage_error(c, req->id, rc, "ListParked");
+		return;
 	}
 	uint64_t next;
 	bool end;
@@ -1524,29 +1314,20 @@ static void handle_list_parked(struct conn *c, Request *req)
 	                      &l, &next, &end);
 	if (rc == 0)
 		rc = l.rc;
-	if (rc != 0) {
-		storage_txn_abort(l.txn);
-		srv_send_storage_error(c, req->id, rc, "ListParked");
-		goto out;
+	if (rc == WB_E_NOMEM) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
+	} else if (rc != 0) {
+		srv_storage_error(c, req->id, rc, "ListParked");
+	} else {
+		Whizbang__V1__ParkedList pl = WHIZBANG__V1__PARKED_LIST__INIT;
+		pl.n_events = l.page.n;
+		pl.events = (Whizbang__V1__ParkedEvent **)l.page.items;
+		pl.next_position = next;
+		pl.end = end;
+		SRV_REPLY(c, req->id, PARKED, parked, &pl);
 	}
-	for (size_t i = 0; i < l.n; i++)
-		ptrs[i] = &l.pe[i];
-	Whizbang__V1__ParkedList pl = WHIZBANG__V1__PARKED_LIST__INIT;
-	pl.n_events = l.n;
-	pl.events = ptrs;
-	pl.next_position = next;
-	pl.end = end;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = req->id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_PARKED;
-	resp.parked = &pl;
-	srv_send(c, &resp);
 	storage_txn_abort(l.txn);
-out:
-	free(l.pe);
-	free(l.re);
-	free(l.strings);
-	free(ptrs);
+	page_free(&l.page);
 }
 
 struct replay {
@@ -1566,10 +1347,9 @@ static bool replay_cb(const struct cons_parked *p, void *arg)
 	return true;
 }
 
-static void handle_replay(struct conn *c, Request *req)
+static void replay_parked(struct cgroups *cs, struct conn *c, Request *req)
 {
-	struct srv *srv = c->srv;
-	struct group *g = ready_group(c, req->id, req->replay_parked->name);
+	struct group *g = ready_group(cs, c, req->id, req->replay_parked->name);
 	if (g == NULL)
 		return;
 	struct replay r = {.g = g, .cap = g->window_max > g->nrp ? g->window_max - g->nrp : 0};
@@ -1579,12 +1359,12 @@ static void handle_replay(struct conn *c, Request *req)
 		if (rp != NULL)
 			g->rp = rp;
 		free(r.pos);
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	g->rp = rp;
 	struct storage_txn *txn;
-	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
+	int rc = storage_txn_begin(srv_storage(cs->srv), NULL, STORAGE_RDONLY, &txn);
 	if (rc == 0) {
 		uint64_t next;
 		bool end;
@@ -1594,7 +1374,7 @@ static void handle_replay(struct conn *c, Request *req)
 	}
 	if (rc != 0) {
 		free(r.pos);
-		srv_send_storage_error(c, req->id, rc, "ReplayParked");
+		srv_storage_error(c, req->id, rc, "ReplayParked");
 		return;
 	}
 	/* Merged into the replay set in position order. They stay parked on
@@ -1611,115 +1391,54 @@ static void handle_replay(struct conn *c, Request *req)
 	free(r.pos);
 	Whizbang__V1__ReplayParkedResult res = WHIZBANG__V1__REPLAY_PARKED_RESULT__INIT;
 	res.replayed = r.n;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = req->id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_REPLAY_PARKED;
-	resp.replay_parked = &res;
-	srv_send(c, &resp);
+	SRV_REPLY(c, req->id, REPLAY_PARKED, replay_parked, &res);
 }
 
-static void handle_credit(struct conn *c, Request *req)
+static void credit(struct cgroups *cs, struct conn *c, Request *req)
 {
-	struct member *m = find_member(c->srv->csrv, c, req->credit->subscription);
+	struct member *m = find_member(cs, c, req->credit->subscription);
 	if (m == NULL) {
-		srv_send_error(c, req->id, WB_NOT_FOUND, "no subscription %llu on this connection",
-		               (unsigned long long)req->credit->subscription);
+		srv_error(c, req->id, WB_NOT_FOUND, "no subscription %llu on this connection",
+		          (unsigned long long)req->credit->subscription);
 		return;
 	}
 	uint64_t sum = m->credits + req->credit->n;
-	m->credits = sum < CSRV_CREDITS_MAX ? sum : CSRV_CREDITS_MAX;
+	m->credits = sum < GROUP_CREDITS_MAX ? sum : GROUP_CREDITS_MAX;
 	Whizbang__V1__CreditResult r = WHIZBANG__V1__CREDIT_RESULT__INIT;
 	r.credits = m->credits;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = req->id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_CREDIT;
-	resp.credit = &r;
-	srv_send(c, &resp);
+	SRV_REPLY(c, req->id, CREDIT, credit, &r);
 }
 
-static void handle_unsubscribe(struct conn *c, Request *req)
+static void unsubscribe(struct cgroups *cs, struct conn *c, Request *req)
 {
-	struct member *m = find_member(c->srv->csrv, c, req->unsubscribe->subscription);
+	struct member *m = find_member(cs, c, req->unsubscribe->subscription);
 	if (m == NULL) {
-		srv_send_error(c, req->id, WB_NOT_FOUND, "no subscription %llu on this connection",
-		               (unsigned long long)req->unsubscribe->subscription);
+		srv_error(c, req->id, WB_NOT_FOUND, "no subscription %llu on this connection",
+		          (unsigned long long)req->unsubscribe->subscription);
 		return;
 	}
-	member_remove(m);
+	member_remove(cs, m);
 	Whizbang__V1__UnsubscribeResult r = WHIZBANG__V1__UNSUBSCRIBE_RESULT__INIT;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = req->id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_UNSUBSCRIBE;
-	resp.unsubscribe = &r;
-	srv_send(c, &resp);
+	SRV_REPLY(c, req->id, UNSUBSCRIBE, unsubscribe, &r);
 }
 
-bool csrv_dispatch(struct conn *c, Request *req)
+/* ------------------------------------------------------------ the module */
+
+static bool groups_owns(void *state, const struct conn *c, uint64_t id)
 {
-	struct srv *srv = c->srv;
-	if (srv->csrv == NULL || srv->csrv->closing) {
-		srv_send_error(c, req->id, WB_SHUTTING_DOWN, "the server is shutting down");
-		return false;
-	}
-	switch (req->body_case) {
-	case WHIZBANG__V1__REQUEST__BODY_CREATE_CONSUMER:
-		handle_create(c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_DELETE_CONSUMER:
-		handle_delete(c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_LIST_CONSUMERS:
-		handle_list(c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_JOIN_CONSUMER:
-		handle_join(c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_ACK:
-		handle_ack_nack(c, req, true);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_NACK:
-		handle_ack_nack(c, req, false);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_LIST_PARKED:
-		handle_list_parked(c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_REPLAY_PARKED:
-		handle_replay(c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_CREDIT:
-		handle_credit(c, req);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE:
-		handle_unsubscribe(c, req);
-		break;
-	default:
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "not a consumer group request");
-		return false;
-	}
-	/* Joins, credits, settled events and replays may let events go out;
-	 * read_cb flushes the output afterwards. */
-	csrv_pump(srv);
-	return false;
+	return find_member(state, c, id) != NULL;
 }
 
-bool csrv_owns(struct conn *c, uint64_t id)
+static void groups_conn_closed(void *state, struct conn *c)
 {
-	struct csrv *cs = c->srv->csrv;
-	return cs != NULL && find_member(cs, c, id) != NULL;
-}
-
-void csrv_conn_closed(struct conn *c)
-{
-	struct csrv *cs = c->srv->csrv;
-	if (cs == NULL)
-		return;
+	struct cgroups *cs = state;
 	bool any = false;
 	for (struct group *g = cs->groups; g != NULL; g = g->next) {
 		struct member *m = g->members;
 		while (m != NULL) {
 			struct member *next = m->next;
 			if (m->conn == c) {
-				member_remove(m);
+				member_remove(cs, m);
 				any = true;
 			}
 			m = next;
@@ -1728,13 +1447,11 @@ void csrv_conn_closed(struct conn *c)
 	/* Its events go to the other members; not from inside conn_close's
 	 * caller chain, but on the timer's next turn. */
 	if (any)
-		arm_timer(cs, uv_now(c->srv->loop));
+		arm_timer(cs, uv_now(srv_loop(cs->srv)));
 }
 
-/* ------------------------------------------------------------ life cycle */
-
 struct load {
-	struct csrv *cs;
+	struct cgroups *cs;
 	int rc;
 };
 
@@ -1750,9 +1467,10 @@ static bool load_cb(const struct cons_record *r, void *arg)
 	return true;
 }
 
-int csrv_init(struct srv *srv, char *errmsg, size_t errlen)
+static int groups_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
 {
-	struct csrv *cs = calloc(1, sizeof(*cs));
+	(void)slot;
+	struct cgroups *cs = calloc(1, sizeof(*cs));
 	if (cs == NULL) {
 		snprintf(errmsg, errlen, "out of memory");
 		return WB_E_NOMEM;
@@ -1761,7 +1479,7 @@ int csrv_init(struct srv *srv, char *errmsg, size_t errlen)
 	cs->timer_due = UINT64_MAX;
 	struct storage_txn *txn;
 	struct load l = {cs, 0};
-	int rc = storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn);
+	int rc = storage_txn_begin(srv_storage(srv), NULL, STORAGE_RDONLY, &txn);
 	if (rc == 0) {
 		rc = cons_list(txn, load_cb, &l);
 		if (rc == 0)
@@ -1770,25 +1488,33 @@ int csrv_init(struct srv *srv, char *errmsg, size_t errlen)
 			rc = cons_parked_count(txn, g->cfg.name, g->cfg.name_len, &g->nparked);
 		storage_txn_abort(txn);
 	}
-	if (rc != 0) {
+	if (rc == 0) {
+		rc = uv_timer_init(srv_loop(srv), &cs->timer);
+		if (rc != 0) {
+			snprintf(errmsg, errlen, "cannot make the consumer timer: %s",
+			         uv_strerror(rc));
+			rc = WB_E_IO;
+		}
+	} else {
 		snprintf(errmsg, errlen, "cannot load the consumer groups: %s", wb_strerror(rc));
+	}
+	if (rc != 0) {
 		while (cs->groups != NULL)
 			group_free(cs, cs->groups, false);
 		free(cs);
 		return rc;
 	}
-	uv_timer_init(srv->loop, &cs->timer);
 	cs->timer.data = cs;
 	cs->timer_open = true;
-	srv->csrv = cs;
-	srv_log(LOG_INFO, "consumers_loaded", "groups=%zu", cs->ngroups);
+	*state = cs;
+	srv_log(WB_LOG_INFO, "consumers_loaded", "groups=%zu", cs->ngroups);
 	return 0;
 }
 
-void csrv_shutdown(struct srv *srv)
+static void groups_shutdown(void *state)
 {
-	struct csrv *cs = srv->csrv;
-	if (cs == NULL || cs->closing)
+	struct cgroups *cs = state;
+	if (cs->closing)
 		return;
 	cs->closing = true;
 	if (cs->timer_open) {
@@ -1797,13 +1523,54 @@ void csrv_shutdown(struct srv *srv)
 	}
 }
 
-void csrv_close(struct srv *srv)
+static void groups_close(void *state)
 {
-	struct csrv *cs = srv->csrv;
-	if (cs == NULL)
-		return;
+	struct cgroups *cs = state;
 	while (cs->groups != NULL)
 		group_free(cs, cs->groups, false);
 	free(cs);
-	srv->csrv = NULL;
 }
+
+/* Every request of this module may let events go out (joins, credits,
+ * settled events, replays): the pump runs after it. */
+#define GROUP_HANDLER(fn)                                                                          \
+	static bool fn##_handler(void *state, struct conn *c, Request *req)                        \
+	{                                                                                          \
+		fn(state, c, req);                                                                 \
+		groups_pump(state);                                                                \
+		return false;                                                                      \
+	}
+GROUP_HANDLER(create)
+GROUP_HANDLER(delete)
+GROUP_HANDLER(list)
+GROUP_HANDLER(join)
+GROUP_HANDLER(ack_nack)
+GROUP_HANDLER(list_parked)
+GROUP_HANDLER(replay_parked)
+GROUP_HANDLER(credit)
+GROUP_HANDLER(unsubscribe)
+
+static const struct srv_handler group_handlers[] = {
+        {WHIZBANG__V1__REQUEST__BODY_CREATE_CONSUMER, create_handler},
+        {WHIZBANG__V1__REQUEST__BODY_DELETE_CONSUMER, delete_handler},
+        {WHIZBANG__V1__REQUEST__BODY_LIST_CONSUMERS, list_handler},
+        {WHIZBANG__V1__REQUEST__BODY_JOIN_CONSUMER, join_handler},
+        {WHIZBANG__V1__REQUEST__BODY_ACK, ack_nack_handler},
+        {WHIZBANG__V1__REQUEST__BODY_NACK, ack_nack_handler},
+        {WHIZBANG__V1__REQUEST__BODY_LIST_PARKED, list_parked_handler},
+        {WHIZBANG__V1__REQUEST__BODY_REPLAY_PARKED, replay_parked_handler},
+        {WHIZBANG__V1__REQUEST__BODY_CREDIT, credit_handler},
+        {WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE, unsubscribe_handler},
+};
+
+const struct srv_module srv_consumer_module = {
+        .name = "consumer groups",
+        .init = groups_init,
+        .conn_closed = groups_conn_closed,
+        .pump = groups_pump,
+        .shutdown = groups_shutdown,
+        .close = groups_close,
+        .owns_subscription = groups_owns,
+        .handlers = group_handlers,
+        .nhandlers = sizeof(group_handlers) / sizeof(group_handlers[0]),
+};

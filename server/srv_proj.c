@@ -25,70 +25,37 @@
 #include "eval.h"
 #include "ledger.h"
 #include "log.h"
+#include "pb.h"
 #include "proj.h"
 #include "replay.h"
-#include "srv_int.h"
+#include "server.h"
+#include "validate.h"
 #include "wb_error.h"
-
-/* ------------------------------------------------------------ arena */
-
-/* Memory for building one answer, freed at once. */
-struct arena {
-	struct block *blocks;
-};
-
-struct block {
-	struct block *next;
-	size_t used, cap;
-	max_align_t data[];
-};
-
-static void *arena_alloc(struct arena *a, size_t n)
-{
-	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
-	struct block *b = a->blocks;
-	if (b == NULL || b->cap - b->used < n) {
-		size_t cap = n > 65536 ? n : 65536;
-		b = malloc(sizeof(*b) + cap);
-		if (b == NULL)
-			return NULL;
-		b->used = 0;
-		b->cap = cap;
-		b->next = a->blocks;
-		a->blocks = b;
-	}
-	void *p = (char *)b->data + b->used;
-	b->used += n;
-	memset(p, 0, n);
-	return p;
-}
-
-static char *arena_strndup(struct arena *a, const void *s, size_t n)
-{
-	char *p = arena_alloc(a, n + 1);
-	if (p != NULL) {
-		memcpy(p, s, n);
-		p[n] = '\0';
-	}
-	return p;
-}
-
-static void arena_free(struct arena *a)
-{
-	while (a->blocks != NULL) {
-		struct block *b = a->blocks;
-		a->blocks = b->next;
-		free(b);
-	}
-}
 
 /* ------------------------------------------------------------ work */
 
+/* The module's state. */
+struct readmodels {
+	struct srv *srv;
+	bool verifying;   /* a Verify is running (one at a time) */
+	uint64_t queries; /* requests answered */
+};
+
+struct pwork;
+typedef void (*pwork_fn)(struct pwork *w, struct storage_txn *txn);
+
 struct pwork {
 	uv_work_t work;
-	struct srv *srv;
+	struct readmodels *rm;
 	struct conn *conn;
 	Request *req;
+	/* What runs on the worker: in a snapshot of its own (snapshot), or
+	 * with none (Verify makes its own copy). */
+	pwork_fn run;
+	bool snapshot;
+	/* Read-only on the worker. */
+	const struct srv_config *cfg;
+	struct storage *st;
 	struct proj_config pcfg;
 	/* the answer, built on the worker */
 	uint8_t *out;
@@ -110,18 +77,10 @@ static int work_fail(struct pwork *w, int rc, const char *fmt, ...)
 }
 
 /* Packs resp as the work's answer. */
-static int pack_answer(struct pwork *w, Response *resp)
+static void pack_answer(struct pwork *w, Response *resp)
 {
 	resp->id = w->req->id;
-	size_t n = whizbang__v1__response__get_packed_size(resp);
-	if (n > w->srv->cfg.max_frame)
-		return work_fail(w, WB_RESOURCE_EXHAUSTED,
-		                 "the answer would be %zu bytes, more than --max-frame", n);
-	w->out = malloc(n > 0 ? n : 1);
-	if (w->out == NULL)
-		return work_fail(w, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
-	w->out_len = whizbang__v1__response__pack(resp, w->out);
-	return 0;
+	w->rc = srv_pack(resp, w->cfg->max_frame, &w->out, &w->out_len, w->msg, sizeof(w->msg));
 }
 
 static Whizbang__V1__Value *value_pb(struct arena *a, const struct proj_value *v)
@@ -210,8 +169,7 @@ static int storage_fail(struct pwork *w, int rc, const char *type, const struct 
 		                 (unsigned long long)w->pcfg.max_scan);
 	if (rc == WB_BAD_REQUEST)
 		return work_fail(w, rc, "type and id must be 1..255 bytes without NUL");
-	return work_fail(w, wb_error_to_wire(rc), "reading the read models: %s",
-	                 wb_strerror(rc));
+	return work_fail(w, wb_error_to_wire(rc), "reading the read models: %s", wb_strerror(rc));
 }
 
 static void do_get(struct pwork *w, struct storage_txn *txn)
@@ -283,9 +241,9 @@ static void do_query(struct pwork *w, struct storage_txn *txn)
 {
 	const Whizbang__V1__QueryEntities *qe = w->req->query_entities;
 	uint32_t limit = qe->limit;
-	if (limit == 0 || limit > w->srv->cfg.max_query_count)
-		limit = (uint32_t)w->srv->cfg.max_query_count;
-	struct qcollect q = {.type = qe->type, .budget = w->srv->cfg.max_frame - READ_ENVELOPE};
+	if (limit == 0 || limit > w->cfg->max_query_count)
+		limit = (uint32_t)w->cfg->max_query_count;
+	struct qcollect q = {.type = qe->type, .budget = w->cfg->max_frame - SRV_READ_ENVELOPE};
 	struct proj_query_info info;
 	int rc = proj_query(txn, qe->type, strlen(qe->type), where_expr(qe->where), qe->after,
 	                    strlen(qe->after), limit, &w->pcfg, query_visit, &q, &info);
@@ -393,12 +351,13 @@ static uint64_t mono_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-static void do_verify(struct pwork *w)
+static void do_verify(struct pwork *w, struct storage_txn *unused)
 {
+	(void)unused;
 	uint64_t t0 = mono_us();
 	char snap[1100], scratch[1100];
-	snprintf(snap, sizeof(snap), "%s/.verify-snapshot-XXXXXX", w->srv->cfg.data_dir);
-	snprintf(scratch, sizeof(scratch), "%s/.verify-replay-XXXXXX", w->srv->cfg.data_dir);
+	snprintf(snap, sizeof(snap), "%s/.verify-snapshot-XXXXXX", w->cfg->data_dir);
+	snprintf(scratch, sizeof(scratch), "%s/.verify-replay-XXXXXX", w->cfg->data_dir);
 	if (mkdtemp(snap) == NULL) {
 		work_fail(w, WB_INTERNAL, "cannot make a scratch directory in the data directory");
 		return;
@@ -409,7 +368,7 @@ static void do_verify(struct pwork *w)
 		return;
 	}
 	/* One consistent snapshot, copied: the server keeps writing. */
-	int rc = storage_backup(w->srv->st, snap, true);
+	int rc = storage_backup(w->st, snap, true);
 	struct storage *copy = NULL;
 	char err[256] = "";
 	if (rc == 0) {
@@ -446,113 +405,44 @@ static void do_verify(struct pwork *w)
 static void work_cb(uv_work_t *req)
 {
 	struct pwork *w = req->data;
-	if (w->req->body_case == WHIZBANG__V1__REQUEST__BODY_VERIFY) {
-		do_verify(w);
-		return;
+	struct storage_txn *txn = NULL;
+	if (w->snapshot) {
+		int rc = storage_txn_begin(w->st, NULL, STORAGE_RDONLY, &txn);
+		if (rc != 0) {
+			storage_fail(w, rc, "", NULL);
+			return;
+		}
 	}
-	struct storage_txn *txn;
-	int rc = storage_txn_begin(w->srv->st, NULL, STORAGE_RDONLY, &txn);
-	if (rc != 0) {
-		storage_fail(w, rc, "", NULL);
-		return;
-	}
-	switch (w->req->body_case) {
-	case WHIZBANG__V1__REQUEST__BODY_GET_ENTITY:
-		do_get(w, txn);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES:
-		do_query(w, txn);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_EXPLAIN:
-		do_explain(w, txn);
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES:
-		do_list_indexes(w, txn);
-		break;
-	default:
-		work_fail(w, WB_INTERNAL, "not a read-model request");
-		break;
-	}
-	storage_txn_abort(txn);
+	w->run(w, txn);
+	if (txn != NULL)
+		storage_txn_abort(txn);
 }
 
 static void after_work_cb(uv_work_t *req, int status)
 {
 	struct pwork *w = req->data;
-	struct srv *srv = w->srv;
+	struct readmodels *rm = w->rm;
 	struct conn *c = w->conn;
-	if (w->req->body_case == WHIZBANG__V1__REQUEST__BODY_VERIFY)
-		srv->verifying = false;
-	srv->queries++;
-	if (!c->closing) {
-		if (status != 0)
-			srv_send_error(c, w->req->id, WB_INTERNAL, "the request was cancelled");
-		else if (w->rc != 0)
-			srv_send_error(c, w->req->id, w->rc, "%s", w->msg);
-		else
-			srv_send_packed(c, w->out, w->out_len);
-	}
+	if (w->run == do_verify)
+		rm->verifying = false;
+	rm->queries++;
+	if (conn_is_closing(c))
+		; /* nobody to answer */
+	else if (status != 0)
+		srv_error(c, w->req->id, WB_INTERNAL, "the request was cancelled");
+	else if (w->rc != 0)
+		srv_error(c, w->req->id, w->rc, "%s", w->msg);
+	else
+		conn_send(c, w->out, w->out_len);
 	free(w->out);
 	whizbang__v1__request__free_unpacked(w->req, NULL);
 	free(w);
-	srv_work_done(srv, c);
+	srv_work_done(rm->srv, c);
 }
 
-/* Checks what can be checked on the loop, before a thread is taken. */
-static bool check_request(struct conn *c, const Request *req)
-{
-	char msg[256];
-	const Whizbang__V1__Where *where = NULL;
-	const char *type = NULL;
-	switch (req->body_case) {
-	case WHIZBANG__V1__REQUEST__BODY_GET_ENTITY:
-		type = req->get_entity->type;
-		if (strlen(req->get_entity->id) == 0 || strlen(req->get_entity->id) > PROJ_ID_MAX) {
-			srv_send_error(c, req->id, WB_BAD_REQUEST, "id must be 1..255 bytes");
-			return false;
-		}
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES:
-		type = req->query_entities->type;
-		where = req->query_entities->where;
-		if (strlen(req->query_entities->after) > PROJ_ID_MAX) {
-			srv_send_error(c, req->id, WB_BAD_REQUEST, "after must be 0..255 bytes");
-			return false;
-		}
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_EXPLAIN:
-		type = req->explain->type;
-		where = req->explain->where;
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES:
-		if (strlen(req->list_indexes->type) > PROJ_NAME_MAX) {
-			srv_send_error(c, req->id, WB_BAD_REQUEST, "type must be 0..255 bytes");
-			return false;
-		}
-		return true;
-	default:
-		return true;
-	}
-	if (strlen(type) == 0 || strlen(type) > PROJ_NAME_MAX) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "type must be 1..255 bytes");
-		return false;
-	}
-	if (where != NULL) {
-		if (where->expr == NULL) {
-			srv_send_error(c, req->id, WB_INVALID_EXPRESSION,
-			               "where has no expression (omit where to match all)");
-			return false;
-		}
-		int rc = proj_check_expr(where->expr, msg, sizeof(msg));
-		if (rc != 0) {
-			srv_send_error(c, req->id, rc, "%s", msg);
-			return false;
-		}
-	}
-	return true;
-}
-
-void psrv_remove_leftovers(const char *data_dir)
+/* Removes the scratch stores of a Verify that a crash interrupted
+ * (DATA_DIR/.verify-*). */
+static void remove_leftovers(const char *data_dir)
 {
 	DIR *d = opendir(data_dir);
 	if (d == NULL)
@@ -564,41 +454,122 @@ void psrv_remove_leftovers(const char *data_dir)
 		char path[1400];
 		snprintf(path, sizeof(path), "%s/%s", data_dir, e->d_name);
 		proj_remove_store(path);
-		srv_log(LOG_INFO, "verify_leftover_removed", "path=%s", path);
+		srv_log(WB_LOG_INFO, "verify_leftover_removed", "path=%s", path);
 	}
 	closedir(d);
 }
 
-bool psrv_dispatch(struct conn *c, Request *req)
+/* Checks what can be checked on the loop, then hands req to a worker that
+ * runs run. */
+static bool submit(struct readmodels *rm, struct conn *c, Request *req, pwork_fn run, bool snapshot)
 {
-	struct srv *srv = c->srv;
-	if (!check_request(c, req))
-		return false;
-	bool verify = req->body_case == WHIZBANG__V1__REQUEST__BODY_VERIFY;
-	if (verify && srv->verifying) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		               "a Verify is already running: wait for its answer");
+	struct srv *srv = rm->srv;
+	char why[256];
+	int rc = validate_read_model(req, why, sizeof(why));
+	if (rc != 0) {
+		srv_error(c, req->id, rc, "%s", why);
 		return false;
 	}
 	struct pwork *w = calloc(1, sizeof(*w));
 	if (w == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return false;
 	}
-	w->srv = srv;
+	w->rm = rm;
 	w->conn = c;
 	w->req = req;
-	w->pcfg.max_scan = srv->cfg.max_scan;
+	w->run = run;
+	w->snapshot = snapshot;
+	w->cfg = srv_config(srv);
+	w->st = srv_storage(srv);
+	w->pcfg.max_scan = w->cfg->max_scan;
 	w->work.data = w;
-	int rc = uv_queue_work(srv->loop, &w->work, work_cb, after_work_cb);
+	rc = uv_queue_work(srv_loop(srv), &w->work, work_cb, after_work_cb);
 	if (rc != 0) {
 		free(w);
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "cannot queue the request: %s",
-		               uv_strerror(rc));
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "cannot queue the request: %s",
+		          uv_strerror(rc));
 		return false;
 	}
-	if (verify)
-		srv->verifying = true;
 	srv_work_begin(srv, c);
-	return true;
+	return true; /* the work keeps req */
 }
+
+static bool get_entity(void *state, struct conn *c, Request *req)
+{
+	return submit(state, c, req, do_get, true);
+}
+
+static bool query_entities(void *state, struct conn *c, Request *req)
+{
+	return submit(state, c, req, do_query, true);
+}
+
+static bool explain(void *state, struct conn *c, Request *req)
+{
+	return submit(state, c, req, do_explain, true);
+}
+
+static bool list_indexes(void *state, struct conn *c, Request *req)
+{
+	return submit(state, c, req, do_list_indexes, true);
+}
+
+static bool verify(void *state, struct conn *c, Request *req)
+{
+	struct readmodels *rm = state;
+	if (rm->verifying) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "a Verify is already running: wait for its answer");
+		return false;
+	}
+	bool kept = submit(rm, c, req, do_verify, false);
+	if (kept)
+		rm->verifying = true;
+	return kept;
+}
+
+/* ------------------------------------------------------------ the module */
+
+static int readmodels_init(struct srv *srv, unsigned slot, void **state, char *errmsg,
+                           size_t errlen)
+{
+	(void)slot;
+	struct readmodels *rm = calloc(1, sizeof(*rm));
+	if (rm == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return WB_E_NOMEM;
+	}
+	rm->srv = srv;
+	remove_leftovers(srv_config(srv)->data_dir);
+	*state = rm;
+	return 0;
+}
+
+static void readmodels_close(void *state)
+{
+	free(state);
+}
+
+static void readmodels_stats(void *state, Whizbang__V1__ServerStats *s)
+{
+	const struct readmodels *rm = state;
+	s->queries = rm->queries;
+}
+
+static const struct srv_handler readmodel_handlers[] = {
+        {WHIZBANG__V1__REQUEST__BODY_GET_ENTITY, get_entity},
+        {WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES, query_entities},
+        {WHIZBANG__V1__REQUEST__BODY_EXPLAIN, explain},
+        {WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES, list_indexes},
+        {WHIZBANG__V1__REQUEST__BODY_VERIFY, verify},
+};
+
+const struct srv_module srv_proj_module = {
+        .name = "read models",
+        .init = readmodels_init,
+        .close = readmodels_close,
+        .stats = readmodels_stats,
+        .handlers = readmodel_handlers,
+        .nhandlers = sizeof(readmodel_handlers) / sizeof(readmodel_handlers[0]),
+};

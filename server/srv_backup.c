@@ -42,16 +42,23 @@
 #include "events.h"
 #include "ledger.h"
 #include "log.h"
-#include "srv_int.h"
+#include "server.h"
 #include "wb_error.h"
 
 /* The least time between two progress pushes. */
 #define PROGRESS_INTERVAL_MS 100u
 
+/* The module's state. */
+struct backups {
+	struct srv *srv;
+	bool running; /* one Backup at a time */
+};
+
 struct backup {
 	uv_work_t work;
 	uv_async_t async; /* the worker's progress wakes the loop */
-	struct srv *srv;
+	struct backups *bs;
+	struct storage *st;
 	struct conn *conn;
 	uint64_t req_id;
 	char path[PATH_MAX];
@@ -89,11 +96,7 @@ static void send_result(struct backup *b, uint64_t bytes, bool done)
 	res.done = done;
 	res.watermark = b->watermark;
 	res.last_position = b->last_position;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.id = b->req_id;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_BACKUP;
-	resp.backup = &res;
-	srv_send(b->conn, &resp);
+	SRV_REPLY(b->conn, b->req_id, BACKUP, backup, &res);
 }
 
 /* ------------------------------------------------------------ worker */
@@ -142,7 +145,7 @@ static int dir_is_empty(const char *dir, bool *empty)
  * when it is refused. */
 static bool prepare_path(struct backup *b)
 {
-	const char *data_dir = b->srv->cfg.data_dir;
+	const char *data_dir = srv_config(b->bs->srv)->data_dir;
 	char parent[PATH_MAX], real_parent[PATH_MAX], real_data[PATH_MAX];
 	snprintf(parent, sizeof(parent), "%s", b->path);
 	/* Trailing slashes name the same directory. */
@@ -213,7 +216,7 @@ static bool prepare_path(struct backup *b)
 static void work_cb(uv_work_t *w)
 {
 	struct backup *b = w->data;
-	struct storage *st = b->srv->st;
+	struct storage *st = b->st;
 	if (!prepare_path(b))
 		return;
 	/* The figures first, in a snapshot that ends before the copy's begins
@@ -253,20 +256,20 @@ err_after_path:
 static void async_cb(uv_async_t *a)
 {
 	struct backup *b = a->data;
-	if (b->conn->closing)
+	if (conn_is_closing(b->conn))
 		return;
 	uint64_t bytes = atomic_load(&b->bytes);
 	if (bytes == b->bytes_pushed)
 		return;
 	b->bytes_pushed = bytes;
 	send_result(b, bytes, false);
-	srv_flush(b->srv);
+	srv_flush(b->bs->srv);
 }
 
 static void close_cb(uv_handle_t *h)
 {
 	struct backup *b = h->data;
-	struct srv *srv = b->srv;
+	struct srv *srv = b->bs->srv;
 	struct conn *c = b->conn;
 	free(b);
 	srv_work_done(srv, c);
@@ -275,22 +278,21 @@ static void close_cb(uv_handle_t *h)
 static void after_work_cb(uv_work_t *w, int status)
 {
 	struct backup *b = w->data;
-	struct srv *srv = b->srv;
 	struct conn *c = b->conn;
-	srv->backing_up = false;
+	b->bs->running = false;
 	if (status != 0 && b->rc == 0)
 		fail(b, WB_INTERNAL, "the backup was cancelled");
 	if (b->rc == 0)
-		srv_log(LOG_INFO, "backup_done",
+		srv_log(WB_LOG_INFO, "backup_done",
 		        "path=%s bytes=%llu micros=%llu watermark=%llu last_position=%llu", b->path,
 		        (unsigned long long)atomic_load(&b->bytes), (unsigned long long)b->micros,
 		        (unsigned long long)b->watermark, (unsigned long long)b->last_position);
 	else
-		srv_log(LOG_WARN, "backup_failed", "path=%s code=%d reason=%s", b->path, b->rc,
+		srv_log(WB_LOG_WARN, "backup_failed", "path=%s code=%d reason=%s", b->path, b->rc,
 		        b->msg);
-	if (!c->closing) {
+	if (!conn_is_closing(c)) {
 		if (b->rc != 0)
-			srv_send_error(c, b->req_id, b->rc, "%s", b->msg);
+			srv_error(c, b->req_id, b->rc, "%s", b->msg);
 		else
 			send_result(b, atomic_load(&b->bytes), true);
 	}
@@ -298,32 +300,34 @@ static void after_work_cb(uv_work_t *w, int status)
 	uv_close((uv_handle_t *)&b->async, close_cb);
 }
 
-bool bsrv_dispatch(struct conn *c, Request *req)
+static bool backup(void *state, struct conn *c, Request *req)
 {
-	struct srv *srv = c->srv;
+	struct backups *bs = state;
+	struct srv *srv = bs->srv;
 	const char *path = req->backup->path;
-	if (srv->backing_up) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		               "a Backup is already running: wait for its answer");
+	if (bs->running) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "a Backup is already running: wait for its answer");
 		return false;
 	}
 	if (path[0] != '/') {
-		srv_send_error(c, req->id, WB_BAD_REQUEST,
-		               "the backup path must be absolute (a directory on the server's "
-		               "machine), not '%.200s'",
-		               path);
+		srv_error(c, req->id, WB_BAD_REQUEST,
+		          "the backup path must be absolute (a directory on the server's machine), "
+		          "not '%.200s'",
+		          path);
 		return false;
 	}
 	if (strlen(path) >= PATH_MAX - 16) {
-		srv_send_error(c, req->id, WB_BAD_REQUEST, "the backup path is too long");
+		srv_error(c, req->id, WB_BAD_REQUEST, "the backup path is too long");
 		return false;
 	}
 	struct backup *b = calloc(1, sizeof(*b));
 	if (b == NULL) {
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return false;
 	}
-	b->srv = srv;
+	b->bs = bs;
+	b->st = srv_storage(srv);
 	b->conn = c;
 	b->req_id = req->id;
 	snprintf(b->path, sizeof(b->path), "%s", path);
@@ -331,25 +335,57 @@ bool bsrv_dispatch(struct conn *c, Request *req)
 	atomic_init(&b->bytes, 0);
 	b->work.data = b;
 	b->async.data = b;
-	int rc = uv_async_init(srv->loop, &b->async, async_cb);
+	int rc = uv_async_init(srv_loop(srv), &b->async, async_cb);
 	if (rc != 0) {
 		free(b);
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "cannot start the backup: %s",
-		               uv_strerror(rc));
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "cannot start the backup: %s",
+		          uv_strerror(rc));
 		return false;
 	}
-	rc = uv_queue_work(srv->loop, &b->work, work_cb, after_work_cb);
+	rc = uv_queue_work(srv_loop(srv), &b->work, work_cb, after_work_cb);
 	if (rc != 0) {
 		/* The close callback ends work that never began. */
-		srv_send_error(c, req->id, WB_RESOURCE_EXHAUSTED, "cannot queue the backup: %s",
-		               uv_strerror(rc));
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "cannot queue the backup: %s",
+		          uv_strerror(rc));
 		srv_work_begin(srv, c);
 		uv_close((uv_handle_t *)&b->async, close_cb);
 		return false;
 	}
-	srv->backing_up = true;
+	bs->running = true;
 	srv_work_begin(srv, c);
-	srv_log(LOG_INFO, "backup_started", "path=%s connection=%llu", b->path,
-	        (unsigned long long)c->id);
+	srv_log(WB_LOG_INFO, "backup_started", "path=%s connection=%llu", b->path,
+	        (unsigned long long)conn_id(c));
 	return false; /* req is not kept: the path was copied */
 }
+
+/* ------------------------------------------------------------ the module */
+
+static int backups_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
+{
+	(void)slot;
+	struct backups *bs = calloc(1, sizeof(*bs));
+	if (bs == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return WB_E_NOMEM;
+	}
+	bs->srv = srv;
+	*state = bs;
+	return 0;
+}
+
+static void backups_close(void *state)
+{
+	free(state);
+}
+
+static const struct srv_handler backup_handlers[] = {
+        {WHIZBANG__V1__REQUEST__BODY_BACKUP, backup},
+};
+
+const struct srv_module srv_backup_module = {
+        .name = "backup",
+        .init = backups_init,
+        .close = backups_close,
+        .handlers = backup_handlers,
+        .nhandlers = sizeof(backup_handlers) / sizeof(backup_handlers[0]),
+};

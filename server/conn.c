@@ -1,0 +1,623 @@
+/* The connection layer (conn.h).
+ *
+ * Happy path: accept; read into the connection's input buffer; decode every
+ * whole frame there and hand each to hooks.frame; the answers are packed
+ * into the output buffer, which conns_flush() hands to one uv_write per
+ * connection at the end of the callback, however many frames it holds.
+ *
+ * Failure modes: a frame above max_frame is refused (hooks.refuse) and the
+ * connection closes once that answer is written; a frame that does not
+ * complete within frame_timeout_ms closes the connection; a connection whose
+ * output piles up beyond max_output, or that holds max_inflight pieces of
+ * work, is not read until it drains (its buffered frames wait, others are
+ * unaffected). Past max_connections a new connection is refused. When no
+ * connection can be allocated the peer is closed at once through a spare
+ * handle, so the listener is never left with an accept pending (libuv stops
+ * polling a listener whose callback did not accept). A connection that
+ * closes with holds stays allocated until they are released. */
+#include "conn.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "log.h"
+#include "wb_error.h"
+
+struct write_req {
+	uv_write_t req;
+	struct conn *conn;
+	uint8_t *buf;
+	size_t len;
+};
+
+struct conn {
+	uv_tcp_t tcp;
+	uv_timer_t timer;
+	struct conns *set;
+	struct conn *prev, *next; /* set->list */
+	struct conn *dirty_next;  /* set->dirty, when dirty */
+	uint64_t id;
+	char peer[64];
+	char name[64];
+	uint8_t *in;
+	size_t in_len, in_cap;
+	uint8_t *out;
+	size_t out_len, out_cap;
+	size_t out_pending; /* bytes in writes not yet completed */
+	size_t holds;
+	void *slots[CONN_SLOTS];
+	int handles_open;
+	bool greeted;
+	bool closing;
+	bool dirty;
+	bool reading;
+	bool close_after_flush;
+	bool timer_active;
+};
+
+struct conns {
+	uv_loop_t *loop;
+	struct conn_limits lim;
+	struct conn_hooks hooks;
+	struct conn *list;
+	struct conn *dirty;
+	size_t open;
+	uint64_t accepted;
+	uint64_t next_id;
+	bool stopped;
+	/* Load shedding: a spare handle that accepts and closes a peer when
+	 * no connection can be allocated. */
+	uv_tcp_t shed;
+	bool shed_busy;
+	uv_stream_t *accept_waiting; /* a listener to accept from once shed is free */
+};
+
+static void process(struct conn *c);
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
+
+/* ------------------------------------------------------------ state */
+
+/* Paused: not read while it holds this much work or output. */
+static bool paused(const struct conn *c)
+{
+	return c->holds >= c->set->lim.max_inflight || !conn_can_take_more(c);
+}
+
+bool conn_can_take_more(const struct conn *c)
+{
+	return !c->closing && !c->close_after_flush &&
+	       c->out_len + c->out_pending < c->set->lim.max_output;
+}
+
+bool conn_is_closing(const struct conn *c)
+{
+	return c->closing;
+}
+
+uint64_t conn_id(const struct conn *c)
+{
+	return c->id;
+}
+
+const char *conn_peer(const struct conn *c)
+{
+	return c->peer;
+}
+
+void *conn_context(const struct conn *c)
+{
+	return c->set->hooks.arg;
+}
+
+bool conn_greeted(const struct conn *c)
+{
+	return c->greeted;
+}
+
+void conn_greet(struct conn *c, const char *client_name)
+{
+	c->greeted = true;
+	snprintf(c->name, sizeof(c->name), "%s", client_name != NULL ? client_name : "");
+}
+
+const char *conn_client_name(const struct conn *c)
+{
+	return c->name;
+}
+
+void *conn_slot(const struct conn *c, unsigned slot)
+{
+	return slot < CONN_SLOTS ? c->slots[slot] : NULL;
+}
+
+void conn_set_slot(struct conn *c, unsigned slot, void *p)
+{
+	if (slot < CONN_SLOTS)
+		c->slots[slot] = p;
+}
+
+/* Reads from c exactly when it may make progress. */
+static void update_reading(struct conn *c)
+{
+	bool want = !c->closing && !c->close_after_flush && !c->set->stopped && !paused(c);
+	if (want == c->reading)
+		return;
+	/* uv_read_start() fails only on a closing or unreadable stream,
+	 * which is then closed by its read callback or already closing. */
+	if (want && uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
+		return;
+	if (!want)
+		uv_read_stop((uv_stream_t *)&c->tcp);
+	c->reading = want;
+}
+
+/* ------------------------------------------------------------ life cycle */
+
+static void maybe_free(struct conn *c)
+{
+	if (c->handles_open > 0 || c->holds > 0 || c->out_pending > 0)
+		return;
+	free(c->in);
+	free(c->out);
+	free(c);
+}
+
+static void handle_closed_cb(uv_handle_t *h)
+{
+	struct conn *c = h->data;
+	c->handles_open--;
+	maybe_free(c);
+}
+
+void conn_close(struct conn *c)
+{
+	if (c->closing)
+		return;
+	struct conns *set = c->set;
+	c->closing = true;
+	if (c->dirty) {
+		/* Unlinked before the connection can be freed. */
+		struct conn **pp = &set->dirty;
+		while (*pp != c)
+			pp = &(*pp)->dirty_next;
+		*pp = c->dirty_next;
+		c->dirty = false;
+	}
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		set->list = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	set->open--;
+	set->hooks.closed(set->hooks.arg, c);
+	srv_log(WB_LOG_DEBUG, "disconnected", "conn=%llu holds=%zu", (unsigned long long)c->id,
+	        c->holds);
+	uv_close((uv_handle_t *)&c->timer, handle_closed_cb);
+	uv_close((uv_handle_t *)&c->tcp, handle_closed_cb);
+}
+
+void conn_hold(struct conn *c)
+{
+	c->holds++;
+}
+
+void conn_release(struct conn *c)
+{
+	c->holds--;
+	if (c->closing) {
+		maybe_free(c);
+		return;
+	}
+	/* It may have been paused at max_inflight: go on with what it
+	 * buffered. */
+	if (!paused(c))
+		process(c);
+}
+
+static void frame_timeout_cb(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	if (c->closing)
+		return;
+	srv_log(WB_LOG_INFO, "frame_timeout", "conn=%llu peer=%s buffered=%zu timeout_ms=%llu",
+	        (unsigned long long)c->id, c->peer, c->in_len,
+	        (unsigned long long)c->set->lim.frame_timeout_ms);
+	conn_close(c);
+	c->set->hooks.after(c->set->hooks.arg, false);
+}
+
+/* ------------------------------------------------------------ output */
+
+static void mark_dirty(struct conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->dirty_next = c->set->dirty;
+	c->set->dirty = c;
+}
+
+/* Makes room for n more bytes in c's output buffer. */
+static int out_reserve(struct conn *c, size_t n)
+{
+	if (c->out_cap - c->out_len >= n)
+		return 0;
+	size_t cap = c->out_cap > 0 ? c->out_cap : 4096;
+	while (cap - c->out_len < n)
+		cap *= 2;
+	uint8_t *p = realloc(c->out, cap);
+	if (p == NULL)
+		return WB_E_NOMEM;
+	c->out = p;
+	c->out_cap = cap;
+	return 0;
+}
+
+uint8_t *conn_frame(struct conn *c, size_t n)
+{
+	if (c->closing)
+		return NULL;
+	if (n > UINT32_MAX || out_reserve(c, FRAME_HEADER + n) != 0) {
+		srv_log(WB_LOG_ERROR, "response_dropped", "conn=%llu bytes=%zu reason=no_memory",
+		        (unsigned long long)c->id, n);
+		conn_close(c);
+		return NULL;
+	}
+	uint8_t *p = c->out + c->out_len;
+	frame_put_header(p, (uint32_t)n);
+	c->out_len += FRAME_HEADER + n;
+	mark_dirty(c);
+	return p + FRAME_HEADER;
+}
+
+void conn_send(struct conn *c, const uint8_t *payload, size_t n)
+{
+	uint8_t *p = conn_frame(c, n);
+	if (p != NULL)
+		memcpy(p, payload, n);
+}
+
+static void write_cb(uv_write_t *req, int status)
+{
+	struct write_req *wr = (struct write_req *)req;
+	struct conn *c = wr->conn;
+	struct conns *set = c->set;
+	c->out_pending -= wr->len;
+	free(wr->buf);
+	free(wr);
+	if (c->closing) {
+		maybe_free(c);
+		return;
+	}
+	if (status < 0) {
+		srv_log(WB_LOG_INFO, "write_failed", "conn=%llu error=%s",
+		        (unsigned long long)c->id, uv_err_name(status));
+		conn_close(c);
+		set->hooks.after(set->hooks.arg, false);
+		return;
+	}
+	if (c->close_after_flush && c->out_pending == 0 && c->out_len == 0) {
+		conn_close(c);
+		set->hooks.after(set->hooks.arg, false);
+		return;
+	}
+	/* Output drained: take up buffered requests again, and pushes that
+	 * waited for room. */
+	process(c);
+	set->hooks.after(set->hooks.arg, true);
+}
+
+/* Hands c's queued output to one write. */
+static void flush_one(struct conn *c)
+{
+	if (c->closing || c->out_len == 0)
+		return;
+	struct write_req *wr = malloc(sizeof(*wr));
+	if (wr == NULL) {
+		srv_log(WB_LOG_ERROR, "response_dropped", "conn=%llu bytes=%zu reason=no_memory",
+		        (unsigned long long)c->id, c->out_len);
+		conn_close(c);
+		return;
+	}
+	wr->conn = c;
+	wr->buf = c->out;
+	wr->len = c->out_len;
+	uv_buf_t b = uv_buf_init((char *)wr->buf, (unsigned)wr->len);
+	int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+	if (rc != 0) {
+		free(wr);
+		srv_log(WB_LOG_INFO, "write_failed", "conn=%llu error=%s",
+		        (unsigned long long)c->id, uv_err_name(rc));
+		conn_close(c);
+		return;
+	}
+	c->out = NULL;
+	c->out_len = 0;
+	c->out_cap = 0;
+	c->out_pending += wr->len;
+}
+
+void conns_flush(struct conns *set)
+{
+	while (set->dirty != NULL) {
+		struct conn *c = set->dirty;
+		set->dirty = c->dirty_next;
+		c->dirty = false;
+		c->dirty_next = NULL;
+		flush_one(c);
+		if (!c->closing)
+			update_reading(c);
+	}
+}
+
+/* ------------------------------------------------------------ input */
+
+/* Decodes and hands up every whole frame buffered on c while c is not
+ * paused, then keeps the rest for the next read. */
+static void process(struct conn *c)
+{
+	struct conns *set = c->set;
+	size_t pos = 0;
+	bool progress = false;
+	/* Stays FRAME_OK when the loop stops because c is paused: buffered
+	 * whole frames waiting for room are not the client's delay. */
+	enum frame_status st = FRAME_OK;
+
+	while (!c->closing && !c->close_after_flush && !paused(c)) {
+		const uint8_t *payload;
+		uint32_t plen = 0;
+		size_t used;
+		st = frame_decode(c->in + pos, c->in_len - pos, (uint32_t)set->lim.max_frame,
+		                  &payload, &plen, &used);
+		if (st == FRAME_AGAIN)
+			break;
+		if (st == FRAME_ERROR) {
+			char msg[200];
+			srv_log(WB_LOG_WARN, "frame_too_large",
+			        "conn=%llu peer=%s bytes=%u max=%llu", (unsigned long long)c->id,
+			        c->peer, plen, (unsigned long long)set->lim.max_frame);
+			snprintf(msg, sizeof(msg),
+			         "a frame of %u bytes is larger than this server's limit of %llu "
+			         "bytes (--max-frame); the connection is closed",
+			         plen, (unsigned long long)set->lim.max_frame);
+			set->hooks.refuse(set->hooks.arg, c, WB_FRAME_TOO_LARGE, msg);
+			c->close_after_flush = true;
+			c->in_len = 0;
+			pos = 0;
+			break;
+		}
+		set->hooks.frame(set->hooks.arg, c, payload, plen);
+		pos += used;
+		progress = true;
+	}
+	if (c->closing)
+		return;
+	if (pos > 0) {
+		memmove(c->in, c->in + pos, c->in_len - pos);
+		c->in_len -= pos;
+	}
+	/* A started frame must complete within the timeout; the clock restarts
+	 * whenever a frame completes. uv_timer_start() with a callback on an
+	 * open timer cannot fail. */
+	if (c->in_len > 0 && st == FRAME_AGAIN && !c->close_after_flush) {
+		if (!c->timer_active || progress) {
+			uv_timer_start(&c->timer, frame_timeout_cb, set->lim.frame_timeout_ms, 0);
+			c->timer_active = true;
+		}
+	} else if (c->timer_active) {
+		uv_timer_stop(&c->timer);
+		c->timer_active = false;
+	}
+	/* Reading is decided at the flush, from what is queued by then. */
+	mark_dirty(c);
+}
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+	struct conn *c = h->data;
+	size_t limit = c->set->lim.max_frame + FRAME_HEADER + 65536;
+	(void)suggested;
+	if (c->in_cap - c->in_len < 16384 && c->in_cap < limit) {
+		size_t cap = c->in_cap > 0 ? c->in_cap * 2 : 16384;
+		if (cap > limit)
+			cap = limit;
+		uint8_t *p = realloc(c->in, cap);
+		if (p != NULL) {
+			c->in = p;
+			c->in_cap = cap;
+		}
+	}
+	/* No room (no memory): libuv reports UV_ENOBUFS to read_cb. */
+	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+	struct conn *c = s->data;
+	struct conns *set = c->set;
+	(void)buf;
+	if (c->closing)
+		return;
+	if (nread < 0) {
+		if (nread != UV_EOF)
+			srv_log(WB_LOG_INFO, "read_failed", "conn=%llu error=%s",
+			        (unsigned long long)c->id, uv_err_name((int)nread));
+		conn_close(c);
+		set->hooks.after(set->hooks.arg, false);
+		return;
+	}
+	c->in_len += (size_t)nread;
+	process(c);
+	set->hooks.after(set->hooks.arg, false);
+}
+
+/* ------------------------------------------------------------ accept */
+
+static void peer_name(struct conn *c)
+{
+	struct sockaddr_storage ss;
+	int sl = sizeof(ss);
+	char host[48] = "";
+	snprintf(c->peer, sizeof(c->peer), "?");
+	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0)
+		return;
+	if (ss.ss_family == AF_INET6) {
+		uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
+		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host,
+		         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
+	} else if (ss.ss_family == AF_INET) {
+		uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
+		snprintf(c->peer, sizeof(c->peer), "%s:%u", host,
+		         ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	}
+}
+
+static void shed_closed_cb(uv_handle_t *h)
+{
+	struct conns *set = h->data;
+	set->shed_busy = false;
+	if (set->accept_waiting != NULL) {
+		uv_stream_t *listener = set->accept_waiting;
+		set->accept_waiting = NULL;
+		conns_accept(set, listener);
+	}
+}
+
+/* No connection could be made for the peer pending on listener: accept it
+ * into the spare handle and close it, or wait for that handle. */
+static void shed(struct conns *set, uv_stream_t *listener, const char *why)
+{
+	if (set->shed_busy) {
+		set->accept_waiting = listener;
+		return;
+	}
+	srv_log(WB_LOG_WARN, "connection_shed", "reason=%s", why);
+	/* uv_tcp_init() without a socket cannot fail. */
+	uv_tcp_init(set->loop, &set->shed);
+	set->shed.data = set;
+	set->shed_busy = true;
+	(void)uv_accept(listener, (uv_stream_t *)&set->shed);
+	uv_close((uv_handle_t *)&set->shed, shed_closed_cb);
+}
+
+static void half_closed_cb(uv_handle_t *h)
+{
+	free(h->data);
+}
+
+void conns_accept(struct conns *set, uv_stream_t *listener)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		shed(set, listener, "no_memory");
+		return;
+	}
+	c->set = set;
+	c->tcp.data = c;
+	c->timer.data = c;
+	int rc = uv_tcp_init(set->loop, &c->tcp);
+	if (rc != 0) {
+		free(c);
+		shed(set, listener, uv_err_name(rc));
+		return;
+	}
+	rc = uv_timer_init(set->loop, &c->timer);
+	if (rc != 0) {
+		uv_close((uv_handle_t *)&c->tcp, half_closed_cb);
+		shed(set, listener, uv_err_name(rc));
+		return;
+	}
+	c->handles_open = 2;
+	c->id = ++set->next_id;
+	rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
+	if (rc != 0) {
+		/* libuv has dropped the peer (the accept is no longer pending). */
+		srv_log(WB_LOG_WARN, "accept_failed", "error=%s", uv_err_name(rc));
+		c->closing = true;
+		uv_close((uv_handle_t *)&c->timer, handle_closed_cb);
+		uv_close((uv_handle_t *)&c->tcp, handle_closed_cb);
+		return;
+	}
+	peer_name(c);
+	c->next = set->list;
+	if (set->list != NULL)
+		set->list->prev = c;
+	set->list = c;
+	set->open++;
+	set->accepted++;
+	uv_tcp_nodelay(&c->tcp, 1);
+	if (set->open > set->lim.max_connections) {
+		char msg[160];
+		srv_log(WB_LOG_WARN, "connection_refused",
+		        "peer=%s reason=max_connections max=%llu", c->peer,
+		        (unsigned long long)set->lim.max_connections);
+		snprintf(msg, sizeof(msg),
+		         "the server has reached its connection limit (%llu, --max-connections); "
+		         "retry later",
+		         (unsigned long long)set->lim.max_connections);
+		set->hooks.refuse(set->hooks.arg, c, WB_RESOURCE_EXHAUSTED, msg);
+		c->close_after_flush = true;
+		set->hooks.after(set->hooks.arg, false);
+		return;
+	}
+	srv_log(WB_LOG_DEBUG, "connected", "conn=%llu peer=%s", (unsigned long long)c->id, c->peer);
+	update_reading(c);
+}
+
+/* ------------------------------------------------------------ the set */
+
+int conns_init(struct conns **out, uv_loop_t *loop, const struct conn_limits *limits,
+               const struct conn_hooks *hooks)
+{
+	struct conns *set = calloc(1, sizeof(*set));
+	if (set == NULL)
+		return WB_E_NOMEM;
+	set->loop = loop;
+	set->lim = *limits;
+	set->hooks = *hooks;
+	*out = set;
+	return 0;
+}
+
+void conns_free(struct conns *set)
+{
+	free(set);
+}
+
+void conns_stop_reading(struct conns *set)
+{
+	set->stopped = true;
+	for (struct conn *c = set->list; c != NULL; c = c->next)
+		update_reading(c);
+}
+
+bool conns_output_pending(const struct conns *set)
+{
+	for (const struct conn *c = set->list; c != NULL; c = c->next)
+		if (c->out_len > 0 || c->out_pending > 0)
+			return true;
+	return false;
+}
+
+void conns_close_all(struct conns *set, bool drop_output)
+{
+	while (set->list != NULL) {
+		if (drop_output)
+			set->list->out_len = 0;
+		conn_close(set->list);
+	}
+}
+
+size_t conns_open(const struct conns *set)
+{
+	return set->open;
+}
+
+uint64_t conns_accepted(const struct conns *set)
+{
+	return set->accepted;
+}

@@ -1,0 +1,141 @@
+/* The connection layer of whizbangd: accepted TCP connections, their input
+ * decoded into frames, their output written once per loop turn,
+ * back-pressure, the frame timeout and the connection limit.
+ *
+ * It knows frames, not protobuf. Whole frames go up through
+ * conn_hooks.frame; the transport's own refusals (a frame over the limit,
+ * the connection limit) go up through conn_hooks.refuse, which answers them
+ * in the protocol. Everything here runs on the loop thread.
+ *
+ * A connection is private to conn.c; the rest of the server holds pointers
+ * to it and uses the functions below. A connection is freed only when its
+ * handles have closed, its writes have completed and every conn_hold() has
+ * been released, so a pointer held across a write or a worker job stays
+ * valid (check conn_is_closing() before answering on it). */
+#ifndef WB_CONN_H
+#define WB_CONN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+struct conn;
+struct conns;
+
+/* Per-connection slots for the server's modules (conn_slot()). */
+#define CONN_SLOTS 8u
+
+struct conn_limits {
+	uint64_t max_frame;        /* payload bytes of one frame (--max-frame) */
+	uint64_t max_output;       /* bytes queued and being written before a
+	                            * connection is paused (--max-output-per-connection) */
+	uint64_t max_inflight;     /* holds before it is paused (--max-inflight) */
+	uint64_t frame_timeout_ms; /* a started frame must complete within it */
+	uint64_t max_connections;  /* open at once (--max-connections) */
+};
+
+struct conn_hooks {
+	void *arg; /* passed to every hook */
+	/* A whole frame arrived on c: payload[0..len) is valid during the
+	 * call only. The hook may answer, hold c, or close it. */
+	void (*frame)(void *arg, struct conn *c, const uint8_t *payload, uint32_t len);
+	/* The layer refuses what c sent or c itself: code is WB_FRAME_TOO_LARGE
+	 * or WB_RESOURCE_EXHAUSTED and msg says why, for the client. The hook
+	 * queues the answer (request id 0); c closes once it is written. */
+	void (*refuse)(void *arg, struct conn *c, int code, const char *msg);
+	/* c is closing, once per connection, before its handles close: drop
+	 * what is kept for it. Holds stay until released. */
+	void (*closed)(void *arg, struct conn *c);
+	/* The end of every callback of this layer that did anything (a read,
+	 * a completed write, an accept): output has been queued, a connection
+	 * may have closed, and drained is true when a connection's output went
+	 * below its bound (pushes that waited for room may go on). The hook
+	 * flushes (conns_flush()). */
+	void (*after)(void *arg, bool drained);
+};
+
+/* Makes the set of connections of loop with copies of limits and hooks.
+ * 0, or WB_E_NOMEM; *out is written only on success. */
+int conns_init(struct conns **out, uv_loop_t *loop, const struct conn_limits *limits,
+               const struct conn_hooks *hooks);
+
+/* Frees the set. Every connection must be gone: call after uv_run() has
+ * returned and every hold was released. */
+void conns_free(struct conns *set);
+
+/* Accepts the connection pending on listener (from its connection
+ * callback). Never leaves it pending: when no connection can be allocated,
+ * the peer is accepted into a spare handle and closed at once (load is
+ * shed, the listener keeps being polled), and when even that handle is
+ * busy the accept is retried as soon as it is free. Above
+ * max_connections the connection is refused through hooks.refuse. */
+void conns_accept(struct conns *set, uv_stream_t *listener);
+
+/* Writes the queued output of every connection that has some: one write
+ * per connection, however many frames it holds. */
+void conns_flush(struct conns *set);
+
+/* Stops reading from every connection, for good (shutdown). Frames
+ * already buffered are still handed up as work ends (the server answers
+ * them SHUTTING_DOWN). */
+void conns_stop_reading(struct conns *set);
+
+/* True while any connection has output queued or being written. */
+bool conns_output_pending(const struct conns *set);
+
+/* Closes every connection; drop_output drops what they have queued and
+ * not yet handed to a write. */
+void conns_close_all(struct conns *set, bool drop_output);
+
+/* Connections open now, and accepted since the start. */
+size_t conns_open(const struct conns *set);
+uint64_t conns_accepted(const struct conns *set);
+
+/* Queues a frame of n payload bytes on c and returns where the payload
+ * goes; the caller writes all n bytes at once, before anything else is
+ * queued on c. NULL when c is closing, or when the output cannot grow (c
+ * is then closed, and that is logged). */
+uint8_t *conn_frame(struct conn *c, size_t n);
+
+/* Queues payload[0..n) as one frame on c (conn_frame() and a copy). */
+void conn_send(struct conn *c, const uint8_t *payload, size_t n);
+
+/* The back-pressure rule: true when c is open and its output queued and
+ * being written is below max_output. Pushes that the client did not ask
+ * for one by one (subscription items, progress) go out only then. */
+bool conn_can_take_more(const struct conn *c);
+
+/* True once c is closing: answers to it are dropped. */
+bool conn_is_closing(const struct conn *c);
+
+/* Closes c: nothing more is read or written; hooks.closed runs now. */
+void conn_close(struct conn *c);
+
+/* Counts work done for c elsewhere (a write at the writer, a worker job):
+ * c stays allocated until each hold is released, and is not read while it
+ * has max_inflight holds. conn_release() lets it go on (it decodes what it
+ * buffered meanwhile) or be freed once closed. */
+void conn_hold(struct conn *c);
+void conn_release(struct conn *c);
+
+/* The connection's id (from 1, in accept order) and its peer address
+ * ("1.2.3.4:5678", "[::1]:5678"). */
+uint64_t conn_id(const struct conn *c);
+const char *conn_peer(const struct conn *c);
+
+/* The arg of the set's hooks (the server), for code that has only c. */
+void *conn_context(const struct conn *c);
+
+/* The Hello state: whether c has said Hello, and the client name it gave
+ * (NUL-terminated, at most 63 bytes kept). */
+bool conn_greeted(const struct conn *c);
+void conn_greet(struct conn *c, const char *client_name);
+const char *conn_client_name(const struct conn *c);
+
+/* A pointer a module keeps per connection (slot < CONN_SLOTS, NULL at
+ * first). The module frees what it points to in its conn_closed hook. */
+void *conn_slot(const struct conn *c, unsigned slot);
+void conn_set_slot(struct conn *c, unsigned slot, void *p);
+
+#endif

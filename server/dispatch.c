@@ -1,0 +1,210 @@
+/* Dispatch (dispatch.h).
+ *
+ * Happy path: unpack the frame as a Request (bounded allocation), check its
+ * strings, pass the gates (shutting down, Hello first), and call the
+ * handler the table holds for its body case. Requests that name a
+ * subscription (Credit, Unsubscribe) go to whichever module owns it.
+ *
+ * Failure modes: bytes that do not decode are answered BAD_REQUEST with
+ * request id 0 and the connection stays; a string that is not UTF-8 (or
+ * holds a NUL) is answered BAD_REQUEST; a body this server does not know is
+ * answered BAD_REQUEST naming its field number. */
+#include "dispatch.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "server.h"
+#include "wb_error.h"
+#include "wb_version.h"
+#include "wire.h"
+
+/* Body cases are field numbers: the table covers 0..DISPATCH_CASES-1. */
+#define DISPATCH_CASES 64u
+/* Modules that may claim one body case (requests routed by subscription). */
+#define DISPATCH_CLAIMS 4u
+
+struct route {
+	size_t n;
+	const struct srv_module *mod[DISPATCH_CLAIMS];
+	void *state[DISPATCH_CLAIMS];
+	bool (*handle[DISPATCH_CLAIMS])(void *state, struct conn *c, Request *req);
+};
+
+struct dispatch {
+	struct srv *srv;
+	struct route routes[DISPATCH_CASES];
+};
+
+/* ------------------------------------------------------------ Hello, Ping, GetStats */
+
+static void hello(struct dispatch *d, struct conn *c, const Request *req)
+{
+	const struct srv_config *cfg = srv_config(d->srv);
+	const Whizbang__V1__Hello *h = req->hello;
+	if (h->protocol_version != WB_PROTOCOL_VERSION) {
+		srv_error(
+		        c, req->id, WB_UNSUPPORTED_VERSION,
+		        "this server speaks protocol version %u; the client asked for %u: upgrade "
+		        "the client library",
+		        WB_PROTOCOL_VERSION, h->protocol_version);
+		return;
+	}
+	conn_greet(c, h->client_name);
+	char q[80];
+	const char *name = conn_client_name(c);
+	srv_log(WB_LOG_DEBUG, "hello", "conn=%llu client=%s", (unsigned long long)conn_id(c),
+	        log_quote(name, strlen(name), q, sizeof(q)));
+	Whizbang__V1__HelloResult r = WHIZBANG__V1__HELLO_RESULT__INIT;
+	r.protocol_version = WB_PROTOCOL_VERSION;
+	r.server_version = (char *)WB_VERSION;
+	r.max_frame = (uint32_t)cfg->max_frame;
+	r.max_read_count = (uint32_t)cfg->max_read_count;
+	r.max_append_events = (uint32_t)cfg->max_append_events;
+	r.max_event_size = srv_max_event_size(d->srv);
+	r.auth_required = false;
+	SRV_REPLY(c, req->id, HELLO, hello, &r);
+}
+
+static void ping(struct conn *c, const Request *req)
+{
+	Whizbang__V1__Pong pong = WHIZBANG__V1__PONG__INIT;
+	pong.nonce = req->ping->nonce;
+	SRV_REPLY(c, req->id, PONG, pong, &pong);
+}
+
+static void stats(struct dispatch *d, struct conn *c, const Request *req)
+{
+	Whizbang__V1__ServerStats s = WHIZBANG__V1__SERVER_STATS__INIT;
+	srv_fill_stats(d->srv, &s);
+	s.server_version = (char *)WB_VERSION;
+	SRV_REPLY(c, req->id, STATS, stats, &s);
+}
+
+/* ------------------------------------------------------------ the table */
+
+int dispatch_init(struct dispatch **out, struct srv *srv, const struct srv_module *const *mods,
+                  void *const *states, size_t n, char *errmsg, size_t errlen)
+{
+	struct dispatch *d = calloc(1, sizeof(*d));
+	if (d == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return WB_E_NOMEM;
+	}
+	d->srv = srv;
+	for (size_t i = 0; i < n; i++) {
+		for (size_t j = 0; j < mods[i]->nhandlers; j++) {
+			const struct srv_handler *h = &mods[i]->handlers[j];
+			unsigned body = (unsigned)h->body;
+			const char *why = NULL;
+			if (body == 0 || body >= DISPATCH_CASES ||
+			    body == WHIZBANG__V1__REQUEST__BODY_HELLO ||
+			    body == WHIZBANG__V1__REQUEST__BODY_PING ||
+			    body == WHIZBANG__V1__REQUEST__BODY_GET_STATS)
+				why = "is not a body a module may handle";
+			else if (d->routes[body].n == DISPATCH_CLAIMS)
+				why = "is claimed by too many modules";
+			else if (d->routes[body].n > 0 &&
+			         (body != WHIZBANG__V1__REQUEST__BODY_CREDIT &&
+			          body != WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE))
+				why = "is claimed twice, and does not name a subscription";
+			else if (d->routes[body].n > 0 &&
+			         (mods[i]->owns_subscription == NULL ||
+			          d->routes[body].mod[0]->owns_subscription == NULL))
+				why = "is shared by a module that owns no subscriptions";
+			if (why != NULL) {
+				snprintf(errmsg, errlen, "module %s: request body %u %s",
+				         mods[i]->name, body, why);
+				free(d);
+				return WB_E_INVAL;
+			}
+			struct route *r = &d->routes[body];
+			r->mod[r->n] = mods[i];
+			r->state[r->n] = states[i];
+			r->handle[r->n] = h->handle;
+			r->n++;
+		}
+	}
+	*out = d;
+	return 0;
+}
+
+void dispatch_free(struct dispatch *d)
+{
+	free(d);
+}
+
+/* Runs the handler of req's body; true when it kept req. */
+static bool route(struct dispatch *d, struct conn *c, Request *req)
+{
+	unsigned body = (unsigned)req->body_case;
+	switch (req->body_case) {
+	case WHIZBANG__V1__REQUEST__BODY_HELLO:
+		hello(d, c, req);
+		return false;
+	case WHIZBANG__V1__REQUEST__BODY_PING:
+		ping(c, req);
+		return false;
+	case WHIZBANG__V1__REQUEST__BODY_GET_STATS:
+		stats(d, c, req);
+		return false;
+	default:
+		break;
+	}
+	const struct route *r = body < DISPATCH_CASES ? &d->routes[body] : NULL;
+	if (r == NULL || r->n == 0) {
+		srv_error(
+		        c, req->id, WB_BAD_REQUEST,
+		        "the request has no body this server knows (field %d): check the client's "
+		        "protocol version",
+		        (int)req->body_case);
+		return false;
+	}
+	if (r->n == 1)
+		return r->handle[0](r->state[0], c, req);
+	/* Shared by the modules that own subscriptions. */
+	uint64_t sub = req->body_case == WHIZBANG__V1__REQUEST__BODY_CREDIT
+	                       ? req->credit->subscription
+	                       : req->unsubscribe->subscription;
+	for (size_t i = 0; i < r->n; i++)
+		if (r->mod[i]->owns_subscription(r->state[i], c, sub))
+			return r->handle[i](r->state[i], c, req);
+	srv_error(c, req->id, WB_NOT_FOUND,
+	          "this connection has no subscription %llu (ended, or never started here)",
+	          (unsigned long long)sub);
+	return false;
+}
+
+void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, uint32_t len)
+{
+	struct srv_counters *n = srv_counters(d->srv);
+	n->requests_total++;
+	/* protobuf-c allocates per element: allow a generous multiple of the
+	 * frame, not an unbounded one. */
+	size_t budget = (size_t)len * 16 + 65536;
+	Request *req = wire_unpack_request(payload, len, budget);
+	if (req == NULL) {
+		srv_log(WB_LOG_INFO, "bad_frame", "conn=%llu bytes=%u",
+		        (unsigned long long)conn_id(c), len);
+		srv_error(c, 0, WB_BAD_REQUEST,
+		          "the frame's %u bytes do not decode as a whizbang.v1.Request", len);
+		return;
+	}
+	n->requests_by_body[(size_t)req->body_case % 64]++;
+	char why[256];
+	if (wire_check_strings(&whizbang__v1__request__descriptor, payload, len, why,
+	                       sizeof(why)) != 0) {
+		srv_error(c, req->id, WB_BAD_REQUEST, "%s", why);
+	} else if (srv_shutting_down(d->srv)) {
+		srv_error(c, req->id, WB_SHUTTING_DOWN,
+		          "the server is shutting down; reconnect later");
+	} else if (!conn_greeted(c) && req->body_case != WHIZBANG__V1__REQUEST__BODY_HELLO) {
+		srv_error(c, req->id, WB_BAD_REQUEST,
+		          "send Hello first: the first request on a connection must be Hello");
+	} else if (route(d, c, req)) {
+		return; /* kept until its answer */
+	}
+	whizbang__v1__request__free_unpacked(req, NULL);
+}

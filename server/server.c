@@ -1,0 +1,571 @@
+/* The server's core (server.h): start-up, the listener, the writer bridge,
+ * the module table, signals and shutdown.
+ *
+ * Happy path: srv_init() opens the store, sets each module up in table order
+ * (the lease module recovers the ledger here, before anyone can connect),
+ * starts the writer thread and listens. Connections are accepted by the
+ * connection layer (conn.c), whose frames go to dispatch.c and from there to
+ * the modules. A module's write is a srv_op handed to the writer; when its
+ * batch is durable the writer wakes the loop (async_cb), which runs each
+ * op's done callback, lets every module pump (subscriptions push what the
+ * batch made readable), and flushes.
+ *
+ * Failure modes: a set-up step that fails unwinds the steps before it and
+ * says why in errmsg. SIGTERM/SIGINT: stop listening and reading, let every
+ * module answer what waits, let the writer finish what it holds and send
+ * those answers, then close every connection and handle so that uv_run()
+ * returns. After --shutdown-timeout-ms undelivered answers are dropped and
+ * every connection still open is closed (a client that stopped reading
+ * cannot hold the loop open); the writer still commits what it holds before
+ * the store closes (srv_close()). */
+#include "server.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "dispatch.h"
+#include "events.h"
+#include "log.h"
+#include "netaddr.h"
+#include "systemd.h"
+#include "wb_error.h"
+#include "wb_version.h"
+
+/* The modules, in set-up order; closed in reverse. */
+static const struct srv_module *const modules[] = {
+        &srv_events_module,   &srv_lease_module,  &srv_proj_module,    &srv_sub_module,
+        &srv_consumer_module, &srv_backup_module, &srv_metrics_module,
+};
+#define NMODULES (sizeof(modules) / sizeof(modules[0]))
+_Static_assert(NMODULES <= CONN_SLOTS, "each module has a connection slot");
+
+struct srv {
+	uv_loop_t *loop;
+	struct srv_config cfg;
+	struct storage *st;
+	struct writer *writer;
+	struct conns *conns;
+	struct dispatch *dispatch;
+	void *states[NMODULES];
+	size_t modules_up; /* modules whose init succeeded */
+	uv_tcp_t listener;
+	bool listener_open;
+	uv_async_t async;
+	pthread_mutex_t async_mu;
+	bool async_closed;
+	uv_signal_t sigterm;
+	uv_signal_t sigint;
+	uv_timer_t shutdown_timer;
+	struct sysd *sysd;
+	size_t inflight; /* writes at the writer and worker jobs */
+	uint64_t start_ms;
+	uint32_t max_event_size;
+	uint64_t next_subscription_id;
+	bool shutting_down;
+	bool ready;
+	bool handles_closed;
+	struct srv_counters counters;
+};
+
+/* ------------------------------------------------------------ accessors */
+
+void *srv_module_state(const struct srv *srv, const struct srv_module *m)
+{
+	for (size_t i = 0; i < srv->modules_up; i++)
+		if (modules[i] == m)
+			return srv->states[i];
+	return NULL;
+}
+
+uv_loop_t *srv_loop(const struct srv *srv)
+{
+	return srv->loop;
+}
+
+const struct srv_config *srv_config(const struct srv *srv)
+{
+	return &srv->cfg;
+}
+
+struct storage *srv_storage(const struct srv *srv)
+{
+	return srv->st;
+}
+
+bool srv_shutting_down(const struct srv *srv)
+{
+	return srv->shutting_down;
+}
+
+bool srv_ready(const struct srv *srv)
+{
+	return srv->ready && !srv->shutting_down;
+}
+
+uint32_t srv_max_event_size(const struct srv *srv)
+{
+	return srv->max_event_size;
+}
+
+uint32_t srv_clamp_count(const struct srv *srv, uint32_t asked)
+{
+	if (asked == 0 || asked > srv->cfg.max_read_count)
+		return (uint32_t)srv->cfg.max_read_count;
+	return asked;
+}
+
+size_t srv_page_budget(const struct srv *srv)
+{
+	return srv->cfg.max_frame - SRV_READ_ENVELOPE;
+}
+
+uint64_t srv_new_subscription_id(struct srv *srv)
+{
+	return ++srv->next_subscription_id;
+}
+
+uint64_t srv_wall_us(void)
+{
+	struct timeval tv;
+	gettimeofday(&tv, NULL);
+	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+struct srv_counters *srv_counters(struct srv *srv)
+{
+	return &srv->counters;
+}
+
+void srv_writer_stats(const struct srv *srv, struct writer_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (srv->writer != NULL)
+		writer_get_stats(srv->writer, out);
+}
+
+void srv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
+{
+	struct writer_stats ws;
+	struct storage_stats ss;
+	struct storage_txn *txn;
+	uint64_t last = 0;
+
+	srv_writer_stats(srv, &ws);
+	memset(&ss, 0, sizeof(ss));
+	storage_stats(srv->st, &ss);
+	if (storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn) == 0) {
+		ev_last_position(txn, &last);
+		storage_txn_abort(txn);
+	}
+	s->server_version = (char *)WB_VERSION;
+	s->uptime_ms = uv_now(srv->loop) - srv->start_ms;
+	s->connections_current = conns_open(srv->conns);
+	s->connections_total = conns_accepted(srv->conns);
+	s->requests_total = srv->counters.requests_total;
+	s->errors_total = srv->counters.errors_total;
+	s->batches = ws.batches;
+	s->batch_requests = ws.ops;
+	s->commit_us_total = ws.commit_us_total;
+	s->batch_requests_max = ws.ops_max;
+	s->last_position = last;
+	s->map_size = ss.map_size;
+	s->map_used = ss.used_bytes;
+	s->map_grow_count = ss.grow_count;
+	for (size_t i = 0; i < srv->modules_up; i++)
+		if (modules[i]->stats != NULL)
+			modules[i]->stats(srv->states[i], s);
+}
+
+/* ------------------------------------------------------------ shutdown */
+
+static void close_handle_cb(uv_handle_t *h)
+{
+	(void)h;
+}
+
+/* Closes the server's own handles once nothing is in flight and every
+ * answer is written, which lets uv_run() return. */
+static void shutdown_check(struct srv *srv)
+{
+	if (!srv->shutting_down || srv->inflight > 0 || srv->handles_closed)
+		return;
+	if (conns_output_pending(srv->conns))
+		return;
+	conns_close_all(srv->conns, false);
+	srv->handles_closed = true;
+	pthread_mutex_lock(&srv->async_mu);
+	srv->async_closed = true;
+	pthread_mutex_unlock(&srv->async_mu);
+	uv_close((uv_handle_t *)&srv->async, close_handle_cb);
+	uv_close((uv_handle_t *)&srv->sigterm, close_handle_cb);
+	uv_close((uv_handle_t *)&srv->sigint, close_handle_cb);
+	uv_close((uv_handle_t *)&srv->shutdown_timer, close_handle_cb);
+}
+
+void srv_flush(struct srv *srv)
+{
+	conns_flush(srv->conns);
+	shutdown_check(srv);
+}
+
+static void shutdown_timeout_cb(uv_timer_t *t)
+{
+	struct srv *srv = t->data;
+	srv_log(WB_LOG_WARN, "shutdown_timeout", "inflight=%zu connections=%zu", srv->inflight,
+	        conns_open(srv->conns));
+	/* Writes still queued are dropped and every connection is closed: a
+	 * client that stopped reading would otherwise hold a write in flight,
+	 * and the loop, open for ever. What is still with the writer is
+	 * finished by srv_close() before the store closes. */
+	srv->inflight = 0;
+	conns_close_all(srv->conns, true);
+	shutdown_check(srv);
+}
+
+static void modules_shutdown(struct srv *srv)
+{
+	for (size_t i = 0; i < srv->modules_up; i++)
+		if (modules[i]->shutdown != NULL)
+			modules[i]->shutdown(srv->states[i]);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+	struct srv *srv = s->data;
+	if (srv->shutting_down)
+		return;
+	srv->shutting_down = true;
+	srv->ready = false;
+	srv_log(WB_LOG_INFO, "shutting_down", "signal=%d connections=%zu inflight=%zu", signum,
+	        conns_open(srv->conns), srv->inflight);
+	if (srv->listener_open) {
+		uv_close((uv_handle_t *)&srv->listener, close_handle_cb);
+		srv->listener_open = false;
+	}
+	conns_stop_reading(srv->conns);
+	sysd_stopping(&srv->sysd);
+	modules_shutdown(srv);
+	uv_timer_start(&srv->shutdown_timer, shutdown_timeout_cb, srv->cfg.shutdown_timeout_ms, 0);
+	srv_flush(srv);
+}
+
+/* ------------------------------------------------------------ the writer bridge */
+
+void srv_submit(struct srv *srv, struct srv_op *op)
+{
+	if (op->conn != NULL)
+		conn_hold(op->conn);
+	srv->inflight++;
+	writer_submit(srv->writer, &op->base);
+}
+
+/* Answers an op that came back from the writer, then lets its connection
+ * go on (or be freed). */
+static void op_done(struct srv *srv, struct srv_op *op)
+{
+	struct conn *c = op->conn;
+	/* A shutdown that timed out has stopped counting. */
+	if (srv->inflight > 0)
+		srv->inflight--;
+	op->done(srv, op);
+	if (c != NULL)
+		conn_release(c);
+}
+
+void srv_work_begin(struct srv *srv, struct conn *c)
+{
+	conn_hold(c);
+	srv->inflight++;
+}
+
+void srv_work_done(struct srv *srv, struct conn *c)
+{
+	if (srv->inflight > 0)
+		srv->inflight--;
+	conn_release(c);
+	srv_flush(srv);
+}
+
+static void pump_all(struct srv *srv)
+{
+	for (size_t i = 0; i < srv->modules_up; i++)
+		if (modules[i]->pump != NULL)
+			modules[i]->pump(srv->states[i]);
+}
+
+/* Runs on the writer thread. The async handle is closed at shutdown, after
+ * which a late batch (possible only after the shutdown timeout) must not
+ * touch it. */
+static void writer_notify(void *arg)
+{
+	struct srv *srv = arg;
+	pthread_mutex_lock(&srv->async_mu);
+	if (!srv->async_closed)
+		uv_async_send(&srv->async);
+	pthread_mutex_unlock(&srv->async_mu);
+}
+
+static void async_cb(uv_async_t *a)
+{
+	struct srv *srv = a->data;
+	struct writer_op *op = writer_take_done(srv->writer);
+	while (op != NULL) {
+		struct writer_op *next = op->next;
+		op_done(srv, (struct srv_op *)op);
+		op = next;
+	}
+	/* What the batch made readable may be pushed now. */
+	pump_all(srv);
+	srv_flush(srv);
+}
+
+/* ------------------------------------------------------------ connections */
+
+static void frame_hook(void *arg, struct conn *c, const uint8_t *payload, uint32_t len)
+{
+	struct srv *srv = arg;
+	dispatch_frame(srv->dispatch, c, payload, len);
+}
+
+static void refuse_hook(void *arg, struct conn *c, int code, const char *msg)
+{
+	(void)arg;
+	srv_error(c, 0, code, "%s", msg);
+}
+
+static void closed_hook(void *arg, struct conn *c)
+{
+	struct srv *srv = arg;
+	for (size_t i = 0; i < srv->modules_up; i++)
+		if (modules[i]->conn_closed != NULL)
+			modules[i]->conn_closed(srv->states[i], c);
+}
+
+static void after_hook(void *arg, bool drained)
+{
+	struct srv *srv = arg;
+	/* Output drained: pushes that waited for room may go on. */
+	if (drained)
+		pump_all(srv);
+	srv_flush(srv);
+}
+
+static void on_connection(uv_stream_t *listener, int status)
+{
+	struct srv *srv = listener->data;
+	if (status < 0) {
+		srv_log(WB_LOG_WARN, "accept_failed", "error=%s", uv_err_name(status));
+		return;
+	}
+	conns_accept(srv->conns, listener);
+}
+
+/* ------------------------------------------------------------ start, stop */
+
+/* Closes the handles set up so far (NULL: not set up) and lets their close
+ * callbacks run. */
+static void close_now(uv_loop_t *loop, uv_handle_t *const *handles, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (handles[i] != NULL)
+			uv_close(handles[i], NULL);
+	uv_run(loop, UV_RUN_NOWAIT);
+}
+
+static void modules_close(struct srv *srv)
+{
+	while (srv->modules_up > 0) {
+		size_t i = --srv->modules_up;
+		if (modules[i]->close != NULL)
+			modules[i]->close(srv->states[i]);
+		srv->states[i] = NULL;
+	}
+}
+
+/* Binds the listener to cfg->listen (or takes systemd's socket) and listens.
+ * Writes "host:port" into name. */
+static int listen_on(struct srv *srv, const struct sockaddr_storage *addr, char *name,
+                     size_t namelen, char *errmsg, size_t errlen)
+{
+	int rc = uv_tcp_init(srv->loop, &srv->listener);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot make the listener: %s", uv_strerror(rc));
+		return WB_E_IO;
+	}
+	srv->listener.data = srv;
+	srv->listener_open = true;
+	/* Socket activation: systemd's socket, else our own. */
+	int passed = sysd_listen_fd();
+	if (passed >= 0)
+		rc = uv_tcp_open(&srv->listener, passed);
+	else
+		rc = uv_tcp_bind(&srv->listener, (const struct sockaddr *)addr, 0);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&srv->listener, 511, on_connection);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot listen on %s: %s", srv->cfg.listen,
+		         uv_strerror(rc));
+		return WB_E_IO;
+	}
+	int port = netaddr_local(&srv->listener, name, namelen);
+	if (srv->cfg.port_file[0] != '\0' &&
+	    netaddr_write_port_file(srv->cfg.port_file, port, errmsg, errlen) != 0)
+		return WB_E_IO;
+	return 0;
+}
+
+int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, char *errmsg,
+             size_t errlen)
+{
+	struct sockaddr_storage addr;
+	int rc;
+
+	if (netaddr_parse("listen", cfg->listen, &addr, errmsg, errlen) != 0)
+		return WB_E_INVAL;
+	struct srv *srv = calloc(1, sizeof(*srv));
+	if (srv == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return WB_E_NOMEM;
+	}
+	srv->loop = loop;
+	srv->cfg = *cfg;
+	srv->max_event_size = (uint32_t)(cfg->max_frame - 1024);
+	srv->start_ms = uv_now(loop);
+
+	struct storage_options so = {.path = cfg->data_dir, .map_size = cfg->map_size};
+	rc = storage_open(&srv->st, &so, errmsg, errlen);
+	if (rc != 0)
+		goto err_after_alloc;
+	struct conn_limits lim = {
+	        .max_frame = cfg->max_frame,
+	        .max_output = cfg->max_output,
+	        .max_inflight = cfg->max_inflight,
+	        .frame_timeout_ms = cfg->frame_timeout_ms,
+	        .max_connections = cfg->max_connections,
+	};
+	struct conn_hooks hooks = {
+	        .arg = srv,
+	        .frame = frame_hook,
+	        .refuse = refuse_hook,
+	        .closed = closed_hook,
+	        .after = after_hook,
+	};
+	rc = conns_init(&srv->conns, loop, &lim, &hooks);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "out of memory");
+		goto err_after_storage;
+	}
+	for (size_t i = 0; i < NMODULES; i++) {
+		if (modules[i]->init == NULL) {
+			srv->modules_up++;
+			continue;
+		}
+		rc = modules[i]->init(srv, (unsigned)i, &srv->states[i], errmsg, errlen);
+		if (rc != 0)
+			goto err_after_modules;
+		srv->modules_up++;
+	}
+	rc = dispatch_init(&srv->dispatch, srv, modules, srv->states, NMODULES, errmsg, errlen);
+	if (rc != 0)
+		goto err_after_modules;
+
+	rc = uv_async_init(loop, &srv->async, async_cb);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot make the writer's wake-up: %s", uv_strerror(rc));
+		rc = WB_E_IO;
+		goto err_after_dispatch;
+	}
+	srv->async.data = srv;
+	pthread_mutex_init(&srv->async_mu, NULL);
+	rc = writer_start(&srv->writer, srv->st, writer_notify, srv);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot start the writer thread: %s", wb_strerror(rc));
+		goto err_after_async;
+	}
+
+	char name[96] = "";
+	rc = listen_on(srv, &addr, name, sizeof(name), errmsg, errlen);
+	if (rc != 0)
+		goto err_after_listener;
+
+	uv_handle_t *sigs[3] = {NULL, NULL, NULL};
+	rc = uv_signal_init(loop, &srv->sigterm);
+	if (rc == 0) {
+		sigs[0] = (uv_handle_t *)&srv->sigterm;
+		rc = uv_signal_init(loop, &srv->sigint);
+	}
+	if (rc == 0) {
+		sigs[1] = (uv_handle_t *)&srv->sigint;
+		rc = uv_timer_init(loop, &srv->shutdown_timer);
+	}
+	if (rc == 0) {
+		sigs[2] = (uv_handle_t *)&srv->shutdown_timer;
+		srv->sigterm.data = srv;
+		srv->sigint.data = srv;
+		srv->shutdown_timer.data = srv;
+		rc = uv_signal_start(&srv->sigterm, signal_cb, SIGTERM);
+	}
+	if (rc == 0)
+		rc = uv_signal_start(&srv->sigint, signal_cb, SIGINT);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot install the signal handlers: %s", uv_strerror(rc));
+		rc = WB_E_IO;
+		close_now(loop, sigs, 3);
+		goto err_after_listener;
+	}
+	uv_unref((uv_handle_t *)&srv->shutdown_timer);
+
+	struct storage_stats ss;
+	storage_stats(srv->st, &ss);
+	srv_log(WB_LOG_INFO, "listening", "addr=%s data_dir=%s map_size=%llu version=%s", name,
+	        cfg->data_dir, (unsigned long long)ss.map_size, WB_VERSION);
+	srv->ready = true;
+	sysd_ready(&srv->sysd, loop, name);
+	*out = srv;
+	return 0;
+
+err_after_listener:
+	if (srv->listener_open)
+		close_now(loop, (uv_handle_t *[]){(uv_handle_t *)&srv->listener}, 1);
+	writer_stop(srv->writer);
+err_after_async:
+	close_now(loop, (uv_handle_t *[]){(uv_handle_t *)&srv->async}, 1);
+	pthread_mutex_destroy(&srv->async_mu);
+err_after_dispatch:
+	dispatch_free(srv->dispatch);
+err_after_modules:
+	modules_shutdown(srv);
+	uv_run(loop, UV_RUN_NOWAIT);
+	modules_close(srv);
+	conns_free(srv->conns);
+err_after_storage:
+	storage_close(srv->st);
+err_after_alloc:
+	free(srv);
+	return rc;
+}
+
+void srv_close(struct srv *srv)
+{
+	/* The loop has ended: nothing can be answered any more (every
+	 * connection is closed), but what the writer holds is still committed
+	 * before the store closes. */
+	writer_drain(srv->writer);
+	struct writer_op *op = writer_take_done(srv->writer);
+	while (op != NULL) {
+		struct writer_op *next = op->next;
+		op_done(srv, (struct srv_op *)op);
+		op = next;
+	}
+	modules_close(srv);
+	writer_stop(srv->writer);
+	pthread_mutex_destroy(&srv->async_mu);
+	dispatch_free(srv->dispatch);
+	conns_free(srv->conns);
+	storage_close(srv->st);
+	free(srv);
+}

@@ -1,0 +1,176 @@
+/* The whizbangd server: the core state, the listener, signals and shutdown,
+ * the bridge to the writer thread, and the table of modules that handle
+ * requests (DESIGN.md §3).
+ *
+ * main.c uses srv_init() and srv_close(); the modules (srv_events.c,
+ * srv_lease.c, srv_proj.c, srv_sub.c, srv_consumer.c, srv_backup.c,
+ * metrics.c) use the rest of this header, and none of them calls another
+ * by name but metrics.c, which reads the subscriptions' figures. Everything here runs on the loop
+ * thread unless a comment says otherwise. */
+#ifndef WB_SERVER_H
+#define WB_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "conn.h"
+#include "reply.h"
+#include "storage.h"
+#include "writer.h"
+
+struct srv;
+
+/* Opens the store in cfg->data_dir, sets every module up (ledger recovery
+ * included), starts the writer thread, listens on cfg->listen (or on the
+ * socket systemd passed), writes cfg->port_file when set, and installs
+ * SIGTERM/SIGINT handlers that shut the server down cleanly. Keeps loop
+ * and a copy of cfg until srv_close(). On failure nothing is left running,
+ * errmsg says why, and *out is not written. */
+int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, char *errmsg,
+             size_t errlen);
+
+/* Commits what the writer still holds, closes every module and the store,
+ * and frees srv. Call after uv_run() has returned (the loop ends once a
+ * shutdown has closed every handle). */
+void srv_close(struct srv *srv);
+
+/* ------------------------------------------------------------ modules */
+
+/* One request a module handles: the body case and the handler. The
+ * handler answers c (reply.h) now or later; it returns true when it keeps
+ * req (it then frees it with whizbang__v1__request__free_unpacked() once
+ * done), false when the dispatcher frees it on return. */
+struct srv_handler {
+	Whizbang__V1__Request__BodyCase body;
+	bool (*handle)(void *state, struct conn *c, Whizbang__V1__Request *req);
+};
+
+/* A part of the server, with its state. Every hook but init may be NULL.
+ * The server calls init in table order before the listener opens (slot is
+ * the module's conn_slot() index), conn_closed for every connection that
+ * closes, pump after every writer batch and whenever a connection's output
+ * drained, shutdown once when a shutdown begins (stop timers, answer what
+ * waits), stats whenever figures are taken (GetStats, /metrics), and close
+ * in reverse order after the loop has ended and the writer has drained. */
+struct srv_module {
+	const char *name;
+	int (*init)(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen);
+	void (*conn_closed)(void *state, struct conn *c);
+	void (*pump)(void *state);
+	void (*shutdown)(void *state);
+	void (*close)(void *state);
+	void (*stats)(void *state, Whizbang__V1__ServerStats *s);
+	/* True when subscription id on c is this module's: Credit and
+	 * Unsubscribe go to the module that owns the subscription. */
+	bool (*owns_subscription)(void *state, const struct conn *c, uint64_t id);
+	const struct srv_handler *handlers;
+	size_t nhandlers;
+};
+
+/* The modules, in the order they are set up (server.c's table). */
+extern const struct srv_module srv_events_module;
+extern const struct srv_module srv_lease_module;
+extern const struct srv_module srv_proj_module;
+extern const struct srv_module srv_sub_module;
+extern const struct srv_module srv_consumer_module;
+extern const struct srv_module srv_backup_module;
+extern const struct srv_module srv_metrics_module;
+
+/* The subscriptions' figures for /metrics (srv_sub.c): how many are open,
+ * and how far behind they are: positions of $all up to last_position and
+ * ledger sequences up to watermark not yet pushed (a $all subscription's
+ * filters are not applied; stream subscriptions count no lag). */
+void srv_sub_figures(const struct srv *srv, uint64_t last_position, uint64_t watermark,
+                     size_t *count, uint64_t *lag_total, uint64_t *lag_max);
+
+/* The state of module m (as its init set it), or NULL. */
+void *srv_module_state(const struct srv *srv, const struct srv_module *m);
+
+/* ------------------------------------------------------------ core state */
+
+uv_loop_t *srv_loop(const struct srv *srv);
+const struct srv_config *srv_config(const struct srv *srv);
+struct storage *srv_storage(const struct srv *srv);
+
+/* True once a shutdown began. */
+bool srv_shutting_down(const struct srv *srv);
+
+/* True when recovered, listening and not shutting down (/health/ready). */
+bool srv_ready(const struct srv *srv);
+
+/* The largest event the server accepts (--max-frame less the envelope). */
+uint32_t srv_max_event_size(const struct srv *srv);
+
+/* The max_count a read is served with: 0, or more than --max-read-count,
+ * reads --max-read-count. */
+uint32_t srv_clamp_count(const struct srv *srv, uint32_t asked);
+
+/* Bytes of envelope allowed for around the items of a read answer: a page
+ * of events or ledger entries fills at most max_frame minus this. */
+#define SRV_READ_ENVELOPE 4096u
+
+/* The page budget of a read answer: --max-frame less SRV_READ_ENVELOPE. */
+size_t srv_page_budget(const struct srv *srv);
+
+/* A new subscription id, unique in this process (subscriptions and
+ * consumer-group memberships share them). */
+uint64_t srv_new_subscription_id(struct srv *srv);
+
+/* Wall clock, microseconds since the epoch. Any thread. */
+uint64_t srv_wall_us(void);
+
+/* Counters of the connection and dispatch layers, for the figures. */
+struct srv_counters {
+	uint64_t requests_total;       /* frames received */
+	uint64_t errors_total;         /* error answers sent */
+	uint64_t requests_by_body[64]; /* by Request body case */
+	uint64_t errors_by_code[32];   /* by wire error code */
+};
+struct srv_counters *srv_counters(struct srv *srv);
+
+/* Fills s with every figure of GetStats: the core's, the writer's, the
+ * store's and each module's (stats hook). Strings and arrays it sets stay
+ * valid until the next call. Used by GetStats and /metrics alike. */
+void srv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s);
+
+/* The writer's figures (histograms for /metrics). */
+void srv_writer_stats(const struct srv *srv, struct writer_stats *out);
+
+/* ------------------------------------------------------------ writes */
+
+struct srv_op;
+
+/* Runs on the loop thread once the op's batch is durable (or failed:
+ * op->base.status). It answers (when op->conn is set and not closing) and
+ * frees the op, or submits it again. */
+typedef void (*srv_done_fn)(struct srv *srv, struct srv_op *op);
+
+/* A write for the writer thread. Embed it first in the op's own struct
+ * and set base.apply (runs on the writer thread), base.size_hint, done,
+ * conn (NULL for the server's own writes) and req_id. */
+struct srv_op {
+	struct writer_op base; /* first */
+	srv_done_fn done;
+	struct conn *conn;
+	uint64_t req_id;
+};
+
+/* Hands op to the writer; op->done fires on the loop once its batch is
+ * durable or failed. op->conn is held until then. */
+void srv_submit(struct srv *srv, struct srv_op *op);
+
+/* Work for c off the loop (a libuv worker): begin holds c and counts the
+ * work, so neither c nor the server goes away before it ends; done ends
+ * it (on the loop, after the answer was queued) and flushes. */
+void srv_work_begin(struct srv *srv, struct conn *c);
+void srv_work_done(struct srv *srv, struct conn *c);
+
+/* Writes every connection's queued output and completes a shutdown that
+ * waits for nothing more. The end of every loop callback of a module
+ * (timers, async wake-ups) calls it. */
+void srv_flush(struct srv *srv);
+
+#endif
