@@ -161,7 +161,7 @@ static const struct {
         {"uptime_ms", "Milliseconds since the server started (when the figures were taken)"},
         {"connections_current", "Client connections open"},
         {"connections_total", "Client connections accepted"},
-        {"requests_total", "Requests received"},
+        {"requests_total", "Requests received (every frame, those that do not decode included)"},
         {"errors_total", "Error answers sent"},
         {"batches", "Group-commit batches committed"},
         {"batch_requests", "Requests in the committed batches"},
