@@ -17,6 +17,7 @@
 struct budget {
 	size_t used;
 	size_t limit;
+	bool nomem; /* malloc failed (not the budget) */
 };
 
 static void *budget_alloc(void *data, size_t size)
@@ -25,7 +26,10 @@ static void *budget_alloc(void *data, size_t size)
 	if (size > b->limit - b->used)
 		return NULL;
 	b->used += size;
-	return malloc(size);
+	void *p = malloc(size);
+	if (p == NULL)
+		b->nomem = true;
+	return p;
 }
 
 static void budget_free(void *data, void *ptr)
@@ -38,28 +42,43 @@ static int check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *
                          int depth, bool strings, char *errmsg, size_t errlen);
 
 static ProtobufCMessage *unpack(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
-                                size_t len, size_t budget)
+                                size_t len, size_t budget, bool *nomem)
 {
-	struct budget b = {0, budget};
+	struct budget b = {0, budget, false};
 	ProtobufCAllocator a = {budget_alloc, budget_free, &b};
 	char why[128];
+	*nomem = false;
 	/* protobuf-c recurses once per nesting level: a frame of nested
 	 * where clauses could otherwise run the stack out before any check. */
 	if (check_strings(desc, buf, len, 0, false, why, sizeof(why)) != 0)
 		return NULL;
-	return protobuf_c_message_unpack(desc, &a, len, buf);
+	ProtobufCMessage *m = protobuf_c_message_unpack(desc, &a, len, buf);
+	*nomem = m == NULL && b.nomem;
+	return m;
+}
+
+int wire_decode_request(const uint8_t *buf, size_t len, size_t budget, Whizbang__V1__Request **out)
+{
+	bool nomem;
+	*out = (Whizbang__V1__Request *)unpack(&whizbang__v1__request__descriptor, buf, len, budget,
+	                                       &nomem);
+	if (*out != NULL)
+		return 0;
+	return nomem ? WB_E_NOMEM : WB_BAD_REQUEST;
 }
 
 Whizbang__V1__Request *wire_unpack_request(const uint8_t *buf, size_t len, size_t budget)
 {
-	return (Whizbang__V1__Request *)unpack(&whizbang__v1__request__descriptor, buf, len,
-	                                       budget);
+	bool nomem;
+	return (Whizbang__V1__Request *)unpack(&whizbang__v1__request__descriptor, buf, len, budget,
+	                                       &nomem);
 }
 
 Whizbang__V1__Response *wire_unpack_response(const uint8_t *buf, size_t len, size_t budget)
 {
+	bool nomem;
 	return (Whizbang__V1__Response *)unpack(&whizbang__v1__response__descriptor, buf, len,
-	                                        budget);
+	                                        budget, &nomem);
 }
 
 uint8_t *wire_pack_frame(const ProtobufCMessage *msg, size_t *out_len)

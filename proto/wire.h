@@ -20,6 +20,11 @@
  * Keeps no reference to buf. */
 Whizbang__V1__Request *wire_unpack_request(const uint8_t *buf, size_t len, size_t budget);
 
+/* The same, telling why it failed: 0 (*out to free as above),
+ * WB_BAD_REQUEST when the bytes do not decode, nest too deep or exceed the
+ * budget, WB_E_NOMEM when memory ran out within the budget (*out NULL). */
+int wire_decode_request(const uint8_t *buf, size_t len, size_t budget, Whizbang__V1__Request **out);
+
 /* The same for a Response. */
 Whizbang__V1__Response *wire_unpack_response(const uint8_t *buf, size_t len, size_t budget);
 

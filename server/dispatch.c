@@ -184,8 +184,14 @@ void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, 
 	/* protobuf-c allocates per element: allow a generous multiple of the
 	 * frame, not an unbounded one. */
 	size_t budget = (size_t)len * 16 + 65536;
-	Request *req = wire_unpack_request(payload, len, budget);
-	if (req == NULL) {
+	Request *req;
+	int rc = wire_decode_request(payload, len, budget, &req);
+	if (rc == WB_E_NOMEM) {
+		srv_error(c, 0, WB_RESOURCE_EXHAUSTED,
+		          "the server is out of memory to decode the request; retry later");
+		return;
+	}
+	if (rc != 0) {
 		srv_log(WB_LOG_INFO, "bad_frame", "conn=%llu bytes=%u",
 		        (unsigned long long)conn_id(c), len);
 		srv_error(c, 0, WB_BAD_REQUEST,

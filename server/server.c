@@ -233,9 +233,8 @@ static void modules_shutdown(struct srv *srv)
 			modules[i]->shutdown(srv->states[i]);
 }
 
-static void signal_cb(uv_signal_t *s, int signum)
+static void shutdown_begin(struct srv *srv, int signum)
 {
-	struct srv *srv = s->data;
 	if (srv->shutting_down)
 		return;
 	srv->shutting_down = true;
@@ -251,6 +250,16 @@ static void signal_cb(uv_signal_t *s, int signum)
 	modules_shutdown(srv);
 	uv_timer_start(&srv->shutdown_timer, shutdown_timeout_cb, srv->cfg.shutdown_timeout_ms, 0);
 	srv_flush(srv);
+}
+
+static void signal_cb(uv_signal_t *s, int signum)
+{
+	shutdown_begin(s->data, signum);
+}
+
+void srv_shutdown(struct srv *srv)
+{
+	shutdown_begin(srv, 0);
 }
 
 /* ------------------------------------------------------------ the writer bridge */

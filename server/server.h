@@ -32,6 +32,11 @@ struct srv;
 int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, char *errmsg,
              size_t errlen);
 
+/* Begins a clean shutdown, as SIGTERM does: uv_run() returns once every
+ * answer is written and every handle closed (or after
+ * --shutdown-timeout-ms). Nothing when one began already. */
+void srv_shutdown(struct srv *srv);
+
 /* Commits what the writer still holds, closes every module and the store,
  * and frees srv. Call after uv_run() has returned (the loop ends once a
  * shutdown has closed every handle). */

@@ -851,6 +851,21 @@ static void drain_pending(struct lsrv *ls)
 	}
 }
 
+/* The ceiling could not be raised: answer the queue rather than leave it
+ * waiting. */
+static void fail_pending(struct lsrv *ls, int rc)
+{
+	while (ls->pend_head != NULL) {
+		struct pend *p = ls->pend_head;
+		ls->pend_head = p->next;
+		if (!conn_is_closing(p->conn))
+			srv_storage_error(p->conn, p->req->id, rc, "Lease");
+		whizbang__v1__request__free_unpacked(p->req, NULL);
+		free(p);
+	}
+	ls->pend_tail = NULL;
+}
+
 static void ensure_reservation(struct lsrv *ls, uint32_t count)
 {
 	if (ls->reserving != 0)
@@ -861,6 +876,7 @@ static void ensure_reservation(struct lsrv *ls, uint32_t count)
 	struct lop *op = lop_new(ls, LOP_RESERVE, NULL, NULL);
 	if (op == NULL) {
 		srv_log(WB_LOG_ERROR, "reservation_failed", "reason=no_memory");
+		fail_pending(ls, WB_E_NOMEM);
 		return;
 	}
 	op->ceiling = ceiling;
@@ -931,16 +947,7 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 		} else {
 			srv_log(WB_LOG_ERROR, "reservation_failed", "ceiling=%llu error=%s",
 			        (unsigned long long)op->ceiling, wb_error_name(rc));
-			/* Answer the queue rather than leave it waiting. */
-			while (ls->pend_head != NULL) {
-				struct pend *p = ls->pend_head;
-				ls->pend_head = p->next;
-				if (!conn_is_closing(p->conn))
-					srv_storage_error(p->conn, p->req->id, rc, "Lease");
-				whizbang__v1__request__free_unpacked(p->req, NULL);
-				free(p);
-			}
-			ls->pend_tail = NULL;
+			fail_pending(ls, rc);
 		}
 		lop_free(op);
 		drain_pending(ls);

@@ -1,0 +1,67 @@
+#include "fault.h"
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+void *__real_malloc(size_t size);
+void *__real_calloc(size_t n, size_t size);
+void *__real_realloc(void *p, size_t size);
+void *__wrap_malloc(size_t size);
+void *__wrap_calloc(size_t n, size_t size);
+void *__wrap_realloc(void *p, size_t size);
+
+static atomic_size_t count;
+static atomic_size_t failed;
+static atomic_size_t nth; /* 0: armed for nothing */
+static atomic_bool persist;
+
+void fault_arm(size_t n, bool keep_failing)
+{
+	atomic_store(&nth, 0);
+	atomic_store(&count, 0);
+	atomic_store(&failed, 0);
+	atomic_store(&persist, keep_failing);
+	atomic_store(&nth, n);
+}
+
+void fault_disarm(void)
+{
+	atomic_store(&nth, 0);
+}
+
+size_t fault_count(void)
+{
+	return atomic_load(&count);
+}
+
+size_t fault_failed(void)
+{
+	return atomic_load(&failed);
+}
+
+/* True when this allocation is to fail. */
+static bool fail_now(void)
+{
+	size_t i = atomic_fetch_add(&count, 1) + 1;
+	size_t n = atomic_load(&nth);
+	if (n == 0 || i < n || (i > n && !atomic_load(&persist)))
+		return false;
+	atomic_fetch_add(&failed, 1);
+	return true;
+}
+
+void *__wrap_malloc(size_t size)
+{
+	return fail_now() ? NULL : __real_malloc(size);
+}
+
+void *__wrap_calloc(size_t n, size_t size)
+{
+	return fail_now() ? NULL : __real_calloc(n, size);
+}
+
+void *__wrap_realloc(void *p, size_t size)
+{
+	return fail_now() ? NULL : __real_realloc(p, size);
+}

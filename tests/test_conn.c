@@ -1,0 +1,393 @@
+/* The connection layer (server/conn.c) on a real loop with real loopback
+ * sockets, in-process, behind an echo service: a frame is answered with a
+ * frame holding the same bytes (or reply_size bytes, the first 4 of them
+ * the request's first 4, so answers can be matched to requests).
+ *
+ * What is checked: frames split across writes and packed into one; the
+ * output bound pauses reading and the connection picks up again once the
+ * client reads; holds (work in flight) pause it at max_inflight; a peer that
+ * closes while a large write is in flight; a frame over the limit, the frame
+ * timeout and the connection limit, each refused and closed; and accepting
+ * while no allocation succeeds, which must shed the peers and keep the
+ * listener polled (libuv stops polling a listener whose connection callback
+ * did not accept). Sanitizers and valgrind see every path end without a
+ * leak, and the loop closes with no handle left. */
+#include <criterion/criterion.h>
+
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "fault.h"
+#include "frame.h"
+#include "inproc.h"
+#include "log.h"
+#include "wb_error.h"
+
+#define WAIT_MS 5000
+
+struct echo {
+	uv_loop_t loop;
+	uv_tcp_t listener;
+	struct conns *set;
+	int port;
+	size_t reply_size; /* 0: echo the payload */
+	bool hold;         /* hold each connection once per frame */
+	struct conn *held[64];
+	size_t nheld;
+	size_t frames;
+	size_t closed;
+	size_t refused;
+	int refuse_code;
+};
+
+static struct echo e;
+
+static void frame_hook(void *arg, struct conn *c, const uint8_t *payload, uint32_t len)
+{
+	struct echo *x = arg;
+	x->frames++;
+	if (x->hold && x->nheld < 64) {
+		conn_hold(c);
+		x->held[x->nheld++] = c;
+	}
+	size_t n = x->reply_size > 0 ? x->reply_size : len;
+	uint8_t *p = conn_frame(c, n);
+	if (p == NULL)
+		return;
+	memset(p, 0xab, n);
+	memcpy(p, payload, len < n ? (len < 4 ? len : 4) : n);
+}
+
+static void refuse_hook(void *arg, struct conn *c, int code, const char *msg)
+{
+	struct echo *x = arg;
+	(void)msg;
+	x->refused++;
+	x->refuse_code = code;
+	conn_send(c, (const uint8_t *)"REFUSED", 7);
+}
+
+static void closed_hook(void *arg, struct conn *c)
+{
+	struct echo *x = arg;
+	(void)c;
+	x->closed++;
+}
+
+static void after_hook(void *arg, bool drained)
+{
+	struct echo *x = arg;
+	(void)drained;
+	conns_flush(x->set);
+}
+
+static void on_connection(uv_stream_t *l, int status)
+{
+	if (status == 0)
+		conns_accept(e.set, l);
+}
+
+static void start(const struct conn_limits *lim)
+{
+	memset(&e, 0, sizeof(e));
+	log_set_level(WB_LOG_ERROR);
+	cr_assert_eq(uv_loop_init(&e.loop), 0);
+	struct conn_hooks hooks = {&e, frame_hook, refuse_hook, closed_hook, after_hook};
+	cr_assert_eq(conns_init(&e.set, &e.loop, lim, &hooks), 0);
+	cr_assert_eq(uv_tcp_init(&e.loop, &e.listener), 0);
+	struct sockaddr_in a;
+	uv_ip4_addr("127.0.0.1", 0, &a);
+	cr_assert_eq(uv_tcp_bind(&e.listener, (struct sockaddr *)&a, 0), 0);
+	cr_assert_eq(uv_listen((uv_stream_t *)&e.listener, 64, on_connection), 0);
+	struct sockaddr_storage ss;
+	int len = sizeof(ss);
+	cr_assert_eq(uv_tcp_getsockname(&e.listener, (struct sockaddr *)&ss, &len), 0);
+	e.port = ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static const struct conn_limits defaults = {
+        .max_frame = 1u << 20,
+        .max_output = 1u << 20,
+        .max_inflight = 16,
+        .frame_timeout_ms = 10000,
+        .max_connections = 16,
+};
+
+/* Closes everything and checks that no handle is left on the loop. */
+static void stop(void)
+{
+	fault_disarm();
+	while (e.nheld > 0)
+		conn_release(e.held[--e.nheld]);
+	conns_close_all(e.set, true);
+	uv_close((uv_handle_t *)&e.listener, NULL);
+	for (int i = 0; i < 100 && uv_loop_alive(&e.loop); i++)
+		uv_run(&e.loop, UV_RUN_NOWAIT);
+	cr_assert_eq(conns_open(e.set), 0);
+	conns_free(e.set);
+	cr_assert_eq(uv_loop_close(&e.loop), 0, "a handle was left open");
+}
+
+static void queue_frame(struct iclient *c, uint32_t tag, size_t len)
+{
+	uint8_t buf[FRAME_HEADER + 64];
+	cr_assert_leq(len, 64);
+	cr_assert_geq(len, 4);
+	frame_put_header(buf, (uint32_t)len);
+	memset(buf + FRAME_HEADER, 0, len);
+	memcpy(buf + FRAME_HEADER, &tag, 4);
+	cr_assert_eq(iclient_queue_raw(c, buf, FRAME_HEADER + len), 0);
+}
+
+/* Takes the next answer and returns its tag. */
+static uint32_t take_tag(struct iclient *c, size_t *len)
+{
+	static uint8_t payload[1u << 20];
+	cr_assert_eq(iclient_wait(&e.loop, c, WAIT_MS), 0, "no answer");
+	cr_assert_eq(iclient_take(c, payload, sizeof(payload), len), 0);
+	uint32_t tag;
+	memcpy(&tag, payload, 4);
+	return tag;
+}
+
+static bool frames_at_least(void *arg)
+{
+	return e.frames >= *(size_t *)arg;
+}
+
+static bool closed_at_least(void *arg)
+{
+	return e.closed >= *(size_t *)arg;
+}
+
+static void run_ms(int ms)
+{
+	loop_run_until(&e.loop, NULL, NULL, ms);
+}
+
+/* Reads until the peer closes; true when it did within WAIT_MS. */
+static bool sees_close(struct iclient *c)
+{
+	for (int i = 0; i < WAIT_MS && !c->closed; i++) {
+		c->in_len = 0;
+		iclient_io(c);
+		run_ms(1);
+	}
+	return c->closed;
+}
+
+TestSuite(conn, .fini = stop);
+
+Test(conn, frames_split_and_packed)
+{
+	start(&defaults);
+	struct iclient *c = iclient_new(e.port);
+	cr_assert_not_null(c);
+	/* One frame in three writes, with loop turns in between. */
+	uint8_t f[FRAME_HEADER + 10];
+	frame_put_header(f, 10);
+	memcpy(f + FRAME_HEADER, "abcdefghij", 10);
+	for (size_t at = 0; at < sizeof(f); at += 5) {
+		size_t n = sizeof(f) - at < 5 ? sizeof(f) - at : 5;
+		cr_assert_eq(iclient_queue_raw(c, f + at, n), 0);
+		iclient_io(c);
+		run_ms(20);
+	}
+	size_t len;
+	uint8_t payload[64];
+	cr_assert_eq(iclient_wait(&e.loop, c, WAIT_MS), 0);
+	cr_assert_eq(iclient_take(c, payload, sizeof(payload), &len), 0);
+	cr_assert_eq(len, 10);
+	cr_assert_arr_eq(payload, "abcdefghij", 10);
+	/* A hundred frames in one write: a hundred answers, in order. */
+	for (uint32_t i = 0; i < 100; i++)
+		queue_frame(c, i, 8);
+	for (uint32_t i = 0; i < 100; i++)
+		cr_assert_eq(take_tag(c, &len), i);
+	cr_assert_eq(e.frames, 101);
+	iclient_free(c);
+}
+
+Test(conn, output_bound_pauses_reading)
+{
+	struct conn_limits lim = defaults;
+	lim.max_output = 128u << 10;
+	start(&lim);
+	e.reply_size = 64u << 10;
+	struct iclient *c = iclient_new(e.port);
+	cr_assert_not_null(c);
+	/* 25 MiB of answers: far more than the sockets' buffers hold. */
+	const uint32_t n = 400;
+	for (uint32_t i = 0; i < n; i++)
+		queue_frame(c, i, 4);
+	/* The client sends everything but reads nothing. */
+	for (int i = 0; i < 500; i++) {
+		ssize_t k = c->out_len > c->out_sent
+		                    ? send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent,
+		                           MSG_NOSIGNAL | MSG_DONTWAIT)
+		                    : 0;
+		if (k > 0)
+			c->out_sent += (size_t)k;
+		run_ms(1);
+	}
+	cr_assert_eq(c->out_sent, c->out_len, "the server stopped reading its requests too early");
+	size_t handled = e.frames;
+	cr_assert_lt(handled, n, "every request was answered into an output that never drained");
+	run_ms(200);
+	cr_assert_eq(e.frames, handled, "a paused connection went on decoding");
+	/* Reading lets it go on, to the last answer, in order. */
+	size_t len;
+	for (uint32_t i = 0; i < n; i++) {
+		cr_assert_eq(take_tag(c, &len), i);
+		cr_assert_eq(len, e.reply_size);
+	}
+	cr_assert_eq(e.frames, n);
+	iclient_free(c);
+}
+
+Test(conn, holds_pause_at_max_inflight)
+{
+	struct conn_limits lim = defaults;
+	lim.max_inflight = 4;
+	start(&lim);
+	e.hold = true;
+	struct iclient *c = iclient_new(e.port);
+	cr_assert_not_null(c);
+	for (uint32_t i = 0; i < 10; i++)
+		queue_frame(c, i, 4);
+	iclient_io(c);
+	size_t want = 4;
+	cr_assert(loop_run_until(&e.loop, frames_at_least, &want, WAIT_MS));
+	run_ms(100);
+	cr_assert_eq(e.frames, 4, "read past max_inflight holds");
+	/* One released: one more frame. */
+	conn_release(e.held[0]);
+	e.held[0] = e.held[--e.nheld];
+	conns_flush(e.set);
+	want = 5;
+	cr_assert(loop_run_until(&e.loop, frames_at_least, &want, WAIT_MS));
+	run_ms(100);
+	cr_assert_eq(e.frames, 5);
+	e.hold = false;
+	while (e.nheld > 0)
+		conn_release(e.held[--e.nheld]);
+	conns_flush(e.set);
+	want = 10;
+	cr_assert(loop_run_until(&e.loop, frames_at_least, &want, WAIT_MS));
+	size_t len;
+	for (uint32_t i = 0; i < 10; i++)
+		cr_assert_eq(take_tag(c, &len), i);
+	iclient_free(c);
+}
+
+Test(conn, peer_closes_during_a_write)
+{
+	start(&defaults);
+	e.reply_size = 8u << 20; /* far above what the sockets buffer */
+	struct conn_limits lim = defaults;
+	(void)lim;
+	struct iclient *c = iclient_new(e.port);
+	cr_assert_not_null(c);
+	queue_frame(c, 1, 4);
+	iclient_io(c);
+	size_t want = 1;
+	cr_assert(loop_run_until(&e.loop, frames_at_least, &want, WAIT_MS));
+	run_ms(50);
+	/* Reset, not a graceful close: the write in flight fails. */
+	struct linger lg = {1, 0};
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	iclient_free(c);
+	cr_assert(loop_run_until(&e.loop, closed_at_least, &want, WAIT_MS));
+	run_ms(50);
+	cr_assert_eq(e.closed, 1);
+	cr_assert_eq(conns_open(e.set), 0);
+}
+
+Test(conn, frame_over_the_limit_is_refused_then_closed)
+{
+	struct conn_limits lim = defaults;
+	lim.max_frame = 1024;
+	start(&lim);
+	struct iclient *c = iclient_new(e.port);
+	cr_assert_not_null(c);
+	uint8_t h[FRAME_HEADER];
+	frame_put_header(h, 2048);
+	cr_assert_eq(iclient_queue_raw(c, h, sizeof(h)), 0);
+	uint8_t payload[16];
+	size_t len;
+	cr_assert_eq(iclient_wait(&e.loop, c, WAIT_MS), 0);
+	cr_assert_eq(iclient_take(c, payload, sizeof(payload), &len), 0);
+	cr_assert_eq(len, 7);
+	cr_assert_eq(e.refuse_code, WB_FRAME_TOO_LARGE);
+	cr_assert(sees_close(c), "the connection stayed open after the refusal");
+	cr_assert_eq(e.frames, 0);
+	iclient_free(c);
+}
+
+Test(conn, unfinished_frame_times_out)
+{
+	struct conn_limits lim = defaults;
+	lim.frame_timeout_ms = 50;
+	start(&lim);
+	struct iclient *c = iclient_new(e.port);
+	cr_assert_not_null(c);
+	cr_assert_eq(iclient_queue_raw(c, "\0\0", 2), 0);
+	iclient_io(c);
+	cr_assert(sees_close(c), "a started frame did not time out");
+	cr_assert_eq(e.closed, 1);
+	iclient_free(c);
+}
+
+Test(conn, connection_limit_refuses_the_next)
+{
+	struct conn_limits lim = defaults;
+	lim.max_connections = 1;
+	start(&lim);
+	struct iclient *a = iclient_new(e.port);
+	cr_assert_not_null(a);
+	queue_frame(a, 7, 4);
+	size_t len;
+	cr_assert_eq(take_tag(a, &len), 7);
+	struct iclient *b = iclient_new(e.port);
+	cr_assert_not_null(b);
+	uint8_t payload[16];
+	cr_assert_eq(iclient_wait(&e.loop, b, WAIT_MS), 0);
+	cr_assert_eq(iclient_take(b, payload, sizeof(payload), &len), 0);
+	cr_assert_arr_eq(payload, "REFUSED", 7);
+	cr_assert_eq(e.refuse_code, WB_RESOURCE_EXHAUSTED);
+	cr_assert(sees_close(b));
+	/* The first is unaffected. */
+	queue_frame(a, 8, 4);
+	cr_assert_eq(take_tag(a, &len), 8);
+	iclient_free(a);
+	iclient_free(b);
+}
+
+Test(conn, accept_sheds_load_when_no_memory)
+{
+	start(&defaults);
+	/* Every allocation fails: each peer is accepted and closed at once,
+	 * however many arrive in one loop turn. */
+	struct iclient *c[3];
+	for (int i = 0; i < 3; i++) {
+		c[i] = iclient_new(e.port);
+		cr_assert_not_null(c[i]);
+	}
+	fault_arm(1, true);
+	for (int i = 0; i < 3; i++)
+		cr_assert(sees_close(c[i]), "peer %d was neither served nor closed", i);
+	cr_assert_gt(fault_failed(), 0, "no allocation failed: the test tested nothing");
+	fault_disarm();
+	cr_assert_eq(conns_open(e.set), 0);
+	/* The listener is still polled: the next peer is served. */
+	struct iclient *d = iclient_new(e.port);
+	cr_assert_not_null(d);
+	queue_frame(d, 42, 4);
+	size_t len;
+	cr_assert_eq(take_tag(d, &len), 42);
+	for (int i = 0; i < 3; i++)
+		iclient_free(c[i]);
+	iclient_free(d);
+}
