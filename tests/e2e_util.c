@@ -10,6 +10,7 @@
  * test process that dies takes its server with it (PR_SET_PDEATHSIG). */
 #include "e2e_util.h"
 
+#include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -648,4 +649,63 @@ int e2e_raw_hello(int fd, uint64_t id)
 		rc = WB_INTERNAL;
 	whizbang__v1__response__free_unpacked(r, NULL);
 	return rc;
+}
+
+/* ------------------------------------------------------------ suites */
+
+struct e2e_server e2e_srv;
+
+void e2e_suite_fini(void)
+{
+	e2e_cleanup(&e2e_srv);
+}
+
+void e2e_start_ok_at(struct e2e_server *s, const char *const *extra_args, const char *file,
+                     int line)
+{
+	cr_assert_eq(e2e_start(s, extra_args), 0, "%s:%d: whizbangd did not start (log above)",
+	             file, line);
+}
+
+void e2e_restart_ok_at(struct e2e_server *s, const char *file, int line)
+{
+	cr_assert_eq(e2e_restart(s), 0, "%s:%d: whizbangd did not start again (log above)", file,
+	             line);
+}
+
+void e2e_exit_ok_at(struct e2e_server *s, bool send_sigterm, const char *file, int line)
+{
+	const char *how = send_sigterm ? "on SIGTERM" : "after its stop signal";
+	if (s->pid == 0)
+		cr_assert_fail("%s:%d: whizbangd is not running, so it cannot exit %s", file, line,
+		               how);
+	int rc = send_sigterm ? e2e_stop(s) : e2e_wait_exit(s);
+	cr_assert_neq(rc, -1, "%s:%d: whizbangd did not exit within %d ms %s (killed; log above)",
+	              file, line, E2E_STOP_TIMEOUT_MS, how);
+	cr_assert_neq(rc, -2, "%s:%d: whizbangd exited 0 %s, but its log holds a sanitizer report",
+	              file, line, how);
+	cr_assert_eq(rc, 0, "%s:%d: whizbangd exited with status %d %s (log above)", file, line, rc,
+	             how);
+}
+
+struct wb_client *e2e_client_ok_at(const struct e2e_server *s, const char *name, const char *file,
+                                   int line)
+{
+	struct wb_client *c = e2e_client(s, name);
+	cr_assert_not_null(c, "%s:%d: cannot connect client %s to %s (reason above)", file, line,
+	                   name, s->address);
+	return c;
+}
+
+int e2e_raw_ok_at(const struct e2e_server *s, bool hello, const char *file, int line)
+{
+	int fd = e2e_raw_connect(s);
+	cr_assert_geq(fd, 0, "%s:%d: raw connect to %s failed (reason above)", file, line,
+	              s->address);
+	if (hello) {
+		int rc = e2e_raw_hello(fd, 1);
+		cr_assert_eq(rc, 0, "%s:%d: raw Hello to %s: %s", file, line, s->address,
+		             wb_error_name(rc));
+	}
+	return fd;
 }
