@@ -35,7 +35,6 @@ extern char **environ;
 #define WAIT_MS 15000
 #define WATCHDOG_USEC "200000" /* keep-alives every 100 ms */
 
-static struct e2e_server srv;
 static int notify_fd = -1;
 
 static void teardown(void)
@@ -43,7 +42,7 @@ static void teardown(void)
 	if (notify_fd >= 0)
 		close(notify_fd);
 	notify_fd = -1;
-	e2e_cleanup(&srv);
+	e2e_suite_fini();
 }
 
 TestSuite(systemd, .fini = teardown, .timeout = 120);
@@ -53,12 +52,12 @@ TestSuite(systemd, .fini = teardown, .timeout = 120);
 static void make_dir(void)
 {
 	signal(SIGPIPE, SIG_IGN);
-	memset(&srv, 0, sizeof(srv));
-	snprintf(srv.dir, sizeof(srv.dir), "/tmp/wb-sysd-XXXXXX");
-	cr_assert_not_null(mkdtemp(srv.dir), "mkdtemp: %s", strerror(errno));
-	snprintf(srv.data_dir, sizeof(srv.data_dir), "%s/data", srv.dir);
-	snprintf(srv.port_file, sizeof(srv.port_file), "%s/port", srv.dir);
-	snprintf(srv.log_file, sizeof(srv.log_file), "%s/server.log", srv.dir);
+	memset(&e2e_srv, 0, sizeof(e2e_srv));
+	snprintf(e2e_srv.dir, sizeof(e2e_srv.dir), "/tmp/wb-sysd-XXXXXX");
+	cr_assert_not_null(mkdtemp(e2e_srv.dir), "mkdtemp: %s", strerror(errno));
+	snprintf(e2e_srv.data_dir, sizeof(e2e_srv.data_dir), "%s/data", e2e_srv.dir);
+	snprintf(e2e_srv.port_file, sizeof(e2e_srv.port_file), "%s/port", e2e_srv.dir);
+	snprintf(e2e_srv.log_file, sizeof(e2e_srv.log_file), "%s/server.log", e2e_srv.dir);
 }
 
 static bool built_with_systemd(void)
@@ -103,16 +102,25 @@ struct spawn_opts {
 	int listen_fd;             /* passed as fd 3 with LISTEN_FDS=1, or -1 */
 };
 
-/* Starts $WHIZBANGD on 127.0.0.1 port 0 in srv.dir with the environment of
+/* Starts $WHIZBANGD on 127.0.0.1 port 0 in e2e_srv.dir with the environment of
  * o (whatever systemd variables the test itself inherited are dropped).
  * Does not wait for it. */
 static void spawn(const struct spawn_opts *o)
 {
 	const char *bin = getenv("WHIZBANGD");
 	cr_assert(bin != NULL && bin[0] != '\0', "WHIZBANGD is not set (run through meson test)");
-	const char *argv[] = {bin,          "--listen",         "127.0.0.1:0", "--data-dir",
-	                      srv.data_dir, "--port-file",      srv.port_file, "--log-level",
-	                      "info",       "--metrics-listen", "off",         NULL};
+	const char *argv[] = {bin,
+	                      "--listen",
+	                      "127.0.0.1:0",
+	                      "--data-dir",
+	                      e2e_srv.data_dir,
+	                      "--port-file",
+	                      e2e_srv.port_file,
+	                      "--log-level",
+	                      "info",
+	                      "--metrics-listen",
+	                      "off",
+	                      NULL};
 
 	/* The child's environment is made here: after fork only
 	 * async-signal-safe work is done. */
@@ -142,8 +150,8 @@ static void spawn(const struct spawn_opts *o)
 	}
 	envp[e] = NULL;
 
-	int logfd = open(srv.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	cr_assert_geq(logfd, 0, "open %s: %s", srv.log_file, strerror(errno));
+	int logfd = open(e2e_srv.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	cr_assert_geq(logfd, 0, "open %s: %s", e2e_srv.log_file, strerror(errno));
 	/* Above fd 3, so the dup2() calls below cannot clobber each other. */
 	int hi_log = fcntl(logfd, F_DUPFD_CLOEXEC, 10);
 	cr_assert_geq(hi_log, 0);
@@ -174,13 +182,13 @@ static void spawn(const struct spawn_opts *o)
 	}
 	close(hi_log);
 	free(envp);
-	srv.pid = pid;
+	e2e_srv.pid = pid;
 }
 
 /* The port whizbangd wrote into its port file, or 0 when there is none. */
 static int port_file_port(void)
 {
-	FILE *f = fopen(srv.port_file, "r");
+	FILE *f = fopen(e2e_srv.port_file, "r");
 	if (f == NULL)
 		return 0;
 	int port = 0;
@@ -196,19 +204,19 @@ static void wait_port_file(void)
 	int64_t deadline = e2e_now_ms() + WAIT_MS;
 	while (port_file_port() <= 0) {
 		int status;
-		if (waitpid(srv.pid, &status, WNOHANG) == srv.pid) {
-			srv.pid = 0;
-			e2e_log_tail(&srv, 30);
+		if (waitpid(e2e_srv.pid, &status, WNOHANG) == e2e_srv.pid) {
+			e2e_srv.pid = 0;
+			e2e_log_tail(&e2e_srv, 30);
 			cr_assert_fail("whizbangd exited during start-up");
 		}
 		if (e2e_now_ms() >= deadline) {
-			e2e_log_tail(&srv, 30);
+			e2e_log_tail(&e2e_srv, 30);
 			cr_assert_fail("whizbangd wrote no port file within %d ms", WAIT_MS);
 		}
 		e2e_sleep_ms(10);
 	}
-	srv.port = port_file_port();
-	snprintf(srv.address, sizeof(srv.address), "127.0.0.1:%d", srv.port);
+	e2e_srv.port = port_file_port();
+	snprintf(e2e_srv.address, sizeof(e2e_srv.address), "127.0.0.1:%d", e2e_srv.port);
 }
 
 /* Binds the fake notify socket at DIR/notify; returns its path. */
@@ -216,7 +224,7 @@ static const char *open_notify(void)
 {
 	static char path[108];
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(path, sizeof(path), "%s/notify", srv.dir);
+	snprintf(path, sizeof(path), "%s/notify", e2e_srv.dir);
 	cr_assert_lt(strlen(path), sizeof(sa.sun_path));
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -265,12 +273,10 @@ static bool has_line(const char *msg, const char *line)
 	return false;
 }
 
-/* Connects to srv.port, says Hello and pings: the server is serving. */
+/* Connects to e2e_srv.port, says Hello and pings: the server is serving. */
 static void ping_server(void)
 {
-	int fd = e2e_raw_connect(&srv);
-	cr_assert_geq(fd, 0, "cannot connect to %s", srv.address);
-	cr_assert_eq(e2e_raw_hello(fd, 1), 0, "no HelloResult from %s", srv.address);
+	int fd = e2e_suite_raw_hello();
 	Whizbang__V1__Request req;
 	Whizbang__V1__Ping ping;
 	e2e_req_ping(&req, &ping, 2, 4242);
@@ -295,13 +301,13 @@ static void require_systemd(void)
 static void stop_expect_stopping(void)
 {
 	char msg[512];
-	cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+	cr_assert_eq(kill(e2e_srv.pid, SIGTERM), 0);
 	bool stopping = false;
 	int64_t deadline = e2e_now_ms() + WAIT_MS;
 	while (!stopping && recv_notify(msg, sizeof(msg), (int)(deadline - e2e_now_ms())))
 		stopping = has_line(msg, "STOPPING=1");
 	cr_assert(stopping, "no STOPPING=1 within %d ms of SIGTERM", WAIT_MS);
-	cr_assert_eq(e2e_wait_exit(&srv), 0, "whizbangd did not exit 0 after SIGTERM");
+	e2e_suite_wait_exit();
 	while (recv_notify(msg, sizeof(msg), 0))
 		cr_assert(!has_line(msg, "WATCHDOG=1"), "a keep-alive after STOPPING=1");
 }
@@ -329,7 +335,7 @@ Test(systemd, units_verify)
 
 	char in_path[600], out_path[600];
 	snprintf(in_path, sizeof(in_path), "%s/deploy/whizbangd.service", build);
-	snprintf(out_path, sizeof(out_path), "%s/whizbangd.service", srv.dir);
+	snprintf(out_path, sizeof(out_path), "%s/whizbangd.service", e2e_srv.dir);
 	FILE *in = fopen(in_path, "r");
 	cr_assert_not_null(in, "no configured unit at %s", in_path);
 	FILE *out = fopen(out_path, "w");
@@ -357,10 +363,10 @@ Test(systemd, units_verify)
 	snprintf(cmd, sizeof(cmd),
 	         "cp '%s/deploy/whizbangd.socket' '%s/' && "
 	         "systemd-analyze verify --man=no '%s' '%s/whizbangd.socket' >'%s/verify.log' 2>&1",
-	         build, srv.dir, out_path, srv.dir, srv.dir);
+	         build, e2e_srv.dir, out_path, e2e_srv.dir, e2e_srv.dir);
 	int rc = system(cmd);
 	if (rc != 0) {
-		snprintf(cmd, sizeof(cmd), "cat '%s/verify.log' >&2", srv.dir);
+		snprintf(cmd, sizeof(cmd), "cat '%s/verify.log' >&2", e2e_srv.dir);
 		(void)system(cmd);
 	}
 	cr_assert_eq(rc, 0, "systemd-analyze verify failed (its output is above)");
@@ -382,9 +388,9 @@ Test(systemd, ready_watchdog_stopping)
 	int64_t ready_ms = e2e_now_ms();
 	/* The listener was open before READY=1 was sent: the port file is there
 	 * and the port answers now, with no retry. */
-	srv.port = port_file_port();
-	cr_assert_gt(srv.port, 0, "READY=1 came before the port file");
-	snprintf(srv.address, sizeof(srv.address), "127.0.0.1:%d", srv.port);
+	e2e_srv.port = port_file_port();
+	cr_assert_gt(e2e_srv.port, 0, "READY=1 came before the port file");
+	snprintf(e2e_srv.address, sizeof(e2e_srv.address), "127.0.0.1:%d", e2e_srv.port);
 	ping_server();
 
 	int pings = 0;
@@ -447,10 +453,10 @@ Test(systemd, socket_activation)
 	/* The test's copy goes: only whizbangd holds the socket now. */
 	close(hi);
 	wait_port_file();
-	cr_assert_eq(srv.port, port, "whizbangd listens on %d, not on the passed socket's %d",
-	             srv.port, port);
+	cr_assert_eq(e2e_srv.port, port, "whizbangd listens on %d, not on the passed socket's %d",
+	             e2e_srv.port, port);
 	ping_server();
-	cr_assert_geq(e2e_log_count(&srv, "event=socket_activation fd=3"), 1,
+	cr_assert_geq(e2e_log_count(&e2e_srv, "event=socket_activation fd=3"), 1,
 	              "the log does not say the passed socket is used");
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
