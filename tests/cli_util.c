@@ -169,3 +169,41 @@ size_t cli_count_of(const char *text, const char *needle)
 		n++;
 	return n;
 }
+
+/* Copies the line that starts at p (NULL or "": none, which fails the test
+ * with what) into out. */
+static void copy_line(const char *p, const char *text, char *out, size_t len, const char *what)
+{
+	cr_assert(p != NULL && *p != '\0', "no %s in:\n%s", what, text);
+	const char *e = strchr(p, '\n');
+	size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
+	cr_assert_lt(n, len, "the %s is %zu bytes, more than %zu", what, n, len - 1);
+	memcpy(out, p, n);
+	out[n] = '\0';
+}
+
+void cli_nth_line(const char *text, size_t line, char *out, size_t len)
+{
+	const char *p = text;
+	for (size_t i = 0; i < line && p != NULL; i++) {
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	char what[48];
+	snprintf(what, sizeof(what), "line %zu", line);
+	copy_line(p, text, out, len, what);
+}
+
+void cli_line_starting(const char *text, const char *prefix, char *out, size_t len)
+{
+	const char *p = text;
+	while (p != NULL && strncmp(p, prefix, strlen(prefix)) != 0) {
+		p = strchr(p, '\n');
+		if (p != NULL)
+			p++;
+	}
+	char what[256];
+	snprintf(what, sizeof(what), "line starting \"%s\"", prefix);
+	copy_line(p, text, out, len, what);
+}

@@ -88,4 +88,13 @@ void cli_expect_not(const char *text, const char *needle, const char *what);
 /* How many times needle occurs in text (overlapping ones included). */
 size_t cli_count_of(const char *text, const char *needle);
 
+/* Copies line number line (from 0) of text, without its newline, into out
+ * (len bytes). Fails the test, showing text, when there is no such line or
+ * it does not fit. */
+void cli_nth_line(const char *text, size_t line, char *out, size_t len);
+
+/* Copies the first line of text that starts with prefix into out, as
+ * cli_nth_line() does. */
+void cli_line_starting(const char *text, const char *prefix, char *out, size_t len);
+
 #endif

@@ -67,6 +67,30 @@ void e2e_kill(struct e2e_server *s);
  * a zeroed struct and more than once. */
 void e2e_cleanup(struct e2e_server *s);
 
+/* For a test that spawns whizbangd itself (with its own environment or
+ * file descriptors), the steps e2e_start() is made of: */
+
+/* Makes s's temporary directory and names the data directory, port file
+ * and log file in it, starting nothing (s is zeroed first). Returns 0, or -1
+ * with the reason on stderr. */
+int e2e_prepare(struct e2e_server *s);
+
+/* Run in the child just forked from the test process parent, before it
+ * execs whizbangd: the child dies with its parent, reads /dev/null, writes
+ * stdout and stderr to logfd and has SIGPIPE's default action back. Makes
+ * only async-signal-safe calls. Returns 0, or -1 when the parent is already
+ * gone (the child should then _exit). */
+int e2e_child_stdio(pid_t parent, int logfd);
+
+/* Waits for the port file of the server s->pid, then sets s->port and
+ * s->address. Returns 0, or -1 with the log's tail on stderr when the
+ * server exits first (s->pid is then 0) or writes no port file within
+ * E2E_START_TIMEOUT_MS (it is then killed). */
+int e2e_wait_port(struct e2e_server *s);
+
+/* The port in s's port file, or 0 when there is none (yet). */
+int e2e_read_port(const struct e2e_server *s);
+
 /* Prints the last lines of the server's log to stderr. */
 void e2e_log_tail(const struct e2e_server *s, size_t lines);
 
@@ -223,6 +247,12 @@ void e2e_suite_fini(void);
  * of it named name. */
 #define e2e_suite_start_client(extra_args, name)                                                   \
 	(e2e_suite_start(extra_args), e2e_suite_client(name))
+
+/* A TCP socket bound to an ephemeral port on 127.0.0.1 (close-on-exec),
+ * listening when listening is true; *port receives the port. Fails the test
+ * when the socket cannot be made. For a test that needs a port nothing
+ * answers on, a peer that never answers, or a socket to hand to whizbangd. */
+int e2e_loopback_socket(bool listening, int *port);
 
 /* What the macros above call; file and line name the caller. */
 void e2e_start_ok_at(struct e2e_server *s, const char *const *extra_args, const char *file,

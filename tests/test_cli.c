@@ -1,13 +1,10 @@
 /* The `whizbang` command-line tool against a real whizbangd: commands,
  * human and JSON output, exit statuses. */
 #include <criterion/criterion.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include "cli_util.h"
 #include "e2e_util.h"
@@ -21,23 +18,6 @@ static size_t count_lines(const char *text)
 		if (*p == '\n')
 			n++;
 	return n;
-}
-
-/* The line'th line (from 0) of text into out. */
-static void nth_line(const char *text, size_t line, char *out, size_t len)
-{
-	const char *p = text;
-	for (size_t i = 0; i < line && p != NULL; i++) {
-		p = strchr(p, '\n');
-		if (p != NULL)
-			p++;
-	}
-	cr_assert(p != NULL && *p != '\0', "no line %zu in:\n%s", line, text);
-	const char *e = strchr(p, '\n');
-	size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
-	cr_assert_lt(n, len);
-	memcpy(out, p, n);
-	out[n] = '\0';
 }
 
 static void write_file(const char *path, const void *data, size_t len)
@@ -251,7 +231,7 @@ static void check_json_selection(const char *out, const bool keep[NSPECS], bool 
 	cr_assert_eq(count_lines(out), n, "want %zu lines, got:\n%s", n, out);
 	for (size_t k = 0; k < n; k++) {
 		char line[1024];
-		nth_line(out, k, line, sizeof(line));
+		cli_nth_line(out, k, line, sizeof(line));
 		check_json_line(line, want[k]);
 	}
 }
@@ -388,16 +368,10 @@ Test(cli, usage_errors_exit_2)
 Test(cli, server_not_running)
 {
 	/* A port that nothing listens on: bind one, then close it. */
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_geq(fd, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(sa);
-	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
-	close(fd);
+	int port;
+	close(e2e_loopback_socket(false, &port));
 	char address[32];
-	snprintf(address, sizeof(address), "127.0.0.1:%u", ntohs(sa.sin_port));
+	snprintf(address, sizeof(address), "127.0.0.1:%d", port);
 	const char *cmds[][4] = {{"ping", NULL}, {"read", "s", NULL}, {"read-all", NULL}};
 	for (size_t k = 0; k < 3; k++) {
 		const char *args[8] = {"--server", address, "--timeout-ms", "5000"};
@@ -445,15 +419,15 @@ Test(cli, reads_page_through_long_streams)
 	cr_assert_eq(count_lines(r.out), 1500, "read-all --limit 1500 printed %zu lines",
 	             count_lines(r.out));
 	char line[1024];
-	nth_line(r.out, 1499, line, sizeof(line));
+	cli_nth_line(r.out, 1499, line, sizeof(line));
 	cli_expect_has(line, "\"position\":1500,", "line 1500");
 	cli_run_free(&r);
 	CLI(&r, "read", "many", "--backwards", "--limit", "1200");
 	cli_expect_status(&r, 0, "read --backwards --limit 1200");
 	cr_assert_eq(count_lines(r.out), 1200);
-	nth_line(r.out, 0, line, sizeof(line));
+	cli_nth_line(r.out, 0, line, sizeof(line));
 	cli_expect_has(line, "n02499", "first line backwards");
-	nth_line(r.out, 1199, line, sizeof(line));
+	cli_nth_line(r.out, 1199, line, sizeof(line));
 	cli_expect_has(line, "n01300", "last line backwards");
 	cli_run_free(&r);
 	e2e_suite_stop();

@@ -1,15 +1,12 @@
 /* End-to-end behaviour of whizbangd through libwhizbang: a real server on
  * port 0 with a temporary data directory, one per test. */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "e2e_util.h"
@@ -1544,16 +1541,10 @@ Test(e2e, client_refuses_an_answer_above_max_response)
  * after the client's timeout. */
 Test(e2e, client_times_out_against_a_silent_server)
 {
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_geq(lfd, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(sa);
-	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(lfd, 4), 0);
-	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+	int port;
+	int lfd = e2e_loopback_socket(true, &port);
 	char address[32];
-	snprintf(address, sizeof(address), "127.0.0.1:%u", ntohs(sa.sin_port));
+	snprintf(address, sizeof(address), "127.0.0.1:%d", port);
 	struct wb_options opts = {.timeout_ms = 300};
 	struct wb_client *c = NULL;
 	char msg[256] = "";

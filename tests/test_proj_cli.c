@@ -40,23 +40,6 @@ static uint64_t next_sequence(void)
 	return next;
 }
 
-/* The line of text that starts with prefix, copied into out. */
-static void line_starting(const char *text, const char *prefix, char *out, size_t len)
-{
-	const char *p = text;
-	while (p != NULL && strncmp(p, prefix, strlen(prefix)) != 0) {
-		p = strchr(p, '\n');
-		if (p != NULL)
-			p++;
-	}
-	cr_assert(p != NULL && *p != '\0', "no line starting \"%s\" in:\n%s", prefix, text);
-	const char *e = strchr(p, '\n');
-	size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
-	cr_assert_lt(n, len);
-	memcpy(out, p, n);
-	out[n] = '\0';
-}
-
 static const char three_orders[] =
         "upsert Order \"o-1\" {customer_id: \"c-42\", status: \"Pending\", total: 120}; "
         "upsert Order \"o-2\" {customer_id: \"c-42\", status: \"Pending\", total: 80}; "
@@ -291,7 +274,7 @@ Test(proj_cli, query_pages_with_limit_and_after)
 	CLI(&r, "query", "Item", "--limit", "2");
 	cli_expect_status(&r, 0, "first page");
 	char line[256];
-	line_starting(r.out, "i-1", line, sizeof(line));
+	cli_line_starting(r.out, "i-1", line, sizeof(line));
 	cr_assert_str_eq(line, "i-1  version=1  {n: 1}");
 	cli_expect_has(r.out, "i-2  version=1  {n: 2}\n", "first page");
 	cli_expect_not(r.out, "i-3", "first page");
@@ -432,7 +415,7 @@ Test(proj_cli, ledger_shows_explosions_and_outcomes)
 	cli_expect_status(&r, 0, "ledger");
 	char prefix[64], line[4096];
 	snprintf(prefix, sizeof(prefix), "%" PRIu64 "  committed  cli-test  ", s1);
-	line_starting(r.out, prefix, line, sizeof(line));
+	cli_line_starting(r.out, prefix, line, sizeof(line));
 	cli_expect_has(line, "update Order where customer_id == \"c-42\" set status = \"Paid\"",
 	               "ledger entry");
 	cli_expect_has(line, "  [applied ok]", "ledger entry");
@@ -442,10 +425,10 @@ Test(proj_cli, ledger_shows_explosions_and_outcomes)
 	               "eight ids in full");
 	cli_expect_has(r.out, "    op 1: no-op (matched 0, ", "an empty explosion");
 	snprintf(prefix, sizeof(prefix), "%" PRIu64 "  committed  ", s2);
-	line_starting(r.out, prefix, line, sizeof(line));
+	cli_line_starting(r.out, prefix, line, sizeof(line));
 	cli_expect_has(line, "customer_id == \"c-1\"", "ledger entry");
 	snprintf(prefix, sizeof(prefix), "%" PRIu64 "  committed  ", s3);
-	line_starting(r.out, prefix, line, sizeof(line));
+	cli_line_starting(r.out, prefix, line, sizeof(line));
 	cli_expect_has(line, "delete Order where customer_id == \"c-none\"  [applied ok]",
 	               "an entry whose clause matched nothing");
 
@@ -492,8 +475,8 @@ Test(proj_cli, verify_reports_a_match)
 	cli_expect_has(r.out, "verify: match\n", "verify");
 	cli_expect_has(r.out, "entities: 2\n", "verify");
 	char live[256], replay[256];
-	line_starting(r.out, "live_digest: ", live, sizeof(live));
-	line_starting(r.out, "replay_digest: ", replay, sizeof(replay));
+	cli_line_starting(r.out, "live_digest: ", live, sizeof(live));
+	cli_line_starting(r.out, "replay_digest: ", replay, sizeof(replay));
 	cr_assert_gt(strlen(live), strlen("live_digest: "), "an empty digest");
 	cr_assert_str_eq(live + strlen("live_digest: "), replay + strlen("replay_digest: "));
 	cli_expect_not(r.out, "first_difference", "verify");

@@ -13,19 +13,16 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include "e2e_util.h"
 #include "server/wb_systemd.h"
@@ -51,13 +48,7 @@ TestSuite(systemd, .fini = teardown, .timeout = 120);
 
 static void make_dir(void)
 {
-	signal(SIGPIPE, SIG_IGN);
-	memset(&e2e_srv, 0, sizeof(e2e_srv));
-	snprintf(e2e_srv.dir, sizeof(e2e_srv.dir), "/tmp/wb-sysd-XXXXXX");
-	cr_assert_not_null(mkdtemp(e2e_srv.dir), "mkdtemp: %s", strerror(errno));
-	snprintf(e2e_srv.data_dir, sizeof(e2e_srv.data_dir), "%s/data", e2e_srv.dir);
-	snprintf(e2e_srv.port_file, sizeof(e2e_srv.port_file), "%s/port", e2e_srv.dir);
-	snprintf(e2e_srv.log_file, sizeof(e2e_srv.log_file), "%s/server.log", e2e_srv.dir);
+	cr_assert_eq(e2e_prepare(&e2e_srv), 0, "no directory for whizbangd (reason above)");
 }
 
 static bool built_with_systemd(void)
@@ -107,20 +98,12 @@ struct spawn_opts {
  * Does not wait for it. */
 static void spawn(const struct spawn_opts *o)
 {
+	struct e2e_server *s = &e2e_srv;
 	const char *bin = getenv("WHIZBANGD");
 	cr_assert(bin != NULL && bin[0] != '\0', "WHIZBANGD is not set (run through meson test)");
-	const char *argv[] = {bin,
-	                      "--listen",
-	                      "127.0.0.1:0",
-	                      "--data-dir",
-	                      e2e_srv.data_dir,
-	                      "--port-file",
-	                      e2e_srv.port_file,
-	                      "--log-level",
-	                      "info",
-	                      "--metrics-listen",
-	                      "off",
-	                      NULL};
+	const char *argv[] = {bin,         "--listen",         "127.0.0.1:0", "--data-dir",
+	                      s->data_dir, "--port-file",      s->port_file,  "--log-level",
+	                      "info",      "--metrics-listen", "off",         NULL};
 
 	/* The child's environment is made here: after fork only
 	 * async-signal-safe work is done. */
@@ -150,8 +133,8 @@ static void spawn(const struct spawn_opts *o)
 	}
 	envp[e] = NULL;
 
-	int logfd = open(e2e_srv.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	cr_assert_geq(logfd, 0, "open %s: %s", e2e_srv.log_file, strerror(errno));
+	int logfd = open(s->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	cr_assert_geq(logfd, 0, "open %s: %s", s->log_file, strerror(errno));
 	/* Above fd 3, so the dup2() calls below cannot clobber each other. */
 	int hi_log = fcntl(logfd, F_DUPFD_CLOEXEC, 10);
 	cr_assert_geq(hi_log, 0);
@@ -160,63 +143,20 @@ static void spawn(const struct spawn_opts *o)
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
+		if (e2e_child_stdio(parent, hi_log) != 0)
 			_exit(127);
 		pid_t self = getpid();
 		pid_var(pid_buf[0], "WATCHDOG_PID", o->watchdog_pid_other ? parent : self);
 		pid_var(pid_buf[1], "LISTEN_PID", self);
-		int devnull = open("/dev/null", O_RDWR);
-		if (devnull >= 0) {
-			dup2(devnull, STDIN_FILENO);
-			close(devnull);
-		}
-		dup2(hi_log, STDOUT_FILENO);
-		dup2(hi_log, STDERR_FILENO);
 		if (o->listen_fd >= 0 && dup2(o->listen_fd, 3) != 3) /* clears CLOEXEC */
 			_exit(126);
-		signal(SIGPIPE, SIG_DFL);
 		execve(bin, (char *const *)argv, envp);
 		dprintf(STDERR_FILENO, "cannot exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
 	}
 	close(hi_log);
 	free(envp);
-	e2e_srv.pid = pid;
-}
-
-/* The port whizbangd wrote into its port file, or 0 when there is none. */
-static int port_file_port(void)
-{
-	FILE *f = fopen(e2e_srv.port_file, "r");
-	if (f == NULL)
-		return 0;
-	int port = 0;
-	if (fscanf(f, "%d", &port) != 1)
-		port = 0;
-	fclose(f);
-	return port;
-}
-
-/* Waits for the port file (the server is listening). */
-static void wait_port_file(void)
-{
-	int64_t deadline = e2e_now_ms() + WAIT_MS;
-	while (port_file_port() <= 0) {
-		int status;
-		if (waitpid(e2e_srv.pid, &status, WNOHANG) == e2e_srv.pid) {
-			e2e_srv.pid = 0;
-			e2e_log_tail(&e2e_srv, 30);
-			cr_assert_fail("whizbangd exited during start-up");
-		}
-		if (e2e_now_ms() >= deadline) {
-			e2e_log_tail(&e2e_srv, 30);
-			cr_assert_fail("whizbangd wrote no port file within %d ms", WAIT_MS);
-		}
-		e2e_sleep_ms(10);
-	}
-	e2e_srv.port = port_file_port();
-	snprintf(e2e_srv.address, sizeof(e2e_srv.address), "127.0.0.1:%d", e2e_srv.port);
+	s->pid = pid;
 }
 
 /* Binds the fake notify socket at DIR/notify; returns its path. */
@@ -388,7 +328,7 @@ Test(systemd, ready_watchdog_stopping)
 	int64_t ready_ms = e2e_now_ms();
 	/* The listener was open before READY=1 was sent: the port file is there
 	 * and the port answers now, with no retry. */
-	e2e_srv.port = port_file_port();
+	e2e_srv.port = e2e_read_port(&e2e_srv);
 	cr_assert_gt(e2e_srv.port, 0, "READY=1 came before the port file");
 	snprintf(e2e_srv.address, sizeof(e2e_srv.address), "127.0.0.1:%d", e2e_srv.port);
 	ping_server();
@@ -435,15 +375,8 @@ Test(systemd, socket_activation)
 {
 	require_systemd();
 	make_dir();
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(lfd, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(lfd, 16), 0);
-	socklen_t slen = sizeof(sa);
-	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &slen), 0);
-	int port = ntohs(sa.sin_port);
+	int port;
+	int lfd = e2e_loopback_socket(true, &port);
 	int hi = fcntl(lfd, F_DUPFD_CLOEXEC, 10);
 	cr_assert_geq(hi, 0);
 	close(lfd);
@@ -452,7 +385,7 @@ Test(systemd, socket_activation)
 	spawn(&o);
 	/* The test's copy goes: only whizbangd holds the socket now. */
 	close(hi);
-	wait_port_file();
+	cr_assert_eq(e2e_wait_port(&e2e_srv), 0, "whizbangd did not start (log above)");
 	cr_assert_eq(e2e_srv.port, port, "whizbangd listens on %d, not on the passed socket's %d",
 	             e2e_srv.port, port);
 	ping_server();
