@@ -170,6 +170,14 @@ size_t cli_count_of(const char *text, const char *needle)
 	return n;
 }
 
+/* The start of the line after the one p is in, or NULL when that one is
+ * the last. */
+static const char *next_line(const char *p)
+{
+	p = strchr(p, '\n');
+	return p != NULL ? p + 1 : NULL;
+}
+
 /* Copies the line that starts at p (NULL or "": none, which fails the test
  * with what) into out. */
 static void copy_line(const char *p, const char *text, char *out, size_t len, const char *what)
@@ -185,11 +193,8 @@ static void copy_line(const char *p, const char *text, char *out, size_t len, co
 void cli_nth_line(const char *text, size_t line, char *out, size_t len)
 {
 	const char *p = text;
-	for (size_t i = 0; i < line && p != NULL; i++) {
-		p = strchr(p, '\n');
-		if (p != NULL)
-			p++;
-	}
+	for (size_t i = 0; i < line && p != NULL; i++)
+		p = next_line(p);
 	char what[48];
 	snprintf(what, sizeof(what), "line %zu", line);
 	copy_line(p, text, out, len, what);
@@ -198,11 +203,8 @@ void cli_nth_line(const char *text, size_t line, char *out, size_t len)
 void cli_line_starting(const char *text, const char *prefix, char *out, size_t len)
 {
 	const char *p = text;
-	while (p != NULL && strncmp(p, prefix, strlen(prefix)) != 0) {
-		p = strchr(p, '\n');
-		if (p != NULL)
-			p++;
-	}
+	while (p != NULL && strncmp(p, prefix, strlen(prefix)) != 0)
+		p = next_line(p);
 	char what[256];
 	snprintf(what, sizeof(what), "line starting \"%s\"", prefix);
 	copy_line(p, text, out, len, what);

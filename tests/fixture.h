@@ -81,4 +81,9 @@ bool fixture_under_valgrind(void);
  * source. */
 uint64_t fixture_splitmix(void *state);
 
+/* xorshift64*: the next 64 bits of the sequence whose state (never 0) is
+ * *state (advanced). The generator of test_value's and test_eval's random
+ * cases, kept so that their seeds still name the same cases. */
+uint64_t fixture_xorshift(uint64_t *state);
+
 #endif

@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "eval.h"
+#include "fixture.h"
 #include "optext.h"
 #include "value_util.h"
 #include "wb_error.h"
@@ -286,17 +287,9 @@ Test(eval, infinity_is_a_value)
 
 static uint64_t rng_state = 1;
 
-static uint64_t rng(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * UINT64_C(2685821657736338717);
-}
-
 static size_t rnd(size_t n)
 {
-	return (size_t)(rng() % n);
+	return (size_t)(fixture_xorshift(&rng_state) % n);
 }
 
 static const char *const names[] = {"a", "b", "c", "missing"};

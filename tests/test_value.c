@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "value.h"
 #include "value_util.h"
 #include "wb_error.h"
@@ -37,11 +38,7 @@ static void rng_seed(uint64_t s)
 
 static uint64_t rng(void)
 {
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * UINT64_C(2685821657736338717);
+	return fixture_xorshift(&rng_state);
 }
 
 static size_t rnd(size_t n)
