@@ -10,6 +10,7 @@
  * test process that dies takes its server with it (PR_SET_PDEATHSIG). */
 #include "e2e_util.h"
 
+#include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -123,9 +124,9 @@ static bool reap_within(pid_t pid, int timeout_ms, int *status)
 	}
 }
 
-static int read_port_file(const char *path)
+int e2e_read_port(const struct e2e_server *s)
 {
-	FILE *f = fopen(path, "r");
+	FILE *f = fopen(s->port_file, "r");
 	if (f == NULL)
 		return 0;
 	int port = 0;
@@ -133,6 +134,70 @@ static int read_port_file(const char *path)
 		port = 0;
 	fclose(f);
 	return port > 0 && port < 65536 ? port : 0;
+}
+
+int e2e_prepare(struct e2e_server *s)
+{
+	memset(s, 0, sizeof(*s));
+	/* The test process writes to sockets the server may have closed. */
+	signal(SIGPIPE, SIG_IGN);
+	snprintf(s->dir, sizeof(s->dir), "/tmp/wb-e2e-XXXXXX");
+	if (mkdtemp(s->dir) == NULL) {
+		fprintf(stderr, "e2e: mkdtemp failed: %s\n", strerror(errno));
+		s->dir[0] = '\0';
+		return -1;
+	}
+	snprintf(s->data_dir, sizeof(s->data_dir), "%s/data", s->dir);
+	snprintf(s->port_file, sizeof(s->port_file), "%s/port", s->dir);
+	snprintf(s->log_file, sizeof(s->log_file), "%s/server.log", s->dir);
+	return 0;
+}
+
+int e2e_child_stdio(pid_t parent, int logfd)
+{
+	/* A test process that dies must not leave its server behind. */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		return -1;
+	int devnull = open("/dev/null", O_RDWR);
+	if (devnull >= 0) {
+		dup2(devnull, STDIN_FILENO);
+		close(devnull);
+	}
+	dup2(logfd, STDOUT_FILENO);
+	dup2(logfd, STDERR_FILENO);
+	signal(SIGPIPE, SIG_DFL);
+	return 0;
+}
+
+int e2e_wait_port(struct e2e_server *s)
+{
+	int64_t deadline = e2e_now_ms() + E2E_START_TIMEOUT_MS;
+	for (;;) {
+		int port = e2e_read_port(s);
+		if (port > 0) {
+			s->port = port;
+			snprintf(s->address, sizeof(s->address), "127.0.0.1:%d", port);
+			return 0;
+		}
+		int status;
+		pid_t r = waitpid(s->pid, &status, WNOHANG);
+		if (r == s->pid) {
+			s->pid = 0;
+			fprintf(stderr, "e2e: whizbangd exited during start-up with status %d\n",
+			        decode_status(status));
+			e2e_log_tail(s, 30);
+			return -1;
+		}
+		if (e2e_now_ms() >= deadline) {
+			fprintf(stderr, "e2e: whizbangd wrote no port file within %d ms\n",
+			        E2E_START_TIMEOUT_MS);
+			e2e_log_tail(s, 30);
+			e2e_kill(s);
+			return -1;
+		}
+		e2e_sleep_ms(5);
+	}
 }
 
 static int spawn(struct e2e_server *s)
@@ -171,67 +236,21 @@ static int spawn(struct e2e_server *s)
 		return -1;
 	}
 	if (pid == 0) {
-		/* A test process that dies must not leave its server behind. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
+		if (e2e_child_stdio(parent, logfd) != 0)
 			_exit(127);
-		int devnull = open("/dev/null", O_RDWR);
-		if (devnull >= 0) {
-			dup2(devnull, STDIN_FILENO);
-			close(devnull);
-		}
-		dup2(logfd, STDOUT_FILENO);
-		dup2(logfd, STDERR_FILENO);
-		signal(SIGPIPE, SIG_DFL);
 		execv(bin, (char *const *)argv);
 		dprintf(STDERR_FILENO, "e2e: cannot exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
 	}
 	close(logfd);
 	s->pid = pid;
-
-	int64_t deadline = e2e_now_ms() + E2E_START_TIMEOUT_MS;
-	for (;;) {
-		int port = read_port_file(s->port_file);
-		if (port > 0) {
-			s->port = port;
-			snprintf(s->address, sizeof(s->address), "127.0.0.1:%d", port);
-			return 0;
-		}
-		int status;
-		pid_t r = waitpid(pid, &status, WNOHANG);
-		if (r == pid) {
-			s->pid = 0;
-			fprintf(stderr, "e2e: whizbangd exited during start-up with status %d\n",
-			        decode_status(status));
-			e2e_log_tail(s, 30);
-			return -1;
-		}
-		if (e2e_now_ms() >= deadline) {
-			fprintf(stderr, "e2e: whizbangd wrote no port file within %d ms\n",
-			        E2E_START_TIMEOUT_MS);
-			e2e_log_tail(s, 30);
-			e2e_kill(s);
-			return -1;
-		}
-		e2e_sleep_ms(5);
-	}
+	return e2e_wait_port(s);
 }
 
 int e2e_start(struct e2e_server *s, const char *const *extra_args)
 {
-	memset(s, 0, sizeof(*s));
-	/* The test process writes to sockets the server may have closed. */
-	signal(SIGPIPE, SIG_IGN);
-	snprintf(s->dir, sizeof(s->dir), "/tmp/wb-e2e-XXXXXX");
-	if (mkdtemp(s->dir) == NULL) {
-		fprintf(stderr, "e2e: mkdtemp failed: %s\n", strerror(errno));
-		s->dir[0] = '\0';
+	if (e2e_prepare(s) != 0)
 		return -1;
-	}
-	snprintf(s->data_dir, sizeof(s->data_dir), "%s/data", s->dir);
-	snprintf(s->port_file, sizeof(s->port_file), "%s/port", s->dir);
-	snprintf(s->log_file, sizeof(s->log_file), "%s/server.log", s->dir);
 	size_t n = 0;
 	for (; extra_args != NULL && extra_args[n] != NULL; n++) {
 		if (n == E2E_MAX_EXTRA) {
@@ -648,4 +667,80 @@ int e2e_raw_hello(int fd, uint64_t id)
 		rc = WB_INTERNAL;
 	whizbang__v1__response__free_unpacked(r, NULL);
 	return rc;
+}
+
+/* ------------------------------------------------------------ suites */
+
+struct e2e_server e2e_srv;
+
+void e2e_suite_fini(void)
+{
+	e2e_cleanup(&e2e_srv);
+}
+
+void e2e_start_ok_at(struct e2e_server *s, const char *const *extra_args, const char *file,
+                     int line)
+{
+	cr_assert_eq(e2e_start(s, extra_args), 0, "%s:%d: whizbangd did not start (log above)",
+	             file, line);
+}
+
+void e2e_restart_ok_at(struct e2e_server *s, const char *file, int line)
+{
+	cr_assert_eq(e2e_restart(s), 0, "%s:%d: whizbangd did not start again (log above)", file,
+	             line);
+}
+
+void e2e_exit_ok_at(struct e2e_server *s, bool send_sigterm, const char *file, int line)
+{
+	const char *how = send_sigterm ? "on SIGTERM" : "after its stop signal";
+	if (s->pid == 0)
+		cr_assert_fail("%s:%d: whizbangd is not running, so it cannot exit %s", file, line,
+		               how);
+	int rc = send_sigterm ? e2e_stop(s) : e2e_wait_exit(s);
+	cr_assert_neq(rc, -1, "%s:%d: whizbangd did not exit within %d ms %s (killed; log above)",
+	              file, line, E2E_STOP_TIMEOUT_MS, how);
+	cr_assert_neq(rc, -2, "%s:%d: whizbangd exited 0 %s, but its log holds a sanitizer report",
+	              file, line, how);
+	cr_assert_eq(rc, 0, "%s:%d: whizbangd exited with status %d %s (log above)", file, line, rc,
+	             how);
+}
+
+struct wb_client *e2e_client_ok_at(const struct e2e_server *s, const char *name, const char *file,
+                                   int line)
+{
+	struct wb_client *c = e2e_client(s, name);
+	cr_assert_not_null(c, "%s:%d: cannot connect client %s to %s (reason above)", file, line,
+	                   name, s->address);
+	return c;
+}
+
+int e2e_raw_ok_at(const struct e2e_server *s, bool hello, const char *file, int line)
+{
+	int fd = e2e_raw_connect(s);
+	cr_assert_geq(fd, 0, "%s:%d: raw connect to %s failed (reason above)", file, line,
+	              s->address);
+	if (hello) {
+		int rc = e2e_raw_hello(fd, 1);
+		cr_assert_eq(rc, 0, "%s:%d: raw Hello to %s: %s", file, line, s->address,
+		             wb_error_name(rc));
+	}
+	return fd;
+}
+
+int e2e_loopback_socket(bool listening, int *port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(fd, 0, "socket: %s", strerror(errno));
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t len = sizeof(sa);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0, "bind 127.0.0.1:0: %s",
+	             strerror(errno));
+	if (listening)
+		cr_assert_eq(listen(fd, 16), 0, "listen: %s", strerror(errno));
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0, "getsockname: %s",
+	             strerror(errno));
+	*port = ntohs(sa.sin_port);
+	return fd;
 }

@@ -3,8 +3,9 @@
  *
  * Every wait here is bounded. The server child is started with a
  * parent-death signal, so a test process that crashes takes its server with
- * it. Nothing here asserts: functions return 0 or an error and say why on
- * stderr, and the tests decide. */
+ * it. The functions return 0 or an error and say why on stderr, and the
+ * tests decide; only the suite helpers at the end assert, for the tests
+ * that want the common decision made once. */
 #ifndef WB_E2E_UTIL_H
 #define WB_E2E_UTIL_H
 
@@ -65,6 +66,30 @@ void e2e_kill(struct e2e_server *s);
 /* Kills a server still running and removes the directory. Safe to call on
  * a zeroed struct and more than once. */
 void e2e_cleanup(struct e2e_server *s);
+
+/* For a test that spawns whizbangd itself (with its own environment or
+ * file descriptors), the steps e2e_start() is made of: */
+
+/* Makes s's temporary directory and names the data directory, port file
+ * and log file in it, starting nothing (s is zeroed first). Returns 0, or -1
+ * with the reason on stderr. */
+int e2e_prepare(struct e2e_server *s);
+
+/* Run in the child just forked from the test process parent, before it
+ * execs whizbangd: the child dies with its parent, reads /dev/null, writes
+ * stdout and stderr to logfd and has SIGPIPE's default action back. Makes
+ * only async-signal-safe calls. Returns 0, or -1 when the parent is already
+ * gone (the child should then _exit). */
+int e2e_child_stdio(pid_t parent, int logfd);
+
+/* Waits for the port file of the server s->pid, then sets s->port and
+ * s->address. Returns 0, or -1 with the log's tail on stderr when the
+ * server exits first (s->pid is then 0) or writes no port file within
+ * E2E_START_TIMEOUT_MS (it is then killed). */
+int e2e_wait_port(struct e2e_server *s);
+
+/* The port in s's port file, or 0 when there is none (yet). */
+int e2e_read_port(const struct e2e_server *s);
 
 /* Prints the last lines of the server's log to stderr. */
 void e2e_log_tail(const struct e2e_server *s, size_t lines);
@@ -159,5 +184,83 @@ int e2e_raw_call(int fd, Whizbang__V1__Request *req, Whizbang__V1__Response **ou
 
 /* Returns the error code of a response (0 when it carries none). */
 int e2e_error_code(const Whizbang__V1__Response *r);
+
+/* ---------------------------------------------------------------- suites */
+
+/* What criterion tests share, made once. These assert: on failure they fail
+ * the running test, naming the test's file and line that called them (the
+ * macros pass it) and the reason, with the server log's tail on stderr where
+ * that says more.
+ *
+ * Criterion runs each test in its own process, so a suite has one server,
+ * e2e_srv, which the e2e_suite_*() forms act on, and which its
+ * .fini = e2e_suite_fini removes:
+ *
+ *	TestSuite(cli, .fini = e2e_suite_fini, .timeout = 120);
+ *
+ *	Test(cli, ping)
+ *	{
+ *		struct wb_client *c = e2e_suite_start_client(NULL, "test_cli");
+ *		...
+ *		wb_close(c);
+ *		e2e_suite_stop();
+ *	}
+ *
+ * A test that needs a second server keeps its own struct e2e_server, uses
+ * the e2e_*_ok() forms on it, and calls e2e_cleanup() on it in its .fini. */
+
+/* The suite's server. */
+extern struct e2e_server e2e_srv;
+
+/* A suite's .fini: kills e2e_srv if it still runs and removes its
+ * directory (e2e_cleanup()). */
+void e2e_suite_fini(void);
+
+/* e2e_start(s, extra_args); fails the test when the server does not start. */
+#define e2e_start_ok(s, extra_args) e2e_start_ok_at((s), (extra_args), __FILE__, __LINE__)
+/* e2e_restart(s); fails the test when the server does not start again. */
+#define e2e_restart_ok(s) e2e_restart_ok_at((s), __FILE__, __LINE__)
+/* Stops s with SIGTERM (e2e_stop()); fails the test unless it exited 0
+ * within E2E_STOP_TIMEOUT_MS with no sanitizer report in its log, saying
+ * which of those it was not. */
+#define e2e_stop_ok(s) e2e_exit_ok_at((s), true, __FILE__, __LINE__)
+/* The same for a server the test has signalled itself (e2e_wait_exit()). */
+#define e2e_wait_exit_ok(s) e2e_exit_ok_at((s), false, __FILE__, __LINE__)
+/* e2e_client(s, name); fails the test when it cannot connect. The caller
+ * closes the client with wb_close(). */
+#define e2e_client_ok(s, name) e2e_client_ok_at((s), (name), __FILE__, __LINE__)
+/* A raw connection to s (e2e_raw_connect()); the caller closes the fd. */
+#define e2e_raw_ok(s) e2e_raw_ok_at((s), false, __FILE__, __LINE__)
+/* A raw connection to s that has said Hello with request id 1 and had its
+ * HelloResult (e2e_raw_hello()); the caller closes the fd. */
+#define e2e_raw_hello_ok(s) e2e_raw_ok_at((s), true, __FILE__, __LINE__)
+
+/* The same on e2e_srv. */
+#define e2e_suite_start(extra_args) e2e_start_ok(&e2e_srv, (extra_args))
+#define e2e_suite_restart() e2e_restart_ok(&e2e_srv)
+#define e2e_suite_stop() e2e_stop_ok(&e2e_srv)
+#define e2e_suite_wait_exit() e2e_wait_exit_ok(&e2e_srv)
+#define e2e_suite_client(name) e2e_client_ok(&e2e_srv, (name))
+#define e2e_suite_raw() e2e_raw_ok(&e2e_srv)
+#define e2e_suite_raw_hello() e2e_raw_hello_ok(&e2e_srv)
+/* The common start of a test: e2e_srv started with extra_args, and a client
+ * of it named name. */
+#define e2e_suite_start_client(extra_args, name)                                                   \
+	(e2e_suite_start(extra_args), e2e_suite_client(name))
+
+/* A TCP socket bound to an ephemeral port on 127.0.0.1 (close-on-exec),
+ * listening when listening is true; *port receives the port. Fails the test
+ * when the socket cannot be made. For a test that needs a port nothing
+ * answers on, a peer that never answers, or a socket to hand to whizbangd. */
+int e2e_loopback_socket(bool listening, int *port);
+
+/* What the macros above call; file and line name the caller. */
+void e2e_start_ok_at(struct e2e_server *s, const char *const *extra_args, const char *file,
+                     int line);
+void e2e_restart_ok_at(struct e2e_server *s, const char *file, int line);
+void e2e_exit_ok_at(struct e2e_server *s, bool send_sigterm, const char *file, int line);
+struct wb_client *e2e_client_ok_at(const struct e2e_server *s, const char *name, const char *file,
+                                   int line);
+int e2e_raw_ok_at(const struct e2e_server *s, bool hello, const char *file, int line);
 
 #endif

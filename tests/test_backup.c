@@ -31,7 +31,8 @@
 #define LOAD_COMMITS_MAX 2000u
 #define LOAD_EVENT_SIZE 512u
 
-static struct e2e_server srv, srv2;
+/* The server the backup is restored into (the suite's is e2e_srv). */
+static struct e2e_server srv2;
 
 struct acked {
 	uint8_t id[16];
@@ -71,13 +72,6 @@ static void make_id(uint8_t id[16], uint64_t seed)
 	id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
 }
 
-static struct wb_client *client(const struct e2e_server *s, const char *name)
-{
-	struct wb_client *c = e2e_client(s, name);
-	cr_assert_not_null(c);
-	return c;
-}
-
 /* Appends n events of size bytes with seeds from *seed on, recording them. */
 static int append_batch(struct wb_client *c, const char *stream, size_t n, size_t size,
                         uint64_t *seed)
@@ -114,7 +108,7 @@ static uint64_t next_seed = 1;
 static void *appender(void *arg)
 {
 	(void)arg;
-	struct wb_client *c = e2e_client(&srv, "backup-appender");
+	struct wb_client *c = e2e_client(&e2e_srv, "backup-appender");
 	if (c == NULL) {
 		load.append_rc = -1;
 		return NULL;
@@ -168,7 +162,7 @@ static int commit_one(struct wb_client *c, size_t k)
 static void *committer(void *arg)
 {
 	(void)arg;
-	struct wb_client *c = e2e_client(&srv, "backup-committer");
+	struct wb_client *c = e2e_client(&e2e_srv, "backup-committer");
 	if (c == NULL) {
 		load.commit_rc = -1;
 		return NULL;
@@ -204,7 +198,7 @@ static void progress_cb(void *arg, const struct wb_backup_result *p)
 	if (pr->pushes++ > 0)
 		return;
 	/* The first Backup is running now: a second one is refused. */
-	struct wb_client *c2 = e2e_client(&srv, "backup-second");
+	struct wb_client *c2 = e2e_client(&e2e_srv, "backup-second");
 	if (c2 == NULL) {
 		pr->second_rc = -1;
 		return;
@@ -305,7 +299,7 @@ static bool same_entity(struct wb_client *a, struct wb_client *b, const char *id
 
 static void fini(void)
 {
-	e2e_cleanup(&srv);
+	e2e_suite_fini();
 	e2e_cleanup(&srv2);
 	free(load.events);
 	free(load.commit_seq);
@@ -317,21 +311,20 @@ TestSuite(backup, .fini = fini, .timeout = 60);
 
 Test(backup, bad_paths_are_refused_with_their_reason)
 {
-	cr_assert_eq(e2e_start(&srv, NULL), 0);
-	struct wb_client *c = client(&srv, "backup-bad");
+	struct wb_client *c = e2e_suite_start_client(NULL, "backup-bad");
 	char p[256];
 	struct {
 		const char *path;
 		const char *says;
 	} cases[] = {
 	        {"relative/dir", "absolute"},
-	        {srv.data_dir, "inside the data directory"},
+	        {e2e_srv.data_dir, "inside the data directory"},
 	        {NULL, "inside the data directory"}, /* DATA/sub */
-	        {srv.dir, "not empty"},              /* holds server.log */
-	        {srv.log_file, "not a directory"},
+	        {e2e_srv.dir, "not empty"},          /* holds server.log */
+	        {e2e_srv.log_file, "not a directory"},
 	        {"/nonexistent-whizbang-dir/backup", "parent"},
 	};
-	snprintf(p, sizeof(p), "%s/sub", srv.data_dir);
+	snprintf(p, sizeof(p), "%s/sub", e2e_srv.data_dir);
 	cases[2].path = p;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		int rc = wb_backup(c, cases[i].path, NULL, NULL, NULL);
@@ -345,7 +338,7 @@ Test(backup, bad_paths_are_refused_with_their_reason)
 	cr_assert_neq(stat(p, &st), 0, "a refused path inside the data directory was created");
 	/* An empty directory is accepted; the copy then exists, and a second
 	 * Backup into it is refused. */
-	snprintf(p, sizeof(p), "%s/empty", srv.dir);
+	snprintf(p, sizeof(p), "%s/empty", e2e_srv.dir);
 	cr_assert_eq(mkdir(p, 0700), 0);
 	struct wb_backup_result res;
 	cr_assert_eq(wb_backup(c, p, NULL, NULL, &res), 0, "%s", wb_errmsg(c));
@@ -357,24 +350,24 @@ Test(backup, bad_paths_are_refused_with_their_reason)
 	cr_assert_eq(wb_backup(c, p, NULL, NULL, NULL), WB_BAD_REQUEST);
 	cr_assert_not_null(strstr(wb_errmsg(c), "not empty"), "%s", wb_errmsg(c));
 	/* A new directory is created 0750. */
-	snprintf(p, sizeof(p), "%s/fresh", srv.dir);
+	snprintf(p, sizeof(p), "%s/fresh", e2e_srv.dir);
 	cr_assert_eq(wb_backup(c, p, NULL, NULL, NULL), 0, "%s", wb_errmsg(c));
 	cr_assert_eq(stat(p, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0750, "mode %o", st.st_mode & 0777);
 	wb_close(c);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 {
-	cr_assert_eq(e2e_start(&srv, NULL), 0);
+	e2e_suite_start(NULL);
 	load.events = calloc(PRELOAD_BYTES / PRELOAD_EVENT_SIZE + LOAD_EVENTS_MAX + 16,
 	                     sizeof(*load.events));
 	load.commit_seq = calloc(LOAD_COMMITS_MAX, sizeof(*load.commit_seq));
 	cr_assert(load.events != NULL && load.commit_seq != NULL);
 
 	/* Enough data that the copy takes a while, and some read models. */
-	struct wb_client *c = client(&srv, "backup-main");
+	struct wb_client *c = e2e_suite_client("backup-main");
 	for (size_t done = 0; done < PRELOAD_BYTES / PRELOAD_EVENT_SIZE; done += PRELOAD_BATCH)
 		cr_assert_eq(
 		        append_batch(c, "preload", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &next_seed),
@@ -392,9 +385,9 @@ Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 		e2e_sleep_ms(5);
 
 	char path[128];
-	snprintf(path, sizeof(path), "%s/copy", srv.dir);
+	snprintf(path, sizeof(path), "%s/copy", e2e_srv.dir);
 	struct progress pr = {.rising = true};
-	snprintf(pr.second_path, sizeof(pr.second_path), "%s/copy2", srv.dir);
+	snprintf(pr.second_path, sizeof(pr.second_path), "%s/copy2", e2e_srv.dir);
 	struct wb_backup_result res;
 	int64_t t0 = e2e_now_ms();
 	int rc = wb_backup(c, path, progress_cb, &pr, &res);
@@ -428,15 +421,15 @@ Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 
 	/* Restore as docs/OPERATIONS.md says: stop, put the copy's data.mdb
 	 * into an emptied data directory, start. */
-	cr_assert_eq(e2e_start(&srv2, NULL), 0);
-	cr_assert_eq(e2e_stop(&srv2), 0);
+	e2e_start_ok(&srv2, NULL);
+	e2e_stop_ok(&srv2);
 	empty_dir(srv2.data_dir);
 	char from[256], to[256];
 	snprintf(from, sizeof(from), "%s/data.mdb", path);
 	snprintf(to, sizeof(to), "%s/data.mdb", srv2.data_dir);
 	copy_file(from, to);
-	cr_assert_eq(e2e_restart(&srv2), 0);
-	struct wb_client *r = client(&srv2, "backup-restored");
+	e2e_restart_ok(&srv2);
+	struct wb_client *r = e2e_client_ok(&srv2, "backup-restored");
 
 	/* Every acknowledged event up to last_position, with its id and data. */
 	struct e2e_event *evs;
@@ -529,8 +522,8 @@ Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 
 	wb_close(r);
 	wb_close(c);
-	cr_assert_eq(e2e_stop(&srv2), 0);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_stop_ok(&srv2);
+	e2e_suite_stop();
 }
 
 static void sigterm_cb(void *arg, const struct wb_backup_result *p)
@@ -538,23 +531,23 @@ static void sigterm_cb(void *arg, const struct wb_backup_result *p)
 	(void)p;
 	int *sent = arg;
 	if ((*sent)++ == 0)
-		kill(srv.pid, SIGTERM);
+		kill(e2e_srv.pid, SIGTERM);
 }
 
 /* A SIGTERM while the copy runs: the server stops taking requests, lets
  * the copy complete, answers it, and exits 0; the copy restores. */
 Test(backup, a_shutdown_waits_for_the_copy)
 {
-	cr_assert_eq(e2e_start(&srv, NULL), 0);
+	e2e_suite_start(NULL);
 	load.events = calloc(PRELOAD_BYTES / PRELOAD_EVENT_SIZE + 16, sizeof(*load.events));
 	cr_assert_not_null(load.events);
-	struct wb_client *c = client(&srv, "backup-sigterm");
+	struct wb_client *c = e2e_suite_client("backup-sigterm");
 	for (size_t done = 0; done < PRELOAD_BYTES / PRELOAD_EVENT_SIZE; done += PRELOAD_BATCH)
 		cr_assert_eq(
 		        append_batch(c, "preload", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &next_seed),
 		        0, "%s", wb_errmsg(c));
 	char path[128];
-	snprintf(path, sizeof(path), "%s/copy", srv.dir);
+	snprintf(path, sizeof(path), "%s/copy", e2e_srv.dir);
 	int sent = 0;
 	struct wb_backup_result res;
 	int rc = wb_backup(c, path, sigterm_cb, &sent, &res);
@@ -562,18 +555,18 @@ Test(backup, a_shutdown_waits_for_the_copy)
 	cr_assert_eq(rc, 0, "backup: %s (%s)", wb_error_name(rc), wb_errmsg(c));
 	cr_assert_eq(res.last_position, load.nevents);
 	wb_close(c);
-	cr_assert_eq(e2e_wait_exit(&srv), 0, "whizbangd did not exit cleanly");
-	cr_assert_eq(e2e_log_count(&srv, "event=backup_done"), 1);
+	e2e_suite_wait_exit();
+	cr_assert_eq(e2e_log_count(&e2e_srv, "event=backup_done"), 1);
 
-	cr_assert_eq(e2e_start(&srv2, NULL), 0);
-	cr_assert_eq(e2e_stop(&srv2), 0);
+	e2e_start_ok(&srv2, NULL);
+	e2e_stop_ok(&srv2);
 	empty_dir(srv2.data_dir);
 	char from[256], to[256];
 	snprintf(from, sizeof(from), "%s/data.mdb", path);
 	snprintf(to, sizeof(to), "%s/data.mdb", srv2.data_dir);
 	copy_file(from, to);
-	cr_assert_eq(e2e_restart(&srv2), 0);
-	struct wb_client *r = client(&srv2, "backup-restored");
+	e2e_restart_ok(&srv2);
+	struct wb_client *r = e2e_client_ok(&srv2, "backup-restored");
 	struct e2e_event *evs;
 	size_t nev;
 	cr_assert_eq(e2e_read_all(r, 0, NULL, NULL, 0, &evs, &nev), 0, "%s", wb_errmsg(r));
@@ -582,5 +575,5 @@ Test(backup, a_shutdown_waits_for_the_copy)
 		cr_assert_eq(memcmp(evs[i].id, load.events[i].id, 16), 0, "position %zu", i + 1);
 	e2e_events_free(evs, nev);
 	wb_close(r);
-	cr_assert_eq(e2e_stop(&srv2), 0);
+	e2e_stop_ok(&srv2);
 }

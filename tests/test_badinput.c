@@ -18,23 +18,10 @@
 #include "e2e_util.h"
 #include "frame.h"
 
-static struct e2e_server srv;
 static struct wb_append_result canary;
 static uint64_t healthy_round;
 
-static void teardown(void)
-{
-	e2e_cleanup(&srv);
-}
-
-TestSuite(badinput, .fini = teardown, .timeout = 120);
-
-static struct wb_client *client(void)
-{
-	struct wb_client *c = e2e_client(&srv, "test_badinput");
-	cr_assert_not_null(c, "cannot connect to %s", srv.address);
-	return c;
-}
+TestSuite(badinput, .fini = e2e_suite_fini, .timeout = 120);
 
 static const char *const canary_data[] = {"canary-0", "canary-1", "canary-2"};
 
@@ -42,9 +29,9 @@ static const char *const canary_data[] = {"canary-0", "canary-1", "canary-2"};
  * later check expects to find unchanged. */
 static void start(const char *const *args)
 {
-	cr_assert_eq(e2e_start(&srv, args), 0, "whizbangd did not start");
+	e2e_suite_start(args);
 	healthy_round = 0;
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	struct wb_new_event evs[3];
 	for (int i = 0; i < 3; i++)
 		evs[i] = (struct wb_new_event){.type = "Canary",
@@ -58,8 +45,8 @@ static void start(const char *const *args)
 /* The server still serves a new client, and the canary is intact. */
 static void assert_healthy(void)
 {
-	cr_assert_neq(srv.pid, 0);
-	struct wb_client *c = client();
+	cr_assert_neq(e2e_srv.pid, 0);
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	cr_assert_eq(wb_ping(c), 0, "ping: %s", wb_errmsg(c));
 	struct wb_page p;
 	int rc = wb_read_stream(c, "canary", 0, false, 0, &p);
@@ -87,30 +74,10 @@ static void assert_healthy(void)
 	wb_close(c);
 }
 
-static void stop_ok(void)
-{
-	cr_assert_eq(e2e_stop(&srv), 0, "whizbangd did not exit 0 on SIGTERM (log above)");
-}
-
 static void finish(void)
 {
 	assert_healthy();
-	stop_ok();
-}
-
-static int raw(void)
-{
-	int fd = e2e_raw_connect(&srv);
-	cr_assert_geq(fd, 0, "raw connect failed");
-	return fd;
-}
-
-static int raw_hello(void)
-{
-	int fd = raw();
-	int rc = e2e_raw_hello(fd, 1);
-	cr_assert_eq(rc, 0, "raw Hello: %s", wb_error_name(rc));
-	return fd;
+	e2e_suite_stop();
 }
 
 static Whizbang__V1__Response *recv_one(int fd)
@@ -274,7 +241,7 @@ static void send_append(int fd, uint64_t id, const char *stream, size_t stream_l
 
 static uint64_t count_all(void)
 {
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	struct e2e_event *evs;
 	size_t n;
 	int rc = e2e_read_all(c, 0, NULL, NULL, 0, &evs, &n);
@@ -326,7 +293,7 @@ Test(badinput, frame_over_max_frame_is_refused_and_closed)
 	start(args);
 
 	/* Exactly max_frame is accepted. */
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	size_t len;
 	uint8_t *req = append_of_size(65536, &len);
 	send_frame(fd, req, len);
@@ -349,13 +316,13 @@ Test(badinput, frame_over_max_frame_is_refused_and_closed)
 	close(fd);
 
 	/* The same before Hello. */
-	fd = raw();
+	fd = e2e_suite_raw();
 	send_bytes(fd, buf, sizeof(buf));
 	expect_error(fd, 0, WB_FRAME_TOO_LARGE, NULL);
 	cr_assert(e2e_wait_closed(fd, 5000));
 	close(fd);
 	cr_assert_eq(count_all(), 3 + 2, "the refused frame wrote something");
-	cr_assert_geq(e2e_log_count(&srv, "frame_too_large"), 2, "no log line per large frame");
+	cr_assert_geq(e2e_log_count(&e2e_srv, "frame_too_large"), 2, "no log line per large frame");
 	finish();
 }
 
@@ -387,10 +354,10 @@ static long vm_peak_kib(pid_t pid)
 Test(badinput, header_announcing_4gib_is_refused_without_allocating)
 {
 	start(NULL);
-	long before = vm_peak_kib(srv.pid);
+	long before = vm_peak_kib(e2e_srv.pid);
 	const uint32_t sizes[] = {UINT32_MAX, 0x80000000u, (4u << 20) + 1};
 	for (size_t k = 0; k < 3; k++) {
-		int fd = raw_hello();
+		int fd = e2e_suite_raw_hello();
 		uint8_t hdr[FRAME_HEADER];
 		frame_put_header(hdr, sizes[k]);
 		send_bytes(fd, hdr, sizeof(hdr));
@@ -398,7 +365,7 @@ Test(badinput, header_announcing_4gib_is_refused_without_allocating)
 		cr_assert(e2e_wait_closed(fd, 5000), "open after a %u-byte header", sizes[k]);
 		close(fd);
 	}
-	long after = vm_peak_kib(srv.pid);
+	long after = vm_peak_kib(e2e_srv.pid);
 #if !defined(E2E_ASAN)
 	cr_assert(before > 0 && after - before < 512 * 1024,
 	          "the server's peak virtual size grew from %ld to %ld KiB", before, after);
@@ -412,7 +379,7 @@ Test(badinput, header_announcing_4gib_is_refused_without_allocating)
 Test(badinput, undecodable_bytes_bad_request_and_connection_stays)
 {
 	start(NULL);
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	static const uint8_t g0[] = {0xff, 0xff, 0xff, 0xff}; /* wire type 7 */
 	static const uint8_t g1[] = {0x08};                   /* truncated varint */
 	static const uint8_t g2[] = {0x22, 0x10, 0x01};       /* length past the end */
@@ -461,14 +428,14 @@ Test(badinput, undecodable_bytes_bad_request_and_connection_stays)
 	expect_pong(fd, ping_id++);
 	close(fd);
 	/* Each refusal is counted and logged (DESIGN.md section 4). */
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	Whizbang__V1__ServerStats *st;
 	cr_assert_eq(wb_stats(c, &st), 0);
 	cr_assert_geq(st->errors_total, 6 + 50 + 2, "errors_total %llu",
 	              (unsigned long long)st->errors_total);
 	wb_stats_free(st);
 	wb_close(c);
-	cr_assert_geq(e2e_log_count(&srv, "bad_frame"), 6 + 50, "no log line per bad frame");
+	cr_assert_geq(e2e_log_count(&e2e_srv, "bad_frame"), 6 + 50, "no log line per bad frame");
 	finish();
 }
 
@@ -477,7 +444,7 @@ Test(badinput, undecodable_bytes_bad_request_and_connection_stays)
 Test(badinput, deeply_nested_clause_is_refused_without_recursion)
 {
 	start(NULL);
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	enum { LEVELS = 200000 };
 	/* Built from the inside out, back to front, in one buffer: each level
 	 * puts Expr.negate's tag and length before what it wraps. */
@@ -490,7 +457,7 @@ Test(badinput, deeply_nested_clause_is_refused_without_recursion)
 	for (int i = 0; i < LEVELS; i++) {
 		uint8_t v[10];
 		size_t n = 0;
-		for (uint64_t len = cap - pos; ; len >>= 7) {
+		for (uint64_t len = cap - pos;; len >>= 7) {
 			v[n++] = (uint8_t)(len & 0x7f) | (len >= 0x80 ? 0x80 : 0);
 			if (len < 0x80)
 				break;
@@ -529,7 +496,7 @@ Test(badinput, client_that_never_reads_does_not_hold_shutdown)
 {
 	const char *args[] = {"--shutdown-timeout-ms", "300", NULL};
 	start(args);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	static uint8_t big[4000];
 	struct wb_new_event evs[100];
 	for (int i = 0; i < 100; i++)
@@ -538,7 +505,7 @@ Test(badinput, client_that_never_reads_does_not_hold_shutdown)
 	for (int k = 0; k < 10; k++)
 		cr_assert_eq(wb_append(c, "big", WB_EXPECT_ANY, 0, evs, 100, &res), 0);
 	wb_close(c);
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	/* 200 reads of 4 MB each: far more than the socket buffers hold. */
 	for (uint64_t id = 1; id <= 200; id++) {
 		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
@@ -551,17 +518,16 @@ Test(badinput, client_that_never_reads_does_not_hold_shutdown)
 		cr_assert_eq(e2e_send_request(fd, &req), 0);
 	}
 	e2e_sleep_ms(300);
-	cr_assert_eq(kill(srv.pid, SIGTERM), 0);
-	int st = e2e_wait_exit(&srv);
-	cr_assert_eq(st, 0, "whizbangd did not exit by itself (status %d)", st);
+	cr_assert_eq(kill(e2e_srv.pid, SIGTERM), 0);
+	e2e_suite_wait_exit();
 	close(fd);
-	e2e_cleanup(&srv);
+	e2e_cleanup(&e2e_srv);
 }
 
 Test(badinput, request_before_hello)
 {
 	start(NULL);
-	int fd = raw();
+	int fd = e2e_suite_raw();
 	Whizbang__V1__Request req;
 	Whizbang__V1__Ping ping;
 	e2e_req_ping(&req, &ping, 5, 1);
@@ -572,7 +538,7 @@ Test(badinput, request_before_hello)
 	cr_assert_eq(e2e_raw_hello(fd, 7), 0);
 	expect_pong(fd, 8);
 	close(fd);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	struct wb_stream_info si;
 	cr_assert_eq(wb_stream_info(c, "early", &si), WB_NOT_FOUND,
 	             "an append before Hello was stored");
@@ -594,7 +560,7 @@ static void send_hello_version(int fd, uint64_t id, uint32_t version)
 Test(badinput, unknown_protocol_version)
 {
 	start(NULL);
-	int fd = raw();
+	int fd = e2e_suite_raw();
 	send_hello_version(fd, 1, 2);
 	expect_error(fd, 1, WB_UNSUPPORTED_VERSION, NULL);
 	send_hello_version(fd, 2, 0);
@@ -618,7 +584,7 @@ Test(badinput, unknown_protocol_version)
 Test(badinput, invalid_stream_names)
 {
 	start(NULL);
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	char long_name[257];
 	memset(long_name, 's', 256);
 	long_name[256] = '\0';
@@ -701,7 +667,7 @@ Test(badinput, invalid_events)
 {
 	const char *args[] = {"--max-append-events", "10", NULL};
 	start(args);
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	char long_type[257];
 	memset(long_type, 't', 256);
 	uint8_t id5[5] = {1, 2, 3, 4, 5}, id17[17] = {0};
@@ -792,7 +758,7 @@ Test(badinput, read_count_is_clamped)
 {
 	const char *args[] = {"--max-read-count", "5", NULL};
 	start(args);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	cr_assert_eq(wb_server_info(c)->max_read_count, 5);
 	struct wb_new_event evs[12];
 	char text[12][8];
@@ -846,7 +812,7 @@ Test(badinput, read_answer_is_bounded_by_max_frame)
 {
 	const char *args[] = {"--max-frame", "64K", NULL};
 	start(args);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	static char data[20000];
 	memset(data, 'z', sizeof(data));
 	for (int i = 0; i < 20; i++) {
@@ -857,7 +823,7 @@ Test(badinput, read_answer_is_bounded_by_max_frame)
 		             wb_errmsg(c));
 	}
 	wb_close(c);
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	uint64_t from = 0, seen = 0, id = 2;
 	for (int pages = 0;; pages++) {
 		cr_assert(pages < 50, "paging does not end");
@@ -982,7 +948,7 @@ static void check_split_answers(int fd, size_t offset)
 Test(badinput, frame_split_at_every_offset)
 {
 	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	struct wb_new_event base[3];
 	for (int i = 0; i < 3; i++)
 		base[i] = (struct wb_new_event){.type = "Base", .data = "b", .data_len = 1};
@@ -998,7 +964,7 @@ Test(badinput, frame_split_at_every_offset)
 		size_t l2;
 		seq = split_sequence(n, &l2);
 		cr_assert_eq(l2, len);
-		int fd = raw();
+		int fd = e2e_suite_raw();
 		send_bytes(fd, seq, i);
 		/* Not synchronisation: a pause so that the two parts
 		 * usually arrive in two reads. */
@@ -1010,7 +976,7 @@ Test(badinput, frame_split_at_every_offset)
 	}
 	/* One more connection that sends every byte on its own. */
 	seq = split_sequence(n++, &len);
-	int fd = raw();
+	int fd = e2e_suite_raw();
 	for (size_t i = 0; i < len; i++) {
 		send_bytes(fd, seq + i, 1);
 		if (i % 4 == 0)
@@ -1021,7 +987,7 @@ Test(badinput, frame_split_at_every_offset)
 	free(seq);
 
 	cr_assert_eq(count_all(), 3 + 3 + 2 * n);
-	c = client();
+	c = e2e_suite_client("test_badinput");
 	for (unsigned k = 0; k < n; k++) {
 		char stream[24];
 		snprintf(stream, sizeof(stream), "split-%03u", k);
@@ -1042,7 +1008,7 @@ Test(badinput, half_frame_stall_is_closed_after_timeout)
 	start(args);
 	/* Stalls inside the payload and inside the header. */
 	for (int variant = 0; variant < 2; variant++) {
-		int fd = raw_hello();
+		int fd = e2e_suite_raw_hello();
 		uint8_t buf[FRAME_HEADER + 10];
 		frame_put_header(buf, 100);
 		memset(buf + FRAME_HEADER, 0x08, 10);
@@ -1050,7 +1016,7 @@ Test(badinput, half_frame_stall_is_closed_after_timeout)
 		send_bytes(fd, buf, variant == 0 ? sizeof(buf) : 2);
 
 		/* Another client is served during the stall. */
-		struct wb_client *c = client();
+		struct wb_client *c = e2e_suite_client("test_badinput");
 		for (int i = 0; i < 5; i++) {
 			char text[16];
 			snprintf(text, sizeof(text), "during-%d", i);
@@ -1077,7 +1043,7 @@ Test(badinput, half_frame_stall_is_closed_after_timeout)
 		wb_close(c);
 	}
 	/* A frame that completes within the timeout is answered. */
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	Whizbang__V1__Request req;
 	Whizbang__V1__Ping ping;
 	e2e_req_ping(&req, &ping, 9, 9);
@@ -1100,7 +1066,7 @@ Test(badinput, idle_connection_is_not_timed_out)
 {
 	const char *args[] = {"--frame-timeout-ms", "300", NULL};
 	start(args);
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	cr_assert(!e2e_wait_closed(fd, 900), "an idle connection was closed");
 	expect_pong(fd, 2);
 	close(fd);
@@ -1111,7 +1077,7 @@ Test(badinput, peer_closes_mid_frame)
 {
 	start(NULL);
 	for (int variant = 0; variant < 4; variant++) {
-		int fd = raw_hello();
+		int fd = e2e_suite_raw_hello();
 		uint8_t buf[FRAME_HEADER + 10];
 		frame_put_header(buf, 100);
 		memset(buf + FRAME_HEADER, 0x08, 10);
@@ -1224,7 +1190,7 @@ static size_t check_gone_whole(struct wb_client *c, uint32_t variant, bool store
 Test(badinput, disconnect_with_requests_in_flight)
 {
 	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	uint64_t base = 0;
 	cr_assert_eq(e2e_connections(c, &base), 0);
 	/* Variants: close after all of it; reset after all of it; close
@@ -1232,7 +1198,7 @@ Test(badinput, disconnect_with_requests_in_flight)
 	for (uint32_t variant = 0; variant < 3; variant++) {
 		size_t len;
 		uint8_t *buf = gone_appends(variant, &len);
-		int fd = raw_hello();
+		int fd = e2e_suite_raw_hello();
 		send_bytes(fd, buf, variant == 2 ? len * 2 / 3 : len);
 		free(buf);
 		if (variant == 1) {
@@ -1293,7 +1259,7 @@ Test(badinput, disconnect_with_requests_in_flight)
 		cr_assert_eq(check_gone_whole(c, variant, stored), GONE);
 	}
 	wb_close(c);
-	cr_assert_eq(e2e_log_count(&srv, "level=error"), 0, "errors in the server log");
+	cr_assert_eq(e2e_log_count(&e2e_srv, "level=error"), 0, "errors in the server log");
 	finish();
 }
 
@@ -1332,7 +1298,7 @@ Test(badinput, burst_of_1000_connections)
 			wave = rl.rlim_cur > 200 ? (size_t)(rl.rlim_cur - 100) / 2 : 50;
 	}
 	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	Whizbang__V1__ServerStats *st;
 	cr_assert_eq(wb_stats(c, &st), 0);
 	uint64_t base = st->connections_current;
@@ -1352,7 +1318,7 @@ Test(badinput, burst_of_1000_connections)
 		size_t n = 1000 - done < wave ? 1000 - done : wave;
 		for (size_t i = 0; i < n; i++) {
 			size_t k = done + i;
-			fds[i] = raw();
+			fds[i] = e2e_suite_raw();
 			if (k % 3 == 0)
 				send_bytes(fds[i], hello, hlen);
 			else if (k % 5 == 1)
@@ -1396,17 +1362,17 @@ Test(badinput, max_connections_refuses_the_next_one)
 	start(args);
 	struct wb_client *cs[5];
 	for (int i = 0; i < 5; i++)
-		cs[i] = client();
+		cs[i] = e2e_suite_client("test_badinput");
 
 	/* The sixth is told why, then closed. */
-	int fd = raw();
+	int fd = e2e_suite_raw();
 	expect_error(fd, 0, WB_RESOURCE_EXHAUSTED, NULL);
 	cr_assert(e2e_wait_closed(fd, 5000), "the sixth connection stays open");
 	close(fd);
 	struct wb_client *extra = NULL;
 	struct wb_options opts = {.timeout_ms = 5000};
 	char msg[256];
-	int rc = wb_connect(&extra, srv.address, &opts, msg, sizeof(msg));
+	int rc = wb_connect(&extra, e2e_srv.address, &opts, msg, sizeof(msg));
 	cr_assert_neq(rc, 0, "a sixth client connected");
 	cr_log_info("the sixth client: %s: %s", wb_error_name(rc), msg);
 
@@ -1433,7 +1399,7 @@ Test(badinput, max_connections_refuses_the_next_one)
 		          (unsigned long long)now);
 		e2e_sleep_ms(10);
 	}
-	cs[4] = client();
+	cs[4] = e2e_suite_client("test_badinput");
 	for (int i = 0; i < 5; i++)
 		wb_close(cs[i]);
 	finish();
@@ -1464,7 +1430,7 @@ Test(badinput, many_empty_elements_are_refused)
 {
 	const char *args[] = {"--max-append-events", "100000", NULL};
 	start(args);
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	empty_elements(fd, 2, F_APPEND, 4, 30000); /* 60 KB of empty NewEvents */
 	expect_pong(fd, 3);
 	empty_elements(fd, 4, F_APPEND, 4, 500000); /* 1 MB */
@@ -1488,7 +1454,7 @@ Test(badinput, slow_reader_is_paused_not_closed)
 	const char *args[] = {"--max-output-per-connection", "64K", "--frame-timeout-ms", "200",
 	                      NULL};
 	start(args);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_badinput");
 	static char kb[1024];
 	memset(kb, 'k', sizeof(kb));
 	struct wb_new_event bulk[16];
@@ -1530,7 +1496,7 @@ Test(badinput, slow_reader_is_paused_not_closed)
 		pb_put(&all, f, flen);
 		free(f);
 	}
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	send_bytes(fd, all.buf, all.len);
 	pb_free(&all);
 
@@ -1546,7 +1512,8 @@ Test(badinput, slow_reader_is_paused_not_closed)
 		cr_assert_eq(rc, 0,
 		             "answer %d of %d: %s (the server dropped a slow reader; see "
 		             "frame_timeout in its log: %zu)",
-		             k, 2 * PAIRS, wb_error_name(rc), e2e_log_count(&srv, "frame_timeout"));
+		             k, 2 * PAIRS, wb_error_name(rc),
+		             e2e_log_count(&e2e_srv, "frame_timeout"));
 		cr_assert_eq(e2e_error_code(r), 0, "%s", r->error != NULL ? r->error->message : "");
 		size_t slot = r->id >= 2000 ? PAIRS + (r->id - 2000) : r->id - 1000;
 		cr_assert(slot < 2 * PAIRS && !seen[slot], "unexpected id %llu",
@@ -1595,7 +1562,7 @@ Test(badinput, paused_connection_is_not_frame_timed_out)
 		pb_put(&all, f, flen);
 		free(f);
 	}
-	int fd = raw_hello();
+	int fd = e2e_suite_raw_hello();
 	send_bytes(fd, all.buf, all.len);
 	pb_free(&all);
 	int64_t t0 = e2e_now_ms();
@@ -1604,7 +1571,7 @@ Test(badinput, paused_connection_is_not_frame_timed_out)
 		int rc = e2e_recv_response(fd, E2E_CLIENT_TIMEOUT_MS, &r);
 		cr_assert_eq(rc, 0, "answer %llu of %d: %s; frame_timeout lines in the log: %zu",
 		             (unsigned long long)j, N, wb_error_name(rc),
-		             e2e_log_count(&srv, "frame_timeout"));
+		             e2e_log_count(&e2e_srv, "frame_timeout"));
 		cr_assert_eq(e2e_error_code(r), 0, "%s", r->error != NULL ? r->error->message : "");
 		cr_assert_eq(r->id, 100 + j, "appends on one connection answered out of order");
 		whizbang__v1__response__free_unpacked(r, NULL);

@@ -16,31 +16,12 @@
 #define RECV_MS 3000
 #define MAX_SEEN 10400
 
-static struct e2e_server srv;
-
-static void teardown(void)
-{
-	e2e_cleanup(&srv);
-}
-
-TestSuite(consumer_e2e, .fini = teardown, .timeout = 60);
+TestSuite(consumer_e2e, .fini = e2e_suite_fini, .timeout = 60);
 
 typedef Whizbang__V1__Request Req;
 typedef Whizbang__V1__Response Resp;
 
 /* ---------------------------------------------------------------- helpers */
-
-static void start(void)
-{
-	cr_assert_eq(e2e_start(&srv, NULL), 0, "whizbangd did not start");
-}
-
-static struct wb_client *writer_client(void)
-{
-	struct wb_client *c = e2e_client(&srv, "consumer-e2e");
-	cr_assert_not_null(c);
-	return c;
-}
 
 /* Appends n events to stream, each with type, and returns the first
  * position. */
@@ -79,9 +60,7 @@ static struct peer *peer_new(void)
 {
 	struct peer *p = calloc(1, sizeof(*p));
 	cr_assert_not_null(p);
-	p->fd = e2e_raw_connect(&srv);
-	cr_assert_geq(p->fd, 0);
-	cr_assert_eq(e2e_raw_hello(p->fd, 1), 0);
+	p->fd = e2e_suite_raw_hello();
 	p->next_id = 100;
 	return p;
 }
@@ -376,8 +355,7 @@ static int cmp_pos(const void *a, const void *b)
 
 Test(consumer_e2e, competing_members_share_all_events)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *ctl = peer_new();
 	cr_assert_eq(create_named(ctl, "work"), 0);
 	struct cons_args big = defaults;
@@ -434,13 +412,12 @@ Test(consumer_e2e, competing_members_share_all_events)
 		peer_free(m[i]);
 	peer_free(ctl);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, credits_bound_the_pushes)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
 	struct cons_args a = defaults;
 	a.name = "g";
@@ -469,13 +446,12 @@ Test(consumer_e2e, credits_bound_the_pushes)
 	cr_assert_eq(code, WHIZBANG__V1__ERROR_CODE__NOT_FOUND);
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, ack_timeout_redelivers)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
 	cr_assert_eq(create_named(p, "g"), 0);
 	cr_assert_eq(join(p, "g", 100), 0);
@@ -501,13 +477,12 @@ Test(consumer_e2e, ack_timeout_redelivers)
 	cr_assert_eq(in.checkpoint, 3);
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, parks_after_max_deliveries_then_replays)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
 	struct cons_args a = defaults;
 	a.name = "g";
@@ -555,13 +530,12 @@ Test(consumer_e2e, parks_after_max_deliveries_then_replays)
 	cr_assert_eq(replay(p, "g"), 0);
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, nack_retry_park_skip)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
 	struct cons_args a = defaults;
 	a.name = "g";
@@ -597,13 +571,12 @@ Test(consumer_e2e, nack_retry_park_skip)
 	cr_assert_eq(cp, 3);
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, member_disconnect_hands_events_back)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *a = peer_new();
 	struct cons_args ca = defaults;
 	ca.name = "g";
@@ -630,13 +603,12 @@ Test(consumer_e2e, member_disconnect_hands_events_back)
 	cr_assert_eq(ack_all(b, "g"), 10, "nothing lost");
 	peer_free(b);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, restart_resumes_from_durable_checkpoint)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
 	struct cons_args a = defaults;
 	a.name = "g";
@@ -660,9 +632,9 @@ Test(consumer_e2e, restart_resumes_from_durable_checkpoint)
 	cr_assert_eq(cp, 10);
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 
-	cr_assert_eq(e2e_restart(&srv), 0);
+	e2e_suite_restart();
 	p = peer_new();
 	Whizbang__V1__ConsumerInfo in = info(p, "g");
 	cr_assert_eq(in.checkpoint, 10);
@@ -676,9 +648,9 @@ Test(consumer_e2e, restart_resumes_from_durable_checkpoint)
 	}
 	cr_assert_eq(ack_all(p, "g"), 25);
 	peer_free(p);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 
-	cr_assert_eq(e2e_restart(&srv), 0);
+	e2e_suite_restart();
 	p = peer_new();
 	in = info(p, "g");
 	cr_assert_eq(in.checkpoint, 25);
@@ -687,13 +659,12 @@ Test(consumer_e2e, restart_resumes_from_durable_checkpoint)
 	sync_peer(p);
 	cr_assert_eq(p->nitems, 0, "nothing acked is delivered again");
 	peer_free(p);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, filters_and_parked_survive_restart)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
 	struct cons_args a = defaults;
 	a.name = "billing";
@@ -732,8 +703,8 @@ Test(consumer_e2e, filters_and_parked_survive_restart)
 	peer_free(o);
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
-	cr_assert_eq(e2e_restart(&srv), 0);
+	e2e_suite_stop();
+	e2e_suite_restart();
 	p = peer_new();
 	uint64_t pos[64];
 	char reason[16];
@@ -747,13 +718,12 @@ Test(consumer_e2e, filters_and_parked_survive_restart)
 	cr_assert_eq(wait_items(p, 1, 2000), 1);
 	cr_assert_eq(p->items[0].position, 4);
 	peer_free(p);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, delete_ends_members_and_drops_everything)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *ctl = peer_new();
 	struct peer *m = peer_new();
 	cr_assert_eq(create_slow(ctl, "g"), 0);
@@ -794,18 +764,17 @@ Test(consumer_e2e, delete_ends_members_and_drops_everything)
 	peer_free(m);
 	peer_free(ctl);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
-	cr_assert_eq(e2e_restart(&srv), 0);
+	e2e_suite_stop();
+	e2e_suite_restart();
 	ctl = peer_new();
 	cr_assert_eq(info(ctl, "g").parked, 0);
 	peer_free(ctl);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, hostile_requests)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
 	const int BAD = WHIZBANG__V1__ERROR_CODE__BAD_REQUEST;
 	cr_assert_eq(create_named(p, ""), BAD);
@@ -887,13 +856,12 @@ Test(consumer_e2e, hostile_requests)
 	peer_free(q);
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, window_bounds_what_is_in_flight)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
 	struct cons_args a = defaults;
 	a.name = "g";
@@ -923,13 +891,12 @@ Test(consumer_e2e, window_bounds_what_is_in_flight)
 	cr_assert_eq(p->items[10001].position, 10002);
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, parked_above_checkpoint_stays_parked_after_restart)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
 	struct cons_args a = defaults;
 	a.name = "g";
@@ -944,8 +911,8 @@ Test(consumer_e2e, parked_above_checkpoint_stays_parked_after_restart)
 	cr_assert_eq(cp, 0, "position 1 is unsettled");
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
-	cr_assert_eq(e2e_restart(&srv), 0);
+	e2e_suite_stop();
+	e2e_suite_restart();
 	p = peer_new();
 	cr_assert_eq(join(p, "g", 100), 0);
 	cr_assert_eq(wait_items(p, 2, 2000), 2);
@@ -959,7 +926,7 @@ Test(consumer_e2e, parked_above_checkpoint_stays_parked_after_restart)
 	cr_assert_eq(list_parked(p, "g", pos, NULL, NULL, 0), 1);
 	cr_assert_eq(pos[0], 2);
 	peer_free(p);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 /* A figure, not a benchmark: 4 members take 16 000 events, each acking
@@ -967,8 +934,7 @@ Test(consumer_e2e, parked_above_checkpoint_stays_parked_after_restart)
  * again. Prints the rate; asserts only that everything is settled. */
 Test(consumer_e2e, figures_four_members_ack_in_batches)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *m[4];
 	struct cons_args a = defaults;
 	a.name = "rate";
@@ -1014,13 +980,12 @@ Test(consumer_e2e, figures_four_members_ack_in_batches)
 	for (int i = 0; i < 4; i++)
 		peer_free(m[i]);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, acked_checkpoint_survives_sigkill)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
 	struct cons_args a = defaults;
 	a.name = "g";
@@ -1035,10 +1000,10 @@ Test(consumer_e2e, acked_checkpoint_survives_sigkill)
 		cr_assert_eq(settle(p, "g", p->items + i, 50, -1, NULL, &cp), 0);
 	cr_assert_eq(cp, 300);
 	/* an answer names only what is durable: kill at once */
-	e2e_kill(&srv);
+	e2e_kill(&e2e_srv);
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_restart(&srv), 0);
+	e2e_suite_restart();
 	p = peer_new();
 	cr_assert_eq(info(p, "g").checkpoint, 300);
 	cr_assert_eq(join(p, "g", 1000), 0);
@@ -1046,7 +1011,7 @@ Test(consumer_e2e, acked_checkpoint_survives_sigkill)
 	cr_assert_eq(p->items[0].position, 301, "delivery resumes right above it");
 	cr_assert_eq(ack_all(p, "g"), 512);
 	peer_free(p);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 /* A member that grants plenty but does not read its socket holds at most
@@ -1055,8 +1020,7 @@ Test(consumer_e2e, acked_checkpoint_survives_sigkill)
 Test(consumer_e2e, output_bound_limits_a_member_that_does_not_read)
 {
 	const char *args[] = {"--max-output-per-connection", "64K", NULL};
-	cr_assert_eq(e2e_start(&srv, args), 0);
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(args, "consumer-e2e");
 	struct peer *p = peer_new();
 	int small = 65536;
 	setsockopt(p->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
@@ -1089,13 +1053,12 @@ Test(consumer_e2e, output_bound_limits_a_member_that_does_not_read)
 	peer_free(ctl);
 	peer_free(p);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(consumer_e2e, timed_out_event_goes_to_a_member_with_credits)
 {
-	start();
-	struct wb_client *w = writer_client();
+	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *a = peer_new();
 	cr_assert_eq(create_named(a, "g"), 0);
 	cr_assert_eq(join(a, "g", 1), 0);
@@ -1118,5 +1081,5 @@ Test(consumer_e2e, timed_out_event_goes_to_a_member_with_credits)
 	peer_free(a);
 	peer_free(b);
 	wb_close(w);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }

@@ -3,45 +3,31 @@
  * hostile bytes, checkpoints and parked events across a reopen. */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "consumers.h"
+#include "fixture.h"
 #include "storage.h"
 
-static char tmp_root[64];
+/* The store is opened with these, and reopened with them where a test
+ * checks what survives a close. */
+static const struct storage_options STORE_OPTS = {.map_size = 16u << 20};
+static struct fixture fx;
 static struct storage *st;
-
-static void open_store(void)
-{
-	char errmsg[256] = "";
-	struct storage_options o = {.path = tmp_root, .map_size = 16u << 20};
-	cr_assert_eq(storage_open(&st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
-}
 
 static void setup(void)
 {
-	strcpy(tmp_root, "/tmp/wb-test-consumers-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmp_root));
-	open_store();
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
+	fixture_setup(&fx, "consumers");
+	st = fixture_open(&fx, NULL, &STORE_OPTS);
 }
 
 static void teardown(void)
 {
 	storage_close(st);
 	st = NULL;
-	nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_teardown(&fx);
 }
 
 TestSuite(consumers, .init = setup, .fini = teardown);
@@ -196,7 +182,7 @@ Test(consumers, checkpoint_and_parked_survive_reopen)
 	cr_assert_eq(cons_park(t, "g10", 3, 6, 1, 98, "", 0), 0);
 	cr_assert_eq(storage_txn_commit(t), 0);
 	storage_close(st);
-	open_store();
+	st = fixture_open(&fx, NULL, &STORE_OPTS);
 
 	t = rtxn();
 	cr_assert_eq(cons_get(t, "g1", 2, &r), 0);

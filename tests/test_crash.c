@@ -23,14 +23,7 @@ enum {
 	MIN_ACKS = 150, /* acknowledged appends before the kill may come */
 };
 
-static struct e2e_server srv;
-
-static void teardown(void)
-{
-	e2e_cleanup(&srv);
-}
-
-TestSuite(crash, .fini = teardown, .timeout = 120);
+TestSuite(crash, .fini = e2e_suite_fini, .timeout = 120);
 
 /* One append: cycle, client and sequence number name it; its events carry
  * that, their index and the count in their id and data. */
@@ -187,13 +180,6 @@ static struct append *lookup(uint32_t cycle, uint32_t client, uint32_t seq)
 /* Where each append was found in the log: its first position, 0 if absent. */
 static uint64_t *found[CYCLES][CLIENTS];
 
-static struct wb_client *client(void)
-{
-	struct wb_client *c = e2e_client(&srv, "crash-check");
-	cr_assert_not_null(c, "cannot connect after the restart");
-	return c;
-}
-
 /* Reads the whole log and checks it against everything sent so far. */
 static void verify(struct wb_client *c, uint32_t upto_cycle)
 {
@@ -347,14 +333,14 @@ static void retry_unanswered(struct wb_client *c, uint32_t y)
 
 Test(crash, sigkill_mid_load_loses_nothing_acknowledged)
 {
-	cr_assert_eq(e2e_start(&srv, NULL), 0, "whizbangd did not start");
+	e2e_suite_start(NULL);
 	int64_t t_start = e2e_now_ms();
 	for (uint32_t y = 0; y < CYCLES; y++) {
 		atomic_size_t acked_total = 0;
 		for (uint32_t t = 0; t < CLIENTS; t++) {
 			struct loader *l = &loaders[y][t];
 			memset(l, 0, sizeof(*l));
-			snprintf(l->address, sizeof(l->address), "%s", srv.address);
+			snprintf(l->address, sizeof(l->address), "%s", e2e_srv.address);
 			l->cycle = y;
 			l->client = t;
 			l->acked_total = &acked_total;
@@ -367,7 +353,7 @@ Test(crash, sigkill_mid_load_loses_nothing_acknowledged)
 			e2e_sleep_ms(5);
 		size_t before = atomic_load(&acked_total);
 		e2e_sleep_ms(250 + 350 * (int)y);
-		e2e_kill(&srv);
+		e2e_kill(&e2e_srv);
 		for (uint32_t t = 0; t < CLIENTS; t++)
 			pthread_join(loaders[y][t].tid, NULL);
 		size_t sent = 0, acked = 0;
@@ -382,8 +368,8 @@ Test(crash, sigkill_mid_load_loses_nothing_acknowledged)
 		cr_log_info("cycle %u: %zu appends sent, %zu acknowledged before SIGKILL", y, sent,
 		            acked);
 
-		cr_assert_eq(e2e_restart(&srv), 0, "whizbangd did not restart after SIGKILL");
-		struct wb_client *c = client();
+		e2e_suite_restart();
+		struct wb_client *c = e2e_suite_client("crash-check");
 		verify(c, y);
 		retry_unanswered(c, y);
 		verify(c, y);
@@ -401,7 +387,7 @@ Test(crash, sigkill_mid_load_loses_nothing_acknowledged)
 		wb_close(c);
 		cr_assert_lt(e2e_now_ms() - t_start, 60000, "the crash cycles took over 60 s");
 	}
-	cr_assert_eq(e2e_stop(&srv), 0, "whizbangd did not exit 0 on SIGTERM");
+	e2e_suite_stop();
 	for (uint32_t y = 0; y < CYCLES; y++)
 		for (uint32_t t = 0; t < CLIENTS; t++) {
 			free(loaders[y][t].sent);

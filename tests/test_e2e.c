@@ -1,44 +1,17 @@
 /* End-to-end behaviour of whizbangd through libwhizbang: a real server on
  * port 0 with a temporary data directory, one per test. */
-#include <arpa/inet.h>
 #include <criterion/criterion.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "e2e_util.h"
 
-static struct e2e_server srv;
-
-static void teardown(void)
-{
-	e2e_cleanup(&srv);
-}
-
-TestSuite(e2e, .fini = teardown, .timeout = 120);
-
-static void start(const char *const *args)
-{
-	cr_assert_eq(e2e_start(&srv, args), 0, "whizbangd did not start");
-}
-
-static void stop_ok(void)
-{
-	cr_assert_eq(e2e_stop(&srv), 0, "whizbangd did not exit 0 on SIGTERM (log above)");
-}
-
-static struct wb_client *client(void)
-{
-	struct wb_client *c = e2e_client(&srv, "test_e2e");
-	cr_assert_not_null(c, "cannot connect to %s", srv.address);
-	return c;
-}
+TestSuite(e2e, .fini = e2e_suite_fini, .timeout = 120);
 
 /* A deterministic event id: tag, then a and b big-endian. */
 static void make_id(uint8_t id[16], uint8_t tag, uint32_t a, uint32_t b)
@@ -101,8 +74,7 @@ static Whizbang__V1__ServerStats *stats(struct wb_client *c)
 
 Test(e2e, hello_reports_default_limits)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	const struct wb_server_info *info = wb_server_info(c);
 	cr_assert_eq(info->protocol_version, 1);
 	cr_assert_neq(info->server_version[0], '\0', "empty server_version");
@@ -113,40 +85,37 @@ Test(e2e, hello_reports_default_limits)
 	          "max_event_size %u", info->max_event_size);
 	cr_assert_eq(info->auth_required, false);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(e2e, hello_reports_configured_limits)
 {
 	const char *args[] = {"--max-frame", "64K", "--max-read-count", "7", "--max-append-events",
 	                      "9",           NULL};
-	start(args);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(args, "test_e2e");
 	const struct wb_server_info *info = wb_server_info(c);
 	cr_assert_eq(info->max_frame, 65536u, "max_frame %u", info->max_frame);
 	cr_assert_eq(info->max_read_count, 7u);
 	cr_assert_eq(info->max_append_events, 9u);
 	cr_assert(info->max_event_size > 0 && info->max_event_size < 65536u);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(e2e, ping)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	for (int i = 0; i < 10; i++)
 		cr_assert_eq(wb_ping(c), 0, "ping: %s", wb_errmsg(c));
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- appends */
 
 Test(e2e, append_positions_from_1_versions_from_0)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	struct wb_new_event evs[3] = {text_event("A", "a0", NULL), text_event("A", "a1", NULL),
 	                              text_event("B", "a2", NULL)};
 	struct wb_append_result r;
@@ -182,7 +151,7 @@ Test(e2e, append_positions_from_1_versions_from_0)
 	cr_assert_eq(p.last, 3);
 	wb_page_free(&p);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 static void expect_wrong_version(struct wb_client *c, const char *stream, enum wb_expected exp,
@@ -212,8 +181,7 @@ static uint64_t expect_ok(struct wb_client *c, const char *stream, enum wb_expec
 
 Test(e2e, expected_version_matrix)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 
 	/* NO_STREAM: fine on a new stream, refused on an existing one. */
 	cr_assert_eq(expect_ok(c, "ns", WB_EXPECT_NO_STREAM, 0), 0);
@@ -243,16 +211,15 @@ Test(e2e, expected_version_matrix)
 	cr_assert_eq(wb_stream_info(c, "ex", &si), 0);
 	cr_assert_eq(si.event_count, 5);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* Appends from two clients interleave in the log, but each append's events
  * sit at consecutive positions. */
 Test(e2e, multi_event_append_is_consecutive)
 {
-	start(NULL);
-	struct wb_client *a = client();
-	struct wb_client *b = client();
+	struct wb_client *a = e2e_suite_start_client(NULL, "test_e2e");
+	struct wb_client *b = e2e_suite_client("test_e2e");
 	enum { ROUNDS = 20, N = 10 };
 	char text[N][32];
 	struct wb_new_event evs[N];
@@ -298,15 +265,14 @@ Test(e2e, multi_event_append_is_consecutive)
 	e2e_events_free(all, n);
 	wb_close(a);
 	wb_close(b);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- idempotency */
 
 Test(e2e, idempotent_retry_answers_original_positions)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	append_text(c, "before", "T", "x", NULL);
 	uint8_t ids[3][16];
 	struct wb_new_event evs[3];
@@ -336,13 +302,12 @@ Test(e2e, idempotent_retry_answers_original_positions)
 	cr_assert_eq(wb_stream_info(c, "idem", &si), 0);
 	cr_assert_eq(si.event_count, 3);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(e2e, idempotency_conflicts_write_nothing)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	uint8_t ids[8][16];
 	for (uint32_t i = 0; i < 8; i++)
 		make_id(ids[i], 2, 1, i);
@@ -410,13 +375,12 @@ Test(e2e, idempotency_conflicts_write_nothing)
 	cr_assert_eq(r.first_position, count + 1);
 	cr_assert_eq(r.idempotent_replay, false);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(e2e, idempotency_survives_restart)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	uint8_t ids[4][16];
 	struct wb_new_event evs[4];
 	for (uint32_t i = 0; i < 4; i++) {
@@ -428,10 +392,10 @@ Test(e2e, idempotency_survives_restart)
 	cr_assert_eq(wb_append(c, "keep", WB_EXPECT_ANY, 0, evs, 3, &first), 0, "%s", wb_errmsg(c));
 	uint64_t count = count_all(c);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 
-	cr_assert_eq(e2e_restart(&srv), 0, "restart failed");
-	c = client();
+	e2e_suite_restart();
+	c = e2e_suite_client("test_e2e");
 	cr_assert_eq(wb_append(c, "keep", WB_EXPECT_ANY, 0, evs, 3, &again), 0, "%s", wb_errmsg(c));
 	cr_assert_eq(again.idempotent_replay, true);
 	cr_assert_eq(again.first_position, first.first_position);
@@ -448,13 +412,12 @@ Test(e2e, idempotency_survives_restart)
 	             wb_error_name(rc));
 	cr_assert_eq(count_all(c), count);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(e2e, generated_ids_are_distinct_uuidv7)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	enum { N = 50 };
 	struct wb_new_event evs[N];
 	for (int i = 0; i < N; i++)
@@ -484,7 +447,7 @@ Test(e2e, generated_ids_are_distinct_uuidv7)
 	}
 	e2e_events_free(all, n);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- reading a stream */
@@ -530,8 +493,7 @@ static void fill_big(struct wb_client *c)
 
 Test(e2e, read_stream_pages_both_ways)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	fill_big(c);
 	uint32_t limit = wb_server_info(c)->max_read_count;
 	cr_assert_eq(limit, 1000);
@@ -621,13 +583,12 @@ Test(e2e, read_stream_pages_both_ways)
 	cr_assert_eq(p.end, true);
 	wb_page_free(&p);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(e2e, missing_stream_is_not_found)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	append_text(c, "present", "T", "x", NULL);
 	struct wb_page p;
 	int rc = wb_read_stream(c, "absent", 0, false, 0, &p);
@@ -644,13 +605,12 @@ Test(e2e, missing_stream_is_not_found)
 	/* The client is still usable. */
 	cr_assert_eq(wb_ping(c), 0);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(e2e, stream_info_fields)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	uint64_t t0 = e2e_wall_us();
 	append_text(c, "x", "T", "x", NULL);
 	struct wb_append_result r1, r2;
@@ -687,7 +647,7 @@ Test(e2e, stream_info_fields)
 	cr_assert_eq(p.events[2].timestamp_us, b.updated_us);
 	wb_page_free(&p);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- reading $all */
@@ -764,8 +724,7 @@ static void check_filtered(struct wb_client *c, const char *prefix, const char *
 
 Test(e2e, read_all_directions_filters_and_paging)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	for (int r = 0; r < ALL_ROUNDS; r++)
 		for (size_t i = 0; i < NSPECS; i++) {
 			char text[32];
@@ -812,13 +771,12 @@ Test(e2e, read_all_directions_filters_and_paging)
 	cr_assert_eq(p.end, true);
 	wb_page_free(&p);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(e2e, read_all_empty_log)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	struct wb_page p;
 	cr_assert_eq(wb_read_all(c, 0, false, 0, NULL, NULL, 0, &p), 0, "%s", wb_errmsg(c));
 	cr_assert_eq(p.count, 0);
@@ -830,15 +788,14 @@ Test(e2e, read_all_empty_log)
 	cr_assert_eq(p.end, true);
 	wb_page_free(&p);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* A rare type behind more events than one filtered page examines: paging
  * must still reach it, and reach the end. */
 Test(e2e, read_all_filter_pages_through_a_long_log)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	append_text(c, "rare", "Rare", "first", NULL);
 	enum { NOISE = 12000, CHUNK = 1000 };
 	static struct wb_new_event evs[CHUNK];
@@ -879,15 +836,14 @@ Test(e2e, read_all_filter_pages_through_a_long_log)
 	}
 	cr_assert_eq(count_all(c), NOISE + 2);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- data */
 
 Test(e2e, data_and_metadata_round_trip)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	uint8_t bin[256], meta[300];
 	for (int i = 0; i < 256; i++)
 		bin[i] = (uint8_t)i;
@@ -932,14 +888,14 @@ Test(e2e, data_and_metadata_round_trip)
 	}
 	wb_page_free(&p);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* An event of exactly max_event_size is stored and read back byte for byte;
  * one byte more is refused and the connection stays usable. */
 static void near_max_event(void)
 {
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_e2e");
 	const struct wb_server_info *info = wb_server_info(c);
 	const char *stream = "large";
 	const char *type = "Large";
@@ -992,17 +948,17 @@ static void near_max_event(void)
 
 Test(e2e, event_near_max_size_default_frame)
 {
-	start(NULL);
+	e2e_suite_start(NULL);
 	near_max_event();
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(e2e, event_near_max_size_small_frame)
 {
 	const char *args[] = {"--max-frame", "64K", NULL};
-	start(args);
+	e2e_suite_start(args);
 	near_max_event();
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- concurrency */
@@ -1110,11 +1066,11 @@ static int cmp_ack(const void *a, const void *b)
 
 Test(e2e, concurrent_pipelined_appends_have_no_gaps)
 {
-	start(NULL);
+	e2e_suite_start(NULL);
 	static struct worker ws[THREADS];
 	for (uint32_t t = 0; t < THREADS; t++) {
 		memset(&ws[t], 0, sizeof(ws[t]));
-		ws[t].address = srv.address;
+		ws[t].address = e2e_srv.address;
 		ws[t].index = t;
 		cr_assert_eq(pthread_create(&ws[t].tid, NULL, worker_main, &ws[t]), 0);
 	}
@@ -1142,7 +1098,7 @@ Test(e2e, concurrent_pipelined_appends_have_no_gaps)
 	}
 	cr_assert_eq(expect, total + 1);
 
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_e2e");
 	struct e2e_event *all;
 	size_t n;
 	cr_assert_eq(e2e_read_all(c, 0, NULL, NULL, 0, &all, &n), 0);
@@ -1188,7 +1144,7 @@ Test(e2e, concurrent_pipelined_appends_have_no_gaps)
 	cr_assert(st->batches > 0 && st->batch_requests >= THREADS * PER_THREAD);
 	wb_stats_free(st);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- the map grows */
@@ -1241,11 +1197,10 @@ static void *grow_reader_main(void *arg)
 Test(e2e, tiny_map_grows)
 {
 	const char *args[] = {"--map-size", "1M", NULL};
-	start(args);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(args, "test_e2e");
 	static struct grow_reader reader;
 	memset(&reader, 0, sizeof(reader));
-	reader.address = srv.address;
+	reader.address = e2e_srv.address;
 	atomic_init(&reader.done, false);
 	cr_assert_eq(pthread_create(&reader.tid, NULL, grow_reader_main, &reader), 0);
 	enum { APPENDS = 80, PER = 10, SIZE = 4096 };
@@ -1287,49 +1242,48 @@ Test(e2e, tiny_map_grows)
 		if (round == 0) {
 			/* The grown map reopens, with everything in it. */
 			wb_close(c);
-			stop_ok();
-			cr_assert_eq(e2e_restart(&srv), 0);
-			c = client();
+			e2e_suite_stop();
+			e2e_suite_restart();
+			c = e2e_suite_client("test_e2e");
 		}
 	}
 	struct wb_append_result r;
 	append_text(c, "fill", "Fill", "more", &r);
 	cr_assert_eq(r.first_position, APPENDS * PER + 1);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* One event larger than the whole initial map. */
 Test(e2e, tiny_map_takes_an_event_larger_than_itself)
 {
 	const char *args[] = {"--map-size", "1M", NULL};
-	start(args);
+	e2e_suite_start(args);
 	near_max_event();
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_client("test_e2e");
 	Whizbang__V1__ServerStats *st = stats(c);
 	cr_assert(st->map_grow_count > 0);
 	cr_assert(st->map_size > (4u << 20), "map_size %llu", (unsigned long long)st->map_size);
 	wb_stats_free(st);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- shutdown */
 
 Test(e2e, sigterm_exits_0_and_data_survives)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	for (int i = 0; i < 20; i++) {
 		char text[32];
 		snprintf(text, sizeof(text), "v%d", i);
 		append_text(c, i % 2 ? "odd" : "even", "T", text, NULL);
 	}
 	wb_close(c);
-	stop_ok();
-	cr_assert_eq(e2e_log_count(&srv, "level=error"), 0, "errors in the server log");
-	cr_assert_eq(e2e_restart(&srv), 0);
-	c = client();
+	e2e_suite_stop();
+	cr_assert_eq(e2e_log_count(&e2e_srv, "level=error"), 0, "errors in the server log");
+	e2e_suite_restart();
+	c = e2e_suite_client("test_e2e");
 	struct e2e_event *all;
 	size_t n;
 	cr_assert_eq(e2e_read_all(c, 0, NULL, NULL, 0, &all, &n), 0);
@@ -1348,7 +1302,7 @@ Test(e2e, sigterm_exits_0_and_data_survives)
 	cr_assert_eq(r.first_position, 21);
 	cr_assert_eq(r.stream_version, 10);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* Connected clients, idle or halfway through a frame, do not hold a
@@ -1357,24 +1311,22 @@ Test(e2e, shutdown_with_clients_connected)
 {
 	for (int sig = 0; sig < 2; sig++) {
 		if (sig == 0)
-			start(NULL);
+			e2e_suite_start(NULL);
 		else
-			cr_assert_eq(e2e_restart(&srv), 0);
+			e2e_suite_restart();
 		struct wb_client *idle[3];
 		for (int i = 0; i < 3; i++)
-			idle[i] = client();
+			idle[i] = e2e_suite_client("test_e2e");
 		append_text(idle[0], "s", "T", "x", NULL);
-		int fd = e2e_raw_connect(&srv);
-		cr_assert_geq(fd, 0);
-		cr_assert_eq(e2e_raw_hello(fd, 1), 0);
+		int fd = e2e_suite_raw_hello();
 		const uint8_t half[] = {0, 0, 0, 50, 0x08};
 		cr_assert_eq(e2e_send_all(fd, half, sizeof(half), 5000), 0);
 		int64_t t0 = e2e_now_ms();
 		if (sig == 0) {
-			stop_ok();
+			e2e_suite_stop();
 		} else {
-			kill(srv.pid, SIGINT);
-			cr_assert_eq(e2e_wait_exit(&srv), 0, "whizbangd did not exit 0 on SIGINT");
+			kill(e2e_srv.pid, SIGINT);
+			e2e_suite_wait_exit();
 		}
 		cr_assert_lt(e2e_now_ms() - t0, 5000, "shutdown took %lld ms",
 		             (long long)(e2e_now_ms() - t0));
@@ -1385,19 +1337,18 @@ Test(e2e, shutdown_with_clients_connected)
 			wb_close(idle[i]);
 		}
 	}
-	cr_assert_eq(e2e_restart(&srv), 0);
-	struct wb_client *c = client();
+	e2e_suite_restart();
+	struct wb_client *c = e2e_suite_client("test_e2e");
 	cr_assert_eq(count_all(c), 2);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* SIGTERM with appends in flight: those answered are durable; those refused
  * with SHUTTING_DOWN are not stored; the server exits 0. */
 Test(e2e, sigterm_with_appends_in_flight)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	enum { N = 2000 };
 	uint8_t ids[N][16];
 	uint64_t req_ids[N];
@@ -1407,7 +1358,7 @@ Test(e2e, sigterm_with_appends_in_flight)
 		cr_assert_eq(wb_append_send(c, "late", WB_EXPECT_ANY, 0, &e, 1, &req_ids[i]), 0);
 	}
 	cr_assert_eq(wb_flush(c), 0);
-	kill(srv.pid, SIGTERM);
+	kill(e2e_srv.pid, SIGTERM);
 	int state[N] = {0}; /* 0 unanswered, 1 acknowledged, 2 refused */
 	uint64_t pos[N] = {0};
 	for (;;) {
@@ -1429,9 +1380,9 @@ Test(e2e, sigterm_with_appends_in_flight)
 		whizbang__v1__response__free_unpacked(r, NULL);
 	}
 	wb_close(c);
-	cr_assert_eq(e2e_wait_exit(&srv), 0, "whizbangd did not exit 0 on SIGTERM");
-	cr_assert_eq(e2e_restart(&srv), 0);
-	c = client();
+	e2e_suite_wait_exit();
+	e2e_suite_restart();
+	c = e2e_suite_client("test_e2e");
 	struct e2e_event *all;
 	size_t n;
 	cr_assert_eq(e2e_read_all(c, 0, NULL, NULL, 0, &all, &n), 0);
@@ -1456,15 +1407,14 @@ Test(e2e, sigterm_with_appends_in_flight)
 	e2e_events_free(all, n);
 	cr_log_info("%zu of %d appends acknowledged before the shutdown", acked, N);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- pipelining */
 
 Test(e2e, pipelined_responses_matched_by_id)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	append_text(c, "pipe", "T", "seed", NULL);
 	enum { N = 120 };
 	Whizbang__V1__Response__BodyCase want[N];
@@ -1546,15 +1496,14 @@ Test(e2e, pipelined_responses_matched_by_id)
 	cr_assert_eq(wb_stream_info(c, "pipe", &si), 0, "%s", wb_errmsg(c));
 	cr_assert_eq(si.event_count, 1 + N / 6);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- client limits */
 
 Test(e2e, blocking_call_refused_while_pipelined_answers_are_due)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	struct wb_new_event e = text_event("T", "x", NULL);
 	uint64_t id;
 	cr_assert_eq(wb_append_send(c, "p", WB_EXPECT_ANY, 0, &e, 1, &id), 0);
@@ -1565,13 +1514,12 @@ Test(e2e, blocking_call_refused_while_pipelined_answers_are_due)
 	whizbang__v1__response__free_unpacked(r, NULL);
 	cr_assert_eq(wb_ping(c), 0, "%s", wb_errmsg(c));
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(e2e, client_refuses_an_answer_above_max_response)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	static uint8_t big[100000];
 	struct wb_new_event e = {.type = "Big", .data = big, .data_len = sizeof(big)};
 	struct wb_append_result r;
@@ -1579,30 +1527,24 @@ Test(e2e, client_refuses_an_answer_above_max_response)
 	wb_close(c);
 	struct wb_options opts = {.timeout_ms = 5000, .max_response = 65536};
 	char msg[256];
-	cr_assert_eq(wb_connect(&c, srv.address, &opts, msg, sizeof(msg)), 0, "%s", msg);
+	cr_assert_eq(wb_connect(&c, e2e_srv.address, &opts, msg, sizeof(msg)), 0, "%s", msg);
 	struct wb_page p;
 	int rc = wb_read_stream(c, "big", 0, false, 0, &p);
 	cr_assert_eq(rc, WB_E_IO, "an answer above max_response: %s", wb_error_name(rc));
 	cr_assert(strstr(wb_errmsg(c), "max_response") != NULL, "message: %s", wb_errmsg(c));
 	cr_assert_eq(wb_ping(c), WB_E_CLOSED, "the client is usable after a failed read");
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* A peer that accepts the connection and never answers: every call ends
  * after the client's timeout. */
 Test(e2e, client_times_out_against_a_silent_server)
 {
-	int lfd = socket(AF_INET, SOCK_STREAM, 0);
-	cr_assert_geq(lfd, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	socklen_t len = sizeof(sa);
-	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(lfd, 4), 0);
-	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &len), 0);
+	int port;
+	int lfd = e2e_loopback_socket(true, &port);
 	char address[32];
-	snprintf(address, sizeof(address), "127.0.0.1:%u", ntohs(sa.sin_port));
+	snprintf(address, sizeof(address), "127.0.0.1:%d", port);
 	struct wb_options opts = {.timeout_ms = 300};
 	struct wb_client *c = NULL;
 	char msg[256] = "";

@@ -18,7 +18,9 @@
 #include <string.h>
 
 #include "eval.h"
+#include "fixture.h"
 #include "optext.h"
+#include "value_util.h"
 #include "wb_error.h"
 
 typedef Whizbang__V1__Value Value;
@@ -36,37 +38,6 @@ struct rec {
 	struct proj_buf buf;
 	struct proj_record r;
 };
-
-static struct proj_value v_int(int64_t i)
-{
-	struct proj_value v = {.type = PROJ_INT, .u.i = i};
-	return v;
-}
-
-static struct proj_value v_dbl(double d)
-{
-	struct proj_value v = {.type = PROJ_DOUBLE, .u.d = d};
-	return v;
-}
-
-static struct proj_value v_text(enum proj_vtype t, const void *p, size_t len)
-{
-	struct proj_value v = {.type = t};
-	v.u.s.p = p;
-	v.u.s.len = len;
-	return v;
-}
-
-static struct proj_value v_str(const char *s)
-{
-	return v_text(PROJ_STRING, s, strlen(s));
-}
-
-static struct proj_field fld(const char *name, struct proj_value v)
-{
-	struct proj_field f = {.name = name, .name_len = strlen(name), .v = v};
-	return f;
-}
 
 static void rec_make(struct rec *r, struct proj_field *f, size_t n)
 {
@@ -316,17 +287,9 @@ Test(eval, infinity_is_a_value)
 
 static uint64_t rng_state = 1;
 
-static uint64_t rng(void)
-{
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * UINT64_C(2685821657736338717);
-}
-
 static size_t rnd(size_t n)
 {
-	return (size_t)(rng() % n);
+	return (size_t)(fixture_xorshift(&rng_state) % n);
 }
 
 static const char *const names[] = {"a", "b", "c", "missing"};

@@ -3,41 +3,32 @@
  * transaction, as the writer thread runs them. */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "codec.h"
+#include "fixture.h"
 #include "events.h"
 #include "storage.h"
 
-static char tmp_root[64];
+/* The store is opened with these, and reopened with them where a test
+ * checks what survives a close. */
+static const struct storage_options STORE_OPTS = {.map_size = 16u << 20};
+static struct fixture fx;
 static struct storage *st;
 
 static void setup(void)
 {
-	char errmsg[256] = "";
-	strcpy(tmp_root, "/tmp/wb-test-events-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmp_root));
-	struct storage_options o = {.path = tmp_root, .map_size = 16u << 20};
-	cr_assert_eq(storage_open(&st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
+	fixture_setup(&fx, "events");
+	st = fixture_open(&fx, NULL, &STORE_OPTS);
 }
 
 static void teardown(void)
 {
 	storage_close(st);
 	st = NULL;
-	nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_teardown(&fx);
 }
 
 TestSuite(events, .init = setup, .fini = teardown);
@@ -1762,9 +1753,7 @@ Test(events, scavenge_of_a_large_deleted_stream)
 	struct ev_scavenge_step tot = scavenge_all(1000, 2000, T0);
 	cr_assert_eq(tot.removed, 2000);
 	storage_close(st);
-	char errmsg[256] = "";
-	struct storage_options o = {.path = tmp_root, .map_size = 16u << 20};
-	cr_assert_eq(storage_open(&st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
+	st = fixture_open(&fx, NULL, &STORE_OPTS);
 	tot = scavenge_all(1000, UINT64_MAX, T0);
 	tot.examined += 2000;
 	tot.removed += 2000;

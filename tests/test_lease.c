@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "lease.h"
 
 #define MINUTE_MS 60000u
@@ -17,17 +18,6 @@ static struct lease_config cfg;
 static struct lease_table *t;
 static uint64_t rand_state;
 static char why[256];
-
-/* splitmix64: distinct values for the first 2^64 calls, the same run every
- * time. */
-static uint64_t test_rand(void *arg)
-{
-	uint64_t *s = arg;
-	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
 
 static void setup(void)
 {
@@ -59,7 +49,8 @@ TestSuite(lease, .init = setup, .fini = teardown);
 /* Opens the suite's table with the current cfg. */
 static void open_table(uint64_t next_seq, uint64_t ceiling)
 {
-	cr_assert_eq(lease_table_new(&t, &cfg, next_seq, ceiling, test_rand, &rand_state), 0);
+	cr_assert_eq(lease_table_new(&t, &cfg, next_seq, ceiling, fixture_splitmix, &rand_state),
+	             0);
 	cr_assert_not_null(t);
 }
 
@@ -163,7 +154,7 @@ Test(lease, new_refuses_ceiling_below_handed_out)
 {
 	struct lease_table *sentinel = (struct lease_table *)&cfg;
 	struct lease_table *out = sentinel;
-	cr_assert_eq(lease_table_new(&out, &cfg, 10, 8, test_rand, &rand_state), WB_E_INVAL);
+	cr_assert_eq(lease_table_new(&out, &cfg, 10, 8, fixture_splitmix, &rand_state), WB_E_INVAL);
 	cr_assert_eq(out, sentinel, "*out written on failure");
 	/* next_seq - 1 == ceiling is the tightest valid table. */
 	open_table(10, 9);

@@ -7,35 +7,22 @@
  * and a SIGKILL with leases outstanding. Every wait is bounded. */
 #include <criterion/criterion.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include "cli_util.h"
 #include "e2e_util.h"
-
-extern char **environ;
 
 /* The per-call timeout of this file's clients: a server that never answers
  * fails a test in seconds rather than stalling the file. */
 #define CLIENT_TIMEOUT_MS 5000
-#define CLI_TIMEOUT_MS 10000
 #define MAX_GRANTS 16
 
-static struct e2e_server srv;
-
-static void teardown(void)
-{
-	e2e_cleanup(&srv);
-}
-
-TestSuite(lease_e2e, .fini = teardown, .timeout = 60);
+TestSuite(lease_e2e, .fini = e2e_suite_fini, .timeout = 60);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -56,12 +43,7 @@ static void start(const char *const *extra)
 		args[n++] = extra[i];
 	}
 	args[n] = NULL;
-	cr_assert_eq(e2e_start(&srv, args), 0, "whizbangd did not start");
-}
-
-static void stop_ok(void)
-{
-	cr_assert_eq(e2e_stop(&srv), 0, "whizbangd did not stop cleanly");
+	e2e_suite_start(args);
 }
 
 static struct wb_client *client(const char *name)
@@ -69,7 +51,7 @@ static struct wb_client *client(const char *name)
 	struct wb_options opts = {.client_name = name, .timeout_ms = CLIENT_TIMEOUT_MS};
 	struct wb_client *c = NULL;
 	char msg[512] = "";
-	int rc = wb_connect(&c, srv.address, &opts, msg, sizeof(msg));
+	int rc = wb_connect(&c, e2e_srv.address, &opts, msg, sizeof(msg));
 	cr_assert_eq(rc, 0, "wb_connect: %s: %s", wb_error_name(rc), msg);
 	return c;
 }
@@ -270,7 +252,7 @@ Test(lease_e2e, lease_count_gives_consecutive_sequences_and_distinct_tokens)
 	ASSERT_ERR(c, WB_E_INVAL, wb_lease(c, &a, g, MAX_GRANTS, &n));
 	ASSERT_OK(c, wb_ping(c));
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(lease_e2e, commit_durable_then_applied_stores_the_ops)
@@ -326,7 +308,7 @@ Test(lease_e2e, commit_durable_then_applied_stores_the_ops)
 	cr_assert_eq(entry(res, g[0].sequence)->n_ops, 0);
 	wb_ledger_free(res);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* Polls the client's socket: true when bytes arrive within ms. */
@@ -417,7 +399,7 @@ Test(lease_e2e, commit_above_a_pending_lease_is_durable_at_once_and_applied_late
 	cr_assert(seqs[2] == seqs[0] + 2 || seqs[0] == seqs[2] + 2);
 	wb_close(c1);
 	wb_close(c2);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(lease_e2e, applied_commit_still_waiting_at_shutdown_is_answered)
@@ -432,18 +414,18 @@ Test(lease_e2e, applied_commit_still_waiting_at_shutdown_is_answered)
 	ASSERT_OK(c, wb_commit_send(c, g[1].sequence, g[1].token, NULL, true, false, &id));
 	ASSERT_OK(c, wb_flush(c));
 	cr_assert(!answer_within(c, 200), "APPLIED answered while a lower lease is open");
-	cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+	cr_assert_eq(kill(e2e_srv.pid, SIGTERM), 0);
 	Whizbang__V1__Response *r = NULL;
 	ASSERT_OK(c, wb_recv(c, &r));
 	cr_assert_eq(r->id, id);
 	cr_assert_eq(e2e_error_code(r), WB_SHUTTING_DOWN, "the waiting commit got %s",
 	             wb_error_name(e2e_error_code(r)));
 	whizbang__v1__response__free_unpacked(r, NULL);
-	cr_assert_eq(e2e_wait_exit(&srv), 0);
+	e2e_suite_wait_exit();
 	wb_close(c);
 
 	/* The commit was durable: it survives the restart; the open lease does not. */
-	cr_assert_eq(e2e_restart(&srv), 0);
+	e2e_suite_restart();
 	c = client("after-shutdown");
 	Whizbang__V1__ReadLedgerResult *res = ledger(c, g[0].sequence);
 	expect_entry(entry(res, g[0].sequence), WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
@@ -452,7 +434,7 @@ Test(lease_e2e, applied_commit_still_waiting_at_shutdown_is_answered)
 	             WHIZBANG__V1__ENTRY_REASON__REASON_NONE);
 	wb_ledger_free(res);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(lease_e2e, watermark_waits_reach_or_time_out)
@@ -481,7 +463,7 @@ Test(lease_e2e, watermark_waits_reach_or_time_out)
 	struct wb_options opts = {.client_name = "short", .timeout_ms = 300};
 	struct wb_client *shorty = NULL;
 	char msg[256];
-	cr_assert_eq(wb_connect(&shorty, srv.address, &opts, msg, sizeof(msg)), 0, "%s", msg);
+	cr_assert_eq(wb_connect(&shorty, e2e_srv.address, &opts, msg, sizeof(msg)), 0, "%s", msg);
 	t0 = e2e_now_ms();
 	ASSERT_OK(shorty, wb_wait_watermark(shorty, s, 700, &w, &reached));
 	cr_assert(!reached);
@@ -517,7 +499,7 @@ Test(lease_e2e, watermark_waits_reach_or_time_out)
 	cr_assert_lt(e2e_now_ms() - t0, 1000);
 	wb_close(c1);
 	wb_close(c2);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- gaps and recovery */
@@ -559,7 +541,7 @@ Test(lease_e2e, release_becomes_a_released_gap)
 	cr_assert_eq(s->gaps, 2);
 	wb_stats_free(s);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(lease_e2e, expiry_writes_gaps_in_sequence_order_with_the_original_expiry)
@@ -610,7 +592,7 @@ Test(lease_e2e, expiry_writes_gaps_in_sequence_order_with_the_original_expiry)
 	cr_assert(rc == WB_LEASE_EXPIRED || rc == WB_LEASE_NOT_FOUND, "extend: %s",
 	          wb_error_name(rc));
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(lease_e2e, staged_work_is_recovered_when_the_lease_expires)
@@ -653,7 +635,7 @@ Test(lease_e2e, staged_work_is_recovered_when_the_lease_expires)
 	           wb_commit(c, g[0].sequence, g[0].token, &y.list, false, false, NULL));
 	cr_assert(strstr(wb_errmsg(c), "staged") != NULL, "message: %s", wb_errmsg(c));
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(lease_e2e, commit_after_expiry_fails_or_is_resequenced)
@@ -705,7 +687,7 @@ Test(lease_e2e, commit_after_expiry_fails_or_is_resequenced)
 	cr_assert_gt(g[0].sequence, r.sequence);
 	ASSERT_OK(c, wb_commit(c, g[0].sequence, g[0].token, NULL, true, false, &r));
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- errors and limits */
@@ -742,7 +724,7 @@ Test(lease_e2e, wrong_token_and_unknown_sequence)
 	ASSERT_ERR(c, WB_LEASE_NOT_FOUND, wb_commit(c, s, bad, NULL, false, true, NULL));
 	ASSERT_OK(c, wb_ping(c));
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(lease_e2e, extend_renews_until_the_lifetime_cap)
@@ -764,7 +746,7 @@ Test(lease_e2e, extend_renews_until_the_lifetime_cap)
 	wb_stats_free(s);
 	ASSERT_OK(c, wb_commit(c, g[0].sequence, g[0].token, NULL, false, false, NULL));
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(lease_e2e, closing_connection_releases_release_leases_and_keeps_keep_leases)
@@ -804,7 +786,7 @@ Test(lease_e2e, closing_connection_releases_release_leases_and_keeps_keep_leases
 	             WHIZBANG__V1__ENTRY_REASON__REASON_NONE);
 	wb_ledger_free(res);
 	wb_close(c2);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(lease_e2e, stats_figures_move)
@@ -862,7 +844,7 @@ Test(lease_e2e, stats_figures_move)
 	cr_assert(found, "no figures for projection figs");
 	wb_stats_free(s);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(lease_e2e, lease_limits_answer_errors)
@@ -899,7 +881,7 @@ Test(lease_e2e, lease_limits_answer_errors)
 	wb_close(c1);
 	wb_close(c2);
 	wb_close(c3);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- SIGKILL and restart */
@@ -934,8 +916,8 @@ Test(lease_e2e, sigkill_with_leases_outstanding_then_restart_recovers)
 	wb_stats_free(s);
 	wb_close(c);
 
-	e2e_kill(&srv);
-	cr_assert_eq(e2e_restart(&srv), 0, "whizbangd did not restart");
+	e2e_kill(&e2e_srv);
+	e2e_suite_restart();
 	c = client("after-crash");
 
 	/* Everything up to the old ceiling is final at once. */
@@ -985,111 +967,18 @@ Test(lease_e2e, sigkill_with_leases_outstanding_then_restart_recovers)
 	ASSERT_OK(c, wb_commit(c, after[1].sequence, after[1].token, &y.list, true, false, &r));
 	cr_assert_geq(r.watermark, after[1].sequence);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* ---------------------------------------------------------------- the CLI */
 
-struct run {
-	int status;
-	char out[16384];
-	char err[4096];
-};
-
-/* Runs $WHIZBANG_CLI with args (NULL-terminated) and collects its output,
- * for at most CLI_TIMEOUT_MS. */
-static void run_cli(struct run *r, const char *const *args)
-{
-	const char *bin = getenv("WHIZBANG_CLI");
-	cr_assert(bin != NULL && bin[0] != '\0', "WHIZBANG_CLI is not set");
-	const char *argv[32];
-	size_t n = 0;
-	argv[n++] = bin;
-	for (size_t i = 0; args[i] != NULL; i++) {
-		cr_assert_lt(n, 31);
-		argv[n++] = args[i];
-	}
-	argv[n] = NULL;
-	int out[2], err[2];
-	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-	cr_assert_eq(pipe2(err, O_CLOEXEC), 0);
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
-	posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
-	pid_t pid;
-	int rc = posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(out[1]);
-	close(err[1]);
-	cr_assert_eq(rc, 0, "cannot spawn %s: %s", bin, strerror(rc));
-	memset(r, 0, sizeof(*r));
-	size_t len[2] = {0, 0};
-	size_t cap[2] = {sizeof(r->out) - 1, sizeof(r->err) - 1};
-	char *buf[2] = {r->out, r->err};
-	struct pollfd p[2] = {{.fd = out[0], .events = POLLIN}, {.fd = err[0], .events = POLLIN}};
-	int open_fds = 2;
-	int64_t deadline = e2e_now_ms() + CLI_TIMEOUT_MS;
-	while (open_fds > 0 && e2e_now_ms() < deadline) {
-		int k = poll(p, 2, (int)(deadline - e2e_now_ms()));
-		if (k < 0 && errno == EINTR)
-			continue;
-		cr_assert_geq(k, 0);
-		for (int i = 0; i < 2; i++) {
-			if (p[i].fd < 0 || p[i].revents == 0)
-				continue;
-			char tmp[4096];
-			ssize_t m = read(p[i].fd, tmp, sizeof(tmp));
-			if (m > 0) {
-				size_t take =
-				        (size_t)m < cap[i] - len[i] ? (size_t)m : cap[i] - len[i];
-				memcpy(buf[i] + len[i], tmp, take);
-				len[i] += take;
-			} else if (m == 0 || (errno != EINTR && errno != EAGAIN)) {
-				close(p[i].fd);
-				p[i].fd = -1;
-				open_fds--;
-			}
-		}
-	}
-	bool timed_out = open_fds > 0;
-	if (timed_out)
-		kill(pid, SIGKILL);
-	for (int i = 0; i < 2; i++)
-		if (p[i].fd >= 0)
-			close(p[i].fd);
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	cr_assert(!timed_out, "the CLI ran for more than %d ms", CLI_TIMEOUT_MS);
-	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-#define CLI(r, ...)                                                                                \
-	do {                                                                                       \
-		const char *args_[] = {"--server", srv.address, __VA_ARGS__, NULL};                \
-		run_cli((r), args_);                                                               \
-	} while (0)
-
-static void expect_status(const struct run *r, int status, const char *what)
-{
-	cr_assert_eq(r->status, status, "%s: exit status %d, not %d\nstdout: %s\nstderr: %s", what,
-	             r->status, status, r->out, r->err);
-}
-
-static void expect_has(const char *text, const char *needle, const char *what)
-{
-	cr_assert(strstr(text, needle) != NULL, "%s: no \"%s\" in:\n%s", what, needle, text);
-}
-
 Test(lease_e2e, cli_lease_commit_ledger_watermark_and_stats)
 {
 	start(NULL);
-	struct run r;
+	struct cli_run r = {0};
 	CLI(&r, "--json", "lease", "--projection", "cli", "--count", "2", "--duration-ms", "2000",
 	    "--operation-id", "cli-op");
-	expect_status(&r, 0, "lease --json");
+	cli_expect_status(&r, 0, "lease --json");
 	uint64_t seq[2];
 	char tok[2][17];
 	const char *line = r.out;
@@ -1109,89 +998,90 @@ Test(lease_e2e, cli_lease_commit_ledger_watermark_and_stats)
 
 	/* A malformed op is refused before anything is sent. */
 	CLI(&r, "commit", s0, "--token", tok[0], "--op", "upsert Order {");
-	expect_status(&r, 1, "commit with a bad --op");
-	expect_has(r.err, "error: INVALID_EXPRESSION: column ", "commit with a bad --op");
+	cli_expect_status(&r, 1, "commit with a bad --op");
+	cli_expect_has(r.err, "error: INVALID_EXPRESSION: column ", "commit with a bad --op");
 	const char *nowhere[] = {"--server", "127.0.0.1:1", "commit",         s0,  "--token",
 	                         tok[0],     "--op",        "upsert Order {", NULL};
-	run_cli(&r, nowhere);
-	expect_status(&r, 1, "commit with a bad --op and no server");
-	expect_has(r.err, "INVALID_EXPRESSION", "a bad --op must not contact the server");
+	cli_run(&r, nowhere);
+	cli_expect_status(&r, 1, "commit with a bad --op and no server");
+	cli_expect_has(r.err, "INVALID_EXPRESSION", "a bad --op must not contact the server");
 	CLI(&r, "commit", s0, "--token", "12345");
-	expect_status(&r, 2, "a short token");
+	cli_expect_status(&r, 2, "a short token");
 
 	/* Two --op make one commit; the second lease commits applied. */
 	CLI(&r, "commit", s1, "--token", tok[1], "--op", "upsert Order \"o-2\" {total: 5}", "--op",
 	    "delete Order \"o-9\"");
-	expect_status(&r, 0, "commit above a pending lease");
-	expect_has(r.out, "committed ", "commit");
+	cli_expect_status(&r, 0, "commit above a pending lease");
+	cli_expect_has(r.out, "committed ", "commit");
 	CLI(&r, "commit", s0, "--token", tok[0], "--ack", "applied", "--op",
 	    "upsert Order \"o-1\" {status: \"Paid\"}");
-	expect_status(&r, 0, "commit applied");
+	cli_expect_status(&r, 0, "commit applied");
 	char want[128];
 	snprintf(want, sizeof(want), "committed %s watermark=%s", s0, s1);
-	expect_has(r.out, want, "commit applied");
+	cli_expect_has(r.out, want, "commit applied");
 	CLI(&r, "commit", s0, "--token", tok[0]);
-	expect_status(&r, 1, "commit twice");
-	expect_has(r.err, "error: LEASE_NOT_FOUND: ", "commit twice");
+	cli_expect_status(&r, 1, "commit twice");
+	cli_expect_has(r.err, "error: LEASE_NOT_FOUND: ", "commit twice");
 
 	CLI(&r, "ledger", "--from", s0);
-	expect_status(&r, 0, "ledger");
+	cli_expect_status(&r, 0, "ledger");
 	snprintf(want, sizeof(want), "%s  committed  cli  cli-op  ", s0);
-	expect_has(r.out, want, "ledger");
-	expect_has(r.out, "o-1", "ledger");
-	expect_has(r.out, "o-2", "ledger");
-	expect_has(r.out, "o-9", "ledger");
+	cli_expect_has(r.out, want, "ledger");
+	cli_expect_has(r.out, "o-1", "ledger");
+	cli_expect_has(r.out, "o-2", "ledger");
+	cli_expect_has(r.out, "o-9", "ledger");
 	CLI(&r, "--json", "ledger", "--from", s1, "--limit", "1");
-	expect_status(&r, 0, "ledger --json");
+	cli_expect_status(&r, 0, "ledger --json");
 	snprintf(want, sizeof(want), "{\"sequence\":%s,\"kind\":\"committed\"", s1);
-	expect_has(r.out, want, "ledger --json");
-	expect_has(r.out, "\"ops\":[\"", "ledger --json");
+	cli_expect_has(r.out, want, "ledger --json");
+	cli_expect_has(r.out, "\"ops\":[\"", "ledger --json");
 
 	CLI(&r, "watermark");
-	expect_status(&r, 0, "watermark");
+	cli_expect_status(&r, 0, "watermark");
 	snprintf(want, sizeof(want), "watermark %s\n", s1);
-	expect_has(r.out, want, "watermark");
+	cli_expect_has(r.out, want, "watermark");
 	CLI(&r, "watermark", "--wait", s1, "--timeout-ms", "200");
-	expect_status(&r, 0, "watermark --wait reached");
-	expect_has(r.out, "reached", "watermark --wait");
+	cli_expect_status(&r, 0, "watermark --wait reached");
+	cli_expect_has(r.out, "reached", "watermark --wait");
 	CLI(&r, "watermark", "--wait", wait_for, "--timeout-ms", "200");
-	expect_status(&r, 1, "watermark --wait timed out");
-	expect_has(r.out, "timed out", "watermark --wait");
+	cli_expect_status(&r, 1, "watermark --wait timed out");
+	cli_expect_has(r.out, "timed out", "watermark --wait");
 
 	/* Release, stage and extend through the CLI. */
 	CLI(&r, "lease", "--projection", "cli", "--duration-ms", "300");
-	expect_status(&r, 0, "lease");
+	cli_expect_status(&r, 0, "lease");
 	uint64_t s3;
 	char t3[17], s3s[24];
 	cr_assert_eq(sscanf(r.out, "%" SCNu64 " %16[0-9a-f] ", &s3, t3), 2, "lease: %s", r.out);
 	snprintf(s3s, sizeof(s3s), "%" PRIu64, s3);
 	CLI(&r, "extend", s3s, "--token", t3, "--duration-ms", "400");
-	expect_status(&r, 0, "extend");
+	cli_expect_status(&r, 0, "extend");
 	CLI(&r, "stage", s3s, "--token", t3, "--op", "upsert Order \"o-s\" {n: 1}");
-	expect_status(&r, 0, "stage");
+	cli_expect_status(&r, 0, "stage");
 	CLI(&r, "watermark", "--wait", s3s, "--timeout-ms", "3000");
-	expect_status(&r, 0, "watermark --wait for the staged lease");
+	cli_expect_status(&r, 0, "watermark --wait for the staged lease");
 	CLI(&r, "ledger", "--from", s3s);
 	snprintf(want, sizeof(want), "%s  recovered(staged)  cli", s3s);
-	expect_has(r.out, want, "ledger after staged recovery");
+	cli_expect_has(r.out, want, "ledger after staged recovery");
 	CLI(&r, "lease", "--projection", "cli", "--duration-ms", "2000");
 	cr_assert_eq(sscanf(r.out, "%" SCNu64 " %16[0-9a-f] ", &s3, t3), 2, "lease: %s", r.out);
 	snprintf(s3s, sizeof(s3s), "%" PRIu64, s3);
 	CLI(&r, "release", s3s, "--token", t3, "--reason", "cli test");
-	expect_status(&r, 0, "release");
+	cli_expect_status(&r, 0, "release");
 	CLI(&r, "ledger", "--from", s3s);
 	snprintf(want, sizeof(want), "%s  gap(released)  cli", s3s);
-	expect_has(r.out, want, "ledger after release");
+	cli_expect_has(r.out, want, "ledger after release");
 
 	CLI(&r, "stats");
-	expect_status(&r, 0, "stats");
-	expect_has(r.out, "leases_committed: 2\n", "stats");
-	expect_has(r.out, "leases_recovered: 1\n", "stats");
-	expect_has(r.out, "lease_efficiency: ", "stats");
-	expect_has(r.out, "health: ", "stats");
-	expect_has(r.out, "projection cli: ", "stats");
+	cli_expect_status(&r, 0, "stats");
+	cli_expect_has(r.out, "leases_committed: 2\n", "stats");
+	cli_expect_has(r.out, "leases_recovered: 1\n", "stats");
+	cli_expect_has(r.out, "lease_efficiency: ", "stats");
+	cli_expect_has(r.out, "health: ", "stats");
+	cli_expect_has(r.out, "projection cli: ", "stats");
 	CLI(&r, "--json", "stats");
-	expect_status(&r, 0, "stats --json");
-	expect_has(r.out, "\"projections\":[{\"projection\":\"cli\"", "stats --json");
-	stop_ok();
+	cli_expect_status(&r, 0, "stats --json");
+	cli_expect_has(r.out, "\"projections\":[{\"projection\":\"cli\"", "stats --json");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }

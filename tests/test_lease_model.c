@@ -21,6 +21,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fixture.h"
 #include "lease.h"
 
 #define STEPS 20000
@@ -106,23 +107,10 @@ static struct {
 	        (unsigned long long)m.seed_offset, m.step
 #define MCHECK(cond, fmt, ...) cr_assert((cond), FAIL_CTX fmt, CTX, __VA_ARGS__)
 
-static uint64_t splitmix(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
-static uint64_t token_rand(void *arg)
-{
-	return splitmix(arg);
-}
-
 /* A value in [0, n). */
 static uint64_t rnd(uint64_t n)
 {
-	return splitmix(&m.rng) % n;
+	return fixture_splitmix(&m.rng) % n;
 }
 
 static bool chance(unsigned percent)
@@ -419,7 +407,7 @@ static void check_all(void)
 
 static void open_table(void)
 {
-	int rc = lease_table_new(&m.t, &m.cfg, m.next, m.ceiling, token_rand, &m.token_rng);
+	int rc = lease_table_new(&m.t, &m.cfg, m.next, m.ceiling, fixture_splitmix, &m.token_rng);
 	MCHECK(rc == 0, "lease_table_new: %s", wb_error_name(rc));
 	memset(m.owners, 0, sizeof(m.owners));
 	memset(m.owner_count, 0, sizeof(m.owner_count));

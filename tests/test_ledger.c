@@ -5,42 +5,30 @@
  * failure cases of advance run in a nested transaction that is aborted. */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "codec.h"
+#include "fixture.h"
 #include "ledger.h"
 #include "storage.h"
 
-static char tmp_root[64];
+static struct fixture fx;
 static struct storage *st;
 
 static void setup(void)
 {
-	char errmsg[256] = "";
-	strcpy(tmp_root, "/tmp/wb-test-ledger-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmp_root));
-	struct storage_options o = {.path = tmp_root, .map_size = 16u << 20};
-	cr_assert_eq(storage_open(&st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
+	fixture_setup(&fx, "ledger");
+	st = fixture_open(&fx, NULL, &(struct storage_options){.map_size = 16u << 20});
 }
 
 static void teardown(void)
 {
 	storage_close(st);
 	st = NULL;
-	nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_teardown(&fx);
 }
 
 TestSuite(ledger, .init = setup, .fini = teardown);

@@ -16,27 +16,12 @@
 
 #define TIMEOUT_MS 15000
 
-static struct e2e_server srv;
-
-static void teardown(void)
-{
-	e2e_cleanup(&srv);
-}
-
-TestSuite(lifecycle_e2e, .fini = teardown, .timeout = 120);
+TestSuite(lifecycle_e2e, .fini = e2e_suite_fini, .timeout = 120);
 
 /* ---------------------------------------------------------------- helpers */
 
 typedef Whizbang__V1__Request Request;
 typedef Whizbang__V1__Response Response;
-
-static int connect_hello(void)
-{
-	int fd = e2e_raw_connect(&srv);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(e2e_raw_hello(fd, 1), 0);
-	return fd;
-}
 
 static uint64_t next_id = 100;
 
@@ -213,7 +198,7 @@ static void scavenge_wait(int fd, uint64_t id, struct scav_run *run, void (*on_f
 			fprintf(stderr, "scavenge %llu: %s: %s\n", (unsigned long long)id,
 			        wb_error_name(run->error), r->error->message);
 			if (run->error != WB_SHUTTING_DOWN)
-				e2e_log_tail(&srv, 20);
+				e2e_log_tail(&e2e_srv, 20);
 			whizbang__v1__response__free_unpacked(r, NULL);
 			return;
 		}
@@ -278,8 +263,8 @@ static void read_all(int fd, uint32_t page, struct e2e_event **out, size_t *n)
 
 Test(lifecycle_e2e, metadata_is_honoured_by_reads_at_once)
 {
-	cr_assert_eq(e2e_start(&srv, NULL), 0);
-	int fd = connect_hello();
+	e2e_suite_start(NULL);
+	int fd = e2e_suite_raw_hello();
 	append_ok(fd, "m", 10);
 	append_ok(fd, "n", 2);
 
@@ -377,13 +362,13 @@ Test(lifecycle_e2e, metadata_is_honoured_by_reads_at_once)
 	whizbang__v1__response__free_unpacked(r, NULL);
 
 	close(fd);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(lifecycle_e2e, soft_and_hard_delete)
 {
-	cr_assert_eq(e2e_start(&srv, NULL), 0);
-	int fd = connect_hello();
+	e2e_suite_start(NULL);
+	int fd = e2e_suite_raw_hello();
 	append_ok(fd, "s", 3);
 	append_ok(fd, "h", 2);
 
@@ -438,13 +423,13 @@ Test(lifecycle_e2e, soft_and_hard_delete)
 
 	/* Everything above is durable. */
 	close(fd);
-	cr_assert_eq(e2e_stop(&srv), 0);
-	cr_assert_eq(e2e_restart(&srv), 0);
-	fd = connect_hello();
+	e2e_suite_stop();
+	e2e_suite_restart();
+	fd = e2e_suite_raw_hello();
 	expect_versions(fd, "s", false, (uint64_t[]){3, 4}, 2);
 	cr_assert_eq(error_of(read_stream(fd, "h", 0, false, 10)), WB_STREAM_DELETED);
 	close(fd);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 /* ------------------------------------------------- scavenge under appends */
@@ -483,8 +468,8 @@ static bool stream_gone(const char *stream)
 
 Test(lifecycle_e2e, scavenge_under_concurrent_appends_then_restart)
 {
-	cr_assert_eq(e2e_start(&srv, NULL), 0);
-	int fd = connect_hello();
+	e2e_suite_start(NULL);
+	int fd = e2e_suite_raw_hello();
 	/* 7000 events: 3000 soft-deleted, 1000 hard-deleted, 2000 of which
 	 * max_count hides 1000, 1000 kept, interleaved in $all. */
 	for (int k = 0; k < 10; k++) {
@@ -510,8 +495,8 @@ Test(lifecycle_e2e, scavenge_under_concurrent_appends_then_restart)
 		cr_assert_eq(error_of(set_meta(fd, name, 100, 0, 0)), 0);
 	}
 
-	struct appender ap = {.fd = connect_hello()};
-	second_fd = connect_hello();
+	struct appender ap = {.fd = e2e_suite_raw_hello()};
+	second_fd = e2e_suite_raw_hello();
 	pthread_t th;
 	cr_assert_eq(pthread_create(&th, NULL, appender_main, &ap), 0);
 	send_scavenge(fd, 77);
@@ -564,9 +549,9 @@ Test(lifecycle_e2e, scavenge_under_concurrent_appends_then_restart)
 			close(fd);
 			close(ap.fd);
 			close(second_fd);
-			cr_assert_eq(e2e_stop(&srv), 0);
-			cr_assert_eq(e2e_restart(&srv), 0);
-			fd = connect_hello();
+			e2e_suite_stop();
+			e2e_suite_restart();
+			fd = e2e_suite_raw_hello();
 		}
 	}
 
@@ -586,13 +571,13 @@ Test(lifecycle_e2e, scavenge_under_concurrent_appends_then_restart)
 	cr_assert_eq(r->read_stream->events[0]->version, 100);
 	whizbang__v1__response__free_unpacked(r, NULL);
 	close(fd);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(lifecycle_e2e, scavenge_stopped_by_shutdown_resumes_after_restart)
 {
-	cr_assert_eq(e2e_start(&srv, NULL), 0);
-	int fd = connect_hello();
+	e2e_suite_start(NULL);
+	int fd = e2e_suite_raw_hello();
 	for (int k = 0; k < 20; k++)
 		append_ok(fd, "doomed", 1000);
 	cr_assert_eq(error_of(delete_stream(fd, "doomed", false)), 0);
@@ -607,7 +592,7 @@ Test(lifecycle_e2e, scavenge_stopped_by_shutdown_resumes_after_restart)
 	whizbang__v1__response__free_unpacked(r, NULL);
 	uint64_t removed_first = 0;
 	if (!finished) {
-		cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+		cr_assert_eq(kill(e2e_srv.pid, SIGTERM), 0);
 		/* Then pushes, and an end: SHUTTING_DOWN (stopped) or a result
 		 * (it finished first). */
 		for (;;) {
@@ -623,13 +608,13 @@ Test(lifecycle_e2e, scavenge_stopped_by_shutdown_resumes_after_restart)
 			if (end)
 				break;
 		}
-		cr_assert_eq(e2e_wait_exit(&srv), 0);
+		e2e_suite_wait_exit();
 	} else {
-		cr_assert_eq(e2e_stop(&srv), 0);
+		e2e_suite_stop();
 	}
 	close(fd);
-	cr_assert_eq(e2e_restart(&srv), 0);
-	fd = connect_hello();
+	e2e_suite_restart();
+	fd = e2e_suite_raw_hello();
 	send_scavenge(fd, 6);
 	struct scav_run run;
 	scavenge_wait(fd, 6, &run, NULL);
@@ -648,15 +633,14 @@ Test(lifecycle_e2e, scavenge_stopped_by_shutdown_resumes_after_restart)
 		cr_assert_str_eq(all[i].stream, "kept");
 	free(all);
 	close(fd);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(lifecycle_e2e, hostile_requests)
 {
-	cr_assert_eq(e2e_start(&srv, NULL), 0);
+	e2e_suite_start(NULL);
 	/* Before Hello: refused like any other request. */
-	int fd = e2e_raw_connect(&srv);
-	cr_assert_geq(fd, 0);
+	int fd = e2e_suite_raw();
 	Whizbang__V1__Scavenge sc = WHIZBANG__V1__SCAVENGE__INIT;
 	Request req = WHIZBANG__V1__REQUEST__INIT;
 	req.body_case = WHIZBANG__V1__REQUEST__BODY_SCAVENGE;
@@ -664,7 +648,7 @@ Test(lifecycle_e2e, hostile_requests)
 	cr_assert_eq(error_of(call(fd, &req)), WB_BAD_REQUEST);
 	close(fd);
 
-	fd = connect_hello();
+	fd = e2e_suite_raw_hello();
 	/* A scavenge of an empty log ends at once. */
 	send_scavenge(fd, 3);
 	struct scav_run run;
@@ -684,7 +668,7 @@ Test(lifecycle_e2e, hostile_requests)
 	for (int k = 0; k < 5; k++)
 		append_ok(fd, "bulk", 1000);
 	cr_assert_eq(error_of(delete_stream(fd, "bulk", true)), 0);
-	int fd2 = connect_hello();
+	int fd2 = e2e_suite_raw_hello();
 	send_scavenge(fd2, 4);
 	close(fd2);
 	for (int tries = 0;; tries++) {
@@ -716,5 +700,5 @@ Test(lifecycle_e2e, hostile_requests)
 	cr_assert_eq(all[0].version, 1);
 	free(all);
 	close(fd);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }

@@ -23,14 +23,7 @@
 #define TIMEOUT_MS 15000
 #define MAX_BODY (4u << 20)
 
-static struct e2e_server srv;
-
-static void teardown(void)
-{
-	e2e_cleanup(&srv);
-}
-
-TestSuite(metrics, .fini = teardown, .timeout = 120);
+TestSuite(metrics, .fini = e2e_suite_fini, .timeout = 120);
 
 /* ---------------------------------------------------------------- HTTP */
 
@@ -165,8 +158,8 @@ static int start(void)
 {
 	const char *args[] = {"--metrics-listen", "127.0.0.1:0", "--shutdown-timeout-ms", "30000",
 	                      NULL};
-	cr_assert_eq(e2e_start(&srv, args), 0);
-	return metrics_port(&srv);
+	e2e_suite_start(args);
+	return metrics_port(&e2e_srv);
 }
 
 static void wait_ready(int port)
@@ -221,8 +214,7 @@ Test(metrics, figures_move_with_load)
 	cr_assert(strstr(before, "# TYPE whizbang_watermark gauge") != NULL);
 	free(before);
 
-	struct wb_client *c = e2e_client(&srv, "metrics");
-	cr_assert_not_null(c);
+	struct wb_client *c = e2e_suite_client("metrics");
 	/* 10 appends of 3 events, one by one: each is a batch of its own. */
 	for (int i = 0; i < 10; i++) {
 		struct wb_new_event ev[3];
@@ -279,7 +271,7 @@ Test(metrics, figures_move_with_load)
 	wb_close(c);
 	m = scrape_until(port, "whizbang_connections_total", 1);
 	free(m);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(metrics, paths_and_methods)
@@ -298,21 +290,20 @@ Test(metrics, paths_and_methods)
 	cr_assert_eq(h.len, 0, "HEAD answered a body of %zu bytes", h.len);
 	free(h.body);
 	cr_assert_eq(status_of(port, "HEAD", "/health/ready"), 200);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 Test(metrics, off_serves_nothing)
 {
 	const char *args[] = {"--metrics-listen", "off", NULL};
-	cr_assert_eq(e2e_start(&srv, args), 0);
+	e2e_suite_start(args);
 	char path[160];
-	snprintf(path, sizeof(path), "%s.metrics", srv.port_file);
+	snprintf(path, sizeof(path), "%s.metrics", e2e_srv.port_file);
 	cr_assert_neq(access(path, F_OK), 0, "%s exists with metrics off", path);
-	cr_assert_eq(e2e_log_count(&srv, "metrics_listening"), 0);
-	struct wb_client *c = e2e_client(&srv, "off");
-	cr_assert_not_null(c);
+	cr_assert_eq(e2e_log_count(&e2e_srv, "metrics_listening"), 0);
+	struct wb_client *c = e2e_suite_client("off");
 	wb_close(c);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }
 
 /* A client that asks for far more than the kernel's socket buffers hold and
@@ -323,8 +314,7 @@ Test(metrics, ready_turns_503_during_shutdown)
 	int port = start();
 	wait_ready(port);
 
-	struct wb_client *c = e2e_client(&srv, "loader");
-	cr_assert_not_null(c);
+	struct wb_client *c = e2e_suite_client("loader");
 	size_t big = 1u << 20;
 	char *data = malloc(big);
 	cr_assert_not_null(data);
@@ -338,9 +328,7 @@ Test(metrics, ready_turns_503_during_shutdown)
 	free(data);
 	wb_close(c);
 
-	int fd = e2e_raw_connect(&srv);
-	cr_assert(fd >= 0);
-	cr_assert_eq(e2e_raw_hello(fd, 1), 0);
+	int fd = e2e_suite_raw_hello();
 	for (uint64_t id = 2; id < 12; id++) {
 		Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
 		ra.from_position = 1;
@@ -354,7 +342,7 @@ Test(metrics, ready_turns_503_during_shutdown)
 	free(scrape_until(port, "whizbang_requests_by_type_total{type=\"read_all\"}", 3));
 	cr_assert_eq(status_of(port, "GET", "/health/ready"), 200);
 
-	cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+	cr_assert_eq(kill(e2e_srv.pid, SIGTERM), 0);
 	int64_t deadline = e2e_now_ms() + TIMEOUT_MS;
 	while (status_of(port, "GET", "/health/ready") != 503)
 		cr_assert(e2e_now_ms() < deadline, "/health/ready never answered 503");
@@ -362,8 +350,8 @@ Test(metrics, ready_turns_503_during_shutdown)
 	char *m = scrape(port);
 	cr_assert_eq(series(m, "whizbang_append_events_total"), 16);
 	free(m);
-	cr_assert_eq(kill(srv.pid, 0), 0, "the server exited with a reader still stalled");
+	cr_assert_eq(kill(e2e_srv.pid, 0), 0, "the server exited with a reader still stalled");
 
 	close(fd);
-	cr_assert_eq(e2e_wait_exit(&srv), 0);
+	e2e_suite_wait_exit();
 }

@@ -15,22 +15,14 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define HAVE_VALGRIND_H 1
-#endif
-#endif
-
 #include "eval.h"
+#include "fixture.h"
 #include "optext.h"
 #include "proj.h"
 #include "storage.h"
@@ -44,51 +36,28 @@ typedef Whizbang__V1__Explosion Explosion;
 
 /* ------------------------------------------------ fixture */
 
-static char tmp_root[64];
+static struct fixture fx;
 static struct storage *st;
 
 static const struct proj_config CFG = {.max_scan = 1000000};
 
-static bool under_valgrind(void)
-{
-#ifdef HAVE_VALGRIND_H
-	if (RUNNING_ON_VALGRIND)
-		return true;
-#endif
-	const char *p = getenv("LD_PRELOAD");
-	return p != NULL && strstr(p, "vgpreload") != NULL;
-}
-
 static struct storage *open_at(const char *name, size_t map_size)
 {
-	char path[128], errmsg[256] = "";
-	snprintf(path, sizeof(path), "%s/%s", tmp_root, name);
-	struct storage_options o = {.path = path, .map_size = map_size, .no_sync = true};
-	struct storage *s;
-	cr_assert_eq(storage_open(&s, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
-	return s;
+	return fixture_open(&fx, name,
+	                    &(struct storage_options){.map_size = map_size, .no_sync = true});
 }
 
 static void setup(void)
 {
-	strcpy(tmp_root, "/tmp/wb-test-proj-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmp_root));
+	fixture_setup(&fx, "proj");
 	st = open_at("live", 64u << 20);
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 static void teardown(void)
 {
 	storage_close(st);
 	st = NULL;
-	nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_teardown(&fx);
 }
 
 TestSuite(proj, .init = setup, .fini = teardown);
@@ -892,18 +861,9 @@ static void check_all_indexes(struct storage *s)
 
 static uint64_t rng_state;
 
-static uint64_t rnd(void)
-{
-	/* splitmix64 */
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static size_t rndn(size_t n)
 {
-	return (size_t)(rnd() % n);
+	return (size_t)(fixture_splitmix(&rng_state) % n);
 }
 
 static bool chance(unsigned percent)
@@ -1323,7 +1283,7 @@ Test(proj, drop_index_removes_its_entries_only)
 Test(proj, indexes_stay_exact_under_random_ops)
 {
 	init_long_literals();
-	bool vg = under_valgrind();
+	bool vg = fixture_under_valgrind();
 	size_t nops = vg ? 120 : 1500;
 	uint64_t seq = 1;
 	rng_state = 42;
@@ -1392,7 +1352,7 @@ static bool same_ids(const struct proj_ids *a, const struct proj_ids *b, size_t 
 Test(proj, planner_index_plans_equal_scans)
 {
 	init_long_literals();
-	bool vg = under_valgrind();
+	bool vg = fixture_under_valgrind();
 	size_t rounds = vg ? 1 : 4, nent = vg ? 120 : 300, nexpr = vg ? 150 : 800;
 	const struct proj_config scan = {.max_scan = UINT64_MAX, .force_scan = true};
 	const struct proj_config idx = {.max_scan = UINT64_MAX};
@@ -1829,7 +1789,7 @@ Test(proj, query_order_cursor_limit_and_end)
 
 Test(proj, explosion_of_100k_ids, .timeout = 600)
 {
-	bool vg = under_valgrind();
+	bool vg = fixture_under_valgrind();
 	const size_t N = vg ? 5000 : 100000;
 	storage_close(st);
 	st = open_at("big", (size_t)1 << 30);

@@ -2,178 +2,22 @@
  * whizbangd: apply, get, query with its cursor, indexes, explain, the
  * ledger's explosions and outcomes, verify, and the exit statuses. */
 #include <criterion/criterion.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <inttypes.h>
-#include <poll.h>
-#include <signal.h>
-#include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include "cli_util.h"
 #include "e2e_util.h"
 
-extern char **environ;
-
-static struct e2e_server srv;
-
-static void teardown(void)
-{
-	e2e_cleanup(&srv);
-}
-
-TestSuite(proj_cli, .fini = teardown, .timeout = 120);
-
-#define CLI_TIMEOUT_MS 20000
-
-/* ---------------------------------------------------------------- running the CLI */
-
-struct run {
-	int status; /* exit status; 128 + signal when killed */
-	char *out;
-	char *err;
-};
-
-static void append_buf(char **buf, size_t *len, const char *p, size_t n)
-{
-	char *b = realloc(*buf, *len + n + 1);
-	cr_assert_not_null(b);
-	memcpy(b + *len, p, n);
-	*len += n;
-	b[*len] = '\0';
-	*buf = b;
-}
-
-/* Runs $WHIZBANG_CLI with args (NULL-terminated, program name excluded),
- * collecting stdout and stderr, for at most CLI_TIMEOUT_MS. Frees what r
- * held from an earlier run. */
-static void run_argv(struct run *r, const char *const *args)
-{
-	const char *bin = getenv("WHIZBANG_CLI");
-	cr_assert(bin != NULL && bin[0] != '\0', "WHIZBANG_CLI is not set");
-	const char *argv[32];
-	size_t n = 0;
-	argv[n++] = bin;
-	for (size_t i = 0; args[i] != NULL; i++) {
-		cr_assert_lt(n, 31);
-		argv[n++] = args[i];
-	}
-	argv[n] = NULL;
-
-	int out[2], err[2];
-	cr_assert_eq(pipe2(out, O_CLOEXEC), 0);
-	cr_assert_eq(pipe2(err, O_CLOEXEC), 0);
-	posix_spawn_file_actions_t fa;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, out[1], STDOUT_FILENO);
-	posix_spawn_file_actions_adddup2(&fa, err[1], STDERR_FILENO);
-	pid_t pid;
-	int rc = posix_spawn(&pid, bin, &fa, NULL, (char *const *)argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	close(out[1]);
-	close(err[1]);
-	cr_assert_eq(rc, 0, "cannot spawn %s: %s", bin, strerror(rc));
-
-	free(r->out);
-	free(r->err);
-	memset(r, 0, sizeof(*r));
-	size_t olen = 0, elen = 0;
-	append_buf(&r->out, &olen, "", 0);
-	append_buf(&r->err, &elen, "", 0);
-	struct pollfd p[2] = {{.fd = out[0], .events = POLLIN}, {.fd = err[0], .events = POLLIN}};
-	int open_fds = 2;
-	int64_t deadline = e2e_now_ms() + CLI_TIMEOUT_MS;
-	bool timed_out = false;
-	while (open_fds > 0) {
-		int64_t left = deadline - e2e_now_ms();
-		if (left <= 0) {
-			timed_out = true;
-			break;
-		}
-		int k = poll(p, 2, (int)left);
-		if (k < 0 && errno == EINTR)
-			continue;
-		cr_assert_geq(k, 0, "poll: %s", strerror(errno));
-		for (int i = 0; i < 2; i++) {
-			if (p[i].fd < 0 || p[i].revents == 0)
-				continue;
-			char buf[4096];
-			ssize_t m = read(p[i].fd, buf, sizeof(buf));
-			if (m > 0) {
-				if (i == 0)
-					append_buf(&r->out, &olen, buf, (size_t)m);
-				else
-					append_buf(&r->err, &elen, buf, (size_t)m);
-			} else if (m == 0 || (errno != EINTR && errno != EAGAIN)) {
-				close(p[i].fd);
-				p[i].fd = -1;
-				open_fds--;
-			}
-		}
-	}
-	if (timed_out)
-		kill(pid, SIGKILL);
-	for (int i = 0; i < 2; i++)
-		if (p[i].fd >= 0)
-			close(p[i].fd);
-	int status;
-	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-		;
-	cr_assert(!timed_out, "the CLI ran for more than %d ms", CLI_TIMEOUT_MS);
-	r->status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-static void run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-	memset(r, 0, sizeof(*r));
-}
-
-/* Runs the CLI with --server ADDRESS and then the given arguments. */
-#define CLI(r, ...)                                                                                \
-	do {                                                                                       \
-		const char *args_[] = {"--server", srv.address, __VA_ARGS__, NULL};                \
-		run_argv((r), args_);                                                              \
-	} while (0)
-
-static void expect_status(const struct run *r, int status, const char *what)
-{
-	cr_assert_eq(r->status, status, "%s: exit %d, want %d\nstdout: %s\nstderr: %s", what,
-	             r->status, status, r->out, r->err);
-}
-
-static void expect_has(const char *text, const char *needle, const char *what)
-{
-	cr_assert(strstr(text, needle) != NULL, "%s: \"%s\" not in:\n%s", what, needle, text);
-}
-
-static void expect_not(const char *text, const char *needle, const char *what)
-{
-	cr_assert(strstr(text, needle) == NULL, "%s: \"%s\" unexpectedly in:\n%s", what, needle,
-	          text);
-}
-
-static void start(const char *const *extra)
-{
-	cr_assert_eq(e2e_start(&srv, extra), 0, "whizbangd did not start");
-}
-
-static void stop_ok(void)
-{
-	cr_assert_eq(e2e_stop(&srv), 0, "whizbangd did not exit 0 on SIGTERM");
-}
+TestSuite(proj_cli, .fini = e2e_suite_fini, .timeout = 120);
 
 /* Applies ops through `whizbang apply`, requires success and returns the
  * sequence it printed ("committed N watermark=W"). */
-static uint64_t apply_ok(struct run *r, const char *ops)
+static uint64_t apply_ok(struct cli_run *r, const char *ops)
 {
 	CLI(r, "apply", "--projection", "cli-test", ops);
-	expect_status(r, 0, ops);
+	cli_expect_status(r, 0, ops);
 	uint64_t seq = 0, wm = 0;
 	const char *line = strstr(r->out, "committed ");
 	cr_assert_not_null(line, "apply printed no sequence:\n%s", r->out);
@@ -186,31 +30,14 @@ static uint64_t apply_ok(struct run *r, const char *ops)
 /* The next sequence a lease would get, from `whizbang --json watermark`. */
 static uint64_t next_sequence(void)
 {
-	struct run r = {0};
+	struct cli_run r = {0};
 	CLI(&r, "--json", "watermark");
-	expect_status(&r, 0, "watermark");
+	cli_expect_status(&r, 0, "watermark");
 	const char *p = strstr(r.out, "\"next_sequence\":");
 	cr_assert_not_null(p, "watermark --json: %s", r.out);
 	uint64_t next = strtoull(p + strlen("\"next_sequence\":"), NULL, 10);
-	run_free(&r);
+	cli_run_free(&r);
 	return next;
-}
-
-/* The line of text that starts with prefix, copied into out. */
-static void line_starting(const char *text, const char *prefix, char *out, size_t len)
-{
-	const char *p = text;
-	while (p != NULL && strncmp(p, prefix, strlen(prefix)) != 0) {
-		p = strchr(p, '\n');
-		if (p != NULL)
-			p++;
-	}
-	cr_assert(p != NULL && *p != '\0', "no line starting \"%s\" in:\n%s", prefix, text);
-	const char *e = strchr(p, '\n');
-	size_t n = e != NULL ? (size_t)(e - p) : strlen(p);
-	cr_assert_lt(n, len);
-	memcpy(out, p, n);
-	out[n] = '\0';
 }
 
 static const char three_orders[] =
@@ -222,352 +49,353 @@ static const char three_orders[] =
 
 Test(proj_cli, apply_upsert_then_get)
 {
-	start(NULL);
-	struct run r = {0};
+	e2e_suite_start(NULL);
+	struct cli_run r = {0};
 	uint64_t seq = apply_ok(&r, "upsert Order \"o-1\" {customer_id: \"c-42\", status: "
 	                            "\"Pending\", total: 120, ratio: 0.5, paid: false, note: null, "
 	                            "raw: x\"0aff\"}");
-	expect_has(r.out, "op 1 upsert: affected 1", "apply upsert");
+	cli_expect_has(r.out, "op 1 upsert: affected 1", "apply upsert");
 
 	CLI(&r, "get", "Order", "o-1");
-	expect_status(&r, 0, "get");
+	cli_expect_status(&r, 0, "get");
 	char want[128];
-	expect_has(r.out, "Order o-1\n", "get");
-	expect_has(r.out, "version: 1\n", "get");
+	cli_expect_has(r.out, "Order o-1\n", "get");
+	cli_expect_has(r.out, "version: 1\n", "get");
 	snprintf(want, sizeof(want), "created_sequence: %" PRIu64 "\n", seq);
-	expect_has(r.out, want, "get");
+	cli_expect_has(r.out, want, "get");
 	snprintf(want, sizeof(want), "updated_sequence: %" PRIu64 "\n", seq);
-	expect_has(r.out, want, "get");
+	cli_expect_has(r.out, want, "get");
 	/* Typed values: a string is quoted, an int bare, a double has a point. */
-	expect_has(r.out, "  customer_id: \"c-42\"\n", "get");
-	expect_has(r.out, "  total: 120\n", "get");
-	expect_has(r.out, "  ratio: 0.5\n", "get");
-	expect_has(r.out, "  paid: false\n", "get");
-	expect_has(r.out, "  note: null\n", "get");
-	expect_has(r.out, "  raw: x\"0aff\"\n", "get");
+	cli_expect_has(r.out, "  customer_id: \"c-42\"\n", "get");
+	cli_expect_has(r.out, "  total: 120\n", "get");
+	cli_expect_has(r.out, "  ratio: 0.5\n", "get");
+	cli_expect_has(r.out, "  paid: false\n", "get");
+	cli_expect_has(r.out, "  note: null\n", "get");
+	cli_expect_has(r.out, "  raw: x\"0aff\"\n", "get");
 	/* Fields come sorted by name. */
 	cr_assert_lt(strstr(r.out, "customer_id:"), strstr(r.out, "total:"), "fields unsorted:\n%s",
 	             r.out);
 
 	CLI(&r, "--json", "get", "Order", "o-1");
-	expect_status(&r, 0, "get --json");
-	expect_has(r.out, "{\"type\":\"Order\",\"id\":\"o-1\",\"version\":1,", "get --json");
-	expect_has(r.out, "\"customer_id\":\"c-42\"", "get --json");
-	expect_has(r.out, "\"total\":120", "get --json");
-	expect_has(r.out, "\"ratio\":0.5", "get --json");
-	expect_has(r.out, "\"note\":null", "get --json");
-	expect_has(r.out, "\"raw\":{\"base64\":\"Cv8=\"}", "get --json");
+	cli_expect_status(&r, 0, "get --json");
+	cli_expect_has(r.out, "{\"type\":\"Order\",\"id\":\"o-1\",\"version\":1,", "get --json");
+	cli_expect_has(r.out, "\"customer_id\":\"c-42\"", "get --json");
+	cli_expect_has(r.out, "\"total\":120", "get --json");
+	cli_expect_has(r.out, "\"ratio\":0.5", "get --json");
+	cli_expect_has(r.out, "\"note\":null", "get --json");
+	cli_expect_has(r.out, "\"raw\":{\"base64\":\"Cv8=\"}", "get --json");
 
 	/* A merge keeps the other fields and bumps the version. */
 	uint64_t seq2 = apply_ok(&r, "upsert Order \"o-1\" merge {status: \"Paid\"}");
 	CLI(&r, "get", "Order", "o-1");
-	expect_status(&r, 0, "get after merge");
-	expect_has(r.out, "version: 2\n", "get after merge");
-	expect_has(r.out, "  status: \"Paid\"\n", "get after merge");
-	expect_has(r.out, "  total: 120\n", "get after merge");
+	cli_expect_status(&r, 0, "get after merge");
+	cli_expect_has(r.out, "version: 2\n", "get after merge");
+	cli_expect_has(r.out, "  status: \"Paid\"\n", "get after merge");
+	cli_expect_has(r.out, "  total: 120\n", "get after merge");
 	snprintf(want, sizeof(want), "created_sequence: %" PRIu64 "\n", seq);
-	expect_has(r.out, want, "get after merge");
+	cli_expect_has(r.out, want, "get after merge");
 	snprintf(want, sizeof(want), "updated_sequence: %" PRIu64 "\n", seq2);
-	expect_has(r.out, want, "get after merge");
+	cli_expect_has(r.out, want, "get after merge");
 
 	/* NOT_FOUND passes through: exit 1 with the code. */
 	CLI(&r, "get", "Order", "o-404");
-	expect_status(&r, 1, "get of a missing entity");
-	expect_has(r.err, "error: NOT_FOUND: ", "get of a missing entity");
+	cli_expect_status(&r, 1, "get of a missing entity");
+	cli_expect_has(r.err, "error: NOT_FOUND: ", "get of a missing entity");
 	CLI(&r, "get", "Order");
-	expect_status(&r, 2, "get without an id");
-	run_free(&r);
-	stop_ok();
+	cli_expect_status(&r, 2, "get without an id");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }
 
 Test(proj_cli, update_by_where_prints_what_matched)
 {
-	start(NULL);
-	struct run r = {0};
+	e2e_suite_start(NULL);
+	struct cli_run r = {0};
 	apply_ok(&r, three_orders);
 	apply_ok(&r, "update Order where customer_id == \"c-42\" set status = \"Paid\", inc "
 	             "revision by 1");
-	expect_has(r.out, "op 1 update: matched 2, affected 2", "apply update");
-	expect_has(r.out, " via ", "apply update");
+	cli_expect_has(r.out, "op 1 update: matched 2, affected 2", "apply update");
+	cli_expect_has(r.out, " via ", "apply update");
 
 	CLI(&r, "get", "Order", "o-1");
-	expect_status(&r, 0, "get o-1");
-	expect_has(r.out, "version: 2\n", "get o-1");
-	expect_has(r.out, "  status: \"Paid\"\n", "get o-1");
-	expect_has(r.out, "  revision: 1\n", "get o-1");
+	cli_expect_status(&r, 0, "get o-1");
+	cli_expect_has(r.out, "version: 2\n", "get o-1");
+	cli_expect_has(r.out, "  status: \"Paid\"\n", "get o-1");
+	cli_expect_has(r.out, "  revision: 1\n", "get o-1");
 	CLI(&r, "get", "Order", "o-3");
-	expect_status(&r, 0, "get o-3");
-	expect_has(r.out, "version: 1\n", "o-3 does not match");
-	expect_has(r.out, "  status: \"Pending\"\n", "o-3 does not match");
-	expect_not(r.out, "revision", "o-3 does not match");
+	cli_expect_status(&r, 0, "get o-3");
+	cli_expect_has(r.out, "version: 1\n", "o-3 does not match");
+	cli_expect_has(r.out, "  status: \"Pending\"\n", "o-3 does not match");
+	cli_expect_not(r.out, "revision", "o-3 does not match");
 
 	/* A clause that matches nothing is a no-op; --json shows the figures. */
 	CLI(&r, "--json", "apply", "--projection", "cli-test",
 	    "update Order where customer_id == \"c-0\" set status = \"Lost\"");
-	expect_status(&r, 0, "apply --json");
-	expect_has(r.out, "\"applied\":true,\"apply_error\":\"OK\"", "apply --json");
-	expect_has(r.out, "{\"op\":1,\"kind\":\"update\",\"affected\":0,\"matched\":0,",
-	           "apply --json");
-	run_free(&r);
-	stop_ok();
+	cli_expect_status(&r, 0, "apply --json");
+	cli_expect_has(r.out, "\"applied\":true,\"apply_error\":\"OK\"", "apply --json");
+	cli_expect_has(r.out, "{\"op\":1,\"kind\":\"update\",\"affected\":0,\"matched\":0,",
+	               "apply --json");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }
 
 Test(proj_cli, delete_by_where)
 {
-	start(NULL);
-	struct run r = {0};
+	e2e_suite_start(NULL);
+	struct cli_run r = {0};
 	apply_ok(&r, three_orders);
 	apply_ok(&r, "delete Order where total < 100");
-	expect_has(r.out, "op 1 delete: matched 2, affected 2", "delete by where");
+	cli_expect_has(r.out, "op 1 delete: matched 2, affected 2", "delete by where");
 	CLI(&r, "get", "Order", "o-2");
-	expect_status(&r, 1, "a deleted entity");
-	expect_has(r.err, "NOT_FOUND", "a deleted entity");
+	cli_expect_status(&r, 1, "a deleted entity");
+	cli_expect_has(r.err, "NOT_FOUND", "a deleted entity");
 	CLI(&r, "get", "Order", "o-3");
-	expect_status(&r, 1, "a deleted entity");
+	cli_expect_status(&r, 1, "a deleted entity");
 	CLI(&r, "get", "Order", "o-1");
-	expect_status(&r, 0, "the entity the clause did not match");
+	cli_expect_status(&r, 0, "the entity the clause did not match");
 	CLI(&r, "query", "Order");
-	expect_status(&r, 0, "query after delete");
-	expect_has(r.out, "o-1  version=1  {", "query after delete");
-	expect_not(r.out, "o-2", "query after delete");
-	expect_has(r.out, "-- 1 entity, end\n", "query after delete");
-	run_free(&r);
-	stop_ok();
+	cli_expect_status(&r, 0, "query after delete");
+	cli_expect_has(r.out, "o-1  version=1  {", "query after delete");
+	cli_expect_not(r.out, "o-2", "query after delete");
+	cli_expect_has(r.out, "-- 1 entity, end\n", "query after delete");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }
 
 Test(proj_cli, apply_failure_is_all_or_nothing_and_exits_1)
 {
-	start(NULL);
-	struct run r = {0};
+	e2e_suite_start(NULL);
+	struct cli_run r = {0};
 	apply_ok(&r, three_orders);
 	/* The increment of a string fails at op 2; op 1 must not take effect. */
 	CLI(&r, "apply", "--projection", "cli-test",
 	    "upsert Order \"o-9\" {total: 1}; update Order where customer_id == \"c-7\" inc status "
 	    "by 1");
-	expect_status(&r, 1, "a failing apply");
-	expect_has(r.out, "committed ", "a failing apply is still committed");
-	expect_has(r.err, "not applied, no op took effect: failed at op 2 (update)", "apply error");
+	cli_expect_status(&r, 1, "a failing apply");
+	cli_expect_has(r.out, "committed ", "a failing apply is still committed");
+	cli_expect_has(r.err, "not applied, no op took effect: failed at op 2 (update)",
+	               "apply error");
 	CLI(&r, "get", "Order", "o-9");
-	expect_status(&r, 1, "the upsert of a failed entry");
-	expect_has(r.err, "NOT_FOUND", "the upsert of a failed entry");
+	cli_expect_status(&r, 1, "the upsert of a failed entry");
+	cli_expect_has(r.err, "NOT_FOUND", "the upsert of a failed entry");
 	CLI(&r, "get", "Order", "o-3");
-	expect_has(r.out, "version: 1\n", "the update of a failed entry");
+	cli_expect_has(r.out, "version: 1\n", "the update of a failed entry");
 
 	CLI(&r, "ledger");
-	expect_status(&r, 0, "ledger");
-	expect_has(r.out, "[failed at op 2: ", "ledger shows the failure");
-	expect_has(r.out, "[applied ok]", "ledger shows the success");
+	cli_expect_status(&r, 0, "ledger");
+	cli_expect_has(r.out, "[failed at op 2: ", "ledger shows the failure");
+	cli_expect_has(r.out, "[applied ok]", "ledger shows the success");
 	CLI(&r, "--json", "ledger");
-	expect_has(r.out, "\"applied\":true,\"apply_error\":\"", "ledger --json");
-	expect_has(r.out, "\"failed_op\":2", "ledger --json");
-	run_free(&r);
-	stop_ok();
+	cli_expect_has(r.out, "\"applied\":true,\"apply_error\":\"", "ledger --json");
+	cli_expect_has(r.out, "\"failed_op\":2", "ledger --json");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }
 
 Test(proj_cli, index_create_list_drop_and_explain)
 {
-	start(NULL);
-	struct run r = {0};
+	e2e_suite_start(NULL);
+	struct cli_run r = {0};
 	apply_ok(&r, three_orders);
 
 	CLI(&r, "explain", "Order", "customer_id == \"c-42\"");
-	expect_status(&r, 0, "explain before the index");
-	expect_has(r.out, "strategy: scan\n", "explain before the index");
-	expect_has(r.out, "type_entities: 3\n", "explain before the index");
-	expect_has(r.out, "refused: no\n", "explain before the index");
+	cli_expect_status(&r, 0, "explain before the index");
+	cli_expect_has(r.out, "strategy: scan\n", "explain before the index");
+	cli_expect_has(r.out, "type_entities: 3\n", "explain before the index");
+	cli_expect_has(r.out, "refused: no\n", "explain before the index");
 
 	CLI(&r, "index", "list");
-	expect_status(&r, 0, "index list, none");
-	expect_has(r.out, "(no indexes)", "index list, none");
+	cli_expect_status(&r, 0, "index list, none");
+	cli_expect_has(r.out, "(no indexes)", "index list, none");
 
 	CLI(&r, "index", "create", "Order", "customer_id");
-	expect_status(&r, 0, "index create");
-	expect_has(r.out, "created index Order.customer_id at sequence ", "index create");
-	expect_has(r.out, " entries=3\n", "index create");
+	cli_expect_status(&r, 0, "index create");
+	cli_expect_has(r.out, "created index Order.customer_id at sequence ", "index create");
+	cli_expect_has(r.out, " entries=3\n", "index create");
 
 	CLI(&r, "index", "list");
-	expect_status(&r, 0, "index list");
-	expect_has(r.out, "Order.customer_id  entries=3  created_sequence=", "index list");
+	cli_expect_status(&r, 0, "index list");
+	cli_expect_has(r.out, "Order.customer_id  entries=3  created_sequence=", "index list");
 	CLI(&r, "index", "list", "Customer");
-	expect_status(&r, 0, "index list of another type");
-	expect_not(r.out, "Order.customer_id", "index list of another type");
+	cli_expect_status(&r, 0, "index list of another type");
+	cli_expect_not(r.out, "Order.customer_id", "index list of another type");
 	CLI(&r, "--json", "index", "list", "Order");
-	expect_status(&r, 0, "index list --json");
-	expect_has(r.out, "{\"type\":\"Order\",\"field\":\"customer_id\",\"entries\":3,",
-	           "index list --json");
+	cli_expect_status(&r, 0, "index list --json");
+	cli_expect_has(r.out, "{\"type\":\"Order\",\"field\":\"customer_id\",\"entries\":3,",
+	               "index list --json");
 
 	CLI(&r, "explain", "Order", "customer_id == \"c-42\"");
-	expect_status(&r, 0, "explain with the index");
-	expect_has(r.out, "strategy: index\n", "explain with the index");
-	expect_has(r.out, "customer_id", "the plan names the index");
+	cli_expect_status(&r, 0, "explain with the index");
+	cli_expect_has(r.out, "strategy: index\n", "explain with the index");
+	cli_expect_has(r.out, "customer_id", "the plan names the index");
 	CLI(&r, "--json", "explain", "Order", "customer_id == \"c-42\" and total > 10");
-	expect_status(&r, 0, "explain --json");
-	expect_has(r.out, "{\"strategy\":\"index\",\"plan\":", "explain --json");
+	cli_expect_status(&r, 0, "explain --json");
+	cli_expect_has(r.out, "{\"strategy\":\"index\",\"plan\":", "explain --json");
 
 	/* The index serves queries, and the plan says so. */
 	CLI(&r, "query", "Order", "customer_id == \"c-42\"");
-	expect_status(&r, 0, "query through the index");
-	expect_has(r.out, "o-1  version=1", "query through the index");
-	expect_has(r.out, "o-2  version=1", "query through the index");
-	expect_not(r.out, "o-3", "query through the index");
-	expect_has(r.out, "(index, examined ", "query through the index");
+	cli_expect_status(&r, 0, "query through the index");
+	cli_expect_has(r.out, "o-1  version=1", "query through the index");
+	cli_expect_has(r.out, "o-2  version=1", "query through the index");
+	cli_expect_not(r.out, "o-3", "query through the index");
+	cli_expect_has(r.out, "(index, examined ", "query through the index");
 
 	/* Creating it again and dropping a missing one are errors. */
 	CLI(&r, "index", "create", "Order", "customer_id");
-	expect_status(&r, 1, "index create twice");
-	expect_has(r.err, "error: BAD_REQUEST: ", "index create twice");
+	cli_expect_status(&r, 1, "index create twice");
+	cli_expect_has(r.err, "error: BAD_REQUEST: ", "index create twice");
 
 	CLI(&r, "index", "drop", "Order", "customer_id");
-	expect_status(&r, 0, "index drop");
-	expect_has(r.out, "dropped index Order.customer_id at sequence ", "index drop");
+	cli_expect_status(&r, 0, "index drop");
+	cli_expect_has(r.out, "dropped index Order.customer_id at sequence ", "index drop");
 	CLI(&r, "index", "list");
-	expect_has(r.out, "(no indexes)", "index list after drop");
+	cli_expect_has(r.out, "(no indexes)", "index list after drop");
 	CLI(&r, "index", "drop", "Order", "customer_id");
-	expect_status(&r, 1, "index drop twice");
-	expect_has(r.err, "error: NOT_FOUND: ", "index drop twice");
+	cli_expect_status(&r, 1, "index drop twice");
+	cli_expect_has(r.err, "error: NOT_FOUND: ", "index drop twice");
 	CLI(&r, "explain", "Order", "customer_id == \"c-42\"");
-	expect_has(r.out, "strategy: scan\n", "explain after the drop");
+	cli_expect_has(r.out, "strategy: scan\n", "explain after the drop");
 
 	CLI(&r, "index", "create", "Order");
-	expect_status(&r, 2, "index create without a field");
+	cli_expect_status(&r, 2, "index create without a field");
 	CLI(&r, "index", "rebuild", "Order", "x");
-	expect_status(&r, 2, "an unknown index subcommand");
-	run_free(&r);
-	stop_ok();
+	cli_expect_status(&r, 2, "an unknown index subcommand");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }
 
 Test(proj_cli, query_pages_with_limit_and_after)
 {
-	start(NULL);
-	struct run r = {0};
+	e2e_suite_start(NULL);
+	struct cli_run r = {0};
 	apply_ok(&r, "upsert Item \"i-1\" {n: 1}; upsert Item \"i-2\" {n: 2}; upsert Item \"i-3\" "
 	             "{n: 3}; upsert Item \"i-4\" {n: 4}; upsert Item \"i-5\" {n: 5}");
 
 	CLI(&r, "query", "Item", "--limit", "2");
-	expect_status(&r, 0, "first page");
+	cli_expect_status(&r, 0, "first page");
 	char line[256];
-	line_starting(r.out, "i-1", line, sizeof(line));
+	cli_line_starting(r.out, "i-1", line, sizeof(line));
 	cr_assert_str_eq(line, "i-1  version=1  {n: 1}");
-	expect_has(r.out, "i-2  version=1  {n: 2}\n", "first page");
-	expect_not(r.out, "i-3", "first page");
-	expect_has(r.out, "-- 2 entities, more after i-2 (--after i-2)\n", "first page");
-	expect_has(r.out, "-- plan: ", "first page");
+	cli_expect_has(r.out, "i-2  version=1  {n: 2}\n", "first page");
+	cli_expect_not(r.out, "i-3", "first page");
+	cli_expect_has(r.out, "-- 2 entities, more after i-2 (--after i-2)\n", "first page");
+	cli_expect_has(r.out, "-- plan: ", "first page");
 
 	CLI(&r, "query", "Item", "--limit", "2", "--after", "i-2");
-	expect_status(&r, 0, "second page");
-	expect_not(r.out, "i-2  ", "after is exclusive");
-	expect_has(r.out, "i-3  version=1", "second page");
-	expect_has(r.out, "i-4  version=1", "second page");
-	expect_not(r.out, "i-5", "second page");
+	cli_expect_status(&r, 0, "second page");
+	cli_expect_not(r.out, "i-2  ", "after is exclusive");
+	cli_expect_has(r.out, "i-3  version=1", "second page");
+	cli_expect_has(r.out, "i-4  version=1", "second page");
+	cli_expect_not(r.out, "i-5", "second page");
 
 	CLI(&r, "query", "Item", "--after", "i-4", "--limit", "2");
-	expect_status(&r, 0, "last page");
-	expect_has(r.out, "i-5  version=1", "last page");
-	expect_has(r.out, "-- 1 entity, end\n", "last page");
+	cli_expect_status(&r, 0, "last page");
+	cli_expect_has(r.out, "i-5  version=1", "last page");
+	cli_expect_has(r.out, "-- 1 entity, end\n", "last page");
 
 	/* --all follows the cursor to the end, whatever the page size. */
 	CLI(&r, "query", "Item", "--all", "--limit", "2");
-	expect_status(&r, 0, "--all");
+	cli_expect_status(&r, 0, "--all");
 	for (int k = 1; k <= 5; k++) {
 		char want[32];
 		snprintf(want, sizeof(want), "i-%d  version=1", k);
-		expect_has(r.out, want, "--all");
+		cli_expect_has(r.out, want, "--all");
 	}
-	expect_has(r.out, "-- 5 entities, end\n", "--all");
+	cli_expect_has(r.out, "-- 5 entities, end\n", "--all");
 
 	/* A where clause, and the JSON summary with the cursor. */
 	CLI(&r, "query", "Item", "n >= 3 and n != 4", "--all");
-	expect_status(&r, 0, "query with a clause");
-	expect_not(r.out, "i-1  ", "query with a clause");
-	expect_not(r.out, "i-4  ", "query with a clause");
-	expect_has(r.out, "i-3  version=1", "query with a clause");
-	expect_has(r.out, "i-5  version=1", "query with a clause");
-	expect_has(r.out, "(scan, examined ", "query with a clause");
+	cli_expect_status(&r, 0, "query with a clause");
+	cli_expect_not(r.out, "i-1  ", "query with a clause");
+	cli_expect_not(r.out, "i-4  ", "query with a clause");
+	cli_expect_has(r.out, "i-3  version=1", "query with a clause");
+	cli_expect_has(r.out, "i-5  version=1", "query with a clause");
+	cli_expect_has(r.out, "(scan, examined ", "query with a clause");
 	CLI(&r, "--json", "query", "Item", "--limit", "2");
-	expect_status(&r, 0, "query --json");
-	expect_has(r.out, "{\"type\":\"Item\",\"id\":\"i-1\",\"version\":1,", "query --json");
-	expect_has(r.out, "{\"entities\":2,\"end\":false,\"next_after\":\"i-2\",\"strategy\":",
-	           "query --json");
-	run_free(&r);
-	stop_ok();
+	cli_expect_status(&r, 0, "query --json");
+	cli_expect_has(r.out, "{\"type\":\"Item\",\"id\":\"i-1\",\"version\":1,", "query --json");
+	cli_expect_has(r.out, "{\"entities\":2,\"end\":false,\"next_after\":\"i-2\",\"strategy\":",
+	               "query --json");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }
 
 Test(proj_cli, an_unindexed_scan_over_max_scan_is_refused)
 {
 	const char *extra[] = {"--max-scan", "3", NULL};
-	start(extra);
-	struct run r = {0};
+	e2e_suite_start(extra);
+	struct cli_run r = {0};
 	apply_ok(&r, "upsert Item \"i-1\" {n: 1}; upsert Item \"i-2\" {n: 2}; upsert Item \"i-3\" "
 	             "{n: 3}; upsert Item \"i-4\" {n: 4}");
 	CLI(&r, "explain", "Item", "n == 2");
-	expect_status(&r, 0, "explain of a refused scan");
-	expect_has(r.out, "refused: yes", "explain of a refused scan");
-	expect_has(r.out, "max_scan: 3\n", "explain of a refused scan");
+	cli_expect_status(&r, 0, "explain of a refused scan");
+	cli_expect_has(r.out, "refused: yes", "explain of a refused scan");
+	cli_expect_has(r.out, "max_scan: 3\n", "explain of a refused scan");
 	CLI(&r, "query", "Item", "n == 2");
-	expect_status(&r, 1, "a refused query");
-	expect_has(r.err, "error: QUERY_TOO_EXPENSIVE: ", "a refused query");
+	cli_expect_status(&r, 1, "a refused query");
+	cli_expect_has(r.err, "error: QUERY_TOO_EXPENSIVE: ", "a refused query");
 	/* An update by the same clause fails when applied, as a whole. */
 	CLI(&r, "apply", "--projection", "cli-test", "update Item where n == 2 set m = 1");
-	expect_status(&r, 1, "a refused update");
-	expect_has(r.err, "error: QUERY_TOO_EXPENSIVE: not applied", "a refused update");
+	cli_expect_status(&r, 1, "a refused update");
+	cli_expect_has(r.err, "error: QUERY_TOO_EXPENSIVE: not applied", "a refused update");
 
 	CLI(&r, "index", "create", "Item", "n");
-	expect_status(&r, 0, "index create");
+	cli_expect_status(&r, 0, "index create");
 	CLI(&r, "query", "Item", "n == 2");
-	expect_status(&r, 0, "the query through the index");
-	expect_has(r.out, "i-2  version=1", "the query through the index");
+	cli_expect_status(&r, 0, "the query through the index");
+	cli_expect_has(r.out, "i-2  version=1", "the query through the index");
 	apply_ok(&r, "update Item where n == 2 set m = 1");
-	expect_has(r.out, "matched 1, affected 1", "the update through the index");
-	run_free(&r);
-	stop_ok();
+	cli_expect_has(r.out, "matched 1, affected 1", "the update through the index");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }
 
 Test(proj_cli, parse_errors_exit_2_with_the_column_before_anything_is_sent)
 {
-	start(NULL);
-	struct run r = {0};
+	e2e_suite_start(NULL);
+	struct cli_run r = {0};
 	uint64_t before = next_sequence();
 
 	CLI(&r, "query", "Order", "status == \"x\" or total ==");
-	expect_status(&r, 2, "query with a bad clause");
-	expect_has(r.err, "error: INVALID_EXPRESSION: column 26: expected a value after '=='",
-	           "query with a bad clause");
+	cli_expect_status(&r, 2, "query with a bad clause");
+	cli_expect_has(r.err, "error: INVALID_EXPRESSION: column 26: expected a value after '=='",
+	               "query with a bad clause");
 	/* The caret stands under column 26 (two spaces of indent, 25 before). */
-	expect_has(r.err, "\n  status == \"x\" or total ==\n                           ^\n",
-	           "the caret");
+	cli_expect_has(r.err, "\n  status == \"x\" or total ==\n                           ^\n",
+	               "the caret");
 
 	CLI(&r, "apply", "--projection", "cli-test",
 	    "upsert Order \"o-1\" {a: 1}; update Order where a == 1 sett b = 2");
-	expect_status(&r, 2, "apply with a bad op");
-	expect_has(r.err, "error: INVALID_EXPRESSION: column 54: unknown keyword 'sett'",
-	           "apply with a bad op");
+	cli_expect_status(&r, 2, "apply with a bad op");
+	cli_expect_has(r.err, "error: INVALID_EXPRESSION: column 54: unknown keyword 'sett'",
+	               "apply with a bad op");
 	CLI(&r, "--json", "explain", "Order", "a = 1");
-	expect_status(&r, 2, "explain with a bad clause");
-	expect_has(r.out,
-	           "{\"error\":\"INVALID_EXPRESSION\",\"message\":\"column 3: ", "explain --json");
-	expect_has(r.out, "\"column\":3}", "explain --json");
+	cli_expect_status(&r, 2, "explain with a bad clause");
+	cli_expect_has(r.out, "{\"error\":\"INVALID_EXPRESSION\",\"message\":\"column 3: ",
+	               "explain --json");
+	cli_expect_has(r.out, "\"column\":3}", "explain --json");
 
 	/* Nothing was leased: the next sequence is where it was. */
 	cr_assert_eq(next_sequence(), before, "a bad apply leased a sequence");
 	/* And no server is needed to find the error. */
 	const char *nowhere[] = {"--server", "127.0.0.1:1",     "apply", "--projection",
 	                         "p",        "delete Order wh", NULL};
-	run_argv(&r, nowhere);
-	expect_status(&r, 2, "apply with a bad op and no server");
-	expect_has(r.err, "INVALID_EXPRESSION", "apply with a bad op and no server");
+	cli_run(&r, nowhere);
+	cli_expect_status(&r, 2, "apply with a bad op and no server");
+	cli_expect_has(r.err, "INVALID_EXPRESSION", "apply with a bad op and no server");
 
 	CLI(&r, "apply", "upsert Order \"o-1\" {}");
-	expect_status(&r, 2, "apply without --projection");
+	cli_expect_status(&r, 2, "apply without --projection");
 	CLI(&r, "apply", "--projection", "cli-test");
-	expect_status(&r, 2, "apply without ops");
-	run_free(&r);
-	stop_ok();
+	cli_expect_status(&r, 2, "apply without ops");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }
 
 Test(proj_cli, ledger_shows_explosions_and_outcomes)
 {
-	start(NULL);
-	struct run r = {0};
+	e2e_suite_start(NULL);
+	struct cli_run r = {0};
 	/* Ten ids in byte order: the ledger shows eight, then how many more. */
 	char ops[1024] = "";
 	for (int k = 1; k <= 10; k++)
@@ -584,80 +412,81 @@ Test(proj_cli, ledger_shows_explosions_and_outcomes)
 	char from[24];
 	snprintf(from, sizeof(from), "%" PRIu64, s0);
 	CLI(&r, "ledger", "--from", from);
-	expect_status(&r, 0, "ledger");
+	cli_expect_status(&r, 0, "ledger");
 	char prefix[64], line[4096];
 	snprintf(prefix, sizeof(prefix), "%" PRIu64 "  committed  cli-test  ", s1);
-	line_starting(r.out, prefix, line, sizeof(line));
-	expect_has(line, "update Order where customer_id == \"c-42\" set status = \"Paid\"",
-	           "ledger entry");
-	expect_has(line, "  [applied ok]", "ledger entry");
-	expect_has(r.out, "    op 1: matched 2 [o-01, o-02] via ", "the explosion");
-	expect_has(r.out,
-	           "    op 1: matched 8 [o-03, o-04, o-05, o-06, o-07, o-08, o-09, o-10] via ",
-	           "eight ids in full");
-	expect_has(r.out, "    op 1: no-op (matched 0, ", "an empty explosion");
+	cli_line_starting(r.out, prefix, line, sizeof(line));
+	cli_expect_has(line, "update Order where customer_id == \"c-42\" set status = \"Paid\"",
+	               "ledger entry");
+	cli_expect_has(line, "  [applied ok]", "ledger entry");
+	cli_expect_has(r.out, "    op 1: matched 2 [o-01, o-02] via ", "the explosion");
+	cli_expect_has(r.out,
+	               "    op 1: matched 8 [o-03, o-04, o-05, o-06, o-07, o-08, o-09, o-10] via ",
+	               "eight ids in full");
+	cli_expect_has(r.out, "    op 1: no-op (matched 0, ", "an empty explosion");
 	snprintf(prefix, sizeof(prefix), "%" PRIu64 "  committed  ", s2);
-	line_starting(r.out, prefix, line, sizeof(line));
-	expect_has(line, "customer_id == \"c-1\"", "ledger entry");
+	cli_line_starting(r.out, prefix, line, sizeof(line));
+	cli_expect_has(line, "customer_id == \"c-1\"", "ledger entry");
 	snprintf(prefix, sizeof(prefix), "%" PRIu64 "  committed  ", s3);
-	line_starting(r.out, prefix, line, sizeof(line));
-	expect_has(line, "delete Order where customer_id == \"c-none\"  [applied ok]",
-	           "an entry whose clause matched nothing");
+	cli_line_starting(r.out, prefix, line, sizeof(line));
+	cli_expect_has(line, "delete Order where customer_id == \"c-none\"  [applied ok]",
+	               "an entry whose clause matched nothing");
 
 	/* More than eight: the first eight and a count, all with --ids. */
 	apply_ok(&r, "update Order where exists(customer_id) set seen = true");
 	CLI(&r, "ledger", "--from", from);
-	expect_has(r.out,
-	           "    op 1: matched 10 [o-01, o-02, o-03, o-04, o-05, o-06, o-07, o-08, … 2 "
-	           "more] via ",
-	           "a long explosion");
+	cli_expect_has(r.out,
+	               "    op 1: matched 10 [o-01, o-02, o-03, o-04, o-05, o-06, o-07, o-08, … 2 "
+	               "more] via ",
+	               "a long explosion");
 	CLI(&r, "ledger", "--from", from, "--ids");
-	expect_has(r.out,
-	           "    op 1: matched 10 [o-01, o-02, o-03, o-04, o-05, o-06, o-07, o-08, o-09, "
-	           "o-10] via ",
-	           "ledger --ids");
+	cli_expect_has(
+	        r.out,
+	        "    op 1: matched 10 [o-01, o-02, o-03, o-04, o-05, o-06, o-07, o-08, o-09, "
+	        "o-10] via ",
+	        "ledger --ids");
 
 	CLI(&r, "--json", "ledger", "--from", from);
-	expect_status(&r, 0, "ledger --json");
-	expect_has(r.out, "\"applied\":true,\"apply_error\":\"OK\"", "ledger --json");
-	expect_has(r.out, "\"explosions\":[{\"op\":1,\"count\":2,\"created\":false,",
-	           "ledger --json");
-	expect_has(r.out, "\"ids\":[\"o-01\",\"o-02\"],\"more\":0}", "ledger --json");
-	expect_has(r.out,
-	           "\"ids\":[\"o-01\",\"o-02\",\"o-03\",\"o-04\",\"o-05\",\"o-06\",\"o-07\","
-	           "\"o-08\"],\"more\":2}",
-	           "ledger --json, a long explosion");
-	run_free(&r);
-	stop_ok();
+	cli_expect_status(&r, 0, "ledger --json");
+	cli_expect_has(r.out, "\"applied\":true,\"apply_error\":\"OK\"", "ledger --json");
+	cli_expect_has(r.out, "\"explosions\":[{\"op\":1,\"count\":2,\"created\":false,",
+	               "ledger --json");
+	cli_expect_has(r.out, "\"ids\":[\"o-01\",\"o-02\"],\"more\":0}", "ledger --json");
+	cli_expect_has(r.out,
+	               "\"ids\":[\"o-01\",\"o-02\",\"o-03\",\"o-04\",\"o-05\",\"o-06\",\"o-07\","
+	               "\"o-08\"],\"more\":2}",
+	               "ledger --json, a long explosion");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }
 
 Test(proj_cli, verify_reports_a_match)
 {
-	start(NULL);
-	struct run r = {0};
+	e2e_suite_start(NULL);
+	struct cli_run r = {0};
 	apply_ok(&r, three_orders);
 	CLI(&r, "index", "create", "Order", "customer_id");
-	expect_status(&r, 0, "index create");
+	cli_expect_status(&r, 0, "index create");
 	apply_ok(&r, "update Order where customer_id == \"c-42\" inc total by 1.5");
 	apply_ok(&r, "delete Order \"o-3\"");
 
 	CLI(&r, "verify");
-	expect_status(&r, 0, "verify");
-	expect_has(r.out, "verify: match\n", "verify");
-	expect_has(r.out, "entities: 2\n", "verify");
+	cli_expect_status(&r, 0, "verify");
+	cli_expect_has(r.out, "verify: match\n", "verify");
+	cli_expect_has(r.out, "entities: 2\n", "verify");
 	char live[256], replay[256];
-	line_starting(r.out, "live_digest: ", live, sizeof(live));
-	line_starting(r.out, "replay_digest: ", replay, sizeof(replay));
+	cli_line_starting(r.out, "live_digest: ", live, sizeof(live));
+	cli_line_starting(r.out, "replay_digest: ", replay, sizeof(replay));
 	cr_assert_gt(strlen(live), strlen("live_digest: "), "an empty digest");
 	cr_assert_str_eq(live + strlen("live_digest: "), replay + strlen("replay_digest: "));
-	expect_not(r.out, "first_difference", "verify");
+	cli_expect_not(r.out, "first_difference", "verify");
 
 	CLI(&r, "--json", "verify");
-	expect_status(&r, 0, "verify --json");
-	expect_has(r.out, "{\"match\":true,\"live_digest\":\"", "verify --json");
-	expect_has(r.out, "\"first_difference\":\"\"}", "verify --json");
+	cli_expect_status(&r, 0, "verify --json");
+	cli_expect_has(r.out, "{\"match\":true,\"live_digest\":\"", "verify --json");
+	cli_expect_has(r.out, "\"first_difference\":\"\"}", "verify --json");
 	CLI(&r, "verify", "extra");
-	expect_status(&r, 2, "verify with an argument");
-	run_free(&r);
-	stop_ok();
+	cli_expect_status(&r, 2, "verify with an argument");
+	cli_run_free(&r);
+	e2e_suite_stop();
 }

@@ -18,25 +18,7 @@
 typedef Whizbang__V1__Request Request;
 typedef Whizbang__V1__Response Response;
 
-static struct e2e_server srv;
-
-static void start(const char *const *extra)
-{
-	cr_assert_eq(e2e_start(&srv, extra), 0, "whizbangd did not start");
-}
-
-static void finish(void)
-{
-	cr_assert_eq(e2e_stop(&srv), 0, "whizbangd did not stop cleanly");
-	e2e_cleanup(&srv);
-}
-
-static struct wb_client *client(void)
-{
-	struct wb_client *c = e2e_client(&srv, "test_proj_e2e");
-	cr_assert_not_null(c);
-	return c;
-}
+TestSuite(proj_e2e, .fini = e2e_suite_fini);
 
 /* Sends req and returns its answer (the caller frees it). */
 static Response *call(struct wb_client *c, Request *req)
@@ -47,7 +29,7 @@ static Response *call(struct wb_client *c, Request *req)
 	Response *r = NULL;
 	int rc = wb_recv(c, &r);
 	if (rc != 0)
-		e2e_log_tail(&srv, 10);
+		e2e_log_tail(&e2e_srv, 10);
 	cr_assert_eq(rc, 0, "recv: %s (%s)", wb_error_name(rc), wb_errmsg(c));
 	cr_assert_eq(r->id, id);
 	return r;
@@ -185,14 +167,15 @@ static void assert_verified(struct wb_client *c, const char *when)
 
 Test(proj_e2e, apply_read_query_and_explode)
 {
-	start(NULL);
-	struct wb_client *c = client();
-	apply_ok(c, "upsert Order \"o-1\" {customer_id: \"c-42\", status: \"Pending\", total: 120}; "
-	            "upsert Order \"o-2\" {customer_id: \"c-42\", status: \"OnHold\", total: 80.5}; "
-	            "upsert Order \"o-3\" {customer_id: \"c-7\", status: \"Pending\", total: 300}");
-	Response *r = apply(c, "p",
-	                    "update Order where customer_id == \"c-42\" and status in (\"Pending\", "
-	                    "\"OnHold\") and total >= 100 set status = \"Cancelled\", inc revision by 1");
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_proj_e2e");
+	apply_ok(c,
+	         "upsert Order \"o-1\" {customer_id: \"c-42\", status: \"Pending\", total: 120}; "
+	         "upsert Order \"o-2\" {customer_id: \"c-42\", status: \"OnHold\", total: 80.5}; "
+	         "upsert Order \"o-3\" {customer_id: \"c-7\", status: \"Pending\", total: 300}");
+	Response *r =
+	        apply(c, "p",
+	              "update Order where customer_id == \"c-42\" and status in (\"Pending\", "
+	              "\"OnHold\") and total >= 100 set status = \"Cancelled\", inc revision by 1");
 	cr_assert_eq(code_of(r), 0);
 	cr_assert_eq(r->commit->apply_error, 0);
 	cr_assert_eq(r->commit->n_results, 1);
@@ -255,15 +238,17 @@ Test(proj_e2e, apply_read_query_and_explode)
 	/* Delete by where, create_if_none. */
 	apply_ok(c, "delete Order where status == \"Cancelled\"");
 	expect_code(get_entity(c, "Order", "o-1"), WB_NOT_FOUND, "deleted");
-	r = apply(c, "p", "update Order where customer_id == \"c-99\" set n = 1 create \"o-99\" {n: 0}");
+	r = apply(c, "p",
+	          "update Order where customer_id == \"c-99\" set n = 1 create \"o-99\" {n: 0}");
 	cr_assert_eq(r->commit->results[0]->matched, 0);
 	cr_assert(r->commit->results[0]->created);
 	whizbang__v1__response__free_unpacked(r, NULL);
 	expect_code(get_entity(c, "Order", "o-99"), 0, "created");
 
 	/* All or nothing: the second op fails, the first leaves no trace. */
-	r = apply(c, "p", "upsert Order \"o-50\" {a: 1}; update Order where customer_id == \"c-7\" inc "
-	                  "status by 1");
+	r = apply(c, "p",
+	          "upsert Order \"o-50\" {a: 1}; update Order where customer_id == \"c-7\" inc "
+	          "status by 1");
 	cr_assert_eq(code_of(r), 0);
 	cr_assert_eq(r->commit->apply_error, WB_BAD_REQUEST);
 	cr_assert_eq(r->commit->failed_op, 2);
@@ -277,13 +262,12 @@ Test(proj_e2e, apply_read_query_and_explode)
 	wb_stats_free(st);
 	assert_verified(c, "after the session");
 	wb_close(c);
-	finish();
+	e2e_suite_stop();
 }
 
 Test(proj_e2e, hostile_read_model_requests)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_proj_e2e");
 	char big[400];
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = 0;
@@ -356,19 +340,19 @@ Test(proj_e2e, hostile_read_model_requests)
 	cr_assert_eq(wb_ping(c), 0);
 	assert_verified(c, "after hostile requests");
 	wb_close(c);
-	finish();
+	e2e_suite_stop();
 }
 
 Test(proj_e2e, unindexed_scan_over_max_scan_is_refused_deterministically)
 {
 	const char *args[] = {"--max-scan", "10", NULL};
-	start(args);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(args, "test_proj_e2e");
 	char text[4096];
 	size_t o = 0;
 	for (int i = 0; i < 20; i++)
-		o += (size_t)snprintf(text + o, sizeof(text) - o, "%supsert Item \"i-%02d\" {k: %d}",
-		                      i > 0 ? "; " : "", i, i % 4);
+		o += (size_t)snprintf(text + o, sizeof(text) - o,
+		                      "%supsert Item \"i-%02d\" {k: %d}", i > 0 ? "; " : "", i,
+		                      i % 4);
 	apply_ok(c, text);
 	for (int round = 0; round < 3; round++) {
 		Response *r = query(c, "Item", "k == 1", NULL, 0);
@@ -391,7 +375,7 @@ Test(proj_e2e, unindexed_scan_over_max_scan_is_refused_deterministically)
 	expect_code(r, WB_QUERY_TOO_EXPENSIVE, "hit is not indexed");
 	assert_verified(c, "after refusals");
 	wb_close(c);
-	finish();
+	e2e_suite_stop();
 }
 
 /* A writer thread that keeps applying while Verify runs. */
@@ -403,13 +387,14 @@ struct load {
 static void *load_main(void *arg)
 {
 	struct load *l = arg;
-	struct wb_client *c = e2e_client(&srv, "load");
+	struct wb_client *c = e2e_client(&e2e_srv, "load");
 	if (c == NULL)
 		return NULL;
 	for (int i = 0; !l->stop && i < 5000; i++) {
 		char text[256];
 		snprintf(text, sizeof(text),
-		         "upsert Load \"l-%04d\" {n: %d, g: \"g%d\"}; update Load where g == \"g%d\" "
+		         "upsert Load \"l-%04d\" {n: %d, g: \"g%d\"}; update Load where g == "
+		         "\"g%d\" "
 		         "inc total by 1",
 		         i % 300, i, i % 7, (i + 3) % 7);
 		Whizbang__V1__OpList *ops;
@@ -435,15 +420,15 @@ static int run_replay(bool verify_only)
 {
 	char cmd[512];
 	snprintf(cmd, sizeof(cmd), "%s replay --data-dir %s%s >%s/replay.out 2>&1",
-	         getenv("WHIZBANGD"), srv.data_dir, verify_only ? " --verify" : "", srv.dir);
+	         getenv("WHIZBANGD"), e2e_srv.data_dir, verify_only ? " --verify" : "",
+	         e2e_srv.dir);
 	int st = system(cmd);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 Test(proj_e2e, verify_online_under_load_after_kill_and_offline)
 {
-	start(NULL);
-	struct wb_client *c = client();
+	struct wb_client *c = e2e_suite_start_client(NULL, "test_proj_e2e");
 	apply_ok(c, "create index Load g");
 	struct load l = {0};
 	pthread_t th;
@@ -458,9 +443,9 @@ Test(proj_e2e, verify_online_under_load_after_kill_and_offline)
 
 	/* SIGKILL, restart: recovery applies what the watermark had not
 	 * passed; the read models still equal the replay. */
-	e2e_kill(&srv);
-	cr_assert_eq(e2e_restart(&srv), 0);
-	c = client();
+	e2e_kill(&e2e_srv);
+	e2e_suite_restart();
+	c = e2e_suite_client("test_proj_e2e");
 	assert_verified(c, "after SIGKILL and restart");
 	Response *r = query(c, "Load", "g == \"g1\"", NULL, 0);
 	cr_assert_eq(code_of(r), 0);
@@ -468,7 +453,7 @@ Test(proj_e2e, verify_online_under_load_after_kill_and_offline)
 	size_t before = r->query->n_entities;
 	whizbang__v1__response__free_unpacked(r, NULL);
 	wb_close(c);
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 
 	/* Offline: a replay beside a running server is refused (the lock);
 	 * stopped, --verify matches and a rebuild in place keeps every byte. */
@@ -477,21 +462,21 @@ Test(proj_e2e, verify_online_under_load_after_kill_and_offline)
 	cr_assert_eq(run_replay(true), 0, "verify after the rebuild");
 	/* What a Verify cut short by a crash leaves is removed at start. */
 	char left[256];
-	snprintf(left, sizeof(left), "%s/.verify-snapshot-test", srv.data_dir);
+	snprintf(left, sizeof(left), "%s/.verify-snapshot-test", e2e_srv.data_dir);
 	cr_assert_eq(mkdir(left, 0750), 0);
 	char file[300];
 	snprintf(file, sizeof(file), "%s/data.mdb", left);
 	FILE *f = fopen(file, "w");
 	cr_assert_not_null(f);
 	fclose(f);
-	cr_assert_eq(e2e_restart(&srv), 0);
+	e2e_suite_restart();
 	cr_assert_neq(access(left, F_OK), 0, "the leftover scratch store is still there");
 	cr_assert_neq(run_replay(true), 0, "a replay beside a running server must be refused");
-	c = client();
+	c = e2e_suite_client("test_proj_e2e");
 	r = query(c, "Load", "g == \"g1\"", NULL, 0);
 	cr_assert_eq(r->query->n_entities, before);
 	whizbang__v1__response__free_unpacked(r, NULL);
 	assert_verified(c, "after the offline rebuild");
 	wb_close(c);
-	finish();
+	e2e_suite_stop();
 }

@@ -17,22 +17,14 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
-#include <ftw.h>
 #include <stdarg.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
-#if defined(__has_include)
-#if __has_include(<valgrind/valgrind.h>)
-#include <valgrind/valgrind.h>
-#define HAVE_VALGRIND_H 1
-#endif
-#endif
-
+#include "fixture.h"
 #include "ledger.h"
 #include "meta.h"
 #include "optext.h"
@@ -48,54 +40,26 @@ typedef Whizbang__V1__Explosion Explosion;
 
 /* ------------------------------------------------ fixture */
 
-static char tmp_root[64];
+static struct fixture fx;
 static struct storage *st;
-
-static bool under_valgrind(void)
-{
-#ifdef HAVE_VALGRIND_H
-	if (RUNNING_ON_VALGRIND)
-		return true;
-#endif
-	const char *p = getenv("LD_PRELOAD");
-	return p != NULL && strstr(p, "vgpreload") != NULL;
-}
-
-static void path_of(const char *name, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s", tmp_root, name);
-}
 
 static struct storage *open_at(const char *name)
 {
-	char path[128], errmsg[256] = "";
-	path_of(name, path, sizeof(path));
-	struct storage_options o = {.path = path, .map_size = 32u << 20, .no_sync = true};
-	struct storage *s;
-	cr_assert_eq(storage_open(&s, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
-	return s;
+	return fixture_open(&fx, name,
+	                    &(struct storage_options){.map_size = 32u << 20, .no_sync = true});
 }
 
 static void setup(void)
 {
-	strcpy(tmp_root, "/tmp/wb-test-replay-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmp_root));
+	fixture_setup(&fx, "replay");
 	st = open_at("live");
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 static void teardown(void)
 {
 	storage_close(st);
 	st = NULL;
-	nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_teardown(&fx);
 }
 
 TestSuite(replay, .init = setup, .fini = teardown);
@@ -219,7 +183,7 @@ static void verify(struct storage *live, const struct proj_config *cfg,
                    struct proj_verify_result *res)
 {
 	char scratch[128], errmsg[256] = "";
-	path_of("scratch", scratch, sizeof(scratch));
+	fixture_path(&fx, "scratch", scratch, sizeof(scratch));
 	int rc = proj_verify(live, scratch, cfg, NULL, NULL, res, errmsg, sizeof(errmsg));
 	cr_assert_eq(rc, 0, "verify: %s: %s", wb_error_name(rc), errmsg);
 	cr_assert_neq(access(scratch, F_OK), 0, "the scratch store is removed afterwards");
@@ -252,17 +216,9 @@ static const char *entity_of(struct storage *s, const char *type, const char *id
 
 static uint64_t rng_state;
 
-static uint64_t rnd(void)
-{
-	uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
 static size_t rndn(size_t n)
 {
-	return (size_t)(rnd() % n);
+	return (size_t)(fixture_splitmix(&rng_state) % n);
 }
 
 static bool chance(unsigned percent)
@@ -496,7 +452,7 @@ static void corrupt_entity(struct storage *s, const char *type, char *id_out, si
 
 Test(replay, random_sequences_replay_to_the_same_digest, .timeout = 600)
 {
-	bool vg = under_valgrind();
+	bool vg = fixture_under_valgrind();
 	size_t seeds = vg ? 1 : 8, n = vg ? 80 : 500;
 	uint64_t total_entries = 0, total_failed = 0, total_explosions = 0;
 	for (size_t si = 0; si < seeds; si++) {
@@ -885,7 +841,7 @@ static void progress_cb(uint64_t done, uint64_t total, void *arg)
 Test(replay, rebuild_marker_and_progress)
 {
 	cr_assert_str_eq(PROJ_REBUILD_KEY, "proj_rebuild");
-	bool vg = under_valgrind();
+	bool vg = fixture_under_valgrind();
 	/* more than one progress step (every 4096 entries) */
 	const uint64_t n = vg ? 4200 : 9000;
 	struct live lv = {.cfg = {.max_scan = 100000}};
@@ -954,7 +910,7 @@ Test(replay, rebuild_marker_and_progress)
 
 	/* verify refuses a scratch path that exists, and leaves it */
 	char scratch[128];
-	path_of("fresh", scratch, sizeof(scratch));
+	fixture_path(&fx, "fresh", scratch, sizeof(scratch));
 	struct proj_verify_result vr;
 	int rc = proj_verify(st, scratch, &lv.cfg, NULL, NULL, &vr, errmsg, sizeof(errmsg));
 	cr_assert_neq(rc, 0);
@@ -965,7 +921,7 @@ Test(replay, rebuild_marker_and_progress)
 /* A tiny map that fills: replay grows the destination and goes on. */
 Test(replay, replay_grows_a_small_destination_map)
 {
-	bool vg = under_valgrind();
+	bool vg = fixture_under_valgrind();
 	const int n = vg ? 300 : 2000;
 	struct live lv = {.cfg = {.max_scan = 100000}};
 	char *text = malloc(64 * 1024);
@@ -988,11 +944,8 @@ Test(replay, replay_grows_a_small_destination_map)
 	uint8_t live_d[PROJ_DIGEST_LEN], d[PROJ_DIGEST_LEN];
 	digest_on(st, live_d, NULL);
 
-	char path[128], errmsg[256] = "";
-	path_of("small", path, sizeof(path));
-	struct storage_options o = {.path = path, .map_size = 256u << 10, .no_sync = true};
-	struct storage *small;
-	cr_assert_eq(storage_open(&small, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
+	struct storage *small = fixture_open(
+	        &fx, "small", &(struct storage_options){.map_size = 256u << 10, .no_sync = true});
 	struct storage_stats ss;
 	cr_assert_eq(storage_stats(small, &ss), 0);
 	uint64_t map0 = ss.map_size;

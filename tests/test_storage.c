@@ -4,7 +4,6 @@
  * subdirectory, which storage_open() must create itself. */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -13,33 +12,25 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fixture.h"
 #include "storage.h"
 
 #define KIB ((size_t)1024)
 #define MIB (1024 * KIB)
 #define VAL_MAX 1024
 
-static char tmp_root[64];
-static char db_path[128];
+static struct fixture fx;
+static char db_path[FIXTURE_PATH_MAX + 8];
 
 static void setup(void)
 {
-	strcpy(tmp_root, "/tmp/wb-test-storage-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmp_root));
-	snprintf(db_path, sizeof(db_path), "%s/db", tmp_root);
-}
-
-static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
+	fixture_setup(&fx, "storage");
+	fixture_path(&fx, "db", db_path, sizeof(db_path));
 }
 
 static void teardown(void)
 {
-	nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_teardown(&fx);
 }
 
 TestSuite(storage, .init = setup, .fini = teardown);
@@ -82,22 +73,17 @@ static struct storage_val str(const char *s)
 	return span(s, strlen(s));
 }
 
-static struct storage *open_at(const char *path, size_t map_size, unsigned max_readers)
+/* Opens the store in the fixture's subdirectory name. */
+static struct storage *open_at(const char *name, size_t map_size, unsigned max_readers)
 {
-	struct storage_options o = {.path = path, .map_size = map_size, .max_readers = max_readers};
-	struct storage *s = NULL;
-	char err[256] = "";
-	int rc;
-
-	rc = storage_open(&s, &o, err, sizeof(err));
-	cr_assert_eq(rc, 0, "storage_open: %s (%s)", wb_strerror(rc), err);
-	cr_assert_not_null(s);
-	return s;
+	return fixture_open(
+	        &fx, name,
+	        &(struct storage_options){.map_size = map_size, .max_readers = max_readers});
 }
 
 static struct storage *open_store(size_t map_size)
 {
-	return open_at(db_path, map_size, 0);
+	return open_at("db", map_size, 0);
 }
 
 static struct storage_txn *begin(struct storage *s, struct storage_txn *parent, unsigned flags)
@@ -298,7 +284,7 @@ Test(storage, open_reports_errors)
 	cr_assert_eq(s, (struct storage *)&o);
 
 	/* A regular file where the directory should be. */
-	snprintf(file, sizeof(file), "%s/file", tmp_root);
+	fixture_path(&fx, "file", file, sizeof(file));
 	f = fopen(file, "w");
 	cr_assert_not_null(f);
 	fclose(f);
@@ -666,7 +652,7 @@ Test(storage, snapshot_does_not_see_later_commit)
 
 Test(storage, reader_slots_are_reused)
 {
-	struct storage *s = open_at(db_path, 0, 4);
+	struct storage *s = open_at("db", 0, 4);
 	struct storage_txn *rd[4];
 	struct storage_txn *extra = NULL;
 
@@ -989,8 +975,8 @@ Test(storage, backup_opens_with_the_same_data)
 	}
 	cr_assert_eq(storage_txn_commit(txn), 0);
 
-	snprintf(plain, sizeof(plain), "%s/backup-plain", tmp_root);
-	snprintf(compact, sizeof(compact), "%s/backup-compact", tmp_root);
+	fixture_path(&fx, "backup-plain", plain, sizeof(plain));
+	fixture_path(&fx, "backup-compact", compact, sizeof(compact));
 	cr_assert_eq(storage_backup(s, plain, false), 0);
 	cr_assert_eq(storage_backup(s, compact, true), 0);
 	cr_assert_eq(storage_backup(s, compact, true), WB_E_IO, "a backup is never overwritten");
@@ -999,8 +985,8 @@ Test(storage, backup_opens_with_the_same_data)
 	/* Writes after the backup are not in it. */
 	cr_assert_eq(write_batch(s, 321, 16, 1000), 0);
 
-	struct storage *b = open_at(plain, 0, 0);
-	struct storage *c = open_at(compact, 0, 0);
+	struct storage *b = open_at("backup-plain", 0, 0);
+	struct storage *c = open_at("backup-compact", 0, 0);
 	expect_same_store(b, c);
 	struct storage_stats st = stats_of(c);
 	cr_assert_eq(st.entries[STORAGE_DB_EVENTS], 320 - 200);
@@ -1023,7 +1009,7 @@ Test(storage, backup_opens_with_the_same_data)
 		cr_assert_eq(storage_del(txn, STORAGE_DB_EVENTS, span(kb.b, 8)), 0);
 	}
 	cr_assert_eq(storage_txn_commit(txn), 0);
-	c = open_at(compact, 0, 0);
+	c = open_at("backup-compact", 0, 0);
 	expect_same_store(s, c);
 	storage_close(c);
 	storage_close(s);

@@ -19,44 +19,12 @@
 /* How long "nothing more arrives" is watched for. */
 #define QUIET_MS 300
 
-static struct e2e_server srv;
-
-static void teardown(void)
-{
-	e2e_cleanup(&srv);
-}
-
-TestSuite(sub_e2e, .fini = teardown, .timeout = 120);
+TestSuite(sub_e2e, .fini = e2e_suite_fini, .timeout = 120);
 
 typedef Whizbang__V1__Response Response;
 typedef Whizbang__V1__Request Request;
 
 /* ---------------------------------------------------------------- helpers */
-
-static void start(const char *const *extra)
-{
-	cr_assert_eq(e2e_start(&srv, extra), 0, "whizbangd did not start");
-}
-
-static void stop_ok(void)
-{
-	cr_assert_eq(e2e_stop(&srv), 0, "whizbangd did not stop cleanly");
-}
-
-static int raw(void)
-{
-	int fd = e2e_raw_connect(&srv);
-	cr_assert_geq(fd, 0, "connect");
-	cr_assert_eq(e2e_raw_hello(fd, 1), 0, "hello");
-	return fd;
-}
-
-static struct wb_client *client(const char *name)
-{
-	struct wb_client *c = e2e_client(&srv, name);
-	cr_assert_not_null(c);
-	return c;
-}
 
 /* What one subscription received. */
 struct rsub {
@@ -292,7 +260,7 @@ static void *appender_main(void *arg)
 	struct appender *a = arg;
 	char name[32];
 	snprintf(name, sizeof(name), "appender-%d", a->index);
-	struct wb_client *c = e2e_client(&srv, name);
+	struct wb_client *c = e2e_client(&e2e_srv, name);
 	if (c == NULL) {
 		a->error = WB_E_IO;
 		return NULL;
@@ -356,8 +324,7 @@ static void assert_exactly(const struct rsub *s, const struct e2e_event *evs, si
 
 Test(sub_e2e, switch_over_while_appending_delivers_every_event_once_in_order)
 {
-	start(NULL);
-	struct wb_client *c = client("seed");
+	struct wb_client *c = e2e_suite_start_client(NULL, "seed");
 	/* Stored before the subscriptions: the catch-up part. */
 	append_n(c, "s-1", "A", 300);
 	append_n(c, "other-9", "B", 300);
@@ -370,7 +337,7 @@ Test(sub_e2e, switch_over_while_appending_delivers_every_event_once_in_order)
 	/* Three subscriptions on one connection, started while the appenders
 	 * run; small credits granted as they are used up, so the pump is
 	 * paused and resumed all along. */
-	int fd = raw();
+	int fd = e2e_suite_raw_hello();
 	struct rsub all = {.req_id = 10}, one = {.req_id = 11}, filt = {.req_id = 12};
 	struct rsub *subs[] = {&all, &one, &filt};
 	Whizbang__V1__Subscribe s1 = WHIZBANG__V1__SUBSCRIBE__INIT;
@@ -463,15 +430,14 @@ Test(sub_e2e, switch_over_while_appending_delivers_every_event_once_in_order)
 		rsub_free(subs[i]);
 	close(fd);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(sub_e2e, start_positions_and_a_stream_that_does_not_exist_yet)
 {
-	start(NULL);
-	struct wb_client *c = client("w");
+	struct wb_client *c = e2e_suite_start_client(NULL, "w");
 	append_n(c, "x", "T", 10);
-	int fd = raw();
+	int fd = e2e_suite_raw_hello();
 	struct rsub end = {.req_id = 5}, later = {.req_id = 6}, from = {.req_id = 7},
 	            sfrom = {.req_id = 8};
 	struct rsub *subs[] = {&end, &later, &from, &sfrom};
@@ -524,15 +490,14 @@ Test(sub_e2e, start_positions_and_a_stream_that_does_not_exist_yet)
 	}
 	close(fd);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(sub_e2e, never_more_items_than_credits)
 {
-	start(NULL);
-	struct wb_client *c = client("w");
+	struct wb_client *c = e2e_suite_start_client(NULL, "w");
 	append_n(c, "c", "T", 100);
-	int fd = raw();
+	int fd = e2e_suite_raw_hello();
 	struct rsub s = {.req_id = 3};
 	struct rsub *subs[] = {&s};
 	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
@@ -576,7 +541,7 @@ Test(sub_e2e, never_more_items_than_credits)
 	rsub_free(&s);
 	close(fd);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* A figure of /proc/PID/status in KiB ("VmRSS", "RssAnon"). */
@@ -621,7 +586,7 @@ struct bulk {
 static void *bulk_main(void *arg)
 {
 	struct bulk *b = arg;
-	struct wb_client *c = e2e_client(&srv, "bulk");
+	struct wb_client *c = e2e_client(&e2e_srv, "bulk");
 	if (c == NULL) {
 		b->error = WB_E_IO;
 		return NULL;
@@ -649,10 +614,10 @@ static void *bulk_main(void *arg)
 Test(sub_e2e, slow_consumers_cost_bounded_memory_and_then_get_everything)
 {
 	const char *args[] = {"--max-output-per-connection", "1M", NULL};
-	start(args);
+	e2e_suite_start(args);
 	/* One subscriber grants nothing; the other grants plenty but does
 	 * not read its socket. */
-	int fd0 = raw(), fd1 = raw();
+	int fd0 = e2e_suite_raw_hello(), fd1 = e2e_suite_raw_hello();
 	struct rsub s0 = {.req_id = 2}, s1 = {.req_id = 2};
 	struct rsub *subs0[] = {&s0}, *subs1[] = {&s1};
 	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
@@ -665,10 +630,10 @@ Test(sub_e2e, slow_consumers_cost_bounded_memory_and_then_get_everything)
 	recv_until(fd0, subs0, 1, have_n, &w0); /* an empty log: caught up */
 	recv_until(fd1, subs1, 1, have_n, &w1);
 
-	struct wb_client *pinger = client("pinger");
+	struct wb_client *pinger = e2e_suite_client("pinger");
 	cr_assert_eq(wb_ping(pinger), 0);
-	long before = status_kib(srv.pid, "VmRSS");
-	long anon_before = status_kib(srv.pid, "RssAnon");
+	long before = status_kib(e2e_srv.pid, "VmRSS");
+	long anon_before = status_kib(e2e_srv.pid, "RssAnon");
 	struct bulk b[SLOW_THREADS];
 	for (int i = 0; i < SLOW_THREADS; i++) {
 		b[i] = (struct bulk){.index = i};
@@ -686,8 +651,8 @@ Test(sub_e2e, slow_consumers_cost_bounded_memory_and_then_get_everything)
 	}
 	cr_assert_eq(wb_ping(pinger), 0);
 	e2e_sleep_ms(200);
-	long after = status_kib(srv.pid, "VmRSS");
-	long anon_after = status_kib(srv.pid, "RssAnon");
+	long after = status_kib(e2e_srv.pid, "VmRSS");
+	long anon_after = status_kib(e2e_srv.pid, "RssAnon");
 	printf("slow consumers: server VmRSS %ld KiB before, %ld KiB after %u events appended "
 	       "(growth %ld KiB; of it anonymous memory %ld -> %ld KiB, the rest is the "
 	       "store's mapped pages)\n",
@@ -711,7 +676,7 @@ Test(sub_e2e, slow_consumers_cost_bounded_memory_and_then_get_everything)
 		cr_assert_eq(s0.pos[i], i + 1, "zero-credit subscriber: item %zu", i);
 		cr_assert_eq(s1.pos[i], i + 1, "non-reading subscriber: item %zu", i);
 	}
-	long end = status_kib(srv.pid, "VmRSS");
+	long end = status_kib(e2e_srv.pid, "VmRSS");
 	printf("slow consumers: VmRSS %ld KiB after delivering both\n", end);
 	/* Their caught_up came only once, at the start (the log was empty). */
 	assert_quiet(fd0, subs0, 1, 4);
@@ -723,7 +688,7 @@ Test(sub_e2e, slow_consumers_cost_bounded_memory_and_then_get_everything)
 	close(fd0);
 	close(fd1);
 	wb_close(pinger);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 static void lease_n(struct wb_client *c, size_t n, struct wb_lease_grant *g)
@@ -737,14 +702,13 @@ static void lease_n(struct wb_client *c, size_t n, struct wb_lease_grant *g)
 
 Test(sub_e2e, ledger_entries_in_sequence_order_up_to_the_watermark)
 {
-	start(NULL);
-	struct wb_client *c = client("leaser");
+	struct wb_client *c = e2e_suite_start_client(NULL, "leaser");
 	struct wb_lease_grant g[6];
 	lease_n(c, 6, g);
 	cr_assert_eq(wb_commit(c, g[0].sequence, g[0].token, NULL, true, false, NULL), 0);
 	cr_assert_eq(wb_release(c, g[1].sequence, g[1].token, "test"), 0);
 
-	int fd = raw();
+	int fd = e2e_suite_raw_hello();
 	struct rsub s = {.req_id = 9};
 	struct rsub *subs[] = {&s};
 	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
@@ -794,14 +758,13 @@ Test(sub_e2e, ledger_entries_in_sequence_order_up_to_the_watermark)
 	rsub_free(&e);
 	close(fd);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 Test(sub_e2e, unsubscribe_stops_pushes_and_closing_frees)
 {
-	start(NULL);
-	struct wb_client *c = client("w");
-	int fd = raw();
+	struct wb_client *c = e2e_suite_start_client(NULL, "w");
+	int fd = e2e_suite_raw_hello();
 	struct rsub s = {.req_id = 4};
 	struct rsub *subs[] = {&s};
 	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
@@ -832,7 +795,7 @@ Test(sub_e2e, unsubscribe_stops_pushes_and_closing_frees)
 	/* Many subscriptions on a connection that closes mid-delivery, a
 	 * few times over: the server stays healthy. */
 	for (int round = 0; round < 5; round++) {
-		int fd2 = raw();
+		int fd2 = e2e_suite_raw_hello();
 		for (uint64_t i = 0; i < 20; i++) {
 			Whizbang__V1__Subscribe x = WHIZBANG__V1__SUBSCRIBE__INIT;
 			x.credits = 100000;
@@ -854,7 +817,7 @@ Test(sub_e2e, unsubscribe_stops_pushes_and_closing_frees)
 	cr_assert_eq(conns, 2);
 	close(fd);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* Sends sub on fd and returns the error code of the answer (0: accepted). */
@@ -881,8 +844,8 @@ static int subscribe_code(int fd, uint64_t id, Whizbang__V1__Subscribe *sub, cha
 
 Test(sub_e2e, hostile_requests_get_clear_errors)
 {
-	start(NULL);
-	int fd = raw();
+	e2e_suite_start(NULL);
+	int fd = e2e_suite_raw_hello();
 	char msg[512];
 	Whizbang__V1__Subscribe s = WHIZBANG__V1__SUBSCRIBE__INIT;
 	s.target = 7;
@@ -943,7 +906,7 @@ Test(sub_e2e, hostile_requests_get_clear_errors)
 	rsub_free(&r);
 
 	/* Another connection's subscription is not ours. */
-	int other = raw();
+	int other = e2e_suite_raw_hello();
 	send_credit(other, 2, 1, 5);
 	Response *a = NULL;
 	cr_assert_eq(e2e_recv_response(other, RECV_MS, &a), 0);
@@ -967,16 +930,16 @@ Test(sub_e2e, hostile_requests_get_clear_errors)
 	printf("hostile: the 65th subscription: %s\n", msg);
 	close(other);
 	close(fd);
-	struct wb_client *c = client("after");
+	struct wb_client *c = e2e_suite_client("after");
 	cr_assert_eq(wb_ping(c), 0);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 /* Deletes the stream over a raw connection of its own. */
 static void delete_stream(const char *stream, bool hard)
 {
-	int fd = raw();
+	int fd = e2e_suite_raw_hello();
 	Whizbang__V1__DeleteStream d = WHIZBANG__V1__DELETE_STREAM__INIT;
 	d.stream = (char *)stream;
 	d.hard = hard;
@@ -993,11 +956,10 @@ static void delete_stream(const char *stream, bool hard)
 
 Test(sub_e2e, stream_subscriptions_follow_deletes)
 {
-	start(NULL);
-	struct wb_client *c = client("w");
+	struct wb_client *c = e2e_suite_start_client(NULL, "w");
 	append_n(c, "d", "T", 3);
 	delete_stream("d", false);
-	int fd = raw();
+	int fd = e2e_suite_raw_hello();
 	struct rsub s = {.req_id = 3}, late = {.req_id = 4};
 	struct rsub *subs[] = {&s, &late};
 	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
@@ -1036,7 +998,7 @@ Test(sub_e2e, stream_subscriptions_follow_deletes)
 	rsub_free(&late);
 	close(fd);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }
 
 struct drainer {
@@ -1064,8 +1026,7 @@ Test(sub_e2e, shutdown_with_subscriptions_mid_catch_up_is_clean)
 {
 	const char *args[] = {"--shutdown-timeout-ms", "3000", "--max-output-per-connection", "64K",
 	                      NULL};
-	start(args);
-	struct wb_client *c = client("w");
+	struct wb_client *c = e2e_suite_start_client(args, "w");
 	/* 20 MiB: more than loopback's socket buffers hold. */
 	static char data[4096];
 	memset(data, 'b', sizeof(data));
@@ -1079,7 +1040,7 @@ Test(sub_e2e, shutdown_with_subscriptions_mid_catch_up_is_clean)
 	wb_close(c);
 	/* One reads as fast as it can (the pump is busy for it), one does
 	 * not read at all (paused on its output), one waits at the end. */
-	int fds[3] = {raw(), raw(), raw()};
+	int fds[3] = {e2e_suite_raw_hello(), e2e_suite_raw_hello(), e2e_suite_raw_hello()};
 	for (int i = 0; i < 3; i++) {
 		Whizbang__V1__Subscribe s = WHIZBANG__V1__SUBSCRIBE__INIT;
 		s.credits = 1000000;
@@ -1090,15 +1051,15 @@ Test(sub_e2e, shutdown_with_subscriptions_mid_catch_up_is_clean)
 	struct drainer d = {.fd = fds[0]};
 	cr_assert_eq(pthread_create(&d.th, NULL, drain_main, &d), 0);
 	e2e_sleep_ms(50);
-	cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+	cr_assert_eq(kill(e2e_srv.pid, SIGTERM), 0);
 	/* The server waits for queued output to be written, and the client
-	 * that never reads would hold it past --shutdown-timeout-ms (srv.c
+	 * that never reads would hold it past --shutdown-timeout-ms (e2e_srv.c
 	 * waits for writes in flight even after the timeout): it goes away
 	 * first. */
 	e2e_sleep_ms(200);
 	close(fds[1]);
 	fds[1] = -1;
-	cr_assert_eq(e2e_wait_exit(&srv), 0, "whizbangd did not stop cleanly");
+	e2e_suite_wait_exit();
 	pthread_join(d.th, NULL);
 	printf("shutdown: the reading subscriber had %zu frames when the server closed\n",
 	       d.frames);
@@ -1109,13 +1070,12 @@ Test(sub_e2e, shutdown_with_subscriptions_mid_catch_up_is_clean)
 
 Test(sub_e2e, a_selective_filter_crosses_a_long_run_of_other_events)
 {
-	start(NULL);
-	struct wb_client *c = client("w");
+	struct wb_client *c = e2e_suite_start_client(NULL, "w");
 	/* 25 000 events the filter skips (more than one pump examines), then
 	 * one it matches. */
 	append_n(c, "noise", "T", 25000);
 	append_n(c, "wanted-1", "Hit", 1);
-	int fd = raw();
+	int fd = e2e_suite_raw_hello();
 	struct rsub s = {.req_id = 3};
 	struct rsub *subs[] = {&s};
 	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
@@ -1142,5 +1102,5 @@ Test(sub_e2e, a_selective_filter_crosses_a_long_run_of_other_events)
 	rsub_free(&s);
 	close(fd);
 	wb_close(c);
-	stop_ok();
+	e2e_suite_stop();
 }

@@ -13,19 +13,16 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
-#include <arpa/inet.h>
 
 #include "e2e_util.h"
 #include "server/wb_systemd.h"
@@ -35,7 +32,6 @@ extern char **environ;
 #define WAIT_MS 15000
 #define WATCHDOG_USEC "200000" /* keep-alives every 100 ms */
 
-static struct e2e_server srv;
 static int notify_fd = -1;
 
 static void teardown(void)
@@ -43,7 +39,7 @@ static void teardown(void)
 	if (notify_fd >= 0)
 		close(notify_fd);
 	notify_fd = -1;
-	e2e_cleanup(&srv);
+	e2e_suite_fini();
 }
 
 TestSuite(systemd, .fini = teardown, .timeout = 120);
@@ -52,13 +48,7 @@ TestSuite(systemd, .fini = teardown, .timeout = 120);
 
 static void make_dir(void)
 {
-	signal(SIGPIPE, SIG_IGN);
-	memset(&srv, 0, sizeof(srv));
-	snprintf(srv.dir, sizeof(srv.dir), "/tmp/wb-sysd-XXXXXX");
-	cr_assert_not_null(mkdtemp(srv.dir), "mkdtemp: %s", strerror(errno));
-	snprintf(srv.data_dir, sizeof(srv.data_dir), "%s/data", srv.dir);
-	snprintf(srv.port_file, sizeof(srv.port_file), "%s/port", srv.dir);
-	snprintf(srv.log_file, sizeof(srv.log_file), "%s/server.log", srv.dir);
+	cr_assert_eq(e2e_prepare(&e2e_srv), 0, "no directory for whizbangd (reason above)");
 }
 
 static bool built_with_systemd(void)
@@ -103,16 +93,17 @@ struct spawn_opts {
 	int listen_fd;             /* passed as fd 3 with LISTEN_FDS=1, or -1 */
 };
 
-/* Starts $WHIZBANGD on 127.0.0.1 port 0 in srv.dir with the environment of
+/* Starts $WHIZBANGD on 127.0.0.1 port 0 in e2e_srv.dir with the environment of
  * o (whatever systemd variables the test itself inherited are dropped).
  * Does not wait for it. */
 static void spawn(const struct spawn_opts *o)
 {
+	struct e2e_server *s = &e2e_srv;
 	const char *bin = getenv("WHIZBANGD");
 	cr_assert(bin != NULL && bin[0] != '\0', "WHIZBANGD is not set (run through meson test)");
-	const char *argv[] = {bin,          "--listen",         "127.0.0.1:0", "--data-dir",
-	                      srv.data_dir, "--port-file",      srv.port_file, "--log-level",
-	                      "info",       "--metrics-listen", "off",         NULL};
+	const char *argv[] = {bin,         "--listen",         "127.0.0.1:0", "--data-dir",
+	                      s->data_dir, "--port-file",      s->port_file,  "--log-level",
+	                      "info",      "--metrics-listen", "off",         NULL};
 
 	/* The child's environment is made here: after fork only
 	 * async-signal-safe work is done. */
@@ -142,8 +133,8 @@ static void spawn(const struct spawn_opts *o)
 	}
 	envp[e] = NULL;
 
-	int logfd = open(srv.log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-	cr_assert_geq(logfd, 0, "open %s: %s", srv.log_file, strerror(errno));
+	int logfd = open(s->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	cr_assert_geq(logfd, 0, "open %s: %s", s->log_file, strerror(errno));
 	/* Above fd 3, so the dup2() calls below cannot clobber each other. */
 	int hi_log = fcntl(logfd, F_DUPFD_CLOEXEC, 10);
 	cr_assert_geq(hi_log, 0);
@@ -152,63 +143,20 @@ static void spawn(const struct spawn_opts *o)
 	pid_t pid = fork();
 	cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
 	if (pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (getppid() != parent)
+		if (e2e_child_stdio(parent, hi_log) != 0)
 			_exit(127);
 		pid_t self = getpid();
 		pid_var(pid_buf[0], "WATCHDOG_PID", o->watchdog_pid_other ? parent : self);
 		pid_var(pid_buf[1], "LISTEN_PID", self);
-		int devnull = open("/dev/null", O_RDWR);
-		if (devnull >= 0) {
-			dup2(devnull, STDIN_FILENO);
-			close(devnull);
-		}
-		dup2(hi_log, STDOUT_FILENO);
-		dup2(hi_log, STDERR_FILENO);
 		if (o->listen_fd >= 0 && dup2(o->listen_fd, 3) != 3) /* clears CLOEXEC */
 			_exit(126);
-		signal(SIGPIPE, SIG_DFL);
 		execve(bin, (char *const *)argv, envp);
 		dprintf(STDERR_FILENO, "cannot exec %s: %s\n", bin, strerror(errno));
 		_exit(127);
 	}
 	close(hi_log);
 	free(envp);
-	srv.pid = pid;
-}
-
-/* The port whizbangd wrote into its port file, or 0 when there is none. */
-static int port_file_port(void)
-{
-	FILE *f = fopen(srv.port_file, "r");
-	if (f == NULL)
-		return 0;
-	int port = 0;
-	if (fscanf(f, "%d", &port) != 1)
-		port = 0;
-	fclose(f);
-	return port;
-}
-
-/* Waits for the port file (the server is listening). */
-static void wait_port_file(void)
-{
-	int64_t deadline = e2e_now_ms() + WAIT_MS;
-	while (port_file_port() <= 0) {
-		int status;
-		if (waitpid(srv.pid, &status, WNOHANG) == srv.pid) {
-			srv.pid = 0;
-			e2e_log_tail(&srv, 30);
-			cr_assert_fail("whizbangd exited during start-up");
-		}
-		if (e2e_now_ms() >= deadline) {
-			e2e_log_tail(&srv, 30);
-			cr_assert_fail("whizbangd wrote no port file within %d ms", WAIT_MS);
-		}
-		e2e_sleep_ms(10);
-	}
-	srv.port = port_file_port();
-	snprintf(srv.address, sizeof(srv.address), "127.0.0.1:%d", srv.port);
+	s->pid = pid;
 }
 
 /* Binds the fake notify socket at DIR/notify; returns its path. */
@@ -216,7 +164,7 @@ static const char *open_notify(void)
 {
 	static char path[108];
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	snprintf(path, sizeof(path), "%s/notify", srv.dir);
+	snprintf(path, sizeof(path), "%s/notify", e2e_srv.dir);
 	cr_assert_lt(strlen(path), sizeof(sa.sun_path));
 	memcpy(sa.sun_path, path, strlen(path) + 1);
 	notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -265,12 +213,10 @@ static bool has_line(const char *msg, const char *line)
 	return false;
 }
 
-/* Connects to srv.port, says Hello and pings: the server is serving. */
+/* Connects to e2e_srv.port, says Hello and pings: the server is serving. */
 static void ping_server(void)
 {
-	int fd = e2e_raw_connect(&srv);
-	cr_assert_geq(fd, 0, "cannot connect to %s", srv.address);
-	cr_assert_eq(e2e_raw_hello(fd, 1), 0, "no HelloResult from %s", srv.address);
+	int fd = e2e_suite_raw_hello();
 	Whizbang__V1__Request req;
 	Whizbang__V1__Ping ping;
 	e2e_req_ping(&req, &ping, 2, 4242);
@@ -295,13 +241,13 @@ static void require_systemd(void)
 static void stop_expect_stopping(void)
 {
 	char msg[512];
-	cr_assert_eq(kill(srv.pid, SIGTERM), 0);
+	cr_assert_eq(kill(e2e_srv.pid, SIGTERM), 0);
 	bool stopping = false;
 	int64_t deadline = e2e_now_ms() + WAIT_MS;
 	while (!stopping && recv_notify(msg, sizeof(msg), (int)(deadline - e2e_now_ms())))
 		stopping = has_line(msg, "STOPPING=1");
 	cr_assert(stopping, "no STOPPING=1 within %d ms of SIGTERM", WAIT_MS);
-	cr_assert_eq(e2e_wait_exit(&srv), 0, "whizbangd did not exit 0 after SIGTERM");
+	e2e_suite_wait_exit();
 	while (recv_notify(msg, sizeof(msg), 0))
 		cr_assert(!has_line(msg, "WATCHDOG=1"), "a keep-alive after STOPPING=1");
 }
@@ -329,7 +275,7 @@ Test(systemd, units_verify)
 
 	char in_path[600], out_path[600];
 	snprintf(in_path, sizeof(in_path), "%s/deploy/whizbangd.service", build);
-	snprintf(out_path, sizeof(out_path), "%s/whizbangd.service", srv.dir);
+	snprintf(out_path, sizeof(out_path), "%s/whizbangd.service", e2e_srv.dir);
 	FILE *in = fopen(in_path, "r");
 	cr_assert_not_null(in, "no configured unit at %s", in_path);
 	FILE *out = fopen(out_path, "w");
@@ -357,10 +303,10 @@ Test(systemd, units_verify)
 	snprintf(cmd, sizeof(cmd),
 	         "cp '%s/deploy/whizbangd.socket' '%s/' && "
 	         "systemd-analyze verify --man=no '%s' '%s/whizbangd.socket' >'%s/verify.log' 2>&1",
-	         build, srv.dir, out_path, srv.dir, srv.dir);
+	         build, e2e_srv.dir, out_path, e2e_srv.dir, e2e_srv.dir);
 	int rc = system(cmd);
 	if (rc != 0) {
-		snprintf(cmd, sizeof(cmd), "cat '%s/verify.log' >&2", srv.dir);
+		snprintf(cmd, sizeof(cmd), "cat '%s/verify.log' >&2", e2e_srv.dir);
 		(void)system(cmd);
 	}
 	cr_assert_eq(rc, 0, "systemd-analyze verify failed (its output is above)");
@@ -382,9 +328,9 @@ Test(systemd, ready_watchdog_stopping)
 	int64_t ready_ms = e2e_now_ms();
 	/* The listener was open before READY=1 was sent: the port file is there
 	 * and the port answers now, with no retry. */
-	srv.port = port_file_port();
-	cr_assert_gt(srv.port, 0, "READY=1 came before the port file");
-	snprintf(srv.address, sizeof(srv.address), "127.0.0.1:%d", srv.port);
+	e2e_srv.port = e2e_read_port(&e2e_srv);
+	cr_assert_gt(e2e_srv.port, 0, "READY=1 came before the port file");
+	snprintf(e2e_srv.address, sizeof(e2e_srv.address), "127.0.0.1:%d", e2e_srv.port);
 	ping_server();
 
 	int pings = 0;
@@ -429,15 +375,8 @@ Test(systemd, socket_activation)
 {
 	require_systemd();
 	make_dir();
-	int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(lfd, 0);
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	cr_assert_eq(bind(lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(lfd, 16), 0);
-	socklen_t slen = sizeof(sa);
-	cr_assert_eq(getsockname(lfd, (struct sockaddr *)&sa, &slen), 0);
-	int port = ntohs(sa.sin_port);
+	int port;
+	int lfd = e2e_loopback_socket(true, &port);
 	int hi = fcntl(lfd, F_DUPFD_CLOEXEC, 10);
 	cr_assert_geq(hi, 0);
 	close(lfd);
@@ -446,11 +385,11 @@ Test(systemd, socket_activation)
 	spawn(&o);
 	/* The test's copy goes: only whizbangd holds the socket now. */
 	close(hi);
-	wait_port_file();
-	cr_assert_eq(srv.port, port, "whizbangd listens on %d, not on the passed socket's %d",
-	             srv.port, port);
+	cr_assert_eq(e2e_wait_port(&e2e_srv), 0, "whizbangd did not start (log above)");
+	cr_assert_eq(e2e_srv.port, port, "whizbangd listens on %d, not on the passed socket's %d",
+	             e2e_srv.port, port);
 	ping_server();
-	cr_assert_geq(e2e_log_count(&srv, "event=socket_activation fd=3"), 1,
+	cr_assert_geq(e2e_log_count(&e2e_srv, "event=socket_activation fd=3"), 1,
 	              "the log does not say the passed socket is used");
-	cr_assert_eq(e2e_stop(&srv), 0);
+	e2e_suite_stop();
 }

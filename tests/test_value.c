@@ -22,7 +22,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixture.h"
 #include "value.h"
+#include "value_util.h"
 #include "wb_error.h"
 
 /* ------------------------------------------------ helpers */
@@ -36,59 +38,12 @@ static void rng_seed(uint64_t s)
 
 static uint64_t rng(void)
 {
-	/* xorshift64* */
-	rng_state ^= rng_state >> 12;
-	rng_state ^= rng_state << 25;
-	rng_state ^= rng_state >> 27;
-	return rng_state * UINT64_C(2685821657736338717);
+	return fixture_xorshift(&rng_state);
 }
 
 static size_t rnd(size_t n)
 {
 	return (size_t)(rng() % n);
-}
-
-static struct proj_value v_null(void)
-{
-	struct proj_value v = {.type = PROJ_NULL};
-	return v;
-}
-
-static struct proj_value v_bool(bool b)
-{
-	struct proj_value v = {.type = PROJ_BOOL, .u.b = b};
-	return v;
-}
-
-static struct proj_value v_int(int64_t i)
-{
-	struct proj_value v = {.type = PROJ_INT, .u.i = i};
-	return v;
-}
-
-static struct proj_value v_dbl(double d)
-{
-	struct proj_value v = {.type = PROJ_DOUBLE, .u.d = d};
-	return v;
-}
-
-static struct proj_value v_text(enum proj_vtype t, const void *p, size_t len)
-{
-	struct proj_value v = {.type = t};
-	v.u.s.p = p;
-	v.u.s.len = len;
-	return v;
-}
-
-static struct proj_value v_str(const char *s)
-{
-	return v_text(PROJ_STRING, s, strlen(s));
-}
-
-static struct proj_field fld(const char *name, struct proj_value v)
-{
-	struct proj_field f = {.name = name, .name_len = strlen(name), .v = v};
-	return f;
 }
 
 static uint64_t bits(double d)

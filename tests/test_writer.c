@@ -2,23 +2,22 @@
  * store in a fresh temporary directory. */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "codec.h"
+#include "fixture.h"
 #include "storage.h"
 #include "writer.h"
 
 #define KIB ((size_t)1024)
 #define MIB (1024 * KIB)
 
-static char tmp_root[64];
+static struct fixture fx;
 static struct storage *st;
 
 /* What the notify callback saw. */
@@ -29,33 +28,22 @@ static uint64_t notify_bad; /* calls that came before their batch was counted */
 
 static void open_store(size_t map_size)
 {
-	char errmsg[256] = "";
-	struct storage_options o = {.path = tmp_root, .map_size = map_size};
-	cr_assert_eq(storage_open(&st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
+	st = fixture_open(&fx, NULL, &(struct storage_options){.map_size = map_size});
 }
 
 static void setup(void)
 {
-	strcpy(tmp_root, "/tmp/wb-test-writer-XXXXXX");
-	cr_assert_not_null(mkdtemp(tmp_root));
+	fixture_setup(&fx, "writer");
 	notify_writer = NULL;
 	notify_calls = 0;
 	notify_bad = 0;
-}
-
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 static void teardown(void)
 {
 	storage_close(st);
 	st = NULL;
-	nftw(tmp_root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_teardown(&fx);
 }
 
 TestSuite(writer, .init = setup, .fini = teardown);

@@ -1,0 +1,89 @@
+/* Unit-test fixtures: a temporary directory of the test's own under /tmp,
+ * stores opened in it, and its removal at teardown; and the two helpers that
+ * several unit tests share (valgrind detection, a seeded generator).
+ *
+ * These are for criterion tests: every function here fails the running test
+ * (cr_assert, with the reason) instead of returning an error. Criterion runs
+ * each test in its own process, so a suite keeps one struct fixture in a
+ * static, calls fixture_setup() from its .init and fixture_teardown() from
+ * its .fini:
+ *
+ *	static struct fixture fx;
+ *	static struct storage *st;
+ *
+ *	static void setup(void)
+ *	{
+ *		fixture_setup(&fx, "events");
+ *		st = fixture_open(&fx, NULL, &(struct storage_options){.map_size = 16u << 20});
+ *	}
+ *
+ *	static void teardown(void)
+ *	{
+ *		storage_close(st);
+ *		fixture_teardown(&fx);
+ *	}
+ *
+ *	TestSuite(events, .init = setup, .fini = teardown);
+ */
+#ifndef WB_TEST_FIXTURE_H
+#define WB_TEST_FIXTURE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "storage.h"
+
+#define FIXTURE_PATH_MAX 128
+
+struct fixture {
+	/* The test's directory, "/tmp/wb-test-<tag>-XXXXXX" made unique; ""
+	 * before fixture_setup() and after fixture_teardown(). */
+	char root[FIXTURE_PATH_MAX];
+};
+
+/* Makes a new, empty directory /tmp/wb-test-<tag>-XXXXXX (mode 0700) and
+ * writes its path into fx->root. Fails the test, with errno's reason, when
+ * the directory cannot be made or tag is too long for fx->root. */
+void fixture_setup(struct fixture *fx, const char *tag);
+
+/* Removes fx->root and everything below it (links are removed, never
+ * followed), then sets fx->root to "". Every store opened in it must be
+ * closed first. Does nothing when fx->root is "" (fixture_setup() never ran
+ * or failed). When something cannot be removed it logs the path and the
+ * reason and exits the test process with a failure: criterion only prints an
+ * assertion that fails in a .fini, and a directory left behind must fail the
+ * run. */
+void fixture_teardown(struct fixture *fx);
+
+/* Writes "<fx->root>/<name>" into buf (len bytes) and returns buf. Fails the
+ * test when the path does not fit. */
+char *fixture_path(const struct fixture *fx, const char *name, char *buf, size_t len);
+
+/* Opens a store with opts at <fx->root>/<name> (storage_open() makes that
+ * directory), or at fx->root itself when name is NULL. opts->path must be
+ * NULL: the fixture names the place. Keeps no reference to opts. Returns the
+ * store, which the caller owns and closes with storage_close() before
+ * fixture_teardown(). Fails the test with storage_open()'s error and message
+ * when the store does not open. */
+struct storage *fixture_open(const struct fixture *fx, const char *name,
+                             const struct storage_options *opts);
+
+/* Whether the test runs under valgrind (its client request, or its preload
+ * library in LD_PRELOAD when valgrind.h is not installed). Tests use it to
+ * scale their work down, never to skip an assertion. */
+bool fixture_under_valgrind(void);
+
+/* splitmix64: the next 64 bits of the sequence whose state is the uint64_t
+ * at state (advanced). Distinct values for the first 2^64 calls and the same
+ * run for the same seed, so a failure names a seed that replays it. The
+ * signature is lease_rand_fn's, so it also serves as a lease table's token
+ * source. */
+uint64_t fixture_splitmix(void *state);
+
+/* xorshift64*: the next 64 bits of the sequence whose state (never 0) is
+ * *state (advanced). The generator of test_value's and test_eval's random
+ * cases, kept so that their seeds still name the same cases. */
+uint64_t fixture_xorshift(uint64_t *state);
+
+#endif
