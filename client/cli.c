@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "optext.h"
+#include "parse.h"
 #include "utf8.h"
 #include "wb.h"
 #include "wb_version.h"
@@ -477,17 +478,9 @@ static int match_value(const char *name, int argc, char **argv, int *i, const ch
 	return OPT_YES;
 }
 
-static bool parse_u64(const char *s, uint64_t *out)
+static bool parse_uint(const char *s, uint64_t *out)
 {
-	if (s[0] < '0' || s[0] > '9')
-		return false;
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0 || *end != '\0')
-		return false;
-	*out = v;
-	return true;
+	return parse_u64_in(s, PARSE_INTEGER, 0, UINT64_MAX, out) == 0;
 }
 
 /* Global options are accepted before and after the command. */
@@ -508,7 +501,7 @@ static int global_option(struct cli *cli, int argc, char **argv, int *i)
 		uint64_t n;
 		if (r == OPT_BAD)
 			return r;
-		if (!parse_u64(v, &n) || n > INT32_MAX) {
+		if (!parse_uint(v, &n) || n > INT32_MAX) {
 			usage_error("--timeout-ms needs a number of milliseconds, not \"%s\"", v);
 			return OPT_BAD;
 		}
@@ -660,7 +653,7 @@ static bool parse_expected(const char *v, enum wb_expected *exp, uint64_t *versi
 		*exp = WB_EXPECT_NO_STREAM;
 	else if (strcmp(v, "exists") == 0)
 		*exp = WB_EXPECT_EXISTS;
-	else if (parse_u64(v, version))
+	else if (parse_uint(v, version))
 		*exp = WB_EXPECT_EXACT;
 	else
 		return false;
@@ -942,7 +935,7 @@ static int read_option(struct read_args *ra, int argc, char **argv, int *i)
 		return OPT_YES;
 	}
 	if ((r = match_value("--from", argc, argv, i, &v)) != OPT_NO) {
-		if (r == OPT_YES && !parse_u64(v, &ra->from)) {
+		if (r == OPT_YES && !parse_uint(v, &ra->from)) {
 			usage_error("--from needs a number, not \"%s\"", v);
 			return OPT_BAD;
 		}
@@ -950,7 +943,7 @@ static int read_option(struct read_args *ra, int argc, char **argv, int *i)
 		return r;
 	}
 	if ((r = match_value("--limit", argc, argv, i, &v)) != OPT_NO) {
-		if (r == OPT_YES && !parse_u64(v, &ra->limit)) {
+		if (r == OPT_YES && !parse_uint(v, &ra->limit)) {
 			usage_error("--limit needs a number, not \"%s\"", v);
 			return OPT_BAD;
 		}
@@ -1461,7 +1454,7 @@ static int lease_cmd_args(struct cli *cli, const char *cmd, unsigned allowed, in
 			} else if (r == OPT_NO && (allowed & LC_DURATION) &&
 			           (r = match_value("--duration-ms", argc, argv, &i, &v)) ==
 			                   OPT_YES) {
-				if (!parse_u64(v, &lc->duration_ms))
+				if (!parse_uint(v, &lc->duration_ms))
 					return usage_error("--duration-ms needs a number of "
 					                   "milliseconds, not \"%s\"",
 					                   v);
@@ -1492,7 +1485,7 @@ static int lease_cmd_args(struct cli *cli, const char *cmd, unsigned allowed, in
 		}
 		if (lc->have_seq)
 			return usage_error("%s takes one sequence, not also \"%s\"", cmd, a);
-		if (!parse_u64(a, &lc->seq))
+		if (!parse_uint(a, &lc->seq))
 			return usage_error("%s needs a sequence number, not \"%s\"", cmd, a);
 		lc->have_seq = true;
 	}
@@ -1514,13 +1507,13 @@ static int cmd_lease(struct cli *cli, int argc, char **argv, int i)
 			args.projection = v;
 		} else if (r == OPT_NO &&
 		           (r = match_value("--duration-ms", argc, argv, &i, &v)) == OPT_YES) {
-			if (!parse_u64(v, &args.duration_ms))
+			if (!parse_uint(v, &args.duration_ms))
 				return usage_error(
 				        "--duration-ms needs a number of milliseconds, not \"%s\"",
 				        v);
 		} else if (r == OPT_NO &&
 		           (r = match_value("--count", argc, argv, &i, &v)) == OPT_YES) {
-			if (!parse_u64(v, &n) || n == 0 || n > CLI_MAX_LEASE_COUNT)
+			if (!parse_uint(v, &n) || n == 0 || n > CLI_MAX_LEASE_COUNT)
 				return usage_error(
 				        "--count needs a number from 1 to %u, not \"%s\"",
 				        CLI_MAX_LEASE_COUNT, v);
@@ -1530,7 +1523,7 @@ static int cmd_lease(struct cli *cli, int argc, char **argv, int i)
 			args.operation_id = v;
 		} else if (r == OPT_NO &&
 		           (r = match_value("--source-position", argc, argv, &i, &v)) == OPT_YES) {
-			if (!parse_u64(v, &args.source_position))
+			if (!parse_uint(v, &args.source_position))
 				return usage_error("--source-position needs a number, not \"%s\"",
 				                   v);
 		} else if (r == OPT_NO && strcmp(a, "--release-on-disconnect") == 0) {
@@ -1919,12 +1912,12 @@ static int cmd_watermark(struct cli *cli, int argc, char **argv, int i)
 		int r;
 		/* After this command --timeout-ms is the wait's (with --wait). */
 		if ((r = match_value("--wait", argc, argv, &i, &v)) == OPT_YES) {
-			if (!parse_u64(v, &seq))
+			if (!parse_uint(v, &seq))
 				return usage_error("--wait needs a sequence number, not \"%s\"", v);
 			wait = true;
 		} else if (r == OPT_NO &&
 		           (r = match_value("--timeout-ms", argc, argv, &i, &v)) == OPT_YES) {
-			if (!parse_u64(v, &timeout) || timeout > INT32_MAX)
+			if (!parse_uint(v, &timeout) || timeout > INT32_MAX)
 				return usage_error(
 				        "--timeout-ms needs a number of milliseconds, not \"%s\"",
 				        v);
@@ -2134,7 +2127,7 @@ static int parse_where_arg(const struct cli *cli, const char *text, bool allow_e
 static bool parse_u32(const char *s, uint32_t *out)
 {
 	uint64_t v;
-	if (!parse_u64(s, &v) || v > UINT32_MAX)
+	if (!parse_uint(s, &v) || v > UINT32_MAX)
 		return false;
 	*out = (uint32_t)v;
 	return true;
@@ -2636,44 +2629,12 @@ static void on_interrupt(int sig)
 /* Parses DUR: a number with ms, s, m, h or d; a bare number is milliseconds. */
 static bool parse_duration_ms(const char *s, uint64_t *out)
 {
-	if (s[0] < '0' || s[0] > '9')
-		return false;
-	char *end;
-	errno = 0;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return false;
-	uint64_t mult;
-	if (*end == '\0' || strcmp(end, "ms") == 0)
-		mult = 1;
-	else if (strcmp(end, "s") == 0)
-		mult = 1000;
-	else if (strcmp(end, "m") == 0)
-		mult = 60000;
-	else if (strcmp(end, "h") == 0)
-		mult = 3600000;
-	else if (strcmp(end, "d") == 0)
-		mult = 86400000;
-	else
-		return false;
-	if (v > UINT64_MAX / mult)
-		return false;
-	*out = (uint64_t)v * mult;
-	return true;
+	return parse_u64(s, PARSE_DURATION, out) == 0;
 }
 
 static void format_duration_ms(uint64_t ms, char out[40])
 {
-	if (ms != 0 && ms % 86400000 == 0)
-		snprintf(out, 40, "%" PRIu64 "d", ms / 86400000);
-	else if (ms != 0 && ms % 3600000 == 0)
-		snprintf(out, 40, "%" PRIu64 "h", ms / 3600000);
-	else if (ms != 0 && ms % 60000 == 0)
-		snprintf(out, 40, "%" PRIu64 "m", ms / 60000);
-	else if (ms != 0 && ms % 1000 == 0)
-		snprintf(out, 40, "%" PRIu64 "s", ms / 1000);
-	else
-		snprintf(out, 40, "%" PRIu64 "ms", ms);
+	parse_format(PARSE_DURATION, ms, out, 40);
 }
 
 /* Prints a pushed or parked event; delivery 0 prints no delivery count. */
@@ -2752,7 +2713,7 @@ static int target_option(struct target_args *t, bool ledger_ok, int argc, char *
 			t->from = WB_FROM_START;
 		} else if (strcmp(v, "end") == 0) {
 			t->from = WB_FROM_END;
-		} else if (parse_u64(v, &t->position)) {
+		} else if (parse_uint(v, &t->position)) {
 			t->from = WB_FROM_POSITION;
 		} else {
 			usage_error("--from takes start, end or a position, not \"%s\"", v);
@@ -2815,7 +2776,7 @@ static int cmd_subscribe(struct cli *cli, int argc, char **argv, int i)
 			goto out;
 		}
 		if (r == OPT_NO && (r = match_value("--count", argc, argv, &i, &v)) == OPT_YES &&
-		    !parse_u64(v, &count)) {
+		    !parse_uint(v, &count)) {
 			usage_error("--count needs a number, not \"%s\"", v);
 			goto out;
 		}
@@ -3066,10 +3027,10 @@ static int consumer_read(struct cli *cli, const char *name, int argc, char **arg
 			continue;
 		}
 		if ((r = match_value("--count", argc, argv, &i, &v)) == OPT_YES &&
-		    (!parse_u64(v, &count) || count == 0 || count > UINT32_MAX))
+		    (!parse_uint(v, &count) || count == 0 || count > UINT32_MAX))
 			return usage_error("--count needs a number from 1, not \"%s\"", v);
 		if (r == OPT_NO && (r = match_value("--wait-ms", argc, argv, &i, &v)) == OPT_YES &&
-		    (!parse_u64(v, &wait_ms) || wait_ms > INT32_MAX))
+		    (!parse_uint(v, &wait_ms) || wait_ms > INT32_MAX))
 			return usage_error("--wait-ms needs a number of milliseconds, not \"%s\"",
 			                   v);
 		if (r == OPT_NO && (r = common_arg(cli, "consumer read", argc, argv, &i)) == OPT_NO)
@@ -3344,7 +3305,7 @@ static int cmd_stream_meta(struct cli *cli, int argc, char **argv, int i)
 		}
 		int r;
 		if ((r = match_value("--max-count", argc, argv, &i, &v)) == OPT_YES) {
-			if (!parse_u64(v, &set.max_count))
+			if (!parse_uint(v, &set.max_count))
 				return usage_error("--max-count needs a number, not \"%s\"", v);
 			count_set = true;
 		} else if (r == OPT_NO &&
@@ -3355,7 +3316,7 @@ static int cmd_stream_meta(struct cli *cli, int argc, char **argv, int i)
 			age_set = true;
 		} else if (r == OPT_NO &&
 		           (r = match_value("--truncate-before", argc, argv, &i, &v)) == OPT_YES) {
-			if (!parse_u64(v, &set.truncate_before))
+			if (!parse_uint(v, &set.truncate_before))
 				return usage_error("--truncate-before needs a version, not \"%s\"",
 				                   v);
 			trunc_set = true;
