@@ -153,6 +153,19 @@ static int wait_fd(struct wb_client *c, short events, short *revents)
 	}
 }
 
+/* Makes the buffer *buf of *cap bytes size bytes long; which names it in
+ * the message. */
+static int grow(struct wb_client *c, uint8_t **buf, size_t *cap, size_t size, const char *which)
+{
+	uint8_t *p = realloc(*buf, size);
+	if (p == NULL)
+		return wbt_fail(c, WB_E_NOMEM, "no memory for a %s buffer of %zu bytes", which,
+		                size);
+	*buf = p;
+	*cap = size;
+	return 0;
+}
+
 /* Reads once from the socket into the read buffer: 0 when bytes arrived,
  * WB_E_AGAIN when none are waiting, otherwise a failure. */
 static int read_some(struct wb_client *c)
@@ -172,12 +185,9 @@ static int read_some(struct wb_client *c)
 			want = whole;
 	}
 	if (want > c->rcap) {
-		uint8_t *p = realloc(c->rbuf, want);
-		if (p == NULL)
-			return wbt_fail(c, WB_E_NOMEM, "no memory for a read buffer of %zu bytes",
-			                want);
-		c->rbuf = p;
-		c->rcap = want;
+		int rc = grow(c, &c->rbuf, &c->rcap, want, "read");
+		if (rc != 0)
+			return rc;
 	}
 	for (;;) {
 		ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
@@ -287,12 +297,9 @@ int wbt_queue(struct wb_client *c, Whizbang__V1__Request *req, uint64_t *id)
 		size_t cap = c->wcap ? c->wcap : 4096;
 		while (cap < need)
 			cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-		uint8_t *p = realloc(c->wbuf, cap);
-		if (p == NULL)
-			return wbt_fail(c, WB_E_NOMEM, "no memory for a write buffer of %zu bytes",
-			                cap);
-		c->wbuf = p;
-		c->wcap = cap;
+		int rc = grow(c, &c->wbuf, &c->wcap, cap, "write");
+		if (rc != 0)
+			return rc;
 	}
 	frame_put_header(c->wbuf + c->wlen, (uint32_t)n);
 	protobuf_c_message_pack(&req->base, c->wbuf + c->wlen + FRAME_HEADER);
