@@ -72,14 +72,30 @@ static void subcommands(const char *group, char *buf, size_t len)
 		for (const struct cli_command *c = sections[s].commands; c->name != NULL; c++)
 			n += c->group != NULL && strcmp(c->group, group) == 0;
 	buf[0] = '\0';
-	for (size_t s = 0; s < NSECTIONS; s++)
-		for (const struct cli_command *c = sections[s].commands; c->name != NULL; c++)
-			if (c->group != NULL && strcmp(c->group, group) == 0)
-				cli_append(buf, len, &used, "%s%s",
-				           k++ == 0 ? ""
-				           : k == n ? " or "
-				                    : ", ",
-				           c->name);
+	for (size_t s = 0; s < NSECTIONS; s++) {
+		for (const struct cli_command *c = sections[s].commands; c->name != NULL; c++) {
+			if (c->group == NULL || strcmp(c->group, group) != 0)
+				continue;
+			const char *sep = k == 0 ? "" : k + 1 == n ? " or " : ", ";
+			cli_append(buf, len, &used, "%s%s", sep, c->name);
+			k++;
+		}
+	}
+}
+
+/* The global options as the help lists them: "[--server HOST:PORT]
+ * [--json] ..." with brackets, else "--server HOST:PORT, --json, ...". */
+static void global_words(bool brackets, char *buf, size_t len)
+{
+	size_t used = 0;
+	buf[0] = '\0';
+	for (const struct cli_opt *o = cli_global_opts; o->name != NULL; o++) {
+		if (o != cli_global_opts)
+			cli_append(buf, len, &used, "%s", brackets ? " " : ", ");
+		cli_append(buf, len, &used, "%s", brackets ? "[" : "");
+		cli_append_opt(buf, len, &used, o);
+		cli_append(buf, len, &used, "%s", brackets ? "]" : "");
+	}
 }
 
 /* One command in the overview: its synopsis, then what it does from column
@@ -97,8 +113,9 @@ static void put_command(FILE *f, const struct cli_command *c)
 
 static void put_global_usage(FILE *f)
 {
-	fputs("usage: whizbang [--server HOST:PORT] [--json] [--timeout-ms N] COMMAND [ARGS...]\n",
-	      f);
+	char words[160];
+	global_words(true, words, sizeof(words));
+	fprintf(f, "usage: whizbang %s COMMAND [ARGS...]\n", words);
 }
 
 static void put_overview(FILE *f)
@@ -148,8 +165,9 @@ static void put_command_usage(FILE *f, const struct cli_command *c)
 		fputs("\nOptions:\n", f);
 		cli_put_options(f, c->opts);
 	}
-	fputs("\nGlobal options: --server HOST:PORT, --json, --timeout-ms N (whizbang --help).\n",
-	      f);
+	char words[160];
+	global_words(false, words, sizeof(words));
+	fprintf(f, "\nGlobal options: %s (whizbang --help).\n", words);
 }
 
 /* The help of every subcommand of group. */
@@ -164,22 +182,19 @@ static void put_group_usage(FILE *f, const char *group)
 }
 
 /* The help of cmd, else of group, else the overview. */
-static void put_help(const struct cli_command *cmd, const char *group)
+static void put_help(FILE *f, const struct cli_command *cmd, const char *group)
 {
 	if (cmd != NULL)
-		put_command_usage(stdout, cmd);
+		put_command_usage(f, cmd);
 	else if (group != NULL)
-		put_group_usage(stdout, group);
+		put_group_usage(f, group);
 	else
-		put_overview(stdout);
+		put_overview(f);
 }
 
 void cli_put_usage(FILE *f, const struct cli_command *cmd)
 {
-	if (cmd != NULL)
-		put_command_usage(f, cmd);
-	else
-		put_overview(f);
+	put_help(f, cmd, NULL);
 }
 
 int cli_usage_error(const struct cli *cli, const char *fmt, ...)
@@ -209,7 +224,7 @@ static bool help_asked(int argc, char **argv)
 		if (strcmp(a, "--") == 0)
 			break;
 		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-			put_help(cmd, group);
+			put_help(stdout, cmd, group);
 			return true;
 		}
 		if (strcmp(a, "--version") == 0) {
@@ -243,7 +258,7 @@ static bool help_asked(int argc, char **argv)
 static int help_command(int argc, char **argv, int i)
 {
 	const char *group = i < argc && is_group(argv[i]) ? argv[i++] : NULL;
-	put_help(i < argc ? find_command(group, argv[i]) : NULL, group);
+	put_help(stdout, i < argc ? find_command(group, argv[i]) : NULL, group);
 	return 0;
 }
 

@@ -153,6 +153,9 @@ extern const struct cli_command cli_proj_commands[];
 extern const struct cli_command cli_sub_commands[];
 extern const struct cli_command cli_admin_commands[];
 
+/* Appends o as the help writes it: "--limit N", or "--json". */
+void cli_append_opt(char *buf, size_t len, size_t *used, const struct cli_opt *o);
+
 /* A word an option takes, and the value it stands for. */
 struct cli_word {
 	const char *word;

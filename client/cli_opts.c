@@ -8,8 +8,8 @@
 
 #include "parse.h"
 
-/* A table holds at most this many options (alternatives and required ones
- * are counted per row while parsing). */
+/* A table holds at most this many options: the parser counts how often
+ * each row was given, for the required ones and the alternatives. */
 #define CLI_MAX_OPTS 32
 /* The help is wrapped at this column. */
 #define CLI_WIDTH 79
@@ -42,8 +42,7 @@ int cli_word(const char *v, const struct cli_word *words, int *value)
 	return WB_E_INVAL;
 }
 
-/* Appends o as the help writes it: "--limit N", or "--json". */
-static void append_opt(char *buf, size_t len, size_t *used, const struct cli_opt *o)
+void cli_append_opt(char *buf, size_t len, size_t *used, const struct cli_opt *o)
 {
 	cli_append(buf, len, used, "%s%s%s", o->name, o->arg != NULL ? " " : "",
 	           o->arg != NULL ? o->arg : "");
@@ -121,9 +120,12 @@ static int set_value(const struct cli_opt *o, void *base, const char *value)
 
 void cli_defaults(const struct cli_opt *table, void *base)
 {
-	for (const struct cli_opt *o = table; o != NULL && o->name != NULL; o++)
+	size_t rows = 0;
+	for (const struct cli_opt *o = table; o != NULL && o->name != NULL; o++, rows++)
 		if (o->dflt != NULL && set_value(o, base, o->dflt) != 0)
 			abort(); /* a default its own option refuses is a bug */
+	if (rows > CLI_MAX_OPTS)
+		abort(); /* so is a table longer than the parser counts */
 }
 
 int cli_apply_opt(const struct cli *cli, const struct cli_opt *o, void *base, const char *value,
@@ -165,7 +167,7 @@ static void alt_names(const struct cli_opt *o, bool with_args, char *buf, size_t
 		           : k + 1 == n ? " and "
 		                        : ", ");
 		if (with_args)
-			append_opt(buf, len, &used, &o[k]);
+			cli_append_opt(buf, len, &used, &o[k]);
 		else
 			cli_append(buf, len, &used, "%s", o[k].name);
 	}
@@ -187,7 +189,7 @@ static int check_counts(const struct cli *cli, const char *name, const unsigned 
 		if (!t[k].required || seen[k] != 0)
 			continue;
 		cli_append(words, sizeof(words), &used, "%s", used != 0 ? " and " : "");
-		append_opt(words, sizeof(words), &used, &t[k]);
+		cli_append_opt(words, sizeof(words), &used, &t[k]);
 	}
 	if (used != 0)
 		return cli_usage_error(cli, "%s needs %s", name, words);
@@ -333,14 +335,14 @@ size_t cli_put_synopsis(FILE *f, const struct cli_command *cmd, size_t col)
 			cli_append(word, sizeof(word), &used, "(");
 			for (; t[k].name != NULL && t[k].alt; k++) {
 				cli_append(word, sizeof(word), &used, "%s", used > 1 ? " | " : "");
-				append_opt(word, sizeof(word), &used, &t[k]);
+				cli_append_opt(word, sizeof(word), &used, &t[k]);
 			}
 			k--;
 			cli_append(word, sizeof(word), &used, ")");
 		} else {
 			/* "--limit N", "[--from VERSION]", "[--type T]...". */
 			cli_append(word, sizeof(word), &used, "%s", t[k].required ? "" : "[");
-			append_opt(word, sizeof(word), &used, &t[k]);
+			cli_append_opt(word, sizeof(word), &used, &t[k]);
 			cli_append(word, sizeof(word), &used, "%s%s", t[k].required ? "" : "]",
 			           t[k].type == CLI_TEXTS ? "..." : "");
 		}
@@ -355,7 +357,7 @@ void cli_put_options(FILE *f, const struct cli_opt *table)
 		char head[64], text[400];
 		size_t hused = 0, tused = 0;
 		cli_append(head, sizeof(head), &hused, "  ");
-		append_opt(head, sizeof(head), &hused, o);
+		cli_append_opt(head, sizeof(head), &hused, o);
 		cli_append(text, sizeof(text), &tused, "%s", o->help);
 		if (o->dflt != NULL)
 			cli_append(text, sizeof(text), &tused, " (default: %s)", o->dflt);
