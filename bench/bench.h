@@ -52,8 +52,8 @@ uint64_t bench_rng_next(struct bench_rng *r);
 void bench_rng_fill(struct bench_rng *r, uint8_t *buf, size_t len);
 
 /* Parses a decimal integer in [min, max] into *out. A suffix k, M or G
- * multiplies by 10^3, 10^6 or 10^9 ("200k"). Returns 0 or WB_E_INVAL; *out
- * is written only on success. */
+ * multiplies by 10^3, 10^6 or 10^9 ("200k"): proto/parse.h's PARSE_COUNT.
+ * Returns 0 or WB_E_INVAL; *out is written only on success. */
 int bench_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out);
 
 /* Parses text as bench_parse_u64() does, or prints "<what>: bad value" to
@@ -62,7 +62,8 @@ int bench_opt_u64(const char *what, const char *text, uint64_t min, uint64_t max
 int bench_opt_u32(const char *what, const char *text, uint32_t min, uint32_t max, uint32_t *out);
 
 /* The same for a byte size, with whizbangd's binary suffixes K, M, G and T
- * (powers of 1024): "--map-size 1G". */
+ * (powers of 1024; proto/parse.h's PARSE_SIZE, the parser whizbangd uses):
+ * "--map-size 1G". */
 int bench_opt_size(const char *what, const char *text, uint64_t min, uint64_t max, uint64_t *out);
 
 /* True when path lives on tmpfs or ramfs, where fsync costs nothing and a

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "parse.h"
 #include "wb_error.h"
 
 /* From <linux/magic.h>, spelled out so that the bench builds without kernel
@@ -66,40 +67,14 @@ void bench_rng_fill(struct bench_rng *r, uint8_t *buf, size_t len)
 	}
 }
 
-static int parse_num(const char *text, bool binary, uint64_t min, uint64_t max, uint64_t *out)
-{
-	if (text == NULL || *text < '0' || *text > '9')
-		return WB_E_INVAL;
-	errno = 0;
-	char *end;
-	unsigned long long v = strtoull(text, &end, 10);
-	if (errno != 0)
-		return WB_E_INVAL;
-	const char *units = binary ? "KMGT" : "kMG";
-	uint64_t mult = 1;
-	const char *u = *end != '\0' ? strchr(units, *end) : NULL;
-	if (u != NULL) {
-		for (const char *q = units; q <= u; q++)
-			mult *= binary ? 1024u : 1000u;
-		end++;
-	}
-	if (*end != '\0' || v > UINT64_MAX / mult)
-		return WB_E_INVAL;
-	uint64_t r = (uint64_t)v * mult;
-	if (r < min || r > max)
-		return WB_E_INVAL;
-	*out = r;
-	return 0;
-}
-
 int bench_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
 {
-	return parse_num(text, false, min, max, out);
+	return parse_u64_in(text, PARSE_COUNT, min, max, out);
 }
 
 int bench_opt_size(const char *what, const char *text, uint64_t min, uint64_t max, uint64_t *out)
 {
-	if (parse_num(text, true, min, max, out) != 0) {
+	if (parse_u64_in(text, PARSE_SIZE, min, max, out) != 0) {
 		fprintf(stderr,
 		        "whizbang-bench: %s: '%s' is not a size (bytes, or a number with K, M, G "
 		        "or T) in [%llu, %llu]\n",

@@ -11,6 +11,7 @@
 #include <ini.h>
 
 #include "log.h"
+#include "parse.h"
 #include "wb_version.h"
 
 enum opt_type { OPT_STRING, OPT_SIZE, OPT_UINT, OPT_DURATION, OPT_LEVEL, OPT_BOOL };
@@ -99,80 +100,6 @@ static const struct opt opts[] = {
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
 
-/* Parses a byte size: digits with an optional K, M, G or T suffix (powers
- * of 1024). */
-static int parse_size(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (*s < '0' || *s > '9')
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -1;
-	uint64_t mul = 1;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'k':
-	case 'K':
-		mul = KIB;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		mul = MIB;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		mul = GIB;
-		end++;
-		break;
-	case 't':
-	case 'T':
-		mul = TIB;
-		end++;
-		break;
-	default:
-		return -1;
-	}
-	if (*end == 'i' || *end == 'B')
-		end += *end == 'i' && end[1] == 'B' ? 2 : 1;
-	if (*end != '\0' || (v != 0 && mul > UINT64_MAX / v))
-		return -1;
-	*out = v * mul;
-	return 0;
-}
-
-/* Parses a duration: digits with an optional unit ms, s, m or h; plain
- * digits are milliseconds. */
-static int parse_duration(const char *s, uint64_t *out)
-{
-	char *end;
-	errno = 0;
-	if (*s < '0' || *s > '9')
-		return -1;
-	unsigned long long v = strtoull(s, &end, 10);
-	if (errno != 0)
-		return -1;
-	uint64_t mul;
-	if (*end == '\0' || strcmp(end, "ms") == 0)
-		mul = 1;
-	else if (strcmp(end, "s") == 0)
-		mul = 1000;
-	else if (strcmp(end, "m") == 0)
-		mul = 60000;
-	else if (strcmp(end, "h") == 0)
-		mul = 3600000;
-	else
-		return -1;
-	if (v != 0 && mul > UINT64_MAX / v)
-		return -1;
-	*out = v * mul;
-	return 0;
-}
-
 /* Parses a boolean: true, yes, on, 1 or false, no, off, 0. */
 static int parse_bool(const char *s, bool *out)
 {
@@ -232,18 +159,18 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 	case OPT_DURATION:
 	case OPT_SIZE:
 	case OPT_UINT: {
-		bool bad = o->type == OPT_DURATION
-		                   ? parse_duration(value, &v) != 0
-		                   : parse_size(value, &v) != 0 ||
-		                             (o->type == OPT_UINT &&
-		                              strspn(value, "0123456789") != strlen(value));
-		if (bad) {
-			snprintf(errmsg, errlen, "%s: '%s' is not a %s", who, value,
-			         o->type == OPT_SIZE ? "size (digits with an optional K, M, G or T)"
-			         : o->type == OPT_DURATION
-			                 ? "duration (digits with an optional ms, s, m "
-			                   "or h)"
-			                 : "whole number");
+		enum parse_kind kind = o->type == OPT_SIZE       ? PARSE_SIZE
+		                       : o->type == OPT_DURATION ? PARSE_DURATION
+		                                                 : PARSE_INTEGER;
+		if (parse_u64(value, kind, &v) != 0) {
+			if (kind == PARSE_INTEGER)
+				snprintf(errmsg, errlen, "%s: '%s' is not a whole number", who,
+				         value);
+			else
+				snprintf(errmsg, errlen,
+				         "%s: '%s' is not a %s (digits with an optional %s)", who,
+				         value, kind == PARSE_SIZE ? "size" : "duration",
+				         parse_units(kind));
 			return -1;
 		}
 		if (v < o->min || v > o->max) {
@@ -617,7 +544,7 @@ void config_example(FILE *out)
 	      "# Keys are the long command-line options without \"--\"; settings given as\n"
 	      "# flags win over the file, which wins over the defaults. Every key below is\n"
 	      "# commented out and shows its default: remove the '#' to change one.\n"
-	      "# Sizes take K, M, G or T (powers of 1024); durations take ms, s, m or h\n"
+	      "# Sizes take K, M, G or T (powers of 1024); durations take ms, s, m, h or d\n"
 	      "# (plain digits are milliseconds). A line starting with '#' or ';' is a\n"
 	      "# comment. Check a file with `whizbangd --config FILE --check-config`.\n"
 	      "#\n"

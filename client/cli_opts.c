@@ -1,0 +1,374 @@
+/* The CLI's option tables at work (cli.h): one parser for every command's
+ * arguments, and the help written from the same tables. */
+#include "cli.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "parse.h"
+
+/* A table holds at most this many options: the parser counts how often
+ * each row was given, for the required ones and the alternatives. */
+#define CLI_MAX_OPTS 32
+/* The help is wrapped at this column. */
+#define CLI_WIDTH 79
+
+bool cli_is_option(const char *a)
+{
+	return a[0] == '-' && a[1] != '\0';
+}
+
+void cli_append(char *buf, size_t len, size_t *used, const char *fmt, ...)
+{
+	if (*used >= len)
+		return;
+	va_list ap;
+	va_start(ap, fmt);
+	int w = vsnprintf(buf + *used, len - *used, fmt, ap);
+	va_end(ap);
+	if (w > 0)
+		*used = *used + (size_t)w < len ? *used + (size_t)w : len;
+}
+
+int cli_word(const char *v, const struct cli_word *words, int *value)
+{
+	for (const struct cli_word *w = words; w->word != NULL; w++) {
+		if (strcmp(v, w->word) == 0) {
+			*value = w->value;
+			return 0;
+		}
+	}
+	return WB_E_INVAL;
+}
+
+void cli_append_opt(char *buf, size_t len, size_t *used, const struct cli_opt *o)
+{
+	cli_append(buf, len, used, "%s%s%s", o->name, o->arg != NULL ? " " : "",
+	           o->arg != NULL ? o->arg : "");
+}
+
+/* The command's name as it is typed: "read", or "consumer create". */
+static void command_name(const struct cli_command *cmd, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s%s%s", cmd->group != NULL ? cmd->group : "",
+	         cmd->group != NULL ? " " : "", cmd->name);
+}
+
+const struct cli_opt *cli_find_opt(const struct cli_opt *table, const char *a, const char **value)
+{
+	for (const struct cli_opt *o = table; o != NULL && o->name != NULL; o++) {
+		size_t n = strlen(o->name);
+		if (strncmp(a, o->name, n) != 0)
+			continue;
+		if (a[n] == '\0') {
+			*value = NULL;
+			return o;
+		}
+		if (a[n] == '=' && o->arg != NULL) {
+			*value = a + n + 1;
+			return o;
+		}
+	}
+	return NULL;
+}
+
+static void *field_of(void *base, size_t offset)
+{
+	return (char *)base + offset;
+}
+
+static void set_bool(void *base, size_t offset)
+{
+	*(bool *)field_of(base, offset) = true;
+}
+
+/* Appends value to the list at field, which can hold argc values. */
+static int list_add(struct cli_list *l, const char *value, int argc)
+{
+	if (l->v == NULL) {
+		l->v = calloc((size_t)argc, sizeof(*l->v));
+		if (l->v == NULL)
+			return WB_E_NOMEM;
+	}
+	l->v[l->n++] = value;
+	return 0;
+}
+
+/* Reads value into the field of o in base: 0 or WB_E_INVAL. */
+static int set_value(const struct cli_opt *o, void *base, const char *value)
+{
+	void *field = field_of(base, o->offset);
+	switch (o->type) {
+	case CLI_FLAG:
+		*(bool *)field = true;
+		return 0;
+	case CLI_TEXT:
+		*(const char **)field = value;
+		return 0;
+	case CLI_TEXTS:
+		return WB_E_INVAL; /* lists are filled by cli_apply_opt() */
+	case CLI_UINT:
+	case CLI_DURATION:
+		return parse_u64_in(value, o->type == CLI_UINT ? PARSE_INTEGER : PARSE_DURATION,
+		                    o->min, o->max, field);
+	case CLI_PARSE:
+		return o->parse(value, field);
+	}
+	return WB_E_INVAL;
+}
+
+void cli_defaults(const struct cli_opt *table, void *base)
+{
+	size_t rows = 0;
+	for (const struct cli_opt *o = table; o != NULL && o->name != NULL; o++, rows++)
+		if (o->dflt != NULL && set_value(o, base, o->dflt) != 0)
+			abort(); /* a default its own option refuses is a bug */
+	if (rows > CLI_MAX_OPTS)
+		abort(); /* so is a table longer than the parser counts */
+}
+
+int cli_apply_opt(const struct cli *cli, const struct cli_opt *o, void *base, const char *value,
+                  int argc, char **argv, int *i)
+{
+	if (o->arg != NULL && value == NULL) {
+		if (*i + 1 >= argc)
+			return cli_usage_error(cli, "%s needs a value", o->name);
+		value = argv[++*i];
+	}
+	int rc = o->type == CLI_TEXTS ? list_add(field_of(base, o->offset), value, argc)
+	                              : set_value(o, base, value);
+	if (rc == WB_E_NOMEM)
+		return cli_report(cli, rc, "no memory for the arguments");
+	if (rc != 0) {
+		const char *bad = o->bad != NULL            ? o->bad
+		                  : o->type == CLI_DURATION ? "needs a duration"
+		                                            : "needs a number";
+		return cli_usage_error(cli, "%s %s, not \"%s\"", o->name, bad, value);
+	}
+	if (o->given != 0)
+		set_bool(base, o->given - 1);
+	return 0;
+}
+
+/* The run of alternatives from o as words: "--all or --stream S" (with
+ * their arguments, for "needs") or "--all, --stream and --ledger" (for
+ * "give one of"). */
+static void alt_names(const struct cli_opt *o, bool with_args, char *buf, size_t len)
+{
+	size_t n = 0, used = 0;
+	while (o[n].name != NULL && o[n].alt)
+		n++;
+	buf[0] = '\0';
+	for (size_t k = 0; k < n; k++) {
+		cli_append(buf, len, &used, "%s",
+		           k == 0       ? ""
+		           : with_args  ? " or "
+		           : k + 1 == n ? " and "
+		                        : ", ");
+		if (with_args)
+			cli_append_opt(buf, len, &used, &o[k]);
+		else
+			cli_append(buf, len, &used, "%s", o[k].name);
+	}
+}
+
+/* After the arguments: the counts of positionals, the required options and
+ * the alternatives, in that order. seen[k] counts row k of the table; name
+ * is the command's. */
+static int check_counts(const struct cli *cli, const char *name, const unsigned *seen)
+{
+	const struct cli_command *cmd = cli->cmd;
+	if (cli->pos.n < cmd->min_args)
+		return cli_usage_error(cli, "%s needs %s", name, cmd->needs);
+	/* Every required option missing: "append needs --type T and --data ...". */
+	const struct cli_opt *t = cmd->opts;
+	char words[256] = "";
+	size_t used = 0;
+	for (size_t k = 0; t != NULL && t[k].name != NULL; k++) {
+		if (!t[k].required || seen[k] != 0)
+			continue;
+		cli_append(words, sizeof(words), &used, "%s", used != 0 ? " and " : "");
+		cli_append_opt(words, sizeof(words), &used, &t[k]);
+	}
+	if (used != 0)
+		return cli_usage_error(cli, "%s needs %s", name, words);
+	for (size_t k = 0; t != NULL && t[k].name != NULL; k++) {
+		if (!t[k].alt || (k > 0 && t[k - 1].alt))
+			continue;
+		unsigned given = 0;
+		for (size_t j = k; t[j].name != NULL && t[j].alt; j++)
+			given += seen[j];
+		alt_names(&t[k], given == 0, words, sizeof(words));
+		if (given == 0)
+			return cli_usage_error(cli, "%s needs %s", name, words);
+		if (given > 1)
+			return cli_usage_error(cli, "give one of %s", words);
+	}
+	return 0;
+}
+
+int cli_parse(struct cli *cli, int argc, char **argv, int i)
+{
+	const struct cli_command *cmd = cli->cmd;
+	unsigned seen[CLI_MAX_OPTS] = {0};
+	char name[64];
+	command_name(cmd, name, sizeof(name));
+	if (cmd->size != 0) {
+		cli->args = calloc(1, cmd->size);
+		if (cli->args == NULL)
+			return cli_report(cli, WB_E_NOMEM, "no memory for the arguments");
+	}
+	cli_defaults(cmd->opts, cli->args);
+	bool dashdash = false;
+	for (; i < argc; i++) {
+		const char *a = argv[i];
+		if (!dashdash && strcmp(a, "--") == 0) {
+			dashdash = true;
+			continue;
+		}
+		if (dashdash || !cli_is_option(a)) {
+			if (cli->pos.n == cmd->max_args) {
+				if (cmd->max_args == 0)
+					return cli_usage_error(cli, "%s takes no argument \"%s\"",
+					                       name, a);
+				return cli_usage_error(cli, "%s takes %s, not also \"%s\"", name,
+				                       cmd->takes, a);
+			}
+			if (list_add(&cli->pos, a, argc) != 0)
+				return cli_report(cli, WB_E_NOMEM, "no memory for the arguments");
+			continue;
+		}
+		/* The command's own options first: watermark's --timeout-ms is
+		 * not the global one. */
+		const char *value;
+		const struct cli_opt *o = cli_find_opt(cmd->opts, a, &value);
+		void *base = cli->args;
+		if (o != NULL) {
+			seen[o - cmd->opts]++;
+		} else {
+			o = cli_find_opt(cli_global_opts, a, &value);
+			base = cli;
+		}
+		if (o == NULL)
+			return cli_usage_error(cli, "unknown option %s for %s", a, name);
+		int rc = cli_apply_opt(cli, o, base, value, argc, argv, &i);
+		if (rc != 0)
+			return rc;
+	}
+	return check_counts(cli, name, seen);
+}
+
+void cli_args_free(struct cli *cli)
+{
+	const struct cli_opt *o = cli->cmd != NULL ? cli->cmd->opts : NULL;
+	for (; cli->args != NULL && o != NULL && o->name != NULL; o++)
+		if (o->type == CLI_TEXTS)
+			free(((struct cli_list *)field_of(cli->args, o->offset))->v);
+	free(cli->args);
+	free(cli->pos.v);
+	cli->args = NULL;
+	memset(&cli->pos, 0, sizeof(cli->pos));
+}
+
+/* ---------------------------------------------------------------- help */
+
+/* A line being written in words, wrapped at CLI_WIDTH columns; a
+ * continuation line starts at indent. */
+struct line {
+	FILE *f;
+	size_t col;
+	size_t indent;
+	/* Nothing written yet on this line after its indent. */
+	bool fresh;
+};
+
+static void put_word(struct line *l, const char *word, size_t len)
+{
+	if (!l->fresh && l->col + 1 + len > CLI_WIDTH) {
+		fprintf(l->f, "\n%*s", (int)l->indent, "");
+		l->col = l->indent;
+		l->fresh = true;
+	}
+	if (!l->fresh) {
+		fputc(' ', l->f);
+		l->col++;
+	}
+	fwrite(word, 1, len, l->f);
+	l->col += len;
+	l->fresh = false;
+}
+
+void cli_put_wrapped(FILE *f, const char *text, size_t first_indent, size_t indent)
+{
+	struct line l = {.f = f, .col = first_indent, .indent = indent, .fresh = true};
+	if (first_indent < indent) {
+		fprintf(f, "%*s", (int)(indent - first_indent), "");
+		l.col = indent;
+	} else if (first_indent > indent) {
+		l.fresh = false;
+	}
+	for (;;) {
+		text += strspn(text, " ");
+		size_t len = strcspn(text, " ");
+		if (len == 0)
+			break;
+		put_word(&l, text, len);
+		text += len;
+	}
+	fputc('\n', f);
+}
+
+size_t cli_put_synopsis(FILE *f, const struct cli_command *cmd, size_t col)
+{
+	char word[160];
+	command_name(cmd, word, sizeof(word));
+	struct line l = {.f = f, .col = col, .indent = col + strlen(word) + 1, .fresh = true};
+	put_word(&l, word, strlen(word));
+	if (cmd->args != NULL && cmd->args[0] != '\0')
+		put_word(&l, cmd->args, strlen(cmd->args));
+	const struct cli_opt *t = cmd->opts;
+	for (size_t k = 0; t != NULL && t[k].name != NULL; k++) {
+		size_t used = 0;
+		if (t[k].alt) {
+			/* A run of alternatives: "(--all | --stream S)". */
+			cli_append(word, sizeof(word), &used, "(");
+			for (; t[k].name != NULL && t[k].alt; k++) {
+				cli_append(word, sizeof(word), &used, "%s", used > 1 ? " | " : "");
+				cli_append_opt(word, sizeof(word), &used, &t[k]);
+			}
+			k--;
+			cli_append(word, sizeof(word), &used, ")");
+		} else {
+			/* "--limit N", "[--from VERSION]", "[--type T]...". */
+			cli_append(word, sizeof(word), &used, "%s", t[k].required ? "" : "[");
+			cli_append_opt(word, sizeof(word), &used, &t[k]);
+			cli_append(word, sizeof(word), &used, "%s%s", t[k].required ? "" : "]",
+			           t[k].type == CLI_TEXTS ? "..." : "");
+		}
+		put_word(&l, word, strlen(word));
+	}
+	return l.col;
+}
+
+void cli_put_options(FILE *f, const struct cli_opt *table)
+{
+	for (const struct cli_opt *o = table; o != NULL && o->name != NULL; o++) {
+		char head[64], text[400];
+		size_t hused = 0, tused = 0;
+		cli_append(head, sizeof(head), &hused, "  ");
+		cli_append_opt(head, sizeof(head), &hused, o);
+		cli_append(text, sizeof(text), &tused, "%s", o->help);
+		if (o->dflt != NULL)
+			cli_append(text, sizeof(text), &tused, " (default: %s)", o->dflt);
+		fputs(head, f);
+		/* The meaning starts at column 26, on a line of its own after a
+		 * long head. */
+		size_t col = hused;
+		if (col + 2 > 26) {
+			fputc('\n', f);
+			col = 0;
+		}
+		cli_put_wrapped(f, text, col, 26);
+	}
+}
