@@ -43,7 +43,6 @@ struct conn {
 	size_t out_len, out_cap;
 	size_t out_pending; /* bytes in writes not yet completed */
 	size_t inflight;    /* ops of this connection with the writer */
-	size_t waiting;     /* answers waiting for the watermark */
 	struct lease_owner leases;
 	int handles_open;
 	bool hello_done;
