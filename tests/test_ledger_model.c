@@ -266,6 +266,7 @@ static struct {
 	struct fw *q_head, *q_tail; /* submitted, not yet written */
 	size_t q_len;
 	struct fw *d_head, *d_tail; /* written, not yet handed back */
+	struct fw *held;            /* a batch being run, or a write being handed back */
 	struct lease_owner owners[OWNERS];
 	uint64_t deadline;        /* as the coordinator last told it */
 	struct seqlist *applying; /* where the apply hook records */
@@ -1027,6 +1028,13 @@ static int io_submit(struct coord_io *io, struct coord_write *w)
 	cr_assert_not_null(f);
 	f->w = w;
 	f->req = (uint64_t)(uintptr_t)w->req.handle;
+	/* Queued first, so that a failing check below leaves nothing behind. */
+	if (fk.q_tail != NULL)
+		fk.q_tail->next = f;
+	else
+		fk.q_head = f;
+	fk.q_tail = f;
+	fk.q_len++;
 	if (f->req != 0)
 		MCHECK(w->req.owner == &fk.owners[req_get(f->req)->conn],
 		       "the write for request %llu names another connection", ULL(f->req));
@@ -1043,12 +1051,6 @@ static int io_submit(struct coord_io *io, struct coord_write *w)
 		else if (f->req == 0)
 			seen_detach(fk.closing, w->seq);
 	}
-	if (fk.q_tail != NULL)
-		fk.q_tail->next = f;
-	else
-		fk.q_head = f;
-	fk.q_tail = f;
-	fk.q_len++;
 	return 0;
 }
 
@@ -1139,6 +1141,7 @@ static bool writer_batch(size_t n, size_t crash_after)
 		fk.q_tail = NULL;
 	fk.q_len -= n;
 	last->next = NULL;
+	fk.held = batch;
 
 	int rc = storage_txn_begin(fk.st, NULL, 0, &fk.txn);
 	MCHECK(rc == 0, "begin batch: %s", wb_error_name(rc));
@@ -1166,12 +1169,14 @@ static bool writer_batch(size_t n, size_t crash_after)
 		storage_txn_abort(fk.txn);
 		fk.txn = NULL;
 		fw_free_list(batch);
+		fk.held = NULL;
 		return false;
 	}
 	rc = storage_txn_commit(fk.txn);
 	fk.txn = NULL;
 	MCHECK(rc == 0, "commit batch: %s", wb_error_name(rc));
 	model_batch(batch);
+	fk.held = NULL;
 	if (fk.d_tail != NULL)
 		fk.d_tail->next = batch;
 	else
@@ -1181,9 +1186,10 @@ static bool writer_batch(size_t n, size_t crash_after)
 }
 
 /* Hands f's write back to the coordinator (the loop's async_cb), then
- * learns what became of its request. */
+ * learns what became of its request. Frees f. */
 static void hand_back(struct fw *f)
 {
+	fk.held = f;
 	const struct coord_write *w = f->w;
 	bool final = w->kind == COORD_WRITE_FINAL && f->status == 0;
 	uint64_t seq = w->seq;
@@ -1209,6 +1215,8 @@ static void hand_back(struct fw *f)
 		MCHECK(at > m.mem_wm, "request %llu still waits for %llu; the watermark is %llu",
 		       ULL(m.waiters.v[i]), ULL(at), ULL(m.mem_wm));
 	}
+	fw_free_list(f);
+	fk.held = NULL;
 }
 
 /* The loop takes every finished write (async_cb). */
@@ -1221,7 +1229,6 @@ static void deliver_all(void)
 			fk.d_tail = NULL;
 		f->next = NULL;
 		hand_back(f);
-		fw_free_list(f);
 	}
 }
 
@@ -1862,7 +1869,6 @@ static void step_flush(void)
 		fk.q_len--;
 		f->next = NULL;
 		hand_back(f);
-		fw_free_list(f);
 		return;
 	}
 	size_t n = chance(30) ? fk.q_len : 1 + (size_t)rnd(fk.q_len);
@@ -2135,6 +2141,7 @@ static void teardown(void)
 		storage_txn_abort(fk.txn);
 	fw_free_list(fk.q_head);
 	fw_free_list(fk.d_head);
+	fw_free_list(fk.held);
 	sim_close();
 	free(m.waiters.v);
 	storage_close(fk.st);
