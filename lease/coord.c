@@ -509,8 +509,6 @@ static int apply_hook(struct storage_txn *txn, const struct ledger_entry *e, voi
 
 int coord_write_apply(struct coord_write *w, struct storage_txn *txn)
 {
-	int rc;
-
 	memset(&w->applied, 0, sizeof(w->applied));
 	w->recovered = false;
 	switch (w->kind) {
@@ -521,33 +519,7 @@ int coord_write_apply(struct coord_write *w, struct storage_txn *txn)
 	case COORD_WRITE_FINAL:
 		break;
 	}
-	struct ledger_entry e = w->entry;
-	uint8_t *copy = NULL;
-	if (w->from_staged) {
-		uint64_t token;
-		const uint8_t *ops;
-		size_t len;
-		rc = ledger_get_staged(txn, w->seq, &token, &ops, &len);
-		if (rc == 0) {
-			/* Copied: the put below may move the map's pages. */
-			copy = malloc(len > 0 ? len : 1);
-			if (copy == NULL)
-				return WB_E_NOMEM;
-			if (len > 0)
-				memcpy(copy, ops, len);
-			e.kind = LEDGER_RECOVERED;
-			e.reason = LEDGER_RECOVERED_STAGED;
-			e.ops = copy;
-			e.ops_len = len;
-			w->recovered = true;
-		} else if (rc != WB_E_NOTFOUND) {
-			return rc;
-		}
-	}
-	rc = ledger_put(txn, &e);
-	free(copy);
-	if (rc == 0)
-		rc = ledger_drop_staged(txn, w->seq);
+	int rc = ledger_finish(txn, &w->entry, w->from_staged, &w->recovered);
 	if (rc == 0)
 		rc = ledger_advance(txn, UINT64_MAX, apply_hook, w, &w->watermark);
 	return rc;
@@ -693,41 +665,50 @@ static void drain_pending(struct coord *c, struct coord_time now)
 	}
 }
 
-/* A queued request for the grant args (whose strings are copied), and for
- * ops (copied) to commit at the new sequence; NULL when out of memory. */
-static struct pend *pend_new(enum pend_kind kind, struct coord_req req,
-                             const struct lease_grant_args *args, const uint8_t *ops,
-                             size_t ops_len)
+/* What a queued request asks for: a grant, and for PEND_RESEQ and
+ * PEND_INDEX the ops to commit at its sequence. */
+struct pend_args {
+	enum pend_kind kind;
+	const struct lease_grant_args *grant;
+	const uint8_t *ops;
+	size_t ops_len;
+	bool ack_applied;
+	uint64_t orig_seq;
+	uint64_t orig_expiry_us;
+};
+
+/* Queues req behind the reservation (copying a's strings and ops), and
+ * serves the queue now when no reservation is being written; answers the
+ * request when out of memory. */
+static void queue(struct coord *c, struct coord_req req, const struct pend_args *a,
+                  struct coord_time now)
 {
-	size_t plen = args->projection != NULL ? strlen(args->projection) : 0;
-	size_t olen = args->operation_id != NULL ? strlen(args->operation_id) : 0;
+	const struct lease_grant_args *g = a->grant;
+	size_t plen = g->projection != NULL ? strlen(g->projection) : 0;
+	size_t olen = g->operation_id != NULL ? strlen(g->operation_id) : 0;
 	struct pend *p = calloc(1, sizeof(*p) + plen + olen + 2);
 	if (p == NULL)
-		return NULL;
-	if (ops_len > 0) {
-		p->ops = malloc(ops_len);
-		if (p->ops == NULL) {
-			free(p);
-			return NULL;
-		}
-		memcpy(p->ops, ops, ops_len);
-		p->ops_len = ops_len;
+		goto err_nomem;
+	if (a->ops_len > 0) {
+		p->ops = malloc(a->ops_len);
+		if (p->ops == NULL)
+			goto err_after_pend;
+		memcpy(p->ops, a->ops, a->ops_len);
+		p->ops_len = a->ops_len;
 	}
-	p->kind = kind;
+	p->kind = a->kind;
 	p->req = req;
-	p->args = *args;
+	p->args = *g;
 	if (plen > 0)
-		memcpy(p->names, args->projection, plen);
+		memcpy(p->names, g->projection, plen);
 	if (olen > 0)
-		memcpy(p->names + plen + 1, args->operation_id, olen);
+		memcpy(p->names + plen + 1, g->operation_id, olen);
 	p->args.projection = p->names;
 	p->args.operation_id = p->names + plen + 1;
-	return p;
-}
+	p->ack_applied = a->ack_applied;
+	p->orig_seq = a->orig_seq;
+	p->orig_expiry_us = a->orig_expiry_us;
 
-static void enqueue(struct coord *c, struct pend *p, struct coord_time now)
-{
-	p->next = NULL;
 	if (c->pend_tail != NULL)
 		c->pend_tail->next = p;
 	else
@@ -736,6 +717,12 @@ static void enqueue(struct coord *c, struct pend *p, struct coord_time now)
 	/* Served now when the ceiling allows, else once it is raised. */
 	if (c->reserving == 0)
 		drain_pending(c, now);
+	return;
+
+err_after_pend:
+	free(p);
+err_nomem:
+	answer_nomem(c, req);
 }
 
 /* ------------------------------------------------------------ requests */
@@ -792,11 +779,7 @@ void coord_lease(struct coord *c, struct coord_req req, const struct lease_grant
 	    a.count == 0 || a.count > c->cfg.lease.max_count) {
 		grant_and_answer(c, req, &a, now);
 	} else {
-		struct pend *p = pend_new(PEND_LEASE, req, &a, NULL, 0);
-		if (p == NULL)
-			answer_nomem(c, req);
-		else
-			enqueue(c, p, now);
+		queue(c, req, &(struct pend_args){.kind = PEND_LEASE, .grant = &a}, now);
 	}
 	tell_deadline(c);
 }
@@ -872,15 +855,16 @@ static void resequence(struct coord *c, struct coord_req req, const struct coord
                        const struct lease_grant_args *args, uint64_t orig_expiry_us,
                        struct coord_time now)
 {
-	struct pend *p = pend_new(PEND_RESEQ, req, args, ca->ops, ca->ops_len);
-	if (p == NULL) {
-		answer_nomem(c, req);
-		return;
-	}
-	p->ack_applied = ca->ack_applied;
-	p->orig_seq = ca->seq;
-	p->orig_expiry_us = orig_expiry_us;
-	enqueue(c, p, now);
+	struct pend_args a = {
+	        .kind = PEND_RESEQ,
+	        .grant = args,
+	        .ops = ca->ops,
+	        .ops_len = ca->ops_len,
+	        .ack_applied = ca->ack_applied,
+	        .orig_seq = ca->seq,
+	        .orig_expiry_us = orig_expiry_us,
+	};
+	queue(c, req, &a, now);
 }
 
 /* A commit of a sequence the table no longer holds: the ledger says what
@@ -1002,11 +986,8 @@ void coord_index(struct coord *c, struct coord_req req, const uint8_t *ops, size
                  struct coord_time now)
 {
 	struct lease_grant_args args = {.projection = "$index", .count = 1};
-	struct pend *p = pend_new(PEND_INDEX, req, &args, ops, ops_len);
-	if (p == NULL)
-		answer_nomem(c, req);
-	else
-		enqueue(c, p, now);
+	struct pend_args a = {.kind = PEND_INDEX, .grant = &args, .ops = ops, .ops_len = ops_len};
+	queue(c, req, &a, now);
 	tell_deadline(c);
 }
 
