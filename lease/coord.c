@@ -833,7 +833,6 @@ void coord_stage(struct coord *c, struct coord_req req, uint64_t seq, uint64_t t
 		goto err_nomem;
 	w->seq = l->seq;
 	w->token = l->token;
-	w->as = COORD_AS_STAGE;
 	if (write_copy_ops(w, ops, ops_len) != 0 || submit(c, w) != 0)
 		goto err_after_write;
 	/* Marked now: if the lease expires before the write lands, the

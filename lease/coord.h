@@ -84,13 +84,8 @@ enum coord_write_kind {
 	COORD_WRITE_FINAL,   /* a final entry, then the watermark's advance */
 };
 
-enum coord_answer_as {
-	COORD_AS_NONE,
-	COORD_AS_STAGE,
-	COORD_AS_RELEASE,
-	COORD_AS_COMMIT,
-	COORD_AS_INDEX
-};
+/* What a final write answers its request with (private to the coordinator). */
+enum coord_answer_as { COORD_AS_NONE, COORD_AS_RELEASE, COORD_AS_COMMIT, COORD_AS_INDEX };
 
 /* A write the coordinator hands to the I/O. The fields above "private" are
  * the I/O's to read; it runs the write with coord_write_apply() and returns
