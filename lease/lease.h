@@ -64,10 +64,13 @@ struct lease_config {
 
 /* A connection's handle on its leases. The server embeds one per
  * connection and passes it to lease_grant(); the table links the owner's
- * leases through it until they finish or lease_owner_detach() is called. */
+ * leases through it until they finish or lease_owner_detach() is called.
+ * The coordinator (coord.h) counts the owner's requests waiting for the
+ * watermark in waiting. Zeroed before first use. */
 struct lease_owner {
 	struct lease *head;
 	size_t count;
+	size_t waiting;
 };
 
 struct lease_projection; /* per-projection figures (adaptive duration, totals) */

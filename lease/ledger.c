@@ -178,6 +178,43 @@ int ledger_drop_staged(struct storage_txn *txn, uint64_t seq)
 	return rc == WB_E_NOTFOUND ? 0 : rc;
 }
 
+int ledger_finish(struct storage_txn *txn, const struct ledger_entry *e, bool from_staged,
+                  bool *recovered)
+{
+	struct ledger_entry r = *e;
+	uint8_t *copy = NULL;
+	bool staged = false;
+	if (from_staged) {
+		uint64_t token;
+		const uint8_t *ops;
+		size_t len;
+		int rc = ledger_get_staged(txn, e->seq, &token, &ops, &len);
+		if (rc != 0 && rc != WB_E_NOTFOUND)
+			return rc;
+		staged = rc == 0;
+		if (staged) {
+			/* Copied: the put below may move the map's pages. */
+			copy = malloc(len > 0 ? len : 1);
+			if (copy == NULL)
+				return WB_E_NOMEM;
+			if (len > 0)
+				memcpy(copy, ops, len);
+			r.kind = LEDGER_RECOVERED;
+			r.reason = LEDGER_RECOVERED_STAGED;
+			r.token = token;
+			r.ops = copy;
+			r.ops_len = len;
+		}
+	}
+	int rc = ledger_put(txn, &r);
+	free(copy);
+	if (rc == 0)
+		rc = ledger_drop_staged(txn, e->seq);
+	if (rc == 0 && recovered != NULL)
+		*recovered = staged;
+	return rc;
+}
+
 int ledger_get_state(struct storage_txn *txn, struct ledger_state *out)
 {
 	int rc = meta_get_u64(txn, KEY_WATERMARK, 0, &out->watermark);
@@ -249,36 +286,16 @@ int ledger_recover(struct storage_txn *txn, uint64_t now_us, ledger_apply_fn app
 		memset(&e, 0, sizeof(e));
 		e.seq = seq;
 		e.time_us = now_us;
-		uint64_t token;
-		const uint8_t *ops;
-		size_t ops_len;
-		rc = ledger_get_staged(txn, seq, &token, &ops, &ops_len);
-		if (rc == 0) {
-			/* The staged bytes live in the map: copy them before the
-			 * writes below may move them. */
-			uint8_t *copy = malloc(ops_len > 0 ? ops_len : 1);
-			if (copy == NULL)
-				return WB_E_NOMEM;
-			if (ops_len > 0)
-				memcpy(copy, ops, ops_len);
-			e.kind = LEDGER_RECOVERED;
-			e.reason = LEDGER_RECOVERED_STAGED;
-			e.token = token;
-			e.ops = copy;
-			e.ops_len = ops_len;
-			rc = ledger_put(txn, &e);
-			free(copy);
-			if (rc == 0)
-				rc = ledger_drop_staged(txn, seq);
-			out->recovered++;
-		} else if (rc == WB_E_NOTFOUND) {
-			e.kind = LEDGER_GAP;
-			e.reason = LEDGER_GAP_RESTART;
-			rc = ledger_put(txn, &e);
-			out->gaps++;
-		}
+		e.kind = LEDGER_GAP;
+		e.reason = LEDGER_GAP_RESTART;
+		bool recovered;
+		rc = ledger_finish(txn, &e, true, &recovered);
 		if (rc != 0)
 			return rc;
+		if (recovered)
+			out->recovered++;
+		else
+			out->gaps++;
 	}
 	return ledger_advance(txn, st.ceiling, apply, arg, &out->watermark);
 }

@@ -16,9 +16,9 @@
  * The ops are opaque here: the packed protobuf operations (whizbang.v1.Op,
  * repeated) as the client sent them; when the entry is applied the
  * projections layer replaces them (ledger_set_ops()) with the same ops plus
- * what applying them found (an OpList with its outcome fields). Pure: no libuv; every function takes the
- * transaction it works in. Stored bytes are checked when decoded
- * (WB_E_CORRUPT, never an out-of-bounds read). */
+ * what applying them found (an OpList with its outcome fields). Pure: no libuv; every function
+ * takes the transaction it works in. Stored bytes are checked when decoded (WB_E_CORRUPT, never an
+ * out-of-bounds read). */
 #ifndef WB_LEDGER_H
 #define WB_LEDGER_H
 
@@ -95,6 +95,13 @@ int ledger_get_staged(struct storage_txn *txn, uint64_t seq, uint64_t *token, co
 
 /* Deletes the staged work of seq, if any (0 either way). */
 int ledger_drop_staged(struct storage_txn *txn, uint64_t seq);
+
+/* Makes e final at e->seq and drops its staged work. With from_staged,
+ * when seq has staged work, writes instead a recovered (staged) entry: e
+ * with that work's ops and token. *recovered (may be NULL) says which was
+ * written. Errors as ledger_put(). */
+int ledger_finish(struct storage_txn *txn, const struct ledger_entry *e, bool from_staged,
+                  bool *recovered);
 
 struct ledger_state {
 	uint64_t watermark;

@@ -891,6 +891,58 @@ Test(ledger, stage_read_back_replace_and_drop)
 	storage_txn_abort(t);
 }
 
+/* ledger_finish(): the entry as given, or its staged work recovered; the
+ * staged work goes either way. */
+Test(ledger, finish_writes_the_entry_or_recovers_staged_work_and_drops_it)
+{
+	struct storage_txn *t = wtxn();
+	cr_assert_eq(ledger_stage(t, 5, 77, (const uint8_t *)"work", 4), 0);
+	cr_assert_eq(ledger_stage(t, 6, 88, (const uint8_t *)"kept", 4), 0);
+	cr_assert_eq(ledger_stage(t, 8, 99, (const uint8_t *)"dropped", 7), 0);
+	commit(t);
+
+	struct ledger_entry gap = {.kind = LEDGER_GAP,
+	                           .reason = LEDGER_GAP_EXPIRED,
+	                           .time_us = T0,
+	                           .token = 77,
+	                           .projection = "p",
+	                           .projection_len = 1,
+	                           .original_expiry_us = T0 - 5};
+	bool recovered = true;
+	t = wtxn();
+	gap.seq = 4; /* nothing staged */
+	cr_assert_eq(ledger_finish(t, &gap, true, &recovered), 0);
+	cr_assert_not(recovered);
+	gap.seq = 5;
+	cr_assert_eq(ledger_finish(t, &gap, true, &recovered), 0);
+	cr_assert(recovered);
+	gap.seq = 8; /* not from staged work: the entry as given */
+	cr_assert_eq(ledger_finish(t, &gap, false, &recovered), 0);
+	cr_assert_not(recovered);
+	gap.seq = 5;
+	cr_assert_eq(ledger_finish(t, &gap, true, NULL), WB_E_KEYEXIST, "one final entry");
+	commit(t);
+
+	t = rtxn();
+	struct ledger_entry e;
+	cr_assert_eq(ledger_get(t, 4, &e), 0);
+	cr_assert_eq(e.kind, LEDGER_GAP);
+	cr_assert_eq(e.ops_len, 0);
+	cr_assert_eq(ledger_get(t, 5, &e), 0);
+	cr_assert_eq(e.kind, LEDGER_RECOVERED);
+	cr_assert_eq(e.reason, LEDGER_RECOVERED_STAGED);
+	cr_assert_eq(e.token, 77);
+	cr_assert_eq(e.ops_len, 4);
+	cr_assert_eq(memcmp(e.ops, "work", 4), 0);
+	cr_assert_eq(e.original_expiry_us, T0 - 5);
+	cr_assert_eq(e.projection_len, 1);
+	cr_assert_eq(ledger_get(t, 8, &e), 0);
+	cr_assert_eq(e.kind, LEDGER_GAP);
+	cr_assert_eq(e.ops_len, 0);
+	cr_assert_eq(count_staged(t), 1, "only 6's work is left");
+	storage_txn_abort(t);
+}
+
 Test(ledger, get_staged_rejects_a_corrupt_record)
 {
 	uint64_t token;

@@ -1,30 +1,32 @@
-/* A randomized model-based test of sequence leases and the ledger as
- * whizbangd composes them (server/lease_srv.c), on a real store in a
- * temporary directory, without sockets or libuv.
+/* A randomized model-based test of sequence leases and the ledger: the lease
+ * coordinator that whizbangd runs (lease/coord.c) on a real store in a
+ * temporary directory, driven through a fake I/O, without sockets or libuv.
  *
- * The "server" half below is lease_srv.c with the wire taken out, kept
- * close to it function by function: the lease table (injected clock,
- * deterministic tokens), the queue of lease and resequence requests that
- * wait for a durable reservation ceiling, a FIFO writer queue of writes
- * (reserve the ceiling, stage, final entry) flushed in random-sized batches,
- * each write in a nested transaction of one write transaction as
- * storage/writer.c runs them, and the done step that settles leases, moves
- * the in-memory watermark and answers. A restart either crashes (every
- * write not yet committed is lost, sometimes halfway through a batch) or
- * stops cleanly (the writer drains, connections close), then recovers the
- * ledger in a write transaction and builds a new table as lsrv_init() does.
+ * The fake I/O is the writer and the loop of server/lease_srv.c: a FIFO
+ * queue of the coordinator's writes (reserve the ceiling, stage, final
+ * entry) flushed in random-sized batches, each write run with the
+ * coordinator's own coord_write_apply() in a nested transaction of one
+ * write transaction as storage/writer.c runs them, and handed back with
+ * coord_write_done() once its batch has committed; the answers it receives
+ * are checked against the model's predictions; its one timer is the
+ * deadline the coordinator asks for; the clock is injected. A restart either
+ * crashes (every write not yet committed is lost, sometimes halfway through
+ * a batch) or stops cleanly (coord_shutdown(), the writer drains,
+ * connections close), then starts a new coordinator, whose start-up
+ * recovers the ledger in a write transaction.
  *
  * A seeded random walk acts as the clients: leases (count 1-4, some waiting
  * for a reserve write), extends, releases, stages, commits (ack DURABLE or
  * APPLIED, on_expired FAIL or RESEQUENCE, above pending lower leases, after
  * expiry, at finished and random sequences, with wrong tokens),
- * disconnects, clock steps (small, large, backwards, to the exact edge of a
- * lease's life), expiry timer runs, flushes, answer delivery and restarts,
- * with the reservation chunk and the grace varying by seed. A reference
- * model built only from what the clients were told, the clock and which
- * writes were committed predicts every answer and the one final entry each
- * sequence must end with. After every step the ledger is read back from the
- * store and checked:
+ * WaitForWatermark (reached, timed out, refused past the per-connection
+ * limit), disconnects, clock steps (small, large, backwards, to the exact
+ * edge of a lease's life), timer runs, flushes, answer delivery and
+ * restarts, with the reservation chunk, the grace and the waiting limit
+ * varying by seed. A reference model built only from what the clients were
+ * told, the clock and which writes were committed predicts every answer and
+ * the one final entry each sequence must end with. After every step the
+ * ledger is read back from the store and checked:
  *   1. no sequence is handed out twice, above the durable ceiling, or at or
  *      below the ceiling of an earlier run;
  *   2. every sequence <= the watermark has exactly one final entry;
@@ -40,11 +42,15 @@
  *   7. after a restart every unfinished sequence up to the old ceiling is a
  *      restart gap or recovered from its durable staged ops, and grants
  *      start right above the old ceiling.
- * Besides: every answer matches the model's prediction; staged work that
- * was recovered is never resequenced as well; gap records carry the
- * original expiry; the table's settled frontier agrees with the ledger;
- * and once the writer is idle no request is left unanswered (but APPLIED
- * commits above the watermark) and no lease is left finishing.
+ * Besides: every answer matches the model's prediction and carries the
+ * watermark the model expects; staged work that was recovered is never
+ * resequenced as well; gap records carry the original expiry; the table's
+ * settled frontier agrees with the ledger; the coordinator's deadline is the
+ * model's next expiry or wait deadline, and its count of each connection's
+ * waiting requests the model's; a closed connection's requests are given
+ * back, never answered; and once the writer is idle no request is left
+ * unanswered (but APPLIED commits and waits above the watermark) and no
+ * lease is left finishing.
  *
  * The store is opened with no_sync: a crash here is the loss of what the
  * writer had not committed, which fsync does not change, and an fsync per
@@ -52,7 +58,12 @@
  *
  * WB_SEED=<n> replays a run; otherwise the seed comes from the clock. Every
  * failure message names the seed and the step. WB_STEPS=<n> walks longer
- * (or shorter) than the default. */
+ * (or shorter) than the default.
+ *
+ * Negative controls: WB_MODEL_FAULT=lose makes the fake I/O report one final
+ * write durable without running it, =drop lose one answer, =early hand one
+ * write back as durable before the writer has run it. The walk must then
+ * fail; tests/meson.build runs each of them and expects the failure. */
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
@@ -64,6 +75,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "coord.h"
 #include "lease.h"
 #include "ledger.h"
 #include "storage.h"
@@ -77,9 +89,11 @@
 #define DEFAULT_DURATION 1500u
 #define MAX_LIFETIME 4000u
 #define MAX_LIVE 40u    /* the clients stop leasing at this many open leases */
-#define EXPIRY_BATCH 3u /* lease_srv.c takes 64 at a time: fewer exercise the loop */
 #define OPS_MAX 40u     /* bytes of ops in one commit or stage */
 #define PICK_WINDOW 96u /* how far back the clients remember their leases */
+#define MAX_WAITING 4u  /* the per-connection waiting limit is 1..MAX_WAITING, per seed */
+#define WAIT_CAP 3600000u
+#define FAULT_AFTER 100u /* the negative controls strike at the 100th chance */
 #define NO_OWNER (-1)
 #define NO_CONN (-1)
 #define PROJ_NONE (-1)    /* restart entries carry no projection */
@@ -126,10 +140,10 @@ struct mseq {
 	unsigned reseqs; /* commits resequenced from it */
 };
 
-enum rkind { RQ_LEASE, RQ_EXTEND, RQ_RELEASE, RQ_STAGE, RQ_COMMIT };
+enum rkind { RQ_LEASE, RQ_EXTEND, RQ_RELEASE, RQ_STAGE, RQ_COMMIT, RQ_WAIT };
 enum rstate { RS_OPEN, RS_DONE, RS_CANCELLED };
 enum predict {
-	PR_ACCEPT, /* answered once its write is done (extend: at once) */
+	PR_ACCEPT, /* answered once its write is done (extend, wait: at once) */
 	PR_QUEUE,  /* waits for a grant: a lease, or a resequenced commit */
 	PR_ERROR,  /* answered at once with err (or err_alt) */
 };
@@ -149,8 +163,10 @@ struct req {
 	uint64_t ops;
 	bool reseq; /* on_expired = RESEQUENCE */
 	bool ack_applied;
-	bool durable;   /* its write is committed */
-	uint64_t bound; /* a resequenced commit's new sequence */
+	bool durable;               /* its write is committed */
+	uint64_t bound;             /* a resequenced commit's new sequence */
+	uint64_t timeout, deadline; /* a wait's */
+	bool waiter;                /* waits in the coordinator for the watermark */
 	enum predict pr;
 	int err, err_alt;
 };
@@ -188,6 +204,10 @@ enum event {
 	EV_BACKJUMP,
 	EV_BATCHES,
 	EV_APPLIED,
+	EV_WAIT_REACHED,
+	EV_WAIT_TIMEOUT,
+	EV_WAIT_REFUSED,
+	EV_CASCADE,
 	EV_COUNT,
 };
 
@@ -209,86 +229,52 @@ static struct {
 	uint64_t prefix;          /* every sequence <= it has a durable final entry */
 	uint64_t applied_to;      /* the apply log is 1, 2, ..., applied_to */
 	uint64_t wm_seen;         /* the stored watermark at the last check */
+	uint64_t mem_wm;          /* the watermark of the writes handed back */
 	uint64_t open_from;       /* no request below it is open */
-	uint64_t mem_wm_seen;     /* the server's watermark at the last check */
+	struct seqlist waiters;   /* requests that wait in the coordinator */
 	uint64_t next_ops;
 	uint64_t last_collected; /* within one expiry run: ascending */
+	bool expired_now;        /* an expiry run finished leases at the current time */
 	uint64_t exp_gaps, exp_recovered;
 	bool stopping;
 	unsigned long ev[EV_COUNT];
 } m;
 
-/* ------------------------------------------------------------ server types */
+/* ------------------------------------------------------------ the fake I/O's types */
 
-enum sop_kind { SOP_RESERVE, SOP_STAGE, SOP_FINAL };
-enum answer_kind { ANS_NONE, ANS_RELEASE, ANS_COMMIT };
-
-/* A write, as struct lop in lease_srv.c. */
-struct sop {
-	struct sop *next;
-	enum sop_kind kind;
-	uint64_t req; /* the request answered when done; 0: none */
-	int conn;
-	unsigned gen; /* of the connection, to tell a closed one */
-	enum answer_kind ans;
-	bool ack_applied;
-	uint64_t seq, token, ceiling;
-	struct ledger_entry entry;
-	bool from_staged;
-	char projection[LEASE_NAME_MAX + 1];
-	char operation_id[LEASE_NAME_MAX + 1];
-	uint8_t *ops;
-	size_t ops_len;
-	uint64_t ops_id; /* the model's name for a stage's ops */
+/* A write the coordinator submitted, and what the model needs of it. */
+struct fw {
+	struct fw *next;
+	struct coord_write *w;
+	uint64_t req;      /* the request it answers, when submitted; 0: none */
+	uint64_t ops_id;   /* a stage's ops, as the model names them */
+	uint64_t wm_after; /* a final write's stored watermark, once committed */
 	int status;
-	/* results, written in the writer's transaction */
-	uint64_t watermark;
-	bool recovered;
-	struct seqlist applied;
+	struct seqlist applied; /* what the apply hook saw in its transaction */
 };
 
-/* A request waiting for a durable reservation ceiling. */
-struct spend {
-	struct spend *next;
-	bool reseq;
-	int conn;
-	uint64_t req;
-	char projection[LEASE_NAME_MAX + 1];
-	char operation_id[LEASE_NAME_MAX + 1];
-	uint64_t source_position, orig_seq, orig_expiry_us;
-};
-
-struct swaiter {
-	int conn;
-	uint64_t req;
-	uint64_t seq;
-	bool reseq;
-	uint64_t orig;
-};
-
-struct sconn {
-	struct lease_owner leases;
-	unsigned gen;
-};
+enum fault { FAULT_NONE, FAULT_LOSE, FAULT_DROP, FAULT_EARLY };
 
 static struct {
 	char dir[64];
 	struct storage *st;
 	struct storage_txn *txn, *child; /* open write transactions */
-	struct lease_config cfg;
-	struct lease_table *t;
+	struct coord_config cfg;
+	struct coord_io io;
+	struct coord *c;
 	uint64_t token_rng;
-	uint64_t watermark;
-	uint64_t reserving;
-	struct spend *pend_head, *pend_tail;
-	struct swaiter *waiters;
-	size_t nwaiters, capwaiters;
-	struct sop *q_head, *q_tail; /* submitted, not yet written */
+	struct fw *q_head, *q_tail; /* submitted, not yet written */
 	size_t q_len;
-	struct sop *d_head, *d_tail; /* written, not yet done */
-	struct sconn conns[OWNERS];
-	bool shutting_down;
-} sv;
+	struct fw *d_head, *d_tail; /* written, not yet handed back */
+	struct fw *held;            /* a batch being run, or a write being handed back */
+	struct lease_owner owners[OWNERS];
+	uint64_t deadline;        /* as the coordinator last told it */
+	struct seqlist *applying; /* where the apply hook records */
+	int closing;              /* the connection coord_owner_closed() runs for */
+	bool freeing;             /* coord_close() runs */
+	enum fault fault;
+	unsigned fault_chances;
+} fk;
 
 #define FAIL_CTX "seed %llu (replay: WB_SEED=%llu, test walk_seed_%llu) step %lu: "
 #define CTX                                                                                        \
@@ -326,12 +312,6 @@ static bool chance(unsigned percent)
 static uint64_t wall_us(void)
 {
 	return T0_US + m.now * 1000u;
-}
-
-static uint64_t wall_ms_at(uint64_t mono, uint64_t now_mono)
-{
-	uint64_t wall = wall_us() / 1000;
-	return mono >= now_mono ? wall + (mono - now_mono) : wall - (now_mono - mono);
 }
 
 /* The ops of id: 0 to OPS_MAX bytes, distinct for distinct ids of 8 bytes
@@ -584,9 +564,41 @@ static struct mseq *check_fresh(uint64_t seq)
 	return s;
 }
 
+/* Ends request r (answered, or given back): it no longer waits. */
+static void req_end(struct req *r, enum rstate state)
+{
+	r->state = state;
+	if (!r->waiter)
+		return;
+	r->waiter = false;
+	uint64_t id = (uint64_t)(r - m.reqs);
+	for (size_t i = 0; i < m.waiters.n; i++) {
+		if (m.waiters.v[i] == id) {
+			m.waiters.v[i] = m.waiters.v[--m.waiters.n];
+			break;
+		}
+	}
+}
+
+/* Request id now waits in the coordinator for the watermark. */
+static void req_waits(uint64_t id)
+{
+	m.reqs[id].waiter = true;
+	list_push(&m.waiters, id);
+}
+
+/* The requests of conn that wait in the coordinator. */
+static size_t waiting_of(int conn)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < m.waiters.n; i++)
+		n += m.reqs[m.waiters.v[i]].conn == conn;
+	return n;
+}
+
 /* ---- what the server tells the clients */
 
-static void answer_grant(uint64_t id, struct lease **got, uint32_t n)
+static void answer_grant(uint64_t id, const struct coord_grant *g, uint32_t n)
 {
 	struct req *r = req_get(id);
 	MCHECK(r->state == RS_OPEN && r->kind == RQ_LEASE,
@@ -595,17 +607,18 @@ static void answer_grant(uint64_t id, struct lease **got, uint32_t n)
 	MCHECK(n == r->count, "request %llu asked for %u sequences, got %u", ULL(id), r->count, n);
 	uint64_t want = r->duration > MAX_DURATION ? MAX_DURATION : r->duration;
 	for (uint32_t i = 0; i < n; i++) {
-		struct lease *l = got[i];
-		struct mseq *s = check_fresh(l->seq);
+		struct mseq *s = check_fresh(g[i].seq);
+		uint64_t d = g[i].duration_ms;
 		if (r->duration != 0)
-			MCHECK(l->expires_ms == m.now + want,
-			       "seq %llu expires at %llu, asked %llu from %llu", ULL(l->seq),
-			       ULL(l->expires_ms), ULL(want), ULL(m.now));
+			MCHECK(d == want, "seq %llu lasts %llu ms, asked %llu", ULL(g[i].seq),
+			       ULL(d), ULL(want));
 		else
-			MCHECK(l->expires_ms >= m.now + LEASE_MIN_ADAPTIVE_MS &&
-			               l->expires_ms <= m.now + MAX_DURATION,
-			       "seq %llu has an adaptive expiry %llu out of bounds at %llu",
-			       ULL(l->seq), ULL(l->expires_ms), ULL(m.now));
+			MCHECK(d >= LEASE_MIN_ADAPTIVE_MS && d <= MAX_DURATION,
+			       "seq %llu has an adaptive duration %llu out of bounds",
+			       ULL(g[i].seq), ULL(d));
+		MCHECK(g[i].expires_at_ms == wall_us() / 1000 + d,
+		       "seq %llu expires at %llu on the wall clock, not %llu ms from now (%llu)",
+		       ULL(g[i].seq), ULL(g[i].expires_at_ms), ULL(d), ULL(wall_us() / 1000));
 		*s = (struct mseq){
 		        .state = M_ACTIVE,
 		        .granted = true,
@@ -614,12 +627,12 @@ static void answer_grant(uint64_t id, struct lease **got, uint32_t n)
 		        .proj = r->proj,
 		        .opid = r->opid,
 		        .src = r->src,
-		        .token = l->token,
+		        .token = g[i].token,
 		        .granted_ms = m.now,
-		        .expires = l->expires_ms,
+		        .expires = m.now + d,
 		};
 	}
-	r->state = RS_DONE;
+	req_end(r, RS_DONE);
 	m.ev[EV_GRANTED]++;
 }
 
@@ -628,9 +641,10 @@ static void answer_error(uint64_t id, int rc)
 	struct req *r = req_get(id);
 	MCHECK(r->state == RS_OPEN, "request %llu answered %s, but it is %s", ULL(id),
 	       wb_error_name(rc), r->state == RS_DONE ? "answered already" : "cancelled");
-	r->state = RS_DONE;
+	req_end(r, RS_DONE);
 	if (rc == WB_SHUTTING_DOWN) {
-		MCHECK(m.stopping && r->kind == RQ_COMMIT && r->ack_applied && r->durable,
+		MCHECK(m.stopping && (r->kind == RQ_WAIT ||
+		                      (r->kind == RQ_COMMIT && r->ack_applied && r->durable)),
 		       "request %llu answered SHUTTING_DOWN (stopping %d, durable %d)", ULL(id),
 		       m.stopping, r->durable);
 		return;
@@ -645,19 +659,22 @@ static void answer_error(uint64_t id, int rc)
 		m.ev[EV_FAIL_EXPIRED]++;
 	if (rc == WB_LEASE_EXPIRED && r->kind == RQ_COMMIT && r->reseq)
 		m.ev[EV_RESEQ_REFUSED]++;
+	if (r->kind == RQ_WAIT)
+		m.ev[EV_WAIT_REFUSED]++;
 }
 
-static void answer_extend(uint64_t id, uint64_t expires_ms)
+static void answer_extend(uint64_t id, const struct coord_answer *a)
 {
 	struct req *r = req_get(id);
 	MCHECK(r->state == RS_OPEN && r->kind == RQ_EXTEND && r->pr == PR_ACCEPT,
 	       "extend %llu of seq %llu accepted; the model expects %s", ULL(id), ULL(r->seq),
 	       wb_error_name(r->err));
-	uint64_t want = m.now + (r->duration > MAX_DURATION ? MAX_DURATION : r->duration);
-	MCHECK(expires_ms == want, "seq %llu extended to %llu, the model %llu", ULL(r->seq),
-	       ULL(expires_ms), ULL(want));
-	ms(r->seq)->expires = expires_ms;
-	r->state = RS_DONE;
+	uint64_t want = r->duration > MAX_DURATION ? MAX_DURATION : r->duration;
+	MCHECK(a->duration_ms == want && a->expires_at_ms == wall_us() / 1000 + want,
+	       "seq %llu extended by %llu ms to %llu on the wall clock, the model %llu ms",
+	       ULL(r->seq), ULL(a->duration_ms), ULL(a->expires_at_ms), ULL(want));
+	ms(r->seq)->expires = m.now + want;
+	req_end(r, RS_DONE);
 }
 
 /* Stage and release results. */
@@ -669,33 +686,37 @@ static void answer_ok(uint64_t id, enum rkind kind)
 	       r->kind, r->state);
 	MCHECK(r->durable, "request %llu (kind %d, seq %llu) answered before its write committed",
 	       ULL(id), r->kind, ULL(r->seq));
-	r->state = RS_DONE;
+	req_end(r, RS_DONE);
 }
 
-static void answer_commit(uint64_t id, uint64_t seq, bool reseq, uint64_t orig)
+static void answer_commit(uint64_t id, const struct coord_answer *a)
 {
 	struct req *r = req_get(id);
+	uint64_t seq = a->seq;
 	MCHECK(r->state == RS_OPEN && r->kind == RQ_COMMIT,
 	       "a commit result answers request %llu (kind %d, state %d)", ULL(id), r->kind,
 	       r->state);
-	if (reseq)
-		MCHECK(r->pr == PR_QUEUE && r->bound == seq && orig == r->seq,
+	if (a->resequenced)
+		MCHECK(r->pr == PR_QUEUE && r->bound == seq && a->original_seq == r->seq,
 		       "commit %llu of seq %llu answered resequenced at %llu from %llu; the model "
 		       "expects %s at %llu",
-		       ULL(id), ULL(r->seq), ULL(seq), ULL(orig),
+		       ULL(id), ULL(r->seq), ULL(seq), ULL(a->original_seq),
 		       r->pr == PR_QUEUE ? "resequenced" : "no resequencing", ULL(r->bound));
 	else
-		MCHECK(r->pr == PR_ACCEPT && seq == r->seq && orig == 0,
+		MCHECK(r->pr == PR_ACCEPT && seq == r->seq && a->original_seq == 0,
 		       "commit %llu of seq %llu answered success at %llu (orig %llu); the model "
 		       "expects %s",
-		       ULL(id), ULL(r->seq), ULL(seq), ULL(orig),
+		       ULL(id), ULL(r->seq), ULL(seq), ULL(a->original_seq),
 		       r->pr == PR_ERROR ? wb_error_name(r->err) : "resequencing");
 	MCHECK(r->durable, "commit %llu (seq %llu) answered before its entry committed", ULL(id),
 	       ULL(seq));
+	MCHECK(a->read_outcome == r->ack_applied,
+	       "commit %llu (seq %llu, ack applied %d) says read the outcome: %d", ULL(id),
+	       ULL(seq), r->ack_applied, a->read_outcome);
 	/* The entry is in the store, as the answer says. */
 	struct storage_txn *txn;
 	struct ledger_entry e;
-	MCHECK(storage_txn_begin(sv.st, NULL, STORAGE_RDONLY, &txn) == 0, "%s", "read txn");
+	MCHECK(storage_txn_begin(fk.st, NULL, STORAGE_RDONLY, &txn) == 0, "%s", "read txn");
 	int rc = ledger_get(txn, seq, &e);
 	MCHECK(rc == 0, "commit of seq %llu acknowledged, but the ledger has no entry: %s",
 	       ULL(seq), wb_error_name(rc));
@@ -709,28 +730,47 @@ static void answer_commit(uint64_t id, uint64_t seq, bool reseq, uint64_t orig)
 		m.ev[EV_ACK_ABOVE]++;
 	}
 	ms(seq)->acked = true;
-	r->state = RS_DONE;
+	req_end(r, RS_DONE);
+}
+
+static void answer_wait(uint64_t id, const struct coord_answer *a)
+{
+	struct req *r = req_get(id);
+	MCHECK(r->state == RS_OPEN && r->kind == RQ_WAIT && r->pr == PR_ACCEPT,
+	       "a watermark result answers request %llu (kind %d, state %d)", ULL(id), r->kind,
+	       r->state);
+	MCHECK(a->reached == (r->seq <= m.mem_wm),
+	       "the wait %llu for %llu answers reached %d at watermark %llu", ULL(id), ULL(r->seq),
+	       a->reached, ULL(m.mem_wm));
+	MCHECK(a->reached || r->timeout == 0 || m.now >= r->deadline,
+	       "the wait %llu for %llu gave up at %llu, before its deadline %llu", ULL(id),
+	       ULL(r->seq), ULL(m.now), ULL(r->deadline));
+	MCHECK(a->next_seq == m.next,
+	       "the wait %llu says the next sequence is %llu, the model %llu", ULL(id),
+	       ULL(a->next_seq), ULL(m.next));
+	m.ev[a->reached ? EV_WAIT_REACHED : EV_WAIT_TIMEOUT]++;
+	req_end(r, RS_DONE);
 }
 
 /* ---- what the server does on its own */
 
-static void seen_expired(const struct lease *l)
+/* The final write w of an expired lease was submitted. */
+static void seen_expired(const struct coord_write *w)
 {
-	struct mseq *s = ms(l->seq);
+	struct mseq *s = ms(w->seq);
 	MCHECK(s->state == M_ACTIVE, "the server expired seq %llu, which is not active (state %d)",
-	       ULL(l->seq), s->state);
+	       ULL(w->seq), s->state);
 	MCHECK(due(s), "the server expired seq %llu at %llu; it expires at %llu + grace %llu",
-	       ULL(l->seq), ULL(m.now), ULL(s->expires), ULL(m.grace));
-	MCHECK(l->seq > m.last_collected, "expiry finals out of order: seq %llu after %llu",
-	       ULL(l->seq), ULL(m.last_collected));
-	MCHECK(l->staged == (s->stage_last != 0), "seq %llu expired with staged %d, model %d",
-	       ULL(l->seq), l->staged, s->stage_last != 0);
-	m.last_collected = l->seq;
+	       ULL(w->seq), ULL(m.now), ULL(s->expires), ULL(m.grace));
+	MCHECK(w->seq > m.last_collected, "expiry finals out of order: seq %llu after %llu",
+	       ULL(w->seq), ULL(m.last_collected));
+	m.last_collected = w->seq;
+	m.expired_now = true;
 	if (s->stage_last != 0) {
-		decide(l->seq, LEDGER_RECOVERED, LEDGER_RECOVERED_STAGED, s->stage_last);
+		decide(w->seq, LEDGER_RECOVERED, LEDGER_RECOVERED_STAGED, s->stage_last);
 		m.ev[EV_EXPIRED_RECOVERED]++;
 	} else {
-		decide(l->seq, LEDGER_GAP, LEDGER_GAP_EXPIRED, 0);
+		decide(w->seq, LEDGER_GAP, LEDGER_GAP_EXPIRED, 0);
 		m.ev[EV_EXPIRED_GAP]++;
 	}
 	s->e_orig_expiry = T0_US + s->expires * 1000u;
@@ -747,37 +787,38 @@ static void check_none_due(void)
 	}
 }
 
-static void seen_detach(int conn, const struct lease *l)
+static void seen_detach(int conn, uint64_t seq)
 {
-	struct mseq *s = ms(l->seq);
-	MCHECK(s->state == M_ACTIVE && s->owner == conn && s->od_release,
+	struct mseq *s = ms(seq);
+	MCHECK(conn != NO_CONN && s->state == M_ACTIVE && s->owner == conn && s->od_release,
 	       "connection %d closed and seq %llu was released (state %d owner %d release %d)",
-	       conn, ULL(l->seq), s->state, s->owner, s->od_release);
-	decide(l->seq, LEDGER_GAP, LEDGER_GAP_RELEASED, 0);
+	       conn, ULL(seq), s->state, s->owner, s->od_release);
+	decide(seq, LEDGER_GAP, LEDGER_GAP_RELEASED, 0);
 	m.ev[EV_DETACHED]++;
 }
 
-static void seen_reseq(uint64_t id, const struct lease *l)
+/* A resequenced commit's final write w was submitted for request id. */
+static void seen_reseq(uint64_t id, const struct coord_write *w)
 {
 	struct req *r = req_get(id);
 	MCHECK(r->state == RS_OPEN && r->kind == RQ_COMMIT && r->pr == PR_QUEUE,
 	       "request %llu (kind %d, seq %llu) resequenced; the model expects %s", ULL(id),
 	       r->kind, ULL(r->seq), r->pr == PR_ERROR ? wb_error_name(r->err) : "no resequencing");
 	fifo_pop_expect(id);
-	struct mseq *s = check_fresh(l->seq);
+	struct mseq *s = check_fresh(w->seq);
 	struct mseq *x = ms(r->seq);
 	*s = (struct mseq){
 	        .state = M_DECIDED,
 	        .granted = true,
 	        .reseq_grant = true,
 	        .owner = NO_OWNER,
-	        .token = l->token,
+	        .token = w->entry.token,
 	        .kind = LEDGER_RECOVERED,
 	        .reason = LEDGER_RECOVERED_RESEQUENCED,
 	        .ops = r->ops,
 	        .orig_seq = r->seq,
 	        .e_orig_expiry = x->e_orig_expiry,
-	        .e_token = l->token,
+	        .e_token = w->entry.token,
 	        .e_proj = x->by_restart ? PROJ_UNKNOWN : x->proj,
 	        .e_opid = x->by_restart ? 0 : x->opid,
 	        .e_src = x->by_restart ? 0 : x->src,
@@ -785,7 +826,7 @@ static void seen_reseq(uint64_t id, const struct lease *l)
 	s->proj = s->e_proj;
 	s->opid = s->e_opid;
 	s->src = s->e_src;
-	r->bound = l->seq;
+	r->bound = w->seq;
 	m.ev[EV_RESEQ]++;
 	if (x->by_restart)
 		m.ev[EV_RESEQ_RESTART]++;
@@ -804,33 +845,37 @@ static void seen_reseq(uint64_t id, const struct lease *l)
 
 /* The writer committed a batch: what it wrote is durable, and what it
  * applied is applied. */
-static void model_batch(struct sop *batch)
+static void model_batch(struct fw *batch)
 {
-	for (struct sop *op = batch; op != NULL; op = op->next) {
-		struct mseq *s = op->kind != SOP_RESERVE ? ms(op->seq) : NULL;
-		switch (op->kind) {
-		case SOP_RESERVE:
-			if (op->ceiling > m.durable_ceiling)
-				m.durable_ceiling = op->ceiling;
+	for (struct fw *f = batch; f != NULL; f = f->next) {
+		const struct coord_write *w = f->w;
+		struct mseq *s = w->kind != COORD_WRITE_RESERVE ? ms(w->seq) : NULL;
+		switch (w->kind) {
+		case COORD_WRITE_RESERVE:
+			if (w->ceiling > m.durable_ceiling)
+				m.durable_ceiling = w->ceiling;
 			break;
-		case SOP_STAGE:
+		case COORD_WRITE_STAGE:
 			MCHECK(s->state != M_DECIDED || !s->durable,
 			       "staged work for seq %llu written after its final entry",
-			       ULL(op->seq));
-			s->stage_dur = op->ops_id;
+			       ULL(w->seq));
+			s->stage_dur = f->ops_id;
 			break;
-		case SOP_FINAL:
+		case COORD_WRITE_FINAL:
 			MCHECK(s->state == M_DECIDED && !s->durable,
 			       "a final entry for seq %llu was written (state %d, durable %d)",
-			       ULL(op->seq), s->state, s->durable);
+			       ULL(w->seq), s->state, s->durable);
+			MCHECK(w->recovered == (s->reason == LEDGER_RECOVERED_STAGED),
+			       "the final write of seq %llu says recovered %d; the model %s",
+			       ULL(w->seq), w->recovered, reason_name(s->kind, s->reason));
 			s->durable = true;
 			s->stage_dur = 0;
 			break;
 		}
-		if (op->req != 0)
-			req_get(op->req)->durable = true;
-		for (size_t i = 0; i < op->applied.n; i++) {
-			uint64_t seq = op->applied.v[i];
+		if (f->req != 0)
+			req_get(f->req)->durable = true;
+		for (size_t i = 0; i < f->applied.n; i++) {
+			uint64_t seq = f->applied.v[i];
 			MCHECK(seq == m.applied_to + 1,
 			       "seq %llu applied after %llu: not once each, in order", ULL(seq),
 			       ULL(m.applied_to));
@@ -838,6 +883,13 @@ static void model_batch(struct sop *batch)
 			       ULL(seq));
 			m.applied_to = seq;
 			m.ev[EV_APPLIED]++;
+		}
+		if (w->kind == COORD_WRITE_FINAL) {
+			MCHECK(w->watermark == m.applied_to,
+			       "the final write of seq %llu left the watermark at %llu; applied to "
+			       "%llu",
+			       ULL(w->seq), ULL(w->watermark), ULL(m.applied_to));
+			f->wm_after = m.applied_to;
 		}
 	}
 	while (m.prefix + 1 < m.cap && m.seqs[m.prefix + 1].durable)
@@ -889,7 +941,7 @@ static void model_restart(bool clean)
 	}
 	for (size_t i = 1; i < m.nreqs; i++)
 		if (m.reqs[i].state == RS_OPEN)
-			m.reqs[i].state = RS_CANCELLED;
+			req_end(&m.reqs[i], RS_CANCELLED);
 	m.fifo_head = m.fifo_len = 0;
 	m.ev[EV_RESTART_GAP] += m.exp_gaps;
 	m.ev[EV_RESTART_RECOVERED] += m.exp_recovered;
@@ -917,110 +969,163 @@ static void model_recovered(const struct ledger_recovery *rec, const struct seql
 	m.prefix = ceil;
 	m.old_ceiling = ceil;
 	m.next = ceil + 1;
+	m.mem_wm = ceil;
 }
 
-/* ------------------------------------------------------------ the server */
+/* ------------------------------------------------------------ the fake I/O */
+
+/* The clock for one coordinator call; an expiry run within it goes in
+ * ascending order. */
+static struct coord_time now(void)
+{
+	m.last_collected = 0;
+	return (struct coord_time){m.now, wall_us()};
+}
+
+/* The request as the coordinator is handed it: the model's id as the
+ * handle, the connection's lease owner. */
+static struct coord_req req_of(uint64_t id)
+{
+	return (struct coord_req){(void *)(uintptr_t)id, &fk.owners[m.reqs[id].conn]};
+}
 
 /* The apply hook: runs in the writer's transaction for each entry the
  * watermark passes; the model takes the list only once that transaction
  * commits. */
-static int apply_cb(struct storage_txn *txn, const struct ledger_entry *e, void *arg)
+static int apply_cb(struct storage_txn *txn, const struct ledger_entry *e, void *arg,
+                    struct coord_applied *applied)
 {
 	(void)txn;
+	(void)arg;
 	check_entry(e, false, "apply hook");
-	list_push(arg, e->seq);
+	list_push(fk.applying, e->seq);
+	applied->entries++;
 	return 0;
 }
 
-static struct sop *sop_new(enum sop_kind kind, int conn, uint64_t req)
+static void fw_free_list(struct fw *f)
 {
-	struct sop *op = calloc(1, sizeof(*op));
-	cr_assert_not_null(op);
-	op->kind = kind;
-	op->conn = conn;
-	op->req = req;
-	op->gen = conn != NO_CONN ? sv.conns[conn].gen : 0;
-	return op;
-}
-
-static void sop_free(struct sop *op)
-{
-	free(op->ops);
-	free(op->applied.v);
-	free(op);
-}
-
-static void sop_free_list(struct sop *op)
-{
-	while (op != NULL) {
-		struct sop *next = op->next;
-		sop_free(op);
-		op = next;
+	while (f != NULL) {
+		struct fw *next = f->next;
+		free(f->applied.v);
+		free(f);
+		f = next;
 	}
 }
 
-/* srv_submit(): the writer queue. */
-static void sim_submit(struct sop *op)
+/* The negative control of kind strikes now (once, at its FAULT_AFTERth
+ * chance). */
+static bool fault_now(enum fault kind)
 {
-	op->next = NULL;
-	if (sv.q_tail != NULL)
-		sv.q_tail->next = op;
+	return fk.fault == kind && fk.fault_chances < FAULT_AFTER &&
+	       ++fk.fault_chances == FAULT_AFTER;
+}
+
+static int io_submit(struct coord_io *io, struct coord_write *w)
+{
+	(void)io;
+	struct fw *f = calloc(1, sizeof(*f));
+	cr_assert_not_null(f);
+	f->w = w;
+	f->req = (uint64_t)(uintptr_t)w->req.handle;
+	/* Queued first, so that a failing check below leaves nothing behind. */
+	if (fk.q_tail != NULL)
+		fk.q_tail->next = f;
 	else
-		sv.q_head = op;
-	sv.q_tail = op;
-	sv.q_len++;
+		fk.q_head = f;
+	fk.q_tail = f;
+	fk.q_len++;
+	if (f->req != 0)
+		MCHECK(w->req.owner == &fk.owners[req_get(f->req)->conn],
+		       "the write for request %llu names another connection", ULL(f->req));
+	if (w->kind == COORD_WRITE_STAGE) {
+		f->ops_id = req_get(f->req)->ops;
+	} else if (w->kind == COORD_WRITE_FINAL) {
+		/* A commit's or a release's final state is decided when the
+		 * request is accepted (after_request()); the server's own are
+		 * decided here. */
+		if (w->entry.reason == LEDGER_RECOVERED_RESEQUENCED)
+			seen_reseq(f->req, w);
+		else if (f->req == 0 && w->entry.reason == LEDGER_GAP_EXPIRED)
+			seen_expired(w);
+		else if (f->req == 0)
+			seen_detach(fk.closing, w->seq);
+	}
+	return 0;
 }
 
-/* lop_apply(): runs in a nested transaction of the writer's batch. */
-static int sop_apply(struct storage_txn *txn, struct sop *op)
+static void io_answer(struct coord_io *io, struct coord_req r, const struct coord_answer *a)
 {
-	int rc;
-
-	op->applied.n = 0;
-	op->recovered = false;
-	switch (op->kind) {
-	case SOP_RESERVE:
-		return ledger_set_ceiling(txn, op->ceiling);
-	case SOP_STAGE:
-		return ledger_stage(txn, op->seq, op->token, op->ops, op->ops_len);
-	case SOP_FINAL:
+	(void)io;
+	uint64_t id = (uint64_t)(uintptr_t)r.handle;
+	struct req *q = req_get(id);
+	MCHECK(r.owner == &fk.owners[q->conn], "request %llu is answered to another connection",
+	       ULL(id));
+	if (a->kind == COORD_DROPPED) {
+		MCHECK(q->state == RS_CANCELLED || fk.freeing,
+		       "request %llu (kind %d) was given back unanswered, but its connection is "
+		       "open",
+		       ULL(id), q->kind);
+		if (q->state == RS_OPEN)
+			req_end(q, RS_CANCELLED);
+		return;
+	}
+	if (fault_now(FAULT_DROP))
+		return; /* the answer is lost */
+	MCHECK(a->watermark == m.mem_wm,
+	       "request %llu is answered with watermark %llu, the model %llu", ULL(id),
+	       ULL(a->watermark), ULL(m.mem_wm));
+	switch (a->kind) {
+	case COORD_ERROR:
+		answer_error(id, a->code);
 		break;
+	case COORD_GRANTED:
+		answer_grant(id, a->grants, a->n_grants);
+		break;
+	case COORD_EXTENDED:
+		answer_extend(id, a);
+		break;
+	case COORD_RELEASED:
+		answer_ok(id, RQ_RELEASE);
+		break;
+	case COORD_STAGED:
+		answer_ok(id, RQ_STAGE);
+		break;
+	case COORD_COMMITTED:
+		answer_commit(id, a);
+		break;
+	case COORD_WATERMARK:
+		answer_wait(id, a);
+		break;
+	default:
+		MCHECK(false, "request %llu answered with kind %d (code %s)", ULL(id), a->kind,
+		       wb_error_name(a->code));
 	}
-	struct ledger_entry e = op->entry;
-	e.time_us = wall_us();
-	uint8_t *copy = NULL;
-	if (op->from_staged) {
-		uint64_t token;
-		const uint8_t *ops;
-		size_t len;
-		rc = ledger_get_staged(txn, op->seq, &token, &ops, &len);
-		if (rc == 0) {
-			copy = malloc(len > 0 ? len : 1);
-			if (copy == NULL)
-				return WB_E_NOMEM;
-			if (len > 0)
-				memcpy(copy, ops, len);
-			e.kind = LEDGER_RECOVERED;
-			e.reason = LEDGER_RECOVERED_STAGED;
-			e.ops = copy;
-			e.ops_len = len;
-			op->recovered = true;
-		} else if (rc != WB_E_NOTFOUND) {
-			return rc;
-		}
-	}
-	rc = ledger_put(txn, &e);
-	free(copy);
-	if (rc == 0)
-		rc = ledger_drop_staged(txn, op->seq);
-	if (rc == 0)
-		rc = ledger_advance(txn, UINT64_MAX, apply_cb, &op->applied, &op->watermark);
-	return rc;
 }
 
-static const char *sop_name(const struct sop *op)
+static void io_deadline(struct coord_io *io, uint64_t at_ms)
 {
-	return op->kind == SOP_RESERVE ? "reserve" : op->kind == SOP_STAGE ? "stage" : "final";
+	(void)io;
+	fk.deadline = at_ms;
+}
+
+static void io_log(struct coord_io *io, enum coord_log_level level, const char *event,
+                   const char *fields)
+{
+	(void)io;
+	(void)level;
+	/* No failure is injected: the coordinator has nothing to complain of. */
+	MCHECK(strcmp(event, "lease_cascade") == 0 || strcmp(event, "lease_expired") == 0,
+	       "the coordinator logged %s %s", event, fields);
+	if (strcmp(event, "lease_cascade") == 0)
+		m.ev[EV_CASCADE]++;
+}
+
+static const char *write_name(const struct coord_write *w)
+{
+	return w->kind == COORD_WRITE_RESERVE ? "reserve"
+	       : w->kind == COORD_WRITE_STAGE ? "stage"
+	                                      : "final";
 }
 
 /* storage/writer.c's run_batch() over the first n queued writes, without
@@ -1028,295 +1133,110 @@ static const char *sop_name(const struct sop *op)
  * crash_after writes (< n), the batch never commits: returns false. */
 static bool writer_batch(size_t n, size_t crash_after)
 {
-	struct sop *batch = sv.q_head, *last = batch;
+	struct fw *batch = fk.q_head, *last = batch;
 	for (size_t i = 1; i < n; i++)
 		last = last->next;
-	sv.q_head = last->next;
-	if (sv.q_head == NULL)
-		sv.q_tail = NULL;
-	sv.q_len -= n;
+	fk.q_head = last->next;
+	if (fk.q_head == NULL)
+		fk.q_tail = NULL;
+	fk.q_len -= n;
 	last->next = NULL;
+	fk.held = batch;
 
-	int rc = storage_txn_begin(sv.st, NULL, 0, &sv.txn);
+	int rc = storage_txn_begin(fk.st, NULL, 0, &fk.txn);
 	MCHECK(rc == 0, "begin batch: %s", wb_error_name(rc));
 	size_t i = 0;
-	for (struct sop *op = batch; op != NULL && i < crash_after; op = op->next, i++) {
-		rc = storage_txn_begin(sv.st, sv.txn, 0, &sv.child);
+	for (struct fw *f = batch; f != NULL && i < crash_after; f = f->next, i++) {
+		f->applied.n = 0;
+		if (f->w->kind == COORD_WRITE_FINAL && fault_now(FAULT_LOSE)) {
+			f->status = 0; /* "durable", but never written */
+			continue;
+		}
+		rc = storage_txn_begin(fk.st, fk.txn, 0, &fk.child);
 		MCHECK(rc == 0, "begin nested: %s", wb_error_name(rc));
-		op->status = sop_apply(sv.child, op);
+		fk.applying = &f->applied;
+		f->status = coord_write_apply(f->w, fk.child);
+		fk.applying = NULL;
 		/* No failure is injected: a write that fails is a defect (the
 		 * server would retry it and then stall the watermark). */
-		MCHECK(op->status == 0, "the %s write of seq %llu failed: %s", sop_name(op),
-		       ULL(op->seq), wb_error_name(op->status));
-		rc = storage_txn_commit(sv.child);
-		sv.child = NULL;
+		MCHECK(f->status == 0, "the %s write of seq %llu failed: %s", write_name(f->w),
+		       ULL(f->w->seq), wb_error_name(f->status));
+		rc = storage_txn_commit(fk.child);
+		fk.child = NULL;
 		MCHECK(rc == 0, "commit nested: %s", wb_error_name(rc));
 	}
 	if (i < n) {
-		storage_txn_abort(sv.txn);
-		sv.txn = NULL;
-		sop_free_list(batch);
+		storage_txn_abort(fk.txn);
+		fk.txn = NULL;
+		fw_free_list(batch);
+		fk.held = NULL;
 		return false;
 	}
-	rc = storage_txn_commit(sv.txn);
-	sv.txn = NULL;
+	rc = storage_txn_commit(fk.txn);
+	fk.txn = NULL;
 	MCHECK(rc == 0, "commit batch: %s", wb_error_name(rc));
 	model_batch(batch);
-	if (sv.d_tail != NULL)
-		sv.d_tail->next = batch;
+	fk.held = NULL;
+	if (fk.d_tail != NULL)
+		fk.d_tail->next = batch;
 	else
-		sv.d_head = batch;
-	sv.d_tail = last;
+		fk.d_head = batch;
+	fk.d_tail = last;
 	return true;
 }
 
-static bool conn_live(int conn, unsigned gen)
+/* Hands f's write back to the coordinator (the loop's async_cb), then
+ * learns what became of its request. Frees f. */
+static void hand_back(struct fw *f)
 {
-	return conn != NO_CONN && sv.conns[conn].gen == gen;
-}
-
-/* ---- answers and waiters */
-
-static void add_waiter(const struct swaiter *w)
-{
-	if (sv.nwaiters == sv.capwaiters) {
-		size_t cap = sv.capwaiters ? sv.capwaiters * 2 : 16;
-		struct swaiter *p = realloc(sv.waiters, cap * sizeof(*p));
-		cr_assert_not_null(p);
-		sv.waiters = p;
-		sv.capwaiters = cap;
+	fk.held = f;
+	const struct coord_write *w = f->w;
+	bool final = w->kind == COORD_WRITE_FINAL && f->status == 0;
+	uint64_t seq = w->seq;
+	if (final && f->wm_after > m.mem_wm)
+		m.mem_wm = f->wm_after;
+	coord_write_done(fk.c, f->w, f->status, now());
+	MCHECK(coord_watermark(fk.c) == m.mem_wm,
+	       "the coordinator's watermark is %llu after the final write of seq %llu; the model "
+	       "%llu",
+	       ULL(coord_watermark(fk.c)), ULL(seq), ULL(m.mem_wm));
+	struct req *r = f->req != 0 ? req_get(f->req) : NULL;
+	if (final && r != NULL && r->state == RS_OPEN) {
+		MCHECK(r->kind == RQ_COMMIT && r->ack_applied && seq > m.mem_wm && !m.stopping,
+		       "request %llu (kind %d, seq %llu) is durable and left unanswered (watermark "
+		       "%llu)",
+		       ULL(f->req), r->kind, ULL(seq), ULL(m.mem_wm));
+		req_waits(f->req);
 	}
-	sv.waiters[sv.nwaiters++] = *w;
-}
-
-static void drop_waiter(size_t i)
-{
-	sv.waiters[i] = sv.waiters[--sv.nwaiters];
-}
-
-static void check_waiters(void)
-{
-	for (size_t i = 0; i < sv.nwaiters;) {
-		struct swaiter *w = &sv.waiters[i];
-		if (w->seq > sv.watermark) {
-			i++;
-			continue;
-		}
-		answer_commit(w->req, w->seq, w->reseq, w->orig);
-		drop_waiter(i);
+	/* Nothing waits for a watermark that has passed it. */
+	for (size_t i = 0; i < m.waiters.n; i++) {
+		const struct req *x = &m.reqs[m.waiters.v[i]];
+		uint64_t at = x->kind == RQ_COMMIT && x->pr == PR_QUEUE ? x->bound : x->seq;
+		MCHECK(at > m.mem_wm, "request %llu still waits for %llu; the watermark is %llu",
+		       ULL(m.waiters.v[i]), ULL(at), ULL(m.mem_wm));
 	}
-}
-
-/* ---- final entries */
-
-struct final_args {
-	enum ledger_kind kind;
-	enum ledger_reason reason;
-	int conn; /* who is answered; NO_CONN for none */
-	uint64_t req;
-	enum answer_kind ans;
-	bool ack_applied;
-	const uint8_t *ops;
-	size_t ops_len;
-	uint64_t orig_seq;
-	uint64_t orig_expiry_us;
-	bool from_staged;
-};
-
-static void submit_final(const struct lease *l, const struct final_args *a)
-{
-	struct sop *op = sop_new(SOP_FINAL, a->conn, a->req);
-	op->ans = a->ans;
-	op->ack_applied = a->ack_applied;
-	if (a->ops_len > 0) {
-		op->ops = malloc(a->ops_len);
-		cr_assert_not_null(op->ops);
-		memcpy(op->ops, a->ops, a->ops_len);
-		op->ops_len = a->ops_len;
-	}
-	const char *proj = lease_projection_name(l);
-	size_t plen = strlen(proj);
-	size_t olen = strlen(l->operation_id);
-	memcpy(op->projection, proj, plen + 1);
-	memcpy(op->operation_id, l->operation_id, olen + 1);
-	op->seq = l->seq;
-	op->token = l->token;
-	op->from_staged = a->from_staged;
-	op->entry = (struct ledger_entry){
-	        .seq = l->seq,
-	        .kind = a->kind,
-	        .reason = a->reason,
-	        .source_position = l->source_position,
-	        .original_expiry_us = a->orig_expiry_us,
-	        .original_seq = a->orig_seq,
-	        .token = l->token,
-	        .projection = op->projection,
-	        .projection_len = plen,
-	        .operation_id = op->operation_id,
-	        .operation_id_len = olen,
-	        .ops = op->ops,
-	        .ops_len = op->ops_len,
-	};
-	sim_submit(op);
-}
-
-/* run_expiry(): due leases finish in ascending sequence order. */
-static void run_expiry(void)
-{
-	struct lease *due_leases[EXPIRY_BATCH];
-	uint64_t now = m.now;
-	size_t n;
-	m.last_collected = 0;
-	do {
-		n = lease_collect_expired(sv.t, now, due_leases, EXPIRY_BATCH);
-		for (size_t i = 0; i < n; i++) {
-			struct lease *l = due_leases[i];
-			seen_expired(l);
-			struct final_args a = {
-			        .kind = LEDGER_GAP,
-			        .reason = LEDGER_GAP_EXPIRED,
-			        .conn = NO_CONN,
-			        .orig_expiry_us = wall_ms_at(l->expires_ms, now) * 1000,
-			        .from_staged = true,
-			};
-			submit_final(l, &a);
-		}
-	} while (n == EXPIRY_BATCH);
-	check_none_due();
-}
-
-/* ---- reservations and the pending queue */
-
-static void grant_and_answer(int conn, uint64_t id);
-static void reseq_and_commit(struct spend *p);
-static void ensure_reservation(uint32_t count);
-
-static uint32_t pend_count(const struct spend *p)
-{
-	return p->reseq ? 1 : m.reqs[p->req].count;
-}
-
-static void drain_pending(void)
-{
-	while (sv.pend_head != NULL) {
-		struct spend *p = sv.pend_head;
-		uint32_t count = pend_count(p);
-		if (lease_reservation_needed(sv.t, count) != 0) {
-			ensure_reservation(count);
-			return;
-		}
-		sv.pend_head = p->next;
-		if (sv.pend_head == NULL)
-			sv.pend_tail = NULL;
-		if (!p->reseq) {
-			grant_and_answer(p->conn, p->req);
-			free(p);
-		} else {
-			reseq_and_commit(p);
-		}
-	}
-}
-
-static void ensure_reservation(uint32_t count)
-{
-	if (sv.reserving != 0)
-		return;
-	uint64_t ceiling = lease_reservation_needed(sv.t, count);
-	if (ceiling == 0)
-		return;
-	struct sop *op = sop_new(SOP_RESERVE, NO_CONN, 0);
-	op->ceiling = ceiling;
-	sv.reserving = ceiling;
-	sim_submit(op);
-}
-
-static void enqueue(struct spend *p)
-{
-	p->next = NULL;
-	if (sv.pend_tail != NULL)
-		sv.pend_tail->next = p;
-	else
-		sv.pend_head = p;
-	sv.pend_tail = p;
-	if (sv.reserving == 0)
-		drain_pending();
-}
-
-/* lop_done(): the batch of op is durable. */
-static void sim_done(struct sop *op)
-{
-	bool answer = op->req != 0 && conn_live(op->conn, op->gen);
-
-	switch (op->kind) {
-	case SOP_RESERVE:
-		sv.reserving = 0;
-		lease_set_ceiling(sv.t, op->ceiling);
-		sop_free(op);
-		drain_pending();
-		return;
-	case SOP_STAGE:
-		if (answer)
-			answer_ok(op->req, RQ_STAGE);
-		sop_free(op);
-		return;
-	case SOP_FINAL:
-		break;
-	}
-	/* Writes never fail here (writer_batch), so there is no retry. */
-	lease_settle(sv.t, op->seq);
-	if (op->watermark > sv.watermark)
-		sv.watermark = op->watermark;
-	if (answer) {
-		if (op->ans == ANS_RELEASE) {
-			answer_ok(op->req, RQ_RELEASE);
-		} else {
-			bool reseq = op->entry.reason == LEDGER_RECOVERED_RESEQUENCED;
-			uint64_t orig = op->entry.original_seq;
-			if (op->ack_applied && sv.watermark < op->seq && sv.shutting_down) {
-				answer_error(op->req, WB_SHUTTING_DOWN);
-			} else if (op->ack_applied && sv.watermark < op->seq) {
-				struct swaiter w = {op->conn, op->req, op->seq, reseq, orig};
-				add_waiter(&w);
-			} else {
-				answer_commit(op->req, op->seq, reseq, orig);
-			}
-		}
-	}
-	sop_free(op);
-	check_waiters();
+	fw_free_list(f);
+	fk.held = NULL;
 }
 
 /* The loop takes every finished write (async_cb). */
 static void deliver_all(void)
 {
-	while (sv.d_head != NULL) {
-		struct sop *op = sv.d_head;
-		sv.d_head = op->next;
-		if (sv.d_head == NULL)
-			sv.d_tail = NULL;
-		op->next = NULL;
-		sim_done(op);
+	while (fk.d_head != NULL) {
+		struct fw *f = fk.d_head;
+		fk.d_head = f->next;
+		if (fk.d_head == NULL)
+			fk.d_tail = NULL;
+		f->next = NULL;
+		hand_back(f);
 	}
 }
 
 /* ---- requests */
 
-/* check_lease_rc(): the code a client gets for a lease_get() result. */
-static bool check_lease_rc(uint64_t id, int rc)
-{
-	if (rc == 0)
-		return true;
-	answer_error(id, rc == WB_LEASE_TOKEN_MISMATCH || rc == WB_LEASE_EXPIRED
-	                         ? rc
-	                         : WB_LEASE_NOT_FOUND);
-	return false;
-}
-
-static void grant_and_answer(int conn, uint64_t id)
+static void handle_lease(uint64_t id)
 {
 	const struct req *a = &m.reqs[id];
-	struct lease *got[MAX_COUNT];
-	char why[256];
 	char opid[32];
 	opid_str(a->opid, opid, sizeof(opid));
 	struct lease_grant_args args = {
@@ -1326,332 +1246,106 @@ static void grant_and_answer(int conn, uint64_t id)
 	        .operation_id = opid,
 	        .source_position = a->src,
 	        .on_disconnect = a->od_release ? LEASE_RELEASE : LEASE_KEEP,
-	        .owner = &sv.conns[conn].leases,
 	};
-	int rc = lease_grant(sv.t, m.now, &args, got, why, sizeof(why));
-	if (rc != 0) {
-		answer_error(id, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc);
-		return;
-	}
-	answer_grant(id, got, a->count);
+	coord_lease(fk.c, req_of(id), &args, now());
 }
 
-static void handle_lease(int conn, uint64_t id)
+static void handle_commit(uint64_t id)
 {
 	const struct req *a = &m.reqs[id];
-	if (sv.pend_head == NULL && lease_reservation_needed(sv.t, a->count) == 0) {
-		grant_and_answer(conn, id);
-		return;
-	}
-	struct spend *p = calloc(1, sizeof(*p));
-	cr_assert_not_null(p);
-	p->conn = conn;
-	p->req = id;
-	enqueue(p);
+	uint8_t ops[OPS_MAX];
+	struct coord_commit_args ca = {
+	        .seq = a->seq,
+	        .token = a->token,
+	        .ops = ops,
+	        .ops_len = ops_bytes(a->ops, ops),
+	        .ack_applied = a->ack_applied,
+	        .resequence = a->reseq,
+	};
+	coord_commit(fk.c, req_of(id), &ca, now());
 }
 
-static void reseq_and_commit(struct spend *p)
+static void handle_stage(uint64_t id)
 {
-	const struct req *a = &m.reqs[p->req];
-	struct lease *got[1];
-	char why[256];
-	struct lease_grant_args args = {
-	        .projection = p->projection,
-	        .count = 1,
-	        .operation_id = p->operation_id,
-	        .source_position = p->source_position,
-	};
-	int rc = lease_grant(sv.t, m.now, &args, got, why, sizeof(why));
-	if (rc != 0) {
-		answer_error(p->req, rc == WB_E_NOMEM ? WB_RESOURCE_EXHAUSTED : rc);
-		free(p);
-		return;
-	}
-	seen_reseq(p->req, got[0]);
-	lease_finish(sv.t, got[0], LEASE_COMMITTED, m.now);
+	const struct req *a = &m.reqs[id];
 	uint8_t ops[OPS_MAX];
 	size_t len = ops_bytes(a->ops, ops);
-	struct final_args fa = {
-	        .kind = LEDGER_RECOVERED,
-	        .reason = LEDGER_RECOVERED_RESEQUENCED,
-	        .conn = p->conn,
-	        .req = p->req,
-	        .ans = ANS_COMMIT,
-	        .ack_applied = a->ack_applied,
-	        .ops = ops,
-	        .ops_len = len,
-	        .orig_seq = p->orig_seq,
-	        .orig_expiry_us = p->orig_expiry_us,
-	};
-	submit_final(got[0], &fa);
-	free(p);
+	coord_stage(fk.c, req_of(id), a->seq, a->token, ops, len, now());
 }
 
-static void resequence(int conn, uint64_t id, const char *projection, const char *operation_id,
-                       uint64_t source_position, uint64_t orig_expiry_us)
+/* A connection closes: its open requests will never be answered. */
+static void close_conn(int conn)
 {
-	struct spend *p = calloc(1, sizeof(*p));
-	cr_assert_not_null(p);
-	p->reseq = true;
-	p->conn = conn;
-	p->req = id;
-	snprintf(p->projection, sizeof(p->projection), "%s", projection);
-	snprintf(p->operation_id, sizeof(p->operation_id), "%s", operation_id);
-	p->source_position = source_position;
-	p->orig_seq = m.reqs[id].seq;
-	p->orig_expiry_us = orig_expiry_us;
-	enqueue(p);
-}
-
-/* handle_finished(): a commit of a sequence the table no longer holds. */
-static void handle_finished(int conn, uint64_t id)
-{
-	const struct req *a = &m.reqs[id];
-	struct storage_txn *txn;
-	struct ledger_entry e;
-	int rc = storage_txn_begin(sv.st, NULL, STORAGE_RDONLY, &txn);
-	MCHECK(rc == 0, "read txn: %s", wb_error_name(rc));
-	rc = ledger_get(txn, a->seq, &e);
-	bool expired =
-	        rc == 0 && (e.reason == LEDGER_GAP_EXPIRED || e.reason == LEDGER_GAP_RESTART ||
-	                    e.reason == LEDGER_RECOVERED_STAGED);
-	bool reseq = a->reseq && !(rc == 0 && e.reason == LEDGER_RECOVERED_STAGED);
-	/* A restart gap knows neither projection nor token: never resequenced. */
-	bool restart = rc == 0 && e.reason == LEDGER_GAP_RESTART;
-	/* Handed out and settled, or recovered: it must have its entry. */
-	MCHECK(rc == 0, "seq %llu is neither in the table nor in the ledger: %s", ULL(a->seq),
-	       wb_error_name(rc));
-	if (!expired) {
-		check_lease_rc(id, WB_LEASE_NOT_FOUND);
-	} else if (e.token != 0 && e.token != a->token) {
-		check_lease_rc(id, WB_LEASE_TOKEN_MISMATCH);
-	} else if (restart) {
-		answer_error(id, WB_LEASE_EXPIRED);
-	} else if (reseq) {
-		char proj[LEASE_NAME_MAX + 1];
-		char opid[LEASE_NAME_MAX + 1];
-		snprintf(proj, sizeof(proj), "%.*s", (int)e.projection_len, e.projection);
-		snprintf(opid, sizeof(opid), "%.*s", (int)e.operation_id_len, e.operation_id);
-		uint64_t src = e.source_position;
-		uint64_t expiry = e.original_expiry_us;
-		storage_txn_abort(txn);
-		resequence(conn, id, proj, opid, src, expiry);
-		return;
-	} else {
-		answer_error(id, WB_LEASE_EXPIRED);
-	}
-	storage_txn_abort(txn);
-}
-
-static void handle_commit(int conn, uint64_t id)
-{
-	const struct req *a = &m.reqs[id];
-	struct lease *l;
-	uint64_t now = m.now;
-	int rc = lease_get(sv.t, a->seq, a->token, now, &l);
-	if (rc == WB_LEASE_EXPIRED) {
-		run_expiry();
-		l = lease_lookup(sv.t, a->seq);
-		if (l != NULL && !l->staged && a->reseq) {
-			resequence(conn, id, lease_projection_name(l), l->operation_id,
-			           l->source_position, wall_ms_at(l->expires_ms, now) * 1000);
-			return;
-		}
-	}
-	if (rc == WB_LEASE_NOT_FOUND && a->seq != 0 && a->seq < lease_next_seq(sv.t) &&
-	    lease_lookup(sv.t, a->seq) == NULL) {
-		handle_finished(conn, id);
-		return;
-	}
-	if (!check_lease_rc(id, rc))
-		return;
-	uint8_t ops[OPS_MAX];
-	size_t len = ops_bytes(a->ops, ops);
-	lease_finish(sv.t, l, LEASE_COMMITTED, now);
-	struct final_args fa = {
-	        .kind = LEDGER_COMMITTED,
-	        .reason = LEDGER_REASON_NONE,
-	        .conn = conn,
-	        .req = id,
-	        .ans = ANS_COMMIT,
-	        .ack_applied = a->ack_applied,
-	        .ops = ops,
-	        .ops_len = len,
-	};
-	submit_final(l, &fa);
-}
-
-static void handle_release(int conn, uint64_t id)
-{
-	const struct req *a = &m.reqs[id];
-	struct lease *l;
-	int rc = lease_get(sv.t, a->seq, a->token, m.now, &l);
-	if (rc == WB_LEASE_EXPIRED)
-		run_expiry();
-	if (!check_lease_rc(id, rc))
-		return;
-	lease_finish(sv.t, l, LEASE_RELEASED, m.now);
-	struct final_args fa = {
-	        .kind = LEDGER_GAP,
-	        .reason = LEDGER_GAP_RELEASED,
-	        .conn = conn,
-	        .req = id,
-	        .ans = ANS_RELEASE,
-	};
-	submit_final(l, &fa);
-}
-
-static void handle_extend(uint64_t id)
-{
-	const struct req *a = &m.reqs[id];
-	struct lease *l;
-	char why[256];
-	int rc = lease_get(sv.t, a->seq, a->token, m.now, &l);
-	if (rc == WB_LEASE_EXPIRED)
-		run_expiry();
-	if (!check_lease_rc(id, rc))
-		return;
-	rc = lease_extend(sv.t, l, a->duration, m.now, why, sizeof(why));
-	if (rc != 0) {
-		answer_error(id, rc);
-		return;
-	}
-	answer_extend(id, l->expires_ms);
-}
-
-static void handle_stage(int conn, uint64_t id)
-{
-	const struct req *a = &m.reqs[id];
-	struct lease *l;
-	int rc = lease_get(sv.t, a->seq, a->token, m.now, &l);
-	if (rc == WB_LEASE_EXPIRED)
-		run_expiry();
-	if (!check_lease_rc(id, rc))
-		return;
-	struct sop *op = sop_new(SOP_STAGE, conn, id);
-	uint8_t ops[OPS_MAX];
-	op->ops_len = ops_bytes(a->ops, ops);
-	op->ops = malloc(op->ops_len > 0 ? op->ops_len : 1);
-	cr_assert_not_null(op->ops);
-	if (op->ops_len > 0)
-		memcpy(op->ops, ops, op->ops_len);
-	op->ops_id = a->ops;
-	op->seq = l->seq;
-	op->token = l->token;
-	lease_stage(sv.t, l);
-	sim_submit(op);
-}
-
-/* lsrv_conn_closed(). */
-static void conn_closed(int conn)
-{
-	struct lease *rel[EXPIRY_BATCH];
-	size_t n;
-	do {
-		n = lease_owner_detach(sv.t, &sv.conns[conn].leases, rel, EXPIRY_BATCH);
-		for (size_t i = 0; i < n; i++) {
-			seen_detach(conn, rel[i]);
-			lease_finish(sv.t, rel[i], LEASE_RELEASED, m.now);
-			struct final_args fa = {
-			        .kind = LEDGER_GAP,
-			        .reason = LEDGER_GAP_RELEASED,
-			        .conn = NO_CONN,
-			};
-			submit_final(rel[i], &fa);
-		}
-	} while (n == EXPIRY_BATCH);
-	for (size_t i = 0; i < sv.nwaiters;) {
-		if (sv.waiters[i].conn == conn)
-			drop_waiter(i);
-		else
-			i++;
-	}
-	struct spend **pp = &sv.pend_head;
-	sv.pend_tail = NULL;
-	while (*pp != NULL) {
-		struct spend *p = *pp;
-		if (p->conn == conn) {
-			*pp = p->next;
-			free(p);
-		} else {
-			sv.pend_tail = p;
-			pp = &p->next;
-		}
-	}
-	/* The client comes back on a new connection. */
-	sv.conns[conn].gen++;
+	for (size_t i = 1; i < m.nreqs; i++)
+		if (m.reqs[i].state == RS_OPEN && m.reqs[i].conn == conn)
+			req_end(&m.reqs[i], RS_CANCELLED);
+	fk.closing = conn;
+	coord_owner_closed(fk.c, &fk.owners[conn], now());
+	fk.closing = NO_CONN;
+	const struct lease_owner *o = &fk.owners[conn];
+	MCHECK(o->head == NULL && o->count == 0 && o->waiting == 0,
+	       "connection %d closed, and the coordinator still links %zu leases and %zu waiting "
+	       "requests to it",
+	       conn, o->count, o->waiting);
 }
 
 /* ---- start and stop */
 
-/* lsrv_init(): recovery in a write transaction, then a table from the
- * recovered watermark. */
+/* whizbangd starts: a new coordinator, whose start-up recovers the ledger. */
 static void sim_start(void)
 {
-	struct ledger_recovery rec;
+	struct coord_recovery rec;
 	struct seqlist applied = {0};
-	int rc = storage_txn_begin(sv.st, NULL, 0, &sv.txn);
-	MCHECK(rc == 0, "begin recovery: %s", wb_error_name(rc));
-	rc = ledger_recover(sv.txn, wall_us(), apply_cb, &applied, &rec);
-	MCHECK(rc == 0, "ledger_recover: %s", wb_error_name(rc));
-	rc = storage_txn_commit(sv.txn);
-	sv.txn = NULL;
-	MCHECK(rc == 0, "commit recovery: %s", wb_error_name(rc));
-	model_recovered(&rec, &applied);
+	char errmsg[256] = "";
+	fk.applying = &applied;
+	int rc = coord_start(&fk.c, &fk.cfg, &fk.io, fk.st, now(), &rec, errmsg, sizeof(errmsg));
+	fk.applying = NULL;
+	MCHECK(rc == 0, "coord_start: %s", errmsg);
+	MCHECK(rec.applied.entries == applied.n, "recovery applied %llu entries, the hook saw %zu",
+	       ULL(rec.applied.entries), applied.n);
+	model_recovered(&rec.ledger, &applied);
 	free(applied.v);
-	sv.watermark = rec.watermark;
-	rc = lease_table_new(&sv.t, &sv.cfg, rec.watermark + 1, rec.watermark, token_rand,
-	                     &sv.token_rng);
-	MCHECK(rc == 0, "lease_table_new: %s", wb_error_name(rc));
-	sv.reserving = 0;
-	sv.shutting_down = false;
+	MCHECK(coord_watermark(fk.c) == m.mem_wm,
+	       "the new coordinator's watermark is %llu, not %llu", ULL(coord_watermark(fk.c)),
+	       ULL(m.mem_wm));
+	fk.deadline = UINT64_MAX;
 }
 
-/* lsrv_close(); the process's connections go with it. */
+/* The process ends; its connections go with it. */
 static void sim_close(void)
 {
-	while (sv.pend_head != NULL) {
-		struct spend *p = sv.pend_head;
-		sv.pend_head = p->next;
-		free(p);
-	}
-	sv.pend_tail = NULL;
-	lease_table_free(sv.t);
-	sv.t = NULL;
-	sv.nwaiters = 0;
-	for (int c = 0; c < OWNERS; c++) {
-		memset(&sv.conns[c].leases, 0, sizeof(sv.conns[c].leases));
-		sv.conns[c].gen++;
-	}
+	fk.freeing = true;
+	coord_close(fk.c);
+	fk.freeing = false;
+	fk.c = NULL;
+	memset(fk.owners, 0, sizeof(fk.owners));
 }
 
-/* Every write queued or in flight is committed and done. */
+/* Every write queued or in flight is committed and handed back. */
 static void drain_writer(void)
 {
-	while (sv.q_head != NULL || sv.d_head != NULL) {
-		if (sv.q_head != NULL)
-			writer_batch(sv.q_len, SIZE_MAX);
+	while (fk.q_head != NULL || fk.d_head != NULL) {
+		if (fk.q_head != NULL)
+			writer_batch(fk.q_len, SIZE_MAX);
 		deliver_all();
 	}
 }
 
 static void check_answered(void);
 
-/* SIGTERM: waiters are told (lsrv_shutdown), the writer drains, the
- * connections close (releasing their RELEASE leases), srv_close() runs
- * what they queued. */
+/* SIGTERM, as whizbangd stops: waiters are told (coord_shutdown() from
+ * lsrv_shutdown()), the writer drains, the connections close (releasing
+ * their RELEASE leases), and what they queued is written before the
+ * coordinator is freed (srv_close()). */
 static void sim_stop_clean(void)
 {
-	sv.shutting_down = true;
 	m.stopping = true;
-	while (sv.nwaiters > 0) {
-		answer_error(sv.waiters[sv.nwaiters - 1].req, WB_SHUTTING_DOWN);
-		drop_waiter(sv.nwaiters - 1);
-	}
+	coord_shutdown(fk.c);
+	MCHECK(m.waiters.n == 0, "%zu requests still wait after the shutdown", m.waiters.n);
 	drain_writer();
 	check_answered();
 	for (int c = 0; c < OWNERS; c++)
-		conn_closed(c);
+		close_conn(c);
 	drain_writer();
 	sim_close();
 	m.stopping = false;
@@ -1661,16 +1355,16 @@ static void sim_stop_clean(void)
  * dies inside a batch. */
 static void sim_crash(bool mid_batch)
 {
-	if (mid_batch && sv.q_len > 0) {
-		size_t n = 1 + (size_t)rnd(sv.q_len);
+	if (mid_batch && fk.q_len > 0) {
+		size_t n = 1 + (size_t)rnd(fk.q_len);
 		writer_batch(n, (size_t)rnd(n));
 		m.ev[EV_CRASH_MID]++;
 	}
-	sop_free_list(sv.q_head);
-	sv.q_head = sv.q_tail = NULL;
-	sv.q_len = 0;
-	sop_free_list(sv.d_head);
-	sv.d_head = sv.d_tail = NULL;
+	fw_free_list(fk.q_head);
+	fk.q_head = fk.q_tail = NULL;
+	fk.q_len = 0;
+	fw_free_list(fk.d_head);
+	fk.d_head = fk.d_tail = NULL;
 	sim_close();
 }
 
@@ -1714,11 +1408,37 @@ static void scan_ledger(struct storage_txn *txn, uint64_t from, struct scan *sc)
 	       ULL(sc->watermark));
 }
 
+/* The earliest moment an active lease is due (expiry plus grace), as the
+ * model knows it; UINT64_MAX when none is active. */
+static uint64_t model_next_due(void)
+{
+	uint64_t next = UINT64_MAX;
+	for (uint64_t seq = m.prefix + 1; seq < m.next; seq++) {
+		const struct mseq *s = ms(seq);
+		if (s->state == M_ACTIVE && s->expires + m.grace < next)
+			next = s->expires + m.grace;
+	}
+	return next;
+}
+
+/* When the coordinator next has work without being asked: the next
+ * expiry, or the deadline of a wait. */
+static uint64_t model_next_deadline(void)
+{
+	uint64_t next = model_next_due();
+	for (size_t i = 0; i < m.waiters.n; i++) {
+		const struct req *r = &m.reqs[m.waiters.v[i]];
+		if (r->kind == RQ_WAIT && r->deadline < next)
+			next = r->deadline;
+	}
+	return next;
+}
+
 /* Every invariant, after every step, from the store. */
 static void check_all(void)
 {
 	struct storage_txn *txn;
-	int rc = storage_txn_begin(sv.st, NULL, STORAGE_RDONLY, &txn);
+	int rc = storage_txn_begin(fk.st, NULL, STORAGE_RDONLY, &txn);
 	MCHECK(rc == 0, "read txn: %s", wb_error_name(rc));
 	struct ledger_state st;
 	rc = ledger_get_state(txn, &st);
@@ -1731,24 +1451,33 @@ static void check_all(void)
 	       ULL(st.watermark), ULL(m.prefix), ULL(m.applied_to));
 	MCHECK(st.ceiling == m.durable_ceiling, "stored ceiling %llu, committed reserves %llu",
 	       ULL(st.ceiling), ULL(m.durable_ceiling));
-	MCHECK(lease_next_seq(sv.t) == m.next, "the table hands out %llu next, the model %llu",
-	       ULL(lease_next_seq(sv.t)), ULL(m.next));
-	MCHECK(sv.watermark >= m.mem_wm_seen && sv.watermark <= st.watermark,
-	       "the server's watermark %llu (was %llu, stored %llu)", ULL(sv.watermark),
-	       ULL(m.mem_wm_seen), ULL(st.watermark));
-	MCHECK(sv.d_head != NULL || sv.watermark == st.watermark,
-	       "every write is done but the server's watermark %llu is not the stored %llu",
-	       ULL(sv.watermark), ULL(st.watermark));
-	/* The table's settled frontier and the ledger agree: the server's
+	MCHECK(coord_next_seq(fk.c) == m.next, "the table hands out %llu next, the model %llu",
+	       ULL(coord_next_seq(fk.c)), ULL(m.next));
+	uint64_t wm = coord_watermark(fk.c);
+	MCHECK(wm == m.mem_wm && wm <= st.watermark,
+	       "the coordinator's watermark %llu (the model %llu, stored %llu)", ULL(wm),
+	       ULL(m.mem_wm), ULL(st.watermark));
+	MCHECK(fk.d_head != NULL || wm == st.watermark,
+	       "every write is done but the coordinator's watermark %llu is not the stored %llu",
+	       ULL(wm), ULL(st.watermark));
+	/* The table's settled frontier and the ledger agree: the coordinator's
 	 * watermark never passes a lease the table still holds, and once every
 	 * committed write is done the stored watermark is exactly the
 	 * frontier. */
-	uint64_t frontier = lease_frontier(sv.t);
-	MCHECK(sv.watermark <= frontier, "the server's watermark %llu passes the frontier %llu",
-	       ULL(sv.watermark), ULL(frontier));
-	MCHECK(sv.d_head != NULL || st.watermark == frontier,
+	uint64_t frontier = lease_frontier(coord_leases(fk.c));
+	MCHECK(wm <= frontier, "the coordinator's watermark %llu passes the frontier %llu", ULL(wm),
+	       ULL(frontier));
+	MCHECK(fk.d_head != NULL || st.watermark == frontier,
 	       "every write is done, the stored watermark is %llu and the frontier %llu",
 	       ULL(st.watermark), ULL(frontier));
+	/* One timer: the coordinator asks for the next expiry or wait deadline. */
+	uint64_t next = model_next_deadline();
+	MCHECK(fk.deadline == next, "the coordinator's deadline is %llu, the model's %llu",
+	       ULL(fk.deadline), ULL(next));
+	for (int c = 0; c < OWNERS; c++)
+		MCHECK(fk.owners[c].waiting == waiting_of(c),
+		       "connection %d has %zu requests waiting, the model %zu", c,
+		       fk.owners[c].waiting, waiting_of(c));
 
 	/* The ledger from the last checked watermark on: contiguous up to
 	 * the new one, and above it exactly the durable entries. */
@@ -1791,24 +1520,21 @@ static void check_all(void)
 	}
 	storage_txn_abort(txn);
 	m.wm_seen = st.watermark;
-	m.mem_wm_seen = sv.watermark;
 	check_answered();
 }
 
-/* Once every write is done and no reservation is pending, nothing may be
- * left unanswered: grants made, stages and releases answered, commits
- * answered unless they wait with ack APPLIED for a watermark that has not
- * reached them (while stopping, not even those), and every finishing lease
- * settled. */
+/* Once every write is done, nothing may be left unanswered: grants made,
+ * stages and releases answered, commits answered unless they wait with ack
+ * APPLIED for a watermark that has not reached them, waits unless their
+ * sequence is above the watermark (while stopping, not even those), and
+ * every finishing lease settled. A queued request with no write left would
+ * wait for a reservation that never comes. */
 static void check_answered(void)
 {
-	if (sv.q_head != NULL || sv.d_head != NULL || sv.reserving != 0)
+	if (fk.q_head != NULL || fk.d_head != NULL)
 		return;
-	MCHECK(sv.pend_head == NULL,
-	       "request %llu waits for a grant, but no reservation is pending",
-	       ULL(sv.pend_head->req));
 	struct lease_counts c;
-	lease_get_counts(sv.t, &c);
+	lease_get_counts(coord_leases(fk.c), &c);
 	MCHECK(c.finishing == 0, "%llu leases are still finishing after every write was done",
 	       ULL(c.finishing));
 	while (m.open_from < m.nreqs && m.reqs[m.open_from].state != RS_OPEN)
@@ -1818,10 +1544,11 @@ static void check_answered(void)
 		if (r->state != RS_OPEN)
 			continue;
 		uint64_t seq = r->pr == PR_QUEUE ? r->bound : r->seq;
-		MCHECK(r->kind == RQ_COMMIT && r->ack_applied && !m.stopping && seq > sv.watermark,
+		MCHECK(((r->kind == RQ_COMMIT && r->ack_applied) || r->kind == RQ_WAIT) &&
+		               !m.stopping && seq > m.mem_wm,
 		       "request %llu (kind %d, seq %llu, applied-ack %d) was never answered "
 		       "(watermark %llu%s)",
-		       ULL(id), r->kind, ULL(seq), r->ack_applied, ULL(sv.watermark),
+		       ULL(id), r->kind, ULL(seq), r->ack_applied, ULL(m.mem_wm),
 		       m.stopping ? ", stopping" : "");
 	}
 }
@@ -1831,7 +1558,7 @@ static void check_answered(void)
 static void full_scan(void)
 {
 	struct storage_txn *txn;
-	int rc = storage_txn_begin(sv.st, NULL, STORAGE_RDONLY, &txn);
+	int rc = storage_txn_begin(fk.st, NULL, STORAGE_RDONLY, &txn);
 	MCHECK(rc == 0, "read txn: %s", wb_error_name(rc));
 	struct ledger_state st;
 	rc = ledger_get_state(txn, &st);
@@ -1850,7 +1577,6 @@ static void full_scan(void)
 	MCHECK(rc == WB_E_NOTFOUND, "staged work left after recovery (%s)", wb_error_name(rc));
 	storage_txn_abort(txn);
 	m.wm_seen = st.watermark;
-	m.mem_wm_seen = sv.watermark;
 }
 
 /* ------------------------------------------------------------ the walk */
@@ -1884,7 +1610,7 @@ static uint64_t token_for(uint64_t seq)
 	return chance(6) ? t ^ (1 + rnd(1000)) : t;
 }
 
-/* What lease_get() and handle_commit() make of a request for r->seq. */
+/* What the coordinator makes of a request for r->seq. */
 static void predict(struct req *r)
 {
 	r->pr = PR_ERROR;
@@ -1994,7 +1720,7 @@ static bool is_due_target(const struct req *r)
 static void step_lease(void)
 {
 	struct lease_counts c;
-	lease_get_counts(sv.t, &c);
+	lease_get_counts(coord_leases(fk.c), &c);
 	if (c.active + c.finishing + fifo_waiting() + MAX_COUNT > MAX_LIVE)
 		return;
 	int conn = (int)rnd(OWNERS);
@@ -2011,7 +1737,7 @@ static void step_lease(void)
 	r->od_release = chance(30);
 	r->pr = PR_QUEUE;
 	fifo_push(id);
-	handle_lease(conn, id);
+	handle_lease(id);
 	if (m.reqs[id].state == RS_OPEN)
 		m.ev[EV_WAITED]++;
 }
@@ -2037,13 +1763,13 @@ static void step_simple(enum rkind kind)
 		m.ev[EV_OVERRUN]++;
 	switch (kind) {
 	case RQ_EXTEND:
-		handle_extend(id);
+		coord_extend(fk.c, req_of(id), r->seq, r->token, r->duration, now());
 		break;
 	case RQ_RELEASE:
-		handle_release(conn, id);
+		coord_release(fk.c, req_of(id), r->seq, r->token, now());
 		break;
 	default:
-		handle_stage(conn, id);
+		handle_stage(id);
 		break;
 	}
 	after_request(id, was_due);
@@ -2063,7 +1789,7 @@ static void commit_request(uint64_t seq, uint64_t token)
 	bool was_due = is_due_target(r);
 	if (r->pr == PR_QUEUE)
 		fifo_push(id);
-	handle_commit(conn, id);
+	handle_commit(id);
 	after_request(id, was_due);
 }
 
@@ -2098,27 +1824,21 @@ static void step_clock(void)
 	}
 }
 
-/* The earliest moment an active lease is due (expiry plus grace), as the
- * model knows it; UINT64_MAX when none is active. */
-static uint64_t model_next_due(void)
-{
-	uint64_t next = UINT64_MAX;
-	for (uint64_t seq = m.prefix + 1; seq < m.next; seq++) {
-		const struct mseq *s = ms(seq);
-		if (s->state == M_ACTIVE && s->expires + m.grace < next)
-			next = s->expires + m.grace;
-	}
-	return next;
-}
-
-/* The expiry timer fires. lease_srv.c arms it for the next expiry, so
+/* The I/O's timer fires. It is armed for the coordinator's deadline, so
  * usually the clock stands exactly there; sometimes it fires late. */
 static void step_timer(void)
 {
-	uint64_t next = model_next_due();
+	uint64_t next = model_next_deadline();
 	if (next != UINT64_MAX && next > m.now && chance(70))
 		m.now = next;
-	run_expiry();
+	coord_tick(fk.c, now());
+	check_none_due();
+	for (size_t i = 0; i < m.waiters.n; i++) {
+		const struct req *r = &m.reqs[m.waiters.v[i]];
+		MCHECK(r->kind != RQ_WAIT || r->deadline > m.now,
+		       "the wait %llu for %llu is past its deadline %llu at %llu and still waits",
+		       ULL(m.waiters.v[i]), ULL(r->seq), ULL(r->deadline), ULL(m.now));
+	}
 }
 
 /* The clock to the very edge of a lease's life: the last moment it is
@@ -2137,9 +1857,21 @@ static void step_clock_edge(void)
 
 static void step_flush(void)
 {
-	if (sv.q_len == 0)
+	if (fk.q_len == 0)
 		return;
-	size_t n = chance(30) ? sv.q_len : 1 + (size_t)rnd(sv.q_len);
+	if (fault_now(FAULT_EARLY)) {
+		/* The I/O hands a write back as durable before the writer
+		 * has run it (and then never runs it). */
+		struct fw *f = fk.q_head;
+		fk.q_head = f->next;
+		if (fk.q_head == NULL)
+			fk.q_tail = NULL;
+		fk.q_len--;
+		f->next = NULL;
+		hand_back(f);
+		return;
+	}
+	size_t n = chance(30) ? fk.q_len : 1 + (size_t)rnd(fk.q_len);
 	writer_batch(n, SIZE_MAX);
 	if (chance(60))
 		deliver_all();
@@ -2148,10 +1880,7 @@ static void step_flush(void)
 static void step_disconnect(void)
 {
 	int conn = (int)rnd(OWNERS);
-	conn_closed(conn);
-	for (size_t i = 1; i < m.nreqs; i++)
-		if (m.reqs[i].state == RS_OPEN && m.reqs[i].conn == conn)
-			m.reqs[i].state = RS_CANCELLED;
+	close_conn(conn);
 	for (uint64_t seq = m.prefix + 1; seq < m.next; seq++) {
 		struct mseq *s = ms(seq);
 		if (s->state != M_ACTIVE || s->owner != conn)
@@ -2160,6 +1889,37 @@ static void step_disconnect(void)
 		       "connection %d closed, its RELEASE lease %llu is still active", conn,
 		       ULL(seq));
 		s->owner = NO_OWNER;
+	}
+}
+
+/* WaitForWatermark for a sequence near the watermark: answered at once
+ * when reached or with no timeout, refused past the connection's limit,
+ * otherwise answered when the watermark reaches it or its time is up. */
+static void step_wait(void)
+{
+	int conn = (int)rnd(OWNERS);
+	uint64_t id = req_new(RQ_WAIT, conn);
+	struct req *r = &m.reqs[id];
+	uint64_t lo = m.mem_wm > 3 ? m.mem_wm - 3 : 0;
+	r->seq = lo + rnd(m.next + 3 - lo);
+	uint64_t pick = rnd(100);
+	r->timeout = pick < 10 ? 0 : pick < 96 ? 1 + rnd(MAX_DURATION) : WAIT_CAP + 1 + rnd(1000);
+	r->deadline = m.now + (r->timeout > WAIT_CAP ? WAIT_CAP : r->timeout);
+	bool at_once = r->seq <= m.mem_wm || r->timeout == 0;
+	r->pr = PR_ACCEPT;
+	if (!at_once && waiting_of(conn) >= fk.cfg.max_waiting_per_owner) {
+		r->pr = PR_ERROR;
+		r->err = r->err_alt = WB_RESOURCE_EXHAUSTED;
+	}
+	coord_wait(fk.c, req_of(id), r->seq, r->timeout, now());
+	if (at_once || r->pr == PR_ERROR) {
+		MCHECK(r->state == RS_DONE,
+		       "the wait %llu for %llu (watermark %llu) was not answered", ULL(id),
+		       ULL(r->seq), ULL(m.mem_wm));
+	} else {
+		MCHECK(r->state == RS_OPEN, "the wait %llu for %llu (watermark %llu) was answered",
+		       ULL(id), ULL(r->seq), ULL(m.mem_wm));
+		req_waits(id);
 	}
 }
 
@@ -2181,6 +1941,7 @@ static void step_restart(void)
 static void step(void)
 {
 	uint64_t pick = rnd(1000);
+	m.expired_now = false;
 	if (pick < 170)
 		step_lease();
 	else if (pick < 215)
@@ -2205,8 +1966,14 @@ static void step(void)
 		step_disconnect();
 	else if (pick < 919)
 		step_restart();
+	else if (pick < 945)
+		step_wait();
 	else
 		step_probe();
+	/* The clock stood still through the step: an expiry run left nothing
+	 * due behind. */
+	if (m.expired_now)
+		check_none_due();
 }
 
 static uint64_t base_seed(void)
@@ -2226,6 +1993,19 @@ static unsigned long walk_steps(void)
 	return n > 0 ? n : STEPS;
 }
 
+static enum fault fault_from_env(void)
+{
+	const char *env = getenv("WB_MODEL_FAULT");
+	if (env == NULL || *env == '\0')
+		return FAULT_NONE;
+	if (strcmp(env, "lose") == 0)
+		return FAULT_LOSE;
+	if (strcmp(env, "drop") == 0)
+		return FAULT_DROP;
+	cr_assert_str_eq(env, "early", "WB_MODEL_FAULT is lose, drop or early");
+	return FAULT_EARLY;
+}
+
 static void run(uint64_t seed_offset)
 {
 	unsigned long steps = walk_steps();
@@ -2234,23 +2014,38 @@ static void run(uint64_t seed_offset)
 	cr_log_info("ledger model: seed %llu (replay with WB_SEED=%llu)", ULL(m.seed),
 	            ULL(m.seed - seed_offset));
 	m.rng = m.seed;
-	sv.token_rng = m.seed ^ 0x5eedu;
-	/* The grace and the reservation chunk vary with the seed: a chunk of
-	 * 1 makes nearly every grant wait for a reserve write. */
+	fk.token_rng = m.seed ^ 0x5eedu;
+	/* The grace, the reservation chunk and the waiting limit vary with the
+	 * seed: a chunk of 1 makes nearly every grant wait for a reserve
+	 * write. */
 	static const uint64_t graces[] = {0, 50, 700};
 	m.grace = graces[rnd(3)];
-	sv.cfg = (struct lease_config){
-	        .max_lifetime_ms = MAX_LIFETIME,
-	        .grace_ms = m.grace,
-	        .max_duration_ms = MAX_DURATION,
-	        .default_duration_ms = DEFAULT_DURATION,
-	        .cascade_threshold = 6,
-	        .max_leases = 1024,
-	        .max_leases_per_owner = 1024,
-	        .max_count = MAX_COUNT,
-	        .reserve_chunk = 1 + rnd(MAX_CHUNK),
-	        .max_projections = 8,
+	fk.cfg = (struct coord_config){
+	        .lease =
+	                {
+	                        .max_lifetime_ms = MAX_LIFETIME,
+	                        .grace_ms = m.grace,
+	                        .max_duration_ms = MAX_DURATION,
+	                        .default_duration_ms = DEFAULT_DURATION,
+	                        .cascade_threshold = 6,
+	                        .max_leases = 1024,
+	                        .max_leases_per_owner = 1024,
+	                        .max_count = MAX_COUNT,
+	                        .reserve_chunk = 1 + rnd(MAX_CHUNK),
+	                        .max_projections = 8,
+	                },
+	        .max_waiting_per_owner = 1 + rnd(MAX_WAITING),
+	        .apply = apply_cb,
+	        .rand = token_rand,
+	        .rand_arg = &fk.token_rng,
 	};
+	fk.io = (struct coord_io){
+	        .submit = io_submit,
+	        .answer = io_answer,
+	        .deadline = io_deadline,
+	        .log = io_log,
+	};
+	fk.fault = fault_from_env();
 	m.now = 1000000000u;
 	m.next = 1;
 	m.open_from = 1;
@@ -2267,24 +2062,27 @@ static void run(uint64_t seed_offset)
 	full_scan();
 	check_all();
 
-	cr_log_info("seed %llu (grace %llu, chunk %llu): granted %lu (%lu requests waited for a "
-	            "reserve write) committed %lu "
-	            "(acked above the "
-	            "watermark %lu, applied %lu) released %lu staged %lu overrun %lu expired "
-	            "%lu+%lu recovered, failed-expired %lu resequenced %lu (from restart %lu, "
-	            "never leased %lu, again %lu; refused as recovered %lu) mismatch %lu detached "
-	            "%lu crashes "
-	            "%lu (mid-batch %lu) clean %lu restart "
-	            "gaps %lu recovered %lu backjumps %lu batches %lu applied %lu",
-	            ULL(m.seed), ULL(m.grace), ULL(sv.cfg.reserve_chunk), m.ev[EV_GRANTED],
-	            m.ev[EV_WAITED], m.ev[EV_COMMITTED], m.ev[EV_ACK_ABOVE], m.ev[EV_ACK_APPLIED],
-	            m.ev[EV_RELEASED], m.ev[EV_STAGED], m.ev[EV_OVERRUN], m.ev[EV_EXPIRED_GAP],
-	            m.ev[EV_EXPIRED_RECOVERED], m.ev[EV_FAIL_EXPIRED], m.ev[EV_RESEQ],
-	            m.ev[EV_RESEQ_RESTART], m.ev[EV_RESEQ_UNLEASED], m.ev[EV_RESEQ_AGAIN],
-	            m.ev[EV_RESEQ_REFUSED], m.ev[EV_MISMATCH], m.ev[EV_DETACHED], m.ev[EV_CRASH],
-	            m.ev[EV_CRASH_MID], m.ev[EV_CLEAN], m.ev[EV_RESTART_GAP],
-	            m.ev[EV_RESTART_RECOVERED], m.ev[EV_BACKJUMP], m.ev[EV_BATCHES],
-	            m.ev[EV_APPLIED]);
+	cr_log_info(
+	        "seed %llu (grace %llu, chunk %llu): granted %lu (%lu requests waited for a "
+	        "reserve write) committed %lu "
+	        "(acked above the "
+	        "watermark %lu, applied %lu) released %lu staged %lu overrun %lu expired "
+	        "%lu+%lu recovered, failed-expired %lu resequenced %lu (from restart %lu, "
+	        "never leased %lu, again %lu; refused as recovered %lu) mismatch %lu detached "
+	        "%lu crashes "
+	        "%lu (mid-batch %lu) clean %lu restart "
+	        "gaps %lu recovered %lu backjumps %lu batches %lu applied %lu waits reached %lu "
+	        "timed out %lu refused %lu cascades %lu",
+	        ULL(m.seed), ULL(m.grace), ULL(fk.cfg.lease.reserve_chunk), m.ev[EV_GRANTED],
+	        m.ev[EV_WAITED], m.ev[EV_COMMITTED], m.ev[EV_ACK_ABOVE], m.ev[EV_ACK_APPLIED],
+	        m.ev[EV_RELEASED], m.ev[EV_STAGED], m.ev[EV_OVERRUN], m.ev[EV_EXPIRED_GAP],
+	        m.ev[EV_EXPIRED_RECOVERED], m.ev[EV_FAIL_EXPIRED], m.ev[EV_RESEQ],
+	        m.ev[EV_RESEQ_RESTART], m.ev[EV_RESEQ_UNLEASED], m.ev[EV_RESEQ_AGAIN],
+	        m.ev[EV_RESEQ_REFUSED], m.ev[EV_MISMATCH], m.ev[EV_DETACHED], m.ev[EV_CRASH],
+	        m.ev[EV_CRASH_MID], m.ev[EV_CLEAN], m.ev[EV_RESTART_GAP],
+	        m.ev[EV_RESTART_RECOVERED], m.ev[EV_BACKJUMP], m.ev[EV_BATCHES], m.ev[EV_APPLIED],
+	        m.ev[EV_WAIT_REACHED], m.ev[EV_WAIT_TIMEOUT], m.ev[EV_WAIT_REFUSED],
+	        m.ev[EV_CASCADE]);
 	/* The walk must have reached the interesting paths. */
 	static const enum event needed[] = {
 	        EV_WAITED,
@@ -2306,6 +2104,8 @@ static void run(uint64_t seed_offset)
 	        EV_RESTART_RECOVERED,
 	        EV_BACKJUMP,
 	        EV_OVERRUN,
+	        EV_WAIT_REACHED,
+	        EV_WAIT_TIMEOUT,
 	};
 	for (size_t i = 0; i < sizeof(needed) / sizeof(needed[0]); i++)
 		MCHECK(m.ev[needed[i]] > 0, "thin walk: event %d never happened", (int)needed[i]);
@@ -2325,30 +2125,32 @@ static void setup(void)
 {
 	char errmsg[256] = "";
 	memset(&m, 0, sizeof(m));
-	memset(&sv, 0, sizeof(sv));
-	strcpy(sv.dir, "/tmp/wb-test-ledger-model-XXXXXX");
-	cr_assert_not_null(mkdtemp(sv.dir));
-	struct storage_options o = {.path = sv.dir, .map_size = 64u << 20, .no_sync = true};
-	cr_assert_eq(storage_open(&sv.st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
+	memset(&fk, 0, sizeof(fk));
+	fk.closing = NO_CONN;
+	strcpy(fk.dir, "/tmp/wb-test-ledger-model-XXXXXX");
+	cr_assert_not_null(mkdtemp(fk.dir));
+	struct storage_options o = {.path = fk.dir, .map_size = 64u << 20, .no_sync = true};
+	cr_assert_eq(storage_open(&fk.st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
 }
 
 static void teardown(void)
 {
-	if (sv.child != NULL)
-		storage_txn_abort(sv.child);
-	if (sv.txn != NULL)
-		storage_txn_abort(sv.txn);
-	sop_free_list(sv.q_head);
-	sop_free_list(sv.d_head);
+	if (fk.child != NULL)
+		storage_txn_abort(fk.child);
+	if (fk.txn != NULL)
+		storage_txn_abort(fk.txn);
+	fw_free_list(fk.q_head);
+	fw_free_list(fk.d_head);
+	fw_free_list(fk.held);
 	sim_close();
-	free(sv.waiters);
-	storage_close(sv.st);
-	nftw(sv.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	free(m.waiters.v);
+	storage_close(fk.st);
+	nftw(fk.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	free(m.seqs);
 	free(m.reqs);
 	free(m.fifo);
 	memset(&m, 0, sizeof(m));
-	memset(&sv, 0, sizeof(sv));
+	memset(&fk, 0, sizeof(fk));
 }
 
 TestSuite(ledger_model, .init = setup, .fini = teardown);
