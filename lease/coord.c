@@ -617,6 +617,20 @@ static void commit_at_new_sequence(struct coord *c, struct pend *p, enum ledger_
 	free(p);
 }
 
+/* The ceiling cannot be raised (status says why): every queued request is
+ * answered rather than left waiting for a reservation nobody writes. */
+static void fail_pending(struct coord *c, int status)
+{
+	while (c->pend_head != NULL) {
+		struct pend *p = c->pend_head;
+		c->pend_head = p->next;
+		answer_storage_error(c, p->req, status, "Lease");
+		free(p->ops);
+		free(p);
+	}
+	c->pend_tail = NULL;
+}
+
 static void ensure_reservation(struct coord *c, uint32_t count)
 {
 	if (c->reserving != 0)
@@ -634,6 +648,7 @@ static void ensure_reservation(struct coord *c, uint32_t count)
 		write_free(w);
 	}
 	say(c, COORD_LOG_ERROR, "reservation_failed", "reason=no_memory");
+	fail_pending(c, WB_E_NOMEM);
 }
 
 /* Serves queued requests in order while the ceiling allows. */
@@ -1070,15 +1085,7 @@ static void reserve_done(struct coord *c, struct coord_write *w, int status, str
 	} else {
 		say(c, COORD_LOG_ERROR, "reservation_failed", "ceiling=%llu error=%s",
 		    (unsigned long long)w->ceiling, wb_error_name(status));
-		/* Answer the queue rather than leave it waiting. */
-		while (c->pend_head != NULL) {
-			struct pend *p = c->pend_head;
-			c->pend_head = p->next;
-			answer_storage_error(c, p->req, status, "Lease");
-			free(p->ops);
-			free(p);
-		}
-		c->pend_tail = NULL;
+		fail_pending(c, status);
 	}
 	write_free(w);
 	drain_pending(c, now);

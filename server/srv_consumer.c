@@ -1105,12 +1105,13 @@ static void join(struct cgroups *cs, struct conn *c, Request *req)
 	*pp = m;
 	g->nmembers++;
 	cs->nmembers++;
+	srv_log(WB_LOG_DEBUG, "consumer_joined", "group=%s conn=%llu subscription=%llu",
+	        g->cfg.name, (unsigned long long)conn_id(c), (unsigned long long)m->sub_id);
 	Whizbang__V1__SubscribeResult r = WHIZBANG__V1__SUBSCRIBE_RESULT__INIT;
 	r.subscription = m->sub_id;
 	r.start = g->cp_mem + 1;
+	/* Last: an answer that cannot be queued closes c, which frees m. */
 	SRV_REPLY(c, req->id, SUBSCRIBE, subscribe, &r);
-	srv_log(WB_LOG_DEBUG, "consumer_joined", "group=%s conn=%llu subscription=%llu",
-	        g->cfg.name, (unsigned long long)conn_id(c), (unsigned long long)m->sub_id);
 }
 
 static struct member *find_member(struct cgroups *cs, const struct conn *c, uint64_t sub)

@@ -639,13 +639,14 @@ static bool subscribe(void *state, struct conn *c, Request *req)
 	ss->subs = s;
 	ss->nsubs++;
 
-	Whizbang__V1__SubscribeResult res = WHIZBANG__V1__SUBSCRIBE_RESULT__INIT;
-	res.subscription = s->id;
-	res.start = s->pos;
-	SRV_REPLY(c, req->id, SUBSCRIBE, subscribe, &res);
 	srv_log(WB_LOG_DEBUG, "subscribed", "conn=%llu subscription=%llu target=%d start=%llu",
 	        (unsigned long long)conn_id(c), (unsigned long long)s->id, (int)s->target,
 	        (unsigned long long)s->pos);
+	Whizbang__V1__SubscribeResult res = WHIZBANG__V1__SUBSCRIBE_RESULT__INIT;
+	res.subscription = s->id;
+	res.start = s->pos;
+	/* Last: an answer that cannot be queued closes c, which frees s. */
+	SRV_REPLY(c, req->id, SUBSCRIBE, subscribe, &res);
 	/* The first items (or caught_up) go out on the next loop turn, after
 	 * this answer. */
 	kick(ss);
