@@ -6,7 +6,7 @@
  * it the way whizbangd's writer does, one write transaction (with fsync)
  * per ledger entry: ledger_set_ceiling, ledger_put of a packed OpList of K
  * upserts, ledger_advance with an apply function that calls
- * proj_apply(PROJ_LIVE) and ledger_set_ops (server/lease_srv.c,
+ * proj_apply(PROJ_LIVE) and ledger_set_ops (server/srv_lease.c,
  * apply_entry()). The first entry is `create index Order customer_id`
  * (the last with --index-after). Then, on the built store:
  *  - indexed equality explosions, proj_explode(customer_id == "c-…") in a
@@ -365,7 +365,7 @@ struct apply_acc {
 	bool has_failed;
 };
 
-/* The apply hook, as server/lease_srv.c's apply_entry(): the entry's ops
+/* The apply hook, as server/srv_lease.c's apply_entry(): the entry's ops
  * go to the read models and back into the entry with what they found. */
 static int apply_cb(struct storage_txn *txn, const struct ledger_entry *e, void *arg)
 {

@@ -44,7 +44,7 @@ struct lconn {
 	struct lconn *next_closed;
 };
 
-struct lsrv {
+struct leases {
 	struct srv *srv;
 	unsigned slot;
 	/* Calls into the coordinator in progress: an owner that closes during
@@ -82,7 +82,7 @@ static struct coord_time now(void)
 
 static uint64_t rand64(void *arg)
 {
-	struct lsrv *ls = arg;
+	struct leases *ls = arg;
 	if (ls->rand_left == 0) {
 		size_t got = 0;
 		uint8_t *p = (uint8_t *)ls->rand_buf;
@@ -104,7 +104,7 @@ static struct conn *conn_of(struct lease_owner *owner)
 
 /* c's lease owner, made on first use; NULL after answering when out of
  * memory. */
-static struct lease_owner *owner_of(struct lsrv *ls, struct conn *c, uint64_t id)
+static struct lease_owner *owner_of(struct leases *ls, struct conn *c, uint64_t id)
 {
 	struct lconn *lc = conn_slot(c, ls->slot);
 	if (lc == NULL) {
@@ -119,14 +119,14 @@ static struct lease_owner *owner_of(struct lsrv *ls, struct conn *c, uint64_t id
 	return &lc->owner;
 }
 
-static void enter(struct lsrv *ls)
+static void enter(struct leases *ls)
 {
 	ls->depth++;
 }
 
 /* Leaves a coordinator call; the outermost frees the owners that closed
  * meanwhile. */
-static void leave(struct lsrv *ls)
+static void leave(struct leases *ls)
 {
 	if (--ls->depth > 0)
 		return;
@@ -177,7 +177,7 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 	struct lop *op = (struct lop *)base;
 	struct coord_write *w = op->w;
 	int status = base->base.status;
-	struct lsrv *ls = srv_module_state(srv, &srv_lease_module);
+	struct leases *ls = srv_module_state(srv, &srv_lease_module);
 	free(op);
 	enter(ls);
 	coord_write_done(ls->coord, w, status, now());
@@ -186,7 +186,7 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 
 static int io_submit(struct coord_io *io, struct coord_write *w)
 {
-	struct lsrv *ls = io->data;
+	struct leases *ls = io->data;
 	struct lop *op = calloc(1, sizeof(*op));
 	if (op == NULL)
 		return WB_E_NOMEM;
@@ -202,7 +202,7 @@ static int io_submit(struct coord_io *io, struct coord_write *w)
 
 static void timer_cb(uv_timer_t *t)
 {
-	struct lsrv *ls = t->data;
+	struct leases *ls = t->data;
 	enter(ls);
 	coord_tick(ls->coord, now());
 	leave(ls);
@@ -211,7 +211,7 @@ static void timer_cb(uv_timer_t *t)
 
 static void io_deadline(struct coord_io *io, uint64_t at_ms)
 {
-	struct lsrv *ls = io->data;
+	struct leases *ls = io->data;
 	if (!ls->timer_open)
 		return;
 	if (at_ms == UINT64_MAX) {
@@ -268,7 +268,7 @@ static void send_grants(struct conn *c, uint64_t id, const struct coord_grant *g
 /* Reads what applying the entry of seq recorded (its OpList), from a
  * snapshot. NULL with *rc set when it cannot; NULL with *rc 0 when the
  * entry has no ops. */
-static Whizbang__V1__OpList *read_outcome(struct lsrv *ls, uint64_t seq, int *rc)
+static Whizbang__V1__OpList *read_outcome(struct leases *ls, uint64_t seq, int *rc)
 {
 	struct storage_txn *txn;
 	Whizbang__V1__OpList *l = NULL;
@@ -301,7 +301,7 @@ static void explosion_result(const Whizbang__V1__Explosion *x, Whizbang__V1__OpR
 
 /* Answers a commit; with what applying its ops did when the coordinator
  * says it is applied and asked for (ACK_APPLIED). */
-static void answer_commit(struct lsrv *ls, struct conn *c, uint64_t id,
+static void answer_commit(struct leases *ls, struct conn *c, uint64_t id,
                           const struct coord_answer *a)
 {
 	Whizbang__V1__CommitResult r = WHIZBANG__V1__COMMIT_RESULT__INIT;
@@ -359,7 +359,7 @@ static void answer_commit(struct lsrv *ls, struct conn *c, uint64_t id,
 }
 
 /* Answers CreateIndex or DropIndex once the watermark passed its entry. */
-static void answer_index(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t seq)
+static void answer_index(struct leases *ls, struct conn *c, uint64_t id, uint64_t seq)
 {
 	int rc;
 	Whizbang__V1__OpList *l = read_outcome(ls, seq, &rc);
@@ -401,7 +401,7 @@ static void answer_index(struct lsrv *ls, struct conn *c, uint64_t id, uint64_t 
  * and the Request is freed. */
 static void io_answer(struct coord_io *io, struct coord_req r, const struct coord_answer *a)
 {
-	struct lsrv *ls = io->data;
+	struct leases *ls = io->data;
 	Request *req = r.handle;
 	struct conn *c = conn_of(r.owner);
 	uint64_t id = req->id;
@@ -484,7 +484,7 @@ static bool ledger_page_cb(const struct ledger_entry *e, void *arg)
 
 static bool read_ledger(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	const Whizbang__V1__ReadLedger *a = req->read_ledger;
 	uint32_t max = srv_clamp_count(ls->srv, a->max_count);
 	struct storage_txn *txn;
@@ -558,7 +558,7 @@ static uint8_t *pack_ops(struct conn *c, uint64_t id, Whizbang__V1__Op **ops, si
 
 static bool lease(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	const Whizbang__V1__Lease *a = req->lease;
 	uint64_t max = srv_config(ls->srv)->max_lease_count;
 	if (a->count == 0 || a->count > max) {
@@ -588,7 +588,7 @@ static bool lease(void *state, struct conn *c, Request *req)
 
 static bool extend(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
 		return false;
@@ -601,7 +601,7 @@ static bool extend(void *state, struct conn *c, Request *req)
 
 static bool release(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
 		return false;
@@ -614,7 +614,7 @@ static bool release(void *state, struct conn *c, Request *req)
 
 static bool stage(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	const Whizbang__V1__Stage *a = req->stage;
 	size_t len;
 	if (!check_ops(c, req->id, a->ops, a->n_ops))
@@ -635,7 +635,7 @@ static bool stage(void *state, struct conn *c, Request *req)
 
 static bool commit(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	const Whizbang__V1__Commit *a = req->commit;
 	struct coord_commit_args ca = {
 	        .seq = a->sequence,
@@ -664,7 +664,7 @@ static bool commit(void *state, struct conn *c, Request *req)
  * and answered once applied (answer_index()). */
 static bool index_change(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	bool create = req->body_case == WHIZBANG__V1__REQUEST__BODY_CREATE_INDEX;
 	Whizbang__V1__IndexSpec spec = WHIZBANG__V1__INDEX_SPEC__INIT;
 	spec.type = create ? req->create_index->type : req->drop_index->type;
@@ -699,14 +699,14 @@ static bool index_change(void *state, struct conn *c, Request *req)
 
 static bool get_watermark(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	send_watermark(c, req->id, coord_watermark(ls->coord), true, coord_next_seq(ls->coord));
 	return false;
 }
 
 static bool wait_for_watermark(void *state, struct conn *c, Request *req)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
 		return false;
@@ -719,7 +719,7 @@ static bool wait_for_watermark(void *state, struct conn *c, Request *req)
 
 static void leases_conn_closed(void *state, struct conn *c)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	struct lconn *lc = conn_slot(c, ls->slot);
 	if (lc == NULL)
 		return; /* it never asked the coordinator anything */
@@ -761,7 +761,7 @@ static int check_rebuild(struct srv *srv, char *errmsg, size_t errlen)
 static int leases_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
 {
 	const struct srv_config *cfg = srv_config(srv);
-	struct lsrv *ls = calloc(1, sizeof(*ls));
+	struct leases *ls = calloc(1, sizeof(*ls));
 	if (ls == NULL) {
 		snprintf(errmsg, errlen, "out of memory");
 		return WB_E_NOMEM;
@@ -825,7 +825,7 @@ static int leases_init(struct srv *srv, unsigned slot, void **state, char *errms
 
 static void leases_shutdown(void *state)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	if (!ls->timer_open)
 		return;
 	enter(ls);
@@ -837,7 +837,7 @@ static void leases_shutdown(void *state)
 
 static void leases_close(void *state)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	coord_close(ls->coord);
 	free(ls);
 }
@@ -846,7 +846,7 @@ static void leases_close(void *state)
 
 static void leases_stats(void *state, Whizbang__V1__ServerStats *s)
 {
-	struct lsrv *ls = state;
+	struct leases *ls = state;
 	uint64_t t = mono_ms();
 	struct coord_stats cs;
 	coord_stats(ls->coord, t, &cs);

@@ -2,7 +2,7 @@
  * coordinator that whizbangd runs (lease/coord.c) on a real store in a
  * temporary directory, driven through a fake I/O, without sockets or libuv.
  *
- * The fake I/O is the writer and the loop of server/lease_srv.c: a FIFO
+ * The fake I/O is the writer and the loop of server/srv_lease.c: a FIFO
  * queue of the coordinator's writes (reserve the ceiling, stage, final
  * entry) flushed in random-sized batches, each write run with the
  * coordinator's own coord_write_apply() in a nested transaction of one
@@ -67,15 +67,14 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "coord.h"
+#include "fixture.h"
 #include "lease.h"
 #include "ledger.h"
 #include "storage.h"
@@ -256,7 +255,6 @@ struct fw {
 enum fault { FAULT_NONE, FAULT_LOSE, FAULT_DROP, FAULT_EARLY };
 
 static struct {
-	char dir[64];
 	struct storage *st;
 	struct storage_txn *txn, *child; /* open write transactions */
 	struct coord_config cfg;
@@ -287,15 +285,7 @@ static struct {
 
 static uint64_t splitmix(uint64_t *s)
 {
-	uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-	return z ^ (z >> 31);
-}
-
-static uint64_t token_rand(void *arg)
-{
-	return splitmix(arg);
+	return fixture_splitmix(s);
 }
 
 /* A value in [0, n). */
@@ -1334,7 +1324,7 @@ static void drain_writer(void)
 static void check_answered(void);
 
 /* SIGTERM, as whizbangd stops: waiters are told (coord_shutdown() from
- * lsrv_shutdown()), the writer drains, the connections close (releasing
+ * srv_lease.c's shutdown hook), the writer drains, the connections close (releasing
  * their RELEASE leases), and what they queued is written before the
  * coordinator is freed (srv_close()). */
 static void sim_stop_clean(void)
@@ -2036,7 +2026,7 @@ static void run(uint64_t seed_offset)
 	                },
 	        .max_waiting_per_owner = 1 + rnd(MAX_WAITING),
 	        .apply = apply_cb,
-	        .rand = token_rand,
+	        .rand = fixture_splitmix,
 	        .rand_arg = &fk.token_rng,
 	};
 	fk.io = (struct coord_io){
@@ -2113,24 +2103,16 @@ static void run(uint64_t seed_offset)
 
 /* ------------------------------------------------------------ fixture */
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
+static struct fixture fx;
 
 static void setup(void)
 {
-	char errmsg[256] = "";
 	memset(&m, 0, sizeof(m));
 	memset(&fk, 0, sizeof(fk));
 	fk.closing = NO_CONN;
-	strcpy(fk.dir, "/tmp/wb-test-ledger-model-XXXXXX");
-	cr_assert_not_null(mkdtemp(fk.dir));
-	struct storage_options o = {.path = fk.dir, .map_size = 64u << 20, .no_sync = true};
-	cr_assert_eq(storage_open(&fk.st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
+	fixture_setup(&fx, "ledger-model");
+	fk.st = fixture_open(&fx, NULL,
+	                     &(struct storage_options){.map_size = 64u << 20, .no_sync = true});
 }
 
 static void teardown(void)
@@ -2145,7 +2127,7 @@ static void teardown(void)
 	sim_close();
 	free(m.waiters.v);
 	storage_close(fk.st);
-	nftw(fk.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_teardown(&fx);
 	free(m.seqs);
 	free(m.reqs);
 	free(m.fifo);

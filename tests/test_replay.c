@@ -5,7 +5,7 @@
  * written to the ledger (ledger_put, kind committed, the packed OpList),
  * and the watermark advances over it with an apply hook that runs
  * proj_apply() in PROJ_LIVE mode and stores the rewritten ops back with
- * ledger_set_ops() (server/lease_srv.c apply_entry()). Entries are written
+ * ledger_set_ops() (server/srv_lease.c apply_entry()). Entries are written
  * out of order within small batches and gaps are mixed in, so the
  * watermark waits as it does for leases.
  *
@@ -73,7 +73,7 @@ struct live {
 	uint64_t explosions;
 };
 
-/* The apply hook, as server/lease_srv.c apply_entry() does it. */
+/* The apply hook, as server/srv_lease.c apply_entry() does it. */
 static int apply_cb(struct storage_txn *txn, const struct ledger_entry *e, void *arg)
 {
 	struct live *lv = arg;

@@ -1053,7 +1053,7 @@ Test(sub_e2e, shutdown_with_subscriptions_mid_catch_up_is_clean)
 	e2e_sleep_ms(50);
 	cr_assert_eq(kill(e2e_srv.pid, SIGTERM), 0);
 	/* The server waits for queued output to be written, and the client
-	 * that never reads would hold it past --shutdown-timeout-ms (e2e_srv.c
+	 * that never reads would hold it past --shutdown-timeout-ms (server/server.c
 	 * waits for writes in flight even after the timeout): it goes away
 	 * first. */
 	e2e_sleep_ms(200);
