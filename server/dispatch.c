@@ -85,6 +85,13 @@ static void stats(struct dispatch *d, struct conn *c, const Request *req)
 
 /* ------------------------------------------------------------ the table */
 
+/* Requests that name a subscription: they go to the module that owns it. */
+static bool names_subscription(unsigned body)
+{
+	return body == WHIZBANG__V1__REQUEST__BODY_CREDIT ||
+	       body == WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE;
+}
+
 int dispatch_init(struct dispatch **out, struct srv *srv, const struct srv_module *const *mods,
                   void *const *states, size_t n, char *errmsg, size_t errlen)
 {
@@ -106,14 +113,10 @@ int dispatch_init(struct dispatch **out, struct srv *srv, const struct srv_modul
 				why = "is not a body a module may handle";
 			else if (d->routes[body].n == DISPATCH_CLAIMS)
 				why = "is claimed by too many modules";
-			else if (d->routes[body].n > 0 &&
-			         (body != WHIZBANG__V1__REQUEST__BODY_CREDIT &&
-			          body != WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE))
+			else if (d->routes[body].n > 0 && !names_subscription(body))
 				why = "is claimed twice, and does not name a subscription";
-			else if (d->routes[body].n > 0 &&
-			         (mods[i]->owns_subscription == NULL ||
-			          d->routes[body].mod[0]->owns_subscription == NULL))
-				why = "is shared by a module that owns no subscriptions";
+			else if (names_subscription(body) && mods[i]->owns_subscription == NULL)
+				why = "names a subscription, and the module owns none";
 			if (why != NULL) {
 				snprintf(errmsg, errlen, "module %s: request body %u %s",
 				         mods[i]->name, body, why);
@@ -162,9 +165,9 @@ static bool route(struct dispatch *d, struct conn *c, Request *req)
 		        (int)req->body_case);
 		return false;
 	}
-	if (r->n == 1)
+	if (!names_subscription(body))
 		return r->handle[0](r->state[0], c, req);
-	/* Shared by the modules that own subscriptions. */
+	/* To the module that owns the subscription: its handler finds it. */
 	uint64_t sub = req->body_case == WHIZBANG__V1__REQUEST__BODY_CREDIT
 	                       ? req->credit->subscription
 	                       : req->unsubscribe->subscription;

@@ -1397,12 +1397,7 @@ static void replay_parked(struct cgroups *cs, struct conn *c, Request *req)
 
 static void credit(struct cgroups *cs, struct conn *c, Request *req)
 {
-	struct member *m = find_member(cs, c, req->credit->subscription);
-	if (m == NULL) {
-		srv_error(c, req->id, WB_NOT_FOUND, "no subscription %llu on this connection",
-		          (unsigned long long)req->credit->subscription);
-		return;
-	}
+	struct member *m = find_member(cs, c, req->credit->subscription); /* dispatch checked it */
 	uint64_t sum = m->credits + req->credit->n;
 	m->credits = sum < GROUP_CREDITS_MAX ? sum : GROUP_CREDITS_MAX;
 	Whizbang__V1__CreditResult r = WHIZBANG__V1__CREDIT_RESULT__INIT;
@@ -1412,12 +1407,8 @@ static void credit(struct cgroups *cs, struct conn *c, Request *req)
 
 static void unsubscribe(struct cgroups *cs, struct conn *c, Request *req)
 {
+	/* dispatch checked it */
 	struct member *m = find_member(cs, c, req->unsubscribe->subscription);
-	if (m == NULL) {
-		srv_error(c, req->id, WB_NOT_FOUND, "no subscription %llu on this connection",
-		          (unsigned long long)req->unsubscribe->subscription);
-		return;
-	}
 	member_remove(cs, m);
 	Whizbang__V1__UnsubscribeResult r = WHIZBANG__V1__UNSUBSCRIBE_RESULT__INIT;
 	SRV_REPLY(c, req->id, UNSUBSCRIBE, unsubscribe, &r);

@@ -656,12 +656,7 @@ static bool subscribe(void *state, struct conn *c, Request *req)
 static bool credit(void *state, struct conn *c, Request *req)
 {
 	struct subs *ss = state;
-	struct sub *s = find_sub(ss, c, req->credit->subscription);
-	if (s == NULL) {
-		srv_error(c, req->id, WB_NOT_FOUND, "this connection has no subscription %llu",
-		          (unsigned long long)req->credit->subscription);
-		return false;
-	}
+	struct sub *s = find_sub(ss, c, req->credit->subscription); /* dispatch checked it */
 	s->credits = add_credits(s->credits, req->credit->n);
 	Whizbang__V1__CreditResult res = WHIZBANG__V1__CREDIT_RESULT__INIT;
 	res.credits = s->credits;
@@ -674,12 +669,7 @@ static bool credit(void *state, struct conn *c, Request *req)
 static bool unsubscribe(void *state, struct conn *c, Request *req)
 {
 	struct subs *ss = state;
-	struct sub *s = find_sub(ss, c, req->unsubscribe->subscription);
-	if (s == NULL) {
-		srv_error(c, req->id, WB_NOT_FOUND, "this connection has no subscription %llu",
-		          (unsigned long long)req->unsubscribe->subscription);
-		return false;
-	}
+	struct sub *s = find_sub(ss, c, req->unsubscribe->subscription); /* dispatch checked it */
 	if (ss->pumping) {
 		s->dead = true;
 		ss->dead_pending = true;

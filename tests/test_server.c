@@ -84,11 +84,16 @@ struct ctx {
 	uint64_t ids;
 };
 
-static void queue(struct iclient *c, Req *req, uint64_t id)
-{
-	req->id = id;
-	cr_assert_eq(iclient_queue(c, req), 0);
-}
+/* Queues on c the request id whose body is msg, the member lower of case
+ * UPPER (the assignment checks msg's type). */
+#define QUEUE(c, id_, UPPER, lower, msg)                                                           \
+	do {                                                                                       \
+		Req r_ = WHIZBANG__V1__REQUEST__INIT;                                              \
+		r_.id = (id_);                                                                     \
+		r_.body_case = WHIZBANG__V1__REQUEST__BODY_##UPPER;                                \
+		r_.lower = (msg);                                                                  \
+		cr_assert_eq(iclient_queue((c), &r_), 0);                                          \
+	} while (0)
 
 static Whizbang__V1__OpList *ops(const char *text)
 {
@@ -110,10 +115,7 @@ static void q_append(struct ctx *x, struct iclient *c, uint64_t id)
 	a.stream = (char *)"sweep-1";
 	a.n_events = 2;
 	a.events = evs;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_APPEND_EVENTS;
-	req.append_events = &a;
-	queue(c, &req, id);
+	QUEUE(c, id, APPEND_EVENTS, append_events, &a);
 }
 
 static void q_read_stream(struct ctx *x, struct iclient *c, uint64_t id)
@@ -121,10 +123,7 @@ static void q_read_stream(struct ctx *x, struct iclient *c, uint64_t id)
 	(void)x;
 	Whizbang__V1__ReadStream r = WHIZBANG__V1__READ_STREAM__INIT;
 	r.stream = (char *)"sweep-1";
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_STREAM;
-	req.read_stream = &r;
-	queue(c, &req, id);
+	QUEUE(c, id, READ_STREAM, read_stream, &r);
 }
 
 static void q_read_all(struct ctx *x, struct iclient *c, uint64_t id)
@@ -135,10 +134,7 @@ static void q_read_all(struct ctx *x, struct iclient *c, uint64_t id)
 	r.stream_prefix = (char *)"sweep-";
 	r.n_event_types = 1;
 	r.event_types = types;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_ALL;
-	req.read_all = &r;
-	queue(c, &req, id);
+	QUEUE(c, id, READ_ALL, read_all, &r);
 }
 
 static void q_stream_info(struct ctx *x, struct iclient *c, uint64_t id)
@@ -146,20 +142,14 @@ static void q_stream_info(struct ctx *x, struct iclient *c, uint64_t id)
 	(void)x;
 	Whizbang__V1__GetStreamInfo r = WHIZBANG__V1__GET_STREAM_INFO__INIT;
 	r.stream = (char *)"sweep-1";
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_STREAM_INFO;
-	req.get_stream_info = &r;
-	queue(c, &req, id);
+	QUEUE(c, id, GET_STREAM_INFO, get_stream_info, &r);
 }
 
 static void q_stats(struct ctx *x, struct iclient *c, uint64_t id)
 {
 	(void)x;
 	Whizbang__V1__GetStats g = WHIZBANG__V1__GET_STATS__INIT;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_STATS;
-	req.get_stats = &g;
-	queue(c, &req, id);
+	QUEUE(c, id, GET_STATS, get_stats, &g);
 }
 
 static void q_set_meta(struct ctx *x, struct iclient *c, uint64_t id)
@@ -170,10 +160,7 @@ static void q_set_meta(struct ctx *x, struct iclient *c, uint64_t id)
 	Whizbang__V1__SetStreamMetadata r = WHIZBANG__V1__SET_STREAM_METADATA__INIT;
 	r.stream = (char *)"sweep-1";
 	r.metadata = &m;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA;
-	req.set_stream_metadata = &r;
-	queue(c, &req, id);
+	QUEUE(c, id, SET_STREAM_METADATA, set_stream_metadata, &r);
 }
 
 static void q_get_meta(struct ctx *x, struct iclient *c, uint64_t id)
@@ -181,10 +168,7 @@ static void q_get_meta(struct ctx *x, struct iclient *c, uint64_t id)
 	(void)x;
 	Whizbang__V1__GetStreamMetadata r = WHIZBANG__V1__GET_STREAM_METADATA__INIT;
 	r.stream = (char *)"sweep-1";
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_STREAM_METADATA;
-	req.get_stream_metadata = &r;
-	queue(c, &req, id);
+	QUEUE(c, id, GET_STREAM_METADATA, get_stream_metadata, &r);
 }
 
 static void q_delete_stream(struct ctx *x, struct iclient *c, uint64_t id)
@@ -192,20 +176,14 @@ static void q_delete_stream(struct ctx *x, struct iclient *c, uint64_t id)
 	(void)x;
 	Whizbang__V1__DeleteStream r = WHIZBANG__V1__DELETE_STREAM__INIT;
 	r.stream = (char *)"sweep-gone";
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_DELETE_STREAM;
-	req.delete_stream = &r;
-	queue(c, &req, id);
+	QUEUE(c, id, DELETE_STREAM, delete_stream, &r);
 }
 
 static void q_scavenge(struct ctx *x, struct iclient *c, uint64_t id)
 {
 	(void)x;
 	Whizbang__V1__Scavenge s = WHIZBANG__V1__SCAVENGE__INIT;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_SCAVENGE;
-	req.scavenge = &s;
-	queue(c, &req, id);
+	QUEUE(c, id, SCAVENGE, scavenge, &s);
 }
 
 static void q_lease(struct ctx *x, struct iclient *c, uint64_t id)
@@ -215,10 +193,7 @@ static void q_lease(struct ctx *x, struct iclient *c, uint64_t id)
 	l.projection = (char *)"sweep";
 	l.count = 2;
 	l.on_disconnect = WHIZBANG__V1__ON_DISCONNECT__ON_DISCONNECT_RELEASE;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_LEASE;
-	req.lease = &l;
-	queue(c, &req, id);
+	QUEUE(c, id, LEASE, lease, &l);
 }
 
 /* Leases one sequence for the next request, on its connection before the
@@ -250,10 +225,7 @@ static void q_commit(struct ctx *x, struct iclient *c, uint64_t id)
 	cm.n_ops = l->n_ops;
 	cm.ops = l->ops;
 	cm.ack = WHIZBANG__V1__ACK__ACK_APPLIED;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_COMMIT;
-	req.commit = &cm;
-	queue(c, &req, id);
+	QUEUE(c, id, COMMIT, commit, &cm);
 	optext_free_ops(l);
 }
 
@@ -265,10 +237,7 @@ static void q_stage(struct ctx *x, struct iclient *c, uint64_t id)
 	st.token = x->token;
 	st.n_ops = l->n_ops;
 	st.ops = l->ops;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_STAGE;
-	req.stage = &st;
-	queue(c, &req, id);
+	QUEUE(c, id, STAGE, stage, &st);
 	optext_free_ops(l);
 }
 
@@ -278,10 +247,7 @@ static void q_extend(struct ctx *x, struct iclient *c, uint64_t id)
 	e.sequence = x->seq;
 	e.token = x->token;
 	e.duration_ms = 30000;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_EXTEND;
-	req.extend = &e;
-	queue(c, &req, id);
+	QUEUE(c, id, EXTEND, extend, &e);
 }
 
 static void q_release(struct ctx *x, struct iclient *c, uint64_t id)
@@ -289,10 +255,7 @@ static void q_release(struct ctx *x, struct iclient *c, uint64_t id)
 	Whizbang__V1__Release r = WHIZBANG__V1__RELEASE__INIT;
 	r.sequence = x->seq;
 	r.token = x->token;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_RELEASE;
-	req.release = &r;
-	queue(c, &req, id);
+	QUEUE(c, id, RELEASE, release, &r);
 }
 
 static void q_read_ledger(struct ctx *x, struct iclient *c, uint64_t id)
@@ -300,10 +263,7 @@ static void q_read_ledger(struct ctx *x, struct iclient *c, uint64_t id)
 	(void)x;
 	Whizbang__V1__ReadLedger r = WHIZBANG__V1__READ_LEDGER__INIT;
 	r.from_sequence = 1;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_LEDGER;
-	req.read_ledger = &r;
-	queue(c, &req, id);
+	QUEUE(c, id, READ_LEDGER, read_ledger, &r);
 }
 
 static void q_wait(struct ctx *x, struct iclient *c, uint64_t id)
@@ -311,10 +271,7 @@ static void q_wait(struct ctx *x, struct iclient *c, uint64_t id)
 	Whizbang__V1__WaitForWatermark w = WHIZBANG__V1__WAIT_FOR_WATERMARK__INIT;
 	w.sequence = x->seq + 1000; /* never reached: it times out */
 	w.timeout_ms = 20;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK;
-	req.wait_for_watermark = &w;
-	queue(c, &req, id);
+	QUEUE(c, id, WAIT_FOR_WATERMARK, wait_for_watermark, &w);
 }
 
 static void q_create_index(struct ctx *x, struct iclient *c, uint64_t id)
@@ -323,10 +280,7 @@ static void q_create_index(struct ctx *x, struct iclient *c, uint64_t id)
 	Whizbang__V1__CreateIndex ci = WHIZBANG__V1__CREATE_INDEX__INIT;
 	ci.type = (char *)"Order";
 	ci.field = (char *)"status";
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_CREATE_INDEX;
-	req.create_index = &ci;
-	queue(c, &req, id);
+	QUEUE(c, id, CREATE_INDEX, create_index, &ci);
 }
 
 static void q_get_entity(struct ctx *x, struct iclient *c, uint64_t id)
@@ -335,10 +289,7 @@ static void q_get_entity(struct ctx *x, struct iclient *c, uint64_t id)
 	Whizbang__V1__GetEntity g = WHIZBANG__V1__GET_ENTITY__INIT;
 	g.type = (char *)"Order";
 	g.id = (char *)"o-1";
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_ENTITY;
-	req.get_entity = &g;
-	queue(c, &req, id);
+	QUEUE(c, id, GET_ENTITY, get_entity, &g);
 }
 
 static void q_query(struct ctx *x, struct iclient *c, uint64_t id)
@@ -353,10 +304,7 @@ static void q_query(struct ctx *x, struct iclient *c, uint64_t id)
 	Whizbang__V1__QueryEntities q = WHIZBANG__V1__QUERY_ENTITIES__INIT;
 	q.type = (char *)"Order";
 	q.where = &w;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES;
-	req.query_entities = &q;
-	queue(c, &req, id);
+	QUEUE(c, id, QUERY_ENTITIES, query_entities, &q);
 	optext_free_expr(e);
 }
 
@@ -364,10 +312,7 @@ static void q_list_indexes(struct ctx *x, struct iclient *c, uint64_t id)
 {
 	(void)x;
 	Whizbang__V1__ListIndexes l = WHIZBANG__V1__LIST_INDEXES__INIT;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES;
-	req.list_indexes = &l;
-	queue(c, &req, id);
+	QUEUE(c, id, LIST_INDEXES, list_indexes, &l);
 }
 
 static void q_subscribe(struct ctx *x, struct iclient *c, uint64_t id)
@@ -377,10 +322,7 @@ static void q_subscribe(struct ctx *x, struct iclient *c, uint64_t id)
 	s.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL;
 	s.stream_prefix = (char *)"sweep-";
 	s.credits = 100;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_SUBSCRIBE;
-	req.subscribe = &s;
-	queue(c, &req, id);
+	QUEUE(c, id, SUBSCRIBE, subscribe, &s);
 }
 
 static void q_subscribe_ledger(struct ctx *x, struct iclient *c, uint64_t id)
@@ -389,10 +331,7 @@ static void q_subscribe_ledger(struct ctx *x, struct iclient *c, uint64_t id)
 	Whizbang__V1__Subscribe s = WHIZBANG__V1__SUBSCRIBE__INIT;
 	s.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER;
 	s.credits = 100;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_SUBSCRIBE;
-	req.subscribe = &s;
-	queue(c, &req, id);
+	QUEUE(c, id, SUBSCRIBE, subscribe, &s);
 }
 
 static void q_create_consumer(struct ctx *x, struct iclient *c, uint64_t id)
@@ -404,10 +343,7 @@ static void q_create_consumer(struct ctx *x, struct iclient *c, uint64_t id)
 	cfg.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL;
 	Whizbang__V1__CreateConsumer cc = WHIZBANG__V1__CREATE_CONSUMER__INIT;
 	cc.config = &cfg;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_CREATE_CONSUMER;
-	req.create_consumer = &cc;
-	queue(c, &req, id);
+	QUEUE(c, id, CREATE_CONSUMER, create_consumer, &cc);
 }
 
 static void prepare_group(struct ctx *x, struct iclient *c)
@@ -431,20 +367,14 @@ static void q_join(struct ctx *x, struct iclient *c, uint64_t id)
 	Whizbang__V1__JoinConsumer j = WHIZBANG__V1__JOIN_CONSUMER__INIT;
 	j.name = (char *)"sweep-group";
 	j.credits = 10;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_JOIN_CONSUMER;
-	req.join_consumer = &j;
-	queue(c, &req, id);
+	QUEUE(c, id, JOIN_CONSUMER, join_consumer, &j);
 }
 
 static void q_list_consumers(struct ctx *x, struct iclient *c, uint64_t id)
 {
 	(void)x;
 	Whizbang__V1__ListConsumers l = WHIZBANG__V1__LIST_CONSUMERS__INIT;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_LIST_CONSUMERS;
-	req.list_consumers = &l;
-	queue(c, &req, id);
+	QUEUE(c, id, LIST_CONSUMERS, list_consumers, &l);
 }
 
 static void q_list_parked(struct ctx *x, struct iclient *c, uint64_t id)
@@ -452,10 +382,7 @@ static void q_list_parked(struct ctx *x, struct iclient *c, uint64_t id)
 	(void)x;
 	Whizbang__V1__ListParked l = WHIZBANG__V1__LIST_PARKED__INIT;
 	l.name = (char *)"sweep-group";
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_LIST_PARKED;
-	req.list_parked = &l;
-	queue(c, &req, id);
+	QUEUE(c, id, LIST_PARKED, list_parked, &l);
 }
 
 static void q_garbage(struct ctx *x, struct iclient *c, uint64_t id)
@@ -695,6 +622,9 @@ Test(server, dispatch_table_refuses_conflicts)
 	cr_assert_eq(dispatch_init(&d, NULL, core, states, 1, err, sizeof(err)), WB_E_INVAL);
 	const struct srv_module *unowned[] = {&c1, &c3};
 	cr_assert_eq(dispatch_init(&d, NULL, unowned, states, 2, err, sizeof(err)), WB_E_INVAL);
+	const struct srv_module *alone[] = {&c3};
+	cr_assert_eq(dispatch_init(&d, NULL, alone, states, 1, err, sizeof(err)), WB_E_INVAL);
+	cr_assert(strstr(err, "names a subscription") != NULL, "%s", err);
 	/* Shared by modules that own subscriptions: fine. */
 	const struct srv_module *shared[] = {&c1, &c2};
 	cr_assert_eq(dispatch_init(&d, NULL, shared, states, 2, err, sizeof(err)), 0, "%s", err);
