@@ -16,6 +16,7 @@
  * compares the digests and removes both. */
 #include <dirent.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,9 +78,8 @@ static int work_fail(struct pwork *w, int rc, const char *fmt, ...)
 }
 
 /* Packs resp as the work's answer. */
-static void pack_answer(struct pwork *w, Response *resp)
+static void pack_answer(struct pwork *w, const Response *resp)
 {
-	resp->id = w->req->id;
 	w->rc = srv_pack(resp, w->cfg->max_frame, &w->out, &w->out_len, w->msg, sizeof(w->msg));
 }
 
@@ -191,50 +191,29 @@ static void do_get(struct pwork *w, struct storage_txn *txn)
 	if (res.entity == NULL) {
 		work_fail(w, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 	} else {
-		Response resp = WHIZBANG__V1__RESPONSE__INIT;
-		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_GET_ENTITY;
-		resp.get_entity = &res;
+		SRV_RESPONSE(resp, w->req->id, GET_ENTITY, get_entity, &res);
 		pack_answer(w, &resp);
 	}
 	arena_free(&a);
 }
 
-struct qcollect {
-	struct arena a;
+/* A page of entities; full once one did not fit. */
+struct qpage {
+	struct page page;
 	const char *type;
-	Whizbang__V1__Entity **ents;
-	size_t n, cap;
-	size_t bytes, budget;
 	bool full;
-	bool nomem;
 };
 
 static int query_visit(const char *id, size_t id_len, const struct proj_record *r, void *arg)
 {
-	struct qcollect *q = arg;
-	Whizbang__V1__Entity *e = entity_pb(&q->a, q->type, id, id_len, r);
-	if (e == NULL) {
-		q->nomem = true;
-		return PROJ_STOP;
-	}
-	size_t sz = whizbang__v1__entity__get_packed_size(e) + 8;
-	if (q->n > 0 && q->bytes + sz > q->budget) {
+	struct qpage *q = arg;
+	Whizbang__V1__Entity *e = entity_pb(&q->page.a, q->type, id, id_len, r);
+	size_t sz = e != NULL ? whizbang__v1__entity__get_packed_size(e) + 8 : 0;
+	if (e != NULL && !page_fits(&q->page, sz)) {
 		q->full = true;
 		return PROJ_STOP;
 	}
-	if (q->n == q->cap) {
-		size_t cap = q->cap > 0 ? q->cap * 2 : 64;
-		Whizbang__V1__Entity **ne = realloc(q->ents, cap * sizeof(*ne));
-		if (ne == NULL) {
-			q->nomem = true;
-			return PROJ_STOP;
-		}
-		q->ents = ne;
-		q->cap = cap;
-	}
-	q->ents[q->n++] = e;
-	q->bytes += sz;
-	return 0;
+	return page_add(&q->page, e, sz) ? 0 : PROJ_STOP;
 }
 
 static void do_query(struct pwork *w, struct storage_txn *txn)
@@ -243,19 +222,22 @@ static void do_query(struct pwork *w, struct storage_txn *txn)
 	uint32_t limit = qe->limit;
 	if (limit == 0 || limit > w->cfg->max_query_count)
 		limit = (uint32_t)w->cfg->max_query_count;
-	struct qcollect q = {.type = qe->type, .budget = w->cfg->max_frame - SRV_READ_ENVELOPE};
+	struct qpage q = {.page = {.budget = w->cfg->max_frame - SRV_READ_ENVELOPE},
+	                  .type = qe->type};
 	struct proj_query_info info;
 	int rc = proj_query(txn, qe->type, strlen(qe->type), where_expr(qe->where), qe->after,
 	                    strlen(qe->after), limit, &w->pcfg, query_visit, &q, &info);
-	if (rc == 0 && q.nomem)
+	if (rc == 0 && q.page.nomem)
 		work_fail(w, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 	else if (rc != 0)
 		storage_fail(w, rc, qe->type, &info.plan);
-	if (rc == 0 && !q.nomem) {
+	if (rc == 0 && !q.page.nomem) {
+		Whizbang__V1__Entity **ents = (Whizbang__V1__Entity **)q.page.items;
+		size_t n = q.page.n;
 		Whizbang__V1__QueryResult res = WHIZBANG__V1__QUERY_RESULT__INIT;
-		res.n_entities = q.n;
-		res.entities = q.ents;
-		res.next_after = q.n > 0 ? q.ents[q.n - 1]->id : (char *)qe->after;
+		res.n_entities = n;
+		res.entities = ents;
+		res.next_after = n > 0 ? ents[n - 1]->id : (char *)qe->after;
 		res.end = info.end && !q.full;
 		res.strategy = info.plan.strategy;
 		res.plan = info.plan.text;
@@ -263,13 +245,10 @@ static void do_query(struct pwork *w, struct storage_txn *txn)
 		struct ledger_state st;
 		if (ledger_get_state(txn, &st) == 0)
 			res.watermark = st.watermark;
-		Response resp = WHIZBANG__V1__RESPONSE__INIT;
-		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_QUERY;
-		resp.query = &res;
+		SRV_RESPONSE(resp, w->req->id, QUERY, query, &res);
 		pack_answer(w, &resp);
 	}
-	free(q.ents);
-	arena_free(&q.a);
+	page_free(&q.page);
 }
 
 static void do_explain(struct pwork *w, struct storage_txn *txn)
@@ -288,60 +267,40 @@ static void do_explain(struct pwork *w, struct storage_txn *txn)
 	res.type_entities = plan.type_entities;
 	res.refused = plan.refused;
 	res.max_scan = w->pcfg.max_scan;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_PLAN;
-	resp.plan = &res;
+	SRV_RESPONSE(resp, w->req->id, PLAN, plan, &res);
 	pack_answer(w, &resp);
 }
 
-struct icollect {
-	struct arena a;
-	Whizbang__V1__IndexInfo **list;
-	size_t n, cap;
-};
-
 static int index_visit(const struct proj_index_info *info, void *arg)
 {
-	struct icollect *ic = arg;
-	if (ic->n == ic->cap) {
-		size_t cap = ic->cap > 0 ? ic->cap * 2 : 16;
-		Whizbang__V1__IndexInfo **nl = realloc(ic->list, cap * sizeof(*nl));
-		if (nl == NULL)
-			return WB_E_NOMEM;
-		ic->list = nl;
-		ic->cap = cap;
+	struct page *p = arg;
+	Whizbang__V1__IndexInfo *ii = arena_alloc(&p->a, sizeof(*ii));
+	if (ii != NULL) {
+		whizbang__v1__index_info__init(ii);
+		ii->type = arena_strndup(&p->a, info->type, strlen(info->type));
+		ii->field = arena_strndup(&p->a, info->field, strlen(info->field));
+		ii->entries = info->entries;
+		ii->created_sequence = info->created_seq;
+		if (ii->type == NULL || ii->field == NULL)
+			ii = NULL;
 	}
-	Whizbang__V1__IndexInfo *ii = arena_alloc(&ic->a, sizeof(*ii));
-	if (ii == NULL)
-		return WB_E_NOMEM;
-	whizbang__v1__index_info__init(ii);
-	ii->type = arena_strndup(&ic->a, info->type, strlen(info->type));
-	ii->field = arena_strndup(&ic->a, info->field, strlen(info->field));
-	if (ii->type == NULL || ii->field == NULL)
-		return WB_E_NOMEM;
-	ii->entries = info->entries;
-	ii->created_sequence = info->created_seq;
-	ic->list[ic->n++] = ii;
-	return 0;
+	return page_add(p, ii, 0) ? 0 : WB_E_NOMEM;
 }
 
 static void do_list_indexes(struct pwork *w, struct storage_txn *txn)
 {
-	struct icollect ic = {0};
-	int rc = proj_index_list(txn, w->req->list_indexes->type, index_visit, &ic);
+	struct page p = {.budget = SIZE_MAX};
+	int rc = proj_index_list(txn, w->req->list_indexes->type, index_visit, &p);
 	if (rc != 0) {
 		storage_fail(w, rc, w->req->list_indexes->type, NULL);
 	} else {
 		Whizbang__V1__IndexList res = WHIZBANG__V1__INDEX_LIST__INIT;
-		res.n_indexes = ic.n;
-		res.indexes = ic.list;
-		Response resp = WHIZBANG__V1__RESPONSE__INIT;
-		resp.body_case = WHIZBANG__V1__RESPONSE__BODY_INDEXES;
-		resp.indexes = &res;
+		res.n_indexes = p.n;
+		res.indexes = (Whizbang__V1__IndexInfo **)p.items;
+		SRV_RESPONSE(resp, w->req->id, INDEXES, indexes, &res);
 		pack_answer(w, &resp);
 	}
-	free(ic.list);
-	arena_free(&ic.a);
+	page_free(&p);
 }
 
 static uint64_t mono_us(void)
@@ -396,9 +355,7 @@ static void do_verify(struct pwork *w, struct storage_txn *unused)
 	res.entities = vr.entities;
 	res.first_difference = vr.first_difference;
 	res.micros = mono_us() - t0;
-	Response resp = WHIZBANG__V1__RESPONSE__INIT;
-	resp.body_case = WHIZBANG__V1__RESPONSE__BODY_VERIFY;
-	resp.verify = &res;
+	SRV_RESPONSE(resp, w->req->id, VERIFY, verify, &res);
 	pack_answer(w, &resp);
 }
 
