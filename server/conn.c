@@ -67,6 +67,7 @@ struct conns {
 	uint64_t accepted;
 	uint64_t next_id;
 	bool stopped;
+	struct conn_counters counters;
 	/* Load shedding: a spare handle that accepts and closes a peer when
 	 * no connection can be allocated. */
 	uv_tcp_t shed;
@@ -105,11 +106,6 @@ uint64_t conn_id(const struct conn *c)
 const char *conn_peer(const struct conn *c)
 {
 	return c->peer;
-}
-
-void *conn_context(const struct conn *c)
-{
-	return c->set->hooks.arg;
 }
 
 bool conn_greeted(const struct conn *c)
@@ -620,4 +616,14 @@ size_t conns_open(const struct conns *set)
 uint64_t conns_accepted(const struct conns *set)
 {
 	return set->accepted;
+}
+
+struct conn_counters *conns_counters(struct conns *set)
+{
+	return &set->counters;
+}
+
+struct conn_counters *conn_counters(const struct conn *c)
+{
+	return &c->set->counters;
 }

@@ -26,6 +26,15 @@ struct conns;
 /* Per-connection slots for the server's modules (conn_slot()). */
 #define CONN_SLOTS 8u
 
+/* What crossed the wire, for the figures: kept by the set, counted by the
+ * layers above (dispatch counts requests, reply.c errors). */
+struct conn_counters {
+	uint64_t requests_total;       /* frames received */
+	uint64_t errors_total;         /* error answers sent */
+	uint64_t requests_by_body[64]; /* by Request body case */
+	uint64_t errors_by_code[32];   /* by wire error code */
+};
+
 struct conn_limits {
 	uint64_t max_frame;        /* payload bytes of one frame (--max-frame) */
 	uint64_t max_output;       /* bytes queued and being written before a
@@ -92,6 +101,10 @@ void conns_close_all(struct conns *set, bool drop_output);
 size_t conns_open(const struct conns *set);
 uint64_t conns_accepted(const struct conns *set);
 
+/* The set's counters (of c's set). */
+struct conn_counters *conns_counters(struct conns *set);
+struct conn_counters *conn_counters(const struct conn *c);
+
 /* Queues a frame of n payload bytes on c and returns where the payload
  * goes; the caller writes all n bytes at once, before anything else is
  * queued on c. NULL when c is closing, or when the output cannot grow (c
@@ -123,9 +136,6 @@ void conn_release(struct conn *c);
  * ("1.2.3.4:5678", "[::1]:5678"). */
 uint64_t conn_id(const struct conn *c);
 const char *conn_peer(const struct conn *c);
-
-/* The arg of the set's hooks (the server), for code that has only c. */
-void *conn_context(const struct conn *c);
 
 /* The Hello state: whether c has said Hello, and the client name it gave
  * (NUL-terminated, at most 63 bytes kept). */

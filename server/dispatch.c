@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "log.h"
-#include "server.h"
+#include "reply.h"
 #include "wb_error.h"
 #include "wb_version.h"
 #include "wire.h"
@@ -34,7 +34,7 @@ struct route {
 };
 
 struct dispatch {
-	struct srv *srv;
+	struct dispatch_env env;
 	struct route routes[DISPATCH_CASES];
 };
 
@@ -42,7 +42,6 @@ struct dispatch {
 
 static void hello(struct dispatch *d, struct conn *c, const Request *req)
 {
-	const struct srv_config *cfg = srv_config(d->srv);
 	const Whizbang__V1__Hello *h = req->hello;
 	if (h->protocol_version != WB_PROTOCOL_VERSION) {
 		srv_error(
@@ -60,10 +59,10 @@ static void hello(struct dispatch *d, struct conn *c, const Request *req)
 	Whizbang__V1__HelloResult r = WHIZBANG__V1__HELLO_RESULT__INIT;
 	r.protocol_version = WB_PROTOCOL_VERSION;
 	r.server_version = (char *)WB_VERSION;
-	r.max_frame = (uint32_t)cfg->max_frame;
-	r.max_read_count = (uint32_t)cfg->max_read_count;
-	r.max_append_events = (uint32_t)cfg->max_append_events;
-	r.max_event_size = srv_max_event_size(d->srv);
+	r.max_frame = (uint32_t)d->env.max_frame;
+	r.max_read_count = (uint32_t)d->env.max_read_count;
+	r.max_append_events = (uint32_t)d->env.max_append_events;
+	r.max_event_size = d->env.max_event_size;
 	r.auth_required = false;
 	SRV_REPLY(c, req->id, HELLO, hello, &r);
 }
@@ -78,7 +77,7 @@ static void ping(struct conn *c, const Request *req)
 static void stats(struct dispatch *d, struct conn *c, const Request *req)
 {
 	Whizbang__V1__ServerStats s = WHIZBANG__V1__SERVER_STATS__INIT;
-	srv_fill_stats(d->srv, &s);
+	d->env.stats(d->env.arg, &s);
 	s.server_version = (char *)WB_VERSION;
 	SRV_REPLY(c, req->id, STATS, stats, &s);
 }
@@ -92,15 +91,16 @@ static bool names_subscription(unsigned body)
 	       body == WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE;
 }
 
-int dispatch_init(struct dispatch **out, struct srv *srv, const struct srv_module *const *mods,
-                  void *const *states, size_t n, char *errmsg, size_t errlen)
+int dispatch_init(struct dispatch **out, const struct dispatch_env *env,
+                  const struct srv_module *const *mods, void *const *states, size_t n, char *errmsg,
+                  size_t errlen)
 {
 	struct dispatch *d = calloc(1, sizeof(*d));
 	if (d == NULL) {
 		snprintf(errmsg, errlen, "out of memory");
 		return WB_E_NOMEM;
 	}
-	d->srv = srv;
+	d->env = *env;
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < mods[i]->nhandlers; j++) {
 			const struct srv_handler *h = &mods[i]->handlers[j];
@@ -182,7 +182,7 @@ static bool route(struct dispatch *d, struct conn *c, Request *req)
 
 void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, uint32_t len)
 {
-	struct srv_counters *n = srv_counters(d->srv);
+	struct conn_counters *n = conn_counters(c);
 	n->requests_total++;
 	/* protobuf-c allocates per element: allow a generous multiple of the
 	 * frame, not an unbounded one. */
@@ -206,7 +206,7 @@ void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, 
 	if (wire_check_strings(&whizbang__v1__request__descriptor, payload, len, why,
 	                       sizeof(why)) != 0) {
 		srv_error(c, req->id, WB_BAD_REQUEST, "%s", why);
-	} else if (srv_shutting_down(d->srv)) {
+	} else if (d->env.shutting_down(d->env.arg)) {
 		srv_error(c, req->id, WB_SHUTTING_DOWN,
 		          "the server is shutting down; reconnect later");
 	} else if (!conn_greeted(c) && req->body_case != WHIZBANG__V1__REQUEST__BODY_HELLO) {

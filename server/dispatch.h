@@ -14,16 +14,31 @@
 
 #include "conn.h"
 
-struct srv;
-struct srv_module;
+#include "module.h"
+
 struct dispatch;
 
+/* What dispatch needs of the server: the limits Hello announces, whether a
+ * shutdown began, and the figures GetStats answers with (arg is passed to
+ * both callbacks). */
+struct dispatch_env {
+	void *arg;
+	uint64_t max_frame;
+	uint64_t max_read_count;
+	uint64_t max_append_events;
+	uint32_t max_event_size;
+	bool (*shutting_down)(void *arg);
+	void (*stats)(void *arg, Whizbang__V1__ServerStats *s);
+};
+
 /* Builds the table from mods[0..n) with their states. WB_E_INVAL, with the
- * reason in errmsg, when two modules claim one body case or a handler is
- * listed for a case the protocol does not have; WB_E_NOMEM. *out is
- * written only on success. Keeps mods and states (they outlive it). */
-int dispatch_init(struct dispatch **out, struct srv *srv, const struct srv_module *const *mods,
-                  void *const *states, size_t n, char *errmsg, size_t errlen);
+ * reason in errmsg, when two modules claim one body case, a module claims a
+ * request dispatch answers itself, or one claims a request naming a
+ * subscription without owning subscriptions; WB_E_NOMEM. *out is written
+ * only on success. Copies env; keeps mods and states (they outlive it). */
+int dispatch_init(struct dispatch **out, const struct dispatch_env *env,
+                  const struct srv_module *const *mods, void *const *states, size_t n, char *errmsg,
+                  size_t errlen);
 
 void dispatch_free(struct dispatch *d);
 

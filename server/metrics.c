@@ -341,7 +341,7 @@ static void render_histogram(struct buf *b, const char *name, const char *help,
 
 static void render(struct srv *srv, struct buf *b)
 {
-	const struct srv_counters *n = srv_counters(srv);
+	const struct conn_counters *n = srv_counters(srv);
 	struct writer_stats ws;
 	struct storage_stats ss;
 

@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "log.h"
-#include "server.h"
 #include "wb_error.h"
 
 void srv_send(struct conn *c, const Response *r)
@@ -19,7 +18,7 @@ void srv_send(struct conn *c, const Response *r)
 __attribute__((format(printf, 5, 0))) static void
 error_v(struct conn *c, uint64_t id, int code, int64_t actual_version, const char *fmt, va_list ap)
 {
-	struct srv_counters *n = srv_counters(conn_context(c));
+	struct conn_counters *n = conn_counters(c);
 	char msg[512];
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	Whizbang__V1__Error err = WHIZBANG__V1__ERROR__INIT;

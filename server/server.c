@@ -68,7 +68,6 @@ struct srv {
 	bool shutting_down;
 	bool ready;
 	bool handles_closed;
-	struct srv_counters counters;
 };
 
 /* ------------------------------------------------------------ accessors */
@@ -135,9 +134,9 @@ uint64_t srv_wall_us(void)
 	return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
 }
 
-struct srv_counters *srv_counters(struct srv *srv)
+struct conn_counters *srv_counters(struct srv *srv)
 {
-	return &srv->counters;
+	return conns_counters(srv->conns);
 }
 
 void srv_writer_stats(const struct srv *srv, struct writer_stats *out)
@@ -165,8 +164,8 @@ void srv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 	s->uptime_ms = uv_now(srv->loop) - srv->start_ms;
 	s->connections_current = conns_open(srv->conns);
 	s->connections_total = conns_accepted(srv->conns);
-	s->requests_total = srv->counters.requests_total;
-	s->errors_total = srv->counters.errors_total;
+	s->requests_total = conns_counters(srv->conns)->requests_total;
+	s->errors_total = conns_counters(srv->conns)->errors_total;
 	s->batches = ws.batches;
 	s->batch_requests = ws.ops;
 	s->commit_us_total = ws.commit_us_total;
@@ -363,6 +362,16 @@ static void after_hook(void *arg, bool drained)
 	srv_flush(srv);
 }
 
+static bool env_shutting_down(void *arg)
+{
+	return srv_shutting_down(arg);
+}
+
+static void env_stats(void *arg, Whizbang__V1__ServerStats *s)
+{
+	srv_fill_stats(arg, s);
+}
+
 static void on_connection(uv_stream_t *listener, int status)
 {
 	struct srv *srv = listener->data;
@@ -478,7 +487,16 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 			goto err_after_modules;
 		srv->modules_up++;
 	}
-	rc = dispatch_init(&srv->dispatch, srv, modules, srv->states, NMODULES, errmsg, errlen);
+	struct dispatch_env env = {
+	        .arg = srv,
+	        .max_frame = cfg->max_frame,
+	        .max_read_count = cfg->max_read_count,
+	        .max_append_events = cfg->max_append_events,
+	        .max_event_size = srv->max_event_size,
+	        .shutting_down = env_shutting_down,
+	        .stats = env_stats,
+	};
+	rc = dispatch_init(&srv->dispatch, &env, modules, srv->states, NMODULES, errmsg, errlen);
 	if (rc != 0)
 		goto err_after_modules;
 

@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "conn.h"
+#include "module.h"
 #include "reply.h"
 #include "storage.h"
 #include "writer.h"
@@ -43,37 +44,6 @@ void srv_shutdown(struct srv *srv);
 void srv_close(struct srv *srv);
 
 /* ------------------------------------------------------------ modules */
-
-/* One request a module handles: the body case and the handler. The
- * handler answers c (reply.h) now or later; it returns true when it keeps
- * req (it then frees it with whizbang__v1__request__free_unpacked() once
- * done), false when the dispatcher frees it on return. */
-struct srv_handler {
-	Whizbang__V1__Request__BodyCase body;
-	bool (*handle)(void *state, struct conn *c, Whizbang__V1__Request *req);
-};
-
-/* A part of the server, with its state. Every hook but init may be NULL.
- * The server calls init in table order before the listener opens (slot is
- * the module's conn_slot() index), conn_closed for every connection that
- * closes, pump after every writer batch and whenever a connection's output
- * drained, shutdown once when a shutdown begins (stop timers, answer what
- * waits), stats whenever figures are taken (GetStats, /metrics), and close
- * in reverse order after the loop has ended and the writer has drained. */
-struct srv_module {
-	const char *name;
-	int (*init)(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen);
-	void (*conn_closed)(void *state, struct conn *c);
-	void (*pump)(void *state);
-	void (*shutdown)(void *state);
-	void (*close)(void *state);
-	void (*stats)(void *state, Whizbang__V1__ServerStats *s);
-	/* True when subscription id on c is this module's: Credit and
-	 * Unsubscribe go to the module that owns the subscription. */
-	bool (*owns_subscription)(void *state, const struct conn *c, uint64_t id);
-	const struct srv_handler *handlers;
-	size_t nhandlers;
-};
 
 /* The modules, in the order they are set up (server.c's table). */
 extern const struct srv_module srv_events_module;
@@ -127,14 +97,8 @@ uint64_t srv_new_subscription_id(struct srv *srv);
 /* Wall clock, microseconds since the epoch. Any thread. */
 uint64_t srv_wall_us(void);
 
-/* Counters of the connection and dispatch layers, for the figures. */
-struct srv_counters {
-	uint64_t requests_total;       /* frames received */
-	uint64_t errors_total;         /* error answers sent */
-	uint64_t requests_by_body[64]; /* by Request body case */
-	uint64_t errors_by_code[32];   /* by wire error code */
-};
-struct srv_counters *srv_counters(struct srv *srv);
+/* What crossed the wire (conn.h), for the figures. */
+struct conn_counters *srv_counters(struct srv *srv);
 
 /* Fills s with every figure of GetStats: the core's, the writer's, the
  * store's and each module's (stats hook). Strings and arrays it sets stay

@@ -612,22 +612,23 @@ Test(server, dispatch_table_refuses_conflicts)
 	const struct srv_module c2 = c1;
 	const struct srv_module c3 = {.name = "c3", .handlers = credit_handler, .nhandlers = 1};
 	void *states[2] = {NULL, NULL};
+	const struct dispatch_env env = {0};
 	struct dispatch *d;
 	char err[256];
 
 	const struct srv_module *twice[] = {&a, &b};
-	cr_assert_eq(dispatch_init(&d, NULL, twice, states, 2, err, sizeof(err)), WB_E_INVAL);
+	cr_assert_eq(dispatch_init(&d, &env, twice, states, 2, err, sizeof(err)), WB_E_INVAL);
 	cr_assert(strstr(err, "claimed twice") != NULL, "%s", err);
 	const struct srv_module *core[] = {&hl};
-	cr_assert_eq(dispatch_init(&d, NULL, core, states, 1, err, sizeof(err)), WB_E_INVAL);
+	cr_assert_eq(dispatch_init(&d, &env, core, states, 1, err, sizeof(err)), WB_E_INVAL);
 	const struct srv_module *unowned[] = {&c1, &c3};
-	cr_assert_eq(dispatch_init(&d, NULL, unowned, states, 2, err, sizeof(err)), WB_E_INVAL);
+	cr_assert_eq(dispatch_init(&d, &env, unowned, states, 2, err, sizeof(err)), WB_E_INVAL);
 	const struct srv_module *alone[] = {&c3};
-	cr_assert_eq(dispatch_init(&d, NULL, alone, states, 1, err, sizeof(err)), WB_E_INVAL);
+	cr_assert_eq(dispatch_init(&d, &env, alone, states, 1, err, sizeof(err)), WB_E_INVAL);
 	cr_assert(strstr(err, "names a subscription") != NULL, "%s", err);
 	/* Shared by modules that own subscriptions: fine. */
 	const struct srv_module *shared[] = {&c1, &c2};
-	cr_assert_eq(dispatch_init(&d, NULL, shared, states, 2, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(dispatch_init(&d, &env, shared, states, 2, err, sizeof(err)), 0, "%s", err);
 	dispatch_free(d);
 	cr_assert_eq(inproc_start(&h), 0, "%s", h.errmsg);
 }

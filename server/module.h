@@ -1,0 +1,46 @@
+/* What a part of the server is to the rest of it: a module with its
+ * handlers (server.h lists them, dispatch.c routes to them). */
+#ifndef WB_MODULE_H
+#define WB_MODULE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conn.h"
+#include "whizbang.pb-c.h"
+
+struct srv;
+
+/* One request a module handles: the body case and the handler. The
+ * handler answers c (reply.h) now or later; it returns true when it keeps
+ * req (it then frees it with whizbang__v1__request__free_unpacked() once
+ * done), false when the dispatcher frees it on return. */
+struct srv_handler {
+	Whizbang__V1__Request__BodyCase body;
+	bool (*handle)(void *state, struct conn *c, Whizbang__V1__Request *req);
+};
+
+/* A part of the server, with its state. Every hook but init may be NULL.
+ * The server calls init in table order before the listener opens (slot is
+ * the module's conn_slot() index), conn_closed for every connection that
+ * closes, pump after every writer batch and whenever a connection's output
+ * drained, shutdown once when a shutdown begins (stop timers, answer what
+ * waits), stats whenever figures are taken (GetStats, /metrics), and close
+ * in reverse order after the loop has ended and the writer has drained. */
+struct srv_module {
+	const char *name;
+	int (*init)(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen);
+	void (*conn_closed)(void *state, struct conn *c);
+	void (*pump)(void *state);
+	void (*shutdown)(void *state);
+	void (*close)(void *state);
+	void (*stats)(void *state, Whizbang__V1__ServerStats *s);
+	/* True when subscription id on c is this module's: Credit and
+	 * Unsubscribe go to the module that owns the subscription. */
+	bool (*owns_subscription)(void *state, const struct conn *c, uint64_t id);
+	const struct srv_handler *handlers;
+	size_t nhandlers;
+};
+
+#endif
