@@ -301,7 +301,7 @@ int main(int argc, char **argv)
 		if (o == NULL)
 			return cli_usage_error(&cli, "unknown option %s", argv[i]);
 		if (cli_apply_opt(&cli, o, &cli, value, argc, argv, &i) != 0)
-			return EXIT_USAGE;
+			return cli_usage_error(&cli, "%s", cli.why);
 	}
 	if (i == argc)
 		return cli_usage_error(&cli, "no command given");
@@ -311,8 +311,10 @@ int main(int argc, char **argv)
 	if (cmd == NULL)
 		return EXIT_USAGE;
 	cli.cmd = cmd;
-	int rc = cli_parse(&cli, argc, argv, i);
-	if (rc == 0)
+	int rc = cli_parse(&cli, cli_global_opts, argc, argv, i);
+	if (rc == EXIT_USAGE)
+		cli_usage_error(&cli, "%s", cli.why);
+	else if (rc == 0)
 		rc = cmd->run(&cli);
 	cli_args_free(&cli);
 	wb_close(cli.client);

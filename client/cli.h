@@ -49,6 +49,9 @@ struct cli {
 	struct cli_list pos;
 	/* Connected by cli_connect(); main closes it. */
 	struct wb_client *client;
+	/* Why the parser refused the command line (EXIT_USAGE), for main to
+	 * print with the usage. */
+	char why[256];
 };
 
 /* ---------------------------------------------------------------- option tables */
@@ -176,18 +179,19 @@ void cli_defaults(const struct cli_opt *table, void *base);
 const struct cli_opt *cli_find_opt(const struct cli_opt *table, const char *a, const char **value);
 
 /* Reads option o, which argv[*i] names, into base: value (NULL: the next
- * argument, and *i moves past it). Returns 0, or EXIT_USAGE after a usage
- * error. */
-int cli_apply_opt(const struct cli *cli, const struct cli_opt *o, void *base, const char *value,
-                  int argc, char **argv, int *i);
+ * argument, and *i moves past it). Returns 0, or EXIT_USAGE with the reason
+ * in cli->why. */
+int cli_apply_opt(struct cli *cli, const struct cli_opt *o, void *base, const char *value, int argc,
+                  char **argv, int *i);
 
 /* Reads the arguments argv[i..argc) of cli->cmd: its options into
- * cli->args (allocated here, zeroed, defaults applied), the global options
- * into cli, everything else (and all after "--") into cli->pos, then checks
- * the counts, the required options and the alternatives. Returns 0,
- * EXIT_USAGE after a usage error, or 1 (reported) when out of memory. The
- * caller frees with cli_args_free() whatever this returns. */
-int cli_parse(struct cli *cli, int argc, char **argv, int i);
+ * cli->args (allocated here, zeroed, defaults applied), the options of
+ * globals into cli, everything else (and all after "--") into cli->pos,
+ * then checks the counts, the required options and the alternatives.
+ * Returns 0, EXIT_USAGE with the reason in cli->why, or 1 (reported) when
+ * out of memory. The caller frees with cli_args_free() whatever this
+ * returns. */
+int cli_parse(struct cli *cli, const struct cli_opt *globals, int argc, char **argv, int i);
 
 /* Frees what cli_parse() allocated. */
 void cli_args_free(struct cli *cli);

@@ -31,6 +31,16 @@ void cli_append(char *buf, size_t len, size_t *used, const char *fmt, ...)
 		*used = *used + (size_t)w < len ? *used + (size_t)w : len;
 }
 
+/* Keeps the reason the command line is refused; returns EXIT_USAGE. */
+__attribute__((format(printf, 2, 3))) static int fail(struct cli *cli, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(cli->why, sizeof(cli->why), fmt, ap);
+	va_end(ap);
+	return EXIT_USAGE;
+}
+
 int cli_word(const char *v, const struct cli_word *words, int *value)
 {
 	for (const struct cli_word *w = words; w->word != NULL; w++) {
@@ -128,12 +138,12 @@ void cli_defaults(const struct cli_opt *table, void *base)
 		abort(); /* so is a table longer than the parser counts */
 }
 
-int cli_apply_opt(const struct cli *cli, const struct cli_opt *o, void *base, const char *value,
-                  int argc, char **argv, int *i)
+int cli_apply_opt(struct cli *cli, const struct cli_opt *o, void *base, const char *value, int argc,
+                  char **argv, int *i)
 {
 	if (o->arg != NULL && value == NULL) {
 		if (*i + 1 >= argc)
-			return cli_usage_error(cli, "%s needs a value", o->name);
+			return fail(cli, "%s needs a value", o->name);
 		value = argv[++*i];
 	}
 	int rc = o->type == CLI_TEXTS ? list_add(field_of(base, o->offset), value, argc)
@@ -144,7 +154,7 @@ int cli_apply_opt(const struct cli *cli, const struct cli_opt *o, void *base, co
 		const char *bad = o->bad != NULL            ? o->bad
 		                  : o->type == CLI_DURATION ? "needs a duration"
 		                                            : "needs a number";
-		return cli_usage_error(cli, "%s %s, not \"%s\"", o->name, bad, value);
+		return fail(cli, "%s %s, not \"%s\"", o->name, bad, value);
 	}
 	if (o->given != 0)
 		set_bool(base, o->given - 1);
@@ -176,11 +186,11 @@ static void alt_names(const struct cli_opt *o, bool with_args, char *buf, size_t
 /* After the arguments: the counts of positionals, the required options and
  * the alternatives, in that order. seen[k] counts row k of the table; name
  * is the command's. */
-static int check_counts(const struct cli *cli, const char *name, const unsigned *seen)
+static int check_counts(struct cli *cli, const char *name, const unsigned *seen)
 {
 	const struct cli_command *cmd = cli->cmd;
 	if (cli->pos.n < cmd->min_args)
-		return cli_usage_error(cli, "%s needs %s", name, cmd->needs);
+		return fail(cli, "%s needs %s", name, cmd->needs);
 	/* Every required option missing: "append needs --type T and --data ...". */
 	const struct cli_opt *t = cmd->opts;
 	char words[256] = "";
@@ -192,7 +202,7 @@ static int check_counts(const struct cli *cli, const char *name, const unsigned 
 		cli_append_opt(words, sizeof(words), &used, &t[k]);
 	}
 	if (used != 0)
-		return cli_usage_error(cli, "%s needs %s", name, words);
+		return fail(cli, "%s needs %s", name, words);
 	for (size_t k = 0; t != NULL && t[k].name != NULL; k++) {
 		if (!t[k].alt || (k > 0 && t[k - 1].alt))
 			continue;
@@ -201,14 +211,14 @@ static int check_counts(const struct cli *cli, const char *name, const unsigned 
 			given += seen[j];
 		alt_names(&t[k], given == 0, words, sizeof(words));
 		if (given == 0)
-			return cli_usage_error(cli, "%s needs %s", name, words);
+			return fail(cli, "%s needs %s", name, words);
 		if (given > 1)
-			return cli_usage_error(cli, "give one of %s", words);
+			return fail(cli, "give one of %s", words);
 	}
 	return 0;
 }
 
-int cli_parse(struct cli *cli, int argc, char **argv, int i)
+int cli_parse(struct cli *cli, const struct cli_opt *globals, int argc, char **argv, int i)
 {
 	const struct cli_command *cmd = cli->cmd;
 	unsigned seen[CLI_MAX_OPTS] = {0};
@@ -230,10 +240,9 @@ int cli_parse(struct cli *cli, int argc, char **argv, int i)
 		if (dashdash || !cli_is_option(a)) {
 			if (cli->pos.n == cmd->max_args) {
 				if (cmd->max_args == 0)
-					return cli_usage_error(cli, "%s takes no argument \"%s\"",
-					                       name, a);
-				return cli_usage_error(cli, "%s takes %s, not also \"%s\"", name,
-				                       cmd->takes, a);
+					return fail(cli, "%s takes no argument \"%s\"", name, a);
+				return fail(cli, "%s takes %s, not also \"%s\"", name, cmd->takes,
+				            a);
 			}
 			if (list_add(&cli->pos, a, argc) != 0)
 				return cli_report(cli, WB_E_NOMEM, "no memory for the arguments");
@@ -247,11 +256,11 @@ int cli_parse(struct cli *cli, int argc, char **argv, int i)
 		if (o != NULL) {
 			seen[o - cmd->opts]++;
 		} else {
-			o = cli_find_opt(cli_global_opts, a, &value);
+			o = cli_find_opt(globals, a, &value);
 			base = cli;
 		}
 		if (o == NULL)
-			return cli_usage_error(cli, "unknown option %s for %s", a, name);
+			return fail(cli, "unknown option %s for %s", a, name);
 		int rc = cli_apply_opt(cli, o, base, value, argc, argv, &i);
 		if (rc != 0)
 			return rc;
