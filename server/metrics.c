@@ -511,27 +511,23 @@ static void timer_closed_cb(uv_handle_t *h)
 	(void)h;
 }
 
-static int metrics_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
+/* Metrics are off (not asked for, or the address could not be bound)
+ * while m->daemon is NULL: the hooks then do nothing. */
+static int metrics_init(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen)
 {
+	struct metrics *m = state;
 	struct sockaddr_storage addr;
 	const struct srv_config *cfg = srv_config(srv);
 	const char *listen = cfg->metrics_listen;
 	(void)slot;
-	*state = NULL;
+	m->srv = srv;
 	if (listen[0] == '\0' || strcmp(listen, "off") == 0)
 		return 0;
 	if (netaddr_parse("metrics-listen", listen, &addr, errmsg, errlen) != 0)
 		return WB_E_INVAL;
-
-	struct metrics *m = calloc(1, sizeof(*m));
-	if (m == NULL) {
-		snprintf(errmsg, errlen, "out of memory");
-		return WB_E_NOMEM;
-	}
-	m->srv = srv;
 	if (pthread_mutex_init(&m->mu, NULL) != 0) {
 		snprintf(errmsg, errlen, "cannot create the metrics mutex");
-		goto err_after_alloc;
+		return WB_E_IO;
 	}
 	/* The first text exists before the first request can arrive. */
 	snapshot(m);
@@ -548,7 +544,7 @@ static int metrics_init(struct srv *srv, unsigned slot, void **state, char *errm
 		        "addr=%s reason=\"cannot listen (in use?)\" metrics=off", listen);
 		pthread_mutex_destroy(&m->mu);
 		free(m->text);
-		free(m);
+		m->text = NULL;
 		return 0;
 	}
 	const union MHD_DaemonInfo *info =
@@ -573,22 +569,21 @@ static int metrics_init(struct srv *srv, unsigned slot, void **state, char *errm
 	uv_timer_start(&m->timer, timer_cb, 0, SNAPSHOT_MS);
 	uv_unref((uv_handle_t *)&m->timer);
 	srv_log(WB_LOG_INFO, "metrics_listening", "addr=%s port=%d", listen, m->port);
-	*state = m;
 	return 0;
 
 err_after_daemon:
 	MHD_stop_daemon(m->daemon);
+	m->daemon = NULL;
 	pthread_mutex_destroy(&m->mu);
 	free(m->text);
-err_after_alloc:
-	free(m);
+	m->text = NULL;
 	return WB_E_IO;
 }
 
 static void metrics_shutdown(void *state)
 {
 	struct metrics *m = state;
-	if (m == NULL)
+	if (m->daemon == NULL)
 		return;
 	pthread_mutex_lock(&m->mu);
 	m->ready = false;
@@ -602,7 +597,7 @@ static void metrics_shutdown(void *state)
 static void metrics_close(void *state)
 {
 	struct metrics *m = state;
-	if (m == NULL)
+	if (m->daemon == NULL)
 		return;
 	/* The timer was closed by the shutdown hook unless the loop ended some
 	 * other way: then close it here, before m goes. */
@@ -615,11 +610,11 @@ static void metrics_close(void *state)
 	MHD_stop_daemon(m->daemon);
 	pthread_mutex_destroy(&m->mu);
 	free(m->text);
-	free(m);
 }
 
 const struct srv_module srv_metrics_module = {
         .name = "metrics",
+        .size = sizeof(struct metrics),
         .init = metrics_init,
         .shutdown = metrics_shutdown,
         .close = metrics_close,

@@ -21,16 +21,19 @@ struct srv_handler {
 	bool (*handle)(void *state, struct conn *c, Whizbang__V1__Request *req);
 };
 
-/* A part of the server, with its state. Every hook but init may be NULL.
- * The server calls init in table order before the listener opens (slot is
- * the module's conn_slot() index), conn_closed for every connection that
+/* A part of the server, with its state: size bytes that the server
+ * allocates (zeroed) before init and frees after close. Every hook may be
+ * NULL. The server calls init in table order before the listener opens
+ * (slot is the module's conn_slot() index; on failure init undoes what it
+ * did and says why in errmsg), conn_closed for every connection that
  * closes, pump after every writer batch and whenever a connection's output
  * drained, shutdown once when a shutdown begins (stop timers, answer what
  * waits), stats whenever figures are taken (GetStats, /metrics), and close
  * in reverse order after the loop has ended and the writer has drained. */
 struct srv_module {
 	const char *name;
-	int (*init)(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen);
+	size_t size;
+	int (*init)(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen);
 	void (*conn_closed)(void *state, struct conn *c);
 	void (*pump)(void *state);
 	void (*shutdown)(void *state);

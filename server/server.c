@@ -400,6 +400,7 @@ static void modules_close(struct srv *srv)
 		size_t i = --srv->modules_up;
 		if (modules[i]->close != NULL)
 			modules[i]->close(srv->states[i]);
+		free(srv->states[i]);
 		srv->states[i] = NULL;
 	}
 }
@@ -478,13 +479,20 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 		goto err_after_storage;
 	}
 	for (size_t i = 0; i < NMODULES; i++) {
-		if (modules[i]->init == NULL) {
-			srv->modules_up++;
-			continue;
-		}
-		rc = modules[i]->init(srv, (unsigned)i, &srv->states[i], errmsg, errlen);
-		if (rc != 0)
+		srv->states[i] = calloc(1, modules[i]->size);
+		if (srv->states[i] == NULL) {
+			snprintf(errmsg, errlen, "out of memory");
+			rc = WB_E_NOMEM;
 			goto err_after_modules;
+		}
+		rc = modules[i]->init != NULL
+		             ? modules[i]->init(srv->states[i], srv, (unsigned)i, errmsg, errlen)
+		             : 0;
+		if (rc != 0) {
+			free(srv->states[i]);
+			srv->states[i] = NULL;
+			goto err_after_modules;
+		}
 		srv->modules_up++;
 	}
 	struct dispatch_env env = {

@@ -360,22 +360,14 @@ static bool backup(void *state, struct conn *c, Request *req)
 
 /* ------------------------------------------------------------ the module */
 
-static int backups_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
+static int backups_init(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen)
 {
+	struct backups *bs = state;
 	(void)slot;
-	struct backups *bs = calloc(1, sizeof(*bs));
-	if (bs == NULL) {
-		snprintf(errmsg, errlen, "out of memory");
-		return WB_E_NOMEM;
-	}
+	(void)errmsg;
+	(void)errlen;
 	bs->srv = srv;
-	*state = bs;
 	return 0;
-}
-
-static void backups_close(void *state)
-{
-	free(state);
 }
 
 static const struct srv_handler backup_handlers[] = {
@@ -384,8 +376,8 @@ static const struct srv_handler backup_handlers[] = {
 
 const struct srv_module srv_backup_module = {
         .name = "backup",
+        .size = sizeof(struct backups),
         .init = backups_init,
-        .close = backups_close,
         .handlers = backup_handlers,
         .nhandlers = sizeof(backup_handlers) / sizeof(backup_handlers[0]),
 };

@@ -1459,14 +1459,10 @@ static bool load_cb(const struct cons_record *r, void *arg)
 	return true;
 }
 
-static int groups_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
+static int groups_init(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen)
 {
+	struct cgroups *cs = state;
 	(void)slot;
-	struct cgroups *cs = calloc(1, sizeof(*cs));
-	if (cs == NULL) {
-		snprintf(errmsg, errlen, "out of memory");
-		return WB_E_NOMEM;
-	}
 	cs->srv = srv;
 	cs->timer_due = UINT64_MAX;
 	struct storage_txn *txn;
@@ -1493,12 +1489,10 @@ static int groups_init(struct srv *srv, unsigned slot, void **state, char *errms
 	if (rc != 0) {
 		while (cs->groups != NULL)
 			group_free(cs, cs->groups, false);
-		free(cs);
 		return rc;
 	}
 	cs->timer.data = cs;
 	cs->timer_open = true;
-	*state = cs;
 	srv_log(WB_LOG_INFO, "consumers_loaded", "groups=%zu", cs->ngroups);
 	return 0;
 }
@@ -1520,7 +1514,6 @@ static void groups_close(void *state)
 	struct cgroups *cs = state;
 	while (cs->groups != NULL)
 		group_free(cs, cs->groups, false);
-	free(cs);
 }
 
 /* Every request of this module may let events go out (joins, credits,
@@ -1557,6 +1550,7 @@ static const struct srv_handler group_handlers[] = {
 
 const struct srv_module srv_consumer_module = {
         .name = "consumer groups",
+        .size = sizeof(struct cgroups),
         .init = groups_init,
         .conn_closed = groups_conn_closed,
         .pump = groups_pump,

@@ -514,22 +514,14 @@ static bool scavenge(void *state, struct conn *c, Request *req)
 
 /* ------------------------------------------------------------ the module */
 
-static int events_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
+static int events_init(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen)
 {
+	struct events *ev = state;
 	(void)slot;
-	struct events *ev = calloc(1, sizeof(*ev));
-	if (ev == NULL) {
-		snprintf(errmsg, errlen, "out of memory");
-		return WB_E_NOMEM;
-	}
+	(void)errmsg;
+	(void)errlen;
 	ev->srv = srv;
-	*state = ev;
 	return 0;
-}
-
-static void events_close(void *state)
-{
-	free(state);
 }
 
 static void events_stats(void *state, Whizbang__V1__ServerStats *s)
@@ -551,8 +543,8 @@ static const struct srv_handler events_handlers[] = {
 
 const struct srv_module srv_events_module = {
         .name = "events",
+        .size = sizeof(struct events),
         .init = events_init,
-        .close = events_close,
         .stats = events_stats,
         .handlers = events_handlers,
         .nhandlers = sizeof(events_handlers) / sizeof(events_handlers[0]),

@@ -758,14 +758,10 @@ static int check_rebuild(struct srv *srv, char *errmsg, size_t errlen)
 	return 0;
 }
 
-static int leases_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
+static int leases_init(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen)
 {
 	const struct srv_config *cfg = srv_config(srv);
-	struct leases *ls = calloc(1, sizeof(*ls));
-	if (ls == NULL) {
-		snprintf(errmsg, errlen, "out of memory");
-		return WB_E_NOMEM;
-	}
+	struct leases *ls = state;
 	ls->srv = srv;
 	ls->slot = slot;
 	ls->pcfg.max_scan = cfg->max_scan;
@@ -801,22 +797,18 @@ static int leases_init(struct srv *srv, unsigned slot, void **state, char *errms
 	if (rc == 0)
 		rc = coord_start(&ls->coord, &cc, &ls->io, srv_storage(srv), now(), &rec, errmsg,
 		                 errlen);
-	if (rc != 0) {
-		free(ls);
+	if (rc != 0)
 		return rc;
-	}
 	/* After a start no lease is held, so the coordinator has asked for
 	 * no deadline that io_deadline() could have missed. */
 	rc = uv_timer_init(srv_loop(srv), &ls->timer);
 	if (rc != 0) {
 		snprintf(errmsg, errlen, "cannot make the lease timer: %s", uv_strerror(rc));
 		coord_close(ls->coord);
-		free(ls);
 		return WB_E_IO;
 	}
 	ls->timer.data = ls;
 	ls->timer_open = true;
-	*state = ls;
 	srv_log(WB_LOG_INFO, "ledger_recovered", "watermark=%llu restart_gaps=%llu recovered=%llu",
 	        (unsigned long long)rec.ledger.watermark, (unsigned long long)rec.ledger.gaps,
 	        (unsigned long long)rec.ledger.recovered);
@@ -839,7 +831,6 @@ static void leases_close(void *state)
 {
 	struct leases *ls = state;
 	coord_close(ls->coord);
-	free(ls);
 }
 
 /* ------------------------------------------------------------ figures */
@@ -918,6 +909,7 @@ static const struct srv_handler lease_handlers[] = {
 
 const struct srv_module srv_lease_module = {
         .name = "leases",
+        .size = sizeof(struct leases),
         .init = leases_init,
         .conn_closed = leases_conn_closed,
         .shutdown = leases_shutdown,

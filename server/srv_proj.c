@@ -488,24 +488,15 @@ static bool verify(void *state, struct conn *c, Request *req)
 
 /* ------------------------------------------------------------ the module */
 
-static int readmodels_init(struct srv *srv, unsigned slot, void **state, char *errmsg,
-                           size_t errlen)
+static int readmodels_init(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen)
 {
+	struct readmodels *rm = state;
 	(void)slot;
-	struct readmodels *rm = calloc(1, sizeof(*rm));
-	if (rm == NULL) {
-		snprintf(errmsg, errlen, "out of memory");
-		return WB_E_NOMEM;
-	}
+	(void)errmsg;
+	(void)errlen;
 	rm->srv = srv;
 	remove_leftovers(srv_config(srv)->data_dir);
-	*state = rm;
 	return 0;
-}
-
-static void readmodels_close(void *state)
-{
-	free(state);
 }
 
 static void readmodels_stats(void *state, Whizbang__V1__ServerStats *s)
@@ -524,8 +515,8 @@ static const struct srv_handler readmodel_handlers[] = {
 
 const struct srv_module srv_proj_module = {
         .name = "read models",
+        .size = sizeof(struct readmodels),
         .init = readmodels_init,
-        .close = readmodels_close,
         .stats = readmodels_stats,
         .handlers = readmodel_handlers,
         .nhandlers = sizeof(readmodel_handlers) / sizeof(readmodel_handlers[0]),

@@ -110,25 +110,19 @@ static void idle_closed_cb(uv_handle_t *h)
 	(void)h;
 }
 
-static int sub_init(struct srv *srv, unsigned slot, void **state, char *errmsg, size_t errlen)
+static int sub_init(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen)
 {
+	struct subs *ss = state;
 	(void)slot;
-	struct subs *ss = calloc(1, sizeof(*ss));
-	if (ss == NULL) {
-		snprintf(errmsg, errlen, "out of memory");
-		return WB_E_NOMEM;
-	}
 	ss->srv = srv;
 	int rc = uv_idle_init(srv_loop(srv), &ss->idle);
 	if (rc != 0) {
 		snprintf(errmsg, errlen, "cannot set the subscription pump up: %s",
 		         uv_strerror(rc));
-		free(ss);
 		return WB_E_IO;
 	}
 	ss->idle.data = ss;
 	ss->idle_open = true;
-	*state = ss;
 	return 0;
 }
 
@@ -153,7 +147,6 @@ static void sub_close(void *state)
 		sub_unlink(ss, s);
 		sub_free(s);
 	}
-	free(ss);
 }
 
 static void sub_conn_closed(void *state, struct conn *c)
@@ -722,6 +715,7 @@ static const struct srv_handler sub_handlers[] = {
 
 const struct srv_module srv_sub_module = {
         .name = "subscriptions",
+        .size = sizeof(struct subs),
         .init = sub_init,
         .conn_closed = sub_conn_closed,
         .pump = sub_pump,
