@@ -5,8 +5,8 @@
  * main.c uses srv_init() and srv_close(); the modules (srv_events.c,
  * srv_lease.c, srv_proj.c, srv_sub.c, srv_consumer.c, srv_backup.c,
  * metrics.c) use the rest of this header, and none of them calls another
- * by name but metrics.c, which reads the subscriptions' figures. Everything here runs on the loop
- * thread unless a comment says otherwise. */
+ * by name but metrics.c, which reads the subscriptions' figures.
+ * Everything here runs on the loop thread unless a comment says otherwise. */
 #ifndef WB_SERVER_H
 #define WB_SERVER_H
 
