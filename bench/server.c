@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -193,6 +194,19 @@ int bench_server_stop(struct bench_server *s)
 	waitpid(s->pid, &status, 0);
 	s->pid = 0;
 	return -1;
+}
+
+int bench_server_finish(struct bench_server *s, double *cpu_s)
+{
+	int status = bench_server_stop(s);
+	*cpu_s = bench_cpu_seconds(RUSAGE_CHILDREN);
+	if (status != 0) {
+		char how[96] = "could not be stopped";
+		if (status > 0)
+			bench_describe_status(status, how, sizeof(how));
+		fprintf(stderr, "whizbang-bench: whizbangd %s after SIGTERM\n", how);
+	}
+	return status;
 }
 
 void bench_json_exit_status(struct bench_jw *j, const char *key, bool spawned, int status)

@@ -72,35 +72,24 @@ int bench_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
 	return parse_u64_in(text, PARSE_COUNT, min, max, out);
 }
 
-int bench_opt_size(const char *what, const char *text, uint64_t min, uint64_t max, uint64_t *out)
+atomic_bool bench_interrupted;
+
+static void interrupt_cb(int sig)
 {
-	if (parse_u64_in(text, PARSE_SIZE, min, max, out) != 0) {
-		fprintf(stderr,
-		        "whizbang-bench: %s: '%s' is not a size (bytes, or a number with K, M, G "
-		        "or T) in [%llu, %llu]\n",
-		        what, text, (unsigned long long)min, (unsigned long long)max);
-		return WB_E_INVAL;
-	}
-	return 0;
+	(void)sig;
+	atomic_store(&bench_interrupted, true);
 }
 
-int bench_opt_u64(const char *what, const char *text, uint64_t min, uint64_t max, uint64_t *out)
+void bench_sigint_catch(struct sigaction *old)
 {
-	if (bench_parse_u64(text, min, max, out) != 0) {
-		fprintf(stderr, "whizbang-bench: %s: '%s' is not a number in [%llu, %llu]\n", what,
-		        text, (unsigned long long)min, (unsigned long long)max);
-		return WB_E_INVAL;
-	}
-	return 0;
+	struct sigaction sa = {.sa_handler = interrupt_cb, .sa_flags = SA_RESETHAND};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, old);
 }
 
-int bench_opt_u32(const char *what, const char *text, uint32_t min, uint32_t max, uint32_t *out)
+void bench_sigint_restore(const struct sigaction *old)
 {
-	uint64_t v;
-	int rc = bench_opt_u64(what, text, min, max, &v);
-	if (rc == 0)
-		*out = (uint32_t)v;
-	return rc;
+	sigaction(SIGINT, old, NULL);
 }
 
 bool bench_on_tmpfs(const char *path)
