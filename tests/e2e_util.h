@@ -173,6 +173,17 @@ bool e2e_wait_closed(int fd, int timeout_ms);
  * with one). */
 int e2e_raw_hello(int fd, uint64_t id);
 
+/* A Request whose body (case UPPER) is msg, in its field lower, with id 0:
+ *
+ *	Whizbang__V1__Request req = E2E_REQUEST(READ_ALL, read_all, &ra);
+ *
+ * msg stays the caller's; the Request only points at it. */
+#define E2E_REQUEST(UPPER, lower, msg)                                                             \
+	((Whizbang__V1__Request){                                                                  \
+	        .base = PROTOBUF_C_MESSAGE_INIT(&whizbang__v1__request__descriptor),               \
+	        .body_case = WHIZBANG__V1__REQUEST__BODY_##UPPER,                                  \
+	        .lower = (msg)})
+
 /* Fills req as a Ping with request id id and nonce; req points at ping,
  * which the caller keeps alive while req is used. */
 void e2e_req_ping(Whizbang__V1__Request *req, Whizbang__V1__Ping *ping, uint64_t id,

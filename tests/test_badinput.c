@@ -508,13 +508,11 @@ Test(badinput, client_that_never_reads_does_not_hold_shutdown)
 	int fd = e2e_suite_raw_hello();
 	/* 200 reads of 4 MB each: far more than the socket buffers hold. */
 	for (uint64_t id = 1; id <= 200; id++) {
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
 		Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
 		ra.from_position = 1;
 		ra.max_count = 1000;
+		Whizbang__V1__Request req = E2E_REQUEST(READ_ALL, read_all, &ra);
 		req.id = id;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_ALL;
-		req.read_all = &ra;
 		cr_assert_eq(e2e_send_request(fd, &req), 0);
 	}
 	e2e_sleep_ms(300);
@@ -550,10 +548,8 @@ static void send_hello_version(int fd, uint64_t id, uint32_t version)
 {
 	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
 	h.protocol_version = version;
-	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	Whizbang__V1__Request req = E2E_REQUEST(HELLO, hello, &h);
 	req.id = id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_HELLO;
-	req.hello = &h;
 	cr_assert_eq(e2e_send_request(fd, &req), 0);
 }
 
@@ -830,10 +826,8 @@ Test(badinput, read_answer_is_bounded_by_max_frame)
 		Whizbang__V1__ReadStream rs = WHIZBANG__V1__READ_STREAM__INIT;
 		rs.stream = (char *)"bulky";
 		rs.from_version = from;
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+		Whizbang__V1__Request req = E2E_REQUEST(READ_STREAM, read_stream, &rs);
 		req.id = id++;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_STREAM;
-		req.read_stream = &rs;
 		cr_assert_eq(e2e_send_request(fd, &req), 0);
 		/* Read the frame header by hand to see the frame's size. */
 		Whizbang__V1__Response *r = recv_one(fd);
@@ -872,10 +866,8 @@ static uint8_t *split_sequence(unsigned n, size_t *len)
 	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
 	h.protocol_version = 1;
 	h.client_name = (char *)"split";
-	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	Whizbang__V1__Request req = E2E_REQUEST(HELLO, hello, &h);
 	req.id = 1;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_HELLO;
-	req.hello = &h;
 	f = e2e_pack(&req, &flen);
 	pb_put(&all, f, flen);
 	free(f);
@@ -1137,10 +1129,8 @@ static uint8_t *gone_appends(uint32_t variant, size_t *len)
 		a.stream = stream;
 		a.n_events = k;
 		a.events = ptrs;
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+		Whizbang__V1__Request req = E2E_REQUEST(APPEND_EVENTS, append_events, &a);
 		req.id = 10 + j;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_APPEND_EVENTS;
-		req.append_events = &a;
 		size_t flen;
 		uint8_t *f = e2e_pack(&req, &flen);
 		pb_put(&all, f, flen);
@@ -1307,10 +1297,8 @@ Test(badinput, burst_of_1000_connections)
 
 	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
 	h.protocol_version = 1;
-	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	Whizbang__V1__Request req = E2E_REQUEST(HELLO, hello, &h);
 	req.id = 1;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_HELLO;
-	req.hello = &h;
 	size_t hlen;
 	uint8_t *hello = e2e_pack(&req, &hlen);
 	static int fds[1000];
@@ -1477,10 +1465,8 @@ Test(badinput, slow_reader_is_paused_not_closed)
 		a.stream = (char *)"slow";
 		a.n_events = 1;
 		a.events = &ep;
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+		Whizbang__V1__Request req = E2E_REQUEST(APPEND_EVENTS, append_events, &a);
 		req.id = 1000 + j;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_APPEND_EVENTS;
-		req.append_events = &a;
 		size_t flen;
 		uint8_t *f = e2e_pack(&req, &flen);
 		pb_put(&all, f, flen);
@@ -1553,10 +1539,8 @@ Test(badinput, paused_connection_is_not_frame_timed_out)
 		a.stream = (char *)"heavy";
 		a.n_events = EVENTS;
 		a.events = ptrs;
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+		Whizbang__V1__Request req = E2E_REQUEST(APPEND_EVENTS, append_events, &a);
 		req.id = 100 + j;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_APPEND_EVENTS;
-		req.append_events = &a;
 		size_t flen;
 		uint8_t *f = e2e_pack(&req, &flen);
 		pb_put(&all, f, flen);

@@ -474,9 +474,7 @@ Test(lease_e2e, watermark_waits_reach_or_time_out)
 	Whizbang__V1__WaitForWatermark wf = WHIZBANG__V1__WAIT_FOR_WATERMARK__INIT;
 	wf.sequence = s;
 	wf.timeout_ms = 4000;
-	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK;
-	req.wait_for_watermark = &wf;
+	Whizbang__V1__Request req = E2E_REQUEST(WAIT_FOR_WATERMARK, wait_for_watermark, &wf);
 	uint64_t id;
 	ASSERT_OK(c2, wb_send(c2, &req, &id));
 	ASSERT_OK(c2, wb_flush(c2));

@@ -73,12 +73,10 @@ static void apply_ok(struct wb_client *c, const char *text)
 
 static Response *get_entity(struct wb_client *c, const char *type, const char *id)
 {
-	Request req = WHIZBANG__V1__REQUEST__INIT;
 	Whizbang__V1__GetEntity g = WHIZBANG__V1__GET_ENTITY__INIT;
 	g.type = (char *)type;
 	g.id = (char *)id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_ENTITY;
-	req.get_entity = &g;
+	Request req = E2E_REQUEST(GET_ENTITY, get_entity, &g);
 	return call(c, &req);
 }
 
@@ -138,10 +136,8 @@ static Response *index_call(struct wb_client *c, bool create, const char *type, 
 
 static Response *verify(struct wb_client *c)
 {
-	Request req = WHIZBANG__V1__REQUEST__INIT;
 	Whizbang__V1__Verify v = WHIZBANG__V1__VERIFY__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_VERIFY;
-	req.verify = &v;
+	Request req = E2E_REQUEST(VERIFY, verify, &v);
 	return call(c, &req);
 }
 
@@ -278,13 +274,11 @@ Test(proj_e2e, hostile_read_model_requests)
 	expect_code(query(c, "Order", NULL, big, 0), WB_BAD_REQUEST, "cursor over 255 bytes");
 
 	/* A Where without an expression, an empty in list, a bad compare op. */
-	Request req = WHIZBANG__V1__REQUEST__INIT;
 	Whizbang__V1__QueryEntities q = WHIZBANG__V1__QUERY_ENTITIES__INIT;
 	Whizbang__V1__Where w = WHIZBANG__V1__WHERE__INIT;
 	q.type = "Order";
 	q.where = &w;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES;
-	req.query_entities = &q;
+	Request req = E2E_REQUEST(QUERY_ENTITIES, query_entities, &q);
 	expect_code(call(c, &req), WB_INVALID_EXPRESSION, "where without expr");
 	Whizbang__V1__Expr ex = WHIZBANG__V1__EXPR__INIT;
 	Whizbang__V1__InList il = WHIZBANG__V1__IN_LIST__INIT;

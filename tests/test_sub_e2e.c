@@ -66,10 +66,8 @@ static void rsub_add(struct rsub *s, uint64_t pos, uint64_t ver, uint64_t reason
 
 static void send_subscribe(int fd, uint64_t req_id, Whizbang__V1__Subscribe *sub)
 {
-	Request req = WHIZBANG__V1__REQUEST__INIT;
+	Request req = E2E_REQUEST(SUBSCRIBE, subscribe, sub);
 	req.id = req_id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_SUBSCRIBE;
-	req.subscribe = sub;
 	cr_assert_eq(e2e_send_request(fd, &req), 0, "send Subscribe");
 }
 
@@ -78,10 +76,8 @@ static void send_credit(int fd, uint64_t req_id, uint64_t sub, uint32_t n)
 	Whizbang__V1__Credit cr = WHIZBANG__V1__CREDIT__INIT;
 	cr.subscription = sub;
 	cr.n = n;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
+	Request req = E2E_REQUEST(CREDIT, credit, &cr);
 	req.id = req_id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_CREDIT;
-	req.credit = &cr;
 	cr_assert_eq(e2e_send_request(fd, &req), 0, "send Credit");
 }
 
@@ -89,10 +85,8 @@ static void send_unsubscribe(int fd, uint64_t req_id, uint64_t sub)
 {
 	Whizbang__V1__Unsubscribe u = WHIZBANG__V1__UNSUBSCRIBE__INIT;
 	u.subscription = sub;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
+	Request req = E2E_REQUEST(UNSUBSCRIBE, unsubscribe, &u);
 	req.id = req_id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE;
-	req.unsubscribe = &u;
 	cr_assert_eq(e2e_send_request(fd, &req), 0, "send Unsubscribe");
 }
 
@@ -943,10 +937,8 @@ static void delete_stream(const char *stream, bool hard)
 	Whizbang__V1__DeleteStream d = WHIZBANG__V1__DELETE_STREAM__INIT;
 	d.stream = (char *)stream;
 	d.hard = hard;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
+	Request req = E2E_REQUEST(DELETE_STREAM, delete_stream, &d);
 	req.id = 2;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_DELETE_STREAM;
-	req.delete_stream = &d;
 	Response *r = NULL;
 	cr_assert_eq(e2e_raw_call(fd, &req, &r), 0);
 	cr_assert_eq(e2e_error_code(r), 0, "DeleteStream: %s", r->error ? r->error->message : "");
