@@ -974,9 +974,8 @@ Test(lease_e2e, cli_lease_commit_ledger_watermark_and_stats)
 {
 	start(NULL);
 	struct cli_run r = {0};
-	CLI(&r, "--json", "lease", "--projection", "cli", "--count", "2", "--duration-ms", "2000",
-	    "--operation-id", "cli-op");
-	cli_expect_status(&r, 0, "lease --json");
+	CLI_EXPECT(&r, 0, "lease --json", "--json", "lease", "--projection", "cli", "--count", "2",
+	           "--duration-ms", "2000", "--operation-id", "cli-op");
 	uint64_t seq[2];
 	char tok[2][17];
 	const char *line = r.out;
@@ -995,91 +994,71 @@ Test(lease_e2e, cli_lease_commit_ledger_watermark_and_stats)
 	snprintf(wait_for, sizeof(wait_for), "%" PRIu64, seq[1] + 100);
 
 	/* A malformed op is refused before anything is sent. */
-	CLI(&r, "commit", s0, "--token", tok[0], "--op", "upsert Order {");
-	cli_expect_status(&r, 1, "commit with a bad --op");
+	CLI_EXPECT(&r, 1, "commit with a bad --op", "commit", s0, "--token", tok[0], "--op",
+	           "upsert Order {");
 	cli_expect_has(r.err, "error: INVALID_EXPRESSION: column ", "commit with a bad --op");
 	const char *nowhere[] = {"--server", "127.0.0.1:1", "commit",         s0,  "--token",
 	                         tok[0],     "--op",        "upsert Order {", NULL};
 	cli_run(&r, nowhere);
 	cli_expect_status(&r, 1, "commit with a bad --op and no server");
 	cli_expect_has(r.err, "INVALID_EXPRESSION", "a bad --op must not contact the server");
-	CLI(&r, "commit", s0, "--token", "12345");
-	cli_expect_status(&r, 2, "a short token");
+	CLI_EXPECT(&r, 2, "a short token", "commit", s0, "--token", "12345");
 
 	/* Two --op make one commit; the second lease commits applied. */
-	CLI(&r, "commit", s1, "--token", tok[1], "--op", "upsert Order \"o-2\" {total: 5}", "--op",
-	    "delete Order \"o-9\"");
-	cli_expect_status(&r, 0, "commit above a pending lease");
+	CLI_EXPECT(&r, 0, "commit above a pending lease", "commit", s1, "--token", tok[1], "--op",
+	           "upsert Order \"o-2\" {total: 5}", "--op", "delete Order \"o-9\"");
 	cli_expect_has(r.out, "committed ", "commit");
-	CLI(&r, "commit", s0, "--token", tok[0], "--ack", "applied", "--op",
-	    "upsert Order \"o-1\" {status: \"Paid\"}");
-	cli_expect_status(&r, 0, "commit applied");
+	CLI_EXPECT(&r, 0, "commit applied", "commit", s0, "--token", tok[0], "--ack", "applied",
+	           "--op", "upsert Order \"o-1\" {status: \"Paid\"}");
 	char want[128];
 	snprintf(want, sizeof(want), "committed %s watermark=%s", s0, s1);
 	cli_expect_has(r.out, want, "commit applied");
-	CLI(&r, "commit", s0, "--token", tok[0]);
-	cli_expect_status(&r, 1, "commit twice");
+	CLI_EXPECT(&r, 1, "commit twice", "commit", s0, "--token", tok[0]);
 	cli_expect_has(r.err, "error: LEASE_NOT_FOUND: ", "commit twice");
 
-	CLI(&r, "ledger", "--from", s0);
-	cli_expect_status(&r, 0, "ledger");
+	CLI_EXPECT(&r, 0, "ledger", "ledger", "--from", s0);
 	snprintf(want, sizeof(want), "%s  committed  cli  cli-op  ", s0);
-	cli_expect_has(r.out, want, "ledger");
-	cli_expect_has(r.out, "o-1", "ledger");
-	cli_expect_has(r.out, "o-2", "ledger");
-	cli_expect_has(r.out, "o-9", "ledger");
-	CLI(&r, "--json", "ledger", "--from", s1, "--limit", "1");
-	cli_expect_status(&r, 0, "ledger --json");
+	CLI_HAS(r.out, "ledger", want, "o-1", "o-2", "o-9");
+	CLI_EXPECT(&r, 0, "ledger --json", "--json", "ledger", "--from", s1, "--limit", "1");
 	snprintf(want, sizeof(want), "{\"sequence\":%s,\"kind\":\"committed\"", s1);
-	cli_expect_has(r.out, want, "ledger --json");
-	cli_expect_has(r.out, "\"ops\":[\"", "ledger --json");
+	CLI_HAS(r.out, "ledger --json", want, "\"ops\":[\"");
 
-	CLI(&r, "watermark");
-	cli_expect_status(&r, 0, "watermark");
+	CLI_EXPECT(&r, 0, "watermark", "watermark");
 	snprintf(want, sizeof(want), "watermark %s\n", s1);
 	cli_expect_has(r.out, want, "watermark");
-	CLI(&r, "watermark", "--wait", s1, "--timeout-ms", "200");
-	cli_expect_status(&r, 0, "watermark --wait reached");
+	CLI_EXPECT(&r, 0, "watermark --wait reached", "watermark", "--wait", s1, "--timeout-ms",
+	           "200");
 	cli_expect_has(r.out, "reached", "watermark --wait");
-	CLI(&r, "watermark", "--wait", wait_for, "--timeout-ms", "200");
-	cli_expect_status(&r, 1, "watermark --wait timed out");
+	CLI_EXPECT(&r, 1, "watermark --wait timed out", "watermark", "--wait", wait_for,
+	           "--timeout-ms", "200");
 	cli_expect_has(r.out, "timed out", "watermark --wait");
 
 	/* Release, stage and extend through the CLI. */
-	CLI(&r, "lease", "--projection", "cli", "--duration-ms", "300");
-	cli_expect_status(&r, 0, "lease");
+	CLI_EXPECT(&r, 0, "lease", "lease", "--projection", "cli", "--duration-ms", "300");
 	uint64_t s3;
 	char t3[17], s3s[24];
 	cr_assert_eq(sscanf(r.out, "%" SCNu64 " %16[0-9a-f] ", &s3, t3), 2, "lease: %s", r.out);
 	snprintf(s3s, sizeof(s3s), "%" PRIu64, s3);
-	CLI(&r, "extend", s3s, "--token", t3, "--duration-ms", "400");
-	cli_expect_status(&r, 0, "extend");
-	CLI(&r, "stage", s3s, "--token", t3, "--op", "upsert Order \"o-s\" {n: 1}");
-	cli_expect_status(&r, 0, "stage");
-	CLI(&r, "watermark", "--wait", s3s, "--timeout-ms", "3000");
-	cli_expect_status(&r, 0, "watermark --wait for the staged lease");
+	CLI_EXPECT(&r, 0, "extend", "extend", s3s, "--token", t3, "--duration-ms", "400");
+	CLI_EXPECT(&r, 0, "stage", "stage", s3s, "--token", t3, "--op",
+	           "upsert Order \"o-s\" {n: 1}");
+	CLI_EXPECT(&r, 0, "watermark --wait for the staged lease", "watermark", "--wait", s3s,
+	           "--timeout-ms", "3000");
 	CLI(&r, "ledger", "--from", s3s);
 	snprintf(want, sizeof(want), "%s  recovered(staged)  cli", s3s);
 	cli_expect_has(r.out, want, "ledger after staged recovery");
 	CLI(&r, "lease", "--projection", "cli", "--duration-ms", "2000");
 	cr_assert_eq(sscanf(r.out, "%" SCNu64 " %16[0-9a-f] ", &s3, t3), 2, "lease: %s", r.out);
 	snprintf(s3s, sizeof(s3s), "%" PRIu64, s3);
-	CLI(&r, "release", s3s, "--token", t3, "--reason", "cli test");
-	cli_expect_status(&r, 0, "release");
+	CLI_EXPECT(&r, 0, "release", "release", s3s, "--token", t3, "--reason", "cli test");
 	CLI(&r, "ledger", "--from", s3s);
 	snprintf(want, sizeof(want), "%s  gap(released)  cli", s3s);
 	cli_expect_has(r.out, want, "ledger after release");
 
-	CLI(&r, "stats");
-	cli_expect_status(&r, 0, "stats");
-	cli_expect_has(r.out, "leases_committed: 2\n", "stats");
-	cli_expect_has(r.out, "leases_recovered: 1\n", "stats");
-	cli_expect_has(r.out, "lease_efficiency: ", "stats");
-	cli_expect_has(r.out, "health: ", "stats");
-	cli_expect_has(r.out, "projection cli: ", "stats");
-	CLI(&r, "--json", "stats");
-	cli_expect_status(&r, 0, "stats --json");
+	CLI_EXPECT(&r, 0, "stats", "stats");
+	CLI_HAS(r.out, "stats", "leases_committed: 2\n", "leases_recovered: 1\n",
+	        "lease_efficiency: ", "health: ", "projection cli: ");
+	CLI_EXPECT(&r, 0, "stats --json", "--json", "stats");
 	cli_expect_has(r.out, "\"projections\":[{\"projection\":\"cli\"", "stats --json");
-	cli_run_free(&r);
-	e2e_suite_stop();
+	cli_suite_stop(&r);
 }
