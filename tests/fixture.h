@@ -86,4 +86,69 @@ uint64_t fixture_splitmix(void *state);
  * cases, kept so that their seeds still name the same cases. */
 uint64_t fixture_xorshift(uint64_t *state);
 
+/* ---------------------------------------------------------------- model walks */
+
+/* What the model tests (test_lease_model.c, test_ledger_model.c) share: a
+ * seeded random walk of steps, checked against a reference model after each
+ * one, run from five seeds, with a failure message that names the seed, how
+ * to replay it and the step. */
+
+/* Where a walk is: its seed (base + offset), the offset its test adds (the
+ * test walk_seed_<offset>) and the step it is at. */
+struct fixture_walk {
+	uint64_t seed;
+	uint64_t seed_offset;
+	unsigned long step;
+};
+
+/* Starts w at seed offset seed_offset from $WB_SEED when that is set (to
+ * replay a failure: the messages name it), else from the clock; step 0.
+ * Logs the seed with name ("lease model"). Returns w->seed. */
+uint64_t fixture_walk_start(struct fixture_walk *w, const char *name, uint64_t seed_offset);
+
+/* cr_assert(cond) with a message that starts with where walk w is. */
+#define FIXTURE_WALK_CHECK(w, cond, fmt, ...)                                                      \
+	cr_assert((cond), "seed %llu (replay: WB_SEED=%llu, test walk_seed_%llu) step %lu: " fmt,  \
+	          (unsigned long long)(w).seed, (unsigned long long)((w).seed - (w).seed_offset),  \
+	          (unsigned long long)(w).seed_offset, (w).step, __VA_ARGS__)
+
+/* The five walks of a model suite: the tests walk_seed_0 .. walk_seed_4, in
+ * which run(k) walks from seed offset k. (meson.build's negative controls
+ * name walk_seed_0.) */
+#define FIXTURE_WALK_TESTS(suite, run)                                                             \
+	Test(suite, walk_seed_0)                                                                   \
+	{                                                                                          \
+		run(0);                                                                            \
+	}                                                                                          \
+	Test(suite, walk_seed_1)                                                                   \
+	{                                                                                          \
+		run(1);                                                                            \
+	}                                                                                          \
+	Test(suite, walk_seed_2)                                                                   \
+	{                                                                                          \
+		run(2);                                                                            \
+	}                                                                                          \
+	Test(suite, walk_seed_3)                                                                   \
+	{                                                                                          \
+		run(3);                                                                            \
+	}                                                                                          \
+	Test(suite, walk_seed_4)                                                                   \
+	{                                                                                          \
+		run(4);                                                                            \
+	}
+
+/* How a walk's clock moves in one step: with probability step_pct percent
+ * forward by up to step ms; else with jump_pct percent forward by 1000 ms
+ * plus up to jump ms; else back by 1 to jump ms. */
+struct fixture_clock {
+	unsigned step_pct;
+	uint64_t step;
+	unsigned jump_pct;
+	uint64_t jump;
+};
+
+/* Moves *now (ms) as c says, drawing from the splitmix state *rng. Returns
+ * true when the clock went back. */
+bool fixture_clock_step(const struct fixture_clock *c, uint64_t *now, uint64_t *rng);
+
 #endif
