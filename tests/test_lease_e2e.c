@@ -46,6 +46,9 @@ static void start(const char *const *extra)
 	e2e_suite_start(args);
 }
 
+/* start(extra) and a client named name: how most tests begin. */
+static struct wb_client *start_client(const char *const *extra, const char *name);
+
 static struct wb_client *client(const char *name)
 {
 	struct wb_options opts = {.client_name = name, .timeout_ms = CLIENT_TIMEOUT_MS};
@@ -54,6 +57,12 @@ static struct wb_client *client(const char *name)
 	int rc = wb_connect(&c, e2e_srv.address, &opts, msg, sizeof(msg));
 	cr_assert_eq(rc, 0, "wb_connect: %s: %s", wb_error_name(rc), msg);
 	return c;
+}
+
+static struct wb_client *start_client(const char *const *extra, const char *name)
+{
+	start(extra);
+	return client(name);
 }
 
 #define ASSERT_OK(c, call)                                                                         \
@@ -69,21 +78,32 @@ static struct wb_client *client(const char *name)
 		             wb_error_name(code), wb_error_name(rc_), wb_errmsg(c));               \
 	} while (0)
 
-/* Leases count sequences of projection for duration_ms into g[]. */
-static void lease(struct wb_client *c, const char *projection, uint32_t count, uint64_t duration_ms,
-                  struct wb_lease_grant *g)
+/* Leases count sequences of projection for duration_ms (0: adaptive) into
+ * g[], which holds MAX_GRANTS, for the operation op_id from source position
+ * source, and checks that count consecutive sequences were granted. */
+static void lease_for(struct wb_client *c, const char *projection, uint32_t count,
+                      uint64_t duration_ms, const char *op_id, uint64_t source,
+                      struct wb_lease_grant *g)
 {
 	struct wb_lease_args a = {
 	        .projection = projection,
 	        .duration_ms = duration_ms,
 	        .count = count,
-	        .operation_id = "op",
+	        .operation_id = op_id,
+	        .source_position = source,
 	};
 	size_t n = 0;
 	ASSERT_OK(c, wb_lease(c, &a, g, MAX_GRANTS, &n));
-	cr_assert_eq(n, count);
+	cr_assert_eq(n, count, "%zu grants, asked for %u", n, count);
 	for (size_t i = 1; i < n; i++)
 		cr_assert_eq(g[i].sequence, g[0].sequence + i, "grants are not consecutive");
+}
+
+/* The same for the operation "op". */
+static void lease(struct wb_client *c, const char *projection, uint32_t count, uint64_t duration_ms,
+                  struct wb_lease_grant *g)
+{
+	lease_for(c, projection, count, duration_ms, "op", 0, g);
 }
 
 static uint64_t watermark(struct wb_client *c)
@@ -202,6 +222,32 @@ static void expect_entry(const Whizbang__V1__LedgerEntry *e, Whizbang__V1__Entry
 	             (int)e->reason, (int)reason);
 }
 
+/* Expects e to be of kind and reason, for projection and operation op_id. */
+static void expect_entry_of(const Whizbang__V1__LedgerEntry *e, Whizbang__V1__EntryKind kind,
+                            Whizbang__V1__EntryReason reason, const char *projection,
+                            const char *op_id)
+{
+	expect_entry(e, kind, reason);
+	cr_assert_str_eq(e->projection, projection, "sequence %" PRIu64, e->sequence);
+	cr_assert_str_eq(e->operation_id, op_id, "sequence %" PRIu64, e->sequence);
+}
+
+/* Reads the ledger from g[0]'s sequence, which must hold exactly the n
+ * sequences of g[], each as expect_entry_of() says. Returns the page for
+ * more checks; free it with wb_ledger_free(). */
+static Whizbang__V1__ReadLedgerResult *expect_entries(struct wb_client *c,
+                                                      const struct wb_lease_grant *g, size_t n,
+                                                      Whizbang__V1__EntryKind kind,
+                                                      Whizbang__V1__EntryReason reason,
+                                                      const char *projection, const char *op_id)
+{
+	Whizbang__V1__ReadLedgerResult *res = ledger(c, g[0].sequence);
+	cr_assert_eq(res->n_entries, n, "%zu ledger entries, expected %zu", res->n_entries, n);
+	for (size_t i = 0; i < n; i++)
+		expect_entry_of(entry(res, g[i].sequence), kind, reason, projection, op_id);
+	return res;
+}
+
 static Whizbang__V1__ServerStats *stats(struct wb_client *c)
 {
 	Whizbang__V1__ServerStats *s = NULL;
@@ -218,8 +264,7 @@ static int64_t llabs64(int64_t v)
 
 Test(lease_e2e, lease_count_gives_consecutive_sequences_and_distinct_tokens)
 {
-	start(NULL);
-	struct wb_client *c = client("grants");
+	struct wb_client *c = start_client(NULL, "grants");
 	uint64_t next = 0;
 	ASSERT_OK(c, wb_watermark(c, NULL, &next));
 	struct wb_lease_grant g[MAX_GRANTS];
@@ -257,18 +302,9 @@ Test(lease_e2e, lease_count_gives_consecutive_sequences_and_distinct_tokens)
 
 Test(lease_e2e, commit_durable_then_applied_stores_the_ops)
 {
-	start(NULL);
-	struct wb_client *c = client("commit");
+	struct wb_client *c = start_client(NULL, "commit");
 	struct wb_lease_grant g[MAX_GRANTS];
-	struct wb_lease_args a = {
-	        .projection = "orders",
-	        .duration_ms = 2000,
-	        .count = 2,
-	        .operation_id = "op-17",
-	        .source_position = 42,
-	};
-	size_t n = 0;
-	ASSERT_OK(c, wb_lease(c, &a, g, MAX_GRANTS, &n));
+	lease_for(c, "orders", 2, 2000, "op-17", 42, g);
 	struct test_ops x, y;
 	make_ops(&x, "Order", "o-1", "Paid");
 	make_ops(&y, "Order", "o-2", "Cancelled");
@@ -283,14 +319,11 @@ Test(lease_e2e, commit_durable_then_applied_stores_the_ops)
 	cr_assert_eq(r.sequence, g[1].sequence);
 	cr_assert_geq(r.watermark, g[1].sequence, "an APPLIED answer came before the watermark");
 
-	Whizbang__V1__ReadLedgerResult *res = ledger(c, g[0].sequence);
-	cr_assert_eq(res->n_entries, 2);
+	Whizbang__V1__ReadLedgerResult *res =
+	        expect_entries(c, g, 2, WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED,
+	                       WHIZBANG__V1__ENTRY_REASON__REASON_NONE, "orders", "op-17");
 	for (int i = 0; i < 2; i++) {
 		const Whizbang__V1__LedgerEntry *e = entry(res, g[i].sequence);
-		expect_entry(e, WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED,
-		             WHIZBANG__V1__ENTRY_REASON__REASON_NONE);
-		cr_assert_str_eq(e->projection, "orders");
-		cr_assert_str_eq(e->operation_id, "op-17");
 		cr_assert_eq(e->source_position, 42);
 		cr_assert(same_ops(e, i == 0 ? &x : &y),
 		          "the stored ops differ from the committed");
@@ -405,9 +438,8 @@ Test(lease_e2e, commit_above_a_pending_lease_is_durable_at_once_and_applied_late
 Test(lease_e2e, applied_commit_still_waiting_at_shutdown_is_answered)
 {
 	/* A small reservation keeps the restart's gaps within one ledger page. */
-	const char *extra[] = {"--lease-reserve-chunk", "8", NULL};
-	start(extra);
-	struct wb_client *c = client("shutdown");
+	struct wb_client *c =
+	        start_client((const char *[]){"--lease-reserve-chunk", "8", NULL}, "shutdown");
 	struct wb_lease_grant g[MAX_GRANTS];
 	lease(c, "orders", 2, 2000, g);
 	uint64_t id;
@@ -504,17 +536,9 @@ Test(lease_e2e, watermark_waits_reach_or_time_out)
 
 Test(lease_e2e, release_becomes_a_released_gap)
 {
-	start(NULL);
-	struct wb_client *c = client("release");
+	struct wb_client *c = start_client(NULL, "release");
 	struct wb_lease_grant g[MAX_GRANTS];
-	struct wb_lease_args a = {
-	        .projection = "relp",
-	        .duration_ms = 2000,
-	        .count = 2,
-	        .operation_id = "op-rel",
-	};
-	size_t n;
-	ASSERT_OK(c, wb_lease(c, &a, g, MAX_GRANTS, &n));
+	lease_for(c, "relp", 2, 2000, "op-rel", 0, g);
 	ASSERT_OK(c, wb_release(c, g[0].sequence, g[0].token, "gave up"));
 	cr_assert_eq(watermark(c), g[0].sequence, "the release did not move the watermark");
 	ASSERT_ERR(c, WB_LEASE_NOT_FOUND, wb_release(c, g[0].sequence, g[0].token, NULL));
@@ -523,16 +547,11 @@ Test(lease_e2e, release_becomes_a_released_gap)
 	ASSERT_OK(c, wb_release(c, g[1].sequence, g[1].token, NULL));
 	cr_assert_eq(watermark(c), g[1].sequence);
 
-	Whizbang__V1__ReadLedgerResult *res = ledger(c, g[0].sequence);
-	cr_assert_eq(res->n_entries, 2);
-	for (int i = 0; i < 2; i++) {
-		const Whizbang__V1__LedgerEntry *e = entry(res, g[i].sequence);
-		expect_entry(e, WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
-		             WHIZBANG__V1__ENTRY_REASON__GAP_RELEASED);
-		cr_assert_str_eq(e->projection, "relp");
-		cr_assert_str_eq(e->operation_id, "op-rel");
-		cr_assert_eq(e->n_ops, 0);
-	}
+	Whizbang__V1__ReadLedgerResult *res =
+	        expect_entries(c, g, 2, WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
+	                       WHIZBANG__V1__ENTRY_REASON__GAP_RELEASED, "relp", "op-rel");
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(entry(res, g[i].sequence)->n_ops, 0);
 	wb_ledger_free(res);
 	Whizbang__V1__ServerStats *s = stats(c);
 	cr_assert_eq(s->leases_released, 2);
@@ -544,8 +563,7 @@ Test(lease_e2e, release_becomes_a_released_gap)
 
 Test(lease_e2e, expiry_writes_gaps_in_sequence_order_with_the_original_expiry)
 {
-	start(NULL);
-	struct wb_client *c = client("expiry");
+	struct wb_client *c = start_client(NULL, "expiry");
 	/* The lowest lease expires last: the watermark waits for it. */
 	struct wb_lease_grant slow[MAX_GRANTS], fast[MAX_GRANTS];
 	lease(c, "exp", 1, 700, slow);
@@ -566,10 +584,8 @@ Test(lease_e2e, expiry_writes_gaps_in_sequence_order_with_the_original_expiry)
 	uint64_t prev_time = 0;
 	for (int i = 0; i < 3; i++) {
 		const Whizbang__V1__LedgerEntry *e = entry(res, fast[i].sequence);
-		expect_entry(e, WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
-		             WHIZBANG__V1__ENTRY_REASON__GAP_EXPIRED);
-		cr_assert_str_eq(e->projection, "exp");
-		cr_assert_str_eq(e->operation_id, "op");
+		expect_entry_of(e, WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
+		                WHIZBANG__V1__ENTRY_REASON__GAP_EXPIRED, "exp", "op");
 		cr_assert_leq(llabs64((int64_t)e->original_expiry_us -
 		                      (int64_t)fast[i].expires_at_ms * 1000),
 		              100000, "the gap's original expiry is not the lease's");
@@ -595,8 +611,7 @@ Test(lease_e2e, expiry_writes_gaps_in_sequence_order_with_the_original_expiry)
 
 Test(lease_e2e, staged_work_is_recovered_when_the_lease_expires)
 {
-	start(NULL);
-	struct wb_client *c = client("stage");
+	struct wb_client *c = start_client(NULL, "stage");
 	struct wb_lease_grant g[MAX_GRANTS];
 	lease(c, "staging", 2, 300, g);
 	struct test_ops x, y, z;
@@ -638,18 +653,9 @@ Test(lease_e2e, staged_work_is_recovered_when_the_lease_expires)
 
 Test(lease_e2e, commit_after_expiry_fails_or_is_resequenced)
 {
-	start(NULL);
-	struct wb_client *c = client("reseq");
+	struct wb_client *c = start_client(NULL, "reseq");
 	struct wb_lease_grant g[MAX_GRANTS];
-	struct wb_lease_args a = {
-	        .projection = "reseqp",
-	        .duration_ms = 200,
-	        .count = 1,
-	        .operation_id = "op-late",
-	        .source_position = 7,
-	};
-	size_t n;
-	ASSERT_OK(c, wb_lease(c, &a, g, MAX_GRANTS, &n));
+	lease_for(c, "reseqp", 1, 200, "op-late", 7, g);
 	uint64_t s = g[0].sequence;
 	await_watermark(c, s, 3000);
 	struct test_ops x;
@@ -692,8 +698,7 @@ Test(lease_e2e, commit_after_expiry_fails_or_is_resequenced)
 
 Test(lease_e2e, wrong_token_and_unknown_sequence)
 {
-	start(NULL);
-	struct wb_client *c = client("errors");
+	struct wb_client *c = start_client(NULL, "errors");
 	struct wb_lease_grant g[MAX_GRANTS];
 	lease(c, "errs", 1, 2000, g);
 	uint64_t s = g[0].sequence, bad = g[0].token ^ 0x8000000000000001u;
@@ -727,9 +732,8 @@ Test(lease_e2e, wrong_token_and_unknown_sequence)
 
 Test(lease_e2e, extend_renews_until_the_lifetime_cap)
 {
-	const char *extra[] = {"--lease-max-lifetime", "1s", NULL};
-	start(extra);
-	struct wb_client *c = client("extend");
+	struct wb_client *c =
+	        start_client((const char *[]){"--lease-max-lifetime", "1s", NULL}, "extend");
 	struct wb_lease_grant g[MAX_GRANTS];
 	lease(c, "ext", 1, 300, g);
 	uint64_t until = 0;
@@ -789,8 +793,7 @@ Test(lease_e2e, closing_connection_releases_release_leases_and_keeps_keep_leases
 
 Test(lease_e2e, stats_figures_move)
 {
-	start(NULL);
-	struct wb_client *c = client("figures");
+	struct wb_client *c = start_client(NULL, "figures");
 	Whizbang__V1__ServerStats *s = stats(c);
 	cr_assert_eq(s->leases_active, 0);
 	cr_assert_eq(s->leases_committed, 0);
@@ -886,9 +889,8 @@ Test(lease_e2e, lease_limits_answer_errors)
 
 Test(lease_e2e, sigkill_with_leases_outstanding_then_restart_recovers)
 {
-	const char *extra[] = {"--lease-reserve-chunk", "8", NULL};
-	start(extra);
-	struct wb_client *c = client("crash");
+	struct wb_client *c =
+	        start_client((const char *[]){"--lease-reserve-chunk", "8", NULL}, "crash");
 	struct wb_lease_grant base[MAX_GRANTS], g[MAX_GRANTS];
 	struct test_ops x, y, z, w;
 	make_ops(&x, "Order", "o-x", "StagedX");
