@@ -259,6 +259,10 @@ void e2e_suite_fini(void);
 #define e2e_suite_start_client(extra_args, name)                                                   \
 	(e2e_suite_start(extra_args), e2e_suite_client(name))
 
+/* The common end of such a test: closes the client c and stops e2e_srv,
+ * which fails the test unless it exits cleanly (e2e_suite_stop()). */
+#define e2e_suite_stop_client(c) (wb_close(c), e2e_suite_stop())
+
 /* A TCP socket bound to an ephemeral port on 127.0.0.1 (close-on-exec),
  * listening when listening is true; *port receives the port. Fails the test
  * when the socket cannot be made. For a test that needs a port nothing

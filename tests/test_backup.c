@@ -354,8 +354,7 @@ Test(backup, bad_paths_are_refused_with_their_reason)
 	cr_assert_eq(wb_backup(c, p, NULL, NULL, NULL), 0, "%s", wb_errmsg(c));
 	cr_assert_eq(stat(p, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0750, "mode %o", st.st_mode & 0777);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(backup, under_load_then_restored_holds_every_acknowledged_write)

@@ -296,8 +296,7 @@ Test(lease_e2e, lease_count_gives_consecutive_sequences_and_distinct_tokens)
 	a.projection = "";
 	ASSERT_ERR(c, WB_E_INVAL, wb_lease(c, &a, g, MAX_GRANTS, &n));
 	ASSERT_OK(c, wb_ping(c));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, commit_durable_then_applied_stores_the_ops)
@@ -340,8 +339,7 @@ Test(lease_e2e, commit_durable_then_applied_stores_the_ops)
 	res = ledger(c, g[0].sequence);
 	cr_assert_eq(entry(res, g[0].sequence)->n_ops, 0);
 	wb_ledger_free(res);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* Polls the client's socket: true when bytes arrive within ms. */
@@ -465,8 +463,7 @@ Test(lease_e2e, applied_commit_still_waiting_at_shutdown_is_answered)
 	expect_entry(entry(res, g[1].sequence), WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED,
 	             WHIZBANG__V1__ENTRY_REASON__REASON_NONE);
 	wb_ledger_free(res);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, watermark_waits_reach_or_time_out)
@@ -557,8 +554,7 @@ Test(lease_e2e, release_becomes_a_released_gap)
 	cr_assert_eq(s->leases_released, 2);
 	cr_assert_eq(s->gaps, 2);
 	wb_stats_free(s);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, expiry_writes_gaps_in_sequence_order_with_the_original_expiry)
@@ -605,8 +601,7 @@ Test(lease_e2e, expiry_writes_gaps_in_sequence_order_with_the_original_expiry)
 	int rc = wb_extend(c, first, slow[0].token, 100, NULL);
 	cr_assert(rc == WB_LEASE_EXPIRED || rc == WB_LEASE_NOT_FOUND, "extend: %s",
 	          wb_error_name(rc));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, staged_work_is_recovered_when_the_lease_expires)
@@ -647,8 +642,7 @@ Test(lease_e2e, staged_work_is_recovered_when_the_lease_expires)
 	ASSERT_ERR(c, WB_LEASE_EXPIRED,
 	           wb_commit(c, g[0].sequence, g[0].token, &y.list, false, false, NULL));
 	cr_assert(strstr(wb_errmsg(c), "staged") != NULL, "message: %s", wb_errmsg(c));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, commit_after_expiry_fails_or_is_resequenced)
@@ -690,8 +684,7 @@ Test(lease_e2e, commit_after_expiry_fails_or_is_resequenced)
 	lease(c, "reseqp", 1, 2000, g);
 	cr_assert_gt(g[0].sequence, r.sequence);
 	ASSERT_OK(c, wb_commit(c, g[0].sequence, g[0].token, NULL, true, false, &r));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- errors and limits */
@@ -726,8 +719,7 @@ Test(lease_e2e, wrong_token_and_unknown_sequence)
 	ASSERT_ERR(c, WB_LEASE_NOT_FOUND, wb_commit(c, s, g[0].token, NULL, false, false, NULL));
 	ASSERT_ERR(c, WB_LEASE_NOT_FOUND, wb_commit(c, s, bad, NULL, false, true, NULL));
 	ASSERT_OK(c, wb_ping(c));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, extend_renews_until_the_lifetime_cap)
@@ -747,8 +739,7 @@ Test(lease_e2e, extend_renews_until_the_lifetime_cap)
 	cr_assert_eq(s->leases_active, 1, "a refused extend ended the lease");
 	wb_stats_free(s);
 	ASSERT_OK(c, wb_commit(c, g[0].sequence, g[0].token, NULL, false, false, NULL));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, closing_connection_releases_release_leases_and_keeps_keep_leases)
@@ -844,8 +835,7 @@ Test(lease_e2e, stats_figures_move)
 	}
 	cr_assert(found, "no figures for projection figs");
 	wb_stats_free(s);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, lease_limits_answer_errors)
@@ -966,8 +956,7 @@ Test(lease_e2e, sigkill_with_leases_outstanding_then_restart_recovers)
 	ASSERT_OK(c, wb_commit(c, after[0].sequence, after[0].token, &x.list, false, false, &r));
 	ASSERT_OK(c, wb_commit(c, after[1].sequence, after[1].token, &y.list, true, false, &r));
 	cr_assert_geq(r.watermark, after[1].sequence);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- the CLI */

@@ -302,8 +302,7 @@ Test(metrics, off_serves_nothing)
 	cr_assert_neq(access(path, F_OK), 0, "%s exists with metrics off", path);
 	cr_assert_eq(e2e_log_count(&e2e_srv, "metrics_listening"), 0);
 	struct wb_client *c = e2e_suite_client("off");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* A client that asks for far more than the kernel's socket buffers hold and

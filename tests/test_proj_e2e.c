@@ -257,8 +257,7 @@ Test(proj_e2e, apply_read_query_and_explode)
 	cr_assert_geq(st->apply_failures, 1);
 	wb_stats_free(st);
 	assert_verified(c, "after the session");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(proj_e2e, hostile_read_model_requests)
@@ -333,8 +332,7 @@ Test(proj_e2e, hostile_read_model_requests)
 	/* And the server is fine. */
 	cr_assert_eq(wb_ping(c), 0);
 	assert_verified(c, "after hostile requests");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(proj_e2e, unindexed_scan_over_max_scan_is_refused_deterministically)
@@ -368,8 +366,7 @@ Test(proj_e2e, unindexed_scan_over_max_scan_is_refused_deterministically)
 	r = query(c, "Item", "hit == true", NULL, 0);
 	expect_code(r, WB_QUERY_TOO_EXPENSIVE, "hit is not indexed");
 	assert_verified(c, "after refusals");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* A writer thread that keeps applying while Verify runs. */
@@ -446,8 +443,7 @@ Test(proj_e2e, verify_online_under_load_after_kill_and_offline)
 	cr_assert_eq(r->query->strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX);
 	size_t before = r->query->n_entities;
 	whizbang__v1__response__free_unpacked(r, NULL);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 
 	/* Offline: a replay beside a running server is refused (the lock);
 	 * stopped, --verify matches and a rebuild in place keeps every byte. */
@@ -471,6 +467,5 @@ Test(proj_e2e, verify_online_under_load_after_kill_and_offline)
 	cr_assert_eq(r->query->n_entities, before);
 	whizbang__v1__response__free_unpacked(r, NULL);
 	assert_verified(c, "after the offline rebuild");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }

@@ -423,8 +423,7 @@ Test(sub_e2e, switch_over_while_appending_delivers_every_event_once_in_order)
 	for (size_t i = 0; i < 3; i++)
 		rsub_free(subs[i]);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(sub_e2e, start_positions_and_a_stream_that_does_not_exist_yet)
@@ -483,8 +482,7 @@ Test(sub_e2e, start_positions_and_a_stream_that_does_not_exist_yet)
 		rsub_free(subs[i]);
 	}
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(sub_e2e, never_more_items_than_credits)
@@ -534,8 +532,7 @@ Test(sub_e2e, never_more_items_than_credits)
 	whizbang__v1__response__free_unpacked(r, NULL);
 	rsub_free(&s);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* A figure of /proc/PID/status in KiB ("VmRSS", "RssAnon"). */
@@ -751,8 +748,7 @@ Test(sub_e2e, ledger_entries_in_sequence_order_up_to_the_watermark)
 	rsub_free(&s);
 	rsub_free(&e);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(sub_e2e, unsubscribe_stops_pushes_and_closing_frees)
@@ -810,8 +806,7 @@ Test(sub_e2e, unsubscribe_stops_pushes_and_closing_frees)
 	}
 	cr_assert_eq(conns, 2);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* Sends sub on fd and returns the error code of the answer (0: accepted). */
@@ -926,8 +921,7 @@ Test(sub_e2e, hostile_requests_get_clear_errors)
 	close(fd);
 	struct wb_client *c = e2e_suite_client("after");
 	cr_assert_eq(wb_ping(c), 0);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* Deletes the stream over a raw connection of its own. */
@@ -989,8 +983,7 @@ Test(sub_e2e, stream_subscriptions_follow_deletes)
 	rsub_free(&s);
 	rsub_free(&late);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 struct drainer {
@@ -1093,6 +1086,5 @@ Test(sub_e2e, a_selective_filter_crosses_a_long_run_of_other_events)
 	cr_assert_eq(s.caught_up, 1);
 	rsub_free(&s);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
