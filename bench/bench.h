@@ -64,14 +64,15 @@ int bench_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
  * durability benchmark means nothing. */
 bool bench_on_tmpfs(const char *path);
 
-/* Chooses the directory under which temporary data directories go: parent
- * when it is not NULL, otherwise /tmp, or /var/tmp when /tmp is a tmpfs.
- * Writes it into out[0..len). Warns on stderr when the choice is on tmpfs. */
-int bench_pick_parent(const char *parent, char *out, size_t len, char *errmsg, size_t errlen);
-
-/* Creates a fresh directory "<parent>/whizbang-bench.XXXXXX" and writes its
- * path into out[0..len). The caller removes it with bench_rmtree(). */
-int bench_mkdtemp(const char *parent, char *out, size_t len, char *errmsg, size_t errlen);
+/* Makes the fresh directory a run keeps its data in,
+ * "<parent>/whizbang-bench.XXXXXX", where parent is data_dir when it is not
+ * NULL, otherwise /tmp, or /var/tmp when /tmp is a tmpfs (it warns on
+ * stderr when the parent is on tmpfs). Writes the parent into parent_out
+ * and the new directory into out, which the caller removes with
+ * bench_rmtree(). Returns 0, or 1 after saying why on stderr: the exit
+ * status of a subcommand that cannot start. */
+int bench_make_root(const char *data_dir, char parent_out[BENCH_PATH_MAX],
+                    char out[BENCH_PATH_MAX]);
 
 /* Removes path and everything below it, without following symbolic links.
  * A path that does not exist is not an error. */
@@ -178,6 +179,33 @@ int bench_server_start(struct bench_server *s, const char *whizbangd, const char
  * Returns its wait status (0 when it was not spawned), or -1 when it had to
  * be killed or could not be waited for. */
 int bench_server_stop(struct bench_server *s);
+
+/* The per-call timeout of the load's clients. */
+#define BENCH_CLIENT_TIMEOUT_MS 60000
+
+struct wb_client;
+
+/* Connects *out to address as client name, the index-th of its kind, with
+ * BENCH_CLIENT_TIMEOUT_MS. Returns 0, or an error with "<name> #<index>:
+ * <why>" in errmsg (*out is then NULL). */
+int bench_connect(struct wb_client **out, const char *address, const char *name, uint32_t index,
+                  char *errmsg, size_t errlen);
+
+/* The whizbangd a run talks to and its control connection. */
+struct bench_target {
+	struct bench_server srv; /* srv.pid is 0 when the server was not spawned */
+	const char *address;
+	struct wb_client *ctl;
+};
+
+/* Uses the running server at address (--server) or, when address is NULL,
+ * spawns one as bench_server_start() does (whizbangd, log_level, the data
+ * under root, map_size); then connects t->ctl to it, as client
+ * "whizbang-bench-control". Returns 0, or an error with a sentence in
+ * errmsg, after stopping the server it spawned. */
+int bench_target_open(struct bench_target *t, const char *address, const char *whizbangd,
+                      const char *log_level, const char *root, uint64_t map_size, char *errmsg,
+                      size_t errlen);
 
 /* bench_server_stop() for the end of a run: also writes into *cpu_s the
  * CPU seconds of the children (the server is the only child a subcommand

@@ -88,6 +88,35 @@ struct explode_opts {
 	bool json;
 };
 
+/* The options of `whizbang-bench explode`, their defaults and bounds: the
+ * command line is read from this table and its --help written from it. */
+static const struct cli_opt explode_table[] = {
+        {"--entities", "N", CLI_COUNT_AT(struct explode_opts, entities, 1, 9999999),
+         .dflt = "1000000", .help = "Order entities in the store"},
+        {"--per-entry", "K", CLI_COUNT_AT(struct explode_opts, per_entry, 1, 100000),
+         .dflt = "1000", .help = "upserts per ledger entry of the build"},
+        {"--match", "M", CLI_COUNT_AT(struct explode_opts, match, 1, 1000000), .dflt = "100",
+         .help = "entities per customer_id (N must be a multiple)"},
+        {"--explosions", "Q", CLI_COUNT_AT(struct explode_opts, explosions, 1, 10000000),
+         .dflt = "2000", .help = "indexed explosions timed in read transactions"},
+        {"--applies", "A", CLI_COUNT_AT(struct explode_opts, applies, 1, 10000000), .dflt = "500",
+         .help = "update-by-where applies timed (and aborted)"},
+        {"--rounds", "R", CLI_COUNT_AT(struct explode_opts, rounds, 1, ROUNDS_MAX), .dflt = "5",
+         .help = "full scans, alternating with as many raw LMDB cursor passes"},
+        {"--seed", "S", CLI_COUNT_AT(struct explode_opts, seed, 0, UINT64_MAX), .dflt = "1",
+         .help = "the seed of the entities' fields"},
+        {"--index-after", NULL, CLI_FLAG_AT(struct explode_opts, index_after),
+         .help = "create the index by the last entry, over the existing entities"},
+        {"--no-verify", NULL, CLI_FLAG_AT(struct explode_opts, no_verify),
+         .help = "skip comparing the replayed store's digest with the built one's"},
+        BENCH_OPT_DATA_DIR(struct explode_opts, data_dir),
+        {"--map-size", "BYTES",
+         CLI_SIZE_AT(struct explode_opts, map_size, 1u << 20, UINT64_MAX / 2),
+         .help = "the initial LMDB map size (default: N x 1 KiB + 256 MiB)"},
+        BENCH_OPT_JSON(struct explode_opts, json),
+        {0},
+};
+
 /* A timed pass over n entities: wall and thread CPU time, the minor page
  * faults and involuntary context switches of the thread meanwhile. */
 struct pass {
@@ -1254,11 +1283,7 @@ static int explode_run(void *opts)
 	const char *under = o->data_dir;
 	if (under == NULL && getenv("TMPDIR") != NULL && getenv("TMPDIR")[0] != '\0')
 		under = getenv("TMPDIR");
-	int rc = bench_pick_parent(under, parent, sizeof(parent), errmsg, sizeof(errmsg));
-	if (rc == 0)
-		rc = bench_mkdtemp(parent, root, sizeof(root), errmsg, sizeof(errmsg));
-	if (rc != 0) {
-		fprintf(stderr, "whizbang-bench: %s\n", errmsg);
+	if (bench_make_root(under, parent, root) != 0) {
 		free(f);
 		return 1;
 	}
@@ -1269,7 +1294,7 @@ static int explode_run(void *opts)
 	bench_sigint_catch(&old_sa);
 
 	struct storage *s = NULL;
-	rc = open_store(&s, store, o->map_size, false, errmsg, sizeof(errmsg));
+	int rc = open_store(&s, store, o->map_size, false, errmsg, sizeof(errmsg));
 	if (rc != 0)
 		goto done;
 	if (!o->json)
@@ -1318,38 +1343,8 @@ done:
 	return ok ? 0 : 1;
 }
 
-static const struct cli_opt explode_table[] = {
-        {"--entities", "N", CLI_COUNT_AT(struct explode_opts, entities, 1, 9999999),
-         .dflt = "1000000", .help = "Order entities in the store"},
-        {"--per-entry", "K", CLI_COUNT_AT(struct explode_opts, per_entry, 1, 100000),
-         .dflt = "1000", .help = "upserts per ledger entry of the build"},
-        {"--match", "M", CLI_COUNT_AT(struct explode_opts, match, 1, 1000000), .dflt = "100",
-         .help = "entities per customer_id (N must be a multiple)"},
-        {"--explosions", "Q", CLI_COUNT_AT(struct explode_opts, explosions, 1, 10000000),
-         .dflt = "2000", .help = "indexed explosions timed in read transactions"},
-        {"--applies", "A", CLI_COUNT_AT(struct explode_opts, applies, 1, 10000000), .dflt = "500",
-         .help = "update-by-where applies timed (and aborted)"},
-        {"--rounds", "R", CLI_COUNT_AT(struct explode_opts, rounds, 1, ROUNDS_MAX), .dflt = "5",
-         .help = "full scans, alternating with as many raw LMDB cursor passes"},
-        {"--seed", "S", CLI_COUNT_AT(struct explode_opts, seed, 0, UINT64_MAX), .dflt = "1",
-         .help = "the seed of the entities' fields"},
-        {"--index-after", NULL, CLI_FLAG_AT(struct explode_opts, index_after),
-         .help = "create the index by the last entry, over the existing entities"},
-        {"--no-verify", NULL, CLI_FLAG_AT(struct explode_opts, no_verify),
-         .help = "skip comparing the replayed store's digest with the built one's"},
-        BENCH_OPT_DATA_DIR(struct explode_opts, data_dir),
-        {"--map-size", "BYTES",
-         CLI_SIZE_AT(struct explode_opts, map_size, 1u << 20, UINT64_MAX / 2),
-         .help = "the initial LMDB map size (default: N x 1 KiB + 256 MiB)"},
-        BENCH_OPT_JSON(struct explode_opts, json),
-        {0},
-};
-
-const struct bench_command bench_explode_command =
-        BENCH_COMMAND("explode", explode_table, struct explode_opts, explode_run,
-                      "Builds a store of N Order entities through the ledger and proj_apply, "
-                      "K upserts per entry, customer_id indexed with M entities per value; "
-                      "then times Q indexed explosions in read transactions and A "
-                      "update-by-where applies (aborted), R full scans alternating with raw "
-                      "LMDB cursor passes, and a replay of the ledger into a scratch store. "
-                      "See docs/BENCHMARKS.md.");
+const struct bench_command bench_explode_command = BENCH_COMMAND(
+        "explode", explode_table, struct explode_opts, explode_run,
+        "Builds N Order entities through the ledger, then times Q indexed explosions, A "
+        "update-by-where applies, R full scans beside raw LMDB cursor passes and a replay of the "
+        "ledger. See docs/BENCHMARKS.md.");

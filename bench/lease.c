@@ -40,7 +40,6 @@
 #include "wb.h"
 #include "wb_error.h"
 
-#define CLIENT_TIMEOUT_MS 60000
 #define SAMPLE_MS 10
 /* Every this many watermark samples, the sampler also takes ServerStats for
  * entries_waiting (GetStats costs the server more than GetWatermark). */
@@ -73,6 +72,77 @@ struct lease_opts {
 	const char *data_dir;
 	const char *log_level;
 	bool json;
+};
+
+/* --slow-fraction: a fraction in [0, 1] ("0.01", "1e-3", "1%") into parts
+ * per million, a uint32_t. */
+static int parse_fraction(const char *text, void *field)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(text, &end);
+	if (end != text && *end == '%') {
+		v /= 100.0;
+		end++;
+	}
+	if (errno != 0 || end == text || *end != '\0' || !(v >= 0.0 && v <= 1.0))
+		return WB_E_INVAL;
+	*(uint32_t *)field = (uint32_t)llround(v * PPM);
+	return 0;
+}
+
+/* --projection: 1 to WB_LEASE_NAME_MAX bytes, as its .bad below says. */
+_Static_assert(WB_LEASE_NAME_MAX == 255, "--projection's usage error names the limit");
+static int parse_projection(const char *text, void *field)
+{
+	size_t n = strlen(text);
+	if (n == 0 || n > WB_LEASE_NAME_MAX)
+		return WB_E_INVAL;
+	*(const char **)field = text;
+	return 0;
+}
+
+/* --no-append: no append load after the cycles. */
+static int no_append(const char *text, void *field)
+{
+	(void)text;
+	*(uint64_t *)field = 0;
+	return 0;
+}
+
+/* The options of `whizbang-bench lease`, their defaults and bounds: the
+ * command line is read from this table and its --help written from it. */
+static const struct cli_opt lease_table[] = {
+        {"--clients", "C", CLI_COUNT_AT(struct lease_opts, clients, 1, 1024), .required = true,
+         .help = "client connections"},
+        {"--pipeline", "P", CLI_COUNT_AT(struct lease_opts, pipeline, 1, 4096), .required = true,
+         .help = "lease -> commit cycles each connection keeps in flight"},
+        {"--cycles", "N", CLI_COUNT_AT(struct lease_opts, cycles, 1, UINT64_MAX / PPM),
+         .required = true, .help = "cycles to commit in all"},
+        {"--slow-fraction", "F", CLI_PARSE_AT(struct lease_opts, slow_ppm, parse_fraction),
+         .dflt = "0", .bad = "needs a fraction in [0, 1] (0.01, 1e-3 or 1%)",
+         .help = "the fraction of the cycles that hold their lease M ms before committing"},
+        {"--slow-ms", "M", CLI_COUNT_AT(struct lease_opts, slow_ms, 0, 3600000), .dflt = "100",
+         .help = "how long a slow cycle holds its lease"},
+        {"--slow-beside", NULL, CLI_FLAG_AT(struct lease_opts, slow_beside),
+         .help = "hold the slow leases beside the P cycles in flight instead of in their place"},
+        {"--lease-ms", "D", CLI_COUNT_AT(struct lease_opts, lease_ms, 1, 86400000), .dflt = "30000",
+         .help = "the duration every Lease asks for"},
+        {"--projection", "NAME", CLI_PARSE_AT(struct lease_opts, projection, parse_projection),
+         .dflt = "bench", .bad = "needs 1 to 255 bytes",
+         .help = "the projection the leases are for"},
+        {"--no-ops", NULL, CLI_FLAG_AT(struct lease_opts, no_ops),
+         .help = "commit without the one small op"},
+        {"--append-events", "N", CLI_COUNT_AT(struct lease_opts, append_events, 1, UINT64_MAX / 2),
+         .dflt = "100000", .help = "events of the append load after the cycles"},
+        {"--no-append", NULL, CLI_PARSE_AT(struct lease_opts, append_events, no_append),
+         .help = "skip the append load"},
+        BENCH_OPT_SERVER(struct lease_opts, server),
+        BENCH_OPT_WHIZBANGD(struct lease_opts, whizbangd),
+        BENCH_OPT_DATA_DIR(struct lease_opts, data_dir),
+        BENCH_OPT_LOG_LEVEL(struct lease_opts, log_level),
+        BENCH_OPT_JSON(struct lease_opts, json),
+        {0},
 };
 
 /* The ServerStats figures this benchmark reports. */
@@ -609,19 +679,12 @@ static void *worker_main(void *arg)
 {
 	struct lworker *w = arg;
 	struct lshared *sh = w->sh;
-	struct wb_options wo = {.client_name = "whizbang-bench-lease",
-	                        .timeout_ms = CLIENT_TIMEOUT_MS};
-	char errmsg[200];
-	int rc = wb_connect(&w->c, sh->address, &wo, errmsg, sizeof(errmsg));
-	if (rc != 0) {
-		w->c = NULL;
-		w->rc = rc;
-		snprintf(w->errmsg, sizeof(w->errmsg), "client %u: connect to %s: %s", w->index,
-		         sh->address, errmsg);
+	w->rc = bench_connect(&w->c, sh->address, "whizbang-bench-lease", w->index, w->errmsg,
+	                      sizeof(w->errmsg));
+	if (w->rc != 0)
 		atomic_store(&sh->abort, true);
-	} else {
+	else
 		worker_setup(w);
-	}
 	pthread_mutex_lock(&sh->lock);
 	sh->ready++;
 	pthread_cond_broadcast(&sh->cond);
@@ -1022,9 +1085,7 @@ static int run_cycles(const struct lease_opts *o, const char *address, struct wb
 	struct sampler *s = &f->smp;
 	s->sh = &sh;
 	atomic_init(&s->stop, false);
-	struct wb_options wo = {.client_name = "whizbang-bench-watermark",
-	                        .timeout_ms = CLIENT_TIMEOUT_MS};
-	rc = wb_connect(&s->c, address, &wo, errmsg, errlen);
+	rc = bench_connect(&s->c, address, "whizbang-bench-watermark", 0, errmsg, errlen);
 	if (rc != 0) {
 		free(ws);
 		return rc;
@@ -1150,42 +1211,6 @@ static int run_cycles(const struct lease_opts *o, const char *address, struct wb
 
 /* ---------------------------------------------------------------- the subcommand */
 
-/* --slow-fraction: a fraction in [0, 1] ("0.01", "1e-3", "1%") into parts
- * per million, a uint32_t. */
-static int parse_fraction(const char *text, void *field)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(text, &end);
-	if (end != text && *end == '%') {
-		v /= 100.0;
-		end++;
-	}
-	if (errno != 0 || end == text || *end != '\0' || !(v >= 0.0 && v <= 1.0))
-		return WB_E_INVAL;
-	*(uint32_t *)field = (uint32_t)llround(v * PPM);
-	return 0;
-}
-
-/* --projection: 1 to WB_LEASE_NAME_MAX bytes, as its .bad below says. */
-_Static_assert(WB_LEASE_NAME_MAX == 255, "--projection's usage error names the limit");
-static int parse_projection(const char *text, void *field)
-{
-	size_t n = strlen(text);
-	if (n == 0 || n > WB_LEASE_NAME_MAX)
-		return WB_E_INVAL;
-	*(const char **)field = text;
-	return 0;
-}
-
-/* --no-append: no append load after the cycles. */
-static int no_append(const char *text, void *field)
-{
-	(void)text;
-	*(uint64_t *)field = 0;
-	return 0;
-}
-
 static int lease_run(void *opts)
 {
 	const struct lease_opts *o = opts;
@@ -1200,9 +1225,8 @@ static int lease_run(void *opts)
 	char errmsg[BENCH_ERRMSG_MAX] = "";
 	char parent[BENCH_PATH_MAX];
 	char root[BENCH_PATH_MAX];
-	struct bench_server srv = {0};
+	struct bench_target t = {0};
 	struct lfigures f = {0};
-	struct wb_client *ctl = NULL;
 	f.cores = sysconf(_SC_NPROCESSORS_ONLN);
 	/* Ledger entries are smaller than 100-byte events; counting them as
 	 * events leaves room to spare. */
@@ -1210,41 +1234,27 @@ static int lease_run(void *opts)
 
 	int rc = 0;
 	if (o->server == NULL) {
-		rc = bench_pick_parent(o->data_dir, parent, sizeof(parent), errmsg, sizeof(errmsg));
-		if (rc == 0)
-			rc = bench_mkdtemp(parent, root, sizeof(root), errmsg, sizeof(errmsg));
-		if (rc != 0) {
-			fprintf(stderr, "whizbang-bench: %s\n", errmsg);
+		if (bench_make_root(o->data_dir, parent, root) != 0)
 			return 1;
-		}
 	} else {
 		root[0] = '\0';
 	}
-	const char *address = o->server;
-	if (address == NULL) {
-		rc = bench_server_start(&srv, o->whizbangd, o->log_level, root, map_size, errmsg,
-		                        sizeof(errmsg));
-		if (rc != 0)
-			goto err_after_mkdtemp;
-		address = srv.address;
-		f.spawned = true;
-	}
-
-	struct wb_options wo = {.client_name = "whizbang-bench-control",
-	                        .timeout_ms = CLIENT_TIMEOUT_MS};
-	rc = wb_connect(&ctl, address, &wo, errmsg, sizeof(errmsg));
+	rc = bench_target_open(&t, o->server, o->whizbangd, o->log_level, root, map_size, errmsg,
+	                       sizeof(errmsg));
 	if (rc != 0)
-		goto err_after_server;
+		goto err_after_mkdtemp;
+	const char *address = t.address;
+	f.spawned = t.srv.pid > 0;
 
 	if (!o->json)
 		fprintf(stderr, "whizbang-bench: %u clients running %llu lease cycles on %s ...\n",
 		        o->clients, (unsigned long long)o->cycles, address);
 	struct sigaction old_sa;
 	bench_sigint_catch(&old_sa);
-	rc = run_cycles(o, address, ctl, &f, errmsg, sizeof(errmsg));
+	rc = run_cycles(o, address, t.ctl, &f, errmsg, sizeof(errmsg));
 	bench_sigint_restore(&old_sa);
-	wb_close(ctl);
-	ctl = NULL;
+	wb_close(t.ctl);
+	t.ctl = NULL;
 	if (rc == 0 && atomic_load(&bench_interrupted)) {
 		rc = WB_E_AGAIN;
 		snprintf(errmsg, sizeof(errmsg), "interrupted after %llu of %llu cycles",
@@ -1273,7 +1283,7 @@ static int lease_run(void *opts)
 	}
 
 	if (f.spawned)
-		f.server_status = bench_server_finish(&srv, &f.server_cpu_s);
+		f.server_status = bench_server_finish(&t.srv, &f.server_cpu_s);
 
 	bool app_ok = o->append_events == 0 ||
 	              (f.have_append && f.app.errors == 0 && f.app.events == o->append_events);
@@ -1302,9 +1312,9 @@ static int lease_run(void *opts)
 	return ok ? 0 : 1;
 
 err_after_server:
-	wb_close(ctl);
-	if (srv.pid > 0)
-		bench_server_stop(&srv);
+	wb_close(t.ctl);
+	if (t.srv.pid > 0)
+		bench_server_stop(&t.srv);
 err_after_mkdtemp:
 	fprintf(stderr, "whizbang-bench: %s (%s)\n", errmsg, wb_error_name(rc));
 	if (o->server == NULL)
@@ -1312,46 +1322,8 @@ err_after_mkdtemp:
 	return 1;
 }
 
-static const struct cli_opt lease_table[] = {
-        {"--clients", "C", CLI_COUNT_AT(struct lease_opts, clients, 1, 1024), .required = true,
-         .help = "client connections"},
-        {"--pipeline", "P", CLI_COUNT_AT(struct lease_opts, pipeline, 1, 4096), .required = true,
-         .help = "lease -> commit cycles each connection keeps in flight"},
-        {"--cycles", "N", CLI_COUNT_AT(struct lease_opts, cycles, 1, UINT64_MAX / PPM),
-         .required = true, .help = "cycles to commit in all"},
-        {"--slow-fraction", "F", CLI_PARSE_AT(struct lease_opts, slow_ppm, parse_fraction),
-         .dflt = "0", .bad = "needs a fraction in [0, 1] (0.01, 1e-3 or 1%)",
-         .help = "the fraction of the cycles that hold their lease M ms before committing"},
-        {"--slow-ms", "M", CLI_COUNT_AT(struct lease_opts, slow_ms, 0, 3600000), .dflt = "100",
-         .help = "how long a slow cycle holds its lease"},
-        {"--slow-beside", NULL, CLI_FLAG_AT(struct lease_opts, slow_beside),
-         .help = "hold the slow leases beside the P cycles in flight instead of in their place"},
-        {"--lease-ms", "D", CLI_COUNT_AT(struct lease_opts, lease_ms, 1, 86400000), .dflt = "30000",
-         .help = "the duration every Lease asks for"},
-        {"--projection", "NAME", CLI_PARSE_AT(struct lease_opts, projection, parse_projection),
-         .dflt = "bench", .bad = "needs 1 to 255 bytes",
-         .help = "the projection the leases are for"},
-        {"--no-ops", NULL, CLI_FLAG_AT(struct lease_opts, no_ops),
-         .help = "commit without the one small op"},
-        {"--append-events", "N", CLI_COUNT_AT(struct lease_opts, append_events, 1, UINT64_MAX / 2),
-         .dflt = "100000", .help = "events of the append load after the cycles"},
-        {"--no-append", NULL, CLI_PARSE_AT(struct lease_opts, append_events, no_append),
-         .help = "skip the append load"},
-        BENCH_OPT_SERVER(struct lease_opts, server),
-        BENCH_OPT_WHIZBANGD(struct lease_opts, whizbangd),
-        BENCH_OPT_DATA_DIR(struct lease_opts, data_dir),
-        BENCH_OPT_LOG_LEVEL(struct lease_opts, log_level),
-        BENCH_OPT_JSON(struct lease_opts, json),
-        {0},
-};
-
-const struct bench_command bench_lease_command =
-        BENCH_COMMAND("lease", lease_table, struct lease_opts, lease_run,
-                      "C connections keep P lease -> commit cycles in flight until N are "
-                      "committed: Lease{count 1, duration D ms}, then Commit{ack DURABLE, one "
-                      "small op}. A fraction F of the cycles hold their lease M ms before "
-                      "committing; with --slow-beside they are held beside the P cycles in "
-                      "flight instead of taking their place. A separate connection samples "
-                      "the watermark every 10 ms. Then the append load (N events of 100 B "
-                      "over 16 streams, with the same C and P) runs against the same server. "
-                      "See docs/BENCHMARKS.md.");
+const struct bench_command bench_lease_command = BENCH_COMMAND(
+        "lease", lease_table, struct lease_opts, lease_run,
+        "C connections keep P Lease -> Commit cycles in flight until N are committed, a fraction "
+        "F holding their lease M ms first, while the watermark is sampled; then the append load "
+        "runs against the same server. See docs/BENCHMARKS.md.");

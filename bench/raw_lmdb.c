@@ -508,6 +508,20 @@ struct raw_opts {
 	bool json;
 };
 
+/* The options of `whizbang-bench raw`, their defaults and bounds: the
+ * command line is read from this table and its --help written from it. */
+static const struct cli_opt raw_table[] = {
+        BENCH_OPTS_APPENDS(struct raw_opts, p.events, p.size, p.streams),
+        {"--batch", "R", CLI_COUNT_AT(struct raw_opts, p.batch, 1, 1000000), .required = true,
+         .help = "requests per fsync'd write transaction"},
+        BENCH_OPT_BATCH_EVENTS(struct raw_opts, p.batch_events),
+        BENCH_OPT_DATA_DIR(struct raw_opts, data_dir),
+        BENCH_OPT_MAP_SIZE(struct raw_opts, p.map_size),
+        BENCH_OPT_SERVER_EXTRAS(struct raw_opts, p.server_extras),
+        BENCH_OPT_JSON(struct raw_opts, json),
+        {0},
+};
+
 static int raw_run(void *opts)
 {
 	const struct raw_opts *o = opts;
@@ -515,15 +529,10 @@ static int raw_run(void *opts)
 	char errmsg[BENCH_ERRMSG_MAX];
 	char parent[BENCH_PATH_MAX];
 	char dir[BENCH_PATH_MAX];
-	int rc = bench_pick_parent(o->data_dir, parent, sizeof(parent), errmsg, sizeof(errmsg));
-	if (rc == 0)
-		rc = bench_mkdtemp(parent, dir, sizeof(dir), errmsg, sizeof(errmsg));
-	if (rc != 0) {
-		fprintf(stderr, "whizbang-bench raw: %s\n", errmsg);
+	if (bench_make_root(o->data_dir, parent, dir) != 0)
 		return 1;
-	}
 	struct raw_result res;
-	rc = raw_lmdb_run(dir, p, &res, errmsg, sizeof(errmsg));
+	int rc = raw_lmdb_run(dir, p, &res, errmsg, sizeof(errmsg));
 	if (bench_rmtree(dir) != 0)
 		fprintf(stderr, "whizbang-bench raw: warning: cannot remove %s\n", dir);
 	if (rc != 0) {
@@ -568,20 +577,7 @@ static int raw_run(void *opts)
 	return 0;
 }
 
-static const struct cli_opt raw_table[] = {
-        BENCH_OPTS_APPENDS(struct raw_opts, p.events, p.size, p.streams),
-        {"--batch", "R", CLI_COUNT_AT(struct raw_opts, p.batch, 1, 1000000), .required = true,
-         .help = "requests per fsync'd write transaction"},
-        BENCH_OPT_BATCH_EVENTS(struct raw_opts, p.batch_events),
-        BENCH_OPT_DATA_DIR(struct raw_opts, data_dir),
-        BENCH_OPT_MAP_SIZE(struct raw_opts, p.map_size),
-        BENCH_OPT_SERVER_EXTRAS(struct raw_opts, p.server_extras),
-        BENCH_OPT_JSON(struct raw_opts, json),
-        {0},
-};
-
 const struct bench_command bench_raw_command =
         BENCH_COMMAND("raw", raw_table, struct raw_opts, raw_run,
-                      "Appends N events of B data bytes to S streams straight into LMDB, R "
-                      "requests of K events per fsync'd transaction, in a fresh directory "
-                      "under DIR. See docs/BENCHMARKS.md.");
+                      "Appends N events of B bytes to S streams straight into LMDB, R requests "
+                      "of K events per fsync'd transaction. See docs/BENCHMARKS.md.");

@@ -43,6 +43,27 @@ struct sub_opts {
 	bool json;
 };
 
+/* The options of `whizbang-bench subscribe`, their defaults and bounds: the
+ * command line is read from this table and its --help written from it. */
+static const struct cli_opt subscribe_table[] = {
+        {"--events", "N", CLI_COUNT_AT(struct sub_opts, events, 1, 100000000), .dflt = "1000000",
+         .help = "events appended, then read by every catch-up"},
+        {"--size", "B", CLI_COUNT_AT(struct sub_opts, size, 0, 65536), .dflt = "100",
+         .help = "data bytes per event"},
+        {"--subscribers", "S", CLI_COUNT_AT(struct sub_opts, subscribers, 1, 256), .dflt = "16",
+         .help = "subscribers of the catch-up at once"},
+        {"--window", "W", CLI_COUNT_AT(struct sub_opts, window, 2, 1000000), .dflt = "4096",
+         .help = "the credit window of every subscription"},
+        {"--rounds", "R", CLI_COUNT_AT(struct sub_opts, rounds, 1, 99), .dflt = "3",
+         .help = "alternating rounds; the figures are their medians"},
+        {"--live", "M", CLI_COUNT_AT(struct sub_opts, live, 1, 1000000), .dflt = "2000",
+         .help = "single appends timed from acknowledgement to delivery"},
+        BENCH_OPT_DATA_DIR(struct sub_opts, data_dir),
+        BENCH_OPT_WHIZBANGD(struct sub_opts, whizbangd),
+        BENCH_OPT_JSON(struct sub_opts, json),
+        {0},
+};
+
 /* ------------------------------------------------------------ catch-up */
 
 struct reader {
@@ -323,16 +344,11 @@ static int subscribe_run(void *opts)
 	char errmsg[BENCH_ERRMSG_MAX] = "";
 	char parent[BENCH_PATH_MAX], root[BENCH_PATH_MAX];
 	struct bench_server srv = {0};
-	int rc = bench_pick_parent(o->data_dir, parent, sizeof(parent), errmsg, sizeof(errmsg));
-	if (rc == 0)
-		rc = bench_mkdtemp(parent, root, sizeof(root), errmsg, sizeof(errmsg));
-	if (rc != 0) {
-		fprintf(stderr, "whizbang-bench subscribe: %s\n", errmsg);
+	if (bench_make_root(o->data_dir, parent, root) != 0)
 		return 1;
-	}
-	rc = bench_server_start(&srv, o->whizbangd, NULL, root,
-	                        bench_map_size(o->events + o->live, o->size), errmsg,
-	                        sizeof(errmsg));
+	int rc = bench_server_start(&srv, o->whizbangd, NULL, root,
+	                            bench_map_size(o->events + o->live, o->size), errmsg,
+	                            sizeof(errmsg));
 	struct bench_append_result ar = {0};
 	if (rc == 0) {
 		fprintf(stderr, "whizbang-bench subscribe: appending %llu events of %u bytes ...\n",
@@ -404,29 +420,8 @@ static int subscribe_run(void *opts)
 	return 0;
 }
 
-static const struct cli_opt subscribe_table[] = {
-        {"--events", "N", CLI_COUNT_AT(struct sub_opts, events, 1, 100000000), .dflt = "1000000",
-         .help = "events appended, then read by every catch-up"},
-        {"--size", "B", CLI_COUNT_AT(struct sub_opts, size, 0, 65536), .dflt = "100",
-         .help = "data bytes per event"},
-        {"--subscribers", "S", CLI_COUNT_AT(struct sub_opts, subscribers, 1, 256), .dflt = "16",
-         .help = "subscribers of the catch-up at once"},
-        {"--window", "W", CLI_COUNT_AT(struct sub_opts, window, 2, 1000000), .dflt = "4096",
-         .help = "the credit window of every subscription"},
-        {"--rounds", "R", CLI_COUNT_AT(struct sub_opts, rounds, 1, 99), .dflt = "3",
-         .help = "alternating rounds; the figures are their medians"},
-        {"--live", "M", CLI_COUNT_AT(struct sub_opts, live, 1, 1000000), .dflt = "2000",
-         .help = "single appends timed from acknowledgement to delivery"},
-        BENCH_OPT_DATA_DIR(struct sub_opts, data_dir),
-        BENCH_OPT_WHIZBANGD(struct sub_opts, whizbangd),
-        BENCH_OPT_JSON(struct sub_opts, json),
-        {0},
-};
-
 const struct bench_command bench_subscribe_command =
         BENCH_COMMAND("subscribe", subscribe_table, struct sub_opts, subscribe_run,
-                      "Appends N events of B bytes to a spawned whizbangd, then in R "
-                      "alternating rounds: a catch-up of all N by 1 subscriber, by S "
-                      "subscribers at once (credit window W), and a raw LMDB cursor pass over "
-                      "the same events; then the live latency of M single appends from "
-                      "acknowledgement to delivery. See docs/BENCHMARKS.md.");
+                      "Appends N events to a spawned whizbangd, times in R rounds the catch-up "
+                      "of 1 and of S subscribers beside a raw LMDB cursor pass, then the live "
+                      "latency of M appends. See docs/BENCHMARKS.md.");

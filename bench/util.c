@@ -100,7 +100,7 @@ bool bench_on_tmpfs(const char *path)
 	return (long)sf.f_type == TMPFS_MAGIC_ || (long)sf.f_type == RAMFS_MAGIC_;
 }
 
-int bench_pick_parent(const char *parent, char *out, size_t len, char *errmsg, size_t errlen)
+static int pick_parent(const char *parent, char *out, size_t len, char *errmsg, size_t errlen)
 {
 	const char *dir = parent;
 	if (dir == NULL)
@@ -122,7 +122,7 @@ int bench_pick_parent(const char *parent, char *out, size_t len, char *errmsg, s
 	return 0;
 }
 
-int bench_mkdtemp(const char *parent, char *out, size_t len, char *errmsg, size_t errlen)
+static int make_temp_dir(const char *parent, char *out, size_t len, char *errmsg, size_t errlen)
 {
 	if ((size_t)snprintf(out, len, "%s/whizbang-bench.XXXXXX", parent) >= len) {
 		snprintf(errmsg, errlen, "the path %s is too long", parent);
@@ -132,6 +132,19 @@ int bench_mkdtemp(const char *parent, char *out, size_t len, char *errmsg, size_
 		snprintf(errmsg, errlen, "cannot create a directory under %s: %s", parent,
 		         strerror(errno));
 		return WB_E_IO;
+	}
+	return 0;
+}
+
+int bench_make_root(const char *data_dir, char parent_out[BENCH_PATH_MAX], char out[BENCH_PATH_MAX])
+{
+	char errmsg[BENCH_ERRMSG_MAX];
+	int rc = pick_parent(data_dir, parent_out, BENCH_PATH_MAX, errmsg, sizeof(errmsg));
+	if (rc == 0)
+		rc = make_temp_dir(parent_out, out, BENCH_PATH_MAX, errmsg, sizeof(errmsg));
+	if (rc != 0) {
+		fprintf(stderr, "whizbang-bench: %s\n", errmsg);
+		return 1;
 	}
 	return 0;
 }
