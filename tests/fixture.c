@@ -152,3 +152,17 @@ bool fixture_clock_step(const struct fixture_clock *c, uint64_t *now, uint64_t *
 	*now -= 1 + fixture_splitmix(rng) % c->jump;
 	return true;
 }
+
+struct storage_txn *fixture_txn(struct storage *st, struct storage_txn *parent, unsigned flags)
+{
+	struct storage_txn *t = NULL;
+	int rc = storage_txn_begin(st, parent, flags, &t);
+	cr_assert_eq(rc, 0, "storage_txn_begin: %s", wb_error_name(rc));
+	return t;
+}
+
+void fixture_commit(struct storage_txn *t)
+{
+	int rc = storage_txn_commit(t);
+	cr_assert_eq(rc, 0, "storage_txn_commit: %s", wb_error_name(rc));
+}

@@ -69,6 +69,38 @@ char *fixture_path(const struct fixture *fx, const char *name, char *buf, size_t
 struct storage *fixture_open(const struct fixture *fx, const char *name,
                              const struct storage_options *opts);
 
+/* A suite whose every test has a directory of its own, fx, and a store in
+ * it, st, opened with *opts (which must outlive the suite) before the test
+ * and closed (st may have been reopened) and removed after it:
+ *
+ *	static const struct storage_options STORE_OPTS = {.map_size = 16u << 20};
+ *	FIXTURE_STORE_SUITE(events, &STORE_OPTS);
+ *
+ * declares the statics fx and st and the suite. */
+#define FIXTURE_STORE_SUITE(suite, opts)                                                           \
+	static struct fixture fx;                                                                  \
+	static struct storage *st;                                                                 \
+	static void suite##_setup(void)                                                            \
+	{                                                                                          \
+		fixture_setup(&fx, #suite);                                                        \
+		st = fixture_open(&fx, NULL, (opts));                                              \
+	}                                                                                          \
+	static void suite##_teardown(void)                                                         \
+	{                                                                                          \
+		storage_close(st);                                                                 \
+		st = NULL;                                                                         \
+		fixture_teardown(&fx);                                                             \
+	}                                                                                          \
+	TestSuite(suite, .init = suite##_setup, .fini = suite##_teardown)
+
+/* A transaction of st: a write transaction (a child of parent when parent
+ * is not NULL) or, with flags STORAGE_RDONLY, a read-only one. Fails the
+ * test when it cannot begin. */
+struct storage_txn *fixture_txn(struct storage *st, struct storage_txn *parent, unsigned flags);
+
+/* Commits t; fails the test unless that succeeds. */
+void fixture_commit(struct storage_txn *t);
+
 /* Whether the test runs under valgrind (its client request, or its preload
  * library in LD_PRELOAD when valgrind.h is not installed). Tests use it to
  * scale their work down, never to skip an assertion. */

@@ -15,23 +15,8 @@
 #include "ledger.h"
 #include "storage.h"
 
-static struct fixture fx;
-static struct storage *st;
-
-static void setup(void)
-{
-	fixture_setup(&fx, "ledger");
-	st = fixture_open(&fx, NULL, &(struct storage_options){.map_size = 16u << 20});
-}
-
-static void teardown(void)
-{
-	storage_close(st);
-	st = NULL;
-	fixture_teardown(&fx);
-}
-
-TestSuite(ledger, .init = setup, .fini = teardown);
+static const struct storage_options STORE_OPTS = {.map_size = 16u << 20};
+FIXTURE_STORE_SUITE(ledger, &STORE_OPTS);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -39,28 +24,22 @@ static const uint64_t T0 = 1700000000000000ull; /* a wall clock in µs */
 
 static struct storage_txn *wtxn(void)
 {
-	struct storage_txn *t;
-	cr_assert_eq(storage_txn_begin(st, NULL, 0, &t), 0);
-	return t;
+	return fixture_txn(st, NULL, 0);
 }
 
 static struct storage_txn *child_txn(struct storage_txn *parent)
 {
-	struct storage_txn *t;
-	cr_assert_eq(storage_txn_begin(st, parent, 0, &t), 0);
-	return t;
+	return fixture_txn(st, parent, 0);
 }
 
 static struct storage_txn *rtxn(void)
 {
-	struct storage_txn *t;
-	cr_assert_eq(storage_txn_begin(st, NULL, STORAGE_RDONLY, &t), 0);
-	return t;
+	return fixture_txn(st, NULL, STORAGE_RDONLY);
 }
 
 static void commit(struct storage_txn *t)
 {
-	cr_assert_eq(storage_txn_commit(t), 0);
+	fixture_commit(t);
 }
 
 static uint64_t token_of(uint64_t seq)
