@@ -176,13 +176,18 @@ static int create(struct peer *p, struct cons_args a)
 	return code_of(r);
 }
 
-/* A group whose ack timeout never passes during a test. */
-static int create_slow(struct peer *p, const char *name)
+/* The arguments of a group whose ack timeout never passes during a test. */
+static struct cons_args slow_args(const char *name)
 {
 	struct cons_args a = defaults;
 	a.name = name;
 	a.ack_timeout_ms = 30000;
-	return create(p, a);
+	return a;
+}
+
+static int create_slow(struct peer *p, const char *name)
+{
+	return create(p, slow_args(name));
 }
 
 static int create_named(struct peer *p, const char *name)
@@ -383,10 +388,7 @@ Test(consumer_e2e, competing_members_share_all_events)
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *ctl = peer_new();
 	cr_assert_eq(create_named(ctl, "work"), 0);
-	struct cons_args big = defaults;
-	big.name = "work-slow";
-	big.ack_timeout_ms = 30000;
-	cr_assert_eq(create(ctl, big), 0);
+	cr_assert_eq(create_slow(ctl, "work-slow"), 0);
 	struct peer *m[3];
 	for (int i = 0; i < 3; i++) {
 		m[i] = peer_new();
@@ -435,9 +437,7 @@ Test(consumer_e2e, competing_members_share_all_events)
 	cr_assert_eq(in.redelivered, 0);
 	for (int i = 0; i < 3; i++)
 		peer_free(m[i]);
-	peer_free(ctl);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, ctl);
 }
 
 Test(consumer_e2e, credits_bound_the_pushes)
@@ -596,20 +596,16 @@ Test(consumer_e2e, member_disconnect_hands_events_back)
 		cr_assert_eq(pos[i], i + 3);
 	cr_assert_eq(redelivered, 3);
 	cr_assert_eq(ack_all(b, "g"), 10, "nothing lost");
-	peer_free(b);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, b);
 }
 
 Test(consumer_e2e, restart_resumes_from_durable_checkpoint)
 {
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
-	struct cons_args a = defaults;
-	a.name = "g";
+	struct cons_args a = slow_args("g");
 	a.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM;
 	a.stream = "orders";
-	a.ack_timeout_ms = 30000;
 	cr_assert_eq(create(p, a), 0);
 	cr_assert_eq(create_named(p, "all"), 0);
 	cr_assert_eq(join(p, "g", 100), 0);
@@ -657,9 +653,7 @@ Test(consumer_e2e, filters_and_parked_survive_restart)
 {
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
-	struct cons_args a = defaults;
-	a.name = "billing";
-	a.ack_timeout_ms = 30000;
+	struct cons_args a = slow_args("billing");
 	a.prefix = "order-";
 	a.type = "Paid";
 	cr_assert_eq(create(p, a), 0);
@@ -745,9 +739,7 @@ Test(consumer_e2e, delete_ends_members_and_drops_everything)
 	cr_assert_eq(info(ctl, "g").checkpoint, 0);
 	peer_free(j);
 	peer_free(m);
-	peer_free(ctl);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, ctl);
 	e2e_suite_restart();
 	ctl = peer_new();
 	cr_assert_eq(info(ctl, "g").parked, 0);
@@ -891,9 +883,7 @@ Test(consumer_e2e, figures_four_members_ack_in_batches)
 {
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *m[4];
-	struct cons_args a = defaults;
-	a.name = "rate";
-	a.ack_timeout_ms = 30000;
+	struct cons_args a = slow_args("rate");
 	for (int i = 0; i < 4; i++) {
 		m[i] = peer_new();
 		if (i == 0)
@@ -974,9 +964,7 @@ Test(consumer_e2e, output_bound_limits_a_member_that_does_not_read)
 	struct peer *p = peer_new();
 	int small = 65536;
 	setsockopt(p->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	struct cons_args a = defaults;
-	a.name = "g";
-	a.ack_timeout_ms = 30000;
+	struct cons_args a = slow_args("g");
 	cr_assert_eq(create(p, a), 0);
 	cr_assert_eq(join(p, "g", 100000), 0);
 	static char data[8192];
@@ -1027,7 +1015,5 @@ Test(consumer_e2e, timed_out_event_goes_to_a_member_with_credits)
 	sync_peer(a);
 	cr_assert_eq(a->nitems, 1);
 	peer_free(a);
-	peer_free(b);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, b);
 }
