@@ -17,7 +17,6 @@
  * first ^C during the load drains the appends in flight and ends the run
  * cleanly; a spawned server also gets SIGTERM if this process dies. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <pthread.h>
 #include <signal.h>
@@ -34,8 +33,6 @@
 #include "raw_lmdb.h"
 #include "wb.h"
 #include "wb_error.h"
-
-#define CLIENT_TIMEOUT_MS 60000
 
 struct append_opts {
 	uint32_t clients;
@@ -54,6 +51,31 @@ struct append_opts {
 	bool json;
 	bool no_baseline;
 	bool server_extras; /* passed to the baseline */
+};
+
+/* The options of `whizbang-bench append`, their defaults and bounds: the
+ * command line is read from this table and its --help written from it. */
+static const struct cli_opt append_table[] = {
+        {"--clients", "C", CLI_COUNT_AT(struct append_opts, clients, 1, 1024), .required = true,
+         .help = "client connections"},
+        {"--pipeline", "P", CLI_COUNT_AT(struct append_opts, pipeline, 1, 65536), .required = true,
+         .help = "appends each connection keeps in flight"},
+        BENCH_OPTS_APPENDS(struct append_opts, events, size, streams),
+        BENCH_OPT_BATCH_EVENTS(struct append_opts, batch_events),
+        BENCH_OPT_SERVER(struct append_opts, server),
+        BENCH_OPT_WHIZBANGD(struct append_opts, whizbangd),
+        BENCH_OPT_DATA_DIR(struct append_opts, data_dir),
+        BENCH_OPT_MAP_SIZE(struct append_opts, map_size),
+        BENCH_OPT_LOG_LEVEL(struct append_opts, log_level),
+        {"--baseline-batch", "R", CLI_COUNT_AT(struct append_opts, baseline_batch, 1, 1000000),
+         .help = "requests per baseline batch (default: the server's mean batch size)"},
+        {"--rounds", "M", CLI_COUNT_AT(struct append_opts, rounds, 1, 1000), .dflt = "1",
+         .help = "slices in which the load and the baseline alternate"},
+        BENCH_OPT_SERVER_EXTRAS(struct append_opts, server_extras),
+        {"--no-baseline", NULL, CLI_FLAG_AT(struct append_opts, no_baseline),
+         .help = "skip the raw-LMDB baseline"},
+        BENCH_OPT_JSON(struct append_opts, json),
+        {0},
 };
 
 /* The ServerStats fields the benchmark reports. */
@@ -92,17 +114,6 @@ struct shared {
 	bool finish;
 };
 
-/* Set by the first SIGINT during the load: the clients stop taking work,
- * wait for what they have in flight, and the run ends without a baseline but
- * with the server stopped and the temporary directory removed. */
-static atomic_bool interrupted; /* lock-free, so safe in a signal handler */
-
-static void interrupt_cb(int sig)
-{
-	(void)sig;
-	atomic_store(&interrupted, true);
-}
-
 struct slot {
 	uint64_t id;
 	uint64_t sent_ns;
@@ -115,9 +126,7 @@ struct worker {
 	uint32_t index;
 	struct shared *sh;
 	struct wb_client *c;
-	uint64_t *lat; /* per-append latency in ns, in completion order */
-	size_t nlat;
-	size_t cap;
+	struct bench_lat lat; /* per-append latency in ns, in completion order */
 	uint64_t appends;
 	uint64_t events;
 	uint64_t errors;
@@ -173,20 +182,6 @@ static int worker_fail(struct worker *w, int rc, const char *what)
 	return rc;
 }
 
-static int push_latency(struct worker *w, uint64_t ns)
-{
-	if (w->nlat == w->cap) {
-		size_t cap = w->cap != 0 ? w->cap * 2 : 1024;
-		uint64_t *lat = realloc(w->lat, cap * sizeof(*lat));
-		if (lat == NULL)
-			return WB_E_NOMEM;
-		w->lat = lat;
-		w->cap = cap;
-	}
-	w->lat[w->nlat++] = ns;
-	return 0;
-}
-
 /* Checks one append's response; counts an error response and remembers the
  * first. */
 static void check_response(struct worker *w, const Whizbang__V1__Response *resp, uint32_t n)
@@ -225,10 +220,11 @@ static int worker_setup(struct worker *w)
 	w->evs = calloc(k, sizeof(*w->evs));
 	w->ids = malloc((size_t)k * 16u);
 	w->data = malloc(o->size > 0 ? o->size : 1);
-	w->cap = (size_t)(w->sh->total_appends / o->clients) + 1024u;
-	w->lat = malloc(w->cap * sizeof(*w->lat));
+	/* Room for every sample, so that none has to wait for a realloc. */
+	w->lat.cap = (size_t)(w->sh->total_appends / o->clients) + 1024u;
+	w->lat.v = malloc(w->lat.cap * sizeof(*w->lat.v));
 	if (w->slots == NULL || w->free_slots == NULL || w->evs == NULL || w->ids == NULL ||
-	    w->data == NULL || w->lat == NULL)
+	    w->data == NULL || w->lat.v == NULL)
 		return worker_fail(w, WB_E_NOMEM, "allocating");
 	bench_rng_fill(&w->rng, w->data, o->size);
 	for (uint32_t i = 0; i < k; i++) {
@@ -267,7 +263,8 @@ static int worker_round(struct worker *w, uint64_t limit)
 	for (;;) {
 		while (more && nfree > 0) {
 			uint64_t a = atomic_fetch_add(&sh->next_append, 1);
-			if (a >= limit || atomic_load(&sh->abort) || atomic_load(&interrupted)) {
+			if (a >= limit || atomic_load(&sh->abort) ||
+			    atomic_load(&bench_interrupted)) {
 				more = false;
 				break;
 			}
@@ -304,7 +301,7 @@ static int worker_round(struct worker *w, uint64_t limit)
 		whizbang__v1__response__free_unpacked(resp, NULL);
 		slots[j].busy = false;
 		w->free_slots[nfree++] = j;
-		if (push_latency(w, now - slots[j].sent_ns) != 0)
+		if (bench_lat_push(&w->lat, now - slots[j].sent_ns) != 0)
 			return worker_fail(w, WB_E_NOMEM, "recording latency");
 	}
 }
@@ -313,18 +310,12 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct shared *sh = w->sh;
-	struct wb_options wo = {.client_name = "whizbang-bench", .timeout_ms = CLIENT_TIMEOUT_MS};
-	char errmsg[200];
-	int rc = wb_connect(&w->c, sh->address, &wo, errmsg, sizeof(errmsg));
-	if (rc != 0) {
-		w->c = NULL;
-		w->rc = rc;
-		snprintf(w->errmsg, sizeof(w->errmsg), "client %u: connect to %s: %s", w->index,
-		         sh->address, errmsg);
+	w->rc = bench_connect(&w->c, sh->address, "whizbang-bench", w->index, w->errmsg,
+	                      sizeof(w->errmsg));
+	if (w->rc != 0)
 		atomic_store(&sh->abort, true);
-	} else {
+	else
 		worker_setup(w);
-	}
 	pthread_mutex_lock(&sh->lock);
 	sh->ready++;
 	pthread_cond_broadcast(&sh->cond);
@@ -353,7 +344,7 @@ struct figures {
 	uint64_t appends;
 	uint64_t errors;
 	double secs;
-	double lat_us[5]; /* p50, p99, p99.9, max, mean */
+	struct bench_lat_summary lat; /* per append, µs */
 	bool have_stats;
 	struct stats before;
 	struct stats d; /* after - before, except the max and the version */
@@ -370,27 +361,15 @@ struct figures {
 
 static int merge_latencies(struct worker *ws, uint32_t n, struct figures *f)
 {
-	size_t total = 0;
-	for (uint32_t i = 0; i < n; i++)
-		total += ws[i].nlat;
-	uint64_t *all = malloc((total > 0 ? total : 1) * sizeof(*all));
-	if (all == NULL)
-		return WB_E_NOMEM;
-	size_t at = 0;
-	double sum = 0;
+	struct bench_lat all = {0};
 	for (uint32_t i = 0; i < n; i++) {
-		memcpy(all + at, ws[i].lat, ws[i].nlat * sizeof(*all));
-		at += ws[i].nlat;
+		if (bench_lat_take(&all, &ws[i].lat) != 0) {
+			bench_lat_free(&all);
+			return WB_E_NOMEM;
+		}
 	}
-	qsort(all, total, sizeof(*all), bench_cmp_u64);
-	for (size_t i = 0; i < total; i++)
-		sum += (double)all[i];
-	f->lat_us[0] = bench_pct_us(all, total, 0.50);
-	f->lat_us[1] = bench_pct_us(all, total, 0.99);
-	f->lat_us[2] = bench_pct_us(all, total, 0.999);
-	f->lat_us[3] = total > 0 ? (double)all[total - 1] / 1e3 : 0;
-	f->lat_us[4] = total > 0 ? sum / (double)total / 1e3 : 0;
-	free(all);
+	bench_lat_summarize(&all, &f->lat);
+	bench_lat_free(&all);
 	return 0;
 }
 
@@ -418,8 +397,8 @@ static void print_human(const struct append_opts *o, const char *address, const 
 	       (double)f->appends / f->secs, (double)f->events * o->size / f->secs / 1e6);
 	printf("  latency      p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms  mean %.3f "
 	       "ms\n",
-	       f->lat_us[0] / 1e3, f->lat_us[1] / 1e3, f->lat_us[2] / 1e3, f->lat_us[3] / 1e3,
-	       f->lat_us[4] / 1e3);
+	       f->lat.p50 / 1e3, f->lat.p99 / 1e3, f->lat.p999 / 1e3, f->lat.max / 1e3,
+	       f->lat.mean / 1e3);
 	if (f->have_stats) {
 		printf("server group commit (ServerStats, after minus before)\n");
 		printf("  batches      %llu, mean %.1f requests and %.1f events per batch, "
@@ -493,11 +472,11 @@ static void print_json(const struct append_opts *o, const char *address, const c
 	bench_j_num(&j, "appends_per_s", (double)f->appends / f->secs);
 	bench_j_num(&j, "mb_per_s", (double)f->events * o->size / f->secs / 1e6);
 	bench_j_open(&j, "latency_us");
-	bench_j_num(&j, "p50", f->lat_us[0]);
-	bench_j_num(&j, "p99", f->lat_us[1]);
-	bench_j_num(&j, "p999", f->lat_us[2]);
-	bench_j_num(&j, "max", f->lat_us[3]);
-	bench_j_num(&j, "mean", f->lat_us[4]);
+	bench_j_num(&j, "p50", f->lat.p50);
+	bench_j_num(&j, "p99", f->lat.p99);
+	bench_j_num(&j, "p999", f->lat.p999);
+	bench_j_num(&j, "max", f->lat.max);
+	bench_j_num(&j, "mean", f->lat.mean);
 	bench_j_close(&j);
 	bench_j_close(&j);
 
@@ -564,124 +543,6 @@ static void print_json(const struct append_opts *o, const char *address, const c
 }
 
 /* ---------------------------------------------------------------- the subcommand */
-
-static void append_usage(FILE *f)
-{
-	fprintf(f, "usage: whizbang-bench append --clients C --pipeline P --events N --size B\n"
-	           "                             --streams S [--batch-events K]\n"
-	           "                             [--server HOST:PORT | --whizbangd PATH]\n"
-	           "                             [--data-dir DIR] [--map-size BYTES]\n"
-	           "                             [--log-level LEVEL] [--baseline-batch R]\n"
-	           "                             [--rounds M] [--server-extras]\n"
-	           "                             [--no-baseline] [--json]\n"
-	           "C connections keep P appends of K events (default 1) of B data bytes in\n"
-	           "flight, over streams bench-0..bench-(S-1), until N events are stored.\n"
-	           "Without --server, a whizbangd is spawned on 127.0.0.1:0 with a fresh data\n"
-	           "directory under DIR (default /tmp, or /var/tmp if /tmp is tmpfs). Then the\n"
-	           "raw-LMDB baseline does the same storage work with the server's mean batch\n"
-	           "size (or R) and the ratio server/baseline is printed. --rounds M splits\n"
-	           "both into M slices that alternate, so that both see the same disk.\n"
-	           "See docs/BENCHMARKS.md.\n");
-}
-
-static int parse_opts(int argc, char **argv, struct append_opts *o)
-{
-	static const struct option longopts[] = {
-	        {"clients", required_argument, NULL, 'c'},
-	        {"pipeline", required_argument, NULL, 'p'},
-	        {"events", required_argument, NULL, 'n'},
-	        {"size", required_argument, NULL, 'b'},
-	        {"streams", required_argument, NULL, 's'},
-	        {"batch-events", required_argument, NULL, 'k'},
-	        {"server", required_argument, NULL, 'S'},
-	        {"whizbangd", required_argument, NULL, 'W'},
-	        {"data-dir", required_argument, NULL, 'd'},
-	        {"map-size", required_argument, NULL, 'm'},
-	        {"log-level", required_argument, NULL, 'l'},
-	        {"baseline-batch", required_argument, NULL, 'r'},
-	        {"rounds", required_argument, NULL, 'R'},
-	        {"no-baseline", no_argument, NULL, 'x'},
-	        {"server-extras", no_argument, NULL, 'e'},
-	        {"json", no_argument, NULL, 'j'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	unsigned seen = 0;
-	int opt;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		int rc = 0;
-		switch (opt) {
-		case 'c':
-			rc = bench_opt_u32("--clients", optarg, 1, 1024, &o->clients);
-			seen |= 1u;
-			break;
-		case 'p':
-			rc = bench_opt_u32("--pipeline", optarg, 1, 65536, &o->pipeline);
-			seen |= 2u;
-			break;
-		case 'n':
-			rc = bench_opt_u64("--events", optarg, 1, UINT64_MAX / 2, &o->events);
-			seen |= 4u;
-			break;
-		case 'b':
-			rc = bench_opt_u32("--size", optarg, 0, BENCH_SIZE_MAX, &o->size);
-			seen |= 8u;
-			break;
-		case 's':
-			rc = bench_opt_u32("--streams", optarg, 1, 1000000, &o->streams);
-			seen |= 16u;
-			break;
-		case 'k':
-			rc = bench_opt_u32("--batch-events", optarg, 1, 100000, &o->batch_events);
-			break;
-		case 'S':
-			o->server = optarg;
-			break;
-		case 'W':
-			o->whizbangd = optarg;
-			break;
-		case 'd':
-			o->data_dir = optarg;
-			break;
-		case 'm':
-			rc = bench_opt_size("--map-size", optarg, 1u << 20, UINT64_MAX / 4,
-			                    &o->map_size);
-			break;
-		case 'l':
-			o->log_level = optarg;
-			break;
-		case 'r':
-			rc = bench_opt_u32("--baseline-batch", optarg, 1, 1000000,
-			                   &o->baseline_batch);
-			break;
-		case 'R':
-			rc = bench_opt_u32("--rounds", optarg, 1, 1000, &o->rounds);
-			break;
-		case 'x':
-			o->no_baseline = true;
-			break;
-		case 'e':
-			o->server_extras = true;
-			break;
-		case 'j':
-			o->json = true;
-			break;
-		case 'h':
-			append_usage(stdout);
-			return 1;
-		default:
-			append_usage(stderr);
-			return 2;
-		}
-		if (rc != 0)
-			return 2;
-	}
-	if (optind != argc || seen != 31u) {
-		append_usage(stderr);
-		return 2;
-	}
-	return 0;
-}
 
 /* Checks the workload against the limits the server announced in Hello. */
 static int check_limits(const struct append_opts *o, const struct wb_server_info *info,
@@ -793,7 +654,7 @@ static int run_rounds(const struct append_opts *o, struct shared *sh, uint32_t n
 			        errmsg);
 			f->have_stats = false;
 		}
-		if (atomic_load(&sh->abort) || atomic_load(&interrupted))
+		if (atomic_load(&sh->abort) || atomic_load(&bench_interrupted))
 			return 0;
 		if (raw != NULL) {
 			uint64_t upto = limit * o->batch_events;
@@ -883,7 +744,7 @@ static int run_load(const struct append_opts *o, const char *address, struct wb_
 		snprintf(errmsg, errlen, "out of memory");
 	}
 	for (uint32_t i = 0; i < o->clients; i++)
-		free(ws[i].lat);
+		bench_lat_free(&ws[i].lat);
 	pthread_cond_destroy(&sh.cond);
 	pthread_mutex_destroy(&sh.lock);
 	free(ws);
@@ -906,22 +767,18 @@ int bench_append_load(const char *address, const struct bench_append_params *p,
 	};
 	struct figures f = {0};
 	struct wb_client *ctl = NULL;
-	struct wb_options wo = {.client_name = "whizbang-bench-control",
-	                        .timeout_ms = CLIENT_TIMEOUT_MS};
-	int rc = wb_connect(&ctl, address, &wo, errmsg, errlen);
+	int rc = bench_connect(&ctl, address, "whizbang-bench-control", 0, errmsg, errlen);
 	if (rc != 0)
 		return rc;
 	rc = check_limits(&o, wb_server_info(ctl), errmsg, errlen);
 	if (rc == 0) {
-		struct sigaction sa = {.sa_handler = interrupt_cb, .sa_flags = SA_RESETHAND};
 		struct sigaction old_sa;
-		sigemptyset(&sa.sa_mask);
-		sigaction(SIGINT, &sa, &old_sa);
+		bench_sigint_catch(&old_sa);
 		rc = run_load(&o, address, ctl, NULL, &f, errmsg, errlen);
-		sigaction(SIGINT, &old_sa, NULL);
+		bench_sigint_restore(&old_sa);
 	}
 	wb_close(ctl);
-	if (rc == 0 && atomic_load(&interrupted)) {
+	if (rc == 0 && atomic_load(&bench_interrupted)) {
 		rc = WB_E_AGAIN;
 		snprintf(errmsg, errlen, "interrupted after %llu of %llu events",
 		         (unsigned long long)f.events, (unsigned long long)o.events);
@@ -933,76 +790,55 @@ int bench_append_load(const char *address, const struct bench_append_params *p,
 	        .errors = f.errors,
 	        .secs = f.secs,
 	        .events_per_s = f.secs > 0 ? (double)f.events / f.secs : 0,
-	        .lat = {.n = (size_t)f.appends,
-	                .p50 = f.lat_us[0],
-	                .p99 = f.lat_us[1],
-	                .p999 = f.lat_us[2],
-	                .max = f.lat_us[3],
-	                .mean = f.lat_us[4]},
+	        .lat = f.lat,
 	        .mean_batch = f.have_stats ? per(f.d.batch_requests, f.d.batches) : 0,
 	        .mean_batch_ms = f.have_stats ? per(f.d.commit_us_total, f.d.batches) / 1e3 : 0,
 	};
+	/* n counts the appends answered without an error, not every answer. */
+	out->lat.n = (size_t)f.appends;
 	return 0;
 }
 
-int bench_append_main(int argc, char **argv)
+static int append_run(void *opts)
 {
-	struct append_opts o = {.batch_events = 1, .rounds = 1};
-	int prc = parse_opts(argc, argv, &o);
-	if (prc != 0)
-		return prc == 1 ? 0 : prc;
+	const struct append_opts *o = opts;
 	signal(SIGPIPE, SIG_IGN);
 
 	char errmsg[BENCH_ERRMSG_MAX] = "";
 	char parent[BENCH_PATH_MAX];
 	char root[BENCH_PATH_MAX];
 	char rdir[BENCH_PATH_MAX + 16];
-	struct bench_server srv = {0};
+	struct bench_target t = {0};
 	struct figures f = {0};
-	struct wb_client *ctl = NULL;
 	struct raw_lmdb *raw = NULL;
-	uint64_t map_size = o.map_size != 0 ? o.map_size : bench_map_size(o.events, o.size);
+	uint64_t map_size = o->map_size != 0 ? o->map_size : bench_map_size(o->events, o->size);
 	f.cores = sysconf(_SC_NPROCESSORS_ONLN);
 
-	int rc = bench_pick_parent(o.data_dir, parent, sizeof(parent), errmsg, sizeof(errmsg));
-	if (rc == 0)
-		rc = bench_mkdtemp(parent, root, sizeof(root), errmsg, sizeof(errmsg));
-	if (rc != 0) {
-		fprintf(stderr, "whizbang-bench: %s\n", errmsg);
+	if (bench_make_root(o->data_dir, parent, root) != 0)
 		return 1;
-	}
-	const char *address = o.server;
-	if (address == NULL) {
-		rc = bench_server_start(&srv, o.whizbangd, o.log_level, root, map_size, errmsg,
-		                        sizeof(errmsg));
-		if (rc != 0)
-			goto err_after_mkdtemp;
-		address = srv.address;
-		f.spawned = true;
-	}
-
-	struct wb_options wo = {.client_name = "whizbang-bench-control",
-	                        .timeout_ms = CLIENT_TIMEOUT_MS};
-	rc = wb_connect(&ctl, address, &wo, errmsg, sizeof(errmsg));
+	int rc = bench_target_open(&t, o->server, o->whizbangd, o->log_level, root, map_size,
+	                           errmsg, sizeof(errmsg));
 	if (rc != 0)
-		goto err_after_server;
-	rc = check_limits(&o, wb_server_info(ctl), errmsg, sizeof(errmsg));
+		goto err_after_mkdtemp;
+	const char *address = t.address;
+	f.spawned = t.srv.pid > 0;
+	rc = check_limits(o, wb_server_info(t.ctl), errmsg, sizeof(errmsg));
 	if (rc != 0)
 		goto err_after_connect;
 
-	if (!o.no_baseline) {
+	if (!o->no_baseline) {
 		/* Opened before the load so that a failure here costs no
 		 * load; its first append waits for the first round's batch
 		 * size. */
 		snprintf(rdir, sizeof(rdir), "%s/raw", root);
 		struct raw_params rp = {
-		        .events = o.events,
-		        .size = o.size,
-		        .streams = o.streams,
-		        .batch_events = o.batch_events,
+		        .events = o->events,
+		        .size = o->size,
+		        .streams = o->streams,
+		        .batch_events = o->batch_events,
 		        .map_size = map_size,
-		        .server_extras = o.server_extras,
-		        .stop = &interrupted,
+		        .server_extras = o->server_extras,
+		        .stop = &bench_interrupted,
 		};
 		if (mkdir(rdir, 0755) != 0) {
 			snprintf(errmsg, sizeof(errmsg), "mkdir %s: %s", rdir, strerror(errno));
@@ -1014,66 +850,61 @@ int bench_append_main(int argc, char **argv)
 			goto err_after_connect;
 	}
 
-	if (!o.json)
+	if (!o->json)
 		fprintf(stderr, "whizbang-bench: %u clients appending %llu events to %s ...\n",
-		        o.clients, (unsigned long long)o.events, address);
-	struct sigaction sa = {.sa_handler = interrupt_cb, .sa_flags = SA_RESETHAND};
+		        o->clients, (unsigned long long)o->events, address);
 	struct sigaction old_sa;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_sa);
-	rc = run_load(&o, address, ctl, raw, &f, errmsg, sizeof(errmsg));
-	sigaction(SIGINT, &old_sa, NULL);
-	if (rc == 0 && atomic_load(&interrupted)) {
+	bench_sigint_catch(&old_sa);
+	rc = run_load(o, address, t.ctl, raw, &f, errmsg, sizeof(errmsg));
+	bench_sigint_restore(&old_sa);
+	if (rc == 0 && atomic_load(&bench_interrupted)) {
 		rc = WB_E_AGAIN;
 		snprintf(errmsg, sizeof(errmsg), "interrupted after %llu of %llu events",
-		         (unsigned long long)f.events, (unsigned long long)o.events);
+		         (unsigned long long)f.events, (unsigned long long)o->events);
 	}
 	if (raw != NULL && rc == 0) {
 		raw_lmdb_result(raw, &f.raw);
-		f.have_raw = f.raw.events == o.events;
+		f.have_raw = f.raw.events == o->events;
 	}
 	raw_lmdb_close(raw);
 	raw = NULL;
-	wb_close(ctl);
-	ctl = NULL;
+	wb_close(t.ctl);
+	t.ctl = NULL;
 
-	if (f.spawned) {
-		f.server_status = bench_server_stop(&srv);
-		/* The server is the only child this process waits for. */
-		f.server_cpu_s = bench_cpu_seconds(RUSAGE_CHILDREN);
-		if (f.server_status != 0) {
-			char how[96] = "could not be stopped";
-			if (f.server_status > 0)
-				bench_describe_status(f.server_status, how, sizeof(how));
-			fprintf(stderr, "whizbang-bench: whizbangd %s after SIGTERM\n", how);
-		}
-	}
+	if (f.spawned)
+		f.server_status = bench_server_finish(&t.srv, &f.server_cpu_s);
 	if (rc != 0)
 		goto err_after_server;
 
-	bool ok = f.errors == 0 && f.server_status == 0 && f.events == o.events;
-	if (o.json)
-		print_json(&o, address, root, &f, ok);
+	bool ok = f.errors == 0 && f.server_status == 0 && f.events == o->events;
+	if (o->json)
+		print_json(o, address, root, &f, ok);
 	else
-		print_human(&o, address, root, &f);
+		print_human(o, address, root, &f);
 	if (f.errors > 0)
 		fprintf(stderr,
 		        "whizbang-bench: FAILED: %llu appends were answered with an error\n",
 		        (unsigned long long)f.errors);
-	else if (f.events != o.events)
+	else if (f.events != o->events)
 		fprintf(stderr, "whizbang-bench: FAILED: %llu of %llu events were appended\n",
-		        (unsigned long long)f.events, (unsigned long long)o.events);
+		        (unsigned long long)f.events, (unsigned long long)o->events);
 	bench_rmtree(root);
 	return ok ? 0 : 1;
 
 err_after_connect:
 	raw_lmdb_close(raw);
-	wb_close(ctl);
+	wb_close(t.ctl);
 err_after_server:
-	if (srv.pid > 0)
-		bench_server_stop(&srv);
+	if (t.srv.pid > 0)
+		bench_server_stop(&t.srv);
 err_after_mkdtemp:
 	fprintf(stderr, "whizbang-bench: %s (%s)\n", errmsg, wb_error_name(rc));
 	bench_rmtree(root);
 	return 1;
 }
+
+const struct bench_command bench_append_command = BENCH_COMMAND(
+        "append", append_table, struct append_opts, append_run,
+        "C connections keep P appends of K events of B bytes in flight over S streams until N "
+        "events are stored; then the raw-LMDB baseline does the same storage work and the ratio "
+        "server/baseline is printed. See docs/BENCHMARKS.md.");

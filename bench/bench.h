@@ -9,11 +9,15 @@
 #ifndef BENCH_H
 #define BENCH_H
 
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
+
+#include "cli_opts.h"
 
 /* The event type every benchmark event carries, on the server and in the
  * baseline alike, so that both store the same bytes. */
@@ -56,28 +60,19 @@ void bench_rng_fill(struct bench_rng *r, uint8_t *buf, size_t len);
  * Returns 0 or WB_E_INVAL; *out is written only on success. */
 int bench_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out);
 
-/* Parses text as bench_parse_u64() does, or prints "<what>: bad value" to
- * stderr and returns WB_E_INVAL. For option parsing. */
-int bench_opt_u64(const char *what, const char *text, uint64_t min, uint64_t max, uint64_t *out);
-int bench_opt_u32(const char *what, const char *text, uint32_t min, uint32_t max, uint32_t *out);
-
-/* The same for a byte size, with whizbangd's binary suffixes K, M, G and T
- * (powers of 1024; proto/parse.h's PARSE_SIZE, the parser whizbangd uses):
- * "--map-size 1G". */
-int bench_opt_size(const char *what, const char *text, uint64_t min, uint64_t max, uint64_t *out);
-
 /* True when path lives on tmpfs or ramfs, where fsync costs nothing and a
  * durability benchmark means nothing. */
 bool bench_on_tmpfs(const char *path);
 
-/* Chooses the directory under which temporary data directories go: parent
- * when it is not NULL, otherwise /tmp, or /var/tmp when /tmp is a tmpfs.
- * Writes it into out[0..len). Warns on stderr when the choice is on tmpfs. */
-int bench_pick_parent(const char *parent, char *out, size_t len, char *errmsg, size_t errlen);
-
-/* Creates a fresh directory "<parent>/whizbang-bench.XXXXXX" and writes its
- * path into out[0..len). The caller removes it with bench_rmtree(). */
-int bench_mkdtemp(const char *parent, char *out, size_t len, char *errmsg, size_t errlen);
+/* Makes the fresh directory a run keeps its data in,
+ * "<parent>/whizbang-bench.XXXXXX", where parent is data_dir when it is not
+ * NULL, otherwise /tmp, or /var/tmp when /tmp is a tmpfs (it warns on
+ * stderr when the parent is on tmpfs). Writes the parent into parent_out
+ * and the new directory into out, which the caller removes with
+ * bench_rmtree(). Returns 0, or 1 after saying why on stderr: the exit
+ * status of a subcommand that cannot start. */
+int bench_make_root(const char *data_dir, char parent_out[BENCH_PATH_MAX],
+                    char out[BENCH_PATH_MAX]);
 
 /* Removes path and everything below it, without following symbolic links.
  * A path that does not exist is not an error. */
@@ -147,6 +142,18 @@ void bench_j_lit(struct bench_jw *j, const char *key, const char *literal);
 /* An object {"n", "p50", "p99", "p999", "max", "mean"} of s, in µs. */
 void bench_j_lat(struct bench_jw *j, const char *key, const struct bench_lat_summary *s);
 
+/* Set by the first SIGINT while bench_sigint_catch() is in force: a load
+ * stops taking work, waits for what it has in flight, and the run ends
+ * with the server stopped and the temporary directory removed. Lock-free,
+ * so safe in a signal handler. */
+extern atomic_bool bench_interrupted;
+
+/* Makes the first SIGINT set bench_interrupted (a second one ends the
+ * process, as SIGINT does), keeping the disposition it replaces in *old;
+ * bench_sigint_restore(old) puts that back. */
+void bench_sigint_catch(struct sigaction *old);
+void bench_sigint_restore(const struct sigaction *old);
+
 /* ---------------------------------------------------------------- the server (server.c) */
 
 /* A whizbangd the benchmark talks to. pid is 0 when it was not spawned by
@@ -172,6 +179,39 @@ int bench_server_start(struct bench_server *s, const char *whizbangd, const char
  * Returns its wait status (0 when it was not spawned), or -1 when it had to
  * be killed or could not be waited for. */
 int bench_server_stop(struct bench_server *s);
+
+/* The per-call timeout of the load's clients. */
+#define BENCH_CLIENT_TIMEOUT_MS 60000
+
+struct wb_client;
+
+/* Connects *out to address as client name, the index-th of its kind, with
+ * BENCH_CLIENT_TIMEOUT_MS. Returns 0, or an error with "<name> #<index>:
+ * <why>" in errmsg (*out is then NULL). */
+int bench_connect(struct wb_client **out, const char *address, const char *name, uint32_t index,
+                  char *errmsg, size_t errlen);
+
+/* The whizbangd a run talks to and its control connection. */
+struct bench_target {
+	struct bench_server srv; /* srv.pid is 0 when the server was not spawned */
+	const char *address;
+	struct wb_client *ctl;
+};
+
+/* Uses the running server at address (--server) or, when address is NULL,
+ * spawns one as bench_server_start() does (whizbangd, log_level, the data
+ * under root, map_size); then connects t->ctl to it, as client
+ * "whizbang-bench-control". Returns 0, or an error with a sentence in
+ * errmsg, after stopping the server it spawned. */
+int bench_target_open(struct bench_target *t, const char *address, const char *whizbangd,
+                      const char *log_level, const char *root, uint64_t map_size, char *errmsg,
+                      size_t errlen);
+
+/* bench_server_stop() for the end of a run: also writes into *cpu_s the
+ * CPU seconds of the children (the server is the only child a subcommand
+ * waits for) and says on stderr how the server ended when that was not
+ * with status 0. Returns the status as bench_server_stop() does. */
+int bench_server_finish(struct bench_server *s, double *cpu_s);
 
 /* Describes a wait status in words ("exited with status 1"). */
 void bench_describe_status(int status, char *out, size_t len);
@@ -215,12 +255,72 @@ struct bench_append_result {
 int bench_append_load(const char *address, const struct bench_append_params *p,
                       struct bench_append_result *out, char *errmsg, size_t errlen);
 
-/* The subcommands: argv[0] is the subcommand's name. They return the
- * process's exit status. */
-int bench_append_main(int argc, char **argv);
-int bench_raw_main(int argc, char **argv);
-int bench_lease_main(int argc, char **argv);
-int bench_explode_main(int argc, char **argv);
-int bench_subscribe_main(int argc, char **argv);
+/* ---------------------------------------------------------------- the subcommands */
+
+/* A subcommand: its command line, a row of the option tables (cli_opts.h:
+ * its name, the table of its options, the size of the struct they fill and
+ * what it does), and the function that runs it with that struct, filled
+ * and checked against the table. run returns the process's exit status:
+ * 0, 1 when the run failed, or EXIT_USAGE for options that the table
+ * cannot refuse on its own (two that do not fit together), after saying
+ * why on stderr. bench.c lists the subcommands and reads their command
+ * lines; --help prints the help written from the table. */
+struct bench_command {
+	struct cli_command line;
+	int (*run)(void *opts);
+};
+
+/* The row of a subcommand: its name, its options' table and their struct
+ * T, the function that runs it, and what it does. */
+#define BENCH_COMMAND(name_, table, T, run_, help_)                                                \
+	{                                                                                          \
+		.line = {.name = (name_), CLI_OPTS(table, T), .help = (help_)}, .run = (run_)      \
+	}
+
+extern const struct bench_command bench_append_command;
+extern const struct bench_command bench_lease_command;
+extern const struct bench_command bench_raw_command;
+extern const struct bench_command bench_explode_command;
+extern const struct bench_command bench_subscribe_command;
+
+/* Rows that several subcommands' tables share, for a field f of their
+ * options' struct T (or the fields named). */
+// clang-format off
+#define BENCH_OPT_SERVER(T, f)                                                                     \
+	{"--server", "HOST:PORT", CLI_TEXT_AT(T, f),                                               \
+	 .help = "use a running whizbangd instead of spawning one"}
+#define BENCH_OPT_WHIZBANGD(T, f)                                                                  \
+	{"--whizbangd", "PATH", CLI_TEXT_AT(T, f),                                                 \
+	 .help = "the whizbangd to spawn on 127.0.0.1:0 (default: ../server/whizbangd next to "    \
+	         "this program)"}
+#define BENCH_OPT_DATA_DIR(T, f)                                                                   \
+	{"--data-dir", "DIR", CLI_TEXT_AT(T, f),                                                   \
+	 .help = "where the fresh whizbang-bench.XXXXXX directory goes (default: /tmp, or "        \
+	         "/var/tmp when /tmp is a tmpfs)"}
+#define BENCH_OPT_LOG_LEVEL(T, f)                                                                  \
+	{"--log-level", "LEVEL", CLI_TEXT_AT(T, f), .dflt = "warn",                                \
+	 .help = "the spawned whizbangd's --log-level"}
+#define BENCH_OPT_JSON(T, f)                                                                       \
+	{"--json", NULL, CLI_FLAG_AT(T, f), .help = "print one JSON object with every figure"}
+/* The storage work of an append load, in `append` and in `raw`. */
+#define BENCH_OPTS_APPENDS(T, events, size, streams)                                               \
+	{"--events", "N", CLI_COUNT_AT(T, events, 1, UINT64_MAX / 2), .required = true,            \
+	 .help = "events to append in all"},                                                       \
+	{"--size", "B", CLI_COUNT_AT(T, size, 0, BENCH_SIZE_MAX), .required = true,                \
+	 .help = "data bytes per event"},                                                          \
+	{"--streams", "S", CLI_COUNT_AT(T, streams, 1, 1000000), .required = true,                 \
+	 .help = "streams bench-0..bench-(S-1), appended to in turn"}
+#define BENCH_OPT_BATCH_EVENTS(T, f)                                                               \
+	{"--batch-events", "K", CLI_COUNT_AT(T, f, 1, 100000), .dflt = "1",                        \
+	 .help = "events per append request"}
+#define BENCH_OPT_MAP_SIZE(T, f)                                                                   \
+	{"--map-size", "BYTES", CLI_SIZE_AT(T, f, 1u << 20, UINT64_MAX / 4),                       \
+	 .help = "the initial LMDB map size (default: estimated from N and B so that the map "     \
+	         "need not grow)"}
+#define BENCH_OPT_SERVER_EXTRAS(T, f)                                                              \
+	{"--server-extras", NULL, CLI_FLAG_AT(T, f),                                               \
+	 .help = "the baseline also does the lookups whizbangd does beyond the layout (see "       \
+	         "docs/BENCHMARKS.md)"}
+// clang-format on
 
 #endif

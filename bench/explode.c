@@ -35,7 +35,6 @@
  * Every latency and rate is taken in wall time and in the thread's CPU time
  * (with its minor faults and involuntary context switches), so that a tail
  * made by a busy machine can be told from one made by the code. */
-#include <getopt.h>
 #include <lmdb.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -87,6 +86,35 @@ struct explode_opts {
 	const char *data_dir;
 	uint64_t map_size;
 	bool json;
+};
+
+/* The options of `whizbang-bench explode`, their defaults and bounds: the
+ * command line is read from this table and its --help written from it. */
+static const struct cli_opt explode_table[] = {
+        {"--entities", "N", CLI_COUNT_AT(struct explode_opts, entities, 1, 9999999),
+         .dflt = "1000000", .help = "Order entities in the store"},
+        {"--per-entry", "K", CLI_COUNT_AT(struct explode_opts, per_entry, 1, 100000),
+         .dflt = "1000", .help = "upserts per ledger entry of the build"},
+        {"--match", "M", CLI_COUNT_AT(struct explode_opts, match, 1, 1000000), .dflt = "100",
+         .help = "entities per customer_id (N must be a multiple)"},
+        {"--explosions", "Q", CLI_COUNT_AT(struct explode_opts, explosions, 1, 10000000),
+         .dflt = "2000", .help = "indexed explosions timed in read transactions"},
+        {"--applies", "A", CLI_COUNT_AT(struct explode_opts, applies, 1, 10000000), .dflt = "500",
+         .help = "update-by-where applies timed (and aborted)"},
+        {"--rounds", "R", CLI_COUNT_AT(struct explode_opts, rounds, 1, ROUNDS_MAX), .dflt = "5",
+         .help = "full scans, alternating with as many raw LMDB cursor passes"},
+        {"--seed", "S", CLI_COUNT_AT(struct explode_opts, seed, 0, UINT64_MAX), .dflt = "1",
+         .help = "the seed of the entities' fields"},
+        {"--index-after", NULL, CLI_FLAG_AT(struct explode_opts, index_after),
+         .help = "create the index by the last entry, over the existing entities"},
+        {"--no-verify", NULL, CLI_FLAG_AT(struct explode_opts, no_verify),
+         .help = "skip comparing the replayed store's digest with the built one's"},
+        BENCH_OPT_DATA_DIR(struct explode_opts, data_dir),
+        {"--map-size", "BYTES",
+         CLI_SIZE_AT(struct explode_opts, map_size, 1u << 20, UINT64_MAX / 2),
+         .help = "the initial LMDB map size (default: N x 1 KiB + 256 MiB)"},
+        BENCH_OPT_JSON(struct explode_opts, json),
+        {0},
 };
 
 /* A timed pass over n entities: wall and thread CPU time, the minor page
@@ -189,17 +217,9 @@ static void pass_set(struct pass *p, uint64_t n, const struct usage *a, const st
 	p->cpu_eps = p->cpu_ns > 0 ? (double)n / ((double)p->cpu_ns / 1e9) : 0;
 }
 
-static atomic_bool interrupted;
-
-static void interrupt_cb(int sig)
-{
-	(void)sig;
-	atomic_store(&interrupted, true);
-}
-
 static int stopped(char *errmsg, size_t errlen, const char *where)
 {
-	if (!atomic_load(&interrupted))
+	if (!atomic_load(&bench_interrupted))
 		return 0;
 	snprintf(errmsg, errlen, "interrupted during %s", where);
 	return WB_E_AGAIN;
@@ -1229,125 +1249,24 @@ static void print_json(const struct explode_opts *o, const char *root, const str
 
 /* ---------------------------------------------------------------- the subcommand */
 
-static void explode_usage(FILE *f)
+static int explode_run(void *opts)
 {
-	fprintf(f, "usage: whizbang-bench explode [--entities N] [--per-entry K] [--match M]\n"
-	           "                              [--explosions Q] [--applies A] [--rounds R]\n"
-	           "                              [--seed S] [--index-after] [--no-verify]\n"
-	           "                              [--data-dir DIR] [--map-size BYTES] [--json]\n"
-	           "Builds a store of N (default 1M) Order entities through the ledger and\n"
-	           "proj_apply, K (default 1000) upserts per entry, customer_id indexed with M\n"
-	           "(default 100) entities per value; then times Q (default 2000) indexed\n"
-	           "explosions in read transactions and A (default 500) update-by-where applies\n"
-	           "(aborted), R (default 5) full scans alternating with raw LMDB cursor passes,\n"
-	           "and a replay of the ledger into a scratch store. See docs/BENCHMARKS.md.\n");
-}
-
-static int parse_opts(int argc, char **argv, struct explode_opts *o)
-{
-	static const struct option longopts[] = {
-	        {"entities", required_argument, NULL, 'n'},
-	        {"per-entry", required_argument, NULL, 'k'},
-	        {"match", required_argument, NULL, 'm'},
-	        {"explosions", required_argument, NULL, 'q'},
-	        {"applies", required_argument, NULL, 'a'},
-	        {"rounds", required_argument, NULL, 'R'},
-	        {"seed", required_argument, NULL, 's'},
-	        {"index-after", no_argument, NULL, 'i'},
-	        {"no-verify", no_argument, NULL, 'V'},
-	        {"data-dir", required_argument, NULL, 'd'},
-	        {"map-size", required_argument, NULL, 'M'},
-	        {"json", no_argument, NULL, 'j'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	int opt;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		int rc = 0;
-		switch (opt) {
-		case 'n':
-			rc = bench_opt_u64("--entities", optarg, 1, 9999999, &o->entities);
-			break;
-		case 'k':
-			rc = bench_opt_u32("--per-entry", optarg, 1, 100000, &o->per_entry);
-			break;
-		case 'm':
-			rc = bench_opt_u32("--match", optarg, 1, 1000000, &o->match);
-			break;
-		case 'q':
-			rc = bench_opt_u32("--explosions", optarg, 1, 10000000, &o->explosions);
-			break;
-		case 'a':
-			rc = bench_opt_u32("--applies", optarg, 1, 10000000, &o->applies);
-			break;
-		case 'R':
-			rc = bench_opt_u32("--rounds", optarg, 1, ROUNDS_MAX, &o->rounds);
-			break;
-		case 's':
-			rc = bench_opt_u64("--seed", optarg, 0, UINT64_MAX, &o->seed);
-			break;
-		case 'i':
-			o->index_after = true;
-			break;
-		case 'V':
-			o->no_verify = true;
-			break;
-		case 'd':
-			o->data_dir = optarg;
-			break;
-		case 'M':
-			rc = bench_opt_size("--map-size", optarg, 1u << 20, UINT64_MAX / 2,
-			                    &o->map_size);
-			break;
-		case 'j':
-			o->json = true;
-			break;
-		case 'h':
-			explode_usage(stdout);
-			return 1;
-		default:
-			explode_usage(stderr);
-			return 2;
-		}
-		if (rc != 0)
-			return 2;
-	}
-	if (optind != argc) {
-		explode_usage(stderr);
-		return 2;
-	}
+	struct explode_opts *o = opts;
 	/* Every customer_id must match exactly M entities. */
 	if (o->entities % o->match != 0) {
 		fprintf(stderr,
 		        "whizbang-bench: --entities %llu is not a multiple of --match %u, so not "
 		        "every customer_id would match %u entities\n",
 		        (unsigned long long)o->entities, o->match, o->match);
-		return 2;
+		return EXIT_USAGE;
 	}
-	return 0;
-}
-
-int bench_explode_main(int argc, char **argv)
-{
-	struct explode_opts o = {
-	        .entities = 1000000,
-	        .per_entry = 1000,
-	        .match = 100,
-	        .explosions = 2000,
-	        .applies = 500,
-	        .rounds = 5,
-	        .seed = 1,
-	};
-	int prc = parse_opts(argc, argv, &o);
-	if (prc != 0)
-		return prc == 1 ? 0 : prc;
 	/* Per entity: about 130 bytes of key and record, an index entry, its
 	 * upsert in the ledger (as sent, then rewritten), LMDB's page overhead
 	 * and copy-on-write; 1 KiB is generous (1M entities use 312 MB), and
 	 * the map is sparse. */
-	if (o.map_size == 0)
-		o.map_size = (o.entities * 1024u + (256u << 20) + (1u << 20) - 1) &
-		             ~(uint64_t)((1u << 20) - 1);
+	if (o->map_size == 0)
+		o->map_size = (o->entities * 1024u + (256u << 20) + (1u << 20) - 1) &
+		              ~(uint64_t)((1u << 20) - 1);
 
 	char errmsg[BENCH_ERRMSG_MAX] = "";
 	char parent[BENCH_PATH_MAX], root[BENCH_PATH_MAX];
@@ -1358,70 +1277,64 @@ int bench_explode_main(int argc, char **argv)
 		return 1;
 	}
 	f->cores = sysconf(_SC_NPROCESSORS_ONLN);
-	f->customers = (uint32_t)(o.entities / o.match);
+	f->customers = (uint32_t)(o->entities / o->match);
 
 	/* --data-dir, else $TMPDIR, else /tmp (/var/tmp when /tmp is a tmpfs). */
-	const char *under = o.data_dir;
+	const char *under = o->data_dir;
 	if (under == NULL && getenv("TMPDIR") != NULL && getenv("TMPDIR")[0] != '\0')
 		under = getenv("TMPDIR");
-	int rc = bench_pick_parent(under, parent, sizeof(parent), errmsg, sizeof(errmsg));
-	if (rc == 0)
-		rc = bench_mkdtemp(parent, root, sizeof(root), errmsg, sizeof(errmsg));
-	if (rc != 0) {
-		fprintf(stderr, "whizbang-bench: %s\n", errmsg);
+	if (bench_make_root(under, parent, root) != 0) {
 		free(f);
 		return 1;
 	}
 	snprintf(store, sizeof(store), "%s/store", root);
 	snprintf(scratch, sizeof(scratch), "%s/replay", root);
 
-	struct sigaction sa = {.sa_handler = interrupt_cb, .sa_flags = SA_RESETHAND};
 	struct sigaction old_sa;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_sa);
+	bench_sigint_catch(&old_sa);
 
 	struct storage *s = NULL;
-	rc = open_store(&s, store, o.map_size, false, errmsg, sizeof(errmsg));
+	int rc = open_store(&s, store, o->map_size, false, errmsg, sizeof(errmsg));
 	if (rc != 0)
 		goto done;
-	if (!o.json)
+	if (!o->json)
 		fprintf(stderr, "whizbang-bench: building %llu entities under %s ...\n",
-		        (unsigned long long)o.entities, root);
-	rc = build(s, &o, f, errmsg, sizeof(errmsg));
+		        (unsigned long long)o->entities, root);
+	rc = build(s, o, f, errmsg, sizeof(errmsg));
 	if (rc != 0)
 		goto done;
-	if (!o.json)
+	if (!o->json)
 		fprintf(stderr,
 		        "whizbang-bench: built in %.1f s; %u indexed explosions, %u applies ...\n",
-		        f->build_s, o.explosions, o.applies);
-	rc = read_explosions(s, &o, f, errmsg, sizeof(errmsg));
+		        f->build_s, o->explosions, o->applies);
+	rc = read_explosions(s, o, f, errmsg, sizeof(errmsg));
 	if (rc == 0)
-		rc = apply_explosions(s, &o, f, errmsg, sizeof(errmsg));
+		rc = apply_explosions(s, o, f, errmsg, sizeof(errmsg));
 	storage_close(s);
 	s = NULL;
 	if (rc != 0)
 		goto done;
-	if (!o.json)
+	if (!o->json)
 		fprintf(stderr, "whizbang-bench: %u rounds of scan and raw cursor pass ...\n",
-		        o.rounds);
-	rc = scan_rounds(store, &o, f, errmsg, sizeof(errmsg));
+		        o->rounds);
+	rc = scan_rounds(store, o, f, errmsg, sizeof(errmsg));
 	if (rc != 0)
 		goto done;
-	if (!o.json)
+	if (!o->json)
 		fprintf(stderr, "whizbang-bench: replay into %s ...\n", scratch);
-	rc = open_store(&s, store, o.map_size, false, errmsg, sizeof(errmsg));
+	rc = open_store(&s, store, o->map_size, false, errmsg, sizeof(errmsg));
 	if (rc == 0)
-		rc = replay(s, scratch, &o, f, errmsg, sizeof(errmsg));
+		rc = replay(s, scratch, o, f, errmsg, sizeof(errmsg));
 
 done:
 	storage_close(s);
-	sigaction(SIGINT, &old_sa, NULL);
+	bench_sigint_restore(&old_sa);
 	bool ok = rc == 0;
 	if (ok || f->b.entries > 0) {
-		if (o.json)
-			print_json(&o, root, f, ok);
+		if (o->json)
+			print_json(o, root, f, ok);
 		else if (ok)
-			print_human(&o, root, f);
+			print_human(o, root, f);
 	}
 	if (!ok)
 		fprintf(stderr, "whizbang-bench: FAILED: %s (%s)\n", errmsg, wb_error_name(rc));
@@ -1429,3 +1342,9 @@ done:
 	free(f);
 	return ok ? 0 : 1;
 }
+
+const struct bench_command bench_explode_command = BENCH_COMMAND(
+        "explode", explode_table, struct explode_opts, explode_run,
+        "Builds N Order entities through the ledger, then times Q indexed explosions, A "
+        "update-by-where applies, R full scans beside raw LMDB cursor passes and a replay of the "
+        "ledger. See docs/BENCHMARKS.md.");

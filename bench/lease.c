@@ -23,7 +23,6 @@
  * nonzero exit of the spawned server. The first ^C drains the cycles in
  * flight and ends the run without the append load. */
 #include <errno.h>
-#include <getopt.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
@@ -41,7 +40,6 @@
 #include "wb.h"
 #include "wb_error.h"
 
-#define CLIENT_TIMEOUT_MS 60000
 #define SAMPLE_MS 10
 /* Every this many watermark samples, the sampler also takes ServerStats for
  * entries_waiting (GetStats costs the server more than GetWatermark). */
@@ -51,6 +49,10 @@
 /* Slow cycles are chosen by their global index at this resolution: F = 0.01
  * is exactly every 100th cycle. */
 #define PPM 1000000u
+/* The append load after the cycles: events of this many data bytes over this
+ * many streams (docs/BENCHMARKS.md). */
+#define APPEND_SIZE 100u
+#define APPEND_STREAMS 16u
 
 struct lease_opts {
 	uint32_t clients;
@@ -65,13 +67,82 @@ struct lease_opts {
 	const char *projection;
 	bool no_ops;
 	uint64_t append_events; /* 0: no append load */
-	uint32_t append_size;
-	uint32_t append_streams;
 	const char *server;
 	const char *whizbangd;
 	const char *data_dir;
 	const char *log_level;
 	bool json;
+};
+
+/* --slow-fraction: a fraction in [0, 1] ("0.01", "1e-3", "1%") into parts
+ * per million, a uint32_t. */
+static int parse_fraction(const char *text, void *field)
+{
+	char *end;
+	errno = 0;
+	double v = strtod(text, &end);
+	if (end != text && *end == '%') {
+		v /= 100.0;
+		end++;
+	}
+	if (errno != 0 || end == text || *end != '\0' || !(v >= 0.0 && v <= 1.0))
+		return WB_E_INVAL;
+	*(uint32_t *)field = (uint32_t)llround(v * PPM);
+	return 0;
+}
+
+/* --projection: 1 to WB_LEASE_NAME_MAX bytes, as its .bad below says. */
+_Static_assert(WB_LEASE_NAME_MAX == 255, "--projection's usage error names the limit");
+static int parse_projection(const char *text, void *field)
+{
+	size_t n = strlen(text);
+	if (n == 0 || n > WB_LEASE_NAME_MAX)
+		return WB_E_INVAL;
+	*(const char **)field = text;
+	return 0;
+}
+
+/* --no-append: no append load after the cycles. */
+static int no_append(const char *text, void *field)
+{
+	(void)text;
+	*(uint64_t *)field = 0;
+	return 0;
+}
+
+/* The options of `whizbang-bench lease`, their defaults and bounds: the
+ * command line is read from this table and its --help written from it. */
+static const struct cli_opt lease_table[] = {
+        {"--clients", "C", CLI_COUNT_AT(struct lease_opts, clients, 1, 1024), .required = true,
+         .help = "client connections"},
+        {"--pipeline", "P", CLI_COUNT_AT(struct lease_opts, pipeline, 1, 4096), .required = true,
+         .help = "lease -> commit cycles each connection keeps in flight"},
+        {"--cycles", "N", CLI_COUNT_AT(struct lease_opts, cycles, 1, UINT64_MAX / PPM),
+         .required = true, .help = "cycles to commit in all"},
+        {"--slow-fraction", "F", CLI_PARSE_AT(struct lease_opts, slow_ppm, parse_fraction),
+         .dflt = "0", .bad = "needs a fraction in [0, 1] (0.01, 1e-3 or 1%)",
+         .help = "the fraction of the cycles that hold their lease M ms before committing"},
+        {"--slow-ms", "M", CLI_COUNT_AT(struct lease_opts, slow_ms, 0, 3600000), .dflt = "100",
+         .help = "how long a slow cycle holds its lease"},
+        {"--slow-beside", NULL, CLI_FLAG_AT(struct lease_opts, slow_beside),
+         .help = "hold the slow leases beside the P cycles in flight instead of in their place"},
+        {"--lease-ms", "D", CLI_COUNT_AT(struct lease_opts, lease_ms, 1, 86400000), .dflt = "30000",
+         .help = "the duration every Lease asks for"},
+        {"--projection", "NAME", CLI_PARSE_AT(struct lease_opts, projection, parse_projection),
+         .dflt = "bench", .bad = "needs 1 to 255 bytes",
+         .help = "the projection the leases are for"},
+        {"--no-ops", NULL, CLI_FLAG_AT(struct lease_opts, no_ops),
+         .help = "commit without the one small op"},
+        {"--append-events", "N", CLI_COUNT_AT(struct lease_opts, append_events, 1, UINT64_MAX / 2),
+         .dflt = "100000", .help = "events of the append load after the cycles"},
+        {"--no-append", NULL, CLI_PARSE_AT(struct lease_opts, append_events, no_append),
+         .help = "skip the append load"},
+        BENCH_OPT_SERVER(struct lease_opts, server),
+        BENCH_OPT_WHIZBANGD(struct lease_opts, whizbangd),
+        BENCH_OPT_DATA_DIR(struct lease_opts, data_dir),
+        BENCH_OPT_LOG_LEVEL(struct lease_opts, log_level),
+        BENCH_OPT_JSON(struct lease_opts, json),
+        {0},
 };
 
 /* The ServerStats figures this benchmark reports. */
@@ -116,16 +187,6 @@ struct lshared {
 	uint32_t done;
 	bool go;
 };
-
-/* Set by the first SIGINT: the clients stop taking work, drain what they
- * have in flight, and the run ends without the append load. */
-static atomic_bool interrupted; /* lock-free, so safe in a signal handler */
-
-static void interrupt_cb(int sig)
-{
-	(void)sig;
-	atomic_store(&interrupted, true);
-}
 
 enum cycle_state { CY_FREE, CY_LEASING, CY_HOLDING, CY_COMMITTING };
 
@@ -540,7 +601,7 @@ static int worker_run(struct lworker *w)
 		while (more && in_flight(w) < p) {
 			uint64_t i = atomic_fetch_add(&sh->next_cycle, 1);
 			if (i >= o->cycles || atomic_load(&sh->abort) ||
-			    atomic_load(&interrupted)) {
+			    atomic_load(&bench_interrupted)) {
 				more = false;
 				break;
 			}
@@ -618,19 +679,12 @@ static void *worker_main(void *arg)
 {
 	struct lworker *w = arg;
 	struct lshared *sh = w->sh;
-	struct wb_options wo = {.client_name = "whizbang-bench-lease",
-	                        .timeout_ms = CLIENT_TIMEOUT_MS};
-	char errmsg[200];
-	int rc = wb_connect(&w->c, sh->address, &wo, errmsg, sizeof(errmsg));
-	if (rc != 0) {
-		w->c = NULL;
-		w->rc = rc;
-		snprintf(w->errmsg, sizeof(w->errmsg), "client %u: connect to %s: %s", w->index,
-		         sh->address, errmsg);
+	w->rc = bench_connect(&w->c, sh->address, "whizbang-bench-lease", w->index, w->errmsg,
+	                      sizeof(w->errmsg));
+	if (w->rc != 0)
 		atomic_store(&sh->abort, true);
-	} else {
+	else
 		worker_setup(w);
-	}
 	pthread_mutex_lock(&sh->lock);
 	sh->ready++;
 	pthread_cond_broadcast(&sh->cond);
@@ -863,8 +917,7 @@ static void print_human(const struct lease_opts *o, const char *address, const c
 		const struct bench_append_result *ap = &f->app;
 		printf("append (the append load, same server, %u clients x %u in flight, %llu "
 		       "events of %u B)\n",
-		       o->clients, o->pipeline, (unsigned long long)o->append_events,
-		       o->append_size);
+		       o->clients, o->pipeline, (unsigned long long)o->append_events, APPEND_SIZE);
 		printf("  throughput   %.0f events/s, %llu errors, in %.3f s\n", ap->events_per_s,
 		       (unsigned long long)ap->errors, ap->secs);
 		printf("  latency      p50 %.3f ms  p99 %.3f ms  max %.3f ms\n", ap->lat.p50 / 1e3,
@@ -976,7 +1029,7 @@ static void print_json(const struct lease_opts *o, const char *address, const ch
 		const struct bench_append_result *ap = &f->app;
 		bench_j_open(&j, "append");
 		bench_j_u64(&j, "events", ap->events);
-		bench_j_u64(&j, "size", o->append_size);
+		bench_j_u64(&j, "size", APPEND_SIZE);
 		bench_j_u64(&j, "errors", ap->errors);
 		bench_j_num(&j, "elapsed_s", ap->secs);
 		bench_j_num(&j, "events_per_s", ap->events_per_s);
@@ -1032,9 +1085,7 @@ static int run_cycles(const struct lease_opts *o, const char *address, struct wb
 	struct sampler *s = &f->smp;
 	s->sh = &sh;
 	atomic_init(&s->stop, false);
-	struct wb_options wo = {.client_name = "whizbang-bench-watermark",
-	                        .timeout_ms = CLIENT_TIMEOUT_MS};
-	rc = wb_connect(&s->c, address, &wo, errmsg, errlen);
+	rc = bench_connect(&s->c, address, "whizbang-bench-watermark", 0, errmsg, errlen);
 	if (rc != 0) {
 		free(ws);
 		return rc;
@@ -1160,237 +1211,70 @@ static int run_cycles(const struct lease_opts *o, const char *address, struct wb
 
 /* ---------------------------------------------------------------- the subcommand */
 
-static void lease_usage(FILE *f)
+static int lease_run(void *opts)
 {
-	fprintf(f, "usage: whizbang-bench lease --clients C --pipeline P --cycles N\n"
-	           "                            [--slow-fraction F --slow-ms M] [--slow-beside]\n"
-	           "                            [--lease-ms D]\n"
-	           "                            [--projection NAME] [--no-ops]\n"
-	           "                            [--append-events N] [--no-append]\n"
-	           "                            [--server HOST:PORT | --whizbangd PATH]\n"
-	           "                            [--data-dir DIR] [--log-level LEVEL] [--json]\n"
-	           "C connections keep P lease -> commit cycles in flight until N are committed:\n"
-	           "Lease{count 1, duration D ms (default 30000)}, then Commit{ack DURABLE, one\n"
-	           "small op}. A fraction F (default 0) of the cycles hold their lease M ms\n"
-	           "(default 100) before committing; with --slow-beside they are held beside the\n"
-	           "P cycles in flight instead of taking their place. A separate connection\n"
-	           "samples the watermark every 10 ms. Then the append load (--append-events N,\n"
-	           "default 100000 events of 100 B over 16 streams, with the same C and P) runs\n"
-	           "against the same server. See docs/BENCHMARKS.md.\n");
-}
-
-/* Parses a fraction in [0, 1] ("0.01", "1e-3", "1%") into parts per million. */
-static int parse_fraction(const char *text, uint32_t *ppm)
-{
-	char *end;
-	errno = 0;
-	double v = strtod(text, &end);
-	if (end != text && *end == '%') {
-		v /= 100.0;
-		end++;
-	}
-	if (errno != 0 || end == text || *end != '\0' || !(v >= 0.0 && v <= 1.0)) {
-		fprintf(stderr,
-		        "whizbang-bench: --slow-fraction: '%s' is not a fraction in [0, 1]\n",
-		        text);
-		return WB_E_INVAL;
-	}
-	*ppm = (uint32_t)llround(v * PPM);
-	return 0;
-}
-
-static int parse_opts(int argc, char **argv, struct lease_opts *o)
-{
-	static const struct option longopts[] = {
-	        {"clients", required_argument, NULL, 'c'},
-	        {"pipeline", required_argument, NULL, 'p'},
-	        {"cycles", required_argument, NULL, 'n'},
-	        {"slow-fraction", required_argument, NULL, 'F'},
-	        {"slow-ms", required_argument, NULL, 'M'},
-	        {"slow-beside", no_argument, NULL, 'B'},
-	        {"lease-ms", required_argument, NULL, 'D'},
-	        {"projection", required_argument, NULL, 'P'},
-	        {"no-ops", no_argument, NULL, 'o'},
-	        {"append-events", required_argument, NULL, 'a'},
-	        {"no-append", no_argument, NULL, 'x'},
-	        {"server", required_argument, NULL, 'S'},
-	        {"whizbangd", required_argument, NULL, 'W'},
-	        {"data-dir", required_argument, NULL, 'd'},
-	        {"log-level", required_argument, NULL, 'l'},
-	        {"json", no_argument, NULL, 'j'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	unsigned seen = 0;
-	int opt;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		int rc = 0;
-		switch (opt) {
-		case 'c':
-			rc = bench_opt_u32("--clients", optarg, 1, 1024, &o->clients);
-			seen |= 1u;
-			break;
-		case 'p':
-			rc = bench_opt_u32("--pipeline", optarg, 1, 4096, &o->pipeline);
-			seen |= 2u;
-			break;
-		case 'n':
-			rc = bench_opt_u64("--cycles", optarg, 1, UINT64_MAX / PPM, &o->cycles);
-			seen |= 4u;
-			break;
-		case 'F':
-			rc = parse_fraction(optarg, &o->slow_ppm);
-			break;
-		case 'M':
-			rc = bench_opt_u32("--slow-ms", optarg, 0, 3600000, &o->slow_ms);
-			break;
-		case 'B':
-			o->slow_beside = true;
-			break;
-		case 'D':
-			rc = bench_opt_u64("--lease-ms", optarg, 1, 86400000, &o->lease_ms);
-			break;
-		case 'P':
-			if (strlen(optarg) == 0 || strlen(optarg) > WB_LEASE_NAME_MAX) {
-				fprintf(stderr, "whizbang-bench: --projection: 1 to %u bytes\n",
-				        WB_LEASE_NAME_MAX);
-				rc = WB_E_INVAL;
-			}
-			o->projection = optarg;
-			break;
-		case 'o':
-			o->no_ops = true;
-			break;
-		case 'a':
-			rc = bench_opt_u64("--append-events", optarg, 1, UINT64_MAX / 2,
-			                   &o->append_events);
-			break;
-		case 'x':
-			o->append_events = 0;
-			break;
-		case 'S':
-			o->server = optarg;
-			break;
-		case 'W':
-			o->whizbangd = optarg;
-			break;
-		case 'd':
-			o->data_dir = optarg;
-			break;
-		case 'l':
-			o->log_level = optarg;
-			break;
-		case 'j':
-			o->json = true;
-			break;
-		case 'h':
-			lease_usage(stdout);
-			return 1;
-		default:
-			lease_usage(stderr);
-			return 2;
-		}
-		if (rc != 0)
-			return 2;
-	}
-	if (optind != argc || seen != 7u) {
-		lease_usage(stderr);
-		return 2;
-	}
+	const struct lease_opts *o = opts;
 	if (o->slow_ppm > 0 && (uint64_t)o->slow_ms >= o->lease_ms) {
 		fprintf(stderr,
 		        "whizbang-bench: --slow-ms %u does not fit in leases of --lease-ms %llu\n",
 		        o->slow_ms, (unsigned long long)o->lease_ms);
-		return 2;
+		return EXIT_USAGE;
 	}
-	return 0;
-}
-
-int bench_lease_main(int argc, char **argv)
-{
-	struct lease_opts o = {
-	        .slow_ms = 100,
-	        .lease_ms = 30000,
-	        .projection = "bench",
-	        .append_events = 100000,
-	        .append_size = 100,
-	        .append_streams = 16,
-	};
-	int prc = parse_opts(argc, argv, &o);
-	if (prc != 0)
-		return prc == 1 ? 0 : prc;
 	signal(SIGPIPE, SIG_IGN);
 
 	char errmsg[BENCH_ERRMSG_MAX] = "";
 	char parent[BENCH_PATH_MAX];
 	char root[BENCH_PATH_MAX];
-	struct bench_server srv = {0};
+	struct bench_target t = {0};
 	struct lfigures f = {0};
-	struct wb_client *ctl = NULL;
 	f.cores = sysconf(_SC_NPROCESSORS_ONLN);
 	/* Ledger entries are smaller than 100-byte events; counting them as
 	 * events leaves room to spare. */
-	uint64_t map_size = bench_map_size(o.cycles + o.append_events, o.append_size);
+	uint64_t map_size = bench_map_size(o->cycles + o->append_events, APPEND_SIZE);
 
 	int rc = 0;
-	if (o.server == NULL) {
-		rc = bench_pick_parent(o.data_dir, parent, sizeof(parent), errmsg, sizeof(errmsg));
-		if (rc == 0)
-			rc = bench_mkdtemp(parent, root, sizeof(root), errmsg, sizeof(errmsg));
-		if (rc != 0) {
-			fprintf(stderr, "whizbang-bench: %s\n", errmsg);
+	if (o->server == NULL) {
+		if (bench_make_root(o->data_dir, parent, root) != 0)
 			return 1;
-		}
 	} else {
 		root[0] = '\0';
 	}
-	const char *address = o.server;
-	if (address == NULL) {
-		rc = bench_server_start(&srv, o.whizbangd, o.log_level, root, map_size, errmsg,
-		                        sizeof(errmsg));
-		if (rc != 0)
-			goto err_after_mkdtemp;
-		address = srv.address;
-		f.spawned = true;
-	}
-
-	struct wb_options wo = {.client_name = "whizbang-bench-control",
-	                        .timeout_ms = CLIENT_TIMEOUT_MS};
-	rc = wb_connect(&ctl, address, &wo, errmsg, sizeof(errmsg));
+	rc = bench_target_open(&t, o->server, o->whizbangd, o->log_level, root, map_size, errmsg,
+	                       sizeof(errmsg));
 	if (rc != 0)
-		goto err_after_server;
+		goto err_after_mkdtemp;
+	const char *address = t.address;
+	f.spawned = t.srv.pid > 0;
 
-	if (!o.json)
+	if (!o->json)
 		fprintf(stderr, "whizbang-bench: %u clients running %llu lease cycles on %s ...\n",
-		        o.clients, (unsigned long long)o.cycles, address);
-	struct sigaction sa = {.sa_handler = interrupt_cb, .sa_flags = SA_RESETHAND};
+		        o->clients, (unsigned long long)o->cycles, address);
 	struct sigaction old_sa;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, &old_sa);
-	rc = run_cycles(&o, address, ctl, &f, errmsg, sizeof(errmsg));
-	sigaction(SIGINT, &old_sa, NULL);
-	wb_close(ctl);
-	ctl = NULL;
-	if (rc == 0 && atomic_load(&interrupted)) {
+	bench_sigint_catch(&old_sa);
+	rc = run_cycles(o, address, t.ctl, &f, errmsg, sizeof(errmsg));
+	bench_sigint_restore(&old_sa);
+	wb_close(t.ctl);
+	t.ctl = NULL;
+	if (rc == 0 && atomic_load(&bench_interrupted)) {
 		rc = WB_E_AGAIN;
 		snprintf(errmsg, sizeof(errmsg), "interrupted after %llu of %llu cycles",
-		         (unsigned long long)f.committed, (unsigned long long)o.cycles);
+		         (unsigned long long)f.committed, (unsigned long long)o->cycles);
 	}
 	if (rc != 0)
 		goto err_after_server;
 
-	if (o.append_events > 0 && f.errors == 0) {
-		if (!o.json)
+	if (o->append_events > 0 && f.errors == 0) {
+		if (!o->json)
 			fprintf(stderr,
 			        "whizbang-bench: the append load, %llu events, on the same server "
 			        "...\n",
-			        (unsigned long long)o.append_events);
+			        (unsigned long long)o->append_events);
 		struct bench_append_params ap = {
-		        .clients = o.clients,
-		        .pipeline = o.pipeline,
-		        .events = o.append_events,
-		        .size = o.append_size,
-		        .streams = o.append_streams,
+		        .clients = o->clients,
+		        .pipeline = o->pipeline,
+		        .events = o->append_events,
+		        .size = APPEND_SIZE,
+		        .streams = APPEND_STREAMS,
 		};
 		rc = bench_append_load(address, &ap, &f.app, errmsg, sizeof(errmsg));
 		if (rc != 0)
@@ -1398,32 +1282,23 @@ int bench_lease_main(int argc, char **argv)
 		f.have_append = true;
 	}
 
-	if (f.spawned) {
-		f.server_status = bench_server_stop(&srv);
-		/* The server is the only child this process waits for. */
-		f.server_cpu_s = bench_cpu_seconds(RUSAGE_CHILDREN);
-		if (f.server_status != 0) {
-			char how[96] = "could not be stopped";
-			if (f.server_status > 0)
-				bench_describe_status(f.server_status, how, sizeof(how));
-			fprintf(stderr, "whizbang-bench: whizbangd %s after SIGTERM\n", how);
-		}
-	}
+	if (f.spawned)
+		f.server_status = bench_server_finish(&t.srv, &f.server_cpu_s);
 
-	bool app_ok = o.append_events == 0 ||
-	              (f.have_append && f.app.errors == 0 && f.app.events == o.append_events);
-	bool ok = f.errors == 0 && f.committed == o.cycles && f.settled && f.server_status == 0 &&
+	bool app_ok = o->append_events == 0 ||
+	              (f.have_append && f.app.errors == 0 && f.app.events == o->append_events);
+	bool ok = f.errors == 0 && f.committed == o->cycles && f.settled && f.server_status == 0 &&
 	          app_ok;
-	if (o.json)
-		print_json(&o, address, root, &f, ok);
+	if (o->json)
+		print_json(o, address, root, &f, ok);
 	else
-		print_human(&o, address, root, &f);
+		print_human(o, address, root, &f);
 	if (f.errors > 0)
 		fprintf(stderr, "whizbang-bench: FAILED: %llu answers were errors or wrong\n",
 		        (unsigned long long)f.errors);
-	else if (f.committed != o.cycles)
+	else if (f.committed != o->cycles)
 		fprintf(stderr, "whizbang-bench: FAILED: %llu of %llu cycles were committed\n",
-		        (unsigned long long)f.committed, (unsigned long long)o.cycles);
+		        (unsigned long long)f.committed, (unsigned long long)o->cycles);
 	else if (!f.settled)
 		fprintf(stderr,
 		        "whizbang-bench: FAILED: the watermark did not reach the last commit "
@@ -1432,17 +1307,23 @@ int bench_lease_main(int argc, char **argv)
 		        SETTLE_MS);
 	else if (!app_ok)
 		fprintf(stderr, "whizbang-bench: FAILED: the append load had errors\n");
-	if (o.server == NULL)
+	if (o->server == NULL)
 		bench_rmtree(root);
 	return ok ? 0 : 1;
 
 err_after_server:
-	wb_close(ctl);
-	if (srv.pid > 0)
-		bench_server_stop(&srv);
+	wb_close(t.ctl);
+	if (t.srv.pid > 0)
+		bench_server_stop(&t.srv);
 err_after_mkdtemp:
 	fprintf(stderr, "whizbang-bench: %s (%s)\n", errmsg, wb_error_name(rc));
-	if (o.server == NULL)
+	if (o->server == NULL)
 		bench_rmtree(root);
 	return 1;
 }
+
+const struct bench_command bench_lease_command = BENCH_COMMAND(
+        "lease", lease_table, struct lease_opts, lease_run,
+        "C connections keep P Lease -> Commit cycles in flight until N are committed, a fraction "
+        "F holding their lease M ms first, while the watermark is sampled; then the append load "
+        "runs against the same server. See docs/BENCHMARKS.md.");

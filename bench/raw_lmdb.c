@@ -13,7 +13,6 @@
 #include "raw_lmdb.h"
 
 #include <errno.h>
-#include <getopt.h>
 #include <lmdb.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -501,99 +500,39 @@ int raw_lmdb_run(const char *dir, const struct raw_params *p, struct raw_result 
 
 /* ---------------------------------------------------------------- raw subcommand */
 
-static void raw_usage(FILE *f)
-{
-	fprintf(f, "usage: whizbang-bench raw --events N --size B --streams S --batch R\n"
-	           "                          [--batch-events K] [--data-dir DIR]\n"
-	           "                          [--map-size BYTES] [--server-extras] [--json]\n"
-	           "Appends N events of B data bytes to S streams straight into LMDB, R\n"
-	           "requests of K events (default 1) per fsync'd transaction, in a fresh\n"
-	           "directory under DIR (default /tmp, or /var/tmp if /tmp is tmpfs).\n"
-	           "--server-extras adds the lookups whizbangd does beyond the layout (see\n"
-	           "docs/BENCHMARKS.md).\n");
-}
+/* The raw subcommand's options: the baseline's parameters and where it
+ * runs. */
+struct raw_opts {
+	struct raw_params p;
+	const char *data_dir;
+	bool json;
+};
 
-int bench_raw_main(int argc, char **argv)
-{
-	static const struct option longopts[] = {
-	        {"events", required_argument, NULL, 'n'},
-	        {"size", required_argument, NULL, 'b'},
-	        {"streams", required_argument, NULL, 's'},
-	        {"batch", required_argument, NULL, 'r'},
-	        {"batch-events", required_argument, NULL, 'k'},
-	        {"data-dir", required_argument, NULL, 'd'},
-	        {"map-size", required_argument, NULL, 'm'},
-	        {"server-extras", no_argument, NULL, 'x'},
-	        {"json", no_argument, NULL, 'j'},
-	        {"help", no_argument, NULL, 'h'},
-	        {NULL, 0, NULL, 0},
-	};
-	struct raw_params p = {.batch_events = 1};
-	bool have_n = false, have_b = false, have_s = false, have_r = false, json = false;
-	const char *data_dir = NULL;
-	int opt;
-	while ((opt = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-		int rc = 0;
-		switch (opt) {
-		case 'n':
-			rc = bench_opt_u64("--events", optarg, 1, UINT64_MAX / 2, &p.events);
-			have_n = true;
-			break;
-		case 'b':
-			rc = bench_opt_u32("--size", optarg, 0, BENCH_SIZE_MAX, &p.size);
-			have_b = true;
-			break;
-		case 's':
-			rc = bench_opt_u32("--streams", optarg, 1, 1000000, &p.streams);
-			have_s = true;
-			break;
-		case 'r':
-			rc = bench_opt_u32("--batch", optarg, 1, 1000000, &p.batch);
-			have_r = true;
-			break;
-		case 'k':
-			rc = bench_opt_u32("--batch-events", optarg, 1, 100000, &p.batch_events);
-			break;
-		case 'd':
-			data_dir = optarg;
-			break;
-		case 'm':
-			rc = bench_opt_size("--map-size", optarg, 1u << 20, UINT64_MAX / 4,
-			                    &p.map_size);
-			break;
-		case 'x':
-			p.server_extras = true;
-			break;
-		case 'j':
-			json = true;
-			break;
-		case 'h':
-			raw_usage(stdout);
-			return 0;
-		default:
-			raw_usage(stderr);
-			return 2;
-		}
-		if (rc != 0)
-			return 2;
-	}
-	if (optind != argc || !have_n || !have_b || !have_s || !have_r) {
-		raw_usage(stderr);
-		return 2;
-	}
+/* The options of `whizbang-bench raw`, their defaults and bounds: the
+ * command line is read from this table and its --help written from it. */
+static const struct cli_opt raw_table[] = {
+        BENCH_OPTS_APPENDS(struct raw_opts, p.events, p.size, p.streams),
+        {"--batch", "R", CLI_COUNT_AT(struct raw_opts, p.batch, 1, 1000000), .required = true,
+         .help = "requests per fsync'd write transaction"},
+        BENCH_OPT_BATCH_EVENTS(struct raw_opts, p.batch_events),
+        BENCH_OPT_DATA_DIR(struct raw_opts, data_dir),
+        BENCH_OPT_MAP_SIZE(struct raw_opts, p.map_size),
+        BENCH_OPT_SERVER_EXTRAS(struct raw_opts, p.server_extras),
+        BENCH_OPT_JSON(struct raw_opts, json),
+        {0},
+};
 
+static int raw_run(void *opts)
+{
+	const struct raw_opts *o = opts;
+	const struct raw_params *p = &o->p;
 	char errmsg[BENCH_ERRMSG_MAX];
 	char parent[BENCH_PATH_MAX];
 	char dir[BENCH_PATH_MAX];
-	int rc = bench_pick_parent(data_dir, parent, sizeof(parent), errmsg, sizeof(errmsg));
-	if (rc == 0)
-		rc = bench_mkdtemp(parent, dir, sizeof(dir), errmsg, sizeof(errmsg));
-	if (rc != 0) {
-		fprintf(stderr, "whizbang-bench raw: %s\n", errmsg);
+	if (bench_make_root(o->data_dir, parent, dir) != 0)
 		return 1;
-	}
 	struct raw_result res;
-	rc = raw_lmdb_run(dir, &p, &res, errmsg, sizeof(errmsg));
+	int rc = raw_lmdb_run(dir, p, &res, errmsg, sizeof(errmsg));
 	if (bench_rmtree(dir) != 0)
 		fprintf(stderr, "whizbang-bench raw: warning: cannot remove %s\n", dir);
 	if (rc != 0) {
@@ -604,28 +543,28 @@ int bench_raw_main(int argc, char **argv)
 	double secs = (double)res.elapsed_ns / 1e9;
 	double eps = (double)res.events / secs;
 	double rps = (double)res.requests / secs;
-	double mbps = (double)res.events * p.size / secs / 1e6;
+	double mbps = (double)res.events * p->size / secs / 1e6;
 	double batch_ms = (double)res.batch_ns_total / (double)res.batches / 1e6;
 	double commit_ms = (double)res.commit_ns_total / (double)res.batches / 1e6;
-	if (json) {
+	if (o->json) {
 		printf("{\"events\":%llu,\"size\":%u,\"streams\":%u,\"batch\":%u,"
 		       "\"batch_events\":%u,\"server_extras\":%s,\"requests\":%llu,"
 		       "\"batches\":%llu,\"elapsed_s\":%.6f,\"events_per_s\":%.1f,"
 		       "\"appends_per_s\":%.1f,\"mb_per_s\":%.3f,\"mean_batch_ms\":%.3f,"
 		       "\"mean_commit_ms\":%.3f,\"max_commit_ms\":%.3f,\"map_grows\":%llu,"
 		       "\"map_used\":%llu,\"dir\":",
-		       (unsigned long long)res.events, p.size, p.streams, p.batch, p.batch_events,
-		       p.server_extras ? "true" : "false", (unsigned long long)res.requests,
-		       (unsigned long long)res.batches, secs, eps, rps, mbps, batch_ms, commit_ms,
-		       (double)res.commit_ns_max / 1e6, (unsigned long long)res.map_grows,
-		       (unsigned long long)res.map_used);
+		       (unsigned long long)res.events, p->size, p->streams, p->batch,
+		       p->batch_events, p->server_extras ? "true" : "false",
+		       (unsigned long long)res.requests, (unsigned long long)res.batches, secs, eps,
+		       rps, mbps, batch_ms, commit_ms, (double)res.commit_ns_max / 1e6,
+		       (unsigned long long)res.map_grows, (unsigned long long)res.map_used);
 		bench_json_str(stdout, parent);
 		printf("}\n");
 	} else {
 		printf("raw LMDB baseline: %llu events of %u B in %u streams, %u event(s) per "
 		       "request, %u requests per fsync'd batch%s, under %s\n",
-		       (unsigned long long)res.events, p.size, p.streams, p.batch_events, p.batch,
-		       p.server_extras ? ", with the server's extras" : "", parent);
+		       (unsigned long long)res.events, p->size, p->streams, p->batch_events,
+		       p->batch, p->server_extras ? ", with the server's extras" : "", parent);
 		printf("  elapsed      %.3f s, %llu requests in %llu batches\n", secs,
 		       (unsigned long long)res.requests, (unsigned long long)res.batches);
 		printf("  throughput   %.0f events/s  %.0f appends/s  %.2f MB/s\n", eps, rps, mbps);
@@ -637,3 +576,8 @@ int bench_raw_main(int argc, char **argv)
 	}
 	return 0;
 }
+
+const struct bench_command bench_raw_command =
+        BENCH_COMMAND("raw", raw_table, struct raw_opts, raw_run,
+                      "Appends N events of B bytes to S streams straight into LMDB, R requests "
+                      "of K events per fsync'd transaction. See docs/BENCHMARKS.md.");

@@ -10,21 +10,15 @@
 # `whizbang-bench append` as they are (for example --json or --data-dir DIR).
 set -eu
 
-here=$(cd "$(dirname "$0")" && pwd)
-src=$(dirname "$here")
-build=${BUILD_DIR:-$src/build}
+. "$(dirname "$0")/lib.sh"
+bench_build bench/whizbang-bench server/whizbangd
 
-if [ ! -f "$build/build.ninja" ]; then
-	meson setup "$build" "$src" >&2
-fi
-ninja -C "$build" bench/whizbang-bench server/whizbangd >&2
-
-exec "$build/bench/whizbang-bench" append \
+exec "$bench" append \
 	--clients "${CLIENTS:-16}" \
 	--pipeline "${PIPELINE:-16}" \
 	--events "${EVENTS:-750000}" \
 	--size "${SIZE:-100}" \
 	--streams "${STREAMS:-16}" \
 	--rounds "${ROUNDS:-1}" \
-	--whizbangd "$build/server/whizbangd" \
+	--whizbangd "$whizbangd" \
 	"$@"

@@ -17,13 +17,7 @@
 # are (for example --json, --index-after or --data-dir DIR).
 set -eu
 
-here=$(cd "$(dirname "$0")" && pwd)
-src=$(dirname "$here")
-build=${BUILD_DIR:-$src/build}
-
-if [ ! -f "$build/build.ninja" ]; then
-	meson setup "$build" "$src" >&2
-fi
+. "$(dirname "$0")/lib.sh"
 opt=$(meson configure "$build" 2>/dev/null | awk '$1 == "optimization" { print $2; exit }')
 case "$opt" in
 0 | g | plain | "")
@@ -31,9 +25,9 @@ case "$opt" in
 		"the figures mean little (meson configure $build -Dbuildtype=debugoptimized)" >&2
 	;;
 esac
-ninja -C "$build" bench/whizbang-bench >&2
+bench_build bench/whizbang-bench
 
-exec "$build/bench/whizbang-bench" explode \
+exec "$bench" explode \
 	--entities "${ENTITIES:-1000000}" \
 	--per-entry "${PER_ENTRY:-1000}" \
 	--match "${MATCH:-100}" \

@@ -21,9 +21,6 @@
 # `whizbang-bench lease` as they are (for example --data-dir DIR).
 set -eu
 
-here=$(cd "$(dirname "$0")" && pwd)
-src=$(dirname "$here")
-build=${BUILD_DIR:-$src/build}
 clients=${CLIENTS:-16}
 pipeline=${PIPELINE:-16}
 cycles=${CYCLES:-300000}
@@ -36,10 +33,8 @@ if ! command -v jq >/dev/null 2>&1; then
 	echo "run-lease.sh: jq is needed to compare the runs (apt-get install jq)" >&2
 	exit 2
 fi
-if [ ! -f "$build/build.ninja" ]; then
-	meson setup "$build" "$src" >&2
-fi
-ninja -C "$build" bench/whizbang-bench server/whizbangd >&2
+. "$(dirname "$0")/lib.sh"
+bench_build bench/whizbang-bench server/whizbangd
 
 out=${JSON_DIR:-}
 tmp=$(mktemp -d)
@@ -54,9 +49,9 @@ run() {
 	shift 2
 	echo "run-lease.sh: round $round, $name: whizbang-bench lease --clients $clients" \
 		"--pipeline $pipeline --cycles $cycles --append-events $append $*" >&2
-	if ! "$build/bench/whizbang-bench" lease --clients "$clients" --pipeline "$pipeline" \
+	if ! "$bench" lease --clients "$clients" --pipeline "$pipeline" \
 		--cycles "$cycles" --append-events "$append" \
-		--whizbangd "$build/server/whizbangd" --json "$@" >"$tmp/run.json"; then
+		--whizbangd "$whizbangd" --json "$@" >"$tmp/run.json"; then
 		echo "run-lease.sh: round $round, $name: the run FAILED (see above)" >&2
 		failed=1
 	fi

@@ -9,16 +9,10 @@
 # Further arguments go to `whizbang-bench subscribe` (for example --json).
 set -eu
 
-here=$(cd "$(dirname "$0")" && pwd)
-src=$(dirname "$here")
-build=${BUILD_DIR:-$src/build}
+. "$(dirname "$0")/lib.sh"
+bench_build bench/whizbang-bench server/whizbangd
 
-if [ ! -f "$build/build.ninja" ]; then
-	meson setup "$build" "$src" >&2
-fi
-ninja -C "$build" bench/whizbang-bench server/whizbangd >&2
-
-exec "$build/bench/whizbang-bench" subscribe \
+exec "$bench" subscribe \
 	--events "${EVENTS:-1000000}" \
 	--subscribers "${SUBSCRIBERS:-16}" \
 	--window "${WINDOW:-4096}" \

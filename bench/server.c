@@ -18,12 +18,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "bench.h"
+#include "wb.h"
 #include "wb_error.h"
 
 #define START_TIMEOUT_MS 10000
@@ -195,6 +197,19 @@ int bench_server_stop(struct bench_server *s)
 	return -1;
 }
 
+int bench_server_finish(struct bench_server *s, double *cpu_s)
+{
+	int status = bench_server_stop(s);
+	*cpu_s = bench_cpu_seconds(RUSAGE_CHILDREN);
+	if (status != 0) {
+		char how[96] = "could not be stopped";
+		if (status > 0)
+			bench_describe_status(status, how, sizeof(how));
+		fprintf(stderr, "whizbang-bench: whizbangd %s after SIGTERM\n", how);
+	}
+	return status;
+}
+
 void bench_json_exit_status(struct bench_jw *j, const char *key, bool spawned, int status)
 {
 	if (!spawned)
@@ -205,4 +220,37 @@ void bench_json_exit_status(struct bench_jw *j, const char *key, bool spawned, i
 		bench_j_u64(j, key, 128u + (uint64_t)WTERMSIG(status));
 	else
 		bench_j_lit(j, key, "-1");
+}
+
+int bench_connect(struct wb_client **out, const char *address, const char *name, uint32_t index,
+                  char *errmsg, size_t errlen)
+{
+	struct wb_options wo = {.client_name = name, .timeout_ms = BENCH_CLIENT_TIMEOUT_MS};
+	char why[200];
+	int rc = wb_connect(out, address, &wo, why, sizeof(why));
+	if (rc != 0) {
+		*out = NULL;
+		snprintf(errmsg, errlen, "%s #%u: %s", name, index, why);
+	}
+	return rc;
+}
+
+int bench_target_open(struct bench_target *t, const char *address, const char *whizbangd,
+                      const char *log_level, const char *root, uint64_t map_size, char *errmsg,
+                      size_t errlen)
+{
+	*t = (struct bench_target){.address = address};
+	if (address == NULL) {
+		int rc = bench_server_start(&t->srv, whizbangd, log_level, root, map_size, errmsg,
+		                            errlen);
+		if (rc != 0) {
+			bench_server_stop(&t->srv);
+			return rc;
+		}
+		t->address = t->srv.address;
+	}
+	int rc = bench_connect(&t->ctl, t->address, "whizbang-bench-control", 0, errmsg, errlen);
+	if (rc != 0)
+		bench_server_stop(&t->srv);
+	return rc;
 }

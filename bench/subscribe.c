@@ -3,8 +3,9 @@
  * the same run, and the live latency from an append's acknowledgement to
  * the delivery of its event (docs/BENCHMARKS.md, "Subscriptions").
  *
- * It spawns whizbangd on a temporary data directory (or uses --server),
- * appends N events with the append load, then:
+ * It spawns whizbangd on a temporary data directory (there is no --server:
+ * the raw pass reads the server's files), appends N events with the append
+ * load, then:
  *   - catch-up: K subscribers (1, then S), each on its own connection and
  *     thread, subscribe to $all from the start with a credit window of W
  *     and read until they hold all N events (checked in order, no gap);
@@ -15,7 +16,6 @@
  *     at a time; per event, delivery time minus acknowledgement time.
  * Rounds of catch-up and raw alternate; medians are reported. */
 #include <errno.h>
-#include <getopt.h>
 #include <lmdb.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -38,10 +38,30 @@ struct sub_opts {
 	uint32_t window;
 	uint32_t rounds;
 	uint32_t live;
-	const char *server;
 	const char *whizbangd;
 	const char *data_dir;
 	bool json;
+};
+
+/* The options of `whizbang-bench subscribe`, their defaults and bounds: the
+ * command line is read from this table and its --help written from it. */
+static const struct cli_opt subscribe_table[] = {
+        {"--events", "N", CLI_COUNT_AT(struct sub_opts, events, 1, 100000000), .dflt = "1000000",
+         .help = "events appended, then read by every catch-up"},
+        {"--size", "B", CLI_COUNT_AT(struct sub_opts, size, 0, 65536), .dflt = "100",
+         .help = "data bytes per event"},
+        {"--subscribers", "S", CLI_COUNT_AT(struct sub_opts, subscribers, 1, 256), .dflt = "16",
+         .help = "subscribers of the catch-up at once"},
+        {"--window", "W", CLI_COUNT_AT(struct sub_opts, window, 2, 1000000), .dflt = "4096",
+         .help = "the credit window of every subscription"},
+        {"--rounds", "R", CLI_COUNT_AT(struct sub_opts, rounds, 1, 99), .dflt = "3",
+         .help = "alternating rounds; the figures are their medians"},
+        {"--live", "M", CLI_COUNT_AT(struct sub_opts, live, 1, 1000000), .dflt = "2000",
+         .help = "single appends timed from acknowledgement to delivery"},
+        BENCH_OPT_DATA_DIR(struct sub_opts, data_dir),
+        BENCH_OPT_WHIZBANGD(struct sub_opts, whizbangd),
+        BENCH_OPT_JSON(struct sub_opts, json),
+        {0},
 };
 
 /* ------------------------------------------------------------ catch-up */
@@ -175,8 +195,9 @@ static int raw_pass(const char *dir, uint64_t expect, double *rate, char *errmsg
 		mdb_txn_abort(txn);
 	mdb_env_close(env);
 	if (rc != 0 || n < expect) {
-		snprintf(errmsg, errlen, "raw: read %llu of %llu events (%s)", (unsigned long long)n,
-		         (unsigned long long)expect, rc != 0 ? mdb_strerror(rc) : "short");
+		snprintf(errmsg, errlen, "raw: read %llu of %llu events (%s)",
+		         (unsigned long long)n, (unsigned long long)expect,
+		         rc != 0 ? mdb_strerror(rc) : "short");
 		return WB_E_IO;
 	}
 	*rate = (double)n / ((double)ns / 1e9) + (double)(sum & 1) * 1e-9;
@@ -235,8 +256,8 @@ static void *live_reader(void *arg)
 }
 
 static int live_latency(const char *address, uint64_t last_position, const struct sub_opts *o,
-                        struct bench_lat_summary *after_ack,
-                        struct bench_lat_summary *after_send, char *errmsg, size_t errlen)
+                        struct bench_lat_summary *after_ack, struct bench_lat_summary *after_send,
+                        char *errmsg, size_t errlen)
 {
 	struct live l = {.address = address, .from = last_position + 1, .n = o->live};
 	l.ack_ns = calloc(o->live, sizeof(uint64_t));
@@ -254,14 +275,15 @@ static int live_latency(const char *address, uint64_t last_position, const struc
 	int rc = wb_connect(&c, address, &wo, errmsg, errlen);
 	uint8_t *data = calloc(1, o->size > 0 ? o->size : 1);
 	for (uint32_t i = 0; rc == 0 && i < o->live; i++) {
-		struct wb_new_event ev = {.type = BENCH_EVENT_TYPE, .data = data, .data_len = o->size};
+		struct wb_new_event ev = {
+		        .type = BENCH_EVENT_TYPE, .data = data, .data_len = o->size};
 		struct wb_append_result ar;
 		l.send_ns[i] = bench_now_ns();
 		rc = wb_append(c, "bench-live", WB_EXPECT_ANY, 0, &ev, 1, &ar);
 		l.ack_ns[i] = bench_now_ns();
 		if (rc == 0 && ar.last_position != l.from + i) {
-			snprintf(errmsg, errlen, "live append %u went to position %llu, want %llu", i,
-			         (unsigned long long)ar.last_position,
+			snprintf(errmsg, errlen, "live append %u went to position %llu, want %llu",
+			         i, (unsigned long long)ar.last_position,
 			         (unsigned long long)(l.from + i));
 			rc = WB_INTERNAL;
 		}
@@ -316,118 +338,44 @@ static double median(double *v, uint32_t n)
 	return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
-static void usage(FILE *f)
+static int subscribe_run(void *opts)
 {
-	fprintf(f,
-	        "usage: whizbang-bench subscribe [--events N] [--size B] [--subscribers S]\n"
-	        "                                [--window W] [--rounds R] [--live M]\n"
-	        "                                [--data-dir DIR] [--whizbangd PATH] [--json]\n"
-	        "Appends N (default 1000000) events of B (100) bytes to a spawned whizbangd,\n"
-	        "then in R (3) alternating rounds: a catch-up of all N by 1 subscriber, by S\n"
-	        "(16) subscribers at once (credit window W, default 4096), and a raw LMDB\n"
-	        "cursor pass over the same events; then the live latency of M (2000) single\n"
-	        "appends from acknowledgement to delivery. See docs/BENCHMARKS.md.\n");
-}
-
-int bench_subscribe_main(int argc, char **argv)
-{
-	struct sub_opts o = {.events = 1000000,
-	                     .size = 100,
-	                     .subscribers = 16,
-	                     .window = 4096,
-	                     .rounds = 3,
-	                     .live = 2000};
-	static const struct option lo[] = {{"events", required_argument, NULL, 'n'},
-	                                   {"size", required_argument, NULL, 'b'},
-	                                   {"subscribers", required_argument, NULL, 's'},
-	                                   {"window", required_argument, NULL, 'w'},
-	                                   {"rounds", required_argument, NULL, 'r'},
-	                                   {"live", required_argument, NULL, 'l'},
-	                                   {"data-dir", required_argument, NULL, 'd'},
-	                                   {"whizbangd", required_argument, NULL, 'x'},
-	                                   {"json", no_argument, NULL, 'j'},
-	                                   {"help", no_argument, NULL, 'h'},
-	                                   {NULL, 0, NULL, 0}};
-	int ch;
-	optind = 1;
-	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
-		int bad = 0;
-		switch (ch) {
-		case 'n':
-			bad = bench_opt_u64("--events", optarg, 1, 100000000, &o.events);
-			break;
-		case 'b':
-			bad = bench_opt_u32("--size", optarg, 0, 65536, &o.size);
-			break;
-		case 's':
-			bad = bench_opt_u32("--subscribers", optarg, 1, 256, &o.subscribers);
-			break;
-		case 'w':
-			bad = bench_opt_u32("--window", optarg, 2, 1000000, &o.window);
-			break;
-		case 'r':
-			bad = bench_opt_u32("--rounds", optarg, 1, 99, &o.rounds);
-			break;
-		case 'l':
-			bad = bench_opt_u32("--live", optarg, 1, 1000000, &o.live);
-			break;
-		case 'd':
-			o.data_dir = optarg;
-			break;
-		case 'x':
-			o.whizbangd = optarg;
-			break;
-		case 'j':
-			o.json = true;
-			break;
-		case 'h':
-			usage(stdout);
-			return 0;
-		default:
-			usage(stderr);
-			return 2;
-		}
-		if (bad != 0)
-			return 2;
-	}
+	const struct sub_opts *o = opts;
 	char errmsg[BENCH_ERRMSG_MAX] = "";
 	char parent[BENCH_PATH_MAX], root[BENCH_PATH_MAX];
 	struct bench_server srv = {0};
-	int rc = bench_pick_parent(o.data_dir, parent, sizeof(parent), errmsg, sizeof(errmsg));
-	if (rc == 0)
-		rc = bench_mkdtemp(parent, root, sizeof(root), errmsg, sizeof(errmsg));
-	if (rc != 0) {
-		fprintf(stderr, "whizbang-bench subscribe: %s\n", errmsg);
+	if (bench_make_root(o->data_dir, parent, root) != 0)
 		return 1;
-	}
-	rc = bench_server_start(&srv, o.whizbangd, NULL, root,
-	                        bench_map_size(o.events + o.live, o.size), errmsg, sizeof(errmsg));
+	int rc = bench_server_start(&srv, o->whizbangd, NULL, root,
+	                            bench_map_size(o->events + o->live, o->size), errmsg,
+	                            sizeof(errmsg));
 	struct bench_append_result ar = {0};
 	if (rc == 0) {
 		fprintf(stderr, "whizbang-bench subscribe: appending %llu events of %u bytes ...\n",
-		        (unsigned long long)o.events, o.size);
+		        (unsigned long long)o->events, o->size);
 		struct bench_append_params ap = {.clients = 8,
 		                                 .pipeline = 32,
-		                                 .events = o.events,
-		                                 .size = o.size,
+		                                 .events = o->events,
+		                                 .size = o->size,
 		                                 .streams = 16};
 		rc = bench_append_load(srv.address, &ap, &ar, errmsg, sizeof(errmsg));
 	}
-	double *one = calloc(o.rounds, sizeof(double)), *many = calloc(o.rounds, sizeof(double));
-	double *many_per = calloc(o.rounds, sizeof(double)), *raw = calloc(o.rounds, sizeof(double));
-	for (uint32_t r = 0; rc == 0 && r < o.rounds; r++) {
+	double *one = calloc(o->rounds, sizeof(double)), *many = calloc(o->rounds, sizeof(double));
+	double *many_per = calloc(o->rounds, sizeof(double)),
+	       *raw = calloc(o->rounds, sizeof(double));
+	for (uint32_t r = 0; rc == 0 && r < o->rounds; r++) {
 		double per;
 		fprintf(stderr, "whizbang-bench subscribe: round %u ...\n", r + 1);
-		rc = raw_pass(srv.data, o.events, &raw[r], errmsg, sizeof(errmsg));
+		rc = raw_pass(srv.data, o->events, &raw[r], errmsg, sizeof(errmsg));
 		if (rc == 0)
-			rc = catch_up(srv.address, 1, &o, &one[r], &per, errmsg, sizeof(errmsg));
+			rc = catch_up(srv.address, 1, o, &one[r], &per, errmsg, sizeof(errmsg));
 		if (rc == 0)
-			rc = catch_up(srv.address, o.subscribers, &o, &many[r], &many_per[r], errmsg,
-			              sizeof(errmsg));
+			rc = catch_up(srv.address, o->subscribers, o, &many[r], &many_per[r],
+			              errmsg, sizeof(errmsg));
 	}
 	struct bench_lat_summary after_ack = {0}, after_send = {0};
 	if (rc == 0)
-		rc = live_latency(srv.address, o.events, &o, &after_ack, &after_send, errmsg,
+		rc = live_latency(srv.address, o->events, o, &after_ack, &after_send, errmsg,
 		                  sizeof(errmsg));
 	int st = bench_server_stop(&srv);
 	bench_rmtree(root);
@@ -435,31 +383,33 @@ int bench_subscribe_main(int argc, char **argv)
 		fprintf(stderr, "whizbang-bench subscribe: %s\n", errmsg);
 		return 1;
 	}
-	double m_one = median(one, o.rounds), m_many = median(many, o.rounds);
-	double m_per = median(many_per, o.rounds), m_raw = median(raw, o.rounds);
-	if (o.json) {
-		printf("{\"events\":%llu,\"size\":%u,\"subscribers\":%u,\"window\":%u,\"rounds\":%u,"
+	double m_one = median(one, o->rounds), m_many = median(many, o->rounds);
+	double m_per = median(many_per, o->rounds), m_raw = median(raw, o->rounds);
+	if (o->json) {
+		printf("{\"events\":%llu,\"size\":%u,\"subscribers\":%u,\"window\":%u,\"rounds\":%"
+		       "u,"
 		       "\"append_events_per_s\":%.0f,\"catchup_1\":%.0f,\"catchup_s_total\":%.0f,"
 		       "\"catchup_s_each\":%.0f,\"raw\":%.0f,\"ratio_1\":%.4f,\"ratio_s\":%.4f,"
 		       "\"live_after_ack_us\":{\"p50\":%.1f,\"p99\":%.1f,\"max\":%.1f},"
 		       "\"live_after_send_us\":{\"p50\":%.1f,\"p99\":%.1f},\"server_exit\":%d}\n",
-		       (unsigned long long)o.events, o.size, o.subscribers, o.window, o.rounds,
+		       (unsigned long long)o->events, o->size, o->subscribers, o->window, o->rounds,
 		       ar.events_per_s, m_one, m_many, m_per, m_raw, m_one / m_raw, m_many / m_raw,
 		       after_ack.p50, after_ack.p99, after_ack.max, after_send.p50, after_send.p99,
 		       st);
 	} else {
 		printf("subscribe: %llu events of %u bytes in $all (appended at %.0f events/s), "
 		       "credit window %u, medians of %u rounds\n",
-		       (unsigned long long)o.events, o.size, ar.events_per_s, o.window, o.rounds);
+		       (unsigned long long)o->events, o->size, ar.events_per_s, o->window,
+		       o->rounds);
 		printf("  catch-up, 1 subscriber          %12.0f events/s   ratio to raw %.3f\n",
 		       m_one, m_one / m_raw);
 		printf("  catch-up, %2u subscribers (sum)  %12.0f events/s   ratio to raw %.3f "
 		       "(each %.0f)\n",
-		       o.subscribers, m_many, m_many / m_raw, m_per);
+		       o->subscribers, m_many, m_many / m_raw, m_per);
 		printf("  raw LMDB cursor pass            %12.0f events/s\n", m_raw);
 		printf("  live, append ack -> delivery    p50 %.1f us  p99 %.1f us  max %.1f us "
 		       "(%u appends)\n",
-		       after_ack.p50, after_ack.p99, after_ack.max, o.live);
+		       after_ack.p50, after_ack.p99, after_ack.max, o->live);
 		printf("  live, append sent -> delivery   p50 %.1f us  p99 %.1f us\n",
 		       after_send.p50, after_send.p99);
 	}
@@ -469,3 +419,9 @@ int bench_subscribe_main(int argc, char **argv)
 	free(raw);
 	return 0;
 }
+
+const struct bench_command bench_subscribe_command =
+        BENCH_COMMAND("subscribe", subscribe_table, struct sub_opts, subscribe_run,
+                      "Appends N events to a spawned whizbangd, times in R rounds the catch-up "
+                      "of 1 and of S subscribers beside a raw LMDB cursor pass, then the live "
+                      "latency of M appends. See docs/BENCHMARKS.md.");

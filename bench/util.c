@@ -72,35 +72,24 @@ int bench_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
 	return parse_u64_in(text, PARSE_COUNT, min, max, out);
 }
 
-int bench_opt_size(const char *what, const char *text, uint64_t min, uint64_t max, uint64_t *out)
+atomic_bool bench_interrupted;
+
+static void interrupt_cb(int sig)
 {
-	if (parse_u64_in(text, PARSE_SIZE, min, max, out) != 0) {
-		fprintf(stderr,
-		        "whizbang-bench: %s: '%s' is not a size (bytes, or a number with K, M, G "
-		        "or T) in [%llu, %llu]\n",
-		        what, text, (unsigned long long)min, (unsigned long long)max);
-		return WB_E_INVAL;
-	}
-	return 0;
+	(void)sig;
+	atomic_store(&bench_interrupted, true);
 }
 
-int bench_opt_u64(const char *what, const char *text, uint64_t min, uint64_t max, uint64_t *out)
+void bench_sigint_catch(struct sigaction *old)
 {
-	if (bench_parse_u64(text, min, max, out) != 0) {
-		fprintf(stderr, "whizbang-bench: %s: '%s' is not a number in [%llu, %llu]\n", what,
-		        text, (unsigned long long)min, (unsigned long long)max);
-		return WB_E_INVAL;
-	}
-	return 0;
+	struct sigaction sa = {.sa_handler = interrupt_cb, .sa_flags = SA_RESETHAND};
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, old);
 }
 
-int bench_opt_u32(const char *what, const char *text, uint32_t min, uint32_t max, uint32_t *out)
+void bench_sigint_restore(const struct sigaction *old)
 {
-	uint64_t v;
-	int rc = bench_opt_u64(what, text, min, max, &v);
-	if (rc == 0)
-		*out = (uint32_t)v;
-	return rc;
+	sigaction(SIGINT, old, NULL);
 }
 
 bool bench_on_tmpfs(const char *path)
@@ -111,7 +100,7 @@ bool bench_on_tmpfs(const char *path)
 	return (long)sf.f_type == TMPFS_MAGIC_ || (long)sf.f_type == RAMFS_MAGIC_;
 }
 
-int bench_pick_parent(const char *parent, char *out, size_t len, char *errmsg, size_t errlen)
+static int pick_parent(const char *parent, char *out, size_t len, char *errmsg, size_t errlen)
 {
 	const char *dir = parent;
 	if (dir == NULL)
@@ -133,7 +122,7 @@ int bench_pick_parent(const char *parent, char *out, size_t len, char *errmsg, s
 	return 0;
 }
 
-int bench_mkdtemp(const char *parent, char *out, size_t len, char *errmsg, size_t errlen)
+static int make_temp_dir(const char *parent, char *out, size_t len, char *errmsg, size_t errlen)
 {
 	if ((size_t)snprintf(out, len, "%s/whizbang-bench.XXXXXX", parent) >= len) {
 		snprintf(errmsg, errlen, "the path %s is too long", parent);
@@ -143,6 +132,19 @@ int bench_mkdtemp(const char *parent, char *out, size_t len, char *errmsg, size_
 		snprintf(errmsg, errlen, "cannot create a directory under %s: %s", parent,
 		         strerror(errno));
 		return WB_E_IO;
+	}
+	return 0;
+}
+
+int bench_make_root(const char *data_dir, char parent_out[BENCH_PATH_MAX], char out[BENCH_PATH_MAX])
+{
+	char errmsg[BENCH_ERRMSG_MAX];
+	int rc = pick_parent(data_dir, parent_out, BENCH_PATH_MAX, errmsg, sizeof(errmsg));
+	if (rc == 0)
+		rc = make_temp_dir(parent_out, out, BENCH_PATH_MAX, errmsg, sizeof(errmsg));
+	if (rc != 0) {
+		fprintf(stderr, "whizbang-bench: %s\n", errmsg);
+		return 1;
 	}
 	return 0;
 }

@@ -154,17 +154,11 @@ static void put_overview(FILE *f)
 	      f);
 }
 
-/* A command's own help: its synopsis, what it does, and its options. */
+/* A command's own help: its synopsis, what it does, its options, and the
+ * global ones. */
 static void put_command_usage(FILE *f, const struct cli_command *c)
 {
-	fputs("usage: whizbang ", f);
-	cli_put_synopsis(f, c, strlen("usage: whizbang "));
-	fputs("\n\n", f);
-	cli_put_wrapped(f, c->help, 0, 0);
-	if (c->opts != NULL && c->opts[0].name != NULL) {
-		fputs("\nOptions:\n", f);
-		cli_put_options(f, c->opts);
-	}
+	cli_put_command_help(f, "whizbang", c);
 	char words[160];
 	global_words(false, words, sizeof(words));
 	fprintf(f, "\nGlobal options: %s (whizbang --help).\n", words);
@@ -286,6 +280,47 @@ static const struct cli_command *command_of(const struct cli *cli, int argc, cha
 	return cmd;
 }
 
+/* Reads the global option argv[*i] into cli, moving *i past its value;
+ * 0, or EXIT_USAGE with the reason in cli->why. */
+static int read_global(struct cli *cli, int argc, char **argv, int *i)
+{
+	const char *value;
+	const struct cli_opt *o = cli_find_opt(cli_global_opts, argv[*i], &value);
+	if (o == NULL) {
+		snprintf(cli->why, sizeof(cli->why), "unknown option %s", argv[*i]);
+		return EXIT_USAGE;
+	}
+	/* The global options are no lists: nothing to run out of memory. */
+	return cli_read_opt(o, cli, value, argc, argv, i, cli->why, sizeof(cli->why));
+}
+
+/* Reads the arguments argv[i..argc) of cli->cmd into cli->args (allocated
+ * here) and cli->pos, and the global options among them into cli: 0,
+ * EXIT_USAGE with the reason in cli->why, or 1 (reported) when out of
+ * memory. free_command() frees whatever this allocated. */
+static int read_command(struct cli *cli, int argc, char **argv, int i)
+{
+	const struct cli_command *cmd = cli->cmd;
+	if (cmd->size != 0) {
+		cli->args = calloc(1, cmd->size);
+		if (cli->args == NULL)
+			return cli_report(cli, WB_E_NOMEM, "no memory for the arguments");
+	}
+	int rc = cli_read_args(cmd, cli->args, &cli->pos, cli_global_opts, cli, argc, argv, i,
+	                       cli->why, sizeof(cli->why));
+	if (rc == WB_E_NOMEM)
+		return cli_report(cli, rc, "no memory for the arguments");
+	return rc;
+}
+
+static void free_command(struct cli *cli)
+{
+	if (cli->cmd != NULL)
+		cli_free_args(cli->cmd, cli->args, &cli->pos);
+	free(cli->args);
+	cli->args = NULL;
+}
+
 int main(int argc, char **argv)
 {
 	struct cli cli = {.server = getenv("WHIZBANG_SERVER")};
@@ -295,14 +330,9 @@ int main(int argc, char **argv)
 	if (help_asked(argc, argv))
 		return 0;
 	int i = 1;
-	for (; i < argc && cli_is_option(argv[i]); i++) {
-		const char *value;
-		const struct cli_opt *o = cli_find_opt(cli_global_opts, argv[i], &value);
-		if (o == NULL)
-			return cli_usage_error(&cli, "unknown option %s", argv[i]);
-		if (cli_apply_opt(&cli, o, &cli, value, argc, argv, &i) != 0)
+	for (; i < argc && cli_is_option(argv[i]); i++)
+		if (read_global(&cli, argc, argv, &i) != 0)
 			return cli_usage_error(&cli, "%s", cli.why);
-	}
 	if (i == argc)
 		return cli_usage_error(&cli, "no command given");
 	if (strcmp(argv[i], "help") == 0)
@@ -311,12 +341,12 @@ int main(int argc, char **argv)
 	if (cmd == NULL)
 		return EXIT_USAGE;
 	cli.cmd = cmd;
-	int rc = cli_parse(&cli, cli_global_opts, argc, argv, i);
+	int rc = read_command(&cli, argc, argv, i);
 	if (rc == EXIT_USAGE)
 		cli_usage_error(&cli, "%s", cli.why);
 	else if (rc == 0)
 		rc = cmd->run(&cli);
-	cli_args_free(&cli);
+	free_command(&cli);
 	wb_close(cli.client);
 	if (fflush(stdout) != 0 || ferror(stdout)) {
 		fprintf(stderr, "error: %s: writing the output failed\n", wb_error_name(WB_E_IO));

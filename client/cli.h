@@ -1,12 +1,12 @@
 /* The whizbang command-line tool's shared parts; private to client/.
  *
- * Every command is a row of a table (struct cli_command): its name, its
- * positional arguments, a table of its options (struct cli_opt: name, type,
- * bounds, default, meaning), the function that runs it, and what it does.
- * One parser (cli_parse) reads any command's arguments from its table, and
- * the help texts, the overview and each command's --help, are written from
- * the same tables, as whizbangd's settings are from server/config.c's
- * table. The commands live by group in cli_events.c, cli_leases.c,
+ * Every command is a row of a table (struct cli_command, cli_opts.h): its
+ * name, its positional arguments, a table of its options (struct cli_opt:
+ * name, type, bounds, default, meaning), the function that runs it, and
+ * what it does. One parser (cli_read_args) reads any command's arguments
+ * from its table, and the help texts, the overview and each command's
+ * --help, are written from the same tables, as whizbangd's settings are
+ * from server/config.c's table. The commands live by group in cli_events.c, cli_leases.c,
  * cli_proj.c, cli_subs.c and cli_admin.c, each exporting its table; cli.c
  * holds main, the global options and the list of groups. cli_out.c holds
  * the output helpers: text for people, JSON for programs, and errors. */
@@ -18,21 +18,11 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "cli_opts.h"
 #include "optext.h"
 #include "wb.h"
 
-/* Exit status of a usage error (0: success, 1: the command failed). */
-enum { EXIT_USAGE = 2 };
-
 #define CLI_DEFAULT_TIMEOUT_MS 30000
-
-/* Values in the order given: positional arguments and repeated options. */
-struct cli_list {
-	const char **v;
-	size_t n;
-};
-
-struct cli_command;
 
 struct cli {
 	/* The global options. */
@@ -54,99 +44,11 @@ struct cli {
 	char why[256];
 };
 
-/* ---------------------------------------------------------------- option tables */
-
-enum cli_type {
-	CLI_FLAG,     /* takes no value; sets a bool */
-	CLI_TEXT,     /* the value itself, a const char * (the last one given) */
-	CLI_TEXTS,    /* may be repeated: every value in order, a struct cli_list */
-	CLI_UINT,     /* digits, a uint64_t in [min, max] */
-	CLI_DURATION, /* digits with ms, s, m, h or d (proto/parse.h), as
-	               * milliseconds: a uint64_t in [min, max] */
-	CLI_PARSE,    /* read by the option's parse function; with arg NULL it
-	               * takes no value and parse gets NULL */
-};
-
-struct cli_opt {
-	/* With its dashes: "--limit". */
-	const char *name;
-	/* What the value is called in the help ("N"); NULL: it takes none. */
-	const char *arg;
-	enum cli_type type;
-	/* The field of the command's argument struct that the option fills. */
-	size_t offset;
-	/* 1 + the offset of a bool set when the option is given; 0: none. */
-	size_t given;
-	uint64_t min, max;
-	/* Parsed like a given value before the arguments are read (NULL: the
-	 * field stays zero); shown in the help. */
-	const char *dflt;
-	/* The command needs it; the help shows it without brackets. */
-	bool required;
-	/* One of the consecutive options marked alt must be given, and only
-	 * one: "(--all | --stream S | --ledger)". */
-	bool alt;
-	/* CLI_PARSE: reads value into field; 0, or WB_E_INVAL for a bad
-	 * value. */
-	int (*parse)(const char *value, void *field);
-	/* How the usage error for a bad value goes on after the name: "needs a
-	 * number of milliseconds" in "--wait-ms needs a number of
-	 * milliseconds, not "x"". NULL: "needs a number" or "needs a
-	 * duration". */
-	const char *bad;
-	/* What the option does, for the help. */
-	const char *help;
-};
-
-/* Shorthands for the rows of a table of struct cli_opt. */
-#define CLI_AT(T, f) .offset = offsetof(T, f)
-#define CLI_FLAG_AT(T, f) .type = CLI_FLAG, CLI_AT(T, f)
-#define CLI_TEXT_AT(T, f) .type = CLI_TEXT, CLI_AT(T, f)
-#define CLI_TEXTS_AT(T, f) .type = CLI_TEXTS, CLI_AT(T, f)
-#define CLI_UINT_AT(T, f, lo, hi) .type = CLI_UINT, CLI_AT(T, f), .min = (lo), .max = (hi)
-#define CLI_DURATION_AT(T, f, lo, hi) .type = CLI_DURATION, CLI_AT(T, f), .min = (lo), .max = (hi)
-#define CLI_PARSE_AT(T, f, fn) .type = CLI_PARSE, CLI_AT(T, f), .parse = (fn)
-#define CLI_GIVEN(T, f) .given = offsetof(T, f) + 1
-
-struct cli_command {
-	/* A group ("consumer", "index") whose subcommand name is; NULL for a
-	 * command of its own. */
-	const char *group;
-	const char *name;
-	/* The positional arguments, for the help ("STREAM", "TYPE ID"). */
-	const char *args;
-	/* How many it takes (max SIZE_MAX: any number), and the words of the
-	 * usage errors: "append needs <needs>" with fewer, "append takes
-	 * <takes>, not also "x"" with more. */
-	size_t min_args, max_args;
-	const char *needs;
-	const char *takes;
-	/* Its options, ended by a row with a NULL name; NULL for none. */
-	const struct cli_opt *opts;
-	/* The size of the argument struct the options fill (0: none). */
-	size_t size;
-	/* Runs the command with its arguments in cli->args and cli->pos: 0, 1
-	 * when it failed (reported), or EXIT_USAGE (reported). */
-	int (*run)(struct cli *cli);
-	/* What it does, in a sentence or two, for the help. */
-	const char *help;
-};
-
 /* The global options (cli.c): --server, --json, --timeout-ms. */
 extern const struct cli_opt cli_global_opts[];
 
-/* The positional arguments in a row of struct cli_command: what the help
- * calls them, how many (hi SIZE_MAX: any number), and the words of the
- * usage errors. */
-#define CLI_ARGS(names, lo, hi, needs_, takes_)                                                    \
-	.args = (names), .min_args = (lo), .max_args = (hi), .needs = (needs_), .takes = (takes_)
-
 /* One STREAM, the positional argument of many commands. */
 #define CLI_ONE_STREAM CLI_ARGS("STREAM", 1, 1, "a STREAM", "one stream")
-
-/* The options in a row of struct cli_command: their table and the struct
- * of type T they fill. */
-#define CLI_OPTS(table, T) .opts = (table), .size = sizeof(T)
 
 /* The tables of the command groups; each ends with a row whose name is
  * NULL. */
@@ -155,67 +57,6 @@ extern const struct cli_command cli_lease_commands[];
 extern const struct cli_command cli_proj_commands[];
 extern const struct cli_command cli_sub_commands[];
 extern const struct cli_command cli_admin_commands[];
-
-/* Appends o as the help writes it: "--limit N", or "--json". */
-void cli_append_opt(char *buf, size_t len, size_t *used, const struct cli_opt *o);
-
-/* A word an option takes, and the value it stands for. */
-struct cli_word {
-	const char *word;
-	int value;
-};
-
-/* Finds v among words (ended by a NULL word): 0 with its value in *value,
- * or WB_E_INVAL with *value untouched. For the parse functions of options
- * that take words ("--ack durable|applied"). */
-int cli_word(const char *v, const struct cli_word *words, int *value);
-
-/* Sets every option of table that has a default in base. */
-void cli_defaults(const struct cli_opt *table, void *base);
-
-/* The option of table (NULL: none) that a names, as "--name" or, for one
- * that takes a value, "--name=VALUE"; *value then receives what follows
- * '=' (NULL without). NULL when a names none. */
-const struct cli_opt *cli_find_opt(const struct cli_opt *table, const char *a, const char **value);
-
-/* Reads option o, which argv[*i] names, into base: value (NULL: the next
- * argument, and *i moves past it). Returns 0, or EXIT_USAGE with the reason
- * in cli->why. */
-int cli_apply_opt(struct cli *cli, const struct cli_opt *o, void *base, const char *value, int argc,
-                  char **argv, int *i);
-
-/* Reads the arguments argv[i..argc) of cli->cmd: its options into
- * cli->args (allocated here, zeroed, defaults applied), the options of
- * globals into cli, everything else (and all after "--") into cli->pos,
- * then checks the counts, the required options and the alternatives.
- * Returns 0, EXIT_USAGE with the reason in cli->why, or 1 (reported) when
- * out of memory. The caller frees with cli_args_free() whatever this
- * returns. */
-int cli_parse(struct cli *cli, const struct cli_opt *globals, int argc, char **argv, int i);
-
-/* Frees what cli_parse() allocated. */
-void cli_args_free(struct cli *cli);
-
-/* Whether a is an option: "-" and at least one more character. */
-bool cli_is_option(const char *a);
-
-/* Appends fmt to the text in buf[0..len) that has *used bytes, moving
- * *used; the text is cut short (and stays NUL-terminated) when full. */
-__attribute__((format(printf, 4, 5))) void cli_append(char *buf, size_t len, size_t *used,
-                                                      const char *fmt, ...);
-
-/* The help: the synopsis of cmd ("append STREAM --type T ..."), written
- * from column col (the caller wrote that much of the line), wrapped at 79
- * columns with continuation lines under its first argument, without the
- * line's end; returns the column it ended at.
- * And the list of the options of table, one a line with their meaning and
- * default. */
-size_t cli_put_synopsis(FILE *f, const struct cli_command *cmd, size_t col);
-void cli_put_options(FILE *f, const struct cli_opt *table);
-
-/* Prints text wrapped at 79 columns, every line indented by indent spaces
- * (the first by first_indent: the caller may have written that much). */
-void cli_put_wrapped(FILE *f, const char *text, size_t first_indent, size_t indent);
 
 /* The usage text: the command's own with cmd, else the overview (cli.c). */
 void cli_put_usage(FILE *f, const struct cli_command *cmd);

@@ -1,12 +1,13 @@
-/* The CLI's option tables at work (cli.h): one parser for every command's
+/* Option tables at work (cli_opts.h): one parser for every command's
  * arguments, and the help written from the same tables. */
-#include "cli.h"
+#include "cli_opts.h"
 
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "parse.h"
+#include "wb_error.h"
 
 /* A table holds at most this many options: the parser counts how often
  * each row was given, for the required ones and the alternatives. */
@@ -31,12 +32,13 @@ void cli_append(char *buf, size_t len, size_t *used, const char *fmt, ...)
 		*used = *used + (size_t)w < len ? *used + (size_t)w : len;
 }
 
-/* Keeps the reason the command line is refused; returns EXIT_USAGE. */
-__attribute__((format(printf, 2, 3))) static int fail(struct cli *cli, const char *fmt, ...)
+/* Keeps the reason the command line is refused in why[0..len); returns
+ * EXIT_USAGE. */
+__attribute__((format(printf, 3, 4))) static int fail(char *why, size_t len, const char *fmt, ...)
 {
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(cli->why, sizeof(cli->why), fmt, ap);
+	vsnprintf(why, len, fmt, ap);
 	va_end(ap);
 	return EXIT_USAGE;
 }
@@ -105,10 +107,31 @@ static int list_add(struct cli_list *l, const char *value, int argc)
 	return 0;
 }
 
+/* The grammar of a number option's value (parse.h), by its type. */
+static enum parse_kind kind_of(enum cli_type type)
+{
+	switch (type) {
+	case CLI_COUNT:
+		return PARSE_COUNT;
+	case CLI_SIZE:
+		return PARSE_SIZE;
+	case CLI_DURATION:
+		return PARSE_DURATION;
+	default:
+		return PARSE_INTEGER;
+	}
+}
+
+static bool is_number(enum cli_type type)
+{
+	return type == CLI_UINT || type == CLI_COUNT || type == CLI_SIZE || type == CLI_DURATION;
+}
+
 /* Reads value into the field of o in base: 0 or WB_E_INVAL. */
 static int set_value(const struct cli_opt *o, void *base, const char *value)
 {
 	void *field = field_of(base, o->offset);
+	uint64_t v;
 	switch (o->type) {
 	case CLI_FLAG:
 		*(bool *)field = true;
@@ -117,45 +140,80 @@ static int set_value(const struct cli_opt *o, void *base, const char *value)
 		*(const char **)field = value;
 		return 0;
 	case CLI_TEXTS:
-		return WB_E_INVAL; /* lists are filled by cli_apply_opt() */
+		return WB_E_INVAL; /* lists are filled by cli_read_opt() */
 	case CLI_UINT:
+	case CLI_COUNT:
+	case CLI_SIZE:
 	case CLI_DURATION:
-		return parse_u64_in(value, o->type == CLI_UINT ? PARSE_INTEGER : PARSE_DURATION,
-		                    o->min, o->max, field);
+		if (parse_u64_in(value, kind_of(o->type), o->min, o->max, &v) != 0)
+			return WB_E_INVAL;
+		if (o->width == sizeof(uint32_t))
+			*(uint32_t *)field = (uint32_t)v;
+		else
+			*(uint64_t *)field = v;
+		return 0;
 	case CLI_PARSE:
 		return o->parse(value, field);
 	}
 	return WB_E_INVAL;
 }
 
+/* Whether the row is one the parser can fill: a number's field is a
+ * uint32_t or a uint64_t that holds every value up to max. */
+static bool row_ok(const struct cli_opt *o)
+{
+	if (!is_number(o->type))
+		return true;
+	return o->width == sizeof(uint64_t) ||
+	       (o->width == sizeof(uint32_t) && o->max <= UINT32_MAX);
+}
+
 void cli_defaults(const struct cli_opt *table, void *base)
 {
 	size_t rows = 0;
-	for (const struct cli_opt *o = table; o != NULL && o->name != NULL; o++, rows++)
+	for (const struct cli_opt *o = table; o != NULL && o->name != NULL; o++, rows++) {
+		if (!row_ok(o))
+			abort(); /* a field the parser cannot fill is a bug */
 		if (o->dflt != NULL && set_value(o, base, o->dflt) != 0)
-			abort(); /* a default its own option refuses is a bug */
+			abort(); /* so is a default its own option refuses */
+	}
 	if (rows > CLI_MAX_OPTS)
-		abort(); /* so is a table longer than the parser counts */
+		abort(); /* and a table longer than the parser counts */
 }
 
-int cli_apply_opt(struct cli *cli, const struct cli_opt *o, void *base, const char *value, int argc,
-                  char **argv, int *i)
+/* The usage error for value, which o refused. */
+static int bad_value(const struct cli_opt *o, const char *value, char *why, size_t len)
+{
+	const char *bad = o->bad != NULL            ? o->bad
+	                  : o->type == CLI_SIZE     ? "needs a size"
+	                  : o->type == CLI_DURATION ? "needs a duration"
+	                                            : "needs a number";
+	uint64_t v;
+	if (is_number(o->type) && parse_u64(value, kind_of(o->type), &v) == 0) {
+		/* Of the right form, so outside the bounds: say them. */
+		char lo[32], hi[32];
+		parse_format(kind_of(o->type), o->min, lo, sizeof(lo));
+		parse_format(kind_of(o->type), o->max, hi, sizeof(hi));
+		return fail(why, len, "%s %s from %s to %s, not \"%s\"", o->name, bad, lo, hi,
+		            value);
+	}
+	return fail(why, len, "%s %s, not \"%s\"", o->name, bad, value);
+}
+
+int cli_read_opt(const struct cli_opt *o, void *base, const char *value, int argc, char **argv,
+                 int *i, char *why, size_t len)
 {
 	if (o->arg != NULL && value == NULL) {
 		if (*i + 1 >= argc)
-			return fail(cli, "%s needs a value", o->name);
+			return fail(why, len, "%s needs a value", o->name);
 		value = argv[++*i];
 	}
 	int rc = o->type == CLI_TEXTS ? list_add(field_of(base, o->offset), value, argc)
 	                              : set_value(o, base, value);
 	if (rc == WB_E_NOMEM)
-		return cli_report(cli, rc, "no memory for the arguments");
-	if (rc != 0) {
-		const char *bad = o->bad != NULL            ? o->bad
-		                  : o->type == CLI_DURATION ? "needs a duration"
-		                                            : "needs a number";
-		return fail(cli, "%s %s, not \"%s\"", o->name, bad, value);
-	}
+		return rc;
+	if (rc != 0)
+		return bad_value(o, value, why, len);
 	if (o->given != 0)
 		set_bool(base, o->given - 1);
 	return 0;
@@ -183,14 +241,14 @@ static void alt_names(const struct cli_opt *o, bool with_args, char *buf, size_t
 	}
 }
 
-/* After the arguments: the counts of positionals, the required options and
- * the alternatives, in that order. seen[k] counts row k of the table; name
- * is the command's. */
-static int check_counts(struct cli *cli, const char *name, const unsigned *seen)
+/* After the arguments: the count npos of positionals, the required options
+ * and the alternatives, in that order. seen[k] counts row k of the table;
+ * name is the command's. */
+static int check_counts(const struct cli_command *cmd, size_t npos, const unsigned *seen,
+                        const char *name, char *why, size_t len)
 {
-	const struct cli_command *cmd = cli->cmd;
-	if (cli->pos.n < cmd->min_args)
-		return fail(cli, "%s needs %s", name, cmd->needs);
+	if (npos < cmd->min_args)
+		return fail(why, len, "%s needs %s", name, cmd->needs);
 	/* Every required option missing: "append needs --type T and --data ...". */
 	const struct cli_opt *t = cmd->opts;
 	char words[256] = "";
@@ -202,7 +260,7 @@ static int check_counts(struct cli *cli, const char *name, const unsigned *seen)
 		cli_append_opt(words, sizeof(words), &used, &t[k]);
 	}
 	if (used != 0)
-		return fail(cli, "%s needs %s", name, words);
+		return fail(why, len, "%s needs %s", name, words);
 	for (size_t k = 0; t != NULL && t[k].name != NULL; k++) {
 		if (!t[k].alt || (k > 0 && t[k - 1].alt))
 			continue;
@@ -211,25 +269,21 @@ static int check_counts(struct cli *cli, const char *name, const unsigned *seen)
 			given += seen[j];
 		alt_names(&t[k], given == 0, words, sizeof(words));
 		if (given == 0)
-			return fail(cli, "%s needs %s", name, words);
+			return fail(why, len, "%s needs %s", name, words);
 		if (given > 1)
-			return fail(cli, "give one of %s", words);
+			return fail(why, len, "give one of %s", words);
 	}
 	return 0;
 }
 
-int cli_parse(struct cli *cli, const struct cli_opt *globals, int argc, char **argv, int i)
+int cli_read_args(const struct cli_command *cmd, void *args, struct cli_list *pos,
+                  const struct cli_opt *globals, void *gbase, int argc, char **argv, int i,
+                  char *why, size_t len)
 {
-	const struct cli_command *cmd = cli->cmd;
 	unsigned seen[CLI_MAX_OPTS] = {0};
 	char name[64];
 	command_name(cmd, name, sizeof(name));
-	if (cmd->size != 0) {
-		cli->args = calloc(1, cmd->size);
-		if (cli->args == NULL)
-			return cli_report(cli, WB_E_NOMEM, "no memory for the arguments");
-	}
-	cli_defaults(cmd->opts, cli->args);
+	cli_defaults(cmd->opts, args);
 	bool dashdash = false;
 	for (; i < argc; i++) {
 		const char *a = argv[i];
@@ -238,46 +292,46 @@ int cli_parse(struct cli *cli, const struct cli_opt *globals, int argc, char **a
 			continue;
 		}
 		if (dashdash || !cli_is_option(a)) {
-			if (cli->pos.n == cmd->max_args) {
+			if (pos == NULL || pos->n == cmd->max_args) {
 				if (cmd->max_args == 0)
-					return fail(cli, "%s takes no argument \"%s\"", name, a);
-				return fail(cli, "%s takes %s, not also \"%s\"", name, cmd->takes,
-				            a);
+					return fail(why, len, "%s takes no argument \"%s\"", name,
+					            a);
+				return fail(why, len, "%s takes %s, not also \"%s\"", name,
+				            cmd->takes, a);
 			}
-			if (list_add(&cli->pos, a, argc) != 0)
-				return cli_report(cli, WB_E_NOMEM, "no memory for the arguments");
+			if (list_add(pos, a, argc) != 0)
+				return WB_E_NOMEM;
 			continue;
 		}
 		/* The command's own options first: watermark's --timeout-ms is
 		 * not the global one. */
 		const char *value;
 		const struct cli_opt *o = cli_find_opt(cmd->opts, a, &value);
-		void *base = cli->args;
+		void *base = args;
 		if (o != NULL) {
 			seen[o - cmd->opts]++;
 		} else {
 			o = cli_find_opt(globals, a, &value);
-			base = cli;
+			base = gbase;
 		}
 		if (o == NULL)
-			return fail(cli, "unknown option %s for %s", a, name);
-		int rc = cli_apply_opt(cli, o, base, value, argc, argv, &i);
+			return fail(why, len, "unknown option %s for %s", a, name);
+		int rc = cli_read_opt(o, base, value, argc, argv, &i, why, len);
 		if (rc != 0)
 			return rc;
 	}
-	return check_counts(cli, name, seen);
+	return check_counts(cmd, pos != NULL ? pos->n : 0, seen, name, why, len);
 }
 
-void cli_args_free(struct cli *cli)
+void cli_free_args(const struct cli_command *cmd, void *args, struct cli_list *pos)
 {
-	const struct cli_opt *o = cli->cmd != NULL ? cli->cmd->opts : NULL;
-	for (; cli->args != NULL && o != NULL && o->name != NULL; o++)
+	for (const struct cli_opt *o = cmd->opts; args != NULL && o != NULL && o->name != NULL; o++)
 		if (o->type == CLI_TEXTS)
-			free(((struct cli_list *)field_of(cli->args, o->offset))->v);
-	free(cli->args);
-	free(cli->pos.v);
-	cli->args = NULL;
-	memset(&cli->pos, 0, sizeof(cli->pos));
+			free(((struct cli_list *)field_of(args, o->offset))->v);
+	if (pos != NULL) {
+		free(pos->v);
+		memset(pos, 0, sizeof(*pos));
+	}
 }
 
 /* ---------------------------------------------------------------- help */
@@ -379,5 +433,17 @@ void cli_put_options(FILE *f, const struct cli_opt *table)
 			col = 0;
 		}
 		cli_put_wrapped(f, text, col, 26);
+	}
+}
+
+void cli_put_command_help(FILE *f, const char *program, const struct cli_command *cmd)
+{
+	fprintf(f, "usage: %s ", program);
+	cli_put_synopsis(f, cmd, strlen("usage: ") + strlen(program) + 1);
+	fputs("\n\n", f);
+	cli_put_wrapped(f, cmd->help, 0, 0);
+	if (cmd->opts != NULL && cmd->opts[0].name != NULL) {
+		fputs("\nOptions:\n", f);
+		cli_put_options(f, cmd->opts);
 	}
 }

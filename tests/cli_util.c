@@ -156,6 +156,12 @@ void cli_expect_has(const char *text, const char *needle, const char *what)
 	cr_assert(strstr(text, needle) != NULL, "%s: \"%s\" not in:\n%s", what, needle, text);
 }
 
+void cli_expect_all(const char *text, const char *what, const char *const *needles)
+{
+	for (; *needles != NULL; needles++)
+		cli_expect_has(text, *needles, what);
+}
+
 void cli_expect_not(const char *text, const char *needle, const char *what)
 {
 	cr_assert(strstr(text, needle) == NULL, "%s: \"%s\" unexpectedly in:\n%s", what, needle,

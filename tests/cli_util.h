@@ -44,6 +44,33 @@ void cli_run_free(struct cli_run *r);
 		cli_run((r), cli_args_);                                                           \
 	} while (0)
 
+/* The start of a test of the CLI: e2e_srv started with extra_args
+ * (e2e_suite_start()), and an empty struct cli_run for its runs:
+ *
+ *	struct cli_run r = cli_suite_start(NULL);
+ */
+#define cli_suite_start(extra_args) (e2e_suite_start(extra_args), (struct cli_run){0})
+
+/* Its end: frees r and stops e2e_srv (e2e_suite_stop(), which fails the
+ * test unless the server exits cleanly). */
+#define cli_suite_stop(r) (cli_run_free(r), e2e_suite_stop())
+
+/* CLI() followed by cli_expect_status(): runs the CLI with --server and the
+ * given arguments into r, and fails the test unless it exits with status;
+ * what names the step. */
+#define CLI_EXPECT(r, status, what, ...)                                                           \
+	do {                                                                                       \
+		CLI((r), __VA_ARGS__);                                                             \
+		cli_expect_status((r), (status), (what));                                          \
+	} while (0)
+
+/* Fails the test unless text holds every one of the needles given after
+ * what (cli_expect_has(), in order): the message names what and the needle
+ * that is missing. */
+#define CLI_HAS(text, what, ...)                                                                   \
+	cli_expect_all((text), (what), (const char *const[]){__VA_ARGS__, NULL})
+void cli_expect_all(const char *text, const char *what, const char *const *needles);
+
 /* A CLI child whose stdout and stderr are read as it runs. out and err
  * hold what has been read so far, NUL-terminated. */
 struct cli_child {

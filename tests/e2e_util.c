@@ -653,10 +653,8 @@ int e2e_raw_hello(int fd, uint64_t id)
 	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
 	h.protocol_version = WB_PROTOCOL_VERSION;
 	h.client_name = (char *)"e2e-raw";
-	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	Whizbang__V1__Request req = E2E_REQUEST(HELLO, hello, &h);
 	req.id = id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_HELLO;
-	req.hello = &h;
 	Whizbang__V1__Response *r = NULL;
 	int rc = e2e_raw_call(fd, &req, &r);
 	if (rc != 0)

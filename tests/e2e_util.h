@@ -173,6 +173,17 @@ bool e2e_wait_closed(int fd, int timeout_ms);
  * with one). */
 int e2e_raw_hello(int fd, uint64_t id);
 
+/* A Request whose body (case UPPER) is msg, in its field lower, with id 0:
+ *
+ *	Whizbang__V1__Request req = E2E_REQUEST(READ_ALL, read_all, &ra);
+ *
+ * msg stays the caller's; the Request only points at it. */
+#define E2E_REQUEST(UPPER, lower, msg)                                                             \
+	((Whizbang__V1__Request){                                                                  \
+	        .base = PROTOBUF_C_MESSAGE_INIT(&whizbang__v1__request__descriptor),               \
+	        .body_case = WHIZBANG__V1__REQUEST__BODY_##UPPER,                                  \
+	        .lower = (msg)})
+
 /* Fills req as a Ping with request id id and nonce; req points at ping,
  * which the caller keeps alive while req is used. */
 void e2e_req_ping(Whizbang__V1__Request *req, Whizbang__V1__Ping *ping, uint64_t id,
@@ -247,6 +258,10 @@ void e2e_suite_fini(void);
  * of it named name. */
 #define e2e_suite_start_client(extra_args, name)                                                   \
 	(e2e_suite_start(extra_args), e2e_suite_client(name))
+
+/* The common end of such a test: closes the client c and stops e2e_srv,
+ * which fails the test unless it exits cleanly (e2e_suite_stop()). */
+#define e2e_suite_stop_client(c) (wb_close(c), e2e_suite_stop())
 
 /* A TCP socket bound to an ephemeral port on 127.0.0.1 (close-on-exec),
  * listening when listening is true; *port receives the port. Fails the test

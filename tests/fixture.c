@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #if defined(__has_include)
 #if __has_include(<valgrind/valgrind.h>)
@@ -118,4 +119,50 @@ uint64_t fixture_xorshift(uint64_t *state)
 	*state ^= *state << 25;
 	*state ^= *state >> 27;
 	return *state * UINT64_C(2685821657736338717);
+}
+
+uint64_t fixture_walk_start(struct fixture_walk *w, const char *name, uint64_t seed_offset)
+{
+	uint64_t base;
+	const char *env = getenv("WB_SEED");
+	if (env != NULL && *env != '\0') {
+		base = strtoull(env, NULL, 0);
+	} else {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		base = (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
+	}
+	*w = (struct fixture_walk){.seed = base + seed_offset, .seed_offset = seed_offset};
+	cr_log_info("%s: seed %llu (replay with WB_SEED=%llu)", name, (unsigned long long)w->seed,
+	            (unsigned long long)base);
+	return w->seed;
+}
+
+bool fixture_clock_step(const struct fixture_clock *c, uint64_t *now, uint64_t *rng)
+{
+	uint64_t pick = fixture_splitmix(rng) % 100;
+	if (pick < c->step_pct) {
+		*now += fixture_splitmix(rng) % c->step;
+		return false;
+	}
+	if (pick < (uint64_t)c->step_pct + c->jump_pct) {
+		*now += 1000 + fixture_splitmix(rng) % c->jump;
+		return false;
+	}
+	*now -= 1 + fixture_splitmix(rng) % c->jump;
+	return true;
+}
+
+struct storage_txn *fixture_txn(struct storage *st, struct storage_txn *parent, unsigned flags)
+{
+	struct storage_txn *t = NULL;
+	int rc = storage_txn_begin(st, parent, flags, &t);
+	cr_assert_eq(rc, 0, "storage_txn_begin: %s", wb_error_name(rc));
+	return t;
+}
+
+void fixture_commit(struct storage_txn *t)
+{
+	int rc = storage_txn_commit(t);
+	cr_assert_eq(rc, 0, "storage_txn_commit: %s", wb_error_name(rc));
 }

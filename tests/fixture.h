@@ -69,6 +69,38 @@ char *fixture_path(const struct fixture *fx, const char *name, char *buf, size_t
 struct storage *fixture_open(const struct fixture *fx, const char *name,
                              const struct storage_options *opts);
 
+/* A suite whose every test has a directory of its own, fx, and a store in
+ * it, st, opened with *opts (which must outlive the suite) before the test
+ * and closed (st may have been reopened) and removed after it:
+ *
+ *	static const struct storage_options STORE_OPTS = {.map_size = 16u << 20};
+ *	FIXTURE_STORE_SUITE(events, &STORE_OPTS);
+ *
+ * declares the statics fx and st and the suite. */
+#define FIXTURE_STORE_SUITE(suite, opts)                                                           \
+	static struct fixture fx;                                                                  \
+	static struct storage *st;                                                                 \
+	static void suite##_setup(void)                                                            \
+	{                                                                                          \
+		fixture_setup(&fx, #suite);                                                        \
+		st = fixture_open(&fx, NULL, (opts));                                              \
+	}                                                                                          \
+	static void suite##_teardown(void)                                                         \
+	{                                                                                          \
+		storage_close(st);                                                                 \
+		st = NULL;                                                                         \
+		fixture_teardown(&fx);                                                             \
+	}                                                                                          \
+	TestSuite(suite, .init = suite##_setup, .fini = suite##_teardown)
+
+/* A transaction of st: a write transaction (a child of parent when parent
+ * is not NULL) or, with flags STORAGE_RDONLY, a read-only one. Fails the
+ * test when it cannot begin. */
+struct storage_txn *fixture_txn(struct storage *st, struct storage_txn *parent, unsigned flags);
+
+/* Commits t; fails the test unless that succeeds. */
+void fixture_commit(struct storage_txn *t);
+
 /* Whether the test runs under valgrind (its client request, or its preload
  * library in LD_PRELOAD when valgrind.h is not installed). Tests use it to
  * scale their work down, never to skip an assertion. */
@@ -85,5 +117,70 @@ uint64_t fixture_splitmix(void *state);
  * *state (advanced). The generator of test_value's and test_eval's random
  * cases, kept so that their seeds still name the same cases. */
 uint64_t fixture_xorshift(uint64_t *state);
+
+/* ---------------------------------------------------------------- model walks */
+
+/* What the model tests (test_lease_model.c, test_ledger_model.c) share: a
+ * seeded random walk of steps, checked against a reference model after each
+ * one, run from five seeds, with a failure message that names the seed, how
+ * to replay it and the step. */
+
+/* Where a walk is: its seed (base + offset), the offset its test adds (the
+ * test walk_seed_<offset>) and the step it is at. */
+struct fixture_walk {
+	uint64_t seed;
+	uint64_t seed_offset;
+	unsigned long step;
+};
+
+/* Starts w at seed offset seed_offset from $WB_SEED when that is set (to
+ * replay a failure: the messages name it), else from the clock; step 0.
+ * Logs the seed with name ("lease model"). Returns w->seed. */
+uint64_t fixture_walk_start(struct fixture_walk *w, const char *name, uint64_t seed_offset);
+
+/* cr_assert(cond) with a message that starts with where walk w is. */
+#define FIXTURE_WALK_CHECK(w, cond, fmt, ...)                                                      \
+	cr_assert((cond), "seed %llu (replay: WB_SEED=%llu, test walk_seed_%llu) step %lu: " fmt,  \
+	          (unsigned long long)(w).seed, (unsigned long long)((w).seed - (w).seed_offset),  \
+	          (unsigned long long)(w).seed_offset, (w).step, __VA_ARGS__)
+
+/* The five walks of a model suite: the tests walk_seed_0 .. walk_seed_4, in
+ * which run(k) walks from seed offset k. (meson.build's negative controls
+ * name walk_seed_0.) */
+#define FIXTURE_WALK_TESTS(suite, run)                                                             \
+	Test(suite, walk_seed_0)                                                                   \
+	{                                                                                          \
+		run(0);                                                                            \
+	}                                                                                          \
+	Test(suite, walk_seed_1)                                                                   \
+	{                                                                                          \
+		run(1);                                                                            \
+	}                                                                                          \
+	Test(suite, walk_seed_2)                                                                   \
+	{                                                                                          \
+		run(2);                                                                            \
+	}                                                                                          \
+	Test(suite, walk_seed_3)                                                                   \
+	{                                                                                          \
+		run(3);                                                                            \
+	}                                                                                          \
+	Test(suite, walk_seed_4)                                                                   \
+	{                                                                                          \
+		run(4);                                                                            \
+	}
+
+/* How a walk's clock moves in one step: with probability step_pct percent
+ * forward by up to step ms; else with jump_pct percent forward by 1000 ms
+ * plus up to jump ms; else back by 1 to jump ms. */
+struct fixture_clock {
+	unsigned step_pct;
+	uint64_t step;
+	unsigned jump_pct;
+	uint64_t jump;
+};
+
+/* Moves *now (ms) as c says, drawing from the splitmix state *rng. Returns
+ * true when the clock went back. */
+bool fixture_clock_step(const struct fixture_clock *c, uint64_t *now, uint64_t *rng);
 
 #endif

@@ -239,6 +239,22 @@ static void copy_file(const char *from, const char *to)
 	fclose(in);
 }
 
+/* Restores the backup at path as docs/OPERATIONS.md says, into srv2:
+ * stop the server, put the copy's data.mdb into an emptied data directory,
+ * start. Returns a client of the restored server (closed by the caller). */
+static struct wb_client *restore(const char *path)
+{
+	e2e_start_ok(&srv2, NULL);
+	e2e_stop_ok(&srv2);
+	empty_dir(srv2.data_dir);
+	char from[256], to[256];
+	snprintf(from, sizeof(from), "%s/data.mdb", path);
+	snprintf(to, sizeof(to), "%s/data.mdb", srv2.data_dir);
+	copy_file(from, to);
+	e2e_restart_ok(&srv2);
+	return e2e_client_ok(&srv2, "backup-restored");
+}
+
 static int by_position(const void *a, const void *b)
 {
 	uint64_t x = ((const struct acked *)a)->position, y = ((const struct acked *)b)->position;
@@ -354,8 +370,7 @@ Test(backup, bad_paths_are_refused_with_their_reason)
 	cr_assert_eq(wb_backup(c, p, NULL, NULL, NULL), 0, "%s", wb_errmsg(c));
 	cr_assert_eq(stat(p, &st), 0);
 	cr_assert_eq(st.st_mode & 0777, 0750, "mode %o", st.st_mode & 0777);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(backup, under_load_then_restored_holds_every_acknowledged_write)
@@ -419,17 +434,8 @@ Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 	cr_assert_geq(res.last_position, PRELOAD_BYTES / PRELOAD_EVENT_SIZE);
 	cr_assert_geq(res.watermark, 21, "the preloaded commits and the index are below it");
 
-	/* Restore as docs/OPERATIONS.md says: stop, put the copy's data.mdb
-	 * into an emptied data directory, start. */
-	e2e_start_ok(&srv2, NULL);
-	e2e_stop_ok(&srv2);
-	empty_dir(srv2.data_dir);
-	char from[256], to[256];
-	snprintf(from, sizeof(from), "%s/data.mdb", path);
-	snprintf(to, sizeof(to), "%s/data.mdb", srv2.data_dir);
-	copy_file(from, to);
-	e2e_restart_ok(&srv2);
-	struct wb_client *r = e2e_client_ok(&srv2, "backup-restored");
+	/* Restore as docs/OPERATIONS.md says. */
+	struct wb_client *r = restore(path);
 
 	/* Every acknowledged event up to last_position, with its id and data. */
 	struct e2e_event *evs;
@@ -558,15 +564,7 @@ Test(backup, a_shutdown_waits_for_the_copy)
 	e2e_suite_wait_exit();
 	cr_assert_eq(e2e_log_count(&e2e_srv, "event=backup_done"), 1);
 
-	e2e_start_ok(&srv2, NULL);
-	e2e_stop_ok(&srv2);
-	empty_dir(srv2.data_dir);
-	char from[256], to[256];
-	snprintf(from, sizeof(from), "%s/data.mdb", path);
-	snprintf(to, sizeof(to), "%s/data.mdb", srv2.data_dir);
-	copy_file(from, to);
-	e2e_restart_ok(&srv2);
-	struct wb_client *r = e2e_client_ok(&srv2, "backup-restored");
+	struct wb_client *r = restore(path);
 	struct e2e_event *evs;
 	size_t nev;
 	cr_assert_eq(e2e_read_all(r, 0, NULL, NULL, 0, &evs, &nev), 0, "%s", wb_errmsg(r));

@@ -74,6 +74,13 @@ static void assert_healthy(void)
 	wb_close(c);
 }
 
+/* start(args) and a client of the server: how many tests begin. */
+static struct wb_client *start_client(const char *const *args)
+{
+	start(args);
+	return e2e_suite_client("test_badinput");
+}
+
 static void finish(void)
 {
 	assert_healthy();
@@ -150,6 +157,29 @@ static void pb_put(struct pb *b, const void *p, size_t n)
 	if (n > 0)
 		memcpy(b->buf + b->len, p, n);
 	b->len += n;
+}
+
+/* Appends to b the frame of req with request id id. */
+static void pack_request(struct pb *b, Whizbang__V1__Request *req, uint64_t id)
+{
+	req->id = id;
+	size_t flen;
+	uint8_t *f = e2e_pack(req, &flen);
+	pb_put(b, f, flen);
+	free(f);
+}
+
+/* Appends to b the frame of an AppendEvents request with id id of the n
+ * events evs to stream. */
+static void pack_append(struct pb *b, uint64_t id, const char *stream, Whizbang__V1__NewEvent **evs,
+                        size_t n)
+{
+	Whizbang__V1__AppendEvents a = WHIZBANG__V1__APPEND_EVENTS__INIT;
+	a.stream = (char *)stream;
+	a.n_events = n;
+	a.events = evs;
+	Whizbang__V1__Request req = E2E_REQUEST(APPEND_EVENTS, append_events, &a);
+	pack_request(b, &req, id);
 }
 
 static void pb_varint(struct pb *b, uint64_t v)
@@ -494,9 +524,7 @@ Test(badinput, deeply_nested_clause_is_refused_without_recursion)
  * wait for ever on a write that cannot finish. */
 Test(badinput, client_that_never_reads_does_not_hold_shutdown)
 {
-	const char *args[] = {"--shutdown-timeout-ms", "300", NULL};
-	start(args);
-	struct wb_client *c = e2e_suite_client("test_badinput");
+	struct wb_client *c = start_client((const char *[]){"--shutdown-timeout-ms", "300", NULL});
 	static uint8_t big[4000];
 	struct wb_new_event evs[100];
 	for (int i = 0; i < 100; i++)
@@ -508,13 +536,11 @@ Test(badinput, client_that_never_reads_does_not_hold_shutdown)
 	int fd = e2e_suite_raw_hello();
 	/* 200 reads of 4 MB each: far more than the socket buffers hold. */
 	for (uint64_t id = 1; id <= 200; id++) {
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
 		Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
 		ra.from_position = 1;
 		ra.max_count = 1000;
+		Whizbang__V1__Request req = E2E_REQUEST(READ_ALL, read_all, &ra);
 		req.id = id;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_ALL;
-		req.read_all = &ra;
 		cr_assert_eq(e2e_send_request(fd, &req), 0);
 	}
 	e2e_sleep_ms(300);
@@ -550,10 +576,8 @@ static void send_hello_version(int fd, uint64_t id, uint32_t version)
 {
 	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
 	h.protocol_version = version;
-	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	Whizbang__V1__Request req = E2E_REQUEST(HELLO, hello, &h);
 	req.id = id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_HELLO;
-	req.hello = &h;
 	cr_assert_eq(e2e_send_request(fd, &req), 0);
 }
 
@@ -623,21 +647,19 @@ Test(badinput, invalid_stream_names)
 		/* Reads of such names are refused the same way. */
 		struct pb rs = {0};
 		pb_bytes(&rs, 1, bad[k].name, bad[k].len);
-		send_request(fd, id, F_READ_STREAM, &rs);
-		r = recv_one(fd);
-		cr_expect_eq(e2e_error_code(r), WB_BAD_REQUEST,
-		             "read of a stream name (%s): got %s", bad[k].what,
-		             wb_error_name(e2e_error_code(r)));
-		whizbang__v1__response__free_unpacked(r, NULL);
-		id++;
-		send_request(fd, id, F_STREAM_INFO, &rs);
-		r = recv_one(fd);
-		cr_expect_eq(e2e_error_code(r), WB_BAD_REQUEST,
-		             "stream info of a stream name (%s): got %s", bad[k].what,
-		             wb_error_name(e2e_error_code(r)));
-		whizbang__v1__response__free_unpacked(r, NULL);
+		static const struct {
+			uint32_t field;
+			const char *what;
+		} reads[] = {{F_READ_STREAM, "read"}, {F_STREAM_INFO, "stream info"}};
+		for (size_t j = 0; j < 2; j++, id++) {
+			send_request(fd, id, reads[j].field, &rs);
+			r = recv_one(fd);
+			cr_expect_eq(e2e_error_code(r), WB_BAD_REQUEST,
+			             "%s of a stream name (%s): got %s", reads[j].what, bad[k].what,
+			             wb_error_name(e2e_error_code(r)));
+			whizbang__v1__response__free_unpacked(r, NULL);
+		}
 		pb_free(&rs);
-		id++;
 	}
 	/* The longest names are fine: 255 ASCII bytes, and 255 bytes of
 	 * two-byte characters plus one. */
@@ -756,9 +778,7 @@ Test(badinput, invalid_events)
 
 Test(badinput, read_count_is_clamped)
 {
-	const char *args[] = {"--max-read-count", "5", NULL};
-	start(args);
-	struct wb_client *c = e2e_suite_client("test_badinput");
+	struct wb_client *c = start_client((const char *[]){"--max-read-count", "5", NULL});
 	cr_assert_eq(wb_server_info(c)->max_read_count, 5);
 	struct wb_new_event evs[12];
 	char text[12][8];
@@ -810,9 +830,7 @@ Test(badinput, read_count_is_clamped)
  * or refuse the read. */
 Test(badinput, read_answer_is_bounded_by_max_frame)
 {
-	const char *args[] = {"--max-frame", "64K", NULL};
-	start(args);
-	struct wb_client *c = e2e_suite_client("test_badinput");
+	struct wb_client *c = start_client((const char *[]){"--max-frame", "64K", NULL});
 	static char data[20000];
 	memset(data, 'z', sizeof(data));
 	for (int i = 0; i < 20; i++) {
@@ -830,10 +848,8 @@ Test(badinput, read_answer_is_bounded_by_max_frame)
 		Whizbang__V1__ReadStream rs = WHIZBANG__V1__READ_STREAM__INIT;
 		rs.stream = (char *)"bulky";
 		rs.from_version = from;
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+		Whizbang__V1__Request req = E2E_REQUEST(READ_STREAM, read_stream, &rs);
 		req.id = id++;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_STREAM;
-		req.read_stream = &rs;
 		cr_assert_eq(e2e_send_request(fd, &req), 0);
 		/* Read the frame header by hand to see the frame's size. */
 		Whizbang__V1__Response *r = recv_one(fd);
@@ -866,19 +882,11 @@ Test(badinput, read_answer_is_bounded_by_max_frame)
 static uint8_t *split_sequence(unsigned n, size_t *len)
 {
 	struct pb all = {0};
-	uint8_t *f;
-	size_t flen;
-
 	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
 	h.protocol_version = 1;
 	h.client_name = (char *)"split";
-	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.id = 1;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_HELLO;
-	req.hello = &h;
-	f = e2e_pack(&req, &flen);
-	pb_put(&all, f, flen);
-	free(f);
+	Whizbang__V1__Request req = E2E_REQUEST(HELLO, hello, &h);
+	pack_request(&all, &req, 1);
 
 	char stream[24];
 	snprintf(stream, sizeof(stream), "split-%03u", n);
@@ -891,27 +899,12 @@ static uint8_t *split_sequence(unsigned n, size_t *len)
 	e1.data.data = (uint8_t *)"second";
 	e1.data.len = 6;
 	Whizbang__V1__NewEvent *evs[2] = {&e0, &e1};
-	Whizbang__V1__AppendEvents a = WHIZBANG__V1__APPEND_EVENTS__INIT;
-	a.stream = stream;
-	a.n_events = 2;
-	a.events = evs;
-	whizbang__v1__request__init(&req);
-	req.id = 2;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_APPEND_EVENTS;
-	req.append_events = &a;
-	f = e2e_pack(&req, &flen);
-	pb_put(&all, f, flen);
-	free(f);
+	pack_append(&all, 2, stream, evs, 2);
 
 	Whizbang__V1__ReadStream rs = WHIZBANG__V1__READ_STREAM__INIT;
 	rs.stream = (char *)"split-base";
-	whizbang__v1__request__init(&req);
-	req.id = 3;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_STREAM;
-	req.read_stream = &rs;
-	f = e2e_pack(&req, &flen);
-	pb_put(&all, f, flen);
-	free(f);
+	req = E2E_REQUEST(READ_STREAM, read_stream, &rs);
+	pack_request(&all, &req, 3);
 	*len = all.len;
 	return all.buf;
 }
@@ -947,8 +940,7 @@ static void check_split_answers(int fd, size_t offset)
 
 Test(badinput, frame_split_at_every_offset)
 {
-	start(NULL);
-	struct wb_client *c = e2e_suite_client("test_badinput");
+	struct wb_client *c = start_client(NULL);
 	struct wb_new_event base[3];
 	for (int i = 0; i < 3; i++)
 		base[i] = (struct wb_new_event){.type = "Base", .data = "b", .data_len = 1};
@@ -1002,6 +994,13 @@ Test(badinput, frame_split_at_every_offset)
 
 /* ---------------------------------------------------------------- slow and vanishing peers */
 
+/* The first bytes of a frame of 100: its header and 10 bytes of payload. */
+static void half_frame(uint8_t buf[FRAME_HEADER + 10])
+{
+	frame_put_header(buf, 100);
+	memset(buf + FRAME_HEADER, 0x08, 10);
+}
+
 Test(badinput, half_frame_stall_is_closed_after_timeout)
 {
 	const char *args[] = {"--frame-timeout-ms", "300", NULL};
@@ -1010,8 +1009,7 @@ Test(badinput, half_frame_stall_is_closed_after_timeout)
 	for (int variant = 0; variant < 2; variant++) {
 		int fd = e2e_suite_raw_hello();
 		uint8_t buf[FRAME_HEADER + 10];
-		frame_put_header(buf, 100);
-		memset(buf + FRAME_HEADER, 0x08, 10);
+		half_frame(buf);
 		int64_t t0 = e2e_now_ms();
 		send_bytes(fd, buf, variant == 0 ? sizeof(buf) : 2);
 
@@ -1079,8 +1077,7 @@ Test(badinput, peer_closes_mid_frame)
 	for (int variant = 0; variant < 4; variant++) {
 		int fd = e2e_suite_raw_hello();
 		uint8_t buf[FRAME_HEADER + 10];
-		frame_put_header(buf, 100);
-		memset(buf + FRAME_HEADER, 0x08, 10);
+		half_frame(buf);
 		send_bytes(fd, buf, variant % 2 == 0 ? sizeof(buf) : 3);
 		if (variant >= 2) {
 			/* Close with a reset instead of a FIN. */
@@ -1133,18 +1130,7 @@ static uint8_t *gone_appends(uint32_t variant, size_t *len)
 		}
 		char stream[24];
 		snprintf(stream, sizeof(stream), "gone-%u", j % 5);
-		Whizbang__V1__AppendEvents a = WHIZBANG__V1__APPEND_EVENTS__INIT;
-		a.stream = stream;
-		a.n_events = k;
-		a.events = ptrs;
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
-		req.id = 10 + j;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_APPEND_EVENTS;
-		req.append_events = &a;
-		size_t flen;
-		uint8_t *f = e2e_pack(&req, &flen);
-		pb_put(&all, f, flen);
-		free(f);
+		pack_append(&all, 10 + j, stream, ptrs, k);
 	}
 	*len = all.len;
 	return all.buf;
@@ -1189,8 +1175,7 @@ static size_t check_gone_whole(struct wb_client *c, uint32_t variant, bool store
 
 Test(badinput, disconnect_with_requests_in_flight)
 {
-	start(NULL);
-	struct wb_client *c = e2e_suite_client("test_badinput");
+	struct wb_client *c = start_client(NULL);
 	uint64_t base = 0;
 	cr_assert_eq(e2e_connections(c, &base), 0);
 	/* Variants: close after all of it; reset after all of it; close
@@ -1297,8 +1282,7 @@ Test(badinput, burst_of_1000_connections)
 		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < 1100)
 			wave = rl.rlim_cur > 200 ? (size_t)(rl.rlim_cur - 100) / 2 : 50;
 	}
-	start(NULL);
-	struct wb_client *c = e2e_suite_client("test_badinput");
+	struct wb_client *c = start_client(NULL);
 	Whizbang__V1__ServerStats *st;
 	cr_assert_eq(wb_stats(c, &st), 0);
 	uint64_t base = st->connections_current;
@@ -1307,10 +1291,8 @@ Test(badinput, burst_of_1000_connections)
 
 	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
 	h.protocol_version = 1;
-	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	Whizbang__V1__Request req = E2E_REQUEST(HELLO, hello, &h);
 	req.id = 1;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_HELLO;
-	req.hello = &h;
 	size_t hlen;
 	uint8_t *hello = e2e_pack(&req, &hlen);
 	static int fds[1000];
@@ -1451,10 +1433,8 @@ Test(badinput, many_empty_elements_are_refused)
  * frames it sent were complete, so the frame timeout does not apply. */
 Test(badinput, slow_reader_is_paused_not_closed)
 {
-	const char *args[] = {"--max-output-per-connection", "64K", "--frame-timeout-ms", "200",
-	                      NULL};
-	start(args);
-	struct wb_client *c = e2e_suite_client("test_badinput");
+	struct wb_client *c = start_client((const char *[]){"--max-output-per-connection", "64K",
+	                                                    "--frame-timeout-ms", "200", NULL});
 	static char kb[1024];
 	memset(kb, 'k', sizeof(kb));
 	struct wb_new_event bulk[16];
@@ -1473,28 +1453,12 @@ Test(badinput, slow_reader_is_paused_not_closed)
 		e.data.data = (uint8_t *)"s";
 		e.data.len = 1;
 		Whizbang__V1__NewEvent *ep = &e;
-		Whizbang__V1__AppendEvents a = WHIZBANG__V1__APPEND_EVENTS__INIT;
-		a.stream = (char *)"slow";
-		a.n_events = 1;
-		a.events = &ep;
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
-		req.id = 1000 + j;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_APPEND_EVENTS;
-		req.append_events = &a;
-		size_t flen;
-		uint8_t *f = e2e_pack(&req, &flen);
-		pb_put(&all, f, flen);
-		free(f);
+		pack_append(&all, 1000 + j, "slow", &ep, 1);
 		Whizbang__V1__ReadStream rs = WHIZBANG__V1__READ_STREAM__INIT;
 		rs.stream = (char *)"bulk";
 		rs.max_count = 16;
-		whizbang__v1__request__init(&req);
-		req.id = 2000 + j;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_STREAM;
-		req.read_stream = &rs;
-		f = e2e_pack(&req, &flen);
-		pb_put(&all, f, flen);
-		free(f);
+		Whizbang__V1__Request req = E2E_REQUEST(READ_STREAM, read_stream, &rs);
+		pack_request(&all, &req, 2000 + j);
 	}
 	int fd = e2e_suite_raw_hello();
 	send_bytes(fd, all.buf, all.len);
@@ -1549,18 +1513,7 @@ Test(badinput, paused_connection_is_not_frame_timed_out)
 	}
 	struct pb all = {0};
 	for (uint64_t j = 0; j < N; j++) {
-		Whizbang__V1__AppendEvents a = WHIZBANG__V1__APPEND_EVENTS__INIT;
-		a.stream = (char *)"heavy";
-		a.n_events = EVENTS;
-		a.events = ptrs;
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
-		req.id = 100 + j;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_APPEND_EVENTS;
-		req.append_events = &a;
-		size_t flen;
-		uint8_t *f = e2e_pack(&req, &flen);
-		pb_put(&all, f, flen);
-		free(f);
+		pack_append(&all, 100 + j, "heavy", ptrs, EVENTS);
 	}
 	int fd = e2e_suite_raw_hello();
 	send_bytes(fd, all.buf, all.len);

@@ -32,27 +32,20 @@ static void write_file(const char *path, const void *data, size_t len)
 
 Test(cli, ping)
 {
-	e2e_suite_start(NULL);
-	struct cli_run r = {0};
-	CLI(&r, "ping");
-	cli_expect_status(&r, 0, "ping");
+	struct cli_run r = cli_suite_start(NULL);
+	CLI_EXPECT(&r, 0, "ping", "ping");
 	cr_assert_neq(r.out[0], '\0', "ping printed nothing");
-	cli_run_free(&r);
-	CLI(&r, "--json", "ping");
-	cli_expect_status(&r, 0, "ping --json");
+	CLI_EXPECT(&r, 0, "ping --json", "--json", "ping");
 	cli_expect_has(r.out, "\"pong\":true", "ping --json");
-	cli_run_free(&r);
-	e2e_suite_stop();
+	cli_suite_stop(&r);
 }
 
 Test(cli, append_data_file_metadata_and_read)
 {
-	e2e_suite_start(NULL);
-	struct cli_run r = {0};
-	CLI(&r, "append", "orders-1", "--type", "Created", "--data", "hello world");
-	cli_expect_status(&r, 0, "append --data");
-	cli_expect_has(r.out, "version=0", "append output");
-	cli_expect_has(r.out, "position=1", "append output");
+	struct cli_run r = cli_suite_start(NULL);
+	CLI_EXPECT(&r, 0, "append --data", "append", "orders-1", "--type", "Created", "--data",
+	           "hello world");
+	CLI_HAS(r.out, "append output", "version=0", "position=1");
 	cli_run_free(&r);
 
 	char path[160], mpath[160];
@@ -65,12 +58,11 @@ Test(cli, append_data_file_metadata_and_read)
 	char at[170], mat[170];
 	snprintf(at, sizeof(at), "@%s", path);
 	snprintf(mat, sizeof(mat), "@%s", mpath);
-	CLI(&r, "append", "orders-1", "--type", "Updated", "--data", at, "--metadata", "meta-1");
-	cli_expect_status(&r, 0, "append --data @FILE");
+	CLI_EXPECT(&r, 0, "append --data @FILE", "append", "orders-1", "--type", "Updated",
+	           "--data", at, "--metadata", "meta-1");
 	cli_expect_has(r.out, "position=2", "append output");
-	cli_run_free(&r);
-	CLI(&r, "append", "orders-1", "--type", "Shipped", "--data", "third", "--metadata", mat);
-	cli_expect_status(&r, 0, "append --metadata @FILE");
+	CLI_EXPECT(&r, 0, "append --metadata @FILE", "append", "orders-1", "--type", "Shipped",
+	           "--data", "third", "--metadata", mat);
 	cli_run_free(&r);
 
 	/* The bytes arrived exactly. */
@@ -92,22 +84,19 @@ Test(cli, append_data_file_metadata_and_read)
 	wb_page_free(&p);
 	wb_close(c);
 
-	CLI(&r, "read", "orders-1");
-	cli_expect_status(&r, 0, "read");
+	CLI_EXPECT(&r, 0, "read", "read", "orders-1");
 	cr_assert_eq(count_lines(r.out), 3, "read printed:\n%s", r.out);
-	cli_expect_has(r.out, "hello world", "read");
-	cli_expect_has(r.out, "from a file", "read");
-	cli_expect_has(r.out, "Shipped", "read");
+	CLI_HAS(r.out, "read", "hello world", "from a file", "Shipped");
 	cli_run_free(&r);
 
-	CLI(&r, "read", "orders-1", "--backwards", "--limit", "1");
-	cli_expect_status(&r, 0, "read --backwards --limit 1");
+	CLI_EXPECT(&r, 0, "read --backwards --limit 1", "read", "orders-1", "--backwards",
+	           "--limit", "1");
 	cr_assert_eq(count_lines(r.out), 1, "read --backwards --limit 1 printed:\n%s", r.out);
 	cli_expect_has(r.out, "third", "read --backwards --limit 1");
 	cli_run_free(&r);
 
-	CLI(&r, "read", "orders-1", "--from", "1", "--limit", "1");
-	cli_expect_status(&r, 0, "read --from 1 --limit 1");
+	CLI_EXPECT(&r, 0, "read --from 1 --limit 1", "read", "orders-1", "--from", "1", "--limit",
+	           "1");
 	cr_assert_eq(count_lines(r.out), 1);
 	cli_expect_has(r.out, "from a file", "read --from 1");
 	cli_run_free(&r);
@@ -120,41 +109,31 @@ Test(cli, append_data_file_metadata_and_read)
 	CLI(&r, "read", "no-such-stream");
 	cr_assert_eq(r.status, 1, "read of a missing stream: exit %d", r.status);
 	cli_expect_has(r.err, "NOT_FOUND", "read of a missing stream");
-	cli_run_free(&r);
-	e2e_suite_stop();
+	cli_suite_stop(&r);
 }
 
 Test(cli, expected_version)
 {
-	e2e_suite_start(NULL);
-	struct cli_run r = {0};
-	CLI(&r, "append", "once", "--type", "T", "--data", "1", "--expected-version", "no-stream");
-	cli_expect_status(&r, 0, "first no-stream append");
-	cli_run_free(&r);
+	struct cli_run r = cli_suite_start(NULL);
+	CLI_EXPECT(&r, 0, "first no-stream append", "append", "once", "--type", "T", "--data", "1",
+	           "--expected-version", "no-stream");
 	CLI(&r, "append", "once", "--type", "T", "--data", "2", "--expected-version", "no-stream");
 	cr_assert_neq(r.status, 0, "a second no-stream append succeeded");
 	cr_assert_neq(r.status, 2, "a refused append is not a usage error");
 	cli_expect_has(r.err, "WRONG_EXPECTED_VERSION", "second no-stream append");
-	cli_run_free(&r);
-	CLI(&r, "append", "once", "--type", "T", "--data", "3", "--expected-version", "0");
-	cli_expect_status(&r, 0, "append at exact version 0");
-	cli_run_free(&r);
+	CLI_EXPECT(&r, 0, "append at exact version 0", "append", "once", "--type", "T", "--data",
+	           "3", "--expected-version", "0");
 	CLI(&r, "append", "once", "--type", "T", "--data", "4", "--expected-version", "5");
 	cr_assert_eq(r.status, 1);
 	cli_expect_has(r.err, "WRONG_EXPECTED_VERSION", "append at a wrong exact version");
-	cli_run_free(&r);
 	CLI(&r, "append", "fresh", "--type", "T", "--data", "5", "--expected-version", "exists");
 	cr_assert_eq(r.status, 1);
 	cli_expect_has(r.err, "WRONG_EXPECTED_VERSION", "exists on a new stream");
-	cli_run_free(&r);
-	CLI(&r, "append", "once", "--type", "T", "--data", "6", "--expected-version", "any");
-	cli_expect_status(&r, 0, "append any");
-	cli_run_free(&r);
-	CLI(&r, "--json", "stream-info", "once");
-	cli_expect_status(&r, 0, "stream-info");
+	CLI_EXPECT(&r, 0, "append any", "append", "once", "--type", "T", "--data", "6",
+	           "--expected-version", "any");
+	CLI_EXPECT(&r, 0, "stream-info", "--json", "stream-info", "once");
 	cli_expect_has(r.out, "\"event_count\":3", "stream-info --json");
-	cli_run_free(&r);
-	e2e_suite_stop();
+	cli_suite_stop(&r);
 }
 
 Test(cli, client_supplied_id_and_retry)
@@ -162,25 +141,19 @@ Test(cli, client_supplied_id_and_retry)
 	e2e_suite_start(NULL);
 	const char *uuid = "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 	struct cli_run r = {0};
-	CLI(&r, "append", "ided", "--type", "T", "--data", "x", "--id", uuid);
-	cli_expect_status(&r, 0, "append --id");
-	cli_run_free(&r);
-	CLI(&r, "--json", "append", "ided", "--type", "T", "--data", "x", "--id", uuid);
-	cli_expect_status(&r, 0, "retry of append --id");
-	cli_expect_has(r.out, "\"idempotent_replay\":true", "retry");
-	cli_expect_has(r.out, "\"position\":1", "retry");
-	cli_run_free(&r);
-	CLI(&r, "--json", "read", "ided");
-	cli_expect_status(&r, 0, "read --json");
+	CLI_EXPECT(&r, 0, "append --id", "append", "ided", "--type", "T", "--data", "x", "--id",
+	           uuid);
+	CLI_EXPECT(&r, 0, "retry of append --id", "--json", "append", "ided", "--type", "T",
+	           "--data", "x", "--id", uuid);
+	CLI_HAS(r.out, "retry", "\"idempotent_replay\":true", "\"position\":1");
+	CLI_EXPECT(&r, 0, "read --json", "--json", "read", "ided");
 	cr_assert_eq(count_lines(r.out), 1);
 	char want[64];
 	snprintf(want, sizeof(want), "\"id\":\"%s\"", uuid);
 	cli_expect_has(r.out, want, "read --json");
-	cli_run_free(&r);
 	CLI(&r, "append", "ided", "--type", "T", "--data", "x", "--id", "not-a-uuid");
 	cr_assert_eq(r.status, 2, "a malformed --id: exit %d", r.status);
-	cli_run_free(&r);
-	e2e_suite_stop();
+	cli_suite_stop(&r);
 }
 
 struct spec {
@@ -240,9 +213,8 @@ static void fill_specs(void)
 {
 	for (size_t i = 0; i < NSPECS; i++) {
 		struct cli_run r = {0};
-		CLI(&r, "append", specs[i].stream, "--type", specs[i].type, "--data",
-		    specs[i].data);
-		cli_expect_status(&r, 0, "append");
+		CLI_EXPECT(&r, 0, "append", "append", specs[i].stream, "--type", specs[i].type,
+		           "--data", specs[i].data);
 		cli_run_free(&r);
 	}
 }
@@ -254,60 +226,55 @@ Test(cli, read_all_json_and_filters)
 	struct cli_run r = {0};
 	bool keep[NSPECS];
 
-	CLI(&r, "--json", "read-all");
-	cli_expect_status(&r, 0, "read-all --json");
+	CLI_EXPECT(&r, 0, "read-all --json", "--json", "read-all");
 	for (size_t i = 0; i < NSPECS; i++)
 		keep[i] = true;
 	check_json_selection(r.out, keep, false, SIZE_MAX);
 	cli_run_free(&r);
 
-	CLI(&r, "read-all", "--json", "--backwards", "--limit", "2");
-	cli_expect_status(&r, 0, "read-all --backwards --limit 2");
+	CLI_EXPECT(&r, 0, "read-all --backwards --limit 2", "read-all", "--json", "--backwards",
+	           "--limit", "2");
 	check_json_selection(r.out, keep, true, 2);
 	cli_run_free(&r);
 
-	CLI(&r, "read-all", "--json", "--from", "3", "--limit", "2");
-	cli_expect_status(&r, 0, "read-all --from 3 --limit 2");
+	CLI_EXPECT(&r, 0, "read-all --from 3 --limit 2", "read-all", "--json", "--from", "3",
+	           "--limit", "2");
 	for (size_t i = 0; i < NSPECS; i++)
 		keep[i] = i >= 2;
 	check_json_selection(r.out, keep, false, 2);
 	cli_run_free(&r);
 
-	CLI(&r, "read-all", "--json", "--stream-prefix", "acct-");
-	cli_expect_status(&r, 0, "read-all --stream-prefix");
+	CLI_EXPECT(&r, 0, "read-all --stream-prefix", "read-all", "--json", "--stream-prefix",
+	           "acct-");
 	for (size_t i = 0; i < NSPECS; i++)
 		keep[i] = strncmp(specs[i].stream, "acct-", 5) == 0;
 	check_json_selection(r.out, keep, false, SIZE_MAX);
 	cli_run_free(&r);
 
-	CLI(&r, "read-all", "--json", "--type", "Opened", "--type", "Left");
-	cli_expect_status(&r, 0, "read-all --type --type");
+	CLI_EXPECT(&r, 0, "read-all --type --type", "read-all", "--json", "--type", "Opened",
+	           "--type", "Left");
 	for (size_t i = 0; i < NSPECS; i++)
 		keep[i] =
 		        strcmp(specs[i].type, "Opened") == 0 || strcmp(specs[i].type, "Left") == 0;
 	check_json_selection(r.out, keep, false, SIZE_MAX);
 	cli_run_free(&r);
 
-	CLI(&r, "read-all", "--json", "--stream-prefix", "acct-2", "--type", "Closed");
-	cli_expect_status(&r, 0, "read-all --stream-prefix --type");
+	CLI_EXPECT(&r, 0, "read-all --stream-prefix --type", "read-all", "--json",
+	           "--stream-prefix", "acct-2", "--type", "Closed");
 	for (size_t i = 0; i < NSPECS; i++)
 		keep[i] = i == 4;
 	check_json_selection(r.out, keep, false, SIZE_MAX);
 	cli_run_free(&r);
 
-	CLI(&r, "read-all", "--json", "--type", "NoSuchType");
-	cli_expect_status(&r, 0, "read-all with no match");
+	CLI_EXPECT(&r, 0, "read-all with no match", "read-all", "--json", "--type", "NoSuchType");
 	cr_assert_eq(r.out[0], '\0', "read-all with no match printed:\n%s", r.out);
 	cli_run_free(&r);
 
 	/* Human output names the events too. */
-	CLI(&r, "read-all");
-	cli_expect_status(&r, 0, "read-all");
+	CLI_EXPECT(&r, 0, "read-all", "read-all");
 	cr_assert_eq(count_lines(r.out), NSPECS);
-	cli_expect_has(r.out, "acct-1", "read-all");
-	cli_expect_has(r.out, "epsilon", "read-all");
-	cli_run_free(&r);
-	e2e_suite_stop();
+	CLI_HAS(r.out, "read-all", "acct-1", "epsilon");
+	cli_suite_stop(&r);
 }
 
 Test(cli, stream_info)
@@ -315,41 +282,28 @@ Test(cli, stream_info)
 	e2e_suite_start(NULL);
 	fill_specs();
 	struct cli_run r = {0};
-	CLI(&r, "stream-info", "acct-1");
-	cli_expect_status(&r, 0, "stream-info");
-	cli_expect_has(r.out, "last_version: 1", "stream-info");
-	cli_expect_has(r.out, "event_count: 2", "stream-info");
-	cli_expect_has(r.out, "first_position: 1", "stream-info");
-	cli_expect_has(r.out, "last_position: 4", "stream-info");
-	cli_run_free(&r);
-	CLI(&r, "--json", "stream-info", "user-1");
-	cli_expect_status(&r, 0, "stream-info --json");
-	cli_expect_has(r.out, "\"stream\":\"user-1\"", "stream-info --json");
-	cli_expect_has(r.out, "\"last_version\":1", "stream-info --json");
-	cli_expect_has(r.out, "\"first_position\":3", "stream-info --json");
-	cli_expect_has(r.out, "\"last_position\":6", "stream-info --json");
-	cli_run_free(&r);
+	CLI_EXPECT(&r, 0, "stream-info", "stream-info", "acct-1");
+	CLI_HAS(r.out, "stream-info", "last_version: 1", "event_count: 2", "first_position: 1",
+	        "last_position: 4");
+	CLI_EXPECT(&r, 0, "stream-info --json", "--json", "stream-info", "user-1");
+	CLI_HAS(r.out, "stream-info --json", "\"stream\":\"user-1\"", "\"last_version\":1",
+	        "\"first_position\":3", "\"last_position\":6");
 	CLI(&r, "stream-info", "nobody");
 	cr_assert_eq(r.status, 1);
 	cli_expect_has(r.err, "NOT_FOUND", "stream-info of a missing stream");
-	cli_run_free(&r);
-	e2e_suite_stop();
+	cli_suite_stop(&r);
 }
 
 Test(cli, usage_errors_exit_2)
 {
-	e2e_suite_start(NULL);
-	struct cli_run r = {0};
+	struct cli_run r = cli_suite_start(NULL);
 	CLI(&r, "frobnicate");
 	cr_assert_eq(r.status, 2, "unknown command: exit %d", r.status);
 	cli_expect_has(r.err, "frobnicate", "unknown command");
-	cli_run_free(&r);
 	CLI(&r, "read", "s", "--no-such-option");
 	cr_assert_eq(r.status, 2, "unknown option: exit %d", r.status);
-	cli_run_free(&r);
 	CLI(&r, "append", "s", "--type", "T");
 	cr_assert_eq(r.status, 2, "append without --data: exit %d", r.status);
-	cli_run_free(&r);
 	CLI(&r, "read");
 	cr_assert_eq(r.status, 2, "read without a stream: exit %d", r.status);
 	cli_run_free(&r);
@@ -358,11 +312,9 @@ Test(cli, usage_errors_exit_2)
 	cr_assert_eq(r.status, 2, "no command: exit %d", r.status);
 	cli_run_free(&r);
 	/* None of that reached the store. */
-	CLI(&r, "read-all");
-	cli_expect_status(&r, 0, "read-all");
+	CLI_EXPECT(&r, 0, "read-all", "read-all");
 	cr_assert_eq(r.out[0], '\0');
-	cli_run_free(&r);
-	e2e_suite_stop();
+	cli_suite_stop(&r);
 }
 
 Test(cli, server_not_running)
@@ -382,9 +334,7 @@ Test(cli, server_not_running)
 		struct cli_run r = {0};
 		cli_run(&r, args);
 		cr_assert_eq(r.status, 1, "%s with no server: exit %d", cmds[k][0], r.status);
-		cli_expect_has(r.err, "error:", "no server");
-		cli_expect_has(r.err, address, "no server");
-		cli_expect_has(r.err, "refused", "no server");
+		CLI_HAS(r.err, "no server", "error:", address, "refused");
 		cli_run_free(&r);
 	}
 }
@@ -408,46 +358,34 @@ Test(cli, reads_page_through_long_streams)
 	}
 	wb_close(c);
 	struct cli_run r = {0};
-	CLI(&r, "read", "many");
-	cli_expect_status(&r, 0, "read of 2500 events");
+	CLI_EXPECT(&r, 0, "read of 2500 events", "read", "many");
 	cr_assert_eq(count_lines(r.out), N, "read printed %zu lines", count_lines(r.out));
-	cli_expect_has(r.out, "n00000", "read");
-	cli_expect_has(r.out, "n02499", "read");
-	cli_run_free(&r);
-	CLI(&r, "read-all", "--limit", "1500", "--json");
-	cli_expect_status(&r, 0, "read-all --limit 1500");
+	CLI_HAS(r.out, "read", "n00000", "n02499");
+	CLI_EXPECT(&r, 0, "read-all --limit 1500", "read-all", "--limit", "1500", "--json");
 	cr_assert_eq(count_lines(r.out), 1500, "read-all --limit 1500 printed %zu lines",
 	             count_lines(r.out));
 	char line[1024];
 	cli_nth_line(r.out, 1499, line, sizeof(line));
 	cli_expect_has(line, "\"position\":1500,", "line 1500");
-	cli_run_free(&r);
-	CLI(&r, "read", "many", "--backwards", "--limit", "1200");
-	cli_expect_status(&r, 0, "read --backwards --limit 1200");
+	CLI_EXPECT(&r, 0, "read --backwards --limit 1200", "read", "many", "--backwards", "--limit",
+	           "1200");
 	cr_assert_eq(count_lines(r.out), 1200);
 	cli_nth_line(r.out, 0, line, sizeof(line));
 	cli_expect_has(line, "n02499", "first line backwards");
 	cli_nth_line(r.out, 1199, line, sizeof(line));
 	cli_expect_has(line, "n01300", "last line backwards");
-	cli_run_free(&r);
-	e2e_suite_stop();
+	cli_suite_stop(&r);
 }
 
 Test(cli, append_several_events_stats_and_server_from_environment)
 {
-	e2e_suite_start(NULL);
-	struct cli_run r = {0};
-	CLI(&r, "--json", "append", "multi", "--type", "T", "--data", "one", "--data", "two",
-	    "--data", "three");
-	cli_expect_status(&r, 0, "append with three --data");
-	cli_expect_has(r.out, "\"first_position\":1", "append of three");
-	cli_expect_has(r.out, "\"position\":3", "append of three");
-	cli_expect_has(r.out, "\"version\":2", "append of three");
-	cli_run_free(&r);
-	CLI(&r, "stats");
-	cli_expect_status(&r, 0, "stats");
-	cli_expect_has(r.out, "connections_current", "stats");
-	cli_expect_has(r.out, "last_position", "stats");
+	struct cli_run r = cli_suite_start(NULL);
+	CLI_EXPECT(&r, 0, "append with three --data", "--json", "append", "multi", "--type", "T",
+	           "--data", "one", "--data", "two", "--data", "three");
+	CLI_HAS(r.out, "append of three", "\"first_position\":1", "\"position\":3",
+	        "\"version\":2");
+	CLI_EXPECT(&r, 0, "stats", "stats");
+	CLI_HAS(r.out, "stats", "connections_current", "last_position");
 	cli_run_free(&r);
 
 	/* $WHIZBANG_SERVER stands in for --server. */
@@ -458,6 +396,5 @@ Test(cli, append_several_events_stats_and_server_from_environment)
 	cli_expect_status(&r, 0, "read with $WHIZBANG_SERVER");
 	cr_assert_eq(count_lines(r.out), 3);
 	cli_expect_has(r.out, "three", "read with $WHIZBANG_SERVER");
-	cli_run_free(&r);
-	e2e_suite_stop();
+	cli_suite_stop(&r);
 }

@@ -125,9 +125,7 @@ static int code_of(Resp *r)
 static void sync_peer(struct peer *p)
 {
 	Whizbang__V1__Ping ping = WHIZBANG__V1__PING__INIT;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_PING;
-	req.ping = &ping;
+	Req req = E2E_REQUEST(PING, ping, &ping);
 	Resp *r = call(p, &req);
 	cr_assert_eq(e2e_error_code(r), 0);
 	whizbang__v1__response__free_unpacked(r, NULL);
@@ -171,22 +169,25 @@ static int create(struct peer *p, struct cons_args a)
 	cfg.max_deliveries = a.max_deliveries;
 	Whizbang__V1__CreateConsumer cc = WHIZBANG__V1__CREATE_CONSUMER__INIT;
 	cc.config = &cfg;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_CREATE_CONSUMER;
-	req.create_consumer = &cc;
+	Req req = E2E_REQUEST(CREATE_CONSUMER, create_consumer, &cc);
 	Resp *r = call(p, &req);
 	if (e2e_error_code(r) == 0)
 		cr_assert_eq(r->body_case, WHIZBANG__V1__RESPONSE__BODY_CONSUMER);
 	return code_of(r);
 }
 
-/* A group whose ack timeout never passes during a test. */
-static int create_slow(struct peer *p, const char *name)
+/* The arguments of a group whose ack timeout never passes during a test. */
+static struct cons_args slow_args(const char *name)
 {
 	struct cons_args a = defaults;
 	a.name = name;
 	a.ack_timeout_ms = 30000;
-	return create(p, a);
+	return a;
+}
+
+static int create_slow(struct peer *p, const char *name)
+{
+	return create(p, slow_args(name));
 }
 
 static int create_named(struct peer *p, const char *name)
@@ -201,9 +202,7 @@ static int join(struct peer *p, const char *name, uint32_t credits)
 	Whizbang__V1__JoinConsumer j = WHIZBANG__V1__JOIN_CONSUMER__INIT;
 	j.name = (char *)name;
 	j.credits = credits;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_JOIN_CONSUMER;
-	req.join_consumer = &j;
+	Req req = E2E_REQUEST(JOIN_CONSUMER, join_consumer, &j);
 	p->join_id = p->next_id; /* pushes carry it */
 	Resp *r = call(p, &req);
 	int code = e2e_error_code(r);
@@ -218,14 +217,51 @@ static int join(struct peer *p, const char *name, uint32_t credits)
 	return code;
 }
 
+/* A new peer, joined with credits to a new group name whose ack timeout
+ * never passes during a test (create_slow()). */
+static struct peer *slow_member(const char *name, uint32_t credits)
+{
+	struct peer *p = peer_new();
+	cr_assert_eq(create_slow(p, name), 0);
+	cr_assert_eq(join(p, name, credits), 0);
+	return p;
+}
+
+/* The start of a test: e2e_srv, a client of it in *w, and a member of a new
+ * slow group "g" with credits, which holds the n events (at most 64) just
+ * appended to stream "s". */
+static struct peer *start_member(struct wb_client **w, uint32_t credits, size_t n)
+{
+	*w = e2e_suite_start_client(NULL, "consumer-e2e");
+	struct peer *p = slow_member("g", credits);
+	append(*w, "s", "T", n);
+	cr_assert_eq(wait_items(p, n, 2000), n);
+	return p;
+}
+
+/* Gives pushes that must not come ms to arrive, then asserts that p holds
+ * n items in all. */
+static void expect_items_after(struct peer *p, int ms, size_t n, const char *why)
+{
+	e2e_sleep_ms(ms);
+	sync_peer(p);
+	cr_assert_eq(p->nitems, n, "%s: %zu items, expected %zu", why, p->nitems, n);
+}
+
+/* The end of a test with one peer and one client. */
+static void done(struct wb_client *w, struct peer *p)
+{
+	peer_free(p);
+	wb_close(w);
+	e2e_suite_stop();
+}
+
 static uint64_t credit(struct peer *p, uint64_t sub, uint32_t n, int *code)
 {
 	Whizbang__V1__Credit cr = WHIZBANG__V1__CREDIT__INIT;
 	cr.subscription = sub;
 	cr.n = n;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_CREDIT;
-	req.credit = &cr;
+	Req req = E2E_REQUEST(CREDIT, credit, &cr);
 	Resp *r = call(p, &req);
 	*code = e2e_error_code(r);
 	uint64_t credits = *code == 0 ? r->credit->credits : 0;
@@ -281,9 +317,7 @@ static uint64_t ack_all(struct peer *p, const char *name)
 static Whizbang__V1__ConsumerInfo info_of(struct peer *p, const char *name, bool *found)
 {
 	Whizbang__V1__ListConsumers l = WHIZBANG__V1__LIST_CONSUMERS__INIT;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_LIST_CONSUMERS;
-	req.list_consumers = &l;
+	Req req = E2E_REQUEST(LIST_CONSUMERS, list_consumers, &l);
 	Resp *r = call(p, &req);
 	cr_assert_eq(e2e_error_code(r), 0);
 	Whizbang__V1__ConsumerInfo out = WHIZBANG__V1__CONSUMER_INFO__INIT;
@@ -313,9 +347,7 @@ static size_t list_parked(struct peer *p, const char *name, uint64_t *pos, uint3
 	Whizbang__V1__ListParked lp = WHIZBANG__V1__LIST_PARKED__INIT;
 	lp.name = (char *)name;
 	lp.max_count = 64;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_LIST_PARKED;
-	req.list_parked = &lp;
+	Req req = E2E_REQUEST(LIST_PARKED, list_parked, &lp);
 	Resp *r = call(p, &req);
 	cr_assert_eq(e2e_error_code(r), 0);
 	size_t n = r->parked->n_events;
@@ -335,9 +367,7 @@ static uint64_t replay(struct peer *p, const char *name)
 {
 	Whizbang__V1__ReplayParked rp = WHIZBANG__V1__REPLAY_PARKED__INIT;
 	rp.name = (char *)name;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_REPLAY_PARKED;
-	req.replay_parked = &rp;
+	Req req = E2E_REQUEST(REPLAY_PARKED, replay_parked, &rp);
 	Resp *r = call(p, &req);
 	cr_assert_eq(e2e_error_code(r), 0);
 	uint64_t n = r->replay_parked->replayed;
@@ -358,10 +388,7 @@ Test(consumer_e2e, competing_members_share_all_events)
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *ctl = peer_new();
 	cr_assert_eq(create_named(ctl, "work"), 0);
-	struct cons_args big = defaults;
-	big.name = "work-slow";
-	big.ack_timeout_ms = 30000;
-	cr_assert_eq(create(ctl, big), 0);
+	cr_assert_eq(create_slow(ctl, "work-slow"), 0);
 	struct peer *m[3];
 	for (int i = 0; i < 3; i++) {
 		m[i] = peer_new();
@@ -410,31 +437,20 @@ Test(consumer_e2e, competing_members_share_all_events)
 	cr_assert_eq(in.redelivered, 0);
 	for (int i = 0; i < 3; i++)
 		peer_free(m[i]);
-	peer_free(ctl);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, ctl);
 }
 
 Test(consumer_e2e, credits_bound_the_pushes)
 {
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
-	struct peer *p = peer_new();
-	struct cons_args a = defaults;
-	a.name = "g";
-	a.ack_timeout_ms = 30000;
-	cr_assert_eq(create(p, a), 0);
-	cr_assert_eq(join(p, "g", 2), 0);
+	struct peer *p = slow_member("g", 2);
 	append(w, "s", "T", 10);
-	e2e_sleep_ms(100);
-	sync_peer(p);
-	cr_assert_eq(p->nitems, 2);
+	expect_items_after(p, 100, 2, "two credits, two pushes");
 	int code;
 	cr_assert_eq(credit(p, p->sub, 3, &code), 3);
 	cr_assert_eq(code, 0);
 	cr_assert_eq(wait_items(p, 5, 2000), 5);
-	e2e_sleep_ms(50);
-	sync_peer(p);
-	cr_assert_eq(p->nitems, 5);
+	expect_items_after(p, 50, 5, "five credits, five pushes");
 	/* huge grants are capped, not summed without bound */
 	uint64_t c1 = credit(p, p->sub, UINT32_MAX, &code);
 	uint64_t c2 = credit(p, p->sub, UINT32_MAX, &code);
@@ -444,9 +460,7 @@ Test(consumer_e2e, credits_bound_the_pushes)
 	cr_assert_eq(wait_items(p, 10, 2000), 10);
 	credit(p, 424242, 1, &code);
 	cr_assert_eq(code, WHIZBANG__V1__ERROR_CODE__NOT_FOUND);
-	peer_free(p);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, p);
 }
 
 Test(consumer_e2e, ack_timeout_redelivers)
@@ -469,15 +483,11 @@ Test(consumer_e2e, ack_timeout_redelivers)
 	uint64_t cp = 0;
 	cr_assert_eq(settle(p, "g", p->items + 3, 3, -1, NULL, &cp), 0);
 	cr_assert_eq(cp, 3);
-	e2e_sleep_ms(400);
-	sync_peer(p);
-	cr_assert_eq(p->nitems, 6, "acked events are not redelivered");
+	expect_items_after(p, 400, 6, "acked events are not redelivered");
 	Whizbang__V1__ConsumerInfo in = info(p, "g");
 	cr_assert_eq(in.redelivered, 3);
 	cr_assert_eq(in.checkpoint, 3);
-	peer_free(p);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, p);
 }
 
 Test(consumer_e2e, parks_after_max_deliveries_then_replays)
@@ -528,22 +538,13 @@ Test(consumer_e2e, parks_after_max_deliveries_then_replays)
 	cr_assert_eq(in.parked, 0);
 	cr_assert_eq(list_parked(p, "g", pos, NULL, NULL, 0), 0);
 	cr_assert_eq(replay(p, "g"), 0);
-	peer_free(p);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, p);
 }
 
 Test(consumer_e2e, nack_retry_park_skip)
 {
-	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
-	struct peer *p = peer_new();
-	struct cons_args a = defaults;
-	a.name = "g";
-	a.ack_timeout_ms = 30000;
-	cr_assert_eq(create(p, a), 0);
-	cr_assert_eq(join(p, "g", 100), 0);
-	append(w, "s", "T", 3);
-	cr_assert_eq(wait_items(p, 3, 2000), 3);
+	struct wb_client *w;
+	struct peer *p = start_member(&w, 100, 3);
 	uint64_t cp = 99;
 	cr_assert_eq(
 	        settle(p, "g", p->items + 0, 1, WHIZBANG__V1__NACK_ACTION__NACK_RETRY, NULL, &cp),
@@ -569,20 +570,14 @@ Test(consumer_e2e, nack_retry_park_skip)
 	/* settling again is harmless */
 	cr_assert_eq(settle(p, "g", p->items, 4, -1, NULL, &cp), 0);
 	cr_assert_eq(cp, 3);
-	peer_free(p);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, p);
 }
 
 Test(consumer_e2e, member_disconnect_hands_events_back)
 {
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
-	struct peer *a = peer_new();
-	struct cons_args ca = defaults;
-	ca.name = "g";
-	ca.ack_timeout_ms = 30000; /* only the disconnect can bring them back */
-	cr_assert_eq(create(a, ca), 0);
-	cr_assert_eq(join(a, "g", 5), 0);
+	/* only the disconnect can bring them back */
+	struct peer *a = slow_member("g", 5);
 	append(w, "s", "T", 10);
 	cr_assert_eq(wait_items(a, 5, 2000), 5);
 	cr_assert_eq(settle(a, "g", a->items, 2, -1, NULL, NULL), 0);
@@ -601,20 +596,16 @@ Test(consumer_e2e, member_disconnect_hands_events_back)
 		cr_assert_eq(pos[i], i + 3);
 	cr_assert_eq(redelivered, 3);
 	cr_assert_eq(ack_all(b, "g"), 10, "nothing lost");
-	peer_free(b);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, b);
 }
 
 Test(consumer_e2e, restart_resumes_from_durable_checkpoint)
 {
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
-	struct cons_args a = defaults;
-	a.name = "g";
+	struct cons_args a = slow_args("g");
 	a.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM;
 	a.stream = "orders";
-	a.ack_timeout_ms = 30000;
 	cr_assert_eq(create(p, a), 0);
 	cr_assert_eq(create_named(p, "all"), 0);
 	cr_assert_eq(join(p, "g", 100), 0);
@@ -630,9 +621,7 @@ Test(consumer_e2e, restart_resumes_from_durable_checkpoint)
 	/* and some above the checkpoint, not contiguous: not durable */
 	cr_assert_eq(settle(p, "g", p->items + 15, 5, -1, NULL, &cp), 0);
 	cr_assert_eq(cp, 10);
-	peer_free(p);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, p);
 
 	e2e_suite_restart();
 	p = peer_new();
@@ -655,9 +644,7 @@ Test(consumer_e2e, restart_resumes_from_durable_checkpoint)
 	in = info(p, "g");
 	cr_assert_eq(in.checkpoint, 25);
 	cr_assert_eq(join(p, "g", 100), 0);
-	e2e_sleep_ms(200);
-	sync_peer(p);
-	cr_assert_eq(p->nitems, 0, "nothing acked is delivered again");
+	expect_items_after(p, 200, 0, "nothing acked is delivered again");
 	peer_free(p);
 	e2e_suite_stop();
 }
@@ -666,9 +653,7 @@ Test(consumer_e2e, filters_and_parked_survive_restart)
 {
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *p = peer_new();
-	struct cons_args a = defaults;
-	a.name = "billing";
-	a.ack_timeout_ms = 30000;
+	struct cons_args a = slow_args("billing");
 	a.prefix = "order-";
 	a.type = "Paid";
 	cr_assert_eq(create(p, a), 0);
@@ -678,9 +663,7 @@ Test(consumer_e2e, filters_and_parked_survive_restart)
 	append(w, "customer-1", "Paid", 2);
 	append(w, "order-2", "Paid", 1);
 	cr_assert_eq(wait_items(p, 3, 2000), 3);
-	e2e_sleep_ms(50);
-	sync_peer(p);
-	cr_assert_eq(p->nitems, 3);
+	expect_items_after(p, 50, 3, "only order-* Paid events");
 	cr_assert_eq(p->items[0].position, 4);
 	cr_assert_eq(p->items[1].position, 5);
 	cr_assert_eq(p->items[2].position, 8);
@@ -701,9 +684,7 @@ Test(consumer_e2e, filters_and_parked_survive_restart)
 	cr_assert_eq(settle(o, "other", p->items, 1, -1, NULL, NULL),
 	             WHIZBANG__V1__ERROR_CODE__BAD_REQUEST);
 	peer_free(o);
-	peer_free(p);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, p);
 	e2e_suite_restart();
 	p = peer_new();
 	uint64_t pos[64];
@@ -734,9 +715,7 @@ Test(consumer_e2e, delete_ends_members_and_drops_everything)
 	             0);
 	Whizbang__V1__DeleteConsumer d = WHIZBANG__V1__DELETE_CONSUMER__INIT;
 	d.name = "g";
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_DELETE_CONSUMER;
-	req.delete_consumer = &d;
+	Req req = E2E_REQUEST(DELETE_CONSUMER, delete_consumer, &d);
 	Resp *r = call(ctl, &req);
 	cr_assert_eq(e2e_error_code(r), 0);
 	cr_assert_eq(r->body_case, WHIZBANG__V1__RESPONSE__BODY_DELETE_CONSUMER);
@@ -745,9 +724,7 @@ Test(consumer_e2e, delete_ends_members_and_drops_everything)
 	sync_peer(m);
 	cr_assert(m->ended, "the member was told its subscription ended");
 	append(w, "s", "T", 2);
-	e2e_sleep_ms(100);
-	sync_peer(m);
-	cr_assert_eq(m->nitems, 2, "no pushes after the delete");
+	expect_items_after(m, 100, 2, "no pushes after the delete");
 	bool found;
 	info_of(ctl, "g", &found);
 	cr_assert(!found);
@@ -762,9 +739,7 @@ Test(consumer_e2e, delete_ends_members_and_drops_everything)
 	cr_assert_eq(info(ctl, "g").checkpoint, 0);
 	peer_free(j);
 	peer_free(m);
-	peer_free(ctl);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, ctl);
 	e2e_suite_restart();
 	ctl = peer_new();
 	cr_assert_eq(info(ctl, "g").parked, 0);
@@ -809,9 +784,7 @@ Test(consumer_e2e, hostile_requests)
 	ack.name = "g";
 	ack.n_ids = 1;
 	ack.ids = &bad_id;
-	Req req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_ACK;
-	req.ack = &ack;
+	Req req = E2E_REQUEST(ACK, ack, &ack);
 	cr_assert_eq(code_of(call(p, &req)), BAD);
 	/* too many ids */
 	ProtobufCBinaryData *many = calloc(1001, sizeof(*many));
@@ -850,31 +823,20 @@ Test(consumer_e2e, hostile_requests)
 	cr_assert_eq(code_of(call(p, &req)), 0);
 	cr_assert_eq(code_of(call(p, &req)), WHIZBANG__V1__ERROR_CODE__NOT_FOUND);
 	append(w, "s", "T", 1);
-	e2e_sleep_ms(100);
-	sync_peer(p);
-	cr_assert_eq(p->nitems, 1);
+	expect_items_after(p, 100, 1, "no pushes after Unsubscribe");
 	peer_free(q);
-	peer_free(p);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, p);
 }
 
 Test(consumer_e2e, window_bounds_what_is_in_flight)
 {
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
-	struct peer *p = peer_new();
-	struct cons_args a = defaults;
-	a.name = "g";
-	a.ack_timeout_ms = 30000;
-	cr_assert_eq(create(p, a), 0);
-	cr_assert_eq(join(p, "g", UINT32_MAX), 0);
+	struct peer *p = slow_member("g", UINT32_MAX);
 	for (int i = 0; i < 160; i++)
 		append(w, "s", "T", 64); /* 10 240 events */
 	/* 10 000 in flight at most: the rest waits for the oldest to settle */
 	cr_assert_eq(wait_items(p, 10000, 10000), 10000);
-	e2e_sleep_ms(200);
-	sync_peer(p);
-	cr_assert_eq(p->nitems, 10000);
+	expect_items_after(p, 200, 10000, "at most the window in flight");
 	Whizbang__V1__ConsumerInfo in = info(p, "g");
 	cr_assert_eq(in.in_flight, 10000);
 	cr_assert_eq(in.checkpoint, 0);
@@ -882,43 +844,28 @@ Test(consumer_e2e, window_bounds_what_is_in_flight)
 	uint64_t cp = 99;
 	cr_assert_eq(settle(p, "g", p->items + 1, 1, -1, NULL, &cp), 0);
 	cr_assert_eq(cp, 0);
-	e2e_sleep_ms(100);
-	sync_peer(p);
-	cr_assert_eq(p->nitems, 10000);
+	expect_items_after(p, 100, 10000, "acking above the oldest frees nothing");
 	cr_assert_eq(settle(p, "g", p->items, 1, -1, NULL, &cp), 0);
 	cr_assert_eq(cp, 2);
 	cr_assert_eq(wait_items(p, 10002, 3000), 10002);
 	cr_assert_eq(p->items[10001].position, 10002);
-	peer_free(p);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, p);
 }
 
 Test(consumer_e2e, parked_above_checkpoint_stays_parked_after_restart)
 {
-	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
-	struct peer *p = peer_new();
-	struct cons_args a = defaults;
-	a.name = "g";
-	a.ack_timeout_ms = 30000;
-	cr_assert_eq(create(p, a), 0);
-	cr_assert_eq(join(p, "g", 100), 0);
-	append(w, "s", "T", 3);
-	cr_assert_eq(wait_items(p, 3, 2000), 3);
+	struct wb_client *w;
+	struct peer *p = start_member(&w, 100, 3);
 	uint64_t cp = 99;
 	cr_assert_eq(
 	        settle(p, "g", p->items + 1, 1, WHIZBANG__V1__NACK_ACTION__NACK_PARK, "p", &cp), 0);
 	cr_assert_eq(cp, 0, "position 1 is unsettled");
-	peer_free(p);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, p);
 	e2e_suite_restart();
 	p = peer_new();
 	cr_assert_eq(join(p, "g", 100), 0);
 	cr_assert_eq(wait_items(p, 2, 2000), 2);
-	e2e_sleep_ms(100);
-	sync_peer(p);
-	cr_assert_eq(p->nitems, 2, "the parked event is not delivered again");
+	expect_items_after(p, 100, 2, "the parked event is not delivered again");
 	cr_assert_eq(p->items[0].position, 1);
 	cr_assert_eq(p->items[1].position, 3);
 	cr_assert_eq(ack_all(p, "g"), 3);
@@ -936,9 +883,7 @@ Test(consumer_e2e, figures_four_members_ack_in_batches)
 {
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
 	struct peer *m[4];
-	struct cons_args a = defaults;
-	a.name = "rate";
-	a.ack_timeout_ms = 30000;
+	struct cons_args a = slow_args("rate");
 	for (int i = 0; i < 4; i++) {
 		m[i] = peer_new();
 		if (i == 0)
@@ -986,12 +931,7 @@ Test(consumer_e2e, figures_four_members_ack_in_batches)
 Test(consumer_e2e, acked_checkpoint_survives_sigkill)
 {
 	struct wb_client *w = e2e_suite_start_client(NULL, "consumer-e2e");
-	struct peer *p = peer_new();
-	struct cons_args a = defaults;
-	a.name = "g";
-	a.ack_timeout_ms = 30000;
-	cr_assert_eq(create(p, a), 0);
-	cr_assert_eq(join(p, "g", 1000), 0);
+	struct peer *p = slow_member("g", 1000);
 	for (int i = 0; i < 8; i++)
 		append(w, "s", "T", 64);
 	cr_assert_eq(wait_items(p, 512, 3000), 512);
@@ -1024,9 +964,7 @@ Test(consumer_e2e, output_bound_limits_a_member_that_does_not_read)
 	struct peer *p = peer_new();
 	int small = 65536;
 	setsockopt(p->fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-	struct cons_args a = defaults;
-	a.name = "g";
-	a.ack_timeout_ms = 30000;
+	struct cons_args a = slow_args("g");
 	cr_assert_eq(create(p, a), 0);
 	cr_assert_eq(join(p, "g", 100000), 0);
 	static char data[8192];
@@ -1051,9 +989,7 @@ Test(consumer_e2e, output_bound_limits_a_member_that_does_not_read)
 	for (size_t i = 0; i < 2000; i++)
 		cr_assert_eq(p->items[i].position, i + 1);
 	peer_free(ctl);
-	peer_free(p);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, p);
 }
 
 Test(consumer_e2e, timed_out_event_goes_to_a_member_with_credits)
@@ -1079,7 +1015,5 @@ Test(consumer_e2e, timed_out_event_goes_to_a_member_with_credits)
 	sync_peer(a);
 	cr_assert_eq(a->nitems, 1);
 	peer_free(a);
-	peer_free(b);
-	wb_close(w);
-	e2e_suite_stop();
+	done(w, b);
 }

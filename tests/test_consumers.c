@@ -14,23 +14,7 @@
 /* The store is opened with these, and reopened with them where a test
  * checks what survives a close. */
 static const struct storage_options STORE_OPTS = {.map_size = 16u << 20};
-static struct fixture fx;
-static struct storage *st;
-
-static void setup(void)
-{
-	fixture_setup(&fx, "consumers");
-	st = fixture_open(&fx, NULL, &STORE_OPTS);
-}
-
-static void teardown(void)
-{
-	storage_close(st);
-	st = NULL;
-	fixture_teardown(&fx);
-}
-
-TestSuite(consumers, .init = setup, .fini = teardown);
+FIXTURE_STORE_SUITE(consumers, &STORE_OPTS);
 
 static void fill(struct cons_record *r, const char *name)
 {
@@ -56,16 +40,12 @@ static void fill(struct cons_record *r, const char *name)
 
 static struct storage_txn *wtxn(void)
 {
-	struct storage_txn *t;
-	cr_assert_eq(storage_txn_begin(st, NULL, 0, &t), 0);
-	return t;
+	return fixture_txn(st, NULL, 0);
 }
 
 static struct storage_txn *rtxn(void)
 {
-	struct storage_txn *t;
-	cr_assert_eq(storage_txn_begin(st, NULL, STORAGE_RDONLY, &t), 0);
-	return t;
+	return fixture_txn(st, NULL, STORAGE_RDONLY);
 }
 
 Test(consumers, record_round_trip)

@@ -8,7 +8,6 @@
  * batch (nested transactions, as storage/writer.c), or fails them all. */
 #include <criterion/criterion.h>
 
-#include <ftw.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <sys/stat.h>
 
 #include "coord.h"
+#include "fixture.h"
 #include "ledger.h"
 #include "storage.h"
 
@@ -31,8 +31,9 @@ struct answer {
 	struct coord_grant grants[64];
 };
 
+static struct fixture fx;
+
 static struct {
-	char dir[64];
 	struct storage *st;
 	struct coord *c;
 	struct coord_config cfg;
@@ -230,22 +231,12 @@ static void commit(uint64_t id, int owner, uint64_t seq, uint64_t token, const c
 	coord_commit(t.c, req(id, owner), &a, now());
 }
 
-static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
 static void setup(void)
 {
-	char errmsg[256] = "";
 	memset(&t, 0, sizeof(t));
-	strcpy(t.dir, "/tmp/wb-test-coord-XXXXXX");
-	cr_assert_not_null(mkdtemp(t.dir));
-	struct storage_options o = {.path = t.dir, .map_size = 64u << 20, .no_sync = true};
-	cr_assert_eq(storage_open(&t.st, &o, errmsg, sizeof(errmsg)), 0, "%s", errmsg);
+	fixture_setup(&fx, "coord");
+	t.st = fixture_open(&fx, NULL,
+	                    &(struct storage_options){.map_size = 64u << 20, .no_sync = true});
 	t.now = 1000000;
 	t.cfg = (struct coord_config){
 	        .lease =
@@ -277,7 +268,7 @@ static void teardown(void)
 {
 	coord_close(t.c);
 	storage_close(t.st);
-	nftw(t.dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+	fixture_teardown(&fx);
 }
 
 TestSuite(coord, .init = setup, .fini = teardown);
@@ -294,7 +285,7 @@ Test(coord, an_index_change_is_leased_committed_and_answered_once_applied)
 	cr_assert_eq(t.owners[0].waiting, 1);
 	struct storage_txn *txn;
 	struct ledger_entry e;
-	cr_assert_eq(storage_txn_begin(t.st, NULL, STORAGE_RDONLY, &txn), 0);
+	txn = fixture_txn(t.st, NULL, STORAGE_RDONLY);
 	cr_assert_eq(ledger_get(txn, low + 1, &e), 0);
 	cr_assert_eq(e.kind, LEDGER_COMMITTED);
 	cr_assert_eq(e.projection_len, 6);

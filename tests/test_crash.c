@@ -65,21 +65,29 @@ static void event_data(const struct append *a, uint32_t i, char *out, size_t len
 }
 
 /* Builds the events of a (their buffers in ids and texts). */
-static void build(const struct append *a, uint8_t ids[MAX_BATCH][16], char texts[MAX_BATCH][64],
-                  struct wb_new_event evs[MAX_BATCH])
+/* The events of an append as it is sent (again), and its stream. */
+struct batch {
+	uint8_t ids[MAX_BATCH][16];
+	char texts[MAX_BATCH][64];
+	struct wb_new_event evs[MAX_BATCH];
+	char stream[32];
+};
+
+static void build(const struct append *a, struct batch *b)
 {
 	for (uint32_t i = 0; i < a->n; i++) {
-		event_id(a, i, ids[i]);
-		event_data(a, i, texts[i], sizeof(texts[i]));
-		evs[i] = (struct wb_new_event){
-		        .id = ids[i],
+		event_id(a, i, b->ids[i]);
+		event_data(a, i, b->texts[i], sizeof(b->texts[i]));
+		b->evs[i] = (struct wb_new_event){
+		        .id = b->ids[i],
 		        .type = "Load",
-		        .data = texts[i],
-		        .data_len = strlen(texts[i]),
-		        .metadata = texts[i],
+		        .data = b->texts[i],
+		        .data_len = strlen(b->texts[i]),
+		        .metadata = b->texts[i],
 		        .metadata_len = 3,
 		};
 	}
+	stream_of(a, b->stream, sizeof(b->stream));
 }
 
 struct loader {
@@ -123,13 +131,9 @@ static void *loader_main(void *arg)
 			a->client = l->client;
 			a->seq = (uint32_t)l->nsent;
 			a->n = batch_size(a->client, a->seq);
-			uint8_t ids[MAX_BATCH][16];
-			char texts[MAX_BATCH][64];
-			struct wb_new_event evs[MAX_BATCH];
-			char stream[32];
-			build(a, ids, texts, evs);
-			stream_of(a, stream, sizeof(stream));
-			if (wb_append_send(c, stream, WB_EXPECT_ANY, 0, evs, a->n,
+			struct batch b;
+			build(a, &b);
+			if (wb_append_send(c, b.stream, WB_EXPECT_ANY, 0, b.evs, a->n,
 			                   &req_ids[inflight]) != 0)
 				goto out; /* the server is gone */
 			seqs[inflight++] = a->seq;
@@ -300,14 +304,10 @@ static void retry_unanswered(struct wb_client *c, uint32_t y)
 			struct append *a = &loaders[y][t].sent[s];
 			if (a->acked)
 				continue;
-			uint8_t ids[MAX_BATCH][16];
-			char texts[MAX_BATCH][64];
-			struct wb_new_event evs[MAX_BATCH];
-			char stream[32];
-			build(a, ids, texts, evs);
-			stream_of(a, stream, sizeof(stream));
+			struct batch b;
+			build(a, &b);
 			struct wb_append_result r;
-			int rc = wb_append(c, stream, WB_EXPECT_ANY, 0, evs, a->n, &r);
+			int rc = wb_append(c, b.stream, WB_EXPECT_ANY, 0, b.evs, a->n, &r);
 			cr_assert_eq(rc, 0, "retry of unanswered append c%u/t%u/s%zu: %s: %s", y, t,
 			             s, wb_error_name(rc), wb_errmsg(c));
 			if (found[y][t][s] != 0) {

@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,34 @@ static uint64_t count_all(struct wb_client *c)
 	return n;
 }
 
+/* Expects p to hold count events and to be the last page; frees it. */
+static void expect_last_page(struct wb_page *p, size_t count)
+{
+	cr_assert_eq(p->count, count, "a page of %zu events, expected %zu", p->count, count);
+	cr_assert(p->end, "the page is not the last");
+	wb_page_free(p);
+}
+
+/* Expects the figures of a stream's info. */
+static void expect_info(const struct wb_stream_info *si, uint64_t last_version, uint64_t count,
+                        uint64_t first_position, uint64_t last_position)
+{
+	cr_assert_eq(si->last_version, last_version, "last_version %" PRIu64, si->last_version);
+	cr_assert_eq(si->event_count, count, "event_count %" PRIu64, si->event_count);
+	cr_assert_eq(si->first_position, first_position, "first_position %" PRIu64,
+	             si->first_position);
+	cr_assert_eq(si->last_position, last_position, "last_position %" PRIu64, si->last_position);
+}
+
+/* Expects stream to hold n events (GetStreamInfo). */
+static void expect_event_count(struct wb_client *c, const char *stream, uint64_t n)
+{
+	struct wb_stream_info si;
+	cr_assert_eq(wb_stream_info(c, stream, &si), 0, "stream-info %s: %s", stream, wb_errmsg(c));
+	cr_assert_eq(si.event_count, n, "%s holds %" PRIu64 " events, expected %" PRIu64, stream,
+	             si.event_count, n);
+}
+
 static Whizbang__V1__ServerStats *stats(struct wb_client *c)
 {
 	Whizbang__V1__ServerStats *st = NULL;
@@ -84,8 +113,7 @@ Test(e2e, hello_reports_default_limits)
 	cr_assert(info->max_event_size > 0 && info->max_event_size < info->max_frame,
 	          "max_event_size %u", info->max_event_size);
 	cr_assert_eq(info->auth_required, false);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(e2e, hello_reports_configured_limits)
@@ -98,8 +126,7 @@ Test(e2e, hello_reports_configured_limits)
 	cr_assert_eq(info->max_read_count, 7u);
 	cr_assert_eq(info->max_append_events, 9u);
 	cr_assert(info->max_event_size > 0 && info->max_event_size < 65536u);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(e2e, ping)
@@ -107,8 +134,7 @@ Test(e2e, ping)
 	struct wb_client *c = e2e_suite_start_client(NULL, "test_e2e");
 	for (int i = 0; i < 10; i++)
 		cr_assert_eq(wb_ping(c), 0, "ping: %s", wb_errmsg(c));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- appends */
@@ -150,8 +176,7 @@ Test(e2e, append_positions_from_1_versions_from_0)
 	cr_assert_eq(p.end, true);
 	cr_assert_eq(p.last, 3);
 	wb_page_free(&p);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 static void expect_wrong_version(struct wb_client *c, const char *stream, enum wb_expected exp,
@@ -208,10 +233,8 @@ Test(e2e, expected_version_matrix)
 	cr_assert_eq(count_all(c), 7);
 	struct wb_stream_info si;
 	cr_assert_eq(wb_stream_info(c, "missing", &si), WB_NOT_FOUND);
-	cr_assert_eq(wb_stream_info(c, "ex", &si), 0);
-	cr_assert_eq(si.event_count, 5);
-	wb_close(c);
-	e2e_suite_stop();
+	expect_event_count(c, "ex", 5);
+	e2e_suite_stop_client(c);
 }
 
 /* Appends from two clients interleave in the log, but each append's events
@@ -298,11 +321,8 @@ Test(e2e, idempotent_retry_answers_original_positions)
 		cr_assert_eq(again.stream_version, first.stream_version);
 	}
 	cr_assert_eq(count_all(c), count);
-	struct wb_stream_info si;
-	cr_assert_eq(wb_stream_info(c, "idem", &si), 0);
-	cr_assert_eq(si.event_count, 3);
-	wb_close(c);
-	e2e_suite_stop();
+	expect_event_count(c, "idem", 3);
+	e2e_suite_stop_client(c);
 }
 
 Test(e2e, idempotency_conflicts_write_nothing)
@@ -364,8 +384,7 @@ Test(e2e, idempotency_conflicts_write_nothing)
 	struct wb_stream_info si;
 	cr_assert_eq(wb_stream_info(c, "other", &si), WB_NOT_FOUND);
 	cr_assert_eq(wb_stream_info(c, "dup", &si), WB_NOT_FOUND);
-	cr_assert_eq(wb_stream_info(c, "orig", &si), 0);
-	cr_assert_eq(si.event_count, 2);
+	expect_event_count(c, "orig", 2);
 
 	/* The ids of failed appends were not indexed: they are usable. */
 	struct wb_new_event fresh[2] = {text_event("T", "n2", ids[2]),
@@ -374,8 +393,7 @@ Test(e2e, idempotency_conflicts_write_nothing)
 	             wb_errmsg(c));
 	cr_assert_eq(r.first_position, count + 1);
 	cr_assert_eq(r.idempotent_replay, false);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(e2e, idempotency_survives_restart)
@@ -391,8 +409,7 @@ Test(e2e, idempotency_survives_restart)
 	struct wb_append_result first, again;
 	cr_assert_eq(wb_append(c, "keep", WB_EXPECT_ANY, 0, evs, 3, &first), 0, "%s", wb_errmsg(c));
 	uint64_t count = count_all(c);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 
 	e2e_suite_restart();
 	c = e2e_suite_client("test_e2e");
@@ -411,8 +428,7 @@ Test(e2e, idempotency_survives_restart)
 	cr_assert_eq(rc, WB_IDEMPOTENCY_CONFLICT, "other stream after restart: %s",
 	             wb_error_name(rc));
 	cr_assert_eq(count_all(c), count);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(e2e, generated_ids_are_distinct_uuidv7)
@@ -446,8 +462,7 @@ Test(e2e, generated_ids_are_distinct_uuidv7)
 			              "events %zu and %zu share an id", j, i);
 	}
 	e2e_events_free(all, n);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- reading a stream */
@@ -570,20 +585,15 @@ Test(e2e, read_stream_pages_both_ways)
 	cr_assert_eq(p.next, 40);
 	wb_page_free(&p);
 	cr_assert_eq(wb_read_stream(c, "big", BIG, false, 0, &p), 0);
-	cr_assert_eq(p.count, 0);
-	cr_assert_eq(p.end, true);
-	wb_page_free(&p);
+	expect_last_page(&p, 0);
 	cr_assert_eq(wb_read_stream(c, "big", 0, true, 0, &p), 0);
 	cr_assert_eq(p.count, 1);
 	check_big_event(&p.events[0], 0);
 	cr_assert_eq(p.end, true);
 	wb_page_free(&p);
 	cr_assert_eq(wb_read_stream(c, "big", BIG - 1, false, 5, &p), 0);
-	cr_assert_eq(p.count, 1);
-	cr_assert_eq(p.end, true);
-	wb_page_free(&p);
-	wb_close(c);
-	e2e_suite_stop();
+	expect_last_page(&p, 1);
+	e2e_suite_stop_client(c);
 }
 
 Test(e2e, missing_stream_is_not_found)
@@ -604,8 +614,7 @@ Test(e2e, missing_stream_is_not_found)
 	cr_assert_eq(rc, WB_NOT_FOUND, "prefix: %s", wb_error_name(rc));
 	/* The client is still usable. */
 	cr_assert_eq(wb_ping(c), 0);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(e2e, stream_info_fields)
@@ -619,19 +628,13 @@ Test(e2e, stream_info_fields)
 	struct wb_new_event evs[2] = {text_event("T", "2", NULL), text_event("T", "3", NULL)};
 	struct wb_stream_info a, b;
 	cr_assert_eq(wb_stream_info(c, "info", &a), 0);
-	cr_assert_eq(a.last_version, 0);
-	cr_assert_eq(a.event_count, 1);
-	cr_assert_eq(a.first_position, 2);
-	cr_assert_eq(a.last_position, 2);
+	expect_info(&a, 0, 1, 2, 2);
 	cr_assert_eq(a.created_us, a.updated_us);
 	e2e_sleep_ms(5); /* so that updated_us can differ */
 	cr_assert_eq(wb_append(c, "info", WB_EXPECT_EXACT, 0, evs, 2, &r2), 0, "%s", wb_errmsg(c));
 	uint64_t t1 = e2e_wall_us();
 	cr_assert_eq(wb_stream_info(c, "info", &b), 0);
-	cr_assert_eq(b.last_version, 2);
-	cr_assert_eq(b.event_count, 3);
-	cr_assert_eq(b.first_position, 2);
-	cr_assert_eq(b.last_position, 5);
+	expect_info(&b, 2, 3, 2, 5);
 	cr_assert_eq(b.created_us, a.created_us);
 	cr_assert(b.updated_us > a.updated_us, "updated_us did not move (%llu)",
 	          (unsigned long long)b.updated_us);
@@ -646,8 +649,7 @@ Test(e2e, stream_info_fields)
 	cr_assert_eq(p.events[0].timestamp_us, a.created_us);
 	cr_assert_eq(p.events[2].timestamp_us, b.updated_us);
 	wb_page_free(&p);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- reading $all */
@@ -767,11 +769,8 @@ Test(e2e, read_all_directions_filters_and_paging)
 	wb_page_free(&p);
 	/* Past the end forwards: nothing, and the end. */
 	cr_assert_eq(wb_read_all(c, NSPECS * ALL_ROUNDS + 1, false, 0, NULL, NULL, 0, &p), 0);
-	cr_assert_eq(p.count, 0);
-	cr_assert_eq(p.end, true);
-	wb_page_free(&p);
-	wb_close(c);
-	e2e_suite_stop();
+	expect_last_page(&p, 0);
+	e2e_suite_stop_client(c);
 }
 
 Test(e2e, read_all_empty_log)
@@ -784,11 +783,8 @@ Test(e2e, read_all_empty_log)
 	cr_assert_eq(p.last, 0);
 	wb_page_free(&p);
 	cr_assert_eq(wb_read_all(c, WB_END, true, 0, NULL, NULL, 0, &p), 0, "%s", wb_errmsg(c));
-	cr_assert_eq(p.count, 0);
-	cr_assert_eq(p.end, true);
-	wb_page_free(&p);
-	wb_close(c);
-	e2e_suite_stop();
+	expect_last_page(&p, 0);
+	e2e_suite_stop_client(c);
 }
 
 /* A rare type behind more events than one filtered page examines: paging
@@ -835,8 +831,7 @@ Test(e2e, read_all_filter_pages_through_a_long_log)
 		cr_assert_eq(found[back ? 0 : 1], NOISE + 2);
 	}
 	cr_assert_eq(count_all(c), NOISE + 2);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- data */
@@ -887,8 +882,7 @@ Test(e2e, data_and_metadata_round_trip)
 			        0, "event %zu metadata differs", i);
 	}
 	wb_page_free(&p);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* An event of exactly max_event_size is stored and read back byte for byte;
@@ -1143,8 +1137,7 @@ Test(e2e, concurrent_pipelined_appends_have_no_gaps)
 	cr_assert_eq(st->last_position, total);
 	cr_assert(st->batches > 0 && st->batch_requests >= THREADS * PER_THREAD);
 	wb_stats_free(st);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- the map grows */
@@ -1250,8 +1243,7 @@ Test(e2e, tiny_map_grows)
 	struct wb_append_result r;
 	append_text(c, "fill", "Fill", "more", &r);
 	cr_assert_eq(r.first_position, APPENDS * PER + 1);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* One event larger than the whole initial map. */
@@ -1265,8 +1257,7 @@ Test(e2e, tiny_map_takes_an_event_larger_than_itself)
 	cr_assert(st->map_grow_count > 0);
 	cr_assert(st->map_size > (4u << 20), "map_size %llu", (unsigned long long)st->map_size);
 	wb_stats_free(st);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- shutdown */
@@ -1279,8 +1270,7 @@ Test(e2e, sigterm_exits_0_and_data_survives)
 		snprintf(text, sizeof(text), "v%d", i);
 		append_text(c, i % 2 ? "odd" : "even", "T", text, NULL);
 	}
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 	cr_assert_eq(e2e_log_count(&e2e_srv, "level=error"), 0, "errors in the server log");
 	e2e_suite_restart();
 	c = e2e_suite_client("test_e2e");
@@ -1301,8 +1291,7 @@ Test(e2e, sigterm_exits_0_and_data_survives)
 	append_text(c, "even", "T", "next", &r);
 	cr_assert_eq(r.first_position, 21);
 	cr_assert_eq(r.stream_version, 10);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* Connected clients, idle or halfway through a frame, do not hold a
@@ -1340,8 +1329,7 @@ Test(e2e, shutdown_with_clients_connected)
 	e2e_suite_restart();
 	struct wb_client *c = e2e_suite_client("test_e2e");
 	cr_assert_eq(count_all(c), 2);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* SIGTERM with appends in flight: those answered are durable; those refused
@@ -1406,8 +1394,7 @@ Test(e2e, sigterm_with_appends_in_flight)
 		cr_assert_eq(all[i].position, i + 1);
 	e2e_events_free(all, n);
 	cr_log_info("%zu of %d appends acknowledged before the shutdown", acked, N);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- pipelining */
@@ -1419,15 +1406,29 @@ Test(e2e, pipelined_responses_matched_by_id)
 	enum { N = 120 };
 	Whizbang__V1__Response__BodyCase want[N];
 	uint64_t ids[N];
+	Whizbang__V1__Ping ping = WHIZBANG__V1__PING__INIT;
+	Whizbang__V1__ReadStream rs = WHIZBANG__V1__READ_STREAM__INIT;
+	Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
+	Whizbang__V1__GetStreamInfo gi = WHIZBANG__V1__GET_STREAM_INFO__INIT;
+	Whizbang__V1__GetStats gs = WHIZBANG__V1__GET_STATS__INIT;
+	rs.stream = (char *)"pipe";
+	gi.stream = (char *)"pipe";
+	/* Of every six requests the first is an append, the others these, each
+	 * with the answer it gets. */
+	const struct {
+		Whizbang__V1__Request req;
+		Whizbang__V1__Response__BodyCase answer;
+	} kinds[5] = {
+	        {E2E_REQUEST(PING, ping, &ping), WHIZBANG__V1__RESPONSE__BODY_PONG},
+	        {E2E_REQUEST(READ_STREAM, read_stream, &rs),
+	         WHIZBANG__V1__RESPONSE__BODY_READ_STREAM},
+	        {E2E_REQUEST(READ_ALL, read_all, &ra), WHIZBANG__V1__RESPONSE__BODY_READ_ALL},
+	        {E2E_REQUEST(GET_STREAM_INFO, get_stream_info, &gi),
+	         WHIZBANG__V1__RESPONSE__BODY_STREAM_INFO},
+	        {E2E_REQUEST(GET_STATS, get_stats, &gs), WHIZBANG__V1__RESPONSE__BODY_STATS},
+	};
 	for (int i = 0; i < N; i++) {
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
-		Whizbang__V1__Ping ping = WHIZBANG__V1__PING__INIT;
-		Whizbang__V1__ReadStream rs = WHIZBANG__V1__READ_STREAM__INIT;
-		Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
-		Whizbang__V1__GetStreamInfo gi = WHIZBANG__V1__GET_STREAM_INFO__INIT;
-		Whizbang__V1__GetStats gs = WHIZBANG__V1__GET_STATS__INIT;
-		switch (i % 6) {
-		case 0: {
+		if (i % 6 == 0) {
 			char text[32];
 			snprintf(text, sizeof(text), "p%d", i);
 			struct wb_new_event e = text_event("Pipe", text, NULL);
@@ -1436,35 +1437,9 @@ Test(e2e, pipelined_responses_matched_by_id)
 			want[i] = WHIZBANG__V1__RESPONSE__BODY_APPEND_EVENTS;
 			continue;
 		}
-		case 1:
-			ping.nonce = (uint64_t)i;
-			req.body_case = WHIZBANG__V1__REQUEST__BODY_PING;
-			req.ping = &ping;
-			want[i] = WHIZBANG__V1__RESPONSE__BODY_PONG;
-			break;
-		case 2:
-			rs.stream = (char *)"pipe";
-			req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_STREAM;
-			req.read_stream = &rs;
-			want[i] = WHIZBANG__V1__RESPONSE__BODY_READ_STREAM;
-			break;
-		case 3:
-			req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_ALL;
-			req.read_all = &ra;
-			want[i] = WHIZBANG__V1__RESPONSE__BODY_READ_ALL;
-			break;
-		case 4:
-			gi.stream = (char *)"pipe";
-			req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_STREAM_INFO;
-			req.get_stream_info = &gi;
-			want[i] = WHIZBANG__V1__RESPONSE__BODY_STREAM_INFO;
-			break;
-		default:
-			req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_STATS;
-			req.get_stats = &gs;
-			want[i] = WHIZBANG__V1__RESPONSE__BODY_STATS;
-			break;
-		}
+		Whizbang__V1__Request req = kinds[i % 6 - 1].req;
+		ping.nonce = (uint64_t)i;
+		want[i] = kinds[i % 6 - 1].answer;
 		cr_assert_eq(wb_send(c, &req, &ids[i]), 0, "%s", wb_errmsg(c));
 	}
 	bool seen[N] = {false};
@@ -1492,11 +1467,8 @@ Test(e2e, pipelined_responses_matched_by_id)
 	}
 	cr_assert_eq(appended, N / 6);
 	/* The blocking calls work again once the pipeline is drained. */
-	struct wb_stream_info si;
-	cr_assert_eq(wb_stream_info(c, "pipe", &si), 0, "%s", wb_errmsg(c));
-	cr_assert_eq(si.event_count, 1 + N / 6);
-	wb_close(c);
-	e2e_suite_stop();
+	expect_event_count(c, "pipe", 1 + N / 6);
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- client limits */
@@ -1513,8 +1485,7 @@ Test(e2e, blocking_call_refused_while_pipelined_answers_are_due)
 	cr_assert_eq(r->id, id);
 	whizbang__v1__response__free_unpacked(r, NULL);
 	cr_assert_eq(wb_ping(c), 0, "%s", wb_errmsg(c));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(e2e, client_refuses_an_answer_above_max_response)
@@ -1533,8 +1504,7 @@ Test(e2e, client_refuses_an_answer_above_max_response)
 	cr_assert_eq(rc, WB_E_IO, "an answer above max_response: %s", wb_error_name(rc));
 	cr_assert(strstr(wb_errmsg(c), "max_response") != NULL, "message: %s", wb_errmsg(c));
 	cr_assert_eq(wb_ping(c), WB_E_CLOSED, "the client is usable after a failed read");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* A peer that accepts the connection and never answers: every call ends

@@ -15,23 +15,7 @@
 /* The store is opened with these, and reopened with them where a test
  * checks what survives a close. */
 static const struct storage_options STORE_OPTS = {.map_size = 16u << 20};
-static struct fixture fx;
-static struct storage *st;
-
-static void setup(void)
-{
-	fixture_setup(&fx, "events");
-	st = fixture_open(&fx, NULL, &STORE_OPTS);
-}
-
-static void teardown(void)
-{
-	storage_close(st);
-	st = NULL;
-	fixture_teardown(&fx);
-}
-
-TestSuite(events, .init = setup, .fini = teardown);
+FIXTURE_STORE_SUITE(events, &STORE_OPTS);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -105,9 +89,7 @@ static void append_n(const char *stream, size_t n)
 
 static struct storage_txn *rtxn(void)
 {
-	struct storage_txn *t;
-	cr_assert_eq(storage_txn_begin(st, NULL, STORAGE_RDONLY, &t), 0);
-	return t;
+	return fixture_txn(st, NULL, STORAGE_RDONLY);
 }
 
 static uint64_t last_position(void)

@@ -46,6 +46,9 @@ static void start(const char *const *extra)
 	e2e_suite_start(args);
 }
 
+/* start(extra) and a client named name: how most tests begin. */
+static struct wb_client *start_client(const char *const *extra, const char *name);
+
 static struct wb_client *client(const char *name)
 {
 	struct wb_options opts = {.client_name = name, .timeout_ms = CLIENT_TIMEOUT_MS};
@@ -54,6 +57,12 @@ static struct wb_client *client(const char *name)
 	int rc = wb_connect(&c, e2e_srv.address, &opts, msg, sizeof(msg));
 	cr_assert_eq(rc, 0, "wb_connect: %s: %s", wb_error_name(rc), msg);
 	return c;
+}
+
+static struct wb_client *start_client(const char *const *extra, const char *name)
+{
+	start(extra);
+	return client(name);
 }
 
 #define ASSERT_OK(c, call)                                                                         \
@@ -69,21 +78,32 @@ static struct wb_client *client(const char *name)
 		             wb_error_name(code), wb_error_name(rc_), wb_errmsg(c));               \
 	} while (0)
 
-/* Leases count sequences of projection for duration_ms into g[]. */
-static void lease(struct wb_client *c, const char *projection, uint32_t count, uint64_t duration_ms,
-                  struct wb_lease_grant *g)
+/* Leases count sequences of projection for duration_ms (0: adaptive) into
+ * g[], which holds MAX_GRANTS, for the operation op_id from source position
+ * source, and checks that count consecutive sequences were granted. */
+static void lease_for(struct wb_client *c, const char *projection, uint32_t count,
+                      uint64_t duration_ms, const char *op_id, uint64_t source,
+                      struct wb_lease_grant *g)
 {
 	struct wb_lease_args a = {
 	        .projection = projection,
 	        .duration_ms = duration_ms,
 	        .count = count,
-	        .operation_id = "op",
+	        .operation_id = op_id,
+	        .source_position = source,
 	};
 	size_t n = 0;
 	ASSERT_OK(c, wb_lease(c, &a, g, MAX_GRANTS, &n));
-	cr_assert_eq(n, count);
+	cr_assert_eq(n, count, "%zu grants, asked for %u", n, count);
 	for (size_t i = 1; i < n; i++)
 		cr_assert_eq(g[i].sequence, g[0].sequence + i, "grants are not consecutive");
+}
+
+/* The same for the operation "op". */
+static void lease(struct wb_client *c, const char *projection, uint32_t count, uint64_t duration_ms,
+                  struct wb_lease_grant *g)
+{
+	lease_for(c, projection, count, duration_ms, "op", 0, g);
 }
 
 static uint64_t watermark(struct wb_client *c)
@@ -202,6 +222,32 @@ static void expect_entry(const Whizbang__V1__LedgerEntry *e, Whizbang__V1__Entry
 	             (int)e->reason, (int)reason);
 }
 
+/* Expects e to be of kind and reason, for projection and operation op_id. */
+static void expect_entry_of(const Whizbang__V1__LedgerEntry *e, Whizbang__V1__EntryKind kind,
+                            Whizbang__V1__EntryReason reason, const char *projection,
+                            const char *op_id)
+{
+	expect_entry(e, kind, reason);
+	cr_assert_str_eq(e->projection, projection, "sequence %" PRIu64, e->sequence);
+	cr_assert_str_eq(e->operation_id, op_id, "sequence %" PRIu64, e->sequence);
+}
+
+/* Reads the ledger from g[0]'s sequence, which must hold exactly the n
+ * sequences of g[], each as expect_entry_of() says. Returns the page for
+ * more checks; free it with wb_ledger_free(). */
+static Whizbang__V1__ReadLedgerResult *expect_entries(struct wb_client *c,
+                                                      const struct wb_lease_grant *g, size_t n,
+                                                      Whizbang__V1__EntryKind kind,
+                                                      Whizbang__V1__EntryReason reason,
+                                                      const char *projection, const char *op_id)
+{
+	Whizbang__V1__ReadLedgerResult *res = ledger(c, g[0].sequence);
+	cr_assert_eq(res->n_entries, n, "%zu ledger entries, expected %zu", res->n_entries, n);
+	for (size_t i = 0; i < n; i++)
+		expect_entry_of(entry(res, g[i].sequence), kind, reason, projection, op_id);
+	return res;
+}
+
 static Whizbang__V1__ServerStats *stats(struct wb_client *c)
 {
 	Whizbang__V1__ServerStats *s = NULL;
@@ -218,8 +264,7 @@ static int64_t llabs64(int64_t v)
 
 Test(lease_e2e, lease_count_gives_consecutive_sequences_and_distinct_tokens)
 {
-	start(NULL);
-	struct wb_client *c = client("grants");
+	struct wb_client *c = start_client(NULL, "grants");
 	uint64_t next = 0;
 	ASSERT_OK(c, wb_watermark(c, NULL, &next));
 	struct wb_lease_grant g[MAX_GRANTS];
@@ -251,24 +296,14 @@ Test(lease_e2e, lease_count_gives_consecutive_sequences_and_distinct_tokens)
 	a.projection = "";
 	ASSERT_ERR(c, WB_E_INVAL, wb_lease(c, &a, g, MAX_GRANTS, &n));
 	ASSERT_OK(c, wb_ping(c));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, commit_durable_then_applied_stores_the_ops)
 {
-	start(NULL);
-	struct wb_client *c = client("commit");
+	struct wb_client *c = start_client(NULL, "commit");
 	struct wb_lease_grant g[MAX_GRANTS];
-	struct wb_lease_args a = {
-	        .projection = "orders",
-	        .duration_ms = 2000,
-	        .count = 2,
-	        .operation_id = "op-17",
-	        .source_position = 42,
-	};
-	size_t n = 0;
-	ASSERT_OK(c, wb_lease(c, &a, g, MAX_GRANTS, &n));
+	lease_for(c, "orders", 2, 2000, "op-17", 42, g);
 	struct test_ops x, y;
 	make_ops(&x, "Order", "o-1", "Paid");
 	make_ops(&y, "Order", "o-2", "Cancelled");
@@ -283,14 +318,11 @@ Test(lease_e2e, commit_durable_then_applied_stores_the_ops)
 	cr_assert_eq(r.sequence, g[1].sequence);
 	cr_assert_geq(r.watermark, g[1].sequence, "an APPLIED answer came before the watermark");
 
-	Whizbang__V1__ReadLedgerResult *res = ledger(c, g[0].sequence);
-	cr_assert_eq(res->n_entries, 2);
+	Whizbang__V1__ReadLedgerResult *res =
+	        expect_entries(c, g, 2, WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED,
+	                       WHIZBANG__V1__ENTRY_REASON__REASON_NONE, "orders", "op-17");
 	for (int i = 0; i < 2; i++) {
 		const Whizbang__V1__LedgerEntry *e = entry(res, g[i].sequence);
-		expect_entry(e, WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED,
-		             WHIZBANG__V1__ENTRY_REASON__REASON_NONE);
-		cr_assert_str_eq(e->projection, "orders");
-		cr_assert_str_eq(e->operation_id, "op-17");
 		cr_assert_eq(e->source_position, 42);
 		cr_assert(same_ops(e, i == 0 ? &x : &y),
 		          "the stored ops differ from the committed");
@@ -307,8 +339,7 @@ Test(lease_e2e, commit_durable_then_applied_stores_the_ops)
 	res = ledger(c, g[0].sequence);
 	cr_assert_eq(entry(res, g[0].sequence)->n_ops, 0);
 	wb_ledger_free(res);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* Polls the client's socket: true when bytes arrive within ms. */
@@ -405,9 +436,8 @@ Test(lease_e2e, commit_above_a_pending_lease_is_durable_at_once_and_applied_late
 Test(lease_e2e, applied_commit_still_waiting_at_shutdown_is_answered)
 {
 	/* A small reservation keeps the restart's gaps within one ledger page. */
-	const char *extra[] = {"--lease-reserve-chunk", "8", NULL};
-	start(extra);
-	struct wb_client *c = client("shutdown");
+	struct wb_client *c =
+	        start_client((const char *[]){"--lease-reserve-chunk", "8", NULL}, "shutdown");
 	struct wb_lease_grant g[MAX_GRANTS];
 	lease(c, "orders", 2, 2000, g);
 	uint64_t id;
@@ -433,8 +463,7 @@ Test(lease_e2e, applied_commit_still_waiting_at_shutdown_is_answered)
 	expect_entry(entry(res, g[1].sequence), WHIZBANG__V1__ENTRY_KIND__ENTRY_COMMITTED,
 	             WHIZBANG__V1__ENTRY_REASON__REASON_NONE);
 	wb_ledger_free(res);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, watermark_waits_reach_or_time_out)
@@ -474,9 +503,7 @@ Test(lease_e2e, watermark_waits_reach_or_time_out)
 	Whizbang__V1__WaitForWatermark wf = WHIZBANG__V1__WAIT_FOR_WATERMARK__INIT;
 	wf.sequence = s;
 	wf.timeout_ms = 4000;
-	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK;
-	req.wait_for_watermark = &wf;
+	Whizbang__V1__Request req = E2E_REQUEST(WAIT_FOR_WATERMARK, wait_for_watermark, &wf);
 	uint64_t id;
 	ASSERT_OK(c2, wb_send(c2, &req, &id));
 	ASSERT_OK(c2, wb_flush(c2));
@@ -506,17 +533,9 @@ Test(lease_e2e, watermark_waits_reach_or_time_out)
 
 Test(lease_e2e, release_becomes_a_released_gap)
 {
-	start(NULL);
-	struct wb_client *c = client("release");
+	struct wb_client *c = start_client(NULL, "release");
 	struct wb_lease_grant g[MAX_GRANTS];
-	struct wb_lease_args a = {
-	        .projection = "relp",
-	        .duration_ms = 2000,
-	        .count = 2,
-	        .operation_id = "op-rel",
-	};
-	size_t n;
-	ASSERT_OK(c, wb_lease(c, &a, g, MAX_GRANTS, &n));
+	lease_for(c, "relp", 2, 2000, "op-rel", 0, g);
 	ASSERT_OK(c, wb_release(c, g[0].sequence, g[0].token, "gave up"));
 	cr_assert_eq(watermark(c), g[0].sequence, "the release did not move the watermark");
 	ASSERT_ERR(c, WB_LEASE_NOT_FOUND, wb_release(c, g[0].sequence, g[0].token, NULL));
@@ -525,29 +544,22 @@ Test(lease_e2e, release_becomes_a_released_gap)
 	ASSERT_OK(c, wb_release(c, g[1].sequence, g[1].token, NULL));
 	cr_assert_eq(watermark(c), g[1].sequence);
 
-	Whizbang__V1__ReadLedgerResult *res = ledger(c, g[0].sequence);
-	cr_assert_eq(res->n_entries, 2);
-	for (int i = 0; i < 2; i++) {
-		const Whizbang__V1__LedgerEntry *e = entry(res, g[i].sequence);
-		expect_entry(e, WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
-		             WHIZBANG__V1__ENTRY_REASON__GAP_RELEASED);
-		cr_assert_str_eq(e->projection, "relp");
-		cr_assert_str_eq(e->operation_id, "op-rel");
-		cr_assert_eq(e->n_ops, 0);
-	}
+	Whizbang__V1__ReadLedgerResult *res =
+	        expect_entries(c, g, 2, WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
+	                       WHIZBANG__V1__ENTRY_REASON__GAP_RELEASED, "relp", "op-rel");
+	for (int i = 0; i < 2; i++)
+		cr_assert_eq(entry(res, g[i].sequence)->n_ops, 0);
 	wb_ledger_free(res);
 	Whizbang__V1__ServerStats *s = stats(c);
 	cr_assert_eq(s->leases_released, 2);
 	cr_assert_eq(s->gaps, 2);
 	wb_stats_free(s);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, expiry_writes_gaps_in_sequence_order_with_the_original_expiry)
 {
-	start(NULL);
-	struct wb_client *c = client("expiry");
+	struct wb_client *c = start_client(NULL, "expiry");
 	/* The lowest lease expires last: the watermark waits for it. */
 	struct wb_lease_grant slow[MAX_GRANTS], fast[MAX_GRANTS];
 	lease(c, "exp", 1, 700, slow);
@@ -568,10 +580,8 @@ Test(lease_e2e, expiry_writes_gaps_in_sequence_order_with_the_original_expiry)
 	uint64_t prev_time = 0;
 	for (int i = 0; i < 3; i++) {
 		const Whizbang__V1__LedgerEntry *e = entry(res, fast[i].sequence);
-		expect_entry(e, WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
-		             WHIZBANG__V1__ENTRY_REASON__GAP_EXPIRED);
-		cr_assert_str_eq(e->projection, "exp");
-		cr_assert_str_eq(e->operation_id, "op");
+		expect_entry_of(e, WHIZBANG__V1__ENTRY_KIND__ENTRY_GAP,
+		                WHIZBANG__V1__ENTRY_REASON__GAP_EXPIRED, "exp", "op");
 		cr_assert_leq(llabs64((int64_t)e->original_expiry_us -
 		                      (int64_t)fast[i].expires_at_ms * 1000),
 		              100000, "the gap's original expiry is not the lease's");
@@ -591,14 +601,12 @@ Test(lease_e2e, expiry_writes_gaps_in_sequence_order_with_the_original_expiry)
 	int rc = wb_extend(c, first, slow[0].token, 100, NULL);
 	cr_assert(rc == WB_LEASE_EXPIRED || rc == WB_LEASE_NOT_FOUND, "extend: %s",
 	          wb_error_name(rc));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, staged_work_is_recovered_when_the_lease_expires)
 {
-	start(NULL);
-	struct wb_client *c = client("stage");
+	struct wb_client *c = start_client(NULL, "stage");
 	struct wb_lease_grant g[MAX_GRANTS];
 	lease(c, "staging", 2, 300, g);
 	struct test_ops x, y, z;
@@ -634,24 +642,14 @@ Test(lease_e2e, staged_work_is_recovered_when_the_lease_expires)
 	ASSERT_ERR(c, WB_LEASE_EXPIRED,
 	           wb_commit(c, g[0].sequence, g[0].token, &y.list, false, false, NULL));
 	cr_assert(strstr(wb_errmsg(c), "staged") != NULL, "message: %s", wb_errmsg(c));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, commit_after_expiry_fails_or_is_resequenced)
 {
-	start(NULL);
-	struct wb_client *c = client("reseq");
+	struct wb_client *c = start_client(NULL, "reseq");
 	struct wb_lease_grant g[MAX_GRANTS];
-	struct wb_lease_args a = {
-	        .projection = "reseqp",
-	        .duration_ms = 200,
-	        .count = 1,
-	        .operation_id = "op-late",
-	        .source_position = 7,
-	};
-	size_t n;
-	ASSERT_OK(c, wb_lease(c, &a, g, MAX_GRANTS, &n));
+	lease_for(c, "reseqp", 1, 200, "op-late", 7, g);
 	uint64_t s = g[0].sequence;
 	await_watermark(c, s, 3000);
 	struct test_ops x;
@@ -686,16 +684,14 @@ Test(lease_e2e, commit_after_expiry_fails_or_is_resequenced)
 	lease(c, "reseqp", 1, 2000, g);
 	cr_assert_gt(g[0].sequence, r.sequence);
 	ASSERT_OK(c, wb_commit(c, g[0].sequence, g[0].token, NULL, true, false, &r));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- errors and limits */
 
 Test(lease_e2e, wrong_token_and_unknown_sequence)
 {
-	start(NULL);
-	struct wb_client *c = client("errors");
+	struct wb_client *c = start_client(NULL, "errors");
 	struct wb_lease_grant g[MAX_GRANTS];
 	lease(c, "errs", 1, 2000, g);
 	uint64_t s = g[0].sequence, bad = g[0].token ^ 0x8000000000000001u;
@@ -723,15 +719,13 @@ Test(lease_e2e, wrong_token_and_unknown_sequence)
 	ASSERT_ERR(c, WB_LEASE_NOT_FOUND, wb_commit(c, s, g[0].token, NULL, false, false, NULL));
 	ASSERT_ERR(c, WB_LEASE_NOT_FOUND, wb_commit(c, s, bad, NULL, false, true, NULL));
 	ASSERT_OK(c, wb_ping(c));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, extend_renews_until_the_lifetime_cap)
 {
-	const char *extra[] = {"--lease-max-lifetime", "1s", NULL};
-	start(extra);
-	struct wb_client *c = client("extend");
+	struct wb_client *c =
+	        start_client((const char *[]){"--lease-max-lifetime", "1s", NULL}, "extend");
 	struct wb_lease_grant g[MAX_GRANTS];
 	lease(c, "ext", 1, 300, g);
 	uint64_t until = 0;
@@ -745,8 +739,7 @@ Test(lease_e2e, extend_renews_until_the_lifetime_cap)
 	cr_assert_eq(s->leases_active, 1, "a refused extend ended the lease");
 	wb_stats_free(s);
 	ASSERT_OK(c, wb_commit(c, g[0].sequence, g[0].token, NULL, false, false, NULL));
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, closing_connection_releases_release_leases_and_keeps_keep_leases)
@@ -791,8 +784,7 @@ Test(lease_e2e, closing_connection_releases_release_leases_and_keeps_keep_leases
 
 Test(lease_e2e, stats_figures_move)
 {
-	start(NULL);
-	struct wb_client *c = client("figures");
+	struct wb_client *c = start_client(NULL, "figures");
 	Whizbang__V1__ServerStats *s = stats(c);
 	cr_assert_eq(s->leases_active, 0);
 	cr_assert_eq(s->leases_committed, 0);
@@ -843,8 +835,7 @@ Test(lease_e2e, stats_figures_move)
 	}
 	cr_assert(found, "no figures for projection figs");
 	wb_stats_free(s);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(lease_e2e, lease_limits_answer_errors)
@@ -888,9 +879,8 @@ Test(lease_e2e, lease_limits_answer_errors)
 
 Test(lease_e2e, sigkill_with_leases_outstanding_then_restart_recovers)
 {
-	const char *extra[] = {"--lease-reserve-chunk", "8", NULL};
-	start(extra);
-	struct wb_client *c = client("crash");
+	struct wb_client *c =
+	        start_client((const char *[]){"--lease-reserve-chunk", "8", NULL}, "crash");
 	struct wb_lease_grant base[MAX_GRANTS], g[MAX_GRANTS];
 	struct test_ops x, y, z, w;
 	make_ops(&x, "Order", "o-x", "StagedX");
@@ -966,8 +956,7 @@ Test(lease_e2e, sigkill_with_leases_outstanding_then_restart_recovers)
 	ASSERT_OK(c, wb_commit(c, after[0].sequence, after[0].token, &x.list, false, false, &r));
 	ASSERT_OK(c, wb_commit(c, after[1].sequence, after[1].token, &y.list, true, false, &r));
 	cr_assert_geq(r.watermark, after[1].sequence);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* ---------------------------------------------------------------- the CLI */
@@ -976,9 +965,8 @@ Test(lease_e2e, cli_lease_commit_ledger_watermark_and_stats)
 {
 	start(NULL);
 	struct cli_run r = {0};
-	CLI(&r, "--json", "lease", "--projection", "cli", "--count", "2", "--duration-ms", "2000",
-	    "--operation-id", "cli-op");
-	cli_expect_status(&r, 0, "lease --json");
+	CLI_EXPECT(&r, 0, "lease --json", "--json", "lease", "--projection", "cli", "--count", "2",
+	           "--duration-ms", "2000", "--operation-id", "cli-op");
 	uint64_t seq[2];
 	char tok[2][17];
 	const char *line = r.out;
@@ -997,91 +985,71 @@ Test(lease_e2e, cli_lease_commit_ledger_watermark_and_stats)
 	snprintf(wait_for, sizeof(wait_for), "%" PRIu64, seq[1] + 100);
 
 	/* A malformed op is refused before anything is sent. */
-	CLI(&r, "commit", s0, "--token", tok[0], "--op", "upsert Order {");
-	cli_expect_status(&r, 1, "commit with a bad --op");
+	CLI_EXPECT(&r, 1, "commit with a bad --op", "commit", s0, "--token", tok[0], "--op",
+	           "upsert Order {");
 	cli_expect_has(r.err, "error: INVALID_EXPRESSION: column ", "commit with a bad --op");
 	const char *nowhere[] = {"--server", "127.0.0.1:1", "commit",         s0,  "--token",
 	                         tok[0],     "--op",        "upsert Order {", NULL};
 	cli_run(&r, nowhere);
 	cli_expect_status(&r, 1, "commit with a bad --op and no server");
 	cli_expect_has(r.err, "INVALID_EXPRESSION", "a bad --op must not contact the server");
-	CLI(&r, "commit", s0, "--token", "12345");
-	cli_expect_status(&r, 2, "a short token");
+	CLI_EXPECT(&r, 2, "a short token", "commit", s0, "--token", "12345");
 
 	/* Two --op make one commit; the second lease commits applied. */
-	CLI(&r, "commit", s1, "--token", tok[1], "--op", "upsert Order \"o-2\" {total: 5}", "--op",
-	    "delete Order \"o-9\"");
-	cli_expect_status(&r, 0, "commit above a pending lease");
+	CLI_EXPECT(&r, 0, "commit above a pending lease", "commit", s1, "--token", tok[1], "--op",
+	           "upsert Order \"o-2\" {total: 5}", "--op", "delete Order \"o-9\"");
 	cli_expect_has(r.out, "committed ", "commit");
-	CLI(&r, "commit", s0, "--token", tok[0], "--ack", "applied", "--op",
-	    "upsert Order \"o-1\" {status: \"Paid\"}");
-	cli_expect_status(&r, 0, "commit applied");
+	CLI_EXPECT(&r, 0, "commit applied", "commit", s0, "--token", tok[0], "--ack", "applied",
+	           "--op", "upsert Order \"o-1\" {status: \"Paid\"}");
 	char want[128];
 	snprintf(want, sizeof(want), "committed %s watermark=%s", s0, s1);
 	cli_expect_has(r.out, want, "commit applied");
-	CLI(&r, "commit", s0, "--token", tok[0]);
-	cli_expect_status(&r, 1, "commit twice");
+	CLI_EXPECT(&r, 1, "commit twice", "commit", s0, "--token", tok[0]);
 	cli_expect_has(r.err, "error: LEASE_NOT_FOUND: ", "commit twice");
 
-	CLI(&r, "ledger", "--from", s0);
-	cli_expect_status(&r, 0, "ledger");
+	CLI_EXPECT(&r, 0, "ledger", "ledger", "--from", s0);
 	snprintf(want, sizeof(want), "%s  committed  cli  cli-op  ", s0);
-	cli_expect_has(r.out, want, "ledger");
-	cli_expect_has(r.out, "o-1", "ledger");
-	cli_expect_has(r.out, "o-2", "ledger");
-	cli_expect_has(r.out, "o-9", "ledger");
-	CLI(&r, "--json", "ledger", "--from", s1, "--limit", "1");
-	cli_expect_status(&r, 0, "ledger --json");
+	CLI_HAS(r.out, "ledger", want, "o-1", "o-2", "o-9");
+	CLI_EXPECT(&r, 0, "ledger --json", "--json", "ledger", "--from", s1, "--limit", "1");
 	snprintf(want, sizeof(want), "{\"sequence\":%s,\"kind\":\"committed\"", s1);
-	cli_expect_has(r.out, want, "ledger --json");
-	cli_expect_has(r.out, "\"ops\":[\"", "ledger --json");
+	CLI_HAS(r.out, "ledger --json", want, "\"ops\":[\"");
 
-	CLI(&r, "watermark");
-	cli_expect_status(&r, 0, "watermark");
+	CLI_EXPECT(&r, 0, "watermark", "watermark");
 	snprintf(want, sizeof(want), "watermark %s\n", s1);
 	cli_expect_has(r.out, want, "watermark");
-	CLI(&r, "watermark", "--wait", s1, "--timeout-ms", "200");
-	cli_expect_status(&r, 0, "watermark --wait reached");
+	CLI_EXPECT(&r, 0, "watermark --wait reached", "watermark", "--wait", s1, "--timeout-ms",
+	           "200");
 	cli_expect_has(r.out, "reached", "watermark --wait");
-	CLI(&r, "watermark", "--wait", wait_for, "--timeout-ms", "200");
-	cli_expect_status(&r, 1, "watermark --wait timed out");
+	CLI_EXPECT(&r, 1, "watermark --wait timed out", "watermark", "--wait", wait_for,
+	           "--timeout-ms", "200");
 	cli_expect_has(r.out, "timed out", "watermark --wait");
 
 	/* Release, stage and extend through the CLI. */
-	CLI(&r, "lease", "--projection", "cli", "--duration-ms", "300");
-	cli_expect_status(&r, 0, "lease");
+	CLI_EXPECT(&r, 0, "lease", "lease", "--projection", "cli", "--duration-ms", "300");
 	uint64_t s3;
 	char t3[17], s3s[24];
 	cr_assert_eq(sscanf(r.out, "%" SCNu64 " %16[0-9a-f] ", &s3, t3), 2, "lease: %s", r.out);
 	snprintf(s3s, sizeof(s3s), "%" PRIu64, s3);
-	CLI(&r, "extend", s3s, "--token", t3, "--duration-ms", "400");
-	cli_expect_status(&r, 0, "extend");
-	CLI(&r, "stage", s3s, "--token", t3, "--op", "upsert Order \"o-s\" {n: 1}");
-	cli_expect_status(&r, 0, "stage");
-	CLI(&r, "watermark", "--wait", s3s, "--timeout-ms", "3000");
-	cli_expect_status(&r, 0, "watermark --wait for the staged lease");
+	CLI_EXPECT(&r, 0, "extend", "extend", s3s, "--token", t3, "--duration-ms", "400");
+	CLI_EXPECT(&r, 0, "stage", "stage", s3s, "--token", t3, "--op",
+	           "upsert Order \"o-s\" {n: 1}");
+	CLI_EXPECT(&r, 0, "watermark --wait for the staged lease", "watermark", "--wait", s3s,
+	           "--timeout-ms", "3000");
 	CLI(&r, "ledger", "--from", s3s);
 	snprintf(want, sizeof(want), "%s  recovered(staged)  cli", s3s);
 	cli_expect_has(r.out, want, "ledger after staged recovery");
 	CLI(&r, "lease", "--projection", "cli", "--duration-ms", "2000");
 	cr_assert_eq(sscanf(r.out, "%" SCNu64 " %16[0-9a-f] ", &s3, t3), 2, "lease: %s", r.out);
 	snprintf(s3s, sizeof(s3s), "%" PRIu64, s3);
-	CLI(&r, "release", s3s, "--token", t3, "--reason", "cli test");
-	cli_expect_status(&r, 0, "release");
+	CLI_EXPECT(&r, 0, "release", "release", s3s, "--token", t3, "--reason", "cli test");
 	CLI(&r, "ledger", "--from", s3s);
 	snprintf(want, sizeof(want), "%s  gap(released)  cli", s3s);
 	cli_expect_has(r.out, want, "ledger after release");
 
-	CLI(&r, "stats");
-	cli_expect_status(&r, 0, "stats");
-	cli_expect_has(r.out, "leases_committed: 2\n", "stats");
-	cli_expect_has(r.out, "leases_recovered: 1\n", "stats");
-	cli_expect_has(r.out, "lease_efficiency: ", "stats");
-	cli_expect_has(r.out, "health: ", "stats");
-	cli_expect_has(r.out, "projection cli: ", "stats");
-	CLI(&r, "--json", "stats");
-	cli_expect_status(&r, 0, "stats --json");
+	CLI_EXPECT(&r, 0, "stats", "stats");
+	CLI_HAS(r.out, "stats", "leases_committed: 2\n", "leases_recovered: 1\n",
+	        "lease_efficiency: ", "health: ", "projection cli: ");
+	CLI_EXPECT(&r, 0, "stats --json", "--json", "stats");
 	cli_expect_has(r.out, "\"projections\":[{\"projection\":\"cli\"", "stats --json");
-	cli_run_free(&r);
-	e2e_suite_stop();
+	cli_suite_stop(&r);
 }

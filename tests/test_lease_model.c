@@ -76,9 +76,7 @@ enum event {
 static const char *const projections[PROJECTIONS] = {"orders", "stock", "mail"};
 
 static struct {
-	uint64_t seed;
-	uint64_t seed_offset;
-	unsigned long step;
+	struct fixture_walk walk;
 	uint64_t rng;
 	uint64_t token_rng;
 	struct lease_config cfg;
@@ -101,11 +99,7 @@ static struct {
 	unsigned long events[EV_COUNT];
 } m;
 
-#define FAIL_CTX "seed %llu (replay: WB_SEED=%llu, test walk_seed_%llu) step %lu: "
-#define CTX                                                                                        \
-	(unsigned long long)m.seed, (unsigned long long)(m.seed - m.seed_offset),                  \
-	        (unsigned long long)m.seed_offset, m.step
-#define MCHECK(cond, fmt, ...) cr_assert((cond), FAIL_CTX fmt, CTX, __VA_ARGS__)
+#define MCHECK(cond, fmt, ...) FIXTURE_WALK_CHECK(m.walk, (cond), fmt, __VA_ARGS__)
 
 /* A value in [0, n). */
 static uint64_t rnd(uint64_t n)
@@ -460,7 +454,7 @@ static void step_grant(void)
 	        .duration_ms = dur,
 	        .count = count,
 	        .operation_id = chance(50) ? "op" : NULL,
-	        .source_position = m.step,
+	        .source_position = m.walk.step,
 	        .on_disconnect = chance(50) ? LEASE_KEEP : LEASE_RELEASE,
 	        .owner = owner == NO_OWNER ? NULL : &m.owners[owner],
 	};
@@ -725,15 +719,10 @@ static void step_restart(void)
 
 static void step_clock(void)
 {
-	uint64_t pick = rnd(100);
-	if (pick < 80) {
-		m.now += rnd(400);
-	} else if (pick < 92) {
-		m.now += 1000 + rnd(20000);
-	} else {
-		m.now -= 1 + rnd(20000); /* the clock jumps back */
+	static const struct fixture_clock clock = {
+	        .step_pct = 80, .step = 400, .jump_pct = 12, .jump = 20000};
+	if (fixture_clock_step(&clock, &m.now, &m.rng))
 		m.events[EV_BACKJUMPS]++;
-	}
 }
 
 static void step(void)
@@ -767,26 +756,13 @@ static void step(void)
 		check_get(rnd(m.next + 5), chance(50));
 }
 
-static uint64_t base_seed(void)
-{
-	const char *env = getenv("WB_SEED");
-	if (env != NULL && *env != '\0')
-		return strtoull(env, NULL, 0);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
-}
-
 static void run(uint64_t seed_offset)
 {
-	m.seed = base_seed() + seed_offset;
-	cr_log_info("lease model: seed %llu (replay with WB_SEED=%llu)", (unsigned long long)m.seed,
-	            (unsigned long long)(m.seed - seed_offset));
-	m.rng = m.seed;
-	m.token_rng = m.seed ^ 0x5eed;
+	m.rng = fixture_walk_start(&m.walk, "lease model", seed_offset);
+	m.token_rng = m.walk.seed ^ 0x5eed;
 	m.cfg = (struct lease_config){
 	        .max_lifetime_ms = MAX_LIFETIME,
-	        .grace_ms = m.seed % 2 == 0 ? 0 : 50,
+	        .grace_ms = m.walk.seed % 2 == 0 ? 0 : 50,
 	        .max_duration_ms = MAX_DURATION,
 	        .default_duration_ms = DEFAULT_DURATION,
 	        .cascade_threshold = 6,
@@ -802,13 +778,13 @@ static void run(uint64_t seed_offset)
 	model_reserve(64);
 	open_table();
 	check_all();
-	for (m.step = 1; m.step <= STEPS; m.step++) {
+	for (m.walk.step = 1; m.walk.step <= STEPS; m.walk.step++) {
 		step();
 		check_all();
 	}
 	cr_log_info("seed %llu: again %lu refused %lu granted %lu overrun %lu extended %lu "
 	            "expired %lu detached %lu settled %lu restarts %lu backjumps %lu",
-	            (unsigned long long)m.seed, m.events[EV_AGAIN], m.events[EV_REFUSED],
+	            (unsigned long long)m.walk.seed, m.events[EV_AGAIN], m.events[EV_REFUSED],
 	            m.events[EV_GRANTED], m.events[EV_OVERRUN], m.events[EV_EXTENDED],
 	            m.events[EV_EXPIRED], m.events[EV_DETACHED], m.events[EV_SETTLED],
 	            m.events[EV_RESTARTS], m.events[EV_BACKJUMPS]);
@@ -837,27 +813,4 @@ static void teardown(void)
 
 TestSuite(lease_model, .init = setup, .fini = teardown);
 
-Test(lease_model, walk_seed_0)
-{
-	run(0);
-}
-
-Test(lease_model, walk_seed_1)
-{
-	run(1);
-}
-
-Test(lease_model, walk_seed_2)
-{
-	run(2);
-}
-
-Test(lease_model, walk_seed_3)
-{
-	run(3);
-}
-
-Test(lease_model, walk_seed_4)
-{
-	run(4);
-}
+FIXTURE_WALK_TESTS(lease_model, run)

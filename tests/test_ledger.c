@@ -15,23 +15,8 @@
 #include "ledger.h"
 #include "storage.h"
 
-static struct fixture fx;
-static struct storage *st;
-
-static void setup(void)
-{
-	fixture_setup(&fx, "ledger");
-	st = fixture_open(&fx, NULL, &(struct storage_options){.map_size = 16u << 20});
-}
-
-static void teardown(void)
-{
-	storage_close(st);
-	st = NULL;
-	fixture_teardown(&fx);
-}
-
-TestSuite(ledger, .init = setup, .fini = teardown);
+static const struct storage_options STORE_OPTS = {.map_size = 16u << 20};
+FIXTURE_STORE_SUITE(ledger, &STORE_OPTS);
 
 /* ---------------------------------------------------------------- helpers */
 
@@ -39,28 +24,22 @@ static const uint64_t T0 = 1700000000000000ull; /* a wall clock in µs */
 
 static struct storage_txn *wtxn(void)
 {
-	struct storage_txn *t;
-	cr_assert_eq(storage_txn_begin(st, NULL, 0, &t), 0);
-	return t;
+	return fixture_txn(st, NULL, 0);
 }
 
 static struct storage_txn *child_txn(struct storage_txn *parent)
 {
-	struct storage_txn *t;
-	cr_assert_eq(storage_txn_begin(st, parent, 0, &t), 0);
-	return t;
+	return fixture_txn(st, parent, 0);
 }
 
 static struct storage_txn *rtxn(void)
 {
-	struct storage_txn *t;
-	cr_assert_eq(storage_txn_begin(st, NULL, STORAGE_RDONLY, &t), 0);
-	return t;
+	return fixture_txn(st, NULL, STORAGE_RDONLY);
 }
 
 static void commit(struct storage_txn *t)
 {
-	cr_assert_eq(storage_txn_commit(t), 0);
+	fixture_commit(t);
 }
 
 static uint64_t token_of(uint64_t seq)
@@ -272,6 +251,21 @@ static int read_ledger(uint64_t from, uint32_t max, struct seen *s, uint64_t *ne
 	int rc = ledger_read(t, from, max, visit_cb, s, next);
 	storage_txn_abort(t);
 	return rc;
+}
+
+static void expect_seen(const struct seen *s, const uint64_t *want, size_t n);
+
+/* Reads from from, at most max, which must succeed visiting the n entries
+ * of want and answer next_want. */
+static void read_expect(uint64_t from, uint32_t max, const uint64_t *want, size_t n,
+                        uint64_t next_want)
+{
+	struct seen s = {0};
+	uint64_t next = 0;
+	cr_assert_eq(read_ledger(from, max, &s, &next), 0);
+	expect_seen(&s, want, n);
+	cr_assert_eq(next, next_want, "read from %" PRIu64 ": next %" PRIu64 ", want %" PRIu64,
+	             from, next, next_want);
 }
 
 static void expect_seen(const struct seen *s, const uint64_t *want, size_t n)
@@ -840,6 +834,22 @@ Test(ledger, stored_staged_and_meta_records_have_the_documented_layout)
 
 /* ----------------------------------------------------------------- staged */
 
+/* The staged work at seq, which must be there with token and ops[0..len). */
+static void expect_staged(struct storage_txn *t, uint64_t seq, uint64_t token, const char *ops,
+                          size_t len)
+{
+	uint64_t got_token;
+	const uint8_t *got_ops;
+	size_t got_len;
+	cr_assert_eq(ledger_get_staged(t, seq, &got_token, &got_ops, &got_len), 0,
+	             "no staged work at %" PRIu64, seq);
+	cr_assert_eq(got_token, token, "staged at %" PRIu64 ": token", seq);
+	cr_assert_eq(got_len, len, "staged at %" PRIu64 ": %zu bytes of ops, want %zu", seq,
+	             got_len, len);
+	cr_assert(len == 0 || memcmp(got_ops, ops, len) == 0, "staged at %" PRIu64 ": other ops",
+	          seq);
+}
+
 Test(ledger, stage_read_back_replace_and_drop)
 {
 	uint64_t token;
@@ -853,13 +863,8 @@ Test(ledger, stage_read_back_replace_and_drop)
 	commit(t);
 
 	t = rtxn();
-	cr_assert_eq(ledger_get_staged(t, 5, &token, &ops, &ops_len), 0);
-	cr_assert_eq(token, 0x1122334455667788ull);
-	cr_assert_eq(ops_len, 9);
-	cr_assert_eq(memcmp(ops, "first ops", 9), 0);
-	cr_assert_eq(ledger_get_staged(t, 6, &token, &ops, &ops_len), 0);
-	cr_assert_eq(token, 42);
-	cr_assert_eq(ops_len, 0);
+	expect_staged(t, 5, 0x1122334455667788ull, "first ops", 9);
+	expect_staged(t, 6, 42, "", 0);
 	cr_assert_eq(ledger_get_staged(t, 4, &token, &ops, &ops_len), WB_E_NOTFOUND);
 	/* Staged work is not a final entry. */
 	struct ledger_entry e;
@@ -871,10 +876,7 @@ Test(ledger, stage_read_back_replace_and_drop)
 	cr_assert_eq(ledger_stage(t, 5, 7, (const uint8_t *)"2nd", 3), 0);
 	commit(t);
 	t = rtxn();
-	cr_assert_eq(ledger_get_staged(t, 5, &token, &ops, &ops_len), 0);
-	cr_assert_eq(token, 7);
-	cr_assert_eq(ops_len, 3);
-	cr_assert_eq(memcmp(ops, "2nd", 3), 0);
+	expect_staged(t, 5, 7, "2nd", 3);
 	cr_assert_eq(count_staged(t), 2);
 	storage_txn_abort(t);
 
@@ -1062,13 +1064,21 @@ static int advance(uint64_t target, struct applied *a, uint64_t *watermark)
 	return rc;
 }
 
+/* advance() to target, which must succeed and answer the watermark want
+ * (the answer is primed with another value). */
+static void advance_to(uint64_t target, struct applied *a, uint64_t want)
+{
+	uint64_t w = 99;
+	cr_assert_eq(advance(target, a, &w), 0, "advance to %" PRIu64, target);
+	cr_assert_eq(w, want, "advance to %" PRIu64 ": watermark %" PRIu64 ", want %" PRIu64,
+	             target, w, want);
+}
+
 Test(ledger, advance_stops_at_the_first_hole)
 {
 	entries_1_2_4();
 	struct applied a = {0};
-	uint64_t w = 99;
-	cr_assert_eq(advance(10, &a, &w), 0);
-	cr_assert_eq(w, 2);
+	advance_to(10, &a, 2);
 	uint64_t want[] = {1, 2};
 	expect_applied(&a, want, 2);
 	cr_assert_eq(a.kind[0], LEDGER_COMMITTED);
@@ -1084,15 +1094,12 @@ Test(ledger, advance_after_the_hole_fills_applies_only_the_new_entries)
 {
 	entries_1_2_4();
 	struct applied a = {0};
-	uint64_t w = 99;
-	cr_assert_eq(advance(10, &a, &w), 0);
-	cr_assert_eq(w, 2);
+	advance_to(10, &a, 2);
 
 	struct storage_txn *t = wtxn();
 	put_simple(t, 3, LEDGER_GAP, LEDGER_GAP_RELEASED);
 	commit(t);
-	cr_assert_eq(advance(10, &a, &w), 0);
-	cr_assert_eq(w, 4);
+	advance_to(10, &a, 4);
 	uint64_t want[] = {1, 2, 3, 4};
 	expect_applied(&a, want, 4);
 	cr_assert_eq(a.reason[2], LEDGER_GAP_RELEASED);
@@ -1100,8 +1107,7 @@ Test(ledger, advance_after_the_hole_fills_applies_only_the_new_entries)
 	cr_assert_eq(state().watermark, 4);
 
 	/* Nothing more to pass: no calls, the watermark stays. */
-	cr_assert_eq(advance(10, &a, &w), 0);
-	cr_assert_eq(w, 4);
+	advance_to(10, &a, 4);
 	expect_applied(&a, want, 4);
 }
 
@@ -1109,9 +1115,7 @@ Test(ledger, advance_never_passes_target)
 {
 	entries_1_2_4();
 	struct applied a = {0};
-	uint64_t w = 99;
-	cr_assert_eq(advance(1, &a, &w), 0);
-	cr_assert_eq(w, 1);
+	advance_to(1, &a, 1);
 	uint64_t want[] = {1};
 	expect_applied(&a, want, 1);
 	cr_assert_eq(state().watermark, 1);
@@ -1121,21 +1125,13 @@ Test(ledger, advance_to_a_target_below_the_watermark_does_nothing)
 {
 	entries_1_2_4();
 	struct applied a = {0};
-	uint64_t w = 99;
-	cr_assert_eq(advance(2, &a, &w), 0);
-	cr_assert_eq(w, 2);
+	advance_to(2, &a, 2);
 	a.n = 0;
 
-	w = 99;
-	cr_assert_eq(advance(1, &a, &w), 0);
-	cr_assert_eq(w, 2, "*watermark is the current one");
+	advance_to(1, &a, 2);
 	cr_assert_eq(a.n, 0);
-	w = 99;
-	cr_assert_eq(advance(0, &a, &w), 0);
-	cr_assert_eq(w, 2);
-	w = 99;
-	cr_assert_eq(advance(2, &a, &w), 0);
-	cr_assert_eq(w, 2);
+	advance_to(0, &a, 2);
+	advance_to(2, &a, 2);
 	cr_assert_eq(a.n, 0);
 	cr_assert_eq(state().watermark, 2, "the watermark moved backwards");
 }
@@ -1155,9 +1151,8 @@ Test(ledger, advance_stops_when_apply_fails)
 {
 	entries_1_2_4();
 	struct applied a = {0};
-	uint64_t w = 99;
-	cr_assert_eq(advance(10, &a, &w), 0);
-	cr_assert_eq(w, 2);
+	uint64_t w;
+	advance_to(10, &a, 2);
 
 	struct storage_txn *t = wtxn();
 	put_committed(t, 3);
@@ -1183,10 +1178,8 @@ Test(ledger, advance_stops_when_apply_fails)
 
 	/* The failed entry is applied again by the next advance, then 4. */
 	a = (struct applied){0};
-	cr_assert_eq(advance(10, &a, &w), 0);
-	cr_assert_eq(w, 4);
-	uint64_t again[] = {3, 4};
-	expect_applied(&a, again, 2);
+	advance_to(10, &a, 4);
+	expect_applied(&a, (const uint64_t[]){3, 4}, 2);
 }
 
 Test(ledger, advance_failing_midway_in_an_aborted_child_moves_nothing)
@@ -1244,6 +1237,20 @@ static int recover(struct applied *a, struct ledger_recovery *out)
 	return rc;
 }
 
+/* recover() into *r (primed with garbage), which must succeed with these
+ * figures. */
+static void recover_expect(struct applied *a, struct ledger_recovery *r, uint64_t gaps,
+                           uint64_t recovered, uint64_t watermark)
+{
+	memset(r, 0xCC, sizeof(*r));
+	cr_assert_eq(recover(a, r), 0);
+	cr_assert_eq(r->gaps, gaps, "gaps %" PRIu64 ", want %" PRIu64, r->gaps, gaps);
+	cr_assert_eq(r->recovered, recovered, "recovered %" PRIu64 ", want %" PRIu64, r->recovered,
+	             recovered);
+	cr_assert_eq(r->watermark, watermark, "watermark %" PRIu64 ", want %" PRIu64, r->watermark,
+	             watermark);
+}
+
 static void check_recovered(struct storage_txn *t, uint64_t seq, uint64_t token, const char *ops)
 {
 	struct ledger_entry e;
@@ -1261,11 +1268,7 @@ Test(ledger, recover_fills_gaps_recovers_staged_work_and_applies_in_order)
 	crash_scene();
 	struct applied a = {0};
 	struct ledger_recovery r;
-	memset(&r, 0xCC, sizeof(r));
-	cr_assert_eq(recover(&a, &r), 0);
-	cr_assert_eq(r.gaps, 4);
-	cr_assert_eq(r.recovered, 2);
-	cr_assert_eq(r.watermark, 10);
+	recover_expect(&a, &r, 4, 2, 10);
 
 	uint64_t want[] = {3, 4, 5, 6, 7, 8, 9, 10};
 	expect_applied(&a, want, 8);
@@ -1310,11 +1313,7 @@ Test(ledger, second_recovery_is_a_no_op)
 	cr_assert_eq(a.n, 8);
 
 	a = (struct applied){0};
-	memset(&r, 0xCC, sizeof(r));
-	cr_assert_eq(recover(&a, &r), 0);
-	cr_assert_eq(r.gaps, 0);
-	cr_assert_eq(r.recovered, 0);
-	cr_assert_eq(r.watermark, 10);
+	recover_expect(&a, &r, 0, 0, 10);
 	cr_assert_eq(a.n, 0, "an entry was applied twice");
 	cr_assert_eq(count_entries(), 10);
 	struct storage_txn *t = rtxn();
@@ -1336,11 +1335,7 @@ Test(ledger, recovery_with_watermark_at_the_ceiling_does_nothing)
 
 	struct applied a = {0};
 	struct ledger_recovery r;
-	memset(&r, 0xCC, sizeof(r));
-	cr_assert_eq(recover(&a, &r), 0);
-	cr_assert_eq(r.gaps, 0);
-	cr_assert_eq(r.recovered, 0);
-	cr_assert_eq(r.watermark, 3);
+	recover_expect(&a, &r, 0, 0, 3);
 	cr_assert_eq(a.n, 0);
 	cr_assert_eq(count_entries(), 3);
 	t = rtxn();
@@ -1355,11 +1350,7 @@ Test(ledger, recovery_of_a_new_store_does_nothing)
 {
 	struct applied a = {0};
 	struct ledger_recovery r;
-	memset(&r, 0xCC, sizeof(r));
-	cr_assert_eq(recover(&a, &r), 0);
-	cr_assert_eq(r.gaps, 0);
-	cr_assert_eq(r.recovered, 0);
-	cr_assert_eq(r.watermark, 0);
+	recover_expect(&a, &r, 0, 0, 0);
 	cr_assert_eq(a.n, 0);
 	cr_assert_eq(count_entries(), 0);
 }
@@ -1427,21 +1418,11 @@ Test(ledger, read_from_0_and_from_1_start_at_the_first_entry)
 Test(ledger, read_skips_holes_and_staged_work)
 {
 	entries_with_holes();
+	read_expect(5, 100, (const uint64_t[]){5, 9}, 2, 10);
+	read_expect(6, 100, (const uint64_t[]){9}, 1, 10);
+	/* Past the end: nothing visited, next continues where it was. */
 	struct seen s = {0};
 	uint64_t next = 0;
-	cr_assert_eq(read_ledger(5, 100, &s, &next), 0);
-	uint64_t want[] = {5, 9};
-	expect_seen(&s, want, 2);
-	cr_assert_eq(next, 10);
-
-	s = (struct seen){0};
-	cr_assert_eq(read_ledger(6, 100, &s, &next), 0);
-	uint64_t want9[] = {9};
-	expect_seen(&s, want9, 1);
-	cr_assert_eq(next, 10);
-
-	s = (struct seen){0};
-	next = 0;
 	cr_assert_eq(read_ledger(10, 100, &s, &next), 0);
 	cr_assert_eq(s.n, 0);
 	cr_assert_eq(s.calls, 0);
@@ -1479,14 +1460,9 @@ Test(ledger, read_is_bounded_by_max_count_and_next_continues)
 	cr_assert_eq(nexts[2], 10);
 
 	/* max_count 1 and 0. */
+	read_expect(4, 1, (const uint64_t[]){4}, 1, 5);
 	struct seen s = {0};
 	uint64_t next = 0;
-	cr_assert_eq(read_ledger(4, 1, &s, &next), 0);
-	uint64_t want4[] = {4};
-	expect_seen(&s, want4, 1);
-	cr_assert_eq(next, 5);
-	s = (struct seen){0};
-	next = 0;
 	cr_assert_eq(read_ledger(4, 0, &s, &next), 0);
 	cr_assert_eq(s.calls, 0);
 	cr_assert_eq(next, 4);

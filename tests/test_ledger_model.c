@@ -211,8 +211,7 @@ enum event {
 };
 
 static struct {
-	uint64_t seed, seed_offset;
-	unsigned long step;
+	struct fixture_walk walk;
 	uint64_t rng;
 	uint64_t now; /* the server's monotonic clock, ms */
 	uint64_t grace;
@@ -274,11 +273,7 @@ static struct {
 	unsigned fault_chances;
 } fk;
 
-#define FAIL_CTX "seed %llu (replay: WB_SEED=%llu, test walk_seed_%llu) step %lu: "
-#define CTX                                                                                        \
-	(unsigned long long)m.seed, (unsigned long long)(m.seed - m.seed_offset),                  \
-	        (unsigned long long)m.seed_offset, m.step
-#define MCHECK(cond, fmt, ...) cr_assert((cond), FAIL_CTX fmt, CTX, __VA_ARGS__)
+#define MCHECK(cond, fmt, ...) FIXTURE_WALK_CHECK(m.walk, (cond), fmt, __VA_ARGS__)
 #define ULL(x) ((unsigned long long)(x))
 
 /* ------------------------------------------------------------ helpers */
@@ -1803,15 +1798,10 @@ static void step_probe(void)
 
 static void step_clock(void)
 {
-	uint64_t pick = rnd(100);
-	if (pick < 82) {
-		m.now += rnd(300);
-	} else if (pick < 94) {
-		m.now += 1000 + rnd(10000);
-	} else {
-		m.now -= 1 + rnd(10000); /* the clock jumps back */
+	static const struct fixture_clock clock = {
+	        .step_pct = 82, .step = 300, .jump_pct = 12, .jump = 10000};
+	if (fixture_clock_step(&clock, &m.now, &m.rng))
 		m.ev[EV_BACKJUMP]++;
-	}
 }
 
 /* The I/O's timer fires. It is armed for the coordinator's deadline, so
@@ -1966,16 +1956,6 @@ static void step(void)
 		check_none_due();
 }
 
-static uint64_t base_seed(void)
-{
-	const char *env = getenv("WB_SEED");
-	if (env != NULL && *env != '\0')
-		return strtoull(env, NULL, 0);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000003u ^ (uint64_t)ts.tv_nsec;
-}
-
 static unsigned long walk_steps(void)
 {
 	const char *env = getenv("WB_STEPS");
@@ -1999,12 +1979,8 @@ static enum fault fault_from_env(void)
 static void run(uint64_t seed_offset)
 {
 	unsigned long steps = walk_steps();
-	m.seed_offset = seed_offset;
-	m.seed = base_seed() + seed_offset;
-	cr_log_info("ledger model: seed %llu (replay with WB_SEED=%llu)", ULL(m.seed),
-	            ULL(m.seed - seed_offset));
-	m.rng = m.seed;
-	fk.token_rng = m.seed ^ 0x5eedu;
+	m.rng = fixture_walk_start(&m.walk, "ledger model", seed_offset);
+	fk.token_rng = m.walk.seed ^ 0x5eedu;
 	/* The grace, the reservation chunk and the waiting limit vary with the
 	 * seed: a chunk of 1 makes nearly every grant wait for a reserve
 	 * write. */
@@ -2041,7 +2017,7 @@ static void run(uint64_t seed_offset)
 	m.open_from = 1;
 	sim_start();
 	check_all();
-	for (m.step = 1; m.step <= steps; m.step++) {
+	for (m.walk.step = 1; m.walk.step <= steps; m.walk.step++) {
 		step();
 		check_all();
 	}
@@ -2063,7 +2039,7 @@ static void run(uint64_t seed_offset)
 	        "%lu (mid-batch %lu) clean %lu restart "
 	        "gaps %lu recovered %lu backjumps %lu batches %lu applied %lu waits reached %lu "
 	        "timed out %lu refused %lu cascades %lu",
-	        ULL(m.seed), ULL(m.grace), ULL(fk.cfg.lease.reserve_chunk), m.ev[EV_GRANTED],
+	        ULL(m.walk.seed), ULL(m.grace), ULL(fk.cfg.lease.reserve_chunk), m.ev[EV_GRANTED],
 	        m.ev[EV_WAITED], m.ev[EV_COMMITTED], m.ev[EV_ACK_ABOVE], m.ev[EV_ACK_APPLIED],
 	        m.ev[EV_RELEASED], m.ev[EV_STAGED], m.ev[EV_OVERRUN], m.ev[EV_EXPIRED_GAP],
 	        m.ev[EV_EXPIRED_RECOVERED], m.ev[EV_FAIL_EXPIRED], m.ev[EV_RESEQ],
@@ -2137,27 +2113,4 @@ static void teardown(void)
 
 TestSuite(ledger_model, .init = setup, .fini = teardown);
 
-Test(ledger_model, walk_seed_0)
-{
-	run(0);
-}
-
-Test(ledger_model, walk_seed_1)
-{
-	run(1);
-}
-
-Test(ledger_model, walk_seed_2)
-{
-	run(2);
-}
-
-Test(ledger_model, walk_seed_3)
-{
-	run(3);
-}
-
-Test(ledger_model, walk_seed_4)
-{
-	run(4);
-}
+FIXTURE_WALK_TESTS(ledger_model, run)

@@ -65,9 +65,7 @@ static Response *append(int fd, const char *stream, Whizbang__V1__ExpectedVersio
 	a.expected_version = ver;
 	a.n_events = n;
 	a.events = ptrs;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_APPEND_EVENTS;
-	req.append_events = &a;
+	Request req = E2E_REQUEST(APPEND_EVENTS, append_events, &a);
 	Response *r = call(fd, &req);
 	free(evs);
 	free(ptrs);
@@ -93,9 +91,7 @@ static Response *read_stream(int fd, const char *stream, uint64_t from, bool bac
 	rs.from_version = from;
 	rs.direction = back ? WHIZBANG__V1__DIRECTION__BACKWARD : WHIZBANG__V1__DIRECTION__FORWARD;
 	rs.max_count = max;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_STREAM;
-	req.read_stream = &rs;
+	Request req = E2E_REQUEST(READ_STREAM, read_stream, &rs);
 	return call(fd, &req);
 }
 
@@ -130,9 +126,7 @@ static Response *set_meta(int fd, const char *stream, uint64_t mc, uint64_t age,
 	Whizbang__V1__SetStreamMetadata s = WHIZBANG__V1__SET_STREAM_METADATA__INIT;
 	s.stream = (char *)stream;
 	s.metadata = &m;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA;
-	req.set_stream_metadata = &s;
+	Request req = E2E_REQUEST(SET_STREAM_METADATA, set_stream_metadata, &s);
 	return call(fd, &req);
 }
 
@@ -140,9 +134,7 @@ static Response *get_meta(int fd, const char *stream)
 {
 	Whizbang__V1__GetStreamMetadata g = WHIZBANG__V1__GET_STREAM_METADATA__INIT;
 	g.stream = (char *)stream;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_STREAM_METADATA;
-	req.get_stream_metadata = &g;
+	Request req = E2E_REQUEST(GET_STREAM_METADATA, get_stream_metadata, &g);
 	return call(fd, &req);
 }
 
@@ -151,9 +143,7 @@ static Response *delete_stream(int fd, const char *stream, bool hard)
 	Whizbang__V1__DeleteStream d = WHIZBANG__V1__DELETE_STREAM__INIT;
 	d.stream = (char *)stream;
 	d.hard = hard;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_DELETE_STREAM;
-	req.delete_stream = &d;
+	Request req = E2E_REQUEST(DELETE_STREAM, delete_stream, &d);
 	return call(fd, &req);
 }
 
@@ -161,19 +151,15 @@ static Response *stream_info(int fd, const char *stream)
 {
 	Whizbang__V1__GetStreamInfo g = WHIZBANG__V1__GET_STREAM_INFO__INIT;
 	g.stream = (char *)stream;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_STREAM_INFO;
-	req.get_stream_info = &g;
+	Request req = E2E_REQUEST(GET_STREAM_INFO, get_stream_info, &g);
 	return call(fd, &req);
 }
 
 static void send_scavenge(int fd, uint64_t id)
 {
 	Whizbang__V1__Scavenge s = WHIZBANG__V1__SCAVENGE__INIT;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
+	Request req = E2E_REQUEST(SCAVENGE, scavenge, &s);
 	req.id = id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_SCAVENGE;
-	req.scavenge = &s;
 	cr_assert_eq(e2e_send_request(fd, &req), 0);
 }
 
@@ -231,9 +217,7 @@ static void read_all(int fd, uint32_t page, struct e2e_event **out, size_t *n)
 		Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
 		ra.from_position = from;
 		ra.max_count = page;
-		Request req = WHIZBANG__V1__REQUEST__INIT;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_ALL;
-		req.read_all = &ra;
+		Request req = E2E_REQUEST(READ_ALL, read_all, &ra);
 		Response *r = call(fd, &req);
 		cr_assert_eq(e2e_error_code(r), 0);
 		Whizbang__V1__ReadAllResult *res = r->read_all;
@@ -353,9 +337,7 @@ Test(lifecycle_e2e, metadata_is_honoured_by_reads_at_once)
 	/* A SetStreamMetadata without metadata clears it. */
 	Whizbang__V1__SetStreamMetadata s = WHIZBANG__V1__SET_STREAM_METADATA__INIT;
 	s.stream = (char *)"m";
-	Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA;
-	req.set_stream_metadata = &s;
+	Request req = E2E_REQUEST(SET_STREAM_METADATA, set_stream_metadata, &s);
 	cr_assert_eq(error_of(call(fd, &req)), 0);
 	r = read_stream(fd, "m", 0, false, 100);
 	cr_assert_eq(r->read_stream->n_events, 11);
@@ -642,9 +624,7 @@ Test(lifecycle_e2e, hostile_requests)
 	/* Before Hello: refused like any other request. */
 	int fd = e2e_suite_raw();
 	Whizbang__V1__Scavenge sc = WHIZBANG__V1__SCAVENGE__INIT;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_SCAVENGE;
-	req.scavenge = &sc;
+	Request req = E2E_REQUEST(SCAVENGE, scavenge, &sc);
 	cr_assert_eq(error_of(call(fd, &req)), WB_BAD_REQUEST);
 	close(fd);
 

@@ -302,8 +302,7 @@ Test(metrics, off_serves_nothing)
 	cr_assert_neq(access(path, F_OK), 0, "%s exists with metrics off", path);
 	cr_assert_eq(e2e_log_count(&e2e_srv, "metrics_listening"), 0);
 	struct wb_client *c = e2e_suite_client("off");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* A client that asks for far more than the kernel's socket buffers hold and
@@ -332,10 +331,8 @@ Test(metrics, ready_turns_503_during_shutdown)
 	for (uint64_t id = 2; id < 12; id++) {
 		Whizbang__V1__ReadAll ra = WHIZBANG__V1__READ_ALL__INIT;
 		ra.from_position = 1;
-		Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+		Whizbang__V1__Request req = E2E_REQUEST(READ_ALL, read_all, &ra);
 		req.id = id;
-		req.body_case = WHIZBANG__V1__REQUEST__BODY_READ_ALL;
-		req.read_all = &ra;
 		cr_assert_eq(e2e_send_request(fd, &req), 0);
 	}
 	/* Until the server has answered (into its output) it counts the reads. */

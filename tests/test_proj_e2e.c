@@ -73,12 +73,10 @@ static void apply_ok(struct wb_client *c, const char *text)
 
 static Response *get_entity(struct wb_client *c, const char *type, const char *id)
 {
-	Request req = WHIZBANG__V1__REQUEST__INIT;
 	Whizbang__V1__GetEntity g = WHIZBANG__V1__GET_ENTITY__INIT;
 	g.type = (char *)type;
 	g.id = (char *)id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_GET_ENTITY;
-	req.get_entity = &g;
+	Request req = E2E_REQUEST(GET_ENTITY, get_entity, &g);
 	return call(c, &req);
 }
 
@@ -138,10 +136,8 @@ static Response *index_call(struct wb_client *c, bool create, const char *type, 
 
 static Response *verify(struct wb_client *c)
 {
-	Request req = WHIZBANG__V1__REQUEST__INIT;
 	Whizbang__V1__Verify v = WHIZBANG__V1__VERIFY__INIT;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_VERIFY;
-	req.verify = &v;
+	Request req = E2E_REQUEST(VERIFY, verify, &v);
 	return call(c, &req);
 }
 
@@ -261,8 +257,7 @@ Test(proj_e2e, apply_read_query_and_explode)
 	cr_assert_geq(st->apply_failures, 1);
 	wb_stats_free(st);
 	assert_verified(c, "after the session");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(proj_e2e, hostile_read_model_requests)
@@ -278,13 +273,11 @@ Test(proj_e2e, hostile_read_model_requests)
 	expect_code(query(c, "Order", NULL, big, 0), WB_BAD_REQUEST, "cursor over 255 bytes");
 
 	/* A Where without an expression, an empty in list, a bad compare op. */
-	Request req = WHIZBANG__V1__REQUEST__INIT;
 	Whizbang__V1__QueryEntities q = WHIZBANG__V1__QUERY_ENTITIES__INIT;
 	Whizbang__V1__Where w = WHIZBANG__V1__WHERE__INIT;
 	q.type = "Order";
 	q.where = &w;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES;
-	req.query_entities = &q;
+	Request req = E2E_REQUEST(QUERY_ENTITIES, query_entities, &q);
 	expect_code(call(c, &req), WB_INVALID_EXPRESSION, "where without expr");
 	Whizbang__V1__Expr ex = WHIZBANG__V1__EXPR__INIT;
 	Whizbang__V1__InList il = WHIZBANG__V1__IN_LIST__INIT;
@@ -339,8 +332,7 @@ Test(proj_e2e, hostile_read_model_requests)
 	/* And the server is fine. */
 	cr_assert_eq(wb_ping(c), 0);
 	assert_verified(c, "after hostile requests");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(proj_e2e, unindexed_scan_over_max_scan_is_refused_deterministically)
@@ -374,8 +366,7 @@ Test(proj_e2e, unindexed_scan_over_max_scan_is_refused_deterministically)
 	r = query(c, "Item", "hit == true", NULL, 0);
 	expect_code(r, WB_QUERY_TOO_EXPENSIVE, "hit is not indexed");
 	assert_verified(c, "after refusals");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* A writer thread that keeps applying while Verify runs. */
@@ -452,8 +443,7 @@ Test(proj_e2e, verify_online_under_load_after_kill_and_offline)
 	cr_assert_eq(r->query->strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX);
 	size_t before = r->query->n_entities;
 	whizbang__v1__response__free_unpacked(r, NULL);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 
 	/* Offline: a replay beside a running server is refused (the lock);
 	 * stopped, --verify matches and a rebuild in place keeps every byte. */
@@ -477,6 +467,5 @@ Test(proj_e2e, verify_online_under_load_after_kill_and_offline)
 	cr_assert_eq(r->query->n_entities, before);
 	whizbang__v1__response__free_unpacked(r, NULL);
 	assert_verified(c, "after the offline rebuild");
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }

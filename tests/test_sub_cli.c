@@ -115,22 +115,20 @@ Test(sub_cli, subscribe_stream_filters_and_count)
 	wb_close(c);
 
 	struct cli_run r = {0};
-	CLI(&r, "--json", "subscribe", "--stream", "acct-1", "--from", "2", "--count", "2");
-	cli_expect_status(&r, 0, "subscribe --stream --from 2 --count 2");
+	CLI_EXPECT(&r, 0, "subscribe --stream --from 2 --count 2", "--json", "subscribe",
+	           "--stream", "acct-1", "--from", "2", "--count", "2");
 	cr_assert_eq(cli_count_of(r.out, "\"stream\":\"acct-1\""), 2, "%s", r.out);
 	cli_expect_has(r.out, "\"version\":2", "from version 2");
 	cli_expect_has(r.out, "\"version\":3", "then 3");
 	cli_expect_not(r.out, "\"version\":1,", "nothing before the start");
 
-	CLI(&r, "--json", "subscribe", "--all", "--stream-prefix", "acct-", "--type", "Credited",
-	    "--count", "3");
-	cli_expect_status(&r, 0, "subscribe --stream-prefix --type");
+	CLI_EXPECT(&r, 0, "subscribe --stream-prefix --type", "--json", "subscribe", "--all",
+	           "--stream-prefix", "acct-", "--type", "Credited", "--count", "3");
 	cr_assert_eq(cli_count_of(r.out, "\"type\":\"Credited\""), 3, "%s", r.out);
 	cli_expect_not(r.out, "other-1", "prefix filter");
 	cli_expect_not(r.out, "Opened", "type filter");
 
-	CLI(&r, "subscribe", "--all", "--count", "1");
-	cli_expect_status(&r, 0, "subscribe text");
+	CLI_EXPECT(&r, 0, "subscribe text", "subscribe", "--all", "--count", "1");
 	cli_expect_has(r.out, "acct-1@0  Opened", "text form of an event");
 	cli_run_free(&r);
 }
@@ -138,12 +136,9 @@ Test(sub_cli, subscribe_stream_filters_and_count)
 /* Ledger entries, then the caught-up line. */
 Test(sub_cli, subscribe_ledger)
 {
-	e2e_suite_start(NULL);
-	struct cli_run r = {0};
-	CLI(&r, "apply", "--projection", "p", "upsert Order \"o-1\" {total: 1}");
-	cli_expect_status(&r, 0, "apply");
-	CLI(&r, "--json", "subscribe", "--ledger", "--count", "1");
-	cli_expect_status(&r, 0, "subscribe --ledger");
+	struct cli_run r = cli_suite_start(NULL);
+	CLI_EXPECT(&r, 0, "apply", "apply", "--projection", "p", "upsert Order \"o-1\" {total: 1}");
+	CLI_EXPECT(&r, 0, "subscribe --ledger", "--json", "subscribe", "--ledger", "--count", "1");
 	cli_expect_has(r.out, "\"sequence\":1", "the first entry");
 	cli_run_free(&r);
 }
@@ -214,29 +209,26 @@ Test(sub_cli, consumer_life)
 {
 	struct wb_client *c = e2e_suite_start_client(NULL, "test_sub_cli");
 	struct cli_run r = {0};
-	CLI(&r, "consumer", "list");
-	cli_expect_status(&r, 0, "empty list");
+	CLI_EXPECT(&r, 0, "empty list", "consumer", "list");
 	cli_expect_has(r.out, "(no consumer groups)", "empty list");
 
-	CLI(&r, "consumer", "create", "billing", "--all", "--stream-prefix", "inv-",
-	    "--ack-timeout", "30s", "--max-deliveries", "5");
-	cli_expect_status(&r, 0, "consumer create");
+	CLI_EXPECT(&r, 0, "consumer create", "consumer", "create", "billing", "--all",
+	           "--stream-prefix", "inv-", "--ack-timeout", "30s", "--max-deliveries", "5");
 	cli_expect_has(r.out, "billing  all prefix=inv-", "create prints the group");
 	cli_expect_has(r.out, "ack_timeout=30s max_deliveries=5", "its settings");
-	CLI(&r, "consumer", "create", "billing", "--all");
-	cli_expect_status(&r, 1, "create twice");
+	CLI_EXPECT(&r, 1, "create twice", "consumer", "create", "billing", "--all");
 
 	append_n(c, "inv-1", "Issued", 3);
 	append_n(c, "x-1", "Other", 1);
 
-	CLI(&r, "--json", "consumer", "read", "billing", "--count", "2", "--ack");
-	cli_expect_status(&r, 0, "read --ack");
+	CLI_EXPECT(&r, 0, "read --ack", "--json", "consumer", "read", "billing", "--count", "2",
+	           "--ack");
 	cr_assert_eq(cli_count_of(r.out, "\"delivery\":1"), 2, "%s", r.out);
 	cli_expect_has(r.out, "\"acked\":2,\"checkpoint\":", "ack summary");
 
 	/* Not acked: back to the group when the reader leaves. */
-	CLI(&r, "--json", "consumer", "read", "billing", "--count", "5", "--wait-ms", "500");
-	cli_expect_status(&r, 0, "read without ack");
+	CLI_EXPECT(&r, 0, "read without ack", "--json", "consumer", "read", "billing", "--count",
+	           "5", "--wait-ms", "500");
 	cr_assert_eq(cli_count_of(r.out, "\"stream\":\"inv-1\""), 1, "%s", r.out);
 	cli_expect_has(r.out, "\"version\":2", "the third event");
 	cli_expect_not(r.out, "x-1", "the prefix filter");
@@ -245,47 +237,37 @@ Test(sub_cli, consumer_life)
 	cr_assert_not_null(p);
 	memcpy(id, p + 6, 36);
 
-	CLI(&r, "consumer", "read", "billing", "--count", "1");
-	cli_expect_status(&r, 0, "read again");
+	CLI_EXPECT(&r, 0, "read again", "consumer", "read", "billing", "--count", "1");
 	cli_expect_has(r.out, "delivery=2", "redelivered");
 	cli_expect_has(r.out, id, "the same event");
 
-	CLI(&r, "consumer", "nack", "billing", id, "--action", "park", "--reason", "bad total");
-	cli_expect_status(&r, 0, "nack park");
+	CLI_EXPECT(&r, 0, "nack park", "consumer", "nack", "billing", id, "--action", "park",
+	           "--reason", "bad total");
 	cli_expect_has(r.out, "nacked 1, checkpoint", "nack summary");
-	CLI(&r, "consumer", "parked", "billing");
-	cli_expect_status(&r, 0, "parked");
+	CLI_EXPECT(&r, 0, "parked", "consumer", "parked", "billing");
 	cli_expect_has(r.out, id, "the parked event");
 	cli_expect_has(r.out, ": bad total", "its reason");
-	CLI(&r, "--json", "consumer", "parked", "billing");
-	cli_expect_status(&r, 0, "parked --json");
+	CLI_EXPECT(&r, 0, "parked --json", "--json", "consumer", "parked", "billing");
 	cli_expect_has(r.out, "\"reason\":\"bad total\"", "reason in JSON");
 
-	CLI(&r, "consumer", "replay-parked", "billing");
-	cli_expect_status(&r, 0, "replay-parked");
+	CLI_EXPECT(&r, 0, "replay-parked", "consumer", "replay-parked", "billing");
 	cli_expect_has(r.out, "replayed 1", "replayed");
-	CLI(&r, "--json", "consumer", "read", "billing", "--count", "1");
-	cli_expect_status(&r, 0, "read replayed");
+	CLI_EXPECT(&r, 0, "read replayed", "--json", "consumer", "read", "billing", "--count", "1");
 	cli_expect_has(r.out, id, "the replayed event");
-	CLI(&r, "--json", "consumer", "ack", "billing", id);
-	cli_expect_status(&r, 0, "ack by id");
+	CLI_EXPECT(&r, 0, "ack by id", "--json", "consumer", "ack", "billing", id);
 	cli_expect_has(r.out, "\"acked\":1,\"checkpoint\":4",
 	               "checkpoint past all four (x-1 does not match)");
 
-	CLI(&r, "--json", "consumer", "list");
-	cli_expect_status(&r, 0, "list --json");
+	CLI_EXPECT(&r, 0, "list --json", "--json", "consumer", "list");
 	cli_expect_has(r.out, "\"name\":\"billing\"", "the group");
 	cli_expect_has(r.out, "\"checkpoint\":4", "its checkpoint");
 	cli_expect_has(r.out, "\"parked\":0", "nothing parked");
 
-	CLI(&r, "consumer", "delete", "billing");
-	cli_expect_status(&r, 0, "delete");
+	CLI_EXPECT(&r, 0, "delete", "consumer", "delete", "billing");
 	cli_expect_has(r.out, "deleted billing", "delete");
-	CLI(&r, "consumer", "delete", "billing");
-	cli_expect_status(&r, 1, "delete twice");
+	CLI_EXPECT(&r, 1, "delete twice", "consumer", "delete", "billing");
 	cli_expect_has(r.err, "NOT_FOUND", "delete twice");
-	CLI(&r, "consumer", "read", "billing");
-	cli_expect_status(&r, 1, "read a deleted group");
+	CLI_EXPECT(&r, 1, "read a deleted group", "consumer", "read", "billing");
 	cli_run_free(&r);
 	wb_close(c);
 }
@@ -300,56 +282,46 @@ Test(sub_cli, stream_meta_delete_scavenge)
 	append_n(c, "hard", "E", 2);
 	struct cli_run r = {0};
 
-	CLI(&r, "stream-meta", "m");
-	cli_expect_status(&r, 0, "stream-meta");
+	CLI_EXPECT(&r, 0, "stream-meta", "stream-meta", "m");
 	cli_expect_has(r.out, "max_count: unset\nmax_age: unset\ntruncate_before: unset", "unset");
-	CLI(&r, "stream-meta", "m", "--max-count", "2");
-	cli_expect_status(&r, 0, "set max-count");
+	CLI_EXPECT(&r, 0, "set max-count", "stream-meta", "m", "--max-count", "2");
 	cli_expect_has(r.out, "max_count: 2", "set");
-	CLI(&r, "stream-meta", "m", "--max-age", "7d");
-	cli_expect_status(&r, 0, "set max-age");
+	CLI_EXPECT(&r, 0, "set max-age", "stream-meta", "m", "--max-age", "7d");
 	cli_expect_has(r.out, "max_count: 2\nmax_age: 7d", "max-count kept");
-	CLI(&r, "--json", "stream-meta", "m");
-	cli_expect_status(&r, 0, "stream-meta --json");
+	CLI_EXPECT(&r, 0, "stream-meta --json", "--json", "stream-meta", "m");
 	cli_expect_has(r.out,
 	               "{\"stream\":\"m\",\"max_count\":2,\"max_age_ms\":604800000,"
 	               "\"truncate_before\":0}",
 	               "json");
-	CLI(&r, "--json", "read", "m");
-	cli_expect_status(&r, 0, "read m");
+	CLI_EXPECT(&r, 0, "read m", "--json", "read", "m");
 	cr_assert_eq(cli_count_of(r.out, "\"position\":"), 2, "%s", r.out);
-	CLI(&r, "stream-info", "m");
-	cli_expect_status(&r, 0, "stream-info");
+	CLI_EXPECT(&r, 0, "stream-info", "stream-info", "m");
 	cli_expect_has(r.out, "deleted: no\ntombstoned: no\nmax_count: 2\nmax_age: 7d",
 	               "new fields");
 
-	CLI(&r, "delete", "soft");
-	cli_expect_status(&r, 0, "soft delete");
+	CLI_EXPECT(&r, 0, "soft delete", "delete", "soft");
 	cli_expect_has(r.out, "deleted soft (soft) at version 1", "soft delete");
-	CLI(&r, "--json", "delete", "hard", "--hard");
-	cli_expect_status(&r, 0, "hard delete");
+	CLI_EXPECT(&r, 0, "hard delete", "--json", "delete", "hard", "--hard");
 	cli_expect_has(r.out, "{\"stream\":\"hard\",\"hard\":true,\"last_version\":1}", "hard");
-	CLI(&r, "append", "hard", "--type", "E", "--data", "x");
-	cli_expect_status(&r, 1, "append to a hard-deleted stream");
+	CLI_EXPECT(&r, 1, "append to a hard-deleted stream", "append", "hard", "--type", "E",
+	           "--data", "x");
 	cli_expect_has(r.err, "STREAM_DELETED", "append after hard delete");
 	CLI(&r, "--json", "stream-info", "hard");
 	cr_assert(r.status == 1 || strstr(r.out, "\"tombstoned\":true") != NULL,
 	          "stream-info of a hard-deleted stream:\n%s\n%s", r.out, r.err);
 
 	/* Three events of m hidden by max-count, two of soft and two of hard. */
-	CLI(&r, "--json", "scavenge");
-	cli_expect_status(&r, 0, "scavenge");
+	CLI_EXPECT(&r, 0, "scavenge", "--json", "scavenge");
 	cli_expect_has(r.out, "\"events_removed\":7", "scavenge");
-	CLI(&r, "scavenge");
-	cli_expect_status(&r, 0, "scavenge again");
+	CLI_EXPECT(&r, 0, "scavenge again", "scavenge");
 	cli_expect_has(r.out, "events_removed: 0", "nothing more");
 	cli_expect_not(r.err, "scavenging:", "no progress without a terminal");
 	CLI(&r, "--json", "read", "m");
 	cr_assert_eq(cli_count_of(r.out, "\"position\":"), 2, "%s", r.out);
 
 	/* Soft-deleted streams take appends again, versions continuing. */
-	CLI(&r, "append", "soft", "--type", "E", "--data", "again");
-	cli_expect_status(&r, 0, "append after soft delete");
+	CLI_EXPECT(&r, 0, "append after soft delete", "append", "soft", "--type", "E", "--data",
+	           "again");
 	cli_expect_has(r.out, "version=2", "versions continue");
 	cli_run_free(&r);
 	wb_close(c);

@@ -66,11 +66,41 @@ static void rsub_add(struct rsub *s, uint64_t pos, uint64_t ver, uint64_t reason
 
 static void send_subscribe(int fd, uint64_t req_id, Whizbang__V1__Subscribe *sub)
 {
-	Request req = WHIZBANG__V1__REQUEST__INIT;
+	Request req = E2E_REQUEST(SUBSCRIBE, subscribe, sub);
 	req.id = req_id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_SUBSCRIBE;
-	req.subscribe = sub;
 	cr_assert_eq(e2e_send_request(fd, &req), 0, "send Subscribe");
+}
+
+/* The fields of a Subscribe that the tests set; the others keep their
+ * defaults. */
+struct sub_spec {
+	Whizbang__V1__SubscriptionTarget target;
+	const char *stream;
+	const char *stream_prefix;
+	const char *type; /* one event type, or NULL for any */
+	Whizbang__V1__StartFrom from;
+	uint64_t position;
+	uint32_t credits;
+};
+
+/* Sends a Subscribe of spec with request id req_id. */
+static void subscribe_spec(int fd, uint64_t req_id, struct sub_spec spec)
+{
+	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
+	char *types[1] = {(char *)spec.type};
+	sub.target = spec.target;
+	if (spec.stream != NULL)
+		sub.stream = (char *)spec.stream;
+	if (spec.stream_prefix != NULL)
+		sub.stream_prefix = (char *)spec.stream_prefix;
+	if (spec.type != NULL) {
+		sub.n_event_types = 1;
+		sub.event_types = types;
+	}
+	sub.from = spec.from;
+	sub.position = spec.position;
+	sub.credits = spec.credits;
+	send_subscribe(fd, req_id, &sub);
 }
 
 static void send_credit(int fd, uint64_t req_id, uint64_t sub, uint32_t n)
@@ -78,10 +108,8 @@ static void send_credit(int fd, uint64_t req_id, uint64_t sub, uint32_t n)
 	Whizbang__V1__Credit cr = WHIZBANG__V1__CREDIT__INIT;
 	cr.subscription = sub;
 	cr.n = n;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
+	Request req = E2E_REQUEST(CREDIT, credit, &cr);
 	req.id = req_id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_CREDIT;
-	req.credit = &cr;
 	cr_assert_eq(e2e_send_request(fd, &req), 0, "send Credit");
 }
 
@@ -89,10 +117,8 @@ static void send_unsubscribe(int fd, uint64_t req_id, uint64_t sub)
 {
 	Whizbang__V1__Unsubscribe u = WHIZBANG__V1__UNSUBSCRIBE__INIT;
 	u.subscription = sub;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
+	Request req = E2E_REQUEST(UNSUBSCRIBE, unsubscribe, &u);
 	req.id = req_id;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE;
-	req.unsubscribe = &u;
 	cr_assert_eq(e2e_send_request(fd, &req), 0, "send Unsubscribe");
 }
 
@@ -340,21 +366,13 @@ Test(sub_e2e, switch_over_while_appending_delivers_every_event_once_in_order)
 	int fd = e2e_suite_raw_hello();
 	struct rsub all = {.req_id = 10}, one = {.req_id = 11}, filt = {.req_id = 12};
 	struct rsub *subs[] = {&all, &one, &filt};
-	Whizbang__V1__Subscribe s1 = WHIZBANG__V1__SUBSCRIBE__INIT;
-	s1.credits = 500;
-	send_subscribe(fd, all.req_id, &s1);
-	Whizbang__V1__Subscribe s2 = WHIZBANG__V1__SUBSCRIBE__INIT;
-	s2.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM;
-	s2.stream = (char *)"s-1";
-	s2.credits = 500;
-	send_subscribe(fd, one.req_id, &s2);
-	Whizbang__V1__Subscribe s3 = WHIZBANG__V1__SUBSCRIBE__INIT;
-	char *types[] = {(char *)"A"};
-	s3.stream_prefix = (char *)"s-";
-	s3.n_event_types = 1;
-	s3.event_types = types;
-	s3.credits = 500;
-	send_subscribe(fd, filt.req_id, &s3);
+	subscribe_spec(fd, all.req_id, (struct sub_spec){.credits = 500});
+	subscribe_spec(fd, one.req_id,
+	               (struct sub_spec){.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM,
+	                                 .stream = "s-1",
+	                                 .credits = 500});
+	subscribe_spec(fd, filt.req_id,
+	               (struct sub_spec){.stream_prefix = "s-", .type = "A", .credits = 500});
 
 	/* Keep granting while receiving, until the appenders are done and
 	 * every subscription reached the end after them. */
@@ -429,8 +447,7 @@ Test(sub_e2e, switch_over_while_appending_delivers_every_event_once_in_order)
 	for (size_t i = 0; i < 3; i++)
 		rsub_free(subs[i]);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(sub_e2e, start_positions_and_a_stream_that_does_not_exist_yet)
@@ -441,27 +458,23 @@ Test(sub_e2e, start_positions_and_a_stream_that_does_not_exist_yet)
 	struct rsub end = {.req_id = 5}, later = {.req_id = 6}, from = {.req_id = 7},
 	            sfrom = {.req_id = 8};
 	struct rsub *subs[] = {&end, &later, &from, &sfrom};
-	Whizbang__V1__Subscribe s = WHIZBANG__V1__SUBSCRIBE__INIT;
-	s.from = WHIZBANG__V1__START_FROM__FROM_END;
-	s.credits = 100;
-	send_subscribe(fd, end.req_id, &s);
-	Whizbang__V1__Subscribe l = WHIZBANG__V1__SUBSCRIBE__INIT;
-	l.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM;
-	l.stream = (char *)"later";
-	l.credits = 100;
-	send_subscribe(fd, later.req_id, &l);
-	Whizbang__V1__Subscribe f = WHIZBANG__V1__SUBSCRIBE__INIT;
-	f.from = WHIZBANG__V1__START_FROM__FROM_POSITION;
-	f.position = 8;
-	f.credits = 100;
-	send_subscribe(fd, from.req_id, &f);
-	Whizbang__V1__Subscribe sf = WHIZBANG__V1__SUBSCRIBE__INIT;
-	sf.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM;
-	sf.stream = (char *)"x";
-	sf.from = WHIZBANG__V1__START_FROM__FROM_POSITION;
-	sf.position = 9;
-	sf.credits = 100;
-	send_subscribe(fd, sfrom.req_id, &sf);
+	subscribe_spec(
+	        fd, end.req_id,
+	        (struct sub_spec){.from = WHIZBANG__V1__START_FROM__FROM_END, .credits = 100});
+	subscribe_spec(fd, later.req_id,
+	               (struct sub_spec){.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM,
+	                                 .stream = "later",
+	                                 .credits = 100});
+	subscribe_spec(fd, from.req_id,
+	               (struct sub_spec){.from = WHIZBANG__V1__START_FROM__FROM_POSITION,
+	                                 .position = 8,
+	                                 .credits = 100});
+	subscribe_spec(fd, sfrom.req_id,
+	               (struct sub_spec){.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM,
+	                                 .stream = "x",
+	                                 .from = WHIZBANG__V1__START_FROM__FROM_POSITION,
+	                                 .position = 9,
+	                                 .credits = 100});
 
 	struct want w[4] = {{&end, 0}, {&later, 0}, {&from, 3}, {&sfrom, 1}};
 	for (size_t i = 0; i < 4; i++)
@@ -489,8 +502,7 @@ Test(sub_e2e, start_positions_and_a_stream_that_does_not_exist_yet)
 		rsub_free(subs[i]);
 	}
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(sub_e2e, never_more_items_than_credits)
@@ -500,9 +512,7 @@ Test(sub_e2e, never_more_items_than_credits)
 	int fd = e2e_suite_raw_hello();
 	struct rsub s = {.req_id = 3};
 	struct rsub *subs[] = {&s};
-	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
-	sub.credits = 10;
-	send_subscribe(fd, s.req_id, &sub);
+	subscribe_spec(fd, s.req_id, (struct sub_spec){.credits = 10});
 	struct want w = {&s, 10};
 	recv_until(fd, subs, 1, have_n_items, &w);
 	assert_quiet(fd, subs, 1, 4);
@@ -540,8 +550,7 @@ Test(sub_e2e, never_more_items_than_credits)
 	whizbang__v1__response__free_unpacked(r, NULL);
 	rsub_free(&s);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* A figure of /proc/PID/status in KiB ("VmRSS", "RssAnon"). */
@@ -711,10 +720,9 @@ Test(sub_e2e, ledger_entries_in_sequence_order_up_to_the_watermark)
 	int fd = e2e_suite_raw_hello();
 	struct rsub s = {.req_id = 9};
 	struct rsub *subs[] = {&s};
-	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
-	sub.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER;
-	sub.credits = 100;
-	send_subscribe(fd, s.req_id, &sub);
+	struct sub_spec ledger = {.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_LEDGER,
+	                          .credits = 100};
+	subscribe_spec(fd, s.req_id, ledger);
 	struct want w = {&s, 2};
 	recv_until(fd, subs, 1, have_n, &w);
 	cr_assert_eq(s.start, 1);
@@ -749,16 +757,15 @@ Test(sub_e2e, ledger_entries_in_sequence_order_up_to_the_watermark)
 	/* FROM_END on the ledger starts after the watermark. */
 	struct rsub e = {.req_id = 12};
 	struct rsub *subs2[] = {&s, &e};
-	sub.from = WHIZBANG__V1__START_FROM__FROM_END;
-	send_subscribe(fd, e.req_id, &sub);
+	ledger.from = WHIZBANG__V1__START_FROM__FROM_END;
+	subscribe_spec(fd, e.req_id, ledger);
 	struct want we = {&e, 0};
 	recv_until(fd, subs2, 2, have_n, &we);
 	cr_assert_eq(e.start, g[5].sequence + 1);
 	rsub_free(&s);
 	rsub_free(&e);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 Test(sub_e2e, unsubscribe_stops_pushes_and_closing_frees)
@@ -767,9 +774,7 @@ Test(sub_e2e, unsubscribe_stops_pushes_and_closing_frees)
 	int fd = e2e_suite_raw_hello();
 	struct rsub s = {.req_id = 4};
 	struct rsub *subs[] = {&s};
-	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
-	sub.credits = 1000;
-	send_subscribe(fd, s.req_id, &sub);
+	subscribe_spec(fd, s.req_id, (struct sub_spec){.credits = 1000});
 	append_n(c, "u", "T", 5);
 	struct want w = {&s, 5};
 	recv_until(fd, subs, 1, have_n, &w);
@@ -797,9 +802,7 @@ Test(sub_e2e, unsubscribe_stops_pushes_and_closing_frees)
 	for (int round = 0; round < 5; round++) {
 		int fd2 = e2e_suite_raw_hello();
 		for (uint64_t i = 0; i < 20; i++) {
-			Whizbang__V1__Subscribe x = WHIZBANG__V1__SUBSCRIBE__INIT;
-			x.credits = 100000;
-			send_subscribe(fd2, 10 + i, &x);
+			subscribe_spec(fd2, 10 + i, (struct sub_spec){.credits = 100000});
 		}
 		append_n(c, "u", "T", 100);
 		close(fd2);
@@ -816,8 +819,7 @@ Test(sub_e2e, unsubscribe_stops_pushes_and_closing_frees)
 	}
 	cr_assert_eq(conns, 2);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* Sends sub on fd and returns the error code of the answer (0: accepted). */
@@ -932,8 +934,7 @@ Test(sub_e2e, hostile_requests_get_clear_errors)
 	close(fd);
 	struct wb_client *c = e2e_suite_client("after");
 	cr_assert_eq(wb_ping(c), 0);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 /* Deletes the stream over a raw connection of its own. */
@@ -943,10 +944,8 @@ static void delete_stream(const char *stream, bool hard)
 	Whizbang__V1__DeleteStream d = WHIZBANG__V1__DELETE_STREAM__INIT;
 	d.stream = (char *)stream;
 	d.hard = hard;
-	Request req = WHIZBANG__V1__REQUEST__INIT;
+	Request req = E2E_REQUEST(DELETE_STREAM, delete_stream, &d);
 	req.id = 2;
-	req.body_case = WHIZBANG__V1__REQUEST__BODY_DELETE_STREAM;
-	req.delete_stream = &d;
 	Response *r = NULL;
 	cr_assert_eq(e2e_raw_call(fd, &req, &r), 0);
 	cr_assert_eq(e2e_error_code(r), 0, "DeleteStream: %s", r->error ? r->error->message : "");
@@ -962,11 +961,10 @@ Test(sub_e2e, stream_subscriptions_follow_deletes)
 	int fd = e2e_suite_raw_hello();
 	struct rsub s = {.req_id = 3}, late = {.req_id = 4};
 	struct rsub *subs[] = {&s, &late};
-	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
-	sub.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM;
-	sub.stream = (char *)"d";
-	sub.credits = 100;
-	send_subscribe(fd, s.req_id, &sub);
+	struct sub_spec d = {.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_STREAM,
+	                     .stream = "d",
+	                     .credits = 100};
+	subscribe_spec(fd, s.req_id, d);
 	/* A soft-deleted stream hides versions 0..2: nothing to catch up. */
 	struct want w = {&s, 0};
 	recv_until(fd, subs, 1, have_n, &w);
@@ -986,7 +984,7 @@ Test(sub_e2e, stream_subscriptions_follow_deletes)
 		cr_assert_null(other);
 	}
 	cr_assert_eq(s.error, WB_STREAM_DELETED);
-	send_subscribe(fd, late.req_id, &sub);
+	subscribe_spec(fd, late.req_id, d);
 	recv_until(fd, subs, 2, answered, &late);
 	cr_assert_eq(late.error, WB_STREAM_DELETED);
 	/* The ended subscription is gone. */
@@ -997,8 +995,7 @@ Test(sub_e2e, stream_subscriptions_follow_deletes)
 	rsub_free(&s);
 	rsub_free(&late);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
 
 struct drainer {
@@ -1078,13 +1075,8 @@ Test(sub_e2e, a_selective_filter_crosses_a_long_run_of_other_events)
 	int fd = e2e_suite_raw_hello();
 	struct rsub s = {.req_id = 3};
 	struct rsub *subs[] = {&s};
-	Whizbang__V1__Subscribe sub = WHIZBANG__V1__SUBSCRIBE__INIT;
-	char *types[] = {(char *)"Hit"};
-	sub.stream_prefix = (char *)"wanted-";
-	sub.n_event_types = 1;
-	sub.event_types = types;
-	sub.credits = 10;
-	send_subscribe(fd, s.req_id, &sub);
+	subscribe_spec(fd, s.req_id,
+	               (struct sub_spec){.stream_prefix = "wanted-", .type = "Hit", .credits = 10});
 	struct want w = {&s, 1};
 	recv_until(fd, subs, 1, have_n, &w);
 	cr_assert_eq(s.n, 1);
@@ -1101,6 +1093,5 @@ Test(sub_e2e, a_selective_filter_crosses_a_long_run_of_other_events)
 	cr_assert_eq(s.caught_up, 1);
 	rsub_free(&s);
 	close(fd);
-	wb_close(c);
-	e2e_suite_stop();
+	e2e_suite_stop_client(c);
 }
