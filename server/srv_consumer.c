@@ -819,56 +819,64 @@ static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 	advance(g); /* events parked before a restart may be settled already */
 }
 
+/* One pump's deliveries to one group. */
+struct offer {
+	struct cgroups *cs;
+	struct group *g;
+	struct storage_txn *txn;
+	uint64_t now;
+	unsigned sent;
+	bool *more;   /* set when the pump's share ran out with events queued */
+	bool settled; /* the last slot offered was settled: its event is gone */
+};
+
+/* Delivers the queued slot s to the next member that can take it. Returns
+ * false when the pump stops here: no member can take it, the share is used
+ * up, or reading failed. */
+static bool offer(struct offer *o, struct slot *s)
+{
+	o->settled = false;
+	if (o->sent == GROUP_SEND_PER_PUMP) {
+		*o->more = true;
+		return false;
+	}
+	struct member *m = pick_member(o->g);
+	if (m == NULL)
+		return false;
+	int rc = deliver(o->cs, o->g, m, s, o->txn, o->now);
+	if (rc == WB_E_NOTFOUND) {
+		slot_settle(o->g, s, false, NULL, 0);
+		o->settled = true;
+	} else if (rc != 0) {
+		return false;
+	}
+	o->sent++;
+	return true;
+}
+
 static void pump_group(struct cgroups *cs, struct group *g, struct storage_txn *txn, uint64_t now,
                        bool *more)
 {
 	if (!g->ready || g->nmembers == 0)
 		return;
 	fill_window(g, txn, more);
-	unsigned sent = 0;
+	struct offer o = {cs, g, txn, now, 0, more, false};
 	/* replayed parked events first: they are the oldest */
 	for (size_t i = 0; i < g->nrp && g->nqueued > 0; i++) {
 		struct slot *s = &g->rp[i];
 		if (s->state != SLOT_QUEUED)
 			continue;
-		if (sent == GROUP_SEND_PER_PUMP) {
-			*more = true;
+		if (!offer(&o, s))
 			return;
-		}
-		struct member *m = pick_member(g);
-		if (m == NULL)
-			return;
-		int rc = deliver(cs, g, m, s, txn, now);
-		if (rc == WB_E_NOTFOUND) {
-			slot_settle(g, s, false, NULL, 0);
-			i--;
-		} else if (rc != 0) {
-			return;
-		}
-		sent++;
+		if (o.settled)
+			i--; /* settling a replayed slot removed it */
 	}
 	for (size_t i = g->qhint; i < g->len && g->nqueued > 0; i++) {
 		struct slot *s = &g->win[i];
-		if (s->state != SLOT_QUEUED) {
-			if (i == g->qhint)
-				g->qhint++;
-			continue;
-		}
-		if (sent == GROUP_SEND_PER_PUMP) {
-			*more = true;
-			return;
-		}
-		struct member *m = pick_member(g);
-		if (m == NULL)
-			return;
-		int rc = deliver(cs, g, m, s, txn, now);
-		if (rc == WB_E_NOTFOUND)
-			slot_settle(g, s, false, NULL, 0);
-		else if (rc != 0)
+		if (s->state == SLOT_QUEUED && !offer(&o, s))
 			return;
 		if (i == g->qhint)
 			g->qhint++;
-		sent++;
 	}
 }
 
