@@ -250,11 +250,12 @@ int ev_get(struct storage_txn *txn, uint64_t position, struct ev_record *out)
 	return ev_decode(position, v.data, v.len, out);
 }
 
-int ev_position_of_id(struct storage_txn *txn, const uint8_t id[EV_ID_LEN], uint64_t *position)
+/* Reads the position stored under key in db (event_ids, stream_events). */
+static int get_position(struct storage_txn *txn, enum storage_db db, struct storage_val key,
+                        uint64_t *position)
 {
-	struct storage_val k = {id, EV_ID_LEN};
 	struct storage_val v;
-	int rc = storage_get(txn, STORAGE_DB_EVENT_IDS, k, &v);
+	int rc = storage_get(txn, db, key, &v);
 	if (rc != 0)
 		return rc;
 	if (v.len != 8)
@@ -263,21 +264,19 @@ int ev_position_of_id(struct storage_txn *txn, const uint8_t id[EV_ID_LEN], uint
 	return 0;
 }
 
+int ev_position_of_id(struct storage_txn *txn, const uint8_t id[EV_ID_LEN], uint64_t *position)
+{
+	return get_position(txn, STORAGE_DB_EVENT_IDS, (struct storage_val){id, EV_ID_LEN},
+	                    position);
+}
+
 int ev_position_at(struct storage_txn *txn, uint64_t stream_id, uint64_t version,
                    uint64_t *position)
 {
 	uint8_t kb[16];
 	put_u64(kb, stream_id);
 	put_u64(kb + 8, version);
-	struct storage_val k = {kb, 16};
-	struct storage_val v;
-	int rc = storage_get(txn, STORAGE_DB_STREAM_EVENTS, k, &v);
-	if (rc != 0)
-		return rc;
-	if (v.len != 8)
-		return WB_E_CORRUPT;
-	*position = get_u64(v.data);
-	return 0;
+	return get_position(txn, STORAGE_DB_STREAM_EVENTS, (struct storage_val){kb, 16}, position);
 }
 
 static void format_id(const uint8_t id[EV_ID_LEN], char out[33])

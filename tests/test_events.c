@@ -1777,3 +1777,35 @@ Test(events, max_age_when_the_clock_jumps_back)
 	tot = scavenge_all(10, UINT64_MAX, T0 + 10 * SEC + 1001);
 	cr_assert_eq(tot.removed, 2);
 }
+
+/* ev_get(), ev_position_of_id() and ev_position_at(): the lookups modules
+ * use instead of encoding event keys themselves. */
+Test(events, lookups_by_position_id_and_version)
+{
+	struct id16 a = mkid(1), b = mkid(2), other = mkid(3);
+	struct ev_new evs[] = {ev(a.b, "A", "one"), ev(b.b, "B", "two")};
+	append_n("first", 1);
+	append_ok("s", evs, 2, NULL);
+	struct storage_txn *t = rtxn();
+	struct ev_record rec;
+	cr_assert_eq(ev_get(t, 3, &rec), 0);
+	cr_assert_eq(rec.position, 3);
+	cr_assert_eq(rec.version, 1);
+	cr_assert_eq(rec.stream_len, 1);
+	cr_assert_arr_eq(rec.type, "B", 1);
+	cr_assert_arr_eq(rec.data, "two", 3);
+	cr_assert_arr_eq(rec.id, b.b, EV_ID_LEN);
+	cr_assert_eq(ev_get(t, 4, &rec), WB_E_NOTFOUND);
+
+	uint64_t pos = 0;
+	cr_assert_eq(ev_position_of_id(t, a.b, &pos), 0);
+	cr_assert_eq(pos, 2);
+	cr_assert_eq(ev_position_of_id(t, other.b, &pos), WB_E_NOTFOUND);
+
+	struct ev_stream_info info;
+	cr_assert_eq(ev_stream_info(t, "s", 1, &info), 0);
+	cr_assert_eq(ev_position_at(t, info.stream_id, 1, &pos), 0);
+	cr_assert_eq(pos, 3);
+	cr_assert_eq(ev_position_at(t, info.stream_id, 2, &pos), WB_E_NOTFOUND);
+	storage_txn_abort(t);
+}
