@@ -67,6 +67,7 @@ struct leases {
 /* A write of the coordinator on its way through the writer. */
 struct lop {
 	struct srv_op base; /* first */
+	struct leases *ls;
 	struct coord_write *w;
 };
 
@@ -177,7 +178,8 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 	struct lop *op = (struct lop *)base;
 	struct coord_write *w = op->w;
 	int status = base->base.status;
-	struct leases *ls = srv_module_state(srv, &srv_lease_module);
+	struct leases *ls = op->ls;
+	(void)srv;
 	free(op);
 	enter(ls);
 	coord_write_done(ls->coord, w, status, now());
@@ -190,6 +192,7 @@ static int io_submit(struct coord_io *io, struct coord_write *w)
 	struct lop *op = calloc(1, sizeof(*op));
 	if (op == NULL)
 		return WB_E_NOMEM;
+	op->ls = ls;
 	op->w = w;
 	op->base.base.apply = lop_apply;
 	op->base.base.size_hint = w->size_hint;
@@ -451,10 +454,16 @@ static void io_answer(struct coord_io *io, struct coord_req r, const struct coor
  * are kept in lists until the answer is packed. */
 struct ledger_page {
 	struct page page;
-	Whizbang__V1__OpList **lists;
-	size_t nlists;
 	uint64_t watermark;
 	bool corrupt;
+};
+
+/* A LedgerEntry view in the page, with the names and unpacked ops it
+ * points into; the page's items point at these. */
+struct held_entry {
+	Whizbang__V1__LedgerEntry le; /* first */
+	struct pb_ledger_names names;
+	Whizbang__V1__OpList *list;
 };
 
 static bool ledger_page_cb(const struct ledger_entry *e, void *arg)
@@ -464,22 +473,20 @@ static bool ledger_page_cb(const struct ledger_entry *e, void *arg)
 	size_t est = pb_ledger_size(e);
 	if (e->seq > lp->watermark || !page_fits(p, est))
 		return false;
-	Whizbang__V1__OpList **lists = realloc(lp->lists, (lp->nlists + 1) * sizeof(*lists));
-	if (lists != NULL)
-		lp->lists = lists;
-	Whizbang__V1__LedgerEntry *le = arena_alloc(&p->a, sizeof(*le));
-	struct pb_ledger_names *names = arena_alloc(&p->a, sizeof(*names));
-	if (lists == NULL || le == NULL || names == NULL) {
+	struct held_entry *h = arena_alloc(&p->a, sizeof(*h));
+	if (h == NULL) {
 		p->nomem = true;
 		return false;
 	}
-	Whizbang__V1__OpList *list;
-	if (pb_ledger_view(e, names, le, &list) != 0) {
+	if (pb_ledger_view(e, &h->names, &h->le, &h->list) != 0) {
 		lp->corrupt = true;
 		return false;
 	}
-	lp->lists[lp->nlists++] = list;
-	return page_add(p, le, est);
+	if (page_add(p, h, est))
+		return true;
+	if (h->list != NULL)
+		whizbang__v1__op_list__free_unpacked(h->list, NULL);
+	return false;
 }
 
 static bool read_ledger(void *state, struct conn *c, Request *req)
@@ -515,10 +522,11 @@ static bool read_ledger(void *state, struct conn *c, Request *req)
 		r.end = next > watermark;
 		SRV_REPLY(c, req->id, READ_LEDGER, read_ledger, &r);
 	}
-	for (size_t i = 0; i < lp.nlists; i++)
-		if (lp.lists[i] != NULL)
-			whizbang__v1__op_list__free_unpacked(lp.lists[i], NULL);
-	free(lp.lists);
+	for (size_t i = 0; i < lp.page.n; i++) {
+		struct held_entry *h = lp.page.items[i];
+		if (h->list != NULL)
+			whizbang__v1__op_list__free_unpacked(h->list, NULL);
+	}
 	page_free(&lp.page);
 	return false;
 }
