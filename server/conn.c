@@ -103,11 +103,6 @@ uint64_t conn_id(const struct conn *c)
 	return c->id;
 }
 
-const char *conn_peer(const struct conn *c)
-{
-	return c->peer;
-}
-
 bool conn_greeted(const struct conn *c)
 {
 	return c->greeted;

@@ -132,10 +132,8 @@ void conn_close(struct conn *c);
 void conn_hold(struct conn *c);
 void conn_release(struct conn *c);
 
-/* The connection's id (from 1, in accept order) and its peer address
- * ("1.2.3.4:5678", "[::1]:5678"). */
+/* The connection's id (from 1, in accept order), as the log lines name it. */
 uint64_t conn_id(const struct conn *c);
-const char *conn_peer(const struct conn *c);
 
 /* The Hello state: whether c has said Hello, and the client name it gave
  * (NUL-terminated, at most 63 bytes kept). */
