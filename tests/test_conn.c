@@ -178,6 +178,19 @@ static bool sees_close(struct iclient *c)
 	return c->closed;
 }
 
+/* c gets the refusal frame (refuse_hook's), for code, then is closed. */
+static void expect_refused(struct iclient *c, int code)
+{
+	uint8_t payload[16];
+	size_t len;
+	cr_assert_eq(iclient_wait(&e.loop, c, WAIT_MS), 0, "no refusal arrived");
+	cr_assert_eq(iclient_take(c, payload, sizeof(payload), &len), 0);
+	cr_assert_eq(len, 7);
+	cr_assert_arr_eq(payload, "REFUSED", 7);
+	cr_assert_eq(e.refuse_code, code);
+	cr_assert(sees_close(c), "the connection stayed open after the refusal");
+}
+
 TestSuite(conn, .fini = stop);
 
 Test(conn, frames_split_and_packed)
@@ -315,13 +328,7 @@ Test(conn, frame_over_the_limit_is_refused_then_closed)
 	uint8_t h[FRAME_HEADER];
 	frame_put_header(h, 2048);
 	cr_assert_eq(iclient_queue_raw(c, h, sizeof(h)), 0);
-	uint8_t payload[16];
-	size_t len;
-	cr_assert_eq(iclient_wait(&e.loop, c, WAIT_MS), 0);
-	cr_assert_eq(iclient_take(c, payload, sizeof(payload), &len), 0);
-	cr_assert_eq(len, 7);
-	cr_assert_eq(e.refuse_code, WB_FRAME_TOO_LARGE);
-	cr_assert(sees_close(c), "the connection stayed open after the refusal");
+	expect_refused(c, WB_FRAME_TOO_LARGE);
 	cr_assert_eq(e.frames, 0);
 	iclient_free(c);
 }
@@ -352,12 +359,7 @@ Test(conn, connection_limit_refuses_the_next)
 	cr_assert_eq(take_tag(a, &len), 7);
 	struct iclient *b = iclient_new(e.port);
 	cr_assert_not_null(b);
-	uint8_t payload[16];
-	cr_assert_eq(iclient_wait(&e.loop, b, WAIT_MS), 0);
-	cr_assert_eq(iclient_take(b, payload, sizeof(payload), &len), 0);
-	cr_assert_arr_eq(payload, "REFUSED", 7);
-	cr_assert_eq(e.refuse_code, WB_RESOURCE_EXHAUSTED);
-	cr_assert(sees_close(b));
+	expect_refused(b, WB_RESOURCE_EXHAUSTED);
 	/* The first is unaffected. */
 	queue_frame(a, 8, 4);
 	cr_assert_eq(take_tag(a, &len), 8);
