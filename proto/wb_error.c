@@ -40,6 +40,7 @@ int wb_error_to_wire(int code)
 		return WB_NOT_FOUND;
 	case WB_E_MAPFULL:
 	case WB_E_NOMEM:
+	case WB_E_NOSPC:
 		return WB_RESOURCE_EXHAUSTED;
 	default:
 		return WB_INTERNAL;

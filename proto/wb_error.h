@@ -36,7 +36,8 @@
 	X(E_AGAIN, 106, "try again")                                                               \
 	X(E_CLOSED, 107, "the connection is closed")                                               \
 	X(E_TIMEOUT, 108, "timed out")                                                             \
-	X(E_INVAL, 109, "invalid argument")
+	X(E_INVAL, 109, "invalid argument")                                                        \
+	X(E_NOSPC, 110, "no space left on the device")
 
 enum wb_error {
 #define WB_ERROR_ENUM(name, value, text) WB_##name = value,

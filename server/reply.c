@@ -64,6 +64,13 @@ void srv_storage_error(struct conn *c, uint64_t id, int rc, const char *what)
 		          "limits, then retry");
 		return;
 	}
+	if (rc == WB_E_NOSPC) {
+		srv_error(c, id, rc,
+		          "%s was not stored: the disk under the data directory is full; free space "
+		          "and retry (reads are still served)",
+		          what);
+		return;
+	}
 	srv_log(WB_LOG_ERROR, "storage_error", "conn=%llu op=%s error=%s",
 	        (unsigned long long)conn_id(c), what, wb_error_name(rc));
 	srv_error(c, id, rc, "%s failed in storage: %s", what, wb_strerror(rc));

@@ -63,6 +63,23 @@ struct storage_options {
 	/* Skip fsync at commit. Only for benchmarks that say so; never the
 	 * server. */
 	bool no_sync;
+	/* Log-first mode (DESIGN.md §8): commits are not synced; what makes
+	 * them durable is the write-ahead log (storage/wal.h) and
+	 * storage_checkpoint(). LMDB 0.9 without sync is not safe across a
+	 * power cut by itself, so at open the meta page of the last checkpoint,
+	 * kept durably in <path>/checkpoint, is written into both meta slots
+	 * when the data file's newest meta is another (an unclean shutdown:
+	 * everything after the checkpoint is rolled back, and the log replays
+	 * it), and the checkpoint's snapshot is pinned again. A store without
+	 * a checkpoint file gets its first checkpoint (applied 0) at open. */
+	bool log_mode;
+	/* Negative controls of the power-cut harness, never for a server that
+	 * keeps data: unsafe_no_pin never pins a checkpoint's snapshot (its
+	 * pages may be reused before the next checkpoint is durable);
+	 * unsafe_no_restore opens without restoring the checkpoint's meta
+	 * (MDB_NOSYNC without the scheme). */
+	bool unsafe_no_pin;
+	bool unsafe_no_restore;
 };
 
 struct storage_stats {
@@ -161,6 +178,22 @@ bool storage_needs_room(struct storage *s, size_t want);
  * Only the writer thread calls it, with no write transaction open; it waits
  * for open read transactions to end and blocks new ones meanwhile. */
 int storage_grow(struct storage *s, size_t want);
+
+/* Log mode: the log sequence the last checkpoint covers (what storage_open()
+ * found, then what storage_checkpoint() last saved). 0 in other modes. */
+uint64_t storage_checkpoint_applied(const struct storage *s);
+
+/* Log mode: makes the store's last committed state the new checkpoint, which
+ * covers the log's records up to applied: pins a read snapshot of it (LMDB
+ * reuses no page a live reader can reach), fdatasyncs the data file, checks
+ * the meta page it reads back against mdb_env_info(), saves that page with
+ * applied in <path>/checkpoint (a temp file, fsync, rename, fsync of the
+ * directory), and only then lets go of the previous checkpoint's snapshot.
+ * Only the writer thread calls it, with no write transaction open. The pin
+ * holds no map lock, so storage_grow() still works. On failure the previous
+ * checkpoint stays in force and errmsg says why; WB_E_IO means a sync failed
+ * and the caller stops the process. WB_E_INVAL outside log mode. */
+int storage_checkpoint(struct storage *s, uint64_t applied, char *errmsg, size_t errlen);
 
 /* Writes a consistent copy of the store into the empty directory path while
  * the store stays in use; compact drops free pages. */
