@@ -98,6 +98,18 @@ struct storage {
 	/* Set when a remap lost the mapping; read without the lock by the
 	 * writer's begin. */
 	atomic_bool broken;
+	/* Log mode (DESIGN.md §8, the comment before ckpt_load()). */
+	bool log_mode;
+	bool no_pin;
+	char *path;
+	/* The read transaction on the last checkpoint's snapshot. Begun
+	 * directly (no map_lock held), so a grow does not wait for it. Only
+	 * the writer thread (or open and close) touches it. */
+	MDB_txn *pin;
+	/* A second pin, kept only after a checkpoint whose file was renamed
+	 * into place but whose directory fsync failed. */
+	MDB_txn *pin_extra;
+	atomic_uint_fast64_t ckpt_applied;
 };
 
 struct storage_txn {
@@ -288,10 +300,705 @@ static int open_dbs(struct storage *s)
 	return mdb_txn_commit(txn);
 }
 
+/* ------------------------------------------------------------------ log mode
+ *
+ * Log mode commits without syncing (MDB_NOSYNC); the write-ahead log is the
+ * durability point. LMDB 0.9 is not safe across a power cut that way: the
+ * pages of a commit and its meta page reach the disk in any order, nothing
+ * checksums them, and the two meta slots alternate, so the last synced meta
+ * is overwritten two commits later. The checkpoint makes it safe:
+ *
+ *  1. storage_checkpoint() begins a read transaction on the last commit C
+ *     (the pin). LMDB never reuses a page that a live reader can reach, so
+ *     from then on no commit writes over a page of C's trees.
+ *  2. It fdatasyncs the data file (mdb_env_sync(env, 1) syncs even under
+ *     MDB_NOSYNC when forced), so every page of C and C's meta are on disk.
+ *  3. It reads C's meta page back from the file, checks it (magic, version,
+ *     page size, P_META, txnid C, and last page and txnid against
+ *     mdb_env_info()) and saves it with the log sequence it covers in
+ *     <path>/checkpoint: a temp file, fsync, rename, fsync of the directory.
+ *  4. Only then does it end the previous pin: until the new checkpoint file
+ *     is durable, the old one may be the one restored, so its pages stay.
+ *
+ * At open, when the newest meta slot of data.mdb is not the saved page (an
+ * unclean shutdown: a killed process, or a power cut after which any subset
+ * of the later writes may have reached the disk, the meta slots included),
+ * the saved page is written into both slots and synced before LMDB opens.
+ * Every page it reaches is one that was synced at step 2 and not written
+ * since (step 1), so the store opens at exactly C, and the log replays what
+ * came after. Writing both slots keeps a torn or newer slot from winning;
+ * a crash during the restore leaves the checkpoint file, so the next open
+ * restores again.
+ *
+ * The meta page layout below is LMDB 0.9's on a 64-bit host (MDB_page's
+ * 16-byte header, then MDB_meta); storage_open() refuses other LMDB
+ * versions, and everything read is checked before anything is written. */
+
+_Static_assert(sizeof(size_t) == 8, "the meta page offsets assume a 64-bit LMDB");
+
+#define LMDB_MAGIC 0xBEEFC0DEu
+#define LMDB_DATA_VERSION 1u
+#define LMDB_P_META 0x08u
+#define LMDB_MAX_PAGE (32u << 10) /* MAX_PAGESIZE in 0.9 */
+#define META_PGNO_OFF 0u          /* MDB_page.mp_pgno (8 bytes) */
+#define META_FLAGS_OFF 10u        /* MDB_page.mp_flags (2 bytes) */
+#define META_MAGIC_OFF 16u        /* MDB_meta.mm_magic */
+#define META_VERSION_OFF 20u      /* MDB_meta.mm_version */
+#define META_PSIZE_OFF 40u        /* mm_dbs[FREE_DBI].md_pad, alias mm_psize */
+#define META_LAST_PG_OFF 136u     /* MDB_meta.mm_last_pg */
+#define META_TXNID_OFF 144u       /* MDB_meta.mm_txnid */
+#define META_END 152u
+
+/* <path>/checkpoint, all integers big-endian:
+ *   "WBCKPT\0\0" | u32 format (1) | u32 page size | u64 applied | u64 txnid |
+ *   the meta page (page size bytes) | u32 crc32c of everything before it
+ * The checksum only tells a torn or foreign file from a good one: the file is
+ * replaced by rename, so a crash leaves the old one or the new one. */
+#define CKPT_FILE "checkpoint"
+#define CKPT_TMP "checkpoint.tmp"
+#define CKPT_MAGIC "WBCKPT\0\0"
+#define CKPT_FORMAT 1u
+#define CKPT_HEADER 32u
+
+struct ckpt {
+	uint64_t applied;
+	uint64_t txnid;
+	uint32_t page_size;
+	uint8_t *page; /* page_size bytes, malloc'd */
+};
+
+/* CRC32C (Castagnoli, reflected, inverted in and out: the convention of
+ * wal_crc32c() in wal.h, which this may call once the log is built). A few
+ * kilobytes per checkpoint, so bit by bit is fast enough. */
+static uint32_t ckpt_crc32c(uint32_t crc, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	crc = ~crc;
+	while (n-- > 0) {
+		crc ^= *b++;
+		for (int k = 0; k < 8; k++)
+			crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
+	}
+	return ~crc;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+/* The meta page's own fields are in the host's order, as LMDB writes them. */
+static uint64_t meta_u64(const uint8_t *page, unsigned off)
+{
+	uint64_t v;
+
+	memcpy(&v, page + off, sizeof(v));
+	return v;
+}
+
+static uint32_t meta_u32(const uint8_t *page, unsigned off)
+{
+	uint32_t v;
+
+	memcpy(&v, page + off, sizeof(v));
+	return v;
+}
+
+/* Whether page (page_size bytes) is an LMDB 0.9 meta page of that page size;
+ * *why says what is wrong when it is not. */
+static bool meta_valid(const uint8_t *page, uint32_t page_size, const char **why)
+{
+	uint16_t flags;
+
+	memcpy(&flags, page + META_FLAGS_OFF, sizeof(flags));
+	if ((flags & LMDB_P_META) == 0)
+		*why = "not a meta page (no P_META flag)";
+	else if (meta_u32(page, META_MAGIC_OFF) != LMDB_MAGIC)
+		*why = "bad magic";
+	else if (meta_u32(page, META_VERSION_OFF) != LMDB_DATA_VERSION)
+		*why = "not LMDB 0.9's data format";
+	else if (meta_u32(page, META_PSIZE_OFF) != page_size)
+		*why = "another page size";
+	else
+		return true;
+	return false;
+}
+
+/* The same meta apart from the page number in the header, which is the
+ * slot's own (0 or 1). */
+static bool meta_same(const uint8_t *a, const uint8_t *b, uint32_t page_size)
+{
+	return memcmp(a + 8, b + 8, page_size - 8u) == 0;
+}
+
+static int pread_full(int fd, void *buf, size_t len, off_t off)
+{
+	uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		if (n == 0)
+			return EIO; /* short file: the caller says which */
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t len, off_t off)
+{
+	const uint8_t *p = buf;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return errno;
+		p += n;
+		len -= (size_t)n;
+		off += n;
+	}
+	return 0;
+}
+
+static int fsync_dir(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	int rc = 0;
+
+	if (fd < 0)
+		return errno;
+	if (fsync(fd) != 0)
+		rc = errno;
+	close(fd);
+	return rc;
+}
+
+/* ENOSPC and its relatives: the disk, a quota or a file size limit. */
+static bool no_space(int err)
+{
+	return err == ENOSPC || err == EDQUOT || err == EFBIG;
+}
+
+/* Reads <path>/checkpoint into *ck. 0; WB_E_NOTFOUND when there is none;
+ * WB_E_CORRUPT (errmsg says why) when it does not validate; WB_E_IO when it
+ * cannot be read. */
+static int ckpt_load(const char *path, struct ckpt *ck, char *errmsg, size_t errlen)
+{
+	char file[4096];
+	uint8_t head[CKPT_HEADER];
+	uint8_t tail[4];
+	struct stat st;
+	const char *why;
+	int fd;
+	int rc;
+
+	snprintf(file, sizeof(file), "%s/" CKPT_FILE, path);
+	fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return WB_E_NOTFOUND;
+	if (fd < 0) {
+		rc = errno;
+		set_err(errmsg, errlen, "storage: cannot open %s: %s", file, strerror(rc));
+		return WB_E_IO;
+	}
+	ck->page = NULL;
+	if (fstat(fd, &st) != 0) {
+		rc = errno;
+		set_err(errmsg, errlen, "storage: cannot stat %s: %s", file, strerror(rc));
+		close(fd);
+		return WB_E_IO;
+	}
+	why = NULL;
+	if (st.st_size < (off_t)CKPT_HEADER + 4)
+		why = "it is too short";
+	else if ((rc = pread_full(fd, head, CKPT_HEADER, 0)) != 0)
+		why = "its header cannot be read";
+	else if (memcmp(head, CKPT_MAGIC, 8) != 0)
+		why = "it is not a checkpoint file (bad magic)";
+	else if (get_be32(head + 8) != CKPT_FORMAT)
+		why = "it has an unknown format version";
+	if (why == NULL) {
+		ck->page_size = get_be32(head + 12);
+		ck->applied = get_be64(head + 16);
+		ck->txnid = get_be64(head + 24);
+		if (ck->page_size < 512 || ck->page_size > LMDB_MAX_PAGE ||
+		    (ck->page_size & (ck->page_size - 1)) != 0)
+			why = "its page size is not a power of two LMDB uses";
+		else if ((uint64_t)st.st_size != CKPT_HEADER + ck->page_size + 4u)
+			why = "its length does not match its page size";
+	}
+	if (why == NULL) {
+		ck->page = malloc(ck->page_size);
+		if (ck->page == NULL) {
+			close(fd);
+			set_err(errmsg, errlen, "storage: out of memory");
+			return WB_E_NOMEM;
+		}
+		if (pread_full(fd, ck->page, ck->page_size, CKPT_HEADER) != 0 ||
+		    pread_full(fd, tail, 4, (off_t)(CKPT_HEADER + ck->page_size)) != 0)
+			why = "it cannot be read";
+		else if (ckpt_crc32c(ckpt_crc32c(0, head, CKPT_HEADER), ck->page, ck->page_size) !=
+		         get_be32(tail))
+			why = "its checksum does not match (torn or damaged)";
+		else if (!meta_valid(ck->page, ck->page_size, &why))
+			;
+		else if (meta_u64(ck->page, META_TXNID_OFF) != ck->txnid)
+			why = "its meta page is of another transaction than it says";
+	}
+	close(fd);
+	if (why != NULL) {
+		free(ck->page);
+		ck->page = NULL;
+		set_err(errmsg, errlen,
+		        "storage: the checkpoint file %s is invalid: %s; refusing to open (the "
+		        "store cannot be trusted without it: restore from a backup)",
+		        file, why);
+		return WB_E_CORRUPT;
+	}
+	return 0;
+}
+
+/* Writes the checkpoint file for meta page page (of transaction txnid)
+ * covering applied, durably: a temp file, fsync, rename, fsync of the
+ * directory. An errno value; *renamed is set once the new file has replaced
+ * the old one (only the directory's fsync may still have failed). */
+static int ckpt_save(const char *path, uint32_t page_size, uint64_t applied, uint64_t txnid,
+                     const uint8_t *page, char *errmsg, size_t errlen, bool *renamed)
+{
+	char tmp[4096];
+	char file[4096];
+	size_t len = CKPT_HEADER + page_size + 4u;
+	uint8_t *buf;
+	int fd;
+	int rc;
+
+	snprintf(tmp, sizeof(tmp), "%s/" CKPT_TMP, path);
+	snprintf(file, sizeof(file), "%s/" CKPT_FILE, path);
+	buf = malloc(len);
+	if (buf == NULL) {
+		set_err(errmsg, errlen, "storage: checkpoint: out of memory");
+		return ENOMEM;
+	}
+	memcpy(buf, CKPT_MAGIC, 8);
+	put_be32(buf + 8, CKPT_FORMAT);
+	put_be32(buf + 12, page_size);
+	put_be64(buf + 16, applied);
+	put_be64(buf + 24, txnid);
+	memcpy(buf + CKPT_HEADER, page, page_size);
+	put_be32(buf + CKPT_HEADER + page_size, ckpt_crc32c(0, buf, CKPT_HEADER + page_size));
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+	if (fd < 0) {
+		rc = errno;
+		free(buf);
+		set_err(errmsg, errlen, "storage: checkpoint: cannot create %s: %s", tmp,
+		        strerror(rc));
+		return rc;
+	}
+	rc = pwrite_full(fd, buf, len, 0);
+	free(buf);
+	if (rc == 0 && fsync(fd) != 0)
+		rc = errno;
+	if (close(fd) != 0 && rc == 0)
+		rc = errno;
+	if (rc != 0) {
+		set_err(errmsg, errlen, "storage: checkpoint: writing %s: %s", tmp, strerror(rc));
+		unlink(tmp);
+		return rc;
+	}
+	if (rename(tmp, file) != 0) {
+		rc = errno;
+		set_err(errmsg, errlen, "storage: checkpoint: rename %s: %s", tmp, strerror(rc));
+		unlink(tmp);
+		return rc;
+	}
+	*renamed = true;
+	rc = fsync_dir(path);
+	if (rc != 0)
+		set_err(errmsg, errlen, "storage: checkpoint: fsync of %s: %s", path, strerror(rc));
+	return rc;
+}
+
+/* Before LMDB opens: when data.mdb's newest meta slot is not the checkpoint's
+ * page (or a slot does not even validate), writes the page into both slots
+ * (each with its own page number) and syncs the file. Refuses a data file too
+ * short for the checkpoint: it is not the file the checkpoint was taken of. */
+static int ckpt_restore(const char *path, const struct ckpt *ck, char *errmsg, size_t errlen)
+{
+	char file[4096];
+	uint8_t *slot[2] = {NULL, NULL};
+	bool valid[2] = {false, false};
+	const char *why;
+	struct stat st;
+	int newest = -1;
+	int rc = 0;
+	int fd;
+
+	snprintf(file, sizeof(file), "%s/data.mdb", path);
+	fd = open(file, O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		rc = errno;
+		set_err(errmsg, errlen,
+		        "storage: %s has a checkpoint but its data file %s cannot be opened: %s; "
+		        "refusing to open",
+		        path, file, strerror(rc));
+		return rc == ENOENT ? WB_E_CORRUPT : WB_E_IO;
+	}
+	if (fstat(fd, &st) != 0) {
+		rc = errno;
+		set_err(errmsg, errlen, "storage: cannot stat %s: %s", file, strerror(rc));
+		close(fd);
+		return WB_E_IO;
+	}
+	if ((uint64_t)st.st_size < (meta_u64(ck->page, META_LAST_PG_OFF) + 1) * ck->page_size) {
+		set_err(errmsg, errlen,
+		        "storage: %s is shorter (%lld bytes) than the checkpoint's last page "
+		        "(page %llu): it is not the data file the checkpoint was taken of; "
+		        "refusing to open",
+		        file, (long long)st.st_size,
+		        (unsigned long long)meta_u64(ck->page, META_LAST_PG_OFF));
+		close(fd);
+		return WB_E_CORRUPT;
+	}
+	for (int i = 0; i < 2; i++) {
+		slot[i] = malloc(ck->page_size);
+		if (slot[i] == NULL) {
+			rc = ENOMEM;
+			goto out;
+		}
+		rc = pread_full(fd, slot[i], ck->page_size, (off_t)i * ck->page_size);
+		if (rc != 0)
+			goto out;
+		valid[i] = meta_valid(slot[i], ck->page_size, &why);
+		if (valid[i] && (newest < 0 || meta_u64(slot[i], META_TXNID_OFF) >
+		                                       meta_u64(slot[newest], META_TXNID_OFF)))
+			newest = i;
+	}
+	if (valid[0] && valid[1] && meta_same(slot[newest], ck->page, ck->page_size))
+		goto out; /* a clean shutdown at the checkpoint: nothing to undo */
+	for (int i = 0; i < 2 && rc == 0; i++) {
+		uint64_t pgno = (uint64_t)i;
+
+		memcpy(slot[i], ck->page, ck->page_size);
+		memcpy(slot[i] + META_PGNO_OFF, &pgno, sizeof(pgno));
+		rc = pwrite_full(fd, slot[i], ck->page_size, (off_t)i * ck->page_size);
+	}
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = errno;
+out:
+	if (rc != 0)
+		set_err(errmsg, errlen, "storage: restoring the checkpoint's meta page into %s: %s",
+		        file, strerror(rc));
+	free(slot[0]);
+	free(slot[1]);
+	if (close(fd) != 0 && rc == 0) {
+		rc = errno;
+		set_err(errmsg, errlen, "storage: closing %s: %s", file, strerror(rc));
+	}
+	return rc == 0 ? 0 : from_mdb(rc);
+}
+
+/* Log mode: gives the data file real blocks up to size bytes, so that no
+ * commit meets a full disk halfway (with MDB_NOSYNC, a page the kernel could
+ * not allocate at writeback would be lost without a word). On failure the
+ * file gets its old length back. An errno value. */
+static int data_reserve(struct storage *s, uint64_t size)
+{
+	struct stat st;
+	int fd;
+	int rc;
+
+	rc = mdb_env_get_fd(s->env, &fd);
+	if (rc != 0)
+		return rc;
+	if (fstat(fd, &st) != 0)
+		return errno;
+	if ((uint64_t)st.st_size >= size)
+		return 0;
+	rc = posix_fallocate(fd, 0, (off_t)size);
+	if (rc != 0 && ftruncate(fd, st.st_size) != 0) {
+		/* The longer file is harmless: LMDB writes no page past its
+		 * map, and the next open adopts the length as the map. */
+	}
+	return rc;
+}
+
+/* mdb_env_info() with the map held still (against adopt_resize()). */
+static int env_info(struct storage *s, MDB_envinfo *info)
+{
+	int rc = pthread_rwlock_rdlock(&s->map_lock);
+
+	if (rc != 0)
+		return rc;
+	rc = s->broken ? EIO : mdb_env_info(s->env, info);
+	pthread_rwlock_unlock(&s->map_lock);
+	return rc;
+}
+
+/* Ends the pins, if any. Aborting a read transaction touches only its reader
+ * slot in the lock file, never the map, so it is safe after a remap. */
+static void unpin(struct storage *s)
+{
+	if (s->pin != NULL) {
+		mdb_txn_abort(s->pin);
+		s->pin = NULL;
+	}
+	if (s->pin_extra != NULL) {
+		mdb_txn_abort(s->pin_extra);
+		s->pin_extra = NULL;
+	}
+}
+
+uint64_t storage_checkpoint_applied(const struct storage *s)
+{
+	return atomic_load(&s->ckpt_applied);
+}
+
+int storage_checkpoint(struct storage *s, uint64_t applied, char *errmsg, size_t errlen)
+{
+	MDB_txn *pin = NULL;
+	MDB_envinfo info;
+	uint8_t *page[2] = {NULL, NULL};
+	uint64_t txnid;
+	const char *why = NULL;
+	bool renamed = false;
+	int found = -1;
+	int fd;
+	int rc;
+
+	if (!s->log_mode) {
+		set_err(errmsg, errlen, "storage: checkpoint outside log mode");
+		return WB_E_INVAL;
+	}
+	if (s->broken) {
+		set_err(errmsg, errlen, "storage: the map is lost");
+		return WB_E_IO;
+	}
+	/* 1. Pin the last commit before anything else: from here on no commit
+	 * reuses a page it can reach. */
+	rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &pin);
+	if (rc != 0) {
+		set_err(errmsg, errlen, "storage: checkpoint: pinning the snapshot: %s",
+		        mdb_strerror(rc));
+		return from_mdb(rc);
+	}
+	txnid = mdb_txn_id(pin);
+	/* 2. Every page of it on disk. */
+	rc = mdb_env_sync(s->env, 1);
+	if (rc != 0) {
+		set_err(errmsg, errlen, "storage: checkpoint: fdatasync of the data file: %s",
+		        mdb_strerror(rc));
+		mdb_txn_abort(pin);
+		return WB_E_IO;
+	}
+	/* 3. Its meta page as the disk has it, checked. */
+	rc = mdb_env_get_fd(s->env, &fd);
+	for (int i = 0; rc == 0 && i < 2; i++) {
+		page[i] = malloc(s->page_size);
+		if (page[i] == NULL)
+			rc = ENOMEM;
+		else
+			rc = pread_full(fd, page[i], s->page_size,
+			                (off_t)((uint64_t)i * s->page_size));
+		if (rc == 0 && meta_u64(page[i], META_TXNID_OFF) == txnid)
+			found = i;
+	}
+	if (rc != 0) {
+		set_err(errmsg, errlen, "storage: checkpoint: reading the meta pages: %s",
+		        mdb_strerror(rc));
+		goto fail;
+	}
+	if (found < 0)
+		why = "no meta slot holds the pinned transaction";
+	else if (!meta_valid(page[found], (uint32_t)s->page_size, &why))
+		;
+	else if (env_info(s, &info) != 0)
+		why = "mdb_env_info failed";
+	else if (info.me_last_txnid != txnid)
+		why = "the environment's last transaction is not the pinned one (a write "
+		      "transaction is open?)";
+	else if (info.me_last_pgno != meta_u64(page[found], META_LAST_PG_OFF))
+		why = "the meta page's last page differs from the environment's";
+	if (why != NULL) {
+		set_err(errmsg, errlen, "storage: checkpoint of transaction %llu: %s",
+		        (unsigned long long)txnid, why);
+		rc = EINVAL;
+		goto fail;
+	}
+	rc = ckpt_save(s->path, (uint32_t)s->page_size, applied, txnid, page[found], errmsg, errlen,
+	               &renamed);
+	if (rc != 0 && renamed && !s->no_pin) {
+		/* Only the directory's fsync failed: after a crash either file
+		 * may be the one found, so both snapshots stay pinned (the
+		 * caller stops the process on WB_E_IO anyway). */
+		if (s->pin_extra != NULL)
+			mdb_txn_abort(s->pin_extra);
+		s->pin_extra = pin;
+		pin = NULL;
+	}
+	if (rc != 0)
+		goto fail;
+	/* 4. The new checkpoint is durable: the old snapshot may go. */
+	unpin(s);
+	if (s->no_pin)
+		mdb_txn_abort(pin);
+	else
+		s->pin = pin;
+	atomic_store(&s->ckpt_applied, applied);
+	free(page[0]);
+	free(page[1]);
+	return 0;
+
+fail:
+	free(page[0]);
+	free(page[1]);
+	if (pin != NULL)
+		mdb_txn_abort(pin);
+	if (rc == EINVAL)
+		return WB_E_CORRUPT;
+	return no_space(rc) ? WB_E_NOSPC : WB_E_IO;
+}
+
+/* Log mode's part of storage_open() before LMDB opens: the version check and
+ * the checkpoint's restore (under the directory's flock, so no other process
+ * has the file open). *ck receives the checkpoint (page NULL: none). Outside
+ * log mode, a checkpoint file means the store was last used in log mode: its
+ * newest state may be torn and its log unreplayed, so it is refused. */
+static int log_mode_prepare(const struct storage_options *opts, struct ckpt *ck, char *errmsg,
+                            size_t errlen)
+{
+	int major;
+	int minor;
+	int rc;
+
+	ck->page = NULL;
+	if (!opts->log_mode) {
+		char file[4096];
+
+		snprintf(file, sizeof(file), "%s/" CKPT_FILE, opts->path);
+		if (access(file, F_OK) == 0) {
+			set_err(errmsg, errlen,
+			        "storage: %s was last used in log mode (it has %s): open it in "
+			        "log mode, which restores its checkpoint and replays its log",
+			        opts->path, file);
+			return WB_E_INVAL;
+		}
+		return 0;
+	}
+	mdb_version(&major, &minor, NULL);
+	if (major != 0 || minor != 9) {
+		set_err(errmsg, errlen,
+		        "storage: log mode needs LMDB 0.9.x, whose meta page it restores; this "
+		        "is LMDB %d.%d",
+		        major, minor);
+		return WB_E_INVAL;
+	}
+	rc = ckpt_load(opts->path, ck, errmsg, errlen);
+	if (rc == WB_E_NOTFOUND)
+		return 0;
+	if (rc != 0)
+		return rc;
+	if (!opts->unsafe_no_restore) {
+		rc = ckpt_restore(opts->path, ck, errmsg, errlen);
+		if (rc != 0) {
+			free(ck->page);
+			ck->page = NULL;
+		}
+	}
+	return rc;
+}
+
+/* Log mode's part of storage_open() once the environment is open and mapped,
+ * before the databases are opened (which may commit): the data file gets its
+ * blocks, the restored state is checked and pinned. */
+static int log_mode_start(struct storage *s, const struct storage_options *opts,
+                          const struct ckpt *ck, char *errmsg, size_t errlen)
+{
+	MDB_envinfo info;
+	int rc;
+
+	rc = env_info(s, &info);
+	if (rc != 0) {
+		set_err(errmsg, errlen, "storage: %s: mdb_env_info: %s", opts->path,
+		        mdb_strerror(rc));
+		return from_mdb(rc);
+	}
+	/* Without blocks reserved up to the map, a commit could meet a full
+	 * disk halfway. On a full disk the map shrinks to what the file holds
+	 * (never below the pages in use), so the writer meets a full map and
+	 * storage_grow() says WB_E_NOSPC; reads still work. */
+	rc = data_reserve(s, info.me_mapsize);
+	if (no_space(rc)) {
+		struct stat st;
+		int fd;
+
+		if (mdb_env_get_fd(s->env, &fd) == 0 && fstat(fd, &st) == 0) {
+			uint64_t size = (uint64_t)st.st_size / s->page_size * s->page_size;
+
+			/* 0 would mean "the meta's size" to remap() */
+			if (size >= 2 * s->page_size)
+				rc = remap(s, size);
+		}
+	}
+	if (rc != 0) {
+		set_err(errmsg, errlen, "storage: %s: reserving the data file's blocks: %s",
+		        opts->path, mdb_strerror(rc));
+		return from_mdb(rc);
+	}
+	if (ck->page == NULL)
+		return 0; /* storage_open() takes the first checkpoint */
+	if (!opts->unsafe_no_restore && info.me_last_txnid != ck->txnid) {
+		set_err(errmsg, errlen,
+		        "storage: %s: after restoring the checkpoint of transaction %llu, LMDB "
+		        "opened at transaction %llu; refusing to open",
+		        opts->path, (unsigned long long)ck->txnid,
+		        (unsigned long long)info.me_last_txnid);
+		return WB_E_CORRUPT;
+	}
+	atomic_store(&s->ckpt_applied, ck->applied);
+	if (opts->unsafe_no_pin)
+		return 0;
+	rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->pin);
+	if (rc != 0) {
+		s->pin = NULL;
+		set_err(errmsg, errlen, "storage: %s: pinning the checkpoint: %s", opts->path,
+		        mdb_strerror(rc));
+		return from_mdb(rc);
+	}
+	return 0;
+}
+
 int storage_open(struct storage **out, const struct storage_options *opts, char *errmsg,
                  size_t errlen)
 {
 	struct storage *s;
+	struct ckpt ck = {0};
 	MDB_stat st;
 	const char *step;
 	uint64_t map_size;
@@ -311,7 +1018,8 @@ int storage_open(struct storage **out, const struct storage_options *opts, char 
 		return WB_E_INVAL;
 	}
 	max_readers = opts->max_readers != 0 ? opts->max_readers : DEFAULT_MAX_READERS;
-	flags = MDB_NOTLS | (opts->no_sync ? MDB_NOSYNC : 0u);
+	/* Log mode never syncs at commit: storage_checkpoint() does. */
+	flags = MDB_NOTLS | (opts->no_sync || opts->log_mode ? MDB_NOSYNC : 0u);
 
 	if (mkdir(opts->path, 0750) != 0 && errno != EEXIST) {
 		rc = errno;
@@ -325,6 +1033,14 @@ int storage_open(struct storage **out, const struct storage_options *opts, char 
 		return WB_E_NOMEM;
 	}
 	s->pool_max = max_readers < READ_POOL_MAX ? max_readers : READ_POOL_MAX;
+	s->log_mode = opts->log_mode;
+	s->no_pin = opts->log_mode && opts->unsafe_no_pin;
+	s->path = strdup(opts->path);
+	if (s->path == NULL) {
+		set_err(errmsg, errlen, "storage: out of memory");
+		free(s);
+		return WB_E_NOMEM;
+	}
 
 	/* LMDB lets several processes share an environment, but a second
 	 * whizbangd (or an offline replay beside a server) would each keep
@@ -335,6 +1051,7 @@ int storage_open(struct storage **out, const struct storage_options *opts, char 
 	if (s->lock_fd < 0) {
 		rc = errno;
 		set_err(errmsg, errlen, "storage: %s: %s", lock_path, strerror(rc));
+		free(s->path);
 		free(s);
 		return WB_E_IO;
 	}
@@ -343,8 +1060,16 @@ int storage_open(struct storage **out, const struct storage_options *opts, char 
 		set_err(errmsg, errlen, "storage: %s is in use by another process (%s is locked)",
 		        opts->path, lock_path);
 		close(s->lock_fd);
+		free(s->path);
 		free(s);
 		return rc == EWOULDBLOCK ? WB_E_AGAIN : WB_E_IO;
+	}
+	rc = log_mode_prepare(opts, &ck, errmsg, errlen);
+	if (rc != 0) {
+		close(s->lock_fd);
+		free(s->path);
+		free(s);
+		return rc;
 	}
 
 	step = "rwlock init";
@@ -387,15 +1112,50 @@ int storage_open(struct storage **out, const struct storage_options *opts, char 
 	rc = adopt_map_size(s, map_size);
 	if (rc != 0)
 		goto err_after_env;
+	if (s->log_mode) {
+		if (ck.page != NULL && ck.page_size != s->page_size) {
+			set_err(errmsg, errlen,
+			        "storage: %s: the checkpoint's page size (%u) is not the data "
+			        "file's (%llu); refusing to open",
+			        opts->path, ck.page_size, (unsigned long long)s->page_size);
+			rc = WB_E_CORRUPT;
+			goto err_logged;
+		}
+		rc = log_mode_start(s, opts, &ck, errmsg, errlen);
+		if (rc != 0)
+			goto err_logged;
+	}
 	step = "opening the databases";
 	rc = open_dbs(s);
 	if (rc != 0)
 		goto err_after_env;
+	/* A store without a checkpoint file was synced by its last writer
+	 * (sync mode) or is new, so its state now is a sound first
+	 * checkpoint. */
+	if (s->log_mode && ck.page == NULL) {
+		rc = storage_checkpoint(s, 0, errmsg, errlen);
+		if (rc != 0)
+			goto err_logged;
+	}
+	free(ck.page);
 
 	*out = s;
 	return 0;
 
+err_logged:
+	/* errmsg says why already; rc is a project code. */
+	unpin(s);
+	mdb_env_close(s->env);
+	pthread_mutex_destroy(&s->pool_lock);
+	pthread_rwlock_destroy(&s->map_lock);
+	close(s->lock_fd);
+	free(ck.page);
+	free(s->path);
+	free(s);
+	return rc;
+
 err_after_env:
+	unpin(s);
 	mdb_env_close(s->env);
 err_after_pool_lock:
 	pthread_mutex_destroy(&s->pool_lock);
@@ -403,6 +1163,8 @@ err_after_map_lock:
 	pthread_rwlock_destroy(&s->map_lock);
 err_after_alloc:
 	close(s->lock_fd);
+	free(ck.page);
+	free(s->path);
 	free(s);
 	set_err(errmsg, errlen, "storage: %s: %s: %s", opts->path, step, mdb_strerror(rc));
 	return from_mdb(rc);
@@ -419,10 +1181,14 @@ void storage_close(struct storage *s)
 		mdb_txn_abort(t->txn);
 		free(t);
 	}
+	/* Log mode: the writer took its last checkpoint before this; what was
+	 * committed after it is replayed from the log at the next open. */
+	unpin(s);
 	mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->pool_lock);
 	pthread_rwlock_destroy(&s->map_lock);
 	close(s->lock_fd);
+	free(s->path);
 	free(s);
 }
 
@@ -787,7 +1553,13 @@ bool storage_needs_room(struct storage *s, size_t want)
 	uint64_t used;
 	uint64_t avail;
 
-	/* When the map cannot even be inspected, let storage_grow() say why. */
+	/* Room is only the map past the last page in use: pages on LMDB's
+	 * free list are never counted, though a commit may reuse some. That
+	 * is what accounts for log mode's pinned snapshot: the pages freed
+	 * since the last checkpoint cannot be reused until the next one, so
+	 * the commits in between take new pages from the end, which moves
+	 * the last page and makes the writer grow in time. Counting free
+	 * pages as room would count those too and let the map fill. */
 	if (map_usage(s, &map, &used) != 0)
 		return true;
 	avail = map > used ? map - used : 0;
@@ -839,6 +1611,20 @@ int storage_grow(struct storage *s, size_t want)
 	if (rc == 0)
 		rc = grow_target(info.me_mapsize, ((uint64_t)info.me_last_pgno + 1) * s->page_size,
 		                 want, s->page_size, &size);
+	/* Log mode: the blocks first, so that a full disk leaves the map as
+	 * it was and no commit meets it halfway. The checkpoint's pin holds
+	 * no map_lock and does not stop the remap: LMDB 0.9's
+	 * mdb_env_set_mapsize() refuses only while a write transaction is
+	 * open, and a read transaction keeps copies of the meta's roots, not
+	 * pointers into the map (it reads pages only through cursors, and the
+	 * pin has none). */
+	if (rc == 0 && s->log_mode) {
+		rc = data_reserve(s, size);
+		if (no_space(rc)) {
+			pthread_rwlock_unlock(&s->map_lock);
+			return WB_E_NOSPC;
+		}
+	}
 	if (rc == 0)
 		rc = remap(s, size);
 	if (rc == 0)
