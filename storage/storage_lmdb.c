@@ -1018,8 +1018,7 @@ int storage_open(struct storage **out, const struct storage_options *opts, char 
 		return WB_E_INVAL;
 	}
 	max_readers = opts->max_readers != 0 ? opts->max_readers : DEFAULT_MAX_READERS;
-	/* Log mode never syncs at commit: storage_checkpoint() does. */
-	flags = MDB_NOTLS | (opts->no_sync || opts->log_mode ? MDB_NOSYNC : 0u);
+	flags = MDB_NOTLS | (opts->no_sync ? MDB_NOSYNC : 0u);
 
 	if (mkdir(opts->path, 0750) != 0 && errno != EEXIST) {
 		rc = errno;
@@ -1071,6 +1070,11 @@ int storage_open(struct storage **out, const struct storage_options *opts, char 
 		free(s);
 		return rc;
 	}
+	/* Log mode never syncs at commit: storage_checkpoint() does. Until the
+	 * first checkpoint exists there is nothing to restore, so the commit
+	 * that opens the databases of a store without one is synced. */
+	if (s->log_mode && ck.page != NULL)
+		flags |= MDB_NOSYNC;
 
 	step = "rwlock init";
 	rc = init_map_lock(&s->map_lock);
@@ -1133,6 +1137,10 @@ int storage_open(struct storage **out, const struct storage_options *opts, char 
 	 * (sync mode) or is new, so its state now is a sound first
 	 * checkpoint. */
 	if (s->log_mode && ck.page == NULL) {
+		step = "mdb_env_set_flags";
+		rc = mdb_env_set_flags(s->env, MDB_NOSYNC, 1);
+		if (rc != 0)
+			goto err_after_env;
 		rc = storage_checkpoint(s, 0, errmsg, errlen);
 		if (rc != 0)
 			goto err_logged;
