@@ -600,7 +600,7 @@ Test(wb_error, every_code_has_its_name_and_text)
 
 Test(wb_error, unknown_codes)
 {
-	static const int unknown[] = {-1, 18, 42, 99, 110, 1000, -2147483647 - 1, 2147483647};
+	static const int unknown[] = {-1, 18, 42, 99, 111, 1000, -2147483647 - 1, 2147483647};
 
 	for (size_t i = 0; i < sizeof(unknown) / sizeof(unknown[0]); i++) {
 		cr_assert_str_eq(wb_error_name(unknown[i]), "UNKNOWN");
@@ -636,6 +636,7 @@ Test(wb_error, to_wire_maps_internal_codes)
 	cr_assert_eq(wb_error_to_wire(WB_E_NOTFOUND), WB_NOT_FOUND);
 	cr_assert_eq(wb_error_to_wire(WB_E_MAPFULL), WB_RESOURCE_EXHAUSTED);
 	cr_assert_eq(wb_error_to_wire(WB_E_NOMEM), WB_RESOURCE_EXHAUSTED);
+	cr_assert_eq(wb_error_to_wire(WB_E_NOSPC), WB_RESOURCE_EXHAUSTED);
 	cr_assert_eq(wb_error_to_wire(WB_E_KEYEXIST), WB_INTERNAL);
 	cr_assert_eq(wb_error_to_wire(WB_E_IO), WB_INTERNAL);
 	cr_assert_eq(wb_error_to_wire(WB_E_CORRUPT), WB_INTERNAL);
