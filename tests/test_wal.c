@@ -726,6 +726,50 @@ Test(wal, torn_batch_in_a_new_segment_and_a_cut_short_preparation)
 	wal_close(w);
 }
 
+/* Record 6 of a batch 4..6, put right after a log's record 5 of batch 5:
+ * the right sequence at the right place, but it does not continue batch 5
+ * and does not start one, so the log ends at 5 (a stale record of a torn
+ * batch whose sequences were given again looks like this). */
+Test(wal, a_record_that_does_not_continue_its_batch_ends_the_log)
+{
+	char main_dir[sizeof(dir)], a[300], b[300];
+	memcpy(main_dir, dir, sizeof(dir));
+	fixture_path(&fx, "other", dir, sizeof(dir));
+	struct wal *w = open_log(0, 0, NULL);
+	put_batch(w, 3, 0);
+	put_batch(w, 3, 0);
+	wal_close(w);
+	seg_path(1, a, sizeof(a));
+	memcpy(dir, main_dir, sizeof(dir));
+	w = open_log(0, 0, NULL);
+	put_batch(w, 3, 0);
+	put_batch(w, 1, 0);
+	put_batch(w, 1, 0);
+	wal_close(w);
+	seg_path(1, b, sizeof(b));
+	uint64_t off = WAL_SEGMENT_HEADER;
+	for (uint64_t s = 1; s < 6; s++)
+		off += rec_size(s);
+	uint8_t rec[512];
+	int fd = open(a, O_RDONLY);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(pread(fd, rec, rec_size(6), (off_t)off), (ssize_t)rec_size(6));
+	close(fd);
+	patch(b, off, rec, rec_size(6));
+
+	struct wal_open_info info;
+	w = open_log(0, 0, &info);
+	cr_assert_eq(info.last_seq, 5);
+	/* Of a batch older than the last one: never read as new, so left. */
+	cr_assert_eq(info.cut_bytes, 0);
+	expect_replay(w, 1, 5);
+	cr_assert_eq(put_batch(w, 2, 0), 6);
+	wal_close(w);
+	w = open_log(0, 0, NULL);
+	expect_replay(w, 1, 7);
+	wal_close(w);
+}
+
 /* ---------------------------------------------------------------- damage */
 
 Test(wal, damage_before_the_end_names_segment_and_offset)
