@@ -237,12 +237,14 @@ run_wb() { # LOAD CLIENTS PIPELINE EVENTS ROUND
 	wb_start
 	t0=$(cpu_ticks "$wb_pid")
 	out=$root/wb-$1-$5.json
-	if ! timeout -k 5 "$run_timeout" "$bench" append --server "$wb_addr" \
+	if ! timeout --foreground -k 5 "$run_timeout" "$bench" append --server "$wb_addr" \
 		--clients "$2" --pipeline "$3" --events "$4" --size $size --streams $streams \
 		--no-baseline --json >"$out" 2>"$root/bench.err"; then
 		say "round $5, $1, whizbangd: whizbang-bench append FAILED:"
 		cat "$root/bench.err" >&2
 		failed=1
+		wb_stop
+		return 0
 	fi
 	t1=$(cpu_ticks "$wb_pid")
 	wb_stop
@@ -259,13 +261,15 @@ run_redis() { # LOAD CLIENTS PIPELINE EVENTS ROUND
 	value=$(printf "%${size}s" "" | tr ' ' x)
 	t0=$(cpu_ticks "$redis_pid")
 	out=$root/redis-$1-$5.csv
-	if ! timeout -k 5 "$run_timeout" /usr/bin/time -f '%U %S' -o "$root/time.out" \
+	if ! /usr/bin/time -f "%U %S" -o "$root/time.out" timeout --foreground -k 5 "$run_timeout" \
 		redis-benchmark -h 127.0.0.1 -p "$redis_port" -c "$2" -P "$3" -n "$4" \
 		-r $streams --csv XADD 'stream:__rand_int__' '*' f "$value" \
 		>"$out" 2>"$root/rb.err"; then
 		say "round $5, $1, redis: redis-benchmark FAILED:"
 		cat "$root/rb.err" >&2
 		failed=1
+		redis_stop
+		return 0
 	fi
 	t1=$(cpu_ticks "$redis_pid")
 	# Every XADD must have made one entry in one of the 16 streams.
@@ -296,12 +300,14 @@ run_redis() { # LOAD CLIENTS PIPELINE EVENTS ROUND
 run_lease() { # ROUND
 	wb_start
 	out=$root/lease-$1.json
-	if ! timeout -k 5 "$run_timeout" "$bench" lease --server "$wb_addr" --clients 16 \
+	if ! timeout --foreground -k 5 "$run_timeout" "$bench" lease --server "$wb_addr" --clients 16 \
 		--pipeline 16 --cycles "$lease_cycles" --no-append --json \
 		>"$out" 2>"$root/bench.err"; then
 		say "round $1, lease: whizbang-bench lease FAILED:"
 		cat "$root/bench.err" >&2
 		failed=1
+		wb_stop
+		return 0
 	fi
 	wb_stop
 	jq -r --arg round "$1" '["lease", $round, "whizbangd", .cycles.cycles_per_s] | @tsv' \
