@@ -18,18 +18,22 @@
  * cleanly; a spawned server also gets SIGTERM if this process dies. */
 #include <errno.h>
 #include <math.h>
-#include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "append_wire.h"
 #include "bench.h"
+#include "frame.h"
 #include "raw_lmdb.h"
 #include "wb.h"
 #include "wb_error.h"
@@ -92,57 +96,6 @@ struct stats {
 	uint64_t map_grow_count;
 };
 
-struct shared {
-	const struct append_opts *o;
-	const char *address;
-	char (*names)[BENCH_STREAM_MAX];
-	uint64_t total_appends;
-	atomic_uint_fast64_t next_append;
-	atomic_bool abort;
-	/* The round gate. Clients connect and count themselves in ready; the
-	 * driver then takes the stats, sets limit, bumps round and starts the
-	 * clock; each client appends until next_append reaches limit, drains
-	 * what it has in flight and counts itself in done. finish ends the
-	 * threads. So stats and clock cover only the load, and with --rounds
-	 * the baseline can run between rounds while every client waits. */
-	pthread_mutex_t lock;
-	pthread_cond_t cond;
-	uint32_t ready;
-	uint32_t round;
-	uint32_t done;
-	uint64_t limit; /* appends, counted from 0, that this round may reach */
-	bool finish;
-};
-
-struct slot {
-	uint64_t id;
-	uint64_t sent_ns;
-	uint32_t n;
-	bool busy;
-};
-
-struct worker {
-	pthread_t thread;
-	uint32_t index;
-	struct shared *sh;
-	struct wb_client *c;
-	struct bench_lat lat; /* per-append latency in ns, in completion order */
-	uint64_t appends;
-	uint64_t events;
-	uint64_t errors;
-	int rc; /* a failure that stopped this client */
-	char errmsg[256];
-	char first_error[256]; /* the first error response */
-	/* Kept across rounds: the stream rotation, ids and buffers. */
-	struct bench_rng rng;
-	uint64_t seq;
-	struct slot *slots;
-	uint32_t *free_slots;
-	struct wb_new_event *evs;
-	uint8_t *ids;
-	uint8_t *data;
-};
-
 /* ---------------------------------------------------------------- stats */
 
 static int fetch_stats(struct wb_client *c, struct stats *out, char *errmsg, size_t errlen)
@@ -169,172 +122,425 @@ static int fetch_stats(struct wb_client *c, struct stats *out, char *errmsg, siz
 	return 0;
 }
 
-/* ---------------------------------------------------------------- the clients */
+/* ---------------------------------------------------------------- the clients
+ *
+ * One thread and one epoll set drive every connection, as redis-benchmark
+ * does: a load generator that costs a thread and a wake-up per client, and a
+ * protobuf pack and unpack per append, takes a real share of a small machine
+ * from the server it measures. Each connection keeps P appends in flight:
+ * when answers arrive, the freed slots are refilled at once and everything
+ * queued goes out in one send(). A request is the events' template (packed
+ * once by protobuf-c) behind a few bytes of envelope, with fresh random ids
+ * written in place; an answer is read by walking its fields. Nothing is
+ * allocated per append, and latencies go into a histogram of fixed size.
+ *
+ * A request's id carries its slot in the low 16 bits (P <= 65536), so an
+ * answer finds its slot without a search. */
 
-static int worker_fail(struct worker *w, int rc, const char *what)
+#define SLOT_BITS 16
+/* The largest response frame read; an append's answer is a few bytes, an
+ * error's a sentence. */
+#define RESPONSE_MAX (1u << 20)
+/* Requests queued in a connection's output buffer at most: enough for one
+ * send() to carry a whole pipeline of small appends. */
+#define OUT_BYTES (256u << 10)
+#define IN_BYTES (64u << 10)
+
+struct slot {
+	uint64_t id;
+	uint64_t sent_ns;
+	uint32_t n;
+	bool busy;
+};
+
+struct load;
+
+struct conn {
+	struct load *ld;
+	struct wb_client *c; /* connected and greeted; its socket is used directly */
+	int fd;
+	uint32_t index;
+	bool dead;
+	bool pollout; /* EPOLLOUT is asked for: out holds bytes the socket refused */
+	uint64_t seq; /* requests sent: the stream rotation and the ids */
+	struct slot *slots;
+	uint32_t *free_slots;
+	uint32_t nfree;
+	uint8_t *out; /* unsent requests are out[opos..olen) */
+	size_t opos;
+	size_t olen;
+	uint8_t *in; /* unparsed input is in[0..ilen) */
+	size_t ilen;
+	size_t icap;
+	uint64_t appends;
+	uint64_t events;
+	uint64_t errors;
+	char first_error[256]; /* the first error response */
+};
+
+struct load {
+	const struct append_opts *o;
+	char (*names)[BENCH_STREAM_MAX];
+	size_t *name_lens;
+	uint8_t *data;
+	struct aw_events full; /* K events */
+	struct aw_events last; /* the events % K of the last append; n 0: none */
+	size_t frame_max;
+	size_t ocap;
+	struct conn *conns;
+	uint32_t nconns;
+	int ep;
+	struct bench_rng rng;
+	uint64_t total_appends;
+	uint64_t next_append; /* the next append to send, counted from 0 */
+	uint64_t limit;       /* appends this round may reach */
+	uint64_t inflight;
+	bool stop; /* a connection failed: take no more work */
+	int rc;
+	char errmsg[256];
+	struct bench_hist hist; /* per append, ns */
+};
+
+static void load_fail(struct load *ld, int rc, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+static void load_fail(struct load *ld, int rc, const char *fmt, ...)
 {
-	if (w->rc == 0) {
-		w->rc = rc;
-		snprintf(w->errmsg, sizeof(w->errmsg), "client %u: %s: %s: %s", w->index, what,
-		         wb_error_name(rc), w->c != NULL ? wb_errmsg(w->c) : "");
-	}
-	atomic_store(&w->sh->abort, true);
-	return rc;
+	ld->stop = true;
+	if (ld->rc != 0)
+		return;
+	ld->rc = rc;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(ld->errmsg, sizeof(ld->errmsg), fmt, ap);
+	va_end(ap);
 }
 
-/* Checks one append's response; counts an error response and remembers the
- * first. */
-static void check_response(struct worker *w, const Whizbang__V1__Response *resp, uint32_t n)
+/* Ends a connection's part in the load: its appends in flight are given up
+ * and the load takes no more work. */
+static void conn_fail(struct conn *cn, int rc, const char *what, const char *why)
 {
+	struct load *ld = cn->ld;
+	load_fail(ld, rc, "client %u: %s: %s: %s", cn->index, what, wb_error_name(rc), why);
+	if (cn->dead)
+		return;
+	cn->dead = true;
+	ld->inflight -= ld->o->pipeline - cn->nfree;
+	epoll_ctl(ld->ep, EPOLL_CTL_DEL, cn->fd, NULL);
+}
+
+static void conn_want_write(struct conn *cn, bool on)
+{
+	if (cn->pollout == on)
+		return;
+	struct epoll_event ev = {.events = EPOLLIN | (on ? EPOLLOUT : 0u), .data.ptr = cn};
+	if (epoll_ctl(cn->ld->ep, EPOLL_CTL_MOD, cn->fd, &ev) != 0) {
+		conn_fail(cn, WB_E_IO, "epoll_ctl", strerror(errno));
+		return;
+	}
+	cn->pollout = on;
+}
+
+/* Writes what out holds; what the socket refuses waits for EPOLLOUT. */
+static void conn_flush(struct conn *cn)
+{
+	while (!cn->dead && cn->opos < cn->olen) {
+		ssize_t w = send(cn->fd, cn->out + cn->opos, cn->olen - cn->opos, MSG_NOSIGNAL);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+			conn_want_write(cn, true);
+			return;
+		}
+		if (w < 0) {
+			conn_fail(cn, WB_E_IO, "send", strerror(errno));
+			return;
+		}
+		cn->opos += (size_t)w;
+	}
+	cn->opos = cn->olen = 0;
+	conn_want_write(cn, false);
+}
+
+/* Queues an append in every free slot while the round has work left, once
+ * the output buffer is empty. */
+static void conn_fill(struct conn *cn)
+{
+	struct load *ld = cn->ld;
+	const struct append_opts *o = ld->o;
+	if (cn->dead || cn->olen != 0 || cn->nfree == 0)
+		return;
+	uint64_t now = 0;
+	while (cn->nfree > 0 && cn->olen + ld->frame_max <= ld->ocap) {
+		if (ld->stop || ld->next_append >= ld->limit || atomic_load(&bench_interrupted))
+			break;
+		if (now == 0)
+			now = bench_now_ns();
+		uint64_t a = ld->next_append++;
+		uint64_t left = o->events - a * o->batch_events;
+		const struct aw_events *ev = left < o->batch_events ? &ld->last : &ld->full;
+		/* Each client walks the streams from its own offset, so every
+		 * stream is written by several clients at once. */
+		uint64_t s = cn->seq++;
+		uint32_t stream = (uint32_t)((cn->index + s) % o->streams);
+		uint32_t j = cn->free_slots[--cn->nfree];
+		struct slot *sl = &cn->slots[j];
+		sl->id = ((s + 1) << SLOT_BITS) | j;
+		sl->sent_ns = now;
+		sl->n = ev->n;
+		sl->busy = true;
+		size_t at;
+		uint8_t *frame = cn->out + cn->olen;
+		cn->olen += aw_request_put(frame, sl->id, ld->names[stream], ld->name_lens[stream],
+		                           ev, &at);
+		for (uint32_t i = 0; i < ev->n; i++)
+			bench_rng_fill(&ld->rng, frame + at + ev->id_off[i], 16);
+		ld->inflight++;
+	}
+}
+
+/* Checks one append's answer; counts an error answer and remembers the
+ * first. */
+static void conn_answer(struct conn *cn, const uint8_t *payload, uint32_t len, uint64_t now)
+{
+	struct load *ld = cn->ld;
+	struct aw_response r;
+	if (aw_response_decode(payload, len, &r) != 0) {
+		conn_fail(cn, WB_E_IO, "reading a response", "the response is malformed");
+		return;
+	}
+	uint32_t j = (uint32_t)(r.id & ((1u << SLOT_BITS) - 1));
+	if (j >= ld->o->pipeline || !cn->slots[j].busy || cn->slots[j].id != r.id) {
+		conn_fail(cn, WB_INTERNAL, "reading a response",
+		          "a response to no request in flight");
+		return;
+	}
+	struct slot *sl = &cn->slots[j];
 	const char *problem = NULL;
 	char buf[200];
-	if (resp->error != NULL && resp->error->code != WHIZBANG__V1__ERROR_CODE__OK) {
-		snprintf(buf, sizeof(buf), "%s: %s", wb_error_name((int)resp->error->code),
-		         resp->error->message != NULL ? resp->error->message : "");
+	if (r.code != WHIZBANG__V1__ERROR_CODE__OK) {
+		snprintf(buf, sizeof(buf), "%s: %.*s", wb_error_name((int)r.code),
+		         (int)(r.message_len < 150 ? r.message_len : 150), (const char *)r.message);
 		problem = buf;
-	} else if (resp->body_case != WHIZBANG__V1__RESPONSE__BODY_APPEND_EVENTS) {
+	} else if (!r.has_append) {
 		problem = "the response holds no AppendResult";
-	} else if (resp->append_events->last_position - resp->append_events->first_position + 1 !=
-	           n) {
+	} else if (r.last_position - r.first_position + 1 != sl->n) {
 		problem = "the positions answered do not match the number of events";
-	} else if (resp->append_events->idempotent_replay) {
+	} else if (r.idempotent_replay) {
 		problem = "the server took fresh events for a replay";
 	}
 	if (problem == NULL) {
-		w->appends++;
-		w->events += n;
+		cn->appends++;
+		cn->events += sl->n;
+	} else if (cn->errors++ == 0) {
+		snprintf(cn->first_error, sizeof(cn->first_error), "%s", problem);
+	}
+	bench_hist_record(&ld->hist, now - sl->sent_ns);
+	sl->busy = false;
+	cn->free_slots[cn->nfree++] = j;
+	ld->inflight--;
+}
+
+/* Reads what the socket holds and handles every whole answer in it. */
+static void conn_read(struct conn *cn)
+{
+	if (cn->ilen == cn->icap) {
+		size_t cap = cn->icap * 2;
+		uint8_t *in = cap <= RESPONSE_MAX + FRAME_HEADER ? realloc(cn->in, cap) : NULL;
+		if (in == NULL) {
+			conn_fail(cn, WB_E_NOMEM, "reading", "no room for a response");
+			return;
+		}
+		cn->in = in;
+		cn->icap = cap;
+	}
+	ssize_t r = recv(cn->fd, cn->in + cn->ilen, cn->icap - cn->ilen, 0);
+	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+		return;
+	if (r < 0) {
+		conn_fail(cn, WB_E_IO, "recv", strerror(errno));
 		return;
 	}
-	if (w->errors++ == 0)
-		snprintf(w->first_error, sizeof(w->first_error), "%s", problem);
-}
-
-static int worker_setup(struct worker *w)
-{
-	const struct append_opts *o = w->sh->o;
-	uint32_t p = o->pipeline;
-	uint32_t k = o->batch_events;
-	bench_rng_seed(&w->rng, w->index + 1u);
-	w->slots = calloc(p, sizeof(*w->slots));
-	w->free_slots = calloc(p, sizeof(*w->free_slots));
-	w->evs = calloc(k, sizeof(*w->evs));
-	w->ids = malloc((size_t)k * 16u);
-	w->data = malloc(o->size > 0 ? o->size : 1);
-	/* Room for every sample, so that none has to wait for a realloc. */
-	w->lat.cap = (size_t)(w->sh->total_appends / o->clients) + 1024u;
-	w->lat.v = malloc(w->lat.cap * sizeof(*w->lat.v));
-	if (w->slots == NULL || w->free_slots == NULL || w->evs == NULL || w->ids == NULL ||
-	    w->data == NULL || w->lat.v == NULL)
-		return worker_fail(w, WB_E_NOMEM, "allocating");
-	bench_rng_fill(&w->rng, w->data, o->size);
-	for (uint32_t i = 0; i < k; i++) {
-		w->evs[i].id = w->ids + 16u * i;
-		w->evs[i].type = BENCH_EVENT_TYPE;
-		w->evs[i].data = w->data;
-		w->evs[i].data_len = o->size;
+	if (r == 0) {
+		conn_fail(cn, WB_E_CLOSED, "recv", "the server closed the connection");
+		return;
 	}
-	return 0;
-}
-
-static void worker_teardown(struct worker *w)
-{
-	free(w->data);
-	free(w->ids);
-	free(w->evs);
-	free(w->free_slots);
-	free(w->slots);
-	wb_close(w->c);
-	w->c = NULL;
-}
-
-/* One round: keeps P appends in flight until the shared counter reaches
- * limit, then waits for the answers to those still in flight. */
-static int worker_round(struct worker *w, uint64_t limit)
-{
-	struct shared *sh = w->sh;
-	const struct append_opts *o = sh->o;
-	uint32_t p = o->pipeline;
-	uint32_t k = o->batch_events;
-	struct slot *slots = w->slots;
-	for (uint32_t i = 0; i < p; i++)
-		w->free_slots[i] = p - 1 - i;
-	uint32_t nfree = p;
-	bool more = true;
+	cn->ilen += (size_t)r;
+	uint64_t now = bench_now_ns();
+	size_t pos = 0;
 	for (;;) {
-		while (more && nfree > 0) {
-			uint64_t a = atomic_fetch_add(&sh->next_append, 1);
-			if (a >= limit || atomic_load(&sh->abort) ||
-			    atomic_load(&bench_interrupted)) {
-				more = false;
-				break;
-			}
-			uint64_t left = o->events - a * k;
-			uint32_t n = left < k ? (uint32_t)left : k;
-			bench_rng_fill(&w->rng, w->ids, (size_t)n * 16u);
-			/* Each client walks the streams from its own offset, so
-			 * every stream is written by several clients at once. */
-			uint32_t stream = (uint32_t)((w->index + w->seq++) % o->streams);
-			struct slot *sl = &slots[w->free_slots[--nfree]];
-			sl->sent_ns = bench_now_ns();
-			int rc = wb_append_send(w->c, sh->names[stream], WB_EXPECT_ANY, 0, w->evs,
-			                        n, &sl->id);
-			if (rc != 0)
-				return worker_fail(w, rc, "wb_append_send");
-			sl->n = n;
-			sl->busy = true;
+		const uint8_t *payload;
+		uint32_t len;
+		size_t used;
+		enum frame_status st = frame_decode(cn->in + pos, cn->ilen - pos, RESPONSE_MAX,
+		                                    &payload, &len, &used);
+		if (st == FRAME_AGAIN)
+			break;
+		if (st == FRAME_ERROR) {
+			conn_fail(cn, WB_E_IO, "reading", "a response frame above 1 MiB");
+			return;
 		}
-		if (nfree == p)
-			return 0;
-		Whizbang__V1__Response *resp;
-		int rc = wb_recv(w->c, &resp);
-		uint64_t now = bench_now_ns();
-		if (rc != 0)
-			return worker_fail(w, rc, "wb_recv");
-		uint32_t j = 0;
-		while (j < p && !(slots[j].busy && slots[j].id == resp->id))
-			j++;
-		if (j == p) {
-			whizbang__v1__response__free_unpacked(resp, NULL);
-			return worker_fail(w, WB_INTERNAL, "a response to no request in flight");
+		conn_answer(cn, payload, len, now);
+		if (cn->dead)
+			return;
+		pos += used;
+	}
+	cn->ilen -= pos;
+	if (cn->ilen > 0 && pos > 0)
+		memmove(cn->in, cn->in + pos, cn->ilen);
+}
+
+/* One round: keeps P appends in flight on every connection until limit
+ * appends have been sent, then waits for the answers to those in flight. */
+static void load_round(struct load *ld, uint64_t limit)
+{
+	ld->limit = limit;
+	for (uint32_t i = 0; i < ld->nconns; i++) {
+		conn_fill(&ld->conns[i]);
+		conn_flush(&ld->conns[i]);
+	}
+	struct epoll_event evs[64];
+	while (ld->inflight > 0) {
+		int n = epoll_wait(ld->ep, evs, 64, BENCH_CLIENT_TIMEOUT_MS);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			load_fail(ld, WB_E_IO, "epoll_wait: %s", strerror(errno));
+			return;
 		}
-		check_response(w, resp, slots[j].n);
-		whizbang__v1__response__free_unpacked(resp, NULL);
-		slots[j].busy = false;
-		w->free_slots[nfree++] = j;
-		if (bench_lat_push(&w->lat, now - slots[j].sent_ns) != 0)
-			return worker_fail(w, WB_E_NOMEM, "recording latency");
+		if (n == 0) {
+			load_fail(ld, WB_E_TIMEOUT,
+			          "no answer in %d ms with %llu appends in flight",
+			          BENCH_CLIENT_TIMEOUT_MS, (unsigned long long)ld->inflight);
+			return;
+		}
+		for (int i = 0; i < n; i++) {
+			struct conn *cn = evs[i].data.ptr;
+			if (!cn->dead && (evs[i].events & EPOLLOUT))
+				conn_flush(cn);
+			if (!cn->dead && (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+				conn_read(cn);
+			conn_fill(cn);
+			conn_flush(cn);
+		}
 	}
 }
 
-static void *worker_main(void *arg)
+static void load_close(struct load *ld)
 {
-	struct worker *w = arg;
-	struct shared *sh = w->sh;
-	w->rc = bench_connect(&w->c, sh->address, "whizbang-bench", w->index, w->errmsg,
-	                      sizeof(w->errmsg));
-	if (w->rc != 0)
-		atomic_store(&sh->abort, true);
-	else
-		worker_setup(w);
-	pthread_mutex_lock(&sh->lock);
-	sh->ready++;
-	pthread_cond_broadcast(&sh->cond);
-	for (uint32_t round = 1;; round++) {
-		while (sh->round < round && !sh->finish)
-			pthread_cond_wait(&sh->cond, &sh->lock);
-		if (sh->finish)
-			break;
-		uint64_t limit = sh->limit;
-		pthread_mutex_unlock(&sh->lock);
-		if (w->c != NULL && w->rc == 0 && !atomic_load(&sh->abort))
-			worker_round(w, limit);
-		pthread_mutex_lock(&sh->lock);
-		sh->done++;
-		pthread_cond_broadcast(&sh->cond);
+	if (ld == NULL)
+		return;
+	for (uint32_t i = 0; i < ld->nconns; i++) {
+		struct conn *cn = &ld->conns[i];
+		free(cn->in);
+		free(cn->out);
+		free(cn->free_slots);
+		free(cn->slots);
+		wb_close(cn->c);
 	}
-	pthread_mutex_unlock(&sh->lock);
-	worker_teardown(w);
-	return NULL;
+	if (ld->ep >= 0)
+		close(ld->ep);
+	aw_events_free(&ld->last);
+	aw_events_free(&ld->full);
+	free(ld->conns);
+	free(ld->data);
+	free(ld->name_lens);
+	free(ld->names);
+	free(ld);
+}
+
+/* Builds the templates, connects every client and adds it to the epoll
+ * set. Returns 0 with *out set, or an error with a sentence in errmsg. */
+static int load_open(struct load **out, const struct append_opts *o, const char *address,
+                     char *errmsg, size_t errlen)
+{
+	int rc = WB_E_NOMEM;
+	struct load *ld = calloc(1, sizeof(*ld));
+	if (ld == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return WB_E_NOMEM;
+	}
+	ld->o = o;
+	ld->ep = -1;
+	ld->total_appends = (o->events + o->batch_events - 1) / o->batch_events;
+	ld->names = calloc(o->streams, sizeof(*ld->names));
+	ld->name_lens = calloc(o->streams, sizeof(*ld->name_lens));
+	ld->data = malloc(o->size > 0 ? o->size : 1);
+	ld->conns = calloc(o->clients, sizeof(*ld->conns));
+	if (ld->names == NULL || ld->name_lens == NULL || ld->data == NULL || ld->conns == NULL)
+		goto nomem;
+	size_t longest = 0;
+	for (uint32_t i = 0; i < o->streams; i++) {
+		bench_stream_name(i, ld->names[i]);
+		ld->name_lens[i] = strlen(ld->names[i]);
+		if (ld->name_lens[i] > longest)
+			longest = ld->name_lens[i];
+	}
+	bench_rng_seed(&ld->rng, 1);
+	bench_rng_fill(&ld->rng, ld->data, o->size);
+	rc = aw_events_build(&ld->full, o->batch_events, BENCH_EVENT_TYPE, ld->data, o->size,
+	                     errmsg, errlen);
+	uint32_t rest = (uint32_t)(o->events % o->batch_events);
+	if (rc == 0 && rest != 0)
+		rc = aw_events_build(&ld->last, rest, BENCH_EVENT_TYPE, ld->data, o->size, errmsg,
+		                     errlen);
+	if (rc == 0)
+		rc = aw_self_check(&ld->full, ld->names[o->streams - 1], BENCH_EVENT_TYPE, o->size,
+		                   errmsg, errlen);
+	if (rc != 0)
+		goto err;
+	ld->frame_max = aw_request_max(&ld->full, longest);
+	size_t frames = OUT_BYTES / ld->frame_max;
+	if (frames > o->pipeline)
+		frames = o->pipeline;
+	ld->ocap = ld->frame_max * (frames > 0 ? frames : 1);
+
+	ld->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (ld->ep < 0) {
+		snprintf(errmsg, errlen, "epoll_create1: %s", strerror(errno));
+		rc = WB_E_IO;
+		goto err;
+	}
+	for (uint32_t i = 0; i < o->clients; i++) {
+		struct conn *cn = &ld->conns[i];
+		cn->ld = ld;
+		cn->index = i;
+		cn->slots = calloc(o->pipeline, sizeof(*cn->slots));
+		cn->free_slots = calloc(o->pipeline, sizeof(*cn->free_slots));
+		cn->out = malloc(ld->ocap);
+		cn->icap = IN_BYTES;
+		cn->in = malloc(cn->icap);
+		ld->nconns = i + 1;
+		if (cn->slots == NULL || cn->free_slots == NULL || cn->out == NULL ||
+		    cn->in == NULL) {
+			rc = WB_E_NOMEM;
+			goto nomem;
+		}
+		for (uint32_t j = 0; j < o->pipeline; j++)
+			cn->free_slots[j] = o->pipeline - 1 - j;
+		cn->nfree = o->pipeline;
+		rc = bench_connect(&cn->c, address, "whizbang-bench", i, errmsg, errlen);
+		if (rc != 0)
+			goto err;
+		/* The library's socket is already non-blocking, with
+		 * TCP_NODELAY, and holds nothing unread after Hello. */
+		cn->fd = wb_fd(cn->c);
+		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = cn};
+		if (epoll_ctl(ld->ep, EPOLL_CTL_ADD, cn->fd, &ev) != 0) {
+			snprintf(errmsg, errlen, "epoll_ctl: %s", strerror(errno));
+			rc = WB_E_IO;
+			goto err;
+		}
+	}
+	*out = ld;
+	return 0;
+
+nomem:
+	snprintf(errmsg, errlen, "out of memory");
+	rc = WB_E_NOMEM;
+err:
+	load_close(ld);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- figures */
@@ -359,23 +565,15 @@ struct figures {
 	long cores;
 };
 
-static int merge_latencies(struct worker *ws, uint32_t n, struct figures *f)
-{
-	struct bench_lat all = {0};
-	for (uint32_t i = 0; i < n; i++) {
-		if (bench_lat_take(&all, &ws[i].lat) != 0) {
-			bench_lat_free(&all);
-			return WB_E_NOMEM;
-		}
-	}
-	bench_lat_summarize(&all, &f->lat);
-	bench_lat_free(&all);
-	return 0;
-}
-
 static double per(uint64_t a, uint64_t b)
 {
 	return b != 0 ? (double)a / (double)b : 0;
+}
+
+/* Seconds per count, in microseconds. */
+static double per_us(double secs, uint64_t n)
+{
+	return n != 0 ? secs * 1e6 / (double)n : 0;
 }
 
 static void print_human(const struct append_opts *o, const char *address, const char *root,
@@ -416,7 +614,8 @@ static void print_human(const struct append_opts *o, const char *address, const 
 	}
 	printf("cpu (user + system, of %.1f s on %ld cores)\n", f->secs * (double)f->cores,
 	       f->cores);
-	printf("  clients      %.2f s\n", f->client_cpu_s);
+	printf("  clients      %.2f s, %.2f us per append\n", f->client_cpu_s,
+	       per_us(f->client_cpu_s, f->appends + f->errors));
 	if (f->spawned)
 		printf("  whizbangd    %.2f s, from start to exit\n", f->server_cpu_s);
 	if (f->have_raw) {
@@ -483,6 +682,7 @@ static void print_json(const struct append_opts *o, const char *address, const c
 	bench_j_open(&j, "cpu_s");
 	bench_j_u64(&j, "cores", (uint64_t)f->cores);
 	bench_j_num(&j, "clients", f->client_cpu_s);
+	bench_j_num(&j, "clients_us_per_append", per_us(f->client_cpu_s, f->appends + f->errors));
 	if (f->spawned)
 		bench_j_num(&j, "whizbangd", f->server_cpu_s);
 	else
@@ -564,7 +764,6 @@ static int check_limits(const struct append_opts *o, const struct wb_server_info
 	return 0;
 }
 
-/* Runs the load: starts the clients, takes the stats around it. */
 /* Adds the difference of two ServerStats to the running totals in f->d. */
 static void add_stats(struct figures *f, const struct stats *before, const struct stats *after)
 {
@@ -616,11 +815,9 @@ static int baseline_round(const struct append_opts *o, struct raw_lmdb *raw, uin
 
 /* Runs the load in o->rounds rounds, each followed by its slice of the
  * baseline when raw is not NULL, and takes the stats around every round. */
-static int run_rounds(const struct append_opts *o, struct shared *sh, uint32_t nthreads,
-                      struct wb_client *ctl, struct raw_lmdb *raw, struct figures *f, char *errmsg,
-                      size_t errlen)
+static int run_rounds(const struct append_opts *o, struct load *ld, struct wb_client *ctl,
+                      struct raw_lmdb *raw, struct figures *f, char *errmsg, size_t errlen)
 {
-	uint64_t prev = 0;
 	for (uint32_t r = 1; r <= o->rounds; r++) {
 		struct stats before, after;
 		int src = fetch_stats(ctl, &before, errmsg, errlen);
@@ -630,22 +827,12 @@ static int run_rounds(const struct append_opts *o, struct shared *sh, uint32_t n
 			f->have_stats = src == 0;
 			f->before = before;
 		}
-		uint64_t limit = sh->total_appends * r / o->rounds;
-		/* Claims past the last limit were refused; start from it. */
-		atomic_store(&sh->next_append, prev);
+		uint64_t limit = ld->total_appends * r / o->rounds;
 		double cpu0 = bench_cpu_seconds(RUSAGE_SELF);
 		uint64_t t0 = bench_now_ns();
-		pthread_mutex_lock(&sh->lock);
-		sh->limit = limit;
-		sh->done = 0;
-		sh->round = r;
-		pthread_cond_broadcast(&sh->cond);
-		while (sh->done < nthreads)
-			pthread_cond_wait(&sh->cond, &sh->lock);
-		pthread_mutex_unlock(&sh->lock);
+		load_round(ld, limit);
 		f->secs += (double)(bench_now_ns() - t0) / 1e9;
 		f->client_cpu_s += bench_cpu_seconds(RUSAGE_SELF) - cpu0;
-		prev = limit;
 
 		if (f->have_stats && src == 0 && fetch_stats(ctl, &after, errmsg, errlen) == 0) {
 			add_stats(f, &before, &after);
@@ -654,7 +841,7 @@ static int run_rounds(const struct append_opts *o, struct shared *sh, uint32_t n
 			        errmsg);
 			f->have_stats = false;
 		}
-		if (atomic_load(&sh->abort) || atomic_load(&bench_interrupted))
+		if (ld->stop || atomic_load(&bench_interrupted))
 			return 0;
 		if (raw != NULL) {
 			uint64_t upto = limit * o->batch_events;
@@ -667,88 +854,33 @@ static int run_rounds(const struct append_opts *o, struct shared *sh, uint32_t n
 	return 0;
 }
 
-/* Starts the clients, runs the rounds, stops the clients and collects their
- * figures. raw may be NULL (no baseline). */
+/* Connects the clients, runs the rounds, closes the clients and collects
+ * their figures. raw may be NULL (no baseline). */
 static int run_load(const struct append_opts *o, const char *address, struct wb_client *ctl,
                     struct raw_lmdb *raw, struct figures *f, char *errmsg, size_t errlen)
 {
-	int rc = 0;
-	char(*names)[BENCH_STREAM_MAX] = calloc(o->streams, sizeof(*names));
-	struct worker *ws = calloc(o->clients, sizeof(*ws));
-	if (names == NULL || ws == NULL) {
-		free(names);
-		free(ws);
-		snprintf(errmsg, errlen, "out of memory");
-		return WB_E_NOMEM;
-	}
-	for (uint32_t i = 0; i < o->streams; i++)
-		bench_stream_name(i, names[i]);
-
-	struct shared sh = {
-	        .o = o,
-	        .address = address,
-	        .names = names,
-	        .total_appends = (o->events + o->batch_events - 1) / o->batch_events,
-	};
-	atomic_init(&sh.next_append, 0);
-	atomic_init(&sh.abort, false);
-	pthread_mutex_init(&sh.lock, NULL);
-	pthread_cond_init(&sh.cond, NULL);
-
-	uint32_t started = 0;
-	for (; started < o->clients; started++) {
-		ws[started].index = started;
-		ws[started].sh = &sh;
-		if (pthread_create(&ws[started].thread, NULL, worker_main, &ws[started]) != 0)
-			break;
-	}
-	if (started < o->clients) {
-		rc = WB_RESOURCE_EXHAUSTED;
-		snprintf(errmsg, errlen, "cannot start client thread %u", started);
-		atomic_store(&sh.abort, true);
-	}
-	pthread_mutex_lock(&sh.lock);
-	while (sh.ready < started)
-		pthread_cond_wait(&sh.cond, &sh.lock);
-	pthread_mutex_unlock(&sh.lock);
-
-	if (!atomic_load(&sh.abort))
-		rc = run_rounds(o, &sh, started, ctl, raw, f, errmsg, errlen);
-
-	pthread_mutex_lock(&sh.lock);
-	sh.finish = true;
-	pthread_cond_broadcast(&sh.cond);
-	pthread_mutex_unlock(&sh.lock);
-	for (uint32_t i = 0; i < started; i++)
-		pthread_join(ws[i].thread, NULL);
-
-	int crc = 0;
-	for (uint32_t i = 0; i < o->clients; i++) {
-		f->events += ws[i].events;
-		f->appends += ws[i].appends;
-		f->errors += ws[i].errors;
-		if (ws[i].rc != 0 && crc == 0) {
-			crc = ws[i].rc;
-			snprintf(errmsg, errlen, "%s", ws[i].errmsg);
-		}
-		if (ws[i].errors > 0)
+	struct load *ld;
+	int rc = load_open(&ld, o, address, errmsg, errlen);
+	if (rc != 0)
+		return rc;
+	rc = run_rounds(o, ld, ctl, raw, f, errmsg, errlen);
+	for (uint32_t i = 0; i < ld->nconns; i++) {
+		const struct conn *cn = &ld->conns[i];
+		f->events += cn->events;
+		f->appends += cn->appends;
+		f->errors += cn->errors;
+		if (cn->errors > 0)
 			fprintf(stderr,
 			        "whizbang-bench: client %u: %llu error responses, the first: %s\n",
-			        i, (unsigned long long)ws[i].errors, ws[i].first_error);
+			        i, (unsigned long long)cn->errors, cn->first_error);
 	}
 	/* A client's failure explains the run better than what followed. */
-	if (crc != 0)
-		rc = crc;
-	if (rc == 0 && merge_latencies(ws, o->clients, f) != 0) {
-		rc = WB_E_NOMEM;
-		snprintf(errmsg, errlen, "out of memory");
+	if (ld->rc != 0) {
+		rc = ld->rc;
+		snprintf(errmsg, errlen, "%s", ld->errmsg);
 	}
-	for (uint32_t i = 0; i < o->clients; i++)
-		bench_lat_free(&ws[i].lat);
-	pthread_cond_destroy(&sh.cond);
-	pthread_mutex_destroy(&sh.lock);
-	free(ws);
-	free(names);
+	bench_hist_summarize(&ld->hist, &f->lat);
+	load_close(ld);
 	return rc;
 }
 

@@ -123,6 +123,43 @@ struct bench_lat_summary {
 };
 void bench_lat_summarize(struct bench_lat *l, struct bench_lat_summary *out);
 
+/* A latency histogram of nanoseconds with a fixed footprint, for loads whose
+ * samples are too many to keep: values below 2^BENCH_HIST_SUB_BITS are
+ * counted exactly, larger ones in 2^BENCH_HIST_SUB_BITS buckets per power of
+ * two, so a percentile read from it is within 1/128 (0.8 %) of the exact
+ * one. Recording is a few instructions and never allocates; n, sum and max
+ * are exact. Zero it (= {0} or memset) before use. */
+#define BENCH_HIST_SUB_BITS 7
+#define BENCH_HIST_BUCKETS ((64 - BENCH_HIST_SUB_BITS + 1) << BENCH_HIST_SUB_BITS)
+struct bench_hist {
+	uint64_t n;
+	uint64_t sum;
+	uint64_t max;
+	uint64_t count[BENCH_HIST_BUCKETS];
+};
+
+static inline void bench_hist_record(struct bench_hist *h, uint64_t ns)
+{
+	uint32_t i;
+	if (ns < (1u << BENCH_HIST_SUB_BITS)) {
+		i = (uint32_t)ns;
+	} else {
+		uint32_t shift = (uint32_t)(63 - __builtin_clzll(ns)) - BENCH_HIST_SUB_BITS;
+		i = ((shift + 1) << BENCH_HIST_SUB_BITS) +
+		    (uint32_t)((ns >> shift) - (1u << BENCH_HIST_SUB_BITS));
+	}
+	h->count[i]++;
+	h->n++;
+	h->sum += ns;
+	if (ns > h->max)
+		h->max = ns;
+}
+
+/* The summary of h as bench_lat_summarize() gives it of a sample (a
+ * percentile is the middle of the bucket that holds its nearest rank, never
+ * above the maximum). */
+void bench_hist_summarize(const struct bench_hist *h, struct bench_lat_summary *out);
+
 /* A minimal JSON writer on stdout: keys are fixed ASCII, strings go through
  * bench_json_str(). first is true right after an opening brace; start with
  * {true}. */

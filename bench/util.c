@@ -274,6 +274,43 @@ void bench_lat_summarize(struct bench_lat *l, struct bench_lat_summary *out)
 	out->mean = l->n > 0 ? sum / (double)l->n / 1e3 : 0;
 }
 
+/* The middle of bucket i of a bench_hist, in nanoseconds. */
+static double hist_value(uint32_t i)
+{
+	if (i < (2u << BENCH_HIST_SUB_BITS))
+		return i;
+	uint32_t shift = (i >> BENCH_HIST_SUB_BITS) - 1;
+	uint64_t m = (1u << BENCH_HIST_SUB_BITS) + (i & ((1u << BENCH_HIST_SUB_BITS) - 1));
+	return ((double)(m << shift) + (double)((m + 1) << shift) - 1) / 2;
+}
+
+static double hist_pct_us(const struct bench_hist *h, double q)
+{
+	if (h->n == 0)
+		return 0;
+	double r = ceil(q * (double)h->n);
+	uint64_t rank = r < 1 ? 1 : (uint64_t)r;
+	uint64_t seen = 0;
+	for (uint32_t i = 0; i < BENCH_HIST_BUCKETS; i++) {
+		seen += h->count[i];
+		if (seen >= rank) {
+			double v = hist_value(i);
+			return (v < (double)h->max ? v : (double)h->max) / 1e3;
+		}
+	}
+	return (double)h->max / 1e3;
+}
+
+void bench_hist_summarize(const struct bench_hist *h, struct bench_lat_summary *out)
+{
+	out->n = (size_t)h->n;
+	out->p50 = hist_pct_us(h, 0.50);
+	out->p99 = hist_pct_us(h, 0.99);
+	out->p999 = hist_pct_us(h, 0.999);
+	out->max = (double)h->max / 1e3;
+	out->mean = h->n > 0 ? (double)h->sum / (double)h->n / 1e3 : 0;
+}
+
 void bench_j_key(struct bench_jw *j, const char *key)
 {
 	if (!j->first)
