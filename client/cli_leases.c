@@ -363,7 +363,10 @@ static void put_op_results(const Whizbang__V1__CommitResult *res, const Whizbang
 			fputs(" via ", stdout);
 			cli_put_one_line(o->plan[0] != '\0' ? o->plan
 			                                    : optext_strategy_name(o->strategy));
-			printf(" (examined %" PRIu64 ", %" PRIu64 " µs)", o->examined, o->micros);
+			printf(" (examined %" PRIu64, o->examined);
+			if (o->micros > 0) /* entries stored before log-first durability */
+				printf(", %" PRIu64 " µs", o->micros);
+			putchar(')');
 		}
 		putchar('\n');
 	}

@@ -2114,8 +2114,11 @@ size_t optext_format_explosion(const Whizbang__V1__Explosion *x, size_t max_ids,
 		put_str(&o, ", examined ");
 	}
 	put_u64(&o, x->examined);
-	put_str(&o, ", ");
-	put_u64(&o, x->micros);
-	put_str(&o, " µs)");
+	if (x->micros > 0) { /* entries stored before log-first durability */
+		put_str(&o, ", ");
+		put_u64(&o, x->micros);
+		put_str(&o, " µs");
+	}
+	put_str(&o, ")");
 	return finish(&o);
 }

@@ -129,8 +129,7 @@ int proj_type_count(struct storage_txn *txn, const char *type, size_t type_len, 
 	return 0;
 }
 
-static int type_count_add(struct storage_txn *txn, const char *type, size_t type_len,
-                          int64_t delta)
+static int type_count_add(struct storage_txn *txn, const char *type, size_t type_len, int64_t delta)
 {
 	if (delta == 0)
 		return 0;
@@ -414,8 +413,7 @@ static int fs_load(struct fieldset *s, const struct proj_record *r)
 	return 0;
 }
 
-static int fs_add_pb(struct fieldset *s, Whizbang__V1__Field **fields, size_t n,
-                     struct opfail *fl)
+static int fs_add_pb(struct fieldset *s, Whizbang__V1__Field **fields, size_t n, struct opfail *fl)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct proj_value v;
@@ -430,8 +428,8 @@ static int fs_add_pb(struct fieldset *s, Whizbang__V1__Field **fields, size_t n,
 
 /* Per-op working memory, reused across the entities of one op. */
 struct work {
-	struct proj_buf old;   /* copy of the entity's stored record */
-	struct proj_buf enc;   /* the new record */
+	struct proj_buf old; /* copy of the entity's stored record */
+	struct proj_buf enc; /* the new record */
 	struct fieldset fs;
 	struct opfail *fl;
 	uint64_t seq;
@@ -900,8 +898,9 @@ static int make_plan(struct storage_txn *txn, const struct tctx *t, const Expr *
 	}
 	size_t o;
 	if (*root != NULL) {
-		plan->strategy = (*root)->kind == PN_UNION ? WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX_UNION
-		                                           : WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX;
+		plan->strategy = (*root)->kind == PN_UNION
+		                         ? WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX_UNION
+		                         : WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX;
 		plan->estimate = (*root)->est;
 		o = fmt_plan(*root, t->type, plan->text, sizeof(plan->text), 0);
 	} else {
@@ -911,9 +910,8 @@ static int make_plan(struct storage_txn *txn, const struct tctx *t, const Expr *
 		 * pages through them, bounded by its limit, so it is never
 		 * refused. */
 		plan->refused = where != NULL && plan->type_entities > cfg->max_scan;
-		o = (size_t)snprintf(plan->text, sizeof(plan->text),
-		                     "scan %s (%llu entities%s)\n", t->type,
-		                     (unsigned long long)plan->type_entities,
+		o = (size_t)snprintf(plan->text, sizeof(plan->text), "scan %s (%llu entities%s)\n",
+		                     t->type, (unsigned long long)plan->type_entities,
 		                     plan->refused ? ", over --max-scan: refused" : "");
 	}
 	if (where != NULL && o < sizeof(plan->text)) {
@@ -949,8 +947,9 @@ static int collect(struct storage_txn *txn, const struct pnode *p, struct proj_i
 			if (c > 0 || (c == 0 && k.len >= r->hi_len))
 				break;
 			const uint8_t *kp = k.data;
-			size_t vl = k.len > IDX_PREFIX ? proj_key_len(kp + IDX_PREFIX, k.len - IDX_PREFIX)
-			                               : 0;
+			size_t vl = k.len > IDX_PREFIX
+			                    ? proj_key_len(kp + IDX_PREFIX, k.len - IDX_PREFIX)
+			                    : 0;
 			if (vl == 0 || IDX_PREFIX + vl >= k.len) {
 				rc = WB_E_CORRUPT;
 				break;
@@ -1085,9 +1084,8 @@ static int idcmp(const void *a, size_t al, const void *b, size_t bl)
 }
 
 int proj_query(struct storage_txn *txn, const char *type, size_t type_len, const Expr *where,
-               const char *after, size_t after_len, uint32_t limit,
-               const struct proj_config *cfg, proj_visit_fn visit, void *arg,
-               struct proj_query_info *info)
+               const char *after, size_t after_len, uint32_t limit, const struct proj_config *cfg,
+               proj_visit_fn visit, void *arg, struct proj_query_info *info)
 {
 	memset(info, 0, sizeof(*info));
 	if (!valid_name(type, type_len) || after_len > PROJ_ID_MAX)
@@ -1191,8 +1189,8 @@ int proj_index_get(struct storage_txn *txn, const char *type, const char *field,
 		return WB_BAD_REQUEST;
 	uint8_t k[META_KEY_MAX];
 	struct storage_val v;
-	int rc = storage_get(txn, STORAGE_DB_PROJ_META, sv(k, index_def_key(k, type, tl, field, fl)),
-	                     &v);
+	int rc = storage_get(txn, STORAGE_DB_PROJ_META,
+	                     sv(k, index_def_key(k, type, tl, field, fl)), &v);
 	if (rc != 0)
 		return rc;
 	struct idx x;
@@ -1207,8 +1205,7 @@ int proj_index_get(struct storage_txn *txn, const char *type, const char *field,
 	return 0;
 }
 
-int proj_index_list(struct storage_txn *txn, const char *type, proj_index_visit_fn visit,
-                    void *arg)
+int proj_index_list(struct storage_txn *txn, const char *type, proj_index_visit_fn visit, void *arg)
 {
 	uint8_t k[META_KEY_MAX];
 	size_t tl = type != NULL ? strlen(type) : 0;
@@ -1227,7 +1224,8 @@ int proj_index_list(struct storage_txn *txn, const char *type, proj_index_visit_
 		const uint8_t *z = memchr(p + 1, 0, key.len - 1);
 		struct idx x;
 		if (z == NULL || (size_t)(z - p - 1) > PROJ_NAME_MAX ||
-		    key.len - (size_t)(z - p) - 1 > PROJ_NAME_MAX || decode_index_def(&v, &x) != 0) {
+		    key.len - (size_t)(z - p) - 1 > PROJ_NAME_MAX ||
+		    decode_index_def(&v, &x) != 0) {
 			rc = WB_E_CORRUPT;
 			break;
 		}
@@ -1449,7 +1447,11 @@ static int record_explosion(struct applier *a, Explosion **slot, const struct pr
 		x->strategy = WHIZBANG__V1__PLAN_STRATEGY__PLAN_ID;
 	}
 	x->examined = examined;
-	x->micros = us;
+	/* The time is not stored: an entry must come out byte for byte the
+	 * same when its log record is applied again (after a crash, or on
+	 * another node). It goes to the explosion metrics instead. */
+	(void)us;
+	x->micros = 0;
 	x->created = created;
 	if (rc != 0) {
 		free_explosion(x);
@@ -1568,7 +1570,8 @@ static int apply_update(struct applier *a, Whizbang__V1__Update *u)
 			rc = load_entity(a->txn, &t, c->id, il, &a->w, &old, &found);
 		if (rc == 0 && found)
 			rc = fail(&a->fl, WB_BAD_REQUEST,
-			          "create %s/%s: the entity exists but did not match", t.type, c->id);
+			          "create %s/%s: the entity exists but did not match", t.type,
+			          c->id);
 		a->w.fs.n = 0;
 		if (rc == 0)
 			rc = fs_add_pb(&a->w.fs, c->fields, c->n_fields, &a->fl);
@@ -1812,39 +1815,45 @@ static void describe_key(enum storage_db db, const struct storage_val *k, char *
 		const uint8_t *z = memchr(p, 0, k->len);
 		size_t tl = z != NULL ? (size_t)(z - p) : k->len;
 		snprintf(buf, len, "entity %.*s/%.*s", (int)tl, (const char *)p,
-		         (int)(z != NULL ? k->len - tl - 1 : 0), z != NULL ? (const char *)z + 1 : "");
+		         (int)(z != NULL ? k->len - tl - 1 : 0),
+		         z != NULL ? (const char *)z + 1 : "");
 	} else if (db == STORAGE_DB_INDEX) {
-		size_t vl = k->len > IDX_PREFIX ? proj_key_len(p + IDX_PREFIX, k->len - IDX_PREFIX) : 0;
+		size_t vl =
+		        k->len > IDX_PREFIX ? proj_key_len(p + IDX_PREFIX, k->len - IDX_PREFIX) : 0;
 		size_t o = IDX_PREFIX + vl;
 		snprintf(buf, len, "index entry (index %u) of id %.*s",
 		         k->len >= IDX_PREFIX ? get_u32(p) : 0, (int)(o <= k->len ? k->len - o : 0),
 		         o <= k->len ? (const char *)p + o : "");
 	} else if (k->len > 0 && p[0] == 'c') {
-		snprintf(buf, len, "entity count of type %.*s", (int)k->len - 1, (const char *)p + 1);
+		snprintf(buf, len, "entity count of type %.*s", (int)k->len - 1,
+		         (const char *)p + 1);
 	} else if (k->len > 0 && p[0] == 'i') {
 		const uint8_t *z = memchr(p + 1, 0, k->len - 1);
 		size_t tl = z != NULL ? (size_t)(z - p - 1) : k->len - 1;
 		snprintf(buf, len, "index definition %.*s.%.*s", (int)tl, (const char *)p + 1,
-		         (int)(z != NULL ? k->len - tl - 2 : 0), z != NULL ? (const char *)z + 1 : "");
+		         (int)(z != NULL ? k->len - tl - 2 : 0),
+		         z != NULL ? (const char *)z + 1 : "");
 	} else {
 		snprintf(buf, len, "read-model metadata key %.*s", (int)k->len, (const char *)p);
 	}
 }
 
 static void describe_values(enum storage_db db, const struct storage_val *a,
-                            const struct storage_val *b, const char *an, const char *bn,
-                            char *buf, size_t len)
+                            const struct storage_val *b, const char *an, const char *bn, char *buf,
+                            size_t len)
 {
 	struct proj_record ra, rb;
 	if (db == STORAGE_DB_ENTITIES && proj_record_decode(a->data, a->len, &ra) == 0 &&
 	    proj_record_decode(b->data, b->len, &rb) == 0) {
 		if (ra.version != rb.version)
 			snprintf(buf, len, "version %llu in %s, %llu in %s",
-			         (unsigned long long)ra.version, an, (unsigned long long)rb.version, bn);
+			         (unsigned long long)ra.version, an, (unsigned long long)rb.version,
+			         bn);
 		else if (ra.updated_seq != rb.updated_seq || ra.created_seq != rb.created_seq)
 			snprintf(buf, len, "sequences %llu/%llu in %s, %llu/%llu in %s",
-			         (unsigned long long)ra.created_seq, (unsigned long long)ra.updated_seq,
-			         an, (unsigned long long)rb.created_seq,
+			         (unsigned long long)ra.created_seq,
+			         (unsigned long long)ra.updated_seq, an,
+			         (unsigned long long)rb.created_seq,
 			         (unsigned long long)rb.updated_seq, bn);
 		else
 			snprintf(buf, len, "fields differ (%u in %s, %u in %s)", ra.nfields, an,
@@ -1891,7 +1900,8 @@ int proj_diff(struct storage_txn *a, struct storage_txn *b, const char *a_name, 
 			found = 1;
 			if (c == 0) {
 				describe_key(proj_dbs[d], &ka, what, sizeof(what));
-				describe_values(proj_dbs[d], &va, &vb, a_name, b_name, how, sizeof(how));
+				describe_values(proj_dbs[d], &va, &vb, a_name, b_name, how,
+				                sizeof(how));
 				snprintf(msg, len, "%s: %s", what, how);
 			} else {
 				describe_key(proj_dbs[d], c < 0 ? &ka : &kb, what, sizeof(what));
