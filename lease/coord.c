@@ -507,6 +507,74 @@ static int apply_hook(struct storage_txn *txn, const struct ledger_entry *e, voi
 	return w->apply(txn, e, w->apply_arg, &w->applied);
 }
 
+void coord_write_encode(const struct coord_write *w, struct rec_builder *b)
+{
+	rec_u8(b, (uint8_t)w->kind);
+	switch (w->kind) {
+	case COORD_WRITE_RESERVE:
+		rec_u64(b, w->ceiling);
+		return;
+	case COORD_WRITE_STAGE:
+		rec_u64(b, w->seq);
+		rec_u64(b, w->token);
+		rec_bytes(b, w->ops, w->ops_len);
+		return;
+	case COORD_WRITE_FINAL:
+		break;
+	}
+	const struct ledger_entry *e = &w->entry;
+	rec_u8(b, w->from_staged ? 1 : 0);
+	rec_u64(b, e->seq);
+	rec_u8(b, (uint8_t)e->kind);
+	rec_u8(b, (uint8_t)e->reason);
+	rec_u64(b, e->time_us);
+	rec_u64(b, e->source_position);
+	rec_u64(b, e->original_expiry_us);
+	rec_u64(b, e->original_seq);
+	rec_u64(b, e->token);
+	rec_bytes(b, e->projection, e->projection_len);
+	rec_bytes(b, e->operation_id, e->operation_id_len);
+	rec_bytes(b, e->ops, e->ops_len);
+}
+
+int coord_write_decode(const uint8_t *rec, size_t len, struct coord_write *w)
+{
+	struct rec_reader r = rec_reader(rec, len);
+	uint8_t kind = rec_get_u8(&r);
+	switch (kind) {
+	case COORD_WRITE_RESERVE:
+		w->kind = COORD_WRITE_RESERVE;
+		w->ceiling = rec_get_u64(&r);
+		return rec_ok(&r) ? 0 : WB_E_CORRUPT;
+	case COORD_WRITE_STAGE:
+		w->kind = COORD_WRITE_STAGE;
+		w->seq = rec_get_u64(&r);
+		w->token = rec_get_u64(&r);
+		w->ops = (uint8_t *)rec_get_bytes(&r, &w->ops_len);
+		return rec_ok(&r) ? 0 : WB_E_CORRUPT;
+	case COORD_WRITE_FINAL:
+		break;
+	default:
+		return WB_E_CORRUPT;
+	}
+	struct ledger_entry *e = &w->entry;
+	w->kind = COORD_WRITE_FINAL;
+	w->from_staged = rec_get_u8(&r) != 0;
+	e->seq = rec_get_u64(&r);
+	e->kind = (enum ledger_kind)rec_get_u8(&r);
+	e->reason = (enum ledger_reason)rec_get_u8(&r);
+	e->time_us = rec_get_u64(&r);
+	e->source_position = rec_get_u64(&r);
+	e->original_expiry_us = rec_get_u64(&r);
+	e->original_seq = rec_get_u64(&r);
+	e->token = rec_get_u64(&r);
+	e->projection = (const char *)rec_get_bytes(&r, &e->projection_len);
+	e->operation_id = (const char *)rec_get_bytes(&r, &e->operation_id_len);
+	e->ops = rec_get_bytes(&r, &e->ops_len);
+	w->seq = e->seq;
+	return rec_ok(&r) ? 0 : WB_E_CORRUPT;
+}
+
 int coord_write_apply(struct coord_write *w, struct storage_txn *txn)
 {
 	memset(&w->applied, 0, sizeof(w->applied));

@@ -42,6 +42,7 @@
 
 #include "lease.h"
 #include "ledger.h"
+#include "record.h"
 #include "storage.h"
 
 struct coord;
@@ -276,6 +277,16 @@ void coord_owner_closed(struct coord *c, struct lease_owner *owner, struct coord
  * order, each as a gap or recovered from its staged work) and answers
  * waits whose time is up. */
 void coord_tick(struct coord *c, struct coord_time now);
+
+/* The fields of w that coord_write_apply() reads, appended to b as a log
+ * record's body (storage/wal.h): with them applying the write again after a
+ * crash, or on another node, does the same. */
+void coord_write_encode(const struct coord_write *w, struct rec_builder *b);
+
+/* Fills the fields of *w that coord_write_apply() reads from a body made by
+ * coord_write_encode(); pointers in *w point into rec. The caller sets
+ * w->apply and w->apply_arg. WB_E_CORRUPT when the bytes do not add up. */
+int coord_write_decode(const uint8_t *rec, size_t len, struct coord_write *w);
 
 /* Runs w inside txn (the writer's nested transaction): the new ceiling,
  * the staged work, or the final entry and the watermark's advance through

@@ -92,6 +92,25 @@ static const struct opt opts[] = {
          "members one consumer group may have at once"},
         {"consumer-window", NUM(OPT_UINT, consumer_window), 16, 10000000, "10000",
          "events a consumer group holds between its checkpoint and its reading position"},
+        {"durability", STR(durability), 0, 0, "log",
+         "log: an answer leaves once its batch is in the write-ahead log (one sequential "
+         "fdatasync), the store is checkpointed; sync: every batch is an fsynced LMDB commit"},
+        {"checkpoint-bytes", NUM(OPT_SIZE, checkpoint_bytes), 1 * MIB, 64 * GIB, "256M",
+         "log written before the store is checkpointed (a restart replays at most this much)"},
+        {"checkpoint-interval-ms", NUM(OPT_UINT, checkpoint_interval_ms), 100, 86400000, "60000",
+         "longest time between checkpoints while anything is logged"},
+        {"wal-segment-size", NUM(OPT_SIZE, wal_segment_size), 1 * MIB, 1 * GIB, "64M",
+         "size of one preallocated log segment"},
+        {"wal-spare-segments", NUM(OPT_UINT, wal_spare_segments), 0, 64, "2",
+         "log segments kept for reuse after a checkpoint"},
+        {"unsafe-no-checkpoint-pin", NUM(OPT_BOOL, unsafe_no_checkpoint_pin), 0, 1, "false",
+         "power-cut harness only: do not pin the checkpoint's pages (loses data on a power cut)"},
+        {"unsafe-no-meta-restore", NUM(OPT_BOOL, unsafe_no_meta_restore), 0, 1, "false",
+         "power-cut harness only: open without restoring the checkpoint (loses data on a "
+         "power cut)"},
+        {"unsafe-ack-before-sync", NUM(OPT_BOOL, unsafe_ack_before_sync), 0, 1, "false",
+         "power-cut harness only: answer writes before the log's fdatasync (loses "
+         "acknowledged writes on a power cut)"},
         {"log-level", NUM(OPT_LEVEL, log_level), 0, 3, "info", "debug, info, warn or error"},
         {"allow-unauthenticated-remote", NUM(OPT_BOOL, allow_unauthenticated_remote), 0, 1, "false",
          "allow a listen address other than loopback although whizbangd has no "
@@ -444,6 +463,16 @@ static bool listen_is_loopback(const char *listen)
 
 int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
 {
+	if (strcmp(cfg->durability, "log") != 0 && strcmp(cfg->durability, "sync") != 0) {
+		snprintf(errmsg, errlen, "durability = %s: it is log or sync", cfg->durability);
+		return -1;
+	}
+	bool unsafe = cfg->unsafe_no_checkpoint_pin || cfg->unsafe_no_meta_restore ||
+	              cfg->unsafe_ack_before_sync;
+	if (unsafe && strcmp(cfg->durability, "log") != 0) {
+		snprintf(errmsg, errlen, "the unsafe-* settings apply to durability = log only");
+		return -1;
+	}
 	if (!cfg->allow_unauthenticated_remote && !listen_is_loopback(cfg->listen)) {
 		snprintf(errmsg, errlen,
 		         "listen = %s is not a loopback address, and whizbangd has no "

@@ -40,6 +40,14 @@ struct srv_config {
 	uint64_t max_consumer_groups;
 	uint64_t max_consumer_members;
 	uint64_t consumer_window;
+	char durability[8]; /* "log" or "sync" (config_validate) */
+	uint64_t checkpoint_bytes;
+	uint64_t checkpoint_interval_ms;
+	uint64_t wal_segment_size;
+	uint64_t wal_spare_segments;
+	bool unsafe_no_checkpoint_pin;
+	bool unsafe_no_meta_restore;
+	bool unsafe_ack_before_sync;
 	int log_level;
 	/* Listening on a non-loopback address without authentication is
 	 * refused unless this is set (config_validate). */
@@ -72,7 +80,8 @@ int config_parse_args(struct srv_config *cfg, int argc, char **argv, char *errms
  * holds any error; cfg may then hold some of the file's values. */
 int config_load_file(struct srv_config *cfg, const char *path, char *errmsg, size_t errlen);
 
-/* Checks the rules that span settings: listening on an address other than
+/* Checks the rules that span settings: durability is log or sync, and the
+ * unsafe-* controls need log; listening on an address other than
  * loopback (127.0.0.0/8, ::1, localhost) needs allow-unauthenticated-remote,
  * since whizbangd has no authentication yet. Returns 0, or -1 with a
  * sentence in errmsg. */

@@ -386,6 +386,25 @@ static void render(struct srv *srv, struct buf *b)
 	                 writer_commit_bounds, WRITER_COMMIT_BUCKETS, ws.commit_hist, 1e-6,
 	                 (double)ws.commit_us_total * 1e-6);
 
+	head(b, "log_bytes_total", "counter",
+	     "Bytes of log records written (durability = log; record bodies).");
+	put(b, "whizbang_log_bytes_total %llu\n", (unsigned long long)ws.log_bytes);
+	head(b, "log_sync_seconds_total", "counter",
+	     "Time spent in the log's fdatasync, one per batch.");
+	put(b, "whizbang_log_sync_seconds_total %.6f\n", (double)ws.log_sync_us_total * 1e-6);
+	head(b, "log_applied_sequence", "gauge",
+	     "The last log record applied and visible to readers.");
+	put(b, "whizbang_log_applied_sequence %llu\n", (unsigned long long)ws.applied_seq);
+	head(b, "checkpoints_total", "counter",
+	     "Checkpoints taken (data file synced, checkpoint saved, log released).");
+	put(b, "whizbang_checkpoints_total %llu\n", (unsigned long long)ws.checkpoints);
+	head(b, "checkpoint_seconds_total", "counter", "Time spent taking checkpoints.");
+	put(b, "whizbang_checkpoint_seconds_total %.6f\n", (double)ws.checkpoint_us_total * 1e-6);
+	head(b, "writes_refused_disk_full_total", "counter",
+	     "Batches answered RESOURCE_EXHAUSTED because the disk was full before they were "
+	     "logged.");
+	put(b, "whizbang_writes_refused_disk_full_total %llu\n", (unsigned long long)ws.nospc);
+
 	size_t nsubs = 0;
 	uint64_t lag_total = 0, lag_max = 0;
 	srv_sub_figures(srv, s.last_position, s.watermark, &nsubs, &lag_total, &lag_max);

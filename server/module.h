@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "storage.h"
 #include "whizbang.pb-c.h"
 
 struct srv;
@@ -30,6 +31,28 @@ struct srv_handler {
  * drained, shutdown once when a shutdown begins (stop timers, answer what
  * waits), stats whenever figures are taken (GetStats, /metrics), and close
  * in reverse order after the loop has ended and the writer has drained. */
+/* The log records (storage/wal.h) the modules write: each write a module
+ * hands to the writer is one of these deterministic commands. The numbers
+ * are on disk: never reuse one. */
+enum srv_record_type {
+	SRV_REC_APPEND = 1,        /* srv_events.c */
+	SRV_REC_STREAM_META = 2,   /* srv_events.c */
+	SRV_REC_STREAM_DELETE = 3, /* srv_events.c */
+	SRV_REC_SCAVENGE = 4,      /* srv_events.c: one step */
+	SRV_REC_CONSUMER = 5,      /* srv_consumer.c */
+	SRV_REC_LEASE = 6,         /* srv_lease.c: a coordinator write */
+};
+
+/* How a module applies one type of its records again at start-up replay,
+ * before any module is set up: from the transaction and the record alone.
+ * The live apply of the same write must do exactly this (it decodes the
+ * same record). Returns what the live apply returned for it. */
+struct srv_record {
+	uint16_t type;
+	uint16_t version; /* the newest version this build reads */
+	int (*apply)(struct storage_txn *txn, uint16_t version, const uint8_t *rec, size_t len);
+};
+
 struct srv_module {
 	const char *name;
 	size_t size;
@@ -44,6 +67,8 @@ struct srv_module {
 	bool (*owns_subscription)(void *state, const struct conn *c, uint64_t id);
 	const struct srv_handler *handlers;
 	size_t nhandlers;
+	const struct srv_record *records;
+	size_t nrecords;
 };
 
 #endif

@@ -65,10 +65,11 @@ void srv_storage_error(struct conn *c, uint64_t id, int rc, const char *what)
 		return;
 	}
 	if (rc == WB_E_NOSPC) {
-		srv_error(c, id, rc,
-		          "%s was not stored: the disk under the data directory is full; free space "
-		          "and retry (reads are still served)",
-		          what);
+		srv_error(
+		        c, id, rc,
+		        "%s was not stored: the disk under the data directory is full; free space "
+		        "and retry (reads are still served)",
+		        what);
 		return;
 	}
 	srv_log(WB_LOG_ERROR, "storage_error", "conn=%llu op=%s error=%s",

@@ -20,18 +20,23 @@
  * the store closes (srv_close()). */
 #include "server.h"
 
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "events.h"
 #include "log.h"
 #include "netaddr.h"
 #include "systemd.h"
+#include "wal.h"
 #include "wb_error.h"
 #include "wb_version.h"
 
@@ -47,6 +52,7 @@ struct srv {
 	uv_loop_t *loop;
 	struct srv_config cfg;
 	struct storage *st;
+	struct wal *wal; /* log mode; NULL in sync mode */
 	struct writer *writer;
 	struct conns *conns;
 	struct dispatch *dispatch;
@@ -437,6 +443,157 @@ static int listen_on(struct srv *srv, const struct sockaddr_storage *addr, char 
 	return 0;
 }
 
+/* ------------------------------------------------------------ the log */
+
+/* Applies a record at start-up replay through the module that wrote it. */
+static int replay_record(struct storage_txn *txn, uint16_t type, uint16_t version,
+                         const uint8_t *rec, size_t len)
+{
+	for (size_t i = 0; i < NMODULES; i++)
+		for (size_t j = 0; j < modules[i]->nrecords; j++) {
+			const struct srv_record *r = &modules[i]->records[j];
+			if (r->type != type)
+				continue;
+			if (version > r->version)
+				return WB_E_CORRUPT; /* written by a newer build */
+			return r->apply(txn, version, rec, len);
+		}
+	return WB_E_CORRUPT;
+}
+
+/* The writer's fail-stop: a durable record that cannot be applied, or a sync
+ * that failed, ends the process; the restart replays the log. */
+static void writer_fatal(const char *what, int code)
+{
+	srv_log(WB_LOG_ERROR, "writer_fatal", "what=\"%s\" error=%s", what, wb_error_name(code));
+	abort();
+}
+
+/* Log mode: opens the log and replays what the checkpoint does not cover. */
+static int open_log(const struct srv_config *cfg, struct storage *st, struct wal **out,
+                    char *errmsg, size_t errlen)
+{
+	char dir[sizeof(cfg->data_dir) + 8];
+	snprintf(dir, sizeof(dir), "%s/wal", cfg->data_dir);
+	struct wal_options wo = {
+	        .dir = dir,
+	        .segment_size = cfg->wal_segment_size,
+	        .spare_segments = (unsigned)cfg->wal_spare_segments,
+	};
+	struct wal_open_info info;
+	struct wal *wal;
+	uint64_t applied = storage_checkpoint_applied(st);
+	int rc = wal_open(&wal, &wo, applied, &info, errmsg, errlen);
+	if (rc != 0)
+		return rc;
+	if (info.cut_bytes > 0)
+		srv_log(WB_LOG_WARN, "log_tail_cut",
+		        "segment=%s offset=%llu bytes=%llu reason=\"an unsynced batch, never "
+		        "acknowledged\"",
+		        info.cut_segment, (unsigned long long)info.cut_offset,
+		        (unsigned long long)info.cut_bytes);
+	uint64_t t0 = uv_hrtime(), n = 0;
+	rc = writer_replay(st, wal, replay_record, &n, errmsg, errlen);
+	if (rc != 0) {
+		wal_close(wal);
+		return rc;
+	}
+	srv_log(WB_LOG_INFO, "log_replayed",
+	        "checkpoint=%llu records=%llu last=%llu ms=%llu segments=%u",
+	        (unsigned long long)applied, (unsigned long long)n,
+	        (unsigned long long)wal_last_seq(wal),
+	        (unsigned long long)((uv_hrtime() - t0) / 1000000u), info.segments);
+	*out = wal;
+	return 0;
+}
+
+/* True when dir holds a store last run in log mode (its checkpoint file). */
+static bool ran_in_log_mode(const char *dir)
+{
+	char path[1100];
+	snprintf(path, sizeof(path), "%s/checkpoint", dir);
+	return access(path, F_OK) == 0;
+}
+
+/* Removes what log mode kept beside the store once everything is applied
+ * and synced: the log's segments and the checkpoint file. */
+static int drop_log(const struct srv_config *cfg, char *errmsg, size_t errlen)
+{
+	char path[sizeof(cfg->data_dir) + 300];
+	snprintf(path, sizeof(path), "%s/wal", cfg->data_dir);
+	DIR *d = opendir(path);
+	if (d != NULL) {
+		struct dirent *de;
+		while ((de = readdir(d)) != NULL) {
+			if (de->d_name[0] == '.')
+				continue;
+			char f[sizeof(path) + 300];
+			snprintf(f, sizeof(f), "%s/%s", path, de->d_name);
+			unlink(f);
+		}
+		closedir(d);
+		rmdir(path);
+	}
+	snprintf(path, sizeof(path), "%s/checkpoint", cfg->data_dir);
+	if (unlink(path) != 0 && errno != ENOENT) {
+		snprintf(errmsg, errlen, "cannot remove %s: %s", path, strerror(errno));
+		return WB_E_IO;
+	}
+	int fd = open(cfg->data_dir, O_RDONLY | O_DIRECTORY);
+	if (fd >= 0) {
+		fsync(fd);
+		close(fd);
+	}
+	return 0;
+}
+
+int srv_open_store(const struct srv_config *cfg, struct storage **st, struct wal **wal,
+                   char *errmsg, size_t errlen)
+{
+	bool log_mode = strcmp(cfg->durability, "log") == 0;
+	struct storage_options so = {
+	        .path = cfg->data_dir,
+	        .map_size = cfg->map_size,
+	        .log_mode = log_mode,
+	        .unsafe_no_pin = cfg->unsafe_no_checkpoint_pin,
+	        .unsafe_no_restore = cfg->unsafe_no_meta_restore,
+	};
+	struct storage *s;
+	struct wal *w = NULL;
+	int rc;
+	if (!log_mode && ran_in_log_mode(cfg->data_dir)) {
+		/* Recover it as log mode would, then leave nothing of the log
+		 * behind: from here every commit is synced by itself. */
+		so.log_mode = true;
+		rc = storage_open(&s, &so, errmsg, errlen);
+		if (rc != 0)
+			return rc;
+		rc = open_log(cfg, s, &w, errmsg, errlen);
+		wal_close(w);
+		storage_close(s);
+		if (rc == 0)
+			rc = drop_log(cfg, errmsg, errlen);
+		if (rc != 0)
+			return rc;
+		srv_log(WB_LOG_INFO, "log_mode_left", "data_dir=%s", cfg->data_dir);
+		so.log_mode = false;
+		w = NULL;
+	}
+	rc = storage_open(&s, &so, errmsg, errlen);
+	if (rc != 0)
+		return rc;
+	if (log_mode) {
+		rc = open_log(cfg, s, &w, errmsg, errlen);
+		if (rc != 0) {
+			storage_close(s);
+			return rc;
+		}
+	}
+	*st = s;
+	*wal = w;
+	return 0;
+}
+
 int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, char *errmsg,
              size_t errlen)
 {
@@ -455,8 +612,8 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	srv->max_event_size = (uint32_t)(cfg->max_frame - 1024);
 	srv->start_ms = uv_now(loop);
 
-	struct storage_options so = {.path = cfg->data_dir, .map_size = cfg->map_size};
-	rc = storage_open(&srv->st, &so, errmsg, errlen);
+	bool log_mode = strcmp(cfg->durability, "log") == 0;
+	rc = srv_open_store(cfg, &srv->st, &srv->wal, errmsg, errlen);
 	if (rc != 0)
 		goto err_after_alloc;
 	struct conn_limits lim = {
@@ -516,7 +673,21 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	}
 	srv->async.data = srv;
 	pthread_mutex_init(&srv->async_mu, NULL);
-	rc = writer_start(&srv->writer, srv->st, writer_notify, srv);
+	struct writer_log wlog = {
+	        .wal = srv->wal,
+	        .checkpoint_bytes = cfg->checkpoint_bytes,
+	        .checkpoint_ms = cfg->checkpoint_interval_ms,
+	        .unsafe_ack_before_sync = cfg->unsafe_ack_before_sync,
+	        .fatal = writer_fatal,
+	};
+	if (log_mode) {
+		/* Start-up wrote outside the log (restart gaps): make it durable
+		 * before anyone can read it. */
+		rc = writer_checkpoint_now(srv->st, srv->wal, errmsg, errlen);
+		if (rc != 0)
+			goto err_after_async;
+	}
+	rc = writer_start(&srv->writer, srv->st, log_mode ? &wlog : NULL, writer_notify, srv);
 	if (rc != 0) {
 		snprintf(errmsg, errlen, "cannot start the writer thread: %s", wb_strerror(rc));
 		goto err_after_async;
@@ -578,6 +749,7 @@ err_after_modules:
 	modules_close(srv);
 	conns_free(srv->conns);
 err_after_storage:
+	wal_close(srv->wal);
 	storage_close(srv->st);
 err_after_alloc:
 	free(srv);
@@ -601,6 +773,7 @@ void srv_close(struct srv *srv)
 	pthread_mutex_destroy(&srv->async_mu);
 	dispatch_free(srv->dispatch);
 	conns_free(srv->conns);
+	wal_close(srv->wal);
 	storage_close(srv->st);
 	free(srv);
 }

@@ -24,6 +24,17 @@
 
 struct srv;
 
+struct wal;
+
+/* Opens cfg's store as a start does: in log mode (cfg->durability "log")
+ * the checkpoint is restored and the log replayed, and *wal receives the open
+ * log; in sync mode *wal is NULL, and a store last run in log mode is first
+ * recovered that way and its log removed. Used by srv_init() and by the
+ * tools that work on a stopped store (whizbangd replay, check). On failure
+ * nothing is open and errmsg says why. */
+int srv_open_store(const struct srv_config *cfg, struct storage **st, struct wal **wal,
+                   char *errmsg, size_t errlen);
+
 /* Opens the store in cfg->data_dir, sets every module up (ledger recovery
  * included), starts the writer thread, listens on cfg->listen (or on the
  * socket systemd passed), writes cfg->port_file when set, and installs

@@ -28,6 +28,7 @@
 #include "events.h"
 #include "log.h"
 #include "pb.h"
+#include "record.h"
 #include "server.h"
 #include "validate.h"
 #include "wb_error.h"
@@ -141,6 +142,7 @@ struct cop {
 	uint64_t *unparks;
 	size_t nunparks;
 	uint64_t now_us;
+	uint8_t *recbuf; /* the op's log record (cop_seal()) */
 	/* results, written by the writer thread */
 	uint64_t out_checkpoint;
 	uint64_t out_removed;
@@ -196,57 +198,160 @@ static int resolve_start(struct storage_txn *txn, struct cons_record *r)
 	return 0;
 }
 
-/* Runs on the writer thread. */
-static int cop_apply(struct storage_txn *txn, struct writer_op *base)
+/* A group write's record:
+ *
+ *   u8 kind | name bytes | u64 time us | then by kind:
+ *   CREATE  the group's record (cons_encode()) as bytes
+ *   DELETE  nothing
+ *   FLUSH   u64 checkpoint | u64 resume | u32 n | n × (u64 position |
+ *           u32 deliveries | reason bytes) | u32 m | m × u64 position
+ *           (parked events, then events taken out of the parked list) */
+#define COP_REC_VERSION 1
+
+struct cop_out {
+	uint64_t checkpoint;
+	uint64_t removed;
+	struct cons_record created; /* CREATE: with its resolved start */
+};
+
+static int cop_rec_apply(struct storage_txn *txn, const uint8_t *rec, size_t len,
+                         struct cop_out *out)
 {
-	struct cop *op = (struct cop *)base;
-	struct cons_record r;
+	struct rec_reader r = rec_reader(rec, len);
+	struct cons_record cur;
 	int rc;
 
-	op->out_checkpoint = 0;
-	op->out_removed = 0;
-	switch (op->kind) {
-	case COP_CREATE:
-		rc = cons_get(txn, op->name, op->name_len, &r);
+	out->checkpoint = 0;
+	out->removed = 0;
+	uint8_t kind = rec_get_u8(&r);
+	size_t name_len;
+	const char *name = (const char *)rec_get_bytes(&r, &name_len);
+	uint64_t now_us = rec_get_u64(&r);
+	if (r.bad || name_len == 0 || name_len > CONS_NAME_MAX)
+		return WB_E_CORRUPT;
+	switch (kind) {
+	case COP_CREATE: {
+		size_t n;
+		const uint8_t *v = rec_get_bytes(&r, &n);
+		if (!rec_ok(&r) || cons_decode(name, name_len, v, n, &out->created) != 0)
+			return WB_E_CORRUPT;
+		rc = cons_get(txn, name, name_len, &cur);
 		if (rc == 0)
 			return WB_E_KEYEXIST;
 		if (rc != WB_E_NOTFOUND)
 			return rc;
-		rc = resolve_start(txn, &op->rec);
+		rc = resolve_start(txn, &out->created);
 		if (rc == 0)
-			rc = cons_put(txn, &op->rec);
+			rc = cons_put(txn, &out->created);
 		return rc;
+	}
 	case COP_DELETE:
-		return cons_delete(txn, op->name, op->name_len, &op->out_removed);
+		return rec_ok(&r) ? cons_delete(txn, name, name_len, &out->removed) : WB_E_CORRUPT;
 	case COP_FLUSH:
 		break;
+	default:
+		return WB_E_CORRUPT;
 	}
-	rc = cons_get(txn, op->name, op->name_len, &r);
+	uint64_t checkpoint = rec_get_u64(&r);
+	uint64_t resume = rec_get_u64(&r);
+	if (r.bad)
+		return WB_E_CORRUPT;
+	rc = cons_get(txn, name, name_len, &cur);
 	if (rc != 0)
 		return rc; /* deleted meanwhile: WB_E_NOTFOUND */
-	for (size_t i = 0; i < op->nparks; i++) {
-		const struct park *p = &op->parks[i];
-		rc = cons_park(txn, op->name, op->name_len, p->pos, p->deliveries, op->now_us,
-		               p->reason, p->reason_len);
+	uint32_t nparks = rec_get_u32(&r);
+	for (uint32_t i = 0; i < nparks && !r.bad; i++) {
+		uint64_t pos = rec_get_u64(&r);
+		uint32_t deliveries = rec_get_u32(&r);
+		size_t reason_len;
+		const char *reason = (const char *)rec_get_bytes(&r, &reason_len);
+		if (r.bad)
+			break;
+		rc = cons_park(txn, name, name_len, pos, deliveries, now_us, reason, reason_len);
 		if (rc != 0)
 			return rc;
 	}
-	for (size_t i = 0; i < op->nunparks; i++) {
-		rc = cons_unpark(txn, op->name, op->name_len, op->unparks[i]);
+	uint32_t nunparks = rec_get_u32(&r);
+	for (uint32_t i = 0; i < nunparks && !r.bad; i++) {
+		uint64_t pos = rec_get_u64(&r);
+		if (r.bad)
+			break;
+		rc = cons_unpark(txn, name, name_len, pos);
 		if (rc != 0 && rc != WB_E_NOTFOUND)
 			return rc;
 	}
-	rc = cons_set_checkpoint(txn, op->name, op->name_len, op->checkpoint, op->resume);
+	if (!rec_ok(&r))
+		return WB_E_CORRUPT;
+	rc = cons_set_checkpoint(txn, name, name_len, checkpoint, resume);
 	if (rc != 0)
 		return rc;
-	rc = cons_get(txn, op->name, op->name_len, &r);
+	rc = cons_get(txn, name, name_len, &cur);
 	if (rc == 0)
-		op->out_checkpoint = r.checkpoint;
+		out->checkpoint = cur.checkpoint;
+	return rc;
+}
+
+static int cop_replay(struct storage_txn *txn, uint16_t version, const uint8_t *rec, size_t len)
+{
+	struct cop_out out;
+	(void)version;
+	return cop_rec_apply(txn, rec, len, &out);
+}
+
+/* Runs on the writer thread. */
+static int cop_apply(struct storage_txn *txn, struct writer_op *base)
+{
+	struct cop *op = (struct cop *)base;
+	struct cop_out out;
+	int rc = cop_rec_apply(txn, base->rec, base->rec_len, &out);
+	op->out_checkpoint = out.checkpoint;
+	op->out_removed = out.removed;
+	if (rc == 0 && op->kind == COP_CREATE)
+		op->rec = out.created;
+	return rc;
+}
+
+/* Encodes op's record; 0 or WB_E_NOMEM / WB_E_INVAL. */
+static int cop_seal(struct cop *op)
+{
+	struct rec_builder b = {0};
+	rec_u8(&b, (uint8_t)op->kind);
+	rec_bytes(&b, op->name, op->name_len);
+	rec_u64(&b, op->now_us);
+	if (op->kind == COP_CREATE) {
+		uint8_t v[CONS_RECORD_MAX];
+		size_t n;
+		int rc = cons_encode(&op->rec, v, &n);
+		if (rc != 0) {
+			free(b.p);
+			return rc;
+		}
+		rec_bytes(&b, v, n);
+	} else if (op->kind == COP_FLUSH) {
+		rec_u64(&b, op->checkpoint);
+		rec_u64(&b, op->resume);
+		rec_u32(&b, (uint32_t)op->nparks);
+		for (size_t i = 0; i < op->nparks; i++) {
+			rec_u64(&b, op->parks[i].pos);
+			rec_u32(&b, op->parks[i].deliveries);
+			rec_bytes(&b, op->parks[i].reason, op->parks[i].reason_len);
+		}
+		rec_u32(&b, (uint32_t)op->nunparks);
+		for (size_t i = 0; i < op->nunparks; i++)
+			rec_u64(&b, op->unparks[i]);
+	}
+	int rc = rec_out(&b, &op->recbuf, &op->base.base.rec_len);
+	if (rc == 0) {
+		op->base.base.rec = op->recbuf;
+		op->base.base.rec_type = SRV_REC_CONSUMER;
+		op->base.base.rec_version = COP_REC_VERSION;
+	}
 	return rc;
 }
 
 static void cop_free(struct cop *op)
 {
+	free(op->recbuf);
 	for (size_t i = 0; i < op->nparks; i++)
 		free(op->parks[i].reason);
 	free(op->parks);
@@ -528,6 +633,17 @@ static bool submit_flush(struct cgroups *cs, struct group *g, struct conn *c, ui
 	op->nparks = g->nparks;
 	op->unparks = g->unparks;
 	op->nunparks = g->nunparks;
+	if (cop_seal(op) != 0) {
+		/* the parks stay the group's, for the next flush */
+		op->parks = NULL;
+		op->nparks = 0;
+		op->unparks = NULL;
+		op->nunparks = 0;
+		cop_free(op);
+		srv_log(WB_LOG_ERROR, "consumer_flush_failed", "group=%s error=no_memory",
+		        g->cfg.name);
+		return false;
+	}
 	op->base.base.size_hint = 4096 + g->nparks * (64 + CONS_REASON_MAX) + g->nunparks * 64;
 	g->parks = NULL;
 	g->nparks = g->parkcap = 0;
@@ -1023,6 +1139,12 @@ static void create(struct cgroups *cs, struct conn *c, Request *req)
 	}
 	op->gid = g->gid;
 	op->rec = r;
+	if (cop_seal(op) != 0) {
+		group_free(cs, g, false);
+		cop_free(op);
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
+		return;
+	}
 	srv_submit(cs->srv, &op->base);
 }
 
@@ -1032,7 +1154,9 @@ static void delete (struct cgroups *cs, struct conn *c, Request *req)
 	if (g == NULL)
 		return;
 	struct cop *op = cop_new(cs, COP_DELETE, c, req->id, g->cfg.name, g->cfg.name_len);
-	if (op == NULL) {
+	if (op == NULL || cop_seal(op) != 0) {
+		if (op != NULL)
+			cop_free(op);
 		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
@@ -1556,6 +1680,10 @@ static const struct srv_handler group_handlers[] = {
         {WHIZBANG__V1__REQUEST__BODY_UNSUBSCRIBE, unsubscribe_handler},
 };
 
+static const struct srv_record group_records[] = {
+        {SRV_REC_CONSUMER, COP_REC_VERSION, cop_replay},
+};
+
 const struct srv_module srv_consumer_module = {
         .name = "consumer groups",
         .size = sizeof(struct cgroups),
@@ -1567,4 +1695,6 @@ const struct srv_module srv_consumer_module = {
         .owns_subscription = groups_owns,
         .handlers = group_handlers,
         .nhandlers = sizeof(group_handlers) / sizeof(group_handlers[0]),
+        .records = group_records,
+        .nrecords = 1,
 };

@@ -25,6 +25,7 @@
 #include "events.h"
 #include "log.h"
 #include "pb.h"
+#include "record.h"
 #include "server.h"
 #include "validate.h"
 #include "wb_error.h"
@@ -228,11 +229,81 @@ static bool get_stream_meta(void *state, struct conn *c, Request *req)
 
 /* ------------------------------------------------------------ appends */
 
+/* An append's record: the stream, the expectation, the time of the append
+ * and every event with its id (the ids the client left out are generated
+ * when the record is made, so that applying it again stores the same ones).
+ *
+ *   stream bytes | u8 expected | u64 expected version | u64 time us |
+ *   u32 n | n × (16-byte id | type bytes | data bytes | metadata bytes) */
+#define APPEND_REC_VERSION 1
+
+static int append_record(const Whizbang__V1__AppendEvents *a, const struct ev_new *evs, size_t n,
+                         uint64_t now_us, uint8_t **out, size_t *len)
+{
+	struct rec_builder b = {0};
+	rec_bytes(&b, a->stream, strlen(a->stream));
+	rec_u8(&b, (uint8_t)a->expected);
+	rec_u64(&b, a->expected_version);
+	rec_u64(&b, now_us);
+	rec_u32(&b, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		uint8_t gen[EV_ID_LEN];
+		const uint8_t *id = evs[i].id;
+		if (id == NULL) {
+			ev_uuid7(gen, now_us / 1000);
+			id = gen;
+		}
+		rec_raw(&b, id, EV_ID_LEN);
+		rec_bytes(&b, evs[i].type, evs[i].type_len);
+		rec_bytes(&b, evs[i].data, evs[i].data_len);
+		rec_bytes(&b, evs[i].meta, evs[i].meta_len);
+	}
+	return rec_out(&b, out, len);
+}
+
+/* Applies an append's record; *out receives what ev_append() found. */
+static int append_rec_apply(struct storage_txn *txn, const uint8_t *rec, size_t len,
+                            struct ev_append_result *out)
+{
+	struct rec_reader r = rec_reader(rec, len);
+	size_t stream_len;
+	const char *stream = (const char *)rec_get_bytes(&r, &stream_len);
+	uint8_t expected = rec_get_u8(&r);
+	uint64_t expected_version = rec_get_u64(&r);
+	uint64_t now_us = rec_get_u64(&r);
+	uint32_t n = rec_get_u32(&r);
+	/* Each event takes at least 28 bytes of the record. */
+	if (r.bad || n == 0 || n > (len - r.off) / 28)
+		return WB_E_CORRUPT;
+	struct ev_new small[16];
+	struct ev_new *evs = n <= 16 ? small : malloc(n * sizeof(*evs));
+	if (evs == NULL)
+		return WB_E_NOMEM;
+	for (uint32_t i = 0; i < n; i++) {
+		evs[i].id = rec_take(&r, EV_ID_LEN);
+		evs[i].type = (const char *)rec_get_bytes(&r, &evs[i].type_len);
+		evs[i].data = rec_get_bytes(&r, &evs[i].data_len);
+		evs[i].meta = rec_get_bytes(&r, &evs[i].meta_len);
+	}
+	int rc = rec_ok(&r) ? ev_append(txn, stream, stream_len, (enum ev_expected)expected,
+	                                expected_version, evs, n, now_us, out)
+	                    : WB_E_CORRUPT;
+	if (evs != small)
+		free(evs);
+	return rc;
+}
+
+static int append_replay(struct storage_txn *txn, uint16_t version, const uint8_t *rec, size_t len)
+{
+	struct ev_append_result res;
+	(void)version;
+	return append_rec_apply(txn, rec, len, &res);
+}
+
 struct append_op {
 	struct srv_op base; /* first */
 	struct events *ev;
-	Request *req;
-	struct ev_new *evs;
+	uint8_t *rec;
 	size_t nevs;
 	struct ev_append_result result;
 };
@@ -241,9 +312,7 @@ struct append_op {
 static int append_apply(struct storage_txn *txn, struct writer_op *base)
 {
 	struct append_op *op = (struct append_op *)base;
-	const Whizbang__V1__AppendEvents *a = op->req->append_events;
-	return ev_append(txn, a->stream, strlen(a->stream), (enum ev_expected)a->expected,
-	                 a->expected_version, op->evs, op->nevs, srv_wall_us(), &op->result);
+	return append_rec_apply(txn, base->rec, base->rec_len, &op->result);
 }
 
 static void append_done(struct srv *srv, struct srv_op *base)
@@ -271,8 +340,7 @@ static void append_done(struct srv *srv, struct srv_op *base)
 	} else {
 		srv_storage_error(c, base->req_id, rc, "AppendEvents");
 	}
-	whizbang__v1__request__free_unpacked(op->req, NULL);
-	free(op->evs);
+	free(op->rec);
 	free(op);
 }
 
@@ -290,29 +358,72 @@ static bool append(void *state, struct conn *c, Request *req)
 		return false;
 	}
 	struct append_op *op = calloc(1, sizeof(*op));
-	if (op == NULL) {
+	size_t n = req->append_events->n_events;
+	if (op == NULL || append_record(req->append_events, evs, n, srv_wall_us(), &op->rec,
+	                                &op->base.base.rec_len) != 0) {
+		free(op);
 		free(evs);
 		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return false;
 	}
+	free(evs);
 	op->base.base.apply = append_apply;
 	op->base.base.size_hint = bytes;
+	op->base.base.rec_type = SRV_REC_APPEND;
+	op->base.base.rec_version = APPEND_REC_VERSION;
+	op->base.base.rec = op->rec;
 	op->base.done = append_done;
 	op->base.conn = c;
 	op->base.req_id = req->id;
 	op->ev = ev;
-	op->req = req;
-	op->evs = evs;
-	op->nevs = req->append_events->n_events;
+	op->nevs = n;
 	srv_submit(ev->srv, &op->base);
-	return true; /* the op keeps req: evs point into it */
+	return false; /* the record holds all the op needs */
 }
 
 /* ------------------------------------------------------------ stream writes */
 
+/* The records of SetStreamMetadata (stream bytes | u64 max count | u64 max
+ * age ms | u64 truncate before) and DeleteStream (stream bytes | u8 hard). */
+#define STREAM_REC_VERSION 1
+
+static int stream_rec_apply(struct storage_txn *txn, uint16_t type, const uint8_t *rec, size_t len,
+                            uint64_t *last_version)
+{
+	struct rec_reader r = rec_reader(rec, len);
+	size_t stream_len;
+	const char *stream = (const char *)rec_get_bytes(&r, &stream_len);
+	if (type == SRV_REC_STREAM_META) {
+		struct ev_stream_meta m = {0};
+		m.max_count = rec_get_u64(&r);
+		m.max_age_ms = rec_get_u64(&r);
+		m.truncate_before = rec_get_u64(&r);
+		return rec_ok(&r) ? ev_set_stream_meta(txn, stream, stream_len, &m) : WB_E_CORRUPT;
+	}
+	bool hard = rec_get_u8(&r) != 0;
+	return rec_ok(&r) ? ev_delete_stream(txn, stream, stream_len, hard, last_version)
+	                  : WB_E_CORRUPT;
+}
+
+static int stream_meta_replay(struct storage_txn *txn, uint16_t version, const uint8_t *rec,
+                              size_t len)
+{
+	(void)version;
+	return stream_rec_apply(txn, SRV_REC_STREAM_META, rec, len, NULL);
+}
+
+static int stream_delete_replay(struct storage_txn *txn, uint16_t version, const uint8_t *rec,
+                                size_t len)
+{
+	uint64_t last;
+	(void)version;
+	return stream_rec_apply(txn, SRV_REC_STREAM_DELETE, rec, len, &last);
+}
+
 struct stream_op {
 	struct srv_op base; /* first */
 	Request *req;
+	uint8_t *rec;
 	struct ev_stream_meta meta;
 	uint64_t last_version;
 };
@@ -328,11 +439,7 @@ static const char *stream_of(const Request *req)
 static int stream_op_apply(struct storage_txn *txn, struct writer_op *base)
 {
 	struct stream_op *op = (struct stream_op *)base;
-	const char *stream = stream_of(op->req);
-	if (op->req->body_case == WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA)
-		return ev_set_stream_meta(txn, stream, strlen(stream), &op->meta);
-	return ev_delete_stream(txn, stream, strlen(stream), op->req->delete_stream->hard,
-	                        &op->last_version);
+	return stream_rec_apply(txn, base->rec_type, base->rec, base->rec_len, &op->last_version);
 }
 
 static void stream_op_done(struct srv *srv, struct srv_op *base)
@@ -355,6 +462,7 @@ static void stream_op_done(struct srv *srv, struct srv_op *base)
 		SRV_REPLY(c, base->req_id, DELETE_STREAM, delete_stream, &r);
 	}
 	whizbang__v1__request__free_unpacked(op->req, NULL);
+	free(op->rec);
 	free(op);
 }
 
@@ -362,22 +470,40 @@ static void stream_op_done(struct srv *srv, struct srv_op *base)
 static bool stream_write(void *state, struct conn *c, Request *req)
 {
 	struct events *ev = state;
-	if (!check_stream(c, req->id, stream_of(req)))
+	const char *stream = stream_of(req);
+	if (!check_stream(c, req->id, stream))
 		return false;
 	struct stream_op *op = calloc(1, sizeof(*op));
 	if (op == NULL) {
 		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
 		return false;
 	}
-	if (req->body_case == WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA &&
-	    req->set_stream_metadata->metadata != NULL) {
+	bool set = req->body_case == WHIZBANG__V1__REQUEST__BODY_SET_STREAM_METADATA;
+	if (set && req->set_stream_metadata->metadata != NULL) {
 		const Whizbang__V1__StreamMetadata *m = req->set_stream_metadata->metadata;
 		op->meta.max_count = m->max_count;
 		op->meta.max_age_ms = m->max_age_ms;
 		op->meta.truncate_before = m->truncate_before;
 	}
+	struct rec_builder b = {0};
+	rec_bytes(&b, stream, strlen(stream));
+	if (set) {
+		rec_u64(&b, op->meta.max_count);
+		rec_u64(&b, op->meta.max_age_ms);
+		rec_u64(&b, op->meta.truncate_before);
+	} else {
+		rec_u8(&b, req->delete_stream->hard ? 1 : 0);
+	}
+	if (rec_out(&b, &op->rec, &op->base.base.rec_len) != 0) {
+		free(op);
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
+		return false;
+	}
 	op->base.base.apply = stream_op_apply;
 	op->base.base.size_hint = 4096;
+	op->base.base.rec_type = set ? SRV_REC_STREAM_META : SRV_REC_STREAM_DELETE;
+	op->base.base.rec_version = STREAM_REC_VERSION;
+	op->base.base.rec = op->rec;
 	op->base.done = stream_op_done;
 	op->base.conn = c;
 	op->base.req_id = req->id;
@@ -397,18 +523,52 @@ struct scavenge {
 	uint64_t from;     /* where the next step starts */
 	uint64_t examined, removed, bytes;
 	struct ev_scavenge_step step; /* rewritten by every run of a step */
+	uint8_t rec[28];              /* the step's record */
 };
+
+/* A step's record: u64 from | u64 upto | u32 events at most | u64 now us
+ * (the time removal is judged at). */
+#define SCAVENGE_REC_VERSION 1
+
+static int scavenge_rec_apply(struct storage_txn *txn, const uint8_t *rec, size_t len,
+                              struct ev_scavenge_step *out)
+{
+	if (len != 28)
+		return WB_E_CORRUPT;
+	return ev_scavenge_step(txn, get_u64(rec), get_u64(rec + 8), get_u32(rec + 16),
+	                        get_u64(rec + 20), out);
+}
+
+static int scavenge_replay(struct storage_txn *txn, uint16_t version, const uint8_t *rec,
+                           size_t len)
+{
+	struct ev_scavenge_step step;
+	(void)version;
+	return scavenge_rec_apply(txn, rec, len, &step);
+}
 
 /* Runs on the writer thread. */
 static int scavenge_apply(struct storage_txn *txn, struct writer_op *base)
 {
 	struct scavenge *sc = (struct scavenge *)base;
+	return scavenge_rec_apply(txn, base->rec, base->rec_len, &sc->step);
+}
+
+/* Stamps the next step's record and hands it to the writer. */
+static void scavenge_submit(struct srv *srv, struct scavenge *sc)
+{
 	/* A wall clock that stepped back must not judge an event older than it
 	 * was at the start. */
 	uint64_t now = srv_wall_us();
 	if (now > sc->start_us)
 		now = sc->start_us;
-	return ev_scavenge_step(txn, sc->from, sc->upto, SCAVENGE_STEP, now, &sc->step);
+	put_u64(sc->rec, sc->from);
+	put_u64(sc->rec + 8, sc->upto);
+	put_u32(sc->rec + 16, SCAVENGE_STEP);
+	put_u64(sc->rec + 20, now);
+	sc->base.base.rec = sc->rec;
+	sc->base.base.rec_len = sizeof(sc->rec);
+	srv_submit(srv, &sc->base);
 }
 
 static void reply_scavenge(struct conn *c, const struct scavenge *sc, bool done)
@@ -442,7 +602,7 @@ static void scavenge_done(struct srv *srv, struct srv_op *base)
 		 * gets none rather than a growing buffer. */
 		if (conn_can_take_more(c))
 			reply_scavenge(c, sc, false);
-		srv_submit(srv, &sc->base);
+		scavenge_submit(srv, sc);
 		return;
 	}
 	srv_log(WB_LOG_INFO, "scavenge_end",
@@ -502,13 +662,15 @@ static bool scavenge(void *state, struct conn *c, Request *req)
 	sc->from = 1;
 	sc->base.base.apply = scavenge_apply;
 	sc->base.base.size_hint = 1u << 20;
+	sc->base.base.rec_type = SRV_REC_SCAVENGE;
+	sc->base.base.rec_version = SCAVENGE_REC_VERSION;
 	sc->base.done = scavenge_done;
 	sc->base.conn = c;
 	sc->base.req_id = req->id;
 	ev->scavenge = sc;
 	srv_log(WB_LOG_INFO, "scavenge_start", "conn=%llu last_position=%llu",
 	        (unsigned long long)conn_id(c), (unsigned long long)sc->upto);
-	srv_submit(ev->srv, &sc->base);
+	scavenge_submit(ev->srv, sc);
 	return false;
 }
 
@@ -541,6 +703,13 @@ static const struct srv_handler events_handlers[] = {
         {WHIZBANG__V1__REQUEST__BODY_SCAVENGE, scavenge},
 };
 
+static const struct srv_record events_records[] = {
+        {SRV_REC_APPEND, APPEND_REC_VERSION, append_replay},
+        {SRV_REC_STREAM_META, STREAM_REC_VERSION, stream_meta_replay},
+        {SRV_REC_STREAM_DELETE, STREAM_REC_VERSION, stream_delete_replay},
+        {SRV_REC_SCAVENGE, SCAVENGE_REC_VERSION, scavenge_replay},
+};
+
 const struct srv_module srv_events_module = {
         .name = "events",
         .size = sizeof(struct events),
@@ -548,4 +717,6 @@ const struct srv_module srv_events_module = {
         .stats = events_stats,
         .handlers = events_handlers,
         .nhandlers = sizeof(events_handlers) / sizeof(events_handlers[0]),
+        .records = events_records,
+        .nrecords = sizeof(events_records) / sizeof(events_records[0]),
 };

@@ -69,6 +69,7 @@ struct lop {
 	struct srv_op base; /* first */
 	struct leases *ls;
 	struct coord_write *w;
+	uint8_t *rec;
 };
 
 static uint64_t mono_ms(void)
@@ -167,10 +168,43 @@ static int apply_entry(struct storage_txn *txn, const struct ledger_entry *e, vo
 	return rc;
 }
 
+/* A coordinator write's record: the settings that decide how its entries
+ * apply (u64 max scan | u8 force scan), then coord_write_encode(). */
+#define LEASE_REC_VERSION 1
+
+/* Applies a coordinator write's record; out (may be NULL) receives the
+ * results coord_write_apply() wrote. */
+static int lease_rec_apply(struct storage_txn *txn, const uint8_t *rec, size_t len,
+                           struct coord_write *out)
+{
+	if (len < 9)
+		return WB_E_CORRUPT;
+	struct proj_config pcfg = {.max_scan = get_u64(rec), .force_scan = rec[8] != 0};
+	struct coord_write w;
+	memset(&w, 0, sizeof(w));
+	if (coord_write_decode(rec + 9, len - 9, &w) != 0)
+		return WB_E_CORRUPT;
+	w.apply = apply_entry;
+	w.apply_arg = &pcfg;
+	int rc = coord_write_apply(&w, txn);
+	if (out != NULL) {
+		out->watermark = w.watermark;
+		out->recovered = w.recovered;
+		out->applied = w.applied;
+	}
+	return rc;
+}
+
+static int lease_replay(struct storage_txn *txn, uint16_t version, const uint8_t *rec, size_t len)
+{
+	(void)version;
+	return lease_rec_apply(txn, rec, len, NULL);
+}
+
 /* Runs on the writer thread. */
 static int lop_apply(struct storage_txn *txn, struct writer_op *base)
 {
-	return coord_write_apply(((struct lop *)base)->w, txn);
+	return lease_rec_apply(txn, base->rec, base->rec_len, ((struct lop *)base)->w);
 }
 
 static void lop_done(struct srv *srv, struct srv_op *base)
@@ -180,6 +214,7 @@ static void lop_done(struct srv *srv, struct srv_op *base)
 	int status = base->base.status;
 	struct leases *ls = op->ls;
 	(void)srv;
+	free(op->rec);
 	free(op);
 	enter(ls);
 	coord_write_done(ls->coord, w, status, now());
@@ -192,6 +227,17 @@ static int io_submit(struct coord_io *io, struct coord_write *w)
 	struct lop *op = calloc(1, sizeof(*op));
 	if (op == NULL)
 		return WB_E_NOMEM;
+	struct rec_builder b = {0};
+	rec_u64(&b, ls->pcfg.max_scan);
+	rec_u8(&b, ls->pcfg.force_scan ? 1 : 0);
+	coord_write_encode(w, &b);
+	if (rec_out(&b, &op->rec, &op->base.base.rec_len) != 0) {
+		free(op);
+		return WB_E_NOMEM;
+	}
+	op->base.base.rec = op->rec;
+	op->base.base.rec_type = SRV_REC_LEASE;
+	op->base.base.rec_version = LEASE_REC_VERSION;
 	op->ls = ls;
 	op->w = w;
 	op->base.base.apply = lop_apply;
@@ -915,6 +961,10 @@ static const struct srv_handler lease_handlers[] = {
         {WHIZBANG__V1__REQUEST__BODY_DROP_INDEX, index_change},
 };
 
+static const struct srv_record lease_records[] = {
+        {SRV_REC_LEASE, LEASE_REC_VERSION, lease_replay},
+};
+
 const struct srv_module srv_lease_module = {
         .name = "leases",
         .size = sizeof(struct leases),
@@ -925,4 +975,6 @@ const struct srv_module srv_lease_module = {
         .stats = leases_stats,
         .handlers = lease_handlers,
         .nhandlers = sizeof(lease_handlers) / sizeof(lease_handlers[0]),
+        .records = lease_records,
+        .nrecords = 1,
 };

@@ -1,20 +1,32 @@
 /* Writer thread. Happy path: wait for queued ops, take them all (up to the
  * batch limits), begin a write transaction, run each op in a nested
  * transaction, commit once, move the ops to the done list, notify the loop.
+ * In log mode the batch's records are written to the log first, the log's
+ * fdatasync runs on the sync thread while the batch is applied, and the
+ * commit (unsynced) waits for it: what readers see is always durable.
  *
  * Failure modes: an op's error aborts only its nested transaction. A full
  * map aborts the batch, grows the map and reruns the batch. A failed commit
  * (I/O error, disk full) marks every op of the batch with the error, since
- * none of them is durable; the next batch starts afresh. */
+ * none of them is durable; the next batch starts afresh. In log mode a batch
+ * is refused (WB_E_NOSPC) only before its records are written; after that
+ * it is applied or the process stops (writer.h). */
 #include "writer.h"
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#include "wal.h"
 
 struct writer {
 	struct storage *s;
+	struct writer_log log;
+	bool log_mode;
 	writer_notify_fn notify;
 	void *notify_arg;
 	pthread_t thread;
@@ -29,11 +41,26 @@ struct writer {
 	uint64_t finished;
 	bool stopping;
 	struct writer_stats stats;
+	/* Log mode: the sync thread runs the log's fdatasync of one batch
+	 * while the writer thread applies it. */
+	pthread_t syncer;
+	pthread_mutex_t smu;
+	pthread_cond_t scond;
+	bool sync_asked, sync_done, sync_stop;
+	int sync_rc;
+	uint64_t sync_took_us;
+	uint64_t last_checkpoint_us;
+	/* Figures of the writer thread, added to stats under mu by finish() */
+	uint64_t log_bytes, sync_us;
 };
 
 /* Grows the map at most this many times for one batch before giving up on
  * it: the batch then fails with WB_E_MAPFULL (RESOURCE_EXHAUSTED). */
 #define MAX_GROWS_PER_BATCH 8
+
+/* Replay applies the log in batches of up to this many records or bytes. */
+#define REPLAY_BATCH_OPS 4096u
+#define REPLAY_BATCH_BYTES (32u << 20)
 
 const uint64_t writer_ops_bounds[WRITER_OPS_BUCKETS] = {1,  2,   4,   8,   16,   32,
                                                         64, 128, 256, 512, 1024, 4096};
@@ -56,17 +83,97 @@ static uint64_t now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* An apply result that applying the record again might not reproduce: once
+ * the record is durable the process must stop rather than answer it. */
+static bool not_deterministic(int rc)
+{
+	switch (rc) {
+	case WB_E_NOMEM:
+	case WB_E_IO:
+	case WB_E_CORRUPT:
+	case WB_E_AGAIN:
+	case WB_E_NOSPC:
+	case WB_E_TIMEOUT:
+	case WB_E_CLOSED:
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void fatal(struct writer *w, const char *what, int code)
+{
+	if (w != NULL && w->log.fatal != NULL)
+		w->log.fatal(what, code);
+	fprintf(stderr, "whizbang writer: %s: %s; stopping\n", what, wb_strerror(code));
+	abort();
+}
+
+/* ------------------------------------------------------------ the sync thread */
+
+static void *syncer_main(void *arg)
+{
+	struct writer *w = arg;
+	pthread_mutex_lock(&w->smu);
+	for (;;) {
+		while (!w->sync_asked && !w->sync_stop)
+			pthread_cond_wait(&w->scond, &w->smu);
+		if (!w->sync_asked)
+			break;
+		w->sync_asked = false;
+		pthread_mutex_unlock(&w->smu);
+		uint64_t t0 = now_us();
+		int rc = wal_sync(w->log.wal);
+		uint64_t us = now_us() - t0;
+		pthread_mutex_lock(&w->smu);
+		w->sync_rc = rc;
+		w->sync_took_us = us;
+		w->sync_done = true;
+		pthread_cond_broadcast(&w->scond);
+	}
+	pthread_mutex_unlock(&w->smu);
+	return NULL;
+}
+
+static void sync_start(struct writer *w)
+{
+	pthread_mutex_lock(&w->smu);
+	w->sync_done = false;
+	w->sync_asked = true;
+	pthread_cond_broadcast(&w->scond);
+	pthread_mutex_unlock(&w->smu);
+}
+
+/* Waits for the fdatasync started by sync_start(); a failure stops the
+ * process: the kernel may have dropped the pages it could not write. */
+static void sync_wait(struct writer *w)
+{
+	pthread_mutex_lock(&w->smu);
+	while (!w->sync_done)
+		pthread_cond_wait(&w->scond, &w->smu);
+	int rc = w->sync_rc;
+	uint64_t us = w->sync_took_us;
+	pthread_mutex_unlock(&w->smu);
+	w->sync_us += us;
+	if (rc != 0)
+		fatal(w, "the log's fdatasync failed", rc);
+}
+
+/* ------------------------------------------------------------ batches */
+
 /* Runs the batch once. Returns 0 when it committed, WB_E_MAPFULL when it
- * must be grown and rerun, or the commit's error. */
-static int run_batch(struct writer *w, struct writer_op *batch)
+ * must be grown and rerun, or the commit's error. *logged: the batch's
+ * records are written and their fdatasync is running (sync_wait() before
+ * the commit; cleared once waited for). */
+static int run_batch(struct writer *w, struct storage *s, struct writer_op *batch, bool *logged)
 {
 	struct storage_txn *txn;
-	int rc = storage_txn_begin(w->s, NULL, 0, &txn);
+	int rc = storage_txn_begin(s, NULL, 0, &txn);
 	if (rc != 0)
 		return rc;
 	for (struct writer_op *op = batch; op != NULL; op = op->next) {
 		struct storage_txn *child;
-		rc = storage_txn_begin(w->s, txn, 0, &child);
+		rc = storage_txn_begin(s, txn, 0, &child);
 		if (rc != 0)
 			goto err_after_begin;
 		op->status = op->apply(child, op);
@@ -83,6 +190,10 @@ static int run_batch(struct writer *w, struct writer_op *batch)
 		if (rc != 0)
 			goto err_after_begin;
 	}
+	if (*logged) {
+		sync_wait(w);
+		*logged = false;
+	}
 	return storage_txn_commit(txn);
 
 err_after_begin:
@@ -90,27 +201,113 @@ err_after_begin:
 	return rc;
 }
 
-static void process(struct writer *w, struct writer_op *batch, size_t nops, size_t bytes)
+/* Runs the batch until it commits, growing the map when it fills. With
+ * must_apply (its records are durable) a map that cannot grow is retried
+ * until it can, and any other failure stops the process. */
+static int apply_batch(struct writer *w, struct storage *s, struct writer_op *batch, size_t bytes,
+                       bool must_apply, bool *logged, int *grows)
 {
 	int rc;
-	int grows = 0;
-
-	if (storage_needs_room(w->s, bytes * 2) && storage_grow(w->s, bytes * 2) == 0)
-		grows++;
-	uint64_t t0 = now_us();
 	for (;;) {
-		rc = run_batch(w, batch);
-		if (rc != WB_E_MAPFULL || grows > MAX_GROWS_PER_BATCH)
+		rc = run_batch(w, s, batch, logged);
+		if (rc == 0 || rc != WB_E_MAPFULL)
 			break;
-		if (storage_grow(w->s, bytes * 2 + ((size_t)1 << 20)) != 0)
+		if (storage_grow(s, bytes * 2 + ((size_t)1 << 20)) == 0) {
+			(*grows)++;
+			if (*grows <= MAX_GROWS_PER_BATCH || must_apply)
+				continue;
+		}
+		if (!must_apply)
 			break;
-		grows++;
+		/* Durable records wait for room; reads go on meanwhile. */
+		usleep(100 * 1000);
 	}
+	if (must_apply && rc != 0)
+		fatal(w, "a batch whose records are durable could not be committed", rc);
+	if (must_apply)
+		for (struct writer_op *op = batch; op != NULL; op = op->next)
+			if (not_deterministic(op->status))
+				fatal(w, "a durable record could not be applied", op->status);
+	return rc;
+}
+
+/* Writes the batch's records to the log and starts their fdatasync.
+ * Returns 0, or an error for the whole batch (nothing of it is durable). */
+static int log_batch(struct writer *w, struct writer_op *batch)
+{
+	struct wal *wal = w->log.wal;
+	for (struct writer_op *op = batch; op != NULL; op = op->next) {
+		if (op->rec == NULL)
+			fatal(w, "an op without a log record reached the writer in log mode",
+			      WB_E_INVAL);
+		int rc = wal_add(wal, op->rec_type, op->rec_version, op->rec, op->rec_len, NULL);
+		if (rc != 0) {
+			wal_discard(wal);
+			return rc;
+		}
+		w->log_bytes += op->rec_len;
+	}
+	int rc = wal_write(wal);
+	if (rc == WB_E_NOSPC)
+		return rc;
+	if (rc != 0)
+		fatal(w, "the log could not be written", rc);
+	if (!w->log.unsafe_ack_before_sync)
+		sync_start(w);
+	return 0;
+}
+
+static int checkpoint(struct storage *s, struct wal *wal, char *errmsg, size_t errlen)
+{
+	uint64_t applied = wal_last_seq(wal);
+	int rc = storage_checkpoint(s, applied, errmsg, errlen);
+	if (rc == 0)
+		rc = wal_release(wal, applied);
+	return rc;
+}
+
+int writer_checkpoint_now(struct storage *s, struct wal *wal, char *errmsg, size_t errlen)
+{
+	int rc = checkpoint(s, wal, errmsg, errlen);
+	if (rc != 0 && errmsg != NULL && errmsg[0] == '\0')
+		snprintf(errmsg, errlen, "the checkpoint failed: %s", wb_strerror(rc));
+	return rc;
+}
+
+static void maybe_checkpoint(struct writer *w, bool force)
+{
+	uint64_t t = now_us();
+	if (!force && wal_bytes_since_release(w->log.wal) < w->log.checkpoint_bytes &&
+	    t - w->last_checkpoint_us < w->log.checkpoint_ms * 1000u)
+		return;
+	if (wal_bytes_since_release(w->log.wal) == 0 && !force) {
+		w->last_checkpoint_us = t;
+		return;
+	}
+	char why[256] = "";
+	int rc = checkpoint(w->s, w->log.wal, why, sizeof(why));
+	if (rc == WB_E_IO)
+		fatal(w, why[0] != '\0' ? why : "the checkpoint's sync failed", rc);
+	uint64_t t1 = now_us();
+	w->last_checkpoint_us = t1;
+	pthread_mutex_lock(&w->mu);
+	if (rc == 0) {
+		w->stats.checkpoints++;
+		w->stats.checkpoint_us_total += t1 - t;
+	}
+	pthread_mutex_unlock(&w->mu);
+	/* Another failure (a full disk for the checkpoint file) leaves the
+	 * previous checkpoint in force and the log kept: the next batch tries
+	 * again. */
+}
+
+static void finish(struct writer *w, struct writer_op *batch, size_t nops, size_t bytes, int grows,
+                   uint64_t t0, int rc)
+{
 	uint64_t t1 = now_us();
 	if (rc != 0)
 		for (struct writer_op *op = batch; op != NULL; op = op->next)
 			op->status = rc;
-
 	pthread_mutex_lock(&w->mu);
 	w->stats.batches++;
 	w->stats.ops += nops;
@@ -121,6 +318,14 @@ static void process(struct writer *w, struct writer_op *batch, size_t nops, size
 	w->stats.ops_hist[bucket_of(writer_ops_bounds, WRITER_OPS_BUCKETS, nops)]++;
 	w->stats.commit_hist[bucket_of(writer_commit_bounds, WRITER_COMMIT_BUCKETS, t1 - t0)]++;
 	w->stats.grows += (uint64_t)grows;
+	if (w->log_mode && rc == 0)
+		w->stats.applied_seq = wal_last_seq(w->log.wal);
+	if (rc == WB_E_NOSPC)
+		w->stats.nospc++;
+	w->stats.log_bytes += w->log_bytes;
+	w->stats.log_sync_us_total += w->sync_us;
+	w->log_bytes = 0;
+	w->sync_us = 0;
 	struct writer_op *last = batch;
 	while (last->next != NULL)
 		last = last->next;
@@ -135,6 +340,60 @@ static void process(struct writer *w, struct writer_op *batch, size_t nops, size
 	w->notify(w->notify_arg);
 }
 
+static void process(struct writer *w, struct writer_op *batch, size_t nops, size_t bytes)
+{
+	int rc = 0;
+	int grows = 0;
+	bool logged = false;
+
+	if (storage_needs_room(w->s, bytes * 2)) {
+		int grc = storage_grow(w->s, bytes * 2);
+		if (grc == 0)
+			grows++;
+		else if (grc == WB_E_NOSPC && w->log_mode)
+			rc = grc; /* refused before anything is durable */
+	}
+	uint64_t t0 = now_us();
+	if (rc == 0 && w->log_mode) {
+		rc = log_batch(w, batch);
+		logged = rc == 0 && !w->log.unsafe_ack_before_sync;
+	}
+	if (rc == 0)
+		rc = apply_batch(w, w->s, batch, bytes, w->log_mode, &logged, &grows);
+	finish(w, batch, nops, bytes, grows, t0, rc);
+	if (w->log_mode && rc == 0) {
+		if (w->log.unsafe_ack_before_sync) {
+			sync_start(w);
+			sync_wait(w);
+		}
+		maybe_checkpoint(w, false);
+	}
+}
+
+/* Log mode: waits for work at most until the time checkpoint is due, so an
+ * idle writer still checkpoints what it logged. */
+static void wait_for_work(struct writer *w)
+{
+	if (!w->log_mode || wal_bytes_since_release(w->log.wal) == 0) {
+		pthread_cond_wait(&w->cond, &w->mu);
+		return;
+	}
+	uint64_t due = w->last_checkpoint_us + w->log.checkpoint_ms * 1000u;
+	uint64_t t = now_us();
+	if (t >= due) {
+		pthread_mutex_unlock(&w->mu);
+		maybe_checkpoint(w, true);
+		pthread_mutex_lock(&w->mu);
+		return;
+	}
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	uint64_t ns = (uint64_t)ts.tv_nsec + (due - t) * 1000u;
+	ts.tv_sec += (time_t)(ns / 1000000000u);
+	ts.tv_nsec = (long)(ns % 1000000000u);
+	pthread_cond_timedwait(&w->cond, &w->mu, &ts);
+}
+
 static void *writer_main(void *arg)
 {
 	struct writer *w = arg;
@@ -142,7 +401,7 @@ static void *writer_main(void *arg)
 	pthread_mutex_lock(&w->mu);
 	for (;;) {
 		while (w->queue_head == NULL && !w->stopping)
-			pthread_cond_wait(&w->cond, &w->mu);
+			wait_for_work(w);
 		if (w->queue_head == NULL)
 			break;
 		/* Take up to the batch limits; the rest waits its turn. */
@@ -168,7 +427,8 @@ static void *writer_main(void *arg)
 	return NULL;
 }
 
-int writer_start(struct writer **out, struct storage *s, writer_notify_fn notify, void *arg)
+int writer_start(struct writer **out, struct storage *s, const struct writer_log *log,
+                 writer_notify_fn notify, void *arg)
 {
 	struct writer *w = calloc(1, sizeof(*w));
 	if (w == NULL)
@@ -176,17 +436,41 @@ int writer_start(struct writer **out, struct storage *s, writer_notify_fn notify
 	w->s = s;
 	w->notify = notify;
 	w->notify_arg = arg;
+	if (log != NULL) {
+		w->log = *log;
+		w->log_mode = true;
+		w->last_checkpoint_us = now_us();
+		w->stats.applied_seq = wal_last_seq(log->wal);
+	}
 	if (pthread_mutex_init(&w->mu, NULL) != 0)
 		goto err_after_alloc;
 	if (pthread_cond_init(&w->cond, NULL) != 0)
 		goto err_after_mutex;
 	if (pthread_cond_init(&w->idle_cond, NULL) != 0)
 		goto err_after_cond;
-	if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
+	if (pthread_mutex_init(&w->smu, NULL) != 0)
 		goto err_after_idle_cond;
+	if (pthread_cond_init(&w->scond, NULL) != 0)
+		goto err_after_smu;
+	if (w->log_mode && pthread_create(&w->syncer, NULL, syncer_main, w) != 0)
+		goto err_after_scond;
+	if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
+		goto err_after_syncer;
 	*out = w;
 	return 0;
 
+err_after_syncer:
+	if (w->log_mode) {
+		pthread_mutex_lock(&w->smu);
+		w->sync_stop = true;
+		pthread_cond_broadcast(&w->scond);
+		pthread_mutex_unlock(&w->smu);
+		pthread_join(w->syncer, NULL);
+	}
+err_after_scond:
+	pthread_cond_destroy(&w->scond);
+err_after_smu:
+	pthread_mutex_destroy(&w->smu);
 err_after_idle_cond:
 	pthread_cond_destroy(&w->idle_cond);
 err_after_cond:
@@ -196,6 +480,131 @@ err_after_mutex:
 err_after_alloc:
 	free(w);
 	return WB_E_NOMEM;
+}
+
+/* ------------------------------------------------------------ replay */
+
+struct replay_op {
+	struct writer_op base; /* first */
+	writer_replay_fn fn;
+	uint64_t seq;
+	uint8_t body[]; /* rec points here */
+};
+
+static int replay_apply(struct storage_txn *txn, struct writer_op *base)
+{
+	struct replay_op *op = (struct replay_op *)base;
+	return op->fn(txn, base->rec_type, base->rec_version, base->rec, base->rec_len);
+}
+
+struct replay {
+	struct storage *s;
+	writer_replay_fn fn;
+	struct writer_op *head, *tail;
+	size_t n, bytes;
+	uint64_t records;
+	char *errmsg;
+	size_t errlen;
+};
+
+static void replay_free(struct replay *r)
+{
+	while (r->head != NULL) {
+		struct writer_op *next = r->head->next;
+		free(r->head);
+		r->head = next;
+	}
+	r->tail = NULL;
+	r->n = 0;
+	r->bytes = 0;
+}
+
+static int replay_flush(struct replay *r)
+{
+	if (r->head == NULL)
+		return 0;
+	bool logged = false;
+	int grows = 0;
+	int rc;
+	if (storage_needs_room(r->s, r->bytes * 2))
+		(void)storage_grow(r->s, r->bytes * 2);
+	for (;;) {
+		rc = run_batch(NULL, r->s, r->head, &logged);
+		if (rc != WB_E_MAPFULL || grows > MAX_GROWS_PER_BATCH)
+			break;
+		rc = storage_grow(r->s, r->bytes * 2 + ((size_t)1 << 20));
+		if (rc != 0)
+			break;
+		grows++;
+	}
+	if (rc != 0) {
+		snprintf(r->errmsg, r->errlen,
+		         "replaying the log: the records up to %llu could not be committed: %s",
+		         (unsigned long long)((struct replay_op *)r->tail)->seq, wb_strerror(rc));
+	} else {
+		for (struct writer_op *op = r->head; op != NULL; op = op->next) {
+			if (!not_deterministic(op->status))
+				continue;
+			snprintf(
+			        r->errmsg, r->errlen,
+			        "replaying the log: record %llu (type %u) could not be applied: %s",
+			        (unsigned long long)((struct replay_op *)op)->seq,
+			        (unsigned)op->rec_type, wb_strerror(op->status));
+			rc = op->status;
+			break;
+		}
+	}
+	r->records += r->n;
+	replay_free(r);
+	return rc;
+}
+
+static int replay_cb(void *arg, const struct wal_record *rec)
+{
+	struct replay *r = arg;
+	struct replay_op *op = malloc(sizeof(*op) + rec->len);
+	if (op == NULL) {
+		snprintf(r->errmsg, r->errlen, "replaying the log: out of memory");
+		return WB_E_NOMEM;
+	}
+	memset(&op->base, 0, sizeof(op->base));
+	op->fn = r->fn;
+	op->seq = rec->seq;
+	memcpy(op->body, rec->body, rec->len);
+	op->base.apply = replay_apply;
+	op->base.size_hint = rec->len;
+	op->base.rec_type = rec->type;
+	op->base.rec_version = rec->version;
+	op->base.rec = op->body;
+	op->base.rec_len = rec->len;
+	if (r->tail != NULL)
+		r->tail->next = &op->base;
+	else
+		r->head = &op->base;
+	r->tail = &op->base;
+	r->n++;
+	r->bytes += rec->len;
+	if (r->n >= REPLAY_BATCH_OPS || r->bytes >= REPLAY_BATCH_BYTES)
+		return replay_flush(r);
+	return 0;
+}
+
+int writer_replay(struct storage *s, struct wal *wal, writer_replay_fn fn, uint64_t *records,
+                  char *errmsg, size_t errlen)
+{
+	struct replay r = {.s = s, .fn = fn, .errmsg = errmsg, .errlen = errlen};
+	errmsg[0] = '\0';
+	int rc = wal_replay(wal, replay_cb, &r);
+	if (rc == 0)
+		rc = replay_flush(&r);
+	replay_free(&r);
+	if (rc != 0) {
+		if (errmsg[0] == '\0')
+			snprintf(errmsg, errlen, "replaying the log failed: %s", wb_strerror(rc));
+		return rc;
+	}
+	*records = r.records;
+	return writer_checkpoint_now(s, wal, errmsg, errlen);
 }
 
 void writer_submit(struct writer *w, struct writer_op *op)
@@ -247,6 +656,21 @@ void writer_stop(struct writer *w)
 	pthread_cond_signal(&w->cond);
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->thread, NULL);
+	if (w->log_mode) {
+		pthread_mutex_lock(&w->smu);
+		w->sync_stop = true;
+		pthread_cond_broadcast(&w->scond);
+		pthread_mutex_unlock(&w->smu);
+		pthread_join(w->syncer, NULL);
+		/* A clean stop leaves nothing to replay. */
+		char why[256] = "";
+		int rc = checkpoint(w->s, w->log.wal, why, sizeof(why));
+		if (rc != 0) /* the log keeps it all: the next start replays it */
+			fprintf(stderr, "whizbang writer: the last checkpoint failed (%s): %s\n",
+			        why, wb_strerror(rc));
+	}
+	pthread_cond_destroy(&w->scond);
+	pthread_mutex_destroy(&w->smu);
 	pthread_cond_destroy(&w->idle_cond);
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->mu);

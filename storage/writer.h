@@ -36,6 +36,15 @@ struct writer_op {
 	 * when the batch could not be made durable. Read once the op has come
 	 * back through writer_take_done(). */
 	int status;
+	/* Log mode: the op as a log record, a deterministic command
+	 * (storage/record.h) that the submitter encodes before
+	 * writer_submit() and owns. The writer logs it before it applies the
+	 * op, so apply must do exactly what applying the record does at
+	 * replay (writer_replay()): in practice apply decodes the record. */
+	uint16_t rec_type;
+	uint16_t rec_version;
+	const uint8_t *rec;
+	size_t rec_len;
 };
 
 struct writer;
@@ -63,15 +72,72 @@ struct writer_stats {
 	 * the first apply to the end of the commit and its fsync. */
 	uint64_t ops_hist[WRITER_OPS_BUCKETS + 1];
 	uint64_t commit_hist[WRITER_COMMIT_BUCKETS + 1];
+	/* Log mode */
+	uint64_t log_bytes; /* record bodies logged */
+	uint64_t log_sync_us_total;
+	uint64_t checkpoints;
+	uint64_t checkpoint_us_total;
+	uint64_t applied_seq; /* the last record applied and visible */
+	uint64_t nospc;       /* batches refused for a full disk */
 };
 
 /* Limits on one batch; what is above them waits for the next batch. */
 #define WRITER_BATCH_MAX_OPS 4096u
 #define WRITER_BATCH_MAX_BYTES (64u << 20)
 
-/* Starts the writer thread over s. notify(arg) fires after every batch.
- * Keeps s and arg until writer_stop(). *out is written on success. */
-int writer_start(struct writer **out, struct storage *s, writer_notify_fn notify, void *arg);
+struct wal;
+
+/* Log-first mode (DESIGN.md §3, §8). A batch goes: its records are written
+ * to the log with one write; the log's fdatasync runs on a thread of its own
+ * while the batch is applied in one LMDB transaction; the transaction
+ * commits (without a sync) only once the fdatasync has returned, so nothing
+ * becomes visible before it is durable; then the loop is told. Every
+ * checkpoint_bytes of log or checkpoint_ms the writer checkpoints the store
+ * (storage_checkpoint()) and releases the log it covers.
+ *
+ * Once a record is durable it must be applied: a failure that applying again
+ * could not reproduce (no memory, I/O, corruption), a failed fdatasync or a
+ * failed checkpoint sync calls fatal, which logs and stops the process (a
+ * restart replays the record). A map that cannot grow after the records are
+ * durable is retried until it can. A full disk before the records are
+ * written fails the batch with WB_E_NOSPC: nothing of it was durable. */
+struct writer_log {
+	struct wal *wal;
+	uint64_t checkpoint_bytes;
+	uint64_t checkpoint_ms;
+	/* Negative control of the power-cut harness: commit and answer before
+	 * the log's fdatasync. Never on a server that keeps data. */
+	bool unsafe_ack_before_sync;
+	/* Must not return. */
+	void (*fatal)(const char *what, int code);
+};
+
+/* Starts the writer thread over s. log NULL: sync mode, every commit is
+ * durable by itself. notify(arg) fires after every batch. Keeps s, log's
+ * values and the wal, and arg until writer_stop(). *out is written on
+ * success. */
+int writer_start(struct writer **out, struct storage *s, const struct writer_log *log,
+                 writer_notify_fn notify, void *arg);
+
+/* Applies a record at replay; returns what applying it returned. */
+typedef int (*writer_replay_fn)(struct storage_txn *txn, uint16_t type, uint16_t version,
+                                const uint8_t *rec, size_t len);
+
+/* Log mode, at start before writer_start(): applies every record of wal after
+ * the store's checkpoint through fn, in batches like the live writer's (a
+ * nested transaction per record; a record whose apply fails with an answer
+ * such as WB_WRONG_EXPECTED_VERSION failed the same way when it was live and
+ * leaves nothing), then checkpoints the result and releases the log.
+ * *records receives how many were applied. A record that cannot be applied
+ * for another reason fails the replay (errmsg names it): the store is not
+ * opened. */
+int writer_replay(struct storage *s, struct wal *wal, writer_replay_fn fn, uint64_t *records,
+                  char *errmsg, size_t errlen);
+
+/* Log mode: checkpoints s and releases the log up to the last record written
+ * (every record written has been applied when no writer thread runs, or from
+ * the writer thread between batches). */
+int writer_checkpoint_now(struct storage *s, struct wal *wal, char *errmsg, size_t errlen);
 
 /* Queues op for the next batch. Thread-safe. The writer owns op until it
  * comes back through writer_take_done(). */
@@ -84,7 +150,8 @@ struct writer_op *writer_take_done(struct writer *w);
 /* Copies the writer's figures. Thread-safe. */
 void writer_get_stats(struct writer *w, struct writer_stats *out);
 
-/* Runs every op queued so far, then stops and joins the thread and frees w.
+/* Runs every op queued so far, then stops and joins the thread and frees w;
+ * in log mode it takes a last checkpoint first (fatal on failure).
  * Finished ops that were not taken are abandoned to the caller's next (last)
  * writer_take_done() call made before this one: call writer_take_done()
  * after writer_drain() instead when they must be answered. */

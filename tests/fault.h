@@ -15,6 +15,11 @@
  * persist every one after it too. The count starts again at 0. */
 void fault_arm(size_t nth, bool persist);
 
+/* With only, allocations of threads other than the one that calls
+ * fault_arm() are neither counted nor failed (the log-mode writer stops the
+ * process on a failed allocation once a record is durable, by design). */
+void fault_scope_thread(bool only);
+
 /* Allocations succeed again. */
 void fault_disarm(void);
 

@@ -494,7 +494,8 @@ static bool sweep_one(struct ctx *x, const struct step *s, size_t n)
 	return failed;
 }
 
-Test(server, every_failed_allocation_is_answered_or_closed, .timeout = 600)
+/* Every kind of request with each of its allocations failing in turn. */
+static void sweep_all(void)
 {
 	cr_assert_eq(inproc_start(&h), 0, "%s", h.errmsg);
 	struct ctx x = {0};
@@ -519,6 +520,23 @@ Test(server, every_failed_allocation_is_answered_or_closed, .timeout = 600)
 	cr_log_info("%zu failed allocations over %zu kinds of request", total,
 	            sizeof(steps) / sizeof(steps[0]));
 	iclient_free(x.aux);
+}
+
+/* Sync mode: the writer thread's allocations fail too, and each failure is
+ * answered as an error of its batch. */
+Test(server, every_failed_allocation_is_answered_or_closed, .timeout = 600)
+{
+	snprintf(h.cfg.durability, sizeof(h.cfg.durability), "sync");
+	sweep_all();
+}
+
+/* Log mode: the loop thread's allocations fail (a durable record that the
+ * writer cannot apply stops the process, by design: a restart replays it). */
+Test(server, log_mode_failed_loop_allocation_is_answered_or_closed, .timeout = 600)
+{
+	fault_scope_thread(true);
+	sweep_all();
+	fault_scope_thread(false);
 }
 
 Test(server, start_fails_cleanly_at_every_allocation, .timeout = 300)

@@ -67,7 +67,7 @@ static void notify_cb(void *arg)
 static struct writer *start(void)
 {
 	struct writer *w = NULL;
-	cr_assert_eq(writer_start(&w, st, notify_cb, NULL), 0);
+	cr_assert_eq(writer_start(&w, st, NULL, notify_cb, NULL), 0);
 	cr_assert_not_null(w);
 	pthread_mutex_lock(&notify_mu);
 	notify_writer = w;
