@@ -247,10 +247,12 @@ static int spawn(struct e2e_server *s)
 	return e2e_wait_port(s);
 }
 
-int e2e_start(struct e2e_server *s, const char *const *extra_args)
+int e2e_set_args(struct e2e_server *s, const char *const *extra_args)
 {
-	if (e2e_prepare(s) != 0)
-		return -1;
+	for (size_t i = 0; i < E2E_MAX_EXTRA && s->extra[i] != NULL; i++) {
+		free(s->extra[i]);
+		s->extra[i] = NULL;
+	}
 	size_t n = 0;
 	for (; extra_args != NULL && extra_args[n] != NULL; n++) {
 		if (n == E2E_MAX_EXTRA) {
@@ -262,6 +264,15 @@ int e2e_start(struct e2e_server *s, const char *const *extra_args)
 			return -1;
 	}
 	s->extra[n] = NULL;
+	return 0;
+}
+
+int e2e_start(struct e2e_server *s, const char *const *extra_args)
+{
+	if (e2e_prepare(s) != 0)
+		return -1;
+	if (e2e_set_args(s, extra_args) != 0)
+		return -1;
 	return spawn(s);
 }
 

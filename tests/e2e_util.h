@@ -43,6 +43,10 @@ struct e2e_server {
  * reason on stderr (the directory is then kept for e2e_cleanup()). */
 int e2e_start(struct e2e_server *s, const char *const *extra_args);
 
+/* Replaces the extra arguments the next e2e_restart() passes. Returns 0, or
+ * -1 (too many, no memory). */
+int e2e_set_args(struct e2e_server *s, const char *const *extra_args);
+
 /* Starts the server again on the same directory with the same arguments,
  * after e2e_stop() or e2e_kill(). The port changes: s->address is updated. */
 int e2e_restart(struct e2e_server *s);
