@@ -9,6 +9,9 @@
  * syncs as dropped: a server that acknowledges after "syncing" then
  * acknowledges writes that were never durable, which the checker must
  * catch (the negative control for acknowledge-before-durable).
+ * WB_PCUT_DROP_SYNC=fsync drops only fsync and fdatasync and keeps O_DSYNC
+ * writes durable: LMDB's meta page (written O_DSYNC) then reaches the disk
+ * before the pages it points to, the failure MDB_NOSYNC invites.
  *
  * Happy path: an intercepted call resolves its path (or looks its
  * descriptor up in the table that open/dup/close keep), calls the real
@@ -53,7 +56,8 @@ struct fd_entry {
 static struct {
 	pthread_mutex_t mu;
 	bool active;
-	bool drop_sync;
+	bool drop_sync;  /* fsync, fdatasync, sync, syncfs are dropped */
+	bool drop_dsync; /* O_SYNC and O_DSYNC are stripped too */
 	char root[PATH_MAX];
 	size_t root_len;
 	int trace_fd;
@@ -346,7 +350,8 @@ __attribute__((constructor)) static void pcut_init(void)
 		die("WB_PCUT_DIR cannot be resolved");
 	g.root_len = strlen(g.root);
 	const char *drop = getenv("WB_PCUT_DROP_SYNC");
-	g.drop_sync = drop != NULL && strcmp(drop, "1") == 0;
+	g.drop_sync = drop != NULL && (strcmp(drop, "1") == 0 || strcmp(drop, "fsync") == 0);
+	g.drop_dsync = drop != NULL && strcmp(drop, "1") == 0;
 	g.trace_fd = get_open()(trace, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 	if (g.trace_fd < 0)
 		die("cannot open WB_PCUT_TRACE");
@@ -373,7 +378,7 @@ __attribute__((constructor)) static void pcut_init(void)
 
 static int adjust_flags(int flags)
 {
-	if (g.active && g.drop_sync)
+	if (g.active && g.drop_dsync)
 		flags &= ~(O_SYNC | O_DSYNC);
 	return flags;
 }
@@ -576,7 +581,7 @@ int dup3(int fd, int fd2, int flags)
 		if (cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC)                                      \
 			return dup_after(fd, rc);                                                  \
 		if (cmd == F_SETFL && rc == 0 && fd_traced(fd) &&                                  \
-		    ((int)arg & (O_SYNC | O_DSYNC)) != 0 && !g.drop_sync) {                        \
+		    ((int)arg & (O_SYNC | O_DSYNC)) != 0 && !g.drop_dsync) {                       \
 			pthread_mutex_lock(&g.mu);                                                 \
 			g.fds[fd].dsync = true;                                                    \
 			pthread_mutex_unlock(&g.mu);                                               \

@@ -375,7 +375,7 @@ int pcut_load_run(const struct pcut_load_opts *o, const char *dir, struct pcut_r
 	while (environ[nenv] != NULL)
 		nenv++;
 	char **env = calloc(nenv + 8, sizeof(*env));
-	char e_pre[1200], e_dir[1100], e_trace[1100], e_counter[1100];
+	char e_pre[1200], e_dir[1100], e_trace[1100], e_counter[1100], e_drop[64];
 	snprintf(e_pre, sizeof(e_pre), "LD_PRELOAD=%s", o->interposer);
 	snprintf(e_dir, sizeof(e_dir), "WB_PCUT_DIR=%s", data);
 	snprintf(e_trace, sizeof(e_trace), "WB_PCUT_TRACE=%s", trace);
@@ -389,8 +389,10 @@ int pcut_load_run(const struct pcut_load_opts *o, const char *dir, struct pcut_r
 	env[k++] = e_dir;
 	env[k++] = e_trace;
 	env[k++] = e_counter;
-	if (o->drop_sync)
-		env[k++] = "WB_PCUT_DROP_SYNC=1";
+	if (o->drop_sync != NULL) {
+		snprintf(e_drop, sizeof(e_drop), "WB_PCUT_DROP_SYNC=%s", o->drop_sync);
+		env[k++] = e_drop;
+	}
 	env[k] = NULL;
 
 	struct pcut_server srv;

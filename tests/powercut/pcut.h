@@ -105,7 +105,9 @@ struct pcut_load_opts {
 	const char *whizbangd;
 	const char *interposer;
 	const char *const *flags; /* extra server flags, NULL-terminated */
-	bool drop_sync;
+	/* NULL, or WB_PCUT_DROP_SYNC's value for the interposer ("1",
+	 * "fsync"). */
+	const char *drop_sync;
 	uint64_t seed;
 	int kill_min_ms, kill_max_ms;
 };
