@@ -95,7 +95,7 @@ static const struct opt opts[] = {
         {"durability", STR(durability), 0, 0, "log",
          "log: an answer leaves once its batch is in the write-ahead log (one sequential "
          "fdatasync), the store is checkpointed; sync: every batch is an fsynced LMDB commit"},
-        {"checkpoint-bytes", NUM(OPT_SIZE, checkpoint_bytes), 1 * MIB, 64 * GIB, "256M",
+        {"checkpoint-bytes", NUM(OPT_SIZE, checkpoint_bytes), 64 * KIB, 64 * GIB, "256M",
          "log written before the store is checkpointed (a restart replays at most this much)"},
         {"checkpoint-interval-ms", NUM(OPT_UINT, checkpoint_interval_ms), 100, 86400000, "60000",
          "longest time between checkpoints while anything is logged"},
