@@ -34,6 +34,8 @@ struct check {
 	uint64_t problems;
 };
 
+static void problem(struct check *ck, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
 static void problem(struct check *ck, const char *fmt, ...)
 {
 	ck->problems++;

@@ -472,7 +472,7 @@ static int list_dir(struct wal *w, char *errmsg, size_t errlen)
 	closedir(d);
 	if (rc == WB_E_NOMEM)
 		set_err(errmsg, errlen, "wal: out of memory");
-	if (rc == 0)
+	if (rc == 0 && w->nsegs > 1)
 		qsort(w->segs, w->nsegs, sizeof(*w->segs), cmp_seg);
 	return rc;
 }
@@ -633,9 +633,23 @@ static int scan_rest(struct reader *r, uint64_t from, uint64_t newer, uint64_t t
 {
 	*out = (struct rest){.first_old = r->limit};
 	for (uint64_t off = from; off + WAL_RECORD_HEADER <= r->limit;) {
+		/* Only a slot that starts with the magic can hold a record:
+		 * skip the others a window at a time (the rest of a segment is
+		 * mostly zeros, and this runs over all of it at every start). */
+		const uint8_t *p;
+		size_t n = r->limit - off < READ_CHUNK ? (size_t)(r->limit - off) : READ_CHUNK;
+		int rc = view(r, off, n, &p);
+		if (rc != 0)
+			return rc;
+		size_t k = 0;
+		while (k + 4 <= n && (p[k] != 0x57 || get_u32(p + k) != WAL_RECORD_MAGIC))
+			k += 8;
+		off += k;
+		if (k + 4 > n)
+			continue;
 		struct rec rec;
 		bool valid;
-		int rc = read_record(r, off, &rec, &valid);
+		rc = read_record(r, off, &rec, &valid);
 		if (rc != 0)
 			return rc;
 		if (!valid) {
