@@ -161,17 +161,34 @@ static void sync_wait(struct writer *w)
 
 /* ------------------------------------------------------------ batches */
 
-/* Runs the batch once. Returns 0 when it committed, WB_E_MAPFULL when it
- * must be grown and rerun, or the commit's error. *logged: the batch's
- * records are written and their fdatasync is running (sync_wait() before
- * the commit; cleared once waited for). */
-static int run_batch(struct writer *w, struct storage *s, struct writer_op *batch, bool *logged)
+/* run_batch()'s answer when an op failed in a flat run: run it nested. */
+#define RERUN_NESTED (-1)
+
+/* Runs the batch once. Flat (nested false), every op applies straight in the
+ * batch's transaction: the cheap way, since a nested transaction copies
+ * every page it touches that the batch has dirtied already. When an op
+ * fails there, the transaction is dropped and RERUN_NESTED returned: nested,
+ * each op runs in a nested transaction of its own, so that a failed one
+ * leaves nothing and its neighbours commit. Returns 0 when it committed,
+ * WB_E_MAPFULL when it must be grown and rerun, or the commit's error.
+ * *logged: the batch's records are written and their fdatasync is running
+ * (sync_wait() before the commit; cleared once waited for). */
+static int run_batch(struct writer *w, struct storage *s, struct writer_op *batch, bool nested,
+                     bool *logged)
 {
 	struct storage_txn *txn;
 	int rc = storage_txn_begin(s, NULL, 0, &txn);
 	if (rc != 0)
 		return rc;
 	for (struct writer_op *op = batch; op != NULL; op = op->next) {
+		if (!nested) {
+			op->status = op->apply(txn, op);
+			if (op->status != 0) {
+				rc = op->status == WB_E_MAPFULL ? WB_E_MAPFULL : RERUN_NESTED;
+				goto err_after_begin;
+			}
+			continue;
+		}
 		struct storage_txn *child;
 		rc = storage_txn_begin(s, txn, 0, &child);
 		if (rc != 0)
@@ -208,8 +225,13 @@ static int apply_batch(struct writer *w, struct storage *s, struct writer_op *ba
                        bool must_apply, bool *logged, int *grows)
 {
 	int rc;
+	bool nested = false;
 	for (;;) {
-		rc = run_batch(w, s, batch, logged);
+		rc = run_batch(w, s, batch, nested, logged);
+		if (rc == RERUN_NESTED) {
+			nested = true;
+			continue;
+		}
 		if (rc == 0 || rc != WB_E_MAPFULL)
 			break;
 		if (storage_grow(s, bytes * 2 + ((size_t)1 << 20)) == 0) {
@@ -526,10 +548,15 @@ static int replay_flush(struct replay *r)
 	bool logged = false;
 	int grows = 0;
 	int rc;
+	bool nested = false;
 	if (storage_needs_room(r->s, r->bytes * 2))
 		(void)storage_grow(r->s, r->bytes * 2);
 	for (;;) {
-		rc = run_batch(NULL, r->s, r->head, &logged);
+		rc = run_batch(NULL, r->s, r->head, nested, &logged);
+		if (rc == RERUN_NESTED) {
+			nested = true;
+			continue;
+		}
 		if (rc != WB_E_MAPFULL || grows > MAX_GROWS_PER_BATCH)
 			break;
 		rc = storage_grow(r->s, r->bytes * 2 + ((size_t)1 << 20));
