@@ -1616,3 +1616,57 @@ Test(writer_log, unsafe_ack_before_sync_still_applies_and_answers)
 		cr_assert(log_stored(&ops[i]));
 	log_ops_free(ops, n);
 }
+
+/* A batch refused before its records are written (here: one record longer
+ * than WAL_RECORD_MAX, which wal_add() refuses before reading it) leaves no
+ * trace: whatever each op is answered, an op answered 0 is stored and
+ * logged and any other is neither, and the figures count only what reached
+ * the log (log_bytes: "record bodies logged"). The writer goes on after it,
+ * continuing the log's sequence. */
+Test(writer_log, a_batch_refused_before_the_log_counts_no_log_bytes)
+{
+	open_log(NULL);
+	struct writer *w = start_log(NEVER_BYTES, NEVER_MS, false);
+	struct log_op *ops = log_ops(4, 32);
+	struct gate g;
+	gate_init(&g);
+	ops[0].gate = &g;
+	ops[2].op.rec_len = (size_t)WAL_RECORD_MAX + 1; /* never read: refused on its length */
+
+	writer_submit(w, &ops[0].op);
+	cr_assert(gate_wait_entered(&g));
+	writer_submit(w, &ops[1].op);
+	writer_submit(w, &ops[2].op);
+	gate_open(&g);
+	writer_drain(w);
+	writer_submit(w, &ops[3].op);
+	writer_drain(w);
+	size_t next = 0;
+	cr_assert_eq(take_log(w, ops, &next), 4);
+
+	cr_assert_eq(ops[0].op.status, 0);
+	cr_assert_neq(ops[2].op.status, 0, "an unloggable record was answered 0");
+	cr_assert_eq(ops[3].op.status, 0);
+	uint64_t logged = 0, bytes = 0;
+	for (size_t i = 0; i < 4; i++) {
+		bool ok = ops[i].op.status == 0;
+		cr_assert_eq(log_stored(&ops[i]), ok, "op %zu answered %s", i,
+		             wb_error_name(ops[i].op.status));
+		if (ok) {
+			logged++;
+			bytes += ops[i].op.rec_len;
+		}
+	}
+	struct writer_stats s;
+	writer_get_stats(w, &s);
+	cr_assert_eq(wal_last_seq(wl), logged);
+	cr_assert_eq(s.applied_seq, logged);
+	/* Stopped before the last check, so that its failure leaves no
+	 * writer thread running for valgrind to report. */
+	writer_stop(w);
+	gate_destroy(&g);
+	log_ops_free(ops, 4);
+	cr_assert_eq(s.log_bytes, bytes,
+	             "log_bytes %llu, but the records that reached the log hold %llu bytes",
+	             (unsigned long long)s.log_bytes, (unsigned long long)bytes);
+}
