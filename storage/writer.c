@@ -258,6 +258,7 @@ static int apply_batch(struct writer *w, struct storage *s, struct writer_op *ba
 static int log_batch(struct writer *w, struct writer_op *batch)
 {
 	struct wal *wal = w->log.wal;
+	uint64_t bytes = 0;
 	for (struct writer_op *op = batch; op != NULL; op = op->next) {
 		if (op->rec == NULL)
 			fatal(w, "an op without a log record reached the writer in log mode",
@@ -267,11 +268,12 @@ static int log_batch(struct writer *w, struct writer_op *batch)
 			wal_discard(wal);
 			return rc;
 		}
-		w->log_bytes += op->rec_len;
+		bytes += op->rec_len;
 	}
 	int rc = wal_write(wal);
 	if (rc == WB_E_NOSPC)
 		return rc;
+	w->log_bytes += bytes; /* only what reached the log */
 	if (rc != 0)
 		fatal(w, "the log could not be written", rc);
 	if (!w->log.unsafe_ack_before_sync)
