@@ -586,7 +586,10 @@ static int walk(struct wal *w, struct reader *r, size_t start, uint64_t until, i
 			     (e->batch == 0 || rec.batch_first != e->batch)))
 				break;
 			if (cb != NULL && rec.seq > w->applied) {
-				const uint8_t *body = NULL;
+				/* Never NULL, even for an empty body: a caller
+				 * may memcpy or memcmp zero bytes from it. */
+				static const uint8_t empty[1];
+				const uint8_t *body = empty;
 				if (rec.len > 0 &&
 				    (rc = view(r, e->off + WAL_RECORD_HEADER, rec.len, &body)) != 0)
 					goto err_read;

@@ -71,7 +71,7 @@ struct wal_record {
 	uint64_t batch_first;
 	uint16_t type;
 	uint16_t version;
-	const uint8_t *body; /* valid during the callback only */
+	const uint8_t *body; /* valid during the callback only; never NULL */
 	uint32_t len;
 };
 
