@@ -253,9 +253,15 @@ static int apply_batch(struct writer *w, struct storage *s, struct writer_op *ba
 	return rc;
 }
 
-/* Writes the batch's records to the log and starts their fdatasync.
- * Returns 0, or an error for the whole batch (nothing of it is durable). */
-static int log_batch(struct writer *w, struct writer_op *batch)
+/* A batch of at most this many ops syncs the log on the writer thread: its
+ * apply is too short for the overlap to pay for two thread wake-ups. */
+#define SYNC_INLINE_OPS 4u
+
+/* Writes the batch's records to the log and makes them durable: inline for
+ * a small batch, else by starting the sync thread's fdatasync (*pending is
+ * then set: sync_wait() before the commit). Returns 0, or an error for the
+ * whole batch (nothing of it is durable). */
+static int log_batch(struct writer *w, struct writer_op *batch, size_t nops, bool *pending)
 {
 	struct wal *wal = w->log.wal;
 	uint64_t bytes = 0;
@@ -276,8 +282,19 @@ static int log_batch(struct writer *w, struct writer_op *batch)
 	w->log_bytes += bytes; /* only what reached the log */
 	if (rc != 0)
 		fatal(w, "the log could not be written", rc);
-	if (!w->log.unsafe_ack_before_sync)
+	*pending = false;
+	if (w->log.unsafe_ack_before_sync)
+		return 0;
+	if (nops > SYNC_INLINE_OPS) {
 		sync_start(w);
+		*pending = true;
+		return 0;
+	}
+	uint64_t t0 = now_us();
+	rc = wal_sync(wal);
+	w->sync_us += now_us() - t0;
+	if (rc != 0)
+		fatal(w, "the log's fdatasync failed", rc);
 	return 0;
 }
 
@@ -378,10 +395,8 @@ static void process(struct writer *w, struct writer_op *batch, size_t nops, size
 			rc = grc; /* refused before anything is durable */
 	}
 	uint64_t t0 = now_us();
-	if (rc == 0 && w->log_mode) {
-		rc = log_batch(w, batch);
-		logged = rc == 0 && !w->log.unsafe_ack_before_sync;
-	}
+	if (rc == 0 && w->log_mode)
+		rc = log_batch(w, batch, nops, &logged);
 	if (rc == 0)
 		rc = apply_batch(w, w->s, batch, bytes, w->log_mode, &logged, &grows);
 	finish(w, batch, nops, bytes, grows, t0, rc);
