@@ -1,7 +1,9 @@
 #!/bin/sh
 # Restart time after a SIGKILL with a large log since the last checkpoint
 # (issue 11): starts whizbangd in log mode with checkpoints pushed out of the
-# way, appends until LOG_BYTES of log records are written (whizbang-bench
+# way (by log bytes, data-file growth and time: the data file then keeps every
+# page rewritten since start, several times the log with small events, so
+# check the free disk first), appends until LOG_BYTES of log records are written (whizbang-bench
 # append, 16 clients x 16 in flight, SIZE-byte events over 16 streams),
 # checks the log's size in the server's metrics, kills the server with
 # SIGKILL and times the next start until it listens (the checkpoint restored,
@@ -21,6 +23,7 @@ size=${SIZE:-100}
 root=$(mktemp -d "${DIR:-$build}/restart.XXXXXX")
 pid=""
 cleanup() {
+	[ -f "$root/server.log" ] && cp "$root/server.log" "${TMPDIR:-/tmp}/run-restart-server.log"
 	[ -n "$pid" ] && kill -9 "$pid" 2>/dev/null
 	rm -rf "$root"
 }
@@ -29,7 +32,7 @@ trap cleanup EXIT INT TERM
 start() { # starts whizbangd on $root/d; sets pid, port and mport
 	rm -f "$root/port" "$root/port.metrics"
 	"$whizbangd" --listen 127.0.0.1:0 --port-file "$root/port" --data-dir "$root/d" \
-		--metrics-listen 127.0.0.1:0 --map-size 4G --checkpoint-bytes 64G \
+		--metrics-listen 127.0.0.1:0 --map-size 4G --checkpoint-bytes 64G --checkpoint-growth 1T \
 		--checkpoint-interval-ms 86400000 --wal-segment-size 1G --log-level info \
 		2>>"$root/server.log" &
 	pid=$!

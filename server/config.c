@@ -97,6 +97,9 @@ static const struct opt opts[] = {
          "fdatasync), the store is checkpointed; sync: every batch is an fsynced LMDB commit"},
         {"checkpoint-bytes", NUM(OPT_SIZE, checkpoint_bytes), 64 * KIB, 64 * GIB, "256M",
          "log written before the store is checkpointed (a restart replays at most this much)"},
+        {"checkpoint-growth", NUM(OPT_SIZE, checkpoint_growth), 64 * KIB, 1 * TIB, "1G",
+         "growth of the data file's used part before the store is checkpointed (bounds the "
+         "pages the pinned checkpoint keeps from reuse)"},
         {"checkpoint-interval-ms", NUM(OPT_UINT, checkpoint_interval_ms), 100, 86400000, "60000",
          "longest time between checkpoints while anything is logged"},
         {"wal-segment-size", NUM(OPT_SIZE, wal_segment_size), 1 * MIB, 1 * GIB, "64M",

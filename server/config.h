@@ -42,6 +42,7 @@ struct srv_config {
 	uint64_t consumer_window;
 	char durability[8]; /* "log" or "sync" (config_validate) */
 	uint64_t checkpoint_bytes;
+	uint64_t checkpoint_growth;
 	uint64_t checkpoint_interval_ms;
 	uint64_t wal_segment_size;
 	uint64_t wal_spare_segments;

@@ -676,6 +676,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	struct writer_log wlog = {
 	        .wal = srv->wal,
 	        .checkpoint_bytes = cfg->checkpoint_bytes,
+	        .checkpoint_growth = cfg->checkpoint_growth,
 	        .checkpoint_ms = cfg->checkpoint_interval_ms,
 	        .unsafe_ack_before_sync = cfg->unsafe_ack_before_sync,
 	        .fatal = writer_fatal,

@@ -169,6 +169,10 @@ void storage_cursor_close(struct storage_cursor *cur);
 /* Fills *out. Callable from any thread. */
 int storage_stats(struct storage *s, struct storage_stats *out);
 
+/* The bytes of the map in use (up to its last page), without a snapshot.
+ * For the writer thread (the one thread that grows the map); 0 on failure. */
+uint64_t storage_used_bytes(struct storage *s);
+
 /* Returns true when the map has less than want bytes (plus a safety margin
  * of a quarter of the map) free, i.e. the writer should grow before its next
  * transaction. */
@@ -194,6 +198,19 @@ uint64_t storage_checkpoint_applied(const struct storage *s);
  * checkpoint stays in force and errmsg says why; WB_E_IO means a sync failed
  * and the caller stops the process. WB_E_INVAL outside log mode. */
 int storage_checkpoint(struct storage *s, uint64_t applied, char *errmsg, size_t errlen);
+
+/* storage_checkpoint() in three steps, so that its fdatasync, the long part,
+ * can run on another thread while the writer goes on committing:
+ * _begin() (writer thread, no write transaction open) pins the last commit
+ * and reads and checks its meta page; _sync() (any thread; only one
+ * checkpoint at a time) fdatasyncs the data file and saves the page with
+ * applied; _end() (writer thread) lets go of the previous checkpoint's pin
+ * when sync_rc is 0, or of the new one otherwise. Between _begin() and
+ * _end() the old and the new checkpoints are both pinned. _begin() errors
+ * are storage_checkpoint()'s; WB_E_INVAL when one is in progress. */
+int storage_checkpoint_begin(struct storage *s, uint64_t applied, char *errmsg, size_t errlen);
+int storage_checkpoint_sync(struct storage *s, char *errmsg, size_t errlen);
+void storage_checkpoint_end(struct storage *s, int sync_rc);
 
 /* Writes a consistent copy of the store into the empty directory path while
  * the store stays in use; compact drops free pages. */

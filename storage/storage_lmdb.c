@@ -110,6 +110,15 @@ struct storage {
 	 * into place but whose directory fsync failed. */
 	MDB_txn *pin_extra;
 	atomic_uint_fast64_t ckpt_applied;
+	/* The checkpoint between storage_checkpoint_begin() and _end(): its
+	 * pin, its meta page as read at the begin, and how its sync went. */
+	struct {
+		bool active;
+		MDB_txn *pin;
+		uint64_t txnid, applied;
+		uint8_t *page;
+		bool renamed;
+	} pend;
 };
 
 struct storage_txn {
@@ -780,14 +789,13 @@ uint64_t storage_checkpoint_applied(const struct storage *s)
 	return atomic_load(&s->ckpt_applied);
 }
 
-int storage_checkpoint(struct storage *s, uint64_t applied, char *errmsg, size_t errlen)
+int storage_checkpoint_begin(struct storage *s, uint64_t applied, char *errmsg, size_t errlen)
 {
 	MDB_txn *pin = NULL;
 	MDB_envinfo info;
 	uint8_t *page[2] = {NULL, NULL};
 	uint64_t txnid;
 	const char *why = NULL;
-	bool renamed = false;
 	int found = -1;
 	int fd;
 	int rc;
@@ -800,6 +808,10 @@ int storage_checkpoint(struct storage *s, uint64_t applied, char *errmsg, size_t
 		set_err(errmsg, errlen, "storage: the map is lost");
 		return WB_E_IO;
 	}
+	if (s->pend.active) {
+		set_err(errmsg, errlen, "storage: a checkpoint is in progress already");
+		return WB_E_INVAL;
+	}
 	/* 1. Pin the last commit before anything else: from here on no commit
 	 * reuses a page it can reach. */
 	rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &pin);
@@ -809,15 +821,9 @@ int storage_checkpoint(struct storage *s, uint64_t applied, char *errmsg, size_t
 		return from_mdb(rc);
 	}
 	txnid = mdb_txn_id(pin);
-	/* 2. Every page of it on disk. */
-	rc = mdb_env_sync(s->env, 1);
-	if (rc != 0) {
-		set_err(errmsg, errlen, "storage: checkpoint: fdatasync of the data file: %s",
-		        mdb_strerror(rc));
-		mdb_txn_abort(pin);
-		return WB_E_IO;
-	}
-	/* 3. Its meta page as the disk has it, checked. */
+	/* 2. Its meta page, read now: the commit after next rewrites its slot.
+	 * (The page cache holds what LMDB wrote; the sync makes it the
+	 * disk's.) */
 	rc = mdb_env_get_fd(s->env, &fd);
 	for (int i = 0; rc == 0 && i < 2; i++) {
 		page[i] = malloc(s->page_size);
@@ -851,9 +857,47 @@ int storage_checkpoint(struct storage *s, uint64_t applied, char *errmsg, size_t
 		rc = EINVAL;
 		goto fail;
 	}
-	rc = ckpt_save(s->path, (uint32_t)s->page_size, applied, txnid, page[found], errmsg, errlen,
-	               &renamed);
-	if (rc != 0 && renamed && !s->no_pin) {
+	s->pend.active = true;
+	s->pend.pin = pin;
+	s->pend.txnid = txnid;
+	s->pend.applied = applied;
+	s->pend.page = page[found];
+	s->pend.renamed = false;
+	free(page[1 - found]);
+	return 0;
+
+fail:
+	free(page[0]);
+	free(page[1]);
+	mdb_txn_abort(pin);
+	return rc == EINVAL ? WB_E_CORRUPT : WB_E_IO;
+}
+
+int storage_checkpoint_sync(struct storage *s, char *errmsg, size_t errlen)
+{
+	int fd;
+	int rc = mdb_env_get_fd(s->env, &fd);
+	/* 3. Every page of the pinned commit on disk (later commits' pages
+	 * too; harmless)... */
+	if (rc == 0 && fdatasync(fd) != 0)
+		rc = errno;
+	if (rc != 0) {
+		set_err(errmsg, errlen, "storage: checkpoint: fdatasync of the data file: %s",
+		        strerror(rc));
+		return WB_E_IO;
+	}
+	/* ... then its meta page saved beside the store. */
+	rc = ckpt_save(s->path, (uint32_t)s->page_size, s->pend.applied, s->pend.txnid,
+	               s->pend.page, errmsg, errlen, &s->pend.renamed);
+	if (rc != 0)
+		return no_space(rc) ? WB_E_NOSPC : WB_E_IO;
+	return 0;
+}
+
+void storage_checkpoint_end(struct storage *s, int sync_rc)
+{
+	MDB_txn *pin = s->pend.pin;
+	if (sync_rc != 0 && s->pend.renamed && !s->no_pin) {
 		/* Only the directory's fsync failed: after a crash either file
 		 * may be the one found, so both snapshots stay pinned (the
 		 * caller stops the process on WB_E_IO anyway). */
@@ -862,27 +906,29 @@ int storage_checkpoint(struct storage *s, uint64_t applied, char *errmsg, size_t
 		s->pin_extra = pin;
 		pin = NULL;
 	}
-	if (rc != 0)
-		goto fail;
-	/* 4. The new checkpoint is durable: the old snapshot may go. */
-	unpin(s);
-	if (s->no_pin)
+	if (sync_rc == 0) {
+		/* 4. The new checkpoint is durable: the old snapshot may go. */
+		unpin(s);
+		if (s->no_pin)
+			mdb_txn_abort(pin);
+		else
+			s->pin = pin;
+		atomic_store(&s->ckpt_applied, s->pend.applied);
+	} else if (pin != NULL) {
 		mdb_txn_abort(pin);
-	else
-		s->pin = pin;
-	atomic_store(&s->ckpt_applied, applied);
-	free(page[0]);
-	free(page[1]);
-	return 0;
+	}
+	free(s->pend.page);
+	memset(&s->pend, 0, sizeof(s->pend));
+}
 
-fail:
-	free(page[0]);
-	free(page[1]);
-	if (pin != NULL)
-		mdb_txn_abort(pin);
-	if (rc == EINVAL)
-		return WB_E_CORRUPT;
-	return no_space(rc) ? WB_E_NOSPC : WB_E_IO;
+int storage_checkpoint(struct storage *s, uint64_t applied, char *errmsg, size_t errlen)
+{
+	int rc = storage_checkpoint_begin(s, applied, errmsg, errlen);
+	if (rc != 0)
+		return rc;
+	rc = storage_checkpoint_sync(s, errmsg, errlen);
+	storage_checkpoint_end(s, rc);
+	return rc;
 }
 
 /* Log mode's part of storage_open() before LMDB opens: the version check and
@@ -1191,6 +1237,8 @@ void storage_close(struct storage *s)
 	}
 	/* Log mode: the writer took its last checkpoint before this; what was
 	 * committed after it is replayed from the log at the next open. */
+	if (s->pend.active)
+		storage_checkpoint_end(s, WB_E_IO);
 	unpin(s);
 	mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->pool_lock);
@@ -1500,6 +1548,14 @@ void storage_cursor_close(struct storage_cursor *cur)
 	mdb_cursor_close(cur->cur);
 	cur->txn->cursors--;
 	free(cur);
+}
+
+uint64_t storage_used_bytes(struct storage *s)
+{
+	MDB_envinfo info;
+	if (mdb_env_info(s->env, &info) != 0)
+		return 0;
+	return ((uint64_t)info.me_last_pgno + 1) * s->page_size;
 }
 
 int storage_stats(struct storage *s, struct storage_stats *out)

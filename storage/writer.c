@@ -50,6 +50,18 @@ struct writer {
 	int sync_rc;
 	uint64_t sync_took_us;
 	uint64_t last_checkpoint_us;
+	uint64_t used_at_checkpoint; /* storage_used_bytes() then */
+	/* Log mode: the checkpoint thread runs a checkpoint's fdatasync of the
+	 * data file (storage_checkpoint_sync()) while the writer goes on. */
+	pthread_t ckpter;
+	pthread_mutex_t cmu;
+	pthread_cond_t ccond;
+	bool ckpt_asked, ckpt_done, ckpt_stop;
+	int ckpt_rc;
+	char ckpt_err[256];
+	bool ckpt_running;     /* writer thread: between _begin() and _end() */
+	uint64_t ckpt_applied; /* what it covers */
+	uint64_t ckpt_t0;
 	/* Figures of the writer thread, added to stats under mu by finish() */
 	uint64_t log_bytes, sync_us;
 };
@@ -315,31 +327,124 @@ int writer_checkpoint_now(struct storage *s, struct wal *wal, char *errmsg, size
 	return rc;
 }
 
+static void sync_checkpoint(struct writer *w);
+
+static void *ckpter_main(void *arg)
+{
+	struct writer *w = arg;
+	pthread_mutex_lock(&w->cmu);
+	for (;;) {
+		while (!w->ckpt_asked && !w->ckpt_stop)
+			pthread_cond_wait(&w->ccond, &w->cmu);
+		if (!w->ckpt_asked)
+			break;
+		w->ckpt_asked = false;
+		pthread_mutex_unlock(&w->cmu);
+		char why[256] = "";
+		int rc = storage_checkpoint_sync(w->s, why, sizeof(why));
+		pthread_mutex_lock(&w->cmu);
+		w->ckpt_rc = rc;
+		memcpy(w->ckpt_err, why, sizeof(why));
+		w->ckpt_done = true;
+		pthread_cond_broadcast(&w->ccond);
+	}
+	pthread_mutex_unlock(&w->cmu);
+	return NULL;
+}
+
+/* Ends the checkpoint the checkpoint thread is syncing once it is done
+ * (waiting for it with wait), releasing the log it covers. Returns false
+ * when it is still running. */
+static bool collect_checkpoint(struct writer *w, bool wait)
+{
+	if (!w->ckpt_running)
+		return true;
+	pthread_mutex_lock(&w->cmu);
+	while (wait && !w->ckpt_done)
+		pthread_cond_wait(&w->ccond, &w->cmu);
+	bool done = w->ckpt_done;
+	int rc = w->ckpt_rc;
+	char why[256];
+	memcpy(why, w->ckpt_err, sizeof(why));
+	pthread_mutex_unlock(&w->cmu);
+	if (!done)
+		return false;
+	storage_checkpoint_end(w->s, rc);
+	w->ckpt_running = false;
+	if (rc == WB_E_IO)
+		fatal(w, why[0] != '\0' ? why : "the checkpoint's sync failed", rc);
+	if (rc == 0 && wal_release(w->log.wal, w->ckpt_applied) == 0) {
+		pthread_mutex_lock(&w->mu);
+		w->stats.checkpoints++;
+		w->stats.checkpoint_us_total += now_us() - w->ckpt_t0;
+		pthread_mutex_unlock(&w->mu);
+	}
+	/* Another failure (a full disk for the checkpoint file) leaves the
+	 * previous checkpoint in force and the log kept: a later batch tries
+	 * again. */
+	return true;
+}
+
+/* Starts a checkpoint of what is committed now; its fdatasync runs on the
+ * checkpoint thread. */
+static void start_checkpoint(struct writer *w, uint64_t t, uint64_t used)
+{
+	char why[256] = "";
+	uint64_t applied = wal_last_seq(w->log.wal);
+	int rc = storage_checkpoint_begin(w->s, applied, why, sizeof(why));
+	if (rc == WB_E_IO)
+		fatal(w, why[0] != '\0' ? why : "the checkpoint could not begin", rc);
+	w->last_checkpoint_us = t;
+	if (rc != 0)
+		return; /* the next trigger tries again */
+	w->used_at_checkpoint = used;
+	w->ckpt_applied = applied;
+	w->ckpt_t0 = t;
+	w->ckpt_running = true;
+	pthread_mutex_lock(&w->cmu);
+	w->ckpt_done = false;
+	w->ckpt_asked = true;
+	pthread_cond_broadcast(&w->ccond);
+	pthread_mutex_unlock(&w->cmu);
+}
+
 static void maybe_checkpoint(struct writer *w, bool force)
 {
-	uint64_t t = now_us();
-	if (!force && wal_bytes_since_release(w->log.wal) < w->log.checkpoint_bytes &&
-	    t - w->last_checkpoint_us < w->log.checkpoint_ms * 1000u)
-		return;
-	if (wal_bytes_since_release(w->log.wal) == 0 && !force) {
-		w->last_checkpoint_us = t;
+	if (!collect_checkpoint(w, force))
+		return; /* still syncing */
+	if (!force) {
+		uint64_t t = now_us();
+		uint64_t used = storage_used_bytes(w->s);
+		if (wal_bytes_since_release(w->log.wal) == 0)
+			w->last_checkpoint_us = t;
+		else if (wal_bytes_since_release(w->log.wal) >= w->log.checkpoint_bytes ||
+		         used >= w->used_at_checkpoint + w->log.checkpoint_growth ||
+		         t - w->last_checkpoint_us >= w->log.checkpoint_ms * 1000u)
+			start_checkpoint(w, t, used);
 		return;
 	}
+	sync_checkpoint(w);
+}
+
+/* A checkpoint taken on the writer thread from start to end: when idle, and
+ * at a stop. */
+static void sync_checkpoint(struct writer *w)
+{
+	uint64_t t = now_us();
+	uint64_t used = storage_used_bytes(w->s);
 	char why[256] = "";
 	int rc = checkpoint(w->s, w->log.wal, why, sizeof(why));
 	if (rc == WB_E_IO)
 		fatal(w, why[0] != '\0' ? why : "the checkpoint's sync failed", rc);
 	uint64_t t1 = now_us();
 	w->last_checkpoint_us = t1;
+	if (rc != 0)
+		return; /* the previous checkpoint stays in force; a later one tries again */
+	w->used_at_checkpoint = used;
 	pthread_mutex_lock(&w->mu);
-	if (rc == 0) {
-		w->stats.checkpoints++;
-		w->stats.checkpoint_us_total += t1 - t;
-	}
+	w->stats.checkpoints++;
+	w->stats.checkpoint_us_total += t1 - t;
 	pthread_mutex_unlock(&w->mu);
-	/* Another failure (a full disk for the checkpoint file) leaves the
-	 * previous checkpoint in force and the log kept: the next batch tries
-	 * again. */
 }
 
 static void finish(struct writer *w, struct writer_op *batch, size_t nops, size_t bytes, int grows,
@@ -479,6 +584,7 @@ int writer_start(struct writer **out, struct storage *s, const struct writer_log
 		w->log = *log;
 		w->log_mode = true;
 		w->last_checkpoint_us = now_us();
+		w->used_at_checkpoint = storage_used_bytes(s);
 		w->stats.applied_seq = wal_last_seq(log->wal);
 	}
 	if (pthread_mutex_init(&w->mu, NULL) != 0)
@@ -491,13 +597,27 @@ int writer_start(struct writer **out, struct storage *s, const struct writer_log
 		goto err_after_idle_cond;
 	if (pthread_cond_init(&w->scond, NULL) != 0)
 		goto err_after_smu;
-	if (w->log_mode && pthread_create(&w->syncer, NULL, syncer_main, w) != 0)
+	if (pthread_mutex_init(&w->cmu, NULL) != 0)
 		goto err_after_scond;
-	if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
+	if (pthread_cond_init(&w->ccond, NULL) != 0)
+		goto err_after_cmu;
+	if (w->log_mode && pthread_create(&w->syncer, NULL, syncer_main, w) != 0)
+		goto err_after_ccond;
+	if (w->log_mode && pthread_create(&w->ckpter, NULL, ckpter_main, w) != 0)
 		goto err_after_syncer;
+	if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
+		goto err_after_ckpter;
 	*out = w;
 	return 0;
 
+err_after_ckpter:
+	if (w->log_mode) {
+		pthread_mutex_lock(&w->cmu);
+		w->ckpt_stop = true;
+		pthread_cond_broadcast(&w->ccond);
+		pthread_mutex_unlock(&w->cmu);
+		pthread_join(w->ckpter, NULL);
+	}
 err_after_syncer:
 	if (w->log_mode) {
 		pthread_mutex_lock(&w->smu);
@@ -506,6 +626,10 @@ err_after_syncer:
 		pthread_mutex_unlock(&w->smu);
 		pthread_join(w->syncer, NULL);
 	}
+err_after_ccond:
+	pthread_cond_destroy(&w->ccond);
+err_after_cmu:
+	pthread_mutex_destroy(&w->cmu);
 err_after_scond:
 	pthread_cond_destroy(&w->scond);
 err_after_smu:
@@ -706,6 +830,12 @@ void writer_stop(struct writer *w)
 		pthread_cond_broadcast(&w->scond);
 		pthread_mutex_unlock(&w->smu);
 		pthread_join(w->syncer, NULL);
+		collect_checkpoint(w, true);
+		pthread_mutex_lock(&w->cmu);
+		w->ckpt_stop = true;
+		pthread_cond_broadcast(&w->ccond);
+		pthread_mutex_unlock(&w->cmu);
+		pthread_join(w->ckpter, NULL);
 		/* A clean stop leaves nothing to replay. */
 		char why[256] = "";
 		int rc = checkpoint(w->s, w->log.wal, why, sizeof(why));
@@ -713,6 +843,8 @@ void writer_stop(struct writer *w)
 			fprintf(stderr, "whizbang writer: the last checkpoint failed (%s): %s\n",
 			        why, wb_strerror(rc));
 	}
+	pthread_cond_destroy(&w->ccond);
+	pthread_mutex_destroy(&w->cmu);
 	pthread_cond_destroy(&w->scond);
 	pthread_mutex_destroy(&w->smu);
 	pthread_cond_destroy(&w->idle_cond);

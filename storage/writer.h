@@ -92,7 +92,8 @@ struct wal;
  * while the batch is applied in one LMDB transaction; the transaction
  * commits (without a sync) only once the fdatasync has returned, so nothing
  * becomes visible before it is durable; then the loop is told. Every
- * checkpoint_bytes of log or checkpoint_ms the writer checkpoints the store
+ * checkpoint_bytes of log, checkpoint_growth of the data file or checkpoint_ms
+ * the writer checkpoints the store
  * (storage_checkpoint()) and releases the log it covers.
  *
  * Once a record is durable it must be applied: a failure that applying again
@@ -105,6 +106,11 @@ struct writer_log {
 	struct wal *wal;
 	uint64_t checkpoint_bytes;
 	uint64_t checkpoint_ms;
+	/* ... or once the data file's used part has grown this much: until the
+	 * next checkpoint LMDB reuses no page the pinned checkpoint reaches,
+	 * so every page a batch rewrites is a new one. This bounds that
+	 * garbage (and what the next checkpoint's fdatasync writes). */
+	uint64_t checkpoint_growth;
 	/* Negative control of the power-cut harness: commit and answer before
 	 * the log's fdatasync. Never on a server that keeps data. */
 	bool unsafe_ack_before_sync;

@@ -900,6 +900,7 @@ static struct writer *start_log(uint64_t checkpoint_bytes, uint64_t checkpoint_m
 	struct writer_log log = {
 	        .wal = wl,
 	        .checkpoint_bytes = checkpoint_bytes,
+	        .checkpoint_growth = NEVER_BYTES,
 	        .checkpoint_ms = checkpoint_ms,
 	        .unsafe_ack_before_sync = unsafe_ack,
 	        .fatal = fatal_in_test,
@@ -1270,7 +1271,9 @@ static struct log_op *crash_ops(void)
 
 static void crash_child(struct child_report *r)
 {
-	struct writer_log log = {.checkpoint_bytes = NEVER_BYTES, .checkpoint_ms = NEVER_MS};
+	struct writer_log log = {.checkpoint_bytes = NEVER_BYTES,
+	                         .checkpoint_growth = NEVER_BYTES,
+	                         .checkpoint_ms = NEVER_MS};
 	CHILD_CHECK(r, child_open(&log) == 0);
 	child_ops = crash_ops();
 	CHILD_CHECK(r, child_ops != NULL);
@@ -1434,7 +1437,9 @@ Test(writer_log, replay_skips_a_refused_record_and_fails_on_a_transient_error)
 
 static void checkpoint_child(struct child_report *r)
 {
-	struct writer_log log = {.checkpoint_bytes = 64 * KIB, .checkpoint_ms = NEVER_MS};
+	struct writer_log log = {.checkpoint_bytes = 64 * KIB,
+	                         .checkpoint_growth = NEVER_BYTES,
+	                         .checkpoint_ms = NEVER_MS};
 	CHILD_CHECK(r, child_open(&log) == 0);
 	child_ops = log_ops_new(BIG_OPS, BIG_VALUE);
 	CHILD_CHECK(r, child_ops != NULL);
@@ -1516,7 +1521,9 @@ Test(writer_log, an_idle_writer_checkpoints_after_the_interval)
  * record, which now applies. */
 static void fatal_child(struct child_report *r)
 {
-	struct writer_log log = {.checkpoint_bytes = NEVER_BYTES, .checkpoint_ms = NEVER_MS};
+	struct writer_log log = {.checkpoint_bytes = NEVER_BYTES,
+	                         .checkpoint_growth = NEVER_BYTES,
+	                         .checkpoint_ms = NEVER_MS};
 	CHILD_CHECK(r, child_open(&log) == 0);
 	child_ops = log_ops_new(2, 16);
 	CHILD_CHECK(r, child_ops != NULL);
