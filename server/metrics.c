@@ -400,6 +400,10 @@ static void render(struct srv *srv, struct buf *b)
 	put(b, "whizbang_checkpoints_total %llu\n", (unsigned long long)ws.checkpoints);
 	head(b, "checkpoint_seconds_total", "counter", "Time spent taking checkpoints.");
 	put(b, "whizbang_checkpoint_seconds_total %.6f\n", (double)ws.checkpoint_us_total * 1e-6);
+	head(b, "batch_reruns_total", "counter",
+	     "Batches run a second time, a nested transaction per request, because a request "
+	     "failed (wrong expected version, idempotency conflict...) in the first, flat run.");
+	put(b, "whizbang_batch_reruns_total %llu\n", (unsigned long long)ws.reruns);
 	head(b, "writes_refused_disk_full_total", "counter",
 	     "Batches answered RESOURCE_EXHAUSTED because the disk was full before they were "
 	     "logged.");

@@ -63,7 +63,7 @@ struct writer {
 	uint64_t ckpt_applied; /* what it covers */
 	uint64_t ckpt_t0;
 	/* Figures of the writer thread, added to stats under mu by finish() */
-	uint64_t log_bytes, sync_us;
+	uint64_t log_bytes, sync_us, reruns;
 };
 
 /* Grows the map at most this many times for one batch before giving up on
@@ -242,6 +242,7 @@ static int apply_batch(struct writer *w, struct storage *s, struct writer_op *ba
 		rc = run_batch(w, s, batch, nested, logged);
 		if (rc == RERUN_NESTED) {
 			nested = true;
+			w->reruns++;
 			continue;
 		}
 		if (rc == 0 || rc != WB_E_MAPFULL)
@@ -470,8 +471,10 @@ static void finish(struct writer *w, struct writer_op *batch, size_t nops, size_
 		w->stats.nospc++;
 	w->stats.log_bytes += w->log_bytes;
 	w->stats.log_sync_us_total += w->sync_us;
+	w->stats.reruns += w->reruns;
 	w->log_bytes = 0;
 	w->sync_us = 0;
+	w->reruns = 0;
 	struct writer_op *last = batch;
 	while (last->next != NULL)
 		last = last->next;

@@ -79,6 +79,7 @@ struct writer_stats {
 	uint64_t checkpoint_us_total;
 	uint64_t applied_seq; /* the last record applied and visible */
 	uint64_t nospc;       /* batches refused for a full disk */
+	uint64_t reruns;      /* batches run again nested after an op failed flat */
 };
 
 /* Limits on one batch; what is above them waits for the next batch. */
