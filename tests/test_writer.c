@@ -1230,6 +1230,7 @@ Test(writer_log, a_refused_op_leaves_nothing_and_its_neighbours_commit)
 	cr_assert_eq(s.batches, 4, "%llu batches", (unsigned long long)s.batches);
 	cr_assert_eq(s.ops_max, 3);
 	cr_assert_eq(s.applied_seq, 7, "every record is logged, the refused one too");
+	cr_assert_eq(s.reruns, 1, "one batch ran again nested: %llu", (unsigned long long)s.reruns);
 
 	cr_assert_eq(ops[1].op.status, 0);
 	cr_assert_eq(ops[2].op.status, WB_WRONG_EXPECTED_VERSION);
