@@ -409,18 +409,27 @@ static void start_checkpoint(struct writer *w, uint64_t t, uint64_t used)
 	pthread_mutex_unlock(&w->cmu);
 }
 
+/* True when no checkpoint is under way and the last one covers every record
+ * written. */
+static bool all_checkpointed(struct writer *w)
+{
+	return !w->ckpt_running && wal_last_seq(w->log.wal) == storage_checkpoint_applied(w->s);
+}
+
 static void maybe_checkpoint(struct writer *w, bool force)
 {
 	if (!collect_checkpoint(w, force))
 		return; /* still syncing */
+	if (all_checkpointed(w)) {
+		w->last_checkpoint_us = now_us();
+		return;
+	}
 	if (!force) {
 		uint64_t t = now_us();
 		uint64_t used = storage_used_bytes(w->s);
-		if (wal_bytes_since_release(w->log.wal) == 0)
-			w->last_checkpoint_us = t;
-		else if (wal_bytes_since_release(w->log.wal) >= w->log.checkpoint_bytes ||
-		         used >= w->used_at_checkpoint + w->log.checkpoint_growth ||
-		         t - w->last_checkpoint_us >= w->log.checkpoint_ms * 1000u)
+		if (wal_bytes_since_release(w->log.wal) >= w->log.checkpoint_bytes ||
+		    used >= w->used_at_checkpoint + w->log.checkpoint_growth ||
+		    t - w->last_checkpoint_us >= w->log.checkpoint_ms * 1000u)
 			start_checkpoint(w, t, used);
 		return;
 	}
@@ -521,7 +530,7 @@ static void process(struct writer *w, struct writer_op *batch, size_t nops, size
  * idle writer still checkpoints what it logged. */
 static void wait_for_work(struct writer *w)
 {
-	if (!w->log_mode || wal_bytes_since_release(w->log.wal) == 0) {
+	if (!w->log_mode || all_checkpointed(w)) {
 		pthread_cond_wait(&w->cond, &w->mu);
 		return;
 	}
