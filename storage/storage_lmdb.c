@@ -48,7 +48,9 @@
 
 #include <lmdb.h>
 
+#include "codec.h"
 #include "storage.h"
+#include "wal.h"
 
 #define MIB ((uint64_t)1 << 20)
 #define DEFAULT_MAP_SIZE (64 * MIB)
@@ -376,44 +378,6 @@ struct ckpt {
 	uint8_t *page; /* page_size bytes, malloc'd */
 };
 
-/* CRC32C (Castagnoli, reflected, inverted in and out: the convention of
- * wal_crc32c() in wal.h, which this may call once the log is built). A few
- * kilobytes per checkpoint, so bit by bit is fast enough. */
-static uint32_t ckpt_crc32c(uint32_t crc, const void *p, size_t n)
-{
-	const uint8_t *b = p;
-
-	crc = ~crc;
-	while (n-- > 0) {
-		crc ^= *b++;
-		for (int k = 0; k < 8; k++)
-			crc = (crc >> 1) ^ (0x82F63B78u & (0u - (crc & 1u)));
-	}
-	return ~crc;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-	for (int i = 3; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-	for (int i = 7; i >= 0; i--, v >>= 8)
-		p[i] = (uint8_t)v;
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-	return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
-
 /* The meta page's own fields are in the host's order, as LMDB writes them. */
 static uint64_t meta_u64(const uint8_t *page, unsigned off)
 {
@@ -551,12 +515,12 @@ static int ckpt_load(const char *path, struct ckpt *ck, char *errmsg, size_t err
 		why = "its header cannot be read";
 	else if (memcmp(head, CKPT_MAGIC, 8) != 0)
 		why = "it is not a checkpoint file (bad magic)";
-	else if (get_be32(head + 8) != CKPT_FORMAT)
+	else if (get_u32(head + 8) != CKPT_FORMAT)
 		why = "it has an unknown format version";
 	if (why == NULL) {
-		ck->page_size = get_be32(head + 12);
-		ck->applied = get_be64(head + 16);
-		ck->txnid = get_be64(head + 24);
+		ck->page_size = get_u32(head + 12);
+		ck->applied = get_u64(head + 16);
+		ck->txnid = get_u64(head + 24);
 		if (ck->page_size < 512 || ck->page_size > LMDB_MAX_PAGE ||
 		    (ck->page_size & (ck->page_size - 1)) != 0)
 			why = "its page size is not a power of two LMDB uses";
@@ -573,8 +537,8 @@ static int ckpt_load(const char *path, struct ckpt *ck, char *errmsg, size_t err
 		if (pread_full(fd, ck->page, ck->page_size, CKPT_HEADER) != 0 ||
 		    pread_full(fd, tail, 4, (off_t)(CKPT_HEADER + ck->page_size)) != 0)
 			why = "it cannot be read";
-		else if (ckpt_crc32c(ckpt_crc32c(0, head, CKPT_HEADER), ck->page, ck->page_size) !=
-		         get_be32(tail))
+		else if (wal_crc32c(wal_crc32c(0, head, CKPT_HEADER), ck->page, ck->page_size) !=
+		         get_u32(tail))
 			why = "its checksum does not match (torn or damaged)";
 		else if (!meta_valid(ck->page, ck->page_size, &why))
 			;
@@ -616,12 +580,12 @@ static int ckpt_save(const char *path, uint32_t page_size, uint64_t applied, uin
 		return ENOMEM;
 	}
 	memcpy(buf, CKPT_MAGIC, 8);
-	put_be32(buf + 8, CKPT_FORMAT);
-	put_be32(buf + 12, page_size);
-	put_be64(buf + 16, applied);
-	put_be64(buf + 24, txnid);
+	put_u32(buf + 8, CKPT_FORMAT);
+	put_u32(buf + 12, page_size);
+	put_u64(buf + 16, applied);
+	put_u64(buf + 24, txnid);
 	memcpy(buf + CKPT_HEADER, page, page_size);
-	put_be32(buf + CKPT_HEADER + page_size, ckpt_crc32c(0, buf, CKPT_HEADER + page_size));
+	put_u32(buf + CKPT_HEADER + page_size, wal_crc32c(0, buf, CKPT_HEADER + page_size));
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd < 0) {
 		rc = errno;
