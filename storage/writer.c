@@ -23,6 +23,23 @@
 
 #include "wal.h"
 
+struct writer;
+
+/* A thread that runs one job at a time for the writer thread: helper_ask()
+ * starts fn, helper_take() collects its result. */
+struct helper {
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cond;
+	bool asked, done, stop;
+	int (*fn)(struct writer *w, char *why, size_t whylen);
+	struct writer *w;
+	/* The last job's result */
+	int rc;
+	uint64_t us;
+	char why[256];
+};
+
 struct writer {
 	struct storage *s;
 	struct writer_log log;
@@ -42,25 +59,15 @@ struct writer {
 	bool stopping;
 	struct writer_stats stats;
 	/* Log mode: the sync thread runs the log's fdatasync of one batch
-	 * while the writer thread applies it. */
-	pthread_t syncer;
-	pthread_mutex_t smu;
-	pthread_cond_t scond;
-	bool sync_asked, sync_done, sync_stop;
-	int sync_rc;
-	uint64_t sync_took_us;
+	 * while the writer thread applies it; the checkpoint thread runs a
+	 * checkpoint's fdatasync of the data file (storage_checkpoint_sync())
+	 * while the writer goes on. */
+	struct helper syncer;
+	struct helper ckpter;
 	uint64_t last_checkpoint_us;
 	uint64_t used_at_checkpoint; /* storage_used_bytes() then */
-	/* Log mode: the checkpoint thread runs a checkpoint's fdatasync of the
-	 * data file (storage_checkpoint_sync()) while the writer goes on. */
-	pthread_t ckpter;
-	pthread_mutex_t cmu;
-	pthread_cond_t ccond;
-	bool ckpt_asked, ckpt_done, ckpt_stop;
-	int ckpt_rc;
-	char ckpt_err[256];
-	bool ckpt_running;     /* writer thread: between _begin() and _end() */
-	uint64_t ckpt_applied; /* what it covers */
+	bool ckpt_running;           /* writer thread: between _begin() and _end() */
+	uint64_t ckpt_applied;       /* what it covers */
 	uint64_t ckpt_t0;
 	/* Figures of the writer thread, added to stats under mu by finish() */
 	uint64_t log_bytes, sync_us, reruns;
@@ -121,51 +128,117 @@ static void fatal(struct writer *w, const char *what, int code)
 	abort();
 }
 
-/* ------------------------------------------------------------ the sync thread */
+/* ------------------------------------------------------------ helper threads */
 
-static void *syncer_main(void *arg)
+static void *helper_main(void *arg)
 {
-	struct writer *w = arg;
-	pthread_mutex_lock(&w->smu);
+	struct helper *h = arg;
+	pthread_mutex_lock(&h->mu);
 	for (;;) {
-		while (!w->sync_asked && !w->sync_stop)
-			pthread_cond_wait(&w->scond, &w->smu);
-		if (!w->sync_asked)
+		while (!h->asked && !h->stop)
+			pthread_cond_wait(&h->cond, &h->mu);
+		if (!h->asked)
 			break;
-		w->sync_asked = false;
-		pthread_mutex_unlock(&w->smu);
+		h->asked = false;
+		pthread_mutex_unlock(&h->mu);
+		char why[sizeof(h->why)] = "";
 		uint64_t t0 = now_us();
-		int rc = wal_sync(w->log.wal);
+		int rc = h->fn(h->w, why, sizeof(why));
 		uint64_t us = now_us() - t0;
-		pthread_mutex_lock(&w->smu);
-		w->sync_rc = rc;
-		w->sync_took_us = us;
-		w->sync_done = true;
-		pthread_cond_broadcast(&w->scond);
+		pthread_mutex_lock(&h->mu);
+		h->rc = rc;
+		h->us = us;
+		memcpy(h->why, why, sizeof(why));
+		h->done = true;
+		pthread_cond_broadcast(&h->cond);
 	}
-	pthread_mutex_unlock(&w->smu);
+	pthread_mutex_unlock(&h->mu);
 	return NULL;
+}
+
+/* Starts h's thread; 0, or -1 with nothing left to undo. */
+static int helper_start(struct helper *h, struct writer *w,
+                        int (*fn)(struct writer *w, char *why, size_t whylen))
+{
+	h->w = w;
+	h->fn = fn;
+	if (pthread_mutex_init(&h->mu, NULL) != 0)
+		return -1;
+	if (pthread_cond_init(&h->cond, NULL) != 0)
+		goto err_after_mutex;
+	if (pthread_create(&h->thread, NULL, helper_main, h) != 0)
+		goto err_after_cond;
+	return 0;
+
+err_after_cond:
+	pthread_cond_destroy(&h->cond);
+err_after_mutex:
+	pthread_mutex_destroy(&h->mu);
+	return -1;
+}
+
+/* Stops and joins h's thread once its job, if any, has run. */
+static void helper_stop(struct helper *h)
+{
+	pthread_mutex_lock(&h->mu);
+	h->stop = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->mu);
+	pthread_join(h->thread, NULL);
+	pthread_cond_destroy(&h->cond);
+	pthread_mutex_destroy(&h->mu);
+}
+
+static void helper_ask(struct helper *h)
+{
+	pthread_mutex_lock(&h->mu);
+	h->done = false;
+	h->asked = true;
+	pthread_cond_broadcast(&h->cond);
+	pthread_mutex_unlock(&h->mu);
+}
+
+/* Takes the result of the job helper_ask() started, waiting for it with
+ * wait: false when it has not finished (without wait). why (may be NULL)
+ * receives sizeof(h->why) bytes. */
+static bool helper_take(struct helper *h, bool wait, int *rc, uint64_t *us, char *why)
+{
+	pthread_mutex_lock(&h->mu);
+	while (wait && !h->done)
+		pthread_cond_wait(&h->cond, &h->mu);
+	bool done = h->done;
+	*rc = h->rc;
+	*us = h->us;
+	if (why != NULL)
+		memcpy(why, h->why, sizeof(h->why));
+	pthread_mutex_unlock(&h->mu);
+	return done;
+}
+
+static int log_sync_job(struct writer *w, char *why, size_t whylen)
+{
+	(void)why;
+	(void)whylen;
+	return wal_sync(w->log.wal);
+}
+
+static int checkpoint_sync_job(struct writer *w, char *why, size_t whylen)
+{
+	return storage_checkpoint_sync(w->s, why, whylen);
 }
 
 static void sync_start(struct writer *w)
 {
-	pthread_mutex_lock(&w->smu);
-	w->sync_done = false;
-	w->sync_asked = true;
-	pthread_cond_broadcast(&w->scond);
-	pthread_mutex_unlock(&w->smu);
+	helper_ask(&w->syncer);
 }
 
 /* Waits for the fdatasync started by sync_start(); a failure stops the
  * process: the kernel may have dropped the pages it could not write. */
 static void sync_wait(struct writer *w)
 {
-	pthread_mutex_lock(&w->smu);
-	while (!w->sync_done)
-		pthread_cond_wait(&w->scond, &w->smu);
-	int rc = w->sync_rc;
-	uint64_t us = w->sync_took_us;
-	pthread_mutex_unlock(&w->smu);
+	int rc;
+	uint64_t us;
+	helper_take(&w->syncer, true, &rc, &us, NULL);
 	w->sync_us += us;
 	if (rc != 0)
 		fatal(w, "the log's fdatasync failed", rc);
@@ -330,29 +403,6 @@ int writer_checkpoint_now(struct storage *s, struct wal *wal, char *errmsg, size
 
 static void sync_checkpoint(struct writer *w);
 
-static void *ckpter_main(void *arg)
-{
-	struct writer *w = arg;
-	pthread_mutex_lock(&w->cmu);
-	for (;;) {
-		while (!w->ckpt_asked && !w->ckpt_stop)
-			pthread_cond_wait(&w->ccond, &w->cmu);
-		if (!w->ckpt_asked)
-			break;
-		w->ckpt_asked = false;
-		pthread_mutex_unlock(&w->cmu);
-		char why[256] = "";
-		int rc = storage_checkpoint_sync(w->s, why, sizeof(why));
-		pthread_mutex_lock(&w->cmu);
-		w->ckpt_rc = rc;
-		memcpy(w->ckpt_err, why, sizeof(why));
-		w->ckpt_done = true;
-		pthread_cond_broadcast(&w->ccond);
-	}
-	pthread_mutex_unlock(&w->cmu);
-	return NULL;
-}
-
 /* Ends the checkpoint the checkpoint thread is syncing once it is done
  * (waiting for it with wait), releasing the log it covers. Returns false
  * when it is still running. */
@@ -360,15 +410,10 @@ static bool collect_checkpoint(struct writer *w, bool wait)
 {
 	if (!w->ckpt_running)
 		return true;
-	pthread_mutex_lock(&w->cmu);
-	while (wait && !w->ckpt_done)
-		pthread_cond_wait(&w->ccond, &w->cmu);
-	bool done = w->ckpt_done;
-	int rc = w->ckpt_rc;
-	char why[256];
-	memcpy(why, w->ckpt_err, sizeof(why));
-	pthread_mutex_unlock(&w->cmu);
-	if (!done)
+	int rc;
+	uint64_t us;
+	char why[sizeof(w->ckpter.why)];
+	if (!helper_take(&w->ckpter, wait, &rc, &us, why))
 		return false;
 	storage_checkpoint_end(w->s, rc);
 	w->ckpt_running = false;
@@ -402,11 +447,7 @@ static void start_checkpoint(struct writer *w, uint64_t t, uint64_t used)
 	w->ckpt_applied = applied;
 	w->ckpt_t0 = t;
 	w->ckpt_running = true;
-	pthread_mutex_lock(&w->cmu);
-	w->ckpt_done = false;
-	w->ckpt_asked = true;
-	pthread_cond_broadcast(&w->ccond);
-	pthread_mutex_unlock(&w->cmu);
+	helper_ask(&w->ckpter);
 }
 
 /* True when no checkpoint is under way and the last one covers every record
@@ -605,17 +646,9 @@ int writer_start(struct writer **out, struct storage *s, const struct writer_log
 		goto err_after_mutex;
 	if (pthread_cond_init(&w->idle_cond, NULL) != 0)
 		goto err_after_cond;
-	if (pthread_mutex_init(&w->smu, NULL) != 0)
+	if (w->log_mode && helper_start(&w->syncer, w, log_sync_job) != 0)
 		goto err_after_idle_cond;
-	if (pthread_cond_init(&w->scond, NULL) != 0)
-		goto err_after_smu;
-	if (pthread_mutex_init(&w->cmu, NULL) != 0)
-		goto err_after_scond;
-	if (pthread_cond_init(&w->ccond, NULL) != 0)
-		goto err_after_cmu;
-	if (w->log_mode && pthread_create(&w->syncer, NULL, syncer_main, w) != 0)
-		goto err_after_ccond;
-	if (w->log_mode && pthread_create(&w->ckpter, NULL, ckpter_main, w) != 0)
+	if (w->log_mode && helper_start(&w->ckpter, w, checkpoint_sync_job) != 0)
 		goto err_after_syncer;
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
 		goto err_after_ckpter;
@@ -623,29 +656,11 @@ int writer_start(struct writer **out, struct storage *s, const struct writer_log
 	return 0;
 
 err_after_ckpter:
-	if (w->log_mode) {
-		pthread_mutex_lock(&w->cmu);
-		w->ckpt_stop = true;
-		pthread_cond_broadcast(&w->ccond);
-		pthread_mutex_unlock(&w->cmu);
-		pthread_join(w->ckpter, NULL);
-	}
+	if (w->log_mode)
+		helper_stop(&w->ckpter);
 err_after_syncer:
-	if (w->log_mode) {
-		pthread_mutex_lock(&w->smu);
-		w->sync_stop = true;
-		pthread_cond_broadcast(&w->scond);
-		pthread_mutex_unlock(&w->smu);
-		pthread_join(w->syncer, NULL);
-	}
-err_after_ccond:
-	pthread_cond_destroy(&w->ccond);
-err_after_cmu:
-	pthread_mutex_destroy(&w->cmu);
-err_after_scond:
-	pthread_cond_destroy(&w->scond);
-err_after_smu:
-	pthread_mutex_destroy(&w->smu);
+	if (w->log_mode)
+		helper_stop(&w->syncer);
 err_after_idle_cond:
 	pthread_cond_destroy(&w->idle_cond);
 err_after_cond:
@@ -837,17 +852,9 @@ void writer_stop(struct writer *w)
 	pthread_mutex_unlock(&w->mu);
 	pthread_join(w->thread, NULL);
 	if (w->log_mode) {
-		pthread_mutex_lock(&w->smu);
-		w->sync_stop = true;
-		pthread_cond_broadcast(&w->scond);
-		pthread_mutex_unlock(&w->smu);
-		pthread_join(w->syncer, NULL);
+		helper_stop(&w->syncer);
 		collect_checkpoint(w, true);
-		pthread_mutex_lock(&w->cmu);
-		w->ckpt_stop = true;
-		pthread_cond_broadcast(&w->ccond);
-		pthread_mutex_unlock(&w->cmu);
-		pthread_join(w->ckpter, NULL);
+		helper_stop(&w->ckpter);
 		/* A clean stop leaves nothing to replay. */
 		char why[256] = "";
 		int rc = checkpoint(w->s, w->log.wal, why, sizeof(why));
@@ -855,10 +862,6 @@ void writer_stop(struct writer *w)
 			fprintf(stderr, "whizbang writer: the last checkpoint failed (%s): %s\n",
 			        why, wb_strerror(rc));
 	}
-	pthread_cond_destroy(&w->ccond);
-	pthread_mutex_destroy(&w->cmu);
-	pthread_cond_destroy(&w->scond);
-	pthread_mutex_destroy(&w->smu);
 	pthread_cond_destroy(&w->idle_cond);
 	pthread_cond_destroy(&w->cond);
 	pthread_mutex_destroy(&w->mu);
