@@ -21,24 +21,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "helper.h"
 #include "wal.h"
-
-struct writer;
-
-/* A thread that runs one job at a time for the writer thread: helper_ask()
- * starts fn, helper_take() collects its result. */
-struct helper {
-	pthread_t thread;
-	pthread_mutex_t mu;
-	pthread_cond_t cond;
-	bool asked, done, stop;
-	int (*fn)(struct writer *w, char *why, size_t whylen);
-	struct writer *w;
-	/* The last job's result */
-	int rc;
-	uint64_t us;
-	char why[256];
-};
 
 struct writer {
 	struct storage *s;
@@ -128,102 +112,17 @@ static void fatal(struct writer *w, const char *what, int code)
 	abort();
 }
 
-/* ------------------------------------------------------------ helper threads */
-
-static void *helper_main(void *arg)
+static int log_sync_job(void *arg, char *why, size_t whylen)
 {
-	struct helper *h = arg;
-	pthread_mutex_lock(&h->mu);
-	for (;;) {
-		while (!h->asked && !h->stop)
-			pthread_cond_wait(&h->cond, &h->mu);
-		if (!h->asked)
-			break;
-		h->asked = false;
-		pthread_mutex_unlock(&h->mu);
-		char why[sizeof(h->why)] = "";
-		uint64_t t0 = now_us();
-		int rc = h->fn(h->w, why, sizeof(why));
-		uint64_t us = now_us() - t0;
-		pthread_mutex_lock(&h->mu);
-		h->rc = rc;
-		h->us = us;
-		memcpy(h->why, why, sizeof(why));
-		h->done = true;
-		pthread_cond_broadcast(&h->cond);
-	}
-	pthread_mutex_unlock(&h->mu);
-	return NULL;
-}
-
-/* Starts h's thread; 0, or -1 with nothing left to undo. */
-static int helper_start(struct helper *h, struct writer *w,
-                        int (*fn)(struct writer *w, char *why, size_t whylen))
-{
-	h->w = w;
-	h->fn = fn;
-	if (pthread_mutex_init(&h->mu, NULL) != 0)
-		return -1;
-	if (pthread_cond_init(&h->cond, NULL) != 0)
-		goto err_after_mutex;
-	if (pthread_create(&h->thread, NULL, helper_main, h) != 0)
-		goto err_after_cond;
-	return 0;
-
-err_after_cond:
-	pthread_cond_destroy(&h->cond);
-err_after_mutex:
-	pthread_mutex_destroy(&h->mu);
-	return -1;
-}
-
-/* Stops and joins h's thread once its job, if any, has run. */
-static void helper_stop(struct helper *h)
-{
-	pthread_mutex_lock(&h->mu);
-	h->stop = true;
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->mu);
-	pthread_join(h->thread, NULL);
-	pthread_cond_destroy(&h->cond);
-	pthread_mutex_destroy(&h->mu);
-}
-
-static void helper_ask(struct helper *h)
-{
-	pthread_mutex_lock(&h->mu);
-	h->done = false;
-	h->asked = true;
-	pthread_cond_broadcast(&h->cond);
-	pthread_mutex_unlock(&h->mu);
-}
-
-/* Takes the result of the job helper_ask() started, waiting for it with
- * wait: false when it has not finished (without wait). why (may be NULL)
- * receives sizeof(h->why) bytes. */
-static bool helper_take(struct helper *h, bool wait, int *rc, uint64_t *us, char *why)
-{
-	pthread_mutex_lock(&h->mu);
-	while (wait && !h->done)
-		pthread_cond_wait(&h->cond, &h->mu);
-	bool done = h->done;
-	*rc = h->rc;
-	*us = h->us;
-	if (why != NULL)
-		memcpy(why, h->why, sizeof(h->why));
-	pthread_mutex_unlock(&h->mu);
-	return done;
-}
-
-static int log_sync_job(struct writer *w, char *why, size_t whylen)
-{
+	struct writer *w = arg;
 	(void)why;
 	(void)whylen;
 	return wal_sync(w->log.wal);
 }
 
-static int checkpoint_sync_job(struct writer *w, char *why, size_t whylen)
+static int checkpoint_sync_job(void *arg, char *why, size_t whylen)
 {
+	struct writer *w = arg;
 	return storage_checkpoint_sync(w->s, why, whylen);
 }
 
@@ -646,12 +545,13 @@ int writer_start(struct writer **out, struct storage *s, const struct writer_log
 		goto err_after_mutex;
 	if (pthread_cond_init(&w->idle_cond, NULL) != 0)
 		goto err_after_cond;
-	if (w->log_mode && helper_start(&w->syncer, w, log_sync_job) != 0)
+	if (w->log_mode && helper_start(&w->syncer, "wb-log-sync", log_sync_job, w) != 0)
 		goto err_after_idle_cond;
-	if (w->log_mode && helper_start(&w->ckpter, w, checkpoint_sync_job) != 0)
+	if (w->log_mode && helper_start(&w->ckpter, "wb-checkpoint", checkpoint_sync_job, w) != 0)
 		goto err_after_syncer;
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
 		goto err_after_ckpter;
+	pthread_setname_np(w->thread, "wb-writer"); /* a label for top -H and perf */
 	*out = w;
 	return 0;
 
