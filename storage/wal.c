@@ -20,6 +20,21 @@
  * A reused spare keeps its old records; their sequences are lower than any
  * the log expects, so the scan tells them apart (wal.h).
  *
+ * Zeroing ahead: posix_fallocate() leaves a new segment's blocks unwritten,
+ * and on ext4 (and XFS) the first write into such a block changes the file's
+ * extent map, which the next fdatasync must then write as well: a second,
+ * dependent I/O per batch. So a helper thread writes zeros ahead of the tail,
+ * ZERO_CHUNK at a time while less than ZERO_AHEAD is zeroed beyond it, and
+ * fdatasyncs them through a descriptor of its own (an error it meets is then
+ * still reported to the writer's fdatasync). The writer never writes into
+ * the range a job is zeroing (it waits for the job first, as it does before
+ * switching segments), and the range starts on a page boundary past the
+ * last batch, so the two never touch the same page. A recycled segment was
+ * written whole by its first use and is not zeroed. Zeroing only ever
+ * writes zeros where a new segment reads as zeros already, or over what
+ * lies after the tail of a recovered one, so a crash during it changes
+ * nothing the scan reads; a failed job costs only speed.
+ *
  * wal_write() fdatasyncs the previous batch itself when the caller has not
  * (a no-op for a writer that syncs every batch): the torn-tail rule of the
  * scan depends on batch B+1 never being written before B is durable.
@@ -78,6 +93,7 @@
 #include <isa-l/crc.h>
 
 #include "codec.h"
+#include "helper.h"
 #include "wb_error.h"
 
 #define FORMAT 1u
@@ -91,6 +107,8 @@
 #define BATCH_KEEP ((size_t)1 << 20)
 #define BATCH_INITIAL ((size_t)64 << 10)
 #define NAME_MAX_LEN 32
+#define ZERO_CHUNK ((uint64_t)1 << 20)
+#define ZERO_AHEAD ((uint64_t)4 << 20)
 #define NONE SIZE_MAX
 
 static const uint8_t seg_magic[8] = {'W', 'B', 'W', 'A', 'L', 'S', 'E', 'G'};
@@ -120,6 +138,15 @@ struct wal {
 	uint64_t cur_size; /* where its room ends */
 	uint64_t tail;     /* where the next batch goes */
 	bool dirty;        /* written since the last sync */
+
+	/* Zeroing ahead (the file comment): the current segment is written
+	 * (zeros at least) up to zeroed; while zero_out, the zeroer thread
+	 * zeroes [zero_from, zero_to) of zero_name. */
+	struct helper zeroer;
+	bool zeroer_on;
+	bool zero_out;
+	uint64_t zeroed, zero_from, zero_to;
+	char zero_name[NAME_MAX_LEN];
 
 	uint64_t last_seq; /* the last record written (or applied, if later) */
 	uint8_t *batch;
@@ -886,6 +913,7 @@ static int recover(struct wal *w, uint64_t applied, struct wal_open_info *info, 
 		w->fd = e.fd;
 		e.fd = -1;
 		w->tail = e.off;
+		w->zeroed = w->tail; /* unknown: zeroing ahead starts at the tail */
 	}
 	if (e.bad != NONE) {
 		if ((rc = retire(w, e.bad)) != 0) {
@@ -982,6 +1010,8 @@ void wal_close(struct wal *w)
 {
 	if (w == NULL)
 		return;
+	if (w->zeroer_on)
+		helper_stop(&w->zeroer);
 	if (w->fd >= 0)
 		close(w->fd);
 	close(w->dirfd);
@@ -1067,6 +1097,63 @@ void wal_discard(struct wal *w)
 	batch_reset(w);
 }
 
+/* The zeroer's job: zeros over [zero_from, zero_to) of zero_name, made
+ * durable through a descriptor of its own. */
+static int zero_job(void *arg, char *why, size_t whylen)
+{
+	struct wal *w = arg;
+	int fd = openat(w->dirfd, w->zero_name, O_WRONLY | O_CLOEXEC);
+	if (fd < 0) {
+		set_err(why, whylen, "open: %s", strerror(errno));
+		return WB_E_IO;
+	}
+	int rc = 0;
+	if (zero_range(fd, w->zero_from, w->zero_to) != 0 || (!w->no_sync && fdatasync(fd) != 0)) {
+		set_err(why, whylen, "%s", strerror(errno));
+		rc = WB_E_IO;
+	}
+	close(fd);
+	return rc;
+}
+
+/* Takes the zeroing job's result once it has ended (waiting for it with
+ * wait). A failed job costs only speed: the rest of the segment is left to
+ * the batches' own writes. */
+static void zero_collect(struct wal *w, bool wait)
+{
+	int rc;
+	if (!w->zero_out || !helper_take(&w->zeroer, wait, &rc, NULL, NULL))
+		return;
+	w->zero_out = false;
+	w->zeroed = rc == 0 ? w->zero_to : w->cur_size;
+}
+
+/* Starts a zeroing job when less than ZERO_AHEAD of the current segment
+ * beyond end (where the last write ended) is zeroed, and none runs. */
+static void zero_ahead(struct wal *w, uint64_t end)
+{
+	zero_collect(w, false);
+	if (w->zero_out || w->zeroed >= w->cur_size || w->zeroed >= end + ZERO_AHEAD)
+		return;
+	uint64_t from = w->zeroed > end ? w->zeroed : (end + 4095) & ~(uint64_t)4095;
+	if (from >= w->cur_size) {
+		w->zeroed = w->cur_size;
+		return;
+	}
+	if (!w->zeroer_on) {
+		if (helper_start(&w->zeroer, "wb-log-zero", zero_job, w) != 0) {
+			w->zeroed = w->cur_size; /* no thread: no zeroing for this segment */
+			return;
+		}
+		w->zeroer_on = true;
+	}
+	seg_name(w->zero_name, w->segs[w->nsegs - 1].first);
+	w->zero_from = from;
+	w->zero_to = w->cur_size - from > ZERO_CHUNK ? from + ZERO_CHUNK : w->cur_size;
+	w->zero_out = true;
+	helper_ask(&w->zeroer);
+}
+
 /* Makes segment `first` of `size` bytes the current one, prepared as the
  * file comment says. WB_E_NOSPC leaves everything as it was. */
 static int switch_segment(struct wal *w, uint64_t first, uint64_t size)
@@ -1123,6 +1210,7 @@ static int switch_segment(struct wal *w, uint64_t first, uint64_t size)
 	w->fd = fd;
 	w->cur_size = size;
 	w->tail = WAL_SEGMENT_HEADER;
+	w->zeroed = reuse ? size : WAL_SEGMENT_HEADER;
 	w->dirty = false;
 	if (reuse)
 		w->recycled++;
@@ -1152,6 +1240,7 @@ int wal_write(struct wal *w)
 	if (w->dirty && (rc = wal_sync(w)) != 0)
 		goto err;
 	if (w->fd < 0 || w->blen > w->cur_size - w->tail) {
+		zero_collect(w, true);
 		uint64_t size = w->segment_size;
 		if (WAL_SEGMENT_HEADER + w->blen > size)
 			size = (WAL_SEGMENT_HEADER + w->blen + 4095) & ~(uint64_t)4095;
@@ -1163,6 +1252,8 @@ int wal_write(struct wal *w)
 		memset(w->batch + n, 0, WAL_RECORD_HEADER);
 		n += WAL_RECORD_HEADER;
 	}
+	if (w->zero_out && w->tail + n > w->zero_from)
+		zero_collect(w, true);
 	ssize_t k;
 	do
 		k = pwrite(w->fd, w->batch, n, (off_t)w->tail);
@@ -1177,6 +1268,7 @@ int wal_write(struct wal *w)
 		rc = WB_E_IO;
 		goto err;
 	}
+	uint64_t end = w->tail + n;
 	w->tail += w->blen;
 	w->dirty = true;
 	w->last_seq += w->brecords;
@@ -1185,6 +1277,7 @@ int wal_write(struct wal *w)
 	w->bytes += w->blen;
 	w->since_release += w->blen;
 	batch_reset(w);
+	zero_ahead(w, end);
 	return 0;
 
 err:

@@ -1,8 +1,8 @@
 /* Tests of the write-ahead log (storage/wal.h) on real files in a fresh
  * temporary directory: CRC32C, round trips across segment switches, replay
  * points, release and spares, a torn last batch at every byte offset, damage
- * before the end, a batch larger than a segment, and a full disk (a small
- * tmpfs, where mounting is allowed). */
+ * before the end, a batch larger than a segment, zeroing ahead of the tail,
+ * and a full disk (a small tmpfs, where mounting is allowed). */
 #include <criterion/criterion.h>
 
 #include <errno.h>
@@ -11,8 +11,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "fixture.h"
@@ -864,6 +868,67 @@ Test(wal, a_damaged_header_of_a_segment_in_use_is_corrupt)
 }
 
 /* ---------------------------------------------------------------- a full disk */
+
+/* Bytes of path's first `len` that are allocated but unwritten (FIEMAP), or
+ * -1 when the file system does not say. */
+static long long unwritten_bytes(const char *path, uint64_t len)
+{
+	int fd = open(path, O_RDONLY);
+	cr_assert_geq(fd, 0, "open %s: %s", path, strerror(errno));
+	enum { N = 256 };
+	struct fiemap *fm = calloc(1, sizeof(*fm) + N * sizeof(struct fiemap_extent));
+	cr_assert_not_null(fm);
+	fm->fm_start = 0;
+	fm->fm_length = len;
+	fm->fm_flags = FIEMAP_FLAG_SYNC;
+	fm->fm_extent_count = N;
+	long long n = 0;
+	if (ioctl(fd, FS_IOC_FIEMAP, fm) != 0) {
+		n = -1;
+	} else {
+		for (unsigned i = 0; i < fm->fm_mapped_extents; i++)
+			if (fm->fm_extents[i].fe_flags & FIEMAP_EXTENT_UNWRITTEN)
+				n += (long long)fm->fm_extents[i].fe_length;
+	}
+	free(fm);
+	close(fd);
+	return n;
+}
+
+Test(wal, a_new_segment_is_written_with_zeros_ahead_of_its_tail)
+{
+	/* The control: a file only allocated is seen as unwritten, so the
+	 * check below can fail. */
+	char plain[FIXTURE_PATH_MAX + 32];
+	fixture_path(&fx, "allocated", plain, sizeof(plain));
+	int fd = open(plain, O_RDWR | O_CREAT, 0600);
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(posix_fallocate(fd, 0, SEG), 0);
+	close(fd);
+	long long before = unwritten_bytes(plain, SEG);
+	if (before <= 0)
+		cr_skip_test("this file system does not report unwritten extents");
+
+	struct wal *w = open_log(0, 0, NULL);
+	put_batch(w, 3, 100);
+	char path[FIXTURE_PATH_MAX + 64];
+	seg_path(1, path, sizeof(path));
+	/* The zeroer runs on a thread of its own: wait for it, boundedly. */
+	long long left = 0;
+	for (int i = 0; i < 1000; i++) {
+		left = unwritten_bytes(path, SEG);
+		if (left == 0)
+			break;
+		nanosleep(&(struct timespec){.tv_nsec = 10 * 1000 * 1000}, NULL);
+	}
+	cr_expect_eq(left, 0, "%lld bytes of the segment are still unwritten", left);
+	/* The zeros went after the batch, never over it. */
+	put_batch(w, 2, 50);
+	wal_close(w);
+	w = open_log(0, 0, NULL);
+	expect_replay(w, 1, 5);
+	wal_close(w);
+}
 
 Test(wal, a_full_disk_is_nospc_and_the_log_goes_on_after_space_is_freed)
 {
