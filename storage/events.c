@@ -410,8 +410,8 @@ static int check_expected(bool exists, const struct ev_stream_info *info, enum e
 
 static int put_event(struct storage_txn *txn, const char *stream, size_t stream_len,
                      const struct ev_new *ev, const uint8_t *id, uint64_t stream_id,
-                     uint64_t position, uint64_t version, uint64_t now_us, uint8_t *scratch,
-                     size_t scratch_len)
+                     uint64_t position, uint64_t version, uint64_t now_us, bool put_id,
+                     uint8_t *scratch, size_t scratch_len)
 {
 	size_t len = EV_RECORD_HEADER + stream_len + ev->type_len + ev->data_len + ev->meta_len;
 	uint8_t *rec = len <= scratch_len ? scratch : malloc(len);
@@ -452,7 +452,7 @@ static int put_event(struct storage_txn *txn, const char *stream, size_t stream_
 	k = (struct storage_val){kse, 16};
 	v = (struct storage_val){kpos, 8};
 	rc = storage_put(txn, STORAGE_DB_STREAM_EVENTS, k, v, 0);
-	if (rc != 0)
+	if (rc != 0 || !put_id)
 		return rc;
 
 	k = (struct storage_val){id, EV_ID_LEN};
@@ -484,21 +484,34 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 		return WB_STREAM_DELETED;
 	}
 
+	uint64_t last;
+	rc = meta_get_u64(txn, KEY_LAST_POSITION, 0, &last);
+	if (rc != 0)
+		return rc;
+
+	/* Event 0's id is claimed first, with the position it is to get: one
+	 * B-tree descent where a look-up and a later put would cost two. A
+	 * stored id makes the append a retry or a conflict; the put then
+	 * changed nothing. Any error after the claim is aborted with the
+	 * transaction, as the contract says. */
 	if (evs[0].id != NULL) {
-		uint64_t pos;
-		rc = id_position(txn, evs[0].id, &pos);
-		if (rc == 0)
+		uint8_t kpos[8];
+		put_u64(kpos, last + 1);
+		rc = storage_put(txn, STORAGE_DB_EVENT_IDS,
+		                 (struct storage_val){evs[0].id, EV_ID_LEN},
+		                 (struct storage_val){kpos, 8}, STORAGE_NOOVERWRITE);
+		if (rc == WB_E_KEYEXIST) {
+			uint64_t pos;
+			rc = id_position(txn, evs[0].id, &pos);
+			if (rc != 0)
+				return rc == WB_E_NOTFOUND ? WB_E_CORRUPT : rc;
 			return check_replay(txn, stream, stream_len, evs, n, pos, out);
-		if (rc != WB_E_NOTFOUND)
+		}
+		if (rc != 0)
 			return rc;
 	}
 
 	rc = check_expected(exists, &info, expected, expected_version, out);
-	if (rc != 0)
-		return rc;
-
-	uint64_t last;
-	rc = meta_get_u64(txn, KEY_LAST_POSITION, 0, &last);
 	if (rc != 0)
 		return rc;
 	if (!exists) {
@@ -520,7 +533,8 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 			id = gen;
 		}
 		rc = put_event(txn, stream, stream_len, &evs[i], id, info.stream_id, last + 1 + i,
-		               info.count + i, now_us, scratch, sizeof(scratch));
+		               info.count + i, now_us, i > 0 || evs[0].id == NULL, scratch,
+		               sizeof(scratch));
 		if (rc == WB_E_KEYEXIST) {
 			char idtext[33];
 			format_id(id, idtext);
