@@ -111,6 +111,7 @@ struct storage {
 	/* A second pin, kept only after a checkpoint whose file was renamed
 	 * into place but whose directory fsync failed. */
 	MDB_txn *pin_extra;
+	int wb_fd; /* storage_writeback_start()'s own descriptor; -1: none yet */
 	atomic_uint_fast64_t ckpt_applied;
 	/* The checkpoint between storage_checkpoint_begin() and _end(): its
 	 * pin, its meta page as read at the begin, and how its sync went. */
@@ -858,6 +859,16 @@ int storage_checkpoint_sync(struct storage *s, char *errmsg, size_t errlen)
 	return 0;
 }
 
+void storage_writeback_start(struct storage *s)
+{
+	char file[4096];
+	if (s->wb_fd < 0 &&
+	    (size_t)snprintf(file, sizeof(file), "%s/data.mdb", s->path) < sizeof(file))
+		s->wb_fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (s->wb_fd >= 0)
+		(void)sync_file_range(s->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 void storage_checkpoint_end(struct storage *s, int sync_rc)
 {
 	MDB_txn *pin = s->pend.pin;
@@ -1041,6 +1052,7 @@ int storage_open(struct storage **out, const struct storage_options *opts, char 
 		set_err(errmsg, errlen, "storage: out of memory");
 		return WB_E_NOMEM;
 	}
+	s->wb_fd = -1;
 	s->pool_max = max_readers < READ_POOL_MAX ? max_readers : READ_POOL_MAX;
 	s->log_mode = opts->log_mode;
 	s->no_pin = opts->log_mode && opts->unsafe_no_pin;
@@ -1164,6 +1176,8 @@ err_logged:
 	/* errmsg says why already; rc is a project code. */
 	unpin(s);
 	mdb_env_close(s->env);
+	if (s->wb_fd >= 0)
+		close(s->wb_fd);
 	pthread_mutex_destroy(&s->pool_lock);
 	pthread_rwlock_destroy(&s->map_lock);
 	close(s->lock_fd);
