@@ -77,9 +77,7 @@ static const struct cli_opt append_table[] = {
         {"--rounds", "M", CLI_COUNT_AT(struct append_opts, rounds, 1, 1000), .dflt = "1",
          .help = "slices in which the load and the baseline alternate"},
         BENCH_OPT_SERVER_EXTRAS(struct append_opts, server_extras),
-        {"--random-ids", NULL, CLI_FLAG_AT(struct append_opts, random_ids),
-         .help = "random event ids (the worst case for the id index) instead of UUIDv7 ids, "
-                 "which the client libraries generate"},
+        BENCH_OPT_RANDOM_IDS(struct append_opts, random_ids),
         {"--no-baseline", NULL, CLI_FLAG_AT(struct append_opts, no_baseline),
          .help = "skip the raw-LMDB baseline"},
         BENCH_OPT_JSON(struct append_opts, json),
@@ -195,7 +193,7 @@ struct load {
 	uint32_t nconns;
 	int ep;
 	struct bench_rng rng;
-	uint64_t id_counter; /* the UUIDv7 ids' monotonic part */
+	struct bench_ids ids;
 	uint64_t total_appends;
 	uint64_t next_append; /* the next append to send, counted from 0 */
 	uint64_t limit;       /* appends this round may reach */
@@ -267,20 +265,6 @@ static void conn_flush(struct conn *cn)
 	conn_want_write(cn, false);
 }
 
-/* Writes a UUIDv7 (RFC 9562): the Unix time in ms, then a counter in the
- * 74 bits of rand_a and rand_b (method 1), so ids from one load only grow. */
-static void uuid7_put(uint8_t id[16], uint64_t ms, uint64_t c)
-{
-	for (int b = 0; b < 6; b++)
-		id[b] = (uint8_t)(ms >> (40 - 8 * b));
-	id[6] = (uint8_t)(0x70u | (c >> 60));
-	id[7] = (uint8_t)(c >> 52);
-	id[8] = (uint8_t)(0x80u | ((c >> 46) & 0x3fu));
-	uint64_t low = (c & ((UINT64_C(1) << 46) - 1)) << 10; /* 56 bits */
-	for (int b = 9; b < 16; b++)
-		id[b] = (uint8_t)(low >> (48 - 8 * (b - 9)));
-}
-
 /* Queues an append in every free slot while the round has work left, once
  * the output buffer is empty. */
 static void conn_fill(struct conn *cn)
@@ -312,14 +296,8 @@ static void conn_fill(struct conn *cn)
 		uint8_t *frame = cn->out + cn->olen;
 		cn->olen += aw_request_put(frame, sl->id, ld->names[stream], ld->name_lens[stream],
 		                           ev, &at);
-		uint64_t ms = o->random_ids ? 0 : bench_wall_us() / 1000u;
-		for (uint32_t i = 0; i < ev->n; i++) {
-			uint8_t *id = frame + at + ev->id_off[i];
-			if (o->random_ids)
-				bench_rng_fill(&ld->rng, id, 16);
-			else
-				uuid7_put(id, ms, ld->id_counter++);
-		}
+		for (uint32_t i = 0; i < ev->n; i++)
+			bench_ids_fill(&ld->ids, frame + at + ev->id_off[i], 1, 16);
 		ld->inflight++;
 	}
 }
@@ -503,9 +481,7 @@ static int load_open(struct load **out, const struct append_opts *o, const char 
 	}
 	bench_rng_seed(&ld->rng, 1);
 	bench_rng_fill(&ld->rng, ld->data, o->size);
-	/* A random start, so ids from runs against one data directory
-	 * differ even within a millisecond. */
-	ld->id_counter = bench_rng_next(&ld->rng) >> 8;
+	bench_ids_seed(&ld->ids, 2, o->random_ids);
 	rc = aw_events_build(&ld->full, o->batch_events, BENCH_EVENT_TYPE, ld->data, o->size,
 	                     errmsg, errlen);
 	uint32_t rest = (uint32_t)(o->events % o->batch_events);
@@ -998,6 +974,7 @@ static int append_run(void *opts)
 		        .batch_events = o->batch_events,
 		        .map_size = map_size,
 		        .server_extras = o->server_extras,
+		        .random_ids = o->random_ids,
 		        .stop = &bench_interrupted,
 		};
 		if (mkdir(rdir, 0755) != 0) {

@@ -55,6 +55,24 @@ uint64_t bench_rng_next(struct bench_rng *r);
 /* Fills buf[0..len) with random bytes. */
 void bench_rng_fill(struct bench_rng *r, uint8_t *buf, size_t len);
 
+/* Event ids as a load writes them: UUIDv7 (RFC 9562; the Unix time in ms,
+ * then a counter in the 74 bits of rand_a and rand_b, method 1), which is
+ * what the client libraries generate, so ids from one generator only grow;
+ * or, with random set, 16 random bytes: the worst case for the server's id
+ * index, every insert on another page. */
+struct bench_ids {
+	struct bench_rng rng;
+	uint64_t counter;
+	bool random;
+};
+
+/* Seeds ids as bench_rng_seed() does; the counter starts at random, so two
+ * runs against one store never repeat an id within a millisecond. */
+void bench_ids_seed(struct bench_ids *ids, uint64_t salt, bool random);
+
+/* Writes n ids of 16 bytes, stride bytes apart (16: back to back). */
+void bench_ids_fill(struct bench_ids *ids, uint8_t *out, size_t n, size_t stride);
+
 /* Parses a decimal integer in [min, max] into *out. A suffix k, M or G
  * multiplies by 10^3, 10^6 or 10^9 ("200k"): proto/parse.h's PARSE_COUNT.
  * Returns 0 or WB_E_INVAL; *out is written only on success. */
@@ -358,6 +376,10 @@ extern const struct bench_command bench_subscribe_command;
 	{"--server-extras", NULL, CLI_FLAG_AT(T, f),                                               \
 	 .help = "the baseline also does the lookups whizbangd does beyond the layout (see "       \
 	         "docs/BENCHMARKS.md)"}
+#define BENCH_OPT_RANDOM_IDS(T, f)                                                                 \
+	{"--random-ids", NULL, CLI_FLAG_AT(T, f),                                                  \
+	 .help = "random event ids (the worst case for the server's id index) instead of UUIDv7 "  \
+	         "ids, which the client libraries generate"}
 // clang-format on
 
 #endif

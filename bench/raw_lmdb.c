@@ -31,7 +31,7 @@
 struct raw_pos {
 	uint64_t request;  /* requests done */
 	uint64_t position; /* the next global position */
-	struct bench_rng rng;
+	struct bench_ids ids;
 };
 
 struct raw_lmdb {
@@ -182,24 +182,15 @@ static int alloc_stream_id(struct raw_lmdb *r, MDB_txn *txn, uint64_t *id)
 	return 0;
 }
 
-/* The lookups and the counter whizbangd keeps beyond the bare layout; see
- * raw_params.server_extras. Runs before the stream lookup, as ev_append
- * does; id is the first event's id. */
-static int server_extras(struct raw_lmdb *r, MDB_txn *txn, const uint8_t *id, uint64_t last)
+/* The counter whizbangd keeps beyond the bare layout; see
+ * raw_params.server_extras. (Its replay check is no extra: ev_append claims
+ * the first event's id with the same no-overwrite put the layout makes.) */
+static int server_extras(struct raw_lmdb *r, MDB_txn *txn, uint64_t last)
 {
 	static const char key_text[] = "last_position";
-	MDB_val k = {16, (void *)id};
+	MDB_val k = {sizeof(key_text) - 1, (void *)key_text};
 	MDB_val v;
-	int rc = mdb_get(txn, r->event_ids, &k, &v);
-	if (rc == 0) {
-		snprintf(r->errmsg, r->errlen, "a random event id is stored already");
-		return WB_E_KEYEXIST;
-	}
-	if (rc != MDB_NOTFOUND)
-		return fail(r, rc, "mdb_get event_ids");
-	k.mv_size = sizeof(key_text) - 1;
-	k.mv_data = (void *)key_text;
-	rc = mdb_get(txn, r->meta, &k, &v);
+	int rc = mdb_get(txn, r->meta, &k, &v);
 	if (rc != 0 && rc != MDB_NOTFOUND)
 		return fail(r, rc, "mdb_get meta");
 	uint8_t buf[8];
@@ -225,12 +216,10 @@ static int request(struct raw_lmdb *r, MDB_txn *parent, uint32_t s, uint32_t n, 
 	if (rc != 0)
 		return fail(r, rc, "mdb_txn_begin (nested)");
 
-	/* The event ids are drawn up front so that the extras can look up
-	 * the first one before anything is written. */
 	uint8_t *ids = r->ids;
-	bench_rng_fill(&pos->rng, ids, (size_t)n * 16u);
+	bench_ids_fill(&pos->ids, ids, n, 16);
 	if (r->p.server_extras) {
-		rc = server_extras(r, txn, ids, pos->position + n - 1);
+		rc = server_extras(r, txn, pos->position + n - 1);
 		if (rc != 0)
 			goto err_after_begin;
 	}
@@ -394,12 +383,12 @@ int raw_lmdb_open(struct raw_lmdb **out, const char *dir, const struct raw_param
 	r->errlen = errlen;
 	r->map_size = (size_t)(p->map_size != 0 ? p->map_size : bench_map_size(p->events, p->size));
 	r->pos.position = 1;
-	bench_rng_seed(&r->pos.rng, 0);
+	bench_ids_seed(&r->pos.ids, 0, p->random_ids);
 	r->data = malloc(p->size > 0 ? p->size : 1);
 	r->ids = malloc((size_t)p->batch_events * 16u);
 	if (r->data == NULL || r->ids == NULL)
 		goto err_after_alloc;
-	bench_rng_fill(&r->pos.rng, r->data, p->size);
+	bench_rng_fill(&r->pos.ids.rng, r->data, p->size);
 
 	int rc = env_open(r, dir);
 	if (rc != 0) {
@@ -518,6 +507,7 @@ static const struct cli_opt raw_table[] = {
         BENCH_OPT_DATA_DIR(struct raw_opts, data_dir),
         BENCH_OPT_MAP_SIZE(struct raw_opts, p.map_size),
         BENCH_OPT_SERVER_EXTRAS(struct raw_opts, p.server_extras),
+        BENCH_OPT_RANDOM_IDS(struct raw_opts, p.random_ids),
         BENCH_OPT_JSON(struct raw_opts, json),
         {0},
 };

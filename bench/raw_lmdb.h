@@ -28,10 +28,11 @@ struct raw_params {
 	uint32_t batch_events; /* events per request; the last one may hold fewer */
 	uint64_t map_size;     /* the initial map size; 0 estimates one */
 	/* Also do what whizbangd's ev_append does beyond the layout above: a
-	 * get of the first event's id in "event_ids" (its replay check) and a
 	 * get and put of meta "last_position". Off by default: the baseline
 	 * is the storage work an append needs, not the server's choices. */
 	bool server_extras;
+	/* Random event ids instead of UUIDv7 ones (bench.h, bench_ids). */
+	bool random_ids;
 	/* When not NULL and set, raw_lmdb_advance() stops between two batches
 	 * and returns WB_E_AGAIN. For ^C; read with atomic_load(). */
 	const atomic_bool *stop;

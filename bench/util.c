@@ -67,6 +67,35 @@ void bench_rng_fill(struct bench_rng *r, uint8_t *buf, size_t len)
 	}
 }
 
+void bench_ids_seed(struct bench_ids *ids, uint64_t salt, bool random)
+{
+	bench_rng_seed(&ids->rng, salt);
+	ids->counter = bench_rng_next(&ids->rng) >> 8;
+	ids->random = random;
+}
+
+void bench_ids_fill(struct bench_ids *ids, uint8_t *out, size_t n, size_t stride)
+{
+	if (ids->random) {
+		for (size_t i = 0; i < n; i++)
+			bench_rng_fill(&ids->rng, out + i * stride, 16);
+		return;
+	}
+	uint64_t ms = bench_wall_us() / 1000u;
+	for (size_t i = 0; i < n; i++) {
+		uint8_t *id = out + i * stride;
+		uint64_t c = ids->counter++;
+		for (int b = 0; b < 6; b++)
+			id[b] = (uint8_t)(ms >> (40 - 8 * b));
+		id[6] = (uint8_t)(0x70u | (c >> 60));
+		id[7] = (uint8_t)(c >> 52);
+		id[8] = (uint8_t)(0x80u | ((c >> 46) & 0x3fu));
+		uint64_t low = (c & ((UINT64_C(1) << 46) - 1)) << 10; /* 56 bits */
+		for (int b = 9; b < 16; b++)
+			id[b] = (uint8_t)(low >> (48 - 8 * (b - 9)));
+	}
+}
+
 int bench_parse_u64(const char *text, uint64_t min, uint64_t max, uint64_t *out)
 {
 	return parse_u64_in(text, PARSE_COUNT, min, max, out);
