@@ -212,14 +212,6 @@ int storage_checkpoint_begin(struct storage *s, uint64_t applied, char *errmsg, 
 int storage_checkpoint_sync(struct storage *s, char *errmsg, size_t errlen);
 void storage_checkpoint_end(struct storage *s, int sync_rc);
 
-/* Log mode: starts the write-back of the data file's dirty pages without
- * waiting for it (sync_file_range), so that they reach the disk steadily
- * rather than all at once in a checkpoint's fdatasync, which would hold up
- * the log's fdatasyncs behind it. Any thread; it only hints: durability
- * still comes from the checkpoint's fdatasync. Uses a descriptor of its own,
- * so a write-back error it meets is still reported to that fdatasync. */
-void storage_writeback_start(struct storage *s);
-
 /* Writes a consistent copy of the store into the empty directory path while
  * the store stays in use; compact drops free pages. */
 int storage_backup(struct storage *s, const char *path, bool compact);

@@ -53,6 +53,8 @@
 #include "wal.h"
 
 #define MIB ((uint64_t)1 << 20)
+/* spread_writeback()'s step. */
+#define WRITEBACK_CHUNK ((off_t)1 << 20)
 #define DEFAULT_MAP_SIZE (64 * MIB)
 #define DEFAULT_MAX_READERS 126u
 
@@ -111,7 +113,7 @@ struct storage {
 	/* A second pin, kept only after a checkpoint whose file was renamed
 	 * into place but whose directory fsync failed. */
 	MDB_txn *pin_extra;
-	int wb_fd; /* storage_writeback_start()'s own descriptor; -1: none yet */
+	int wb_fd; /* spread_writeback()'s own descriptor; -1: none yet */
 	atomic_uint_fast64_t ckpt_applied;
 	/* The checkpoint between storage_checkpoint_begin() and _end(): its
 	 * pin, its meta page as read at the begin, and how its sync went. */
@@ -838,12 +840,39 @@ fail:
 	return rc == EINVAL ? WB_E_CORRUPT : WB_E_IO;
 }
 
+/* Writes the data file's dirty pages back WRITEBACK_CHUNK at a time, each
+ * chunk waited for before the next is started (sync_file_range), ahead of
+ * the checkpoint's fdatasync. While the pin holds every commit writes new
+ * pages, so a checkpoint can find a gigabyte dirty; flushed by one fdatasync
+ * it fills the disk's queue and holds the log's fdatasyncs behind it for
+ * half a second. In chunks, a log sync waits behind one chunk at most. It
+ * only spreads the I/O: durability still comes from the fdatasync after
+ * it. It uses a descriptor of its own, so that a write-back error it meets
+ * is still reported to that fdatasync. */
+static void spread_writeback(struct storage *s)
+{
+	char file[4096];
+	struct stat st;
+	if (s->wb_fd < 0 &&
+	    (size_t)snprintf(file, sizeof(file), "%s/data.mdb", s->path) < sizeof(file))
+		s->wb_fd = open(file, O_RDONLY | O_CLOEXEC);
+	if (s->wb_fd < 0 || fstat(s->wb_fd, &st) != 0)
+		return;
+	for (off_t off = 0; off < st.st_size; off += WRITEBACK_CHUNK)
+		if (sync_file_range(s->wb_fd, off, WRITEBACK_CHUNK,
+		                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+		                            SYNC_FILE_RANGE_WAIT_AFTER) != 0)
+			return;
+}
+
 int storage_checkpoint_sync(struct storage *s, char *errmsg, size_t errlen)
 {
 	int fd;
 	int rc = mdb_env_get_fd(s->env, &fd);
 	/* 3. Every page of the pinned commit on disk (later commits' pages
 	 * too; harmless)... */
+	if (rc == 0)
+		spread_writeback(s);
 	if (rc == 0 && fdatasync(fd) != 0)
 		rc = errno;
 	if (rc != 0) {
@@ -857,16 +886,6 @@ int storage_checkpoint_sync(struct storage *s, char *errmsg, size_t errlen)
 	if (rc != 0)
 		return no_space(rc) ? WB_E_NOSPC : WB_E_IO;
 	return 0;
-}
-
-void storage_writeback_start(struct storage *s)
-{
-	char file[4096];
-	if (s->wb_fd < 0 &&
-	    (size_t)snprintf(file, sizeof(file), "%s/data.mdb", s->path) < sizeof(file))
-		s->wb_fd = open(file, O_RDONLY | O_CLOEXEC);
-	if (s->wb_fd >= 0)
-		(void)sync_file_range(s->wb_fd, 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 void storage_checkpoint_end(struct storage *s, int sync_rc)

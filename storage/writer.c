@@ -48,10 +48,6 @@ struct writer {
 	 * while the writer goes on. */
 	struct helper syncer;
 	struct helper ckpter;
-	/* Log mode: the write-back thread starts the data file's write-back
-	 * after commits (storage_writeback_start()). */
-	struct helper wbacker;
-	bool wback_running;
 	uint64_t last_checkpoint_us;
 	uint64_t used_at_checkpoint; /* storage_used_bytes() then */
 	bool ckpt_running;           /* writer thread: between _begin() and _end() */
@@ -128,26 +124,6 @@ static int checkpoint_sync_job(void *arg, char *why, size_t whylen)
 {
 	struct writer *w = arg;
 	return storage_checkpoint_sync(w->s, why, whylen);
-}
-
-static int writeback_job(void *arg, char *why, size_t whylen)
-{
-	struct writer *w = arg;
-	(void)why;
-	(void)whylen;
-	storage_writeback_start(w->s);
-	return 0;
-}
-
-/* Starts the data file's write-back after a commit unless the last one is
- * still being started. */
-static void writeback(struct writer *w)
-{
-	int rc;
-	if (w->wback_running && !helper_take(&w->wbacker, false, &rc, NULL, NULL))
-		return;
-	w->wback_running = true;
-	helper_ask(&w->wbacker);
 }
 
 static void sync_start(struct writer *w)
@@ -486,7 +462,6 @@ static void process(struct writer *w, struct writer_op *batch, size_t nops, size
 			sync_start(w);
 			sync_wait(w);
 		}
-		writeback(w);
 		maybe_checkpoint(w, false);
 	}
 }
@@ -574,17 +549,12 @@ int writer_start(struct writer **out, struct storage *s, const struct writer_log
 		goto err_after_idle_cond;
 	if (w->log_mode && helper_start(&w->ckpter, "wb-checkpoint", checkpoint_sync_job, w) != 0)
 		goto err_after_syncer;
-	if (w->log_mode && helper_start(&w->wbacker, "wb-writeback", writeback_job, w) != 0)
-		goto err_after_ckpter;
 	if (pthread_create(&w->thread, NULL, writer_main, w) != 0)
-		goto err_after_wbacker;
+		goto err_after_ckpter;
 	pthread_setname_np(w->thread, "wb-writer"); /* a label for top -H and perf */
 	*out = w;
 	return 0;
 
-err_after_wbacker:
-	if (w->log_mode)
-		helper_stop(&w->wbacker);
 err_after_ckpter:
 	if (w->log_mode)
 		helper_stop(&w->ckpter);
@@ -783,7 +753,6 @@ void writer_stop(struct writer *w)
 	pthread_join(w->thread, NULL);
 	if (w->log_mode) {
 		helper_stop(&w->syncer);
-		helper_stop(&w->wbacker);
 		collect_checkpoint(w, true);
 		helper_stop(&w->ckpter);
 		/* A clean stop leaves nothing to replay. */
