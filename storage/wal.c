@@ -656,13 +656,40 @@ struct rest {
 	uint64_t first_old; /* first valid record of a batch < thr (limit: none) */
 };
 
+static int scan_rest_walk(struct reader *r, uint64_t from, uint64_t newer, uint64_t thr,
+                          struct rest *out);
+
 /* Looks at every 8-byte offset of [from, r->limit) for a valid record (a
  * valid one is stepped over whole). */
 static int scan_rest(struct reader *r, uint64_t from, uint64_t newer, uint64_t thr,
                      struct rest *out)
 {
+	/* No read-ahead here: pages it brought in past a window would make
+	 * SEEK_DATA (below) take the unwritten range after them for data. */
+	(void)posix_fadvise(r->fd, 0, 0, POSIX_FADV_RANDOM);
+	int rc = scan_rest_walk(r, from, newer, thr, out);
+	(void)posix_fadvise(r->fd, 0, 0, POSIX_FADV_NORMAL);
+	return rc;
+}
+
+static int scan_rest_walk(struct reader *r, uint64_t from, uint64_t newer, uint64_t thr,
+                          struct rest *out)
+{
 	*out = (struct rest){.first_old = r->limit};
 	for (uint64_t off = from; off + WAL_RECORD_HEADER <= r->limit;) {
+		if (off < r->off || off >= r->off + r->len) {
+			/* Allocated but unwritten (or sparse) ranges read as zeros
+			 * and hold no record: skip them unread, or the kernel
+			 * zeroes every page of them (half a 1 GiB segment's
+			 * start-up). */
+			off_t d = lseek(r->fd, (off_t)off, SEEK_DATA);
+			if (d < 0 && errno == ENXIO)
+				break;
+			if (d > (off_t)off) {
+				off = ((uint64_t)d + 7) & ~(uint64_t)7;
+				continue;
+			}
+		}
 		/* Only a slot that starts with the magic can hold a record:
 		 * skip the others a window at a time (the rest of a segment is
 		 * mostly zeros, and this runs over all of it at every start). */
