@@ -13,6 +13,107 @@
 static const char KEY_LAST_POSITION[] = "last_position";
 static const char KEY_NEXT_STREAM_ID[] = "next_stream_id";
 
+/* ---------------------------------------------------------------- the cache
+ *
+ * A write transaction's appends read and rewrite the same few records: the
+ * stream record of each stream written and meta "last_position". A batch of
+ * appends runs in one transaction (storage/writer.c), so they are kept in a
+ * write-back cache that lives as long as the transaction
+ * (storage_txn_ext()): read from the store once, written back once, before
+ * the commit or before a nested child begins. Every read of these records
+ * in a write transaction goes through it, so the transaction sees its own
+ * writes; read transactions never have one. */
+
+#define CACHE_STREAMS 64u
+
+struct cache_stream {
+	struct ev_stream_info info;
+	size_t len;
+	bool dirty; /* the stream record is to be written back */
+	char name[EV_STREAM_MAX];
+};
+
+struct cache {
+	bool have_last, last_dirty;
+	uint64_t last;
+	size_t n;
+	struct cache_stream s[CACHE_STREAMS];
+};
+
+static int put_stream(struct storage_txn *txn, const char *stream, size_t len,
+                      const struct ev_stream_info *in);
+
+static int cache_write_back(struct storage_txn *txn, struct cache *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		struct cache_stream *e = &c->s[i];
+		if (!e->dirty)
+			continue;
+		int rc = put_stream(txn, e->name, e->len, &e->info);
+		if (rc != 0)
+			return rc;
+		e->dirty = false;
+	}
+	if (c->last_dirty) {
+		int rc = meta_put_u64(txn, KEY_LAST_POSITION, c->last);
+		if (rc != 0)
+			return rc;
+		c->last_dirty = false;
+	}
+	return 0;
+}
+
+static int cache_flush(struct storage_txn *txn, void *state)
+{
+	return cache_write_back(txn, state);
+}
+
+static const struct storage_txn_ext cache_kind = {.flush = cache_flush, .release = free};
+
+/* txn's cache; with create, a new one when it has none (NULL: no memory, or
+ * none and not create). */
+static struct cache *cache_of(struct storage_txn *txn, bool create)
+{
+	struct cache *c = storage_txn_ext(txn, &cache_kind);
+	if (c == NULL && create) {
+		c = malloc(sizeof(*c));
+		if (c != NULL) {
+			c->have_last = c->last_dirty = false;
+			c->n = 0;
+			storage_txn_set_ext(txn, &cache_kind, c);
+		}
+	}
+	return c;
+}
+
+static struct cache_stream *cache_find(struct cache *c, const char *stream, size_t len)
+{
+	for (size_t i = 0; c != NULL && i < c->n; i++) {
+		struct cache_stream *e = &c->s[i];
+		if (e->len == len && memcmp(e->name, stream, len) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+/* Adds stream to c, writing the cache back first when it is full. */
+static int cache_add(struct storage_txn *txn, struct cache *c, const char *stream, size_t len,
+                     const struct ev_stream_info *info, bool dirty)
+{
+	if (c->n == CACHE_STREAMS) {
+		int rc = cache_write_back(txn, c);
+		if (rc != 0)
+			return rc;
+		c->n = 0;
+	}
+	struct cache_stream *e = &c->s[c->n++];
+	e->info = *info;
+	e->len = len;
+	e->dirty = dirty;
+	memcpy(e->name, stream, len);
+	return 0;
+}
+
 static int check_name(const char *what, const char *s, size_t len, size_t max, char *errmsg,
                       size_t errlen)
 {
@@ -83,11 +184,37 @@ void ev_uuid7(uint8_t out[EV_ID_LEN], uint64_t now_ms)
 
 int ev_last_position(struct storage_txn *txn, uint64_t *out)
 {
+	struct cache *c = cache_of(txn, false);
+	if (c != NULL && c->have_last) {
+		*out = c->last;
+		return 0;
+	}
 	return meta_get_u64(txn, KEY_LAST_POSITION, 0, out);
 }
 
 #define META_RECORD 48u
 #define META_HARD 0x1u
+
+/* Soft-deleted and not written since. */
+static void derive_deleted(struct ev_stream_info *info)
+{
+	info->deleted = !info->tombstoned && info->deleted_before > 0 &&
+	                info->deleted_before >= info->count;
+}
+
+/* After put_meta(): the cached copy of the stream, if any, takes info's
+ * metadata (the stream record itself is unchanged). */
+static void cache_meta_changed(struct storage_txn *txn, const char *stream, size_t len,
+                               const struct ev_stream_info *info)
+{
+	struct cache_stream *e = cache_find(cache_of(txn, false), stream, len);
+	if (e != NULL) {
+		e->info.meta = info->meta;
+		e->info.deleted_before = info->deleted_before;
+		e->info.tombstoned = info->tombstoned;
+		derive_deleted(&e->info);
+	}
+}
 
 /* Reads the stream metadata record of info->stream_id into info (zeros when
  * there is none). */
@@ -113,8 +240,7 @@ static int get_meta(struct storage_txn *txn, struct ev_stream_info *info)
 		info->meta.truncate_before = get_u64(p + 24);
 		info->deleted_before = get_u64(p + 32);
 	}
-	info->deleted = !info->tombstoned && info->deleted_before > 0 &&
-	                info->deleted_before >= info->count;
+	derive_deleted(info);
 	return rc;
 }
 
@@ -141,6 +267,12 @@ static int put_meta(struct storage_txn *txn, const struct ev_stream_info *info)
 static int get_stream(struct storage_txn *txn, const char *stream, size_t len,
                       struct ev_stream_info *out)
 {
+	struct cache *c = cache_of(txn, false);
+	struct cache_stream *e = cache_find(c, stream, len);
+	if (e != NULL) {
+		*out = e->info;
+		return 0;
+	}
 	struct storage_val k = {stream, len};
 	struct storage_val v;
 	int rc = storage_get(txn, STORAGE_DB_STREAMS, k, &v);
@@ -155,7 +287,10 @@ static int get_stream(struct storage_txn *txn, const char *stream, size_t len,
 	out->last_position = get_u64(p + 32);
 	out->created_us = get_u64(p + 40);
 	out->updated_us = get_u64(p + 48);
-	return get_meta(txn, out);
+	rc = get_meta(txn, out);
+	if (rc == 0 && c != NULL)
+		rc = cache_add(txn, c, stream, len, out, false);
+	return rc;
 }
 
 uint64_t ev_visible_from(const struct ev_stream_info *info)
@@ -474,6 +609,7 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 		return WB_BAD_REQUEST;
 	}
 
+	struct cache *c = cache_of(txn, true); /* NULL: written through */
 	rc = get_stream(txn, stream, stream_len, &info);
 	if (rc != 0 && rc != WB_E_NOTFOUND)
 		return rc;
@@ -485,7 +621,7 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 	}
 
 	uint64_t last;
-	rc = meta_get_u64(txn, KEY_LAST_POSITION, 0, &last);
+	rc = ev_last_position(txn, &last);
 	if (rc != 0)
 		return rc;
 
@@ -556,10 +692,19 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 	info.count += n;
 	info.last_position = last + n;
 	info.updated_us = now_us;
-	rc = put_stream(txn, stream, stream_len, &info);
-	if (rc == 0)
-		rc = meta_put_u64(txn, KEY_LAST_POSITION, last + n);
-	return rc;
+	derive_deleted(&info);
+	if (c == NULL) {
+		rc = put_stream(txn, stream, stream_len, &info);
+		return rc != 0 ? rc : meta_put_u64(txn, KEY_LAST_POSITION, last + n);
+	}
+	c->last = last + n;
+	c->have_last = c->last_dirty = true;
+	struct cache_stream *e = cache_find(c, stream, stream_len);
+	if (e == NULL)
+		return cache_add(txn, c, stream, stream_len, &info, true);
+	e->info = info;
+	e->dirty = true;
+	return 0;
 }
 
 int ev_read_stream_at(struct storage_txn *txn, const char *stream, size_t stream_len, uint64_t from,
@@ -675,7 +820,10 @@ int ev_set_stream_meta(struct storage_txn *txn, const char *stream, size_t strea
 	if (info.tombstoned)
 		return WB_STREAM_DELETED;
 	info.meta = *meta;
-	return put_meta(txn, &info);
+	rc = put_meta(txn, &info);
+	if (rc == 0)
+		cache_meta_changed(txn, stream, stream_len, &info);
+	return rc;
 }
 
 int ev_delete_stream(struct storage_txn *txn, const char *stream, size_t stream_len, bool hard,
@@ -690,6 +838,8 @@ int ev_delete_stream(struct storage_txn *txn, const char *stream, size_t stream_
 	info.deleted_before = info.count;
 	info.tombstoned = hard;
 	rc = put_meta(txn, &info);
+	if (rc == 0)
+		cache_meta_changed(txn, stream, stream_len, &info);
 	if (rc == 0)
 		*last_version = info.count - 1;
 	return rc;

@@ -128,6 +128,31 @@ int storage_txn_commit(struct storage_txn *txn);
 /* Abandons and frees txn. Cursors of txn must be closed first. */
 void storage_txn_abort(struct storage_txn *txn);
 
+/* State a module keeps for the length of one write transaction: a
+ * write-back cache of records that many of its writes read and rewrite.
+ * flush() writes the state into txn (it may fail; the transaction is then
+ * aborted and the error returned by storage_txn_commit()); release() frees
+ * it. Both run once: flush() before txn commits and before a nested child
+ * of txn begins (the child then reads what the state held from the store,
+ * and the parent starts a new state when it needs one), release() after
+ * flush() or when txn is aborted. */
+struct storage_txn_ext {
+	int (*flush)(struct storage_txn *txn, void *state);
+	void (*release)(void *state);
+};
+
+/* Writes txn's state into it now and frees it (what storage_txn_commit()
+ * would do first), so that the commit itself has less left to do. On an
+ * error the caller aborts txn. */
+int storage_txn_flush(struct storage_txn *txn);
+
+/* The state of kind that txn holds, or NULL. */
+void *storage_txn_ext(struct storage_txn *txn, const struct storage_txn_ext *kind);
+
+/* Gives txn (a write transaction with no state yet) state of kind; txn
+ * owns it from now on. */
+void storage_txn_set_ext(struct storage_txn *txn, const struct storage_txn_ext *kind, void *state);
+
 /* Looks key up. On success *val points at the value (see lifetimes above).
  * WB_E_NOTFOUND when absent. */
 int storage_get(struct storage_txn *txn, enum storage_db db, struct storage_val key,

@@ -130,10 +130,12 @@ struct storage_txn {
 	struct storage *s;
 	MDB_txn *txn;
 	struct storage_txn *parent;
-	struct storage_txn *child; /* the open nested child, if any */
-	struct storage_txn *next;  /* in the pool, while reset */
-	unsigned cursors;          /* open cursors; all must close first */
-	bool rdonly;               /* holds the read side of map_lock */
+	struct storage_txn *child;         /* the open nested child, if any */
+	struct storage_txn *next;          /* in the pool, while reset */
+	unsigned cursors;                  /* open cursors; all must close first */
+	bool rdonly;                       /* holds the read side of map_lock */
+	const struct storage_txn_ext *ext; /* the state's kind; NULL: none */
+	void *ext_state;
 };
 
 struct storage_cursor {
@@ -1340,6 +1342,37 @@ static void end_read(struct storage_txn *t)
 	pthread_rwlock_unlock(&s->map_lock);
 }
 
+/* Writes txn's state into it and frees it (ext_flush) or only frees it. */
+static int ext_end(struct storage_txn *txn, bool flush)
+{
+	int rc = 0;
+	if (txn->ext == NULL)
+		return 0;
+	if (flush)
+		rc = txn->ext->flush(txn, txn->ext_state);
+	txn->ext->release(txn->ext_state);
+	txn->ext = NULL;
+	txn->ext_state = NULL;
+	return rc;
+}
+
+int storage_txn_flush(struct storage_txn *txn)
+{
+	return ext_end(txn, true);
+}
+
+void *storage_txn_ext(struct storage_txn *txn, const struct storage_txn_ext *kind)
+{
+	return txn->ext == kind ? txn->ext_state : NULL;
+}
+
+void storage_txn_set_ext(struct storage_txn *txn, const struct storage_txn_ext *kind, void *state)
+{
+	assert(!txn->rdonly && txn->ext == NULL);
+	txn->ext = kind;
+	txn->ext_state = state;
+}
+
 static int begin_write(struct storage *s, struct storage_txn *parent, struct storage_txn **out)
 {
 	struct storage_txn *t;
@@ -1349,6 +1382,10 @@ static int begin_write(struct storage *s, struct storage_txn *parent, struct sto
 		return WB_E_INVAL;
 	if (s->broken)
 		return WB_E_IO;
+	/* The child must read what the parent's state holds. */
+	if (parent != NULL && (rc = ext_end(parent, true)) != 0)
+		return rc;
+	rc = MDB_MAP_RESIZED;
 	t = calloc(1, sizeof(*t));
 	if (t == NULL)
 		return WB_E_NOMEM;
@@ -1408,6 +1445,10 @@ int storage_txn_commit(struct storage_txn *txn)
 			return rc;
 		}
 	}
+	if ((rc = ext_end(txn, true)) != 0) {
+		storage_txn_abort(txn);
+		return rc;
+	}
 	/* mdb_txn_commit() frees the transaction whatever it returns. After
 	 * MDB_MAP_FULL the batch must be redone in full after storage_grow(). */
 	rc = mdb_txn_commit(txn->txn);
@@ -1428,6 +1469,7 @@ void storage_txn_abort(struct storage_txn *txn)
 	}
 	if (txn->child != NULL)
 		storage_txn_abort(txn->child);
+	ext_end(txn, false);
 	mdb_txn_abort(txn->txn);
 	if (txn->parent != NULL)
 		txn->parent->child = NULL;

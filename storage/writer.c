@@ -191,6 +191,9 @@ static int run_batch(struct writer *w, struct storage *s, struct writer_op *batc
 		if (rc != 0)
 			goto err_after_begin;
 	}
+	/* The batch's cached records are written while the log's sync runs. */
+	if ((rc = storage_txn_flush(txn)) != 0)
+		goto err_after_begin;
 	if (*logged) {
 		sync_wait(w);
 		*logged = false;

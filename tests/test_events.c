@@ -1809,3 +1809,146 @@ Test(events, lookups_by_position_id_and_version)
 	cr_assert_eq(ev_position_at(t, info.stream_id, 2, &pos), WB_E_NOTFOUND);
 	storage_txn_abort(t);
 }
+
+/* ------------------------------------------------ one transaction, many ops
+ *
+ * The writer runs a batch flat, in one transaction; the stream records and
+ * the last position then live in a write-back cache of that transaction. */
+
+static void flat_append(struct storage_txn *t, const char *stream, size_t n, uint64_t want_last)
+{
+	struct ev_new e = ev(NULL, "T", NULL);
+	struct ev_new es[4] = {e, e, e, e};
+	struct ev_append_result r;
+	cr_assert_leq(n, 4);
+	int rc = ev_append(t, stream, strlen(stream), EV_EXPECT_ANY, 0, es, n, T0, &r);
+	cr_assert_eq(rc, 0, "%s: %s", wb_error_name(rc), r.errmsg);
+	cr_assert_eq(r.last_position, want_last);
+}
+
+/* The stream's event count as t sees it (0: no such stream). */
+static uint64_t count_in(struct storage_txn *t, const char *stream)
+{
+	struct ev_stream_info info;
+	int rc = ev_stream_info(t, stream, strlen(stream), &info);
+	if (rc == WB_E_NOTFOUND)
+		return 0;
+	cr_assert_eq(rc, 0);
+	return info.count;
+}
+
+Test(events, appends_in_one_transaction_see_each_other_and_are_stored_at_commit)
+{
+	struct storage_txn *t;
+	uint64_t last;
+	cr_assert_eq(storage_txn_begin(st, NULL, 0, &t), 0);
+	flat_append(t, "s", 3, 3);
+	flat_append(t, "t", 2, 5);
+	flat_append(t, "s", 1, 6);
+	cr_assert_eq(count_in(t, "s"), 4);
+	cr_assert_eq(ev_last_position(t, &last), 0);
+	cr_assert_eq(last, 6);
+	/* Nothing is visible outside before the commit... */
+	struct storage_txn *r = rtxn();
+	cr_assert_eq(count_in(r, "s"), 0);
+	storage_txn_abort(r);
+	cr_assert_eq(storage_txn_commit(t), 0);
+	/* ...and everything after it. */
+	r = rtxn();
+	cr_assert_eq(count_in(r, "s"), 4);
+	cr_assert_eq(count_in(r, "t"), 2);
+	cr_assert_eq(ev_last_position(r, &last), 0);
+	cr_assert_eq(last, 6);
+	struct ev_record rec;
+	cr_assert_eq(ev_get(r, 6, &rec), 0);
+	cr_assert_eq(rec.version, 3);
+	storage_txn_abort(r);
+}
+
+Test(events, a_nested_child_reads_what_its_parent_appended)
+{
+	struct storage_txn *t, *c;
+	cr_assert_eq(storage_txn_begin(st, NULL, 0, &t), 0);
+	flat_append(t, "s", 2, 2);
+	cr_assert_eq(storage_txn_begin(st, t, 0, &c), 0);
+	flat_append(c, "s", 1, 3);
+	cr_assert_eq(count_in(c, "s"), 3);
+	cr_assert_eq(storage_txn_commit(c), 0);
+	flat_append(t, "s", 1, 4);
+	/* An aborted child leaves the parent's view as it was. */
+	cr_assert_eq(storage_txn_begin(st, t, 0, &c), 0);
+	flat_append(c, "s", 2, 6);
+	storage_txn_abort(c);
+	cr_assert_eq(count_in(t, "s"), 4);
+	flat_append(t, "s", 1, 5);
+	cr_assert_eq(storage_txn_commit(t), 0);
+	struct storage_txn *r = rtxn();
+	cr_assert_eq(count_in(r, "s"), 5);
+	storage_txn_abort(r);
+}
+
+Test(events, an_aborted_transaction_leaves_nothing_of_its_appends)
+{
+	struct storage_txn *t;
+	append_n("s", 2);
+	cr_assert_eq(storage_txn_begin(st, NULL, 0, &t), 0);
+	flat_append(t, "s", 3, 5);
+	flat_append(t, "u", 1, 6);
+	storage_txn_abort(t);
+	struct storage_txn *r = rtxn();
+	uint64_t last;
+	cr_assert_eq(count_in(r, "s"), 2);
+	cr_assert_eq(count_in(r, "u"), 0);
+	cr_assert_eq(ev_last_position(r, &last), 0);
+	cr_assert_eq(last, 2);
+	storage_txn_abort(r);
+}
+
+Test(events, a_delete_in_the_transaction_of_appends_is_seen_by_the_next)
+{
+	struct storage_txn *t;
+	struct ev_stream_info info;
+	uint64_t lastv;
+	cr_assert_eq(storage_txn_begin(st, NULL, 0, &t), 0);
+	flat_append(t, "s", 3, 3);
+	cr_assert_eq(ev_delete_stream(t, "s", 1, false, &lastv), 0);
+	cr_assert_eq(lastv, 2);
+	cr_assert_eq(ev_stream_info(t, "s", 1, &info), 0);
+	cr_assert(info.deleted);
+	flat_append(t, "s", 1, 4);
+	cr_assert_eq(ev_stream_info(t, "s", 1, &info), 0);
+	cr_assert_not(info.deleted);
+	cr_assert_eq(info.count, 4);
+	cr_assert_eq(ev_delete_stream(t, "s", 1, true, &lastv), 0);
+	struct ev_new e = ev(NULL, "T", NULL);
+	struct ev_append_result r;
+	cr_assert_eq(ev_append(t, "s", 1, EV_EXPECT_ANY, 0, &e, 1, T0, &r), WB_STREAM_DELETED);
+	storage_txn_abort(t);
+}
+
+Test(events, more_streams_in_one_transaction_than_the_cache_holds)
+{
+	struct storage_txn *t;
+	char name[16];
+	uint64_t last = 0;
+	cr_assert_eq(storage_txn_begin(st, NULL, 0, &t), 0);
+	for (unsigned round = 0; round < 2; round++) {
+		for (unsigned i = 0; i < 150; i++) {
+			snprintf(name, sizeof(name), "s%u", i);
+			size_t n = round == 0 ? 1 + i % 3 : 1;
+			last += n;
+			flat_append(t, name, n, last);
+			cr_assert_eq(count_in(t, name), round == 0 ? n : 2 + i % 3);
+		}
+	}
+	cr_assert_eq(storage_txn_commit(t), 0);
+	struct storage_txn *r = rtxn();
+	for (unsigned i = 0; i < 150; i++) {
+		snprintf(name, sizeof(name), "s%u", i);
+		cr_assert_eq(count_in(r, name), 2 + i % 3, "%s", name);
+	}
+	uint64_t got;
+	cr_assert_eq(ev_last_position(r, &got), 0);
+	cr_assert_eq(got, last);
+	storage_txn_abort(r);
+}
