@@ -275,6 +275,11 @@ static int view(struct reader *r, uint64_t off, size_t n, const uint8_t **out)
 	size_t want = n > READ_CHUNK ? n : READ_CHUNK;
 	if (want > r->limit - off)
 		want = (size_t)(r->limit - off);
+	/* End on a page boundary when that still covers n: a page read in
+	 * part is cached whole, and SEEK_DATA would take it for data. */
+	uint64_t end = (off + want) & ~(uint64_t)4095;
+	if (end >= off + n && end > off)
+		want = (size_t)(end - off);
 	if (want > r->cap) {
 		/* Only a large body grows the window; free the old one first
 		 * so that the two never coexist. */
@@ -560,6 +565,10 @@ static int open_seg(struct wal *w, size_t i, int oflags, int *fd, uint64_t *fsiz
 		return WB_E_IO;
 	}
 	*fsize = (uint64_t)sb.st_size;
+	/* No read-ahead: the reads come 1 MiB at a time anyway, and pages it
+	 * brought in past the written part would make SEEK_DATA (scan_rest())
+	 * take the unwritten rest of the segment for data. */
+	(void)posix_fadvise(*fd, 0, 0, POSIX_FADV_RANDOM);
 	return 0;
 }
 
@@ -656,24 +665,10 @@ struct rest {
 	uint64_t first_old; /* first valid record of a batch < thr (limit: none) */
 };
 
-static int scan_rest_walk(struct reader *r, uint64_t from, uint64_t newer, uint64_t thr,
-                          struct rest *out);
-
 /* Looks at every 8-byte offset of [from, r->limit) for a valid record (a
  * valid one is stepped over whole). */
 static int scan_rest(struct reader *r, uint64_t from, uint64_t newer, uint64_t thr,
                      struct rest *out)
-{
-	/* No read-ahead here: pages it brought in past a window would make
-	 * SEEK_DATA (below) take the unwritten range after them for data. */
-	(void)posix_fadvise(r->fd, 0, 0, POSIX_FADV_RANDOM);
-	int rc = scan_rest_walk(r, from, newer, thr, out);
-	(void)posix_fadvise(r->fd, 0, 0, POSIX_FADV_NORMAL);
-	return rc;
-}
-
-static int scan_rest_walk(struct reader *r, uint64_t from, uint64_t newer, uint64_t thr,
-                          struct rest *out)
 {
 	*out = (struct rest){.first_old = r->limit};
 	for (uint64_t off = from; off + WAL_RECORD_HEADER <= r->limit;) {
@@ -694,7 +689,10 @@ static int scan_rest_walk(struct reader *r, uint64_t from, uint64_t newer, uint6
 		 * skip the others a window at a time (the rest of a segment is
 		 * mostly zeros, and this runs over all of it at every start). */
 		const uint8_t *p;
-		size_t n = r->limit - off < READ_CHUNK ? (size_t)(r->limit - off) : READ_CHUNK;
+		/* Windows end on page boundaries (see view()). */
+		size_t n = READ_CHUNK - (size_t)((off + READ_CHUNK) & 4095);
+		if (n > r->limit - off)
+			n = (size_t)(r->limit - off);
 		int rc = view(r, off, n, &p);
 		if (rc != 0)
 			return rc;

@@ -930,6 +930,56 @@ Test(wal, a_new_segment_is_written_with_zeros_ahead_of_its_tail)
 	wal_close(w);
 }
 
+/* Bytes this process has read with read(2) and friends (/proc/self/io). */
+static unsigned long long bytes_read(void)
+{
+	FILE *f = fopen("/proc/self/io", "r");
+	cr_assert_not_null(f);
+	char line[128];
+	unsigned long long n = 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "rchar: %llu", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+Test(wal, the_open_does_not_read_the_unwritten_rest_of_a_segment)
+{
+	const uint64_t big = 64u << 20;
+	struct wal_options o = {.dir = dir, .segment_size = big};
+	struct wal *w = NULL;
+	char err[512] = "";
+	cr_assert_eq(wal_open(&w, &o, 0, NULL, err, sizeof(err)), 0, "%s", err);
+	put_batch(w, 3, 100);
+	wal_close(w);
+	char path[FIXTURE_PATH_MAX + 64];
+	seg_path(1, path, sizeof(path));
+	if (unwritten_bytes(path, big) <= 0)
+		cr_skip_test("this file system does not report unwritten extents");
+
+	unsigned long long before = bytes_read();
+	cr_assert_eq(wal_open(&w, &o, 0, NULL, err, sizeof(err)), 0, "%s", err);
+	unsigned long long got = bytes_read() - before;
+	wal_close(w);
+	cr_expect_lt(got, 16u << 20, "the open read %llu bytes of a 64 MiB segment", got);
+
+	/* The control: the same segment with its rest written (zeros) is
+	 * read whole, so the figure above can fail. */
+	int fd = open(path, O_WRONLY);
+	cr_assert_geq(fd, 0);
+	static const uint8_t z[1 << 16];
+	for (uint64_t off = 16u << 20; off < big; off += sizeof(z))
+		cr_assert_eq(pwrite(fd, z, sizeof(z), (off_t)off), (ssize_t)sizeof(z));
+	close(fd);
+	before = bytes_read();
+	cr_assert_eq(wal_open(&w, &o, 0, NULL, err, sizeof(err)), 0, "%s", err);
+	got = bytes_read() - before;
+	expect_replay(w, 1, 3);
+	wal_close(w);
+	cr_expect_gt(got, 40u << 20, "the control read only %llu bytes", got);
+}
+
 Test(wal, a_full_disk_is_nospc_and_the_log_goes_on_after_space_is_freed)
 {
 	cr_assert_eq(mkdir(dir, 0750), 0);
