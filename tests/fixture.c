@@ -104,6 +104,22 @@ bool fixture_under_valgrind(void)
 	return p != NULL && strstr(p, "vgpreload") != NULL;
 }
 
+long long fixture_proc_number(const char *path, const char *key)
+{
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return -1;
+	char line[256];
+	size_t klen = strlen(key);
+	long long n = -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, key, klen) == 0 && line[klen] == ':' &&
+		    sscanf(line + klen + 1, "%lld", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
 uint64_t fixture_splitmix(void *state)
 {
 	uint64_t *s = state;

@@ -106,6 +106,11 @@ void fixture_commit(struct storage_txn *t);
  * scale their work down, never to skip an assertion. */
 bool fixture_under_valgrind(void);
 
+/* The number after "key:" on its line of a /proc file such as
+ * /proc/self/io or /proc/PID/status ("rchar", "VmPeak"), or -1 when the file
+ * or the line is missing. */
+long long fixture_proc_number(const char *path, const char *key);
+
 /* splitmix64: the next 64 bits of the sequence whose state is the uint64_t
  * at state (advanced). Distinct values for the first 2^64 calls and the same
  * run for the same seed, so a failure names a seed that replays it. The

@@ -933,15 +933,9 @@ Test(wal, a_new_segment_is_written_with_zeros_ahead_of_its_tail)
 /* Bytes this process has read with read(2) and friends (/proc/self/io). */
 static unsigned long long bytes_read(void)
 {
-	FILE *f = fopen("/proc/self/io", "r");
-	cr_assert_not_null(f);
-	char line[128];
-	unsigned long long n = 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "rchar: %llu", &n) == 1)
-			break;
-	fclose(f);
-	return n;
+	long long n = fixture_proc_number("/proc/self/io", "rchar");
+	cr_assert_geq(n, 0, "no rchar in /proc/self/io");
+	return (unsigned long long)n;
 }
 
 Test(wal, the_open_does_not_read_the_unwritten_rest_of_a_segment)
