@@ -1293,6 +1293,8 @@ static int snapshot_open(struct storage *s, struct storage_txn **out)
 	t->next = NULL;
 	t->cursors = 0;
 	t->rdonly = true;
+	t->ext = NULL;
+	t->ext_state = NULL;
 	*out = t;
 	return 0;
 }
