@@ -590,61 +590,69 @@ static int replay_apply(struct storage_txn *txn, struct writer_op *base)
 	return op->fn(txn, base->rec_type, base->rec_version, base->rec, base->rec_len);
 }
 
+/* Replay reads the log on the calling thread and applies it on a helper
+ * thread, a batch behind: while batch k commits, batch k+1 is read, checked
+ * and copied. The applier is the only thread that touches the store until
+ * the end. */
+struct replay_batch {
+	struct writer_op *head, *tail;
+	size_t n, bytes;
+};
+
 struct replay {
 	struct storage *s;
 	writer_replay_fn fn;
-	struct writer_op *head, *tail;
-	size_t n, bytes;
+	struct replay_batch next;    /* being read (calling thread) */
+	struct replay_batch applied; /* being applied (the applier) */
+	struct helper applier;
+	bool applier_on, applying;
 	uint64_t records;
 	char *errmsg;
 	size_t errlen;
 };
 
-static void replay_free(struct replay *r)
+static void replay_free(struct replay_batch *b)
 {
-	while (r->head != NULL) {
-		struct writer_op *next = r->head->next;
-		free(r->head);
-		r->head = next;
+	while (b->head != NULL) {
+		struct writer_op *next = b->head->next;
+		free(b->head);
+		b->head = next;
 	}
-	r->tail = NULL;
-	r->n = 0;
-	r->bytes = 0;
+	*b = (struct replay_batch){0};
 }
 
-static int replay_flush(struct replay *r)
+/* Commits batch b of r, growing the map as the writer does. */
+static int replay_commit(struct replay *r, struct replay_batch *b, char *why, size_t whylen)
 {
-	if (r->head == NULL)
-		return 0;
 	bool logged = false;
 	int grows = 0;
 	int rc;
 	bool nested = false;
-	if (storage_needs_room(r->s, r->bytes * 2))
-		(void)storage_grow(r->s, r->bytes * 2);
+	if (storage_needs_room(r->s, b->bytes * 2))
+		(void)storage_grow(r->s, b->bytes * 2);
 	for (;;) {
-		rc = run_batch(NULL, r->s, r->head, nested, &logged);
+		rc = run_batch(NULL, r->s, b->head, nested, &logged);
 		if (rc == RERUN_NESTED) {
 			nested = true;
 			continue;
 		}
 		if (rc != WB_E_MAPFULL || grows > MAX_GROWS_PER_BATCH)
 			break;
-		rc = storage_grow(r->s, r->bytes * 2 + ((size_t)1 << 20));
+		rc = storage_grow(r->s, b->bytes * 2 + ((size_t)1 << 20));
 		if (rc != 0)
 			break;
 		grows++;
 	}
 	if (rc != 0) {
-		snprintf(r->errmsg, r->errlen,
+		snprintf(why, whylen,
 		         "replaying the log: the records up to %llu could not be committed: %s",
-		         (unsigned long long)((struct replay_op *)r->tail)->seq, wb_strerror(rc));
+		         (unsigned long long)((struct replay_op *)b->tail)->seq, wb_strerror(rc));
 	} else {
-		for (struct writer_op *op = r->head; op != NULL; op = op->next) {
+		for (struct writer_op *op = b->head; op != NULL; op = op->next) {
 			if (!not_deterministic(op->status))
 				continue;
 			snprintf(
-			        r->errmsg, r->errlen,
+			        why, whylen,
 			        "replaying the log: record %llu (type %u) could not be applied: %s",
 			        (unsigned long long)((struct replay_op *)op)->seq,
 			        (unsigned)op->rec_type, wb_strerror(op->status));
@@ -652,9 +660,47 @@ static int replay_flush(struct replay *r)
 			break;
 		}
 	}
-	r->records += r->n;
-	replay_free(r);
+	r->records += b->n;
+	replay_free(b);
 	return rc;
+}
+
+static int replay_job(void *arg, char *why, size_t whylen)
+{
+	struct replay *r = arg;
+	return replay_commit(r, &r->applied, why, whylen);
+}
+
+/* Waits for the batch being applied, if any. */
+static int replay_wait(struct replay *r)
+{
+	int rc = 0;
+	char why[HELPER_WHY_LEN];
+	if (!r->applying)
+		return 0;
+	helper_take(&r->applier, true, &rc, NULL, why);
+	r->applying = false;
+	if (rc != 0)
+		snprintf(r->errmsg, r->errlen, "%s", why);
+	return rc;
+}
+
+/* Hands the batch read so far to the applier (once the one before it is
+ * done), or applies it here when there is no applier thread. */
+static int replay_flush(struct replay *r)
+{
+	if (r->next.head == NULL)
+		return 0;
+	int rc = replay_wait(r);
+	if (rc != 0)
+		return rc;
+	r->applied = r->next;
+	r->next = (struct replay_batch){0};
+	if (!r->applier_on)
+		return replay_commit(r, &r->applied, r->errmsg, r->errlen);
+	r->applying = true;
+	helper_ask(&r->applier);
+	return 0;
 }
 
 static int replay_cb(void *arg, const struct wal_record *rec)
@@ -675,14 +721,15 @@ static int replay_cb(void *arg, const struct wal_record *rec)
 	op->base.rec_version = rec->version;
 	op->base.rec = op->body;
 	op->base.rec_len = rec->len;
-	if (r->tail != NULL)
-		r->tail->next = &op->base;
+	struct replay_batch *b = &r->next;
+	if (b->tail != NULL)
+		b->tail->next = &op->base;
 	else
-		r->head = &op->base;
-	r->tail = &op->base;
-	r->n++;
-	r->bytes += rec->len;
-	if (r->n >= REPLAY_BATCH_OPS || r->bytes >= REPLAY_BATCH_BYTES)
+		b->head = &op->base;
+	b->tail = &op->base;
+	b->n++;
+	b->bytes += rec->len;
+	if (b->n >= REPLAY_BATCH_OPS || b->bytes >= REPLAY_BATCH_BYTES)
 		return replay_flush(r);
 	return 0;
 }
@@ -692,10 +739,18 @@ int writer_replay(struct storage *s, struct wal *wal, writer_replay_fn fn, uint6
 {
 	struct replay r = {.s = s, .fn = fn, .errmsg = errmsg, .errlen = errlen};
 	errmsg[0] = '\0';
+	/* Without the thread the replay still runs, one batch at a time. */
+	r.applier_on = helper_start(&r.applier, "wb-replay", replay_job, &r) == 0;
 	int rc = wal_replay(wal, replay_cb, &r);
 	if (rc == 0)
 		rc = replay_flush(&r);
-	replay_free(&r);
+	int wrc = replay_wait(&r);
+	if (rc == 0)
+		rc = wrc;
+	if (r.applier_on)
+		helper_stop(&r.applier);
+	replay_free(&r.next);
+	replay_free(&r.applied);
 	if (rc != 0) {
 		if (errmsg[0] == '\0')
 			snprintf(errmsg, errlen, "replaying the log failed: %s", wb_strerror(rc));
