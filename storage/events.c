@@ -96,10 +96,14 @@ static struct cache_stream *cache_find(struct cache *c, const char *stream, size
 	return NULL;
 }
 
-/* Adds stream to c, writing the cache back first when it is full. */
+/* Adds stream to c, writing the cache back first when it is full. A name
+ * longer than any valid one (a record of a hostile log) is not cached: a
+ * dirty record is written through. */
 static int cache_add(struct storage_txn *txn, struct cache *c, const char *stream, size_t len,
                      const struct ev_stream_info *info, bool dirty)
 {
+	if (len > sizeof(c->s[0].name))
+		return dirty ? put_stream(txn, stream, len, info) : 0;
 	if (c->n == CACHE_STREAMS) {
 		int rc = cache_write_back(txn, c);
 		if (rc != 0)
@@ -608,6 +612,19 @@ int ev_append(struct storage_txn *txn, const char *stream, size_t stream_len,
 		snprintf(out->errmsg, sizeof(out->errmsg), "an append needs at least one event");
 		return WB_BAD_REQUEST;
 	}
+	/* The loop checked these; a record from a hostile log may not have
+	 * been, and the record format holds the name's length in one byte. */
+	if (stream_len == 0 || stream_len > EV_STREAM_MAX) {
+		snprintf(out->errmsg, sizeof(out->errmsg), "the stream name is %zu bytes long",
+		         stream_len);
+		return WB_BAD_REQUEST;
+	}
+	for (size_t i = 0; i < n; i++)
+		if (evs[i].type_len > EV_TYPE_MAX) {
+			snprintf(out->errmsg, sizeof(out->errmsg),
+			         "event %zu's type is %zu bytes long", i, evs[i].type_len);
+			return WB_BAD_REQUEST;
+		}
 
 	struct cache *c = cache_of(txn, true); /* NULL: written through */
 	rc = get_stream(txn, stream, stream_len, &info);

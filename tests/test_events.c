@@ -1952,3 +1952,31 @@ Test(events, more_streams_in_one_transaction_than_the_cache_holds)
 	cr_assert_eq(got, last);
 	storage_txn_abort(r);
 }
+
+/* A record of a hostile log reaches ev_append() without the loop's checks:
+ * a name too long for the record's one-byte length is refused, not stored
+ * truncated, and so is a type too long. */
+Test(events, append_refuses_names_the_record_cannot_hold)
+{
+	static char name[EV_STREAM_MAX + 2];
+	memset(name, 'n', sizeof(name) - 1);
+	struct ev_new e = ev(NULL, "T", NULL);
+	struct ev_append_result r;
+	struct storage_txn *t;
+	cr_assert_eq(storage_txn_begin(st, NULL, 0, &t), 0);
+	cr_assert_eq(ev_append(t, name, EV_STREAM_MAX + 1, EV_EXPECT_ANY, 0, &e, 1, T0, &r),
+	             WB_BAD_REQUEST);
+	cr_assert_eq(ev_append(t, name, 0, EV_EXPECT_ANY, 0, &e, 1, T0, &r), WB_BAD_REQUEST);
+	static char type[EV_TYPE_MAX + 2];
+	memset(type, 't', sizeof(type) - 1);
+	struct ev_new long_type = ev(NULL, type, NULL);
+	cr_assert_eq(ev_append(t, "s", 1, EV_EXPECT_ANY, 0, &long_type, 1, T0, &r), WB_BAD_REQUEST);
+	/* The longest valid name is stored whole. */
+	cr_assert_eq(ev_append(t, name, EV_STREAM_MAX, EV_EXPECT_ANY, 0, &e, 1, T0, &r), 0);
+	cr_assert_eq(storage_txn_commit(t), 0);
+	struct ev_record rec;
+	struct storage_txn *rt = rtxn();
+	cr_assert_eq(ev_get(rt, 1, &rec), 0);
+	cr_assert_eq(rec.stream_len, EV_STREAM_MAX);
+	storage_txn_abort(rt);
+}
