@@ -639,7 +639,7 @@ static int ckpt_restore(const char *path, const struct ckpt *ck, char *errmsg, s
 	int fd;
 
 	snprintf(file, sizeof(file), "%s/data.mdb", path);
-	fd = open(file, O_RDWR | O_CLOEXEC);
+	fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		rc = errno;
 		set_err(errmsg, errlen,

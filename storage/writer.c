@@ -313,9 +313,8 @@ static bool collect_checkpoint(struct writer *w, bool wait)
 	if (!w->ckpt_running)
 		return true;
 	int rc;
-	uint64_t us;
 	char why[sizeof(w->ckpter.why)];
-	if (!helper_take(&w->ckpter, wait, &rc, &us, why))
+	if (!helper_take(&w->ckpter, wait, &rc, NULL, why))
 		return false;
 	storage_checkpoint_end(w->s, rc);
 	w->ckpt_running = false;
