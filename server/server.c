@@ -483,7 +483,8 @@ static int open_log(const struct srv_config *cfg, struct storage *st, struct wal
 	struct wal_open_info info;
 	struct wal *wal;
 	uint64_t applied = storage_checkpoint_applied(st);
-	int rc = wal_open(&wal, &wo, applied, &info, errmsg, errlen);
+	uint64_t t0 = uv_hrtime(), n = 0;
+	int rc = writer_open_log(st, &wo, replay_record, &wal, &info, &n, errmsg, errlen);
 	if (rc != 0)
 		return rc;
 	if (info.cut_bytes > 0)
@@ -492,12 +493,6 @@ static int open_log(const struct srv_config *cfg, struct storage *st, struct wal
 		        "acknowledged\"",
 		        info.cut_segment, (unsigned long long)info.cut_offset,
 		        (unsigned long long)info.cut_bytes);
-	uint64_t t0 = uv_hrtime(), n = 0;
-	rc = writer_replay(st, wal, replay_record, &n, errmsg, errlen);
-	if (rc != 0) {
-		wal_close(wal);
-		return rc;
-	}
 	srv_log(WB_LOG_INFO, "log_replayed",
 	        "checkpoint=%llu records=%llu last=%llu ms=%llu segments=%u",
 	        (unsigned long long)applied, (unsigned long long)n,
@@ -569,6 +564,8 @@ int srv_open_store(const struct srv_config *cfg, struct storage **st, struct wal
 		if (rc != 0)
 			return rc;
 		rc = open_log(cfg, s, &w, errmsg, errlen);
+		if (rc == 0)
+			rc = writer_checkpoint_now(s, w, errmsg, errlen);
 		wal_close(w);
 		storage_close(s);
 		if (rc == 0)
@@ -616,6 +613,9 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	rc = srv_open_store(cfg, &srv->st, &srv->wal, errmsg, errlen);
 	if (rc != 0)
 		goto err_after_alloc;
+	/* What the replay left is in the log; whether start-up writes more. */
+	struct storage_stats replayed;
+	storage_stats(srv->st, &replayed);
 	struct conn_limits lim = {
 	        .max_frame = cfg->max_frame,
 	        .max_output = cfg->max_output,
@@ -681,9 +681,13 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	        .unsafe_ack_before_sync = cfg->unsafe_ack_before_sync,
 	        .fatal = writer_fatal,
 	};
-	if (log_mode) {
+	struct storage_stats now;
+	storage_stats(srv->st, &now);
+	if (log_mode && now.last_txn_id != replayed.last_txn_id) {
 		/* Start-up wrote outside the log (restart gaps): make it durable
-		 * before anyone can read it. */
+		 * before anyone can read it. What the replay applied needs no
+		 * checkpoint here: the log holds it, and the writer takes the
+		 * next one in the background. */
 		rc = writer_checkpoint_now(srv->st, srv->wal, errmsg, errlen);
 		if (rc != 0)
 			goto err_after_async;

@@ -71,6 +71,9 @@
  *     spare or is removed.
  * The scan reads through a window of READ_CHUNK bytes, larger only for a
  * record's body given to wal_replay()'s callback (at most WAL_RECORD_MAX).
+ * Given opts->replay, the walk hands it each record after applied as it
+ * passes it, so that a start-up reads the log once (the checks after the
+ * walk may still fail the open: wal.h says what the caller then owes).
  *
  * Failure modes: ENOSPC (or EDQUOT) while preparing a segment, or on a
  * batch's write before any byte went in, is WB_E_NOSPC, with the batch
@@ -127,6 +130,8 @@ struct wal {
 	bool no_sync;
 	bool broken;
 	uint64_t applied; /* as given to wal_open(): where wal_replay() starts */
+	int (*replay)(void *arg, const struct wal_record *r); /* the open's scan hands it */
+	void *replay_arg;
 
 	struct seg *segs; /* live segments, oldest first */
 	size_t nsegs, segcap;
@@ -807,7 +812,8 @@ static int recover(struct wal *w, uint64_t applied, struct wal_open_info *info, 
 		return WB_E_CORRUPT;
 	}
 
-	if ((rc = walk(w, &r, start, UINT64_MAX, O_RDWR, NULL, NULL, &e, errmsg, errlen)) != 0)
+	rc = walk(w, &r, start, UINT64_MAX, O_RDWR, w->replay, w->replay_arg, &e, errmsg, errlen);
+	if (rc != 0)
 		goto out;
 	uint64_t expected = e.expected;
 
@@ -1000,6 +1006,8 @@ int wal_open(struct wal **out, const struct wal_options *opts, uint64_t applied,
 	w->spare_max = opts->spare_segments;
 	w->no_sync = opts->no_sync;
 	w->applied = applied;
+	w->replay = opts->replay;
+	w->replay_arg = opts->replay_arg;
 	w->fd = -1;
 	if (mkdir(w->dir, 0750) != 0 && errno != EEXIST) {
 		set_err(errmsg, errlen, "wal: mkdir %s: %s", w->dir, strerror(errno));

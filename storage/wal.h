@@ -52,6 +52,15 @@
 
 struct wal;
 
+struct wal_record {
+	uint64_t seq;
+	uint64_t batch_first;
+	uint16_t type;
+	uint16_t version;
+	const uint8_t *body; /* valid during the callback only; never NULL */
+	uint32_t len;
+};
+
 struct wal_options {
 	/* The log's directory; created (0750) when it does not exist. */
 	const char *dir;
@@ -64,15 +73,15 @@ struct wal_options {
 	unsigned spare_segments;
 	/* Tests of the harness only: skip fdatasync and fsync. */
 	bool no_sync;
-};
-
-struct wal_record {
-	uint64_t seq;
-	uint64_t batch_first;
-	uint16_t type;
-	uint16_t version;
-	const uint8_t *body; /* valid during the callback only; never NULL */
-	uint32_t len;
+	/* When not NULL, the open's scan hands replay every valid record after
+	 * applied as it walks past it, in sequence order: the records
+	 * wal_replay() would give, read once at start-up instead of twice. A
+	 * non-zero return fails the open with it. The scan is still checking
+	 * the log while it hands records on, so an open that fails may come
+	 * after records were handed: the caller throws away what it made of
+	 * them (a log-mode store returns to its checkpoint at the next open). */
+	int (*replay)(void *arg, const struct wal_record *r);
+	void *replay_arg;
 };
 
 /* What wal_open() found. */

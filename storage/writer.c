@@ -733,30 +733,70 @@ static int replay_cb(void *arg, const struct wal_record *rec)
 	return 0;
 }
 
+/* Starts a replay into s through fn (records come through replay_cb()). */
+static void replay_begin(struct replay *r, struct storage *s, writer_replay_fn fn, char *errmsg,
+                         size_t errlen)
+{
+	*r = (struct replay){.s = s, .fn = fn, .errmsg = errmsg, .errlen = errlen};
+	errmsg[0] = '\0';
+	/* Without the thread the replay still runs, one batch at a time. */
+	r->applier_on = helper_start(&r->applier, "wb-replay", replay_job, r) == 0;
+}
+
+/* Ends the replay begun by replay_begin(): rc is how the reading went;
+ * applies the rest when it went well, and waits for the applier either way.
+ * Returns the first failure. */
+static int replay_end(struct replay *r, int rc)
+{
+	if (rc == 0)
+		rc = replay_flush(r);
+	int wrc = replay_wait(r);
+	if (rc == 0)
+		rc = wrc;
+	if (r->applier_on)
+		helper_stop(&r->applier);
+	replay_free(&r->next);
+	replay_free(&r->applied);
+	if (rc != 0 && r->errmsg[0] == '\0')
+		snprintf(r->errmsg, r->errlen, "replaying the log failed: %s", wb_strerror(rc));
+	return rc;
+}
+
 int writer_replay(struct storage *s, struct wal *wal, writer_replay_fn fn, uint64_t *records,
                   char *errmsg, size_t errlen)
 {
-	struct replay r = {.s = s, .fn = fn, .errmsg = errmsg, .errlen = errlen};
-	errmsg[0] = '\0';
-	/* Without the thread the replay still runs, one batch at a time. */
-	r.applier_on = helper_start(&r.applier, "wb-replay", replay_job, &r) == 0;
-	int rc = wal_replay(wal, replay_cb, &r);
-	if (rc == 0)
-		rc = replay_flush(&r);
-	int wrc = replay_wait(&r);
-	if (rc == 0)
-		rc = wrc;
-	if (r.applier_on)
-		helper_stop(&r.applier);
-	replay_free(&r.next);
-	replay_free(&r.applied);
+	struct replay r;
+	replay_begin(&r, s, fn, errmsg, errlen);
+	int rc = replay_end(&r, wal_replay(wal, replay_cb, &r));
+	if (rc != 0)
+		return rc;
+	*records = r.records;
+	return writer_checkpoint_now(s, wal, errmsg, errlen);
+}
+
+int writer_open_log(struct storage *s, const struct wal_options *opts, writer_replay_fn fn,
+                    struct wal **out, struct wal_open_info *info, uint64_t *records, char *errmsg,
+                    size_t errlen)
+{
+	struct replay r;
+	struct wal_options o = *opts;
+	struct wal *wal = NULL;
+	o.replay = replay_cb;
+	o.replay_arg = &r;
+	replay_begin(&r, s, fn, errmsg, errlen);
+	/* The open's scan hands every record after the checkpoint to
+	 * replay_cb() as it checks it. When the open then fails (damage
+	 * further on), what was applied stays uncommitted to the checkpoint:
+	 * the next open of the store returns to it. */
+	int rc = wal_open(&wal, &o, storage_checkpoint_applied(s), info, errmsg, errlen);
+	rc = replay_end(&r, rc);
 	if (rc != 0) {
-		if (errmsg[0] == '\0')
-			snprintf(errmsg, errlen, "replaying the log failed: %s", wb_strerror(rc));
+		wal_close(wal);
 		return rc;
 	}
 	*records = r.records;
-	return writer_checkpoint_now(s, wal, errmsg, errlen);
+	*out = wal;
+	return 0;
 }
 
 void writer_submit(struct writer *w, struct writer_op *op)

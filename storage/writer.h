@@ -87,6 +87,8 @@ struct writer_stats {
 #define WRITER_BATCH_MAX_BYTES (64u << 20)
 
 struct wal;
+struct wal_options;
+struct wal_open_info;
 
 /* Log-first mode (DESIGN.md §3, §8). A batch goes: its records are written
  * to the log with one write; the log's fdatasync runs on a thread of its own
@@ -140,6 +142,19 @@ typedef int (*writer_replay_fn)(struct storage_txn *txn, uint16_t type, uint16_t
  * opened. */
 int writer_replay(struct storage *s, struct wal *wal, writer_replay_fn fn, uint64_t *records,
                   char *errmsg, size_t errlen);
+
+/* Log mode, at start before writer_start(): opens the log (wal_open() with
+ * opts, after the store's checkpoint) and applies its records as
+ * writer_replay() does, in one read of the log: the open's scan hands each
+ * record on as it checks it. Takes no checkpoint: the log holds what was
+ * applied (writer_checkpoint_now() when the caller needs one). On success
+ * *out holds the log, *records how many were applied and *info (may be NULL)
+ * what the open found. On failure nothing is open; records applied before
+ * the open found damage further on are not in the checkpoint, and the next
+ * open of the store returns to the checkpoint. */
+int writer_open_log(struct storage *s, const struct wal_options *opts, writer_replay_fn fn,
+                    struct wal **out, struct wal_open_info *info, uint64_t *records, char *errmsg,
+                    size_t errlen);
 
 /* Log mode: checkpoints s and releases the log up to the last record written
  * (every record written has been applied when no writer thread runs, or from

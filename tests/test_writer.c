@@ -1682,3 +1682,116 @@ Test(writer_log, a_batch_refused_before_the_log_counts_no_log_bytes)
 	             "log_bytes %llu, but the records that reached the log hold %llu bytes",
 	             (unsigned long long)s.log_bytes, (unsigned long long)bytes);
 }
+
+/* ------------------------------------------------------------ writer_open_log */
+
+enum { SCAN_OPS = 40000, SCAN_BATCH = 1000 };
+
+/* The store's log filled with SCAN_OPS small records, over three or more
+ * 1 MiB segments and nothing of them in the store; the log is closed. */
+static struct log_op *scan_log(void)
+{
+	open_log(NULL);
+	struct log_op *ops = log_ops(SCAN_OPS, 24);
+	for (size_t i = 0; i < SCAN_OPS; i += SCAN_BATCH)
+		log_only(ops + i, SCAN_BATCH);
+	wal_close(wl);
+	wl = NULL;
+	return ops;
+}
+
+static int open_scanning(struct wal_open_info *info, uint64_t *records, char *err, size_t errlen)
+{
+	char dir[FIXTURE_PATH_MAX];
+	wal_dir(dir, sizeof(dir));
+	struct wal_options o = {.dir = dir, .segment_size = WAL_SEGMENT_MIN};
+	return writer_open_log(st, &o, put_record, &wl, info, records, err, errlen);
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The path of the log's second segment (by name: by first record). */
+static void second_segment(char *out, size_t outlen)
+{
+	char dir[FIXTURE_PATH_MAX];
+	char *names[64];
+	size_t n = 0;
+	wal_dir(dir, sizeof(dir));
+	DIR *d = opendir(dir);
+	cr_assert_not_null(d);
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		if (strlen(e->d_name) == 20 && strcmp(e->d_name + 16, ".wal") == 0 && n < 64)
+			names[n++] = strdup(e->d_name);
+	closedir(d);
+	cr_assert_geq(n, 3, "the records fill only %zu segments", n);
+	qsort(names, n, sizeof(names[0]), cmp_names);
+	snprintf(out, outlen, "%s/%s", dir, names[1]);
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+}
+
+/* writer_open_log() applies the records its scan walks past (one read of
+ * the log) and takes no checkpoint: the log still holds them. */
+Test(writer_log, open_log_replays_in_its_scan_without_a_checkpoint)
+{
+	struct log_op *ops = scan_log();
+	struct wal_open_info info;
+	uint64_t records = 0;
+	char err[512] = "";
+	int rc = open_scanning(&info, &records, err, sizeof(err));
+	cr_assert_eq(rc, 0, "writer_open_log: %s (%s)", wb_strerror(rc), err);
+	cr_assert_eq(records, SCAN_OPS);
+	cr_assert_eq(info.records, SCAN_OPS);
+	cr_assert_geq(info.segments, 3);
+	for (size_t i = 0; i < SCAN_OPS; i += 997)
+		cr_assert(log_stored(&ops[i]), "op %zu was not replayed", i);
+	cr_assert(log_stored(&ops[SCAN_OPS - 1]));
+	cr_assert_eq(storage_checkpoint_applied(st), 0, "the open took a checkpoint (of %llu)",
+	             (unsigned long long)storage_checkpoint_applied(st));
+	/* A crash now loses nothing: the log replays it all again. */
+	close_log();
+	open_log(&info);
+	cr_assert_not(log_stored(&ops[0]));
+	cr_assert_eq(info.records, SCAN_OPS);
+	close_log();
+	log_ops_free(ops, SCAN_OPS);
+}
+
+/* Damage in a segment before the last is found by the same scan, after it
+ * handed on (and the store applied) the records before it: the open fails
+ * naming the segment and offset, and the store, opened again, is back at
+ * its checkpoint. */
+Test(writer_log, open_log_fails_on_damage_and_the_store_returns_to_its_checkpoint)
+{
+	struct log_op *ops = scan_log();
+	char seg[FIXTURE_PATH_MAX + 32];
+	second_segment(seg, sizeof(seg));
+	FILE *f = fopen(seg, "r+b");
+	cr_assert_not_null(f);
+	cr_assert_eq(fseek(f, WAL_SEGMENT_HEADER + 30, SEEK_SET), 0);
+	int c = fgetc(f);
+	cr_assert_eq(fseek(f, WAL_SEGMENT_HEADER + 30, SEEK_SET), 0);
+	fputc(c ^ 0x40, f);
+	cr_assert_eq(fclose(f), 0);
+
+	uint64_t records = 12345;
+	char err[1024] = "";
+	int rc = open_scanning(NULL, &records, err, sizeof(err));
+	cr_assert_eq(rc, WB_E_CORRUPT, "writer_open_log: %s (%s)", wb_strerror(rc), err);
+	cr_assert_null(wl);
+	cr_assert_eq(records, 12345, "*records written on failure");
+	cr_assert_not_null(strstr(err, strrchr(seg, '/') + 1), "%s", err);
+	cr_assert_not_null(strstr(err, "offset 4096"), "%s", err);
+	/* The scan had handed the first segment's records on. */
+	cr_assert(log_stored(&ops[0]), "nothing was applied before the damage");
+	storage_close(st);
+	st = fixture_open(&fx, NULL, &LOG_STORE);
+	cr_assert_eq(storage_checkpoint_applied(st), 0);
+	cr_assert_not(log_stored(&ops[0]), "what the failed open applied survived it");
+	storage_close(st);
+	st = NULL;
+	log_ops_free(ops, SCAN_OPS);
+}
