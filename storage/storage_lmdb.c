@@ -868,7 +868,11 @@ static void spread_writeback(struct storage *s)
 		s->wb_fd = open(file, O_RDONLY | O_CLOEXEC);
 	if (s->wb_fd < 0 || fstat(s->wb_fd, &st) != 0)
 		return;
-	for (off_t off = 0; off < st.st_size; off += WRITEBACK_CHUNK)
+	/* The pinned commit's pages all lie below its last page; the file is
+	 * allocated up to the whole map, often many times that. */
+	uint64_t used = (meta_u64(s->pend.page, META_LAST_PG_OFF) + 1) * s->page_size;
+	off_t end = used < (uint64_t)st.st_size ? (off_t)used : st.st_size;
+	for (off_t off = 0; off < end; off += WRITEBACK_CHUNK)
 		if (sync_file_range(s->wb_fd, off, WRITEBACK_CHUNK,
 		                    SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
 		                            SYNC_FILE_RANGE_WAIT_AFTER) != 0)
