@@ -614,8 +614,8 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	if (rc != 0)
 		goto err_after_alloc;
 	/* What the replay left is in the log; whether start-up writes more. */
-	struct storage_stats replayed;
-	storage_stats(srv->st, &replayed);
+	struct storage_stats replayed = {0};
+	int replayed_rc = storage_stats(srv->st, &replayed);
 	struct conn_limits lim = {
 	        .max_frame = cfg->max_frame,
 	        .max_output = cfg->max_output,
@@ -681,13 +681,14 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	        .unsafe_ack_before_sync = cfg->unsafe_ack_before_sync,
 	        .fatal = writer_fatal,
 	};
-	struct storage_stats now;
-	storage_stats(srv->st, &now);
-	if (log_mode && now.last_txn_id != replayed.last_txn_id) {
-		/* Start-up wrote outside the log (restart gaps): make it durable
-		 * before anyone can read it. What the replay applied needs no
-		 * checkpoint here: the log holds it, and the writer takes the
-		 * next one in the background. */
+	struct storage_stats now = {0};
+	int now_rc = storage_stats(srv->st, &now);
+	if (log_mode &&
+	    (replayed_rc != 0 || now_rc != 0 || now.last_txn_id != replayed.last_txn_id)) {
+		/* Start-up wrote outside the log (restart gaps), or may have:
+		 * make it durable before anyone can read it. What the replay
+		 * applied needs no checkpoint here: the log holds it, and the
+		 * writer takes the next one in the background. */
 		rc = writer_checkpoint_now(srv->st, srv->wal, errmsg, errlen);
 		if (rc != 0)
 			goto err_after_async;
