@@ -515,6 +515,12 @@ const char *lease_projection_name(const struct lease *l)
 	return l->proj->name;
 }
 
+const char *lease_projection_of(const struct lease_table *t, uint64_t seq)
+{
+	const struct lease *l = hash_find(t, seq);
+	return l != NULL ? l->proj->name : NULL;
+}
+
 void **lease_projection_slot(struct lease *l)
 {
 	return &l->proj->slot;

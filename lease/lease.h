@@ -172,6 +172,11 @@ int lease_get(struct lease_table *t, uint64_t seq, uint64_t token, uint64_t now_
 /* The name of the projection l was granted for. */
 const char *lease_projection_name(const struct lease *l);
 
+/* The name of the projection seq's lease was granted for while the table
+ * holds it (in any state, whatever the token), or NULL. The pointer is
+ * valid until the table next changes. */
+const char *lease_projection_of(const struct lease_table *t, uint64_t seq);
+
 /* A pointer-sized slot per projection that the table keeps for its user
  * (the server's own per-projection figures); NULL until set. */
 void **lease_projection_slot(struct lease *l);

@@ -10,6 +10,7 @@
 
 #include <ini.h>
 
+#include "auth/acl.h"
 #include "log.h"
 #include "parse.h"
 #include "wb_version.h"
@@ -118,6 +119,9 @@ static const struct opt opts[] = {
         {"allow-unauthenticated-remote", NUM(OPT_BOOL, allow_unauthenticated_remote), 0, 1, "false",
          "allow a listen address other than loopback although whizbangd has no "
          "authentication (anyone who reaches the port can read and write)"},
+        {"anonymous-role", STR(anonymous_role), 0, 0, "admin",
+         "role of a connection that has not authenticated: none, admin, ops, writer or reader "
+         "(Hello cannot authenticate yet, so every connection has it)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -474,6 +478,13 @@ int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
 	              cfg->unsafe_ack_before_sync;
 	if (unsafe && strcmp(cfg->durability, "log") != 0) {
 		snprintf(errmsg, errlen, "the unsafe-* settings apply to durability = log only");
+		return -1;
+	}
+	if (strcmp(cfg->anonymous_role, "none") != 0 &&
+	    auth_builtin_role(cfg->anonymous_role) == NULL) {
+		snprintf(errmsg, errlen,
+		         "anonymous-role = %s: it is none, admin, ops, writer or reader",
+		         cfg->anonymous_role);
 		return -1;
 	}
 	if (!cfg->allow_unauthenticated_remote && !listen_is_loopback(cfg->listen)) {

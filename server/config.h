@@ -53,6 +53,9 @@ struct srv_config {
 	/* Listening on a non-loopback address without authentication is
 	 * refused unless this is set (config_validate). */
 	bool allow_unauthenticated_remote;
+	/* The built-in role of a connection that has not authenticated, or
+	 * "none" (config_validate). */
+	char anonymous_role[16];
 
 	/* Command-line only, not settings of the table: the file --config
 	 * named ("" when none) and whether --check-config was given. */

@@ -50,6 +50,7 @@ struct conn {
 	void *slots[CONN_SLOTS];
 	int handles_open;
 	bool greeted;
+	const struct auth_subject *subject; /* NULL: may do nothing that needs a permission */
 	bool closing;
 	bool dirty;
 	bool reading;
@@ -112,6 +113,16 @@ void conn_greet(struct conn *c, const char *client_name)
 {
 	c->greeted = true;
 	snprintf(c->name, sizeof(c->name), "%s", client_name != NULL ? client_name : "");
+}
+
+const struct auth_subject *conn_subject(const struct conn *c)
+{
+	return c->subject;
+}
+
+void conn_set_subject(struct conn *c, const struct auth_subject *s)
+{
+	c->subject = s;
 }
 
 const char *conn_client_name(const struct conn *c)

@@ -141,6 +141,14 @@ bool conn_greeted(const struct conn *c);
 void conn_greet(struct conn *c, const char *client_name);
 const char *conn_client_name(const struct conn *c);
 
+/* Who c acts as: the roles its requests are decided by (server/access.h),
+ * or NULL before it authenticated (only requests that need no permission
+ * pass). c keeps the pointer, not a copy: the subject must outlive c, or be
+ * replaced before it goes. */
+struct auth_subject;
+const struct auth_subject *conn_subject(const struct conn *c);
+void conn_set_subject(struct conn *c, const struct auth_subject *s);
+
 /* A pointer a module keeps per connection (slot < CONN_SLOTS, NULL at
  * first). The module frees what it points to in its conn_closed hook. */
 void *conn_slot(const struct conn *c, unsigned slot);

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access.h"
 #include "log.h"
 #include "reply.h"
 #include "wb_error.h"
@@ -52,6 +53,7 @@ static void hello(struct dispatch *d, struct conn *c, const Request *req)
 		return;
 	}
 	conn_greet(c, h->client_name);
+	conn_set_subject(c, d->env.anonymous);
 	char q[80];
 	const char *name = conn_client_name(c);
 	srv_log(WB_LOG_DEBUG, "hello", "conn=%llu client=%s", (unsigned long long)conn_id(c),
@@ -139,10 +141,44 @@ void dispatch_free(struct dispatch *d)
 	free(d);
 }
 
+/* Decides req by the access table for c's subject; answers and returns
+ * false when it is refused. */
+static bool permitted(struct conn *c, const Request *req)
+{
+	const struct srv_access_rule *r = srv_access_rule(req->body_case);
+	if (r != NULL && r->name == ACCESS_OPEN)
+		return true;
+	const struct auth_subject *s = conn_subject(c);
+	if (s == NULL) {
+		srv_error(c, req->id, WB_UNAUTHENTICATED,
+		          "authentication is required: this connection has no role");
+		return false;
+	}
+	char why[300];
+	if (srv_access_check(s, req, why, sizeof(why)) == 0)
+		return true;
+	srv_error(c, req->id, WB_PERMISSION_DENIED, "%s", why);
+	return false;
+}
+
 /* Runs the handler of req's body; true when it kept req. */
 static bool route(struct dispatch *d, struct conn *c, Request *req)
 {
 	unsigned body = (unsigned)req->body_case;
+	const struct route *r = body < DISPATCH_CASES ? &d->routes[body] : NULL;
+	bool own = req->body_case == WHIZBANG__V1__REQUEST__BODY_HELLO ||
+	           req->body_case == WHIZBANG__V1__REQUEST__BODY_PING ||
+	           req->body_case == WHIZBANG__V1__REQUEST__BODY_GET_STATS;
+	if (!own && (r == NULL || r->n == 0)) {
+		srv_error(
+		        c, req->id, WB_BAD_REQUEST,
+		        "the request has no body this server knows (field %d): check the client's "
+		        "protocol version",
+		        (int)req->body_case);
+		return false;
+	}
+	if (!permitted(c, req))
+		return false;
 	switch (req->body_case) {
 	case WHIZBANG__V1__REQUEST__BODY_HELLO:
 		hello(d, c, req);
@@ -155,15 +191,6 @@ static bool route(struct dispatch *d, struct conn *c, Request *req)
 		return false;
 	default:
 		break;
-	}
-	const struct route *r = body < DISPATCH_CASES ? &d->routes[body] : NULL;
-	if (r == NULL || r->n == 0) {
-		srv_error(
-		        c, req->id, WB_BAD_REQUEST,
-		        "the request has no body this server knows (field %d): check the client's "
-		        "protocol version",
-		        (int)req->body_case);
-		return false;
 	}
 	if (!names_subscription(body))
 		return r->handle[0](r->state[0], c, req);

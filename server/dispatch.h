@@ -2,7 +2,9 @@
  *
  * One table keyed by the Request's body case, built from the modules'
  * handler lists, serves every request; Hello, Ping and GetStats are
- * answered here. Before the table: the Request is unpacked under the
+ * answered here. Before the table, every request but Hello and Ping
+ * passes the access table (access.h) for the connection's subject. Before
+ * that: the Request is unpacked under the
  * allocation budget, its strings are checked, a server that is shutting
  * down answers SHUTTING_DOWN, and a connection that has not said Hello
  * may say nothing else. Loop thread only. */
@@ -27,6 +29,10 @@ struct dispatch_env {
 	uint64_t max_read_count;
 	uint64_t max_append_events;
 	uint32_t max_event_size;
+	/* The subject a connection acts as once it said Hello without
+	 * authenticating (anonymous-role), or NULL: then it may do nothing
+	 * that needs a permission. Kept, not copied. */
+	const struct auth_subject *anonymous;
 	bool (*shutting_down)(void *arg);
 	void (*stats)(void *arg, Whizbang__V1__ServerStats *s);
 };

@@ -31,6 +31,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "auth/acl.h"
 #include "dispatch.h"
 #include "events.h"
 #include "log.h"
@@ -49,6 +50,9 @@ static const struct srv_module *const modules[] = {
 _Static_assert(NMODULES <= CONN_SLOTS, "each module has a connection slot");
 
 struct srv {
+	/* The subject of connections that did not authenticate (dispatch_env). */
+	const struct auth_role *anon_role[1];
+	struct auth_subject anon;
 	uv_loop_t *loop;
 	struct srv_config cfg;
 	struct storage *st;
@@ -661,6 +665,12 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	        .shutting_down = env_shutting_down,
 	        .stats = env_stats,
 	};
+	srv->anon_role[0] = auth_builtin_role(cfg->anonymous_role);
+	if (srv->anon_role[0] != NULL) {
+		srv->anon.roles = srv->anon_role;
+		srv->anon.nroles = 1;
+		env.anonymous = &srv->anon;
+	}
 	rc = dispatch_init(&srv->dispatch, &env, modules, srv->states, NMODULES, errmsg, errlen);
 	if (rc != 0)
 		goto err_after_modules;

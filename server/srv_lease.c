@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "access.h"
 #include "coord.h"
 #include "eval.h"
 #include "health.h"
@@ -640,9 +641,36 @@ static bool lease(void *state, struct conn *c, Request *req)
 	return true;
 }
 
+/* Requests on a lease (Extend, Release, Stage, Commit) name a sequence: the
+ * access table leaves them here (ACCESS_BY_LEASE), to decide on the lease's
+ * projection. A sequence the table does not hold goes on to the
+ * coordinator, which answers it (LEASE_NOT_FOUND, or the outcome of a
+ * finished lease); its token was all that could act on it. */
+static bool lease_permitted(struct leases *ls, struct conn *c, const Request *req, uint64_t seq)
+{
+	const struct srv_access_rule *r = srv_access_rule(req->body_case);
+	const char *proj = lease_projection_of(coord_leases(ls->coord), seq);
+	const struct auth_subject *s = conn_subject(c);
+	if (r == NULL || s == NULL) {
+		srv_error(c, req->id, s == NULL ? WB_UNAUTHENTICATED : WB_PERMISSION_DENIED,
+		          s == NULL ? "authentication is required: this connection has no role"
+		                    : "permission denied: the request has no access rule");
+		return false;
+	}
+	if (proj == NULL)
+		return true;
+	char why[300];
+	if (srv_access_allowed(s, r->kind, r->perm, proj, why, sizeof(why)) == 0)
+		return true;
+	srv_error(c, req->id, WB_PERMISSION_DENIED, "%s", why);
+	return false;
+}
+
 static bool extend(void *state, struct conn *c, Request *req)
 {
 	struct leases *ls = state;
+	if (!lease_permitted(ls, c, req, req->extend->sequence))
+		return false;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
 		return false;
@@ -656,6 +684,8 @@ static bool extend(void *state, struct conn *c, Request *req)
 static bool release(void *state, struct conn *c, Request *req)
 {
 	struct leases *ls = state;
+	if (!lease_permitted(ls, c, req, req->release->sequence))
+		return false;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
 		return false;
@@ -671,6 +701,8 @@ static bool stage(void *state, struct conn *c, Request *req)
 	struct leases *ls = state;
 	const Whizbang__V1__Stage *a = req->stage;
 	size_t len;
+	if (!lease_permitted(ls, c, req, a->sequence))
+		return false;
 	if (!check_ops(c, req->id, a->ops, a->n_ops))
 		return false;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
@@ -697,6 +729,8 @@ static bool commit(void *state, struct conn *c, Request *req)
 	        .ack_applied = a->ack == WHIZBANG__V1__ACK__ACK_APPLIED,
 	        .resequence = a->on_expired == WHIZBANG__V1__ON_EXPIRED__ON_EXPIRED_RESEQUENCE,
 	};
+	if (!lease_permitted(ls, c, req, a->sequence))
+		return false;
 	if (!check_ops(c, req->id, a->ops, a->n_ops))
 		return false;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
