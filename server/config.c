@@ -119,6 +119,9 @@ static const struct opt opts[] = {
         {"allow-unauthenticated-remote", NUM(OPT_BOOL, allow_unauthenticated_remote), 0, 1, "false",
          "allow a listen address other than loopback although whizbangd has no "
          "authentication (anyone who reaches the port can read and write)"},
+        {"unix-socket", STR(unix_socket), 0, 0, "auto",
+         "Unix domain socket to listen on as well (mode 0660): auto (DATA_DIR/whizbangd.sock), "
+         "off, or a path; root and the server's own user connect through it as admin"},
         {"anonymous-role", STR(anonymous_role), 0, 0, "admin",
          "role of a connection that has not authenticated: none, admin, ops, writer or reader "
          "(Hello cannot authenticate yet, so every connection has it)"},
@@ -485,6 +488,14 @@ int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
 		snprintf(errmsg, errlen,
 		         "anonymous-role = %s: it is none, admin, ops, writer or reader",
 		         cfg->anonymous_role);
+		return -1;
+	}
+	if (strcmp(cfg->unix_socket, "auto") != 0 && strcmp(cfg->unix_socket, "off") != 0 &&
+	    (cfg->unix_socket[0] == '\0' || strlen(cfg->unix_socket) > CONFIG_UNIX_PATH_MAX)) {
+		snprintf(errmsg, errlen,
+		         "unix-socket = %s: it is auto, off, or a path of 1 to %u bytes (the "
+		         "kernel's limit for a socket's name)",
+		         cfg->unix_socket, CONFIG_UNIX_PATH_MAX);
 		return -1;
 	}
 	if (!cfg->allow_unauthenticated_remote && !listen_is_loopback(cfg->listen)) {

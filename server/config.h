@@ -11,6 +11,10 @@
 #include <stdint.h>
 #include <stdio.h>
 
+/* The longest path a Unix domain socket can be bound to (sun_path, less
+ * its NUL). */
+#define CONFIG_UNIX_PATH_MAX 107u
+
 struct srv_config {
 	char listen[256];
 	char data_dir[1024];
@@ -56,6 +60,9 @@ struct srv_config {
 	/* The built-in role of a connection that has not authenticated, or
 	 * "none" (config_validate). */
 	char anonymous_role[16];
+	/* The Unix domain socket to listen on: "auto" (DATA_DIR/whizbangd.sock),
+	 * "off", or a path. */
+	char unix_socket[1024];
 
 	/* Command-line only, not settings of the table: the file --config
 	 * named ("" when none) and whether --check-config was given. */

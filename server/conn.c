@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "frame.h"
 #include "log.h"
@@ -32,8 +33,17 @@ struct write_req {
 	size_t len;
 };
 
-struct conn {
+/* A connection's stream: TCP, or a Unix domain socket (conns_accept() picks
+ * by the listener's type). */
+union conn_stream {
+	uv_handle_t handle;
+	uv_stream_t stream;
 	uv_tcp_t tcp;
+	uv_pipe_t pipe;
+};
+
+struct conn {
+	union conn_stream s;
 	uv_timer_t timer;
 	struct conns *set;
 	struct conn *prev, *next; /* set->list */
@@ -50,6 +60,8 @@ struct conn {
 	void *slots[CONN_SLOTS];
 	int handles_open;
 	bool greeted;
+	bool local; /* a Unix domain socket: peer_uid holds the peer's uid */
+	uint32_t peer_uid;
 	const struct auth_subject *subject; /* NULL: may do nothing that needs a permission */
 	bool closing;
 	bool dirty;
@@ -71,7 +83,7 @@ struct conns {
 	struct conn_counters counters;
 	/* Load shedding: a spare handle that accepts and closes a peer when
 	 * no connection can be allocated. */
-	uv_tcp_t shed;
+	union conn_stream shed;
 	bool shed_busy;
 	uv_stream_t *accept_waiting; /* a listener to accept from once shed is free */
 };
@@ -115,6 +127,13 @@ void conn_greet(struct conn *c, const char *client_name)
 	snprintf(c->name, sizeof(c->name), "%s", client_name != NULL ? client_name : "");
 }
 
+bool conn_peer_uid(const struct conn *c, uint32_t *uid)
+{
+	if (c->local)
+		*uid = c->peer_uid;
+	return c->local;
+}
+
 const struct auth_subject *conn_subject(const struct conn *c)
 {
 	return c->subject;
@@ -149,10 +168,10 @@ static void update_reading(struct conn *c)
 		return;
 	/* uv_read_start() fails only on a closing or unreadable stream,
 	 * which is then closed by its read callback or already closing. */
-	if (want && uv_read_start((uv_stream_t *)&c->tcp, alloc_cb, read_cb) != 0)
+	if (want && uv_read_start(&c->s.stream, alloc_cb, read_cb) != 0)
 		return;
 	if (!want)
-		uv_read_stop((uv_stream_t *)&c->tcp);
+		uv_read_stop(&c->s.stream);
 	c->reading = want;
 }
 
@@ -199,7 +218,7 @@ void conn_close(struct conn *c)
 	srv_log(WB_LOG_DEBUG, "disconnected", "conn=%llu holds=%zu", (unsigned long long)c->id,
 	        c->holds);
 	uv_close((uv_handle_t *)&c->timer, handle_closed_cb);
-	uv_close((uv_handle_t *)&c->tcp, handle_closed_cb);
+	uv_close(&c->s.handle, handle_closed_cb);
 }
 
 void conn_hold(struct conn *c)
@@ -329,7 +348,7 @@ static void flush_one(struct conn *c)
 	wr->buf = c->out;
 	wr->len = c->out_len;
 	uv_buf_t b = uv_buf_init((char *)wr->buf, (unsigned)wr->len);
-	int rc = uv_write(&wr->req, (uv_stream_t *)&c->tcp, &b, 1, write_cb);
+	int rc = uv_write(&wr->req, &c->s.stream, &b, 1, write_cb);
 	if (rc != 0) {
 		free(wr);
 		srv_log(WB_LOG_INFO, "write_failed", "conn=%llu error=%s",
@@ -465,7 +484,24 @@ static void peer_name(struct conn *c)
 	int sl = sizeof(ss);
 	char host[48] = "";
 	snprintf(c->peer, sizeof(c->peer), "?");
-	if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &sl) != 0)
+	if (c->local) {
+		uv_os_fd_t fd;
+		struct ucred cred;
+		socklen_t cl = sizeof(cred);
+		/* The peer's uid as the kernel saw it at connect(): who the
+		 * connection is, for the access decision (conn_peer_uid()). */
+		if (uv_fileno(&c->s.handle, &fd) == 0 &&
+		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
+			c->peer_uid = (uint32_t)cred.uid;
+			snprintf(c->peer, sizeof(c->peer), "unix:uid=%u,pid=%d", (unsigned)cred.uid,
+			         (int)cred.pid);
+		} else {
+			c->local = false; /* no identity: treated as any other peer */
+			snprintf(c->peer, sizeof(c->peer), "unix:?");
+		}
+		return;
+	}
+	if (uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&ss, &sl) != 0)
 		return;
 	if (ss.ss_family == AF_INET6) {
 		uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
@@ -498,12 +534,15 @@ static void shed(struct conns *set, uv_stream_t *listener, const char *why)
 		return;
 	}
 	srv_log(WB_LOG_WARN, "connection_shed", "reason=%s", why);
-	/* uv_tcp_init() without a socket cannot fail. */
-	uv_tcp_init(set->loop, &set->shed);
-	set->shed.data = set;
+	/* uv_tcp_init() and uv_pipe_init() without a socket cannot fail. */
+	if (listener->type == UV_NAMED_PIPE)
+		uv_pipe_init(set->loop, &set->shed.pipe, 0);
+	else
+		uv_tcp_init(set->loop, &set->shed.tcp);
+	set->shed.handle.data = set;
 	set->shed_busy = true;
-	(void)uv_accept(listener, (uv_stream_t *)&set->shed);
-	uv_close((uv_handle_t *)&set->shed, shed_closed_cb);
+	(void)uv_accept(listener, &set->shed.stream);
+	uv_close(&set->shed.handle, shed_closed_cb);
 }
 
 static void half_closed_cb(uv_handle_t *h)
@@ -519,9 +558,11 @@ void conns_accept(struct conns *set, uv_stream_t *listener)
 		return;
 	}
 	c->set = set;
-	c->tcp.data = c;
 	c->timer.data = c;
-	int rc = uv_tcp_init(set->loop, &c->tcp);
+	c->local = listener->type == UV_NAMED_PIPE;
+	int rc = c->local ? uv_pipe_init(set->loop, &c->s.pipe, 0)
+	                  : uv_tcp_init(set->loop, &c->s.tcp);
+	c->s.handle.data = c;
 	if (rc != 0) {
 		free(c);
 		shed(set, listener, uv_err_name(rc));
@@ -529,19 +570,19 @@ void conns_accept(struct conns *set, uv_stream_t *listener)
 	}
 	rc = uv_timer_init(set->loop, &c->timer);
 	if (rc != 0) {
-		uv_close((uv_handle_t *)&c->tcp, half_closed_cb);
+		uv_close(&c->s.handle, half_closed_cb);
 		shed(set, listener, uv_err_name(rc));
 		return;
 	}
 	c->handles_open = 2;
 	c->id = ++set->next_id;
-	rc = uv_accept(listener, (uv_stream_t *)&c->tcp);
+	rc = uv_accept(listener, &c->s.stream);
 	if (rc != 0) {
 		/* libuv has dropped the peer (the accept is no longer pending). */
 		srv_log(WB_LOG_WARN, "accept_failed", "error=%s", uv_err_name(rc));
 		c->closing = true;
 		uv_close((uv_handle_t *)&c->timer, handle_closed_cb);
-		uv_close((uv_handle_t *)&c->tcp, handle_closed_cb);
+		uv_close(&c->s.handle, handle_closed_cb);
 		return;
 	}
 	peer_name(c);
@@ -551,7 +592,8 @@ void conns_accept(struct conns *set, uv_stream_t *listener)
 	set->list = c;
 	set->open++;
 	set->accepted++;
-	uv_tcp_nodelay(&c->tcp, 1);
+	if (!c->local)
+		uv_tcp_nodelay(&c->s.tcp, 1);
 	if (set->open > set->lim.max_connections) {
 		char msg[160];
 		srv_log(WB_LOG_WARN, "connection_refused",

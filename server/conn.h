@@ -1,4 +1,4 @@
-/* The connection layer of whizbangd: accepted TCP connections, their input
+/* The connection layer of whizbangd: accepted TCP and Unix socket connections, their input
  * decoded into frames, their output written once per loop turn,
  * back-pressure, the frame timeout and the connection limit.
  *
@@ -74,11 +74,11 @@ int conns_init(struct conns **out, uv_loop_t *loop, const struct conn_limits *li
 void conns_free(struct conns *set);
 
 /* Accepts the connection pending on listener (from its connection
- * callback). Never leaves it pending: when no connection can be allocated,
- * the peer is accepted into a spare handle and closed at once (load is
- * shed, the listener keeps being polled), and when even that handle is
- * busy the accept is retried as soon as it is free. Above
- * max_connections the connection is refused through hooks.refuse. */
+ * callback): a TCP listener, or a Unix domain socket one (a uv_pipe_t). Never leaves it pending:
+ * when no connection can be allocated, the peer is accepted into a spare handle and closed at once
+ * (load is shed, the listener keeps being polled), and when even that handle is busy the accept is
+ * retried as soon as it is free. Above max_connections the connection is refused through
+ * hooks.refuse. */
 void conns_accept(struct conns *set, uv_stream_t *listener);
 
 /* Writes the queued output of every connection that has some: one write
@@ -140,6 +140,10 @@ uint64_t conn_id(const struct conn *c);
 bool conn_greeted(const struct conn *c);
 void conn_greet(struct conn *c, const char *client_name);
 const char *conn_client_name(const struct conn *c);
+
+/* True when c came through a Unix domain socket listener and the kernel
+ * told its peer's uid (SO_PEERCRED, as of its connect()): *uid is set. */
+bool conn_peer_uid(const struct conn *c, uint32_t *uid);
 
 /* Who c acts as: the roles its requests are decided by (server/access.h),
  * or NULL before it authenticated (only requests that need no permission

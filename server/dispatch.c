@@ -53,11 +53,22 @@ static void hello(struct dispatch *d, struct conn *c, const Request *req)
 		return;
 	}
 	conn_greet(c, h->client_name);
-	conn_set_subject(c, d->env.anonymous);
+	/* Who it is: a trusted Unix socket peer by its uid, else nobody (and
+	 * the anonymous role, if the operator gave one). */
+	const struct auth_subject *who = d->env.anonymous;
+	char user[32] = "";
+	uint32_t uid;
+	if (conn_peer_uid(c, &uid) && (uid == 0 || uid == d->env.service_uid) &&
+	    d->env.local_admin != NULL) {
+		who = d->env.local_admin;
+		snprintf(user, sizeof(user), "uid:%u", (unsigned)uid);
+	}
+	conn_set_subject(c, who);
 	char q[80];
 	const char *name = conn_client_name(c);
-	srv_log(WB_LOG_DEBUG, "hello", "conn=%llu client=%s", (unsigned long long)conn_id(c),
-	        log_quote(name, strlen(name), q, sizeof(q)));
+	srv_log(WB_LOG_DEBUG, "hello", "conn=%llu client=%s user=%s roles=%zu",
+	        (unsigned long long)conn_id(c), log_quote(name, strlen(name), q, sizeof(q)),
+	        user[0] != '\0' ? user : "-", who != NULL ? who->nroles : 0u);
 	Whizbang__V1__HelloResult r = WHIZBANG__V1__HELLO_RESULT__INIT;
 	r.protocol_version = WB_PROTOCOL_VERSION;
 	r.server_version = (char *)WB_VERSION;
@@ -65,7 +76,13 @@ static void hello(struct dispatch *d, struct conn *c, const Request *req)
 	r.max_read_count = (uint32_t)d->env.max_read_count;
 	r.max_append_events = (uint32_t)d->env.max_append_events;
 	r.max_event_size = d->env.max_event_size;
-	r.auth_required = false;
+	r.auth_required = who == NULL;
+	r.user = user;
+	char *roles[8];
+	r.n_roles = 0;
+	for (size_t i = 0; who != NULL && i < who->nroles && i < 8; i++)
+		roles[r.n_roles++] = (char *)who->roles[i]->name;
+	r.roles = roles;
 	SRV_REPLY(c, req->id, HELLO, hello, &r);
 }
 

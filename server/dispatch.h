@@ -33,6 +33,10 @@ struct dispatch_env {
 	 * authenticating (anonymous-role), or NULL: then it may do nothing
 	 * that needs a permission. Kept, not copied. */
 	const struct auth_subject *anonymous;
+	/* The subject of a Unix socket peer whose uid is 0 or service_uid (the
+	 * server's own): the local administrator. Kept, not copied. */
+	const struct auth_subject *local_admin;
+	uint32_t service_uid;
 	bool (*shutting_down)(void *arg);
 	void (*stats)(void *arg, Whizbang__V1__ServerStats *s);
 };

@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -53,6 +54,9 @@ struct srv {
 	/* The subject of connections that did not authenticate (dispatch_env). */
 	const struct auth_role *anon_role[1];
 	struct auth_subject anon;
+	/* The subject of trusted Unix socket peers (dispatch_env.local_admin). */
+	const struct auth_role *admin_role[1];
+	struct auth_subject local_admin;
 	uv_loop_t *loop;
 	struct srv_config cfg;
 	struct storage *st;
@@ -64,6 +68,11 @@ struct srv {
 	size_t modules_up; /* modules whose init succeeded */
 	uv_tcp_t listener;
 	bool listener_open;
+	/* The Unix domain socket listener (unix-socket), and the name it
+	 * bound, removed when it closes. */
+	uv_pipe_t local;
+	bool local_open;
+	char local_path[CONFIG_UNIX_PATH_MAX + 1];
 	uv_async_t async;
 	pthread_mutex_t async_mu;
 	bool async_closed;
@@ -196,6 +205,8 @@ static void close_handle_cb(uv_handle_t *h)
 	(void)h;
 }
 
+static void local_close(struct srv *srv);
+
 /* Closes the server's own handles once nothing is in flight and every
  * answer is written, which lets uv_run() return. */
 static void shutdown_check(struct srv *srv)
@@ -254,6 +265,7 @@ static void shutdown_begin(struct srv *srv, int signum)
 		uv_close((uv_handle_t *)&srv->listener, close_handle_cb);
 		srv->listener_open = false;
 	}
+	local_close(srv);
 	conns_stop_reading(srv->conns);
 	sysd_stopping(&srv->sysd);
 	modules_shutdown(srv);
@@ -444,6 +456,76 @@ static int listen_on(struct srv *srv, const struct sockaddr_storage *addr, char 
 	if (srv->cfg.port_file[0] != '\0' &&
 	    netaddr_write_port_file(srv->cfg.port_file, port, errmsg, errlen) != 0)
 		return WB_E_IO;
+	return 0;
+}
+
+/* Closes the Unix socket listener, if open, and removes its name so that no
+ * client connects to a server that is gone. */
+static void local_close(struct srv *srv)
+{
+	if (!srv->local_open)
+		return;
+	uv_close((uv_handle_t *)&srv->local, close_handle_cb);
+	srv->local_open = false;
+	(void)unlink(srv->local_path);
+}
+
+/* Listens on the Unix domain socket unix-socket names as well. A socket
+ * left there by a server that is gone is replaced (the store's lock, taken
+ * before, keeps a second server of this data directory from getting here);
+ * any other file there stops the start. The socket is 0660: the access
+ * decision is by the peer's uid (conn_peer_uid()), the mode keeps other
+ * users from even connecting. "auto" with a data directory whose path is
+ * too long for a socket's name listens on no socket, with a warning. */
+static int listen_local(struct srv *srv, char *errmsg, size_t errlen)
+{
+	const char *opt = srv->cfg.unix_socket;
+	if (strcmp(opt, "off") == 0)
+		return 0;
+	int n = strcmp(opt, "auto") == 0
+	                ? snprintf(srv->local_path, sizeof(srv->local_path), "%s/whizbangd.sock",
+	                           srv->cfg.data_dir)
+	                : snprintf(srv->local_path, sizeof(srv->local_path), "%s", opt);
+	if (n < 0 || (size_t)n >= sizeof(srv->local_path)) {
+		srv->local_path[0] = '\0';
+		if (strcmp(opt, "auto") == 0) {
+			srv_log(WB_LOG_WARN, "unix_socket_off",
+			        "reason=path_too_long data_dir=%s max=%u", srv->cfg.data_dir,
+			        CONFIG_UNIX_PATH_MAX);
+			return 0;
+		}
+		snprintf(errmsg, errlen, "unix-socket %s is too long for a socket's name", opt);
+		return WB_E_INVAL;
+	}
+	struct stat st;
+	if (lstat(srv->local_path, &st) == 0) {
+		if (!S_ISSOCK(st.st_mode)) {
+			snprintf(errmsg, errlen,
+			         "unix-socket %s exists and is not a socket: remove it or choose "
+			         "another path",
+			         srv->local_path);
+			return WB_E_INVAL;
+		}
+		(void)unlink(srv->local_path);
+	}
+	int rc = uv_pipe_init(srv->loop, &srv->local, 0);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot make the Unix socket listener: %s",
+		         uv_strerror(rc));
+		return WB_E_IO;
+	}
+	srv->local.data = srv;
+	srv->local_open = true;
+	rc = uv_pipe_bind(&srv->local, srv->local_path);
+	if (rc == 0 && chmod(srv->local_path, 0660) != 0)
+		rc = uv_translate_sys_error(errno);
+	if (rc == 0)
+		rc = uv_listen((uv_stream_t *)&srv->local, 511, on_connection);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot listen on the Unix socket %s: %s", srv->local_path,
+		         uv_strerror(rc));
+		return WB_E_IO;
+	}
 	return 0;
 }
 
@@ -671,6 +753,11 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 		srv->anon.nroles = 1;
 		env.anonymous = &srv->anon;
 	}
+	srv->admin_role[0] = auth_builtin_role("admin");
+	srv->local_admin.roles = srv->admin_role;
+	srv->local_admin.nroles = 1;
+	env.local_admin = &srv->local_admin;
+	env.service_uid = (uint32_t)geteuid();
 	rc = dispatch_init(&srv->dispatch, &env, modules, srv->states, NMODULES, errmsg, errlen);
 	if (rc != 0)
 		goto err_after_modules;
@@ -710,7 +797,11 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	}
 
 	char name[96] = "";
-	rc = listen_on(srv, &addr, name, sizeof(name), errmsg, errlen);
+	/* The Unix socket first: the port file, which says the server is up,
+	 * is written only once both listen. */
+	rc = listen_local(srv, errmsg, errlen);
+	if (rc == 0)
+		rc = listen_on(srv, &addr, name, sizeof(name), errmsg, errlen);
 	if (rc != 0)
 		goto err_after_listener;
 
@@ -743,8 +834,9 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 
 	struct storage_stats ss;
 	storage_stats(srv->st, &ss);
-	srv_log(WB_LOG_INFO, "listening", "addr=%s data_dir=%s map_size=%llu version=%s", name,
-	        cfg->data_dir, (unsigned long long)ss.map_size, WB_VERSION);
+	srv_log(WB_LOG_INFO, "listening", "addr=%s unix=%s data_dir=%s map_size=%llu version=%s",
+	        name, srv->local_open ? srv->local_path : "off", cfg->data_dir,
+	        (unsigned long long)ss.map_size, WB_VERSION);
 	srv->ready = true;
 	sysd_ready(&srv->sysd, loop, name);
 	*out = srv;
@@ -753,6 +845,10 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 err_after_listener:
 	if (srv->listener_open)
 		close_now(loop, (uv_handle_t *[]){(uv_handle_t *)&srv->listener}, 1);
+	if (srv->local_open) {
+		close_now(loop, (uv_handle_t *[]){(uv_handle_t *)&srv->local}, 1);
+		(void)unlink(srv->local_path);
+	}
 	writer_stop(srv->writer);
 err_after_async:
 	close_now(loop, (uv_handle_t *[]){(uv_handle_t *)&srv->async}, 1);

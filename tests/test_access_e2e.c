@@ -7,8 +7,14 @@
  * grounds: those are answered by their handlers (often NOT_FOUND or
  * BAD_REQUEST, since the requests are minimal). */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "access.h"
@@ -180,4 +186,202 @@ Test(access_e2e, the_table_refuses_what_the_roles_promise)
 	cr_assert_eq(expected("reader", &r3), WB_PERMISSION_DENIED);
 	cr_assert_eq(expected("ops", &r3), WB_PERMISSION_DENIED);
 	cr_assert_eq(expected("writer", &r3), 0);
+}
+
+/* ------------------------------------------------------------ the Unix socket */
+
+/* A connection to the server's Unix socket at path; -1 with errno set. */
+static int unix_connect(const char *path)
+{
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+	if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+		int e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
+}
+
+/* Says Hello on fd and returns the HelloResult's answer (the caller frees). */
+static Whizbang__V1__Response *hello(int fd)
+{
+	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
+	h.protocol_version = 1;
+	h.client_name = "access-e2e";
+	Request req = E2E_REQUEST(HELLO, hello, &h);
+	req.id = 1;
+	Whizbang__V1__Response *r = NULL;
+	cr_assert_eq(e2e_raw_call(fd, &req, &r), 0);
+	cr_assert_eq(e2e_error_code(r), 0);
+	cr_assert_eq(r->body_case, WHIZBANG__V1__RESPONSE__BODY_HELLO);
+	return r;
+}
+
+/* GetStats on fd (an admin action): its error code. */
+static int get_stats(int fd)
+{
+	Whizbang__V1__GetStats g = WHIZBANG__V1__GET_STATS__INIT;
+	Request req = E2E_REQUEST(GET_STATS, get_stats, &g);
+	req.id = 2;
+	Whizbang__V1__Response *r = NULL;
+	cr_assert_eq(e2e_raw_call(fd, &req, &r), 0);
+	int code = e2e_error_code(r);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return code;
+}
+
+Test(access_e2e, the_servers_own_user_is_admin_on_the_unix_socket_and_nobody_on_tcp)
+{
+	const char *args[] = {"--anonymous-role=none", NULL};
+	e2e_suite_start(args);
+	char path[160];
+	snprintf(path, sizeof(path), "%s/whizbangd.sock", e2e_srv.data_dir);
+	struct stat st;
+	cr_assert_eq(lstat(path, &st), 0, "no socket at %s", path);
+	cr_assert(S_ISSOCK(st.st_mode));
+	cr_assert_eq(st.st_mode & 0777, 0660, "mode %o", st.st_mode & 0777);
+
+	int fd = unix_connect(path);
+	cr_assert_geq(fd, 0, "connect %s: %s", path, strerror(errno));
+	Whizbang__V1__Response *r = hello(fd);
+	char want[32];
+	snprintf(want, sizeof(want), "uid:%u", (unsigned)geteuid());
+	cr_assert_str_eq(r->hello->user, want);
+	cr_assert_eq(r->hello->n_roles, 1u);
+	cr_assert_str_eq(r->hello->roles[0], "admin");
+	cr_assert_not(r->hello->auth_required);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	cr_assert_eq(get_stats(fd), 0);
+	close(fd);
+
+	/* The control: the same requests over TCP have no role. */
+	fd = e2e_suite_raw();
+	r = hello(fd);
+	cr_assert_str_eq(r->hello->user, "");
+	cr_assert_eq(r->hello->n_roles, 0u);
+	cr_assert(r->hello->auth_required);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	cr_assert_eq(get_stats(fd), WB_UNAUTHENTICATED);
+	close(fd);
+
+	/* A clean stop removes the socket. */
+	e2e_suite_stop();
+	cr_assert_neq(lstat(path, &st), 0, "the socket outlived the server");
+}
+
+Test(access_e2e, another_user_on_the_unix_socket_gets_only_the_anonymous_role)
+{
+	if (geteuid() != 0)
+		cr_skip_test("needs root to connect as another user");
+	const char *args[] = {"--anonymous-role=reader", NULL};
+	e2e_suite_start(args);
+	char path[160];
+	snprintf(path, sizeof(path), "%s/whizbangd.sock", e2e_srv.data_dir);
+	/* The socket's mode keeps other users out by default: a child that
+	 * becomes nobody shows it first. */
+	int pipefd[2];
+	cr_assert_eq(pipe(pipefd), 0);
+	pid_t pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(pipefd[0]);
+		int out[1] = {0};
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(2);
+		/* Refused by the socket's mode (0660, root's): EACCES. */
+		int fd = unix_connect(path);
+		out[0] = fd < 0 ? errno : 0;
+		if (fd >= 0)
+			close(fd);
+		(void)!write(pipefd[1], out, sizeof(out[0]));
+		_exit(0);
+	}
+	close(pipefd[1]);
+	int first = -1;
+	cr_assert_eq(read(pipefd[0], &first, sizeof(first)), (ssize_t)sizeof(first));
+	close(pipefd[0]);
+	int status;
+	waitpid(pid, &status, 0);
+	cr_assert_eq(first, EACCES, "another user connected to a 0660 socket (errno %d)", first);
+
+	/* Opened up: the other user connects, and is no administrator. */
+	cr_assert_eq(chmod(path, 0666), 0);
+	cr_assert_eq(chmod(e2e_srv.data_dir, 0755), 0);
+	cr_assert_eq(chmod(e2e_srv.dir, 0755), 0);
+	cr_assert_eq(pipe(pipefd), 0);
+	pid = fork();
+	cr_assert_geq(pid, 0);
+	if (pid == 0) {
+		close(pipefd[0]);
+		if (setgid(65534) != 0 || setuid(65534) != 0)
+			_exit(2);
+		int fd = unix_connect(path);
+		if (fd < 0)
+			_exit(4);
+		Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
+		h.protocol_version = 1;
+		Request req = E2E_REQUEST(HELLO, hello, &h);
+		req.id = 1;
+		Whizbang__V1__Response *r = NULL;
+		if (e2e_raw_call(fd, &req, &r) != 0 ||
+		    r->body_case != WHIZBANG__V1__RESPONSE__BODY_HELLO)
+			_exit(5);
+		int out[3] = {(int)strlen(r->hello->user), (int)r->hello->n_roles, 0};
+		if (r->hello->n_roles == 1 && strcmp(r->hello->roles[0], "reader") == 0)
+			out[1] = 100;
+		whizbang__v1__response__free_unpacked(r, NULL);
+		Whizbang__V1__GetStats g = WHIZBANG__V1__GET_STATS__INIT;
+		Request sreq = E2E_REQUEST(GET_STATS, get_stats, &g);
+		sreq.id = 2;
+		if (e2e_raw_call(fd, &sreq, &r) != 0)
+			_exit(6);
+		out[2] = e2e_error_code(r);
+		(void)!write(pipefd[1], out, sizeof(out));
+		_exit(0);
+	}
+	close(pipefd[1]);
+	int got[3] = {-1, -1, -1};
+	ssize_t n = read(pipefd[0], got, sizeof(got));
+	close(pipefd[0]);
+	waitpid(pid, &status, 0);
+	cr_assert_eq(n, (ssize_t)sizeof(got), "the child failed (status %d)", status);
+	cr_assert_eq(got[0], 0, "another user was given a user name");
+	cr_assert_eq(got[1], 100, "another user did not get just the anonymous role");
+	cr_assert_eq(got[2], WB_PERMISSION_DENIED, "another user may read the stats");
+	e2e_suite_stop();
+}
+
+Test(access_e2e, a_file_in_the_sockets_place_stops_the_start_and_off_listens_on_none)
+{
+	struct e2e_server s = {0};
+	char dir[] = "/tmp/wb-access-XXXXXX";
+	cr_assert_not_null(mkdtemp(dir));
+	char path[160];
+	snprintf(path, sizeof(path), "%s/not-a-socket", dir);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	char flag[200];
+	snprintf(flag, sizeof(flag), "--unix-socket=%s", path);
+	const char *args[] = {flag, "--metrics-listen=off", NULL};
+	cr_assert_neq(e2e_start(&s, args), 0, "started over a regular file");
+	size_t said = e2e_log_count(&s, "is not a socket");
+	if (said == 0)
+		e2e_log_tail(&s, 30);
+	cr_assert_gt(said, 0u, "the log does not say why (%s)", s.log_file);
+	e2e_cleanup(&s);
+	cr_assert_eq(unlink(path), 0, "the file in the socket's place was removed");
+	rmdir(dir);
+
+	const char *off[] = {"--unix-socket=off", NULL};
+	e2e_suite_start(off);
+	snprintf(path, sizeof(path), "%s/whizbangd.sock", e2e_srv.data_dir);
+	struct stat st;
+	cr_assert_neq(lstat(path, &st), 0, "a socket with unix-socket = off");
+	e2e_suite_stop();
 }
