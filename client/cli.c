@@ -38,6 +38,7 @@ static const struct section {
         {"Projections (entities built from the ledger)", cli_proj_commands},
         {"Subscriptions and consumer groups", cli_sub_commands},
         {"Streams and the server", cli_admin_commands},
+        {"TLS certificates (made here: no server is needed)", cli_certs_commands},
 };
 
 #define NSECTIONS (sizeof(sections) / sizeof(sections[0]))

@@ -7,7 +7,7 @@
  * from its table, and the help texts, the overview and each command's
  * --help, are written from the same tables, as whizbangd's settings are
  * from server/config.c's table. The commands live by group in cli_events.c, cli_leases.c,
- * cli_proj.c, cli_subs.c and cli_admin.c, each exporting its table; cli.c
+ * cli_proj.c, cli_subs.c, cli_admin.c and cli_certs.c, each exporting its table; cli.c
  * holds main, the global options and the list of groups. cli_out.c holds
  * the output helpers: text for people, JSON for programs, and errors. */
 #ifndef WB_CLI_H
@@ -57,6 +57,7 @@ extern const struct cli_command cli_lease_commands[];
 extern const struct cli_command cli_proj_commands[];
 extern const struct cli_command cli_sub_commands[];
 extern const struct cli_command cli_admin_commands[];
+extern const struct cli_command cli_certs_commands[];
 
 /* The usage text: the command's own with cmd, else the overview (cli.c). */
 void cli_put_usage(FILE *f, const struct cli_command *cmd);

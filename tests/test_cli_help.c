@@ -39,24 +39,32 @@ static void run(struct run *r, const char *args)
 }
 
 /* The commands of the overview: the first words of its lines "  name ..."
- * (two for a group: "consumer create"), in order. */
+ * (two for a group: "consumer create"), in order. A group is a first word
+ * that starts more than one line, so the overview alone says which words
+ * are groups. */
 static size_t overview_commands(char names[][40], size_t max)
 {
 	static struct run r;
 	run(&r, "--help");
 	cr_assert_eq(r.status, 0);
+	static char w1[64][20], w2[64][20];
 	size_t n = 0;
 	for (char *line = strtok(r.out, "\n"); line != NULL; line = strtok(NULL, "\n")) {
 		if (strncmp(line, "  ", 2) != 0 || line[2] < 'a' || line[2] > 'z')
 			continue;
-		char w1[20], w2[20];
-		int words = sscanf(line + 2, "%19s %19s", w1, w2);
-		if (strcmp(w1, "help") == 0)
-			continue;
-		bool group =
-		        words == 2 && (strcmp(w1, "consumer") == 0 || strcmp(w1, "index") == 0);
 		cr_assert_lt(n, max);
-		snprintf(names[n++], 40, "%s%s%s", w1, group ? " " : "", group ? w2 : "");
+		cr_assert_lt(n, 64);
+		w2[n][0] = '\0';
+		sscanf(line + 2, "%19s %19s", w1[n], w2[n]);
+		if (strcmp(w1[n], "help") != 0)
+			n++;
+	}
+	for (size_t k = 0; k < n; k++) {
+		size_t starts = 0;
+		for (size_t j = 0; j < n; j++)
+			starts += strcmp(w1[j], w1[k]) == 0;
+		bool group = starts > 1;
+		snprintf(names[k], 40, "%.19s%s%.19s", w1[k], group ? " " : "", group ? w2[k] : "");
 	}
 	return n;
 }
