@@ -3,7 +3,7 @@
 # Usage: deploy/install-deps.sh [--test]   (--test adds valgrind and clang)
 set -eu
 pkgs="build-essential meson ninja-build pkg-config libuv1-dev liblmdb-dev libisal-dev \
-libprotobuf-c-dev protobuf-c-compiler libcriterion-dev libxxhash-dev libinih-dev libmicrohttpd-dev libsystemd-dev"
+libprotobuf-c-dev protobuf-c-compiler libssl-dev libcriterion-dev libxxhash-dev libinih-dev libmicrohttpd-dev libsystemd-dev"
 if [ "${1:-}" = "--test" ]; then
 	pkgs="$pkgs valgrind clang libclang-rt-14-dev python3"
 fi
