@@ -1436,6 +1436,22 @@ Test(scram, credential_round_trip)
 	cr_assert_eq(auth_scram_cred_format(&big, buf, AUTH_SCRAM_CRED_STR_MAX, &len), WB_E_INVAL);
 }
 
+/* The RFC's credential in storage form, as computed outside this code
+ * (PBKDF2-HMAC-SHA-256 of "pencil" with the RFC's salt, 4096 iterations,
+ * then RFC 5802's ClientKey, StoredKey and ServerKey): the string
+ * PostgreSQL would store for that password and salt. */
+Test(scram, rfc_credential_known_answer)
+{
+	static const char want[] = "SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"
+	                           "WG5d8oPm3OtcPnkdi4Uo7BkeZkBFzpcXkuLmtbsT4qY=:"
+	                           "wfPLwcE6nTWhTAmQ7tl2KeoiWGPlZqQxSrmfPwDl2dU=";
+	char buf[AUTH_SCRAM_CRED_STR_MAX + 1];
+	store_rfc_user();
+	size_t len = format(&store[store_n - 1].cred, buf);
+	cr_assert_str_eq(buf, want);
+	cr_assert_eq(len, sizeof(want) - 1);
+}
+
 Test(scram, credential_parser_is_strict)
 {
 	char good[AUTH_SCRAM_CRED_STR_MAX + 1];
