@@ -517,8 +517,14 @@ int auth_scram_server_new(struct auth_scram_server **out,
 	uint32_t iterations = cfg->iterations == 0 ? AUTH_SCRAM_ITER_DEFAULT : cfg->iterations;
 	size_t nonce_len = cfg->nonce_len == 0 ? AUTH_SCRAM_NONCE_LEN : cfg->nonce_len;
 
+	uint8_t unset = 0;
+
+	for (size_t i = 0; i < sizeof(cfg->secret); i++)
+		unset |= cfg->secret[i];
+	/* An all-zero secret is one nobody set: every server would then give
+	 * an unknown name the same mock salt. */
 	if (cfg->lookup == NULL || cfg->random == NULL || !iterations_ok(iterations) ||
-	    !nonce_len_ok(nonce_len))
+	    !nonce_len_ok(nonce_len) || unset == 0)
 		return WB_E_INVAL;
 	s = calloc(1, sizeof(*s));
 	if (s == NULL)

@@ -244,7 +244,7 @@ struct auth_scram_server_config {
 	 * AUTH_SCRAM_SALT_LEN bytes of HMAC-SHA-256(secret, user). Generate it
 	 * once and keep it with the user store: a salt that changed across a
 	 * restart for the same unknown name while a real user's did not would
-	 * tell the two apart. */
+	 * tell the two apart. All zero bytes are refused as unset. */
 	uint8_t secret[AUTH_SCRAM_SECRET_LEN];
 	/* The iteration count mock credentials show: the count new credentials
 	 * are derived with. 0 means AUTH_SCRAM_ITER_DEFAULT. */
@@ -260,7 +260,8 @@ struct auth_scram_server;
 /* Starts one server exchange. Copies cfg (the secret included) and keeps
  * the lookup and random callbacks and their arguments until
  * auth_scram_server_free(). Returns 0 and writes *out; WB_E_INVAL (a NULL
- * callback, a count or nonce length out of range) or WB_E_NOMEM. */
+ * callback, a count or nonce length out of range, an all-zero secret) or
+ * WB_E_NOMEM. */
 int auth_scram_server_new(struct auth_scram_server **out,
                           const struct auth_scram_server_config *cfg);
 

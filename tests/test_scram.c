@@ -1292,6 +1292,8 @@ Test(scram, configuration_limits)
 	struct rng r = rng_seeded(1);
 	struct auth_scram_server_config scfg = {.lookup = lookup_cb, .random = rng_cb};
 	struct auth_scram_server *s = NULL;
+	cr_assert_eq(auth_scram_server_new(&s, &scfg), WB_E_INVAL, "an unset secret");
+	scfg.secret[AUTH_SCRAM_SECRET_LEN - 1] = 1;
 	cr_assert_eq(auth_scram_server_new(&s, &scfg), 0, "defaults");
 	auth_scram_server_free(s);
 	s = NULL;

@@ -95,6 +95,7 @@ static struct auth_scram_server *server(struct script *nonce)
 	        .nonce_len = strlen(RFC_SNONCE),
 	};
 	struct auth_scram_server *s = NULL;
+	memset(cfg.secret, 0x5c, sizeof(cfg.secret));
 	*nonce = (struct script){(const uint8_t *)RFC_SNONCE, strlen(RFC_SNONCE), 0};
 	if (auth_scram_server_new(&s, &cfg) != 0)
 		abort();
