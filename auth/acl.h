@@ -64,6 +64,9 @@ enum {
 /* Every permission bit a kind has (0 for a kind that does not exist). */
 uint32_t auth_kind_perms(unsigned kind);
 
+/* The most roles one subject holds (a user's roles). */
+#define AUTH_ROLES_MAX 16u
+
 /* The longest name prefix a grant may hold. */
 #define AUTH_PREFIX_MAX 255u
 

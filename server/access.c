@@ -67,6 +67,16 @@ static const struct srv_access_rule rules[] = {
         FIELD(DELETE_STREAM, STREAMS, STREAM_DELETE, "stream"),
         NONE(SCAVENGE, ADMIN, ADMIN_SCAVENGE),
         NONE(BACKUP, ADMIN, ADMIN_BACKUP),
+        OPEN(AUTHENTICATE),
+        NONE(PUT_USER, ADMIN, ADMIN_USERS),
+        NONE(DELETE_USER, ADMIN, ADMIN_USERS),
+        NONE(LIST_USERS, ADMIN, ADMIN_USERS),
+        NONE(PUT_ROLE, ADMIN, ADMIN_USERS),
+        NONE(DELETE_ROLE, ADMIN, ADMIN_USERS),
+        NONE(LIST_ROLES, ADMIN, ADMIN_USERS),
+        NONE(CREATE_TOKEN, ADMIN, ADMIN_USERS),
+        NONE(REVOKE_TOKEN, ADMIN, ADMIN_USERS),
+        NONE(LIST_TOKENS, ADMIN, ADMIN_USERS),
 };
 
 const struct srv_access_rule *srv_access_rules(size_t *n)

@@ -53,7 +53,7 @@ static void problem(struct check *ck, const char *fmt, ...)
 
 static const char *const db_names[STORAGE_DB_COUNT] = {
         "meta",     "events", "streams",   "stream_events", "event_ids", "ledger", "staged",
-        "entities", "index",  "proj_meta", "stream_meta",   "consumers", "parked",
+        "entities", "index",  "proj_meta", "stream_meta",   "consumers", "parked", "auth",
 };
 
 /* Walks every entry of every database; returns the entries of each. */

@@ -122,6 +122,12 @@ static const struct opt opts[] = {
         {"unix-socket", STR(unix_socket), 0, 0, "auto",
          "Unix domain socket to listen on as well (mode 0660): auto (DATA_DIR/whizbangd.sock), "
          "off, or a path; root and the server's own user connect through it as admin"},
+        {"auth-failures-per-minute", NUM(OPT_UINT, auth_failures_per_minute), 1, 1000000, "10",
+         "failed authentications one address may make in a minute; beyond, its attempts are "
+         "refused unexamined until the minute is over"},
+        {"scram-iterations", NUM(OPT_UINT, scram_iterations), 4096, 10000000, "100000",
+         "PBKDF2 iterations a SCRAM-SHA-256 password must have been stored with (the least "
+         "PutUser accepts)"},
         {"anonymous-role", STR(anonymous_role), 0, 0, "admin",
          "role of a connection that has not authenticated: none, admin, ops, writer or reader "
          "(Hello cannot authenticate yet, so every connection has it)"},

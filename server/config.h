@@ -63,6 +63,8 @@ struct srv_config {
 	/* The Unix domain socket to listen on: "auto" (DATA_DIR/whizbangd.sock),
 	 * "off", or a path. */
 	char unix_socket[1024];
+	uint64_t auth_failures_per_minute; /* per source address, then refused */
+	uint64_t scram_iterations;         /* of mock credentials; the least a user's may have */
 
 	/* Command-line only, not settings of the table: the file --config
 	 * named ("" when none) and whether --check-config was given. */

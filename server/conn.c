@@ -127,6 +127,11 @@ void conn_greet(struct conn *c, const char *client_name)
 	snprintf(c->name, sizeof(c->name), "%s", client_name != NULL ? client_name : "");
 }
 
+const char *conn_peer(const struct conn *c)
+{
+	return c->peer;
+}
+
 bool conn_peer_uid(const struct conn *c, uint32_t *uid)
 {
 	if (c->local)

@@ -141,6 +141,10 @@ bool conn_greeted(const struct conn *c);
 void conn_greet(struct conn *c, const char *client_name);
 const char *conn_client_name(const struct conn *c);
 
+/* The peer's address as the log lines show it: "HOST:PORT", "[V6]:PORT",
+ * or "unix:uid=N,pid=P". */
+const char *conn_peer(const struct conn *c);
+
 /* True when c came through a Unix domain socket listener and the kernel
  * told its peer's uid (SO_PEERCRED, as of its connect()): *uid is set. */
 bool conn_peer_uid(const struct conn *c, uint32_t *uid);

@@ -36,6 +36,10 @@ struct route {
 
 struct dispatch {
 	struct dispatch_env env;
+	/* The modules, for their hello hooks. */
+	const struct srv_module *const *mods;
+	void *const *states;
+	size_t nmods;
 	struct route routes[DISPATCH_CASES];
 };
 
@@ -64,12 +68,30 @@ static void hello(struct dispatch *d, struct conn *c, const Request *req)
 		snprintf(user, sizeof(user), "uid:%u", (unsigned)uid);
 	}
 	conn_set_subject(c, who);
+	Whizbang__V1__HelloResult r = WHIZBANG__V1__HELLO_RESULT__INIT;
+	r.user = user;
+	if (h->token.len > 0 || h->mechanism[0] != '\0') {
+		/* Credentials: the module that authenticates decides. */
+		char msg[300] = "";
+		int code = WB_BAD_REQUEST;
+		snprintf(msg, sizeof(msg), "this server takes no credentials in Hello");
+		for (size_t i = 0; i < d->nmods; i++)
+			if (d->mods[i]->hello != NULL) {
+				code = d->mods[i]->hello(d->states[i], c, h, &r, msg, sizeof(msg));
+				break;
+			}
+		if (code != 0) {
+			conn_set_subject(c, NULL);
+			srv_error(c, req->id, code, "%s", msg);
+			return;
+		}
+		who = conn_subject(c);
+	}
 	char q[80];
 	const char *name = conn_client_name(c);
 	srv_log(WB_LOG_DEBUG, "hello", "conn=%llu client=%s user=%s roles=%zu",
 	        (unsigned long long)conn_id(c), log_quote(name, strlen(name), q, sizeof(q)),
-	        user[0] != '\0' ? user : "-", who != NULL ? who->nroles : 0u);
-	Whizbang__V1__HelloResult r = WHIZBANG__V1__HELLO_RESULT__INIT;
+	        r.user[0] != '\0' ? r.user : "-", who != NULL ? who->nroles : 0u);
 	r.protocol_version = WB_PROTOCOL_VERSION;
 	r.server_version = (char *)WB_VERSION;
 	r.max_frame = (uint32_t)d->env.max_frame;
@@ -77,12 +99,12 @@ static void hello(struct dispatch *d, struct conn *c, const Request *req)
 	r.max_append_events = (uint32_t)d->env.max_append_events;
 	r.max_event_size = d->env.max_event_size;
 	r.auth_required = who == NULL;
-	r.user = user;
-	char *roles[8];
-	r.n_roles = 0;
-	for (size_t i = 0; who != NULL && i < who->nroles && i < 8; i++)
-		roles[r.n_roles++] = (char *)who->roles[i]->name;
-	r.roles = roles;
+	char *roles[AUTH_ROLES_MAX];
+	if (r.n_roles == 0) {
+		for (size_t i = 0; who != NULL && i < who->nroles && i < AUTH_ROLES_MAX; i++)
+			roles[r.n_roles++] = (char *)who->roles[i]->name;
+		r.roles = roles;
+	}
 	SRV_REPLY(c, req->id, HELLO, hello, &r);
 }
 
@@ -120,6 +142,9 @@ int dispatch_init(struct dispatch **out, const struct dispatch_env *env,
 		return WB_E_NOMEM;
 	}
 	d->env = *env;
+	d->mods = mods;
+	d->states = states;
+	d->nmods = n;
 	for (size_t i = 0; i < n; i++) {
 		for (size_t j = 0; j < mods[i]->nhandlers; j++) {
 			const struct srv_handler *h = &mods[i]->handlers[j];

@@ -41,6 +41,7 @@ enum srv_record_type {
 	SRV_REC_SCAVENGE = 4,      /* srv_events.c: one step */
 	SRV_REC_CONSUMER = 5,      /* srv_consumer.c */
 	SRV_REC_LEASE = 6,         /* srv_lease.c: a coordinator write */
+	SRV_REC_AUTH = 7,          /* srv_auth.c: a user, role or token change */
 };
 
 /* How a module applies one type of its records again at start-up replay,
@@ -62,6 +63,15 @@ struct srv_module {
 	void (*shutdown)(void *state);
 	void (*close)(void *state);
 	void (*stats)(void *state, Whizbang__V1__ServerStats *s);
+	/* A Hello with credentials (a token, or a mechanism) arrived on c; its
+	 * version is checked and c has its default subject (dispatch.h). The
+	 * module authenticates it: it may set c's subject and fill r's user,
+	 * roles and auth_data (which must stay valid until the next call on
+	 * c). Returns 0, or a wire error code with msg for the client (the
+	 * Hello is then answered with it, and c has no subject). One module
+	 * at most has it. */
+	int (*hello)(void *state, struct conn *c, const Whizbang__V1__Hello *h,
+	             Whizbang__V1__HelloResult *r, char *msg, size_t msglen);
 	/* True when subscription id on c is this module's: Credit and
 	 * Unsubscribe go to the module that owns the subscription. */
 	bool (*owns_subscription)(void *state, const struct conn *c, uint64_t id);

@@ -45,7 +45,7 @@
 /* The modules, in set-up order; closed in reverse. */
 static const struct srv_module *const modules[] = {
         &srv_events_module,   &srv_lease_module,  &srv_proj_module,    &srv_sub_module,
-        &srv_consumer_module, &srv_backup_module, &srv_metrics_module,
+        &srv_consumer_module, &srv_backup_module, &srv_metrics_module, &srv_auth_module,
 };
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))
 _Static_assert(NMODULES <= CONN_SLOTS, "each module has a connection slot");

@@ -64,6 +64,7 @@ extern const struct srv_module srv_sub_module;
 extern const struct srv_module srv_consumer_module;
 extern const struct srv_module srv_backup_module;
 extern const struct srv_module srv_metrics_module;
+extern const struct srv_module srv_auth_module;
 
 /* The subscriptions' figures for /metrics (srv_sub.c): how many are open,
  * and how far behind they are: positions of $all up to last_position and

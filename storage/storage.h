@@ -41,6 +41,8 @@ enum storage_db {
 	STORAGE_DB_STREAM_META, /* stream id u64be -> metadata and delete state */
 	STORAGE_DB_CONSUMERS,   /* group name -> group config and checkpoint */
 	STORAGE_DB_PARKED,      /* group name, 0x00, position u64be -> parked event record */
+	/* Users, roles and tokens (server/srv_auth.c) */
+	STORAGE_DB_AUTH, /* kind byte, name -> user, role or token record */
 	STORAGE_DB_COUNT
 };
 

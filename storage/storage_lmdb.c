@@ -80,6 +80,7 @@ static const char *const db_names[STORAGE_DB_COUNT] = {
         [STORAGE_DB_STREAM_META] = "stream_meta",
         [STORAGE_DB_CONSUMERS] = "consumers",
         [STORAGE_DB_PARKED] = "parked",
+        [STORAGE_DB_AUTH] = "auth",
 };
 
 struct storage {
