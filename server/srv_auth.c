@@ -1490,7 +1490,8 @@ static void auth_close(void *state)
 	for (size_t i = 0; i < as->nroles; i++)
 		role_free(&as->roles[i]);
 	free(as->roles);
-	explicit_bzero(as->users, as->nusers * sizeof(*as->users));
+	if (as->users != NULL)
+		explicit_bzero(as->users, as->nusers * sizeof(*as->users));
 	free(as->users);
 	free(as->tokens);
 	while (as->principals != NULL)
