@@ -104,6 +104,34 @@ bool fixture_under_valgrind(void)
 	return p != NULL && strstr(p, "vgpreload") != NULL;
 }
 
+char *fixture_repo_path(const char *rel, char *buf, size_t len)
+{
+	const char *me = __FILE__;
+	const char *slash = strrchr(me, '/');
+	int dir = slash != NULL ? (int)(slash - me) : 0;
+	snprintf(buf, len, "%.*s%s../%s", dir, me, slash != NULL ? "/" : "", rel);
+	return buf;
+}
+
+char *fixture_repo_text(const char *rel)
+{
+	char path[1024];
+	fixture_repo_path(rel, path, sizeof(path));
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f, "cannot open %s (the build directory must be the cwd)", path);
+	char *text = NULL;
+	size_t len = 0;
+	FILE *m = open_memstream(&text, &len);
+	cr_assert_not_null(m);
+	char buf[4096];
+	size_t n;
+	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+		fwrite(buf, 1, n, m);
+	fclose(f);
+	fclose(m);
+	return text;
+}
+
 long long fixture_proc_number(const char *path, const char *key)
 {
 	FILE *f = fopen(path, "r");

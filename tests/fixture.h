@@ -106,6 +106,16 @@ void fixture_commit(struct storage_txn *t);
  * scale their work down, never to skip an assertion. */
 bool fixture_under_valgrind(void);
 
+/* The path of the repository's file rel ("docs/PROTOCOL.md") from the build
+ * directory, found from this source file's path, into buf; returns buf. */
+char *fixture_repo_path(const char *rel, char *buf, size_t len);
+
+/* The text of the repository's file rel ("docs/PROTOCOL.md"), found from
+ * this source file's path, so the build directory must be the working
+ * directory (meson test makes it so); fails the test when it cannot be
+ * read. The caller frees it. */
+char *fixture_repo_text(const char *rel);
+
 /* The number after "key:" on its line of a /proc file such as
  * /proc/self/io or /proc/PID/status ("rchar", "VmPeak"), or -1 when the file
  * or the line is missing. */

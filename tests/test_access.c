@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "access.h"
+#include "fixture.h"
 #include "wb_error.h"
 
 typedef Whizbang__V1__Request Request;
@@ -232,27 +233,6 @@ Test(access, a_body_without_a_rule_is_refused)
 	cr_assert_eq(decide(auth_builtin_role("admin"), &req), WB_PERMISSION_DENIED);
 }
 
-static char *slurp_repo(const char *rel)
-{
-	const char *me = __FILE__;
-	const char *slash = strrchr(me, '/');
-	int dir = slash != NULL ? (int)(slash - me) : 0;
-	char path[1024];
-	snprintf(path, sizeof(path), "%.*s%s../%s", dir, me, slash != NULL ? "/" : "", rel);
-	FILE *f = fopen(path, "r");
-	cr_assert_not_null(f, "cannot open %s (cwd must be the build directory)", path);
-	char *text = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&text, &len);
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		fwrite(buf, 1, n, m);
-	fclose(f);
-	fclose(m);
-	return text;
-}
-
 /* The rows of docs/PROTOCOL.md's permission table that the table holds:
  * how many of the rules have their row, naming their action. */
 static size_t documented(const char *doc, const struct srv_access_rule *rules, size_t nr)
@@ -277,7 +257,7 @@ static size_t documented(const char *doc, const struct srv_access_rule *rules, s
 
 Test(access, protocol_md_lists_exactly_the_table)
 {
-	char *doc = slurp_repo("docs/PROTOCOL.md");
+	char *doc = fixture_repo_text("docs/PROTOCOL.md");
 	const char *sec = strstr(doc, "### Permissions");
 	cr_assert_not_null(sec);
 	const char *end = strstr(sec, "\n## ");

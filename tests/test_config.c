@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fixture.h"
 #include "log.h"
 
 #define KIB (1024ull)
@@ -766,35 +767,9 @@ Test(config, a_boolean_flag_does_not_take_the_next_argument)
 
 /* The repository's root, from this file's path as the compiler saw it
  * (meson gives it relative to the build directory, where tests run). */
-static void repo_path(char *out, size_t len, const char *rel)
-{
-	const char *me = __FILE__;
-	const char *slash = strrchr(me, '/');
-	int dir = slash != NULL ? (int)(slash - me) : 0;
-	snprintf(out, len, "%.*s%s../%s", dir, me, slash != NULL ? "/" : "", rel);
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	cr_assert_not_null(f, "cannot open %s (cwd must be the build directory)", path);
-	char *text = NULL;
-	size_t len = 0;
-	FILE *m = open_memstream(&text, &len);
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
-		fwrite(buf, 1, n, m);
-	fclose(f);
-	fclose(m);
-	return text;
-}
-
 Test(config, example_file_is_the_generated_one)
 {
-	char path[1024];
-	repo_path(path, sizeof(path), "deploy/whizbangd.conf");
-	char *file = slurp(path);
+	char *file = fixture_repo_text("deploy/whizbangd.conf");
 	char *gen = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&gen, &len);
@@ -809,7 +784,7 @@ Test(config, example_file_is_the_generated_one)
 Test(config, example_file_parses_and_uncommented_gives_every_default)
 {
 	char path[1024];
-	repo_path(path, sizeof(path), "deploy/whizbangd.conf");
+	fixture_repo_path("deploy/whizbangd.conf", path, sizeof(path));
 	struct srv_config c, d;
 	char msg[2048];
 	config_defaults(&c);
@@ -819,7 +794,7 @@ Test(config, example_file_parses_and_uncommented_gives_every_default)
 
 	/* Uncomment every "#key =" line: each key of the table is there once,
 	 * and with its default. */
-	char *text = slurp(path);
+	char *text = fixture_repo_text("deploy/whizbangd.conf");
 	char *out = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&out, &len);
@@ -856,9 +831,7 @@ static void cell(const char *from, const char *to, char *out, size_t len)
 
 Test(config, operations_md_lists_exactly_the_table)
 {
-	char path[1024];
-	repo_path(path, sizeof(path), "docs/OPERATIONS.md");
-	char *text = slurp(path);
+	char *text = fixture_repo_text("docs/OPERATIONS.md");
 	char *start = strstr(text, "## Options\n");
 	cr_assert_not_null(start);
 	char *end = strstr(start + 1, "\n## ");
