@@ -29,6 +29,7 @@
  * store stay until it ends; a shutdown waits for it). */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -238,7 +239,14 @@ static void work_cb(uv_work_t *w)
 	b->watermark = ls.watermark;
 	b->last_position = last;
 	char err[512] = "";
-	rc = storage_backup_progress(st, b->path, true, progress_cb, b, err, sizeof(err));
+	int dfd = open(b->path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (dfd < 0) {
+		fail(b, WB_BAD_REQUEST, "cannot open the backup directory %s: %s", b->path,
+		     strerror(errno));
+		goto err_after_path;
+	}
+	rc = storage_backup_progress(st, dfd, b->path, true, progress_cb, b, err, sizeof(err));
+	close(dfd);
 	if (rc != 0) {
 		fail(b, wb_error_to_wire(rc), "the backup failed: %s", err);
 		goto err_after_path;
