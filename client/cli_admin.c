@@ -375,14 +375,14 @@ static int run_backup(struct cli *cli)
 		return cli_report_client(cli, rc);
 	if (cli->json) {
 		fputs("{\"path\":", stdout);
-		cli_json_cstr(path);
+		cli_json_cstr(res.path);
 		printf(",\"bytes\":%" PRIu64 ",\"micros\":%" PRIu64 ",\"watermark\":%" PRIu64
 		       ",\"last_position\":%" PRIu64 "}\n",
 		       res.bytes, res.micros, res.watermark, res.last_position);
 		return 0;
 	}
 	fputs("path: ", stdout);
-	cli_put_cstr(path);
+	cli_put_cstr(res.path);
 	printf("/data.mdb\nbytes: %" PRIu64 "\ntime: %.3f s\nwatermark: %" PRIu64
 	       "\nlast_position: %" PRIu64 "\n",
 	       res.bytes, (double)res.micros / 1e6, res.watermark, res.last_position);

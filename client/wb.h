@@ -673,7 +673,13 @@ int wb_scavenge(struct wb_client *c, wb_scavenge_cb cb, void *arg, struct wb_sca
 
 /* ---------------------------------------------------------------- backup */
 
+/* The longest backup path a wb_backup_result holds (longer ones are cut). */
+#define WB_BACKUP_PATH_MAX 4096
+
 struct wb_backup_result {
+	/* The backup's directory on the server's machine (it holds data.mdb),
+	 * as the server resolved it. */
+	char path[WB_BACKUP_PATH_MAX];
 	uint64_t bytes;  /* bytes of the copy's data.mdb written so far */
 	uint64_t micros; /* time since the server took the request */
 	/* The ledger watermark and the last $all position the copy holds at
@@ -692,7 +698,7 @@ typedef void (*wb_backup_cb)(void *arg, const struct wb_backup_result *progress)
  * connect can ask for it. cb (may be NULL) is called with each progress
  * report before this returns, never after. The client's timeout applies
  * between two reports, not to the whole copy. *out (may be NULL) receives
- * the final figures. RESOURCE_EXHAUSTED when a Backup is already running;
+ * the final figures and the backup's path. RESOURCE_EXHAUSTED when a Backup is already running;
  * BAD_REQUEST, with the reason in wb_errmsg(), for a path refused. */
 int wb_backup(struct wb_client *c, const char *path, wb_backup_cb cb, void *arg,
               struct wb_backup_result *out);
