@@ -414,10 +414,12 @@ const struct cli_command cli_admin_commands[] = {
          .run = run_stats,
          .help = "print the server's figures, leases and the ledger's too"},
         {.name = "backup",
-         CLI_ARGS("PATH", 1, 1, "a PATH: a directory on the server's machine", "one PATH"),
+         CLI_ARGS("NAME", 1, 1, "a NAME (the backup's new directory in the server's backup-dir)",
+                  "one NAME"),
          .run = run_backup,
-         .help = "copy the whole store, consistent and compacted, into PATH (absolute, on the "
-                 "server's machine, absent or an empty directory) while the server keeps "
-                 "serving; progress on a terminal, then the figures"},
+         .help = "copy the whole store, consistent and compacted, into a new directory NAME "
+                 "in the server's backup-dir (the one directory its operator set for backups; "
+                 "BACKUP_DIR/NAME is accepted too) while the server keeps serving; progress "
+                 "on a terminal, then the figures and the backup's path"},
         {0},
 };
