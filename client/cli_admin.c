@@ -375,14 +375,14 @@ static int run_backup(struct cli *cli)
 		return cli_report_client(cli, rc);
 	if (cli->json) {
 		fputs("{\"path\":", stdout);
-		cli_json_cstr(path);
+		cli_json_cstr(res.path);
 		printf(",\"bytes\":%" PRIu64 ",\"micros\":%" PRIu64 ",\"watermark\":%" PRIu64
 		       ",\"last_position\":%" PRIu64 "}\n",
 		       res.bytes, res.micros, res.watermark, res.last_position);
 		return 0;
 	}
 	fputs("path: ", stdout);
-	cli_put_cstr(path);
+	cli_put_cstr(res.path);
 	printf("/data.mdb\nbytes: %" PRIu64 "\ntime: %.3f s\nwatermark: %" PRIu64
 	       "\nlast_position: %" PRIu64 "\n",
 	       res.bytes, (double)res.micros / 1e6, res.watermark, res.last_position);
@@ -414,10 +414,12 @@ const struct cli_command cli_admin_commands[] = {
          .run = run_stats,
          .help = "print the server's figures, leases and the ledger's too"},
         {.name = "backup",
-         CLI_ARGS("PATH", 1, 1, "a PATH: a directory on the server's machine", "one PATH"),
+         CLI_ARGS("NAME", 1, 1, "a NAME (the backup's new directory in the server's backup-dir)",
+                  "one NAME"),
          .run = run_backup,
-         .help = "copy the whole store, consistent and compacted, into PATH (absolute, on the "
-                 "server's machine, absent or an empty directory) while the server keeps "
-                 "serving; progress on a terminal, then the figures"},
+         .help = "copy the whole store, consistent and compacted, into a new directory NAME "
+                 "in the server's backup-dir (the one directory its operator set for backups; "
+                 "BACKUP_DIR/NAME is accepted too) while the server keeps serving; progress "
+                 "on a terminal, then the figures and the backup's path"},
         {0},
 };

@@ -1403,22 +1403,25 @@ struct backup_ctx {
 	wb_backup_cb cb;
 	void *arg;
 	struct wb_backup_result *out;
+	struct wb_backup_result progress; /* what cb is given */
 };
 
 static bool backup_step(void *ctx, const void *report)
 {
-	const struct backup_ctx *x = ctx;
+	struct backup_ctx *x = ctx;
 	const Whizbang__V1__BackupResult *b = report;
-	struct wb_backup_result figures = {
-	        .bytes = b->bytes,
-	        .micros = b->micros,
-	        .watermark = b->watermark,
-	        .last_position = b->last_position,
-	};
-	if (b->done && x->out != NULL)
-		*x->out = figures;
-	else if (!b->done && x->cb != NULL)
-		x->cb(x->arg, &figures);
+	if (b->done && x->out == NULL)
+		return true;
+	if (!b->done && x->cb == NULL)
+		return false;
+	struct wb_backup_result *figures = b->done ? x->out : &x->progress;
+	snprintf(figures->path, sizeof(figures->path), "%s", b->path != NULL ? b->path : "");
+	figures->bytes = b->bytes;
+	figures->micros = b->micros;
+	figures->watermark = b->watermark;
+	figures->last_position = b->last_position;
+	if (!b->done)
+		x->cb(x->arg, figures);
 	return b->done;
 }
 

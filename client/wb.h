@@ -673,7 +673,13 @@ int wb_scavenge(struct wb_client *c, wb_scavenge_cb cb, void *arg, struct wb_sca
 
 /* ---------------------------------------------------------------- backup */
 
+/* The longest backup path a wb_backup_result holds (longer ones are cut). */
+#define WB_BACKUP_PATH_MAX 4096
+
 struct wb_backup_result {
+	/* The backup's directory on the server's machine (it holds data.mdb),
+	 * as the server resolved it. */
+	char path[WB_BACKUP_PATH_MAX];
 	uint64_t bytes;  /* bytes of the copy's data.mdb written so far */
 	uint64_t micros; /* time since the server took the request */
 	/* The ledger watermark and the last $all position the copy holds at
@@ -685,15 +691,20 @@ struct wb_backup_result {
 /* Called by wb_backup() for each progress report, from within the call. */
 typedef void (*wb_backup_cb)(void *arg, const struct wb_backup_result *progress);
 
-/* Has the server copy the whole store, consistent and compacted, into path
- * (an absolute directory on the server's machine that must not exist, or be
- * empty, and must not be inside the data directory), while it keeps serving.
- * An admin call: the server has no authentication yet, so anyone who can
- * connect can ask for it. cb (may be NULL) is called with each progress
+/* Has the server copy the whole store, consistent and compacted, into a new
+ * directory in its backup-dir (the one directory its operator named for
+ * backups), while it keeps serving. path names that directory: a NAME (1 to
+ * 255 bytes, no '/', not "." or ".."), or BACKUP_DIR/NAME with the server's
+ * backup-dir spelled out; the server creates it (mode 0700) and writes
+ * data.mdb (mode 0600) into it, and never overwrites anything. An admin
+ * call (the admin:backup action). cb (may be NULL) is called with each progress
  * report before this returns, never after. The client's timeout applies
  * between two reports, not to the whole copy. *out (may be NULL) receives
- * the final figures. RESOURCE_EXHAUSTED when a Backup is already running;
- * BAD_REQUEST, with the reason in wb_errmsg(), for a path refused. */
+ * the final figures and the backup's full path. BAD_REQUEST, with the
+ * reason in wb_errmsg(), when Backup is off on the server (no backup-dir),
+ * for a path that names anything but a new directory in backup-dir, and
+ * when that directory exists; RESOURCE_EXHAUSTED when a Backup is already
+ * running or the disk has no room for the copy. */
 int wb_backup(struct wb_client *c, const char *path, wb_backup_cb cb, void *arg,
               struct wb_backup_result *out);
 

@@ -42,6 +42,10 @@ static const struct opt opts[] = {
         {"listen", STR(listen), 0, 0, "127.0.0.1:7411",
          "address to listen on, HOST:PORT (port 0: any free port)"},
         {"data-dir", STR(data_dir), 0, 0, "whizbang-data", "data directory, created when missing"},
+        {"backup-dir", STR(backup_dir), 0, 0, "",
+         "absolute directory that Backup writes into, each backup a new directory in it "
+         "(this one is created 0700 when missing, and must not be writable by group or others "
+         "or overlap the data directory); empty: Backup is off"},
         {"port-file", STR(port_file), 0, 0, "", "write the bound port to this file once listening"},
         {"metrics-listen", STR(metrics_listen), 0, 0, "127.0.0.1:7412",
          "HTTP address of /metrics and /health (\"off\": none; port 0: any free port)"},
@@ -487,6 +491,13 @@ int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
 	              cfg->unsafe_ack_before_sync;
 	if (unsafe && strcmp(cfg->durability, "log") != 0) {
 		snprintf(errmsg, errlen, "the unsafe-* settings apply to durability = log only");
+		return -1;
+	}
+	if (cfg->backup_dir[0] != '\0' && cfg->backup_dir[0] != '/') {
+		snprintf(errmsg, errlen,
+		         "backup-dir = %s: it is an absolute path (or empty, which turns Backup "
+		         "off)",
+		         cfg->backup_dir);
 		return -1;
 	}
 	if (strcmp(cfg->anonymous_role, "none") != 0 &&

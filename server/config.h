@@ -18,6 +18,9 @@
 struct srv_config {
 	char listen[256];
 	char data_dir[1024];
+	/* Where Backup writes ("" when it is off): an absolute path
+	 * (config_validate); the server checks the directory at start. */
+	char backup_dir[1024];
 	char port_file[1024];
 	char metrics_listen[256];
 	uint64_t map_size;
@@ -94,10 +97,12 @@ int config_parse_args(struct srv_config *cfg, int argc, char **argv, char *errms
 int config_load_file(struct srv_config *cfg, const char *path, char *errmsg, size_t errlen);
 
 /* Checks the rules that span settings: durability is log or sync, and the
- * unsafe-* controls need log; listening on an address other than
- * loopback (127.0.0.0/8, ::1, localhost) needs allow-unauthenticated-remote,
- * since whizbangd has no authentication yet. Returns 0, or -1 with a
- * sentence in errmsg. */
+ * unsafe-* controls need log; backup-dir is empty or an absolute path (its
+ * length is bounded by its buffer, as every string setting's is; the
+ * directory itself is checked by the backup module at start); listening on
+ * an address other than loopback (127.0.0.0/8, ::1, localhost) needs
+ * allow-unauthenticated-remote, since whizbangd has no authentication yet.
+ * Returns 0, or -1 with a sentence in errmsg. */
 int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen);
 
 /* Prints every setting of the table as "key = value", one a line, in the

@@ -247,18 +247,24 @@ int storage_backup(struct storage *s, const char *path, bool compact);
  * piece of the copy is written, with the bytes written so far. */
 typedef void (*storage_progress_fn)(void *arg, uint64_t bytes);
 
-/* storage_backup() with progress and a reason: writes path/data.mdb (mode
- * 0640; path is created 0750 when it does not exist; an existing data.mdb
- * is never overwritten: WB_E_IO) from one read snapshot, which LMDB takes
- * when the copy starts, while the store stays in use. The copy is made by a
+/* storage_backup() with progress and a reason, into a directory the caller
+ * has opened: creates data.mdb in the directory dirfd (openat with O_CREAT,
+ * O_EXCL and O_NOFOLLOW, so an existing data.mdb, or a symlink by that name,
+ * is never written through: WB_E_IO) with mode 0600 whatever the umask, and
+ * writes into it a copy of the store from one read snapshot, which LMDB
+ * takes when the copy starts, while the store stays in use. Nothing is
+ * created or resolved by a path: the caller chose the directory, and
+ * display (may be NULL) only names it in errmsg. The copy is made by a
  * thread of its own into a pipe that the calling thread drains into the
  * file, calling cb (may be NULL) with arg as it goes; cb must not call into
- * s. The file and the directory are fsynced before 0 is returned. On
- * failure the partial file is removed (path itself stays) and
- * errmsg[0..errlen) says why (errmsg may be NULL). The same rules as for
- * storage_backup() hold: the caller holds no read snapshot of s. Keeps no
- * reference to path or arg after it returns. */
-int storage_backup_progress(struct storage *s, const char *path, bool compact,
+ * s. The file and then dirfd are fsynced before 0 is returned. On failure
+ * data.mdb is removed again (unlinkat; the directory itself stays),
+ * errmsg[0..errlen) says why (errmsg may be NULL), and the result is
+ * WB_E_NOSPC when the disk or a quota is full, otherwise another storage
+ * error. The same rules as for storage_backup() hold: the caller holds no
+ * read snapshot of s. dirfd stays open and the caller's; no reference to
+ * display or arg is kept after it returns. */
+int storage_backup_progress(struct storage *s, int dirfd, const char *display, bool compact,
                             storage_progress_fn cb, void *arg, char *errmsg, size_t errlen);
 
 #endif

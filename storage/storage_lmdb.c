@@ -1788,54 +1788,71 @@ static void *copy_pipe_main(void *arg)
 	return NULL;
 }
 
-int storage_backup_progress(struct storage *s, const char *path, bool compact,
+/* The failure path of storage_backup_progress() once data.mdb exists. */
+static int backup_fail(int dirfd, int out, int rc, char *errmsg, size_t errlen, const char *fmt,
+                       ...) __attribute__((format(printf, 6, 7)));
+
+static int backup_fail(int dirfd, int out, int rc, char *errmsg, size_t errlen, const char *fmt,
+                       ...)
+{
+	if (errmsg != NULL && errlen > 0) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(errmsg, errlen, fmt, ap);
+		va_end(ap);
+	}
+	close(out);
+	(void)unlinkat(dirfd, "data.mdb", 0);
+	return rc;
+}
+
+int storage_backup_progress(struct storage *s, int dirfd, const char *display, bool compact,
                             storage_progress_fn cb, void *arg, char *errmsg, size_t errlen)
 {
-	char file[4096];
-	if (path == NULL || path[0] == '\0' ||
-	    (size_t)snprintf(file, sizeof(file), "%s/data.mdb", path) >= sizeof(file)) {
-		set_err(errmsg, errlen, "the backup path is empty or too long");
+	if (display == NULL)
+		display = "the backup directory";
+	if (dirfd < 0) {
+		set_err(errmsg, errlen, "no directory to write the backup into");
 		return WB_E_INVAL;
 	}
-	if (mkdir(path, 0750) != 0 && errno != EEXIST) {
-		set_err(errmsg, errlen, "cannot create %s: %s", path, strerror(errno));
-		return from_mdb(errno);
-	}
-	/* O_EXCL: a backup never overwrites another. */
-	int out = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	/* O_EXCL: a backup never overwrites another; O_NOFOLLOW: a symlink
+	 * planted as data.mdb is not followed (O_EXCL alone already refuses
+	 * one, this says so twice). */
+	int out = openat(dirfd, "data.mdb", O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+	                 0600);
 	if (out < 0) {
 		int e = errno;
-		set_err(errmsg, errlen, "cannot create %s: %s", file, strerror(e));
-		return from_mdb(e);
+		set_err(errmsg, errlen, "cannot create %s/data.mdb: %s", display, strerror(e));
+		return no_space(e) ? WB_E_NOSPC : from_mdb(e);
+	}
+	/* The umask may have taken bits from 0600 (it cannot add any): the
+	 * copy is the owner's to read and write whatever it was. */
+	if (fchmod(out, 0600) != 0) {
+		int e = errno;
+		return backup_fail(dirfd, out, from_mdb(e), errmsg, errlen,
+		                   "cannot set the mode of %s/data.mdb: %s", display, strerror(e));
 	}
 	int pfd[2];
 	if (pipe2(pfd, O_CLOEXEC) != 0) {
 		int e = errno;
-		set_err(errmsg, errlen, "cannot make a pipe: %s", strerror(e));
-		close(out);
-		unlink(file);
-		return from_mdb(e);
+		return backup_fail(dirfd, out, from_mdb(e), errmsg, errlen,
+		                   "cannot make a pipe: %s", strerror(e));
 	}
 	uint8_t *buf = malloc(MIB);
 	if (buf == NULL) {
-		set_err(errmsg, errlen, "out of memory");
 		close(pfd[0]);
 		close(pfd[1]);
-		close(out);
-		unlink(file);
-		return WB_E_NOMEM;
+		return backup_fail(dirfd, out, WB_E_NOMEM, errmsg, errlen, "out of memory");
 	}
 	/* As in storage_backup(): the copy reads the map, so the read side of
 	 * map_lock is held until it ends. */
 	int rc = pthread_rwlock_rdlock(&s->map_lock);
 	if (rc != 0) {
-		set_err(errmsg, errlen, "cannot lock the map: %s", strerror(rc));
 		free(buf);
 		close(pfd[0]);
 		close(pfd[1]);
-		close(out);
-		unlink(file);
-		return from_mdb(rc);
+		return backup_fail(dirfd, out, from_mdb(rc), errmsg, errlen,
+		                   "cannot lock the map: %s", strerror(rc));
 	}
 	struct copy_pipe cp = {
 	        .env = s->env, .fd = pfd[1], .flags = compact ? MDB_CP_COMPACT : 0, .rc = 0};
@@ -1846,13 +1863,11 @@ int storage_backup_progress(struct storage *s, const char *path, bool compact,
 		rc = pthread_create(&th, NULL, copy_pipe_main, &cp);
 	if (rc != 0) {
 		pthread_rwlock_unlock(&s->map_lock);
-		set_err(errmsg, errlen, "cannot start the copy: %s", strerror(rc));
 		free(buf);
 		close(pfd[0]);
 		close(pfd[1]);
-		close(out);
-		unlink(file);
-		return from_mdb(rc);
+		return backup_fail(dirfd, out, from_mdb(rc), errmsg, errlen,
+		                   "cannot start the copy: %s", strerror(rc));
 	}
 	/* Read until the copy ends. After a failed write the rest is still
 	 * read (and dropped) so that the copy thread never blocks on a full
@@ -1888,21 +1903,25 @@ int storage_backup_progress(struct storage *s, const char *path, bool compact,
 	free(buf);
 	if (cp.rc == 0 && werr == 0 && fsync(out) != 0)
 		werr = errno;
-	if (close(out) != 0 && werr == 0 && cp.rc == 0)
-		werr = errno;
-	if (cp.rc != 0 || werr != 0) {
-		if (cp.rc != 0)
-			set_err(errmsg, errlen, "the copy failed: %s", mdb_strerror(cp.rc));
-		else
-			set_err(errmsg, errlen, "writing %s failed: %s", file, strerror(werr));
-		unlink(file);
-		return from_mdb(cp.rc != 0 ? cp.rc : werr);
+	if (cp.rc != 0)
+		return backup_fail(dirfd, out, from_mdb(cp.rc), errmsg, errlen,
+		                   "the copy failed: %s", mdb_strerror(cp.rc));
+	if (werr != 0)
+		return backup_fail(dirfd, out, no_space(werr) ? WB_E_NOSPC : from_mdb(werr), errmsg,
+		                   errlen, "writing %s/data.mdb failed: %s", display,
+		                   strerror(werr));
+	if (close(out) != 0) {
+		int e = errno;
+		(void)unlinkat(dirfd, "data.mdb", 0);
+		set_err(errmsg, errlen, "writing %s/data.mdb failed: %s", display, strerror(e));
+		return no_space(e) ? WB_E_NOSPC : from_mdb(e);
 	}
 	/* The new name is durable too. */
-	int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dfd >= 0) {
-		(void)fsync(dfd);
-		close(dfd);
+	if (fsync(dirfd) != 0) {
+		int e = errno;
+		(void)unlinkat(dirfd, "data.mdb", 0);
+		set_err(errmsg, errlen, "cannot fsync %s: %s", display, strerror(e));
+		return from_mdb(e);
 	}
 	return 0;
 }

@@ -346,11 +346,16 @@ static int remove_cb(const char *path, const struct stat *st, int flag, struct F
 	return 0;
 }
 
+void e2e_remove_tree(const char *dir)
+{
+	if (dir[0] != '\0')
+		nftw(dir, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 void e2e_cleanup(struct e2e_server *s)
 {
 	e2e_kill(s);
-	if (s->dir[0] != '\0')
-		nftw(s->dir, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
+	e2e_remove_tree(s->dir);
 	s->dir[0] = '\0';
 	for (size_t i = 0; i < E2E_MAX_EXTRA && s->extra[i] != NULL; i++) {
 		free(s->extra[i]);

@@ -71,6 +71,10 @@ void e2e_kill(struct e2e_server *s);
  * a zeroed struct and more than once. */
 void e2e_cleanup(struct e2e_server *s);
 
+/* Removes dir and everything below it, as far as it can; symlinks are
+ * removed, never followed. Does nothing when dir is "". */
+void e2e_remove_tree(const char *dir);
+
 /* For a test that spawns whizbangd itself (with its own environment or
  * file descriptors), the steps e2e_start() is made of: */
 

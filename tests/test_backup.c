@@ -5,9 +5,18 @@
  * acknowledged event up to the backup's last_position (ids and data), the
  * ledger up to its watermark, and read models that replay to the same
  * digest. Also: progress pushes arrive, a second Backup while one runs is
- * refused, and bad paths are refused with their reason. */
+ * refused, and Backup writes only where the operator said: it is off
+ * without --backup-dir, a path outside backup-dir, an existing name and a
+ * symlink planted at the name are refused with nothing written, the copy is
+ * 0700/0600 under umask 0, and a server does not start with a backup-dir
+ * that others may write or that overlaps its data directory. Each test
+ * has its own backup-dir, a new 0700 directory (bdir). The free-space
+ * refusal is tried in test_backup_rules: a nearly full file system cannot
+ * be made on demand here. */
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -17,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cli_util.h"
 #include "e2e_util.h"
 #include "optext.h"
 #include "wb.h"
@@ -51,6 +61,40 @@ struct load {
 };
 
 static struct load load;
+
+/* The test's backup-dir (a new 0700 directory), and as realpath() has it. */
+static char bdir[64];
+static char bdir_real[PATH_MAX];
+
+/* The extra arguments that give a server bdir as its backup-dir. */
+static const char *const *with_bdir(void)
+{
+	static const char *args[3];
+	args[0] = "--backup-dir";
+	args[1] = bdir;
+	args[2] = NULL;
+	return args;
+}
+
+/* "<dir>/<name>" in buf. */
+static const char *in(char *buf, size_t len, const char *dir, const char *name)
+{
+	cr_assert_lt((size_t)snprintf(buf, len, "%s/%s", dir, name), len);
+	return buf;
+}
+
+/* The entries of dir but . and .. */
+static size_t entries(const char *dir)
+{
+	DIR *d = opendir(dir);
+	cr_assert_not_null(d, "%s: %s", dir, strerror(errno));
+	size_t n = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL)
+		n += strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
+	closedir(d);
+	return n;
+}
 
 static void fill(uint8_t *buf, size_t len, uint64_t seed)
 {
@@ -187,6 +231,7 @@ struct progress {
 	int second_rc; /* what a second Backup got, asked at the first push */
 	char second_msg[256];
 	char second_path[128];
+	bool last_path_ok; /* the last push named bdir/copy */
 };
 
 static void progress_cb(void *arg, const struct wb_backup_result *p)
@@ -195,6 +240,8 @@ static void progress_cb(void *arg, const struct wb_backup_result *p)
 	if (p->bytes < pr->last_bytes)
 		pr->rising = false;
 	pr->last_bytes = p->bytes;
+	char want[PATH_MAX + 300];
+	pr->last_path_ok = strcmp(p->path, in(want, sizeof(want), bdir_real, "copy")) == 0;
 	if (pr->pushes++ > 0)
 		return;
 	/* The first Backup is running now: a second one is refused. */
@@ -318,69 +365,328 @@ static bool same_entity(struct wb_client *a, struct wb_client *b, const char *id
 	return same;
 }
 
+static void init(void)
+{
+	snprintf(bdir, sizeof(bdir), "/tmp/wb-backups-XXXXXX");
+	cr_assert_not_null(mkdtemp(bdir), "mkdtemp: %s", strerror(errno));
+	cr_assert_not_null(realpath(bdir, bdir_real));
+}
+
 static void fini(void)
 {
 	e2e_suite_fini();
 	e2e_cleanup(&srv2);
+	e2e_remove_tree(bdir);
 	free(load.events);
 	free(load.commit_seq);
 }
 
-TestSuite(backup, .fini = fini, .timeout = 60);
+TestSuite(backup, .init = init, .fini = fini, .timeout = 60);
 
 /* ---------------------------------------------------------------- tests */
 
-Test(backup, bad_paths_are_refused_with_their_reason)
+/* Backup {name} into bdir; fails the test unless it succeeds. Returns the
+ * result, whose path must be the new directory in bdir. */
+static struct wb_backup_result backup_ok(struct wb_client *c, const char *path, const char *name)
 {
-	struct wb_client *c = e2e_suite_start_client(NULL, "backup-bad");
-	char p[256];
-	struct {
-		const char *path;
-		const char *says;
-	} cases[] = {
-	        {"relative/dir", "absolute"},
-	        {e2e_srv.data_dir, "inside the data directory"},
-	        {NULL, "inside the data directory"}, /* DATA/sub */
-	        {e2e_srv.dir, "not empty"},          /* holds server.log */
-	        {e2e_srv.log_file, "not a directory"},
-	        {"/nonexistent-whizbang-dir/backup", "parent"},
-	};
-	snprintf(p, sizeof(p), "%s/sub", e2e_srv.data_dir);
-	cases[2].path = p;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		int rc = wb_backup(c, cases[i].path, NULL, NULL, NULL);
-		cr_assert_eq(rc, WB_BAD_REQUEST, "%s: %s (%s)", cases[i].path, wb_error_name(rc),
-		             wb_errmsg(c));
-		cr_assert_not_null(strstr(wb_errmsg(c), cases[i].says),
-		                   "%s: '%s' does not say '%s'", cases[i].path, wb_errmsg(c),
-		                   cases[i].says);
-	}
-	struct stat st;
-	cr_assert_neq(stat(p, &st), 0, "a refused path inside the data directory was created");
-	/* An empty directory is accepted; the copy then exists, and a second
-	 * Backup into it is refused. */
-	snprintf(p, sizeof(p), "%s/empty", e2e_srv.dir);
-	cr_assert_eq(mkdir(p, 0700), 0);
 	struct wb_backup_result res;
-	cr_assert_eq(wb_backup(c, p, NULL, NULL, &res), 0, "%s", wb_errmsg(c));
+	int rc = wb_backup(c, path, NULL, NULL, &res);
+	cr_assert_eq(rc, 0, "backup %s: %s (%s)", path, wb_error_name(rc), wb_errmsg(c));
+	char want[PATH_MAX + 300];
+	cr_assert_str_eq(res.path, in(want, sizeof(want), bdir_real, name));
 	cr_assert_gt(res.bytes, 0);
-	char file[300];
-	snprintf(file, sizeof(file), "%s/data.mdb", p);
-	cr_assert_eq(stat(file, &st), 0);
+	return res;
+}
+
+/* Backup path must be refused with code and a message that says says. */
+static void refused(struct wb_client *c, const char *path, int code, const char *says)
+{
+	int rc = wb_backup(c, path, NULL, NULL, NULL);
+	cr_assert_eq(rc, code, "'%s': %s (%s), not %s", path, wb_error_name(rc), wb_errmsg(c),
+	             wb_error_name(code));
+	cr_assert_not_null(strstr(wb_errmsg(c), says), "'%s': '%s' does not say '%s'", path,
+	                   wb_errmsg(c), says);
+}
+
+Test(backup, off_without_backup_dir)
+{
+	struct wb_client *c = e2e_suite_start_client(NULL, "backup-off");
+	refused(c, "nightly", WB_BAD_REQUEST, "Backup is off on this server");
+	refused(c, "nightly", WB_BAD_REQUEST, "backup-dir");
+	char p[PATH_MAX + 300];
+	refused(c, in(p, sizeof(p), bdir, "nightly"), WB_BAD_REQUEST, "Backup is off");
+	cr_assert_eq(entries(bdir), 0);
+	wb_close(c);
+	e2e_suite_stop();
+
+	/* The control: the same requests succeed once the operator sets
+	 * backup-dir. */
+	cr_assert_eq(e2e_set_args(&e2e_srv, with_bdir()), 0);
+	e2e_suite_restart();
+	c = e2e_suite_client("backup-on");
+	struct wb_backup_result res = backup_ok(c, "nightly", "nightly");
+	struct stat st;
+	cr_assert_eq(stat(in(p, sizeof(p), res.path, "data.mdb"), &st), 0, "%s", p);
 	cr_assert_eq((uint64_t)st.st_size, res.bytes, "bytes names the size of data.mdb");
-	cr_assert_eq(wb_backup(c, p, NULL, NULL, NULL), WB_BAD_REQUEST);
-	cr_assert_not_null(strstr(wb_errmsg(c), "not empty"), "%s", wb_errmsg(c));
-	/* A new directory is created 0750. */
-	snprintf(p, sizeof(p), "%s/fresh", e2e_srv.dir);
-	cr_assert_eq(wb_backup(c, p, NULL, NULL, NULL), 0, "%s", wb_errmsg(c));
-	cr_assert_eq(stat(p, &st), 0);
-	cr_assert_eq(st.st_mode & 0777, 0750, "mode %o", st.st_mode & 0777);
+	backup_ok(c, in(p, sizeof(p), bdir, "nightly-2"), "nightly-2");
+	e2e_suite_stop_client(c);
+}
+
+Test(backup, a_path_outside_backup_dir_is_refused)
+{
+	struct wb_client *c = e2e_suite_start_client(with_bdir(), "backup-outside");
+	char elsewhere[PATH_MAX], up[PATH_MAX], sub[PATH_MAX], dot[PATH_MAX], trail[PATH_MAX];
+	char data[PATH_MAX];
+	in(elsewhere, sizeof(elsewhere), e2e_srv.dir, "x");
+	in(up, sizeof(up), bdir, "../x");
+	in(sub, sizeof(sub), bdir, "a/b");
+	in(dot, sizeof(dot), bdir, "./x");
+	in(trail, sizeof(trail), bdir, "..");
+	in(data, sizeof(data), e2e_srv.data_dir, "x");
+	const char *const bad[] = {
+	        elsewhere, data,  up,  sub,  dot,  trail, bdir,
+	        "../x",    "a/b", ".", "..", "x/", "/",   "/x",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		/* Each refusal names backup-dir. */
+		refused(c, bad[i], WB_BAD_REQUEST, bdir);
+		refused(c, bad[i], WB_BAD_REQUEST, "backups go only into backup-dir");
+	}
+	/* More than 255 bytes is not a NAME. */
+	char longname[300];
+	memset(longname, 'n', 256);
+	longname[256] = '\0';
+	refused(c, longname, WB_BAD_REQUEST, "backup-dir");
+	struct stat st;
+	cr_assert_neq(stat(elsewhere, &st), 0, "%s was written", elsewhere);
+	cr_assert_neq(stat(data, &st), 0, "%s was written", data);
+	cr_assert_eq(entries(bdir), 0, "a refused path left something in backup-dir");
+
+	/* The control: a NAME, and backup-dir/NAME both as configured and as
+	 * resolved, with trailing slashes. */
+	longname[255] = '\0';
+	backup_ok(c, longname, longname);
+	backup_ok(c, "x", "x");
+	char p[PATH_MAX + 300];
+	snprintf(p, sizeof(p), "%s/y/", bdir);
+	backup_ok(c, p, "y");
+	snprintf(p, sizeof(p), "%s//z", bdir_real);
+	backup_ok(c, p, "z");
+	cr_assert_eq(entries(bdir), 4);
+	e2e_suite_stop_client(c);
+}
+
+Test(backup, a_symlink_at_the_name_is_never_followed)
+{
+	struct wb_client *c = e2e_suite_start_client(with_bdir(), "backup-symlink");
+	/* One link to a directory another user could read, one to a name
+	 * that does not exist yet. */
+	char target[PATH_MAX], absent[PATH_MAX], link[PATH_MAX + 300], p[PATH_MAX + 300];
+	in(target, sizeof(target), e2e_srv.dir, "exposed");
+	in(absent, sizeof(absent), e2e_srv.dir, "absent");
+	cr_assert_eq(mkdir(target, 0777), 0);
+	cr_assert_eq(symlink(target, in(link, sizeof(link), bdir, "linked")), 0);
+	cr_assert_eq(symlink(absent, in(link, sizeof(link), bdir, "dangling")), 0);
+
+	refused(c, "linked", WB_BAD_REQUEST, "exists");
+	refused(c, in(p, sizeof(p), bdir, "linked"), WB_BAD_REQUEST, "never overwrites");
+	refused(c, "dangling", WB_BAD_REQUEST, "exists");
+	cr_assert_eq(entries(target), 0, "the copy was written through the symlink");
+	struct stat st;
+	cr_assert_neq(lstat(absent, &st), 0, "the dangling link's target was created");
+	cr_assert_eq(lstat(link, &st), 0);
+	cr_assert(S_ISLNK(st.st_mode), "the link was replaced");
+
+	/* The control: a free name beside them is written. */
+	backup_ok(c, "plain", "plain");
+	cr_assert_eq(entries(target), 0);
+	e2e_suite_stop_client(c);
+}
+
+Test(backup, an_existing_name_is_never_overwritten)
+{
+	struct wb_client *c = e2e_suite_start_client(with_bdir(), "backup-exists");
+	struct wb_backup_result first = backup_ok(c, "once", "once");
+	char file[PATH_MAX + 300], p[PATH_MAX + 300];
+	in(file, sizeof(file), first.path, "data.mdb");
+	struct stat before, after;
+	cr_assert_eq(stat(file, &before), 0);
+	/* More data, so that a second copy would differ. */
+	uint64_t seed = 1;
+	load.events = calloc(PRELOAD_BATCH, sizeof(*load.events));
+	cr_assert_not_null(load.events);
+	cr_assert_eq(append_batch(c, "more", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &seed), 0);
+
+	refused(c, "once", WB_BAD_REQUEST, "exists: a backup never overwrites one");
+	refused(c, in(p, sizeof(p), bdir, "once"), WB_BAD_REQUEST, "never overwrites");
+	cr_assert_eq(stat(file, &after), 0);
+	cr_assert_eq(after.st_size, before.st_size, "the first backup was rewritten");
+	cr_assert_eq(after.st_ino, before.st_ino);
+	cr_assert_eq(entries(first.path), 1);
+	/* An empty directory and a file of that name are not reused either. */
+	cr_assert_eq(mkdir(in(p, sizeof(p), bdir, "empty"), 0700), 0);
+	refused(c, "empty", WB_BAD_REQUEST, "exists");
+	cr_assert_eq(entries(p), 0);
+	FILE *f = fopen(in(p, sizeof(p), bdir, "file"), "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	refused(c, "file", WB_BAD_REQUEST, "exists");
+	cr_assert_eq(stat(p, &after), 0);
+	cr_assert_eq(after.st_size, 0);
+
+	/* The control: a new name holds the new data. */
+	struct wb_backup_result second = backup_ok(c, "twice", "twice");
+	cr_assert_gt(second.bytes, first.bytes);
+	e2e_suite_stop_client(c);
+}
+
+/* The Umask: line of /proc/PID/status. */
+static unsigned umask_of(pid_t pid)
+{
+	char path[64], line[256];
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	FILE *f = fopen(path, "r");
+	cr_assert_not_null(f, "%s", path);
+	unsigned mask = 07777;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "Umask: %o", &mask) == 1)
+			break;
+	fclose(f);
+	return mask;
+}
+
+Test(backup, the_copy_is_0700_and_0600_under_umask_0)
+{
+	/* backup-dir does not exist yet: the server makes it. */
+	char made[PATH_MAX], p[PATH_MAX + 300];
+	in(made, sizeof(made), bdir, "made");
+	const char *const args[] = {"--backup-dir", made, NULL};
+	mode_t old = umask(0);
+	e2e_suite_start(args);
+	umask(old);
+	/* The control: the server really runs under umask 0, which would make
+	 * mkdir(0750) and open(0640) what they ask. */
+	cr_assert_eq(umask_of(e2e_srv.pid), 0, "the server's umask is %04o", umask_of(e2e_srv.pid));
+	struct stat st;
+	cr_assert_eq(stat(made, &st), 0);
+	cr_assert(S_ISDIR(st.st_mode));
+	cr_assert_eq(st.st_mode & 07777, 0700, "backup-dir was made %04o", st.st_mode & 07777);
+
+	struct wb_client *c = e2e_suite_client("backup-modes");
+	struct wb_backup_result res;
+	cr_assert_eq(wb_backup(c, "m", NULL, NULL, &res), 0, "%s", wb_errmsg(c));
+	cr_assert_str_eq(res.path, in(p, sizeof(p), made, "m"));
+	cr_assert_eq(lstat(res.path, &st), 0);
+	cr_assert(S_ISDIR(st.st_mode));
+	cr_assert_eq(st.st_mode & 07777, 0700, "the backup's directory is %04o",
+	             st.st_mode & 07777);
+	cr_assert_eq(lstat(in(p, sizeof(p), res.path, "data.mdb"), &st), 0);
+	cr_assert(S_ISREG(st.st_mode));
+	cr_assert_eq(st.st_mode & 07777, 0600, "data.mdb is %04o", st.st_mode & 07777);
+	cr_assert_eq(entries(res.path), 1, "only data.mdb");
+	e2e_suite_stop_client(c);
+}
+
+Test(backup, a_server_does_not_start_with_an_unsafe_backup_dir)
+{
+	static const struct {
+		mode_t mode;
+		const char *says;
+	} unsafe[] = {
+	        {0770, "is writable by its group (mode 0770)"},
+	        {0703, "is writable by others (mode 0703)"},
+	        {01777, "is writable by its group and others (mode 1777)"},
+	        {02730, "is writable by its group (mode 2730)"},
+	};
+	for (size_t i = 0; i < sizeof(unsafe) / sizeof(unsafe[0]); i++) {
+		cr_assert_eq(chmod(bdir, unsafe[i].mode), 0);
+		cr_assert_neq(e2e_start(&e2e_srv, with_bdir()), 0, "started with mode %04o",
+		              (unsigned)unsafe[i].mode);
+		cr_assert_eq(e2e_log_count(&e2e_srv, "event=startup_failed"), 1);
+		cr_assert_eq(e2e_log_count(&e2e_srv, unsafe[i].says), 1,
+		             "the log does not say '%s'", unsafe[i].says);
+		cr_assert_eq(e2e_log_count(&e2e_srv, bdir), 1);
+		e2e_cleanup(&e2e_srv);
+	}
+	/* A file is not a directory. */
+	char file[PATH_MAX];
+	FILE *f = fopen(in(file, sizeof(file), bdir, "file"), "w");
+	cr_assert_not_null(f);
+	fclose(f);
+	cr_assert_eq(chmod(bdir, 0700), 0);
+	const char *const file_args[] = {"--backup-dir", file, NULL};
+	cr_assert_neq(e2e_start(&e2e_srv, file_args), 0);
+	cr_assert_eq(e2e_log_count(&e2e_srv, "it is not a directory"), 1);
+	e2e_cleanup(&e2e_srv);
+
+	/* The control: with bdir 0700 the same server starts. */
+	e2e_suite_start(with_bdir());
+	e2e_suite_stop();
+
+	/* Inside the data directory, or holding it: refused, and a directory
+	 * the refused start made is gone again. */
+	char inside[PATH_MAX];
+	in(inside, sizeof(inside), e2e_srv.data_dir, "backups");
+	const char *const inside_args[] = {"--backup-dir", inside, NULL};
+	cr_assert_eq(e2e_set_args(&e2e_srv, inside_args), 0);
+	cr_assert_neq(e2e_restart(&e2e_srv), 0);
+	cr_assert_eq(e2e_log_count(&e2e_srv, "is inside the data directory"), 1);
+	struct stat st;
+	cr_assert_neq(stat(inside, &st), 0, "the refused start left %s", inside);
+	const char *const holding_args[] = {"--backup-dir", e2e_srv.dir, NULL};
+	cr_assert_eq(e2e_set_args(&e2e_srv, holding_args), 0);
+	cr_assert_neq(e2e_restart(&e2e_srv), 0);
+	cr_assert_eq(e2e_log_count(&e2e_srv, "is inside backup-dir"), 1);
+	const char *const same_args[] = {"--backup-dir", e2e_srv.data_dir, NULL};
+	cr_assert_eq(e2e_set_args(&e2e_srv, same_args), 0);
+	cr_assert_neq(e2e_restart(&e2e_srv), 0);
+	cr_assert_eq(e2e_log_count(&e2e_srv, "is inside the data directory"), 2);
+
+	/* The control: the same data directory with bdir starts. */
+	cr_assert_eq(e2e_set_args(&e2e_srv, with_bdir()), 0);
+	e2e_suite_restart();
+	e2e_suite_stop();
+}
+
+/* `whizbang backup NAME` prints the backup's full path, and says why a
+ * Backup was refused. */
+Test(backup, the_cli_prints_the_path_the_server_wrote)
+{
+	struct cli_run r = cli_suite_start(with_bdir());
+	char want[PATH_MAX + 300];
+	CLI_EXPECT(&r, 0, "backup NAME", "backup", "nightly");
+	snprintf(want, sizeof(want), "path: %s/nightly/data.mdb\n", bdir_real);
+	cli_expect_has(r.out, want, "the text form");
+	CLI_EXPECT(&r, 0, "backup --json", "--json", "backup", "weekly");
+	snprintf(want, sizeof(want), "{\"path\":\"%s/weekly\",", bdir_real);
+	cli_expect_has(r.out, want, "the JSON form");
+	CLI(&r, "backup", "nightly");
+	cr_assert_neq(r.status, 0, "an existing name: exit 0");
+	cli_expect_has(r.err, "never overwrites", "an existing name");
+	CLI(&r, "backup", "../x");
+	cr_assert_neq(r.status, 0, "../x: exit 0");
+	cli_expect_has(r.err, "backups go only into backup-dir", "../x");
+	cr_assert_eq(entries(bdir), 2);
+	cli_suite_stop(&r);
+}
+
+/* backup-dir is checked again at each Backup: made unsafe while the server
+ * runs, it is refused and nothing is created; made safe again, it is
+ * used. */
+Test(backup, a_backup_dir_made_unsafe_later_is_refused)
+{
+	struct wb_client *c = e2e_suite_start_client(with_bdir(), "backup-later");
+	cr_assert_eq(chmod(bdir, 0777), 0);
+	refused(c, "late", WB_INTERNAL, "is writable by its group and others");
+	cr_assert_eq(entries(bdir), 0);
+	cr_assert_eq(chmod(bdir, 0700), 0);
+	backup_ok(c, "late", "late");
 	e2e_suite_stop_client(c);
 }
 
 Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 {
-	e2e_suite_start(NULL);
+	e2e_suite_start(with_bdir());
 	load.events = calloc(PRELOAD_BYTES / PRELOAD_EVENT_SIZE + LOAD_EVENTS_MAX + 16,
 	                     sizeof(*load.events));
 	load.commit_seq = calloc(LOAD_COMMITS_MAX, sizeof(*load.commit_seq));
@@ -404,13 +710,11 @@ Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 	while (load.nevents < PRELOAD_BYTES / PRELOAD_EVENT_SIZE + 50 && load.append_rc == 0)
 		e2e_sleep_ms(5);
 
-	char path[128];
-	snprintf(path, sizeof(path), "%s/copy", e2e_srv.dir);
 	struct progress pr = {.rising = true};
-	snprintf(pr.second_path, sizeof(pr.second_path), "%s/copy2", e2e_srv.dir);
+	snprintf(pr.second_path, sizeof(pr.second_path), "copy2");
 	struct wb_backup_result res;
 	int64_t t0 = e2e_now_ms();
-	int rc = wb_backup(c, path, progress_cb, &pr, &res);
+	int rc = wb_backup(c, "copy", progress_cb, &pr, &res);
 	int64_t t1 = e2e_now_ms();
 	cr_assert_eq(rc, 0, "backup: %s (%s)", wb_error_name(rc), wb_errmsg(c));
 	/* Writes go on for a little after the copy, then stop. */
@@ -439,8 +743,12 @@ Test(backup, under_load_then_restored_holds_every_acknowledged_write)
 	cr_assert_geq(res.last_position, PRELOAD_BYTES / PRELOAD_EVENT_SIZE);
 	cr_assert_geq(res.watermark, 21, "the preloaded commits and the index are below it");
 
+	char path[PATH_MAX + 300];
+	cr_assert_str_eq(res.path, in(path, sizeof(path), bdir_real, "copy"));
+	cr_assert_eq(pr.last_path_ok, true, "a progress push named another path");
+
 	/* Restore as docs/OPERATIONS.md says. */
-	struct wb_client *r = restore(path);
+	struct wb_client *r = restore(res.path);
 
 	/* Every acknowledged event up to last_position, with its id and data. */
 	struct e2e_event *evs;
@@ -549,7 +857,7 @@ static void sigterm_cb(void *arg, const struct wb_backup_result *p)
  * the copy complete, answers it, and exits 0; the copy restores. */
 Test(backup, a_shutdown_waits_for_the_copy)
 {
-	e2e_suite_start(NULL);
+	e2e_suite_start(with_bdir());
 	load.events = calloc(PRELOAD_BYTES / PRELOAD_EVENT_SIZE + 16, sizeof(*load.events));
 	cr_assert_not_null(load.events);
 	struct wb_client *c = e2e_suite_client("backup-sigterm");
@@ -557,11 +865,9 @@ Test(backup, a_shutdown_waits_for_the_copy)
 		cr_assert_eq(
 		        append_batch(c, "preload", PRELOAD_BATCH, PRELOAD_EVENT_SIZE, &next_seed),
 		        0, "%s", wb_errmsg(c));
-	char path[128];
-	snprintf(path, sizeof(path), "%s/copy", e2e_srv.dir);
 	int sent = 0;
 	struct wb_backup_result res;
-	int rc = wb_backup(c, path, sigterm_cb, &sent, &res);
+	int rc = wb_backup(c, "copy", sigterm_cb, &sent, &res);
 	cr_assert_eq(sent >= 1, true, "no progress push arrived");
 	cr_assert_eq(rc, 0, "backup: %s (%s)", wb_error_name(rc), wb_errmsg(c));
 	cr_assert_eq(res.last_position, load.nevents);
@@ -569,7 +875,7 @@ Test(backup, a_shutdown_waits_for_the_copy)
 	e2e_suite_wait_exit();
 	cr_assert_eq(e2e_log_count(&e2e_srv, "event=backup_done"), 1);
 
-	struct wb_client *r = restore(path);
+	struct wb_client *r = restore(res.path);
 	struct e2e_event *evs;
 	size_t nev;
 	cr_assert_eq(e2e_read_all(r, 0, NULL, NULL, 0, &evs, &nev), 0, "%s", wb_errmsg(r));

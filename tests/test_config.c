@@ -749,6 +749,39 @@ Test(config, remote_rule_through_the_file)
 	unlink(p);
 }
 
+Test(config, backup_dir_is_off_by_default_or_an_absolute_path)
+{
+	struct srv_config c;
+	char msg[2048];
+	config_defaults(&c);
+	cr_assert_str_eq(c.backup_dir, "", "Backup is off unless the operator says where");
+	static const char *const bad[] = {"backups", "./backups", "~/backups", " /srv/b"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		config_defaults(&c);
+		cr_assert_eq(PARSE(&c, msg, "--backup-dir", bad[i]), 0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1, "%s was allowed", bad[i]);
+		cr_assert_not_null(strstr(msg, "backup-dir"), "%s", msg);
+		cr_assert_not_null(strstr(msg, "absolute"), "%s", msg);
+	}
+	/* The control: an absolute path passes, from a flag or the file. */
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--backup-dir", "/srv/whizbang-backups"), 0, "%s", msg);
+	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s", msg);
+	cr_assert_eq(load_text(&c, "backup-dir = /srv/whizbang-backups/\n", msg, sizeof(msg), NULL),
+	             0, "%s", msg);
+	cr_assert_str_eq(c.backup_dir, "/srv/whizbang-backups/");
+	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s", msg);
+	/* Its length is bounded by the table. */
+	char longer[1100];
+	longer[0] = '/';
+	memset(longer + 1, 'b', sizeof(longer) - 2);
+	longer[sizeof(longer) - 1] = '\0';
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--backup-dir", longer), -1);
+	cr_assert_not_null(strstr(msg, "--backup-dir: the value is longer than 1023 bytes"), "%s",
+	                   msg);
+}
+
 Test(config, a_boolean_flag_does_not_take_the_next_argument)
 {
 	struct srv_config c;

@@ -4,6 +4,7 @@
  * subdirectory, which storage_open() must create itself. */
 #include <criterion/criterion.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -1012,5 +1013,63 @@ Test(storage, backup_opens_with_the_same_data)
 	c = open_at("backup-compact", 0, 0);
 	expect_same_store(s, c);
 	storage_close(c);
+	storage_close(s);
+}
+
+static void count_bytes(void *arg, uint64_t bytes)
+{
+	*(uint64_t *)arg = bytes;
+}
+
+/* storage_backup_progress() writes into the directory it is given, by its
+ * descriptor: data.mdb is 0600 even under umask 0, is never written through
+ * an existing file or a symlink of that name, and the copy opens. */
+Test(storage, backup_progress_writes_into_the_directory_it_is_given)
+{
+	struct storage *s = open_store(0);
+	write_growing(s, 1, 4, 16, 1000);
+	char dir[160], target[160], link[200];
+	fixture_path(&fx, "into", dir, sizeof(dir));
+	cr_assert_eq(mkdir(dir, 0700), 0);
+	int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	cr_assert_geq(dfd, 0);
+
+	/* A symlink named data.mdb is refused, and its target stays absent. */
+	fixture_path(&fx, "elsewhere.mdb", target, sizeof(target));
+	snprintf(link, sizeof(link), "%s/data.mdb", dir);
+	cr_assert_eq(symlink(target, link), 0);
+	char err[256] = "";
+	cr_assert_eq(storage_backup_progress(s, dfd, "into", true, NULL, NULL, err, sizeof(err)),
+	             WB_E_IO);
+	cr_assert_not_null(strstr(err, "into/data.mdb"), "%s", err);
+	struct stat st;
+	cr_assert_neq(lstat(target, &st), 0, "the copy was written through the symlink");
+	cr_assert_eq(lstat(link, &st), 0, "the symlink is gone");
+	cr_assert(S_ISLNK(st.st_mode));
+	cr_assert_eq(unlink(link), 0);
+
+	/* The control: without the symlink the copy is made, 0600 under
+	 * umask 0, with progress up to its size. */
+	mode_t old = umask(0);
+	uint64_t seen = 0;
+	int rc =
+	        storage_backup_progress(s, dfd, "into", true, count_bytes, &seen, err, sizeof(err));
+	umask(old);
+	cr_assert_eq(rc, 0, "%s", err);
+	cr_assert_eq(lstat(link, &st), 0);
+	cr_assert(S_ISREG(st.st_mode));
+	cr_assert_eq(st.st_mode & 07777, 0600, "mode %o", st.st_mode & 07777);
+	cr_assert_eq((uint64_t)st.st_size, seen);
+
+	/* A second copy into the same directory is refused and leaves the
+	 * first as it was. */
+	cr_assert_eq(storage_backup_progress(s, dfd, "into", true, NULL, NULL, err, sizeof(err)),
+	             WB_E_IO);
+	cr_assert_eq(file_size(dir, "data.mdb"), (off_t)seen);
+	close(dfd);
+
+	struct storage *b = open_at("into", 0, 0);
+	expect_same_store(s, b);
+	storage_close(b);
 	storage_close(s);
 }
