@@ -182,15 +182,19 @@ static const char *field_of(const Whizbang__V1__Request *req, const char *field)
 	        &whizbang__v1__request__descriptor, (unsigned)req->body_case);
 	if (bf == NULL || bf->type != PROTOBUF_C_TYPE_MESSAGE)
 		return NULL;
-	const ProtobufCMessage *body =
-	        *(const ProtobufCMessage *const *)((const char *)req + bf->offset);
+	/* Fields are read through memcpy: their offsets are not known to be
+	 * aligned to the compiler. */
+	const ProtobufCMessage *body;
+	memcpy(&body, (const char *)req + bf->offset, sizeof(body));
 	if (body == NULL)
 		return NULL;
 	const ProtobufCFieldDescriptor *f =
 	        protobuf_c_message_descriptor_get_field_by_name(body->descriptor, field);
 	if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
 		return NULL;
-	return *(const char *const *)((const char *)body + f->offset);
+	const char *name;
+	memcpy(&name, (const char *)body + f->offset, sizeof(name));
+	return name;
 }
 
 int srv_access_check(const struct auth_subject *s, const Whizbang__V1__Request *req, char *why,
