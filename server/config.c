@@ -126,6 +126,20 @@ static const struct opt opts[] = {
         {"unix-socket", STR(unix_socket), 0, 0, "auto",
          "Unix domain socket to listen on as well (mode 0660): auto (DATA_DIR/whizbangd.sock), "
          "off, or a path; root and the server's own user connect through it as admin"},
+        {"tls", STR(tls), 0, 0, "auto",
+         "off: plaintext only; auto: TLS when the client starts with it, plaintext from "
+         "loopback and the Unix socket (and from anywhere while no certificate is set); "
+         "required: TLS on every TCP connection"},
+        {"tls-cert-file", STR(tls_cert_file), 0, 0, "",
+         "PEM certificate (and chain) the server presents; with tls-key-file, TLS is served"},
+        {"tls-key-file", STR(tls_key_file), 0, 0, "", "PEM private key of tls-cert-file (unencrypted)"},
+        {"tls-ca-file", STR(tls_ca_file), 0, 0, "",
+         "PEM CAs that client certificates must chain to (tls-client-cert)"},
+        {"tls-client-cert", STR(tls_client_cert), 0, 0, "none",
+         "none, optional or required: ask TLS clients for a certificate (its CN names the user "
+         "of the EXTERNAL mechanism)"},
+        {"tls-handshake-timeout-ms", NUM(OPT_UINT, tls_handshake_timeout_ms), 100, 600000,
+         "10000", "time a TLS client has to finish its handshake"},
         {"auth-failures-per-minute", NUM(OPT_UINT, auth_failures_per_minute), 1, 1000000, "10",
          "failed authentications one address may make in a minute; beyond, its attempts are "
          "refused unexamined until the minute is over"},
@@ -498,6 +512,34 @@ int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
 		         "backup-dir = %s: it is an absolute path (or empty, which turns Backup "
 		         "off)",
 		         cfg->backup_dir);
+		return -1;
+	}
+	if (strcmp(cfg->tls, "off") != 0 && strcmp(cfg->tls, "auto") != 0 &&
+	    strcmp(cfg->tls, "required") != 0) {
+		snprintf(errmsg, errlen, "tls = %s: it is off, auto or required", cfg->tls);
+		return -1;
+	}
+	if (strcmp(cfg->tls_client_cert, "none") != 0 &&
+	    strcmp(cfg->tls_client_cert, "optional") != 0 &&
+	    strcmp(cfg->tls_client_cert, "required") != 0) {
+		snprintf(errmsg, errlen, "tls-client-cert = %s: it is none, optional or required",
+		         cfg->tls_client_cert);
+		return -1;
+	}
+	if ((cfg->tls_cert_file[0] == '\0') != (cfg->tls_key_file[0] == '\0')) {
+		snprintf(errmsg, errlen, "tls-cert-file and tls-key-file go together: set both or neither");
+		return -1;
+	}
+	if (strcmp(cfg->tls, "required") == 0 && cfg->tls_cert_file[0] == '\0') {
+		snprintf(errmsg, errlen,
+		         "tls = required needs a certificate: set tls-cert-file and tls-key-file "
+		         "(whizbang certs create-node makes one)");
+		return -1;
+	}
+	if (strcmp(cfg->tls_client_cert, "none") != 0 && cfg->tls_ca_file[0] == '\0') {
+		snprintf(errmsg, errlen,
+		         "tls-client-cert = %s needs tls-ca-file, the CAs client certificates chain to",
+		         cfg->tls_client_cert);
 		return -1;
 	}
 	if (strcmp(cfg->anonymous_role, "none") != 0 &&

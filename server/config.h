@@ -66,6 +66,14 @@ struct srv_config {
 	/* The Unix domain socket to listen on: "auto" (DATA_DIR/whizbangd.sock),
 	 * "off", or a path. */
 	char unix_socket[1024];
+	/* TLS (server/conn.c): "off", "auto" or "required", the PEM files, and
+	 * whether clients are asked for certificates. */
+	char tls[16];
+	char tls_cert_file[1024];
+	char tls_key_file[1024];
+	char tls_ca_file[1024];
+	char tls_client_cert[16];
+	uint64_t tls_handshake_timeout_ms;
 	uint64_t auth_failures_per_minute; /* per source address, then refused */
 	uint64_t scram_iterations;         /* of mock credentials; the least a user's may have */
 

@@ -20,9 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 
 #include "frame.h"
+#include "tls/wb_tls.h"
 #include "log.h"
 #include "wb_error.h"
 
@@ -60,7 +63,15 @@ struct conn {
 	void *slots[CONN_SLOTS];
 	int handles_open;
 	bool greeted;
-	bool local; /* a Unix domain socket: peer_uid holds the peer's uid */
+	bool local;    /* a Unix domain socket: peer_uid holds the peer's uid */
+	bool loopback; /* a TCP peer on a loopback address */
+	/* TLS: undecided until the first bytes arrive (sniffed); then tls is
+	 * the session, or NULL for plaintext. Received ciphertext waits in
+	 * raw until the session takes it. */
+	bool sniffed;
+	struct wb_tls_session *tls;
+	uint8_t *raw;
+	size_t raw_len, raw_cap;
 	uint32_t peer_uid;
 	const struct auth_subject *subject; /* NULL: may do nothing that needs a permission */
 	bool closing;
@@ -84,11 +95,13 @@ struct conns {
 	/* Load shedding: a spare handle that accepts and closes a peer when
 	 * no connection can be allocated. */
 	union conn_stream shed;
+	struct wb_tls_ctx *tls_ctx; /* NULL: TLS is not served */
 	bool shed_busy;
 	uv_stream_t *accept_waiting; /* a listener to accept from once shed is free */
 };
 
 static void process(struct conn *c);
+static bool tls_input(struct conn *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
@@ -125,6 +138,25 @@ void conn_greet(struct conn *c, const char *client_name)
 {
 	c->greeted = true;
 	snprintf(c->name, sizeof(c->name), "%s", client_name != NULL ? client_name : "");
+}
+
+const char *conn_tls_peer(const struct conn *c)
+{
+	if (c->tls == NULL || wb_tls_session_state(c->tls) != WB_TLS_OPEN)
+		return NULL;
+	return wb_tls_session_peer_cn(c->tls);
+}
+
+bool conn_is_tls(const struct conn *c)
+{
+	return c->tls != NULL;
+}
+
+void conns_set_tls(struct conns *set, struct wb_tls_ctx *ctx)
+{
+	struct wb_tls_ctx *old = set->tls_ctx;
+	set->tls_ctx = ctx != NULL ? wb_tls_ctx_ref(ctx) : NULL;
+	wb_tls_ctx_unref(old);
 }
 
 const char *conn_peer(const struct conn *c)
@@ -168,7 +200,10 @@ void conn_set_slot(struct conn *c, unsigned slot, void *p)
 /* Reads from c exactly when it may make progress. */
 static void update_reading(struct conn *c)
 {
-	bool want = !c->closing && !c->close_after_flush && !c->set->stopped && !paused(c);
+	/* Ciphertext the session has not taken fills raw: read on once
+	 * process() has moved it on. */
+	bool want = !c->closing && !c->close_after_flush && !c->set->stopped && !paused(c) &&
+	            !(c->raw != NULL && c->raw_len == c->raw_cap);
 	if (want == c->reading)
 		return;
 	/* uv_read_start() fails only on a closing or unreadable stream,
@@ -188,6 +223,8 @@ static void maybe_free(struct conn *c)
 		return;
 	free(c->in);
 	free(c->out);
+	free(c->raw);
+	wb_tls_session_free(c->tls);
 	free(c);
 }
 
@@ -242,6 +279,18 @@ void conn_release(struct conn *c)
 	 * buffered. */
 	if (!paused(c))
 		process(c);
+}
+
+static void handshake_timeout_cb(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	if (c->closing)
+		return;
+	srv_log(WB_LOG_INFO, "tls_handshake_timeout", "conn=%llu peer=%s timeout_ms=%llu",
+	        (unsigned long long)c->id, c->peer,
+	        (unsigned long long)c->set->lim.tls_handshake_timeout_ms);
+	conn_close(c);
+	c->set->hooks.after(c->set->hooks.arg, false);
 }
 
 static void frame_timeout_cb(uv_timer_t *t)
@@ -337,34 +386,106 @@ static void write_cb(uv_write_t *req, int status)
 	set->hooks.after(set->hooks.arg, true);
 }
 
-/* Hands c's queued output to one write. */
-static void flush_one(struct conn *c)
+/* Encrypts what of c's queued plaintext the session takes and returns the
+ * ciphertext to write in a buffer the caller owns: NULL with *len 0 when
+ * there is none, NULL with *len 1 when out of memory. Plaintext the
+ * session cannot take yet stays queued. */
+static uint8_t *tls_output(struct conn *c, size_t *len)
 {
-	if (c->closing || c->out_len == 0)
-		return;
+	uint8_t *buf = NULL;
+	size_t n = 0, cap = 0, off = 0;
+	bool open = wb_tls_session_state(c->tls) == WB_TLS_OPEN;
+	for (;;) {
+		size_t took = 0;
+		if (open && off < c->out_len)
+			(void)wb_tls_session_write(c->tls, c->out + off, c->out_len - off, &took);
+		off += took;
+		const uint8_t *p;
+		size_t pn;
+		wb_tls_session_peek_out(c->tls, &p, &pn);
+		if (pn == 0 && took == 0)
+			break;
+		if (pn == 0)
+			continue;
+		if (cap - n < pn) {
+			size_t ncap = cap > 0 ? cap * 2 : 65536;
+			while (ncap - n < pn)
+				ncap *= 2;
+			uint8_t *q = realloc(buf, ncap);
+			if (q == NULL) {
+				free(buf);
+				*len = 1;
+				return NULL;
+			}
+			buf = q;
+			cap = ncap;
+		}
+		memcpy(buf + n, p, pn);
+		n += pn;
+		wb_tls_session_consume_out(c->tls, pn);
+	}
+	if (off > 0) {
+		memmove(c->out, c->out + off, c->out_len - off);
+		c->out_len -= off;
+	}
+	*len = n;
+	return buf;
+}
+
+/* Hands buf[0..len) (which it takes) to one write on c. */
+static void write_buf(struct conn *c, uint8_t *buf, size_t len)
+{
 	struct write_req *wr = malloc(sizeof(*wr));
 	if (wr == NULL) {
+		free(buf);
 		srv_log(WB_LOG_ERROR, "response_dropped", "conn=%llu bytes=%zu reason=no_memory",
-		        (unsigned long long)c->id, c->out_len);
+		        (unsigned long long)c->id, len);
 		conn_close(c);
 		return;
 	}
 	wr->conn = c;
-	wr->buf = c->out;
-	wr->len = c->out_len;
+	wr->buf = buf;
+	wr->len = len;
 	uv_buf_t b = uv_buf_init((char *)wr->buf, (unsigned)wr->len);
 	int rc = uv_write(&wr->req, &c->s.stream, &b, 1, write_cb);
 	if (rc != 0) {
 		free(wr);
+		free(buf);
 		srv_log(WB_LOG_INFO, "write_failed", "conn=%llu error=%s",
 		        (unsigned long long)c->id, uv_err_name(rc));
 		conn_close(c);
 		return;
 	}
+	c->out_pending += len;
+}
+
+/* Hands c's queued output to one write (ciphertext, on a TLS connection). */
+static void flush_one(struct conn *c)
+{
+	if (c->closing)
+		return;
+	if (c->tls != NULL) {
+		size_t n;
+		uint8_t *cipher = tls_output(c, &n);
+		if (cipher == NULL && n == 1) {
+			srv_log(WB_LOG_ERROR, "response_dropped", "conn=%llu reason=no_memory",
+			        (unsigned long long)c->id);
+			conn_close(c);
+		} else if (n > 0) {
+			write_buf(c, cipher, n);
+		} else if (c->close_after_flush && c->out_pending == 0) {
+			conn_close(c);
+		}
+		return;
+	}
+	if (c->out_len == 0)
+		return;
+	uint8_t *buf = c->out;
+	size_t len = c->out_len;
 	c->out = NULL;
 	c->out_len = 0;
 	c->out_cap = 0;
-	c->out_pending += wr->len;
+	write_buf(c, buf, len);
 }
 
 void conns_flush(struct conns *set)
@@ -388,6 +509,9 @@ static void process(struct conn *c)
 {
 	struct conns *set = c->set;
 	size_t pos = 0;
+	if (c->tls != NULL && c->raw_len > 0 && !c->closing && !c->close_after_flush &&
+	    !tls_input(c))
+		return;
 	bool progress = false;
 	/* Stays FRAME_OK when the loop stops because c is paused: buffered
 	 * whole frames waiting for room are not the client's delay. */
@@ -428,8 +552,11 @@ static void process(struct conn *c)
 	}
 	/* A started frame must complete within the timeout; the clock restarts
 	 * whenever a frame completes. uv_timer_start() with a callback on an
-	 * open timer cannot fail. */
-	if (c->in_len > 0 && st == FRAME_AGAIN && !c->close_after_flush) {
+	 * open timer cannot fail. While a TLS handshake runs, the timer is the
+	 * handshake's. */
+	if (c->tls != NULL && wb_tls_session_state(c->tls) == WB_TLS_HANDSHAKING) {
+		/* the handshake timeout runs */
+	} else if (c->in_len > 0 && st == FRAME_AGAIN && !c->close_after_flush) {
 		if (!c->timer_active || progress) {
 			uv_timer_start(&c->timer, frame_timeout_cb, set->lim.frame_timeout_ms, 0);
 			c->timer_active = true;
@@ -447,6 +574,17 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	struct conn *c = h->data;
 	size_t limit = c->set->lim.max_frame + FRAME_HEADER + 65536;
 	(void)suggested;
+	if (!c->sniffed || c->tls != NULL) {
+		/* Ciphertext, or the first bytes: the session takes
+		 * WB_TLS_IN_BUF at once, and what it left waits here. */
+		if (c->raw == NULL) {
+			c->raw = malloc(WB_TLS_IN_BUF * 2);
+			c->raw_cap = c->raw != NULL ? WB_TLS_IN_BUF * 2 : 0;
+		}
+		*buf = uv_buf_init((char *)c->raw + c->raw_len,
+		                   (unsigned)(c->raw_cap - c->raw_len));
+		return;
+	}
 	if (c->in_cap - c->in_len < 16384 && c->in_cap < limit) {
 		size_t cap = c->in_cap > 0 ? c->in_cap * 2 : 16384;
 		if (cap > limit)
@@ -459,6 +597,129 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 	}
 	/* No room (no memory): libuv reports UV_ENOBUFS to read_cb. */
 	*buf = uv_buf_init((char *)c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+}
+
+/* Makes room for n more bytes of input in c->in. */
+static int in_reserve(struct conn *c, size_t n)
+{
+	if (c->in_cap - c->in_len >= n)
+		return 0;
+	size_t cap = c->in_cap > 0 ? c->in_cap : 16384;
+	while (cap - c->in_len < n)
+		cap *= 2;
+	uint8_t *p = realloc(c->in, cap);
+	if (p == NULL)
+		return WB_E_NOMEM;
+	c->in = p;
+	c->in_cap = cap;
+	return 0;
+}
+
+/* Refuses c for what its first bytes said: with msg, an answer and then a
+ * close; without, a close (a TLS client reads no plaintext answer). */
+static void refuse_transport(struct conn *c, const char *reason, const char *msg)
+{
+	srv_log(WB_LOG_INFO, "connection_refused", "conn=%llu peer=%s reason=%s",
+	        (unsigned long long)c->id, c->peer, reason);
+	if (msg != NULL) {
+		c->set->hooks.refuse(c->set->hooks.arg, c, WB_UNAUTHENTICATED, msg);
+		c->close_after_flush = true;
+	} else {
+		conn_close(c);
+	}
+}
+
+/* Decides from c's first bytes (in raw) whether it speaks TLS, and whether
+ * the policy lets it speak what it does. False when it must wait for more
+ * bytes or was refused (nothing more to do now). */
+static bool sniff(struct conn *c)
+{
+	struct conns *set = c->set;
+	enum wb_tls_looks looks = wb_tls_looks_like_tls(c->raw, c->raw_len);
+	if (looks == WB_TLS_LOOKS_AGAIN)
+		return false;
+	c->sniffed = true;
+	if (looks == WB_TLS_LOOKS_TLS) {
+		if (set->tls_ctx == NULL || set->lim.tls_policy == CONN_TLS_OFF) {
+			refuse_transport(c, "tls_not_served", NULL);
+			return false;
+		}
+		if (wb_tls_session_new(set->tls_ctx, &c->tls) != 0) {
+			refuse_transport(c, "no_memory", NULL);
+			return false;
+		}
+		uv_timer_start(&c->timer, handshake_timeout_cb, set->lim.tls_handshake_timeout_ms,
+		               0);
+		c->timer_active = true;
+		return true;
+	}
+	/* Plaintext: from the Unix socket always; over TCP never under
+	 * required, and under auto from loopback, or from anywhere while no
+	 * certificate is set. */
+	bool must_tls = !c->local && (set->lim.tls_policy == CONN_TLS_REQUIRED ||
+	                              (set->lim.tls_policy == CONN_TLS_AUTO && !c->loopback &&
+	                               set->tls_ctx != NULL));
+	if (must_tls) {
+		c->raw_len = 0;
+		refuse_transport(c, "plaintext_not_allowed",
+		                 "this server takes only TLS from this address: connect with TLS");
+		return false;
+	}
+	if (in_reserve(c, c->raw_len) != 0) {
+		refuse_transport(c, "no_memory", NULL);
+		return false;
+	}
+	memcpy(c->in + c->in_len, c->raw, c->raw_len);
+	c->in_len += c->raw_len;
+	free(c->raw);
+	c->raw = NULL;
+	c->raw_len = c->raw_cap = 0;
+	return true;
+}
+
+/* Moves received ciphertext through c's session into c->in. False when the
+ * session failed or closed: c closes once its alert is written. */
+static bool tls_input(struct conn *c)
+{
+	size_t limit = c->set->lim.max_frame + FRAME_HEADER + 65536;
+	bool was_open = wb_tls_session_state(c->tls) == WB_TLS_OPEN;
+	while (c->raw_len > 0) {
+		size_t took = 0;
+		int rc = wb_tls_session_feed(c->tls, c->raw, c->raw_len, &took);
+		memmove(c->raw, c->raw + took, c->raw_len - took);
+		c->raw_len -= took;
+		for (;;) {
+			size_t n = 0;
+			/* Past the limit the frame decoder refuses the frame. */
+			if (c->in_len >= limit || in_reserve(c, 16384) != 0)
+				break;
+			int r = wb_tls_session_read(c->tls, c->in + c->in_len,
+			                            c->in_cap - c->in_len, &n);
+			c->in_len += n;
+			if (r != 0 || n == 0)
+				break;
+		}
+		if (rc != 0) {
+			srv_log(WB_LOG_INFO, "tls_failed", "conn=%llu peer=%s reason=%s",
+			        (unsigned long long)c->id, c->peer,
+			        rc == WB_E_CLOSED ? "closed" : wb_tls_session_errmsg(c->tls));
+			c->close_after_flush = true;
+			c->raw_len = 0;
+			mark_dirty(c); /* the alert goes out, then c closes */
+			return false;
+		}
+		if (took == 0)
+			break; /* full: the rest waits until its plaintext is read */
+	}
+	if (!was_open && wb_tls_session_state(c->tls) == WB_TLS_OPEN) {
+		uv_timer_stop(&c->timer);
+		c->timer_active = false;
+		srv_log(WB_LOG_DEBUG, "tls_open", "conn=%llu version=%s cipher=%s peer_cn=%s",
+		        (unsigned long long)c->id, wb_tls_session_version(c->tls),
+		        wb_tls_session_cipher(c->tls), wb_tls_session_peer_cn(c->tls));
+	}
+	mark_dirty(c); /* the handshake's answers go out at the flush */
+	return true;
 }
 
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
@@ -476,7 +737,19 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		set->hooks.after(set->hooks.arg, false);
 		return;
 	}
-	c->in_len += (size_t)nread;
+	if (!c->sniffed || c->tls != NULL) {
+		c->raw_len += (size_t)nread;
+		if (!c->sniffed && !sniff(c)) {
+			set->hooks.after(set->hooks.arg, false);
+			return;
+		}
+		if (c->tls != NULL && !tls_input(c)) {
+			set->hooks.after(set->hooks.arg, false);
+			return;
+		}
+	} else {
+		c->in_len += (size_t)nread;
+	}
 	process(c);
 	set->hooks.after(set->hooks.arg, false);
 }
@@ -509,10 +782,14 @@ static void peer_name(struct conn *c)
 	if (uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&ss, &sl) != 0)
 		return;
 	if (ss.ss_family == AF_INET6) {
+		const struct in6_addr *a6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
+		c->loopback = IN6_IS_ADDR_LOOPBACK(a6) ||
+		              (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
 		uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
 		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host,
 		         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
 	} else if (ss.ss_family == AF_INET) {
+		c->loopback = (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
 		uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
 		snprintf(c->peer, sizeof(c->peer), "%s:%u", host,
 		         ntohs(((struct sockaddr_in *)&ss)->sin_port));
@@ -634,6 +911,7 @@ int conns_init(struct conns **out, uv_loop_t *loop, const struct conn_limits *li
 
 void conns_free(struct conns *set)
 {
+	wb_tls_ctx_unref(set->tls_ctx);
 	free(set);
 }
 

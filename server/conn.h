@@ -42,6 +42,20 @@ struct conn_limits {
 	uint64_t max_inflight;     /* holds before it is paused (--max-inflight) */
 	uint64_t frame_timeout_ms; /* a started frame must complete within it */
 	uint64_t max_connections;  /* open at once (--max-connections) */
+	/* TLS (conns_set_tls()): enum conn_tls, and the time a TLS client
+	 * has to finish its handshake. */
+	int tls_policy;
+	uint64_t tls_handshake_timeout_ms;
+};
+
+/* What a connection may speak (--tls). A connection's first bytes say
+ * which it does: a TLS handshake record (0x16) or a frame (0x00). */
+enum conn_tls {
+	CONN_TLS_OFF = 0,      /* plaintext only; a TLS client is closed */
+	CONN_TLS_AUTO = 1,     /* TLS when served; plaintext from loopback and the
+	                        * Unix socket, and from anywhere while no
+	                        * certificate is set */
+	CONN_TLS_REQUIRED = 2, /* TLS on every TCP connection */
 };
 
 struct conn_hooks {
@@ -140,6 +154,17 @@ uint64_t conn_id(const struct conn *c);
 bool conn_greeted(const struct conn *c);
 void conn_greet(struct conn *c, const char *client_name);
 const char *conn_client_name(const struct conn *c);
+
+/* Serves TLS with ctx from now on (a reference is taken; the previous
+ * context is let go, and connections that use it keep it until they
+ * close), or no TLS with NULL. */
+struct wb_tls_ctx;
+void conns_set_tls(struct conns *set, struct wb_tls_ctx *ctx);
+
+/* True when c speaks TLS; the CN of the client certificate it presented
+ * and the server verified, or NULL (none, or not verified, or not TLS). */
+bool conn_is_tls(const struct conn *c);
+const char *conn_tls_peer(const struct conn *c);
 
 /* The peer's address as the log lines show it: "HOST:PORT", "[V6]:PORT",
  * or "unix:uid=N,pid=P". */

@@ -197,6 +197,8 @@ static const struct {
         {"explosion_us_total", "Microseconds spent exploding where clauses"},
         {"queries", "Entity queries served"},
         {"auth_failures", "Failed authentication attempts (every reason counts the same)"},
+        {"tls", "1 when TLS is served (a certificate is loaded)"},
+        {"tls_cert_days_left", "Whole days until the served certificate expires (negative: expired)"},
         {"auth_throttled", "Authentication attempts refused unexamined: their address failed too often"},
         {"committed", "Leases committed"},
         {"released", "Leases released (gaps)"},

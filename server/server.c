@@ -34,6 +34,7 @@
 
 #include "auth/acl.h"
 #include "dispatch.h"
+#include "tls/wb_tls.h"
 #include "events.h"
 #include "log.h"
 #include "netaddr.h"
@@ -78,6 +79,8 @@ struct srv {
 	bool async_closed;
 	uv_signal_t sigterm;
 	uv_signal_t sigint;
+	uv_signal_t sighup;   /* reloads the TLS certificate */
+	time_t tls_not_after; /* of the certificate served; 0: no TLS */
 	uv_timer_t shutdown_timer;
 	struct sysd *sysd;
 	size_t inflight; /* writes at the writer and worker jobs */
@@ -173,6 +176,10 @@ void srv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 	uint64_t last = 0;
 
 	srv_writer_stats(srv, &ws);
+	if (srv->tls_not_after != 0) {
+		s->tls = true;
+		s->tls_cert_days_left = ((int64_t)srv->tls_not_after - (int64_t)time(NULL)) / 86400;
+	}
 	memset(&ss, 0, sizeof(ss));
 	storage_stats(srv->st, &ss);
 	if (storage_txn_begin(srv->st, NULL, STORAGE_RDONLY, &txn) == 0) {
@@ -223,6 +230,7 @@ static void shutdown_check(struct srv *srv)
 	uv_close((uv_handle_t *)&srv->async, close_handle_cb);
 	uv_close((uv_handle_t *)&srv->sigterm, close_handle_cb);
 	uv_close((uv_handle_t *)&srv->sigint, close_handle_cb);
+	uv_close((uv_handle_t *)&srv->sighup, close_handle_cb);
 	uv_close((uv_handle_t *)&srv->shutdown_timer, close_handle_cb);
 }
 
@@ -271,6 +279,54 @@ static void shutdown_begin(struct srv *srv, int signum)
 	modules_shutdown(srv);
 	uv_timer_start(&srv->shutdown_timer, shutdown_timeout_cb, srv->cfg.shutdown_timeout_ms, 0);
 	srv_flush(srv);
+}
+
+/* Builds the TLS context from the configured files and serves it from now
+ * on (start-up, SIGHUP): new connections get the new certificate, open ones
+ * keep the context they began with. Without a certificate set, nothing. On
+ * failure the context served so far stays, and errmsg says why. */
+static int tls_load(struct srv *srv, char *errmsg, size_t errlen)
+{
+	const struct srv_config *cfg = &srv->cfg;
+	if (cfg->tls_cert_file[0] == '\0')
+		return 0;
+	struct wb_tls_config tc = {
+	        .role = WB_TLS_SERVER,
+	        .cert_file = cfg->tls_cert_file,
+	        .key_file = cfg->tls_key_file,
+	        .ca_file = cfg->tls_ca_file[0] != '\0' ? cfg->tls_ca_file : NULL,
+	        .client_cert = strcmp(cfg->tls_client_cert, "required") == 0
+	                               ? WB_TLS_CLIENT_CERT_REQUIRED
+	                       : strcmp(cfg->tls_client_cert, "optional") == 0
+	                               ? WB_TLS_CLIENT_CERT_OPTIONAL
+	                               : WB_TLS_CLIENT_CERT_NONE,
+	};
+	struct wb_tls_ctx *ctx;
+	char why[400];
+	int rc = wb_tls_ctx_new(&tc, &ctx, why, sizeof(why));
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot load the TLS certificate: %s", why);
+		return rc;
+	}
+	conns_set_tls(srv->conns, ctx);
+	srv->tls_not_after = wb_tls_ctx_not_after(ctx);
+	wb_tls_ctx_unref(ctx);
+	srv_log(WB_LOG_INFO, "tls_loaded", "cert=%s not_after=%lld client_cert=%s policy=%s",
+	        cfg->tls_cert_file, (long long)srv->tls_not_after, cfg->tls_client_cert, cfg->tls);
+	return 0;
+}
+
+static void sighup_cb(uv_signal_t *s, int signum)
+{
+	struct srv *srv = s->data;
+	char why[500];
+	(void)signum;
+	if (srv->cfg.tls_cert_file[0] == '\0') {
+		srv_log(WB_LOG_INFO, "reload", "what=nothing reason=no_tls_certificate");
+	} else if (tls_load(srv, why, sizeof(why)) != 0) {
+		srv_log(WB_LOG_ERROR, "reload_failed",
+		        "reason=\"%s\" (the certificate served so far stays)", why);
+	}
 }
 
 static void signal_cb(uv_signal_t *s, int signum)
@@ -708,6 +764,10 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	        .max_inflight = cfg->max_inflight,
 	        .frame_timeout_ms = cfg->frame_timeout_ms,
 	        .max_connections = cfg->max_connections,
+	        .tls_policy = strcmp(cfg->tls, "required") == 0 ? CONN_TLS_REQUIRED
+	                      : strcmp(cfg->tls, "off") == 0    ? CONN_TLS_OFF
+	                                                        : CONN_TLS_AUTO,
+	        .tls_handshake_timeout_ms = cfg->tls_handshake_timeout_ms,
 	};
 	struct conn_hooks hooks = {
 	        .arg = srv,
@@ -719,6 +779,11 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	rc = conns_init(&srv->conns, loop, &lim, &hooks);
 	if (rc != 0) {
 		snprintf(errmsg, errlen, "out of memory");
+		goto err_after_storage;
+	}
+	rc = tls_load(srv, errmsg, errlen);
+	if (rc != 0) {
+		conns_free(srv->conns);
 		goto err_after_storage;
 	}
 	for (size_t i = 0; i < NMODULES; i++) {
@@ -805,7 +870,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	if (rc != 0)
 		goto err_after_listener;
 
-	uv_handle_t *sigs[3] = {NULL, NULL, NULL};
+	uv_handle_t *sigs[4] = {NULL, NULL, NULL, NULL};
 	rc = uv_signal_init(loop, &srv->sigterm);
 	if (rc == 0) {
 		sigs[0] = (uv_handle_t *)&srv->sigterm;
@@ -817,6 +882,11 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	}
 	if (rc == 0) {
 		sigs[2] = (uv_handle_t *)&srv->shutdown_timer;
+		rc = uv_signal_init(loop, &srv->sighup);
+	}
+	if (rc == 0) {
+		sigs[3] = (uv_handle_t *)&srv->sighup;
+		srv->sighup.data = srv;
 		srv->sigterm.data = srv;
 		srv->sigint.data = srv;
 		srv->shutdown_timer.data = srv;
@@ -824,10 +894,12 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	}
 	if (rc == 0)
 		rc = uv_signal_start(&srv->sigint, signal_cb, SIGINT);
+	if (rc == 0)
+		rc = uv_signal_start(&srv->sighup, sighup_cb, SIGHUP);
 	if (rc != 0) {
 		snprintf(errmsg, errlen, "cannot install the signal handlers: %s", uv_strerror(rc));
 		rc = WB_E_IO;
-		close_now(loop, sigs, 3);
+		close_now(loop, sigs, 4);
 		goto err_after_listener;
 	}
 	uv_unref((uv_handle_t *)&srv->shutdown_timer);

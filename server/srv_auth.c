@@ -605,8 +605,10 @@ static int auth_hello(void *state, struct conn *c, const Whizbang__V1__Hello *h,
 		return WB_BAD_REQUEST;
 	}
 	bool scram = strcmp(h->mechanism, AUTH_SCRAM_MECHANISM) == 0;
-	if (h->mechanism[0] != '\0' && !scram) {
-		snprintf(msg, msglen, "unknown mechanism '%.40s': this server takes %s or a token",
+	bool external = strcmp(h->mechanism, "EXTERNAL") == 0;
+	if (h->mechanism[0] != '\0' && !scram && !external) {
+		snprintf(msg, msglen,
+		         "unknown mechanism '%.40s': this server takes %s, EXTERNAL or a token",
 		         h->mechanism, AUTH_SCRAM_MECHANISM);
 		return WB_BAD_REQUEST;
 	}
@@ -616,6 +618,25 @@ static int auth_hello(void *state, struct conn *c, const Whizbang__V1__Hello *h,
 		        (unsigned long long)conn_id(c), conn_peer(c));
 		snprintf(msg, msglen, AUTH_FAILED);
 		return WB_UNAUTHENTICATED;
+	}
+	if (external) {
+		/* The user the verified client certificate names (its CN). */
+		const char *cn = conn_tls_peer(c);
+		if (cn == NULL || cn[0] == '\0')
+			return failed(as, c, "EXTERNAL", "", 0, "no_client_certificate", msg,
+			              msglen);
+		if (find_user(as, cn, strlen(cn)) == NULL)
+			return failed(as, c, "EXTERNAL", cn, strlen(cn), "unknown_user", msg,
+			              msglen);
+		struct principal *p = sign_in(as, c, cn, false);
+		if (p == NULL) {
+			snprintf(msg, msglen, "the server is out of memory");
+			return WB_RESOURCE_EXHAUSTED;
+		}
+		r->user = p->shown;
+		fill_roles(p, roles, &r->n_roles);
+		r->roles = roles;
+		return 0;
 	}
 	if (!scram) {
 		struct auth_token tok;
