@@ -32,7 +32,8 @@
 
 #define WB_DEFAULT_ADDRESS "127.0.0.1:7411"
 /* An address that starts with this names a Unix domain socket by its path:
- * "unix:/var/lib/whizbang/whizbangd.sock". */
+ * "unix:/var/lib/whizbang/whizbangd.sock" (wb_url.h turns whizbang+unix://
+ * URLs into this form). */
 #define WB_UNIX_PREFIX "unix:"
 /* Reads from WB_END backwards start at the end of a stream or of $all. */
 #define WB_END UINT64_MAX
