@@ -139,9 +139,10 @@ int cli_report_parse(const struct cli *cli, const char *text, const struct optex
 
 /* Connects cli->client with the global options (cli_conn.c): to --server
  * or $WHIZBANG_SERVER, HOST:PORT or a URL (whizbang://[USER@]HOST[:PORT],
- * whizbang+unix:///PATH), else to the first local socket that exists of
- * $WHIZBANG_SOCKET, ./whizbang-data/whizbangd.sock and
- * /var/lib/whizbang/whizbangd.sock, else to 127.0.0.1:7411; as --user (or
+ * whizbang+unix:///PATH), else to the first local socket that exists and
+ * this user may connect to of $WHIZBANG_SOCKET,
+ * ./whizbang-data/whizbangd.sock and /var/lib/whizbang/whizbangd.sock, else
+ * to 127.0.0.1:7411; as --user (or
  * the URL's user) with $WHIZBANG_PASSWORD or a password asked on the
  * terminal, or with the token in --token-file (mode 0600 or stricter), or
  * $WHIZBANG_TOKEN. Writes where to cli->address. 0, or 1 after reporting;

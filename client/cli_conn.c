@@ -2,9 +2,10 @@
  * it reads on the way.
  *
  * Where: --server or $WHIZBANG_SERVER, as HOST:PORT (as always) or as a URL
- * (wb_url.h); with neither, the first local Unix socket that exists of
- * $WHIZBANG_SOCKET, ./whizbang-data/whizbangd.sock and
- * /var/lib/whizbang/whizbangd.sock, else 127.0.0.1:7411.
+ * (wb_url.h); with neither, the first local Unix socket that exists (and
+ * that this user may connect to) of $WHIZBANG_SOCKET,
+ * ./whizbang-data/whizbangd.sock and /var/lib/whizbang/whizbangd.sock, else
+ * 127.0.0.1:7411.
  *
  * As whom: --user NAME (or a URL's USER@) with a password from
  * $WHIZBANG_PASSWORD or the terminal; --token-file FILE (mode 0600 or
@@ -37,10 +38,14 @@ static const char *const local_sockets[] = {
 /* A token file holds one token of 64 characters and maybe a line end. */
 #define TOKEN_FILE_MAX 256
 
+/* A socket this process may connect to: connecting needs write permission
+ * on it, so one that is there but not ours (another user's server) is
+ * passed over rather than failing with EACCES. */
 static bool is_socket(const char *path)
 {
 	struct stat st;
-	return path != NULL && path[0] != '\0' && stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+	return path != NULL && path[0] != '\0' && stat(path, &st) == 0 && S_ISSOCK(st.st_mode) &&
+	       faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0;
 }
 
 /* The address to connect to into cli->address, and the user a URL names
