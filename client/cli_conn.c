@@ -176,7 +176,7 @@ int cli_secret(const struct cli *cli, const char *env, const char *what, bool co
 	if (rc == 0 && confirm) {
 		char again[CLI_SECRET_MAX + 1];
 		snprintf(prompt, sizeof(prompt), "Enter the %s again: ", what);
-		rc = len <= sizeof(again) ? ask(fd, prompt, again, len) : WB_E_INVAL;
+		rc = ask(fd, prompt, again, sizeof(again));
 		if (rc == 0 && strcmp(again, buf) != 0)
 			rc = WB_E_KEYEXIST;
 		explicit_bzero(again, sizeof(again));
