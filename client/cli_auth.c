@@ -506,6 +506,7 @@ const struct cli_command cli_auth_commands[] = {
         {.group = "token",
          .name = "revoke",
          CLI_ARGS("ID", 1, 1, "an ID: the token's, from token list", "one ID"),
+         .dash_args = true,
          .run = run_token_revoke,
          .help = "revoke a token; connections that use it lose its role at once"},
         {.group = "token",
