@@ -108,8 +108,6 @@ static const int tty_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
  * buf[0..len): 0, WB_E_INVAL when the line does not fit, WB_E_IO. */
 static int ask(int fd, const char *prompt, char *buf, size_t len)
 {
-	if (write(fd, prompt, strlen(prompt)) < 0)
-		return WB_E_IO;
 	struct termios quiet;
 	if (tcgetattr(fd, &tty_saved) != 0)
 		return WB_E_IO;
@@ -120,7 +118,11 @@ static int ask(int fd, const char *prompt, char *buf, size_t len)
 	for (size_t i = 0; i < NTTY_SIGNALS; i++)
 		sigaction(tty_signals[i], &sa, &old[i]);
 	tty_fd = fd;
-	int rc = tcsetattr(fd, TCSAFLUSH, &quiet) == 0 ? 0 : WB_E_IO;
+	/* Echo goes off before the prompt shows: nothing typed after the
+	 * prompt is ever echoed (nor lost to the flush). */
+	int rc = tcsetattr(fd, TCSAFLUSH, &quiet) == 0 && write(fd, prompt, strlen(prompt)) >= 0
+	                 ? 0
+	                 : WB_E_IO;
 	size_t n = 0;
 	while (rc == 0) {
 		char ch;

@@ -8,10 +8,15 @@
  * password and token secret it used in the server's log and in everything
  * the CLI printed. */
 #include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "cli_util.h"
@@ -322,6 +327,13 @@ Test(auth_cli, a_token_works_until_it_is_revoked)
 	ADMIN(&r, "token", "revoke", "AAAAAAAAAAAAAAAA");
 	cli_expect_status(&r, 1, "token revoke of nothing");
 	cli_expect_has(r.err, "NOT_FOUND", "token revoke of nothing");
+	/* An id may start with '-' (base64url): it is taken as the id, not as
+	 * an unknown option, which other commands still refuse (the control). */
+	ADMIN(&r, "token", "revoke", "-AAAAAAAAAAAAAAA");
+	cli_expect_status(&r, 1, "token revoke of an id that starts with '-'");
+	cli_expect_has(r.err, "NOT_FOUND", "token revoke of an id that starts with '-'");
+	ADMIN(&r, "token", "list", "-AAAAAAAAAAAAAAA");
+	cli_expect_status(&r, 2, "token list with an unknown option");
 	ADMIN(&r, "token", "create", "--role", "nobody");
 	cli_expect_status(&r, 1, "token create for no role");
 	cli_expect_has(r.err, "NOT_FOUND", "token create for no role");
@@ -487,6 +499,7 @@ Test(auth_cli, no_password_or_token_secret_reaches_a_log_or_an_output)
 	ADMIN(&r, "token", "list");
 	ADMIN(&r, "--json", "token", "list");
 	ADMIN(&r, "token", "revoke", id);
+	cli_expect_status(&r, 0, "token revoke");
 	setenv("WHIZBANG_TOKEN", token, 1);
 	TCP(&r, "whoami");
 	cli_expect_status(&r, 1, "whoami with a revoked token");
@@ -537,4 +550,96 @@ Test(auth_cli, no_password_or_token_secret_reaches_a_log_or_an_output)
 	transcript_f = NULL;
 	free(transcript);
 	transcript = NULL;
+}
+
+/* ---------------------------------------------------------------- the terminal */
+
+/* What a program run on a pseudo-terminal printed (the terminal's echo
+ * included), and how it exited. */
+struct tty_run {
+	char out[8192];
+	size_t len;
+	int status;
+};
+
+/* Runs argv on a new pseudo-terminal, its controlling terminal. Whenever
+ * its output ends with the prompt prompts[k] (in order), types answers[k]
+ * and a return. Reads until it exits; fails the test after 20 s. */
+static void tty_run(struct tty_run *t, const char *const *argv, const char *const *prompts,
+                    const char *const *answers)
+{
+	memset(t, 0, sizeof(*t));
+	int master;
+	pid_t pid = forkpty(&master, NULL, NULL, NULL);
+	cr_assert_geq(pid, 0, "forkpty: %s", strerror(errno));
+	if (pid == 0) {
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	size_t k = 0;
+	int64_t deadline = e2e_now_ms() + 20000;
+	for (;;) {
+		struct pollfd p = {.fd = master, .events = POLLIN};
+		int left = (int)(deadline - e2e_now_ms());
+		cr_assert_gt(left, 0, "no end on the terminal; it shows: %s", t->out);
+		if (poll(&p, 1, left) <= 0)
+			continue;
+		ssize_t n = read(master, t->out + t->len, sizeof(t->out) - 1 - t->len);
+		if (n <= 0)
+			break; /* EIO: the program and its terminal are gone */
+		t->len += (size_t)n;
+		t->out[t->len] = '\0';
+		if (prompts != NULL && prompts[k] != NULL && t->len >= strlen(prompts[k]) &&
+		    strcmp(t->out + t->len - strlen(prompts[k]), prompts[k]) == 0) {
+			char line[128];
+			snprintf(line, sizeof(line), "%s\n", answers[k++]);
+			cr_assert_eq(write(master, line, strlen(line)), (ssize_t)strlen(line));
+		}
+	}
+	close(master);
+	int st;
+	cr_assert_eq(waitpid(pid, &st, 0), pid);
+	t->status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+}
+
+Test(auth_cli, passwords_asked_on_the_terminal_are_not_echoed)
+{
+	struct cli_run r = {0};
+	start();
+	make_alice(&r);
+	unsetenv("WHIZBANG_PASSWORD");
+	const char *cli = getenv("WHIZBANG_CLI");
+	struct tty_run t;
+	const char *const login[] = {cli,      "--server", e2e_srv.address, "--user", "alice",
+	                             "whoami", NULL};
+	tty_run(&t, login, (const char *const[]){"Enter the password: ", NULL},
+	        (const char *const[]){PW_ALICE});
+	cr_assert_eq(t.status, 0, "whoami on a terminal: %s", t.out);
+	cr_assert(holds(t.out, "user: alice"), "%s", t.out);
+	cr_assert_not(holds(t.out, PW_ALICE), "the password was echoed: %s", t.out);
+	/* A new password is asked twice, and two that differ change nothing. */
+	const char *const add[] = {cli,      "--server", sock_url,       "user", "add", "bob",
+	                           "--role", "app",      "--iterations", "4096", NULL};
+	tty_run(&t, add,
+	        (const char *const[]){
+	                "Enter the new password: ", "Enter the new password again: ", NULL},
+	        (const char *const[]){PW_ALICE_NEW, PW_WRONG});
+	cr_assert_eq(t.status, 1, "%s", t.out);
+	cr_assert(holds(t.out, "differ"), "%s", t.out);
+	cr_assert_not(holds(t.out, PW_ALICE_NEW), "%s", t.out);
+	cr_assert_not(holds(t.out, PW_WRONG), "%s", t.out);
+	tty_run(&t, add,
+	        (const char *const[]){
+	                "Enter the new password: ", "Enter the new password again: ", NULL},
+	        (const char *const[]){PW_ALICE_NEW, PW_ALICE_NEW});
+	cr_assert_eq(t.status, 0, "%s", t.out);
+	cr_assert(holds(t.out, "added bob"), "%s", t.out);
+	cr_assert_not(holds(t.out, PW_ALICE_NEW), "%s", t.out);
+	/* The control: the same harness sees what is typed to a program that
+	 * leaves echo on. */
+	const char *const sh[] = {"/bin/sh", "-c", "printf 'Enter the password: '; read x", NULL};
+	tty_run(&t, sh, (const char *const[]){"Enter the password: ", NULL},
+	        (const char *const[]){PW_ALICE});
+	cr_assert(holds(t.out, PW_ALICE), "the harness missed the echo: %s", t.out);
+	stop(&r);
 }
