@@ -19,8 +19,17 @@
 
 /* The options every command takes, before or after its name. */
 const struct cli_opt cli_global_opts[] = {
-        {"--server", "HOST:PORT", CLI_TEXT_AT(struct cli, server),
-         .help = "the server (default: $WHIZBANG_SERVER, else " WB_DEFAULT_ADDRESS ")"},
+        {"--server", "ADDRESS", CLI_TEXT_AT(struct cli, server),
+         .help = "the server: HOST:PORT, whizbang://[USER@]HOST[:PORT] or "
+                 "whizbang+unix:///PATH (default: $WHIZBANG_SERVER, else the first of "
+                 "$WHIZBANG_SOCKET, ./whizbang-data/whizbangd.sock and "
+                 "/var/lib/whizbang/whizbangd.sock that exists, else " WB_DEFAULT_ADDRESS ")"},
+        {"--user", "NAME", CLI_TEXT_AT(struct cli, user),
+         .help = "log in as NAME with a password: $WHIZBANG_PASSWORD, else asked on the "
+                 "terminal (never on the command line)"},
+        {"--token-file", "FILE", CLI_TEXT_AT(struct cli, token_file),
+         .help = "log in with the API token in FILE (mode 0600 or stricter); with neither "
+                 "this nor --user, $WHIZBANG_TOKEN when set"},
         {"--json", NULL, CLI_FLAG_AT(struct cli, json), .help = "print one JSON object per line"},
         {"--timeout-ms", "N", CLI_UINT_AT(struct cli, timeout_ms, 0, INT32_MAX),
          CLI_GIVEN(struct cli, timeout_set), .dflt = "30000",
@@ -38,6 +47,7 @@ static const struct section {
         {"Projections (entities built from the ledger)", cli_proj_commands},
         {"Subscriptions and consumer groups", cli_sub_commands},
         {"Streams and the server", cli_admin_commands},
+        {"Users, roles and tokens (whoami; the others need admin:users)", cli_auth_commands},
         {"TLS certificates (made here: no server is needed)", cli_certs_commands},
 };
 
@@ -114,9 +124,12 @@ static void put_command(FILE *f, const struct cli_command *c)
 
 static void put_global_usage(FILE *f)
 {
-	char words[160];
+	char words[320];
 	global_words(true, words, sizeof(words));
-	fprintf(f, "usage: whizbang %s COMMAND [ARGS...]\n", words);
+	size_t used = strlen(words);
+	cli_append(words, sizeof(words), &used, " COMMAND [ARGS...]");
+	fputs("usage: whizbang", f);
+	cli_put_wrapped(f, words, strlen("usage: whizbang"), strlen("usage: whizbang "));
 }
 
 static void put_overview(FILE *f)
@@ -160,9 +173,11 @@ static void put_overview(FILE *f)
 static void put_command_usage(FILE *f, const struct cli_command *c)
 {
 	cli_put_command_help(f, "whizbang", c);
-	char words[160];
+	char words[320], text[400];
 	global_words(false, words, sizeof(words));
-	fprintf(f, "\nGlobal options: %s (whizbang --help).\n", words);
+	snprintf(text, sizeof(text), "Global options: %s (whizbang --help).", words);
+	fputc('\n', f);
+	cli_put_wrapped(f, text, 0, 0);
 }
 
 /* The help of every subcommand of group. */
@@ -326,8 +341,8 @@ int main(int argc, char **argv)
 {
 	struct cli cli = {.server = getenv("WHIZBANG_SERVER")};
 	cli_defaults(cli_global_opts, &cli);
-	if (cli.server == NULL || cli.server[0] == '\0')
-		cli.server = WB_DEFAULT_ADDRESS;
+	if (cli.server != NULL && cli.server[0] == '\0')
+		cli.server = NULL;
 	if (help_asked(argc, argv))
 		return 0;
 	int i = 1;

@@ -7,9 +7,10 @@
  * from its table, and the help texts, the overview and each command's
  * --help, are written from the same tables, as whizbangd's settings are
  * from server/config.c's table. The commands live by group in cli_events.c, cli_leases.c,
- * cli_proj.c, cli_subs.c, cli_admin.c and cli_certs.c, each exporting its table; cli.c
- * holds main, the global options and the list of groups. cli_out.c holds
- * the output helpers: text for people, JSON for programs, and errors. */
+ * cli_proj.c, cli_subs.c, cli_admin.c, cli_auth.c and cli_certs.c, each exporting its table;
+ * cli.c holds main, the global options and the list of groups. cli_out.c holds
+ * the output helpers: text for people, JSON for programs, and errors;
+ * cli_conn.c the connection, its credentials and the secrets it reads. */
 #ifndef WB_CLI_H
 #define WB_CLI_H
 
@@ -24,9 +25,15 @@
 
 #define CLI_DEFAULT_TIMEOUT_MS 30000
 
+/* The longest password or token the CLI reads (SCRAM-SHA-256's bound). */
+#define CLI_SECRET_MAX 1024
+
 struct cli {
-	/* The global options. */
+	/* The global options. server NULL: none given (cli_connect() looks
+	 * for a local socket); user and token_file NULL: not given. */
 	const char *server;
+	const char *user;
+	const char *token_file;
 	bool json;
 	uint64_t timeout_ms;
 	/* --timeout-ms was given (verify has a longer default otherwise). */
@@ -39,12 +46,15 @@ struct cli {
 	struct cli_list pos;
 	/* Connected by cli_connect(); main closes it. */
 	struct wb_client *client;
+	/* What cli_connect() connected to: "HOST:PORT" or "unix:PATH". */
+	char address[512];
 	/* Why the parser refused the command line (EXIT_USAGE), for main to
 	 * print with the usage. */
 	char why[256];
 };
 
-/* The global options (cli.c): --server, --json, --timeout-ms. */
+/* The global options (cli.c): --server, --user, --token-file, --json,
+ * --timeout-ms. */
 extern const struct cli_opt cli_global_opts[];
 
 /* One STREAM, the positional argument of many commands. */
@@ -57,6 +67,7 @@ extern const struct cli_command cli_lease_commands[];
 extern const struct cli_command cli_proj_commands[];
 extern const struct cli_command cli_sub_commands[];
 extern const struct cli_command cli_admin_commands[];
+extern const struct cli_command cli_auth_commands[];
 extern const struct cli_command cli_certs_commands[];
 
 /* The usage text: the command's own with cmd, else the overview (cli.c). */
@@ -126,9 +137,25 @@ int cli_report_client(const struct cli *cli, int code);
 int cli_report_parse(const struct cli *cli, const char *text, const struct optext_error *err,
                      const char *suffix, int status);
 
-/* Connects cli->client to the server with the global options; 0, or 1
- * after reporting. */
+/* Connects cli->client with the global options (cli_conn.c): to --server
+ * or $WHIZBANG_SERVER, HOST:PORT or a URL (whizbang://[USER@]HOST[:PORT],
+ * whizbang+unix:///PATH), else to the first local socket that exists and
+ * this user may connect to of $WHIZBANG_SOCKET,
+ * ./whizbang-data/whizbangd.sock and /var/lib/whizbang/whizbangd.sock, else
+ * to 127.0.0.1:7411; as --user (or
+ * the URL's user) with $WHIZBANG_PASSWORD or a password asked on the
+ * terminal, or with the token in --token-file (mode 0600 or stricter), or
+ * $WHIZBANG_TOKEN. Writes where to cli->address. 0, or 1 after reporting;
+ * no message holds a password or a token. */
 int cli_connect(struct cli *cli);
+
+/* Reads a secret (what: "password", "new password") into buf[0..len): the
+ * value of the environment variable env when it is set and not empty, else
+ * a line typed on the terminal with echo off, asked twice when confirm is
+ * true. 0, or 1 after reporting (buf wiped); the caller wipes buf after
+ * use. */
+int cli_secret(const struct cli *cli, const char *env, const char *what, bool confirm, char *buf,
+               size_t len);
 
 /* ---------------------------------------------------------------- printers shared by groups */
 

@@ -291,7 +291,20 @@ int cli_read_args(const struct cli_command *cmd, void *args, struct cli_list *po
 			dashdash = true;
 			continue;
 		}
-		if (dashdash || !cli_is_option(a)) {
+		/* The command's own options first: watermark's --timeout-ms is
+		 * not the global one. */
+		const char *value = NULL;
+		const struct cli_opt *o = NULL;
+		bool own = false;
+		if (!dashdash && cli_is_option(a)) {
+			o = cli_find_opt(cmd->opts, a, &value);
+			own = o != NULL;
+			if (o == NULL)
+				o = cli_find_opt(globals, a, &value);
+			if (o == NULL && !cmd->dash_args)
+				return fail(why, len, "unknown option %s for %s", a, name);
+		}
+		if (o == NULL) {
 			if (pos == NULL || pos->n == cmd->max_args) {
 				if (cmd->max_args == 0)
 					return fail(why, len, "%s takes no argument \"%s\"", name,
@@ -303,20 +316,9 @@ int cli_read_args(const struct cli_command *cmd, void *args, struct cli_list *po
 				return WB_E_NOMEM;
 			continue;
 		}
-		/* The command's own options first: watermark's --timeout-ms is
-		 * not the global one. */
-		const char *value;
-		const struct cli_opt *o = cli_find_opt(cmd->opts, a, &value);
-		void *base = args;
-		if (o != NULL) {
+		if (own)
 			seen[o - cmd->opts]++;
-		} else {
-			o = cli_find_opt(globals, a, &value);
-			base = gbase;
-		}
-		if (o == NULL)
-			return fail(why, len, "unknown option %s for %s", a, name);
-		int rc = cli_read_opt(o, base, value, argc, argv, &i, why, len);
+		int rc = cli_read_opt(o, own ? args : gbase, value, argc, argv, &i, why, len);
 		if (rc != 0)
 			return rc;
 	}

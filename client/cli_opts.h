@@ -105,6 +105,10 @@ struct cli_command {
 	size_t min_args, max_args;
 	const char *needs;
 	const char *takes;
+	/* Its positional arguments may start with '-' (token ids are
+	 * base64url): an argument that names no option is one, rather than
+	 * an unknown option. */
+	bool dash_args;
 	/* Its options, ended by a row with a NULL name; NULL for none. */
 	const struct cli_opt *opts;
 	/* The size of the argument struct the options fill (0: none). */

@@ -343,17 +343,3 @@ int cli_report_parse(const struct cli *cli, const char *text, const struct optex
 	fputs("^\n", stderr);
 	return status;
 }
-
-int cli_connect(struct cli *cli)
-{
-	struct wb_options opts = {
-	        .client_name = "whizbang-cli",
-	        .timeout_ms = (int)cli->timeout_ms,
-	        .max_response = 0,
-	};
-	char msg[512] = "";
-	int rc = wb_connect(&cli->client, cli->server, &opts, msg, sizeof(msg));
-	if (rc != 0)
-		return cli_report(cli, rc, msg);
-	return 0;
-}

@@ -1,9 +1,9 @@
 /* The connection under libwhizbang (transport.h).
  *
  * Happy path: wbt_open() resolves the address and connects within the
- * timeout. A call then queues one Request frame in the write buffer, writes
- * the buffer out, and decodes frames from the read buffer until the Response
- * with that request's id is there. Every other response decoded meanwhile (a
+ * timeout (or, for "unix:PATH", connects to that Unix domain socket). A call then queues one
+ * Request frame in the write buffer, writes the buffer out, and decodes frames from the read buffer
+ * until the Response with that request's id is there. Every other response decoded meanwhile (a
  * subscription push, a pipelined answer) goes to the end of one bounded FIFO
  * queue, from which wbt_next_item() takes the pushes and wbt_recv() the rest.
  * The socket stays a blocking socket for the caller; the library itself uses
@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -727,14 +728,14 @@ bad:
 	return WB_E_INVAL;
 }
 
-/* Connects fd to ai within the deadline. */
-static int connect_one(struct wb_client *c, const struct addrinfo *ai)
+/* Connects fd to addr within the deadline. */
+static int connect_one(struct wb_client *c, const struct sockaddr *addr, socklen_t addrlen)
 {
 	int flags = fcntl(c->fd, F_GETFL);
 	if (flags < 0 || fcntl(c->fd, F_SETFL, flags | O_NONBLOCK) < 0)
 		return wbt_fail(c, WB_E_IO, "fcntl failed: %s", strerror(errno));
 	int err = 0;
-	if (connect(c->fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+	if (connect(c->fd, addr, addrlen) < 0) {
 		if (errno != EINPROGRESS && errno != EINTR) {
 			err = errno;
 		} else {
@@ -754,8 +755,35 @@ static int connect_one(struct wb_client *c, const struct addrinfo *ai)
 	return 0;
 }
 
+/* Connects to the Unix domain socket at path within the deadline. */
+static int dial_unix(struct wb_client *c, const char *address, const char *path)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	size_t n = strlen(path);
+	if (n == 0 || n >= sizeof(sa.sun_path))
+		return wbt_fail(c, WB_E_INVAL,
+		                "address \"%s\": a socket path is 1 to %zu bytes, not %zu", address,
+		                sizeof(sa.sun_path) - 1, n);
+	memcpy(sa.sun_path, path, n + 1);
+	c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->fd < 0)
+		return wbt_fail(c, WB_E_IO, "socket failed: %s", strerror(errno));
+	int rc = connect_one(c, (const struct sockaddr *)&sa, sizeof(sa));
+	if (rc != 0) {
+		close(c->fd);
+		c->fd = -1;
+		char why[sizeof(c->errmsg)];
+		memcpy(why, c->errmsg, sizeof(why));
+		return wbt_fail(c, rc, "cannot connect to %s: %s", address, why);
+	}
+	c->broken = false;
+	return 0;
+}
+
 static int dial(struct wb_client *c, const char *address)
 {
+	if (strncmp(address, WB_UNIX_PREFIX, strlen(WB_UNIX_PREFIX)) == 0)
+		return dial_unix(c, address, address + strlen(WB_UNIX_PREFIX));
 	char host[256], port[8];
 	int rc = split_address(address, host, sizeof(host), port, sizeof(port), c->errmsg,
 	                       sizeof(c->errmsg));
@@ -775,7 +803,7 @@ static int dial(struct wb_client *c, const char *address)
 			rc = wbt_fail(c, WB_E_IO, "socket failed: %s", strerror(errno));
 			continue;
 		}
-		rc = connect_one(c, ai);
+		rc = connect_one(c, ai->ai_addr, ai->ai_addrlen);
 		if (rc == 0)
 			break;
 		close(c->fd);
@@ -853,6 +881,7 @@ void wbt_close(struct wb_client *c)
 		free(q);
 	}
 	free(c->subs);
+	free(c->who_buf);
 	free(c->rbuf);
 	free(c->wbuf);
 	free(c);

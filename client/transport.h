@@ -50,6 +50,10 @@ struct wb_client {
 	int64_t call_timeout_ms;
 	int64_t actual_version;
 	struct wb_server_info info;
+	/* Who the server says the connection is; its strings and role array
+	 * live in one allocation, who_buf. */
+	struct wb_identity who;
+	void *who_buf;
 	uint8_t *wbuf;
 	size_t wlen;
 	size_t wcap;
@@ -81,7 +85,8 @@ struct wb_client {
 /* ---------------------------------------------------------------- life and failure */
 
 /* Allocates a client with opts (NULL: defaults), connects it to address
- * ("host:port", "[v6]:port", or without the port: 7411) and has hello(c,
+ * ("host:port", "[v6]:port", without the port: 7411, or "unix:PATH" for a
+ * Unix domain socket) and has hello(c,
  * opts) greet the server, all within the client's timeout. On success *out
  * receives the client; on failure *out is untouched and the reason goes to
  * errmsg[0..errlen) (when errmsg is not NULL). */

@@ -15,8 +15,18 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "auth/acl.h"
+#include "auth/rand.h"
+#include "auth/scram.h"
+#include "auth/token.h"
 #include "transport.h"
 #include "wire.h"
+
+_Static_assert(WB_SCRAM_ITERATIONS_MIN == AUTH_SCRAM_ITER_MIN &&
+                       WB_SCRAM_ITERATIONS_MAX == AUTH_SCRAM_ITER_MAX &&
+                       WB_SCRAM_ITERATIONS_DEFAULT == AUTH_SCRAM_ITER_DEFAULT,
+               "wb.h's iteration bounds are auth/scram.h's");
+_Static_assert(WB_USER_ROLES_MAX == AUTH_ROLES_MAX, "wb.h's role bound is auth/acl.h's");
 
 #define WB_MAX_NAME 255u
 /* The server caps a WaitForWatermark at an hour; the client waits this much
@@ -28,16 +38,141 @@ static const uint8_t empty_bytes[1];
 
 /* ---------------------------------------------------------------- the connection */
 
+/* Keeps user and roles[0..n) as the client's identity, in one allocation. */
+static int set_identity(struct wb_client *c, const char *user, char *const *roles, size_t n)
+{
+	size_t bytes = (n + 1) * sizeof(char *) + strlen(user) + 1;
+	for (size_t i = 0; i < n; i++)
+		bytes += strlen(roles[i]) + 1;
+	char **buf = malloc(bytes);
+	if (buf == NULL)
+		return wbt_fail(c, WB_E_NOMEM, "no memory to keep who the connection is");
+	char *p = (char *)(buf + n + 1);
+	for (size_t i = 0; i < n; i++) {
+		size_t len = strlen(roles[i]) + 1;
+		buf[i] = memcpy(p, roles[i], len);
+		p += len;
+	}
+	buf[n] = NULL;
+	free(c->who_buf);
+	c->who_buf = buf;
+	c->who.user = memcpy(p, user, strlen(user) + 1);
+	c->who.roles = (const char *const *)buf;
+	c->who.nroles = n;
+	return 0;
+}
+
+/* The credentials of opts, checked before anything is sent. */
+static int check_credentials(struct wb_client *c, const struct wb_options *opts)
+{
+	if (opts == NULL)
+		return 0;
+	if (opts->token != NULL && (opts->user != NULL || opts->password != NULL))
+		return wbt_fail(c, WB_E_INVAL, "give a token or a user and password, not both");
+	if ((opts->user != NULL) != (opts->password != NULL))
+		return wbt_fail(c, WB_E_INVAL, "a user needs a password, and a password a user");
+	if (opts->token != NULL) {
+		struct auth_token t;
+		if (auth_token_parse(&t, opts->token, strlen(opts->token)) != 0)
+			return wbt_fail(c, WB_E_INVAL,
+			                "the token is not an API token: \"wbt_\" and %u characters "
+			                "of base64url",
+			                AUTH_TOKEN_STR_LEN - 4);
+		auth_token_clear(&t);
+	}
+	if (opts->user != NULL && auth_scram_user_check(opts->user, strlen(opts->user)) != 0)
+		return wbt_fail(c, WB_E_INVAL,
+		                "the user name is not 1 to %u bytes of UTF-8 without control "
+		                "characters",
+		                AUTH_SCRAM_USER_MAX);
+	if (opts->password != NULL &&
+	    auth_scram_password_check(opts->password, strlen(opts->password)) != 0)
+		return wbt_fail(c, WB_E_INVAL,
+		                "the password is not 1 to %u bytes of UTF-8 without control "
+		                "characters",
+		                AUTH_SCRAM_PASSWORD_MAX);
+	return 0;
+}
+
+/* Ends the exchange that Hello began: the client-final message from the
+ * server-first one in hr, then Authenticate, and the server's signature
+ * checked in its answer. The identity comes from that answer. */
+static int authenticate(struct wb_client *c, struct auth_scram_client *sc,
+                        const Whizbang__V1__HelloResult *hr)
+{
+	const char *msg;
+	size_t len;
+	int rc = auth_scram_client_final(sc, (const char *)hr->auth_data.data, hr->auth_data.len,
+	                                 &msg, &len);
+	if (rc == WB_UNAUTHENTICATED)
+		return wbt_fail(
+		        c, rc,
+		        "the server's answer to Hello is not a SCRAM-SHA-256 challenge this "
+		        "client takes (%s)",
+		        auth_scram_reason_name(auth_scram_client_reason(sc)));
+	if (rc != 0)
+		return wbt_fail(c, rc, "SCRAM-SHA-256 failed here: %s", wb_strerror(rc));
+	Whizbang__V1__Authenticate a = WHIZBANG__V1__AUTHENTICATE__INIT;
+	a.auth_data.data = (uint8_t *)msg;
+	a.auth_data.len = len;
+	Whizbang__V1__AuthenticateResult *ar;
+	rc = WBT_CALL(c, &a, authenticate, &ar);
+	if (rc != 0)
+		return rc;
+	rc = auth_scram_client_verify(sc, (const char *)ar->auth_data.data, ar->auth_data.len);
+	if (rc != 0) {
+		rc = wbt_fail(c, WB_UNAUTHENTICATED,
+		              "the server's SCRAM-SHA-256 signature does not verify (%s): it does "
+		              "not know this user's keys, so it is not the server the user was "
+		              "made on; not connected",
+		              auth_scram_reason_name(auth_scram_client_reason(sc)));
+	} else {
+		rc = set_identity(c, ar->user, ar->roles, ar->n_roles);
+		c->info.auth_required = false;
+	}
+	WBT_FREE(ar);
+	return rc;
+}
+
 static int hello(struct wb_client *c, const struct wb_options *opts)
 {
+	int rc = check_credentials(c, opts);
+	if (rc != 0)
+		return rc;
 	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
 	h.protocol_version = WB_PROTOCOL_VERSION;
 	h.client_name = (char *)(opts != NULL && opts->client_name != NULL ? opts->client_name
 	                                                                   : "libwhizbang");
+	struct auth_scram_client *sc = NULL;
+	if (opts != NULL && opts->token != NULL) {
+		h.token.data = (uint8_t *)opts->token;
+		h.token.len = strlen(opts->token);
+	} else if (opts != NULL && opts->user != NULL) {
+		struct auth_scram_client_config cfg = {
+		        .user = opts->user,
+		        .user_len = strlen(opts->user),
+		        .password = opts->password,
+		        .password_len = strlen(opts->password),
+		        .random = auth_rand_bytes,
+		};
+		rc = auth_scram_client_new(&sc, &cfg);
+		if (rc != 0)
+			return wbt_fail(c, rc, "cannot start SCRAM-SHA-256: %s", wb_strerror(rc));
+		const char *first;
+		size_t len;
+		rc = auth_scram_client_first(sc, &first, &len);
+		if (rc != 0) {
+			rc = wbt_fail(c, rc, "cannot start SCRAM-SHA-256: %s", wb_strerror(rc));
+			goto err_after_scram;
+		}
+		h.mechanism = (char *)AUTH_SCRAM_MECHANISM;
+		h.auth_data.data = (uint8_t *)first;
+		h.auth_data.len = len;
+	}
 	Whizbang__V1__HelloResult *hr;
-	int rc = WBT_CALL(c, &h, hello, &hr);
+	rc = WBT_CALL(c, &h, hello, &hr);
 	if (rc != 0)
-		return rc;
+		goto err_after_scram;
 	c->info.protocol_version = hr->protocol_version;
 	snprintf(c->info.server_version, sizeof(c->info.server_version), "%s", hr->server_version);
 	c->info.max_frame = hr->max_frame;
@@ -45,8 +180,15 @@ static int hello(struct wb_client *c, const struct wb_options *opts)
 	c->info.max_append_events = hr->max_append_events;
 	c->info.max_event_size = hr->max_event_size;
 	c->info.auth_required = hr->auth_required;
+	if (sc != NULL)
+		rc = authenticate(c, sc, hr);
+	else
+		rc = set_identity(c, hr->user, hr->roles, hr->n_roles);
 	WBT_FREE(hr);
-	return 0;
+err_after_scram:
+	/* On success too: this wipes the password's copy and the keys. */
+	auth_scram_client_free(sc);
+	return rc;
 }
 
 int wb_connect(struct wb_client **out, const char *address, const struct wb_options *opts,
@@ -69,6 +211,11 @@ void wb_close(struct wb_client *c)
 const struct wb_server_info *wb_server_info(const struct wb_client *c)
 {
 	return &c->info;
+}
+
+const struct wb_identity *wb_whoami(const struct wb_client *c)
+{
+	return &c->who;
 }
 
 const char *wb_errmsg(const struct wb_client *c)
@@ -1435,4 +1582,187 @@ int wb_backup(struct wb_client *c, const char *path, wb_backup_cb cb, void *arg,
 	b.path = (char *)path;
 	struct backup_ctx ctx = {.cb = cb, .arg = arg, .out = out};
 	return progress_call(c, &b.base, WBT_MEMBER(backup), backup_step, &ctx);
+}
+
+/* ---------------------------------------------------------------- users, roles and tokens */
+
+/* names[0..n), each a name (check_name()); what says what they are. */
+static int check_names(struct wb_client *c, const char *what, const char *const *names, size_t n)
+{
+	if (n != 0 && names == NULL)
+		return wbt_fail(c, WB_E_INVAL, "%s is NULL with %zu of them", what, n);
+	for (size_t i = 0; i < n; i++) {
+		int rc = check_name(c, what, names[i]);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
+int wb_put_user(struct wb_client *c, const char *name, const char *const *roles, size_t nroles,
+                const char *password, uint32_t iterations)
+{
+	wbt_begin(c);
+	int rc = check_name(c, "the user name", name);
+	if (rc == 0)
+		rc = check_names(c, "a role name", roles, nroles);
+	if (rc != 0)
+		return rc;
+	if (nroles > WB_USER_ROLES_MAX)
+		return wbt_fail(c, WB_E_INVAL, "a user holds at most %u roles, not %zu",
+		                WB_USER_ROLES_MAX, nroles);
+	uint32_t iter = iterations != 0 ? iterations : WB_SCRAM_ITERATIONS_DEFAULT;
+	if (iter < WB_SCRAM_ITERATIONS_MIN || iter > WB_SCRAM_ITERATIONS_MAX)
+		return wbt_fail(c, WB_E_INVAL, "iterations is %u, not %u to %u", iter,
+		                WB_SCRAM_ITERATIONS_MIN, WB_SCRAM_ITERATIONS_MAX);
+	char text[AUTH_SCRAM_CRED_STR_MAX + 1] = "";
+	if (password != NULL) {
+		struct auth_scram_cred cred;
+		size_t len;
+		rc = auth_scram_cred_derive(&cred, password, strlen(password), iter,
+		                            auth_rand_bytes, NULL);
+		if (rc == 0)
+			rc = auth_scram_cred_format(&cred, text, sizeof(text), &len);
+		explicit_bzero(&cred, sizeof(cred));
+		if (rc == WB_E_INVAL)
+			return wbt_fail(
+			        c, rc,
+			        "the password is not 1 to %u bytes of UTF-8 without control "
+			        "characters",
+			        AUTH_SCRAM_PASSWORD_MAX);
+		if (rc != 0)
+			return wbt_fail(c, rc, "cannot derive the password's credential: %s",
+			                wb_strerror(rc));
+		/* PBKDF2 took its time before the call: the timeout starts now. */
+		wbt_deadline(c, c->timeout_ms);
+	}
+	Whizbang__V1__PutUser m = WHIZBANG__V1__PUT_USER__INIT;
+	m.name = (char *)name;
+	m.roles = (char **)roles;
+	m.n_roles = nroles;
+	m.credential = text;
+	rc = WBT_CALL_ACK(c, &m, put_user);
+	explicit_bzero(text, sizeof(text));
+	return rc;
+}
+
+int wb_delete_user(struct wb_client *c, const char *name)
+{
+	wbt_begin(c);
+	int rc = check_name(c, "the user name", name);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__DeleteUser m = WHIZBANG__V1__DELETE_USER__INIT;
+	m.name = (char *)name;
+	return WBT_CALL_ACK(c, &m, delete_user);
+}
+
+int wb_list_users(struct wb_client *c, Whizbang__V1__UserList **out)
+{
+	wbt_begin(c);
+	if (out == NULL)
+		return wbt_fail(c, WB_E_INVAL, "wb_list_users: out is NULL");
+	Whizbang__V1__ListUsers m = WHIZBANG__V1__LIST_USERS__INIT;
+	return WBT_CALL(c, &m, users, out);
+}
+
+void wb_user_list_free(Whizbang__V1__UserList *list)
+{
+	if (list != NULL)
+		WBT_FREE(list);
+}
+
+int wb_put_role(struct wb_client *c, const char *name, const char *const *grants, size_t ngrants)
+{
+	wbt_begin(c);
+	int rc = check_name(c, "the role name", name);
+	if (rc != 0)
+		return rc;
+	if (ngrants != 0 && grants == NULL)
+		return wbt_fail(c, WB_E_INVAL, "grants is NULL with %zu grants", ngrants);
+	for (size_t i = 0; i < ngrants; i++)
+		if (grants[i] == NULL)
+			return wbt_fail(c, WB_E_INVAL, "grant %zu is NULL", i + 1);
+	Whizbang__V1__PutRole m = WHIZBANG__V1__PUT_ROLE__INIT;
+	m.name = (char *)name;
+	m.grants = (char **)grants;
+	m.n_grants = ngrants;
+	return WBT_CALL_ACK(c, &m, put_role);
+}
+
+int wb_delete_role(struct wb_client *c, const char *name)
+{
+	wbt_begin(c);
+	int rc = check_name(c, "the role name", name);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__DeleteRole m = WHIZBANG__V1__DELETE_ROLE__INIT;
+	m.name = (char *)name;
+	return WBT_CALL_ACK(c, &m, delete_role);
+}
+
+int wb_list_roles(struct wb_client *c, Whizbang__V1__RoleList **out)
+{
+	wbt_begin(c);
+	if (out == NULL)
+		return wbt_fail(c, WB_E_INVAL, "wb_list_roles: out is NULL");
+	Whizbang__V1__ListRoles m = WHIZBANG__V1__LIST_ROLES__INIT;
+	return WBT_CALL(c, &m, roles, out);
+}
+
+void wb_role_list_free(Whizbang__V1__RoleList *list)
+{
+	if (list != NULL)
+		WBT_FREE(list);
+}
+
+int wb_create_token(struct wb_client *c, const char *role, uint64_t ttl_ms, const char *description,
+                    Whizbang__V1__CreateTokenResult **out)
+{
+	wbt_begin(c);
+	int rc = check_name(c, "the role name", role);
+	if (rc != 0)
+		return rc;
+	if (out == NULL)
+		return wbt_fail(c, WB_E_INVAL, "wb_create_token: out is NULL");
+	Whizbang__V1__CreateToken m = WHIZBANG__V1__CREATE_TOKEN__INIT;
+	m.role = (char *)role;
+	m.ttl_ms = ttl_ms;
+	m.description = (char *)(description != NULL ? description : "");
+	return WBT_CALL(c, &m, create_token, out);
+}
+
+void wb_token_result_free(Whizbang__V1__CreateTokenResult *res)
+{
+	if (res == NULL)
+		return;
+	if (res->token != NULL)
+		explicit_bzero(res->token, strlen(res->token));
+	WBT_FREE(res);
+}
+
+int wb_revoke_token(struct wb_client *c, const char *id)
+{
+	wbt_begin(c);
+	int rc = check_name(c, "the token id", id);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__RevokeToken m = WHIZBANG__V1__REVOKE_TOKEN__INIT;
+	m.id = (char *)id;
+	return WBT_CALL_ACK(c, &m, revoke_token);
+}
+
+int wb_list_tokens(struct wb_client *c, Whizbang__V1__TokenList **out)
+{
+	wbt_begin(c);
+	if (out == NULL)
+		return wbt_fail(c, WB_E_INVAL, "wb_list_tokens: out is NULL");
+	Whizbang__V1__ListTokens m = WHIZBANG__V1__LIST_TOKENS__INIT;
+	return WBT_CALL(c, &m, tokens, out);
+}
+
+void wb_token_list_free(Whizbang__V1__TokenList *list)
+{
+	if (list != NULL)
+		WBT_FREE(list);
 }

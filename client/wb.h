@@ -1,6 +1,7 @@
 /* libwhizbang: the C client library for whizbangd.
  *
- * One struct wb_client is one TCP connection to one server. It is not
+ * One struct wb_client is one connection to one server, over TCP or the
+ * server's Unix domain socket, authenticated or not (wb_connect()). It is not
  * thread-safe: use one client per thread. Calls block until the server
  * answers or the client's timeout passes.
  *
@@ -30,6 +31,10 @@
 #include "whizbang.pb-c.h"
 
 #define WB_DEFAULT_ADDRESS "127.0.0.1:7411"
+/* An address that starts with this names a Unix domain socket by its path:
+ * "unix:/var/lib/whizbang/whizbangd.sock" (wb_url.h turns whizbang+unix://
+ * URLs into this form). */
+#define WB_UNIX_PREFIX "unix:"
 /* Reads from WB_END backwards start at the end of a stream or of $all. */
 #define WB_END UINT64_MAX
 
@@ -49,6 +54,19 @@ struct wb_options {
 	 * See "Subscriptions" below for what happens past it. */
 	uint32_t max_queued;
 	size_t max_queued_bytes;
+	/* Credentials (docs/PROTOCOL.md §4.1); all NULL: none, and the
+	 * connection has what the server gives without them (its
+	 * --anonymous-role, or admin for root and the server's own user on its
+	 * Unix socket). token: an API token ("wbt_...", wb_create_token()), sent
+	 * in Hello. user and password: SCRAM-SHA-256, in which the password
+	 * never leaves this process (the server gets a proof, and proves in
+	 * turn that it knows the user's keys); PBKDF2 runs on the calling thread
+	 * inside wb_connect(), tens of milliseconds at 100000 iterations, within
+	 * timeout_ms. Not a token and a user together. Read during wb_connect()
+	 * only; the library keeps no copy of them afterwards. */
+	const char *token;
+	const char *user;
+	const char *password;
 };
 
 #define WB_DEFAULT_MAX_QUEUED 65536u
@@ -61,16 +79,45 @@ struct wb_server_info {
 	uint32_t max_read_count;
 	uint32_t max_append_events;
 	uint32_t max_event_size;
+	/* True when the connection has no role: only Hello and Ping are
+	 * answered. False after a password exchange that succeeded. */
 	bool auth_required;
 };
 
-/* Connects to address ("host:port", IPv4, IPv6 in brackets, or a name) and
- * performs the Hello exchange. opts may be NULL for defaults. On success
- * *out receives a client the caller closes with wb_close(). On failure *out is
- * untouched and, when errmsg is not NULL, a description is written into
+/* Who the connection acts as, as the server said: user is "" when it did
+ * not authenticate, "uid:N" for a peer of the Unix socket the server trusts
+ * by its uid, "token:ID" for an API token, else the user's name; roles
+ * [0..nroles) its roles (none: every request but Hello and Ping is
+ * refused). */
+struct wb_identity {
+	const char *user;
+	const char *const *roles;
+	size_t nroles;
+};
+
+/* Connects to address ("host:port", IPv4, IPv6 in brackets, or a name; or
+ * "unix:PATH", the Unix domain socket at PATH) and performs the Hello
+ * exchange, authenticating with opts' credentials when it has some: a token
+ * in Hello, or a password through Hello (SCRAM-SHA-256 client-first) and
+ * Authenticate (client-final), whose answer must carry the server's
+ * signature over the exchange. opts may be NULL for defaults. On success
+ * *out receives a client the caller closes with wb_close(). On failure *out
+ * is untouched and, when errmsg is not NULL, a description is written into
  * errmsg[0..errlen). Keeps no reference to address or opts. address NULL
  * means WB_DEFAULT_ADDRESS and a missing ":port" means 7411; the timeout
- * covers the connect and the Hello exchange together. */
+ * covers the connect, the key derivation and the exchange together.
+ *
+ * Authentication errors: WB_UNAUTHENTICATED with the server's message
+ * ("authentication failed", whatever the reason: an unknown user, a wrong
+ * password, a bad, expired or revoked token, or too many failures from this
+ * address this minute), or with this library's when the server's answer
+ * does not verify: a server that does not know the password's keys is not
+ * the one the user was made on, and the connection is not kept. WB_E_INVAL,
+ * before anything is sent, for credentials that cannot be right: a token not
+ * of the "wbt_" form, a user name or password that SCRAM-SHA-256 refuses
+ * (1 to 255 and 1 to 1024 bytes of UTF-8 without control characters), a
+ * user without a password, or a token and a user together. Messages never
+ * hold the password or the token. */
 int wb_connect(struct wb_client **out, const char *address, const struct wb_options *opts,
                char *errmsg, size_t errlen);
 
@@ -79,6 +126,11 @@ void wb_close(struct wb_client *c);
 
 /* The server's answer to Hello; owned by the client. */
 const struct wb_server_info *wb_server_info(const struct wb_client *c);
+
+/* Who the connection acts as (from HelloResult, or after a password from
+ * AuthenticateResult). The struct and its strings are owned by the client
+ * and valid until wb_close(). */
+const struct wb_identity *wb_whoami(const struct wb_client *c);
 
 /* The message that came with the last failure on c (never NULL; "" after
  * success). Owned by the client, valid until the next call on c. */
@@ -707,6 +759,90 @@ typedef void (*wb_backup_cb)(void *arg, const struct wb_backup_result *progress)
  * running or the disk has no room for the copy. */
 int wb_backup(struct wb_client *c, const char *path, wb_backup_cb cb, void *arg,
               struct wb_backup_result *out);
+
+/* ---------------------------------------------------------------- users, roles and tokens
+ *
+ * The server's accounts (docs/PROTOCOL.md §4.13), each change durable before
+ * its answer and in effect at once on every open connection. Every call
+ * here needs the permission admin:users (PERMISSION_DENIED without it;
+ * UNAUTHENTICATED on a connection without a role). The calls keep no
+ * reference to their arguments. */
+
+/* The iteration count wb_put_user() derives a password's credential with
+ * when given 0. The server refuses fewer than its --scram-iterations. */
+#define WB_SCRAM_ITERATIONS_DEFAULT 100000u
+/* The bounds of that count. */
+#define WB_SCRAM_ITERATIONS_MIN 4096u
+#define WB_SCRAM_ITERATIONS_MAX 10000000u
+/* The most roles one user holds. */
+#define WB_USER_ROLES_MAX 16u
+
+/* Creates or replaces user name with roles[0..nroles) (every one must
+ * exist: NOT_FOUND names the first that does not). With a password (1 to
+ * 1024 bytes of UTF-8 without control characters), the library derives the
+ * SCRAM-SHA-256 credential here, with a random salt and iterations rounds
+ * of PBKDF2 (0: WB_SCRAM_ITERATIONS_DEFAULT), on the calling thread before
+ * the timeout starts, and sends only that: the password never reaches the
+ * server. password NULL keeps the user's current credential (a new user
+ * then has none, and cannot log in with a password). BAD_REQUEST for a name
+ * the server refuses or a count below its --scram-iterations;
+ * RESOURCE_EXHAUSTED past its 10000 users. WB_E_INVAL locally for a
+ * password or count out of range. */
+int wb_put_user(struct wb_client *c, const char *name, const char *const *roles, size_t nroles,
+                const char *password, uint32_t iterations);
+
+/* Deletes user name; its open connections lose its roles at once.
+ * NOT_FOUND when there is no such user. */
+int wb_delete_user(struct wb_client *c, const char *name);
+
+/* Lists the users: name, roles and whether each has a password (never the
+ * credential). Free *out with wb_user_list_free(). */
+int wb_list_users(struct wb_client *c, Whizbang__V1__UserList **out);
+
+/* Frees what wb_list_users() returned. NULL is allowed. */
+void wb_user_list_free(Whizbang__V1__UserList *list);
+
+/* Creates or replaces role name (1 to 64 letters, digits, '-', '_' or '.';
+ * not a built-in role) with grants[0..ngrants) in their text form,
+ * "[deny ]KIND:PERM[,PERM...]:PREFIX" (at most 64). BAD_REQUEST names the
+ * grant that does not parse, or says the name is refused. */
+int wb_put_role(struct wb_client *c, const char *name, const char *const *grants, size_t ngrants);
+
+/* Deletes role name. NOT_FOUND when there is none; BAD_REQUEST for a
+ * built-in role, or one that a user or an unrevoked token still holds. */
+int wb_delete_role(struct wb_client *c, const char *name);
+
+/* Lists the roles, the built-in ones first (builtin true), with their
+ * grants as text. Free *out with wb_role_list_free(). */
+int wb_list_roles(struct wb_client *c, Whizbang__V1__RoleList **out);
+
+/* Frees what wb_list_roles() returned. NULL is allowed. */
+void wb_role_list_free(Whizbang__V1__RoleList *list);
+
+/* Makes an API token for role, valid ttl_ms from now (0: 90 days; at most
+ * ten years), with description (NULL or at most 255 bytes) for
+ * wb_list_tokens(). On success *out receives the CreateTokenResult: token
+ * (the secret; the server keeps only its hash, so this is its only copy),
+ * id (for wb_revoke_token()) and expires_ms. Free it with
+ * wb_token_result_free(), which wipes the token first. NOT_FOUND for an
+ * unknown role. */
+int wb_create_token(struct wb_client *c, const char *role, uint64_t ttl_ms, const char *description,
+                    Whizbang__V1__CreateTokenResult **out);
+
+/* Wipes the token in res and frees it. NULL is allowed. */
+void wb_token_result_free(Whizbang__V1__CreateTokenResult *res);
+
+/* Revokes the token whose id is id; connections that use it lose its role
+ * at once. Revoking twice succeeds. NOT_FOUND when there is no such token. */
+int wb_revoke_token(struct wb_client *c, const char *id);
+
+/* Lists the tokens (revoked and expired ones too): id, role, description,
+ * created_ms, expires_ms, revoked; never a secret. Free *out with
+ * wb_token_list_free(). */
+int wb_list_tokens(struct wb_client *c, Whizbang__V1__TokenList **out);
+
+/* Frees what wb_list_tokens() returned. NULL is allowed. */
+void wb_token_list_free(Whizbang__V1__TokenList *list);
 
 /* Parses a UUID in its 36-character text form into out[16]: 0 or
  * WB_E_INVAL. Only the canonical form is accepted: lower-case hex digits in
