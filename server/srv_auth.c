@@ -519,7 +519,12 @@ static void addr_of(struct conn *c, char *out, size_t cap)
 	if (peer[0] == '[') {
 		const char *close = strchr(peer, ']');
 		snprintf(out, cap, "%.*s", close != NULL ? (int)(close - peer - 1) : 0, peer + 1);
-	} else if (strncmp(peer, "unix:", 5) == 0 || end == NULL) {
+	} else if (strncmp(peer, "unix:", 5) == 0) {
+		/* "unix:uid=N,pid=P": counted per uid, whatever the process. */
+		const char *comma = strchr(peer, ',');
+		snprintf(out, cap, "%.*s", comma != NULL ? (int)(comma - peer) : (int)strlen(peer),
+		         peer);
+	} else if (end == NULL) {
 		snprintf(out, cap, "%s", peer);
 	} else {
 		snprintf(out, cap, "%.*s", (int)(end - peer), peer);
