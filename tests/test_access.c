@@ -75,14 +75,14 @@ static Request *make_request(const struct srv_access_rule *r, const char *name)
 	ProtobufCMessage *body = calloc(1, md->sizeof_message);
 	protobuf_c_message_init(md, body);
 	req->body_case = r->body;
-	*(ProtobufCMessage **)((char *)req + bf->offset) = body;
+	memcpy((char *)req + bf->offset, &body, sizeof(body));
 	if (r->name == ACCESS_FIELD) {
 		const ProtobufCFieldDescriptor *f =
 		        protobuf_c_message_descriptor_get_field_by_name(md, r->field);
 		cr_assert_not_null(f, "%s has no field %s", md->name, r->field);
 		cr_assert_eq(f->type, PROTOBUF_C_TYPE_STRING, "%s.%s is not a string", md->name,
 		             r->field);
-		*(const char **)((char *)body + f->offset) = name;
+		memcpy((char *)body + f->offset, &name, sizeof(name));
 	}
 	return req;
 }
@@ -91,7 +91,9 @@ static void free_request(Request *req)
 {
 	const ProtobufCFieldDescriptor *bf = protobuf_c_message_descriptor_get_field(
 	        &whizbang__v1__request__descriptor, (unsigned)req->body_case);
-	free(*(ProtobufCMessage **)((char *)req + bf->offset));
+	ProtobufCMessage *body;
+	memcpy(&body, (char *)req + bf->offset, sizeof(body));
+	free(body);
 	free(req);
 }
 

@@ -40,11 +40,12 @@ static Request *make_request(const struct srv_access_rule *r, ProtobufCMessage *
 	protobuf_c_message_init(md, body);
 	parts[(*nparts)++] = body;
 	req.body_case = r->body;
-	*(ProtobufCMessage **)((char *)&req + bf->offset) = body;
+	memcpy((char *)&req + bf->offset, &body, sizeof(body));
 	if (r->name == ACCESS_FIELD) {
 		const ProtobufCFieldDescriptor *f =
 		        protobuf_c_message_descriptor_get_field_by_name(md, r->field);
-		*(const char **)((char *)body + f->offset) = "acl-1";
+		const char *name = "acl-1";
+		memcpy((char *)body + f->offset, &name, sizeof(name));
 	}
 	switch (r->body) {
 	case WHIZBANG__V1__REQUEST__BODY_HELLO:
