@@ -160,7 +160,7 @@ wb_start() { # the data under $root/wb; sets wb_pid and wb_addr
 	# shellcheck disable=SC2086 # WB_SERVER_ARGS is a list of flags
 	"$whizbangd" --listen 127.0.0.1:0 --port-file "$root/wb.port" \
 		--data-dir "$root/wb" --metrics-listen off --log-level warn \
-		--map-size 2G ${WB_SERVER_ARGS:-} >>"$root/whizbangd.log" 2>&1 &
+		--map-size 2G --anonymous-role admin ${WB_SERVER_ARGS:-} >>"$root/whizbangd.log" 2>&1 &
 	wb_pid=$!
 	i=0
 	while [ ! -s "$root/wb.port" ]; do

@@ -33,7 +33,7 @@ start() { # starts whizbangd on $root/d; sets pid, port and mport
 	rm -f "$root/port" "$root/port.metrics"
 	"$whizbangd" --listen 127.0.0.1:0 --port-file "$root/port" --data-dir "$root/d" \
 		--metrics-listen 127.0.0.1:0 --map-size 4G --checkpoint-bytes 64G --checkpoint-growth 1T \
-		--checkpoint-interval-ms 86400000 --wal-segment-size 1G --log-level info \
+		--checkpoint-interval-ms 86400000 --wal-segment-size 1G --log-level info --anonymous-role admin \
 		2>>"$root/server.log" &
 	pid=$!
 	i=0

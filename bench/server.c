@@ -123,6 +123,8 @@ int bench_server_start(struct bench_server *s, const char *whizbangd, const char
 		"--port-file", s->port_file,
 		"--log-level", level,
 		"--map-size", map_arg,
+		/* the load generators talk over TCP without credentials */
+		"--anonymous-role", "admin",
 		NULL,
 	};
 	/* clang-format on */

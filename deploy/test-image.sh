@@ -66,6 +66,7 @@ cleanup() {
 	podman volume rm -f "$VOL" >/dev/null 2>&1
 	[ -n "${ROOTFS:-}" ] && rm -rf "$ROOTFS"
 	[ -n "${ERRS:-}" ] && rm -f "$ERRS"
+	[ -n "${TOKEN:-}" ] && rm -f "$TOKEN"
 }
 trap cleanup EXIT
 trap 'exit 1' INT TERM HUP
@@ -134,11 +135,20 @@ wait_ping() { # up to 30 s
 	done
 }
 wait_ping "after start"
-"$CLI" --server "$SERVER" append image-test --type Checked --data one --expected-version no-stream \
+# A connection without credentials may only ping: the bootstrap token,
+# written into the volume at the first start, is the administrator's.
+TOKEN=$(mktemp /tmp/wb-image-test-token.XXXXXX) || fail "mktemp"
+bounded 30 podman exec "$NAME" cat /var/lib/whizbang/bootstrap-admin.token >"$TOKEN" ||
+	fail "reading the bootstrap token from the volume"
+chmod 600 "$TOKEN"
+"$CLI" --server "$SERVER" stats >/dev/null 2>&1 &&
+	fail "stats without credentials was answered (anonymous access is on)"
+AUTH="--token-file $TOKEN"
+"$CLI" $AUTH --server "$SERVER" append image-test --type Checked --data one --expected-version no-stream \
 	>/dev/null || fail "append"
-"$CLI" --server "$SERVER" append image-test --type Checked --data two --expected-version 0 \
+"$CLI" $AUTH --server "$SERVER" append image-test --type Checked --data two --expected-version 0 \
 	>/dev/null || fail "second append"
-before=$("$CLI" --server "$SERVER" --json read image-test) || fail "read"
+before=$("$CLI" $AUTH --server "$SERVER" --json read image-test) || fail "read"
 [ "$(echo "$before" | grep -c '"stream":"image-test"')" -eq 2 ] ||
 	fail "read did not return the 2 events appended: $before"
 
@@ -153,7 +163,7 @@ for p in ("/health/ready", "/metrics"):
 bounded 60 podman restart -t 20 "$NAME" >/dev/null 2>>"$ERRS" ||
 	{ cat "$ERRS" >&2; fail "podman restart"; }
 wait_ping "after restart"
-after=$("$CLI" --server "$SERVER" --json read image-test) || fail "read after restart"
+after=$("$CLI" $AUTH --server "$SERVER" --json read image-test) || fail "read after restart"
 [ "$before" = "$after" ] || fail "events differ after restart: before=$before after=$after"
 
 # 5. The health check and the user.
@@ -167,4 +177,4 @@ bounded 60 podman stop -t 20 "$NAME" >/dev/null 2>>"$ERRS" || fail "podman stop"
 code=$(podman inspect -f '{{.State.ExitCode}}' "$NAME") || fail "podman inspect"
 [ "$code" = 0 ] || { podman logs "$NAME" 2>&1 | tail -20 >&2; fail "whizbangd exited $code on SIGTERM, not 0"; }
 
-log "ok in $(($(date +%s) - START))s: ping, append, read, metrics, restart, read, healthcheck, uid $uid, clean stop"
+log "ok in $(($(date +%s) - START))s: ping, no anonymous access, append and read with the bootstrap token, metrics, restart, read, healthcheck, uid $uid, clean stop"

@@ -132,23 +132,24 @@ static const struct opt opts[] = {
          "required: TLS on every TCP connection"},
         {"tls-cert-file", STR(tls_cert_file), 0, 0, "",
          "PEM certificate (and chain) the server presents; with tls-key-file, TLS is served"},
-        {"tls-key-file", STR(tls_key_file), 0, 0, "", "PEM private key of tls-cert-file (unencrypted)"},
+        {"tls-key-file", STR(tls_key_file), 0, 0, "",
+         "PEM private key of tls-cert-file (unencrypted)"},
         {"tls-ca-file", STR(tls_ca_file), 0, 0, "",
          "PEM CAs that client certificates must chain to (tls-client-cert)"},
         {"tls-client-cert", STR(tls_client_cert), 0, 0, "none",
          "none, optional or required: ask TLS clients for a certificate (its CN names the user "
          "of the EXTERNAL mechanism)"},
-        {"tls-handshake-timeout-ms", NUM(OPT_UINT, tls_handshake_timeout_ms), 100, 600000,
-         "10000", "time a TLS client has to finish its handshake"},
+        {"tls-handshake-timeout-ms", NUM(OPT_UINT, tls_handshake_timeout_ms), 100, 600000, "10000",
+         "time a TLS client has to finish its handshake"},
         {"auth-failures-per-minute", NUM(OPT_UINT, auth_failures_per_minute), 1, 1000000, "10",
          "failed authentications one address may make in a minute; beyond, its attempts are "
          "refused unexamined until the minute is over"},
         {"scram-iterations", NUM(OPT_UINT, scram_iterations), 4096, 10000000, "100000",
          "PBKDF2 iterations a SCRAM-SHA-256 password must have been stored with (the least "
          "PutUser accepts)"},
-        {"anonymous-role", STR(anonymous_role), 0, 0, "admin",
-         "role of a connection that has not authenticated: none, admin, ops, writer or reader "
-         "(Hello cannot authenticate yet, so every connection has it)"},
+        {"anonymous-role", STR(anonymous_role), 0, 0, "none",
+         "role of a connection that has not authenticated: none, admin, ops, writer or reader; "
+         "for development only (a warning is logged at start when it is not none)"},
 };
 
 #define NOPTS (sizeof(opts) / sizeof(opts[0]))
@@ -527,7 +528,8 @@ int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
 		return -1;
 	}
 	if ((cfg->tls_cert_file[0] == '\0') != (cfg->tls_key_file[0] == '\0')) {
-		snprintf(errmsg, errlen, "tls-cert-file and tls-key-file go together: set both or neither");
+		snprintf(errmsg, errlen,
+		         "tls-cert-file and tls-key-file go together: set both or neither");
 		return -1;
 	}
 	if (strcmp(cfg->tls, "required") == 0 && cfg->tls_cert_file[0] == '\0') {
@@ -538,7 +540,8 @@ int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
 	}
 	if (strcmp(cfg->tls_client_cert, "none") != 0 && cfg->tls_ca_file[0] == '\0') {
 		snprintf(errmsg, errlen,
-		         "tls-client-cert = %s needs tls-ca-file, the CAs client certificates chain to",
+		         "tls-client-cert = %s needs tls-ca-file, the CAs client certificates "
+		         "chain to",
 		         cfg->tls_client_cert);
 		return -1;
 	}
@@ -557,14 +560,25 @@ int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
 		         cfg->unix_socket, CONFIG_UNIX_PATH_MAX);
 		return -1;
 	}
-	if (!cfg->allow_unauthenticated_remote && !listen_is_loopback(cfg->listen)) {
-		snprintf(errmsg, errlen,
-		         "listen = %s is not a loopback address, and whizbangd has no "
-		         "authentication: anyone who reaches the port could read and write every "
-		         "stream. Listen on 127.0.0.1 or ::1, or make it an explicit choice with "
-		         "--allow-unauthenticated-remote (allow-unauthenticated-remote = true in "
-		         "the config file)",
-		         cfg->listen);
+	/* Beyond loopback: TLS for every remote client and no anonymous role,
+	 * or the operator's explicit choice. */
+	bool safe_remote = cfg->tls_cert_file[0] != '\0' && strcmp(cfg->tls, "off") != 0 &&
+	                   strcmp(cfg->anonymous_role, "none") == 0;
+	if (!cfg->allow_unauthenticated_remote && !safe_remote &&
+	    !listen_is_loopback(cfg->listen)) {
+		snprintf(
+		        errmsg, errlen,
+		        "listen = %s is not a loopback address, and it would serve without TLS "
+		        "(no tls-cert-file, or tls = off) or to anyone (anonymous-role is not "
+		        "none): "
+		        "passwords, tokens and events would cross the network in the clear, or "
+		        "strangers could act. Serve TLS with tls-cert-file and tls-key-file and "
+		        "keep "
+		        "anonymous-role = none, listen on 127.0.0.1 or ::1, or make it an explicit "
+		        "choice with --allow-unauthenticated-remote (allow-unauthenticated-remote "
+		        "= "
+		        "true in the config file)",
+		        cfg->listen);
 		return -1;
 	}
 	return 0;

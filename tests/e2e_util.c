@@ -218,6 +218,10 @@ static int spawn(struct e2e_server *s)
 	argv[n++] = s->port_file;
 	argv[n++] = "--log-level";
 	argv[n++] = "info";
+	/* Tests of everything but access talk over TCP without credentials:
+	 * they get the development setting (a test's own --anonymous-role,
+	 * later on the line, wins). */
+	argv[n++] = "--anonymous-role=admin";
 	for (size_t i = 0; s->extra[i] != NULL; i++)
 		argv[n++] = s->extra[i];
 	argv[n] = NULL;

@@ -711,7 +711,22 @@ Test(config, remote_listen_is_refused_without_the_flag)
 		             remote[i]);
 		cr_assert_not_null(strstr(msg, remote[i]), "%s", msg);
 		cr_assert_not_null(strstr(msg, "--allow-unauthenticated-remote"), "%s", msg);
-		cr_assert_not_null(strstr(msg, "no authentication"), "%s", msg);
+		cr_assert_not_null(strstr(msg, "in the clear"), "%s", msg);
+
+		/* TLS with no anonymous role is safe without the flag... */
+		config_defaults(&c);
+		cr_assert_eq(PARSE(&c, msg, "--listen", remote[i], "--tls-cert-file", "/c.crt",
+		                   "--tls-key-file", "/c.key"),
+		             0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s: %s", remote[i], msg);
+		/* ...but not with TLS off, or with an anonymous role. */
+		cr_assert_eq(PARSE(&c, msg, "--tls", "off"), 0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1, "%s with tls off",
+		             remote[i]);
+		cr_assert_eq(PARSE(&c, msg, "--tls", "auto", "--anonymous-role", "reader"), 0, "%s",
+		             msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1, "%s with a role for anyone",
+		             remote[i]);
 
 		/* The flag makes it an explicit choice... */
 		config_defaults(&c);

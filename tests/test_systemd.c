@@ -101,9 +101,11 @@ static void spawn(const struct spawn_opts *o)
 	struct e2e_server *s = &e2e_srv;
 	const char *bin = getenv("WHIZBANGD");
 	cr_assert(bin != NULL && bin[0] != '\0', "WHIZBANGD is not set (run through meson test)");
-	const char *argv[] = {bin,         "--listen",         "127.0.0.1:0", "--data-dir",
-	                      s->data_dir, "--port-file",      s->port_file,  "--log-level",
-	                      "info",      "--metrics-listen", "off",         NULL};
+	const char *argv[] = {
+	        bin,         "--listen",         "127.0.0.1:0", "--data-dir",
+	        s->data_dir, "--port-file",      s->port_file,  "--log-level",
+	        "info",      "--metrics-listen", "off",         "--anonymous-role=admin",
+	        NULL};
 
 	/* The child's environment is made here: after fork only
 	 * async-signal-safe work is done. */

@@ -126,6 +126,8 @@ int pcut_server_start(struct pcut_server *s, const char *bin, const char *data_d
 	argv[n++] = s->port_file;
 	argv[n++] = "--log-level";
 	argv[n++] = "warn";
+	/* The load talks over TCP without credentials. */
+	argv[n++] = "--anonymous-role=admin";
 	for (size_t i = 0; extra != NULL && extra[i] != NULL && n < 63; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
