@@ -417,3 +417,104 @@ Test(auth_e2e, bad_admin_requests_are_refused_with_their_reason)
 	close(admin);
 	e2e_suite_stop();
 }
+
+/* The first half of an exchange on fd: Hello with SCRAM's client-first;
+ * returns the client (the caller frees it) and the server-first. */
+static struct auth_scram_client *begin(int fd, const char *user, const char *pw, char *sfirst,
+                                       size_t cap)
+{
+	struct auth_scram_client *sc;
+	struct auth_scram_client_config cfg = {
+	        .user = user,
+	        .user_len = strlen(user),
+	        .password = pw,
+	        .password_len = strlen(pw),
+	        .random = auth_rand_bytes,
+	};
+	cr_assert_eq(auth_scram_client_new(&sc, &cfg), 0);
+	const char *first;
+	size_t fl;
+	cr_assert_eq(auth_scram_client_first(sc, &first, &fl), 0);
+	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
+	h.protocol_version = 1;
+	h.mechanism = AUTH_SCRAM_MECHANISM;
+	h.auth_data.data = (uint8_t *)first;
+	h.auth_data.len = fl;
+	Request req = E2E_REQUEST(HELLO, hello, &h);
+	Response *r = call(fd, &req);
+	cr_assert_eq(e2e_error_code(r), 0);
+	cr_assert_lt(r->hello->auth_data.len, cap);
+	memcpy(sfirst, r->hello->auth_data.data, r->hello->auth_data.len);
+	sfirst[r->hello->auth_data.len] = '\0';
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return sc;
+}
+
+static int authenticate(int fd, const char *data, size_t len)
+{
+	Whizbang__V1__Authenticate a = WHIZBANG__V1__AUTHENTICATE__INIT;
+	a.auth_data.data = (uint8_t *)data;
+	a.auth_data.len = len;
+	Request req = E2E_REQUEST(AUTHENTICATE, authenticate, &a);
+	Response *r = call(fd, &req);
+	int code = e2e_error_code(r);
+	if (code == WB_UNAUTHENTICATED)
+		cr_assert_str_eq(r->error->message, "authentication failed");
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return code;
+}
+
+Test(auth_e2e, replayed_truncated_and_flooded_exchanges_fail_alike)
+{
+	e2e_suite_start(server_args);
+	int admin = admin_conn();
+	cr_assert_eq(put_user(admin, "gina", "reader", "pw-gina"), 0);
+
+	/* A client-final made for one connection's exchange, presented on
+	 * another: the server nonce differs, so it fails. */
+	int a = tcp_from("127.0.0.1"), b = tcp_from("127.0.0.1");
+	char sa[1100], sb[1100];
+	struct auth_scram_client *ca = begin(a, "gina", "pw-gina", sa, sizeof(sa));
+	struct auth_scram_client *cb = begin(b, "gina", "pw-gina", sb, sizeof(sb));
+	const char *fa;
+	size_t fal;
+	cr_assert_eq(auth_scram_client_final(ca, sa, strlen(sa), &fa, &fal), 0);
+	cr_assert_eq(authenticate(b, fa, fal), WB_UNAUTHENTICATED);
+	/* The control: on its own connection it passes... */
+	cr_assert_eq(authenticate(a, fa, fal), 0);
+	/* ...once: the exchange is over. */
+	cr_assert_eq(authenticate(a, fa, fal), WB_BAD_REQUEST);
+	auth_scram_client_free(ca);
+	auth_scram_client_free(cb);
+	close(a);
+	close(b);
+
+	/* Truncated client-finals, and Authenticate without a Hello. */
+	const char *ff;
+	size_t ffl;
+	/* Five cuts: the address stays under its limit of ten a minute. */
+	for (size_t cut = 0; cut <= 28; cut += 7) {
+		int fd = tcp_from("127.0.0.2");
+		char s1[1100];
+		struct auth_scram_client *sc = begin(fd, "gina", "pw-gina", s1, sizeof(s1));
+		cr_assert_eq(auth_scram_client_final(sc, s1, strlen(s1), &ff, &ffl), 0);
+		cr_assert_eq(authenticate(fd, ff, cut), WB_UNAUTHENTICATED, "cut at %zu", cut);
+		auth_scram_client_free(sc);
+		close(fd);
+	}
+	int fd = tcp_from("127.0.0.3");
+	cr_assert_eq(e2e_raw_hello(fd, 1), 0);
+	cr_assert_eq(authenticate(fd, "c=biws,r=x,p=AAAA", 17), WB_BAD_REQUEST);
+
+	/* A flood of Hellos on one connection, each beginning an exchange it
+	 * drops: each replaces the last, and a login then still works. */
+	for (int i = 0; i < 2000; i++) {
+		char s1[1100];
+		struct auth_scram_client *sc = begin(fd, "gina", "pw-gina", s1, sizeof(s1));
+		auth_scram_client_free(sc);
+	}
+	cr_assert_eq(login(fd, "gina", "pw-gina", NULL, 0), 0);
+	close(fd);
+	close(admin);
+	e2e_suite_stop();
+}
