@@ -356,9 +356,35 @@ void e2e_remove_tree(const char *dir)
 		nftw(dir, remove_cb, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* Keeps s's server log in $WB_KEEP_SERVER_LOGS when that names a directory
+ * (tests/secret-scan.sh reads them after the suite). */
+static void keep_log(const struct e2e_server *s)
+{
+	const char *keep = getenv("WB_KEEP_SERVER_LOGS");
+	if (keep == NULL || keep[0] == '\0' || s->log_file[0] == '\0')
+		return;
+	FILE *in = fopen(s->log_file, "r");
+	if (in == NULL)
+		return;
+	static unsigned seq;
+	char path[512];
+	snprintf(path, sizeof(path), "%s/%d-%u.log", keep, (int)getpid(), seq++);
+	FILE *out = fopen(path, "w");
+	if (out != NULL) {
+		char buf[8192];
+		size_t n;
+		while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+			fwrite(buf, 1, n, out);
+		fclose(out);
+	}
+	fclose(in);
+}
+
 void e2e_cleanup(struct e2e_server *s)
 {
 	e2e_kill(s);
+	if (s->dir[0] != '\0')
+		keep_log(s);
 	e2e_remove_tree(s->dir);
 	s->dir[0] = '\0';
 	for (size_t i = 0; i < E2E_MAX_EXTRA && s->extra[i] != NULL; i++) {

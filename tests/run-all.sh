@@ -21,7 +21,9 @@ run() { # run NAME BUILDDIR SETUP-ARGS...
 
 [ -f build/build.ninja ] || meson setup build >/dev/null || exit 1
 ninja -C build || exit 1
-SETUP="" run "unit and end-to-end tests" build
+# The servers' logs of this run are kept for the secret scan below.
+kept=$(mktemp -d /tmp/wb-suite-logs.XXXXXX) || exit 1
+WB_KEEP_SERVER_LOGS=$kept SETUP="" run "unit and end-to-end tests" build
 SETUP=valgrind run "unit tests under valgrind" build --setup valgrind --suite unit
 
 [ -f build-asan/build.ninja ] ||
@@ -49,6 +51,25 @@ print(json.dumps({"name": "docker image (deploy/test-image.sh)", "result": sys.a
                   "stdout": open(sys.argv[2], errors="replace").read()[-4000:]}))' \
 	"$res" build/meson-logs/image-test.txt >build/meson-logs/image-test.json || status=1
 logs="$logs build/meson-logs/image-test.json"
+
+# No secret in any log the servers of the plain run wrote; the scan must
+# also catch a planted token, or it proves nothing. Counted as one test.
+echo "== no secret in the servers' logs (tests/secret-scan.sh)" >&2
+planted=$(mktemp -d /tmp/wb-planted.XXXXXX)
+echo "x token=wbt_AAAAAAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB" >"$planted/x.log"
+if sh tests/secret-scan.sh "$kept" >build/meson-logs/secret-scan.txt 2>&1 &&
+	! sh tests/secret-scan.sh "$planted" >>build/meson-logs/secret-scan.txt 2>&1; then
+	res=OK
+else
+	res=FAIL
+fi
+cat build/meson-logs/secret-scan.txt >&2
+rm -rf "$planted" "$kept"
+python3 -c 'import json, sys
+print(json.dumps({"name": "no secret in the logs (tests/secret-scan.sh)", "result": sys.argv[1],
+                  "stdout": open(sys.argv[2], errors="replace").read()[-4000:]}))' \
+	"$res" build/meson-logs/secret-scan.txt >build/meson-logs/secret-scan.json || status=1
+logs="$logs build/meson-logs/secret-scan.json"
 
 python3 tests/summarize.py $logs || status=1
 exit $status
