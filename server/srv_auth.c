@@ -139,6 +139,21 @@ static uint64_t wall_ms(void)
 	return srv_wall_us() / 1000u;
 }
 
+/* Makes room for one more element at the end of the array arr holding n:
+ * false when out of memory (arr is then unchanged). */
+#define GROW(arr, n) grow_array((void *)&(arr), (n), sizeof(*(arr)))
+
+static bool grow_array(void *arrp, size_t n, size_t size)
+{
+	void *old;
+	memcpy(&old, arrp, sizeof(old));
+	void *p = realloc(old, (n + 1) * size);
+	if (p == NULL)
+		return false;
+	memcpy(arrp, &p, sizeof(p));
+	return true;
+}
+
 /* ------------------------------------------------------------ stored values */
 
 /* A user's stored value: credential text, then its role names. */
@@ -772,10 +787,8 @@ static void commit_memory(struct auths *as, struct auth_op *op)
 		if (u != NULL) {
 			*u = op->user;
 		} else {
-			struct user_ent *n = realloc(as->users, (as->nusers + 1) * sizeof(*n));
-			if (n == NULL)
+			if (!GROW(as->users, as->nusers))
 				break; /* durable: the next start loads it */
-			as->users = n;
 			as->users[as->nusers++] = op->user;
 		}
 		break;
@@ -792,12 +805,10 @@ static void commit_memory(struct auths *as, struct auth_op *op)
 			role_free(r);
 			*r = op->role;
 		} else {
-			struct role_ent *n = realloc(as->roles, (as->nroles + 1) * sizeof(*n));
-			if (n == NULL) {
+			if (!GROW(as->roles, as->nroles)) {
 				role_free(&op->role);
 				break;
 			}
-			as->roles = n;
 			as->roles[as->nroles++] = op->role;
 		}
 		/* realloc may have moved every role: re-point them. */
@@ -819,10 +830,8 @@ static void commit_memory(struct auths *as, struct auth_op *op)
 		break;
 	}
 	case OP_PUT_TOKEN: {
-		struct token_ent *n = realloc(as->tokens, (as->ntokens + 1) * sizeof(*n));
-		if (n == NULL)
+		if (!GROW(as->tokens, as->ntokens))
 			break;
-		as->tokens = n;
 		as->tokens[as->ntokens++] = op->token;
 		break;
 	}
@@ -1342,12 +1351,10 @@ static int load(struct auths *as, struct storage_txn *txn, bool *have_secret)
 				rc = WB_E_CORRUPT;
 				break;
 			}
-			struct user_ent *n = realloc(as->users, (as->nusers + 1) * sizeof(*n));
-			if (n == NULL) {
+			if (!GROW(as->users, as->nusers)) {
 				rc = WB_E_NOMEM;
 				break;
 			}
-			as->users = n;
 			if ((rc = user_parse(&as->users[as->nusers], name, v.data, v.len)) != 0)
 				break;
 			as->nusers++;
@@ -1356,12 +1363,10 @@ static int load(struct auths *as, struct storage_txn *txn, bool *have_secret)
 				rc = WB_E_CORRUPT;
 				break;
 			}
-			struct role_ent *n = realloc(as->roles, (as->nroles + 1) * sizeof(*n));
-			if (n == NULL) {
+			if (!GROW(as->roles, as->nroles)) {
 				rc = WB_E_NOMEM;
 				break;
 			}
-			as->roles = n;
 			if ((rc = role_parse(&as->roles[as->nroles], name, v.data, v.len)) != 0)
 				break;
 			as->nroles++;
@@ -1370,12 +1375,10 @@ static int load(struct auths *as, struct storage_txn *txn, bool *have_secret)
 				rc = WB_E_CORRUPT;
 				break;
 			}
-			struct token_ent *n = realloc(as->tokens, (as->ntokens + 1) * sizeof(*n));
-			if (n == NULL) {
+			if (!GROW(as->tokens, as->ntokens)) {
 				rc = WB_E_NOMEM;
 				break;
 			}
-			as->tokens = n;
 			if ((rc = token_parse(&as->tokens[as->ntokens], kp + 1, v.data, v.len)) !=
 			    0)
 				break;
@@ -1461,11 +1464,8 @@ static int first_start(struct auths *as, char *errmsg, size_t errlen)
 		snprintf(errmsg, errlen, "cannot store the bootstrap token: %s", wb_strerror(rc));
 		return rc;
 	}
-	struct token_ent *n = realloc(as->tokens, (as->ntokens + 1) * sizeof(*n));
-	if (n != NULL) {
-		as->tokens = n;
+	if (GROW(as->tokens, as->ntokens))
 		as->tokens[as->ntokens++] = op.token;
-	}
 	rc = write_bootstrap(srv_config(as->srv)->data_dir, op.token_text, errmsg, errlen);
 	explicit_bzero(op.token_text, sizeof(op.token_text));
 	if (rc == 0)
