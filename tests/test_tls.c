@@ -477,7 +477,11 @@ Test(tls, a_large_message_and_small_pieces)
 	size_t big = 1u << 17;
 	uint8_t *msg = random_bytes(big, 1);
 	static const size_t chunks[] = {65536, 16389, 1000};
-	for (size_t k = 0; k < sizeof(chunks) / sizeof(chunks[0]); k++) {
+	/* Under valgrind (ten times slower) the piece just over a record's
+	 * size alone: the other two add no path the first does not take. */
+	size_t first = fixture_under_valgrind() ? 1 : 0;
+	size_t end = fixture_under_valgrind() ? 2 : sizeof(chunks) / sizeof(chunks[0]);
+	for (size_t k = first; k < end; k++) {
 		struct end c, s;
 		handshake(&c, &s, cctx, sctx, chunks[k]);
 		assert_open(&c, &s);
