@@ -175,7 +175,10 @@ const char *wb_errmsg(const struct wb_client *c);
  * stream does not exist. */
 int64_t wb_actual_version(const struct wb_client *c);
 
-/* The socket's file descriptor, for poll() and for tests. */
+/* The socket's file descriptor, for poll() and for tests. Bytes this
+ * library has already taken off it (frames read ahead, and with TLS whole
+ * records) no longer make it readable: take what is there (wb_next_item()
+ * with timeout 0 until WB_E_TIMEOUT) before waiting on it. */
 int wb_fd(const struct wb_client *c);
 
 /* True when the connection is TLS; then *version and *cipher (each may be
