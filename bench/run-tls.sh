@@ -20,15 +20,15 @@
 # It configures the build directory when it is missing, builds only what it
 # runs (whizbang-bench and whizbangd) and installs jq when it is missing.
 # Environment overrides: BUILD_DIR, CLIENTS, PIPELINE, EVENTS (default
-# 300000), SIZE, STREAMS, ROUNDS, CONNECTS (default 200), SCRAM_ITERATIONS,
-# RUN_TIMEOUT, and JSON_DIR (a directory that keeps each run's JSON object as
-# <configuration>-<round>.json). Further arguments go to every
+# 750000, as the reference append benchmark), SIZE, STREAMS, ROUNDS, CONNECTS
+# (default 200), SCRAM_ITERATIONS, RUN_TIMEOUT, and JSON_DIR (a directory
+# that keeps each run's JSON object as <configuration>-<round>.json). Further arguments go to every
 # `whizbang-bench append` as they are (for example --data-dir DIR).
 set -eu
 
 clients=${CLIENTS:-16}
 pipeline=${PIPELINE:-16}
-events=${EVENTS:-300000}
+events=${EVENTS:-750000}
 size=${SIZE:-100}
 streams=${STREAMS:-16}
 rounds=${ROUNDS:-3}
