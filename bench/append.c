@@ -6,7 +6,12 @@
  * threads and a control connection, take ServerStats, release the clients
  * (each keeps P appends in flight until N events are appended between them),
  * take ServerStats again, stop the server with SIGTERM, then run the raw-LMDB
- * baseline with the batch size the server reached and print both.
+ * baseline with the batch size the server reached and print both. With
+ * --tls the load's connections are TLS (a spawned server gets a CA and a
+ * certificate made for the run); with --scram each logs in with
+ * SCRAM-SHA-256 as a user the run makes; with --handshakes N, N fresh
+ * connections made one after another after the load measure what
+ * connecting costs.
  *
  * Failure modes: a server that does not start, exits early or does not write
  * its port file within 10 s ends the run before any load. A client whose
@@ -36,7 +41,11 @@
 #include "frame.h"
 #include "raw_lmdb.h"
 #include "wb.h"
+#include "wb_certs.h"
 #include "wb_error.h"
+
+/* The user the load's connections log in as with --scram. */
+#define SCRAM_USER "whizbang-bench"
 
 struct append_opts {
 	uint32_t clients;
@@ -56,6 +65,11 @@ struct append_opts {
 	bool no_baseline;
 	bool server_extras; /* passed to the baseline */
 	bool random_ids;    /* UUIDv4-like ids instead of UUIDv7 */
+	bool tls;
+	const char *tls_ca_file; /* with --server */
+	bool scram;
+	uint32_t scram_iterations;
+	uint32_t handshakes;
 };
 
 /* The options of `whizbang-bench append`, their defaults and bounds: the
@@ -80,6 +94,25 @@ static const struct cli_opt append_table[] = {
         BENCH_OPT_RANDOM_IDS(struct append_opts, random_ids),
         {"--no-baseline", NULL, CLI_FLAG_AT(struct append_opts, no_baseline),
          .help = "skip the raw-LMDB baseline"},
+        {"--tls", NULL, CLI_FLAG_AT(struct append_opts, tls),
+         .help = "the load's connections use TLS: a spawned whizbangd gets a CA and a "
+                 "certificate made for the run (--tls=auto, so the control connection stays "
+                 "plaintext on loopback); with --server, give --tls-ca-file"},
+        {"--tls-ca-file", "FILE", CLI_TEXT_AT(struct append_opts, tls_ca_file),
+         .help = "the CA file that a running server's certificate chains to (--server and "
+                 "--tls)"},
+        {"--scram", NULL, CLI_FLAG_AT(struct append_opts, scram),
+         .help = "each connection logs in with SCRAM-SHA-256 as user " SCRAM_USER
+                 " (role writer), which the control connection makes (a running server's "
+                 "anonymous role must be admin)"},
+        {"--scram-iterations", "N",
+         CLI_UINT_AT(struct append_opts, scram_iterations, 4096, 10000000), .dflt = "100000",
+         .help = "PBKDF2 iterations of that user's password, which each login repeats on the "
+                 "client (a spawned whizbangd gets --scram-iterations N)"},
+        {"--handshakes", "N", CLI_COUNT_AT(struct append_opts, handshakes, 0, 1000000), .dflt = "0",
+         .help = "after the load, N fresh connections one after another, made as the load's "
+                 "were (TCP, TLS handshake, Hello, login), each closed once made: how many "
+                 "per second"},
         BENCH_OPT_JSON(struct append_opts, json),
         {0},
 };
@@ -182,6 +215,7 @@ struct conn {
 
 struct load {
 	const struct append_opts *o;
+	const struct bench_secure *sec;
 	char (*names)[BENCH_STREAM_MAX];
 	size_t *name_lens;
 	uint8_t *data;
@@ -244,25 +278,27 @@ static void conn_want_write(struct conn *cn, bool on)
 	cn->pollout = on;
 }
 
-/* Writes what out holds; what the socket refuses waits for EPOLLOUT. */
+/* Writes what out holds, through TLS when the connection has it; what the
+ * socket refuses (and, with TLS, ciphertext the library still holds) waits
+ * for EPOLLOUT. out is empty again once the library has taken it all. */
 static void conn_flush(struct conn *cn)
 {
-	while (!cn->dead && cn->opos < cn->olen) {
-		ssize_t w = send(cn->fd, cn->out + cn->opos, cn->olen - cn->opos, MSG_NOSIGNAL);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-			conn_want_write(cn, true);
+	while (!cn->dead) {
+		size_t taken = 0;
+		int rc = wb_raw_write(cn->c, cn->out + cn->opos, cn->olen - cn->opos, &taken);
+		if (rc != 0) {
+			conn_fail(cn, rc, "send", wb_errmsg(cn->c));
 			return;
 		}
-		if (w < 0) {
-			conn_fail(cn, WB_E_IO, "send", strerror(errno));
+		cn->opos += taken;
+		if (cn->opos == cn->olen)
+			cn->opos = cn->olen = 0;
+		bool waiting = cn->olen != 0 || wb_raw_pending(cn->c);
+		if (!waiting || taken == 0) {
+			conn_want_write(cn, waiting);
 			return;
 		}
-		cn->opos += (size_t)w;
 	}
-	cn->opos = cn->olen = 0;
-	conn_want_write(cn, false);
 }
 
 /* Queues an append in every free slot while the round has work left, once
@@ -344,31 +380,9 @@ static void conn_answer(struct conn *cn, const uint8_t *payload, uint32_t len, u
 	ld->inflight--;
 }
 
-/* Reads what the socket holds and handles every whole answer in it. */
-static void conn_read(struct conn *cn)
+/* Handles every whole answer in the input buffer, keeping a partial one. */
+static void conn_answers(struct conn *cn)
 {
-	if (cn->ilen == cn->icap) {
-		size_t cap = cn->icap * 2;
-		uint8_t *in = cap <= RESPONSE_MAX + FRAME_HEADER ? realloc(cn->in, cap) : NULL;
-		if (in == NULL) {
-			conn_fail(cn, WB_E_NOMEM, "reading", "no room for a response");
-			return;
-		}
-		cn->in = in;
-		cn->icap = cap;
-	}
-	ssize_t r = recv(cn->fd, cn->in + cn->ilen, cn->icap - cn->ilen, 0);
-	if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-		return;
-	if (r < 0) {
-		conn_fail(cn, WB_E_IO, "recv", strerror(errno));
-		return;
-	}
-	if (r == 0) {
-		conn_fail(cn, WB_E_CLOSED, "recv", "the server closed the connection");
-		return;
-	}
-	cn->ilen += (size_t)r;
 	uint64_t now = bench_now_ns();
 	size_t pos = 0;
 	for (;;) {
@@ -391,6 +405,36 @@ static void conn_read(struct conn *cn)
 	cn->ilen -= pos;
 	if (cn->ilen > 0 && pos > 0)
 		memmove(cn->in, cn->in + pos, cn->ilen);
+}
+
+/* Reads everything the connection holds (decrypted, with TLS: the library
+ * may hold bytes that epoll cannot see, so it reads until there are none)
+ * and handles every whole answer in it. */
+static void conn_read(struct conn *cn)
+{
+	while (!cn->dead) {
+		if (cn->ilen == cn->icap) {
+			size_t cap = cn->icap * 2;
+			uint8_t *in =
+			        cap <= RESPONSE_MAX + FRAME_HEADER ? realloc(cn->in, cap) : NULL;
+			if (in == NULL) {
+				conn_fail(cn, WB_E_NOMEM, "reading", "no room for a response");
+				return;
+			}
+			cn->in = in;
+			cn->icap = cap;
+		}
+		size_t n = 0;
+		int rc = wb_raw_read(cn->c, cn->in + cn->ilen, cn->icap - cn->ilen, &n);
+		if (rc != 0) {
+			conn_fail(cn, rc, "recv", wb_errmsg(cn->c));
+			return;
+		}
+		if (n == 0)
+			return;
+		cn->ilen += n;
+		conn_answers(cn);
+	}
 }
 
 /* One round: keeps P appends in flight on every connection until limit
@@ -454,8 +498,8 @@ static void load_close(struct load *ld)
 
 /* Builds the templates, connects every client and adds it to the epoll
  * set. Returns 0 with *out set, or an error with a sentence in errmsg. */
-static int load_open(struct load **out, const struct append_opts *o, const char *address,
-                     char *errmsg, size_t errlen)
+static int load_open(struct load **out, const struct append_opts *o, const struct bench_secure *sec,
+                     const char *address, char *errmsg, size_t errlen)
 {
 	int rc = WB_E_NOMEM;
 	struct load *ld = calloc(1, sizeof(*ld));
@@ -464,6 +508,7 @@ static int load_open(struct load **out, const struct append_opts *o, const char 
 		return WB_E_NOMEM;
 	}
 	ld->o = o;
+	ld->sec = sec;
 	ld->ep = -1;
 	ld->total_appends = (o->events + o->batch_events - 1) / o->batch_events;
 	ld->names = calloc(o->streams, sizeof(*ld->names));
@@ -523,11 +568,13 @@ static int load_open(struct load **out, const struct append_opts *o, const char 
 		for (uint32_t j = 0; j < o->pipeline; j++)
 			cn->free_slots[j] = o->pipeline - 1 - j;
 		cn->nfree = o->pipeline;
-		rc = bench_connect(&cn->c, address, "whizbang-bench", i, errmsg, errlen);
+		rc = bench_connect_secure(&cn->c, address, "whizbang-bench", i, sec, errmsg,
+		                          errlen);
 		if (rc != 0)
 			goto err;
-		/* The library's socket is already non-blocking, with
-		 * TCP_NODELAY, and holds nothing unread after Hello. */
+		/* The socket has TCP_NODELAY; wb_raw_write() and wb_raw_read()
+		 * never block on it, and start with what the library read
+		 * ahead. */
 		cn->fd = wb_fd(cn->c);
 		struct epoll_event ev = {.events = EPOLLIN, .data.ptr = cn};
 		if (epoll_ctl(ld->ep, EPOLL_CTL_ADD, cn->fd, &ev) != 0) {
@@ -567,6 +614,13 @@ struct figures {
 	double client_cpu_s; /* this process's user + system time during the load */
 	double server_cpu_s; /* the spawned server's user + system time, start to exit */
 	long cores;
+	/* The load's transport: the TLS version and cipher ("" in plaintext). */
+	char tls_version[32];
+	char tls_cipher[64];
+	/* --handshakes: how many were made, in how long, at what CPU here. */
+	uint32_t handshakes;
+	double hs_secs;
+	double hs_cpu_s;
 };
 
 static double per(uint64_t a, uint64_t b)
@@ -590,6 +644,14 @@ static void print_human(const struct append_opts *o, const char *address, const 
 	       o->pipeline, o->rounds, o->rounds == 1 ? "" : "s");
 	printf("server: whizbangd %s at %s (%s)\n", f->have_stats ? f->before.server_version : "?",
 	       address, f->spawned ? "spawned" : "given with --server");
+	if (f->tls_version[0] != '\0')
+		printf("transport: %s %s", f->tls_version, f->tls_cipher);
+	else
+		printf("transport: plaintext");
+	if (o->scram)
+		printf(", SCRAM-SHA-256 login (%u iterations)\n", o->scram_iterations);
+	else
+		printf(", no login\n");
 	printf("data under %s\n\n", root);
 	printf("load\n");
 	printf("  appended     %llu events in %llu appends, %llu errors, in %.3f s\n",
@@ -622,6 +684,12 @@ static void print_human(const struct append_opts *o, const char *address, const 
 	       per_us(f->client_cpu_s, f->appends + f->errors));
 	if (f->spawned)
 		printf("  whizbangd    %.2f s, from start to exit\n", f->server_cpu_s);
+	if (f->handshakes > 0)
+		printf("connects (one after another, each closed once made)\n"
+		       "  made         %u in %.3f s: %.1f per second, mean %.3f ms, client cpu "
+		       "%.3f ms each\n",
+		       f->handshakes, f->hs_secs, (double)f->handshakes / f->hs_secs,
+		       f->hs_secs * 1e3 / f->handshakes, f->hs_cpu_s * 1e3 / f->handshakes);
 	if (f->have_raw) {
 		double rsecs = (double)f->raw.elapsed_ns / 1e9;
 		double reps = (double)f->raw.events / rsecs;
@@ -664,7 +732,18 @@ static void print_json(const struct append_opts *o, const char *address, const c
 	bench_j_str(&j, "server", address);
 	bench_j_lit(&j, "spawned", f->spawned ? "true" : "false");
 	bench_j_str(&j, "data_dir", root);
+	bench_j_lit(&j, "tls", o->tls ? "true" : "false");
+	bench_j_lit(&j, "scram", o->scram ? "true" : "false");
+	bench_j_u64(&j, "scram_iterations", o->scram ? o->scram_iterations : 0);
 	bench_j_close(&j);
+	if (f->tls_version[0] != '\0') {
+		bench_j_open(&j, "tls");
+		bench_j_str(&j, "version", f->tls_version);
+		bench_j_str(&j, "cipher", f->tls_cipher);
+		bench_j_close(&j);
+	} else {
+		bench_j_lit(&j, "tls", "null");
+	}
 
 	bench_j_open(&j, "load");
 	bench_j_u64(&j, "events", f->events);
@@ -692,6 +771,18 @@ static void print_json(const struct append_opts *o, const char *address, const c
 	else
 		bench_j_lit(&j, "whizbangd", "null");
 	bench_j_close(&j);
+
+	if (f->handshakes > 0) {
+		bench_j_open(&j, "connects");
+		bench_j_u64(&j, "n", f->handshakes);
+		bench_j_num(&j, "elapsed_s", f->hs_secs);
+		bench_j_num(&j, "per_s", (double)f->handshakes / f->hs_secs);
+		bench_j_num(&j, "mean_ms", f->hs_secs * 1e3 / f->handshakes);
+		bench_j_num(&j, "client_cpu_ms_each", f->hs_cpu_s * 1e3 / f->handshakes);
+		bench_j_close(&j);
+	} else {
+		bench_j_lit(&j, "connects", "null");
+	}
 
 	if (f->have_stats) {
 		bench_j_open(&j, "server_stats");
@@ -860,13 +951,19 @@ static int run_rounds(const struct append_opts *o, struct load *ld, struct wb_cl
 
 /* Connects the clients, runs the rounds, closes the clients and collects
  * their figures. raw may be NULL (no baseline). */
-static int run_load(const struct append_opts *o, const char *address, struct wb_client *ctl,
-                    struct raw_lmdb *raw, struct figures *f, char *errmsg, size_t errlen)
+static int run_load(const struct append_opts *o, const struct bench_secure *sec,
+                    const char *address, struct wb_client *ctl, struct raw_lmdb *raw,
+                    struct figures *f, char *errmsg, size_t errlen)
 {
 	struct load *ld;
-	int rc = load_open(&ld, o, address, errmsg, errlen);
+	int rc = load_open(&ld, o, sec, address, errmsg, errlen);
 	if (rc != 0)
 		return rc;
+	const char *version, *cipher;
+	if (ld->nconns > 0 && wb_connection_tls(ld->conns[0].c, &version, &cipher)) {
+		snprintf(f->tls_version, sizeof(f->tls_version), "%s", version);
+		snprintf(f->tls_cipher, sizeof(f->tls_cipher), "%s", cipher);
+	}
 	rc = run_rounds(o, ld, ctl, raw, f, errmsg, errlen);
 	for (uint32_t i = 0; i < ld->nconns; i++) {
 		const struct conn *cn = &ld->conns[i];
@@ -910,7 +1007,7 @@ int bench_append_load(const char *address, const struct bench_append_params *p,
 	if (rc == 0) {
 		struct sigaction old_sa;
 		bench_sigint_catch(&old_sa);
-		rc = run_load(&o, address, ctl, NULL, &f, errmsg, errlen);
+		rc = run_load(&o, NULL, address, ctl, NULL, &f, errmsg, errlen);
 		bench_sigint_restore(&old_sa);
 	}
 	wb_close(ctl);
@@ -935,6 +1032,120 @@ int bench_append_load(const char *address, const struct bench_append_params *p,
 	return 0;
 }
 
+/* --handshakes: o->handshakes fresh connections one after another, made as
+ * the load's (TCP, TLS, Hello, login) and closed once made; their time and
+ * this process's CPU go into f. */
+static int measure_handshakes(const struct append_opts *o, const struct bench_secure *sec,
+                              const char *address, struct figures *f, char *errmsg, size_t errlen)
+{
+	if (!o->json)
+		fprintf(stderr, "whizbang-bench: %u fresh connections to %s ...\n", o->handshakes,
+		        address);
+	double cpu0 = bench_cpu_seconds(RUSAGE_SELF);
+	uint64_t t0 = bench_now_ns();
+	for (uint32_t i = 0; i < o->handshakes; i++) {
+		if (atomic_load(&bench_interrupted))
+			break;
+		struct wb_client *c;
+		int rc = bench_connect_secure(&c, address, "whizbang-bench-connect", i, sec, errmsg,
+		                              errlen);
+		if (rc != 0)
+			return rc;
+		wb_close(c);
+		f->handshakes++;
+	}
+	f->hs_secs = (double)(bench_now_ns() - t0) / 1e9;
+	f->hs_cpu_s = bench_cpu_seconds(RUSAGE_SELF) - cpu0;
+	return 0;
+}
+
+/* What --tls and --scram need before the load: for a server to spawn, a CA
+ * and a node certificate for 127.0.0.1 in root and the arguments that serve
+ * them (into extra, with their strings in args); the CA file the load
+ * verifies with and a password for SCRAM_USER (into sec, pw). */
+struct secure_setup {
+	char ca[BENCH_PATH_MAX + 16];
+	char args[3][BENCH_PATH_MAX + 32];
+	const char *extra[BENCH_SERVER_EXTRA_MAX + 1];
+	char pw[33];
+	struct bench_secure sec;
+};
+
+static int secure_prepare(const struct append_opts *o, const char *root, struct secure_setup *ss,
+                          char *errmsg, size_t errlen)
+{
+	memset(ss, 0, sizeof(*ss));
+	size_t n = 0;
+	if (o->scram) {
+		struct bench_rng rng;
+		bench_rng_seed(&rng, 3);
+		for (size_t k = 0; k < sizeof(ss->pw) - 1; k++)
+			ss->pw[k] =
+			        "abcdefghijklmnopqrstuvwxyz0123456789"[bench_rng_next(&rng) % 36];
+		ss->sec.user = SCRAM_USER;
+		ss->sec.password = ss->pw;
+		if (o->server == NULL) {
+			snprintf(ss->args[2], sizeof(ss->args[2]), "--scram-iterations=%u",
+			         o->scram_iterations);
+			ss->extra[n++] = ss->args[2];
+		}
+	}
+	if (!o->tls)
+		return 0;
+	if (o->server != NULL) {
+		if (o->tls_ca_file == NULL) {
+			snprintf(errmsg, errlen, "--tls with --server needs --tls-ca-file");
+			return WB_E_INVAL;
+		}
+		ss->sec.tls_ca_file = o->tls_ca_file;
+		return 0;
+	}
+	char cakey[BENCH_PATH_MAX + 16], node[BENCH_PATH_MAX + 16], nodekey[BENCH_PATH_MAX + 16];
+	snprintf(ss->ca, sizeof(ss->ca), "%s/ca.crt", root);
+	snprintf(cakey, sizeof(cakey), "%s/ca.key", root);
+	snprintf(node, sizeof(node), "%s/node.crt", root);
+	snprintf(nodekey, sizeof(nodekey), "%s/node.key", root);
+	struct wb_certs_pair *ca, *srv;
+	struct wb_certs_validity v = wb_certs_days(2);
+	const char *ips[] = {"127.0.0.1"};
+	struct wb_certs_names names = {.ips = ips, .n_ips = 1};
+	int rc = wb_certs_make_ca("whizbang-bench CA", &v, &ca, errmsg, errlen);
+	if (rc != 0)
+		return rc;
+	rc = wb_certs_make_node(ca, &names, &v, &srv, errmsg, errlen);
+	if (rc == 0) {
+		rc = wb_certs_save(ca, ss->ca, cakey, false, errmsg, errlen);
+		if (rc == 0)
+			rc = wb_certs_save(srv, node, nodekey, false, errmsg, errlen);
+		wb_certs_free(srv);
+	}
+	wb_certs_free(ca);
+	if (rc != 0)
+		return rc;
+	snprintf(ss->args[0], sizeof(ss->args[0]), "--tls-cert-file=%s", node);
+	snprintf(ss->args[1], sizeof(ss->args[1]), "--tls-key-file=%s", nodekey);
+	ss->extra[n++] = "--tls=auto";
+	ss->extra[n++] = ss->args[0];
+	ss->extra[n++] = ss->args[1];
+	ss->sec.tls_ca_file = ss->ca;
+	return 0;
+}
+
+/* With --scram, makes SCRAM_USER (role writer) over the control
+ * connection; the credential is derived here (o->scram_iterations). */
+static int secure_user(const struct append_opts *o, struct wb_client *ctl,
+                       const struct secure_setup *ss, char *errmsg, size_t errlen)
+{
+	if (!o->scram)
+		return 0;
+	const char *roles[] = {"writer"};
+	int rc = wb_put_user(ctl, SCRAM_USER, roles, 1, ss->pw, o->scram_iterations);
+	if (rc != 0)
+		snprintf(errmsg, errlen, "making user " SCRAM_USER ": %s: %s", wb_error_name(rc),
+		         wb_errmsg(ctl));
+	return rc;
+}
+
 static int append_run(void *opts)
 {
 	const struct append_opts *o = opts;
@@ -952,13 +1163,19 @@ static int append_run(void *opts)
 
 	if (bench_make_root(o->data_dir, parent, root) != 0)
 		return 1;
-	int rc = bench_target_open(&t, o->server, o->whizbangd, o->log_level, root, map_size,
-	                           errmsg, sizeof(errmsg));
+	static struct secure_setup ss;
+	int rc = secure_prepare(o, root, &ss, errmsg, sizeof(errmsg));
+	if (rc != 0)
+		goto err_after_mkdtemp;
+	rc = bench_target_open(&t, o->server, o->whizbangd, o->log_level, root, map_size, ss.extra,
+	                       errmsg, sizeof(errmsg));
 	if (rc != 0)
 		goto err_after_mkdtemp;
 	const char *address = t.address;
 	f.spawned = t.srv.pid > 0;
 	rc = check_limits(o, wb_server_info(t.ctl), errmsg, sizeof(errmsg));
+	if (rc == 0)
+		rc = secure_user(o, t.ctl, &ss, errmsg, sizeof(errmsg));
 	if (rc != 0)
 		goto err_after_connect;
 
@@ -992,7 +1209,9 @@ static int append_run(void *opts)
 		        o->clients, (unsigned long long)o->events, address);
 	struct sigaction old_sa;
 	bench_sigint_catch(&old_sa);
-	rc = run_load(o, address, t.ctl, raw, &f, errmsg, sizeof(errmsg));
+	rc = run_load(o, &ss.sec, address, t.ctl, raw, &f, errmsg, sizeof(errmsg));
+	if (rc == 0 && o->handshakes > 0 && !atomic_load(&bench_interrupted))
+		rc = measure_handshakes(o, &ss.sec, address, &f, errmsg, sizeof(errmsg));
 	bench_sigint_restore(&old_sa);
 	if (rc == 0 && atomic_load(&bench_interrupted)) {
 		rc = WB_E_AGAIN;

@@ -220,15 +220,20 @@ struct bench_server {
 	char address[64];
 };
 
+/* The most arguments beyond its own that a spawned server takes. */
+#define BENCH_SERVER_EXTRA_MAX 8
+
 /* Starts whizbangd (the binary whizbangd, or NULL for ../server/whizbangd
  * next to this program) on 127.0.0.1:0 with its data directory
  * "<root>/server", its port file "<root>/server.port", --log-level log_level
- * (NULL: warn) and --map-size map_size, and waits up to 10 s until the port
- * file names the port; s->address then holds "127.0.0.1:<port>". On failure,
- * a server that was started is still in s->pid: stop it with
+ * (NULL: warn), --map-size map_size and the arguments extra (NULL-terminated,
+ * at most BENCH_SERVER_EXTRA_MAX; NULL: none), and waits up to 10 s until
+ * the port file names the port; s->address then holds "127.0.0.1:<port>".
+ * On failure, a server that was started is still in s->pid: stop it with
  * bench_server_stop(). The child gets SIGTERM if this process dies. */
 int bench_server_start(struct bench_server *s, const char *whizbangd, const char *log_level,
-                       const char *root, uint64_t map_size, char *errmsg, size_t errlen);
+                       const char *root, uint64_t map_size, const char *const *extra, char *errmsg,
+                       size_t errlen);
 
 /* Stops a spawned server with SIGTERM, waiting up to 20 s before SIGKILL.
  * Returns its wait status (0 when it was not spawned), or -1 when it had to
@@ -246,6 +251,20 @@ struct wb_client;
 int bench_connect(struct wb_client **out, const char *address, const char *name, uint32_t index,
                   char *errmsg, size_t errlen);
 
+/* How a load's connections reach the server: over TLS verified with the CA
+ * file tls_ca_file (NULL: plaintext), and logged in with SCRAM-SHA-256 as
+ * user with password (NULL: no login). */
+struct bench_secure {
+	const char *tls_ca_file;
+	const char *user;
+	const char *password;
+};
+
+/* bench_connect() with sec (NULL: plaintext, no login). */
+int bench_connect_secure(struct wb_client **out, const char *address, const char *name,
+                         uint32_t index, const struct bench_secure *sec, char *errmsg,
+                         size_t errlen);
+
 /* The whizbangd a run talks to and its control connection. */
 struct bench_target {
 	struct bench_server srv; /* srv.pid is 0 when the server was not spawned */
@@ -255,12 +274,12 @@ struct bench_target {
 
 /* Uses the running server at address (--server) or, when address is NULL,
  * spawns one as bench_server_start() does (whizbangd, log_level, the data
- * under root, map_size); then connects t->ctl to it, as client
- * "whizbang-bench-control". Returns 0, or an error with a sentence in
- * errmsg, after stopping the server it spawned. */
+ * under root, map_size, extra); then connects t->ctl to it, as client
+ * "whizbang-bench-control", in plaintext. Returns 0, or an error with a
+ * sentence in errmsg, after stopping the server it spawned. */
 int bench_target_open(struct bench_target *t, const char *address, const char *whizbangd,
-                      const char *log_level, const char *root, uint64_t map_size, char *errmsg,
-                      size_t errlen);
+                      const char *log_level, const char *root, uint64_t map_size,
+                      const char *const *extra, char *errmsg, size_t errlen);
 
 /* bench_server_stop() for the end of a run: also writes into *cpu_s the
  * CPU seconds of the children (the server is the only child a subcommand

@@ -1239,8 +1239,8 @@ static int lease_run(void *opts)
 	} else {
 		root[0] = '\0';
 	}
-	rc = bench_target_open(&t, o->server, o->whizbangd, o->log_level, root, map_size, errmsg,
-	                       sizeof(errmsg));
+	rc = bench_target_open(&t, o->server, o->whizbangd, o->log_level, root, map_size, NULL,
+	                       errmsg, sizeof(errmsg));
 	if (rc != 0)
 		goto err_after_mkdtemp;
 	const char *address = t.address;

@@ -89,7 +89,8 @@ static int read_port(const char *path, unsigned *port)
 }
 
 int bench_server_start(struct bench_server *s, const char *whizbangd, const char *log_level,
-                       const char *root, uint64_t map_size, char *errmsg, size_t errlen)
+                       const char *root, uint64_t map_size, const char *const *extra, char *errmsg,
+                       size_t errlen)
 {
 	char exe[BENCH_PATH_MAX];
 	if (whizbangd != NULL)
@@ -116,7 +117,7 @@ int bench_server_start(struct bench_server *s, const char *whizbangd, const char
 	snprintf(map_arg, sizeof(map_arg), "%llu", (unsigned long long)map_size);
 	char *level = (char *)(log_level != NULL ? log_level : "warn");
 	/* clang-format off */
-	char *argv[] = {
+	char *argv[13 + BENCH_SERVER_EXTRA_MAX + 1] = {
 		exe,
 		"--listen", "127.0.0.1:0",
 		"--data-dir", s->data,
@@ -125,9 +126,18 @@ int bench_server_start(struct bench_server *s, const char *whizbangd, const char
 		"--map-size", map_arg,
 		/* the load generators talk over TCP without credentials */
 		"--anonymous-role", "admin",
-		NULL,
 	};
 	/* clang-format on */
+	size_t argc = 13;
+	for (size_t k = 0; extra != NULL && extra[k] != NULL; k++) {
+		if (k == BENCH_SERVER_EXTRA_MAX) {
+			snprintf(errmsg, errlen, "more than %d arguments for whizbangd",
+			         BENCH_SERVER_EXTRA_MAX);
+			return WB_E_INVAL;
+		}
+		argv[argc++] = (char *)extra[k];
+	}
+	argv[argc] = NULL;
 
 	fflush(NULL);
 	pid_t parent = getpid();
@@ -227,8 +237,23 @@ void bench_json_exit_status(struct bench_jw *j, const char *key, bool spawned, i
 int bench_connect(struct wb_client **out, const char *address, const char *name, uint32_t index,
                   char *errmsg, size_t errlen)
 {
+	return bench_connect_secure(out, address, name, index, NULL, errmsg, errlen);
+}
+
+int bench_connect_secure(struct wb_client **out, const char *address, const char *name,
+                         uint32_t index, const struct bench_secure *sec, char *errmsg,
+                         size_t errlen)
+{
 	struct wb_options wo = {.client_name = name, .timeout_ms = BENCH_CLIENT_TIMEOUT_MS};
-	char why[200];
+	if (sec != NULL && sec->tls_ca_file != NULL) {
+		wo.tls = true;
+		wo.tls_ca_file = sec->tls_ca_file;
+	}
+	if (sec != NULL && sec->user != NULL) {
+		wo.user = sec->user;
+		wo.password = sec->password;
+	}
+	char why[600];
 	int rc = wb_connect(out, address, &wo, why, sizeof(why));
 	if (rc != 0) {
 		*out = NULL;
@@ -238,13 +263,13 @@ int bench_connect(struct wb_client **out, const char *address, const char *name,
 }
 
 int bench_target_open(struct bench_target *t, const char *address, const char *whizbangd,
-                      const char *log_level, const char *root, uint64_t map_size, char *errmsg,
-                      size_t errlen)
+                      const char *log_level, const char *root, uint64_t map_size,
+                      const char *const *extra, char *errmsg, size_t errlen)
 {
 	*t = (struct bench_target){.address = address};
 	if (address == NULL) {
-		int rc = bench_server_start(&t->srv, whizbangd, log_level, root, map_size, errmsg,
-		                            errlen);
+		int rc = bench_server_start(&t->srv, whizbangd, log_level, root, map_size, extra,
+		                            errmsg, errlen);
 		if (rc != 0) {
 			bench_server_stop(&t->srv);
 			return rc;

@@ -347,7 +347,7 @@ static int subscribe_run(void *opts)
 	if (bench_make_root(o->data_dir, parent, root) != 0)
 		return 1;
 	int rc = bench_server_start(&srv, o->whizbangd, NULL, root,
-	                            bench_map_size(o->events + o->live, o->size), errmsg,
+	                            bench_map_size(o->events + o->live, o->size), NULL, errmsg,
 	                            sizeof(errmsg));
 	struct bench_append_result ar = {0};
 	if (rc == 0) {

@@ -17,6 +17,17 @@
 #include "parse.h"
 #include "wb_version.h"
 
+/* --auth-mechanism's words. */
+static int parse_mechanism(const char *value, void *field)
+{
+	static const struct cli_word words[] = {
+	        {"EXTERNAL", CLI_MECH_EXTERNAL},
+	        {"SCRAM-SHA-256", CLI_MECH_SCRAM},
+	        {NULL, 0},
+	};
+	return cli_word(value, words, field);
+}
+
 /* The options every command takes, before or after its name. */
 const struct cli_opt cli_global_opts[] = {
         {"--server", "ADDRESS", CLI_TEXT_AT(struct cli, server),
@@ -30,6 +41,23 @@ const struct cli_opt cli_global_opts[] = {
         {"--token-file", "FILE", CLI_TEXT_AT(struct cli, token_file),
          .help = "log in with the API token in FILE (mode 0600 or stricter); with neither "
                  "this nor --user, $WHIZBANG_TOKEN when set"},
+        {"--tls", NULL, CLI_FLAG_AT(struct cli, tls),
+         .help = "connect with TLS (as a URL's tls=true; each --tls-* flag implies it): the "
+                 "server's certificate must verify, or nothing is sent"},
+        {"--tls-ca-file", "FILE", CLI_TEXT_AT(struct cli, tls_ca_file),
+         .help = "the CA file (PEM) the server's certificate must chain to (tlsCaFile)"},
+        {"--tls-server-name", "NAME", CLI_TEXT_AT(struct cli, tls_server_name),
+         .help = "the name the server's certificate must carry (tlsServerName; default: the "
+                 "host connected to)"},
+        {"--tls-cert-file", "FILE", CLI_TEXT_AT(struct cli, tls_cert_file),
+         .help = "a client certificate (PEM) for a server that asks for one, with "
+                 "--tls-key-file (tlsCertFile)"},
+        {"--tls-key-file", "FILE", CLI_TEXT_AT(struct cli, tls_key_file),
+         .help = "the client certificate's unencrypted key (tlsKeyFile)"},
+        {"--auth-mechanism", "MECH", CLI_PARSE_AT(struct cli, auth_mechanism, parse_mechanism),
+         .bad = "takes EXTERNAL or SCRAM-SHA-256",
+         .help = "EXTERNAL: log in as the user the client certificate names; SCRAM-SHA-256: "
+                 "with --user's password, as without this flag (authMechanism)"},
         {"--json", NULL, CLI_FLAG_AT(struct cli, json), .help = "print one JSON object per line"},
         {"--timeout-ms", "N", CLI_UINT_AT(struct cli, timeout_ms, 0, INT32_MAX),
          CLI_GIVEN(struct cli, timeout_set), .dflt = "30000",
@@ -124,7 +152,7 @@ static void put_command(FILE *f, const struct cli_command *c)
 
 static void put_global_usage(FILE *f)
 {
-	char words[320];
+	char words[512];
 	global_words(true, words, sizeof(words));
 	size_t used = strlen(words);
 	cli_append(words, sizeof(words), &used, " COMMAND [ARGS...]");
@@ -173,7 +201,7 @@ static void put_overview(FILE *f)
 static void put_command_usage(FILE *f, const struct cli_command *c)
 {
 	cli_put_command_help(f, "whizbang", c);
-	char words[320], text[400];
+	char words[512], text[600];
 	global_words(false, words, sizeof(words));
 	snprintf(text, sizeof(text), "Global options: %s (whizbang --help).", words);
 	fputc('\n', f);

@@ -25,6 +25,9 @@
 
 #define CLI_DEFAULT_TIMEOUT_MS 30000
 
+/* --auth-mechanism: not given, or the mechanism named. */
+enum { CLI_MECH_NONE = 0, CLI_MECH_EXTERNAL = 1, CLI_MECH_SCRAM = 2 };
+
 /* The longest password or token the CLI reads (SCRAM-SHA-256's bound). */
 #define CLI_SECRET_MAX 1024
 
@@ -34,6 +37,15 @@ struct cli {
 	const char *server;
 	const char *user;
 	const char *token_file;
+	/* TLS: --tls, --tls-ca-file, --tls-server-name, --tls-cert-file and
+	 * --tls-key-file, the URL parameters' flags (NULL, false: not
+	 * given); --auth-mechanism (CLI_MECH_*). */
+	bool tls;
+	const char *tls_ca_file;
+	const char *tls_server_name;
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	int auth_mechanism;
 	bool json;
 	uint64_t timeout_ms;
 	/* --timeout-ms was given (verify has a longer default otherwise). */
@@ -53,8 +65,8 @@ struct cli {
 	char why[256];
 };
 
-/* The global options (cli.c): --server, --user, --token-file, --json,
- * --timeout-ms. */
+/* The global options (cli.c): --server, --user, --token-file, the TLS
+ * flags and --auth-mechanism, --json, --timeout-ms. */
 extern const struct cli_opt cli_global_opts[];
 
 /* One STREAM, the positional argument of many commands. */
@@ -138,15 +150,17 @@ int cli_report_parse(const struct cli *cli, const char *text, const struct optex
                      const char *suffix, int status);
 
 /* Connects cli->client with the global options (cli_conn.c): to --server
- * or $WHIZBANG_SERVER, HOST:PORT or a URL (whizbang://[USER@]HOST[:PORT],
- * whizbang+unix:///PATH), else to the first local socket that exists and
- * this user may connect to of $WHIZBANG_SOCKET,
+ * or $WHIZBANG_SERVER, HOST:PORT or a URL (whizbang://[USER@]HOST[:PORT]
+ * with its TLS parameters, whizbang+unix:///PATH), else to the first local
+ * socket that exists and this user may connect to of $WHIZBANG_SOCKET,
  * ./whizbang-data/whizbangd.sock and /var/lib/whizbang/whizbangd.sock, else
- * to 127.0.0.1:7411; as --user (or
- * the URL's user) with $WHIZBANG_PASSWORD or a password asked on the
- * terminal, or with the token in --token-file (mode 0600 or stricter), or
- * $WHIZBANG_TOKEN. Writes where to cli->address. 0, or 1 after reporting;
- * no message holds a password or a token. */
+ * to 127.0.0.1:7411; with TLS when the URL or the TLS flags ask for it (a
+ * flag and the URL that disagree are refused); as --user (or the URL's
+ * user) with $WHIZBANG_PASSWORD or a password asked on the terminal, as the
+ * client certificate's user (--auth-mechanism EXTERNAL), or with the token
+ * in --token-file (mode 0600 or stricter), or $WHIZBANG_TOKEN. Writes where
+ * to cli->address. 0, or 1 after reporting; no message holds a password or
+ * a token. */
 int cli_connect(struct cli *cli);
 
 /* Reads a secret (what: "password", "new password") into buf[0..len): the

@@ -48,6 +48,8 @@ static int run_whoami(struct cli *cli)
 		return rc;
 	const struct wb_identity *who = wb_whoami(cli->client);
 	bool authenticated = who->user[0] != '\0';
+	const char *version = "", *cipher = "";
+	bool tls = wb_connection_tls(cli->client, &version, &cipher);
 	if (cli->json) {
 		fputs("{\"user\":", stdout);
 		cli_json_cstr(who->user);
@@ -55,6 +57,16 @@ static int run_whoami(struct cli *cli)
 		put_names(cli, (char *const *)who->roles, who->nroles);
 		printf(",\"authenticated\":%s,\"server\":", authenticated ? "true" : "false");
 		cli_json_cstr(cli->address);
+		fputs(",\"tls\":", stdout);
+		if (tls) {
+			fputs("{\"version\":", stdout);
+			cli_json_cstr(version);
+			fputs(",\"cipher\":", stdout);
+			cli_json_cstr(cipher);
+			fputs("}", stdout);
+		} else {
+			fputs("null", stdout);
+		}
 		fputs("}\n", stdout);
 		return 0;
 	}
@@ -67,6 +79,8 @@ static int run_whoami(struct cli *cli)
 	put_names(cli, (char *const *)who->roles, who->nroles);
 	fputs("\nserver: ", stdout);
 	cli_put_cstr(cli->address);
+	if (tls)
+		printf("\ntls: %s %s", version, cipher);
 	putchar('\n');
 	return 0;
 }
@@ -77,6 +91,7 @@ struct user_args {
 	struct cli_list roles;
 	uint32_t iterations;
 	bool password;
+	bool no_password;
 };
 
 #define ITERATIONS_OPT                                                                             \
@@ -93,6 +108,9 @@ static const struct cli_opt user_add_opts[] = {
         {"--role", "R", CLI_TEXTS_AT(struct user_args, roles), .required = true,
          .help = "a role the user holds (repeat for more, at most 16)"},
         ITERATIONS_OPT,
+        {"--no-password", NULL, CLI_FLAG_AT(struct user_args, no_password),
+         .help = "a user without a password, who logs in only with a TLS client certificate "
+                 "that names it (EXTERNAL); user set --password gives it one later"},
         {0},
 };
 
@@ -171,10 +189,11 @@ static int run_user_add(struct cli *cli)
 	if (exists)
 		return cli_reportf(cli, WB_E_KEYEXIST,
 		                   "user %.255s exists: change it with whizbang user set", name);
-	rc = put_user(cli, name, (char *const *)a->roles.v, a->roles.n, true, a->iterations);
+	rc = put_user(cli, name, (char *const *)a->roles.v, a->roles.n, !a->no_password,
+	              a->iterations);
 	if (rc != 0)
 		return rc;
-	print_user(cli, "added", name, (char *const *)a->roles.v, a->roles.n, true);
+	print_user(cli, "added", name, (char *const *)a->roles.v, a->roles.n, !a->no_password);
 	return 0;
 }
 
@@ -467,7 +486,7 @@ const struct cli_command cli_auth_commands[] = {
          CLI_OPTS(user_add_opts, struct user_args),
          .run = run_user_add,
          .help = "make a user with roles and a password ($WHIZBANG_NEW_PASSWORD, else asked "
-                 "twice); only its credential reaches the server"},
+                 "twice; none with --no-password); only its credential reaches the server"},
         {.group = "user",
          .name = "set",
          ONE_NAME("user's"),

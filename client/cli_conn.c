@@ -5,12 +5,18 @@
  * (wb_url.h); with neither, the first local Unix socket that exists (and
  * that this user may connect to) of $WHIZBANG_SOCKET,
  * ./whizbang-data/whizbangd.sock and /var/lib/whizbang/whizbangd.sock, else
- * 127.0.0.1:7411.
+ * 127.0.0.1:7411 (at once when TLS is asked for: a socket has none).
+ *
+ * How: TLS when the URL's parameters or the flags named after them (--tls,
+ * --tls-ca-file, ...) ask for it; HOST:PORT alone stays plaintext. A flag
+ * and the URL that say different things are refused rather than one
+ * quietly winning.
  *
  * As whom: --user NAME (or a URL's USER@) with a password from
- * $WHIZBANG_PASSWORD or the terminal; --token-file FILE (mode 0600 or
- * stricter); else $WHIZBANG_TOKEN; else nobody (the socket's own user, or
- * the server's anonymous role).
+ * $WHIZBANG_PASSWORD or the terminal; the client certificate's user
+ * (--auth-mechanism EXTERNAL, or the URL's authMechanism=EXTERNAL);
+ * --token-file FILE (mode 0600 or stricter); else $WHIZBANG_TOKEN; else
+ * nobody (the socket's own user, or the server's anonymous role).
  *
  * Secrets never reach a message: a refused token file is named by its path
  * and mode, a bad URL by the part at fault, and every buffer that held a
@@ -48,20 +54,28 @@ static bool is_socket(const char *path)
 	       faccessat(AT_FDCWD, path, W_OK, AT_EACCESS) == 0;
 }
 
-/* The address to connect to into cli->address, and the user a URL names
- * into user (user_len bytes, "" for none): 0, or 1 after reporting. */
-static int resolve_address(struct cli *cli, char *user, size_t user_len)
+/* Whether the TLS flags ask for TLS. */
+static bool tls_flags(const struct cli *cli)
 {
-	user[0] = '\0';
+	return cli->tls || cli->tls_ca_file != NULL || cli->tls_server_name != NULL ||
+	       cli->tls_cert_file != NULL || cli->tls_key_file != NULL;
+}
+
+/* The address to connect to into cli->address, and a URL's parts into *u
+ * (all empty for an address that is no URL): 0, or 1 after reporting. */
+static int resolve_address(struct cli *cli, struct wb_url *u)
+{
+	memset(u, 0, sizeof(*u));
 	const char *server = cli->server;
 	if (server != NULL && wb_url_is_url(server)) {
-		struct wb_url u;
 		char why[256];
-		if (wb_url_parse(&u, server, why, sizeof(why)) != 0)
+		if (wb_url_parse(u, server, why, sizeof(why)) != 0)
 			return cli_reportf(cli, WB_E_INVAL, "the server's URL: %s", why);
-		snprintf(user, user_len, "%s", u.user);
-		server = u.address;
-		snprintf(cli->address, sizeof(cli->address), "%s", server);
+		snprintf(cli->address, sizeof(cli->address), "%s", u->address);
+		return 0;
+	}
+	if (server == NULL && tls_flags(cli)) {
+		snprintf(cli->address, sizeof(cli->address), "%s", WB_DEFAULT_ADDRESS);
 		return 0;
 	}
 	if (server == NULL) {
@@ -254,29 +268,80 @@ static int read_token_file(const struct cli *cli, const char *path, char *buf, s
 
 /* ---------------------------------------------------------------- connecting */
 
+/* The TLS settings of the URL u and of the flags into opts: a flag and the
+ * URL that say different things are refused. 0, or 1 after reporting. */
+static int tls_options(const struct cli *cli, const struct wb_url *u, struct wb_options *opts)
+{
+	wb_url_options(u, opts);
+	const struct {
+		const char *flag;
+		const char *param;
+		const char *value;
+		const char **into;
+	} texts[] = {
+	        {"--tls-ca-file", "tlsCaFile", cli->tls_ca_file, &opts->tls_ca_file},
+	        {"--tls-server-name", "tlsServerName", cli->tls_server_name,
+	         &opts->tls_server_name},
+	        {"--tls-cert-file", "tlsCertFile", cli->tls_cert_file, &opts->tls_cert_file},
+	        {"--tls-key-file", "tlsKeyFile", cli->tls_key_file, &opts->tls_key_file},
+	};
+	for (size_t k = 0; k < sizeof(texts) / sizeof(texts[0]); k++) {
+		if (texts[k].value == NULL)
+			continue;
+		if (*texts[k].into != NULL && strcmp(*texts[k].into, texts[k].value) != 0)
+			return cli_reportf(cli, WB_E_INVAL, "%s and the server's URL's %s differ",
+			                   texts[k].flag, texts[k].param);
+		*texts[k].into = texts[k].value;
+	}
+	opts->tls = opts->tls || tls_flags(cli);
+	if ((opts->tls_cert_file == NULL) != (opts->tls_key_file == NULL))
+		return cli_reportf(cli, WB_E_INVAL,
+		                   "--tls-cert-file and --tls-key-file go together: a client "
+		                   "certificate and its key");
+	if (cli->auth_mechanism == CLI_MECH_SCRAM && opts->external)
+		return cli_reportf(cli, WB_E_INVAL,
+		                   "--auth-mechanism and the server's URL's authMechanism differ");
+	if (cli->auth_mechanism == CLI_MECH_EXTERNAL)
+		opts->external = true;
+	return 0;
+}
+
 int cli_connect(struct cli *cli)
 {
-	char url_user[WB_URL_USER_MAX + 1];
-	int rc = resolve_address(cli, url_user, sizeof(url_user));
+	struct wb_url url;
+	int rc = resolve_address(cli, &url);
 	if (rc != 0)
 		return rc;
-	const char *user = cli->user;
-	if (url_user[0] != '\0') {
-		if (user != NULL && strcmp(user, url_user) != 0)
-			return cli_reportf(cli, WB_E_INVAL,
-			                   "--user and the server's URL name different users");
-		user = url_user;
-	}
-	if (user != NULL && cli->token_file != NULL)
-		return cli_reportf(cli, WB_E_INVAL,
-		                   "log in with a user or with --token-file, not both");
 	struct wb_options opts = {
 	        .client_name = "whizbang-cli",
 	        .timeout_ms = (int)cli->timeout_ms,
 	        .max_response = 0,
 	};
+	rc = tls_options(cli, &url, &opts);
+	if (rc != 0)
+		return rc;
+	const char *user = cli->user;
+	if (url.user[0] != '\0') {
+		if (user != NULL && strcmp(user, url.user) != 0)
+			return cli_reportf(cli, WB_E_INVAL,
+			                   "--user and the server's URL name different users");
+		user = url.user;
+	}
+	if (user != NULL && cli->token_file != NULL)
+		return cli_reportf(cli, WB_E_INVAL,
+		                   "log in with a user or with --token-file, not both");
+	if (opts.external && (user != NULL || cli->token_file != NULL))
+		return cli_reportf(cli, WB_E_INVAL,
+		                   "EXTERNAL logs in the user the client certificate names: give "
+		                   "no --user or --token-file with it");
+	if (cli->auth_mechanism == CLI_MECH_SCRAM && user == NULL)
+		return cli_reportf(cli, WB_E_INVAL,
+		                   "--auth-mechanism SCRAM-SHA-256 needs --user NAME (or the "
+		                   "server's URL's USER@)");
 	char secret[CLI_SECRET_MAX + 1];
 	secret[0] = '\0';
+	/* With EXTERNAL the certificate says who: no password, and no token
+	 * from the environment either. */
 	if (user != NULL) {
 		rc = cli_secret(cli, "WHIZBANG_PASSWORD", "password", false, secret,
 		                sizeof(secret));
@@ -289,7 +354,7 @@ int cli_connect(struct cli *cli)
 		if (rc != 0)
 			return rc;
 		opts.token = secret;
-	} else {
+	} else if (!opts.external) {
 		const char *env = getenv("WHIZBANG_TOKEN");
 		if (env != NULL && env[0] != '\0')
 			opts.token = env;

@@ -1,7 +1,10 @@
 /* The connection under libwhizbang (transport.h).
  *
  * Happy path: wbt_open() resolves the address and connects within the
- * timeout (or, for "unix:PATH", connects to that Unix domain socket). A call then queues one
+ * timeout (or, for "unix:PATH", connects to that Unix domain socket), and
+ * with TLS does the handshake over the socket within the same deadline
+ * (tls/wb_tls.h: the session sits between the frames and the socket, fed
+ * what recv() brings and drained into send()). A call then queues one
  * Request frame in the write buffer, writes the buffer out, and decodes frames from the read buffer
  * until the Response with that request's id is there. Every other response decoded meanwhile (a
  * subscription push, a pipelined answer) goes to the end of one bounded FIFO
@@ -9,7 +12,10 @@
  * The socket stays a blocking socket for the caller; the library itself uses
  * MSG_DONTWAIT and poll() so that every call honours the per-call deadline.
  *
- * Failure modes: a refused or timed-out connect, a peer that closes (EPIPE
+ * Failure modes: TLS options that cannot work (refused before connecting),
+ * a handshake that fails or a server certificate that does not verify
+ * (the connection is closed: nothing is ever sent in plaintext instead),
+ * a refused or timed-out connect, a peer that closes (EPIPE
  * with MSG_NOSIGNAL, ECONNRESET or EOF), a frame above max_response, bytes
  * that do not decode and a response that would take the queue past its bound
  * all leave the client broken: every later call fails with WB_E_CLOSED until
@@ -36,6 +42,7 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "wb_tls.h"
 #include "wire.h"
 
 #define WB_DEFAULT_MAX_RESPONSE (64u << 20)
@@ -154,6 +161,157 @@ static int wait_fd(struct wb_client *c, short events, short *revents)
 	}
 }
 
+/* ---------------------------------------------------------------- bytes on the wire
+ *
+ * Below the frames: the socket, and TLS over it when the client has a
+ * session. Nothing here blocks; the callers wait with wait_fd(). */
+
+/* Sends p[0..n) as far as the socket takes it now: 0 with the count in
+ * *sent (0 when the socket is full), or a failure. */
+static int sock_send(struct wb_client *c, const uint8_t *p, size_t n, size_t *sent)
+{
+	*sent = 0;
+	while (n > 0) {
+		ssize_t w = send(c->fd, p, n, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (w >= 0) {
+			*sent = (size_t)w;
+			return 0;
+		}
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return 0;
+		if (errno == EPIPE || errno == ECONNRESET)
+			return closed(c);
+		return wbt_fail(c, WB_E_IO, "sending to the server failed: %s", strerror(errno));
+	}
+	return 0;
+}
+
+/* Reads what the socket holds into p[0..cap): 0 with the count (> 0) in
+ * *got, WB_E_AGAIN when nothing is waiting, otherwise a failure. */
+static int sock_recv(struct wb_client *c, uint8_t *p, size_t cap, size_t *got)
+{
+	*got = 0;
+	for (;;) {
+		ssize_t n = recv(c->fd, p, cap, MSG_DONTWAIT);
+		if (n > 0) {
+			*got = (size_t)n;
+			return 0;
+		}
+		if (n == 0)
+			return closed(c);
+		if (errno == EINTR)
+			continue;
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return WB_E_AGAIN;
+		if (errno == ECONNRESET)
+			return closed(c);
+		return wbt_fail(c, WB_E_IO, "reading from the server failed: %s", strerror(errno));
+	}
+}
+
+/* The session ended (rc from wb_tls: closed by the server's close_notify,
+ * or failed), and the connection with it. */
+static int tls_over(struct wb_client *c, int rc)
+{
+	if (rc == WB_E_CLOSED)
+		return closed(c);
+	if (wb_tls_session_state(c->tls) == WB_TLS_FAILED)
+		return wbt_fail(c, WB_E_IO, "the TLS session failed: %s",
+		                wb_tls_session_errmsg(c->tls));
+	return wbt_fail(c, WB_E_IO, "the TLS session is not open");
+}
+
+/* Whether ciphertext waits in the session for the socket. */
+static bool tls_pending(const struct wb_client *c)
+{
+	if (c->tls == NULL)
+		return false;
+	const uint8_t *p;
+	size_t n;
+	wb_tls_session_peek_out(c->tls, &p, &n);
+	return n > 0;
+}
+
+/* Sends the ciphertext the session holds, as far as the socket takes it. */
+static int tls_push(struct wb_client *c)
+{
+	for (;;) {
+		const uint8_t *p;
+		size_t n, sent;
+		wb_tls_session_peek_out(c->tls, &p, &n);
+		if (n == 0)
+			return 0;
+		int rc = sock_send(c, p, n, &sent);
+		if (rc != 0)
+			return rc;
+		wb_tls_session_consume_out(c->tls, sent);
+		if (sent < n)
+			return 0;
+	}
+}
+
+/* Takes the bytes p[0..n) for the server and sends what the socket takes
+ * now: 0 with the count taken in *taken (all of them, unless the socket
+ * is full), or a failure. With TLS, bytes taken may wait in the session as
+ * ciphertext (tls_pending()). */
+static int put_bytes(struct wb_client *c, const uint8_t *p, size_t n, size_t *taken)
+{
+	*taken = 0;
+	if (c->tls == NULL)
+		return sock_send(c, p, n, taken);
+	for (;;) {
+		int rc = tls_push(c);
+		if (rc != 0)
+			return rc;
+		if (*taken == n || tls_pending(c))
+			return 0;
+		size_t took = 0;
+		rc = wb_tls_session_write(c->tls, p + *taken, n - *taken, &took);
+		*taken += took;
+		if (rc != 0)
+			return tls_over(c, rc);
+	}
+}
+
+/* Reads what the server sent into buf[0..cap) (cap > 0): 0 with the count
+ * (> 0) in *got, WB_E_AGAIN when nothing is there now, otherwise a
+ * failure. With TLS, the session's plaintext comes first, then it is fed
+ * what the socket holds until it yields some. */
+static int get_bytes(struct wb_client *c, uint8_t *buf, size_t cap, size_t *got)
+{
+	*got = 0;
+	if (c->tls == NULL)
+		return sock_recv(c, buf, cap, got);
+	for (;;) {
+		int rc = wb_tls_session_read(c->tls, buf, cap, got);
+		if (*got > 0)
+			return 0;
+		if (rc != 0)
+			return tls_over(c, rc);
+		if (c->cpos == c->clen) {
+			size_t n = 0;
+			c->cpos = c->clen = 0;
+			rc = sock_recv(c, c->cbuf, WB_TLS_IN_BUF, &n);
+			if (rc != 0)
+				return rc;
+			c->clen = n;
+		}
+		size_t took = 0;
+		rc = wb_tls_session_feed(c->tls, c->cbuf + c->cpos, c->clen - c->cpos, &took);
+		c->cpos += took;
+		if (rc != 0)
+			return tls_over(c, rc);
+		/* An answer the session owes (a KeyUpdate's) goes now if it can. */
+		rc = tls_push(c);
+		if (rc != 0)
+			return rc;
+		if (took == 0)
+			return wbt_fail(c, WB_E_IO, "the TLS session takes no more bytes");
+	}
+}
+
 /* Makes the buffer *buf of *cap bytes size bytes long; which names it in
  * the message. */
 static int grow(struct wb_client *c, uint8_t **buf, size_t *cap, size_t size, const char *which)
@@ -167,8 +325,8 @@ static int grow(struct wb_client *c, uint8_t **buf, size_t *cap, size_t size, co
 	return 0;
 }
 
-/* Reads once from the socket into the read buffer: 0 when bytes arrived,
- * WB_E_AGAIN when none are waiting, otherwise a failure. */
+/* Reads once from the connection into the read buffer: 0 when bytes
+ * arrived, WB_E_AGAIN when none are waiting, otherwise a failure. */
 static int read_some(struct wb_client *c)
 {
 	if (c->rpos > 0) {
@@ -190,45 +348,30 @@ static int read_some(struct wb_client *c)
 		if (rc != 0)
 			return rc;
 	}
-	for (;;) {
-		ssize_t n = recv(c->fd, c->rbuf + c->rlen, c->rcap - c->rlen, MSG_DONTWAIT);
-		if (n > 0) {
-			c->rlen += (size_t)n;
-			return 0;
-		}
-		if (n == 0)
-			return closed(c);
-		if (errno == EINTR)
-			continue;
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
-			return WB_E_AGAIN;
-		if (errno == ECONNRESET)
-			return closed(c);
-		return wbt_fail(c, WB_E_IO, "reading from the server failed: %s", strerror(errno));
-	}
+	size_t got = 0;
+	int rc = get_bytes(c, c->rbuf + c->rlen, c->rcap - c->rlen, &got);
+	if (rc == 0)
+		c->rlen += got;
+	return rc;
 }
 
-/* Writes the whole write buffer. While the socket is not writable it also
- * reads what the server sends, so that a server which stops reading until its
- * answers are read cannot deadlock a long pipeline. */
+/* Writes the whole write buffer (and, with TLS, the ciphertext it became).
+ * While the socket is not writable it also reads what the server sends, so
+ * that a server which stops reading until its answers are read cannot
+ * deadlock a long pipeline. */
 int wbt_flush(struct wb_client *c)
 {
 	size_t off = 0;
-	while (off < c->wlen) {
-		ssize_t n = send(c->fd, c->wbuf + off, c->wlen - off, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n >= 0) {
-			off += (size_t)n;
-			continue;
-		}
-		if (errno == EINTR)
-			continue;
-		if (errno == EPIPE || errno == ECONNRESET)
-			return closed(c);
-		if (errno != EAGAIN && errno != EWOULDBLOCK)
-			return wbt_fail(c, WB_E_IO, "sending to the server failed: %s",
-			                strerror(errno));
+	while (off < c->wlen || tls_pending(c)) {
+		size_t taken = 0;
+		int rc = put_bytes(c, c->wbuf + off, c->wlen - off, &taken);
+		if (rc != 0)
+			return rc;
+		off += taken;
+		if (off == c->wlen && !tls_pending(c))
+			break;
 		short revents = 0;
-		int rc = wait_fd(c, POLLOUT | POLLIN, &revents);
+		rc = wait_fd(c, POLLOUT | POLLIN, &revents);
 		if (rc != 0)
 			return rc;
 		if (revents & POLLIN) {
@@ -273,8 +416,11 @@ static int recv_response(struct wb_client *c, Whizbang__V1__Response **out)
 			        plen, c->max_response);
 		int rc = read_some(c);
 		if (rc == WB_E_AGAIN) {
+			/* With TLS, the session may owe the server an answer. */
 			short revents = 0;
-			rc = wait_fd(c, POLLIN, &revents);
+			rc = wait_fd(c, (short)(POLLIN | (tls_pending(c) ? POLLOUT : 0)), &revents);
+			if (rc == 0 && (revents & POLLOUT))
+				rc = tls_push(c);
 		}
 		if (rc != 0)
 			return rc;
@@ -823,7 +969,202 @@ static int dial(struct wb_client *c, const char *address)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- TLS */
+
+/* The TLS context opts ask for into *out, or NULL for a plaintext
+ * connection; the server name is the host of address unless opts names
+ * one. Refuses (WB_E_INVAL) TLS options without TLS, TLS to a Unix socket
+ * and TLS without a CA file; a file that does not load fails as
+ * wb_tls_ctx_new() says. */
+static int tls_context(struct wb_client *c, const char *address, const struct wb_options *opts,
+                       struct wb_tls_ctx **out)
+{
+	*out = NULL;
+	if (opts == NULL)
+		return 0;
+	if (!opts->tls) {
+		/* Options that only make sense with TLS must not quietly
+		 * leave the connection in plaintext. */
+		if (opts->tls_ca_file != NULL || opts->tls_server_name != NULL ||
+		    opts->tls_cert_file != NULL || opts->tls_key_file != NULL)
+			return wbt_fail(c, WB_E_INVAL,
+			                "TLS options are set but tls is not: set tls too, or leave "
+			                "them out for a plaintext connection");
+		return 0;
+	}
+	if (strncmp(address, WB_UNIX_PREFIX, strlen(WB_UNIX_PREFIX)) == 0)
+		return wbt_fail(c, WB_E_INVAL,
+		                "TLS does not apply to a Unix socket, which never leaves the "
+		                "machine: connect to it without TLS, or to the server's TCP port "
+		                "with TLS");
+	if (opts->tls_ca_file == NULL)
+		return wbt_fail(c, WB_E_INVAL,
+		                "TLS needs the CA file that the server's certificate must chain "
+		                "to (tls_ca_file; in a URL, tlsCaFile)");
+	char host[256], port[8];
+	int rc = split_address(address, host, sizeof(host), port, sizeof(port), c->errmsg,
+	                       sizeof(c->errmsg));
+	if (rc != 0)
+		return rc;
+	struct wb_tls_config cfg = {
+	        .role = WB_TLS_CLIENT,
+	        .ca_file = opts->tls_ca_file,
+	        .server_name = opts->tls_server_name != NULL ? opts->tls_server_name : host,
+	        .cert_file = opts->tls_cert_file,
+	        .key_file = opts->tls_key_file,
+	};
+	char why[400];
+	rc = wb_tls_ctx_new(&cfg, out, why, sizeof(why));
+	if (rc != 0)
+		return wbt_fail(c, rc, "TLS: %s", why);
+	return 0;
+}
+
+/* The handshake failed: why, in the words of what to fix. */
+static int handshake_failed(struct wb_client *c, const struct wb_options *opts,
+                            const char *server_name)
+{
+	/* The alert, so that the server logs why rather than a lost peer. */
+	(void)tls_push(c);
+	const char *why = wb_tls_session_errmsg(c->tls);
+	const char *ca = opts->tls_ca_file;
+	switch (wb_tls_session_verify(c->tls)) {
+	case WB_TLS_VERIFY_OK:
+		break;
+	case WB_TLS_VERIFY_UNTRUSTED:
+		return wbt_fail(c, WB_UNAUTHENTICATED,
+		                "the server's certificate does not verify: %s: no CA in %.200s "
+		                "signed it (the wrong CA file, or not the server meant)",
+		                why, ca);
+	case WB_TLS_VERIFY_NAME:
+		return wbt_fail(c, WB_UNAUTHENTICATED,
+		                "the server's certificate does not verify: %s: it does not carry "
+		                "the name %.200s (connect by a name it carries, or give that name "
+		                "as the TLS server name)",
+		                why, server_name);
+	case WB_TLS_VERIFY_EXPIRED:
+		return wbt_fail(c, WB_UNAUTHENTICATED,
+		                "the server's certificate does not verify: %s: the server needs a "
+		                "new certificate (whizbang certs create-node)",
+		                why);
+	case WB_TLS_VERIFY_NOT_YET_VALID:
+		return wbt_fail(c, WB_UNAUTHENTICATED,
+		                "the server's certificate does not verify: %s: is this machine's "
+		                "clock behind?",
+		                why);
+	case WB_TLS_VERIFY_OTHER:
+		return wbt_fail(c, WB_UNAUTHENTICATED,
+		                "the server's certificate does not verify: %s", why);
+	}
+	return wbt_fail(c, WB_E_IO, "the TLS handshake failed: %s", why);
+}
+
+/* Does the TLS handshake of a session of ctx over the connected socket,
+ * within the deadline; then the connection is TLS (c->tls) for good. */
+static int tls_handshake(struct wb_client *c, struct wb_tls_ctx *ctx, const struct wb_options *opts,
+                         const char *address)
+{
+	char host[256], port[8];
+	if (split_address(address, host, sizeof(host), port, sizeof(port), c->errmsg,
+	                  sizeof(c->errmsg)) != 0)
+		return WB_E_INVAL;
+	const char *server_name = opts->tls_server_name != NULL ? opts->tls_server_name : host;
+	c->cbuf = malloc(WB_TLS_IN_BUF);
+	if (c->cbuf == NULL || wb_tls_session_new(ctx, &c->tls) != 0)
+		return wbt_fail(c, WB_E_NOMEM, "no memory for a TLS session");
+	for (;;) {
+		int rc = tls_push(c);
+		if (rc != 0)
+			return rc;
+		enum wb_tls_state st = wb_tls_session_state(c->tls);
+		if (st == WB_TLS_OPEN)
+			return 0;
+		if (st != WB_TLS_HANDSHAKING)
+			return handshake_failed(c, opts, server_name);
+		if (c->cpos == c->clen) {
+			short revents = 0;
+			rc = wait_fd(c, (short)(POLLIN | (tls_pending(c) ? POLLOUT : 0)), &revents);
+			if (rc == WB_E_TIMEOUT)
+				return wbt_fail(c, rc,
+				                "the TLS handshake did not finish within %lld ms",
+				                (long long)c->call_timeout_ms);
+			if (rc != 0)
+				return rc;
+			if (!(revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			size_t n = 0;
+			c->cpos = c->clen = 0;
+			rc = sock_recv(c, c->cbuf, WB_TLS_IN_BUF, &n);
+			if (rc == WB_E_AGAIN)
+				continue;
+			if (rc == WB_E_CLOSED)
+				return wbt_fail(c, WB_E_IO,
+				                "the server closed the connection during the TLS "
+				                "handshake (does it serve TLS on this port?)");
+			if (rc != 0)
+				return rc;
+			c->clen = n;
+		}
+		size_t took = 0;
+		rc = wb_tls_session_feed(c->tls, c->cbuf + c->cpos, c->clen - c->cpos, &took);
+		c->cpos += took;
+		if (rc == 0 && took == 0 && wb_tls_session_state(c->tls) == WB_TLS_HANDSHAKING)
+			return wbt_fail(c, WB_E_IO, "the TLS handshake takes no more bytes");
+	}
+}
+
+bool wbt_tls_info(const struct wb_client *c, const char **version, const char **cipher)
+{
+	if (c->tls == NULL)
+		return false;
+	if (version != NULL)
+		*version = wb_tls_session_version(c->tls);
+	if (cipher != NULL)
+		*cipher = wb_tls_session_cipher(c->tls);
+	return true;
+}
+
+/* ---------------------------------------------------------------- the caller's own loop */
+
+int wbt_raw_write(struct wb_client *c, const uint8_t *p, size_t n, size_t *taken)
+{
+	*taken = 0;
+	int rc = wbt_usable(c);
+	if (rc != 0)
+		return rc;
+	if (n == 0 && !tls_pending(c))
+		return 0;
+	return put_bytes(c, p, n, taken);
+}
+
+bool wbt_raw_pending(const struct wb_client *c)
+{
+	return tls_pending(c);
+}
+
+int wbt_raw_read(struct wb_client *c, uint8_t *buf, size_t cap, size_t *n)
+{
+	*n = 0;
+	int rc = wbt_usable(c);
+	if (rc != 0 || cap == 0)
+		return rc;
+	if (c->rpos < c->rlen) {
+		size_t k = c->rlen - c->rpos < cap ? c->rlen - c->rpos : cap;
+		memcpy(buf, c->rbuf + c->rpos, k);
+		c->rpos += k;
+		if (c->rpos == c->rlen)
+			c->rpos = c->rlen = 0;
+		*n = k;
+		return 0;
+	}
+	rc = get_bytes(c, buf, cap, n);
+	return rc == WB_E_AGAIN ? 0 : rc;
+}
+
+/* ---------------------------------------------------------------- life */
+
 int wbt_open(struct wb_client **out, const char *address, const struct wb_options *opts,
+             int (*check)(struct wb_client *c, const struct wb_options *opts),
              int (*hello)(struct wb_client *c, const struct wb_options *opts), char *errmsg,
              size_t errlen)
 {
@@ -850,17 +1191,38 @@ int wbt_open(struct wb_client **out, const char *address, const struct wb_option
 		rc = wbt_fail(c, WB_E_NOMEM, "no memory for a read buffer");
 		goto err_after_alloc;
 	}
+	/* Everything that can be refused is, before a byte is sent. */
+	rc = check(c, opts);
+	if (rc != 0)
+		goto err_after_alloc;
+	struct wb_tls_ctx *ctx;
+	rc = tls_context(c, address, opts, &ctx);
+	if (rc != 0)
+		goto err_after_alloc;
+	/* The same deadline covers the dial, the handshake and the Hello. */
 	rc = dial(c, address);
 	if (rc != 0)
-		goto err_after_alloc;
-	/* The same deadline covers the dial and the Hello. */
+		goto err_after_ctx;
+	if (ctx != NULL) {
+		rc = tls_handshake(c, ctx, opts, address);
+		if (rc != 0) {
+			char why[sizeof(c->errmsg)];
+			memcpy(why, c->errmsg, sizeof(why));
+			wbt_fail(c, rc, "cannot connect to %s: %.480s", address, why);
+			goto err_after_ctx;
+		}
+	}
 	rc = hello(c, opts);
 	if (rc != 0)
-		goto err_after_alloc;
+		goto err_after_ctx;
+	/* The session keeps its own reference to the context. */
+	wb_tls_ctx_unref(ctx);
 	c->errmsg[0] = '\0';
 	*out = c;
 	return 0;
 
+err_after_ctx:
+	wb_tls_ctx_unref(ctx);
 err_after_alloc:
 	if (errmsg != NULL && errlen > 0)
 		snprintf(errmsg, errlen, "%s", c->errmsg);
@@ -872,6 +1234,13 @@ void wbt_close(struct wb_client *c)
 {
 	if (c == NULL)
 		return;
+	if (c->tls != NULL && c->fd >= 0 && !c->broken) {
+		/* A close_notify if the socket takes it now; no waiting. */
+		wb_tls_session_close(c->tls);
+		(void)tls_push(c);
+	}
+	wb_tls_session_free(c->tls);
+	free(c->cbuf);
 	if (c->fd >= 0)
 		close(c->fd);
 	while (c->qhead != NULL) {

@@ -1,7 +1,7 @@
 /* The connection under libwhizbang; private to client/.
  *
  * transport.c owns everything about the wire: the socket and the dial with
- * its deadline, the frames and the read and write buffers, the bounded FIFO
+ * its deadline, TLS over the socket, the frames and the read and write buffers, the bounded FIFO
  * queue that keeps responses arriving while a call waits for another one
  * (subscription pushes, pipelined answers), and the registry of
  * subscriptions whose pushes go to that queue. wb.c keeps the API: it
@@ -34,9 +34,17 @@
 
 struct wbt_queued;
 struct wbt_sub;
+struct wb_tls_session;
 
 struct wb_client {
 	int fd;
+	/* TLS over the socket (tls/wb_tls.h), NULL for plaintext; and the
+	 * ciphertext received but not yet fed to it, cbuf[cpos..clen)
+	 * (WB_TLS_IN_BUF bytes). Everything above the socket sees plaintext. */
+	struct wb_tls_session *tls;
+	uint8_t *cbuf;
+	size_t cpos;
+	size_t clen;
 	int timeout_ms;
 	uint32_t max_response;
 	/* Set after a failure of the connection itself; every later call fails. */
@@ -84,15 +92,27 @@ struct wb_client {
 
 /* ---------------------------------------------------------------- life and failure */
 
-/* Allocates a client with opts (NULL: defaults), connects it to address
+/* Allocates a client with opts (NULL: defaults), has check(c, opts) refuse
+ * what cannot work before anything is sent, builds the TLS context opts ask
+ * for (refusing TLS options that cannot work), connects to address
  * ("host:port", "[v6]:port", without the port: 7411, or "unix:PATH" for a
- * Unix domain socket) and has hello(c,
- * opts) greet the server, all within the client's timeout. On success *out
- * receives the client; on failure *out is untouched and the reason goes to
+ * Unix domain socket), does the TLS handshake, and has hello(c, opts) greet
+ * the server, all within the client's timeout. On success *out receives the
+ * client; on failure *out is untouched and the reason goes to
  * errmsg[0..errlen) (when errmsg is not NULL). */
 int wbt_open(struct wb_client **out, const char *address, const struct wb_options *opts,
+             int (*check)(struct wb_client *c, const struct wb_options *opts),
              int (*hello)(struct wb_client *c, const struct wb_options *opts), char *errmsg,
              size_t errlen);
+
+/* True when c is TLS, with its version and cipher (wb_connection_tls()). */
+bool wbt_tls_info(const struct wb_client *c, const char **version, const char **cipher);
+
+/* wb_raw_write(), wb_raw_pending() and wb_raw_read() (wb.h): the bytes of
+ * frames through the socket and the TLS session, without waiting. */
+int wbt_raw_write(struct wb_client *c, const uint8_t *p, size_t n, size_t *taken);
+bool wbt_raw_pending(const struct wb_client *c);
+int wbt_raw_read(struct wb_client *c, uint8_t *buf, size_t cap, size_t *n);
 
 /* Closes the socket and frees the client with its buffers, its queue and its
  * registry. NULL is allowed. */

@@ -29,6 +29,8 @@ _Static_assert(WB_SCRAM_ITERATIONS_MIN == AUTH_SCRAM_ITER_MIN &&
 _Static_assert(WB_USER_ROLES_MAX == AUTH_ROLES_MAX, "wb.h's role bound is auth/acl.h's");
 
 #define WB_MAX_NAME 255u
+/* Hello's mechanism for a login by the TLS client certificate. */
+#define WB_MECH_EXTERNAL "EXTERNAL"
 /* The server caps a WaitForWatermark at an hour; the client waits this much
  * longer than the wait for the answer to arrive. */
 #define WB_WAIT_MAX_MS 3600000u
@@ -69,6 +71,14 @@ static int check_credentials(struct wb_client *c, const struct wb_options *opts)
 		return 0;
 	if (opts->token != NULL && (opts->user != NULL || opts->password != NULL))
 		return wbt_fail(c, WB_E_INVAL, "give a token or a user and password, not both");
+	if (opts->external && (opts->token != NULL || opts->user != NULL))
+		return wbt_fail(c, WB_E_INVAL,
+		                "EXTERNAL logs in the user the client certificate names: give no "
+		                "token or user with it");
+	if (opts->external && (!opts->tls || opts->tls_cert_file == NULL))
+		return wbt_fail(c, WB_E_INVAL,
+		                "EXTERNAL needs TLS with a client certificate (tls_cert_file and "
+		                "tls_key_file; in a URL, tlsCertFile and tlsKeyFile)");
 	if ((opts->user != NULL) != (opts->password != NULL))
 		return wbt_fail(c, WB_E_INVAL, "a user needs a password, and a password a user");
 	if (opts->token != NULL) {
@@ -136,9 +146,7 @@ static int authenticate(struct wb_client *c, struct auth_scram_client *sc,
 
 static int hello(struct wb_client *c, const struct wb_options *opts)
 {
-	int rc = check_credentials(c, opts);
-	if (rc != 0)
-		return rc;
+	int rc;
 	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
 	h.protocol_version = WB_PROTOCOL_VERSION;
 	h.client_name = (char *)(opts != NULL && opts->client_name != NULL ? opts->client_name
@@ -147,6 +155,8 @@ static int hello(struct wb_client *c, const struct wb_options *opts)
 	if (opts != NULL && opts->token != NULL) {
 		h.token.data = (uint8_t *)opts->token;
 		h.token.len = strlen(opts->token);
+	} else if (opts != NULL && opts->external) {
+		h.mechanism = (char *)WB_MECH_EXTERNAL;
 	} else if (opts != NULL && opts->user != NULL) {
 		struct auth_scram_client_config cfg = {
 		        .user = opts->user,
@@ -199,8 +209,8 @@ int wb_connect(struct wb_client **out, const char *address, const struct wb_opti
 			snprintf(errmsg, errlen, "wb_connect: out is NULL");
 		return WB_E_INVAL;
 	}
-	return wbt_open(out, address != NULL ? address : WB_DEFAULT_ADDRESS, opts, hello, errmsg,
-	                errlen);
+	return wbt_open(out, address != NULL ? address : WB_DEFAULT_ADDRESS, opts,
+	                check_credentials, hello, errmsg, errlen);
 }
 
 void wb_close(struct wb_client *c)
@@ -231,6 +241,26 @@ int64_t wb_actual_version(const struct wb_client *c)
 int wb_fd(const struct wb_client *c)
 {
 	return c->fd;
+}
+
+bool wb_connection_tls(const struct wb_client *c, const char **version, const char **cipher)
+{
+	return wbt_tls_info(c, version, cipher);
+}
+
+int wb_raw_write(struct wb_client *c, const void *p, size_t n, size_t *taken)
+{
+	return wbt_raw_write(c, p, n, taken);
+}
+
+bool wb_raw_pending(const struct wb_client *c)
+{
+	return wbt_raw_pending(c);
+}
+
+int wb_raw_read(struct wb_client *c, void *buf, size_t cap, size_t *n)
+{
+	return wbt_raw_read(c, buf, cap, n);
 }
 
 int wb_ping(struct wb_client *c)

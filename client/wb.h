@@ -1,9 +1,9 @@
 /* libwhizbang: the C client library for whizbangd.
  *
- * One struct wb_client is one connection to one server, over TCP or the
- * server's Unix domain socket, authenticated or not (wb_connect()). It is not
- * thread-safe: use one client per thread. Calls block until the server
- * answers or the client's timeout passes.
+ * One struct wb_client is one connection to one server, over TCP (plaintext
+ * or TLS) or the server's Unix domain socket, authenticated or not
+ * (wb_connect()). It is not thread-safe: use one client per thread. Calls
+ * block until the server answers or the client's timeout passes.
  *
  * Errors: every call returns 0 or a code of enum wb_error (wb_error.h). A
  * code from the server (WRONG_EXPECTED_VERSION, NOT_FOUND, ...) comes with the
@@ -67,6 +67,27 @@ struct wb_options {
 	const char *token;
 	const char *user;
 	const char *password;
+	/* TLS (docs/PROTOCOL.md §1). With tls true the connection speaks TLS
+	 * from its first byte (TLS 1.2 at least, ALPN "whizbang/1") and the
+	 * server's certificate must verify: it chains to a CA of
+	 * tls_ca_file (PEM; required) and carries tls_server_name (a DNS name,
+	 * or an IPv4 or IPv6 address without brackets; NULL: the host of the
+	 * address connected to) among its subjectAltNames. A connection whose
+	 * handshake or verification fails is not made, and never falls back to
+	 * plaintext. tls_cert_file and tls_key_file (PEM, both or neither)
+	 * present a client certificate to a server that asks for one. TLS does
+	 * not apply to a Unix socket ("unix:PATH" with tls is WB_E_INVAL). The
+	 * files are read during wb_connect() only. */
+	bool tls;
+	const char *tls_ca_file;
+	const char *tls_server_name;
+	const char *tls_cert_file;
+	const char *tls_key_file;
+	/* Log in as the user the client certificate names (Hello mechanism
+	 * EXTERNAL: the server reads the user from the certificate it verified,
+	 * its common name). Needs tls and tls_cert_file; not with a token or a
+	 * user. */
+	bool external;
 };
 
 #define WB_DEFAULT_MAX_QUEUED 65536u
@@ -96,16 +117,29 @@ struct wb_identity {
 };
 
 /* Connects to address ("host:port", IPv4, IPv6 in brackets, or a name; or
- * "unix:PATH", the Unix domain socket at PATH) and performs the Hello
- * exchange, authenticating with opts' credentials when it has some: a token
- * in Hello, or a password through Hello (SCRAM-SHA-256 client-first) and
- * Authenticate (client-final), whose answer must carry the server's
- * signature over the exchange. opts may be NULL for defaults. On success
+ * "unix:PATH", the Unix domain socket at PATH), does the TLS handshake when
+ * opts asks for TLS, and performs the Hello exchange, authenticating with
+ * opts' credentials when it has some: a token in Hello, EXTERNAL (the
+ * client certificate), or a password through Hello (SCRAM-SHA-256
+ * client-first) and Authenticate (client-final), whose answer must carry
+ * the server's signature over the exchange. opts may be NULL for defaults. On success
  * *out receives a client the caller closes with wb_close(). On failure *out
  * is untouched and, when errmsg is not NULL, a description is written into
  * errmsg[0..errlen). Keeps no reference to address or opts. address NULL
  * means WB_DEFAULT_ADDRESS and a missing ":port" means 7411; the timeout
- * covers the connect, the key derivation and the exchange together.
+ * covers the connect, the TLS handshake, the key derivation and the
+ * exchange together.
+ *
+ * TLS errors: WB_E_INVAL, WB_E_NOTFOUND or WB_E_IO before connecting for
+ * TLS options that cannot work (no tls_ca_file, a file that does not load,
+ * a key that does not match its certificate, TLS to a Unix socket);
+ * WB_UNAUTHENTICATED when the server's certificate does not verify, with
+ * OpenSSL's reason and what it means (a CA that did not sign it: the wrong
+ * tls_ca_file, or the wrong server; a name it does not carry; expired, or
+ * not valid yet); WB_E_IO for any other failed handshake (a server that
+ * does not serve TLS, refuses the client's certificate or has none it
+ * asked for: in TLS 1.3 that refusal arrives after the client's side of
+ * the handshake is done, and fails the Hello), with the reason.
  *
  * Authentication errors: WB_UNAUTHENTICATED with the server's message
  * ("authentication failed", whatever the reason: an unknown user, a wrong
@@ -116,8 +150,9 @@ struct wb_identity {
  * before anything is sent, for credentials that cannot be right: a token not
  * of the "wbt_" form, a user name or password that SCRAM-SHA-256 refuses
  * (1 to 255 and 1 to 1024 bytes of UTF-8 without control characters), a
- * user without a password, or a token and a user together. Messages never
- * hold the password or the token. */
+ * user without a password, a token and a user together, or external with
+ * either, or without a TLS client certificate. Messages never hold the
+ * password or the token. */
 int wb_connect(struct wb_client **out, const char *address, const struct wb_options *opts,
                char *errmsg, size_t errlen);
 
@@ -140,8 +175,49 @@ const char *wb_errmsg(const struct wb_client *c);
  * stream does not exist. */
 int64_t wb_actual_version(const struct wb_client *c);
 
-/* The socket's file descriptor, for poll() and for tests. */
+/* The socket's file descriptor, for poll() and for tests. Bytes this
+ * library has already taken off it (frames read ahead, and with TLS whole
+ * records) no longer make it readable: take what is there (wb_next_item()
+ * with timeout 0 until WB_E_TIMEOUT) before waiting on it. */
 int wb_fd(const struct wb_client *c);
+
+/* True when the connection is TLS; then *version and *cipher (each may be
+ * NULL) receive the protocol version ("TLSv1.3") and the cipher suite
+ * ("TLS_AES_256_GCM_SHA384"), static strings. False, with neither written,
+ * on a plaintext connection. */
+bool wb_connection_tls(const struct wb_client *c, const char **version, const char **cipher);
+
+/* ---------------------------------------------------------------- your own loop
+ *
+ * For a program that drives connected clients from its own event loop
+ * (epoll over many of them, as whizbang-bench does): the bytes of frames
+ * in and out, encrypted and decrypted here when the connection is TLS, so
+ * that the program's loop is the same for both. None of these blocks or
+ * waits for the timeout. Once a program has used them on a client it must
+ * not make the calls above on it any more (their requests and answers
+ * would interleave with its own); wb_close() is still how it ends. A
+ * failure of the connection returns WB_E_IO or WB_E_CLOSED with a message
+ * and leaves the client broken, as above. */
+
+/* Takes frames' bytes p[0..n) for the server and sends as much as the
+ * socket accepts now; *taken receives how many of the n were taken (0 when
+ * the socket is full: offer the rest, from p + *taken, once wb_fd() is
+ * writable). With TLS, bytes taken may still wait here as ciphertext:
+ * wb_raw_pending() says so, and wb_raw_write(c, NULL, 0, &taken) sends
+ * them once the socket is writable. Keeps no reference to p. Returns 0. */
+int wb_raw_write(struct wb_client *c, const void *p, size_t n, size_t *taken);
+
+/* True when bytes taken by wb_raw_write() wait here for the socket to
+ * become writable (TLS only). */
+bool wb_raw_pending(const struct wb_client *c);
+
+/* Copies bytes the server sent (decrypted, with TLS) into buf[0..cap) and
+ * writes their count into *n: first what this library had read ahead,
+ * then what the socket holds; 0 when nothing is there now. Call it until
+ * *n is 0 after wb_fd() turns readable: with TLS, bytes already taken off
+ * the socket wait here, and poll() does not see them. Returns 0 (also with
+ * *n 0); WB_E_CLOSED once the server has closed the connection. */
+int wb_raw_read(struct wb_client *c, void *buf, size_t cap, size_t *n);
 
 int wb_ping(struct wb_client *c);
 

@@ -1,12 +1,13 @@
 /* Connection URLs (wb_url.h): a strict parser of the two schemes.
  *
  * The text is cut from the outside in: the scheme, a fragment (refused), the
- * query (its parameters refused one by one, by name), then the rest by
- * scheme: for TCP the authority (user, host, port) and at most a "/"; for
- * the Unix socket an empty authority and the path. Every refusal is
- * WB_E_INVAL with a sentence that names the part at fault; the user part is
- * never quoted back (it could be "user:password"), nor a parameter's
- * value. */
+ * query (its parameters read one by one from one table, by name), then the
+ * rest by scheme: for TCP the authority (user, host, port) and at most a
+ * "/"; for the Unix socket an empty authority and the path. What the
+ * parameters say together, and with the user, is checked last. Every
+ * refusal is WB_E_INVAL with a sentence that names the part at fault; the
+ * user part is never quoted back (it could be "user:password"), nor a
+ * parameter's value. */
 #include "wb_url.h"
 
 #include <arpa/inet.h>
@@ -21,8 +22,28 @@
 
 #define DEFAULT_PORT 7411u
 
-/* The parameters reserved for TLS: named in their refusal as such. */
-static const char *const tls_params[] = {"tls", "ca", "cert", "key", NULL};
+/* The parameters, the same in every client (docs/PROTOCOL.md §1). */
+enum param { P_TLS, P_CA, P_CERT, P_KEY, P_NAME, P_MECH, NPARAMS };
+static const char *const param_names[NPARAMS] = {
+        [P_TLS] = "tls",        [P_CA] = "tlsCaFile",       [P_CERT] = "tlsCertFile",
+        [P_KEY] = "tlsKeyFile", [P_NAME] = "tlsServerName", [P_MECH] = "authMechanism",
+};
+/* Names other clients use, and what this one calls them. */
+static const struct {
+	const char *name;
+	enum param is;
+} other_names[] = {
+        {"ca", P_CA},    {"cert", P_CERT},    {"key", P_KEY},         {"ssl", P_TLS},
+        {"sni", P_NAME}, {"tlsCAFile", P_CA}, {"servername", P_NAME},
+};
+
+/* What the query says, before it is checked against the rest. */
+struct query {
+	bool given[NPARAMS];
+	bool tls_value;
+	bool external;
+	bool scram;
+};
 
 __attribute__((format(printf, 3, 4))) static int refuse(char *errmsg, size_t errlen,
                                                         const char *fmt, ...)
@@ -120,10 +141,109 @@ static void shown_name(const char *s, size_t n, char out[33])
 	out[k] = '\0';
 }
 
-/* The query q[0..n) (after '?'): each NAME or NAME=VALUE between '&' is
- * refused, a reserved TLS name as not supported yet. An empty query ("?"
- * alone) holds no parameter. */
-static int params(const char *q, size_t n, char *errmsg, size_t errlen)
+/* Whether h[0..n) holds only what a host name may: letters, digits, '-',
+ * '.' and '_'; the first other byte into *bad. */
+static bool host_chars(const char *h, size_t n, unsigned char *bad)
+{
+	for (size_t i = 0; i < n; i++) {
+		char ch = h[i];
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_')) {
+			*bad = (unsigned char)ch;
+			return false;
+		}
+	}
+	return true;
+}
+
+/* The refusal of an unknown parameter name[0..n), with the name this
+ * client has for it when it looks like one. */
+static int unknown_param(const char *name, size_t n, char *errmsg, size_t errlen)
+{
+	char shown[33];
+	shown_name(name, n, shown);
+	for (size_t k = 0; k < NPARAMS; k++)
+		if (strlen(param_names[k]) == n && strncasecmp(param_names[k], name, n) == 0)
+			return refuse(errmsg, errlen,
+			              "unknown parameter '%s' (names are case-sensitive: %s)",
+			              shown, param_names[k]);
+	for (size_t k = 0; k < sizeof(other_names) / sizeof(other_names[0]); k++)
+		if (strlen(other_names[k].name) == n && memcmp(other_names[k].name, name, n) == 0)
+			return refuse(errmsg, errlen, "unknown parameter '%s' (did you mean %s?)",
+			              shown, param_names[other_names[k].is]);
+	return refuse(errmsg, errlen,
+	              "unknown parameter '%s' (this client takes tls, tlsCaFile, tlsCertFile, "
+	              "tlsKeyFile, tlsServerName and authMechanism)",
+	              shown);
+}
+
+/* tlsServerName's value v[0..n), decoded into u->tls_server_name: a DNS
+ * name or an IPv4 address as a host is written, or an IPv6 address, bare
+ * or in brackets (kept bare: that is what a certificate holds). */
+static int server_name(struct wb_url *u, const char *v, size_t n, char *errmsg, size_t errlen)
+{
+	char *out = u->tls_server_name;
+	int rc = decode(v, n, true, out, sizeof(u->tls_server_name),
+	                "value of parameter 'tlsServerName'", errmsg, errlen);
+	if (rc != 0)
+		return rc;
+	size_t len = strlen(out);
+	if (len >= 2 && out[0] == '[' && out[len - 1] == ']') {
+		memmove(out, out + 1, len - 2);
+		out[len - 2] = '\0';
+		len -= 2;
+	}
+	struct in6_addr in6;
+	unsigned char bad;
+	if (inet_pton(AF_INET6, out, &in6) == 1 || (len > 0 && host_chars(out, len, &bad)))
+		return 0;
+	return refuse(errmsg, errlen,
+	              "parameter 'tlsServerName' is not a DNS name or an IP address");
+}
+
+/* One parameter, value v[0..n) of parameter k, into u and q. */
+static int param(struct wb_url *u, struct query *q, enum param k, const char *v, size_t n,
+                 char *errmsg, size_t errlen)
+{
+	char what[64];
+	snprintf(what, sizeof(what), "value of parameter '%s'", param_names[k]);
+	switch (k) {
+	case P_TLS:
+		if (n == 4 && memcmp(v, "true", 4) == 0)
+			q->tls_value = true;
+		else if (!(n == 5 && memcmp(v, "false", 5) == 0))
+			return refuse(errmsg, errlen, "parameter 'tls' takes true or false");
+		return 0;
+	case P_CA:
+		return decode(v, n, true, u->tls_ca_file, sizeof(u->tls_ca_file), what, errmsg,
+		              errlen);
+	case P_CERT:
+		return decode(v, n, true, u->tls_cert_file, sizeof(u->tls_cert_file), what, errmsg,
+		              errlen);
+	case P_KEY:
+		return decode(v, n, true, u->tls_key_file, sizeof(u->tls_key_file), what, errmsg,
+		              errlen);
+	case P_NAME:
+		return server_name(u, v, n, errmsg, errlen);
+	case P_MECH:
+		if (n == 8 && memcmp(v, "EXTERNAL", 8) == 0)
+			q->external = true;
+		else if (n == 13 && memcmp(v, "SCRAM-SHA-256", 13) == 0)
+			q->scram = true;
+		else
+			return refuse(errmsg, errlen,
+			              "parameter 'authMechanism' takes EXTERNAL or SCRAM-SHA-256");
+		return 0;
+	case NPARAMS:
+		break;
+	}
+	return refuse(errmsg, errlen, "unknown parameter");
+}
+
+/* The query q[0..n) (after '?'): NAME=VALUE pairs between '&', each name
+ * at most once, into u and *qs. An empty query ("?" alone) holds none. */
+static int params(struct wb_url *u, struct query *qs, const char *q, size_t n, char *errmsg,
+                  size_t errlen)
 {
 	for (size_t i = 0; i < n;) {
 		size_t end = i;
@@ -132,23 +252,70 @@ static int params(const char *q, size_t n, char *errmsg, size_t errlen)
 		size_t name_len = 0;
 		while (i + name_len < end && q[i + name_len] != '=')
 			name_len++;
-		char name[33];
-		shown_name(q + i, name_len, name);
 		if (name_len == 0)
 			return refuse(errmsg, errlen, "a parameter of the URL has no name");
-		for (size_t t = 0; tls_params[t] != NULL; t++)
-			if (strlen(tls_params[t]) == name_len &&
-			    memcmp(tls_params[t], q + i, name_len) == 0)
-				return refuse(errmsg, errlen,
-				              "parameter '%s': TLS is not supported by this client "
-				              "yet",
-				              name);
-		return refuse(
-		        errmsg, errlen,
-		        "unknown parameter '%s' (this client takes no parameter yet; tls, ca, "
-		        "cert and key are reserved for TLS)",
-		        name);
+		size_t k = 0;
+		while (k < NPARAMS && !(strlen(param_names[k]) == name_len &&
+		                        memcmp(param_names[k], q + i, name_len) == 0))
+			k++;
+		if (k == NPARAMS)
+			return unknown_param(q + i, name_len, errmsg, errlen);
+		if (qs->given[k])
+			return refuse(errmsg, errlen, "parameter '%s' is given twice",
+			              param_names[k]);
+		const char *v = q + i + name_len + 1;
+		if (i + name_len == end || v == q + end)
+			return refuse(errmsg, errlen, "parameter '%s' has no value",
+			              param_names[k]);
+		int rc = param(u, qs, (enum param)k, v, (size_t)(q + end - v), errmsg, errlen);
+		if (rc != 0)
+			return rc;
+		qs->given[k] = true;
+		i = end < n ? end + 1 : end;
+		if (end + 1 == n)
+			return refuse(errmsg, errlen, "a parameter of the URL has no name");
 	}
+	return 0;
+}
+
+/* What the parameters say together, and with the rest of the URL. */
+static int check_query(struct wb_url *u, const struct query *q, char *errmsg, size_t errlen)
+{
+	bool tls_params = false;
+	for (size_t k = P_CA; k <= P_NAME; k++) {
+		if (!q->given[k])
+			continue;
+		tls_params = true;
+		if (q->given[P_TLS] && !q->tls_value)
+			return refuse(errmsg, errlen, "tls=false contradicts parameter '%s'",
+			              param_names[k]);
+	}
+	u->tls = q->tls_value || tls_params;
+	if (u->tls && u->unix_socket) {
+		size_t k = P_TLS;
+		while (!q->given[k])
+			k++;
+		return refuse(errmsg, errlen,
+		              "parameter '%s': TLS does not apply to a Unix socket (it never "
+		              "leaves the machine)",
+		              param_names[k]);
+	}
+	if (q->given[P_CERT] != q->given[P_KEY])
+		return refuse(errmsg, errlen,
+		              "tlsCertFile and tlsKeyFile go together: a client certificate and "
+		              "its key");
+	if (q->external && !u->tls)
+		return refuse(errmsg, errlen,
+		              "authMechanism=EXTERNAL needs TLS with a client certificate "
+		              "(tlsCertFile and tlsKeyFile)");
+	if (q->external && u->user[0] != '\0')
+		return refuse(errmsg, errlen,
+		              "authMechanism=EXTERNAL takes its user from the client certificate: "
+		              "leave USER@ out");
+	if (q->scram && u->user[0] == '\0')
+		return refuse(errmsg, errlen,
+		              "authMechanism=SCRAM-SHA-256 needs a user: whizbang://USER@HOST");
+	u->external = q->external;
 	return 0;
 }
 
@@ -227,16 +394,12 @@ static int parse_tcp(struct wb_url *u, const char *a, size_t n, const char *rest
 		if (hl > WB_URL_HOST_MAX)
 			return refuse(errmsg, errlen, "the host is longer than %u bytes",
 			              WB_URL_HOST_MAX);
-		for (size_t i = 0; i < hl; i++) {
-			char ch = a[i];
-			if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-			      (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' || ch == '_'))
-				return refuse(
-				        errmsg, errlen,
-				        "the host holds a character other than letters, digits, "
-				        "'-', '.' and '_' (byte 0x%02x)",
-				        (unsigned)(unsigned char)ch);
-		}
+		unsigned char bad;
+		if (!host_chars(a, hl, &bad))
+			return refuse(errmsg, errlen,
+			              "the host holds a character other than letters, digits, "
+			              "'-', '.' and '_' (byte 0x%02x)",
+			              (unsigned)bad);
 		memcpy(host, a, hl);
 		host[hl] = '\0';
 	}
@@ -294,14 +457,16 @@ int wb_url_parse(struct wb_url *out, const char *text, char *errmsg, size_t errl
 	const char *r = text + strlen(is_unix ? WB_URL_UNIX_SCHEME : WB_URL_SCHEME);
 	if (strchr(r, '#') != NULL)
 		return refuse(errmsg, errlen, "a connection URL has no fragment (#...)");
+	struct wb_url u;
+	memset(&u, 0, sizeof(u));
+	struct query q;
+	memset(&q, 0, sizeof(q));
 	size_t n = strcspn(r, "?");
 	if (r[n] == '?') {
-		int rc = params(r + n + 1, strlen(r + n + 1), errmsg, errlen);
+		int rc = params(&u, &q, r + n + 1, strlen(r + n + 1), errmsg, errlen);
 		if (rc != 0)
 			return rc;
 	}
-	struct wb_url u;
-	memset(&u, 0, sizeof(u));
 	int rc;
 	if (is_unix) {
 		rc = parse_unix(&u, r, n, errmsg, errlen);
@@ -309,8 +474,26 @@ int wb_url_parse(struct wb_url *out, const char *text, char *errmsg, size_t errl
 		size_t an = strcspn(r, "/?");
 		rc = parse_tcp(&u, r, an, r + an, n - an, errmsg, errlen);
 	}
+	if (rc == 0)
+		rc = check_query(&u, &q, errmsg, errlen);
 	if (rc != 0)
 		return rc;
 	*out = u;
 	return 0;
+}
+
+/* s, or NULL when it is "". */
+static const char *given(const char *s)
+{
+	return s[0] != '\0' ? s : NULL;
+}
+
+void wb_url_options(const struct wb_url *u, struct wb_options *opts)
+{
+	opts->tls = u->tls;
+	opts->tls_ca_file = given(u->tls_ca_file);
+	opts->tls_cert_file = given(u->tls_cert_file);
+	opts->tls_key_file = given(u->tls_key_file);
+	opts->tls_server_name = given(u->tls_server_name);
+	opts->external = u->external;
 }

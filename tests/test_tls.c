@@ -746,6 +746,9 @@ Test(tls, a_client_trusting_another_ca_fails)
 	handshake(&c, &s, wrong, sctx, 65536);
 	assert_failed(&c, "certificate verify failed (unable to get local issuer certificate)");
 	assert_failed(&s, "unknown ca");
+	cr_assert_eq(wb_tls_session_verify(c.s), WB_TLS_VERIFY_UNTRUSTED);
+	/* The server verified nothing (it asks for no client certificate). */
+	cr_assert_eq(wb_tls_session_verify(s.s), WB_TLS_VERIFY_OK);
 	end_free(&c);
 	end_free(&s);
 	handshake(&c, &s, right, sctx, 65536);
@@ -768,6 +771,7 @@ Test(tls, a_server_of_another_name_fails)
 		assert_failed(&c, "certificate verify failed");
 		cr_assert(strstr(wb_tls_session_errmsg(c.s), "mismatch") != NULL, "%s: %s",
 		          wrong[k], wb_tls_session_errmsg(c.s));
+		cr_assert_eq(wb_tls_session_verify(c.s), WB_TLS_VERIFY_NAME, "%s", wrong[k]);
 		end_free(&c);
 		end_free(&s);
 		wb_tls_ctx_unref(cctx);
@@ -797,10 +801,23 @@ Test(tls, an_expired_server_certificate_fails)
 	struct end c, s;
 	handshake(&c, &s, cctx, expired, 65536);
 	assert_failed(&c, "certificate verify failed (certificate has expired)");
+	cr_assert_eq(wb_tls_session_verify(c.s), WB_TLS_VERIFY_EXPIRED);
 	end_free(&c);
 	end_free(&s);
 	handshake(&c, &s, cctx, fresh, 65536);
 	assert_open(&c, &s);
+	/* Control: an open session answers OK. */
+	cr_assert_eq(wb_tls_session_verify(c.s), WB_TLS_VERIFY_OK);
+	end_free(&c);
+	end_free(&s);
+	/* One whose validity begins tomorrow: a clock behind, in the words. */
+	struct wb_certs_validity future = {.not_before_s = 86400, .not_after_s = 2 * 86400};
+	make_node(ca, "future", node1_dns, &future);
+	struct wb_tls_ctx *later = server_ctx("future", WB_TLS_CLIENT_CERT_NONE);
+	handshake(&c, &s, cctx, later, 65536);
+	assert_failed(&c, "certificate is not yet valid");
+	cr_assert_eq(wb_tls_session_verify(c.s), WB_TLS_VERIFY_NOT_YET_VALID);
+	wb_tls_ctx_unref(later);
 	end_free(&c);
 	end_free(&s);
 	wb_tls_ctx_unref(cctx);
@@ -862,6 +879,7 @@ Test(tls, an_optional_client_certificate)
 	/* One that does not verify is refused, not ignored. */
 	handshake(&c, &s, mallory, sctx, 65536);
 	assert_failed(&s, "certificate verify failed");
+	cr_assert_eq(wb_tls_session_verify(s.s), WB_TLS_VERIFY_UNTRUSTED);
 	end_free(&c);
 	end_free(&s);
 	wb_tls_ctx_unref(none);

@@ -1,11 +1,11 @@
 /* Connection URLs (client/wb_url.h) against the table every client must
  * pass, which lives in docs/PROTOCOL.md ("Connection URLs") and is read from
  * there: the table the document shows is the table that runs, with no
- * second copy here to drift from it. A row connects (user and address as
- * wb_connect() takes it) or is refused (WB_E_INVAL, with a message holding
- * the words the row gives). The controls: a row whose expectation is changed
- * in any column is caught, so the check can fail; and messages never repeat
- * a password or a parameter's value. */
+ * second copy here to drift from it. A row connects (user, TLS settings and
+ * address as wb_connect() takes it) or is refused (WB_E_INVAL, with a
+ * message holding the words the row gives). The controls: a row whose
+ * expectation is changed in any column is caught, so the check can fail;
+ * and messages never repeat a password or a parameter's value. */
 #include <criterion/criterion.h>
 
 #include <stdio.h>
@@ -21,6 +21,8 @@ TestSuite(url);
 struct row {
 	char url[256];
 	char user[256];
+	/* The TLS settings as tls_text() writes them; "" for none. */
+	char tls[256];
 	bool refused;
 	/* The address, or the words of the refusal. */
 	char want[256];
@@ -79,11 +81,11 @@ static size_t read_table(struct row *rows, size_t max)
 	     p = strstr(p + 1, "\n| `")) {
 		const char *line = p + 1;
 		const char *eol = strchr(line, '\n');
-		const char *bar[4];
+		const char *bar[5];
 		const char *q = line;
-		for (int k = 0; k < 4; k++) {
+		for (int k = 0; k < 5; k++) {
 			q = memchr(q, '|', (size_t)(eol - q));
-			cr_assert_not_null(q, "a row without four '|': %.*s", (int)(eol - line),
+			cr_assert_not_null(q, "a row without five '|': %.*s", (int)(eol - line),
 			                   line);
 			bar[k] = q++;
 		}
@@ -91,19 +93,44 @@ static size_t read_table(struct row *rows, size_t max)
 		struct row *r = &rows[n++];
 		cell(bar[0] + 1, bar[1], r->url, sizeof(r->url));
 		cell(bar[1] + 1, bar[2], r->user, sizeof(r->user));
-		char third[256];
-		cell(bar[2] + 1, bar[3], third, sizeof(third));
-		r->refused = strncmp(third, "refused: ", 9) == 0;
-		snprintf(r->want, sizeof(r->want), "%s", r->refused ? third + 9 : third);
+		cell(bar[2] + 1, bar[3], r->tls, sizeof(r->tls));
+		char last[256];
+		cell(bar[3] + 1, bar[4], last, sizeof(last));
+		r->refused = strncmp(last, "refused: ", 9) == 0;
+		snprintf(r->want, sizeof(r->want), "%s", r->refused ? last + 9 : last);
 	}
 	free(doc);
 	return n;
 }
 
+/* The TLS settings of u as the table's column shows them: "tls", then
+ * ca=, cert=, key= and name= for those given, and "external"; "" for a
+ * plaintext URL. */
+static void tls_text(const struct wb_url *u, char *out, size_t len)
+{
+	size_t used = 0;
+	out[0] = '\0';
+	const struct {
+		const char *key;
+		const char *v;
+	} parts[] = {{"ca", u->tls_ca_file},
+	             {"cert", u->tls_cert_file},
+	             {"key", u->tls_key_file},
+	             {"name", u->tls_server_name}};
+	if (u->tls)
+		used += (size_t)snprintf(out + used, len - used, "tls");
+	for (size_t k = 0; k < sizeof(parts) / sizeof(parts[0]) && used < len; k++)
+		if (parts[k].v[0] != '\0')
+			used += (size_t)snprintf(out + used, len - used, " %s=%s", parts[k].key,
+			                         parts[k].v);
+	if (u->external && used < len)
+		snprintf(out + used, len - used, "%sexternal", used > 0 ? " " : "");
+}
+
 /* Whether wb_url_parse() gives what row r says; why it does not into why. */
 static bool holds(const struct row *r, char *why, size_t len)
 {
-	struct wb_url u;
+	static struct wb_url u;
 	memset(&u, 0x5a, sizeof(u));
 	char msg[256] = "";
 	int rc = wb_url_parse(&u, r->url, msg, sizeof(msg));
@@ -140,6 +167,12 @@ static bool holds(const struct row *r, char *why, size_t len)
 		snprintf(why, len, "%.100s: unix_socket is %d", r->url, u.unix_socket);
 		return false;
 	}
+	char tls[512];
+	tls_text(&u, tls, sizeof(tls));
+	if (strcmp(tls, r->tls) != 0) {
+		snprintf(why, len, "%.100s: TLS \"%.200s\", not \"%.200s\"", r->url, tls, r->tls);
+		return false;
+	}
 	return true;
 }
 
@@ -153,8 +186,8 @@ Test(url, the_documented_table)
 		cr_expect(holds(&rows[i], why, sizeof(why)), "%s", why);
 		refused += rows[i].refused;
 	}
-	cr_assert_geq(n - refused, 8, "%zu URLs that connect", n - refused);
-	cr_assert_geq(refused, 15, "%zu refused URLs", refused);
+	cr_assert_geq(n - refused, 16, "%zu URLs that connect", n - refused);
+	cr_assert_geq(refused, 30, "%zu refused URLs", refused);
 }
 
 /* The controls: each kind of changed expectation is caught. */
@@ -176,11 +209,15 @@ Test(url, a_wrong_row_is_caught)
 			snprintf(r.want, sizeof(r.want), "%s", "db1:7411");
 			cr_assert_not(holds(&r, why, sizeof(why)), "%s", rows[i].url);
 		} else {
-			/* Another address, another user, or refused. */
+			/* Another address, another user, other TLS settings, or
+			 * refused. */
 			snprintf(r.want, sizeof(r.want), "%s:1", rows[i].want);
 			cr_assert_not(holds(&r, why, sizeof(why)), "%s", rows[i].url);
 			r = rows[i];
 			snprintf(r.user, sizeof(r.user), "%s", r.user[0] != '\0' ? "" : "mallory");
+			cr_assert_not(holds(&r, why, sizeof(why)), "%s", rows[i].url);
+			r = rows[i];
+			snprintf(r.tls, sizeof(r.tls), "%s", r.tls[0] != '\0' ? "" : "tls");
 			cr_assert_not(holds(&r, why, sizeof(why)), "%s", rows[i].url);
 			r = rows[i];
 			r.refused = true;
@@ -195,9 +232,20 @@ Test(url, a_wrong_row_is_caught)
 Test(url, messages_never_repeat_a_password_or_a_value)
 {
 	static const char *const urls[] = {
-	        "whizbang://alice:s3cret@db1",   "whizbang://alice:s3cret@db1:0",
-	        "whizbang://db1?key=s3cret",     "whizbang://db1?password=s3cret",
-	        "whizbang://db1?tls=1&x=s3cret", "whizbang+unix:///w.sock?cert=s3cret",
+	        "whizbang://alice:s3cret@db1",
+	        "whizbang://alice:s3cret@db1:0",
+	        "whizbang://db1?key=s3cret",
+	        "whizbang://db1?password=s3cret",
+	        "whizbang://db1?tls=true&x=s3cret",
+	        "whizbang+unix:///w.sock?cert=s3cret",
+	        "whizbang://db1?tls=s3cret",
+	        "whizbang://db1?authMechanism=s3cret",
+	        "whizbang://db1?tlsServerName=s3cret%20x",
+	        "whizbang://db1?tlsCaFile=s3cret%ZZ",
+	        "whizbang://db1?tlsCaFile=s3cret&tlsCaFile=s3cret",
+	        "whizbang://db1?tls=false&tlsKeyFile=s3cret",
+	        "whizbang+unix:///w.sock?tlsKeyFile=s3cret",
+	        "whizbang://db1?tlsCertFile=s3cret",
 	};
 	for (size_t i = 0; i < sizeof(urls) / sizeof(urls[0]); i++) {
 		struct wb_url u;
@@ -248,8 +296,52 @@ Test(url, bounds)
 	user[256] = '\0';
 	snprintf(url, sizeof(url), "whizbang://%s@h", user);
 	cr_assert_eq(wb_url_parse(&u, url, msg, sizeof(msg)), WB_E_INVAL);
+	/* A TLS file of 1024 bytes fits; 1025 does not. */
+	static char file[1100], furl[1200];
+	memset(file, 'f', sizeof(file));
+	file[1024] = '\0';
+	snprintf(furl, sizeof(furl), "whizbang://h?tlsCaFile=%s", file);
+	cr_assert_eq(wb_url_parse(&u, furl, msg, sizeof(msg)), 0, "%s", msg);
+	cr_assert_eq(strlen(u.tls_ca_file), 1024);
+	file[1024] = 'f';
+	file[1025] = '\0';
+	snprintf(furl, sizeof(furl), "whizbang://h?tlsCaFile=%s", file);
+	cr_assert_eq(wb_url_parse(&u, furl, msg, sizeof(msg)), WB_E_INVAL);
+	cr_assert_not_null(strstr(msg, "longer than 1024 bytes"), "%s", msg);
 	/* A NULL message buffer is allowed. */
 	cr_assert_eq(wb_url_parse(&u, "whizbang://", NULL, 0), WB_E_INVAL);
 	cr_assert(wb_url_is_url("whizbang://x"));
 	cr_assert_not(wb_url_is_url("127.0.0.1:7411"));
+}
+
+/* What a URL says of TLS reaches wb_connect()'s options, and only that. */
+Test(url, options_carry_the_tls_settings)
+{
+	struct wb_url u;
+	char msg[256];
+	cr_assert_eq(wb_url_parse(&u,
+	                          "whizbang://db1?tlsCaFile=/c/ca.crt&tlsCertFile=a.crt&"
+	                          "tlsKeyFile=a.key&tlsServerName=db1.example&authMechanism="
+	                          "EXTERNAL",
+	                          msg, sizeof(msg)),
+	             0, "%s", msg);
+	struct wb_options o = {.client_name = "kept", .timeout_ms = 7};
+	wb_url_options(&u, &o);
+	cr_assert(o.tls);
+	cr_assert_str_eq(o.tls_ca_file, "/c/ca.crt");
+	cr_assert_str_eq(o.tls_cert_file, "a.crt");
+	cr_assert_str_eq(o.tls_key_file, "a.key");
+	cr_assert_str_eq(o.tls_server_name, "db1.example");
+	cr_assert(o.external);
+	cr_assert_str_eq(o.client_name, "kept");
+	cr_assert_eq(o.timeout_ms, 7);
+	/* The control: a plaintext URL leaves every TLS option off. */
+	cr_assert_eq(wb_url_parse(&u, "whizbang://db1", msg, sizeof(msg)), 0);
+	wb_url_options(&u, &o);
+	cr_assert_not(o.tls);
+	cr_assert_null(o.tls_ca_file);
+	cr_assert_null(o.tls_cert_file);
+	cr_assert_null(o.tls_key_file);
+	cr_assert_null(o.tls_server_name);
+	cr_assert_not(o.external);
 }

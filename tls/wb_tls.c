@@ -78,6 +78,8 @@ struct wb_tls_session {
 	 * OpenSSL would only call "callback failed". A static string. */
 	const char *refusal;
 	char errmsg[256];
+	/* The verification result when a checked certificate failed it. */
+	long verify_failed;
 	/* The verified peer's common name then its subjectAltNames, each
 	 * NUL-terminated, in one allocation; NULL: no verified peer. */
 	char *peer;
@@ -104,8 +106,10 @@ static int session_fail(struct wb_tls_session *s, const char *what)
 		reason = "the TLS library gave no reason";
 	char verify[128] = "";
 	long v = SSL_get_verify_result(s->ssl);
-	if (SSL_get_verify_mode(s->ssl) != SSL_VERIFY_NONE && v != X509_V_OK)
+	if (SSL_get_verify_mode(s->ssl) != SSL_VERIFY_NONE && v != X509_V_OK) {
 		snprintf(verify, sizeof(verify), " (%s)", X509_verify_cert_error_string(v));
+		s->verify_failed = v;
+	}
 	snprintf(s->errmsg, sizeof(s->errmsg), "%s: %s%s", what, reason, verify);
 	s->state = WB_TLS_FAILED;
 	return WB_E_IO;
@@ -659,6 +663,33 @@ enum wb_tls_state wb_tls_session_state(const struct wb_tls_session *s)
 const char *wb_tls_session_errmsg(const struct wb_tls_session *s)
 {
 	return s->state == WB_TLS_FAILED ? s->errmsg : "";
+}
+
+enum wb_tls_verify wb_tls_session_verify(const struct wb_tls_session *s)
+{
+	if (s->state != WB_TLS_FAILED)
+		return WB_TLS_VERIFY_OK;
+	switch (s->verify_failed) {
+	case X509_V_OK:
+		return WB_TLS_VERIFY_OK;
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT:
+	case X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+	case X509_V_ERR_UNABLE_TO_VERIFY_LEAF_SIGNATURE:
+	case X509_V_ERR_DEPTH_ZERO_SELF_SIGNED_CERT:
+	case X509_V_ERR_SELF_SIGNED_CERT_IN_CHAIN:
+	case X509_V_ERR_CERT_SIGNATURE_FAILURE:
+	case X509_V_ERR_CERT_UNTRUSTED:
+		return WB_TLS_VERIFY_UNTRUSTED;
+	case X509_V_ERR_HOSTNAME_MISMATCH:
+	case X509_V_ERR_IP_ADDRESS_MISMATCH:
+		return WB_TLS_VERIFY_NAME;
+	case X509_V_ERR_CERT_HAS_EXPIRED:
+		return WB_TLS_VERIFY_EXPIRED;
+	case X509_V_ERR_CERT_NOT_YET_VALID:
+		return WB_TLS_VERIFY_NOT_YET_VALID;
+	default:
+		return WB_TLS_VERIFY_OTHER;
+	}
 }
 
 const char *wb_tls_session_version(const struct wb_tls_session *s)

@@ -219,6 +219,21 @@ enum wb_tls_state wb_tls_session_state(const struct wb_tls_session *s);
  * the state is FAILED. Owned by s. */
 const char *wb_tls_session_errmsg(const struct wb_tls_session *s);
 
+/* Why the peer's certificate did not verify, in the terms a person fixes it
+ * in (wb_tls_session_errmsg() has OpenSSL's own words). */
+enum wb_tls_verify {
+	WB_TLS_VERIFY_OK = 0,            /* verified, not checked, or not the failure */
+	WB_TLS_VERIFY_UNTRUSTED = 1,     /* it chains to no CA of ca_file */
+	WB_TLS_VERIFY_NAME = 2,          /* it does not carry the expected server_name */
+	WB_TLS_VERIFY_EXPIRED = 3,       /* it, or a CA above it, has expired */
+	WB_TLS_VERIFY_NOT_YET_VALID = 4, /* its validity has not begun (a clock behind?) */
+	WB_TLS_VERIFY_OTHER = 5,         /* another reason: the message says which */
+};
+
+/* When a FAILED session failed because the peer's certificate did not
+ * verify, why; WB_TLS_VERIFY_OK in every other case. */
+enum wb_tls_verify wb_tls_session_verify(const struct wb_tls_session *s);
+
 /* The protocol version ("TLSv1.3") and cipher suite
  * ("TLS_AES_128_GCM_SHA256") negotiated, static strings; "" unless the
  * handshake completed. */
