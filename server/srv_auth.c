@@ -1395,15 +1395,21 @@ static int load(struct auths *as, struct storage_txn *txn, bool *have_secret)
 	return rc == WB_E_NOTFOUND ? 0 : rc;
 }
 
-/* Writes the bootstrap token's text to DATA_DIR/bootstrap-admin.token,
- * 0600, a new file only: never over another file, never through a link. */
+/* Writes the bootstrap token's text to DATA_DIR/bootstrap-admin.token, 0600:
+ * into a new temporary file (O_EXCL, never through a link), fsynced, then
+ * renamed over the name and the directory fsynced. A file already there is
+ * replaced: it can only be from a first start that crashed before its
+ * store was checkpointed, so the token in it is in no store (and a later
+ * start, which finds the secret, never comes here). */
 static int write_bootstrap(const char *data_dir, const char *text, char *errmsg, size_t errlen)
 {
-	char path[1100];
+	char path[1100], tmp[1110];
 	snprintf(path, sizeof(path), "%s/bootstrap-admin.token", data_dir);
-	int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	(void)unlink(tmp); /* a leftover of a crash, or nothing */
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0) {
-		snprintf(errmsg, errlen, "cannot create %s: %s", path, strerror(errno));
+		snprintf(errmsg, errlen, "cannot create %s: %s", tmp, strerror(errno));
 		return WB_E_IO;
 	}
 	char line[AUTH_TOKEN_STR_LEN + 2];
@@ -1412,10 +1418,17 @@ static int write_bootstrap(const char *data_dir, const char *text, char *errmsg,
 	explicit_bzero(line, sizeof(line));
 	if (close(fd) != 0)
 		ok = false;
+	if (ok && rename(tmp, path) != 0)
+		ok = false;
 	if (!ok) {
 		snprintf(errmsg, errlen, "cannot write %s: %s", path, strerror(errno));
-		unlink(path);
+		unlink(tmp);
 		return WB_E_IO;
+	}
+	int dfd = open(data_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		(void)fsync(dfd);
+		close(dfd);
 	}
 	return 0;
 }

@@ -501,3 +501,32 @@ Test(auth_e2e, replayed_truncated_and_flooded_exchanges_fail_alike)
 	close(admin);
 	e2e_suite_stop();
 }
+
+Test(auth_e2e, a_stale_bootstrap_file_from_a_crashed_first_start_is_replaced)
+{
+	/* A first start that crashed after writing its token file but before
+	 * its store was checkpointed leaves a file whose token no store holds:
+	 * the next first start replaces it (and starts at all). */
+	cr_assert_eq(e2e_prepare(&e2e_srv), 0);
+	cr_assert_eq(mkdir(e2e_srv.data_dir, 0700), 0);
+	char path[200], token[200];
+	snprintf(path, sizeof(path), "%s/bootstrap-admin.token", e2e_srv.data_dir);
+	FILE *f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fputs("wbt_AAAAAAAAAAAAAAAA_BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB\n", f);
+	fclose(f);
+	cr_assert_eq(e2e_set_args(&e2e_srv, server_args), 0);
+	cr_assert_eq(e2e_restart(&e2e_srv), 0, "the server did not start over a stale token file");
+	read_file(path, token, sizeof(token));
+	token[strcspn(token, "\n")] = '\0';
+	cr_assert_neq(strncmp(token, "wbt_AAAA", 8), 0, "the stale token was kept");
+	struct stat st;
+	cr_assert_eq(stat(path, &st), 0);
+	cr_assert_eq(st.st_mode & 0777, 0600);
+	/* The control: the new token is the administrator. */
+	int fd = tcp_from("127.0.0.1");
+	cr_assert_eq(hello_token(fd, token, NULL, 0), 0);
+	cr_assert_eq(stats(fd, NULL), 0);
+	close(fd);
+	e2e_suite_stop();
+}
