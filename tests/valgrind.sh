@@ -4,9 +4,13 @@
 # code alone would miss a leak in a test body: write one log per process and
 # fail when any of them reports an error or a definite/indirect leak.
 set -u
+# Without --track-origins=yes: it finds no more errors, only says where an
+# uninitialised value came from, and costs a quarter more time (22% on
+# test_token). To see the origin of a reported error, rerun that test with
+# VALGRIND_OPTS=--track-origins=yes (valgrind reads it).
 logs=$(mktemp -d)
 valgrind --trace-children=yes --leak-check=full \
-	--errors-for-leak-kinds=definite,indirect --track-origins=yes \
+	--errors-for-leak-kinds=definite,indirect \
 	--log-file="$logs/vg.%p" "$@"
 rc=$?
 bad=0
