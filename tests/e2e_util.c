@@ -273,6 +273,10 @@ int e2e_set_args(struct e2e_server *s, const char *const *extra_args)
 
 int e2e_start(struct e2e_server *s, const char *const *extra_args)
 {
+	/* A server started before on s (and stopped) goes first: its
+	 * directory and its arguments' copies would be lost otherwise. */
+	if (s->dir[0] != '\0')
+		e2e_cleanup(s);
 	if (e2e_prepare(s) != 0)
 		return -1;
 	if (e2e_set_args(s, extra_args) != 0)

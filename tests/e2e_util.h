@@ -40,7 +40,8 @@ struct e2e_server {
  * port 0 with its data in it (plus extra_args, NULL-terminated, may be NULL)
  * and waits for its port file. The server's stderr goes to DIR/server.log,
  * whose tail is printed when the start fails. Returns 0, or -1 with the
- * reason on stderr (the directory is then kept for e2e_cleanup()). */
+ * reason on stderr (the directory is then kept for e2e_cleanup()). A server
+ * started on s before, and stopped, is cleaned up first (e2e_cleanup()). */
 int e2e_start(struct e2e_server *s, const char *const *extra_args);
 
 /* Replaces the extra arguments the next e2e_restart() passes. Returns 0, or
