@@ -3,6 +3,7 @@
 #include "cli.h"
 
 #include <inttypes.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -352,6 +353,28 @@ static int run_stats(struct cli *cli)
 	return 0;
 }
 
+static int run_reload(struct cli *cli)
+{
+	int rc = cli_connect(cli);
+	if (rc != 0)
+		return rc;
+	bool tls;
+	int64_t not_after;
+	rc = wb_reload(cli->client, &tls, &not_after);
+	if (rc != 0)
+		return cli_report_client(cli, rc);
+	if (cli->json)
+		printf("{\"tls\":%s,\"tls_not_after\":%" PRId64 "}\n", tls ? "true" : "false",
+		       not_after);
+	else if (!tls)
+		printf("reloaded: the server serves no TLS certificate (nothing to load)\n");
+	else
+		printf("reloaded: the TLS certificate served now expires at %" PRId64
+		       " (seconds since the epoch), in %" PRId64 " days\n",
+		       not_after, (not_after - (int64_t)time(NULL)) / 86400);
+	return 0;
+}
+
 static void backup_progress_cb(void *arg, const struct wb_backup_result *p)
 {
 	(void)arg;
@@ -413,6 +436,10 @@ const struct cli_command cli_admin_commands[] = {
         {.name = "stats",
          .run = run_stats,
          .help = "print the server's figures, leases and the ledger's too"},
+        {.name = "reload",
+         .run = run_reload,
+         .help = "make the server load its TLS certificate, key and CA files again (as SIGHUP "
+                 "does): new connections get them, open ones keep theirs"},
         {.name = "backup",
          CLI_ARGS("NAME", 1, 1, "a NAME (the backup's new directory in the server's backup-dir)",
                   "one NAME"),

@@ -1796,3 +1796,19 @@ void wb_token_list_free(Whizbang__V1__TokenList *list)
 	if (list != NULL)
 		WBT_FREE(list);
 }
+
+int wb_reload(struct wb_client *c, bool *tls, int64_t *tls_not_after)
+{
+	wbt_begin(c);
+	Whizbang__V1__Reload m = WHIZBANG__V1__RELOAD__INIT;
+	Whizbang__V1__ReloadResult *r;
+	int rc = WBT_CALL(c, &m, reload, &r);
+	if (rc != 0)
+		return rc;
+	if (tls != NULL)
+		*tls = r->tls;
+	if (tls_not_after != NULL)
+		*tls_not_after = r->tls_not_after;
+	WBT_FREE(r);
+	return 0;
+}

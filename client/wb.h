@@ -920,6 +920,13 @@ int wb_list_tokens(struct wb_client *c, Whizbang__V1__TokenList **out);
 /* Frees what wb_list_tokens() returned. NULL is allowed. */
 void wb_token_list_free(Whizbang__V1__TokenList *list);
 
+/* Asks the server to load its TLS certificate, key and CA files again (as
+ * SIGHUP does; admin:reload). *tls (when not NULL) says whether it serves a
+ * certificate, *tls_not_after (when not NULL) its expiry in seconds since
+ * the Unix epoch (0 without TLS). WB_INTERNAL with the reason when the
+ * files do not load (the server keeps serving the previous ones). */
+int wb_reload(struct wb_client *c, bool *tls, int64_t *tls_not_after);
+
 /* Parses a UUID in its 36-character text form into out[16]: 0 or
  * WB_E_INVAL. Only the canonical form is accepted: lower-case hex digits in
  * groups of 8-4-4-4-12 separated by '-'. out is written only on success. */

@@ -77,6 +77,7 @@ static const struct srv_access_rule rules[] = {
         NONE(CREATE_TOKEN, ADMIN, ADMIN_USERS),
         NONE(REVOKE_TOKEN, ADMIN, ADMIN_USERS),
         NONE(LIST_TOKENS, ADMIN, ADMIN_USERS),
+        NONE(RELOAD, ADMIN, ADMIN_RELOAD),
 };
 
 const struct srv_access_rule *srv_access_rules(size_t *n)

@@ -120,9 +120,10 @@ static const struct opt opts[] = {
          "power-cut harness only: answer writes before the log's fdatasync (loses "
          "acknowledged writes on a power cut)"},
         {"log-level", NUM(OPT_LEVEL, log_level), 0, 3, "info", "debug, info, warn or error"},
-        {"allow-unauthenticated-remote", NUM(OPT_BOOL, allow_unauthenticated_remote), 0, 1, "false",
-         "allow a listen address other than loopback although whizbangd has no "
-         "authentication (anyone who reaches the port can read and write)"},
+        {"insecure", NUM(OPT_BOOL, insecure), 0, 1, "false",
+         "allow a listen or metrics-listen address other than loopback without TLS (and, "
+         "for listen, with an anonymous role): what crosses the network can be read, and "
+         "for metrics anyone who reaches the port reads the figures"},
         {"unix-socket", STR(unix_socket), 0, 0, "auto",
          "Unix domain socket to listen on as well (mode 0660): auto (DATA_DIR/whizbangd.sock), "
          "off, or a path; root and the server's own user connect through it as admin"},
@@ -240,6 +241,14 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 	return -1;
 }
 
+/* Settings that were renamed: their old name is refused with the new one,
+ * so an old config file fails loudly instead of silently meaning nothing. */
+static const char *renamed_to(const char *name, size_t nlen)
+{
+	static const char old[] = "allow-unauthenticated-remote";
+	return nlen == sizeof(old) - 1 && strncmp(name, old, nlen) == 0 ? "insecure" : NULL;
+}
+
 static const struct opt *find_opt(const char *name, size_t nlen)
 {
 	for (size_t k = 0; k < NOPTS; k++)
@@ -336,6 +345,9 @@ static int file_handler(void *user, const char *section, const char *name, const
 		         "%s: the key is in section [%s]; keys go before any section or in "
 		         "[whizbangd]",
 		         who, section);
+	else if (o == NULL && renamed_to(name, strlen(name)) != NULL)
+		snprintf(msg, sizeof(msg), "%s: the key was renamed %s", who,
+		         renamed_to(name, strlen(name)));
 	else if (o == NULL)
 		snprintf(msg, sizeof(msg), "%s: unknown key (see whizbangd --help)", who);
 	else if (set_opt(ctx->cfg, o, value, who, msg, sizeof(msg)) == 0)
@@ -435,8 +447,13 @@ int config_parse_args(struct srv_config *cfg, int argc, char **argv, char *errms
 			if (o == NULL && !takes_value) {
 				if (pass == 0)
 					continue;
-				snprintf(errmsg, errlen, "unknown option '--%.*s' (see --help)",
-				         (int)nlen, name);
+				if (renamed_to(name, nlen) != NULL)
+					snprintf(errmsg, errlen, "--%.*s was renamed --%s",
+					         (int)nlen, name, renamed_to(name, nlen));
+				else
+					snprintf(errmsg, errlen,
+					         "unknown option '--%.*s' (see --help)", (int)nlen,
+					         name);
 				return -1;
 			}
 			if (value == NULL && takes_value) {
@@ -562,23 +579,33 @@ int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
 	}
 	/* Beyond loopback: TLS for every remote client and no anonymous role,
 	 * or the operator's explicit choice. */
-	bool safe_remote = cfg->tls_cert_file[0] != '\0' && strcmp(cfg->tls, "off") != 0 &&
-	                   strcmp(cfg->anonymous_role, "none") == 0;
-	if (!cfg->allow_unauthenticated_remote && !safe_remote &&
-	    !listen_is_loopback(cfg->listen)) {
+	bool tls_served = cfg->tls_cert_file[0] != '\0' && strcmp(cfg->tls, "off") != 0;
+	bool safe_remote = tls_served && strcmp(cfg->anonymous_role, "none") == 0;
+	if (!cfg->insecure && !safe_remote && !listen_is_loopback(cfg->listen)) {
+		snprintf(errmsg, errlen,
+		         "listen = %s is not a loopback address, and it would serve without TLS "
+		         "(no tls-cert-file, or tls = off) or to anyone (anonymous-role is not "
+		         "none): passwords, tokens and events would cross the network in the "
+		         "clear, or strangers could act. Serve TLS with tls-cert-file and "
+		         "tls-key-file and keep anonymous-role = none, listen on 127.0.0.1 or ::1, "
+		         "or make it an explicit choice with --insecure (insecure = true in the "
+		         "config file)",
+		         cfg->listen);
+		return -1;
+	}
+	/* Metrics beyond loopback: HTTPS with the same certificate and a bearer
+	 * token (metrics.c), or the operator's explicit choice. */
+	if (!cfg->insecure && !tls_served && cfg->metrics_listen[0] != '\0' &&
+	    strcmp(cfg->metrics_listen, "off") != 0 && !listen_is_loopback(cfg->metrics_listen)) {
 		snprintf(
 		        errmsg, errlen,
-		        "listen = %s is not a loopback address, and it would serve without TLS "
-		        "(no tls-cert-file, or tls = off) or to anyone (anonymous-role is not "
-		        "none): "
-		        "passwords, tokens and events would cross the network in the clear, or "
-		        "strangers could act. Serve TLS with tls-cert-file and tls-key-file and "
-		        "keep "
-		        "anonymous-role = none, listen on 127.0.0.1 or ::1, or make it an explicit "
-		        "choice with --allow-unauthenticated-remote (allow-unauthenticated-remote "
-		        "= "
-		        "true in the config file)",
-		        cfg->listen);
+		        "metrics-listen = %s is not a loopback address, and it would serve "
+		        "without TLS (no tls-cert-file, or tls = off): anyone who reaches it would "
+		        "read the server's figures in the clear. Set tls-cert-file and "
+		        "tls-key-file (metrics are then served over HTTPS to bearer tokens whose "
+		        "role has admin:stats), listen on 127.0.0.1 or ::1, or make it an explicit "
+		        "choice with --insecure (insecure = true in the config file)",
+		        cfg->metrics_listen);
 		return -1;
 	}
 	return 0;

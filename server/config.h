@@ -57,9 +57,9 @@ struct srv_config {
 	bool unsafe_no_meta_restore;
 	bool unsafe_ack_before_sync;
 	int log_level;
-	/* Listening on a non-loopback address without authentication is
-	 * refused unless this is set (config_validate). */
-	bool allow_unauthenticated_remote;
+	/* Listening (or serving metrics) on a non-loopback address without TLS
+	 * and authentication is refused unless this is set (config_validate). */
+	bool insecure;
 	/* The built-in role of a connection that has not authenticated, or
 	 * "none" (config_validate). */
 	char anonymous_role[16];
@@ -108,8 +108,10 @@ int config_load_file(struct srv_config *cfg, const char *path, char *errmsg, siz
  * unsafe-* controls need log; backup-dir is empty or an absolute path (its
  * length is bounded by its buffer, as every string setting's is; the
  * directory itself is checked by the backup module at start); listening on
- * an address other than loopback (127.0.0.0/8, ::1, localhost) needs
- * allow-unauthenticated-remote, since whizbangd has no authentication yet.
+ * an address other than loopback (127.0.0.0/8, ::1, localhost) needs TLS
+ * (a certificate, tls not off) and anonymous-role none, and metrics-listen
+ * beyond loopback needs TLS (metrics.c then asks for a bearer token), unless
+ * insecure is set.
  * Returns 0, or -1 with a sentence in errmsg. */
 int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen);
 

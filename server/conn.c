@@ -27,6 +27,7 @@
 #include "frame.h"
 #include "tls/wb_tls.h"
 #include "log.h"
+#include "netaddr.h"
 #include "wb_error.h"
 
 struct write_req {
@@ -656,9 +657,10 @@ static bool sniff(struct conn *c)
 	/* Plaintext: from the Unix socket always; over TCP never under
 	 * required, and under auto from loopback, or from anywhere while no
 	 * certificate is set. */
-	bool must_tls = !c->local && (set->lim.tls_policy == CONN_TLS_REQUIRED ||
-	                              (set->lim.tls_policy == CONN_TLS_AUTO && !c->loopback &&
-	                               set->tls_ctx != NULL));
+	bool must_tls =
+	        !c->local &&
+	        (set->lim.tls_policy == CONN_TLS_REQUIRED ||
+	         (set->lim.tls_policy == CONN_TLS_AUTO && !c->loopback && set->tls_ctx != NULL));
 	if (must_tls) {
 		c->raw_len = 0;
 		refuse_transport(c, "plaintext_not_allowed",
@@ -781,15 +783,12 @@ static void peer_name(struct conn *c)
 	}
 	if (uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&ss, &sl) != 0)
 		return;
+	c->loopback = netaddr_is_loopback(&ss);
 	if (ss.ss_family == AF_INET6) {
-		const struct in6_addr *a6 = &((struct sockaddr_in6 *)&ss)->sin6_addr;
-		c->loopback = IN6_IS_ADDR_LOOPBACK(a6) ||
-		              (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
 		uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
 		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host,
 		         ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
 	} else if (ss.ss_family == AF_INET) {
-		c->loopback = (ntohl(((struct sockaddr_in *)&ss)->sin_addr.s_addr) >> 24) == 127;
 		uv_ip4_name((struct sockaddr_in *)&ss, host, sizeof(host));
 		snprintf(c->peer, sizeof(c->peer), "%s:%u", host,
 		         ntohs(((struct sockaddr_in *)&ss)->sin_port));

@@ -12,6 +12,18 @@
  * (the last text keeps being served); its close hook stops the daemon after
  * the loop has ended.
  *
+ * HTTPS and bearer tokens: when a TLS certificate is served and either tls
+ * is required or the address is not loopback, the daemon serves HTTPS with
+ * the same certificate and key (read into memory for GnuTLS, libmicrohttpd's
+ * TLS library), TLS 1.2 at least, and /metrics answers only a request whose
+ * "Authorization: Bearer" header carries a live token whose role has
+ * admin:stats (401 otherwise, the same for every reason); the health paths
+ * stay open. The HTTP thread checks the token against copies of those
+ * tokens' records, published with each snapshot, so a revoked token stops
+ * working within SNAPSHOT_MS. A reload (SIGHUP, Reload) reads the files
+ * again and starts a new daemon on the listening socket of the old one
+ * (quiesced, then stopped): scrapes in flight on the old one are cut.
+ *
  * Failure modes: an address that does not parse fails start-up. One that
  * cannot be bound (in use) is logged (metrics_listen_failed) and the server
  * runs without metrics: every test server and every instance on a host
@@ -22,12 +34,15 @@
 #include <microhttpd.h>
 
 #include <fcntl.h>
+#include <strings.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "auth/acl.h"
+#include "auth/token.h"
 #include "events.h"
 #include "log.h"
 #include "netaddr.h"
@@ -38,6 +53,9 @@
 #define MAX_TEXT (1u << 20)
 #define MAX_HTTP_CONNECTIONS 32
 #define HTTP_TIMEOUT_S 10
+#define MAX_PEM (1u << 20)
+/* Only TLS 1.2 and 1.3 (GnuTLS priority string). */
+#define HTTPS_PRIORITIES "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:%SERVER_PRECEDENCE"
 
 struct metrics {
 	struct srv *srv;
@@ -45,10 +63,15 @@ struct metrics {
 	bool timer_open;
 	struct MHD_Daemon *daemon;
 	int port;
-	pthread_mutex_t mu; /* guards text, text_len and ready */
+	bool https;               /* HTTPS, and /metrics asks for a bearer token */
+	char *cert_pem, *key_pem; /* the daemon's, kept while it runs */
+	pthread_mutex_t mu;       /* guards text, text_len, ready, bearers, refused */
 	char *text;
 	size_t text_len;
 	bool ready;
+	struct auth_token_record *bearers; /* the tokens that may scrape */
+	size_t nbearers;
+	uint64_t refused; /* scrapes answered 401 */
 };
 
 /* ------------------------------------------------------------ rendering */
@@ -198,8 +221,10 @@ static const struct {
         {"queries", "Entity queries served"},
         {"auth_failures", "Failed authentication attempts (every reason counts the same)"},
         {"tls", "1 when TLS is served (a certificate is loaded)"},
-        {"tls_cert_days_left", "Whole days until the served certificate expires (negative: expired)"},
-        {"auth_throttled", "Authentication attempts refused unexamined: their address failed too often"},
+        {"tls_cert_days_left",
+         "Whole days until the served certificate expires (negative: expired)"},
+        {"auth_throttled",
+         "Authentication attempts refused unexamined: their address failed too often"},
         {"committed", "Leases committed"},
         {"released", "Leases released (gaps)"},
         {"expired", "Leases that expired"},
@@ -444,9 +469,30 @@ static void snapshot(struct metrics *m)
 	if (b.p == NULL)
 		return;
 	render(m->srv, &b);
+	if (m->https) {
+		pthread_mutex_lock(&m->mu);
+		uint64_t refused = m->refused;
+		pthread_mutex_unlock(&m->mu);
+		head(&b, "metrics_unauthorized_total", "counter",
+		     "Scrapes of /metrics refused for a missing or wrong bearer token.");
+		put(&b, "whizbang_metrics_unauthorized_total %llu\n", (unsigned long long)refused);
+	}
 	if (b.failed) {
 		free(b.p);
 		b.p = NULL;
+	}
+	/* The tokens that may scrape, copied for the HTTP thread. When they
+	 * cannot be copied (out of memory) the previous copies stay. */
+	struct auth_token_record *bearers = NULL;
+	size_t nbearers = 0;
+	bool new_bearers = false;
+	if (m->https) {
+		nbearers = srv_auth_tokens_allowed(m->srv, AUTH_ADMIN, AUTH_ADMIN_STATS, NULL, 0);
+		bearers = nbearers > 0 ? calloc(nbearers, sizeof(*bearers)) : NULL;
+		new_bearers = nbearers == 0 || bearers != NULL;
+		if (bearers != NULL)
+			nbearers = srv_auth_tokens_allowed(m->srv, AUTH_ADMIN, AUTH_ADMIN_STATS,
+			                                   bearers, nbearers);
 	}
 	pthread_mutex_lock(&m->mu);
 	m->ready = srv_ready(m->srv);
@@ -456,8 +502,17 @@ static void snapshot(struct metrics *m)
 		m->text_len = b.len;
 		b.p = old;
 	}
+	if (new_bearers) {
+		struct auth_token_record *old = m->bearers;
+		m->bearers = bearers;
+		m->nbearers = nbearers;
+		bearers = old;
+	}
 	pthread_mutex_unlock(&m->mu);
 	free(b.p);
+	if (bearers != NULL)
+		explicit_bzero(bearers, sizeof(*bearers));
+	free(bearers);
 }
 
 static void timer_cb(uv_timer_t *t)
@@ -482,6 +537,9 @@ static enum MHD_Result reply(struct MHD_Connection *conn, unsigned status, const
 	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
 	if (status == MHD_HTTP_METHOD_NOT_ALLOWED)
 		MHD_add_response_header(r, MHD_HTTP_HEADER_ALLOW, "GET, HEAD");
+	if (status == MHD_HTTP_UNAUTHORIZED)
+		MHD_add_response_header(r, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+		                        "Bearer realm=\"whizbang\"");
 	enum MHD_Result rc = MHD_queue_response(conn, status, r);
 	MHD_destroy_response(r);
 	return rc;
@@ -493,6 +551,35 @@ static enum MHD_Result reply_text(struct MHD_Connection *conn, unsigned status, 
 	if (body == NULL)
 		return MHD_NO;
 	return reply(conn, status, "text/plain; charset=utf-8", body, strlen(body));
+}
+
+/* Whether the request carries "Authorization: Bearer TOKEN" with a live
+ * token that may scrape. Counts a refusal. */
+static bool bearer_ok(struct metrics *m, struct MHD_Connection *conn)
+{
+	const char *h =
+	        MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	struct auth_token tok;
+	bool parsed = false, ok = false;
+	if (h != NULL && strncasecmp(h, "Bearer ", 7) == 0) {
+		h += 7;
+		while (*h == ' ')
+			h++;
+		parsed = auth_token_parse(&tok, h, strlen(h)) == 0;
+	}
+	uint64_t now_ms = srv_wall_us() / 1000u;
+	pthread_mutex_lock(&m->mu);
+	for (size_t i = 0; parsed && i < m->nbearers; i++)
+		if (memcmp(m->bearers[i].id, tok.id, AUTH_TOKEN_ID_LEN) == 0) {
+			ok = auth_token_check(&m->bearers[i], &tok, now_ms) == AUTH_TOKEN_VALID;
+			break;
+		}
+	if (!ok)
+		m->refused++;
+	pthread_mutex_unlock(&m->mu);
+	if (parsed)
+		auth_token_clear(&tok);
+	return ok;
 }
 
 static enum MHD_Result handler_cb(void *cls, struct MHD_Connection *conn, const char *url,
@@ -517,6 +604,9 @@ static enum MHD_Result handler_cb(void *cls, struct MHD_Connection *conn, const 
 		             : reply_text(conn, MHD_HTTP_SERVICE_UNAVAILABLE, "not ready\n");
 	}
 	if (strcmp(url, "/metrics") == 0) {
+		if (m->https && !bearer_ok(m, conn))
+			return reply_text(conn, MHD_HTTP_UNAUTHORIZED,
+			                  "a bearer token whose role has admin:stats is needed\n");
 		pthread_mutex_lock(&m->mu);
 		size_t len = m->text_len;
 		char *body = malloc(len > 0 ? len : 1);
@@ -540,6 +630,64 @@ static void timer_closed_cb(uv_handle_t *h)
 	(void)h;
 }
 
+/* The whole file at path, NUL-terminated, at most MAX_PEM bytes. */
+static char *read_pem(const char *path, char *errmsg, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	char *buf = fd >= 0 ? malloc(MAX_PEM + 1) : NULL;
+	size_t len = 0;
+	ssize_t n = 0;
+	while (buf != NULL && len < MAX_PEM && (n = read(fd, buf + len, MAX_PEM - len)) != 0) {
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	if (fd >= 0)
+		close(fd);
+	if (buf == NULL || n < 0 || len == 0 || len >= MAX_PEM) {
+		snprintf(errmsg, errlen, "metrics: cannot read %s (%s)", path,
+		         buf == NULL && fd >= 0 ? "out of memory"
+		         : fd < 0 || n < 0      ? "unreadable"
+		                                : "empty, or above 1 MiB");
+		free(buf);
+		return NULL;
+	}
+	buf[len] = '\0';
+	return buf;
+}
+
+static void free_pem(char *p)
+{
+	if (p != NULL)
+		explicit_bzero(p, strlen(p));
+	free(p);
+}
+
+/* Starts a daemon on addr, or on the listening socket fd when addr is
+ * NULL; with cert and key it serves HTTPS. */
+static struct MHD_Daemon *start_daemon(struct metrics *m, const struct sockaddr_storage *addr,
+                                       MHD_socket fd, const char *cert, const char *key)
+{
+	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ITC;
+	if (addr != NULL && addr->ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	if (cert != NULL)
+		flags |= MHD_USE_TLS;
+	struct MHD_OptionItem opts[] = {
+	        addr != NULL
+	                ? (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, (void *)addr}
+	                : (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, (intptr_t)fd, NULL},
+	        {MHD_OPTION_CONNECTION_LIMIT, MAX_HTTP_CONNECTIONS, NULL},
+	        {MHD_OPTION_CONNECTION_TIMEOUT, HTTP_TIMEOUT_S, NULL},
+	        {cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, 0, (void *)cert},
+	        {MHD_OPTION_HTTPS_MEM_KEY, 0, (void *)key},
+	        {MHD_OPTION_HTTPS_PRIORITIES, 0, (void *)HTTPS_PRIORITIES},
+	        {MHD_OPTION_END, 0, NULL},
+	};
+	return MHD_start_daemon(flags, 0, NULL, NULL, handler_cb, m, MHD_OPTION_ARRAY, opts,
+	                        MHD_OPTION_END);
+}
+
 /* Metrics are off (not asked for, or the address could not be bound)
  * while m->daemon is NULL: the hooks then do nothing. */
 static int metrics_init(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen)
@@ -554,27 +702,41 @@ static int metrics_init(void *state, struct srv *srv, unsigned slot, char *errms
 		return 0;
 	if (netaddr_parse("metrics-listen", listen, &addr, errmsg, errlen) != 0)
 		return WB_E_INVAL;
+	m->https = cfg->tls_cert_file[0] != '\0' &&
+	           (strcmp(cfg->tls, "required") == 0 ||
+	            (strcmp(cfg->tls, "auto") == 0 && !netaddr_is_loopback(&addr)));
+	if (m->https) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			snprintf(errmsg, errlen,
+			         "metrics-listen = %s would serve HTTPS, but this libmicrohttpd "
+			         "has no TLS",
+			         listen);
+			return WB_E_INVAL;
+		}
+		m->cert_pem = read_pem(cfg->tls_cert_file, errmsg, errlen);
+		m->key_pem =
+		        m->cert_pem != NULL ? read_pem(cfg->tls_key_file, errmsg, errlen) : NULL;
+		if (m->key_pem == NULL) {
+			free_pem(m->cert_pem);
+			m->cert_pem = NULL;
+			return WB_E_IO;
+		}
+	}
 	if (pthread_mutex_init(&m->mu, NULL) != 0) {
 		snprintf(errmsg, errlen, "cannot create the metrics mutex");
+		free_pem(m->cert_pem);
+		free_pem(m->key_pem);
 		return WB_E_IO;
 	}
 	/* The first text exists before the first request can arrive. */
 	snapshot(m);
 
-	unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO;
-	if (addr.ss_family == AF_INET6)
-		flags |= MHD_USE_IPv6;
-	m->daemon = MHD_start_daemon(flags, 0, NULL, NULL, handler_cb, m, MHD_OPTION_SOCK_ADDR,
-	                             (const struct sockaddr *)&addr, MHD_OPTION_CONNECTION_LIMIT,
-	                             (unsigned)MAX_HTTP_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT,
-	                             (unsigned)HTTP_TIMEOUT_S, MHD_OPTION_END);
+	m->daemon = start_daemon(m, &addr, MHD_INVALID_SOCKET, m->cert_pem, m->key_pem);
 	if (m->daemon == NULL) {
 		srv_log(WB_LOG_WARN, "metrics_listen_failed",
-		        "addr=%s reason=\"cannot listen (in use?)\" metrics=off", listen);
-		pthread_mutex_destroy(&m->mu);
-		free(m->text);
-		m->text = NULL;
-		return 0;
+		        "addr=%s reason=\"cannot listen (in use?)%s\" metrics=off", listen,
+		        m->https ? ", or GnuTLS refused the certificate or key" : "");
+		goto err_free;
 	}
 	const union MHD_DaemonInfo *info =
 	        MHD_get_daemon_info(m->daemon, MHD_DAEMON_INFO_BIND_PORT);
@@ -597,7 +759,8 @@ static int metrics_init(void *state, struct srv *srv, unsigned slot, char *errms
 	 * with a callback cannot fail. */
 	uv_timer_start(&m->timer, timer_cb, 0, SNAPSHOT_MS);
 	uv_unref((uv_handle_t *)&m->timer);
-	srv_log(WB_LOG_INFO, "metrics_listening", "addr=%s port=%d", listen, m->port);
+	srv_log(WB_LOG_INFO, "metrics_listening", "addr=%s port=%d scheme=%s", listen, m->port,
+	        m->https ? "https (bearer token)" : "http");
 	return 0;
 
 err_after_daemon:
@@ -606,7 +769,87 @@ err_after_daemon:
 	pthread_mutex_destroy(&m->mu);
 	free(m->text);
 	m->text = NULL;
+	free(m->bearers);
+	m->bearers = NULL;
+	free_pem(m->cert_pem);
+	free_pem(m->key_pem);
+	m->cert_pem = m->key_pem = NULL;
 	return WB_E_IO;
+
+err_free:
+	/* Not listening is not fatal (see the top of the file). */
+	pthread_mutex_destroy(&m->mu);
+	free(m->text);
+	m->text = NULL;
+	free(m->bearers);
+	m->bearers = NULL;
+	free_pem(m->cert_pem);
+	free_pem(m->key_pem);
+	m->cert_pem = m->key_pem = NULL;
+	return 0;
+}
+
+/* A new daemon with the files as they are now, on the old one's socket.
+ * When GnuTLS refuses them, a daemon with the old ones takes the socket
+ * back; only if that fails too are metrics off. */
+static int metrics_reload(void *state, char *errmsg, size_t errlen)
+{
+	struct metrics *m = state;
+	if (m->daemon == NULL || !m->https)
+		return 0;
+	const struct srv_config *cfg = srv_config(m->srv);
+	char *cert = read_pem(cfg->tls_cert_file, errmsg, errlen);
+	char *key = cert != NULL ? read_pem(cfg->tls_key_file, errmsg, errlen) : NULL;
+	if (key == NULL) {
+		free_pem(cert);
+		return WB_E_IO;
+	}
+	MHD_socket fd = MHD_quiesce_daemon(m->daemon);
+	if (fd == MHD_INVALID_SOCKET) {
+		snprintf(errmsg, errlen, "metrics: cannot take the listening socket over");
+		free_pem(cert);
+		free_pem(key);
+		return WB_E_IO;
+	}
+	struct MHD_Daemon *d = start_daemon(m, NULL, fd, cert, key);
+	int rc = 0;
+	if (d == NULL) {
+		snprintf(errmsg, errlen,
+		         "metrics: GnuTLS refused %s or %s (the certificate served so far stays)",
+		         cfg->tls_cert_file, cfg->tls_key_file);
+		free_pem(cert);
+		free_pem(key);
+		cert = m->cert_pem;
+		key = m->key_pem;
+		d = start_daemon(m, NULL, fd, cert, key);
+		rc = WB_E_INVAL;
+	}
+	MHD_stop_daemon(m->daemon);
+	if (cert != m->cert_pem) {
+		free_pem(m->cert_pem);
+		free_pem(m->key_pem);
+		m->cert_pem = cert;
+		m->key_pem = key;
+	}
+	m->daemon = d;
+	if (d == NULL) {
+		close(fd);
+		srv_log(WB_LOG_ERROR, "metrics_listen_failed",
+		        "reason=\"no daemon could be started again after a reload\" metrics=off");
+		if (m->timer_open) {
+			m->timer_open = false;
+			uv_close((uv_handle_t *)&m->timer, timer_closed_cb);
+		}
+		pthread_mutex_destroy(&m->mu);
+		free(m->text);
+		m->text = NULL;
+		free(m->bearers);
+		m->bearers = NULL;
+		free_pem(m->cert_pem);
+		free_pem(m->key_pem);
+		m->cert_pem = m->key_pem = NULL;
+	}
+	return rc;
 }
 
 static void metrics_shutdown(void *state)
@@ -639,6 +882,9 @@ static void metrics_close(void *state)
 	MHD_stop_daemon(m->daemon);
 	pthread_mutex_destroy(&m->mu);
 	free(m->text);
+	free(m->bearers);
+	free_pem(m->cert_pem);
+	free_pem(m->key_pem);
 }
 
 const struct srv_module srv_metrics_module = {
@@ -647,4 +893,5 @@ const struct srv_module srv_metrics_module = {
         .init = metrics_init,
         .shutdown = metrics_shutdown,
         .close = metrics_close,
+        .reload = metrics_reload,
 };

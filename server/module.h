@@ -63,6 +63,10 @@ struct srv_module {
 	void (*shutdown)(void *state);
 	void (*close)(void *state);
 	void (*stats)(void *state, Whizbang__V1__ServerStats *s);
+	/* The TLS certificate was loaded again (srv_reload()): a module that
+	 * serves it as well takes the new files. Returns 0, or an error with
+	 * errmsg; it then keeps serving what it served. */
+	int (*reload)(void *state, char *errmsg, size_t errlen);
 	/* A Hello with credentials (a token, or a mechanism) arrived on c; its
 	 * version is checked and c has its default subject (dispatch.h). The
 	 * module authenticates it: it may set c's subject and fill r's user,

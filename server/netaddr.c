@@ -1,6 +1,7 @@
 #include "netaddr.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -84,4 +85,18 @@ int netaddr_write_port_file(const char *path, int port, char *errmsg, size_t err
 		return -1;
 	}
 	return 0;
+}
+
+bool netaddr_is_loopback(const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a6 =
+		        &((const struct sockaddr_in6 *)(const void *)ss)->sin6_addr;
+		return IN6_IS_ADDR_LOOPBACK(a6) ||
+		       (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+	}
+	if (ss->ss_family == AF_INET)
+		return (ntohl(((const struct sockaddr_in *)(const void *)ss)->sin_addr.s_addr) >>
+		        24) == 127;
+	return false;
 }

@@ -3,6 +3,7 @@
 #ifndef WB_NETADDR_H
 #define WB_NETADDR_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/socket.h>
 #include <uv.h>
@@ -12,6 +13,9 @@
  * errmsg. */
 int netaddr_parse(const char *option, const char *text, struct sockaddr_storage *ss, char *errmsg,
                   size_t errlen);
+
+/* Whether ss is a loopback address: 127.0.0.0/8, ::1, or ::ffff:127.x. */
+bool netaddr_is_loopback(const struct sockaddr_storage *ss);
 
 /* Writes the local address of tcp as "host:port" ("[host]:port" for IPv6)
  * into name and returns the port; "" and 0 when it has none. */

@@ -316,17 +316,30 @@ static int tls_load(struct srv *srv, char *errmsg, size_t errlen)
 	return 0;
 }
 
-static void sighup_cb(uv_signal_t *s, int signum)
+int srv_reload(struct srv *srv, int64_t *tls_not_after, char *errmsg, size_t errlen)
 {
-	struct srv *srv = s->data;
-	char why[500];
-	(void)signum;
+	*tls_not_after = srv->tls_not_after;
 	if (srv->cfg.tls_cert_file[0] == '\0') {
 		srv_log(WB_LOG_INFO, "reload", "what=nothing reason=no_tls_certificate");
-	} else if (tls_load(srv, why, sizeof(why)) != 0) {
-		srv_log(WB_LOG_ERROR, "reload_failed",
-		        "reason=\"%s\" (the certificate served so far stays)", why);
+		return 0;
 	}
+	int rc = tls_load(srv, errmsg, errlen);
+	for (size_t i = 0; rc == 0 && i < srv->modules_up; i++)
+		if (modules[i]->reload != NULL)
+			rc = modules[i]->reload(srv->states[i], errmsg, errlen);
+	if (rc != 0)
+		srv_log(WB_LOG_ERROR, "reload_failed",
+		        "reason=\"%s\" (the certificate served so far stays)", errmsg);
+	*tls_not_after = srv->tls_not_after;
+	return rc;
+}
+
+static void sighup_cb(uv_signal_t *s, int signum)
+{
+	char why[500];
+	int64_t not_after;
+	(void)signum;
+	(void)srv_reload(s->data, &not_after, why, sizeof(why));
 }
 
 static void signal_cb(uv_signal_t *s, int signum)

@@ -5,7 +5,8 @@
  * main.c uses srv_init() and srv_close(); the modules (srv_events.c,
  * srv_lease.c, srv_proj.c, srv_sub.c, srv_consumer.c, srv_backup.c,
  * metrics.c) use the rest of this header, and none of them calls another
- * by name but metrics.c, which reads the subscriptions' figures.
+ * by name but metrics.c, which reads the subscriptions' figures and the
+ * tokens allowed to scrape.
  * Everything here runs on the loop thread unless a comment says otherwise. */
 #ifndef WB_SERVER_H
 #define WB_SERVER_H
@@ -54,6 +55,15 @@ void srv_shutdown(struct srv *srv);
  * shutdown has closed every handle). */
 void srv_close(struct srv *srv);
 
+/* Loads the TLS certificate, key and CAs again from their files, as SIGHUP
+ * does (and the Reload request): new connections (and the metrics listener,
+ * through the modules' reload hooks) get them, open connections keep what
+ * they began with. Nothing without a certificate set. *tls_not_after gets
+ * the expiry of the certificate served afterwards (0: none). Returns 0, or an
+ * error with errmsg (logged as reload_failed; what failed to load is not
+ * served, what was served before stays). */
+int srv_reload(struct srv *srv, int64_t *tls_not_after, char *errmsg, size_t errlen);
+
 /* ------------------------------------------------------------ modules */
 
 /* The modules, in the order they are set up (server.c's table). */
@@ -65,6 +75,14 @@ extern const struct srv_module srv_consumer_module;
 extern const struct srv_module srv_backup_module;
 extern const struct srv_module srv_metrics_module;
 extern const struct srv_module srv_auth_module;
+
+struct auth_token_record;
+/* The tokens (srv_auth.c) whose role allows perm of kind with the name "":
+ * copies of up to cap of their records into out (revoked ones left out,
+ * expired ones not: auth_token_check() refuses them by the clock). Returns
+ * how many there are, which may exceed cap. For /metrics' bearer tokens. */
+size_t srv_auth_tokens_allowed(const struct srv *srv, unsigned kind, uint32_t perm,
+                               struct auth_token_record *out, size_t cap);
 
 /* The subscriptions' figures for /metrics (srv_sub.c): how many are open,
  * and how far behind they are: positions of $all up to last_position and

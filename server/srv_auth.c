@@ -1540,11 +1540,51 @@ static void auth_close(void *state)
 	explicit_bzero(as->secret, sizeof(as->secret));
 }
 
+size_t srv_auth_tokens_allowed(const struct srv *srv, unsigned kind, uint32_t perm,
+                               struct auth_token_record *out, size_t cap)
+{
+	struct auths *as = srv_module_state(srv, &srv_auth_module);
+	size_t n = 0;
+	for (size_t i = 0; as != NULL && i < as->ntokens; i++) {
+		const struct token_ent *t = &as->tokens[i];
+		const struct auth_role *r = resolve_role(as, t->role);
+		if (t->rec.revoked || r == NULL)
+			continue;
+		const struct auth_role *roles[1] = {r};
+		struct auth_subject s = {.roles = roles, .nroles = 1};
+		if (!auth_allowed(&s, kind, perm, "", 0))
+			continue;
+		if (n < cap)
+			out[n] = t->rec;
+		n++;
+	}
+	return n;
+}
+
 static void auth_stats(void *state, Whizbang__V1__ServerStats *s)
 {
 	struct auths *as = state;
 	s->auth_failures = as->failures;
 	s->auth_throttled = as->throttled;
+}
+
+/* Reload: the TLS files again (srv_reload()), asked for over the wire. */
+static bool reload(void *state, struct conn *c, Request *req)
+{
+	struct auths *as = state;
+	char why[500];
+	int64_t not_after = 0;
+	srv_log(WB_LOG_INFO, "reload_requested", "conn=%llu peer=%s",
+	        (unsigned long long)conn_id(c), conn_peer(c));
+	if (srv_reload(as->srv, &not_after, why, sizeof(why)) != 0) {
+		srv_error(c, req->id, WB_INTERNAL, "the TLS files did not load: %s", why);
+		return false;
+	}
+	Whizbang__V1__ReloadResult r = WHIZBANG__V1__RELOAD_RESULT__INIT;
+	r.tls = srv_config(as->srv)->tls_cert_file[0] != '\0';
+	r.tls_not_after = not_after;
+	SRV_REPLY(c, req->id, RELOAD, reload, &r);
+	return false;
 }
 
 static const struct srv_handler auth_handlers[] = {
@@ -1558,6 +1598,7 @@ static const struct srv_handler auth_handlers[] = {
         {WHIZBANG__V1__REQUEST__BODY_CREATE_TOKEN, create_token},
         {WHIZBANG__V1__REQUEST__BODY_REVOKE_TOKEN, revoke_token},
         {WHIZBANG__V1__REQUEST__BODY_LIST_TOKENS, list_tokens},
+        {WHIZBANG__V1__REQUEST__BODY_RELOAD, reload},
 };
 
 static const struct srv_record auth_records[] = {

@@ -149,7 +149,7 @@ Test(access_e2e, reader_is_refused_every_write_and_admin_operation)
 
 Test(access_e2e, writer_is_refused_deletes_and_admin_operations)
 {
-	run("--anonymous-role=writer", "writer", 5, 20);
+	run("--anonymous-role=writer", "writer", 5, 25);
 }
 
 Test(access_e2e, ops_is_refused_event_data)

@@ -398,7 +398,7 @@ Test(config, file_with_comments_sections_and_spacing)
 	                   "log-level = debug ; an inline comment\n"
 	                   "lease-max = 5m\n"
 	                   "data-dir = /var/lib/whizbang\n"
-	                   "allow-unauthenticated-remote = yes\n"
+	                   "insecure = yes\n"
 	                   "port-file =\n",
 	                   msg, sizeof(msg), NULL);
 	cr_assert_eq(rc, 0, "%s", msg);
@@ -408,7 +408,7 @@ Test(config, file_with_comments_sections_and_spacing)
 	cr_assert_eq(c.log_level, WB_LOG_DEBUG);
 	cr_assert_eq(c.lease_max_ms, 5 * 60000);
 	cr_assert_str_eq(c.data_dir, "/var/lib/whizbang");
-	cr_assert(c.allow_unauthenticated_remote);
+	cr_assert(c.insecure);
 	cr_assert_str_eq(c.port_file, "");
 	/* Keys the file does not name keep their defaults. */
 	cr_assert_eq(c.max_connections, 1024);
@@ -468,8 +468,7 @@ Test(config, file_bad_and_out_of_bounds_values)
 	        {"map-size = 17T\n", ":1: map-size", "outside"},
 	        {"lease-max = 5 minutes\n", ":1: lease-max", "duration"},
 	        {"log-level = loud\n", ":1: log-level", "debug, info"},
-	        {"allow-unauthenticated-remote = maybe\n", ":1: allow-unauthenticated-remote",
-	         "boolean"},
+	        {"insecure = maybe\n", ":1: insecure", "boolean"},
 	        {"max-frame =\n", ":1: max-frame", "not a size"},
 	        /* A '#' after a value is not a comment (only ';' is, after a space). */
 	        {"max-frame = 8K # eight\n", ":1: max-frame", "not a size"},
@@ -645,8 +644,7 @@ Test(config, check_config_prints_every_key_once_and_reads_back)
 	config_defaults(&c);
 	int rc = PARSE(&c, msg, "--max-frame", "12K", "--map-size", "3G", "--lease-max", "90s",
 	               "--lease-grace", "1500", "--max-scan", "0", "--log-level", "error",
-	               "--listen", "0.0.0.0:7411", "--allow-unauthenticated-remote", "--port-file",
-	               "/run/wb.port");
+	               "--listen", "0.0.0.0:7411", "--insecure", "--port-file", "/run/wb.port");
 	cr_assert_eq(rc, 0, "%s", msg);
 	char *text = print_to_string(&c);
 	cr_assert_not_null(strstr(text, "max-frame = 12K\n"), "%s", text);
@@ -654,7 +652,7 @@ Test(config, check_config_prints_every_key_once_and_reads_back)
 	cr_assert_not_null(strstr(text, "lease-max = 90s\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "lease-grace = 1500ms\n"), "%s", text);
 	cr_assert_not_null(strstr(text, "log-level = error\n"), "%s", text);
-	cr_assert_not_null(strstr(text, "allow-unauthenticated-remote = true\n"), "%s", text);
+	cr_assert_not_null(strstr(text, "insecure = true\n"), "%s", text);
 	/* One line per setting of the table, each key once. */
 	size_t lines = 0;
 	for (const char *p = text; *p != '\0'; p++)
@@ -710,7 +708,7 @@ Test(config, remote_listen_is_refused_without_the_flag)
 		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1, "%s was allowed",
 		             remote[i]);
 		cr_assert_not_null(strstr(msg, remote[i]), "%s", msg);
-		cr_assert_not_null(strstr(msg, "--allow-unauthenticated-remote"), "%s", msg);
+		cr_assert_not_null(strstr(msg, "--insecure"), "%s", msg);
 		cr_assert_not_null(strstr(msg, "in the clear"), "%s", msg);
 
 		/* TLS with no anonymous role is safe without the flag... */
@@ -730,17 +728,66 @@ Test(config, remote_listen_is_refused_without_the_flag)
 
 		/* The flag makes it an explicit choice... */
 		config_defaults(&c);
-		cr_assert_eq(
-		        PARSE(&c, msg, "--listen", remote[i], "--allow-unauthenticated-remote"), 0,
-		        "%s", msg);
+		cr_assert_eq(PARSE(&c, msg, "--listen", remote[i], "--insecure"), 0, "%s", msg);
 		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s: %s", remote[i], msg);
 		/* ...and =false takes it back. */
 		config_defaults(&c);
-		cr_assert_eq(PARSE(&c, msg, "--listen", remote[i], "--allow-unauthenticated-remote",
-		                   "--allow-unauthenticated-remote=false"),
-		             0, "%s", msg);
+		cr_assert_eq(
+		        PARSE(&c, msg, "--listen", remote[i], "--insecure", "--insecure=false"), 0,
+		        "%s", msg);
 		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1);
 	}
+}
+
+Test(config, metrics_beyond_loopback_need_tls_or_insecure)
+{
+	static const char *const remote[] = {"0.0.0.0:7412", "[::]:7412", "10.0.0.5:7412"};
+	for (size_t i = 0; i < sizeof(remote) / sizeof(remote[0]); i++) {
+		struct srv_config c;
+		char msg[1024];
+		config_defaults(&c);
+		cr_assert_eq(PARSE(&c, msg, "--metrics-listen", remote[i]), 0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1, "%s was allowed",
+		             remote[i]);
+		cr_assert_not_null(strstr(msg, remote[i]), "%s", msg);
+		cr_assert_not_null(strstr(msg, "--insecure"), "%s", msg);
+		/* With a certificate it is HTTPS (and a bearer token), whatever the
+		 * anonymous role of the API... */
+		cr_assert_eq(PARSE(&c, msg, "--tls-cert-file", "/c.crt", "--tls-key-file", "/c.key",
+		                   "--anonymous-role", "reader"),
+		             0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s: %s", remote[i], msg);
+		/* ...but not with TLS off. */
+		cr_assert_eq(PARSE(&c, msg, "--tls", "off"), 0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1, "%s with tls off",
+		             remote[i]);
+		cr_assert_eq(PARSE(&c, msg, "--insecure"), 0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s: %s", remote[i], msg);
+	}
+	/* Loopback and off need nothing (the control). */
+	static const char *const fine[] = {"127.0.0.1:7412", "[::1]:0", "localhost:7412", "off"};
+	for (size_t i = 0; i < sizeof(fine) / sizeof(fine[0]); i++) {
+		struct srv_config c;
+		char msg[1024];
+		config_defaults(&c);
+		cr_assert_eq(PARSE(&c, msg, "--metrics-listen", fine[i]), 0, "%s", msg);
+		cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s: %s", fine[i], msg);
+	}
+}
+
+Test(config, the_old_name_of_insecure_is_refused_with_the_new_one)
+{
+	struct srv_config c;
+	char msg[512];
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--allow-unauthenticated-remote"), -1);
+	cr_assert_not_null(strstr(msg, "renamed --insecure"), "%s", msg);
+	cr_assert_eq(load_text(&c, "allow-unauthenticated-remote = true\n", msg, sizeof(msg), NULL),
+	             -1);
+	cr_assert_not_null(strstr(msg, ":1: allow-unauthenticated-remote: the key was renamed "
+	                               "insecure"),
+	                   "%s", msg);
+	cr_assert(!c.insecure);
 }
 
 Test(config, remote_rule_through_the_file)
@@ -750,16 +797,16 @@ Test(config, remote_rule_through_the_file)
 	cr_assert_eq(load_text(&c, "listen = 0.0.0.0:7411\n", msg, sizeof(msg), NULL), 0, "%s",
 	             msg);
 	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1);
-	cr_assert_eq(load_text(&c, "listen = 0.0.0.0:7411\nallow-unauthenticated-remote = true\n",
-	                       msg, sizeof(msg), NULL),
-	             0, "%s", msg);
+	cr_assert_eq(
+	        load_text(&c, "listen = 0.0.0.0:7411\ninsecure = true\n", msg, sizeof(msg), NULL),
+	        0, "%s", msg);
 	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s", msg);
 	/* The flag allows what the file listens on. */
 	const char *path = write_conf("listen = [::]:7411\n");
 	char p[64];
 	strcpy(p, path);
 	config_defaults(&c);
-	cr_assert_eq(PARSE(&c, msg, "--config", p, "--allow-unauthenticated-remote"), 0, "%s", msg);
+	cr_assert_eq(PARSE(&c, msg, "--config", p, "--insecure"), 0, "%s", msg);
 	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s", msg);
 	unlink(p);
 }
@@ -802,13 +849,13 @@ Test(config, a_boolean_flag_does_not_take_the_next_argument)
 	struct srv_config c;
 	char msg[256];
 	config_defaults(&c);
-	cr_assert_eq(PARSE(&c, msg, "--allow-unauthenticated-remote", "true"), -1);
+	cr_assert_eq(PARSE(&c, msg, "--insecure", "true"), -1);
 	cr_assert_not_null(strstr(msg, "'true'"), "%s", msg);
 	config_defaults(&c);
-	cr_assert_eq(PARSE(&c, msg, "--allow-unauthenticated-remote=on"), 0, "%s", msg);
-	cr_assert(c.allow_unauthenticated_remote);
-	cr_assert_eq(PARSE(&c, msg, "--allow-unauthenticated-remote=sure"), -1);
-	cr_assert_not_null(strstr(msg, "--allow-unauthenticated-remote"), "%s", msg);
+	cr_assert_eq(PARSE(&c, msg, "--insecure=on"), 0, "%s", msg);
+	cr_assert(c.insecure);
+	cr_assert_eq(PARSE(&c, msg, "--insecure=sure"), -1);
+	cr_assert_not_null(strstr(msg, "--insecure"), "%s", msg);
 }
 
 /* ------------------------------------------------------------ example, docs */

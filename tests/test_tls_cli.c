@@ -157,6 +157,13 @@ Test(tls_cli, the_url_runs_commands_over_tls_and_plaintext_is_refused)
 	cli_expect_has(r.err, "connect with TLS", "read in plaintext");
 	cli_expect_not(r.out, "orders-1@0", "read in plaintext");
 	cr_assert_eq(e2e_log_count(&e2e_srv, "reason=plaintext_not_allowed"), refused + 2);
+
+	/* reload, by the administrator (who else may is the access matrix's). */
+	RUN(&r, 0, "reload as admin", "--server", admin_url(), "reload");
+	cli_expect_has(r.out, "reloaded: the TLS certificate served now expires at", "reload");
+	RUN(&r, 0, "reload --json", "--server", admin_url(), "--json", "reload");
+	cli_expect_has(r.out, "{\"tls\":true,\"tls_not_after\":", "reload --json");
+	cr_assert_geq(e2e_log_count(&e2e_srv, "event=reload_requested"), 2u);
 	cli_suite_stop(&r);
 }
 
