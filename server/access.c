@@ -1,6 +1,7 @@
 /* The request -> action table (access.h). */
 #include "access.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -86,12 +87,44 @@ const struct srv_access_rule *srv_access_rules(size_t *n)
 	return rules;
 }
 
+/* The table indexed by body case, built once: each body's rule and, for
+ * ACCESS_FIELD, the descriptors of the body message in Request and of the
+ * name field in it, so that a request costs no search. A body at or above
+ * MAX_BODY has no entry (test_access fails for a body without a rule). */
+#define MAX_BODY 128
+static struct {
+	const struct srv_access_rule *rule;
+	const ProtobufCFieldDescriptor *body_f, *name_f;
+} by_body[MAX_BODY];
+static pthread_once_t by_body_once = PTHREAD_ONCE_INIT;
+
+static void index_rules(void)
+{
+	for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++) {
+		unsigned b = (unsigned)rules[i].body;
+		if (b >= MAX_BODY)
+			continue;
+		by_body[b].rule = &rules[i];
+		if (rules[i].name != ACCESS_FIELD)
+			continue;
+		const ProtobufCFieldDescriptor *bf = protobuf_c_message_descriptor_get_field(
+		        &whizbang__v1__request__descriptor, b);
+		if (bf == NULL || bf->type != PROTOBUF_C_TYPE_MESSAGE)
+			continue;
+		const ProtobufCFieldDescriptor *f = protobuf_c_message_descriptor_get_field_by_name(
+		        bf->descriptor, rules[i].field);
+		if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING ||
+		    f->label == PROTOBUF_C_LABEL_REPEATED)
+			continue;
+		by_body[b].body_f = bf;
+		by_body[b].name_f = f;
+	}
+}
+
 const struct srv_access_rule *srv_access_rule(Whizbang__V1__Request__BodyCase body)
 {
-	for (size_t i = 0; i < sizeof(rules) / sizeof(rules[0]); i++)
-		if (rules[i].body == body)
-			return &rules[i];
-	return NULL;
+	pthread_once(&by_body_once, index_rules);
+	return (unsigned)body < MAX_BODY ? by_body[body].rule : NULL;
 }
 
 static int deny(unsigned kind, uint32_t perm, const char *name, char *why, size_t whylen)
@@ -176,22 +209,19 @@ static int special(const struct auth_subject *s, const Whizbang__V1__Request *re
 	}
 }
 
-/* The string field named field of the request's body message, or NULL. */
-static const char *field_of(const Whizbang__V1__Request *req, const char *field)
+/* The name field of an ACCESS_FIELD request (by_body), or NULL when the
+ * table names a field the message lacks. */
+static const char *field_of(const Whizbang__V1__Request *req)
 {
-	const ProtobufCFieldDescriptor *bf = protobuf_c_message_descriptor_get_field(
-	        &whizbang__v1__request__descriptor, (unsigned)req->body_case);
-	if (bf == NULL || bf->type != PROTOBUF_C_TYPE_MESSAGE)
+	unsigned b = (unsigned)req->body_case;
+	const ProtobufCFieldDescriptor *bf = by_body[b].body_f, *f = by_body[b].name_f;
+	if (bf == NULL)
 		return NULL;
 	/* Fields are read through memcpy: their offsets are not known to be
 	 * aligned to the compiler. */
 	const ProtobufCMessage *body;
 	memcpy(&body, (const char *)req + bf->offset, sizeof(body));
 	if (body == NULL)
-		return NULL;
-	const ProtobufCFieldDescriptor *f =
-	        protobuf_c_message_descriptor_get_field_by_name(body->descriptor, field);
-	if (f == NULL || f->type != PROTOBUF_C_TYPE_STRING || f->label == PROTOBUF_C_LABEL_REPEATED)
 		return NULL;
 	const char *name;
 	memcpy(&name, (const char *)body + f->offset, sizeof(name));
@@ -213,7 +243,7 @@ int srv_access_check(const struct auth_subject *s, const Whizbang__V1__Request *
 	case ACCESS_NONE:
 		return srv_access_allowed(s, r->kind, r->perm, "", why, whylen);
 	case ACCESS_FIELD: {
-		const char *name = field_of(req, r->field);
+		const char *name = field_of(req);
 		/* An unset string is "" in protobuf-c; NULL only when the
 		 * table names a field the message lacks (the unit test
 		 * catches that). */

@@ -10,7 +10,8 @@
  * module checks the lease's projection with srv_access_allowed() once it
  * has found the lease. Credit and Unsubscribe act on the connection's own
  * subscription, which was checked when it started; Hello and Ping need
- * nothing. Loop thread only; no state. */
+ * nothing. Any thread: the table is constant, and its index by body is
+ * built once (pthread_once) on the first lookup. */
 #ifndef WB_ACCESS_H
 #define WB_ACCESS_H
 

@@ -35,6 +35,7 @@
 #include "auth/acl.h"
 #include "auth/rand.h"
 #include "auth/scram.h"
+#include "auth/b64.h"
 #include "auth/token.h"
 #include "log.h"
 #include "record.h"
@@ -101,6 +102,7 @@ struct principal {
 	struct auth_subject subject;
 	const struct auth_role *roles[AUTH_ROLES_MAX];
 	bool is_token;
+	uint8_t token_id[AUTH_TOKEN_ID_LEN]; /* is_token */
 	char name[AUTH_SCRAM_USER_MAX + 1];  /* the user, or the token's id */
 	char shown[AUTH_SCRAM_USER_MAX + 8]; /* the user, or "token:ID" */
 	struct conn *conn;
@@ -128,6 +130,8 @@ struct auths {
 	size_t nroles;
 	struct token_ent *tokens;
 	size_t ntokens;
+	uint32_t *token_slots; /* tokens by id (find_token) */
+	size_t token_cap;
 	uint8_t secret[AUTH_SCRAM_SECRET_LEN];
 	struct principal *principals;
 	struct throttle throttle[THROTTLE_SLOTS];
@@ -413,12 +417,62 @@ static const struct auth_role *resolve_role(struct auths *as, const char *name)
 	return e != NULL ? &e->role : NULL;
 }
 
+/* Tokens by id: open addressing over as->tokens (positions + 1), at most
+ * half full. Ids are random bytes made by the server, so their first bytes
+ * are the hash; an id a client makes up only probes what is there. Tokens
+ * are never removed (a revoked one stays, marked). */
+static size_t id_hash(const uint8_t id[AUTH_TOKEN_ID_LEN])
+{
+	uint64_t h;
+	memcpy(&h, id, sizeof(h));
+	return (size_t)h;
+}
+
 static struct token_ent *find_token(struct auths *as, const uint8_t id[AUTH_TOKEN_ID_LEN])
 {
-	for (size_t i = 0; i < as->ntokens; i++)
-		if (memcmp(as->tokens[i].rec.id, id, AUTH_TOKEN_ID_LEN) == 0)
-			return &as->tokens[i];
+	size_t mask = as->token_cap - 1;
+	for (size_t j = id_hash(id) & mask; as->token_cap != 0 && as->token_slots[j] != 0;
+	     j = (j + 1) & mask) {
+		struct token_ent *t = &as->tokens[as->token_slots[j] - 1];
+		if (memcmp(t->rec.id, id, AUTH_TOKEN_ID_LEN) == 0)
+			return t;
+	}
 	return NULL;
+}
+
+static void index_token(uint32_t *slots, size_t cap, const struct token_ent *t, size_t pos)
+{
+	size_t j = id_hash(t->rec.id) & (cap - 1);
+	while (slots[j] != 0)
+		j = (j + 1) & (cap - 1);
+	slots[j] = (uint32_t)pos + 1;
+}
+
+/* Appends *t and indexes it: false when out of memory (nothing changed). */
+static bool add_token(struct auths *as, const struct token_ent *t)
+{
+	size_t cap = as->token_cap != 0 ? as->token_cap : 64;
+	while (cap < 2 * (as->ntokens + 1))
+		cap *= 2;
+	uint32_t *slots = as->token_slots;
+	if (cap != as->token_cap && (slots = calloc(cap, sizeof(*slots))) == NULL)
+		return false;
+	if (!GROW(as->tokens, as->ntokens)) {
+		if (slots != as->token_slots)
+			free(slots);
+		return false;
+	}
+	as->tokens[as->ntokens] = *t;
+	if (slots != as->token_slots) {
+		for (size_t i = 0; i < as->ntokens; i++)
+			index_token(slots, cap, &as->tokens[i], i);
+		free(as->token_slots);
+		as->token_slots = slots;
+		as->token_cap = cap;
+	}
+	index_token(as->token_slots, as->token_cap, t, as->ntokens);
+	as->ntokens++;
+	return true;
 }
 
 /* Points p's subject at the roles its user or token holds now: none when
@@ -427,14 +481,11 @@ static void resolve(struct auths *as, struct principal *p)
 {
 	size_t n = 0;
 	if (p->is_token) {
-		for (size_t i = 0; i < as->ntokens; i++) {
-			struct token_ent *t = &as->tokens[i];
-			if (strcmp(t->id, p->name) == 0 && !t->rec.revoked) {
-				const struct auth_role *r = resolve_role(as, t->role);
-				if (r != NULL)
-					p->roles[n++] = r;
-			}
-		}
+		struct token_ent *t = find_token(as, p->token_id);
+		const struct auth_role *r =
+		        t != NULL && !t->rec.revoked ? resolve_role(as, t->role) : NULL;
+		if (r != NULL)
+			p->roles[n++] = r;
 	} else {
 		struct user_ent *u = find_user(as, p->name, strlen(p->name));
 		for (size_t i = 0; u != NULL && i < u->nroles; i++) {
@@ -502,8 +553,11 @@ static void auth_conn_closed(void *state, struct conn *c)
 }
 
 /* Gives c the identity of a user or a token. */
-static struct principal *sign_in(struct auths *as, struct conn *c, const char *name, bool is_token)
+/* Signs c in as the user name, or as the token t when t is not NULL. */
+static struct principal *sign_in(struct auths *as, struct conn *c, const char *name,
+                                 const struct token_ent *t)
 {
+	bool is_token = t != NULL;
 	struct conn_auth *ca = conn_state(as, c, true);
 	struct principal *p = calloc(1, sizeof(*p));
 	if (ca == NULL || p == NULL) {
@@ -511,6 +565,8 @@ static struct principal *sign_in(struct auths *as, struct conn *c, const char *n
 		return NULL;
 	}
 	p->is_token = is_token;
+	if (is_token)
+		memcpy(p->token_id, t->rec.id, AUTH_TOKEN_ID_LEN);
 	snprintf(p->name, sizeof(p->name), "%s", name);
 	snprintf(p->shown, sizeof(p->shown), "%s%s", is_token ? "token:" : "", name);
 	p->conn = c;
@@ -648,7 +704,7 @@ static int auth_hello(void *state, struct conn *c, const Whizbang__V1__Hello *h,
 		if (find_user(as, cn, strlen(cn)) == NULL)
 			return failed(as, c, "EXTERNAL", cn, strlen(cn), "unknown_user", msg,
 			              msglen);
-		struct principal *p = sign_in(as, c, cn, false);
+		struct principal *p = sign_in(as, c, cn, NULL);
 		if (p == NULL) {
 			snprintf(msg, msglen, "the server is out of memory");
 			return WB_RESOURCE_EXHAUSTED;
@@ -670,7 +726,7 @@ static int auth_hello(void *state, struct conn *c, const Whizbang__V1__Hello *h,
 			return failed(as, c, "token", t != NULL ? t->id : "",
 			              t != NULL ? strlen(t->id) : 0, auth_token_status_name(st),
 			              msg, msglen);
-		struct principal *p = sign_in(as, c, t->id, true);
+		struct principal *p = sign_in(as, c, t->id, t);
 		if (p == NULL) {
 			snprintf(msg, msglen, "the server is out of memory");
 			return WB_RESOURCE_EXHAUSTED;
@@ -829,12 +885,9 @@ static void commit_memory(struct auths *as, struct auth_op *op)
 		}
 		break;
 	}
-	case OP_PUT_TOKEN: {
-		if (!GROW(as->tokens, as->ntokens))
-			break;
-		as->tokens[as->ntokens++] = op->token;
+	case OP_PUT_TOKEN:
+		(void)add_token(as, &op->token);
 		break;
-	}
 	case OP_REVOKE_TOKEN: {
 		struct token_ent *t = find_token(as, op->token.rec.id);
 		if (t != NULL)
@@ -1191,10 +1244,13 @@ static bool revoke_token(void *state, struct conn *c, Request *req)
 {
 	struct auths *as = state;
 	const char *id = req->revoke_token->id;
+	uint8_t raw[AUTH_TOKEN_ID_LEN];
+	size_t rl = 0;
 	struct token_ent *t = NULL;
-	for (size_t i = 0; i < as->ntokens && t == NULL; i++)
-		if (strcmp(as->tokens[i].id, id) == 0)
-			t = &as->tokens[i];
+	if (strlen(id) == AUTH_TOKEN_ID_CHARS &&
+	    auth_b64url_decode(raw, sizeof(raw), &rl, id, AUTH_TOKEN_ID_CHARS) == 0 &&
+	    rl == AUTH_TOKEN_ID_LEN)
+		t = find_token(as, raw);
 	if (t == NULL) {
 		srv_error(c, req->id, WB_NOT_FOUND, "no token '%.40s'", id);
 		return false;
@@ -1375,14 +1431,13 @@ static int load(struct auths *as, struct storage_txn *txn, bool *have_secret)
 				rc = WB_E_CORRUPT;
 				break;
 			}
-			if (!GROW(as->tokens, as->ntokens)) {
+			struct token_ent t;
+			if ((rc = token_parse(&t, kp + 1, v.data, v.len)) != 0)
+				break;
+			if (!add_token(as, &t)) {
 				rc = WB_E_NOMEM;
 				break;
 			}
-			if ((rc = token_parse(&as->tokens[as->ntokens], kp + 1, v.data, v.len)) !=
-			    0)
-				break;
-			as->ntokens++;
 		} else {
 			rc = WB_E_CORRUPT;
 			break;
@@ -1477,8 +1532,7 @@ static int first_start(struct auths *as, char *errmsg, size_t errlen)
 		snprintf(errmsg, errlen, "cannot store the bootstrap token: %s", wb_strerror(rc));
 		return rc;
 	}
-	if (GROW(as->tokens, as->ntokens))
-		as->tokens[as->ntokens++] = op.token;
+	(void)add_token(as, &op.token);
 	rc = write_bootstrap(srv_config(as->srv)->data_dir, op.token_text, errmsg, errlen);
 	explicit_bzero(op.token_text, sizeof(op.token_text));
 	if (rc == 0)
@@ -1535,6 +1589,7 @@ static void auth_close(void *state)
 		explicit_bzero(as->users, as->nusers * sizeof(*as->users));
 	free(as->users);
 	free(as->tokens);
+	free(as->token_slots);
 	while (as->principals != NULL)
 		drop_principal(as, as->principals);
 	explicit_bzero(as->secret, sizeof(as->secret));

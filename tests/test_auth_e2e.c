@@ -408,6 +408,62 @@ Test(auth_e2e, tokens_act_as_their_role_until_revoked_and_users_survive_a_restar
 	cr_assert_eq(e2e_log_count(&e2e_srv, token + 21), 0u, "a token's secret in the log");
 }
 
+/* Many tokens: every one is found by its id (the index grows through
+ * several sizes, and is rebuilt from the store at a restart), revoking one
+ * touches no other, and a made-up id is not found. */
+Test(auth_e2e, every_one_of_many_tokens_is_found_by_its_id)
+{
+	enum { N = 150 };
+	static char tokens[N][100], ids[N][40];
+	/* The revoked ones fail on purpose: no throttle for them here. */
+	const char *args[] = {"--anonymous-role=none", "--metrics-listen=off",
+	                      "--auth-failures-per-minute=1000", NULL};
+	e2e_suite_start(args);
+	int admin = admin_conn();
+	for (int i = 0; i < N; i++) {
+		Whizbang__V1__CreateToken ct = WHIZBANG__V1__CREATE_TOKEN__INIT;
+		ct.role = i % 2 == 0 ? "reader" : "writer";
+		Request creq = E2E_REQUEST(CREATE_TOKEN, create_token, &ct);
+		Response *r = call(admin, &creq);
+		cr_assert_eq(e2e_error_code(r), 0);
+		snprintf(tokens[i], sizeof(tokens[i]), "%s", r->create_token->token);
+		snprintf(ids[i], sizeof(ids[i]), "%s", r->create_token->id);
+		whizbang__v1__response__free_unpacked(r, NULL);
+	}
+	for (int i = 0; i < N; i += 3) {
+		Whizbang__V1__RevokeToken rt = WHIZBANG__V1__REVOKE_TOKEN__INIT;
+		rt.id = ids[i];
+		Request rreq = E2E_REQUEST(REVOKE_TOKEN, revoke_token, &rt);
+		cr_assert_eq(code_of(admin, &rreq), 0);
+	}
+	Whizbang__V1__RevokeToken rt = WHIZBANG__V1__REVOKE_TOKEN__INIT;
+	rt.id = "AAAAAAAAAAAAAAAA";
+	Request rreq = E2E_REQUEST(REVOKE_TOKEN, revoke_token, &rt);
+	cr_assert_eq(code_of(admin, &rreq), WB_NOT_FOUND);
+	rt.id = "not an id";
+	cr_assert_eq(code_of(admin, &rreq), WB_NOT_FOUND);
+	close(admin);
+	for (int pass = 0; pass < 2; pass++) {
+		for (int i = 0; i < N; i++) {
+			int fd = tcp_from("127.0.0.1");
+			char user[80] = "", want[sizeof(ids[0]) + 8];
+			int rc = hello_token(fd, tokens[i], user, sizeof(user));
+			close(fd);
+			snprintf(want, sizeof(want), "token:%.39s", ids[i]);
+			if (i % 3 == 0) {
+				cr_assert_eq(rc, WB_UNAUTHENTICATED, "revoked token %d, pass %d", i,
+				             pass);
+			} else {
+				cr_assert_eq(rc, 0, "token %d, pass %d", i, pass);
+				cr_assert_str_eq(user, want);
+			}
+		}
+		e2e_suite_stop();
+		if (pass == 0)
+			e2e_suite_restart();
+	}
+}
+
 Test(auth_e2e, bad_admin_requests_are_refused_with_their_reason)
 {
 	e2e_suite_start(server_args);
