@@ -663,6 +663,19 @@ static void free_pem(char *p)
 	free(p);
 }
 
+/* What init made before the daemon, once no daemon runs. */
+static void free_state(struct metrics *m)
+{
+	pthread_mutex_destroy(&m->mu);
+	free(m->text);
+	m->text = NULL;
+	free(m->bearers);
+	m->bearers = NULL;
+	free_pem(m->cert_pem);
+	free_pem(m->key_pem);
+	m->cert_pem = m->key_pem = NULL;
+}
+
 /* Starts a daemon on addr, or on the listening socket fd when addr is
  * NULL; with cert and key it serves HTTPS. */
 static struct MHD_Daemon *start_daemon(struct metrics *m, const struct sockaddr_storage *addr,
@@ -726,6 +739,7 @@ static int metrics_init(void *state, struct srv *srv, unsigned slot, char *errms
 		snprintf(errmsg, errlen, "cannot create the metrics mutex");
 		free_pem(m->cert_pem);
 		free_pem(m->key_pem);
+		m->cert_pem = m->key_pem = NULL;
 		return WB_E_IO;
 	}
 	/* The first text exists before the first request can arrive. */
@@ -766,26 +780,12 @@ static int metrics_init(void *state, struct srv *srv, unsigned slot, char *errms
 err_after_daemon:
 	MHD_stop_daemon(m->daemon);
 	m->daemon = NULL;
-	pthread_mutex_destroy(&m->mu);
-	free(m->text);
-	m->text = NULL;
-	free(m->bearers);
-	m->bearers = NULL;
-	free_pem(m->cert_pem);
-	free_pem(m->key_pem);
-	m->cert_pem = m->key_pem = NULL;
+	free_state(m);
 	return WB_E_IO;
 
 err_free:
 	/* Not listening is not fatal (see the top of the file). */
-	pthread_mutex_destroy(&m->mu);
-	free(m->text);
-	m->text = NULL;
-	free(m->bearers);
-	m->bearers = NULL;
-	free_pem(m->cert_pem);
-	free_pem(m->key_pem);
-	m->cert_pem = m->key_pem = NULL;
+	free_state(m);
 	return 0;
 }
 
@@ -840,14 +840,7 @@ static int metrics_reload(void *state, char *errmsg, size_t errlen)
 			m->timer_open = false;
 			uv_close((uv_handle_t *)&m->timer, timer_closed_cb);
 		}
-		pthread_mutex_destroy(&m->mu);
-		free(m->text);
-		m->text = NULL;
-		free(m->bearers);
-		m->bearers = NULL;
-		free_pem(m->cert_pem);
-		free_pem(m->key_pem);
-		m->cert_pem = m->key_pem = NULL;
+		free_state(m);
 	}
 	return rc;
 }
@@ -880,11 +873,7 @@ static void metrics_close(void *state)
 	}
 	/* Stopping the daemon joins its thread: no handler runs after it. */
 	MHD_stop_daemon(m->daemon);
-	pthread_mutex_destroy(&m->mu);
-	free(m->text);
-	free(m->bearers);
-	free_pem(m->cert_pem);
-	free_pem(m->key_pem);
+	free_state(m);
 }
 
 const struct srv_module srv_metrics_module = {

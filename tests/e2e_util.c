@@ -792,3 +792,22 @@ int e2e_loopback_socket(bool listening, int *port)
 	*port = ntohs(sa.sin_port);
 	return fd;
 }
+
+int e2e_metrics_port(const struct e2e_server *s)
+{
+	char path[160];
+	snprintf(path, sizeof(path), "%s.metrics", s->port_file);
+	int64_t deadline = e2e_now_ms() + 15000;
+	for (;;) {
+		FILE *f = fopen(path, "r");
+		int port = 0;
+		if (f != NULL) {
+			int ok = fscanf(f, "%d", &port);
+			fclose(f);
+			if (ok == 1 && port > 0)
+				return port;
+		}
+		cr_assert(e2e_now_ms() < deadline, "no %s", path);
+		e2e_sleep_ms(20);
+	}
+}

@@ -100,6 +100,11 @@ int e2e_wait_port(struct e2e_server *s);
 /* The port in s's port file, or 0 when there is none (yet). */
 int e2e_read_port(const struct e2e_server *s);
 
+/* The metrics port, from PORTFILE.metrics, which whizbangd writes once its
+ * HTTP daemon listens (just after the main port file): waits for it up to
+ * 15 s, then fails the test. */
+int e2e_metrics_port(const struct e2e_server *s);
+
 /* Prints the last lines of the server's log to stderr. */
 void e2e_log_tail(const struct e2e_server *s, size_t lines);
 

@@ -133,33 +133,12 @@ static char *scrape_until(int port, const char *name, double min)
 	}
 }
 
-/* The metrics port: whizbangd writes it to PORTFILE.metrics once the HTTP
- * daemon is listening (just after the main port file). */
-static int metrics_port(const struct e2e_server *s)
-{
-	char path[160];
-	snprintf(path, sizeof(path), "%s.metrics", s->port_file);
-	int64_t deadline = e2e_now_ms() + TIMEOUT_MS;
-	for (;;) {
-		FILE *f = fopen(path, "r");
-		int port = 0;
-		if (f != NULL) {
-			int ok = fscanf(f, "%d", &port);
-			fclose(f);
-			if (ok == 1 && port > 0)
-				return port;
-		}
-		cr_assert(e2e_now_ms() < deadline, "no %s", path);
-		e2e_sleep_ms(20);
-	}
-}
-
 static int start(void)
 {
 	const char *args[] = {"--metrics-listen", "127.0.0.1:0", "--shutdown-timeout-ms", "30000",
 	                      NULL};
 	e2e_suite_start(args);
-	return metrics_port(&e2e_srv);
+	return e2e_metrics_port(&e2e_srv);
 }
 
 static void wait_ready(int port)

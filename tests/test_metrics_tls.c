@@ -161,25 +161,6 @@ static void await_status(int port, const char *path_, const char *bearer, int wa
 	}
 }
 
-static int metrics_port(void)
-{
-	char p[160];
-	snprintf(p, sizeof(p), "%s.metrics", e2e_srv.port_file);
-	int64_t deadline = e2e_now_ms() + TIMEOUT_MS;
-	for (;;) {
-		FILE *f = fopen(p, "r");
-		int port = 0;
-		if (f != NULL) {
-			int ok = fscanf(f, "%d", &port);
-			fclose(f);
-			if (ok == 1 && port > 0)
-				return port;
-		}
-		cr_assert(e2e_now_ms() < deadline, "no %s", p);
-		e2e_sleep_ms(20);
-	}
-}
-
 /* The server, TLS required; an admin client over its Unix socket. */
 static struct wb_client *start(int node_days)
 {
@@ -220,7 +201,7 @@ static char *token(struct wb_client *c, const char *role, char id[64])
 Test(metrics_tls, metrics_need_a_live_token_whose_role_may_read_stats)
 {
 	struct wb_client *c = start(30);
-	int port = metrics_port();
+	int port = e2e_metrics_port(&e2e_srv);
 	char ops_id[64], reader_id[64];
 	char *ops = token(c, "ops", ops_id);
 	char *reader = token(c, "reader", reader_id);
@@ -294,7 +275,7 @@ Test(metrics_tls, metrics_need_a_live_token_whose_role_may_read_stats)
 Test(metrics_tls, reload_changes_the_certificate_of_both_listeners_or_of_neither)
 {
 	struct wb_client *c = start(30);
-	int port = metrics_port();
+	int port = e2e_metrics_port(&e2e_srv);
 	const char *ca_file = path(0, "ca.crt");
 	await_status(port, "/health/ready", NULL, 200);
 	struct https h = https_get(port, ca_file, "/health/live", NULL);
