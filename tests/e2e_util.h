@@ -100,6 +100,10 @@ int e2e_wait_port(struct e2e_server *s);
 /* The port in s's port file, or 0 when there is none (yet). */
 int e2e_read_port(const struct e2e_server *s);
 
+/* A blocking TCP connection to 127.0.0.1:port whose reads and writes time
+ * out after timeout_s seconds: the socket, or -1 when connect() failed. */
+int e2e_loopback_connect(int port, int timeout_s);
+
 /* The metrics port, from PORTFILE.metrics, which whizbangd writes once its
  * HTTP daemon listens (just after the main port file): waits for it up to
  * 15 s, then fails the test. */
