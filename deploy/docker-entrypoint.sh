@@ -150,7 +150,7 @@ if [ -n "$made$new_store" ]; then
 			"$DATA_DIR/bootstrap-admin.token (never printed); fetch it with:" \
 			"(umask 077; docker exec CONTAINER cat $DATA_DIR/bootstrap-admin.token > admin.token)"
 	say "CONTAINER is this container's name or id; with deploy/docker-compose.yml:" \
-		"docker compose cp whizbangd:FILE ., docker compose exec whizbangd cat FILE"
+		"docker compose cp whizbangd:FILE ., docker compose exec -T whizbangd cat FILE"
 	say "then, where port 7411 is published:" \
 		"whizbang --server 'whizbang://localhost:7411?tlsCaFile=ca.crt' --token-file admin.token whoami"
 fi
