@@ -132,6 +132,8 @@ struct auths {
 	size_t ntokens;
 	uint32_t *token_slots; /* tokens by id (find_token) */
 	size_t token_cap;
+	uv_timer_t expiry; /* takes expired tokens' roles from open connections */
+	bool expiry_open;
 	uint8_t secret[AUTH_SCRAM_SECRET_LEN];
 	struct principal *principals;
 	struct throttle throttle[THROTTLE_SLOTS];
@@ -482,8 +484,9 @@ static void resolve(struct auths *as, struct principal *p)
 	size_t n = 0;
 	if (p->is_token) {
 		struct token_ent *t = find_token(as, p->token_id);
-		const struct auth_role *r =
-		        t != NULL && !t->rec.revoked ? resolve_role(as, t->role) : NULL;
+		bool live = t != NULL && !t->rec.revoked &&
+		            (t->rec.expires_ms == 0 || wall_ms() < t->rec.expires_ms);
+		const struct auth_role *r = live ? resolve_role(as, t->role) : NULL;
 		if (r != NULL)
 			p->roles[n++] = r;
 	} else {
@@ -1545,6 +1548,46 @@ static int first_start(struct auths *as, char *errmsg, size_t errlen)
 
 static void auth_close(void *state);
 
+/* Every EXPIRY_CHECK_MS: a connection signed in with a token that has
+ * expired since loses its role, as a revoked one's does at once. */
+#define EXPIRY_CHECK_MS 1000
+
+static void expiry_cb(uv_timer_t *timer)
+{
+	struct auths *as = timer->data;
+	uint64_t now = wall_ms();
+	for (struct principal *p = as->principals; p != NULL; p = p->next) {
+		if (!p->is_token || p->subject.nroles == 0)
+			continue;
+		const struct token_ent *t = find_token(as, p->token_id);
+		if (t == NULL || t->rec.expires_ms == 0 || now < t->rec.expires_ms)
+			continue;
+		resolve(as, p);
+		srv_log(WB_LOG_INFO, "token_expired", "conn=%llu token=%s (its role is gone)",
+		        (unsigned long long)conn_id(p->conn), t->id);
+	}
+}
+
+static void expiry_closed_cb(uv_handle_t *h)
+{
+	(void)h;
+}
+
+static void expiry_stop(struct auths *as, bool run)
+{
+	if (!as->expiry_open)
+		return;
+	as->expiry_open = false;
+	uv_close((uv_handle_t *)&as->expiry, expiry_closed_cb);
+	if (run)
+		uv_run(srv_loop(as->srv), UV_RUN_NOWAIT);
+}
+
+static void auth_shutdown(void *state)
+{
+	expiry_stop(state, false);
+}
+
 static int auth_init(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen)
 {
 	struct auths *as = state;
@@ -1572,6 +1615,15 @@ static int auth_init(void *state, struct srv *srv, unsigned slot, char *errmsg, 
 		        "role=%s: connections that do not authenticate may do what it allows "
 		        "(--anonymous-role)",
 		        srv_config(srv)->anonymous_role);
+	if ((rc = uv_timer_init(srv_loop(srv), &as->expiry)) != 0) {
+		snprintf(errmsg, errlen, "cannot make the token expiry timer: %s", uv_strerror(rc));
+		auth_close(as);
+		return WB_E_IO;
+	}
+	as->expiry.data = as;
+	as->expiry_open = true;
+	uv_timer_start(&as->expiry, expiry_cb, EXPIRY_CHECK_MS, EXPIRY_CHECK_MS);
+	uv_unref((uv_handle_t *)&as->expiry);
 	srv_log(WB_LOG_INFO, "auth_loaded", "users=%zu roles=%zu tokens=%zu", as->nusers,
 	        as->nroles, as->ntokens);
 	return 0;
@@ -1580,6 +1632,8 @@ static int auth_init(void *state, struct srv *srv, unsigned slot, char *errmsg, 
 static void auth_close(void *state)
 {
 	struct auths *as = state;
+	/* Closed by the shutdown hook unless the loop ended some other way. */
+	expiry_stop(as, true);
 	for (size_t i = 0; i < as->nroles; i++)
 		role_free(&as->roles[i]);
 	free(as->roles);
@@ -1665,6 +1719,7 @@ const struct srv_module srv_auth_module = {
         .size = sizeof(struct auths),
         .init = auth_init,
         .conn_closed = auth_conn_closed,
+        .shutdown = auth_shutdown,
         .close = auth_close,
         .stats = auth_stats,
         .hello = auth_hello,

@@ -408,6 +408,42 @@ Test(auth_e2e, tokens_act_as_their_role_until_revoked_and_users_survive_a_restar
 	cr_assert_eq(e2e_log_count(&e2e_srv, token + 21), 0u, "a token's secret in the log");
 }
 
+/* A token that expires while its connection is open: the connection loses
+ * the role within the server's check interval (about a second), as it
+ * would at once on a revocation, and the token no longer logs in. */
+Test(auth_e2e, an_open_connection_loses_the_role_of_a_token_that_expires)
+{
+	e2e_suite_start(server_args);
+	int admin = admin_conn();
+	Whizbang__V1__CreateToken ct = WHIZBANG__V1__CREATE_TOKEN__INIT;
+	ct.role = "writer";
+	ct.ttl_ms = 1500;
+	Request creq = E2E_REQUEST(CREATE_TOKEN, create_token, &ct);
+	Response *r = call(admin, &creq);
+	cr_assert_eq(e2e_error_code(r), 0);
+	char token[100];
+	snprintf(token, sizeof(token), "%s", r->create_token->token);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	close(admin);
+
+	int fd = tcp_from("127.0.0.1");
+	cr_assert_eq(hello_token(fd, token, NULL, 0), 0);
+	cr_assert_eq(append(fd, "s"), 0, "before it expires");
+	int64_t deadline = e2e_now_ms() + 6000;
+	int code;
+	while ((code = append(fd, "s")) == 0) {
+		cr_assert(e2e_now_ms() < deadline, "the role outlived its token by seconds");
+		e2e_sleep_ms(100);
+	}
+	cr_assert_eq(code, WB_PERMISSION_DENIED);
+	cr_assert_eq(e2e_log_count(&e2e_srv, "event=token_expired"), 1u);
+	close(fd);
+	fd = tcp_from("127.0.0.1");
+	cr_assert_eq(hello_token(fd, token, NULL, 0), WB_UNAUTHENTICATED);
+	close(fd);
+	e2e_suite_stop();
+}
+
 /* Many tokens: every one is found by its id (the index grows through
  * several sizes, and is rebuilt from the store at a restart), revoking one
  * touches no other, and a made-up id is not found. */
