@@ -18,58 +18,13 @@
 #include <unistd.h>
 
 #include "access.h"
+#include "access_requests.h"
 #include "e2e_util.h"
 #include "wb_error.h"
 
 TestSuite(access_e2e, .fini = e2e_suite_fini, .timeout = 240);
 
 typedef Whizbang__V1__Request Request;
-
-/* A minimal request for rule r: its body message with defaults, the
- * rule's name field set, and what the special rules read filled in. */
-static Request *make_request(const struct srv_access_rule *r, ProtobufCMessage **parts,
-                             size_t *nparts)
-{
-	static Request req;
-	whizbang__v1__request__init(&req);
-	const ProtobufCFieldDescriptor *bf = protobuf_c_message_descriptor_get_field(
-	        &whizbang__v1__request__descriptor, (unsigned)r->body);
-	cr_assert_not_null(bf);
-	const ProtobufCMessageDescriptor *md = bf->descriptor;
-	ProtobufCMessage *body = calloc(1, md->sizeof_message);
-	protobuf_c_message_init(md, body);
-	parts[(*nparts)++] = body;
-	req.body_case = r->body;
-	memcpy((char *)&req + bf->offset, &body, sizeof(body));
-	if (r->name == ACCESS_FIELD) {
-		const ProtobufCFieldDescriptor *f =
-		        protobuf_c_message_descriptor_get_field_by_name(md, r->field);
-		const char *name = "acl-1";
-		memcpy((char *)body + f->offset, &name, sizeof(name));
-	}
-	switch (r->body) {
-	case WHIZBANG__V1__REQUEST__BODY_HELLO:
-		req.hello->protocol_version = 1;
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_WAIT_FOR_WATERMARK:
-		req.wait_for_watermark->timeout_ms = 1;
-		break;
-	case WHIZBANG__V1__REQUEST__BODY_CREATE_CONSUMER: {
-		Whizbang__V1__ConsumerConfig *cfg = calloc(1, sizeof(*cfg));
-		whizbang__v1__consumer_config__init(cfg);
-		cfg->name = "acl-group";
-		parts[(*nparts)++] = &cfg->base;
-		req.create_consumer->config = cfg;
-		break;
-	}
-	case WHIZBANG__V1__REQUEST__BODY_BACKUP:
-		req.backup->path = "/nonexistent/acl-backup";
-		break;
-	default:
-		break;
-	}
-	return &req;
-}
 
 /* What the table decides for role (NULL: none) on req. */
 static int expected(const char *role, const Request *req)
@@ -90,9 +45,13 @@ static size_t matrix(const char *role)
 	size_t nr, refused = 0;
 	const struct srv_access_rule *rules = srv_access_rules(&nr);
 	for (size_t i = 0; i < nr; i++) {
-		ProtobufCMessage *parts[4];
-		size_t nparts = 0;
-		Request *req = make_request(&rules[i], parts, &nparts);
+		struct access_request ar;
+		access_request_make(&ar, &rules[i],
+		                    rules[i].body == WHIZBANG__V1__REQUEST__BODY_CREATE_CONSUMER
+		                            ? "acl-group"
+		                            : "acl-1",
+		                    NULL, 0);
+		Request *req = &ar.req;
 		req->id = 100 + i;
 		int want = expected(role, req);
 		int fd = e2e_suite_raw_hello();
@@ -113,8 +72,7 @@ static size_t matrix(const char *role)
 		}
 		whizbang__v1__response__free_unpacked(resp, NULL);
 		close(fd);
-		for (size_t k = 0; k < nparts; k++)
-			free(parts[k]);
+		access_request_free(&ar);
 	}
 	return refused;
 }

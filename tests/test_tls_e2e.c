@@ -8,7 +8,9 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -397,5 +399,225 @@ Test(tls_e2e, external_logs_in_the_user_a_verified_certificate_names)
 	cr_assert_eq(hello_code(t, "EXTERNAL", NULL, 0), WB_UNAUTHENTICATED);
 	tls_close(t);
 	free(t);
+	e2e_suite_stop();
+}
+
+/* ------------------------------------------------------------ reload under load */
+
+/* Certificate reloads under load: LOAD_THREADS client threads (libwhizbang,
+ * one client each) append over TLS, half on the connection they keep and
+ * half on a new connection, and so a new handshake, for every append, while
+ * the test writes a new certificate from the same CA over the served files
+ * and sends SIGHUP, LOAD_RELOADS times. No request may fail, every
+ * acknowledged append must be readable, the log must show each reload, and
+ * a new connection must verify the last certificate against the CA.
+ *
+ * The negative control (tests/meson.build runs it, and it must fail): with
+ * WB_TLS_E2E_STRANGER set the new certificates come from another CA, so
+ * the reconnecting threads' handshakes fail verification. */
+#define LOAD_THREADS 4
+#define LOAD_RELOADS 5
+/* Each thread's bounds: requests, and time (the test stops it sooner). */
+#define LOAD_MAX_REQUESTS 3000
+#define LOAD_MAX_MS 20000
+
+struct loader {
+	pthread_t thread;
+	bool reconnect; /* a new connection for every append */
+	char stream[32];
+	char ca_file[300];
+	char address[32];
+	unsigned connects;
+	uint64_t acked;
+	uint64_t failed;
+	char first_error[400];
+};
+
+static atomic_bool load_stop;
+static atomic_uint_fast64_t load_acked;
+
+static void load_failed(struct loader *l, const char *what, int rc, const char *msg)
+{
+	if (l->failed++ == 0)
+		snprintf(l->first_error, sizeof(l->first_error), "%s: %s (%s)", what,
+		         wb_strerror(rc), msg);
+}
+
+/* One loader's work; never asserts (criterion's asserts belong to the
+ * test's own thread): what happened is in *l when it returns. */
+static void *load_cb(void *arg)
+{
+	struct loader *l = arg;
+	struct wb_options o = {
+	        .client_name = "tls-reload-load",
+	        .timeout_ms = 10000,
+	        .tls = true,
+	        .tls_ca_file = l->ca_file,
+	        .tls_server_name = "127.0.0.1",
+	};
+	struct wb_client *c = NULL;
+	int64_t deadline = e2e_now_ms() + LOAD_MAX_MS;
+	for (unsigned i = 0;
+	     i < LOAD_MAX_REQUESTS && !atomic_load(&load_stop) && e2e_now_ms() < deadline; i++) {
+		if (c == NULL) {
+			char err[300];
+			int rc = wb_connect(&c, l->address, &o, err, sizeof(err));
+			if (rc != 0) {
+				load_failed(l, "connect", rc, err);
+				c = NULL;
+				continue;
+			}
+			l->connects++;
+		}
+		char data[32];
+		int len = snprintf(data, sizeof(data), "{\"n\":%u}", i);
+		struct wb_new_event ev = {.type = "load", .data = data, .data_len = (size_t)len};
+		struct wb_append_result res;
+		int rc = wb_append(c, l->stream, WB_EXPECT_ANY, 0, &ev, 1, &res);
+		if (rc != 0) {
+			load_failed(l, "append", rc, wb_errmsg(c));
+			wb_close(c);
+			c = NULL;
+			continue;
+		}
+		l->acked++;
+		atomic_fetch_add(&load_acked, 1);
+		if (l->reconnect) {
+			wb_close(c);
+			c = NULL;
+		}
+	}
+	wb_close(c);
+	return NULL;
+}
+
+/* Waits up to 10 s for load_acked to reach at least n. */
+static void wait_acked(uint64_t n)
+{
+	int64_t deadline = e2e_now_ms() + 10000;
+	while (atomic_load(&load_acked) < n && e2e_now_ms() < deadline)
+		e2e_sleep_ms(5);
+}
+
+Test(tls_e2e, certificate_reloads_under_load_fail_no_request)
+{
+	make_certs("CA one", 30);
+	start("required", "none");
+	bool stranger = getenv("WB_TLS_E2E_STRANGER") != NULL;
+	char err[300];
+	struct wb_certs_pair *ca;
+	struct wb_certs_validity ten_years = wb_certs_days(3650);
+	if (stranger)
+		cr_assert_eq(wb_certs_make_ca("Stranger CA", &ten_years, &ca, err, sizeof(err)), 0,
+		             "%s", err);
+	else
+		cr_assert_eq(wb_certs_load_ca(path(0, "ca.crt"), path(1, "ca.key"), &ca, err,
+		                              sizeof(err)),
+		             0, "%s", err);
+
+	atomic_store(&load_stop, false);
+	atomic_store(&load_acked, 0);
+	struct loader *ls = calloc(LOAD_THREADS, sizeof(*ls));
+	cr_assert_not_null(ls);
+	for (int i = 0; i < LOAD_THREADS; i++) {
+		struct loader *l = &ls[i];
+		l->reconnect = i % 2 == 1;
+		snprintf(l->stream, sizeof(l->stream), "load-%d", i);
+		snprintf(l->ca_file, sizeof(l->ca_file), "%s", path(0, "ca.crt"));
+		snprintf(l->address, sizeof(l->address), "%s", e2e_srv.address);
+		cr_assert_eq(pthread_create(&l->thread, NULL, load_cb, l), 0);
+	}
+
+	/* The load runs before the first reload and goes on through them. */
+	wait_acked(2 * LOAD_THREADS);
+	uint64_t acked_before = atomic_load(&load_acked);
+	const char *ips[] = {"127.0.0.1"};
+	const char *dns[] = {"localhost"};
+	struct wb_certs_names names = {.dns = dns, .n_dns = 1, .ips = ips, .n_ips = 1};
+	time_t last_not_after = 0;
+	uint32_t last_days = 0;
+	for (int i = 1; i <= LOAD_RELOADS; i++) {
+		/* A validity of its own for each: the served one shows which. */
+		last_days = 100u + (uint32_t)i;
+		struct wb_certs_validity v = wb_certs_days(last_days);
+		struct wb_certs_pair *node;
+		cr_assert_eq(wb_certs_make_node(ca, &names, &v, &node, err, sizeof(err)), 0, "%s",
+		             err);
+		cr_assert_eq(wb_certs_save(node, path(2, "node.crt"), path(3, "node.key"), true,
+		                           err, sizeof(err)),
+		             0, "%s", err);
+		last_not_after = wb_certs_not_after(node);
+		wb_certs_free(node);
+		cr_assert_eq(kill(e2e_srv.pid, SIGHUP), 0);
+		/* The next files are written once this reload has read these. */
+		int64_t deadline = e2e_now_ms() + 10000;
+		while (e2e_log_count(&e2e_srv, "event=tls_loaded") < (size_t)i + 1 &&
+		       e2e_now_ms() < deadline)
+			e2e_sleep_ms(2);
+		cr_assert_eq(e2e_log_count(&e2e_srv, "event=tls_loaded"), (size_t)i + 1,
+		             "reload %d is not in the log", i);
+		e2e_sleep_ms(30);
+	}
+	uint64_t acked_during = atomic_load(&load_acked) - acked_before;
+	/* And after the last one, before the load stops. */
+	wait_acked(atomic_load(&load_acked) + 2 * LOAD_THREADS);
+	atomic_store(&load_stop, true);
+	uint64_t acked = 0, failed = 0;
+	for (int i = 0; i < LOAD_THREADS; i++) {
+		cr_assert_eq(pthread_join(ls[i].thread, NULL), 0);
+		acked += ls[i].acked;
+		failed += ls[i].failed;
+	}
+	for (int i = 0; i < LOAD_THREADS; i++)
+		cr_expect_eq(ls[i].failed, 0u,
+		             "thread %d (%s): %llu of its requests failed, first %s", i,
+		             ls[i].reconnect ? "reconnecting" : "one connection",
+		             (unsigned long long)ls[i].failed, ls[i].first_error);
+	cr_assert_eq(failed, 0u, "%llu requests failed across the reloads",
+	             (unsigned long long)failed);
+	cr_assert_gt(acked_during, 0u, "no request was answered while the certificate changed");
+	for (int i = 0; i < LOAD_THREADS; i++) {
+		if (ls[i].reconnect)
+			cr_assert_eq(ls[i].connects, ls[i].acked, "thread %d", i);
+		else
+			cr_assert_eq(ls[i].connects, 1u, "thread %d reconnected", i);
+	}
+	cr_assert_eq(e2e_log_count(&e2e_srv, "event=reload_failed"), 0u);
+	char needle[64];
+	snprintf(needle, sizeof(needle), "not_after=%lld", (long long)last_not_after);
+	cr_assert_eq(e2e_log_count(&e2e_srv, needle), 1u, "the last certificate's load (%s)",
+	             needle);
+
+	/* A new connection verifies the last certificate against the CA, and
+	 * every acknowledged append is there to read. */
+	struct wb_options o = {.client_name = "tls-reload-check",
+	                       .timeout_ms = E2E_CLIENT_TIMEOUT_MS,
+	                       .tls = true,
+	                       .tls_ca_file = path(0, "ca.crt"),
+	                       .tls_server_name = "127.0.0.1"};
+	struct wb_client *c;
+	cr_assert_eq(wb_connect(&c, e2e_srv.address, &o, err, sizeof(err)), 0, "%s", err);
+	Whizbang__V1__ServerStats *st;
+	cr_assert_eq(wb_stats(c, &st), 0, "%s", wb_errmsg(c));
+	cr_assert(st->tls);
+	cr_assert(st->tls_cert_days_left >= (int64_t)last_days - 2 &&
+	                  st->tls_cert_days_left <= (int64_t)last_days,
+	          "days left %lld, the last certificate's %u", (long long)st->tls_cert_days_left,
+	          last_days);
+	wb_stats_free(st);
+	uint64_t stored = 0;
+	for (int i = 0; i < LOAD_THREADS; i++) {
+		struct e2e_event *evs;
+		size_t n;
+		cr_assert_eq(e2e_read_stream(c, ls[i].stream, 0, &evs, &n), 0, "%s", wb_errmsg(c));
+		cr_assert_eq(n, ls[i].acked, "%s: %zu events, %llu acknowledged", ls[i].stream, n,
+		             (unsigned long long)ls[i].acked);
+		stored += n;
+		e2e_events_free(evs, n);
+	}
+	cr_assert_eq(stored, acked);
+	wb_close(c);
+	wb_certs_free(ca);
+	free(ls);
 	e2e_suite_stop();
 }
