@@ -45,6 +45,7 @@ static const struct perm_name admin_perms[] = {
         {AUTH_ADMIN_STATS, "stats"},       {AUTH_ADMIN_BACKUP, "backup"},
         {AUTH_ADMIN_SCAVENGE, "scavenge"}, {AUTH_ADMIN_VERIFY, "verify"},
         {AUTH_ADMIN_USERS, "users"},       {AUTH_ADMIN_RELOAD, "reload"},
+        {AUTH_ADMIN_CLIENTS, "clients"},
 };
 
 #define KIND(n, p)                                                                                 \
@@ -175,14 +176,15 @@ static const struct auth_grant admin_grants[] = {
         ALLOW(AUTH_ENTITIES, AUTH_ENTITY_QUERY),
         ALLOW(AUTH_INDEXES, AUTH_INDEX_READ | AUTH_INDEX_MANAGE),
         ALLOW(AUTH_ADMIN, AUTH_ADMIN_STATS | AUTH_ADMIN_BACKUP | AUTH_ADMIN_SCAVENGE |
-                                  AUTH_ADMIN_VERIFY | AUTH_ADMIN_USERS | AUTH_ADMIN_RELOAD),
+                                  AUTH_ADMIN_VERIFY | AUTH_ADMIN_USERS | AUTH_ADMIN_RELOAD |
+                                  AUTH_ADMIN_CLIENTS),
 };
 
 /* Operations without the event data: a backup lands only in the server's
  * own backup directory, never on the wire. */
 static const struct auth_grant ops_grants[] = {
         ALLOW(AUTH_ADMIN, AUTH_ADMIN_STATS | AUTH_ADMIN_BACKUP | AUTH_ADMIN_SCAVENGE |
-                                  AUTH_ADMIN_VERIFY | AUTH_ADMIN_RELOAD),
+                                  AUTH_ADMIN_VERIFY | AUTH_ADMIN_RELOAD | AUTH_ADMIN_CLIENTS),
         ALLOW(AUTH_GROUPS, AUTH_GROUP_MANAGE),
         ALLOW(AUTH_INDEXES, AUTH_INDEX_READ | AUTH_INDEX_MANAGE),
 };

@@ -59,6 +59,7 @@ enum {
 	AUTH_ADMIN_VERIFY = 1u << 3,
 	AUTH_ADMIN_USERS = 1u << 4,
 	AUTH_ADMIN_RELOAD = 1u << 5,
+	AUTH_ADMIN_CLIENTS = 1u << 6, /* list connections, close one */
 };
 
 /* Every permission bit a kind has (0 for a kind that does not exist). */
@@ -128,7 +129,7 @@ extern const char *const auth_builtin_role_names[];
  * KIND is streams, all, groups, projections, entities, indexes or admin;
  * PERM one of the kind's permissions (read, append, delete, metadata;
  * read; create, join, ack, manage; lease, stage, commit, ledger; query;
- * read, manage; stats, backup, scavenge, verify, users, reload) or * for
+ * read, manage; stats, backup, scavenge, verify, users, reload, clients) or * for
  * all of them; PREFIX the rest of the text, possibly empty (every name).
  * 0, or WB_E_INVAL with the reason in why. */
 int auth_grant_parse(const char *text, size_t len, struct auth_grant *out, char *why,

@@ -375,6 +375,96 @@ static int run_reload(struct cli *cli)
 	return 0;
 }
 
+static int run_clients(struct cli *cli)
+{
+	int rc = cli_connect(cli);
+	if (rc != 0)
+		return rc;
+	Whizbang__V1__ClientList *l;
+	rc = wb_list_clients(cli->client, &l);
+	if (rc != 0)
+		return cli_report_client(cli, rc);
+	for (size_t i = 0; i < l->n_clients; i++) {
+		const Whizbang__V1__ClientInfo *ci = l->clients[i];
+		double age_s = (double)ci->age_ms / 1000.0;
+		double rate = age_s > 0 ? (double)ci->requests / age_s : 0;
+		if (cli->json) {
+			printf("{\"id\":%" PRIu64 ",\"peer\":", ci->id);
+			cli_json_cstr(ci->peer);
+			fputs(",\"client_name\":", stdout);
+			cli_json_cstr(ci->client_name);
+			fputs(",\"user\":", stdout);
+			cli_json_cstr(ci->user);
+			fputs(",\"roles\":[", stdout);
+			for (size_t r = 0; r < ci->n_roles; r++) {
+				if (r > 0)
+					putchar(',');
+				cli_json_cstr(ci->roles[r]);
+			}
+			printf("],\"tls\":%s,\"unix_socket\":%s,\"age_ms\":%" PRIu64
+			       ",\"idle_ms\":%" PRIu64 ",\"requests\":%" PRIu64
+			       ",\"requests_per_s\":%.1f,\"bytes_in\":%" PRIu64
+			       ",\"bytes_out\":%" PRIu64 ",\"input_buffer\":%" PRIu64
+			       ",\"output_buffer\":%" PRIu64 ",\"in_flight\":%" PRIu64
+			       ",\"subscriptions\":%u,\"leases\":%u,\"consumers\":%u,\"self\":%s}"
+			       "\n",
+			       ci->tls ? "true" : "false", ci->unix_socket ? "true" : "false",
+			       ci->age_ms, ci->idle_ms, ci->requests, rate, ci->bytes_in,
+			       ci->bytes_out, ci->input_buffer, ci->output_buffer, ci->in_flight,
+			       ci->subscriptions, ci->leases, ci->consumers,
+			       ci->self ? "true" : "false");
+			continue;
+		}
+		printf("%" PRIu64 "%s  ", ci->id, ci->self ? "*" : "");
+		cli_put_cstr(ci->peer);
+		fputs("  user=", stdout);
+		cli_put_cstr(ci->user[0] != '\0' ? ci->user : "-");
+		fputs("  roles=", stdout);
+		for (size_t r = 0; r < ci->n_roles; r++) {
+			if (r > 0)
+				putchar(',');
+			cli_put_cstr(ci->roles[r]);
+		}
+		if (ci->n_roles == 0)
+			putchar('-');
+		printf("%s  age=%.1fs  idle=%.1fs  requests=%" PRIu64 " (%.1f/s)  in=%" PRIu64
+		       "B  out=%" PRIu64 "B  buffers=%" PRIu64 "B/%" PRIu64 "B  in_flight=%" PRIu64
+		       "  subscriptions=%u  leases=%u  consumers=%u",
+		       ci->tls           ? "  tls"
+		       : ci->unix_socket ? "  unix"
+		                         : "",
+		       age_s, (double)ci->idle_ms / 1000.0, ci->requests, rate, ci->bytes_in,
+		       ci->bytes_out, ci->input_buffer, ci->output_buffer, ci->in_flight,
+		       ci->subscriptions, ci->leases, ci->consumers);
+		if (ci->client_name[0] != '\0') {
+			fputs("  name=", stdout);
+			cli_put_cstr(ci->client_name);
+		}
+		putchar('\n');
+	}
+	wb_client_list_free(l);
+	return 0;
+}
+
+static int run_disconnect(struct cli *cli)
+{
+	uint64_t id;
+	if (parse_u64(cli->pos.v[0], PARSE_INTEGER, &id) != 0)
+		return cli_usage_error(cli, "disconnect needs a connection id, not \"%s\"",
+		                       cli->pos.v[0]);
+	int rc = cli_connect(cli);
+	if (rc != 0)
+		return rc;
+	rc = wb_disconnect(cli->client, id);
+	if (rc != 0)
+		return cli_report_client(cli, rc);
+	if (cli->json)
+		printf("{\"disconnected\":%" PRIu64 "}\n", id);
+	else
+		printf("disconnected %" PRIu64 "\n", id);
+	return 0;
+}
+
 static void backup_progress_cb(void *arg, const struct wb_backup_result *p)
 {
 	(void)arg;
@@ -436,6 +526,16 @@ const struct cli_command cli_admin_commands[] = {
         {.name = "stats",
          .run = run_stats,
          .help = "print the server's figures, leases and the ledger's too"},
+        {.name = "clients",
+         .run = run_clients,
+         .help = "list the server's connections: id (* this one), peer, user and roles, TLS, "
+                 "age, idle time, requests and their rate, bytes, buffers, work in flight, "
+                 "subscriptions, leases, consumer memberships"},
+        {.name = "disconnect",
+         CLI_ARGS("ID", 1, 1, "an ID (from whizbang clients)", "one ID"),
+         .run = run_disconnect,
+         .help = "close the server's connection ID: it gets a last error saying so; what it "
+                 "held goes as on any close"},
         {.name = "reload",
          .run = run_reload,
          .help = "make the server load its TLS certificate, key and CA files again (as SIGHUP "

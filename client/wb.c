@@ -1797,6 +1797,29 @@ void wb_token_list_free(Whizbang__V1__TokenList *list)
 		WBT_FREE(list);
 }
 
+int wb_list_clients(struct wb_client *c, Whizbang__V1__ClientList **out)
+{
+	wbt_begin(c);
+	if (out == NULL)
+		return wbt_fail(c, WB_E_INVAL, "wb_list_clients: out is NULL");
+	Whizbang__V1__ListClients m = WHIZBANG__V1__LIST_CLIENTS__INIT;
+	return WBT_CALL(c, &m, clients, out);
+}
+
+void wb_client_list_free(Whizbang__V1__ClientList *list)
+{
+	if (list != NULL)
+		WBT_FREE(list);
+}
+
+int wb_disconnect(struct wb_client *c, uint64_t id)
+{
+	wbt_begin(c);
+	Whizbang__V1__Disconnect m = WHIZBANG__V1__DISCONNECT__INIT;
+	m.id = id;
+	return WBT_CALL_ACK(c, &m, disconnect);
+}
+
 int wb_reload(struct wb_client *c, bool *tls, int64_t *tls_not_after)
 {
 	wbt_begin(c);

@@ -920,6 +920,21 @@ int wb_list_tokens(struct wb_client *c, Whizbang__V1__TokenList **out);
 /* Frees what wb_list_tokens() returned. NULL is allowed. */
 void wb_token_list_free(Whizbang__V1__TokenList *list);
 
+/* Lists the server's open connections (admin:clients): for each its id,
+ * peer, client name, user and roles, TLS or Unix socket, age and idle time,
+ * requests and bytes, buffers, work in flight, subscriptions, leases and
+ * consumer memberships, and whether it is this one (self). Free *out with
+ * wb_client_list_free(). */
+int wb_list_clients(struct wb_client *c, Whizbang__V1__ClientList **out);
+
+/* Frees what wb_list_clients() returned. NULL is allowed. */
+void wb_client_list_free(Whizbang__V1__ClientList *list);
+
+/* Closes the server's connection id (admin:clients; ids from
+ * wb_list_clients()): it gets a last error naming this connection, then
+ * closes. WB_NOT_FOUND when no such connection is open. */
+int wb_disconnect(struct wb_client *c, uint64_t id);
+
 /* Asks the server to load its TLS certificate, key and CA files again (as
  * SIGHUP does; admin:reload). *tls (when not NULL) says whether it serves a
  * certificate, *tls_not_after (when not NULL) its expiry in seconds since

@@ -79,6 +79,8 @@ static const struct srv_access_rule rules[] = {
         NONE(REVOKE_TOKEN, ADMIN, ADMIN_USERS),
         NONE(LIST_TOKENS, ADMIN, ADMIN_USERS),
         NONE(RELOAD, ADMIN, ADMIN_RELOAD),
+        NONE(LIST_CLIENTS, ADMIN, ADMIN_CLIENTS),
+        NONE(DISCONNECT, ADMIN, ADMIN_CLIENTS),
 };
 
 const struct srv_access_rule *srv_access_rules(size_t *n)

@@ -65,6 +65,12 @@ static const struct opt opts[] = {
          "writes in flight per connection before it is paused"},
         {"frame-timeout-ms", NUM(OPT_UINT, frame_timeout_ms), 10, 3600000, "30000",
          "time a started frame may take to arrive"},
+        {"idle-timeout", NUM(OPT_DURATION, idle_timeout_ms), 0, 7 * 86400000ull, "5m",
+         "a connection that sends no request for this long is closed, unless it holds a "
+         "subscription, a lease or a consumer membership, or waits for an answer (0: never)"},
+        {"tcp-keepalive", NUM(OPT_DURATION, tcp_keepalive_ms), 0, 86400000, "60s",
+         "TCP keepalive probes after this much silence, so that a peer that vanished is "
+         "closed (whole seconds; 0: off)"},
         {"shutdown-timeout-ms", NUM(OPT_UINT, shutdown_timeout_ms), 10, 3600000, "10000",
          "time to finish in-flight work on SIGTERM"},
         {"lease-max-lifetime", NUM(OPT_DURATION, lease_max_lifetime_ms), 1000, 86400000, "30m",

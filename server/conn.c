@@ -79,8 +79,15 @@ struct conn {
 	bool dirty;
 	bool reading;
 	bool close_after_flush;
-	bool timer_active;
+	uint8_t timer_kind; /* enum timer_kind: what c->timer runs for */
+	/* Figures for ListClients (conn_info()): loop times in ms. */
+	uint64_t born_ms, last_frame_ms;
+	uint64_t frames, bytes_in, bytes_out;
 };
+
+/* One timer per connection, for whichever wait applies: the TLS handshake,
+ * a started frame, or (between frames) the idle timeout. */
+enum timer_kind { TIMER_NONE, TIMER_HANDSHAKE, TIMER_FRAME, TIMER_IDLE };
 
 struct conns {
 	uv_loop_t *loop;
@@ -102,6 +109,7 @@ struct conns {
 };
 
 static void process(struct conn *c);
+static void mark_dirty(struct conn *c);
 static bool tls_input(struct conn *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
@@ -236,6 +244,14 @@ static void handle_closed_cb(uv_handle_t *h)
 	maybe_free(c);
 }
 
+void conn_close_after_flush(struct conn *c)
+{
+	if (c->closing)
+		return;
+	c->close_after_flush = true;
+	mark_dirty(c);
+}
+
 void conn_close(struct conn *c)
 {
 	if (c->closing)
@@ -304,6 +320,49 @@ static void frame_timeout_cb(uv_timer_t *t)
 	        (unsigned long long)c->set->lim.frame_timeout_ms);
 	conn_close(c);
 	c->set->hooks.after(c->set->hooks.arg, false);
+}
+
+static void idle_timeout_cb(uv_timer_t *t);
+
+/* Between frames: the idle clock, when there is one. */
+static void arm_idle(struct conn *c)
+{
+	uint64_t ms = c->set->lim.idle_timeout_ms;
+	if (ms == 0) {
+		if (c->timer_kind != TIMER_NONE)
+			uv_timer_stop(&c->timer);
+		c->timer_kind = TIMER_NONE;
+		return;
+	}
+	uv_timer_start(&c->timer, idle_timeout_cb, ms, 0);
+	c->timer_kind = TIMER_IDLE;
+}
+
+/* No frame for idle_timeout_ms: closed, unless c waits for the server
+ * (work in flight, output queued) or holds something open (a
+ * subscription, a lease, a consumer membership: the busy hook). */
+static void idle_timeout_cb(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	struct conns *set = c->set;
+	c->timer_kind = TIMER_NONE;
+	if (c->closing || c->close_after_flush)
+		return;
+	if (c->holds > 0 || c->out_len + c->out_pending > 0 ||
+	    (set->hooks.busy != NULL && set->hooks.busy(set->hooks.arg, c))) {
+		arm_idle(c);
+		return;
+	}
+	char msg[200];
+	srv_log(WB_LOG_INFO, "idle_timeout", "conn=%llu peer=%s timeout_ms=%llu",
+	        (unsigned long long)c->id, c->peer, (unsigned long long)set->lim.idle_timeout_ms);
+	snprintf(msg, sizeof(msg),
+	         "closed after %llu ms without a request (--idle-timeout); a connection with a "
+	         "subscription, a lease or a consumer membership is kept",
+	         (unsigned long long)set->lim.idle_timeout_ms);
+	set->hooks.refuse(set->hooks.arg, c, WB_RESOURCE_EXHAUSTED, msg);
+	c->close_after_flush = true;
+	set->hooks.after(set->hooks.arg, false);
 }
 
 /* ------------------------------------------------------------ output */
@@ -458,6 +517,7 @@ static void write_buf(struct conn *c, uint8_t *buf, size_t len)
 		return;
 	}
 	c->out_pending += len;
+	c->bytes_out += len;
 }
 
 /* Hands c's queued output to one write (ciphertext, on a TLS connection). */
@@ -541,6 +601,8 @@ static void process(struct conn *c)
 			pos = 0;
 			break;
 		}
+		c->frames++;
+		c->last_frame_ms = uv_now(set->loop);
 		set->hooks.frame(set->hooks.arg, c, payload, plen);
 		pos += used;
 		progress = true;
@@ -558,13 +620,12 @@ static void process(struct conn *c)
 	if (c->tls != NULL && wb_tls_session_state(c->tls) == WB_TLS_HANDSHAKING) {
 		/* the handshake timeout runs */
 	} else if (c->in_len > 0 && st == FRAME_AGAIN && !c->close_after_flush) {
-		if (!c->timer_active || progress) {
+		if (c->timer_kind != TIMER_FRAME || progress) {
 			uv_timer_start(&c->timer, frame_timeout_cb, set->lim.frame_timeout_ms, 0);
-			c->timer_active = true;
+			c->timer_kind = TIMER_FRAME;
 		}
-	} else if (c->timer_active) {
-		uv_timer_stop(&c->timer);
-		c->timer_active = false;
+	} else if (progress || c->timer_kind == TIMER_FRAME) {
+		arm_idle(c);
 	}
 	/* Reading is decided at the flush, from what is queued by then. */
 	mark_dirty(c);
@@ -651,7 +712,7 @@ static bool sniff(struct conn *c)
 		}
 		uv_timer_start(&c->timer, handshake_timeout_cb, set->lim.tls_handshake_timeout_ms,
 		               0);
-		c->timer_active = true;
+		c->timer_kind = TIMER_HANDSHAKE;
 		return true;
 	}
 	/* Plaintext: from the Unix socket always; over TCP never under
@@ -714,8 +775,7 @@ static bool tls_input(struct conn *c)
 			break; /* full: the rest waits until its plaintext is read */
 	}
 	if (!was_open && wb_tls_session_state(c->tls) == WB_TLS_OPEN) {
-		uv_timer_stop(&c->timer);
-		c->timer_active = false;
+		arm_idle(c);
 		srv_log(WB_LOG_DEBUG, "tls_open", "conn=%llu version=%s cipher=%s peer_cn=%s",
 		        (unsigned long long)c->id, wb_tls_session_version(c->tls),
 		        wb_tls_session_cipher(c->tls), wb_tls_session_peer_cn(c->tls));
@@ -752,6 +812,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	} else {
 		c->in_len += (size_t)nread;
 	}
+	c->bytes_in += (size_t)nread;
 	process(c);
 	set->hooks.after(set->hooks.arg, false);
 }
@@ -873,8 +934,15 @@ void conns_accept(struct conns *set, uv_stream_t *listener)
 	set->list = c;
 	set->open++;
 	set->accepted++;
-	if (!c->local)
+	if (!c->local) {
 		uv_tcp_nodelay(&c->s.tcp, 1);
+		/* The kernel probes a peer that went silent, so that one that
+		 * vanished (a crash, a cable) is closed without a request. */
+		if (set->lim.tcp_keepalive_s > 0)
+			(void)uv_tcp_keepalive(&c->s.tcp, 1, (unsigned)set->lim.tcp_keepalive_s);
+	}
+	c->born_ms = c->last_frame_ms = uv_now(set->loop);
+	arm_idle(c);
 	if (set->open > set->lim.max_connections) {
 		char msg[160];
 		srv_log(WB_LOG_WARN, "connection_refused",
@@ -894,6 +962,41 @@ void conns_accept(struct conns *set, uv_stream_t *listener)
 }
 
 /* ------------------------------------------------------------ the set */
+
+void conns_foreach(struct conns *set, void (*fn)(void *arg, struct conn *c), void *arg)
+{
+	for (struct conn *c = set->list; c != NULL; c = c->next)
+		if (!c->closing)
+			fn(arg, c);
+}
+
+struct conn *conns_find(struct conns *set, uint64_t id)
+{
+	for (struct conn *c = set->list; c != NULL; c = c->next)
+		if (c->id == id && !c->closing)
+			return c;
+	return NULL;
+}
+
+void conn_info(const struct conn *c, struct conn_info *out)
+{
+	uint64_t now = uv_now(c->set->loop);
+	*out = (struct conn_info){
+	        .id = c->id,
+	        .peer = c->peer,
+	        .client_name = c->name,
+	        .tls = c->tls != NULL,
+	        .unix_socket = c->local,
+	        .age_ms = now - c->born_ms,
+	        .idle_ms = now - c->last_frame_ms,
+	        .frames = c->frames,
+	        .bytes_in = c->bytes_in,
+	        .bytes_out = c->bytes_out,
+	        .input_buffer = c->in_cap + c->raw_cap,
+	        .output_buffer = c->out_len + c->out_pending,
+	        .in_flight = c->holds,
+	};
+}
 
 int conns_init(struct conns **out, uv_loop_t *loop, const struct conn_limits *limits,
                const struct conn_hooks *hooks)

@@ -24,7 +24,7 @@ struct conn;
 struct conns;
 
 /* Per-connection slots for the server's modules (conn_slot()). */
-#define CONN_SLOTS 8u
+#define CONN_SLOTS 12u
 
 /* What crossed the wire, for the figures: kept by the set, counted by the
  * layers above (dispatch counts requests, reply.c errors). */
@@ -46,6 +46,12 @@ struct conn_limits {
 	 * has to finish its handshake. */
 	int tls_policy;
 	uint64_t tls_handshake_timeout_ms;
+	/* Between frames: a connection that sends nothing for this long is
+	 * closed (RESOURCE_EXHAUSTED, id 0) unless it waits for the server or
+	 * the busy hook says it holds something open; 0: never. */
+	uint64_t idle_timeout_ms;
+	/* TCP keepalive probes after this many idle seconds; 0: off. */
+	uint64_t tcp_keepalive_s;
 };
 
 /* What a connection may speak (--tls). A connection's first bytes say
@@ -76,7 +82,32 @@ struct conn_hooks {
 	 * below its bound (pushes that waited for room may go on). The hook
 	 * flushes (conns_flush()). */
 	void (*after)(void *arg, bool drained);
+	/* Whether idle c holds something that keeps it open (a subscription,
+	 * a lease): the idle timeout then waits. NULL: nothing does. */
+	bool (*busy)(void *arg, const struct conn *c);
 };
+
+/* What a connection is and has done, for ListClients. Times are the loop's
+ * clock, in ms. */
+struct conn_info {
+	uint64_t id;
+	const char *peer;        /* "HOST:PORT", "[V6]:PORT" or "unix:UID" */
+	const char *client_name; /* from Hello; "" before */
+	bool tls, unix_socket;
+	uint64_t age_ms, idle_ms; /* since accepted; since the last frame */
+	uint64_t frames, bytes_in, bytes_out;
+	uint64_t input_buffer, output_buffer; /* bytes allocated / queued */
+	uint64_t in_flight;                   /* requests held */
+};
+
+/* Calls fn for every open connection (not one that is closing), newest
+ * first. fn must not close connections. */
+void conns_foreach(struct conns *set, void (*fn)(void *arg, struct conn *c), void *arg);
+
+/* The open connection whose id is id, or NULL. */
+struct conn *conns_find(struct conns *set, uint64_t id);
+
+void conn_info(const struct conn *c, struct conn_info *out);
 
 /* Makes the set of connections of loop with copies of limits and hooks.
  * 0, or WB_E_NOMEM; *out is written only on success. */
@@ -138,6 +169,9 @@ bool conn_is_closing(const struct conn *c);
 
 /* Closes c: nothing more is read or written; hooks.closed runs now. */
 void conn_close(struct conn *c);
+
+/* Stops reading c and closes it once what is queued for it is written. */
+void conn_close_after_flush(struct conn *c);
 
 /* Counts work done for c elsewhere (a write at the writer, a worker job):
  * c stays allocated until each hold is released, and is not read while it

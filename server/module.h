@@ -67,6 +67,10 @@ struct srv_module {
 	 * serves it as well takes the new files. Returns 0, or an error with
 	 * errmsg; it then keeps serving what it served. */
 	int (*reload)(void *state, char *errmsg, size_t errlen);
+	/* What the module holds for c, added into info for ListClients and
+	 * the idle timeout: subscriptions, leases, consumers (counts), user and
+	 * roles (pointers that stay valid until the loop turns). */
+	void (*conn_figures)(void *state, const struct conn *c, Whizbang__V1__ClientInfo *info);
 	/* A Hello with credentials (a token, or a mechanism) arrived on c; its
 	 * version is checked and c has its default subject (dispatch.h). The
 	 * module authenticates it: it may set c's subject and fill r's user,

@@ -45,8 +45,9 @@
 
 /* The modules, in set-up order; closed in reverse. */
 static const struct srv_module *const modules[] = {
-        &srv_events_module,   &srv_lease_module,  &srv_proj_module,    &srv_sub_module,
-        &srv_consumer_module, &srv_backup_module, &srv_metrics_module, &srv_auth_module,
+        &srv_events_module,  &srv_lease_module,    &srv_proj_module,
+        &srv_sub_module,     &srv_consumer_module, &srv_backup_module,
+        &srv_metrics_module, &srv_auth_module,     &srv_clients_module,
 };
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))
 _Static_assert(NMODULES <= CONN_SLOTS, "each module has a connection slot");
@@ -159,6 +160,11 @@ uint64_t srv_wall_us(void)
 struct conn_counters *srv_counters(struct srv *srv)
 {
 	return conns_counters(srv->conns);
+}
+
+struct conns *srv_conns(struct srv *srv)
+{
+	return srv->conns;
 }
 
 void srv_writer_stats(const struct srv *srv, struct writer_stats *out)
@@ -442,6 +448,22 @@ static void closed_hook(void *arg, struct conn *c)
 	for (size_t i = 0; i < srv->modules_up; i++)
 		if (modules[i]->conn_closed != NULL)
 			modules[i]->conn_closed(srv->states[i], c);
+}
+
+void srv_conn_figures(struct srv *srv, const struct conn *c, Whizbang__V1__ClientInfo *info)
+{
+	for (size_t i = 0; i < srv->modules_up; i++)
+		if (modules[i]->conn_figures != NULL)
+			modules[i]->conn_figures(srv->states[i], c, info);
+}
+
+/* An idle connection that holds a subscription, a lease or a consumer
+ * membership stays open. */
+static bool busy_hook(void *arg, const struct conn *c)
+{
+	Whizbang__V1__ClientInfo info = WHIZBANG__V1__CLIENT_INFO__INIT;
+	srv_conn_figures(arg, c, &info);
+	return info.subscriptions + info.leases + info.consumers > 0;
 }
 
 static void after_hook(void *arg, bool drained)
@@ -781,6 +803,8 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	                      : strcmp(cfg->tls, "off") == 0    ? CONN_TLS_OFF
 	                                                        : CONN_TLS_AUTO,
 	        .tls_handshake_timeout_ms = cfg->tls_handshake_timeout_ms,
+	        .idle_timeout_ms = cfg->idle_timeout_ms,
+	        .tcp_keepalive_s = (cfg->tcp_keepalive_ms + 999) / 1000,
 	};
 	struct conn_hooks hooks = {
 	        .arg = srv,
@@ -788,6 +812,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	        .refuse = refuse_hook,
 	        .closed = closed_hook,
 	        .after = after_hook,
+	        .busy = busy_hook,
 	};
 	rc = conns_init(&srv->conns, loop, &lim, &hooks);
 	if (rc != 0) {

@@ -64,6 +64,12 @@ void srv_close(struct srv *srv);
  * served, what was served before stays). */
 int srv_reload(struct srv *srv, int64_t *tls_not_after, char *errmsg, size_t errlen);
 
+/* Every module's figures for c (their conn_figures hooks) added into info. */
+void srv_conn_figures(struct srv *srv, const struct conn *c, Whizbang__V1__ClientInfo *info);
+
+/* The connections, for ListClients and Disconnect. */
+struct conns *srv_conns(struct srv *srv);
+
 /* ------------------------------------------------------------ modules */
 
 /* The modules, in the order they are set up (server.c's table). */
@@ -75,6 +81,7 @@ extern const struct srv_module srv_consumer_module;
 extern const struct srv_module srv_backup_module;
 extern const struct srv_module srv_metrics_module;
 extern const struct srv_module srv_auth_module;
+extern const struct srv_module srv_clients_module;
 
 struct auth_token_record;
 /* The tokens (srv_auth.c) whose role allows perm of kind with the name "":

@@ -547,6 +547,14 @@ static void conn_reset(struct auths *as, struct conn *c)
 	ca->who = NULL;
 }
 
+static void auth_conn_figures(void *state, const struct conn *c, Whizbang__V1__ClientInfo *info)
+{
+	const struct auths *as = state;
+	const struct conn_auth *ca = conn_slot(c, as->slot);
+	if (ca != NULL && ca->who != NULL)
+		info->user = (char *)ca->who->shown;
+}
+
 static void auth_conn_closed(void *state, struct conn *c)
 {
 	struct auths *as = state;
@@ -1719,6 +1727,7 @@ const struct srv_module srv_auth_module = {
         .size = sizeof(struct auths),
         .init = auth_init,
         .conn_closed = auth_conn_closed,
+        .conn_figures = auth_conn_figures,
         .shutdown = auth_shutdown,
         .close = auth_close,
         .stats = auth_stats,

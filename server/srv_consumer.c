@@ -1553,6 +1553,15 @@ static bool groups_owns(void *state, const struct conn *c, uint64_t id)
 	return find_member(state, c, id) != NULL;
 }
 
+static void groups_conn_figures(void *state, const struct conn *c, Whizbang__V1__ClientInfo *info)
+{
+	const struct cgroups *cs = state;
+	for (const struct group *g = cs->groups; g != NULL; g = g->next)
+		for (const struct member *m = g->members; m != NULL; m = m->next)
+			if (m->conn == c)
+				info->consumers++;
+}
+
 static void groups_conn_closed(void *state, struct conn *c)
 {
 	struct cgroups *cs = state;
@@ -1689,6 +1698,7 @@ const struct srv_module srv_consumer_module = {
         .size = sizeof(struct cgroups),
         .init = groups_init,
         .conn_closed = groups_conn_closed,
+        .conn_figures = groups_conn_figures,
         .pump = groups_pump,
         .shutdown = groups_shutdown,
         .close = groups_close,

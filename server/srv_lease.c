@@ -805,6 +805,14 @@ static bool wait_for_watermark(void *state, struct conn *c, Request *req)
 	return true;
 }
 
+static void leases_conn_figures(void *state, const struct conn *c, Whizbang__V1__ClientInfo *info)
+{
+	const struct leases *ls = state;
+	const struct lconn *lc = conn_slot(c, ls->slot);
+	if (lc != NULL)
+		info->leases += (uint32_t)lc->owner.count;
+}
+
 static void leases_conn_closed(void *state, struct conn *c)
 {
 	struct leases *ls = state;
@@ -1004,6 +1012,7 @@ const struct srv_module srv_lease_module = {
         .size = sizeof(struct leases),
         .init = leases_init,
         .conn_closed = leases_conn_closed,
+        .conn_figures = leases_conn_figures,
         .shutdown = leases_shutdown,
         .close = leases_close,
         .stats = leases_stats,

@@ -149,6 +149,14 @@ static void sub_close(void *state)
 	}
 }
 
+static void sub_conn_figures(void *state, const struct conn *c, Whizbang__V1__ClientInfo *info)
+{
+	const struct subs *ss = state;
+	for (const struct sub *s = ss->subs; s != NULL; s = s->next)
+		if (s->conn == c && !s->dead)
+			info->subscriptions++;
+}
+
 static void sub_conn_closed(void *state, struct conn *c)
 {
 	struct subs *ss = state;
@@ -718,6 +726,7 @@ const struct srv_module srv_sub_module = {
         .size = sizeof(struct subs),
         .init = sub_init,
         .conn_closed = sub_conn_closed,
+        .conn_figures = sub_conn_figures,
         .pump = sub_pump,
         .shutdown = sub_shutdown,
         .close = sub_close,

@@ -40,6 +40,7 @@ struct echo {
 	size_t closed;
 	size_t refused;
 	int refuse_code;
+	bool busy; /* what the busy hook answers */
 };
 
 static struct echo e;
@@ -76,6 +77,13 @@ static void closed_hook(void *arg, struct conn *c)
 	x->closed++;
 }
 
+static bool busy_hook(void *arg, const struct conn *c)
+{
+	struct echo *x = arg;
+	(void)c;
+	return x->busy;
+}
+
 static void after_hook(void *arg, bool drained)
 {
 	struct echo *x = arg;
@@ -94,7 +102,14 @@ static void start(const struct conn_limits *lim)
 	memset(&e, 0, sizeof(e));
 	log_set_level(WB_LOG_ERROR);
 	cr_assert_eq(uv_loop_init(&e.loop), 0);
-	struct conn_hooks hooks = {&e, frame_hook, refuse_hook, closed_hook, after_hook};
+	struct conn_hooks hooks = {
+	        .arg = &e,
+	        .frame = frame_hook,
+	        .refuse = refuse_hook,
+	        .closed = closed_hook,
+	        .after = after_hook,
+	        .busy = busy_hook,
+	};
 	cr_assert_eq(conns_init(&e.set, &e.loop, lim, &hooks), 0);
 	cr_assert_eq(uv_tcp_init(&e.loop, &e.listener), 0);
 	struct sockaddr_in a;
@@ -344,6 +359,62 @@ Test(conn, unfinished_frame_times_out)
 	iclient_io(c);
 	cr_assert(sees_close(c), "a started frame did not time out");
 	cr_assert_eq(e.closed, 1);
+	iclient_free(c);
+}
+
+/* Between frames the idle clock runs: a connection that sends nothing is
+ * refused (RESOURCE_EXHAUSTED) and closed; one whose frames keep coming,
+ * or that the busy hook says holds something, stays; 0 turns it off. */
+Test(conn, an_idle_connection_is_closed_unless_busy)
+{
+	struct conn_limits lim = defaults;
+	lim.idle_timeout_ms = 80;
+	start(&lim);
+	struct iclient *quiet = iclient_new(e.port);
+	struct iclient *chatty = iclient_new(e.port);
+	cr_assert_not_null(quiet);
+	cr_assert_not_null(chatty);
+	queue_frame(quiet, 1, 4);
+	size_t len;
+	cr_assert_eq(take_tag(quiet, &len), 1);
+	/* chatty sends a frame every 20 ms for 300 ms: never idle that long. */
+	for (uint32_t i = 0; i < 15; i++) {
+		queue_frame(chatty, 100 + i, 4);
+		cr_assert_eq(take_tag(chatty, &len), 100 + i);
+		run_ms(20);
+	}
+	expect_refused(quiet, WB_RESOURCE_EXHAUSTED);
+	cr_assert(!chatty->closed, "a connection that kept sending was closed as idle");
+	iclient_free(quiet);
+	iclient_free(chatty);
+
+	/* Busy: kept past many idle periods, closed once no longer busy. */
+	e.busy = true;
+	struct iclient *holder = iclient_new(e.port);
+	cr_assert_not_null(holder);
+	queue_frame(holder, 7, 4);
+	cr_assert_eq(take_tag(holder, &len), 7);
+	size_t closed = e.closed;
+	run_ms(400);
+	iclient_io(holder);
+	cr_assert(!holder->closed && e.closed == closed, "a busy connection was closed");
+	e.busy = false;
+	expect_refused(holder, WB_RESOURCE_EXHAUSTED);
+	iclient_free(holder);
+}
+
+Test(conn, no_idle_timeout_when_it_is_zero)
+{
+	struct conn_limits lim = defaults; /* idle_timeout_ms 0 */
+	start(&lim);
+	struct iclient *c = iclient_new(e.port);
+	cr_assert_not_null(c);
+	queue_frame(c, 3, 4);
+	size_t len;
+	cr_assert_eq(take_tag(c, &len), 3);
+	run_ms(300);
+	iclient_io(c);
+	cr_assert(!c->closed && e.closed == 0 && e.refused == 0);
 	iclient_free(c);
 }
 

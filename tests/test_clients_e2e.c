@@ -1,0 +1,208 @@
+/* The server's connections as an operator sees them, against a real
+ * whizbangd: ListClients (who, from where, holding what), Disconnect (the
+ * connection named gets a last error and closes; NOT_FOUND for one that is
+ * not open), and the idle timeout (a connection that sends nothing is
+ * closed with RESOURCE_EXHAUSTED; one holding a subscription or a lease is
+ * kept). Every wait is bounded. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "e2e_util.h"
+#include "wb.h"
+#include "wb_error.h"
+
+TestSuite(clients_e2e, .fini = e2e_suite_fini, .timeout = 120);
+
+typedef Whizbang__V1__Request Request;
+typedef Whizbang__V1__Response Response;
+
+static uint64_t next_id = 100;
+
+static int call(int fd, Request *req, Response **out)
+{
+	req->id = next_id++;
+	return e2e_raw_call(fd, req, out);
+}
+
+/* A raw connection that said Hello, or with token, Hello with it. */
+static int raw_client(const char *token)
+{
+	int fd = e2e_raw_connect(&e2e_srv);
+	cr_assert(fd >= 0);
+	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
+	h.protocol_version = 1;
+	h.client_name = "clients-test";
+	if (token != NULL) {
+		h.token.data = (uint8_t *)token;
+		h.token.len = strlen(token);
+	}
+	Request req = E2E_REQUEST(HELLO, hello, &h);
+	Response *r;
+	cr_assert_eq(call(fd, &req, &r), 0);
+	cr_assert_eq(e2e_error_code(r), 0);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return fd;
+}
+
+/* Subscribes fd to $all from the start; returns once SubscribeResult came. */
+static void subscribe(int fd)
+{
+	Whizbang__V1__Subscribe s = WHIZBANG__V1__SUBSCRIBE__INIT;
+	s.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL;
+	s.credits = 10;
+	Request req = E2E_REQUEST(SUBSCRIBE, subscribe, &s);
+	Response *r;
+	cr_assert_eq(call(fd, &req, &r), 0);
+	cr_assert_eq(e2e_error_code(r), 0);
+	whizbang__v1__response__free_unpacked(r, NULL);
+}
+
+static void lease(int fd)
+{
+	Whizbang__V1__Lease l = WHIZBANG__V1__LEASE__INIT;
+	l.projection = "p";
+	l.count = 2;
+	Request req = E2E_REQUEST(LEASE, lease, &l);
+	Response *r;
+	cr_assert_eq(call(fd, &req, &r), 0);
+	cr_assert_eq(e2e_error_code(r), 0);
+	whizbang__v1__response__free_unpacked(r, NULL);
+}
+
+/* The entry of the list whose id is id, or NULL. */
+static const Whizbang__V1__ClientInfo *find(const Whizbang__V1__ClientList *l, uint64_t id)
+{
+	for (size_t i = 0; i < l->n_clients; i++)
+		if (l->clients[i]->id == id)
+			return l->clients[i];
+	return NULL;
+}
+
+/* The id of the one entry that is not self and matches what. */
+static uint64_t id_where(const Whizbang__V1__ClientList *l, uint32_t subs, uint32_t leases,
+                         const char *user)
+{
+	uint64_t id = 0;
+	for (size_t i = 0; i < l->n_clients; i++) {
+		const Whizbang__V1__ClientInfo *ci = l->clients[i];
+		if (!ci->self && ci->subscriptions == subs && ci->leases == leases &&
+		    strcmp(ci->user, user) == 0) {
+			cr_assert_eq(id, 0u, "two connections match");
+			id = ci->id;
+		}
+	}
+	cr_assert_neq(id, 0u, "no connection with %u subscriptions, %u leases, user '%s'", subs,
+	              leases, user);
+	return id;
+}
+
+Test(clients_e2e, the_list_says_who_holds_what_and_disconnect_closes_one)
+{
+	const char *args[] = {"--anonymous-role=admin", NULL};
+	struct wb_client *admin = e2e_suite_start_client(args, "clients-admin");
+	Whizbang__V1__CreateTokenResult *tok;
+	cr_assert_eq(wb_create_token(admin, "writer", 0, "clients test", &tok), 0, "%s",
+	             wb_errmsg(admin));
+	char shown[64];
+	snprintf(shown, sizeof(shown), "token:%s", tok->id);
+
+	int sub = raw_client(NULL);
+	subscribe(sub);
+	int holder = raw_client(tok->token);
+	lease(holder);
+	wb_token_result_free(tok);
+
+	Whizbang__V1__ClientList *l;
+	cr_assert_eq(wb_list_clients(admin, &l), 0, "%s", wb_errmsg(admin));
+	cr_assert_eq(l->n_clients, 3u);
+	size_t selves = 0;
+	for (size_t i = 0; i < l->n_clients; i++)
+		selves += l->clients[i]->self;
+	cr_assert_eq(selves, 1u);
+	uint64_t sub_id = id_where(l, 1, 0, "");
+	uint64_t holder_id = id_where(l, 0, 2, shown);
+	const Whizbang__V1__ClientInfo *h = find(l, holder_id);
+	cr_assert_eq(h->n_roles, 1u);
+	cr_assert_str_eq(h->roles[0], "writer");
+	cr_assert_str_eq(h->client_name, "clients-test");
+	cr_assert(!h->tls && !h->unix_socket);
+	cr_assert_eq(h->requests, 2u, "Hello and Lease");
+	cr_assert(h->bytes_in > 0 && h->bytes_out > 0 && h->input_buffer > 0);
+	cr_assert_not_null(strstr(h->peer, "127.0.0.1:"), "%s", h->peer);
+	const Whizbang__V1__ClientInfo *s = find(l, sub_id);
+	cr_assert_eq(s->n_roles, 1u);
+	cr_assert_str_eq(s->roles[0], "admin", "the anonymous role");
+	wb_client_list_free(l);
+
+	/* Disconnect: the subscriber gets the last error, then the close. */
+	cr_assert_eq(wb_disconnect(admin, sub_id), 0, "%s", wb_errmsg(admin));
+	Response *r = NULL;
+	int rc;
+	while ((rc = e2e_recv_response(sub, 5000, &r)) == 0 && e2e_error_code(r) == 0)
+		whizbang__v1__response__free_unpacked(r, NULL); /* pushes before it */
+	cr_assert_eq(rc, 0, "closed without the last error");
+	cr_assert_eq(r->id, 0u);
+	cr_assert_eq(e2e_error_code(r), WB_RESOURCE_EXHAUSTED);
+	cr_assert_not_null(strstr(r->error->message, "an administrator closed this connection"),
+	                   "%s", r->error->message);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	cr_assert(e2e_wait_closed(sub, 5000));
+	close(sub);
+	cr_assert_eq(wb_disconnect(admin, sub_id), WB_NOT_FOUND);
+	cr_assert_eq(wb_disconnect(admin, 999999), WB_NOT_FOUND);
+	cr_assert_eq(e2e_log_count(&e2e_srv, "event=disconnected_by_admin"), 1u);
+
+	cr_assert_eq(wb_list_clients(admin, &l), 0, "%s", wb_errmsg(admin));
+	cr_assert_eq(l->n_clients, 2u);
+	cr_assert_null(find(l, sub_id));
+	cr_assert_not_null(find(l, holder_id));
+	wb_client_list_free(l);
+	close(holder);
+	wb_close(admin);
+	e2e_suite_stop();
+}
+
+Test(clients_e2e, an_idle_connection_is_closed_and_one_that_holds_something_is_not)
+{
+	const char *args[] = {"--anonymous-role=admin", "--idle-timeout=300ms", NULL};
+	e2e_suite_start(args);
+	int idle = raw_client(NULL);
+	int sub = raw_client(NULL);
+	subscribe(sub);
+	int holder = raw_client(NULL);
+	lease(holder);
+	/* Never saying anything at all is idle too. */
+	int mute = e2e_raw_connect(&e2e_srv);
+	cr_assert(mute >= 0);
+
+	int fds[] = {idle, mute};
+	for (size_t i = 0; i < 2; i++) {
+		Response *r;
+		cr_assert_eq(e2e_recv_response(fds[i], 5000, &r), 0, "connection %zu stayed", i);
+		cr_assert_eq(r->id, 0u);
+		cr_assert_eq(e2e_error_code(r), WB_RESOURCE_EXHAUSTED);
+		cr_assert_not_null(strstr(r->error->message, "--idle-timeout"), "%s",
+		                   r->error->message);
+		whizbang__v1__response__free_unpacked(r, NULL);
+		cr_assert(e2e_wait_closed(fds[i], 5000));
+		close(fds[i]);
+	}
+	/* Three idle periods later the holders are still served. */
+	e2e_sleep_ms(900);
+	int keep[] = {sub, holder};
+	for (size_t i = 0; i < 2; i++) {
+		Whizbang__V1__Ping ping;
+		Request req;
+		e2e_req_ping(&req, &ping, next_id++, 7);
+		Response *r;
+		cr_assert_eq(e2e_raw_call(keep[i], &req, &r), 0, "holder %zu was closed", i);
+		cr_assert_eq(e2e_error_code(r), 0);
+		whizbang__v1__response__free_unpacked(r, NULL);
+		close(keep[i]);
+	}
+	cr_assert_eq(e2e_log_count(&e2e_srv, "event=idle_timeout"), 2u);
+	e2e_suite_stop();
+}
