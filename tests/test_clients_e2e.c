@@ -21,10 +21,14 @@ typedef Whizbang__V1__Response Response;
 
 static uint64_t next_id = 100;
 
-static int call(int fd, Request *req, Response **out)
+/* Sends req on fd and expects an answer without an error. */
+static void call_ok(int fd, Request *req)
 {
+	Response *r;
 	req->id = next_id++;
-	return e2e_raw_call(fd, req, out);
+	cr_assert_eq(e2e_raw_call(fd, req, &r), 0);
+	cr_assert_eq(e2e_error_code(r), 0, "%s", r->error != NULL ? r->error->message : "");
+	whizbang__v1__response__free_unpacked(r, NULL);
 }
 
 /* A raw connection that said Hello, or with token, Hello with it. */
@@ -40,10 +44,7 @@ static int raw_client(const char *token)
 		h.token.len = strlen(token);
 	}
 	Request req = E2E_REQUEST(HELLO, hello, &h);
-	Response *r;
-	cr_assert_eq(call(fd, &req, &r), 0);
-	cr_assert_eq(e2e_error_code(r), 0);
-	whizbang__v1__response__free_unpacked(r, NULL);
+	call_ok(fd, &req);
 	return fd;
 }
 
@@ -54,10 +55,7 @@ static void subscribe(int fd)
 	s.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL;
 	s.credits = 10;
 	Request req = E2E_REQUEST(SUBSCRIBE, subscribe, &s);
-	Response *r;
-	cr_assert_eq(call(fd, &req, &r), 0);
-	cr_assert_eq(e2e_error_code(r), 0);
-	whizbang__v1__response__free_unpacked(r, NULL);
+	call_ok(fd, &req);
 }
 
 static void lease(int fd)
@@ -66,10 +64,7 @@ static void lease(int fd)
 	l.projection = "p";
 	l.count = 2;
 	Request req = E2E_REQUEST(LEASE, lease, &l);
-	Response *r;
-	cr_assert_eq(call(fd, &req, &r), 0);
-	cr_assert_eq(e2e_error_code(r), 0);
-	whizbang__v1__response__free_unpacked(r, NULL);
+	call_ok(fd, &req);
 }
 
 /* The entry of the list whose id is id, or NULL. */
