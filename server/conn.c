@@ -85,6 +85,9 @@ struct conn {
 	uint64_t frames, bytes_in, bytes_out;
 };
 
+/* The input buffer a connection keeps between large frames. */
+#define IN_KEEP (64u * 1024u)
+
 /* One timer per connection, for whichever wait applies: the TLS handshake,
  * a started frame, or (between frames) the idle timeout. */
 enum timer_kind { TIMER_NONE, TIMER_HANDSHAKE, TIMER_FRAME, TIMER_IDLE };
@@ -612,6 +615,16 @@ static void process(struct conn *c)
 	if (pos > 0) {
 		memmove(c->in, c->in + pos, c->in_len - pos);
 		c->in_len -= pos;
+		/* A large frame grew the buffer: give the memory back once what
+		 * is left fits a small one, so that a connection idle after one
+		 * large frame holds IN_KEEP, not the frame's size. */
+		if (c->in_cap > IN_KEEP && c->in_len <= IN_KEEP / 2) {
+			uint8_t *p = realloc(c->in, IN_KEEP);
+			if (p != NULL) {
+				c->in = p;
+				c->in_cap = IN_KEEP;
+			}
+		}
 	}
 	/* A started frame must complete within the timeout; the clock restarts
 	 * whenever a frame completes. uv_timer_start() with a callback on an

@@ -238,6 +238,40 @@ Test(conn, frames_split_and_packed)
 	iclient_free(c);
 }
 
+static void input_of(void *arg, struct conn *c)
+{
+	struct conn_info ci;
+	conn_info(c, &ci);
+	*(uint64_t *)arg = ci.input_buffer;
+}
+
+/* A large frame grows the input buffer to its size; once it is decoded the
+ * buffer shrinks back, so an idle connection does not keep megabytes. */
+Test(conn, the_input_buffer_shrinks_after_a_large_frame)
+{
+	start(&defaults);
+	struct iclient *c = iclient_new(e.port);
+	cr_assert_not_null(c);
+	size_t n = 900000;
+	uint8_t *f = calloc(1, FRAME_HEADER + n);
+	cr_assert_not_null(f);
+	frame_put_header(f, (uint32_t)n);
+	uint32_t tag = 42;
+	memcpy(f + FRAME_HEADER, &tag, 4);
+	cr_assert_eq(iclient_queue_raw(c, f, FRAME_HEADER + n), 0);
+	free(f);
+	e.reply_size = 8;
+	size_t len;
+	cr_assert_eq(take_tag(c, &len), 42);
+	uint64_t held = 0;
+	conns_foreach(e.set, input_of, &held);
+	cr_assert_leq(held, 64u * 1024u, "%llu bytes still held", (unsigned long long)held);
+	/* And it still works at its small size. */
+	queue_frame(c, 43, 8);
+	cr_assert_eq(take_tag(c, &len), 43);
+	iclient_free(c);
+}
+
 Test(conn, output_bound_pauses_reading)
 {
 	struct conn_limits lim = defaults;
