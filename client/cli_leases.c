@@ -200,6 +200,7 @@ struct seq_args {
 	uint64_t token;
 	uint64_t duration_ms;
 	const char *reason;
+	bool force;
 	struct cli_list ops;
 	bool applied;
 	bool reseq;
@@ -221,7 +222,12 @@ static const struct cli_opt extend_opts[] = {
 };
 
 static const struct cli_opt release_opts[] = {
-        TOKEN_OPT,
+        {"--token", "T", CLI_PARSE_AT(struct seq_args, token, parse_token),
+         .bad = "takes the 16 hex digits lease printed",
+         .help = "the lease's fencing token, as lease printed it (or --force)"},
+        {"--force", NULL, CLI_FLAG_AT(struct seq_args, force),
+         .help = "release it without its token: an operator freeing a stuck worker's sequence "
+                 "(needs admin:clients)"},
         {"--reason", "TEXT", CLI_TEXT_AT(struct seq_args, reason),
          .help = "why, recorded with the gap"},
         {0},
@@ -284,12 +290,18 @@ static int run_release(struct cli *cli)
 {
 	const struct seq_args *a = cli->args;
 	uint64_t seq;
+	if (!a->force && a->token == 0)
+		return cli_usage_error(cli,
+		                       "release needs --token T (or --force, for an operator)");
+	if (a->force && a->token != 0)
+		return cli_usage_error(cli, "release takes --token T or --force, not both");
 	int rc = seq_of(cli, &seq);
 	if (rc == 0)
 		rc = cli_connect(cli);
 	if (rc != 0)
 		return rc;
-	rc = wb_release(cli->client, seq, a->token, a->reason);
+	rc = a->force ? wb_release_force(cli->client, seq, a->reason)
+	              : wb_release(cli->client, seq, a->token, a->reason);
 	if (rc != 0)
 		return cli_report_client(cli, rc);
 	if (cli->json)

@@ -748,15 +748,27 @@ int wb_extend(struct wb_client *c, uint64_t seq, uint64_t token, uint64_t durati
 	return 0;
 }
 
-int wb_release(struct wb_client *c, uint64_t seq, uint64_t token, const char *reason)
+static int release(struct wb_client *c, uint64_t seq, uint64_t token, bool force,
+                   const char *reason)
 {
 	wbt_begin(c);
 	Whizbang__V1__Release rl = WHIZBANG__V1__RELEASE__INIT;
 	rl.sequence = seq;
 	rl.token = token;
+	rl.force = force;
 	if (reason != NULL)
 		rl.reason = (char *)reason;
 	return WBT_CALL_ACK(c, &rl, release);
+}
+
+int wb_release(struct wb_client *c, uint64_t seq, uint64_t token, const char *reason)
+{
+	return release(c, seq, token, false, reason);
+}
+
+int wb_release_force(struct wb_client *c, uint64_t seq, const char *reason)
+{
+	return release(c, seq, 0, true, reason);
 }
 
 int wb_stage(struct wb_client *c, uint64_t seq, uint64_t token, const Whizbang__V1__OpList *ops)

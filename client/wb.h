@@ -410,6 +410,11 @@ int wb_extend(struct wb_client *c, uint64_t seq, uint64_t token, uint64_t durati
  * ledger. reason may be NULL. Answers once the gap is durable. */
 int wb_release(struct wb_client *c, uint64_t seq, uint64_t token, const char *reason);
 
+/* An operator's release of a lease it does not hold (a stuck worker's): as
+ * wb_release() without the token; needs admin:clients as well as
+ * projections:lease on the lease's projection. */
+int wb_release_force(struct wb_client *c, uint64_t seq, const char *reason);
+
 /* Stores ops durably as the lease's staged work: should the lease expire
  * before a commit, the server commits them at seq (recovered: staged).
  * Staging again replaces them. ops may be NULL (no ops). Keeps no reference

@@ -521,6 +521,12 @@ const char *lease_projection_of(const struct lease_table *t, uint64_t seq)
 	return l != NULL ? l->proj->name : NULL;
 }
 
+uint64_t lease_token_of(const struct lease_table *t, uint64_t seq)
+{
+	const struct lease *l = hash_find(t, seq);
+	return l != NULL ? l->token : 0;
+}
+
 void **lease_projection_slot(struct lease *l)
 {
 	return &l->proj->slot;

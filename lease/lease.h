@@ -177,6 +177,11 @@ const char *lease_projection_name(const struct lease *l);
  * valid until the table next changes. */
 const char *lease_projection_of(const struct lease_table *t, uint64_t seq);
 
+/* The fencing token of seq's lease while the table holds it, or 0 when it
+ * holds none (the table then answers LEASE_NOT_FOUND to any token). For an
+ * operator's forced release. */
+uint64_t lease_token_of(const struct lease_table *t, uint64_t seq);
+
 /* A pointer-sized slot per projection that the table keeps for its user
  * (the server's own per-projection figures); NULL until set. */
 void **lease_projection_slot(struct lease *l);

@@ -689,9 +689,24 @@ static bool release(void *state, struct conn *c, Request *req)
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
 		return false;
+	uint64_t token = req->release->token;
+	if (req->release->force) {
+		/* An operator's release: admin:clients stands for the token. */
+		char why[300];
+		const struct auth_subject *s = conn_subject(c);
+		if (srv_access_allowed(s, AUTH_ADMIN, AUTH_ADMIN_CLIENTS, "", why, sizeof(why)) !=
+		    0) {
+			srv_error(c, req->id, WB_PERMISSION_DENIED, "%s (a forced Release)", why);
+			return false;
+		}
+		token = lease_token_of(coord_leases(ls->coord), req->release->sequence);
+		srv_log(WB_LOG_INFO, "lease_released_by_admin", "conn=%llu sequence=%llu found=%d",
+		        (unsigned long long)conn_id(c), (unsigned long long)req->release->sequence,
+		        token != 0);
+	}
 	enter(ls);
-	coord_release(ls->coord, (struct coord_req){req, owner}, req->release->sequence,
-	              req->release->token, now());
+	coord_release(ls->coord, (struct coord_req){req, owner}, req->release->sequence, token,
+	              now());
 	leave(ls);
 	return true;
 }

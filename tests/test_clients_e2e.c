@@ -58,13 +58,21 @@ static void subscribe(int fd)
 	call_ok(fd, &req);
 }
 
-static void lease(int fd)
+/* Leases 2 sequences of projection p on fd; returns the first. */
+static uint64_t lease(int fd)
 {
 	Whizbang__V1__Lease l = WHIZBANG__V1__LEASE__INIT;
 	l.projection = "p";
 	l.count = 2;
 	Request req = E2E_REQUEST(LEASE, lease, &l);
-	call_ok(fd, &req);
+	Response *r;
+	req.id = next_id++;
+	cr_assert_eq(e2e_raw_call(fd, &req, &r), 0);
+	cr_assert_eq(e2e_error_code(r), 0);
+	cr_assert_eq(r->lease->n_leases, 2u);
+	uint64_t seq = r->lease->leases[0]->sequence;
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return seq;
 }
 
 /* The entry of the list whose id is id, or NULL. */
@@ -107,7 +115,7 @@ Test(clients_e2e, the_list_says_who_holds_what_and_disconnect_closes_one)
 	int sub = raw_client(NULL);
 	subscribe(sub);
 	int holder = raw_client(tok->token);
-	lease(holder);
+	uint64_t seq = lease(holder);
 	wb_token_result_free(tok);
 
 	Whizbang__V1__ClientList *l;
@@ -155,6 +163,24 @@ Test(clients_e2e, the_list_says_who_holds_what_and_disconnect_closes_one)
 	cr_assert_null(find(l, sub_id));
 	cr_assert_not_null(find(l, holder_id));
 	wb_client_list_free(l);
+
+	/* A forced release: refused to the holder (a writer), done by the
+	 * administrator without the token; the holder holds one lease less. */
+	Whizbang__V1__Release rl = WHIZBANG__V1__RELEASE__INIT;
+	rl.sequence = seq;
+	rl.force = true;
+	Request req = E2E_REQUEST(RELEASE, release, &rl);
+	req.id = next_id++;
+	cr_assert_eq(e2e_raw_call(holder, &req, &r), 0);
+	cr_assert_eq(e2e_error_code(r), WB_PERMISSION_DENIED);
+	cr_assert_not_null(strstr(r->error->message, "admin:clients"), "%s", r->error->message);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	cr_assert_eq(wb_release_force(admin, seq, "stuck worker"), 0, "%s", wb_errmsg(admin));
+	cr_assert_eq(wb_release_force(admin, seq, NULL), WB_LEASE_NOT_FOUND, "released already");
+	cr_assert_eq(wb_list_clients(admin, &l), 0, "%s", wb_errmsg(admin));
+	cr_assert_eq(find(l, holder_id)->leases, 1u);
+	wb_client_list_free(l);
+	cr_assert_eq(e2e_log_count(&e2e_srv, "event=lease_released_by_admin"), 2u);
 	close(holder);
 	wb_close(admin);
 	e2e_suite_stop();
