@@ -95,6 +95,11 @@ static const struct opt opts[] = {
          "most entities a where clause may scan without an index (QUERY_TOO_EXPENSIVE)"},
         {"max-query-count", NUM(OPT_UINT, max_query_count), 1, 100000, "1000",
          "most entities one QueryEntities answers"},
+        {"max-queries-queued", NUM(OPT_UINT, max_queries_queued), 1, 100000, "256",
+         "read-model requests (GetEntity, QueryEntities, Explain, ListIndexes, Verify) queued "
+         "or running at once; more are refused (RESOURCE_EXHAUSTED)"},
+        {"max-queries-per-connection", NUM(OPT_UINT, max_queries_per_connection), 1, 100000, "16",
+         "read-model requests one connection may have queued or running"},
         {"max-subscriptions-per-connection", NUM(OPT_UINT, max_subscriptions_per_connection), 1,
          100000, "64", "catch-up subscriptions one connection may hold"},
         {"max-consumer-groups", NUM(OPT_UINT, max_consumer_groups), 1, 1000000, "1024",

@@ -45,6 +45,8 @@ struct srv_config {
 	uint64_t lease_reserve_chunk;
 	uint64_t max_scan;
 	uint64_t max_query_count;
+	uint64_t max_queries_queued;
+	uint64_t max_queries_per_connection;
 	uint64_t max_subscriptions_per_connection;
 	uint64_t max_consumer_groups;
 	uint64_t max_consumer_members;

@@ -15,6 +15,7 @@
  * directory inside the data directory, replays its ledger into another,
  * compares the digests and removes both. */
 #include <dirent.h>
+#include <malloc.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -38,9 +39,24 @@
 /* The module's state. */
 struct readmodels {
 	struct srv *srv;
+	unsigned slot;    /* per connection: its requests queued or running */
 	bool verifying;   /* a Verify is running (one at a time) */
 	uint64_t queries; /* requests answered */
+	uint64_t queued;  /* requests queued or running, all connections */
+	uint64_t last_trim_ms;
 };
+
+/* A connection's count of queued or running requests, kept in its slot as
+ * an integer (nothing to free when it closes). */
+static uintptr_t conn_queued(const struct readmodels *rm, const struct conn *c)
+{
+	return (uintptr_t)conn_slot(c, rm->slot);
+}
+
+static void conn_queued_add(struct readmodels *rm, struct conn *c, int d)
+{
+	conn_set_slot(c, rm->slot, (void *)(conn_queued(rm, c) + (uintptr_t)(intptr_t)d));
+}
 
 struct pwork;
 typedef void (*pwork_fn)(struct pwork *w, struct storage_txn *txn);
@@ -394,6 +410,16 @@ static void after_work_cb(uv_work_t *req, int status)
 	free(w->out);
 	whizbang__v1__request__free_unpacked(w->req, NULL);
 	free(w);
+	rm->queued--;
+	conn_queued_add(rm, c, -1);
+	/* The queue drained: give the memory large requests left in the
+	 * allocator's free lists back to the system, at most once a second
+	 * (malloc_trim walks the heap). */
+	uint64_t now = uv_now(srv_loop(rm->srv));
+	if (rm->queued == 0 && now - rm->last_trim_ms >= 1000) {
+		rm->last_trim_ms = now;
+		malloc_trim(0);
+	}
 	srv_work_done(rm->srv, c);
 }
 
@@ -421,10 +447,26 @@ static void remove_leftovers(const char *data_dir)
 static bool submit(struct readmodels *rm, struct conn *c, Request *req, pwork_fn run, bool snapshot)
 {
 	struct srv *srv = rm->srv;
+	const struct srv_config *cfg = srv_config(srv);
 	char why[256];
 	int rc = validate_read_model(req, why, sizeof(why));
 	if (rc != 0) {
 		srv_error(c, req->id, rc, "%s", why);
+		return false;
+	}
+	/* Bounded: what waits for a worker holds its request in memory. */
+	if (conn_queued(rm, c) >= cfg->max_queries_per_connection) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "this connection has %llu read-model requests in progress, the most one "
+		          "may (--max-queries-per-connection): wait for their answers",
+		          (unsigned long long)conn_queued(rm, c));
+		return false;
+	}
+	if (rm->queued >= cfg->max_queries_queued) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "the server has %llu read-model requests in progress, the most it takes "
+		          "(--max-queries-queued): retry later",
+		          (unsigned long long)rm->queued);
 		return false;
 	}
 	struct pwork *w = calloc(1, sizeof(*w));
@@ -449,6 +491,8 @@ static bool submit(struct readmodels *rm, struct conn *c, Request *req, pwork_fn
 		return false;
 	}
 	srv_work_begin(srv, c);
+	rm->queued++;
+	conn_queued_add(rm, c, 1);
 	return true; /* the work keeps req */
 }
 
@@ -491,10 +535,10 @@ static bool verify(void *state, struct conn *c, Request *req)
 static int readmodels_init(void *state, struct srv *srv, unsigned slot, char *errmsg, size_t errlen)
 {
 	struct readmodels *rm = state;
-	(void)slot;
 	(void)errmsg;
 	(void)errlen;
 	rm->srv = srv;
+	rm->slot = slot;
 	remove_leftovers(srv_config(srv)->data_dir);
 	return 0;
 }

@@ -227,3 +227,73 @@ Test(clients_e2e, an_idle_connection_is_closed_and_one_that_holds_something_is_n
 	cr_assert_eq(e2e_log_count(&e2e_srv, "event=idle_timeout"), 2u);
 	e2e_suite_stop();
 }
+
+/* Sends n GetEntity requests in one write on fd; returns how many were
+ * answered (found or not) and how many refused RESOURCE_EXHAUSTED. */
+static void burst_of_reads(int fd, size_t n, size_t *answered, size_t *refused)
+{
+	uint8_t *all = NULL;
+	size_t len = 0;
+	for (size_t i = 0; i < n; i++) {
+		Whizbang__V1__GetEntity g = WHIZBANG__V1__GET_ENTITY__INIT;
+		g.type = "Acct";
+		g.id = "a-1";
+		Request req = E2E_REQUEST(GET_ENTITY, get_entity, &g);
+		req.id = next_id++;
+		size_t flen;
+		uint8_t *f = e2e_pack(&req, &flen);
+		all = realloc(all, len + flen);
+		cr_assert_not_null(all);
+		memcpy(all + len, f, flen);
+		len += flen;
+		free(f);
+	}
+	cr_assert_eq(e2e_send_all(fd, all, len, 5000), 0);
+	free(all);
+	*answered = *refused = 0;
+	for (size_t i = 0; i < n; i++) {
+		Response *r;
+		cr_assert_eq(e2e_recv_response(fd, 5000, &r), 0, "answer %zu of %zu", i, n);
+		int code = e2e_error_code(r);
+		if (code == WB_RESOURCE_EXHAUSTED) {
+			cr_assert_not_null(strstr(r->error->message, "--max-queries-"), "%s",
+			                   r->error->message);
+			(*refused)++;
+		} else {
+			(*answered)++;
+		}
+		whizbang__v1__response__free_unpacked(r, NULL);
+	}
+}
+
+/* Read-model requests wait for a worker holding their request: a
+ * connection may have --max-queries-per-connection of them in progress and
+ * the server --max-queries-queued; the rest are refused at once, and every
+ * request gets an answer. */
+Test(clients_e2e, read_model_requests_in_progress_are_bounded)
+{
+	/* Per connection, then for the server: in one write the loop takes
+	 * all 30 before any worker is done, so exactly the bound goes on. */
+	static const struct {
+		const char *per_conn, *total;
+		size_t bound;
+	} runs[] = {
+	        {"--max-queries-per-connection=4", "--max-queries-queued=256", 4},
+	        {"--max-queries-per-connection=16", "--max-queries-queued=6", 6},
+	};
+	for (size_t k = 0; k < 2; k++) {
+		const char *args[] = {"--anonymous-role=admin", runs[k].per_conn, runs[k].total,
+		                      NULL};
+		e2e_suite_start(args);
+		int a = raw_client(NULL);
+		size_t answered, refused;
+		burst_of_reads(a, 30, &answered, &refused);
+		cr_assert_eq(answered, runs[k].bound, "%s %s", runs[k].per_conn, runs[k].total);
+		cr_assert_eq(refused, 30 - runs[k].bound);
+		/* Bounded, not broken: the next ones go through. */
+		burst_of_reads(a, 3, &answered, &refused);
+		cr_assert_eq(answered, 3u);
+		close(a);
+		e2e_suite_stop();
+	}
+}
