@@ -455,6 +455,16 @@ int lease_grant(struct lease_table *t, uint64_t now_ms, const struct lease_grant
 		         args->owner->count, (unsigned long long)t->cfg.max_leases_per_owner);
 		return WB_RESOURCE_EXHAUSTED;
 	}
+	if (args->account != NULL && args->account->max != 0 &&
+	    args->account->active + n > args->account->max) {
+		snprintf(
+		        why, whylen,
+		        "this client (its user, token or address) holds %llu active leases and may "
+		        "hold %llu (--max-leases-per-identity): commit or release some",
+		        (unsigned long long)args->account->active,
+		        (unsigned long long)args->account->max);
+		return WB_RESOURCE_EXHAUSTED;
+	}
 	if (t->next_seq + n - 1 > t->ceiling) {
 		snprintf(why, whylen, "the reservation ceiling must be raised first");
 		return WB_E_AGAIN;
@@ -500,6 +510,9 @@ int lease_grant(struct lease_table *t, uint64_t now_ms, const struct lease_grant
 		heap_push(&sh, l);
 		if (args->owner != NULL)
 			owner_link(args->owner, l);
+		l->account = args->account;
+		if (l->account != NULL)
+			l->account->active++;
 		t->active++;
 		p->active++;
 	}
@@ -591,6 +604,10 @@ static void to_finishing(struct lease_table *t, struct lease *l, enum lease_outc
 	struct heap eh = expiry_heap(t);
 	heap_remove(&eh, l);
 	owner_unlink(l);
+	if (l->account != NULL) {
+		l->account->active--;
+		l->account = NULL;
+	}
 	l->state = LEASE_FINISHING;
 	l->outcome = o;
 	l->proj->active--;

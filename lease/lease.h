@@ -75,6 +75,16 @@ struct lease_owner {
 
 struct lease_projection; /* per-projection figures (adaptive duration, totals) */
 
+/* What one client identity (a user, a token, or an address) holds, for its
+ * quota: leases granted and not yet finished, whichever of its connections
+ * took them and whether that connection is still open. The server keeps one
+ * per identity and passes it with each grant; the table only counts into
+ * it and refuses a grant past max. It must outlive every lease counted. */
+struct lease_account {
+	uint64_t active;
+	uint64_t max; /* 0: no limit */
+};
+
 struct lease {
 	uint64_t seq;
 	uint64_t token;
@@ -88,6 +98,7 @@ struct lease {
 	bool staged;                /* its ops are stored as staged work */
 	enum lease_outcome outcome; /* once FINISHING */
 	/* Private to the table. */
+	struct lease_account *account; /* while ACTIVE */
 	struct lease_owner *owner;
 	struct lease *owner_prev, *owner_next;
 	size_t heap_idx;     /* in the expiry heap, while ACTIVE */
@@ -102,7 +113,8 @@ struct lease_grant_args {
 	const char *operation_id; /* NULL or 0..LEASE_NAME_MAX bytes */
 	uint64_t source_position;
 	enum lease_on_disconnect on_disconnect;
-	struct lease_owner *owner; /* may be NULL */
+	struct lease_owner *owner;     /* may be NULL */
+	struct lease_account *account; /* may be NULL: no quota */
 };
 
 struct lease_table;
@@ -152,8 +164,8 @@ uint64_t lease_adaptive_duration(struct lease_table *t, const char *projection);
  * args->count pointers to leases owned by the table (valid until they are
  * settled or the table is freed). Errors, with a sentence in why:
  * WB_BAD_REQUEST (count 0 or above max_count, a bad projection name or
- * operation id), WB_RESOURCE_EXHAUSTED (max_leases or max_leases_per_owner
- * would be passed, or too many projections), WB_E_AGAIN (the ceiling must
+ * operation id), WB_RESOURCE_EXHAUSTED (max_leases, max_leases_per_owner or
+ * the account's max would be passed, or too many projections), WB_E_AGAIN (the ceiling must
  * be raised first: see lease_reservation_needed()), WB_E_NOMEM. Nothing is
  * granted on error. */
 int lease_grant(struct lease_table *t, uint64_t now_ms, const struct lease_grant_args *args,

@@ -87,6 +87,10 @@ static const struct opt opts[] = {
          "leases held at once (active and finishing)"},
         {"max-leases-per-connection", NUM(OPT_UINT, max_leases_per_connection), 1, 10000000,
          "10000", "active leases one connection may hold"},
+        {"max-leases-per-identity", NUM(OPT_UINT, max_leases_per_identity), 0, 10000000, "25000",
+         "active leases one client identity (its user or token; before authentication, its "
+         "address) may hold over all its connections, those it left open to expire included "
+         "(the admin role: no limit; 0: no limit)"},
         {"max-lease-count", NUM(OPT_UINT, max_lease_count), 1, 1024, "1024",
          "most sequences one Lease may ask for"},
         {"lease-reserve-chunk", NUM(OPT_UINT, lease_reserve_chunk), 1, 1000000, "1000",

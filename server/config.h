@@ -41,6 +41,7 @@ struct srv_config {
 	uint64_t cascade_threshold;
 	uint64_t max_leases;
 	uint64_t max_leases_per_connection;
+	uint64_t max_leases_per_identity;
 	uint64_t max_lease_count;
 	uint64_t lease_reserve_chunk;
 	uint64_t max_scan;

@@ -83,6 +83,10 @@ extern const struct srv_module srv_metrics_module;
 extern const struct srv_module srv_auth_module;
 extern const struct srv_module srv_clients_module;
 
+/* Who c authenticated as (srv_auth.c): the user, or "token:ID"; NULL when
+ * it did not. Valid until c's next Hello. */
+const char *srv_auth_user(const struct srv *srv, const struct conn *c);
+
 struct auth_token_record;
 /* The tokens (srv_auth.c) whose role allows perm of kind with the name "":
  * copies of up to cap of their records into out (revoked ones left out,

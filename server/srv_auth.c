@@ -1657,6 +1657,13 @@ static void auth_close(void *state)
 	explicit_bzero(as->secret, sizeof(as->secret));
 }
 
+const char *srv_auth_user(const struct srv *srv, const struct conn *c)
+{
+	const struct auths *as = srv_module_state(srv, &srv_auth_module);
+	const struct conn_auth *ca = as != NULL ? conn_slot(c, as->slot) : NULL;
+	return ca != NULL && ca->who != NULL ? ca->who->shown : NULL;
+}
+
 size_t srv_auth_tokens_allowed(const struct srv *srv, unsigned kind, uint32_t perm,
                                struct auth_token_record *out, size_t cap)
 {

@@ -37,11 +37,29 @@
 #define MAX_PROJECTION_STATS 256u
 /* The most sequences one Lease may ask for (--max-lease-count's bound). */
 #define LEASE_COUNT_MAX 1024u
+/* Identities: "user:NAME" (a user, or token:ID) or "addr:HOST" (the peer's
+ * address without its port, or unix:UID). */
+#define IDENTITY_MAX 300u
+#define ACCOUNT_BUCKETS 1024u
 
-/* A connection's side of the coordinator (its conn slot): its lease owner. */
+/* A client identity's lease account (--max-leases-per-identity): the
+ * leases its connections hold, counted by the lease table. Kept while a
+ * connection points at it or a lease counts in it; one with neither is
+ * freed when its last connection goes, or by the sweep when accounts are
+ * made. */
+struct account {
+	struct lease_account acct;
+	size_t conns; /* lconns pointing at it */
+	struct account *next;
+	char key[IDENTITY_MAX];
+};
+
+/* A connection's side of the coordinator (its conn slot): its lease owner
+ * and the account of the identity it last leased as. */
 struct lconn {
 	struct lease_owner owner; /* first */
 	struct conn *conn;
+	struct account *account;
 	struct lconn *next_closed;
 };
 
@@ -60,6 +78,8 @@ struct leases {
 	bool timer_open;
 	uint64_t rand_buf[32];
 	size_t rand_left;
+	struct account *accounts[ACCOUNT_BUCKETS];
+	size_t naccounts;
 	struct coord_projection_stats cps[MAX_PROJECTION_STATS];
 	Whizbang__V1__ProjectionStats pstats[MAX_PROJECTION_STATS];
 	Whizbang__V1__ProjectionStats *pstats_ptrs[MAX_PROJECTION_STATS];
@@ -103,6 +123,112 @@ static uint64_t rand64(void *arg)
 static struct conn *conn_of(struct lease_owner *owner)
 {
 	return ((struct lconn *)(void *)owner)->conn;
+}
+
+/* ------------------------------------------------------------ accounts */
+
+/* Whether c acts as the built-in admin, which no quota limits. */
+static bool is_admin(const struct conn *c)
+{
+	const struct auth_subject *s = conn_subject(c);
+	const struct auth_role *admin = auth_builtin_role("admin");
+	for (size_t i = 0; s != NULL && i < s->nroles; i++)
+		if (s->roles[i] == admin)
+			return true;
+	return false;
+}
+
+/* c's identity into key: who it authenticated as, else its address. */
+static void identity_of(const struct leases *ls, const struct conn *c, char key[IDENTITY_MAX])
+{
+	const char *user = srv_auth_user(ls->srv, c);
+	if (user != NULL) {
+		snprintf(key, IDENTITY_MAX, "user:%s", user);
+		return;
+	}
+	const char *peer = conn_peer(c);
+	const char *colon = strrchr(peer, ':');
+	size_t n = strncmp(peer, "unix:", 5) == 0 || colon == NULL ? strlen(peer)
+	                                                           : (size_t)(colon - peer);
+	snprintf(key, IDENTITY_MAX, "addr:%.*s", (int)n, peer);
+}
+
+static size_t bucket_of(const char *key)
+{
+	uint64_t h = 14695981039346656037ull; /* FNV-1a */
+	for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
+		h = (h ^ *p) * 1099511628211ull;
+	return (size_t)(h % ACCOUNT_BUCKETS);
+}
+
+/* Frees every account no connection points at and no lease counts in. */
+static void accounts_sweep(struct leases *ls)
+{
+	for (size_t b = 0; b < ACCOUNT_BUCKETS; b++) {
+		struct account **pp = &ls->accounts[b];
+		while (*pp != NULL) {
+			struct account *a = *pp;
+			if (a->conns == 0 && a->acct.active == 0) {
+				*pp = a->next;
+				free(a);
+				ls->naccounts--;
+			} else {
+				pp = &a->next;
+			}
+		}
+	}
+}
+
+static void account_drop(struct leases *ls, struct lconn *lc)
+{
+	struct account *a = lc->account;
+	lc->account = NULL;
+	if (a == NULL || --a->conns > 0 || a->acct.active > 0)
+		return;
+	struct account **pp = &ls->accounts[bucket_of(a->key)];
+	while (*pp != a)
+		pp = &(*pp)->next;
+	*pp = a->next;
+	free(a);
+	ls->naccounts--;
+}
+
+/* The account a Lease on lc counts in: NULL for no quota (set to 0, or an
+ * admin), or when it cannot be made (out of memory: the grant goes on,
+ * bounded by the server-wide limits). */
+static struct lease_account *account_of(struct leases *ls, struct lconn *lc)
+{
+	uint64_t max = srv_config(ls->srv)->max_leases_per_identity;
+	if (max == 0 || is_admin(lc->conn)) {
+		account_drop(ls, lc);
+		return NULL;
+	}
+	char key[IDENTITY_MAX];
+	identity_of(ls, lc->conn, key);
+	if (lc->account != NULL && strcmp(lc->account->key, key) == 0)
+		return &lc->account->acct;
+	account_drop(ls, lc);
+	size_t b = bucket_of(key);
+	struct account *a = ls->accounts[b];
+	while (a != NULL && strcmp(a->key, key) != 0)
+		a = a->next;
+	if (a == NULL) {
+		/* Accounts left by closed connections go before a new one is
+		 * made, so that their number stays near the connections'. */
+		if (ls->naccounts >= 2 * conns_open(srv_conns(ls->srv)) + 64)
+			accounts_sweep(ls);
+		a = calloc(1, sizeof(*a));
+		if (a == NULL)
+			return NULL;
+		snprintf(a->key, sizeof(a->key), "%s", key);
+		a->next = ls->accounts[b];
+		ls->accounts[b] = a;
+		ls->naccounts++;
+	}
+	a->acct.max = max;
+	a->conns++;
+	lc->account = a;
+	return &a->acct;
 }
 
 /* c's lease owner, made on first use; NULL after answering when out of
@@ -624,6 +750,7 @@ static bool lease(void *state, struct conn *c, Request *req)
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
 		return false;
+	struct lease_account *account = account_of(ls, (struct lconn *)(void *)owner);
 	struct lease_grant_args args = {
 	        .projection = a->projection,
 	        .duration_ms = a->duration_ms,
@@ -634,6 +761,7 @@ static bool lease(void *state, struct conn *c, Request *req)
 	                a->on_disconnect == WHIZBANG__V1__ON_DISCONNECT__ON_DISCONNECT_RELEASE
 	                        ? LEASE_RELEASE
 	                        : LEASE_KEEP,
+	        .account = account,
 	};
 	enter(ls);
 	coord_lease(ls->coord, (struct coord_req){req, owner}, &args, now());
@@ -837,6 +965,7 @@ static void leases_conn_closed(void *state, struct conn *c)
 	conn_set_slot(c, ls->slot, NULL);
 	enter(ls);
 	coord_owner_closed(ls->coord, &lc->owner, now());
+	account_drop(ls, lc);
 	lc->next_closed = ls->closed;
 	ls->closed = lc;
 	leave(ls);
@@ -942,6 +1071,12 @@ static void leases_close(void *state)
 {
 	struct leases *ls = state;
 	coord_close(ls->coord);
+	for (size_t b = 0; b < ACCOUNT_BUCKETS; b++)
+		while (ls->accounts[b] != NULL) {
+			struct account *a = ls->accounts[b];
+			ls->accounts[b] = a->next;
+			free(a);
+		}
 }
 
 /* ------------------------------------------------------------ figures */

@@ -458,6 +458,46 @@ Test(lease, grant_max_leases_per_owner)
 	cr_assert_eq(b.count, 2);
 }
 
+/* An account counts its identity's ACTIVE leases over all its owners,
+ * and past an owner's detach (LEASE_KEEP), until each finishes. */
+Test(lease, grant_account_quota_spans_owners_and_detach)
+{
+	open_table(1, 1000);
+	struct lease_account acct = {.max = 3};
+	struct lease_owner a = {0}, b = {0};
+	struct lease *ls[4];
+	struct lease_grant_args args = {
+	        .projection = "p", .duration_ms = 1000, .count = 2, .owner = &a, .account = &acct};
+	cr_assert_eq(lease_grant(t, 0, &args, ls, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(acct.active, 2);
+	/* Another connection of the same identity: one more fits, two do not. */
+	args.owner = &b;
+	cr_assert_eq(lease_grant(t, 0, &args, ls + 2, why, sizeof(why)), WB_RESOURCE_EXHAUSTED);
+	cr_assert_not_null(strstr(why, "--max-leases-per-identity"), "%s", why);
+	cr_assert_eq(acct.active, 2);
+	args.count = 1;
+	cr_assert_eq(lease_grant(t, 0, &args, ls + 2, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(acct.active, 3);
+	/* a's connection closes: its LEASE_KEEP leases still count. */
+	struct lease *out[4];
+	cr_assert_eq(lease_owner_detach(t, &a, out, 4), 0);
+	cr_assert_eq(acct.active, 3);
+	cr_assert_eq(lease_grant(t, 0, &args, ls + 3, why, sizeof(why)), WB_RESOURCE_EXHAUSTED);
+	/* Finishing frees room: a commit, then an expiry. */
+	finish_settle(ls[0], LEASE_COMMITTED, 10);
+	cr_assert_eq(acct.active, 2);
+	cr_assert_eq(lease_collect_expired(t, 5000, out, 4), 2);
+	cr_assert_eq(acct.active, 0);
+	/* Without an account (or max 0) nothing is counted or refused. */
+	args.account = NULL;
+	args.count = 4;
+	cr_assert_eq(lease_grant(t, 6000, &args, out, why, sizeof(why)), 0, "%s", why);
+	struct lease_account open_ended = {0};
+	args.account = &open_ended;
+	cr_assert_eq(lease_grant(t, 6000, &args, out, why, sizeof(why)), 0, "%s", why);
+	cr_assert_eq(open_ended.active, 4);
+}
+
 Test(lease, grant_max_projections)
 {
 	cfg.max_projections = 2;
