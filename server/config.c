@@ -61,6 +61,12 @@ static const struct opt opts[] = {
          "most events in one append"},
         {"max-output-per-connection", NUM(OPT_SIZE, max_output), 64 * KIB, 4 * GIB, "16M",
          "queued response bytes before a client is paused"},
+        {"max-output-total", NUM(OPT_SIZE, max_output_total), 0, 1024 * GIB, "0",
+         "queued response bytes over all connections past which the connections holding "
+         "more than 64K are paused (0: an eighth of the machine's memory, at least 256M)"},
+        {"push-buffer", NUM(OPT_SIZE, push_buffer), 64 * KIB, 4 * GIB, "2M",
+         "queued bytes below which subscription and consumer items are pushed to a "
+         "connection (what a subscriber that does not read holds)"},
         {"max-inflight", NUM(OPT_UINT, max_inflight), 1, 1000000, "1024",
          "writes in flight per connection before it is paused"},
         {"frame-timeout-ms", NUM(OPT_UINT, frame_timeout_ms), 10, 3600000, "30000",

@@ -29,6 +29,8 @@ struct srv_config {
 	uint64_t max_read_count;
 	uint64_t max_append_events;
 	uint64_t max_output;
+	uint64_t max_output_total; /* 0: from the machine's memory (srv_init) */
+	uint64_t push_buffer;
 	uint64_t max_inflight;
 	uint64_t frame_timeout_ms;
 	uint64_t idle_timeout_ms;

@@ -87,6 +87,8 @@ struct conn {
 
 /* The input buffer a connection keeps between large frames. */
 #define IN_KEEP (64u * 1024u)
+/* Output a connection may always queue, whatever the server-wide budget. */
+#define OUT_FLOOR (64u * 1024u)
 
 /* One timer per connection, for whichever wait applies: the TLS handshake,
  * a started frame, or (between frames) the idle timeout. */
@@ -102,6 +104,7 @@ struct conns {
 	uint64_t accepted;
 	uint64_t next_id;
 	bool stopped;
+	uint64_t out_held; /* queued and being written, all connections */
 	struct conn_counters counters;
 	/* Load shedding: a spare handle that accepts and closes a peer when
 	 * no connection can be allocated. */
@@ -127,8 +130,23 @@ static bool paused(const struct conn *c)
 
 bool conn_can_take_more(const struct conn *c)
 {
-	return !c->closing && !c->close_after_flush &&
-	       c->out_len + c->out_pending < c->set->lim.max_output;
+	const struct conns *set = c->set;
+	uint64_t mine = c->out_len + c->out_pending;
+	/* Past the server-wide budget only connections holding little may
+	 * take more: the heavy ones (clients that do not read) wait. */
+	return !c->closing && !c->close_after_flush && mine < set->lim.max_output &&
+	       (mine < OUT_FLOOR || set->lim.max_output_total == 0 ||
+	        set->out_held < set->lim.max_output_total);
+}
+
+bool conn_can_push(const struct conn *c)
+{
+	return conn_can_take_more(c) && c->out_len + c->out_pending < c->set->lim.push_buffer;
+}
+
+uint64_t conns_output_held(const struct conns *set)
+{
+	return set->out_held;
 }
 
 bool conn_is_closing(const struct conn *c)
@@ -233,6 +251,7 @@ static void maybe_free(struct conn *c)
 {
 	if (c->handles_open > 0 || c->holds > 0 || c->out_pending > 0)
 		return;
+	c->set->out_held -= c->out_len;
 	free(c->in);
 	free(c->out);
 	free(c->raw);
@@ -408,6 +427,7 @@ uint8_t *conn_frame(struct conn *c, size_t n)
 	uint8_t *p = c->out + c->out_len;
 	frame_put_header(p, (uint32_t)n);
 	c->out_len += FRAME_HEADER + n;
+	c->set->out_held += FRAME_HEADER + n;
 	mark_dirty(c);
 	return p + FRAME_HEADER;
 }
@@ -425,6 +445,7 @@ static void write_cb(uv_write_t *req, int status)
 	struct conn *c = wr->conn;
 	struct conns *set = c->set;
 	c->out_pending -= wr->len;
+	c->set->out_held -= wr->len;
 	free(wr->buf);
 	free(wr);
 	if (c->closing) {
@@ -490,6 +511,7 @@ static uint8_t *tls_output(struct conn *c, size_t *len)
 	if (off > 0) {
 		memmove(c->out, c->out + off, c->out_len - off);
 		c->out_len -= off;
+		c->set->out_held -= off;
 	}
 	*len = n;
 	return buf;
@@ -520,6 +542,7 @@ static void write_buf(struct conn *c, uint8_t *buf, size_t len)
 		return;
 	}
 	c->out_pending += len;
+	c->set->out_held += len;
 	c->bytes_out += len;
 }
 
@@ -549,6 +572,7 @@ static void flush_one(struct conn *c)
 	c->out = NULL;
 	c->out_len = 0;
 	c->out_cap = 0;
+	c->set->out_held -= len;
 	write_buf(c, buf, len);
 }
 
@@ -1048,8 +1072,10 @@ bool conns_output_pending(const struct conns *set)
 void conns_close_all(struct conns *set, bool drop_output)
 {
 	while (set->list != NULL) {
-		if (drop_output)
+		if (drop_output) {
+			set->out_held -= set->list->out_len;
 			set->list->out_len = 0;
+		}
 		conn_close(set->list);
 	}
 }

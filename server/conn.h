@@ -52,6 +52,13 @@ struct conn_limits {
 	uint64_t idle_timeout_ms;
 	/* TCP keepalive probes after this many idle seconds; 0: off. */
 	uint64_t tcp_keepalive_s;
+	/* Output queued and being written over all connections past which
+	 * only connections holding less than 64 KiB may take more (the rest
+	 * are paused, as at max_output); 0: no budget. */
+	uint64_t max_output_total;
+	/* Output below which pushes (subscriptions, consumers) may be queued
+	 * on a connection (conn_can_push()). */
+	uint64_t push_buffer;
 };
 
 /* What a connection may speak (--tls). A connection's first bytes say
@@ -159,10 +166,21 @@ uint8_t *conn_frame(struct conn *c, size_t n);
 /* Queues payload[0..n) as one frame on c (conn_frame() and a copy). */
 void conn_send(struct conn *c, const uint8_t *payload, size_t n);
 
-/* The back-pressure rule: true when c is open and its output queued and
- * being written is below max_output. Pushes that the client did not ask
- * for one by one (subscription items, progress) go out only then. */
+/* The back-pressure rule: true when c is open, its output queued and being
+ * written is below max_output, and either the server-wide output is below
+ * max_output_total or c holds less than 64 KiB of it. A connection for
+ * which it is false is not read. Pushes that the client did not ask for
+ * one by one (progress) go out only then; subscription and consumer items
+ * use conn_can_push(). */
 bool conn_can_take_more(const struct conn *c);
+
+/* Whether a push (a subscription's or consumer's event) may be queued on c:
+ * conn_can_take_more() and less than push_buffer queued, so that a client
+ * that does not read holds push_buffer, not max_output. */
+bool conn_can_push(const struct conn *c);
+
+/* Output queued and being written over all connections, in bytes. */
+uint64_t conns_output_held(const struct conns *set);
 
 /* True once c is closing: answers to it are dropped. */
 bool conn_is_closing(const struct conn *c);

@@ -768,6 +768,17 @@ int srv_open_store(const struct srv_config *cfg, struct storage **st, struct wal
 	return 0;
 }
 
+/* --max-output-total, or 0 for an eighth of the machine's memory (at
+ * least 256 MiB). */
+static uint64_t output_budget(const struct srv_config *cfg)
+{
+	if (cfg->max_output_total != 0)
+		return cfg->max_output_total;
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+	uint64_t mem = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+	return mem / 8 > (256ull << 20) ? mem / 8 : 256ull << 20;
+}
+
 int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, char *errmsg,
              size_t errlen)
 {
@@ -804,6 +815,8 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	                                                        : CONN_TLS_AUTO,
 	        .tls_handshake_timeout_ms = cfg->tls_handshake_timeout_ms,
 	        .idle_timeout_ms = cfg->idle_timeout_ms,
+	        .max_output_total = output_budget(cfg),
+	        .push_buffer = cfg->push_buffer,
 	        .tcp_keepalive_s = (cfg->tcp_keepalive_ms + 999) / 1000,
 	};
 	struct conn_hooks hooks = {

@@ -794,7 +794,7 @@ static void cop_done(struct srv *srv, struct srv_op *base)
 
 static bool member_ready(const struct member *m)
 {
-	return m->credits > 0 && conn_can_take_more(m->conn);
+	return m->credits > 0 && conn_can_push(m->conn);
 }
 
 /* The next member (round-robin) that can take an event, or NULL. */

@@ -228,7 +228,7 @@ struct push {
 static bool push_may(const struct push *p)
 {
 	return p->s->credits > 0 && p->items < PUMP_ITEMS && p->bytes < PUMP_BYTES &&
-	       conn_can_take_more(p->s->conn);
+	       conn_can_push(p->s->conn);
 }
 
 static bool push_event_cb(const struct ev_record *rec, void *arg)
@@ -394,12 +394,12 @@ static bool pump_one(struct storage_txn *txn, struct sub *s, uint64_t last_posit
 		return false;
 	}
 	if (at_end) {
-		if (!s->caught_up_sent && conn_can_take_more(s->conn))
+		if (!s->caught_up_sent && conn_can_push(s->conn))
 			push_caught_up(s);
 		return false;
 	}
 	/* More is stored: due again soon if it may go out. */
-	return s->credits > 0 && conn_can_take_more(s->conn);
+	return s->credits > 0 && conn_can_push(s->conn);
 }
 
 static void free_dead(struct subs *ss)

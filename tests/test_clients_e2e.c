@@ -297,3 +297,56 @@ Test(clients_e2e, read_model_requests_in_progress_are_bounded)
 		e2e_suite_stop();
 	}
 }
+
+/* Subscribers that do not read hold at most --push-buffer (and an item) of
+ * queued output each, not --max-output-per-connection: ListClients shows
+ * it, and a reader is served meanwhile. */
+Test(clients_e2e, a_subscriber_that_does_not_read_holds_the_push_buffer)
+{
+	const char *args[] = {"--anonymous-role=admin", "--push-buffer=256K", NULL};
+	struct wb_client *w = e2e_suite_start_client(args, "clients-writer");
+	/* 16 MiB of events: more than the sockets' buffers take. */
+	static uint8_t data[16384];
+	memset(data, '7', sizeof(data));
+	struct wb_new_event evs[64];
+	for (size_t i = 0; i < 64; i++)
+		evs[i] = (struct wb_new_event){
+		        .type = "Big", .data = data, .data_len = sizeof(data)};
+	for (int k = 0; k < 16; k++) {
+		struct wb_append_result res;
+		cr_assert_eq(wb_append(w, "big", WB_EXPECT_ANY, 0, evs, 64, &res), 0, "%s",
+		             wb_errmsg(w));
+	}
+	int subs[3];
+	for (size_t i = 0; i < 3; i++) {
+		subs[i] = raw_client(NULL);
+		Whizbang__V1__Subscribe sb = WHIZBANG__V1__SUBSCRIBE__INIT;
+		sb.target = WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL;
+		sb.credits = 100000;
+		Request req = E2E_REQUEST(SUBSCRIBE, subscribe, &sb);
+		req.id = next_id++;
+		cr_assert_eq(e2e_send_request(subs[i], &req), 0);
+	}
+	e2e_sleep_ms(500);
+	Whizbang__V1__ClientList *l;
+	cr_assert_eq(wb_list_clients(w, &l), 0, "%s", wb_errmsg(w));
+	uint64_t most = 0;
+	for (size_t i = 0; i < l->n_clients; i++) {
+		const Whizbang__V1__ClientInfo *ci = l->clients[i];
+		if (ci->subscriptions == 0)
+			continue;
+		cr_assert_leq(ci->output_buffer, (256u << 10) + sizeof(data) + 4096,
+		              "a subscriber holds %llu bytes",
+		              (unsigned long long)ci->output_buffer);
+		most = ci->output_buffer > most ? ci->output_buffer : most;
+	}
+	wb_client_list_free(l);
+	cr_assert_gt(most, 0u, "nothing waited: the check above proved nothing");
+	/* The writer is served meanwhile. */
+	struct wb_append_result res;
+	cr_assert_eq(wb_append(w, "small", WB_EXPECT_ANY, 0, evs, 1, &res), 0, "%s", wb_errmsg(w));
+	for (size_t i = 0; i < 3; i++)
+		close(subs[i]);
+	wb_close(w);
+	e2e_suite_stop();
+}

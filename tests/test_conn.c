@@ -309,6 +309,51 @@ Test(conn, output_bound_pauses_reading)
 	iclient_free(c);
 }
 
+/* Past the server-wide output budget a connection that holds much is
+ * paused while one that holds little is still served; the output held
+ * stays near the budget, far below the per-connection bound. */
+Test(conn, output_budget_pauses_the_heavy_and_serves_the_light)
+{
+	struct conn_limits lim = defaults;
+	lim.max_output = 16u << 20;
+	lim.max_output_total = 1u << 20;
+	start(&lim);
+	e.reply_size = 64u << 10;
+	struct iclient *heavy = iclient_new(e.port), *light = iclient_new(e.port);
+	cr_assert_not_null(heavy);
+	cr_assert_not_null(light);
+	const uint32_t n = 400; /* 25 MiB of answers */
+	for (uint32_t i = 0; i < n; i++)
+		queue_frame(heavy, i, 4);
+	for (int i = 0; i < 500; i++) {
+		ssize_t k = heavy->out_len > heavy->out_sent
+		                    ? send(heavy->fd, heavy->out + heavy->out_sent,
+		                           heavy->out_len - heavy->out_sent,
+		                           MSG_NOSIGNAL | MSG_DONTWAIT)
+		                    : 0;
+		if (k > 0)
+			heavy->out_sent += (size_t)k;
+		run_ms(1);
+	}
+	size_t handled = e.frames;
+	cr_assert_lt(handled, n, "the heavy connection was never paused");
+	uint64_t held = conns_output_held(e.set);
+	cr_assert_lt(held, (1u << 20) + 2 * e.reply_size + 4096, "%llu bytes held",
+	             (unsigned long long)held);
+	/* The light one is served while the heavy one waits. */
+	size_t len;
+	for (uint32_t i = 0; i < 3; i++) {
+		queue_frame(light, 1000 + i, 4);
+		cr_assert_eq(take_tag(light, &len), 1000 + i);
+	}
+	/* The heavy one reads: all of it comes, in order. */
+	for (uint32_t i = 0; i < n; i++)
+		cr_assert_eq(take_tag(heavy, &len), i);
+	cr_assert_eq(conns_output_held(e.set), 0u);
+	iclient_free(heavy);
+	iclient_free(light);
+}
+
 Test(conn, holds_pause_at_max_inflight)
 {
 	struct conn_limits lim = defaults;
