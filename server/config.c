@@ -55,6 +55,10 @@ static const struct opt opts[] = {
          "largest request frame accepted"},
         {"max-connections", NUM(OPT_UINT, max_connections), 1, 100000, "1024",
          "concurrent client connections"},
+        {"max-connections-per-address", NUM(OPT_UINT, max_connections_per_address), 0, 100000,
+         "256",
+         "open connections from one IP address (or one Unix user other than root and the "
+         "server's own) before more are refused (0: no limit)"},
         {"max-read-count", NUM(OPT_UINT, max_read_count), 1, 100000, "1000",
          "most events one read answers"},
         {"max-append-events", NUM(OPT_UINT, max_append_events), 1, 100000, "10000",

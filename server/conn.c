@@ -23,6 +23,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "frame.h"
 #include "tls/wb_tls.h"
@@ -74,6 +75,10 @@ struct conn {
 	uint8_t *raw;
 	size_t raw_len, raw_cap;
 	uint32_t peer_uid;
+	/* The peer's address for --max-connections-per-address: a family
+	 * byte, then the IP (or the Unix peer's uid). */
+	uint8_t addr[17];
+	uint8_t addr_len;
 	const struct auth_subject *subject; /* NULL: may do nothing that needs a permission */
 	bool closing;
 	bool dirty;
@@ -871,6 +876,9 @@ static void peer_name(struct conn *c)
 		if (uv_fileno(&c->s.handle, &fd) == 0 &&
 		    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0) {
 			c->peer_uid = (uint32_t)cred.uid;
+			c->addr[0] = AF_UNIX;
+			memcpy(c->addr + 1, &c->peer_uid, sizeof(c->peer_uid));
+			c->addr_len = 1 + sizeof(c->peer_uid);
 			snprintf(c->peer, sizeof(c->peer), "unix:uid=%u,pid=%d", (unsigned)cred.uid,
 			         (int)cred.pid);
 		} else {
@@ -882,6 +890,14 @@ static void peer_name(struct conn *c)
 	if (uv_tcp_getpeername(&c->s.tcp, (struct sockaddr *)&ss, &sl) != 0)
 		return;
 	c->loopback = netaddr_is_loopback(&ss);
+	c->addr[0] = (uint8_t)ss.ss_family;
+	if (ss.ss_family == AF_INET6) {
+		memcpy(c->addr + 1, &((struct sockaddr_in6 *)&ss)->sin6_addr, 16);
+		c->addr_len = 17;
+	} else if (ss.ss_family == AF_INET) {
+		memcpy(c->addr + 1, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+		c->addr_len = 5;
+	}
 	if (ss.ss_family == AF_INET6) {
 		uv_ip6_name((struct sockaddr_in6 *)&ss, host, sizeof(host));
 		snprintf(c->peer, sizeof(c->peer), "[%s]:%u", host,
@@ -927,6 +943,21 @@ static void shed(struct conns *set, uv_stream_t *listener, const char *why)
 static void half_closed_cb(uv_handle_t *h)
 {
 	free(h->data);
+}
+
+/* How many open connections share c's address, c included; 0 for a
+ * Unix peer that is root or this process's own user (the administrator),
+ * or an address not known. */
+static uint64_t same_address(const struct conn *c)
+{
+	if (c->addr_len == 0 ||
+	    (c->local && (c->peer_uid == 0 || c->peer_uid == (uint32_t)getuid())))
+		return 0;
+	uint64_t n = 0;
+	for (const struct conn *o = c->set->list; o != NULL; o = o->next)
+		n += !o->closing && o->addr_len == c->addr_len &&
+		     memcmp(o->addr, c->addr, c->addr_len) == 0;
+	return n;
 }
 
 void conns_accept(struct conns *set, uv_stream_t *listener)
@@ -989,6 +1020,21 @@ void conns_accept(struct conns *set, uv_stream_t *listener)
 		         "the server has reached its connection limit (%llu, --max-connections); "
 		         "retry later",
 		         (unsigned long long)set->lim.max_connections);
+		set->hooks.refuse(set->hooks.arg, c, WB_RESOURCE_EXHAUSTED, msg);
+		c->close_after_flush = true;
+		set->hooks.after(set->hooks.arg, false);
+		return;
+	}
+	uint64_t same = set->lim.max_connections_per_address > 0 ? same_address(c) : 0;
+	if (same > set->lim.max_connections_per_address) {
+		char msg[200];
+		srv_log(WB_LOG_WARN, "connection_refused",
+		        "peer=%s reason=max_connections_per_address max=%llu", c->peer,
+		        (unsigned long long)set->lim.max_connections_per_address);
+		snprintf(msg, sizeof(msg),
+		         "this address has %llu connections open, the most one may "
+		         "(--max-connections-per-address); close some or retry later",
+		         (unsigned long long)(same - 1));
 		set->hooks.refuse(set->hooks.arg, c, WB_RESOURCE_EXHAUSTED, msg);
 		c->close_after_flush = true;
 		set->hooks.after(set->hooks.arg, false);

@@ -52,6 +52,10 @@ struct conn_limits {
 	uint64_t idle_timeout_ms;
 	/* TCP keepalive probes after this many idle seconds; 0: off. */
 	uint64_t tcp_keepalive_s;
+	/* Open connections from one address (IP, or a Unix peer's uid other
+	 * than root's and the server's own) past which a new one is refused
+	 * (RESOURCE_EXHAUSTED); 0: no limit. */
+	uint64_t max_connections_per_address;
 	/* Output queued and being written over all connections past which
 	 * only connections holding less than 64 KiB may take more (the rest
 	 * are paused, as at max_output); 0: no budget. */

@@ -810,6 +810,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	        .max_inflight = cfg->max_inflight,
 	        .frame_timeout_ms = cfg->frame_timeout_ms,
 	        .max_connections = cfg->max_connections,
+	        .max_connections_per_address = cfg->max_connections_per_address,
 	        .tls_policy = strcmp(cfg->tls, "required") == 0 ? CONN_TLS_REQUIRED
 	                      : strcmp(cfg->tls, "off") == 0    ? CONN_TLS_OFF
 	                                                        : CONN_TLS_AUTO,

@@ -517,6 +517,36 @@ Test(conn, connection_limit_refuses_the_next)
 	iclient_free(b);
 }
 
+/* One address may hold --max-connections-per-address; the next is refused
+ * (RESOURCE_EXHAUSTED) and closed, and one more fits once one has gone. */
+Test(conn, connections_per_address_are_bounded)
+{
+	struct conn_limits lim = defaults;
+	lim.max_connections_per_address = 2;
+	start(&lim);
+	struct iclient *a = iclient_new(e.port), *b = iclient_new(e.port);
+	cr_assert_not_null(a);
+	cr_assert_not_null(b);
+	size_t len;
+	queue_frame(a, 1, 4);
+	cr_assert_eq(take_tag(a, &len), 1);
+	queue_frame(b, 2, 4);
+	cr_assert_eq(take_tag(b, &len), 2);
+	struct iclient *c = iclient_new(e.port);
+	cr_assert_not_null(c);
+	expect_refused(c, WB_RESOURCE_EXHAUSTED);
+	iclient_free(c);
+	iclient_free(a);
+	size_t closed = 2; /* c's and a's */
+	loop_run_until(&e.loop, closed_at_least, &closed, WAIT_MS);
+	struct iclient *d = iclient_new(e.port);
+	cr_assert_not_null(d);
+	queue_frame(d, 4, 4);
+	cr_assert_eq(take_tag(d, &len), 4);
+	iclient_free(b);
+	iclient_free(d);
+}
+
 Test(conn, accept_sheds_load_when_no_memory)
 {
 	start(&defaults);
