@@ -98,7 +98,7 @@ static unsigned admit_n(struct log_limiter *l, const char *event, unsigned n, ui
 
 static struct log_limiter lim; /* 20 KiB: not on the stack */
 
-Test(log_limit, burst_then_rate)
+static void burst_then_rate(void)
 {
 	log_limiter_init(&lim, 10, 20, 5000);
 	cr_assert_eq(admit_n(&lim, "bad_frame", 25, 1000), 20u, "the burst is 20 lines");
@@ -114,7 +114,7 @@ Test(log_limit, burst_then_rate)
 	cr_assert_eq(admit_n(&lim, "bad_frame", 5, 1000100), 1u);
 }
 
-Test(log_limit, errors_get_five_bursts_and_levels_are_apart)
+static void errors_get_five_bursts_and_levels_are_apart(void)
 {
 	log_limiter_init(&lim, 10, 20, 5000);
 	struct log_summary sum;
@@ -127,7 +127,7 @@ Test(log_limit, errors_get_five_bursts_and_levels_are_apart)
 	cr_assert_eq(warns, 20u);
 }
 
-Test(log_limit, events_are_independent)
+static void events_are_independent(void)
 {
 	log_limiter_init(&lim, 10, 20, 5000);
 	cr_assert_eq(admit_n(&lim, "bad_frame", 1000, 50), 20u);
@@ -137,7 +137,7 @@ Test(log_limit, events_are_independent)
 	cr_assert_eq(admit_n(&lim, copy, 1, 50), 0u);
 }
 
-Test(log_limit, summary_counts_and_text)
+static void summary_counts_and_text(void)
 {
 	log_limiter_init(&lim, 10, 20, 5000);
 	struct log_summary sum;
@@ -181,7 +181,7 @@ Test(log_limit, summary_counts_and_text)
 	cr_assert(!log_limiter_take(&lim, 21001, true, &cursor, &sum));
 }
 
-Test(log_limit, a_full_table_shares_the_other_bucket)
+static void a_full_table_shares_the_other_bucket(void)
 {
 	log_limiter_init(&lim, 10, 20, 5000);
 	struct log_summary sum;
@@ -209,11 +209,23 @@ Test(log_limit, a_full_table_shares_the_other_bucket)
 	cr_assert(admit(&lim, WB_LOG_WARN, "event_0", 2, &sum), "event_0's bucket is not its own");
 }
 
-Test(log_limit, rate_zero_is_no_limit)
+static void rate_zero_is_no_limit(void)
 {
 	log_limiter_init(&lim, 0, 20, 5000);
 	cr_assert_eq(admit_n(&lim, "bad_frame", 10000, 1), 10000u);
 	cr_assert_eq(lim.suppressed_total, 0u);
+}
+
+/* The pure limiter, one scenario after another (one test process: under
+ * valgrind each costs a start-up). */
+Test(log_limit, limiter)
+{
+	burst_then_rate();
+	errors_get_five_bursts_and_levels_are_apart();
+	events_are_independent();
+	summary_counts_and_text();
+	a_full_table_shares_the_other_bucket();
+	rate_zero_is_no_limit();
 }
 
 /* srv_log itself: the limit, its summary line, the total, and the bound on
