@@ -64,8 +64,9 @@ const char *log_quote(const char *s, size_t len, char *out, size_t outlen);
  * LOG_ERROR_BURST_FACTOR for errors), at most rate lines per second of each
  * event and level; rate 0 turns limiting off. A run of suppressed lines is
  * summarised once its first line is summary_ms old. Buckets start full.
- * Until it is called nothing is limited. Thread-safe; what was counted
- * before is forgotten (call it at start-up). */
+ * Until it is called nothing is limited. Thread-safe; meant for start-up:
+ * the summaries pending are written first, the buckets start over, and the
+ * total (log_suppressed_total()) is kept. */
 void log_set_limit(uint64_t rate, uint64_t burst, uint64_t summary_ms);
 
 /* Writes the summary lines that are due, or every pending one when all is
