@@ -145,6 +145,15 @@ static const struct opt opts[] = {
          "power-cut harness only: answer writes before the log's fdatasync (loses "
          "acknowledged writes on a power cut)"},
         {"log-level", NUM(OPT_LEVEL, log_level), 0, 3, "info", "debug, info, warn or error"},
+        {"log-rate", NUM(OPT_UINT, log_rate), 0, 1000000, "10",
+         "lines a second each event may log once its burst is spent (0: no limit); the lines "
+         "over it are counted, not written, and summarised (event=log_suppressed)"},
+        {"log-burst", NUM(OPT_UINT, log_burst), 1, 1000000, "20",
+         "lines each event may log at once before log-rate applies (error lines: five times "
+         "as many)"},
+        {"log-summary-interval", NUM(OPT_DURATION, log_summary_ms), 100, 3600000, "5s",
+         "age of the first suppressed line of an event when the count is logged: at most one "
+         "summary per event per interval"},
         {"insecure", NUM(OPT_BOOL, insecure), 0, 1, "false",
          "allow a listen or metrics-listen address other than loopback without TLS (and, "
          "for listen, with an anonymous role): what crosses the network can be read, and "

@@ -65,6 +65,10 @@ struct srv_config {
 	bool unsafe_no_meta_restore;
 	bool unsafe_ack_before_sync;
 	int log_level;
+	/* The log's limit per event (log.h: log_set_limit()); rate 0: none. */
+	uint64_t log_rate;
+	uint64_t log_burst;
+	uint64_t log_summary_ms;
 	/* Listening (or serving metrics) on a non-loopback address without TLS
 	 * and authentication is refused unless this is set (config_validate). */
 	bool insecure;

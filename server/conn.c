@@ -818,9 +818,12 @@ static bool tls_input(struct conn *c)
 	}
 	if (!was_open && wb_tls_session_state(c->tls) == WB_TLS_OPEN) {
 		arm_idle(c);
+		/* The CN is the client's text: quoted, like every such value. */
+		const char *cn = wb_tls_session_peer_cn(c->tls);
+		char q[160];
 		srv_log(WB_LOG_DEBUG, "tls_open", "conn=%llu version=%s cipher=%s peer_cn=%s",
 		        (unsigned long long)c->id, wb_tls_session_version(c->tls),
-		        wb_tls_session_cipher(c->tls), wb_tls_session_peer_cn(c->tls));
+		        wb_tls_session_cipher(c->tls), log_quote(cn, strlen(cn), q, sizeof(q)));
 	}
 	mark_dirty(c); /* the handshake's answers go out at the flush */
 	return true;

@@ -244,6 +244,7 @@ int main(int argc, char **argv)
 		return 0;
 	}
 	log_set_level((enum log_level)cfg.log_level);
+	log_set_limit(cfg.log_rate, cfg.log_burst, cfg.log_summary_ms);
 	signal(SIGPIPE, SIG_IGN);
 
 	uv_loop_t *loop = uv_default_loop();

@@ -83,6 +83,9 @@ struct srv {
 	uv_signal_t sighup;   /* reloads the TLS certificate */
 	time_t tls_not_after; /* of the certificate served; 0: no TLS */
 	uv_timer_t shutdown_timer;
+	/* Writes the log's summaries of suppressed lines that are due (log.h),
+	 * so that a flood's count is logged even when the flood stops. */
+	uv_timer_t log_timer;
 	struct sysd *sysd;
 	size_t inflight; /* writes at the writer and worker jobs */
 	uint64_t start_ms;
@@ -193,6 +196,7 @@ void srv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 		storage_txn_abort(txn);
 	}
 	s->server_version = (char *)WB_VERSION;
+	s->log_lines_suppressed = log_suppressed_total();
 	s->uptime_ms = uv_now(srv->loop) - srv->start_ms;
 	s->connections_current = conns_open(srv->conns);
 	s->connections_total = conns_accepted(srv->conns);
@@ -238,6 +242,7 @@ static void shutdown_check(struct srv *srv)
 	uv_close((uv_handle_t *)&srv->sigint, close_handle_cb);
 	uv_close((uv_handle_t *)&srv->sighup, close_handle_cb);
 	uv_close((uv_handle_t *)&srv->shutdown_timer, close_handle_cb);
+	uv_close((uv_handle_t *)&srv->log_timer, close_handle_cb);
 }
 
 void srv_flush(struct srv *srv)
@@ -258,6 +263,12 @@ static void shutdown_timeout_cb(uv_timer_t *t)
 	srv->inflight = 0;
 	conns_close_all(srv->conns, true);
 	shutdown_check(srv);
+}
+
+static void log_timer_cb(uv_timer_t *t)
+{
+	(void)t;
+	log_flush_summaries(false);
 }
 
 static void modules_shutdown(struct srv *srv)
@@ -922,7 +933,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	if (rc != 0)
 		goto err_after_listener;
 
-	uv_handle_t *sigs[4] = {NULL, NULL, NULL, NULL};
+	uv_handle_t *sigs[5] = {NULL, NULL, NULL, NULL, NULL};
 	rc = uv_signal_init(loop, &srv->sigterm);
 	if (rc == 0) {
 		sigs[0] = (uv_handle_t *)&srv->sigterm;
@@ -938,6 +949,10 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	}
 	if (rc == 0) {
 		sigs[3] = (uv_handle_t *)&srv->sighup;
+		rc = uv_timer_init(loop, &srv->log_timer);
+	}
+	if (rc == 0) {
+		sigs[4] = (uv_handle_t *)&srv->log_timer;
 		srv->sighup.data = srv;
 		srv->sigterm.data = srv;
 		srv->sigint.data = srv;
@@ -951,10 +966,15 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	if (rc != 0) {
 		snprintf(errmsg, errlen, "cannot install the signal handlers: %s", uv_strerror(rc));
 		rc = WB_E_IO;
-		close_now(loop, sigs, 4);
+		close_now(loop, sigs, 5);
 		goto err_after_listener;
 	}
 	uv_unref((uv_handle_t *)&srv->shutdown_timer);
+	/* A summary is due summary_ms after the first line it counts; the
+	 * timer looks every second (or every interval, when shorter). */
+	uint64_t tick = cfg->log_summary_ms < 1000 ? cfg->log_summary_ms : 1000;
+	uv_timer_start(&srv->log_timer, log_timer_cb, tick, tick);
+	uv_unref((uv_handle_t *)&srv->log_timer);
 
 	struct storage_stats ss;
 	storage_stats(srv->st, &ss);
@@ -1012,4 +1032,6 @@ void srv_close(struct srv *srv)
 	wal_close(srv->wal);
 	storage_close(srv->st);
 	free(srv);
+	/* No count of suppressed lines is lost at a clean stop. */
+	log_flush_summaries(true);
 }

@@ -817,8 +817,11 @@ static bool authenticate(void *state, struct conn *c, Request *req)
 	res.user = p->shown;
 	fill_roles(p, roles, &res.n_roles);
 	res.roles = roles;
+	/* A user name may hold spaces and '=': quoted, as auth_failed's is. */
+	char q[4 * sizeof(p->shown) + 3];
 	srv_log(WB_LOG_INFO, "authenticated", "conn=%llu peer=%s user=%s roles=%zu",
-	        (unsigned long long)conn_id(c), conn_peer(c), p->shown, res.n_roles);
+	        (unsigned long long)conn_id(c), conn_peer(c),
+	        log_quote(p->shown, strlen(p->shown), q, sizeof(q)), res.n_roles);
 	SRV_REPLY(c, req->id, AUTHENTICATE, authenticate, &res);
 	auth_scram_server_free(ca->scram);
 	ca->scram = NULL;

@@ -148,6 +148,16 @@ struct cop {
 	uint64_t out_removed;
 };
 
+/* A group's name as a log value. The client chose it, spaces, quotes and
+ * '=' included (cons_check_name() refuses only control bytes), so it is
+ * quoted: a name cannot pose as fields of the line. */
+#define QNAME_MAX (4u * CONS_NAME_MAX + 3u)
+
+static const char *qname(const char *name, char out[QNAME_MAX])
+{
+	return log_quote(name, strlen(name), out, QNAME_MAX);
+}
+
 static void arm_timer(struct cgroups *cs, uint64_t due);
 static void pump_group(struct cgroups *cs, struct group *g, struct storage_txn *txn, uint64_t now,
                        bool *more);
@@ -620,8 +630,9 @@ static bool submit_flush(struct cgroups *cs, struct group *g, struct conn *c, ui
 		return false;
 	struct cop *op = cop_new(cs, COP_FLUSH, c, req_id, g->cfg.name, g->cfg.name_len);
 	if (op == NULL) {
+		char q[QNAME_MAX];
 		srv_log(WB_LOG_ERROR, "consumer_flush_failed", "group=%s error=no_memory",
-		        g->cfg.name);
+		        qname(g->cfg.name, q));
 		return false;
 	}
 	op->answer = answer;
@@ -640,8 +651,9 @@ static bool submit_flush(struct cgroups *cs, struct group *g, struct conn *c, ui
 		op->unparks = NULL;
 		op->nunparks = 0;
 		cop_free(op);
+		char q[QNAME_MAX];
 		srv_log(WB_LOG_ERROR, "consumer_flush_failed", "group=%s error=no_memory",
-		        g->cfg.name);
+		        qname(g->cfg.name, q));
 		return false;
 	}
 	op->base.base.size_hint = 4096 + g->nparks * (64 + CONS_REASON_MAX) + g->nunparks * 64;
@@ -726,8 +738,9 @@ static void cop_done(struct srv *srv, struct srv_op *base)
 		}
 		if (g != NULL) {
 			group_load(g, &op->rec);
+			char q[QNAME_MAX];
 			srv_log(WB_LOG_INFO, "consumer_created", "group=%s checkpoint=%llu",
-			        op->name, (unsigned long long)g->cp_durable);
+			        qname(op->name, q), (unsigned long long)g->cp_durable);
 		}
 		if (answer && g != NULL) {
 			Whizbang__V1__ConsumerInfo info;
@@ -751,9 +764,11 @@ static void cop_done(struct srv *srv, struct srv_op *base)
 		}
 		break;
 	case COP_FLUSH:
-		if (rc != 0 && rc != WB_E_NOTFOUND)
+		if (rc != 0 && rc != WB_E_NOTFOUND) {
+			char q[QNAME_MAX];
 			srv_log(WB_LOG_ERROR, "consumer_flush_failed", "group=%s error=%s",
-			        op->name, wb_error_name(rc));
+			        qname(op->name, q), wb_error_name(rc));
+		}
 		if (g != NULL && rc == 0) {
 			if (op->out_checkpoint > g->cp_durable)
 				g->cp_durable = op->out_checkpoint;
@@ -924,8 +939,9 @@ static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
 	if (rc == WB_E_NOTFOUND || rc == WB_STREAM_DELETED)
 		return; /* no stream (yet, or soft-deleted), or hard-deleted: nothing to read */
 	if (rc != 0 || f.rc != 0) {
-		srv_log(WB_LOG_ERROR, "consumer_read_failed", "group=%s error=%s", g->cfg.name,
-		        wb_error_name(rc != 0 ? rc : f.rc));
+		char q[QNAME_MAX];
+		srv_log(WB_LOG_ERROR, "consumer_read_failed", "group=%s error=%s",
+		        qname(g->cfg.name, q), wb_error_name(rc != 0 ? rc : f.rc));
 		return;
 	}
 	if (page.next > g->next_read)
@@ -1160,7 +1176,9 @@ static void delete (struct cgroups *cs, struct conn *c, Request *req)
 		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
-	srv_log(WB_LOG_INFO, "consumer_deleted", "group=%s members=%zu", g->cfg.name, g->nmembers);
+	char q[QNAME_MAX];
+	srv_log(WB_LOG_INFO, "consumer_deleted", "group=%s members=%zu", qname(g->cfg.name, q),
+	        g->nmembers);
 	/* Gone from memory at once: no more pushes, joins or acks; the writes
 	 * it still has in flight find no record and write nothing. */
 	group_free(cs, g, true);
@@ -1237,8 +1255,10 @@ static void join(struct cgroups *cs, struct conn *c, Request *req)
 	*pp = m;
 	g->nmembers++;
 	cs->nmembers++;
+	char q[QNAME_MAX];
 	srv_log(WB_LOG_DEBUG, "consumer_joined", "group=%s conn=%llu subscription=%llu",
-	        g->cfg.name, (unsigned long long)conn_id(c), (unsigned long long)m->sub_id);
+	        qname(g->cfg.name, q), (unsigned long long)conn_id(c),
+	        (unsigned long long)m->sub_id);
 	Whizbang__V1__SubscribeResult r = WHIZBANG__V1__SUBSCRIBE_RESULT__INIT;
 	r.subscription = m->sub_id;
 	r.start = g->cp_mem + 1;

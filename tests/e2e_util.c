@@ -98,6 +98,29 @@ size_t e2e_log_count(const struct e2e_server *s, const char *needle)
 	return n;
 }
 
+uint64_t e2e_log_suppressed(const struct e2e_server *s, const char *event, size_t *summaries)
+{
+	char needle[128];
+	snprintf(needle, sizeof(needle), " event=log_suppressed of=%s count=", event);
+	if (summaries != NULL)
+		*summaries = 0;
+	FILE *f = fopen(s->log_file, "r");
+	if (f == NULL)
+		return 0;
+	uint64_t n = 0;
+	char line[8192];
+	while (fgets(line, sizeof(line), f) != NULL) {
+		const char *p = strstr(line, needle);
+		if (p == NULL)
+			continue;
+		n += strtoull(p + strlen(needle), NULL, 10);
+		if (summaries != NULL)
+			(*summaries)++;
+	}
+	fclose(f);
+	return n;
+}
+
 /* Returns the exit status as e2e_stop() reports it. */
 static int decode_status(int status)
 {

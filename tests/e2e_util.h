@@ -115,6 +115,11 @@ void e2e_log_tail(const struct e2e_server *s, size_t lines);
 /* Counts the log lines that contain needle. */
 size_t e2e_log_count(const struct e2e_server *s, const char *needle);
 
+/* The lines of event the server's log says it suppressed: the sum of the
+ * counts of its event=log_suppressed of=EVENT lines (log.h), and how many
+ * such lines there are in *summaries (may be NULL). */
+uint64_t e2e_log_suppressed(const struct e2e_server *s, const char *event, size_t *summaries);
+
 /* Monotonic milliseconds. */
 int64_t e2e_now_ms(void);
 

@@ -758,6 +758,10 @@ Test(consumer_e2e, hostile_requests)
 	longname[256] = '\0';
 	cr_assert_eq(create_named(p, longname), BAD);
 	cr_assert_eq(create_named(p, "tab\tname"), BAD);
+	/* A name may hold spaces, quotes and '=', but cannot pose as fields of
+	 * a log line: it is logged quoted. */
+	cr_assert_eq(create_named(p, "x level=error \"y"), 0);
+	cr_assert_eq(e2e_log_count(&e2e_srv, "group=\"x level=error \\\"y\" checkpoint="), 1);
 	cr_assert_eq(create_slow(p, "g"), 0);
 	cr_assert_eq(create_named(p, "g"), BAD, "already exists");
 	struct cons_args a = defaults;
