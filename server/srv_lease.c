@@ -32,6 +32,7 @@
 #include "proj.h"
 #include "replay.h"
 #include "server.h"
+#include "validate.h"
 #include "wb_error.h"
 
 #define MAX_PROJECTION_STATS 256u
@@ -56,6 +57,9 @@ struct leases {
 	struct coord *coord;
 	struct coord_io io;
 	struct proj_config pcfg;
+	/* What a where clause must meet to be admitted (never checked when
+	 * an entry is applied: see check_ops()). */
+	struct proj_where_limits where_limits;
 	uv_timer_t timer; /* the coordinator's deadline */
 	bool timer_open;
 	uint64_t rand_buf[32];
@@ -581,16 +585,19 @@ static bool read_ledger(void *state, struct conn *c, Request *req)
 /* ------------------------------------------------------------ requests */
 
 /* Ops are checked before anything is leased or written: a bad clause or
- * value is the client's to fix, answered at once with the op's position. */
-static bool check_ops(struct conn *c, uint64_t id, Whizbang__V1__Op **ops, size_t n)
+ * value, or a clause over the --max-where-* limits, is the client's to
+ * fix, answered at once with the op's position. The limits are admission
+ * rules only: applying an entry (live, after a restart, or in a replay)
+ * never checks them, so an entry admitted once can never fail later
+ * because a limit was lowered. */
+static bool check_ops(struct leases *ls, struct conn *c, uint64_t id, Whizbang__V1__Op **ops,
+                      size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		char msg[256];
-		int rc = proj_check_op(ops[i], msg, sizeof(msg));
-		if (rc != 0) {
-			srv_error(c, id, rc, "op %zu: %s", i + 1, msg);
-			return false;
-		}
+	char why[400];
+	int rc = validate_ops(ops, n, &ls->where_limits, why, sizeof(why));
+	if (rc != 0) {
+		srv_error(c, id, rc, "%s", why);
+		return false;
 	}
 	return true;
 }
@@ -703,7 +710,7 @@ static bool stage(void *state, struct conn *c, Request *req)
 	size_t len;
 	if (!lease_permitted(ls, c, req, a->sequence))
 		return false;
-	if (!check_ops(c, req->id, a->ops, a->n_ops))
+	if (!check_ops(ls, c, req->id, a->ops, a->n_ops))
 		return false;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
@@ -731,7 +738,7 @@ static bool commit(void *state, struct conn *c, Request *req)
 	};
 	if (!lease_permitted(ls, c, req, a->sequence))
 		return false;
-	if (!check_ops(c, req->id, a->ops, a->n_ops))
+	if (!check_ops(ls, c, req->id, a->ops, a->n_ops))
 		return false;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
@@ -853,6 +860,7 @@ static int leases_init(void *state, struct srv *srv, unsigned slot, char *errmsg
 	ls->srv = srv;
 	ls->slot = slot;
 	ls->pcfg.max_scan = cfg->max_scan;
+	validate_where_limits(cfg, &ls->where_limits);
 	ls->io = (struct coord_io){
 	        .data = ls,
 	        .submit = io_submit,

@@ -422,7 +422,9 @@ static bool submit(struct readmodels *rm, struct conn *c, Request *req, pwork_fn
 {
 	struct srv *srv = rm->srv;
 	char why[256];
-	int rc = validate_read_model(req, why, sizeof(why));
+	struct proj_where_limits lim;
+	validate_where_limits(srv_config(srv), &lim);
+	int rc = validate_read_model(req, &lim, why, sizeof(why));
 	if (rc != 0) {
 		srv_error(c, req->id, rc, "%s", why);
 		return false;
