@@ -922,12 +922,16 @@ static int make_plan(struct storage_txn *txn, const struct tctx *t, const Expr *
 	return 0;
 }
 
-/* Adds the ids of every index entry in the plan's ranges to ids. */
-static int collect(struct storage_txn *txn, const struct pnode *p, struct proj_ids *ids)
+/* Adds the ids of every index entry in the plan's ranges to ids (NULL:
+ * only counts them), counting them in *read. More than max entries:
+ * WB_QUERY_TOO_EXPENSIVE once the count passes it, so no more than max + 1
+ * entries are ever read and at most max ids kept. */
+static int collect(struct storage_txn *txn, const struct pnode *p, struct proj_ids *ids,
+                   uint64_t max, uint64_t *read)
 {
 	if (p->kind == PN_UNION) {
 		for (size_t i = 0; i < p->nk; i++) {
-			int rc = collect(txn, p->kids[i], ids);
+			int rc = collect(txn, p->kids[i], ids, max, read);
 			if (rc != 0)
 				return rc;
 		}
@@ -954,7 +958,13 @@ static int collect(struct storage_txn *txn, const struct pnode *p, struct proj_i
 				rc = WB_E_CORRUPT;
 				break;
 			}
-			rc = proj_ids_add(ids, kp + IDX_PREFIX + vl, k.len - IDX_PREFIX - vl);
+			if (++*read > max) {
+				rc = WB_QUERY_TOO_EXPENSIVE;
+				break;
+			}
+			if (ids != NULL)
+				rc = proj_ids_add(ids, kp + IDX_PREFIX + vl,
+				                  k.len - IDX_PREFIX - vl);
 			if (rc == 0)
 				rc = storage_cursor_get(cur, STORAGE_NEXT, &k, &v);
 		}
@@ -980,7 +990,10 @@ static int explode_in(struct storage_txn *txn, const struct tctx *t, const Expr 
 	uint8_t k[ENT_KEY_MAX];
 	if (root != NULL) {
 		struct proj_ids cand = {0};
-		rc = collect(txn, root, &cand);
+		uint64_t read = 0;
+		rc = collect(txn, root, &cand, cfg->max_candidates, &read);
+		if (rc == WB_QUERY_TOO_EXPENSIVE)
+			plan->refused = true;
 		pnode_free(root);
 		if (rc == 0)
 			rc = proj_ids_sort_unique(&cand);
@@ -1038,9 +1051,44 @@ int proj_explain(struct storage_txn *txn, const char *type, size_t type_len, con
 		return rc;
 	struct pnode *root;
 	rc = make_plan(txn, &t, where, cfg, &root, out);
+	if (rc == 0 && root != NULL) {
+		/* The candidates, counted as running the plan would read them
+		 * and no further: the budget bounds this work too. */
+		uint64_t read = 0;
+		rc = collect(txn, root, NULL, cfg->max_candidates, &read);
+		size_t o = strlen(out->text);
+		if (rc == WB_QUERY_TOO_EXPENSIVE) {
+			rc = 0;
+			out->refused = true;
+			snprintf(out->text + o, sizeof(out->text) - o,
+			         "candidates: more than %llu, over --max-candidates: refused\n",
+			         (unsigned long long)cfg->max_candidates);
+		} else if (rc == 0) {
+			out->estimate = read;
+			snprintf(out->text + o, sizeof(out->text) - o, "candidates: %llu\n",
+			         (unsigned long long)read);
+		}
+	}
 	pnode_free(root);
 	tctx_free(&t);
 	return rc;
+}
+
+void proj_refusal(const struct proj_plan *plan, const char *type, const struct proj_config *cfg,
+                  char *buf, size_t len)
+{
+	if (plan->strategy == WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN)
+		snprintf(buf, len,
+		         "a scan of %s would examine %llu entities, more than --max-scan %llu: add "
+		         "an index on a field of the clause (see Explain)",
+		         type, (unsigned long long)plan->type_entities,
+		         (unsigned long long)cfg->max_scan);
+	else
+		snprintf(buf, len,
+		         "the index plan over %s reads more than --max-candidates %llu index "
+		         "entries: narrow the clause or index a more selective field (see "
+		         "Explain)",
+		         type, (unsigned long long)cfg->max_candidates);
 }
 
 int proj_explode(struct storage_txn *txn, const char *type, size_t type_len, const Expr *where,
@@ -1105,7 +1153,10 @@ int proj_query(struct storage_txn *txn, const char *type, size_t type_len, const
 	info->end = true;
 	if (root != NULL) {
 		struct proj_ids cand = {0};
-		rc = collect(txn, root, &cand);
+		uint64_t read = 0;
+		rc = collect(txn, root, &cand, cfg->max_candidates, &read);
+		if (rc == WB_QUERY_TOO_EXPENSIVE)
+			info->plan.refused = true;
 		if (rc == 0)
 			rc = proj_ids_sort_unique(&cand);
 		for (size_t i = 0; rc == 0 && i < cand.n; i++) {
@@ -1488,11 +1539,11 @@ static int where_ids(struct applier *a, struct tctx *t, const Whizbang__V1__Wher
 	struct proj_plan plan;
 	uint64_t examined = 0, t0 = now_us();
 	int rc = explode_in(a->txn, t, where->expr, a->cfg, &a->ids, &plan, &examined);
-	if (rc == WB_QUERY_TOO_EXPENSIVE)
-		return fail(&a->fl, rc,
-		            "a scan of %s would examine %llu entities, more than --max-scan %llu",
-		            t->type, (unsigned long long)plan.type_entities,
-		            (unsigned long long)a->cfg->max_scan);
+	if (rc == WB_QUERY_TOO_EXPENSIVE) {
+		char why[sizeof(a->fl.msg)];
+		proj_refusal(&plan, t->type, a->cfg, why, sizeof(why));
+		return fail(&a->fl, rc, "%s", why);
+	}
 	if (rc == WB_E_CORRUPT)
 		return fail(&a->fl, WB_INTERNAL, "index or entity of %s is corrupt", t->type);
 	if (rc != 0)

@@ -32,6 +32,12 @@ struct proj_config {
 	 * this is refused with WB_QUERY_TOO_EXPENSIVE before it starts (a
 	 * query without a clause is not: it reads no more than it answers). */
 	uint64_t max_scan;
+	/* An index plan that reads more index entries than this (the
+	 * candidates of every range of the plan, a union's branches added up)
+	 * is refused with WB_QUERY_TOO_EXPENSIVE when the count passes it,
+	 * before any candidate is fetched. A count of the state, never a
+	 * timer: the same entry is refused or accepted on every replay. */
+	uint64_t max_candidates;
 	/* Tests: plan every clause as a scan (to compare with index plans). */
 	bool force_scan;
 };
@@ -80,11 +86,25 @@ struct proj_plan {
 	Whizbang__V1__PlanStrategy strategy;
 	uint64_t estimate;      /* candidates the plan expects to read */
 	uint64_t type_entities; /* the kept count of the type */
-	bool refused;           /* a scan over more than max_scan */
-	char text[1024];        /* the plan, one step per line */
+	/* A scan over more than max_scan entities, or (proj_explain(), and
+	 * after an index plan was refused) an index plan over more than
+	 * max_candidates entries. */
+	bool refused;
+	char text[1024]; /* the plan, one step per line */
 };
 
-/* Plans where (NULL: every entity) over type without running it. */
+/* Writes why the plan of a clause over type was refused under cfg into
+ * buf[0..len): "a scan of Order would examine 120000 entities, more than
+ * --max-scan 100000: ..." or "the index plan of Order reads more than
+ * --max-candidates 100000 index entries: ...". */
+void proj_refusal(const struct proj_plan *plan, const char *type, const struct proj_config *cfg,
+                  char *buf, size_t len);
+
+/* Plans where (NULL: every entity) over type without running it. For an
+ * index plan the candidates are then counted, at most max_candidates + 1
+ * of them (no more than running it would read before it was refused): out
+ * estimate is that count when it is within the budget, and refused is set
+ * when it is not. */
 int proj_explain(struct storage_txn *txn, const char *type, size_t type_len,
                  const Whizbang__V1__Expr *where, const struct proj_config *cfg,
                  struct proj_plan *out);

@@ -88,6 +88,8 @@ static const struct opt opts[] = {
          "sequences reserved ahead with each durable ceiling write"},
         {"max-scan", NUM(OPT_UINT, max_scan), 0, 1000000000, "100000",
          "most entities a where clause may scan without an index (QUERY_TOO_EXPENSIVE)"},
+        {"max-candidates", NUM(OPT_UINT, max_candidates), 0, 1000000000, "100000",
+         "most index entries the plan of one where clause may read (QUERY_TOO_EXPENSIVE)"},
         {"max-where-terms", NUM(OPT_UINT, max_where_terms), 1, 1000000, "2000",
          "most terms in one where clause: its nodes (comparisons, in, exists, starts_with, "
          "and, or, not) plus the values of its in lists (QUERY_TOO_EXPENSIVE)"},

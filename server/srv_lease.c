@@ -174,20 +174,30 @@ static int apply_entry(struct storage_txn *txn, const struct ledger_entry *e, vo
 }
 
 /* A coordinator write's record: the settings that decide how its entries
- * apply (u64 max scan | u8 force scan), then coord_write_encode(). */
-#define LEASE_REC_VERSION 1
+ * apply, stamped when the write was submitted so that applying the record
+ * again (after a crash, on another node) decides exactly as the first time
+ * whatever the settings are then, then coord_write_encode().
+ *   version 1: u64 max scan | u8 force scan (no candidate budget: index
+ *              plans were unlimited when it was written)
+ *   version 2: u64 max scan | u8 force scan | u64 max candidates */
+#define LEASE_REC_VERSION 2
 
-/* Applies a coordinator write's record; out (may be NULL) receives the
- * results coord_write_apply() wrote. */
-static int lease_rec_apply(struct storage_txn *txn, const uint8_t *rec, size_t len,
-                           struct coord_write *out)
+/* Applies a coordinator write's record of the given version; out (may be
+ * NULL) receives the results coord_write_apply() wrote. */
+static int lease_rec_apply(struct storage_txn *txn, uint16_t version, const uint8_t *rec,
+                           size_t len, struct coord_write *out)
 {
-	if (len < 9)
+	size_t head = version >= 2 ? 17 : 9;
+	if (len < head)
 		return WB_E_CORRUPT;
-	struct proj_config pcfg = {.max_scan = get_u64(rec), .force_scan = rec[8] != 0};
+	struct proj_config pcfg = {
+	        .max_scan = get_u64(rec),
+	        .force_scan = rec[8] != 0,
+	        .max_candidates = version >= 2 ? get_u64(rec + 9) : UINT64_MAX,
+	};
 	struct coord_write w;
 	memset(&w, 0, sizeof(w));
-	if (coord_write_decode(rec + 9, len - 9, &w) != 0)
+	if (coord_write_decode(rec + head, len - head, &w) != 0)
 		return WB_E_CORRUPT;
 	w.apply = apply_entry;
 	w.apply_arg = &pcfg;
@@ -202,14 +212,14 @@ static int lease_rec_apply(struct storage_txn *txn, const uint8_t *rec, size_t l
 
 static int lease_replay(struct storage_txn *txn, uint16_t version, const uint8_t *rec, size_t len)
 {
-	(void)version;
-	return lease_rec_apply(txn, rec, len, NULL);
+	return lease_rec_apply(txn, version, rec, len, NULL);
 }
 
 /* Runs on the writer thread. */
 static int lop_apply(struct storage_txn *txn, struct writer_op *base)
 {
-	return lease_rec_apply(txn, base->rec, base->rec_len, ((struct lop *)base)->w);
+	return lease_rec_apply(txn, LEASE_REC_VERSION, base->rec, base->rec_len,
+	                       ((struct lop *)base)->w);
 }
 
 static void lop_done(struct srv *srv, struct srv_op *base)
@@ -235,6 +245,7 @@ static int io_submit(struct coord_io *io, struct coord_write *w)
 	struct rec_builder b = {0};
 	rec_u64(&b, ls->pcfg.max_scan);
 	rec_u8(&b, ls->pcfg.force_scan ? 1 : 0);
+	rec_u64(&b, ls->pcfg.max_candidates);
 	coord_write_encode(w, &b);
 	if (rec_out(&b, &op->rec, &op->base.base.rec_len) != 0) {
 		free(op);
@@ -860,6 +871,7 @@ static int leases_init(void *state, struct srv *srv, unsigned slot, char *errmsg
 	ls->srv = srv;
 	ls->slot = slot;
 	ls->pcfg.max_scan = cfg->max_scan;
+	ls->pcfg.max_candidates = cfg->max_candidates;
 	validate_where_limits(cfg, &ls->where_limits);
 	ls->io = (struct coord_io){
 	        .data = ls,

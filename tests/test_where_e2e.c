@@ -391,3 +391,122 @@ Test(where_e2e, the_measured_oversized_clause_is_refused_everywhere_while_anothe
 	wb_entity_free(ent);
 	e2e_suite_stop_client(c);
 }
+
+/* ---------------------------------------------------------------- the candidate budget */
+
+/* Commits text under a new lease with ACK_APPLIED; the answer (freed by the
+ * caller) says how applying went. */
+static Whizbang__V1__CommitResult *commit_text(struct wb_client *c, const char *text)
+{
+	OpList *ops;
+	struct optext_error err;
+	cr_assert_eq(optext_parse_ops(text, &ops, &err), 0, "%s: %s", text, err.message);
+	struct wb_lease_args la = {.projection = "p", .count = 1, .duration_ms = 60000};
+	struct wb_lease_grant g;
+	size_t n;
+	cr_assert_eq(wb_lease(c, &la, &g, 1, &n), 0, "lease: %s", wb_errmsg(c));
+	Whizbang__V1__CommitResult *res = NULL;
+	cr_assert_eq(wb_commit_full(c, g.sequence, g.token, ops, true, false, &res), 0,
+	             "commit %s: %s", text, wb_errmsg(c));
+	optext_free_ops(ops);
+	return res;
+}
+
+static bool has_field(struct wb_client *c, const char *id, const char *name)
+{
+	Whizbang__V1__Entity *e = NULL;
+	cr_assert_eq(wb_get_entity(c, "Item", id, &e), 0, "%s: %s", id, wb_errmsg(c));
+	bool found = false;
+	for (size_t i = 0; i < e->n_fields; i++)
+		found = found || strcmp(e->fields[i]->name, name) == 0;
+	wb_entity_free(e);
+	return found;
+}
+
+static void assert_verified(struct wb_client *c)
+{
+	Whizbang__V1__VerifyResult *v = NULL;
+	cr_assert_eq(wb_verify(c, &v), 0, "%s", wb_errmsg(c));
+	cr_assert(v->match, "replay differs: %s", v->first_difference);
+	wb_verify_free(v);
+}
+
+Test(where_e2e, an_index_plan_over_max_candidates_is_refused_and_replays_as_decided)
+{
+	/* Checkpoints far away, so that a restart replays the log records. */
+	const char *args[] = {"--max-candidates=3", "--checkpoint-bytes=1G",
+	                      "--checkpoint-interval-ms=86400000", NULL};
+	const char *raised[] = {"--max-candidates=1000000000", "--checkpoint-bytes=1G",
+	                        "--checkpoint-interval-ms=86400000", NULL};
+	struct wb_client *c = e2e_suite_start_client(lying() ? raised : args, "test_where_e2e");
+	Whizbang__V1__CommitResult *res = commit_text(
+	        c, "upsert Item \"i-1\" {k: 1}; upsert Item \"i-2\" {k: 1}; upsert Item \"i-3\" "
+	           "{k: 1}; upsert Item \"i-4\" {k: 1}; upsert Item \"j-1\" {k: 2}; upsert Item "
+	           "\"j-2\" {k: 2}; upsert Item \"j-3\" {k: 2}");
+	cr_assert_eq(res->apply_error, 0, "%s", res->apply_error_message);
+	wb_commit_result_free(res);
+	Whizbang__V1__IndexResult *ir = NULL;
+	cr_assert_eq(wb_create_index(c, "Item", "k", &ir), 0, "%s", wb_errmsg(c));
+	wb_index_result_free(ir);
+
+	/* Explain counts: k == 2 reads 3 entries (the budget), k == 1 four. */
+	Expr *two = parse("k == 2"), *one = parse("k == 1");
+	Whizbang__V1__PlanResult *p = NULL;
+	cr_assert_eq(wb_explain(c, "Item", two, NULL, &p), 0, "%s", wb_errmsg(c));
+	cr_assert_eq(p->strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX);
+	cr_assert_not(p->refused);
+	cr_assert_eq(p->estimated_candidates, 3);
+	wb_plan_free(p);
+	cr_assert_eq(wb_explain(c, "Item", one, NULL, &p), 0, "%s", wb_errmsg(c));
+	cr_assert(p->refused, "k == 1 reads 4 index entries, over --max-candidates 3: %s", p->plan);
+	cr_assert_eq(p->max_candidates, 3);
+	cr_assert_not_null(strstr(p->plan, "over --max-candidates: refused"), "%s", p->plan);
+	wb_plan_free(p);
+
+	/* The query and the update are refused; the update as its outcome. */
+	Whizbang__V1__QueryResult *q = NULL;
+	int rc = wb_query(c, "Item", one, NULL, NULL, 0, &q);
+	cr_assert_eq(rc, WB_QUERY_TOO_EXPENSIVE, "%s (%s)", wb_error_name(rc), wb_errmsg(c));
+	cr_assert_not_null(strstr(wb_errmsg(c), "more than --max-candidates 3 index entries"), "%s",
+	                   wb_errmsg(c));
+	cr_assert_eq(wb_query(c, "Item", two, NULL, NULL, 0, &q), 0, "%s", wb_errmsg(c));
+	cr_assert_eq(q->n_entities, 3);
+	wb_query_free(q);
+	res = commit_text(c, "update Item where k == 1 set hit = 1");
+	cr_assert_eq(res->apply_error, WB_QUERY_TOO_EXPENSIVE, "%s", res->apply_error_message);
+	cr_assert_not_null(strstr(res->apply_error_message, "--max-candidates 3"), "%s",
+	                   res->apply_error_message);
+	wb_commit_result_free(res);
+	res = commit_text(c, "update Item where k == 2 set hit = 2");
+	cr_assert_eq(res->apply_error, 0, "%s", res->apply_error_message);
+	wb_commit_result_free(res);
+	cr_assert_not(has_field(c, "i-1", "hit"));
+	cr_assert(has_field(c, "j-1", "hit"));
+	wb_close(c);
+
+	/* A crash, and restarts with the budget raised, then lowered: the
+	 * log's records apply as they were decided, under the budget stamped
+	 * in them, so the refused update stays refused and the accepted one
+	 * applied. */
+	const char *later[2][5] = {{"--max-candidates=1000", "--checkpoint-bytes=1G",
+	                            "--checkpoint-interval-ms=86400000", NULL},
+	                           {"--max-candidates=0", NULL}};
+	for (int run = 0; run < 2; run++) {
+		if (run == 0)
+			e2e_kill(&e2e_srv);
+		else
+			e2e_suite_stop();
+		cr_assert_eq(e2e_set_args(&e2e_srv, later[run]), 0);
+		e2e_suite_restart();
+		c = e2e_suite_client("test_where_e2e");
+		cr_assert_not(has_field(c, "i-1", "hit"), "run %d: the refused update applied",
+		              run);
+		cr_assert(has_field(c, "j-1", "hit"), "run %d: the accepted update is lost", run);
+		assert_verified(c);
+		wb_close(c);
+	}
+	cr_assert_geq(e2e_log_count(&e2e_srv, "event=log_replayed"), 1);
+	optext_free_expr(one);
+	optext_free_expr(two);
+	e2e_suite_stop();
+}
