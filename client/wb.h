@@ -562,8 +562,9 @@ void wb_index_list_free(Whizbang__V1__IndexList *list);
  * the estimate of each step, the candidates it expects to examine, the
  * entities of the type, and whether the clause would be refused as a scan
  * over more than max_scan entities or an index plan over more than
- * max_candidates index entries (which the server counts, so that
- * estimated_candidates of an index plan is exact within the budget). A
+ * max_candidates index entries that cannot be scanned instead (the server
+ * counts them, so estimated_candidates of an index plan is exact within
+ * the budget). A
  * refused plan is an answer, not an error; a clause over the server's
  * --max-where-* size limits is QUERY_TOO_EXPENSIVE. Free with wb_plan_free(). */
 int wb_explain(struct wb_client *c, const char *type, const Whizbang__V1__Expr *where,

@@ -32,11 +32,12 @@ struct proj_config {
 	 * this is refused with WB_QUERY_TOO_EXPENSIVE before it starts (a
 	 * query without a clause is not: it reads no more than it answers). */
 	uint64_t max_scan;
-	/* An index plan that reads more index entries than this (the
-	 * candidates of every range of the plan, a union's branches added up)
-	 * is refused with WB_QUERY_TOO_EXPENSIVE when the count passes it,
-	 * before any candidate is fetched. A count of the state, never a
-	 * timer: the same entry is refused or accepted on every replay. */
+	/* An index plan whose ranges hold more index entries than this (a
+	 * union's branches added up) is given up as soon as the count passes
+	 * it, before any candidate is fetched: the clause is then scanned
+	 * when its type is within max_scan, else refused with
+	 * WB_QUERY_TOO_EXPENSIVE. Counts of the state, never a timer: the
+	 * same entry decides the same on every replay. */
 	uint64_t max_candidates;
 	/* Tests: plan every clause as a scan (to compare with index plans). */
 	bool force_scan;
@@ -86,9 +87,9 @@ struct proj_plan {
 	Whizbang__V1__PlanStrategy strategy;
 	uint64_t estimate;      /* candidates the plan expects to read */
 	uint64_t type_entities; /* the kept count of the type */
-	/* A scan over more than max_scan entities, or (proj_explain(), and
-	 * after an index plan was refused) an index plan over more than
-	 * max_candidates entries. */
+	/* A scan over more than max_scan entities, or an index plan over
+	 * more than max_candidates entries of a type over max_scan (known
+	 * once its ranges were read: proj_explain() reads them). */
 	bool refused;
 	char text[1024]; /* the plan, one step per line */
 };
@@ -102,9 +103,10 @@ void proj_refusal(const struct proj_plan *plan, const char *type, const struct p
 
 /* Plans where (NULL: every entity) over type without running it. For an
  * index plan the candidates are then counted, at most max_candidates + 1
- * of them (no more than running it would read before it was refused): out
- * estimate is that count when it is within the budget, and refused is set
- * when it is not. */
+ * of them (no more than running it would read): out->estimate is that
+ * count when it is within the budget; past it the plan is the scan or the
+ * refusal that running it would meet (proj_config.max_candidates). A
+ * refused plan is an answer here (refused set), not an error. */
 int proj_explain(struct storage_txn *txn, const char *type, size_t type_len,
                  const Whizbang__V1__Expr *where, const struct proj_config *cfg,
                  struct proj_plan *out);
@@ -112,7 +114,9 @@ int proj_explain(struct storage_txn *txn, const char *type, size_t type_len,
 /* Computes the ids of type's entities matching where (checked by
  * proj_check_expr()), sorted, into ids (appended after clearing).
  * *examined receives the candidates read. WB_QUERY_TOO_EXPENSIVE for a
- * refused scan; plan (may be NULL) receives the plan. */
+ * refused plan (a scan over max_scan, an index plan over max_candidates
+ * that could not be scanned instead); plan (may be NULL) receives the
+ * plan. */
 int proj_explode(struct storage_txn *txn, const char *type, size_t type_len,
                  const Whizbang__V1__Expr *where, const struct proj_config *cfg,
                  struct proj_ids *ids, struct proj_plan *plan, uint64_t *examined);

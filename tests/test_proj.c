@@ -1699,8 +1699,9 @@ static void budget_scenario(struct storage *s, const struct proj_config *cfg, st
 
 Test(proj, query_too_expensive_refuses_index_plans_over_max_candidates)
 {
-	/* A scan of the 11 orders would be allowed: only the budget refuses. */
-	const struct proj_config cfg = {.max_scan = 100, .max_candidates = 4};
+	/* 10 orders may be scanned, 11 may not: past the budget, a plan over
+	 * 11 orders is refused. */
+	const struct proj_config cfg = {.max_scan = 10, .max_candidates = 4};
 	struct proj_buf rw1 = {0}, rw2 = {0};
 	struct proj_outcome o1, o2;
 	budget_scenario(st, &cfg, &rw1, &o1);
@@ -1778,14 +1779,40 @@ Test(proj, query_too_expensive_refuses_index_plans_over_max_candidates)
 		proj_ids_free(&ids);
 		optext_free_expr(e);
 	}
-	/* a scan is not counted against the budget */
-	Expr *e = parse_where("n >= 0");
-	struct proj_ids ids = {0};
-	uint64_t ex;
-	cr_assert_eq(proj_explode(t, "Order", 5, e, &cfg, &ids, NULL, &ex), 0);
-	cr_assert_eq(ids.n, 10);
-	proj_ids_free(&ids);
-	optext_free_expr(e);
+	/* When the type may be scanned, an index plan past the budget is
+	 * scanned instead, with the same result; Explain says so. A scan is
+	 * never counted against the budget. */
+	const struct proj_config scan_ok = {.max_scan = 11, .max_candidates = 4};
+	const char *scanned[] = {"status == \"P\"", "status == \"P\" or status == \"Q\"", "n >= 0"};
+	const size_t want_n[] = {5, 11, 10};
+	for (size_t i = 0; i < NELEM(scanned); i++) {
+		Expr *e = parse_where(scanned[i]);
+		struct proj_ids ids = {0};
+		uint64_t ex;
+		struct proj_plan p;
+		cr_assert_eq(proj_explode(t, "Order", 5, e, &scan_ok, &ids, &p, &ex), 0, "%s",
+		             scanned[i]);
+		cr_assert_eq(p.strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN, "%s", scanned[i]);
+		cr_assert_not(p.refused);
+		cr_assert_eq(ids.n, want_n[i], "%s: %zu", scanned[i], ids.n);
+		cr_assert_eq(ex, 11);
+		struct proj_ids by_index = {0};
+		cr_assert_eq(proj_explode(t, "Order", 5, e, &CFG, &by_index, NULL, &ex), 0);
+		cr_assert_eq(by_index.n, ids.n);
+		cr_assert_eq(by_index.bytes.len, ids.bytes.len);
+		cr_assert_arr_eq(by_index.bytes.p, ids.bytes.p, ids.bytes.len);
+		proj_ids_free(&by_index);
+		proj_ids_free(&ids);
+		cr_assert_eq(proj_explain(t, "Order", 5, e, &scan_ok, &p), 0);
+		cr_assert_eq(p.strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN);
+		cr_assert_not(p.refused);
+		if (i < 2)
+			cr_assert_not_null(strstr(p.text,
+			                          "scan Order (11 entities; the index plan reads "
+			                          "more than --max-candidates 4)\n"),
+			                   "%s", p.text);
+		optext_free_expr(e);
+	}
 	storage_txn_abort(t);
 }
 

@@ -434,7 +434,9 @@ static void assert_verified(struct wb_client *c)
 Test(where_e2e, an_index_plan_over_max_candidates_is_refused_and_replays_as_decided)
 {
 	/* Checkpoints far away, so that a restart replays the log records. */
-	const char *args[] = {"--max-candidates=3", "--checkpoint-bytes=1G",
+	/* 7 entities, more than --max-scan 5: a plan past the budget cannot
+	 * be scanned instead. */
+	const char *args[] = {"--max-candidates=3", "--max-scan=5", "--checkpoint-bytes=1G",
 	                      "--checkpoint-interval-ms=86400000", NULL};
 	const char *raised[] = {"--max-candidates=1000000000", "--checkpoint-bytes=1G",
 	                        "--checkpoint-interval-ms=86400000", NULL};
@@ -503,6 +505,16 @@ Test(where_e2e, an_index_plan_over_max_candidates_is_refused_and_replays_as_deci
 		              run);
 		cr_assert(has_field(c, "j-1", "hit"), "run %d: the accepted update is lost", run);
 		assert_verified(c);
+		if (run == 1) {
+			/* No budget at all, and a type within --max-scan: the
+			 * index is given up for a scan, with the same answer. */
+			Whizbang__V1__QueryResult *q1 = NULL;
+			cr_assert_eq(wb_query(c, "Item", one, NULL, NULL, 0, &q1), 0, "%s",
+			             wb_errmsg(c));
+			cr_assert_eq(q1->strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN);
+			cr_assert_eq(q1->n_entities, 4);
+			wb_query_free(q1);
+		}
 		wb_close(c);
 	}
 	cr_assert_geq(e2e_log_count(&e2e_srv, "event=log_replayed"), 1);
