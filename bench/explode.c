@@ -512,7 +512,7 @@ static int commit_index(struct storage *s, uint64_t seq, const struct proj_confi
 static int build(struct storage *s, const struct explode_opts *o, struct figures *f, char *errmsg,
                  size_t errlen)
 {
-	struct proj_config cfg = {.max_scan = UINT64_MAX};
+	struct proj_config cfg = {.max_scan = UINT64_MAX, .max_candidates = UINT64_MAX};
 	struct entry_arena a;
 	int rc = arena_init(&a, o->per_entry);
 	if (rc != 0) {
@@ -587,7 +587,7 @@ static int check_matches(const char *what, const char *cust, size_t n, const str
 static int read_explosions(struct storage *s, const struct explode_opts *o, struct figures *f,
                            char *errmsg, size_t errlen)
 {
-	struct proj_config cfg = {.max_scan = UINT64_MAX};
+	struct proj_config cfg = {.max_scan = UINT64_MAX, .max_candidates = UINT64_MAX};
 	struct bench_rng rng = {o->seed ^ 0x5eedu};
 	struct bench_lat lat = {0}, cpu = {0};
 	struct proj_ids ids = {0};
@@ -662,7 +662,7 @@ static int read_explosions(struct storage *s, const struct explode_opts *o, stru
 static int apply_explosions(struct storage *s, const struct explode_opts *o, struct figures *f,
                             char *errmsg, size_t errlen)
 {
-	struct proj_config cfg = {.max_scan = UINT64_MAX};
+	struct proj_config cfg = {.max_scan = UINT64_MAX, .max_candidates = UINT64_MAX};
 	struct bench_rng rng = {o->seed ^ 0xa991u};
 	struct bench_lat lat = {0}, cpu = {0};
 	struct proj_buf ops = {0}, rw = {0};
@@ -750,7 +750,7 @@ static int open_store(struct storage **out, const char *path, uint64_t map_size,
 static int scan_round(const char *path, const struct explode_opts *o, struct pass *out,
                       uint64_t *examined, char *errmsg, size_t errlen)
 {
-	struct proj_config cfg = {.max_scan = UINT64_MAX};
+	struct proj_config cfg = {.max_scan = UINT64_MAX, .max_candidates = UINT64_MAX};
 	Whizbang__V1__Expr *expr;
 	struct optext_error err;
 	int rc = optext_parse_where(SCAN_WHERE, &expr, &err);
@@ -949,7 +949,7 @@ static int scan_rounds(const char *path, const struct explode_opts *o, struct fi
 static int replay(struct storage *src, const char *scratch, const struct explode_opts *o,
                   struct figures *f, char *errmsg, size_t errlen)
 {
-	struct proj_config cfg = {.max_scan = UINT64_MAX};
+	struct proj_config cfg = {.max_scan = UINT64_MAX, .max_candidates = UINT64_MAX};
 	struct storage *dst;
 	/* no_sync: the replay's own work, without an fsync per chunk. */
 	int rc = open_store(&dst, scratch, o->map_size, true, errmsg, errlen);

@@ -260,9 +260,9 @@ static int run_explain(struct cli *cli)
 		printf("{\"strategy\":\"%s\",\"plan\":", strategy);
 		cli_json_cstr(plan->plan);
 		printf(",\"estimated_candidates\":%" PRIu64 ",\"type_entities\":%" PRIu64
-		       ",\"max_scan\":%" PRIu64 ",\"refused\":%s}\n",
+		       ",\"max_scan\":%" PRIu64 ",\"max_candidates\":%" PRIu64 ",\"refused\":%s}\n",
 		       plan->estimated_candidates, plan->type_entities, plan->max_scan,
-		       plan->refused ? "true" : "false");
+		       plan->max_candidates, plan->refused ? "true" : "false");
 		wb_plan_free(plan);
 		return 0;
 	}
@@ -278,11 +278,15 @@ static int run_explain(struct cli *cli)
 		p += n + (nl != NULL ? 1 : 0);
 	}
 	printf("estimated_candidates: %" PRIu64 "\ntype_entities: %" PRIu64 "\nmax_scan: %" PRIu64
-	       "\n",
-	       plan->estimated_candidates, plan->type_entities, plan->max_scan);
-	if (plan->refused)
+	       "\nmax_candidates: %" PRIu64 "\n",
+	       plan->estimated_candidates, plan->type_entities, plan->max_scan,
+	       plan->max_candidates);
+	if (plan->refused && plan->strategy == WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN)
 		printf("refused: yes (a scan of more than max_scan entities answers "
 		       "QUERY_TOO_EXPENSIVE)\n");
+	else if (plan->refused)
+		printf("refused: yes (an index plan reading more than max_candidates index entries "
+		       "answers QUERY_TOO_EXPENSIVE)\n");
 	else
 		puts("refused: no");
 	wb_plan_free(plan);

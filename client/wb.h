@@ -525,9 +525,10 @@ void wb_entity_free(Whizbang__V1__Entity *e);
  * cursor next_after that continues the read (meaningless once end is set),
  * the plan the server used (strategy, plan text, candidates examined) and
  * the watermark of the snapshot it read. An unindexed clause over more
- * entities than the server's --max-scan answers QUERY_TOO_EXPENSIVE; a
- * clause the server cannot evaluate INVALID_EXPRESSION. Free with
- * wb_query_free(). */
+ * entities than the server's --max-scan, an index plan over more than its
+ * --max-candidates index entries, or a clause over its --max-where-*
+ * size limits answers QUERY_TOO_EXPENSIVE; a clause the server cannot
+ * evaluate INVALID_EXPRESSION. Free with wb_query_free(). */
 int wb_query(struct wb_client *c, const char *type, const Whizbang__V1__Expr *where,
              const char *where_text, const char *after, uint32_t limit,
              Whizbang__V1__QueryResult **out);
@@ -565,8 +566,12 @@ void wb_index_list_free(Whizbang__V1__IndexList *list);
  * without reading any entity: the strategy, the plan as indented text with
  * the estimate of each step, the candidates it expects to examine, the
  * entities of the type, and whether the clause would be refused as a scan
- * over more than max_scan entities. A refused plan is an answer, not an
- * error. Free with wb_plan_free(). */
+ * over more than max_scan entities or an index plan over more than
+ * max_candidates index entries that cannot be scanned instead (the server
+ * counts them, so estimated_candidates of an index plan is exact within
+ * the budget). A
+ * refused plan is an answer, not an error; a clause over the server's
+ * --max-where-* size limits is QUERY_TOO_EXPENSIVE. Free with wb_plan_free(). */
 int wb_explain(struct wb_client *c, const char *type, const Whizbang__V1__Expr *where,
                const char *where_text, Whizbang__V1__PlanResult **out);
 

@@ -269,6 +269,156 @@ int proj_check_expr(const Expr *e, char *msg, size_t len)
 	return check_node(e, 1, msg, len);
 }
 
+/* ------------------------------------------------------------ cost limits */
+
+/* What one pass over a clause found. */
+struct measure {
+	const struct proj_where_limits *lim;
+	uint64_t terms;
+	uint64_t bytes;
+	bool too_deep;
+	uint64_t in_list; /* the first in list over the limit (0: none) */
+	uint64_t literal; /* the first literal over the limit (0: none) */
+};
+
+static void measure_literal(struct measure *m, size_t n)
+{
+	m->bytes += n;
+	if (n > m->lim->literal && m->literal == 0)
+		m->literal = n;
+}
+
+static void measure_value(struct measure *m, const Value *v)
+{
+	if (v == NULL)
+		return;
+	if (v->kind_case == WHIZBANG__V1__VALUE__KIND_STRING_VALUE)
+		measure_literal(m, v->string_value != NULL ? strlen(v->string_value) : 0);
+	else if (v->kind_case == WHIZBANG__V1__VALUE__KIND_BYTES_VALUE)
+		measure_literal(m, v->bytes_value.len);
+	else
+		m->bytes += 8;
+}
+
+static size_t name_len(const char *s)
+{
+	return s != NULL ? strlen(s) : 0;
+}
+
+/* Adds e (at depth) to m. Stops descending past the depth limit, so the
+ * recursion is bounded by the limit, not by the message. */
+static void measure_node(struct measure *m, const Expr *e, uint64_t depth)
+{
+	if (e == NULL || m->too_deep)
+		return;
+	if (depth > m->lim->depth) {
+		m->too_deep = true;
+		return;
+	}
+	m->terms++;
+	const ExprList *l = NULL;
+	switch (e->node_case) {
+	case WHIZBANG__V1__EXPR__NODE_COMPARE:
+		if (e->compare != NULL) {
+			m->bytes += name_len(e->compare->field);
+			measure_value(m, e->compare->value);
+		}
+		return;
+	case WHIZBANG__V1__EXPR__NODE_IN_LIST:
+		if (e->in_list != NULL) {
+			const InList *in = e->in_list;
+			m->bytes += name_len(in->field);
+			m->terms += in->n_values;
+			if (in->n_values > m->lim->in_list && m->in_list == 0)
+				m->in_list = in->n_values;
+			for (size_t i = 0; i < in->n_values; i++)
+				measure_value(m, in->values[i]);
+		}
+		return;
+	case WHIZBANG__V1__EXPR__NODE_EXISTS:
+		if (e->exists != NULL)
+			m->bytes += name_len(e->exists->field);
+		return;
+	case WHIZBANG__V1__EXPR__NODE_STARTS_WITH:
+		if (e->starts_with != NULL) {
+			m->bytes += name_len(e->starts_with->field);
+			measure_literal(m, name_len(e->starts_with->prefix));
+		}
+		return;
+	case WHIZBANG__V1__EXPR__NODE_ALL_OF:
+		l = e->all_of;
+		break;
+	case WHIZBANG__V1__EXPR__NODE_ANY_OF:
+		l = e->any_of;
+		break;
+	case WHIZBANG__V1__EXPR__NODE_NEGATE:
+		measure_node(m, e->negate, depth + 1);
+		return;
+	default:
+		return;
+	}
+	for (size_t i = 0; l != NULL && i < l->n_terms && !m->too_deep; i++)
+		measure_node(m, l->terms[i], depth + 1);
+}
+
+#define TOO_EXPENSIVE(...) say(WB_QUERY_TOO_EXPENSIVE, msg, len, __VA_ARGS__)
+
+int proj_check_where_limits(const Expr *e, const struct proj_where_limits *lim, char *msg,
+                            size_t len)
+{
+	struct measure m = {.lim = lim};
+	measure_node(&m, e, 1);
+	if (m.too_deep)
+		return TOO_EXPENSIVE("the where clause nests more than %llu levels: at most %llu "
+		                     "are allowed (--max-where-depth)",
+		                     (unsigned long long)lim->depth,
+		                     (unsigned long long)lim->depth);
+	if (m.terms > lim->terms)
+		return TOO_EXPENSIVE(
+		        "the where clause holds %llu terms (nodes and in-list values): "
+		        "at most %llu are allowed (--max-where-terms)",
+		        (unsigned long long)m.terms, (unsigned long long)lim->terms);
+	if (m.in_list != 0)
+		return TOO_EXPENSIVE("an in list of the where clause holds %llu values: at most "
+		                     "%llu are allowed (--max-where-in-list)",
+		                     (unsigned long long)m.in_list,
+		                     (unsigned long long)lim->in_list);
+	if (m.literal != 0)
+		return TOO_EXPENSIVE(
+		        "a literal of the where clause is %llu bytes: at most %llu are "
+		        "allowed (--max-where-literal)",
+		        (unsigned long long)m.literal, (unsigned long long)lim->literal);
+	if (m.bytes > lim->bytes)
+		return TOO_EXPENSIVE(
+		        "the where clause's names and literals are %llu bytes: at most "
+		        "%llu are allowed (--max-where-bytes)",
+		        (unsigned long long)m.bytes, (unsigned long long)lim->bytes);
+	return 0;
+}
+
+int proj_check_op_limits(const Op *op, const struct proj_where_limits *lim, char *msg, size_t len)
+{
+	const char *what;
+	const Where *w;
+	if (op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE && op->update != NULL) {
+		what = "update";
+		w = op->update->where;
+	} else if (op->kind_case == WHIZBANG__V1__OP__KIND_DELETE && op->delete_ != NULL &&
+	           op->delete_->target_case == WHIZBANG__V1__DELETE__TARGET_WHERE) {
+		what = "delete";
+		w = op->delete_->where;
+	} else {
+		return 0;
+	}
+	if (w == NULL || w->expr == NULL)
+		return 0;
+	char inner[256];
+	int rc = proj_check_where_limits(w->expr, lim, inner, sizeof inner);
+	if (rc != 0)
+		return say(rc, msg, len, "%s: where: %s", what, inner);
+	return 0;
+}
+
 /* ------------------------------------------------------------ operations */
 
 #define BAD_REQ(...) say(WB_BAD_REQUEST, msg, len, __VA_ARGS__)

@@ -24,6 +24,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "value.h"
 #include "whizbang.pb-c.h"
@@ -43,6 +44,51 @@ bool proj_eval(const Whizbang__V1__Expr *e, const struct proj_record *r);
  * non-empty in list. Returns 0 or WB_INVALID_EXPRESSION with msg[0..len)
  * saying where ("in_list: no values"). */
 int proj_check_expr(const Whizbang__V1__Expr *e, char *msg, size_t len);
+
+/* The cost limits a where clause must meet to be admitted: the settings
+ * --max-where-terms, --max-where-depth, --max-where-in-list,
+ * --max-where-bytes and --max-where-literal (server/config.c).
+ *
+ * They are checked where a clause enters the server (QueryEntities,
+ * Explain, and the update and delete ops of a Commit or Stage), before the
+ * request is queued for a worker or the writer, and never when a ledger
+ * entry is applied or replayed: an entry that was admitted stays valid
+ * whatever the limits are later (a restart with lower limits replays the
+ * log exactly as it was accepted). proj_check_op() and proj_check_expr(),
+ * which applying runs too, only hold the fixed bounds of the language
+ * (PROJ_EXPR_MAX_DEPTH, PROJ_EXPR_MAX_TERMS); the settings cannot be set
+ * beyond them. */
+struct proj_where_limits {
+	/* Nodes of the tree (each comparison, in, exists, starts_with, and,
+	 * or, not) plus the values of its in lists: what one evaluation of the
+	 * clause may cost per entity. */
+	uint64_t terms;
+	/* Levels of nesting: a comparison alone is 1, `not` and a list add one
+	 * each (the counting of PROJ_EXPR_MAX_DEPTH); at most that. */
+	uint64_t depth;
+	/* Values of one in list; at most PROJ_EXPR_MAX_TERMS. */
+	uint64_t in_list;
+	/* Bytes of every field name and literal of the clause together; a
+	 * string or bytes literal counts its length, any other value 8. */
+	uint64_t bytes;
+	/* Bytes of one string or bytes literal or starts_with prefix. */
+	uint64_t literal;
+};
+
+/* Checks that a clause that passed proj_check_expr() is within lim. One
+ * pass over the tree, allocating nothing; it descends no deeper than
+ * lim->depth + 1 levels. Returns 0, or WB_QUERY_TOO_EXPENSIVE with msg
+ * naming the limit, the clause's figure and the setting ("the where clause
+ * holds 2001 terms: at most 2000 are allowed (--max-where-terms)"). The
+ * depth is checked first, then terms, in lists, literals and bytes. */
+int proj_check_where_limits(const Whizbang__V1__Expr *e, const struct proj_where_limits *lim,
+                            char *msg, size_t len);
+
+/* proj_check_where_limits() for the where clause of an update or delete
+ * op (other ops pass), on an op that passed proj_check_op(); msg is
+ * prefixed with the op ("update: where: ..."). */
+int proj_check_op_limits(const Whizbang__V1__Op *op, const struct proj_where_limits *lim, char *msg,
+                         size_t len);
 
 /* Checks one operation as a client sends it: type 1..255 bytes, ids
  * 1..255 bytes, field names 1..255 bytes and unique within an upsert or

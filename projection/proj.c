@@ -878,6 +878,31 @@ static size_t fmt_plan(const struct pnode *p, const char *type, char *buf, size_
 	return o;
 }
 
+/* Appends the clause's filter line to the plan's text at o. */
+static void filter_text(const Expr *where, struct proj_plan *plan, size_t o)
+{
+	if (where != NULL && o < sizeof(plan->text)) {
+		char f[512];
+		optext_format_expr(where, f, sizeof(f));
+		snprintf(plan->text + o, sizeof(plan->text) - o, "filter: %s\n", f);
+	}
+}
+
+/* Makes plan a scan of t's type (why: a note after the count, may be ""). */
+static void scan_plan(const struct tctx *t, const Expr *where, const struct proj_config *cfg,
+                      const char *why, struct proj_plan *plan)
+{
+	plan->strategy = WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN;
+	plan->estimate = plan->type_entities;
+	/* Without a clause every entity read is one answered: a query pages
+	 * through them, bounded by its limit, so it is never refused. */
+	plan->refused = where != NULL && plan->type_entities > cfg->max_scan;
+	size_t o = (size_t)snprintf(plan->text, sizeof(plan->text), "scan %s (%llu entities%s%s)\n",
+	                            t->type, (unsigned long long)plan->type_entities, why,
+	                            plan->refused ? ", over --max-scan: refused" : "");
+	filter_text(where, plan, o);
+}
+
 /* Plans e over the type of t into *root (NULL: scan) and fills plan. */
 static int make_plan(struct storage_txn *txn, const struct tctx *t, const Expr *where,
                      const struct proj_config *cfg, struct pnode **root, struct proj_plan *plan)
@@ -896,38 +921,28 @@ static int make_plan(struct storage_txn *txn, const struct tctx *t, const Expr *
 			return pl.rc;
 		}
 	}
-	size_t o;
-	if (*root != NULL) {
-		plan->strategy = (*root)->kind == PN_UNION
-		                         ? WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX_UNION
-		                         : WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX;
-		plan->estimate = (*root)->est;
-		o = fmt_plan(*root, t->type, plan->text, sizeof(plan->text), 0);
-	} else {
-		plan->strategy = WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN;
-		plan->estimate = plan->type_entities;
-		/* Without a clause every entity read is one answered: a query
-		 * pages through them, bounded by its limit, so it is never
-		 * refused. */
-		plan->refused = where != NULL && plan->type_entities > cfg->max_scan;
-		o = (size_t)snprintf(plan->text, sizeof(plan->text), "scan %s (%llu entities%s)\n",
-		                     t->type, (unsigned long long)plan->type_entities,
-		                     plan->refused ? ", over --max-scan: refused" : "");
+	if (*root == NULL) {
+		scan_plan(t, where, cfg, "", plan);
+		return 0;
 	}
-	if (where != NULL && o < sizeof(plan->text)) {
-		char f[512];
-		optext_format_expr(where, f, sizeof(f));
-		snprintf(plan->text + o, sizeof(plan->text) - o, "filter: %s\n", f);
-	}
+	plan->strategy = (*root)->kind == PN_UNION ? WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX_UNION
+	                                           : WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX;
+	plan->estimate = (*root)->est;
+	size_t o = fmt_plan(*root, t->type, plan->text, sizeof(plan->text), 0);
+	filter_text(where, plan, o);
 	return 0;
 }
 
-/* Adds the ids of every index entry in the plan's ranges to ids. */
-static int collect(struct storage_txn *txn, const struct pnode *p, struct proj_ids *ids)
+/* Adds the ids of every index entry in the plan's ranges to ids (NULL:
+ * only counts them), counting them in *read. More than max entries:
+ * WB_QUERY_TOO_EXPENSIVE once the count passes it, so no more than max + 1
+ * entries are ever read and at most max ids kept. */
+static int collect(struct storage_txn *txn, const struct pnode *p, struct proj_ids *ids,
+                   uint64_t max, uint64_t *read)
 {
 	if (p->kind == PN_UNION) {
 		for (size_t i = 0; i < p->nk; i++) {
-			int rc = collect(txn, p->kids[i], ids);
+			int rc = collect(txn, p->kids[i], ids, max, read);
 			if (rc != 0)
 				return rc;
 		}
@@ -954,7 +969,13 @@ static int collect(struct storage_txn *txn, const struct pnode *p, struct proj_i
 				rc = WB_E_CORRUPT;
 				break;
 			}
-			rc = proj_ids_add(ids, kp + IDX_PREFIX + vl, k.len - IDX_PREFIX - vl);
+			if (++*read > max) {
+				rc = WB_QUERY_TOO_EXPENSIVE;
+				break;
+			}
+			if (ids != NULL)
+				rc = proj_ids_add(ids, kp + IDX_PREFIX + vl,
+				                  k.len - IDX_PREFIX - vl);
 			if (rc == 0)
 				rc = storage_cursor_get(cur, STORAGE_NEXT, &k, &v);
 		}
@@ -965,6 +986,49 @@ static int collect(struct storage_txn *txn, const struct pnode *p, struct proj_i
 	return rc;
 }
 
+/* Plans where over t's type and holds the plan to the budgets. A scan over
+ * more than max_scan entities is refused before it starts. An index plan's
+ * candidates are read into cand (NULL: only counted, into *read) until
+ * they pass max_candidates; past it the range is not selective enough to
+ * be worth reading through the index, and the plan becomes a scan when the
+ * type is within max_scan (per entity a scan is the cheaper read, and the
+ * result is the same), else it is refused. Both decisions are counts of
+ * the state and the settings, so the same entry decides the same on every
+ * replay. On return *root is the index plan whose candidates cand holds,
+ * or NULL for a scan; WB_QUERY_TOO_EXPENSIVE, with plan->refused set, for
+ * a refused plan. */
+static int settle_plan(struct storage_txn *txn, const struct tctx *t, const Expr *where,
+                       const struct proj_config *cfg, struct pnode **root, struct proj_plan *plan,
+                       struct proj_ids *cand, uint64_t *read)
+{
+	*read = 0;
+	int rc = make_plan(txn, t, where, cfg, root, plan);
+	if (rc != 0)
+		return rc;
+	if (*root == NULL)
+		return plan->refused ? WB_QUERY_TOO_EXPENSIVE : 0;
+	rc = collect(txn, *root, cand, cfg->max_candidates, read);
+	if (rc != WB_QUERY_TOO_EXPENSIVE)
+		return rc;
+	if (plan->type_entities <= cfg->max_scan) {
+		pnode_free(*root);
+		*root = NULL;
+		if (cand != NULL)
+			proj_ids_clear(cand);
+		char why[96];
+		snprintf(why, sizeof(why), "; the index plan reads more than --max-candidates %llu",
+		         (unsigned long long)cfg->max_candidates);
+		scan_plan(t, where, cfg, why, plan);
+		return 0;
+	}
+	plan->refused = true;
+	size_t o = strlen(plan->text);
+	snprintf(plan->text + o, sizeof(plan->text) - o,
+	         "candidates: more than %llu, over --max-candidates: refused\n",
+	         (unsigned long long)cfg->max_candidates);
+	return WB_QUERY_TOO_EXPENSIVE;
+}
+
 static int explode_in(struct storage_txn *txn, const struct tctx *t, const Expr *where,
                       const struct proj_config *cfg, struct proj_ids *ids, struct proj_plan *plan,
                       uint64_t *examined)
@@ -972,18 +1036,18 @@ static int explode_in(struct storage_txn *txn, const struct tctx *t, const Expr 
 	struct pnode *root;
 	proj_ids_clear(ids);
 	*examined = 0;
-	int rc = make_plan(txn, t, where, cfg, &root, plan);
-	if (rc != 0)
+	struct proj_ids cand = {0};
+	uint64_t read;
+	int rc = settle_plan(txn, t, where, cfg, &root, plan, &cand, &read);
+	if (rc != 0) {
+		proj_ids_free(&cand);
+		pnode_free(root);
 		return rc;
-	if (root == NULL && plan->refused)
-		return WB_QUERY_TOO_EXPENSIVE;
+	}
 	uint8_t k[ENT_KEY_MAX];
 	if (root != NULL) {
-		struct proj_ids cand = {0};
-		rc = collect(txn, root, &cand);
 		pnode_free(root);
-		if (rc == 0)
-			rc = proj_ids_sort_unique(&cand);
+		rc = proj_ids_sort_unique(&cand);
 		for (size_t i = 0; rc == 0 && i < cand.n; i++) {
 			size_t il;
 			const uint8_t *id = proj_ids_get(&cand, i, &il);
@@ -1004,6 +1068,7 @@ static int explode_in(struct storage_txn *txn, const struct tctx *t, const Expr 
 		proj_ids_free(&cand);
 		return rc;
 	}
+	proj_ids_free(&cand);
 	/* A scan, in id order: the result comes out sorted. */
 	struct storage_cursor *cur;
 	rc = storage_cursor_open(txn, STORAGE_DB_ENTITIES, &cur);
@@ -1037,10 +1102,39 @@ int proj_explain(struct storage_txn *txn, const char *type, size_t type_len, con
 	if (rc != 0)
 		return rc;
 	struct pnode *root;
-	rc = make_plan(txn, &t, where, cfg, &root, out);
+	/* The candidates are counted as running the plan would read them,
+	 * and no further: the budget bounds this work too. A refusal is
+	 * the answer here, not an error. */
+	uint64_t read;
+	rc = settle_plan(txn, &t, where, cfg, &root, out, NULL, &read);
+	if (rc == WB_QUERY_TOO_EXPENSIVE)
+		rc = 0;
+	else if (rc == 0 && root != NULL) {
+		out->estimate = read;
+		size_t o = strlen(out->text);
+		snprintf(out->text + o, sizeof(out->text) - o, "candidates: %llu\n",
+		         (unsigned long long)read);
+	}
 	pnode_free(root);
 	tctx_free(&t);
 	return rc;
+}
+
+void proj_refusal(const struct proj_plan *plan, const char *type, const struct proj_config *cfg,
+                  char *buf, size_t len)
+{
+	if (plan->strategy == WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN)
+		snprintf(buf, len,
+		         "a scan of %s would examine %llu entities, more than --max-scan %llu: add "
+		         "an index on a field of the clause (see Explain)",
+		         type, (unsigned long long)plan->type_entities,
+		         (unsigned long long)cfg->max_scan);
+	else
+		snprintf(buf, len,
+		         "the index plan over %s reads more than --max-candidates %llu index "
+		         "entries: narrow the clause or index a more selective field (see "
+		         "Explain)",
+		         type, (unsigned long long)cfg->max_candidates);
 }
 
 int proj_explode(struct storage_txn *txn, const char *type, size_t type_len, const Expr *where,
@@ -1095,19 +1189,16 @@ int proj_query(struct storage_txn *txn, const char *type, size_t type_len, const
 	if (rc != 0)
 		return rc;
 	struct pnode *root;
-	rc = make_plan(txn, &t, where, cfg, &root, &info->plan);
-	if (rc == 0 && root == NULL && info->plan.refused)
-		rc = WB_QUERY_TOO_EXPENSIVE;
+	struct proj_ids cand = {0};
+	uint64_t read;
+	rc = settle_plan(txn, &t, where, cfg, &root, &info->plan, &cand, &read);
 	if (rc != 0)
 		goto out;
 	uint8_t k[ENT_KEY_MAX];
 	uint32_t n = 0;
 	info->end = true;
 	if (root != NULL) {
-		struct proj_ids cand = {0};
-		rc = collect(txn, root, &cand);
-		if (rc == 0)
-			rc = proj_ids_sort_unique(&cand);
+		rc = proj_ids_sort_unique(&cand);
 		for (size_t i = 0; rc == 0 && i < cand.n; i++) {
 			size_t il;
 			const uint8_t *id = proj_ids_get(&cand, i, &il);
@@ -1131,7 +1222,6 @@ int proj_query(struct storage_txn *txn, const char *type, size_t type_len, const
 				rc = visit((const char *)id, il, &r, arg);
 			}
 		}
-		proj_ids_free(&cand);
 	} else {
 		struct storage_cursor *cur;
 		rc = storage_cursor_open(txn, STORAGE_DB_ENTITIES, &cur);
@@ -1174,6 +1264,7 @@ int proj_query(struct storage_txn *txn, const char *type, size_t type_len, const
 		rc = 0;
 	}
 out:
+	proj_ids_free(&cand);
 	pnode_free(root);
 	tctx_free(&t);
 	return rc;
@@ -1488,11 +1579,11 @@ static int where_ids(struct applier *a, struct tctx *t, const Whizbang__V1__Wher
 	struct proj_plan plan;
 	uint64_t examined = 0, t0 = now_us();
 	int rc = explode_in(a->txn, t, where->expr, a->cfg, &a->ids, &plan, &examined);
-	if (rc == WB_QUERY_TOO_EXPENSIVE)
-		return fail(&a->fl, rc,
-		            "a scan of %s would examine %llu entities, more than --max-scan %llu",
-		            t->type, (unsigned long long)plan.type_entities,
-		            (unsigned long long)a->cfg->max_scan);
+	if (rc == WB_QUERY_TOO_EXPENSIVE) {
+		char why[sizeof(a->fl.msg)];
+		proj_refusal(&plan, t->type, a->cfg, why, sizeof(why));
+		return fail(&a->fl, rc, "%s", why);
+	}
 	if (rc == WB_E_CORRUPT)
 		return fail(&a->fl, WB_INTERNAL, "index or entity of %s is corrupt", t->type);
 	if (rc != 0)

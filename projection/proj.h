@@ -32,6 +32,13 @@ struct proj_config {
 	 * this is refused with WB_QUERY_TOO_EXPENSIVE before it starts (a
 	 * query without a clause is not: it reads no more than it answers). */
 	uint64_t max_scan;
+	/* An index plan whose ranges hold more index entries than this (a
+	 * union's branches added up) is given up as soon as the count passes
+	 * it, before any candidate is fetched: the clause is then scanned
+	 * when its type is within max_scan, else refused with
+	 * WB_QUERY_TOO_EXPENSIVE. Counts of the state, never a timer: the
+	 * same entry decides the same on every replay. */
+	uint64_t max_candidates;
 	/* Tests: plan every clause as a scan (to compare with index plans). */
 	bool force_scan;
 };
@@ -80,11 +87,26 @@ struct proj_plan {
 	Whizbang__V1__PlanStrategy strategy;
 	uint64_t estimate;      /* candidates the plan expects to read */
 	uint64_t type_entities; /* the kept count of the type */
-	bool refused;           /* a scan over more than max_scan */
-	char text[1024];        /* the plan, one step per line */
+	/* A scan over more than max_scan entities, or an index plan over
+	 * more than max_candidates entries of a type over max_scan (known
+	 * once its ranges were read: proj_explain() reads them). */
+	bool refused;
+	char text[1024]; /* the plan, one step per line */
 };
 
-/* Plans where (NULL: every entity) over type without running it. */
+/* Writes why the plan of a clause over type was refused under cfg into
+ * buf[0..len): "a scan of Order would examine 120000 entities, more than
+ * --max-scan 100000: ..." or "the index plan of Order reads more than
+ * --max-candidates 100000 index entries: ...". */
+void proj_refusal(const struct proj_plan *plan, const char *type, const struct proj_config *cfg,
+                  char *buf, size_t len);
+
+/* Plans where (NULL: every entity) over type without running it. For an
+ * index plan the candidates are then counted, at most max_candidates + 1
+ * of them (no more than running it would read): out->estimate is that
+ * count when it is within the budget; past it the plan is the scan or the
+ * refusal that running it would meet (proj_config.max_candidates). A
+ * refused plan is an answer here (refused set), not an error. */
 int proj_explain(struct storage_txn *txn, const char *type, size_t type_len,
                  const Whizbang__V1__Expr *where, const struct proj_config *cfg,
                  struct proj_plan *out);
@@ -92,7 +114,9 @@ int proj_explain(struct storage_txn *txn, const char *type, size_t type_len,
 /* Computes the ids of type's entities matching where (checked by
  * proj_check_expr()), sorted, into ids (appended after clearing).
  * *examined receives the candidates read. WB_QUERY_TOO_EXPENSIVE for a
- * refused scan; plan (may be NULL) receives the plan. */
+ * refused plan (a scan over max_scan, an index plan over max_candidates
+ * that could not be scanned instead); plan (may be NULL) receives the
+ * plan. */
 int proj_explode(struct storage_txn *txn, const char *type, size_t type_len,
                  const Whizbang__V1__Expr *where, const struct proj_config *cfg,
                  struct proj_ids *ids, struct proj_plan *plan, uint64_t *examined);

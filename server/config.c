@@ -11,6 +11,7 @@
 #include <ini.h>
 
 #include "auth/acl.h"
+#include "eval.h"
 #include "log.h"
 #include "parse.h"
 #include "wb_version.h"
@@ -107,6 +108,21 @@ static const struct opt opts[] = {
          "sequences reserved ahead with each durable ceiling write"},
         {"max-scan", NUM(OPT_UINT, max_scan), 0, 1000000000, "100000",
          "most entities a where clause may scan without an index (QUERY_TOO_EXPENSIVE)"},
+        {"max-candidates", NUM(OPT_UINT, max_candidates), 0, 1000000000, "100000",
+         "most index entries the plan of one where clause may read (QUERY_TOO_EXPENSIVE)"},
+        {"max-where-terms", NUM(OPT_UINT, max_where_terms), 1, 1000000, "2000",
+         "most terms in one where clause: its nodes (comparisons, in, exists, starts_with, "
+         "and, or, not) plus the values of its in lists (QUERY_TOO_EXPENSIVE)"},
+        {"max-where-depth", NUM(OPT_UINT, max_where_depth), 1, PROJ_EXPR_MAX_DEPTH, "32",
+         "most levels of nesting in one where clause (QUERY_TOO_EXPENSIVE)"},
+        {"max-where-in-list", NUM(OPT_UINT, max_where_in_list), 1, PROJ_EXPR_MAX_TERMS, "1000",
+         "most values in one in list of a where clause (QUERY_TOO_EXPENSIVE)"},
+        {"max-where-bytes", NUM(OPT_SIZE, max_where_bytes), 1, 64 * MIB, "64K",
+         "most bytes of field names and literals in one where clause, a number, bool or null "
+         "counting 8 (QUERY_TOO_EXPENSIVE)"},
+        {"max-where-literal", NUM(OPT_SIZE, max_where_literal), 1, 64 * MIB, "16K",
+         "most bytes of one string or bytes literal or starts_with prefix in a where clause "
+         "(QUERY_TOO_EXPENSIVE)"},
         {"max-query-count", NUM(OPT_UINT, max_query_count), 1, 100000, "1000",
          "most entities one QueryEntities answers"},
         {"max-queries-queued", NUM(OPT_UINT, max_queries_queued), 1, 100000, "256",

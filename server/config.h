@@ -48,6 +48,14 @@ struct srv_config {
 	uint64_t max_lease_count;
 	uint64_t lease_reserve_chunk;
 	uint64_t max_scan;
+	uint64_t max_candidates; /* index entries one where clause's plan may read */
+	/* The where-clause size limits (eval.h, struct proj_where_limits),
+	 * checked when a clause is admitted, never when it is applied. */
+	uint64_t max_where_terms;
+	uint64_t max_where_depth;
+	uint64_t max_where_in_list;
+	uint64_t max_where_bytes;
+	uint64_t max_where_literal;
 	uint64_t max_query_count;
 	uint64_t max_queries_queued;
 	uint64_t max_queries_per_connection;

@@ -115,9 +115,9 @@ static int replay_main(int argc, char **argv)
 	char err[512] = "";
 	if (open_stopped("replay", dir, &st, &wal) != 0)
 		return 1;
-	/* Evaluation happens only for entries never applied; no scan limit
-	 * then, as the live server had none for them either. */
-	struct proj_config pcfg = {.max_scan = UINT64_MAX};
+	/* Evaluation happens only for entries never applied; no scan or
+	 * candidate limit then, as the live server had none for them either. */
+	struct proj_config pcfg = {.max_scan = UINT64_MAX, .max_candidates = UINT64_MAX};
 	bool tty = isatty(STDERR_FILENO);
 	int rc, status = 0;
 	if (!verify) {

@@ -32,6 +32,7 @@
 #include "proj.h"
 #include "replay.h"
 #include "server.h"
+#include "validate.h"
 #include "wb_error.h"
 
 #define MAX_PROJECTION_STATS 256u
@@ -74,6 +75,9 @@ struct leases {
 	struct coord *coord;
 	struct coord_io io;
 	struct proj_config pcfg;
+	/* What a where clause must meet to be admitted (never checked when
+	 * an entry is applied: see check_ops()). */
+	struct proj_where_limits where_limits;
 	uv_timer_t timer; /* the coordinator's deadline */
 	bool timer_open;
 	uint64_t rand_buf[32];
@@ -296,20 +300,30 @@ static int apply_entry(struct storage_txn *txn, const struct ledger_entry *e, vo
 }
 
 /* A coordinator write's record: the settings that decide how its entries
- * apply (u64 max scan | u8 force scan), then coord_write_encode(). */
-#define LEASE_REC_VERSION 1
+ * apply, stamped when the write was submitted so that applying the record
+ * again (after a crash, on another node) decides exactly as the first time
+ * whatever the settings are then, then coord_write_encode().
+ *   version 1: u64 max scan | u8 force scan (no candidate budget: index
+ *              plans were unlimited when it was written)
+ *   version 2: u64 max scan | u8 force scan | u64 max candidates */
+#define LEASE_REC_VERSION 2
 
-/* Applies a coordinator write's record; out (may be NULL) receives the
- * results coord_write_apply() wrote. */
-static int lease_rec_apply(struct storage_txn *txn, const uint8_t *rec, size_t len,
-                           struct coord_write *out)
+/* Applies a coordinator write's record of the given version; out (may be
+ * NULL) receives the results coord_write_apply() wrote. */
+static int lease_rec_apply(struct storage_txn *txn, uint16_t version, const uint8_t *rec,
+                           size_t len, struct coord_write *out)
 {
-	if (len < 9)
+	size_t head = version >= 2 ? 17 : 9;
+	if (len < head)
 		return WB_E_CORRUPT;
-	struct proj_config pcfg = {.max_scan = get_u64(rec), .force_scan = rec[8] != 0};
+	struct proj_config pcfg = {
+	        .max_scan = get_u64(rec),
+	        .force_scan = rec[8] != 0,
+	        .max_candidates = version >= 2 ? get_u64(rec + 9) : UINT64_MAX,
+	};
 	struct coord_write w;
 	memset(&w, 0, sizeof(w));
-	if (coord_write_decode(rec + 9, len - 9, &w) != 0)
+	if (coord_write_decode(rec + head, len - head, &w) != 0)
 		return WB_E_CORRUPT;
 	w.apply = apply_entry;
 	w.apply_arg = &pcfg;
@@ -324,14 +338,14 @@ static int lease_rec_apply(struct storage_txn *txn, const uint8_t *rec, size_t l
 
 static int lease_replay(struct storage_txn *txn, uint16_t version, const uint8_t *rec, size_t len)
 {
-	(void)version;
-	return lease_rec_apply(txn, rec, len, NULL);
+	return lease_rec_apply(txn, version, rec, len, NULL);
 }
 
 /* Runs on the writer thread. */
 static int lop_apply(struct storage_txn *txn, struct writer_op *base)
 {
-	return lease_rec_apply(txn, base->rec, base->rec_len, ((struct lop *)base)->w);
+	return lease_rec_apply(txn, LEASE_REC_VERSION, base->rec, base->rec_len,
+	                       ((struct lop *)base)->w);
 }
 
 static void lop_done(struct srv *srv, struct srv_op *base)
@@ -357,6 +371,7 @@ static int io_submit(struct coord_io *io, struct coord_write *w)
 	struct rec_builder b = {0};
 	rec_u64(&b, ls->pcfg.max_scan);
 	rec_u8(&b, ls->pcfg.force_scan ? 1 : 0);
+	rec_u64(&b, ls->pcfg.max_candidates);
 	coord_write_encode(w, &b);
 	if (rec_out(&b, &op->rec, &op->base.base.rec_len) != 0) {
 		free(op);
@@ -707,16 +722,19 @@ static bool read_ledger(void *state, struct conn *c, Request *req)
 /* ------------------------------------------------------------ requests */
 
 /* Ops are checked before anything is leased or written: a bad clause or
- * value is the client's to fix, answered at once with the op's position. */
-static bool check_ops(struct conn *c, uint64_t id, Whizbang__V1__Op **ops, size_t n)
+ * value, or a clause over the --max-where-* limits, is the client's to
+ * fix, answered at once with the op's position. The limits are admission
+ * rules only: applying an entry (live, after a restart, or in a replay)
+ * never checks them, so an entry admitted once can never fail later
+ * because a limit was lowered. */
+static bool check_ops(struct leases *ls, struct conn *c, uint64_t id, Whizbang__V1__Op **ops,
+                      size_t n)
 {
-	for (size_t i = 0; i < n; i++) {
-		char msg[256];
-		int rc = proj_check_op(ops[i], msg, sizeof(msg));
-		if (rc != 0) {
-			srv_error(c, id, rc, "op %zu: %s", i + 1, msg);
-			return false;
-		}
+	char why[400];
+	int rc = validate_ops(ops, n, &ls->where_limits, why, sizeof(why));
+	if (rc != 0) {
+		srv_error(c, id, rc, "%s", why);
+		return false;
 	}
 	return true;
 }
@@ -846,7 +864,7 @@ static bool stage(void *state, struct conn *c, Request *req)
 	size_t len;
 	if (!lease_permitted(ls, c, req, a->sequence))
 		return false;
-	if (!check_ops(c, req->id, a->ops, a->n_ops))
+	if (!check_ops(ls, c, req->id, a->ops, a->n_ops))
 		return false;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
@@ -874,7 +892,7 @@ static bool commit(void *state, struct conn *c, Request *req)
 	};
 	if (!lease_permitted(ls, c, req, a->sequence))
 		return false;
-	if (!check_ops(c, req->id, a->ops, a->n_ops))
+	if (!check_ops(ls, c, req->id, a->ops, a->n_ops))
 		return false;
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
@@ -1005,6 +1023,8 @@ static int leases_init(void *state, struct srv *srv, unsigned slot, char *errmsg
 	ls->srv = srv;
 	ls->slot = slot;
 	ls->pcfg.max_scan = cfg->max_scan;
+	ls->pcfg.max_candidates = cfg->max_candidates;
+	validate_where_limits(cfg, &ls->where_limits);
 	ls->io = (struct coord_io){
 	        .data = ls,
 	        .submit = io_submit,

@@ -177,12 +177,11 @@ static const Whizbang__V1__Expr *where_expr(const Whizbang__V1__Where *w)
 /* Answers a refused scan or a storage failure of the work. */
 static int storage_fail(struct pwork *w, int rc, const char *type, const struct proj_plan *plan)
 {
-	if (rc == WB_QUERY_TOO_EXPENSIVE)
-		return work_fail(w, rc,
-		                 "a scan of %s would examine %llu entities, more than --max-scan "
-		                 "%llu: add an index on a field of the clause (see Explain)",
-		                 type, (unsigned long long)plan->type_entities,
-		                 (unsigned long long)w->pcfg.max_scan);
+	if (rc == WB_QUERY_TOO_EXPENSIVE) {
+		proj_refusal(plan, type, &w->pcfg, w->msg, sizeof(w->msg));
+		w->rc = rc;
+		return rc;
+	}
 	if (rc == WB_BAD_REQUEST)
 		return work_fail(w, rc, "type and id must be 1..255 bytes without NUL");
 	return work_fail(w, wb_error_to_wire(rc), "reading the read models: %s", wb_strerror(rc));
@@ -283,6 +282,7 @@ static void do_explain(struct pwork *w, struct storage_txn *txn)
 	res.type_entities = plan.type_entities;
 	res.refused = plan.refused;
 	res.max_scan = w->pcfg.max_scan;
+	res.max_candidates = w->pcfg.max_candidates;
 	SRV_RESPONSE(resp, w->req->id, PLAN, plan, &res);
 	pack_answer(w, &resp);
 }
@@ -449,7 +449,9 @@ static bool submit(struct readmodels *rm, struct conn *c, Request *req, pwork_fn
 	struct srv *srv = rm->srv;
 	const struct srv_config *cfg = srv_config(srv);
 	char why[256];
-	int rc = validate_read_model(req, why, sizeof(why));
+	struct proj_where_limits lim;
+	validate_where_limits(srv_config(srv), &lim);
+	int rc = validate_read_model(req, &lim, why, sizeof(why));
 	if (rc != 0) {
 		srv_error(c, req->id, rc, "%s", why);
 		return false;
@@ -482,6 +484,7 @@ static bool submit(struct readmodels *rm, struct conn *c, Request *req, pwork_fn
 	w->cfg = srv_config(srv);
 	w->st = srv_storage(srv);
 	w->pcfg.max_scan = w->cfg->max_scan;
+	w->pcfg.max_candidates = w->cfg->max_candidates;
 	w->work.data = w;
 	rc = uv_queue_work(srv_loop(srv), &w->work, work_cb, after_work_cb);
 	if (rc != 0) {

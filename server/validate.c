@@ -297,7 +297,35 @@ int validate_ack(const ProtobufCBinaryData *ids, size_t n, const Whizbang__V1__N
 	return 0;
 }
 
-int validate_read_model(const Whizbang__V1__Request *req, char *why, size_t whylen)
+void validate_where_limits(const struct srv_config *cfg, struct proj_where_limits *out)
+{
+	*out = (struct proj_where_limits){
+	        .terms = cfg->max_where_terms,
+	        .depth = cfg->max_where_depth,
+	        .in_list = cfg->max_where_in_list,
+	        .bytes = cfg->max_where_bytes,
+	        .literal = cfg->max_where_literal,
+	};
+}
+
+int validate_ops(Whizbang__V1__Op *const *ops, size_t n, const struct proj_where_limits *lim,
+                 char *why, size_t whylen)
+{
+	for (size_t i = 0; i < n; i++) {
+		char msg[300];
+		int rc = proj_check_op(ops[i], msg, sizeof(msg));
+		if (rc == 0)
+			rc = proj_check_op_limits(ops[i], lim, msg, sizeof(msg));
+		if (rc != 0) {
+			snprintf(why, whylen, "op %zu: %s", i + 1, msg);
+			return rc;
+		}
+	}
+	return 0;
+}
+
+int validate_read_model(const Whizbang__V1__Request *req, const struct proj_where_limits *lim,
+                        char *why, size_t whylen)
 {
 	const Whizbang__V1__Where *where = NULL;
 	const char *type = NULL;
@@ -339,7 +367,10 @@ int validate_read_model(const Whizbang__V1__Request *req, char *why, size_t whyl
 			snprintf(why, whylen, "where has no expression (omit where to match all)");
 			return WB_INVALID_EXPRESSION;
 		}
-		return proj_check_expr(where->expr, why, whylen);
+		int rc = proj_check_expr(where->expr, why, whylen);
+		if (rc == 0)
+			rc = proj_check_where_limits(where->expr, lim, why, whylen);
+		return rc;
 	}
 	return 0;
 }

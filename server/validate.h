@@ -8,7 +8,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "consumers.h"
+#include "eval.h"
 #include "events.h"
 #include "whizbang.pb-c.h"
 
@@ -52,9 +54,26 @@ int validate_consumer(const Whizbang__V1__ConsumerConfig *in, struct cons_record
 int validate_ack(const ProtobufCBinaryData *ids, size_t n, const Whizbang__V1__NackEvents *nack,
                  char *why, size_t whylen);
 
+/* The where-clause limits cfg's settings give (--max-where-*). */
+void validate_where_limits(const struct srv_config *cfg, struct proj_where_limits *out);
+
 /* Checks a read-model request (GetEntity, QueryEntities, Explain,
  * ListIndexes; anything else passes): the names' sizes and the where
- * clause. Returns 0, WB_BAD_REQUEST or WB_INVALID_EXPRESSION. */
-int validate_read_model(const Whizbang__V1__Request *req, char *why, size_t whylen);
+ * clause, its form (proj_check_expr()) and then its size against lim
+ * (proj_check_where_limits()). Returns 0, WB_BAD_REQUEST,
+ * WB_INVALID_EXPRESSION or WB_QUERY_TOO_EXPENSIVE. One pass over the
+ * clause; nothing is allocated. */
+int validate_read_model(const Whizbang__V1__Request *req, const struct proj_where_limits *lim,
+                        char *why, size_t whylen);
+
+/* Checks the ops of a Commit or Stage before anything is leased or
+ * written: each op's form (proj_check_op()) and the size of its where
+ * clause against lim (proj_check_op_limits()). The limits are checked here
+ * only, when the ops are admitted, never when the entry is applied or
+ * replayed. Returns 0, or the first failure's code (WB_BAD_REQUEST,
+ * WB_INVALID_EXPRESSION, WB_QUERY_TOO_EXPENSIVE) with why naming the op
+ * ("op 2: update: where: ..."). */
+int validate_ops(Whizbang__V1__Op *const *ops, size_t n, const struct proj_where_limits *lim,
+                 char *why, size_t whylen);
 
 #endif

@@ -903,3 +903,264 @@ Test(eval, each_defect_in_an_operation_is_named)
 	op.drop_index = NULL;
 	expect_op(&op, WB_BAD_REQUEST, "drop_index: missing");
 }
+
+/* ------------------------------------------------ the --max-where-* limits */
+
+/* The settings' defaults (server/config.c). */
+static const struct proj_where_limits DEFAULTS = {
+        .terms = 2000, .depth = 32, .in_list = 1000, .bytes = 64 * 1024, .literal = 16 * 1024};
+
+static void expect_limits(const Expr *e, const struct proj_where_limits *lim, const char *want)
+{
+	char msg[256] = "";
+	int rc = proj_check_where_limits(e, lim, msg, sizeof msg);
+	cr_assert_eq(rc, want != NULL ? WB_QUERY_TOO_EXPENSIVE : 0, "rc %d (%s), want %s", rc, msg,
+	             want != NULL ? want : "0");
+	if (want != NULL)
+		cr_assert_str_eq(msg, want);
+}
+
+/* Parses text (which must pass proj_check_expr()) and checks it against
+ * lim. */
+static void expect_text(const char *text, const struct proj_where_limits *lim, const char *want)
+{
+	Expr *e = parse(text);
+	expect_limits(e, lim, want);
+	optext_free_expr(e);
+}
+
+/* "f == 1 and f == 1 and ..." with n comparisons (n >= 1). */
+static char *and_chain(size_t n)
+{
+	char *s = malloc(n * 12 + 1);
+	cr_assert_not_null(s);
+	s[0] = '\0';
+	for (size_t i = 0; i < n; i++)
+		strcat(s, i == 0 ? "f == 1" : " and f == 1");
+	return s;
+}
+
+Test(eval, terms_are_limited_at_the_setting)
+{
+	struct proj_where_limits lim = DEFAULTS;
+	lim.terms = 10;
+	/* an `and` of 9 comparisons is 10 nodes */
+	char *s = and_chain(9);
+	expect_text(s, &lim, NULL);
+	free(s);
+	s = and_chain(10);
+	expect_text(s, &lim,
+	            "the where clause holds 11 terms (nodes and in-list values): at most 10 are "
+	            "allowed (--max-where-terms)");
+	free(s);
+	/* each value of an in list is a term; so is every not, and, or */
+	expect_text("f in (1, 2, 3, 4, 5, 6, 7, 8, 9)", &lim, NULL);
+	expect_text("f in (1, 2, 3, 4, 5, 6, 7, 8, 9, 10)", &lim,
+	            "the where clause holds 11 terms (nodes and in-list values): at most 10 are "
+	            "allowed (--max-where-terms)");
+	expect_text("not (f == 1 or exists(g)) and starts_with(h, \"x\") and f in (1, 2, 3)", &lim,
+	            NULL); /* and, not, or, ==, exists, starts_with, in + 3 = 10 */
+	expect_text("not (f == 1 or exists(g)) and starts_with(h, \"x\") and f in (1, 2, 3, 4)",
+	            &lim,
+	            "the where clause holds 11 terms (nodes and in-list values): at most 10 are "
+	            "allowed (--max-where-terms)");
+}
+
+Test(eval, a_62526_term_clause_of_lawful_lists_is_refused_by_the_defaults)
+{
+	/* The size measured to stall appends for 5.7 s (62 465 terms): 61
+	 * ors of 1024 comparisons under one and, every list within the
+	 * language's 1024 terms, so proj_check_expr() lets it through. Built
+	 * by sharing nodes, as only the counting matters. */
+	Value one = WHIZBANG__V1__VALUE__INIT;
+	one.kind_case = WHIZBANG__V1__VALUE__KIND_INT_VALUE;
+	one.int_value = 1;
+	Compare c = WHIZBANG__V1__COMPARE__INIT;
+	c.field = "f";
+	c.value = &one;
+	Expr leaf = WHIZBANG__V1__EXPR__INIT;
+	leaf.node_case = WHIZBANG__V1__EXPR__NODE_COMPARE;
+	leaf.compare = &c;
+	static Expr *leaves[PROJ_EXPR_MAX_TERMS];
+	for (size_t i = 0; i < PROJ_EXPR_MAX_TERMS; i++)
+		leaves[i] = &leaf;
+	ExprList inner_l = WHIZBANG__V1__EXPR_LIST__INIT;
+	inner_l.n_terms = PROJ_EXPR_MAX_TERMS;
+	inner_l.terms = leaves;
+	Expr inner = WHIZBANG__V1__EXPR__INIT;
+	inner.node_case = WHIZBANG__V1__EXPR__NODE_ANY_OF;
+	inner.any_of = &inner_l;
+	Expr *inners[61];
+	for (size_t i = 0; i < 61; i++)
+		inners[i] = &inner;
+	ExprList outer_l = WHIZBANG__V1__EXPR_LIST__INIT;
+	outer_l.n_terms = 61;
+	outer_l.terms = inners;
+	Expr outer = WHIZBANG__V1__EXPR__INIT;
+	outer.node_case = WHIZBANG__V1__EXPR__NODE_ALL_OF;
+	outer.all_of = &outer_l;
+	expect_expr(&outer, NULL);
+	expect_limits(&outer, &DEFAULTS,
+	              "the where clause holds 62526 terms (nodes and in-list values): at most 2000 "
+	              "are allowed (--max-where-terms)");
+	/* One or of 1024 is within the defaults. */
+	expect_limits(&inner, &DEFAULTS, NULL);
+}
+
+Test(eval, depth_is_limited_at_the_setting)
+{
+	static Expr nodes[PROJ_EXPR_MAX_DEPTH + 10];
+	static ExprList lists[PROJ_EXPR_MAX_DEPTH + 10];
+	static Expr *slots[PROJ_EXPR_MAX_DEPTH + 10];
+	Value one = WHIZBANG__V1__VALUE__INIT;
+	one.kind_case = WHIZBANG__V1__VALUE__KIND_INT_VALUE;
+	one.int_value = 1;
+	Compare c = WHIZBANG__V1__COMPARE__INIT;
+	c.field = "n";
+	c.value = &one;
+	for (int mixed = 0; mixed < 2; mixed++) {
+		/* the default, 32 levels, and 33 */
+		expect_limits(chain(32, mixed, nodes, lists, slots, &c), &DEFAULTS, NULL);
+		expect_limits(chain(33, mixed, nodes, lists, slots, &c), &DEFAULTS,
+		              "the where clause nests more than 32 levels: at most 32 are allowed "
+		              "(--max-where-depth)");
+		/* the setting's top is the language's own bound */
+		struct proj_where_limits lim = DEFAULTS;
+		lim.depth = PROJ_EXPR_MAX_DEPTH;
+		expect_limits(chain(PROJ_EXPR_MAX_DEPTH, mixed, nodes, lists, slots, &c), &lim,
+		              NULL);
+		lim.depth = 1;
+		expect_limits(chain(1, mixed, nodes, lists, slots, &c), &lim, NULL);
+		expect_limits(chain(2, mixed, nodes, lists, slots, &c), &lim,
+		              "the where clause nests more than 1 levels: at most 1 are allowed "
+		              "(--max-where-depth)");
+	}
+	/* Depth counts as proj_check_expr() counts: a comparison under 31
+	 * nots is 32 levels, parentheses add none. */
+	char s[400] = "";
+	for (int i = 0; i < 31; i++)
+		strcat(s, "not (");
+	strcat(s, "n == 1");
+	for (int i = 0; i < 31; i++)
+		strcat(s, ")");
+	expect_text(s, &DEFAULTS, NULL);
+	char t[410] = "not ";
+	strcat(t, s);
+	expect_text(t, &DEFAULTS,
+	            "the where clause nests more than 32 levels: at most 32 are allowed "
+	            "(--max-where-depth)");
+	/* The depth is reported before any other figure. */
+	struct proj_where_limits lim = DEFAULTS;
+	lim.terms = 1;
+	expect_text(t, &lim,
+	            "the where clause nests more than 32 levels: at most 32 are allowed "
+	            "(--max-where-depth)");
+}
+
+Test(eval, in_lists_literals_and_bytes_are_limited_at_their_settings)
+{
+	struct proj_where_limits lim = DEFAULTS;
+	lim.in_list = 3;
+	expect_text("f in (1, 2, 3) or g not in (\"a\", \"b\", \"c\")", &lim, NULL);
+	expect_text("f in (1, 2, 3) or g not in (\"a\", \"b\", \"c\", \"d\")", &lim,
+	            "an in list of the where clause holds 4 values: at most 3 are allowed "
+	            "(--max-where-in-list)");
+
+	lim = DEFAULTS;
+	lim.literal = 5;
+	expect_text("s == \"abcde\" and b == x\"0102030405\" and starts_with(s, \"abcde\")", &lim,
+	            NULL);
+	expect_text("s == \"abcdef\"", &lim,
+	            "a literal of the where clause is 6 bytes: at most 5 are allowed "
+	            "(--max-where-literal)");
+	expect_text("b == x\"010203040506\"", &lim,
+	            "a literal of the where clause is 6 bytes: at most 5 are allowed "
+	            "(--max-where-literal)");
+	expect_text("starts_with(s, \"abcdef\")", &lim,
+	            "a literal of the where clause is 6 bytes: at most 5 are allowed "
+	            "(--max-where-literal)");
+	expect_text("s in (\"a\", \"abcdef\")", &lim,
+	            "a literal of the where clause is 6 bytes: at most 5 are allowed "
+	            "(--max-where-literal)");
+	/* "é" is two bytes of UTF-8 */
+	expect_text("s == \"ééé\"", &lim,
+	            "a literal of the where clause is 6 bytes: at most 5 are allowed "
+	            "(--max-where-literal)");
+
+	/* Bytes: names and literals; a number, bool or null counts 8. */
+	lim = DEFAULTS;
+	lim.bytes = 20;
+	expect_text("ab == \"xyz\" and cd == 1 and exists(e)", &lim, NULL);  /* 5 + 10 + 1 */
+	expect_text("ab == \"xyz\" and cd == 1 and exists(ef)", &lim, NULL); /* 5 + 10 + 2 */
+	expect_text("ab == \"xyz\" and cd == true and exists(ef) and g in (null)", &lim,
+	            "the where clause's names and literals are 26 bytes: at most 20 are allowed "
+	            "(--max-where-bytes)");
+	lim.bytes = 26;
+	expect_text("ab == \"xyz\" and cd == true and exists(ef) and g in (null)", &lim, NULL);
+	expect_text("ab == \"xyz\" and cd == true and exists(ef) and g in (null, 2.5)", &lim,
+	            "the where clause's names and literals are 34 bytes: at most 26 are allowed "
+	            "(--max-where-bytes)");
+	/* terms come before in lists, in lists before literals, literals
+	 * before bytes */
+	lim = (struct proj_where_limits){
+	        .terms = 3, .depth = 32, .in_list = 1, .bytes = 1, .literal = 1};
+	expect_text("f in (\"ab\", \"cd\", \"ef\")", &lim,
+	            "the where clause holds 4 terms (nodes and in-list values): at most 3 are "
+	            "allowed (--max-where-terms)");
+	lim.terms = 4;
+	expect_text("f in (\"ab\", \"cd\", \"ef\")", &lim,
+	            "an in list of the where clause holds 3 values: at most 1 are allowed "
+	            "(--max-where-in-list)");
+	lim.in_list = 3;
+	expect_text("f in (\"ab\", \"cd\", \"ef\")", &lim,
+	            "a literal of the where clause is 2 bytes: at most 1 are allowed "
+	            "(--max-where-literal)");
+	lim.literal = 2;
+	expect_text("f in (\"ab\", \"cd\", \"ef\")", &lim,
+	            "the where clause's names and literals are 7 bytes: at most 1 are allowed "
+	            "(--max-where-bytes)");
+	/* No room for a message: the code alone. */
+	Expr *e = parse("f == 1");
+	lim.bytes = 1;
+	cr_assert_eq(proj_check_where_limits(e, &lim, NULL, 0), WB_QUERY_TOO_EXPENSIVE);
+	optext_free_expr(e);
+}
+
+Test(eval, op_limits_check_the_where_of_updates_and_deletes_only)
+{
+	struct proj_where_limits lim = DEFAULTS;
+	lim.terms = 2;
+	OpList *ops = NULL;
+	struct optext_error err = {0};
+	cr_assert_eq(optext_parse_ops("upsert T \"a\" {f: 1, g: 2, h: 3};"
+	                              "update T where f == 1 and g == 2 set h = 1;"
+	                              "delete T where f in (1, 2);"
+	                              "delete T \"a\";"
+	                              "update T where f == 1 set h = 1;"
+	                              "delete T where f in (1);"
+	                              "create index T f",
+	                              &ops, &err),
+	             0, "%s", err.message);
+	const char *want[] = {
+	        NULL,
+	        "update: where: the where clause holds 3 terms (nodes and in-list values): at most "
+	        "2 are allowed (--max-where-terms)",
+	        "delete: where: the where clause holds 3 terms (nodes and in-list values): at most "
+	        "2 are allowed (--max-where-terms)",
+	        NULL,
+	        NULL,
+	        NULL,
+	        NULL,
+	};
+	cr_assert_eq(ops->n_ops, 7);
+	for (size_t i = 0; i < ops->n_ops; i++) {
+		expect_op(ops->ops[i], 0, NULL);
+		char msg[256] = "";
+		int rc = proj_check_op_limits(ops->ops[i], &lim, msg, sizeof msg);
+		cr_assert_eq(rc, want[i] != NULL ? WB_QUERY_TOO_EXPENSIVE : 0, "op %zu: %s", i + 1,
+		             msg);
+		if (want[i] != NULL)
+			cr_assert_str_eq(msg, want[i]);
+	}
+	optext_free_ops(ops);
+}

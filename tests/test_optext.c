@@ -801,12 +801,14 @@ static char *nested(const char *open, int levels, const char *inner, const char 
 	size_t n = (strlen(open) + strlen(close)) * (size_t)levels + strlen(inner) + 1;
 	char *s = malloc(n);
 	cr_assert_not_null(s);
-	s[0] = '\0';
-	for (int k = 0; k < levels; k++)
-		strcat(s, open);
-	strcat(s, inner);
-	for (int k = 0; k < levels; k++)
-		strcat(s, close);
+	size_t o = 0, ol = strlen(open), il = strlen(inner), cl = strlen(close);
+	for (int k = 0; k < levels; k++, o += ol)
+		memcpy(s + o, open, ol);
+	memcpy(s + o, inner, il);
+	o += il;
+	for (int k = 0; k < levels; k++, o += cl)
+		memcpy(s + o, close, cl);
+	s[o] = '\0';
 	return s;
 }
 
@@ -875,6 +877,33 @@ Test(optext, nesting_is_limited_to_max_depth)
 	cr_assert_eq(err.column, 15 + OPTEXT_MAX_DEPTH + 1);
 	free(op);
 	free(s);
+}
+
+Test(optext, a_hundred_thousand_levels_are_refused_not_a_stack_overflow)
+{
+	/* The parser recurses once per parenthesis or not: deep input must be
+	 * refused at the bound, long before the stack could run out, whether
+	 * the input is closed or not, in a clause or in an op. */
+	const char *opens[] = {"(", "not ", "not (", "(not "};
+	for (size_t k = 0; k < sizeof opens / sizeof opens[0]; k++) {
+		for (int closed = 0; closed < 2; closed++) {
+			char *s = nested(opens[k], 100000, "a == 1", closed ? ")" : "");
+			struct optext_error err;
+			Expr *e = NULL;
+			cr_assert_eq(optext_parse_where(s, &e, &err), WB_INVALID_EXPRESSION,
+			             "%s x 100000", opens[k]);
+			cr_assert_null(e);
+			cr_assert_not_null(strstr(err.message, "nest"), "%s", err.message);
+			char *op = malloc(strlen(s) + 32);
+			cr_assert_not_null(op);
+			sprintf(op, "update T where %s set b = 1", s);
+			OpList *ops = NULL;
+			cr_assert_eq(optext_parse_ops(op, &ops, &err), WB_INVALID_EXPRESSION);
+			cr_assert_null(ops);
+			free(op);
+			free(s);
+		}
+	}
 }
 
 /* ------------------------------------------------ formatting */

@@ -39,7 +39,7 @@ typedef Whizbang__V1__Explosion Explosion;
 static struct fixture fx;
 static struct storage *st;
 
-static const struct proj_config CFG = {.max_scan = 1000000};
+static const struct proj_config CFG = {.max_scan = 1000000, .max_candidates = UINT64_MAX};
 
 static struct storage *open_at(const char *name, size_t map_size)
 {
@@ -1355,7 +1355,7 @@ Test(proj, planner_index_plans_equal_scans)
 	bool vg = fixture_under_valgrind();
 	size_t rounds = vg ? 1 : 4, nent = vg ? 120 : 300, nexpr = vg ? 150 : 800;
 	const struct proj_config scan = {.max_scan = UINT64_MAX, .force_scan = true};
-	const struct proj_config idx = {.max_scan = UINT64_MAX};
+	const struct proj_config idx = {.max_scan = UINT64_MAX, .max_candidates = UINT64_MAX};
 	size_t total = 0, by_strategy[3] = {0}, nonempty = 0, examined_less = 0;
 	char *text = malloc(4096);
 	cr_assert_not_null(text);
@@ -1560,7 +1560,7 @@ static int page_cb(const char *id, size_t id_len, const struct proj_record *r, v
  * refused entry in rw. */
 static void refusal_scenario(struct storage *s, struct proj_buf *rw, struct proj_outcome *o)
 {
-	const struct proj_config cfg = {.max_scan = 10};
+	const struct proj_config cfg = {.max_scan = 10, .max_candidates = UINT64_MAX};
 	char text[4096];
 	size_t off = 0;
 	for (int i = 0; i < 10; i++)
@@ -1614,7 +1614,7 @@ Test(proj, query_too_expensive_refuses_unindexed_scans)
 	proj_buf_free(&rw2);
 
 	/* the same in every entry point: explode, explain, query, delete */
-	const struct proj_config cfg = {.max_scan = 10};
+	const struct proj_config cfg = {.max_scan = 10, .max_candidates = UINT64_MAX};
 	struct storage_txn *t = rtxn(st);
 	Expr *e = parse_where("status == \"P\"");
 	struct proj_ids ids = {0};
@@ -1659,6 +1659,161 @@ Test(proj, query_too_expensive_refuses_unindexed_scans)
 	/* a delete by id never scans */
 	apply_on(st, 20, "delete Order \"o-00\"", &cfg, &o, NULL);
 	cr_assert_eq(o.error, 0);
+}
+
+/* The candidate budget's scenario on s: 10 orders, 4 of them "P", an
+ * index on status; an update by status == "P" at the budget (4), one more
+ * "P", the same update over it. The refused entry's rewritten bytes go to
+ * rw. */
+static void budget_scenario(struct storage *s, const struct proj_config *cfg, struct proj_buf *rw,
+                            struct proj_outcome *o)
+{
+	char text[4096];
+	size_t off = 0;
+	for (int i = 0; i < 10; i++)
+		off += (size_t)snprintf(text + off, sizeof(text) - off,
+		                        "upsert Order \"o-%02d\" {status: \"%s\", n: %d};", i,
+		                        i < 4 ? "P" : "Q", i);
+	off += (size_t)snprintf(text + off, sizeof(text) - off, "create index Order status");
+	apply_on(s, 1, text, cfg, o, NULL);
+	cr_assert_eq(o->error, 0, "%s", o->message);
+	/* exactly max_candidates index entries: allowed */
+	OpList *l;
+	apply_on(s, 2, "update Order where status == \"P\" set y = 1", cfg, o, &l);
+	cr_assert_eq(o->error, 0, "%s", o->message);
+	cr_assert_eq(explosion_of(l, 0)->strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_INDEX);
+	cr_assert_eq(explosion_of(l, 0)->examined, 4);
+	whizbang__v1__op_list__free_unpacked(l, NULL);
+	apply_on(s, 3, "upsert Order \"o-10\" {status: \"P\"}", cfg, o, NULL);
+	uint8_t before[PROJ_DIGEST_LEN], after[PROJ_DIGEST_LEN];
+	digest_on(s, before);
+	struct proj_buf ops = {0};
+	pack_text("update Order where status == \"P\" set y = 2", &ops);
+	struct storage_txn *t = wtxn(s);
+	apply_packed_in(t, 4, &ops, cfg, o, NULL, rw);
+	commit(t);
+	proj_buf_free(&ops);
+	digest_on(s, after);
+	cr_assert_arr_eq(before, after, PROJ_DIGEST_LEN, "nothing changed");
+}
+
+Test(proj, query_too_expensive_refuses_index_plans_over_max_candidates)
+{
+	/* 10 orders may be scanned, 11 may not: past the budget, a plan over
+	 * 11 orders is refused. */
+	const struct proj_config cfg = {.max_scan = 10, .max_candidates = 4};
+	struct proj_buf rw1 = {0}, rw2 = {0};
+	struct proj_outcome o1, o2;
+	budget_scenario(st, &cfg, &rw1, &o1);
+	cr_assert_eq(o1.error, WB_QUERY_TOO_EXPENSIVE, "%s", wb_error_name(o1.error));
+	cr_assert_eq(o1.failed_op, 1);
+	cr_assert_str_eq(
+	        o1.message,
+	        "the index plan over Order reads more than --max-candidates 4 index "
+	        "entries: narrow the clause or index a more selective field (see Explain)");
+	cr_assert_str_eq(render("Order", "o-00"), "v2 c1 u2 {n: 0, status: \"P\", y: 1}");
+	/* deterministic: a second store gives the same outcome, byte for byte */
+	struct storage *s2 = open_at("again", 16u << 20);
+	budget_scenario(s2, &cfg, &rw2, &o2);
+	storage_close(s2);
+	cr_assert_str_eq(o2.message, o1.message);
+	cr_assert_eq(rw1.len, rw2.len);
+	cr_assert_arr_eq(rw1.p, rw2.p, rw1.len);
+	proj_buf_free(&rw1);
+	proj_buf_free(&rw2);
+	/* and without the budget the same entry applies */
+	struct proj_outcome o;
+	apply_on(st, 5, "update Order where status == \"P\" set y = 2", &CFG, &o, NULL);
+	cr_assert_eq(o.error, 0, "%s", o.message);
+	cr_assert_eq(o.affected, 5);
+
+	/* every entry point: explode, query, explain */
+	struct storage_txn *t = rtxn(st);
+	const char *over[] = {"status == \"P\"",
+	                      "status in (\"P\")",
+	                      "exists(status)",
+	                      "status == \"Q\" and n >= 0",
+	                      "status == \"P\" or status == \"Z\"",
+	                      "status >= \"A\""};
+	for (size_t i = 0; i < NELEM(over); i++) {
+		Expr *e = parse_where(over[i]);
+		struct proj_ids ids = {0};
+		uint64_t ex = 99;
+		struct proj_plan p;
+		cr_assert_eq(proj_explode(t, "Order", 5, e, &cfg, &ids, &p, &ex),
+		             WB_QUERY_TOO_EXPENSIVE, "%s", over[i]);
+		cr_assert_eq(ex, 0, "%s: refused before a candidate was read", over[i]);
+		cr_assert(p.refused);
+		cr_assert_neq(p.strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN);
+		proj_ids_free(&ids);
+		struct proj_query_info qi;
+		struct page pg = {0};
+		cr_assert_eq(proj_query(t, "Order", 5, e, NULL, 0, 1, &cfg, page_cb, &pg, &qi),
+		             WB_QUERY_TOO_EXPENSIVE, "%s", over[i]);
+		cr_assert_eq(pg.n, 0);
+		cr_assert(qi.plan.refused);
+		cr_assert_eq(proj_explain(t, "Order", 5, e, &cfg, &p), 0);
+		cr_assert(p.refused, "%s", over[i]);
+		cr_assert_not_null(strstr(p.text, "candidates: more than 4, over --max-candidates: "
+		                                  "refused\n"),
+		                   "%s: %s", over[i], p.text);
+		optext_free_expr(e);
+	}
+	/* within the budget: Explain's estimate is the exact count */
+	const char *within[] = {"status == \"Z\"", "status == \"P\" and n == 0"};
+	struct proj_config four = {.max_scan = 100, .max_candidates = 5};
+	uint64_t want[] = {0, 5};
+	for (size_t i = 0; i < NELEM(within); i++) {
+		Expr *e = parse_where(within[i]);
+		struct proj_plan p;
+		cr_assert_eq(proj_explain(t, "Order", 5, e, &four, &p), 0);
+		cr_assert_not(p.refused, "%s", within[i]);
+		cr_assert_eq(p.estimate, want[i], "%s: %llu", within[i],
+		             (unsigned long long)p.estimate);
+		char line[64];
+		snprintf(line, sizeof line, "candidates: %llu\n", (unsigned long long)want[i]);
+		cr_assert_not_null(strstr(p.text, line), "%s: %s", within[i], p.text);
+		struct proj_ids ids = {0};
+		uint64_t ex;
+		cr_assert_eq(proj_explode(t, "Order", 5, e, &four, &ids, NULL, &ex), 0);
+		proj_ids_free(&ids);
+		optext_free_expr(e);
+	}
+	/* When the type may be scanned, an index plan past the budget is
+	 * scanned instead, with the same result; Explain says so. A scan is
+	 * never counted against the budget. */
+	const struct proj_config scan_ok = {.max_scan = 11, .max_candidates = 4};
+	const char *scanned[] = {"status == \"P\"", "status == \"P\" or status == \"Q\"", "n >= 0"};
+	const size_t want_n[] = {5, 11, 10};
+	for (size_t i = 0; i < NELEM(scanned); i++) {
+		Expr *e = parse_where(scanned[i]);
+		struct proj_ids ids = {0};
+		uint64_t ex;
+		struct proj_plan p;
+		cr_assert_eq(proj_explode(t, "Order", 5, e, &scan_ok, &ids, &p, &ex), 0, "%s",
+		             scanned[i]);
+		cr_assert_eq(p.strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN, "%s", scanned[i]);
+		cr_assert_not(p.refused);
+		cr_assert_eq(ids.n, want_n[i], "%s: %zu", scanned[i], ids.n);
+		cr_assert_eq(ex, 11);
+		struct proj_ids by_index = {0};
+		cr_assert_eq(proj_explode(t, "Order", 5, e, &CFG, &by_index, NULL, &ex), 0);
+		cr_assert_eq(by_index.n, ids.n);
+		cr_assert_eq(by_index.bytes.len, ids.bytes.len);
+		cr_assert_arr_eq(by_index.bytes.p, ids.bytes.p, ids.bytes.len);
+		proj_ids_free(&by_index);
+		proj_ids_free(&ids);
+		cr_assert_eq(proj_explain(t, "Order", 5, e, &scan_ok, &p), 0);
+		cr_assert_eq(p.strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN);
+		cr_assert_not(p.refused);
+		if (i < 2)
+			cr_assert_not_null(strstr(p.text,
+			                          "scan Order (11 entities; the index plan reads "
+			                          "more than --max-candidates 4)\n"),
+			                   "%s", p.text);
+		optext_free_expr(e);
+	}
+	storage_txn_abort(t);
 }
 
 /* ------------------------------------------------ queries */

@@ -463,7 +463,7 @@ Test(replay, random_sequences_replay_to_the_same_digest, .timeout = 600)
 			snprintf(name, sizeof(name), "live%zu", si);
 			st = open_at(name);
 		}
-		struct live lv = {.cfg = {.max_scan = 30}};
+		struct live lv = {.cfg = {.max_scan = 30, .max_candidates = UINT64_MAX}};
 		uint64_t wm = build_random(st, 7000 + si, n, &lv);
 		cr_assert_eq(watermark_of(st), wm);
 		uint8_t live_d[PROJ_DIGEST_LEN], d[PROJ_DIGEST_LEN];
@@ -548,7 +548,7 @@ Test(replay, random_sequences_replay_to_the_same_digest, .timeout = 600)
 
 Test(replay, verify_names_index_and_version_differences)
 {
-	struct live lv = {.cfg = {.max_scan = 1000}};
+	struct live lv = {.cfg = {.max_scan = 1000, .max_candidates = UINT64_MAX}};
 	write_entry(st, 1, "create index Order status", &lv);
 	write_entry(st, 2,
 	            "upsert Order \"o-1\" {status: \"A\"}; upsert Order \"o-2\" {status: \"B\"}",
@@ -608,7 +608,7 @@ Test(replay, verify_names_index_and_version_differences)
 
 Test(replay, entries_above_the_watermark_are_not_replayed)
 {
-	struct live lv = {.cfg = {.max_scan = 1000}};
+	struct live lv = {.cfg = {.max_scan = 1000, .max_candidates = UINT64_MAX}};
 	write_entry(st, 1, "upsert Order \"o-1\" {status: \"A\"}", &lv);
 	/* 3 without 2: committed, not yet applied */
 	uint64_t wm = write_entry(st, 3, "upsert Order \"o-3\" {status: \"A\"}", &lv);
@@ -704,7 +704,7 @@ static void record_nothing(OpList *l, void *arg)
 
 Test(replay, replay_applies_recorded_ids_never_the_clause)
 {
-	struct live lv = {.cfg = {.max_scan = 1000}};
+	struct live lv = {.cfg = {.max_scan = 1000, .max_candidates = UINT64_MAX}};
 	write_entry(st, 1,
 	            "upsert Order \"o-1\" {status: \"P\"}; upsert Order \"o-2\" {status: \"Q\"}; "
 	            "upsert Order \"o-3\" {status: \"P\"}; upsert Order \"o-4\" {status: \"Q\"}",
@@ -727,7 +727,7 @@ Test(replay, replay_applies_recorded_ids_never_the_clause)
 
 	/* and with max_scan 0 and no index, where a clause could not even be
 	 * planned, replay does not refuse */
-	const struct proj_config none = {.max_scan = 0};
+	const struct proj_config none = {.max_scan = 0, .max_candidates = UINT64_MAX};
 	replay_into(st, fresh, &none, &rs);
 	cr_assert_eq(rs.failed, 0);
 	digest_on(fresh, d, NULL);
@@ -760,7 +760,7 @@ Test(replay, replay_applies_recorded_ids_never_the_clause)
 Test(replay, failed_entries_stay_failed_in_replay)
 {
 	/* live: the update is refused (3 entities, max_scan 2) */
-	struct live lv = {.cfg = {.max_scan = 2}};
+	struct live lv = {.cfg = {.max_scan = 2, .max_candidates = UINT64_MAX}};
 	write_entry(st, 1,
 	            "create index A k; upsert A \"a\" {k: 1, j: 1}; upsert A \"b\" {k: 1}; "
 	            "upsert A \"c\" {k: 2}",
@@ -773,7 +773,7 @@ Test(replay, failed_entries_stay_failed_in_replay)
 	uint8_t live_d[PROJ_DIGEST_LEN], d[PROJ_DIGEST_LEN];
 	digest_on(st, live_d, NULL);
 	/* a replay that could scan would apply entry 2; it must not */
-	const struct proj_config big = {.max_scan = 1000000};
+	const struct proj_config big = {.max_scan = 1000000, .max_candidates = UINT64_MAX};
 	struct storage *fresh = open_at("fresh");
 	struct proj_replay_stats rs;
 	replay_into(st, fresh, &big, &rs);
@@ -788,7 +788,7 @@ Test(replay, failed_entries_stay_failed_in_replay)
 
 Test(replay, an_entry_never_applied_is_applied_live)
 {
-	struct live lv = {.cfg = {.max_scan = 1000}};
+	struct live lv = {.cfg = {.max_scan = 1000, .max_candidates = UINT64_MAX}};
 	write_entry(st, 1, "upsert A \"a\" {k: 1}; upsert A \"b\" {k: 2}", &lv);
 	/* entry 2 passes the watermark without the apply hook (as from a
 	 * server that had no projections): its ops carry no record */
@@ -844,7 +844,7 @@ Test(replay, rebuild_marker_and_progress)
 	bool vg = fixture_under_valgrind();
 	/* more than one progress step (every 4096 entries) */
 	const uint64_t n = vg ? 4200 : 9000;
-	struct live lv = {.cfg = {.max_scan = 100000}};
+	struct live lv = {.cfg = {.max_scan = 100000, .max_candidates = UINT64_MAX}};
 	struct storage_txn *t;
 	cr_assert_eq(storage_txn_begin(st, NULL, 0, &t), 0);
 	cr_assert_eq(ledger_set_ceiling(t, n), 0);
@@ -923,7 +923,7 @@ Test(replay, replay_grows_a_small_destination_map)
 {
 	bool vg = fixture_under_valgrind();
 	const int n = vg ? 300 : 2000;
-	struct live lv = {.cfg = {.max_scan = 100000}};
+	struct live lv = {.cfg = {.max_scan = 100000, .max_candidates = UINT64_MAX}};
 	char *text = malloc(64 * 1024);
 	cr_assert_not_null(text);
 	char pad[1001];

@@ -2,8 +2,8 @@
  * sends: frame decoding, Request unpacking under the server's allocation
  * budget, the wire-level string check, and the checks (server/validate.c)
  * an append, a read, a stream-info, a subscription, a consumer group, an
- * ack or nack and a read-model request pass before the server acts on
- * them.
+ * ack or nack, a read-model request and the ops of a commit or stage pass
+ * before the server acts on them.
  *
  * The input is decoded twice: once as if it had all arrived in one read, and
  * once as a stream split at an offset derived from the input, through a
@@ -28,6 +28,10 @@
 
 /* The server's limit in this harness; larger inputs exercise FRAME_ERROR. */
 #define MAX_FRAME (64u * 1024u)
+
+/* The defaults of the --max-where-* settings. */
+static const struct proj_where_limits WHERE_LIMITS = {
+        .terms = 2000, .depth = 32, .in_list = 1000, .bytes = 64 * 1024, .literal = 16 * 1024};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -238,11 +242,18 @@ static void handle_payload(const uint8_t *payload, uint32_t len)
 	case WHIZBANG__V1__REQUEST__BODY_NACK:
 		(void)validate_ack(r->nack->ids, r->nack->n_ids, r->nack, why, sizeof(why));
 		break;
+	case WHIZBANG__V1__REQUEST__BODY_COMMIT:
+		(void)validate_ops(r->commit->ops, r->commit->n_ops, &WHERE_LIMITS, why,
+		                   sizeof(why));
+		break;
+	case WHIZBANG__V1__REQUEST__BODY_STAGE:
+		(void)validate_ops(r->stage->ops, r->stage->n_ops, &WHERE_LIMITS, why, sizeof(why));
+		break;
 	case WHIZBANG__V1__REQUEST__BODY_GET_ENTITY:
 	case WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES:
 	case WHIZBANG__V1__REQUEST__BODY_EXPLAIN:
 	case WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES:
-		(void)validate_read_model(r, why, sizeof(why));
+		(void)validate_read_model(r, &WHERE_LIMITS, why, sizeof(why));
 		break;
 	default:
 		break;
