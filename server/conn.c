@@ -351,6 +351,16 @@ static void frame_timeout_cb(uv_timer_t *t)
 
 static void idle_timeout_cb(uv_timer_t *t);
 
+/* Answers c RESOURCE_EXHAUSTED with msg (request id 0) and closes it once
+ * that is written. */
+static void refuse_and_close(struct conn *c, const char *msg)
+{
+	struct conns *set = c->set;
+	set->hooks.refuse(set->hooks.arg, c, WB_RESOURCE_EXHAUSTED, msg);
+	c->close_after_flush = true;
+	set->hooks.after(set->hooks.arg, false);
+}
+
 /* Between frames: the idle clock, when there is one. */
 static void arm_idle(struct conn *c)
 {
@@ -387,9 +397,7 @@ static void idle_timeout_cb(uv_timer_t *t)
 	         "closed after %llu ms without a request (--idle-timeout); a connection with a "
 	         "subscription, a lease or a consumer membership is kept",
 	         (unsigned long long)set->lim.idle_timeout_ms);
-	set->hooks.refuse(set->hooks.arg, c, WB_RESOURCE_EXHAUSTED, msg);
-	c->close_after_flush = true;
-	set->hooks.after(set->hooks.arg, false);
+	refuse_and_close(c, msg);
 }
 
 /* ------------------------------------------------------------ output */
@@ -1023,9 +1031,7 @@ void conns_accept(struct conns *set, uv_stream_t *listener)
 		         "the server has reached its connection limit (%llu, --max-connections); "
 		         "retry later",
 		         (unsigned long long)set->lim.max_connections);
-		set->hooks.refuse(set->hooks.arg, c, WB_RESOURCE_EXHAUSTED, msg);
-		c->close_after_flush = true;
-		set->hooks.after(set->hooks.arg, false);
+		refuse_and_close(c, msg);
 		return;
 	}
 	uint64_t same = set->lim.max_connections_per_address > 0 ? same_address(c) : 0;
@@ -1038,9 +1044,7 @@ void conns_accept(struct conns *set, uv_stream_t *listener)
 		         "this address has %llu connections open, the most one may "
 		         "(--max-connections-per-address); close some or retry later",
 		         (unsigned long long)(same - 1));
-		set->hooks.refuse(set->hooks.arg, c, WB_RESOURCE_EXHAUSTED, msg);
-		c->close_after_flush = true;
-		set->hooks.after(set->hooks.arg, false);
+		refuse_and_close(c, msg);
 		return;
 	}
 	srv_log(WB_LOG_DEBUG, "connected", "conn=%llu peer=%s", (unsigned long long)c->id, c->peer);
