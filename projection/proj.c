@@ -1473,6 +1473,7 @@ struct applier {
 	struct opfail fl;
 	struct proj_ids ids;
 	struct proj_buf enc;
+	uint64_t exploded_bytes; /* the entry's encoded id lists so far */
 	struct proj_outcome *out;
 };
 
@@ -1499,6 +1500,18 @@ static int record_explosion(struct applier *a, Explosion **slot, const struct pr
 		return WB_E_NOMEM;
 	a->enc.len = 0;
 	int rc = proj_idlist_encode(&a->ids, &a->enc);
+	if (rc == 0 && a->live && a->cfg->max_explosion_bytes != 0 &&
+	    a->exploded_bytes + a->enc.len > a->cfg->max_explosion_bytes) {
+		free_explosion(x);
+		return fail(
+		        &a->fl, WB_QUERY_TOO_EXPENSIVE,
+		        "the where clauses of this entry matched ids whose list takes %llu bytes, "
+		        "more than --max-explosion-bytes (%llu): split the work into entries that "
+		        "each match fewer entities",
+		        (unsigned long long)(a->exploded_bytes + a->enc.len),
+		        (unsigned long long)a->cfg->max_explosion_bytes);
+	}
+	a->exploded_bytes += a->enc.len;
 	if (rc == 0 && a->enc.len > 0) {
 		x->ids.data = malloc(a->enc.len);
 		if (x->ids.data == NULL)

@@ -39,6 +39,11 @@ struct proj_config {
 	 * WB_QUERY_TOO_EXPENSIVE. Counts of the state, never a timer: the
 	 * same entry decides the same on every replay. */
 	uint64_t max_candidates;
+	/* The encoded id lists of one entry's explosions, added up, may not
+	 * pass this: the entry is then a no-op refused with
+	 * WB_QUERY_TOO_EXPENSIVE, so that every ledger entry fits a reader's
+	 * page. Sizes of the state, never a timer: the same on every replay. */
+	uint64_t max_explosion_bytes;
 	/* Tests: plan every clause as a scan (to compare with index plans). */
 	bool force_scan;
 };
@@ -132,8 +137,7 @@ int proj_get(struct storage_txn *txn, const char *type, size_t type_len, const c
  * the transaction's memory. Return non-zero to stop (returned by
  * proj_query() unless it is PROJ_STOP). */
 #define PROJ_STOP 1
-typedef int (*proj_visit_fn)(const char *id, size_t id_len, const struct proj_record *r,
-                             void *arg);
+typedef int (*proj_visit_fn)(const char *id, size_t id_len, const struct proj_record *r, void *arg);
 
 struct proj_query_info {
 	struct proj_plan plan;
@@ -146,8 +150,8 @@ struct proj_query_info {
  * `after` (exclusive; after_len 0: from the first) that match where (NULL:
  * all). Refused like proj_explode(). */
 int proj_query(struct storage_txn *txn, const char *type, size_t type_len,
-               const Whizbang__V1__Expr *where, const char *after, size_t after_len,
-               uint32_t limit, const struct proj_config *cfg, proj_visit_fn visit, void *arg,
+               const Whizbang__V1__Expr *where, const char *after, size_t after_len, uint32_t limit,
+               const struct proj_config *cfg, proj_visit_fn visit, void *arg,
                struct proj_query_info *info);
 
 /* Entities of a type (the kept count). */

@@ -108,6 +108,10 @@ static const struct opt opts[] = {
          "sequences reserved ahead with each durable ceiling write"},
         {"max-scan", NUM(OPT_UINT, max_scan), 0, 1000000000, "100000",
          "most entities a where clause may scan without an index (QUERY_TOO_EXPENSIVE)"},
+        {"max-explosion-bytes", NUM(OPT_SIZE, max_explosion_bytes), 64 * KIB, 64 * MIB, "1M",
+         "the encoded id lists one ledger entry's update/delete-by-where ops may record; past "
+         "it the entry is a no-op (QUERY_TOO_EXPENSIVE), so that every entry fits a reader's "
+         "page (half of max-frame when that is less)"},
         {"max-candidates", NUM(OPT_UINT, max_candidates), 0, 1000000000, "100000",
          "most index entries the plan of one where clause may read (QUERY_TOO_EXPENSIVE)"},
         {"max-where-terms", NUM(OPT_UINT, max_where_terms), 1, 1000000, "2000",

@@ -48,7 +48,8 @@ struct srv_config {
 	uint64_t max_lease_count;
 	uint64_t lease_reserve_chunk;
 	uint64_t max_scan;
-	uint64_t max_candidates; /* index entries one where clause's plan may read */
+	uint64_t max_candidates;
+	uint64_t max_explosion_bytes; /* index entries one where clause's plan may read */
 	/* The where-clause size limits (eval.h, struct proj_where_limits),
 	 * checked when a clause is admitted, never when it is applied. */
 	uint64_t max_where_terms;

@@ -305,21 +305,23 @@ static int apply_entry(struct storage_txn *txn, const struct ledger_entry *e, vo
  * whatever the settings are then, then coord_write_encode().
  *   version 1: u64 max scan | u8 force scan (no candidate budget: index
  *              plans were unlimited when it was written)
- *   version 2: u64 max scan | u8 force scan | u64 max candidates */
-#define LEASE_REC_VERSION 2
+ *   version 2: u64 max scan | u8 force scan | u64 max candidates
+ *   version 3: ... | u64 max explosion bytes (before it, none) */
+#define LEASE_REC_VERSION 3
 
 /* Applies a coordinator write's record of the given version; out (may be
  * NULL) receives the results coord_write_apply() wrote. */
 static int lease_rec_apply(struct storage_txn *txn, uint16_t version, const uint8_t *rec,
                            size_t len, struct coord_write *out)
 {
-	size_t head = version >= 2 ? 17 : 9;
+	size_t head = version >= 3 ? 25 : version >= 2 ? 17 : 9;
 	if (len < head)
 		return WB_E_CORRUPT;
 	struct proj_config pcfg = {
 	        .max_scan = get_u64(rec),
 	        .force_scan = rec[8] != 0,
 	        .max_candidates = version >= 2 ? get_u64(rec + 9) : UINT64_MAX,
+	        .max_explosion_bytes = version >= 3 ? get_u64(rec + 17) : 0,
 	};
 	struct coord_write w;
 	memset(&w, 0, sizeof(w));
@@ -372,6 +374,7 @@ static int io_submit(struct coord_io *io, struct coord_write *w)
 	rec_u64(&b, ls->pcfg.max_scan);
 	rec_u8(&b, ls->pcfg.force_scan ? 1 : 0);
 	rec_u64(&b, ls->pcfg.max_candidates);
+	rec_u64(&b, ls->pcfg.max_explosion_bytes);
 	coord_write_encode(w, &b);
 	if (rec_out(&b, &op->rec, &op->base.base.rec_len) != 0) {
 		free(op);
@@ -1024,6 +1027,10 @@ static int leases_init(void *state, struct srv *srv, unsigned slot, char *errmsg
 	ls->slot = slot;
 	ls->pcfg.max_scan = cfg->max_scan;
 	ls->pcfg.max_candidates = cfg->max_candidates;
+	/* An entry must fit a reader's page: half a frame at most. */
+	ls->pcfg.max_explosion_bytes = cfg->max_explosion_bytes < cfg->max_frame / 2
+	                                       ? cfg->max_explosion_bytes
+	                                       : cfg->max_frame / 2;
 	validate_where_limits(cfg, &ls->where_limits);
 	ls->io = (struct coord_io){
 	        .data = ls,

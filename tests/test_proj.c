@@ -1697,6 +1697,49 @@ static void budget_scenario(struct storage *s, const struct proj_config *cfg, st
 	cr_assert_arr_eq(before, after, PROJ_DIGEST_LEN, "nothing changed");
 }
 
+/* One entry's explosions may record at most max_explosion_bytes of id
+ * lists, added up over its ops: past it the entry is a no-op refused with
+ * QUERY_TOO_EXPENSIVE (nothing changes), within it it applies; 0 is no
+ * limit. So no entry is too large for a reader's page. */
+Test(proj, explosions_of_one_entry_are_bounded_in_bytes)
+{
+	/* 300 entities with unrelated 60-byte ids: about 61 bytes each. */
+	char text[128];
+	for (int i = 0; i < 300; i++) {
+		snprintf(text, sizeof(text), "upsert Acct \"%03d-%056d\" {g: \"a\", k: %d}",
+		         (i * 7919) % 1000, i, i % 2);
+		apply_ok((uint64_t)i + 1, text);
+	}
+	const struct proj_config small = {.max_scan = 1000000,
+	                                  .max_candidates = UINT64_MAX,
+	                                  .max_explosion_bytes = 8192};
+	struct proj_outcome o;
+	apply_on(st, 301, "update Acct where g == \"a\" set g = \"b\"", &small, &o, NULL);
+	cr_assert_eq(o.error, WB_QUERY_TOO_EXPENSIVE, "%s", wb_error_name(o.error));
+	cr_assert_not_null(strstr(o.message, "--max-explosion-bytes (8192)"), "%s", o.message);
+	cr_assert_eq(o.affected, 0);
+	/* Two ops that each fit but not together: refused as a whole. */
+	const struct proj_config half = {.max_scan = 1000000,
+	                                 .max_candidates = UINT64_MAX,
+	                                 .max_explosion_bytes = 12000};
+	apply_on(st, 302,
+	         "update Acct where g == \"a\" and k == 0 set h = 1; "
+	         "update Acct where g == \"a\" and k == 1 set h = 2",
+	         &half, &o, NULL);
+	cr_assert_eq(o.error, WB_QUERY_TOO_EXPENSIVE, "%s %s", wb_error_name(o.error), o.message);
+	cr_assert_eq(o.failed_op, 2);
+	/* Within the budget (or without one) the same entry applies. */
+	const struct proj_config big = {.max_scan = 1000000,
+	                                .max_candidates = UINT64_MAX,
+	                                .max_explosion_bytes = 1u << 20};
+	apply_on(st, 303, "update Acct where g == \"a\" set g = \"b\"", &big, &o, NULL);
+	cr_assert_eq(o.error, 0, "%s", o.message);
+	cr_assert_eq(o.affected, 300);
+	apply_on(st, 304, "update Acct where g == \"b\" set g = \"c\"", &CFG, &o, NULL);
+	cr_assert_eq(o.error, 0, "%s", o.message);
+	cr_assert_eq(o.affected, 300);
+}
+
 Test(proj, query_too_expensive_refuses_index_plans_over_max_candidates)
 {
 	/* 10 orders may be scanned, 11 may not: past the budget, a plan over
