@@ -228,6 +228,10 @@ static const struct {
          "Authentication attempts refused unexamined: their address failed too often"},
         {"log_lines_suppressed",
          "Log lines not written because their event was over its rate limit"},
+        {"output_buffered",
+         "Response bytes queued and being written over all connections (whizbang clients: "
+         "who)"},
+        {"output_budget", "Output past which connections holding more than 64 KiB are paused"},
         {"committed", "Leases committed"},
         {"released", "Leases released (gaps)"},
         {"expired", "Leases that expired"},

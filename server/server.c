@@ -177,6 +177,17 @@ void srv_writer_stats(const struct srv *srv, struct writer_stats *out)
 		writer_get_stats(srv->writer, out);
 }
 
+/* --max-output-total, or 0 for an eighth of the machine's memory (at
+ * least 256 MiB). */
+static uint64_t output_budget(const struct srv_config *cfg)
+{
+	if (cfg->max_output_total != 0)
+		return cfg->max_output_total;
+	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
+	uint64_t mem = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
+	return mem / 8 > (256ull << 20) ? mem / 8 : 256ull << 20;
+}
+
 void srv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 {
 	struct writer_stats ws;
@@ -199,6 +210,8 @@ void srv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 	s->log_lines_suppressed = log_suppressed_total();
 	s->uptime_ms = uv_now(srv->loop) - srv->start_ms;
 	s->connections_current = conns_open(srv->conns);
+	s->output_buffered = conns_output_held(srv->conns);
+	s->output_budget = output_budget(&srv->cfg);
 	s->connections_total = conns_accepted(srv->conns);
 	s->requests_total = conns_counters(srv->conns)->requests_total;
 	s->errors_total = conns_counters(srv->conns)->errors_total;
@@ -777,17 +790,6 @@ int srv_open_store(const struct srv_config *cfg, struct storage **st, struct wal
 	*st = s;
 	*wal = w;
 	return 0;
-}
-
-/* --max-output-total, or 0 for an eighth of the machine's memory (at
- * least 256 MiB). */
-static uint64_t output_budget(const struct srv_config *cfg)
-{
-	if (cfg->max_output_total != 0)
-		return cfg->max_output_total;
-	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
-	uint64_t mem = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
-	return mem / 8 > (256ull << 20) ? mem / 8 : 256ull << 20;
 }
 
 int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, char *errmsg,
