@@ -15,7 +15,7 @@
 
 static const struct bench_command *const commands[] = {
         &bench_append_command,  &bench_lease_command,     &bench_raw_command,
-        &bench_explode_command, &bench_subscribe_command,
+        &bench_explode_command, &bench_subscribe_command, &bench_noisy_command,
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

@@ -388,6 +388,7 @@ extern const struct bench_command bench_lease_command;
 extern const struct bench_command bench_raw_command;
 extern const struct bench_command bench_explode_command;
 extern const struct bench_command bench_subscribe_command;
+extern const struct bench_command bench_noisy_command;
 
 /* Rows that several subcommands' tables share, for a field f of their
  * options' struct T (or the fields named). */
