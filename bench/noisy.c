@@ -50,6 +50,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -269,8 +270,14 @@ static int raw_connect(uint16_t port, bool nonblocking)
 		close(fd);
 		return -1;
 	}
-	if (nonblocking)
+	if (nonblocking) {
 		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	} else {
+		/* A server that stops reading must not hold this thread past
+		 * the phase. */
+		struct timeval tv = {.tv_sec = 10};
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	}
 	return fd;
 }
 
