@@ -231,6 +231,7 @@ struct load {
 	uint64_t total_appends;
 	uint64_t next_append; /* the next append to send, counted from 0 */
 	uint64_t limit;       /* appends this round may reach */
+	uint64_t deadline_ns; /* no append is sent from then on; 0: none */
 	uint64_t inflight;
 	bool stop; /* a connection failed: take no more work */
 	int rc;
@@ -315,6 +316,8 @@ static void conn_fill(struct conn *cn)
 			break;
 		if (now == 0)
 			now = bench_now_ns();
+		if (ld->deadline_ns != 0 && now >= ld->deadline_ns)
+			break;
 		uint64_t a = ld->next_append++;
 		uint64_t left = o->events - a * o->batch_events;
 		const struct aw_events *ev = left < o->batch_events ? &ld->last : &ld->full;
@@ -1030,6 +1033,90 @@ int bench_append_load(const char *address, const struct bench_append_params *p,
 	/* n counts the appends answered without an error, not every answer. */
 	out->lat.n = (size_t)f.appends;
 	return 0;
+}
+
+/* ---------------------------------------------------------------- the load by the clock */
+
+struct bench_steady {
+	struct append_opts o;
+	struct bench_secure sec;
+	struct load *ld;
+};
+
+int bench_steady_open(struct bench_steady **out, const char *address,
+                      const struct bench_append_params *p, const struct bench_secure *sec,
+                      char *errmsg, size_t errlen)
+{
+	struct bench_steady *s = calloc(1, sizeof(*s));
+	if (s == NULL) {
+		snprintf(errmsg, errlen, "out of memory");
+		return WB_E_NOMEM;
+	}
+	/* events only sizes the sequence of appends: the clock ends a spell. */
+	s->o = (struct append_opts){
+	        .clients = p->clients,
+	        .pipeline = p->pipeline,
+	        .events = UINT64_MAX / 2,
+	        .size = p->size,
+	        .streams = p->streams,
+	        .batch_events = 1,
+	        .rounds = 1,
+	        .no_baseline = true,
+	};
+	if (sec != NULL)
+		s->sec = *sec;
+	int rc = load_open(&s->ld, &s->o, &s->sec, address, errmsg, errlen);
+	if (rc != 0) {
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+int bench_steady_run(struct bench_steady *s, uint64_t ms, struct bench_append_result *out,
+                     char *errmsg, size_t errlen)
+{
+	struct load *ld = s->ld;
+	memset(&ld->hist, 0, sizeof(ld->hist));
+	for (uint32_t i = 0; i < ld->nconns; i++) {
+		struct conn *cn = &ld->conns[i];
+		cn->appends = cn->events = cn->errors = 0;
+		cn->first_error[0] = '\0';
+	}
+	uint64_t t0 = bench_now_ns();
+	ld->deadline_ns = t0 + ms * 1000000u;
+	load_round(ld, ld->total_appends);
+	double secs = (double)(bench_now_ns() - t0) / 1e9;
+
+	*out = (struct bench_append_result){.secs = secs};
+	uint64_t appends = 0;
+	for (uint32_t i = 0; i < ld->nconns; i++) {
+		const struct conn *cn = &ld->conns[i];
+		out->events += cn->events;
+		out->errors += cn->errors;
+		appends += cn->appends;
+		if (cn->errors > 0)
+			fprintf(stderr,
+			        "whizbang-bench: client %u: %llu error responses, the first: %s\n",
+			        i, (unsigned long long)cn->errors, cn->first_error);
+	}
+	out->events_per_s = secs > 0 ? (double)out->events / secs : 0;
+	bench_hist_summarize(&ld->hist, &out->lat);
+	out->lat.n = (size_t)appends;
+	if (ld->rc != 0) {
+		snprintf(errmsg, errlen, "%s", ld->errmsg);
+		return ld->rc;
+	}
+	return 0;
+}
+
+void bench_steady_close(struct bench_steady *s)
+{
+	if (s == NULL)
+		return;
+	load_close(s->ld);
+	free(s);
 }
 
 /* --handshakes: o->handshakes fresh connections one after another, made as

@@ -1,6 +1,7 @@
 /* whizbang-bench: load generators for whizbangd (appends, lease cycles), the
- * raw-LMDB baseline they are measured against, and the projections'
- * explosion, scan and replay figures. See docs/BENCHMARKS.md.
+ * raw-LMDB baseline they are measured against, the projections' explosion,
+ * scan and replay figures, and the append load beside hostile clients. See
+ * docs/BENCHMARKS.md.
  *
  * Every subcommand is a row of the table below; its command line is read
  * from its option table (cli_opts.h) and its help is written from it. */
@@ -15,7 +16,7 @@
 
 static const struct bench_command *const commands[] = {
         &bench_append_command,  &bench_lease_command,     &bench_raw_command,
-        &bench_explode_command, &bench_subscribe_command,
+        &bench_explode_command, &bench_subscribe_command, &bench_noisy_command,
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

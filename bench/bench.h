@@ -218,10 +218,14 @@ struct bench_server {
 	char data[BENCH_PATH_MAX + 16];
 	char port_file[BENCH_PATH_MAX + 16];
 	char address[64];
+	/* Set before bench_server_start(): the server's standard output and
+	 * error go to this file (created, or appended to) instead of this
+	 * process's; NULL: inherited. */
+	const char *log_file;
 };
 
 /* The most arguments beyond its own that a spawned server takes. */
-#define BENCH_SERVER_EXTRA_MAX 8
+#define BENCH_SERVER_EXTRA_MAX 16
 
 /* Starts whizbangd (the binary whizbangd, or NULL for ../server/whizbangd
  * next to this program) on 127.0.0.1:0 with its data directory
@@ -253,11 +257,13 @@ int bench_connect(struct wb_client **out, const char *address, const char *name,
 
 /* How a load's connections reach the server: over TLS verified with the CA
  * file tls_ca_file (NULL: plaintext), and logged in with SCRAM-SHA-256 as
- * user with password (NULL: no login). */
+ * user with password, or with the API token token ("wbt_..."; NULL, NULL:
+ * no login). */
 struct bench_secure {
 	const char *tls_ca_file;
 	const char *user;
 	const char *password;
+	const char *token;
 };
 
 /* bench_connect() with sec (NULL: plaintext, no login). */
@@ -329,6 +335,32 @@ struct bench_append_result {
 int bench_append_load(const char *address, const struct bench_append_params *p,
                       struct bench_append_result *out, char *errmsg, size_t errlen);
 
+/* The same load by the clock, on connections kept open between measured
+ * spells (`whizbang-bench noisy` measures it beside other loads): p->events
+ * is ignored; each bench_steady_run() keeps the pipelines full for ms
+ * milliseconds, then waits for the appends in flight. */
+struct bench_steady;
+
+/* Connects p->clients connections to address with sec (NULL: plaintext, no
+ * login) and builds the requests. Returns 0 with *out set, or an error with
+ * a sentence in errmsg (*out untouched). */
+int bench_steady_open(struct bench_steady **out, const char *address,
+                      const struct bench_append_params *p, const struct bench_secure *sec,
+                      char *errmsg, size_t errlen);
+
+/* One spell of ms milliseconds; *out receives its figures alone (the
+ * latency of every append answered, events counted only for those answered
+ * without an error, so that out->events_per_s is what the load got done).
+ * Returns 0, or the failure that stopped the spell (a connection the server
+ * closed, no answer within BENCH_CLIENT_TIMEOUT_MS) with a sentence in
+ * errmsg, *out then holding what was done until it. After a failure the
+ * load takes no more work: close it. */
+int bench_steady_run(struct bench_steady *s, uint64_t ms, struct bench_append_result *out,
+                     char *errmsg, size_t errlen);
+
+/* Closes the connections and frees s. NULL is allowed. */
+void bench_steady_close(struct bench_steady *s);
+
 /* ---------------------------------------------------------------- the subcommands */
 
 /* A subcommand: its command line, a row of the option tables (cli_opts.h:
@@ -356,6 +388,7 @@ extern const struct bench_command bench_lease_command;
 extern const struct bench_command bench_raw_command;
 extern const struct bench_command bench_explode_command;
 extern const struct bench_command bench_subscribe_command;
+extern const struct bench_command bench_noisy_command;
 
 /* Rows that several subcommands' tables share, for a field f of their
  * options' struct T (or the fields named). */

@@ -12,6 +12,7 @@
  * reports -1. A child of a benchmark that dies gets SIGTERM from the kernel
  * (PR_SET_PDEATHSIG), so no server outlives its benchmark. */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -151,6 +152,14 @@ int bench_server_start(struct bench_server *s, const char *whizbangd, const char
 		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		if (getppid() != parent)
 			_exit(127);
+		if (s->log_file != NULL) {
+			int fd = open(s->log_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+			if (fd < 0 || dup2(fd, STDOUT_FILENO) < 0 || dup2(fd, STDERR_FILENO) < 0) {
+				fprintf(stderr, "whizbang-bench: %s: %s\n", s->log_file,
+				        strerror(errno));
+				_exit(127);
+			}
+		}
 		execv(exe, argv);
 		fprintf(stderr, "whizbang-bench: exec %s: %s\n", exe, strerror(errno));
 		_exit(127);
@@ -253,6 +262,8 @@ int bench_connect_secure(struct wb_client **out, const char *address, const char
 		wo.user = sec->user;
 		wo.password = sec->password;
 	}
+	if (sec != NULL && sec->token != NULL)
+		wo.token = sec->token;
 	char why[600];
 	int rc = wb_connect(out, address, &wo, why, sizeof(why));
 	if (rc != 0) {
