@@ -256,12 +256,21 @@ static int hostile_connect(struct hostile *h, struct wb_client **out, const char
 	return wb_connect(out, address, &wo, NULL, 0);
 }
 
-/* A TCP connection to the server with nothing said on it; -1 on failure. */
+/* A TCP connection to the server with nothing said on it; -1 on failure.
+ * It comes from 127.0.0.2, another loopback address than the steady load's
+ * and the probe's (127.0.0.1): a hostile client is another machine, and
+ * limits per address must not count it with them. */
 static int raw_connect(uint16_t port, bool nonblocking)
 {
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	struct sockaddr_in src = {.sin_family = AF_INET};
+	src.sin_addr.s_addr = htonl(INADDR_LOOPBACK + 1);
+	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) != 0) {
+		close(fd);
+		return -1;
+	}
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
 	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	int one = 1;

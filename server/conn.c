@@ -88,6 +88,7 @@ struct conn {
 	/* Figures for ListClients (conn_info()): loop times in ms. */
 	uint64_t born_ms, last_frame_ms;
 	uint64_t frames, bytes_in, bytes_out;
+	uint32_t bad_frames; /* frames that did not decode (conn_bad_frame()) */
 };
 
 /* The input buffer a connection keeps between large frames. */
@@ -269,6 +270,11 @@ static void handle_closed_cb(uv_handle_t *h)
 	struct conn *c = h->data;
 	c->handles_open--;
 	maybe_free(c);
+}
+
+uint32_t conn_bad_frame(struct conn *c)
+{
+	return ++c->bad_frames;
 }
 
 void conn_close_after_flush(struct conn *c)

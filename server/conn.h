@@ -192,6 +192,9 @@ bool conn_is_closing(const struct conn *c);
 /* Closes c: nothing more is read or written; hooks.closed runs now. */
 void conn_close(struct conn *c);
 
+/* Counts a frame of c that did not decode; returns how many it has sent. */
+uint32_t conn_bad_frame(struct conn *c);
+
 /* Stops reading c and closes it once what is queued for it is written. */
 void conn_close_after_flush(struct conn *c);
 

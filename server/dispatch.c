@@ -266,6 +266,17 @@ void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, 
 	if (rc != 0) {
 		srv_log(WB_LOG_INFO, "bad_frame", "conn=%llu bytes=%u",
 		        (unsigned long long)conn_id(c), len);
+		/* A client that keeps sending what does not decode speaks
+		 * something else: answering each one would let it spend the
+		 * loop's time at will. */
+		if (conn_bad_frame(c) >= DISPATCH_BAD_FRAMES_MAX) {
+			srv_error(c, 0, WB_BAD_REQUEST,
+			          "%u frames on this connection did not decode as a "
+			          "whizbang.v1.Request: it is closed",
+			          DISPATCH_BAD_FRAMES_MAX);
+			conn_close_after_flush(c);
+			return;
+		}
 		srv_error(c, 0, WB_BAD_REQUEST,
 		          "the frame's %u bytes do not decode as a whizbang.v1.Request", len);
 		return;

@@ -7,9 +7,13 @@
  * that: the Request is unpacked under the
  * allocation budget, its strings are checked, a server that is shutting
  * down answers SHUTTING_DOWN, and a connection that has not said Hello
- * may say nothing else. Loop thread only. */
+ * may say nothing else. A connection whose frames do not decode is
+ * answered BAD_REQUEST each time, and closed at the
+ * DISPATCH_BAD_FRAMES_MAX-th. Loop thread only. */
 #ifndef WB_DISPATCH_H
 #define WB_DISPATCH_H
+
+#define DISPATCH_BAD_FRAMES_MAX 100u
 
 #include <stddef.h>
 #include <stdint.h>

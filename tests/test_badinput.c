@@ -474,6 +474,28 @@ Test(badinput, undecodable_bytes_bad_request_and_connection_stays)
 	              (unsigned long long)suppressed);
 }
 
+/* A connection that keeps sending frames that do not decode speaks
+ * something else: the 100th is answered saying the connection closes, and
+ * it does; another connection is served meanwhile. */
+Test(badinput, a_hundred_undecodable_frames_close_the_connection)
+{
+	start(NULL);
+	int fd = e2e_suite_raw_hello();
+	static const uint8_t g[] = {0xff, 0xff, 0xff, 0xff};
+	for (int k = 1; k < 100; k++) {
+		send_frame(fd, g, sizeof(g));
+		expect_error(fd, 0, WB_BAD_REQUEST, "do not decode");
+	}
+	send_frame(fd, g, sizeof(g));
+	expect_error(fd, 0, WB_BAD_REQUEST, "it is closed");
+	cr_assert(e2e_wait_closed(fd, 5000), "the connection stayed open");
+	close(fd);
+	int other = e2e_suite_raw_hello();
+	expect_pong(other, 5);
+	close(other);
+	finish();
+}
+
 /* A where clause nested 200 000 deep (a chain of `not`) inside a Commit:
  * refused before protobuf-c recurses into it, and the server lives on. */
 Test(badinput, deeply_nested_clause_is_refused_without_recursion)
