@@ -138,6 +138,11 @@ static const struct opt opts[] = {
          100000, "64", "catch-up subscriptions one connection may hold"},
         {"max-consumer-groups", NUM(OPT_UINT, max_consumer_groups), 1, 1000000, "1024",
          "durable consumer groups the server keeps"},
+        {"max-consumer-groups-per-identity", NUM(OPT_UINT, max_consumer_groups_per_identity), 0,
+         1000000, "256",
+         "consumer groups one client identity (its user or token; before authentication, "
+         "its address) may own, counted across restarts (the admin role: no limit; 0: no "
+         "limit)"},
         {"max-consumer-members", NUM(OPT_UINT, max_consumer_members), 1, 65536, "1024",
          "members one consumer group may have at once"},
         {"consumer-window", NUM(OPT_UINT, consumer_window), 16, 10000000, "10000",

@@ -62,6 +62,7 @@ struct srv_config {
 	uint64_t max_queries_per_connection;
 	uint64_t max_subscriptions_per_connection;
 	uint64_t max_consumer_groups;
+	uint64_t max_consumer_groups_per_identity;
 	uint64_t max_consumer_members;
 	uint64_t consumer_window;
 	char durability[8]; /* "log" or "sync" (config_validate) */

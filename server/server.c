@@ -165,6 +165,32 @@ struct conn_counters *srv_counters(struct srv *srv)
 	return conns_counters(srv->conns);
 }
 
+void srv_identity(const struct srv *srv, const struct conn *c, char key[SRV_IDENTITY_MAX])
+{
+	const char *user = srv_auth_user(srv, c);
+	if (user != NULL) {
+		snprintf(key, SRV_IDENTITY_MAX, "user:%s", user);
+		return;
+	}
+	const char *peer = conn_peer(c);
+	const char *colon = strrchr(peer, ':');
+	/* HOST of HOST:PORT; of "unix:uid=U,pid=P", the uid. */
+	size_t n = strncmp(peer, "unix:", 5) == 0 ? strcspn(peer, ",")
+	           : colon == NULL                ? strlen(peer)
+	                                          : (size_t)(colon - peer);
+	snprintf(key, SRV_IDENTITY_MAX, "addr:%.*s", (int)n, peer);
+}
+
+bool srv_conn_is_admin(const struct conn *c)
+{
+	const struct auth_subject *s = conn_subject(c);
+	const struct auth_role *admin = auth_builtin_role("admin");
+	for (size_t i = 0; s != NULL && i < s->nroles; i++)
+		if (s->roles[i] == admin)
+			return true;
+	return false;
+}
+
 struct conns *srv_conns(struct srv *srv)
 {
 	return srv->conns;

@@ -83,6 +83,15 @@ extern const struct srv_module srv_metrics_module;
 extern const struct srv_module srv_auth_module;
 extern const struct srv_module srv_clients_module;
 
+/* A client identity, for quotas: "user:NAME" (the user, or token:ID, that
+ * c authenticated as) or "addr:HOST" (its address without the port, or
+ * unix:... for the Unix socket). */
+#define SRV_IDENTITY_MAX 300u
+void srv_identity(const struct srv *srv, const struct conn *c, char key[SRV_IDENTITY_MAX]);
+
+/* Whether c acts as the built-in admin role, which no quota limits. */
+bool srv_conn_is_admin(const struct conn *c);
+
 /* Who c authenticated as (srv_auth.c): the user, or "token:ID"; NULL when
  * it did not. Valid until c's next Hello. */
 const char *srv_auth_user(const struct srv *srv, const struct conn *c);

@@ -1146,6 +1146,28 @@ static void create(struct cgroups *cs, struct conn *c, Request *req)
 		          (unsigned long long)cfg->max_consumer_groups);
 		return;
 	}
+	/* Who makes it owns it, durably: an identity may own at most
+	 * --max-consumer-groups-per-identity (the admin role, any number). */
+	char owner[SRV_IDENTITY_MAX];
+	srv_identity(cs->srv, c, owner);
+	snprintf(r.owner, sizeof(r.owner), "%s", owner);
+	r.owner_len = strlen(r.owner);
+	uint64_t quota = cfg->max_consumer_groups_per_identity;
+	if (quota != 0 && !srv_conn_is_admin(c)) {
+		uint64_t mine = 0;
+		for (const struct group *o = cs->groups; o != NULL; o = o->next)
+			mine += o->cfg.owner_len == r.owner_len &&
+			        memcmp(o->cfg.owner, r.owner, r.owner_len) == 0;
+		if (mine >= quota) {
+			srv_error(
+			        c, req->id, WB_RESOURCE_EXHAUSTED,
+			        "this client (its user, token or address) owns %llu consumer "
+			        "groups, "
+			        "the most one may (--max-consumer-groups-per-identity): delete one",
+			        (unsigned long long)mine);
+			return;
+		}
+	}
 	struct cop *op = cop_new(cs, COP_CREATE, c, req->id, r.name, r.name_len);
 	struct group *g = op != NULL ? group_new(cs, &r) : NULL;
 	if (g == NULL) {

@@ -38,9 +38,6 @@
 #define MAX_PROJECTION_STATS 256u
 /* The most sequences one Lease may ask for (--max-lease-count's bound). */
 #define LEASE_COUNT_MAX 1024u
-/* Identities: "user:NAME" (a user, or token:ID) or "addr:HOST" (the peer's
- * address without its port, or unix:UID). */
-#define IDENTITY_MAX 300u
 #define ACCOUNT_BUCKETS 1024u
 
 /* A client identity's lease account (--max-leases-per-identity): the
@@ -52,7 +49,7 @@ struct account {
 	struct lease_account acct;
 	size_t conns; /* lconns pointing at it */
 	struct account *next;
-	char key[IDENTITY_MAX];
+	char key[SRV_IDENTITY_MAX];
 };
 
 /* A connection's side of the coordinator (its conn slot): its lease owner
@@ -131,32 +128,6 @@ static struct conn *conn_of(struct lease_owner *owner)
 
 /* ------------------------------------------------------------ accounts */
 
-/* Whether c acts as the built-in admin, which no quota limits. */
-static bool is_admin(const struct conn *c)
-{
-	const struct auth_subject *s = conn_subject(c);
-	const struct auth_role *admin = auth_builtin_role("admin");
-	for (size_t i = 0; s != NULL && i < s->nroles; i++)
-		if (s->roles[i] == admin)
-			return true;
-	return false;
-}
-
-/* c's identity into key: who it authenticated as, else its address. */
-static void identity_of(const struct leases *ls, const struct conn *c, char key[IDENTITY_MAX])
-{
-	const char *user = srv_auth_user(ls->srv, c);
-	if (user != NULL) {
-		snprintf(key, IDENTITY_MAX, "user:%s", user);
-		return;
-	}
-	const char *peer = conn_peer(c);
-	const char *colon = strrchr(peer, ':');
-	size_t n = strncmp(peer, "unix:", 5) == 0 || colon == NULL ? strlen(peer)
-	                                                           : (size_t)(colon - peer);
-	snprintf(key, IDENTITY_MAX, "addr:%.*s", (int)n, peer);
-}
-
 static size_t bucket_of(const char *key)
 {
 	uint64_t h = 14695981039346656037ull; /* FNV-1a */
@@ -203,12 +174,12 @@ static void account_drop(struct leases *ls, struct lconn *lc)
 static struct lease_account *account_of(struct leases *ls, struct lconn *lc)
 {
 	uint64_t max = srv_config(ls->srv)->max_leases_per_identity;
-	if (max == 0 || is_admin(lc->conn)) {
+	if (max == 0 || srv_conn_is_admin(lc->conn)) {
 		account_drop(ls, lc);
 		return NULL;
 	}
-	char key[IDENTITY_MAX];
-	identity_of(ls, lc->conn, key);
+	char key[SRV_IDENTITY_MAX];
+	srv_identity(ls->srv, lc->conn, key);
 	if (lc->account != NULL && strcmp(lc->account->key, key) == 0)
 		return &lc->account->acct;
 	account_drop(ls, lc);

@@ -8,7 +8,8 @@
 #include "codec.h"
 #include "utf8.h"
 
-#define CONS_FORMAT 1u
+/* 1: without the owner; 2: with it, after the types (u16 length, bytes). */
+#define CONS_FORMAT 2u
 #define PARKED_KEY_MAX (CONS_NAME_MAX + 1 + 8)
 
 int cons_check_name(const char *name, size_t len, char *errmsg, size_t errlen)
@@ -39,7 +40,7 @@ int cons_encode(const struct cons_record *r, uint8_t *buf, size_t *len)
 {
 	if (r->stream_len > CONS_NAME_MAX || r->prefix_len > CONS_NAME_MAX ||
 	    r->ntypes > CONS_TYPES_MAX || r->target > CONS_TARGET_STREAM ||
-	    r->from > CONS_FROM_POSITION)
+	    r->from > CONS_FROM_POSITION || r->owner_len > CONS_OWNER_MAX)
 		return WB_E_INVAL;
 	for (size_t i = 0; i < r->ntypes; i++)
 		if (r->type_lens[i] > CONS_NAME_MAX)
@@ -67,6 +68,10 @@ int cons_encode(const struct cons_record *r, uint8_t *buf, size_t *len)
 		memcpy(p, r->types[i], r->type_lens[i]);
 		p += r->type_lens[i];
 	}
+	p[0] = (uint8_t)(r->owner_len >> 8);
+	p[1] = (uint8_t)r->owner_len;
+	memcpy(p + 2, r->owner, r->owner_len);
+	p += 2 + r->owner_len;
 	*len = (size_t)(p - buf);
 	return 0;
 }
@@ -75,7 +80,7 @@ int cons_decode(const char *name, size_t name_len, const uint8_t *v, size_t len,
                 struct cons_record *out)
 {
 	if (name_len == 0 || name_len > CONS_NAME_MAX || len < CONS_RECORD_HEADER ||
-	    v[0] != CONS_FORMAT || v[1] > CONS_TARGET_STREAM || v[2] > CONS_FROM_POSITION ||
+	    (v[0] != 1 && v[0] != CONS_FORMAT) || v[1] > CONS_TARGET_STREAM || v[2] > CONS_FROM_POSITION ||
 	    v[3] > CONS_TYPES_MAX)
 		return WB_E_CORRUPT;
 	struct cons_record r;
@@ -109,6 +114,16 @@ int cons_decode(const char *name, size_t name_len, const uint8_t *v, size_t len,
 		memcpy(r.types[i], v + off, tl);
 		r.type_lens[i] = tl;
 		off += tl;
+	}
+	if (v[0] >= 2) {
+		if (len - off < 2)
+			return WB_E_CORRUPT;
+		r.owner_len = (size_t)v[off] << 8 | v[off + 1];
+		off += 2;
+		if (r.owner_len > CONS_OWNER_MAX || len - off < r.owner_len)
+			return WB_E_CORRUPT;
+		memcpy(r.owner, v + off, r.owner_len);
+		off += r.owner_len;
 	}
 	if (off != len || (r.target == CONS_TARGET_STREAM && r.stream_len == 0))
 		return WB_E_CORRUPT;

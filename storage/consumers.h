@@ -32,6 +32,9 @@
 #include "storage.h"
 
 #define CONS_NAME_MAX 255u
+/* Who made a group (the server's client identity, e.g. "user:alice"), for
+ * per-identity quotas; "" for groups made before it was kept. */
+#define CONS_OWNER_MAX 300u
 #define CONS_TYPES_MAX 16u
 #define CONS_REASON_MAX 1024u
 #define CONS_RECORD_HEADER 50u
@@ -59,6 +62,8 @@ struct cons_record {
 	uint64_t checkpoint;
 	uint64_t resume;
 	uint64_t created_us;
+	char owner[CONS_OWNER_MAX + 1];
+	size_t owner_len;
 };
 
 /* A parked event's record; reason points into storage memory (valid as
@@ -78,7 +83,8 @@ int cons_check_name(const char *name, size_t len, char *errmsg, size_t errlen);
 
 /* The most bytes a group record takes. */
 #define CONS_RECORD_MAX                                                                            \
-	(CONS_RECORD_HEADER + 2 * CONS_NAME_MAX + CONS_TYPES_MAX * (1 + CONS_NAME_MAX))
+	(CONS_RECORD_HEADER + 2 * CONS_NAME_MAX + CONS_TYPES_MAX * (1 + CONS_NAME_MAX) + 2 +        \
+	 CONS_OWNER_MAX)
 
 /* Encodes r (without its name, which is the key) into buf (at least
  * CONS_RECORD_MAX bytes) and returns the length. r's lengths must be within

@@ -36,6 +36,8 @@ static void fill(struct cons_record *r, const char *name)
 	r->checkpoint = 6;
 	r->resume = 7;
 	r->created_us = 1700000000000000ull;
+	strcpy(r->owner, "user:alice");
+	r->owner_len = 10;
 }
 
 static struct storage_txn *wtxn(void)
@@ -55,8 +57,10 @@ Test(consumers, record_round_trip)
 	uint8_t buf[CONS_RECORD_MAX];
 	size_t len = 0;
 	cr_assert_eq(cons_encode(&r, buf, &len), 0);
-	cr_assert_eq(len, CONS_RECORD_HEADER + 6 + 1 + 6 + 1 + 7);
+	cr_assert_eq(len, CONS_RECORD_HEADER + 6 + 1 + 6 + 1 + 7 + 2 + 10);
 	cr_assert_eq(cons_decode("billing", 7, buf, len, &back), 0);
+	cr_assert_str_eq(back.owner, "user:alice");
+	cr_assert_eq(back.owner_len, 10);
 	cr_assert_eq(back.name_len, 7);
 	cr_assert_str_eq(back.name, "billing");
 	cr_assert_str_eq(back.prefix, "order-");
@@ -68,6 +72,11 @@ Test(consumers, record_round_trip)
 	cr_assert_eq(back.resume, 7);
 	cr_assert_eq(back.position, 7);
 	cr_assert_eq(back.from, CONS_FROM_POSITION);
+	/* A record of format 1 (before owners were kept) decodes, ownerless. */
+	buf[0] = 1;
+	cr_assert_eq(cons_decode("billing", 7, buf, len - 12, &back), 0);
+	cr_assert_eq(back.owner_len, 0);
+	cr_assert_str_eq(back.types[1], "Shipped");
 }
 
 Test(consumers, encode_refuses_out_of_range)
