@@ -84,6 +84,7 @@ struct conn {
 	bool dirty;
 	bool reading;
 	bool close_after_flush;
+	uint32_t suspended; /* conn_suspend(): no frame is taken until resumed */
 	uint8_t timer_kind; /* enum timer_kind: what c->timer runs for */
 	/* Figures for ListClients (conn_info()): loop times in ms. */
 	uint64_t born_ms, last_frame_ms;
@@ -131,7 +132,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 /* Paused: not read while it holds this much work or output. */
 static bool paused(const struct conn *c)
 {
-	return c->holds >= c->set->lim.max_inflight || !conn_can_take_more(c);
+	return c->suspended > 0 || c->holds >= c->set->lim.max_inflight || !conn_can_take_more(c);
 }
 
 bool conn_can_take_more(const struct conn *c)
@@ -316,6 +317,18 @@ void conn_close(struct conn *c)
 void conn_hold(struct conn *c)
 {
 	c->holds++;
+}
+
+void conn_suspend(struct conn *c)
+{
+	c->holds++;
+	c->suspended++;
+}
+
+void conn_resume(struct conn *c)
+{
+	c->suspended--;
+	conn_release(c);
 }
 
 void conn_release(struct conn *c)

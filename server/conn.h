@@ -203,6 +203,12 @@ void conn_close_after_flush(struct conn *c);
  * has max_inflight holds. conn_release() lets it go on (it decodes what it
  * buffered meanwhile) or be freed once closed. */
 void conn_hold(struct conn *c);
+
+/* Holds c and takes no further frame of it until conn_resume(): for a
+ * frame handled off the loop thread, so that the next ones keep their
+ * order. conn_resume() goes on with what c buffered meanwhile. */
+void conn_suspend(struct conn *c);
+void conn_resume(struct conn *c);
 void conn_release(struct conn *c);
 
 /* The connection's id (from 1, in accept order), as the log lines name it. */

@@ -249,21 +249,38 @@ static bool route(struct dispatch *d, struct conn *c, Request *req)
 	return false;
 }
 
-void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, uint32_t len)
+/* What the decoding of a frame gave: the Request, or why there is none
+ * (rc), and the strings' check. Made on the loop or on a worker. */
+struct decoded {
+	int rc;
+	Request *req;
+	int strings_rc;
+	char why[256];
+};
+
+static void decode(const uint8_t *payload, uint32_t len, struct decoded *out)
 {
-	struct conn_counters *n = conn_counters(c);
-	n->requests_total++;
 	/* protobuf-c allocates per element: allow a generous multiple of the
 	 * frame, not an unbounded one. */
 	size_t budget = (size_t)len * 16 + 65536;
-	Request *req;
-	int rc = wire_decode_request(payload, len, budget, &req);
-	if (rc == WB_E_NOMEM) {
+	out->req = NULL;
+	out->rc = wire_decode_request(payload, len, budget, &out->req);
+	out->strings_rc = out->rc == 0
+	                          ? wire_check_strings(&whizbang__v1__request__descriptor, payload,
+	                                               len, out->why, sizeof(out->why))
+	                          : 0;
+}
+
+/* The rest of a frame's handling, on the loop, once it is decoded. */
+static void dispatch_decoded(struct dispatch *d, struct conn *c, struct decoded *dec, uint32_t len)
+{
+	struct conn_counters *n = conn_counters(c);
+	if (dec->rc == WB_E_NOMEM) {
 		srv_error(c, 0, WB_RESOURCE_EXHAUSTED,
 		          "the server is out of memory to decode the request; retry later");
 		return;
 	}
-	if (rc != 0) {
+	if (dec->rc != 0) {
 		srv_log(WB_LOG_INFO, "bad_frame", "conn=%llu bytes=%u",
 		        (unsigned long long)conn_id(c), len);
 		/* A client that keeps sending what does not decode speaks
@@ -281,11 +298,10 @@ void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, 
 		          "the frame's %u bytes do not decode as a whizbang.v1.Request", len);
 		return;
 	}
+	Request *req = dec->req;
 	n->requests_by_body[(size_t)req->body_case % 64]++;
-	char why[256];
-	if (wire_check_strings(&whizbang__v1__request__descriptor, payload, len, why,
-	                       sizeof(why)) != 0) {
-		srv_error(c, req->id, WB_BAD_REQUEST, "%s", why);
+	if (dec->strings_rc != 0) {
+		srv_error(c, req->id, WB_BAD_REQUEST, "%s", dec->why);
 	} else if (d->env.shutting_down(d->env.arg)) {
 		srv_error(c, req->id, WB_SHUTTING_DOWN,
 		          "the server is shutting down; reconnect later");
@@ -296,4 +312,71 @@ void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, 
 		return; /* kept until its answer */
 	}
 	whizbang__v1__request__free_unpacked(req, NULL);
+}
+
+/* A large frame decoded on a libuv worker. */
+struct offloop {
+	uv_work_t work;
+	struct dispatch *d;
+	struct conn *c;
+	uint8_t *payload;
+	uint32_t len;
+	struct decoded dec;
+};
+
+static void offloop_work(uv_work_t *w)
+{
+	struct offloop *o = w->data;
+	decode(o->payload, o->len, &o->dec);
+}
+
+static void offloop_done(uv_work_t *w, int status)
+{
+	struct offloop *o = w->data;
+	struct conn *c = o->c;
+	struct dispatch *d = o->d;
+	if (status != 0) {
+		o->dec.rc = WB_E_NOMEM;
+		o->dec.req = NULL;
+	}
+	if (!conn_is_closing(c))
+		dispatch_decoded(d, c, &o->dec, o->len);
+	else if (o->dec.req != NULL)
+		whizbang__v1__request__free_unpacked(o->dec.req, NULL);
+	free(o->payload);
+	free(o);
+	/* Its next frames (c may be freed here when it closed), then the
+	 * answers out. */
+	conn_resume(c);
+	d->env.after(d->env.arg);
+}
+
+void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, uint32_t len)
+{
+	conn_counters(c)->requests_total++;
+	/* A large frame takes milliseconds to decode (a where clause of
+	 * tens of thousands of terms): off the loop, with c suspended so
+	 * that its next frames keep their order. */
+	if (d->env.loop != NULL && len >= DISPATCH_OFFLOOP_BYTES) {
+		struct offloop *o = calloc(1, sizeof(*o));
+		uint8_t *copy = o != NULL ? malloc(len) : NULL;
+		if (copy != NULL) {
+			memcpy(copy, payload, len);
+			o->work.data = o;
+			o->d = d;
+			o->c = c;
+			o->payload = copy;
+			o->len = len;
+			if (uv_queue_work(d->env.loop, &o->work, offloop_work, offloop_done) == 0) {
+				conn_suspend(c);
+				return;
+			}
+			free(copy);
+		}
+		free(o);
+		/* No memory or no worker: decode here. */
+	}
+	struct decoded dec;
+	decode(payload, len, &dec);
+	dispatch_decoded(d, c, &dec, len);
 }

@@ -14,6 +14,8 @@
 #define WB_DISPATCH_H
 
 #define DISPATCH_BAD_FRAMES_MAX 100u
+/* Frames from this size on are decoded on a libuv worker. */
+#define DISPATCH_OFFLOOP_BYTES (64u * 1024u)
 
 #include <stddef.h>
 #include <stdint.h>
@@ -43,6 +45,10 @@ struct dispatch_env {
 	uint32_t service_uid;
 	bool (*shutting_down)(void *arg);
 	void (*stats)(void *arg, Whizbang__V1__ServerStats *s);
+	/* For frames decoded off the loop (NULL: every frame is decoded on
+	 * it), and what to call after answering one from there (a flush). */
+	uv_loop_t *loop;
+	void (*after)(void *arg);
 };
 
 /* Builds the table from mods[0..n) with their states. WB_E_INVAL, with the

@@ -525,6 +525,11 @@ static void after_hook(void *arg, bool drained)
 	srv_flush(srv);
 }
 
+static void env_after(void *arg)
+{
+	srv_flush(arg);
+}
+
 static bool env_shutting_down(void *arg)
 {
 	return srv_shutting_down(arg);
@@ -902,6 +907,8 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	        .max_event_size = srv->max_event_size,
 	        .shutting_down = env_shutting_down,
 	        .stats = env_stats,
+	        .loop = loop,
+	        .after = env_after,
 	};
 	srv->anon_role[0] = auth_builtin_role(cfg->anonymous_role);
 	if (srv->anon_role[0] != NULL) {

@@ -496,6 +496,76 @@ Test(badinput, a_hundred_undecodable_frames_close_the_connection)
 	finish();
 }
 
+/* Frames of 64 KiB and more are decoded off the loop; on one connection
+ * the answers still come in the order of the requests, small and large
+ * mixed, and a large frame that does not decode is answered in its place. */
+Test(badinput, large_frames_decoded_off_the_loop_keep_their_order)
+{
+	start(NULL);
+	int fd = e2e_suite_raw_hello();
+	/* Sizes that make a later frame quicker to decode than an earlier
+	 * one: without the connection suspended, they would overtake it. */
+	static uint8_t data[2000000];
+	memset(data, 0x41, sizeof(data));
+	static const size_t sizes[10] = {0, 2000000, 100, 0, 0, 2000000, 0, 70000, 100};
+	static Whizbang__V1__NewEvent ev;
+	whizbang__v1__new_event__init(&ev);
+	ev.type = (char *)"Big";
+	ev.data.data = data;
+	Whizbang__V1__NewEvent *evs[] = {&ev};
+	struct pb all = {0};
+	for (uint64_t id = 1; id <= 9; id++) {
+		if (id % 3 == 1) {
+			Whizbang__V1__Ping ping = WHIZBANG__V1__PING__INIT;
+			ping.nonce = id;
+			Whizbang__V1__Request req = E2E_REQUEST(PING, ping, &ping);
+			pack_request(&all, &req, id);
+		} else if (id == 5) {
+			/* 70 000 bytes that do not decode: a field of wire type 7 */
+			uint8_t hdr[FRAME_HEADER];
+			frame_put_header(hdr, 70000);
+			pb_put(&all, hdr, sizeof(hdr));
+			static uint8_t junk[70000];
+			memset(junk, 0xff, sizeof(junk));
+			pb_put(&all, junk, sizeof(junk));
+		} else {
+			ev.data.len = sizes[id - 1];
+			pack_append(&all, id, "big", evs, 1);
+		}
+	}
+	send_bytes(fd, all.buf, all.len);
+	pb_free(&all);
+	/* A Ping is answered at once and may pass an append the writer still
+	 * holds; appends are answered, and applied, in their order. */
+	uint64_t version = 0, last_append = 0;
+	bool seen[10] = {false};
+	for (int k = 0; k < 9; k++) {
+		Whizbang__V1__Response *r = recv_one(fd);
+		if (r->id == 0) {
+			cr_assert_eq(e2e_error_code(r), WB_BAD_REQUEST);
+			seen[5] = true;
+		} else {
+			cr_assert_eq(e2e_error_code(r), 0, "%s",
+			             r->error != NULL ? r->error->message : "");
+			cr_assert(r->id < 10 && !seen[r->id]);
+			seen[r->id] = true;
+			if (r->id % 3 != 1) {
+				cr_assert_gt(r->id, last_append, "append %llu answered after %llu",
+				             (unsigned long long)r->id,
+				             (unsigned long long)last_append);
+				last_append = r->id;
+				cr_assert_eq(r->append_events->stream_version, version++);
+			}
+		}
+		whizbang__v1__response__free_unpacked(r, NULL);
+	}
+	for (int id = 1; id <= 9; id++)
+		cr_assert(seen[id], "no answer for %d", id);
+	expect_pong(fd, 10);
+	close(fd);
+	finish();
+}
+
 /* A where clause nested 200 000 deep (a chain of `not`) inside a Commit:
  * refused before protobuf-c recurses into it, and the server lives on. */
 Test(badinput, deeply_nested_clause_is_refused_without_recursion)
