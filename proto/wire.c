@@ -109,6 +109,44 @@ static int read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *ou
 	return -1;
 }
 
+uint32_t wire_peek_request(const uint8_t *buf, size_t len, uint64_t *id)
+{
+	size_t pos = 0;
+	uint32_t last = 0;
+	*id = 0;
+	while (pos < len) {
+		uint64_t tag, n;
+		if (read_varint(buf, len, &pos, &tag) != 0)
+			return 0;
+		switch (tag & 7) {
+		case 0:
+			if (read_varint(buf, len, &pos, &n) != 0)
+				return 0;
+			if (tag >> 3 == 1)
+				*id = n;
+			continue;
+		case 1:
+			n = 8;
+			break;
+		case 5:
+			n = 4;
+			break;
+		case 2:
+			if (read_varint(buf, len, &pos, &n) != 0)
+				return 0;
+			if (tag >> 3 <= UINT32_MAX)
+				last = (uint32_t)(tag >> 3);
+			break;
+		default:
+			return 0;
+		}
+		if (n > len - pos)
+			return 0;
+		pos += n;
+	}
+	return last;
+}
+
 /* Walks the encoded message: checks its depth and, with strings, every
  * string field. */
 static int check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,

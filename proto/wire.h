@@ -37,6 +37,12 @@ Whizbang__V1__Response *wire_unpack_response(const uint8_t *buf, size_t len, siz
 int wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
                        char *errmsg, size_t errlen);
 
+/* A Request's body case and id (field 1) read from its encoding without
+ * decoding it: the number of the last length-delimited field at the top
+ * level of buf[0..len), or 0 when there is none or the bytes do not parse;
+ * *id 0 when absent. Cost: one step per top-level field. */
+uint32_t wire_peek_request(const uint8_t *buf, size_t len, uint64_t *id);
+
 /* Packs msg into a new buffer holding the 4-byte length header and the
  * payload; *out_len receives the whole length. Returns NULL when out of
  * memory or when the payload would be longer than 2^32-1 bytes. The caller

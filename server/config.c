@@ -112,6 +112,9 @@ static const struct opt opts[] = {
          "the encoded id lists one ledger entry's update/delete-by-where ops may record; past "
          "it the entry is a no-op (QUERY_TOO_EXPENSIVE), so that every entry fits a reader's "
          "page (half of max-frame when that is less)"},
+        {"max-query-bytes", NUM(OPT_SIZE, max_query_bytes), 0, 64 * MIB, "256K",
+         "QueryEntities, Explain, GetEntity and ListIndexes frames larger than this are "
+         "refused (QUERY_TOO_EXPENSIVE, request id 0) before they are decoded (0: no limit)"},
         {"max-candidates", NUM(OPT_UINT, max_candidates), 0, 1000000000, "100000",
          "most index entries the plan of one where clause may read (QUERY_TOO_EXPENSIVE)"},
         {"max-where-terms", NUM(OPT_UINT, max_where_terms), 1, 1000000, "2000",

@@ -49,6 +49,7 @@ struct srv_config {
 	uint64_t lease_reserve_chunk;
 	uint64_t max_scan;
 	uint64_t max_candidates;
+	uint64_t max_query_bytes;
 	uint64_t max_explosion_bytes; /* index entries one where clause's plan may read */
 	/* The where-clause size limits (eval.h, struct proj_where_limits),
 	 * checked when a clause is admitted, never when it is applied. */

@@ -351,9 +351,31 @@ static void offloop_done(uv_work_t *w, int status)
 	d->env.after(d->env.arg);
 }
 
+/* Whether a request of this body case is a read of the read models,
+ * whose size a where clause makes (dispatch_env.max_query_bytes). */
+static bool is_query(uint32_t body)
+{
+	return body == WHIZBANG__V1__REQUEST__BODY_QUERY_ENTITIES ||
+	       body == WHIZBANG__V1__REQUEST__BODY_EXPLAIN ||
+	       body == WHIZBANG__V1__REQUEST__BODY_GET_ENTITY ||
+	       body == WHIZBANG__V1__REQUEST__BODY_LIST_INDEXES;
+}
+
 void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, uint32_t len)
 {
 	conn_counters(c)->requests_total++;
+	/* A query larger than any clause the limits let through is refused
+	 * before its bytes are decoded: decoding it is what would cost. */
+	uint64_t id;
+	if (d->env.max_query_bytes != 0 && len > d->env.max_query_bytes &&
+	    is_query(wire_peek_request(payload, len, &id))) {
+		srv_error(c, id, WB_QUERY_TOO_EXPENSIVE,
+		          "a query of %u bytes is larger than this server takes "
+		          "(--max-query-bytes %llu): its where clause is over the --max-where-* "
+		          "limits",
+		          len, (unsigned long long)d->env.max_query_bytes);
+		return;
+	}
 	/* A large frame takes milliseconds to decode (a where clause of
 	 * tens of thousands of terms): off the loop, with c suspended so
 	 * that its next frames keep their order. */

@@ -49,6 +49,9 @@ struct dispatch_env {
 	 * it), and what to call after answering one from there (a flush). */
 	uv_loop_t *loop;
 	void (*after)(void *arg);
+	/* QueryEntities, Explain, GetEntity and ListIndexes frames larger than
+	 * this are refused before they are decoded; 0: no limit. */
+	uint64_t max_query_bytes;
 };
 
 /* Builds the table from mods[0..n) with their states. WB_E_INVAL, with the

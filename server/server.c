@@ -909,6 +909,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	        .stats = env_stats,
 	        .loop = loop,
 	        .after = env_after,
+	        .max_query_bytes = cfg->max_query_bytes,
 	};
 	srv->anon_role[0] = auth_builtin_role(cfg->anonymous_role);
 	if (srv->anon_role[0] != NULL) {

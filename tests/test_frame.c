@@ -661,3 +661,31 @@ Test(wb_error, to_wire_answers_only_proto_codes)
 		                   "wb_error_to_wire(%d) = %d, which is no ErrorCode", code, w);
 	}
 }
+
+/* wire_peek_request() reads a Request's id and body case without decoding
+ * it, for every body; bytes that do not parse give 0. */
+Test(frame, peek_request_finds_the_id_and_the_body)
+{
+	Whizbang__V1__Explain ex = WHIZBANG__V1__EXPLAIN__INIT;
+	ex.type = (char *)"Order";
+	Whizbang__V1__Request req = WHIZBANG__V1__REQUEST__INIT;
+	req.id = 300;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_EXPLAIN;
+	req.explain = &ex;
+	uint8_t buf[256];
+	size_t n = whizbang__v1__request__pack(&req, buf);
+	uint64_t id = 99;
+	cr_assert_eq(wire_peek_request(buf, n, &id), WHIZBANG__V1__REQUEST__BODY_EXPLAIN);
+	cr_assert_eq(id, 300);
+	/* Every prefix but the whole: 0, never a read past the end. */
+	for (size_t cut = 1; cut < n; cut++) {
+		uint8_t *copy = malloc(cut);
+		memcpy(copy, buf, cut);
+		cr_assert_eq(wire_peek_request(copy, cut, &id), 0, "cut at %zu", cut);
+		free(copy);
+	}
+	static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff};
+	cr_assert_eq(wire_peek_request(junk, sizeof(junk), &id), 0);
+	cr_assert_eq(wire_peek_request(buf, 0, &id), 0);
+	cr_assert_eq(id, 0);
+}
