@@ -56,6 +56,9 @@ static const struct opt opts[] = {
          "largest request frame accepted"},
         {"max-connections", NUM(OPT_UINT, max_connections), 1, 100000, "1024",
          "concurrent client connections"},
+        {"max-bytes-per-second", NUM(OPT_SIZE, max_bytes_per_s), 0, 64 * GIB, "64M",
+         "bytes one connection may send a second (a second's worth, at least one largest "
+         "frame, at once); past it, it is not read until they are paid for (0: no limit)"},
         {"max-connections-per-address", NUM(OPT_UINT, max_connections_per_address), 0, 100000,
          "256",
          "open connections from one IP address (or one Unix user other than root and the "

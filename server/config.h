@@ -27,6 +27,7 @@ struct srv_config {
 	uint64_t max_frame;
 	uint64_t max_connections;
 	uint64_t max_connections_per_address;
+	uint64_t max_bytes_per_s;
 	uint64_t max_read_count;
 	uint64_t max_append_events;
 	uint64_t max_output;

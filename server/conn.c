@@ -84,7 +84,10 @@ struct conn {
 	bool dirty;
 	bool reading;
 	bool close_after_flush;
-	uint32_t suspended; /* conn_suspend(): no frame is taken until resumed */
+	uint32_t suspended;  /* conn_suspend(): no frame is taken until resumed */
+	bool throttled;      /* over its byte rate: not read until the timer */
+	int64_t rate_tokens; /* bytes it may still send now (--max-bytes-per-second) */
+	uint64_t rate_ms;
 	uint8_t timer_kind; /* enum timer_kind: what c->timer runs for */
 	/* Figures for ListClients (conn_info()): loop times in ms. */
 	uint64_t born_ms, last_frame_ms;
@@ -99,7 +102,7 @@ struct conn {
 
 /* One timer per connection, for whichever wait applies: the TLS handshake,
  * a started frame, or (between frames) the idle timeout. */
-enum timer_kind { TIMER_NONE, TIMER_HANDSHAKE, TIMER_FRAME, TIMER_IDLE };
+enum timer_kind { TIMER_NONE, TIMER_HANDSHAKE, TIMER_FRAME, TIMER_IDLE, TIMER_THROTTLE };
 
 struct conns {
 	uv_loop_t *loop;
@@ -111,7 +114,8 @@ struct conns {
 	uint64_t accepted;
 	uint64_t next_id;
 	bool stopped;
-	uint64_t out_held; /* queued and being written, all connections */
+	uint64_t throttled; /* times a connection passed --max-bytes-per-second */
+	uint64_t out_held;  /* queued and being written, all connections */
 	struct conn_counters counters;
 	/* Load shedding: a spare handle that accepts and closes a peer when
 	 * no connection can be allocated. */
@@ -132,7 +136,8 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 /* Paused: not read while it holds this much work or output. */
 static bool paused(const struct conn *c)
 {
-	return c->suspended > 0 || c->holds >= c->set->lim.max_inflight || !conn_can_take_more(c);
+	return c->suspended > 0 || c->throttled || c->holds >= c->set->lim.max_inflight ||
+	       !conn_can_take_more(c);
 }
 
 bool conn_can_take_more(const struct conn *c)
@@ -154,6 +159,11 @@ bool conn_can_push(const struct conn *c)
 uint64_t conns_output_held(const struct conns *set)
 {
 	return set->out_held;
+}
+
+uint64_t conns_throttled(const struct conns *set)
+{
+	return set->throttled;
 }
 
 bool conn_is_closing(const struct conn *c)
@@ -686,7 +696,9 @@ static void process(struct conn *c)
 	 * whenever a frame completes. uv_timer_start() with a callback on an
 	 * open timer cannot fail. While a TLS handshake runs, the timer is the
 	 * handshake's. */
-	if (c->tls != NULL && wb_tls_session_state(c->tls) == WB_TLS_HANDSHAKING) {
+	if (c->timer_kind == TIMER_THROTTLE) {
+		/* the throttle's wait runs; the other clocks start after it */
+	} else if (c->tls != NULL && wb_tls_session_state(c->tls) == WB_TLS_HANDSHAKING) {
 		/* the handshake timeout runs */
 	} else if (c->in_len > 0 && st == FRAME_AGAIN && !c->close_after_flush) {
 		if (c->timer_kind != TIMER_FRAME || progress) {
@@ -856,6 +868,48 @@ static bool tls_input(struct conn *c)
 	return true;
 }
 
+/* The end of a throttle's wait: c is read again, its buffered frames
+ * taken, and its idle or frame clock runs again. */
+static void throttle_cb(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	c->timer_kind = TIMER_NONE;
+	if (c->closing)
+		return;
+	c->throttled = false;
+	arm_idle(c);
+	process(c);
+	c->set->hooks.after(c->set->hooks.arg, false);
+}
+
+/* Counts n bytes that c sent against --max-bytes-per-second (a token
+ * bucket holding a second's worth, at least a largest frame): past it, c is
+ * not read (its peer waits on TCP) until the bytes are paid for. */
+static void throttle(struct conn *c, uint64_t n)
+{
+	const struct conn_limits *lim = &c->set->lim;
+	if (lim->max_bytes_per_s == 0)
+		return;
+	uint64_t burst = lim->max_bytes_per_s > lim->max_frame + 16 ? lim->max_bytes_per_s
+	                                                            : lim->max_frame + 16;
+	uint64_t now = uv_now(c->set->loop);
+	uint64_t earned = (now - c->rate_ms) * lim->max_bytes_per_s / 1000;
+	c->rate_ms = now;
+	c->rate_tokens = c->rate_tokens + (int64_t)earned > (int64_t)burst
+	                         ? (int64_t)burst
+	                         : c->rate_tokens + (int64_t)earned;
+	c->rate_tokens -= (int64_t)n;
+	if (c->rate_tokens >= 0 || c->throttled)
+		return;
+	uint64_t wait = ((uint64_t)-c->rate_tokens * 1000 + lim->max_bytes_per_s - 1) /
+	                lim->max_bytes_per_s;
+	c->throttled = true;
+	c->set->throttled++;
+	uv_timer_start(&c->timer, throttle_cb, wait > 0 ? wait : 1, 0);
+	c->timer_kind = TIMER_THROTTLE;
+	mark_dirty(c); /* the flush stops reading it */
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct conn *c = s->data;
@@ -885,6 +939,7 @@ static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 		c->in_len += (size_t)nread;
 	}
 	c->bytes_in += (size_t)nread;
+	throttle(c, (uint64_t)nread);
 	process(c);
 	set->hooks.after(set->hooks.arg, false);
 }
@@ -1039,7 +1094,10 @@ void conns_accept(struct conns *set, uv_stream_t *listener)
 		if (set->lim.tcp_keepalive_s > 0)
 			(void)uv_tcp_keepalive(&c->s.tcp, 1, (unsigned)set->lim.tcp_keepalive_s);
 	}
-	c->born_ms = c->last_frame_ms = uv_now(set->loop);
+	c->born_ms = c->last_frame_ms = c->rate_ms = uv_now(set->loop);
+	c->rate_tokens = (int64_t)(set->lim.max_bytes_per_s > set->lim.max_frame + 16
+	                                   ? set->lim.max_bytes_per_s
+	                                   : set->lim.max_frame + 16);
 	arm_idle(c);
 	if (set->open > set->lim.max_connections) {
 		char msg[160];

@@ -56,6 +56,10 @@ struct conn_limits {
 	 * than root's and the server's own) past which a new one is refused
 	 * (RESOURCE_EXHAUSTED); 0: no limit. */
 	uint64_t max_connections_per_address;
+	/* Bytes a connection may send a second (a second's worth, at least one
+	 * largest frame, at once); past it it is not read until they are paid
+	 * for; 0: no limit. */
+	uint64_t max_bytes_per_s;
 	/* Output queued and being written over all connections past which
 	 * only connections holding less than 64 KiB may take more (the rest
 	 * are paused, as at max_output); 0: no budget. */
@@ -185,6 +189,9 @@ bool conn_can_push(const struct conn *c);
 
 /* Output queued and being written over all connections, in bytes. */
 uint64_t conns_output_held(const struct conns *set);
+
+/* How many times a connection was held back by max_bytes_per_s. */
+uint64_t conns_throttled(const struct conns *set);
 
 /* True once c is closing: answers to it are dropped. */
 bool conn_is_closing(const struct conn *c);

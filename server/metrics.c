@@ -165,6 +165,7 @@ static const char *const counter_fields[] = {
         "auth_failures",
         "auth_throttled",
         "log_lines_suppressed",
+        "throttled",
         "committed",
         "released",
         "expired",
@@ -232,6 +233,8 @@ static const struct {
          "Response bytes queued and being written over all connections (whizbang clients: "
          "who)"},
         {"output_budget", "Output past which connections holding more than 64 KiB are paused"},
+        {"throttled", "Times a connection was held back for sending more than "
+                      "--max-bytes-per-second"},
         {"committed", "Leases committed"},
         {"released", "Leases released (gaps)"},
         {"expired", "Leases that expired"},

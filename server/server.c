@@ -238,6 +238,7 @@ void srv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 	s->connections_current = conns_open(srv->conns);
 	s->output_buffered = conns_output_held(srv->conns);
 	s->output_budget = output_budget(&srv->cfg);
+	s->throttled = conns_throttled(srv->conns);
 	s->connections_total = conns_accepted(srv->conns);
 	s->requests_total = conns_counters(srv->conns)->requests_total;
 	s->errors_total = conns_counters(srv->conns)->errors_total;
@@ -855,6 +856,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	        .frame_timeout_ms = cfg->frame_timeout_ms,
 	        .max_connections = cfg->max_connections,
 	        .max_connections_per_address = cfg->max_connections_per_address,
+	        .max_bytes_per_s = cfg->max_bytes_per_s,
 	        .tls_policy = strcmp(cfg->tls, "required") == 0 ? CONN_TLS_REQUIRED
 	                      : strcmp(cfg->tls, "off") == 0    ? CONN_TLS_OFF
 	                                                        : CONN_TLS_AUTO,
