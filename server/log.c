@@ -52,7 +52,8 @@ int log_enabled(enum log_level level)
 }
 
 /* Formats and writes one line; the limit has been applied. */
-static void vwrite_line(enum log_level level, const char *event, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void
+vwrite_line(enum log_level level, const char *event, const char *fmt, va_list ap)
 {
 	char line[2048];
 	struct timeval tv;
