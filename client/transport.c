@@ -405,6 +405,12 @@ static int recv_response(struct wb_client *c, Whizbang__V1__Response **out)
 				                "a response of %u bytes could not be decoded "
 				                "(malformed, or out of memory)",
 				                plen);
+			/* A keepalive (id 0, a Pong): the server is alive, and
+			 * there is nothing to answer. */
+			if (r->id == 0 && r->body_case == WHIZBANG__V1__RESPONSE__BODY_PONG) {
+				whizbang__v1__response__free_unpacked(r, NULL);
+				continue;
+			}
 			*out = r;
 			return 0;
 		}

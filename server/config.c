@@ -82,6 +82,10 @@ static const struct opt opts[] = {
         {"idle-timeout", NUM(OPT_DURATION, idle_timeout_ms), 0, 7 * 86400000ull, "5m",
          "a connection that sends no request for this long is closed, unless it holds a "
          "subscription, a lease or a consumer membership, or waits for an answer (0: never)"},
+        {"keepalive-interval", NUM(OPT_DURATION, keepalive_ms), 0, 3600000, "30s",
+         "a connection the server has sent nothing for this long gets a keepalive "
+         "(Response id 0 with a Pong), so that clients can tell a quiet server from a dead "
+         "one (0: none)"},
         {"tcp-keepalive", NUM(OPT_DURATION, tcp_keepalive_ms), 0, 86400000, "60s",
          "TCP keepalive probes after this much silence, so that a peer that vanished is "
          "closed (whole seconds; 0: off)"},

@@ -37,6 +37,7 @@ struct srv_config {
 	uint64_t frame_timeout_ms;
 	uint64_t idle_timeout_ms;
 	uint64_t tcp_keepalive_ms;
+	uint64_t keepalive_ms;
 	uint64_t shutdown_timeout_ms;
 	uint64_t lease_max_lifetime_ms;
 	uint64_t lease_grace_ms;

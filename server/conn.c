@@ -90,7 +90,7 @@ struct conn {
 	uint64_t rate_ms;
 	uint8_t timer_kind; /* enum timer_kind: what c->timer runs for */
 	/* Figures for ListClients (conn_info()): loop times in ms. */
-	uint64_t born_ms, last_frame_ms;
+	uint64_t born_ms, last_frame_ms, last_out_ms;
 	uint64_t frames, bytes_in, bytes_out;
 	uint32_t bad_frames; /* frames that did not decode (conn_bad_frame()) */
 };
@@ -470,6 +470,7 @@ uint8_t *conn_frame(struct conn *c, size_t n)
 	frame_put_header(p, (uint32_t)n);
 	c->out_len += FRAME_HEADER + n;
 	c->set->out_held += FRAME_HEADER + n;
+	c->last_out_ms = uv_now(c->set->loop);
 	mark_dirty(c);
 	return p + FRAME_HEADER;
 }
@@ -1094,7 +1095,7 @@ void conns_accept(struct conns *set, uv_stream_t *listener)
 		if (set->lim.tcp_keepalive_s > 0)
 			(void)uv_tcp_keepalive(&c->s.tcp, 1, (unsigned)set->lim.tcp_keepalive_s);
 	}
-	c->born_ms = c->last_frame_ms = c->rate_ms = uv_now(set->loop);
+	c->born_ms = c->last_frame_ms = c->last_out_ms = c->rate_ms = uv_now(set->loop);
 	c->rate_tokens = (int64_t)(set->lim.max_bytes_per_s > set->lim.max_frame + 16
 	                                   ? set->lim.max_bytes_per_s
 	                                   : set->lim.max_frame + 16);
@@ -1156,6 +1157,7 @@ void conn_info(const struct conn *c, struct conn_info *out)
 	        .unix_socket = c->local,
 	        .age_ms = now - c->born_ms,
 	        .idle_ms = now - c->last_frame_ms,
+	        .out_idle_ms = now - c->last_out_ms,
 	        .frames = c->frames,
 	        .bytes_in = c->bytes_in,
 	        .bytes_out = c->bytes_out,

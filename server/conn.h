@@ -110,6 +110,7 @@ struct conn_info {
 	const char *client_name; /* from Hello; "" before */
 	bool tls, unix_socket;
 	uint64_t age_ms, idle_ms; /* since accepted; since the last frame */
+	uint64_t out_idle_ms;     /* since the server last queued output for it */
 	uint64_t frames, bytes_in, bytes_out;
 	uint64_t input_buffer, output_buffer; /* bytes allocated / queued */
 	uint64_t in_flight;                   /* requests held */

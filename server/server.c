@@ -305,10 +305,29 @@ static void shutdown_timeout_cb(uv_timer_t *t)
 	shutdown_check(srv);
 }
 
+/* A keepalive to c when the server has sent it nothing for
+ * --keepalive-interval: Response{id 0, pong{nonce 0}}, which clients skip,
+ * so that a subscriber on a quiet log can tell a live server from a dead
+ * one, and the server's writes find a peer that vanished. */
+static void keepalive_one(void *arg, struct conn *c)
+{
+	struct srv *srv = arg;
+	struct conn_info ci;
+	conn_info(c, &ci);
+	if (!conn_greeted(c) || ci.out_idle_ms < srv->cfg.keepalive_ms)
+		return;
+	Whizbang__V1__Pong pong = WHIZBANG__V1__PONG__INIT;
+	SRV_REPLY(c, 0, PONG, pong, &pong);
+}
+
 static void log_timer_cb(uv_timer_t *t)
 {
-	(void)t;
+	struct srv *srv = t->data;
 	log_flush_summaries(false);
+	if (srv->cfg.keepalive_ms > 0 && !srv->shutting_down) {
+		conns_foreach(srv->conns, keepalive_one, srv);
+		srv_flush(srv);
+	}
 }
 
 static void modules_shutdown(struct srv *srv)
@@ -1011,6 +1030,9 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	/* A summary is due summary_ms after the first line it counts; the
 	 * timer looks every second (or every interval, when shorter). */
 	uint64_t tick = cfg->log_summary_ms < 1000 ? cfg->log_summary_ms : 1000;
+	if (cfg->keepalive_ms > 0 && cfg->keepalive_ms / 2 < tick)
+		tick = cfg->keepalive_ms / 2;
+	srv->log_timer.data = srv;
 	uv_timer_start(&srv->log_timer, log_timer_cb, tick, tick);
 	uv_unref((uv_handle_t *)&srv->log_timer);
 

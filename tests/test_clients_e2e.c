@@ -350,3 +350,29 @@ Test(clients_e2e, a_subscriber_that_does_not_read_holds_the_push_buffer)
 	wb_close(w);
 	e2e_suite_stop();
 }
+
+/* A connection the server sent nothing to for --keepalive-interval gets a
+ * keepalive, Response{id 0, pong}; libwhizbang skips them, so a call after
+ * a quiet spell gets its own answer. */
+Test(clients_e2e, quiet_connections_get_keepalives_that_clients_skip)
+{
+	const char *args[] = {"--anonymous-role=admin", "--keepalive-interval=200ms", NULL};
+	struct wb_client *c = e2e_suite_start_client(args, "keepalive");
+	int fd = raw_client(NULL);
+	for (int k = 0; k < 2; k++) {
+		Response *r;
+		cr_assert_eq(e2e_recv_response(fd, 3000, &r), 0, "keepalive %d did not come", k);
+		cr_assert_eq(r->id, 0u);
+		cr_assert_eq(r->body_case, WHIZBANG__V1__RESPONSE__BODY_PONG);
+		cr_assert_eq(e2e_error_code(r), 0);
+		whizbang__v1__response__free_unpacked(r, NULL);
+	}
+	close(fd);
+	e2e_sleep_ms(700);
+	cr_assert_eq(wb_ping(c), 0, "%s", wb_errmsg(c));
+	Whizbang__V1__ServerStats *st;
+	cr_assert_eq(wb_stats(c, &st), 0, "%s", wb_errmsg(c));
+	wb_stats_free(st);
+	wb_close(c);
+	e2e_suite_stop();
+}
