@@ -109,39 +109,49 @@ static int read_varint(const uint8_t *buf, size_t len, size_t *pos, uint64_t *ou
 	return -1;
 }
 
+/* Reads the field at *pos of buf[0..len): its tag into *tag and the length
+ * of its payload into *n, leaving *pos at the payload (a varint's value is
+ * read into *val, with *n 0). Returns 0, -1 when the bytes end early, -2
+ * for a wire type other than 0, 1, 2 and 5. */
+static int next_field(const uint8_t *buf, size_t len, size_t *pos, uint64_t *tag, uint64_t *val,
+                      uint64_t *n)
+{
+	if (read_varint(buf, len, pos, tag) != 0)
+		return -1;
+	*val = 0;
+	*n = 0;
+	switch (*tag & 7) {
+	case 0:
+		return read_varint(buf, len, pos, val);
+	case 1:
+		*n = 8;
+		break;
+	case 5:
+		*n = 4;
+		break;
+	case 2:
+		if (read_varint(buf, len, pos, n) != 0)
+			return -1;
+		break;
+	default:
+		return -2;
+	}
+	return *n > len - *pos ? -1 : 0;
+}
+
 uint32_t wire_peek_request(const uint8_t *buf, size_t len, uint64_t *id)
 {
 	size_t pos = 0;
 	uint32_t last = 0;
 	*id = 0;
 	while (pos < len) {
-		uint64_t tag, n;
-		if (read_varint(buf, len, &pos, &tag) != 0)
+		uint64_t tag, val, n;
+		if (next_field(buf, len, &pos, &tag, &val, &n) != 0)
 			return 0;
-		switch (tag & 7) {
-		case 0:
-			if (read_varint(buf, len, &pos, &n) != 0)
-				return 0;
-			if (tag >> 3 == 1)
-				*id = n;
-			continue;
-		case 1:
-			n = 8;
-			break;
-		case 5:
-			n = 4;
-			break;
-		case 2:
-			if (read_varint(buf, len, &pos, &n) != 0)
-				return 0;
-			if (tag >> 3 <= UINT32_MAX)
-				last = (uint32_t)(tag >> 3);
-			break;
-		default:
-			return 0;
-		}
-		if (n > len - pos)
-			return 0;
+		if ((tag & 7) == 0 && tag >> 3 == 1)
+			*id = val;
+		else if ((tag & 7) == 2 && tag >> 3 <= UINT32_MAX)
+			last = (uint32_t)(tag >> 3);
 		pos += n;
 	}
 	return last;
@@ -158,32 +168,15 @@ static int check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *
 		return WB_BAD_REQUEST;
 	}
 	while (pos < len) {
-		uint64_t tag;
-		uint64_t n;
-		if (read_varint(buf, len, &pos, &tag) != 0)
+		uint64_t tag, val, n;
+		int fr = next_field(buf, len, &pos, &tag, &val, &n);
+		if (fr == -1)
 			goto err_truncated;
-		switch (tag & 7) {
-		case 0:
-			if (read_varint(buf, len, &pos, &n) != 0)
-				goto err_truncated;
-			continue;
-		case 1:
-			n = 8;
-			break;
-		case 5:
-			n = 4;
-			break;
-		case 2:
-			if (read_varint(buf, len, &pos, &n) != 0)
-				goto err_truncated;
-			break;
-		default:
+		if (fr == -2) {
 			snprintf(errmsg, errlen, "%s: wire type %u is not supported", desc->name,
 			         (unsigned)(tag & 7));
 			return WB_BAD_REQUEST;
 		}
-		if (n > len - pos)
-			goto err_truncated;
 		const ProtobufCFieldDescriptor *f =
 		        (tag & 7) == 2 && tag >> 3 <= UINT32_MAX
 		                ? protobuf_c_message_descriptor_get_field(desc,
