@@ -48,8 +48,9 @@ static struct wb_client *start(const char *const *args)
 	return e2e_suite_start_client(lying() ? RAISED : args, "test_where_e2e");
 }
 
-/* Commits the ops of text under a new lease with ACK_APPLIED; must apply. */
-static void apply_ok(struct wb_client *c, const char *text)
+/* Commits text under a new lease with ACK_APPLIED; the answer (freed by the
+ * caller) says how applying went. */
+static Whizbang__V1__CommitResult *commit_text(struct wb_client *c, const char *text)
 {
 	OpList *ops;
 	struct optext_error err;
@@ -61,9 +62,16 @@ static void apply_ok(struct wb_client *c, const char *text)
 	Whizbang__V1__CommitResult *res = NULL;
 	cr_assert_eq(wb_commit_full(c, g.sequence, g.token, ops, true, false, &res), 0,
 	             "commit %s: %s", text, wb_errmsg(c));
+	optext_free_ops(ops);
+	return res;
+}
+
+/* Commits the ops of text under a new lease with ACK_APPLIED; must apply. */
+static void apply_ok(struct wb_client *c, const char *text)
+{
+	Whizbang__V1__CommitResult *res = commit_text(c, text);
 	cr_assert_eq(res->apply_error, 0, "%s: %s", text, res->apply_error_message);
 	wb_commit_result_free(res);
-	optext_free_ops(ops);
 }
 
 /* The entry points of a clause. */
@@ -401,24 +409,6 @@ Test(where_e2e, the_measured_oversized_clause_is_refused_everywhere_while_anothe
 }
 
 /* ---------------------------------------------------------------- the candidate budget */
-
-/* Commits text under a new lease with ACK_APPLIED; the answer (freed by the
- * caller) says how applying went. */
-static Whizbang__V1__CommitResult *commit_text(struct wb_client *c, const char *text)
-{
-	OpList *ops;
-	struct optext_error err;
-	cr_assert_eq(optext_parse_ops(text, &ops, &err), 0, "%s: %s", text, err.message);
-	struct wb_lease_args la = {.projection = "p", .count = 1, .duration_ms = 60000};
-	struct wb_lease_grant g;
-	size_t n;
-	cr_assert_eq(wb_lease(c, &la, &g, 1, &n), 0, "lease: %s", wb_errmsg(c));
-	Whizbang__V1__CommitResult *res = NULL;
-	cr_assert_eq(wb_commit_full(c, g.sequence, g.token, ops, true, false, &res), 0,
-	             "commit %s: %s", text, wb_errmsg(c));
-	optext_free_ops(ops);
-	return res;
-}
 
 static bool has_field(struct wb_client *c, const char *id, const char *name)
 {
