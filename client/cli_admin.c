@@ -395,6 +395,8 @@ static int run_clients(struct cli *cli)
 			cli_json_cstr(ci->client_name);
 			fputs(",\"user\":", stdout);
 			cli_json_cstr(ci->user);
+			fputs(",\"identity\":", stdout);
+			cli_json_cstr(ci->identity);
 			fputs(",\"roles\":[", stdout);
 			for (size_t r = 0; r < ci->n_roles; r++) {
 				if (r > 0)
@@ -406,12 +408,12 @@ static int run_clients(struct cli *cli)
 			       ",\"requests_per_s\":%.1f,\"bytes_in\":%" PRIu64
 			       ",\"bytes_out\":%" PRIu64 ",\"input_buffer\":%" PRIu64
 			       ",\"output_buffer\":%" PRIu64 ",\"in_flight\":%" PRIu64
-			       ",\"subscriptions\":%u,\"leases\":%u,\"consumers\":%u,\"self\":%s}"
-			       "\n",
+			       ",\"subscriptions\":%u,\"leases\":%u,\"consumers\":%u,"
+			       "\"quota_pauses\":%" PRIu64 ",\"self\":%s}\n",
 			       ci->tls ? "true" : "false", ci->unix_socket ? "true" : "false",
 			       ci->age_ms, ci->idle_ms, ci->requests, rate, ci->bytes_in,
 			       ci->bytes_out, ci->input_buffer, ci->output_buffer, ci->in_flight,
-			       ci->subscriptions, ci->leases, ci->consumers,
+			       ci->subscriptions, ci->leases, ci->consumers, ci->quota_pauses,
 			       ci->self ? "true" : "false");
 			continue;
 		}
@@ -427,6 +429,10 @@ static int run_clients(struct cli *cli)
 		}
 		if (ci->n_roles == 0)
 			putchar('-');
+		fputs("  identity=", stdout);
+		cli_put_cstr(ci->identity[0] != '\0' ? ci->identity : "-");
+		if (ci->quota_pauses > 0)
+			printf("  quota_pauses=%" PRIu64, ci->quota_pauses);
 		printf("%s  age=%.1fs  idle=%.1fs  requests=%" PRIu64 " (%.1f/s)  in=%" PRIu64
 		       "B  out=%" PRIu64 "B  buffers=%" PRIu64 "B/%" PRIu64 "B  in_flight=%" PRIu64
 		       "  subscriptions=%u  leases=%u  consumers=%u",

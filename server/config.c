@@ -63,6 +63,25 @@ static const struct opt opts[] = {
          "256",
          "open connections from one IP address (or one Unix user other than root and the "
          "server's own) before more are refused (0: no limit)"},
+        {"max-connections-per-identity", NUM(OPT_UINT, max_connections_per_identity), 0, 100000,
+         "256",
+         "open connections one authenticated user or token may have; the Hello of one more "
+         "is refused and the connection closed (the admin role: no limit; 0: no limit)"},
+        {"max-identity-requests-per-second", NUM(OPT_UINT, max_identity_requests_per_s), 0,
+         100000000, "0",
+         "requests one client identity (its user or token; before authentication, its "
+         "address) may send a second over all its connections (a second's worth at once); "
+         "past it, its connections are not read until it is paid for (the admin role: no "
+         "limit; 0: no limit)"},
+        {"max-identity-bytes-per-second", NUM(OPT_SIZE, max_identity_bytes_per_s), 0, 64 * GIB, "0",
+         "request bytes one client identity may send a second over all its connections (a "
+         "second's worth, at least one largest frame, at once); past it, its connections "
+         "are not read until they are paid for (the admin role: no limit; 0: no limit)"},
+        {"refusal-backoff", NUM(OPT_DURATION, refusal_backoff_ms), 0, 60000, "1s",
+         "the longest pause of a client identity whose requests keep being refused by a "
+         "quota or a cost limit: 1 ms after a refusal, doubled per further one, cleared by "
+         "a second without one; its connections are not read meanwhile (the admin role: "
+         "none; 0: no pause)"},
         {"max-read-count", NUM(OPT_UINT, max_read_count), 1, 100000, "1000",
          "most events one read answers"},
         {"max-append-events", NUM(OPT_UINT, max_append_events), 1, 100000, "10000",
@@ -146,6 +165,11 @@ static const struct opt opts[] = {
          "read-model requests one connection may have queued or running"},
         {"max-subscriptions-per-connection", NUM(OPT_UINT, max_subscriptions_per_connection), 1,
          100000, "64", "catch-up subscriptions one connection may hold"},
+        {"max-subscriptions-per-identity", NUM(OPT_UINT, max_subscriptions_per_identity), 0,
+         10000000, "1024",
+         "catch-up subscriptions one client identity (its user or token; before "
+         "authentication, its address) may hold over all its connections (the admin role: "
+         "no limit; 0: no limit)"},
         {"max-consumer-groups", NUM(OPT_UINT, max_consumer_groups), 1, 1000000, "1024",
          "durable consumer groups the server keeps"},
         {"max-consumer-groups-per-identity", NUM(OPT_UINT, max_consumer_groups_per_identity), 0,

@@ -28,6 +28,10 @@ struct srv_config {
 	uint64_t max_connections;
 	uint64_t max_connections_per_address;
 	uint64_t max_bytes_per_s;
+	uint64_t max_connections_per_identity;
+	uint64_t max_identity_requests_per_s;
+	uint64_t max_identity_bytes_per_s;
+	uint64_t refusal_backoff_ms;
 	uint64_t max_read_count;
 	uint64_t max_append_events;
 	uint64_t max_output;
@@ -64,6 +68,7 @@ struct srv_config {
 	uint64_t max_queries_queued;
 	uint64_t max_queries_per_connection;
 	uint64_t max_subscriptions_per_connection;
+	uint64_t max_subscriptions_per_identity;
 	uint64_t max_consumer_groups;
 	uint64_t max_consumer_groups_per_identity;
 	uint64_t max_consumer_members;

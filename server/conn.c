@@ -911,6 +911,18 @@ static void throttle(struct conn *c, uint64_t n)
 	mark_dirty(c); /* the flush stops reading it */
 }
 
+void conn_pause(struct conn *c, uint64_t ms)
+{
+	if (c->closing || ms == 0)
+		return;
+	if (c->timer_kind == TIMER_THROTTLE && uv_timer_get_due_in(&c->timer) >= ms)
+		return;
+	c->throttled = true;
+	uv_timer_start(&c->timer, throttle_cb, ms, 0);
+	c->timer_kind = TIMER_THROTTLE;
+	mark_dirty(c); /* the flush stops reading it */
+}
+
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
 	struct conn *c = s->data;

@@ -194,6 +194,11 @@ uint64_t conns_output_held(const struct conns *set);
 /* How many times a connection was held back by max_bytes_per_s. */
 uint64_t conns_throttled(const struct conns *set);
 
+/* Takes no further frame of c, and does not read it, for ms (from now; a
+ * longer wait already running stays): a quota's pause (srv_quota.c). The
+ * frame being handled is still handled. */
+void conn_pause(struct conn *c, uint64_t ms);
+
 /* True once c is closing: answers to it are dropped. */
 bool conn_is_closing(const struct conn *c);
 

@@ -87,6 +87,15 @@ static void hello(struct dispatch *d, struct conn *c, const Request *req)
 		}
 		who = conn_subject(c);
 	}
+	if (d->env.greeted != NULL) {
+		char msg[300];
+		int code = d->env.greeted(d->env.arg, c, msg, sizeof(msg));
+		if (code != 0) {
+			srv_error(c, req->id, code, "%s", msg);
+			conn_close_after_flush(c);
+			return;
+		}
+	}
 	char q[80];
 	const char *name = conn_client_name(c);
 	srv_log(WB_LOG_DEBUG, "hello", "conn=%llu client=%s user=%s roles=%zu",
@@ -374,6 +383,8 @@ void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, 
 		          "(--max-query-bytes %llu): its where clause is over the --max-where-* "
 		          "limits",
 		          len, (unsigned long long)d->env.max_query_bytes);
+		if (d->env.refused != NULL)
+			d->env.refused(d->env.arg, c);
 		return;
 	}
 	/* A large frame takes milliseconds to decode (a where clause of

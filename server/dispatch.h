@@ -52,6 +52,13 @@ struct dispatch_env {
 	/* QueryEntities, Explain, GetEntity and ListIndexes frames larger than
 	 * this are refused before they are decoded; 0: no limit. */
 	uint64_t max_query_bytes;
+	/* After a Hello that authenticated (or not) c: 0, or a wire error code
+	 * with msg, with which the Hello is answered and c closed (a quota on
+	 * the identity it now has). May be NULL. */
+	int (*greeted)(void *arg, struct conn *c, char *msg, size_t msglen);
+	/* c was refused by a limit it could retry at once (srv_quota_refused()).
+	 * May be NULL. */
+	void (*refused)(void *arg, struct conn *c);
 };
 
 /* Builds the table from mods[0..n) with their states. WB_E_INVAL, with the

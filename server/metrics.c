@@ -166,6 +166,8 @@ static const char *const counter_fields[] = {
         "auth_throttled",
         "log_lines_suppressed",
         "throttled",
+        "quota_pauses",
+        "quota_refusals",
         "committed",
         "released",
         "expired",
@@ -235,6 +237,10 @@ static const struct {
         {"output_budget", "Output past which connections holding more than 64 KiB are paused"},
         {"throttled", "Times a connection was held back for sending more than "
                       "--max-bytes-per-second"},
+        {"quota_pauses", "Times a connection was paused for its identity's rates or refusal "
+                         "backoff"},
+        {"quota_refusals", "Refusals by a quota or a cost limit that started or lengthened a "
+                           "backoff"},
         {"committed", "Leases committed"},
         {"released", "Leases released (gaps)"},
         {"expired", "Leases that expired"},

@@ -45,9 +45,9 @@
 
 /* The modules, in set-up order; closed in reverse. */
 static const struct srv_module *const modules[] = {
-        &srv_events_module,  &srv_lease_module,    &srv_proj_module,
-        &srv_sub_module,     &srv_consumer_module, &srv_backup_module,
-        &srv_metrics_module, &srv_auth_module,     &srv_clients_module,
+        &srv_quota_module, &srv_events_module,   &srv_lease_module,  &srv_proj_module,
+        &srv_sub_module,   &srv_consumer_module, &srv_backup_module, &srv_metrics_module,
+        &srv_auth_module,  &srv_clients_module,
 };
 #define NMODULES (sizeof(modules) / sizeof(modules[0]))
 _Static_assert(NMODULES <= CONN_SLOTS, "each module has a connection slot");
@@ -503,6 +503,7 @@ static void async_cb(uv_async_t *a)
 static void frame_hook(void *arg, struct conn *c, const uint8_t *payload, uint32_t len)
 {
 	struct srv *srv = arg;
+	srv_quota_frame(srv, c, len);
 	dispatch_frame(srv->dispatch, c, payload, len);
 }
 
@@ -543,6 +544,16 @@ static void after_hook(void *arg, bool drained)
 	if (drained)
 		pump_all(srv);
 	srv_flush(srv);
+}
+
+static int env_greeted(void *arg, struct conn *c, char *msg, size_t msglen)
+{
+	return srv_quota_hello(arg, c, msg, msglen);
+}
+
+static void env_refused(void *arg, struct conn *c)
+{
+	srv_quota_refused(arg, c);
 }
 
 static void env_after(void *arg)
@@ -931,6 +942,8 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	        .loop = loop,
 	        .after = env_after,
 	        .max_query_bytes = cfg->max_query_bytes,
+	        .greeted = env_greeted,
+	        .refused = env_refused,
 	};
 	srv->anon_role[0] = auth_builtin_role(cfg->anonymous_role);
 	if (srv->anon_role[0] != NULL) {

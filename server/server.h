@@ -82,12 +82,28 @@ extern const struct srv_module srv_backup_module;
 extern const struct srv_module srv_metrics_module;
 extern const struct srv_module srv_auth_module;
 extern const struct srv_module srv_clients_module;
+extern const struct srv_module srv_quota_module;
 
 /* A client identity, for quotas: "user:NAME" (the user, or token:ID, that
  * c authenticated as) or "addr:HOST" (its address without the port, or
  * unix:... for the Unix socket). */
 #define SRV_IDENTITY_MAX 300u
 void srv_identity(const struct srv *srv, const struct conn *c, char key[SRV_IDENTITY_MAX]);
+
+/* Per-identity quotas (srv_quota.c). srv_quota_frame(): c sent a frame of
+ * len bytes, charged to its identity's request and byte rates; c may be
+ * paused after it. srv_quota_refused(): c was refused by a quota or a cost
+ * limit; it and its identity's other connections wait a backoff that grows
+ * while refusals keep coming. srv_quota_hello(): c said Hello and is bound
+ * to its identity now; 0, or RESOURCE_EXHAUSTED with msg past
+ * --max-connections-per-identity. srv_quota_same_identity(): a and b count
+ * under one identity. srv_quota_identity(): c's ("" before its first
+ * frame). */
+void srv_quota_frame(struct srv *srv, struct conn *c, uint32_t len);
+void srv_quota_refused(struct srv *srv, struct conn *c);
+int srv_quota_hello(struct srv *srv, struct conn *c, char *msg, size_t msglen);
+bool srv_quota_same_identity(const struct srv *srv, const struct conn *a, const struct conn *b);
+const char *srv_quota_identity(const struct srv *srv, const struct conn *c);
 
 /* Whether c acts as the built-in admin role, which no quota limits. */
 bool srv_conn_is_admin(const struct conn *c);

@@ -1165,6 +1165,7 @@ static void create(struct cgroups *cs, struct conn *c, Request *req)
 			        "groups, "
 			        "the most one may (--max-consumer-groups-per-identity): delete one",
 			        (unsigned long long)mine);
+			srv_quota_refused(cs->srv, c);
 			return;
 		}
 	}

@@ -488,6 +488,10 @@ static void answer_commit(struct leases *ls, struct conn *c, uint64_t id,
 		r.apply_error = l->error_code;
 		r.apply_error_message = l->error_message;
 		r.failed_op = l->failed_op;
+		/* An explosion past the limits: the writer read up to
+		 * --max-candidates index entries to refuse it. */
+		if ((int)l->error_code == WB_QUERY_TOO_EXPENSIVE)
+			srv_quota_refused(ls->srv, c);
 	} else if (l != NULL && l->n_ops > 0) {
 		res = calloc(l->n_ops, sizeof(*res));
 		ptrs = calloc(l->n_ops, sizeof(*ptrs));
@@ -575,6 +579,10 @@ static void io_answer(struct coord_io *io, struct coord_req r, const struct coor
 		break;
 	case COORD_ERROR:
 		srv_error(c, id, a->code, "%s", a->message);
+		/* A lease limit (the identity's, the connection's, the
+		 * server's): retried at once, it is refused at once. */
+		if (a->code == WB_RESOURCE_EXHAUSTED)
+			srv_quota_refused(ls->srv, c);
 		break;
 	case COORD_STORAGE_ERROR:
 		srv_storage_error(c, id, a->code, a->message);
@@ -708,6 +716,8 @@ static bool check_ops(struct leases *ls, struct conn *c, uint64_t id, Whizbang__
 	int rc = validate_ops(ops, n, &ls->where_limits, why, sizeof(why));
 	if (rc != 0) {
 		srv_error(c, id, rc, "%s", why);
+		if (rc == WB_QUERY_TOO_EXPENSIVE)
+			srv_quota_refused(ls->srv, c);
 		return false;
 	}
 	return true;

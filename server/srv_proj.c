@@ -403,10 +403,13 @@ static void after_work_cb(uv_work_t *req, int status)
 		; /* nobody to answer */
 	else if (status != 0)
 		srv_error(c, w->req->id, WB_INTERNAL, "the request was cancelled");
-	else if (w->rc != 0)
+	else if (w->rc != 0) {
 		srv_error(c, w->req->id, w->rc, "%s", w->msg);
-	else
+		if (w->rc == WB_QUERY_TOO_EXPENSIVE)
+			srv_quota_refused(rm->srv, c);
+	} else {
 		conn_send(c, w->out, w->out_len);
+	}
 	free(w->out);
 	whizbang__v1__request__free_unpacked(w->req, NULL);
 	free(w);
@@ -454,6 +457,8 @@ static bool submit(struct readmodels *rm, struct conn *c, Request *req, pwork_fn
 	int rc = validate_read_model(req, &lim, why, sizeof(why));
 	if (rc != 0) {
 		srv_error(c, req->id, rc, "%s", why);
+		if (rc == WB_QUERY_TOO_EXPENSIVE)
+			srv_quota_refused(srv, c);
 		return false;
 	}
 	/* Bounded: what waits for a worker holds its request in memory. */
@@ -462,6 +467,7 @@ static bool submit(struct readmodels *rm, struct conn *c, Request *req, pwork_fn
 		          "this connection has %llu read-model requests in progress, the most one "
 		          "may (--max-queries-per-connection): wait for their answers",
 		          (unsigned long long)conn_queued(rm, c));
+		srv_quota_refused(srv, c);
 		return false;
 	}
 	if (rm->queued >= cfg->max_queries_queued) {

@@ -596,15 +596,31 @@ static bool subscribe(void *state, struct conn *c, Request *req)
 		          "the server is shutting down; subscribe again after it restarts");
 		return false;
 	}
-	size_t mine = 0;
+	/* Its connection's, and its identity's over all its connections
+	 * (the admin role: no identity limit). */
+	size_t mine = 0, ours = 0;
 	for (struct sub *s = ss->subs; s != NULL; s = s->next)
-		if (s->conn == c && !s->dead)
-			mine++;
+		if (!s->dead) {
+			mine += s->conn == c;
+			ours += srv_quota_same_identity(srv, s->conn, c);
+		}
+	uint64_t max_ours = srv_config(srv)->max_subscriptions_per_identity;
 	if (mine >= srv_config(srv)->max_subscriptions_per_connection) {
 		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
-		          "this connection holds %zu subscriptions, the most one may: unsubscribe "
-		          "one or use another connection",
+		          "this connection holds %zu subscriptions, the most one may "
+		          "(--max-subscriptions-per-connection): unsubscribe one or use another "
+		          "connection",
 		          mine);
+		srv_quota_refused(srv, c);
+		return false;
+	}
+	if (max_ours != 0 && ours >= max_ours && !srv_conn_is_admin(c)) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "this client (its user, token or address) holds %zu subscriptions over "
+		          "its connections, the most one may (--max-subscriptions-per-identity): "
+		          "unsubscribe one",
+		          ours);
+		srv_quota_refused(srv, c);
 		return false;
 	}
 	struct sub *s = calloc(1, sizeof(*s));
