@@ -671,6 +671,8 @@ static void process(struct conn *c)
 			pos = 0;
 			break;
 		}
+		if (set->hooks.admit != NULL && !set->hooks.admit(set->hooks.arg, c, plen))
+			break; /* paused: the frame waits */
 		c->frames++;
 		c->last_frame_ms = uv_now(set->loop);
 		set->hooks.frame(set->hooks.arg, c, payload, plen);

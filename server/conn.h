@@ -100,6 +100,10 @@ struct conn_hooks {
 	/* Whether idle c holds something that keeps it open (a subscription,
 	 * a lease): the idle timeout then waits. NULL: nothing does. */
 	bool (*busy)(void *arg, const struct conn *c);
+	/* Whether c's next frame, of len bytes, may be taken now. When not,
+	 * the hook has paused c (conn_pause()): the frame waits in c's buffer
+	 * until the pause ends. NULL: every frame is taken. */
+	bool (*admit)(void *arg, struct conn *c, uint32_t len);
 };
 
 /* What a connection is and has done, for ListClients. Times are the loop's

@@ -500,10 +500,14 @@ static void async_cb(uv_async_t *a)
 
 /* ------------------------------------------------------------ connections */
 
+static bool admit_hook(void *arg, struct conn *c, uint32_t len)
+{
+	return srv_quota_admit(arg, c, len);
+}
+
 static void frame_hook(void *arg, struct conn *c, const uint8_t *payload, uint32_t len)
 {
 	struct srv *srv = arg;
-	srv_quota_frame(srv, c, len);
 	dispatch_frame(srv->dispatch, c, payload, len);
 }
 
@@ -899,6 +903,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	struct conn_hooks hooks = {
 	        .arg = srv,
 	        .frame = frame_hook,
+	        .admit = admit_hook,
 	        .refuse = refuse_hook,
 	        .closed = closed_hook,
 	        .after = after_hook,

@@ -90,16 +90,18 @@ extern const struct srv_module srv_quota_module;
 #define SRV_IDENTITY_MAX 300u
 void srv_identity(const struct srv *srv, const struct conn *c, char key[SRV_IDENTITY_MAX]);
 
-/* Per-identity quotas (srv_quota.c). srv_quota_frame(): c sent a frame of
- * len bytes, charged to its identity's request and byte rates; c may be
- * paused after it. srv_quota_refused(): c was refused by a quota or a cost
+/* Per-identity quotas (srv_quota.c). srv_quota_admit(): whether c's next
+ * frame, of len bytes, is taken now: not while c's identity waits out a
+ * refusal backoff (c is then paused until it ends); a frame taken is charged
+ * to the identity's request and byte rates, and c is paused after it when
+ * they are in debt. srv_quota_refused(): c was refused by a quota or a cost
  * limit; it and its identity's other connections wait a backoff that grows
  * while refusals keep coming. srv_quota_hello(): c said Hello and is bound
  * to its identity now; 0, or RESOURCE_EXHAUSTED with msg past
  * --max-connections-per-identity. srv_quota_same_identity(): a and b count
  * under one identity. srv_quota_identity(): c's ("" before its first
  * frame). */
-void srv_quota_frame(struct srv *srv, struct conn *c, uint32_t len);
+bool srv_quota_admit(struct srv *srv, struct conn *c, uint32_t len);
 void srv_quota_refused(struct srv *srv, struct conn *c);
 int srv_quota_hello(struct srv *srv, struct conn *c, char *msg, size_t msglen);
 bool srv_quota_same_identity(const struct srv *srv, const struct conn *a, const struct conn *b);

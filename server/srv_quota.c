@@ -1,4 +1,4 @@
-/* Per-identity quotas (issue 13; docs/OPERATIONS.md "Quotas").
+/* Per-identity quotas (issue 13; docs/OPERATIONS.md "Connections").
  *
  * An identity is what srv_identity() names: the user (or token) a
  * connection authenticated as, or before that its address. Every
@@ -12,8 +12,10 @@
  *   slowed by TCP rather than answered with errors it would retry at once;
  * - a backoff after refusals (--refusal-backoff): a request refused by a
  *   quota or a cost limit (srv_quota_refused()) pauses the connection 1 ms,
- *   then 2, 4, ... up to the setting while refusals keep coming, and every
- *   connection of the identity waits out the pause before its next frame.
+ *   then 2, 4, ... up to the setting while refusals keep coming, and no
+ *   frame of any connection of the identity is taken (srv_quota_admit())
+ *   until the pause ends; a connection's Hello excepted, which may move it
+ *   from its address to another identity.
  *   Refusing costs the server little, but a client that retries at once
  *   can make it refuse a hundred thousand times a second; the backoff
  *   makes that a handful. A second without a refusal (after the pause)
@@ -198,14 +200,14 @@ static void pause_conn(struct quota *q, struct conn *c, struct qconn *qc, uint64
 	q->pauses++;
 }
 
-void srv_quota_frame(struct srv *srv, struct conn *c, uint32_t len)
+bool srv_quota_admit(struct srv *srv, struct conn *c, uint32_t len)
 {
 	struct quota *q = state_of(srv);
 	struct qconn *qc = conn_slot(c, q->slot);
 	if (qc == NULL || qc->id == NULL) {
 		qc = bind_identity(q, c);
 		if (qc == NULL || qc->id == NULL)
-			return;
+			return true;
 	}
 	struct ident *id = qc->id;
 	const struct srv_config *cfg = srv_config(srv);
@@ -213,8 +215,16 @@ void srv_quota_frame(struct srv *srv, struct conn *c, uint32_t len)
 	if ((cfg->max_identity_requests_per_s == 0 && cfg->max_identity_bytes_per_s == 0 &&
 	     now >= id->pause_until) ||
 	    srv_conn_is_admin(c))
-		return;
-	uint64_t wait = now < id->pause_until ? id->pause_until - now : 0;
+		return true;
+	/* Backing off: the frame waits. Before its Hello a connection counts
+	 * under its address, which it may share with a client that backs off
+	 * (another process of the host): its Hello, which names who it is,
+	 * does not wait for that. */
+	if (now < id->pause_until && conn_greeted(c)) {
+		pause_conn(q, c, qc, id->pause_until - now);
+		return false;
+	}
+	uint64_t wait = 0;
 	uint64_t rate = cfg->max_identity_requests_per_s;
 	uint64_t w = charge(&id->req_tokens, &id->req_ms, rate, rate, now, 1);
 	wait = w > wait ? w : wait;
@@ -224,6 +234,7 @@ void srv_quota_frame(struct srv *srv, struct conn *c, uint32_t len)
 	wait = w > wait ? w : wait;
 	if (wait > 0)
 		pause_conn(q, c, qc, wait);
+	return true;
 }
 
 void srv_quota_refused(struct srv *srv, struct conn *c)

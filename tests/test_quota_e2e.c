@@ -363,15 +363,16 @@ static bool no_backoff(void)
 
 /* A client that keeps retrying what a quota refuses is slowed: each
  * refusal pauses its identity (1, 2, 4 ... ms up to --refusal-backoff), so
- * 24 refusals in a row take at least the sum of their pauses; every
- * request is still answered; the pauses are counted in GetStats and in the
- * connection's ListClients entry, under its identity. Another identity is
- * served at once meanwhile. */
+ * 12 refusals in a row take at least the sum of their pauses; every
+ * request is still answered; another connection of the identity waits the
+ * pause out; the pauses are counted in GetStats and in the connection's
+ * ListClients entry, under its identity. Another identity is served at
+ * once meanwhile, even a new connection from the same address (its Hello,
+ * which names who it is, does not wait). */
 Test(quota_e2e, refusals_in_a_row_back_the_identity_off)
 {
 	const char *args[] = {"--anonymous-role=writer", "--max-leases-per-identity=1",
-	                      no_backoff() ? "--refusal-backoff=0" : "--refusal-backoff=100ms",
-	                      NULL};
+	                      no_backoff() ? "--refusal-backoff=0" : "--refusal-backoff=2s", NULL};
 	e2e_suite_start(args);
 	struct wb_client *admin = admin_client();
 	char token[128];
@@ -379,30 +380,38 @@ Test(quota_e2e, refusals_in_a_row_back_the_identity_off)
 	int a = raw_client(NULL);
 	cr_assert_eq(lease(a, 1), 0);
 
-	/* 24 refusals: pauses 1+2+4+...+64 then 100 each: at least 1.8 s. */
+	/* 12 refusals: the 11 pauses between them, 1+2+4+...+1024 ms, come to
+	 * 2 s. */
 	int64_t t0 = e2e_now_ms();
-	cr_assert_eq(refused_leases(a, 24), 24);
+	cr_assert_eq(refused_leases(a, 12), 12);
 	int64_t took = e2e_now_ms() - t0;
-	cr_assert_geq(took, 1500, "24 refusals in a row took %lld ms: no backoff", (long long)took);
+	cr_assert_geq(took, 1500, "12 refusals in a row took %lld ms: no backoff", (long long)took);
 
-	/* The identity is paused now (the last pause runs): another of its
-	 * connections waits it out, a token's does not. */
-	int t = raw_client(token);
+	/* The identity is paused now (the last pause, 2 s, runs): a token's
+	 * new connection does not wait... */
 	t0 = e2e_now_ms();
+	int t = raw_client(token);
 	cr_assert_eq(lease(t, 1), 0);
 	cr_assert_lt(e2e_now_ms() - t0, 1000, "another identity waited for a's backoff");
+	/* ... another connection of the address does, after its Hello. */
+	int b = raw_client(NULL);
+	t0 = e2e_now_ms();
+	cr_assert_eq(lease(b, 1), WB_RESOURCE_EXHAUSTED);
+	took = e2e_now_ms() - t0;
+	cr_assert_geq(took, 1000, "a's identity on another connection waited %lld ms",
+	              (long long)took);
 
 	Whizbang__V1__ServerStats *st;
 	cr_assert_eq(wb_stats(admin, &st), 0, "%s", wb_errmsg(admin));
-	cr_assert_geq(st->quota_refusals, 24u);
-	cr_assert_geq(st->quota_pauses, 24u);
+	cr_assert_geq(st->quota_refusals, 13u);
+	cr_assert_geq(st->quota_pauses, 13u);
 	wb_stats_free(st);
 	Whizbang__V1__ClientList *list;
 	cr_assert_eq(wb_list_clients(admin, &list), 0, "%s", wb_errmsg(admin));
 	bool found = false;
 	for (size_t i = 0; i < list->n_clients; i++) {
 		const Whizbang__V1__ClientInfo *ci = list->clients[i];
-		if (ci->quota_pauses >= 24) {
+		if (ci->quota_pauses >= 12) {
 			found = true;
 			cr_assert_str_eq(ci->identity, "addr:127.0.0.1");
 		}
@@ -413,6 +422,7 @@ Test(quota_e2e, refusals_in_a_row_back_the_identity_off)
 	cr_assert(found, "ListClients shows the connection that was paused");
 	wb_client_list_free(list);
 	close(a);
+	close(b);
 	close(t);
 	wb_close(admin);
 	e2e_suite_stop();
