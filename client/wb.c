@@ -920,16 +920,13 @@ int wb_wait_watermark(struct wb_client *c, uint64_t seq, uint64_t timeout_ms, ui
 static int where_arg(struct wb_client *c, const Whizbang__V1__Expr *where, const char *text,
                      Whizbang__V1__Where *w, Whizbang__V1__Where **wp)
 {
+	(void)c;
 	*wp = NULL;
-	if (where == NULL) {
-		if (text != NULL && text[0] != '\0')
-			return wbt_fail(c, WB_E_INVAL,
-			                "a where text without its tree: parse it first "
-			                "(optext_parse_where)");
+	if (where == NULL && (text == NULL || text[0] == '\0'))
 		return 0;
-	}
 	whizbang__v1__where__init(w);
-	/* protobuf-c only reads these while packing. */
+	/* protobuf-c only reads these while packing. Text alone: the server
+	 * parses it. */
 	w->expr = (Whizbang__V1__Expr *)where;
 	if (text != NULL)
 		w->text = (char *)text;

@@ -519,7 +519,9 @@ int wb_get_entity(struct wb_client *c, const char *type, const char *id,
 void wb_entity_free(Whizbang__V1__Entity *e);
 
 /* Reads the entities of type that where matches (NULL: every entity of the
- * type), ordered by id, only ids after the cursor after (exclusive; NULL or
+ * type; with where_text too, the text is for people), or where_text matches
+ * when where is NULL (the server parses it: INVALID_EXPRESSION naming the
+ * column on a mistake), ordered by id, only ids after the cursor after (exclusive; NULL or
  * "" from the start), at most limit of them (0 or above the server's
  * limit: the server's limit). The QueryResult holds the entities, the
  * cursor next_after that continues the read (meaningless once end is set),
@@ -562,7 +564,9 @@ int wb_list_indexes(struct wb_client *c, const char *type, Whizbang__V1__IndexLi
 /* Frees what wb_list_indexes() returned. NULL is allowed. */
 void wb_index_list_free(Whizbang__V1__IndexList *list);
 
-/* Asks how the server would evaluate where (NULL: every entity) over type,
+/* Asks how the server would evaluate where (NULL: every entity; or, when
+ * where is NULL and where_text is not, that text, which the server parses)
+ * over type,
  * without reading any entity: the strategy, the plan as indented text with
  * the estimate of each step, the candidates it expects to examine, the
  * entities of the type, and whether the clause would be refused as a scan

@@ -18,6 +18,7 @@
 #include "access.h"
 #include "log.h"
 #include "reply.h"
+#include "textform.h"
 #include "wb_error.h"
 #include "wb_version.h"
 #include "wire.h"
@@ -264,7 +265,8 @@ struct decoded {
 	int rc;
 	Request *req;
 	int strings_rc;
-	char why[256];
+	int text_rc;
+	char why[320];
 };
 
 static void decode(const uint8_t *payload, uint32_t len, struct decoded *out)
@@ -278,6 +280,11 @@ static void decode(const uint8_t *payload, uint32_t len, struct decoded *out)
 	                          ? wire_check_strings(&whizbang__v1__request__descriptor, payload,
 	                                               len, out->why, sizeof(out->why))
 	                          : 0;
+	/* Text forms (a Where as text, Op.text) become the structured form
+	 * here, off the loop with the rest of a large frame's decoding. */
+	out->text_rc = out->rc == 0 && out->strings_rc == 0
+	                       ? textform_resolve(out->req, out->why, sizeof(out->why))
+	                       : 0;
 }
 
 /* The rest of a frame's handling, on the loop, once it is decoded. */
@@ -311,6 +318,11 @@ static void dispatch_decoded(struct dispatch *d, struct conn *c, struct decoded 
 	n->requests_by_body[(size_t)req->body_case % 64]++;
 	if (dec->strings_rc != 0) {
 		srv_error(c, req->id, WB_BAD_REQUEST, "%s", dec->why);
+	} else if (dec->text_rc == WB_E_NOMEM) {
+		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED,
+		          "the server is out of memory to parse the request's text; retry later");
+	} else if (dec->text_rc != 0) {
+		srv_error(c, req->id, WB_INVALID_EXPRESSION, "%s", dec->why);
 	} else if (d->env.shutting_down(d->env.arg)) {
 		srv_error(c, req->id, WB_SHUTTING_DOWN,
 		          "the server is shutting down; reconnect later");
