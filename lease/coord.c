@@ -169,6 +169,9 @@ static void answer_commit(struct coord *c, struct coord_req req, uint64_t seq, b
 	answer(c, req, &a);
 }
 
+static void answer_durable(struct coord *c, struct coord_req req, uint64_t seq, bool index,
+                           bool applied, bool reseq, uint64_t orig);
+
 static void answer_watermark(struct coord *c, struct coord_req req, bool reached)
 {
 	struct coord_answer a = {
@@ -972,8 +975,16 @@ static void handle_finished(struct coord *c, struct coord_req req,
 	/* A restart gap knows neither the lease's projection nor its token
 	 * (leases live in memory): it cannot be resequenced faithfully. */
 	bool restart = rc == 0 && e.reason == LEDGER_GAP_RESTART;
+	/* Committed with this token and these ops: a retry of that Commit,
+	 * whose answer was lost. */
+	bool retry = rc == 0 && e.kind == LEDGER_COMMITTED && e.reason == LEDGER_REASON_NONE &&
+	             e.token == a->token && c->io->same_ops != NULL &&
+	             c->io->same_ops(c->io, e.ops, e.ops_len, a->ops, a->ops_len);
 	if (rc != 0 && rc != WB_E_NOTFOUND) {
 		answer_storage_error(c, req, rc, "Commit");
+	} else if (retry) {
+		say(c, COORD_LOG_DEBUG, "commit_retried", "seq=%llu", (unsigned long long)a->seq);
+		answer_durable(c, req, a->seq, false, a->ack_applied, false, 0);
 	} else if (!expired) {
 		check_lease_rc(c, req, WB_LEASE_NOT_FOUND, a->seq);
 	} else if (e.token != 0 && e.token != a->token) {
@@ -1171,13 +1182,20 @@ static void answer_final(struct coord *c, const struct coord_write *w)
 	bool reseq = w->entry.reason == LEDGER_RECOVERED_RESEQUENCED;
 	uint64_t orig = w->entry.original_seq;
 	bool index = w->as == COORD_AS_INDEX;
-	bool applied = index || w->ack_applied;
-	if (applied && c->watermark < w->seq && c->shutting_down) {
+	answer_durable(c, req, w->seq, index, index || w->ack_applied, reseq, orig);
+}
+
+/* A durable final entry at seq answered to req: at once, or once the
+ * watermark passed it (applied). */
+static void answer_durable(struct coord *c, struct coord_req req, uint64_t seq, bool index,
+                           bool applied, bool reseq, uint64_t orig)
+{
+	if (applied && c->watermark < seq && c->shutting_down) {
 		answer_error(c, req, WB_SHUTTING_DOWN,
 		             "the change is durable, but the server is shutting down before the "
 		             "watermark reached it");
-	} else if (applied && c->watermark < w->seq) {
-		struct waiter wt = {req,   w->seq, UINT64_MAX, index ? WAIT_INDEX : WAIT_COMMIT,
+	} else if (applied && c->watermark < seq) {
+		struct waiter wt = {req,   seq, UINT64_MAX, index ? WAIT_INDEX : WAIT_COMMIT,
 		                    reseq, orig};
 		if (add_waiter(c, &wt) != 0)
 			answer_error(
@@ -1185,10 +1203,10 @@ static void answer_final(struct coord *c, const struct coord_write *w)
 			        "the change is durable, but the server is out of memory to wait "
 			        "for the watermark");
 	} else if (index) {
-		struct coord_answer a = {.kind = COORD_INDEXED, .seq = w->seq};
+		struct coord_answer a = {.kind = COORD_INDEXED, .seq = seq};
 		answer(c, req, &a);
 	} else {
-		answer_commit(c, req, w->seq, reseq, orig, applied);
+		answer_commit(c, req, seq, reseq, orig, applied);
 	}
 }
 

@@ -187,6 +187,13 @@ struct coord_io {
 	 * NULL. */
 	void (*log)(struct coord_io *io, enum coord_log_level level, const char *event,
 	            const char *fields);
+	/* Whether the ops a committed entry stores (stored: a packed OpList,
+	 * perhaps with what applying it found added) are the ops a Commit
+	 * sends again (sent: packed as the first Commit's were): a retried
+	 * Commit is then answered with the entry's outcome, not
+	 * LEASE_NOT_FOUND. May be NULL: retries are not recognised. */
+	bool (*same_ops)(struct coord_io *io, const uint8_t *stored, size_t stored_len,
+	                 const uint8_t *sent, size_t sent_len);
 };
 
 struct coord_config {
@@ -252,7 +259,10 @@ struct coord_commit_args {
 
 /* Commit: stores the ops at a->seq, or at a new sequence when the lease
  * expired and a->resequence asks for it; COORD_COMMITTED once durable (ack
- * APPLIED: once applied), or an error. */
+ * APPLIED: once applied), or an error. A Commit of a sequence already
+ * committed with the same token and the same ops (io->same_ops) is a retry
+ * after a lost answer: it is answered as the first one was (its ack asks),
+ * and nothing is written again. */
 void coord_commit(struct coord *c, struct coord_req req, const struct coord_commit_args *a,
                   struct coord_time now);
 

@@ -725,6 +725,57 @@ static bool check_ops(struct leases *ls, struct conn *c, uint64_t id, Whizbang__
 
 /* Packs ops as the OpList bytes the ledger stores; NULL after answering
  * when out of memory. */
+/* coord_io.same_ops: the stored OpList, without what applying it added
+ * (its outcome, the explosions of its update and delete ops), packs to the
+ * bytes sent. */
+static bool io_same_ops(struct coord_io *io, const uint8_t *stored, size_t stored_len,
+                        const uint8_t *sent, size_t sent_len)
+{
+	(void)io;
+	if (stored_len == sent_len && memcmp(stored, sent, sent_len) == 0)
+		return true; /* not applied yet */
+	Whizbang__V1__OpList *l = whizbang__v1__op_list__unpack(NULL, stored_len, stored);
+	if (l == NULL)
+		return false;
+	/* Taken out for the packing, then put back for the free. */
+	Whizbang__V1__OpList bare = *l;
+	bare.applied = false;
+	bare.error_code = 0;
+	bare.error_message = (char *)"";
+	bare.failed_op = 0;
+	Whizbang__V1__Explosion **saved = calloc(l->n_ops + 1, sizeof(*saved));
+	bool same = false;
+	if (saved != NULL) {
+		for (size_t i = 0; i < l->n_ops; i++) {
+			Whizbang__V1__Op *op = l->ops[i];
+			if (op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE) {
+				saved[i] = op->update->exploded;
+				op->update->exploded = NULL;
+			} else if (op->kind_case == WHIZBANG__V1__OP__KIND_DELETE) {
+				saved[i] = op->delete_->exploded;
+				op->delete_->exploded = NULL;
+			}
+		}
+		size_t n = whizbang__v1__op_list__get_packed_size(&bare);
+		uint8_t *buf = n == sent_len ? malloc(n > 0 ? n : 1) : NULL;
+		if (buf != NULL) {
+			whizbang__v1__op_list__pack(&bare, buf);
+			same = memcmp(buf, sent, n) == 0;
+			free(buf);
+		}
+		for (size_t i = 0; i < l->n_ops; i++) {
+			Whizbang__V1__Op *op = l->ops[i];
+			if (op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE)
+				op->update->exploded = saved[i];
+			else if (op->kind_case == WHIZBANG__V1__OP__KIND_DELETE)
+				op->delete_->exploded = saved[i];
+		}
+		free(saved);
+	}
+	whizbang__v1__op_list__free_unpacked(l, NULL);
+	return same;
+}
+
 static uint8_t *pack_ops(struct conn *c, uint64_t id, Whizbang__V1__Op **ops, size_t n, size_t *len)
 {
 	Whizbang__V1__OpList list = WHIZBANG__V1__OP_LIST__INIT;
@@ -1019,6 +1070,7 @@ static int leases_init(void *state, struct srv *srv, unsigned slot, char *errmsg
 	        .answer = io_answer,
 	        .deadline = io_deadline,
 	        .log = io_log,
+	        .same_ops = io_same_ops,
 	};
 	struct coord_config cc = {
 	        .lease =

@@ -331,9 +331,12 @@ Test(lease_e2e, commit_durable_then_applied_stores_the_ops)
 	}
 	wb_ledger_free(res);
 
-	/* Finished: a second commit is refused. A commit with no ops is valid. */
+	/* Finished: the same commit again is a retry, answered as the first;
+	 * a commit of other ops is refused. A commit with no ops is valid. */
+	ASSERT_OK(c, wb_commit(c, g[0].sequence, g[0].token, &x.list, false, false, &r));
+	cr_assert_eq(r.sequence, g[0].sequence);
 	ASSERT_ERR(c, WB_LEASE_NOT_FOUND,
-	           wb_commit(c, g[0].sequence, g[0].token, &x.list, false, false, &r));
+	           wb_commit(c, g[0].sequence, g[0].token, &y.list, false, false, &r));
 	lease(c, "orders", 1, 2000, g);
 	ASSERT_OK(c, wb_commit(c, g[0].sequence, g[0].token, NULL, false, false, &r));
 	res = ledger(c, g[0].sequence);
@@ -719,6 +722,82 @@ Test(lease_e2e, wrong_token_and_unknown_sequence)
 	ASSERT_ERR(c, WB_LEASE_NOT_FOUND, wb_commit(c, s, g[0].token, NULL, false, false, NULL));
 	ASSERT_ERR(c, WB_LEASE_NOT_FOUND, wb_commit(c, s, bad, NULL, false, true, NULL));
 	ASSERT_OK(c, wb_ping(c));
+	e2e_suite_stop_client(c);
+}
+
+/* One op in its text form, in storage the caller keeps. */
+struct text_op {
+	Whizbang__V1__Op op;
+	Whizbang__V1__Op *opp;
+	Whizbang__V1__OpList list;
+};
+
+static const Whizbang__V1__OpList *text_op(struct text_op *t, const char *text)
+{
+	whizbang__v1__op__init(&t->op);
+	t->op.kind_case = WHIZBANG__V1__OP__KIND_TEXT;
+	t->op.text = (char *)text;
+	t->opp = &t->op;
+	whizbang__v1__op_list__init(&t->list);
+	t->list.n_ops = 1;
+	t->list.ops = &t->opp;
+	return &t->list;
+}
+
+/* A Commit whose answer was lost is sent again with the same token and
+ * ops: it gets the first one's outcome (with ACK_APPLIED, what applying
+ * found, explosion and all), and nothing is applied twice. Other ops or
+ * another token on the committed sequence stay LEASE_NOT_FOUND.
+ * WB_RETRY_E2E_LIE=1 (the negative control, tests/meson.build) retries
+ * with other ops and expects the same success, so it must fail. */
+Test(lease_e2e, a_retried_commit_is_answered_as_the_first)
+{
+	struct wb_client *c = start_client(NULL, "retry");
+	bool lie = getenv("WB_RETRY_E2E_LIE") != NULL;
+	struct wb_lease_grant g[MAX_GRANTS];
+	struct text_op t;
+	lease(c, "retry", 2, 2000, g);
+	ASSERT_OK(c, wb_commit(c, g[0].sequence, g[0].token,
+	                       text_op(&t, "upsert Counter \"k\" {n: 0, tag: \"t\"}"), true, false,
+	                       NULL));
+	const char *bump = "update Counter where tag == \"t\" inc n by 1";
+	Whizbang__V1__CommitResult *first, *again;
+	ASSERT_OK(c, wb_commit_full(c, g[1].sequence, g[1].token, text_op(&t, bump), true, false,
+	                            &first));
+	cr_assert_eq(first->results[0]->matched, 1u);
+	/* Again, twice, with either ack. */
+	for (int i = 0; i < 2; i++) {
+		ASSERT_OK(c, wb_commit_full(
+		                     c, g[1].sequence, g[1].token,
+		                     text_op(&t, lie ? "update Counter where tag == \"t\" inc n "
+		                                       "by 2"
+		                                     : bump),
+		                     i == 0, false, &again));
+		cr_assert_eq(again->sequence, first->sequence);
+		cr_assert_eq(again->apply_error, first->apply_error);
+		if (i == 0) {
+			cr_assert_eq(again->n_results, 1u);
+			cr_assert_eq(again->results[0]->matched, 1u);
+		}
+		wb_commit_result_free(again);
+	}
+	wb_commit_result_free(first);
+	/* Applied once. */
+	Whizbang__V1__Entity *e;
+	ASSERT_OK(c, wb_get_entity(c, "Counter", "k", &e));
+	for (size_t i = 0; i < e->n_fields; i++)
+		if (strcmp(e->fields[i]->name, "n") == 0)
+			cr_assert_eq(e->fields[i]->value->int_value, 1);
+	cr_assert_eq(e->version, 2u);
+	wb_entity_free(e);
+	/* Other ops, another token: not the same Commit. */
+	ASSERT_ERR(c, WB_LEASE_NOT_FOUND,
+	           wb_commit(c, g[1].sequence, g[1].token,
+	                     text_op(&t, "update Counter where tag == \"t\" inc n by 2"), true,
+	                     false, NULL));
+	ASSERT_ERR(
+	        c, WB_LEASE_NOT_FOUND,
+	        wb_commit(c, g[1].sequence, g[1].token ^ 1u, text_op(&t, bump), true, false, NULL));
 	e2e_suite_stop_client(c);
 }
 
