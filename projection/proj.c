@@ -1760,6 +1760,24 @@ static bool is_outcome(int rc)
 	return (rc > 0 && rc <= WB_WIRE_MAX) || rc == WB_E_INVAL || rc == WB_E_CORRUPT;
 }
 
+/* Bytes op takes in a packed OpList: the tag of its field, its length and
+ * itself. */
+static uint64_t op_field_size(const Op *op)
+{
+	size_t n = whizbang__v1__op__get_packed_size(op);
+	uint64_t s = 2 + (uint64_t)n; /* the tag, and the length's last byte */
+	for (size_t v = n; v >= 0x80; v >>= 7)
+		s++;
+	return s;
+}
+
+/* True for an op that may grow when applied: it records an Explosion. */
+static bool op_explodes(const Op *op)
+{
+	return op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE ||
+	       op->kind_case == WHIZBANG__V1__OP__KIND_DELETE;
+}
+
 static void drop_explosions(OpList *l)
 {
 	for (size_t i = 0; i < l->n_ops; i++) {
@@ -1805,6 +1823,17 @@ int proj_apply(struct storage_txn *txn, uint64_t seq, const uint8_t *ops, size_t
 		whizbang__v1__op_list__free_unpacked(l, NULL);
 		return rc;
 	}
+	/* What the entry will take once stored back (max_entry_bytes): its
+	 * names, applied (2 bytes: the outcome of a success has no other
+	 * field) and its ops, each op that records an Explosion measured
+	 * again once it applied. */
+	bool sized = a.live && cfg->max_entry_bytes != 0;
+	uint64_t size = 0;
+	if (sized) {
+		size = cfg->entry_names + 2;
+		for (size_t k = 0; k < l->n_ops; k++)
+			size += op_field_size(l->ops[k]);
+	}
 	uint32_t i = 0;
 	for (; rc == 0 && i < l->n_ops; i++) {
 		/* Ops were checked when committed; a first application checks
@@ -1816,8 +1845,22 @@ int proj_apply(struct storage_txn *txn, uint64_t seq, const uint8_t *ops, size_t
 			if (c != 0)
 				rc = fail(&a.fl, c, "%s", msg);
 		}
+		bool grows = sized && op_explodes(l->ops[i]);
+		uint64_t before = grows ? op_field_size(l->ops[i]) : 0;
 		if (rc == 0)
 			rc = apply_op(&a, l->ops[i]);
+		if (rc == 0 && grows) {
+			size = size - before + op_field_size(l->ops[i]);
+			if (size > cfg->max_entry_bytes)
+				rc = fail(
+				        &a.fl, WB_QUERY_TOO_EXPENSIVE,
+				        "applied, this entry would take %llu bytes (its ops with "
+				        "the ids and plans their where clauses matched, and its "
+				        "names), more than the %llu one reader's answer carries "
+				        "(set by --max-frame): split the work over several leases",
+				        (unsigned long long)size,
+				        (unsigned long long)cfg->max_entry_bytes);
+		}
 	}
 	if (rc != 0 && is_outcome(rc)) {
 		storage_txn_abort(a.txn);

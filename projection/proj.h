@@ -44,6 +44,18 @@ struct proj_config {
 	 * WB_QUERY_TOO_EXPENSIVE, so that every ledger entry fits a reader's
 	 * page. Sizes of the state, never a timer: the same on every replay. */
 	uint64_t max_explosion_bytes;
+	/* The most bytes one entry may take once applied: its packed OpList
+	 * (the ops with their Explosions and the outcome) plus entry_names.
+	 * Checked after each op of a live application, so that an entry's
+	 * explosions get what its ops leave: past it the entry is a no-op
+	 * refused with WB_QUERY_TOO_EXPENSIVE (its stored ops are then the
+	 * ops as committed and the outcome), so that every ledger entry fits
+	 * one reader's answer. 0: no limit. Sizes of the ops and the state,
+	 * never a timer: the same on every replay. */
+	uint64_t max_entry_bytes;
+	/* The bytes of the entry's projection and operation id, which count
+	 * towards max_entry_bytes: set for each entry by the caller. */
+	uint64_t entry_names;
 	/* Tests: plan every clause as a scan (to compare with index plans). */
 	bool force_scan;
 };

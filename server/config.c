@@ -53,7 +53,8 @@ static const struct opt opts[] = {
         {"map-size", NUM(OPT_SIZE, map_size), 1 * MIB, 16 * TIB, "64M",
          "initial LMDB map size; the map grows automatically"},
         {"max-frame", NUM(OPT_SIZE, max_frame), 4 * KIB, 64 * MIB, "4M",
-         "largest request frame accepted"},
+         "largest request frame accepted; it bounds ledger entries too, so that each fits one "
+         "answer: the ops of a Commit or Stage take at most max-frame less 5K"},
         {"max-connections", NUM(OPT_UINT, max_connections), 1, 100000, "1024",
          "concurrent client connections"},
         {"max-bytes-per-second", NUM(OPT_SIZE, max_bytes_per_s), 0, 64 * GIB, "64M",
@@ -203,6 +204,10 @@ static const struct opt opts[] = {
         {"unsafe-ack-before-sync", NUM(OPT_BOOL, unsafe_ack_before_sync), 0, 1, "false",
          "power-cut harness only: answer writes before the log's fdatasync (loses "
          "acknowledged writes on a power cut)"},
+        {"unsafe-unbounded-ledger-entries", NUM(OPT_BOOL, unsafe_unbounded_ledger_entries), 0, 1,
+         "false",
+         "ledger-size harness only: accept Commit and Stage ops, and apply entries, larger "
+         "than one reader's answer carries (makes ledger entries that readers cannot fetch)"},
         {"log-level", NUM(OPT_LEVEL, log_level), 0, 3, "info", "debug, info, warn or error"},
         {"log-rate", NUM(OPT_UINT, log_rate), 0, 1000000, "10",
          "lines a second each event may log once its burst is spent (0: no limit); the lines "

@@ -82,6 +82,9 @@ struct srv_config {
 	bool unsafe_no_checkpoint_pin;
 	bool unsafe_no_meta_restore;
 	bool unsafe_ack_before_sync;
+	/* The ledger-size harness's negative control: Commit and Stage ops and
+	 * applied entries are not bounded by what one answer carries. */
+	bool unsafe_unbounded_ledger_entries;
 	int log_level;
 	/* The log's limit per event (log.h: log_set_limit()); rate 0: none. */
 	uint64_t log_rate;

@@ -190,5 +190,5 @@ int pb_ledger_view(const struct ledger_entry *e, struct pb_ledger_names *names,
 
 size_t pb_ledger_size(const struct ledger_entry *e)
 {
-	return e->ops_len + e->projection_len + e->operation_id_len + 96;
+	return e->ops_len + e->projection_len + e->operation_id_len + PB_LEDGER_ENVELOPE;
 }

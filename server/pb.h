@@ -93,7 +93,16 @@ struct pb_ledger_names {
 int pb_ledger_view(const struct ledger_entry *e, struct pb_ledger_names *names,
                    Whizbang__V1__LedgerEntry *le, Whizbang__V1__OpList **list);
 
-/* What an entry costs in a page. */
+/* The bytes a LedgerEntry takes in an answer besides its ops' bytes (the
+ * packed OpList the ledger stores) and its projection and operation id: its
+ * other fields and the length and tag of the field that holds it (73 at
+ * most). */
+#define PB_LEDGER_ENVELOPE 96u
+
+/* What an entry costs in a page: at least its packed size in a
+ * ReadLedgerResult or a SubscriptionItem, with its field's tag and length
+ * (e->ops_len + e->projection_len + e->operation_id_len +
+ * PB_LEDGER_ENVELOPE). */
 size_t pb_ledger_size(const struct ledger_entry *e);
 
 #endif

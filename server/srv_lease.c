@@ -16,6 +16,7 @@
  * the wire refuses is answered at once and never reaches the coordinator; a
  * storage failure while reading an outcome is answered as that failure. */
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,19 @@
 /* The most sequences one Lease may ask for (--max-lease-count's bound). */
 #define LEASE_COUNT_MAX 1024u
 #define ACCOUNT_BUCKETS 1024u
+/* Every ledger entry is served whole in one answer (a ReadLedger page, a
+ * ledger subscription's push), and answers stay within --max-frame: an
+ * entry may take the page budget (srv_page_budget()) less what a
+ * LedgerEntry holds besides its ops and names (PB_LEDGER_ENVELOPE), that is
+ * max_frame - ENTRY_FRAME_ROOM bytes of ops, as applying stores them, and
+ * names. */
+#define ENTRY_FRAME_ROOM (SRV_READ_ENVELOPE + PB_LEDGER_ENVELOPE)
+/* A Commit's or Stage's ops leave this much of an entry's bytes for its
+ * names (510 at most) and for the outcome of an application that fails
+ * (268 at most: applied, the code, a message of up to 255 bytes, the op), so
+ * that an entry refused when applied fits too: they may take max_frame -
+ * 5120 bytes. */
+#define ENTRY_OPS_ROOM (5120u - ENTRY_FRAME_ROOM)
 
 /* A client identity's lease account (--max-leases-per-identity): the
  * leases its connections hold, counted by the lease table. Kept while a
@@ -71,7 +85,13 @@ struct leases {
 	struct lconn *closed;
 	struct coord *coord;
 	struct coord_io io;
+	/* The settings entries apply under; pcfg.max_entry_bytes is what an
+	 * entry's ops once applied and its names may take (0 with
+	 * --unsafe-unbounded-ledger-entries: no limit). */
 	struct proj_config pcfg;
+	/* The most bytes the ops of one Commit or Stage may take, packed as
+	 * the ledger stores them (SIZE_MAX: no limit). */
+	size_t max_ops_bytes;
 	/* What a where clause must meet to be admitted (never checked when
 	 * an entry is applied: see check_ops()). */
 	struct proj_where_limits where_limits;
@@ -250,13 +270,15 @@ static void leave(struct leases *ls)
 static int apply_entry(struct storage_txn *txn, const struct ledger_entry *e, void *arg,
                        struct coord_applied *sums)
 {
-	const struct proj_config *pcfg = arg;
 	if (e->ops_len == 0)
 		return 0;
+	/* The entry's names count in what it may take (max_entry_bytes). */
+	struct proj_config pcfg = *(const struct proj_config *)arg;
+	pcfg.entry_names = e->projection_len + e->operation_id_len;
 	uint64_t seq = e->seq; /* e points into the store: read it first */
 	struct proj_buf rw = {0};
 	struct proj_outcome o;
-	int rc = proj_apply(txn, seq, e->ops, e->ops_len, pcfg, PROJ_LIVE, &rw, &o);
+	int rc = proj_apply(txn, seq, e->ops, e->ops_len, &pcfg, PROJ_LIVE, &rw, &o);
 	if (rc == 0 && rw.len > 0)
 		rc = ledger_set_ops(txn, seq, rw.p, rw.len);
 	proj_buf_free(&rw);
@@ -277,15 +299,16 @@ static int apply_entry(struct storage_txn *txn, const struct ledger_entry *e, vo
  *   version 1: u64 max scan | u8 force scan (no candidate budget: index
  *              plans were unlimited when it was written)
  *   version 2: u64 max scan | u8 force scan | u64 max candidates
- *   version 3: ... | u64 max explosion bytes (before it, none) */
-#define LEASE_REC_VERSION 3
+ *   version 3: ... | u64 max explosion bytes (before it, none)
+ *   version 4: ... | u64 max entry bytes (before it, none; 0: none) */
+#define LEASE_REC_VERSION 4
 
 /* Applies a coordinator write's record of the given version; out (may be
  * NULL) receives the results coord_write_apply() wrote. */
 static int lease_rec_apply(struct storage_txn *txn, uint16_t version, const uint8_t *rec,
                            size_t len, struct coord_write *out)
 {
-	size_t head = version >= 3 ? 25 : version >= 2 ? 17 : 9;
+	size_t head = version >= 4 ? 33 : version >= 3 ? 25 : version >= 2 ? 17 : 9;
 	if (len < head)
 		return WB_E_CORRUPT;
 	struct proj_config pcfg = {
@@ -293,6 +316,7 @@ static int lease_rec_apply(struct storage_txn *txn, uint16_t version, const uint
 	        .force_scan = rec[8] != 0,
 	        .max_candidates = version >= 2 ? get_u64(rec + 9) : UINT64_MAX,
 	        .max_explosion_bytes = version >= 3 ? get_u64(rec + 17) : 0,
+	        .max_entry_bytes = version >= 4 ? get_u64(rec + 25) : 0,
 	};
 	struct coord_write w;
 	memset(&w, 0, sizeof(w));
@@ -346,6 +370,7 @@ static int io_submit(struct coord_io *io, struct coord_write *w)
 	rec_u8(&b, ls->pcfg.force_scan ? 1 : 0);
 	rec_u64(&b, ls->pcfg.max_candidates);
 	rec_u64(&b, ls->pcfg.max_explosion_bytes);
+	rec_u64(&b, ls->pcfg.max_entry_bytes);
 	coord_write_encode(w, &b);
 	if (rec_out(&b, &op->rec, &op->base.base.rec_len) != 0) {
 		free(op);
@@ -723,8 +748,6 @@ static bool check_ops(struct leases *ls, struct conn *c, uint64_t id, Whizbang__
 	return true;
 }
 
-/* Packs ops as the OpList bytes the ledger stores; NULL after answering
- * when out of memory. */
 /* coord_io.same_ops: the stored OpList, without what applying it added
  * (its outcome, the explosions of its update and delete ops), packs to the
  * bytes sent. */
@@ -776,12 +799,28 @@ static bool io_same_ops(struct coord_io *io, const uint8_t *stored, size_t store
 	return same;
 }
 
-static uint8_t *pack_ops(struct conn *c, uint64_t id, Whizbang__V1__Op **ops, size_t n, size_t *len)
+/* Packs ops as the OpList bytes the ledger stores; NULL after answering
+ * when out of memory, or (BAD_REQUEST) when they take more than max bytes,
+ * what ("Commit", "Stage") naming the request. max is ls->max_ops_bytes
+ * for a client's ops: an admission rule on the request alone, decided on
+ * the loop and never logged (applying an entry does not check it). */
+static uint8_t *pack_ops(struct leases *ls, struct conn *c, uint64_t id, const char *what,
+                         Whizbang__V1__Op **ops, size_t n, size_t max, size_t *len)
 {
 	Whizbang__V1__OpList list = WHIZBANG__V1__OP_LIST__INIT;
 	list.n_ops = n;
 	list.ops = ops;
 	*len = whizbang__v1__op_list__get_packed_size(&list);
+	if (*len > max) {
+		uint64_t frame = srv_config(ls->srv)->max_frame;
+		srv_error(c, id, WB_BAD_REQUEST,
+		          "the ops of this %s take %zu bytes, more than the %zu the ops of one "
+		          "ledger entry may take (--max-frame %llu less 5120, so that the entry "
+		          "and what applying it records fit one reader's answer): split the "
+		          "work over several leases",
+		          what, *len, max, (unsigned long long)frame);
+		return NULL;
+	}
 	uint8_t *buf = malloc(*len > 0 ? *len : 1);
 	if (buf == NULL)
 		srv_error(c, id, WB_RESOURCE_EXHAUSTED, "the server is out of memory");
@@ -904,7 +943,7 @@ static bool stage(void *state, struct conn *c, Request *req)
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
 		return false;
-	uint8_t *ops = pack_ops(c, req->id, a->ops, a->n_ops, &len);
+	uint8_t *ops = pack_ops(ls, c, req->id, "Stage", a->ops, a->n_ops, ls->max_ops_bytes, &len);
 	if (ops == NULL)
 		return false;
 	enter(ls);
@@ -932,7 +971,8 @@ static bool commit(void *state, struct conn *c, Request *req)
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
 		return false;
-	uint8_t *ops = pack_ops(c, req->id, a->ops, a->n_ops, &ca.ops_len);
+	uint8_t *ops = pack_ops(ls, c, req->id, "Commit", a->ops, a->n_ops, ls->max_ops_bytes,
+	                        &ca.ops_len);
 	if (ops == NULL)
 		return false;
 	ca.ops = ops;
@@ -971,7 +1011,8 @@ static bool index_change(void *state, struct conn *c, Request *req)
 	else
 		op.drop_index = &spec;
 	size_t len;
-	uint8_t *packed = pack_ops(c, req->id, ops, 1, &len);
+	/* One index op: 530 bytes at most, whatever the frame. */
+	uint8_t *packed = pack_ops(ls, c, req->id, "index change", ops, 1, SIZE_MAX, &len);
 	if (packed == NULL)
 		return false;
 	enter(ls);
@@ -1063,6 +1104,20 @@ static int leases_init(void *state, struct srv *srv, unsigned slot, char *errmsg
 	ls->pcfg.max_explosion_bytes = cfg->max_explosion_bytes < cfg->max_frame / 2
 	                                       ? cfg->max_explosion_bytes
 	                                       : cfg->max_frame / 2;
+	/* The whole entry too, its ops and their explosions together (1: an
+	 * explosion never fits under a frame too small for any entry). */
+	ls->pcfg.max_entry_bytes =
+	        cfg->max_frame > ENTRY_FRAME_ROOM ? cfg->max_frame - ENTRY_FRAME_ROOM : 1;
+	ls->max_ops_bytes = ls->pcfg.max_entry_bytes > ENTRY_OPS_ROOM
+	                            ? (size_t)(ls->pcfg.max_entry_bytes - ENTRY_OPS_ROOM)
+	                            : 0;
+	if (cfg->unsafe_unbounded_ledger_entries) {
+		ls->pcfg.max_entry_bytes = 0;
+		ls->max_ops_bytes = SIZE_MAX;
+		srv_log(WB_LOG_WARN, "unsafe_setting",
+		        "setting=unsafe-unbounded-ledger-entries effect=\"ledger entries larger "
+		        "than a reader's answer are accepted\"");
+	}
 	validate_where_limits(cfg, &ls->where_limits);
 	ls->io = (struct coord_io){
 	        .data = ls,

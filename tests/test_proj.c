@@ -1740,6 +1740,86 @@ Test(proj, explosions_of_one_entry_are_bounded_in_bytes)
 	cr_assert_eq(o.affected, 300);
 }
 
+/* Applies text at seq under cfg and returns the bytes of the rewritten
+ * OpList, what the ledger stores for the entry. */
+static size_t applied_size(uint64_t seq, const char *text, const struct proj_config *cfg,
+                           struct proj_outcome *o)
+{
+	struct proj_buf ops = {0}, rw = {0};
+	pack_text(text, &ops);
+	struct storage_txn *t = wtxn(st);
+	apply_packed_in(t, seq, &ops, cfg, o, NULL, &rw);
+	commit(t);
+	size_t n = rw.len;
+	proj_buf_free(&ops);
+	proj_buf_free(&rw);
+	return n;
+}
+
+/* An entry once applied (its ops with their explosions and outcome, plus
+ * its names) may take at most max_entry_bytes: exactly that applies, a
+ * byte less makes the whole entry a no-op refused with QUERY_TOO_EXPENSIVE
+ * naming the op that took it past, whose stored form is the ops as
+ * committed. So no explosion can make an entry too large for a reader. */
+Test(proj, an_entry_with_its_explosions_is_bounded_in_bytes)
+{
+	char text[128];
+	for (int i = 0; i < 100; i++) {
+		snprintf(text, sizeof(text), "upsert Acct \"%03d-%056d\" {g: \"a\", k: %d}",
+		         (i * 7919) % 1000, i, i % 2);
+		apply_ok((uint64_t)i + 1, text);
+	}
+	const char *one = "update Acct where g == \"a\" set h = 1";
+	const char *two = "update Acct where g == \"a\" and k == 0 set h = 2; "
+	                  "update Acct where g == \"a\" and k == 1 set h = 3";
+	struct proj_outcome o;
+	/* Without a limit: the sizes the limits are set from. */
+	size_t s1 = applied_size(101, one, &CFG, &o);
+	cr_assert_eq(o.error, 0, "%s", o.message);
+	size_t s2 = applied_size(102, two, &CFG, &o);
+	cr_assert_eq(o.error, 0, "%s", o.message);
+	struct proj_buf committed = {0};
+	pack_text(one, &committed);
+	cr_assert_gt(s1, committed.len + 50 * 60, "the explosion is stored: %zu", s1);
+
+	struct proj_config cfg = CFG;
+	cfg.entry_names = 10;
+	cfg.max_entry_bytes = s1 + 10 - 1;
+	uint8_t before[PROJ_DIGEST_LEN], after[PROJ_DIGEST_LEN];
+	digest_on(st, before);
+	size_t refused = applied_size(103, one, &cfg, &o);
+	digest_on(st, after);
+	cr_assert_eq(o.error, WB_QUERY_TOO_EXPENSIVE, "%s", wb_error_name(o.error));
+	cr_assert_eq(o.failed_op, 1);
+	cr_assert_eq(o.affected, 0);
+	cr_assert_arr_eq(before, after, PROJ_DIGEST_LEN, "nothing of the entry stays");
+	char want[160];
+	snprintf(want, sizeof(want), "this entry would take %zu bytes", s1 + 10);
+	cr_assert_not_null(strstr(o.message, want), "%s", o.message);
+	snprintf(want, sizeof(want), "more than the %zu one reader's answer carries", s1 + 9);
+	cr_assert_not_null(strstr(o.message, want), "%s", o.message);
+	cr_assert_not_null(strstr(o.message, "split the work over several leases"), "%s",
+	                   o.message);
+	/* The refused entry stores the ops as committed and its outcome. */
+	cr_assert_lt(refused, committed.len + 300, "%zu of %zu", refused, committed.len);
+	proj_buf_free(&committed);
+
+	cfg.max_entry_bytes = s1 + 10;
+	cr_assert_eq(applied_size(104, one, &cfg, &o), s1);
+	cr_assert_eq(o.error, 0, "%s", o.message);
+	cr_assert_eq(o.affected, 100);
+
+	/* Two ops: the second is the one that takes the entry past. */
+	cfg.entry_names = 0;
+	cfg.max_entry_bytes = s2 - 1;
+	applied_size(105, two, &cfg, &o);
+	cr_assert_eq(o.error, WB_QUERY_TOO_EXPENSIVE, "%s", wb_error_name(o.error));
+	cr_assert_eq(o.failed_op, 2);
+	cfg.max_entry_bytes = s2;
+	cr_assert_eq(applied_size(106, two, &cfg, &o), s2);
+	cr_assert_eq(o.error, 0, "%s", o.message);
+}
+
 Test(proj, query_too_expensive_refuses_index_plans_over_max_candidates)
 {
 	/* 10 orders may be scanned, 11 may not: past the budget, a plan over
