@@ -442,8 +442,13 @@ void srv_shutdown(struct srv *srv)
 
 void srv_submit(struct srv *srv, struct srv_op *op)
 {
-	if (op->conn != NULL)
+	/* What the write carries is held for its connection until it is
+	 * durable: the memory budget counts it. */
+	op->held = op->base.size_hint;
+	if (op->conn != NULL) {
 		conn_hold(op->conn);
+		conn_mem_add(op->conn, CONN_MEM_WRITES, (int64_t)op->held);
+	}
 	srv->inflight++;
 	writer_submit(srv->writer, &op->base);
 }
@@ -456,6 +461,8 @@ static void op_done(struct srv *srv, struct srv_op *op)
 	/* A shutdown that timed out has stopped counting. */
 	if (srv->inflight > 0)
 		srv->inflight--;
+	if (c != NULL)
+		conn_mem_add(c, CONN_MEM_WRITES, -(int64_t)op->held);
 	op->done(srv, op);
 	if (c != NULL)
 		conn_release(c);
