@@ -407,14 +407,16 @@ static int run_clients(struct cli *cli)
 			       ",\"idle_ms\":%" PRIu64 ",\"requests\":%" PRIu64
 			       ",\"requests_per_s\":%.1f,\"bytes_in\":%" PRIu64
 			       ",\"bytes_out\":%" PRIu64 ",\"input_buffer\":%" PRIu64
-			       ",\"output_buffer\":%" PRIu64 ",\"in_flight\":%" PRIu64
+			       ",\"output_buffer\":%" PRIu64 ",\"queued_reads\":%" PRIu64
+			       ",\"writes\":%" PRIu64 ",\"memory\":%" PRIu64
+			       ",\"in_flight\":%" PRIu64
 			       ",\"subscriptions\":%u,\"leases\":%u,\"consumers\":%u,"
 			       "\"quota_pauses\":%" PRIu64 ",\"self\":%s}\n",
 			       ci->tls ? "true" : "false", ci->unix_socket ? "true" : "false",
 			       ci->age_ms, ci->idle_ms, ci->requests, rate, ci->bytes_in,
-			       ci->bytes_out, ci->input_buffer, ci->output_buffer, ci->in_flight,
-			       ci->subscriptions, ci->leases, ci->consumers, ci->quota_pauses,
-			       ci->self ? "true" : "false");
+			       ci->bytes_out, ci->input_buffer, ci->output_buffer, ci->queued_reads,
+			       ci->writes, ci->memory, ci->in_flight, ci->subscriptions, ci->leases,
+			       ci->consumers, ci->quota_pauses, ci->self ? "true" : "false");
 			continue;
 		}
 		printf("%" PRIu64 "%s  ", ci->id, ci->self ? "*" : "");
@@ -434,14 +436,16 @@ static int run_clients(struct cli *cli)
 		if (ci->quota_pauses > 0)
 			printf("  quota_pauses=%" PRIu64, ci->quota_pauses);
 		printf("%s  age=%.1fs  idle=%.1fs  requests=%" PRIu64 " (%.1f/s)  in=%" PRIu64
-		       "B  out=%" PRIu64 "B  buffers=%" PRIu64 "B/%" PRIu64 "B  in_flight=%" PRIu64
+		       "B  out=%" PRIu64 "B  buffers=%" PRIu64 "B/%" PRIu64 "B  reads=%" PRIu64
+		       "B  writes=%" PRIu64 "B  held=%" PRIu64 "B  in_flight=%" PRIu64
 		       "  subscriptions=%u  leases=%u  consumers=%u",
 		       ci->tls           ? "  tls"
 		       : ci->unix_socket ? "  unix"
 		                         : "",
 		       age_s, (double)ci->idle_ms / 1000.0, ci->requests, rate, ci->bytes_in,
-		       ci->bytes_out, ci->input_buffer, ci->output_buffer, ci->in_flight,
-		       ci->subscriptions, ci->leases, ci->consumers);
+		       ci->bytes_out, ci->input_buffer, ci->output_buffer, ci->queued_reads,
+		       ci->writes, ci->memory, ci->in_flight, ci->subscriptions, ci->leases,
+		       ci->consumers);
 		if (ci->client_name[0] != '\0') {
 			fputs("  name=", stdout);
 			cli_put_cstr(ci->client_name);
@@ -535,7 +539,8 @@ const struct cli_command cli_admin_commands[] = {
         {.name = "clients",
          .run = run_clients,
          .help = "list the server's connections: id (* this one), peer, user and roles, TLS, "
-                 "age, idle time, requests and their rate, bytes, buffers, work in flight, "
+                 "age, idle time, requests and their rate, bytes, buffers (input/output), "
+                 "queued reads, writes, all held against the memory budget, work in flight, "
                  "subscriptions, leases, consumer memberships"},
         {.name = "disconnect",
          CLI_ARGS("ID", 1, 1, "an ID (from whizbang clients)", "one ID"),

@@ -215,3 +215,98 @@ int wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *bu
 {
 	return check_strings(desc, buf, len, 0, true, errmsg, errlen);
 }
+
+/* What malloc keeps beside each block it hands out, as wire_message_memory()
+ * counts it. */
+#define ALLOC_OVERHEAD 16u
+
+/* The bytes of one element of a repeated field of type t, as protobuf-c
+ * lays its array out. */
+static size_t elem_size(ProtobufCType t)
+{
+	switch (t) {
+	case PROTOBUF_C_TYPE_INT32:
+	case PROTOBUF_C_TYPE_SINT32:
+	case PROTOBUF_C_TYPE_SFIXED32:
+	case PROTOBUF_C_TYPE_UINT32:
+	case PROTOBUF_C_TYPE_FIXED32:
+	case PROTOBUF_C_TYPE_FLOAT:
+	case PROTOBUF_C_TYPE_ENUM:
+		return 4;
+	case PROTOBUF_C_TYPE_BOOL:
+		return sizeof(protobuf_c_boolean);
+	case PROTOBUF_C_TYPE_STRING:
+		return sizeof(char *);
+	case PROTOBUF_C_TYPE_BYTES:
+		return sizeof(ProtobufCBinaryData);
+	case PROTOBUF_C_TYPE_MESSAGE:
+		return sizeof(ProtobufCMessage *);
+	default:
+		return 8;
+	}
+}
+
+/* The heap bytes behind one value of field f stored at p: a string, bytes
+ * or a message it points to (0 for a scalar, and for a default that
+ * protobuf-c points at instead of allocating). */
+static size_t value_memory(const ProtobufCFieldDescriptor *f, const void *p)
+{
+	switch (f->type) {
+	case PROTOBUF_C_TYPE_STRING: {
+		const char *str = *(char *const *)p;
+		if (str == NULL || (const void *)str == f->default_value)
+			return 0;
+		return strlen(str) + 1 + ALLOC_OVERHEAD;
+	}
+	case PROTOBUF_C_TYPE_BYTES: {
+		const ProtobufCBinaryData *bd = p;
+		const ProtobufCBinaryData *dflt = f->default_value;
+		if (bd->data == NULL || (dflt != NULL && bd->data == dflt->data))
+			return 0;
+		return bd->len + ALLOC_OVERHEAD;
+	}
+	case PROTOBUF_C_TYPE_MESSAGE: {
+		const ProtobufCMessage *m = *(ProtobufCMessage *const *)p;
+		return m != NULL ? wire_message_memory(m) : 0;
+	}
+	default:
+		return 0;
+	}
+}
+
+size_t wire_message_memory(const ProtobufCMessage *m)
+{
+	const ProtobufCMessageDescriptor *d = m->descriptor;
+	const char *base = (const char *)m;
+	size_t n = d->sizeof_message + ALLOC_OVERHEAD;
+	/* Fields this build does not know are kept, each a copy. */
+	if (m->n_unknown_fields > 0) {
+		n += m->n_unknown_fields * sizeof(*m->unknown_fields) + ALLOC_OVERHEAD;
+		for (unsigned i = 0; i < m->n_unknown_fields; i++)
+			n += m->unknown_fields[i].len + ALLOC_OVERHEAD;
+	}
+	for (unsigned i = 0; i < d->n_fields; i++) {
+		const ProtobufCFieldDescriptor *f = &d->fields[i];
+		const void *p = base + f->offset;
+		if (f->label == PROTOBUF_C_LABEL_REPEATED) {
+			size_t count;
+			memcpy(&count, base + f->quantifier_offset, sizeof(count));
+			const char *arr = *(char *const *)p;
+			if (count == 0 || arr == NULL)
+				continue;
+			size_t es = elem_size(f->type);
+			n += count * es + ALLOC_OVERHEAD;
+			for (size_t j = 0; j < count; j++)
+				n += value_memory(f, arr + j * es);
+			continue;
+		}
+		if ((f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) != 0) {
+			uint32_t which;
+			memcpy(&which, base + f->quantifier_offset, sizeof(which));
+			if (which != f->id)
+				continue;
+		}
+		n += value_memory(f, p);
+	}
+	return n;
+}

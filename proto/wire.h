@@ -43,6 +43,13 @@ int wire_check_strings(const ProtobufCMessageDescriptor *desc, const uint8_t *bu
  * *id 0 when absent. Cost: one step per top-level field. */
 uint32_t wire_peek_request(const uint8_t *buf, size_t len, uint64_t *id);
 
+/* The heap bytes a message that protobuf-c unpacked holds: the message,
+ * its arrays, strings, bytes and sub-messages, each with a malloc's
+ * overhead (what freeing it gives back, near enough). A message built by
+ * hand is measured the same way. Walks the whole message: the cost of
+ * packing it; recursion as deep as its nesting (unpacking bounds that). */
+size_t wire_message_memory(const ProtobufCMessage *m);
+
 /* Packs msg into a new buffer holding the 4-byte length header and the
  * payload; *out_len receives the whole length. Returns NULL when out of
  * memory or when the payload would be longer than 2^32-1 bytes. The caller

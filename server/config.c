@@ -89,9 +89,11 @@ static const struct opt opts[] = {
          "most events in one append"},
         {"max-output-per-connection", NUM(OPT_SIZE, max_output), 64 * KIB, 4 * GIB, "16M",
          "queued response bytes before a client is paused"},
-        {"max-output-total", NUM(OPT_SIZE, max_output_total), 0, 1024 * GIB, "0",
-         "queued response bytes over all connections past which the connections holding "
-         "more than 64K are paused (0: an eighth of the machine's memory, at least 256M)"},
+        {"memory-budget", NUM(OPT_SIZE, memory_budget), 0, 1024 * GIB, "0",
+         "bytes the server may hold for its clients: input buffers, queued output, queued "
+         "reads and writes waiting to be durable; from 7/8 of it the connections holding "
+         "much are paused, at it the heaviest is disconnected (RESOURCE_EXHAUSTED); at least "
+         "twice max-frame (0: an eighth of the machine's memory, at least 256M)"},
         {"push-buffer", NUM(OPT_SIZE, push_buffer), 64 * KIB, 4 * GIB, "2M",
          "queued bytes below which subscription and consumer items are pushed to a "
          "connection (what a subscriber that does not read holds)"},
@@ -340,11 +342,20 @@ static int set_opt(struct srv_config *cfg, const struct opt *o, const char *valu
 }
 
 /* Settings that were renamed: their old name is refused with the new one,
- * so an old config file fails loudly instead of silently meaning nothing. */
+ * so an old config file fails loudly instead of silently meaning nothing
+ * (or, for max-output-total, less than it now does). */
 static const char *renamed_to(const char *name, size_t nlen)
 {
-	static const char old[] = "allow-unauthenticated-remote";
-	return nlen == sizeof(old) - 1 && strncmp(name, old, nlen) == 0 ? "insecure" : NULL;
+	static const struct {
+		const char *old, *now;
+	} renamed[] = {
+	        {"allow-unauthenticated-remote", "insecure"},
+	        {"max-output-total", "memory-budget"},
+	};
+	for (size_t i = 0; i < sizeof(renamed) / sizeof(renamed[0]); i++)
+		if (strlen(renamed[i].old) == nlen && strncmp(name, renamed[i].old, nlen) == 0)
+			return renamed[i].now;
+	return NULL;
 }
 
 static const struct opt *find_opt(const char *name, size_t nlen)
@@ -621,6 +632,15 @@ int config_validate(const struct srv_config *cfg, char *errmsg, size_t errlen)
 	              cfg->unsafe_ack_before_sync;
 	if (unsafe && strcmp(cfg->durability, "log") != 0) {
 		snprintf(errmsg, errlen, "the unsafe-* settings apply to durability = log only");
+		return -1;
+	}
+	if (cfg->memory_budget != 0 && cfg->memory_budget / 2 < cfg->max_frame) {
+		snprintf(errmsg, errlen,
+		         "memory-budget = %llu is less than twice max-frame (%llu): one client's "
+		         "largest frame and its answer would fill it. Raise memory-budget (0: from "
+		         "the machine's memory) or lower max-frame",
+		         (unsigned long long)cfg->memory_budget,
+		         (unsigned long long)cfg->max_frame);
 		return -1;
 	}
 	if (cfg->backup_dir[0] != '\0' && cfg->backup_dir[0] != '/') {

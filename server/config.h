@@ -35,7 +35,7 @@ struct srv_config {
 	uint64_t max_read_count;
 	uint64_t max_append_events;
 	uint64_t max_output;
-	uint64_t max_output_total; /* 0: from the machine's memory (srv_init) */
+	uint64_t memory_budget; /* 0: from the machine's memory (srv_init) */
 	uint64_t push_buffer;
 	uint64_t max_inflight;
 	uint64_t frame_timeout_ms;
@@ -138,7 +138,8 @@ int config_parse_args(struct srv_config *cfg, int argc, char **argv, char *errms
 int config_load_file(struct srv_config *cfg, const char *path, char *errmsg, size_t errlen);
 
 /* Checks the rules that span settings: durability is log or sync, and the
- * unsafe-* controls need log; backup-dir is empty or an absolute path (its
+ * unsafe-* controls need log; memory-budget is 0 or at least twice
+ * max-frame; backup-dir is empty or an absolute path (its
  * length is bounded by its buffer, as every string setting's is; the
  * directory itself is checked by the backup module at start); listening on
  * an address other than loopback (127.0.0.0/8, ::1, localhost) needs TLS

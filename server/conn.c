@@ -14,7 +14,19 @@
  * connection can be allocated the peer is closed at once through a spare
  * handle, so the listener is never left with an accept pending (libuv stops
  * polling a listener whose callback did not accept). A connection that
- * closes with holds stays allocated until they are released. */
+ * closes with holds stays allocated until they are released.
+ *
+ * The memory budget: every connection's input buffers, output and what the
+ * modules hold for it (conn_mem_add()) are counted as they change
+ * (mem_update()). From 7/8 of memory_budget until below 3/4 again, a
+ * connection holding much is not read (input above a sixteenth of the
+ * budget, or OUT_FLOOR of output, queued reads and writes) and takes no
+ * more work or pushes; at the
+ * budget, when pausing did not hold it, the heaviest connection (more than
+ * IN_KEEP) is answered RESOURCE_EXHAUSTED and closed once that is written,
+ * or after frame_timeout_ms when it does not read (mem_enforce(), at every
+ * flush). What closing connections hold is counted until they are freed,
+ * and not disconnected for twice. */
 #include "conn.h"
 
 #include <stdio.h>
@@ -93,6 +105,13 @@ struct conn {
 	uint64_t born_ms, last_frame_ms, last_out_ms;
 	uint64_t frames, bytes_in, bytes_out;
 	uint32_t bad_frames; /* frames that did not decode (conn_bad_frame()) */
+	/* What the memory budget counts for it, by enum conn_mem, as last
+	 * added into set->mem (mem_update()); extra is what the modules hold
+	 * for it (conn_mem_add()). */
+	uint64_t mem[CONN_MEM_KINDS];
+	uint64_t mem_extra[CONN_MEM_KINDS];
+	bool spared;  /* conn_spare(): not disconnected for the budget */
+	bool evicted; /* disconnected for the budget: closes once written */
 };
 
 /* The input buffer a connection keeps between large frames. */
@@ -102,7 +121,14 @@ struct conn {
 
 /* One timer per connection, for whichever wait applies: the TLS handshake,
  * a started frame, or (between frames) the idle timeout. */
-enum timer_kind { TIMER_NONE, TIMER_HANDSHAKE, TIMER_FRAME, TIMER_IDLE, TIMER_THROTTLE };
+enum timer_kind {
+	TIMER_NONE,
+	TIMER_HANDSHAKE,
+	TIMER_FRAME,
+	TIMER_IDLE,
+	TIMER_THROTTLE,
+	TIMER_EVICT, /* disconnected for the memory budget: the time its last answer has */
+};
 
 struct conns {
 	uv_loop_t *loop;
@@ -115,7 +141,16 @@ struct conns {
 	uint64_t next_id;
 	bool stopped;
 	uint64_t throttled; /* times a connection passed --max-bytes-per-second */
-	uint64_t out_held;  /* queued and being written, all connections */
+	/* The memory budget: what every connection holds, by enum conn_mem
+	 * (closing ones included until freed), what the closing ones and those
+	 * disconnected for the budget (closing once written) hold, whether the
+	 * last check found it near the budget (mem_pressure()), and the
+	 * figures. */
+	uint64_t mem[CONN_MEM_KINDS];
+	uint64_t mem_closing, mem_evicted;
+	uint64_t mem_scanned; /* what was held when the last scan found no one to close */
+	bool pressure;
+	uint64_t mem_pauses, mem_disconnects;
 	struct conn_counters counters;
 	/* Load shedding: a spare handle that accepts and closes a peer when
 	 * no connection can be allocated. */
@@ -131,6 +166,107 @@ static bool tls_input(struct conn *c);
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf);
 static void read_cb(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf);
 
+/* ------------------------------------------------------------ memory */
+
+static uint64_t mem_of(const struct conn *c)
+{
+	uint64_t n = 0;
+	for (unsigned k = 0; k < CONN_MEM_KINDS; k++)
+		n += c->mem[k];
+	return n;
+}
+
+static uint64_t mem_total(const struct conns *set)
+{
+	uint64_t n = 0;
+	for (unsigned k = 0; k < CONN_MEM_KINDS; k++)
+		n += set->mem[k];
+	return n;
+}
+
+/* Near the budget: from 7/8 of it, until below 3/4 again (so that what
+ * one disconnect gives back is not taken at once by every connection that
+ * was paused). */
+static bool mem_pressure(const struct conns *set)
+{
+	uint64_t budget = set->lim.memory_budget;
+	uint64_t total = mem_total(set);
+	return budget != 0 &&
+	       (total >= budget - budget / 8 || (set->pressure && total >= budget - budget / 4));
+}
+
+/* Counts what c holds now into the set's figures (after any change of its
+ * buffers or of what the modules hold for it). */
+static void mem_update(struct conn *c)
+{
+	struct conns *set = c->set;
+	uint64_t now[CONN_MEM_KINDS] = {
+	        [CONN_MEM_INPUT] = c->in_cap + c->raw_cap,
+	        [CONN_MEM_OUTPUT] = c->out_len + c->out_pending,
+	};
+	for (unsigned k = 0; k < CONN_MEM_KINDS; k++) {
+		now[k] += c->mem_extra[k];
+		/* Unsigned: a decrease wraps and the sum comes out right. */
+		set->mem[k] += now[k] - c->mem[k];
+		if (c->closing)
+			set->mem_closing += now[k] - c->mem[k];
+		else if (c->evicted)
+			set->mem_evicted += now[k] - c->mem[k];
+		c->mem[k] = now[k];
+	}
+}
+
+void conn_mem_add(struct conn *c, enum conn_mem kind, int64_t delta)
+{
+	if ((unsigned)kind >= CONN_MEM_KINDS)
+		return;
+	c->mem_extra[kind] += (uint64_t)delta;
+	mem_update(c);
+}
+
+void conns_memory(const struct conns *set, struct conns_memory *out)
+{
+	*out = (struct conns_memory){
+	        .budget = set->lim.memory_budget,
+	        .held = mem_total(set),
+	        .pauses = set->mem_pauses,
+	        .disconnects = set->mem_disconnects,
+	};
+	for (unsigned k = 0; k < CONN_MEM_KINDS; k++)
+		out->by_kind[k] = set->mem[k];
+}
+
+void conn_spare(struct conn *c)
+{
+	c->spared = true;
+}
+
+/* What c holds that grows with the work it asks for: output, queued reads
+ * and writes (its input buffer is input_heavy()'s). */
+static uint64_t mem_work(const struct conn *c)
+{
+	return c->mem[CONN_MEM_OUTPUT] + c->mem[CONN_MEM_READS] + c->mem[CONN_MEM_WRITES];
+}
+
+/* Input holding a large share of the budget: a large frame arriving, or
+ * being decoded elsewhere, above a sixteenth of the budget (at least
+ * IN_KEEP). Pausing a frame half read holds what was read until the server
+ * is back below 3/4 (or the frame times out), so only the heaviest are: with
+ * the default budget a frame of the default --max-frame is always read to
+ * its end. */
+static bool input_heavy(const struct conn *c)
+{
+	uint64_t share = c->set->lim.memory_budget / 16;
+	return c->in_cap + c->mem_extra[CONN_MEM_INPUT] > (share > IN_KEEP ? share : IN_KEEP);
+}
+
+/* Near the budget, c is not read (input_heavy) or given more work
+ * (mem_work) when it holds more than a small connection does. */
+static bool mem_paused(const struct conn *c)
+{
+	return (input_heavy(c) || mem_work(c) >= OUT_FLOOR) && mem_pressure(c->set);
+}
+
 /* ------------------------------------------------------------ state */
 
 /* Paused: not read while it holds this much work or output. */
@@ -143,12 +279,11 @@ static bool paused(const struct conn *c)
 bool conn_can_take_more(const struct conn *c)
 {
 	const struct conns *set = c->set;
-	uint64_t mine = c->out_len + c->out_pending;
-	/* Past the server-wide budget only connections holding little may
-	 * take more: the heavy ones (clients that do not read) wait. */
-	return !c->closing && !c->close_after_flush && mine < set->lim.max_output &&
-	       (mine < OUT_FLOOR || set->lim.max_output_total == 0 ||
-	        set->out_held < set->lim.max_output_total);
+	uint64_t queued = c->out_len + c->out_pending;
+	/* Near the memory budget only connections holding little may take
+	 * more: the heavy ones (clients that do not read) wait. */
+	return !c->closing && !c->close_after_flush && queued < set->lim.max_output &&
+	       (mem_work(c) < OUT_FLOOR || !mem_pressure(set));
 }
 
 bool conn_can_push(const struct conn *c)
@@ -158,7 +293,7 @@ bool conn_can_push(const struct conn *c)
 
 uint64_t conns_output_held(const struct conns *set)
 {
-	return set->out_held;
+	return set->mem[CONN_MEM_OUTPUT];
 }
 
 uint64_t conns_throttled(const struct conns *set)
@@ -248,11 +383,14 @@ void conn_set_slot(struct conn *c, unsigned slot, void *p)
 static void update_reading(struct conn *c)
 {
 	/* Ciphertext the session has not taken fills raw: read on once
-	 * process() has moved it on. */
+	 * process() has moved it on. Near the memory budget a connection
+	 * receiving a large frame waits (mem_paused()). */
 	bool want = !c->closing && !c->close_after_flush && !c->set->stopped && !paused(c) &&
-	            !(c->raw != NULL && c->raw_len == c->raw_cap);
+	            !(c->raw != NULL && c->raw_len == c->raw_cap) && !mem_paused(c);
 	if (want == c->reading)
 		return;
+	if (!want && mem_paused(c))
+		c->set->mem_pauses++;
 	/* uv_read_start() fails only on a closing or unreadable stream,
 	 * which is then closed by its read callback or already closing. */
 	if (want && uv_read_start(&c->s.stream, alloc_cb, read_cb) != 0)
@@ -268,7 +406,10 @@ static void maybe_free(struct conn *c)
 {
 	if (c->handles_open > 0 || c->holds > 0 || c->out_pending > 0)
 		return;
-	c->set->out_held -= c->out_len;
+	/* Nothing it held is counted any more. */
+	c->in_cap = c->raw_cap = c->out_len = 0;
+	memset(c->mem_extra, 0, sizeof(c->mem_extra));
+	mem_update(c);
 	free(c->in);
 	free(c->out);
 	free(c->raw);
@@ -279,8 +420,13 @@ static void maybe_free(struct conn *c)
 static void handle_closed_cb(uv_handle_t *h)
 {
 	struct conn *c = h->data;
+	struct conns *set = c->set;
 	c->handles_open--;
 	maybe_free(c);
+	/* What it held may have brought the server below 3/4 of its memory
+	 * budget: the connections paused for it are read again at the flush. */
+	if (set->pressure)
+		set->hooks.after(set->hooks.arg, false);
 }
 
 uint32_t conn_bad_frame(struct conn *c)
@@ -302,6 +448,11 @@ void conn_close(struct conn *c)
 		return;
 	struct conns *set = c->set;
 	c->closing = true;
+	/* What it holds is counted until it is freed, as closing: it is on its
+	 * way out, and no other connection is disconnected for it. */
+	if (c->evicted)
+		set->mem_evicted -= mem_of(c);
+	set->mem_closing += mem_of(c);
 	if (c->dirty) {
 		/* Unlinked before the connection can be freed. */
 		struct conn **pp = &set->dirty;
@@ -469,7 +620,7 @@ uint8_t *conn_frame(struct conn *c, size_t n)
 	uint8_t *p = c->out + c->out_len;
 	frame_put_header(p, (uint32_t)n);
 	c->out_len += FRAME_HEADER + n;
-	c->set->out_held += FRAME_HEADER + n;
+	mem_update(c);
 	c->last_out_ms = uv_now(c->set->loop);
 	mark_dirty(c);
 	return p + FRAME_HEADER;
@@ -488,7 +639,7 @@ static void write_cb(uv_write_t *req, int status)
 	struct conn *c = wr->conn;
 	struct conns *set = c->set;
 	c->out_pending -= wr->len;
-	c->set->out_held -= wr->len;
+	mem_update(c);
 	free(wr->buf);
 	free(wr);
 	if (c->closing) {
@@ -507,6 +658,8 @@ static void write_cb(uv_write_t *req, int status)
 		set->hooks.after(set->hooks.arg, false);
 		return;
 	}
+	if (c->out_pending == 0 && c->out_len == 0)
+		c->spared = false; /* what it asked for is read */
 	/* Output drained: take up buffered requests again, and pushes that
 	 * waited for room. */
 	process(c);
@@ -554,7 +707,7 @@ static uint8_t *tls_output(struct conn *c, size_t *len)
 	if (off > 0) {
 		memmove(c->out, c->out + off, c->out_len - off);
 		c->out_len -= off;
-		c->set->out_held -= off;
+		mem_update(c);
 	}
 	*len = n;
 	return buf;
@@ -585,7 +738,7 @@ static void write_buf(struct conn *c, uint8_t *buf, size_t len)
 		return;
 	}
 	c->out_pending += len;
-	c->set->out_held += len;
+	mem_update(c);
 	c->bytes_out += len;
 }
 
@@ -615,21 +768,124 @@ static void flush_one(struct conn *c)
 	c->out = NULL;
 	c->out_len = 0;
 	c->out_cap = 0;
-	c->set->out_held -= len;
+	mem_update(c);
 	write_buf(c, buf, len);
+}
+
+/* The memory budget's disconnect gave c frame_timeout_ms to read what was
+ * queued before its last answer; it did not. */
+static void evict_timeout_cb(uv_timer_t *t)
+{
+	struct conn *c = t->data;
+	c->timer_kind = TIMER_NONE;
+	if (c->closing)
+		return;
+	srv_log(WB_LOG_INFO, "memory_disconnect_timeout", "conn=%llu peer=%s unsent=%zu",
+	        (unsigned long long)c->id, c->peer, c->out_len + c->out_pending);
+	conn_close(c);
+	c->set->hooks.after(c->set->hooks.arg, false);
+}
+
+/* Disconnects c for the memory budget: the server holds kept bytes for the
+ * connections that are not on their way out, and c the most of them. It is
+ * answered RESOURCE_EXHAUSTED (request id 0) behind what is already queued
+ * for it, read no more, and closed once that is written, or after
+ * frame_timeout_ms when it does not read. */
+static void evict(struct conn *c, uint64_t kept)
+{
+	struct conns *set = c->set;
+	char msg[512];
+	set->mem_disconnects++;
+	srv_log(WB_LOG_WARN, "memory_disconnect",
+	        "conn=%llu peer=%s held=%llu input=%llu output=%llu queued_reads=%llu "
+	        "writes=%llu server_held=%llu budget=%llu",
+	        (unsigned long long)c->id, c->peer, (unsigned long long)mem_of(c),
+	        (unsigned long long)c->mem[CONN_MEM_INPUT],
+	        (unsigned long long)c->mem[CONN_MEM_OUTPUT],
+	        (unsigned long long)c->mem[CONN_MEM_READS],
+	        (unsigned long long)c->mem[CONN_MEM_WRITES], (unsigned long long)kept,
+	        (unsigned long long)set->lim.memory_budget);
+	snprintf(msg, sizeof(msg),
+	         "the server holds %llu bytes for its clients, its memory budget is %llu "
+	         "(--memory-budget), and this connection held the most: %llu bytes (input %llu, "
+	         "output %llu, queued reads %llu, writes %llu); it is closed. Read what the "
+	         "server sends, and send smaller frames or fewer requests at once",
+	         (unsigned long long)kept, (unsigned long long)set->lim.memory_budget,
+	         (unsigned long long)mem_of(c), (unsigned long long)c->mem[CONN_MEM_INPUT],
+	         (unsigned long long)c->mem[CONN_MEM_OUTPUT],
+	         (unsigned long long)c->mem[CONN_MEM_READS],
+	         (unsigned long long)c->mem[CONN_MEM_WRITES]);
+	set->hooks.refuse(set->hooks.arg, c, WB_RESOURCE_EXHAUSTED, msg);
+	c->close_after_flush = true;
+	c->evicted = true;
+	set->mem_evicted += mem_of(c);
+	uv_timer_start(&c->timer, evict_timeout_cb, set->lim.frame_timeout_ms, 0);
+	c->timer_kind = TIMER_EVICT;
+	mark_dirty(c);
+}
+
+/* The memory budget, after every flush: at the budget, disconnects the
+ * heaviest connections until what the others hold is below it (those on
+ * their way out, closing or closing once written, are not counted, and
+ * only a connection holding more than IN_KEEP is disconnected, never a
+ * spared one); once below 3/4 of it again, lets every connection that was
+ * paused for it be read. True when it marked connections to flush. */
+static bool mem_enforce(struct conns *set)
+{
+	uint64_t budget = set->lim.memory_budget;
+	if (budget == 0)
+		return false;
+	bool marked = false;
+	uint64_t total = mem_total(set);
+	/* The scan is O(connections): only when what the connections that
+	 * stay hold is at the budget, and not again for the same total when
+	 * it found no one to close (memory spread thin over many). */
+	while (total - set->mem_closing - set->mem_evicted >= budget && total != set->mem_scanned) {
+		uint64_t kept = total - set->mem_closing - set->mem_evicted;
+		struct conn *heaviest = NULL;
+		for (struct conn *c = set->list; c != NULL; c = c->next) {
+			uint64_t mine = mem_of(c);
+			if (c->close_after_flush) {
+				if (!c->evicted)
+					kept -= mine; /* refused for another reason: going too */
+			} else if (!c->spared && mine > IN_KEEP &&
+			           (heaviest == NULL || mine > mem_of(heaviest))) {
+				heaviest = c;
+			}
+		}
+		if (kept < budget || heaviest == NULL) {
+			set->mem_scanned = total;
+			break;
+		}
+		evict(heaviest, kept);
+		marked = true;
+		total = mem_total(set);
+	}
+	bool pressure = mem_pressure(set);
+	if (set->pressure && !pressure) {
+		/* Below 3/4 again: the connections paused for the budget may
+		 * be read (update_reading() at this flush). */
+		for (struct conn *c = set->list; c != NULL; c = c->next)
+			mark_dirty(c);
+		marked = true;
+	}
+	set->pressure = pressure;
+	return marked;
 }
 
 void conns_flush(struct conns *set)
 {
-	while (set->dirty != NULL) {
-		struct conn *c = set->dirty;
-		set->dirty = c->dirty_next;
-		c->dirty = false;
-		c->dirty_next = NULL;
-		flush_one(c);
-		if (!c->closing)
-			update_reading(c);
-	}
+	do {
+		while (set->dirty != NULL) {
+			struct conn *c = set->dirty;
+			set->dirty = c->dirty_next;
+			c->dirty = false;
+			c->dirty_next = NULL;
+			flush_one(c);
+			if (!c->closing)
+				update_reading(c);
+		}
+	} while (mem_enforce(set));
 }
 
 /* ------------------------------------------------------------ input */
@@ -692,6 +948,7 @@ static void process(struct conn *c)
 			if (p != NULL) {
 				c->in = p;
 				c->in_cap = IN_KEEP;
+				mem_update(c);
 			}
 		}
 	}
@@ -726,6 +983,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 		if (c->raw == NULL) {
 			c->raw = malloc(WB_TLS_IN_BUF * 2);
 			c->raw_cap = c->raw != NULL ? WB_TLS_IN_BUF * 2 : 0;
+			mem_update(c);
 		}
 		*buf = uv_buf_init((char *)c->raw + c->raw_len,
 		                   (unsigned)(c->raw_cap - c->raw_len));
@@ -739,6 +997,7 @@ static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 		if (p != NULL) {
 			c->in = p;
 			c->in_cap = cap;
+			mem_update(c);
 		}
 	}
 	/* No room (no memory): libuv reports UV_ENOBUFS to read_cb. */
@@ -758,6 +1017,7 @@ static int in_reserve(struct conn *c, size_t n)
 		return WB_E_NOMEM;
 	c->in = p;
 	c->in_cap = cap;
+	mem_update(c);
 	return 0;
 }
 
@@ -821,6 +1081,7 @@ static bool sniff(struct conn *c)
 	free(c->raw);
 	c->raw = NULL;
 	c->raw_len = c->raw_cap = 0;
+	mem_update(c);
 	return true;
 }
 
@@ -1175,9 +1436,12 @@ void conn_info(const struct conn *c, struct conn_info *out)
 	        .frames = c->frames,
 	        .bytes_in = c->bytes_in,
 	        .bytes_out = c->bytes_out,
-	        .input_buffer = c->in_cap + c->raw_cap,
-	        .output_buffer = c->out_len + c->out_pending,
+	        .input_buffer = c->mem[CONN_MEM_INPUT],
+	        .output_buffer = c->mem[CONN_MEM_OUTPUT],
 	        .in_flight = c->holds,
+	        .queued_reads = c->mem[CONN_MEM_READS],
+	        .writes = c->mem[CONN_MEM_WRITES],
+	        .memory = mem_of(c),
 	};
 }
 
@@ -1219,8 +1483,8 @@ void conns_close_all(struct conns *set, bool drop_output)
 {
 	while (set->list != NULL) {
 		if (drop_output) {
-			set->out_held -= set->list->out_len;
 			set->list->out_len = 0;
+			mem_update(set->list);
 		}
 		conn_close(set->list);
 	}

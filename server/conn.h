@@ -1,6 +1,7 @@
 /* The connection layer of whizbangd: accepted TCP and Unix socket connections, their input
  * decoded into frames, their output written once per loop turn,
- * back-pressure, the frame timeout and the connection limit.
+ * back-pressure, the frame timeout, the connection limit and the memory
+ * budget over what every connection holds.
  *
  * It knows frames, not protobuf. Whole frames go up through
  * conn_hooks.frame; the transport's own refusals (a frame over the limit,
@@ -60,10 +61,12 @@ struct conn_limits {
 	 * largest frame, at once); past it it is not read until they are paid
 	 * for; 0: no limit. */
 	uint64_t max_bytes_per_s;
-	/* Output queued and being written over all connections past which
-	 * only connections holding less than 64 KiB may take more (the rest
-	 * are paused, as at max_output); 0: no budget. */
-	uint64_t max_output_total;
+	/* The memory budget: bytes held for clients over all connections
+	 * (enum conn_mem: input buffers, output, queued reads, writes). From
+	 * 7/8 of it until below 3/4 again, connections holding much (input
+	 * above a sixteenth of it, or 64 KiB of the rest) are paused; at it,
+	 * the heaviest is disconnected (conns_flush()). 0: no budget. */
+	uint64_t memory_budget;
 	/* Output below which pushes (subscriptions, consumers) may be queued
 	 * on a connection (conn_can_push()). */
 	uint64_t push_buffer;
@@ -118,6 +121,8 @@ struct conn_info {
 	uint64_t frames, bytes_in, bytes_out;
 	uint64_t input_buffer, output_buffer; /* bytes allocated / queued */
 	uint64_t in_flight;                   /* requests held */
+	uint64_t queued_reads, writes;        /* bytes (conn_mem_add()) */
+	uint64_t memory;                      /* all it holds against the budget */
 };
 
 /* Calls fn for every open connection (not one that is closing), newest
@@ -180,11 +185,12 @@ uint8_t *conn_frame(struct conn *c, size_t n);
 void conn_send(struct conn *c, const uint8_t *payload, size_t n);
 
 /* The back-pressure rule: true when c is open, its output queued and being
- * written is below max_output, and either the server-wide output is below
- * max_output_total or c holds less than 64 KiB of it. A connection for
- * which it is false is not read. Pushes that the client did not ask for
- * one by one (progress) go out only then; subscription and consumer items
- * use conn_can_push(). */
+ * written is below max_output, and either the server is not near its
+ * memory budget (below 7/8 of it, or below 3/4 once it was paused there)
+ * or c holds less than 64 KiB of output, queued reads and writes. A
+ * connection for which it is false is not read. Pushes that the client did
+ * not ask for one by one (progress) go out only then; subscription and
+ * consumer items use conn_can_push(). */
 bool conn_can_take_more(const struct conn *c);
 
 /* Whether a push (a subscription's or consumer's event) may be queued on c:
@@ -194,6 +200,42 @@ bool conn_can_push(const struct conn *c);
 
 /* Output queued and being written over all connections, in bytes. */
 uint64_t conns_output_held(const struct conns *set);
+
+/* What the memory budget counts, by kind: the connection layer's input
+ * buffers (and frames other layers copied to decode), output queued and
+ * being written, and what the server's modules hold for a connection
+ * (conn_mem_add()): read-model requests queued or running, and writes
+ * waiting to be durable. */
+enum conn_mem {
+	CONN_MEM_INPUT = 0,
+	CONN_MEM_OUTPUT = 1,
+	CONN_MEM_READS = 2,
+	CONN_MEM_WRITES = 3,
+	CONN_MEM_KINDS = 4,
+};
+
+/* Counts delta bytes (negative: given back) that the server holds for c
+ * outside the connection layer, as kind: the budget covers them and
+ * conn_info() shows them. The caller gives back what it added before it
+ * releases its hold of c (a closing c is still counted until freed). */
+void conn_mem_add(struct conn *c, enum conn_mem kind, int64_t delta);
+
+/* The memory budget's figures (conns_memory()). held is every kind's sum;
+ * it includes connections that are closing until they are freed. */
+struct conns_memory {
+	uint64_t budget;
+	uint64_t held;
+	uint64_t by_kind[CONN_MEM_KINDS];
+	uint64_t pauses;      /* times a connection stopped being read near the budget */
+	uint64_t disconnects; /* connections closed for the budget */
+};
+void conns_memory(const struct conns *set, struct conns_memory *out);
+
+/* Spares c from being disconnected for the memory budget until its output
+ * has drained (it is still paused like any other): for the connection that
+ * asks who holds what (ListClients), so that an operator's view is not cut
+ * off by the answer it asked for. */
+void conn_spare(struct conn *c);
 
 /* How many times a connection was held back by max_bytes_per_s. */
 uint64_t conns_throttled(const struct conns *set);

@@ -364,6 +364,7 @@ static void offloop_done(uv_work_t *w, int status)
 		dispatch_decoded(d, c, &o->dec, o->len);
 	else if (o->dec.req != NULL)
 		whizbang__v1__request__free_unpacked(o->dec.req, NULL);
+	conn_mem_add(c, CONN_MEM_INPUT, -(int64_t)o->len);
 	free(o->payload);
 	free(o);
 	/* Its next frames (c may be freed here when it closed), then the
@@ -414,6 +415,8 @@ void dispatch_frame(struct dispatch *d, struct conn *c, const uint8_t *payload, 
 			o->len = len;
 			if (uv_queue_work(d->env.loop, &o->work, offloop_work, offloop_done) == 0) {
 				conn_suspend(c);
+				/* The copy is c's input until it is decoded. */
+				conn_mem_add(c, CONN_MEM_INPUT, (int64_t)len);
 				return;
 			}
 			free(copy);

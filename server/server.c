@@ -203,12 +203,12 @@ void srv_writer_stats(const struct srv *srv, struct writer_stats *out)
 		writer_get_stats(srv->writer, out);
 }
 
-/* --max-output-total, or 0 for an eighth of the machine's memory (at
- * least 256 MiB). */
-static uint64_t output_budget(const struct srv_config *cfg)
+/* --memory-budget, or 0 for an eighth of the machine's memory (at least
+ * 256 MiB). */
+static uint64_t memory_budget(const struct srv_config *cfg)
 {
-	if (cfg->max_output_total != 0)
-		return cfg->max_output_total;
+	if (cfg->memory_budget != 0)
+		return cfg->memory_budget;
 	long pages = sysconf(_SC_PHYS_PAGES), size = sysconf(_SC_PAGESIZE);
 	uint64_t mem = pages > 0 && size > 0 ? (uint64_t)pages * (uint64_t)size : 0;
 	return mem / 8 > (256ull << 20) ? mem / 8 : 256ull << 20;
@@ -237,7 +237,17 @@ void srv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 	s->uptime_ms = uv_now(srv->loop) - srv->start_ms;
 	s->connections_current = conns_open(srv->conns);
 	s->output_buffered = conns_output_held(srv->conns);
-	s->output_budget = output_budget(&srv->cfg);
+	struct conns_memory mem;
+	conns_memory(srv->conns, &mem);
+	s->memory_budget = mem.budget;
+	s->output_budget = mem.budget; /* its name before --memory-budget */
+	s->memory_held = mem.held;
+	s->memory_input = mem.by_kind[CONN_MEM_INPUT];
+	s->memory_output = mem.by_kind[CONN_MEM_OUTPUT];
+	s->memory_queued_reads = mem.by_kind[CONN_MEM_READS];
+	s->memory_writes = mem.by_kind[CONN_MEM_WRITES];
+	s->memory_pauses = mem.pauses;
+	s->memory_disconnects = mem.disconnects;
 	s->throttled = conns_throttled(srv->conns);
 	s->connections_total = conns_accepted(srv->conns);
 	s->requests_total = conns_counters(srv->conns)->requests_total;
@@ -432,8 +442,13 @@ void srv_shutdown(struct srv *srv)
 
 void srv_submit(struct srv *srv, struct srv_op *op)
 {
-	if (op->conn != NULL)
+	/* What the write carries is held for its connection until it is
+	 * durable: the memory budget counts it. */
+	op->held = op->base.size_hint;
+	if (op->conn != NULL) {
 		conn_hold(op->conn);
+		conn_mem_add(op->conn, CONN_MEM_WRITES, (int64_t)op->held);
+	}
 	srv->inflight++;
 	writer_submit(srv->writer, &op->base);
 }
@@ -446,6 +461,8 @@ static void op_done(struct srv *srv, struct srv_op *op)
 	/* A shutdown that timed out has stopped counting. */
 	if (srv->inflight > 0)
 		srv->inflight--;
+	if (c != NULL)
+		conn_mem_add(c, CONN_MEM_WRITES, -(int64_t)op->held);
 	op->done(srv, op);
 	if (c != NULL)
 		conn_release(c);
@@ -896,7 +913,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	                                                        : CONN_TLS_AUTO,
 	        .tls_handshake_timeout_ms = cfg->tls_handshake_timeout_ms,
 	        .idle_timeout_ms = cfg->idle_timeout_ms,
-	        .max_output_total = output_budget(cfg),
+	        .memory_budget = memory_budget(cfg),
 	        .push_buffer = cfg->push_buffer,
 	        .tcp_keepalive_s = (cfg->tcp_keepalive_ms + 999) / 1000,
 	};

@@ -193,10 +193,12 @@ struct srv_op {
 	srv_done_fn done;
 	struct conn *conn;
 	uint64_t req_id;
+	size_t held; /* srv_submit(): base.size_hint, counted for conn until done */
 };
 
 /* Hands op to the writer; op->done fires on the loop once its batch is
- * durable or failed. op->conn is held until then. */
+ * durable or failed. op->conn is held until then, and base.size_hint bytes
+ * are counted against the memory budget for it (CONN_MEM_WRITES). */
 void srv_submit(struct srv *srv, struct srv_op *op);
 
 /* Work for c off the loop (a libuv worker): begin holds c and counts the

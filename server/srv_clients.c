@@ -4,7 +4,9 @@
  * ListClients walks the open connections: the connection layer's figures
  * (conn_info()), every module's (srv_conn_figures(): subscriptions, leases,
  * consumer memberships, the user) and the roles the connection acts with
- * now (its subject). The list is bounded by --max-connections.
+ * now (its subject). The list is bounded by --max-connections. The
+ * connection that asks is spared from the memory budget's disconnects
+ * until it has read the answer (conn_spare()).
  *
  * Disconnect queues a last Error on the connection named (request id 0,
  * RESOURCE_EXHAUSTED, naming the connection that closed it) and closes it
@@ -57,6 +59,9 @@ static void add_client(void *arg, struct conn *c)
 	info->input_buffer = ci.input_buffer;
 	info->output_buffer = ci.output_buffer;
 	info->in_flight = ci.in_flight;
+	info->queued_reads = ci.queued_reads;
+	info->writes = ci.writes;
+	info->memory = ci.memory;
 	info->self = c == l->asker;
 	srv_conn_figures(l->srv, c, info);
 	const struct auth_subject *s = conn_subject(c);
@@ -73,6 +78,9 @@ static bool list_clients(void *state, struct conn *c, Request *req)
 	struct clients *cs = state;
 	struct conns *set = srv_conns(cs->srv);
 	struct list l = {.srv = cs->srv, .asker = c, .cap = conns_open(set)};
+	/* Who holds what is asked for when memory is short: the asker is not
+	 * disconnected for the memory budget until it has read the answer. */
+	conn_spare(c);
 	l.infos = calloc(l.cap + 1, sizeof(*l.infos));
 	l.ptrs = calloc(l.cap + 1, sizeof(*l.ptrs));
 	l.roles = calloc((l.cap + 1) * AUTH_ROLES_MAX, sizeof(*l.roles));

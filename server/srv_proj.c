@@ -8,6 +8,10 @@
  * work. The connection counts the work as in flight, so it is not freed
  * before the answer comes back.
  *
+ * What a request holds until it is answered (the decoded request and its
+ * work) is counted for its connection against the memory budget
+ * (CONN_MEM_READS), besides the bounds on how many may wait.
+ *
  * Failure modes: a closed connection drops the answer; a storage failure
  * answers the mapped error; a refused scan answers QUERY_TOO_EXPENSIVE with
  * the counts; a second Verify while one runs answers RESOURCE_EXHAUSTED.
@@ -33,6 +37,7 @@
 #include "server.h"
 #include "validate.h"
 #include "wb_error.h"
+#include "wire.h"
 
 /* ------------------------------------------------------------ work */
 
@@ -79,6 +84,9 @@ struct pwork {
 	size_t out_len;
 	int rc;
 	char msg[512];
+	/* What it holds for its connection until answered (the request and
+	 * this), counted against the memory budget. */
+	size_t held;
 };
 
 static int work_fail(struct pwork *w, int rc, const char *fmt, ...)
@@ -412,6 +420,7 @@ static void after_work_cb(uv_work_t *req, int status)
 	}
 	free(w->out);
 	whizbang__v1__request__free_unpacked(w->req, NULL);
+	conn_mem_add(c, CONN_MEM_READS, -(int64_t)w->held);
 	free(w);
 	rm->queued--;
 	conn_queued_add(rm, c, -1);
@@ -492,6 +501,7 @@ static bool submit(struct readmodels *rm, struct conn *c, Request *req, pwork_fn
 	w->pcfg.max_scan = w->cfg->max_scan;
 	w->pcfg.max_candidates = w->cfg->max_candidates;
 	w->work.data = w;
+	w->held = sizeof(*w) + wire_message_memory(&req->base);
 	rc = uv_queue_work(srv_loop(srv), &w->work, work_cb, after_work_cb);
 	if (rc != 0) {
 		free(w);
@@ -500,6 +510,7 @@ static bool submit(struct readmodels *rm, struct conn *c, Request *req, pwork_fn
 		return false;
 	}
 	srv_work_begin(srv, c);
+	conn_mem_add(c, CONN_MEM_READS, (int64_t)w->held);
 	rm->queued++;
 	conn_queued_add(rm, c, 1);
 	return true; /* the work keeps req */

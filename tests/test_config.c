@@ -790,6 +790,43 @@ Test(config, the_old_name_of_insecure_is_refused_with_the_new_one)
 	cr_assert(!c.insecure);
 }
 
+/* --max-output-total counted output only; --memory-budget counts every kind
+ * of memory held for clients, so the old name is refused, not taken as the
+ * new one. */
+Test(config, the_old_name_of_memory_budget_is_refused_with_the_new_one)
+{
+	struct srv_config c;
+	char msg[512];
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--max-output-total", "1G"), -1);
+	cr_assert_not_null(strstr(msg, "--max-output-total was renamed --memory-budget"), "%s",
+	                   msg);
+	cr_assert_eq(load_text(&c, "max-output-total = 1G\n", msg, sizeof(msg), NULL), -1);
+	cr_assert_not_null(strstr(msg, ":1: max-output-total: the key was renamed memory-budget"),
+	                   "%s", msg);
+	cr_assert_eq(c.memory_budget, 0u);
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--memory-budget", "1G"), 0, "%s", msg);
+	cr_assert_eq(c.memory_budget, 1ull << 30);
+}
+
+/* A budget is 0 (from the machine's memory) or at least twice max-frame. */
+Test(config, memory_budget_holds_two_largest_frames)
+{
+	struct srv_config c;
+	char msg[512];
+	config_defaults(&c);
+	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s", msg);
+	cr_assert_eq(PARSE(&c, msg, "--memory-budget", "7M"), 0, "%s", msg);
+	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1);
+	cr_assert_not_null(strstr(msg, "less than twice max-frame"), "%s", msg);
+	config_defaults(&c);
+	cr_assert_eq(PARSE(&c, msg, "--memory-budget", "8M"), 0, "%s", msg);
+	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), 0, "%s", msg);
+	cr_assert_eq(PARSE(&c, msg, "--max-frame", "64M"), 0, "%s", msg);
+	cr_assert_eq(config_validate(&c, msg, sizeof(msg)), -1);
+}
+
 Test(config, remote_rule_through_the_file)
 {
 	struct srv_config c;

@@ -7,7 +7,9 @@
  * output bound pauses reading and the connection picks up again once the
  * client reads; holds (work in flight) pause it at max_inflight; a peer that
  * closes while a large write is in flight; a frame over the limit, the frame
- * timeout and the connection limit, each refused and closed; and accepting
+ * timeout and the connection limit, each refused and closed; the memory
+ * budget (the heavy paused near it, the heaviest disconnected at it, what
+ * modules hold counted and given back); and accepting
  * while no allocation succeeds, which must shed the peers and keep the
  * listener polled (libuv stops polling a listener whose connection callback
  * did not accept). Sanitizers and valgrind see every path end without a
@@ -34,6 +36,7 @@ struct echo {
 	int port;
 	size_t reply_size; /* 0: echo the payload */
 	bool hold;         /* hold each connection once per frame */
+	uint64_t extra;    /* with hold: bytes counted as its queued reads per frame */
 	struct conn *held[64];
 	size_t nheld;
 	size_t frames;
@@ -51,6 +54,7 @@ static void frame_hook(void *arg, struct conn *c, const uint8_t *payload, uint32
 	x->frames++;
 	if (x->hold && x->nheld < 64) {
 		conn_hold(c);
+		conn_mem_add(c, CONN_MEM_READS, (int64_t)x->extra);
 		x->held[x->nheld++] = c;
 	}
 	size_t n = x->reply_size > 0 ? x->reply_size : len;
@@ -134,8 +138,10 @@ static const struct conn_limits defaults = {
 static void stop(void)
 {
 	fault_disarm();
-	while (e.nheld > 0)
+	while (e.nheld > 0) {
+		conn_mem_add(e.held[e.nheld - 1], CONN_MEM_READS, -(int64_t)e.extra);
 		conn_release(e.held[--e.nheld]);
+	}
 	conns_close_all(e.set, true);
 	uv_close((uv_handle_t *)&e.listener, NULL);
 	for (int i = 0; i < 100 && uv_loop_alive(&e.loop); i++)
@@ -309,14 +315,15 @@ Test(conn, output_bound_pauses_reading)
 	iclient_free(c);
 }
 
-/* Past the server-wide output budget a connection that holds much is
- * paused while one that holds little is still served; the output held
- * stays near the budget, far below the per-connection bound. */
-Test(conn, output_budget_pauses_the_heavy_and_serves_the_light)
+/* Near the memory budget a connection that holds much output is paused
+ * while one that holds little is still served; the memory held stays below
+ * the budget (nobody is disconnected), far below the per-connection
+ * bound. */
+Test(conn, memory_budget_pauses_the_heavy_and_serves_the_light)
 {
 	struct conn_limits lim = defaults;
 	lim.max_output = 16u << 20;
-	lim.max_output_total = 1u << 20;
+	lim.memory_budget = 2u << 20;
 	start(&lim);
 	e.reply_size = 64u << 10;
 	struct iclient *heavy = iclient_new(e.port), *light = iclient_new(e.port);
@@ -337,21 +344,252 @@ Test(conn, output_budget_pauses_the_heavy_and_serves_the_light)
 	}
 	size_t handled = e.frames;
 	cr_assert_lt(handled, n, "the heavy connection was never paused");
-	uint64_t held = conns_output_held(e.set);
-	cr_assert_lt(held, (1u << 20) + 2 * e.reply_size + 4096, "%llu bytes held",
-	             (unsigned long long)held);
+	struct conns_memory m;
+	conns_memory(e.set, &m);
+	cr_assert_geq(m.pauses, 1u, "the heavy connection was paused for something else");
+	cr_assert_lt(m.held, 2u << 20, "%llu bytes held", (unsigned long long)m.held);
+	cr_assert_eq(m.by_kind[CONN_MEM_OUTPUT], conns_output_held(e.set));
 	/* The light one is served while the heavy one waits. */
 	size_t len;
 	for (uint32_t i = 0; i < 3; i++) {
 		queue_frame(light, 1000 + i, 4);
 		cr_assert_eq(take_tag(light, &len), 1000 + i);
 	}
+	conns_memory(e.set, &m);
+	cr_assert_eq(m.disconnects, 0u);
 	/* The heavy one reads: all of it comes, in order. */
 	for (uint32_t i = 0; i < n; i++)
 		cr_assert_eq(take_tag(heavy, &len), i);
 	cr_assert_eq(conns_output_held(e.set), 0u);
 	iclient_free(heavy);
 	iclient_free(light);
+}
+
+/* Queues on c the start of a frame of len payload bytes tagged tag: its
+ * header and the first sent bytes of its payload. */
+static void queue_partial(struct iclient *c, uint32_t tag, uint32_t len, size_t sent)
+{
+	static uint8_t buf[ICLIENT_BUF];
+	cr_assert_leq(FRAME_HEADER + sent, sizeof(buf));
+	frame_put_header(buf, len);
+	memset(buf + FRAME_HEADER, 0, sent);
+	memcpy(buf + FRAME_HEADER, &tag, 4);
+	cr_assert_eq(iclient_queue_raw(c, buf, FRAME_HEADER + sent), 0);
+}
+
+/* Runs the loop, sending and reading for every client of cs, until cond
+ * holds (true) or ms passed. */
+static bool pump_for(struct iclient **cs, size_t n, bool (*cond)(void *), void *arg, int ms)
+{
+	for (int i = 0; i < ms; i++) {
+		for (size_t k = 0; k < n; k++)
+			if (cs[k] != NULL)
+				iclient_io(cs[k]);
+		run_ms(1);
+		if (cond != NULL && cond(arg))
+			return true;
+	}
+	return cond == NULL;
+}
+
+static bool pump_until(struct iclient **cs, size_t n, bool (*cond)(void *), void *arg)
+{
+	return pump_for(cs, n, cond, arg, WAIT_MS);
+}
+
+static bool input_at_least(void *arg)
+{
+	struct conns_memory m;
+	conns_memory(e.set, &m);
+	return m.by_kind[CONN_MEM_INPUT] >= *(uint64_t *)arg;
+}
+
+static bool paused_at_least(void *arg)
+{
+	struct conns_memory m;
+	conns_memory(e.set, &m);
+	return m.pauses >= *(uint64_t *)arg;
+}
+
+static bool disconnects_at_least(void *arg)
+{
+	struct conns_memory m;
+	conns_memory(e.set, &m);
+	return m.disconnects >= *(uint64_t *)arg;
+}
+
+static bool held_at_most(void *arg)
+{
+	struct conns_memory m;
+	conns_memory(e.set, &m);
+	return m.held <= *(uint64_t *)arg;
+}
+
+/* The id of the newest connection whose input buffer holds at least *arg
+ * bytes (conns_foreach() goes newest first). */
+struct find_big {
+	uint64_t at_least;
+	uint64_t id;
+};
+
+static void find_big_cb(void *arg, struct conn *c)
+{
+	struct find_big *f = arg;
+	struct conn_info ci;
+	conn_info(c, &ci);
+	if (f->id == 0 && ci.input_buffer >= f->at_least)
+		f->id = ci.id;
+}
+
+/* Connections receiving large frames fill the input side of the budget:
+ * near it the next one is paused (not read) while a light one is served;
+ * at it (more keep coming) the heaviest that is not spared gets the
+ * refusal and closes, and nobody else does; once the heavy are gone the
+ * paused one is read again, its frame is answered, and what is held comes
+ * back down to a small connection's buffers. */
+Test(conn, memory_budget_disconnects_the_heaviest_when_pausing_does_not_hold)
+{
+	struct conn_limits lim = defaults; /* max_frame 1 MiB */
+	lim.memory_budget = 4u << 20;      /* paused from 3.5 MiB */
+	lim.max_connections = 64;
+	start(&lim);
+	e.reply_size = 8;
+	struct iclient *all[24] = {NULL};
+	size_t n = 0;
+	/* Three connections each send 900K of a 1 MiB frame: 1 MiB of input
+	 * buffer each, 3 MiB in all, below 7/8 of the budget. */
+	for (uint32_t i = 0; i < 3; i++) {
+		all[n] = iclient_new(e.port);
+		cr_assert_not_null(all[n]);
+		queue_partial(all[n], 10 + i, 1u << 20, 900000);
+		n++;
+	}
+	uint64_t want = 3u << 20;
+	cr_assert(pump_until(all, n, input_at_least, &want), "the large frames were not read");
+	struct conns_memory m;
+	conns_memory(e.set, &m);
+	cr_assert_eq(m.pauses, 0u);
+	/* A fourth takes the server to 7/8: it is paused, not disconnected. */
+	struct iclient *paused = all[n++] = iclient_new(e.port);
+	cr_assert_not_null(paused);
+	queue_partial(paused, 99, 1u << 20, 900000);
+	want = 1;
+	cr_assert(pump_until(all, n, paused_at_least, &want), "nobody was paused near the budget");
+	conns_memory(e.set, &m);
+	cr_assert_geq(m.held, (4u << 20) - (4u << 20) / 8);
+	cr_assert_lt(m.held, 4u << 20);
+	cr_assert_eq(m.disconnects, 0u);
+	size_t frames = e.frames;
+	/* A light connection is served meanwhile. */
+	struct iclient *light = iclient_new(e.port);
+	cr_assert_not_null(light);
+	size_t len;
+	queue_frame(light, 500, 8);
+	cr_assert_eq(take_tag(light, &len), 500);
+	/* The newest of the heaviest is spared (as ListClients' asker is). */
+	struct find_big spared = {.at_least = 1u << 20};
+	conns_foreach(e.set, find_big_cb, &spared);
+	cr_assert_neq(spared.id, 0u);
+	conn_spare(conns_find(e.set, spared.id));
+	/* More connections sending large frames: each is read past a
+	 * sixteenth of the budget (to 512K), then paused; past the budget, one
+	 * of the first three goes. */
+	want = 1;
+	while (n < 24 && !disconnects_at_least(&want)) {
+		all[n] = iclient_new(e.port);
+		cr_assert_not_null(all[n]);
+		queue_partial(all[n], 100 + (uint32_t)n, 1u << 20, 300000);
+		n++;
+		conns_memory(e.set, &m);
+		uint64_t next = m.pauses + 1;
+		cr_assert(pump_until(all, n, paused_at_least, &next),
+		          "connection %zu was not paused", n - 1);
+	}
+	/* Its answer written, the one disconnected closes; nobody else
+	 * goes, though the server is still near its budget (above 3/4). */
+	pump_for(all, n, NULL, NULL, 200);
+	conns_memory(e.set, &m);
+	cr_assert_eq(m.disconnects, 1u, "%llu disconnects", (unsigned long long)m.disconnects);
+	cr_assert_eq(e.refused, 1u);
+	cr_assert_eq(e.refuse_code, WB_RESOURCE_EXHAUSTED);
+	size_t gone = 0;
+	for (size_t k = 0; k < 3; k++) {
+		if (all[k]->closed || iclient_ready(all[k])) {
+			expect_refused(all[k], WB_RESOURCE_EXHAUSTED);
+			gone++;
+		}
+	}
+	cr_assert_eq(gone, 1u, "not exactly one of the heaviest was disconnected");
+	cr_assert_not_null(conns_find(e.set, spared.id), "the spared connection was closed");
+	for (size_t k = 3; k < n; k++) {
+		iclient_io(all[k]);
+		cr_assert(!all[k]->closed, "connection %zu was closed", k);
+	}
+	queue_frame(light, 501, 8);
+	cr_assert_eq(take_tag(light, &len), 501);
+	cr_assert_eq(e.frames, frames + 2, "a large frame completed while paused");
+	/* The heavy go: the paused one is read again and answered. */
+	for (size_t k = 0; k < n; k++)
+		if (all[k] != paused) {
+			iclient_free(all[k]);
+			all[k] = NULL;
+		}
+	static uint8_t rest[(1u << 20) - 900000];
+	memset(rest, 0, sizeof(rest));
+	cr_assert_eq(iclient_queue_raw(paused, rest, sizeof(rest)), 0);
+	cr_assert_eq(take_tag(paused, &len), 99);
+	uint64_t small = 4 * 64u * 1024u;
+	cr_assert(pump_until(&paused, 1, held_at_most, &small), "memory was not given back");
+	iclient_free(paused);
+	iclient_free(light);
+}
+
+/* What a module holds for a connection (conn_mem_add()) is counted, shown
+ * by conn_info() and given back; near the budget it pauses that
+ * connection's next frames while another is served. */
+Test(conn, what_modules_hold_is_counted_and_pauses_near_the_budget)
+{
+	struct conn_limits lim = defaults;
+	lim.memory_budget = 2u << 20;
+	start(&lim);
+	e.hold = true;
+	e.extra = 950000;
+	struct iclient *a = iclient_new(e.port);
+	cr_assert_not_null(a);
+	for (uint32_t i = 0; i < 4; i++)
+		queue_frame(a, i, 4);
+	iclient_io(a);
+	size_t want = 2;
+	cr_assert(loop_run_until(&e.loop, frames_at_least, &want, WAIT_MS));
+	run_ms(100);
+	/* Two frames hold 1.9M: past 7/8 of 2 MiB after the second, so no
+	 * third, and below the budget, so no disconnect. */
+	cr_assert_eq(e.frames, 2u, "%zu frames taken", e.frames);
+	struct conns_memory m;
+	conns_memory(e.set, &m);
+	cr_assert_eq(m.by_kind[CONN_MEM_READS], 1900000u);
+	struct conn_info ci;
+	conn_info(e.held[0], &ci);
+	cr_assert_eq(ci.queued_reads, 1900000u);
+	cr_assert_eq(ci.memory, ci.input_buffer + ci.output_buffer + ci.queued_reads + ci.writes);
+	cr_assert_eq(m.disconnects, 0u);
+	e.hold = false;
+	struct iclient *b = iclient_new(e.port);
+	cr_assert_not_null(b);
+	size_t len;
+	queue_frame(b, 77, 4);
+	cr_assert_eq(take_tag(b, &len), 77);
+	while (e.nheld > 0) {
+		conn_mem_add(e.held[e.nheld - 1], CONN_MEM_READS, -(int64_t)e.extra);
+		conn_release(e.held[--e.nheld]);
+	}
+	conns_flush(e.set);
+	for (uint32_t i = 0; i < 4; i++)
+		cr_assert_eq(take_tag(a, &len), i);
+	conns_memory(e.set, &m);
+	cr_assert_eq(m.by_kind[CONN_MEM_READS], 0u);
+	iclient_free(a);
+	iclient_free(b);
 }
 
 Test(conn, holds_pause_at_max_inflight)

@@ -273,6 +273,94 @@ static void make_append(Whizbang__V1__Request *req, Whizbang__V1__AppendEvents *
 	a->events = ptrs;
 }
 
+/* An allocator that counts what protobuf-c asks of it. */
+struct counted {
+	size_t bytes, blocks;
+};
+
+static void *counted_alloc(void *data, size_t size)
+{
+	struct counted *c = data;
+	c->bytes += size;
+	c->blocks++;
+	return malloc(size);
+}
+
+static void counted_free(void *data, void *ptr)
+{
+	(void)data;
+	free(ptr);
+}
+
+/* Unpacks buf[0..len) counting the allocations, and checks that
+ * wire_message_memory() tells what they were (16 bytes of overhead each). */
+static void memory_is_what_unpack_allocated(const uint8_t *buf, size_t len)
+{
+	struct counted c = {0, 0};
+	ProtobufCAllocator a = {counted_alloc, counted_free, &c};
+	Whizbang__V1__Request *r = whizbang__v1__request__unpack(&a, len, buf);
+	cr_assert_not_null(r);
+	cr_assert_gt(c.blocks, 1u);
+	cr_assert_eq(wire_message_memory(&r->base), c.bytes + 16 * c.blocks,
+	             "measured %zu, allocated %zu in %zu blocks", wire_message_memory(&r->base),
+	             c.bytes, c.blocks);
+	whizbang__v1__request__free_unpacked(r, &a);
+}
+
+/* The memory a decoded request holds (what the memory budget counts for a
+ * queued read) is what protobuf-c allocated for it: strings, bytes (an
+ * empty one allocates nothing), repeated messages, a where clause's tree,
+ * and fields this build does not know. */
+Test(wire, message_memory_is_what_unpack_allocated)
+{
+	Whizbang__V1__Request req;
+	Whizbang__V1__AppendEvents a;
+	Whizbang__V1__NewEvent ev[3];
+	Whizbang__V1__NewEvent *ptrs[3];
+	make_append(&req, &a, ev, ptrs);
+	size_t len = 0;
+	uint8_t *buf = wire_pack_frame(&req.base, &len);
+	cr_assert_not_null(buf);
+	memory_is_what_unpack_allocated(buf + FRAME_HEADER, len - FRAME_HEADER);
+	/* The same with an unknown field (number 99, 5 bytes) after it. */
+	uint8_t *more = malloc(len - FRAME_HEADER + 8);
+	cr_assert_not_null(more);
+	memcpy(more, buf + FRAME_HEADER, len - FRAME_HEADER);
+	memcpy(more + len - FRAME_HEADER, "\x9a\x06\x05hello", 8);
+	memory_is_what_unpack_allocated(more, len - FRAME_HEADER + 8);
+	free(more);
+	free(buf);
+
+	/* Explain with a where clause: a and b == "x", in a repeated list. */
+	Whizbang__V1__Value vx = WHIZBANG__V1__VALUE__INIT;
+	vx.kind_case = WHIZBANG__V1__VALUE__KIND_STRING_VALUE;
+	vx.string_value = "x";
+	Whizbang__V1__Value vy = WHIZBANG__V1__VALUE__INIT;
+	vy.kind_case = WHIZBANG__V1__VALUE__KIND_INT_VALUE;
+	vy.int_value = 42;
+	Whizbang__V1__Value *vals[2] = {&vx, &vy};
+	Whizbang__V1__InList in = WHIZBANG__V1__IN_LIST__INIT;
+	in.field = "status";
+	in.n_values = 2;
+	in.values = vals;
+	Whizbang__V1__Expr leaf = WHIZBANG__V1__EXPR__INIT;
+	leaf.node_case = WHIZBANG__V1__EXPR__NODE_IN_LIST;
+	leaf.in_list = &in;
+	Whizbang__V1__Where where = WHIZBANG__V1__WHERE__INIT;
+	where.expr = &leaf;
+	Whizbang__V1__Explain x = WHIZBANG__V1__EXPLAIN__INIT;
+	x.type = "order";
+	x.where = &where;
+	whizbang__v1__request__init(&req);
+	req.id = 9;
+	req.body_case = WHIZBANG__V1__REQUEST__BODY_EXPLAIN;
+	req.explain = &x;
+	buf = wire_pack_frame(&req.base, &len);
+	cr_assert_not_null(buf);
+	memory_is_what_unpack_allocated(buf + FRAME_HEADER, len - FRAME_HEADER);
+	free(buf);
+}
+
 Test(wire, pack_frame_and_unpack_request_round_trip)
 {
 	Whizbang__V1__Request req;
