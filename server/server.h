@@ -105,6 +105,12 @@ bool srv_quota_admit(struct srv *srv, struct conn *c, uint32_t len);
 void srv_quota_refused(struct srv *srv, struct conn *c);
 int srv_quota_hello(struct srv *srv, struct conn *c, char *msg, size_t msglen);
 bool srv_quota_same_identity(const struct srv *srv, const struct conn *a, const struct conn *b);
+/* The lease account (lease/lease.h) of c's identity, which lives while a
+ * lease counts in it; NULL for no quota (--max-leases-per-identity 0, the
+ * admin role, or no memory for it: the grant goes on, bounded by the
+ * server-wide limits). */
+struct lease_account;
+struct lease_account *srv_quota_lease_account(struct srv *srv, struct conn *c);
 const char *srv_quota_identity(const struct srv *srv, const struct conn *c);
 
 /* Whether c acts as the built-in admin role, which no quota limits. */

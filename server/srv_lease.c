@@ -39,7 +39,6 @@
 #define MAX_PROJECTION_STATS 256u
 /* The most sequences one Lease may ask for (--max-lease-count's bound). */
 #define LEASE_COUNT_MAX 1024u
-#define ACCOUNT_BUCKETS 1024u
 /* Every ledger entry is served whole in one answer (a ReadLedger page, a
  * ledger subscription's push), and answers stay within --max-frame: an
  * entry may take the page budget (srv_page_budget()) less what a
@@ -54,24 +53,10 @@
  * 5120 bytes. */
 #define ENTRY_OPS_ROOM (5120u - ENTRY_FRAME_ROOM)
 
-/* A client identity's lease account (--max-leases-per-identity): the
- * leases its connections hold, counted by the lease table. Kept while a
- * connection points at it or a lease counts in it; one with neither is
- * freed when its last connection goes, or by the sweep when accounts are
- * made. */
-struct account {
-	struct lease_account acct;
-	size_t conns; /* lconns pointing at it */
-	struct account *next;
-	char key[SRV_IDENTITY_MAX];
-};
-
-/* A connection's side of the coordinator (its conn slot): its lease owner
- * and the account of the identity it last leased as. */
+/* A connection's side of the coordinator (its conn slot): its lease owner. */
 struct lconn {
 	struct lease_owner owner; /* first */
 	struct conn *conn;
-	struct account *account;
 	struct lconn *next_closed;
 };
 
@@ -99,8 +84,6 @@ struct leases {
 	bool timer_open;
 	uint64_t rand_buf[32];
 	size_t rand_left;
-	struct account *accounts[ACCOUNT_BUCKETS];
-	size_t naccounts;
 	struct coord_projection_stats cps[MAX_PROJECTION_STATS];
 	Whizbang__V1__ProjectionStats pstats[MAX_PROJECTION_STATS];
 	Whizbang__V1__ProjectionStats *pstats_ptrs[MAX_PROJECTION_STATS];
@@ -144,86 +127,6 @@ static uint64_t rand64(void *arg)
 static struct conn *conn_of(struct lease_owner *owner)
 {
 	return ((struct lconn *)(void *)owner)->conn;
-}
-
-/* ------------------------------------------------------------ accounts */
-
-static size_t bucket_of(const char *key)
-{
-	uint64_t h = 14695981039346656037ull; /* FNV-1a */
-	for (const unsigned char *p = (const unsigned char *)key; *p != '\0'; p++)
-		h = (h ^ *p) * 1099511628211ull;
-	return (size_t)(h % ACCOUNT_BUCKETS);
-}
-
-/* Frees every account no connection points at and no lease counts in. */
-static void accounts_sweep(struct leases *ls)
-{
-	for (size_t b = 0; b < ACCOUNT_BUCKETS; b++) {
-		struct account **pp = &ls->accounts[b];
-		while (*pp != NULL) {
-			struct account *a = *pp;
-			if (a->conns == 0 && a->acct.active == 0) {
-				*pp = a->next;
-				free(a);
-				ls->naccounts--;
-			} else {
-				pp = &a->next;
-			}
-		}
-	}
-}
-
-static void account_drop(struct leases *ls, struct lconn *lc)
-{
-	struct account *a = lc->account;
-	lc->account = NULL;
-	if (a == NULL || --a->conns > 0 || a->acct.active > 0)
-		return;
-	struct account **pp = &ls->accounts[bucket_of(a->key)];
-	while (*pp != a)
-		pp = &(*pp)->next;
-	*pp = a->next;
-	free(a);
-	ls->naccounts--;
-}
-
-/* The account a Lease on lc counts in: NULL for no quota (set to 0, or an
- * admin), or when it cannot be made (out of memory: the grant goes on,
- * bounded by the server-wide limits). */
-static struct lease_account *account_of(struct leases *ls, struct lconn *lc)
-{
-	uint64_t max = srv_config(ls->srv)->max_leases_per_identity;
-	if (max == 0 || srv_conn_is_admin(lc->conn)) {
-		account_drop(ls, lc);
-		return NULL;
-	}
-	char key[SRV_IDENTITY_MAX];
-	srv_identity(ls->srv, lc->conn, key);
-	if (lc->account != NULL && strcmp(lc->account->key, key) == 0)
-		return &lc->account->acct;
-	account_drop(ls, lc);
-	size_t b = bucket_of(key);
-	struct account *a = ls->accounts[b];
-	while (a != NULL && strcmp(a->key, key) != 0)
-		a = a->next;
-	if (a == NULL) {
-		/* Accounts left by closed connections go before a new one is
-		 * made, so that their number stays near the connections'. */
-		if (ls->naccounts >= 2 * conns_open(srv_conns(ls->srv)) + 64)
-			accounts_sweep(ls);
-		a = calloc(1, sizeof(*a));
-		if (a == NULL)
-			return NULL;
-		snprintf(a->key, sizeof(a->key), "%s", key);
-		a->next = ls->accounts[b];
-		ls->accounts[b] = a;
-		ls->naccounts++;
-	}
-	a->acct.max = max;
-	a->conns++;
-	lc->account = a;
-	return &a->acct;
 }
 
 /* c's lease owner, made on first use; NULL after answering when out of
@@ -842,7 +745,9 @@ static bool lease(void *state, struct conn *c, Request *req)
 	struct lease_owner *owner = owner_of(ls, c, req->id);
 	if (owner == NULL)
 		return false;
-	struct lease_account *account = account_of(ls, (struct lconn *)(void *)owner);
+	/* The identity's account (--max-leases-per-identity), NULL for
+	 * none. */
+	struct lease_account *account = srv_quota_lease_account(ls->srv, c);
 	struct lease_grant_args args = {
 	        .projection = a->projection,
 	        .duration_ms = a->duration_ms,
@@ -1059,7 +964,6 @@ static void leases_conn_closed(void *state, struct conn *c)
 	conn_set_slot(c, ls->slot, NULL);
 	enter(ls);
 	coord_owner_closed(ls->coord, &lc->owner, now());
-	account_drop(ls, lc);
 	lc->next_closed = ls->closed;
 	ls->closed = lc;
 	leave(ls);
@@ -1186,12 +1090,6 @@ static void leases_close(void *state)
 {
 	struct leases *ls = state;
 	coord_close(ls->coord);
-	for (size_t b = 0; b < ACCOUNT_BUCKETS; b++)
-		while (ls->accounts[b] != NULL) {
-			struct account *a = ls->accounts[b];
-			ls->accounts[b] = a->next;
-			free(a);
-		}
 }
 
 /* ------------------------------------------------------------ figures */

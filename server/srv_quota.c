@@ -20,6 +20,8 @@
  *   can make it refuse a hundred thousand times a second; the backoff
  *   makes that a handful. A second without a refusal (after the pause)
  *   clears it;
+ * - leases (--max-leases-per-identity): the lease table counts them into
+ *   the identity's account (srv_quota_lease_account());
  * - connections (--max-connections-per-identity, checked at Hello: a
  *   connection's identity before authentication is its address, which
  *   --max-connections-per-address bounds at accept) and subscriptions
@@ -36,6 +38,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "lease.h"
 #include "log.h"
 #include "module.h"
 #include "reply.h"
@@ -57,6 +60,10 @@ struct ident {
 	uint32_t strikes;         /* refusals in a row (BACKOFF_FORGET_MS apart at most) */
 	uint64_t pause_until;     /* loop ms: its connections take no frame before */
 	uint64_t last_refusal_ms;
+	/* Its leases (--max-leases-per-identity), counted by the lease table
+	 * (lease/lease.h), those its closed connections left included: the
+	 * identity is kept while one counts in it. */
+	struct lease_account leases;
 };
 
 /* A connection's slot. */
@@ -93,8 +100,8 @@ static size_t bucket_of(const char *key)
 static bool forgettable(const struct quota *q, const struct ident *id, uint64_t now)
 {
 	(void)q;
-	return id->conns == 0 && id->req_tokens >= 0 && id->byte_tokens >= 0 &&
-	       now >= id->pause_until + BACKOFF_FORGET_MS &&
+	return id->conns == 0 && id->leases.active == 0 && id->req_tokens >= 0 &&
+	       id->byte_tokens >= 0 && now >= id->pause_until + BACKOFF_FORGET_MS &&
 	       now >= id->last_refusal_ms + BACKOFF_FORGET_MS;
 }
 
@@ -281,6 +288,21 @@ int srv_quota_hello(struct srv *srv, struct conn *c, char *msg, size_t msglen)
 	         qc->id->key + 5, qc->id->conns - 1u);
 	srv_quota_refused(srv, c);
 	return WB_RESOURCE_EXHAUSTED;
+}
+
+struct lease_account *srv_quota_lease_account(struct srv *srv, struct conn *c)
+{
+	struct quota *q = state_of(srv);
+	uint64_t max = srv_config(srv)->max_leases_per_identity;
+	if (max == 0 || srv_conn_is_admin(c))
+		return NULL;
+	struct qconn *qc = conn_slot(c, q->slot);
+	if (qc == NULL || qc->id == NULL)
+		qc = bind_identity(q, c);
+	if (qc == NULL || qc->id == NULL)
+		return NULL;
+	qc->id->leases.max = max;
+	return &qc->id->leases;
 }
 
 bool srv_quota_same_identity(const struct srv *srv, const struct conn *a, const struct conn *b)
