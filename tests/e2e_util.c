@@ -532,6 +532,23 @@ err:
 	return rc;
 }
 
+int e2e_append_mib(struct wb_client *c, const char *stream, unsigned mib)
+{
+	static uint8_t data[E2E_BIG_EVENT];
+	memset(data, '7', sizeof(data));
+	struct wb_new_event evs[64];
+	for (size_t i = 0; i < 64; i++)
+		evs[i] = (struct wb_new_event){
+		        .type = "Big", .data = data, .data_len = sizeof(data)};
+	for (unsigned k = 0; k < mib; k++) {
+		struct wb_append_result res;
+		int rc = wb_append(c, stream, WB_EXPECT_ANY, 0, evs, 64, &res);
+		if (rc != 0)
+			return rc;
+	}
+	return 0;
+}
+
 int e2e_read_all(struct wb_client *c, uint32_t page_size, const char *prefix,
                  const char *const *types, size_t ntypes, struct e2e_event **out, size_t *n)
 {

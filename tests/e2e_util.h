@@ -157,6 +157,13 @@ struct e2e_event {
  * a new array (*out, *n; free with e2e_events_free()). Returns 0 or the
  * client's error. Also fails with WB_INTERNAL (and says why) when a page
  * does not advance. */
+#define E2E_BIG_EVENT 16384u
+/* Appends mib MiB of events to stream (64 events of E2E_BIG_EVENT bytes an
+ * append), more
+ * than the sockets' buffers take: what subscribers that do not read are
+ * then pushed. Returns 0 or the client's error. */
+int e2e_append_mib(struct wb_client *c, const char *stream, unsigned mib);
+
 int e2e_read_all(struct wb_client *c, uint32_t page_size, const char *prefix,
                  const char *const *types, size_t ntypes, struct e2e_event **out, size_t *n);
 

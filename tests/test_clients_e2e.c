@@ -306,17 +306,7 @@ Test(clients_e2e, a_subscriber_that_does_not_read_holds_the_push_buffer)
 	const char *args[] = {"--anonymous-role=admin", "--push-buffer=256K", NULL};
 	struct wb_client *w = e2e_suite_start_client(args, "clients-writer");
 	/* 16 MiB of events: more than the sockets' buffers take. */
-	static uint8_t data[16384];
-	memset(data, '7', sizeof(data));
-	struct wb_new_event evs[64];
-	for (size_t i = 0; i < 64; i++)
-		evs[i] = (struct wb_new_event){
-		        .type = "Big", .data = data, .data_len = sizeof(data)};
-	for (int k = 0; k < 16; k++) {
-		struct wb_append_result res;
-		cr_assert_eq(wb_append(w, "big", WB_EXPECT_ANY, 0, evs, 64, &res), 0, "%s",
-		             wb_errmsg(w));
-	}
+	cr_assert_eq(e2e_append_mib(w, "big", 16), 0, "%s", wb_errmsg(w));
 	int subs[3];
 	for (size_t i = 0; i < 3; i++) {
 		subs[i] = raw_client(NULL);
@@ -335,7 +325,7 @@ Test(clients_e2e, a_subscriber_that_does_not_read_holds_the_push_buffer)
 		const Whizbang__V1__ClientInfo *ci = l->clients[i];
 		if (ci->subscriptions == 0)
 			continue;
-		cr_assert_leq(ci->output_buffer, (256u << 10) + sizeof(data) + 4096,
+		cr_assert_leq(ci->output_buffer, (256u << 10) + E2E_BIG_EVENT + 4096,
 		              "a subscriber holds %llu bytes",
 		              (unsigned long long)ci->output_buffer);
 		most = ci->output_buffer > most ? ci->output_buffer : most;
@@ -343,8 +333,9 @@ Test(clients_e2e, a_subscriber_that_does_not_read_holds_the_push_buffer)
 	wb_client_list_free(l);
 	cr_assert_gt(most, 0u, "nothing waited: the check above proved nothing");
 	/* The writer is served meanwhile. */
+	struct wb_new_event ev = {.type = "Small", .data = "x", .data_len = 1};
 	struct wb_append_result res;
-	cr_assert_eq(wb_append(w, "small", WB_EXPECT_ANY, 0, evs, 1, &res), 0, "%s", wb_errmsg(w));
+	cr_assert_eq(wb_append(w, "small", WB_EXPECT_ANY, 0, &ev, 1, &res), 0, "%s", wb_errmsg(w));
 	for (size_t i = 0; i < 3; i++)
 		close(subs[i]);
 	wb_close(w);

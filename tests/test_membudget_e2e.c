@@ -177,17 +177,7 @@ Test(membudget_e2e, the_heavy_are_paused_then_the_heaviest_disconnected_and_memo
 	wb_stats_free(st);
 
 	/* 16 MiB of events: more than the sockets' buffers take. */
-	static uint8_t data[16384];
-	memset(data, '7', sizeof(data));
-	struct wb_new_event evs[64];
-	for (size_t i = 0; i < 64; i++)
-		evs[i] = (struct wb_new_event){
-		        .type = "Big", .data = data, .data_len = sizeof(data)};
-	for (int k = 0; k < 16; k++) {
-		struct wb_append_result res;
-		cr_assert_eq(wb_append(w, "big", WB_EXPECT_ANY, 0, evs, 64, &res), 0, "%s",
-		             wb_errmsg(w));
-	}
+	cr_assert_eq(e2e_append_mib(w, "big", 16), 0, "%s", wb_errmsg(w));
 
 	/* Subscribers that never read: each holds up to --push-buffer. */
 	int subs[SUBSCRIBERS];
@@ -270,7 +260,7 @@ Test(membudget_e2e, the_heavy_are_paused_then_the_heaviest_disconnected_and_memo
 		             ci->input_buffer + ci->output_buffer + ci->queued_reads + ci->writes);
 		sum += ci->memory;
 		if (ci->subscriptions > 0)
-			cr_assert_leq(ci->output_buffer, PUSH_BUFFER + sizeof(data) + 4096,
+			cr_assert_leq(ci->output_buffer, PUSH_BUFFER + E2E_BIG_EVENT + 4096,
 			              "a subscriber holds %llu bytes",
 			              (unsigned long long)ci->output_buffer);
 		else if (!ci->self)

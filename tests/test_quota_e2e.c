@@ -41,6 +41,20 @@ static int raw_client(const char *token)
 	return fd;
 }
 
+/* Sends req on fd with a fresh id: the answer's error code (0: none). A
+ * RESOURCE_EXHAUSTED answer must name setting, when it is not NULL. */
+static int call_code(int fd, Request *req, const char *setting)
+{
+	req->id = next_id++;
+	Response *r;
+	cr_assert_eq(e2e_raw_call(fd, req, &r), 0);
+	int code = e2e_error_code(r);
+	if (code == WB_RESOURCE_EXHAUSTED && setting != NULL)
+		cr_assert_not_null(strstr(r->error->message, setting), "%s", r->error->message);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	return code;
+}
+
 /* Leases count sequences on fd: 0 or the error code (the message must name
  * the quota when it is RESOURCE_EXHAUSTED). */
 static int lease(int fd, uint32_t count)
@@ -50,15 +64,7 @@ static int lease(int fd, uint32_t count)
 	l.count = count;
 	l.duration_ms = 60000;
 	Request req = E2E_REQUEST(LEASE, lease, &l);
-	req.id = next_id++;
-	Response *r;
-	cr_assert_eq(e2e_raw_call(fd, &req, &r), 0);
-	int code = e2e_error_code(r);
-	if (code == WB_RESOURCE_EXHAUSTED)
-		cr_assert_not_null(strstr(r->error->message, "--max-leases-per-identity"), "%s",
-		                   r->error->message);
-	whizbang__v1__response__free_unpacked(r, NULL);
-	return code;
+	return call_code(fd, &req, "--max-leases-per-identity");
 }
 
 Test(quota_e2e, leases_are_counted_per_identity_over_its_connections)
@@ -116,15 +122,7 @@ static int create_group(int fd, const char *name)
 	Whizbang__V1__CreateConsumer cc = WHIZBANG__V1__CREATE_CONSUMER__INIT;
 	cc.config = &cfg;
 	Request req = E2E_REQUEST(CREATE_CONSUMER, create_consumer, &cc);
-	req.id = next_id++;
-	Response *r;
-	cr_assert_eq(e2e_raw_call(fd, &req, &r), 0);
-	int code = e2e_error_code(r);
-	if (code == WB_RESOURCE_EXHAUSTED)
-		cr_assert_not_null(strstr(r->error->message, "--max-consumer-groups-per-identity"),
-		                   "%s", r->error->message);
-	whizbang__v1__response__free_unpacked(r, NULL);
-	return code;
+	return call_code(fd, &req, "--max-consumer-groups-per-identity");
 }
 
 /* Consumer groups are owned by who made them, durably: an identity may own
@@ -213,14 +211,9 @@ static int subscribe(int fd, const char *setting)
 	s.from = WHIZBANG__V1__START_FROM__FROM_END;
 	s.credits = 10;
 	Request req = E2E_REQUEST(SUBSCRIBE, subscribe, &s);
-	req.id = next_id++;
-	Response *r;
-	cr_assert_eq(e2e_raw_call(fd, &req, &r), 0);
-	int code = e2e_error_code(r);
-	if (code == WB_RESOURCE_EXHAUSTED && setting != NULL)
-		cr_assert_not_null(strstr(r->error->message, setting), "%s", r->error->message);
-	whizbang__v1__response__free_unpacked(r, NULL);
+	int code = call_code(fd, &req, setting);
 	if (code == 0) {
+		Response *r;
 		/* Its first push, caught up (at the end of the log), comes
 		 * next: read it, so that the next call reads its own answer. */
 		cr_assert_eq(e2e_recv_response(fd, 10000, &r), 0);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "e2e_util.h"
+#include "optext.h"
 #include "wb.h"
 #include "wb_error.h"
 
@@ -108,32 +109,19 @@ Test(textform_e2e, text_ops_and_text_wheres_act_as_the_structured_forms)
 	cr_assert_eq(plan->strategy, WHIZBANG__V1__PLAN_STRATEGY__PLAN_SCAN);
 	wb_plan_free(plan);
 
-	/* An update by a text where, in a structured op. */
-	Whizbang__V1__Value small = WHIZBANG__V1__VALUE__INIT;
-	small.kind_case = WHIZBANG__V1__VALUE__KIND_STRING_VALUE;
-	small.string_value = "small";
-	Whizbang__V1__SetAction set = WHIZBANG__V1__SET_ACTION__INIT;
-	set.field = "size";
-	set.value = &small;
-	Whizbang__V1__Action action = WHIZBANG__V1__ACTION__INIT;
-	action.kind_case = WHIZBANG__V1__ACTION__KIND_SET;
-	action.set = &set;
-	Whizbang__V1__Action *actions[] = {&action};
-	Whizbang__V1__Where where = WHIZBANG__V1__WHERE__INIT;
-	where.text = "total < 100";
-	Whizbang__V1__Update up = WHIZBANG__V1__UPDATE__INIT;
-	up.type = "Order";
-	up.where = &where;
-	up.n_actions = 1;
-	up.actions = actions;
-	Op op = WHIZBANG__V1__OP__INIT;
-	op.kind_case = WHIZBANG__V1__OP__KIND_UPDATE;
-	op.update = &up;
-	Op *ops1[] = {&op};
-	Whizbang__V1__OpList list1 = WHIZBANG__V1__OP_LIST__INIT;
-	list1.n_ops = 1;
-	list1.ops = ops1;
-	cr_assert_eq(commit(c, &list1, &res, &seq, &token), 0, "%s", wb_errmsg(c));
+	/* An update by a text where, in a structured op: parsed here, then
+	 * sent with the clause's text alone. */
+	Whizbang__V1__OpList *list1;
+	struct optext_error perr;
+	cr_assert_eq(optext_parse_ops("update Order where total < 100 set size = \"small\"", &list1,
+	                              &perr),
+	             0, "%s", perr.message);
+	Whizbang__V1__Where *w = list1->ops[0]->update->where;
+	optext_free_expr(w->expr);
+	w->expr = NULL;
+	cr_assert_str_eq(w->text, "total < 100");
+	cr_assert_eq(commit(c, list1, &res, &seq, &token), 0, "%s", wb_errmsg(c));
+	optext_free_ops(list1);
 	cr_assert_eq(res->apply_error, 0, "%s", res->apply_error_message);
 	cr_assert_eq(res->results[0]->matched, 1u);
 	wb_commit_result_free(res);
