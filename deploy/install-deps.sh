@@ -1,13 +1,16 @@
 #!/bin/sh
 # Installs the Debian 12 packages Whizbang builds, runs and tests with.
-# Usage: deploy/install-deps.sh [--test]   (--test adds valgrind, clang, and
-# openssl and sslscan, which tests/test_tls_probe.c points at the server)
+# Usage: deploy/install-deps.sh [--test]   (--test adds valgrind, clang,
+# openssl and sslscan, which tests/test_tls_probe.c points at the server, and
+# what the Python client's tests run with: python3-protobuf, protobuf-compiler
+# and python3-pytest)
 set -eu
 pkgs="build-essential meson ninja-build pkg-config libuv1-dev liblmdb-dev libisal-dev \
 libprotobuf-c-dev protobuf-c-compiler libcriterion-dev libxxhash-dev libinih-dev libmicrohttpd-dev libsystemd-dev \
 libssl-dev"
 if [ "${1:-}" = "--test" ]; then
-	pkgs="$pkgs valgrind clang libclang-rt-14-dev python3 openssl sslscan"
+	pkgs="$pkgs valgrind clang libclang-rt-14-dev python3 openssl sslscan python3-protobuf \
+protobuf-compiler python3-pytest"
 fi
 missing=""
 for p in $pkgs; do
