@@ -77,3 +77,18 @@ def test_generated_code_is_current() -> None:
                                shallow=False), (
                 f"whizbang/_pb/{name} differs from what protoc makes of proto/whizbang.proto: "
                 "regenerate it (see whizbang/_pb/__init__.py)")
+
+
+@pytest.mark.parametrize("rid", [1, 127, 128, 300, 2**32 + 5, 2**64 - 1])
+def test_requests_encode_as_the_runtime_does(rid: int) -> None:
+    """encode_request() writes the envelope by hand; every body field, with
+    a body empty and one not, must give the runtime's bytes."""
+    from whizbang.aio import encode_request
+    for f in pb.Request.DESCRIPTOR.oneofs_by_name["body"].fields:
+        empty = f.message_type._concrete_class()
+        for msg in (empty, pb.Ping(nonce=rid)) if f.name == "ping" else (empty,):
+            want = pb.Request(id=rid, **{f.name: msg}).SerializeToString()
+            assert encode_request(rid, f.name, msg) == want, f.name
+    big = pb.AppendEvents(stream="s", events=[pb.NewEvent(type="T", data=b"x" * 300)])
+    assert encode_request(rid, "append_events", big) == pb.Request(
+        id=rid, append_events=big).SerializeToString()

@@ -76,19 +76,48 @@ STREAM_EXISTS = pb.STREAM_EXISTS
 Start = Union[int, str]  # "start", "end", or a position / version / sequence
 _DEFAULT: Any = object()
 _WRITE_HIGH_WATER = 1 << 20
+# Timeouts are checked by one sweep over the calls in flight this often while
+# any is in flight (a timer per call costs more than the rest of the call).
+_SWEEP_S = 0.05
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# The key of each Request body field (length-delimited), so that a request is
+# encoded as its id and its serialized body without building a Request
+# (PROTOCOL.md §6; tests/test_tables.py checks it against the runtime's
+# encoding).
+_BODY_KEYS: dict[str, bytes] = {
+    f.name: _varint(f.number << 3 | 2)
+    for f in pb.Request.DESCRIPTOR.oneofs_by_name["body"].fields
+}
+
+
+def encode_request(rid: int, field: str, msg: Any) -> bytes:
+    """The bytes of ``Request{id: rid, <field>: msg}``."""
+    body = msg.SerializeToString()
+    return b"\x08" + _varint(rid) + _BODY_KEYS[field] + _varint(len(body)) + body
 
 
 class _Call:
     """A request waiting for its answer."""
 
-    __slots__ = ("fut", "body", "timer", "push", "on_error")
+    __slots__ = ("fut", "field", "body", "deadline", "push", "on_error")
 
-    def __init__(self, fut: Optional[asyncio.Future[Any]], body: str,
+    def __init__(self, fut: Optional[asyncio.Future[Any]], field: str,
                  push: Optional[Callable[[pb.Response], bool]] = None,
                  on_error: Optional[Callable[[WhizbangError], None]] = None) -> None:
         self.fut = fut
-        self.body = body
-        self.timer: Optional[asyncio.TimerHandle] = None
+        self.field = field
+        self.body = ANSWERS[field]
+        self.deadline: Optional[float] = None
         self.push = push
         self.on_error = on_error
 
@@ -110,6 +139,7 @@ class Connection:
         self._out: list[bytes] = []
         self._flush_scheduled = False
         self._closed: Optional[ConnectionClosedError] = None
+        self._sweep: Optional[asyncio.TimerHandle] = None
         self.call_timeout = call_timeout
         # Until Hello answers: the protocol's smallest max_frame.
         self.max_frame = 4096
@@ -162,6 +192,9 @@ class Connection:
         for sub in subs.values():
             sub._end(exc)
         self._out.clear()
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         self._writer.close()
 
     # ------------------------------------------------------------ the reader
@@ -230,15 +263,11 @@ class Connection:
                 f"the server answered with body {body!r} where the protocol names "
                 f"{call.body!r} (a server bug)"))
             return
-        if call.timer is not None:
-            call.timer.cancel()
         if call.fut is not None and not call.fut.done():
             call.fut.set_result(getattr(resp, body))
 
     @staticmethod
     def _settle_error(call: _Call, exc: WhizbangError) -> None:
-        if call.timer is not None:
-            call.timer.cancel()
         if call.fut is not None:
             if not call.fut.done():
                 call.fut.set_exception(exc)
@@ -262,15 +291,13 @@ class Connection:
             err.__cause__ = self._closed.__cause__
             raise err
         rid = self._next_id
-        self._next_id += 1
-        req = pb.Request(id=rid)
-        getattr(req, field).CopyFrom(msg)
-        payload = req.SerializeToString()
+        payload = encode_request(rid, field, msg)
         if len(payload) > self.max_frame:
             raise errors.FrameTooLargeError(
                 f"refused here: this {field} request takes {len(payload)} bytes, more than the "
                 f"server's max_frame of {self.max_frame}; the connection stays open",
                 code=ErrorCode.FRAME_TOO_LARGE)
+        self._next_id += 1
         self._out.append(framing.HEADER.pack(len(payload)))
         self._out.append(payload)
         if not self._flush_scheduled:
@@ -279,12 +306,18 @@ class Connection:
         self._pending[rid] = call
         return rid
 
-    def _expire(self, rid: int, field: str, timeout: float) -> None:
-        call = self._pending.pop(rid, None)
-        if call is not None:
-            call.timer = None
+    def _sweep_timeouts(self) -> None:
+        """Fails the calls whose deadline passed; runs while any has one."""
+        self._sweep = None
+        now = self._loop.time()
+        expired = [rid for rid, c in self._pending.items()
+                   if c.deadline is not None and c.deadline <= now]
+        for rid in expired:
+            call = self._pending.pop(rid)
             self._settle_error(call, WhizbangTimeoutError(
-                f"no answer to {field} (request {rid}) within {timeout:g} s"))
+                f"no answer to {call.field} (request {rid}) within its timeout"))
+        if any(c.deadline is not None for c in self._pending.values()):
+            self._sweep = self._loop.call_later(_SWEEP_S, self._sweep_timeouts)
 
     async def _call(self, field: str, msg: Any, *, timeout: Optional[float] = _DEFAULT,
                     push: Optional[Callable[[pb.Response], bool]] = None,
@@ -294,7 +327,7 @@ class Connection:
         if transport is not None and transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
             await self._writer.drain()
         fut: asyncio.Future[Any] = self._loop.create_future()
-        call = _Call(fut, ANSWERS[field], push)
+        call = _Call(fut, field, push)
         rid = self._send(field, msg, call)
         if sub is not None:
             sub._request_id = rid
@@ -302,22 +335,22 @@ class Connection:
         if timeout is _DEFAULT:
             timeout = self.call_timeout
         if timeout is not None:
-            call.timer = self._loop.call_later(timeout, self._expire, rid, field, timeout)
+            call.deadline = self._loop.time() + timeout
+            if self._sweep is None:
+                self._sweep = self._loop.call_later(min(_SWEEP_S, timeout), self._sweep_timeouts)
         try:
             return await fut
         except asyncio.CancelledError:
             # The caller gave up: its answer, when it comes, is dropped.
             if self._pending.get(rid) is call:
                 del self._pending[rid]
-                if call.timer is not None:
-                    call.timer.cancel()
             raise
 
     def _send_nowait(self, field: str, msg: Any,
                      on_error: Callable[[WhizbangError], None]) -> None:
         """Sends a request whose answer nobody awaits (a Credit): only an
         error answer is reported, to on_error."""
-        self._send(field, msg, _Call(None, ANSWERS[field], on_error=on_error))
+        self._send(field, msg, _Call(None, field, on_error=on_error))
 
     # ------------------------------------------------------------ Hello
 
@@ -377,9 +410,10 @@ class Connection:
             req.expected_version = exact
         else:
             req.expected = expected
+        add = req.events.add
         for ev in events:
             if isinstance(ev, Event):
-                req.events.append(ev.to_pb())
+                add(id=ev.id, type=ev.type, data=ev.data, metadata=ev.metadata)
             else:
                 if not ev.id:
                     ev.id = uuid7()
