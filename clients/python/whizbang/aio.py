@@ -102,7 +102,7 @@ _BODY_KEYS: dict[str, bytes] = {
 
 def encode_request(rid: int, field: str, msg: Any) -> bytes:
     """The bytes of ``Request{id: rid, <field>: msg}``."""
-    body = msg.SerializeToString()
+    body: bytes = msg.SerializeToString()
     return b"\x08" + _varint(rid) + _BODY_KEYS[field] + _varint(len(body)) + body
 
 
@@ -225,17 +225,17 @@ class Connection:
         except WhizbangError as e:
             self._fail(e)
         except (OSError, ssl.SSLError, EOFError) as e:
-            err = ConnectionClosedError(f"the connection failed: {e}")
-            err.__cause__ = e
-            self._fail(err)
+            closed = ConnectionClosedError(f"the connection failed: {e}")
+            closed.__cause__ = e
+            self._fail(closed)
         except Exception as e:  # a bug here must not leave callers waiting for ever
-            err = InternalError(f"this client's reader failed: {e!r}")
-            err.__cause__ = e
-            self._fail(err)
+            bug = InternalError(f"this client's reader failed: {e!r}")
+            bug.__cause__ = e
+            self._fail(bug)
 
     def _dispatch(self, resp: pb.Response) -> None:
         rid = resp.id
-        has_error = resp.HasField("error") and resp.error.code != ErrorCode.OK
+        has_error = resp.HasField("error") and resp.error.code != pb.OK
         if rid == 0:
             if has_error:
                 raise errors.from_pb(resp.error, "the server, for the whole connection")
@@ -394,7 +394,7 @@ class Connection:
         return pong.nonce
 
     async def append(self, stream: str, events: Iterable[Union[Event, pb.NewEvent]], *,
-                     expected: int = ANY, exact: Optional[int] = None,
+                     expected: pb.ExpectedVersion = ANY, exact: Optional[int] = None,
                      timeout: Optional[float] = _DEFAULT) -> pb.AppendResult:
         """Appends events to a stream, atomically; answered once durable.
 

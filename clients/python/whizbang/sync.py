@@ -26,6 +26,10 @@ from .worker import HeldLease, Ops, ProjectionWorker
 T = TypeVar("T")
 
 
+async def _next(it: AsyncIterator[T]) -> T:
+    return await it.__anext__()
+
+
 def _blocking(method: Callable[..., Coroutine[Any, Any, T]]) -> Callable[..., T]:
     @functools.wraps(method)
     def call(self: "Client", *args: Any, **kwargs: Any) -> T:
@@ -58,7 +62,7 @@ class SyncSubscription:
 
     def __next__(self) -> Any:
         try:
-            return self._client._run(self._sub.__anext__())
+            return self._client._run(_next(self._sub))
         except StopAsyncIteration:
             raise StopIteration from None
 
@@ -67,7 +71,7 @@ class SyncSubscription:
         (``TimeoutError`` then; the subscription stays usable)."""
         async def one() -> Any:
             # A timeout cancels the wait before an item is taken: none is lost.
-            return await asyncio.wait_for(self._sub.__anext__(), timeout)
+            return await asyncio.wait_for(_next(self._sub), timeout)
         try:
             return self._client._run(one())
         except StopAsyncIteration:
@@ -104,7 +108,7 @@ class Client:
         try:
             while True:
                 try:
-                    yield self._run(agen.__anext__())
+                    yield self._run(_next(agen))
                 except StopAsyncIteration:
                     return
         finally:

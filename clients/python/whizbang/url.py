@@ -242,11 +242,9 @@ def parse_url(text: str) -> ServerURL:
             raise _refuse("the URL names no socket path")
         unix_path = _decode(body, True, PATH_MAX, "socket path")
     else:
-        cut = len(body)
-        for sep in "/?":
-            at = body.find(sep)
-            if 0 <= at < cut:
-                cut = at
+        cut = body.find("/")  # the query is off already
+        if cut < 0:
+            cut = len(body)
         user, host, port = _authority(body[:cut], body[cut:])
 
     tls_given = [k for k in TLS_FILE_PARAMS if k in params]

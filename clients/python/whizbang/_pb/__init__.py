@@ -1,10 +1,7 @@
 """Message classes generated from proto/whizbang.proto by Debian's protoc.
 
-Regenerate after a change to the proto (tests/test_generated.py fails until
-you do):
-
-    protoc -I proto --python_out=clients/python/whizbang/_pb \
-        --pyi_out=clients/python/whizbang/_pb whizbang.proto
+Regenerate them after a change to the proto with clients/python/generate.sh
+(tests/test_tables.py fails until you do).
 """
 from . import whizbang_pb2
 

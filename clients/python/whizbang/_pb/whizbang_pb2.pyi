@@ -200,7 +200,7 @@ class ClientInfo(_message.Message):
     unix_socket: bool
     user: str
     writes: int
-    def __init__(self, id: _Optional[int] = ..., peer: _Optional[str] = ..., client_name: _Optional[str] = ..., user: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., tls: bool = ..., unix_socket: bool = ..., age_ms: _Optional[int] = ..., idle_ms: _Optional[int] = ..., requests: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., input_buffer: _Optional[int] = ..., output_buffer: _Optional[int] = ..., in_flight: _Optional[int] = ..., subscriptions: _Optional[int] = ..., leases: _Optional[int] = ..., consumers: _Optional[int] = ..., self: bool = ..., identity: _Optional[str] = ..., quota_pauses: _Optional[int] = ..., queued_reads: _Optional[int] = ..., writes: _Optional[int] = ..., memory: _Optional[int] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., peer: _Optional[str] = ..., client_name: _Optional[str] = ..., user: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., tls: bool = ..., unix_socket: bool = ..., age_ms: _Optional[int] = ..., idle_ms: _Optional[int] = ..., requests: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., input_buffer: _Optional[int] = ..., output_buffer: _Optional[int] = ..., in_flight: _Optional[int] = ..., subscriptions: _Optional[int] = ..., leases: _Optional[int] = ..., consumers: _Optional[int] = ..., identity: _Optional[str] = ..., quota_pauses: _Optional[int] = ..., queued_reads: _Optional[int] = ..., writes: _Optional[int] = ..., memory: _Optional[int] = ...) -> None: ...
 
 class ClientList(_message.Message):
     __slots__ = ["clients"]
