@@ -58,6 +58,20 @@ async def python_load(url: str, events: int, size: int, streams: int,
     return events / secs, cpu * 1e6 / events
 
 
+async def catch_up(url: str, events: int) -> float:
+    """Events per second delivered through subscribe_all's iterator, reading
+    the first ``events`` of the log from the start."""
+    async with await whizbang.connect(url, client_name="bench_append.py") as conn:
+        t0 = time.perf_counter()
+        async with await conn.subscribe_all("start", window=4000) as sub:
+            n = 0
+            async for _ in sub:
+                n += 1
+                if n == events:
+                    break
+        return events / (time.perf_counter() - t0)
+
+
 def c_load(bench: str, address: str, events: int, size: int, streams: int,
            inflight: int) -> float:
     out = subprocess.run(
@@ -97,6 +111,9 @@ def main() -> int:
             c = c_load(a.bench, address, a.events, a.size, a.streams, a.inflight)
             print(f"round {r + 1}: python {py:,.0f} events/s ({cpu:.1f} ms client CPU per "
                   f"1000), C whizbang-bench {c:,.0f} events/s, python/C {py / c:.2f}")
+        sub = asyncio.run(catch_up(f"whizbang://{address}", a.events))
+        print(f"catch-up through subscribe_all: {sub:,.0f} events/s ({a.events} events from "
+              "the start of the log)")
     finally:
         if spawned is not None:
             spawned.stop()

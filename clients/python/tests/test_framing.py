@@ -82,6 +82,7 @@ def test_keepalive_is_skipped() -> None:
             async with await whizbang.connect(fake.url) as conn:
                 assert await conn.ping(7) == 7
                 assert await conn.ping(8) == 8
+                assert conn.keepalives == 2
             assert fake.errors == []
     run(main())
 

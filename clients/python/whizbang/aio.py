@@ -146,6 +146,9 @@ class Connection:
         self.hello = pb.HelloResult()
         self.user = ""
         self.roles: list[str] = []
+        # Keepalives received (Response{id 0, pong}): the server's sign of
+        # life on a quiet connection.
+        self.keepalives = 0
         self._reader_task = self._loop.create_task(self._read_loop())
 
     # ------------------------------------------------------------ lifecycle
@@ -240,7 +243,8 @@ class Connection:
             if has_error:
                 raise errors.from_pb(resp.error, "the server, for the whole connection")
             if resp.WhichOneof("body") == "pong":
-                return  # a keepalive
+                self.keepalives += 1
+                return
             raise ProtocolError("the server sent a Response with id 0 that is neither an "
                                 "error nor a keepalive")
         call = self._pending.get(rid)
