@@ -50,6 +50,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -99,6 +100,18 @@
 #define PROBE_EVERY_MS 250
 /* The negative control's freeze: this long in every second. */
 #define STALL_MS 250
+/* The spawned server's --map-size. The map must not grow during a phase:
+ * a grow waits for every reader, remaps, and (with durability = log)
+ * reserves the new part of the data file, which shows as a stall and as
+ * RSS dropping, not as anything a hostile client did. The steady load adds
+ * about 1 KB of map an event (the pages a checkpoint keeps from reuse
+ * included), so 16 GiB holds some 15M events; a round during which the map
+ * grows anyway is marked in the report. The data file is sparse with
+ * durability = sync, but log mode reserves the whole map with
+ * posix_fallocate(), so this much disk must be free. An explicit
+ * --server-arg --map-size=SIZE comes later on whizbangd's command line and
+ * wins. */
+#define NOISY_MAP_SIZE (16ull << 30)
 
 struct noisy_opts {
 	uint32_t seconds;
@@ -154,7 +167,8 @@ static const struct cli_opt noisy_table[] = {
                  "makes it log is counted)"},
         {"--server-arg", "ARG", CLI_TEXTS_AT(struct noisy_opts, server_args),
          .help = "one more argument for whizbangd (repeatable), e.g. --server-arg "
-                 "--max-connections=64"},
+                 "--max-connections=64; it comes after the bench's own, so --server-arg "
+                 "--map-size=SIZE replaces the map of 16G"},
         {0},
 };
 
@@ -1620,6 +1634,27 @@ static int make_token(struct noisy *n, struct wb_client *ctl, char *errmsg, size
 	return 0;
 }
 
+/* Warns when the data directory's filesystem has less room than the map
+ * the server reserves there (durability = log reserves all of it), unless
+ * --server-arg gives a map size of its own. */
+static void check_room(const struct noisy_opts *o, const char *root)
+{
+	for (size_t i = 0; i < o->server_args.n; i++)
+		if (strncmp(o->server_args.v[i], "--map-size", strlen("--map-size")) == 0)
+			return;
+	struct statvfs fs;
+	if (statvfs(root, &fs) != 0)
+		return;
+	uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+	if (avail < NOISY_MAP_SIZE)
+		fprintf(stderr,
+		        "whizbang-bench: warning: %s has %llu MiB free, and whizbangd reserves its "
+		        "map of %llu MiB there (durability = log); give --data-dir elsewhere or "
+		        "--server-arg --map-size=SIZE\n",
+		        root, (unsigned long long)(avail >> 20),
+		        (unsigned long long)(NOISY_MAP_SIZE >> 20));
+}
+
 /* The fds the idle and frame loads hold, with room for the rest. */
 static void raise_fd_limit(void)
 {
@@ -1654,6 +1689,7 @@ static int noisy_run(void *opts)
 		return 1;
 	snprintf(n.log_path, sizeof(n.log_path), "%s/server.log", root);
 	n.srv.log_file = n.log_path;
+	check_room(o, root);
 	const char *extra[BENCH_SERVER_EXTRA_MAX + 1] = {"--anonymous-role=writer"};
 	size_t ne = 1;
 	for (size_t i = 0; i < o->server_args.n; i++)
@@ -1665,8 +1701,8 @@ static int noisy_run(void *opts)
 	struct wb_client *ctl = NULL;
 	int rc = ph == NULL ? WB_E_NOMEM : 0;
 	if (rc == 0)
-		rc = bench_server_start(&n.srv, o->whizbangd, o->log_level, root, 4ull << 30, extra,
-		                        errmsg, sizeof(errmsg));
+		rc = bench_server_start(&n.srv, o->whizbangd, o->log_level, root, NOISY_MAP_SIZE,
+		                        extra, errmsg, sizeof(errmsg));
 	if (rc != 0)
 		goto out;
 	n.port = (uint16_t)atoi(strrchr(n.srv.address, ':') + 1);
