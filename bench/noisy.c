@@ -2030,13 +2030,19 @@ out:
 	}
 	clause_free();
 	free(ph);
-	if (rc != 0) {
+	if (rc != 0)
 		fprintf(stderr, "whizbang-bench: %s (%s)\n", errmsg, wb_error_name(rc));
-		fprintf(stderr, "whizbang-bench: the server's log and data are kept in %s\n", root);
+	/* A failure keeps the server's log and data to look at; a ^C does not
+	 * (the data file holds the whole map's blocks). */
+	if (rc != 0 && !atomic_load(&bench_interrupted)) {
+		fprintf(stderr,
+		        "whizbang-bench: the server's log and data are kept in %s (remove it: its "
+		        "data file reserves the whole map)\n",
+		        root);
 		return 1;
 	}
 	bench_rmtree(root);
-	return 0;
+	return rc != 0 ? 1 : 0;
 }
 
 const struct bench_command bench_noisy_command = BENCH_COMMAND(
