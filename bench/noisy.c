@@ -111,10 +111,10 @@
 /* The spawned server's --map-size. The map must not grow during a phase:
  * a grow waits for every reader, remaps, and (with durability = log)
  * reserves the new part of the data file, which shows as a stall and as
- * RSS dropping, not as anything a hostile client did. The steady load adds
- * about 1 KB of map an event (the pages a checkpoint keeps from reuse
- * included), so 16 GiB holds some 15M events; a round during which the map
- * grows anyway is marked in the report. The data file is sparse with
+ * RSS dropping, not as anything a hostile client did. A default run on two
+ * cores (28M events) used 10.4 GiB of it, the pages a checkpoint keeps from
+ * reuse included; a round during which the map grows anyway is marked in
+ * the report. The data file is sparse with
  * durability = sync, but log mode reserves the whole map with
  * posix_fallocate(), so this much disk must be free. An explicit
  * --server-arg --map-size=SIZE comes later on whizbangd's command line and

@@ -22,8 +22,8 @@
 # It configures the build directory when it is missing and builds only what it
 # runs (whizbang-bench and whizbangd). Environment overrides: BUILD_DIR,
 # SECONDS_PER_PHASE (default 5), ROUNDS (default 3; the default run is then
-# 9 loads x 3 rounds x 2 phases x 5 s, about six minutes with the set-up and
-# the pauses between phases), LOADS (a comma-separated list; default every
+# 9 loads x 3 rounds x 2 phases x 5 s, about eight minutes with the set-up
+# and the pauses between phases), LOADS (a comma-separated list; default every
 # hostile load: explode,where,explain,idle,frames,subscribers,leases,groups,
 # garbage; also the controls none and sigstop), ENTITIES (Order entities the
 # explosion rewrites, default 200k), SCAN_ENTITIES (unindexed entities the
