@@ -1,17 +1,23 @@
 /* whizbang-bench noisy: the append load of `whizbang-bench append` (16
- * clients x 16 in flight by default) measured alone, then beside each
- * hostile load in turn, on one whizbangd (issue 13, "No client can hurt
- * another"; docs/BENCHMARKS.md, "Noisy neighbours").
+ * clients x 16 in flight by default) measured beside each hostile load in
+ * turn, each time against the same load alone just before, on one whizbangd
+ * (issue 13, "No client can hurt another"; docs/BENCHMARKS.md, "Noisy
+ * neighbours").
  *
- * The happy path: spawn whizbangd on 127.0.0.1:0 with --anonymous-role=writer
- * and its log in a file; connect the control connection over its Unix socket
- * (the local administrator); make an API token of the role writer for the
- * steady load; build what the chosen hostile loads need (entities, an index,
- * the large clause). Then phases of --seconds each: "quiet" (the steady load
- * alone), one per hostile load (the steady load's connections are made
- * first, then the hostile client starts on its own threads and connections,
- * and once its load is in place the steady load is measured), and "quiet
- * again" at the end. Beside every phase a probe, another client of the
+ * The happy path: spawn whizbangd on 127.0.0.1:0 with --anonymous-role=writer,
+ * its log in a file and a map of NOISY_MAP_SIZE (so that the map does not
+ * grow during a measurement); connect the control connection over its Unix
+ * socket (the local administrator); make an API token of the role writer for
+ * the steady load; build what the chosen hostile loads need (entities, an
+ * index, the large clause), once. Then, for each hostile load, --rounds
+ * rounds of two phases of --seconds each: "quiet" (the steady load alone),
+ * then the hostile phase (the steady load's connections are made first, then
+ * the hostile client starts on its own threads and connections, and once its
+ * load is in place the steady load is measured); and "quiet again" at the
+ * end. A hostile phase's ratio is against the quiet phase just before it, so
+ * that the machine's drift over a run (on two shared cores, +-50 % between
+ * phases seconds apart) cancels as far as it can; a load's verdict is on the
+ * medians over its rounds. Beside every phase a probe, another client of the
  * steady load's identity, makes a fresh connection four times a second and
  * asks Ping, GetEntity, Lease + Release and CreateConsumer: what a neighbour
  * gets that the append figures cannot show (a full connection table, a
@@ -30,11 +36,13 @@
  * Failure modes: a server that does not start, a set-up step that fails, a
  * control connection that breaks or a server that dies end the run with
  * exit status 1 and a sentence on stderr. A steady load that cannot connect
- * or is cut off during a phase makes that phase's row FAIL with the reason,
- * and the next phase connects again. A row that misses the goal is a
- * finding, not an error: the exit status stays 0. The first ^C ends the
- * phase under way and skips the rest; the server is stopped and the
- * temporary directory removed either way. */
+ * or is cut off during a phase, quiet or hostile, makes that round's load
+ * FAIL with the reason, and the next phase connects again. A load that
+ * misses the goal is a finding, not an error: the exit status stays 0. A map
+ * that grows during a phase anyway (a longer run than NOISY_MAP_SIZE holds)
+ * is marked on that round's row. The first ^C ends the phase under way and
+ * skips the rest, and the report covers the rounds done; the server is
+ * stopped and the temporary directory removed either way. */
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -50,6 +58,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/time.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -99,9 +108,24 @@
 #define PROBE_EVERY_MS 250
 /* The negative control's freeze: this long in every second. */
 #define STALL_MS 250
+/* The spawned server's --map-size. The map must not grow during a phase:
+ * a grow waits for every reader, remaps, and (with durability = log)
+ * reserves the new part of the data file, which shows as a stall and as
+ * RSS dropping, not as anything a hostile client did. A default run on two
+ * cores (28M events) used 10.4 GiB of it, the pages a checkpoint keeps from
+ * reuse included; a round during which the map grows anyway is marked in
+ * the report. The data file is sparse with
+ * durability = sync, but log mode reserves the whole map with
+ * posix_fallocate(), so this much disk must be free. An explicit
+ * --server-arg --map-size=SIZE comes later on whizbangd's command line and
+ * wins. */
+#define NOISY_MAP_SIZE (16ull << 30)
+/* The bound of --rounds. */
+#define MAX_ROUNDS 100
 
 struct noisy_opts {
 	uint32_t seconds;
+	uint32_t rounds;
 	const char *loads;
 	uint64_t entities;
 	uint64_t scan_entities;
@@ -123,6 +147,10 @@ struct noisy_opts {
 static const struct cli_opt noisy_table[] = {
         {"--seconds", "S", CLI_UINT_AT(struct noisy_opts, seconds, 1, 3600), .dflt = "5",
          .help = "how long the steady load is measured in each phase"},
+        {"--rounds", "N", CLI_UINT_AT(struct noisy_opts, rounds, 1, MAX_ROUNDS), .dflt = "3",
+         .help = "rounds per hostile load, each a quiet phase and then the hostile phase, whose "
+                 "ratio is against that quiet phase; a load's verdict is on the medians over "
+                 "its rounds"},
         {"--loads", "LIST", CLI_TEXT_AT(struct noisy_opts, loads), .dflt = DEFAULT_LOADS,
          .help = "the hostile loads to run, in order, comma-separated (see docs/BENCHMARKS.md); "
                  "also the controls `none` (a hostile client that does nothing) and `sigstop` "
@@ -154,7 +182,8 @@ static const struct cli_opt noisy_table[] = {
                  "makes it log is counted)"},
         {"--server-arg", "ARG", CLI_TEXTS_AT(struct noisy_opts, server_args),
          .help = "one more argument for whizbangd (repeatable), e.g. --server-arg "
-                 "--max-connections=64"},
+                 "--max-connections=64; it comes after the bench's own, so --server-arg "
+                 "--map-size=SIZE replaces the map of 16G"},
         {0},
 };
 
@@ -1197,13 +1226,27 @@ struct mem {
 	uint64_t anon_kb;
 };
 
+/* What the probe got: per phase, or summed over several. */
+struct probe_figs {
+	uint32_t ticks;
+	struct tally op[NPROBE];
+	uint64_t worst_ns; /* the slowest tick, connect to close */
+};
+
+static void probe_figs_merge(struct probe_figs *to, const struct probe_figs *from)
+{
+	to->ticks += from->ticks;
+	for (int i = 0; i < NPROBE; i++)
+		tally_merge(&to->op[i], &from->op[i]);
+	if (from->worst_ns > to->worst_ns)
+		to->worst_ns = from->worst_ns;
+}
+
 struct probe {
 	const struct noisy *n;
 	atomic_bool stop;
 	pthread_t th;
-	uint32_t ticks;
-	struct tally op[NPROBE];
-	uint64_t worst_ns; /* the slowest tick, connect to close */
+	struct probe_figs f;
 	struct mem max;
 };
 
@@ -1240,14 +1283,15 @@ static void probe_tick(struct probe *p)
 	snprintf(address, sizeof(address), "127.0.0.1:%u", n->port);
 	struct wb_client *c;
 	uint64_t t0 = bench_now_ns();
-	int rc = bench_connect_secure(&c, address, "noisy-probe", p->ticks, &n->sec, NULL, 0);
-	tally_add(&p->op[PROBE_CONNECT], rc);
+	struct probe_figs *f = &p->f;
+	int rc = bench_connect_secure(&c, address, "noisy-probe", f->ticks, &n->sec, NULL, 0);
+	tally_add(&f->op[PROBE_CONNECT], rc);
 	if (rc == 0) {
-		tally_add(&p->op[PROBE_PING], wb_ping(c));
+		tally_add(&f->op[PROBE_PING], wb_ping(c));
 		Whizbang__V1__Entity *e = NULL;
 		rc = wb_get_entity(c, PROBE_TYPE, PROBE_ID, &e);
 		wb_entity_free(e);
-		tally_add(&p->op[PROBE_GET], rc);
+		tally_add(&f->op[PROBE_GET], rc);
 		struct wb_lease_args la = {.projection = "noisy-probe",
 		                           .duration_ms = 10000,
 		                           .release_on_disconnect = true};
@@ -1256,18 +1300,18 @@ static void probe_tick(struct probe *p)
 		rc = wb_lease(c, &la, &g, 1, &ng);
 		if (rc == 0)
 			rc = wb_release(c, g.sequence, g.token, NULL);
-		tally_add(&p->op[PROBE_LEASE], rc);
+		tally_add(&f->op[PROBE_LEASE], rc);
 		char name[64];
-		snprintf(name, sizeof(name), GROUP_PREFIX "probe-%u-%u", n->phase, p->ticks);
+		snprintf(name, sizeof(name), GROUP_PREFIX "probe-%u-%u", n->phase, f->ticks);
 		struct wb_consumer_args a = {
 		        .name = name, .target = WB_TARGET_ALL, .from = WB_FROM_END};
-		tally_add(&p->op[PROBE_GROUP], wb_create_consumer(c, &a, NULL));
+		tally_add(&f->op[PROBE_GROUP], wb_create_consumer(c, &a, NULL));
 		wb_close(c);
 	}
 	uint64_t ns = bench_now_ns() - t0;
-	if (ns > p->worst_ns)
-		p->worst_ns = ns;
-	p->ticks++;
+	if (ns > f->worst_ns)
+		f->worst_ns = ns;
+	f->ticks++;
 }
 
 static void *probe_main(void *arg)
@@ -1286,9 +1330,11 @@ static void *probe_main(void *arg)
 
 /* ---------------------------------------------------------------- phases */
 
+/* One phase: a quiet phase or a hostile phase of a load's round, or the
+ * quiet phase at the end of the run. */
 struct phase {
-	const char *name;
-	const struct load_def *load; /* NULL: quiet */
+	char label[96];              /* "none, round 2 of 3: quiet" (or hostile), for progress */
+	const struct load_def *load; /* the hostile load; NULL: quiet */
 	bool ran;                    /* the steady load was measured */
 	char failed[256];            /* why the steady load could not be measured or broke */
 	struct bench_append_result r;
@@ -1298,12 +1344,32 @@ struct phase {
 	struct tally hostile;
 	char hostile_note[256];
 	uint64_t engage_ms; /* how long the hostile load took to be in place */
+	uint64_t map_grows; /* times the server's map grew during the phase */
 };
 
 static uint64_t file_size(const char *path)
 {
 	struct stat st;
 	return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* The server's map as GetStats says it: its size, the bytes in use and how
+ * often it grew since the server started. */
+struct map_figs {
+	uint64_t size, used, grows;
+};
+
+static int map_stats(struct wb_client *ctl, struct map_figs *out, char *errmsg, size_t errlen)
+{
+	Whizbang__V1__ServerStats *st;
+	int rc = wb_stats(ctl, &st);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "GetStats: %s: %s", wb_error_name(rc), wb_errmsg(ctl));
+		return rc;
+	}
+	*out = (struct map_figs){st->map_size, st->map_used, st->map_grow_count};
+	wb_stats_free(st);
+	return 0;
 }
 
 /* Deletes every consumer group whose name starts with GROUP_PREFIX. */
@@ -1377,9 +1443,12 @@ static int run_phase(struct noisy *n, struct wb_client *ctl, struct phase *ph, c
 {
 	const struct noisy_opts *o = n->o;
 	int rc = settle(ctl, errmsg, errlen);
+	struct map_figs map0, map1;
+	if (rc == 0)
+		rc = map_stats(ctl, &map0, errmsg, errlen);
 	if (rc != 0)
 		return rc;
-	fprintf(stderr, "whizbang-bench: phase %s ...\n", ph->name);
+	fprintf(stderr, "whizbang-bench: %s ...\n", ph->label);
 	ph->before = server_mem(n->srv.pid);
 	uint64_t log0 = file_size(n->log_path);
 
@@ -1439,7 +1508,8 @@ static int run_phase(struct noisy *n, struct wb_client *ctl, struct phase *ph, c
 		ph->hostile = hr.h.t;
 		snprintf(ph->hostile_note, sizeof(ph->hostile_note), "%s", hr.h.note);
 		if (hr.h.rc != 0) {
-			snprintf(errmsg, errlen, "hostile load %s: %s", ph->name, hr.h.errmsg);
+			snprintf(errmsg, errlen, "hostile load %s: %s", ph->load->name,
+			         hr.h.errmsg);
 			bench_steady_close(st);
 			return hr.h.rc;
 		}
@@ -1452,9 +1522,13 @@ static int run_phase(struct noisy *n, struct wb_client *ctl, struct phase *ph, c
 		bench_describe_status(status, how, sizeof(how));
 		n->srv.pid = 0;
 		snprintf(errmsg, errlen, "whizbangd %s during phase %s (its log: %s)", how,
-		         ph->name, n->log_path);
+		         ph->label, n->log_path);
 		return WB_E_IO;
 	}
+	rc = map_stats(ctl, &map1, errmsg, errlen);
+	if (rc != 0)
+		return rc;
+	ph->map_grows = map1.grows - map0.grows;
 	rc = delete_groups(ctl, errmsg, errlen);
 	if (rc == 0)
 		rc = settle(ctl, errmsg, errlen);
@@ -1466,15 +1540,118 @@ static int run_phase(struct noisy *n, struct wb_client *ctl, struct phase *ph, c
 
 /* ---------------------------------------------------------------- the report */
 
-static bool within_goal(const struct phase *ph, const struct phase *quiet)
+/* Whether a round (its quiet phase q, its hostile phase h) could not be
+ * measured: a steady load that did not connect or broke in either phase, or
+ * a quiet phase that appended nothing to compare with. Sets *why. */
+static bool round_broken(const struct phase *q, const struct phase *h, const char **why)
 {
-	if (!ph->ran || ph->failed[0] != '\0' || !quiet->ran || quiet->r.events_per_s <= 0)
+	if (q->failed[0] != '\0')
+		*why = q->failed;
+	else if (h->failed[0] != '\0')
+		*why = h->failed;
+	else if (!q->ran || !h->ran)
+		*why = "the steady load did not run";
+	else if (q->r.events_per_s <= 0)
+		*why = "the quiet phase appended nothing";
+	else
 		return false;
-	return ph->r.events_per_s >= GOAL_RATIO * quiet->r.events_per_s &&
-	       ph->r.lat.p999 <= GOAL_P999_MS * 1000.0;
+	return true;
 }
 
-static void probe_words(const struct probe *p, char *out, size_t len)
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+	return (x > y) - (x < y);
+}
+
+/* The median of v[0..n), which it sorts: the middle value, or the mean of
+ * the two middle ones; 0 when n is 0. */
+static double median(double *v, size_t n)
+{
+	if (n == 0)
+		return 0;
+	qsort(v, n, sizeof(*v), cmp_double);
+	return n % 2 == 1 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* A load's rounds, summarised. The ratio and the latencies are of the rounds
+ * measured; memory, log, answers and probe are of every round done. */
+struct load_sum {
+	const struct load_def *load;
+	size_t rounds;   /* rounds done: both phases ran */
+	size_t measured; /* rounds not broken (round_broken()) */
+	double ratio_med, ratio_min, ratio_max;
+	double p999_med, p999_max, p50_med, p99_med, max_max; /* µs, of the hostile phases */
+	double quiet_p999_med;                                /* µs */
+	struct mem before, max, after; /* first round's before, highest, last round's after */
+	uint64_t log_max;              /* the most one hostile phase made the log grow */
+	uint64_t engage_max;
+	uint64_t map_grows; /* in its quiet and hostile phases */
+	struct tally hostile;
+	struct probe_figs probe;
+	const struct phase *last; /* the last round's hostile phase */
+	const char *why;          /* why the first broken round is, NULL: none */
+};
+
+/* Summarises the rounds of the load whose first phase is ph[first], rounds
+ * pairs of phases, as far as the done phases reach. */
+static void summarise(const struct phase *ph, size_t first, uint32_t rounds, size_t done,
+                      struct load_sum *s)
+{
+	double ratio[MAX_ROUNDS], p999[MAX_ROUNDS], p50[MAX_ROUNDS], p99[MAX_ROUNDS];
+	double quiet_p999[MAX_ROUNDS];
+	memset(s, 0, sizeof(*s));
+	s->load = ph[first + 1].load;
+	for (uint32_t r = 0; r < rounds && first + 2 * r + 1 < done; r++) {
+		const struct phase *q = &ph[first + 2 * r], *h = q + 1;
+		if (s->rounds++ == 0)
+			s->before = h->before;
+		mem_max(&s->max, h->max);
+		s->after = h->after;
+		if (h->log_bytes > s->log_max)
+			s->log_max = h->log_bytes;
+		if (h->engage_ms > s->engage_max)
+			s->engage_max = h->engage_ms;
+		s->map_grows += q->map_grows + h->map_grows;
+		tally_merge(&s->hostile, &h->hostile);
+		probe_figs_merge(&s->probe, &h->probe.f);
+		s->last = h;
+		const char *why;
+		if (round_broken(q, h, &why)) {
+			if (s->why == NULL)
+				s->why = why;
+			continue;
+		}
+		size_t k = s->measured++;
+		ratio[k] = h->r.events_per_s / q->r.events_per_s;
+		p999[k] = h->r.lat.p999;
+		p50[k] = h->r.lat.p50;
+		p99[k] = h->r.lat.p99;
+		quiet_p999[k] = q->r.lat.p999;
+		if (h->r.lat.p999 > s->p999_max)
+			s->p999_max = h->r.lat.p999;
+		if (h->r.lat.max > s->max_max)
+			s->max_max = h->r.lat.max;
+	}
+	size_t n = s->measured;
+	s->ratio_med = median(ratio, n);
+	s->ratio_min = n > 0 ? ratio[0] : 0;
+	s->ratio_max = n > 0 ? ratio[n - 1] : 0;
+	s->p999_med = median(p999, n);
+	s->p50_med = median(p50, n);
+	s->p99_med = median(p99, n);
+	s->quiet_p999_med = median(quiet_p999, n);
+}
+
+/* The goal, on the medians; a broken round fails the load whatever the
+ * others say, since a steady load cut off is harm, not noise. */
+static bool within_goal(const struct load_sum *s)
+{
+	return s->measured > 0 && s->measured == s->rounds && s->ratio_med >= GOAL_RATIO &&
+	       s->p999_med <= GOAL_P999_MS * 1000.0;
+}
+
+static void probe_words(const struct probe_figs *p, char *out, size_t len)
 {
 	size_t used = (size_t)snprintf(out, len, "%u ticks, worst %.0f ms", p->ticks,
 	                               (double)p->worst_ns / 1e6);
@@ -1490,67 +1667,168 @@ static void probe_words(const struct probe *p, char *out, size_t len)
 	}
 }
 
-static void print_report(const struct noisy *n, struct phase *ph, size_t nph)
+/* events/s and p99.9 of a phase, or dashes when its steady load did not
+ * run. */
+static void steady_words(const struct phase *p, int w1, int w2, char *out, size_t len)
+{
+	if (p->ran)
+		snprintf(out, len, "%*.0f %*.2f", w1, p->r.events_per_s, w2, p->r.lat.p999 / 1e3);
+	else
+		snprintf(out, len, "%*s %*s", w1, "-", w2, "-");
+}
+
+/* Every round's raw figures, so that the spread behind a median shows. */
+static void print_rounds(const struct noisy *n, const struct phase *ph, size_t nloads, size_t done)
+{
+	uint32_t rounds = n->o->rounds;
+	printf("every round: the hostile phase against the quiet phase just before it\n");
+	printf("%-12s %5s %10s %8s %12s %8s %8s %6s\n", "load", "round", "quiet ev/s", "p99.9 ms",
+	       "hostile ev/s", "p99.9 ms", "max ms", "xquiet");
+	for (size_t l = 0; l < nloads; l++) {
+		for (uint32_t r = 0; r < rounds; r++) {
+			size_t qi = l * 2 * rounds + 2 * r;
+			if (qi + 1 >= done)
+				break;
+			const struct phase *q = &ph[qi], *h = q + 1;
+			char round[24], qw[48], hw[48], ratio[16], max[16];
+			snprintf(round, sizeof(round), "%u/%u", r + 1, rounds);
+			steady_words(q, 10, 8, qw, sizeof(qw));
+			steady_words(h, 12, 8, hw, sizeof(hw));
+			const char *why;
+			bool broken = round_broken(q, h, &why);
+			snprintf(ratio, sizeof(ratio), "%6s", "-");
+			if (!broken)
+				snprintf(ratio, sizeof(ratio), "%6.2f",
+				         h->r.events_per_s / q->r.events_per_s);
+			snprintf(max, sizeof(max), "%8s", "-");
+			if (h->ran)
+				snprintf(max, sizeof(max), "%8.2f", h->r.lat.max / 1e3);
+			printf("%-12s %5s %s %s %s %s", h->load->name, round, qw, hw, max, ratio);
+			if (q->map_grows + h->map_grows > 0)
+				printf("  the map grew (quiet %llu, hostile %llu)",
+				       (unsigned long long)q->map_grows,
+				       (unsigned long long)h->map_grows);
+			printf("\n");
+			if (q->failed[0] != '\0')
+				printf("%18s quiet: FAIL: %s\n", "", q->failed);
+			if (h->failed[0] != '\0')
+				printf("%18s %s: FAIL: %s\n", "", h->load->name, h->failed);
+		}
+	}
+	size_t last = nloads * 2 * rounds;
+	if (last < done && ph[last].ran) {
+		const struct phase *again = &ph[last], *q = &ph[last - 2];
+		printf("%-12s after every load: %.0f events/s", "quiet again",
+		       again->r.events_per_s);
+		if (q->ran && q->r.events_per_s > 0)
+			printf(", %.2f x the last quiet phase",
+			       again->r.events_per_s / q->r.events_per_s);
+		printf(", p99.9 %.2f ms%s\n", again->r.lat.p999 / 1e3,
+		       again->map_grows > 0 ? ", the map grew" : "");
+	}
+	if (last < done && ph[last].failed[0] != '\0')
+		printf("%-12s FAIL: %s\n", "quiet again", ph[last].failed);
+}
+
+static void print_report(const struct noisy *n, const struct phase *ph, size_t nloads, size_t done,
+                         const struct map_figs *map)
 {
 	const struct noisy_opts *o = n->o;
-	const struct phase *quiet = &ph[0];
 	printf("whizbang-bench noisy: the steady load, %u clients x %u appends in flight, %u B "
-	       "events over %u streams, for %u s per phase\n",
-	       o->clients, o->pipeline, o->size, o->streams, o->seconds);
+	       "events over %u streams, for %u s per phase, %u rounds of a quiet and a hostile "
+	       "phase per load\n",
+	       o->clients, o->pipeline, o->size, o->streams, o->seconds, o->rounds);
 	printf("server: whizbangd at %s, --anonymous-role=writer (the hostile client); the "
-	       "steady load and the probe log in with an API token of the role writer\n",
-	       n->srv.address);
-	printf("goal: events/s at least %.1f x quiet and p99.9 at most %.0f ms\n\n", GOAL_RATIO,
-	       GOAL_P999_MS);
-	printf("%-12s %9s %6s %7s %7s %8s %8s %-7s %-16s %-16s %7s\n", "phase", "events/s",
-	       "xquiet", "p50 ms", "p99 ms", "p99.9 ms", "max ms", "verdict", "RSS MB b/max/a",
-	       "anon MB b/max/a", "log KB");
-	for (size_t i = 0; i < nph; i++) {
-		const struct phase *p = &ph[i];
-		char rss[48], anon[48], lat[96];
-		snprintf(rss, sizeof(rss), "%.0f/%.0f/%.0f", (double)p->before.rss_kb / 1024,
-		         (double)p->max.rss_kb / 1024, (double)p->after.rss_kb / 1024);
-		snprintf(anon, sizeof(anon), "%.0f/%.0f/%.0f", (double)p->before.anon_kb / 1024,
-		         (double)p->max.anon_kb / 1024, (double)p->after.anon_kb / 1024);
-		const char *verdict = i == 0 ? "-" : within_goal(p, quiet) ? "PASS" : "FAIL";
-		if (p->ran)
-			snprintf(lat, sizeof(lat), "%9.0f %6.2f %7.2f %7.2f %8.2f %8.2f",
-			         p->r.events_per_s,
-			         quiet->r.events_per_s > 0
-			                 ? p->r.events_per_s / quiet->r.events_per_s
-			                 : 0,
-			         p->r.lat.p50 / 1e3, p->r.lat.p99 / 1e3, p->r.lat.p999 / 1e3,
-			         p->r.lat.max / 1e3);
-		else
-			snprintf(lat, sizeof(lat), "%9s %6s %7s %7s %8s %8s", "-", "-", "-", "-",
-			         "-", "-");
-		printf("%-12s %s %-7s %-16s %-16s %7.0f\n", p->name, lat, verdict, rss, anon,
-		       (double)p->log_bytes / 1024);
-	}
-	printf("\nwhat each phase's hostile client got, and what the probe got beside it\n");
-	for (size_t i = 0; i < nph; i++) {
-		const struct phase *p = &ph[i];
-		char w[512], pw[512];
-		probe_words(&p->probe, pw, sizeof(pw));
-		printf("%-12s", p->name);
-		if (p->load != NULL) {
-			tally_words(&p->hostile, w, sizeof(w));
-			printf(" %s (in place after %llu ms)\n%12s answers: %s\n%12s",
-			       p->load->what, (unsigned long long)p->engage_ms, "", w, "");
-			if (p->hostile_note[0] != '\0')
-				printf(" %s\n%12s", p->hostile_note, "");
-		}
-		printf(" probe: %s\n", pw);
-		if (p->failed[0] != '\0')
-			printf("%12s FAIL: %s\n", "", p->failed);
+	       "steady load and the probe log in with an API token of the role writer; a map of "
+	       "%llu MiB, %llu MiB of it used at the end\n",
+	       n->srv.address, (unsigned long long)(map->size >> 20),
+	       (unsigned long long)(map->used >> 20));
+	printf("goal: the medians over a load's rounds of events/s against the quiet phase just "
+	       "before (at least %.1f) and of p99.9 (at most %.0f ms)\n\n",
+	       GOAL_RATIO, GOAL_P999_MS);
+	print_rounds(n, ph, nloads, done);
+
+	struct load_sum *sums = calloc(nloads, sizeof(*sums));
+	if (sums == NULL) {
+		fprintf(stderr, "whizbang-bench: out of memory for the report\n");
+		return;
 	}
 	size_t within = 0, hostile = 0;
-	for (size_t i = 1; i < nph; i++) {
-		if (ph[i].load == NULL)
+	uint64_t grows = 0;
+	for (size_t i = 0; i < done; i++)
+		grows += ph[i].map_grows;
+	printf("\nper load: xquiet, p99.9, p50 and p99 are medians over the rounds, p99.9 max and "
+	       "max ms the highest of a round; RSS and anon: before the first hostile phase / the "
+	       "most during one / after the last; log KB: the most one hostile phase added\n");
+	printf("%-12s %6s %6s %-11s %8s %9s %7s %7s %8s %-7s %-16s %-16s %7s\n", "load", "rounds",
+	       "xquiet", "(min-max)", "p99.9 ms", "p99.9 max", "p50 ms", "p99 ms", "max ms",
+	       "verdict", "RSS MB b/max/a", "anon MB b/max/a", "log KB");
+	for (size_t l = 0; l < nloads; l++) {
+		struct load_sum *s = &sums[l];
+		summarise(ph, l * 2 * o->rounds, o->rounds, done, s);
+		if (s->rounds == 0)
 			continue;
 		hostile++;
-		within += within_goal(&ph[i], quiet);
+		bool pass = within_goal(s);
+		within += pass;
+		char range[32], lat[96], rss[48], anon[48];
+		if (s->measured > 0) {
+			snprintf(range, sizeof(range), "(%.2f-%.2f)", s->ratio_min, s->ratio_max);
+			snprintf(lat, sizeof(lat), "%6.2f %-11s %8.2f %9.2f %7.2f %7.2f %8.2f",
+			         s->ratio_med, range, s->p999_med / 1e3, s->p999_max / 1e3,
+			         s->p50_med / 1e3, s->p99_med / 1e3, s->max_max / 1e3);
+		} else {
+			snprintf(lat, sizeof(lat), "%6s %-11s %8s %9s %7s %7s %8s", "-", "", "-",
+			         "-", "-", "-", "-");
+		}
+		snprintf(rss, sizeof(rss), "%.0f/%.0f/%.0f", (double)s->before.rss_kb / 1024,
+		         (double)s->max.rss_kb / 1024, (double)s->after.rss_kb / 1024);
+		snprintf(anon, sizeof(anon), "%.0f/%.0f/%.0f", (double)s->before.anon_kb / 1024,
+		         (double)s->max.anon_kb / 1024, (double)s->after.anon_kb / 1024);
+		printf("%-12s %6zu %s %-7s %-16s %-16s %7.0f\n", s->load->name, s->rounds, lat,
+		       pass ? "PASS" : "FAIL", rss, anon, (double)s->log_max / 1024);
 	}
+	for (size_t l = 0; l < nloads; l++) {
+		const struct load_sum *s = &sums[l];
+		if (s->rounds > 0 && s->why != NULL)
+			printf("%-12s FAIL: %zu of %zu rounds not measured: %s\n", s->load->name,
+			       s->rounds - s->measured, s->rounds, s->why);
+		if (s->measured > 0 && s->quiet_p999_med > GOAL_P999_MS * 1000.0)
+			printf("%-12s note: its quiet phases' median p99.9 was %.2f ms, above the "
+			       "goal with no hostile load\n",
+			       s->load->name, s->quiet_p999_med / 1e3);
+	}
+
+	printf("\nwhat each load's hostile client got (answers over every round, what it did in "
+	       "the last), and what the probe got beside it (over every round)\n");
+	struct probe_figs quiet = {0};
+	size_t nquiet = 0;
+	for (size_t i = 0; i < done; i++) {
+		if (ph[i].load == NULL) {
+			probe_figs_merge(&quiet, &ph[i].probe.f);
+			nquiet++;
+		}
+	}
+	char w[512], pw[512];
+	probe_words(&quiet, pw, sizeof(pw));
+	printf("%-12s probe over %zu quiet phases: %s\n", "quiet", nquiet, pw);
+	for (size_t l = 0; l < nloads; l++) {
+		const struct load_sum *s = &sums[l];
+		if (s->rounds == 0)
+			continue;
+		tally_words(&s->hostile, w, sizeof(w));
+		probe_words(&s->probe, pw, sizeof(pw));
+		printf("%-12s %s (in place after at most %llu ms)\n%12s answers: %s\n",
+		       s->load->name, s->load->what, (unsigned long long)s->engage_max, "", w);
+		if (s->last->hostile_note[0] != '\0')
+			printf("%12s last round: %s\n", "", s->last->hostile_note);
+		printf("%12s probe: %s\n", "", pw);
+	}
+	free(sums);
+	if (grows > 0)
+		printf("\nthe map grew %llu times during the phases (marked above): those rounds "
+		       "include a regrowth; give a larger --server-arg --map-size\n",
+		       (unsigned long long)grows);
 	printf("\nnoisy-neighbour: %zu of %zu hostile loads within the goal\n", within, hostile);
 }
 
@@ -1620,6 +1898,27 @@ static int make_token(struct noisy *n, struct wb_client *ctl, char *errmsg, size
 	return 0;
 }
 
+/* Warns when the data directory's filesystem has less room than the map
+ * the server reserves there (durability = log reserves all of it), unless
+ * --server-arg gives a map size of its own. */
+static void check_room(const struct noisy_opts *o, const char *root)
+{
+	for (size_t i = 0; i < o->server_args.n; i++)
+		if (strncmp(o->server_args.v[i], "--map-size", strlen("--map-size")) == 0)
+			return;
+	struct statvfs fs;
+	if (statvfs(root, &fs) != 0)
+		return;
+	uint64_t avail = (uint64_t)fs.f_bavail * fs.f_frsize;
+	if (avail < NOISY_MAP_SIZE)
+		fprintf(stderr,
+		        "whizbang-bench: warning: %s has %llu MiB free, and whizbangd reserves its "
+		        "map of %llu MiB there (durability = log); give --data-dir elsewhere or "
+		        "--server-arg --map-size=SIZE\n",
+		        root, (unsigned long long)(avail >> 20),
+		        (unsigned long long)(NOISY_MAP_SIZE >> 20));
+}
+
 /* The fds the idle and frame loads hold, with room for the rest. */
 static void raise_fd_limit(void)
 {
@@ -1636,6 +1935,10 @@ static int noisy_run(void *opts)
 	size_t nloads;
 	if (check_loads(o, &nloads) != 0)
 		return EXIT_USAGE;
+	if (nloads == 0) {
+		fprintf(stderr, "whizbang-bench: --loads names no load\n");
+		return EXIT_USAGE;
+	}
 	if (o->server_args.n + 2 > BENCH_SERVER_EXTRA_MAX) {
 		fprintf(stderr, "whizbang-bench: at most %d --server-arg\n",
 		        BENCH_SERVER_EXTRA_MAX - 2);
@@ -1654,19 +1957,22 @@ static int noisy_run(void *opts)
 		return 1;
 	snprintf(n.log_path, sizeof(n.log_path), "%s/server.log", root);
 	n.srv.log_file = n.log_path;
+	check_room(o, root);
 	const char *extra[BENCH_SERVER_EXTRA_MAX + 1] = {"--anonymous-role=writer"};
 	size_t ne = 1;
 	for (size_t i = 0; i < o->server_args.n; i++)
 		extra[ne++] = o->server_args.v[i];
 	extra[ne] = NULL;
 
-	size_t nph = nloads + 2;
+	/* For each load, its rounds of a quiet and a hostile phase; then
+	 * quiet again. */
+	size_t nph = nloads * 2 * o->rounds + 1;
 	struct phase *ph = calloc(nph, sizeof(*ph));
 	struct wb_client *ctl = NULL;
 	int rc = ph == NULL ? WB_E_NOMEM : 0;
 	if (rc == 0)
-		rc = bench_server_start(&n.srv, o->whizbangd, o->log_level, root, 4ull << 30, extra,
-		                        errmsg, sizeof(errmsg));
+		rc = bench_server_start(&n.srv, o->whizbangd, o->log_level, root, NOISY_MAP_SIZE,
+		                        extra, errmsg, sizeof(errmsg));
 	if (rc != 0)
 		goto out;
 	n.port = (uint16_t)atoi(strrchr(n.srv.address, ':') + 1);
@@ -1682,25 +1988,32 @@ static int noisy_run(void *opts)
 		rc = setup(&n, ctl, errmsg, sizeof(errmsg));
 
 	size_t k = 0;
-	ph[k++].name = "quiet";
 	for (const char *p = o->loads; *p != '\0';) {
 		size_t len = strcspn(p, ",");
-		if (len > 0) {
-			ph[k].load = find_load(p, len);
-			ph[k].name = ph[k].load->name;
+		const struct load_def *d = len > 0 ? find_load(p, len) : NULL;
+		for (uint32_t r = 1; d != NULL && r <= o->rounds; r++) {
+			snprintf(ph[k].label, sizeof(ph[k].label), "%s, round %u of %u: quiet",
+			         d->name, r, o->rounds);
+			k++;
+			ph[k].load = d;
+			snprintf(ph[k].label, sizeof(ph[k].label), "%s, round %u of %u: hostile",
+			         d->name, r, o->rounds);
 			k++;
 		}
 		p += len;
 		if (*p == ',')
 			p++;
 	}
-	ph[k++].name = "quiet again";
+	snprintf(ph[k++].label, sizeof(ph[0].label), "quiet again");
 	size_t done = 0;
 	for (; rc == 0 && done < nph && !atomic_load(&bench_interrupted); done++)
 		rc = run_phase(&n, ctl, &ph[done], errmsg, sizeof(errmsg));
 	bench_sigint_restore(&old_sa);
+	struct map_figs map;
 	if (rc == 0 && done > 0)
-		print_report(&n, ph, done);
+		rc = map_stats(ctl, &map, errmsg, sizeof(errmsg));
+	if (rc == 0 && done > 0)
+		print_report(&n, ph, nloads, done, &map);
 	if (rc == 0 && atomic_load(&bench_interrupted)) {
 		snprintf(errmsg, sizeof(errmsg), "interrupted after %zu of %zu phases", done, nph);
 		rc = WB_E_AGAIN;
@@ -1717,18 +2030,25 @@ out:
 	}
 	clause_free();
 	free(ph);
-	if (rc != 0) {
+	if (rc != 0)
 		fprintf(stderr, "whizbang-bench: %s (%s)\n", errmsg, wb_error_name(rc));
-		fprintf(stderr, "whizbang-bench: the server's log and data are kept in %s\n", root);
+	/* A failure keeps the server's log and data to look at; a ^C does not
+	 * (the data file holds the whole map's blocks). */
+	if (rc != 0 && !atomic_load(&bench_interrupted)) {
+		fprintf(stderr,
+		        "whizbang-bench: the server's log and data are kept in %s (remove it: its "
+		        "data file reserves the whole map)\n",
+		        root);
 		return 1;
 	}
 	bench_rmtree(root);
-	return 0;
+	return rc != 0 ? 1 : 0;
 }
 
 const struct bench_command bench_noisy_command = BENCH_COMMAND(
         "noisy", noisy_table, struct noisy_opts, noisy_run,
-        "The steady append load (C clients x P in flight) measured alone, then beside each "
-        "hostile load in turn, on one spawned whizbangd; prints throughput, p50/p99/p99.9 and "
-        "PASS/FAIL against the goal (0.8 x quiet, p99.9 <= 50 ms), what each hostile client got "
-        "and what a probe client got beside it. See docs/BENCHMARKS.md.");
+        "The steady append load (C clients x P in flight) measured beside each hostile load in "
+        "turn, in rounds of a quiet phase (the load alone) and then the hostile phase, on one "
+        "spawned whizbangd; prints every round's throughput and p99.9, then per load the "
+        "medians and PASS/FAIL against the goal (0.8 x quiet, p99.9 <= 50 ms), what each "
+        "hostile client got and what a probe client got beside it. See docs/BENCHMARKS.md.");
