@@ -1,0 +1,724 @@
+// The client: connect() and the calls of docs/PROTOCOL.md §4, each a thin
+// typed layer over Connection.call(); reads and queries page by themselves,
+// subscriptions are async iterators, and withLease() is the projection
+// worker's loop body.
+import * as net from "node:net";
+import * as tls from "node:tls";
+import { readFile } from "node:fs/promises";
+import { create } from "@bufbuild/protobuf";
+import {
+  Ack,
+  Direction,
+  ErrorCode,
+  ExpectedVersion,
+  OnDisconnect,
+  OnExpired,
+  StartFrom,
+  SubscriptionTarget,
+  StreamMetadataSchema,
+  type AppendResult,
+  type CommitResult,
+  type CreateTokenResult,
+  type Entity,
+  type ExtendResult,
+  type HelloResult,
+  type LeaseGrant,
+  type LedgerEntry,
+  type PlanResult,
+  type RecordedEvent,
+  type ServerStats,
+  type StreamInfo,
+  type StreamMetadata,
+  type WatermarkResult,
+} from "./gen/whizbang_pb.js";
+import { Connection, type AnswerOf, type CallOptions, type RequestValue } from "./connection.js";
+import type { RequestCase } from "./answers.js";
+import { ConnectionError, WhizbangError } from "./errors.js";
+import { parseUrl, type WhizbangUrl } from "./url.js";
+import { ScramClient, scramCredential } from "./scram.js";
+import { uuidv7 } from "./uuid.js";
+import { toOp, toWhere, type OpInput, type WhereInput } from "./ops.js";
+import { Subscription } from "./subscription.js";
+
+export const PROTOCOL_VERSION = 1;
+export const ALPN = "whizbang/1";
+const U64_MAX = (1n << 64n) - 1n;
+
+export interface ConnectOptions {
+  /** Shown in the server's log lines for this connection. */
+  clientName?: string;
+  /** An API token (`wbt_...`): the connection acts as its role. */
+  token?: string;
+  /** The password of the URL's USER@ (SCRAM-SHA-256); by default
+   * $WHIZBANG_PASSWORD. It never crosses the wire. */
+  password?: string;
+  /** The time limit of connect() (TCP, TLS and Hello together) and the
+   * default of every call, in ms; 0: none. Default 30 000. */
+  timeoutMs?: number;
+  /** PEM of the CAs the server's certificate must chain to, instead of
+   * the URL's tlsCaFile. */
+  tlsCa?: string | Buffer;
+  /** The largest response frame accepted (default 64 MiB). */
+  maxResponse?: number;
+  /** Take the server for dead after this long without a byte (ms; 0:
+   * never). Default 60 000: twice the server's keepalive interval. */
+  deadAfterMs?: number;
+}
+
+/** A new event. data and metadata as bytes, or a string sent as UTF-8. */
+export interface EventInput {
+  type: string;
+  data?: Uint8Array | string;
+  metadata?: Uint8Array | string;
+  /** 16 bytes; by default a new UUIDv7. Give the ids of the first attempt
+   * when retrying an append whose answer was lost. */
+  id?: Uint8Array;
+}
+
+/** What the stream must be for an append to go through: any state, no
+ * stream yet, an existing stream, or exactly this last version. */
+export type Expected = "any" | "noStream" | "streamExists" | bigint;
+
+export interface AppendOptions extends CallOptions {
+  expected?: Expected;
+}
+
+export type AppendOutcome = AppendResult & {
+  /** The ids the events were sent with (retry with these). */
+  eventIds: Uint8Array[];
+};
+
+export interface ReadOptions {
+  /** FORWARD (default) or BACKWARD. */
+  direction?: "forward" | "backward";
+  /** Events per request (0: the server's max_read_count). */
+  pageSize?: number;
+  /** Stop after this many events. */
+  limit?: number;
+  signal?: AbortSignal;
+  timeoutMs?: number;
+}
+
+export interface ReadStreamOptions extends ReadOptions {
+  /** The first version read (default: the first forward, the last
+   * backward). */
+  fromVersion?: bigint;
+}
+
+export interface ReadAllOptions extends ReadOptions {
+  fromPosition?: bigint;
+  streamPrefix?: string;
+  eventTypes?: string[];
+}
+
+export interface SubscribeOptions extends CallOptions {
+  /** "all" (default), "stream" (needs stream) or "ledger". */
+  target?: "all" | "stream" | "ledger";
+  stream?: string;
+  /** "start" (default), "end" (only what commits from now on), or a
+   * position (version, sequence) to start at, inclusive. */
+  from?: "start" | "end" | bigint;
+  streamPrefix?: string;
+  eventTypes?: string[];
+  /** Items queued at most; credits are granted back half a window at a
+   * time. Default 256. */
+  window?: number;
+}
+
+export interface LeaseOptions extends CallOptions {
+  /** 0 (default): the server's adaptive duration. */
+  durationMs?: number | bigint;
+  count?: number;
+  operationId?: string;
+  sourcePosition?: bigint;
+  /** "keep" (default): the lease outlives the connection until it
+   * expires; "release": the server releases it when the connection ends. */
+  onDisconnect?: "keep" | "release";
+}
+
+/** A lease: the sequence and the fencing token every call on it carries. */
+export interface LeaseRef {
+  sequence: bigint;
+  token: bigint;
+}
+
+export interface CommitOptions extends CallOptions {
+  /** "durable" (default): answered once on disk; "applied": once the
+   * watermark passed it, with the outcome of applying the ops. */
+  ack?: "durable" | "applied";
+  /** "fail" (default) or "resequence": commit at a new sequence when the
+   * lease expired. */
+  onExpired?: "fail" | "resequence";
+}
+
+export interface WorkContext extends LeaseRef {
+  grant: LeaseGrant;
+  /** Aborted when the lease is lost (an Extend failed): stop the work. */
+  signal: AbortSignal;
+  /** Stores ops durably as the lease's staged work. */
+  stage(ops: OpInput[]): Promise<void>;
+}
+
+export interface WithLeaseOptions extends LeaseOptions {
+  ack?: "durable" | "applied";
+  /** After the commit, wait until the watermark passes it (read your
+   * writes), for at most this many ms. */
+  waitForWatermarkMs?: number;
+  /** Extend every this many ms (default a third of the granted duration). */
+  extendEveryMs?: number;
+}
+
+export interface QueryOptions extends CallOptions {
+  /** Entities per request (0: the server's limit). */
+  pageSize?: number;
+  /** Only ids after this one. */
+  after?: string;
+}
+
+function bytesOf(v: Uint8Array | string | undefined): Uint8Array {
+  if (v === undefined) return new Uint8Array(0);
+  return typeof v === "string" ? Buffer.from(v, "utf8") : v;
+}
+
+/** The max_count of the next page: the page size asked for (0: the
+ * server's max_read_count), no more than the events still wanted. */
+function pageCount(pageSize: number | undefined, left: number): number {
+  const size = pageSize ?? 0;
+  if (left === Infinity) return size;
+  return size > 0 ? Math.min(size, left) : Math.min(left, 0xffffffff);
+}
+
+function u64(v: bigint | number, what: string): bigint {
+  const b = typeof v === "bigint" ? v : BigInt(v);
+  if (b < 0n || b > U64_MAX) throw new RangeError(`${what} must be from 0 to 2^64-1`);
+  return b;
+}
+
+/** A connection to whizbangd that has said Hello. */
+export class Client {
+  /** The server's HelloResult: its limits (max_frame, max_read_count...). */
+  readonly hello: HelloResult;
+  /** Who the connection acts as ("" when it did not authenticate). */
+  readonly user: string;
+  readonly roles: string[];
+
+  /** @internal use connect(). */
+  constructor(private readonly conn: Connection, hello: HelloResult, user: string, roles: string[]) {
+    this.hello = hello;
+    this.user = user;
+    this.roles = roles;
+  }
+
+  /** Any request of the protocol by its body's name, answered with the
+   * body the request → answer table names (docs/PROTOCOL.md §2). */
+  call<C extends RequestCase>(kase: C, value: RequestValue<C>, opts?: CallOptions): Promise<AnswerOf<C>> {
+    return this.conn.call(kase, value, opts);
+  }
+
+  /** Closes the connection; calls still waiting fail with a ConnectionError. */
+  close(): Promise<void> {
+    return this.conn.close();
+  }
+
+  /** Why the connection cannot be used any more, or null. */
+  get broken(): Error | null {
+    return this.conn.broken;
+  }
+
+  /** Round-trip time of a Ping, in ms. */
+  async ping(opts?: CallOptions): Promise<number> {
+    const nonce = BigInt(Math.floor(Math.random() * 2 ** 52));
+    const t0 = performance.now();
+    const pong = await this.conn.call("ping", { nonce }, opts);
+    if (pong.nonce !== nonce)
+      throw new WhizbangError(ErrorCode.INTERNAL, "the Pong's nonce is not the Ping's", undefined, 0n);
+    return performance.now() - t0;
+  }
+
+  /** Appends events to stream atomically, once they are durable. Appends
+   * may be pipelined: call again before this one is answered. */
+  append(stream: string, events: EventInput | EventInput[], opts: AppendOptions = {}): Promise<AppendOutcome> {
+    const list = Array.isArray(events) ? events : [events];
+    const eventIds = list.map((e) => e.id ?? uuidv7());
+    let expected = ExpectedVersion.ANY;
+    let expectedVersion = 0n;
+    switch (opts.expected ?? "any") {
+      case "any":
+        break;
+      case "noStream":
+        expected = ExpectedVersion.NO_STREAM;
+        break;
+      case "streamExists":
+        expected = ExpectedVersion.STREAM_EXISTS;
+        break;
+      default:
+        if (typeof opts.expected !== "bigint")
+          return Promise.reject(new TypeError(`expected is "any", "noStream", "streamExists" or a bigint version`));
+        expected = ExpectedVersion.EXACT;
+        expectedVersion = u64(opts.expected, "the expected version");
+    }
+    const newEvents = list.map((e, i) => ({
+      id: eventIds[i]!,
+      type: e.type,
+      data: bytesOf(e.data),
+      metadata: bytesOf(e.metadata),
+    }));
+    return this.conn
+      .call("appendEvents", { stream, expected, expectedVersion, events: newEvents }, opts)
+      .then((r) => Object.assign(r, { eventIds }));
+  }
+
+  /** The events of stream, page after page, as one iteration. Throws
+   * NOT_FOUND for a stream that does not exist or is soft-deleted. */
+  async *readStream(stream: string, opts: ReadStreamOptions = {}): AsyncGenerator<RecordedEvent, void, undefined> {
+    const backward = opts.direction === "backward";
+    let from = opts.fromVersion ?? (backward ? U64_MAX : 0n);
+    let left = opts.limit ?? Infinity;
+    while (left > 0) {
+      const maxCount = pageCount(opts.pageSize, left);
+      const page = await this.conn.call(
+        "readStream",
+        { stream, fromVersion: from, direction: backward ? Direction.BACKWARD : Direction.FORWARD, maxCount },
+        opts,
+      );
+      for (const e of page.events) {
+        yield e;
+        if (--left === 0) return;
+      }
+      if (page.endOfStream) return;
+      if (page.events.length === 0)
+        throw new WhizbangError(ErrorCode.INTERNAL, "a stream page held no event and was not the end", undefined, 0n);
+      from = page.nextVersion;
+    }
+  }
+
+  /** The events of the global log ($all), optionally filtered, page after
+   * page. A filtered page may hold no event without being the end: reading
+   * goes on until the server says end_of_log. */
+  async *readAll(opts: ReadAllOptions = {}): AsyncGenerator<RecordedEvent, void, undefined> {
+    const backward = opts.direction === "backward";
+    let from = opts.fromPosition ?? (backward ? U64_MAX : 0n);
+    let left = opts.limit ?? Infinity;
+    while (left > 0) {
+      const maxCount = pageCount(opts.pageSize, left);
+      const page = await this.conn.call(
+        "readAll",
+        {
+          fromPosition: from,
+          direction: backward ? Direction.BACKWARD : Direction.FORWARD,
+          maxCount,
+          streamPrefix: opts.streamPrefix ?? "",
+          eventTypes: opts.eventTypes ?? [],
+        },
+        opts,
+      );
+      for (const e of page.events) {
+        yield e;
+        if (--left === 0) return;
+      }
+      if (page.endOfLog) return;
+      if (page.nextPosition === from)
+        throw new WhizbangError(ErrorCode.INTERNAL, "a page of $all did not move past its start", undefined, 0n);
+      from = page.nextPosition;
+    }
+  }
+
+  streamInfo(stream: string, opts?: CallOptions): Promise<StreamInfo> {
+    return this.conn.call("getStreamInfo", { stream }, opts);
+  }
+
+  setStreamMetadata(stream: string, metadata: Partial<Omit<StreamMetadata, "$typeName">>, opts?: CallOptions): Promise<StreamMetadata> {
+    return this.conn
+      .call("setStreamMetadata", { stream, metadata: create(StreamMetadataSchema, metadata) }, opts)
+      .then((r) => r.metadata ?? create(StreamMetadataSchema));
+  }
+
+  getStreamMetadata(stream: string, opts?: CallOptions): Promise<StreamMetadata> {
+    return this.conn.call("getStreamMetadata", { stream }, opts).then((r) => r.metadata ?? create(StreamMetadataSchema));
+  }
+
+  /** Deletes stream, softly (it may be written again) or for good (hard);
+   * resolves with its last version. */
+  deleteStream(stream: string, opts: CallOptions & { hard?: boolean } = {}): Promise<bigint> {
+    return this.conn.call("deleteStream", { stream, hard: opts.hard ?? false }, opts).then((r) => r.lastVersion);
+  }
+
+  stats(opts?: CallOptions): Promise<ServerStats> {
+    return this.conn.call("getStats", {}, opts);
+  }
+
+  /** The ledger's watermark and the next sequence a lease would get. */
+  watermark(opts?: CallOptions): Promise<WatermarkResult> {
+    return this.conn.call("getWatermark", {}, opts);
+  }
+
+  /** Waits until the watermark reaches sequence, for at most waitMs;
+   * `reached` says whether it did. The call's own time limit is extended by
+   * waitMs. */
+  waitForWatermark(sequence: bigint, waitMs: number, opts: CallOptions = {}): Promise<WatermarkResult> {
+    const limit = opts.timeoutMs ?? this.conn.timeoutMs;
+    return this.conn.call(
+      "waitForWatermark",
+      { sequence, timeoutMs: BigInt(waitMs) },
+      { ...opts, timeoutMs: limit > 0 ? limit + waitMs : 0 },
+    );
+  }
+
+  /** The entity type/id, or null when there is none. */
+  async getEntity(type: string, id: string, opts?: CallOptions): Promise<Entity | null> {
+    try {
+      const r = await this.conn.call("getEntity", { type, id }, opts);
+      return r.entity ?? null;
+    } catch (err) {
+      if (err instanceof WhizbangError && err.code === ErrorCode.NOT_FOUND) return null;
+      throw err;
+    }
+  }
+
+  /** The entities of type that where matches (all without one), in id
+   * order, page after page. */
+  async *query(type: string, where?: WhereInput, opts: QueryOptions = {}): AsyncGenerator<Entity, void, undefined> {
+    let after = opts.after ?? "";
+    const w = where === undefined ? undefined : toWhere(where);
+    for (;;) {
+      const page = await this.conn.call(
+        "queryEntities",
+        { type, ...(w ? { where: w } : {}), limit: opts.pageSize ?? 0, after },
+        opts,
+      );
+      yield* page.entities;
+      if (page.end) return;
+      if (page.nextAfter === after)
+        throw new WhizbangError(ErrorCode.INTERNAL, "a query page did not move past its cursor", undefined, 0n);
+      after = page.nextAfter;
+    }
+  }
+
+  /** How the server would run a query of type with where. */
+  explain(type: string, where: WhereInput, opts?: CallOptions): Promise<PlanResult> {
+    return this.conn.call("explain", { type, where: toWhere(where) }, opts);
+  }
+
+  /** Leases count (default 1) consecutive sequences of projection. */
+  async lease(projection: string, opts: LeaseOptions = {}): Promise<LeaseGrant[]> {
+    const r = await this.conn.call(
+      "lease",
+      {
+        projection,
+        durationMs: u64(opts.durationMs ?? 0, "durationMs"),
+        count: opts.count ?? 1,
+        operationId: opts.operationId ?? "",
+        sourcePosition: opts.sourcePosition ?? 0n,
+        onDisconnect: opts.onDisconnect === "release" ? OnDisconnect.RELEASE : OnDisconnect.KEEP,
+      },
+      opts,
+    );
+    return r.leases;
+  }
+
+  extend(lease: LeaseRef, opts: CallOptions & { durationMs?: number | bigint } = {}): Promise<ExtendResult> {
+    return this.conn.call(
+      "extend",
+      { sequence: lease.sequence, token: lease.token, durationMs: u64(opts.durationMs ?? 0, "durationMs") },
+      opts,
+    );
+  }
+
+  /** Gives the sequence up: it becomes a gap. */
+  async release(lease: LeaseRef, reason = "", opts?: CallOptions): Promise<void> {
+    await this.conn.call("release", { sequence: lease.sequence, token: lease.token, reason }, opts);
+  }
+
+  /** Stores ops durably as the lease's staged work (replacing earlier). */
+  async stage(lease: LeaseRef, ops: OpInput[], opts?: CallOptions): Promise<void> {
+    await this.conn.call("stage", { sequence: lease.sequence, token: lease.token, ops: ops.map(toOp) }, opts);
+  }
+
+  /** Commits ops at the lease's sequence. A retry with the same token and
+   * ops after a lost answer is answered as the first commit was. */
+  commit(lease: LeaseRef, ops: OpInput[], opts: CommitOptions = {}): Promise<CommitResult> {
+    return this.conn.call(
+      "commit",
+      {
+        sequence: lease.sequence,
+        token: lease.token,
+        ops: ops.map(toOp),
+        ack: opts.ack === "applied" ? Ack.APPLIED : Ack.DURABLE,
+        onExpired: opts.onExpired === "resequence" ? OnExpired.RESEQUENCE : OnExpired.FAIL,
+      },
+      opts,
+    );
+  }
+
+  /** The projection worker's step: leases a sequence of projection, runs
+   * work while Extends keep the lease alive, and commits the ops work
+   * returns; releases the sequence (a gap) when work throws, and rethrows.
+   * With waitForWatermarkMs, resolves once the commit is applied. */
+  async withLease(
+    projection: string,
+    work: (ctx: WorkContext) => Promise<OpInput[]>,
+    opts: WithLeaseOptions = {},
+  ): Promise<CommitResult> {
+    const [grant] = await this.lease(projection, { ...opts, count: 1 });
+    if (grant === undefined) throw new WhizbangError(ErrorCode.INTERNAL, "the Lease was answered with no grant", undefined, 0n);
+    const lease: LeaseRef = { sequence: grant.sequence, token: grant.token };
+    const lost = new AbortController();
+    const every = opts.extendEveryMs ?? Math.max(10, Number(grant.durationMs) / 3);
+    let extending: Promise<unknown> = Promise.resolve();
+    const timer = setInterval(() => {
+      extending = this.extend(lease, { durationMs: opts.durationMs ?? 0 }).catch((err) => {
+        if (!lost.signal.aborted) lost.abort(err);
+      });
+    }, every);
+    let ops: OpInput[];
+    try {
+      ops = await work({
+        ...lease,
+        grant,
+        signal: lost.signal,
+        stage: (staged) => this.stage(lease, staged),
+      });
+      if (lost.signal.aborted) throw lost.signal.reason;
+    } catch (err) {
+      clearInterval(timer);
+      await extending;
+      const reason = err instanceof Error ? err.message : String(err);
+      await this.release(lease, `the worker failed: ${reason}`.slice(0, 255)).catch(() => undefined);
+      throw err;
+    }
+    clearInterval(timer);
+    await extending;
+    const result = await this.commit(lease, ops, { ack: opts.ack ?? "durable" });
+    if (opts.waitForWatermarkMs !== undefined) {
+      const w = await this.waitForWatermark(result.sequence, opts.waitForWatermarkMs);
+      if (!w.reached)
+        throw new WhizbangError(
+          ErrorCode.RESOURCE_EXHAUSTED,
+          `the watermark did not reach ${result.sequence} within ${opts.waitForWatermarkMs} ms`,
+          undefined,
+          0n,
+        );
+    }
+    return result;
+  }
+
+  /** Subscribes to $all, a stream or the ledger: an async iterator of
+   * events (entries for the ledger) and, once, the caught-up signal. */
+  async subscribe(opts: SubscribeOptions = {}): Promise<Subscription> {
+    const window = opts.window ?? 256;
+    if (!Number.isInteger(window) || window < 1 || window > 0xffffffff)
+      throw new RangeError("window must be an integer from 1 to 2^32-1");
+    const target =
+      opts.target === "stream"
+        ? SubscriptionTarget.TARGET_STREAM
+        : opts.target === "ledger"
+          ? SubscriptionTarget.TARGET_LEDGER
+          : SubscriptionTarget.TARGET_ALL;
+    const from = opts.from ?? "start";
+    const sub = new Subscription(
+      {
+        credit: (subscription, n) => this.conn.call("credit", { subscription, n }),
+        unsubscribe: (subscription) => this.conn.call("unsubscribe", { subscription }),
+        dropSink: (id) => this.conn.dropSink(id),
+      },
+      window,
+    );
+    let requestId = 0n;
+    const r = await this.conn.call(
+      "subscribe",
+      {
+        target,
+        stream: opts.stream ?? "",
+        from: from === "start" ? StartFrom.FROM_START : from === "end" ? StartFrom.FROM_END : StartFrom.FROM_POSITION,
+        position: typeof from === "bigint" ? from : 0n,
+        streamPrefix: opts.streamPrefix ?? "",
+        eventTypes: opts.eventTypes ?? [],
+        credits: window,
+      },
+      opts,
+      { sink: sub, onId: (id) => (requestId = id) },
+    );
+    sub.started(requestId, r.subscription, r.start);
+    return sub;
+  }
+
+  /** Makes an API token for role (admin:users). */
+  createToken(role: string, opts: CallOptions & { ttlMs?: number; description?: string } = {}): Promise<CreateTokenResult> {
+    return this.conn.call(
+      "createToken",
+      { role, ttlMs: BigInt(opts.ttlMs ?? 0), description: opts.description ?? "" },
+      opts,
+    );
+  }
+
+  /** Creates or replaces a user (admin:users). With a password, its
+   * SCRAM-SHA-256 verifier is made here and only that is sent. */
+  async putUser(
+    name: string,
+    roles: string[],
+    opts: CallOptions & { password?: string; iterations?: number } = {},
+  ): Promise<void> {
+    const credential = opts.password === undefined ? "" : await scramCredential(opts.password, opts.iterations);
+    await this.conn.call("putUser", { name, roles, credential }, opts);
+  }
+}
+
+/** Opens the socket the URL names and waits until it is ready (TLS: the
+ * handshake done and verified). */
+async function openSocket(u: WhizbangUrl, opts: ConnectOptions, signal: AbortSignal): Promise<net.Socket> {
+  let socket: net.Socket;
+  let ready: string;
+  if (u.unixSocket) {
+    socket = net.connect({ path: u.path });
+    ready = "connect";
+  } else if (u.tls) {
+    let ca = opts.tlsCa;
+    if (ca === undefined) {
+      if (u.tlsCaFile === "")
+        throw new TypeError("TLS cannot verify the server without its CA: give tlsCaFile in the URL or the tlsCa option");
+      ca = await readFile(u.tlsCaFile);
+    }
+    const name = u.tlsServerName !== "" ? u.tlsServerName : u.host;
+    const options: tls.ConnectionOptions = {
+      host: u.host,
+      port: u.port,
+      ca,
+      ALPNProtocols: [ALPN],
+      minVersion: "TLSv1.2",
+      rejectUnauthorized: true,
+      checkServerIdentity: (_host, cert) => tls.checkServerIdentity(name, cert),
+    };
+    // SNI carries a DNS name, never an address.
+    if (net.isIP(name) === 0) options.servername = name;
+    if (u.tlsCertFile !== "") {
+      options.cert = await readFile(u.tlsCertFile);
+      options.key = await readFile(u.tlsKeyFile);
+    }
+    socket = tls.connect(options);
+    ready = "secureConnect";
+  } else {
+    socket = net.connect({ host: u.host, port: u.port });
+    ready = "connect";
+  }
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => {
+      cleanup();
+      socket.destroy();
+      const code = (err as { code?: string }).code ?? "";
+      const why = /CERT|SELF_SIGNED|ALTNAME|UNABLE_TO_VERIFY|ISSUER/.test(code)
+        ? `the server's certificate does not verify (${code}): ${err.message}`
+        : `cannot connect to ${u.address}: ${err.message}`;
+      reject(new ConnectionError(why, { cause: err }));
+    };
+    const onAbort = (): void => {
+      cleanup();
+      socket.destroy();
+      reject(signal.reason);
+    };
+    const onReady = (): void => {
+      cleanup();
+      if (u.tls && (socket as tls.TLSSocket).alpnProtocol !== ALPN) {
+        socket.destroy();
+        reject(new ConnectionError(`the server did not select ALPN ${ALPN}`));
+        return;
+      }
+      resolve();
+    };
+    const cleanup = (): void => {
+      socket.off("error", onError);
+      socket.off(ready, onReady);
+      signal.removeEventListener("abort", onAbort);
+    };
+    socket.once("error", onError);
+    socket.once(ready, onReady);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  return socket;
+}
+
+async function connectOne(u: WhizbangUrl, opts: ConnectOptions): Promise<Client> {
+  const password = opts.password ?? process.env["WHIZBANG_PASSWORD"];
+  if (opts.token !== undefined && (u.user !== "" || u.external))
+    throw new TypeError("a token and a user (or EXTERNAL) together: give one way to authenticate");
+  if (u.user !== "" && (password === undefined || password === ""))
+    throw new TypeError(`the URL names the user ${u.user}: give its password (the password option or WHIZBANG_PASSWORD)`);
+  if (opts.token !== undefined && !opts.token.startsWith("wbt_"))
+    throw new TypeError("an API token starts with wbt_");
+  const scram = u.user !== "" ? new ScramClient(u.user, password!) : null;
+  const timeoutMs = opts.timeoutMs ?? 30_000;
+  const controller = new AbortController();
+  const timer =
+    timeoutMs > 0
+      ? setTimeout(
+          () => controller.abort(new DOMException(`connecting to ${u.address} took more than ${timeoutMs} ms`, "TimeoutError")),
+          timeoutMs,
+        )
+      : undefined;
+  try {
+    const socket = await openSocket(u, opts, controller.signal);
+    const conn = new Connection(socket, {
+      timeoutMs,
+      ...(opts.maxResponse !== undefined ? { maxResponse: opts.maxResponse } : {}),
+      ...(opts.deadAfterMs !== undefined ? { deadAfterMs: opts.deadAfterMs } : {}),
+    });
+    const callOpts = { signal: controller.signal, timeoutMs: 0 };
+    try {
+      const hello = await conn.call(
+        "hello",
+        {
+          protocolVersion: PROTOCOL_VERSION,
+          clientName: opts.clientName ?? "whizbang-ts",
+          ...(opts.token !== undefined ? { token: Buffer.from(opts.token, "utf8") } : {}),
+          ...(u.external ? { mechanism: "EXTERNAL" } : {}),
+          ...(scram !== null ? { mechanism: "SCRAM-SHA-256", authData: Buffer.from(scram.first(), "utf8") } : {}),
+        },
+        callOpts,
+      );
+      conn.maxFrame = hello.maxFrame;
+      let user = hello.user;
+      let roles = hello.roles;
+      if (scram !== null) {
+        let clientFinal: string;
+        try {
+          clientFinal = await scram.final(Buffer.from(hello.authData).toString("utf8"));
+        } catch (err) {
+          throw new ConnectionError(`SCRAM-SHA-256 with the server failed: ${(err as Error).message}`, { cause: err });
+        }
+        const auth = await conn.call("authenticate", { authData: Buffer.from(clientFinal, "utf8") }, callOpts);
+        if (!scram.verify(Buffer.from(auth.authData).toString("utf8")))
+          throw new ConnectionError("the server's SCRAM signature does not verify: it does not hold this user's keys");
+        user = auth.user;
+        roles = auth.roles;
+      }
+      return new Client(conn, hello, user, roles);
+    } catch (err) {
+      await conn.close();
+      throw err;
+    }
+  } finally {
+    if (timer !== undefined) clearTimeout(timer);
+  }
+}
+
+/** Connects to the server a `whizbang://` or `whizbang+unix://` URL names
+ * (docs/PROTOCOL.md, "Connection URLs") and says Hello, authenticating as
+ * the URL and options say. Given several URLs, tries each in turn and
+ * resolves with the first that connects; rejects with the last failure. A
+ * URL that does not parse is refused (UrlError) before any is tried. */
+export async function connect(url: string | string[], opts: ConnectOptions = {}): Promise<Client> {
+  const urls = (Array.isArray(url) ? url : [url]).map(parseUrl);
+  if (urls.length === 0) throw new TypeError("connect() needs a URL");
+  let last: unknown;
+  for (const u of urls) {
+    try {
+      return await connectOne(u, opts);
+    } catch (err) {
+      // A refusal by the server (bad credentials...) holds for every host.
+      if (err instanceof WhizbangError || err instanceof TypeError) throw err;
+      last = err;
+    }
+  }
+  throw last;
+}
+
+export type { LedgerEntry };
