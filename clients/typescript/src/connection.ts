@@ -1,8 +1,8 @@
 // One connection to whizbangd: requests out, answers and pushes in.
 //
 // The happy path: call() gives each request a fresh id, encodes it, checks
-// it against the server's max_frame, writes it (writes made in one tick of
-// the event loop go out together) and waits in the pending map. The socket's
+// it against the server's max_frame, queues it (the frames of one tick of
+// the event loop go out in one write) and waits in the pending map. The socket's
 // data goes through one FrameDecoder; each Response is dispatched by id: to
 // its pending call (the answer), to a push sink (a subscription's items, or
 // a call's progress), or, for an id nobody waits on any more (a call that
@@ -73,7 +73,8 @@ export class Connection {
   private readonly pending = new Map<bigint, Pending>();
   private readonly sinks = new Map<bigint, PushSink>();
   private nextId = 1;
-  private corked = false;
+  private outQueue: Uint8Array[] = [];
+  private outBytes = 0;
   private failure: Error | null = null;
   private lastByteAt = Date.now();
   private readonly deadTimer: NodeJS.Timeout | null = null;
@@ -116,13 +117,26 @@ export class Connection {
     opts: CallOptions = {},
     extra: { sink?: PushSink; progress?: (value: AnswerOf<C>) => void; onId?: (id: bigint) => void } = {},
   ): Promise<AnswerOf<C>> {
+    const encode = (id: bigint) =>
+      toBinary(RequestSchema, create(RequestSchema, { id, body: { case: kase, value } as BodyInit }));
+    return this.send(kase, encode, opts, extra);
+  }
+
+  /** call() with the request's bytes made by encode(id) (the append path's
+   * own encoder); encode must give a Request of case kase. */
+  send<C extends RequestCase>(
+    kase: C,
+    encode: (id: bigint) => Uint8Array,
+    opts: CallOptions = {},
+    extra: { sink?: PushSink; progress?: (value: AnswerOf<C>) => void; onId?: (id: bigint) => void } = {},
+  ): Promise<AnswerOf<C>> {
     if (this.failure !== null) return Promise.reject(this.unusable());
     const signal = opts.signal;
     if (signal?.aborted) return Promise.reject(signal.reason);
     const id = BigInt(this.nextId++);
     let bytes: Uint8Array;
     try {
-      bytes = toBinary(RequestSchema, create(RequestSchema, { id, body: { case: kase, value } as BodyInit }));
+      bytes = encode(id);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -185,19 +199,25 @@ export class Connection {
   }
 
   private write(payload: Uint8Array): void {
-    const header = Buffer.allocUnsafe(4);
-    header.writeUInt32BE(payload.length, 0);
-    // Frames written in one tick leave in one write (pipelined appends).
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
+    // Frames written in one tick of the loop leave together, in one buffer
+    // and one write (pipelined appends): one system call, and one write
+    // request for the stream to track instead of two per frame.
+    if (this.outQueue.length === 0) process.nextTick(() => this.flush());
+    this.outQueue.push(payload);
+    this.outBytes += 4 + payload.length;
+  }
+
+  private flush(): void {
+    const out = Buffer.allocUnsafe(this.outBytes);
+    let pos = 0;
+    for (const p of this.outQueue) {
+      out.writeUInt32BE(p.length, pos);
+      out.set(p, pos + 4);
+      pos += 4 + p.length;
     }
-    this.socket.write(header);
-    this.socket.write(payload);
+    this.outQueue = [];
+    this.outBytes = 0;
+    if (this.failure === null) this.socket.write(out);
   }
 
   private onData(chunk: Buffer): void {
