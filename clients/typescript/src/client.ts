@@ -39,6 +39,7 @@ import { ScramClient, scramCredential } from "./scram.js";
 import { uuidv7 } from "./uuid.js";
 import { toOp, toWhere, type OpInput, type WhereInput } from "./ops.js";
 import { Subscription } from "./subscription.js";
+import { encodeAppendRequest } from "./appendcodec.js";
 
 export const PROTOCOL_VERSION = 1;
 export const ALPN = "whizbang/1";
@@ -257,14 +258,14 @@ export class Client {
         expected = ExpectedVersion.EXACT;
         expectedVersion = u64(opts.expected, "the expected version");
     }
-    const newEvents = list.map((e, i) => ({
+    const wire = list.map((e, i) => ({
       id: eventIds[i]!,
       type: e.type,
       data: bytesOf(e.data),
       metadata: bytesOf(e.metadata),
     }));
     return this.conn
-      .call("appendEvents", { stream, expected, expectedVersion, events: newEvents }, opts)
+      .send("appendEvents", (id) => encodeAppendRequest(id, stream, expected, expectedVersion, wire), opts)
       .then((r) => Object.assign(r, { eventIds }));
   }
 
