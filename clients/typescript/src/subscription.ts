@@ -62,6 +62,8 @@ export class Subscription implements AsyncIterableIterator<SubscriptionItem>, Pu
   push(r: Response): void {
     if (this.done) return;
     if (r.error !== undefined && r.error.code !== ErrorCode.OK) {
+      // The server ended the subscription: nothing more comes for its id.
+      this.host.dropSink(this.requestId);
       this.fail(serverError(r));
       return;
     }

@@ -241,6 +241,33 @@ describe("the scenario against whizbangd", () => {
     assert.deepEqual(fieldsOf(s), { done: true });
   });
 
+  it("stage: staged work is checked like a commit's, then the commit goes through", async () => {
+    const result = await c.withLease("staged-view", async ({ stage }) => {
+      await stage(['upsert Staged "x-1" {n: 1}']);
+      await assert.rejects(stage(["upsert Staged"]), (e) => e.code === ErrorCode.INVALID_EXPRESSION);
+      return ['upsert Staged "x-1" {n: 2}'];
+    }, { ack: "applied" });
+    assert.equal(result.applyError, ErrorCode.OK);
+    assert.deepEqual(fieldsOf(await c.getEntity("Staged", "x-1")), { n: 2n });
+  });
+
+  it("a subscription ends with the error the server pushes (a hard delete)", async () => {
+    await c.append("short-lived", ev("T", {}));
+    const sub = await c.subscribe({ target: "stream", stream: "short-lived" });
+    const seen = [];
+    await assert.rejects(
+      (async () => {
+        for await (const item of sub) {
+          seen.push(item.kind);
+          if (item.kind === "caughtUp") await c.deleteStream("short-lived", { hard: true });
+        }
+      })(),
+      (e) => e instanceof WhizbangError && e.code === ErrorCode.STREAM_DELETED,
+    );
+    assert.deepEqual(seen, ["event", "caughtUp"]);
+    await c.ping();
+  });
+
   it("withLease: a throw releases the sequence (a gap) and is rethrown", async () => {
     const before = await c.stats();
     await assert.rejects(
