@@ -1,7 +1,7 @@
 // Test servers: a real whizbangd on port 0 (as tests/e2e_util.c starts
 // them), and a fake server that answers with frames a test scripts.
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, openSync, closeSync, existsSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, openSync, closeSync, existsSync, copyFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -23,8 +23,10 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Starts whizbangd on 127.0.0.1:0 with a fresh data directory and the
  * admin role for anonymous connections; resolves once its port file is
- * written. stop() sends SIGTERM, waits (killing it after 10 s) and removes
- * the directory. */
+ * written. stop() sends SIGTERM, waits (killing it after 10 s), keeps the
+ * server's log in $WB_KEEP_SERVER_LOGS when that is set (for
+ * tests/secret-scan.sh, as tests/e2e_util.c does) and removes the
+ * directory. */
 export async function startServer(extraArgs = []) {
   const dir = mkdtempSync(join(tmpdir(), "wb-ts-"));
   const portFile = join(dir, "port");
@@ -79,6 +81,8 @@ export async function startServer(extraArgs = []) {
         await exit;
         clearTimeout(killer);
       }
+      const keep = process.env.WB_KEEP_SERVER_LOGS;
+      if (keep) copyFileSync(join(dir, "server.log"), join(keep, `ts-${process.pid}-${port}.log`));
       rmSync(dir, { recursive: true, force: true });
       return exited;
     },
