@@ -78,7 +78,7 @@ export interface EventInput {
 
 /** What the stream must be for an append to go through: any state, no
  * stream yet, an existing stream, or exactly this last version. */
-export type Expected = "any" | "noStream" | "streamExists" | bigint;
+export type Expected = "any" | "noStream" | "streamExists" | bigint | number;
 
 export interface AppendOptions extends CallOptions {
   expected?: Expected;
@@ -243,7 +243,8 @@ export class Client {
     const eventIds = list.map((e) => e.id ?? uuidv7());
     let expected = ExpectedVersion.ANY;
     let expectedVersion = 0n;
-    switch (opts.expected ?? "any") {
+    const want = opts.expected ?? "any";
+    switch (want) {
       case "any":
         break;
       case "noStream":
@@ -253,10 +254,14 @@ export class Client {
         expected = ExpectedVersion.STREAM_EXISTS;
         break;
       default:
-        if (typeof opts.expected !== "bigint")
-          return Promise.reject(new TypeError(`expected is "any", "noStream", "streamExists" or a bigint version`));
+        if (typeof want !== "bigint" && !Number.isSafeInteger(want))
+          return Promise.reject(new TypeError(`expected is "any", "noStream", "streamExists" or a version`));
         expected = ExpectedVersion.EXACT;
-        expectedVersion = u64(opts.expected, "the expected version");
+        try {
+          expectedVersion = u64(want, "the expected version");
+        } catch (err) {
+          return Promise.reject(err);
+        }
     }
     const wire = list.map((e, i) => ({
       id: eventIds[i]!,

@@ -14,6 +14,7 @@ import type { LedgerEntry, RecordedEvent, Response } from "./gen/whizbang_pb.js"
 import { ErrorCode } from "./gen/whizbang_pb.js";
 import type { PushSink } from "./connection.js";
 import { serverError } from "./connection.js";
+import { ConnectionError } from "./errors.js";
 
 /** What a subscription yields, in the server's order. */
 export type SubscriptionItem =
@@ -132,6 +133,9 @@ export class Subscription implements AsyncIterableIterator<SubscriptionItem>, Pu
     if (this.failure === null) {
       try {
         await this.host.unsubscribe(this.subscription);
+      } catch (err) {
+        // A closed connection has ended the subscription already.
+        if (!(err instanceof ConnectionError)) throw err;
       } finally {
         this.host.dropSink(this.requestId);
       }

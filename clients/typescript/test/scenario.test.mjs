@@ -45,7 +45,7 @@ describe("the scenario against whizbangd", () => {
       assert.equal(e.actualVersion, 0n);
       return true;
     });
-    const second = await c.append("order-1", ev("Paid", { n: 1 }), { expected: 0n });
+    const second = await c.append("order-1", ev("Paid", { n: 1 }), { expected: 0 });
     assert.equal(second.streamVersion, 1n);
     await assert.rejects(c.append("order-1", ev("Paid", {}), { expected: 5n }), (e) => e.actualVersion === 1n);
     const third = await c.append("order-1", [ev("Shipped", { n: 2 }), ev("Delivered", { n: 3 })], {
