@@ -17,6 +17,9 @@ import {
   SubscriptionTarget,
   StreamMetadataSchema,
   type AppendResult,
+  type BackupResult,
+  type ScavengeResult,
+  type VerifyResult,
   type CommitResult,
   type CreateTokenResult,
   type Entity,
@@ -546,6 +549,26 @@ export class Client {
     );
     sub.started(requestId, r.subscription, r.start);
     return sub;
+  }
+
+  /** Removes every event that is no longer readable (admin:scavenge);
+   * onProgress sees each chunk's figures before the final ones resolve.
+   * The call's time limit is none unless opts gives one. */
+  scavenge(onProgress?: (p: ScavengeResult) => void, opts: CallOptions = {}): Promise<ScavengeResult> {
+    return this.conn.call("scavenge", {}, { timeoutMs: 0, ...opts }, onProgress ? { progress: onProgress } : {});
+  }
+
+  /** An online copy of the store into the server's backup-dir, as
+   * directory name (admin:backup); onProgress sees the bytes copied so far.
+   * The call's time limit is none unless opts gives one. */
+  backup(name: string, onProgress?: (p: BackupResult) => void, opts: CallOptions = {}): Promise<BackupResult> {
+    return this.conn.call("backup", { path: name }, { timeoutMs: 0, ...opts }, onProgress ? { progress: onProgress } : {});
+  }
+
+  /** Rebuilds the read models from the ledger aside and compares them
+   * with the live ones (admin:verify). No time limit unless opts gives one. */
+  verify(opts: CallOptions = {}): Promise<VerifyResult> {
+    return this.conn.call("verify", {}, { timeoutMs: 0, ...opts });
   }
 
   /** Makes an API token for role (admin:users). */

@@ -12,14 +12,15 @@
 // a frame the server could not decode) fails every pending call with that
 // error and closes the connection, as libwhizbang does: which request it was
 // about cannot be known. A frame above this client's limit, one that does
-// not decode, an answer with the wrong body, a socket error, the server
-// closing, or no byte from the server for deadAfterMs: every pending call
-// and every sink fails, and so does every later call (ConnectionError). A
-// call that times out or is aborted rejects alone; the connection stays.
+// not decode, a socket error, the server closing, or no byte from the
+// server for deadAfterMs: every pending call and every sink fails, and so
+// does every later call (ConnectionError). A call that times out or is
+// aborted, or whose answer holds neither an error nor the body the request
+// → answer table names (INTERNAL), rejects alone; the connection stays.
 import type { Socket } from "node:net";
 import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/protobuf";
 import { RequestSchema, ResponseSchema, ErrorCode, type Response, type Request } from "./gen/whizbang_pb.js";
-import { ANSWER, type RequestCase, type ResponseCase } from "./answers.js";
+import { ANSWER, PROGRESS, type RequestCase, type ResponseCase } from "./answers.js";
 import { FrameDecoder, FrameTooLargeError, DEFAULT_MAX_RESPONSE } from "./frame.js";
 import { ConnectionError, WhizbangError } from "./errors.js";
 
@@ -52,7 +53,8 @@ interface Pending {
   answer: ResponseCase;
   resolve(value: unknown): void;
   reject(err: unknown): void;
-  /** Progress pushes (done false) of Scavenge and Backup. */
+  /** Scavenge and Backup: where their progress pushes (done false) go;
+   * the answer is the Response with done true. */
   progress?: (value: unknown) => void;
   cleanup(): void;
 }
@@ -163,7 +165,7 @@ export class Connection {
           signal?.removeEventListener("abort", onAbort);
         },
       };
-      if (extra.progress !== undefined) p.progress = extra.progress as (v: unknown) => void;
+      if (PROGRESS.has(kase)) p.progress = (extra.progress as ((v: unknown) => void) | undefined) ?? (() => {});
       if (timeoutMs > 0) {
         timer = setTimeout(() => {
           this.forget(id);
