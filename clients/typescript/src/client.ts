@@ -11,12 +11,15 @@ import {
   Direction,
   ErrorCode,
   ExpectedVersion,
+  NackAction,
   OnDisconnect,
   OnExpired,
   StartFrom,
   SubscriptionTarget,
   StreamMetadataSchema,
   type AppendResult,
+  type ConsumerInfo,
+  type SubscribeResult,
   type BackupResult,
   type ScavengeResult,
   type VerifyResult,
@@ -129,6 +132,21 @@ export interface SubscribeOptions extends CallOptions {
   window?: number;
 }
 
+export interface ConsumerOptions extends CallOptions {
+  /** "all" (default) or "stream" (needs stream). */
+  target?: "all" | "stream";
+  stream?: string;
+  streamPrefix?: string;
+  eventTypes?: string[];
+  /** Where the group starts: "start" (default), "end", or a position. */
+  from?: "start" | "end" | bigint;
+  /** Unsettled this long after delivery, an event is delivered again
+   * (0: the server's 30 s). */
+  ackTimeoutMs?: number;
+  /** Parked after this many deliveries (0: the server's 10). */
+  maxDeliveries?: number;
+}
+
 export interface LeaseOptions extends CallOptions {
   /** 0 (default): the server's adaptive duration. */
   durationMs?: number | bigint;
@@ -190,6 +208,13 @@ function pageCount(pageSize: number | undefined, left: number): number {
   const size = pageSize ?? 0;
   if (left === Infinity) return size;
   return size > 0 ? Math.min(size, left) : Math.min(left, 0xffffffff);
+}
+
+/** Subscribe's and ConsumerConfig's from and position. */
+function startFrom(from: "start" | "end" | bigint | undefined): [StartFrom, bigint] {
+  if (from === undefined || from === "start") return [StartFrom.FROM_START, 0n];
+  if (from === "end") return [StartFrom.FROM_END, 0n];
+  return [StartFrom.FROM_POSITION, from];
 }
 
 function u64(v: bigint | number, what: string): bigint {
@@ -514,41 +539,116 @@ export class Client {
   /** Subscribes to $all, a stream or the ledger: an async iterator of
    * events (entries for the ledger) and, once, the caught-up signal. */
   async subscribe(opts: SubscribeOptions = {}): Promise<Subscription> {
-    const window = opts.window ?? 256;
-    if (!Number.isInteger(window) || window < 1 || window > 0xffffffff)
-      throw new RangeError("window must be an integer from 1 to 2^32-1");
     const target =
       opts.target === "stream"
         ? SubscriptionTarget.TARGET_STREAM
         : opts.target === "ledger"
           ? SubscriptionTarget.TARGET_LEDGER
           : SubscriptionTarget.TARGET_ALL;
-    const from = opts.from ?? "start";
+    const [from, position] = startFrom(opts.from);
+    return this.pushed(opts.window ?? 256, opts, (window, extra) =>
+      this.conn.call(
+        "subscribe",
+        {
+          target,
+          stream: opts.stream ?? "",
+          from,
+          position,
+          streamPrefix: opts.streamPrefix ?? "",
+          eventTypes: opts.eventTypes ?? [],
+          credits: window,
+        },
+        opts,
+        extra,
+      ),
+    );
+  }
+
+  /** A Subscription fed by the pushes of the request start sends. */
+  private async pushed(
+    window: number,
+    opts: CallOptions,
+    start: (window: number, extra: { sink: Subscription; onId: (id: bigint) => void }) => Promise<SubscribeResult>,
+  ): Promise<Subscription> {
+    if (!Number.isInteger(window) || window < 1 || window > 0xffffffff)
+      throw new RangeError("window must be an integer from 1 to 2^32-1");
     const sub = new Subscription(
       {
-        credit: (subscription, n) => this.conn.call("credit", { subscription, n }),
+        credit: (subscription, n) => this.conn.call("credit", { subscription, n }, opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
         unsubscribe: (subscription) => this.conn.call("unsubscribe", { subscription }),
         dropSink: (id) => this.conn.dropSink(id),
       },
       window,
     );
     let requestId = 0n;
-    const r = await this.conn.call(
-      "subscribe",
-      {
-        target,
-        stream: opts.stream ?? "",
-        from: from === "start" ? StartFrom.FROM_START : from === "end" ? StartFrom.FROM_END : StartFrom.FROM_POSITION,
-        position: typeof from === "bigint" ? from : 0n,
-        streamPrefix: opts.streamPrefix ?? "",
-        eventTypes: opts.eventTypes ?? [],
-        credits: window,
-      },
-      opts,
-      { sink: sub, onId: (id) => (requestId = id) },
-    );
+    const r = await start(window, { sink: sub, onId: (id) => (requestId = id) });
     sub.started(requestId, r.subscription, r.start);
     return sub;
+  }
+
+  /** Creates a durable consumer group (docs/SUBSCRIPTIONS.md §2) reading
+   * $all (default) or a stream, from its start (default), its end or a
+   * position. */
+  createConsumer(name: string, opts: ConsumerOptions = {}): Promise<ConsumerInfo> {
+    const [from, position] = startFrom(opts.from);
+    return this.conn.call(
+      "createConsumer",
+      {
+        config: {
+          name,
+          target: opts.target === "stream" ? SubscriptionTarget.TARGET_STREAM : SubscriptionTarget.TARGET_ALL,
+          stream: opts.stream ?? "",
+          streamPrefix: opts.streamPrefix ?? "",
+          eventTypes: opts.eventTypes ?? [],
+          from,
+          position,
+          ackTimeoutMs: BigInt(opts.ackTimeoutMs ?? 0),
+          maxDeliveries: opts.maxDeliveries ?? 0,
+        },
+      },
+      opts,
+    );
+  }
+
+  async deleteConsumer(name: string, opts?: CallOptions): Promise<void> {
+    await this.conn.call("deleteConsumer", { name }, opts);
+  }
+
+  async listConsumers(opts?: CallOptions): Promise<ConsumerInfo[]> {
+    return (await this.conn.call("listConsumers", {}, opts)).consumers;
+  }
+
+  /** Joins the group as a competing member: an iterator of the events it
+   * is handed (with their delivery count), credits managed as for
+   * subscribe(); settle each with ack() or nack(). Leaving (break, close())
+   * hands its unsettled events to the other members. */
+  joinConsumer(name: string, opts: CallOptions & { window?: number } = {}): Promise<Subscription> {
+    return this.pushed(opts.window ?? 256, opts, (window, extra) =>
+      this.conn.call("joinConsumer", { name, credits: window }, opts, extra),
+    );
+  }
+
+  /** Settles events of the group as done; resolves with its checkpoint. */
+  async ack(name: string, ids: Uint8Array[], opts?: CallOptions): Promise<bigint> {
+    return (await this.conn.call("ack", { name, ids }, opts)).checkpoint;
+  }
+
+  /** Hands events back ("retry"), parks them ("park") or skips them
+   * ("skip"); resolves with the group's checkpoint. */
+  async nack(
+    name: string,
+    ids: Uint8Array[],
+    action: "retry" | "park" | "skip",
+    opts: CallOptions & { reason?: string } = {},
+  ): Promise<bigint> {
+    const a = action === "park" ? NackAction.NACK_PARK : action === "skip" ? NackAction.NACK_SKIP : NackAction.NACK_RETRY;
+    return (await this.conn.call("nack", { name, ids, action: a, reason: opts.reason ?? "" }, opts)).checkpoint;
+  }
+
+  /** Hands every parked event of the group back for delivery; resolves
+   * with how many. */
+  async replayParked(name: string, opts?: CallOptions): Promise<bigint> {
+    return (await this.conn.call("replayParked", { name }, opts)).replayed;
   }
 
   /** Removes every event that is no longer readable (admin:scavenge);

@@ -19,6 +19,7 @@ export {
   type WorkContext,
   type WithLeaseOptions,
   type QueryOptions,
+  type ConsumerOptions,
 } from "./client.js";
 export { type CallOptions } from "./connection.js";
 export { WhizbangError, ConnectionError, ErrorCode, errorCodeName } from "./errors.js";
