@@ -115,6 +115,19 @@ describe("the scenario against whizbangd", () => {
     assert.equal(BigInt(n), stats.lastPosition);
   });
 
+  it("stream metadata hides events; a soft delete hides the stream", async () => {
+    await c.append("meta-1", [ev("A", {}), ev("B", {}), ev("C", {})]);
+    const m = await c.setStreamMetadata("meta-1", { maxCount: 2n });
+    assert.equal(m.maxCount, 2n);
+    assert.equal((await c.getStreamMetadata("meta-1")).maxCount, 2n);
+    const types = [];
+    for await (const e of c.readStream("meta-1")) types.push(e.type);
+    assert.deepEqual(types, ["B", "C"]);
+    assert.equal(await c.deleteStream("meta-1"), 2n);
+    assert.equal((await c.streamInfo("meta-1")).deleted, true);
+    await assert.rejects(c.readStream("meta-1").next(), (e) => e.code === ErrorCode.NOT_FOUND);
+  });
+
   it("subscribe to $all: catch-up, the caught-up signal, then live events", async () => {
     const sub = await c.subscribe({ streamPrefix: "live-", window: 4 });
     const before = 10;
