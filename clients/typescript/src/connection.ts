@@ -258,7 +258,14 @@ export class Connection {
     const p = this.pending.get(r.id);
     if (p !== undefined && r.body.case !== "subscriptionItem") {
       if (!isError && p.progress !== undefined && r.body.case === p.answer && !(r.body.value as { done?: boolean }).done) {
-        p.progress(r.body.value);
+        try {
+          p.progress(r.body.value);
+        } catch (err) {
+          // The caller's callback threw: the call fails with it, and the
+          // rest of its answer goes nowhere.
+          this.forget(r.id);
+          p.reject(err);
+        }
         return;
       }
       p.cleanup();

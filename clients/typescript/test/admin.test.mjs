@@ -45,6 +45,19 @@ describe("admin calls with progress against whizbangd", () => {
     assert.equal(again.eventsRemoved, 0n);
   });
 
+  it("a progress callback that throws fails its call, and the connection goes on", async () => {
+    // More than one chunk of 1000 events to examine: a progress push comes.
+    const batch = Array.from({ length: 100 }, () => ({ type: "T" }));
+    await Promise.all(Array.from({ length: 15 }, () => c.append("scav-2", batch)));
+    await assert.rejects(
+      c.scavenge(() => {
+        throw new Error("callback failed");
+      }),
+      /callback failed/,
+    );
+    await c.ping();
+  });
+
   it("backup: the copy's directory once done", async () => {
     let pushes = 0;
     const r = await c.backup("b1", () => pushes++);
