@@ -197,8 +197,10 @@ export interface QueryOptions extends CallOptions {
   after?: string;
 }
 
+const EMPTY = new Uint8Array(0);
+
 function bytesOf(v: Uint8Array | string | undefined): Uint8Array {
-  if (v === undefined) return new Uint8Array(0);
+  if (v === undefined) return EMPTY;
   return typeof v === "string" ? Buffer.from(v, "utf8") : v;
 }
 
@@ -268,7 +270,6 @@ export class Client {
    * may be pipelined: call again before this one is answered. */
   append(stream: string, events: EventInput | EventInput[], opts: AppendOptions = {}): Promise<AppendOutcome> {
     const list = Array.isArray(events) ? events : [events];
-    const eventIds = list.map((e) => e.id ?? uuidv7());
     let expected = ExpectedVersion.ANY;
     let expectedVersion = 0n;
     const want = opts.expected ?? "any";
@@ -291,15 +292,15 @@ export class Client {
           return Promise.reject(err);
         }
     }
-    const wire = list.map((e, i) => ({
-      id: eventIds[i]!,
-      type: e.type,
-      data: bytesOf(e.data),
-      metadata: bytesOf(e.metadata),
-    }));
-    return this.conn
-      .send("appendEvents", (id) => encodeAppendRequest(id, stream, expected, expectedVersion, wire), opts)
-      .then((r) => Object.assign(r, { eventIds }));
+    const eventIds: Uint8Array[] = [];
+    const wire = list.map((e) => {
+      const id = e.id ?? uuidv7();
+      eventIds.push(id);
+      return { id, type: e.type, data: bytesOf(e.data), metadata: bytesOf(e.metadata) };
+    });
+    return this.conn.send("appendEvents", (id) => encodeAppendRequest(id, stream, expected, expectedVersion, wire), opts, {
+      map: (r) => Object.assign(r, { eventIds }),
+    });
   }
 
   /** The events of stream, page after page, as one iteration. Throws

@@ -9,6 +9,10 @@ import { randomFillSync } from "node:crypto";
 // Random bytes are drawn in blocks: one system call per 512 ids.
 const pool = Buffer.allocUnsafe(4096);
 let poolPos = pool.length;
+// Ids are views of slabs of 256 (one buffer allocation per 256 ids rather
+// than one per id); a slab lives as long as one of its ids is held.
+let slab = new Uint8Array(0);
+let slabPos = 0;
 let lastMs = 0;
 let counter = 0;
 const COUNTER_LIMIT = 2 ** 42;
@@ -42,7 +46,12 @@ export function uuidv7(): Uint8Array {
     counter = (r.readUInt32BE(0) % 2 ** 25) * 2 ** 16 + r.readUInt16BE(4);
   }
   lastMs = ms;
-  const id = new Uint8Array(16);
+  if (slabPos === slab.length) {
+    slab = new Uint8Array(16 * 256);
+    slabPos = 0;
+  }
+  const id = slab.subarray(slabPos, slabPos + 16);
+  slabPos += 16;
   let t = ms;
   for (let i = 5; i >= 0; i--) {
     id[i] = t % 256;
