@@ -37,19 +37,35 @@ import {
   type StreamMetadata,
   type WatermarkResult,
 } from "./gen/whizbang_pb.js";
-import { Connection, type AnswerOf, type CallOptions, type RequestValue } from "./connection.js";
+import { Connection, type AnswerOf, type CallOptions, type PushSink, type RequestValue } from "./connection.js";
 import type { RequestCase } from "./answers.js";
-import { ConnectionError, WhizbangError } from "./errors.js";
+import { ConnectionError, WhizbangError, connectionLost } from "./errors.js";
 import { parseUrl, type WhizbangUrl } from "./url.js";
 import { ScramClient, scramCredential } from "./scram.js";
 import { uuidv7 } from "./uuid.js";
 import { toOp, toWhere, type OpInput, type WhereInput } from "./ops.js";
-import { Subscription } from "./subscription.js";
+import { Subscription, type SubscriptionItem } from "./subscription.js";
 import { encodeAppendRequest } from "./appendcodec.js";
 
 export const PROTOCOL_VERSION = 1;
 export const ALPN = "whizbang/1";
 const U64_MAX = (1n << 64n) - 1n;
+
+/** How a client connects again when its connection breaks. */
+export interface ReconnectOptions {
+  /** The first wait between attempts, in ms (default 100); it doubles per
+   * failed attempt, up to maxDelayMs (default 5000); each wait is between
+   * half of it and all of it, at random. */
+  initialDelayMs?: number;
+  maxDelayMs?: number;
+  /** Attempts fail for this long before waiting calls and subscriptions
+   * are failed with a ConnectionError (default 60 000 ms). The next call
+   * tries again. */
+  giveUpAfterMs?: number;
+  /** How many times one call is sent again after connections broke under
+   * it (default 5). */
+  retries?: number;
+}
 
 export interface ConnectOptions {
   /** Shown in the server's log lines for this connection. */
@@ -70,6 +86,13 @@ export interface ConnectOptions {
   /** Take the server for dead after this long without a byte (ms; 0:
    * never). Default 60 000: twice the server's keepalive interval. */
   deadAfterMs?: number;
+  /** Connect again when the connection breaks (off by default): calls
+   * wait for the new connection within their time limit, calls that are
+   * safe to repeat (reads, appends with their ids, commits with their
+   * token and ops, acks...) are sent again, subscriptions resume after the
+   * last item they received and members join again. Other calls fail with
+   * the ConnectionError: whether they were carried out is unknown. */
+  reconnect?: boolean | ReconnectOptions;
 }
 
 /** A new event. data and metadata as bytes, or a string sent as UTF-8. */
@@ -212,6 +235,33 @@ function pageCount(pageSize: number | undefined, left: number): number {
   return size > 0 ? Math.min(size, left) : Math.min(left, 0xffffffff);
 }
 
+/** How a subscription's request reaches its Subscription, and which
+ * connection carried it. */
+interface StartExtra {
+  sink: PushSink;
+  onId: (id: bigint) => void;
+  conn: Connection | null;
+}
+
+/** Resolves after ms, or rejects with signal's reason when it fires. */
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) {
+      reject(signal.reason);
+      return;
+    }
+    const onAbort = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener("abort", onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+}
+
 /** Subscribe's and ConsumerConfig's from and position. */
 function startFrom(from: "start" | "end" | bigint | undefined): [StartFrom, bigint] {
   if (from === undefined || from === "start") return [StartFrom.FROM_START, 0n];
@@ -225,42 +275,204 @@ function u64(v: bigint | number, what: string): bigint {
   return b;
 }
 
-/** A connection to whizbangd that has said Hello. */
+/** A connection that has said Hello, and who it says the client is. */
+interface Link {
+  conn: Connection;
+  hello: HelloResult;
+  user: string;
+  roles: string[];
+}
+
+/** Requests that may be sent again after the connection broke before
+ * their answer came: doing them twice is doing them once (an append's ids
+ * make its retry a replay, a commit's token and ops make its retry answered
+ * as the first; settling a settled event does nothing), or they only read. */
+const RETRYABLE: ReadonlySet<RequestCase> = new Set<RequestCase>([
+  "ping",
+  "appendEvents",
+  "readStream",
+  "readAll",
+  "getStreamInfo",
+  "getStats",
+  "extend",
+  "stage",
+  "commit",
+  "readLedger",
+  "getWatermark",
+  "waitForWatermark",
+  "getEntity",
+  "queryEntities",
+  "listIndexes",
+  "explain",
+  "verify",
+  "subscribe",
+  "listConsumers",
+  "joinConsumer",
+  "ack",
+  "nack",
+  "listParked",
+  "replayParked",
+  "setStreamMetadata",
+  "getStreamMetadata",
+  "putUser",
+  "listUsers",
+  "listRoles",
+  "listTokens",
+  "listClients",
+]);
+
+function retryable<C extends RequestCase>(kase: C, value: RequestValue<C>): boolean {
+  // A resequenced commit is not recognised when retried (§4.8).
+  if (kase === "commit" && (value as { onExpired?: OnExpired }).onExpired === OnExpired.RESEQUENCE) return false;
+  return RETRYABLE.has(kase);
+}
+
+/** A connection to whizbangd that has said Hello; with the reconnect
+ * option, a connection that is made again when it breaks. */
 export class Client {
-  /** The server's HelloResult: its limits (max_frame, max_read_count...). */
-  readonly hello: HelloResult;
-  /** Who the connection acts as ("" when it did not authenticate). */
-  readonly user: string;
-  readonly roles: string[];
+  private link: Link;
+  private dialing: Promise<Link> | null = null;
+  private closing = false;
+  private readonly stop = new AbortController();
 
   /** @internal use connect(). */
-  constructor(private readonly conn: Connection, hello: HelloResult, user: string, roles: string[]) {
-    this.hello = hello;
-    this.user = user;
-    this.roles = roles;
+  constructor(
+    link: Link,
+    private readonly dial: (signal: AbortSignal) => Promise<Link>,
+    private readonly reconnect: Required<ReconnectOptions> | null,
+  ) {
+    this.link = link;
+  }
+
+  /** The server's HelloResult: its limits (max_frame, max_read_count...). */
+  get hello(): HelloResult {
+    return this.link.hello;
+  }
+
+  /** Who the connection acts as ("" when it did not authenticate). */
+  get user(): string {
+    return this.link.user;
+  }
+
+  get roles(): string[] {
+    return this.link.roles;
   }
 
   /** Any request of the protocol by its body's name, answered with the
-   * body the request → answer table names (docs/PROTOCOL.md §2). */
+   * body the request → answer table names (docs/PROTOCOL.md §2). It is not
+   * sent again after a reconnection. */
   call<C extends RequestCase>(kase: C, value: RequestValue<C>, opts?: CallOptions): Promise<AnswerOf<C>> {
-    return this.conn.call(kase, value, opts);
+    return this.use(opts ?? {}, false, (conn, o) => conn.call(kase, value, o));
   }
 
   /** Closes the connection; calls still waiting fail with a ConnectionError. */
   close(): Promise<void> {
-    return this.conn.close();
+    this.closing = true;
+    this.stop.abort(new ConnectionError("the connection was closed by this client"));
+    return this.link.conn.close();
   }
 
-  /** Why the connection cannot be used any more, or null. */
+  /** Why the connection cannot be used any more, or null. With reconnect,
+   * a broken connection is made again by the next call. */
   get broken(): Error | null {
-    return this.conn.broken;
+    return this.link.conn.broken;
+  }
+
+  /** Connections made again since connect(). */
+  reconnections = 0;
+
+  /** Runs fn on a usable connection. With reconnect, a connection that
+   * broke is made again first, and fn is run again on the new one when the
+   * connection broke before its answer and retry says that is safe; the
+   * call's time limit covers all of it. */
+  private async use<T>(
+    opts: CallOptions,
+    retry: boolean,
+    fn: (conn: Connection, opts: CallOptions) => Promise<T>,
+  ): Promise<T> {
+    if (this.reconnect === null) return fn(this.link.conn, opts);
+    const limit = opts.timeoutMs ?? this.link.conn.timeoutMs;
+    const deadline = limit > 0 ? Date.now() + limit : Infinity;
+    for (let attempt = 0; ; attempt++) {
+      const conn = await this.connection(deadline, opts.signal);
+      const left = deadline === Infinity ? 0 : Math.max(1, deadline - Date.now());
+      try {
+        return await fn(conn, { ...opts, timeoutMs: left });
+      } catch (err) {
+        if (!retry || this.closing || !connectionLost(err) || attempt >= this.reconnect.retries) throw err;
+      }
+    }
+  }
+
+  /** A usable connection: the current one, or a new one once made, within
+   * the deadline. */
+  private async connection(deadline: number, signal: AbortSignal | undefined): Promise<Connection> {
+    if (this.link.conn.broken === null) return this.link.conn;
+    if (this.closing) throw new ConnectionError("the connection was closed by this client");
+    const dialing = (this.dialing ??= this.redial().finally(() => (this.dialing = null)));
+    if (deadline === Infinity && signal === undefined) return (await dialing).conn;
+    return new Promise<Connection>((resolve, reject) => {
+      const timer =
+        deadline === Infinity
+          ? undefined
+          : setTimeout(
+              () => reject(new DOMException("no connection to the server within the call's time limit", "TimeoutError")),
+              Math.max(0, deadline - Date.now()),
+            );
+      const onAbort = (): void => reject(signal!.reason);
+      signal?.addEventListener("abort", onAbort, { once: true });
+      dialing.then(
+        (link) => resolve(link.conn),
+        (err) => reject(err),
+      ).finally(() => {
+        if (timer !== undefined) clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+      });
+    });
+  }
+
+  /** Connects again, with exponential backoff and jitter between attempts,
+   * until it succeeds, the client is closed, the server refuses the
+   * credentials, or the reconnect option's giveUpAfterMs has passed. */
+  private async redial(): Promise<Link> {
+    const r = this.reconnect!;
+    const started = Date.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const link = await this.dial(this.stop.signal);
+        if (this.closing) {
+          await link.conn.close();
+          throw new ConnectionError("the connection was closed by this client");
+        }
+        this.link = link;
+        this.reconnections++;
+        return link;
+      } catch (err) {
+        if (this.closing || err instanceof WhizbangError || err instanceof TypeError) throw err;
+        if (Date.now() - started >= r.giveUpAfterMs)
+          throw new ConnectionError(`no connection to the server for ${r.giveUpAfterMs} ms`, { cause: err });
+        const backoff = Math.min(r.maxDelayMs, r.initialDelayMs * 2 ** attempt);
+        await sleep(backoff * (0.5 + Math.random() / 2), this.stop.signal);
+      }
+    }
+  }
+
+  /** One request through use(), sent again after a reconnection when that
+   * is safe for it (RETRYABLE). */
+  private rpc<C extends RequestCase>(
+    kase: C,
+    value: RequestValue<C>,
+    opts: CallOptions = {},
+    extra: { sink?: PushSink; progress?: (value: AnswerOf<C>) => void; onId?: (id: bigint) => void } = {},
+  ): Promise<AnswerOf<C>> {
+    return this.use(opts, retryable(kase, value), (conn, o) => conn.call(kase, value, o, extra));
   }
 
   /** Round-trip time of a Ping, in ms. */
   async ping(opts?: CallOptions): Promise<number> {
     const nonce = BigInt(Math.floor(Math.random() * 2 ** 52));
     const t0 = performance.now();
-    const pong = await this.conn.call("ping", { nonce }, opts);
+    const pong = await this.rpc("ping", { nonce }, opts);
     if (pong.nonce !== nonce)
       throw new WhizbangError(ErrorCode.INTERNAL, "the Pong's nonce is not the Ping's", undefined, 0n);
     return performance.now() - t0;
@@ -298,9 +510,11 @@ export class Client {
       eventIds.push(id);
       return { id, type: e.type, data: bytesOf(e.data), metadata: bytesOf(e.metadata) };
     });
-    return this.conn.send("appendEvents", (id) => encodeAppendRequest(id, stream, expected, expectedVersion, wire), opts, {
-      map: (r) => Object.assign(r, { eventIds }),
-    });
+    return this.use(opts, true, (conn, o) =>
+      conn.send("appendEvents", (id) => encodeAppendRequest(id, stream, expected, expectedVersion, wire), o, {
+        map: (r) => Object.assign(r, { eventIds }),
+      }),
+    );
   }
 
   /** The events of stream, page after page, as one iteration. Throws
@@ -311,7 +525,7 @@ export class Client {
     let left = opts.limit ?? Infinity;
     while (left > 0) {
       const maxCount = pageCount(opts.pageSize, left);
-      const page = await this.conn.call(
+      const page = await this.rpc(
         "readStream",
         { stream, fromVersion: from, direction: backward ? Direction.BACKWARD : Direction.FORWARD, maxCount },
         opts,
@@ -336,7 +550,7 @@ export class Client {
     let left = opts.limit ?? Infinity;
     while (left > 0) {
       const maxCount = pageCount(opts.pageSize, left);
-      const page = await this.conn.call(
+      const page = await this.rpc(
         "readAll",
         {
           fromPosition: from,
@@ -359,40 +573,40 @@ export class Client {
   }
 
   streamInfo(stream: string, opts?: CallOptions): Promise<StreamInfo> {
-    return this.conn.call("getStreamInfo", { stream }, opts);
+    return this.rpc("getStreamInfo", { stream }, opts);
   }
 
   setStreamMetadata(stream: string, metadata: Partial<Omit<StreamMetadata, "$typeName">>, opts?: CallOptions): Promise<StreamMetadata> {
-    return this.conn
-      .call("setStreamMetadata", { stream, metadata: create(StreamMetadataSchema, metadata) }, opts)
-      .then((r) => r.metadata ?? create(StreamMetadataSchema));
+    return this.rpc("setStreamMetadata", { stream, metadata: create(StreamMetadataSchema, metadata) }, opts).then(
+      (r) => r.metadata ?? create(StreamMetadataSchema),
+    );
   }
 
   getStreamMetadata(stream: string, opts?: CallOptions): Promise<StreamMetadata> {
-    return this.conn.call("getStreamMetadata", { stream }, opts).then((r) => r.metadata ?? create(StreamMetadataSchema));
+    return this.rpc("getStreamMetadata", { stream }, opts).then((r) => r.metadata ?? create(StreamMetadataSchema));
   }
 
   /** Deletes stream, softly (it may be written again) or for good (hard);
    * resolves with its last version. */
   deleteStream(stream: string, opts: CallOptions & { hard?: boolean } = {}): Promise<bigint> {
-    return this.conn.call("deleteStream", { stream, hard: opts.hard ?? false }, opts).then((r) => r.lastVersion);
+    return this.rpc("deleteStream", { stream, hard: opts.hard ?? false }, opts).then((r) => r.lastVersion);
   }
 
   stats(opts?: CallOptions): Promise<ServerStats> {
-    return this.conn.call("getStats", {}, opts);
+    return this.rpc("getStats", {}, opts);
   }
 
   /** The ledger's watermark and the next sequence a lease would get. */
   watermark(opts?: CallOptions): Promise<WatermarkResult> {
-    return this.conn.call("getWatermark", {}, opts);
+    return this.rpc("getWatermark", {}, opts);
   }
 
   /** Waits until the watermark reaches sequence, for at most waitMs;
    * `reached` says whether it did. The call's own time limit is extended by
    * waitMs. */
   waitForWatermark(sequence: bigint, waitMs: number, opts: CallOptions = {}): Promise<WatermarkResult> {
-    const limit = opts.timeoutMs ?? this.conn.timeoutMs;
-    return this.conn.call(
+    const limit = opts.timeoutMs ?? this.link.conn.timeoutMs;
+    return this.rpc(
       "waitForWatermark",
       { sequence, timeoutMs: BigInt(waitMs) },
       { ...opts, timeoutMs: limit > 0 ? limit + waitMs : 0 },
@@ -402,7 +616,7 @@ export class Client {
   /** The entity type/id, or null when there is none. */
   async getEntity(type: string, id: string, opts?: CallOptions): Promise<Entity | null> {
     try {
-      const r = await this.conn.call("getEntity", { type, id }, opts);
+      const r = await this.rpc("getEntity", { type, id }, opts);
       return r.entity ?? null;
     } catch (err) {
       if (err instanceof WhizbangError && err.code === ErrorCode.NOT_FOUND) return null;
@@ -416,7 +630,7 @@ export class Client {
     let after = opts.after ?? "";
     const w = where === undefined ? undefined : toWhere(where);
     for (;;) {
-      const page = await this.conn.call(
+      const page = await this.rpc(
         "queryEntities",
         { type, ...(w ? { where: w } : {}), limit: opts.pageSize ?? 0, after },
         opts,
@@ -431,12 +645,12 @@ export class Client {
 
   /** How the server would run a query of type with where. */
   explain(type: string, where: WhereInput, opts?: CallOptions): Promise<PlanResult> {
-    return this.conn.call("explain", { type, where: toWhere(where) }, opts);
+    return this.rpc("explain", { type, where: toWhere(where) }, opts);
   }
 
   /** Leases count (default 1) consecutive sequences of projection. */
   async lease(projection: string, opts: LeaseOptions = {}): Promise<LeaseGrant[]> {
-    const r = await this.conn.call(
+    const r = await this.rpc(
       "lease",
       {
         projection,
@@ -452,7 +666,7 @@ export class Client {
   }
 
   extend(lease: LeaseRef, opts: CallOptions & { durationMs?: number | bigint } = {}): Promise<ExtendResult> {
-    return this.conn.call(
+    return this.rpc(
       "extend",
       { sequence: lease.sequence, token: lease.token, durationMs: u64(opts.durationMs ?? 0, "durationMs") },
       opts,
@@ -461,18 +675,18 @@ export class Client {
 
   /** Gives the sequence up: it becomes a gap. */
   async release(lease: LeaseRef, reason = "", opts?: CallOptions): Promise<void> {
-    await this.conn.call("release", { sequence: lease.sequence, token: lease.token, reason }, opts);
+    await this.rpc("release", { sequence: lease.sequence, token: lease.token, reason }, opts);
   }
 
   /** Stores ops durably as the lease's staged work (replacing earlier). */
   async stage(lease: LeaseRef, ops: OpInput[], opts?: CallOptions): Promise<void> {
-    await this.conn.call("stage", { sequence: lease.sequence, token: lease.token, ops: ops.map(toOp) }, opts);
+    await this.rpc("stage", { sequence: lease.sequence, token: lease.token, ops: ops.map(toOp) }, opts);
   }
 
   /** Commits ops at the lease's sequence. A retry with the same token and
    * ops after a lost answer is answered as the first commit was. */
   commit(lease: LeaseRef, ops: OpInput[], opts: CommitOptions = {}): Promise<CommitResult> {
-    return this.conn.call(
+    return this.rpc(
       "commit",
       {
         sequence: lease.sequence,
@@ -547,43 +761,60 @@ export class Client {
           ? SubscriptionTarget.TARGET_LEDGER
           : SubscriptionTarget.TARGET_ALL;
     const [from, position] = startFrom(opts.from);
-    return this.pushed(opts.window ?? 256, opts, (window, extra) =>
-      this.conn.call(
-        "subscribe",
-        {
-          target,
-          stream: opts.stream ?? "",
-          from,
-          position,
-          streamPrefix: opts.streamPrefix ?? "",
-          eventTypes: opts.eventTypes ?? [],
-          credits: window,
-        },
-        opts,
-        extra,
-      ),
+    // What a subscription resumes after: the position in $all, the version
+    // in a stream, the sequence in the ledger.
+    const key = (item: SubscriptionItem): bigint | null =>
+      item.kind === "event"
+        ? target === SubscriptionTarget.TARGET_STREAM
+          ? item.event.version
+          : item.event.position
+        : item.kind === "entry"
+          ? item.entry.sequence
+          : null;
+    return this.pushed(opts.window ?? 256, opts, key, (credits, last, o, extra) =>
+      this.use(o, true, (conn, co) => {
+        extra.conn = conn;
+        return conn.call(
+          "subscribe",
+          {
+            target,
+            stream: opts.stream ?? "",
+            ...(last === null ? { from, position } : { from: StartFrom.FROM_POSITION, position: last + 1n }),
+            streamPrefix: opts.streamPrefix ?? "",
+            eventTypes: opts.eventTypes ?? [],
+            credits,
+          },
+          co,
+          extra,
+        );
+      }),
     );
   }
 
-  /** A Subscription fed by the pushes of the request start sends. */
+  /** A Subscription fed by the pushes of the request start sends, and
+   * sent again (with the last key received) after a reconnection. */
   private async pushed(
     window: number,
     opts: CallOptions,
-    start: (window: number, extra: { sink: Subscription; onId: (id: bigint) => void }) => Promise<SubscribeResult>,
+    key: (item: SubscriptionItem) => bigint | null,
+    start: (credits: number, last: bigint | null, opts: CallOptions, extra: StartExtra) => Promise<SubscribeResult>,
   ): Promise<Subscription> {
     if (!Number.isInteger(window) || window < 1 || window > 0xffffffff)
       throw new RangeError("window must be an integer from 1 to 2^32-1");
-    const sub = new Subscription(
-      {
-        credit: (subscription, n) => this.conn.call("credit", { subscription, n }, opts.timeoutMs !== undefined ? { timeoutMs: opts.timeoutMs } : {}),
-        unsubscribe: (subscription) => this.conn.call("unsubscribe", { subscription }),
-        dropSink: (id) => this.conn.dropSink(id),
-      },
+    const begin = async (credits: number, last: bigint | null, o: CallOptions): Promise<void> => {
+      let requestId = 0n;
+      const extra: StartExtra = { sink: sub, onId: (id) => (requestId = id), conn: null };
+      const r = await start(credits, last, o, extra);
+      sub.started(requestId, r.subscription, r.start, extra.conn!);
+    };
+    // A resumed subscription waits for the connection as long as the
+    // reconnect option lets it, not for a call's time limit.
+    const sub: Subscription = new Subscription(
       window,
+      key,
+      this.reconnect === null ? undefined : (credits, last) => begin(credits, last, { timeoutMs: 0 }),
     );
-    let requestId = 0n;
-    const r = await start(window, { sink: sub, onId: (id) => (requestId = id) });
-    sub.started(requestId, r.subscription, r.start);
+    await begin(window, null, opts);
     return sub;
   }
 
@@ -592,7 +823,7 @@ export class Client {
    * position. */
   createConsumer(name: string, opts: ConsumerOptions = {}): Promise<ConsumerInfo> {
     const [from, position] = startFrom(opts.from);
-    return this.conn.call(
+    return this.rpc(
       "createConsumer",
       {
         config: {
@@ -612,11 +843,11 @@ export class Client {
   }
 
   async deleteConsumer(name: string, opts?: CallOptions): Promise<void> {
-    await this.conn.call("deleteConsumer", { name }, opts);
+    await this.rpc("deleteConsumer", { name }, opts);
   }
 
   async listConsumers(opts?: CallOptions): Promise<ConsumerInfo[]> {
-    return (await this.conn.call("listConsumers", {}, opts)).consumers;
+    return (await this.rpc("listConsumers", {}, opts)).consumers;
   }
 
   /** Joins the group as a competing member: an iterator of the events it
@@ -624,14 +855,17 @@ export class Client {
    * subscribe(); settle each with ack() or nack(). Leaving (break, close())
    * hands its unsettled events to the other members. */
   joinConsumer(name: string, opts: CallOptions & { window?: number } = {}): Promise<Subscription> {
-    return this.pushed(opts.window ?? 256, opts, (window, extra) =>
-      this.conn.call("joinConsumer", { name, credits: window }, opts, extra),
+    return this.pushed(opts.window ?? 256, opts, () => null, (credits, _last, o, extra) =>
+      this.use(o, true, (conn, co) => {
+        extra.conn = conn;
+        return conn.call("joinConsumer", { name, credits }, co, extra);
+      }),
     );
   }
 
   /** Settles events of the group as done; resolves with its checkpoint. */
   async ack(name: string, ids: Uint8Array[], opts?: CallOptions): Promise<bigint> {
-    return (await this.conn.call("ack", { name, ids }, opts)).checkpoint;
+    return (await this.rpc("ack", { name, ids }, opts)).checkpoint;
   }
 
   /** Hands events back ("retry"), parks them ("park") or skips them
@@ -643,38 +877,38 @@ export class Client {
     opts: CallOptions & { reason?: string } = {},
   ): Promise<bigint> {
     const a = action === "park" ? NackAction.NACK_PARK : action === "skip" ? NackAction.NACK_SKIP : NackAction.NACK_RETRY;
-    return (await this.conn.call("nack", { name, ids, action: a, reason: opts.reason ?? "" }, opts)).checkpoint;
+    return (await this.rpc("nack", { name, ids, action: a, reason: opts.reason ?? "" }, opts)).checkpoint;
   }
 
   /** Hands every parked event of the group back for delivery; resolves
    * with how many. */
   async replayParked(name: string, opts?: CallOptions): Promise<bigint> {
-    return (await this.conn.call("replayParked", { name }, opts)).replayed;
+    return (await this.rpc("replayParked", { name }, opts)).replayed;
   }
 
   /** Removes every event that is no longer readable (admin:scavenge);
    * onProgress sees each chunk's figures before the final ones resolve.
    * The call's time limit is none unless opts gives one. */
   scavenge(onProgress?: (p: ScavengeResult) => void, opts: CallOptions = {}): Promise<ScavengeResult> {
-    return this.conn.call("scavenge", {}, { timeoutMs: 0, ...opts }, onProgress ? { progress: onProgress } : {});
+    return this.rpc("scavenge", {}, { timeoutMs: 0, ...opts }, onProgress ? { progress: onProgress } : {});
   }
 
   /** An online copy of the store into the server's backup-dir, as
    * directory name (admin:backup); onProgress sees the bytes copied so far.
    * The call's time limit is none unless opts gives one. */
   backup(name: string, onProgress?: (p: BackupResult) => void, opts: CallOptions = {}): Promise<BackupResult> {
-    return this.conn.call("backup", { path: name }, { timeoutMs: 0, ...opts }, onProgress ? { progress: onProgress } : {});
+    return this.rpc("backup", { path: name }, { timeoutMs: 0, ...opts }, onProgress ? { progress: onProgress } : {});
   }
 
   /** Rebuilds the read models from the ledger aside and compares them
    * with the live ones (admin:verify). No time limit unless opts gives one. */
   verify(opts: CallOptions = {}): Promise<VerifyResult> {
-    return this.conn.call("verify", {}, { timeoutMs: 0, ...opts });
+    return this.rpc("verify", {}, { timeoutMs: 0, ...opts });
   }
 
   /** Makes an API token for role (admin:users). */
   createToken(role: string, opts: CallOptions & { ttlMs?: number; description?: string } = {}): Promise<CreateTokenResult> {
-    return this.conn.call(
+    return this.rpc(
       "createToken",
       { role, ttlMs: BigInt(opts.ttlMs ?? 0), description: opts.description ?? "" },
       opts,
@@ -689,7 +923,7 @@ export class Client {
     opts: CallOptions & { password?: string; iterations?: number } = {},
   ): Promise<void> {
     const credential = opts.password === undefined ? "" : await scramCredential(opts.password, opts.iterations);
-    await this.conn.call("putUser", { name, roles, credential }, opts);
+    await this.rpc("putUser", { name, roles, credential }, opts);
   }
 }
 
@@ -766,7 +1000,7 @@ async function openSocket(u: WhizbangUrl, opts: ConnectOptions, signal: AbortSig
   return socket;
 }
 
-async function connectOne(u: WhizbangUrl, opts: ConnectOptions): Promise<Client> {
+async function connectOne(u: WhizbangUrl, opts: ConnectOptions, stop?: AbortSignal): Promise<Link> {
   const password = opts.password ?? process.env["WHIZBANG_PASSWORD"];
   if (opts.token !== undefined && (u.user !== "" || u.external))
     throw new TypeError("a token and a user (or EXTERNAL) together: give one way to authenticate");
@@ -785,7 +1019,14 @@ async function connectOne(u: WhizbangUrl, opts: ConnectOptions): Promise<Client>
         )
       : undefined;
   try {
-    const socket = await openSocket(u, opts, controller.signal);
+    const onStop = (): void => controller.abort(stop!.reason);
+    stop?.addEventListener("abort", onStop, { once: true });
+    let socket: net.Socket;
+    try {
+      socket = await openSocket(u, opts, controller.signal);
+    } finally {
+      stop?.removeEventListener("abort", onStop);
+    }
     const conn = new Connection(socket, {
       timeoutMs,
       ...(opts.maxResponse !== undefined ? { maxResponse: opts.maxResponse } : {}),
@@ -820,7 +1061,7 @@ async function connectOne(u: WhizbangUrl, opts: ConnectOptions): Promise<Client>
         user = auth.user;
         roles = auth.roles;
       }
-      return new Client(conn, hello, user, roles);
+      return { conn, hello, user, roles };
     } catch (err) {
       await conn.close();
       throw err;
@@ -838,17 +1079,30 @@ async function connectOne(u: WhizbangUrl, opts: ConnectOptions): Promise<Client>
 export async function connect(url: string | string[], opts: ConnectOptions = {}): Promise<Client> {
   const urls = (Array.isArray(url) ? url : [url]).map(parseUrl);
   if (urls.length === 0) throw new TypeError("connect() needs a URL");
-  let last: unknown;
-  for (const u of urls) {
-    try {
-      return await connectOne(u, opts);
-    } catch (err) {
-      // A refusal by the server (bad credentials...) holds for every host.
-      if (err instanceof WhizbangError || err instanceof TypeError) throw err;
-      last = err;
+  const dial = async (stop?: AbortSignal): Promise<Link> => {
+    let last: unknown;
+    for (const u of urls) {
+      try {
+        return await connectOne(u, opts, stop);
+      } catch (err) {
+        // A refusal by the server (bad credentials...) holds for every host.
+        if (err instanceof WhizbangError || err instanceof TypeError) throw err;
+        last = err;
+      }
     }
-  }
-  throw last;
+    throw last;
+  };
+  const r = opts.reconnect === true ? {} : opts.reconnect === false || opts.reconnect === undefined ? null : opts.reconnect;
+  const reconnect =
+    r === null
+      ? null
+      : {
+          initialDelayMs: r.initialDelayMs ?? 100,
+          maxDelayMs: r.maxDelayMs ?? 5000,
+          giveUpAfterMs: r.giveUpAfterMs ?? 60_000,
+          retries: r.retries ?? 5,
+        };
+  return new Client(await dial(), dial, reconnect);
 }
 
 export type { LedgerEntry };

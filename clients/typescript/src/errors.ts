@@ -51,3 +51,10 @@ export class ConnectionError extends Error {
     this.name = "ConnectionError";
   }
 }
+
+/** Whether err means the connection is gone, so that the same request on a
+ * new connection may succeed: a ConnectionError, or a connection-level
+ * error of the server (request id 0, after which it closes). */
+export function connectionLost(err: unknown): boolean {
+  return err instanceof ConnectionError || (err instanceof WhizbangError && err.requestId === 0n);
+}

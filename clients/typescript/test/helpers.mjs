@@ -26,15 +26,17 @@ export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
  * written. stop() sends SIGTERM, waits (killing it after 10 s), keeps the
  * server's log in $WB_KEEP_SERVER_LOGS when that is set (for
  * tests/secret-scan.sh, as tests/e2e_util.c does) and removes the
- * directory. */
-export async function startServer(extraArgs = []) {
-  const dir = mkdtempSync(join(tmpdir(), "wb-ts-"));
+ * directory. kill(signal) only ends the process; restart() then starts a
+ * new whizbangd on the same port and data directory (stop() that one). */
+export async function startServer(extraArgs = [], reuse = null) {
+  const dir = reuse?.dir ?? mkdtempSync(join(tmpdir(), "wb-ts-"));
   const portFile = join(dir, "port");
+  rmSync(portFile, { force: true });
   const log = openSync(join(dir, "server.log"), "a");
   const child = spawn(
     whizbangdPath(),
     [
-      "--listen", "127.0.0.1:0",
+      "--listen", `127.0.0.1:${reuse?.port ?? 0}`,
       "--port-file", portFile,
       "--data-dir", join(dir, "data"),
       "--anonymous-role=admin",
@@ -74,6 +76,13 @@ export async function startServer(extraArgs = []) {
     dataDir: join(dir, "data"),
     url: `whizbang://127.0.0.1:${port}`,
     log: tail,
+    async kill(signal = "SIGKILL") {
+      if (exited === null) child.kill(signal);
+      return exit;
+    },
+    restart() {
+      return startServer(extraArgs, { dir, port });
+    },
     async stop() {
       if (exited === null) {
         child.kill("SIGTERM");
