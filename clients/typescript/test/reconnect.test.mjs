@@ -5,7 +5,7 @@
 // for it, and a server that stays down fails calls after giveUpAfterMs.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { connect, ConnectionError } from "../dist/index.js";
+import { connect, ConnectionError, ErrorCode } from "../dist/index.js";
 import { startServer, sleep } from "./helpers.mjs";
 
 const reconnect = { initialDelayMs: 20, maxDelayMs: 200, giveUpAfterMs: 20000 };
@@ -100,6 +100,32 @@ describe("reconnection to a whizbangd killed and started again", () => {
     for (let i = 20; i < 40; i++) await c.append(`rc-all-${i % 3}`, { type: "E", data: String(i) });
     await reading;
     assert.deepEqual(got, Array.from({ length: 40 }, (_, i) => String(i)));
+    await c.close();
+  });
+
+  it("a consumer group's member joins again", async () => {
+    const c = await connect(server.url, { reconnect, timeoutMs: 30000 });
+    await c.createConsumer("rc-group", { streamPrefix: "rc-job-" });
+    const member = await c.joinConsumer("rc-group", { window: 4 });
+    const settled = new Set();
+    const working = (async () => {
+      for await (const item of member) {
+        if (item.kind !== "event") continue;
+        settled.add(Buffer.from(item.event.data).toString());
+        // An ack the restart interrupted is refused when sent again (the
+        // restarted server has not handed the event out yet: it will, and
+        // it is acked then), as docs/SUBSCRIPTIONS.md §2.3 says.
+        await c.ack("rc-group", [item.event.id]).catch((e) => {
+          if (e.code !== ErrorCode.BAD_REQUEST) throw e;
+        });
+        if (settled.size === 20) break;
+      }
+    })();
+    for (let i = 0; i < 10; i++) await c.append("rc-job-1", { type: "J", data: String(i) });
+    await bounce();
+    for (let i = 10; i < 20; i++) await c.append("rc-job-1", { type: "J", data: String(i) });
+    await working;
+    assert.equal(settled.size, 20);
     await c.close();
   });
 
