@@ -97,9 +97,8 @@ static size_t bucket_of(const char *key)
 
 /* Whether id may go: no connection, nothing owed, no pause to wait out,
  * no refusal recent enough to count. */
-static bool forgettable(const struct quota *q, const struct ident *id, uint64_t now)
+static bool forgettable(const struct ident *id, uint64_t now)
 {
-	(void)q;
 	return id->conns == 0 && id->leases.active == 0 && id->req_tokens >= 0 &&
 	       id->byte_tokens >= 0 && now >= id->pause_until + BACKOFF_FORGET_MS &&
 	       now >= id->last_refusal_ms + BACKOFF_FORGET_MS;
@@ -111,7 +110,7 @@ static void sweep(struct quota *q, uint64_t now)
 		struct ident **pp = &q->buckets[b];
 		while (*pp != NULL) {
 			struct ident *id = *pp;
-			if (forgettable(q, id, now)) {
+			if (forgettable(id, now)) {
 				*pp = id->next;
 				free(id);
 				q->nidents--;
@@ -128,7 +127,7 @@ static void unbind(struct quota *q, struct qconn *qc)
 	qc->id = NULL;
 	if (id == NULL || --id->conns > 0)
 		return;
-	if (!forgettable(q, id, uv_now(srv_loop(q->srv))))
+	if (!forgettable(id, uv_now(srv_loop(q->srv))))
 		return; /* kept while it owes; sweep() frees it later */
 	struct ident **pp = &q->buckets[bucket_of(id->key)];
 	while (*pp != id)
@@ -179,6 +178,16 @@ static struct qconn *bind_identity(struct quota *q, struct conn *c)
 	return qc;
 }
 
+/* The identity c counts under: bound on its first call (then again after
+ * each Hello, srv_quota_hello()); NULL when out of memory. */
+static struct ident *identity_of(struct quota *q, struct conn *c)
+{
+	struct qconn *qc = conn_slot(c, q->slot);
+	if (qc == NULL || qc->id == NULL)
+		qc = bind_identity(q, c);
+	return qc != NULL ? qc->id : NULL;
+}
+
 /* Charges n against a bucket of rate per second holding at most burst;
  * returns the ms until it is out of debt (0: none). */
 static uint64_t charge(int64_t *tokens, uint64_t *last_ms, uint64_t rate, uint64_t burst,
@@ -210,13 +219,10 @@ static void pause_conn(struct quota *q, struct conn *c, struct qconn *qc, uint64
 bool srv_quota_admit(struct srv *srv, struct conn *c, uint32_t len)
 {
 	struct quota *q = state_of(srv);
+	struct ident *id = identity_of(q, c);
+	if (id == NULL)
+		return true;
 	struct qconn *qc = conn_slot(c, q->slot);
-	if (qc == NULL || qc->id == NULL) {
-		qc = bind_identity(q, c);
-		if (qc == NULL || qc->id == NULL)
-			return true;
-	}
-	struct ident *id = qc->id;
 	const struct srv_config *cfg = srv_config(srv);
 	uint64_t now = uv_now(srv_loop(srv));
 	if ((cfg->max_identity_requests_per_s == 0 && cfg->max_identity_bytes_per_s == 0 &&
@@ -250,13 +256,10 @@ void srv_quota_refused(struct srv *srv, struct conn *c)
 	uint64_t max = srv_config(srv)->refusal_backoff_ms;
 	if (max == 0 || conn_is_closing(c) || srv_conn_is_admin(c))
 		return;
+	struct ident *id = identity_of(q, c);
+	if (id == NULL)
+		return;
 	struct qconn *qc = conn_slot(c, q->slot);
-	if (qc == NULL || qc->id == NULL) {
-		qc = bind_identity(q, c);
-		if (qc == NULL || qc->id == NULL)
-			return;
-	}
-	struct ident *id = qc->id;
 	uint64_t now = uv_now(srv_loop(srv));
 	uint64_t ended =
 	        id->pause_until > id->last_refusal_ms ? id->pause_until : id->last_refusal_ms;
@@ -296,13 +299,11 @@ struct lease_account *srv_quota_lease_account(struct srv *srv, struct conn *c)
 	uint64_t max = srv_config(srv)->max_leases_per_identity;
 	if (max == 0 || srv_conn_is_admin(c))
 		return NULL;
-	struct qconn *qc = conn_slot(c, q->slot);
-	if (qc == NULL || qc->id == NULL)
-		qc = bind_identity(q, c);
-	if (qc == NULL || qc->id == NULL)
+	struct ident *id = identity_of(q, c);
+	if (id == NULL)
 		return NULL;
-	qc->id->leases.max = max;
-	return &qc->id->leases;
+	id->leases.max = max;
+	return &id->leases;
 }
 
 bool srv_quota_same_identity(const struct srv *srv, const struct conn *a, const struct conn *b)

@@ -21,11 +21,10 @@ typedef Whizbang__V1__Response Response;
 
 static uint64_t next_id = 100;
 
-/* A raw connection that said Hello (with token, when not NULL). */
-static int raw_client(const char *token)
+/* A raw connection's Hello, with token when not NULL: its error code (0:
+ * accepted), the message in msg. */
+static int hello_code(int fd, const char *token, char *msg, size_t msglen)
 {
-	int fd = e2e_raw_connect(&e2e_srv);
-	cr_assert(fd >= 0);
 	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
 	h.protocol_version = 1;
 	if (token != NULL) {
@@ -36,8 +35,19 @@ static int raw_client(const char *token)
 	req.id = next_id++;
 	Response *r;
 	cr_assert_eq(e2e_raw_call(fd, &req, &r), 0);
-	cr_assert_eq(e2e_error_code(r), 0);
+	int code = e2e_error_code(r);
+	snprintf(msg, msglen, "%s", code != 0 ? r->error->message : "");
 	whizbang__v1__response__free_unpacked(r, NULL);
+	return code;
+}
+
+/* A raw connection that said Hello (with token, when not NULL). */
+static int raw_client(const char *token)
+{
+	int fd = e2e_raw_connect(&e2e_srv);
+	cr_assert(fd >= 0);
+	char msg[300];
+	cr_assert_eq(hello_code(fd, token, msg, sizeof(msg)), 0, "%s", msg);
 	return fd;
 }
 
@@ -260,23 +270,6 @@ Test(quota_e2e, subscriptions_are_counted_per_identity_over_its_connections)
 	close(t);
 	wb_close(admin);
 	e2e_suite_stop();
-}
-
-/* A raw connection's Hello with token: its error code (0: accepted). */
-static int hello_code(int fd, const char *token, char *msg, size_t msglen)
-{
-	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
-	h.protocol_version = 1;
-	h.token.data = (uint8_t *)token;
-	h.token.len = strlen(token);
-	Request req = E2E_REQUEST(HELLO, hello, &h);
-	req.id = next_id++;
-	Response *r;
-	cr_assert_eq(e2e_raw_call(fd, &req, &r), 0);
-	int code = e2e_error_code(r);
-	snprintf(msg, msglen, "%s", code != 0 ? r->error->message : "");
-	whizbang__v1__response__free_unpacked(r, NULL);
-	return code;
 }
 
 /* A user (here a token) may have --max-connections-per-identity
