@@ -663,40 +663,31 @@ static bool io_same_ops(struct coord_io *io, const uint8_t *stored, size_t store
 	Whizbang__V1__OpList *l = whizbang__v1__op_list__unpack(NULL, stored_len, stored);
 	if (l == NULL)
 		return false;
-	/* Taken out for the packing, then put back for the free. */
+	/* What applying added goes: the explosions are freed (l is freed
+	 * after anyway), the outcome is left out of a shallow copy. */
+	for (size_t i = 0; i < l->n_ops; i++) {
+		Whizbang__V1__Op *op = l->ops[i];
+		Whizbang__V1__Explosion **x =
+		        op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE   ? &op->update->exploded
+		        : op->kind_case == WHIZBANG__V1__OP__KIND_DELETE ? &op->delete_->exploded
+		                                                         : NULL;
+		if (x != NULL && *x != NULL) {
+			whizbang__v1__explosion__free_unpacked(*x, NULL);
+			*x = NULL;
+		}
+	}
 	Whizbang__V1__OpList bare = *l;
 	bare.applied = false;
 	bare.error_code = 0;
 	bare.error_message = (char *)"";
 	bare.failed_op = 0;
-	Whizbang__V1__Explosion **saved = calloc(l->n_ops + 1, sizeof(*saved));
 	bool same = false;
-	if (saved != NULL) {
-		for (size_t i = 0; i < l->n_ops; i++) {
-			Whizbang__V1__Op *op = l->ops[i];
-			if (op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE) {
-				saved[i] = op->update->exploded;
-				op->update->exploded = NULL;
-			} else if (op->kind_case == WHIZBANG__V1__OP__KIND_DELETE) {
-				saved[i] = op->delete_->exploded;
-				op->delete_->exploded = NULL;
-			}
-		}
-		size_t n = whizbang__v1__op_list__get_packed_size(&bare);
-		uint8_t *buf = n == sent_len ? malloc(n > 0 ? n : 1) : NULL;
-		if (buf != NULL) {
-			whizbang__v1__op_list__pack(&bare, buf);
-			same = memcmp(buf, sent, n) == 0;
-			free(buf);
-		}
-		for (size_t i = 0; i < l->n_ops; i++) {
-			Whizbang__V1__Op *op = l->ops[i];
-			if (op->kind_case == WHIZBANG__V1__OP__KIND_UPDATE)
-				op->update->exploded = saved[i];
-			else if (op->kind_case == WHIZBANG__V1__OP__KIND_DELETE)
-				op->delete_->exploded = saved[i];
-		}
-		free(saved);
+	size_t n = whizbang__v1__op_list__get_packed_size(&bare);
+	uint8_t *buf = n == sent_len ? malloc(n > 0 ? n : 1) : NULL;
+	if (buf != NULL) {
+		whizbang__v1__op_list__pack(&bare, buf);
+		same = memcmp(buf, sent, n) == 0;
+		free(buf);
 	}
 	whizbang__v1__op_list__free_unpacked(l, NULL);
 	return same;
