@@ -897,7 +897,9 @@ static void load_idle(struct hostile *h)
 /* frames: FRAME_CONNS connections that each send one frame of the
  * server's max frame (4 MiB by default), then nothing. The frame is a
  * Request {id 1, ping {}} followed by an unknown field that fills it, so
- * it decodes (and is answered "send Hello first"). */
+ * it would decode (and be answered "send Hello first"). It comes before
+ * any Hello, as the issue's client sent it: the server refuses it from its
+ * header (--max-unauthenticated-frame) and closes the connection. */
 static void load_frames(struct hostile *h)
 {
 	uint32_t len = h->n->max_frame;

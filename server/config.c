@@ -55,6 +55,10 @@ static const struct opt opts[] = {
         {"max-frame", NUM(OPT_SIZE, max_frame), 4 * KIB, 64 * MIB, "4M",
          "largest request frame accepted; it bounds ledger entries too, so that each fits one "
          "answer: the ops of a Commit or Stage take at most max-frame less 5K"},
+        {"max-unauthenticated-frame", NUM(OPT_SIZE, max_unauth_frame), 4 * KIB, 64 * MIB, "64K",
+         "largest frame of a connection that has not authenticated (before its Hello, or "
+         "without credentials under anonymous-role none): it may only say Hello and Ping; "
+         "larger ones get FRAME_TOO_LARGE and a close (max-frame bounds it too)"},
         {"max-connections", NUM(OPT_UINT, max_connections), 1, 100000, "1024",
          "concurrent client connections"},
         {"max-bytes-per-second", NUM(OPT_SIZE, max_bytes_per_s), 0, 64 * GIB, "64M",

@@ -25,6 +25,7 @@ struct srv_config {
 	char metrics_listen[256];
 	uint64_t map_size;
 	uint64_t max_frame;
+	uint64_t max_unauth_frame;
 	uint64_t max_connections;
 	uint64_t max_connections_per_address;
 	uint64_t max_bytes_per_s;

@@ -908,19 +908,27 @@ static void process(struct conn *c)
 		const uint8_t *payload;
 		uint32_t plen = 0;
 		size_t used;
-		st = frame_decode(c->in + pos, c->in_len - pos, (uint32_t)set->lim.max_frame,
-		                  &payload, &plen, &used);
+		/* Read again per frame: a Hello may authenticate c. */
+		bool unauth = c->subject == NULL && set->lim.max_unauth_frame > 0 &&
+		              set->lim.max_unauth_frame < set->lim.max_frame;
+		uint64_t max = unauth ? set->lim.max_unauth_frame : set->lim.max_frame;
+		st = frame_decode(c->in + pos, c->in_len - pos, (uint32_t)max, &payload, &plen,
+		                  &used);
 		if (st == FRAME_AGAIN)
 			break;
 		if (st == FRAME_ERROR) {
-			char msg[200];
+			char msg[240];
 			srv_log(WB_LOG_WARN, "frame_too_large",
-			        "conn=%llu peer=%s bytes=%u max=%llu", (unsigned long long)c->id,
-			        c->peer, plen, (unsigned long long)set->lim.max_frame);
+			        "conn=%llu peer=%s bytes=%u max=%llu%s", (unsigned long long)c->id,
+			        c->peer, plen, (unsigned long long)max,
+			        unauth ? " unauthenticated" : "");
 			snprintf(msg, sizeof(msg),
 			         "a frame of %u bytes is larger than this server's limit of %llu "
-			         "bytes (--max-frame); the connection is closed",
-			         plen, (unsigned long long)set->lim.max_frame);
+			         "bytes%s; the connection is closed",
+			         plen, (unsigned long long)max,
+			         unauth ? " for a connection that has not authenticated "
+			                  "(--max-unauthenticated-frame): say Hello first"
+			                : " (--max-frame)");
 			set->hooks.refuse(set->hooks.arg, c, WB_FRAME_TOO_LARGE, msg);
 			c->close_after_flush = true;
 			c->in_len = 0;

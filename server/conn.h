@@ -38,6 +38,11 @@ struct conn_counters {
 
 struct conn_limits {
 	uint64_t max_frame;        /* payload bytes of one frame (--max-frame) */
+	/* The largest frame of a connection that has not authenticated (no
+	 * subject: before its Hello, or anonymous with --anonymous-role none),
+	 * which may only say Hello and Ping (--max-unauthenticated-frame);
+	 * max_frame bounds it too. */
+	uint64_t max_unauth_frame;
 	uint64_t max_output;       /* bytes queued and being written before a
 	                            * connection is paused (--max-output-per-connection) */
 	uint64_t max_inflight;     /* holds before it is paused (--max-inflight) */

@@ -902,6 +902,7 @@ int srv_init(struct srv **out, uv_loop_t *loop, const struct srv_config *cfg, ch
 	int replayed_rc = storage_stats(srv->st, &replayed);
 	struct conn_limits lim = {
 	        .max_frame = cfg->max_frame,
+	        .max_unauth_frame = cfg->max_unauth_frame,
 	        .max_output = cfg->max_output,
 	        .max_inflight = cfg->max_inflight,
 	        .frame_timeout_ms = cfg->frame_timeout_ms,

@@ -356,6 +356,48 @@ Test(badinput, frame_over_max_frame_is_refused_and_closed)
 	finish();
 }
 
+/* Before it authenticates a connection may only say Hello and Ping, so
+ * its frames are bounded by --max-unauthenticated-frame (64K), not
+ * --max-frame: 200 connections that each send a 4 MiB frame before Hello
+ * cost a header's worth each. */
+Test(badinput, unauthenticated_frames_are_bounded_before_hello)
+{
+	/* The negative control (test_badinput_unauth_lie) lifts the bound to
+	 * --max-frame: the 65537-byte frame must then be taken. */
+	const char *lie[] = {"--max-unauthenticated-frame", "4M", NULL};
+	start(getenv("WB_BADINPUT_UNAUTH_LIE") != NULL ? lie : NULL);
+	/* Exactly the limit before Hello: decoded, and answered "Hello first". */
+	int fd = e2e_suite_raw();
+	size_t len;
+	uint8_t *req = append_of_size(65536, &len);
+	send_frame(fd, req, len);
+	expect_error(fd, 2, WB_BAD_REQUEST, "Hello");
+	/* One byte more: refused by its header, and the connection closed. */
+	uint8_t buf[FRAME_HEADER + 100];
+	frame_put_header(buf, 65537);
+	memset(buf + FRAME_HEADER, 0x55, 100);
+	send_bytes(fd, buf, sizeof(buf));
+	expect_error(fd, 0, WB_FRAME_TOO_LARGE, "--max-unauthenticated-frame");
+	cr_assert(e2e_wait_closed(fd, 5000), "open after a large frame before Hello");
+	close(fd);
+
+	/* After Hello (the suite's anonymous role is admin) --max-frame holds:
+	 * a frame of a megabyte is taken. */
+	fd = e2e_suite_raw_hello();
+	free(req);
+	req = append_of_size(1u << 20, &len);
+	send_frame(fd, req, len);
+	free(req);
+	Whizbang__V1__Response *r = recv_one(fd);
+	cr_assert_eq(e2e_error_code(r), 0, "a 1 MiB frame after Hello: %s",
+	             r->error != NULL ? r->error->message : "");
+	whizbang__v1__response__free_unpacked(r, NULL);
+	close(fd);
+	cr_assert_eq(count_all(), 3 + 2, "the appends wrote %llu events",
+	             (unsigned long long)count_all());
+	finish();
+}
+
 /* ASan reserves terabytes of address space, so the server's peak virtual
  * size says something only in a build without it. */
 #if defined(__SANITIZE_ADDRESS__)
