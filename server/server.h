@@ -112,6 +112,18 @@ bool srv_quota_same_identity(const struct srv *srv, const struct conn *a, const 
 struct lease_account;
 struct lease_account *srv_quota_lease_account(struct srv *srv, struct conn *c);
 const char *srv_quota_identity(const struct srv *srv, const struct conn *c);
+/* The push work c's identity had in one pass of the subscription pump
+ * (srv_sub.c): all its subscriptions together get one subscription's
+ * share a pass, so that a thousand of them cost the loop what one does.
+ * The pump starts a share afresh when pass is not its own. Scheduling,
+ * not a quota: the admin role has one too. NULL: no memory for an
+ * identity (the pump then bounds c by its subscriptions alone). */
+struct srv_push_share {
+	uint64_t pass;
+	uint32_t items;
+	uint64_t bytes;
+};
+struct srv_push_share *srv_quota_push_share(struct srv *srv, struct conn *c);
 
 /* Whether c acts as the built-in admin role, which no quota limits. */
 bool srv_conn_is_admin(const struct conn *c);

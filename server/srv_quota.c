@@ -64,6 +64,7 @@ struct ident {
 	 * (lease/lease.h), those its closed connections left included: the
 	 * identity is kept while one counts in it. */
 	struct lease_account leases;
+	struct srv_push_share push; /* srv_quota_push_share() */
 };
 
 /* A connection's slot. */
@@ -291,6 +292,12 @@ int srv_quota_hello(struct srv *srv, struct conn *c, char *msg, size_t msglen)
 	         qc->id->key + 5, qc->id->conns - 1u);
 	srv_quota_refused(srv, c);
 	return WB_RESOURCE_EXHAUSTED;
+}
+
+struct srv_push_share *srv_quota_push_share(struct srv *srv, struct conn *c)
+{
+	struct ident *id = identity_of(state_of(srv), c);
+	return id != NULL ? &id->push : NULL;
 }
 
 struct lease_account *srv_quota_lease_account(struct srv *srv, struct conn *c)

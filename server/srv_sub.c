@@ -14,12 +14,16 @@
  * time a cursor reaches the end of its snapshot it pushes caught_up, once.
  *
  * Bounds: one pump reads at most PUMP_ITEMS items (PUMP_BYTES bytes) and
- * examines at most PUMP_EXAMINED events per subscription. When a
- * subscription has more due after its share, an idle handle runs the pump
- * again on the next loop turn (after I/O was polled) and stops when nothing
- * is due. A subscription with no credits, or whose connection's output is
- * over --max-output-per-connection, is skipped (paused): however far behind
- * it falls, it costs its cursor.
+ * examines at most PUMP_EXAMINED events per subscription, and pushes at
+ * most as much for all the subscriptions of one client identity together
+ * (srv_quota_push_share()): fifty subscriptions catching up cost a pass
+ * what one does, and the loop's time between passes goes to the other
+ * clients. The pass starts one subscription further each time, so that
+ * an identity's share goes round its subscriptions. When a subscription
+ * has more due after its share, an idle handle runs the pump again on the
+ * next loop turn (after I/O was polled) and stops when nothing is due. A subscription with no
+ * credits, or whose connection's output is over --max-output-per-connection, is skipped (paused):
+ * however far behind it falls, it costs its cursor.
  *
  * Failure modes: bad input is answered BAD_REQUEST (RESOURCE_EXHAUSTED past
  * --max-subscriptions-per-connection subscriptions on one connection, SHUTTING_DOWN during
@@ -77,6 +81,7 @@ struct subs {
 	bool pumping;
 	bool shut;
 	bool dead_pending;
+	uint64_t pass; /* pumps run: the identities' shares are per pass */
 };
 
 /* ------------------------------------------------------------ life cycle */
@@ -215,20 +220,38 @@ static void push_caught_up(struct sub *s)
 	s->caught_up_sent = true;
 }
 
-/* One subscription's share of a pump. */
+/* One subscription's share of a pump, and its identity's. */
 struct push {
 	struct sub *s;
+	struct srv_push_share *share; /* NULL: none */
 	uint32_t items;
 	size_t bytes;
 	uint64_t watermark; /* ledger */
 	bool corrupt;
 };
 
+/* Whether the identity has had its share of this pass. */
+static bool share_spent(const struct push *p)
+{
+	return p->share != NULL && (p->share->items >= PUMP_ITEMS || p->share->bytes >= PUMP_BYTES);
+}
+
 /* May one more item go out now? */
 static bool push_may(const struct push *p)
 {
 	return p->s->credits > 0 && p->items < PUMP_ITEMS && p->bytes < PUMP_BYTES &&
-	       conn_can_push(p->s->conn);
+	       !share_spent(p) && conn_can_push(p->s->conn);
+}
+
+static void pushed(struct push *p, size_t bytes)
+{
+	p->s->credits--;
+	p->items++;
+	p->bytes += bytes;
+	if (p->share != NULL) {
+		p->share->items++;
+		p->share->bytes += bytes;
+	}
 }
 
 static bool push_event_cb(const struct ev_record *rec, void *arg)
@@ -243,9 +266,7 @@ static bool push_event_cb(const struct ev_record *rec, void *arg)
 	item.item_case = WHIZBANG__V1__SUBSCRIPTION_ITEM__ITEM_EVENT;
 	item.event = &e;
 	push_item(p->s, &item);
-	p->s->credits--;
-	p->items++;
-	p->bytes += pb_event_size(rec);
+	pushed(p, pb_event_size(rec));
 	return true;
 }
 
@@ -268,9 +289,7 @@ static bool push_entry_cb(const struct ledger_entry *e, void *arg)
 	push_item(p->s, &item);
 	if (list != NULL)
 		whizbang__v1__op_list__free_unpacked(list, NULL);
-	p->s->credits--;
-	p->items++;
-	p->bytes += pb_ledger_size(e);
+	pushed(p, pb_ledger_size(e));
 	return true;
 }
 
@@ -290,13 +309,17 @@ static void sub_fail(struct sub *s, int rc, const char *what)
 
 /* Pushes s's share from the snapshot txn. Returns true when more is due
  * that this pump left (the pump must run again soon). */
-static bool pump_one(struct storage_txn *txn, struct sub *s, uint64_t last_position,
-                     uint64_t watermark)
+static bool pump_one(struct storage_txn *txn, struct sub *s, struct srv_push_share *share,
+                     uint64_t last_position, uint64_t watermark)
 {
-	struct push p = {.s = s, .watermark = watermark};
+	struct push p = {.s = s, .share = share, .watermark = watermark};
 	struct ev_page page;
 	int rc = 0;
 	bool at_end = false;
+
+	/* Its identity had its share: due again in the next pass. */
+	if (share_spent(&p))
+		return s->credits > 0;
 
 	switch (s->target) {
 	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL: {
@@ -444,13 +467,28 @@ static void sub_pump(void *state)
 			return;
 		}
 		ss->pumping = true;
+		ss->pass++;
+		struct sub *tail = NULL;
 		for (struct sub *s = ss->subs; s != NULL; s = s->next) {
+			tail = s;
 			if (s->dead || conn_is_closing(s->conn))
 				continue;
-			if (pump_one(txn, s, last, ls.watermark))
+			struct srv_push_share *share = srv_quota_push_share(ss->srv, s->conn);
+			if (share != NULL && share->pass != ss->pass)
+				*share = (struct srv_push_share){.pass = ss->pass};
+			if (pump_one(txn, s, share, last, ls.watermark))
 				more = true;
 			if (s->dead)
 				ss->dead_pending = true;
+		}
+		/* The next pass starts one further: the first goes last. */
+		struct sub *head = ss->subs;
+		if (head != NULL && tail != head) {
+			ss->subs = head->next;
+			ss->subs->prev = NULL;
+			head->prev = tail;
+			head->next = NULL;
+			tail->next = head;
 		}
 		ss->pumping = false;
 		/* Everything pushed was packed: only now may the snapshot go. */

@@ -6,6 +6,7 @@
  * closing connection, and hostile requests. Every wait is bounded. */
 #include <criterion/criterion.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -1093,5 +1094,83 @@ Test(sub_e2e, a_selective_filter_crosses_a_long_run_of_other_events)
 	cr_assert_eq(s.caught_up, 1);
 	rsub_free(&s);
 	close(fd);
+	e2e_suite_stop_client(c);
+}
+
+/* Many subscriptions of one client identity (one address, three
+ * connections) share one subscription's push work a pump pass, and the
+ * pass starts one subscription further each time (srv_sub.c): every one
+ * of them still gets every event once, in order, then caught_up once,
+ * and then live events. */
+#define SHARE_FDS 3
+#define SHARE_SUBS 8
+#define SHARE_EVENTS 3000
+
+static bool all_have(struct rsub (*subs)[SHARE_SUBS], size_t n)
+{
+	for (size_t f = 0; f < SHARE_FDS; f++)
+		for (size_t i = 0; i < SHARE_SUBS; i++)
+			if (subs[f][i].error != 0 || subs[f][i].n < n || subs[f][i].caught_up == 0)
+				return false;
+	return true;
+}
+
+Test(sub_e2e, many_subscriptions_of_one_identity_share_the_pump_and_each_gets_everything)
+{
+	struct wb_client *c = e2e_suite_start_client(NULL, "seed");
+	append_n(c, "share-a", "A", SHARE_EVENTS / 2);
+	append_n(c, "share-b", "B", SHARE_EVENTS / 2);
+
+	int fd[SHARE_FDS];
+	struct rsub subs[SHARE_FDS][SHARE_SUBS];
+	struct rsub *ptr[SHARE_FDS][SHARE_SUBS];
+	memset(subs, 0, sizeof(subs));
+	for (size_t f = 0; f < SHARE_FDS; f++) {
+		fd[f] = e2e_suite_raw_hello();
+		for (size_t i = 0; i < SHARE_SUBS; i++) {
+			subs[f][i].req_id = 10 + i;
+			ptr[f][i] = &subs[f][i];
+			subscribe_spec(fd[f], subs[f][i].req_id,
+			               (struct sub_spec){.credits = 100000});
+		}
+	}
+	/* Read the connections in turn until every subscription has all. */
+	for (int idle = 0; !all_have(subs, SHARE_EVENTS); idle++) {
+		/* 100 turns of 60 ms without a byte: some were left behind. */
+		cr_assert_lt(idle, 100, "the subscriptions stopped before all caught up");
+		for (size_t f = 0; f < SHARE_FDS; f++) {
+			/* Only a connection with bytes waiting: a receive cut off
+			 * by its timeout mid-frame would lose the frame. */
+			struct pollfd p = {.fd = fd[f], .events = POLLIN};
+			if (poll(&p, 1, 20) != 1)
+				continue;
+			idle = 0;
+			Response *other = NULL;
+			int rc = recv_route(fd[f], RECV_MS, ptr[f], SHARE_SUBS, &other);
+			cr_assert_eq(rc, 0, "receiving: %s", wb_error_name(rc));
+			cr_assert_null(other, "an unexpected response");
+		}
+	}
+	struct e2e_event *evs;
+	size_t n;
+	cr_assert_eq(e2e_read_all(c, 0, NULL, NULL, 0, &evs, &n), 0);
+	cr_assert_eq(n, SHARE_EVENTS);
+	for (size_t f = 0; f < SHARE_FDS; f++)
+		for (size_t i = 0; i < SHARE_SUBS; i++)
+			assert_exactly(&subs[f][i], evs, n, "a subscription of the identity");
+	e2e_events_free(evs, n);
+
+	/* Live: one more event reaches all of them, once. */
+	append_n(c, "share-a", "A", 1);
+	for (size_t f = 0; f < SHARE_FDS; f++) {
+		for (size_t i = 0; i < SHARE_SUBS; i++) {
+			struct want w = {&subs[f][i], SHARE_EVENTS + 1};
+			recv_until(fd[f], ptr[f], SHARE_SUBS, have_n_items, &w);
+		}
+		assert_quiet(fd[f], ptr[f], SHARE_SUBS, 999);
+		for (size_t i = 0; i < SHARE_SUBS; i++)
+			rsub_free(&subs[f][i]);
+		close(fd[f]);
+	}
 	e2e_suite_stop_client(c);
 }
