@@ -100,7 +100,8 @@ static const struct opt opts[] = {
          "twice max-frame (0: an eighth of the machine's memory, at least 256M)"},
         {"push-buffer", NUM(OPT_SIZE, push_buffer), 64 * KIB, 4 * GIB, "2M",
          "queued bytes below which subscription and consumer items are pushed to a "
-         "connection (what a subscriber that does not read holds)"},
+         "connection (what a subscriber that does not read holds; for subscriptions, what "
+         "the kernel holds for the peer counts too)"},
         {"max-inflight", NUM(OPT_UINT, max_inflight), 1, 1000000, "1024",
          "writes in flight per connection before it is paused"},
         {"frame-timeout-ms", NUM(OPT_UINT, frame_timeout_ms), 10, 3600000, "30000",

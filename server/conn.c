@@ -32,6 +32,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -112,7 +114,15 @@ struct conn {
 	uint64_t mem_extra[CONN_MEM_KINDS];
 	bool spared;  /* conn_spare(): not disconnected for the budget */
 	bool evicted; /* disconnected for the budget: closes once written */
+	/* What the kernel held for the peer when conn_push_check() last
+	 * asked (SIOCOUTQ: unsent, or sent and not acknowledged), and when. */
+	uint32_t kernel_out;
+	uint64_t kernel_out_ms;
 };
+
+/* How long a kernel_out reading counts: a connection nobody asks about
+ * again is not held back by an old one. */
+#define KERNEL_OUT_FRESH_MS 50u
 
 /* The input buffer a connection keeps between large frames. */
 #define IN_KEEP (64u * 1024u)
@@ -286,9 +296,36 @@ bool conn_can_take_more(const struct conn *c)
 	       (mem_work(c) < OUT_FLOOR || !mem_pressure(set));
 }
 
+static uint64_t kernel_held(const struct conn *c)
+{
+	if (c->kernel_out == 0 || uv_now(c->set->loop) - c->kernel_out_ms > KERNEL_OUT_FRESH_MS)
+		return 0;
+	return c->kernel_out;
+}
+
 bool conn_can_push(const struct conn *c)
 {
-	return conn_can_take_more(c) && c->out_len + c->out_pending < c->set->lim.push_buffer;
+	return conn_can_take_more(c) &&
+	       c->out_len + c->out_pending + kernel_held(c) < c->set->lim.push_buffer;
+}
+
+bool conn_push_check(struct conn *c)
+{
+	uv_os_fd_t fd;
+	int n = 0;
+	c->kernel_out = 0;
+	if (!c->closing && uv_fileno(&c->s.handle, &fd) == 0 && ioctl(fd, SIOCOUTQ, &n) == 0 &&
+	    n > 0) {
+		c->kernel_out = (uint32_t)n;
+		c->kernel_out_ms = uv_now(c->set->loop);
+	}
+	return conn_can_push(c);
+}
+
+bool conn_push_waits_for_peer(const struct conn *c)
+{
+	return conn_can_take_more(c) && c->out_len + c->out_pending < c->set->lim.push_buffer &&
+	       !conn_can_push(c);
 }
 
 uint64_t conns_output_held(const struct conns *set)

@@ -37,7 +37,7 @@ struct conn_counters {
 };
 
 struct conn_limits {
-	uint64_t max_frame;        /* payload bytes of one frame (--max-frame) */
+	uint64_t max_frame; /* payload bytes of one frame (--max-frame) */
 	/* The largest frame of a connection that has not authenticated (no
 	 * subject: before its Hello, or anonymous with --anonymous-role none),
 	 * which may only say Hello and Ping (--max-unauthenticated-frame);
@@ -200,8 +200,18 @@ bool conn_can_take_more(const struct conn *c);
 
 /* Whether a push (a subscription's or consumer's event) may be queued on c:
  * conn_can_take_more() and less than push_buffer queued, so that a client
- * that does not read holds push_buffer, not max_output. */
+ * that does not read holds push_buffer, not max_output. Queued counts what
+ * the kernel held for the peer (unsent or unacknowledged) when
+ * conn_push_check() last asked it, within the last 50 ms: a subscriber
+ * that does not read is pushed push_buffer in all, not that and the
+ * socket's buffers (several MiB on loopback). conn_push_check() asks the
+ * kernel (one ioctl), then answers as conn_can_push().
+ * conn_push_waits_for_peer(): it is only what the kernel holds that keeps
+ * c from taking a push, which no event of the server's will change: ask
+ * again later. */
 bool conn_can_push(const struct conn *c);
+bool conn_push_check(struct conn *c);
+bool conn_push_waits_for_peer(const struct conn *c);
 
 /* Output queued and being written over all connections, in bytes. */
 uint64_t conns_output_held(const struct conns *set);

@@ -82,7 +82,15 @@ struct subs {
 	bool shut;
 	bool dead_pending;
 	uint64_t pass; /* pumps run: the identities' shares are per pass */
+	/* Runs the pump again while a subscription waits for its peer to read
+	 * what the kernel holds (conn_push_waits_for_peer()): nothing else
+	 * would. */
+	uv_timer_t recheck;
+	bool recheck_open;
 };
+
+/* How soon a subscription waiting for its peer is looked at again. */
+#define RECHECK_MS 20u
 
 /* ------------------------------------------------------------ life cycle */
 
@@ -109,6 +117,7 @@ static void sub_unlink(struct subs *ss, struct sub *s)
 }
 
 static void idle_cb(uv_idle_t *h);
+static void recheck_cb(uv_timer_t *h);
 
 static void idle_closed_cb(uv_handle_t *h)
 {
@@ -128,6 +137,16 @@ static int sub_init(void *state, struct srv *srv, unsigned slot, char *errmsg, s
 	}
 	ss->idle.data = ss;
 	ss->idle_open = true;
+	rc = uv_timer_init(srv_loop(srv), &ss->recheck);
+	if (rc != 0) {
+		snprintf(errmsg, errlen, "cannot set the subscription pump up: %s",
+		         uv_strerror(rc));
+		ss->idle_open = false;
+		uv_close((uv_handle_t *)&ss->idle, idle_closed_cb);
+		return WB_E_IO;
+	}
+	ss->recheck.data = ss;
+	ss->recheck_open = true;
 	return 0;
 }
 
@@ -139,6 +158,10 @@ static void sub_shutdown(void *state)
 		ss->idle_open = false;
 		ss->idle_active = false;
 		uv_close((uv_handle_t *)&ss->idle, idle_closed_cb);
+	}
+	if (ss->recheck_open) {
+		ss->recheck_open = false;
+		uv_close((uv_handle_t *)&ss->recheck, idle_closed_cb);
 	}
 }
 
@@ -310,7 +333,7 @@ static void sub_fail(struct sub *s, int rc, const char *what)
 /* Pushes s's share from the snapshot txn. Returns true when more is due
  * that this pump left (the pump must run again soon). */
 static bool pump_one(struct storage_txn *txn, struct sub *s, struct srv_push_share *share,
-                     uint64_t last_position, uint64_t watermark)
+                     uint64_t last_position, uint64_t watermark, bool *recheck)
 {
 	struct push p = {.s = s, .share = share, .watermark = watermark};
 	struct ev_page page;
@@ -320,6 +343,9 @@ static bool pump_one(struct storage_txn *txn, struct sub *s, struct srv_push_sha
 	/* Its identity had its share: due again in the next pass. */
 	if (share_spent(&p))
 		return s->credits > 0;
+	/* What the kernel holds for the peer counts against --push-buffer. */
+	if (s->credits > 0 && !conn_push_check(s->conn) && conn_push_waits_for_peer(s->conn))
+		*recheck = true;
 
 	switch (s->target) {
 	case WHIZBANG__V1__SUBSCRIPTION_TARGET__TARGET_ALL: {
@@ -421,7 +447,10 @@ static bool pump_one(struct storage_txn *txn, struct sub *s, struct srv_push_sha
 			push_caught_up(s);
 		return false;
 	}
-	/* More is stored: due again soon if it may go out. */
+	/* More is stored: due again soon if it may go out, or once the peer
+	 * read what the kernel holds. */
+	if (s->credits > 0 && conn_push_waits_for_peer(s->conn))
+		*recheck = true;
 	return s->credits > 0 && conn_can_push(s->conn);
 }
 
@@ -446,7 +475,7 @@ static void sub_pump(void *state)
 	struct subs *ss = state;
 	if (ss->shut || ss->pumping)
 		return;
-	bool more = false;
+	bool more = false, recheck = false;
 	if (ss->subs != NULL) {
 		struct storage_txn *txn;
 		int rc = storage_txn_begin(srv_storage(ss->srv), NULL, STORAGE_RDONLY, &txn);
@@ -476,7 +505,7 @@ static void sub_pump(void *state)
 			struct srv_push_share *share = srv_quota_push_share(ss->srv, s->conn);
 			if (share != NULL && share->pass != ss->pass)
 				*share = (struct srv_push_share){.pass = ss->pass};
-			if (pump_one(txn, s, share, last, ls.watermark))
+			if (pump_one(txn, s, share, last, ls.watermark, &recheck))
 				more = true;
 			if (s->dead)
 				ss->dead_pending = true;
@@ -501,6 +530,17 @@ static void sub_pump(void *state)
 		uv_idle_stop(&ss->idle);
 		ss->idle_active = false;
 	}
+	if (recheck && !more && ss->recheck_open && !uv_is_active((uv_handle_t *)&ss->recheck))
+		uv_timer_start(&ss->recheck, recheck_cb, RECHECK_MS, 0);
+}
+
+static void recheck_cb(uv_timer_t *h)
+{
+	struct subs *ss = h->data;
+	if (ss->shut)
+		return;
+	sub_pump(ss);
+	srv_flush(ss->srv);
 }
 
 static void idle_cb(uv_idle_t *h)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "e2e_util.h"
+#include "wire.h"
 
 #define RECV_MS 10000
 /* How long "nothing more arrives" is watched for. */
@@ -1172,5 +1173,76 @@ Test(sub_e2e, many_subscriptions_of_one_identity_share_the_pump_and_each_gets_ev
 			rsub_free(&subs[f][i]);
 		close(fd[f]);
 	}
+	e2e_suite_stop_client(c);
+}
+
+/* What the kernel holds for a subscriber counts against --push-buffer: one
+ * that never reads is pushed about the buffer (and what its own socket
+ * took), not the buffer and the sender's socket buffers (4 MiB on
+ * loopback). Once it reads, it gets everything, in order: the pump looks
+ * again by itself while a subscriber waits on its peer. */
+static uint64_t bytes_out_of(struct wb_client *admin, const char *name)
+{
+	Whizbang__V1__ClientList *l = NULL;
+	cr_assert_eq(wb_list_clients(admin, &l), 0, "%s", wb_errmsg(admin));
+	uint64_t out = 0;
+	bool found = false;
+	for (size_t i = 0; i < l->n_clients; i++)
+		if (strcmp(l->clients[i]->client_name, name) == 0) {
+			out = l->clients[i]->bytes_out;
+			found = true;
+		}
+	wb_client_list_free(l);
+	cr_assert(found, "no connection named %s", name);
+	return out;
+}
+
+Test(sub_e2e, a_subscriber_that_does_not_read_is_pushed_its_buffer_and_then_everything)
+{
+	/* The negative control (test_sub_e2e_lie) gives the server a push
+	 * buffer eight times the one the bound below is made of. */
+	const char *args[] = {"--push-buffer", getenv("WB_SUB_E2E_LIE") != NULL ? "2M" : "256K",
+	                      NULL};
+	struct wb_client *c = e2e_suite_start_client(args, "seed");
+	cr_assert_eq(e2e_append_mib(c, "bulk", 12), 0, "%s", wb_errmsg(c));
+	struct e2e_event *evs;
+	size_t n;
+	cr_assert_eq(e2e_read_all(c, 0, NULL, NULL, 0, &evs, &n), 0);
+
+	int fd = e2e_raw_connect(&e2e_srv);
+	cr_assert(fd >= 0);
+	Whizbang__V1__Hello h = WHIZBANG__V1__HELLO__INIT;
+	h.protocol_version = WB_PROTOCOL_VERSION;
+	h.client_name = (char *)"never-reads";
+	Request hr = E2E_REQUEST(HELLO, hello, &h);
+	hr.id = 1;
+	Response *r = NULL;
+	cr_assert_eq(e2e_raw_call(fd, &hr, &r), 0);
+	whizbang__v1__response__free_unpacked(r, NULL);
+	struct rsub s = {.req_id = 10};
+	struct rsub *subs[] = {&s};
+	subscribe_spec(fd, s.req_id, (struct sub_spec){.credits = 10000000});
+
+	/* Pushed until it holds the buffer: the figure stops growing. */
+	uint64_t out = 0, last = UINT64_MAX;
+	for (int i = 0; i < 100 && out != last; i++) {
+		last = out;
+		e2e_sleep_ms(200);
+		out = bytes_out_of(c, "never-reads");
+	}
+	cr_assert_eq(out, last, "the pushes to a subscriber that does not read never stopped");
+	/* 256K, the socket's own receive buffer (at most a few hundred KiB
+	 * unread), an item over: well under a MiB. Without counting the
+	 * kernel, about 4 MiB. */
+	cr_assert_lt(out, 1024 * 1024, "a subscriber that does not read was pushed %llu bytes",
+	             (unsigned long long)out);
+
+	/* Reading now: every event, once, in order, then caught_up. */
+	struct want w = {&s, n};
+	recv_until(fd, subs, 1, have_n, &w);
+	assert_exactly(&s, evs, n, "the late reader");
+	e2e_events_free(evs, n);
+	rsub_free(&s);
+	close(fd);
 	e2e_suite_stop_client(c);
 }
