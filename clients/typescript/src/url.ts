@@ -8,7 +8,13 @@
 // by name), then the rest by scheme. A refusal is a UrlError whose message
 // names the part at fault; it never quotes the user part (it could be
 // "user:password") nor a parameter's value.
-import { isIPv6 } from "node:net";
+import { isIPv6 as nodeIsIPv6 } from "node:net";
+
+/** An IPv6 address as inet_pton() takes it (and a certificate carries it):
+ * without a zone index ("%eth0"), which node:net's isIPv6() accepts. */
+function isIPv6(s: string): boolean {
+  return !s.includes("%") && nodeIsIPv6(s);
+}
 
 const SCHEME = "whizbang://";
 const UNIX_SCHEME = "whizbang+unix://";
