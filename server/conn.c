@@ -158,6 +158,7 @@ struct conns {
 	 * figures. */
 	uint64_t mem[CONN_MEM_KINDS];
 	uint64_t mem_closing, mem_evicted;
+	uint64_t mem_shared;  /* conns_mem_held_add(): no connection's */
 	uint64_t mem_scanned; /* what was held when the last scan found no one to close */
 	bool pressure;
 	uint64_t mem_pauses, mem_disconnects;
@@ -188,7 +189,7 @@ static uint64_t mem_of(const struct conn *c)
 
 static uint64_t mem_total(const struct conns *set)
 {
-	uint64_t n = 0;
+	uint64_t n = set->mem_shared;
 	for (unsigned k = 0; k < CONN_MEM_KINDS; k++)
 		n += set->mem[k];
 	return n;
@@ -234,11 +235,22 @@ void conn_mem_add(struct conn *c, enum conn_mem kind, int64_t delta)
 	mem_update(c);
 }
 
+void conns_mem_held_add(struct conns *set, int64_t delta)
+{
+	set->mem_shared += (uint64_t)delta;
+}
+
+bool conns_near_budget(const struct conns *set)
+{
+	return mem_pressure(set);
+}
+
 void conns_memory(const struct conns *set, struct conns_memory *out)
 {
 	*out = (struct conns_memory){
 	        .budget = set->lim.memory_budget,
 	        .held = mem_total(set),
+	        .shared = set->mem_shared,
 	        .pauses = set->mem_pauses,
 	        .disconnects = set->mem_disconnects,
 	};
@@ -877,8 +889,11 @@ static bool mem_enforce(struct conns *set)
 	/* The scan is O(connections): only when what the connections that
 	 * stay hold is at the budget, and not again for the same total when
 	 * it found no one to close (memory spread thin over many). */
-	while (total - set->mem_closing - set->mem_evicted >= budget && total != set->mem_scanned) {
-		uint64_t kept = total - set->mem_closing - set->mem_evicted;
+	/* What no connection holds (consumer windows) is not counted here:
+	 * closing a connection would not give it back. */
+	while (total - set->mem_shared - set->mem_closing - set->mem_evicted >= budget &&
+	       total != set->mem_scanned) {
+		uint64_t kept = total - set->mem_shared - set->mem_closing - set->mem_evicted;
 		struct conn *heaviest = NULL;
 		for (struct conn *c = set->list; c != NULL; c = c->next) {
 			uint64_t mine = mem_of(c);

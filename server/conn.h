@@ -241,10 +241,20 @@ struct conns_memory {
 	uint64_t budget;
 	uint64_t held;
 	uint64_t by_kind[CONN_MEM_KINDS];
+	uint64_t shared;      /* conns_mem_held_add() */
 	uint64_t pauses;      /* times a connection stopped being read near the budget */
 	uint64_t disconnects; /* connections closed for the budget */
 };
 void conns_memory(const struct conns *set, struct conns_memory *out);
+
+/* Counts delta bytes (negative: given back) that the server holds for its
+ * clients but not for one connection: consumer groups' windows. They count
+ * in the budget (held, and the pauses from 7/8 of it), but no connection
+ * is disconnected for them: closing one would not give them back.
+ * conns_near_budget(): from 7/8 of the budget until below 3/4 again, when
+ * what the server holds should not grow. */
+void conns_mem_held_add(struct conns *set, int64_t delta);
+bool conns_near_budget(const struct conns *set);
 
 /* Spares c from being disconnected for the memory budget until its output
  * has drained (it is still paused like any other): for the connection that

@@ -250,6 +250,7 @@ static const struct {
         {"memory_output", "Bytes of output queued and being written to clients"},
         {"memory_queued_reads", "Bytes of read-model requests queued or running"},
         {"memory_writes", "Bytes of writes waiting to be durable"},
+        {"memory_consumers", "Bytes of consumer groups' windows (--consumer-window)"},
         {"memory_pauses",
          "Times a connection holding much stopped being read at 7/8 of the memory budget"},
         {"memory_disconnects",

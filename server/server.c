@@ -246,6 +246,7 @@ void srv_fill_stats(struct srv *srv, Whizbang__V1__ServerStats *s)
 	s->memory_output = mem.by_kind[CONN_MEM_OUTPUT];
 	s->memory_queued_reads = mem.by_kind[CONN_MEM_READS];
 	s->memory_writes = mem.by_kind[CONN_MEM_WRITES];
+	s->memory_consumers = mem.shared;
 	s->memory_pauses = mem.pauses;
 	s->memory_disconnects = mem.disconnects;
 	s->throttled = conns_throttled(srv->conns);

@@ -96,7 +96,10 @@ struct group {
 	size_t nqueued;
 	/* parked events being replayed, in position order */
 	struct slot *rp;
-	size_t nrp, rpcap;
+	size_t nrp, rpcap; /* rpcap: slots allocated */
+	/* What win and rp hold, as counted against --memory-budget
+	 * (group_mem()). */
+	uint64_t mem;
 	/* writes for the next op */
 	struct park *parks;
 	size_t nparks, parkcap;
@@ -407,6 +410,16 @@ static struct group *find_gid(struct cgroups *cs, uint64_t gid)
 	return NULL;
 }
 
+/* Counts what g's window and replayed slots take now into the memory
+ * budget (they hold positions, not events, but up to --consumer-window of
+ * them a group); gone: g is being freed. */
+static void group_mem(struct cgroups *cs, struct group *g, bool gone)
+{
+	uint64_t now = gone ? 0 : (uint64_t)(g->cap + g->rpcap) * sizeof(struct slot);
+	conns_mem_held_add(srv_conns(cs->srv), (int64_t)now - (int64_t)g->mem);
+	g->mem = now;
+}
+
 static struct group *group_new(struct cgroups *cs, const struct cons_record *r)
 {
 	struct group *g = calloc(1, sizeof(*g));
@@ -463,6 +476,7 @@ static void group_free(struct cgroups *cs, struct group *g, bool tell)
 	parks_clear(g);
 	free(g->parks);
 	free(g->unparks);
+	group_mem(cs, g, true);
 	free(g->win);
 	free(g->rp);
 	free(g);
@@ -861,6 +875,7 @@ static int deliver(struct cgroups *cs, struct group *g, struct member *m, struct
 }
 
 struct fill {
+	struct cgroups *cs;
 	struct group *g;
 	struct storage_txn *txn;
 	int rc;
@@ -897,6 +912,7 @@ static bool fill_cb(const struct ev_record *rec, void *arg)
 		}
 		g->win = w;
 		g->cap = cap;
+		group_mem(f->cs, g, false);
 	}
 	struct slot *s = &g->win[g->len++];
 	memset(s, 0, sizeof(*s));
@@ -911,15 +927,22 @@ static bool fill_cb(const struct ev_record *rec, void *arg)
 	return true;
 }
 
-/* Reads the group's next events into its window. */
-static void fill_window(struct group *g, struct storage_txn *txn, bool *more)
+/* Reads the group's next events into its window; not while the server is
+ * near its memory budget (the window waits for acks to free room, or for
+ * the budget to be below 3/4 again, which every pump looks at). */
+static void fill_window(struct cgroups *cs, struct group *g, struct storage_txn *txn, bool *more)
 {
 	size_t used = g->len - g->head;
 	if (used >= g->window_max || g->nqueued >= GROUP_QUEUED_LOW)
 		return;
 	size_t room = g->window_max - used;
+	/* Near the budget, only into the slots it has. */
+	if (conns_near_budget(srv_conns(cs->srv)) && g->cap - g->len < room)
+		room = g->cap - g->len;
+	if (room == 0)
+		return;
 	uint32_t want = room > GROUP_READ_PER_PUMP ? GROUP_READ_PER_PUMP : (uint32_t)room;
-	struct fill f = {g, txn, 0};
+	struct fill f = {cs, g, txn, 0};
 	struct ev_page page;
 	int rc;
 	if (g->cfg.target == CONS_TARGET_ALL) {
@@ -991,7 +1014,7 @@ static void pump_group(struct cgroups *cs, struct group *g, struct storage_txn *
 {
 	if (!g->ready || g->nmembers == 0)
 		return;
-	fill_window(g, txn, more);
+	fill_window(cs, g, txn, more);
 	struct offer o = {cs, g, txn, now, 0, more, false};
 	/* replayed parked events first: they are the oldest */
 	for (size_t i = 0; i < g->nrp && g->nqueued > 0; i++) {
@@ -1532,13 +1555,18 @@ static void replay_parked(struct cgroups *cs, struct conn *c, Request *req)
 	r.pos = malloc((r.cap > 0 ? r.cap : 1) * sizeof(*r.pos));
 	struct slot *rp = realloc(g->rp, (g->nrp + r.cap + 1) * sizeof(*rp));
 	if (r.pos == NULL || rp == NULL) {
-		if (rp != NULL)
+		if (rp != NULL) {
 			g->rp = rp;
+			g->rpcap = g->nrp + r.cap + 1;
+			group_mem(cs, g, false);
+		}
 		free(r.pos);
 		srv_error(c, req->id, WB_RESOURCE_EXHAUSTED, "out of memory");
 		return;
 	}
 	g->rp = rp;
+	g->rpcap = g->nrp + r.cap + 1;
+	group_mem(cs, g, false);
 	struct storage_txn *txn;
 	int rc = storage_txn_begin(srv_storage(cs->srv), NULL, STORAGE_RDONLY, &txn);
 	if (rc == 0) {

@@ -1021,3 +1021,59 @@ Test(consumer_e2e, timed_out_event_goes_to_a_member_with_credits)
 	peer_free(a);
 	done(w, b);
 }
+
+/* A consumer group's window counts against --memory-budget: near it a full
+ * window stops growing (the member gets fewer in flight than the window
+ * allows) while other clients are served, and deleting the group gives
+ * the memory back. */
+static Whizbang__V1__ServerStats *stats_of(struct wb_client *w)
+{
+	Whizbang__V1__ServerStats *st = NULL;
+	cr_assert_eq(wb_stats(w, &st), 0, "%s", wb_errmsg(w));
+	return st;
+}
+
+Test(consumer_e2e, windows_count_against_the_memory_budget)
+{
+	/* The negative control (test_consumer_e2e_lie) runs with a budget far
+	 * above what the window takes: it grows to the window, and the test
+	 * must fail. */
+	bool lie = getenv("WB_CONSUMER_E2E_LIE") != NULL;
+	const char *args[] = {"--max-frame=64K",
+	                      lie ? "--memory-budget=64G" : "--memory-budget=256K", NULL};
+	struct wb_client *w = e2e_suite_start_client(args, "consumer-e2e");
+	struct peer *p = slow_member("g", UINT32_MAX);
+	for (int i = 0; i < 160; i++)
+		append(w, "s", "T", 64); /* 10 240 events */
+	/* Deliveries stop where the window could not grow: fewer than the
+	 * 10 000 it allows. */
+	size_t got = wait_items(p, 10000, 3000);
+	expect_items_after(p, 300, got, "the window grew near the budget");
+	cr_assert_lt(got, 10000, "all %zu in flight: the window grew past the budget", got);
+	Whizbang__V1__ServerStats *st = stats_of(w);
+	cr_assert_geq(st->memory_consumers, got * 40, "memory_consumers %llu for %zu in flight",
+	              (unsigned long long)st->memory_consumers, got);
+	cr_assert_geq(st->memory_held, st->memory_consumers);
+	cr_assert_eq(st->memory_disconnects, 0, "a connection was closed for a window");
+	whizbang__v1__server_stats__free_unpacked(st, NULL);
+	/* Others are served meanwhile. */
+	append(w, "other", "T", 1);
+
+	/* Acking frees room: the member gets more. */
+	for (size_t i = 0; i < got; i += 500)
+		cr_assert_eq(
+		        settle(p, "g", p->items + i, got - i < 500 ? got - i : 500, -1, NULL, NULL),
+		        0);
+	cr_assert_gt(wait_items(p, got + 1, 3000), got, "acks freed no room");
+
+	/* The group deleted: the memory comes back. */
+	Whizbang__V1__DeleteConsumer dc = WHIZBANG__V1__DELETE_CONSUMER__INIT;
+	dc.name = (char *)"g";
+	Req req = E2E_REQUEST(DELETE_CONSUMER, delete_consumer, &dc);
+	cr_assert_eq(code_of(call(p, &req)), 0);
+	st = stats_of(w);
+	cr_assert_eq(st->memory_consumers, 0, "%llu bytes kept after the group was deleted",
+	             (unsigned long long)st->memory_consumers);
+	whizbang__v1__server_stats__free_unpacked(st, NULL);
+	done(w, p);
+}
