@@ -9,7 +9,7 @@
 // with jitter.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { connect, ConnectionError, ErrorCode } from "../dist/index.js";
+import { connect, ConnectionError, WhizbangError, ErrorCode } from "../dist/index.js";
 import { backoffDelay } from "../dist/client.js";
 import { startServer, fakeServer, sleep } from "./helpers.mjs";
 
@@ -283,6 +283,48 @@ describe("reconnection against a fake server", () => {
       await c.close();
     } finally {
       await fake.close();
+    }
+  });
+
+  // A fake server whose Hellos are answered by answers[k] for the k-th
+  // (an error code, or 0: welcome), and whose first connection breaks at
+  // its first Ping.
+  async function helloScript(answers) {
+    let hellos = 0;
+    const handler = (req, reply, raw) => {
+      if (req.body.case === "hello") {
+        const code = answers[Math.min(hellos++, answers.length - 1)];
+        if (code === 0) reply({ id: req.id, body: { case: "hello", value: { protocolVersion: 1, maxFrame: 4194304 } } });
+        else reply({ id: req.id, error: { code, message: `hello refused with ${code}` } });
+      } else if (hellos === 1) {
+        raw.sock.destroy();
+      } else {
+        reply({ id: req.id, body: { case: "pong", value: { nonce: req.body.value.nonce } } });
+      }
+    };
+    handler.hello = "scripted";
+    const fake = await fakeServer(handler);
+    return { fake, hellos: () => hellos };
+  }
+
+  it("a server stopping or busy at Hello is tried again; a refusal is final", async () => {
+    const busy = await helloScript([0, ErrorCode.SHUTTING_DOWN, ErrorCode.RESOURCE_EXHAUSTED, 0]);
+    try {
+      const c = await connect(busy.fake.url, { reconnect: fast, timeoutMs: 5000 });
+      await c.ping();
+      assert.equal(busy.hellos(), 4);
+      await c.close();
+    } finally {
+      await busy.fake.close();
+    }
+    const refused = await helloScript([0, ErrorCode.UNAUTHENTICATED, 0]);
+    try {
+      const c = await connect(refused.fake.url, { reconnect: fast, timeoutMs: 5000 });
+      await assert.rejects(c.ping(), (e) => e instanceof WhizbangError && e.code === ErrorCode.UNAUTHENTICATED);
+      assert.equal(refused.hellos(), 2);
+      await c.close();
+    } finally {
+      await refused.fake.close();
     }
   });
 
