@@ -853,7 +853,7 @@ export class Client {
         : item.kind === "entry"
           ? item.entry.sequence
           : null;
-    return this.pushed(opts.window ?? 256, opts, key, (credits, last, o, extra) =>
+    return this.pushed(opts.window ?? 256, opts, key, (credits, next, o, extra) =>
       this.use(o, true, (conn, co) => {
         extra.conn = conn;
         return conn.call(
@@ -861,7 +861,7 @@ export class Client {
           {
             target,
             stream: opts.stream ?? "",
-            ...(last === null ? { from, position } : { from: StartFrom.FROM_POSITION, position: last + 1n }),
+            ...(next === null ? { from, position } : { from: StartFrom.FROM_POSITION, position: next }),
             streamPrefix: opts.streamPrefix ?? "",
             eventTypes: opts.eventTypes ?? [],
             credits,
@@ -874,19 +874,20 @@ export class Client {
   }
 
   /** A Subscription fed by the pushes of the request start sends, and
-   * sent again (with the last key received) after a reconnection. */
+   * sent again after a reconnection, with the key to start at (null:
+   * the first time). */
   private async pushed(
     window: number,
     opts: CallOptions,
     key: (item: SubscriptionItem) => bigint | null,
-    start: (credits: number, last: bigint | null, opts: CallOptions, extra: StartExtra) => Promise<SubscribeResult>,
+    start: (credits: number, next: bigint | null, opts: CallOptions, extra: StartExtra) => Promise<SubscribeResult>,
   ): Promise<Subscription> {
     if (!Number.isInteger(window) || window < 1 || window > 0xffffffff)
       throw new RangeError("window must be an integer from 1 to 2^32-1");
-    const begin = async (credits: number, last: bigint | null, o: CallOptions): Promise<void> => {
+    const begin = async (credits: number, next: bigint | null, o: CallOptions): Promise<void> => {
       let requestId = 0n;
       const extra: StartExtra = { sink: sub, onId: (id) => (requestId = id), conn: null };
-      const r = await start(credits, last, o, extra);
+      const r = await start(credits, next, o, extra);
       sub.started(requestId, r.subscription, r.start, extra.conn!);
     };
     // A resumed subscription waits for the connection as long as the
@@ -894,7 +895,7 @@ export class Client {
     const sub: Subscription = new Subscription(
       window,
       key,
-      this.reconnect === null ? undefined : (credits, last) => begin(credits, last, { timeoutMs: 0 }),
+      this.reconnect === null ? undefined : (credits, next) => begin(credits, next, { timeoutMs: 0 }),
     );
     await begin(window, null, opts);
     return sub;
@@ -937,7 +938,7 @@ export class Client {
    * subscribe(); settle each with ack() or nack(). Leaving (break, close())
    * hands its unsettled events to the other members. */
   joinConsumer(name: string, opts: CallOptions & { window?: number } = {}): Promise<Subscription> {
-    return this.pushed(opts.window ?? 256, opts, () => null, (credits, _last, o, extra) =>
+    return this.pushed(opts.window ?? 256, opts, () => null, (credits, _next, o, extra) =>
       this.use(o, true, (conn, co) => {
         extra.conn = conn;
         return conn.call("joinConsumer", { name, credits }, co, extra);

@@ -108,6 +108,35 @@ describe("reconnection to a whizbangd killed and started again", () => {
     await c.close();
   });
 
+  it("a subscription from the end that received nothing yet resumes where it started", async () => {
+    const setup = await connect(server.url);
+    for (let i = 0; i < 5; i++) await setup.append("rc-end", { type: "E", data: String(i) });
+    await setup.close();
+    // The reader comes back late (its first wait is at least 600 ms), after
+    // events were appended to the restarted server: they are not skipped.
+    const reader = await connect(server.url, { reconnect: { ...reconnect, initialDelayMs: 1200, maxDelayMs: 2000 }, timeoutMs: 30000 });
+    const sub = await reader.subscribe({ target: "stream", stream: "rc-end", from: "end" });
+    assert.equal(sub.start, 5n);
+    const got = [];
+    const reading = (async () => {
+      for await (const item of sub) {
+        if (item.kind !== "event") continue;
+        got.push(item.event.version);
+        if (got.length === 5) break;
+      }
+    })();
+    await bounce();
+    const writer = await connect(server.url);
+    for (let i = 5; i < 10; i++) await writer.append("rc-end", { type: "E", data: String(i) });
+    assert.equal(reader.reconnections, 0, "the reader came back before the appends: the test proves nothing");
+    const late = sleep(15000).then(() => "late");
+    assert.notEqual(await Promise.race([reading, late]), "late", `after 15 s the subscription had ${got}`);
+    assert.deepEqual(got, [5n, 6n, 7n, 8n, 9n]);
+    assert.equal(reader.reconnections, 1);
+    await writer.close();
+    await reader.close();
+  });
+
   it("a consumer group's member joins again", async () => {
     const c = await connect(server.url, { reconnect, timeoutMs: 30000 });
     await c.createConsumer("rc-group", { streamPrefix: "rc-job-" });
