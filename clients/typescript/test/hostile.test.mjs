@@ -472,3 +472,17 @@ test("with reconnect, a server that keeps sending oversized frames fails the cal
     await fake.close();
   }
 });
+
+test("a server that never answers the Hello: connect() rejects with a TimeoutError", T, async () => {
+  const handler = () => {};
+  handler.hello = "scripted";
+  const fake = await fakeServer(handler);
+  try {
+    await assert.rejects(
+      connect(fake.url, { timeoutMs: 200 }),
+      (e) => e instanceof TimeoutError && e.code === undefined && /took more than 200 ms/.test(e.message),
+    );
+  } finally {
+    await fake.close();
+  }
+});
