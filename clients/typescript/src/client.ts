@@ -36,10 +36,25 @@ import {
   type StreamInfo,
   type StreamMetadata,
   type WatermarkResult,
+  type IndexInfo,
+  type IndexResult,
+  type ParkedEvent,
+  type UserInfo,
+  type RoleInfo,
+  type TokenInfo,
+  type ClientInfo,
+  type ReloadResult,
 } from "./gen/whizbang_pb.js";
 import { Connection, type AnswerOf, type CallOptions, type PushSink, type RequestValue } from "./connection.js";
 import type { RequestCase } from "./answers.js";
-import { ConnectionError, WhizbangError, connectionLost } from "./errors.js";
+import {
+  ApplyError,
+  ConnectionError,
+  TimeoutError,
+  WatermarkTimeoutError,
+  WhizbangError,
+  connectionLost,
+} from "./errors.js";
 import { parseUrl, type WhizbangUrl } from "./url.js";
 import { ScramClient, scramCredential } from "./scram.js";
 import { uuidv7 } from "./uuid.js";
@@ -275,6 +290,30 @@ function u64(v: bigint | number, what: string): bigint {
   return b;
 }
 
+/** How long a reconnecting client waits after its attempt-th failed
+ * attempt (from 0): initialDelayMs doubled per attempt, at most
+ * maxDelayMs, of which a random part (random() in [0, 1)) is left out, so
+ * the wait is between half of it and all of it: clients that lost the same
+ * server do not all come back at the same moment. */
+export function backoffDelay(
+  attempt: number,
+  r: { initialDelayMs: number; maxDelayMs: number },
+  random: () => number = Math.random,
+): number {
+  const full = Math.min(r.maxDelayMs, r.initialDelayMs * 2 ** Math.min(attempt, 52));
+  return full * (0.5 + random() / 2);
+}
+
+/** Whether a failure to connect is final: an argument or credentials the
+ * server refuses (the same at every host and on every attempt), not a
+ * server that is away, stopping or busy (SHUTTING_DOWN,
+ * RESOURCE_EXHAUSTED: try the next host, or again later). */
+function refusal(err: unknown): boolean {
+  if (err instanceof TypeError) return true;
+  if (!(err instanceof WhizbangError)) return false;
+  return err.code !== ErrorCode.SHUTTING_DOWN && err.code !== ErrorCode.RESOURCE_EXHAUSTED;
+}
+
 /** A connection that has said Hello, and who it says the client is. */
 interface Link {
   conn: Connection;
@@ -315,6 +354,8 @@ const RETRYABLE: ReadonlySet<RequestCase> = new Set<RequestCase>([
   "setStreamMetadata",
   "getStreamMetadata",
   "putUser",
+  "putRole",
+  "reload",
   "listUsers",
   "listRoles",
   "listTokens",
@@ -416,7 +457,7 @@ export class Client {
         deadline === Infinity
           ? undefined
           : setTimeout(
-              () => reject(new DOMException("no connection to the server within the call's time limit", "TimeoutError")),
+              () => reject(new TimeoutError("no connection to the server within the call's time limit")),
               Math.max(0, deadline - Date.now()),
             );
       const onAbort = (): void => reject(signal!.reason);
@@ -448,11 +489,10 @@ export class Client {
         this.reconnections++;
         return link;
       } catch (err) {
-        if (this.closing || err instanceof WhizbangError || err instanceof TypeError) throw err;
+        if (this.closing || refusal(err)) throw err;
         if (Date.now() - started >= r.giveUpAfterMs)
           throw new ConnectionError(`no connection to the server for ${r.giveUpAfterMs} ms`, { cause: err });
-        const backoff = Math.min(r.maxDelayMs, r.initialDelayMs * 2 ** attempt);
-        await sleep(backoff * (0.5 + Math.random() / 2), this.stop.signal);
+        await sleep(backoffDelay(attempt, r), this.stop.signal);
       }
     }
   }
@@ -474,7 +514,7 @@ export class Client {
     const t0 = performance.now();
     const pong = await this.rpc("ping", { nonce }, opts);
     if (pong.nonce !== nonce)
-      throw new WhizbangError(ErrorCode.INTERNAL, "the Pong's nonce is not the Ping's", undefined, 0n);
+      throw new WhizbangError(ErrorCode.INTERNAL, "the Pong's nonce is not the Ping's", undefined, -1n);
     return performance.now() - t0;
   }
 
@@ -535,8 +575,9 @@ export class Client {
         if (--left === 0) return;
       }
       if (page.endOfStream) return;
-      if (page.events.length === 0)
-        throw new WhizbangError(ErrorCode.INTERNAL, "a stream page held no event and was not the end", undefined, 0n);
+      // A page may hold no event (all hidden by age) without being the end.
+      if (page.nextVersion === from && page.events.length === 0)
+        throw new WhizbangError(ErrorCode.INTERNAL, "a stream page did not move past its start", undefined, -1n);
       from = page.nextVersion;
     }
   }
@@ -567,7 +608,7 @@ export class Client {
       }
       if (page.endOfLog) return;
       if (page.nextPosition === from)
-        throw new WhizbangError(ErrorCode.INTERNAL, "a page of $all did not move past its start", undefined, 0n);
+        throw new WhizbangError(ErrorCode.INTERNAL, "a page of $all did not move past its start", undefined, -1n);
       from = page.nextPosition;
     }
   }
@@ -613,6 +654,28 @@ export class Client {
     );
   }
 
+  /** The ledger's entries from fromSequence (default the first) up to the
+   * watermark, page after page (projections:ledger): each is final, and
+   * applied when its kind is a commit. Ends at the watermark as it is when
+   * the last page is read; subscribe({ target: "ledger" }) follows it. */
+  async *readLedger(
+    opts: { fromSequence?: bigint; pageSize?: number; limit?: number } & CallOptions = {},
+  ): AsyncGenerator<LedgerEntry, void, undefined> {
+    let from = opts.fromSequence ?? 1n;
+    let left = opts.limit ?? Infinity;
+    while (left > 0) {
+      const page = await this.rpc("readLedger", { fromSequence: from, maxCount: pageCount(opts.pageSize, left) }, opts);
+      for (const e of page.entries) {
+        yield e;
+        if (--left === 0) return;
+      }
+      if (page.end) return;
+      if (page.nextSequence === from && page.entries.length === 0)
+        throw new WhizbangError(ErrorCode.INTERNAL, "a ledger page did not move past its start", undefined, -1n);
+      from = page.nextSequence;
+    }
+  }
+
   /** The entity type/id, or null when there is none. */
   async getEntity(type: string, id: string, opts?: CallOptions): Promise<Entity | null> {
     try {
@@ -638,7 +701,7 @@ export class Client {
       yield* page.entities;
       if (page.end) return;
       if (page.nextAfter === after)
-        throw new WhizbangError(ErrorCode.INTERNAL, "a query page did not move past its cursor", undefined, 0n);
+        throw new WhizbangError(ErrorCode.INTERNAL, "a query page did not move past its cursor", undefined, -1n);
       after = page.nextAfter;
     }
   }
@@ -646,6 +709,26 @@ export class Client {
   /** How the server would run a query of type with where. */
   explain(type: string, where: WhereInput, opts?: CallOptions): Promise<PlanResult> {
     return this.rpc("explain", { type, where: toWhere(where) }, opts);
+  }
+
+  /** Indexes field of the entities of type (indexes:manage): the change
+   * goes through the ledger (projection "$index") and is answered once
+   * applied, with the index and the ledger sequence that made it. Not
+   * sent again after a reconnection (a second one is refused as existing).
+   * No time limit unless opts gives one: building it reads every entity of
+   * type. */
+  createIndex(type: string, field: string, opts: CallOptions = {}): Promise<IndexResult> {
+    return this.rpc("createIndex", { type, field }, { timeoutMs: 0, ...opts });
+  }
+
+  /** Drops the index of field of type (NOT_FOUND when there is none). */
+  dropIndex(type: string, field: string, opts: CallOptions = {}): Promise<IndexResult> {
+    return this.rpc("dropIndex", { type, field }, { timeoutMs: 0, ...opts });
+  }
+
+  /** The indexes of type, or of every type without one. */
+  async listIndexes(type = "", opts?: CallOptions): Promise<IndexInfo[]> {
+    return (await this.rpc("listIndexes", { type }, opts)).indexes;
   }
 
   /** Leases count (default 1) consecutive sequences of projection. */
@@ -702,14 +785,18 @@ export class Client {
   /** The projection worker's step: leases a sequence of projection, runs
    * work while Extends keep the lease alive, and commits the ops work
    * returns; releases the sequence (a gap) when work throws, and rethrows.
-   * With waitForWatermarkMs, resolves once the commit is applied. */
+   * When an Extend fails (the lease is lost), ctx.signal is aborted and
+   * withLease rejects with that Extend's error once work returns. With ack
+   * "applied", an apply that failed rejects with an ApplyError (the commit
+   * is durable, its ops a no-op). With waitForWatermarkMs, resolves once the
+   * commit is applied, or rejects with a WatermarkTimeoutError. */
   async withLease(
     projection: string,
     work: (ctx: WorkContext) => Promise<OpInput[]>,
     opts: WithLeaseOptions = {},
   ): Promise<CommitResult> {
     const [grant] = await this.lease(projection, { ...opts, count: 1 });
-    if (grant === undefined) throw new WhizbangError(ErrorCode.INTERNAL, "the Lease was answered with no grant", undefined, 0n);
+    if (grant === undefined) throw new WhizbangError(ErrorCode.INTERNAL, "the Lease was answered with no grant", undefined, -1n);
     const lease: LeaseRef = { sequence: grant.sequence, token: grant.token };
     const lost = new AbortController();
     const every = opts.extendEveryMs ?? Math.max(10, Number(grant.durationMs) / 3);
@@ -738,15 +825,10 @@ export class Client {
     clearInterval(timer);
     await extending;
     const result = await this.commit(lease, ops, { ack: opts.ack ?? "durable" });
+    if (opts.ack === "applied" && result.applyError !== ErrorCode.OK) throw new ApplyError(result);
     if (opts.waitForWatermarkMs !== undefined) {
       const w = await this.waitForWatermark(result.sequence, opts.waitForWatermarkMs);
-      if (!w.reached)
-        throw new WhizbangError(
-          ErrorCode.RESOURCE_EXHAUSTED,
-          `the watermark did not reach ${result.sequence} within ${opts.waitForWatermarkMs} ms`,
-          undefined,
-          0n,
-        );
+      if (!w.reached) throw new WatermarkTimeoutError(result, opts.waitForWatermarkMs);
     }
     return result;
   }
@@ -771,7 +853,7 @@ export class Client {
         : item.kind === "entry"
           ? item.entry.sequence
           : null;
-    return this.pushed(opts.window ?? 256, opts, key, (credits, last, o, extra) =>
+    return this.pushed(opts.window ?? 256, opts, key, (credits, next, o, extra) =>
       this.use(o, true, (conn, co) => {
         extra.conn = conn;
         return conn.call(
@@ -779,7 +861,7 @@ export class Client {
           {
             target,
             stream: opts.stream ?? "",
-            ...(last === null ? { from, position } : { from: StartFrom.FROM_POSITION, position: last + 1n }),
+            ...(next === null ? { from, position } : { from: StartFrom.FROM_POSITION, position: next }),
             streamPrefix: opts.streamPrefix ?? "",
             eventTypes: opts.eventTypes ?? [],
             credits,
@@ -792,19 +874,20 @@ export class Client {
   }
 
   /** A Subscription fed by the pushes of the request start sends, and
-   * sent again (with the last key received) after a reconnection. */
+   * sent again after a reconnection, with the key to start at (null:
+   * the first time). */
   private async pushed(
     window: number,
     opts: CallOptions,
     key: (item: SubscriptionItem) => bigint | null,
-    start: (credits: number, last: bigint | null, opts: CallOptions, extra: StartExtra) => Promise<SubscribeResult>,
+    start: (credits: number, next: bigint | null, opts: CallOptions, extra: StartExtra) => Promise<SubscribeResult>,
   ): Promise<Subscription> {
     if (!Number.isInteger(window) || window < 1 || window > 0xffffffff)
       throw new RangeError("window must be an integer from 1 to 2^32-1");
-    const begin = async (credits: number, last: bigint | null, o: CallOptions): Promise<void> => {
+    const begin = async (credits: number, next: bigint | null, o: CallOptions): Promise<void> => {
       let requestId = 0n;
       const extra: StartExtra = { sink: sub, onId: (id) => (requestId = id), conn: null };
-      const r = await start(credits, last, o, extra);
+      const r = await start(credits, next, o, extra);
       sub.started(requestId, r.subscription, r.start, extra.conn!);
     };
     // A resumed subscription waits for the connection as long as the
@@ -812,7 +895,7 @@ export class Client {
     const sub: Subscription = new Subscription(
       window,
       key,
-      this.reconnect === null ? undefined : (credits, last) => begin(credits, last, { timeoutMs: 0 }),
+      this.reconnect === null ? undefined : (credits, next) => begin(credits, next, { timeoutMs: 0 }),
     );
     await begin(window, null, opts);
     return sub;
@@ -855,7 +938,7 @@ export class Client {
    * subscribe(); settle each with ack() or nack(). Leaving (break, close())
    * hands its unsettled events to the other members. */
   joinConsumer(name: string, opts: CallOptions & { window?: number } = {}): Promise<Subscription> {
-    return this.pushed(opts.window ?? 256, opts, () => null, (credits, _last, o, extra) =>
+    return this.pushed(opts.window ?? 256, opts, () => null, (credits, _next, o, extra) =>
       this.use(o, true, (conn, co) => {
         extra.conn = conn;
         return conn.call("joinConsumer", { name, credits }, co, extra);
@@ -884,6 +967,24 @@ export class Client {
    * with how many. */
   async replayParked(name: string, opts?: CallOptions): Promise<bigint> {
     return (await this.rpc("replayParked", { name }, opts)).replayed;
+  }
+
+  /** The parked events of the group (groups:manage), from the $all
+   * position fromPosition on, page after page: each with its deliveries,
+   * the reason it was parked and when. */
+  async *listParked(
+    name: string,
+    opts: { fromPosition?: bigint; pageSize?: number } & CallOptions = {},
+  ): AsyncGenerator<ParkedEvent, void, undefined> {
+    let from = opts.fromPosition ?? 0n;
+    for (;;) {
+      const page = await this.rpc("listParked", { name, fromPosition: from, maxCount: opts.pageSize ?? 0 }, opts);
+      yield* page.events;
+      if (page.end) return;
+      if (page.nextPosition === from && page.events.length === 0)
+        throw new WhizbangError(ErrorCode.INTERNAL, "a page of parked events did not move past its start", undefined, -1n);
+      from = page.nextPosition;
+    }
   }
 
   /** Removes every event that is no longer readable (admin:scavenge);
@@ -916,7 +1017,9 @@ export class Client {
   }
 
   /** Creates or replaces a user (admin:users). With a password, its
-   * SCRAM-SHA-256 verifier is made here and only that is sent. */
+   * SCRAM-SHA-256 verifier is made here and only that is sent, with
+   * iterations PBKDF2 rounds (default 100 000: the server's default
+   * --scram-iterations, the least it takes). */
   async putUser(
     name: string,
     roles: string[],
@@ -924,6 +1027,63 @@ export class Client {
   ): Promise<void> {
     const credential = opts.password === undefined ? "" : await scramCredential(opts.password, opts.iterations);
     await this.rpc("putUser", { name, roles, credential }, opts);
+  }
+
+  /** Deletes a user (admin:users); its open connections lose its roles. */
+  async deleteUser(name: string, opts?: CallOptions): Promise<void> {
+    await this.rpc("deleteUser", { name }, opts);
+  }
+
+  /** The users, with their roles and whether they have a password. */
+  async listUsers(opts?: CallOptions): Promise<UserInfo[]> {
+    return (await this.rpc("listUsers", {}, opts)).users;
+  }
+
+  /** Creates or replaces a role made of grants, each
+   * `[deny ]KIND:PERM[,PERM...]:PREFIX` ("streams:read,append:orders-",
+   * "deny streams:read:orders-secret"; admin:users). */
+  async putRole(name: string, grants: string[], opts?: CallOptions): Promise<void> {
+    await this.rpc("putRole", { name, grants }, opts);
+  }
+
+  /** Deletes a role (admin:users); a built-in one is refused. */
+  async deleteRole(name: string, opts?: CallOptions): Promise<void> {
+    await this.rpc("deleteRole", { name }, opts);
+  }
+
+  /** The roles, built-in and made, with their grants. */
+  async listRoles(opts?: CallOptions): Promise<RoleInfo[]> {
+    return (await this.rpc("listRoles", {}, opts)).roles;
+  }
+
+  /** Revokes the API token with this id (CreateTokenResult.id). */
+  async revokeToken(id: string, opts?: CallOptions): Promise<void> {
+    await this.rpc("revokeToken", { id }, opts);
+  }
+
+  /** The API tokens (never their secrets): role, description, times,
+   * whether revoked. */
+  async listTokens(opts?: CallOptions): Promise<TokenInfo[]> {
+    return (await this.rpc("listTokens", {}, opts)).tokens;
+  }
+
+  /** Loads the server's TLS certificate, key and CA files again, as
+   * SIGHUP does (admin:reload): new connections get them. */
+  reload(opts?: CallOptions): Promise<ReloadResult> {
+    return this.rpc("reload", {}, opts);
+  }
+
+  /** The server's open connections (admin:clients): peer, user, roles,
+   * age, traffic, what each holds; `self` marks this one. */
+  async listClients(opts?: CallOptions): Promise<ClientInfo[]> {
+    return (await this.rpc("listClients", {}, opts)).clients;
+  }
+
+  /** Closes the server's connection id (admin:clients; ids from
+   * listClients()): it is told RESOURCE_EXHAUSTED first, and what it held
+   * goes as on any close. NOT_FOUND when no such connection is open. */
+  async disconnect(id: bigint, opts?: CallOptions): Promise<void> {
+    await this.rpc("disconnect", { id }, opts);
   }
 }
 
@@ -1014,7 +1174,7 @@ async function connectOne(u: WhizbangUrl, opts: ConnectOptions, stop?: AbortSign
   const timer =
     timeoutMs > 0
       ? setTimeout(
-          () => controller.abort(new DOMException(`connecting to ${u.address} took more than ${timeoutMs} ms`, "TimeoutError")),
+          () => controller.abort(new TimeoutError(`connecting to ${u.address} took more than ${timeoutMs} ms`)),
           timeoutMs,
         )
       : undefined;
@@ -1085,8 +1245,8 @@ export async function connect(url: string | string[], opts: ConnectOptions = {})
       try {
         return await connectOne(u, opts, stop);
       } catch (err) {
-        // A refusal by the server (bad credentials...) holds for every host.
-        if (err instanceof WhizbangError || err instanceof TypeError) throw err;
+        // A refusal (bad credentials...) holds for every host.
+        if (refusal(err)) throw err;
         last = err;
       }
     }

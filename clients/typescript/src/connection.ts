@@ -22,7 +22,7 @@ import { create, fromBinary, toBinary, type MessageInitShape } from "@bufbuild/p
 import { RequestSchema, ResponseSchema, ErrorCode, type Response, type Request } from "./gen/whizbang_pb.js";
 import { ANSWER, PROGRESS, type RequestCase, type ResponseCase } from "./answers.js";
 import { FrameDecoder, FrameTooLargeError, DEFAULT_MAX_RESPONSE } from "./frame.js";
-import { ConnectionError, WhizbangError } from "./errors.js";
+import { ConnectionError, TimeoutError, WhizbangError } from "./errors.js";
 
 type RequestInit = MessageInitShape<typeof RequestSchema>;
 type BodyInit = NonNullable<RequestInit["body"]>;
@@ -178,7 +178,7 @@ export class Connection {
       if (timeoutMs > 0) {
         timer = setTimeout(() => {
           this.forget(key);
-          reject(new DOMException(`the ${kase} request got no answer within ${timeoutMs} ms`, "TimeoutError"));
+          reject(new TimeoutError(`the ${kase} request got no answer within ${timeoutMs} ms`));
         }, timeoutMs);
       }
       signal?.addEventListener("abort", onAbort, { once: true });

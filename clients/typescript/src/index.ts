@@ -5,6 +5,7 @@ export {
   PROTOCOL_VERSION,
   ALPN,
   type ConnectOptions,
+  type ReconnectOptions,
   type EventInput,
   type Expected,
   type AppendOptions,
@@ -22,7 +23,16 @@ export {
   type ConsumerOptions,
 } from "./client.js";
 export { type CallOptions } from "./connection.js";
-export { WhizbangError, ConnectionError, ErrorCode, errorCodeName } from "./errors.js";
+export {
+  WhizbangError,
+  ApplyError,
+  ConnectionError,
+  TimeoutError,
+  WatermarkTimeoutError,
+  ErrorCode,
+  errorCodeName,
+  type ClientError,
+} from "./errors.js";
 export { parseUrl, UrlError, DEFAULT_PORT, type WhizbangUrl } from "./url.js";
 export { Subscription, type SubscriptionItem } from "./subscription.js";
 export { Op, Expr, Value, fieldsOf, toWhere, toOp, type OpInput, type WhereInput, type JsValue, type UpdateActions } from "./ops.js";

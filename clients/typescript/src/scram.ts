@@ -9,6 +9,9 @@ import { promisify } from "node:util";
 const pbkdf2Async = promisify(pbkdf2);
 const MIN_ITERATIONS = 4096;
 const MAX_ITERATIONS = 10_000_000;
+/** The default of whizbangd's --scram-iterations, the least PutUser takes
+ * from a server left at its defaults. */
+const DEFAULT_ITERATIONS = 100_000;
 
 /** A user name or password SCRAM cannot carry. */
 function checkText(what: string, s: string): void {
@@ -95,8 +98,10 @@ export class ScramClient {
 
 /** The stored form of a password's SCRAM-SHA-256 verifier, as PutUser takes
  * it (`SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`), made
- * with a random salt of 16 bytes: the password itself never leaves. */
-export async function scramCredential(password: string, iterations = MIN_ITERATIONS): Promise<string> {
+ * with a random salt of 16 bytes: the password itself never leaves.
+ * iterations: 100 000 by default (whizbangd's default --scram-iterations,
+ * below which the server refuses it). */
+export async function scramCredential(password: string, iterations = DEFAULT_ITERATIONS): Promise<string> {
   checkText("password", password);
   if (!Number.isInteger(iterations) || iterations < MIN_ITERATIONS || iterations > MAX_ITERATIONS)
     throw new RangeError(`iterations must be from ${MIN_ITERATIONS} to ${MAX_ITERATIONS}`);

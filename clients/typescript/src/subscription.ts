@@ -14,7 +14,8 @@
 // iteration by throwing it, after the items that came before it. A Credit
 // the server refuses does the same. With a client that reconnects, a broken
 // connection instead subscribes again on the new one, from just after the
-// last item received (a member joins again), with the credits the invariant
+// last item received or, before any, where it first started (a member
+// joins again), with the credits the invariant
 // leaves; the caught-up signal is not repeated. Only when that fails does
 // the iteration throw.
 import type { LedgerEntry, RecordedEvent, Response } from "./gen/whizbang_pb.js";
@@ -31,8 +32,11 @@ export type SubscriptionItem =
   | { kind: "caughtUp" };
 
 /** Subscribes again after a reconnection: credits to grant, and the key
- * (position, version or sequence) of the last item received, or null. */
-export type Resume = (credits: number, last: bigint | null) => Promise<void>;
+ * (position, version or sequence) to start at: just after the last item
+ * received, or, when none was, where the first subscription started (a
+ * subscription from the end must not skip what was committed while the
+ * connection was down); null before any subscription was answered. */
+export type Resume = (credits: number, next: bigint | null) => Promise<void>;
 
 export class Subscription implements AsyncIterableIterator<SubscriptionItem>, PushSink {
   /** The server's name for it (in Credit and Unsubscribe). */
@@ -54,6 +58,7 @@ export class Subscription implements AsyncIterableIterator<SubscriptionItem>, Pu
   private done = false;
   private taken = 0;
   private last: bigint | null = null;
+  private firstStart: bigint | null = null;
   private caughtUpPushed = false;
   private resuming = false;
 
@@ -72,6 +77,7 @@ export class Subscription implements AsyncIterableIterator<SubscriptionItem>, Pu
   started(requestId: bigint, subscription: bigint, start: bigint, conn: Connection): void {
     this.requestId = requestId;
     this.subscription = subscription;
+    this.firstStart ??= start;
     this.start = start;
     this.conn = conn;
   }
@@ -121,7 +127,7 @@ export class Subscription implements AsyncIterableIterator<SubscriptionItem>, Pu
       this.resuming = true;
       this.conn = null;
       const credits = Math.max(0, this.window - this.queue.length - this.taken);
-      this.resume(credits, this.last).then(
+      this.resume(credits, this.last !== null ? this.last + 1n : this.firstStart).then(
         () => {
           this.resuming = false;
           if (this.done) void this.unsubscribe();

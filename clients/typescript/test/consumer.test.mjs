@@ -52,8 +52,9 @@ describe("consumer groups against whizbangd", () => {
     await c.nack("g1", [ids[5]], "skip");
     assert.equal(await c.ack("g1", [ids[3]]), appended.lastPosition);
 
-    const parked = await c.call("listParked", { name: "g1" });
-    assert.deepEqual(parked.events.map((p) => p.reason), ["poison"]);
+    const parked = [];
+    for await (const p of c.listParked("g1")) parked.push(p);
+    assert.deepEqual(parked.map((p) => [p.reason, p.deliveries, p.event.position]), [["poison", 1, first[4].event.position]]);
     const [g1] = (await c.listConsumers()).filter((x) => x.config.name === "g1");
     assert.equal(g1.parked, 1n);
     assert.equal(g1.members, 1n);
@@ -102,5 +103,21 @@ describe("consumer groups against whizbangd", () => {
     assert.equal(seen.size, 20);
     assert.equal(na + nb, 20, "an event went to two members");
     assert.ok(na > 0 && nb > 0, `one member got all (${na}, ${nb})`);
+  });
+
+  it("listParked pages through every parked event, from a position", async () => {
+    await c.createConsumer("g3", { target: "stream", stream: "park-1" });
+    await c.append("park-1", Array.from({ length: 5 }, (_, i) => ({ type: "P", data: `${i}` })));
+    const member = await c.joinConsumer("g3", { window: 10 });
+    const got = await take(member, 5);
+    for (const x of got) await c.nack("g3", [x.event.id], "park", { reason: `r${Buffer.from(x.event.data)}` });
+    const all = [];
+    for await (const p of c.listParked("g3", { pageSize: 2 })) all.push(p.reason);
+    assert.deepEqual(all, ["r0", "r1", "r2", "r3", "r4"]);
+    const later = [];
+    for await (const p of c.listParked("g3", { fromPosition: got[3].event.position, pageSize: 1 })) later.push(p.reason);
+    assert.deepEqual(later, ["r3", "r4"]);
+    await member.close();
+    await assert.rejects(c.listParked("no-such-group").next(), (e) => e instanceof WhizbangError && e.code === ErrorCode.NOT_FOUND);
   });
 });

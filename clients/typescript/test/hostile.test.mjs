@@ -4,7 +4,8 @@
 // negative control meson registers with should_fail).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { connect, ConnectionError, WhizbangError, ErrorCode, FrameTooLargeError } from "../dist/index.js";
+import { create, toBinary } from "@bufbuild/protobuf";
+import { connect, ConnectionError, WhizbangError, TimeoutError, ErrorCode, FrameTooLargeError, pb } from "../dist/index.js";
 import { fakeServer } from "./helpers.mjs";
 
 const T = { timeout: 10000 };
@@ -87,7 +88,7 @@ test("a truncated frame that never finishes ends in the call's timeout", T, asyn
   await withFake(
     (req, reply, raw) => raw.replyRaw(Buffer.from([0, 0, 0, 100, 8, 1])),
     async (c) => {
-      await assert.rejects(c.ping({ timeoutMs: 200 }), (e) => e.name === "TimeoutError");
+      await assert.rejects(c.ping({ timeoutMs: 200 }), (e) => e instanceof TimeoutError && e.code === undefined);
     },
   );
 });
@@ -288,6 +289,198 @@ test("a server asking for too few SCRAM iterations is refused", T, async () => {
     await assert.rejects(
       connect(fake.url.replace("://", "://alice@"), { password: "pw", timeoutMs: 5000 }),
       (e) => e instanceof ConnectionError && /iteration count/.test(e.message),
+    );
+  } finally {
+    await fake.close();
+  }
+});
+
+// A subscription fed by the fake server: the Subscribe is answered, then
+// push(sub, reply, raw) sends what the test scripts.
+async function withSubscription(push, fn, opts = {}) {
+  await withFake(
+    (req, reply, raw) => {
+      if (req.body.case === "subscribe") {
+        reply({ id: req.id, body: { case: "subscribe", value: { subscription: 7n, start: 0n } } });
+        push(req, reply, raw);
+      } else if (req.body.case === "unsubscribe") {
+        reply({ id: req.id, body: { case: "unsubscribe", value: {} } });
+      }
+    },
+    async (c) => fn(await c.subscribe({ window: 16 }), c),
+    opts,
+  );
+}
+
+// An event pushed to subscription 7; with unknown, the event carries those
+// unknown fields (set on the message: create() drops $unknown from an init).
+const eventItem = (req, version, unknown = undefined) => {
+  const event = create(pb.RecordedEventSchema, { id: new Uint8Array(16), stream: "s", version, position: version + 1n, type: "T" });
+  if (unknown !== undefined) event.$unknown = unknown;
+  return { id: req.id, body: { case: "subscriptionItem", value: { subscription: 7n, item: { case: "event", value: event } } } };
+};
+
+async function drain(sub) {
+  const got = [];
+  for await (const item of sub) got.push(item.kind === "event" ? item.event.version : item.kind);
+  return got;
+}
+
+test("a subscription: unknown fields in a push, at the top and inside the event, are skipped", T, async () => {
+  const unknown = [{ no: 99, wireType: 0, data: Uint8Array.of(1) }];
+  await withSubscription(
+    (req, reply) => {
+      reply(eventItem(req, 0n), Buffer.from([0x98, 0x06, 0x01]));
+      reply(eventItem(req, 1n, unknown));
+      reply({ id: req.id, body: { case: "subscriptionItem", value: { subscription: 7n, item: { case: "caughtUp", value: true } } } });
+    },
+    async (sub) => {
+      // The bytes the fake server sends do hold field 99 inside the event.
+      const bytes = Buffer.from(toBinary(pb.ResponseSchema, create(pb.ResponseSchema, eventItem({ id: 1n }, 1n, unknown))));
+      assert.ok(bytes.includes(Buffer.from([0x98, 0x06, 0x01])));
+      const got = [];
+      for await (const item of sub) {
+        if (item.kind === "caughtUp") break;
+        got.push(item.event.version);
+      }
+      assert.deepEqual(got, [0n, 1n]);
+    },
+  );
+});
+
+test("a subscription: a truncated frame and a close end the iteration with a ConnectionError", T, async () => {
+  await withSubscription(
+    (req, reply, raw) => {
+      reply(eventItem(req, 0n));
+      raw.replyRaw(Buffer.from([0, 0, 0, 50, 8, 1, 2]));
+      raw.sock.end();
+    },
+    async (sub) => {
+      const got = [];
+      await assert.rejects(
+        (async () => {
+          for await (const item of sub) got.push(item.event.version);
+        })(),
+        ConnectionError,
+      );
+      assert.deepEqual(got, [0n]);
+    },
+  );
+});
+
+test("a subscription: an oversized frame ends the iteration with a ConnectionError", T, async () => {
+  await withSubscription(
+    (req, reply, raw) => {
+      reply(eventItem(req, 0n));
+      raw.replyRaw(Buffer.from([0xff, 0xff, 0xff, 0xff]));
+    },
+    async (sub) => {
+      await assert.rejects(drain(sub), (e) => e instanceof ConnectionError && e.cause instanceof FrameTooLargeError);
+    },
+  );
+});
+
+test("a subscription: an error pushed with its id ends it with that error's code", T, async () => {
+  await withSubscription(
+    (req, reply) => {
+      reply(eventItem(req, 0n));
+      reply({ id: req.id, error: { code: ErrorCode.STREAM_DELETED, message: "gone" } });
+    },
+    async (sub) => {
+      await assert.rejects(drain(sub), (e) => e instanceof WhizbangError && e.code === ErrorCode.STREAM_DELETED && e.serverMessage === "gone");
+    },
+  );
+});
+
+test("an answer whose body this client does not know (a newer server's) is INTERNAL; the connection stays", T, async () => {
+  // Response field 900, length-delimited: in no version of the .proto.
+  await withFake(
+    (req, reply, raw) => {
+      if (req.body.case === "getStreamInfo") raw.replyRaw(raw.frame(Buffer.concat([raw.encode({ id: req.id }), Buffer.from([0xa2, 0x38, 0x02, 0x08, 0x01])])));
+      else reply(pong(req));
+    },
+    async (c) => {
+      await assert.rejects(c.streamInfo("s"), (e) => e instanceof WhizbangError && e.code === ErrorCode.INTERNAL && /holds nothing/.test(e.message));
+      await c.ping();
+    },
+  );
+});
+
+test("a page that does not move on ends the read with INTERNAL instead of looping", T, async () => {
+  let pages = 0;
+  await withFake(
+    (req, reply) => {
+      pages++;
+      const k = req.body.case;
+      const value =
+        k === "readAll"
+          ? { events: [], nextPosition: req.body.value.fromPosition, endOfLog: false }
+          : k === "readStream"
+            ? { events: [], nextVersion: req.body.value.fromVersion, endOfStream: false }
+            : k === "queryEntities"
+              ? { entities: [], nextAfter: req.body.value.after, end: false }
+              : { entries: [], nextSequence: req.body.value.fromSequence, end: false };
+      reply({ id: req.id, body: { case: k === "queryEntities" ? "query" : k, value } });
+    },
+    async (c) => {
+      for (const it of [c.readAll(), c.readStream("s"), c.query("T"), c.readLedger()])
+        await assert.rejects(drain(it), (e) => e instanceof WhizbangError && e.code === ErrorCode.INTERNAL && e.requestId === -1n);
+      assert.equal(pages, 4);
+    },
+  );
+});
+
+test("an empty stream page that moved on is not the end", T, async () => {
+  const froms = [];
+  await withFake(
+    (req, reply) => {
+      froms.push(req.body.value.fromVersion);
+      const value =
+        froms.length === 1
+          ? { events: [], nextVersion: 5n, endOfStream: false, lastVersion: 5n }
+          : { events: [{ id: new Uint8Array(16), stream: "s", version: 5n, position: 9n, type: "T" }], nextVersion: 6n, endOfStream: true, lastVersion: 5n };
+      reply({ id: req.id, body: { case: "readStream", value } });
+    },
+    async (c) => {
+      const got = [];
+      for await (const e of c.readStream("s")) got.push(e.version);
+      assert.deepEqual(got, [5n]);
+      assert.deepEqual(froms, [0n, 5n]);
+    },
+  );
+});
+
+test("with reconnect, a server that keeps sending oversized frames fails the call after its retries", T, async () => {
+  let hellos = 0;
+  const handler = (req, reply, raw) => {
+    if (req.body.case === "hello") {
+      hellos++;
+      reply({ id: req.id, body: { case: "hello", value: { protocolVersion: 1, maxFrame: 4194304 } } });
+    } else {
+      raw.replyRaw(Buffer.from([0xff, 0xff, 0xff, 0xff]));
+    }
+  };
+  handler.hello = "scripted";
+  const fake = await fakeServer(handler);
+  const c = await connect(fake.url, { timeoutMs: 5000, reconnect: { initialDelayMs: 5, maxDelayMs: 20, retries: 3 } });
+  try {
+    await assert.rejects(c.ping(), (e) => e instanceof ConnectionError && e.cause instanceof FrameTooLargeError);
+    // The first connection and one per retry.
+    assert.equal(hellos, 4);
+  } finally {
+    await c.close();
+    await fake.close();
+  }
+});
+
+test("a server that never answers the Hello: connect() rejects with a TimeoutError", T, async () => {
+  const handler = () => {};
+  handler.hello = "scripted";
+  const fake = await fakeServer(handler);
+  try {
+    await assert.rejects(
+      connect(fake.url, { timeoutMs: 200 }),
+      (e) => e instanceof TimeoutError && e.code === undefined && /took more than 200 ms/.test(e.message),
     );
   } finally {
     await fake.close();

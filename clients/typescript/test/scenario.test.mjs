@@ -3,7 +3,18 @@
 // commit with a text where → watermark → query; and the projection worker.
 import { describe, it, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { connect, WhizbangError, ErrorCode, Op, Expr, fieldsOf, uuidText } from "../dist/index.js";
+import {
+  connect,
+  WhizbangError,
+  ApplyError,
+  TimeoutError,
+  WatermarkTimeoutError,
+  ErrorCode,
+  Op,
+  Expr,
+  fieldsOf,
+  uuidText,
+} from "../dist/index.js";
 import { startServer, sleep } from "./helpers.mjs";
 
 // Node 18 runs top-level hooks only around suites: everything is in one.
@@ -297,12 +308,71 @@ describe("the scenario against whizbangd", () => {
     assert.equal(watermark, nextSequence - 1n);
   });
 
+  it("withLease: a lost lease aborts the work's signal and rejects with the Extend's error", async () => {
+    let aborted = false;
+    await assert.rejects(
+      c.withLease(
+        "lost-view",
+        async ({ signal }) => {
+          // The lease (200 ms) expires before the first Extend (700 ms).
+          await new Promise((resolve) => {
+            const t = setTimeout(resolve, 5000);
+            signal.addEventListener("abort", () => (clearTimeout(t), resolve()), { once: true });
+          });
+          aborted = signal.aborted;
+          return ['upsert Lost "l-1" {n: 1}'];
+        },
+        { durationMs: 200, extendEveryMs: 700 },
+      ),
+      (e) =>
+        e instanceof WhizbangError &&
+        (e.code === ErrorCode.LEASE_NOT_FOUND || e.code === ErrorCode.LEASE_EXPIRED) &&
+        e.requestId > 0n,
+    );
+    assert.equal(aborted, true, "the work's signal was not aborted");
+    assert.equal(await c.getEntity("Lost", "l-1"), null);
+  });
+
+  it("withLease: ops that fail to apply reject with an ApplyError carrying the commit", async () => {
+    await c.withLease("apply-view", async () => ['upsert Named "n-1" {name: "x"}'], { ack: "applied" });
+    await assert.rejects(
+      c.withLease("apply-view", async () => ['update Named where name == "x" inc name by 1'], { ack: "applied" }),
+      (e) => {
+        assert.ok(e instanceof ApplyError && e instanceof WhizbangError);
+        assert.equal(e.code, ErrorCode.BAD_REQUEST);
+        assert.match(e.serverMessage, /not a number/);
+        assert.equal(e.failedOp, 1);
+        assert.equal(e.actualVersion, undefined);
+        assert.equal(typeof e.commit.sequence, "bigint");
+        return true;
+      },
+    );
+    // A no-op: the entity is as it was.
+    assert.deepEqual(fieldsOf(await c.getEntity("Named", "n-1")), { name: "x" });
+  });
+
+  it("withLease: a watermark that does not come in time is a WatermarkTimeoutError with the durable commit", async () => {
+    // An earlier sequence held open keeps the watermark below the commit.
+    const [held] = await c.lease("held-view", { durationMs: 10000 });
+    await assert.rejects(
+      c.withLease("late-view", async () => ['upsert Late "x" {n: 1}'], { waitForWatermarkMs: 200 }),
+      (e) => {
+        assert.ok(e instanceof WatermarkTimeoutError && e instanceof TimeoutError);
+        assert.equal(e.name, "TimeoutError");
+        assert.equal(e.code, undefined);
+        assert.ok(e.commit.sequence > held.sequence);
+        return true;
+      },
+    );
+    await c.release(held);
+  });
+
   it("a call that waits too long times out; the connection goes on", async () => {
     const { nextSequence } = await c.watermark();
     const far = nextSequence + 1000n;
     await assert.rejects(
       c.call("waitForWatermark", { sequence: far, timeoutMs: 5000n }, { timeoutMs: 100 }),
-      (e) => e.name === "TimeoutError",
+      (e) => e instanceof TimeoutError && e.name === "TimeoutError" && e.code === undefined,
     );
     await c.ping();
     // waitForWatermark() gives the server's wait its own time.
