@@ -317,6 +317,21 @@ static uint8_t *append_of_size(size_t size, size_t *len)
 	return NULL;
 }
 
+/* Sends the start of a frame of len bytes on fd: FRAME_TOO_LARGE with id 0
+ * (its message holding needle, unless NULL), then the close; fd is closed.
+ * Only the header and a little of the payload are sent, so that the
+ * server's close is a FIN and not a reset that could discard its answer. */
+static void too_large_then_closed(int fd, uint32_t len, const char *needle)
+{
+	uint8_t buf[FRAME_HEADER + 100];
+	frame_put_header(buf, len);
+	memset(buf + FRAME_HEADER, 0x55, 100);
+	send_bytes(fd, buf, sizeof(buf));
+	expect_error(fd, 0, WB_FRAME_TOO_LARGE, needle);
+	cr_assert(e2e_wait_closed(fd, 5000), "the connection stays open after FRAME_TOO_LARGE");
+	close(fd);
+}
+
 Test(badinput, frame_over_max_frame_is_refused_and_closed)
 {
 	const char *args[] = {"--max-frame", "64K", NULL};
@@ -334,23 +349,11 @@ Test(badinput, frame_over_max_frame_is_refused_and_closed)
 	cr_assert_eq(r->body_case, WHIZBANG__V1__RESPONSE__BODY_APPEND_EVENTS);
 	whizbang__v1__response__free_unpacked(r, NULL);
 
-	/* One byte more: FRAME_TOO_LARGE with id 0, then the close. Only the
-	 * header and a little of the payload are sent, so that the server's
-	 * close is a FIN and not a reset that could discard its answer. */
-	uint8_t buf[FRAME_HEADER + 100];
-	frame_put_header(buf, 65537);
-	memset(buf + FRAME_HEADER, 0x55, 100);
-	send_bytes(fd, buf, sizeof(buf));
-	expect_error(fd, 0, WB_FRAME_TOO_LARGE, "65537");
-	cr_assert(e2e_wait_closed(fd, 5000), "the connection stays open after FRAME_TOO_LARGE");
-	close(fd);
+	/* One byte more: FRAME_TOO_LARGE with id 0, then the close. */
+	too_large_then_closed(fd, 65537, "65537");
 
 	/* The same before Hello. */
-	fd = e2e_suite_raw();
-	send_bytes(fd, buf, sizeof(buf));
-	expect_error(fd, 0, WB_FRAME_TOO_LARGE, NULL);
-	cr_assert(e2e_wait_closed(fd, 5000));
-	close(fd);
+	too_large_then_closed(e2e_suite_raw(), 65537, NULL);
 	cr_assert_eq(count_all(), 3 + 2, "the refused frame wrote something");
 	cr_assert_geq(e2e_log_count(&e2e_srv, "frame_too_large"), 2, "no log line per large frame");
 	finish();
@@ -373,13 +376,7 @@ Test(badinput, unauthenticated_frames_are_bounded_before_hello)
 	send_frame(fd, req, len);
 	expect_error(fd, 2, WB_BAD_REQUEST, "Hello");
 	/* One byte more: refused by its header, and the connection closed. */
-	uint8_t buf[FRAME_HEADER + 100];
-	frame_put_header(buf, 65537);
-	memset(buf + FRAME_HEADER, 0x55, 100);
-	send_bytes(fd, buf, sizeof(buf));
-	expect_error(fd, 0, WB_FRAME_TOO_LARGE, "--max-unauthenticated-frame");
-	cr_assert(e2e_wait_closed(fd, 5000), "open after a large frame before Hello");
-	close(fd);
+	too_large_then_closed(fd, 65537, "--max-unauthenticated-frame");
 
 	/* After Hello (the suite's anonymous role is admin) --max-frame holds:
 	 * a frame of a megabyte is taken. */
