@@ -427,3 +427,16 @@ def test_a_silent_server_is_taken_for_dead() -> None:
                 await conn.ping()
             await conn.close()
     run(main())
+
+
+def test_the_blocking_client_reconnects(server: Server) -> None:
+    with whizbang.Client(server.url, reconnect=FAST, call_timeout=30) as c:
+        c.append("rc-sync", [Event("E", b"0")])
+        with c.subscribe_stream("rc-sync", window=4) as sub:
+            assert sub.next(timeout=10).data == b"0"
+            server.kill()
+            server.restart()
+            c.append("rc-sync", [Event("E", b"1")])  # waits for the new connection
+            assert sub.next(timeout=10).data == b"1"  # resumed after version 0
+            assert sub.resumed == 1 and c.reconnections == 1
+        assert [ev.data for ev in c.read_stream("rc-sync")] == [b"0", b"1"]

@@ -51,8 +51,15 @@ class SyncSubscription:
     def __init__(self, client: "Client", sub: Subscription) -> None:
         self._client = client
         self._sub = sub
-        self.id = sub.id
-        self.start = sub.start
+
+    @property
+    def id(self) -> int:
+        """The server's id of it (a new one after it resumed)."""
+        return self._sub.id
+
+    @property
+    def start(self) -> int:
+        return self._sub.start
 
     @property
     def caught_up(self) -> bool:
