@@ -1,6 +1,8 @@
 """A real whizbangd for the tests, started as the C end-to-end tests start
 it (tests/e2e_util.c): 127.0.0.1 port 0, a fresh temporary data directory,
-the port read from --port-file, stopped with SIGTERM and a bounded wait."""
+the port read from --port-file, stopped with SIGTERM and a bounded wait.
+kill() ends the process only (SIGKILL by default: no goodbye to anyone);
+restart() then starts a new whizbangd on the same port and data directory."""
 from __future__ import annotations
 
 import os
@@ -57,7 +59,7 @@ class Server:
         port_file = os.path.join(self.dir, "port")
         if os.path.exists(port_file):
             os.unlink(port_file)
-        args = [program("WHIZBANGD", "server/whizbangd"), "--listen", "127.0.0.1:0",
+        args = [program("WHIZBANGD", "server/whizbangd"), "--listen", f"127.0.0.1:{self.port}",
                 "--data-dir", self.data_dir, "--port-file", port_file, "--log-level", "info",
                 "--metrics-listen", "off", "--anonymous-role=admin", *self.extra]
         with open(self.log_file, "ab") as log:
@@ -80,6 +82,33 @@ class Server:
                 raise RuntimeError(f"whizbangd wrote no port file within {START_TIMEOUT_S} s:\n"
                                    + self.log_tail())
             time.sleep(0.005)
+
+    def kill(self, sig: int = signal.SIGKILL) -> int:
+        """Sends sig and waits for the process to end (bounded); returns its
+        status. The data directory stays, for restart()."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+    def restart(self) -> None:
+        """A new whizbangd on the same port and data directory (after
+        kill()); the port may take a moment to be free again."""
+        assert self.proc is None or self.proc.poll() is not None
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            try:
+                self._spawn()
+                return
+            except RuntimeError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def log_tail(self, lines: int = 30) -> str:
         try:

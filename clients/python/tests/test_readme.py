@@ -14,7 +14,7 @@ PKG = os.path.normpath(os.path.join(os.path.dirname(__file__), ".."))
 def test_readme_examples(server: Server) -> None:
     with open(os.path.join(PKG, "README.md"), encoding="utf-8") as f:
         blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
-    assert len(blocks) == 2
+    assert len(blocks) == 4
     outputs = []
     for code in blocks:
         code = code.replace("whizbang://127.0.0.1:7411", server.url)
@@ -26,3 +26,8 @@ def test_readme_examples(server: Server) -> None:
     assert outputs[0][1] == "0 OrderPlaced b'{\"total\": 120}'"
     assert outputs[0][2].endswith(" order-1 OrderPlaced")
     assert outputs[1] == ["['OrderPlaced']"]
+    # Reconnection: the first URL answers; the same event again is a replay.
+    assert outputs[2][0].startswith("stored at ") and outputs[2][0].endswith(" replay: False")
+    assert outputs[2][1] == "replay: True"
+    # Consumer groups: one mailed and acked, one parked with its reason.
+    assert outputs[3] == ["mail to ann@example.com delivery 1", "['bad address']"]

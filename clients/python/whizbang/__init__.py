@@ -1,9 +1,9 @@
 """Whizbang's Python client: an asyncio core (``connect``) and a blocking
 facade (``Client``). See clients/python/README.md."""
 from ._pb import whizbang_pb2 as pb
-from .aio import ANY, NO_STREAM, STREAM_EXISTS, Connection, connect
-from .errors import (BadRequestError, ConnectionClosedError, ErrorCode, FrameTooLargeError,
-                     IdempotencyConflictError, InternalError, InvalidExpressionError,
+from .aio import ANY, NO_STREAM, RETRYABLE, STREAM_EXISTS, Connection, Reconnect, connect
+from .errors import (BadRequestError, ConnectionClosedError, ConnectionLostError, ErrorCode,
+                     FrameTooLargeError, IdempotencyConflictError, InternalError, InvalidExpressionError,
                      InvalidURLError, LeaseExpiredError, LeaseNotFoundError,
                      LeaseTokenMismatchError, NotFoundError, PermissionDeniedError,
                      ProtocolError, QueryTooExpensiveError, ResourceExhaustedError,
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ANY", "NO_STREAM", "STREAM_EXISTS", "CAUGHT_UP", "Client", "Connection", "Event",
-    "HeldLease", "ProjectionWorker", "ServerURL", "Subscription", "SyncSubscription", "pb",
+    "HeldLease", "ProjectionWorker", "Reconnect", "RETRYABLE", "ServerURL", "Subscription", "SyncSubscription", "pb",
     "connect", "parse_url", "make_credential", "uuid7", "value", "py_value", "fields", "as_op",
     "as_where", "upsert", "update", "delete", "create_index", "drop_index",
     "ErrorCode", "WhizbangError", "BadRequestError", "UnsupportedVersionError",
@@ -30,6 +30,6 @@ __all__ = [
     "WrongExpectedVersionError", "IdempotencyConflictError", "StreamDeletedError",
     "LeaseExpiredError", "LeaseNotFoundError", "LeaseTokenMismatchError",
     "InvalidExpressionError", "QueryTooExpensiveError", "ResourceExhaustedError",
-    "ShuttingDownError", "InternalError", "ConnectionClosedError", "ProtocolError",
+    "ShuttingDownError", "InternalError", "ConnectionClosedError", "ConnectionLostError", "ProtocolError",
     "WhizbangTimeoutError", "InvalidURLError",
 ]

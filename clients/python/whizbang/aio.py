@@ -25,17 +25,34 @@ What fails, and how:
 - no answer within the call's timeout: ``WhizbangTimeoutError`` (the request
   may still take effect; a late answer is dropped);
 - an answer without the body the request → answer table names:
-  ``InternalError`` (a server bug, §2).
+  ``InternalError`` (a server bug, §2);
+- nothing from the server for ``dead_after`` seconds (it sends keepalives on
+  a quiet connection): the connection is taken for dead, as if closed.
+
+Reconnection (``connect(..., reconnect=True)`` or a ``Reconnect``): the
+socket and what is in flight on it are a ``_Link``; the ``Connection`` keeps
+one and, when it breaks, makes a new one (the URLs in turn, the next host
+first, with exponential backoff and jitter between rounds) when a call or a
+subscription needs it. A call in flight when its link broke is sent again on
+the new link only when that is safe (``RETRYABLE``: reads, appends, whose
+UUIDv7 event ids make the retry a replay, commits with their token and ops,
+acks...); the others raise ``ConnectionLostError``. A request answered
+SHUTTING_DOWN was not carried out and is sent again the same way.
+Subscriptions resume after the last item they received (a consumer member
+joins again), so nothing is skipped and nothing delivered twice.
 """
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl
-from typing import Any, AsyncIterator, Callable, Iterable, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import (Any, AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Optional,
+                    Sequence, Union)
 
 from . import errors, framing, scram
 from ._pb import whizbang_pb2 as pb
-from .errors import (ConnectionClosedError, ErrorCode, InternalError, ProtocolError,
+from .errors import (ConnectionClosedError, ConnectionLostError, ErrorCode, InternalError, ProtocolError,
                      UnauthenticatedError, WhizbangError, WhizbangTimeoutError)
 from .ops import Event, OpLike, WhereLike, as_ops, as_where, uuid7
 from .subscription import Subscription
@@ -67,6 +84,42 @@ ANSWERS: dict[str, str] = {
     "list_users": "users", "list_roles": "roles", "list_tokens": "tokens",
     "list_clients": "clients",
 }
+
+# Requests that may be sent again after the connection broke before their
+# answer came: doing them twice is doing them once (an append's event ids make
+# its retry a replay, PROTOCOL.md §4.2; a commit's token and ops make its retry
+# answered as the first, §4.8; settling a settled event does nothing,
+# SUBSCRIPTIONS.md §2.3), or they only read. The clients/typescript set.
+RETRYABLE: frozenset[str] = frozenset({
+    "ping", "append_events", "read_stream", "read_all", "get_stream_info", "get_stats",
+    "extend", "stage", "commit", "read_ledger", "get_watermark", "wait_for_watermark",
+    "get_entity", "query_entities", "list_indexes", "explain", "verify", "subscribe",
+    "list_consumers", "join_consumer", "ack", "nack", "list_parked", "replay_parked",
+    "set_stream_metadata", "get_stream_metadata", "put_user", "list_users", "list_roles",
+    "list_tokens", "list_clients",
+})
+
+
+@dataclass(frozen=True)
+class Reconnect:
+    """How a connection is made again when it breaks (``connect(...,
+    reconnect=Reconnect(...))``; ``reconnect=True`` takes these defaults).
+
+    ``initial_delay``: the first wait between rounds of attempts, in
+    seconds; it doubles after each failed round up to ``max_delay``, and each
+    wait is between half of it and all of it, at random (jitter, so that
+    many clients do not come back at once). After ``give_up_after`` seconds
+    or ``max_attempts`` rounds (None: no bound) of failures, the calls and
+    subscriptions waiting fail with ``ConnectionClosedError``; the next call
+    tries again. ``retries``: how many times one call is sent again after
+    links broke under it."""
+
+    initial_delay: float = 0.1
+    max_delay: float = 5.0
+    give_up_after: float = 60.0
+    max_attempts: Optional[int] = None
+    retries: int = 5
+
 
 # Expected versions of an append; an int >= 0 means EXACT that version.
 ANY = pb.ANY
@@ -122,97 +175,116 @@ class _Call:
         self.on_error = on_error
 
 
-class Connection:
-    """One connection to whizbangd. Make it with ``connect()``; close it with
-    ``close()`` or ``async with``. Every method may be called concurrently
-    from tasks of the loop that made it; answers are matched by id."""
+class _Link:
+    """One socket to the server: the frames going out, the calls waiting on
+    it, the subscriptions whose pushes it carries, and the task reading it.
+    A ``Connection`` has one at a time; with ``reconnect`` it makes a new one
+    when this one breaks. Request ids count from 1 on each link."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
-                 call_timeout: Optional[float], max_incoming_frame: int) -> None:
-        self._reader = reader
-        self._writer = writer
-        self._loop = asyncio.get_running_loop()
-        self._decoder = framing.FrameDecoder(max_incoming_frame)
-        self._pending: dict[int, _Call] = {}
-        self._subs: dict[int, Subscription] = {}
-        self._next_id = 1
-        self._out: list[bytes] = []
-        self._flush_scheduled = False
-        self._closed: Optional[ConnectionClosedError] = None
-        self._sweep: Optional[asyncio.TimerHandle] = None
-        self.call_timeout = call_timeout
+                 max_incoming_frame: int, dead_after: Optional[float],
+                 host_index: int = 0) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.loop = asyncio.get_running_loop()
+        self.decoder = framing.FrameDecoder(max_incoming_frame)
+        self.pending: dict[int, _Call] = {}
+        self.subs: dict[int, Subscription] = {}
+        self.next_id = 1
+        self.out: list[bytes] = []
+        self.flush_scheduled = False
+        # Why the link is gone (None while it works), and the error that
+        # ended it as the calls in flight got it.
+        self.closed: Optional[ConnectionClosedError] = None
+        self.failure: Optional[WhizbangError] = None
+        # A request was answered SHUTTING_DOWN: the server is stopping, so
+        # new calls wait for a new link (reconnect only).
+        self.draining = False
+        self.sweep: Optional[asyncio.TimerHandle] = None
+        self.host_index = host_index
         # Until Hello answers: the protocol's smallest max_frame.
         self.max_frame = 4096
         self.hello = pb.HelloResult()
         self.user = ""
         self.roles: list[str] = []
-        # Keepalives received (Response{id 0, pong}): the server's sign of
-        # life on a quiet connection.
         self.keepalives = 0
-        self._reader_task = self._loop.create_task(self._read_loop())
-
-    # ------------------------------------------------------------ lifecycle
+        self.dead_after = dead_after
+        self.last_input = self.loop.time()
+        self.watchdog: Optional[asyncio.TimerHandle] = None
+        if dead_after is not None:
+            self.watchdog = self.loop.call_later(dead_after / 4, self._watch)
+        self.task = self.loop.create_task(self._read_loop())
 
     @property
-    def closed(self) -> bool:
-        return self._closed is not None
+    def usable(self) -> bool:
+        return self.closed is None and not self.draining
 
-    async def close(self) -> None:
-        """Closes the connection: calls in flight and subscriptions get
-        ``ConnectionClosedError``. Safe to call twice."""
-        self._fail(ConnectionClosedError("the connection was closed by this client"))
-        if self._reader_task is not asyncio.current_task():
-            self._reader_task.cancel()
+    async def close(self, why: ConnectionClosedError) -> None:
+        self.fail(why)
+        if self.task is not asyncio.current_task():
+            self.task.cancel()
             try:
-                await self._reader_task
+                await self.task
             except BaseException:  # noqa: BLE001 - the task's own end, already reported
                 pass
         try:
-            await asyncio.wait_for(self._writer.wait_closed(), 5)
+            await asyncio.wait_for(self.writer.wait_closed(), 5)
         except (OSError, ssl.SSLError, asyncio.TimeoutError):
             pass
 
-    async def __aenter__(self) -> "Connection":
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _fail(self, exc: WhizbangError) -> None:
-        """Ends the connection: every call in flight and every subscription
-        gets exc (later calls a ConnectionClosedError naming it)."""
-        if self._closed is not None:
+    def fail(self, exc: WhizbangError) -> None:
+        """Ends the link: every call in flight gets exc, every subscription
+        on it hears of it (and resumes elsewhere or ends), later calls on it
+        a ConnectionClosedError naming it."""
+        if self.closed is not None:
             return
         if isinstance(exc, ConnectionClosedError):
-            self._closed = exc
+            self.closed = exc
         else:
-            self._closed = ConnectionClosedError(f"the connection is closed: {exc}")
-            self._closed.__cause__ = exc
-        pending, self._pending = self._pending, {}
+            self.closed = ConnectionClosedError(f"the connection is closed: {exc}")
+            self.closed.__cause__ = exc
+        self.failure = exc
+        pending, self.pending = self.pending, {}
         for call in pending.values():
-            self._settle_error(call, exc)
-        subs, self._subs = self._subs, {}
+            self.settle_error(call, exc)
+        subs, self.subs = self.subs, {}
         for sub in subs.values():
-            sub._end(exc)
-        self._out.clear()
-        if self._sweep is not None:
-            self._sweep.cancel()
-            self._sweep = None
-        self._writer.close()
+            sub._link_lost(self, exc)
+        self.out.clear()
+        for timer in (self.sweep, self.watchdog):
+            if timer is not None:
+                timer.cancel()
+        self.sweep = self.watchdog = None
+        self.writer.close()
+
+    def _watch(self) -> None:
+        """Takes the server for dead after dead_after seconds without a byte
+        (it sends keepalives on a quiet connection, PROTOCOL.md §1)."""
+        self.watchdog = None
+        if self.closed is not None or self.dead_after is None:
+            return
+        quiet = self.loop.time() - self.last_input
+        if quiet >= self.dead_after:
+            self.fail(ConnectionClosedError(
+                f"nothing from the server for {quiet:.1f} s (dead_after={self.dead_after:g}): "
+                "the connection is taken for dead"))
+            return
+        self.watchdog = self.loop.call_later(self.dead_after / 4, self._watch)
 
     # ------------------------------------------------------------ the reader
 
     async def _read_loop(self) -> None:
         try:
             while True:
-                data = await self._reader.read(1 << 18)
+                data = await self.reader.read(1 << 18)
                 if not data:
-                    held = self._decoder.buffered
+                    held = self.decoder.buffered
                     raise ConnectionClosedError(
                         "the server closed the connection" +
                         (f" in the middle of a frame ({held} bytes of it received)" if held else ""))
+                self.last_input = self.loop.time()
                 try:
-                    frames = self._decoder.feed(data)
+                    frames = self.decoder.feed(data)
                 except framing.FrameTooLarge as e:
                     raise ProtocolError(f"the server sent {e}: the connection is dropped") from None
                 for payload in frames:
@@ -226,15 +298,15 @@ class Connection:
         except asyncio.CancelledError:
             raise
         except WhizbangError as e:
-            self._fail(e)
+            self.fail(e)
         except (OSError, ssl.SSLError, EOFError) as e:
             closed = ConnectionClosedError(f"the connection failed: {e}")
             closed.__cause__ = e
-            self._fail(closed)
+            self.fail(closed)
         except Exception as e:  # a bug here must not leave callers waiting for ever
             bug = InternalError(f"this client's reader failed: {e!r}")
             bug.__cause__ = e
-            self._fail(bug)
+            self.fail(bug)
 
     def _dispatch(self, resp: pb.Response) -> None:
         rid = resp.id
@@ -247,9 +319,9 @@ class Connection:
                 return
             raise ProtocolError("the server sent a Response with id 0 that is neither an "
                                 "error nor a keepalive")
-        call = self._pending.get(rid)
+        call = self.pending.get(rid)
         if call is None:
-            sub = self._subs.get(rid)
+            sub = self.subs.get(rid)
             if sub is not None:
                 sub._on_response(resp)
             # else: the late answer of a call that timed out, or a push of a
@@ -257,13 +329,13 @@ class Connection:
             return
         if call.push is not None and not has_error and call.push(resp):
             return
-        del self._pending[rid]
+        del self.pending[rid]
         if has_error:
-            self._settle_error(call, errors.from_pb(resp.error))
+            self.settle_error(call, errors.from_pb(resp.error))
             return
         body = resp.WhichOneof("body")
         if body != call.body:
-            self._settle_error(call, InternalError(
+            self.settle_error(call, InternalError(
                 f"the server answered with body {body!r} where the protocol names "
                 f"{call.body!r} (a server bug)"))
             return
@@ -271,7 +343,7 @@ class Connection:
             call.fut.set_result(getattr(resp, body))
 
     @staticmethod
-    def _settle_error(call: _Call, exc: WhizbangError) -> None:
+    def settle_error(call: _Call, exc: WhizbangError) -> None:
         if call.fut is not None:
             if not call.fut.done():
                 call.fut.set_exception(exc)
@@ -281,85 +353,85 @@ class Connection:
     # ------------------------------------------------------------ sending
 
     def _flush(self) -> None:
-        self._flush_scheduled = False
-        if self._out and self._closed is None:
-            self._writer.write(b"".join(self._out))
-            self._out.clear()
+        self.flush_scheduled = False
+        if self.out and self.closed is None:
+            self.writer.write(b"".join(self.out))
+            self.out.clear()
 
-    def _send(self, field: str, msg: Any, call: _Call) -> int:
-        """Queues the request; returns its id. Raises when the connection is
+    def send(self, field: str, msg: Any, call: _Call) -> int:
+        """Queues the request; returns its id. Raises when the link is
         closed, or for a request above the server's max_frame (refused here,
         so that the connection survives)."""
-        if self._closed is not None:
-            err = ConnectionClosedError(self._closed.message)
-            err.__cause__ = self._closed.__cause__
+        if self.closed is not None:
+            err = ConnectionClosedError(self.closed.message)
+            err.__cause__ = self.closed.__cause__
             raise err
-        rid = self._next_id
+        rid = self.next_id
         payload = encode_request(rid, field, msg)
         if len(payload) > self.max_frame:
             raise errors.FrameTooLargeError(
                 f"refused here: this {field} request takes {len(payload)} bytes, more than the "
                 f"server's max_frame of {self.max_frame}; the connection stays open",
                 code=ErrorCode.FRAME_TOO_LARGE)
-        self._next_id += 1
-        self._out.append(framing.HEADER.pack(len(payload)))
-        self._out.append(payload)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._flush)
-        self._pending[rid] = call
+        self.next_id += 1
+        self.out.append(framing.HEADER.pack(len(payload)))
+        self.out.append(payload)
+        if not self.flush_scheduled:
+            self.flush_scheduled = True
+            self.loop.call_soon(self._flush)
+        self.pending[rid] = call
         return rid
+
+    def send_nowait(self, field: str, msg: Any,
+                    on_error: Callable[[WhizbangError], None]) -> None:
+        """Sends a request whose answer nobody awaits (a Credit): only an
+        error answer is reported, to on_error."""
+        self.send(field, msg, _Call(None, field, on_error=on_error))
 
     def _sweep_timeouts(self) -> None:
         """Fails the calls whose deadline passed; runs while any has one."""
-        self._sweep = None
-        now = self._loop.time()
-        expired = [rid for rid, c in self._pending.items()
+        self.sweep = None
+        now = self.loop.time()
+        expired = [rid for rid, c in self.pending.items()
                    if c.deadline is not None and c.deadline <= now]
         for rid in expired:
-            call = self._pending.pop(rid)
-            self._settle_error(call, WhizbangTimeoutError(
+            call = self.pending.pop(rid)
+            self.settle_error(call, WhizbangTimeoutError(
                 f"no answer to {call.field} (request {rid}) within its timeout"))
-        if any(c.deadline is not None for c in self._pending.values()):
-            self._sweep = self._loop.call_later(_SWEEP_S, self._sweep_timeouts)
+        if any(c.deadline is not None for c in self.pending.values()):
+            self.sweep = self.loop.call_later(_SWEEP_S, self._sweep_timeouts)
 
-    async def _call(self, field: str, msg: Any, *, timeout: Optional[float] = _DEFAULT,
-                    push: Optional[Callable[[pb.Response], bool]] = None,
-                    sub: Optional[Subscription] = None) -> Any:
-        """Sends one request and returns its answer's body message."""
-        transport = self._writer.transport
-        if transport is not None and transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
-            await self._writer.drain()
-        fut: asyncio.Future[Any] = self._loop.create_future()
+    async def call(self, field: str, msg: Any, timeout: Optional[float],
+                   push: Optional[Callable[[pb.Response], bool]] = None,
+                   sub: Optional[Subscription] = None) -> Any:
+        """Sends one request on this link and returns its answer's body."""
+        if self.closed is None:
+            transport = self.writer.transport
+            if transport is not None and transport.get_write_buffer_size() > _WRITE_HIGH_WATER:
+                try:
+                    await self.writer.drain()
+                except (OSError, ssl.SSLError):
+                    pass  # the reader reports the failure; send() below raises it
+        fut: asyncio.Future[Any] = self.loop.create_future()
         call = _Call(fut, field, push)
-        rid = self._send(field, msg, call)
+        rid = self.send(field, msg, call)
         if sub is not None:
-            sub._request_id = rid
-            self._subs[rid] = sub
-        if timeout is _DEFAULT:
-            timeout = self.call_timeout
+            sub._attach(self, rid)
+            self.subs[rid] = sub
         if timeout is not None:
-            call.deadline = self._loop.time() + timeout
-            if self._sweep is None:
-                self._sweep = self._loop.call_later(min(_SWEEP_S, timeout), self._sweep_timeouts)
+            call.deadline = self.loop.time() + timeout
+            if self.sweep is None:
+                self.sweep = self.loop.call_later(min(_SWEEP_S, timeout), self._sweep_timeouts)
         try:
             return await fut
         except asyncio.CancelledError:
             # The caller gave up: its answer, when it comes, is dropped.
-            if self._pending.get(rid) is call:
-                del self._pending[rid]
+            if self.pending.get(rid) is call:
+                del self.pending[rid]
             raise
 
-    def _send_nowait(self, field: str, msg: Any,
-                     on_error: Callable[[WhizbangError], None]) -> None:
-        """Sends a request whose answer nobody awaits (a Credit): only an
-        error answer is reported, to on_error."""
-        self._send(field, msg, _Call(None, field, on_error=on_error))
-
-    # ------------------------------------------------------------ Hello
-
-    async def _hello(self, url: ServerURL, client_name: str, token: Optional[str],
-                     password: Optional[str]) -> None:
+    async def say_hello(self, url: ServerURL, client_name: str, token: Optional[str],
+                        password: Optional[str]) -> None:
         hello = pb.Hello(protocol_version=PROTOCOL_VERSION, client_name=client_name)
         exchange: Optional[scram.ScramClient] = None
         if token is not None:
@@ -374,19 +446,249 @@ class Connection:
             exchange = scram.ScramClient(url.user, password)
             hello.mechanism = scram.MECHANISM
             hello.auth_data = exchange.first()
-        result: pb.HelloResult = await self._call("hello", hello)
+        result: pb.HelloResult = await self.call("hello", hello, None)
         self.hello = result
         self.max_frame = result.max_frame or self.max_frame
         self.user = result.user
         self.roles = list(result.roles)
         if exchange is not None:
             # PBKDF2 runs off the loop: tens of milliseconds.
-            final = await self._loop.run_in_executor(None, exchange.final, result.auth_data)
-            auth: pb.AuthenticateResult = await self._call(
-                "authenticate", pb.Authenticate(auth_data=final))
+            final = await self.loop.run_in_executor(None, exchange.final, result.auth_data)
+            auth: pb.AuthenticateResult = await self.call(
+                "authenticate", pb.Authenticate(auth_data=final), None)
             exchange.verify(auth.auth_data)
             self.user = auth.user
             self.roles = list(auth.roles)
+
+
+Dial = Callable[[int], Awaitable[_Link]]
+
+
+class Connection:
+    """A connection to whizbangd. Make it with ``connect()``; close it with
+    ``close()`` or ``async with``. Every method may be called concurrently
+    from tasks of the loop that made it; answers are matched by id.
+
+    With ``connect(..., reconnect=True)`` a broken connection is made again
+    (see ``Reconnect``): calls wait for the new one within their timeout,
+    calls that are safe to repeat are sent again, subscriptions resume after
+    the last item they received and consumer members join again."""
+
+    def __init__(self, link: _Link, *, call_timeout: Optional[float],
+                 dial: Optional[Dial] = None, reconnect: Optional[Reconnect] = None) -> None:
+        self._link = link
+        self._loop = link.loop
+        self._dial = dial
+        self._reconnect = reconnect if dial is not None else None
+        self._dialing: Optional[asyncio.Task[_Link]] = None
+        self._closing = False
+        self._keepalives_before = 0
+        self.call_timeout = call_timeout
+        self._tasks: set[asyncio.Task[Any]] = set()
+        # Connections made again since connect().
+        self.reconnections = 0
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def closed(self) -> bool:
+        """Closed by ``close()``; without ``reconnect``, also broken."""
+        return self._closing or (self._reconnect is None and self._link.closed is not None)
+
+    @property
+    def broken(self) -> Optional[ConnectionClosedError]:
+        """Why the current connection cannot be used, or None. With
+        ``reconnect``, the next call makes a new one."""
+        return self._link.closed
+
+    @property
+    def hello(self) -> pb.HelloResult:
+        """The server's HelloResult: its limits (max_frame, max_read_count...)."""
+        return self._link.hello
+
+    @property
+    def user(self) -> str:
+        """Who the connection acts as ("" when it did not authenticate)."""
+        return self._link.user
+
+    @property
+    def roles(self) -> list[str]:
+        return self._link.roles
+
+    @property
+    def max_frame(self) -> int:
+        return self._link.max_frame
+
+    @property
+    def keepalives(self) -> int:
+        """Keepalives received (``Response{id 0, pong}``): the server's sign
+        of life on a quiet connection."""
+        return self._keepalives_before + self._link.keepalives
+
+    @property
+    def _writer(self) -> asyncio.StreamWriter:
+        return self._link.writer
+
+    async def close(self) -> None:
+        """Closes the connection: calls in flight and subscriptions get
+        ``ConnectionClosedError``. Safe to call twice."""
+        self._closing = True
+        if self._dialing is not None:
+            self._dialing.cancel()
+        await self._link.close(ConnectionClosedError("the connection was closed by this client"))
+
+    async def __aenter__(self) -> "Connection":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------ reconnection
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Runs coro in a task held until it ends."""
+        task: asyncio.Task[Any] = self._loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _lost(self, link: _Link, e: BaseException) -> bool:
+        """Whether e says the link broke (rather than the server answering)."""
+        return (isinstance(e, ConnectionClosedError) or e is link.failure
+                or (link.draining and isinstance(e, errors.ShuttingDownError)))
+
+    async def _usable(self, deadline: Optional[float]) -> _Link:
+        """A link that works: the current one, or a new one once made, within
+        the deadline (a loop time)."""
+        link = self._link
+        if link.usable:
+            return link
+        if self._closing:
+            raise ConnectionClosedError("the connection was closed by this client")
+        if self._dialing is None:
+            self._dialing = self._loop.create_task(self._redial())
+            self._dialing.add_done_callback(self._dialed)
+        task = self._dialing
+        timeout = None if deadline is None else max(0.0, deadline - self._loop.time())
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+        if not done:
+            raise WhizbangTimeoutError("no connection to the server within the call's timeout")
+        if task.cancelled():
+            raise ConnectionClosedError("the connection was closed by this client")
+        return task.result()
+
+    def _dialed(self, task: asyncio.Task[_Link]) -> None:
+        if self._dialing is task:
+            self._dialing = None
+        if not task.cancelled():
+            task.exception()  # retrieved: the waiters raise it
+
+    async def _redial(self) -> _Link:
+        """Connects again, with exponential backoff and jitter between the
+        attempts (each tries every host, the next one first), until it
+        succeeds, the connection is closed, the server refuses the
+        credentials, or ``give_up_after`` / ``max_attempts`` is reached."""
+        assert self._reconnect is not None and self._dial is not None
+        r = self._reconnect
+        started = self._loop.time()
+        attempt = 0
+        while True:
+            first = self._link.host_index + 1
+            try:
+                link = await self._dial(first)
+            except (ConnectionClosedError, WhizbangTimeoutError, errors.ShuttingDownError) as e:
+                attempt += 1
+                spent = self._loop.time() - started
+                if spent >= r.give_up_after or (r.max_attempts is not None
+                                                and attempt >= r.max_attempts):
+                    raise ConnectionClosedError(
+                        f"no connection to the server after {attempt} attempts in {spent:.1f} s: "
+                        f"{e}") from e
+                delay = min(r.max_delay, r.initial_delay * 2 ** min(attempt - 1, 32))
+                await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+                continue
+            if self._closing:
+                await link.close(ConnectionClosedError("the connection was closed by this client"))
+                raise ConnectionClosedError("the connection was closed by this client")
+            old, self._link = self._link, link
+            self._keepalives_before += old.keepalives
+            self.reconnections += 1
+            if old.closed is None:
+                # A draining link: the server closes it once it has answered
+                # what it started; its subscriptions resume here.
+                self._spawn(old.close(ConnectionClosedError(
+                    "the server is shutting down; replaced by a new connection")))
+            return link
+
+    async def _resubscribe(self, sub: Subscription) -> None:
+        """Subscribes (joins) again on a new link after the subscription's
+        link broke: from just after the last item received, with the credits
+        the window leaves. Ends the subscription when that fails."""
+        attempts = 0
+        while True:
+            link: Optional[_Link] = None
+            try:
+                link = await self._usable(None)
+                field, req = sub._resume_request()
+                result = await link.call(field, req, self.call_timeout, sub=sub)
+            except WhizbangError as e:
+                if link is not None and isinstance(e, errors.ShuttingDownError):
+                    link.draining = True
+                if link is not None and self._lost(link, e) and not self._closing:
+                    attempts += 1
+                    if self._reconnect is not None and attempts <= self._reconnect.retries:
+                        continue
+                sub._resumed(None, e)
+                return
+            except BaseException as e:  # cancelled with the loop: end it, and go
+                sub._resumed(None, ConnectionClosedError(f"resuming the subscription failed: "
+                                                         f"{e!r}"))
+                raise
+            sub._resumed(result, None)
+            return
+
+    # ------------------------------------------------------------ calls
+
+    async def _call(self, field: str, msg: Any, *, timeout: Optional[float] = _DEFAULT,
+                    push: Optional[Callable[[pb.Response], bool]] = None,
+                    sub: Optional[Subscription] = None,
+                    retry: Optional[bool] = None) -> Any:
+        """Sends one request and returns its answer's body message. With
+        reconnect, waits for a working link first, and sends the request
+        again on a new link when the old one broke before the answer and
+        the request is safe to repeat (``retry``; by default RETRYABLE)."""
+        if timeout is _DEFAULT:
+            timeout = self.call_timeout
+        if self._reconnect is None:
+            return await self._link.call(field, msg, timeout, push, sub)
+        if retry is None:
+            retry = field in RETRYABLE
+        deadline = None if timeout is None else self._loop.time() + timeout
+        attempt = 0
+        while True:
+            link = await self._usable(deadline)
+            left = None if deadline is None else max(0.001, deadline - self._loop.time())
+            try:
+                return await link.call(field, msg, left, push, sub)
+            except errors.ShuttingDownError:
+                # Not carried out (PROTOCOL.md §1): the server is stopping.
+                link.draining = True
+                if not retry or self._closing:
+                    raise
+            except WhizbangError as e:
+                if not self._lost(link, e) or self._closing:
+                    raise
+                if not retry:
+                    raise ConnectionLostError(
+                        f"the connection broke before {field} was answered; it may or may not "
+                        f"have been carried out, and it is not safe to send again ({e})") from e
+            attempt += 1
+            if attempt > self._reconnect.retries:
+                raise ConnectionLostError(
+                    f"the connection broke under {field} {attempt} times; giving up")
+
+    def _send_nowait(self, field: str, msg: Any,
+                     on_error: Callable[[WhizbangError], None]) -> None:
+        self._link.send_nowait(field, msg, on_error)
 
     # ------------------------------------------------------------ events
 
@@ -478,6 +780,38 @@ class Connection:
     async def stats(self) -> pb.ServerStats:
         return await self._call("get_stats", pb.GetStats())  # type: ignore[no-any-return]
 
+    async def set_stream_metadata(self, stream: str,
+                                  metadata: Optional[pb.StreamMetadata] = None, *,
+                                  max_count: int = 0, max_age_ms: int = 0,
+                                  truncate_before: int = 0,
+                                  timeout: Optional[float] = _DEFAULT) -> pb.StreamMetadata:
+        """Sets what of the stream stays readable (0: not set): its last
+        ``max_count`` events, those younger than ``max_age_ms``, those from
+        version ``truncate_before``. Returns the metadata now in force. A
+        scavenge removes what is no longer readable."""
+        if metadata is None:
+            metadata = pb.StreamMetadata(max_count=max_count, max_age_ms=max_age_ms,
+                                         truncate_before=truncate_before)
+        result: pb.StreamMetadataResult = await self._call("set_stream_metadata", pb.SetStreamMetadata(
+            stream=stream, metadata=metadata), timeout=timeout)
+        return result.metadata
+
+    async def get_stream_metadata(self, stream: str, *,
+                                  timeout: Optional[float] = _DEFAULT) -> pb.StreamMetadata:
+        result: pb.StreamMetadataResult = await self._call(
+            "get_stream_metadata", pb.GetStreamMetadata(stream=stream), timeout=timeout)
+        return result.metadata
+
+    async def delete_stream(self, stream: str, hard: bool = False, *,
+                            timeout: Optional[float] = _DEFAULT) -> int:
+        """Deletes the stream: softly (its events are hidden; it may be
+        written again, versions going on) or, ``hard=True``, for good (every
+        later append or read raises ``StreamDeletedError``). Returns its
+        last version."""
+        result: pb.DeleteStreamResult = await self._call(
+            "delete_stream", pb.DeleteStream(stream=stream, hard=hard), timeout=timeout)
+        return result.last_version
+
     # ------------------------------------------------------------ subscriptions
 
     async def _subscribe(self, req: pb.Subscribe, start: Start, window: int,
@@ -492,17 +826,22 @@ class Connection:
             req.position = start
         else:
             raise ValueError(f"start is 'start', 'end' or a position, not {start!r}")
+        key = {pb.TARGET_ALL: "position", pb.TARGET_STREAM: "version",
+               pb.TARGET_LEDGER: "sequence"}[req.target]
+        return await self._start_subscription("subscribe", req, window, markers, key)
+
+    async def _start_subscription(self, field: str, req: Any, window: int, markers: bool,
+                                  key: Optional[str]) -> Subscription:
         if window < 2:
             raise ValueError("window must be at least 2")
         req.credits = window
-        sub = Subscription(self, window, markers)
+        sub = Subscription(self, window, markers, field, req, key)
         try:
-            result: pb.SubscribeResult = await self._call("subscribe", req, sub=sub)
+            result: pb.SubscribeResult = await self._call(field, req, sub=sub)
         except BaseException:
-            self._subs.pop(sub._request_id, None)
+            sub._detach()
             raise
-        sub.id = result.subscription
-        sub.start = result.start
+        sub._started(result)
         return sub
 
     async def subscribe_all(self, start: Start = "start", *, stream_prefix: str = "",
@@ -530,6 +869,105 @@ class Connection:
         ``LedgerEntry``s up to the watermark, each final and applied."""
         req = pb.Subscribe(target=pb.TARGET_LEDGER)
         return await self._subscribe(req, start, window, markers)
+
+    # ------------------------------------------------------------ consumer groups
+
+    async def create_consumer(self, name: str, *, stream_prefix: str = "",
+                              start: Start = "start", stream: Optional[str] = None,
+                              event_types: Sequence[str] = (), ack_timeout_ms: int = 0,
+                              max_deliveries: int = 0,
+                              timeout: Optional[float] = _DEFAULT) -> pb.ConsumerInfo:
+        """Creates a durable consumer group (docs/SUBSCRIPTIONS.md §2) on
+        ``$all`` (filtered by ``stream_prefix`` and ``event_types``) or, with
+        ``stream=``, on one stream; it starts at ``start`` ("start", "end" or
+        a position), resolved once, now. ``ack_timeout_ms`` (0: 30 s): an
+        event unsettled this long after delivery is delivered again;
+        ``max_deliveries`` (0: 10): after that many, it is parked. A name in
+        use answers ``BadRequestError``."""
+        cfg = pb.ConsumerConfig(name=name, stream_prefix=stream_prefix,
+                                event_types=list(event_types), ack_timeout_ms=ack_timeout_ms,
+                                max_deliveries=max_deliveries)
+        if stream is not None:
+            cfg.target = pb.TARGET_STREAM
+            cfg.stream = stream
+        if start == "start":
+            setattr(cfg, "from", pb.FROM_START)
+        elif start == "end":
+            setattr(cfg, "from", pb.FROM_END)
+        elif isinstance(start, int) and start >= 0:
+            setattr(cfg, "from", pb.FROM_POSITION)
+            cfg.position = start
+        else:
+            raise ValueError(f"start is 'start', 'end' or a position, not {start!r}")
+        return await self._call("create_consumer",  # type: ignore[no-any-return]
+                                pb.CreateConsumer(config=cfg), timeout=timeout)
+
+    async def delete_consumer(self, name: str, *, timeout: Optional[float] = _DEFAULT) -> None:
+        """Deletes the group, its checkpoint and parked events; its members'
+        iterators raise ``NotFoundError``."""
+        await self._call("delete_consumer", pb.DeleteConsumer(name=name), timeout=timeout)
+
+    async def list_consumers(self, *, timeout: Optional[float] = _DEFAULT) -> list[pb.ConsumerInfo]:
+        """Every group with its config and figures (checkpoint, members,
+        in_flight, parked, delivered, acked, redelivered)."""
+        result: pb.ConsumerList = await self._call("list_consumers", pb.ListConsumers(),
+                                                   timeout=timeout)
+        return list(result.consumers)
+
+    async def join_consumer(self, name: str, *, window: int = 256) -> Subscription:
+        """Joins the group as a competing member: an async iterator of the
+        ``RecordedEvent``s handed to it (``sub.delivery``: how many times the
+        one just yielded has been delivered), credits managed as for
+        ``subscribe_all``. Settle each with ``ack`` or ``nack``; unsettled
+        ones are delivered again after the group's ack timeout. ``close()``
+        leaves the group: its unsettled events go to the other members.
+        With ``reconnect``, the member joins again on the new connection."""
+        return await self._start_subscription(
+            "join_consumer", pb.JoinConsumer(name=name), window, False, None)
+
+    async def ack(self, name: str, ids: Iterable[Union[bytes, pb.RecordedEvent]], *,
+                  timeout: Optional[float] = _DEFAULT) -> int:
+        """Settles events of the group as done (ids, or the events); returns
+        the group's durable checkpoint. Acking a settled event does nothing."""
+        result: pb.AckResult = await self._call(
+            "ack", pb.AckEvents(name=name, ids=_ids(ids)), timeout=timeout)
+        return result.checkpoint
+
+    async def nack(self, name: str, ids: Iterable[Union[bytes, pb.RecordedEvent]],
+                   action: str = "retry", reason: str = "", *,
+                   timeout: Optional[float] = _DEFAULT) -> int:
+        """Hands events back: ``"retry"`` (delivered again, to any member;
+        parked once it reached max_deliveries), ``"park"`` (kept aside with
+        ``reason``, see ``list_parked``/``replay_parked``) or ``"skip"``
+        (settled as if acked). Returns the group's durable checkpoint."""
+        actions = {"retry": pb.NACK_RETRY, "park": pb.NACK_PARK, "skip": pb.NACK_SKIP}
+        if action not in actions:
+            raise ValueError(f"action is 'retry', 'park' or 'skip', not {action!r}")
+        result: pb.NackResult = await self._call("nack", pb.NackEvents(
+            name=name, ids=_ids(ids), action=actions[action], reason=reason), timeout=timeout)
+        return result.checkpoint
+
+    async def list_parked(self, name: str, *, start: int = 0,
+                          page_size: int = 0) -> AsyncIterator[pb.ParkedEvent]:
+        """The group's parked events in position order (``event``,
+        ``deliveries``, ``reason``, ``parked_at_us``), page after page."""
+        frm = start
+        while True:
+            page: pb.ParkedList = await self._call("list_parked", pb.ListParked(
+                name=name, from_position=frm, max_count=page_size))
+            for parked in page.events:
+                yield parked
+            if page.end:
+                return
+            _check_progress(page.events, frm, page.next_position, "ListParked")
+            frm = page.next_position
+
+    async def replay_parked(self, name: str, *, timeout: Optional[float] = _DEFAULT) -> int:
+        """Hands the group's parked events back for delivery (at most the
+        server's consumer window at a time); returns how many."""
+        result: pb.ReplayParkedResult = await self._call(
+            "replay_parked", pb.ReplayParked(name=name), timeout=timeout)
+        return result.replayed
 
     # ------------------------------------------------------------ leases
 
@@ -658,28 +1096,79 @@ class Connection:
         await self._call("put_user", pb.PutUser(name=name, roles=list(roles),
                                                 credential=credential))
 
+    async def scavenge(self, on_progress: Optional[Callable[[pb.ScavengeResult], None]] = None,
+                       *, timeout: Optional[float] = None) -> pb.ScavengeResult:
+        """Removes every event that deletes and metadata made unreadable
+        (admin:scavenge), chunk by chunk; ``on_progress`` gets each chunk's
+        figures (``position`` of ``last_position``, ``done`` false) before
+        the final ones are returned. No time limit unless ``timeout``."""
+        return await self._call("scavenge", pb.Scavenge(), timeout=timeout,  # type: ignore[no-any-return]
+                                push=_progress("scavenge", on_progress))
+
+    async def backup(self, name: str,
+                     on_progress: Optional[Callable[[pb.BackupResult], None]] = None, *,
+                     timeout: Optional[float] = None) -> pb.BackupResult:
+        """An online, consistent copy of the store into ``name`` in the
+        server's backup-dir (admin:backup); ``on_progress`` gets the bytes
+        copied so far. The result names the directory, the watermark and
+        the last position the copy holds. No time limit unless ``timeout``."""
+        return await self._call("backup", pb.Backup(path=name), timeout=timeout,  # type: ignore[no-any-return]
+                                push=_progress("backup", on_progress))
+
+    async def verify(self, *, timeout: Optional[float] = None) -> pb.VerifyResult:
+        """Rebuilds the read models from the ledger aside and compares them
+        with the live ones (``match``, ``first_difference``). No time limit
+        unless ``timeout``."""
+        return await self._call("verify", pb.Verify(), timeout=timeout)  # type: ignore[no-any-return]
+
+    async def list_clients(self, *, timeout: Optional[float] = _DEFAULT) -> list[pb.ClientInfo]:
+        """The server's connections (admin:clients): peer, user, age,
+        requests, buffers, subscriptions, leases; ``self`` marks this one."""
+        result: pb.ClientList = await self._call("list_clients", pb.ListClients(),
+                                                 timeout=timeout)
+        return list(result.clients)
+
+    async def list_indexes(self, *, timeout: Optional[float] = _DEFAULT) -> pb.IndexList:
+        return await self._call("list_indexes", pb.ListIndexes(),  # type: ignore[no-any-return]
+                                timeout=timeout)
+
     async def request(self, field: str, msg: Any, *, timeout: Optional[float] = _DEFAULT,
                       progress: Optional[Callable[[Any], None]] = None) -> Any:
         """Any request of the proto by its ``Request`` field name (e.g.
-        ``"list_consumers"``, ``pb.ListConsumers()``); returns the answer's
+        ``"list_parked"``, ``pb.ListParked(name="g")``); returns the answer's
         body. For ``scavenge`` and ``backup``, ``progress`` gets each pushed
-        result with ``done`` false before the final one is returned."""
+        result with ``done`` false before the final one is returned. With
+        reconnect it is not sent again after the connection broke: it raises
+        ``ConnectionLostError``."""
         if field not in ANSWERS:
             raise ValueError(f"no request {field!r} in the protocol")
         if field in ("subscribe", "join_consumer"):
-            raise ValueError(f"use the subscribe_* methods for {field}")
+            raise ValueError(f"use the subscribe_* and join_consumer methods for {field}")
         push = None
         if field in ("scavenge", "backup"):
-            body = ANSWERS[field]
+            push = _progress(field, progress)
+        return await self._call(field, msg, timeout=timeout, push=push, retry=False)
 
-            def push(resp: pb.Response) -> bool:
-                result = getattr(resp, body)
-                if resp.WhichOneof("body") != body or result.done:
-                    return False
-                if progress is not None:
-                    progress(result)
-                return True
-        return await self._call(field, msg, timeout=timeout, push=push)
+
+def _progress(field: str, on_progress: Optional[Callable[[Any], None]]
+              ) -> Callable[[pb.Response], bool]:
+    """The push handler of a Scavenge or Backup: the results with ``done``
+    false are progress, the one with ``done`` true the answer."""
+    body = ANSWERS[field]
+
+    def push(resp: pb.Response) -> bool:
+        result = getattr(resp, body)
+        if resp.WhichOneof("body") != body or result.done:
+            return False
+        if on_progress is not None:
+            on_progress(result)
+        return True
+    return push
+
+
+def _ids(ids: Iterable[Union[bytes, pb.RecordedEvent]]) -> list[bytes]:
+    """Event ids from ids or events."""
+    return [i if isinstance(i, (bytes, bytearray)) else i.id for i in ids]
 
 
 def _check_progress(items: Sequence[Any], frm: int, nxt: int, what: str) -> None:
@@ -723,19 +1212,35 @@ async def _open(url: ServerURL) -> tuple[asyncio.StreamReader, asyncio.StreamWri
     return reader, writer
 
 
-async def connect(url: str, *, password: Optional[str] = None, token: Optional[str] = None,
-                  client_name: str = "whizbang-python", timeout: float = 10.0,
-                  call_timeout: Optional[float] = 30.0,
-                  max_incoming_frame: int = framing.DEFAULT_MAX_INCOMING) -> Connection:
+async def connect(url: Union[str, Sequence[str]], *, password: Optional[str] = None,
+                  token: Optional[str] = None, client_name: str = "whizbang-python",
+                  timeout: float = 10.0, call_timeout: Optional[float] = 30.0,
+                  max_incoming_frame: int = framing.DEFAULT_MAX_INCOMING,
+                  reconnect: Union[bool, Reconnect] = False,
+                  dead_after: Optional[float] = 60.0) -> Connection:
     """Connects to the server a ``whizbang://`` or ``whizbang+unix://`` URL
     names and says Hello, authenticating with ``token`` (an API token), the
     URL's user and ``password`` (SCRAM-SHA-256), or the TLS client
-    certificate (``authMechanism=EXTERNAL``). ``timeout`` covers the TCP
-    connect, the TLS handshake and the login together; ``call_timeout`` is
-    every later call's default (None: wait for ever)."""
-    server = parse_url(url)
+    certificate (``authMechanism=EXTERNAL``). Given several URLs (a list),
+    tries each in turn and returns the first that connects; a refusal by a
+    server (bad credentials) is raised at once. ``timeout`` covers one
+    host's TCP connect, TLS handshake and login together; ``call_timeout``
+    is every later call's default (None: wait for ever).
 
-    async def attempt() -> Connection:
+    ``reconnect``: make the connection again when it breaks (``True``, or a
+    ``Reconnect`` with its delays and bounds); see ``Connection``.
+    ``dead_after``: take the server for dead after this many seconds
+    without a byte from it (None: never); it sends a keepalive after 30 s
+    of quiet by default (``--keepalive-interval``), so keep it above that."""
+    servers = [parse_url(u) for u in ([url] if isinstance(url, str) else url)]
+    if not servers:
+        raise ValueError("connect() needs a URL")
+    if isinstance(reconnect, bool):
+        policy = Reconnect() if reconnect else None
+    else:
+        policy = reconnect
+
+    async def attempt(server: ServerURL, index: int) -> _Link:
         try:
             reader, writer = await _open(server)
         except ssl.SSLError as e:
@@ -743,17 +1248,30 @@ async def connect(url: str, *, password: Optional[str] = None, token: Optional[s
                                         f"{e}") from e
         except OSError as e:
             raise ConnectionClosedError(f"cannot connect to {server.address}: {e}") from e
-        conn = Connection(reader, writer, call_timeout=call_timeout,
-                          max_incoming_frame=max_incoming_frame)
+        link = _Link(reader, writer, max_incoming_frame=max_incoming_frame,
+                     dead_after=dead_after, host_index=index)
         try:
-            await conn._hello(server, client_name, token, password)
+            await link.say_hello(server, client_name, token, password)
         except BaseException:
-            await conn.close()
+            await link.close(ConnectionClosedError("the connection failed during Hello"))
             raise
-        return conn
+        return link
 
-    try:
-        return await asyncio.wait_for(attempt(), timeout)
-    except asyncio.TimeoutError:
-        raise WhizbangTimeoutError(f"no connection to {server.address} within {timeout:g} s "
-                                   "(connect, TLS and Hello)") from None
+    async def dial(first: int) -> _Link:
+        last: Optional[WhizbangError] = None
+        for k in range(len(servers)):
+            index = (first + k) % len(servers)
+            server = servers[index]
+            try:
+                return await asyncio.wait_for(attempt(server, index), timeout)
+            except asyncio.TimeoutError:
+                last = WhizbangTimeoutError(f"no connection to {server.address} within "
+                                            f"{timeout:g} s (connect, TLS and Hello)")
+            except (ConnectionClosedError, errors.ShuttingDownError) as e:
+                last = e
+        assert last is not None
+        raise last
+
+    link = await dial(0)
+    return Connection(link, call_timeout=call_timeout, dial=dial if policy else None,
+                      reconnect=policy)

@@ -138,6 +138,14 @@ class ConnectionClosedError(WhizbangError):
     (``__cause__`` says why). Calls in flight get it; so does every later call."""
 
 
+class ConnectionLostError(ConnectionClosedError):
+    """With ``reconnect``: the connection broke while this call was in
+    flight, and the call is not one that may be sent again (a ``lease``, a
+    ``create_consumer``, a ``request(...)``...): it may or may not have been
+    carried out. The connection itself is made again by the next call.
+    ``__cause__`` says why it broke."""
+
+
 class ProtocolError(ConnectionClosedError):
     """The server sent what the protocol does not allow (a frame above this
     client's bound, bytes that do not decode as a Response): the connection

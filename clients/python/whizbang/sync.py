@@ -16,7 +16,8 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-from typing import Any, AsyncIterator, Callable, Coroutine, Iterator, Optional, TypeVar
+from typing import (Any, AsyncIterator, Callable, Coroutine, Iterator, Optional, Sequence,
+                    TypeVar, Union)
 
 from . import aio
 from ._pb import whizbang_pb2 as pb
@@ -50,12 +51,29 @@ class SyncSubscription:
     def __init__(self, client: "Client", sub: Subscription) -> None:
         self._client = client
         self._sub = sub
-        self.id = sub.id
-        self.start = sub.start
+
+    @property
+    def id(self) -> int:
+        """The server's id of it (a new one after it resumed)."""
+        return self._sub.id
+
+    @property
+    def start(self) -> int:
+        return self._sub.start
 
     @property
     def caught_up(self) -> bool:
         return self._sub.caught_up
+
+    @property
+    def delivery(self) -> int:
+        """A consumer member's: deliveries of the event just yielded."""
+        return self._sub.delivery
+
+    @property
+    def resumed(self) -> int:
+        """Times it was made again after its connection broke."""
+        return self._sub.resumed
 
     def __iter__(self) -> "SyncSubscription":
         return self
@@ -88,9 +106,10 @@ class SyncSubscription:
 
 
 class Client:
-    """A blocking connection; takes ``aio.connect``'s arguments."""
+    """A blocking connection; takes ``aio.connect``'s arguments (one URL
+    or a list, ``reconnect=True``...)."""
 
-    def __init__(self, url: str, **options: Any) -> None:
+    def __init__(self, url: Union[str, Sequence[str]], **options: Any) -> None:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever,
                                         name="whizbang-client", daemon=True)
@@ -133,6 +152,11 @@ class Client:
     def user(self) -> str:
         return self._conn.user
 
+    @property
+    def reconnections(self) -> int:
+        """Connections made again since the first (``reconnect=True``)."""
+        return self._conn.reconnections
+
     def close(self) -> None:
         if self._loop.is_closed():
             return
@@ -167,6 +191,36 @@ class Client:
     create_token = _blocking(aio.Connection.create_token)
     put_user = _blocking(aio.Connection.put_user)
     request = _blocking(aio.Connection.request)
+    set_stream_metadata = _blocking(aio.Connection.set_stream_metadata)
+    get_stream_metadata = _blocking(aio.Connection.get_stream_metadata)
+    delete_stream = _blocking(aio.Connection.delete_stream)
+    create_consumer = _blocking(aio.Connection.create_consumer)
+    delete_consumer = _blocking(aio.Connection.delete_consumer)
+    list_consumers = _blocking(aio.Connection.list_consumers)
+    ack = _blocking(aio.Connection.ack)
+    nack = _blocking(aio.Connection.nack)
+    list_parked = _iterating(aio.Connection.list_parked)
+    replay_parked = _blocking(aio.Connection.replay_parked)
+    verify = _blocking(aio.Connection.verify)
+    list_clients = _blocking(aio.Connection.list_clients)
+    list_indexes = _blocking(aio.Connection.list_indexes)
+
+    def scavenge(self, on_progress: Optional[Callable[[pb.ScavengeResult], None]] = None, *,
+                 timeout: Optional[float] = None) -> pb.ScavengeResult:
+        """``Connection.scavenge``; ``on_progress`` runs in the client's
+        thread: keep it short."""
+        return self._run(self._conn.scavenge(on_progress, timeout=timeout))
+
+    def backup(self, name: str, on_progress: Optional[Callable[[pb.BackupResult], None]] = None,
+               *, timeout: Optional[float] = None) -> pb.BackupResult:
+        """``Connection.backup``; ``on_progress`` runs in the client's
+        thread: keep it short."""
+        return self._run(self._conn.backup(name, on_progress, timeout=timeout))
+
+    def join_consumer(self, name: str, *, window: int = 256) -> SyncSubscription:
+        """``Connection.join_consumer``: iterate it; ``sub.delivery`` is the
+        count of the event just yielded."""
+        return SyncSubscription(self, self._run(self._conn.join_consumer(name, window=window)))
 
     def subscribe_all(self, *args: Any, **kwargs: Any) -> SyncSubscription:
         return SyncSubscription(self, self._run(self._conn.subscribe_all(*args, **kwargs)))
