@@ -185,9 +185,8 @@ class Steps:
                     "created_sequence": e.created_sequence,
                     "updated_sequence": e.updated_sequence}
         if op == "delete_stream":
-            r = await conn.request("delete_stream", pb.DeleteStream(
-                stream=step["stream"], hard=step.get("hard", False)))
-            return {"last_version": r.last_version}
+            last = await conn.delete_stream(step["stream"], hard=step.get("hard", False))
+            return {"last_version": last}
         if op == "create_token":
             r = await conn.create_token(step["role"])
             self.tokens[step["id"]] = r.token
@@ -221,16 +220,9 @@ class Steps:
     async def consumer(self, conn: wb.Connection, step: dict[str, Any]) -> dict[str, Any]:
         op, name = step["op"], step["name"]
         if op == "consumer_create":
-            config = pb.ConsumerConfig(name=name, target=pb.TARGET_ALL,
-                                       stream_prefix=step.get("stream_prefix", ""),
-                                       ack_timeout_ms=step.get("ack_timeout_ms", 0))
-            if hasattr(conn, "create_consumer"):
-                info = await conn.create_consumer(name, stream_prefix=step["stream_prefix"],
-                                                  start="start",
-                                                  **({"ack_timeout_ms": step["ack_timeout_ms"]}
-                                                     if "ack_timeout_ms" in step else {}))
-            else:
-                info = await conn.request("create_consumer", pb.CreateConsumer(config=config))
+            extra = {"ack_timeout_ms": step["ack_timeout_ms"]} if "ack_timeout_ms" in step else {}
+            info = await conn.create_consumer(name, stream_prefix=step["stream_prefix"],
+                                              start="start", **extra)
             return {"name": info.config.name, "checkpoint": info.checkpoint}
         if op == "consumer_read":
             if self.member is None:
@@ -242,24 +234,13 @@ class Steps:
             out["deliveries"] = [d for _, d in got]
             return out
         if op == "consumer_ack":
-            ids = self.ids_of(step["events"])
-            if hasattr(conn, "ack"):
-                return {"checkpoint": await conn.ack(name, ids)}
-            r = await conn.request("ack", pb.AckEvents(name=name, ids=ids))
-            return {"checkpoint": r.checkpoint}
+            return {"checkpoint": await conn.ack(name, self.ids_of(step["events"]))}
         if op == "consumer_nack":
-            ids = self.ids_of(step["events"])
-            if hasattr(conn, "nack"):
-                return {"checkpoint": await conn.nack(name, ids, action=step["action"],
-                                                      reason=step.get("reason", ""))}
-            action = {"retry": pb.NACK_RETRY, "park": pb.NACK_PARK, "skip": pb.NACK_SKIP}
-            r = await conn.request("nack", pb.NackEvents(
-                name=name, ids=ids, action=action[step["action"]],
-                reason=step.get("reason", "")))
-            return {"checkpoint": r.checkpoint}
+            return {"checkpoint": await conn.nack(name, self.ids_of(step["events"]),
+                                                  action=step["action"],
+                                                  reason=step.get("reason", ""))}
         if op == "consumer_list":
-            r = await conn.request("list_consumers", pb.ListConsumers())
-            for info in r.consumers:
+            for info in await conn.list_consumers():
                 if info.config.name == name:
                     return {"checkpoint": info.checkpoint, "parked": info.parked,
                             "in_flight": info.in_flight, "members": info.members,
@@ -276,42 +257,16 @@ class Steps:
 
 async def join(conn: wb.Connection, name: str) -> Any:
     """A consumer membership: next() gives (event, delivery)."""
-    if not hasattr(conn, "join_consumer"):
-        return await join_raw(conn, name)
     it = await conn.join_consumer(name, window=16)
 
     class Member:
         async def next(self) -> tuple[pb.RecordedEvent, int]:
-            d = await it.__anext__()
-            return d.event, d.delivery
+            event = await it.__anext__()
+            return event, it.delivery  # how many times the one just yielded was delivered
 
         async def close(self) -> None:
             await it.close()
     return Member()
-
-
-async def join_raw(conn: wb.Connection, name: str) -> Any:
-    """JoinConsumer without a consumer API in the client: Connection.request()
-    refuses join_consumer (its pushes need a subscription), so this joins
-    through the client's own subscription machinery, keeping each push's
-    delivery count, which Subscription drops."""
-    from whizbang.subscription import Subscription
-
-    class Member(Subscription):
-        def _on_response(self, resp: pb.Response) -> None:
-            if resp.HasField("error") and resp.error.code != 0:
-                super()._on_response(resp)
-            elif resp.subscription_item.WhichOneof("item") == "event":
-                self._queue.append((resp.subscription_item.event, resp.subscription_item.delivery))
-                self._wake()
-
-        async def next(self) -> tuple[pb.RecordedEvent, int]:
-            return await self.__anext__()  # type: ignore[no-any-return]
-
-    member = Member(conn, 16, False)
-    result = await conn._call("join_consumer", pb.JoinConsumer(name=name, credits=16), sub=member)
-    member.id = result.subscription
-    return member
 
 
 async def steps() -> None:
