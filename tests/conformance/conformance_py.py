@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import time
-from typing import Any, Optional
+from typing import Any
 
 import whizbang as wb
 from whizbang import framing as wb_framing
