@@ -1,7 +1,7 @@
 /* Whizbang's error codes: one X-macro table for the whole project.
  *
- * Codes below 100 are the wire protocol's ErrorCode values (docs/PROTOCOL.md §5, and ErrorCode in whizbang.proto) and
- * are sent to clients as they are. Codes from 100 up are internal answers
+ * Codes below 100 are the wire protocol's ErrorCode values (docs/PROTOCOL.md §5, and ErrorCode in
+ * whizbang.proto) and are sent to clients as they are. Codes from 100 up are internal answers
  * between modules (a key that is absent, a map that must grow) and are
  * translated before anything reaches the wire. Every function in the project
  * that can fail returns 0 or one of these. */
