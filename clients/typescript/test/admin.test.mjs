@@ -174,16 +174,19 @@ describe("admin calls against whizbangd", () => {
     assert.equal(v.self, false);
     assert.match(v.peer, /^127\.0\.0\.1:[0-9]+$/);
     const waiting = victim.call("waitForWatermark", { sequence: 1n << 40n, timeoutMs: 10000n }, { timeoutMs: 0 });
-    await c.disconnect(v.id);
     // The call that waited gets the server's connection-level error, the
-    // next one a ConnectionError: both with the server's code.
-    await assert.rejects(waiting, (e) => {
+    // next one a ConnectionError: both with the server's code. The check
+    // is attached before the disconnect, whose answer may come after the
+    // victim's rejection (an unhandled rejection fails the run).
+    const waited = assert.rejects(waiting, (e) => {
       assert.ok(e instanceof WhizbangError);
       assert.equal(e.code, ErrorCode.RESOURCE_EXHAUSTED);
       assert.equal(e.requestId, 0n);
       assert.match(e.serverMessage, /administrator closed this connection/);
       return true;
     });
+    await c.disconnect(v.id);
+    await waited;
     await assert.rejects(victim.ping(), (e) => {
       assert.ok(e instanceof ConnectionError);
       assert.equal(e.code, ErrorCode.RESOURCE_EXHAUSTED);
