@@ -115,14 +115,18 @@ struct conn {
 	bool spared;  /* conn_spare(): not disconnected for the budget */
 	bool evicted; /* disconnected for the budget: closes once written */
 	/* What the kernel held for the peer when conn_push_check() last
-	 * asked (SIOCOUTQ: unsent, or sent and not acknowledged), and when. */
+	 * asked (SIOCOUTQ: unsent, or sent and not acknowledged), when, and
+	 * bytes_out then. */
 	uint32_t kernel_out;
 	uint64_t kernel_out_ms;
+	uint64_t kernel_out_bytes;
 };
 
 /* How long a kernel_out reading counts: a connection nobody asks about
  * again is not held back by an old one. */
 #define KERNEL_OUT_FRESH_MS 50u
+/* How long a reading above 0 is used before the kernel is asked again. */
+#define KERNEL_OUT_RECHECK_MS 5u
 
 /* The input buffer a connection keeps between large frames. */
 #define IN_KEEP (64u * 1024u)
@@ -308,11 +312,13 @@ bool conn_can_take_more(const struct conn *c)
 	       (mem_work(c) < OUT_FLOOR || !mem_pressure(set));
 }
 
+/* What the kernel holds for c's peer as far as the server knows: the last
+ * reading, and all written since (as if none of it had left). */
 static uint64_t kernel_held(const struct conn *c)
 {
-	if (c->kernel_out == 0 || uv_now(c->set->loop) - c->kernel_out_ms > KERNEL_OUT_FRESH_MS)
+	if (uv_now(c->set->loop) - c->kernel_out_ms > KERNEL_OUT_FRESH_MS)
 		return 0;
-	return c->kernel_out;
+	return c->kernel_out + (c->bytes_out - c->kernel_out_bytes);
 }
 
 bool conn_can_push(const struct conn *c)
@@ -323,14 +329,23 @@ bool conn_can_push(const struct conn *c)
 
 bool conn_push_check(struct conn *c)
 {
+	uint64_t now = uv_now(c->set->loop);
+	/* The kernel is asked again only when its answer may have changed in
+	 * a way that matters: a reading of a few ms ago still holds (the pump
+	 * runs after every writer batch, thousands of times a second, and a
+	 * subscriber that does not read would cost a system call each), and
+	 * nothing written since a reading of 0 keeps it 0. */
+	bool recent = c->kernel_out > 0 && now - c->kernel_out_ms < KERNEL_OUT_RECHECK_MS;
+	bool unchanged = c->kernel_out == 0 && c->bytes_out == c->kernel_out_bytes;
+	if (recent || unchanged || c->closing)
+		return conn_can_push(c);
 	uv_os_fd_t fd;
 	int n = 0;
 	c->kernel_out = 0;
-	if (!c->closing && uv_fileno(&c->s.handle, &fd) == 0 && ioctl(fd, SIOCOUTQ, &n) == 0 &&
-	    n > 0) {
+	c->kernel_out_bytes = c->bytes_out;
+	c->kernel_out_ms = now;
+	if (uv_fileno(&c->s.handle, &fd) == 0 && ioctl(fd, SIOCOUTQ, &n) == 0 && n > 0)
 		c->kernel_out = (uint32_t)n;
-		c->kernel_out_ms = uv_now(c->set->loop);
-	}
 	return conn_can_push(c);
 }
 

@@ -205,7 +205,9 @@ bool conn_can_take_more(const struct conn *c);
  * conn_push_check() last asked it, within the last 50 ms: a subscriber
  * that does not read is pushed push_buffer in all, not that and the
  * socket's buffers (several MiB on loopback). conn_push_check() asks the
- * kernel (one ioctl), then answers as conn_can_push().
+ * kernel (one ioctl: again only 5 ms after a reading above 0, or after a
+ * write since a reading of 0; what was written since a reading counts as
+ * held), then answers as conn_can_push().
  * conn_push_waits_for_peer(): it is only what the kernel holds that keeps
  * c from taking a push, which no event of the server's will change: ask
  * again later. */
