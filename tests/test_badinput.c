@@ -5,6 +5,7 @@
  * input is intact, and that the server exits 0 on SIGTERM (under ASan, that
  * also means it leaked nothing). */
 #include <criterion/criterion.h>
+#include <poll.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -327,6 +328,10 @@ static void too_large_then_closed(int fd, uint32_t len, const char *needle)
 	frame_put_header(buf, len);
 	memset(buf + FRAME_HEADER, 0x55, 100);
 	send_bytes(fd, buf, sizeof(buf));
+	/* The refusal comes at once: a server that takes the frame (the
+	 * negative control) fails here in 3 s, not the receive timeout. */
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	cr_assert_eq(poll(&p, 1, 3000), 1, "nothing came back for a frame of %u bytes", len);
 	expect_error(fd, 0, WB_FRAME_TOO_LARGE, needle);
 	cr_assert(e2e_wait_closed(fd, 5000), "the connection stays open after FRAME_TOO_LARGE");
 	close(fd);
