@@ -93,14 +93,8 @@ def main() -> int:
     ap.add_argument("--bench", default=os.path.join(REPO, "build", "bench", "whizbang-bench"))
     a = ap.parse_args()
 
-    spawned = None
-    address = a.server
-    if address is None:
-        os.environ.setdefault("WHIZBANGD", a.whizbangd)
-        from server import Server
-        spawned = Server()
-        spawned.start()
-        address = f"127.0.0.1:{spawned.port}"
+    from server import bench_server
+    spawned, address = bench_server(a.server, a.whizbangd)
     try:
         print(f"appends of one {a.size}-byte event, {a.inflight} in flight on one connection, "
               f"{a.events} events a run, whizbangd at {address}"

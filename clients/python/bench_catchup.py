@@ -82,14 +82,8 @@ def main() -> int:
     ap.add_argument("--whizbangd", default=os.path.join(REPO, "build", "server", "whizbangd"))
     a = ap.parse_args()
 
-    spawned = None
-    address = a.server
-    if address is None:
-        os.environ.setdefault("WHIZBANGD", a.whizbangd)
-        from server import Server
-        spawned = Server()
-        spawned.start()
-        address = f"127.0.0.1:{spawned.port}"
+    from server import bench_server
+    spawned, address = bench_server(a.server, a.whizbangd)
     url = f"whizbang://{address}"
     try:
         t0 = time.perf_counter()

@@ -136,3 +136,15 @@ class Server:
             shutil.copy(self.log_file, os.path.join(keep, f"py-{os.getpid()}-{os.path.basename(self.dir)}.log"))
         shutil.rmtree(self.dir, ignore_errors=True)
         return status
+
+
+def bench_server(address: Optional[str], whizbangd: str) -> tuple[Optional[Server], str]:
+    """The server a benchmark runs against: HOST:PORT of a running one, or
+    (address None) a whizbangd spawned from whizbangd on 127.0.0.1:0 with a
+    fresh data directory, returned to be stopped."""
+    if address is not None:
+        return None, address
+    os.environ.setdefault("WHIZBANGD", whizbangd)
+    spawned = Server()
+    spawned.start()
+    return spawned, f"127.0.0.1:{spawned.port}"
