@@ -302,10 +302,16 @@ static bool paused(const struct conn *c)
 	       !conn_can_take_more(c);
 }
 
+/* Output queued and being written. */
+static uint64_t out_queued(const struct conn *c)
+{
+	return c->out_len + c->out_pending;
+}
+
 bool conn_can_take_more(const struct conn *c)
 {
 	const struct conns *set = c->set;
-	uint64_t queued = c->out_len + c->out_pending;
+	uint64_t queued = out_queued(c);
 	/* Near the memory budget only connections holding little may take
 	 * more: the heavy ones (clients that do not read) wait. */
 	return !c->closing && !c->close_after_flush && queued < set->lim.max_output &&
@@ -323,8 +329,7 @@ static uint64_t kernel_held(const struct conn *c)
 
 bool conn_can_push(const struct conn *c)
 {
-	return conn_can_take_more(c) &&
-	       c->out_len + c->out_pending + kernel_held(c) < c->set->lim.push_buffer;
+	return conn_can_take_more(c) && out_queued(c) + kernel_held(c) < c->set->lim.push_buffer;
 }
 
 bool conn_push_check(struct conn *c)
@@ -351,7 +356,7 @@ bool conn_push_check(struct conn *c)
 
 bool conn_push_waits_for_peer(const struct conn *c)
 {
-	return conn_can_take_more(c) && c->out_len + c->out_pending < c->set->lim.push_buffer &&
+	return conn_can_take_more(c) && out_queued(c) < c->set->lim.push_buffer &&
 	       !conn_can_push(c);
 }
 
@@ -629,7 +634,7 @@ static void idle_timeout_cb(uv_timer_t *t)
 	c->timer_kind = TIMER_NONE;
 	if (c->closing || c->close_after_flush)
 		return;
-	if (c->holds > 0 || c->out_len + c->out_pending > 0 ||
+	if (c->holds > 0 || out_queued(c) > 0 ||
 	    (set->hooks.busy != NULL && set->hooks.busy(set->hooks.arg, c))) {
 		arm_idle(c);
 		return;

@@ -927,9 +927,9 @@ static bool fill_cb(const struct ev_record *rec, void *arg)
 	return true;
 }
 
-/* Reads the group's next events into its window; not while the server is
- * near its memory budget (the window waits for acks to free room, or for
- * the budget to be below 3/4 again, which every pump looks at). */
+/* Reads the group's next events into its window. Near the memory budget
+ * only into the slots the window has: it grows again once the budget is
+ * below 3/4, and acks free slots meanwhile. */
 static void fill_window(struct cgroups *cs, struct group *g, struct storage_txn *txn, bool *more)
 {
 	size_t used = g->len - g->head;

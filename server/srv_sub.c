@@ -21,9 +21,11 @@
  * clients. The pass starts one subscription further each time, so that
  * an identity's share goes round its subscriptions. When a subscription
  * has more due after its share, an idle handle runs the pump again on the
- * next loop turn (after I/O was polled) and stops when nothing is due. A subscription with no
- * credits, or whose connection's output is over --max-output-per-connection, is skipped (paused):
- * however far behind it falls, it costs its cursor.
+ * next loop turn (after I/O was polled) and stops when nothing is due. A
+ * subscription with no credits, or whose connection holds --push-buffer
+ * (what the kernel holds for the peer included), is skipped (paused):
+ * however far behind it falls, it costs its cursor; one that waits only
+ * for its peer to read is looked at again after RECHECK_MS.
  *
  * Failure modes: bad input is answered BAD_REQUEST (RESOURCE_EXHAUSTED past
  * --max-subscriptions-per-connection subscriptions on one connection, SHUTTING_DOWN during
@@ -534,13 +536,19 @@ static void sub_pump(void *state)
 		uv_timer_start(&ss->recheck, recheck_cb, RECHECK_MS, 0);
 }
 
+/* A pump run by the loop (the idle handle, the recheck timer), not after
+ * a batch: what it pushed is flushed here. */
+static void pump_and_flush(struct subs *ss)
+{
+	sub_pump(ss);
+	srv_flush(ss->srv);
+}
+
 static void recheck_cb(uv_timer_t *h)
 {
 	struct subs *ss = h->data;
-	if (ss->shut)
-		return;
-	sub_pump(ss);
-	srv_flush(ss->srv);
+	if (!ss->shut)
+		pump_and_flush(ss);
 }
 
 static void idle_cb(uv_idle_t *h)
@@ -551,8 +559,7 @@ static void idle_cb(uv_idle_t *h)
 	/* Stopped first: the pump starts it again when more is due. */
 	uv_idle_stop(&ss->idle);
 	ss->idle_active = false;
-	sub_pump(ss);
-	srv_flush(ss->srv);
+	pump_and_flush(ss);
 }
 
 /* ------------------------------------------------------------ requests */
