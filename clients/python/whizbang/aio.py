@@ -816,16 +816,7 @@ class Connection:
 
     async def _subscribe(self, req: pb.Subscribe, start: Start, window: int,
                          markers: bool) -> Subscription:
-        # "from" is a Python keyword: the field is reached with setattr.
-        if start == "start":
-            setattr(req, "from", pb.FROM_START)
-        elif start == "end":
-            setattr(req, "from", pb.FROM_END)
-        elif isinstance(start, int) and start >= 0:
-            setattr(req, "from", pb.FROM_POSITION)
-            req.position = start
-        else:
-            raise ValueError(f"start is 'start', 'end' or a position, not {start!r}")
+        _set_start(req, start)
         key = {pb.TARGET_ALL: "position", pb.TARGET_STREAM: "version",
                pb.TARGET_LEDGER: "sequence"}[req.target]
         return await self._start_subscription("subscribe", req, window, markers, key)
@@ -890,15 +881,7 @@ class Connection:
         if stream is not None:
             cfg.target = pb.TARGET_STREAM
             cfg.stream = stream
-        if start == "start":
-            setattr(cfg, "from", pb.FROM_START)
-        elif start == "end":
-            setattr(cfg, "from", pb.FROM_END)
-        elif isinstance(start, int) and start >= 0:
-            setattr(cfg, "from", pb.FROM_POSITION)
-            cfg.position = start
-        else:
-            raise ValueError(f"start is 'start', 'end' or a position, not {start!r}")
+        _set_start(cfg, start)
         return await self._call("create_consumer",  # type: ignore[no-any-return]
                                 pb.CreateConsumer(config=cfg), timeout=timeout)
 
@@ -1169,6 +1152,21 @@ def _progress(field: str, on_progress: Optional[Callable[[Any], None]]
 def _ids(ids: Iterable[Union[bytes, pb.RecordedEvent]]) -> list[bytes]:
     """Event ids from ids or events."""
     return [i if isinstance(i, (bytes, bytearray)) else i.id for i in ids]
+
+
+def _set_start(msg: Any, start: Start) -> None:
+    """Sets the from (and position) fields of a Subscribe or ConsumerConfig
+    from ``start``: "start", "end" or a position."""
+    # "from" is a Python keyword: the field is reached with setattr.
+    if start == "start":
+        setattr(msg, "from", pb.FROM_START)
+    elif start == "end":
+        setattr(msg, "from", pb.FROM_END)
+    elif isinstance(start, int) and start >= 0:
+        setattr(msg, "from", pb.FROM_POSITION)
+        msg.position = start
+    else:
+        raise ValueError(f"start is 'start', 'end' or a position, not {start!r}")
 
 
 def _check_progress(items: Sequence[Any], frm: int, nxt: int, what: str) -> None:
